@@ -1,0 +1,36 @@
+"""tunelab: hyperparameter tuning for deep learning.
+
+The public API, re-exported; nothing else lives here.
+"""
+
+from tunelab.distributions import Bool, Categorical, Distribution, Float, Int
+from tunelab.errors import TrialPruned
+from tunelab.records import FrozenTrial, TrialState
+from tunelab.samplers import RandomSampler, Sampler
+from tunelab.space import Conditional
+from tunelab.storage import InMemoryStorage, SQLStorage
+from tunelab.study import Study, create_study, delete_study, load_study
+from tunelab.trial import Trial
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Bool",
+    "Categorical",
+    "Conditional",
+    "Distribution",
+    "Float",
+    "FrozenTrial",
+    "InMemoryStorage",
+    "Int",
+    "RandomSampler",
+    "SQLStorage",
+    "Sampler",
+    "Study",
+    "Trial",
+    "TrialPruned",
+    "TrialState",
+    "create_study",
+    "delete_study",
+    "load_study",
+]

@@ -1,0 +1,458 @@
+"""Distributions of hyperparameters: what values a parameter may take and how to draw one.
+
+A distribution validates itself in its constructor, samples from a
+:class:`numpy.random.Generator`, maps values to and from the unit interval (the
+common coordinate system of every sampler), lists grid points and round-trips
+through JSON. It does not know its parameter's name: callers that do
+(:meth:`tunelab.Trial.suggest_float`, a declared space) add the name to errors.
+
+Example::
+
+    lr = Float(1e-5, 1e-1, log=True)       # log-uniform: positive scale parameters
+    dropout = Float(0.0, 0.5, step=0.1)    # uniform on a lattice
+    width = Int(32, 1024, log=True)        # log-uniform integers
+    optimizer = Categorical(["sgd", "adam"])
+    use_bn = Bool()                        # Bernoulli(0.5)
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Union
+
+import numpy as np
+
+from tunelab.errors import InvalidDistributionError
+
+ParamValue = Union[None, bool, int, float, str]
+"""A parameter value: a JSON scalar, so that every storage can keep it as it is."""
+
+_JSON_SCALARS = (type(None), bool, int, float, str)
+
+
+class Distribution(ABC):
+    """The set of values a hyperparameter may take, with a sampling measure on it."""
+
+    kind: ClassVar[str]
+
+    @abstractmethod
+    def sample(self, rng: np.random.Generator) -> ParamValue:
+        """Draw one value from this distribution's own measure."""
+
+    @abstractmethod
+    def contains(self, value: object) -> bool:
+        """Whether ``value`` is a member of this distribution."""
+
+    @abstractmethod
+    def to_unit(self, value: Any) -> float:
+        """Map a member to [0, 1] (log scale for log parameters, bin centre for discrete)."""
+
+    @abstractmethod
+    def from_unit(self, u: float) -> ParamValue:
+        """Map a point of [0, 1] back to a member; the inverse of :meth:`to_unit`."""
+
+    @abstractmethod
+    def grid(self, n_points: int) -> list[ParamValue]:
+        """Up to ``n_points`` evenly spaced members (all choices for categoricals)."""
+
+    @abstractmethod
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-compatible description, inverted by :func:`distribution_from_json`."""
+
+    def compatible_with(self, other: Distribution) -> bool:
+        """Whether one parameter may use ``self`` in one trial and ``other`` in another.
+
+        Ranges and steps may change between trials (a user widens a range when
+        resuming a study); the kind, the scale and the choices may not.
+        """
+        return type(self) is type(other)
+
+    def cast(self, value: object) -> ParamValue:
+        """Check a user-given value (e.g. from :meth:`Study.enqueue`) and normalise its type."""
+        if not self.contains(value):
+            raise InvalidDistributionError(f"value {value!r} is not in {self!r}")
+        return value  # type: ignore[return-value]
+
+
+def _is_real(x: object) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def _lattice_digits(step: float) -> int:
+    """Decimal digits that keep ``low + k * step`` free of float noise like 0.30000000000000004."""
+    return max(0, -math.floor(math.log10(step))) + 8
+
+
+def _check_bounds(low: object, high: object) -> None:
+    if not _is_real(low) or not _is_real(high):
+        raise InvalidDistributionError(
+            f"low and high must be real numbers, got low={low!r}, high={high!r}"
+        )
+    if not (math.isfinite(float(low)) and math.isfinite(float(high))):  # type: ignore[arg-type]
+        raise InvalidDistributionError(
+            f"low and high must be finite, got low={low!r}, high={high!r}"
+        )
+    if low > high:  # type: ignore[operator]
+        raise InvalidDistributionError(
+            f"low={low!r} is greater than high={high!r}; swap them"
+        )
+
+
+@dataclass(frozen=True)
+class Float(Distribution):
+    """A real parameter in ``[low, high]``: uniform, log-uniform (``log=True``), or on a lattice.
+
+    Args:
+        low: smallest value (inclusive); must be > 0 when ``log=True``.
+        high: largest value (inclusive).
+        log: sample uniformly in log space; use for positive scale parameters
+            such as learning rate and weight decay.
+        step: if given, values lie on ``low + k * step``; ``step`` must divide
+            ``high - low``. Cannot be combined with ``log``.
+    """
+
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+    kind: ClassVar[str] = "float"
+
+    def __post_init__(self) -> None:
+        _check_bounds(self.low, self.high)
+        object.__setattr__(self, "low", float(self.low))
+        object.__setattr__(self, "high", float(self.high))
+        if self.log and self.low <= 0:
+            raise InvalidDistributionError(
+                f"log=True needs low > 0, got low={self.low!r}; use a small positive low "
+                "such as 1e-8, or log=False"
+            )
+        if self.step is not None:
+            if self.log:
+                raise InvalidDistributionError(
+                    "step and log=True cannot be combined; drop step, or use log=False"
+                )
+            if not _is_real(self.step) or not self.step > 0 or not math.isfinite(self.step):
+                raise InvalidDistributionError(f"step must be a positive number, got {self.step!r}")
+            object.__setattr__(self, "step", float(self.step))
+            ratio = (self.high - self.low) / self.step
+            if abs(ratio - round(ratio)) > 1e-8 * max(1.0, ratio):
+                raise InvalidDistributionError(
+                    f"step={self.step!r} does not divide high - low = {self.high - self.low!r}; "
+                    f"choose a step such that (high - low) / step is a whole number, or move high "
+                    f"to {self.low + math.floor(ratio) * self.step!r}"
+                )
+
+    @property
+    def _n_steps(self) -> int:
+        assert self.step is not None
+        return int(round((self.high - self.low) / self.step))
+
+    def _on_lattice(self, k: int) -> float:
+        assert self.step is not None
+        return min(round(self.low + k * self.step, _lattice_digits(self.step)), self.high)
+
+    def sample(self, rng: np.random.Generator) -> float:
+        return float(self.from_unit(float(rng.random())))
+
+    def contains(self, value: object) -> bool:
+        return _is_real(value) and self.low <= float(value) <= self.high  # type: ignore[arg-type]
+
+    def cast(self, value: object) -> float:
+        if not self.contains(value):
+            raise InvalidDistributionError(
+                f"value {value!r} is outside [{self.low!r}, {self.high!r}]"
+            )
+        return float(value)  # type: ignore[arg-type]
+
+    def to_unit(self, value: Any) -> float:
+        v = float(value)
+        if self.high == self.low:
+            return 0.5
+        if self.step is not None:
+            k = round((v - self.low) / self.step)
+            return (k + 0.5) / (self._n_steps + 1)
+        if self.log:
+            return (math.log(v) - math.log(self.low)) / (math.log(self.high) - math.log(self.low))
+        return (v - self.low) / (self.high - self.low)
+
+    def from_unit(self, u: float) -> float:
+        u = min(max(float(u), 0.0), 1.0)
+        if self.step is not None:
+            n = self._n_steps + 1
+            return self._on_lattice(min(int(u * n), n - 1))
+        if self.log:
+            v = math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low)))
+        else:
+            v = self.low + u * (self.high - self.low)
+        return min(max(v, self.low), self.high)
+
+    def grid(self, n_points: int) -> list[ParamValue]:
+        _check_n_points(n_points)
+        if self.high == self.low:
+            return [self.low]
+        if self.step is not None:
+            n = self._n_steps + 1
+            ks = sorted({int(round(k)) for k in np.linspace(0, n - 1, min(n, n_points))})
+            return [self._on_lattice(k) for k in ks]
+        if n_points == 1:
+            return [self.from_unit(0.5)]
+        if self.log:
+            pts = np.geomspace(self.low, self.high, n_points)
+        else:
+            pts = np.linspace(self.low, self.high, n_points)
+        return [float(p) for p in pts]
+
+    def compatible_with(self, other: Distribution) -> bool:
+        return isinstance(other, Float) and other.log == self.log
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.kind, "low": self.low, "high": self.high, "log": self.log, "step": self.step}
+
+
+@dataclass(frozen=True)
+class Int(Distribution):
+    """An integer parameter in ``[low, high]``: uniform, log-uniform (``log=True``) or every ``step``.
+
+    Args:
+        low: smallest value (inclusive); must be >= 1 when ``log=True``.
+        high: largest value (inclusive).
+        log: sample uniformly in log space (e.g. layer width 16..1024).
+        step: values are ``low, low + step, ...``; must divide ``high - low``.
+    """
+
+    low: int
+    high: int
+    log: bool = False
+    step: int = 1
+    kind: ClassVar[str] = "int"
+
+    def __post_init__(self) -> None:
+        for arg in ("low", "high", "step"):
+            value = getattr(self, arg)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+                if _is_real(value) and float(value).is_integer():
+                    value = int(value)
+                else:
+                    raise InvalidDistributionError(
+                        f"{arg} must be an integer, got {value!r}; use Float for real values"
+                    )
+            object.__setattr__(self, arg, int(value))
+        _check_bounds(self.low, self.high)
+        if self.step < 1:
+            raise InvalidDistributionError(f"step must be >= 1, got {self.step!r}")
+        if self.log and self.low < 1:
+            raise InvalidDistributionError(
+                f"log=True needs low >= 1, got low={self.low!r}; use low=1 or log=False"
+            )
+        if self.log and self.step != 1:
+            raise InvalidDistributionError(
+                "step and log=True cannot be combined; drop step, or use log=False"
+            )
+        if (self.high - self.low) % self.step:
+            raise InvalidDistributionError(
+                f"step={self.step} does not divide high - low = {self.high - self.low}; move high "
+                f"to {self.low + (self.high - self.low) // self.step * self.step} or change step"
+            )
+
+    @property
+    def _n_values(self) -> int:
+        return (self.high - self.low) // self.step + 1
+
+    def sample(self, rng: np.random.Generator) -> int:
+        return self.from_unit(float(rng.random()))
+
+    def contains(self, value: object) -> bool:
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+            return False
+        v = int(value)
+        return self.low <= v <= self.high and (v - self.low) % self.step == 0
+
+    def cast(self, value: object) -> int:
+        if _is_real(value) and float(value).is_integer():  # type: ignore[arg-type]
+            value = int(value)  # type: ignore[arg-type]
+        if not self.contains(value):
+            raise InvalidDistributionError(
+                f"value {value!r} is not an integer in [{self.low}, {self.high}] with step {self.step}"
+            )
+        return int(value)  # type: ignore[arg-type]
+
+    def _log_edges(self) -> tuple[float, float]:
+        return math.log(self.low - 0.5 + 1e-12), math.log(self.high + 0.5)
+
+    def to_unit(self, value: Any) -> float:
+        v = int(value)
+        if self.log:
+            a, b = self._log_edges()
+            return min(max((math.log(v) - a) / (b - a), 0.0), 1.0)
+        return ((v - self.low) // self.step + 0.5) / self._n_values
+
+    def from_unit(self, u: float) -> int:
+        u = min(max(float(u), 0.0), 1.0)
+        if self.log:
+            a, b = self._log_edges()
+            v = int(round(math.exp(a + u * (b - a))))
+            return min(max(v, self.low), self.high)
+        n = self._n_values
+        return self.low + min(int(u * n), n - 1) * self.step
+
+    def grid(self, n_points: int) -> list[ParamValue]:
+        _check_n_points(n_points)
+        n = self._n_values
+        if n <= n_points:
+            return [self.low + k * self.step for k in range(n)]
+        if self.log:
+            pts = np.geomspace(self.low, self.high, n_points)
+            return sorted({int(round(p)) for p in pts})  # type: ignore[arg-type]
+        ks = np.linspace(0, n - 1, n_points)
+        return sorted({self.low + int(round(k)) * self.step for k in ks})  # type: ignore[arg-type]
+
+    def compatible_with(self, other: Distribution) -> bool:
+        return isinstance(other, Int) and other.log == self.log
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.kind, "low": self.low, "high": self.high, "log": self.log, "step": self.step}
+
+
+def _choice_key(value: object) -> tuple[str, object]:
+    # 1, 1.0 and True compare equal in Python but are different choices.
+    return (type(value).__name__, value)
+
+
+@dataclass(frozen=True)
+class Categorical(Distribution):
+    """One of a list of choices (multinoulli), e.g. the optimizer: ``Categorical(["sgd", "adam"])``.
+
+    Choices must be JSON scalars (None, bool, int, float, str), distinct and at least one.
+    """
+
+    choices: tuple[ParamValue, ...]
+    kind: ClassVar[str] = "categorical"
+    _index: dict[tuple[str, object], int] = field(
+        init=False, repr=False, compare=False, hash=False, default_factory=dict
+    )
+
+    def __post_init__(self) -> None:
+        choices = self.choices
+        if isinstance(choices, (str, bytes)) or not isinstance(choices, Sequence):
+            raise InvalidDistributionError(
+                f"choices must be a list or tuple of values, got {choices!r}"
+            )
+        if len(choices) == 0:
+            raise InvalidDistributionError("choices is empty; give at least one choice")
+        index: dict[tuple[str, object], int] = {}
+        for i, c in enumerate(choices):
+            if not isinstance(c, _JSON_SCALARS):
+                raise InvalidDistributionError(
+                    f"choice {c!r} is a {type(c).__name__}; choices must be None, bool, int, "
+                    "float or str (map richer objects from a string key inside the objective)"
+                )
+            if isinstance(c, float) and not math.isfinite(c):
+                raise InvalidDistributionError(f"choice {c!r} is not finite")
+            key = _choice_key(c)
+            if key in index:
+                raise InvalidDistributionError(
+                    f"choice {c!r} appears twice in {list(choices)!r}; remove the duplicate"
+                )
+            index[key] = i
+        object.__setattr__(self, "choices", tuple(choices))
+        object.__setattr__(self, "_index", index)
+
+    def index(self, value: object) -> int:
+        """Position of ``value`` among the choices."""
+        try:
+            return self._index[_choice_key(value)]
+        except (KeyError, TypeError):
+            raise InvalidDistributionError(
+                f"value {value!r} is not one of the choices {list(self.choices)!r}"
+            ) from None
+
+    def sample(self, rng: np.random.Generator) -> ParamValue:
+        return self.choices[int(rng.integers(len(self.choices)))]
+
+    def contains(self, value: object) -> bool:
+        try:
+            return _choice_key(value) in self._index
+        except TypeError:
+            return False
+
+    def to_unit(self, value: Any) -> float:
+        return (self.index(value) + 0.5) / len(self.choices)
+
+    def from_unit(self, u: float) -> ParamValue:
+        n = len(self.choices)
+        return self.choices[min(max(int(float(u) * n), 0), n - 1)]
+
+    def grid(self, n_points: int) -> list[ParamValue]:
+        _check_n_points(n_points)
+        return list(self.choices)
+
+    def compatible_with(self, other: Distribution) -> bool:
+        return isinstance(other, Categorical) and other.choices == self.choices
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.kind, "choices": list(self.choices)}
+
+
+@dataclass(frozen=True)
+class Bool(Distribution):
+    """An on/off choice, Bernoulli with probability ``p`` of True (default 0.5)."""
+
+    p: float = 0.5
+    kind: ClassVar[str] = "bool"
+
+    def __post_init__(self) -> None:
+        if not _is_real(self.p) or not 0.0 <= self.p <= 1.0:
+            raise InvalidDistributionError(f"p must be a probability in [0, 1], got {self.p!r}")
+        object.__setattr__(self, "p", float(self.p))
+
+    @property
+    def choices(self) -> tuple[bool, bool]:
+        """The two values, False first."""
+        return (False, True)
+
+    def sample(self, rng: np.random.Generator) -> bool:
+        return bool(rng.random() < self.p)
+
+    def contains(self, value: object) -> bool:
+        return isinstance(value, (bool, np.bool_))
+
+    def cast(self, value: object) -> bool:
+        if not self.contains(value):
+            raise InvalidDistributionError(f"value {value!r} is not a bool")
+        return bool(value)
+
+    def to_unit(self, value: Any) -> float:
+        return 0.75 if value else 0.25
+
+    def from_unit(self, u: float) -> bool:
+        return float(u) >= 0.5
+
+    def grid(self, n_points: int) -> list[ParamValue]:
+        _check_n_points(n_points)
+        return [False, True]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.kind, "p": self.p}
+
+
+def _check_n_points(n_points: int) -> None:
+    if not isinstance(n_points, int) or n_points < 1:
+        raise InvalidDistributionError(f"n_points must be an integer >= 1, got {n_points!r}")
+
+
+_KINDS: dict[str, type[Distribution]] = {
+    cls.kind: cls for cls in (Float, Int, Categorical, Bool)
+}
+
+
+def distribution_from_json(data: dict[str, Any]) -> Distribution:
+    """Rebuild a distribution from :meth:`Distribution.to_json` output."""
+    data = dict(data)
+    cls = _KINDS.get(data.pop("type", None))  # type: ignore[arg-type]
+    if cls is None:
+        raise InvalidDistributionError(f"unknown distribution description {data!r}")
+    return cls(**data)

@@ -1,0 +1,53 @@
+"""The exceptions users catch, in one place.
+
+Every error raised at tunelab's boundary names what was wrong and how to fix it.
+Configuration errors subclass :class:`ValueError`, runtime conditions subclass
+:class:`RuntimeError` or :class:`LookupError`, so generic handlers keep working.
+"""
+
+from __future__ import annotations
+
+
+class TunelabError(Exception):
+    """Base class of every exception tunelab raises on purpose."""
+
+
+class ConfigError(TunelabError, ValueError):
+    """Bad input from the user: a parameter value, a space, an option.
+
+    Raised before any compute is spent where possible. Inside an objective a
+    ConfigError is never swallowed as a trial failure: the trial is marked FAIL
+    and the error propagates, because it would repeat on every trial.
+    """
+
+
+class InvalidDistributionError(ConfigError):
+    """A distribution's arguments are inconsistent (e.g. ``log=True`` with ``low <= 0``)."""
+
+
+class DistributionConflictError(ConfigError):
+    """One parameter name was used with two incompatible distributions in one study."""
+
+
+class StorageError(TunelabError, RuntimeError):
+    """The storage could not be opened or could not complete an operation."""
+
+
+class StudyNotFoundError(TunelabError, LookupError):
+    """A study of that name does not exist in the storage."""
+
+
+class DuplicatedStudyError(TunelabError, ValueError):
+    """A study of that name already exists (pass ``load_if_exists=True`` to load it)."""
+
+
+class TrialNotFoundError(TunelabError, LookupError):
+    """A trial of that id or number does not exist."""
+
+
+class TrialStateError(TunelabError, RuntimeError):
+    """An operation that needs a RUNNING trial was applied to a finished one."""
+
+
+class TrialPruned(TunelabError):  # noqa: N818 - the name users raise, as in other tuners
+    """Raised by an objective to stop its trial early; the trial is marked PRUNED."""

@@ -1,0 +1,257 @@
+"""A pool of local worker processes that run one task per ticket.
+
+The pool knows nothing of studies: the driver gives it a picklable ``target``
+(run in each worker as ``target(conn, payload)``) and a :class:`PoolEvents`
+handler. Workers and driver speak plain tuples over pipes:
+
+- driver -> worker: ``("run",)`` or ``("stop",)``
+- worker -> driver: ``("ready",)``, ``("started", task_id, label)``,
+  ``("finished", result)``, ``("fatal", error_class_name, message)``
+
+A worker that dies, or runs past ``task_timeout``, is replaced; the handler is
+told which task it lost so the driver can record it. A worker that dies before
+starting its task gets its ticket back.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any, Protocol
+
+from tunelab.errors import ConfigError
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+class PoolEvents(Protocol):
+    """What the driver hears from the pool."""
+
+    def started(self, task_id: int, label: int) -> None:
+        """A worker began task ``task_id``."""
+
+    def finished(self, result: Any) -> None:
+        """A worker finished a task normally."""
+
+    def lost(self, task_id: int, label: int, reason: str) -> None:
+        """A task's worker died or was killed (timeout, interrupt)."""
+
+    def fatal(self, error_class: str, message: str) -> None:
+        """A worker hit an error that must stop the run; the handler raises it."""
+
+
+class WorkersDyingError(RuntimeError):
+    """Worker processes keep dying before they start a task."""
+
+
+@dataclass
+class _Slot:
+    process: Any
+    conn: Connection
+    ready: bool = False
+    busy: bool = False
+    task: tuple[int, int] | None = None  # (task_id, label) once started
+    since: float = 0.0
+
+
+@contextmanager
+def _threads_per_worker(n: int) -> Iterator[None]:
+    """Children inherit the environment: cap their math-library threads while starting them.
+
+    On a machine with few cores, k workers each using every core slow each other down
+    many times over.
+    """
+    saved = {k: os.environ.get(k) for k in _THREAD_VARS}
+    for k in _THREAD_VARS:
+        os.environ.setdefault(k, str(n))
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+
+
+class ProcessPool:
+    """``n_workers`` processes running ``target(conn, payload)`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        n_workers: int,
+        target: Callable[[Connection, bytes], None],
+        payload: bytes,
+        start_method: str = "spawn",
+        threads_per_worker: int = 1,
+    ) -> None:
+        if start_method not in multiprocessing.get_all_start_methods():
+            raise ConfigError(
+                f"start_method={start_method!r} is not available here; use one of "
+                f"{multiprocessing.get_all_start_methods()}"
+            )
+        self._ctx = multiprocessing.get_context(start_method)
+        self._n = n_workers
+        self._target = target
+        self._payload = payload
+        self._threads = threads_per_worker
+        self._slots: list[_Slot] = []
+        self._early_deaths = 0
+
+    def _spawn(self) -> _Slot:
+        parent, child = self._ctx.Pipe()
+        with _threads_per_worker(self._threads):
+            p = self._ctx.Process(target=self._target, args=(child, self._payload), daemon=True)
+            p.start()
+        child.close()
+        return _Slot(p, parent)
+
+    def run(
+        self,
+        n_tasks: int | None,
+        deadline: float | None,
+        task_timeout: float | None,
+        events: PoolEvents,
+    ) -> None:
+        """Run up to ``n_tasks`` tasks (None: no limit) until ``deadline`` (time.monotonic)."""
+        issued = 0
+        self._slots = [self._spawn() for _ in range(self._n)]
+        try:
+            while True:
+                now = time.monotonic()
+                open_for_work = deadline is None or now < deadline
+                for slot in self._slots:
+                    if slot.ready and not slot.busy and open_for_work and (n_tasks is None or issued < n_tasks):
+                        slot.conn.send(("run",))
+                        slot.busy, slot.task, slot.since = True, None, now
+                        issued += 1
+                if not any(s.busy for s in self._slots) and (
+                    not open_for_work or (n_tasks is not None and issued >= n_tasks)
+                ):
+                    return
+                issued -= self._poll(task_timeout, deadline, events)
+        except BaseException:
+            self._shutdown(events, "interrupted")
+            raise
+        finally:
+            self._close()
+
+    def _poll(self, task_timeout: float | None, deadline: float | None, events: PoolEvents) -> int:
+        """Wait for news; return how many tickets came back unused."""
+        wait_for = 0.5
+        now = time.monotonic()
+        if task_timeout is not None:
+            for s in self._slots:
+                if s.busy:
+                    wait_for = min(wait_for, max(0.0, s.since + task_timeout - now))
+        if deadline is not None:
+            wait_for = min(wait_for, max(0.01, deadline - now))
+        handles: list[Any] = [s.conn for s in self._slots] + [s.process.sentinel for s in self._slots]
+        wait(handles, timeout=wait_for)
+        returned = 0
+        for i, slot in enumerate(self._slots):
+            alive = self._drain(slot, events)
+            if alive and task_timeout is not None and slot.busy and time.monotonic() - slot.since > task_timeout:
+                slot.process.kill()
+                slot.process.join()
+                self._drain(slot, events)
+                if slot.busy:
+                    reason = f"trial timed out after {task_timeout:g}s; its worker process was killed"
+                    returned += self._replace(i, events, reason)
+            elif not alive:
+                code = slot.process.exitcode
+                reason = f"the worker process died ({_describe_exit(code)}) while running this trial"
+                returned += self._replace(i, events, reason)
+        return returned
+
+    def _drain(self, slot: _Slot, events: PoolEvents) -> bool:
+        """Handle every message waiting on the slot's pipe; False if the worker is gone."""
+        try:
+            while slot.conn.poll():
+                msg = slot.conn.recv()
+                kind = msg[0]
+                if kind == "ready":
+                    slot.ready = True
+                elif kind == "started":
+                    slot.task = (msg[1], msg[2])
+                    slot.since = time.monotonic()
+                    self._early_deaths = 0
+                    events.started(msg[1], msg[2])
+                elif kind == "finished":
+                    slot.busy, slot.task = False, None
+                    events.finished(msg[1])
+                elif kind == "fatal":
+                    events.fatal(msg[1], msg[2])
+        except (EOFError, OSError):
+            return False
+        return slot.process.is_alive()
+
+    def _replace(self, index: int, events: PoolEvents, reason: str) -> int:
+        slot = self._slots[index]
+        slot.process.join(timeout=5)
+        slot.conn.close()
+        returned = 0
+        if slot.busy and slot.task is not None:
+            events.lost(slot.task[0], slot.task[1], reason)
+        else:
+            returned = 1 if slot.busy else 0
+            self._early_deaths += 1
+            if self._early_deaths >= 2 * self._n:
+                raise WorkersDyingError(
+                    f"worker processes keep dying before they start a trial ("
+                    f"{_describe_exit(slot.process.exitcode)}; see their error output above). "
+                    "With start_method='spawn' the objective must be importable: define it in a "
+                    "module or script file, guard the script with `if __name__ == '__main__':`, "
+                    "or run with n_workers=1 to see the error in this process"
+                )
+        self._slots[index] = self._spawn()
+        return returned
+
+    def _shutdown(self, events: PoolEvents, reason: str) -> None:
+        """Stop every worker now: SIGTERM (the trial records itself), then SIGKILL."""
+        for s in self._slots:
+            if s.process.is_alive():
+                s.process.terminate()
+        end = time.monotonic() + 3.0
+        for s in self._slots:
+            s.process.join(timeout=max(0.0, end - time.monotonic()))
+            if s.process.is_alive():
+                s.process.kill()
+                s.process.join()
+            try:
+                self._drain(s, events)
+            except BaseException:  # noqa: BLE001 - shutting down; the first error wins
+                pass
+            if s.busy and s.task is not None:
+                events.lost(s.task[0], s.task[1], reason)
+                s.busy = False
+
+    def _close(self) -> None:
+        for s in self._slots:
+            if s.process.is_alive():
+                try:
+                    s.conn.send(("stop",))
+                except OSError:
+                    pass
+        for s in self._slots:
+            s.process.join(timeout=5)
+            if s.process.is_alive():
+                s.process.kill()
+                s.process.join()
+            s.conn.close()
+        self._slots = []
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"

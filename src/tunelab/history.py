@@ -1,0 +1,76 @@
+"""The read-only view of a study that samplers (and later schedulers) receive.
+
+Samplers never get the Study: they get a :class:`History`, which can read
+trials but cannot change anything. Finished trials never change, so the view
+caches them and asks the storage only for trials it has not seen finish.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+from tunelab.records import FrozenTrial, StudyRecord, TrialState, sort_key
+from tunelab.space import SpaceEntry
+from tunelab.storage.base import BaseStorage
+
+
+class History:
+    """Read-only access to one study's trials, refreshed lazily once per trial.
+
+    Attributes:
+        study_name: the study's name.
+        direction: 'minimize' or 'maximize'.
+        seed: the study's seed (every random draw derives from it).
+        space: the declared search space, or None for define-by-run objectives.
+    """
+
+    def __init__(
+        self,
+        storage: BaseStorage,
+        study: StudyRecord,
+        space: Mapping[str, SpaceEntry] | None = None,
+    ) -> None:
+        self._storage = storage
+        self._study_id = study.study_id
+        self.study_name = study.name
+        self.direction = study.direction
+        self.seed = study.seed
+        self.space = space
+        self._finished: dict[int, FrozenTrial] = {}
+        self._prefix = 0  # every trial numbered below this is finished and cached
+        self._trials: list[FrozenTrial] | None = None
+
+    def invalidate(self) -> None:
+        """Forget the unfinished part; the next read asks the storage again."""
+        self._trials = None
+
+    def trials(self, states: Iterable[TrialState] | None = None) -> list[FrozenTrial]:
+        """All trials ordered by number, optionally only those in ``states``."""
+        if self._trials is None:
+            self._trials = self._refresh()
+        if states is None:
+            return list(self._trials)
+        wanted = set(states)
+        return [t for t in self._trials if t.state in wanted]
+
+    def _refresh(self) -> list[FrozenTrial]:
+        fresh = self._storage.get_trials(self._study_id, min_number=self._prefix)
+        for t in fresh:
+            if t.state.is_finished:
+                self._finished[t.number] = t
+        while self._prefix in self._finished:
+            self._prefix += 1
+        cached = [self._finished[n] for n in range(self._prefix)]
+        return cached + [t for t in fresh if t.number >= self._prefix]
+
+    def completed(self) -> list[FrozenTrial]:
+        """COMPLETE trials with a finite value, in number order."""
+        return [
+            t for t in self.trials((TrialState.COMPLETE,))
+            if t.value is not None and math.isfinite(t.value)
+        ]
+
+    def top(self, k: int) -> list[FrozenTrial]:
+        """The ``k`` best COMPLETE trials, best first (ties by lower number)."""
+        return sorted(self.completed(), key=sort_key(self.direction))[:k]

@@ -1,0 +1,345 @@
+"""Running trials: one trial's life, the in-process loop and the worker-process loop.
+
+Whatever the objective does (returns, raises, returns NaN, dies), the trial ends
+recorded: COMPLETE, PRUNED or FAIL with the reason. Only tunelab's own
+:class:`~tunelab.errors.ConfigError` and interrupts stop the study, after the
+trial is recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from tunelab import errors
+from tunelab.errors import ConfigError, TrialPruned, TrialStateError
+from tunelab.execution.local import ProcessPool
+from tunelab.progress import ProgressDisplay
+from tunelab.records import TrialState
+from tunelab.space import SpaceEntry
+from tunelab.storage.base import BaseStorage
+
+if TYPE_CHECKING:
+    from tunelab.study import Callback, Objective, Study
+
+logger = logging.getLogger("tunelab")
+
+_MAX_ERROR_TEXT = 20_000
+
+OpenStudy = Callable[..., "Study"]
+
+
+@dataclass(frozen=True)
+class OptimizeSettings:
+    """The validated options of one :meth:`Study.optimize` call."""
+
+    n_trials: int | None
+    timeout: float | None
+    n_workers: int
+    space: Mapping[str, SpaceEntry] | None
+    catch: tuple[type[BaseException], ...]
+    trial_timeout: float | None
+    callbacks: tuple[Callback, ...]
+    show_progress: bool | None
+    heartbeat_interval: float | None
+    grace_period: float | None
+    requeue_lost_trials: bool
+    start_method: str
+
+    @classmethod
+    def build(cls, **kw: Any) -> OptimizeSettings:
+        """Validate user options; raise ConfigError naming the bad one."""
+        from tunelab.space import validate_space
+
+        n_trials, n_workers = kw["n_trials"], kw["n_workers"]
+        if n_trials is not None and (not _is_int(n_trials) or n_trials < 1):
+            raise ConfigError(f"n_trials must be an integer >= 1 (or None), got {n_trials!r}")
+        if not _is_int(n_workers) or n_workers < 1:
+            raise ConfigError(f"n_workers must be an integer >= 1, got {n_workers!r}")
+        for key in ("timeout", "trial_timeout", "heartbeat_interval", "grace_period"):
+            v = kw[key]
+            if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0):
+                raise ConfigError(f"{key} must be a positive number of seconds (or None), got {v!r}")
+        catch = kw["catch"]
+        if isinstance(catch, type):
+            catch = (catch,)
+        if not isinstance(catch, tuple) or not all(
+            isinstance(c, type) and issubclass(c, BaseException) for c in catch
+        ):
+            raise ConfigError(f"catch must be a tuple of exception classes, got {catch!r}")
+        for cb in kw["callbacks"]:
+            if not callable(cb):
+                raise ConfigError(f"callbacks must be callables f(study, trial), got {cb!r}")
+        interval, grace = kw["heartbeat_interval"], kw["grace_period"]
+        if interval is not None:
+            grace = grace if grace is not None else 3.0 * interval
+            if grace <= interval:
+                raise ConfigError(
+                    f"grace_period ({grace}) must exceed heartbeat_interval ({interval}), "
+                    "or live trials would be marked lost"
+                )
+        if kw["start_method"] not in ("spawn", "fork", "forkserver"):
+            raise ConfigError(f"start_method must be 'spawn', 'fork' or 'forkserver', got {kw['start_method']!r}")
+        space = kw["space"]
+        if space is not None:
+            space = validate_space(space)
+        return cls(**{**kw, "catch": catch, "grace_period": grace, "space": space})
+
+    @property
+    def uses_processes(self) -> bool:
+        """Whether trials run in worker processes rather than in the caller's."""
+        return self.n_workers > 1 or self.trial_timeout is not None
+
+    @property
+    def heartbeat(self) -> tuple[float, float, bool] | None:
+        """(interval, grace, requeue) if heartbeats are on."""
+        if self.heartbeat_interval is None:
+            return None
+        assert self.grace_period is not None
+        return (self.heartbeat_interval, self.grace_period, self.requeue_lost_trials)
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """How a trial ended: plain data, sent from worker processes to the driver."""
+
+    trial_id: int
+    number: int
+    state: str
+    value: float | None
+    error: str | None
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+class _Heartbeat:
+    """A thread that tells the storage, every ``interval`` seconds, that a trial is alive."""
+
+    def __init__(self, storage: BaseStorage, trial_id: int, interval: float) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._beat, args=(storage, trial_id, interval), daemon=True, name="tunelab-heartbeat"
+        )
+
+    def _beat(self, storage: BaseStorage, trial_id: int, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                storage.heartbeat(trial_id)
+            except Exception:  # noqa: BLE001 - a missed beat must not kill the trial
+                logger.debug("heartbeat failed", exc_info=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _error_text(exc: BaseException) -> str:
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return text if len(text) <= _MAX_ERROR_TEXT else text[: _MAX_ERROR_TEXT // 2] + "\n...\n" + text[-_MAX_ERROR_TEXT // 2 :]
+
+
+def run_trial(
+    study: Study,
+    objective: Objective,
+    settings: OptimizeSettings,
+    on_start: Callable[[int, int], None] | None = None,
+) -> TrialOutcome:
+    """Ask, run the objective, tell: one trial, always recorded."""
+    trial = study.ask(settings.space)
+    if on_start is not None:
+        on_start(trial._trial_id, trial.number)
+    hb = settings.heartbeat
+    beat = _Heartbeat(study.storage, trial._trial_id, hb[0]) if hb is not None else None
+    state: TrialState | None = None
+    value: Any = None
+    error: str | None = None
+    reraise: BaseException | None = None
+    try:
+        if beat is not None:
+            beat.__enter__()
+        try:
+            value = objective(trial)
+        except TrialPruned:
+            state = TrialState.PRUNED
+        except ConfigError as e:  # a usage error repeats on every trial: stop the study
+            state, error, reraise = TrialState.FAIL, _error_text(e), e
+        except settings.catch as e:
+            state, error = TrialState.FAIL, _error_text(e)
+        except BaseException as e:  # interrupts and exceptions the user chose not to catch
+            state, error, reraise = TrialState.FAIL, f"interrupted: {type(e).__name__}: {e}", e
+    finally:
+        if beat is not None:
+            beat.__exit__()
+    try:
+        frozen = study.tell(trial, value, state=state, error=error)
+        outcome = TrialOutcome(trial._trial_id, trial.number, frozen.state.value, frozen.value, frozen.error)
+    except TrialStateError:
+        # Marked lost (e.g. by another worker's heartbeat check) while it ran.
+        outcome = TrialOutcome(trial._trial_id, trial.number, TrialState.FAIL.value, None, "lost")
+    if outcome.state == TrialState.FAIL.value and reraise is None:
+        first_line = (outcome.error or "").strip().splitlines()[-1:] or [""]
+        logger.warning("trial %d failed: %s", outcome.number, first_line[0])
+    if reraise is not None:
+        raise reraise
+    return outcome
+
+
+def optimize(
+    study: Study, objective: Objective, settings: OptimizeSettings, open_study: OpenStudy
+) -> None:
+    """The body of :meth:`Study.optimize`; ``open_study`` is how a worker process loads the study."""
+    study._heartbeat = settings.heartbeat
+    deadline = None if settings.timeout is None else time.monotonic() + settings.timeout
+    display = ProgressDisplay(settings.show_progress, settings.n_trials, study.direction)
+    try:
+        with display:
+            if settings.uses_processes:
+                _optimize_in_processes(study, objective, settings, deadline, display, open_study)
+            else:
+                _optimize_here(study, objective, settings, deadline, display)
+    except KeyboardInterrupt:
+        logger.warning(
+            "interrupted: %d trials finished in this run are kept; running trials are marked FAIL. "
+            "Call optimize() again to resume.", display.done,
+        )
+        raise
+    finally:
+        study._heartbeat = None
+
+
+def _optimize_here(
+    study: Study,
+    objective: Objective,
+    settings: OptimizeSettings,
+    deadline: float | None,
+    display: ProgressDisplay,
+) -> None:
+    done = 0
+    while settings.n_trials is None or done < settings.n_trials:
+        if deadline is not None and time.monotonic() >= deadline:
+            return
+        display.started()
+        outcome = run_trial(study, objective, settings)
+        done += 1
+        display.finished(outcome.state, outcome.value)
+        _call_back(study, settings, outcome)
+
+
+def _call_back(study: Study, settings: OptimizeSettings, outcome: TrialOutcome) -> None:
+    if settings.callbacks:
+        frozen = study.storage.get_trial(outcome.trial_id)
+        for cb in settings.callbacks:
+            cb(study, frozen)
+
+
+class _Driver:
+    """Hears the pool's events and keeps the storage and the display true."""
+
+    def __init__(self, study: Study, settings: OptimizeSettings, display: ProgressDisplay) -> None:
+        self.study = study
+        self.settings = settings
+        self.display = display
+
+    def started(self, task_id: int, label: int) -> None:
+        self.display.started()
+
+    def finished(self, result: TrialOutcome) -> None:
+        self.display.finished(result.state, result.value)
+        _call_back(self.study, self.settings, result)
+
+    def lost(self, task_id: int, label: int, reason: str) -> None:
+        try:
+            self.study.storage.finish_trial(task_id, TrialState.FAIL, error=reason)
+        except TrialStateError:
+            pass  # the worker recorded it before going
+        logger.warning("trial %d failed: %s", label, reason)
+        self.display.finished(TrialState.FAIL.value, None)
+        _call_back(self.study, self.settings, TrialOutcome(task_id, label, "FAIL", None, reason))
+
+    def fatal(self, error_class: str, message: str) -> None:
+        cls = getattr(errors, error_class, None)
+        if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+            cls = ConfigError
+        raise cls(message)
+
+
+def _optimize_in_processes(
+    study: Study,
+    objective: Objective,
+    settings: OptimizeSettings,
+    deadline: float | None,
+    display: ProgressDisplay,
+    open_study: OpenStudy,
+) -> None:
+    url = study.storage.url
+    assert url is not None
+    worker_settings = OptimizeSettings(**{**settings.__dict__, "callbacks": (), "show_progress": False})
+    try:
+        payload = pickle.dumps((open_study, url, study.name, study.sampler, objective, worker_settings))
+    except Exception as e:  # noqa: BLE001 - pickling can fail in many ways
+        raise ConfigError(
+            f"the objective cannot be sent to worker processes ({type(e).__name__}: {e}); define "
+            "it at module level (not a lambda or nested function), or pass start_method='fork'"
+        ) from None
+    pool = ProcessPool(settings.n_workers, _worker_main, payload, settings.start_method)
+    pool.run(settings.n_trials, deadline, settings.trial_timeout, _Driver(study, settings, display))
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"worker received signal {signal.Signals(signum).name}")
+
+
+def _worker_main(conn: Connection, payload: bytes) -> None:
+    """Entry point of a worker process: run one trial per ("run",) ticket."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    _single_threaded_torch()
+    try:
+        # The driver sends load_study itself (pickled by reference), so that this
+        # lower layer does not import the study module.
+        open_study, url, name, sampler, objective, settings = pickle.loads(payload)
+        study = open_study(name, url, sampler=sampler)
+        study._heartbeat = settings.heartbeat
+        conn.send(("ready",))
+        while True:
+            msg = conn.recv()
+            if msg[0] != "run":
+                return
+            outcome = run_trial(
+                study, objective, settings,
+                on_start=lambda tid, num: conn.send(("started", tid, num)),
+            )
+            conn.send(("finished", outcome))
+    except KeyboardInterrupt:
+        return
+    except (EOFError, BrokenPipeError):
+        return
+    except BaseException as e:  # noqa: BLE001 - report anything fatal to the driver
+        try:
+            conn.send(("fatal", type(e).__name__, str(e) if isinstance(e, ConfigError) else _error_text(e)))
+        except OSError:
+            pass
+
+
+def _single_threaded_torch() -> None:
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
+
+

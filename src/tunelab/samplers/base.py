@@ -1,0 +1,89 @@
+"""The sampler protocol: given a read-only history, decide a trial's parameters.
+
+A sampler may decide jointly, once per trial (:meth:`Sampler.plan`, e.g. a grid
+cell or a multivariate model), and per parameter (:meth:`Sampler.sample`, for
+every parameter the plan did not cover, e.g. ones suggested define-by-run).
+It keeps no state of its own that another worker would need: anything it must
+remember it records in the trial (:meth:`SamplingContext.record`) or derives
+from the history.
+"""
+
+from __future__ import annotations
+
+import zlib
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from tunelab.distributions import Distribution, ParamValue
+from tunelab.history import History
+
+
+def stable_hash(text: str) -> int:
+    """A hash of ``text`` that is the same in every process (unlike ``hash``)."""
+    return zlib.crc32(text.encode("utf-8"))
+
+
+class SamplingContext:
+    """What a sampler knows of the trial it samples for, and its one way to write.
+
+    Attributes:
+        number: the trial's number.
+        seed: the study's seed.
+        recorded: what samplers recorded for this trial so far.
+    """
+
+    def __init__(self, number: int, seed: int, recorded: Mapping[str, Any] | None = None) -> None:
+        self.number = number
+        self.seed = seed
+        self.recorded: dict[str, Any] = dict(recorded or {})
+        self._new: dict[str, Any] = {}
+
+    def rng(self, *keys: str | int) -> np.random.Generator:
+        """A generator seeded by (study seed, trial number, keys): reproducible anywhere.
+
+        Passing the parameter name as a key makes a parameter's draw independent
+        of which other parameters were suggested before it.
+        """
+        entropy = [self.seed, self.number] + [
+            k if isinstance(k, int) else stable_hash(k) for k in keys
+        ]
+        return np.random.default_rng(entropy)
+
+    def record(self, key: str, value: Any) -> None:
+        """Store JSON data in the trial's system attributes (e.g. a stage and its ranges)."""
+        self.recorded[key] = value
+        self._new[key] = value
+
+    def take_new_records(self) -> dict[str, Any]:
+        """Records made since the last call (used by the trial to persist them)."""
+        new, self._new = self._new, {}
+        return new
+
+
+class Sampler(ABC):
+    """Base class of samplers."""
+
+    def plan(self, history: History, trial: SamplingContext) -> dict[str, ParamValue]:
+        """Values decided jointly when the trial starts; empty by default."""
+        return {}
+
+    @abstractmethod
+    def sample(
+        self,
+        history: History,
+        trial: SamplingContext,
+        name: str,
+        distribution: Distribution,
+    ) -> ParamValue:
+        """A value for one parameter that :meth:`plan` did not decide."""
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON description stored with the study (class name and settings)."""
+        return {"name": type(self).__name__}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.describe().items() if k != "name")
+        return f"{type(self).__name__}({args})"

@@ -1,0 +1,161 @@
+"""The storage protocol: everything a study remembers goes through these methods.
+
+Rules every backend keeps (the conformance suite in ``tunelab.testing`` checks them):
+
+- Trial numbers are allocated atomically: 0, 1, 2, ... per study, never twice.
+- A finished trial (COMPLETE, PRUNED, FAIL) never changes again; finishing it
+  twice raises :class:`~tunelab.errors.TrialStateError`.
+- A WAITING trial is handed to exactly one caller of :meth:`claim_waiting_trial`.
+- User text (names, attributes) is data, never SQL.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from tunelab.distributions import Distribution, ParamValue
+from tunelab.records import FrozenTrial, StudyRecord, StudySummary, TrialState
+
+Curves = dict[str, tuple[list[int], list[float]]]
+"""metric name -> (steps, values), steps ascending."""
+
+
+class BaseStorage(ABC):
+    """Abstract storage. Backends: :class:`InMemoryStorage`, :class:`SQLStorage`."""
+
+    #: Whether separate processes can share this storage (False for in-memory).
+    shareable_across_processes: bool = True
+
+    @property
+    def url(self) -> str | None:
+        """A URL another process can open with :func:`tunelab.storage.get_storage`, if any."""
+        return None
+
+    # -- studies ---------------------------------------------------------------------------
+    @abstractmethod
+    def create_study(
+        self,
+        name: str,
+        direction: str,
+        seed: int,
+        user_attrs: Mapping[str, Any] | None = None,
+        system_attrs: Mapping[str, Any] | None = None,
+    ) -> StudyRecord:
+        """Create a study; raise DuplicatedStudyError if the name is taken."""
+
+    @abstractmethod
+    def get_study(self, name: str) -> StudyRecord:
+        """The study of that name; raise StudyNotFoundError if none."""
+
+    @abstractmethod
+    def list_studies(self) -> list[StudySummary]:
+        """Every study with its trial counts and best value."""
+
+    @abstractmethod
+    def delete_study(self, study_id: int) -> None:
+        """Delete a study and all its trials."""
+
+    @abstractmethod
+    def set_study_attrs(
+        self,
+        study_id: int,
+        user_attrs: Mapping[str, Any] | None = None,
+        system_attrs: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Merge attributes into the study's user and system attributes."""
+
+    @abstractmethod
+    def register_distribution(self, study_id: int, name: str, distribution: Distribution) -> Distribution:
+        """Record ``distribution`` for ``name`` if it is the first; return the first recorded one."""
+
+    # -- trials ----------------------------------------------------------------------------
+    @abstractmethod
+    def create_trial(
+        self,
+        study_id: int,
+        state: TrialState = TrialState.RUNNING,
+        params: Mapping[str, ParamValue] | None = None,
+        distributions: Mapping[str, Distribution] | None = None,
+        user_attrs: Mapping[str, Any] | None = None,
+        system_attrs: Mapping[str, Any] | None = None,
+        heartbeat: bool = False,
+    ) -> FrozenTrial:
+        """Create a RUNNING or WAITING trial with the next number (``heartbeat``: beat once now)."""
+
+    @abstractmethod
+    def claim_waiting_trial(self, study_id: int) -> FrozenTrial | None:
+        """Atomically move the lowest-numbered WAITING trial to RUNNING and return it."""
+
+    @abstractmethod
+    def update_trial(
+        self,
+        trial_id: int,
+        params: Mapping[str, ParamValue] | None = None,
+        distributions: Mapping[str, Distribution] | None = None,
+        user_attrs: Mapping[str, Any] | None = None,
+        system_attrs: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Merge params and attributes into a RUNNING trial; TrialStateError if finished."""
+
+    @abstractmethod
+    def finish_trial(
+        self,
+        trial_id: int,
+        state: TrialState,
+        value: float | None = None,
+        error: str | None = None,
+        params: Mapping[str, ParamValue] | None = None,
+        distributions: Mapping[str, Distribution] | None = None,
+        user_attrs: Mapping[str, Any] | None = None,
+        system_attrs: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Atomically finish a RUNNING trial, writing any last params and attributes with it.
+
+        Raises TrialStateError if the trial is already finished (or WAITING).
+        """
+
+    @abstractmethod
+    def report(self, trial_id: int, step: int, metrics: Mapping[str, float]) -> None:
+        """Store intermediate metric values of a RUNNING trial at ``step`` (last write wins)."""
+
+    @abstractmethod
+    def get_curves(self, trial_id: int) -> Curves:
+        """The trial's intermediate values: metric -> (steps, values)."""
+
+    @abstractmethod
+    def heartbeat(self, trial_id: int) -> None:
+        """Record that the process running this trial is alive."""
+
+    @abstractmethod
+    def fail_stale_trials(self, study_id: int, grace_seconds: float) -> list[FrozenTrial]:
+        """Mark FAIL every RUNNING trial whose heartbeat is older than the grace time.
+
+        Only trials that have sent at least one heartbeat are considered. Returns
+        the trials this call failed (each is failed by exactly one caller).
+        """
+
+    @abstractmethod
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        """One trial by id; TrialNotFoundError if none."""
+
+    @abstractmethod
+    def get_trials(
+        self,
+        study_id: int,
+        states: Iterable[TrialState] | None = None,
+        min_number: int = 0,
+    ) -> list[FrozenTrial]:
+        """Trials ordered by number, optionally filtered by state and ``number >= min_number``."""
+
+    @abstractmethod
+    def count_trials(self, study_id: int, states: Iterable[TrialState] | None = None) -> int:
+        """Number of trials, optionally of the given states."""
+
+    @abstractmethod
+    def get_best_trial(self, study_id: int, direction: str) -> FrozenTrial | None:
+        """The COMPLETE trial with the best finite value (lowest number on ties), or None."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; the storage must not be used afterwards."""

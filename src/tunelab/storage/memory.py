@@ -1,0 +1,296 @@
+"""In-memory storage: for tests and notebooks. Thread-safe; not shared across processes."""
+
+from __future__ import annotations
+
+import copy
+import math
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any
+
+from tunelab.distributions import Distribution, ParamValue
+from tunelab.errors import DuplicatedStudyError, StudyNotFoundError, TrialNotFoundError, TrialStateError
+from tunelab.records import FrozenTrial, StudyRecord, StudySummary, TrialState, sort_key
+from tunelab.storage.base import BaseStorage, Curves
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class _Study:
+    record: StudyRecord
+    trial_ids: list[int] = field(default_factory=list)
+    distributions: dict[str, Distribution] = field(default_factory=dict)
+
+
+class InMemoryStorage(BaseStorage):
+    """Keeps everything in this process's memory; lost when the process ends."""
+
+    shareable_across_processes = False
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._studies: dict[int, _Study] = {}
+        self._names: dict[str, int] = {}
+        self._trials: dict[int, FrozenTrial] = {}
+        self._trial_study: dict[int, int] = {}
+        self._curves: dict[int, dict[str, dict[int, float]]] = {}
+        self._heartbeats: dict[int, float] = {}
+        self._next_study_id = 1
+        self._next_trial_id = 1
+
+    def __repr__(self) -> str:
+        return "InMemoryStorage()"
+
+    # -- studies ---------------------------------------------------------------------------
+    def create_study(
+        self,
+        name: str,
+        direction: str,
+        seed: int,
+        user_attrs: Mapping[str, Any] | None = None,
+        system_attrs: Mapping[str, Any] | None = None,
+    ) -> StudyRecord:
+        with self._lock:
+            if name in self._names:
+                raise DuplicatedStudyError(
+                    f"a study named {name!r} already exists; pass load_if_exists=True to load it, "
+                    "or choose another name"
+                )
+            record = StudyRecord(
+                self._next_study_id, name, direction, seed,
+                copy.deepcopy(dict(user_attrs or {})), copy.deepcopy(dict(system_attrs or {})), _now(),
+            )
+            self._next_study_id += 1
+            self._studies[record.study_id] = _Study(record)
+            self._names[name] = record.study_id
+            return record
+
+    def get_study(self, name: str) -> StudyRecord:
+        with self._lock:
+            if name not in self._names:
+                raise StudyNotFoundError(
+                    f"no study named {name!r} in this storage; create it with create_study"
+                )
+            return copy.deepcopy(self._studies[self._names[name]].record)
+
+    def _study(self, study_id: int) -> _Study:
+        try:
+            return self._studies[study_id]
+        except KeyError:
+            raise StudyNotFoundError(f"no study with id {study_id}") from None
+
+    def list_studies(self) -> list[StudySummary]:
+        with self._lock:
+            out = []
+            for s in self._studies.values():
+                trials = [self._trials[i] for i in s.trial_ids]
+                counts: dict[str, int] = {}
+                for t in trials:
+                    counts[t.state.value] = counts.get(t.state.value, 0) + 1
+                best = self.get_best_trial(s.record.study_id, s.record.direction)
+                out.append(StudySummary(
+                    s.record.name, s.record.direction, len(trials), counts,
+                    best.value if best else None, s.record.datetime_created,
+                ))
+            return out
+
+    def delete_study(self, study_id: int) -> None:
+        with self._lock:
+            s = self._studies.pop(study_id)
+            del self._names[s.record.name]
+            for tid in s.trial_ids:
+                self._trials.pop(tid, None)
+                self._curves.pop(tid, None)
+                self._heartbeats.pop(tid, None)
+                self._trial_study.pop(tid, None)
+
+    def set_study_attrs(
+        self,
+        study_id: int,
+        user_attrs: Mapping[str, Any] | None = None,
+        system_attrs: Mapping[str, Any] | None = None,
+    ) -> None:
+        with self._lock:
+            s = self._study(study_id)
+            s.record = replace(
+                s.record,
+                user_attrs={**s.record.user_attrs, **copy.deepcopy(dict(user_attrs or {}))},
+                system_attrs={**s.record.system_attrs, **copy.deepcopy(dict(system_attrs or {}))},
+            )
+
+    def register_distribution(self, study_id: int, name: str, distribution: Distribution) -> Distribution:
+        with self._lock:
+            return self._study(study_id).distributions.setdefault(name, distribution)
+
+    # -- trials ----------------------------------------------------------------------------
+    def create_trial(
+        self,
+        study_id: int,
+        state: TrialState = TrialState.RUNNING,
+        params: Mapping[str, ParamValue] | None = None,
+        distributions: Mapping[str, Distribution] | None = None,
+        user_attrs: Mapping[str, Any] | None = None,
+        system_attrs: Mapping[str, Any] | None = None,
+        heartbeat: bool = False,
+    ) -> FrozenTrial:
+        with self._lock:
+            s = self._study(study_id)
+            trial = FrozenTrial(
+                number=len(s.trial_ids),
+                state=state,
+                value=None,
+                params=dict(params or {}),
+                distributions=dict(distributions or {}),
+                user_attrs=copy.deepcopy(dict(user_attrs or {})),
+                system_attrs=copy.deepcopy(dict(system_attrs or {})),
+                datetime_start=_now() if state == TrialState.RUNNING else None,
+                trial_id=self._next_trial_id,
+            )
+            self._next_trial_id += 1
+            s.trial_ids.append(trial.trial_id)
+            self._trials[trial.trial_id] = trial
+            self._trial_study[trial.trial_id] = study_id
+            if heartbeat and state == TrialState.RUNNING:
+                self._heartbeats[trial.trial_id] = time.time()
+            return trial
+
+    def claim_waiting_trial(self, study_id: int) -> FrozenTrial | None:
+        with self._lock:
+            for tid in self._study(study_id).trial_ids:
+                t = self._trials[tid]
+                if t.state == TrialState.WAITING:
+                    t = replace(t, state=TrialState.RUNNING, datetime_start=_now())
+                    self._trials[tid] = t
+                    return t
+            return None
+
+    def _running(self, trial_id: int) -> FrozenTrial:
+        t = self._get(trial_id)
+        if t.state != TrialState.RUNNING:
+            raise TrialStateError(
+                f"trial {t.number} is {t.state.value}, not RUNNING; a finished trial cannot change"
+            )
+        return t
+
+    def _get(self, trial_id: int) -> FrozenTrial:
+        try:
+            return self._trials[trial_id]
+        except KeyError:
+            raise TrialNotFoundError(f"no trial with id {trial_id}") from None
+
+    @staticmethod
+    def _merged(
+        t: FrozenTrial,
+        params: Mapping[str, ParamValue] | None,
+        distributions: Mapping[str, Distribution] | None,
+        user_attrs: Mapping[str, Any] | None,
+        system_attrs: Mapping[str, Any] | None,
+    ) -> FrozenTrial:
+        return replace(
+            t,
+            params={**t.params, **(params or {})},
+            distributions={**t.distributions, **(distributions or {})},
+            user_attrs={**t.user_attrs, **copy.deepcopy(dict(user_attrs or {}))},
+            system_attrs={**t.system_attrs, **copy.deepcopy(dict(system_attrs or {}))},
+        )
+
+    def update_trial(
+        self,
+        trial_id: int,
+        params: Mapping[str, ParamValue] | None = None,
+        distributions: Mapping[str, Distribution] | None = None,
+        user_attrs: Mapping[str, Any] | None = None,
+        system_attrs: Mapping[str, Any] | None = None,
+    ) -> None:
+        with self._lock:
+            t = self._running(trial_id)
+            self._trials[trial_id] = self._merged(t, params, distributions, user_attrs, system_attrs)
+
+    def finish_trial(
+        self,
+        trial_id: int,
+        state: TrialState,
+        value: float | None = None,
+        error: str | None = None,
+        params: Mapping[str, ParamValue] | None = None,
+        distributions: Mapping[str, Distribution] | None = None,
+        user_attrs: Mapping[str, Any] | None = None,
+        system_attrs: Mapping[str, Any] | None = None,
+    ) -> None:
+        with self._lock:
+            t = self._merged(self._running(trial_id), params, distributions, user_attrs, system_attrs)
+            self._trials[trial_id] = replace(
+                t, state=state, value=value, error=error, datetime_complete=_now()
+            )
+            self._heartbeats.pop(trial_id, None)
+
+    def report(self, trial_id: int, step: int, metrics: Mapping[str, float]) -> None:
+        with self._lock:
+            self._running(trial_id)
+            curves = self._curves.setdefault(trial_id, {})
+            for name, value in metrics.items():
+                curves.setdefault(name, {})[step] = float(value)
+
+    def get_curves(self, trial_id: int) -> Curves:
+        with self._lock:
+            self._get(trial_id)
+            out: Curves = {}
+            for name, points in self._curves.get(trial_id, {}).items():
+                steps = sorted(points)
+                out[name] = (steps, [points[s] for s in steps])
+            return out
+
+    def heartbeat(self, trial_id: int) -> None:
+        with self._lock:
+            self._running(trial_id)
+            self._heartbeats[trial_id] = time.time()
+
+    def fail_stale_trials(self, study_id: int, grace_seconds: float) -> list[FrozenTrial]:
+        with self._lock:
+            deadline = time.time() - grace_seconds
+            failed = []
+            for tid in self._study(study_id).trial_ids:
+                beat = self._heartbeats.get(tid)
+                if beat is not None and beat < deadline and self._trials[tid].state == TrialState.RUNNING:
+                    self.finish_trial(
+                        tid, TrialState.FAIL,
+                        error=f"heartbeat lost: no sign of life for over {grace_seconds:g}s "
+                        "(the worker process died or hung)",
+                    )
+                    failed.append(self._trials[tid])
+            return failed
+
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        with self._lock:
+            return self._get(trial_id)
+
+    def get_trials(
+        self,
+        study_id: int,
+        states: Iterable[TrialState] | None = None,
+        min_number: int = 0,
+    ) -> list[FrozenTrial]:
+        with self._lock:
+            wanted = set(states) if states is not None else None
+            ids = self._study(study_id).trial_ids[min_number:]
+            return [
+                t for t in (self._trials[i] for i in ids)
+                if wanted is None or t.state in wanted
+            ]
+
+    def count_trials(self, study_id: int, states: Iterable[TrialState] | None = None) -> int:
+        return len(self.get_trials(study_id, states))
+
+    def get_best_trial(self, study_id: int, direction: str) -> FrozenTrial | None:
+        with self._lock:
+            done = [
+                t for t in self.get_trials(study_id, (TrialState.COMPLETE,))
+                if t.value is not None and math.isfinite(t.value)
+            ]
+            return min(done, key=sort_key(direction)) if done else None

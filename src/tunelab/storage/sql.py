@@ -1,0 +1,636 @@
+"""SQL storage through SQLAlchemy Core: SQLite (the default, a file) and server databases.
+
+Design choices, each for a measured reason:
+
+- One row per trial with params, distributions and attributes as JSON text: a
+  trial is read in one row and written in one statement, so asking and telling
+  cost two short transactions whatever the number of parameters.
+- Intermediate values are rows ``(trial, metric, step, value)``: curves are
+  first-class data that pruners query by metric and step.
+- Times are epoch seconds (floats): portable, cheap to compare for heartbeats.
+- SQLite runs in WAL mode with a busy timeout; writers start with
+  ``BEGIN IMMEDIATE`` so that two processes never deadlock upgrading a read lock.
+  Server databases lock the rows they change (``SELECT ... FOR UPDATE``).
+- Every value is a bound parameter; nothing the user types is ever part of SQL text.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import weakref
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
+
+from tunelab.distributions import Distribution, ParamValue, distribution_from_json
+from tunelab.errors import (
+    DuplicatedStudyError,
+    StorageError,
+    StudyNotFoundError,
+    TrialNotFoundError,
+    TrialStateError,
+)
+from tunelab.records import FrozenTrial, StudyRecord, StudySummary, TrialState
+from tunelab.storage.base import BaseStorage, Curves
+
+SCHEMA_VERSION = 1
+
+metadata = sa.MetaData()
+
+meta_table = sa.Table(
+    "tunelab_meta", metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+studies_table = sa.Table(
+    "studies", metadata,
+    sa.Column("study_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(512), nullable=False, unique=True),
+    sa.Column("direction", sa.String(16), nullable=False),
+    sa.Column("seed", sa.BigInteger, nullable=False),
+    sa.Column("next_number", sa.Integer, nullable=False, default=0),
+    sa.Column("user_attrs", sa.Text, nullable=False),
+    sa.Column("system_attrs", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+distributions_table = sa.Table(
+    "study_distributions", metadata,
+    sa.Column("study_id", sa.Integer, sa.ForeignKey("studies.study_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("name", sa.String(512), primary_key=True),
+    sa.Column("distribution", sa.Text, nullable=False),
+)
+
+trials_table = sa.Table(
+    "trials", metadata,
+    sa.Column("trial_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("study_id", sa.Integer, sa.ForeignKey("studies.study_id", ondelete="CASCADE"), nullable=False),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("value", sa.Float(precision=53), nullable=True),
+    sa.Column("params", sa.Text, nullable=False),
+    sa.Column("distributions", sa.Text, nullable=False),
+    sa.Column("user_attrs", sa.Text, nullable=False),
+    sa.Column("system_attrs", sa.Text, nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("started_at", sa.Float, nullable=True),
+    sa.Column("completed_at", sa.Float, nullable=True),
+    sa.Column("heartbeat_at", sa.Float, nullable=True),
+    sa.UniqueConstraint("study_id", "number", name="uq_trials_study_number"),
+    sa.Index("ix_trials_study_state", "study_id", "state"),
+)
+
+values_table = sa.Table(
+    "trial_values", metadata,
+    sa.Column("trial_id", sa.Integer, sa.ForeignKey("trials.trial_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("metric", sa.String(256), primary_key=True),
+    sa.Column("step", sa.Integer, primary_key=True),
+    sa.Column("value", sa.Float(precision=53), nullable=False),
+)
+
+_T = trials_table
+_TRIAL_COLUMNS = (
+    _T.c.trial_id, _T.c.number, _T.c.state, _T.c.value, _T.c.params, _T.c.distributions,
+    _T.c.user_attrs, _T.c.system_attrs, _T.c.error, _T.c.started_at, _T.c.completed_at,
+)
+
+
+def _dumps(obj: Any) -> str:
+    try:
+        return json.dumps(obj, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise StorageError(
+            f"value {obj!r} cannot be stored: {e}; attributes must be JSON data "
+            "(numbers, strings, booleans, None, lists and dicts of them; no NaN)"
+        ) from None
+
+
+def _time(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, timezone.utc)
+
+
+def _sqlite_begin_immediate(engine: Engine) -> None:
+    """Let tunelab, not the sqlite3 module, decide when and how transactions begin."""
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+
+class SQLStorage(BaseStorage):
+    """Storage in a relational database reached through a SQLAlchemy URL.
+
+    Args:
+        url: e.g. ``sqlite:///tunelab.db`` (a file beside you), ``sqlite:////abs/path.db``,
+            ``postgresql+psycopg://user@host/db``.
+        busy_timeout: seconds an SQLite writer waits for another process's lock.
+        engine_kwargs: extra arguments for :func:`sqlalchemy.create_engine`.
+    """
+
+    def __init__(self, url: str, busy_timeout: float = 60.0, **engine_kwargs: Any) -> None:
+        self._url = url
+        try:
+            sa_url = sa.engine.make_url(url)
+        except ArgumentError:
+            raise StorageError(
+                f"storage URL {url!r} is not a database URL; use e.g. 'sqlite:///tunelab.db' "
+                "or 'postgresql+psycopg://user@host/dbname'"
+            ) from None
+        self._sqlite = sa_url.get_backend_name() == "sqlite"
+        if self._sqlite:
+            if sa_url.database in (None, "", ":memory:"):
+                raise StorageError(
+                    f"storage URL {url!r} names an in-memory SQLite database, which other "
+                    "processes cannot see; use a file ('sqlite:///tunelab.db') or storage=None "
+                    "for tunelab's in-memory storage"
+                )
+            engine_kwargs.setdefault("connect_args", {"timeout": busy_timeout})
+        else:
+            engine_kwargs.setdefault("pool_pre_ping", True)
+        try:
+            self._engine = sa.create_engine(sa_url, **engine_kwargs)
+        except (NoSuchModuleError, ModuleNotFoundError, ImportError) as e:
+            raise StorageError(
+                f"cannot open storage {url!r}: {e}. Install the database driver, "
+                "e.g. pip install 'tunelab[postgres]' for PostgreSQL"
+            ) from None
+        if self._sqlite:
+            _sqlite_begin_immediate(self._engine)
+        self._dist_cache: dict[str, Distribution] = {}
+        self._dists_cache: dict[str, dict[str, Distribution]] = {}
+        try:
+            self._init_schema()
+        except OperationalError as e:
+            self._engine.dispose()
+            hint = (
+                "check that the directory exists and is writable"
+                if self._sqlite else "check that the server is running and the URL is right"
+            )
+            raise StorageError(f"cannot open storage {url!r}: {e.orig}; {hint}") from None
+        # A forked child must not reuse the parent's connections.
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _dispose_in_child(ref))
+
+    def __repr__(self) -> str:
+        return f"SQLStorage({self._url!r})"
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine, for advanced use and tests."""
+        return self._engine
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # -- transactions ----------------------------------------------------------------------
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self._engine.connect() as conn:
+            if self._sqlite:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._engine.connect() as conn:
+            if self._sqlite:
+                conn.exec_driver_sql("BEGIN")
+            try:
+                yield conn
+            finally:
+                conn.rollback()
+
+    def _for_update(self, stmt: sa.Select[Any]) -> sa.Select[Any]:
+        return stmt if self._sqlite else stmt.with_for_update()
+
+    def _init_schema(self) -> None:
+        with self._write() as conn:
+            metadata.create_all(conn, checkfirst=True)
+            row = conn.execute(
+                sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")
+            ).first()
+            if row is None:
+                conn.execute(meta_table.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+            elif int(row[0]) != SCHEMA_VERSION:
+                raise StorageError(
+                    f"storage {self._url!r} has schema version {row[0]}, this tunelab reads "
+                    f"version {SCHEMA_VERSION}; use the tunelab release that wrote it"
+                )
+
+    # -- studies ---------------------------------------------------------------------------
+    def create_study(
+        self,
+        name: str,
+        direction: str,
+        seed: int,
+        user_attrs: Mapping[str, Any] | None = None,
+        system_attrs: Mapping[str, Any] | None = None,
+    ) -> StudyRecord:
+        now = time.time()
+        values = dict(
+            name=name, direction=direction, seed=seed, next_number=0,
+            user_attrs=_dumps(dict(user_attrs or {})),
+            system_attrs=_dumps(dict(system_attrs or {})), created_at=now,
+        )
+        try:
+            with self._write() as conn:
+                study_id = conn.execute(studies_table.insert().values(**values)).inserted_primary_key[0]
+        except IntegrityError:
+            raise DuplicatedStudyError(
+                f"a study named {name!r} already exists; pass load_if_exists=True to load it, "
+                "or choose another name"
+            ) from None
+        return StudyRecord(
+            int(study_id), name, direction, seed,
+            dict(user_attrs or {}), dict(system_attrs or {}), _time(now),
+        )
+
+    def get_study(self, name: str) -> StudyRecord:
+        s = studies_table
+        with self._read() as conn:
+            row = conn.execute(sa.select(s).where(s.c.name == name)).first()
+        if row is None:
+            raise StudyNotFoundError(
+                f"no study named {name!r} in {self._url}; list them with `tunelab studies "
+                f"--storage {self._url}`, or create it with create_study"
+            )
+        return StudyRecord(
+            row.study_id, row.name, row.direction, row.seed,
+            json.loads(row.user_attrs), json.loads(row.system_attrs), _time(row.created_at),
+        )
+
+    def list_studies(self) -> list[StudySummary]:
+        s, t = studies_table, trials_table
+        with self._read() as conn:
+            studies = conn.execute(
+                sa.select(s.c.study_id, s.c.name, s.c.direction, s.c.created_at).order_by(s.c.study_id)
+            ).all()
+            counts = conn.execute(
+                sa.select(t.c.study_id, t.c.state, sa.func.count()).group_by(t.c.study_id, t.c.state)
+            ).all()
+            best = conn.execute(
+                sa.select(t.c.study_id, sa.func.min(t.c.value), sa.func.max(t.c.value))
+                .where(t.c.state == TrialState.COMPLETE.value)
+                .group_by(t.c.study_id)
+            ).all()
+        by_study: dict[int, dict[str, int]] = {}
+        for sid, state, n in counts:
+            by_study.setdefault(sid, {})[state] = n
+        best_by = {sid: (lo, hi) for sid, lo, hi in best}
+        out = []
+        for sid, name, direction, created in studies:
+            c = by_study.get(sid, {})
+            lo_hi = best_by.get(sid)
+            best_value = None if lo_hi is None else (lo_hi[0] if direction == "minimize" else lo_hi[1])
+            out.append(StudySummary(name, direction, sum(c.values()), c, best_value, _time(created)))
+        return out
+
+    def delete_study(self, study_id: int) -> None:
+        t = trials_table
+        with self._write() as conn:
+            ids = sa.select(t.c.trial_id).where(t.c.study_id == study_id).scalar_subquery()
+            conn.execute(values_table.delete().where(values_table.c.trial_id.in_(ids)))
+            conn.execute(t.delete().where(t.c.study_id == study_id))
+            conn.execute(distributions_table.delete().where(distributions_table.c.study_id == study_id))
+            conn.execute(studies_table.delete().where(studies_table.c.study_id == study_id))
+
+    def set_study_attrs(
+        self,
+        study_id: int,
+        user_attrs: Mapping[str, Any] | None = None,
+        system_attrs: Mapping[str, Any] | None = None,
+    ) -> None:
+        s = studies_table
+        with self._write() as conn:
+            row = conn.execute(
+                self._for_update(sa.select(s.c.user_attrs, s.c.system_attrs).where(s.c.study_id == study_id))
+            ).first()
+            if row is None:
+                raise StudyNotFoundError(f"no study with id {study_id}")
+            conn.execute(s.update().where(s.c.study_id == study_id).values(
+                user_attrs=_dumps({**json.loads(row.user_attrs), **(user_attrs or {})}),
+                system_attrs=_dumps({**json.loads(row.system_attrs), **(system_attrs or {})}),
+            ))
+
+    def register_distribution(self, study_id: int, name: str, distribution: Distribution) -> Distribution:
+        d = distributions_table
+        text = _dumps(distribution.to_json())
+        query = sa.select(d.c.distribution).where(d.c.study_id == study_id, d.c.name == name)
+        with self._write() as conn:
+            existing = conn.execute(query).scalar()
+            if existing is None:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(d.insert().values(study_id=study_id, name=name, distribution=text))
+                    return distribution
+                except IntegrityError:  # another process registered it first
+                    existing = conn.execute(query).scalar()
+        return self._dist(existing)
+
+    # -- trials ----------------------------------------------------------------------------
+    def _dist(self, text: str) -> Distribution:
+        d = self._dist_cache.get(text)
+        if d is None:
+            d = self._dist_cache[text] = distribution_from_json(json.loads(text))
+        return d
+
+    def _dists(self, text: str) -> dict[str, Distribution]:
+        # Trials of a study mostly share one distributions text: parse each text once.
+        d = self._dists_cache.get(text)
+        if d is None:
+            if len(self._dists_cache) > 4096:
+                self._dists_cache.clear()
+            d = self._dists_cache[text] = {
+                k: distribution_from_json(v) for k, v in json.loads(text).items()
+            }
+        return dict(d)
+
+    def _dists_to_text(self, distributions: Mapping[str, Distribution]) -> str:
+        return _dumps({k: v.to_json() for k, v in distributions.items()})
+
+    def _row_to_trial(self, row: Any) -> FrozenTrial:
+        dists = self._dists(row.distributions)
+        return FrozenTrial(
+            number=row.number,
+            state=TrialState(row.state),
+            value=row.value,
+            params=json.loads(row.params),
+            distributions=dists,
+            user_attrs=json.loads(row.user_attrs),
+            system_attrs=json.loads(row.system_attrs),
+            datetime_start=_time(row.started_at),
+            datetime_complete=_time(row.completed_at),
+            error=row.error,
+            trial_id=row.trial_id,
+        )
+
+    def create_trial(
+        self,
+        study_id: int,
+        state: TrialState = TrialState.RUNNING,
+        params: Mapping[str, ParamValue] | None = None,
+        distributions: Mapping[str, Distribution] | None = None,
+        user_attrs: Mapping[str, Any] | None = None,
+        system_attrs: Mapping[str, Any] | None = None,
+        heartbeat: bool = False,
+    ) -> FrozenTrial:
+        s = studies_table
+        now = time.time() if state == TrialState.RUNNING else None
+        with self._write() as conn:
+            number = conn.execute(
+                self._for_update(sa.select(s.c.next_number).where(s.c.study_id == study_id))
+            ).scalar()
+            if number is None:
+                raise StudyNotFoundError(f"no study with id {study_id}")
+            conn.execute(s.update().where(s.c.study_id == study_id).values(next_number=number + 1))
+            trial_id = conn.execute(_T.insert().values(
+                study_id=study_id, number=number, state=state.value,
+                params=_dumps(dict(params or {})),
+                distributions=self._dists_to_text(distributions or {}),
+                user_attrs=_dumps(dict(user_attrs or {})),
+                system_attrs=_dumps(dict(system_attrs or {})),
+                started_at=now, heartbeat_at=now if heartbeat else None,
+            )).inserted_primary_key[0]
+        return FrozenTrial(
+            number=number, state=state, value=None, params=dict(params or {}),
+            distributions=dict(distributions or {}), user_attrs=dict(user_attrs or {}),
+            system_attrs=dict(system_attrs or {}), datetime_start=_time(now), trial_id=int(trial_id),
+        )
+
+    def claim_waiting_trial(self, study_id: int) -> FrozenTrial | None:
+        waiting = TrialState.WAITING.value
+        with self._write() as conn:
+            # Cheap check first: most asks find nothing waiting.
+            while True:
+                row = conn.execute(
+                    sa.select(*_TRIAL_COLUMNS)
+                    .where(_T.c.study_id == study_id, _T.c.state == waiting)
+                    .order_by(_T.c.number).limit(1)
+                ).first()
+                if row is None:
+                    return None
+                now = time.time()
+                done = conn.execute(
+                    _T.update()
+                    .where(_T.c.trial_id == row.trial_id, _T.c.state == waiting)
+                    .values(state=TrialState.RUNNING.value, started_at=now)
+                ).rowcount
+                if done == 1:
+                    trial = self._row_to_trial(row)
+                    return FrozenTrial(**{
+                        **trial.__dict__, "state": TrialState.RUNNING, "datetime_start": _time(now)
+                    })
+
+    def _merge_trial_json(
+        self,
+        conn: Connection,
+        trial_id: int,
+        params: Mapping[str, ParamValue] | None,
+        distributions: Mapping[str, Distribution] | None,
+        user_attrs: Mapping[str, Any] | None,
+        system_attrs: Mapping[str, Any] | None,
+    ) -> dict[str, Any]:
+        """Check the trial is RUNNING and return the merged JSON columns to write."""
+        row = conn.execute(
+            self._for_update(
+                sa.select(_T.c.number, _T.c.state, _T.c.params, _T.c.distributions,
+                          _T.c.user_attrs, _T.c.system_attrs).where(_T.c.trial_id == trial_id)
+            )
+        ).first()
+        if row is None:
+            raise TrialNotFoundError(f"no trial with id {trial_id}")
+        if row.state != TrialState.RUNNING.value:
+            raise TrialStateError(
+                f"trial {row.number} is {row.state}, not RUNNING; a finished trial cannot change"
+            )
+        out: dict[str, Any] = {}
+        if params:
+            out["params"] = _dumps({**json.loads(row.params), **params})
+        if distributions:
+            merged = {**json.loads(row.distributions), **{k: v.to_json() for k, v in distributions.items()}}
+            out["distributions"] = _dumps(merged)
+        if user_attrs:
+            out["user_attrs"] = _dumps({**json.loads(row.user_attrs), **user_attrs})
+        if system_attrs:
+            out["system_attrs"] = _dumps({**json.loads(row.system_attrs), **system_attrs})
+        return out
+
+    def update_trial(
+        self,
+        trial_id: int,
+        params: Mapping[str, ParamValue] | None = None,
+        distributions: Mapping[str, Distribution] | None = None,
+        user_attrs: Mapping[str, Any] | None = None,
+        system_attrs: Mapping[str, Any] | None = None,
+    ) -> None:
+        with self._write() as conn:
+            values = self._merge_trial_json(conn, trial_id, params, distributions, user_attrs, system_attrs)
+            if values:
+                conn.execute(_T.update().where(_T.c.trial_id == trial_id).values(**values))
+
+    def finish_trial(
+        self,
+        trial_id: int,
+        state: TrialState,
+        value: float | None = None,
+        error: str | None = None,
+        params: Mapping[str, ParamValue] | None = None,
+        distributions: Mapping[str, Distribution] | None = None,
+        user_attrs: Mapping[str, Any] | None = None,
+        system_attrs: Mapping[str, Any] | None = None,
+    ) -> None:
+        if value is not None and not math.isfinite(value):
+            raise StorageError(f"trial value must be finite, got {value!r}")
+        with self._write() as conn:
+            if params or distributions or user_attrs or system_attrs:
+                values = self._merge_trial_json(conn, trial_id, params, distributions, user_attrs, system_attrs)
+            else:
+                values = {}
+            done = conn.execute(
+                _T.update()
+                .where(_T.c.trial_id == trial_id, _T.c.state == TrialState.RUNNING.value)
+                .values(state=state.value, value=value, error=error, completed_at=time.time(),
+                        heartbeat_at=None, **values)
+            ).rowcount
+            if done != 1:
+                row = conn.execute(sa.select(_T.c.number, _T.c.state).where(_T.c.trial_id == trial_id)).first()
+                if row is None:
+                    raise TrialNotFoundError(f"no trial with id {trial_id}")
+                raise TrialStateError(
+                    f"trial {row.number} is {row.state}, not RUNNING; a finished trial cannot "
+                    "be finished again"
+                )
+
+    def report(self, trial_id: int, step: int, metrics: Mapping[str, float]) -> None:
+        v = values_table
+        with self._write() as conn:
+            state = conn.execute(sa.select(_T.c.state).where(_T.c.trial_id == trial_id)).scalar()
+            if state is None:
+                raise TrialNotFoundError(f"no trial with id {trial_id}")
+            if state != TrialState.RUNNING.value:
+                raise TrialStateError(f"trial {trial_id} is {state}; only a RUNNING trial can report")
+            conn.execute(v.delete().where(
+                v.c.trial_id == trial_id, v.c.step == step, v.c.metric.in_(list(metrics))
+            ))
+            conn.execute(v.insert(), [
+                {"trial_id": trial_id, "metric": k, "step": step, "value": float(x)}
+                for k, x in metrics.items()
+            ])
+
+    def get_curves(self, trial_id: int) -> Curves:
+        v = values_table
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(v.c.metric, v.c.step, v.c.value)
+                .where(v.c.trial_id == trial_id).order_by(v.c.metric, v.c.step)
+            ).all()
+        out: Curves = {}
+        for metric, step, value in rows:
+            steps, values = out.setdefault(metric, ([], []))
+            steps.append(step)
+            values.append(value)
+        return out
+
+    def heartbeat(self, trial_id: int) -> None:
+        with self._write() as conn:
+            conn.execute(
+                _T.update().where(_T.c.trial_id == trial_id, _T.c.state == TrialState.RUNNING.value)
+                .values(heartbeat_at=time.time())
+            )
+
+    def fail_stale_trials(self, study_id: int, grace_seconds: float) -> list[FrozenTrial]:
+        running = TrialState.RUNNING.value
+        error = (
+            f"heartbeat lost: no sign of life for over {grace_seconds:g}s "
+            "(the worker process died or hung)"
+        )
+        failed = []
+        with self._write() as conn:
+            now = time.time()
+            rows = conn.execute(
+                sa.select(*_TRIAL_COLUMNS).where(
+                    _T.c.study_id == study_id, _T.c.state == running,
+                    _T.c.heartbeat_at.is_not(None), _T.c.heartbeat_at < now - grace_seconds,
+                )
+            ).all()
+            for row in rows:
+                done = conn.execute(
+                    _T.update().where(_T.c.trial_id == row.trial_id, _T.c.state == running)
+                    .values(state=TrialState.FAIL.value, error=error, completed_at=now, heartbeat_at=None)
+                ).rowcount
+                if done == 1:
+                    t = self._row_to_trial(row)
+                    failed.append(FrozenTrial(**{
+                        **t.__dict__, "state": TrialState.FAIL, "error": error,
+                        "datetime_complete": _time(now),
+                    }))
+        return failed
+
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        with self._read() as conn:
+            row = conn.execute(sa.select(*_TRIAL_COLUMNS).where(_T.c.trial_id == trial_id)).first()
+        if row is None:
+            raise TrialNotFoundError(f"no trial with id {trial_id}")
+        return self._row_to_trial(row)
+
+    def get_trials(
+        self,
+        study_id: int,
+        states: Iterable[TrialState] | None = None,
+        min_number: int = 0,
+    ) -> list[FrozenTrial]:
+        q = sa.select(*_TRIAL_COLUMNS).where(_T.c.study_id == study_id)
+        if min_number:
+            q = q.where(_T.c.number >= min_number)
+        if states is not None:
+            q = q.where(_T.c.state.in_([s.value for s in states]))
+        with self._read() as conn:
+            rows = conn.execute(q.order_by(_T.c.number)).all()
+        return [self._row_to_trial(r) for r in rows]
+
+    def count_trials(self, study_id: int, states: Iterable[TrialState] | None = None) -> int:
+        q = sa.select(sa.func.count()).select_from(_T).where(_T.c.study_id == study_id)
+        if states is not None:
+            q = q.where(_T.c.state.in_([s.value for s in states]))
+        with self._read() as conn:
+            return int(conn.execute(q).scalar() or 0)
+
+    def get_best_trial(self, study_id: int, direction: str) -> FrozenTrial | None:
+        order = _T.c.value.asc() if direction == "minimize" else _T.c.value.desc()
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(*_TRIAL_COLUMNS)
+                .where(_T.c.study_id == study_id, _T.c.state == TrialState.COMPLETE.value,
+                       _T.c.value.is_not(None))
+                .order_by(order, _T.c.number).limit(1)
+            ).first()
+        return None if row is None else self._row_to_trial(row)
+
+
+def _dispose_in_child(ref: weakref.ref[SQLStorage]) -> None:
+    storage = ref()
+    if storage is not None:
+        storage.engine.dispose(close=False)

@@ -1,0 +1,425 @@
+"""Studies: create or load one, ask for trials and tell their results, or let it optimize.
+
+The Study coordinates; it does not sample (the sampler does), remember (the
+storage does) or run processes (the executor does).
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from tunelab.distributions import Distribution, ParamValue
+from tunelab.errors import (
+    ConfigError,
+    DistributionConflictError,
+    DuplicatedStudyError,
+    TrialNotFoundError,
+)
+from tunelab.history import History
+from tunelab.records import FrozenTrial, StudyRecord, TrialState, check_direction
+from tunelab.samplers import RandomSampler, Sampler, sampler_from_description
+from tunelab.samplers.base import SamplingContext
+from tunelab.space import SpaceEntry, space_from_json, space_to_json, unwrap, validate_space
+from tunelab.storage import BaseStorage, Curves, get_storage
+from tunelab.trial import Trial
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+Objective = Callable[[Trial], float]
+Callback = Callable[["Study", FrozenTrial], None]
+
+
+class Study:
+    """A named search over one objective, kept in a storage. Use :func:`create_study` or
+    :func:`load_study` to get one.
+
+    Attributes:
+        name: the study's name.
+        direction: 'minimize' or 'maximize'.
+        seed: every random draw of the study derives from it (stored, so a study is
+            reproducible even when no seed was given).
+        sampler: decides parameter values.
+    """
+
+    def __init__(
+        self,
+        storage: BaseStorage,
+        record: StudyRecord,
+        sampler: Sampler,
+        space: Mapping[str, SpaceEntry] | None = None,
+    ) -> None:
+        self._storage = storage
+        self._record = record
+        self._study_id = record.study_id
+        self.name = record.name
+        self.direction = record.direction
+        self.seed = record.seed
+        self.sampler = sampler
+        self.space = space
+        self._history = History(storage, record, space)
+        self._registry: dict[str, Distribution] = {}
+        # Heartbeat settings of the running optimize() call (None: no heartbeats).
+        self._heartbeat: tuple[float, float, bool] | None = None
+        self._last_stale_check = 0.0
+
+    def __repr__(self) -> str:
+        return f"Study(name={self.name!r}, direction={self.direction!r}, storage={self._storage!r})"
+
+    @property
+    def storage(self) -> BaseStorage:
+        """The storage this study lives in."""
+        return self._storage
+
+    # -- reading ---------------------------------------------------------------------------
+    @property
+    def trials(self) -> list[FrozenTrial]:
+        """Every trial, ordered by number."""
+        return self._storage.get_trials(self._study_id)
+
+    def get_trials(self, states: Sequence[TrialState] | None = None) -> list[FrozenTrial]:
+        """Trials ordered by number, optionally only those in ``states``."""
+        return self._storage.get_trials(self._study_id, states)
+
+    @property
+    def best_trial(self) -> FrozenTrial:
+        """The COMPLETE trial with the best value; TrialNotFoundError if none completed."""
+        best = self._storage.get_best_trial(self._study_id, self.direction)
+        if best is None:
+            raise TrialNotFoundError(
+                f"study {self.name!r} has no COMPLETE trial yet; run optimize() first"
+            )
+        return best
+
+    @property
+    def best_value(self) -> float:
+        """The best objective value so far."""
+        value = self.best_trial.value
+        assert value is not None  # COMPLETE trials always have one
+        return value
+
+    @property
+    def best_params(self) -> dict[str, ParamValue]:
+        """The parameters of the best trial."""
+        return dict(self.best_trial.params)
+
+    @property
+    def user_attrs(self) -> dict[str, Any]:
+        """The study's user attributes."""
+        return dict(self._storage.get_study(self.name).user_attrs)
+
+    def set_user_attr(self, key: str, value: Any) -> None:
+        """Attach JSON data to the study (a note, the data set version, ...)."""
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f"attribute keys must be non-empty strings, got {key!r}")
+        self._storage.set_study_attrs(self._study_id, user_attrs={key: value})
+
+    def get_curves(self, number: int) -> Curves:
+        """The learning curves trial ``number`` reported: metric -> (steps, values)."""
+        return self._storage.get_curves(self._trial_id(number))
+
+    def trials_dataframe(self) -> pd.DataFrame:
+        """The trials as a pandas DataFrame, one row per trial (needs pandas)."""
+        from tunelab._frames import trials_to_dataframe
+
+        return trials_to_dataframe(self.trials)
+
+    # -- asking and telling ----------------------------------------------------------------
+    def enqueue(self, params: Mapping[str, ParamValue], user_attrs: Mapping[str, Any] | None = None) -> int:
+        """Queue a configuration to be tried before the sampler's own; return its trial number.
+
+        Parameters not given are sampled as usual when the trial runs.
+        """
+        if not isinstance(params, Mapping) or not params:
+            raise ConfigError("enqueue() needs a non-empty mapping of parameter name -> value")
+        dists: dict[str, Distribution] = {}
+        clean: dict[str, ParamValue] = {}
+        for name, value in params.items():
+            dist = self._known_distribution(name)
+            if dist is not None:
+                try:
+                    clean[name] = dist.cast(value)
+                except ConfigError as e:
+                    raise ConfigError(f"enqueue: parameter '{name}': {e}") from None
+                dists[name] = dist
+            else:
+                clean[name] = value
+        trial = self._storage.create_trial(
+            self._study_id, TrialState.WAITING, params=clean, distributions=dists,
+            user_attrs=user_attrs, system_attrs={"enqueued": True},
+        )
+        return trial.number
+
+    def ask(self, space: Mapping[str, SpaceEntry] | None = None) -> Trial:
+        """Start a trial: an enqueued configuration if one waits, else a new one.
+
+        With a declared ``space`` (or the study's own), its parameters are suggested
+        at once and readable from ``trial.params``.
+        """
+        if space is not None:
+            space = validate_space(space)
+        self._maybe_fail_stale_trials()
+        heartbeat = self._heartbeat is not None
+        frozen = self._storage.claim_waiting_trial(self._study_id)
+        fixed: dict[str, ParamValue] | None = None
+        if frozen is not None:
+            fixed = dict(frozen.params)
+            if heartbeat:
+                self._storage.heartbeat(frozen.trial_id)
+        else:
+            frozen = self._storage.create_trial(self._study_id, heartbeat=heartbeat)
+        self._history.invalidate()
+        trial = Trial(self, frozen, fixed)
+        try:
+            if fixed is None:
+                trial._plan = self.sampler.plan(self._history, trial._ctx)
+                recorded = trial._ctx.take_new_records()
+                if recorded:  # other workers must see what this trial claimed (e.g. a grid cell)
+                    self._storage.update_trial(frozen.trial_id, system_attrs=recorded)
+            space = space if space is not None else self.space
+            if space is not None:
+                trial.suggest_space(space)
+        except BaseException as e:
+            # Never leave a trial RUNNING behind: record why it could not start.
+            trial._finish(TrialState.FAIL, None, f"could not start: {type(e).__name__}: {e}")
+            raise
+        return trial
+
+    def tell(
+        self,
+        trial: Trial,
+        value: float | None = None,
+        state: TrialState | str | None = None,
+        error: str | None = None,
+    ) -> FrozenTrial:
+        """Finish a trial from :meth:`ask` with its value (or a state: PRUNED, FAIL).
+
+        A value that is None, NaN or infinite marks the trial FAIL with the reason.
+        """
+        if not isinstance(trial, Trial):
+            raise ConfigError(f"tell() needs the Trial returned by ask(), got {trial!r}")
+        final_state, final_value, final_error = _judge(value, state, error)
+        trial._finish(final_state, final_value, final_error)
+        return FrozenTrial(
+            number=trial.number, state=final_state, value=final_value, params=trial.params,
+            distributions=trial.distributions, user_attrs=trial.user_attrs,
+            system_attrs=trial.system_attrs, datetime_complete=datetime.now(timezone.utc),
+            error=final_error, trial_id=trial._trial_id,
+        )
+
+    def optimize(
+        self,
+        objective: Objective,
+        n_trials: int | None = None,
+        timeout: float | None = None,
+        n_workers: int = 1,
+        *,
+        space: Mapping[str, SpaceEntry] | None = None,
+        catch: tuple[type[BaseException], ...] = (Exception,),
+        trial_timeout: float | None = None,
+        callbacks: Sequence[Callback] = (),
+        show_progress: bool | None = None,
+        heartbeat_interval: float | None = 10.0,
+        grace_period: float | None = None,
+        requeue_lost_trials: bool = False,
+        start_method: str = "spawn",
+    ) -> None:
+        """Run trials until ``n_trials`` more have finished or ``timeout`` seconds have passed.
+
+        Args:
+            objective: ``f(trial) -> float``; it may raise :class:`tunelab.TrialPruned`.
+            n_trials: how many trials this call runs (None: until timeout or Ctrl-C).
+            timeout: seconds after which no new trial starts.
+            n_workers: trials at once; above 1 each runs in its own process, so a
+                crashing or hanging objective cannot take the study down.
+            space: a declared search space; its parameters are in ``trial.params``.
+            catch: exceptions from the objective that mark the trial FAIL and let
+                the study go on. tunelab's ConfigError always stops the study.
+            trial_timeout: seconds after which a trial's process is killed and the
+                trial marked FAIL (runs trials in worker processes).
+            callbacks: ``f(study, frozen_trial)`` called after each finished trial.
+            show_progress: a progress bar; default: when stdout is a terminal.
+            heartbeat_interval: seconds between signs of life of a running trial;
+                a trial silent for ``grace_period`` is marked FAIL by any worker.
+                None turns heartbeats off.
+            grace_period: default ``3 * heartbeat_interval``.
+            requeue_lost_trials: re-enqueue the parameters of trials lost that way.
+            start_method: 'spawn' (default, safe) or 'fork' (for objectives that
+                cannot be pickled, e.g. lambdas in a notebook) for worker processes.
+        """
+        from tunelab.runner import OptimizeSettings, optimize
+
+        settings = OptimizeSettings.build(
+            n_trials=n_trials, timeout=timeout, n_workers=n_workers, space=space, catch=catch,
+            trial_timeout=trial_timeout, callbacks=tuple(callbacks), show_progress=show_progress,
+            heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+            requeue_lost_trials=requeue_lost_trials, start_method=start_method,
+        )
+        if not callable(objective):
+            raise ConfigError(f"objective must be callable as objective(trial), got {objective!r}")
+        if settings.uses_processes and not self._storage.shareable_across_processes:
+            raise ConfigError(
+                f"n_workers={n_workers} (or trial_timeout) runs trials in worker processes, which "
+                "cannot share the in-memory storage; create the study with a file, e.g. "
+                "storage='sqlite:///tunelab.db'"
+            )
+        optimize(self, objective, settings, load_study)
+
+    # -- services for Trial (not public) --------------------------------------------------
+    def _known_distribution(self, name: str) -> Distribution | None:
+        if name in self._registry:
+            return self._registry[name]
+        if self.space is not None and name in self.space:
+            return unwrap(self.space[name])
+        return None
+
+    def _check_distribution(self, name: str, distribution: Distribution) -> None:
+        first = self._registry.get(name)
+        if first is None:
+            first = self._registry[name] = self._storage.register_distribution(
+                self._study_id, name, distribution
+            )
+        if not first.compatible_with(distribution):
+            raise DistributionConflictError(
+                f"parameter '{name}' is {distribution!r} here but was {first!r} earlier in study "
+                f"{self.name!r}; one name keeps one kind of distribution (ranges may change, the "
+                "kind, log scale and choices may not): use a new name or a new study"
+            )
+
+    def _sample(self, ctx: SamplingContext, name: str, distribution: Distribution) -> ParamValue:
+        return self.sampler.sample(self._history, ctx, name, distribution)
+
+    def _trial_id(self, number: int) -> int:
+        found = self._storage.get_trials(self._study_id, min_number=number)
+        if not found or found[0].number != number:
+            raise TrialNotFoundError(f"study {self.name!r} has no trial number {number}")
+        return found[0].trial_id
+
+    def _maybe_fail_stale_trials(self) -> None:
+        if self._heartbeat is None:
+            return
+        interval, grace, requeue = self._heartbeat
+        now = time.monotonic()
+        if now - self._last_stale_check < interval:
+            return
+        self._last_stale_check = now
+        for lost in self._storage.fail_stale_trials(self._study_id, grace):
+            if requeue and lost.params:
+                self._storage.create_trial(
+                    self._study_id, TrialState.WAITING, params=lost.params,
+                    distributions=lost.distributions, system_attrs={"retry_of": lost.number},
+                )
+
+
+def _judge(
+    value: Any, state: TrialState | str | None, error: str | None
+) -> tuple[TrialState, float | None, str | None]:
+    """The final state, value and error text of a trial from what it returned."""
+    if state is not None:
+        try:
+            state = TrialState(state)
+        except ValueError:
+            raise ConfigError(
+                f"state must be one of COMPLETE, PRUNED, FAIL, got {state!r}"
+            ) from None
+        if not state.is_finished:
+            raise ConfigError(f"a trial can only be told a final state, got {state.value}")
+        if state != TrialState.COMPLETE:
+            return state, None, error
+    if value is None:
+        return TrialState.FAIL, None, error or "the objective returned None; return a number"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return TrialState.FAIL, None, (
+            f"the objective returned {value!r} ({type(value).__name__}); return a number"
+        )
+    if math.isnan(number):
+        return TrialState.FAIL, None, (
+            "the objective returned NaN (training often diverges so: try a lower learning rate)"
+        )
+    if math.isinf(number):
+        return TrialState.FAIL, None, f"the objective returned {number}"
+    return TrialState.COMPLETE, number, None
+
+
+# -- module-level entry points ------------------------------------------------------------
+def create_study(
+    name: str | None = None,
+    storage: str | BaseStorage | None = None,
+    direction: str = "minimize",
+    sampler: Sampler | None = None,
+    seed: int | None = None,
+    space: Mapping[str, SpaceEntry] | None = None,
+    load_if_exists: bool = False,
+    user_attrs: Mapping[str, Any] | None = None,
+) -> Study:
+    """Create a study.
+
+    Args:
+        name: unique in the storage; default: a generated name.
+        storage: ``'sqlite:///tunelab.db'``, any SQLAlchemy URL, a storage object, or
+            None for in-memory.
+        direction: 'minimize' or 'maximize'.
+        sampler: default :class:`RandomSampler`.
+        seed: seeds every random draw; default: a random seed, stored with the study.
+        space: a declared search space used by every :meth:`Study.ask` and worker.
+        load_if_exists: load the study of that name if it exists instead of failing.
+        user_attrs: JSON data to attach to the study.
+
+    Example::
+
+        study = tunelab.create_study(name="mlp", storage="sqlite:///tunelab.db",
+                                     direction="maximize", seed=0)
+    """
+    direction = check_direction(direction)
+    if name is None:
+        name = f"study-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"name must be a non-empty string, got {name!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    if sampler is not None and not isinstance(sampler, Sampler):
+        raise ConfigError(f"sampler must be a tunelab sampler such as RandomSampler(), got {sampler!r}")
+    if space is not None:
+        space = validate_space(space)
+    store = get_storage(storage)
+    sampler = sampler if sampler is not None else RandomSampler()
+    system_attrs: dict[str, Any] = {"sampler": sampler.describe()}
+    if space is not None:
+        system_attrs["space"] = space_to_json(space)
+    try:
+        record = store.create_study(
+            name, direction, seed if seed is not None else secrets.randbits(32),
+            user_attrs=user_attrs, system_attrs=system_attrs,
+        )
+    except DuplicatedStudyError:
+        if not load_if_exists:
+            raise
+        return load_study(name, store, sampler=sampler)
+    return Study(store, record, sampler, space)
+
+
+def load_study(name: str, storage: str | BaseStorage | None, sampler: Sampler | None = None) -> Study:
+    """Load an existing study to resume it, join it as another worker, or read it.
+
+    Without ``sampler`` the sampler stored with the study is rebuilt.
+    """
+    store = get_storage(storage)
+    record = store.get_study(name)
+    if sampler is None:
+        sampler = sampler_from_description(record.system_attrs.get("sampler", {}))
+    space_json = record.system_attrs.get("space")
+    space = space_from_json(space_json) if space_json else None
+    return Study(store, record, sampler, space)
+
+
+def delete_study(name: str, storage: str | BaseStorage) -> None:
+    """Delete a study and all its trials."""
+    store = get_storage(storage)
+    store.delete_study(store.get_study(name).study_id)

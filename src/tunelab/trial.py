@@ -1,0 +1,232 @@
+"""The live trial an objective receives: suggest parameters, report curves, set attributes.
+
+Parameter values are decided by the study's sampler (or fixed by an enqueued
+configuration) and kept in the trial until it reports or finishes, when they are
+written to the storage together: a trial costs two short transactions, not one
+per parameter.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from tunelab.distributions import Bool, Categorical, Distribution, Float, Int, ParamValue
+from tunelab.errors import ConfigError, DistributionConflictError, InvalidDistributionError, TrialStateError
+from tunelab.records import FrozenTrial, TrialState
+from tunelab.samplers.base import SamplingContext
+from tunelab.space import Conditional, SpaceEntry, name_error, unwrap, validate_space
+
+if TYPE_CHECKING:
+    from tunelab.study import Study
+
+
+class Trial:
+    """One evaluation of the objective. Created by :meth:`Study.ask`; do not build it yourself.
+
+    Attributes:
+        number: the trial's number in the study (0, 1, 2, ...).
+    """
+
+    def __init__(
+        self,
+        study: Study,
+        frozen: FrozenTrial,
+        fixed: Mapping[str, ParamValue] | None = None,
+    ) -> None:
+        self._study = study
+        self._trial_id = frozen.trial_id
+        self.number = frozen.number
+        self._fixed = dict(fixed or {})
+        self._params: dict[str, ParamValue] = {}
+        self._dists: dict[str, Distribution] = {}
+        self._unsaved: dict[str, None] = {}  # ordered set
+        self._user_attrs: dict[str, Any] = dict(frozen.user_attrs)
+        self._unsaved_attrs: dict[str, Any] = {}
+        self._ctx = SamplingContext(frozen.number, study.seed, frozen.system_attrs)
+        self._plan: dict[str, ParamValue] = {}
+        self._finished = False
+        self._last_step: int | None = None
+
+    # -- suggestions -----------------------------------------------------------------------
+    def suggest_float(
+        self, name: str, low: float, high: float, *, log: bool = False, step: float | None = None
+    ) -> float:
+        """A real value in ``[low, high]``; ``log=True`` for scale parameters such as the learning rate.
+
+        Example: ``lr = trial.suggest_float("lr", 1e-5, 1e-1, log=True)``
+        """
+        return self.suggest(name, self._build(name, Float, low, high, log=log, step=step))  # type: ignore[return-value]
+
+    def suggest_int(self, name: str, low: int, high: int, *, log: bool = False, step: int = 1) -> int:
+        """An integer in ``[low, high]``, every ``step``, or log-uniform with ``log=True``."""
+        return self.suggest(name, self._build(name, Int, low, high, log=log, step=step))  # type: ignore[return-value]
+
+    def suggest_categorical(self, name: str, choices: Sequence[ParamValue]) -> ParamValue:
+        """One of ``choices`` (None, bool, int, float or str values)."""
+        if isinstance(choices, (list, tuple)):
+            choices = tuple(choices)
+        return self.suggest(name, self._build(name, Categorical, choices))
+
+    def suggest_bool(self, name: str, p: float = 0.5) -> bool:
+        """True with probability ``p`` under random search (an on/off switch)."""
+        return self.suggest(name, self._build(name, Bool, p))  # type: ignore[return-value]
+
+    @staticmethod
+    def _build(name: str, cls: type[Distribution], *args: Any, **kwargs: Any) -> Distribution:
+        _check_name(name)
+        try:
+            return cls(*args, **kwargs)
+        except InvalidDistributionError as e:
+            raise name_error(name, e) from None
+
+    def suggest(self, name: str, distribution: Distribution) -> ParamValue:
+        """A value for ``name`` drawn from ``distribution`` (the general form of ``suggest_*``).
+
+        Suggesting the same name again in one trial returns the same value.
+        """
+        _check_name(name)
+        if not isinstance(distribution, Distribution):
+            raise ConfigError(f"parameter '{name}': expected a distribution, got {distribution!r}")
+        if name in self._params:
+            if not self._dists[name].compatible_with(distribution):
+                raise DistributionConflictError(
+                    f"parameter '{name}' was suggested twice in trial {self.number} with different "
+                    f"distributions: {self._dists[name]!r} and {distribution!r}"
+                )
+            return self._params[name]
+        self._study._check_distribution(name, distribution)
+        if name in self._fixed:
+            try:
+                value = distribution.cast(self._fixed[name])
+            except InvalidDistributionError as e:
+                raise name_error(name, e) from None
+        elif name in self._plan:
+            value = self._plan[name]
+            distribution = _widen(distribution, value)
+        else:
+            value = self._study._sample(self._ctx, name, distribution)
+        self._params[name] = value
+        self._dists[name] = distribution
+        self._unsaved[name] = None
+        return value
+
+    def suggest_space(self, space: Mapping[str, SpaceEntry]) -> dict[str, ParamValue]:
+        """Suggest every active parameter of a declared space; return their values.
+
+        Conditional parameters are suggested only when their condition holds.
+        """
+        space = validate_space(space)
+        values: dict[str, ParamValue] = {}
+        for name, entry in space.items():
+            if isinstance(entry, Conditional) and not entry.is_active(values):
+                continue
+            values[name] = self.suggest(name, unwrap(entry))
+        return values
+
+    # -- reading -----------------------------------------------------------------------------
+    @property
+    def params(self) -> dict[str, ParamValue]:
+        """The parameters suggested so far (a copy)."""
+        return dict(self._params)
+
+    @property
+    def distributions(self) -> dict[str, Distribution]:
+        """The distributions of the parameters suggested so far."""
+        return dict(self._dists)
+
+    @property
+    def user_attrs(self) -> dict[str, Any]:
+        """User attributes set so far."""
+        return dict(self._user_attrs)
+
+    @property
+    def system_attrs(self) -> dict[str, Any]:
+        """What tunelab recorded for this trial (e.g. the sampler's stage and ranges)."""
+        return dict(self._ctx.recorded)
+
+    # -- writing ---------------------------------------------------------------------------
+    def set_user_attr(self, key: str, value: Any) -> None:
+        """Attach JSON data to the trial (written with the next report or at the end)."""
+        self._check_running()
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f"attribute keys must be non-empty strings, got {key!r}")
+        self._user_attrs[key] = value
+        self._unsaved_attrs[key] = value
+
+    def report(self, step: int, **metrics: float) -> None:
+        """Record intermediate metrics at ``step`` (an epoch or iteration), e.g.
+        ``trial.report(epoch, train_loss=0.31, val_loss=0.42, val_acc=0.88, lr=1e-3)``.
+
+        Curves are stored as they come; several metrics may be reported per step.
+        """
+        self._check_running()
+        if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
+            raise ConfigError(f"report(step=...) must be a non-negative integer, got {step!r}")
+        if not metrics:
+            raise ConfigError("report() needs at least one metric, e.g. report(epoch, val_loss=0.3)")
+        clean: dict[str, float] = {}
+        for k, v in metrics.items():
+            try:
+                clean[k] = float(v)
+            except (TypeError, ValueError):
+                raise ConfigError(f"metric '{k}' must be a number, got {v!r}") from None
+        self.flush()
+        self._study._storage.report(self._trial_id, int(step), clean)
+        self._last_step = int(step)
+
+    def flush(self) -> None:
+        """Write unsaved parameters and attributes now (``report`` and the end of the trial do)."""
+        pending = self._pending()
+        if any(pending.values()):
+            self._study._storage.update_trial(self._trial_id, **pending)
+
+    def _pending(self) -> dict[str, Any]:
+        out = {
+            "params": {k: self._params[k] for k in self._unsaved},
+            "distributions": {k: self._dists[k] for k in self._unsaved},
+            "user_attrs": dict(self._unsaved_attrs),
+            "system_attrs": self._ctx.take_new_records(),
+        }
+        self._unsaved.clear()
+        self._unsaved_attrs.clear()
+        return out
+
+    def _finish(self, state: TrialState, value: float | None, error: str | None) -> None:
+        if self._finished:
+            raise TrialStateError(f"trial {self.number} has already been told its result")
+        self._study._storage.finish_trial(
+            self._trial_id, state, value=value, error=error, **self._pending()
+        )
+        self._finished = True
+
+    def _check_running(self) -> None:
+        if self._finished:
+            raise TrialStateError(f"trial {self.number} is finished; it cannot change")
+
+    def __repr__(self) -> str:
+        return f"Trial(number={self.number}, params={self._params!r})"
+
+
+def _check_name(name: object) -> None:
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"parameter names must be non-empty strings, got {name!r}")
+
+
+def _widen(distribution: Distribution, value: ParamValue) -> Distribution:
+    """The distribution, widened to hold a planned value that lies past its range.
+
+    A grid that shifts past the edge of the declared range proposes such values;
+    the trial records the range it actually used.
+    """
+    if distribution.contains(value) or not isinstance(distribution, (Float, Int)):
+        return distribution
+    if not isinstance(value, (int, float)) or (isinstance(value, float) and not math.isfinite(value)):
+        return distribution
+    low = min(distribution.low, value)
+    high = max(distribution.high, value)
+    if isinstance(distribution, Int):
+        return Int(int(low), int(high), log=distribution.log)
+    return Float(low, high, log=distribution.log)
