@@ -38,4 +38,5 @@ def trials_to_dataframe(trials: Sequence[FrozenTrial]) -> pd.DataFrame:
         raise ModuleNotFoundError(
             "trials_dataframe() needs pandas: pip install 'tunelab[pandas]' (or pandas)"
         ) from None
-    return pd.DataFrame(trials_to_rows(trials))
+    frame: pd.DataFrame = pd.DataFrame(trials_to_rows(trials))
+    return frame

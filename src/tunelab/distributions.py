@@ -22,13 +22,13 @@ import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 import numpy as np
 
 from tunelab.errors import InvalidDistributionError
 
-ParamValue = Union[None, bool, int, float, str]
+ParamValue = None | bool | int | float | str
 """A parameter value: a JSON scalar, so that every storage can keep it as it is."""
 
 _JSON_SCALARS = (type(None), bool, int, float, str)
@@ -272,13 +272,14 @@ class Int(Distribution):
         return self.low <= v <= self.high and (v - self.low) % self.step == 0
 
     def cast(self, value: object) -> int:
-        if _is_real(value) and float(value).is_integer():  # type: ignore[arg-type]
-            value = int(value)  # type: ignore[arg-type]
+        if isinstance(value, numbers.Real) and not isinstance(value, bool) and float(value).is_integer():
+            value = int(float(value))
         if not self.contains(value):
             raise InvalidDistributionError(
                 f"value {value!r} is not an integer in [{self.low}, {self.high}] with step {self.step}"
             )
-        return int(value)  # type: ignore[arg-type]
+        assert isinstance(value, numbers.Integral)
+        return int(value)
 
     def _log_edges(self) -> tuple[float, float]:
         return math.log(self.low - 0.5 + 1e-12), math.log(self.high + 0.5)
@@ -306,9 +307,9 @@ class Int(Distribution):
             return [self.low + k * self.step for k in range(n)]
         if self.log:
             pts = np.geomspace(self.low, self.high, n_points)
-            return sorted({int(round(p)) for p in pts})  # type: ignore[arg-type]
+            return list(sorted({int(round(p)) for p in pts}))
         ks = np.linspace(0, n - 1, n_points)
-        return sorted({self.low + int(round(k)) * self.step for k in ks})  # type: ignore[arg-type]
+        return list(sorted({self.low + int(round(k)) * self.step for k in ks}))
 
     def compatible_with(self, other: Distribution) -> bool:
         return isinstance(other, Int) and other.log == self.log
@@ -329,7 +330,7 @@ class Categorical(Distribution):
     Choices must be JSON scalars (None, bool, int, float, str), distinct and at least one.
     """
 
-    choices: tuple[ParamValue, ...]
+    choices: Sequence[ParamValue]
     kind: ClassVar[str] = "categorical"
     _index: dict[tuple[str, object], int] = field(
         init=False, repr=False, compare=False, hash=False, default_factory=dict

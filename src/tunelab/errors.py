@@ -51,3 +51,10 @@ class TrialStateError(TunelabError, RuntimeError):
 
 class TrialPruned(TunelabError):  # noqa: N818 - the name users raise, as in other tuners
     """Raised by an objective to stop its trial early; the trial is marked PRUNED."""
+
+
+class SearchExhausted(TunelabError):  # noqa: N818 - a signal, like StopIteration
+    """The sampler has nothing left to propose (e.g. every grid cell has run).
+
+    Raised by :meth:`Study.ask`; :meth:`Study.optimize` stops cleanly on it.
+    """

@@ -22,7 +22,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from tunelab import errors
-from tunelab.errors import ConfigError, TrialPruned, TrialStateError
+from tunelab.errors import ConfigError, SearchExhausted, TrialPruned, TrialStateError
 from tunelab.execution.local import ProcessPool
 from tunelab.progress import ProgressDisplay
 from tunelab.records import TrialState
@@ -137,7 +137,7 @@ class _Heartbeat:
         while not self._stop.wait(interval):
             try:
                 storage.heartbeat(trial_id)
-            except Exception:  # noqa: BLE001 - a missed beat must not kill the trial
+            except Exception:
                 logger.debug("heartbeat failed", exc_info=True)
 
     def __enter__(self) -> _Heartbeat:
@@ -151,7 +151,10 @@ class _Heartbeat:
 
 def _error_text(exc: BaseException) -> str:
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return text if len(text) <= _MAX_ERROR_TEXT else text[: _MAX_ERROR_TEXT // 2] + "\n...\n" + text[-_MAX_ERROR_TEXT // 2 :]
+    if len(text) <= _MAX_ERROR_TEXT:
+        return text
+    half = _MAX_ERROR_TEXT // 2
+    return text[:half] + "\n...\n" + text[-half:]
 
 
 def run_trial(
@@ -181,7 +184,7 @@ def run_trial(
             state, error, reraise = TrialState.FAIL, _error_text(e), e
         except settings.catch as e:
             state, error = TrialState.FAIL, _error_text(e)
-        except BaseException as e:  # interrupts and exceptions the user chose not to catch
+        except BaseException as e:  # noqa: BLE001 - interrupts and exceptions not in `catch`
             state, error, reraise = TrialState.FAIL, f"interrupted: {type(e).__name__}: {e}", e
     finally:
         if beat is not None:
@@ -234,8 +237,11 @@ def _optimize_here(
     while settings.n_trials is None or done < settings.n_trials:
         if deadline is not None and time.monotonic() >= deadline:
             return
-        display.started()
-        outcome = run_trial(study, objective, settings)
+        try:
+            outcome = run_trial(study, objective, settings, on_start=lambda *_: display.started())
+        except SearchExhausted:
+            logger.info("%r has nothing left to propose; stopping", study.sampler)
+            return
         done += 1
         display.finished(outcome.state, outcome.value)
         _call_back(study, settings, outcome)
@@ -321,10 +327,14 @@ def _worker_main(conn: Connection, payload: bytes) -> None:
             msg = conn.recv()
             if msg[0] != "run":
                 return
-            outcome = run_trial(
-                study, objective, settings,
-                on_start=lambda tid, num: conn.send(("started", tid, num)),
-            )
+            try:
+                outcome = run_trial(
+                    study, objective, settings,
+                    on_start=lambda tid, num: conn.send(("started", tid, num)),
+                )
+            except SearchExhausted:
+                conn.send(("exhausted",))
+                continue
             conn.send(("finished", outcome))
     except KeyboardInterrupt:
         return

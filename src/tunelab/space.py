@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from tunelab.distributions import Distribution, ParamValue, distribution_from_json
 from tunelab.errors import ConfigError, InvalidDistributionError
@@ -64,7 +64,7 @@ class Conditional:
         return True
 
 
-SpaceEntry = Union[Distribution, Conditional]
+SpaceEntry = Distribution | Conditional
 Space = Mapping[str, SpaceEntry]
 
 

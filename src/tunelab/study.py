@@ -18,6 +18,7 @@ from tunelab.errors import (
     ConfigError,
     DistributionConflictError,
     DuplicatedStudyError,
+    SearchExhausted,
     TrialNotFoundError,
 )
 from tunelab.history import History
@@ -167,13 +168,16 @@ class Study:
         heartbeat = self._heartbeat is not None
         frozen = self._storage.claim_waiting_trial(self._study_id)
         fixed: dict[str, ParamValue] | None = None
+        self._history.invalidate()
         if frozen is not None:
             fixed = dict(frozen.params)
             if heartbeat:
                 self._storage.heartbeat(frozen.trial_id)
         else:
+            if self.sampler.exhausted(self._history):
+                raise SearchExhausted(f"{self.sampler!r} has nothing left to propose")
             frozen = self._storage.create_trial(self._study_id, heartbeat=heartbeat)
-        self._history.invalidate()
+            self._history.invalidate()
         trial = Trial(self, frozen, fixed)
         try:
             if fixed is None:

@@ -6,7 +6,8 @@ handler. Workers and driver speak plain tuples over pipes:
 
 - driver -> worker: ``("run",)`` or ``("stop",)``
 - worker -> driver: ``("ready",)``, ``("started", task_id, label)``,
-  ``("finished", result)``, ``("fatal", error_class_name, message)``
+  ``("finished", result)``, ``("exhausted",)`` (no work now: the ticket comes
+  back), ``("fatal", error_class_name, message)``
 
 A worker that dies, or runs past ``task_timeout``, is replaced; the handler is
 told which task it lost so the driver can record it. A worker that dies before
@@ -94,13 +95,16 @@ class ProcessPool:
                 f"start_method={start_method!r} is not available here; use one of "
                 f"{multiprocessing.get_all_start_methods()}"
             )
-        self._ctx = multiprocessing.get_context(start_method)
+        self._ctx: Any = multiprocessing.get_context(start_method)
         self._n = n_workers
         self._target = target
         self._payload = payload
         self._threads = threads_per_worker
         self._slots: list[_Slot] = []
         self._early_deaths = 0
+        self._issued = 0
+        self._exhausted = False
+        self._finished_since_exhausted = 0
 
     def _spawn(self) -> _Slot:
         parent, child = self._ctx.Pipe()
@@ -118,30 +122,38 @@ class ProcessPool:
         events: PoolEvents,
     ) -> None:
         """Run up to ``n_tasks`` tasks (None: no limit) until ``deadline`` (time.monotonic)."""
-        issued = 0
+        self._issued = 0
+        self._exhausted = False
+        self._finished_since_exhausted = 0
         self._slots = [self._spawn() for _ in range(self._n)]
         try:
             while True:
                 now = time.monotonic()
                 open_for_work = deadline is None or now < deadline
+                idle = not any(s.busy for s in self._slots)
+                if idle and self._exhausted:
+                    if self._finished_since_exhausted == 0:
+                        return  # nothing left to propose and nothing running that could change it
+                    self._exhausted = False  # finished tasks may have opened new work: ask again
                 for slot in self._slots:
-                    if slot.ready and not slot.busy and open_for_work and (n_tasks is None or issued < n_tasks):
+                    if (slot.ready and not slot.busy and open_for_work and not self._exhausted
+                            and (n_tasks is None or self._issued < n_tasks)):
                         slot.conn.send(("run",))
                         slot.busy, slot.task, slot.since = True, None, now
-                        issued += 1
+                        self._issued += 1
                 if not any(s.busy for s in self._slots) and (
-                    not open_for_work or (n_tasks is not None and issued >= n_tasks)
+                    not open_for_work or (n_tasks is not None and self._issued >= n_tasks)
                 ):
                     return
-                issued -= self._poll(task_timeout, deadline, events)
+                self._poll(task_timeout, deadline, events)
         except BaseException:
             self._shutdown(events, "interrupted")
             raise
         finally:
             self._close()
 
-    def _poll(self, task_timeout: float | None, deadline: float | None, events: PoolEvents) -> int:
-        """Wait for news; return how many tickets came back unused."""
+    def _poll(self, task_timeout: float | None, deadline: float | None, events: PoolEvents) -> None:
+        """Wait for news and act on it."""
         wait_for = 0.5
         now = time.monotonic()
         if task_timeout is not None:
@@ -152,7 +164,6 @@ class ProcessPool:
             wait_for = min(wait_for, max(0.01, deadline - now))
         handles: list[Any] = [s.conn for s in self._slots] + [s.process.sentinel for s in self._slots]
         wait(handles, timeout=wait_for)
-        returned = 0
         for i, slot in enumerate(self._slots):
             alive = self._drain(slot, events)
             if alive and task_timeout is not None and slot.busy and time.monotonic() - slot.since > task_timeout:
@@ -161,12 +172,11 @@ class ProcessPool:
                 self._drain(slot, events)
                 if slot.busy:
                     reason = f"trial timed out after {task_timeout:g}s; its worker process was killed"
-                    returned += self._replace(i, events, reason)
+                    self._replace(i, events, reason)
             elif not alive:
                 code = slot.process.exitcode
                 reason = f"the worker process died ({_describe_exit(code)}) while running this trial"
-                returned += self._replace(i, events, reason)
-        return returned
+                self._replace(i, events, reason)
 
     def _drain(self, slot: _Slot, events: PoolEvents) -> bool:
         """Handle every message waiting on the slot's pipe; False if the worker is gone."""
@@ -183,22 +193,28 @@ class ProcessPool:
                     events.started(msg[1], msg[2])
                 elif kind == "finished":
                     slot.busy, slot.task = False, None
+                    self._finished_since_exhausted += 1
                     events.finished(msg[1])
+                elif kind == "exhausted":  # the ticket comes back unused
+                    slot.busy, slot.task = False, None
+                    self._issued -= 1
+                    if not self._exhausted:
+                        self._exhausted, self._finished_since_exhausted = True, 0
                 elif kind == "fatal":
                     events.fatal(msg[1], msg[2])
         except (EOFError, OSError):
             return False
-        return slot.process.is_alive()
+        return bool(slot.process.is_alive())
 
-    def _replace(self, index: int, events: PoolEvents, reason: str) -> int:
+    def _replace(self, index: int, events: PoolEvents, reason: str) -> None:
         slot = self._slots[index]
         slot.process.join(timeout=5)
         slot.conn.close()
-        returned = 0
         if slot.busy and slot.task is not None:
+            self._finished_since_exhausted += 1
             events.lost(slot.task[0], slot.task[1], reason)
         else:
-            returned = 1 if slot.busy else 0
+            self._issued -= 1 if slot.busy else 0
             self._early_deaths += 1
             if self._early_deaths >= 2 * self._n:
                 raise WorkersDyingError(
@@ -209,7 +225,6 @@ class ProcessPool:
                     "or run with n_workers=1 to see the error in this process"
                 )
         self._slots[index] = self._spawn()
-        return returned
 
     def _shutdown(self, events: PoolEvents, reason: str) -> None:
         """Stop every worker now: SIGTERM (the trial records itself), then SIGKILL."""

@@ -66,6 +66,13 @@ class SamplingContext:
 class Sampler(ABC):
     """Base class of samplers."""
 
+    def exhausted(self, history: History) -> bool:
+        """Whether nothing is left to propose now; :meth:`Study.ask` then raises SearchExhausted.
+
+        Checked before a trial is created. Most samplers never run out (False).
+        """
+        return False
+
     def plan(self, history: History, trial: SamplingContext) -> dict[str, ParamValue]:
         """Values decided jointly when the trial starts; empty by default."""
         return {}

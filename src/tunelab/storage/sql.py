@@ -257,7 +257,7 @@ class SQLStorage(BaseStorage):
         )
         try:
             with self._write() as conn:
-                study_id = conn.execute(studies_table.insert().values(**values)).inserted_primary_key[0]
+                study_id = conn.execute(studies_table.insert().values(**values)).inserted_primary_key[0]  # type: ignore[index]
         except IntegrityError:
             raise DuplicatedStudyError(
                 f"a study named {name!r} already exists; pass load_if_exists=True to load it, "
@@ -348,7 +348,7 @@ class SQLStorage(BaseStorage):
                     return distribution
                 except IntegrityError:  # another process registered it first
                     existing = conn.execute(query).scalar()
-        return self._dist(existing)
+        return self._dist(str(existing))
 
     # -- trials ----------------------------------------------------------------------------
     def _dist(self, text: str) -> Distribution:
@@ -413,7 +413,7 @@ class SQLStorage(BaseStorage):
                 user_attrs=_dumps(dict(user_attrs or {})),
                 system_attrs=_dumps(dict(system_attrs or {})),
                 started_at=now, heartbeat_at=now if heartbeat else None,
-            )).inserted_primary_key[0]
+            )).inserted_primary_key[0]  # type: ignore[index]
         return FrozenTrial(
             number=number, state=state, value=None, params=dict(params or {}),
             distributions=dict(distributions or {}), user_attrs=dict(user_attrs or {}),

@@ -1,0 +1,57 @@
+"""Objectives for tests that run trials in worker processes (spawned workers import them)."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from pathlib import Path
+
+import tunelab
+
+
+def quadratic(trial: tunelab.Trial) -> float:
+    """Minimum 0 at x=1, lr=1e-3."""
+    x = trial.suggest_float("x", -5, 5)
+    lr = trial.suggest_float("lr", 1e-5, 1e-1, log=True)
+    return (x - 1) ** 2 + (math.log10(lr) + 3) ** 2
+
+
+def chaotic(trial: tunelab.Trial) -> float:
+    """Sometimes raises, sometimes returns NaN, sometimes kills its own process."""
+    x = trial.suggest_float("x", -5, 5)
+    trial.report(0, loss=x * x)
+    r = trial.number % 10
+    if r == 3:
+        raise ValueError(f"boom in trial {trial.number}")
+    if r == 5:
+        return float("nan")
+    if r == 7:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return (x - 1) ** 2
+
+
+def hangs_on_first(trial: tunelab.Trial) -> float:
+    """Trial 0 hangs forever; the others return at once."""
+    x = trial.suggest_float("x", 0, 1)
+    if trial.number == 0:
+        time.sleep(3600)
+    return x
+
+
+def sleepy(trial: tunelab.Trial) -> float:
+    """Takes a while, writing a marker file when it starts (for interrupt tests)."""
+    x = trial.suggest_float("x", 0, 1)
+    marker = os.environ.get("TUNELAB_TEST_MARKER")
+    if marker:
+        Path(marker).write_text(str(trial.number))
+    time.sleep(float(os.environ.get("TUNELAB_TEST_SLEEP", "30")))
+    return x
+
+
+def sleepy_reporting(trial: tunelab.Trial) -> float:
+    """Like :func:`sleepy`, but reports first, so its parameters are stored while it runs."""
+    trial.suggest_float("x", 0, 1)
+    trial.report(0, loss=1.0)
+    return sleepy(trial)

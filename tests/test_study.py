@@ -1,0 +1,343 @@
+"""Study, Trial, ask/tell, enqueue, define-by-run and declared spaces, and bad input."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+import tunelab
+from tunelab.errors import (
+    ConfigError,
+    DistributionConflictError,
+    DuplicatedStudyError,
+    InvalidDistributionError,
+    StudyNotFoundError,
+    TrialNotFoundError,
+    TrialStateError,
+)
+from tunelab.records import TrialState
+
+
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'study.db'}"
+
+
+def test_optimize_minimizes_and_reports_best(tmp_path: Path) -> None:
+    study = tunelab.create_study(storage=sqlite_url(tmp_path), seed=0)
+    study.optimize(lambda t: (t.suggest_float("x", -3, 3) - 1) ** 2, n_trials=40)
+    assert len(study.trials) == 40
+    assert study.best_value == min(t.value for t in study.trials if t.value is not None)
+    assert abs(study.best_params["x"] - 1) < 0.5
+
+
+def test_maximize_direction_picks_the_largest_value() -> None:
+    study = tunelab.create_study(direction="maximize", seed=0)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=20)
+    assert study.best_value == max(t.value for t in study.trials if t.value is not None)
+
+
+def test_same_seed_gives_same_parameters_per_trial_number() -> None:
+    a = tunelab.create_study(seed=7)
+    b = tunelab.create_study(seed=7)
+    for s in (a, b):
+        s.optimize(lambda t: t.suggest_float("lr", 1e-5, 1e-1, log=True), n_trials=10)
+    assert [t.params for t in a.trials] == [t.params for t in b.trials]
+
+
+def test_parameter_draw_does_not_depend_on_suggestion_order() -> None:
+    a, b = tunelab.create_study(seed=3), tunelab.create_study(seed=3)
+    ta, tb = a.ask(), b.ask()
+    xa, ya = ta.suggest_float("x", 0, 1), ta.suggest_float("y", 0, 1)
+    yb, xb = tb.suggest_float("y", 0, 1), tb.suggest_float("x", 0, 1)
+    assert (xa, ya) == (xb, yb)
+
+
+def test_unseeded_study_stores_its_seed_and_reloads_it(tmp_path: Path) -> None:
+    study = tunelab.create_study(name="s", storage=sqlite_url(tmp_path))
+    again = tunelab.load_study("s", sqlite_url(tmp_path))
+    assert isinstance(study.seed, int) and again.seed == study.seed
+
+
+def test_ask_and_tell_loop_driven_by_the_user() -> None:
+    study = tunelab.create_study(seed=0)
+    for _ in range(5):
+        trial = study.ask()
+        lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+        frozen = study.tell(trial, math.log10(lr))
+        assert frozen.state == TrialState.COMPLETE
+    assert [t.number for t in study.trials] == [0, 1, 2, 3, 4]
+
+
+def test_tell_twice_is_refused() -> None:
+    study = tunelab.create_study()
+    trial = study.ask()
+    study.tell(trial, 1.0)
+    with pytest.raises(TrialStateError):
+        study.tell(trial, 2.0)
+
+
+@pytest.mark.parametrize("bad", [None, float("nan"), float("inf"), "abc"])
+def test_tell_with_a_non_finite_or_missing_value_marks_fail_with_reason(bad: object) -> None:
+    study = tunelab.create_study()
+    frozen = study.tell(study.ask(), bad)  # type: ignore[arg-type]
+    assert frozen.state == TrialState.FAIL and frozen.error
+    assert study.trials[0].state == TrialState.FAIL
+
+
+def test_tell_pruned_state() -> None:
+    study = tunelab.create_study()
+    study.tell(study.ask(), state="PRUNED")
+    assert study.trials[0].state == TrialState.PRUNED
+
+
+def test_suggest_same_name_twice_in_a_trial_returns_the_same_value() -> None:
+    trial = tunelab.create_study(seed=0).ask()
+    assert trial.suggest_float("x", 0, 1) == trial.suggest_float("x", 0, 1)
+
+
+def test_one_name_with_two_kinds_of_distribution_is_an_error() -> None:
+    study = tunelab.create_study(seed=0)
+    study.optimize(lambda t: t.suggest_float("width", 1, 100), n_trials=1)
+    with pytest.raises(DistributionConflictError, match="width"):
+        study.optimize(lambda t: t.suggest_int("width", 1, 100), n_trials=1)
+    # The conflicting trial is recorded, not left RUNNING.
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.FAIL]
+
+
+def test_one_name_switching_log_scale_is_an_error() -> None:
+    study = tunelab.create_study(seed=0)
+    trial = study.ask()
+    study.tell(trial, trial.suggest_float("lr", 1e-4, 1, log=True))
+    with pytest.raises(DistributionConflictError, match="lr"):
+        study.ask().suggest_float("lr", 1e-4, 1)
+
+
+def test_a_range_may_change_between_trials() -> None:
+    study = tunelab.create_study(seed=0)
+    study.optimize(lambda t: t.suggest_float("lr", 1e-4, 1e-2, log=True), n_trials=2)
+    study.optimize(lambda t: t.suggest_float("lr", 1e-5, 1e-1, log=True), n_trials=2)
+    assert study.trials[-1].distributions["lr"].low == 1e-5  # type: ignore[attr-defined]
+
+
+def test_invalid_suggestion_names_the_parameter() -> None:
+    trial = tunelab.create_study().ask()
+    with pytest.raises(InvalidDistributionError, match="'lr'.*low > 0"):
+        trial.suggest_float("lr", 0.0, 1.0, log=True)
+
+
+def test_config_error_inside_objective_stops_the_study_and_records_the_trial() -> None:
+    study = tunelab.create_study()
+    with pytest.raises(InvalidDistributionError):
+        study.optimize(lambda t: t.suggest_float("lr", 0.0, 1.0, log=True), n_trials=5)
+    assert [t.state for t in study.trials] == [TrialState.FAIL]
+
+
+def test_declared_space_with_conditional_parameters() -> None:
+    space = {
+        "lr": tunelab.Float(1e-5, 1e-1, log=True),
+        "optimizer": tunelab.Categorical(["sgd", "adam"]),
+        "momentum": tunelab.Conditional(tunelab.Float(0.0, 0.99), when={"optimizer": "sgd"}),
+        "use_bn": tunelab.Bool(),
+    }
+    study = tunelab.create_study(seed=1)
+    study.optimize(lambda t: t.params["lr"], n_trials=30, space=space)
+    for t in study.trials:
+        assert ("momentum" in t.params) == (t.params["optimizer"] == "sgd")
+        assert set(t.params) >= {"lr", "optimizer", "use_bn"}
+    assert {t.params["optimizer"] for t in study.trials} == {"sgd", "adam"}
+
+
+def test_define_by_run_conditional_parameters() -> None:
+    def objective(trial: tunelab.Trial) -> float:
+        if trial.suggest_categorical("optimizer", ["sgd", "adam"]) == "sgd":
+            trial.suggest_float("momentum", 0.0, 0.99)
+        return 0.0
+
+    study = tunelab.create_study(seed=2)
+    study.optimize(objective, n_trials=20)
+    assert all(("momentum" in t.params) == (t.params["optimizer"] == "sgd") for t in study.trials)
+
+
+def test_space_given_to_create_study_is_used_by_load_study(tmp_path: Path) -> None:
+    space = {"x": tunelab.Int(0, 10, step=2)}
+    tunelab.create_study(name="s", storage=sqlite_url(tmp_path), space=space)
+    study = tunelab.load_study("s", sqlite_url(tmp_path))
+    study.optimize(lambda t: t.params["x"], n_trials=5)
+    assert all(t.params["x"] in {0, 2, 4, 6, 8, 10} for t in study.trials)
+
+
+def test_enqueued_configuration_runs_first_and_missing_params_are_sampled() -> None:
+    study = tunelab.create_study(seed=0)
+    number = study.enqueue({"lr": 0.01})
+    assert number == 0
+    study.optimize(lambda t: t.suggest_float("lr", 1e-5, 1e-1, log=True) + t.suggest_float("x", 0, 1), n_trials=3)
+    first = study.trials[0]
+    assert first.params["lr"] == 0.01 and "x" in first.params
+    assert first.system_attrs.get("enqueued") is True
+
+
+def test_enqueue_checks_values_against_the_declared_space() -> None:
+    study = tunelab.create_study(space={"lr": tunelab.Float(1e-5, 1e-1, log=True)})
+    with pytest.raises(ConfigError, match="lr"):
+        study.enqueue({"lr": 5.0})
+
+
+def test_report_stores_several_metrics_per_step(tmp_path: Path) -> None:
+    study = tunelab.create_study(storage=sqlite_url(tmp_path))
+
+    def objective(trial: tunelab.Trial) -> float:
+        for epoch in range(3):
+            trial.report(epoch, train_loss=1.0 / (epoch + 1), val_acc=0.5 + epoch / 10)
+        return 0.0
+
+    study.optimize(objective, n_trials=1)
+    curves = study.get_curves(0)
+    assert curves["train_loss"] == ([0, 1, 2], [1.0, 0.5, 1 / 3])
+    assert curves["val_acc"][0] == [0, 1, 2]
+
+
+def test_params_are_visible_to_other_readers_after_the_first_report(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path)
+    study = tunelab.create_study(name="s", storage=url)
+    trial = study.ask()
+    trial.suggest_float("x", 0, 1)
+    trial.report(0, loss=1.0)
+    reader = tunelab.load_study("s", url)
+    assert reader.trials[0].state == TrialState.RUNNING and "x" in reader.trials[0].params
+
+
+def test_user_attrs_on_trials_and_studies(tmp_path: Path) -> None:
+    study = tunelab.create_study(name="s", storage=sqlite_url(tmp_path))
+    study.set_user_attr("dataset", "digits-v1")
+
+    def objective(trial: tunelab.Trial) -> float:
+        trial.set_user_attr("epochs", 3)
+        return 1.0
+
+    study.optimize(objective, n_trials=1)
+    again = tunelab.load_study("s", sqlite_url(tmp_path))
+    assert again.user_attrs == {"dataset": "digits-v1"}
+    assert again.trials[0].user_attrs == {"epochs": 3}
+
+
+def test_trials_dataframe_has_one_row_per_trial() -> None:
+    study = tunelab.create_study(seed=0)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=4)
+    df = study.trials_dataframe()
+    assert list(df["number"]) == [0, 1, 2, 3] and "params_x" in df.columns
+
+
+def test_best_trial_without_complete_trials_is_a_clear_error() -> None:
+    with pytest.raises(TrialNotFoundError, match="no COMPLETE trial"):
+        _ = tunelab.create_study().best_trial
+
+
+def test_callbacks_see_each_finished_trial() -> None:
+    seen: list[int] = []
+    study = tunelab.create_study()
+    study.optimize(lambda t: 1.0, n_trials=3, callbacks=[lambda s, t: seen.append(t.number)])
+    assert seen == [0, 1, 2]
+
+
+def test_timeout_stops_starting_new_trials() -> None:
+    import time
+
+    study = tunelab.create_study()
+    study.optimize(lambda t: time.sleep(0.05) or 1.0, timeout=0.3)
+    assert 1 <= len(study.trials) <= 10
+
+
+def test_trial_pruned_marks_the_trial_pruned() -> None:
+    def objective(trial: tunelab.Trial) -> float:
+        trial.report(0, loss=1.0)
+        raise tunelab.TrialPruned()
+
+    study = tunelab.create_study()
+    study.optimize(objective, n_trials=2)
+    assert {t.state for t in study.trials} == {TrialState.PRUNED}
+
+
+def test_exceptions_outside_catch_propagate_after_recording_the_trial() -> None:
+    def objective(trial: tunelab.Trial) -> float:
+        raise KeyError("not caught")
+
+    study = tunelab.create_study()
+    with pytest.raises(KeyError):
+        study.optimize(objective, n_trials=3, catch=(ValueError,))
+    assert [t.state for t in study.trials] == [TrialState.FAIL]
+
+
+# -- bad input, before any trial runs ----------------------------------------------------------
+def test_unknown_direction_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="direction"):
+        tunelab.create_study(direction="minimise")
+
+
+def test_loading_a_missing_study_names_it(tmp_path: Path) -> None:
+    with pytest.raises(StudyNotFoundError, match="nope"):
+        tunelab.load_study("nope", sqlite_url(tmp_path))
+
+
+def test_creating_an_existing_study_fails_unless_load_if_exists(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path)
+    first = tunelab.create_study(name="s", storage=url)
+    first.optimize(lambda t: 1.0, n_trials=2)
+    with pytest.raises(DuplicatedStudyError, match="load_if_exists"):
+        tunelab.create_study(name="s", storage=url)
+    again = tunelab.create_study(name="s", storage=url, load_if_exists=True)
+    assert len(again.trials) == 2
+
+
+@pytest.mark.parametrize("kwargs, word", [
+    ({"n_trials": 0}, "n_trials"),
+    ({"n_trials": -3}, "n_trials"),
+    ({"n_trials": 2.5}, "n_trials"),
+    ({"n_workers": 0}, "n_workers"),
+    ({"timeout": -1}, "timeout"),
+    ({"catch": "ValueError"}, "catch"),
+    ({"heartbeat_interval": 5, "grace_period": 1}, "grace_period"),
+])
+def test_bad_optimize_options_are_rejected_before_any_trial(kwargs: dict[str, object], word: str) -> None:
+    study = tunelab.create_study()
+    with pytest.raises(ConfigError, match=word):
+        study.optimize(lambda t: 1.0, **kwargs)  # type: ignore[arg-type]
+    assert study.trials == []
+
+
+def test_parallel_workers_need_a_shareable_storage() -> None:
+    study = tunelab.create_study()
+    with pytest.raises(ConfigError, match="sqlite"):
+        study.optimize(lambda t: 1.0, n_trials=2, n_workers=2)
+
+
+def test_unpicklable_objective_with_spawn_is_a_clear_error(tmp_path: Path) -> None:
+    study = tunelab.create_study(storage=sqlite_url(tmp_path))
+    with pytest.raises(ConfigError, match="module level"):
+        study.optimize(lambda t: 1.0, n_trials=2, n_workers=2)
+    assert study.trials == []
+
+
+def test_bad_space_is_rejected_before_any_trial() -> None:
+    study = tunelab.create_study()
+    with pytest.raises(ConfigError, match="momentum"):
+        study.optimize(lambda t: 1.0, n_trials=1, space={
+            "momentum": tunelab.Conditional(tunelab.Float(0, 1), when={"optimizer": "sgd"}),
+        })
+    assert study.trials == []
+
+
+def test_study_name_with_sql_is_stored_verbatim(tmp_path: Path) -> None:
+    name = "x'; DROP TABLE trials; --"
+    url = sqlite_url(tmp_path)
+    study = tunelab.create_study(name=name, storage=url, user_attrs={"note": "'); DELETE FROM studies; --"})
+    study.optimize(lambda t: 1.0, n_trials=2)
+    again = tunelab.load_study(name, url)
+    assert again.name == name and len(again.trials) == 2
+    assert again.user_attrs["note"] == "'); DELETE FROM studies; --"
+
+
+def test_non_url_storage_gets_a_hint() -> None:
+    with pytest.raises(tunelab.errors.StorageError, match="sqlite:///tunelab.db"):
+        tunelab.create_study(storage="tunelab.db")
