@@ -166,18 +166,18 @@ class Study:
             space = validate_space(space)
         self._maybe_fail_stale_trials()
         heartbeat = self._heartbeat is not None
-        frozen = self._storage.claim_waiting_trial(self._study_id)
-        fixed: dict[str, ParamValue] | None = None
         self._history.invalidate()
-        if frozen is not None:
-            fixed = dict(frozen.params)
-            if heartbeat:
-                self._storage.heartbeat(frozen.trial_id)
-        else:
-            if self.sampler.exhausted(self._history):
+        if self.sampler.exhausted(self._history):
+            # Enqueued configurations still run when the sampler has nothing left.
+            claimed = self._storage.claim_waiting_trial(self._study_id, heartbeat=heartbeat)
+            if claimed is None:
                 raise SearchExhausted(f"{self.sampler!r} has nothing left to propose")
-            frozen = self._storage.create_trial(self._study_id, heartbeat=heartbeat)
-            self._history.invalidate()
+            frozen = claimed
+        else:
+            frozen = self._storage.start_trial(self._study_id, heartbeat=heartbeat)
+        self._history.invalidate()
+        # A claimed WAITING trial always carries params (enqueue() requires some); a new one none.
+        fixed = dict(frozen.params) if frozen.params else None
         trial = Trial(self, frozen, fixed)
         try:
             if fixed is None:

@@ -85,8 +85,20 @@ class BaseStorage(ABC):
         """Create a RUNNING or WAITING trial with the next number (``heartbeat``: beat once now)."""
 
     @abstractmethod
-    def claim_waiting_trial(self, study_id: int) -> FrozenTrial | None:
-        """Atomically move the lowest-numbered WAITING trial to RUNNING and return it."""
+    def claim_waiting_trial(self, study_id: int, heartbeat: bool = False) -> FrozenTrial | None:
+        """Atomically move the lowest-numbered WAITING trial to RUNNING and return it.
+
+        With ``heartbeat``, its first heartbeat is recorded in the same step.
+        """
+
+    def start_trial(self, study_id: int, heartbeat: bool = False) -> FrozenTrial:
+        """The next trial to run: the lowest WAITING one, claimed, or else a new RUNNING one.
+
+        A claimed trial carries its enqueued params; a new one has none. Backends may
+        override this to do both in one transaction.
+        """
+        claimed = self.claim_waiting_trial(study_id, heartbeat=heartbeat)
+        return claimed if claimed is not None else self.create_trial(study_id, heartbeat=heartbeat)
 
     @abstractmethod
     def update_trial(

@@ -160,13 +160,15 @@ class InMemoryStorage(BaseStorage):
                 self._heartbeats[trial.trial_id] = time.time()
             return trial
 
-    def claim_waiting_trial(self, study_id: int) -> FrozenTrial | None:
+    def claim_waiting_trial(self, study_id: int, heartbeat: bool = False) -> FrozenTrial | None:
         with self._lock:
             for tid in self._study(study_id).trial_ids:
                 t = self._trials[tid]
                 if t.state == TrialState.WAITING:
                     t = replace(t, state=TrialState.RUNNING, datetime_start=_now())
                     self._trials[tid] = t
+                    if heartbeat:
+                        self._heartbeats[tid] = time.time()
                     return t
             return None
 

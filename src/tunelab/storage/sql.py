@@ -23,6 +23,7 @@ import time
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -86,7 +87,7 @@ trials_table = sa.Table(
     sa.Column("completed_at", sa.Float, nullable=True),
     sa.Column("heartbeat_at", sa.Float, nullable=True),
     sa.UniqueConstraint("study_id", "number", name="uq_trials_study_number"),
-    sa.Index("ix_trials_study_state", "study_id", "state"),
+    sa.Index("ix_trials_study_state_number", "study_id", "state", "number"),
 )
 
 values_table = sa.Table(
@@ -102,6 +103,65 @@ _TRIAL_COLUMNS = (
     _T.c.trial_id, _T.c.number, _T.c.state, _T.c.value, _T.c.params, _T.c.distributions,
     _T.c.user_attrs, _T.c.system_attrs, _T.c.error, _T.c.started_at, _T.c.completed_at,
 )
+
+
+_S = studies_table
+_V = values_table
+_RUNNING = TrialState.RUNNING.value
+_WAITING = TrialState.WAITING.value
+_P = sa.bindparam
+
+
+class _Statements:
+    """The hot-path statements, built once: building a statement costs ~4x executing it."""
+
+    def __init__(self, lock_rows: bool) -> None:
+        def locked(stmt: sa.Select[Any]) -> sa.Select[Any]:
+            return stmt.with_for_update() if lock_rows else stmt
+
+        self.any_waiting = (
+            sa.select(_T.c.trial_id).where(_T.c.study_id == _P("b_study_id"), _T.c.state == _WAITING).limit(1)
+        )
+        self.first_waiting = (
+            sa.select(*_TRIAL_COLUMNS).where(_T.c.study_id == _P("b_study_id"), _T.c.state == _WAITING)
+            .order_by(_T.c.number).limit(1)
+        )
+        self.claim = (
+            _T.update().where(_T.c.trial_id == _P("tid"), _T.c.state == _WAITING)
+            .values(state=_RUNNING, started_at=_P("b_now"), heartbeat_at=_P("b_beat"))
+        )
+        self.next_number = locked(sa.select(_S.c.next_number).where(_S.c.study_id == _P("b_study_id")))
+        self.bump_number = (
+            _S.update().where(_S.c.study_id == _P("b_study_id")).values(next_number=_P("b_next"))
+        )
+        self.insert_trial = _T.insert()
+        self.trial_json = locked(
+            sa.select(_T.c.number, _T.c.state, _T.c.params, _T.c.distributions, _T.c.user_attrs,
+                      _T.c.system_attrs).where(_T.c.trial_id == _P("tid"))
+        )
+        self.finish = (
+            _T.update().where(_T.c.trial_id == _P("tid"), _T.c.state == _RUNNING)
+            .values(state=_P("b_state"), value=_P("b_value"), error=_P("b_error"), completed_at=_P("b_now"),
+                    heartbeat_at=None)
+        )
+        self.finish_with_json = self.finish.values(
+            params=_P("b_params"), distributions=_P("b_distributions"), user_attrs=_P("b_user_attrs"),
+            system_attrs=_P("b_system_attrs"),
+        )
+        self.update_json = (
+            _T.update().where(_T.c.trial_id == _P("tid")).values(
+                params=_P("b_params"), distributions=_P("b_distributions"), user_attrs=_P("b_user_attrs"),
+                system_attrs=_P("b_system_attrs"),
+            )
+        )
+        self.state_of = sa.select(_T.c.number, _T.c.state).where(_T.c.trial_id == _P("tid"))
+        self.delete_values = _V.delete().where(
+            _V.c.trial_id == _P("tid"), _V.c.step == _P("b_step"), _V.c.metric.in_(_P("b_metrics", expanding=True))
+        )
+        self.insert_values = _V.insert()
+        self.heartbeat = (
+            _T.update().where(_T.c.trial_id == _P("tid"), _T.c.state == _RUNNING).values(heartbeat_at=_P("b_now"))
+        )
 
 
 def _dumps(obj: Any) -> str:
@@ -170,6 +230,7 @@ class SQLStorage(BaseStorage):
             ) from None
         if self._sqlite:
             _sqlite_begin_immediate(self._engine)
+        self._q = _Statements(lock_rows=not self._sqlite)
         self._dist_cache: dict[str, Distribution] = {}
         self._dists_cache: dict[str, dict[str, Distribution]] = {}
         try:
@@ -397,52 +458,69 @@ class SQLStorage(BaseStorage):
         system_attrs: Mapping[str, Any] | None = None,
         heartbeat: bool = False,
     ) -> FrozenTrial:
-        s = studies_table
-        now = time.time() if state == TrialState.RUNNING else None
         with self._write() as conn:
-            number = conn.execute(
-                self._for_update(sa.select(s.c.next_number).where(s.c.study_id == study_id))
-            ).scalar()
-            if number is None:
-                raise StudyNotFoundError(f"no study with id {study_id}")
-            conn.execute(s.update().where(s.c.study_id == study_id).values(next_number=number + 1))
-            trial_id = conn.execute(_T.insert().values(
-                study_id=study_id, number=number, state=state.value,
-                params=_dumps(dict(params or {})),
-                distributions=self._dists_to_text(distributions or {}),
-                user_attrs=_dumps(dict(user_attrs or {})),
-                system_attrs=_dumps(dict(system_attrs or {})),
-                started_at=now, heartbeat_at=now if heartbeat else None,
-            )).inserted_primary_key[0]  # type: ignore[index]
+            return self._insert_trial(
+                conn, study_id, state, params, distributions, user_attrs, system_attrs, heartbeat
+            )
+
+    def _insert_trial(
+        self,
+        conn: Connection,
+        study_id: int,
+        state: TrialState,
+        params: Mapping[str, ParamValue] | None,
+        distributions: Mapping[str, Distribution] | None,
+        user_attrs: Mapping[str, Any] | None,
+        system_attrs: Mapping[str, Any] | None,
+        heartbeat: bool,
+    ) -> FrozenTrial:
+        now = time.time() if state == TrialState.RUNNING else None
+        q = self._q
+        number = conn.execute(q.next_number, {"b_study_id": study_id}).scalar()
+        if number is None:
+            raise StudyNotFoundError(f"no study with id {study_id}")
+        conn.execute(q.bump_number, {"b_study_id": study_id, "b_next": number + 1})
+        trial_id = conn.execute(q.insert_trial, {
+            "study_id": study_id, "number": number, "state": state.value,
+            "params": _dumps(dict(params or {})),
+            "distributions": self._dists_to_text(distributions or {}),
+            "user_attrs": _dumps(dict(user_attrs or {})),
+            "system_attrs": _dumps(dict(system_attrs or {})),
+            "started_at": now, "heartbeat_at": now if heartbeat else None,
+        }).inserted_primary_key[0]  # type: ignore[index]
         return FrozenTrial(
             number=number, state=state, value=None, params=dict(params or {}),
             distributions=dict(distributions or {}), user_attrs=dict(user_attrs or {}),
             system_attrs=dict(system_attrs or {}), datetime_start=_time(now), trial_id=int(trial_id),
         )
 
-    def claim_waiting_trial(self, study_id: int) -> FrozenTrial | None:
-        waiting = TrialState.WAITING.value
+    def start_trial(self, study_id: int, heartbeat: bool = False) -> FrozenTrial:
         with self._write() as conn:
-            # Cheap check first: most asks find nothing waiting.
-            while True:
-                row = conn.execute(
-                    sa.select(*_TRIAL_COLUMNS)
-                    .where(_T.c.study_id == study_id, _T.c.state == waiting)
-                    .order_by(_T.c.number).limit(1)
-                ).first()
-                if row is None:
-                    return None
-                now = time.time()
-                done = conn.execute(
-                    _T.update()
-                    .where(_T.c.trial_id == row.trial_id, _T.c.state == waiting)
-                    .values(state=TrialState.RUNNING.value, started_at=now)
-                ).rowcount
-                if done == 1:
-                    trial = self._row_to_trial(row)
-                    return FrozenTrial(**{
-                        **trial.__dict__, "state": TrialState.RUNNING, "datetime_start": _time(now)
-                    })
+            claimed = self._claim(conn, study_id, heartbeat)
+            if claimed is not None:
+                return claimed
+            return self._insert_trial(conn, study_id, TrialState.RUNNING, None, None, None, None, heartbeat)
+
+    def claim_waiting_trial(self, study_id: int, heartbeat: bool = False) -> FrozenTrial | None:
+        with self._read() as conn:  # most asks find nothing waiting: check without a write lock
+            if conn.execute(self._q.any_waiting, {"b_study_id": study_id}).first() is None:
+                return None
+        with self._write() as conn:
+            return self._claim(conn, study_id, heartbeat)
+
+    def _claim(self, conn: Connection, study_id: int, heartbeat: bool) -> FrozenTrial | None:
+        q = self._q
+        while True:
+            row = conn.execute(q.first_waiting, {"b_study_id": study_id}).first()
+            if row is None:
+                return None
+            now = time.time()
+            claimed = conn.execute(
+                q.claim, {"tid": row.trial_id, "b_now": now, "b_beat": now if heartbeat else None}
+            ).rowcount
+            if claimed == 1:
+                trial = self._row_to_trial(row)
+                return replace(trial, state=TrialState.RUNNING, datetime_start=_time(now))
 
     def _merge_trial_json(
         self,
@@ -453,30 +531,25 @@ class SQLStorage(BaseStorage):
         user_attrs: Mapping[str, Any] | None,
         system_attrs: Mapping[str, Any] | None,
     ) -> dict[str, Any]:
-        """Check the trial is RUNNING and return the merged JSON columns to write."""
-        row = conn.execute(
-            self._for_update(
-                sa.select(_T.c.number, _T.c.state, _T.c.params, _T.c.distributions,
-                          _T.c.user_attrs, _T.c.system_attrs).where(_T.c.trial_id == trial_id)
-            )
-        ).first()
+        """Check the trial is RUNNING and return its four JSON columns with the changes merged in."""
+        row = conn.execute(self._q.trial_json, {"tid": trial_id}).first()
         if row is None:
             raise TrialNotFoundError(f"no trial with id {trial_id}")
-        if row.state != TrialState.RUNNING.value:
+        if row.state != _RUNNING:
             raise TrialStateError(
                 f"trial {row.number} is {row.state}, not RUNNING; a finished trial cannot change"
             )
-        out: dict[str, Any] = {}
-        if params:
-            out["params"] = _dumps({**json.loads(row.params), **params})
-        if distributions:
-            merged = {**json.loads(row.distributions), **{k: v.to_json() for k, v in distributions.items()}}
-            out["distributions"] = _dumps(merged)
-        if user_attrs:
-            out["user_attrs"] = _dumps({**json.loads(row.user_attrs), **user_attrs})
-        if system_attrs:
-            out["system_attrs"] = _dumps({**json.loads(row.system_attrs), **system_attrs})
-        return out
+
+        def merged(text: str, changes: Mapping[str, Any] | None) -> str:
+            return _dumps({**json.loads(text), **changes}) if changes else text
+
+        dists = {k: v.to_json() for k, v in (distributions or {}).items()}
+        return {
+            "b_params": merged(row.params, params),
+            "b_distributions": merged(row.distributions, dists),
+            "b_user_attrs": merged(row.user_attrs, user_attrs),
+            "b_system_attrs": merged(row.system_attrs, system_attrs),
+        }
 
     def update_trial(
         self,
@@ -488,8 +561,7 @@ class SQLStorage(BaseStorage):
     ) -> None:
         with self._write() as conn:
             values = self._merge_trial_json(conn, trial_id, params, distributions, user_attrs, system_attrs)
-            if values:
-                conn.execute(_T.update().where(_T.c.trial_id == trial_id).values(**values))
+            conn.execute(self._q.update_json, {"tid": trial_id, **values})
 
     def finish_trial(
         self,
@@ -504,19 +576,18 @@ class SQLStorage(BaseStorage):
     ) -> None:
         if value is not None and not math.isfinite(value):
             raise StorageError(f"trial value must be finite, got {value!r}")
+        q = self._q
+        args: dict[str, Any] = {
+            "tid": trial_id, "b_state": state.value, "b_value": value, "b_error": error, "b_now": time.time()
+        }
         with self._write() as conn:
             if params or distributions or user_attrs or system_attrs:
-                values = self._merge_trial_json(conn, trial_id, params, distributions, user_attrs, system_attrs)
+                args.update(self._merge_trial_json(conn, trial_id, params, distributions, user_attrs, system_attrs))
+                done = conn.execute(q.finish_with_json, args).rowcount
             else:
-                values = {}
-            done = conn.execute(
-                _T.update()
-                .where(_T.c.trial_id == trial_id, _T.c.state == TrialState.RUNNING.value)
-                .values(state=state.value, value=value, error=error, completed_at=time.time(),
-                        heartbeat_at=None, **values)
-            ).rowcount
+                done = conn.execute(q.finish, args).rowcount
             if done != 1:
-                row = conn.execute(sa.select(_T.c.number, _T.c.state).where(_T.c.trial_id == trial_id)).first()
+                row = conn.execute(q.state_of, {"tid": trial_id}).first()
                 if row is None:
                     raise TrialNotFoundError(f"no trial with id {trial_id}")
                 raise TrialStateError(
@@ -525,17 +596,15 @@ class SQLStorage(BaseStorage):
                 )
 
     def report(self, trial_id: int, step: int, metrics: Mapping[str, float]) -> None:
-        v = values_table
+        q = self._q
         with self._write() as conn:
-            state = conn.execute(sa.select(_T.c.state).where(_T.c.trial_id == trial_id)).scalar()
-            if state is None:
+            row = conn.execute(q.state_of, {"tid": trial_id}).first()
+            if row is None:
                 raise TrialNotFoundError(f"no trial with id {trial_id}")
-            if state != TrialState.RUNNING.value:
-                raise TrialStateError(f"trial {trial_id} is {state}; only a RUNNING trial can report")
-            conn.execute(v.delete().where(
-                v.c.trial_id == trial_id, v.c.step == step, v.c.metric.in_(list(metrics))
-            ))
-            conn.execute(v.insert(), [
+            if row.state != _RUNNING:
+                raise TrialStateError(f"trial {row.number} is {row.state}; only a RUNNING trial can report")
+            conn.execute(q.delete_values, {"tid": trial_id, "b_step": step, "b_metrics": list(metrics)})
+            conn.execute(q.insert_values, [
                 {"trial_id": trial_id, "metric": k, "step": step, "value": float(x)}
                 for k, x in metrics.items()
             ])
@@ -556,10 +625,7 @@ class SQLStorage(BaseStorage):
 
     def heartbeat(self, trial_id: int) -> None:
         with self._write() as conn:
-            conn.execute(
-                _T.update().where(_T.c.trial_id == trial_id, _T.c.state == TrialState.RUNNING.value)
-                .values(heartbeat_at=time.time())
-            )
+            conn.execute(self._q.heartbeat, {"tid": trial_id, "b_now": time.time()})
 
     def fail_stale_trials(self, study_id: int, grace_seconds: float) -> list[FrozenTrial]:
         running = TrialState.RUNNING.value
