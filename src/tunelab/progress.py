@@ -13,7 +13,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 class ProgressDisplay:
     """A rich progress bar, or nothing when disabled (e.g. stdout is not a terminal)."""
 
-    def __init__(self, enabled: bool | None, total: int | None, direction: str) -> None:
+    def __init__(
+        self, enabled: bool | None, total: int | None, direction: str, console: Console | None = None
+    ) -> None:
         if enabled is None:
             enabled = sys.stdout.isatty()
         self.enabled = enabled
@@ -31,7 +33,7 @@ class ProgressDisplay:
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[status]}"),
                 TimeElapsedColumn(),
-                console=Console(),
+                console=console or Console(),
                 transient=False,
             )
             self._task = self._progress.add_task("trials", total=total, status=self._status())

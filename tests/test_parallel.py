@@ -1,0 +1,78 @@
+"""Several processes on one study: worker pools and independent processes, seeded reproducibly."""
+
+from __future__ import annotations
+
+import collections
+import io
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from objectives import quadratic
+from rich.console import Console
+
+import tunelab
+from tunelab.progress import ProgressDisplay
+from tunelab.records import TrialState
+
+pytestmark = pytest.mark.slow
+TESTS_DIR = Path(__file__).parent
+
+
+def test_random_search_gives_the_same_params_per_trial_number_with_any_worker_count(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'repro.db'}"
+    one = tunelab.create_study(name="one", storage=url, seed=42)
+    one.optimize(quadratic, n_trials=24)
+    three = tunelab.create_study(name="three", storage=url, seed=42)
+    three.optimize(quadratic, n_trials=24, n_workers=3)
+    by_number = {t.number: t.params for t in three.trials}
+    assert [t.params for t in one.trials] == [by_number[n] for n in range(24)]
+
+
+def test_independent_processes_share_one_study(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    tunelab.create_study(name="shared", storage=url, seed=0)
+    script = tmp_path / "worker.py"
+    script.write_text(textwrap.dedent(f"""
+        import tunelab
+        from objectives import quadratic
+        study = tunelab.load_study("shared", {url!r})
+        study.optimize(quadratic, n_trials=40)
+    """))
+    env = {**os.environ, "PYTHONPATH": str(TESTS_DIR), "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, str(script)], env=env) for _ in range(3)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+    trials = tunelab.load_study("shared", url).trials
+    assert len(trials) == 120
+    assert sorted(t.number for t in trials) == list(range(120))
+    assert collections.Counter(t.state for t in trials) == {TrialState.COMPLETE: 120}
+
+
+def test_enqueued_trials_are_each_run_once_by_parallel_workers(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'enq.db'}"
+    study = tunelab.create_study(name="enq", storage=url, seed=0)
+    for x in range(8):
+        study.enqueue({"x": float(x) / 10, "lr": 1e-3})
+    study.optimize(quadratic, n_trials=12, n_workers=3)
+    xs = [t.params["x"] for t in study.trials[:8]]
+    assert xs == [x / 10 for x in range(8)]
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+
+
+def test_progress_is_off_when_stdout_is_not_a_terminal() -> None:
+    assert not ProgressDisplay(None, 10, "minimize").enabled  # pytest captures stdout
+
+
+def test_progress_shows_done_running_failed_and_best() -> None:
+    buffer = io.StringIO()
+    display = ProgressDisplay(True, 4, "minimize", Console(file=buffer, width=120, force_terminal=False))
+    with display:
+        for state, value in [("COMPLETE", 3.0), ("FAIL", None), ("COMPLETE", 1.5)]:
+            display.started()
+            display.finished(state, value)
+        display.started()
+    text = buffer.getvalue()
+    assert "3/4" in text and "running 1" in text and "failed 1" in text and "best 1.5" in text
