@@ -76,3 +76,11 @@ def test_progress_shows_done_running_failed_and_best() -> None:
         display.started()
     text = buffer.getvalue()
     assert "3/4" in text and "running 1" in text and "failed 1" in text and "best 1.5" in text
+
+
+def test_fork_start_method_runs_a_lambda_objective(tmp_path: Path) -> None:
+    study = tunelab.create_study(storage=f"sqlite:///{tmp_path / 'fork.db'}", seed=0)
+    offset = 2.0  # a closure: spawn could not pickle it
+    study.optimize(lambda t: t.suggest_float("x", 0, 1) + offset, n_trials=6, n_workers=2, start_method="fork")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 6
+    assert all((t.value or 0) >= 2.0 for t in study.trials)

@@ -296,13 +296,16 @@ def _optimize_in_processes(
     url = study.storage.url
     assert url is not None
     worker_settings = OptimizeSettings(**{**settings.__dict__, "callbacks": (), "show_progress": False})
-    try:
-        payload = pickle.dumps((open_study, url, study.name, study.sampler, objective, worker_settings))
-    except Exception as e:  # noqa: BLE001 - pickling can fail in many ways
-        raise ConfigError(
-            f"the objective cannot be sent to worker processes ({type(e).__name__}: {e}); define "
-            "it at module level (not a lambda or nested function), or pass start_method='fork'"
-        ) from None
+    job = (open_study, url, study.name, study.sampler, objective, worker_settings)
+    payload: object = job  # a forked child inherits it as it is: lambdas and closures work
+    if settings.start_method != "fork":
+        try:
+            payload = pickle.dumps(job)
+        except Exception as e:  # noqa: BLE001 - pickling can fail in many ways
+            raise ConfigError(
+                f"the objective cannot be sent to worker processes ({type(e).__name__}: {e}); define "
+                "it at module level (not a lambda or nested function), or pass start_method='fork'"
+            ) from None
     pool = ProcessPool(settings.n_workers, _worker_main, payload, settings.start_method)
     pool.run(settings.n_trials, deadline, settings.trial_timeout, _Driver(study, settings, display))
 
@@ -311,7 +314,7 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"worker received signal {signal.Signals(signum).name}")
 
 
-def _worker_main(conn: Connection, payload: bytes) -> None:
+def _worker_main(conn: Connection, payload: object) -> None:
     """Entry point of a worker process: run one trial per ("run",) ticket."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -319,7 +322,8 @@ def _worker_main(conn: Connection, payload: bytes) -> None:
     try:
         # The driver sends load_study itself (pickled by reference), so that this
         # lower layer does not import the study module.
-        open_study, url, name, sampler, objective, settings = pickle.loads(payload)
+        job: Any = pickle.loads(payload) if isinstance(payload, bytes) else payload
+        open_study, url, name, sampler, objective, settings = job
         study = open_study(name, url, sampler=sampler)
         study._heartbeat = settings.heartbeat
         conn.send(("ready",))

@@ -85,8 +85,8 @@ class ProcessPool:
     def __init__(
         self,
         n_workers: int,
-        target: Callable[[Connection, bytes], None],
-        payload: bytes,
+        target: Callable[[Connection, Any], None],
+        payload: object,
         start_method: str = "spawn",
         threads_per_worker: int = 1,
     ) -> None:
