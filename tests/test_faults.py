@@ -14,9 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from objectives import chaotic, hangs_on_first
 
 import tunelab
+from objectives import chaotic, hangs_on_first
 from tunelab.records import TrialState
 
 pytestmark = pytest.mark.slow

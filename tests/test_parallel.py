@@ -11,10 +11,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from objectives import quadratic
 from rich.console import Console
 
 import tunelab
+from objectives import quadratic
 from tunelab.progress import ProgressDisplay
 from tunelab.records import TrialState
 

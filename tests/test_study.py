@@ -123,7 +123,7 @@ def test_a_range_may_change_between_trials() -> None:
 
 def test_invalid_suggestion_names_the_parameter() -> None:
     trial = tunelab.create_study().ask()
-    with pytest.raises(InvalidDistributionError, match="'lr'.*low > 0"):
+    with pytest.raises(InvalidDistributionError, match=r"'lr'.*low > 0"):
         trial.suggest_float("lr", 0.0, 1.0, log=True)
 
 
@@ -339,5 +339,5 @@ def test_study_name_with_sql_is_stored_verbatim(tmp_path: Path) -> None:
 
 
 def test_non_url_storage_gets_a_hint() -> None:
-    with pytest.raises(tunelab.errors.StorageError, match="sqlite:///tunelab.db"):
+    with pytest.raises(tunelab.errors.StorageError, match=r"sqlite:///tunelab\.db"):
         tunelab.create_study(storage="tunelab.db")
