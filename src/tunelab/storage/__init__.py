@@ -13,8 +13,12 @@ from tunelab.storage.sql import SQLStorage
 __all__ = ["BaseStorage", "Curves", "InMemoryStorage", "SQLStorage", "get_storage"]
 
 
-def get_storage(storage: str | BaseStorage | None) -> BaseStorage:
-    """A storage from a URL (``sqlite:///tunelab.db``), an existing storage, or None (in-memory)."""
+def get_storage(storage: str | BaseStorage | None, create: bool = True) -> BaseStorage:
+    """A storage from a URL (``sqlite:///tunelab.db``), an existing storage, or None (in-memory).
+
+    With ``create=False`` a URL that holds no tunelab database is an error rather than
+    a new, empty database.
+    """
     if storage is None:
         return InMemoryStorage()
     if isinstance(storage, BaseStorage):
@@ -24,7 +28,7 @@ def get_storage(storage: str | BaseStorage | None) -> BaseStorage:
             raise StorageError(
                 f"storage {storage!r} is not a URL; for an SQLite file write 'sqlite:///{storage}'"
             )
-        return SQLStorage(storage)
+        return SQLStorage(storage, create=create)
     raise StorageError(
         f"storage must be a URL string, a storage object or None, got {type(storage).__name__}"
     )

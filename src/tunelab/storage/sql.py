@@ -198,10 +198,12 @@ class SQLStorage(BaseStorage):
         url: e.g. ``sqlite:///tunelab.db`` (a file beside you), ``sqlite:////abs/path.db``,
             ``postgresql+psycopg://user@host/db``.
         busy_timeout: seconds an SQLite writer waits for another process's lock.
+        create: create the database file and tables if missing; with False, a URL with
+            no tunelab data is an error (for read-only tools that should not leave files).
         engine_kwargs: extra arguments for :func:`sqlalchemy.create_engine`.
     """
 
-    def __init__(self, url: str, busy_timeout: float = 60.0, **engine_kwargs: Any) -> None:
+    def __init__(self, url: str, busy_timeout: float = 60.0, create: bool = True, **engine_kwargs: Any) -> None:
         self._url = url
         try:
             sa_url = sa.engine.make_url(url)
@@ -219,6 +221,11 @@ class SQLStorage(BaseStorage):
                     "for tunelab's in-memory storage"
                 )
             engine_kwargs.setdefault("connect_args", {"timeout": busy_timeout})
+            if not create and not os.path.exists(str(sa_url.database)):
+                raise StorageError(
+                    f"no database file at {sa_url.database!r} (storage {url!r}); check the path, "
+                    "or create a study there first"
+                )
         else:
             engine_kwargs.setdefault("pool_pre_ping", True)
         try:
@@ -234,6 +241,9 @@ class SQLStorage(BaseStorage):
         self._dist_cache: dict[str, Distribution] = {}
         self._dists_cache: dict[str, dict[str, Distribution]] = {}
         try:
+            if not create and not sa.inspect(self._engine).has_table(meta_table.name):
+                self._engine.dispose()
+                raise StorageError(f"storage {url!r} holds no tunelab data; check the URL")
             self._init_schema()
         except OperationalError as e:
             self._engine.dispose()

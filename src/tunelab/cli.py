@@ -1,0 +1,291 @@
+"""The ``tunelab`` command: list, inspect, export and delete studies, and run the demo.
+
+A thin layer over the library: every command opens the storage, calls the public
+API and prints the result. tunelab's own errors become one red line on stderr and
+exit code 1; Ctrl-C exits with 130.
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import io
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+import tunelab
+from tunelab import demo as demo_module
+from tunelab._frames import trials_to_rows
+from tunelab.errors import ConfigError, TunelabError
+from tunelab.records import FrozenTrial, TrialState, sort_key
+from tunelab.samplers import RandomSampler
+from tunelab.storage import BaseStorage, get_storage
+from tunelab.study import Study, delete_study, load_study
+
+app = typer.Typer(
+    name="tunelab",
+    help="Inspect, export and delete tunelab studies, or run the demo.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+StorageOption = Annotated[
+    str,
+    typer.Option(
+        "--storage", envvar="TUNELAB_STORAGE", show_envvar=True,
+        help="Storage URL, e.g. sqlite:///tunelab.db or postgresql+psycopg://user@host/db.",
+    ),
+]
+StudyArgument = Annotated[str, typer.Argument(metavar="STUDY", help="Name of the study.", show_default=False)]
+DEFAULT_STORAGE = "sqlite:///tunelab.db"
+
+
+class ExportFormat(str, enum.Enum):
+    csv = "csv"
+    json = "json"
+
+
+def _out() -> Console:
+    # Made per command so that the width (COLUMNS) and the stream are those of this call.
+    console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = 200  # piped output (a file, grep) is not cut to 80 columns
+    return console
+
+
+def _err() -> Console:
+    return Console(stderr=True)
+
+
+@contextmanager
+def _cli_errors() -> Iterator[None]:
+    """tunelab errors -> one red line and exit 1; Ctrl-C -> exit 130."""
+    try:
+        yield
+    except TunelabError as e:
+        _err().print(f"error: {e}", style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        _err().print("interrupted", style="red", markup=False, highlight=False)
+        raise typer.Exit(130) from None
+
+
+@contextmanager
+def _open(url: str) -> Iterator[BaseStorage]:
+    """The storage at ``url``, closed afterwards; errors handled as in :func:`_cli_errors`."""
+    with _cli_errors():
+        store = get_storage(url, create=False)  # reading must not leave an empty database behind
+        try:
+            yield store
+        finally:
+            store.close()
+
+
+def _read_study(name: str, store: BaseStorage) -> Study:
+    # Reading needs no sampler: do not rebuild the stored one (it may be a custom class
+    # this process cannot import).
+    return load_study(name, store, sampler=RandomSampler())
+
+
+def _fmt(value: object, digits: int = 6) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    if isinstance(value, datetime):
+        return value.astimezone().strftime("%Y-%m-%d %H:%M")
+    return str(value)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tunelab {tunelab.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Inspect, export and delete tunelab studies, or run the demo."""
+
+
+@app.command()
+def studies(storage: StorageOption = DEFAULT_STORAGE) -> None:
+    """List the studies in a storage with their trial counts and best values."""
+    with _open(storage) as store:
+        summaries = store.list_studies()
+    console = _out()
+    if not summaries:
+        console.print(f"no studies in {storage}", markup=False, highlight=False)
+        return
+    table = Table(title=f"studies in {storage}", box=box.SIMPLE_HEAD)
+    states = [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING]
+    for col in ["name", "direction", "trials", *(s.value.lower() for s in states), "best value", "created"]:
+        table.add_column(
+            col, justify="left" if col in ("name", "direction", "created") else "right",
+            overflow="fold" if col == "name" else "ellipsis",
+        )
+    for s in summaries:
+        table.add_row(
+            Text(s.name), s.direction, str(s.n_trials), *(str(s.counts.get(st.value, 0)) for st in states),
+            _fmt(s.best_value), _fmt(s.datetime_created),
+        )
+    console.print(table)
+
+
+def _best_first(trials: list[FrozenTrial], direction: str) -> list[FrozenTrial]:
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    rest = [t for t in trials if t.state != TrialState.COMPLETE]
+    return sorted(done, key=sort_key(direction)) + rest
+
+
+@app.command()
+def show(
+    study_name: StudyArgument,
+    storage: StorageOption = DEFAULT_STORAGE,
+    limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, help="Show at most N trials.")] = None,
+    state: Annotated[
+        TrialState | None, typer.Option("--state", case_sensitive=False, help="Only trials in this state.")
+    ] = None,
+) -> None:
+    """The trials of a study, best first (then the unfinished and failed ones by number)."""
+    with _open(storage) as store:
+        study = _read_study(study_name, store)
+        trials = study.get_trials([state] if state is not None else None)
+    trials = _best_first(trials, study.direction)[:limit]
+    rows = trials_to_rows(trials)
+    params = list(dict.fromkeys(k for row in rows for k in row if k.startswith("params_")))
+    show_errors = any(row["error"] for row in rows)
+    table = Table(title=f"{study.name} ({study.direction}): {len(rows)} trials", box=box.SIMPLE_HEAD)
+    for col in ["#", "state", "value", *(p.removeprefix("params_") for p in params), "duration"]:
+        table.add_column(col, justify="left" if col == "state" else "right")
+    if show_errors:
+        table.add_column("error", overflow="fold")
+    for row in rows:
+        duration = "" if row["duration"] is None else f"{row['duration']:.2f}s"
+        cells = [str(row["number"]), row["state"], _fmt(row["value"]), *(_fmt(row.get(p), 4) for p in params)]
+        table.add_row(*map(Text, [*cells, duration, *([row["error"] or ""] if show_errors else [])]))
+    _out().print(table)
+
+
+@app.command()
+def best(
+    study_name: StudyArgument,
+    storage: StorageOption = DEFAULT_STORAGE,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")] = False,
+) -> None:
+    """The best trial of a study: its number, value and parameters."""
+    with _open(storage) as store:
+        study = _read_study(study_name, store)
+        trial = study.best_trial
+    if as_json:
+        typer.echo(json.dumps({
+            "study": study.name, "direction": study.direction,
+            "number": trial.number, "value": trial.value, "params": dict(trial.params),
+        }))
+        return
+    console = _out()
+    console.print(
+        f"best trial of {study.name} ({study.direction}): #{trial.number}, value {trial.value!r}",
+        markup=False, highlight=False,
+    )
+    for name, value in trial.params.items():
+        console.print(f"  {name} = {value!r}", markup=False, highlight=False)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _trial_json(t: FrozenTrial) -> dict[str, Any]:
+    return {
+        "number": t.number, "state": t.state.value, "value": t.value, "params": dict(t.params),
+        "distributions": {k: d.to_json() for k, d in t.distributions.items()},
+        "user_attrs": dict(t.user_attrs), "system_attrs": dict(t.system_attrs),
+        "datetime_start": _iso(t.datetime_start), "datetime_complete": _iso(t.datetime_complete),
+        "duration": t.duration, "error": t.error,
+    }
+
+
+@app.command()
+def export(
+    study_name: StudyArgument,
+    fmt: Annotated[ExportFormat, typer.Option("--format", "-f", case_sensitive=False, help="Output format.")],
+    storage: StorageOption = DEFAULT_STORAGE,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", dir_okay=False, help="Write here instead of stdout.")
+    ] = None,
+) -> None:
+    """Export every trial of a study as CSV (one flat row per trial) or JSON."""
+    with _open(storage) as store:
+        trials = _read_study(study_name, store).trials
+    buf = io.StringIO()
+    if fmt == ExportFormat.json:
+        json.dump([_trial_json(t) for t in trials], buf, indent=2)
+        buf.write("\n")
+    else:
+        rows = [{k: _iso(v) if isinstance(v, datetime) else v for k, v in r.items()} for r in trials_to_rows(trials)]
+        writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for r in rows for k in r)), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    if output is None:
+        typer.echo(buf.getvalue(), nl=False)
+        return
+    with _cli_errors():
+        try:
+            output.write_text(buf.getvalue(), encoding="utf-8", newline="")
+        except OSError as e:
+            raise ConfigError(f"cannot write {output}: {e.strerror}") from None
+    _err().print(f"wrote {len(trials)} trials to {output}", markup=False, highlight=False)
+
+
+@app.command()
+def delete(
+    study_name: StudyArgument,
+    storage: StorageOption = DEFAULT_STORAGE,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a study and all its trials."""
+    with _open(storage) as store:
+        n_trials = len(_read_study(study_name, store).trials)
+        if not yes and not typer.confirm(f"Delete study {study_name!r} and its {n_trials} trials from {storage}?"):
+            _err().print("not deleted", markup=False, highlight=False)
+            raise typer.Exit(1)
+        delete_study(study_name, store)
+    _out().print(f"deleted study {study_name!r} ({n_trials} trials)", markup=False, highlight=False)
+
+
+@app.command()
+def demo(
+    storage: StorageOption = DEFAULT_STORAGE,
+    name: Annotated[str, typer.Option("--name", help="Study name (an existing study is resumed).")] = "demo-mlp-digits",
+    n_trials: Annotated[int, typer.Option("--n-trials", min=1, help="Trials to run.")] = 36,
+    n_workers: Annotated[int, typer.Option("--n-workers", min=1, help="Worker processes.")] = 2,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the study.")] = 0,
+    progress: Annotated[
+        bool | None,
+        typer.Option("--progress/--no-progress", help="Show a progress bar (default: when stdout is a terminal)."),
+    ] = None,
+) -> None:
+    """Tune an MLP on scikit-learn's digits data and print what was learned."""
+    with _cli_errors():
+        demo_module.run(
+            storage=storage, name=name, n_trials=n_trials, n_workers=n_workers, seed=seed,
+            show_progress=progress, console=_out(),
+        )

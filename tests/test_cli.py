@@ -1,0 +1,294 @@
+"""The ``tunelab`` command line: every command on real SQLite files, and its errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+import tunelab
+from tunelab import demo as demo_module
+from tunelab.cli import app
+from tunelab.distributions import distribution_from_json
+from tunelab.errors import StudyNotFoundError
+from tunelab.records import TrialState, sort_key
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    # No storage or width from the caller's environment leaks into the tests.
+    return CliRunner(env={"TUNELAB_STORAGE": None, "COLUMNS": None, "NO_COLOR": "1"})
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 't.db'}"
+
+
+def objective(trial: tunelab.Trial) -> float:
+    x = trial.suggest_float("x", -3, 3)
+    kind = trial.suggest_categorical("kind", ["a", "b"])
+    if trial.number == 2:
+        raise ValueError("the loss exploded\nlast line of the error")
+    if trial.number == 4:
+        raise tunelab.TrialPruned()
+    return (x - 1) ** 2 + (0.5 if kind == "b" else 0.0)
+
+
+@pytest.fixture
+def study(url: str) -> tunelab.Study:
+    """10 trials: COMPLETE, one FAIL, one PRUNED, one RUNNING and one WAITING at the end."""
+    s = tunelab.create_study(name="quad", storage=url, seed=0)
+    s.optimize(objective, n_trials=8, show_progress=False)
+    s.ask()  # stays RUNNING
+    s.enqueue({"x": 0.5})  # WAITING
+    return s
+
+
+@pytest.fixture
+def other(url: str) -> tunelab.Study:
+    s = tunelab.create_study(name="other", storage=url, direction="maximize", seed=1)
+    for _ in range(3):
+        t = s.ask()
+        s.tell(t, t.suggest_float("y", 0, 1))
+    return s
+
+
+def invoke(runner: CliRunner, *args: str, input: str | None = None) -> Result:
+    return runner.invoke(app, list(args), input=input)
+
+
+def table_numbers(output: str) -> list[int]:
+    """The trial numbers of the rows of `show`'s table, top to bottom."""
+    row = re.compile(r"^\s*(\d+)\s+(?:COMPLETE|PRUNED|FAIL|RUNNING|WAITING)\b", re.M)
+    return [int(m.group(1)) for m in row.finditer(output)]
+
+
+def assert_error(result: Result, *needles: str) -> None:
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception  # handled, not raised
+    line = result.stderr.strip()
+    assert line.startswith("error: ") and "\n" not in line, result.stderr
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in line
+
+
+# -- version and listing -------------------------------------------------------------------
+def test_version(runner: CliRunner) -> None:
+    result = invoke(runner, "--version")
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"tunelab {tunelab.__version__}"
+
+
+def test_studies_lists_counts_and_best_values(
+    runner: CliRunner, url: str, study: tunelab.Study, other: tunelab.Study
+) -> None:
+    result = invoke(runner, "studies", "--storage", url)
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.strip()}
+    # name, direction, trials, complete, pruned, fail, running, waiting, best value, created
+    assert lines["quad"][1:8] == ["minimize", "10", "6", "1", "1", "1", "1"]
+    assert float(lines["quad"][8]) == pytest.approx(study.best_value, rel=1e-5)
+    assert lines["other"][1:8] == ["maximize", "3", "3", "0", "0", "0", "0"]
+    assert float(lines["other"][8]) == pytest.approx(other.best_value, rel=1e-5)
+
+
+def test_storage_is_read_from_the_environment(runner: CliRunner, url: str, study: tunelab.Study) -> None:
+    result = runner.invoke(app, ["studies"], env={"TUNELAB_STORAGE": url})
+    assert result.exit_code == 0, result.output
+    assert "quad" in result.stdout
+
+
+def test_studies_on_an_empty_storage(runner: CliRunner, url: str) -> None:
+    tunelab.SQLStorage(url).close()  # an existing database with no study in it
+    result = invoke(runner, "studies", "--storage", url)
+    assert result.exit_code == 0
+    assert "no studies" in result.stdout
+
+
+# -- show ----------------------------------------------------------------------------------
+def test_show_lists_best_first_then_the_others_by_number(
+    runner: CliRunner, url: str, study: tunelab.Study
+) -> None:
+    result = invoke(runner, "show", "quad", "--storage", url)
+    assert result.exit_code == 0, result.output
+    trials = study.trials
+    done = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=sort_key("minimize"))
+    expected = [t.number for t in done] + [t.number for t in trials if t.state != TrialState.COMPLETE]
+    assert table_numbers(result.stdout) == expected
+    assert expected[0] == study.best_trial.number
+    header = next(line for line in result.stdout.splitlines() if "state" in line).split()
+    assert header == ["#", "state", "value", "x", "kind", "duration", "error"]
+    fail_row = next(line for line in result.stdout.splitlines() if " FAIL " in line)
+    assert "last line of the error" in fail_row and "exploded" not in fail_row
+
+
+def test_show_best_first_for_a_maximized_study(runner: CliRunner, url: str, other: tunelab.Study) -> None:
+    result = invoke(runner, "show", "other", "--storage", url)
+    assert result.exit_code == 0, result.output
+    by_value = sorted(other.trials, key=lambda t: -(t.value or 0.0))
+    assert table_numbers(result.stdout) == [t.number for t in by_value]
+
+
+def test_show_filters_by_state_and_limits(runner: CliRunner, url: str, study: tunelab.Study) -> None:
+    result = invoke(runner, "show", "quad", "--storage", url, "--state", "complete", "--limit", "2")
+    assert result.exit_code == 0, result.output
+    done = sorted(study.get_trials([TrialState.COMPLETE]), key=sort_key("minimize"))
+    assert table_numbers(result.stdout) == [t.number for t in done[:2]]
+
+    result = invoke(runner, "show", "quad", "--storage", url, "--state", "FAIL")
+    assert table_numbers(result.stdout) == [2]
+
+    result = invoke(runner, "show", "quad", "--storage", url, "--state", "bogus")
+    assert result.exit_code == 2  # a usage error, reported by the parser
+
+
+# -- best ----------------------------------------------------------------------------------
+def test_best_json_matches_the_study(runner: CliRunner, url: str, study: tunelab.Study) -> None:
+    result = invoke(runner, "best", "quad", "--storage", url, "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    best = study.best_trial
+    assert data["number"] == best.number
+    assert data["value"] == best.value
+    assert data["params"] == dict(best.params)
+    assert data["study"] == "quad" and data["direction"] == "minimize"
+
+
+def test_best_as_text(runner: CliRunner, url: str, study: tunelab.Study) -> None:
+    result = invoke(runner, "best", "quad", "--storage", url)
+    assert result.exit_code == 0, result.output
+    best = study.best_trial
+    assert f"#{best.number}" in result.stdout and repr(best.value) in result.stdout
+    assert f"x = {best.params['x']!r}" in result.stdout
+
+
+def test_best_without_a_complete_trial_is_an_error(runner: CliRunner, url: str) -> None:
+    tunelab.create_study(name="empty", storage=url)
+    assert_error(invoke(runner, "best", "empty", "--storage", url), "empty", "no COMPLETE trial")
+
+
+# -- export --------------------------------------------------------------------------------
+def test_export_csv_has_a_header_and_one_row_per_trial(runner: CliRunner, url: str, study: tunelab.Study) -> None:
+    result = invoke(runner, "export", "quad", "--storage", url, "--format", "csv")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    trials = study.trials
+    assert len(rows) == len(trials) == 10
+    assert {"number", "state", "value", "params_x", "params_kind", "error", "datetime_start"} <= set(rows[0])
+    for row, t in zip(rows, trials, strict=True):
+        assert int(row["number"]) == t.number and row["state"] == t.state.value
+        assert (float(row["value"]) if row["value"] else None) == t.value
+        if "x" in t.params:
+            assert float(row["params_x"]) == t.params["x"]
+        assert row["datetime_start"] == (t.datetime_start.isoformat() if t.datetime_start else "")
+    assert rows[2]["error"] == "last line of the error"
+
+
+def test_export_json_round_trips(runner: CliRunner, url: str, study: tunelab.Study, tmp_path: Path) -> None:
+    out = tmp_path / "trials.json"
+    result = invoke(runner, "export", "quad", "--storage", url, "--format", "json", "--output", str(out))
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    data = json.loads(out.read_text())
+    trials = study.trials
+    assert len(data) == len(trials)
+    for d, t in zip(data, trials, strict=True):
+        assert d["number"] == t.number and d["state"] == t.state.value and d["value"] == t.value
+        assert d["params"] == dict(t.params)
+        assert {k: distribution_from_json(v) for k, v in d["distributions"].items()} == dict(t.distributions)
+        assert d["user_attrs"] == dict(t.user_attrs) and d["system_attrs"] == dict(t.system_attrs)
+        start = d["datetime_start"]
+        assert (datetime.fromisoformat(start) if start else None) == t.datetime_start
+        end = d["datetime_complete"]
+        assert (datetime.fromisoformat(end) if end else None) == t.datetime_complete
+        assert d["error"] == t.error
+    assert "the loss exploded" in data[2]["error"]
+
+
+def test_export_json_to_stdout(runner: CliRunner, url: str, other: tunelab.Study) -> None:
+    result = invoke(runner, "export", "other", "--storage", url, "-f", "json")
+    assert result.exit_code == 0, result.output
+    assert [d["value"] for d in json.loads(result.stdout)] == [t.value for t in other.trials]
+
+
+# -- delete --------------------------------------------------------------------------------
+def test_delete_with_yes_removes_only_that_study(
+    runner: CliRunner, url: str, study: tunelab.Study, other: tunelab.Study
+) -> None:
+    result = invoke(runner, "delete", "quad", "--storage", url, "--yes")
+    assert result.exit_code == 0, result.output
+    assert "quad" in result.stdout
+    with pytest.raises(StudyNotFoundError):
+        tunelab.load_study("quad", url)
+    assert len(tunelab.load_study("other", url).trials) == 3
+
+
+def test_delete_asks_and_keeps_the_study_on_no(runner: CliRunner, url: str, study: tunelab.Study) -> None:
+    result = invoke(runner, "delete", "quad", "--storage", url, input="n\n")
+    assert result.exit_code == 1
+    assert "Delete study 'quad'" in result.stdout
+    assert len(tunelab.load_study("quad", url).trials) == 10
+
+    result = invoke(runner, "delete", "quad", "--storage", url, input="y\n")
+    assert result.exit_code == 0, result.output
+    assert [s.name for s in tunelab.SQLStorage(url).list_studies()] == []
+
+
+# -- errors --------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "command",
+    [["show", "nope"], ["best", "nope"], ["export", "nope", "--format", "csv"], ["delete", "nope", "--yes"]],
+)
+def test_a_missing_study_is_one_error_line(
+    runner: CliRunner, url: str, study: tunelab.Study, command: list[str]
+) -> None:
+    assert_error(invoke(runner, *command, "--storage", url), "'nope'")
+
+
+@pytest.mark.parametrize(
+    ("storage", "needle"),
+    [("notaurl", "is not a URL"), ("sqlite:////no/such/dir/t.db", "no database file"),
+     ("nosuchdb://host/db", "cannot open storage")],
+)
+def test_an_unreadable_storage_is_one_error_line(runner: CliRunner, storage: str, needle: str) -> None:
+    assert_error(invoke(runner, "studies", "--storage", storage), storage, needle)
+    assert_error(invoke(runner, "show", "quad", "--storage", storage), needle)
+
+
+def test_ctrl_c_exits_130(runner: CliRunner, url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(**kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo_module, "run", interrupted)
+    result = invoke(runner, "demo", "--storage", url, "--no-progress")
+    assert result.exit_code == 130
+    assert isinstance(result.exception, SystemExit)
+    assert "interrupted" in result.stderr and "Traceback" not in result.output
+
+
+# -- demo ----------------------------------------------------------------------------------
+def test_demo_runs_and_prints_the_summary(runner: CliRunner, url: str) -> None:
+    pytest.importorskip("sklearn")
+    result = invoke(
+        runner, "demo", "--storage", url, "--name", "d", "--n-trials", "3", "--n-workers", "1", "--no-progress"
+    )
+    assert result.exit_code == 0, result.output
+    study = tunelab.load_study("d", url)
+    assert len(study.trials) == 3
+    assert "3 trials" in result.stdout
+    assert f"best value {study.best_value:.4f} at trial {study.best_trial.number}" in result.stdout
+
+
+def test_read_commands_do_not_create_a_database(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.db"
+    result = CliRunner().invoke(app, ["studies", "--storage", f"sqlite:///{missing}"])
+    assert result.exit_code == 1 and "no database file" in result.output
+    assert not missing.exists()
