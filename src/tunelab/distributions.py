@@ -143,7 +143,7 @@ class Float(Distribution):
                 raise InvalidDistributionError(
                     f"step={self.step!r} does not divide high - low = {self.high - self.low!r}; "
                     f"choose a step such that (high - low) / step is a whole number, or move high "
-                    f"to {self.low + math.floor(ratio) * self.step!r}"
+                    f"to {round(self.low + math.floor(ratio) * self.step, _lattice_digits(self.step))!r}"
                 )
 
     @property
@@ -153,20 +153,35 @@ class Float(Distribution):
 
     def _on_lattice(self, k: int) -> float:
         assert self.step is not None
-        return min(round(self.low + k * self.step, _lattice_digits(self.step)), self.high)
+        v = self.low + k * self.step
+        clean = round(v, _lattice_digits(self.step))
+        if math.isclose(clean, v, rel_tol=1e-12, abs_tol=1e-12 * self.step):
+            v = clean  # drop noise like 0.30000000000000004, never a real digit of low
+        return min(max(v, self.low), self.high)
+
+    def _nearest_on_lattice(self, value: float) -> float:
+        assert self.step is not None
+        return self._on_lattice(int(round((value - self.low) / self.step)))
 
     def sample(self, rng: np.random.Generator) -> float:
         return float(self.from_unit(float(rng.random())))
 
     def contains(self, value: object) -> bool:
-        return _is_real(value) and self.low <= float(value) <= self.high  # type: ignore[arg-type]
+        if not (_is_real(value) and self.low <= float(value) <= self.high):  # type: ignore[arg-type]
+            return False
+        if self.step is None:
+            return True
+        v = float(value)  # type: ignore[arg-type]
+        return math.isclose(self._nearest_on_lattice(v), v, rel_tol=1e-9, abs_tol=1e-9 * self.step)
 
     def cast(self, value: object) -> float:
         if not self.contains(value):
+            lattice = "" if self.step is None else f" on the lattice low + k * {self.step!r}"
             raise InvalidDistributionError(
-                f"value {value!r} is outside [{self.low!r}, {self.high!r}]"
+                f"value {value!r} is not in [{self.low!r}, {self.high!r}]{lattice}"
             )
-        return float(value)  # type: ignore[arg-type]
+        v = float(value)  # type: ignore[arg-type]
+        return v if self.step is None else self._nearest_on_lattice(v)
 
     def to_unit(self, value: Any) -> float:
         v = float(value)
@@ -187,7 +202,7 @@ class Float(Distribution):
         if self.log:
             v = math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low)))
         else:
-            v = self.low + u * (self.high - self.low)
+            v = (1.0 - u) * self.low + u * self.high  # no overflow for ranges near the float limit
         return min(max(v, self.low), self.high)
 
     def grid(self, n_points: int) -> list[ParamValue]:
@@ -330,11 +345,13 @@ class Categorical(Distribution):
     Choices must be JSON scalars (None, bool, int, float, str), distinct and at least one.
     """
 
-    choices: Sequence[ParamValue]
+    choices: Sequence[ParamValue] = field(compare=False)
     kind: ClassVar[str] = "categorical"
     _index: dict[tuple[str, object], int] = field(
         init=False, repr=False, compare=False, hash=False, default_factory=dict
     )
+    # Equality by typed keys: 1, 1.0 and True are different choices.
+    _keys: tuple[tuple[str, object], ...] = field(init=False, repr=False, default=())
 
     def __post_init__(self) -> None:
         choices = self.choices
@@ -361,6 +378,7 @@ class Categorical(Distribution):
             index[key] = i
         object.__setattr__(self, "choices", tuple(choices))
         object.__setattr__(self, "_index", index)
+        object.__setattr__(self, "_keys", tuple(index))
 
     def index(self, value: object) -> int:
         """Position of ``value`` among the choices."""
@@ -392,7 +410,7 @@ class Categorical(Distribution):
         return list(self.choices)
 
     def compatible_with(self, other: Distribution) -> bool:
-        return isinstance(other, Categorical) and other.choices == self.choices
+        return isinstance(other, Categorical) and other._keys == self._keys
 
     def to_json(self) -> dict[str, Any]:
         return {"type": self.kind, "choices": list(self.choices)}

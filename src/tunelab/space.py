@@ -46,7 +46,9 @@ class Conditional:
                 "Conditional(when=...) needs a non-empty mapping of parent name -> value, "
                 "e.g. when={'optimizer': 'sgd'}"
             )
-        object.__setattr__(self, "when", dict(self.when))
+        object.__setattr__(self, "when", {
+            k: list(v) if isinstance(v, (list, tuple, set, frozenset)) else v for k, v in self.when.items()
+        })
 
     def accepted(self, parent: str) -> list[ParamValue]:
         """The values of ``parent`` under which this parameter is active."""
@@ -97,7 +99,8 @@ def validate_space(space: object) -> dict[str, SpaceEntry]:
                         "declared before it; put parents before their children in the space"
                     )
                 for value in entry.accepted(parent):
-                    if not seen[parent].contains(value):
+                    parent_dist = seen[parent]
+                    if not parent_dist.contains(value) or type(parent_dist.cast(value)) is not type(value):
                         raise ConfigError(
                             f"parameter '{name}': condition {parent}={value!r} can never hold, "
                             f"because {value!r} is not a value of '{parent}' ({seen[parent]!r})"
@@ -108,11 +111,15 @@ def validate_space(space: object) -> dict[str, SpaceEntry]:
 
 def active_names(space: Mapping[str, SpaceEntry], assigned: Mapping[str, ParamValue]) -> list[str]:
     """Names of the parameters active under ``assigned`` (which holds parents' values)."""
-    return [
-        name
-        for name, entry in space.items()
-        if not isinstance(entry, Conditional) or entry.is_active(assigned)
-    ]
+    names: list[str] = []
+    active: dict[str, ParamValue] = {}  # only active parents may switch children on
+    for name, entry in space.items():
+        if isinstance(entry, Conditional) and not entry.is_active(active):
+            continue
+        names.append(name)
+        if name in assigned:
+            active[name] = assigned[name]
+    return names
 
 
 def space_to_json(space: Mapping[str, SpaceEntry]) -> dict[str, Any]:
