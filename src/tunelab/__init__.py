@@ -6,7 +6,7 @@ The public API, re-exported; nothing else lives here.
 from tunelab.distributions import Bool, Categorical, Distribution, Float, Int
 from tunelab.errors import TrialPruned
 from tunelab.records import FrozenTrial, TrialState
-from tunelab.samplers import RandomSampler, Sampler
+from tunelab.samplers import CoarseToFineSampler, GridSampler, RandomSampler, Sampler
 from tunelab.space import Conditional
 from tunelab.storage import InMemoryStorage, SQLStorage
 from tunelab.study import Study, create_study, delete_study, load_study
@@ -17,10 +17,12 @@ __version__ = "0.1.0"
 __all__ = [
     "Bool",
     "Categorical",
+    "CoarseToFineSampler",
     "Conditional",
     "Distribution",
     "Float",
     "FrozenTrial",
+    "GridSampler",
     "InMemoryStorage",
     "Int",
     "RandomSampler",

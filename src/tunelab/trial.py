@@ -104,8 +104,7 @@ class Trial:
             except InvalidDistributionError as e:
                 raise name_error(name, e) from None
         elif name in self._plan:
-            value = self._plan[name]
-            distribution = _widen(distribution, value)
+            value, distribution = _planned(name, self._plan[name], distribution)
         else:
             value = self._study._sample(self._ctx, name, distribution)
         self._params[name] = value
@@ -215,18 +214,31 @@ def _check_name(name: object) -> None:
         raise ConfigError(f"parameter names must be non-empty strings, got {name!r}")
 
 
-def _widen(distribution: Distribution, value: ParamValue) -> Distribution:
-    """The distribution, widened to hold a planned value that lies past its range.
+def _planned(name: str, value: ParamValue, distribution: Distribution) -> tuple[ParamValue, Distribution]:
+    """A value the sampler planned, typed for ``distribution`` (widened if the value lies past it).
 
-    A grid that shifts past the edge of the declared range proposes such values;
-    the trial records the range it actually used.
+    A grid that shifts past the edge of the declared range proposes such values; the
+    trial records the range it actually used.
     """
-    if distribution.contains(value) or not isinstance(distribution, (Float, Int)):
-        return distribution
-    if not isinstance(value, (int, float)) or (isinstance(value, float) and not math.isfinite(value)):
-        return distribution
-    low = min(distribution.low, value)
-    high = max(distribution.high, value)
+    if distribution.contains(value) or (isinstance(distribution, Int) and isinstance(value, float)
+                                        and value.is_integer() and distribution.contains(int(value))):
+        return distribution.cast(value), distribution
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(distribution, (Float, Int)) or not numeric:
+        raise ConfigError(
+            f"parameter '{name}': the sampler planned {value!r}, which {distribution!r} cannot take; "
+            "make the sampler's space and the objective's suggestion agree"
+        )
+    assert isinstance(value, (int, float))
+    low, high = min(distribution.low, value), max(distribution.high, value)
     if isinstance(distribution, Int):
-        return Int(int(low), int(high), log=distribution.log)
-    return Float(low, high, log=distribution.log)
+        step = distribution.step if (int(value) - distribution.low) % distribution.step == 0 else 1
+        widened: Distribution = Int(int(low), int(high), log=distribution.log, step=step)
+        return int(value), widened
+    step_f = distribution.step
+    if step_f is not None:
+        ratio = (value - distribution.low) / step_f
+        span = (high - low) / step_f
+        if abs(ratio - round(ratio)) > 1e-9 or abs(span - round(span)) > 1e-9:
+            step_f = None
+    return float(value), Float(low, high, log=distribution.log, step=step_f)

@@ -11,11 +11,23 @@ from typing import Any
 
 from tunelab.errors import ConfigError
 from tunelab.samplers.base import Sampler, SamplingContext
+from tunelab.samplers.coarse_to_fine import CoarseToFineSampler
+from tunelab.samplers.grid import GridSampler
 from tunelab.samplers.random import RandomSampler
 
-__all__ = ["RandomSampler", "Sampler", "SamplingContext", "register_sampler", "sampler_from_description"]
+__all__ = [
+    "CoarseToFineSampler",
+    "GridSampler",
+    "RandomSampler",
+    "Sampler",
+    "SamplingContext",
+    "register_sampler",
+    "sampler_from_description",
+]
 
-_REGISTRY: dict[str, type[Sampler]] = {"RandomSampler": RandomSampler}
+_REGISTRY: dict[str, type[Sampler]] = {
+    cls.__name__: cls for cls in (RandomSampler, GridSampler, CoarseToFineSampler)
+}
 
 
 def register_sampler(cls: type[Sampler]) -> type[Sampler]:
