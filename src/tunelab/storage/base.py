@@ -6,7 +6,12 @@ Rules every backend keeps (the conformance suite in ``tunelab.testing`` checks t
 - A finished trial (COMPLETE, PRUNED, FAIL) never changes again; finishing it
   twice raises :class:`~tunelab.errors.TrialStateError`.
 - A WAITING trial is handed to exactly one caller of :meth:`claim_waiting_trial`.
-- User text (names, attributes) is data, never SQL.
+- User text (names, attributes) is data, never SQL. Attributes must be JSON data
+  (StorageError otherwise); trial values must be finite (the study turns NaN and inf
+  into FAIL before they reach the storage); metric values may be NaN or inf (a
+  diverging loss is data).
+- Unknown ids raise StudyNotFoundError / TrialNotFoundError. A heartbeat for a
+  trial that is no longer RUNNING is ignored (the beat thread may outlive the trial).
 """
 
 from __future__ import annotations

@@ -12,13 +12,35 @@ from datetime import datetime, timezone
 from typing import Any
 
 from tunelab.distributions import Distribution, ParamValue
-from tunelab.errors import DuplicatedStudyError, StudyNotFoundError, TrialNotFoundError, TrialStateError
+from tunelab.errors import (
+    DuplicatedStudyError,
+    StorageError,
+    StudyNotFoundError,
+    TrialNotFoundError,
+    TrialStateError,
+)
 from tunelab.records import FrozenTrial, StudyRecord, StudySummary, TrialState, sort_key
+from tunelab.storage._json import dumps
 from tunelab.storage.base import BaseStorage, Curves
 
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _snapshot(t: FrozenTrial) -> FrozenTrial:
+    """A copy callers may change without changing the storage."""
+    return replace(
+        t, params=dict(t.params), distributions=dict(t.distributions),
+        user_attrs=copy.deepcopy(dict(t.user_attrs)), system_attrs=copy.deepcopy(dict(t.system_attrs)),
+    )
+
+
+def _json_copy(attrs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A deep copy of attributes, refusing what the SQL storages could not store either."""
+    out = dict(attrs or {})
+    dumps(out)
+    return copy.deepcopy(out)
 
 
 @dataclass
@@ -64,12 +86,12 @@ class InMemoryStorage(BaseStorage):
                 )
             record = StudyRecord(
                 self._next_study_id, name, direction, seed,
-                copy.deepcopy(dict(user_attrs or {})), copy.deepcopy(dict(system_attrs or {})), _now(),
+                _json_copy(user_attrs), _json_copy(system_attrs), _now(),
             )
             self._next_study_id += 1
             self._studies[record.study_id] = _Study(record)
             self._names[name] = record.study_id
-            return record
+            return copy.deepcopy(record)
 
     def get_study(self, name: str) -> StudyRecord:
         with self._lock:
@@ -102,7 +124,8 @@ class InMemoryStorage(BaseStorage):
 
     def delete_study(self, study_id: int) -> None:
         with self._lock:
-            s = self._studies.pop(study_id)
+            s = self._study(study_id)
+            del self._studies[study_id]
             del self._names[s.record.name]
             for tid in s.trial_ids:
                 self._trials.pop(tid, None)
@@ -120,8 +143,8 @@ class InMemoryStorage(BaseStorage):
             s = self._study(study_id)
             s.record = replace(
                 s.record,
-                user_attrs={**s.record.user_attrs, **copy.deepcopy(dict(user_attrs or {}))},
-                system_attrs={**s.record.system_attrs, **copy.deepcopy(dict(system_attrs or {}))},
+                user_attrs={**s.record.user_attrs, **_json_copy(user_attrs)},
+                system_attrs={**s.record.system_attrs, **_json_copy(system_attrs)},
             )
 
     def register_distribution(self, study_id: int, name: str, distribution: Distribution) -> Distribution:
@@ -147,8 +170,8 @@ class InMemoryStorage(BaseStorage):
                 value=None,
                 params=dict(params or {}),
                 distributions=dict(distributions or {}),
-                user_attrs=copy.deepcopy(dict(user_attrs or {})),
-                system_attrs=copy.deepcopy(dict(system_attrs or {})),
+                user_attrs=_json_copy(user_attrs),
+                system_attrs=_json_copy(system_attrs),
                 datetime_start=_now() if state == TrialState.RUNNING else None,
                 trial_id=self._next_trial_id,
             )
@@ -158,7 +181,7 @@ class InMemoryStorage(BaseStorage):
             self._trial_study[trial.trial_id] = study_id
             if heartbeat and state == TrialState.RUNNING:
                 self._heartbeats[trial.trial_id] = time.time()
-            return trial
+            return _snapshot(trial)
 
     def claim_waiting_trial(self, study_id: int, heartbeat: bool = False) -> FrozenTrial | None:
         with self._lock:
@@ -169,7 +192,7 @@ class InMemoryStorage(BaseStorage):
                     self._trials[tid] = t
                     if heartbeat:
                         self._heartbeats[tid] = time.time()
-                    return t
+                    return _snapshot(t)
             return None
 
     def _running(self, trial_id: int) -> FrozenTrial:
@@ -198,8 +221,8 @@ class InMemoryStorage(BaseStorage):
             t,
             params={**t.params, **(params or {})},
             distributions={**t.distributions, **(distributions or {})},
-            user_attrs={**t.user_attrs, **copy.deepcopy(dict(user_attrs or {}))},
-            system_attrs={**t.system_attrs, **copy.deepcopy(dict(system_attrs or {}))},
+            user_attrs={**t.user_attrs, **_json_copy(user_attrs)},
+            system_attrs={**t.system_attrs, **_json_copy(system_attrs)},
         )
 
     def update_trial(
@@ -225,6 +248,8 @@ class InMemoryStorage(BaseStorage):
         user_attrs: Mapping[str, Any] | None = None,
         system_attrs: Mapping[str, Any] | None = None,
     ) -> None:
+        if value is not None and not math.isfinite(value):
+            raise StorageError(f"trial value must be finite, got {value!r}")
         with self._lock:
             t = self._merged(self._running(trial_id), params, distributions, user_attrs, system_attrs)
             self._trials[trial_id] = replace(
@@ -250,8 +275,8 @@ class InMemoryStorage(BaseStorage):
 
     def heartbeat(self, trial_id: int) -> None:
         with self._lock:
-            self._running(trial_id)
-            self._heartbeats[trial_id] = time.time()
+            if self._get(trial_id).state == TrialState.RUNNING:  # a late beat after the end is harmless
+                self._heartbeats[trial_id] = time.time()
 
     def fail_stale_trials(self, study_id: int, grace_seconds: float) -> list[FrozenTrial]:
         with self._lock:
@@ -265,12 +290,12 @@ class InMemoryStorage(BaseStorage):
                         error=f"heartbeat lost: no sign of life for over {grace_seconds:g}s "
                         "(the worker process died or hung)",
                     )
-                    failed.append(self._trials[tid])
+                    failed.append(_snapshot(self._trials[tid]))
             return failed
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
         with self._lock:
-            return self._get(trial_id)
+            return _snapshot(self._get(trial_id))
 
     def get_trials(
         self,
@@ -280,9 +305,9 @@ class InMemoryStorage(BaseStorage):
     ) -> list[FrozenTrial]:
         with self._lock:
             wanted = set(states) if states is not None else None
-            ids = self._study(study_id).trial_ids[min_number:]
+            ids = self._study(study_id).trial_ids[max(0, min_number):]
             return [
-                t for t in (self._trials[i] for i in ids)
+                _snapshot(t) for t in (self._trials[i] for i in ids)
                 if wanted is None or t.state in wanted
             ]
 

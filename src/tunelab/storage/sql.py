@@ -40,6 +40,7 @@ from tunelab.errors import (
     TrialStateError,
 )
 from tunelab.records import FrozenTrial, StudyRecord, StudySummary, TrialState
+from tunelab.storage._json import dumps as _dumps
 from tunelab.storage.base import BaseStorage, Curves
 
 SCHEMA_VERSION = 1
@@ -62,6 +63,7 @@ studies_table = sa.Table(
     sa.Column("user_attrs", sa.Text, nullable=False),
     sa.Column("system_attrs", sa.Text, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
+    sqlite_autoincrement=True,  # ids of a deleted study are never reused by a new one
 )
 
 distributions_table = sa.Table(
@@ -88,6 +90,7 @@ trials_table = sa.Table(
     sa.Column("heartbeat_at", sa.Float, nullable=True),
     sa.UniqueConstraint("study_id", "number", name="uq_trials_study_number"),
     sa.Index("ix_trials_study_state_number", "study_id", "state", "number"),
+    sqlite_autoincrement=True,
 )
 
 values_table = sa.Table(
@@ -95,7 +98,7 @@ values_table = sa.Table(
     sa.Column("trial_id", sa.Integer, sa.ForeignKey("trials.trial_id", ondelete="CASCADE"), primary_key=True),
     sa.Column("metric", sa.String(256), primary_key=True),
     sa.Column("step", sa.Integer, primary_key=True),
-    sa.Column("value", sa.Float(precision=53), nullable=False),
+    sa.Column("value", sa.Float(precision=53), nullable=True),  # NULL is NaN (SQLite stores NaN so)
 )
 
 _T = trials_table
@@ -162,16 +165,6 @@ class _Statements:
         self.heartbeat = (
             _T.update().where(_T.c.trial_id == _P("tid"), _T.c.state == _RUNNING).values(heartbeat_at=_P("b_now"))
         )
-
-
-def _dumps(obj: Any) -> str:
-    try:
-        return json.dumps(obj, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise StorageError(
-            f"value {obj!r} cannot be stored: {e}; attributes must be JSON data "
-            "(numbers, strings, booleans, None, lists and dicts of them; no NaN)"
-        ) from None
 
 
 def _time(ts: float | None) -> datetime | None:
@@ -386,7 +379,8 @@ class SQLStorage(BaseStorage):
             conn.execute(values_table.delete().where(values_table.c.trial_id.in_(ids)))
             conn.execute(t.delete().where(t.c.study_id == study_id))
             conn.execute(distributions_table.delete().where(distributions_table.c.study_id == study_id))
-            conn.execute(studies_table.delete().where(studies_table.c.study_id == study_id))
+            if conn.execute(studies_table.delete().where(studies_table.c.study_id == study_id)).rowcount != 1:
+                raise StudyNotFoundError(f"no study with id {study_id}")
 
     def set_study_attrs(
         self,
@@ -627,10 +621,14 @@ class SQLStorage(BaseStorage):
                 .where(v.c.trial_id == trial_id).order_by(v.c.metric, v.c.step)
             ).all()
         out: Curves = {}
+        if not rows:
+            with self._read() as conn:
+                if conn.execute(self._q.state_of, {"tid": trial_id}).first() is None:
+                    raise TrialNotFoundError(f"no trial with id {trial_id}")
         for metric, step, value in rows:
             steps, values = out.setdefault(metric, ([], []))
             steps.append(step)
-            values.append(value)
+            values.append(math.nan if value is None else value)
         return out
 
     def heartbeat(self, trial_id: int) -> None:

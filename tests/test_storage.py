@@ -1,0 +1,132 @@
+"""The storage conformance suite on every backend, and what is particular to SQLStorage."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tunelab.errors import StorageError
+from tunelab.storage import BaseStorage, InMemoryStorage, SQLStorage, get_storage
+from tunelab.storage.sql import SCHEMA_VERSION
+from tunelab.testing import SharedStorageSuite, StorageSuite
+
+
+class TestInMemoryStorage(StorageSuite):
+    def make_storage(self, tmp_path: Path) -> BaseStorage:
+        return InMemoryStorage()
+
+    def test_is_not_shareable_across_processes(self, storage: BaseStorage) -> None:
+        assert not storage.shareable_across_processes
+        assert storage.url is None
+
+
+class TestSQLiteStorage(SharedStorageSuite):
+    def make_url(self, tmp_path: Path) -> str:
+        return "sqlite:///" + str(tmp_path / "tunelab.db")
+
+    def test_sqlite_file_is_in_wal_mode(self, storage: BaseStorage) -> None:
+        assert isinstance(storage, SQLStorage)
+        with storage.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+    def test_schema_version_row_exists(self, storage: BaseStorage) -> None:
+        assert isinstance(storage, SQLStorage)
+        with storage.engine.connect() as conn:
+            query = sa.text("SELECT value FROM tunelab_meta WHERE key = 'schema_version'")
+            version = conn.execute(query).scalar()
+        assert version == str(SCHEMA_VERSION)
+
+    def test_reopening_the_file_keeps_the_schema_version(self, storage: BaseStorage, tmp_path: Path) -> None:
+        again = SQLStorage(self.make_url(tmp_path))
+        try:
+            with again.engine.connect() as conn:
+                rows = conn.execute(sa.text("SELECT key, value FROM tunelab_meta")).all()
+            assert [tuple(r) for r in rows] == [("schema_version", str(SCHEMA_VERSION))]
+        finally:
+            again.close()
+
+
+# -- SQLStorage errors: each names the URL and a fix ------------------------------------------
+def test_sqlite_in_a_missing_directory_raises_storage_error(tmp_path: Path) -> None:
+    url = "sqlite:///" + str(tmp_path / "no" / "such" / "dir" / "tunelab.db")
+    with pytest.raises(StorageError) as info:
+        get_storage(url)
+    message = str(info.value)
+    assert url in message
+    assert "directory exists" in message
+
+
+def test_get_storage_rejects_a_string_that_is_not_a_url() -> None:
+    with pytest.raises(StorageError) as info:
+        get_storage("tunelab.db")
+    message = str(info.value)
+    assert "'tunelab.db'" in message
+    assert "sqlite:///tunelab.db" in message
+
+
+def test_sql_storage_rejects_a_string_that_is_not_a_url() -> None:
+    with pytest.raises(StorageError) as info:
+        SQLStorage("not a url")
+    message = str(info.value)
+    assert "'not a url'" in message
+    assert "sqlite:///" in message
+
+
+@pytest.mark.parametrize("url", ["nosuchdb://user@host/db", "postgresql+nosuchdriver://user@host/db"])
+def test_unknown_driver_scheme_raises_storage_error(url: str) -> None:
+    with pytest.raises(StorageError) as info:
+        get_storage(url)
+    message = str(info.value)
+    assert url in message
+    assert "install" in message.lower()
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_in_memory_sqlite_url_raises_storage_error(url: str) -> None:
+    with pytest.raises(StorageError) as info:
+        get_storage(url)
+    message = str(info.value)
+    assert repr(url) in message
+    assert "storage=None" in message
+
+
+def test_open_without_create_on_a_missing_file_raises_storage_error_and_makes_none(tmp_path: Path) -> None:
+    path = tmp_path / "absent.db"
+    url = "sqlite:///" + str(path)
+    with pytest.raises(StorageError) as info:
+        get_storage(url, create=False)
+    assert url in str(info.value)
+    assert "check the path" in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_open_without_create_on_a_foreign_sqlite_file_raises_storage_error(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE unrelated (x INTEGER)")
+    conn.close()
+    url = "sqlite:///" + str(path)
+    with pytest.raises(StorageError) as info:
+        get_storage(url, create=False)
+    assert url in str(info.value)
+    with sqlite3.connect(path) as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    conn.close()
+    assert tables == ["unrelated"]
+
+
+def test_open_without_create_reads_an_existing_storage(tmp_path: Path) -> None:
+    url = "sqlite:///" + str(tmp_path / "tunelab.db")
+    first = get_storage(url)
+    study_id = first.create_study("s", "minimize", seed=0).study_id
+    first.create_trial(study_id)
+    first.close()
+    again = get_storage(url, create=False)
+    try:
+        assert again.get_study("s").study_id == study_id
+        assert again.count_trials(study_id) == 1
+    finally:
+        again.close()
