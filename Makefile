@@ -24,9 +24,18 @@ test: $(BIN)/.installed
 	$(BIN)/lint-imports
 	OMP_NUM_THREADS=1 $(BIN)/pytest -q
 
-bench: $(BIN)/.installed
-	$(BIN)/python -m pip install -q optuna
-	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/overhead.py
+# The benchmark has its own virtualenv: Optuna is compared against, never a dependency of tunelab.
+# Pass options with BENCH_ARGS, e.g. `make bench BENCH_ARGS=--quick`.
+BENCH_VENV ?= .venv-bench
+
+$(BENCH_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install -q -e . "optuna==5.0.0"
+	touch $@
+
+bench: $(BENCH_VENV)/.installed
+	OMP_NUM_THREADS=1 $(BENCH_VENV)/bin/python benchmarks/overhead.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) tunelab.db tunelab.db-wal tunelab.db-shm
+	rm -rf $(VENV) $(BENCH_VENV) tunelab.db tunelab.db-wal tunelab.db-shm

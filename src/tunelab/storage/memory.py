@@ -6,6 +6,7 @@ import copy
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -48,6 +49,7 @@ class _Study:
     record: StudyRecord
     trial_ids: list[int] = field(default_factory=list)
     distributions: dict[str, Distribution] = field(default_factory=dict)
+    waiting: deque[int] = field(default_factory=deque)  # WAITING trial ids, lowest number first
 
 
 class InMemoryStorage(BaseStorage):
@@ -179,21 +181,29 @@ class InMemoryStorage(BaseStorage):
             s.trial_ids.append(trial.trial_id)
             self._trials[trial.trial_id] = trial
             self._trial_study[trial.trial_id] = study_id
+            if state == TrialState.WAITING:
+                s.waiting.append(trial.trial_id)
             if heartbeat and state == TrialState.RUNNING:
                 self._heartbeats[trial.trial_id] = time.time()
             return _snapshot(trial)
 
     def claim_waiting_trial(self, study_id: int, heartbeat: bool = False) -> FrozenTrial | None:
         with self._lock:
-            for tid in self._study(study_id).trial_ids:
-                t = self._trials[tid]
-                if t.state == TrialState.WAITING:
+            waiting = self._study(study_id).waiting
+            while waiting:
+                tid = waiting.popleft()
+                t = self._trials.get(tid)
+                if t is not None and t.state == TrialState.WAITING:
                     t = replace(t, state=TrialState.RUNNING, datetime_start=_now())
                     self._trials[tid] = t
                     if heartbeat:
                         self._heartbeats[tid] = time.time()
                     return _snapshot(t)
             return None
+
+    def start_trial(self, study_id: int, heartbeat: bool = False) -> FrozenTrial:
+        with self._lock:  # claim-or-create as one step
+            return super().start_trial(study_id, heartbeat)
 
     def _running(self, trial_id: int) -> FrozenTrial:
         t = self._get(trial_id)

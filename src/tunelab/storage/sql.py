@@ -214,6 +214,8 @@ class SQLStorage(BaseStorage):
                     "for tunelab's in-memory storage"
                 )
             engine_kwargs.setdefault("connect_args", {"timeout": busy_timeout})
+            # _read and _write always end their own transaction: no reset needed on return.
+            engine_kwargs.setdefault("pool_reset_on_return", None)
             if not create and not os.path.exists(str(sa_url.database)):
                 raise StorageError(
                     f"no database file at {sa_url.database!r} (storage {url!r}); check the path, "
