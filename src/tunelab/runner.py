@@ -16,6 +16,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from types import FrameType
@@ -168,14 +169,12 @@ def run_trial(
     if on_start is not None:
         on_start(trial._trial_id, trial.number)
     hb = settings.heartbeat
-    beat = _Heartbeat(study.storage, trial._trial_id, hb[0]) if hb is not None else None
+    beat = _Heartbeat(study.storage, trial._trial_id, hb[0]) if hb is not None else nullcontext()
     state: TrialState | None = None
     value: Any = None
     error: str | None = None
     reraise: BaseException | None = None
-    try:
-        if beat is not None:
-            beat.__enter__()
+    with beat:
         try:
             value = objective(trial)
         except TrialPruned:
@@ -184,11 +183,10 @@ def run_trial(
             state, error, reraise = TrialState.FAIL, _error_text(e), e
         except settings.catch as e:
             state, error = TrialState.FAIL, _error_text(e)
-        except BaseException as e:  # noqa: BLE001 - interrupts and exceptions not in `catch`
+        except (KeyboardInterrupt, SystemExit) as e:
             state, error, reraise = TrialState.FAIL, f"interrupted: {type(e).__name__}: {e}", e
-    finally:
-        if beat is not None:
-            beat.__exit__()
+        except BaseException as e:  # noqa: BLE001 - not in `catch`: recorded, then raised
+            state, error, reraise = TrialState.FAIL, _error_text(e), e
     try:
         frozen = study.tell(trial, value, state=state, error=error)
         outcome = TrialOutcome(trial._trial_id, trial.number, frozen.state.value, frozen.value, frozen.error)

@@ -166,7 +166,7 @@ class Study:
             space = validate_space(space)
         self._maybe_fail_stale_trials()
         heartbeat = self._heartbeat is not None
-        self._history.invalidate()
+        self._history.invalidate()  # the sampler decides on what is stored now
         if self.sampler.exhausted(self._history):
             # Enqueued configurations still run when the sampler has nothing left.
             claimed = self._storage.claim_waiting_trial(self._study_id, heartbeat=heartbeat)
@@ -175,7 +175,7 @@ class Study:
             frozen = claimed
         else:
             frozen = self._storage.start_trial(self._study_id, heartbeat=heartbeat)
-        self._history.invalidate()
+        self._history.invalidate()  # ... including the trial just started
         # A claimed WAITING trial always carries params (enqueue() requires some); a new one none.
         fixed = dict(frozen.params) if frozen.params else None
         trial = Trial(self, frozen, fixed)

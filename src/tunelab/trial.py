@@ -48,7 +48,6 @@ class Trial:
         self._ctx = SamplingContext(frozen.number, study.seed, frozen.system_attrs)
         self._plan: dict[str, ParamValue] = {}
         self._finished = False
-        self._last_step: int | None = None
 
     # -- suggestions -----------------------------------------------------------------------
     def suggest_float(
@@ -174,7 +173,6 @@ class Trial:
                 raise ConfigError(f"metric '{k}' must be a number, got {v!r}") from None
         self.flush()
         self._study._storage.report(self._trial_id, int(step), clean)
-        self._last_step = int(step)
 
     def flush(self) -> None:
         """Write unsaved parameters and attributes now (``report`` and the end of the trial do)."""
