@@ -55,3 +55,17 @@ def sleepy_reporting(trial: tunelab.Trial) -> float:
     trial.suggest_float("x", 0, 1)
     trial.report(0, loss=1.0)
     return sleepy(trial)
+
+
+def cheap(trial: tunelab.Trial) -> float:
+    """Three parameters and an instant result: for load tests."""
+    x = trial.suggest_float("x", -1, 1)
+    trial.suggest_int("width", 16, 256, log=True)
+    trial.suggest_categorical("optimizer", ["sgd", "adam"])
+    return x * x
+
+
+def slow_cheap(trial: tunelab.Trial) -> float:
+    """Like :func:`cheap` but takes 20 ms, so that a study spans a server restart."""
+    time.sleep(0.02)
+    return cheap(trial)

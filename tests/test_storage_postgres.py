@@ -24,7 +24,7 @@ PG_URL = os.environ.get("TUNELAB_TEST_POSTGRES_URL", "postgresql+psycopg://postg
 @pytest.fixture(scope="module")
 def admin() -> Iterator[sa.Engine]:
     try:
-        engine = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+        engine = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except Exception as e:  # noqa: BLE001 - any failure to reach the server means the same

@@ -174,9 +174,7 @@ class ProcessPool:
                     reason = f"trial timed out after {task_timeout:g}s; its worker process was killed"
                     self._replace(i, events, reason)
             elif not alive:
-                code = slot.process.exitcode
-                reason = f"the worker process died ({_describe_exit(code)}) while running this trial"
-                self._replace(i, events, reason)
+                self._replace(i, events, None)
 
     def _drain(self, slot: _Slot, events: PoolEvents) -> bool:
         """Handle every message waiting on the slot's pipe; False if the worker is gone."""
@@ -206,10 +204,13 @@ class ProcessPool:
             return False
         return bool(slot.process.is_alive())
 
-    def _replace(self, index: int, events: PoolEvents, reason: str) -> None:
+    def _replace(self, index: int, events: PoolEvents, reason: str | None) -> None:
+        """Replace a dead or killed worker; ``reason`` None means: describe how it died."""
         slot = self._slots[index]
-        slot.process.join(timeout=5)
+        slot.process.join(timeout=5)  # its pipe may close before it is reaped
         slot.conn.close()
+        if reason is None:
+            reason = f"the worker process died ({_describe_exit(slot.process.exitcode)}) while running this trial"
         if slot.busy and slot.task is not None:
             self._finished_since_exhausted += 1
             events.lost(slot.task[0], slot.task[1], reason)

@@ -16,20 +16,30 @@ Design choices, each for a measured reason:
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import math
 import os
+import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    NoSuchModuleError,
+    OperationalError,
+)
 
 from tunelab.distributions import Distribution, ParamValue, distribution_from_json
 from tunelab.errors import (
@@ -184,6 +194,26 @@ def _sqlite_begin_immediate(engine: Engine) -> None:
         cur.close()
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+logger = logging.getLogger("tunelab")
+
+
+def _is_transient(error: DBAPIError) -> bool:
+    """A lost connection, a server restart, a deadlock: worth trying again."""
+    return bool(error.connection_invalidated) or isinstance(error, (OperationalError, InterfaceError))
+
+
+def _retrying(method: Callable[Concatenate[SQLStorage, P], R]) -> Callable[Concatenate[SQLStorage, P], R]:
+    """Run a storage operation again, with backoff, when a server database drops the connection."""
+
+    @functools.wraps(method)
+    def wrapper(self: SQLStorage, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self._with_retries(method.__name__, lambda: method(self, *args, **kwargs))
+
+    return wrapper
+
+
 class SQLStorage(BaseStorage):
     """Storage in a relational database reached through a SQLAlchemy URL.
 
@@ -193,11 +223,22 @@ class SQLStorage(BaseStorage):
         busy_timeout: seconds an SQLite writer waits for another process's lock.
         create: create the database file and tables if missing; with False, a URL with
             no tunelab data is an error (for read-only tools that should not leave files).
+        retry_timeout: seconds during which an operation on a server database is retried,
+            with backoff, after a lost connection (a server restart, a network blip).
         engine_kwargs: extra arguments for :func:`sqlalchemy.create_engine`.
     """
 
-    def __init__(self, url: str, busy_timeout: float = 60.0, create: bool = True, **engine_kwargs: Any) -> None:
+    def __init__(
+        self,
+        url: str,
+        busy_timeout: float = 60.0,
+        create: bool = True,
+        retry_timeout: float = 60.0,
+        **engine_kwargs: Any,
+    ) -> None:
         self._url = url
+        self._retry_timeout = retry_timeout
+        self._local = threading.local()  # the retry attempt of the operation running in this thread
         try:
             sa_url = sa.engine.make_url(url)
         except ArgumentError:
@@ -236,10 +277,8 @@ class SQLStorage(BaseStorage):
         self._dist_cache: dict[str, Distribution] = {}
         self._dists_cache: dict[str, dict[str, Distribution]] = {}
         try:
-            if not create and not sa.inspect(self._engine).has_table(meta_table.name):
-                self._engine.dispose()
-                raise StorageError(f"storage {url!r} holds no tunelab data; check the URL")
-            self._init_schema()
+            # A server that is restarting gets a little patience, a wrong URL not much.
+            self._with_retries("open", lambda: self._open_schema(create), min(retry_timeout, 10.0))
         except OperationalError as e:
             self._engine.dispose()
             hint = (
@@ -267,6 +306,30 @@ class SQLStorage(BaseStorage):
         self._engine.dispose()
 
     # -- transactions ----------------------------------------------------------------------
+    def _with_retries(self, what: str, call: Callable[[], R], timeout: float | None = None) -> R:
+        timeout = self._retry_timeout if timeout is None else timeout
+        if self._sqlite or timeout <= 0:  # SQLite waits on its own (busy timeout)
+            return call()
+        deadline = time.monotonic() + timeout
+        delay = 0.05
+        self._local.attempt = 0
+        while True:
+            try:
+                return call()
+            except DBAPIError as e:
+                if not _is_transient(e):
+                    raise
+                if time.monotonic() + delay > deadline:
+                    raise StorageError(
+                        f"storage {self._url!r}: {what} failed and the server did not come back within "
+                        f"{timeout:g}s ({e.orig}); check the server and the URL, or raise retry_timeout"
+                    ) from e
+                logger.warning("storage: %s failed (%s); retrying in %.2fs", what, str(e.orig).strip(), delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                self._local.attempt += 1
+
+
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         with self._engine.connect() as conn:
@@ -292,6 +355,12 @@ class SQLStorage(BaseStorage):
     def _for_update(self, stmt: sa.Select[Any]) -> sa.Select[Any]:
         return stmt if self._sqlite else stmt.with_for_update()
 
+    def _open_schema(self, create: bool) -> None:
+        if not create and not sa.inspect(self._engine).has_table(meta_table.name):
+            self._engine.dispose()
+            raise StorageError(f"storage {self._url!r} holds no tunelab data; check the URL")
+        self._init_schema()
+
     def _init_schema(self) -> None:
         with self._write() as conn:
             metadata.create_all(conn, checkfirst=True)
@@ -307,6 +376,7 @@ class SQLStorage(BaseStorage):
                 )
 
     # -- studies ---------------------------------------------------------------------------
+    @_retrying
     def create_study(
         self,
         name: str,
@@ -334,6 +404,7 @@ class SQLStorage(BaseStorage):
             dict(user_attrs or {}), dict(system_attrs or {}), _time(now),
         )
 
+    @_retrying
     def get_study(self, name: str) -> StudyRecord:
         s = studies_table
         with self._read() as conn:
@@ -348,6 +419,7 @@ class SQLStorage(BaseStorage):
             json.loads(row.user_attrs), json.loads(row.system_attrs), _time(row.created_at),
         )
 
+    @_retrying
     def list_studies(self) -> list[StudySummary]:
         s, t = studies_table, trials_table
         with self._read() as conn:
@@ -374,6 +446,7 @@ class SQLStorage(BaseStorage):
             out.append(StudySummary(name, direction, sum(c.values()), c, best_value, _time(created)))
         return out
 
+    @_retrying
     def delete_study(self, study_id: int) -> None:
         t = trials_table
         with self._write() as conn:
@@ -384,6 +457,7 @@ class SQLStorage(BaseStorage):
             if conn.execute(studies_table.delete().where(studies_table.c.study_id == study_id)).rowcount != 1:
                 raise StudyNotFoundError(f"no study with id {study_id}")
 
+    @_retrying
     def set_study_attrs(
         self,
         study_id: int,
@@ -402,6 +476,7 @@ class SQLStorage(BaseStorage):
                 system_attrs=_dumps({**json.loads(row.system_attrs), **(system_attrs or {})}),
             ))
 
+    @_retrying
     def register_distribution(self, study_id: int, name: str, distribution: Distribution) -> Distribution:
         d = distributions_table
         text = _dumps(distribution.to_json())
@@ -454,6 +529,7 @@ class SQLStorage(BaseStorage):
             trial_id=row.trial_id,
         )
 
+    @_retrying
     def create_trial(
         self,
         study_id: int,
@@ -500,6 +576,7 @@ class SQLStorage(BaseStorage):
             system_attrs=dict(system_attrs or {}), datetime_start=_time(now), trial_id=int(trial_id),
         )
 
+    @_retrying
     def start_trial(self, study_id: int, heartbeat: bool = False) -> FrozenTrial:
         with self._write() as conn:
             claimed = self._claim(conn, study_id, heartbeat)
@@ -507,6 +584,7 @@ class SQLStorage(BaseStorage):
                 return claimed
             return self._insert_trial(conn, study_id, TrialState.RUNNING, None, None, None, None, heartbeat)
 
+    @_retrying
     def claim_waiting_trial(self, study_id: int, heartbeat: bool = False) -> FrozenTrial | None:
         with self._read() as conn:  # most asks find nothing waiting: check without a write lock
             if conn.execute(self._q.any_waiting, {"b_study_id": study_id}).first() is None:
@@ -557,6 +635,7 @@ class SQLStorage(BaseStorage):
             "b_system_attrs": merged(row.system_attrs, system_attrs),
         }
 
+    @_retrying
     def update_trial(
         self,
         trial_id: int,
@@ -569,6 +648,7 @@ class SQLStorage(BaseStorage):
             values = self._merge_trial_json(conn, trial_id, params, distributions, user_attrs, system_attrs)
             conn.execute(self._q.update_json, {"tid": trial_id, **values})
 
+    @_retrying
     def finish_trial(
         self,
         trial_id: int,
@@ -596,11 +676,14 @@ class SQLStorage(BaseStorage):
                 row = conn.execute(q.state_of, {"tid": trial_id}).first()
                 if row is None:
                     raise TrialNotFoundError(f"no trial with id {trial_id}")
+                if row.state == state.value and getattr(self._local, "attempt", 0) > 0:
+                    return  # an earlier attempt committed before its connection was lost
                 raise TrialStateError(
                     f"trial {row.number} is {row.state}, not RUNNING; a finished trial cannot "
                     "be finished again"
                 )
 
+    @_retrying
     def report(self, trial_id: int, step: int, metrics: Mapping[str, float]) -> None:
         q = self._q
         with self._write() as conn:
@@ -615,6 +698,7 @@ class SQLStorage(BaseStorage):
                 for k, x in metrics.items()
             ])
 
+    @_retrying
     def get_curves(self, trial_id: int) -> Curves:
         v = values_table
         with self._read() as conn:
@@ -633,10 +717,12 @@ class SQLStorage(BaseStorage):
             values.append(math.nan if value is None else value)
         return out
 
+    @_retrying
     def heartbeat(self, trial_id: int) -> None:
         with self._write() as conn:
             conn.execute(self._q.heartbeat, {"tid": trial_id, "b_now": time.time()})
 
+    @_retrying
     def fail_stale_trials(self, study_id: int, grace_seconds: float) -> list[FrozenTrial]:
         running = TrialState.RUNNING.value
         error = (
@@ -665,6 +751,7 @@ class SQLStorage(BaseStorage):
                     }))
         return failed
 
+    @_retrying
     def get_trial(self, trial_id: int) -> FrozenTrial:
         with self._read() as conn:
             row = conn.execute(sa.select(*_TRIAL_COLUMNS).where(_T.c.trial_id == trial_id)).first()
@@ -672,6 +759,7 @@ class SQLStorage(BaseStorage):
             raise TrialNotFoundError(f"no trial with id {trial_id}")
         return self._row_to_trial(row)
 
+    @_retrying
     def get_trials(
         self,
         study_id: int,
@@ -687,6 +775,7 @@ class SQLStorage(BaseStorage):
             rows = conn.execute(q.order_by(_T.c.number)).all()
         return [self._row_to_trial(r) for r in rows]
 
+    @_retrying
     def count_trials(self, study_id: int, states: Iterable[TrialState] | None = None) -> int:
         q = sa.select(sa.func.count()).select_from(_T).where(_T.c.study_id == study_id)
         if states is not None:
@@ -694,6 +783,7 @@ class SQLStorage(BaseStorage):
         with self._read() as conn:
             return int(conn.execute(q).scalar() or 0)
 
+    @_retrying
     def get_best_trial(self, study_id: int, direction: str) -> FrozenTrial | None:
         order = _T.c.value.asc() if direction == "minimize" else _T.c.value.desc()
         with self._read() as conn:
