@@ -71,6 +71,15 @@ class History:
             if t.value is not None and math.isfinite(t.value)
         ]
 
+    def pending(self, exclude: int | None = None) -> list[FrozenTrial]:
+        """Trials RUNNING now (other workers' trials), optionally without trial ``exclude``.
+
+        What a parallel-aware sampler avoids proposing again: their params so far (written
+        at their first report) and what samplers recorded for them (e.g. a grid cell, at
+        once). Model-based samplers use them as "constant liars".
+        """
+        return [t for t in self.trials((TrialState.RUNNING,)) if t.number != exclude]
+
     def top(self, k: int) -> list[FrozenTrial]:
         """The ``k`` best COMPLETE trials, best first (ties by lower number)."""
         return sorted(self.completed(), key=sort_key(self.direction))[:k]
