@@ -69,3 +69,44 @@ def slow_cheap(trial: tunelab.Trial) -> float:
     """Like :func:`cheap` but takes 20 ms, so that a study spans a server restart."""
     time.sleep(0.02)
     return cheap(trial)
+
+
+def kills_itself_on_three(trial: tunelab.Trial) -> float:
+    """Trial 3 kills its own process (SIGKILL); the others return at once."""
+    x = trial.suggest_float("x", -1, 1)
+    if trial.number == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x * x
+
+
+def naps(trial: tunelab.Trial) -> float:
+    """Sleeps 1.5 s, recording when it started and ended (wall clock) as user attributes."""
+    trial.set_user_attr("start", time.time())
+    time.sleep(1.5)
+    trial.set_user_attr("end", time.time())
+    return trial.suggest_float("x", 0, 1)
+
+
+def fails_or_nan(trial: tunelab.Trial) -> float:
+    """Trial 1 raises, trial 2 returns NaN, trial 4 is pruned; the others return."""
+    x = trial.suggest_float("x", 0, 1)
+    if trial.number == 1:
+        raise ValueError("boom in trial 1")
+    if trial.number == 2:
+        return float("nan")
+    if trial.number == 4:
+        raise tunelab.TrialPruned
+    return x
+
+
+def sums_params(trial: tunelab.Trial) -> float:
+    """The sum of the declared space's values (for grid searches with ``space=``)."""
+    return float(sum(v for v in trial.params.values() if isinstance(v, (int, float))))
+
+
+def misconfigured(trial: tunelab.Trial) -> float:
+    """Trial 2 suggests 'x' as a float and then as an int: a usage error that stops the study."""
+    x = trial.suggest_float("x", 0, 1)
+    if trial.number == 2:
+        trial.suggest_int("x", 0, 1)
+    return x

@@ -341,3 +341,30 @@ def test_study_name_with_sql_is_stored_verbatim(tmp_path: Path) -> None:
 def test_non_url_storage_gets_a_hint() -> None:
     with pytest.raises(tunelab.errors.StorageError, match=r"sqlite:///tunelab\.db"):
         tunelab.create_study(storage="tunelab.db")
+
+
+def test_reserve_then_ask_reserved_is_ask_in_two_steps() -> None:
+    study = tunelab.create_study(seed=3)
+    study.enqueue({"x": 0.25})
+    first, second = study.reserve_trial(), study.reserve_trial()
+    assert (first.number, second.number) == (0, 1) and first.state == TrialState.RUNNING
+    trial = study.ask_reserved(first.trial_id)
+    assert trial.suggest_float("x", 0, 1) == 0.25  # the enqueued configuration
+    study.tell(trial, 1.0)
+    other = tunelab.create_study(seed=3)
+    other.enqueue({"x": 0.25})
+    other.tell(other.ask(), 1.0)
+    expected = other.ask().suggest_float("x", 0, 1)
+    assert study.ask_reserved(second.trial_id).suggest_float("x", 0, 1) == expected  # same draw as ask()
+
+
+def test_ask_reserved_refuses_a_finished_trial_and_fails_one_with_a_bad_space() -> None:
+    study = tunelab.create_study(seed=0)
+    done = study.reserve_trial()
+    study.tell(study.ask_reserved(done.trial_id), 1.0)
+    with pytest.raises(TrialStateError, match="not RUNNING"):
+        study.ask_reserved(done.trial_id)
+    reserved = study.reserve_trial()
+    with pytest.raises(ConfigError):
+        study.ask_reserved(reserved.trial_id, space={})
+    assert study.trials[1].state == TrialState.FAIL and "could not start" in (study.trials[1].error or "")

@@ -5,6 +5,7 @@ The public API, re-exported; nothing else lives here.
 
 from tunelab.distributions import Bool, Categorical, Distribution, Float, Int
 from tunelab.errors import TrialPruned
+from tunelab.execution.ray import RayExecutor
 from tunelab.records import FrozenTrial, TrialState
 from tunelab.samplers import CoarseToFineSampler, GridSampler, RandomSampler, Sampler
 from tunelab.space import Conditional
@@ -26,6 +27,7 @@ __all__ = [
     "InMemoryStorage",
     "Int",
     "RandomSampler",
+    "RayExecutor",
     "SQLStorage",
     "Sampler",
     "Study",

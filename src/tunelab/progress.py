@@ -61,6 +61,11 @@ class ProgressDisplay:
         self.running += 1
         self._refresh()
 
+    def withdrawn(self) -> None:
+        """A started trial did not run after all (the sampler had nothing left for it)."""
+        self.running = max(0, self.running - 1)
+        self._refresh()
+
     def finished(self, state: str, value: float | None) -> None:
         """A trial finished with ``state`` and ``value``."""
         self.running = max(0, self.running - 1)

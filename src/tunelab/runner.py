@@ -1,4 +1,4 @@
-"""Running trials: one trial's life, the in-process loop and the worker-process loop.
+"""Running trials: one trial's life, the in-process loop, the worker-process loop and Ray tasks.
 
 Whatever the objective does (returns, raises, returns NaN, dies), the trial ends
 recorded: COMPLETE, PRUNED or FAIL with the reason. Only tunelab's own
@@ -9,6 +9,7 @@ trial is recorded.
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import signal
 import sys
@@ -22,12 +23,16 @@ from multiprocessing.connection import Connection
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.engine import make_url
+
 from tunelab import errors
 from tunelab.errors import ConfigError, SearchExhausted, TrialPruned, TrialStateError
 from tunelab.execution.local import ProcessPool
+from tunelab.execution.ray import RayExecutor
 from tunelab.progress import ProgressDisplay
 from tunelab.records import TrialState
 from tunelab.space import SpaceEntry
+from tunelab.storage import get_storage
 from tunelab.storage.base import BaseStorage
 
 if TYPE_CHECKING:
@@ -56,6 +61,7 @@ class OptimizeSettings:
     grace_period: float | None
     requeue_lost_trials: bool
     start_method: str
+    executor: RayExecutor | None = None
 
     @classmethod
     def build(cls, **kw: Any) -> OptimizeSettings:
@@ -91,6 +97,7 @@ class OptimizeSettings:
                 )
         if kw["start_method"] not in ("spawn", "fork", "forkserver"):
             raise ConfigError(f"start_method must be 'spawn', 'fork' or 'forkserver', got {kw['start_method']!r}")
+        _check_executor(kw.get("executor"), n_workers, kw["trial_timeout"])
         space = kw["space"]
         if space is not None:
             space = validate_space(space)
@@ -98,8 +105,8 @@ class OptimizeSettings:
 
     @property
     def uses_processes(self) -> bool:
-        """Whether trials run in worker processes rather than in the caller's."""
-        return self.n_workers > 1 or self.trial_timeout is not None
+        """Whether trials run in local worker processes rather than in the caller's (or an executor's)."""
+        return self.executor is None and (self.n_workers > 1 or self.trial_timeout is not None)
 
     @property
     def heartbeat(self) -> tuple[float, float, bool] | None:
@@ -123,6 +130,24 @@ class TrialOutcome:
 
 def _is_int(x: object) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _check_executor(executor: object, n_workers: int, trial_timeout: float | None) -> None:
+    """An executor decides where trials run and how many at once: nothing may contradict it."""
+    if executor is None:
+        return
+    if not isinstance(executor, RayExecutor):
+        raise ConfigError(f"executor must be a tunelab executor such as tunelab.RayExecutor(), got {executor!r}")
+    if n_workers != 1:
+        raise ConfigError(
+            f"n_workers={n_workers} cannot be combined with executor={executor!r}: the executor decides "
+            "how many trials run at once; leave n_workers at 1 and set RayExecutor(max_concurrent=...)"
+        )
+    if trial_timeout is not None:
+        raise ConfigError(
+            f"trial_timeout is not supported with executor={executor!r}; leave it None and bound the "
+            "trial's time inside the objective (e.g. stop training when its time budget is spent)"
+        )
 
 
 class _Heartbeat:
@@ -163,9 +188,13 @@ def run_trial(
     objective: Objective,
     settings: OptimizeSettings,
     on_start: Callable[[int, int], None] | None = None,
+    trial_id: int | None = None,
 ) -> TrialOutcome:
-    """Ask, run the objective, tell: one trial, always recorded."""
-    trial = study.ask(settings.space)
+    """Ask, run the objective, tell: one trial, always recorded.
+
+    With ``trial_id`` (from :meth:`Study.reserve_trial`), run that trial instead of asking for one.
+    """
+    trial = study.ask(settings.space) if trial_id is None else study.ask_reserved(trial_id, settings.space)
     if on_start is not None:
         on_start(trial._trial_id, trial.number)
     hb = settings.heartbeat
@@ -210,7 +239,9 @@ def optimize(
     display = ProgressDisplay(settings.show_progress, settings.n_trials, study.direction)
     try:
         with display:
-            if settings.uses_processes:
+            if settings.executor is not None:
+                _optimize_on_ray(study, objective, settings, deadline, display, open_study)
+            elif settings.uses_processes:
                 _optimize_in_processes(study, objective, settings, deadline, display, open_study)
             else:
                 _optimize_here(study, objective, settings, deadline, display)
@@ -306,6 +337,104 @@ def _optimize_in_processes(
             ) from None
     pool = ProcessPool(settings.n_workers, _worker_main, payload, settings.start_method)
     pool.run(settings.n_trials, deadline, settings.trial_timeout, _Driver(study, settings, display))
+
+
+# -- Ray -------------------------------------------------------------------------------------
+class _RayDriver(_Driver):
+    """The Ray executor's events: trials are reserved here, so a failed task's trial is known."""
+
+    def __init__(self, study: Study, settings: OptimizeSettings, display: ProgressDisplay) -> None:
+        super().__init__(study, settings, display)
+        self._last_beat = time.monotonic()
+
+    def reserve(self) -> tuple[int, int] | None:
+        try:
+            frozen = self.study.reserve_trial()
+        except SearchExhausted:
+            logger.info("%r has nothing left to propose; stopping", self.study.sampler)
+            return None
+        return frozen.trial_id, frozen.number
+
+    def exhausted(self, task_id: int, label: int) -> None:
+        self.display.withdrawn()
+
+    def stopped(self, task_id: int, label: int, error_class: str, message: str) -> None:
+        _fail_if_running(self.study.storage, task_id, message)
+        self.fatal(error_class, message)
+
+    def alive(self, task_ids: list[int]) -> None:
+        """Beat for in-flight trials: one may wait long for Ray resources before its task starts."""
+        hb = self.settings.heartbeat
+        if hb is None or time.monotonic() - self._last_beat < hb[0]:
+            return
+        self._last_beat = time.monotonic()
+        for task_id in task_ids:
+            try:
+                self.study.storage.heartbeat(task_id)
+            except Exception:
+                logger.debug("heartbeat failed", exc_info=True)
+
+
+def _fail_if_running(storage: BaseStorage, trial_id: int, error: str) -> None:
+    try:
+        storage.finish_trial(trial_id, TrialState.FAIL, error=error)
+    except TrialStateError:
+        pass  # already recorded
+
+
+def _optimize_on_ray(
+    study: Study,
+    objective: Objective,
+    settings: OptimizeSettings,
+    deadline: float | None,
+    display: ProgressDisplay,
+    open_study: OpenStudy,
+) -> None:
+    """Reserve each trial here, run it as a Ray task that reads and writes the storage itself."""
+    assert settings.executor is not None and study.storage.url is not None
+    task_settings = OptimizeSettings(
+        **{**settings.__dict__, "callbacks": (), "show_progress": False, "executor": None}
+    )
+    job = (open_study, _absolute_url(study.storage.url), study.name, study.sampler, objective, task_settings)
+    settings.executor.run(_run_reserved_trial, job, settings.n_trials, deadline, _RayDriver(study, settings, display))
+
+
+def _absolute_url(url: str) -> str:
+    """Tasks may run in another directory: make a relative SQLite path absolute."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or os.path.isabs(parsed.database):
+        return url
+    return parsed.set(database=os.path.abspath(parsed.database)).render_as_string(hide_password=False)
+
+
+_task_storage: tuple[str, BaseStorage] | None = None  # the storage of the last Ray task in this process
+
+
+def _storage_for_task(url: str) -> BaseStorage:
+    """The storage at ``url``, kept open between the tasks a Ray worker process runs."""
+    global _task_storage
+    if _task_storage is None or _task_storage[0] != url:
+        if _task_storage is not None:
+            _task_storage[1].close()
+        _task_storage = (url, get_storage(url, create=False))
+    return _task_storage[1]
+
+
+def _run_reserved_trial(job: Any, trial_id: int) -> tuple[Any, ...]:
+    """The body of one Ray task: run the trial the driver reserved; say how it went.
+
+    Returns ``("finished", TrialOutcome)``, ``("exhausted",)`` or ``("fatal", class_name, message)``
+    (see :mod:`tunelab.execution.ray`).
+    """
+    open_study, url, name, sampler, objective, settings = job
+    try:
+        study = open_study(name, _storage_for_task(url), sampler=sampler)
+        study._heartbeat = settings.heartbeat
+        return ("finished", run_trial(study, objective, settings, trial_id=trial_id))
+    except SearchExhausted:
+        return ("exhausted",)
+    except BaseException as e:  # noqa: BLE001 - report anything fatal to the driver
+        return ("fatal", type(e).__name__, str(e) if isinstance(e, ConfigError) else _error_text(e))
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:

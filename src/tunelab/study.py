@@ -20,6 +20,7 @@ from tunelab.errors import (
     DuplicatedStudyError,
     SearchExhausted,
     TrialNotFoundError,
+    TrialStateError,
 )
 from tunelab.history import History
 from tunelab.records import FrozenTrial, StudyRecord, TrialState, check_direction
@@ -31,6 +32,8 @@ from tunelab.trial import Trial
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from tunelab.execution.ray import RayExecutor
 
 Objective = Callable[[Trial], float]
 Callback = Callable[["Study", FrozenTrial], None]
@@ -164,17 +167,48 @@ class Study:
         """
         if space is not None:
             space = validate_space(space)
+        return self._prepare(self.reserve_trial(), space)
+
+    def reserve_trial(self) -> FrozenTrial:
+        """Start the next trial in the storage (an enqueued one first) without deciding its parameters.
+
+        The first half of :meth:`ask`, for executors that start trials in one process and
+        run them in another: pass the trial's ``trial_id`` to :meth:`ask_reserved` there.
+        The trial is RUNNING from now on; whoever reserved it must see that it finishes.
+        Raises :class:`~tunelab.errors.SearchExhausted` when the sampler has nothing left.
+        """
         self._maybe_fail_stale_trials()
         heartbeat = self._heartbeat is not None
         self._history.invalidate()  # the sampler decides on what is stored now
-        if self.sampler.exhausted(self._history):
-            # Enqueued configurations still run when the sampler has nothing left.
-            claimed = self._storage.claim_waiting_trial(self._study_id, heartbeat=heartbeat)
-            if claimed is None:
-                raise SearchExhausted(f"{self.sampler!r} has nothing left to propose")
-            frozen = claimed
-        else:
-            frozen = self._storage.start_trial(self._study_id, heartbeat=heartbeat)
+        if not self.sampler.exhausted(self._history):
+            return self._storage.start_trial(self._study_id, heartbeat=heartbeat)
+        # Enqueued configurations still run when the sampler has nothing left.
+        claimed = self._storage.claim_waiting_trial(self._study_id, heartbeat=heartbeat)
+        if claimed is None:
+            raise SearchExhausted(f"{self.sampler!r} has nothing left to propose")
+        return claimed
+
+    def ask_reserved(self, trial_id: int, space: Mapping[str, SpaceEntry] | None = None) -> Trial:
+        """The second half of :meth:`ask`: the live Trial of a trial from :meth:`reserve_trial`.
+
+        ``trial_id`` must belong to this study and still be RUNNING (TrialStateError
+        otherwise). The sampler plans its parameters now, as :meth:`ask` would.
+        """
+        frozen = self._storage.get_trial(trial_id)
+        if frozen.state != TrialState.RUNNING:
+            raise TrialStateError(
+                f"trial {frozen.number} is {frozen.state.value}, not RUNNING; ask_reserved() needs a "
+                "trial id from reserve_trial() that nobody has finished"
+            )
+        try:
+            space = validate_space(space) if space is not None else None
+        except ConfigError as e:
+            self._storage.finish_trial(trial_id, TrialState.FAIL, error=f"could not start: {e}")
+            raise
+        return self._prepare(frozen, space)
+
+    def _prepare(self, frozen: FrozenTrial, space: Mapping[str, SpaceEntry] | None) -> Trial:
+        """Turn a started trial into a Trial: plan its parameters, suggest ``space``."""
         self._history.invalidate()  # ... including the trial just started
         # A claimed WAITING trial always carries params (enqueue() requires some); a new one none.
         fixed = dict(frozen.params) if frozen.params else None
@@ -232,6 +266,7 @@ class Study:
         grace_period: float | None = None,
         requeue_lost_trials: bool = False,
         start_method: str = "spawn",
+        executor: RayExecutor | None = None,
     ) -> None:
         """Run trials until ``n_trials`` more have finished or ``timeout`` seconds have passed.
 
@@ -255,6 +290,9 @@ class Study:
             requeue_lost_trials: re-enqueue the parameters of trials lost that way.
             start_method: 'spawn' (default, safe) or 'fork' (for objectives that
                 cannot be pickled, e.g. lambdas in a notebook) for worker processes.
+            executor: run trials elsewhere, e.g. ``tunelab.RayExecutor()`` runs each as a
+                Ray task; it decides how many run at once (keep ``n_workers=1``), and the
+                study needs a storage URL its tasks can open.
         """
         from tunelab.runner import OptimizeSettings, optimize
 
@@ -262,10 +300,16 @@ class Study:
             n_trials=n_trials, timeout=timeout, n_workers=n_workers, space=space, catch=catch,
             trial_timeout=trial_timeout, callbacks=tuple(callbacks), show_progress=show_progress,
             heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-            requeue_lost_trials=requeue_lost_trials, start_method=start_method,
+            requeue_lost_trials=requeue_lost_trials, start_method=start_method, executor=executor,
         )
         if not callable(objective):
             raise ConfigError(f"objective must be callable as objective(trial), got {objective!r}")
+        if executor is not None and (not self._storage.shareable_across_processes or self._storage.url is None):
+            raise ConfigError(
+                f"executor={executor!r} runs each trial as a task that opens the study's storage itself, "
+                f"which {self._storage!r} does not allow; create the study with a storage URL, e.g. "
+                "storage='sqlite:///tunelab.db' (one machine or a shared disk) or a PostgreSQL URL (a cluster)"
+            )
         if settings.uses_processes and not self._storage.shareable_across_processes:
             raise ConfigError(
                 f"n_workers={n_workers} (or trial_timeout) runs trials in worker processes, which "
