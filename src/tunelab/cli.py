@@ -1,4 +1,5 @@
-"""The ``tunelab`` command: list, inspect, export and delete studies, and run the demo.
+"""The ``tunelab`` command: list, inspect, export and delete studies, join one as a worker,
+and run the demo.
 
 A thin layer over the library: every command opens the storage, calls the public
 API and prints the result. tunelab's own errors become one red line on stderr and
@@ -7,15 +8,23 @@ exit code 1; Ctrl-C exits with 130.
 
 from __future__ import annotations
 
+import collections
 import csv
 import enum
+import importlib
+import inspect
 import io
 import json
 import os
-from collections.abc import Iterator
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -27,15 +36,15 @@ from rich.text import Text
 import tunelab
 from tunelab import demo as demo_module
 from tunelab._frames import trials_to_rows
-from tunelab.errors import ConfigError, TunelabError
+from tunelab.errors import ConfigError, TrialNotFoundError, TunelabError
 from tunelab.records import FrozenTrial, TrialState, sort_key
 from tunelab.samplers import RandomSampler
 from tunelab.storage import BaseStorage, get_storage
-from tunelab.study import Study, delete_study, load_study
+from tunelab.study import Objective, Study, delete_study, load_study
 
 app = typer.Typer(
     name="tunelab",
-    help="Inspect, export and delete tunelab studies, or run the demo.",
+    help="Inspect, export and delete tunelab studies, join one as a worker, or run the demo.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
@@ -122,7 +131,7 @@ def main(
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
     ] = False,
 ) -> None:
-    """Inspect, export and delete tunelab studies, or run the demo."""
+    """Inspect, export and delete tunelab studies, join one as a worker, or run the demo."""
 
 
 @app.command()
@@ -269,6 +278,218 @@ def delete(
             raise typer.Exit(1)
         delete_study(study_name, store)
     _out().print(f"deleted study {study_name!r} ({n_trials} trials)", markup=False, highlight=False)
+
+
+# -- worker --------------------------------------------------------------------------------
+def _raised_at(exc: BaseException) -> str:
+    """' (at file:line)' of the innermost frame outside the import machinery, or ''."""
+    if isinstance(exc, SyntaxError):
+        return ""  # its message already names the file and line
+    skip = (os.path.dirname(importlib.__file__), __file__)
+    frames = [
+        f for f in traceback.extract_tb(exc.__traceback__)
+        if not f.filename.startswith("<") and not f.filename.startswith(skip)
+    ]
+    return f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+
+
+def _import_objective(spec: str, paths: Sequence[Path]) -> Objective:
+    """The callable named by ``MODULE:ATTR``, imported like uvicorn imports an app.
+
+    The ``paths`` and then the current directory are put first on ``sys.path`` (worker
+    processes inherit it). A bad spec is a ConfigError naming it and the fix.
+    """
+    module_name, colon, attr = (part.strip() for part in spec.partition(":"))
+    if not colon or not module_name or not attr:
+        raise ConfigError(
+            f"--objective {spec!r} is not MODULE:FUNCTION; write e.g. --objective train:objective "
+            "for the function objective(trial) in train.py"
+        )
+    if module_name.endswith(".py") or "/" in module_name or os.sep in module_name:
+        file = Path(module_name)
+        name = file.stem if file.suffix == ".py" else file.name
+        where = "" if str(file.parent) == "." else f" --path {file.parent}"
+        raise ConfigError(
+            f"--objective {spec!r} names a file, not a module; write --objective {name}:{attr}{where}"
+        )
+    front = list(dict.fromkeys([*(str(p.resolve()) for p in paths), os.getcwd()]))
+    sys.path[:] = front + [p for p in sys.path if p not in front]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name is not None and (module_name == e.name or module_name.startswith(f"{e.name}.")):
+            raise ConfigError(
+                f"--objective {spec!r}: no module named {e.name!r} in {', '.join(front)} or the installed "
+                f"packages; start the worker in the directory that holds {module_name.replace('.', '/')}.py "
+                "or add --path DIR"
+            ) from None
+        raise ConfigError(_import_failed(spec, module_name, e)) from None
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - the module's own code failed: say where
+        raise ConfigError(_import_failed(spec, module_name, e)) from None
+    obj: Any = module
+    for part in attr.split("."):
+        missing = object()
+        obj = getattr(obj, part, missing)
+        if obj is missing:
+            defined = sorted(
+                n for n, v in vars(module).items()
+                if inspect.isfunction(v) and v.__module__ == module.__name__ and not n.startswith("_")
+            )
+            shown = ", ".join(defined[:10]) + (", ..." if len(defined) > 10 else "")
+            hint = f"functions defined there: {shown}" if defined else "define objective(trial) there"
+            raise ConfigError(
+                f"--objective {spec!r}: module {module_name!r} ({getattr(module, '__file__', None) or 'no file'}) "
+                f"has no attribute {attr!r}; {hint}"
+            )
+    if not callable(obj):
+        raise ConfigError(
+            f"--objective {spec!r}: {module_name}.{attr} is a {type(obj).__name__}, not callable; "
+            "name a function objective(trial) -> float"
+        )
+    objective: Objective = obj
+    return objective
+
+
+def _import_failed(spec: str, module_name: str, exc: BaseException) -> str:
+    message = " ".join(str(exc).split())
+    return (
+        f"--objective {spec!r}: importing module {module_name!r} raised {type(exc).__name__}"
+        f"{': ' + message if message else ''}{_raised_at(exc)}; fix the module (or install what it "
+        "imports) and start the worker again"
+    )
+
+
+class _Tally:
+    """The trials this worker finished, by state (an optimize() callback)."""
+
+    def __init__(self) -> None:
+        self.counts: collections.Counter[TrialState] = collections.Counter()
+
+    def __call__(self, study: Study, trial: FrozenTrial) -> None:
+        if trial.state == TrialState.FAIL and (trial.error or "").startswith("interrupted"):
+            return  # stopped by Ctrl-C: reported as "running trials recorded", whatever ran them
+        self.counts[trial.state] += 1
+
+
+def _worker_summary(study: Study, tally: _Tally, interrupted: bool) -> str:
+    c = tally.counts
+    ran = (
+        f"this worker ran {sum(c.values())} trials ({c[TrialState.COMPLETE]} complete, "
+        f"{c[TrialState.FAIL]} failed, {c[TrialState.PRUNED]} pruned)"
+    )
+    try:
+        best = study.best_trial
+        best_text = f"best value of study {study.name!r}: {_fmt(best.value)} (trial {best.number})"
+    except TrialNotFoundError:
+        best_text = f"study {study.name!r} has no COMPLETE trial yet"
+    if interrupted:
+        return f"interrupted: {ran}, its running trials are recorded as FAIL; {best_text}"
+    return f"done: {ran}; {best_text}"
+
+
+def _terminated(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt("terminated (SIGTERM)")
+
+
+@app.command()
+def worker(
+    study_name: Annotated[
+        str, typer.Option("--study", metavar="NAME", show_default=False, help="The study to join; it must exist.")
+    ],
+    objective: Annotated[
+        str,
+        typer.Option(
+            "--objective", metavar="MODULE:FUNCTION", show_default=False,
+            help="The objective to import, e.g. train:objective for objective(trial) in train.py.",
+        ),
+    ],
+    storage: StorageOption = DEFAULT_STORAGE,
+    path: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--path", metavar="DIR", exists=True, file_okay=False, show_default=False,
+            help="Import from this directory too (repeatable; searched before the current directory).",
+        ),
+    ] = None,
+    n_trials: Annotated[
+        int | None,
+        typer.Option(
+            "--n-trials", min=1, show_default=False, help="Trials to run (default: until Ctrl-C or --timeout)."
+        ),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout", metavar="SECONDS", show_default=False, help="Start no trial after this many seconds."
+        ),
+    ] = None,
+    n_workers: Annotated[
+        int, typer.Option("--n-workers", min=1, help="Trials at once, each in its own process when above 1.")
+    ] = 1,
+    trial_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--trial-timeout", metavar="SECONDS", show_default=False,
+            help="Kill a trial's process after this many seconds and mark the trial FAIL.",
+        ),
+    ] = None,
+    heartbeat_interval: Annotated[
+        float | None,
+        typer.Option(
+            "--heartbeat-interval", metavar="SECONDS", show_default=False,
+            help="Seconds between signs of life of a running trial (default: 10).",
+        ),
+    ] = None,
+    grace_period: Annotated[
+        float | None,
+        typer.Option(
+            "--grace-period", metavar="SECONDS", show_default=False,
+            help="Mark FAIL any trial of the study silent this long (default: 3 x heartbeat interval).",
+        ),
+    ] = None,
+    requeue_lost_trials: Annotated[
+        bool, typer.Option("--requeue-lost-trials", help="Enqueue the parameters of such lost trials again.")
+    ] = False,
+    progress: Annotated[
+        bool | None,
+        typer.Option("--progress/--no-progress", help="Show a progress bar (default: when stdout is a terminal)."),
+    ] = None,
+) -> None:
+    """Join an existing study from this host and run trials until done, --timeout or Ctrl-C.
+
+    Uses the sampler stored with the study. Start one worker per host against a shared
+    storage (e.g. PostgreSQL); see docs/distributed.md.
+    """
+    with _cli_errors():
+        fn = _import_objective(objective, path or ())
+    with _open(storage) as store:
+        study = load_study(study_name, store)  # rebuilds the sampler stored with the study
+        console = _out()
+        until = [f"{n_trials} trials"] if n_trials is not None else []
+        until += [f"{timeout:g}s"] if timeout is not None else []
+        console.print(
+            f"worker: study {study.name!r} ({study.direction}, {type(study.sampler).__name__}), "
+            f"objective {objective}, {n_workers} trial{'s' if n_workers > 1 else ''} at a time, "
+            + (f"stopping after {' or '.join(until)}" if until else "until Ctrl-C"),
+            markup=False, highlight=False,
+        )
+        tally = _Tally()
+        heartbeat: dict[str, Any] = {} if heartbeat_interval is None else {"heartbeat_interval": heartbeat_interval}
+        in_main_thread = threading.current_thread() is threading.main_thread()  # signal() works only there
+        previous = signal.signal(signal.SIGTERM, _terminated) if in_main_thread else None  # kill, docker stop
+        try:
+            study.optimize(
+                fn, n_trials=n_trials, timeout=timeout, n_workers=n_workers, trial_timeout=trial_timeout,
+                callbacks=[tally], show_progress=progress, grace_period=grace_period,
+                requeue_lost_trials=requeue_lost_trials, **heartbeat,
+            )
+        except KeyboardInterrupt:
+            console.print(_worker_summary(study, tally, interrupted=True), markup=False, highlight=False)
+            raise
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+        console.print(_worker_summary(study, tally, interrupted=False), markup=False, highlight=False)
 
 
 @app.command()
