@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+import tunelab
 from tunelab.storage import BaseStorage, SQLStorage
 from tunelab.testing import SharedStorageSuite
 
@@ -58,3 +59,10 @@ class TestPostgreSQLStorage(SharedStorageSuite):
     def test_uses_the_postgresql_dialect(self, storage: BaseStorage) -> None:
         assert isinstance(storage, SQLStorage)
         assert storage.engine.dialect.name == "postgresql"
+
+
+def test_passwords_never_appear_in_messages_or_reprs() -> None:
+    url = "postgresql+psycopg://someone:s3cret@127.0.0.1:1/nowhere"
+    with pytest.raises(tunelab.errors.StorageError) as info:
+        SQLStorage(url, retry_timeout=0.2)
+    assert "s3cret" not in str(info.value) and "***" in str(info.value)

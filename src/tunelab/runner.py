@@ -195,27 +195,29 @@ def run_trial(
     With ``trial_id`` (from :meth:`Study.reserve_trial`), run that trial instead of asking for one.
     """
     trial = study.ask(settings.space) if trial_id is None else study.ask_reserved(trial_id, settings.space)
-    if on_start is not None:
-        on_start(trial._trial_id, trial.number)
     hb = settings.heartbeat
-    beat = _Heartbeat(study.storage, trial._trial_id, hb[0]) if hb is not None else nullcontext()
     state: TrialState | None = None
     value: Any = None
     error: str | None = None
     reraise: BaseException | None = None
-    with beat:
-        try:
-            value = objective(trial)
-        except TrialPruned:
-            state = TrialState.PRUNED
-        except ConfigError as e:  # a usage error repeats on every trial: stop the study
-            state, error, reraise = TrialState.FAIL, _error_text(e), e
-        except settings.catch as e:
-            state, error = TrialState.FAIL, _error_text(e)
-        except (KeyboardInterrupt, SystemExit) as e:
-            state, error, reraise = TrialState.FAIL, f"interrupted: {type(e).__name__}: {e}", e
-        except BaseException as e:  # noqa: BLE001 - not in `catch`: recorded, then raised
-            state, error, reraise = TrialState.FAIL, _error_text(e), e
+    try:  # from here on, whatever happens, the trial is told how it ended
+        if on_start is not None:
+            on_start(trial._trial_id, trial.number)
+        with _Heartbeat(study.storage, trial._trial_id, hb[0]) if hb is not None else nullcontext():
+            try:
+                value = objective(trial)
+            except TrialPruned:
+                state = TrialState.PRUNED
+            except ConfigError as e:  # a usage error repeats on every trial: stop the study
+                state, error, reraise = TrialState.FAIL, _error_text(e), e
+            except settings.catch as e:
+                state, error = TrialState.FAIL, _error_text(e)
+            except (KeyboardInterrupt, SystemExit) as e:
+                state, error, reraise = TrialState.FAIL, f"interrupted: {type(e).__name__}: {e}", e
+            except BaseException as e:  # noqa: BLE001 - not in `catch`: recorded, then raised
+                state, error, reraise = TrialState.FAIL, _error_text(e), e
+    except BaseException as e:  # noqa: BLE001 - an interrupt around the objective (start, heartbeat)
+        state, error, reraise = TrialState.FAIL, f"interrupted: {type(e).__name__}: {e}", e
     try:
         frozen = study.tell(trial, value, state=state, error=error)
         outcome = TrialOutcome(trial._trial_id, trial.number, frozen.state.value, frozen.value, frozen.error)
@@ -248,7 +250,7 @@ def optimize(
     except KeyboardInterrupt:
         logger.warning(
             "interrupted: %d trials finished in this run are kept; running trials are marked FAIL. "
-            "Call optimize() again to resume.", display.done,
+            "Run the study again to resume it.", display.done,
         )
         raise
     finally:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -79,6 +80,23 @@ def _threads_per_worker(n: int) -> Iterator[None]:
                 os.environ.pop(k, None)
 
 
+@contextmanager
+def _sigint_ignored_by_children() -> Iterator[None]:
+    """Start children with Ctrl-C ignored (an ignored signal stays ignored across exec).
+
+    Ctrl-C is the driver's to handle; a worker still importing the user's module would
+    otherwise die printing a traceback.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class ProcessPool:
     """``n_workers`` processes running ``target(conn, payload)`` (see the module docstring)."""
 
@@ -108,7 +126,7 @@ class ProcessPool:
 
     def _spawn(self) -> _Slot:
         parent, child = self._ctx.Pipe()
-        with _threads_per_worker(self._threads):
+        with _threads_per_worker(self._threads), _sigint_ignored_by_children():
             p = self._ctx.Process(target=self._target, args=(child, self._payload), daemon=True)
             p.start()
         child.close()

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import numpy.random  # loaded now, not lazily mid-trial where an interrupt could be lost
 
 from tunelab.distributions import Distribution, ParamValue
 from tunelab.history import History

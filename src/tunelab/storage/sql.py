@@ -199,6 +199,13 @@ R = TypeVar("R")
 logger = logging.getLogger("tunelab")
 
 
+def _hide_password(url: str) -> str:
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
 def _is_transient(error: DBAPIError) -> bool:
     """A lost connection, a server restart, a deadlock: worth trying again."""
     return bool(error.connection_invalidated) or isinstance(error, (OperationalError, InterfaceError))
@@ -237,6 +244,7 @@ class SQLStorage(BaseStorage):
         **engine_kwargs: Any,
     ) -> None:
         self._url = url
+        self._shown = _hide_password(url)  # for messages: never print a password
         self._retry_timeout = retry_timeout
         self._local = threading.local()  # the retry attempt of the operation running in this thread
         try:
@@ -250,7 +258,7 @@ class SQLStorage(BaseStorage):
         if self._sqlite:
             if sa_url.database in (None, "", ":memory:"):
                 raise StorageError(
-                    f"storage URL {url!r} names an in-memory SQLite database, which other "
+                    f"storage URL {self._shown!r} names an in-memory SQLite database, which other "
                     "processes cannot see; use a file ('sqlite:///tunelab.db') or storage=None "
                     "for tunelab's in-memory storage"
                 )
@@ -259,7 +267,7 @@ class SQLStorage(BaseStorage):
             engine_kwargs.setdefault("pool_reset_on_return", None)
             if not create and not os.path.exists(str(sa_url.database)):
                 raise StorageError(
-                    f"no database file at {sa_url.database!r} (storage {url!r}); check the path, "
+                    f"no database file at {sa_url.database!r} (storage {self._shown!r}); check the path, "
                     "or create a study there first"
                 )
         else:
@@ -268,7 +276,7 @@ class SQLStorage(BaseStorage):
             self._engine = sa.create_engine(sa_url, **engine_kwargs)
         except (NoSuchModuleError, ModuleNotFoundError, ImportError) as e:
             raise StorageError(
-                f"cannot open storage {url!r}: {e}. Install the database driver, "
+                f"cannot open storage {self._shown!r}: {e}. Install the database driver, "
                 "e.g. pip install 'tunelab[postgres]' for PostgreSQL"
             ) from None
         if self._sqlite:
@@ -285,13 +293,13 @@ class SQLStorage(BaseStorage):
                 "check that the directory exists and is writable"
                 if self._sqlite else "check that the server is running and the URL is right"
             )
-            raise StorageError(f"cannot open storage {url!r}: {e.orig}; {hint}") from None
+            raise StorageError(f"cannot open storage {self._shown!r}: {e.orig}; {hint}") from None
         # A forked child must not reuse the parent's connections.
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _dispose_in_child(ref))
 
     def __repr__(self) -> str:
-        return f"SQLStorage({self._url!r})"
+        return f"SQLStorage({self._shown!r})"
 
     @property
     def url(self) -> str:
@@ -321,7 +329,7 @@ class SQLStorage(BaseStorage):
                     raise
                 if time.monotonic() + delay > deadline:
                     raise StorageError(
-                        f"storage {self._url!r}: {what} failed and the server did not come back within "
+                        f"storage {self._shown!r}: {what} failed and the server did not come back within "
                         f"{timeout:g}s ({e.orig}); check the server and the URL, or raise retry_timeout"
                     ) from e
                 logger.warning("storage: %s failed (%s); retrying in %.2fs", what, str(e.orig).strip(), delay)
@@ -358,7 +366,7 @@ class SQLStorage(BaseStorage):
     def _open_schema(self, create: bool) -> None:
         if not create and not sa.inspect(self._engine).has_table(meta_table.name):
             self._engine.dispose()
-            raise StorageError(f"storage {self._url!r} holds no tunelab data; check the URL")
+            raise StorageError(f"storage {self._shown!r} holds no tunelab data; check the URL")
         self._init_schema()
 
     def _init_schema(self) -> None:
@@ -371,7 +379,7 @@ class SQLStorage(BaseStorage):
                 conn.execute(meta_table.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
             elif int(row[0]) != SCHEMA_VERSION:
                 raise StorageError(
-                    f"storage {self._url!r} has schema version {row[0]}, this tunelab reads "
+                    f"storage {self._shown!r} has schema version {row[0]}, this tunelab reads "
                     f"version {SCHEMA_VERSION}; use the tunelab release that wrote it"
                 )
 
@@ -411,8 +419,8 @@ class SQLStorage(BaseStorage):
             row = conn.execute(sa.select(s).where(s.c.name == name)).first()
         if row is None:
             raise StudyNotFoundError(
-                f"no study named {name!r} in {self._url}; list them with `tunelab studies "
-                f"--storage {self._url}`, or create it with create_study"
+                f"no study named {name!r} in {self._shown}; list them with `tunelab studies "
+                f"--storage {self._shown}`, or create it with create_study"
             )
         return StudyRecord(
             row.study_id, row.name, row.direction, row.seed,
