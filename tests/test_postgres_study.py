@@ -15,8 +15,6 @@ import sys
 import textwrap
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,7 +22,6 @@ import sqlalchemy as sa
 
 import tunelab
 from objectives import cheap, slow_cheap
-from test_storage_postgres import admin, schema_url  # noqa: F401 - admin is a fixture
 from tunelab.records import TrialState
 
 pytestmark = pytest.mark.slow
@@ -32,13 +29,8 @@ TESTS_DIR = Path(__file__).parent
 
 
 @pytest.fixture
-def url(admin: sa.Engine) -> Iterator[str]:  # noqa: F811 - the fixture imported above
-    schema = f"tunelab_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    yield schema_url(schema)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+def url(pg_url: str) -> str:
+    return pg_url
 
 
 def run_loop(url: str, name: str, n_trials: int, objective: str = "cheap") -> subprocess.Popen[bytes]:
@@ -80,13 +72,13 @@ def test_two_studies_in_one_database_never_see_each_other(url: str) -> None:
         tunelab.load_study("a", url)
 
 
-def test_study_survives_the_server_dropping_every_connection(url: str, admin: sa.Engine) -> None:  # noqa: F811
+def test_study_survives_the_server_dropping_every_connection(url: str, pg_admin: sa.Engine) -> None:
     study = tunelab.create_study(name="drops", storage=url, seed=0)
     stop = threading.Event()
 
     def drop_connections() -> None:
         while not stop.wait(0.15):
-            with admin.connect() as conn:
+            with pg_admin.connect() as conn:
                 conn.execute(sa.text(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                     "WHERE datname = current_database() AND pid <> pg_backend_pid() "

@@ -11,15 +11,12 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 import tunelab
-from test_storage_postgres import admin, schema_url  # noqa: F401 - admin is a fixture
 from tunelab.distributions import Float
 from tunelab.records import TrialState
 
@@ -80,16 +77,6 @@ def wait_for(started: Callable[[], bool], proc: subprocess.Popen[str], timeout: 
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'w.db'}"
-
-
-@pytest.fixture
-def pg_url(admin: sa.Engine) -> Iterator[str]:  # noqa: F811 - the fixture imported above
-    schema = f"tunelab_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    yield schema_url(schema)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
 
 
 # -- running -------------------------------------------------------------------------------
