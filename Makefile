@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench bench-storage install clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,15 @@ $(BENCH_VENV)/.installed: pyproject.toml
 
 bench: $(BENCH_VENV)/.installed
 	OMP_NUM_THREADS=1 $(BENCH_VENV)/bin/python benchmarks/overhead.py $(BENCH_ARGS)
+
+# The storage benchmark also needs a PostgreSQL driver in the benchmark's virtualenv, and a server
+# (default postgresql+psycopg://postgres@127.0.0.1:5432/test; pass --pg-url in BENCH_ARGS for another).
+$(BENCH_VENV)/.psycopg: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python -m pip install -q "psycopg[binary]>=3.1"
+	touch $@
+
+bench-storage: $(BENCH_VENV)/.psycopg
+	OMP_NUM_THREADS=1 $(BENCH_VENV)/bin/python benchmarks/storage.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) tunelab.db tunelab.db-wal tunelab.db-shm

@@ -48,3 +48,34 @@ def pg_url(pg_admin: sa.Engine) -> Iterator[str]:
     yield schema_url(schema)
     with pg_admin.connect() as conn:
         conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+MARIADB_URL = os.environ.get("TUNELAB_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
+
+
+@pytest.fixture(scope="session")
+def mariadb_admin() -> Iterator[sa.Engine]:
+    """An autocommit engine on the MariaDB/MySQL server; fails under CI, skips elsewhere, if unreachable."""
+    try:
+        engine = sa.create_engine(MARIADB_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except Exception as e:  # noqa: BLE001 - any failure to reach the server means the same
+        message = f"MariaDB at {MARIADB_URL} is not reachable ({type(e).__name__}: {e})"
+        if os.environ.get("CI"):
+            pytest.fail(message + "; CI needs it: start the server or set TUNELAB_TEST_MARIADB_URL")
+        pytest.skip(message)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def mariadb_url(mariadb_admin: sa.Engine) -> Iterator[str]:
+    """The URL of a fresh, empty database on the MariaDB server, dropped after the test."""
+    name = f"tunelab_test_{uuid.uuid4().hex[:12]}"
+    with mariadb_admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+    url = sa.engine.make_url(MARIADB_URL).set(database=name)
+    yield url.render_as_string(hide_password=False)
+    with mariadb_admin.connect() as conn:
+        conn.execute(sa.text(f"DROP DATABASE `{name}`"))

@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+import sys
 import threading
 import time
 import weakref
@@ -72,7 +73,7 @@ studies_table = sa.Table(
     sa.Column("next_number", sa.Integer, nullable=False, default=0),
     sa.Column("user_attrs", sa.Text, nullable=False),
     sa.Column("system_attrs", sa.Text, nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
     sqlite_autoincrement=True,  # ids of a deleted study are never reused by a new one
 )
 
@@ -89,15 +90,15 @@ trials_table = sa.Table(
     sa.Column("study_id", sa.Integer, sa.ForeignKey("studies.study_id", ondelete="CASCADE"), nullable=False),
     sa.Column("number", sa.Integer, nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("value", sa.Float(precision=53), nullable=True),
+    sa.Column("value", sa.Double, nullable=True),
     sa.Column("params", sa.Text, nullable=False),
     sa.Column("distributions", sa.Text, nullable=False),
     sa.Column("user_attrs", sa.Text, nullable=False),
     sa.Column("system_attrs", sa.Text, nullable=False),
     sa.Column("error", sa.Text, nullable=True),
-    sa.Column("started_at", sa.Float, nullable=True),
-    sa.Column("completed_at", sa.Float, nullable=True),
-    sa.Column("heartbeat_at", sa.Float, nullable=True),
+    sa.Column("started_at", sa.Double, nullable=True),
+    sa.Column("completed_at", sa.Double, nullable=True),
+    sa.Column("heartbeat_at", sa.Double, nullable=True),
     sa.UniqueConstraint("study_id", "number", name="uq_trials_study_number"),
     sa.Index("ix_trials_study_state_number", "study_id", "state", "number"),
     sqlite_autoincrement=True,
@@ -108,7 +109,7 @@ values_table = sa.Table(
     sa.Column("trial_id", sa.Integer, sa.ForeignKey("trials.trial_id", ondelete="CASCADE"), primary_key=True),
     sa.Column("metric", sa.String(256), primary_key=True),
     sa.Column("step", sa.Integer, primary_key=True),
-    sa.Column("value", sa.Float(precision=53), nullable=True),  # NULL is NaN (SQLite stores NaN so)
+    sa.Column("value", sa.Double, nullable=True),  # NaN as NULL, +-inf as +-DBL_MAX: see _encode_metric
 )
 
 _T = trials_table
@@ -135,10 +136,14 @@ class _Statements:
         self.any_waiting = (
             sa.select(_T.c.trial_id).where(_T.c.study_id == _P("b_study_id"), _T.c.state == _WAITING).limit(1)
         )
-        self.first_waiting = (
+        first_waiting = (
             sa.select(*_TRIAL_COLUMNS).where(_T.c.study_id == _P("b_study_id"), _T.c.state == _WAITING)
             .order_by(_T.c.number).limit(1)
         )
+        # A locking read sees the latest committed row (a plain read in a REPEATABLE READ
+        # transaction would see the same claimed row forever); SKIP LOCKED lets concurrent
+        # claimers take the next one instead of queueing.
+        self.first_waiting = first_waiting.with_for_update(skip_locked=True) if lock_rows else first_waiting
         self.claim = (
             _T.update().where(_T.c.trial_id == _P("tid"), _T.c.state == _WAITING)
             .values(state=_RUNNING, started_at=_P("b_now"), heartbeat_at=_P("b_beat"))
@@ -199,11 +204,33 @@ R = TypeVar("R")
 logger = logging.getLogger("tunelab")
 
 
+_FLOAT_MAX = sys.float_info.max
+
+
+def _encode_metric(x: float) -> float | None:
+    """A metric value every database can store: NaN as NULL, +-inf as +-DBL_MAX (MySQL has neither)."""
+    if math.isnan(x):
+        return None
+    if math.isinf(x):
+        return _FLOAT_MAX if x > 0 else -_FLOAT_MAX
+    return x
+
+
+def _decode_metric(x: float | None) -> float:
+    """Inverse of :func:`_encode_metric`."""
+    if x is None:
+        return math.nan
+    if abs(x) == _FLOAT_MAX:
+        return math.inf if x > 0 else -math.inf
+    return x
+
+
 def _hide_password(url: str) -> str:
     try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
+        parsed = sa.engine.make_url(url)
     except ArgumentError:
         return url
+    return url if parsed.password is None else parsed.render_as_string(hide_password=True)
 
 
 def _is_transient(error: DBAPIError) -> bool:
@@ -601,18 +628,19 @@ class SQLStorage(BaseStorage):
             return self._claim(conn, study_id, heartbeat)
 
     def _claim(self, conn: Connection, study_id: int, heartbeat: bool) -> FrozenTrial | None:
+        # The row is ours: SQLite's BEGIN IMMEDIATE excludes other writers, server
+        # databases lock it. The guarded UPDATE is a last check, not a retry loop.
         q = self._q
-        while True:
-            row = conn.execute(q.first_waiting, {"b_study_id": study_id}).first()
-            if row is None:
-                return None
-            now = time.time()
-            claimed = conn.execute(
-                q.claim, {"tid": row.trial_id, "b_now": now, "b_beat": now if heartbeat else None}
-            ).rowcount
-            if claimed == 1:
-                trial = self._row_to_trial(row)
-                return replace(trial, state=TrialState.RUNNING, datetime_start=_time(now))
+        row = conn.execute(q.first_waiting, {"b_study_id": study_id}).first()
+        if row is None:
+            return None
+        now = time.time()
+        claimed = conn.execute(
+            q.claim, {"tid": row.trial_id, "b_now": now, "b_beat": now if heartbeat else None}
+        ).rowcount
+        if claimed != 1:
+            return None
+        return replace(self._row_to_trial(row), state=TrialState.RUNNING, datetime_start=_time(now))
 
     def _merge_trial_json(
         self,
@@ -702,7 +730,7 @@ class SQLStorage(BaseStorage):
                 raise TrialStateError(f"trial {row.number} is {row.state}; only a RUNNING trial can report")
             conn.execute(q.delete_values, {"tid": trial_id, "b_step": step, "b_metrics": list(metrics)})
             conn.execute(q.insert_values, [
-                {"trial_id": trial_id, "metric": k, "step": step, "value": float(x)}
+                {"trial_id": trial_id, "metric": k, "step": step, "value": _encode_metric(float(x))}
                 for k, x in metrics.items()
             ])
 
@@ -722,7 +750,7 @@ class SQLStorage(BaseStorage):
         for metric, step, value in rows:
             steps, values = out.setdefault(metric, ([], []))
             steps.append(step)
-            values.append(math.nan if value is None else value)
+            values.append(_decode_metric(value))
         return out
 
     @_retrying
