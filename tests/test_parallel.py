@@ -84,3 +84,34 @@ def test_fork_start_method_runs_a_lambda_objective(tmp_path: Path) -> None:
     study.optimize(lambda t: t.suggest_float("x", 0, 1) + offset, n_trials=6, n_workers=2, start_method="fork")
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 6
     assert all((t.value or 0) >= 2.0 for t in study.trials)
+
+
+def test_grid_gives_the_same_cell_per_trial_number_with_any_worker_count(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'grid.db'}"
+    space = {"x": tunelab.Float(-5, 5), "lr": tunelab.Float(1e-5, 1e-1, log=True)}
+    runs = {}
+    for workers in (1, 3):
+        study = tunelab.create_study(name=f"grid{workers}", storage=url, seed=7,
+                                     sampler=tunelab.GridSampler(space, n_points=4))
+        study.optimize(quadratic, n_trials=16, n_workers=workers)
+        runs[workers] = {t.number: t.params for t in study.trials}
+    assert len(runs[1]) == 16 and runs[1] == runs[3]
+
+
+def test_two_processes_a_thousand_trials_each_on_sqlite(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'load.db'}"
+    tunelab.create_study(name="load", storage=url, seed=0)
+    script = tmp_path / "loop.py"
+    script.write_text(textwrap.dedent(f"""
+        import tunelab
+        from objectives import cheap
+        tunelab.load_study("load", {url!r}).optimize(cheap, n_trials=1000)
+    """))
+    env = {**os.environ, "PYTHONPATH": str(TESTS_DIR), "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, str(script)], env=env, stderr=subprocess.PIPE) for _ in range(2)]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], b"".join(errors).decode()[-2000:]
+    assert not b"".join(errors).strip(), "no warnings or errors expected"
+    trials = tunelab.load_study("load", url).trials
+    assert sorted(t.number for t in trials) == list(range(2000))
+    assert collections.Counter(t.state for t in trials) == {TrialState.COMPLETE: 2000}
