@@ -7,18 +7,26 @@ BIN = $(VENV)/bin
 
 .PHONY: demo test bench bench-storage install clean
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev,demo]"
+
+# The demo needs tunelab and scikit-learn only; the tests also need the dev tools, the
+# database drivers and Ray.
+$(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e ".[demo]"
 	touch $@
 
-install: $(BIN)/.installed
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e ".[dev,demo]"
+	touch $@ $(VENV)/.demo-installed
 
-demo: $(BIN)/.installed
+install: $(VENV)/.dev-installed
+
+demo: $(VENV)/.demo-installed
 	$(BIN)/tunelab demo --storage sqlite:///tunelab.db
 
-test: $(BIN)/.installed
+test: $(VENV)/.dev-installed
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/mypy
 	$(BIN)/lint-imports
