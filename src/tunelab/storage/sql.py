@@ -21,7 +21,6 @@ import json
 import logging
 import math
 import os
-import sys
 import threading
 import time
 import weakref
@@ -53,134 +52,24 @@ from tunelab.errors import (
 from tunelab.records import FrozenTrial, StudyRecord, StudySummary, TrialState
 from tunelab.storage._json import dumps as _dumps
 from tunelab.storage.base import BaseStorage, Curves
-
-SCHEMA_VERSION = 1
-
-metadata = sa.MetaData()
-
-meta_table = sa.Table(
-    "tunelab_meta", metadata,
-    sa.Column("key", sa.String(64), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
+from tunelab.storage.sql_schema import (
+    RUNNING,
+    SCHEMA_VERSION,
+    TRIAL_COLUMNS,
+    Statements,
+    decode_metric,
+    distributions_table,
+    encode_metric,
+    meta_table,
+    metadata,
+    studies_table,
+    trials_table,
+    values_table,
 )
 
-studies_table = sa.Table(
-    "studies", metadata,
-    sa.Column("study_id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("name", sa.String(512), nullable=False, unique=True),
-    sa.Column("direction", sa.String(16), nullable=False),
-    sa.Column("seed", sa.BigInteger, nullable=False),
-    sa.Column("next_number", sa.Integer, nullable=False, default=0),
-    sa.Column("user_attrs", sa.Text, nullable=False),
-    sa.Column("system_attrs", sa.Text, nullable=False),
-    sa.Column("created_at", sa.Double, nullable=False),
-    sqlite_autoincrement=True,  # ids of a deleted study are never reused by a new one
-)
-
-distributions_table = sa.Table(
-    "study_distributions", metadata,
-    sa.Column("study_id", sa.Integer, sa.ForeignKey("studies.study_id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("name", sa.String(512), primary_key=True),
-    sa.Column("distribution", sa.Text, nullable=False),
-)
-
-trials_table = sa.Table(
-    "trials", metadata,
-    sa.Column("trial_id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("study_id", sa.Integer, sa.ForeignKey("studies.study_id", ondelete="CASCADE"), nullable=False),
-    sa.Column("number", sa.Integer, nullable=False),
-    sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("value", sa.Double, nullable=True),
-    sa.Column("params", sa.Text, nullable=False),
-    sa.Column("distributions", sa.Text, nullable=False),
-    sa.Column("user_attrs", sa.Text, nullable=False),
-    sa.Column("system_attrs", sa.Text, nullable=False),
-    sa.Column("error", sa.Text, nullable=True),
-    sa.Column("started_at", sa.Double, nullable=True),
-    sa.Column("completed_at", sa.Double, nullable=True),
-    sa.Column("heartbeat_at", sa.Double, nullable=True),
-    sa.UniqueConstraint("study_id", "number", name="uq_trials_study_number"),
-    sa.Index("ix_trials_study_state_number", "study_id", "state", "number"),
-    sqlite_autoincrement=True,
-)
-
-values_table = sa.Table(
-    "trial_values", metadata,
-    sa.Column("trial_id", sa.Integer, sa.ForeignKey("trials.trial_id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("metric", sa.String(256), primary_key=True),
-    sa.Column("step", sa.Integer, primary_key=True),
-    sa.Column("value", sa.Double, nullable=True),  # NaN as NULL, +-inf as +-DBL_MAX: see _encode_metric
-)
+__all__ = ["SCHEMA_VERSION", "SQLStorage"]
 
 _T = trials_table
-_TRIAL_COLUMNS = (
-    _T.c.trial_id, _T.c.number, _T.c.state, _T.c.value, _T.c.params, _T.c.distributions,
-    _T.c.user_attrs, _T.c.system_attrs, _T.c.error, _T.c.started_at, _T.c.completed_at,
-)
-
-
-_S = studies_table
-_V = values_table
-_RUNNING = TrialState.RUNNING.value
-_WAITING = TrialState.WAITING.value
-_P = sa.bindparam
-
-
-class _Statements:
-    """The hot-path statements, built once: building a statement costs ~4x executing it."""
-
-    def __init__(self, lock_rows: bool) -> None:
-        def locked(stmt: sa.Select[Any]) -> sa.Select[Any]:
-            return stmt.with_for_update() if lock_rows else stmt
-
-        self.any_waiting = (
-            sa.select(_T.c.trial_id).where(_T.c.study_id == _P("b_study_id"), _T.c.state == _WAITING).limit(1)
-        )
-        first_waiting = (
-            sa.select(*_TRIAL_COLUMNS).where(_T.c.study_id == _P("b_study_id"), _T.c.state == _WAITING)
-            .order_by(_T.c.number).limit(1)
-        )
-        # A locking read sees the latest committed row (a plain read in a REPEATABLE READ
-        # transaction would see the same claimed row forever); SKIP LOCKED lets concurrent
-        # claimers take the next one instead of queueing.
-        self.first_waiting = first_waiting.with_for_update(skip_locked=True) if lock_rows else first_waiting
-        self.claim = (
-            _T.update().where(_T.c.trial_id == _P("tid"), _T.c.state == _WAITING)
-            .values(state=_RUNNING, started_at=_P("b_now"), heartbeat_at=_P("b_beat"))
-        )
-        self.next_number = locked(sa.select(_S.c.next_number).where(_S.c.study_id == _P("b_study_id")))
-        self.bump_number = (
-            _S.update().where(_S.c.study_id == _P("b_study_id")).values(next_number=_P("b_next"))
-        )
-        self.insert_trial = _T.insert()
-        self.trial_json = locked(
-            sa.select(_T.c.number, _T.c.state, _T.c.params, _T.c.distributions, _T.c.user_attrs,
-                      _T.c.system_attrs).where(_T.c.trial_id == _P("tid"))
-        )
-        self.finish = (
-            _T.update().where(_T.c.trial_id == _P("tid"), _T.c.state == _RUNNING)
-            .values(state=_P("b_state"), value=_P("b_value"), error=_P("b_error"), completed_at=_P("b_now"),
-                    heartbeat_at=None)
-        )
-        self.finish_with_json = self.finish.values(
-            params=_P("b_params"), distributions=_P("b_distributions"), user_attrs=_P("b_user_attrs"),
-            system_attrs=_P("b_system_attrs"),
-        )
-        self.update_json = (
-            _T.update().where(_T.c.trial_id == _P("tid")).values(
-                params=_P("b_params"), distributions=_P("b_distributions"), user_attrs=_P("b_user_attrs"),
-                system_attrs=_P("b_system_attrs"),
-            )
-        )
-        self.state_of = sa.select(_T.c.number, _T.c.state).where(_T.c.trial_id == _P("tid"))
-        self.delete_values = _V.delete().where(
-            _V.c.trial_id == _P("tid"), _V.c.step == _P("b_step"), _V.c.metric.in_(_P("b_metrics", expanding=True))
-        )
-        self.insert_values = _V.insert()
-        self.heartbeat = (
-            _T.update().where(_T.c.trial_id == _P("tid"), _T.c.state == _RUNNING).values(heartbeat_at=_P("b_now"))
-        )
-
 
 def _time(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, timezone.utc)
@@ -204,25 +93,6 @@ R = TypeVar("R")
 logger = logging.getLogger("tunelab")
 
 
-_FLOAT_MAX = sys.float_info.max
-
-
-def _encode_metric(x: float) -> float | None:
-    """A metric value every database can store: NaN as NULL, +-inf as +-DBL_MAX (MySQL has neither)."""
-    if math.isnan(x):
-        return None
-    if math.isinf(x):
-        return _FLOAT_MAX if x > 0 else -_FLOAT_MAX
-    return x
-
-
-def _decode_metric(x: float | None) -> float:
-    """Inverse of :func:`_encode_metric`."""
-    if x is None:
-        return math.nan
-    if abs(x) == _FLOAT_MAX:
-        return math.inf if x > 0 else -math.inf
-    return x
 
 
 def _hide_password(url: str) -> str:
@@ -308,7 +178,7 @@ class SQLStorage(BaseStorage):
             ) from None
         if self._sqlite:
             _sqlite_begin_immediate(self._engine)
-        self._q = _Statements(lock_rows=not self._sqlite)
+        self._q = Statements(lock_rows=not self._sqlite)
         self._dist_cache: dict[str, Distribution] = {}
         self._dists_cache: dict[str, dict[str, Distribution]] = {}
         try:
@@ -655,7 +525,7 @@ class SQLStorage(BaseStorage):
         row = conn.execute(self._q.trial_json, {"tid": trial_id}).first()
         if row is None:
             raise TrialNotFoundError(f"no trial with id {trial_id}")
-        if row.state != _RUNNING:
+        if row.state != RUNNING:
             raise TrialStateError(
                 f"trial {row.number} is {row.state}, not RUNNING; a finished trial cannot change"
             )
@@ -726,11 +596,11 @@ class SQLStorage(BaseStorage):
             row = conn.execute(q.state_of, {"tid": trial_id}).first()
             if row is None:
                 raise TrialNotFoundError(f"no trial with id {trial_id}")
-            if row.state != _RUNNING:
+            if row.state != RUNNING:
                 raise TrialStateError(f"trial {row.number} is {row.state}; only a RUNNING trial can report")
             conn.execute(q.delete_values, {"tid": trial_id, "b_step": step, "b_metrics": list(metrics)})
             conn.execute(q.insert_values, [
-                {"trial_id": trial_id, "metric": k, "step": step, "value": _encode_metric(float(x))}
+                {"trial_id": trial_id, "metric": k, "step": step, "value": encode_metric(float(x))}
                 for k, x in metrics.items()
             ])
 
@@ -750,7 +620,7 @@ class SQLStorage(BaseStorage):
         for metric, step, value in rows:
             steps, values = out.setdefault(metric, ([], []))
             steps.append(step)
-            values.append(_decode_metric(value))
+            values.append(decode_metric(value))
         return out
 
     @_retrying
@@ -769,7 +639,7 @@ class SQLStorage(BaseStorage):
         with self._write() as conn:
             now = time.time()
             rows = conn.execute(
-                sa.select(*_TRIAL_COLUMNS).where(
+                sa.select(*TRIAL_COLUMNS).where(
                     _T.c.study_id == study_id, _T.c.state == running,
                     _T.c.heartbeat_at.is_not(None), _T.c.heartbeat_at < now - grace_seconds,
                 )
@@ -790,7 +660,7 @@ class SQLStorage(BaseStorage):
     @_retrying
     def get_trial(self, trial_id: int) -> FrozenTrial:
         with self._read() as conn:
-            row = conn.execute(sa.select(*_TRIAL_COLUMNS).where(_T.c.trial_id == trial_id)).first()
+            row = conn.execute(sa.select(*TRIAL_COLUMNS).where(_T.c.trial_id == trial_id)).first()
         if row is None:
             raise TrialNotFoundError(f"no trial with id {trial_id}")
         return self._row_to_trial(row)
@@ -802,7 +672,7 @@ class SQLStorage(BaseStorage):
         states: Iterable[TrialState] | None = None,
         min_number: int = 0,
     ) -> list[FrozenTrial]:
-        q = sa.select(*_TRIAL_COLUMNS).where(_T.c.study_id == study_id)
+        q = sa.select(*TRIAL_COLUMNS).where(_T.c.study_id == study_id)
         if min_number:
             q = q.where(_T.c.number >= min_number)
         if states is not None:
@@ -824,7 +694,7 @@ class SQLStorage(BaseStorage):
         order = _T.c.value.asc() if direction == "minimize" else _T.c.value.desc()
         with self._read() as conn:
             row = conn.execute(
-                sa.select(*_TRIAL_COLUMNS)
+                sa.select(*TRIAL_COLUMNS)
                 .where(_T.c.study_id == study_id, _T.c.state == TrialState.COMPLETE.value,
                        _T.c.value.is_not(None))
                 .order_by(order, _T.c.number).limit(1)

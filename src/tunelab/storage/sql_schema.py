@@ -1,0 +1,163 @@
+"""The SQL schema of tunelab's storage and the hot-path statements built on it.
+
+One row per study, one row per trial (params, distributions and attributes as JSON
+text), one row per reported metric value. Times are epoch seconds, floats are DOUBLE.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any
+
+import sqlalchemy as sa
+
+from tunelab.records import TrialState
+
+SCHEMA_VERSION = 1
+
+metadata = sa.MetaData()
+
+meta_table = sa.Table(
+    "tunelab_meta", metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+studies_table = sa.Table(
+    "studies", metadata,
+    sa.Column("study_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(512), nullable=False, unique=True),
+    sa.Column("direction", sa.String(16), nullable=False),
+    sa.Column("seed", sa.BigInteger, nullable=False),
+    sa.Column("next_number", sa.Integer, nullable=False, default=0),
+    sa.Column("user_attrs", sa.Text, nullable=False),
+    sa.Column("system_attrs", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sqlite_autoincrement=True,  # ids of a deleted study are never reused by a new one
+)
+
+distributions_table = sa.Table(
+    "study_distributions", metadata,
+    sa.Column("study_id", sa.Integer, sa.ForeignKey("studies.study_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("name", sa.String(512), primary_key=True),
+    sa.Column("distribution", sa.Text, nullable=False),
+)
+
+trials_table = sa.Table(
+    "trials", metadata,
+    sa.Column("trial_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("study_id", sa.Integer, sa.ForeignKey("studies.study_id", ondelete="CASCADE"), nullable=False),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("value", sa.Double, nullable=True),
+    sa.Column("params", sa.Text, nullable=False),
+    sa.Column("distributions", sa.Text, nullable=False),
+    sa.Column("user_attrs", sa.Text, nullable=False),
+    sa.Column("system_attrs", sa.Text, nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("started_at", sa.Double, nullable=True),
+    sa.Column("completed_at", sa.Double, nullable=True),
+    sa.Column("heartbeat_at", sa.Double, nullable=True),
+    sa.UniqueConstraint("study_id", "number", name="uq_trials_study_number"),
+    sa.Index("ix_trials_study_state_number", "study_id", "state", "number"),
+    sqlite_autoincrement=True,
+)
+
+values_table = sa.Table(
+    "trial_values", metadata,
+    sa.Column("trial_id", sa.Integer, sa.ForeignKey("trials.trial_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("metric", sa.String(256), primary_key=True),
+    sa.Column("step", sa.Integer, primary_key=True),
+    sa.Column("value", sa.Double, nullable=True),  # NaN as NULL, +-inf as +-DBL_MAX: see _encode_metric
+)
+
+_T = trials_table
+TRIAL_COLUMNS = (
+    _T.c.trial_id, _T.c.number, _T.c.state, _T.c.value, _T.c.params, _T.c.distributions,
+    _T.c.user_attrs, _T.c.system_attrs, _T.c.error, _T.c.started_at, _T.c.completed_at,
+)
+
+
+_S = studies_table
+_V = values_table
+RUNNING = TrialState.RUNNING.value
+WAITING = TrialState.WAITING.value
+_P = sa.bindparam
+
+
+class Statements:
+    """The hot-path statements, built once: building a statement costs ~4x executing it."""
+
+    def __init__(self, lock_rows: bool) -> None:
+        def locked(stmt: sa.Select[Any]) -> sa.Select[Any]:
+            return stmt.with_for_update() if lock_rows else stmt
+
+        self.any_waiting = (
+            sa.select(_T.c.trial_id).where(_T.c.study_id == _P("b_study_id"), _T.c.state == WAITING).limit(1)
+        )
+        first_waiting = (
+            sa.select(*TRIAL_COLUMNS).where(_T.c.study_id == _P("b_study_id"), _T.c.state == WAITING)
+            .order_by(_T.c.number).limit(1)
+        )
+        # A locking read sees the latest committed row (a plain read in a REPEATABLE READ
+        # transaction would see the same claimed row forever); SKIP LOCKED lets concurrent
+        # claimers take the next one instead of queueing.
+        self.first_waiting = first_waiting.with_for_update(skip_locked=True) if lock_rows else first_waiting
+        self.claim = (
+            _T.update().where(_T.c.trial_id == _P("tid"), _T.c.state == WAITING)
+            .values(state=RUNNING, started_at=_P("b_now"), heartbeat_at=_P("b_beat"))
+        )
+        self.next_number = locked(sa.select(_S.c.next_number).where(_S.c.study_id == _P("b_study_id")))
+        self.bump_number = (
+            _S.update().where(_S.c.study_id == _P("b_study_id")).values(next_number=_P("b_next"))
+        )
+        self.insert_trial = _T.insert()
+        self.trial_json = locked(
+            sa.select(_T.c.number, _T.c.state, _T.c.params, _T.c.distributions, _T.c.user_attrs,
+                      _T.c.system_attrs).where(_T.c.trial_id == _P("tid"))
+        )
+        self.finish = (
+            _T.update().where(_T.c.trial_id == _P("tid"), _T.c.state == RUNNING)
+            .values(state=_P("b_state"), value=_P("b_value"), error=_P("b_error"), completed_at=_P("b_now"),
+                    heartbeat_at=None)
+        )
+        self.finish_with_json = self.finish.values(
+            params=_P("b_params"), distributions=_P("b_distributions"), user_attrs=_P("b_user_attrs"),
+            system_attrs=_P("b_system_attrs"),
+        )
+        self.update_json = (
+            _T.update().where(_T.c.trial_id == _P("tid")).values(
+                params=_P("b_params"), distributions=_P("b_distributions"), user_attrs=_P("b_user_attrs"),
+                system_attrs=_P("b_system_attrs"),
+            )
+        )
+        self.state_of = sa.select(_T.c.number, _T.c.state).where(_T.c.trial_id == _P("tid"))
+        self.delete_values = _V.delete().where(
+            _V.c.trial_id == _P("tid"), _V.c.step == _P("b_step"), _V.c.metric.in_(_P("b_metrics", expanding=True))
+        )
+        self.insert_values = _V.insert()
+        self.heartbeat = (
+            _T.update().where(_T.c.trial_id == _P("tid"), _T.c.state == RUNNING).values(heartbeat_at=_P("b_now"))
+        )
+
+
+FLOAT_MAX = sys.float_info.max
+
+
+def encode_metric(x: float) -> float | None:
+    """A metric value every database can store: NaN as NULL, +-inf as +-DBL_MAX (MySQL has neither)."""
+    if math.isnan(x):
+        return None
+    if math.isinf(x):
+        return FLOAT_MAX if x > 0 else -FLOAT_MAX
+    return x
+
+
+def decode_metric(x: float | None) -> float:
+    """Inverse of :func:`encode_metric`."""
+    if x is None:
+        return math.nan
+    if abs(x) == FLOAT_MAX:
+        return math.inf if x > 0 else -math.inf
+    return x
