@@ -46,7 +46,18 @@ from typing import Any, TypeVar
 
 import optuna
 import sqlalchemy as sa
-from overhead import cheap_value, fmt_ratio, int_list, machine_info, ratio, save_json, split, suggest_params
+from overhead import (
+    cheap_value,
+    create_study,
+    fmt_ratio,
+    int_list,
+    load_study,
+    machine_info,
+    ratio,
+    save_json,
+    split,
+    suggest_params,
+)
 from rich.console import Console
 from rich.table import Table
 
@@ -153,26 +164,6 @@ def postgres_info(admin: sa.Engine) -> dict[str, Any]:
 
 
 # -- studies ----------------------------------------------------------------------------------
-def create_study(lib: str, url: str, name: str) -> Any:
-    """A new study with the library's random sampler in the storage at ``url``."""
-    if lib == "tunelab":
-        return tunelab.create_study(
-            name=name, storage=url, direction="minimize", seed=SEED, sampler=tunelab.RandomSampler()
-        )
-    return optuna.create_study(
-        study_name=name, storage=url, direction="minimize", sampler=optuna.samplers.RandomSampler(seed=SEED)
-    )
-
-
-def load_study(lib: str, url: str, name: str, worker: int) -> Any:
-    """An existing study loaded by name, as another process joins it."""
-    if lib == "tunelab":
-        return tunelab.load_study(name, url)
-    return optuna.load_study(
-        study_name=name, storage=url, sampler=optuna.samplers.RandomSampler(seed=SEED + worker)
-    )
-
-
 def close_study(lib: str, study: Any) -> None:
     """Release the study's database connections."""
     if lib == "tunelab":
