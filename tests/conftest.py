@@ -23,18 +23,24 @@ def schema_url(schema: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
-@pytest.fixture(scope="session")
-def pg_admin() -> Iterator[sa.Engine]:
-    """An autocommit engine on the server, or a failure (CI) / skip (elsewhere) if unreachable."""
+def _admin_engine(url: str, server: str, env_var: str) -> sa.Engine:
+    """An autocommit engine on a test server, or a failure (CI) / skip (elsewhere) if unreachable."""
     try:
-        engine = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
+        engine = sa.create_engine(url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except Exception as e:  # noqa: BLE001 - any failure to reach the server means the same
-        message = f"PostgreSQL at {PG_URL} is not reachable ({type(e).__name__}: {e})"
+        message = f"{server} at {url} is not reachable ({type(e).__name__}: {e})"
         if os.environ.get("CI"):
-            pytest.fail(message + "; CI needs it: start the server or set TUNELAB_TEST_POSTGRES_URL")
+            pytest.fail(message + f"; CI needs it: start the server or set {env_var}")
         pytest.skip(message)
+    return engine
+
+
+@pytest.fixture(scope="session")
+def pg_admin() -> Iterator[sa.Engine]:
+    """An autocommit engine on the PostgreSQL server."""
+    engine = _admin_engine(PG_URL, "PostgreSQL", "TUNELAB_TEST_POSTGRES_URL")
     yield engine
     engine.dispose()
 
@@ -55,16 +61,8 @@ MARIADB_URL = os.environ.get("TUNELAB_TEST_MARIADB_URL", "mysql+pymysql://root@1
 
 @pytest.fixture(scope="session")
 def mariadb_admin() -> Iterator[sa.Engine]:
-    """An autocommit engine on the MariaDB/MySQL server; fails under CI, skips elsewhere, if unreachable."""
-    try:
-        engine = sa.create_engine(MARIADB_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except Exception as e:  # noqa: BLE001 - any failure to reach the server means the same
-        message = f"MariaDB at {MARIADB_URL} is not reachable ({type(e).__name__}: {e})"
-        if os.environ.get("CI"):
-            pytest.fail(message + "; CI needs it: start the server or set TUNELAB_TEST_MARIADB_URL")
-        pytest.skip(message)
+    """An autocommit engine on the MariaDB/MySQL server."""
+    engine = _admin_engine(MARIADB_URL, "MariaDB", "TUNELAB_TEST_MARIADB_URL")
     yield engine
     engine.dispose()
 

@@ -301,10 +301,7 @@ class _Driver:
         _call_back(self.study, self.settings, result)
 
     def lost(self, task_id: int, label: int, reason: str) -> None:
-        try:
-            self.study.storage.finish_trial(task_id, TrialState.FAIL, error=reason)
-        except TrialStateError:
-            pass  # the worker recorded it before going
+        _fail_if_running(self.study.storage, task_id, reason)
         logger.warning("trial %d failed: %s", label, reason)
         self.display.finished(TrialState.FAIL.value, None)
         _call_back(self.study, self.settings, TrialOutcome(task_id, label, "FAIL", None, reason))
@@ -378,6 +375,7 @@ class _RayDriver(_Driver):
 
 
 def _fail_if_running(storage: BaseStorage, trial_id: int, error: str) -> None:
+    """Mark a trial FAIL unless it was recorded already (e.g. by its worker before it went)."""
     try:
         storage.finish_trial(trial_id, TrialState.FAIL, error=error)
     except TrialStateError:
