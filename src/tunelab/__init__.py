@@ -7,7 +7,7 @@ from tunelab.distributions import Bool, Categorical, Distribution, Float, Int
 from tunelab.errors import TrialPruned
 from tunelab.execution.ray import RayExecutor
 from tunelab.records import FrozenTrial, TrialState
-from tunelab.samplers import CoarseToFineSampler, GridSampler, RandomSampler, Sampler
+from tunelab.samplers import CoarseToFineSampler, GridSampler, RandomSampler, Sampler, TPESampler
 from tunelab.space import Conditional
 from tunelab.storage import InMemoryStorage, SQLStorage
 from tunelab.study import Study, create_study, delete_study, load_study
@@ -31,6 +31,7 @@ __all__ = [
     "SQLStorage",
     "Sampler",
     "Study",
+    "TPESampler",
     "Trial",
     "TrialPruned",
     "TrialState",

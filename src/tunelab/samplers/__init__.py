@@ -13,20 +13,24 @@ from tunelab.errors import ConfigError
 from tunelab.samplers.base import Sampler, SamplingContext
 from tunelab.samplers.coarse_to_fine import CoarseToFineSampler
 from tunelab.samplers.grid import GridSampler
+from tunelab.samplers.model_based import ModelBasedSampler
 from tunelab.samplers.random import RandomSampler
+from tunelab.samplers.tpe import TPESampler
 
 __all__ = [
     "CoarseToFineSampler",
     "GridSampler",
+    "ModelBasedSampler",
     "RandomSampler",
     "Sampler",
     "SamplingContext",
+    "TPESampler",
     "register_sampler",
     "sampler_from_description",
 ]
 
 _REGISTRY: dict[str, type[Sampler]] = {
-    cls.__name__: cls for cls in (RandomSampler, GridSampler, CoarseToFineSampler)
+    cls.__name__: cls for cls in (RandomSampler, GridSampler, CoarseToFineSampler, TPESampler)
 }
 
 

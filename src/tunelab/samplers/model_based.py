@@ -1,0 +1,345 @@
+"""What every model-based sampler shares: the space in unit coordinates, the observations, the loop.
+
+A model-based sampler (TPE, a Gaussian process, ...) sees the trials so far as points in
+a box and proposes the next point. This module does everything around the model:
+
+- :class:`EncodedSpace` maps parameters to a row of numbers and back. A numeric parameter
+  becomes one coordinate in [0, 1] (its :meth:`~tunelab.distributions.Distribution.to_unit`
+  value: log scale for log parameters, cell centres for integers and steps); a categorical
+  or boolean parameter becomes its choice index (0, 1, ..., k-1). A parameter a trial does
+  not have (inactive under its condition, or not suggested) is NaN.
+- :func:`collect_observations` reads the history: finished trials become rows ``X`` and
+  losses ``y`` (smaller is better, whatever the study's direction); failed and pruned trials
+  are dropped or imputed as bad; running trials of other workers become ``pending`` rows.
+- :class:`ModelBasedSampler` runs the loop: a quasi-random start-up design (a scrambled
+  Sobol sequence indexed by trial number, so parallel workers never collide), then the
+  subclass's :meth:`~ModelBasedSampler.propose` on the observations. The planned values
+  are recorded in the trial at once, so that other workers see them as pending.
+
+A new model-based sampler implements ``propose(space, observations, rng) -> row`` and
+nothing else.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.stats import qmc
+
+from tunelab.distributions import Bool, Categorical, Distribution, Float, Int, ParamValue
+from tunelab.errors import ConfigError
+from tunelab.history import History
+from tunelab.records import FrozenTrial, TrialState
+from tunelab.samplers.base import Sampler, SamplingContext
+from tunelab.space import Conditional, SpaceEntry, unwrap
+
+PLANNED_KEY = "planned"
+"""System attribute holding the values a model-based sampler planned for a trial."""
+
+FAILED_POLICIES = ("worst", "ignore")
+
+
+class EncodedSpace:
+    """An ordered set of parameters and the map between their values and a row of numbers.
+
+    Attributes:
+        names: parameter names, in row order.
+        distributions: their distributions.
+        conditions: each parameter's condition (None: always active).
+        cat_sizes: per coordinate, 0 for a numeric parameter, else its number of choices.
+    """
+
+    def __init__(self, entries: Mapping[str, SpaceEntry]) -> None:
+        self.names: tuple[str, ...] = tuple(entries)
+        self.distributions: tuple[Distribution, ...] = tuple(unwrap(e) for e in entries.values())
+        self.conditions: tuple[Conditional | None, ...] = tuple(
+            e if isinstance(e, Conditional) else None for e in entries.values()
+        )
+        self.cat_sizes = np.array([_n_choices(d) for d in self.distributions], dtype=np.int64)
+        self.index = {name: i for i, name in enumerate(self.names)}
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def is_categorical(self) -> np.ndarray:
+        """Boolean mask of the categorical coordinates."""
+        return self.cat_sizes > 0
+
+    def encode(self, params: Mapping[str, ParamValue]) -> np.ndarray:
+        """The row of ``params``; NaN where a parameter is absent or cannot be encoded."""
+        row = np.full(len(self.names), np.nan)
+        for i, (name, dist) in enumerate(zip(self.names, self.distributions, strict=True)):
+            if name in params:
+                row[i] = _encode_value(dist, params[name])
+        return row
+
+    def decode(self, row: np.ndarray) -> dict[str, ParamValue]:
+        """Parameter values of a row; parameters whose condition does not hold are left out."""
+        values: dict[str, ParamValue] = {}
+        for name, dist, cond, u in zip(self.names, self.distributions, self.conditions, row, strict=True):
+            if cond is not None and not cond.is_active(values):
+                continue
+            if math.isnan(u):
+                continue
+            values[name] = _decode_value(dist, float(u))
+        return values
+
+    def snap(self, X: np.ndarray) -> np.ndarray:
+        """Rows moved to values parameters can take: integer and step cells, choice indices."""
+        X = np.array(X, dtype=float, copy=True)
+        for i, dist in enumerate(self.distributions):
+            X[..., i] = _snap_column(dist, X[..., i])
+        return X
+
+    def startup_point(self, number: int, seed: int) -> np.ndarray:
+        """Point ``number`` of a scrambled Sobol sequence over the space (seeded by ``seed``).
+
+        Trials draw distinct points of one low-discrepancy sequence, whichever worker runs them.
+        """
+        d = len(self.names)
+        sobol = qmc.Sobol(d, scramble=True, seed=np.random.default_rng([seed, d, 0x50B01]))
+        if number > 0:
+            sobol.fast_forward(number)
+        u = sobol.random(1)[0]
+        row = u.copy()
+        cat = self.cat_sizes > 0
+        row[cat] = np.minimum(np.floor(u[cat] * self.cat_sizes[cat]), self.cat_sizes[cat] - 1)
+        return self.snap(row)
+
+
+def _n_choices(dist: Distribution) -> int:
+    if isinstance(dist, Categorical):
+        return len(dist.choices)
+    if isinstance(dist, Bool):
+        return 2
+    return 0
+
+
+def _encode_value(dist: Distribution, value: ParamValue) -> float:
+    try:
+        if isinstance(dist, Categorical):
+            return float(dist.index(value))
+        if isinstance(dist, Bool):
+            return 1.0 if value else 0.0
+        u = dist.to_unit(value)
+    except (ConfigError, TypeError, ValueError):
+        return math.nan
+    return min(max(u, 0.0), 1.0)  # values from an older, wider range clip to the edge
+
+
+def _decode_value(dist: Distribution, u: float) -> ParamValue:
+    if isinstance(dist, Categorical):
+        return dist.choices[min(max(round(u), 0), len(dist.choices) - 1)]
+    if isinstance(dist, Bool):
+        return bool(u >= 0.5)
+    return dist.from_unit(u)
+
+
+def _snap_column(dist: Distribution, u: np.ndarray) -> np.ndarray:
+    """Vectorised ``to_unit(from_unit(u))`` for one coordinate."""
+    if isinstance(dist, (Categorical, Bool)):
+        k = _n_choices(dist)
+        return np.clip(np.round(u), 0, k - 1)
+    u = np.clip(u, 0.0, 1.0)
+    if isinstance(dist, Int):
+        if dist.log:
+            a, b = math.log(dist.low - 0.5 + 1e-12), math.log(dist.high + 0.5)
+            v = np.clip(np.round(np.exp(a + u * (b - a))), dist.low, dist.high)
+            return np.clip((np.log(v) - a) / (b - a), 0.0, 1.0)
+        n = (dist.high - dist.low) // dist.step + 1
+        return np.asarray((np.minimum(np.floor(u * n), n - 1) + 0.5) / n)
+    if isinstance(dist, Float) and dist.step is not None and dist.high > dist.low:
+        n = round((dist.high - dist.low) / dist.step) + 1
+        return np.asarray((np.minimum(np.floor(u * n), n - 1) + 0.5) / n)
+    return u
+
+
+def infer_space(history: History) -> dict[str, SpaceEntry] | None:
+    """The space a model-based sampler plans over: the study's declared space, or else every
+    parameter any trial so far has used (its latest distribution). None when nothing is known.
+    """
+    if history.space is not None:
+        return dict(history.space)
+    space: dict[str, SpaceEntry] = {}
+    for t in history.trials():
+        space.update(t.distributions)
+    return space or None
+
+
+@dataclass(frozen=True)
+class Observations:
+    """The trials as a model sees them.
+
+    Attributes:
+        X: (n, d) rows of finished trials (NaN where a parameter is absent).
+        y: (n,) their losses: smaller is better whatever the study's direction; failed and
+            pruned trials imputed as the worst loss (when the policy says so).
+        imputed: (n,) True where ``y`` was imputed rather than measured.
+        numbers: (n,) trial numbers.
+        pending: (m, d) rows of trials running now in other workers.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    imputed: np.ndarray
+    numbers: np.ndarray
+    pending: np.ndarray
+
+    @property
+    def n_measured(self) -> int:
+        """How many trials have a measured value."""
+        return int((~self.imputed).sum())
+
+
+class ObservationCache:
+    """Rows of finished trials, encoded once: finished trials never change.
+
+    One cache serves one space; it starts over when the space changes.
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple[Any, ...] | None = None
+        self._rows: dict[int, tuple[np.ndarray, float | None, TrialState]] = {}
+
+    def rows(self, space: EncodedSpace, trials: Sequence[FrozenTrial]) -> list[tuple[int, np.ndarray, float | None,
+                                                                                     TrialState]]:
+        key = (space.names, space.distributions)
+        if key != self._key:
+            self._key, self._rows = key, {}
+        out = []
+        for t in trials:
+            hit = self._rows.get(t.number)
+            if hit is None:
+                hit = (space.encode(t.params), t.value, t.state)
+                self._rows[t.number] = hit
+            out.append((t.number, *hit))
+        return out
+
+
+def collect_observations(
+    history: History,
+    space: EncodedSpace,
+    *,
+    exclude: int | None = None,
+    failed: str = "worst",
+    cache: ObservationCache | None = None,
+) -> Observations:
+    """Read the history as observations for a model over ``space``.
+
+    Args:
+        exclude: a trial number to leave out of the pending rows (the one being planned).
+        failed: 'worst' imputes failed and pruned trials as the worst measured loss (they
+            tell the model where not to go, e.g. a learning rate that diverges); 'ignore'
+            leaves them out.
+        cache: keeps encoded rows of finished trials between calls.
+    """
+    sign = 1.0 if history.direction == "minimize" else -1.0
+    finished = history.trials((TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED))
+    rows = (cache or ObservationCache()).rows(space, finished)
+    d = len(space)
+    xs: list[np.ndarray] = []
+    ys: list[float] = []
+    bad: list[bool] = []
+    numbers: list[int] = []
+    for number, row, value, state in rows:
+        if np.isnan(row).all() and d > 0:
+            continue  # nothing in common with this space
+        measured = state == TrialState.COMPLETE and value is not None and math.isfinite(value)
+        if not measured and failed == "ignore":
+            continue
+        xs.append(row)
+        ys.append(sign * value if measured and value is not None else math.nan)
+        bad.append(not measured)
+        numbers.append(number)
+    y = np.array(ys, dtype=float)
+    imputed = np.array(bad, dtype=bool)
+    if imputed.all():  # nothing measured yet: there is no worst value to impute
+        xs, y, imputed, numbers = [], y[:0], imputed[:0], []
+    elif imputed.any():
+        y[imputed] = np.max(y[~imputed])
+    pending = []
+    for t in history.pending(exclude=exclude):
+        params = dict(t.system_attrs.get(PLANNED_KEY) or {})
+        params.update(t.params)
+        if params:
+            pending.append(space.encode(params))
+    return Observations(
+        X=np.array(xs, dtype=float).reshape(len(xs), d),
+        y=y,
+        imputed=imputed,
+        numbers=np.array(numbers, dtype=np.int64),
+        pending=np.array(pending, dtype=float).reshape(len(pending), d),
+    )
+
+
+class ModelBasedSampler(Sampler):
+    """Base class of samplers that fit a model to the trials so far and propose from it.
+
+    Args:
+        n_startup_trials: trials with a measured value needed before the model is used;
+            until then points come from a scrambled Sobol sequence (spread better than
+            random points). Trials from an earlier stage or another sampler count, so a
+            study warm-started from a coarse search uses the model at once.
+        failed: 'worst' (failed and pruned trials count as the worst value seen) or
+            'ignore'.
+    """
+
+    def __init__(self, n_startup_trials: int = 10, failed: str = "worst") -> None:
+        if isinstance(n_startup_trials, bool) or not isinstance(n_startup_trials, int) or n_startup_trials < 1:
+            raise ConfigError(
+                f"{type(self).__name__}(n_startup_trials=...) must be an integer >= 1, got {n_startup_trials!r}"
+            )
+        if failed not in FAILED_POLICIES:
+            raise ConfigError(
+                f"{type(self).__name__}(failed=...) must be 'worst' (failed trials count as the worst value) "
+                f"or 'ignore', got {failed!r}"
+            )
+        self.n_startup_trials = n_startup_trials
+        self.failed = failed
+        self._cache = ObservationCache()
+        self._encoded: tuple[dict[str, Any], EncodedSpace] | None = None
+
+    def encoded_space(self, history: History) -> EncodedSpace | None:
+        """The space to plan over (see :func:`infer_space`), encoded; reused while unchanged."""
+        entries = infer_space(history)
+        if entries is None:
+            return None
+        if self._encoded is None or self._encoded[0] != entries:
+            self._encoded = (entries, EncodedSpace(entries))
+        return self._encoded[1]
+
+    def plan(self, history: History, trial: SamplingContext) -> dict[str, ParamValue]:
+        space = self.encoded_space(history)
+        if space is None:
+            return {}
+        obs = collect_observations(history, space, exclude=trial.number, failed=self.failed, cache=self._cache)
+        if obs.n_measured < self.n_startup_trials:
+            row = space.startup_point(trial.number, trial.seed)
+        else:
+            row = self.propose(space, obs, trial.rng(type(self).__name__))
+        values = space.decode(row)
+        trial.record(PLANNED_KEY, values)
+        return values
+
+    @abstractmethod
+    def propose(self, space: EncodedSpace, observations: Observations, rng: np.random.Generator) -> np.ndarray:
+        """The next row to try, given at least ``n_startup_trials`` measured observations."""
+
+    def sample(
+        self,
+        history: History,
+        trial: SamplingContext,
+        name: str,
+        distribution: Distribution,
+    ) -> ParamValue:
+        """A parameter no trial had before (so the plan could not cover it): drawn at random."""
+        return distribution.sample(trial.rng(name))
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": type(self).__name__, "n_startup_trials": self.n_startup_trials, "failed": self.failed}

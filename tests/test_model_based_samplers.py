@@ -1,0 +1,183 @@
+"""Behaviour every model-based sampler (TPE, GP) must have, run on each of them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import objectives
+import tunelab
+from tunelab import Categorical, Conditional, Float, Int
+from tunelab.errors import ConfigError
+from tunelab.samplers import ModelBasedSampler, sampler_from_description
+
+SAMPLERS: dict[str, Callable[..., ModelBasedSampler]] = {
+    "tpe": tunelab.TPESampler,
+    "tpe-univariate": lambda **kw: tunelab.TPESampler(multivariate=False, **kw),
+}
+
+SPACE = {"x": Float(-5, 5), "lr": Float(1e-5, 1e-1, log=True)}
+
+
+def bowl(trial: tunelab.Trial) -> float:
+    """Minimum 0 at x=1, lr=1e-3 (the quadratic of tests/objectives.py, from the declared space)."""
+    return (trial.params["x"] - 1) ** 2 + (math.log10(trial.params["lr"]) + 3) ** 2
+
+
+@pytest.fixture(params=sorted(SAMPLERS))
+def make(request: pytest.FixtureRequest) -> Callable[..., ModelBasedSampler]:
+    return SAMPLERS[request.param]
+
+
+def test_same_seed_same_trials(make: Callable[..., ModelBasedSampler]) -> None:
+    runs = []
+    for _ in range(2):
+        study = tunelab.create_study(sampler=make(), seed=3, space=SPACE)
+        study.optimize(bowl, n_trials=16)
+        runs.append([t.params for t in study.trials])
+    assert runs[0] == runs[1]
+
+
+def test_beats_random_search_on_a_bowl(make: Callable[..., ModelBasedSampler]) -> None:
+    def regret(sampler: tunelab.Sampler, seed: int) -> float:
+        study = tunelab.create_study(sampler=sampler, seed=seed, space=SPACE)
+        study.optimize(bowl, n_trials=40)
+        return study.best_value
+
+    model = [regret(make(), seed) for seed in range(5)]
+    rand = [regret(tunelab.RandomSampler(), seed) for seed in range(5)]
+    assert np.median(model) < np.median(rand) / 3
+
+
+def test_maximize_goes_up(make: Callable[..., ModelBasedSampler]) -> None:
+    study = tunelab.create_study(direction="maximize", sampler=make(), seed=0, space=SPACE)
+    study.optimize(lambda t: -bowl(t), n_trials=30)
+    late = [t.value for t in study.trials[15:] if t.value is not None]
+    early = [t.value for t in study.trials[:10] if t.value is not None]
+    assert np.median(late) > np.median(early)
+    assert study.best_value > -0.5
+
+
+def test_the_model_starts_after_n_startup_trials(make: Callable[..., ModelBasedSampler]) -> None:
+    calls: list[int] = []
+    sampler = make(n_startup_trials=5)
+    propose = sampler.propose
+
+    def spy(space, obs, rng):  # type: ignore[no-untyped-def]
+        calls.append(len(obs.y))
+        return propose(space, obs, rng)
+
+    sampler.propose = spy  # type: ignore[method-assign]
+    study = tunelab.create_study(sampler=sampler, seed=0, space=SPACE)
+    study.optimize(bowl, n_trials=8)
+    if getattr(sampler, "multivariate", True):
+        assert calls == [5, 6, 7]
+
+
+def test_warm_starts_from_trials_of_another_sampler(tmp_path: Path, make: Callable[..., ModelBasedSampler]) -> None:
+    url = f"sqlite:///{tmp_path / 'warm.db'}"
+    coarse = tunelab.create_study(name="s", storage=url, sampler=tunelab.RandomSampler(), seed=0, space=SPACE)
+    coarse.optimize(bowl, n_trials=20)
+    fine = tunelab.load_study("s", storage=url, sampler=make(n_startup_trials=10))
+    fine.optimize(bowl, n_trials=10)
+    new = fine.trials[20:]
+    assert "planned" in new[0].system_attrs or not getattr(fine.sampler, "multivariate", True)
+    # The model already knows where the bowl is: its first 10 trials beat random's first 10.
+    assert np.median([t.value for t in new]) < np.median([t.value for t in coarse.trials[:10]])
+
+
+def test_conditional_parameters_follow_their_condition(make: Callable[..., ModelBasedSampler]) -> None:
+    space = {
+        "optimizer": Categorical(["sgd", "adam"]),
+        "momentum": Conditional(Float(0.0, 0.99), when={"optimizer": "sgd"}),
+        "lr": Float(1e-4, 1e-1, log=True),
+    }
+
+    def objective(trial: tunelab.Trial) -> float:
+        p = trial.params
+        penalty = 0.0 if p["optimizer"] == "sgd" else 1.0
+        return penalty + (p.get("momentum", 0.9) - 0.9) ** 2 + (math.log10(p["lr"]) + 2) ** 2
+
+    study = tunelab.create_study(sampler=make(), seed=0, space=space)
+    study.optimize(objective, n_trials=40)
+    for t in study.trials:
+        assert ("momentum" in t.params) == (t.params["optimizer"] == "sgd")
+    assert study.best_params["optimizer"] == "sgd" and study.best_value < 0.3
+
+
+def test_define_by_run_objectives_are_modelled_too(make: Callable[..., ModelBasedSampler]) -> None:
+    study = tunelab.create_study(sampler=make(), seed=1)
+    study.optimize(objectives.quadratic, n_trials=40)
+    rand = tunelab.create_study(sampler=tunelab.RandomSampler(), seed=1)
+    rand.optimize(objectives.quadratic, n_trials=40)
+    assert study.best_value < rand.best_value
+
+
+def test_failed_trials_steer_the_search_away(make: Callable[..., ModelBasedSampler]) -> None:
+    """lr above 1e-2 'diverges' (FAIL) and the best lr lies just below. Imputed as bad
+    (the default), the failures keep the model out of that region; ignored, they do not."""
+
+    def objective(trial: tunelab.Trial) -> float:
+        lr = trial.params["lr"]
+        if lr > 1e-2:
+            return math.nan
+        return (math.log10(lr) + 2.3) ** 2
+
+    def failures(sampler: ModelBasedSampler, seed: int) -> tuple[int, float]:
+        study = tunelab.create_study(sampler=sampler, seed=seed, space={"lr": Float(1e-6, 1.0, log=True)})
+        study.optimize(objective, n_trials=40)
+        return sum(t.state == tunelab.TrialState.FAIL for t in study.trials[10:]), study.best_value
+
+    imputed = [failures(make(), seed) for seed in range(3)]
+    ignored = [failures(make(failed="ignore"), seed) for seed in range(3)]
+    assert sum(f for f, _ in imputed) < sum(f for f, _ in ignored) / 2
+    assert max(best for _, best in imputed) < 0.05
+
+
+def test_integers_and_steps_get_values_they_can_take(make: Callable[..., ModelBasedSampler]) -> None:
+    space = {"n": Int(1, 9), "w": Int(8, 1024, log=True), "p": Float(0.0, 0.5, step=0.05)}
+    study = tunelab.create_study(sampler=make(), seed=0, space=space)
+    study.optimize(lambda t: (t.params["n"] - 3) ** 2 + abs(math.log2(t.params["w"]) - 6) + t.params["p"],
+                   n_trials=30)
+    for t in study.trials:
+        for name, dist in space.items():
+            assert dist.contains(t.params[name])
+    assert study.best_params["n"] == 3
+
+
+def test_pending_trials_make_parallel_asks_differ(make: Callable[..., ModelBasedSampler]) -> None:
+    study = tunelab.create_study(sampler=make(n_startup_trials=5), seed=0, space=SPACE)
+    study.optimize(bowl, n_trials=10)
+    asked = [study.ask() for _ in range(4)]  # four workers asking before any tells
+    xs = [round(t.params["x"], 6) for t in asked]
+    assert len(set(xs)) == 4
+
+
+def test_load_study_rebuilds_the_same_sampler(tmp_path: Path, make: Callable[..., ModelBasedSampler]) -> None:
+    url = f"sqlite:///{tmp_path / 'desc.db'}"
+    sampler = make(n_startup_trials=7)
+    tunelab.create_study(name="d", storage=url, sampler=sampler, seed=0)
+    loaded = tunelab.load_study("d", storage=url)
+    assert type(loaded.sampler) is type(sampler) and loaded.sampler.describe() == sampler.describe()
+    assert sampler_from_description(sampler.describe()).describe() == sampler.describe()
+
+
+def test_parallel_workers_on_sqlite(tmp_path: Path, make: Callable[..., ModelBasedSampler]) -> None:
+    url = f"sqlite:///{tmp_path / 'par.db'}"
+    study = tunelab.create_study(name="p", storage=url, sampler=make(n_startup_trials=6), seed=0)
+    study.optimize(objectives.quadratic, n_trials=24, n_workers=2)
+    trials = study.trials
+    assert len(trials) == 24 and all(t.state == tunelab.TrialState.COMPLETE for t in trials)
+    assert study.best_value < 2.0
+
+
+@pytest.mark.parametrize("bad", [{"n_startup_trials": 0}, {"n_startup_trials": 2.5}, {"failed": "drop"}])
+def test_bad_settings_are_refused_with_the_parameter_named(
+    make: Callable[..., ModelBasedSampler], bad: dict[str, object]
+) -> None:
+    with pytest.raises(ConfigError, match=next(iter(bad))):
+        make(**bad)
