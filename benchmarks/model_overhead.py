@@ -28,8 +28,8 @@ from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+from rich.console import Console
+from rich.table import Table
 
 RESULTS = Path(__file__).parent / "results" / "model_overhead.json"
 CHOICES = ("relu", "tanh", "gelu")
