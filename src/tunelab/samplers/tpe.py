@@ -7,12 +7,16 @@ as bad). Each set becomes a Parzen estimator, a weighted mixture with one kernel
 trial and one broad prior kernel:
 
 - numeric coordinates (unit scale; log for log parameters): Gaussians truncated to [0, 1],
-  of bandwidth ``0.2 * n ** (-1 / (d + 4))`` (Scott's rule on the unit box) clipped below by
-  half a cell for integers and steps; the prior kernel is centred at 0.5 with width 1;
-- categorical coordinates: the trial's choice keeps ``1 - eps`` of the mass and the other
-  choices share ``eps`` (Aitchison-Aitken), the prior kernel is uniform;
+  each as wide as the larger gap to its neighbours along that coordinate, clipped below by
+  ``1 / min(100, n + 1)`` (so kernels narrow as trials accumulate near the optimum, but never
+  collapse) and by half a cell for integers and steps; the prior kernel is centred at 0.5
+  with width 1;
+- categorical coordinates: the trial's choice plus a uniform share ``1 / (n + 1)`` of the
+  prior (kernels sharpen as trials accumulate); the prior kernel is uniform;
 - a coordinate the trial does not have (an inactive conditional parameter) takes the prior
-  kernel there.
+  kernel there;
+- kernels of the bad set weigh by recency: the newest 25 weigh 1, older ones less
+  (a linear ramp), so the model follows where the search is now.
 
 ``n_candidates`` points are drawn from the good estimator ``l`` and the one maximising
 ``log l(x) - log g(x)`` is proposed (the expected improvement under TPE's model).
@@ -45,8 +49,6 @@ from tunelab.samplers.model_based import (
 
 PRIOR_WEIGHT = 1.0
 """Weight of the broad prior kernel in each estimator (a trial's kernel weighs 1)."""
-CATEGORICAL_EPS = 0.2
-"""Mass a categorical kernel spreads over the choices its trial did not take."""
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
@@ -59,30 +61,37 @@ class ParzenEstimator:
         min_sigma: (d,) lower bound of the numeric bandwidths.
     """
 
-    def __init__(self, X: np.ndarray, cat_sizes: np.ndarray, min_sigma: np.ndarray) -> None:
-        m, d = X.shape
+    def __init__(
+        self, X: np.ndarray, cat_sizes: np.ndarray, min_sigma: np.ndarray, weights: np.ndarray | None = None
+    ) -> None:
+        m = X.shape[0]
         self.cat_sizes = cat_sizes
         self._num = np.flatnonzero(cat_sizes == 0)
         self._cat = np.flatnonzero(cat_sizes > 0)
-        self.log_weights = np.log(np.concatenate([np.ones(m), [PRIOR_WEIGHT]]) / (m + PRIOR_WEIGHT))
+        w = np.concatenate([np.ones(m) if weights is None else weights, [PRIOR_WEIGHT]])
+        self.log_weights = np.log(w / w.sum())
         # Numeric: centres and bandwidths, the prior kernel last.
         xn = X[:, self._num]
-        bandwidth = 0.2 * max(m, 1) ** (-1.0 / (d + 4))
-        sig = np.maximum(np.full(len(self._num), bandwidth), min_sigma[self._num])
+        sig = np.ones_like(xn)
+        for col in range(xn.shape[1]):
+            seen = ~np.isnan(xn[:, col])
+            sig[seen, col] = _neighbour_bandwidths(xn[seen, col], m + 1)
+        sig = np.maximum(sig, min_sigma[self._num][None, :])
         self.mu = np.vstack([np.where(np.isnan(xn), 0.5, xn), np.full((1, len(self._num)), 0.5)])
-        self.sigma = np.vstack([np.where(np.isnan(xn), 1.0, sig), np.ones((1, len(self._num)))])
+        self.sigma = np.vstack([sig, np.ones((1, len(self._num)))])
         self._log_z = np.log(np.maximum(ndtr((1 - self.mu) / self.sigma) - ndtr(-self.mu / self.sigma), 1e-300))
         # Categorical: one probability table per coordinate, rows = kernels.
         self.tables: list[np.ndarray] = []
         for j in self._cat:
             k = int(cat_sizes[j])
-            table = np.full((m + 1, k), 1.0 / k)
             col = X[:, j]
             seen = ~np.isnan(col)
-            rows = np.flatnonzero(seen)
-            table[rows] = CATEGORICAL_EPS / (k - 1) if k > 1 else 1.0
-            table[rows, col[seen].astype(np.int64)] = 1.0 - CATEGORICAL_EPS if k > 1 else 1.0
-            self.tables.append(table)
+            # Each kernel: its trial's choice plus PRIOR_WEIGHT / (m + 1) on every choice, so
+            # kernels sharpen as observations accumulate.
+            table = np.full((m + 1, k), PRIOR_WEIGHT / (m + 1))
+            table[np.flatnonzero(seen), col[seen].astype(np.int64)] += 1.0
+            table[~np.append(seen, False)] = 1.0  # absent, and the prior kernel: uniform
+            self.tables.append(table / table.sum(axis=1, keepdims=True))
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """``n`` rows drawn from the mixture."""
@@ -163,7 +172,9 @@ class TPESampler(ModelBasedSampler):
         good, bad = order[:n_good], order[n_good:]
         min_sigma = _min_sigma(space)
         l_est = ParzenEstimator(obs.X[good], space.cat_sizes, min_sigma)
-        g_est = ParzenEstimator(np.vstack([obs.X[bad], obs.pending]), space.cat_sizes, min_sigma)
+        bad = np.sort(bad)  # by trial number: older bad trials weigh less (recent ones matter more)
+        weights = np.concatenate([_recency_weights(len(bad)), np.ones(len(obs.pending))])
+        g_est = ParzenEstimator(np.vstack([obs.X[bad], obs.pending]), space.cat_sizes, min_sigma, weights)
         candidates = space.snap(l_est.sample(rng, self.n_candidates))
         score = l_est.log_pdf(candidates) - g_est.log_pdf(candidates)
         return np.asarray(candidates[int(np.argmax(score))])
@@ -194,6 +205,28 @@ class TPESampler(ModelBasedSampler):
             **super().describe(), "n_candidates": self.n_candidates, "gamma": self.gamma,
             "max_good": self.max_good, "multivariate": self.multivariate,
         }
+
+
+def _recency_weights(n: int) -> np.ndarray:
+    """Weight 1 for the newest 25, a linear ramp from 1/n up to 1 for the older ones."""
+    if n <= 25:
+        return np.ones(n)
+    return np.concatenate([np.linspace(1.0 / n, 1.0, num=n - 25), np.ones(25)])
+
+
+def _neighbour_bandwidths(mu: np.ndarray, n_kernels: int) -> np.ndarray:
+    """Per point: the larger gap to its neighbours (the box's ends count as neighbours),
+    clipped to ``[1 / min(100, n_kernels + 1), 1]`` so that no kernel collapses."""
+    if len(mu) == 0:
+        return mu
+    order = np.argsort(mu)
+    ends = np.concatenate([[0.0], mu[order], [1.0]])
+    gaps = np.maximum(ends[1:-1] - ends[:-2], ends[2:] - ends[1:-1])
+    if len(mu) >= 2:  # the outermost points: the gap to their inner neighbour only
+        gaps[0], gaps[-1] = ends[2] - ends[1], ends[-2] - ends[-3]
+    out = np.empty_like(mu)
+    out[order] = gaps
+    return np.clip(out, 1.0 / min(100.0, n_kernels + 1.0), 1.0)
 
 
 def _min_sigma(space: EncodedSpace) -> np.ndarray:
