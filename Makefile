@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test bench bench-storage install clean
+.PHONY: demo test bench bench-storage bench-suite install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,15 @@ $(BENCH_VENV)/.psycopg: $(BENCH_VENV)/.installed
 
 bench-storage: $(BENCH_VENV)/.psycopg
 	OMP_NUM_THREADS=1 $(BENCH_VENV)/bin/python benchmarks/storage.py $(BENCH_ARGS)
+
+# The sample-efficiency suite's problems need scikit-learn and PyTorch (CPU); Optuna's GPSampler
+# uses greenlet for its batched L-BFGS-B (without it, a sequential loop 2-3x slower).
+$(BENCH_VENV)/.suite: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python -m pip install -q "scikit-learn>=1.3" "torch==2.13.0" "greenlet>=3"
+	touch $@
+
+bench-suite: $(BENCH_VENV)/.suite
+	OMP_NUM_THREADS=1 $(BENCH_VENV)/bin/python benchmarks/suite.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) tunelab.db tunelab.db-wal tunelab.db-shm
