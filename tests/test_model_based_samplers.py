@@ -18,6 +18,7 @@ from tunelab.samplers import ModelBasedSampler, sampler_from_description
 SAMPLERS: dict[str, Callable[..., ModelBasedSampler]] = {
     "tpe": tunelab.TPESampler,
     "tpe-univariate": lambda **kw: tunelab.TPESampler(multivariate=False, **kw),
+    "gp": tunelab.GPSampler,
 }
 
 SPACE = {"x": Float(-5, 5), "lr": Float(1e-5, 1e-1, log=True)}

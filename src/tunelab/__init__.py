@@ -7,7 +7,7 @@ from tunelab.distributions import Bool, Categorical, Distribution, Float, Int
 from tunelab.errors import TrialPruned
 from tunelab.execution.ray import RayExecutor
 from tunelab.records import FrozenTrial, TrialState
-from tunelab.samplers import CoarseToFineSampler, GridSampler, RandomSampler, Sampler, TPESampler
+from tunelab.samplers import CoarseToFineSampler, GPSampler, GridSampler, RandomSampler, Sampler, TPESampler
 from tunelab.space import Conditional
 from tunelab.storage import InMemoryStorage, SQLStorage
 from tunelab.study import Study, create_study, delete_study, load_study
@@ -23,6 +23,7 @@ __all__ = [
     "Distribution",
     "Float",
     "FrozenTrial",
+    "GPSampler",
     "GridSampler",
     "InMemoryStorage",
     "Int",

@@ -12,6 +12,7 @@ from typing import Any
 from tunelab.errors import ConfigError
 from tunelab.samplers.base import Sampler, SamplingContext
 from tunelab.samplers.coarse_to_fine import CoarseToFineSampler
+from tunelab.samplers.gp import GPSampler
 from tunelab.samplers.grid import GridSampler
 from tunelab.samplers.model_based import ModelBasedSampler
 from tunelab.samplers.random import RandomSampler
@@ -19,6 +20,7 @@ from tunelab.samplers.tpe import TPESampler
 
 __all__ = [
     "CoarseToFineSampler",
+    "GPSampler",
     "GridSampler",
     "ModelBasedSampler",
     "RandomSampler",
@@ -30,7 +32,7 @@ __all__ = [
 ]
 
 _REGISTRY: dict[str, type[Sampler]] = {
-    cls.__name__: cls for cls in (RandomSampler, GridSampler, CoarseToFineSampler, TPESampler)
+    cls.__name__: cls for cls in (RandomSampler, GridSampler, CoarseToFineSampler, TPESampler, GPSampler)
 }
 
 

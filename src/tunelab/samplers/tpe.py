@@ -73,9 +73,9 @@ class ParzenEstimator:
         # Numeric: centres and bandwidths, the prior kernel last.
         xn = X[:, self._num]
         sig = np.ones_like(xn)
-        for col in range(xn.shape[1]):
-            seen = ~np.isnan(xn[:, col])
-            sig[seen, col] = _neighbour_bandwidths(xn[seen, col], m + 1)
+        for c in range(xn.shape[1]):
+            has = ~np.isnan(xn[:, c])
+            sig[has, c] = _neighbour_bandwidths(xn[has, c], m + 1)
         sig = np.maximum(sig, min_sigma[self._num][None, :])
         self.mu = np.vstack([np.where(np.isnan(xn), 0.5, xn), np.full((1, len(self._num)), 0.5)])
         self.sigma = np.vstack([sig, np.ones((1, len(self._num)))])
@@ -226,7 +226,7 @@ def _neighbour_bandwidths(mu: np.ndarray, n_kernels: int) -> np.ndarray:
         gaps[0], gaps[-1] = ends[2] - ends[1], ends[-2] - ends[-3]
     out = np.empty_like(mu)
     out[order] = gaps
-    return np.clip(out, 1.0 / min(100.0, n_kernels + 1.0), 1.0)
+    return np.asarray(np.clip(out, 1.0 / min(100.0, n_kernels + 1.0), 1.0))
 
 
 def _min_sigma(space: EncodedSpace) -> np.ndarray:
