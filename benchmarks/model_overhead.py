@@ -76,6 +76,9 @@ def summarize(times: Sequence[float]) -> dict[str, float]:
 
 
 def run(rows: Sequence[tuple[str, int]], console: Console, log: Callable[[str], None]) -> list[dict[str, Any]]:
+    for sampler in sorted({s for s, _ in rows}):  # warm up: imports and first-call costs are not per-trial costs
+        for lib in ("tunelab", "optuna"):
+            time_trials(lib, sampler, 15, seed=1)
     results = []
     for sampler, n in rows:
         row: dict[str, Any] = {"sampler": sampler, "n_trials": n}

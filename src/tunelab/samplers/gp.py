@@ -14,13 +14,15 @@ hundred trials, :class:`~tunelab.samplers.TPESampler` beyond.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tunelab.errors import ConfigError
-from tunelab.samplers._gp import KernelParams, fit_gp, maximize_log_ei
 from tunelab.samplers.model_based import EncodedSpace, ModelBasedSampler, Observations
+
+if TYPE_CHECKING:
+    from tunelab.samplers._gp import KernelParams
 
 
 class GPSampler(ModelBasedSampler):
@@ -58,6 +60,8 @@ class GPSampler(ModelBasedSampler):
         self._previous: tuple[tuple[str, ...], KernelParams] | None = None
 
     def propose(self, space: EncodedSpace, observations: Observations, rng: np.random.Generator) -> np.ndarray:
+        from tunelab.samplers._gp import fit_gp, maximize_log_ei  # scipy.optimize and .stats: slow to import
+
         X = _fill_inactive(observations.X, space)
         initial = self._previous[1] if self._previous and self._previous[0] == space.names else None
         gp = fit_gp(X, observations.y, space.cat_sizes, rng=rng, initial=initial,

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import qmc
 
 from tunelab.distributions import Bool, Categorical, Distribution, Float, Int, ParamValue
 from tunelab.errors import ConfigError
@@ -102,6 +101,8 @@ class EncodedSpace:
 
         Trials draw distinct points of one low-discrepancy sequence, whichever worker runs them.
         """
+        from scipy.stats import qmc  # scipy.stats takes 0.4 s to import: only when needed
+
         d = len(self.names)
         sobol = qmc.Sobol(d, scramble=True, seed=np.random.default_rng([seed, d, 0x50B01]))
         if number > 0:
@@ -198,28 +199,39 @@ class Observations:
 
 
 class ObservationCache:
-    """Rows of finished trials, encoded once: finished trials never change.
+    """Rows of finished trials, encoded once (finished trials never change) and kept stacked.
 
     One cache serves one space; it starts over when the space changes.
     """
 
     def __init__(self) -> None:
-        self._key: tuple[Any, ...] | None = None
-        self._rows: dict[int, tuple[np.ndarray, float | None, TrialState]] = {}
+        self._reset(None)
 
-    def rows(self, space: EncodedSpace, trials: Sequence[FrozenTrial]) -> list[tuple[int, np.ndarray, float | None,
-                                                                                     TrialState]]:
+    def _reset(self, key: tuple[Any, ...] | None) -> None:
+        self._key = key
+        self._seen: set[int] = set()
+        self._rows: list[np.ndarray] = []
+        self._info: list[tuple[int, float]] = []  # (number, value or NaN when not measured)
+        self._stacked: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def arrays(self, space: EncodedSpace, finished: Sequence[FrozenTrial]) -> tuple[np.ndarray, np.ndarray,
+                                                                                     np.ndarray]:
+        """``(X, values, numbers)`` of the ``finished`` trials (values NaN where not measured)."""
         key = (space.names, space.distributions)
         if key != self._key:
-            self._key, self._rows = key, {}
-        out = []
-        for t in trials:
-            hit = self._rows.get(t.number)
-            if hit is None:
-                hit = (space.encode(t.params), t.value, t.state)
-                self._rows[t.number] = hit
-            out.append((t.number, *hit))
-        return out
+            self._reset(key)
+        for t in finished:
+            if t.number not in self._seen:
+                self._seen.add(t.number)
+                measured = t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)
+                self._rows.append(space.encode(t.params))
+                self._info.append((t.number, float(t.value) if measured and t.value is not None else math.nan))
+                self._stacked = None
+        if self._stacked is None:
+            X = np.array(self._rows, dtype=float).reshape(len(self._rows), len(space))
+            info = np.array(self._info, dtype=float).reshape(len(self._info), 2)
+            self._stacked = (X, info[:, 1], info[:, 0].astype(np.int64))
+        return self._stacked
 
 
 def collect_observations(
@@ -239,29 +251,16 @@ def collect_observations(
             leaves them out.
         cache: keeps encoded rows of finished trials between calls.
     """
-    sign = 1.0 if history.direction == "minimize" else -1.0
     finished = history.trials((TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED))
-    rows = (cache or ObservationCache()).rows(space, finished)
-    d = len(space)
-    xs: list[np.ndarray] = []
-    ys: list[float] = []
-    bad: list[bool] = []
-    numbers: list[int] = []
-    for number, row, value, state in rows:
-        if np.isnan(row).all() and d > 0:
-            continue  # nothing in common with this space
-        measured = state == TrialState.COMPLETE and value is not None and math.isfinite(value)
-        if not measured and failed == "ignore":
-            continue
-        xs.append(row)
-        ys.append(sign * value if measured and value is not None else math.nan)
-        bad.append(not measured)
-        numbers.append(number)
-    y = np.array(ys, dtype=float)
-    imputed = np.array(bad, dtype=bool)
-    if imputed.all():  # nothing measured yet: there is no worst value to impute
-        xs, y, imputed, numbers = [], y[:0], imputed[:0], []
-    elif imputed.any():
+    X, values, numbers = (cache or ObservationCache()).arrays(space, finished)
+    sign = 1.0 if history.direction == "minimize" else -1.0
+    y = sign * values
+    imputed = np.isnan(y)
+    keep = ~np.isnan(X).all(axis=1) if len(space) else np.ones(len(y), dtype=bool)  # shares no parameter
+    if failed == "ignore" or imputed.all():  # (nothing measured: no worst value to impute)
+        keep &= ~imputed
+    X, y, imputed, numbers = X[keep], y[keep], imputed[keep], numbers[keep]
+    if imputed.any():
         y[imputed] = np.max(y[~imputed])
     pending = []
     for t in history.pending(exclude=exclude):
@@ -270,11 +269,11 @@ def collect_observations(
         if params:
             pending.append(space.encode(params))
     return Observations(
-        X=np.array(xs, dtype=float).reshape(len(xs), d),
+        X=X,
         y=y,
         imputed=imputed,
-        numbers=np.array(numbers, dtype=np.int64),
-        pending=np.array(pending, dtype=float).reshape(len(pending), d),
+        numbers=numbers,
+        pending=np.array(pending, dtype=float).reshape(len(pending), len(space)),
     )
 
 

@@ -33,7 +33,7 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy.special import logsumexp, ndtr, ndtri
+from scipy.special import ndtr, ndtri
 
 from tunelab.distributions import Distribution, Float, Int, ParamValue
 from tunelab.errors import ConfigError
@@ -118,7 +118,8 @@ class ParzenEstimator:
             log_k += (-0.5 * z * z - _LOG_SQRT_2PI - np.log(self.sigma)[None] - self._log_z[None]).sum(axis=2)
         for j, table in zip(self._cat, self.tables, strict=True):
             log_k += np.log(table[:, X[:, j].astype(np.int64)]).T
-        return np.asarray(logsumexp(log_k, axis=1))
+        top = log_k.max(axis=1, keepdims=True)
+        return np.asarray(np.log(np.exp(log_k - top).sum(axis=1)) + top[:, 0])
 
 
 class TPESampler(ModelBasedSampler):
@@ -172,7 +173,7 @@ class TPESampler(ModelBasedSampler):
         good, bad = order[:n_good], order[n_good:]
         min_sigma = _min_sigma(space)
         l_est = ParzenEstimator(obs.X[good], space.cat_sizes, min_sigma)
-        bad = np.sort(bad)  # by trial number: older bad trials weigh less (recent ones matter more)
+        bad = bad[np.argsort(obs.numbers[bad])]  # by trial number: older bad trials weigh less
         weights = np.concatenate([_recency_weights(len(bad)), np.ones(len(obs.pending))])
         g_est = ParzenEstimator(np.vstack([obs.X[bad], obs.pending]), space.cat_sizes, min_sigma, weights)
         candidates = space.snap(l_est.sample(rng, self.n_candidates))
