@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test bench bench-storage bench-suite install clean
+.PHONY: demo test bench bench-storage bench-suite bench-model install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,10 @@ $(BENCH_VENV)/.suite: $(BENCH_VENV)/.installed
 
 bench-suite: $(BENCH_VENV)/.suite
 	OMP_NUM_THREADS=1 $(BENCH_VENV)/bin/python benchmarks/suite.py $(BENCH_ARGS)
+
+# Per-trial cost of the TPE and GP samplers next to Optuna's (targets: at most half).
+bench-model: $(BENCH_VENV)/.suite
+	OMP_NUM_THREADS=1 $(BENCH_VENV)/bin/python benchmarks/model_overhead.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) tunelab.db tunelab.db-wal tunelab.db-shm

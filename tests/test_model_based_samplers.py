@@ -19,6 +19,7 @@ SAMPLERS: dict[str, Callable[..., ModelBasedSampler]] = {
     "tpe": tunelab.TPESampler,
     "tpe-univariate": lambda **kw: tunelab.TPESampler(multivariate=False, **kw),
     "gp": tunelab.GPSampler,
+    "auto-tpe-phase": lambda **kw: tunelab.AutoSampler(switch_at=0, **kw),
 }
 
 SPACE = {"x": Float(-5, 5), "lr": Float(1e-5, 1e-1, log=True)}

@@ -24,9 +24,9 @@ TESTS_DIR = Path(__file__).parent
 
 def test_random_search_gives_the_same_params_per_trial_number_with_any_worker_count(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'repro.db'}"
-    one = tunelab.create_study(name="one", storage=url, seed=42)
+    one = tunelab.create_study(name="one", storage=url, seed=42, sampler=tunelab.RandomSampler())
     one.optimize(quadratic, n_trials=24)
-    three = tunelab.create_study(name="three", storage=url, seed=42)
+    three = tunelab.create_study(name="three", storage=url, seed=42, sampler=tunelab.RandomSampler())
     three.optimize(quadratic, n_trials=24, n_workers=3)
     by_number = {t.number: t.params for t in three.trials}
     assert [t.params for t in one.trials] == [by_number[n] for n in range(24)]

@@ -344,14 +344,14 @@ def test_non_url_storage_gets_a_hint() -> None:
 
 
 def test_reserve_then_ask_reserved_is_ask_in_two_steps() -> None:
-    study = tunelab.create_study(seed=3)
+    study = tunelab.create_study(seed=3, sampler=tunelab.RandomSampler())
     study.enqueue({"x": 0.25})
     first, second = study.reserve_trial(), study.reserve_trial()
     assert (first.number, second.number) == (0, 1) and first.state == TrialState.RUNNING
     trial = study.ask_reserved(first.trial_id)
     assert trial.suggest_float("x", 0, 1) == 0.25  # the enqueued configuration
     study.tell(trial, 1.0)
-    other = tunelab.create_study(seed=3)
+    other = tunelab.create_study(seed=3, sampler=tunelab.RandomSampler())
     other.enqueue({"x": 0.25})
     other.tell(other.ask(), 1.0)
     expected = other.ask().suggest_float("x", 0, 1)

@@ -106,7 +106,7 @@ def test_a_worker_joins_a_postgresql_study(tmp_path: Path, pg_url: str) -> None:
     ))
     assert code == 0, err
     assert summary(out) == ("done", 8, 8, 0, 0)
-    assert "study 'pg' (minimize, RandomSampler)" in out
+    assert "study 'pg' (minimize, AutoSampler)" in out
     assert_exact(tunelab.load_study("pg", pg_url), 8)
 
 

@@ -7,7 +7,15 @@ from tunelab.distributions import Bool, Categorical, Distribution, Float, Int
 from tunelab.errors import TrialPruned
 from tunelab.execution.ray import RayExecutor
 from tunelab.records import FrozenTrial, TrialState
-from tunelab.samplers import CoarseToFineSampler, GPSampler, GridSampler, RandomSampler, Sampler, TPESampler
+from tunelab.samplers import (
+    AutoSampler,
+    CoarseToFineSampler,
+    GPSampler,
+    GridSampler,
+    RandomSampler,
+    Sampler,
+    TPESampler,
+)
 from tunelab.space import Conditional
 from tunelab.storage import InMemoryStorage, SQLStorage
 from tunelab.study import Study, create_study, delete_study, load_study
@@ -16,6 +24,7 @@ from tunelab.trial import Trial
 __version__ = "0.1.0"
 
 __all__ = [
+    "AutoSampler",
     "Bool",
     "Categorical",
     "CoarseToFineSampler",

@@ -24,7 +24,7 @@ from tunelab.errors import (
 )
 from tunelab.history import History
 from tunelab.records import FrozenTrial, StudyRecord, TrialState, check_direction
-from tunelab.samplers import RandomSampler, Sampler, sampler_from_description
+from tunelab.samplers import AutoSampler, Sampler, sampler_from_description
 from tunelab.samplers.base import SamplingContext
 from tunelab.space import SpaceEntry, space_from_json, space_to_json, unwrap, validate_space
 from tunelab.storage import BaseStorage, Curves, get_storage
@@ -414,7 +414,8 @@ def create_study(
         storage: ``'sqlite:///tunelab.db'``, any SQLAlchemy URL, a storage object, or
             None for in-memory.
         direction: 'minimize' or 'maximize'.
-        sampler: default :class:`RandomSampler`.
+        sampler: default :class:`~tunelab.samplers.AutoSampler` (a Gaussian process for the first
+            200 trials, then TPE: the best of tunelab's samplers in ``benchmarks/suite.py``).
         seed: seeds every random draw; default: a random seed, stored with the study.
         space: a declared search space used by every :meth:`Study.ask` and worker.
         load_if_exists: load the study of that name if it exists instead of failing.
@@ -437,7 +438,7 @@ def create_study(
     if space is not None:
         space = validate_space(space)
     store = get_storage(storage)
-    sampler = sampler if sampler is not None else RandomSampler()
+    sampler = sampler if sampler is not None else AutoSampler()
     system_attrs: dict[str, Any] = {"sampler": sampler.describe()}
     if space is not None:
         system_attrs["space"] = space_to_json(space)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from tunelab.errors import ConfigError
+from tunelab.samplers.auto import AutoSampler
 from tunelab.samplers.base import Sampler, SamplingContext
 from tunelab.samplers.coarse_to_fine import CoarseToFineSampler
 from tunelab.samplers.gp import GPSampler
@@ -19,6 +20,7 @@ from tunelab.samplers.random import RandomSampler
 from tunelab.samplers.tpe import TPESampler
 
 __all__ = [
+    "AutoSampler",
     "CoarseToFineSampler",
     "GPSampler",
     "GridSampler",
@@ -32,7 +34,7 @@ __all__ = [
 ]
 
 _REGISTRY: dict[str, type[Sampler]] = {
-    cls.__name__: cls for cls in (RandomSampler, GridSampler, CoarseToFineSampler, TPESampler, GPSampler)
+    cls.__name__: cls for cls in (RandomSampler, GridSampler, CoarseToFineSampler, TPESampler, GPSampler, AutoSampler)
 }
 
 
