@@ -110,3 +110,18 @@ def misconfigured(trial: tunelab.Trial) -> float:
     if trial.number == 2:
         trial.suggest_int("x", 0, 1)
     return x
+
+
+def staircase(trial: tunelab.Trial) -> float:
+    """A learning curve with a known final value: loss(step) = q + 1 / step for steps 1..27,
+    where q (enqueued, or sampled in [0, 10]) is the configuration's quality. Asks the pruner
+    after every report."""
+    q = trial.suggest_float("q", 0.0, 10.0)
+    loss = math.inf
+    for step in range(1, 28):
+        loss = q + 1.0 / step
+        trial.report(step, val_loss=loss)
+        if trial.should_prune():
+            raise tunelab.TrialPruned()
+        time.sleep(0.001)
+    return loss

@@ -6,6 +6,7 @@ The public API, re-exported; nothing else lives here.
 from tunelab.distributions import Bool, Categorical, Distribution, Float, Int
 from tunelab.errors import TrialPruned
 from tunelab.execution.ray import RayExecutor
+from tunelab.pruners import HyperbandPruner, MedianPruner, Pruner, SuccessiveHalvingPruner
 from tunelab.records import FrozenTrial, TrialState
 from tunelab.samplers import (
     AutoSampler,
@@ -34,13 +35,17 @@ __all__ = [
     "FrozenTrial",
     "GPSampler",
     "GridSampler",
+    "HyperbandPruner",
     "InMemoryStorage",
     "Int",
+    "MedianPruner",
+    "Pruner",
     "RandomSampler",
     "RayExecutor",
     "SQLStorage",
     "Sampler",
     "Study",
+    "SuccessiveHalvingPruner",
     "TPESampler",
     "Trial",
     "TrialPruned",

@@ -1,4 +1,4 @@
-"""The read-only view of a study that samplers (and later schedulers) receive.
+"""The read-only view of a study that samplers and pruners receive.
 
 Samplers never get the Study: they get a :class:`History`, which can read
 trials but cannot change anything. Finished trials never change, so the view
@@ -8,11 +8,11 @@ caches them and asks the storage only for trials it has not seen finish.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from tunelab.records import FrozenTrial, StudyRecord, TrialState, sort_key
 from tunelab.space import SpaceEntry
-from tunelab.storage.base import BaseStorage
+from tunelab.storage.base import BaseStorage, MetricPoint
 
 
 class History:
@@ -83,3 +83,8 @@ class History:
     def top(self, k: int) -> list[FrozenTrial]:
         """The ``k`` best COMPLETE trials, best first (ties by lower number)."""
         return sorted(self.completed(), key=sort_key(self.direction))[:k]
+
+    def metric_at(self, metric: str, steps: Sequence[int] | None) -> list[MetricPoint]:
+        """Every trial's value of ``metric`` at ``steps`` (all steps when None), read from the
+        storage now (not cached: running trials report all the time). For pruners."""
+        return self._storage.get_metric_at(self._study_id, metric, steps)

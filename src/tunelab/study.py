@@ -23,6 +23,7 @@ from tunelab.errors import (
     TrialStateError,
 )
 from tunelab.history import History
+from tunelab.pruners import PruneDecision, Pruner, pruner_from_description
 from tunelab.records import FrozenTrial, StudyRecord, TrialState, check_direction
 from tunelab.samplers import AutoSampler, Sampler, sampler_from_description
 from tunelab.samplers.base import SamplingContext
@@ -49,6 +50,7 @@ class Study:
         seed: every random draw of the study derives from it (stored, so a study is
             reproducible even when no seed was given).
         sampler: decides parameter values.
+        pruner: stops bad trials early (``trial.should_prune()``), or None.
     """
 
     def __init__(
@@ -57,6 +59,7 @@ class Study:
         record: StudyRecord,
         sampler: Sampler,
         space: Mapping[str, SpaceEntry] | None = None,
+        pruner: Pruner | None = None,
     ) -> None:
         self._storage = storage
         self._record = record
@@ -65,6 +68,7 @@ class Study:
         self.direction = record.direction
         self.seed = record.seed
         self.sampler = sampler
+        self.pruner = pruner
         self.space = space
         self._history = History(storage, record, space)
         self._registry: dict[str, Distribution] = {}
@@ -342,6 +346,15 @@ class Study:
     def _sample(self, ctx: SamplingContext, name: str, distribution: Distribution) -> ParamValue:
         return self.sampler.sample(self._history, ctx, name, distribution)
 
+    def _prune_decision(self, number: int, last_report: Mapping[str, float],
+                        curves: Mapping[str, Mapping[int, float]]) -> tuple[str, PruneDecision] | None:
+        """The pruner's decision on trial ``number`` after its last report: (metric, decision) or None."""
+        if self.pruner is None:
+            return None
+        metric = self.pruner.metric_of(last_report)
+        decision = self.pruner.decide(self._history, number, metric, curves[metric])
+        return None if decision is None else (metric, decision)
+
     def _trial_id(self, number: int) -> int:
         found = self._storage.get_trials(self._study_id, min_number=number)
         if not found or found[0].number != number:
@@ -406,6 +419,7 @@ def create_study(
     space: Mapping[str, SpaceEntry] | None = None,
     load_if_exists: bool = False,
     user_attrs: Mapping[str, Any] | None = None,
+    pruner: Pruner | None = None,
 ) -> Study:
     """Create a study.
 
@@ -418,6 +432,8 @@ def create_study(
             200 trials, then TPE: the best of tunelab's samplers in ``benchmarks/suite.py``).
         seed: seeds every random draw; default: a random seed, stored with the study.
         space: a declared search space used by every :meth:`Study.ask` and worker.
+        pruner: stops bad trials early, e.g. ``SuccessiveHalvingPruner(metric="val_loss")``
+            (see :mod:`tunelab.pruners`); the objective asks ``trial.should_prune()``.
         load_if_exists: load the study of that name if it exists instead of failing.
         user_attrs: JSON data to attach to the study.
 
@@ -439,7 +455,11 @@ def create_study(
         space = validate_space(space)
     store = get_storage(storage)
     sampler = sampler if sampler is not None else AutoSampler()
+    if pruner is not None and not isinstance(pruner, Pruner):
+        raise ConfigError(f"pruner must be a tunelab pruner such as MedianPruner(), got {pruner!r}")
     system_attrs: dict[str, Any] = {"sampler": sampler.describe()}
+    if pruner is not None:
+        system_attrs["pruner"] = pruner.describe()
     if space is not None:
         system_attrs["space"] = space_to_json(space)
     try:
@@ -450,14 +470,16 @@ def create_study(
     except DuplicatedStudyError:
         if not load_if_exists:
             raise
-        return load_study(name, store, sampler=sampler)
-    return Study(store, record, sampler, space)
+        return load_study(name, store, sampler=sampler, pruner=pruner)
+    return Study(store, record, sampler, space, pruner)
 
 
-def load_study(name: str, storage: str | BaseStorage | None, sampler: Sampler | None = None) -> Study:
+def load_study(
+    name: str, storage: str | BaseStorage | None, sampler: Sampler | None = None, pruner: Pruner | None = None
+) -> Study:
     """Load an existing study to resume it, join it as another worker, or read it.
 
-    Without ``sampler`` the sampler stored with the study is rebuilt.
+    Without ``sampler`` (``pruner``) the sampler (pruner) stored with the study is rebuilt.
     """
     store = get_storage(storage)
     record = store.get_study(name)
@@ -465,7 +487,9 @@ def load_study(name: str, storage: str | BaseStorage | None, sampler: Sampler | 
         sampler = sampler_from_description(record.system_attrs.get("sampler", {}))
     space_json = record.system_attrs.get("space")
     space = space_from_json(space_json) if space_json else None
-    return Study(store, record, sampler, space)
+    if pruner is None and record.system_attrs.get("pruner"):
+        pruner = pruner_from_description(record.system_attrs["pruner"])
+    return Study(store, record, sampler, space, pruner)
 
 
 def delete_study(name: str, storage: str | BaseStorage) -> None:

@@ -48,6 +48,8 @@ class Trial:
         self._ctx = SamplingContext(frozen.number, study.seed, frozen.system_attrs)
         self._plan: dict[str, ParamValue] = {}
         self._finished = False
+        self._curves: dict[str, dict[int, float]] = {}  # this trial's own reports: metric -> step -> value
+        self._last_report: dict[str, float] = {}
 
     # -- suggestions -----------------------------------------------------------------------
     def suggest_float(
@@ -173,6 +175,33 @@ class Trial:
                 raise ConfigError(f"metric '{k}' must be a number, got {v!r}") from None
         self.flush()
         self._study._storage.report(self._trial_id, int(step), clean)
+        for k, v in clean.items():
+            self._curves.setdefault(k, {})[int(step)] = v
+        self._last_report = clean
+
+    def should_prune(self) -> bool:
+        """Whether the study's pruner stops this trial after its last report; then raise
+        :class:`tunelab.TrialPruned`::
+
+            trial.report(epoch, val_loss=val_loss)
+            if trial.should_prune():
+                raise tunelab.TrialPruned()
+
+        False when the study has no pruner or nothing was reported yet. A True answer is
+        recorded with the trial (``system_attrs["pruned"]``: the step, the metric, its value and
+        the rule that fired), and the curve reported so far stays stored.
+        """
+        self._check_running()
+        if not self._last_report:
+            return False
+        found = self._study._prune_decision(self.number, self._last_report, self._curves)
+        if found is None:
+            return False
+        metric, decision = found
+        step = max(self._curves[metric])
+        self._ctx.record("pruned", {"step": step, "metric": metric, "value": self._curves[metric][step],
+                                    "rule": decision.rule, "detail": decision.detail})
+        return True
 
     def flush(self) -> None:
         """Write unsaved parameters and attributes now (``report`` and the end of the trial do)."""

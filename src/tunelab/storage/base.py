@@ -17,14 +17,26 @@ Rules every backend keeps (the conformance suite in ``tunelab.testing`` checks t
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 from tunelab.distributions import Distribution, ParamValue
 from tunelab.records import FrozenTrial, StudyRecord, StudySummary, TrialState
 
 Curves = dict[str, tuple[list[int], list[float]]]
 """metric name -> (steps, values), steps ascending."""
+
+
+class MetricPoint(NamedTuple):
+    """One trial's value of one metric at one step, as :meth:`BaseStorage.get_metric_at` returns it."""
+
+    number: int
+    """The trial's number in its study."""
+    state: TrialState
+    """The trial's state when read (a pruner compares against RUNNING trials too)."""
+    step: int
+    value: float
+    """The reported value; NaN and +-inf as reported."""
 
 
 class BaseStorage(ABC):
@@ -140,6 +152,17 @@ class BaseStorage(ABC):
     @abstractmethod
     def get_curves(self, trial_id: int) -> Curves:
         """The trial's intermediate values: metric -> (steps, values)."""
+
+    @abstractmethod
+    def get_metric_at(self, study_id: int, metric: str, steps: Sequence[int] | None = None) -> list[MetricPoint]:
+        """Values of one reported metric across a study: every trial's value of ``metric`` at ``steps``
+        (all steps when None), ordered by trial number then step. Pruners decide from these, so
+        every worker sees the same data.
+
+        Trials in every state are included (the caller filters); a trial without a value at
+        a step has no point there. An empty ``steps`` gives ``[]``. Raises StudyNotFoundError
+        for an unknown study.
+        """
 
     @abstractmethod
     def heartbeat(self, trial_id: int) -> None:

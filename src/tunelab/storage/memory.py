@@ -7,7 +7,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
@@ -22,7 +22,7 @@ from tunelab.errors import (
 )
 from tunelab.records import FrozenTrial, StudyRecord, StudySummary, TrialState, sort_key
 from tunelab.storage._json import dumps
-from tunelab.storage.base import BaseStorage, Curves
+from tunelab.storage.base import BaseStorage, Curves, MetricPoint
 
 
 def _now() -> datetime:
@@ -281,6 +281,19 @@ class InMemoryStorage(BaseStorage):
             for name, points in self._curves.get(trial_id, {}).items():
                 steps = sorted(points)
                 out[name] = (steps, [points[s] for s in steps])
+            return out
+
+    def get_metric_at(self, study_id: int, metric: str, steps: Sequence[int] | None = None) -> list[MetricPoint]:
+        wanted = None if steps is None else {int(s) for s in steps}
+        with self._lock:
+            out: list[MetricPoint] = []
+            for tid in self._study(study_id).trial_ids:  # in number order
+                points = self._curves.get(tid, {}).get(metric)
+                if not points:
+                    continue
+                t = self._trials[tid]
+                at = sorted(points) if wanted is None else sorted(wanted.intersection(points))
+                out.extend(MetricPoint(t.number, t.state, step, points[step]) for step in at)
             return out
 
     def heartbeat(self, trial_id: int) -> None:

@@ -24,7 +24,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -51,7 +51,7 @@ from tunelab.errors import (
 )
 from tunelab.records import FrozenTrial, StudyRecord, StudySummary, TrialState
 from tunelab.storage._json import dumps as _dumps
-from tunelab.storage.base import BaseStorage, Curves
+from tunelab.storage.base import BaseStorage, Curves, MetricPoint
 from tunelab.storage.sql_schema import (
     RUNNING,
     SCHEMA_VERSION,
@@ -70,6 +70,8 @@ from tunelab.storage.sql_schema import (
 __all__ = ["SCHEMA_VERSION", "SQLStorage"]
 
 _T = trials_table
+_STATES = {s.value: s for s in TrialState}
+
 
 def _time(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, timezone.utc)
@@ -622,6 +624,24 @@ class SQLStorage(BaseStorage):
             steps.append(step)
             values.append(decode_metric(value))
         return out
+
+    @_retrying
+    def get_metric_at(self, study_id: int, metric: str, steps: Sequence[int] | None = None) -> list[MetricPoint]:
+        q = self._q
+        with self._read() as conn:
+            if steps is None:
+                rows = conn.execute(q.metric_at_all_steps, {"b_study_id": study_id, "b_metric": metric}).all()
+            elif steps:
+                rows = conn.execute(q.metric_at_steps, {
+                    "b_study_id": study_id, "b_metric": metric, "b_steps": sorted({int(s) for s in steps}),
+                }).all()
+            else:
+                rows = []
+            if not rows and conn.execute(q.study_exists, {"b_study_id": study_id}).first() is None:
+                raise StudyNotFoundError(f"no study with id {study_id}")
+        return [
+            MetricPoint(number, _STATES[state], step, decode_metric(value)) for number, state, step, value in rows
+        ]
 
     @_retrying
     def heartbeat(self, trial_id: int) -> None:

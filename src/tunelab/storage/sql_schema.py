@@ -137,6 +137,18 @@ class Statements:
             _V.c.trial_id == _P("tid"), _V.c.step == _P("b_step"), _V.c.metric.in_(_P("b_metrics", expanding=True))
         )
         self.insert_values = _V.insert()
+        # One metric across a study, for pruners. Plan on SQLite, PostgreSQL and MariaDB: the
+        # study's trials by an index starting with study_id, then each trial's values by the
+        # primary key prefix (trial_id, metric[, step]): no scan of the study's other metrics.
+        metric_at = (
+            sa.select(_T.c.number, _T.c.state, _V.c.step, _V.c.value)
+            .select_from(_T.join(_V, _V.c.trial_id == _T.c.trial_id))
+            .where(_T.c.study_id == _P("b_study_id"), _V.c.metric == _P("b_metric"))
+            .order_by(_T.c.number, _V.c.step)
+        )
+        self.metric_at_all_steps = metric_at
+        self.metric_at_steps = metric_at.where(_V.c.step.in_(_P("b_steps", expanding=True)))
+        self.study_exists = sa.select(_S.c.study_id).where(_S.c.study_id == _P("b_study_id"))
         self.heartbeat = (
             _T.update().where(_T.c.trial_id == _P("tid"), _T.c.state == RUNNING).values(heartbeat_at=_P("b_now"))
         )

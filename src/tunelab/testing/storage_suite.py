@@ -47,7 +47,7 @@ from tunelab.errors import (
     TrialStateError,
 )
 from tunelab.records import FrozenTrial, TrialState
-from tunelab.storage import BaseStorage, get_storage
+from tunelab.storage import BaseStorage, MetricPoint, get_storage
 
 __all__ = ["SharedStorageSuite", "StorageSuite"]
 
@@ -155,6 +155,55 @@ def finished_trial(
     return storage.get_trial(trial.trial_id)
 
 
+C, P, F, R = TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING
+
+#: What :func:`report_pruning_curves` leaves in a study: every trial's "loss", by number then step.
+PRUNING_LOSS = [
+    MetricPoint(0, C, 0, 1.0), MetricPoint(0, C, 1, 0.5), MetricPoint(0, C, 2, 0.25),
+    MetricPoint(1, P, 0, 2.0), MetricPoint(1, P, 1, 1.5),
+    MetricPoint(3, F, 1, 3.0),
+    MetricPoint(4, R, 0, 0.75), MetricPoint(4, R, 2, 0.125),
+]
+
+
+def report_pruning_curves(storage: BaseStorage, study_id: int) -> None:
+    """Six trials as a pruner finds them: several metrics and steps, reported out of order.
+
+    ======  ========  ================================  =============================
+    number  state     "loss" at step                    other metrics
+    ======  ========  ================================  =============================
+    0       COMPLETE  0: 1.0, 1: 0.5, 2: 0.25           "acc" at 0, 1, 2
+    1       PRUNED    0: 2.0, 1: 1.5                    "acc" at 0, 1; "loss_2" at 1
+    2       WAITING   (none: a WAITING trial cannot report)
+    3       FAIL      1: 3.0                            "val_loss" at 1
+    4       RUNNING   0: 0.75, 2: 0.125                 "acc" at 2
+    5       COMPLETE  (none)                            "acc" at 0, 1, 2
+    ======  ========  ================================  =============================
+    """
+    t0, t1 = storage.create_trial(study_id), storage.create_trial(study_id)
+    storage.create_trial(study_id, state=TrialState.WAITING)
+    t3, t4, t5 = (storage.create_trial(study_id) for _ in range(3))
+    for trial, step, metrics in [
+        (t4, 2, {"loss": 0.125, "acc": 0.9}),
+        (t5, 2, {"acc": 0.3}),
+        (t1, 1, {"loss": 1.5, "loss_2": 9.0}),
+        (t0, 2, {"loss": 0.25, "acc": 0.8}),
+        (t3, 1, {"val_loss": 4.0, "loss": 3.0}),
+        (t0, 0, {"acc": 0.1, "loss": 1.0}),
+        (t4, 0, {"loss": 0.75}),
+        (t5, 0, {"acc": 0.1}),
+        (t1, 0, {"loss": 2.0, "acc": 0.2}),
+        (t0, 1, {"loss": 0.5, "acc": 0.4}),
+        (t5, 1, {"acc": 0.2}),
+        (t1, 1, {"acc": 0.3}),
+    ]:
+        storage.report(trial.trial_id, step, metrics)
+    storage.finish_trial(t0.trial_id, TrialState.COMPLETE, value=0.25)
+    storage.finish_trial(t1.trial_id, TrialState.PRUNED)
+    storage.finish_trial(t3.trial_id, TrialState.FAIL, error="failed")
+    storage.finish_trial(t5.trial_id, TrialState.COMPLETE, value=0.5)
+
+
 def fail_stale_until(
     storage: BaseStorage, study_id: int, n: int, beat: Callable[[], None]
 ) -> list[FrozenTrial]:
@@ -182,6 +231,7 @@ def exercise_every_table(storage: BaseStorage) -> None:
     storage.report(trial.trial_id, 0, {"loss": 1.0})
     storage.finish_trial(trial.trial_id, TrialState.COMPLETE, value=0.25)
     assert storage.get_curves(trial.trial_id) == {"loss": ([0], [1.0])}
+    assert storage.get_metric_at(study.study_id, "loss") == [MetricPoint(0, TrialState.COMPLETE, 0, 1.0)]
     assert storage.count_trials(study.study_id) == 1
     best = storage.get_best_trial(study.study_id, "minimize")
     assert best is not None and best.params == {"x": 0.5} and best.value == 0.25
@@ -519,6 +569,8 @@ class StorageSuite:
         assert (got.params, got.distributions, got.error) == ({text: text}, {text: Categorical([text])}, text)
         assert (got.user_attrs, got.system_attrs) == (attrs, attrs)
         assert storage.get_curves(trial.trial_id) == {text: ([0], [1.0])}
+        assert storage.get_metric_at(study_id, text) == [MetricPoint(0, TrialState.FAIL, 0, 1.0)]
+        assert storage.get_metric_at(study_id, text, [0]) == [MetricPoint(0, TrialState.FAIL, 0, 1.0)]
         assert storage.register_distribution(study_id, text, Categorical(["other"])) == Categorical([text])
         exercise_every_table(storage)
         assert storage.get_trial(trial.trial_id) == got
@@ -745,6 +797,160 @@ class StorageSuite:
         assert steps == [0, 1]
         assert values[0] == math.inf and math.isnan(values[1])
         assert storage.get_curves(trial.trial_id)["low"] == ([0], [-math.inf])
+
+    # -- one metric across a study (what pruners read) ------------------------------------
+    def test_get_metric_at_returns_every_trials_value_at_the_steps(self, storage: BaseStorage, study_id: int) -> None:
+        report_pruning_curves(storage, study_id)
+        assert storage.get_metric_at(study_id, "loss", [1]) == [
+            MetricPoint(0, C, 1, 0.5), MetricPoint(1, P, 1, 1.5), MetricPoint(3, F, 1, 3.0),
+        ]
+        assert storage.get_metric_at(study_id, "loss", [0, 2]) == [
+            p for p in PRUNING_LOSS if p.step in (0, 2)
+        ]
+
+    def test_get_metric_at_without_steps_returns_every_step(self, storage: BaseStorage, study_id: int) -> None:
+        report_pruning_curves(storage, study_id)
+        assert storage.get_metric_at(study_id, "loss") == PRUNING_LOSS
+        assert storage.get_metric_at(study_id, "loss", None) == PRUNING_LOSS
+        assert storage.get_metric_at(study_id, "val_loss") == [MetricPoint(3, F, 1, 4.0)]
+        assert [(p.number, p.step) for p in storage.get_metric_at(study_id, "acc")] == [
+            (0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (4, 2), (5, 0), (5, 1), (5, 2),
+        ]
+
+    def test_get_metric_at_includes_trials_in_every_state(self, storage: BaseStorage, study_id: int) -> None:
+        report_pruning_curves(storage, study_id)
+        states = {p.number: p.state for p in storage.get_metric_at(study_id, "acc")}
+        assert states == {0: C, 1: P, 4: R, 5: C}
+        assert {p.state for p in storage.get_metric_at(study_id, "loss")} == {C, P, F, R}
+
+    def test_get_metric_at_reads_each_trials_state_as_it_is_now(self, storage: BaseStorage, study_id: int) -> None:
+        trial = storage.create_trial(study_id)
+        storage.report(trial.trial_id, 0, {"loss": 1.0})
+        assert storage.get_metric_at(study_id, "loss") == [MetricPoint(0, R, 0, 1.0)]
+        storage.finish_trial(trial.trial_id, TrialState.PRUNED)
+        assert storage.get_metric_at(study_id, "loss") == [MetricPoint(0, P, 0, 1.0)]
+
+    def test_get_metric_at_orders_by_number_then_step_whatever_order_the_steps_come_in(
+        self, storage: BaseStorage, study_id: int
+    ) -> None:
+        report_pruning_curves(storage, study_id)
+        assert storage.get_metric_at(study_id, "loss", [2, 0, 1]) == PRUNING_LOSS
+        assert storage.get_metric_at(study_id, "loss", (2, 1, 2, 0, 1)) == PRUNING_LOSS  # each point once
+        trial = storage.create_trial(study_id)  # number 6
+        for step in (30, 10, 20, 0):
+            storage.report(trial.trial_id, step, {"loss": float(step)})
+        assert [(p.number, p.step) for p in storage.get_metric_at(study_id, "loss", [30, 0, 20, 2])] == [
+            (0, 0), (0, 2), (1, 0), (4, 0), (4, 2), (6, 0), (6, 20), (6, 30),
+        ]
+
+    def test_get_metric_at_a_step_nobody_reported_is_empty(self, storage: BaseStorage, study_id: int) -> None:
+        report_pruning_curves(storage, study_id)
+        assert storage.get_metric_at(study_id, "loss", [3]) == []
+        assert storage.get_metric_at(study_id, "loss", [3, 1, 99]) == storage.get_metric_at(study_id, "loss", [1])
+        assert storage.get_metric_at(study_id, "val_loss", [0]) == []
+
+    def test_get_metric_at_an_empty_step_list_is_empty(self, storage: BaseStorage, study_id: int) -> None:
+        report_pruning_curves(storage, study_id)
+        assert storage.get_metric_at(study_id, "loss", []) == []
+        assert storage.get_metric_at(study_id, "loss", ()) == []
+
+    def test_get_metric_at_matches_the_metric_name_exactly(self, storage: BaseStorage, study_id: int) -> None:
+        report_pruning_curves(storage, study_id)
+        assert storage.get_metric_at(study_id, "loss_2") == [MetricPoint(1, P, 1, 9.0)]
+        for name in ("nobody reported this", "los", "los_", "loss%", "%", "_", "*", ""):
+            assert storage.get_metric_at(study_id, name) == [], name
+            assert storage.get_metric_at(study_id, name, [0, 1, 2]) == [], name
+
+    def test_get_metric_at_of_a_study_without_values_is_empty(self, storage: BaseStorage, study_id: int) -> None:
+        assert storage.get_metric_at(study_id, "loss") == []
+        storage.create_trial(study_id)
+        storage.create_trial(study_id, state=TrialState.WAITING)
+        assert storage.get_metric_at(study_id, "loss") == []
+        assert storage.get_metric_at(study_id, "loss", [0]) == []
+
+    def test_get_metric_at_keeps_nan_and_inf(self, storage: BaseStorage, study_id: int) -> None:
+        trial = storage.create_trial(study_id)
+        storage.report(trial.trial_id, 0, {"loss": math.inf})
+        storage.report(trial.trial_id, 1, {"loss": -math.inf})
+        storage.report(trial.trial_id, 2, {"loss": math.nan})
+        storage.finish_trial(trial.trial_id, TrialState.PRUNED)
+        finite = storage.create_trial(study_id)
+        storage.report(finite.trial_id, 2, {"loss": 5e-324})
+        storage.report(finite.trial_id, 3, {"loss": -1.0e308})
+        points = storage.get_metric_at(study_id, "loss")
+        assert [(p.number, p.state, p.step) for p in points] == [(0, P, 0), (0, P, 1), (0, P, 2), (1, R, 2), (1, R, 3)]
+        values = [p.value for p in points]
+        assert values[:2] == [math.inf, -math.inf] and math.isnan(values[2])
+        assert values[3:] == [5e-324, -1.0e308]
+        nan, tiny = storage.get_metric_at(study_id, "loss", [2])
+        assert (nan.number, tiny.number) == (0, 1)
+        assert math.isnan(nan.value) and tiny.value == 5e-324
+        assert [p.value for p in storage.get_metric_at(study_id, "loss", [0, 1])] == [math.inf, -math.inf]
+
+    def test_get_metric_at_decodes_values_as_get_curves_does(self, storage: BaseStorage, study_id: int) -> None:
+        trial = storage.create_trial(study_id)
+        reported = [math.inf, -math.inf, math.nan, 0.0, -0.0, 5e-324, 1.7976931348623157e308, -1.7976931348623157e308]
+        for step, value in enumerate(reported):  # DBL_MAX itself is where a storage may choose (MySQL has no inf)
+            storage.report(trial.trial_id, step, {"loss": value})
+        steps, curve = storage.get_curves(trial.trial_id)["loss"]
+        points = storage.get_metric_at(study_id, "loss")
+        assert [p.step for p in points] == steps
+        assert [repr(p.value) for p in points] == [repr(v) for v in curve]
+    def test_get_metric_at_never_sees_other_studies(self, storage: BaseStorage) -> None:
+        a = storage.create_study("a", "minimize", seed=0).study_id
+        b = storage.create_study("b", "minimize", seed=0).study_id
+        empty = storage.create_study("empty", "minimize", seed=0).study_id
+        for sid, base in ((a, 10.0), (b, 20.0), (a, 30.0), (b, 40.0)):  # numbers 0, 0, 1, 1
+            trial = storage.create_trial(sid)
+            storage.report(trial.trial_id, 0, {"loss": base})
+            storage.report(trial.trial_id, 1, {"loss": base + 1})
+        assert storage.get_metric_at(a, "loss") == [
+            MetricPoint(0, R, 0, 10.0), MetricPoint(0, R, 1, 11.0),
+            MetricPoint(1, R, 0, 30.0), MetricPoint(1, R, 1, 31.0),
+        ]
+        assert storage.get_metric_at(b, "loss", [1]) == [MetricPoint(0, R, 1, 21.0), MetricPoint(1, R, 1, 41.0)]
+        assert storage.get_metric_at(empty, "loss") == []
+        assert storage.get_metric_at(empty, "loss", [0, 1]) == []
+        storage.delete_study(b)
+        assert [p.value for p in storage.get_metric_at(a, "loss")] == [10.0, 11.0, 30.0, 31.0]
+
+    def test_get_metric_at_shows_the_latest_value_of_a_step_reported_again(
+        self, storage: BaseStorage, study_id: int
+    ) -> None:
+        first, second = storage.create_trial(study_id), storage.create_trial(study_id)
+        storage.report(first.trial_id, 3, {"loss": 1.0, "acc": 0.5})
+        storage.report(second.trial_id, 3, {"loss": 7.0})
+        storage.report(first.trial_id, 3, {"loss": 0.75})
+        storage.report(first.trial_id, 3, {"acc": 0.25})  # another metric at the step: loss stays
+        storage.report(first.trial_id, 3, {"loss": 0.5})
+        storage.report(second.trial_id, 3, {"loss": math.nan})
+        storage.report(second.trial_id, 3, {"loss": 6.0})  # NaN replaced again
+        expected = [MetricPoint(0, R, 3, 0.5), MetricPoint(1, R, 3, 6.0)]
+        assert storage.get_metric_at(study_id, "loss") == expected
+        assert storage.get_metric_at(study_id, "loss", [3]) == expected
+        assert storage.get_metric_at(study_id, "acc", [3]) == [MetricPoint(0, R, 3, 0.25)]
+
+    def test_get_metric_at_returns_metric_points_of_plain_types(self, storage: BaseStorage, study_id: int) -> None:
+        trial = storage.create_trial(study_id)
+        storage.report(trial.trial_id, 2, {"loss": 1})  # an int reported: a float read back
+        storage.finish_trial(trial.trial_id, TrialState.COMPLETE, value=1.0)
+        for points in (storage.get_metric_at(study_id, "loss"), storage.get_metric_at(study_id, "loss", [2])):
+            (point,) = points
+            assert isinstance(point, MetricPoint)
+            assert point == MetricPoint(number=0, state=TrialState.COMPLETE, step=2, value=1.0)
+            assert typed(point._asdict()) == typed({"number": 0, "state": TrialState.COMPLETE, "step": 2, "value": 1.0})
+
+    @pytest.mark.parametrize("steps", [None, [0], []], ids=["all-steps", "steps", "no-steps"])
+    def test_get_metric_at_of_an_unknown_study_raises_study_not_found(
+        self, storage: BaseStorage, steps: list[int] | None
+    ) -> None:
+        gone = storage.create_study("gone", "minimize", seed=0).study_id
+        trial = storage.create_trial(gone)
+        storage.report(trial.trial_id, 0, {"loss": 1.0})
+        storage.delete_study(gone)
+        for study_id in (gone, 987654):
+            with pytest.raises(StudyNotFoundError):
+                storage.get_metric_at(study_id, "loss", steps)
 
     # -- WAITING trials --------------------------------------------------------------------
     def test_waiting_trials_are_claimed_in_number_order(self, storage: BaseStorage, study_id: int) -> None:
@@ -1126,6 +1332,7 @@ class SharedStorageSuite(StorageSuite):
             assert other.get_study("study").study_id == study_id
             assert other.get_trials(study_id) == storage.get_trials(study_id)
             assert other.get_curves(trial.trial_id) == {"loss": ([2], [0.5])}
+            assert other.get_metric_at(study_id, "loss") == [MetricPoint(0, TrialState.COMPLETE, 2, 0.5)]
             assert other.create_trial(study_id).number == 1
             assert storage.count_trials(study_id) == 2
         finally:

@@ -1,0 +1,176 @@
+"""Asynchronous successive halving (ASHA) and Hyperband (brackets of ASHA).
+
+Rungs sit at steps ``min_resource * eta ** k`` (k = 0, 1, ...; up to ``max_resource``). When a
+trial reports at a rung step, it goes on only if its value there is among the best ``1/eta``
+of every value recorded at that rung so far (its own included; trials of its bracket only):
+with ``n`` values, it must rank within the best ``max(1, n // eta)``. No trial waits for others
+(asynchronous, as in Li et al. 2020): early trials compete with fewer, later ones with more.
+The values come from the storage, so any number of workers decide alike.
+
+Hyperband (Li et al. 2018) runs several such ladders at once: bracket ``s`` starts its
+first rung ``eta ** s`` times later, so it stops less eagerly; each trial belongs to one
+bracket, chosen by its number with the weights of Hyperband's budget split (aggressive
+brackets get more trials).
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Mapping
+from typing import Any
+
+from tunelab.errors import ConfigError
+from tunelab.history import History
+from tunelab.pruners.base import PruneDecision, Pruner, better_or_equal, check_int
+
+
+def _check_eta(owner: str, eta: object) -> int:
+    if isinstance(eta, bool) or not isinstance(eta, int) or eta < 2:
+        raise ConfigError(f"{owner}(reduction_factor=...) must be an integer >= 2 (3 is usual), got {eta!r}")
+    return eta
+
+
+def rung_steps(min_resource: int, reduction_factor: int, max_resource: int | None, first_rung: int,
+               up_to: int) -> list[int]:
+    """Rung steps ``min_resource * eta ** (first_rung + k)`` up to ``up_to``, below ``max_resource``
+    (the full budget is the end of training, not a rung)."""
+    out: list[int] = []
+    k = first_rung
+    while True:
+        r = min_resource * reduction_factor**k
+        if r > up_to or (max_resource is not None and r >= max_resource):
+            return out
+        out.append(r)
+        k += 1
+
+
+class SuccessiveHalvingPruner(Pruner):
+    """ASHA: at each rung, keep the best ``1 / reduction_factor`` of the trials that reached it.
+
+    Args:
+        min_resource: the first rung's step (e.g. 1 epoch).
+        reduction_factor: eta; each rung keeps 1/eta of the trials.
+        max_resource: the full budget (e.g. 81 epochs); no rung at or past it. None: no cap.
+        min_early_stopping_rate: skip this many of the first rungs (Hyperband's bracket).
+        metric, direction: see :class:`Pruner`.
+    """
+
+    def __init__(
+        self,
+        min_resource: int = 1,
+        reduction_factor: int = 3,
+        max_resource: int | None = None,
+        min_early_stopping_rate: int = 0,
+        metric: str | None = None,
+        direction: str | None = None,
+    ) -> None:
+        super().__init__(metric, direction)
+        self.min_resource = check_int("SuccessiveHalvingPruner", "min_resource", min_resource, 1)
+        self.reduction_factor = _check_eta("SuccessiveHalvingPruner", reduction_factor)
+        if max_resource is not None:
+            check_int("SuccessiveHalvingPruner", "max_resource", max_resource, min_resource)
+        self.max_resource = max_resource
+        self.min_early_stopping_rate = check_int(
+            "SuccessiveHalvingPruner", "min_early_stopping_rate", min_early_stopping_rate, 0
+        )
+
+    def rungs(self, up_to: int) -> list[int]:
+        """The rung steps at or below ``up_to``."""
+        return rung_steps(self.min_resource, self.reduction_factor, self.max_resource,
+                          self.min_early_stopping_rate, up_to)
+
+    def decide(self, history: History, number: int, metric: str, curve: Mapping[int, float]) -> PruneDecision | None:
+        return self._decide_in(history, number, metric, curve, peers=None, label="asha")
+
+    def _decide_in(
+        self, history: History, number: int, metric: str, curve: Mapping[int, float],
+        peers: set[int] | None, label: str,
+    ) -> PruneDecision | None:
+        step = max(curve)
+        if step not in self.rungs(up_to=step):
+            return None
+        value = curve[step]
+        competing = [p.value for p in history.metric_at(metric, [step])
+                     if p.number != number and (peers is None or p.number in peers)]
+        competing.append(value)
+        direction = self.direction_for(history)
+        n_keep = max(1, len(competing) // self.reduction_factor)
+        ranked = sorted(competing, key=lambda v: (math.isnan(v), v if direction == "minimize" else -v))
+        cut = ranked[n_keep - 1]
+        if better_or_equal(value, cut, direction):
+            return None
+        return PruneDecision(
+            rule=f"{label} rung at step {step}",
+            detail=f"{metric} {value:.6g} is not among the best {n_keep} of {len(competing)} values at step {step} "
+                   f"(cut {cut:.6g}, reduction factor {self.reduction_factor})",
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(), "min_resource": self.min_resource, "reduction_factor": self.reduction_factor,
+            "max_resource": self.max_resource, "min_early_stopping_rate": self.min_early_stopping_rate,
+        }
+
+
+class HyperbandPruner(Pruner):
+    """Hyperband: brackets of ASHA with later and later first rungs; a trial's number picks its bracket.
+
+    Args:
+        min_resource: the first rung of the most aggressive bracket.
+        max_resource: the full budget (required: it sets the number of brackets).
+        reduction_factor: eta.
+        metric, direction: see :class:`Pruner`.
+    """
+
+    def __init__(
+        self,
+        min_resource: int = 1,
+        max_resource: int = 81,
+        reduction_factor: int = 3,
+        metric: str | None = None,
+        direction: str | None = None,
+    ) -> None:
+        super().__init__(metric, direction)
+        self.min_resource = check_int("HyperbandPruner", "min_resource", min_resource, 1)
+        self.max_resource = check_int("HyperbandPruner", "max_resource", max_resource, min_resource)
+        self.reduction_factor = _check_eta("HyperbandPruner", reduction_factor)
+        ratio = self.max_resource / self.min_resource
+        self.n_brackets = int(math.floor(math.log(ratio, self.reduction_factor) + 1e-9)) + 1
+        s_max = self.n_brackets - 1
+        # Bracket b (first rung min_resource * eta**b, so s_max - b halvings) gets Hyperband's
+        # share: ceil((s_max + 1) / (s_max - b + 1) * eta ** (s_max - b)) configurations.
+        self.bracket_weights = [
+            math.ceil((s_max + 1) / (s_max - b + 1) * self.reduction_factor ** (s_max - b))
+            for b in range(self.n_brackets)
+        ]
+        self.brackets = [
+            SuccessiveHalvingPruner(self.min_resource, self.reduction_factor, self.max_resource, s, metric, direction)
+            for s in range(self.n_brackets)
+        ]
+
+    def bracket_of(self, number: int) -> int:
+        """The bracket of trial ``number``: a fixed pseudo-random draw weighted by Hyperband's split."""
+        total = sum(self.bracket_weights)
+        r = zlib.crc32(f"hyperband:{number}".encode()) % total
+        for s, w in enumerate(self.bracket_weights):
+            if r < w:
+                return s
+            r -= w
+        return self.n_brackets - 1
+
+    def decide(self, history: History, number: int, metric: str, curve: Mapping[int, float]) -> PruneDecision | None:
+        s = self.bracket_of(number)
+        bracket = self.brackets[s]
+        step = max(curve)
+        if step not in bracket.rungs(up_to=step):
+            return None
+        upto = max(t.number for t in history.trials()) if history.trials() else number
+        peers = {n for n in range(upto + 1) if self.bracket_of(n) == s}
+        return bracket._decide_in(history, number, metric, curve, peers=peers, label=f"hyperband bracket {s}")
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(), "min_resource": self.min_resource, "max_resource": self.max_resource,
+            "reduction_factor": self.reduction_factor,
+        }

@@ -1,0 +1,80 @@
+"""The median stopping rule: stop a trial whose best value so far is worse than the median
+of the other trials at the same step."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from tunelab.errors import ConfigError
+from tunelab.history import History
+from tunelab.pruners.base import PruneDecision, Pruner, better_or_equal, check_int
+from tunelab.records import TrialState
+
+
+class MedianPruner(Pruner):
+    """Stop a trial when its best value up to step ``s`` is worse than the ``percentile`` of the
+    COMPLETE trials' values at ``s`` (the median by default).
+
+    Args:
+        n_startup_trials: COMPLETE trials needed before anything is stopped.
+        n_warmup_steps: steps below this never stop (early epochs are noisy).
+        interval_steps: decide only every this many steps after the warm-up.
+        percentile: 50 is the median; a lower percentile (for minimisation: a stricter cut
+            towards the best) stops more trials. Always read as "the fraction of trials a
+            surviving trial must beat", whatever the direction.
+        min_trials: COMPLETE trials with a value at the step needed to decide there.
+        metric, direction: see :class:`Pruner`.
+    """
+
+    def __init__(
+        self,
+        n_startup_trials: int = 5,
+        n_warmup_steps: int = 0,
+        interval_steps: int = 1,
+        percentile: float = 50.0,
+        min_trials: int = 1,
+        metric: str | None = None,
+        direction: str | None = None,
+    ) -> None:
+        super().__init__(metric, direction)
+        self.n_startup_trials = check_int("MedianPruner", "n_startup_trials", n_startup_trials, 0)
+        self.n_warmup_steps = check_int("MedianPruner", "n_warmup_steps", n_warmup_steps, 0)
+        self.interval_steps = check_int("MedianPruner", "interval_steps", interval_steps, 1)
+        self.min_trials = check_int("MedianPruner", "min_trials", min_trials, 1)
+        if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not 0 <= percentile <= 100:
+            raise ConfigError(f"MedianPruner(percentile=...) must be a number in [0, 100], got {percentile!r}")
+        self.percentile = float(percentile)
+
+    def decide(self, history: History, number: int, metric: str, curve: Mapping[int, float]) -> PruneDecision | None:
+        step = max(curve)
+        if step < self.n_warmup_steps or (step - self.n_warmup_steps) % self.interval_steps:
+            return None
+        if len(history.trials((TrialState.COMPLETE,))) < self.n_startup_trials:
+            return None
+        others = [p.value for p in history.metric_at(metric, [step])
+                  if p.number != number and p.state == TrialState.COMPLETE and not np.isnan(p.value)]
+        own = [v for v in curve.values() if not np.isnan(v)]
+        if not own:
+            return PruneDecision(rule=f"median at step {step}", detail=f"{metric} is NaN at every step so far")
+        if len(others) < self.min_trials:
+            return None
+        direction = self.direction_for(history)
+        best = min(own) if direction == "minimize" else max(own)
+        q = self.percentile if direction == "minimize" else 100.0 - self.percentile
+        cut = float(np.percentile(others, q))
+        if better_or_equal(best, cut, direction):
+            return None
+        return PruneDecision(
+            rule=f"median at step {step}",
+            detail=f"best {metric} so far {best:.6g} is worse than the {self.percentile:g}th percentile "
+                   f"{cut:.6g} of {len(others)} complete trials at step {step}",
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(), "n_startup_trials": self.n_startup_trials, "n_warmup_steps": self.n_warmup_steps,
+            "interval_steps": self.interval_steps, "percentile": self.percentile, "min_trials": self.min_trials,
+        }

@@ -1,0 +1,196 @@
+"""Pruners on deterministic synthetic learning curves: median rule, ASHA (1 and 4 workers), Hyperband."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+import tunelab
+from objectives import staircase
+from tunelab import HyperbandPruner, MedianPruner, SuccessiveHalvingPruner, TrialState
+from tunelab.errors import ConfigError
+from tunelab.pruners import pruner_from_description
+from tunelab.pruners.asha import rung_steps
+
+QUALITIES = [5.0, 3.0, 8.0, 1.0, 7.0, 2.0, 9.0, 4.0, 6.0, 0.5, 8.5, 2.5]
+
+
+def run_enqueued(study: tunelab.Study, qualities: list[float], **optimize: object) -> None:
+    for q in qualities:
+        study.enqueue({"q": q})
+    study.optimize(staircase, n_trials=len(qualities), **optimize)  # type: ignore[arg-type]
+
+
+def pruned_step(trial: tunelab.FrozenTrial) -> int | None:
+    return trial.system_attrs["pruned"]["step"] if trial.state == TrialState.PRUNED else None
+
+
+def asha_oracle(qualities: list[float], rungs: list[int], eta: int) -> list[int | None]:
+    """Sequential ASHA written out plainly: where each trial stops (None: runs to the end)."""
+    at_rung: dict[int, list[float]] = {r: [] for r in rungs}
+    stops: list[int | None] = []
+    for q in qualities:
+        stop = None
+        for r in rungs:
+            value = q + 1.0 / r
+            values = sorted([*at_rung[r], value])
+            at_rung[r].append(value)
+            if value > values[max(1, len(values) // eta) - 1]:
+                stop = r
+                break
+        stops.append(stop)
+    return stops
+
+
+def test_rungs_are_powers_of_eta_below_the_full_budget() -> None:
+    assert rung_steps(1, 3, 27, 0, up_to=100) == [1, 3, 9]
+    assert rung_steps(1, 3, None, 0, up_to=30) == [1, 3, 9, 27]
+    assert rung_steps(2, 2, 32, 1, up_to=100) == [4, 8, 16]
+
+
+def test_asha_with_one_worker_stops_each_trial_at_the_right_rung() -> None:
+    study = tunelab.create_study(sampler=tunelab.RandomSampler(), seed=0,
+                                 pruner=SuccessiveHalvingPruner(min_resource=1, reduction_factor=3, max_resource=27))
+    run_enqueued(study, QUALITIES)
+    trials = study.trials
+    assert [pruned_step(t) for t in trials] == asha_oracle(QUALITIES, [1, 3, 9], 3)
+    best = min(range(len(QUALITIES)), key=QUALITIES.__getitem__)
+    assert trials[best].state == TrialState.COMPLETE and trials[best].value == pytest.approx(0.5 + 1 / 27)
+    assert sum(t.state == TrialState.PRUNED for t in trials) >= len(QUALITIES) // 2
+    for t in trials:  # a pruned trial keeps its curve up to the step where it stopped
+        steps, _ = study.get_curves(t.number)["val_loss"]
+        assert steps[-1] == (pruned_step(t) or 27)
+        if t.state == TrialState.PRUNED:
+            assert t.system_attrs["pruned"]["metric"] == "val_loss"
+            assert "asha rung" in t.system_attrs["pruned"]["rule"]
+
+
+def test_asha_with_four_workers_keeps_the_best_and_stops_only_at_rungs(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'asha.db'}"
+    pruner = SuccessiveHalvingPruner(min_resource=1, reduction_factor=3, max_resource=27)
+    study = tunelab.create_study(name="asha", storage=url, sampler=tunelab.RandomSampler(), seed=0, pruner=pruner)
+    qualities = QUALITIES * 2
+    run_enqueued(study, qualities, n_workers=4)
+    trials = study.trials
+    assert len(trials) == len(qualities)
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    for t in trials:
+        if t.params["q"] == min(qualities):
+            assert t.state == TrialState.COMPLETE  # never worse than anyone: always kept
+        if t.state == TrialState.PRUNED:
+            step = pruned_step(t)
+            assert step in (1, 3, 9)
+            # Decided from stored data: at least one value at that rung beat it.
+            rivals = [p.value for p in study.storage.get_metric_at(study._study_id, "val_loss", [step])
+                      if p.number != t.number]
+            assert any(v < t.params["q"] + 1 / step for v in rivals)
+    completed = sum(t.state == TrialState.COMPLETE for t in trials)
+    assert completed <= len(qualities) // 2
+
+
+def test_median_rule_stops_trials_worse_than_the_median_after_warm_up() -> None:
+    pruner = MedianPruner(n_startup_trials=3, n_warmup_steps=2)
+    study = tunelab.create_study(sampler=tunelab.RandomSampler(), seed=0, pruner=pruner)
+    run_enqueued(study, [1.0, 2.0, 3.0, 2.5, 1.5, 9.0])
+    trials = study.trials
+    assert [t.state for t in trials[:3]] == [TrialState.COMPLETE] * 3  # start-up trials
+    assert trials[3].state == TrialState.PRUNED and pruned_step(trials[3]) == 2  # 2.5 + 1/2 > median 2 + 1/2
+    assert trials[4].state == TrialState.COMPLETE  # better than the median
+    assert trials[5].state == TrialState.PRUNED and pruned_step(trials[5]) == 2  # not before the warm-up
+    assert "median" in trials[5].system_attrs["pruned"]["rule"]
+
+
+def test_maximize_direction_is_respected() -> None:
+    pruner = MedianPruner(n_startup_trials=2, metric="acc", direction="maximize")
+    study = tunelab.create_study(sampler=tunelab.RandomSampler(), seed=0, pruner=pruner)
+
+    def objective(trial: tunelab.Trial) -> float:
+        q = trial.suggest_float("q", 0, 1)
+        for step in range(5):
+            trial.report(step, acc=q, loss=1 - q)
+            if trial.should_prune():
+                raise tunelab.TrialPruned()
+        return q
+
+    for q in (0.5, 0.7, 0.9, 0.2):
+        study.enqueue({"q": q})
+    study.optimize(objective, n_trials=4)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3 + [TrialState.PRUNED]
+
+
+def test_hyperband_brackets_get_hyperbands_budget_split_and_later_first_rungs() -> None:
+    pruner = HyperbandPruner(min_resource=1, max_resource=81, reduction_factor=3)
+    assert pruner.n_brackets == 5
+    assert pruner.bracket_weights == [81, 34, 15, 8, 5]  # Li et al. 2018, R = 81, eta = 3
+    assert [b.rungs(up_to=81) for b in pruner.brackets] == [[1, 3, 9, 27], [3, 9, 27], [9, 27], [27], []]
+    counts = [0] * 5
+    for n in range(14_300):
+        counts[pruner.bracket_of(n)] += 1
+    for count, weight in zip(counts, pruner.bracket_weights, strict=True):
+        assert count / 14_300 == pytest.approx(weight / 143, abs=0.02)
+
+
+def test_hyperband_trials_compete_only_within_their_bracket() -> None:
+    pruner = HyperbandPruner(min_resource=1, max_resource=27, reduction_factor=3)
+    study = tunelab.create_study(sampler=tunelab.RandomSampler(), seed=0, pruner=pruner)
+    qualities = QUALITIES * 2
+    run_enqueued(study, qualities)
+    by_bracket: dict[int, list[float]] = {}
+    for t in study.trials:
+        b = pruner.bracket_of(t.number)
+        by_bracket.setdefault(b, []).append(t.params["q"])
+        step = pruned_step(t)
+        if step is not None:
+            assert step in pruner.brackets[b].rungs(up_to=27)
+            assert f"bracket {b}" in t.system_attrs["pruned"]["rule"]
+    for b, qs in by_bracket.items():  # the best of each bracket survives
+        best = min(qs)
+        winners = [t for t in study.trials if pruner.bracket_of(t.number) == b and t.params["q"] == best]
+        assert all(t.state == TrialState.COMPLETE for t in winners)
+
+
+def test_pruner_is_stored_and_rebuilt_by_load_study(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    pruner = SuccessiveHalvingPruner(min_resource=2, reduction_factor=4, max_resource=64, metric="val_loss")
+    tunelab.create_study(name="p", storage=url, seed=0, pruner=pruner)
+    loaded = tunelab.load_study("p", storage=url)
+    assert loaded.pruner is not None and loaded.pruner.describe() == pruner.describe()
+    for p in (MedianPruner(percentile=25.0), HyperbandPruner(max_resource=27)):
+        assert pruner_from_description(p.describe()).describe() == p.describe()
+
+
+def test_several_metrics_need_the_pruning_metric_named() -> None:
+    study = tunelab.create_study(seed=0, pruner=MedianPruner())
+    trial = study.ask()
+    trial.report(0, train_loss=1.0, val_loss=2.0)
+    with pytest.raises(ConfigError, match="name the one that drives early stopping"):
+        trial.should_prune()
+    named = tunelab.create_study(seed=0, pruner=MedianPruner(metric="val_acc"))
+    other = named.ask()
+    other.report(0, val_loss=1.0)
+    with pytest.raises(ConfigError, match="val_acc"):
+        other.should_prune()
+
+
+def test_without_a_pruner_or_a_report_nothing_is_pruned() -> None:
+    study = tunelab.create_study(seed=0)
+    trial = study.ask()
+    assert not trial.should_prune()
+    trial.report(0, loss=math.nan)
+    assert not trial.should_prune()
+
+
+@pytest.mark.parametrize("make", [
+    lambda: SuccessiveHalvingPruner(reduction_factor=1),
+    lambda: SuccessiveHalvingPruner(min_resource=0),
+    lambda: SuccessiveHalvingPruner(min_resource=4, max_resource=2),
+    lambda: HyperbandPruner(max_resource=0),
+    lambda: MedianPruner(percentile=150),
+    lambda: MedianPruner(n_warmup_steps=-1),
+    lambda: MedianPruner(direction="up"),
+])
+def test_bad_settings_are_refused(make) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError):
+        make()
