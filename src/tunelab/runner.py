@@ -167,7 +167,8 @@ class _Heartbeat:
                 logger.debug("heartbeat failed", exc_info=True)
 
     def __enter__(self) -> _Heartbeat:
-        self._thread.start()
+        if not self._thread.is_alive() and self._thread.ident is None:  # entering twice starts it once
+            self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -194,8 +195,26 @@ def run_trial(
 
     With ``trial_id`` (from :meth:`Study.reserve_trial`), run that trial instead of asking for one.
     """
-    trial = study.ask(settings.space) if trial_id is None else study.ask_reserved(trial_id, settings.space)
+    reserved = study.reserve_trial() if trial_id is None else None
+    tid = reserved.trial_id if reserved is not None else trial_id
+    assert tid is not None
     hb = settings.heartbeat
+    # The heartbeat starts before the sampler plans: a model-based sampler may take a while
+    # (a GP fit), and a silent trial would look lost to the other workers.
+    beat = _Heartbeat(study.storage, tid, hb[0]) if hb is not None else None
+    if beat is not None:
+        beat.__enter__()
+    try:
+        trial = (study._start(reserved, settings.space) if reserved is not None
+                 else study.ask_reserved(tid, settings.space))
+    except BaseException as e:
+        if beat is not None:
+            beat.__exit__()
+        if not isinstance(e, TrialStateError):
+            raise
+        # Marked lost by another worker while the sampler planned (it already counts as FAIL).
+        logger.warning("trial with id %d was marked lost while its parameters were planned", tid)
+        return TrialOutcome(tid, reserved.number if reserved is not None else -1, TrialState.FAIL.value, None, "lost")
     state: TrialState | None = None
     value: Any = None
     error: str | None = None
@@ -203,7 +222,7 @@ def run_trial(
     try:  # from here on, whatever happens, the trial is told how it ended
         if on_start is not None:
             on_start(trial._trial_id, trial.number)
-        with _Heartbeat(study.storage, trial._trial_id, hb[0]) if hb is not None else nullcontext():
+        with beat if beat is not None else nullcontext():
             try:
                 value = objective(trial)
             except TrialPruned:

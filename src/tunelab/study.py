@@ -204,10 +204,14 @@ class Study:
                 f"trial {frozen.number} is {frozen.state.value}, not RUNNING; ask_reserved() needs a "
                 "trial id from reserve_trial() that nobody has finished"
             )
+        return self._start(frozen, space)
+
+    def _start(self, frozen: FrozenTrial, space: Mapping[str, SpaceEntry] | None) -> Trial:
+        """The live Trial of a trial just reserved (validates ``space``; fails the trial if it is bad)."""
         try:
             space = validate_space(space) if space is not None else None
         except ConfigError as e:
-            self._storage.finish_trial(trial_id, TrialState.FAIL, error=f"could not start: {e}")
+            self._storage.finish_trial(frozen.trial_id, TrialState.FAIL, error=f"could not start: {e}")
             raise
         return self._prepare(frozen, space)
 
