@@ -23,6 +23,8 @@ class History:
         direction: 'minimize' or 'maximize'.
         seed: the study's seed (every random draw derives from it).
         space: the declared search space, or None for define-by-run objectives.
+        pruning: when the study has a pruner, ``(metric, direction)`` of the metric that drives
+            early stopping (metric None when the pruner did not name it); else None.
     """
 
     def __init__(
@@ -37,6 +39,7 @@ class History:
         self.direction = study.direction
         self.seed = study.seed
         self.space = space
+        self.pruning: tuple[str | None, str] | None = None
         self._finished: dict[int, FrozenTrial] = {}
         self._prefix = 0  # every trial numbered below this is finished and cached
         self._trials: list[FrozenTrial] | None = None

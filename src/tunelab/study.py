@@ -71,6 +71,8 @@ class Study:
         self.pruner = pruner
         self.space = space
         self._history = History(storage, record, space)
+        if pruner is not None:
+            self._history.pruning = (pruner.metric, pruner.direction or record.direction)
         self._registry: dict[str, Distribution] = {}
         # Heartbeat settings of the running optimize() call (None: no heartbeats).
         self._heartbeat: tuple[float, float, bool] | None = None

@@ -277,6 +277,63 @@ def collect_observations(
     )
 
 
+FIDELITY_KEY = "model_fidelity"
+"""System attribute: the rung (metric, step, points) a proposal's model was fitted on."""
+
+
+def collect_rung_observations(
+    history: History,
+    space: EncodedSpace,
+    metric: str,
+    direction: str,
+    min_points: int,
+    *,
+    exclude: int | None = None,
+    failed: str = "worst",
+) -> tuple[Observations, int] | None:
+    """Observations at the highest step that ``min_points`` trials reached (BOHB's rule), for
+    studies whose pruner stops most trials before they complete.
+
+    ``y`` is each trial's ``metric`` at that step (as a loss, by ``direction``); trials pruned
+    or failed before it count as the worst value there (or are left out: ``failed='ignore'``).
+    Returns the observations and the step, or None when no step has ``min_points`` values.
+    """
+    points = [p for p in history.metric_at(metric, None) if not math.isnan(p.value)]
+    reached: dict[int, dict[int, float]] = {}
+    for p in points:
+        reached.setdefault(p.step, {})[p.number] = p.value
+    steps = sorted((s for s, v in reached.items() if len(v) >= min_points), reverse=True)
+    if not steps:
+        return None
+    step = steps[0]
+    at_step = reached[step]
+    sign = 1.0 if direction == "minimize" else -1.0
+    by_number = {t.number: t for t in history.trials()}
+    rows, ys, bad, numbers = [], [], [], []
+    for number, t in by_number.items():
+        if number in at_step:
+            rows.append(space.encode(t.params))
+            ys.append(sign * at_step[number])
+            bad.append(False)
+        elif t.state.is_finished and failed == "worst":  # stopped (or failed) before reaching the step
+            rows.append(space.encode(t.params))
+            ys.append(math.nan)
+            bad.append(True)
+        else:
+            continue
+        numbers.append(number)
+    y = np.array(ys, dtype=float)
+    imputed = np.array(bad, dtype=bool)
+    if imputed.any():
+        y[imputed] = np.max(y[~imputed])
+    base = collect_observations(history, space, exclude=exclude, failed=failed)
+    X = np.array(rows, dtype=float).reshape(len(rows), len(space))
+    keep = ~np.isnan(X).all(axis=1) if len(space) else np.ones(len(y), dtype=bool)
+    obs = Observations(X=X[keep], y=y[keep], imputed=imputed[keep],
+                       numbers=np.array(numbers, dtype=np.int64)[keep], pending=base.pending)
+    return obs, step
+
+
 class ModelBasedSampler(Sampler):
     """Base class of samplers that fit a model to the trials so far and propose from it.
 
@@ -318,6 +375,15 @@ class ModelBasedSampler(Sampler):
         if space is None:
             return {}
         obs = collect_observations(history, space, exclude=trial.number, failed=self.failed, cache=self._cache)
+        enough = max(self.n_startup_trials, len(space) + 2)
+        metric, direction = history.pruning or (None, history.direction)
+        if obs.n_measured < enough and metric is not None:
+            # Few trials complete under a pruner: fit on the highest rung with enough points (BOHB).
+            rung = collect_rung_observations(history, space, metric, direction, enough,
+                                             exclude=trial.number, failed=self.failed)
+            if rung is not None and rung[0].n_measured > obs.n_measured:
+                obs = rung[0]
+                trial.record(FIDELITY_KEY, {"metric": metric, "step": rung[1], "points": obs.n_measured})
         if obs.n_measured < self.n_startup_trials:
             row = space.startup_point(trial.number, trial.seed)
         else:
