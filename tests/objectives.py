@@ -125,3 +125,57 @@ def staircase(trial: tunelab.Trial) -> float:
             raise tunelab.TrialPruned()
         time.sleep(0.001)
     return loss
+
+
+def checkpointing(trial: tunelab.Trial) -> float:
+    """Checkpoints a tiny torch model at steps 0, 1, 2 with save_torch, loads the latest back
+    into a fresh model, and records its process id, folder and the step it restored."""
+    import torch
+
+    from tunelab.checkpoints import load_torch, save_torch
+
+    torch.set_num_threads(1)
+    torch.manual_seed(trial.number)
+    x = trial.suggest_float("x", 0, 1)
+    model = torch.nn.Linear(2, 1)
+    for step in range(3):
+        with trial.checkpoint(step) as folder:
+            (folder / "owner.txt").write_text(f"{os.getpid()} {trial.number} {step}")
+            save_torch(folder, model, extra={"step": step})
+    latest = trial.latest_checkpoint()
+    assert latest is not None
+    restored = torch.nn.Linear(2, 1)
+    extra = load_torch(latest.path, restored)
+    assert torch.equal(restored.weight, model.weight)
+    trial.set_user_attr("pid", os.getpid())
+    trial.set_user_attr("checkpoint_dir", str(trial.checkpoint_dir))
+    trial.set_user_attr("restored_step", extra["step"])
+    return x
+
+
+PBT_RULES = tunelab.PopulationBasedTraining(interval=2, metric="score", direction="maximize", quantile=0.25)
+
+
+def pbt_member(trial: tunelab.Trial) -> float:
+    """A population member whose 'model' is a running score: each step adds its lr. The state is
+    checkpointed as JSON; exploiting loads the parent's score and continues with new params."""
+    import json
+
+    member = PBT_RULES.member(trial)
+    deadline = time.monotonic() + 60  # a population trains together: wait for the 4 members to start
+    while len(trial.study.get_trials((tunelab.TrialState.RUNNING, tunelab.TrialState.COMPLETE))) < 4:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the population's 4 members did not all start")
+        time.sleep(0.05)
+    score = 0.0
+    for step in range(1, 13):
+        score += float(member.params["lr"])
+        trial.report(step, score=score)
+        time.sleep(0.02)
+        if member.due(step):
+            with trial.checkpoint(step) as folder:
+                (folder / "state.json").write_text(json.dumps(score))
+            change = member.exploit_and_explore(step)
+            if change is not None:
+                score = json.loads((change.checkpoint / "state.json").read_text())
+    return score

@@ -3,9 +3,11 @@
 The public API, re-exported; nothing else lives here.
 """
 
+from tunelab.checkpoints import CheckpointPolicy, load_torch, save_torch
 from tunelab.distributions import Bool, Categorical, Distribution, Float, Int
 from tunelab.errors import TrialPruned
 from tunelab.execution.ray import RayExecutor
+from tunelab.pbt import PopulationBasedTraining
 from tunelab.pruners import HyperbandPruner, MedianPruner, Pruner, SuccessiveHalvingPruner
 from tunelab.records import FrozenTrial, TrialState
 from tunelab.samplers import (
@@ -28,6 +30,7 @@ __all__ = [
     "AutoSampler",
     "Bool",
     "Categorical",
+    "CheckpointPolicy",
     "CoarseToFineSampler",
     "Conditional",
     "Distribution",
@@ -39,6 +42,7 @@ __all__ = [
     "InMemoryStorage",
     "Int",
     "MedianPruner",
+    "PopulationBasedTraining",
     "Pruner",
     "RandomSampler",
     "RayExecutor",
@@ -53,4 +57,6 @@ __all__ = [
     "create_study",
     "delete_study",
     "load_study",
+    "load_torch",
+    "save_torch",
 ]

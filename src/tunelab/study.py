@@ -7,12 +7,15 @@ storage does) or run processes (the executor does).
 from __future__ import annotations
 
 import math
+import os
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tunelab.checkpoints import Checkpoint, CheckpointPolicy, new_study_folder, remove_study_folder, store_for_study
 from tunelab.distributions import Distribution, ParamValue
 from tunelab.errors import (
     ConfigError,
@@ -24,7 +27,7 @@ from tunelab.errors import (
 )
 from tunelab.history import History
 from tunelab.pruners import PruneDecision, Pruner, pruner_from_description
-from tunelab.records import FrozenTrial, StudyRecord, TrialState, check_direction
+from tunelab.records import FrozenTrial, StudyRecord, TrialState, check_direction, sort_key
 from tunelab.samplers import AutoSampler, Sampler, sampler_from_description
 from tunelab.samplers.base import SamplingContext
 from tunelab.space import SpaceEntry, space_from_json, space_to_json, unwrap, validate_space
@@ -51,6 +54,8 @@ class Study:
             reproducible even when no seed was given).
         sampler: decides parameter values.
         pruner: stops bad trials early (``trial.should_prune()``), or None.
+        artifact_dir: this study's own folder (checkpoints: ``trial-<n>/step-<s>/``).
+        checkpoint_policy: which checkpoints are kept (:class:`~tunelab.checkpoints.CheckpointPolicy`).
     """
 
     def __init__(
@@ -73,6 +78,9 @@ class Study:
         self._history = History(storage, record, space)
         if pruner is not None:
             self._history.pruning = (pruner.metric, pruner.direction or record.direction)
+        self._checkpoints = store_for_study(record.system_attrs, storage.url, record.name)
+        self.artifact_dir: Path = self._checkpoints.root
+        self.checkpoint_policy: CheckpointPolicy = self._checkpoints.policy
         self._registry: dict[str, Distribution] = {}
         # Heartbeat settings of the running optimize() call (None: no heartbeats).
         self._heartbeat: tuple[float, float, bool] | None = None
@@ -132,6 +140,24 @@ class Study:
     def get_curves(self, number: int) -> Curves:
         """The learning curves trial ``number`` reported: metric -> (steps, values)."""
         return self._storage.get_curves(self._trial_id(number))
+
+    def checkpoints(self, number: int) -> list[Checkpoint]:
+        """Trial ``number``'s stored checkpoints, ``(step, path)`` pairs, oldest step first."""
+        return self._checkpoints.checkpoints(number)
+
+    def checkpoint_path(self, number: int, step: int | None = None) -> Path:
+        """The folder of trial ``number``'s checkpoint at ``step`` (its newest when None), e.g. for
+        population-based training to copy a better trial's state. TrialNotFoundError if none is
+        kept. Read it soon: the owner's next checkpoints may delete it (``keep_last``).
+        """
+        found = self._checkpoints.find(number, step)
+        if found is None:
+            at = "any step" if step is None else f"step {step}"
+            raise TrialNotFoundError(
+                f"study {self.name!r} keeps no checkpoint of trial {number} at {at}; "
+                f"study.checkpoints({number}) lists those it keeps"
+            )
+        return found.path
 
     def trials_dataframe(self) -> pd.DataFrame:
         """The trials as a pandas DataFrame, one row per trial (needs pandas)."""
@@ -253,6 +279,9 @@ class Study:
             raise ConfigError(f"tell() needs the Trial returned by ask(), got {trial!r}")
         final_state, final_value, final_error = _judge(value, state, error)
         trial._finish(final_state, final_value, final_error)
+        # The runner records Ctrl-C and stopped workers as "interrupted: ...": keep those resumable.
+        interrupted = final_state == TrialState.FAIL and (final_error or "").startswith("interrupted")
+        self._checkpoints.retire(trial.number, final_state, interrupted, self._ranked_complete)
         return FrozenTrial(
             number=trial.number, state=final_state, value=final_value, params=trial.params,
             distributions=trial.distributions, user_attrs=trial.user_attrs,
@@ -329,6 +358,10 @@ class Study:
         optimize(self, objective, settings, load_study)
 
     # -- services for Trial (not public) --------------------------------------------------
+    def _ranked_complete(self) -> list[int]:
+        self._history.invalidate()
+        return [t.number for t in sorted(self._history.completed(), key=sort_key(self.direction))]
+
     def _known_distribution(self, name: str) -> Distribution | None:
         if name in self._registry:
             return self._registry[name]
@@ -426,6 +459,8 @@ def create_study(
     load_if_exists: bool = False,
     user_attrs: Mapping[str, Any] | None = None,
     pruner: Pruner | None = None,
+    artifact_dir: str | os.PathLike[str] | None = None,
+    checkpoint_policy: CheckpointPolicy | None = None,
 ) -> Study:
     """Create a study.
 
@@ -442,6 +477,11 @@ def create_study(
             (see :mod:`tunelab.pruners`); the objective asks ``trial.should_prune()``.
         load_if_exists: load the study of that name if it exists instead of failing.
         user_attrs: JSON data to attach to the study.
+        artifact_dir: where studies keep files; this one gets its own folder inside,
+            ``<name>-<8 hex digits>`` (``study.artifact_dir``). Default: ``<file>.artifacts``
+            beside an SQLite file, else ``./tunelab-artifacts``. Every worker must reach it. A study
+            loaded by ``load_if_exists`` keeps its stored folder and ``checkpoint_policy``.
+        checkpoint_policy: which checkpoints are kept; default ``CheckpointPolicy(keep_last=2)``.
 
     Example::
 
@@ -463,7 +503,15 @@ def create_study(
     sampler = sampler if sampler is not None else AutoSampler()
     if pruner is not None and not isinstance(pruner, Pruner):
         raise ConfigError(f"pruner must be a tunelab pruner such as MedianPruner(), got {pruner!r}")
-    system_attrs: dict[str, Any] = {"sampler": sampler.describe()}
+    if checkpoint_policy is not None and not isinstance(checkpoint_policy, CheckpointPolicy):
+        raise ConfigError(
+            f"checkpoint_policy must be a tunelab.checkpoints.CheckpointPolicy, got {checkpoint_policy!r}"
+        )
+    system_attrs: dict[str, Any] = {
+        "sampler": sampler.describe(),
+        "artifact_dir": str(new_study_folder(artifact_dir, store.url, name)),
+        "checkpoint_policy": (checkpoint_policy or CheckpointPolicy()).describe(),
+    }
     if pruner is not None:
         system_attrs["pruner"] = pruner.describe()
     if space is not None:
@@ -499,6 +547,8 @@ def load_study(
 
 
 def delete_study(name: str, storage: str | BaseStorage) -> None:
-    """Delete a study and all its trials."""
+    """Delete a study, all its trials and its folder of checkpoints."""
     store = get_storage(storage)
-    store.delete_study(store.get_study(name).study_id)
+    record = store.get_study(name)
+    store.delete_study(record.study_id)
+    remove_study_folder(record.system_attrs)

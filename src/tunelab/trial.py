@@ -11,8 +11,11 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tunelab.checkpoints import Checkpoint
 from tunelab.distributions import Bool, Categorical, Distribution, Float, Int, ParamValue
 from tunelab.errors import ConfigError, DistributionConflictError, InvalidDistributionError, TrialStateError
 from tunelab.records import FrozenTrial, TrialState
@@ -146,6 +149,42 @@ class Trial:
     def system_attrs(self) -> dict[str, Any]:
         """What tunelab recorded for this trial (e.g. the sampler's stage and ranges)."""
         return dict(self._ctx.recorded)
+
+    @property
+    def study(self) -> Study:
+        """The study this trial belongs to (e.g. to read another trial's checkpoint)."""
+        return self._study
+
+    # -- checkpoints -------------------------------------------------------------------------
+    @property
+    def checkpoint_dir(self) -> Path:
+        """This trial's folder, ``<study.artifact_dir>/trial-<number>`` (created on first use).
+
+        Checkpoints go in ``step-<step>/`` folders inside it, through :meth:`checkpoint`; other
+        files may be put there too (they survive the retention policy).
+        """
+        return self._study._checkpoints.trial_dir(self.number, create=not self._finished)
+
+    def checkpoint(self, step: int) -> AbstractContextManager[Path]:
+        """A fresh folder to write the checkpoint of ``step`` into, atomically::
+
+            with trial.checkpoint(epoch) as folder:
+                tunelab.checkpoints.save_torch(folder, model, optimizer, scheduler)
+
+        It becomes ``checkpoint_dir / f"step-{step}"`` when the block ends without an exception
+        (nothing is kept otherwise). This trial's checkpoints after ``step`` are then deleted (a
+        roll-back's abandoned future) and the study's policy keeps the ``keep_last`` newest.
+        """
+        self._check_running()
+        return self._study._checkpoints.write(self.number, step)
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """This trial's stored checkpoints, ``(step, path)`` pairs, oldest step first."""
+        return self._study._checkpoints.checkpoints(self.number)
+
+    def latest_checkpoint(self) -> Checkpoint | None:
+        """This trial's newest checkpoint, ``(step, path)``, or None (e.g. to resume)."""
+        return self._study._checkpoints.find(self.number)
 
     # -- writing ---------------------------------------------------------------------------
     def set_user_attr(self, key: str, value: Any) -> None:

@@ -1,0 +1,475 @@
+"""Checkpoints: where trials keep their state on disk, how it is written, and what is kept.
+
+A study owns one folder (``study.artifact_dir``); each trial has ``trial-<number>/`` inside
+it and each checkpoint is ``trial-<number>/step-<step>/``, written atomically (into a hidden
+temporary folder that is renamed into place), so a reader never sees half a checkpoint.
+:class:`CheckpointPolicy` decides what is deleted and when. :func:`save_torch` and
+:func:`load_torch` put a PyTorch model, optimizer, scheduler and every RNG state in one file;
+torch is imported only when they run.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import random
+import re
+import secrets
+import shutil
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+from sqlalchemy.engine import make_url
+
+from tunelab.errors import ConfigError
+from tunelab.records import TrialState
+
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger("tunelab")
+
+DEFAULT_ROOT = "tunelab-artifacts"
+TORCH_FILE = "torch.pt"
+_STEP_DIR = re.compile(r"^step-(\d+)$")
+_TRIAL_DIR = re.compile(r"^trial-(\d+)$")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_FORMAT = "tunelab-torch"
+
+
+# -- policy --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CheckpointPolicy:
+    """Which checkpoints a study keeps.
+
+    - While a trial runs, writing a checkpoint at step ``s`` deletes the trial's checkpoints
+      after ``s`` (the abandoned future of a roll-back) and all but its ``keep_last`` newest.
+    - A trial that finishes COMPLETE keeps its newest checkpoint only; with
+      ``keep_best_trials=k``, only the ``k`` best COMPLETE trials keep it (None: all do).
+    - A trial that finishes PRUNED or FAIL loses its checkpoints, unless it was interrupted
+      (Ctrl-C, a stopped worker): those keep theirs so that they can be resumed. A trial that
+      is killed or lost (SIGKILL, timeout, heartbeat) keeps them as well.
+
+    Args:
+        keep_last: checkpoints kept per running trial (>= 1; the one just written always is).
+        keep_best_trials: COMPLETE trials that keep their final checkpoint (>= 0), or None for all.
+    """
+
+    keep_last: int = 2
+    keep_best_trials: int | None = None
+
+    def __post_init__(self) -> None:
+        if not _is_int(self.keep_last) or self.keep_last < 1:
+            raise ConfigError(
+                f"CheckpointPolicy(keep_last=...) must be an integer >= 1, got {self.keep_last!r}; "
+                "the checkpoint just written is always kept"
+            )
+        k = self.keep_best_trials
+        if k is not None and (not _is_int(k) or k < 0):
+            raise ConfigError(
+                f"CheckpointPolicy(keep_best_trials=...) must be an integer >= 0 or None (keep every "
+                f"COMPLETE trial's final checkpoint), got {k!r}"
+            )
+
+    def describe(self) -> dict[str, Any]:
+        """JSON, stored with the study so that every worker applies the same policy."""
+        return {"keep_last": self.keep_last, "keep_best_trials": self.keep_best_trials}
+
+    @classmethod
+    def from_description(cls, description: Mapping[str, Any] | None) -> CheckpointPolicy:
+        """The policy :meth:`describe` described (the default for None)."""
+        return cls(**description) if description else cls()
+
+
+class Checkpoint(NamedTuple):
+    """One stored checkpoint: its step and its folder."""
+
+    step: int
+    path: Path
+
+
+# -- where things live --------------------------------------------------------------------
+def safe_name(name: str) -> str:
+    """``name`` as one harmless path component: letters, digits, '.', '_' and '-' only, never
+    hidden, '.' or '..', at most 64 characters."""
+    cleaned = _UNSAFE.sub("_", name).lstrip(".-")[:64]
+    return cleaned or "study"
+
+
+def default_artifact_root(storage_url: str | None) -> Path:
+    """``<db file>.artifacts`` beside an SQLite file, else ``./tunelab-artifacts`` (absolute)."""
+    if storage_url:
+        url = make_url(storage_url)
+        db = url.database
+        if url.get_backend_name() == "sqlite" and db and db != ":memory:" and not db.startswith("file:"):
+            return Path(os.path.abspath(db + ".artifacts"))
+    return Path.cwd() / DEFAULT_ROOT
+
+
+def new_study_folder(artifact_dir: str | os.PathLike[str] | None, storage_url: str | None, name: str) -> Path:
+    """A new, unique, absolute folder for study ``name``: ``<root>/<safe name>-<8 hex digits>``.
+
+    The suffix keeps a deleted and recreated study, or a study of the same name in another
+    storage, from ever seeing another's checkpoints. Nothing is created on disk yet.
+    """
+    if artifact_dir is None:
+        root = default_artifact_root(storage_url)
+    elif isinstance(artifact_dir, (str, os.PathLike)) and os.fspath(artifact_dir):
+        root = Path(os.path.abspath(os.path.expanduser(os.fspath(artifact_dir))))
+    else:
+        raise ConfigError(f"artifact_dir must be a folder path (or None for the default), got {artifact_dir!r}")
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"artifact_dir {str(root)!r} is a file; pass a folder (it is created when needed)")
+    return root / f"{safe_name(name)}-{secrets.token_hex(4)}"
+
+
+# -- the study's folder -------------------------------------------------------------------
+class CheckpointStore:
+    """The checkpoint folders of one study: ``<root>/trial-<n>/step-<s>/``, and the policy."""
+
+    def __init__(self, root: Path, policy: CheckpointPolicy) -> None:
+        self.root = root
+        self.policy = policy
+
+    def trial_dir(self, number: int, create: bool = False) -> Path:
+        """The folder of trial ``number`` (made, with its parents, when ``create``)."""
+        if not _is_int(number) or number < 0:
+            raise ConfigError(f"a trial number must be a non-negative integer, got {number!r}")
+        path = self.root / f"trial-{number}"
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def checkpoints(self, number: int) -> list[Checkpoint]:
+        """The checkpoints of trial ``number``, oldest step first."""
+        try:
+            entries = list(os.scandir(self.trial_dir(number)))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        found = []
+        for entry in entries:
+            m = _STEP_DIR.match(entry.name)
+            if m and entry.is_dir():
+                found.append(Checkpoint(int(m.group(1)), Path(entry.path)))
+        return sorted(found)
+
+    def find(self, number: int, step: int | None = None) -> Checkpoint | None:
+        """Trial ``number``'s checkpoint at ``step`` (its newest when None), or None."""
+        kept = self.checkpoints(number)
+        if step is None:
+            return kept[-1] if kept else None
+        return next((c for c in kept if c.step == step), None)
+
+    def write(self, number: int, step: int) -> AbstractContextManager[Path]:
+        """A context manager yielding an empty folder; on success it becomes ``step-<step>``
+        (replacing one of that step), later steps are dropped and the policy's ``keep_last``
+        applied. On an exception nothing is left behind."""
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ConfigError(f"checkpoint(step=...) must be a non-negative integer, got {step!r}")
+        self.trial_dir(number)  # checks the number now
+        return self._writing(number, step)
+
+    @contextmanager
+    def _writing(self, number: int, step: int) -> Iterator[Path]:
+        folder = self.trial_dir(number, create=True)
+        tmp = folder / f".tmp-step-{step}-{secrets.token_hex(4)}"
+        tmp.mkdir()
+        try:
+            yield tmp
+            _sync_tree(tmp)
+            final = folder / f"step-{step}"
+            if final.exists():  # re-written after a roll-back: swap, then drop the old one
+                old = folder / f".old-step-{step}-{secrets.token_hex(4)}"
+                final.rename(old)
+                tmp.rename(final)
+                _remove(old)
+            else:
+                tmp.rename(final)
+            _sync_dir(folder)
+        except BaseException:
+            _remove(tmp)
+            raise
+        self._after_write(number, step)
+
+    def _after_write(self, number: int, step: int) -> None:
+        kept = self.checkpoints(number)
+        later = [c for c in kept if c.step > step]
+        older = [c for c in kept if c.step <= step][: -self.policy.keep_last]
+        for c in later + older:
+            _remove(c.path)
+        for stale in self.trial_dir(number).glob(".*-step-*"):  # left by a writer that was killed
+            _remove(stale)
+
+    def retire(
+        self, number: int, state: TrialState, interrupted: bool, ranked: Callable[[], Sequence[int]]
+    ) -> None:
+        """Apply the policy to trial ``number``, which just finished in ``state``.
+
+        ``ranked()`` gives the COMPLETE trials' numbers, best first (asked only when needed).
+        Never raises for a file that cannot be removed: it logs a warning.
+        """
+        try:
+            self._retire(number, state, interrupted, ranked)
+        except OSError as e:
+            logger.warning("could not apply the checkpoint policy to trial %d: %s", number, e)
+
+    def _retire(
+        self, number: int, state: TrialState, interrupted: bool, ranked: Callable[[], Sequence[int]]
+    ) -> None:
+        if not self.root.is_dir():
+            return  # the study never wrote a checkpoint
+        if state == TrialState.COMPLETE:
+            for c in self.checkpoints(number)[:-1]:
+                _remove(c.path)
+            k = self.policy.keep_best_trials
+            if k is not None:
+                have = set(self.trials())
+                for n in ranked()[k:]:
+                    if n in have:
+                        self.discard(n)
+        elif not interrupted:
+            self.discard(number)
+
+    def discard(self, number: int) -> None:
+        """Delete every checkpoint of trial ``number`` (other files in its folder stay)."""
+        folder = self.trial_dir(number)
+        if not folder.is_dir():
+            return
+        for c in self.checkpoints(number):
+            _remove(c.path)
+        for stale in folder.glob(".*-step-*"):
+            _remove(stale)
+        try:
+            folder.rmdir()
+        except OSError:
+            pass  # not empty: the user's own files, or gone already
+
+    def trials(self) -> list[int]:
+        """Numbers of the trials that have a folder."""
+        try:
+            names = os.listdir(self.root)
+        except FileNotFoundError:
+            return []
+        return sorted(int(m.group(1)) for m in map(_TRIAL_DIR.match, names) if m)
+
+    def delete_all(self) -> None:
+        """Delete the study's folder and everything in it."""
+        _remove(self.root)
+
+
+def store_for_study(system_attrs: Mapping[str, Any], storage_url: str | None, name: str) -> CheckpointStore:
+    """The checkpoint store of a study, from what :func:`create_study` stored with it."""
+    folder = system_attrs.get("artifact_dir")
+    # A study created before checkpoints existed: a folder named after it under the default root.
+    root = Path(folder) if folder else default_artifact_root(storage_url) / safe_name(name)
+    return CheckpointStore(root, CheckpointPolicy.from_description(system_attrs.get("checkpoint_policy")))
+
+
+def remove_study_folder(system_attrs: Mapping[str, Any]) -> None:
+    """Delete the folder of a deleted study (only one created for it: never a shared one)."""
+    folder = system_attrs.get("artifact_dir")
+    if folder:
+        _remove(Path(folder))
+
+
+def _remove(path: Path) -> None:
+    """Delete a file or a folder tree; a concurrent deleter is fine, other errors are logged."""
+    for _ in range(3):
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            return
+        except FileNotFoundError:
+            if not os.path.lexists(path):
+                return
+        except OSError as e:
+            logger.warning("could not delete %s: %s", path, e)
+            return
+
+
+def _sync_tree(folder: Path) -> None:
+    """Flush every file under ``folder`` to disk, then the folders themselves."""
+    for dirpath, _, files in os.walk(folder):
+        for f in files:
+            fd = os.open(os.path.join(dirpath, f), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _sync_dir(Path(dirpath))
+
+
+def _sync_dir(folder: Path) -> None:
+    if os.name != "posix":  # Windows cannot open a folder to flush it
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+# -- PyTorch -------------------------------------------------------------------------------
+class Stateful(Protocol):
+    """Anything with ``state_dict()`` and ``load_state_dict()``: a scheduler, a GradScaler, ..."""
+
+    def state_dict(self) -> Any: ...
+
+    def load_state_dict(self, state_dict: Any, /) -> Any: ...
+
+
+def save_torch(
+    path: str | os.PathLike[str],
+    model: torch.nn.Module | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Stateful | None = None,
+    extra: Any = None,
+) -> Path:
+    """Save state dicts and every RNG state (torch CPU, CUDA when in use, numpy's global
+    generator, Python's ``random``) in one file; return the file.
+
+    ``path`` is a file, or a folder (such as the one ``trial.checkpoint(step)`` yields) to
+    write ``torch.pt`` into. The file is written atomically. ``extra`` holds anything else to
+    resume (the epoch, the best loss, another model's ``state_dict()``): tensors, numbers,
+    strings, None, lists, tuples and dicts of them, which :func:`load_torch` reads back
+    without unpickling arbitrary code.
+
+    Example::
+
+        with trial.checkpoint(epoch) as folder:
+            save_torch(folder, model, optimizer, scheduler, extra={"epoch": epoch})
+    """
+    import torch
+
+    target = Path(path)
+    if target.is_dir():
+        target = target / TORCH_FILE
+    payload = {
+        "format": _FORMAT,
+        "version": 1,
+        "model": None if model is None else model.state_dict(),
+        "optimizer": None if optimizer is None else optimizer.state_dict(),
+        "scheduler": None if scheduler is None else scheduler.state_dict(),
+        "extra": extra,
+        "rng": _rng_state(),
+    }
+    _check_safe({"scheduler": payload["scheduler"], "extra": extra})
+    tmp = target.with_name(f".{target.name}.tmp-{secrets.token_hex(4)}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        _remove(tmp)
+        raise
+    return target
+
+
+def load_torch(
+    path: str | os.PathLike[str],
+    model: torch.nn.Module | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Stateful | None = None,
+    restore_rng: bool = True,
+    map_location: str | torch.device = "cpu",
+) -> Any:
+    """Load what :func:`save_torch` saved into ``model``, ``optimizer`` and ``scheduler`` (those
+    given), restore the RNG states (unless ``restore_rng=False``) and return ``extra``.
+
+    ``path`` is the file or the folder holding ``torch.pt`` (e.g. ``trial.latest_checkpoint().path``
+    or ``study.checkpoint_path(number)``). Tensors load onto ``map_location`` first (CPU by
+    default; ``load_state_dict`` then copies them onto the model's device). Loading uses
+    ``torch.load(weights_only=True)``: no code in the file runs.
+    """
+    import torch
+
+    source = Path(path)
+    if source.is_dir():
+        source = source / TORCH_FILE
+    payload = torch.load(source, map_location=map_location, weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
+        raise ConfigError(f"{str(source)!r} was not written by tunelab.checkpoints.save_torch")
+    for name, obj in (("model", model), ("optimizer", optimizer), ("scheduler", scheduler)):
+        if obj is None:
+            continue
+        if payload[name] is None:
+            raise ConfigError(f"load_torch({name}=...): {str(source)!r} holds no {name} state; save it with "
+                              f"save_torch(..., {name}=...) or leave {name} out")
+        obj.load_state_dict(payload[name])
+    if restore_rng:
+        _set_rng_state(payload["rng"])
+    return payload["extra"]
+
+
+def _check_safe(parts: Mapping[str, Any]) -> None:
+    """Raise ConfigError now if ``load_torch`` could not read ``parts`` back with weights_only."""
+    import pickle
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(dict(parts), buffer)
+    buffer.seek(0)
+    try:
+        torch.load(buffer, weights_only=True)
+    except pickle.UnpicklingError as e:
+        m = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        reason = f"it holds a {m.group(1)}" if m else "it holds an object that torch refuses"
+        raise ConfigError(
+            "save_torch(extra=..., scheduler=...) must be readable by torch.load(weights_only=True), "
+            f"but {reason}; keep to tensors, numbers, strings, None, lists, tuples and dicts, "
+            "e.g. float(x) for a numpy number, a tensor for a numpy array"
+        ) from None
+
+
+def _rng_state() -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    np_state = np.random.get_state(legacy=False)
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        # numpy arrays are not readable with weights_only: its key becomes a tensor.
+        "numpy": {
+            "bit_generator": np_state["bit_generator"],
+            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+            "pos": int(np_state["state"]["pos"]),
+            "has_gauss": int(np_state["has_gauss"]),
+            "gauss": float(np_state["gauss"]),
+        },
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    import numpy as np
+    import torch
+
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state({
+        "bit_generator": n["bit_generator"],
+        "state": {"key": n["key"].numpy().astype(np.uint32), "pos": n["pos"]},
+        "has_gauss": n["has_gauss"], "gauss": n["gauss"],
+    })
+    cuda = state.get("cuda")
+    if cuda and torch.cuda.is_available():
+        for device, s in enumerate(cuda[: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(s, device)

@@ -1,0 +1,273 @@
+"""Population-based training (Jaderberg et al. 2017): parallel search that babysits itself.
+
+A population of trials (members) trains in parallel. Every ``interval`` steps a member
+checkpoints and compares itself with the population by its latest value of ``metric``.
+A member in the bottom ``quantile`` *exploits*: it takes the newest checkpoint and the
+current hyperparameters of a member of the top ``quantile``; then it *explores*: each
+hyperparameter is resampled from its distribution with probability ``resample_probability``,
+else numbers are multiplied by 0.8 or 1.2 (kept inside their range) and choices kept. It then
+continues training from the copied checkpoint with the new hyperparameters.
+
+Every change is stored with the member (``system_attrs["pbt"]``: its current hyperparameters
+and its lineage, who it copied, at which step, with which hyperparameters), so any worker sees
+the population's current hyperparameters, :func:`format_lineage` prints the family tree, and
+:func:`schedule` turns a member's lineage into a hyperparameter schedule to replay in a
+fresh run (:func:`params_at`).
+
+Usage, inside the objective::
+
+    pbt = tunelab.PopulationBasedTraining(interval=4, metric="val_acc", direction="maximize")
+
+    def objective(trial):
+        member = pbt.member(trial)
+        model, opt = build(member.params)
+        for epoch in range(1, 41):
+            train_one_epoch(model, opt, member.params)
+            trial.report(epoch, val_acc=evaluate(model))
+            if member.due(epoch):
+                with trial.checkpoint(epoch) as folder:
+                    tunelab.checkpoints.save_torch(folder, model, opt)
+                change = member.exploit_and_explore(epoch)
+                if change is not None:
+                    tunelab.checkpoints.load_torch(change.checkpoint, model, opt)
+                    set_lr(opt, member.params["lr"])
+        return evaluate(model)
+
+    study.optimize(objective, n_trials=8, n_workers=8, space=space)   # 8 members at once
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tunelab.distributions import Distribution, Float, Int, ParamValue
+from tunelab.errors import ConfigError, TrialNotFoundError
+from tunelab.records import FrozenTrial, TrialState, check_direction
+
+if TYPE_CHECKING:
+    from tunelab.study import Study
+    from tunelab.trial import Trial
+
+PBT_KEY = "pbt"
+"""System attribute of a member: ``{"params": current hyperparameters, "lineage": [events]}``."""
+
+
+@dataclass(frozen=True)
+class Exploit:
+    """What a member took over: load ``checkpoint``, then train on with the member's new params.
+
+    Attributes:
+        step: the step at which the member exploited.
+        parent: the trial number it copied.
+        parent_step: the step of the parent's checkpoint.
+        checkpoint: the parent's checkpoint folder.
+        params: the hyperparameters after exploring.
+    """
+
+    step: int
+    parent: int
+    parent_step: int
+    checkpoint: Path
+    params: dict[str, ParamValue]
+
+
+class PopulationBasedTraining:
+    """The rules of a population: when members compare, who copies whom, how they explore.
+
+    Args:
+        interval: members compare every this many steps.
+        metric: the reported metric that ranks members (e.g. 'val_acc').
+        direction: 'minimize' or 'maximize' for that metric; None: the study's direction.
+        quantile: the bottom fraction that copies, and the top fraction it copies from.
+        resample_probability: per hyperparameter, the chance to draw a fresh value instead of
+            perturbing the copied one.
+        factors: numbers are multiplied by one of these when perturbed.
+        hyperparameters: the names that may change during training (default: every parameter
+            of the trial); the others (e.g. the width) stay as the member started.
+    """
+
+    def __init__(
+        self,
+        interval: int,
+        metric: str,
+        direction: str | None = None,
+        quantile: float = 0.25,
+        resample_probability: float = 0.25,
+        factors: Sequence[float] = (0.8, 1.2),
+        hyperparameters: Sequence[str] | None = None,
+    ) -> None:
+        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
+            raise ConfigError(f"PopulationBasedTraining(interval=...) must be an integer >= 1, got {interval!r}")
+        if not isinstance(metric, str) or not metric:
+            raise ConfigError(f"PopulationBasedTraining(metric=...) must name a reported metric, got {metric!r}")
+        if isinstance(quantile, bool) or not isinstance(quantile, (int, float)) or not 0 < quantile <= 0.5:
+            raise ConfigError(f"PopulationBasedTraining(quantile=...) must be in (0, 0.5], e.g. 0.25, got {quantile!r}")
+        p = resample_probability
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+            raise ConfigError(f"PopulationBasedTraining(resample_probability=...) must be in [0, 1], got {p!r}")
+        if not factors or any(isinstance(f, bool) or not isinstance(f, (int, float)) or f <= 0 for f in factors):
+            raise ConfigError(f"PopulationBasedTraining(factors=...) must be positive numbers, got {factors!r}")
+        self.interval = interval
+        self.metric = metric
+        self.direction = check_direction(direction) if direction is not None else None
+        self.quantile = float(quantile)
+        self.resample_probability = float(p)
+        self.factors = tuple(float(f) for f in factors)
+        self.hyperparameters = tuple(hyperparameters) if hyperparameters is not None else None
+
+    def member(self, trial: Trial) -> Member:
+        """The trial as a member of the population (records its starting hyperparameters)."""
+        return Member(self, trial)
+
+
+class Member:
+    """One trial of a population. Use :meth:`PopulationBasedTraining.member`.
+
+    Attributes:
+        params: the current hyperparameters (they change when the member exploits).
+    """
+
+    def __init__(self, rules: PopulationBasedTraining, trial: Trial) -> None:
+        self._rules = rules
+        self._trial = trial
+        self.params: dict[str, ParamValue] = dict(trial.params)
+        if not self.params:
+            raise ConfigError(
+                "PopulationBasedTraining needs the trial's hyperparameters before training starts: suggest them "
+                "first, or pass space=... to optimize()"
+            )
+        self._lineage: list[dict[str, Any]] = []
+        self._save()
+
+    def due(self, step: int) -> bool:
+        """Whether the member compares itself with the population at ``step``."""
+        return step > 0 and step % self._rules.interval == 0
+
+    def exploit_and_explore(self, step: int) -> Exploit | None:
+        """Compare with the population at ``step`` (after reporting and checkpointing it).
+
+        Returns what to load when the member is in the bottom quantile and copies a better one;
+        None when it trains on unchanged.
+        """
+        rules, trial = self._rules, self._trial
+        study = trial.study
+        direction = rules.direction or study.direction
+        latest: dict[int, float] = {}
+        for p in study.storage.get_metric_at(study._study_id, rules.metric, None):
+            if p.step <= step and p.state in (TrialState.RUNNING, TrialState.COMPLETE) and not math.isnan(p.value):
+                latest[p.number] = p.value  # ordered by step: the last one wins
+        if trial.number not in latest or len(latest) < 2:
+            return None
+        ranked = sorted(latest, key=lambda n: (latest[n] if direction == "minimize" else -latest[n], n))
+        k = max(1, int(math.floor(rules.quantile * len(ranked))))
+        if trial.number not in ranked[-k:]:
+            return None
+        rng = np.random.default_rng([study.seed, trial.number, step, 0x9B7])
+        members = {t.number: t for t in study.get_trials((TrialState.RUNNING, TrialState.COMPLETE))}
+        for parent in [int(n) for n in rng.permutation(ranked[:k])]:
+            try:
+                checkpoint = study.checkpoint_path(parent)
+            except TrialNotFoundError:
+                continue  # no checkpoint yet: try another top member
+            parent_step = int(checkpoint.name.removeprefix("step-"))
+            parent_params = _current_params(members.get(parent))
+            new = self._explore({**self.params, **{k_: v for k_, v in parent_params.items() if self._mutable(k_)}},
+                                rng)
+            event = {"step": step, "parent": parent, "parent_step": parent_step, "from": dict(self.params),
+                     "params": new, "value": latest[trial.number], "parent_value": latest[parent]}
+            self.params = new
+            self._lineage.append(event)
+            self._save()
+            return Exploit(step, parent, parent_step, checkpoint, dict(new))
+        return None
+
+    def _mutable(self, name: str) -> bool:
+        names = self._rules.hyperparameters
+        return names is None or name in names
+
+    def _explore(self, params: Mapping[str, ParamValue], rng: np.random.Generator) -> dict[str, ParamValue]:
+        out = dict(params)
+        dists = self._trial.distributions
+        for name, value in params.items():
+            dist = dists.get(name)
+            if dist is None or not self._mutable(name):
+                continue
+            if rng.random() < self._rules.resample_probability:
+                out[name] = dist.sample(rng)
+            elif isinstance(dist, (Float, Int)) and isinstance(value, (int, float)) and not isinstance(value, bool):
+                factor = self._rules.factors[int(rng.integers(len(self._rules.factors)))]
+                out[name] = _clip(dist, value * factor)
+        return out
+
+    def _save(self) -> None:
+        self._trial._ctx.record(PBT_KEY, {"params": dict(self.params), "lineage": list(self._lineage)})
+        self._trial.flush()
+
+
+def _clip(dist: Distribution, value: float) -> ParamValue:
+    assert isinstance(dist, (Float, Int))
+    v = min(max(value, dist.low), dist.high)
+    if isinstance(dist, Int):
+        return dist.cast(int(round((round(v) - dist.low) / dist.step)) * dist.step + dist.low)
+    return dist.cast(v) if dist.step is not None else float(v)
+
+
+def _current_params(trial: FrozenTrial | None) -> dict[str, ParamValue]:
+    if trial is None:
+        return {}
+    record = trial.system_attrs.get(PBT_KEY) or {}
+    return dict(record.get("params") or trial.params)
+
+
+# -- reading a population ------------------------------------------------------------------------
+def schedule(trial: FrozenTrial) -> list[tuple[int, dict[str, ParamValue]]]:
+    """A member's hyperparameter schedule: ``[(0, starting params), (step, params from then on), ...]``."""
+    record = trial.system_attrs.get(PBT_KEY) or {}
+    lineage = record.get("lineage") or []
+    start = dict(lineage[0]["from"]) if lineage else dict(record.get("params") or trial.params)
+    return [(0, start)] + [(int(e["step"]), dict(e["params"])) for e in lineage]
+
+
+def params_at(plan: Sequence[tuple[int, Mapping[str, ParamValue]]], step: int) -> dict[str, ParamValue]:
+    """The hyperparameters a schedule prescribes for training after ``step`` (replaying a member)."""
+    current: dict[str, ParamValue] = {}
+    for at, params in plan:
+        if at <= step:
+            current = dict(params)
+    return current
+
+
+def format_lineage(study: Study) -> str:
+    """The population's family tree as text: one line per member, one per exploit."""
+    lines = []
+    for t in study.trials:
+        record = t.system_attrs.get(PBT_KEY)
+        if not record:
+            continue
+        value = "-" if t.value is None else f"{t.value:.6g}"
+        lines.append(f"trial {t.number} ({t.state.value}, value {value}): now {_fmt(record.get('params') or {})}")
+        for e in record.get("lineage") or []:
+            lines.append(f"  step {e['step']}: copied trial {e['parent']} (checkpoint of step {e['parent_step']}, "
+                         f"{e['parent_value']:.6g} vs own {e['value']:.6g}) -> {_fmt(e['params'])}")
+    return "\n".join(lines)
+
+
+def _fmt(params: Mapping[str, ParamValue]) -> str:
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
+__all__ = [
+    "PBT_KEY",
+    "Exploit",
+    "Member",
+    "PopulationBasedTraining",
+    "format_lineage",
+    "params_at",
+    "schedule",
+]

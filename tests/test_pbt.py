@@ -1,0 +1,105 @@
+"""Population-based training: who copies whom, perturbation, lineage, schedules, real workers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import tunelab
+from objectives import pbt_member
+from tunelab import Float, PopulationBasedTraining, TrialState
+from tunelab.errors import ConfigError
+from tunelab.pbt import PBT_KEY, format_lineage, params_at, schedule
+
+SPACE = {"lr": Float(0.01, 1.0, log=True)}
+
+
+def lockstep(tmp_path: Path, lrs: list[float], steps: int, rules: PopulationBasedTraining) -> tunelab.Study:
+    """Members advance one step at a time, in one process: every decision is deterministic."""
+    study = tunelab.create_study(storage=f"sqlite:///{tmp_path / 'pbt.db'}", sampler=tunelab.RandomSampler(),
+                                 space=SPACE, seed=0, direction="maximize")
+    for lr in lrs:
+        study.enqueue({"lr": lr})
+    trials = [study.ask() for _ in lrs]
+    members = [rules.member(t) for t in trials]
+    score = {t.number: 0.0 for t in trials}
+    for step in range(1, steps + 1):
+        for t, m in zip(trials, members, strict=True):
+            score[t.number] += float(m.params["lr"])
+            t.report(step, score=score[t.number])
+        if step % rules.interval == 0:
+            for t in trials:
+                with t.checkpoint(step) as folder:
+                    (folder / "state.json").write_text(json.dumps(score[t.number]))
+            for t, m in zip(trials, members, strict=True):
+                change = m.exploit_and_explore(step)
+                if change is not None:
+                    score[t.number] = json.loads((change.checkpoint / "state.json").read_text())
+    for t in trials:
+        study.tell(t, score[t.number])
+    return study
+
+
+def test_the_bottom_member_copies_the_top_member_and_perturbs_its_params(tmp_path: Path) -> None:
+    rules = PopulationBasedTraining(interval=2, metric="score", direction="maximize", resample_probability=0.0)
+    study = lockstep(tmp_path, [0.05, 0.1, 0.4, 0.8], steps=2, rules=rules)
+    lineage = [t.system_attrs[PBT_KEY]["lineage"] for t in study.trials]
+    assert [len(x) for x in lineage] == [1, 0, 0, 0]  # only the bottom quarter (1 of 4) exploits
+    event = lineage[0][0]
+    assert (event["step"], event["parent"], event["parent_step"]) == (2, 3, 2)  # the top member, its step-2 state
+    assert event["params"]["lr"] in (pytest.approx(0.8 * 0.8), pytest.approx(0.8 * 1.2))
+    assert event["from"] == {"lr": 0.05} and event["value"] == pytest.approx(0.1)
+    assert study.trials[0].value == pytest.approx(1.6)  # continued from the parent's checkpoint
+    assert study.trials[0].system_attrs[PBT_KEY]["params"] == event["params"]
+
+
+def test_lineage_is_complete_and_replays_as_a_schedule(tmp_path: Path) -> None:
+    rules = PopulationBasedTraining(interval=2, metric="score", direction="maximize", quantile=0.25)
+    lrs = [0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9]
+    study = lockstep(tmp_path, lrs, steps=12, rules=rules)
+    events = 0
+    for t in study.trials:
+        record = t.system_attrs[PBT_KEY]
+        for e in record["lineage"]:
+            events += 1
+            assert e["step"] % 2 == 0 and e["parent"] != t.number
+            parent_value = study.get_curves(e["parent"])["score"][1][e["step"] - 1]
+            assert parent_value == pytest.approx(e["parent_value"]) and parent_value > e["value"]
+        plan = schedule(t)
+        assert plan[0] == (0, {"lr": lrs[t.number]})
+        assert params_at(plan, 12) == record["params"]
+        for (step, params), e in zip(plan[1:], record["lineage"], strict=True):
+            assert step == e["step"] and params == e["params"]
+    assert events >= 6  # 2 of 8 members copy at each of 6 comparisons (some may pick the same)
+    # PBT ends at least as well as the best fixed-hyperparameter member would: 0.9 * 12.
+    assert study.best_value >= 0.9 * 12 - 1e-9
+    text = format_lineage(study)
+    assert "copied trial" in text and f"trial {study.trials[0].number}" in text
+
+
+def test_members_in_four_worker_processes_share_one_lineage(tmp_path: Path) -> None:
+    study = tunelab.create_study(name="pbt", storage=f"sqlite:///{tmp_path / 'pbt.db'}",
+                                 sampler=tunelab.RandomSampler(), space=SPACE, seed=0, direction="maximize")
+    for lr in (0.02, 0.1, 0.5, 0.9):
+        study.enqueue({"lr": lr})
+    study.optimize(pbt_member, n_trials=4, n_workers=4)
+    trials = study.trials
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    numbers = {t.number for t in trials}
+    for t in trials:
+        for e in t.system_attrs[PBT_KEY]["lineage"]:
+            assert e["parent"] in numbers and e["parent"] != t.number
+            assert e["parent_step"] <= e["step"] and e["parent_value"] > e["value"]
+    assert sum(len(t.system_attrs[PBT_KEY]["lineage"]) for t in trials) >= 1
+    assert study.best_value >= 0.9 * 12 - 1e-9
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"interval": 0, "metric": "m"}, {"interval": 2, "metric": ""}, {"interval": 2, "metric": "m", "quantile": 0.7},
+    {"interval": 2, "metric": "m", "resample_probability": 2.0}, {"interval": 2, "metric": "m", "factors": (0.8, -1)},
+])
+def test_bad_rules_are_refused(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        PopulationBasedTraining(**kwargs)  # type: ignore[arg-type]
