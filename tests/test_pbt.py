@@ -103,3 +103,19 @@ def test_members_in_four_worker_processes_share_one_lineage(tmp_path: Path) -> N
 def test_bad_rules_are_refused(kwargs: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
         PopulationBasedTraining(**kwargs)  # type: ignore[arg-type]
+
+
+def test_the_cli_prints_the_lineage(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tunelab.cli import app
+
+    rules = PopulationBasedTraining(interval=2, metric="score", direction="maximize", resample_probability=0.0)
+    study = lockstep(tmp_path, [0.05, 0.1, 0.4, 0.8], steps=4, rules=rules)
+    url = f"sqlite:///{tmp_path / 'pbt.db'}"
+    result = CliRunner().invoke(app, ["lineage", study.name, "--storage", url])
+    assert result.exit_code == 0, result.output
+    assert "trial 0" in result.output and "copied trial 3" in result.output
+    plain = tunelab.create_study(name="plain", storage=url, seed=0)
+    plain.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    assert CliRunner().invoke(app, ["lineage", "plain", "--storage", url]).exit_code == 1

@@ -218,6 +218,20 @@ def best(
         console.print(f"  {name} = {value!r}", markup=False, highlight=False)
 
 
+@app.command()
+def lineage(study_name: StudyArgument, storage: StorageOption = DEFAULT_STORAGE) -> None:
+    """The family tree of a population-based training study: who copied whom, when, with which params."""
+    from tunelab.pbt import format_lineage
+
+    with _open(storage) as store:
+        text = format_lineage(_read_study(study_name, store))
+    if not text:
+        _err().print(f"error: study {study_name!r} has no population-based training members", style="red",
+                     markup=False, highlight=False)
+        raise typer.Exit(1)
+    _out().print(text, markup=False, highlight=False)
+
+
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
