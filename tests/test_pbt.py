@@ -119,3 +119,23 @@ def test_the_cli_prints_the_lineage(tmp_path: Path) -> None:
     plain = tunelab.create_study(name="plain", storage=url, seed=0)
     plain.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
     assert CliRunner().invoke(app, ["lineage", "plain", "--storage", url]).exit_code == 1
+
+
+def test_exploit_copies_fixed_hyperparameters_and_explore_leaves_them_alone(tmp_path: Path) -> None:
+    """A member that copies weights must take the parent's width with them; only lr is perturbed."""
+    study = tunelab.create_study(storage=f"sqlite:///{tmp_path / 'w.db'}", sampler=tunelab.RandomSampler(),
+                                 space={**SPACE, "width": tunelab.Int(8, 64)}, seed=0, direction="maximize")
+    for lr, width in ((0.05, 8), (0.9, 64)):
+        study.enqueue({"lr": lr, "width": width})
+    rules = PopulationBasedTraining(interval=1, metric="score", direction="maximize", quantile=0.5,
+                                    resample_probability=0.0, hyperparameters=["lr"])
+    low, high = study.ask(), study.ask()
+    members = [rules.member(low), rules.member(high)]
+    for t, m in zip((low, high), members, strict=True):
+        t.report(1, score=float(m.params["lr"]))
+        with t.checkpoint(1) as folder:
+            (folder / "state.json").write_text("0")
+    change = members[0].exploit_and_explore(1)
+    assert change is not None and change.parent == high.number
+    assert change.params["width"] == 64  # the parent's, with its weights
+    assert change.params["lr"] in (pytest.approx(0.9 * 0.8), pytest.approx(0.9 * 1.2))

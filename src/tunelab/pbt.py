@@ -88,8 +88,9 @@ class PopulationBasedTraining:
         resample_probability: per hyperparameter, the chance to draw a fresh value instead of
             perturbing the copied one.
         factors: numbers are multiplied by one of these when perturbed.
-        hyperparameters: the names that may change during training (default: every parameter
-            of the trial); the others (e.g. the width) stay as the member started.
+        hyperparameters: the names explore may change (default: every parameter of the trial);
+            the others (e.g. the width) are copied from the parent with its checkpoint, never
+            perturbed.
     """
 
     def __init__(
@@ -177,8 +178,9 @@ class Member:
                 continue  # no checkpoint yet: try another top member
             parent_step = int(checkpoint.name.removeprefix("step-"))
             parent_params = _current_params(members.get(parent))
-            new = self._explore({**self.params, **{k_: v for k_, v in parent_params.items() if self._mutable(k_)}},
-                                rng)
+            # Exploit takes every hyperparameter of the parent (the weights go with its width, its
+            # optimizer); explore then perturbs only those that may change during training.
+            new = self._explore({**self.params, **parent_params}, rng)
             event = {"step": step, "parent": parent, "parent_step": parent_step, "from": dict(self.params),
                      "params": new, "value": latest[trial.number], "parent_value": latest[parent]}
             self.params = new
