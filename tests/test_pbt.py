@@ -125,7 +125,7 @@ def test_exploit_copies_fixed_hyperparameters_and_explore_leaves_them_alone(tmp_
     """A member that copies weights must take the parent's width with them; only lr is perturbed."""
     study = tunelab.create_study(storage=f"sqlite:///{tmp_path / 'w.db'}", sampler=tunelab.RandomSampler(),
                                  space={**SPACE, "width": tunelab.Int(8, 64)}, seed=0, direction="maximize")
-    for lr, width in ((0.05, 8), (0.9, 64)):
+    for lr, width in ((0.05, 8), (0.5, 64)):
         study.enqueue({"lr": lr, "width": width})
     rules = PopulationBasedTraining(interval=1, metric="score", direction="maximize", quantile=0.5,
                                     resample_probability=0.0, hyperparameters=["lr"])
@@ -138,4 +138,4 @@ def test_exploit_copies_fixed_hyperparameters_and_explore_leaves_them_alone(tmp_
     change = members[0].exploit_and_explore(1)
     assert change is not None and change.parent == high.number
     assert change.params["width"] == 64  # the parent's, with its weights
-    assert change.params["lr"] in (pytest.approx(0.9 * 0.8), pytest.approx(0.9 * 1.2))
+    assert change.params["lr"] in (pytest.approx(0.5 * 0.8), pytest.approx(0.5 * 1.2))
