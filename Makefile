@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test bench bench-storage bench-suite bench-model install clean
+.PHONY: demo test bench bench-storage bench-suite bench-model bench-multifidelity install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,11 @@ bench-suite: $(BENCH_VENV)/.suite
 # Per-trial cost of the TPE and GP samplers next to Optuna's (targets: at most half).
 bench-model: $(BENCH_VENV)/.suite
 	OMP_NUM_THREADS=1 $(BENCH_VENV)/bin/python benchmarks/model_overhead.py $(BENCH_ARGS)
+
+# Early stopping on a PyTorch MLP on digits, epochs as the resource: random search, tunelab's and
+# Optuna's median/ASHA/Hyperband pruners, ASHA with TPE, PBT, at the same epoch budget.
+bench-multifidelity: $(BENCH_VENV)/.suite
+	OMP_NUM_THREADS=1 $(BENCH_VENV)/bin/python benchmarks/multifidelity.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) tunelab.db tunelab.db-wal tunelab.db-shm

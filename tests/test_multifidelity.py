@@ -55,7 +55,8 @@ def test_model_starts_from_rungs_before_enough_trials_complete(make: type[tunela
     assert late < early and completed >= 1
 
 
-def test_without_a_named_metric_the_model_waits_for_complete_trials() -> None:
+def test_an_unnamed_metric_is_learned_from_the_pruners_decisions() -> None:
     study = tunelab.create_study(sampler=tunelab.TPESampler(n_startup_trials=5), seed=0, pruner=asha(metric=None))
     study.optimize(staircase, n_trials=15)
-    assert not any(FIDELITY_KEY in t.system_attrs for t in study.trials)
+    used = [t.system_attrs[FIDELITY_KEY] for t in study.trials if FIDELITY_KEY in t.system_attrs]
+    assert used and all(u["metric"] == "val_loss" for u in used)

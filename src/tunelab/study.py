@@ -391,6 +391,9 @@ class Study:
         if self.pruner is None:
             return None
         metric = self.pruner.metric_of(last_report)
+        if self._history.pruning is not None and self._history.pruning[0] is None:
+            # The pruner took the trial's only metric: model-based samplers may fit on its rungs too.
+            self._history.pruning = (metric, self._history.pruning[1])
         decision = self.pruner.decide(self._history, number, metric, curves[metric])
         return None if decision is None else (metric, decision)
 

@@ -58,6 +58,7 @@ class SuccessiveHalvingPruner(Pruner):
 
     def __init__(
         self,
+        *,
         min_resource: int = 1,
         reduction_factor: int = 3,
         max_resource: int | None = None,
@@ -125,6 +126,7 @@ class HyperbandPruner(Pruner):
 
     def __init__(
         self,
+        *,
         min_resource: int = 1,
         max_resource: int = 81,
         reduction_factor: int = 3,
@@ -145,7 +147,9 @@ class HyperbandPruner(Pruner):
             for b in range(self.n_brackets)
         ]
         self.brackets = [
-            SuccessiveHalvingPruner(self.min_resource, self.reduction_factor, self.max_resource, s, metric, direction)
+            SuccessiveHalvingPruner(min_resource=self.min_resource, reduction_factor=self.reduction_factor,
+                                    max_resource=self.max_resource, min_early_stopping_rate=s,
+                                    metric=metric, direction=direction)
             for s in range(self.n_brackets)
         ]
 

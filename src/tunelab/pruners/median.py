@@ -31,6 +31,7 @@ class MedianPruner(Pruner):
 
     def __init__(
         self,
+        *,
         n_startup_trials: int = 5,
         n_warmup_steps: int = 0,
         interval_steps: int = 1,
