@@ -144,7 +144,11 @@ def test_an_objective_the_workers_cannot_import_stops_the_run(
         study.optimize(objective, n_trials=20, executor=tunelab.RayExecutor())
     trials = study.trials
     assert 4 <= len(trials) < 20 and all(t.state == TrialState.FAIL for t in trials)
-    assert "No module named 'unshipped'" in (trials[0].error or "") and "\x1b[" not in (trials[0].error or "")
+    # Tasks fail in any order: the ones that failed first carry the import error, and the run
+    # stopped after them cancels the rest.
+    errors = [t.error or "" for t in trials]
+    assert sum("No module named 'unshipped'" in e for e in errors) >= 4
+    assert all("\x1b[" not in e for e in errors)
 
 
 def test_in_memory_storage_is_a_config_error_before_any_trial() -> None:
