@@ -262,19 +262,18 @@ def collect_observations(
     X, y, imputed, numbers = X[keep], y[keep], imputed[keep], numbers[keep]
     if imputed.any():
         y[imputed] = np.max(y[~imputed])
-    pending = []
+    return Observations(X=X, y=y, imputed=imputed, numbers=numbers, pending=pending_rows(history, space, exclude))
+
+
+def pending_rows(history: History, space: EncodedSpace, exclude: int | None) -> np.ndarray:
+    """Rows of the trials other workers are running: their params so far, else what was planned."""
+    rows = []
     for t in history.pending(exclude=exclude):
         params = dict(t.system_attrs.get(PLANNED_KEY) or {})
         params.update(t.params)
         if params:
-            pending.append(space.encode(params))
-    return Observations(
-        X=X,
-        y=y,
-        imputed=imputed,
-        numbers=numbers,
-        pending=np.array(pending, dtype=float).reshape(len(pending), len(space)),
-    )
+            rows.append(space.encode(params))
+    return np.array(rows, dtype=float).reshape(len(rows), len(space))
 
 
 FIDELITY_KEY = "model_fidelity"
@@ -326,11 +325,10 @@ def collect_rung_observations(
     imputed = np.array(bad, dtype=bool)
     if imputed.any():
         y[imputed] = np.max(y[~imputed])
-    base = collect_observations(history, space, exclude=exclude, failed=failed)
     X = np.array(rows, dtype=float).reshape(len(rows), len(space))
     keep = ~np.isnan(X).all(axis=1) if len(space) else np.ones(len(y), dtype=bool)
-    obs = Observations(X=X[keep], y=y[keep], imputed=imputed[keep],
-                       numbers=np.array(numbers, dtype=np.int64)[keep], pending=base.pending)
+    obs = Observations(X=X[keep], y=y[keep], imputed=imputed[keep], numbers=np.array(numbers, dtype=np.int64)[keep],
+                       pending=pending_rows(history, space, exclude))
     return obs, step
 
 
