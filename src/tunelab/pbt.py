@@ -2,8 +2,8 @@
 
 A population of trials (members) trains in parallel. Every ``interval`` steps a member
 checkpoints and compares itself with the population by its latest value of ``metric``.
-A member in the bottom ``quantile`` *exploits*: it takes the newest checkpoint and the
-current hyperparameters of a member of the top ``quantile``; then it *explores*: each
+A member in the bottom ``quantile`` *exploits*: it takes the newest checkpoint at or before
+that step and the current hyperparameters of a member of the top ``quantile``; then it *explores*: each
 hyperparameter is resampled from its distribution with probability ``resample_probability``,
 else numbers are multiplied by 0.8 or 1.2 (kept inside their range) and choices kept. It then
 continues training from the copied checkpoint with the new hyperparameters.
@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tunelab.distributions import Distribution, Float, Int, ParamValue
-from tunelab.errors import ConfigError, TrialNotFoundError
+from tunelab.errors import ConfigError
 from tunelab.records import FrozenTrial, TrialState, check_direction
 
 if TYPE_CHECKING:
@@ -172,11 +172,12 @@ class Member:
         rng = np.random.default_rng([study.seed, trial.number, step, 0x9B7])
         members = {t.number: t for t in study.get_trials((TrialState.RUNNING, TrialState.COMPLETE))}
         for parent in [int(n) for n in rng.permutation(ranked[:k])]:
-            try:
-                checkpoint = study.checkpoint_path(parent)
-            except TrialNotFoundError:
-                continue  # no checkpoint yet: try another top member
-            parent_step = int(checkpoint.name.removeprefix("step-"))
+            # The parent's newest checkpoint at or before this step: members that run ahead are
+            # copied as they were at the step being compared, so training time stays consistent.
+            kept = [c for c in study.checkpoints(parent) if c.step <= step]
+            if not kept:
+                continue  # none (yet, or no longer): try another top member
+            parent_step, checkpoint = kept[-1].step, kept[-1].path
             parent_params = _current_params(members.get(parent))
             # Exploit takes every hyperparameter of the parent (the weights go with its width, its
             # optimizer); explore then perturbs only those that may change during training.
