@@ -123,7 +123,6 @@ def staircase(trial: tunelab.Trial) -> float:
         trial.report(step, val_loss=loss)
         if trial.should_prune():
             raise tunelab.TrialPruned()
-        time.sleep(0.001)
     return loss
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from tunelab.errors import ConfigError
@@ -82,18 +82,18 @@ class SuccessiveHalvingPruner(Pruner):
                           self.min_early_stopping_rate, up_to)
 
     def decide(self, history: History, number: int, metric: str, curve: Mapping[int, float]) -> PruneDecision | None:
-        return self._decide_in(history, number, metric, curve, peers=None, label="asha")
+        return self._decide_in(history, number, metric, curve, label="asha")
 
     def _decide_in(
         self, history: History, number: int, metric: str, curve: Mapping[int, float],
-        peers: set[int] | None, label: str,
+        label: str, peer: Callable[[int], bool] | None = None,
     ) -> PruneDecision | None:
         step = max(curve)
         if step not in self.rungs(up_to=step):
             return None
         value = curve[step]
         competing = [p.value for p in history.metric_at(metric, [step])
-                     if p.number != number and (peers is None or p.number in peers)]
+                     if p.number != number and (peer is None or peer(p.number))]
         competing.append(value)
         direction = self.direction_for(history)
         n_keep = max(1, len(competing) // self.reduction_factor)
@@ -169,9 +169,8 @@ class HyperbandPruner(Pruner):
         step = max(curve)
         if step not in bracket.rungs(up_to=step):
             return None
-        upto = max(t.number for t in history.trials()) if history.trials() else number
-        peers = {n for n in range(upto + 1) if self.bracket_of(n) == s}
-        return bracket._decide_in(history, number, metric, curve, peers=peers, label=f"hyperband bracket {s}")
+        return bracket._decide_in(history, number, metric, curve, label=f"hyperband bracket {s}",
+                                  peer=lambda n: self.bracket_of(n) == s)
 
     def describe(self) -> dict[str, Any]:
         return {
