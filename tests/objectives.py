@@ -178,3 +178,23 @@ def pbt_member(trial: tunelab.Trial) -> float:
             if change is not None:
                 score = json.loads((change.checkpoint / "state.json").read_text())
     return score
+
+
+def torch_mlp(params: dict[str, object]) -> object:
+    """``build`` of tunelab.torch.Trainer: a 2 -> width -> 3 MLP (``width`` default 16)."""
+    import torch
+
+    width = int(params.get("width", 16))  # type: ignore[call-overload]
+    return torch.nn.Sequential(torch.nn.Linear(2, width), torch.nn.ReLU(), torch.nn.Linear(width, 3))
+
+
+def torch_blobs() -> tuple[tuple[object, object], tuple[object, object]]:
+    """``data`` of tunelab.torch.Trainer: three well separated 2-D Gaussian blobs, 240 rows to
+    train and 120 to validate (the same every call)."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    centers = torch.tensor([[-3.0, 0.0], [3.0, 0.0], [0.0, 4.0]])
+    y = torch.arange(360) % 3
+    x = centers[y] + 0.7 * torch.randn(360, 2, generator=g)
+    return (x[:240], y[:240]), (x[240:], y[240:])

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 import tunelab
-from tunelab import demo as demo_module
+import tunelab.recipe
 from tunelab.cli import app
 from tunelab.distributions import distribution_from_json
 from tunelab.errors import StudyNotFoundError
@@ -135,6 +135,30 @@ def test_show_best_first_for_a_maximized_study(runner: CliRunner, url: str, othe
     assert result.exit_code == 0, result.output
     by_value = sorted(other.trials, key=lambda t: -(t.value or 0.0))
     assert table_numbers(result.stdout) == [t.number for t in by_value]
+
+
+def test_show_prints_a_recipe_study_s_verdicts_and_stages(runner: CliRunner, url: str) -> None:
+    study = tunelab.create_study(name="r", storage=url, direction="maximize", sampler=tunelab.RandomSampler(), seed=0)
+    study.set_system_attr("recipe", {"steps": [
+        {"step": "initial_loss", "verdict": "pass", "message": "initial loss 2.30, expected 2.30"},
+        {"step": "overfit", "verdict": "fail", "message": "could not overfit 512 training examples"},
+    ]})
+    for stage in ("coarse", "refine"):
+        trial = study.ask()
+        trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+        trial.set_user_attr("train", {"stage": stage, "epochs": 2})
+        study.tell(trial, 0.9 if stage == "coarse" else 0.95)
+    result = invoke(runner, "show", "r", "--storage", url)
+    assert result.exit_code == 0, result.output
+    assert "initial_loss: pass: initial loss 2.30" in result.stdout
+    assert "overfit: fail: could not overfit 512" in result.stdout
+    assert re.search(r"^\s*1\s+COMPLETE\s+refine\s+0\.95", result.stdout, re.M), result.stdout
+    assert re.search(r"^\s*0\s+COMPLETE\s+coarse\s+0\.9", result.stdout, re.M), result.stdout
+
+
+def test_show_has_no_stage_column_without_stages(runner: CliRunner, url: str, study: tunelab.Study) -> None:
+    result = invoke(runner, "show", "quad", "--storage", url)
+    assert result.exit_code == 0 and "stage" not in result.stdout
 
 
 def test_show_filters_by_state_and_limits(runner: CliRunner, url: str, study: tunelab.Study) -> None:
@@ -264,27 +288,14 @@ def test_an_unreadable_storage_is_one_error_line(runner: CliRunner, storage: str
 
 
 def test_ctrl_c_exits_130(runner: CliRunner, url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    def interrupted(**kwargs: object) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(demo_module, "run", interrupted)
-    result = invoke(runner, "demo", "--storage", url, "--no-progress")
+    monkeypatch.setattr(tunelab.recipe, "run", interrupted)
+    result = invoke(runner, "recipe", "--storage", url, "--no-progress")
     assert result.exit_code == 130
     assert isinstance(result.exception, SystemExit)
     assert "interrupted" in result.stderr and "Traceback" not in result.output
-
-
-# -- demo ----------------------------------------------------------------------------------
-def test_demo_runs_and_prints_the_summary(runner: CliRunner, url: str) -> None:
-    pytest.importorskip("sklearn")
-    result = invoke(
-        runner, "demo", "--storage", url, "--name", "d", "--n-trials", "3", "--n-workers", "1", "--no-progress"
-    )
-    assert result.exit_code == 0, result.output
-    study = tunelab.load_study("d", url)
-    assert len(study.trials) == 3
-    assert "3 trials" in result.stdout
-    assert f"best value {study.best_value:.4f} at trial {study.best_trial.number}" in result.stdout
 
 
 def test_read_commands_do_not_create_a_database(tmp_path: Path) -> None:

@@ -222,6 +222,19 @@ def test_user_attrs_on_trials_and_studies(tmp_path: Path) -> None:
     assert again.trials[0].user_attrs == {"epochs": 3}
 
 
+def test_system_attrs_of_tunelab_tools_persist_and_the_study_s_own_are_protected(tmp_path: Path) -> None:
+    study = tunelab.create_study(name="s", storage=sqlite_url(tmp_path), sampler=tunelab.RandomSampler())
+    study.set_system_attr("recipe", {"steps": [{"step": "initial_loss", "verdict": "pass"}]})
+    again = tunelab.load_study("s", sqlite_url(tmp_path))
+    assert again.system_attrs["recipe"] == {"steps": [{"step": "initial_loss", "verdict": "pass"}]}
+    assert again.system_attrs["sampler"]["name"] == "RandomSampler"  # kept beside it
+    for key in ("sampler", "pruner", "space", "artifact_dir", "checkpoint_policy"):
+        with pytest.raises(ConfigError, match=f"'{key}' belongs to the study itself"):
+            study.set_system_attr(key, {})
+    with pytest.raises(ConfigError, match="non-empty strings"):
+        study.set_system_attr("", 1)
+
+
 def test_trials_dataframe_has_one_row_per_trial() -> None:
     study = tunelab.create_study(seed=0)
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=4)

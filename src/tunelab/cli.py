@@ -1,5 +1,5 @@
 """The ``tunelab`` command: list, inspect, export and delete studies, join one as a worker,
-and run the demo.
+and run the training recipe.
 
 A thin layer over the library: every command opens the storage, calls the public
 API and prints the result. tunelab's own errors become one red line on stderr and
@@ -34,7 +34,6 @@ from rich.table import Table
 from rich.text import Text
 
 import tunelab
-from tunelab import demo as demo_module
 from tunelab._frames import trials_to_rows
 from tunelab.errors import ConfigError, TrialNotFoundError, TunelabError
 from tunelab.records import FrozenTrial, TrialState, sort_key
@@ -44,7 +43,7 @@ from tunelab.study import Objective, Study, delete_study, load_study
 
 app = typer.Typer(
     name="tunelab",
-    help="Inspect, export and delete tunelab studies, join one as a worker, or run the demo.",
+    help="Inspect, export and delete tunelab studies, join one as a worker, or run the training recipe.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
@@ -177,20 +176,29 @@ def show(
     with _open(storage) as store:
         study = _read_study(study_name, store)
         trials = study.get_trials([state] if state is not None else None)
+        verdicts = study.system_attrs.get("recipe", {}).get("steps", [])
     trials = _best_first(trials, study.direction)[:limit]
+    stages = [t.user_attrs.get("train", {}).get("stage", "") for t in trials]
     rows = trials_to_rows(trials)
     params = list(dict.fromkeys(k for row in rows for k in row if k.startswith("params_")))
     show_errors = any(row["error"] for row in rows)
+    show_stages = any(stages)
+    out = _out()
+    for v in verdicts:  # a study made by `tunelab recipe`: its steps first
+        out.print(Text(f"{v['step']}: {v['verdict']}: {v['message']}"))
     table = Table(title=f"{study.name} ({study.direction}): {len(rows)} trials", box=box.SIMPLE_HEAD)
-    for col in ["#", "state", "value", *(p.removeprefix("params_") for p in params), "duration"]:
-        table.add_column(col, justify="left" if col == "state" else "right")
+    columns = ["#", "state", *(["stage"] if show_stages else []), "value",
+               *(p.removeprefix("params_") for p in params), "duration"]
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("state", "stage") else "right")
     if show_errors:
         table.add_column("error", overflow="fold")
-    for row in rows:
+    for row, stage in zip(rows, stages, strict=True):
         duration = "" if row["duration"] is None else f"{row['duration']:.2f}s"
-        cells = [str(row["number"]), row["state"], _fmt(row["value"]), *(_fmt(row.get(p), 4) for p in params)]
+        cells = [str(row["number"]), row["state"], *([stage] if show_stages else []), _fmt(row["value"]),
+                 *(_fmt(row.get(p), 4) for p in params)]
         table.add_row(*map(Text, [*cells, duration, *([row["error"] or ""] if show_errors else [])]))
-    _out().print(table)
+    out.print(table)
 
 
 @app.command()
@@ -308,23 +316,36 @@ def _raised_at(exc: BaseException) -> str:
 
 
 def _import_objective(spec: str, paths: Sequence[Path]) -> Objective:
-    """The callable named by ``MODULE:ATTR``, imported like uvicorn imports an app.
-
-    The ``paths`` and then the current directory are put first on ``sys.path`` (worker
-    processes inherit it). A bad spec is a ConfigError naming it and the fix.
-    """
+    """The objective named by ``MODULE:FUNCTION`` (see :func:`_import_attr`)."""
     module_name, colon, attr = (part.strip() for part in spec.partition(":"))
     if not colon or not module_name or not attr:
         raise ConfigError(
             f"--objective {spec!r} is not MODULE:FUNCTION; write e.g. --objective train:objective "
             "for the function objective(trial) in train.py"
         )
+    obj = _import_attr(spec, paths, "--objective", "define objective(trial) there")
+    if not callable(obj):
+        raise ConfigError(
+            f"--objective {spec!r}: {module_name}.{attr} is a {type(obj).__name__}, not callable; "
+            "name a function objective(trial) -> float"
+        )
+    objective: Objective = obj
+    return objective
+
+
+def _import_attr(spec: str, paths: Sequence[Path], option: str, hint_if_empty: str) -> Any:
+    """The object named by ``MODULE:ATTR``, imported like uvicorn imports an app.
+
+    The ``paths`` and then the current directory are put first on ``sys.path`` (worker
+    processes inherit it). A bad spec is a ConfigError naming ``option`` and the fix.
+    """
+    module_name, _, attr = (part.strip() for part in spec.partition(":"))
     if module_name.endswith(".py") or "/" in module_name or os.sep in module_name:
         file = Path(module_name)
         name = file.stem if file.suffix == ".py" else file.name
         where = "" if str(file.parent) == "." else f" --path {file.parent}"
         raise ConfigError(
-            f"--objective {spec!r} names a file, not a module; write --objective {name}:{attr}{where}"
+            f"{option} {spec!r} names a file, not a module; write {option} {name}:{attr}{where}"
         )
     front = list(dict.fromkeys([*(str(p.resolve()) for p in paths), os.getcwd()]))
     sys.path[:] = front + [p for p in sys.path if p not in front]
@@ -333,13 +354,13 @@ def _import_objective(spec: str, paths: Sequence[Path]) -> Objective:
     except ModuleNotFoundError as e:
         if e.name is not None and (module_name == e.name or module_name.startswith(f"{e.name}.")):
             raise ConfigError(
-                f"--objective {spec!r}: no module named {e.name!r} in {', '.join(front)} or the installed "
-                f"packages; start the worker in the directory that holds {module_name.replace('.', '/')}.py "
+                f"{option} {spec!r}: no module named {e.name!r} in {', '.join(front)} or the installed "
+                f"packages; run in the directory that holds {module_name.replace('.', '/')}.py "
                 "or add --path DIR"
             ) from None
-        raise ConfigError(_import_failed(spec, module_name, e)) from None
+        raise ConfigError(_import_failed(option, spec, module_name, e)) from None
     except (Exception, SystemExit) as e:  # noqa: BLE001 - the module's own code failed: say where
-        raise ConfigError(_import_failed(spec, module_name, e)) from None
+        raise ConfigError(_import_failed(option, spec, module_name, e)) from None
     obj: Any = module
     for part in attr.split("."):
         missing = object()
@@ -350,26 +371,20 @@ def _import_objective(spec: str, paths: Sequence[Path]) -> Objective:
                 if inspect.isfunction(v) and v.__module__ == module.__name__ and not n.startswith("_")
             )
             shown = ", ".join(defined[:10]) + (", ..." if len(defined) > 10 else "")
-            hint = f"functions defined there: {shown}" if defined else "define objective(trial) there"
+            hint = f"functions defined there: {shown}" if defined else hint_if_empty
             raise ConfigError(
-                f"--objective {spec!r}: module {module_name!r} ({getattr(module, '__file__', None) or 'no file'}) "
+                f"{option} {spec!r}: module {module_name!r} ({getattr(module, '__file__', None) or 'no file'}) "
                 f"has no attribute {attr!r}; {hint}"
             )
-    if not callable(obj):
-        raise ConfigError(
-            f"--objective {spec!r}: {module_name}.{attr} is a {type(obj).__name__}, not callable; "
-            "name a function objective(trial) -> float"
-        )
-    objective: Objective = obj
-    return objective
+    return obj
 
 
-def _import_failed(spec: str, module_name: str, exc: BaseException) -> str:
+def _import_failed(option: str, spec: str, module_name: str, exc: BaseException) -> str:
     message = " ".join(str(exc).split())
     return (
-        f"--objective {spec!r}: importing module {module_name!r} raised {type(exc).__name__}"
+        f"{option} {spec!r}: importing module {module_name!r} raised {type(exc).__name__}"
         f"{': ' + message if message else ''}{_raised_at(exc)}; fix the module (or install what it "
-        "imports) and start the worker again"
+        "imports) and run again"
     )
 
 
@@ -506,21 +521,96 @@ def worker(
         console.print(_worker_summary(study, tally, interrupted=False), markup=False, highlight=False)
 
 
+class Step(str, enum.Enum):
+    initial_loss = "initial_loss"
+    overfit = "overfit"
+    lr_range = "lr_range"
+    coarse = "coarse"
+    refine = "refine"
+    final = "final"
+
+
 @app.command()
-def demo(
+def recipe(
+    problem: Annotated[
+        str,
+        typer.Argument(
+            metavar="[PROBLEM]",
+            help="'digits' (built in: a CNN on scikit-learn's digits), or MODULE:ATTR naming a "
+                 "tunelab.torch.Trainer or a function returning one.",
+        ),
+    ] = "digits",
     storage: StorageOption = DEFAULT_STORAGE,
-    name: Annotated[str, typer.Option("--name", help="Study name (an existing study is resumed).")] = "demo-mlp-digits",
-    n_trials: Annotated[int, typer.Option("--n-trials", min=1, help="Trials to run.")] = 36,
-    n_workers: Annotated[int, typer.Option("--n-workers", min=1, help="Worker processes.")] = 2,
-    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the study.")] = 0,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", show_default=False, help="Study name (default: recipe, recipe-2, ...: the first free)."),
+    ] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="A run of about a minute (small budgets).")] = False,
+    n_workers: Annotated[int, typer.Option("--n-workers", min=1, help="Worker processes of the searches.")] = 2,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the checks and the searches.")] = 0,
+    stop_after: Annotated[
+        Step | None, typer.Option("--stop-after", show_default=False, help="End after this step.")
+    ] = None,
+    path: Annotated[
+        list[Path] | None,
+        typer.Option("--path", metavar="DIR", exists=True, file_okay=False, show_default=False,
+                     help="Import PROBLEM from this directory too (repeatable)."),
+    ] = None,
+    artifact_dir: Annotated[
+        Path | None,
+        typer.Option("--artifact-dir", show_default=False,
+                     help="Where models and checkpoints go (default: beside the SQLite file)."),
+    ] = None,
     progress: Annotated[
         bool | None,
-        typer.Option("--progress/--no-progress", help="Show a progress bar (default: when stdout is a terminal)."),
+        typer.Option("--progress/--no-progress", help="Show progress bars (default: when stdout is a terminal)."),
     ] = None,
 ) -> None:
-    """Tune an MLP on scikit-learn's digits data and print what was learned."""
+    """Run the training recipe: initial loss, overfit a small sample, learning-rate range, then
+    coarse search, refine and final training, printing each step's verdict.
+
+    Exits with code 1 when a step fails (its message says why); the study keeps every verdict.
+    """
     with _cli_errors():
-        demo_module.run(
-            storage=storage, name=name, n_trials=n_trials, n_workers=n_workers, seed=seed,
-            show_progress=progress, console=_out(),
+        from tunelab import recipe as recipe_module
+
+        trainer = _load_trainer(problem, path or [])
+        result = recipe_module.run(
+            trainer, storage=storage, name=name, quick=quick, n_workers=n_workers, seed=seed,
+            stop_after=stop_after.value if stop_after else None, artifact_dir=artifact_dir,
+            console=_out(), show_progress=progress,
         )
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def _load_trainer(problem: str, paths: Sequence[Path]) -> Any:
+    from tunelab.torch import Trainer
+
+    if problem == "digits":
+        from tunelab.recipe import digits
+
+        return digits.trainer()
+    module_name, colon, attr = (part.strip() for part in problem.partition(":"))
+    if not colon or not module_name or not attr:
+        raise ConfigError(
+            f"PROBLEM {problem!r} is neither 'digits' nor MODULE:ATTR; write e.g. `tunelab recipe model:trainer` "
+            "for a tunelab.torch.Trainer named trainer in model.py"
+        )
+    obj = _import_attr(problem, paths, "PROBLEM", "define trainer = tunelab.torch.Trainer(...) there")
+    if not isinstance(obj, Trainer) and callable(obj):
+        try:
+            inspect.signature(obj).bind()
+        except TypeError:
+            raise ConfigError(
+                f"PROBLEM {problem!r} is a function that needs arguments; name a tunelab.torch.Trainer or a "
+                "function without arguments that returns one"
+            ) from None
+        except ValueError:  # no signature (a builtin): just call it
+            pass
+        obj = obj()
+    if not isinstance(obj, Trainer):
+        raise ConfigError(
+            f"PROBLEM {problem!r} is a {type(obj).__name__}; name a tunelab.torch.Trainer or a function returning one"
+        )
+    return obj

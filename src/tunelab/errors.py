@@ -58,3 +58,11 @@ class SearchExhausted(TunelabError):  # noqa: N818 - a signal, like StopIteratio
 
     Raised by :meth:`Study.ask`; :meth:`Study.optimize` stops cleanly on it.
     """
+
+
+class TrainingDivergedError(TunelabError, ArithmeticError):
+    """A training loss became NaN or infinite: the run diverged (lower the learning rate).
+
+    Raised by :class:`tunelab.torch.Reporter`; inside an objective the trial is marked FAIL
+    with this message and the study goes on.
+    """

@@ -137,6 +137,23 @@ class Study:
             raise ConfigError(f"attribute keys must be non-empty strings, got {key!r}")
         self._storage.set_study_attrs(self._study_id, user_attrs={key: value})
 
+    @property
+    def system_attrs(self) -> dict[str, Any]:
+        """What tunelab recorded for the study: its sampler, pruner, space, the recipe's verdicts."""
+        return dict(self._storage.get_study(self.name).system_attrs)
+
+    def set_system_attr(self, key: str, value: Any) -> None:
+        """Record JSON data of tunelab's own tools (such as the recipe) with the study.
+
+        Your own data goes in :meth:`set_user_attr`; the keys ``sampler``, ``pruner``, ``space``,
+        ``artifact_dir`` and ``checkpoint_policy`` belong to the study itself and cannot be set here.
+        """
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f"attribute keys must be non-empty strings, got {key!r}")
+        if key in _OWN_SYSTEM_ATTRS:
+            raise ConfigError(f"system attribute {key!r} belongs to the study itself and cannot be changed")
+        self._storage.set_study_attrs(self._study_id, system_attrs={key: value})
+
     def get_curves(self, number: int) -> Curves:
         """The learning curves trial ``number`` reported: metric -> (steps, values)."""
         return self._storage.get_curves(self._trial_id(number))
@@ -418,6 +435,8 @@ class Study:
                     distributions=lost.distributions, system_attrs={"retry_of": lost.number},
                 )
 
+
+_OWN_SYSTEM_ATTRS = frozenset({"sampler", "pruner", "space", "artifact_dir", "checkpoint_policy"})
 
 def _judge(
     value: Any, state: TrialState | str | None, error: str | None

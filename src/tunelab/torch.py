@@ -1,0 +1,683 @@
+"""PyTorch with tunelab: a training loop that reports, stops early and checkpoints, and the
+reporting alone for a loop of your own.
+
+Your own loop, two lines::
+
+    reporter = tunelab.torch.Reporter(trial)                      # before the loop
+    for epoch in range(1, epochs + 1):
+        for x, y in loader:
+            ...; loss.backward(); optimizer.step()
+            reporter.update(loss, outputs, y)                    # optional: train averages
+        reporter.report(epoch, val_loss=val_loss, val_acc=val_acc)  # stores, prunes, checks NaN
+
+tunelab's loop::
+
+    trainer = tunelab.torch.Trainer(build, train=(x, y), val=(x_val, y_val), optimizer="adamw")
+    result = trainer.fit({"lr": 1e-3, "weight_decay": 1e-4}, epochs=10)   # no study needed
+    study.optimize(trainer.objective(epochs=5), n_trials=20, n_workers=2)
+
+``build(params) -> nn.Module`` makes the model from the trial's parameters. The trainer
+itself reads ``lr`` (required), ``weight_decay`` (0), ``momentum`` (0.9, SGD and RMSprop),
+``optimizer`` (a name overriding the trainer's) and ``batch_size`` from them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Union
+
+from tunelab.checkpoints import save_torch
+from tunelab.distributions import Bool, Categorical, Distribution, ParamValue
+from tunelab.errors import ConfigError, TrainingDivergedError, TrialPruned
+from tunelab.space import SpaceEntry, unwrap, validate_space
+
+try:
+    import torch
+    from torch import nn
+except ImportError as e:  # pragma: no cover - the extra is missing
+    raise ImportError("tunelab.torch needs PyTorch: pip install 'tunelab[torch]'") from e
+
+if TYPE_CHECKING:
+    from tunelab.trial import Trial
+
+Tensors = tuple[torch.Tensor, torch.Tensor]
+Data = Union[Tensors, "torch.utils.data.DataLoader[Any]"]
+"""Training or validation data: ``(inputs, targets)`` tensors (tunelab batches them, with the
+``batch_size`` hyperparameter) or a DataLoader (its own batches)."""
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+OptimizerFactory = Callable[[list[nn.Parameter], Mapping[str, ParamValue]], torch.optim.Optimizer]
+"""``factory(trainable_parameters, params) -> optimizer``, for an optimizer tunelab does not name."""
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+LOSSES = ("cross_entropy", "nll", "mse", "l1")
+SCHEDULES = ("constant", "cosine")
+_CLASSIFICATION = ("cross_entropy", "nll")
+_MAXIMIZED_SUFFIXES = ("acc", "accuracy", "f1", "auc", "r2", "precision", "recall")
+
+
+def monitor_direction(metric: str) -> str:
+    """'maximize' for accuracy-like names (``*acc``, ``*f1``, ``*auc``...), else 'minimize'."""
+    return "maximize" if metric.lower().endswith(_MAXIMIZED_SUFFIXES) else "minimize"
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``'auto'``: CUDA when present, else the CPU; anything else as ``torch.device`` reads it."""
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
+
+
+# -- reporting ---------------------------------------------------------------------------------
+class Reporter:
+    """Reports a training loop's metrics to a trial, stops diverged runs, asks the pruner and keeps
+    the best evaluation (for patience-based early stopping).
+
+    Args:
+        trial: the trial to report to; None to only keep the history (a run outside a study).
+        monitor: the metric that defines the best evaluation and patience (``val_loss``).
+        direction: of ``monitor``; default from its name (see :func:`monitor_direction`).
+        patience: evaluations without improvement after which :attr:`should_stop` turns True.
+        min_delta: the least change that counts as an improvement.
+        prune: ask the study's pruner after each report and raise :class:`tunelab.TrialPruned`.
+
+    :meth:`update` accumulates the training loss (and accuracy, for class-index targets) on
+    the device without synchronising; :meth:`report` writes their averages since the last
+    report as ``train_loss`` / ``train_acc`` with the metrics it is given, in one storage write.
+    """
+
+    def __init__(
+        self,
+        trial: Trial | None = None,
+        *,
+        monitor: str = "val_loss",
+        direction: str | None = None,
+        patience: int | None = None,
+        min_delta: float = 0.0,
+        prune: bool = True,
+    ) -> None:
+        if not isinstance(monitor, str) or not monitor:
+            raise ConfigError(f"Reporter(monitor=...) must be a metric name such as 'val_loss', got {monitor!r}")
+        direction = direction or monitor_direction(monitor)
+        if direction not in ("minimize", "maximize"):
+            raise ConfigError(f"Reporter(direction=...) must be 'minimize' or 'maximize', got {direction!r}")
+        if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
+            raise ConfigError(f"Reporter(patience=...) must be an integer >= 1 or None, got {patience!r}")
+        if not isinstance(min_delta, (int, float)) or isinstance(min_delta, bool) or min_delta < 0:
+            raise ConfigError(f"Reporter(min_delta=...) must be a number >= 0, got {min_delta!r}")
+        self.trial = trial
+        self.monitor = monitor
+        self.direction = direction
+        self.patience = patience
+        self.min_delta = float(min_delta)
+        self.prune = prune
+        self.history: list[dict[str, float]] = []
+        self.best: dict[str, float] | None = None
+        self._since_best = 0
+        self._loss_sum: torch.Tensor | None = None
+        self._correct: torch.Tensor | None = None
+        self._count = 0
+        self._labelled = 0
+
+    def update(
+        self, loss: torch.Tensor, outputs: torch.Tensor | None = None, targets: torch.Tensor | None = None
+    ) -> None:
+        """Add one batch's loss (a mean over the batch) and, given class logits and class-index
+        targets, its correct predictions. Costs a few tensor operations, no device sync."""
+        n = int(targets.shape[0]) if targets is not None and targets.ndim > 0 else 1
+        # In-place sums of detached tensors: no graph, no new accumulator per step, no sync.
+        if self._loss_sum is None:
+            self._loss_sum = loss.detach().to(torch.float64) * n
+        else:
+            self._loss_sum.add_(loss.detach(), alpha=n)
+        if outputs is not None and targets is not None and _class_indices(outputs, targets):
+            hits = torch.eq(outputs.detach().argmax(dim=1), targets).sum()
+            if self._correct is None:
+                self._correct = hits
+            else:
+                self._correct.add_(hits)
+            self._labelled += n
+        self._count += n
+
+    def report(self, step: int, **metrics: float) -> dict[str, float]:
+        """Report the train averages since the last report and ``metrics`` at ``step``; return the row.
+
+        Raises :class:`tunelab.errors.TrainingDivergedError` when a loss is NaN or infinite (the
+        finite metrics are stored first) and :class:`tunelab.TrialPruned` when the pruner stops
+        the trial.
+        """
+        row: dict[str, float] = {}
+        if self._count and self._loss_sum is not None:
+            row["train_loss"] = float(self._loss_sum) / self._count
+            if self._correct is not None and self._labelled:
+                row["train_acc"] = float(self._correct) / self._labelled
+        self._loss_sum, self._correct, self._count, self._labelled = None, None, 0, 0
+        for name, value in metrics.items():
+            try:
+                row[name] = float(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"metric '{name}' must be a number, got {value!r}") from None
+        finite = {k: v for k, v in row.items() if math.isfinite(v)}
+        self.history.append({"step": float(step), **row})
+        if self.trial is not None and finite:
+            self.trial.report(step, **finite)
+        broken = sorted(k for k in row if k not in finite)
+        if broken:
+            raise TrainingDivergedError(
+                f"{', '.join(f'{k}={row[k]}' for k in broken)} at step {step}: the run diverged; "
+                "lower the learning rate (or clip the gradients)"
+            )
+        if self.trial is not None and self.prune and self.trial.should_prune():
+            raise TrialPruned(f"pruned at step {step}")
+        self._track(step, row)
+        return row
+
+    def _track(self, step: int, row: Mapping[str, float]) -> None:
+        if self.monitor not in row:
+            return
+        value = row[self.monitor]
+        if self.best is None or _better(value, self.best[self.monitor], self.direction, self.min_delta):
+            self.best = {"step": float(step), **row}
+            self._since_best = 0
+        else:
+            self._since_best += 1
+
+    @property
+    def best_step(self) -> int | None:
+        """The step of the best ``monitor`` value so far, or None."""
+        return None if self.best is None else int(self.best["step"])
+
+    @property
+    def should_stop(self) -> bool:
+        """True once ``patience`` evaluations in a row did not improve ``monitor``."""
+        return self.patience is not None and self._since_best >= self.patience
+
+
+def _class_indices(outputs: torch.Tensor, targets: torch.Tensor) -> bool:
+    return outputs.ndim == 2 and targets.ndim == 1 and not targets.is_floating_point()
+
+
+def _better(value: float, best: float, direction: str, min_delta: float) -> bool:
+    return value < best - min_delta if direction == "minimize" else value > best + min_delta
+
+
+# -- the training loop -------------------------------------------------------------------------
+@dataclass
+class FitResult:
+    """What :meth:`Trainer.fit` returns.
+
+    Attributes:
+        model: the trained model (with the best evaluation's weights when ``restore_best``).
+        history: one row per evaluation: ``step``, ``train_loss``, ``val_loss``, ``lr``...
+        best: the best evaluation's row (by the trainer's ``monitor``).
+        value: the best ``monitor`` value, the objective's value.
+        stopped: why training ended before its budget: 'patience', or None.
+        steps: optimiser steps taken; seconds: wall time.
+    """
+
+    model: nn.Module
+    history: list[dict[str, float]]
+    best: dict[str, float]
+    value: float
+    stopped: str | None
+    steps: int
+    seconds: float
+    params: dict[str, ParamValue] = field(default_factory=dict)
+
+
+_DATA_CACHE: dict[int, tuple[Callable[[], tuple[Data, Data]], tuple[Data, Data]]] = {}
+
+
+class Trainer:
+    """What to train and how: a model factory, data, a loss and an optimizer.
+
+    Args:
+        build: ``build(params) -> nn.Module``, called with the run's parameters.
+        train, val: training and validation data, each ``(inputs, targets)`` tensors or a DataLoader.
+        data: instead of ``train`` and ``val``, a function returning ``(train, val)``, called once
+            per process (data loads in each worker instead of being sent to it).
+        loss: 'cross_entropy' (class-index targets; accuracy is reported too), 'nll', 'mse', 'l1',
+            or a function ``loss(outputs, targets) -> scalar tensor``.
+        optimizer: 'sgd', 'adam', 'adamw', 'rmsprop', or ``factory(parameters, params)``.
+        batch_size: for tensor data, unless the parameters hold ``batch_size``.
+        schedule: 'constant' or 'cosine' (annealed to 0 over the run's steps).
+        space: the model's own hyperparameters (width, dropout...), for searches and the recipe.
+        defaults: values of ``space`` for single runs (the recipe's checks); default: the middle
+            of each range (geometric for log ranges), the first choice of a categorical.
+        unregularized: values that switch regularisation off (e.g. ``{"dropout": 0.0}``), used by
+            the recipe's initial-loss and overfitting checks.
+        expected_initial_loss: the loss of an untrained model; default ``ln C`` for C-class
+            cross-entropy and NLL, none for other losses.
+        monitor: the metric that picks the best evaluation: default 'val_acc' for classification,
+            else 'val_loss'.
+        device: 'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1'...
+        grad_clip: clip the gradient norm to this value (None: no clipping).
+    """
+
+    def __init__(
+        self,
+        build: Callable[[Mapping[str, ParamValue]], nn.Module],
+        *,
+        train: Data | None = None,
+        val: Data | None = None,
+        data: Callable[[], tuple[Data, Data]] | None = None,
+        loss: str | LossFn = "cross_entropy",
+        optimizer: str | OptimizerFactory = "adam",
+        batch_size: int = 64,
+        schedule: str = "constant",
+        space: Mapping[str, SpaceEntry] | None = None,
+        defaults: Mapping[str, ParamValue] | None = None,
+        unregularized: Mapping[str, ParamValue] | None = None,
+        expected_initial_loss: float | None = None,
+        monitor: str | None = None,
+        device: str = "auto",
+        grad_clip: float | None = None,
+    ) -> None:
+        if not callable(build):
+            raise ConfigError(f"Trainer(build=...) must be a function build(params) -> nn.Module, got {build!r}")
+        if data is None:
+            if train is None or val is None:
+                raise ConfigError("Trainer needs train= and val= data, or data=load returning (train, val)")
+            _check_data("train", train)
+            _check_data("val", val)
+        elif train is not None or val is not None:
+            raise ConfigError("Trainer takes either data= or train= and val=, not both")
+        elif not callable(data):
+            raise ConfigError(f"Trainer(data=...) must be a function returning (train, val), got {data!r}")
+        if not callable(loss) and loss not in LOSSES:
+            raise ConfigError(f"Trainer(loss=...) must be one of {LOSSES} or a function, got {loss!r}")
+        if not callable(optimizer) and optimizer not in OPTIMIZERS:
+            raise ConfigError(f"Trainer(optimizer=...) must be one of {OPTIMIZERS} or a factory, got {optimizer!r}")
+        _check_positive_int("Trainer", "batch_size", batch_size)
+        if schedule not in SCHEDULES:
+            raise ConfigError(f"Trainer(schedule=...) must be one of {SCHEDULES}, got {schedule!r}")
+        if expected_initial_loss is not None and not _positive_number(expected_initial_loss):
+            raise ConfigError(
+                f"Trainer(expected_initial_loss=...) must be a positive number, got {expected_initial_loss!r}"
+            )
+        if grad_clip is not None and not _positive_number(grad_clip):
+            raise ConfigError(f"Trainer(grad_clip=...) must be a positive number or None, got {grad_clip!r}")
+        if monitor is not None and (not isinstance(monitor, str) or not monitor):
+            raise ConfigError(f"Trainer(monitor=...) must be a metric name such as 'val_loss' or None, got {monitor!r}")
+        resolve_device(device)
+        self.build = build
+        self.train, self.val, self.data = train, val, data
+        self.loss = loss
+        self.optimizer = optimizer
+        self.batch_size = batch_size
+        self.schedule = schedule
+        try:  # no space (or an empty one): the model has no hyperparameters of its own
+            self.space = validate_space(space) if space is not None and space != {} else {}
+        except ConfigError as e:
+            raise ConfigError(f"Trainer(space=...): {e}") from None
+        self.defaults = self._check_values("defaults", defaults or {})
+        self.unregularized = self._check_values("unregularized", unregularized or {})
+        self.expected_initial_loss = None if expected_initial_loss is None else float(expected_initial_loss)
+        self.classifier = not callable(loss) and loss in _CLASSIFICATION
+        self.monitor = monitor or ("val_acc" if self.classifier else "val_loss")
+        self.device = device
+        self.grad_clip = grad_clip
+
+    def _check_values(self, arg: str, values: Mapping[str, ParamValue]) -> dict[str, ParamValue]:
+        out: dict[str, ParamValue] = {}
+        for name, value in values.items():
+            if name in self.space:
+                dist = unwrap(self.space[name])
+                if not dist.contains(value):
+                    raise ConfigError(f"Trainer({arg}=...): {name}={value!r} is outside its space {dist!r}")
+                value = dist.cast(value)
+            out[name] = value
+        return out
+
+    # -- pieces, for the recipe and for your own loop ---------------------------------------------
+    def default_params(self, **overrides: ParamValue) -> dict[str, ParamValue]:
+        """A value for every parameter of ``space`` (``defaults``, else a middle value), updated by ``overrides``."""
+        params = {name: self.defaults.get(name, _middle(unwrap(entry))) for name, entry in self.space.items()}
+        params.update(overrides)
+        return params
+
+    def load_data(self) -> tuple[Data, Data]:
+        """``(train, val)``, loaded once per process when given as ``data=``."""
+        if self.data is None:
+            assert self.train is not None and self.val is not None
+            return self.train, self.val
+        key = id(self.data)
+        cached = _DATA_CACHE.get(key)
+        if cached is None or cached[0] is not self.data:  # ids are reused once a function is freed
+            loaded = self.data()
+            if not (isinstance(loaded, tuple) and len(loaded) == 2):
+                raise ConfigError(f"Trainer(data=...) must return (train, val), got {type(loaded).__name__}")
+            _check_data("train", loaded[0])
+            _check_data("val", loaded[1])
+            cached = _DATA_CACHE[key] = (self.data, loaded)
+        return cached[1]
+
+    def build_model(self, params: Mapping[str, ParamValue], seed: int = 0) -> nn.Module:
+        """``build(params)`` with torch's RNG seeded first (the same seed, the same initial weights), on the device."""
+        torch.manual_seed(seed)
+        model = self.build(dict(params))
+        if not isinstance(model, nn.Module):
+            raise ConfigError(f"Trainer(build=...) must return an nn.Module, got {type(model).__name__}")
+        return model.to(resolve_device(self.device))
+
+    def make_optimizer(self, model: nn.Module, params: Mapping[str, ParamValue]) -> torch.optim.Optimizer:
+        """The optimizer over the model's trainable parameters, from ``lr``, ``weight_decay``, ``momentum``."""
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        if not trainable:
+            raise ConfigError(
+                "the model has no trainable parameter (requires_grad=False everywhere): unfreeze its layers"
+            )
+        lr = params.get("lr")
+        if not _positive_number(lr):
+            raise ConfigError(f"the parameters need a positive 'lr' (the learning rate), got {lr!r}")
+        choice = params.get("optimizer", self.optimizer)
+        if callable(choice):
+            return choice(trainable, params)
+        wd = float(params.get("weight_decay", 0.0) or 0.0)  # type: ignore[arg-type]
+        momentum = float(params.get("momentum", 0.9))  # type: ignore[arg-type]
+        lr_f = float(lr)  # type: ignore[arg-type]
+        if choice == "sgd":
+            return torch.optim.SGD(trainable, lr=lr_f, momentum=momentum, weight_decay=wd)
+        if choice == "adam":
+            return torch.optim.Adam(trainable, lr=lr_f, weight_decay=wd)
+        if choice == "adamw":
+            return torch.optim.AdamW(trainable, lr=lr_f, weight_decay=wd)
+        if choice == "rmsprop":
+            return torch.optim.RMSprop(trainable, lr=lr_f, momentum=momentum, weight_decay=wd)
+        raise ConfigError(f"parameter optimizer={choice!r} is not one of {OPTIMIZERS}")
+
+    def make_scheduler(
+        self, optimizer: torch.optim.Optimizer, total_steps: int
+    ) -> torch.optim.lr_scheduler.LambdaLR | None:
+        """The learning-rate schedule over ``total_steps`` optimiser steps (None when constant)."""
+        if self.schedule == "constant":
+            return None
+        total = max(1, total_steps)
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total))
+        )
+
+    def loss_fn(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The training loss of a batch (a mean)."""
+        if callable(self.loss):
+            return self.loss(outputs, targets)
+        if self.loss == "cross_entropy":
+            return nn.functional.cross_entropy(outputs, targets)
+        if self.loss == "nll":
+            return nn.functional.nll_loss(outputs, targets)
+        if self.loss == "mse":
+            return nn.functional.mse_loss(outputs, targets)
+        return nn.functional.l1_loss(outputs, targets)
+
+    def batch_size_of(self, params: Mapping[str, ParamValue]) -> int:
+        """``params["batch_size"]`` when given, else the trainer's ``batch_size``."""
+        size = params.get("batch_size", self.batch_size)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ConfigError(f"parameter batch_size must be an integer >= 1, got {size!r}")
+        return size
+
+    def batches(
+        self, data: Data, batch_size: int, generator: torch.Generator | None = None
+    ) -> Iterator[Tensors]:
+        """One epoch of ``(inputs, targets)`` batches on the device, shuffled by ``generator``
+        (None: in order). A DataLoader yields its own batches."""
+        device = resolve_device(self.device)
+        if isinstance(data, tuple):
+            x, y = _on_device(data, device)
+            n = int(x.shape[0])
+            order = torch.randperm(n, generator=generator).to(device) if generator is not None else None
+            for start in range(0, n, batch_size):
+                idx = order[start:start + batch_size] if order is not None else slice(start, start + batch_size)
+                yield x[idx], y[idx]
+        else:
+            for batch in data:
+                xb, yb = batch[0], batch[1]
+                yield xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+
+    def steps_per_epoch(self, data: Data, batch_size: int) -> int:
+        """Optimiser steps in one pass over ``data``."""
+        if isinstance(data, tuple):
+            return max(1, math.ceil(int(data[0].shape[0]) / batch_size))
+        return max(1, len(data))
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, data: Data, prefix: str = "val_") -> dict[str, float]:
+        """Mean loss (and accuracy for classification) of ``model`` over ``data``, in eval mode."""
+        was_training = model.training
+        model.eval()
+        loss_sum, correct, count = 0.0, 0, 0
+        for xb, yb in self.batches(data, 1024):
+            out = model(xb)
+            n = int(yb.shape[0])
+            loss_sum += float(self.loss_fn(out, yb)) * n
+            if _class_indices(out, yb):
+                correct += int((out.argmax(dim=1) == yb).sum())
+            count += n
+        model.train(was_training)
+        metrics = {f"{prefix}loss": loss_sum / max(count, 1)}
+        if self.classifier:
+            metrics[f"{prefix}acc"] = correct / max(count, 1)
+        return metrics
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def fit(
+        self,
+        params: Mapping[str, ParamValue],
+        *,
+        epochs: int,
+        trial: Trial | None = None,
+        seed: int = 0,
+        eval_every: int | None = None,
+        patience: int | None = None,
+        prune: bool = True,
+        checkpoint_every: int | None = None,
+        restore_best: bool = True,
+    ) -> FitResult:
+        """Train a model built from ``params`` for ``epochs``, evaluating after each epoch (or every
+        ``eval_every`` optimiser steps) and reporting to ``trial`` when given.
+
+        Args:
+            params: the run's hyperparameters (``lr`` at least; the rest go to ``build``).
+            epochs: passes over the training data.
+            trial: report every evaluation to it, ask its study's pruner (``prune``), checkpoint.
+            seed: seeds the initial weights, the shuffling and dropout.
+            eval_every: evaluate every this many steps instead of after each epoch.
+            patience: stop after this many evaluations without improving the trainer's ``monitor``.
+            checkpoint_every: save model, optimizer, schedule and RNG state every this many
+                evaluations, through ``trial.checkpoint(step)`` with the curve's step (needs ``trial``).
+            restore_best: leave the best evaluation's weights in the returned model.
+
+        Raises :class:`tunelab.TrialPruned` when the pruner stops the run, and
+        :class:`tunelab.errors.TrainingDivergedError` when the loss becomes NaN or infinite.
+        """
+        _check_positive_int("fit", "epochs", epochs)
+        if eval_every is not None:
+            _check_positive_int("fit", "eval_every", eval_every)
+        if checkpoint_every is not None:
+            _check_positive_int("fit", "checkpoint_every", checkpoint_every)
+            if trial is None:
+                raise ConfigError("fit(checkpoint_every=...) needs a trial= to keep the checkpoints in")
+        start = time.perf_counter()
+        params = dict(params)
+        train, val = self.load_data()
+        batch_size = self.batch_size_of(params) if isinstance(train, tuple) else self.batch_size
+        if not isinstance(train, tuple) and "batch_size" in params:
+            raise ConfigError(
+                "batch_size is a hyperparameter but the training data is a DataLoader with its own batch "
+                "size: pass (inputs, targets) tensors so that tunelab can batch them"
+            )
+        model = self.build_model(params, seed)
+        optimizer = self.make_optimizer(model, params)
+        per_epoch = self.steps_per_epoch(train, batch_size)
+        scheduler = self.make_scheduler(optimizer, epochs * per_epoch)
+        reporter = Reporter(trial, monitor=self.monitor, patience=patience, prune=prune)
+        generator = torch.Generator().manual_seed(seed)
+        best_state: dict[str, torch.Tensor] | None = None
+        step = evaluations = 0
+        stopped: str | None = None
+
+        def evaluate_and_report() -> None:
+            nonlocal best_state, evaluations, stopped
+            previous_best = reporter.best
+            metrics = self.evaluate(model, val)
+            metrics["lr"] = float(optimizer.param_groups[0]["lr"])
+            at = step if eval_every else step // per_epoch  # the curve's step: epochs, or optimiser steps
+            row = reporter.report(at, **metrics)
+            if self.monitor not in row:
+                raise ConfigError(
+                    f"Trainer(monitor={self.monitor!r}) is not among the metrics of an evaluation, {sorted(row)}"
+                )
+            evaluations += 1
+            if restore_best and reporter.best is not previous_best:
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            if checkpoint_every and trial is not None and evaluations % checkpoint_every == 0:
+                with trial.checkpoint(at) as folder:
+                    save_torch(folder, model, optimizer, scheduler, extra={"step": at, "optimizer_step": step})
+            if reporter.should_stop:
+                stopped = "patience"
+
+        model.train()
+        for _ in range(epochs):
+            for xb, yb in self.batches(train, batch_size, generator):
+                outputs = model(xb)
+                loss = self.loss_fn(outputs, yb)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()  # type: ignore[no-untyped-call]
+                if self.grad_clip is not None:
+                    nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
+                optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
+                reporter.update(loss, outputs, yb)
+                step += 1
+                if eval_every and step % eval_every == 0:
+                    evaluate_and_report()
+                    if stopped:
+                        break
+            if stopped:
+                break
+            if not eval_every:
+                evaluate_and_report()
+                if stopped:
+                    break
+        if reporter.best is None:  # eval_every longer than the run: evaluate once at the end
+            evaluate_and_report()
+        if restore_best and best_state is not None:
+            model.load_state_dict(best_state)
+        model.eval()
+        best = reporter.best
+        assert best is not None
+        return FitResult(
+            model=model, history=reporter.history, best=best, value=best[self.monitor], stopped=stopped,
+            steps=step, seconds=time.perf_counter() - start, params=params,
+        )
+
+    def objective(
+        self,
+        *,
+        epochs: int,
+        seed: int = 0,
+        eval_every: int | None = None,
+        patience: int | None = None,
+        prune: bool = True,
+        checkpoint_every: int | None = None,
+        save_model: bool = False,
+        tag: Mapping[str, Any] | None = None,
+    ) -> TrainObjective:
+        """An objective for ``study.optimize``: suggests ``space`` (plus whatever the study declares),
+        trains with :meth:`fit` and returns the best ``monitor`` value. Picklable (worker processes)
+        when ``build`` and ``data`` are module-level functions."""
+        _check_positive_int("objective", "epochs", epochs)
+        return TrainObjective(self, epochs, seed, eval_every, patience, prune, checkpoint_every, save_model,
+                              dict(tag or {}))
+
+
+@dataclass
+class TrainObjective:
+    """``objective(trial)``: one :meth:`Trainer.fit` run with the trial's parameters (see :meth:`Trainer.objective`)."""
+
+    trainer: Trainer
+    epochs: int
+    seed: int = 0
+    eval_every: int | None = None
+    patience: int | None = None
+    prune: bool = True
+    checkpoint_every: int | None = None
+    save_model: bool = False
+    tag: dict[str, Any] = field(default_factory=dict)
+
+    def __call__(self, trial: Trial) -> float:
+        if self.trainer.space:
+            trial.suggest_space(self.trainer.space)
+        trial.set_user_attr("train", {"epochs": self.epochs, **self.tag})
+        result = self.trainer.fit(
+            trial.params, epochs=self.epochs, trial=trial, seed=self.seed + trial.number,
+            eval_every=self.eval_every, patience=self.patience, prune=self.prune,
+            checkpoint_every=self.checkpoint_every,
+        )
+        summary: dict[str, Any] = {"best_step": int(result.best["step"]), "steps": result.steps,
+                                   "stopped": result.stopped, "seconds": round(result.seconds, 3)}
+        if self.save_model:  # the model, with its parameters and curves beside it, at the last curve step
+            last = int(result.history[-1]["step"])
+            with trial.checkpoint(last) as folder:
+                save_torch(folder, result.model, extra={"best": result.best})
+                (folder / "params.json").write_text(json.dumps(result.params, indent=1))
+                (folder / "history.json").write_text(json.dumps(_finite_rows(result.history), indent=1))
+            summary["model"] = str(trial.checkpoint_dir / f"step-{last}")
+        trial.set_user_attr("fit", summary)
+        return float(result.value)
+
+
+# -- helpers -----------------------------------------------------------------------------------
+_DEVICE_DATA: dict[tuple[int, str], tuple[torch.Tensor, Tensors]] = {}
+
+
+def _on_device(data: Tensors, device: torch.device) -> Tensors:
+    if data[0].device == device and data[1].device == device:
+        return data
+    key = (id(data[0]), str(device))
+    cached = _DEVICE_DATA.get(key)
+    if cached is None or cached[0] is not data[0]:  # ids are reused once a tensor is freed
+        cached = _DEVICE_DATA[key] = (data[0], (data[0].to(device), data[1].to(device)))
+    return cached[1]
+
+
+def _finite_rows(rows: list[dict[str, float]]) -> list[dict[str, float | None]]:
+    return [{k: (v if math.isfinite(v) else None) for k, v in row.items()} for row in rows]
+
+
+def _check_data(name: str, data: object) -> None:
+    if isinstance(data, tuple):
+        if len(data) != 2 or not all(isinstance(t, torch.Tensor) for t in data):
+            raise ConfigError(f"{name} data must be (inputs, targets) tensors or a DataLoader")
+        if data[0].shape[0] != data[1].shape[0] or data[0].shape[0] == 0:
+            raise ConfigError(
+                f"{name} data: inputs and targets must have the same, non-zero number of rows, got "
+                f"{tuple(data[0].shape)} and {tuple(data[1].shape)}"
+            )
+    elif not isinstance(data, torch.utils.data.DataLoader):
+        raise ConfigError(f"{name} data must be (inputs, targets) tensors or a DataLoader, got {type(data).__name__}")
+
+
+def _check_positive_int(owner: str, arg: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{owner}({arg}=...) must be an integer >= 1, got {value!r}")
+
+
+def _positive_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def _middle(dist: Distribution) -> ParamValue:
+    """The middle of a range (geometric for a log range), the first choice of a categorical, False."""
+    if isinstance(dist, Bool):
+        return False
+    if isinstance(dist, Categorical):
+        return dist.choices[0]
+    return dist.from_unit(0.5)
