@@ -147,7 +147,7 @@ def main() -> None:
     args = parser.parse_args()
     budget = Budget.quick() if args.quick else Budget()
     seeds = range(1 if args.quick else args.seeds)
-    console = Console()
+    console = Console(width=max(Console().width, 110))
     rows: list[dict[str, Any]] = []
     for seed in seeds:
         with tempfile.TemporaryDirectory() as tmp:
@@ -163,7 +163,7 @@ def main() -> None:
             opt = optuna_method(seed, rec["epochs"], budget.refine_epochs)
             rows.append({"method": "Optuna TPE + median", "seed": seed, **opt})
             console.print(f"seed {seed}: optuna {opt['accuracy']:.4f} in {opt['seconds']:.0f}s")
-    table = Table(title=f"digits CNN, {len(seeds)} seed(s): validation accuracy (median [min, max]) at equal epochs")
+    table = Table(title=f"digits CNN, {len(seeds)} seed(s): validation accuracy (median \\[min, max]) at equal epochs")
     for col in ("method", "val accuracy", "wall time (median)", "epochs (median)", "trials (median)"):
         table.add_column(col, justify="left" if col == "method" else "right")
     for method in dict.fromkeys(r["method"] for r in rows):
