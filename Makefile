@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test bench bench-storage bench-suite bench-model bench-multifidelity bench-reporting bench-recipe install clean
+.PHONY: demo test chromium bench bench-storage bench-suite bench-model bench-multifidelity bench-reporting bench-recipe install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,15 @@ install: $(VENV)/.dev-installed
 demo: $(VENV)/.demo-installed
 	OMP_NUM_THREADS=1 $(BIN)/tunelab recipe --storage sqlite:///tunelab.db
 
-test: $(VENV)/.dev-installed
+# The report's browser test drives Debian's chromium (never a browser downloaded by a test tool):
+# installed here when missing and possible (root with apt-get); under CI=true the test fails without it.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		{ apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && \
+		  apt-get install -y -q chromium >/dev/null 2>&1; }; }; } || \
+		echo "note: chromium is not installed (apt-get install chromium); the report's browser test needs it"
+
+test: $(VENV)/.dev-installed chromium
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/mypy
 	$(BIN)/lint-imports

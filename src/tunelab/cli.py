@@ -302,6 +302,85 @@ def delete(
     _out().print(f"deleted study {study_name!r} ({n_trials} trials)", markup=False, highlight=False)
 
 
+# -- reading results ---------------------------------------------------------------------------
+class ImportanceMethod(str, enum.Enum):
+    fanova = "fanova"
+    ped_anova = "ped_anova"
+
+
+@app.command()
+def report(
+    study_name: StudyArgument,
+    storage: StorageOption = DEFAULT_STORAGE,
+    output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path("report.html"),
+    title: Annotated[str | None, typer.Option("--title", show_default=False, help="The report's title.")] = None,
+) -> None:
+    """Write one self-contained HTML report of a study: summary, best trial, plots, diagnosis and
+    importance (plotly.js inlined: it opens offline)."""
+    with _open(storage) as store:
+        study = _read_study(study_name, store)
+        from tunelab.viz.report import write_report
+
+        path = write_report(study, output, title=title)
+    _out().print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)", markup=False, highlight=False)
+
+
+@app.command()
+def diagnose(
+    study_name: StudyArgument,
+    trial: Annotated[
+        int | None,
+        typer.Argument(metavar="[TRIAL]", help="Trial number (default: the best trial).", show_default=False),
+    ] = None,
+    storage: StorageOption = DEFAULT_STORAGE,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")] = False,
+) -> None:
+    """Read a trial's learning curves and say what they show and what to do next."""
+    with _open(storage) as store:
+        study = _read_study(study_name, store)
+        number = study.best_trial.number if trial is None else trial
+        from tunelab.analysis.diagnosis import diagnose as read_curves
+
+        findings = read_curves(study, number)
+    if as_json:
+        typer.echo(json.dumps({"study": study.name, "trial": number, "findings": [f.to_json() for f in findings]}))
+        return
+    console = _out()
+    if not findings:
+        console.print(f"trial {number} of {study.name}: nothing to flag in its curves", markup=False)
+        return
+    console.print(f"trial {number} of {study.name}:", markup=False)
+    for f in findings:
+        console.print(Text.assemble((f"{f.condition}", "bold"), f" ({f.metric}): {f.message}"))
+        console.print(Text.assemble(("  do: ", "green"), f.action))
+
+
+@app.command()
+def importance(
+    study_name: StudyArgument,
+    storage: StorageOption = DEFAULT_STORAGE,
+    method: Annotated[
+        ImportanceMethod, typer.Option("--method", help="fanova (a random forest's variance decomposition) or "
+                                                        "ped_anova (fast, for large studies).")
+    ] = ImportanceMethod.fanova,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")] = False,
+) -> None:
+    """Which hyperparameters matter: each one's share of the explained variation, with advice."""
+    with _open(storage) as store:
+        study = _read_study(study_name, store)
+        from tunelab.analysis.importance import advice
+        from tunelab.analysis.importance import importance as shares_of
+
+        shares = shares_of(study, method=method.value)
+    if as_json:
+        typer.echo(json.dumps({"study": study.name, "method": method.value, "importance": shares}))
+        return
+    console = _out()
+    for name, share in shares.items():
+        console.print(f"{name:>24}  {share:6.1%}  {'#' * round(share * 40)}", markup=False, highlight=False)
+    console.print(advice(shares), markup=False, highlight=False)
+
+
 # -- worker --------------------------------------------------------------------------------
 def _raised_at(exc: BaseException) -> str:
     """' (at file:line)' of the innermost frame outside the import machinery, or ''."""

@@ -186,8 +186,9 @@ class BaseStorage(ABC):
         study_id: int,
         states: Iterable[TrialState] | None = None,
         min_number: int = 0,
+        max_number: int | None = None,
     ) -> list[FrozenTrial]:
-        """Trials ordered by number, optionally filtered by state and ``number >= min_number``."""
+        """Trials ordered by number, optionally filtered by state and ``min_number <= number <= max_number``."""
 
     @abstractmethod
     def count_trials(self, study_id: int, states: Iterable[TrialState] | None = None) -> int:

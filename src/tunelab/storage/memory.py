@@ -325,10 +325,12 @@ class InMemoryStorage(BaseStorage):
         study_id: int,
         states: Iterable[TrialState] | None = None,
         min_number: int = 0,
+        max_number: int | None = None,
     ) -> list[FrozenTrial]:
         with self._lock:
             wanted = set(states) if states is not None else None
-            ids = self._study(study_id).trial_ids[max(0, min_number):]
+            end = None if max_number is None else max(0, max_number + 1)
+            ids = self._study(study_id).trial_ids[max(0, min_number):end]
             return [
                 _snapshot(t) for t in (self._trials[i] for i in ids)
                 if wanted is None or t.state in wanted

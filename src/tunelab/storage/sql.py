@@ -691,10 +691,13 @@ class SQLStorage(BaseStorage):
         study_id: int,
         states: Iterable[TrialState] | None = None,
         min_number: int = 0,
+        max_number: int | None = None,
     ) -> list[FrozenTrial]:
         q = sa.select(*TRIAL_COLUMNS).where(_T.c.study_id == study_id)
         if min_number:
             q = q.where(_T.c.number >= min_number)
+        if max_number is not None:
+            q = q.where(_T.c.number <= max_number)
         if states is not None:
             q = q.where(_T.c.state.in_([s.value for s in states]))
         with self._read() as conn:

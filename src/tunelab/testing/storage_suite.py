@@ -1057,6 +1057,14 @@ class StorageSuite:
         assert numbers(storage.get_trials(study_id, min_number=5)) == [5, 6, 7]
         assert storage.get_trials(study_id, min_number=8) == []
 
+    def test_get_trials_filters_by_max_number(self, storage: BaseStorage, study_id: int) -> None:
+        self._mixed_study(storage, study_id)
+        assert numbers(storage.get_trials(study_id, max_number=2)) == [0, 1, 2]
+        assert numbers(storage.get_trials(study_id, min_number=4, max_number=4)) == [4]  # one trial by number
+        assert numbers(storage.get_trials(study_id, min_number=6, max_number=100)) == [6, 7]
+        assert storage.get_trials(study_id, min_number=5, max_number=4) == []
+        assert storage.get_trials(study_id, max_number=-1) == []
+
     def test_get_trials_combines_states_and_min_number(self, storage: BaseStorage, study_id: int) -> None:
         self._mixed_study(storage, study_id)
         wanted = [TrialState.WAITING, TrialState.COMPLETE]

@@ -1,0 +1,1 @@
+"""Reading a study's results: learning-curve diagnosis and hyperparameter importance."""

@@ -1,0 +1,24 @@
+"""Plots of a study (plotly) and the self-contained HTML report.
+
+An optional layer: it needs ``pip install 'tunelab[report]'`` (plotly < 6 and kaleido 0.2.1, which
+renders static images without a browser). Every figure function returns a plotly ``go.Figure``;
+one with nothing to draw says so in its middle (``fig.layout.meta["empty"]``).
+"""
+
+from tunelab.viz.curves import plot_curves, plot_lr_range, reported_metrics
+from tunelab.viz.export import save_image
+from tunelab.viz.figures import plot_contour, plot_history, plot_importance, plot_parallel_coordinates, plot_slice
+from tunelab.viz.stages import plot_stages
+
+__all__ = [
+    "plot_contour",
+    "plot_curves",
+    "plot_history",
+    "plot_importance",
+    "plot_lr_range",
+    "plot_parallel_coordinates",
+    "plot_slice",
+    "plot_stages",
+    "reported_metrics",
+    "save_image",
+]

@@ -1,0 +1,389 @@
+"""tunelab.analysis.diagnosis: learning-curve diagnosis on labelled synthetic curves (the generator
+of ``benchmarks/diagnosis.py``), edge cases, a real SQLite study, and real PyTorch runs on the
+digits with planted conditions."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+
+import tunelab
+from tunelab.analysis.diagnosis import ACTIONS, CONDITIONS, Finding, diagnose, diagnose_curves, metric_direction
+from tunelab.errors import ConfigError
+
+
+def _load_bench() -> ModuleType:
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "diagnosis.py"
+    spec = importlib.util.spec_from_file_location("bench_diagnosis", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_diagnosis"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_bench()
+
+
+def found(curves: dict[str, Any], **kwargs: Any) -> set[str]:
+    return {f.condition for f in diagnose_curves(curves, **kwargs)}
+
+
+def curve(values: Any, steps: Any = None) -> tuple[list[int], list[float]]:
+    values = [float(v) for v in values]
+    return (list(range(len(values))) if steps is None else [int(s) for s in steps]), values
+
+
+T = np.linspace(0.0, 1.0, 60)
+
+
+def healthy_loss(floor: float = 0.2, start: float = 2.3) -> np.ndarray:
+    g = 0.2 * np.exp(-T / 0.05) + 0.8 * np.exp(-T / 0.25)
+    return floor + (start - floor) * g
+
+
+# -- every condition fires on its own curves, and healthy curves stay quiet -----------------------
+@pytest.mark.parametrize("condition", CONDITIONS)
+def test_each_condition_fires_on_its_generated_curves(condition: str) -> None:
+    for seed in range(5):
+        case = bench.make_case(condition, "low", seed)
+        assert condition in case.run(), (seed, case.fmt)
+
+
+def test_healthy_curves_give_no_findings() -> None:
+    for noise in ("low", "medium"):
+        for seed in range(10):
+            case = bench.make_case("healthy", noise, seed)
+            assert case.run() == set(), (noise, seed, case.fmt)
+
+
+def test_precision_and_recall_across_seeds_and_noise() -> None:
+    cases = bench.make_cases(per=6, noise_levels=("low", "medium"), seed=11)
+    scores = bench.score(cases)
+    for condition in CONDITIONS:
+        assert scores[condition]["recall"] >= 0.8, (condition, scores[condition])
+        assert scores[condition]["precision"] >= 0.8, (condition, scores[condition])
+    assert scores["healthy"]["clean"] >= 0.9 * scores["healthy"]["cases"]
+
+
+# -- hand-made curves, one rule at a time ---------------------------------------------------------
+def test_overfitting_pair() -> None:
+    train = healthy_loss(0.02)
+    val = 0.5 + 1.8 * np.exp(-T / 0.08) + 0.4 * np.clip((T - 0.3) / 0.7, 0, 1)
+    findings = diagnose_curves({"train_loss": curve(train), "val_loss": curve(val)})
+    assert [f.condition for f in findings] == ["overfitting"]
+    f = findings[0]
+    assert f.metric == "train_loss/val_loss"
+    assert "val_loss rose from" in f.message and "train_loss kept falling" in f.message
+    assert f.action == ACTIONS["overfitting"]
+    assert f.evidence["gap"][-1] > f.evidence["gap"][0] - 2  # gap series is there
+    assert len(f.evidence["steps"]) == len(f.evidence["train"]) == len(f.evidence["val"])
+    # the same validation curve with a training curve that rises too is not overfitting
+    assert "overfitting" not in found({"train_loss": curve(val - 0.1), "val_loss": curve(val)})
+
+
+def test_divergence_nan_and_blow_up() -> None:
+    loss = list(healthy_loss())
+    nan_end = loss[:40] + [math.nan] * 3
+    findings = diagnose_curves({"loss": curve(nan_end)})
+    assert findings[0].condition == "divergence"
+    assert "nan at step 40" in findings[0].message
+    blow_up = healthy_loss() + np.where(T > 0.5, 0.3 * (np.exp((T - 0.5) / 0.05) - 1), 0.0)
+    assert "divergence" in found({"loss": curve(blow_up)})
+    # with the expected initial loss: a net that blew up and died at chance level
+    dead = [40.0, 3.1] + [2.31 + 0.01 * math.sin(i) for i in range(30)]
+    assert "divergence" in found({"train_loss": curve(dead)}, expected_initial_loss=math.log(10))
+    assert "divergence" not in found({"train_loss": curve(dead)})
+
+
+def test_initial_loss() -> None:
+    loss = healthy_loss(start=2.3)
+    assert found({"train_loss": curve(loss)}, expected_initial_loss=2.3) == set()
+    high = loss.copy()
+    high[0] = 9.0
+    findings = diagnose_curves({"train_loss": curve(high)}, expected_initial_loss=2.3)
+    assert [f.condition for f in findings] == ["initial_loss"]
+    assert "above the expected 2.3" in findings[0].message
+    # below the expected value: a problem only when measured before training (step 0)
+    low = healthy_loss(start=1.0, floor=0.1)
+    assert "initial_loss" in found({"loss": curve(low)}, expected_initial_loss=2.3)
+    assert "initial_loss" not in found({"loss": curve(low, range(1, 61))}, expected_initial_loss=2.3)
+
+
+def test_bad_init_plateau_and_still_improving() -> None:
+    flat_then_drop = np.where(T < 0.25, 2.3, 0.2 + 2.1 * (0.5 * np.exp(-(T - 0.25) / 0.02)
+                                                        + 0.5 * np.exp(-(T - 0.25) / 0.25)))
+    assert found({"loss": curve(flat_then_drop)}) == {"bad_init"}
+    plateau = 0.6 + 1.7 * np.exp(-T / 0.06)
+    assert found({"loss": curve(plateau)}) == {"plateau"}
+    # the same plateau after the learning rate was cut 10x is not a plateau to fix by decaying it
+    lr = np.where(T < 0.1, 1e-2, 1e-3)
+    assert "plateau" not in found({"loss": curve(plateau), "lr": curve(lr)})
+    improving = 0.1 + 2.2 * np.exp(-T / 1.0)
+    assert found({"val_loss": curve(improving)}) == {"still_improving"}
+    assert found({"loss": curve(healthy_loss())}) == set()
+
+
+def test_decay_too_early_from_decay_steps_or_an_lr_curve() -> None:
+    td = 0.2
+    cum = np.where(T < td, T, td + 0.01 * (T - td))
+    loss = 0.1 + 2.2 * np.exp(-cum / 0.3)
+    i = int(np.searchsorted(T, td))
+    assert found({"loss": curve(loss)}, decay_steps=[i]) == {"decay_too_early"}
+    lr = np.where(np.arange(60) >= i, 1e-5, 1e-3)
+    findings = diagnose_curves({"loss": curve(loss), "lr": curve(lr)})
+    assert [f.condition for f in findings] == ["decay_too_early"]
+    assert findings[0].evidence["decay_step"] == i
+    # a decay after the curve had flattened is what a schedule should do
+    assert "decay_too_early" not in found({"loss": curve(healthy_loss())}, decay_steps=[40])
+
+
+def test_underfitting_and_noise() -> None:
+    train = 1.6 + 0.7 * np.exp(-T / 0.1)
+    assert found({"train_loss": curve(train), "val_loss": curve(train * 1.03)}) == {"underfitting"}
+    rng = np.random.default_rng(0)
+    noisy = healthy_loss() + rng.normal(0, 0.5, T.size)
+    findings = diagnose_curves({"loss": curve(noisy)})
+    assert [f.condition for f in findings] == ["noisy"]
+    assert findings[0].evidence["noise"] > 0.3
+
+
+def test_accuracy_pairs() -> None:
+    acc = 0.95 - 0.85 * (0.2 * np.exp(-T / 0.05) + 0.8 * np.exp(-T / 0.25))
+    assert found({"train_acc": curve(acc), "val_acc": curve(acc - 0.03 * (1 - np.exp(-T / 0.1)))}) == set()
+    val = 0.85 - 0.75 * np.exp(-T / 0.08) - 0.15 * np.clip((T - 0.3) / 0.7, 0, 1)
+    findings = diagnose_curves({"train_acc": curve(np.minimum(acc + 0.05, 1.0)), "val_acc": curve(val)})
+    assert [f.condition for f in findings] == ["overfitting"]
+    assert "val_acc fell from" in findings[0].message
+    poor = 0.5 - 0.4 * np.exp(-T / 0.1)
+    assert found({"train_acc": curve(poor), "val_acc": curve(poor - 0.01)}) == {"underfitting"}
+    assert metric_direction("val_acc") == metric_direction("F1") == metric_direction("top1_accuracy") == "maximize"
+    assert metric_direction("val_loss") == metric_direction("perplexity") == "minimize"
+
+
+def test_directions_override() -> None:
+    rising = 0.1 + 0.8 * (1 - np.exp(-T / 0.05))  # a maximised score that plateaued at 0.9
+    assert "divergence" in found({"score": curve(rising)})  # read as a loss, it blew up
+    assert "divergence" not in found({"score": curve(rising)}, directions={"score": "maximize"})
+    with pytest.raises(ConfigError, match="minimize"):
+        diagnose_curves({"score": curve(rising)}, directions={"score": "up"})
+    with pytest.raises(ConfigError, match="expected_initial_loss"):
+        diagnose_curves({"loss": curve(rising)}, expected_initial_loss=-1.0)
+
+
+# -- edge cases -----------------------------------------------------------------------------------
+def test_empty_short_and_constant_curves() -> None:
+    assert diagnose_curves({}) == []
+    assert diagnose_curves({"loss": ([], [])}) == []
+    assert diagnose_curves({"loss": curve([2.3, 2.0, 1.5, 1.2])}) == []
+    assert found({"loss": curve([2.3, 2.0, float("nan")])}) == {"divergence"}
+    assert found({"loss": curve([9.0, 2.0, 1.5])}, expected_initial_loss=2.3) == {"initial_loss"}
+    assert diagnose_curves({"loss": curve([1.0] * 40), "val_loss": curve([1.0] * 40)}) == []
+    assert diagnose_curves({"val_acc": curve([0.1] * 30)}) == []
+    quantised = [0.1, 0.1, 0.102, 0.1, 0.098, 0.1, 0.1, 0.1, 0.102, 0.1] * 3  # accuracy of a dead net
+    assert diagnose_curves({"train_acc": curve(quantised), "val_acc": curve(quantised[::-1])}) == []
+    assert diagnose_curves({"lr": curve([1e-3] * 30)}) == []  # a learning rate is not a learning curve
+
+
+def test_nan_inside_none_and_infinite_values() -> None:
+    loss: list[Any] = list(healthy_loss())
+    loss[10], loss[20], loss[30] = math.nan, None, math.inf
+    assert found({"loss": curve([v if v is not None else math.nan for v in loss])}) == set()
+    assert found({"loss": (list(range(60)), loss)}) == set()
+    inf_end = [*list(healthy_loss())[:50], math.inf]
+    f = diagnose_curves({"loss": curve(inf_end)})[0]
+    assert f.condition == "divergence" and "inf at step 50" in f.message
+    data = f.to_json()
+    json.dumps(data, allow_nan=False)
+    assert None in data["evidence"]["values"]
+
+
+def test_uneven_unsorted_steps_and_mismatched_lengths() -> None:
+    rng = np.random.default_rng(3)
+    steps = np.cumsum(rng.integers(1, 20, size=60))
+    plateau = 0.6 + 1.7 * np.exp(-(steps - steps[0]) / (0.06 * (steps[-1] - steps[0])))
+    assert found({"loss": curve(plateau, steps)}) == {"plateau"}
+    order = rng.permutation(60)
+    assert found({"loss": curve(plateau[order], steps[order])}) == {"plateau"}
+    with pytest.raises(ConfigError, match="60 steps but 59 values"):
+        diagnose_curves({"loss": (list(range(60)), list(plateau[:59]))})
+
+
+def test_long_curves_are_fast_and_evidence_is_thinned() -> None:
+    t = np.linspace(0, 1, 20_000)
+    rng = np.random.default_rng(0)
+    loss = 0.6 + 1.7 * np.exp(-t / 0.06) + rng.normal(0, 0.01, t.size)
+    start = time.perf_counter()
+    findings = diagnose_curves({"train_loss": curve(loss), "val_loss": curve(loss + 0.05), "lr": curve(0 * t + 1e-3)})
+    assert time.perf_counter() - start < 2.0
+    assert [f.condition for f in findings] == ["plateau"]
+    assert len(findings[0].evidence["steps"]) <= 200
+    assert findings[0].evidence["steps"][-1] == 19_999
+
+
+def test_finding_json_round_trip() -> None:
+    f = Finding("plateau", "loss", "flat", ACTIONS["plateau"], {"steps": [1, 2], "values": [float("nan"), 1.0]})
+    data = f.to_json()
+    assert data == {"condition": "plateau", "metric": "loss", "message": "flat", "action": ACTIONS["plateau"],
+                    "evidence": {"steps": [1, 2], "values": [None, 1.0]}}
+    for case in bench.make_cases(per=1, noise_levels=("medium",), seed=5):
+        for finding in diagnose_curves(case.curves, **case.kwargs):
+            assert finding.condition in CONDITIONS
+            json.dumps(finding.to_json(), allow_nan=False)
+
+
+# -- a stored study -------------------------------------------------------------------------------
+def test_diagnose_a_trial_of_a_sqlite_study(tmp_path: Path) -> None:
+    study = tunelab.create_study(storage=f"sqlite:///{tmp_path / 'd.db'}", sampler=tunelab.RandomSampler())
+    train = healthy_loss(0.02, start=3.5)  # starts far above ln 10
+    val = 0.5 + 3.0 * np.exp(-T / 0.08) + 0.4 * np.clip((T - 0.3) / 0.7, 0, 1)
+    trial = study.ask()
+    for step, (a, b) in enumerate(zip(train, val, strict=True)):
+        trial.report(step, train_loss=float(a), val_loss=float(b), lr=1e-3)
+    study.tell(trial, float(val.min()))
+    assert {f.condition for f in diagnose(study, 0)} == {"overfitting"}
+    study.set_system_attr("recipe", {"steps": [{"step": "initial_loss", "verdict": "pass", "message": "",
+                                                "evidence": {"loss": 2.31, "expected": math.log(10)}}]})
+    assert {f.condition for f in diagnose(study, 0)} == {"initial_loss", "overfitting"}
+
+    def diverges(trial: tunelab.Trial) -> float:
+        from tunelab.torch import Reporter  # the Reporter stores finite values, then raises
+
+        reporter = Reporter(trial, prune=False)
+        for step in range(8):
+            reporter.report(step, val_loss=2.0 - 0.1 * step)
+        reporter.report(8, val_loss=float("nan"))
+        return 0.0
+
+    pytest.importorskip("torch")
+    study.optimize(diverges, n_trials=1, show_progress=False)
+    assert study.trials[1].state == tunelab.TrialState.FAIL
+    findings = diagnose(study, 1)
+    assert findings[0].condition == "divergence"
+    assert "NaN or infinite" in findings[0].message and "val_loss 1.3 at step 7" in findings[0].message
+
+
+# -- real PyTorch runs on the digits ----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def digits() -> Any:
+    pytest.importorskip("sklearn")
+    torch = pytest.importorskip("torch")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+    from tunelab.recipe import digits as problem
+
+    return problem.load()
+
+
+def _mlp(width: int) -> Any:
+    from torch import nn
+
+    def build(params: Any) -> nn.Module:
+        return nn.Sequential(nn.Flatten(), nn.Linear(64, width), nn.ReLU(), nn.Linear(width, 10))
+
+    return build
+
+
+def _fit(train: Any, val: Any, width: int, params: dict[str, Any], epochs: int, **kwargs: Any) -> list[Finding]:
+    from tunelab.torch import Trainer
+
+    result = Trainer(_mlp(width), train=train, val=val, **kwargs).fit(params, epochs=epochs, restore_best=False)
+    curves: dict[str, tuple[list[int], list[float]]] = {}
+    for row in result.history:
+        for name, value in row.items():
+            if name != "step":
+                curves.setdefault(name, ([], []))
+                curves[name][0].append(int(row["step"]))
+                curves[name][1].append(value)
+    return diagnose_curves(curves, expected_initial_loss=math.log(10))
+
+
+@pytest.mark.slow
+def test_real_healthy_run_is_quiet(digits: Any) -> None:
+    findings = _fit(*digits, width=64, params={"lr": 1e-3}, epochs=30, optimizer="adam", schedule="cosine")
+    assert findings == []
+
+
+@pytest.mark.slow
+def test_real_too_high_learning_rate_diverges(digits: Any, tmp_path: Path) -> None:
+    from tunelab.torch import Trainer
+
+    study = tunelab.create_study(storage=f"sqlite:///{tmp_path / 'd.db'}", direction="maximize",
+                                 sampler=tunelab.RandomSampler())
+    study.set_system_attr("recipe", {"steps": [{"step": "initial_loss", "evidence": {"expected": math.log(10)}}]})
+    trainer = Trainer(_mlp(64), train=digits[0], val=digits[1], optimizer="sgd")
+    study.optimize(lambda trial: trainer.fit({"lr": 10.0}, epochs=15, trial=trial, prune=False).value,
+                   n_trials=1, show_progress=False)
+    conditions = [f.condition for f in diagnose(study, 0)]
+    assert conditions[0] == "divergence"
+    assert "overfitting" not in conditions and "underfitting" not in conditions
+
+
+@pytest.mark.slow
+def test_real_tiny_training_set_overfits(digits: Any) -> None:
+    (x, y), val = digits
+    findings = _fit((x[:60], y[:60]), val, width=256, params={"lr": 1e-2}, epochs=60, batch_size=10,
+                    optimizer="adam")
+    assert [f.condition for f in findings] == ["overfitting"]
+    assert findings[0].metric == "train_loss/val_loss"
+
+
+@pytest.mark.slow
+def test_real_too_small_model_underfits(digits: Any) -> None:
+    findings = _fit(*digits, width=2, params={"lr": 1e-2}, epochs=20, optimizer="adam")
+    assert [f.condition for f in findings] == ["underfitting"]
+
+
+def _decay_loop(digits: Any, decay_epoch: int | None, epochs: int = 8) -> dict[str, tuple[list[int], list[float]]]:
+    """SGD on an MLP, reporting every 5 steps (21 steps an epoch); lr x0.01 at ``decay_epoch``."""
+    import torch
+    from torch import nn
+
+    (x, y), (xv, yv) = digits
+    torch.manual_seed(0)
+    model = _mlp(64)({})
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    gen = torch.Generator().manual_seed(0)
+    curves: dict[str, tuple[list[int], list[float]]] = {"train_loss": ([], []), "val_loss": ([], []), "lr": ([], [])}
+    step, losses = 0, []
+    for epoch in range(epochs):
+        if epoch == decay_epoch:
+            for group in opt.param_groups:
+                group["lr"] *= 0.01
+        perm = torch.randperm(len(x), generator=gen)
+        for i in range(0, len(x), 64):
+            idx = perm[i:i + 64]
+            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            step += 1
+            losses.append(float(loss.detach()))
+            if step % 5 == 0:
+                with torch.no_grad():
+                    val_loss = float(nn.functional.cross_entropy(model(xv), yv))
+                for name, value in (("train_loss", sum(losses) / len(losses)), ("val_loss", val_loss),
+                                    ("lr", opt.param_groups[0]["lr"])):
+                    curves[name][0].append(step)
+                    curves[name][1].append(value)
+                losses = []
+    return curves
+
+
+@pytest.mark.slow
+def test_real_learning_rate_decayed_after_the_first_epoch(digits: Any) -> None:
+    findings = diagnose_curves(_decay_loop(digits, decay_epoch=1), expected_initial_loss=math.log(10))
+    assert [f.condition for f in findings] == ["decay_too_early"]
+    assert findings[0].evidence["decay_step"] == 25  # the first report at the lower rate
+    without = {f.condition for f in diagnose_curves(_decay_loop(digits, decay_epoch=None))}
+    assert "decay_too_early" not in without
