@@ -158,3 +158,19 @@ def test_cli_report_diagnose_and_importance(study_url: str, tmp_path: Path) -> N
 
     result = runner.invoke(app, ["diagnose", "r", "999", "--storage", study_url])
     assert result.exit_code == 1 and "999" in result.stderr
+
+
+def test_a_large_study_s_point_clouds_are_thinned_to_the_best_and_a_sample(
+    study_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tunelab.viz.report as report_module
+
+    monkeypatch.setattr(report_module, "MAX_POINTS", 10)
+    study = tunelab.load_study("r", study_url)
+    done = [t for t in study.trials if t.state == tunelab.TrialState.COMPLETE]
+    assert len(done) > 10
+    text = build_report(study)
+    assert f"{len(done)} complete trials: the point clouds below" in text and "show 10 of them, the best 1" in text
+    shown = report_module._thinned(study.trials, done, study.direction)
+    assert len(shown) == 10 and study.best_trial.number in {t.number for t in shown}
+    assert [t.number for t in shown] == sorted(t.number for t in shown)

@@ -40,6 +40,10 @@ FAST_IMPORTANCE_FROM = 2000
 """Studies with at least this many complete trials get PED-ANOVA instead of fANOVA (faster)."""
 TYPICAL_FAILURES = 3
 """How many failing trials (worst complete, pruned, failed) the diagnosis section reads."""
+MAX_POINTS = 3000
+"""Point clouds (slice, contour, parallel coordinates, stages) show at most this many trials:
+the best tenth of them and an even sample of the rest, so that a report of a large study
+stays light to open. The history plot and the importance use every trial."""
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1200px;padding:1.5em;
@@ -59,6 +63,7 @@ def build_report(study: Study, *, title: str | None = None) -> str:
         raise ConfigError("the report needs plotly: pip install 'tunelab[report]'") from None
     trials = study.trials
     done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    shown = _thinned(trials, done, study.direction)
     page = _Page()
     page.add(f"<h1>{_e(title or f'tunelab report: {study.name}')}</h1>")
     page.add(f"<p class='muted'>made {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from {_e(_where(study))}</p>")
@@ -71,14 +76,18 @@ def build_report(study: Study, *, title: str | None = None) -> str:
         page.add(_recipe_table(recipe))
         page.figure("lr-range", "Learning-rate range test", lambda: plot_lr_range(study))
     page.add("<h2>Search</h2>")
+    if len(shown) < len(trials):
+        page.add(f"<p class='muted'>{len(done)} complete trials: the point clouds below (slices, contour, parallel "
+                 f"coordinates, stages) show {len(shown)} of them, the best {MAX_POINTS // 10} and an even sample of "
+                 "the rest; the history and the importance use every trial.</p>")
     page.figure("history", "Optimisation history", lambda: plot_history(study, trials=trials))
     page.figure("curves", "Learning curves", lambda: plot_curves(study, trials=trials))
-    page.figure("slice", "Score against each hyperparameter", lambda: plot_slice(study, trials=trials))
+    page.figure("slice", "Score against each hyperparameter", lambda: plot_slice(study, trials=shown))
     pair = _contour_pair(study, done)
     if pair is not None:
-        page.figure("contour", f"{pair[0]} x {pair[1]}", lambda: plot_contour(study, *pair, trials=trials))
-    page.figure("parallel", "Parallel coordinates", lambda: plot_parallel_coordinates(study, trials=trials))
-    page.figure("stages", "Coarse-to-fine stages", lambda: plot_stages(study, trials=trials))
+        page.figure("contour", f"{pair[0]} x {pair[1]}", lambda: plot_contour(study, *pair, trials=shown))
+    page.figure("parallel", "Parallel coordinates", lambda: plot_parallel_coordinates(study, trials=shown))
+    page.figure("stages", "Coarse-to-fine stages", lambda: plot_stages(study, trials=shown))
     _importance_section(study, done, page)
     page.add(_diagnosis_section(study, trials, best))
     body = "\n".join(page.parts)
@@ -126,6 +135,18 @@ class _Page:
                           config={"displaylogo": False, "responsive": True})
         self.figures.append(key)
         self.parts.append(f"<h3>{_e(heading)}</h3><div class='figure' data-figure='{key}'>{div}</div>")
+
+
+def _thinned(trials: Sequence[FrozenTrial], done: Sequence[FrozenTrial], direction: str) -> list[FrozenTrial]:
+    """At most :data:`MAX_POINTS` complete trials: the best tenth, then an even sample of the rest."""
+    if len(done) <= MAX_POINTS:
+        return list(trials)
+    ranked = sorted(done, key=sort_key(direction))
+    top = ranked[: MAX_POINTS // 10]
+    rest = ranked[len(top):]
+    stride = len(rest) / (MAX_POINTS - len(top))
+    sample = [rest[int(i * stride)] for i in range(MAX_POINTS - len(top))]
+    return sorted([*top, *sample], key=lambda t: t.number)
 
 
 def _summary(study: Study, trials: Sequence[FrozenTrial]) -> str:
