@@ -325,6 +325,44 @@ def report(
     _out().print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)", markup=False, highlight=False)
 
 
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@app.command()
+def dashboard(
+    storage: StorageOption = DEFAULT_STORAGE,
+    host: Annotated[str, typer.Option("--host", help="Address to bind (loopback: only this machine).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")] = 8000,
+    read_only: Annotated[
+        bool, typer.Option("--read-only", help="Refuse actions (stop a trial, enqueue, notes).")
+    ] = False,
+    token: Annotated[
+        str | None,
+        typer.Option("--token", envvar="TUNELAB_DASHBOARD_TOKEN", show_default=False,
+                     help="Require this token (Authorization: Bearer TOKEN, or ?token=TOKEN in the page's URL)."),
+    ] = None,
+) -> None:
+    """Serve a live web dashboard of the studies in a storage: trials, curves, plots, diagnosis, importance."""
+    import uvicorn
+
+    from tunelab.dashboard import create_app
+
+    loopback = host in _LOOPBACK or host.startswith("127.")
+    if not loopback:
+        _err().print(
+            f"warning: --host {host} makes the dashboard reachable from the network; "
+            "use --token (and --read-only) unless the network is trusted",
+            style="yellow", markup=False, highlight=False, soft_wrap=True,
+        )
+    with _cli_errors():
+        web = create_app(storage, read_only=read_only, token=token,
+                         allowed_hosts=[*_LOOPBACK, "[::1]"] if loopback else None)
+    shown = f"[{host}]" if ":" in host else host
+    _err().print(f"tunelab dashboard on http://{shown}:{port}/{'?token=...' if token else ''}",
+                 markup=False, highlight=False)
+    uvicorn.run(web, host=host, port=port, log_level="warning")
+
+
 @app.command()
 def diagnose(
     study_name: StudyArgument,

@@ -32,7 +32,7 @@ from tunelab.samplers import AutoSampler, Sampler, sampler_from_description
 from tunelab.samplers.base import SamplingContext
 from tunelab.space import SpaceEntry, space_from_json, space_to_json, unwrap, validate_space
 from tunelab.storage import BaseStorage, Curves, MetricPoint, get_storage
-from tunelab.trial import Trial
+from tunelab.trial import STOP_REQUESTED, Trial
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -217,6 +217,24 @@ class Study:
             user_attrs=user_attrs, system_attrs={"enqueued": True},
         )
         return trial.number
+
+    def request_stop(self, number: int) -> None:
+        """Ask RUNNING trial ``number`` to stop, from any process (the dashboard's stop button).
+
+        Records ``system_attrs["stop_requested"]``; the trial sees it at its next
+        ``trial.should_prune()``, which then returns True (rule "stopped from the dashboard"), and
+        the objective raises TrialPruned as for any pruning. TrialStateError if the trial is not
+        RUNNING, TrialNotFoundError if there is no such trial.
+        """
+        found = self._storage.get_trials(self._study_id, min_number=number, max_number=number)
+        if not found or found[0].number != number:
+            raise TrialNotFoundError(f"study {self.name!r} has no trial number {number}")
+        if found[0].state != TrialState.RUNNING:
+            raise TrialStateError(
+                f"trial {number} is {found[0].state.value}; only a RUNNING trial can be asked to stop"
+            )
+        at = datetime.now(timezone.utc).isoformat()
+        self._storage.update_trial(found[0].trial_id, system_attrs={STOP_REQUESTED: {"at": at}})
 
     def ask(self, space: Mapping[str, SpaceEntry] | None = None) -> Trial:
         """Start a trial: an enqueued configuration if one waits, else a new one.

@@ -26,6 +26,12 @@ if TYPE_CHECKING:
     from tunelab.study import Study
 
 
+#: The system attribute :meth:`Study.request_stop` writes into a RUNNING trial.
+STOP_REQUESTED = "stop_requested"
+#: The rule recorded in ``system_attrs["pruned"]`` of a trial stopped that way.
+STOPPED_RULE = "stopped from the dashboard"
+
+
 class Trial:
     """One evaluation of the objective. Created by :meth:`Study.ask`; do not build it yourself.
 
@@ -229,8 +235,25 @@ class Trial:
         False when the study has no pruner or nothing was reported yet. A True answer is
         recorded with the trial (``system_attrs["pruned"]``: the step, the metric, its value and
         the rule that fired), and the curve reported so far stays stored.
+
+        Also True, with or without a pruner, once :meth:`Study.request_stop` asked this trial to
+        stop (rule "stopped from the dashboard"): each call reads the trial's own row once for
+        that (about 0.4 ms on SQLite).
         """
         self._check_running()
+        request = self._study._storage.get_trial(self._trial_id).system_attrs.get(STOP_REQUESTED)
+        if request is not None:
+            metric = next(iter(self._last_report), None)
+            step = value = None
+            if metric is not None:
+                step = max(self._curves[metric])
+                value = self._curves[metric][step]
+            at = request.get("at") if isinstance(request, Mapping) else None
+            self._ctx.record("pruned", {
+                "step": step, "metric": metric, "value": value,
+                "rule": STOPPED_RULE, "detail": f"a stop was requested at {at}" if at else "a stop was requested",
+            })
+            return True
         if not self._last_report:
             return False
         found = self._study._prune_decision(self.number, self._last_report, self._curves)

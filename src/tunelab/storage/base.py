@@ -4,7 +4,8 @@ Rules every backend keeps (the conformance suite in ``tunelab.testing`` checks t
 
 - Trial numbers are allocated atomically: 0, 1, 2, ... per study, never twice.
 - A finished trial (COMPLETE, PRUNED, FAIL) never changes again; finishing it
-  twice raises :class:`~tunelab.errors.TrialStateError`.
+  twice raises :class:`~tunelab.errors.TrialStateError`. The one exception is
+  :meth:`BaseStorage.annotate_trial` (user attributes, e.g. a note added later).
 - A WAITING trial is handed to exactly one caller of :meth:`claim_waiting_trial`.
 - User text (names, attributes) is data, never SQL. Attributes must be JSON data
   (StorageError otherwise); trial values must be finite (the study turns NaN and inf
@@ -127,6 +128,13 @@ class BaseStorage(ABC):
         system_attrs: Mapping[str, Any] | None = None,
     ) -> None:
         """Merge params and attributes into a RUNNING trial; TrialStateError if finished."""
+
+    @abstractmethod
+    def annotate_trial(self, trial_id: int, user_attrs: Mapping[str, Any]) -> None:
+        """Merge user attributes into a trial in any state, finished ones included (a note a person
+        adds later). The one change a finished trial allows: its state, value, params and system
+        attributes stay as they are. TrialNotFoundError for an unknown id.
+        """
 
     @abstractmethod
     def finish_trial(

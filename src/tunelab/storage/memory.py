@@ -247,6 +247,11 @@ class InMemoryStorage(BaseStorage):
             t = self._running(trial_id)
             self._trials[trial_id] = self._merged(t, params, distributions, user_attrs, system_attrs)
 
+    def annotate_trial(self, trial_id: int, user_attrs: Mapping[str, Any]) -> None:
+        with self._lock:
+            t = self._get(trial_id)
+            self._trials[trial_id] = replace(t, user_attrs={**t.user_attrs, **_json_copy(user_attrs)})
+
     def finish_trial(
         self,
         trial_id: int,

@@ -557,6 +557,16 @@ class SQLStorage(BaseStorage):
             conn.execute(self._q.update_json, {"tid": trial_id, **values})
 
     @_retrying
+    def annotate_trial(self, trial_id: int, user_attrs: Mapping[str, Any]) -> None:
+        with self._write() as conn:
+            row = conn.execute(self._q.user_attrs_of, {"tid": trial_id}).first()
+            if row is None:
+                raise TrialNotFoundError(f"no trial with id {trial_id}")
+            if user_attrs:
+                merged = _dumps({**json.loads(row.user_attrs), **user_attrs})
+                conn.execute(self._q.update_user_attrs, {"tid": trial_id, "b_user_attrs": merged})
+
+    @_retrying
     def finish_trial(
         self,
         trial_id: int,
@@ -680,7 +690,7 @@ class SQLStorage(BaseStorage):
     @_retrying
     def get_trial(self, trial_id: int) -> FrozenTrial:
         with self._read() as conn:
-            row = conn.execute(sa.select(*TRIAL_COLUMNS).where(_T.c.trial_id == trial_id)).first()
+            row = conn.execute(self._q.trial_by_id, {"tid": trial_id}).first()
         if row is None:
             raise TrialNotFoundError(f"no trial with id {trial_id}")
         return self._row_to_trial(row)

@@ -133,6 +133,9 @@ class Statements:
             )
         )
         self.state_of = sa.select(_T.c.number, _T.c.state).where(_T.c.trial_id == _P("tid"))
+        self.user_attrs_of = locked(sa.select(_T.c.user_attrs).where(_T.c.trial_id == _P("tid")))
+        self.update_user_attrs = _T.update().where(_T.c.trial_id == _P("tid")).values(user_attrs=_P("b_user_attrs"))
+        self.trial_by_id = sa.select(*TRIAL_COLUMNS).where(_T.c.trial_id == _P("tid"))
         self.delete_values = _V.delete().where(
             _V.c.trial_id == _P("tid"), _V.c.step == _P("b_step"), _V.c.metric.in_(_P("b_metrics", expanding=True))
         )

@@ -707,6 +707,36 @@ class StorageSuite:
             storage.update_trial(first.trial_id, user_attrs={"late": 1})
         assert storage.get_trial(first.trial_id) == first
 
+    @pytest.mark.parametrize("state", [*FINISHED, TrialState.RUNNING, TrialState.WAITING])
+    def test_annotate_trial_merges_user_attrs_in_any_state_and_nothing_else(
+        self, storage: BaseStorage, study_id: int, state: TrialState
+    ) -> None:
+        if state.is_finished:
+            trial = storage.create_trial(study_id, user_attrs={"keep": 1})
+            storage.finish_trial(trial.trial_id, state, value=1.0 if state == TrialState.COMPLETE else None)
+        else:
+            trial = storage.create_trial(study_id, state, user_attrs={"keep": 1})
+        before = storage.get_trial(trial.trial_id)
+        storage.annotate_trial(trial.trial_id, {"note": "lr too high 'here'", "keep": 1})
+        storage.annotate_trial(trial.trial_id, {"note": "second thought"})
+        after = storage.get_trial(trial.trial_id)
+        assert dict(after.user_attrs) == {"keep": 1, "note": "second thought"}
+        assert after == FrozenTrial(**{**before.__dict__, "user_attrs": after.user_attrs})
+
+    def test_annotate_unknown_trial_raises_trial_not_found_error(self, storage: BaseStorage, study_id: int) -> None:
+        with pytest.raises(TrialNotFoundError):
+            storage.annotate_trial(UNKNOWN_TRIAL_ID, {"note": "x"})
+
+    def test_another_writer_can_update_a_running_trials_system_attrs(
+        self, storage: BaseStorage, study_id: int
+    ) -> None:
+        # A stop request from the dashboard: merged with what the trial itself writes later.
+        trial = storage.create_trial(study_id, system_attrs={"planned": {"a": 1}})
+        storage.update_trial(trial.trial_id, system_attrs={"stop_requested": {"at": "now"}})
+        storage.finish_trial(trial.trial_id, TrialState.PRUNED, system_attrs={"pruned": {"rule": "r"}})
+        assert dict(storage.get_trial(trial.trial_id).system_attrs) == {
+            "planned": {"a": 1}, "stop_requested": {"at": "now"}, "pruned": {"rule": "r"}}
+
     @pytest.mark.parametrize("state", FINISHED)
     def test_finished_trial_cannot_report(
         self, storage: BaseStorage, study_id: int, state: TrialState

@@ -1,0 +1,8 @@
+"""The web dashboard: a FastAPI app over a storage (``tunelab dashboard --storage URL``).
+
+An optional layer: it needs ``pip install 'tunelab[dashboard]'`` (FastAPI, uvicorn, plotly).
+"""
+
+from tunelab.dashboard.app import create_app
+
+__all__ = ["create_app"]

@@ -1,0 +1,348 @@
+"""The dashboard's JSON API: reads of studies and trials, figures, analysis, and a few actions.
+
+The app holds no study state: other processes write the storage, so every request reads what
+it needs in the storage's own short transactions, and nothing survives the request.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+
+from tunelab.dashboard.models import (
+    Curve,
+    CurvesPage,
+    Diagnosis,
+    EnqueueBody,
+    Enqueued,
+    Error,
+    FindingModel,
+    Importance,
+    NoteBody,
+    Noted,
+    StopRequested,
+    StudyDetail,
+    StudyListItem,
+    TrialDetail,
+    TrialsPage,
+    TrialSummary,
+)
+from tunelab.distributions import Float, Int
+from tunelab.errors import TrialNotFoundError
+from tunelab.records import FrozenTrial, StudyRecord, TrialState
+from tunelab.samplers import RandomSampler
+from tunelab.storage import BaseStorage, Curves
+from tunelab.study import Study, load_study
+
+MAX_CURVES = 50
+FigureKind = Literal["history", "slice", "contour", "parallel", "curves", "importance", "stages", "lr_range"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the app was created with (kept in ``app.state.tunelab``)."""
+
+    storage: BaseStorage
+    read_only: bool
+    token: str | None
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.tunelab
+    return settings
+
+
+def _writable(settings: Annotated[Settings, Depends(_settings)]) -> Settings:
+    if settings.read_only:
+        raise HTTPException(403, "read-only dashboard")
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+WritableDep = Annotated[Settings, Depends(_writable)]
+StudyName = Annotated[str, Path(description="the study's name")]
+TrialNumber = Annotated[int, Path(ge=0, description="the trial's number in the study")]
+
+_E: dict[str, Any] = {"model": Error}
+router = APIRouter(prefix="/api", responses={401: {"model": Error, "description": "a token is needed"}})
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def _json(data: Any) -> Any:
+    """JSON data with NaN and infinities as None (JSON has neither)."""
+    if isinstance(data, float):
+        return _finite(data)
+    if isinstance(data, Mapping):
+        return {str(k): _json(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_json(v) for v in data]
+    return data
+
+
+def _states(counts: Mapping[str, int]) -> dict[str, int]:
+    return {s.value: int(counts.get(s.value, 0)) for s in TrialState}
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+def _first_line(error: str | None) -> str | None:
+    """The error's first line; of a Python traceback, its exception line (``ValueError: ...``)."""
+    lines = [line for line in (error or "").splitlines() if line.strip()]
+    if not lines:
+        return None
+    if lines[0].startswith("Traceback (most recent call last)"):
+        return next((line for line in lines[1:] if not line[0].isspace()), lines[-1])
+    return lines[0]
+
+
+def summary(t: FrozenTrial) -> TrialSummary:
+    train = t.user_attrs.get("train")
+    stage = train.get("stage") if isinstance(train, Mapping) else None
+    return TrialSummary(
+        number=t.number, state=t.state.value, value=_finite(t.value), params=_json(dict(t.params)),
+        datetime_start=_iso(t.datetime_start), datetime_complete=_iso(t.datetime_complete),
+        duration=t.duration, stage=_text(stage), error=_first_line(t.error),
+        note=_text(t.user_attrs.get("note")),
+    )
+
+
+def _curves(curves: Curves, metric: str | None = None) -> dict[str, Curve]:
+    return {m: Curve(steps=list(steps), values=[_finite(v) for v in values])
+            for m, (steps, values) in curves.items() if metric is None or m == metric}
+
+
+def _record(settings: Settings, name: str) -> StudyRecord:
+    return settings.storage.get_study(name)  # StudyNotFoundError -> 404
+
+
+def _study(settings: Settings, name: str) -> Study:
+    # Reading needs no sampler: do not rebuild the stored one (it may be a class this process lacks).
+    return load_study(name, settings.storage, sampler=RandomSampler())
+
+
+def _trial(settings: Settings, record: StudyRecord, number: int) -> FrozenTrial:
+    found = settings.storage.get_trials(record.study_id, min_number=number, max_number=number)
+    if not found or found[0].number != number:
+        raise TrialNotFoundError(f"study {record.name!r} has no trial number {number}")
+    return found[0]
+
+
+RECENT_FOR_PARAMS = 500
+"""The study page lists the parameters of the declared space and of this many newest trials."""
+
+
+def _param_names(trials: Sequence[FrozenTrial]) -> list[str]:
+    return list(dict.fromkeys(name for t in trials for name in t.params))
+
+
+def _contour_pair(trials: Sequence[FrozenTrial]) -> tuple[str, str] | None:
+    """lr x weight_decay when both exist, else the two numeric parameters most COMPLETE trials have."""
+    numeric: Counter[str] = Counter()
+    for t in trials:
+        if t.state == TrialState.COMPLETE:
+            numeric.update(n for n, d in t.distributions.items() if isinstance(d, (Float, Int)))
+    if "lr" in numeric and "weight_decay" in numeric:
+        return "lr", "weight_decay"
+    common = [n for n, _ in numeric.most_common(2)]
+    return (common[0], common[1]) if len(common) == 2 else None
+
+
+# -- reading -----------------------------------------------------------------------------------------
+@router.get("/studies", response_model=list[StudyListItem], summary="Every study with its counts and best trial")
+def list_studies(settings: SettingsDep) -> list[StudyListItem]:
+    store = settings.storage
+    out = []
+    for s in store.list_studies():
+        best_number = None
+        if s.best_value is not None:
+            record = store.get_study(s.name)
+            best = store.get_best_trial(record.study_id, record.direction)
+            best_number = None if best is None else best.number
+        out.append(StudyListItem(name=s.name, direction=s.direction, n_trials=s.n_trials, states=_states(s.counts),
+                                 best_value=_finite(s.best_value), best_number=best_number))
+    return out
+
+
+@router.get("/studies/{name}", response_model=StudyDetail, responses={404: _E}, summary="One study")
+def get_study(name: StudyName, settings: SettingsDep) -> StudyDetail:
+    record = _record(settings, name)
+    store = settings.storage
+    # Counts by query and parameter names from the declared space and the newest trials: never a
+    # read of every trial (0.6 s at 10,000 trials).
+    total = store.count_trials(record.study_id)
+    counts = {s.value: n for s in TrialState if (n := store.count_trials(record.study_id, [s]))}
+    recent = store.get_trials(record.study_id, min_number=max(0, total - RECENT_FOR_PARAMS))
+    best = store.get_best_trial(record.study_id, record.direction)
+    attrs = record.system_attrs
+    declared = attrs.get("space")
+    params = list(dict.fromkeys([*(declared if isinstance(declared, Mapping) else {}), *_param_names(recent)]))
+    recipe = attrs.get("recipe")
+    steps = recipe.get("steps") if isinstance(recipe, Mapping) else None
+    pruner = attrs.get("pruner")
+    return StudyDetail(
+        name=record.name, direction=record.direction, seed=record.seed, sampler=_json(dict(attrs.get("sampler") or {})),
+        pruner=_json(dict(pruner)) if isinstance(pruner, Mapping) else None, n_trials=total,
+        states=_states(counts), best=None if best is None else summary(best),
+        recipe=_json(list(steps)) if isinstance(steps, list) else None, params=params,
+        read_only=settings.read_only,
+    )
+
+
+@router.get("/studies/{name}/trials", response_model=TrialsPage, responses={404: _E},
+            summary="Trials numbered since and after: poll with since=next_since")
+def list_trials(
+    name: StudyName, settings: SettingsDep,
+    since: Annotated[int, Query(ge=0, description="the first trial number to return")] = 0,
+) -> TrialsPage:
+    record = _record(settings, name)
+    trials = settings.storage.get_trials(record.study_id, min_number=since)
+    total = settings.storage.count_trials(record.study_id)
+    unfinished = [t.number for t in trials if not t.state.is_finished]
+    next_since = min(unfinished) if unfinished else (trials[-1].number + 1 if trials else since)
+    return TrialsPage(trials=[summary(t) for t in trials], next_since=next_since, total=total)
+
+
+@router.get("/studies/{name}/trials/{number}", response_model=TrialDetail, responses={404: _E},
+            summary="One trial with its curves and attributes")
+def get_trial(name: StudyName, number: TrialNumber, settings: SettingsDep) -> TrialDetail:
+    record = _record(settings, name)
+    t = _trial(settings, record, number)
+    curves = settings.storage.get_curves(t.trial_id)
+    pbt = t.system_attrs.get("pbt")
+    return TrialDetail(
+        **summary(t).model_dump(exclude={"error"}), error=t.error,
+        distributions={k: d.to_json() for k, d in t.distributions.items()},
+        user_attrs=_json(dict(t.user_attrs)), system_attrs=_json(dict(t.system_attrs)), curves=_curves(curves),
+        lineage=_json(pbt.get("lineage")) if isinstance(pbt, Mapping) else None,
+    )
+
+
+@router.get("/studies/{name}/curves", response_model=CurvesPage, responses={404: _E},
+            summary=f"Curves of up to {MAX_CURVES} trials (live curves of running trials)")
+def get_curves(
+    name: StudyName, settings: SettingsDep,
+    numbers: Annotated[str, Query(pattern=r"^\d{1,9}(,\d{1,9})*$", description="trial numbers, e.g. 1,2,3 "
+                                  f"(the first {MAX_CURVES} are read)")],
+    metric: Annotated[str | None, Query(description="one metric (default: all)")] = None,
+) -> CurvesPage:
+    record = _record(settings, name)
+    wanted = list(dict.fromkeys(int(n) for n in numbers.split(",")))[:MAX_CURVES]
+    trials = settings.storage.get_trials(record.study_id, min_number=min(wanted), max_number=max(wanted))
+    chosen = set(wanted)
+    return CurvesPage(curves={
+        str(t.number): _curves(settings.storage.get_curves(t.trial_id), metric) for t in trials if t.number in chosen
+    })
+
+
+_FIGURE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "a plotly figure (fig.to_plotly_json())",
+          "content": {"application/json": {"schema": {"type": "object"}}}},
+    400: _E, 404: _E,
+}
+
+
+@router.get("/studies/{name}/figures/{kind}", response_class=Response, responses=_FIGURE_RESPONSES,
+            summary="A plotly figure of the study, as JSON")
+def get_figure(
+    name: StudyName, kind: FigureKind, settings: SettingsDep,
+    x: Annotated[str | None, Query(description="contour: the x parameter")] = None,
+    y: Annotated[str | None, Query(description="contour: the y parameter")] = None,
+    metric: Annotated[str | None, Query(description="curves: the metric (default: chosen by the plot)")] = None,
+) -> Response:
+    from tunelab import viz
+
+    study = _study(settings, name)
+    fig: Any
+    if kind == "lr_range":
+        fig = viz.plot_lr_range(study)
+    elif kind == "importance":
+        from tunelab.analysis.importance import importance
+
+        fig = viz.plot_importance(importance(study))
+    else:
+        trials = study.trials
+        if kind == "history":
+            fig = viz.plot_history(study, trials=trials)
+        elif kind == "slice":
+            fig = viz.plot_slice(study, trials=trials)
+        elif kind == "parallel":
+            fig = viz.plot_parallel_coordinates(study, trials=trials)
+        elif kind == "curves":
+            fig = viz.plot_curves(study, metric, trials=trials)
+        elif kind == "stages":
+            fig = viz.plot_stages(study, trials=trials)
+        else:
+            pair = (x, y) if x and y else _contour_pair(trials)
+            if pair is None:
+                raise HTTPException(404, f"study {name!r} has no two numeric parameters to draw a contour of")
+            fig = viz.plot_contour(study, pair[0], pair[1], trials=trials)
+    if fig is None:
+        raise HTTPException(404, f"study {name!r} has nothing to draw for the {kind} figure")
+    return Response(fig.to_json(), media_type="application/json")
+
+
+@router.get("/studies/{name}/diagnosis/{number}", response_model=Diagnosis, responses={404: _E},
+            summary="What a trial's learning curves show, and what to do")
+def get_diagnosis(name: StudyName, number: TrialNumber, settings: SettingsDep) -> Diagnosis:
+    from tunelab.analysis.diagnosis import diagnose
+
+    findings = diagnose(_study(settings, name), number)
+    return Diagnosis(findings=[FindingModel(**f.to_json()) for f in findings])
+
+
+@router.get("/studies/{name}/importance", response_model=Importance, responses={400: _E, 404: _E},
+            summary="Each parameter's share of the objective's variation, with advice")
+def get_importance(
+    name: StudyName, settings: SettingsDep, method: Literal["fanova", "ped_anova"] = "fanova"
+) -> Importance:
+    from tunelab.analysis.importance import advice, importance
+
+    shares = importance(_study(settings, name), method=method)
+    return Importance(importance={k: _finite(v) or 0.0 for k, v in shares.items()}, advice=advice(shares),
+                      method=method)
+
+
+# -- actions -----------------------------------------------------------------------------------------
+_ACTION: dict[int | str, dict[str, Any]] = {
+    400: {"model": Error, "description": "a body that is not JSON, or a configuration the study refuses"},
+    403: {"model": Error, "description": "read-only dashboard"}, 404: _E,
+}
+
+
+@router.post("/studies/{name}/trials/{number}/stop", response_model=StopRequested,
+             responses={**_ACTION, 409: {"model": Error, "description": "the trial is not RUNNING"}},
+             summary="Ask a RUNNING trial to stop at its next should_prune()")
+def stop_trial(name: StudyName, number: TrialNumber, settings: WritableDep) -> StopRequested:
+    _study(settings, name).request_stop(number)  # TrialStateError -> 409
+    return StopRequested(number=number)
+
+
+@router.post("/studies/{name}/enqueue", response_model=Enqueued, responses=_ACTION,
+             summary="Queue a configuration to run before the sampler's own")
+def enqueue(name: StudyName, body: EnqueueBody, settings: WritableDep) -> Enqueued:
+    return Enqueued(number=_study(settings, name).enqueue(body.params))
+
+
+@router.post("/studies/{name}/trials/{number}/note", response_model=Noted, responses=_ACTION,
+             summary="Set a trial's note (finished trials too)")
+def set_note(name: StudyName, number: TrialNumber, body: NoteBody, settings: WritableDep) -> Noted:
+    record = _record(settings, name)
+    t = _trial(settings, record, number)
+    settings.storage.annotate_trial(t.trial_id, {"note": body.note})
+    return Noted(number=number, note=_text(body.note))

@@ -1,0 +1,1226 @@
+/* tunelab dashboard: a dependency-free single-page front end (vanilla JS, no build step).
+ *
+ * Routes (hash router): #/ the studies, #/study/NAME a study, #/study/NAME/trial/N a trial.
+ * Every API call carries `Authorization: Bearer T` when the page was opened with ?token=T.
+ * Live updates poll the JSON API (paused while the tab is hidden); figures come from the server
+ * as plotly JSON, except the trial and running curves, which are built here.
+ */
+(function () {
+  "use strict";
+
+  const TOKEN = new URLSearchParams(window.location.search).get("token");
+  const POLL_MS = 1000;
+  const FIGURE_REFRESH_MS = 10000;
+  const MAX_ROWS = 200;
+  const RECENT_FIRST = 300; // trials read first on a large study's page, before all of them
+  const PLOT_CONFIG = { responsive: true, displaylogo: false };
+  const STATES = ["RUNNING", "WAITING", "COMPLETE", "PRUNED", "FAIL"];
+  const FIGURE_TABS = [
+    { kind: "slice", label: "Slice", axes: ["x"] },
+    { kind: "contour", label: "Contour", axes: ["x", "y"] },
+    { kind: "parallel", label: "Parallel coordinates", axes: [] },
+    { kind: "curves", label: "Learning curves", axes: [] },
+    { kind: "importance", label: "Importance", axes: [] },
+    { kind: "stages", label: "Stages", axes: [] },
+    { kind: "lr_range", label: "LR range test", axes: [] },
+  ];
+
+  // ---------------------------------------------------------------- helpers
+
+  class ApiError extends Error {
+    constructor(status, detail) {
+      super(detail || "HTTP " + status);
+      this.status = status;
+      this.detail = detail;
+    }
+  }
+
+  async function api(path, options) {
+    const opts = Object.assign({ headers: {} }, options || {});
+    opts.headers = Object.assign({ Accept: "application/json" }, opts.headers);
+    if (TOKEN) opts.headers.Authorization = "Bearer " + TOKEN;
+    if (opts.json !== undefined) {
+      opts.method = opts.method || "POST";
+      opts.headers["Content-Type"] = "application/json";
+      opts.body = JSON.stringify(opts.json);
+      delete opts.json;
+    }
+    const response = await fetch("api/" + path, opts);
+    let body = null;
+    const text = await response.text();
+    if (text) {
+      try {
+        body = JSON.parse(text);
+      } catch (e) {
+        body = text;
+      }
+    }
+    if (!response.ok) {
+      let detail = body && typeof body === "object" ? body.detail : body;
+      if (detail && typeof detail !== "string") detail = JSON.stringify(detail);
+      throw new ApiError(response.status, detail || response.statusText);
+    }
+    return body;
+  }
+
+  function esc(value) {
+    return String(value === null || value === undefined ? "" : value).replace(/[&<>"']/g, function (c) {
+      return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
+    });
+  }
+
+  function fmtNumber(value) {
+    if (value === null || value === undefined || value === "") return "";
+    if (typeof value === "boolean") return String(value);
+    if (typeof value !== "number") return String(value);
+    if (!isFinite(value)) return String(value);
+    if (Number.isInteger(value)) return String(value);
+    const a = Math.abs(value);
+    if (a !== 0 && (a < 1e-3 || a >= 1e5)) return value.toExponential(3);
+    return String(Number(value.toPrecision(5)));
+  }
+
+  function fmtDuration(seconds) {
+    if (seconds === null || seconds === undefined) return "";
+    if (seconds < 60) return seconds.toFixed(seconds < 10 ? 2 : 1) + " s";
+    if (seconds < 3600) return Math.floor(seconds / 60) + " m " + Math.round(seconds % 60) + " s";
+    return Math.floor(seconds / 3600) + " h " + Math.round((seconds % 3600) / 60) + " m";
+  }
+
+  function fmtDate(iso) {
+    if (!iso) return "";
+    const d = new Date(iso);
+    return isNaN(d.getTime()) ? String(iso) : d.toLocaleString();
+  }
+
+  function stateBadge(state) {
+    return '<span class="state state-' + esc(state) + '">' + esc(state) + "</span>";
+  }
+
+  function statesLine(states) {
+    const keys = Object.keys(states || {}).filter(function (k) { return states[k]; });
+    keys.sort(function (a, b) { return STATES.indexOf(a) - STATES.indexOf(b); });
+    return keys.map(function (k) {
+      return '<span class="count" data-state="' + esc(k) + '">' + stateBadge(k) + " " + states[k] + "</span>";
+    }).join(" ");
+  }
+
+  function studyHash(name) {
+    return "#/study/" + encodeURIComponent(name);
+  }
+
+  function trialHash(name, number) {
+    return studyHash(name) + "/trial/" + number;
+  }
+
+  function studyPath(name) {
+    return "studies/" + encodeURIComponent(name);
+  }
+
+  /** A sampler's or pruner's description (a dict from the API) in one line. */
+  function describe(value) {
+    if (value === null || value === undefined) return "";
+    if (typeof value !== "object") return String(value);
+    const name = value.name || value.type || value.class || value.kind;
+    const rest = Object.keys(value).filter(function (k) {
+      return ["name", "type", "class", "kind"].indexOf(k) < 0 && value[k] !== null && typeof value[k] !== "object";
+    }).map(function (k) { return k + "=" + fmtNumber(value[k]); });
+    if (!name) return JSON.stringify(value);
+    return rest.length ? name + " (" + rest.join(", ") + ")" : String(name);
+  }
+
+  function pretty(value) {
+    return '<pre class="json">' + esc(JSON.stringify(value, null, 2)) + "</pre>";
+  }
+
+  function errorBox(err) {
+    return '<p class="error">' + esc(err && err.message ? err.message : err) + "</p>";
+  }
+
+  function plotlyReady() {
+    return typeof window.Plotly !== "undefined";
+  }
+
+  // plotly.js loads asynchronously (it is large); draws asked for before it is there wait for it.
+  const pendingDraws = new Map(); // div -> [data, layout]
+  let plotlyListener = false;
+
+  function flushDraws() {
+    pendingDraws.forEach(function (args, div) {
+      if (div.isConnected) window.Plotly.react(div, args[0], args[1], PLOT_CONFIG);
+    });
+    pendingDraws.clear();
+  }
+
+  /** Plotly.react, now or as soon as plotly.js has loaded (only the latest draw of a div is kept). */
+  function react(div, data, layout) {
+    if (!div) return;
+    if (plotlyReady()) {
+      pendingDraws.delete(div);
+      window.Plotly.react(div, data, layout, PLOT_CONFIG);
+      return;
+    }
+    pendingDraws.set(div, [data, layout]);
+    if (!plotlyListener) {
+      plotlyListener = true;
+      const script = document.getElementById("plotly-js");
+      const check = function () {
+        if (plotlyReady()) flushDraws();
+        else setTimeout(check, 50);
+      };
+      if (script) script.addEventListener("load", check);
+      setTimeout(check, 50);
+    }
+  }
+
+  function draw(div, fig) {
+    const layout = Object.assign({}, fig.layout || {});
+    layout.autosize = true;
+    react(div, fig.data || [], layout);
+  }
+
+  function purge(root) {
+    if (!plotlyReady() || !root) return;
+    root.querySelectorAll(".js-plotly-plot").forEach(function (div) { window.Plotly.purge(div); });
+  }
+
+  function setCrumbs(parts) {
+    document.getElementById("breadcrumbs").innerHTML = parts.map(function (p) {
+      return p.href ? '<a href="' + esc(p.href) + '">' + esc(p.label) + "</a>" : "<span>" + esc(p.label) + "</span>";
+    }).join(' <span class="sep">/</span> ');
+  }
+
+  function setLive(text, ok) {
+    const el = document.getElementById("live-status");
+    el.textContent = text;
+    el.className = ok ? "ok" : text ? "bad" : "";
+  }
+
+  /** A poller: runs `fn` every `ms` (after the previous run ended), skipped while the tab is hidden. */
+  function poller(fn, ms) {
+    let timer = null;
+    let stopped = false;
+    let running = false;
+    async function tick() {
+      timer = null;
+      if (stopped) return;
+      if (!document.hidden && !running) {
+        running = true;
+        try {
+          await fn();
+        } catch (err) {
+          setLive("offline: " + (err && err.message ? err.message : err), false);
+        } finally {
+          running = false;
+        }
+      }
+      if (!stopped) timer = setTimeout(tick, ms);
+    }
+    function onVisible() {
+      if (!document.hidden && !stopped && timer !== null && !running) {
+        clearTimeout(timer);
+        tick();
+      }
+    }
+    document.addEventListener("visibilitychange", onVisible);
+    timer = setTimeout(tick, ms);
+    return {
+      stop: function () {
+        stopped = true;
+        if (timer !== null) clearTimeout(timer);
+        document.removeEventListener("visibilitychange", onVisible);
+      },
+      now: function () {
+        if (timer !== null && !running) {
+          clearTimeout(timer);
+          tick();
+        }
+      },
+    };
+  }
+
+  // ---------------------------------------------------------------- router
+
+  let current = null; // the mounted view: {destroy()}
+  const studyCache = new Map();
+
+  function route() {
+    const app = document.getElementById("app");
+    if (current && current.destroy) current.destroy();
+    current = null;
+    purge(app);
+    const hash = window.location.hash || "#/";
+    const parts = hash.replace(/^#\/?/, "").split("/").filter(function (p) { return p !== ""; });
+    try {
+      if (parts.length === 0) {
+        current = studiesView(app);
+      } else if (parts[0] === "study" && parts.length === 2) {
+        current = studyView(app, decodeURIComponent(parts[1]));
+      } else if (parts[0] === "study" && parts.length === 4 && parts[2] === "trial") {
+        current = trialView(app, decodeURIComponent(parts[1]), parseInt(parts[3], 10));
+      } else {
+        app.innerHTML = '<p class="error">Unknown page <code>' + esc(hash) + '</code>. <a href="#/">Studies</a></p>';
+      }
+    } catch (err) {
+      app.innerHTML = errorBox(err);
+    }
+    window.scrollTo(0, 0);
+  }
+
+  // ---------------------------------------------------------------- studies list
+
+  function studiesView(app) {
+    setCrumbs([{ label: "Studies" }]);
+    document.title = "tunelab: studies";
+    app.innerHTML =
+      '<h1>Studies</h1><div id="studies-body"><p class="muted">Loading&hellip;</p></div>';
+    const body = app.querySelector("#studies-body");
+    let last = "";
+
+    async function load() {
+      const studies = await api("studies");
+      setLive("live", true);
+      const html = studies.length === 0
+        ? '<p class="muted" id="no-studies">No studies in this storage yet.</p>'
+        : '<table id="studies-table" class="grid"><thead><tr><th>Study</th><th>Direction</th><th>Trials</th>' +
+          "<th>By state</th><th>Best value</th><th>Best trial</th></tr></thead><tbody>" +
+          studies.map(function (s) {
+            return '<tr data-study="' + esc(s.name) + '"><td><a class="study-link" href="' + esc(studyHash(s.name)) +
+              '">' + esc(s.name) + "</a></td><td>" + esc(s.direction) + '</td><td class="num">' + esc(s.n_trials) +
+              "</td><td>" + statesLine(s.states) + '</td><td class="num">' + esc(fmtNumber(s.best_value)) +
+              '</td><td class="num">' + (s.best_number === null || s.best_number === undefined ? ""
+                : '<a href="' + esc(trialHash(s.name, s.best_number)) + '">#' + esc(s.best_number) + "</a>") +
+              "</td></tr>";
+          }).join("") + "</tbody></table>";
+      if (html !== last) {
+        body.innerHTML = html;
+        last = html;
+      }
+    }
+
+    load().catch(function (err) { body.innerHTML = errorBox(err); });
+    const poll = poller(load, 3000);
+    return { destroy: poll.stop };
+  }
+
+  // ---------------------------------------------------------------- study page
+
+  function compareValues(a, b) {
+    const an = a === null || a === undefined || (typeof a === "number" && isNaN(a));
+    const bn = b === null || b === undefined || (typeof b === "number" && isNaN(b));
+    if (an || bn) return an && bn ? 0 : an ? 1 : -1; // missing values last
+    if (typeof a === "number" && typeof b === "number") return a - b;
+    return String(a) < String(b) ? -1 : String(a) > String(b) ? 1 : 0;
+  }
+
+  function studyView(app, name) {
+    setCrumbs([{ label: "Studies", href: "#/" }, { label: name }]);
+    document.title = "tunelab: " + name;
+    app.innerHTML = '<p class="muted">Loading study&hellip;</p>';
+
+    const st = {
+      info: null,
+      trials: new Map(), // number -> TrialSummary
+      nextSince: 0,
+      params: [],
+      numericParams: [],
+      sort: { key: "number", dir: -1 },
+      states: new Set(),
+      stateFilter: null, // Set of shown states, null = all
+      ranges: {}, // param -> [min|null, max|null]
+      rowCache: new Map(), // number -> {html, tr}
+      dirty: true,
+      lastChange: 0,
+      figureLoaded: {}, // kind -> timestamp
+      figureMs: {}, // kind -> how long its last load took
+      historyMs: 0,
+      historyAt: 0,
+      activeTab: null,
+      curveMetric: null,
+      destroyed: false,
+    };
+    const pollers = [];
+    let observer = null;
+
+    function el(id) {
+      return document.getElementById(id);
+    }
+
+    // ---- layout
+
+    function renderShell() {
+      const info = st.info; // from the studies list at first; the study's own record replaces it
+      app.innerHTML =
+        '<section id="study-header" class="card"><h1 id="study-name">' + esc(info.name) + "</h1>" +
+        '<div class="meta" id="study-meta"></div>' +
+        '<div class="stats"><div><span class="label">trials</span><span id="trial-count" class="big">0</span></div>' +
+        '<div><span class="label">best value</span><span id="best-value" class="big">&ndash;</span>' +
+        ' <span id="best-trial"></span></div><div id="state-counts"></div></div></section>' +
+        '<section id="recipe" class="card" hidden></section>' +
+        '<section class="card two-col"><div><h2>Best value over time</h2><div id="fig-history" class="fig"></div></div>' +
+        '<div><h2>Running trials <select id="curve-metric" title="metric"></select></h2>' +
+        '<div id="running-curves" class="fig"></div><p id="running-empty" class="muted">No running trials.</p></div>' +
+        "</section>" +
+        '<section class="card"><h2>Trials</h2><div id="filters"><div id="state-filter"></div>' +
+        '<div id="range-filter"></div></div><p id="rows-info" class="muted"></p>' +
+        '<div class="table-wrap"><table id="trials-table" class="grid"><thead></thead><tbody></tbody></table></div></section>' +
+        '<section class="card" id="figures"><h2>Analysis</h2><div id="fig-tabs" class="tabs">' +
+        FIGURE_TABS.map(function (t) {
+          return '<button type="button" class="tab" data-kind="' + t.kind + '"' + (t.kind === "lr_range" ? " hidden" : "") +
+            ">" + esc(t.label) + "</button>";
+        }).join("") + '</div><div id="fig-panels">' +
+        FIGURE_TABS.map(function (t) {
+          const axes = t.axes.map(function (a) {
+            return '<label>' + a + ' <select class="axis" data-axis="' + a + '"></select></label>';
+          }).join(" ");
+          return '<div class="panel" data-kind="' + t.kind + '" hidden>' + (axes ? '<div class="axes">' + axes + "</div>" : "") +
+            (t.kind === "importance" ? '<p id="importance-advice" class="advice"></p>' : "") +
+            '<div id="fig-' + t.kind + '" class="fig fig-large"></div><p class="panel-msg muted"></p></div>';
+        }).join("") + "</div></section>" +
+        '<section class="card" id="enqueue-section" hidden></section>';
+      renderMeta();
+      wireTable();
+      wireTabs();
+    }
+
+    function renderMeta() {
+      const info = st.info;
+      el("study-meta").innerHTML =
+        "<span>direction <b>" + esc(info.direction) + "</b></span>" +
+        (info.sampler ? '<span>sampler <b id="study-sampler" title="' + esc(JSON.stringify(info.sampler)) + '">' +
+          esc(describe(info.sampler)) + "</b></span>" : "") +
+        (info.pruner ? '<span>pruner <b id="study-pruner" title="' + esc(JSON.stringify(info.pruner)) + '">' +
+          esc(describe(info.pruner)) + "</b></span>" : "") +
+        (info.seed !== null && info.seed !== undefined ? "<span>seed <b>" + esc(info.seed) + "</b></span>" : "") +
+        (info.read_only === true && st.infoLoaded ? '<span class="tag" id="read-only-tag">read-only</span>' : "");
+    }
+
+    /** The study's own record arrived: sampler, recipe, read-only mode (the actions show only now). */
+    function applyInfo(info) {
+      st.info = info;
+      st.infoLoaded = true;
+      studyCache.set(name, info);
+      renderMeta();
+      renderRecipe();
+      const lr = app.querySelector('#fig-tabs button[data-kind="lr_range"]');
+      lr.hidden = !(info.recipe || []).some(function (r) { return r.step === "lr_range"; });
+      let newParams = false;
+      (info.params || []).forEach(function (p) {
+        if (st.params.indexOf(p) < 0) {
+          st.params.push(p);
+          newParams = true;
+        }
+      });
+      if (newParams) {
+        renderHead();
+        st.dirty = true;
+        renderRows();
+      }
+      const section = el("enqueue-section");
+      if (!info.read_only && !el("enqueue-form")) {
+        section.innerHTML = '<h2>Enqueue a configuration</h2><form id="enqueue-form">' +
+          '<textarea id="enqueue-params" rows="6" spellcheck="false"></textarea>' +
+          '<div><button type="submit">Enqueue</button> <span id="enqueue-result"></span></div></form>';
+        section.hidden = false;
+        wireEnqueue();
+        updateHeader();
+      }
+    }
+
+    function renderRecipe() {
+      const box = el("recipe");
+      const recipe = st.info.recipe;
+      if (!recipe || recipe.length === 0) {
+        box.hidden = true;
+        return;
+      }
+      box.hidden = false;
+      box.innerHTML = '<h2>Recipe</h2><table class="grid" id="recipe-table"><thead><tr><th>Step</th><th>Verdict</th>' +
+        "<th>Message</th></tr></thead><tbody>" + recipe.map(function (r) {
+          return '<tr data-step="' + esc(r.step) + '"><td>' + esc(r.step) + '</td><td><span class="verdict verdict-' +
+            esc(r.verdict) + '">' + esc(r.verdict) + "</span></td><td>" + esc(r.message) + "</td></tr>";
+        }).join("") + "</tbody></table>";
+    }
+
+    // ---- header counts and best
+
+    function updateHeader() {
+      if (st.partial) {
+        const e = st.listEntry;
+        el("trial-count").textContent = String(e.n_trials);
+        el("state-counts").innerHTML = statesLine(e.states);
+        el("best-value").textContent = e.best_value === null || e.best_value === undefined ? "–" : fmtNumber(e.best_value);
+        el("best-trial").innerHTML = e.best_number === null || e.best_number === undefined ? ""
+          : '(<a href="' + esc(trialHash(name, e.best_number)) + '">trial #' + e.best_number + "</a>)";
+        return;
+      }
+      const counts = {};
+      let best = null;
+      const maximize = st.info.direction === "maximize";
+      st.trials.forEach(function (t) {
+        counts[t.state] = (counts[t.state] || 0) + 1;
+        if (t.state === "COMPLETE" && typeof t.value === "number" && isFinite(t.value)) {
+          if (best === null || (maximize ? t.value > best.value : t.value < best.value)) best = t;
+        }
+      });
+      el("trial-count").textContent = String(st.trials.size);
+      el("state-counts").innerHTML = statesLine(counts);
+      el("best-value").textContent = best ? fmtNumber(best.value) : "–";
+      el("best-trial").innerHTML = best
+        ? '(<a href="' + esc(trialHash(name, best.number)) + '">trial #' + best.number + "</a>)" : "";
+      st.best = best;
+      const ta = el("enqueue-params");
+      if (ta && !ta.dataset.touched && best) ta.value = JSON.stringify(best.params || {}, null, 2);
+    }
+
+    // ---- trial table
+
+    function columns() {
+      const cols = [
+        { key: "number", label: "#" },
+        { key: "state", label: "State" },
+        { key: "stage", label: "Stage" },
+        { key: "value", label: "Value" },
+      ];
+      st.params.forEach(function (p) { cols.push({ key: "param:" + p, label: p, param: p }); });
+      cols.push({ key: "duration", label: "Duration" }, { key: "note", label: "Note" });
+      return cols;
+    }
+
+    function cellValue(t, key) {
+      if (key.indexOf("param:") === 0) {
+        const params = t.params || {};
+        const p = key.slice(6);
+        return Object.prototype.hasOwnProperty.call(params, p) ? params[p] : null;
+      }
+      return t[key];
+    }
+
+    function rowHtml(t) {
+      let html = '<td class="num"><a href="' + esc(trialHash(name, t.number)) + '">' + t.number + "</a></td><td>" +
+        stateBadge(t.state) + "</td><td>" + esc(t.stage === null || t.stage === undefined ? "" : t.stage) +
+        '</td><td class="num">' + esc(fmtNumber(t.value)) + "</td>";
+      const params = t.params || {};
+      for (let i = 0; i < st.params.length; i++) {
+        const v = params[st.params[i]];
+        html += '<td class="num">' + esc(v === undefined ? "" : v === null ? "None" : fmtNumber(v)) + "</td>";
+      }
+      html += '<td class="num">' + esc(fmtDuration(t.duration)) + '</td><td class="note">' + esc(t.note || "") + "</td>";
+      return html;
+    }
+
+    function renderHead() {
+      const thead = el("trials-table").querySelector("thead");
+      thead.innerHTML = "<tr>" + columns().map(function (c) {
+        const arrow = st.sort.key === c.key ? (st.sort.dir > 0 ? " ▲" : " ▼") : "";
+        return '<th data-key="' + esc(c.key) + '" class="sortable' + (arrow ? " sorted" : "") + '"' +
+          (arrow ? ' data-dir="' + (st.sort.dir > 0 ? "asc" : "desc") + '"' : "") + ">" + esc(c.label) + arrow + "</th>";
+      }).join("") + "</tr>";
+    }
+
+    function renderFilters() {
+      const sf = el("state-filter");
+      const states = STATES.filter(function (s) { return st.states.has(s); });
+      st.states.forEach(function (s) { if (states.indexOf(s) < 0) states.push(s); });
+      const known = Array.prototype.map.call(sf.querySelectorAll("input"), function (i) { return i.value; });
+      if (known.join() !== states.join()) {
+        sf.innerHTML = '<span class="label">state</span> ' + states.map(function (s) {
+          const checked = st.stateFilter === null || st.stateFilter.has(s);
+          return '<label><input type="checkbox" class="state-filter" value="' + esc(s) + '"' +
+            (checked ? " checked" : "") + "> " + esc(s) + "</label>";
+        }).join(" ");
+      }
+      const rf = el("range-filter");
+      const shown = Array.prototype.map.call(rf.querySelectorAll(".range"), function (d) { return d.dataset.param; });
+      if (shown.join() !== st.numericParams.join()) {
+        rf.innerHTML = st.numericParams.map(function (p) {
+          const r = st.ranges[p] || [null, null];
+          return '<span class="range" data-param="' + esc(p) + '"><span class="label">' + esc(p) + "</span> " +
+            '<input type="number" step="any" class="range-min" placeholder="min" data-param="' + esc(p) + '" value="' +
+            esc(r[0] === null ? "" : r[0]) + '"> – <input type="number" step="any" class="range-max" placeholder="max"' +
+            ' data-param="' + esc(p) + '" value="' + esc(r[1] === null ? "" : r[1]) + '"></span>';
+        }).join("");
+      }
+    }
+
+    function visibleTrials() {
+      const out = [];
+      const rangeKeys = Object.keys(st.ranges).filter(function (p) {
+        const r = st.ranges[p];
+        return r && (r[0] !== null || r[1] !== null);
+      });
+      st.trials.forEach(function (t) {
+        if (st.stateFilter !== null && !st.stateFilter.has(t.state)) return;
+        for (let i = 0; i < rangeKeys.length; i++) {
+          const r = st.ranges[rangeKeys[i]];
+          const v = (t.params || {})[rangeKeys[i]];
+          if (typeof v !== "number") return;
+          if (r[0] !== null && v < r[0]) return;
+          if (r[1] !== null && v > r[1]) return;
+        }
+        out.push(t);
+      });
+      const key = st.sort.key;
+      const dir = st.sort.dir;
+      out.sort(function (a, b) {
+        const c = compareValues(cellValue(a, key), cellValue(b, key));
+        if (c !== 0) {
+          // missing values stay last whatever the direction
+          const am = cellValue(a, key);
+          const bm = cellValue(b, key);
+          if (am === null || am === undefined || bm === null || bm === undefined) return c;
+          return c * dir;
+        }
+        return (a.number - b.number) * dir;
+      });
+      return out;
+    }
+
+    function renderRows() {
+      if (!st.dirty) return;
+      st.dirty = false;
+      const rows = visibleTrials();
+      const shown = rows.slice(0, MAX_ROWS);
+      const tbody = el("trials-table").querySelector("tbody");
+      const nodes = [];
+      const keep = new Map();
+      for (let i = 0; i < shown.length; i++) {
+        const t = shown[i];
+        const html = rowHtml(t);
+        let cached = st.rowCache.get(t.number);
+        if (!cached || cached.html !== html) {
+          const tr = cached ? cached.tr : document.createElement("tr");
+          tr.dataset.number = String(t.number);
+          tr.dataset.state = t.state;
+          tr.innerHTML = html;
+          cached = { html: html, tr: tr };
+        }
+        keep.set(t.number, cached);
+        nodes.push(cached.tr);
+      }
+      st.rowCache = keep;
+      const children = tbody.children;
+      let same = children.length === nodes.length;
+      for (let i = 0; same && i < nodes.length; i++) same = children[i] === nodes[i];
+      if (!same) tbody.replaceChildren.apply(tbody, nodes);
+      el("rows-info").innerHTML = '<span id="rows-shown">' + shown.length + "</span> shown of " +
+        '<span id="rows-matching">' + rows.length + "</span> matching (" + st.trials.size + " trials)" +
+        (rows.length > shown.length ? " &mdash; showing the first " + MAX_ROWS + "; sort or filter to see others" : "") +
+        (st.partial ? ' <span id="loading-all">&mdash; loading all ' + st.listEntry.n_trials + " trials&hellip;</span>" : "");
+    }
+
+    function wireTable() {
+      const table = el("trials-table");
+      table.querySelector("thead").addEventListener("click", function (ev) {
+        const th = ev.target.closest("th[data-key]");
+        if (!th) return;
+        const key = th.dataset.key;
+        if (st.sort.key === key) st.sort.dir = -st.sort.dir;
+        else st.sort = { key: key, dir: key === "number" ? -1 : 1 };
+        renderHead();
+        st.dirty = true;
+        renderRows();
+      });
+      el("state-filter").addEventListener("change", function () {
+        const checked = Array.prototype.filter.call(
+          el("state-filter").querySelectorAll("input.state-filter"), function (i) { return i.checked; })
+          .map(function (i) { return i.value; });
+        st.stateFilter = checked.length === st.states.size ? null : new Set(checked);
+        st.dirty = true;
+        renderRows();
+      });
+      el("range-filter").addEventListener("input", function (ev) {
+        const input = ev.target;
+        if (!input.dataset || !input.dataset.param) return;
+        const p = input.dataset.param;
+        const r = st.ranges[p] || [null, null];
+        const v = input.value === "" ? null : Number(input.value);
+        r[input.classList.contains("range-min") ? 0 : 1] = v === null || isNaN(v) ? null : v;
+        st.ranges[p] = r;
+        st.dirty = true;
+        renderRows();
+      });
+    }
+
+    // ---- merging polled trials
+
+    function merge(trials) {
+      let changed = false;
+      let newParams = false;
+      for (let i = 0; i < trials.length; i++) {
+        const t = trials[i];
+        const old = st.trials.get(t.number);
+        if (old && JSON.stringify(old) === JSON.stringify(t)) continue;
+        st.trials.set(t.number, t);
+        changed = true;
+        if (!st.states.has(t.state)) st.states.add(t.state);
+        const params = t.params || {};
+        for (const p in params) {
+          if (st.params.indexOf(p) < 0) {
+            st.params.push(p);
+            newParams = true;
+          }
+        }
+      }
+      if (newParams || st.numericParams.length === 0) {
+        st.numericParams = st.params.filter(function (p) {
+          let sawNumber = false;
+          for (const t of st.trials.values()) {
+            const v = (t.params || {})[p];
+            if (v === undefined || v === null) continue;
+            if (typeof v !== "number") return false;
+            sawNumber = true;
+          }
+          return sawNumber;
+        });
+        renderHead();
+      }
+      if (changed) {
+        st.dirty = true;
+        st.lastChange = Date.now();
+      }
+      return changed;
+    }
+
+    async function pollTrials() {
+      const res = await api(studyPath(name) + "/trials?since=" + st.nextSince);
+      if (st.destroyed) return;
+      st.nextSince = res.next_since;
+      const changed = merge(res.trials || []);
+      setLive("live", true);
+      if (changed) {
+        updateHeader();
+        renderFilters();
+        renderRows();
+      }
+      refreshFigures(false);
+    }
+
+    // ---- figures
+
+    function isActive() {
+      for (const t of st.trials.values()) if (t.state === "RUNNING" || t.state === "WAITING") return true;
+      return false;
+    }
+
+    async function loadFigure(kind, div, msg, query) {
+      try {
+        const fig = await api(studyPath(name) + "/figures/" + kind + (query || ""));
+        if (st.destroyed) return false;
+        if (msg) msg.textContent = "";
+        div.hidden = false;
+        draw(div, fig);
+        div.dataset.source = "server";
+        return true;
+      } catch (err) {
+        if (st.destroyed) return false;
+        if (err.status === 404 || err.status === 400) {
+          pendingDraws.delete(div);
+          if (div.classList.contains("js-plotly-plot") && plotlyReady()) window.Plotly.purge(div);
+          div.hidden = true;
+          if (msg) msg.textContent = err.status === 404 ? "Not applicable to this study" +
+            (err.detail && err.detail !== "Not Found" ? ": " + err.detail : ".") : err.detail;
+          return false;
+        }
+        throw err;
+      }
+    }
+
+    /** The best value so far against the trial number, drawn here from the trials in hand. */
+    function quickHistory() {
+      const div = el("fig-history");
+      if (div.dataset.source === "server") return;
+      const maximize = st.info.direction === "maximize";
+      const done = [];
+      st.trials.forEach(function (t) {
+        if (t.state === "COMPLETE" && typeof t.value === "number" && isFinite(t.value)) done.push(t);
+      });
+      if (!done.length) return;
+      done.sort(function (a, b) { return a.number - b.number; });
+      const xs = [];
+      const ys = [];
+      let best = null;
+      done.forEach(function (t) {
+        if (best === null || (maximize ? t.value > best : t.value < best)) {
+          best = t.value;
+          xs.push(t.number);
+          ys.push(best);
+        }
+      });
+      xs.push(done[done.length - 1].number);
+      ys.push(best);
+      react(div, [{ type: "scatter", mode: "lines+markers", line: { shape: "hv", color: "#d62728" },
+        marker: { size: 5 }, name: "best so far", x: xs, y: ys }], {
+        title: { text: "Best value over time: " + name + " (" + st.info.direction + ")" }, autosize: true,
+        margin: { l: 60, r: 10, t: 50, b: 40 }, xaxis: { title: { text: "trial number" } },
+        yaxis: { title: { text: "best value" } }, showlegend: false,
+      });
+      div.dataset.source = "client";
+    }
+
+    async function loadHistory() {
+      const start = Date.now();
+      st.historyAt = start;
+      const div = el("fig-history");
+      let msg = div.nextElementSibling && div.nextElementSibling.classList.contains("panel-msg")
+        ? div.nextElementSibling : null;
+      if (!msg) {
+        msg = document.createElement("p");
+        msg.className = "panel-msg muted";
+        div.after(msg);
+      }
+      try {
+        await loadFigure("history", div, msg, "");
+      } finally {
+        st.historyMs = Date.now() - start;
+      }
+    }
+
+    function axisQuery(panel) {
+      const parts = [];
+      panel.querySelectorAll("select.axis").forEach(function (s) {
+        if (s.value) parts.push(encodeURIComponent(s.dataset.axis) + "=" + encodeURIComponent(s.value));
+      });
+      return parts.length ? "?" + parts.join("&") : "";
+    }
+
+    async function loadPanel(kind) {
+      const panel = app.querySelector('.panel[data-kind="' + kind + '"]');
+      if (!panel) return;
+      const start = Date.now();
+      st.figureLoaded[kind] = start;
+      const msg = panel.querySelector(".panel-msg");
+      const div = el("fig-" + kind);
+      // fill the axis selectors (params) once
+      panel.querySelectorAll("select.axis").forEach(function (s, i) {
+        if (s.options.length !== st.params.length && st.params.length) {
+          const prev = s.value;
+          s.innerHTML = st.params.map(function (p) { return '<option value="' + esc(p) + '">' + esc(p) + "</option>"; }).join("");
+          s.value = prev && st.params.indexOf(prev) >= 0 ? prev : st.params[Math.min(i, st.params.length - 1)];
+        }
+      });
+      if (!panel.querySelector(".fig").childElementCount) msg.textContent = "Loading…";
+      try {
+        await loadFigure(kind, div, msg, axisQuery(panel));
+        if (kind === "importance") {
+          const advice = el("importance-advice");
+          try {
+            const imp = await api(studyPath(name) + "/importance");
+            advice.textContent = imp.advice || "";
+          } catch (err) {
+            advice.textContent = err.detail || err.message;
+          }
+        }
+      } catch (err) {
+        msg.textContent = err.message;
+      }
+      st.figureMs[kind] = Date.now() - start;
+    }
+
+    function wireTabs() {
+      const tabs = el("fig-tabs");
+      tabs.addEventListener("click", function (ev) {
+        const b = ev.target.closest("button.tab");
+        if (!b) return;
+        const kind = b.dataset.kind;
+        const wasActive = st.activeTab === kind;
+        st.activeTab = wasActive ? null : kind;
+        tabs.querySelectorAll("button.tab").forEach(function (x) { x.classList.toggle("active", x.dataset.kind === st.activeTab); });
+        app.querySelectorAll(".panel").forEach(function (p) { p.hidden = p.dataset.kind !== st.activeTab; });
+        if (!wasActive) loadPanel(kind);
+      });
+      el("fig-panels").addEventListener("change", function (ev) {
+        const s = ev.target.closest("select.axis");
+        if (s) loadPanel(s.closest(".panel").dataset.kind);
+      });
+    }
+
+    /** How long to wait between refreshes of a figure that took `ms` to load: ~10 s, more for slow ones. */
+    function refreshEvery(ms) {
+      return Math.max(FIGURE_REFRESH_MS, 15 * (ms || 0));
+    }
+
+    /** Refresh the history and the open panel, at most every ~10 s, only while something changes. */
+    function refreshFigures(force) {
+      const now = Date.now();
+      const stale = force || (st.lastChange > st.historyAt && now - st.historyAt >= refreshEvery(st.historyMs));
+      if (stale) loadHistory().catch(function () { /* shown in the panel on the next try */ });
+      const kind = st.activeTab;
+      if (kind && st.lastChange > (st.figureLoaded[kind] || 0) &&
+          now - (st.figureLoaded[kind] || 0) >= refreshEvery(st.figureMs[kind])) {
+        loadPanel(kind);
+      }
+    }
+
+    // ---- running curves
+
+    function pickMetric(curves) {
+      const metrics = new Set();
+      for (const n in curves) for (const m in curves[n]) metrics.add(m);
+      const list = Array.from(metrics).sort();
+      const select = el("curve-metric");
+      if (Array.from(select.options).map(function (o) { return o.value; }).join() !== list.join()) {
+        select.innerHTML = list.map(function (m) { return '<option value="' + esc(m) + '">' + esc(m) + "</option>"; }).join("");
+      }
+      if (!st.curveMetric || list.indexOf(st.curveMetric) < 0) {
+        st.curveMetric = list.find(function (m) { return /^val/.test(m); }) || list.find(function (m) { return /val/.test(m); }) || list[0] || null;
+      }
+      if (st.curveMetric) select.value = st.curveMetric;
+      select.hidden = list.length === 0;
+      return st.curveMetric;
+    }
+
+    let lastCurvesKey = "";
+    async function pollRunningCurves() {
+      const running = [];
+      st.trials.forEach(function (t) { if (t.state === "RUNNING") running.push(t.number); });
+      running.sort(function (a, b) { return a - b; });
+      const div = el("running-curves");
+      const empty = el("running-empty");
+      if (running.length === 0) {
+        empty.hidden = false;
+        return;
+      }
+      const shown = running.slice(-20);
+      const res = await api(studyPath(name) + "/curves?numbers=" + shown.join(","));
+      if (st.destroyed) return;
+      const curves = res.curves || {};
+      const metric = pickMetric(curves);
+      const data = [];
+      shown.forEach(function (n) {
+        const c = curves[String(n)];
+        if (!c || !metric || !c[metric]) return;
+        data.push({ type: "scatter", mode: "lines+markers", name: "#" + n, x: c[metric].steps, y: c[metric].values,
+          marker: { size: 4 } });
+      });
+      const key = JSON.stringify(data);
+      empty.hidden = data.length > 0;
+      empty.textContent = data.length ? "" : "Running trials have not reported yet.";
+      if (key === lastCurvesKey) return;
+      lastCurvesKey = key;
+      react(div, data, {
+        margin: { l: 50, r: 10, t: 10, b: 40 }, height: 300, autosize: true,
+        xaxis: { title: { text: "step" } }, yaxis: { title: { text: metric || "" } },
+        legend: { orientation: "h" }, uirevision: "running",
+      });
+    }
+
+    // ---- enqueue
+
+    function wireEnqueue() {
+      const form = el("enqueue-form");
+      const ta = el("enqueue-params");
+      ta.addEventListener("input", function () { ta.dataset.touched = "1"; });
+      form.addEventListener("submit", async function (ev) {
+        ev.preventDefault();
+        const out = el("enqueue-result");
+        let params;
+        try {
+          params = JSON.parse(ta.value || "{}");
+          if (params === null || typeof params !== "object" || Array.isArray(params)) throw new Error("an object of params");
+        } catch (err) {
+          out.className = "error";
+          out.textContent = "Invalid JSON: " + err.message;
+          return;
+        }
+        try {
+          const res = await api(studyPath(name) + "/enqueue", { json: { params: params } });
+          out.className = "ok";
+          out.innerHTML = 'Enqueued as <a href="' + esc(trialHash(name, res.number)) + '">trial #' + esc(res.number) + "</a>";
+          trialsPoll.now();
+        } catch (err) {
+          out.className = "error";
+          out.textContent = err.message;
+        }
+      });
+    }
+
+    // ---- start
+
+    let trialsPoll = { now: function () {} };
+    (async function start() {
+      try {
+        // 1. the studies list (cheap): direction and trial count; 2. the newest trials, enough for the
+        // first screen (the table shows the newest first); 3. all trials; 4. the study's record and figures.
+        const list = await api("studies");
+        if (st.destroyed) return;
+        const entry = list.find(function (s) { return s.name === name; });
+        if (!entry) {
+          applyInfo(await api(studyPath(name))); // the API's 404 says what is wrong
+          return;
+        }
+        st.listEntry = entry;
+        st.info = { name: name, direction: entry.direction, read_only: true, recipe: null, params: [] };
+        renderShell();
+        if (entry.n_trials > RECENT_FIRST) {
+          const recent = await api(studyPath(name) + "/trials?since=" + (entry.n_trials - RECENT_FIRST));
+          if (st.destroyed) return;
+          st.partial = true;
+          merge(recent.trials || []);
+          renderHead();
+          updateHeader();
+          renderFilters();
+          renderRows();
+        }
+        const res = await api(studyPath(name) + "/trials?since=0");
+        if (st.destroyed) return;
+        st.partial = false;
+        st.nextSince = res.next_since;
+        merge(res.trials || []);
+        st.dirty = true;
+        renderHead();
+        updateHeader();
+        renderFilters();
+        renderRows();
+        // a quick best-so-far line from the trials in hand, replaced by the server's figure when it comes
+        quickHistory();
+        // one request at a time: the server answers each sooner than two at once
+        loadHistory().catch(function () { /* retried on the next refresh */ }).then(function () {
+          return st.destroyed ? null : api(studyPath(name));
+        }).then(function (info) {
+          if (info && !st.destroyed) applyInfo(info);
+        }).catch(function (err) { setLive("study record: " + err.message, false); });
+        setLive("live", true);
+        trialsPoll = poller(pollTrials, POLL_MS);
+        pollers.push(trialsPoll);
+        pollers.push(poller(pollRunningCurves, POLL_MS));
+        pollRunningCurves().catch(function () {});
+        el("curve-metric").addEventListener("change", function (ev) {
+          st.curveMetric = ev.target.value;
+          lastCurvesKey = "";
+          pollRunningCurves().catch(function () {});
+        });
+      } catch (err) {
+        if (!st.destroyed) app.innerHTML = errorBox(err) + '<p><a href="#/">Back to the studies</a></p>';
+      }
+    })();
+
+    return {
+      destroy: function () {
+        st.destroyed = true;
+        pollers.forEach(function (p) { p.stop(); });
+        if (observer) observer.disconnect();
+      },
+    };
+  }
+
+  // ---------------------------------------------------------------- trial page
+
+  function trialView(app, name, number) {
+    setCrumbs([{ label: "Studies", href: "#/" }, { label: name, href: studyHash(name) }, { label: "trial #" + number }]);
+    document.title = "tunelab: " + name + " #" + number;
+    app.innerHTML = '<p class="muted">Loading trial&hellip;</p>';
+    let destroyed = false;
+    let poll = null;
+    let readOnly = true;
+    let shellDone = false;
+    let lastKey = "";
+    let diagnosisState = null;
+
+    function el(id) {
+      return document.getElementById(id);
+    }
+
+    function renderShell(t) {
+      app.innerHTML =
+        '<section class="card" id="trial-header"><h1>Trial <span id="trial-number">#' + number + "</span> " +
+        '<span id="trial-state">' + stateBadge(t.state) + "</span></h1>" +
+        '<div class="meta" id="trial-meta"></div>' +
+        '<div id="trial-actions"' + (readOnly ? " hidden" : "") + '>' +
+        '<button type="button" id="stop-trial" class="danger" hidden>Stop this trial</button> ' +
+        '<span id="action-result"></span>' +
+        '<div class="note-edit"><label for="note-input">Note</label> <textarea id="note-input" rows="2"></textarea> ' +
+        '<button type="button" id="save-note">Save note</button></div></div>' +
+        (readOnly ? '<p class="note-ro">Note: <span id="trial-note"></span></p>' : "") +
+        "</section>" +
+        '<section class="card two-col"><div><h2>Parameters</h2><table id="trial-params" class="grid kv"></table></div>' +
+        '<div><h2>Learning curves</h2><div id="trial-curves" class="fig"></div>' +
+        '<p id="trial-curves-empty" class="muted" hidden>No reported values.</p></div></section>' +
+        '<section class="card" id="trial-error-box" hidden><h2>Error</h2><pre id="trial-error" class="error"></pre></section>' +
+        '<section class="card"><h2>Diagnosis</h2><div id="diagnosis"><p class="muted">Loading&hellip;</p></div></section>' +
+        '<section class="card" id="lineage-box" hidden><h2>Lineage</h2><div id="lineage"></div></section>' +
+        '<section class="card two-col"><div><h2>User attributes</h2><div id="user-attrs"></div></div>' +
+        '<div><h2>System attributes</h2><div id="system-attrs"></div></div></section>';
+      if (!readOnly) {
+        el("stop-trial").addEventListener("click", async function () {
+          const out = el("action-result");
+          try {
+            el("stop-trial").disabled = true;
+            await api(studyPath(name) + "/trials/" + number + "/stop", { method: "POST" });
+            out.className = "ok";
+            out.textContent = "Stop requested; the trial ends at its next report.";
+            refresh();
+          } catch (err) {
+            el("stop-trial").disabled = false;
+            out.className = "error";
+            out.textContent = err.message;
+          }
+        });
+        el("save-note").addEventListener("click", async function () {
+          const out = el("action-result");
+          try {
+            await api(studyPath(name) + "/trials/" + number + "/note", { json: { note: el("note-input").value } });
+            out.className = "ok";
+            out.textContent = "Note saved.";
+            el("note-input").dataset.dirty = "";
+          } catch (err) {
+            out.className = "error";
+            out.textContent = err.message;
+          }
+        });
+        el("note-input").addEventListener("input", function () { el("note-input").dataset.dirty = "1"; });
+      }
+      shellDone = true;
+    }
+
+    function renderTrial(t) {
+      el("trial-state").innerHTML = stateBadge(t.state);
+      el("trial-meta").innerHTML =
+        "<span>value <b id=\"trial-value\">" + esc(fmtNumber(t.value)) + "</b></span>" +
+        (t.stage !== null && t.stage !== undefined ? "<span>stage <b>" + esc(t.stage) + "</b></span>" : "") +
+        "<span>started <b>" + esc(fmtDate(t.datetime_start)) + "</b></span>" +
+        (t.datetime_complete ? "<span>finished <b>" + esc(fmtDate(t.datetime_complete)) + "</b></span>" : "") +
+        "<span>duration <b>" + esc(fmtDuration(t.duration)) + "</b></span>";
+      if (!readOnly) {
+        el("stop-trial").hidden = t.state !== "RUNNING";
+        const note = el("note-input");
+        if (!note.dataset.dirty && document.activeElement !== note) note.value = t.note || "";
+      } else {
+        el("trial-note").textContent = t.note || "";
+      }
+      const dists = t.distributions || {};
+      const params = t.params || {};
+      el("trial-params").innerHTML = "<thead><tr><th>Parameter</th><th>Value</th><th>Distribution</th></tr></thead><tbody>" +
+        Object.keys(params).map(function (p) {
+          const d = dists[p];
+          return '<tr data-param="' + esc(p) + '"><td>' + esc(p) + '</td><td class="num">' +
+            esc(params[p] === null ? "None" : fmtNumber(params[p])) + "</td><td><code>" +
+            esc(d === undefined ? "" : typeof d === "string" ? d : JSON.stringify(d)) + "</code></td></tr>";
+        }).join("") + "</tbody>";
+      el("user-attrs").innerHTML = pretty(t.user_attrs || {});
+      el("system-attrs").innerHTML = pretty(t.system_attrs || {});
+      const errBox = el("trial-error-box");
+      errBox.hidden = !t.error;
+      el("trial-error").textContent = t.error || "";
+      renderCurves(t.curves || {});
+      renderLineage(t.lineage);
+    }
+
+    function renderCurves(curves) {
+      const div = el("trial-curves");
+      const metrics = Object.keys(curves).sort();
+      el("trial-curves-empty").hidden = metrics.length > 0;
+      div.hidden = metrics.length === 0;
+      if (!metrics.length) return;
+      const data = metrics.map(function (m) {
+        return { type: "scatter", mode: "lines+markers", name: m, x: curves[m].steps, y: curves[m].values, marker: { size: 5 } };
+      });
+      react(div, data, {
+        margin: { l: 50, r: 10, t: 10, b: 40 }, height: 320, autosize: true,
+        xaxis: { title: { text: "step" } }, yaxis: { title: { text: "value" } },
+        legend: { orientation: "h" }, uirevision: "trial",
+      });
+    }
+
+    function renderLineage(lineage) {
+      const box = el("lineage-box");
+      if (!lineage || !lineage.length) {
+        box.hidden = true;
+        return;
+      }
+      box.hidden = false;
+      const keys = [];
+      lineage.forEach(function (row) {
+        if (row && typeof row === "object") Object.keys(row).forEach(function (k) { if (keys.indexOf(k) < 0) keys.push(k); });
+      });
+      el("lineage").innerHTML = '<table class="grid" id="lineage-table"><thead><tr>' +
+        keys.map(function (k) { return "<th>" + esc(k) + "</th>"; }).join("") + "</tr></thead><tbody>" +
+        lineage.map(function (row) {
+          return "<tr>" + keys.map(function (k) {
+            const v = row ? row[k] : "";
+            const text = v !== null && typeof v === "object" ? JSON.stringify(v) : typeof v === "number" ? fmtNumber(v) : v;
+            if ((k === "number" || k === "parent" || k === "trial" || k === "source") && typeof v === "number") {
+              return '<td><a href="' + esc(trialHash(name, v)) + '">#' + v + "</a></td>";
+            }
+            return "<td>" + esc(text) + "</td>";
+          }).join("") + "</tr>";
+        }).join("") + "</tbody></table>";
+    }
+
+    async function loadDiagnosis(state) {
+      if (diagnosisState === state) return;
+      diagnosisState = state;
+      const box = el("diagnosis");
+      try {
+        const res = await api(studyPath(name) + "/diagnosis/" + number);
+        if (destroyed) return;
+        const findings = res.findings || [];
+        box.innerHTML = findings.length === 0 ? '<p class="muted" id="no-findings">No problems found in this trial\'s curves.</p>'
+          : '<ul class="findings">' + findings.map(function (f) {
+            return '<li class="finding" data-condition="' + esc(f.condition) + '"><b>' + esc(f.condition) + "</b>" +
+              (f.metric ? " <code>" + esc(f.metric) + "</code>" : "") + ": " + esc(f.message) +
+              (f.action ? '<div class="action">&rarr; ' + esc(f.action) + "</div>" : "") +
+              (f.evidence ? "<details><summary>evidence</summary>" + pretty(f.evidence) + "</details>" : "") + "</li>";
+          }).join("") + "</ul>";
+      } catch (err) {
+        if (destroyed) return;
+        box.innerHTML = err.status === 404 || err.status === 400
+          ? '<p class="muted" id="no-findings">No diagnosis for this trial' + (err.detail ? " (" + esc(err.detail) + ")" : "") + ".</p>"
+          : errorBox(err);
+      }
+    }
+
+    async function refresh(given) {
+      const t = given && given.number !== undefined ? given : await api(studyPath(name) + "/trials/" + number);
+      if (destroyed) return;
+      setLive("live", true);
+      if (!shellDone) renderShell(t);
+      const key = JSON.stringify(t);
+      if (key !== lastKey) {
+        lastKey = key;
+        renderTrial(t);
+      }
+      const finished = t.state !== "RUNNING" && t.state !== "WAITING";
+      loadDiagnosis(finished ? t.state : "live-" + Math.floor(Date.now() / 10000));
+      if (finished && poll) {
+        poll.stop();
+        poll = null;
+      }
+    }
+
+    (async function start() {
+      try {
+        // the study's record (read-only mode) and the trial, asked for at once
+        const cached = studyCache.get(name);
+        const infoP = api(studyPath(name));
+        const trialP = api(studyPath(name) + "/trials/" + number);
+        trialP.catch(function () { /* reported below when awaited */ });
+        let info = cached;
+        if (!info) info = await infoP;
+        else infoP.then(function (i) { studyCache.set(name, i); }).catch(function () {});
+        studyCache.set(name, info);
+        readOnly = !!info.read_only;
+        await refresh(await trialP);
+        if (destroyed) return;
+        const t = JSON.parse(lastKey || "{}");
+        if (t.state === "RUNNING" || t.state === "WAITING") poll = poller(refresh, POLL_MS);
+      } catch (err) {
+        if (!destroyed) {
+          app.innerHTML = errorBox(err) + '<p><a href="' + esc(studyHash(name)) + '">Back to the study</a></p>';
+        }
+      }
+    })();
+
+    return {
+      destroy: function () {
+        destroyed = true;
+        if (poll) poll.stop();
+      },
+    };
+  }
+
+  // ---------------------------------------------------------------- boot
+
+  window.addEventListener("hashchange", route);
+  route();
+})();

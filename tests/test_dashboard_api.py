@@ -1,0 +1,426 @@
+"""The dashboard's backend: every endpoint on a real SQLite study, its guards, and its actions."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("plotly")
+
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+import tunelab
+from tunelab.dashboard import create_app
+from tunelab.dashboard.app import STATIC_DIR
+from tunelab.pruners import MedianPruner
+from tunelab.samplers import RandomSampler
+
+STUDY = "dash"
+STATES = {"WAITING", "RUNNING", "COMPLETE", "PRUNED", "FAIL"}
+SUMMARY_KEYS = {"number", "state", "value", "params", "datetime_start", "datetime_complete", "duration", "stage",
+                "error", "note"}
+
+
+def objective(trial: tunelab.Trial) -> float:
+    lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+    wd = trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True)
+    trial.suggest_categorical("optimizer", ["sgd", "adam"])
+    trial.set_user_attr("train", {"stage": "coarse" if trial.number < 8 else "refine"})
+    if trial.number == 3:
+        raise ValueError("boom\nsecond line of the traceback")
+    loss = 1.0
+    for step in range(6):
+        loss = loss * 0.8 + lr + 10 * wd
+        trial.report(step, train_loss=loss * 0.9, val_loss=loss)
+        if trial.number in (5, 9) and step == 2:
+            raise tunelab.TrialPruned()
+    return loss
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('dash') / 'd.db'}"
+    study = tunelab.create_study(name=STUDY, storage=url, sampler=RandomSampler(), seed=0)
+    study.optimize(objective, n_trials=12, show_progress=False)
+    study.set_system_attr("recipe", {"steps": [{"step": "initial_loss", "verdict": "pass", "message": "fine"}]})
+    tunelab.create_study(name="empty", storage=url, seed=0)
+    return url
+
+
+@pytest.fixture(scope="module")
+def client(db: str) -> Iterator[TestClient]:
+    with TestClient(create_app(db)) as c:
+        yield c
+
+
+@pytest.fixture()
+def fresh(tmp_path: Path) -> str:
+    """A storage of its own, for tests that write."""
+    return f"sqlite:///{tmp_path / 'w.db'}"
+
+
+def ok(response: Any) -> Any:
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+# -- reading ---------------------------------------------------------------------------------------
+def test_list_studies(client: TestClient) -> None:
+    studies = {s["name"]: s for s in ok(client.get("/api/studies"))}
+    s = studies[STUDY]
+    assert set(s) == {"name", "direction", "n_trials", "states", "best_value", "best_number"}
+    assert s["n_trials"] == 12 and s["direction"] == "minimize"
+    assert s["states"] == {"WAITING": 0, "RUNNING": 0, "COMPLETE": 9, "PRUNED": 2, "FAIL": 1}
+    assert isinstance(s["best_number"], int) and isinstance(s["best_value"], float)
+    assert studies["empty"]["best_number"] is None and studies["empty"]["best_value"] is None
+
+
+def test_study_detail(client: TestClient) -> None:
+    d = ok(client.get(f"/api/studies/{STUDY}"))
+    assert set(d) == {"name", "direction", "seed", "sampler", "pruner", "n_trials", "states", "best", "recipe",
+                      "params", "read_only"}
+    assert d["seed"] == 0 and "Random" in str(d["sampler"]) and d["pruner"] is None
+    assert d["params"] == ["lr", "weight_decay", "optimizer"] and d["read_only"] is False
+    assert d["recipe"] == [{"step": "initial_loss", "verdict": "pass", "message": "fine"}]
+    assert set(d["best"]) == SUMMARY_KEYS and d["best"]["state"] == "COMPLETE"
+    assert d["states"]["PRUNED"] == 2
+
+
+def test_trials_page_shapes(client: TestClient) -> None:
+    page = ok(client.get(f"/api/studies/{STUDY}/trials"))
+    assert page["total"] == 12 and page["next_since"] == 12
+    trials = page["trials"]
+    assert [t["number"] for t in trials] == list(range(12))
+    assert all(set(t) == SUMMARY_KEYS for t in trials)
+    assert trials[3]["state"] == "FAIL" and trials[3]["error"].endswith("ValueError: boom")  # not "Traceback ..."
+    assert "\n" not in trials[3]["error"]
+    assert trials[5]["state"] == "PRUNED" and trials[0]["stage"] == "coarse" and trials[9]["stage"] == "refine"
+    assert trials[0]["duration"] >= 0 and trials[0]["datetime_start"].endswith("+00:00")
+    assert set(trials[0]["params"]) == {"lr", "weight_decay", "optimizer"}
+    later = ok(client.get(f"/api/studies/{STUDY}/trials", params={"since": 10}))
+    assert [t["number"] for t in later["trials"]] == [10, 11] and later["next_since"] == 12
+    empty = ok(client.get(f"/api/studies/{STUDY}/trials", params={"since": 50}))
+    assert empty == {"trials": [], "next_since": 50, "total": 12}
+
+
+def test_since_cursor_returns_only_the_unfinished_tail_and_new_trials(fresh: str) -> None:
+    study = tunelab.create_study(name="live", storage=fresh, sampler=RandomSampler(), seed=1)
+    study.optimize(objective, n_trials=3, show_progress=False)
+    with TestClient(create_app(fresh)) as c:
+        page = ok(c.get("/api/studies/live/trials"))
+        assert len(page["trials"]) == 3 and page["next_since"] == 3
+        other = tunelab.load_study("live", fresh)  # another writer
+        running = other.ask()
+        running.suggest_float("lr", 1e-4, 1e-1, log=True)
+        running.report(0, val_loss=1.0)
+        other.enqueue({"lr": 0.01})
+        page = ok(c.get("/api/studies/live/trials", params={"since": page["next_since"]}))
+        assert [(t["number"], t["state"]) for t in page["trials"]] == [(3, "RUNNING"), (4, "WAITING")]
+        assert page["next_since"] == 3 and page["total"] == 5  # the unfinished trial stays in the window
+        other.tell(running, 0.5)
+        page = ok(c.get("/api/studies/live/trials", params={"since": page["next_since"]}))
+        assert [(t["number"], t["state"]) for t in page["trials"]] == [(3, "COMPLETE"), (4, "WAITING")]
+        assert page["next_since"] == 4
+        other.optimize(objective, n_trials=2, show_progress=False)  # runs the enqueued 4, then 5
+        page = ok(c.get("/api/studies/live/trials", params={"since": page["next_since"]}))
+        assert [t["number"] for t in page["trials"]] == [4, 5] and page["next_since"] == 6
+
+
+def test_trial_detail(client: TestClient) -> None:
+    t = ok(client.get(f"/api/studies/{STUDY}/trials/5"))
+    assert SUMMARY_KEYS | {"distributions", "user_attrs", "system_attrs", "curves", "lineage"} == set(t)
+    assert t["state"] == "PRUNED" and t["lineage"] is None
+    assert t["curves"]["val_loss"]["steps"] == [0, 1, 2] and len(t["curves"]["train_loss"]["values"]) == 3
+    assert t["distributions"]["lr"]["log"] is True and t["user_attrs"]["train"] == {"stage": "coarse"}
+    failed = ok(client.get(f"/api/studies/{STUDY}/trials/3"))
+    assert "second line" in failed["error"]  # the full text here
+
+
+def test_curves_of_several_trials(client: TestClient) -> None:
+    c = ok(client.get(f"/api/studies/{STUDY}/curves", params={"numbers": "0,5,3,99"}))["curves"]
+    assert set(c) == {"0", "5", "3"} and set(c["0"]) == {"train_loss", "val_loss"} and c["3"] == {}
+    one = ok(client.get(f"/api/studies/{STUDY}/curves", params={"numbers": "0", "metric": "val_loss"}))["curves"]
+    assert set(one["0"]) == {"val_loss"} and len(one["0"]["val_loss"]["steps"]) == 6
+    many = ",".join(str(i) for i in range(80))
+    assert len(ok(client.get(f"/api/studies/{STUDY}/curves", params={"numbers": many}))["curves"]) == 12
+    assert client.get(f"/api/studies/{STUDY}/curves", params={"numbers": "1;drop"}).status_code == 422
+
+
+@pytest.mark.parametrize("kind", ["history", "slice", "contour", "parallel", "curves", "importance"])
+def test_figures_are_plotly_json(client: TestClient, kind: str) -> None:
+    fig = ok(client.get(f"/api/studies/{STUDY}/figures/{kind}"))
+    assert "data" in fig and "layout" in fig
+
+
+def test_figures_with_options_and_without_content(client: TestClient) -> None:
+    fig = ok(client.get(f"/api/studies/{STUDY}/figures/contour", params={"x": "weight_decay", "y": "lr"}))
+    assert fig["data"]
+    assert client.get(f"/api/studies/{STUDY}/figures/contour", params={"x": "nope", "y": "lr"}).status_code == 400
+    ok(client.get(f"/api/studies/{STUDY}/figures/curves", params={"metric": "train_loss"}))
+    for kind in ("stages", "lr_range"):  # nothing to draw: 404 with a reason
+        r = client.get(f"/api/studies/{STUDY}/figures/{kind}")
+        assert r.status_code == 404 and "nothing to draw" in r.json()["detail"]
+    assert client.get(f"/api/studies/{STUDY}/figures/pie").status_code == 422
+
+
+def test_diagnosis(client: TestClient) -> None:
+    findings = ok(client.get(f"/api/studies/{STUDY}/diagnosis/0"))["findings"]
+    assert isinstance(findings, list)
+    for f in findings:
+        assert set(f) == {"condition", "metric", "message", "action", "evidence"}
+
+
+@pytest.mark.parametrize("method", ["fanova", "ped_anova"])
+def test_importance(client: TestClient, method: str) -> None:
+    r = ok(client.get(f"/api/studies/{STUDY}/importance", params={"method": method}))
+    assert r["method"] == method and set(r["importance"]) == {"lr", "weight_decay", "optimizer"}
+    assert abs(sum(r["importance"].values()) - 1) < 1e-6 and r["advice"]
+
+
+def test_importance_of_too_few_trials_is_400(client: TestClient) -> None:
+    r = client.get("/api/studies/empty/importance")
+    assert r.status_code == 400 and r.json()["detail"]
+    assert client.get("/api/studies/empty/figures/importance").status_code == 400
+
+
+def test_unknown_study_and_trial_are_404_with_a_clear_detail(client: TestClient) -> None:
+    for path in ["/api/studies/nope", "/api/studies/nope/trials", "/api/studies/nope/figures/history",
+                 "/api/studies/nope/importance", "/api/studies/nope/diagnosis/0"]:
+        r = client.get(path)
+        assert r.status_code == 404 and "nope" in r.json()["detail"], path
+    for path in [f"/api/studies/{STUDY}/trials/99", f"/api/studies/{STUDY}/diagnosis/99"]:
+        r = client.get(path)
+        assert r.status_code == 404 and "99" in r.json()["detail"], path
+    assert client.get("/api/nothing").status_code == 404
+
+
+# -- static files ----------------------------------------------------------------------------------
+def test_index_and_static_files(client: TestClient) -> None:
+    if not (STATIC_DIR / "index.html").exists():
+        pytest.skip("the front end's index.html is not there yet")
+    r = client.get("/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert r.content == (STATIC_DIR / "index.html").read_bytes()
+    for f in STATIC_DIR.iterdir():
+        if f.is_file():
+            assert client.get(f"/static/{f.name}").content == f.read_bytes()
+
+
+def test_plotly_js_comes_from_the_installed_package(client: TestClient) -> None:
+    import plotly
+
+    r = client.get("/static/plotly.min.js")
+    assert r.status_code == 200
+    assert r.content == (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_bytes()
+
+
+@pytest.mark.parametrize("path", [
+    "/static/../pyproject.toml", "/static/%2e%2e/pyproject.toml", "/static/..%2fpyproject.toml",
+    "/static/%2e%2e%2f%2e%2e%2fpyproject.toml", "/static/..%5c..%5cpyproject.toml", "/static/app.py",
+    "/static/__init__.py", "/static/", "/static/.", "/static/%2e%2e", "/static//etc/passwd",
+    "/static/%2Fetc%2Fpasswd",
+])
+def test_no_path_traversal(client: TestClient, path: str) -> None:
+    r = client.get(path)
+    assert r.status_code == 404, path
+    assert b"[project]" not in r.content and b"root:" not in r.content
+
+
+# -- guards ----------------------------------------------------------------------------------------
+def test_read_only_refuses_every_action(db: str) -> None:
+    with TestClient(create_app(db, read_only=True)) as c:
+        assert ok(c.get(f"/api/studies/{STUDY}"))["read_only"] is True
+        for path, body in [(f"/api/studies/{STUDY}/trials/0/stop", None),
+                           (f"/api/studies/{STUDY}/enqueue", {"params": {"lr": 0.01}}),
+                           (f"/api/studies/{STUDY}/trials/0/note", {"note": "x"})]:
+            r = c.post(path, json=body)
+            assert r.status_code == 403 and r.json() == {"detail": "read-only dashboard"}, path
+    assert ok(TestClient(create_app(db)).get(f"/api/studies/{STUDY}/trials/0"))["note"] is None
+
+
+def test_token(db: str) -> None:
+    with TestClient(create_app(db, token="s3cret")) as c:
+        assert c.get("/api/studies").status_code == 401
+        assert c.get("/api/studies", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert c.get("/api/studies", headers={"Authorization": "Basic s3cret"}).status_code == 401
+        assert c.get("/api/nope").status_code == 401  # nothing under /api without it
+        ok(c.get("/api/studies", headers={"Authorization": "Bearer s3cret"}))
+        ok(c.get("/api/studies", params={"token": "s3cret"}))
+        assert c.post(f"/api/studies/{STUDY}/enqueue", json={"params": {"lr": 0.1}}).status_code == 401
+        assert c.get("/static/plotly.min.js").status_code == 200  # the page and its files carry no data
+
+
+def test_cross_origin_posts_and_foreign_hosts_are_refused(fresh: str) -> None:
+    tunelab.create_study(name="x", storage=fresh, seed=0)
+    with TestClient(create_app(fresh)) as c:
+        r = c.post("/api/studies/x/enqueue", json={"params": {"a": 1}}, headers={"Origin": "http://evil.example"})
+        assert r.status_code == 403
+        ok(c.post("/api/studies/x/enqueue", json={"params": {"a": 1}}, headers={"Origin": "http://testserver"}))
+    with TestClient(create_app(fresh, allowed_hosts=["127.0.0.1", "localhost"]),
+                    base_url="http://localhost") as c:
+        ok(c.get("/api/studies"))
+        assert c.get("/api/studies", headers={"Host": "evil.example"}).status_code == 400
+
+
+# -- actions ---------------------------------------------------------------------------------------
+def polls_until_stopped(trial: tunelab.Trial) -> float:
+    trial.suggest_float("x", 0, 1)
+    for step in range(3000):
+        trial.report(step, val_loss=1.0 / (step + 1))
+        if trial.should_prune():
+            raise tunelab.TrialPruned()
+        time.sleep(0.005)
+    return 0.0
+
+
+def _wait_for(predicate: Any, what: str, timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def test_stop_really_stops_a_running_trial(fresh: str) -> None:
+    study = tunelab.create_study(name="s", storage=fresh, sampler=RandomSampler(), seed=0,
+                                 pruner=MedianPruner(metric="val_loss"))
+    with TestClient(create_app(fresh)) as c:
+        assert c.post("/api/studies/s/trials/0/stop").status_code == 404
+        runner = threading.Thread(target=study.optimize, args=(polls_until_stopped,),
+                                  kwargs={"n_trials": 1, "show_progress": False})
+        runner.start()
+        try:
+            _wait_for(lambda: ok(c.get("/api/studies/s/trials"))["trials"][-1:] != [], "the trial to start")
+            _wait_for(lambda: len(ok(c.get("/api/studies/s/trials/0"))["curves"]) > 0, "a report")
+            r = ok(c.post("/api/studies/s/trials/0/stop"))
+            assert r == {"number": 0, "stop_requested": True}
+            runner.join(timeout=20)
+        finally:
+            runner.join(timeout=20)
+        t = ok(c.get("/api/studies/s/trials/0"))
+        assert t["state"] == "PRUNED"
+        assert t["system_attrs"]["pruned"]["rule"] == "stopped from the dashboard"
+        assert "at" in t["system_attrs"]["stop_requested"]
+        r = c.post("/api/studies/s/trials/0/stop")  # finished now
+        assert r.status_code == 409 and "RUNNING" in r.json()["detail"]
+
+
+def test_enqueue_then_the_next_trial_gets_the_params(fresh: str) -> None:
+    study = tunelab.create_study(name="q", storage=fresh, sampler=RandomSampler(), seed=0)
+    study.optimize(objective, n_trials=2, show_progress=False)
+    with TestClient(create_app(fresh)) as c:
+        params = {"lr": 0.0123, "weight_decay": 1e-4, "optimizer": "adam"}
+        assert ok(c.post("/api/studies/q/enqueue", json={"params": params})) == {"number": 2}
+        assert ok(c.get("/api/studies/q/trials", params={"since": 2}))["trials"][0]["state"] == "WAITING"
+        study.optimize(objective, n_trials=1, show_progress=False)
+        t = ok(c.get("/api/studies/q/trials/2"))
+        assert t["state"] == "COMPLETE" and t["params"] == params
+        assert c.post("/api/studies/q/enqueue", json={"params": {}}).status_code == 422
+        assert c.post("/api/studies/nope/enqueue", json={"params": {"a": 1}}).status_code == 404
+
+
+def test_note_on_a_finished_trial(fresh: str) -> None:
+    study = tunelab.create_study(name="n", storage=fresh, sampler=RandomSampler(), seed=0)
+    study.optimize(objective, n_trials=4, show_progress=False)
+    with TestClient(create_app(fresh)) as c:
+        before = ok(c.get("/api/studies/n/trials/3"))
+        assert before["state"] == "FAIL"
+        assert ok(c.post("/api/studies/n/trials/3/note", json={"note": "the <b>lr</b> was fine; a bug"})) == {
+            "number": 3, "note": "the <b>lr</b> was fine; a bug"}
+        after = ok(c.get("/api/studies/n/trials/3"))
+        assert after["note"] == "the <b>lr</b> was fine; a bug"
+        assert {**after, "note": None, "user_attrs": before["user_attrs"]} == before  # nothing else changed
+        assert ok(c.get("/api/studies/n/trials"))["trials"][3]["note"] == after["note"]
+        assert c.post("/api/studies/n/trials/9/note", json={"note": "x"}).status_code == 404
+    assert study.trials[3].user_attrs["note"] == after["note"]
+
+
+@pytest.mark.slow
+def test_live_app_while_two_worker_processes_write(fresh: str) -> None:
+    from objectives import slow_cheap
+
+    study = tunelab.create_study(name="mp", storage=fresh, sampler=RandomSampler(), seed=0)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            study.optimize(slow_cheap, n_trials=40, n_workers=2, show_progress=False)
+        except BaseException as e:  # noqa: BLE001 - reported by the test
+            errors.append(e)
+
+    worker = threading.Thread(target=run)
+    with TestClient(create_app(fresh)) as c:
+        worker.start()
+        since, seen, polls = 0, {}, 0
+        while worker.is_alive() or polls == 0:
+            page = ok(c.get("/api/studies/mp/trials", params={"since": since}))
+            seen.update({t["number"]: t["state"] for t in page["trials"]})
+            since = page["next_since"]
+            polls += 1
+            time.sleep(0.01)
+        worker.join()
+        page = ok(c.get("/api/studies/mp/trials", params={"since": since}))
+        seen.update({t["number"]: t["state"] for t in page["trials"]})
+    assert not errors
+    assert polls > 3
+    assert sorted(seen) == list(range(40)) and set(seen.values()) == {"COMPLETE"}
+
+
+# -- the OpenAPI schema, checked by schemathesis -----------------------------------------------------
+def test_openapi_schema_lists_the_api(client: TestClient) -> None:
+    paths = ok(client.get("/openapi.json"))["paths"]
+    s = "/api/studies/{name}"
+    assert {"/api/studies", s, f"{s}/trials", f"{s}/trials/{{number}}", f"{s}/curves", f"{s}/figures/{{kind}}",
+            f"{s}/diagnosis/{{number}}", f"{s}/importance", f"{s}/trials/{{number}}/stop", f"{s}/enqueue",
+            f"{s}/trials/{{number}}/note"} <= set(paths)
+
+
+# -- the command -----------------------------------------------------------------------------------
+def test_dashboard_command_warns_off_loopback(db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    from tunelab.cli import app
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda web, **kw: calls.append(kw))
+    runner = CliRunner()
+    r = runner.invoke(app, ["dashboard", "--storage", db])
+    assert r.exit_code == 0, r.output
+    assert calls[-1] == {"host": "127.0.0.1", "port": 8000, "log_level": "warning"}
+    assert "reachable from the network" not in r.output
+    r = runner.invoke(app, ["dashboard", "--storage", db, "--host", "0.0.0.0", "--port", "9000", "--read-only",
+                            "--token", "t"])
+    assert r.exit_code == 0, r.output
+    assert calls[-1]["host"] == "0.0.0.0" and calls[-1]["port"] == 9000
+    assert "reachable from the network" in r.output and "--token" in r.output
+    r = runner.invoke(app, ["dashboard", "--storage", f"sqlite:///{Path(db[10:]).parent / 'missing.db'}"])
+    assert r.exit_code == 1 and "error:" in r.output
+
+
+def _schemathesis_app() -> Any:
+    """A read-only app over a small study, for schemathesis (built at import: it parametrizes the test)."""
+    import tempfile
+
+    url = f"sqlite:///{Path(tempfile.mkdtemp(prefix='tunelab-schema-')) / 's.db'}"
+    study = tunelab.create_study(name=STUDY, storage=url, sampler=RandomSampler(), seed=0)
+    study.optimize(objective, n_trials=6, show_progress=False)
+    return create_app(url, read_only=True)
+
+
+schemathesis = pytest.importorskip("schemathesis")
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+schema = schemathesis.openapi.from_asgi("/openapi.json", _schemathesis_app())
+
+
+@schema.parametrize()
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+def test_api_conforms_to_its_openapi_schema(case: Any) -> None:
+    case.call_and_validate()

@@ -1,0 +1,410 @@
+"""End-to-end tests of the dashboard's front end: the real page in headless Chromium (Playwright).
+
+The app runs with uvicorn in a background thread on a free 127.0.0.1 port; the browser is
+Debian's ``/usr/bin/chromium`` (never ``playwright install``). Without it the tests are skipped,
+except under ``CI=true`` where they fail. Screenshots of each stage go to
+``test-artifacts/dashboard-*.png``. Every test asserts that the page logged no console error.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tunelab
+from tunelab import TrialPruned, TrialState
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+               "--disable-sync"]
+# Requests the page may make that legitimately answer 4xx (a figure not applicable, too few trials).
+EXPECTED_4XX = ("/figures/", "/importance", "/diagnosis/")
+
+
+def _require(ok: bool, message: str) -> None:
+    if ok:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(message + " (CI needs it)")
+    pytest.skip(message, allow_module_level=True)
+
+
+_require(Path(CHROMIUM).exists(), f"{CHROMIUM} is missing (apt-get install chromium)")
+try:
+    import uvicorn
+    from playwright.sync_api import Browser, Page, sync_playwright
+
+    from tunelab.dashboard.app import create_app
+except ImportError as e:  # pragma: no cover - depends on the optional extras
+    _require(False, f"the dashboard extras are not installed ({e})")
+
+
+# ---------------------------------------------------------------- fixtures and helpers
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serve(storage: str, pg: Page, **kwargs: Any) -> Iterator[str]:
+    """Run ``create_app(storage, **kwargs)`` with uvicorn in a thread; yield its base URL.
+
+    On the way out the page leaves the app first, so that it does not poll a stopped server."""
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(storage, **kwargs), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            urllib.request.urlopen(base + "/", timeout=1).close()
+            break
+        except urllib.error.HTTPError:
+            break  # it answers
+        except OSError:
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise RuntimeError("the dashboard did not start") from None
+            time.sleep(0.05)
+    try:
+        yield base
+    finally:
+        pg.goto("about:blank")
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        yield b
+        b.close()
+
+
+class Console:
+    """The page's console errors and uncaught exceptions (expected 4xx API answers excepted)."""
+
+    def __init__(self, page: Page) -> None:
+        self.errors: list[str] = []
+        page.on("console", self._on_console)
+        page.on("pageerror", lambda exc: self.errors.append(f"pageerror: {exc}"))
+
+    def _on_console(self, msg: Any) -> None:
+        if msg.type != "error":
+            return
+        url = (msg.location or {}).get("url", "")
+        if "Failed to load resource" in msg.text and "/api/" in url and any(p in url for p in EXPECTED_4XX):
+            return
+        self.errors.append(f"{msg.text} ({url})")
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[tuple[Page, Console]]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    pg.set_default_timeout(10_000)
+    console = Console(pg)
+    yield pg, console
+    context.close()
+    assert console.errors == [], console.errors
+
+
+def shot(pg: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    pg.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"), full_page=True)
+
+
+def wait_until(cond: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def rows(pg: Page) -> list[dict[str, str]]:
+    return pg.eval_on_selector_all(
+        "#trials-table tbody tr[data-number]",
+        "trs => trs.map(tr => ({number: tr.dataset.number, state: tr.dataset.state,"
+        " value: tr.children[3].textContent}))")
+
+
+def fill(study: tunelab.Study, n: int, steps: int = 8, seed: int = 0) -> None:
+    """``n`` finished trials with ``val_loss`` and ``loss`` curves of ``steps`` points."""
+    import random
+
+    rng = random.Random(seed)
+    for i in range(n):
+        trial = study.ask()
+        lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+        layers = trial.suggest_int("layers", 1, 6)
+        trial.suggest_categorical("optimizer", ["adam", "sgd"])
+        final = (math.log10(lr) + 2.5) ** 2 + 0.1 * layers + rng.random() * 0.1
+        for s in range(steps):
+            trial.report(s, val_loss=final + math.exp(-s / 3), loss=0.9 * final + math.exp(-s / 3))
+        state = TrialState.PRUNED if i % 5 == 3 else TrialState.FAIL if i % 7 == 6 else TrialState.COMPLETE
+        study.tell(trial, final if state == TrialState.COMPLETE else None, state=state)
+
+
+def make_study(tmp_path: Path, name: str = "demo", n: int = 12, **kwargs: Any) -> tuple[str, tunelab.Study]:
+    url = f"sqlite:///{tmp_path / 'dash.db'}"
+    study = tunelab.create_study(name=name, storage=url, sampler=tunelab.RandomSampler(), seed=0,
+                                 artifact_dir=tmp_path, load_if_exists=True, **kwargs)
+    fill(study, n)
+    return url, study
+
+
+def open_study(pg: Page, base: str, name: str, query: str = "") -> None:
+    pg.goto(f"{base}/{query}#/study/{name}")
+    pg.wait_for_selector("#trials-table tbody tr[data-number]")
+
+
+# ---------------------------------------------------------------- tests
+
+
+def test_studies_list_and_study_page(tmp_path: Path, page: tuple[Page, Console]) -> None:
+    pg, _ = page
+    url, study = make_study(tmp_path, "alpha", n=12)
+    tunelab.create_study(name="beta", storage=url, direction="maximize")
+    with serve(url, pg) as base:
+        pg.goto(base + "/")
+        pg.wait_for_selector("#studies-table tbody tr[data-study='alpha']")
+        names = pg.eval_on_selector_all("#studies-table tbody tr", "trs => trs.map(t => t.dataset.study)")
+        assert sorted(names) == ["alpha", "beta"]
+        alpha = pg.inner_text("#studies-table tr[data-study='alpha']")
+        assert "COMPLETE" in alpha and "12" in alpha
+        shot(pg, "studies")
+
+        pg.click("#studies-table tr[data-study='alpha'] a.study-link")
+        pg.wait_for_selector("#trials-table tbody tr[data-number]")
+        assert pg.url.endswith("#/study/alpha")
+        assert pg.inner_text("#trial-count") == "12"
+        assert len(rows(pg)) == 12
+        best = study.best_value
+        assert pg.inner_text("#best-value") == pg.evaluate(
+            "v => String(Number(v.toPrecision(5)))", best)
+        pg.wait_for_selector("#fig-history .main-svg")
+        headers = pg.eval_on_selector_all("#trials-table thead th", "ths => ths.map(t => t.dataset.key)")
+        assert headers[:4] == ["number", "state", "stage", "value"]
+        assert {"param:lr", "param:layers", "param:optimizer"} <= set(headers)
+        # a lazily loaded figure panel
+        pg.click("#fig-tabs button[data-kind='slice']")
+        pg.wait_for_selector("#fig-slice .main-svg")
+        pg.click("#fig-tabs button[data-kind='importance']")
+        pg.wait_for_function("document.querySelector('#importance-advice').textContent.length > 0")
+        shot(pg, "study")
+
+
+def test_table_fills_live_and_running_curves_show(tmp_path: Path, page: tuple[Page, Console]) -> None:
+    pg, _ = page
+    url, study = make_study(tmp_path, "live", n=2)
+
+    def objective(trial: tunelab.Trial) -> float:
+        x = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+        trial.suggest_int("layers", 1, 6)
+        trial.suggest_categorical("optimizer", ["adam", "sgd"])
+        for s in range(10):
+            time.sleep(0.06)
+            trial.report(s, val_loss=x + math.exp(-s / 4), loss=x)
+        return x
+
+    with serve(url, pg) as base:
+        open_study(pg, base, "live")
+        assert len(rows(pg)) == 2
+        # record the row count every 50 ms in the page itself
+        pg.evaluate("window.__sameDocument = true; window.__counts = [];"
+                    " setInterval(() => window.__counts.push("
+                    "document.querySelectorAll('#trials-table tbody tr[data-number]').length), 50)")
+        worker = threading.Thread(target=lambda: study.optimize(objective, n_trials=4, show_progress=False))
+        t0 = time.monotonic()
+        worker.start()
+        try:
+            pg.wait_for_selector("#trials-table tbody tr[data-state='RUNNING']")
+            pg.wait_for_function("document.querySelector('#running-curves').data?.[0]?.x?.length > 0")
+            assert pg.locator("#running-curves .main-svg").count() > 0
+            shot(pg, "live-running")
+        finally:
+            worker.join()
+        assert time.monotonic() - t0 < 10
+        pg.wait_for_function("document.querySelector('#trial-count').textContent === '6'")
+        wait_until(lambda: len(rows(pg)) == 6, what="all six rows")
+        seen = set(pg.evaluate("window.__counts"))
+        assert len(seen) >= 3, f"the table should grow while the study runs, saw row counts {sorted(seen)}"
+        assert pg.evaluate("window.__sameDocument") is True  # no reload happened
+        wait_until(lambda: all(r["state"] == "COMPLETE" for r in rows(pg)[:4]), what="the new trials to complete")
+        shot(pg, "live-done")
+
+
+def test_trial_page_curve_params_diagnosis(tmp_path: Path, page: tuple[Page, Console]) -> None:
+    pg, _ = page
+    url, study = make_study(tmp_path, "trials", n=6)
+    with serve(url, pg) as base:
+        open_study(pg, base, "trials")
+        pg.click("#trials-table tbody tr[data-number='0'] a")
+        pg.wait_for_selector("#trial-curves .main-svg")
+        assert pg.url.endswith("#/study/trials/trial/0")
+        traces = pg.evaluate("document.querySelector('#trial-curves').data.map(d => [d.name, d.x.length])")
+        assert sorted(traces) == [["loss", 8], ["val_loss", 8]]
+        assert pg.locator("#trial-curves .scatterlayer .trace").count() == 2
+        assert pg.locator("#trial-curves .scatterlayer .trace:first-child .point").count() == 8
+        params = pg.eval_on_selector_all("#trial-params tbody tr", "trs => trs.map(t => t.dataset.param)")
+        assert sorted(params) == ["layers", "lr", "optimizer"]
+        lr = study.trials[0].params["lr"]
+        assert pg.inner_text("#trial-params tr[data-param='lr'] td.num") == pg.evaluate(
+            "v => String(Number(v.toPrecision(5)))", lr)
+        pg.wait_for_function("!document.querySelector('#diagnosis').textContent.includes('Loading')")
+        assert pg.locator("#diagnosis .finding, #diagnosis #no-findings").count() >= 1
+        assert "{" in pg.inner_text("#system-attrs")
+        shot(pg, "trial")
+
+
+def test_read_only_hides_actions(tmp_path: Path, page: tuple[Page, Console]) -> None:
+    pg, _ = page
+    url, _study = make_study(tmp_path, "ro", n=3)
+    with serve(url, pg, read_only=True) as base:
+        open_study(pg, base, "ro")
+        pg.wait_for_selector("#read-only-tag")  # once the study's record is in
+        assert pg.locator("#study-sampler").count() == 1
+        assert pg.locator("#enqueue-form").count() == 0
+        pg.goto(f"{base}/#/study/ro/trial/1")
+        pg.wait_for_selector("#trial-params tbody tr")
+        assert not pg.locator("#stop-trial").is_visible()
+        assert not pg.locator("#save-note").is_visible()
+        assert not pg.locator("#note-input").is_visible()
+        shot(pg, "read-only")
+        req = urllib.request.Request(f"{base}/api/studies/ro/trials/1/note", method="POST",
+                                     data=json.dumps({"note": "x"}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req, timeout=5)
+        assert err.value.code == 403
+
+
+def test_note_stop_and_enqueue(tmp_path: Path, page: tuple[Page, Console]) -> None:
+    pg, _ = page
+    url, study = make_study(tmp_path, "act", n=3)
+    started = threading.Event()
+
+    def objective(trial: tunelab.Trial) -> float:
+        trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+        for s in range(400):  # about 20 s unless stopped
+            trial.report(s, val_loss=1.0 / (s + 1))
+            started.set()
+            if trial.should_prune():
+                raise TrialPruned()
+            time.sleep(0.05)
+        return 0.0
+
+    with serve(url, pg) as base:
+        # a note, saved and shown after a reload
+        pg.goto(f"{base}/#/study/act/trial/1")
+        pg.wait_for_selector("#save-note")
+        pg.fill("#note-input", "looks promising")
+        pg.click("#save-note")
+        pg.wait_for_function("document.querySelector('#action-result').textContent.includes('saved')")
+        pg.reload()
+        pg.wait_for_selector("#trial-params tbody tr")
+        assert pg.input_value("#note-input") == "looks promising"
+        pg.goto(f"{base}/#/study/act")
+        pg.wait_for_selector("#trials-table tbody tr[data-number='1']")
+        assert pg.inner_text("#trials-table tr[data-number='1'] td.note") == "looks promising"
+
+        # enqueue a configuration from the form (prefilled with the best params)
+        pg.wait_for_selector("#enqueue-params")
+        prefilled = json.loads(pg.input_value("#enqueue-params"))
+        assert prefilled == study.best_params
+        pg.fill("#enqueue-params", json.dumps({"lr": 0.01}))
+        pg.click("#enqueue-form button[type=submit]")
+        pg.wait_for_selector("#enqueue-result a")
+        pg.wait_for_selector("#trials-table tbody tr[data-number='3'][data-state='WAITING']")
+        shot(pg, "enqueued")
+
+        # stop a running trial (it takes the enqueued configuration first)
+        worker = threading.Thread(target=lambda: study.optimize(objective, n_trials=1, show_progress=False))
+        worker.start()
+        try:
+            assert started.wait(10)
+            pg.goto(f"{base}/#/study/act/trial/3")
+            pg.wait_for_selector("#stop-trial:visible")
+            shot(pg, "before-stop")
+            pg.click("#stop-trial")
+            pg.wait_for_function("document.querySelector('#trial-state').textContent.includes('PRUNED')")
+            assert not pg.locator("#stop-trial").is_visible()
+        finally:
+            worker.join(timeout=30)
+        assert study.trials[3].state == TrialState.PRUNED
+        pg.goto(f"{base}/#/study/act")
+        pg.wait_for_selector("#trials-table tbody tr[data-number='3'][data-state='PRUNED']")
+        shot(pg, "stopped")
+
+
+def test_token_flow(tmp_path: Path, page: tuple[Page, Console]) -> None:
+    pg, _ = page
+    url, _study = make_study(tmp_path, "tok", n=3)
+    with serve(url, pg, token="s3cret") as base:
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{base}/api/studies", timeout=5)
+        assert err.value.code == 401
+        pg.goto(f"{base}/?token=s3cret#/")
+        pg.wait_for_selector("#studies-table tr[data-study='tok']")
+        pg.click("#studies-table a.study-link")
+        pg.wait_for_selector("#trials-table tbody tr[data-number]")
+        assert "token=s3cret" in pg.url  # kept while navigating
+        pg.click("#trials-table tbody tr[data-number='0'] a")
+        pg.wait_for_selector("#trial-curves .main-svg")
+        shot(pg, "token")
+
+
+def test_sort_and_state_filter(tmp_path: Path, page: tuple[Page, Console]) -> None:
+    pg, _ = page
+    url, study = make_study(tmp_path, "sort", n=30)
+    with serve(url, pg) as base:
+        open_study(pg, base, "sort")
+        numbers = [int(r["number"]) for r in rows(pg)]
+        assert numbers == sorted(numbers, reverse=True)  # newest first by default
+
+        pg.click("#trials-table thead th[data-key='value']")
+        pg.wait_for_selector("#trials-table thead th[data-key='value'][data-dir='asc']")
+        complete = sorted((t.value, t.number) for t in study.trials if t.state == TrialState.COMPLETE)
+        got = [int(r["number"]) for r in rows(pg)]
+        assert got[:len(complete)] == [n for _, n in complete]  # ascending, missing values last
+        pg.click("#trials-table thead th[data-key='value']")
+        pg.wait_for_selector("#trials-table thead th[data-key='value'][data-dir='desc']")
+        got = [int(r["number"]) for r in rows(pg)]
+        assert got[:len(complete)] == [n for _, n in reversed(complete)]
+        shot(pg, "sorted")
+
+        pg.uncheck("#state-filter input[value='COMPLETE']")
+        states = {r["state"] for r in rows(pg)}
+        assert states and "COMPLETE" not in states
+        n_other = sum(t.state != TrialState.COMPLETE for t in study.trials)
+        assert len(rows(pg)) == n_other
+        pg.check("#state-filter input[value='COMPLETE']")
+        assert len(rows(pg)) == 30
+
+        # a parameter range
+        pg.fill("#range-filter input.range-min[data-param='layers']", "3")
+        pg.fill("#range-filter input.range-max[data-param='layers']", "4")
+        expected = sum(3 <= t.params["layers"] <= 4 for t in study.trials)
+        wait_until(lambda: len(rows(pg)) == expected, what="the range filter")
+        shot(pg, "filtered")
