@@ -265,7 +265,6 @@ def test_diagnose_a_trial_of_a_sqlite_study(tmp_path: Path) -> None:
         reporter.report(8, val_loss=float("nan"))
         return 0.0
 
-    pytest.importorskip("torch")
     study.optimize(diverges, n_trials=1, show_progress=False)
     assert study.trials[1].state == tunelab.TrialState.FAIL
     findings = diagnose(study, 1)
@@ -276,8 +275,7 @@ def test_diagnose_a_trial_of_a_sqlite_study(tmp_path: Path) -> None:
 # -- real PyTorch runs on the digits ----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def digits() -> Any:
-    pytest.importorskip("sklearn")
-    torch = pytest.importorskip("torch")
+    import torch
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch.set_num_threads(1)
     from tunelab.recipe import digits as problem

@@ -15,8 +15,6 @@ import tunelab
 from tunelab import Categorical, Float, Int, TrialState, viz
 from tunelab.errors import ConfigError
 
-pytest.importorskip("plotly")
-
 N_TRIALS = 44
 
 
