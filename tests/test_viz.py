@@ -160,6 +160,25 @@ def test_contour_numeric_log_axes(study: tunelab.Study) -> None:
     assert star.x == (study.best_params["lr"],)
 
 
+def test_default_contour_pair_prefers_lr_and_weight_decay() -> None:
+    s = tunelab.create_study(sampler=tunelab.RandomSampler(), seed=0)
+    assert viz.default_contour_pair(s.trials) is None  # nothing yet
+    for i in range(4):
+        t = s.ask()
+        t.suggest_float("lr", 1e-4, 1e-1, log=True)
+        t.suggest_int("width", 8, 64)
+        t.suggest_categorical("optimizer", ["adam", "sgd"])  # never a contour axis by default
+        if i < 3:
+            t.suggest_float("dropout", 0.0, 0.5)
+        s.tell(t, float(i))
+    assert viz.default_contour_pair(s.trials) == ("lr", "width")  # the two numeric ones all trials have
+    t = s.ask()
+    t.suggest_float("weight_decay", 1e-6, 1e-2, log=True)
+    t.suggest_float("lr", 1e-4, 1e-1, log=True)
+    s.tell(t, 0.0)
+    assert viz.default_contour_pair(s.trials) == ("lr", "weight_decay")  # the lr x regularisation landscape
+
+
 def test_contour_categorical_and_conditional(study: tunelab.Study) -> None:
     fig = viz.plot_contour(study, "lr", "optimizer")
     assert type(fig.data[0]).__name__ == "Heatmap"

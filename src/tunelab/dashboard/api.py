@@ -7,7 +7,6 @@ it needs in the storage's own short transactions, and nothing survives the reque
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,7 +32,6 @@ from tunelab.dashboard.models import (
     TrialsPage,
     TrialSummary,
 )
-from tunelab.distributions import Float, Int
 from tunelab.errors import TrialNotFoundError
 from tunelab.records import FrozenTrial, StudyRecord, TrialState
 from tunelab.samplers import RandomSampler
@@ -149,18 +147,6 @@ RECENT_FOR_PARAMS = 500
 
 def _param_names(trials: Sequence[FrozenTrial]) -> list[str]:
     return list(dict.fromkeys(name for t in trials for name in t.params))
-
-
-def _contour_pair(trials: Sequence[FrozenTrial]) -> tuple[str, str] | None:
-    """lr x weight_decay when both exist, else the two numeric parameters most COMPLETE trials have."""
-    numeric: Counter[str] = Counter()
-    for t in trials:
-        if t.state == TrialState.COMPLETE:
-            numeric.update(n for n, d in t.distributions.items() if isinstance(d, (Float, Int)))
-    if "lr" in numeric and "weight_decay" in numeric:
-        return "lr", "weight_decay"
-    common = [n for n, _ in numeric.most_common(2)]
-    return (common[0], common[1]) if len(common) == 2 else None
 
 
 # -- reading -----------------------------------------------------------------------------------------
@@ -288,7 +274,7 @@ def get_figure(
         elif kind == "stages":
             fig = viz.plot_stages(study, trials=trials)
         else:
-            pair = (x, y) if x and y else _contour_pair(trials)
+            pair = (x, y) if x and y else viz.default_contour_pair(trials)
             if pair is None:
                 raise HTTPException(404, f"study {name!r} has no two numeric parameters to draw a contour of")
             fig = viz.plot_contour(study, pair[0], pair[1], trials=trials)

@@ -7,10 +7,18 @@ one with nothing to draw says so in its middle (``fig.layout.meta["empty"]``).
 
 from tunelab.viz.curves import plot_curves, plot_lr_range, reported_metrics
 from tunelab.viz.export import save_image
-from tunelab.viz.figures import plot_contour, plot_history, plot_importance, plot_parallel_coordinates, plot_slice
+from tunelab.viz.figures import (
+    default_contour_pair,
+    plot_contour,
+    plot_history,
+    plot_importance,
+    plot_parallel_coordinates,
+    plot_slice,
+)
 from tunelab.viz.stages import plot_stages
 
 __all__ = [
+    "default_contour_pair",
     "plot_contour",
     "plot_curves",
     "plot_history",

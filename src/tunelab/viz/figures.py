@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tunelab.distributions import Float, Int
 from tunelab.errors import ConfigError
 from tunelab.records import FrozenTrial, TrialState, sort_key
 from tunelab.study import Study
@@ -223,6 +224,19 @@ def _coords(info: ParamInfo, values: list[Any]) -> np.ndarray:
 
 
 @paused_gc
+def default_contour_pair(trials: Sequence[FrozenTrial]) -> tuple[str, str] | None:
+    """The pair of parameters a contour shows by default: ``("lr", "weight_decay")`` when COMPLETE trials
+    have both (the learning-rate x regularisation landscape), else the two numeric parameters most
+    COMPLETE trials have; None when there are fewer than two."""
+    numeric: Counter[str] = Counter()
+    for t in completed(trials):
+        numeric.update(n for n, d in t.distributions.items() if isinstance(d, (Float, Int)))
+    if "lr" in numeric and "weight_decay" in numeric:
+        return "lr", "weight_decay"
+    common = [n for n, _ in numeric.most_common(2)]
+    return (common[0], common[1]) if len(common) == 2 else None
+
+
 def plot_contour(study: Study, x: str, y: str, *, trials: Sequence[FrozenTrial] | None = None) -> go.Figure:
     """The objective over two parameters: the mean value of the COMPLETE trials in each cell of a grid
     (up to 40 x 40 bins, in log space for log parameters, one bin per category for categoricals), as a

@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from tunelab.analysis.diagnosis import Finding, diagnose
 from tunelab.analysis.importance import advice, importance
-from tunelab.distributions import Categorical, Float, Int
+from tunelab.distributions import Categorical
 from tunelab.errors import ConfigError, TunelabError
 from tunelab.records import FrozenTrial, TrialState, sort_key
 from tunelab.viz import (
+    default_contour_pair,
     plot_contour,
     plot_curves,
     plot_history,
@@ -83,7 +84,7 @@ def build_report(study: Study, *, title: str | None = None) -> str:
     page.figure("history", "Optimisation history", lambda: plot_history(study, trials=trials))
     page.figure("curves", "Learning curves", lambda: plot_curves(study, trials=trials))
     page.figure("slice", "Score against each hyperparameter", lambda: plot_slice(study, trials=shown))
-    pair = _contour_pair(study, done)
+    pair = default_contour_pair(done)
     if pair is not None:
         page.figure("contour", f"{pair[0]} x {pair[1]}", lambda: plot_contour(study, *pair, trials=shown))
     page.figure("parallel", "Parallel coordinates", lambda: plot_parallel_coordinates(study, trials=shown))
@@ -180,19 +181,6 @@ def _recipe_table(recipe: dict[str, Any]) -> str:
         rows.append((str(step.get("step", "")), f"<span class='{_e(verdict)}'>{_e(verdict)}</span>",
                      _e(str(step.get("message", "")))))
     return "<h2>Training recipe</h2>" + _table(["step", "verdict", "what was found"], rows, escape=False)
-
-
-def _contour_pair(study: Study, done: Sequence[FrozenTrial]) -> tuple[str, str] | None:
-    """lr x weight_decay when both exist, else the two numeric parameters most trials have."""
-    numeric: dict[str, int] = {}
-    for t in done:
-        for name, dist in t.distributions.items():
-            if isinstance(dist, (Float, Int)):
-                numeric[name] = numeric.get(name, 0) + 1
-    if "lr" in numeric and "weight_decay" in numeric:
-        return "lr", "weight_decay"
-    common = sorted(numeric, key=lambda n: -numeric[n])
-    return (common[0], common[1]) if len(common) >= 2 else None
 
 
 def _importance_section(study: Study, done: Sequence[FrozenTrial], page: _Page) -> None:
