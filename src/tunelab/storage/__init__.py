@@ -6,11 +6,11 @@
 from __future__ import annotations
 
 from tunelab.errors import StorageError
-from tunelab.storage.base import BaseStorage, Curves, MetricPoint
+from tunelab.storage.base import BaseStorage, Curves, MetricPoint, TrialValue
 from tunelab.storage.memory import InMemoryStorage
 from tunelab.storage.sql import SQLStorage
 
-__all__ = ["BaseStorage", "Curves", "InMemoryStorage", "MetricPoint", "SQLStorage", "get_storage"]
+__all__ = ["BaseStorage", "Curves", "InMemoryStorage", "MetricPoint", "SQLStorage", "TrialValue", "get_storage"]
 
 
 def get_storage(storage: str | BaseStorage | None, create: bool = True) -> BaseStorage:

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from tunelab.distributions import Distribution, ParamValue
+from tunelab.errors import StorageError
 from tunelab.records import FrozenTrial, StudyRecord, StudySummary, TrialState
 
 Curves = dict[str, tuple[list[int], list[float]]]
@@ -38,6 +39,30 @@ class MetricPoint(NamedTuple):
     step: int
     value: float
     """The reported value; NaN and +-inf as reported."""
+
+
+class TrialValue(NamedTuple):
+    """A trial's number, state and value, as :meth:`BaseStorage.get_trial_values` returns them."""
+
+    number: int
+    state: TrialState
+    value: float | None
+    """The final value (COMPLETE trials), else None."""
+
+
+def append_event(attrs: dict[str, Any], key: str, event: Mapping[str, Any], number: int) -> tuple[int, bool]:
+    """Append ``event`` to the list ``attrs[key]`` (created when missing), in place, for
+    :meth:`BaseStorage.append_trial_event`: ``(index, True)``, or ``(index, False)`` when an event
+    with the same ``"id"`` is there already. StorageError when ``attrs[key]`` is not a list."""
+    events = attrs.setdefault(key, [])
+    if not isinstance(events, list):
+        raise StorageError(f"system attribute {key!r} of trial {number} is not a list of events: cannot append")
+    if "id" in event:
+        for i, e in enumerate(events):
+            if isinstance(e, dict) and e.get("id") == event["id"]:
+                return i, False
+    events.append(dict(event))
+    return len(events) - 1, True
 
 
 class BaseStorage(ABC):
@@ -137,6 +162,19 @@ class BaseStorage(ABC):
         """
 
     @abstractmethod
+    def append_trial_event(self, trial_id: int, key: str, event: Mapping[str, Any]) -> int:
+        """Append the JSON object ``event`` to the list ``system_attrs[key]`` of a RUNNING trial (the
+        list is created when missing) and return its index there.
+
+        Atomic: appends from many threads and processes at once are all kept, each at its own index,
+        in the order the storage serialised them (a read-merge-write with :meth:`update_trial`
+        could lose one). An ``event`` with an ``"id"`` already in the list is not appended twice (a
+        retry after a lost acknowledgement): its index is returned. TrialStateError if the trial is
+        finished or WAITING, TrialNotFoundError for an unknown id, StorageError if ``key`` holds
+        something other than a list.
+        """
+
+    @abstractmethod
     def finish_trial(
         self,
         trial_id: int,
@@ -197,6 +235,11 @@ class BaseStorage(ABC):
         max_number: int | None = None,
     ) -> list[FrozenTrial]:
         """Trials ordered by number, optionally filtered by state and ``min_number <= number <= max_number``."""
+
+    @abstractmethod
+    def get_trial_values(self, study_id: int, min_number: int = 0) -> list[TrialValue]:
+        """Every trial's number, state and value (numbered ``min_number`` and up), by number: a light
+        read for plots of a whole study (no params, no attributes). StudyNotFoundError if unknown."""
 
     @abstractmethod
     def count_trials(self, study_id: int, states: Iterable[TrialState] | None = None) -> int:

@@ -22,7 +22,7 @@ from tunelab.errors import (
 )
 from tunelab.records import FrozenTrial, StudyRecord, StudySummary, TrialState, sort_key
 from tunelab.storage._json import dumps
-from tunelab.storage.base import BaseStorage, Curves, MetricPoint
+from tunelab.storage.base import BaseStorage, Curves, MetricPoint, TrialValue, append_event
 
 
 def _now() -> datetime:
@@ -252,6 +252,16 @@ class InMemoryStorage(BaseStorage):
             t = self._get(trial_id)
             self._trials[trial_id] = replace(t, user_attrs={**t.user_attrs, **_json_copy(user_attrs)})
 
+    def append_trial_event(self, trial_id: int, key: str, event: Mapping[str, Any]) -> int:
+        event = _json_copy(event)
+        with self._lock:
+            t = self._running(trial_id)
+            attrs = copy.deepcopy(dict(t.system_attrs))
+            index, appended = append_event(attrs, key, event, t.number)
+            if appended:
+                self._trials[trial_id] = replace(t, system_attrs=attrs)
+            return index
+
     def finish_trial(
         self,
         trial_id: int,
@@ -340,6 +350,11 @@ class InMemoryStorage(BaseStorage):
                 _snapshot(t) for t in (self._trials[i] for i in ids)
                 if wanted is None or t.state in wanted
             ]
+
+    def get_trial_values(self, study_id: int, min_number: int = 0) -> list[TrialValue]:
+        with self._lock:
+            ids = self._study(study_id).trial_ids[max(0, min_number):]
+            return [TrialValue(t.number, t.state, t.value) for t in (self._trials[i] for i in ids)]
 
     def count_trials(self, study_id: int, states: Iterable[TrialState] | None = None) -> int:
         return len(self.get_trials(study_id, states))

@@ -51,7 +51,7 @@ from tunelab.errors import (
 )
 from tunelab.records import FrozenTrial, StudyRecord, StudySummary, TrialState
 from tunelab.storage._json import dumps as _dumps
-from tunelab.storage.base import BaseStorage, Curves, MetricPoint
+from tunelab.storage.base import BaseStorage, Curves, MetricPoint, TrialValue, append_event
 from tunelab.storage.sql_schema import (
     RUNNING,
     SCHEMA_VERSION,
@@ -567,6 +567,21 @@ class SQLStorage(BaseStorage):
                 conn.execute(self._q.update_user_attrs, {"tid": trial_id, "b_user_attrs": merged})
 
     @_retrying
+    def append_trial_event(self, trial_id: int, key: str, event: Mapping[str, Any]) -> int:
+        event = json.loads(_dumps(dict(event)))  # refuses non-JSON data now
+        with self._write() as conn:
+            row = conn.execute(self._q.system_attrs_of, {"tid": trial_id}).first()
+            if row is None:
+                raise TrialNotFoundError(f"no trial with id {trial_id}")
+            if row.state != RUNNING:
+                raise TrialStateError(f"trial {row.number} is {row.state}, not RUNNING; a finished trial cannot change")
+            attrs = json.loads(row.system_attrs)
+            index, appended = append_event(attrs, key, event, row.number)
+            if appended:  # else a retry of an append that committed
+                conn.execute(self._q.update_system_attrs, {"tid": trial_id, "b_system_attrs": _dumps(attrs)})
+            return index
+
+    @_retrying
     def finish_trial(
         self,
         trial_id: int,
@@ -713,6 +728,15 @@ class SQLStorage(BaseStorage):
         with self._read() as conn:
             rows = conn.execute(q.order_by(_T.c.number)).all()
         return [self._row_to_trial(r) for r in rows]
+
+    @_retrying
+    def get_trial_values(self, study_id: int, min_number: int = 0) -> list[TrialValue]:
+        q = self._q
+        with self._read() as conn:
+            rows = conn.execute(q.trial_values, {"b_study_id": study_id, "b_min_number": min_number}).all()
+            if not rows and conn.execute(q.study_exists, {"b_study_id": study_id}).first() is None:
+                raise StudyNotFoundError(f"no study with id {study_id}")
+        return [TrialValue(number, _STATES[state], value) for number, state, value in rows]
 
     @_retrying
     def count_trials(self, study_id: int, states: Iterable[TrialState] | None = None) -> int:

@@ -134,6 +134,17 @@ class Statements:
         )
         self.state_of = sa.select(_T.c.number, _T.c.state).where(_T.c.trial_id == _P("tid"))
         self.user_attrs_of = locked(sa.select(_T.c.user_attrs).where(_T.c.trial_id == _P("tid")))
+        self.system_attrs_of = locked(
+            sa.select(_T.c.number, _T.c.state, _T.c.system_attrs).where(_T.c.trial_id == _P("tid"))
+        )
+        self.update_system_attrs = (
+            _T.update().where(_T.c.trial_id == _P("tid")).values(system_attrs=_P("b_system_attrs"))
+        )
+        self.trial_values = (
+            sa.select(_T.c.number, _T.c.state, _T.c.value)
+            .where(_T.c.study_id == _P("b_study_id"), _T.c.number >= _P("b_min_number"))
+            .order_by(_T.c.number)
+        )
         self.update_user_attrs = _T.update().where(_T.c.trial_id == _P("tid")).values(user_attrs=_P("b_user_attrs"))
         self.trial_by_id = sa.select(*TRIAL_COLUMNS).where(_T.c.trial_id == _P("tid"))
         self.delete_values = _V.delete().where(

@@ -304,6 +304,15 @@ def _start_trials(url: str, study_name: str, n_trials: int, worker: int) -> list
     return started
 
 
+def _append_events(url: str, trial_id: int, n_events: int, worker: int) -> list[int]:
+    """Append ``n_events`` events ``{"worker", "i"}`` to a trial's "changes"; return their indices."""
+    _wait_for_every_worker()
+    storage = get_storage(url)
+    indices = [storage.append_trial_event(trial_id, "changes", {"worker": worker, "i": i}) for i in range(n_events)]
+    storage.close()
+    return indices
+
+
 def _fail_stale(url: str, study_name: str, worker: int) -> list[int]:
     """Fail the stale trials of the study once; return the numbers of those this call failed."""
     _wait_for_every_worker()
@@ -1100,6 +1109,78 @@ class StorageSuite:
         wanted = [TrialState.WAITING, TrialState.COMPLETE]
         assert numbers(storage.get_trials(study_id, wanted, min_number=3)) == [3, 5, 6]
 
+    def test_append_trial_event_appends_in_order_and_returns_the_index(
+        self, storage: BaseStorage, study_id: int
+    ) -> None:
+        trial = storage.create_trial(study_id, system_attrs={"planned": {"a": 1}})
+        assert storage.append_trial_event(trial.trial_id, "changes", {"lr": 0.1, "note": "x'; --"}) == 0
+        assert storage.append_trial_event(trial.trial_id, "changes", {"lr": 0.2}) == 1
+        assert storage.append_trial_event(trial.trial_id, "other", {"n": 1}) == 0
+        storage.update_trial(trial.trial_id, system_attrs={"pruned": {"rule": "r"}})  # merged, not replaced
+        attrs = storage.get_trial(trial.trial_id).system_attrs
+        assert attrs["changes"] == [{"lr": 0.1, "note": "x'; --"}, {"lr": 0.2}]
+        assert attrs["other"] == [{"n": 1}] and attrs["planned"] == {"a": 1}
+
+    def test_append_trial_event_with_a_known_id_is_not_appended_twice(
+        self, storage: BaseStorage, study_id: int
+    ) -> None:
+        trial = storage.create_trial(study_id)
+        assert storage.append_trial_event(trial.trial_id, "changes", {"id": "a", "lr": 0.1}) == 0
+        assert storage.append_trial_event(trial.trial_id, "changes", {"id": "b", "lr": 0.2}) == 1
+        assert storage.append_trial_event(trial.trial_id, "changes", {"id": "a", "lr": 0.1}) == 0  # a retry
+        assert len(storage.get_trial(trial.trial_id).system_attrs["changes"]) == 2
+
+    @pytest.mark.parametrize("state", [*FINISHED, TrialState.WAITING])
+    def test_append_trial_event_needs_a_running_trial(
+        self, storage: BaseStorage, study_id: int, state: TrialState
+    ) -> None:
+        if state == TrialState.WAITING:
+            trial = storage.create_trial(study_id, TrialState.WAITING)
+        else:
+            trial = finished_trial(storage, study_id, state, 1.0)
+        with pytest.raises(TrialStateError):
+            storage.append_trial_event(trial.trial_id, "changes", {"lr": 0.1})
+        assert "changes" not in storage.get_trial(trial.trial_id).system_attrs
+
+    def test_append_trial_event_refuses_unknown_trials_non_lists_and_non_json(
+        self, storage: BaseStorage, study_id: int
+    ) -> None:
+        with pytest.raises(TrialNotFoundError):
+            storage.append_trial_event(UNKNOWN_TRIAL_ID, "changes", {"lr": 0.1})
+        trial = storage.create_trial(study_id, system_attrs={"changes": {"not": "a list"}})
+        with pytest.raises(StorageError, match="not a list"):
+            storage.append_trial_event(trial.trial_id, "changes", {"lr": 0.1})
+        with pytest.raises(StorageError):
+            storage.append_trial_event(trial.trial_id, "events", {"x": object()})
+        assert storage.get_trial(trial.trial_id).system_attrs == {"changes": {"not": "a list"}}
+
+    def test_threads_appending_events_lose_none(self, storage: BaseStorage, study_id: int) -> None:
+        trial = storage.create_trial(study_id)
+        n_each = 25
+        got = run_threads(lambda w: [storage.append_trial_event(trial.trial_id, "changes", {"worker": w, "i": i})
+                                     for i in range(n_each)], 4)
+        assert_each_exactly_once(got, range(4 * n_each))
+        events = storage.get_trial(trial.trial_id).system_attrs["changes"]
+        for w, indices in got.items():  # each thread's events at the indices it was told, in its own order
+            assert [events[i] for i in indices] == [{"worker": w, "i": i} for i in range(n_each)]
+
+    def test_get_trial_values_reads_number_state_and_value(self, storage: BaseStorage, study_id: int) -> None:
+        states = self._mixed_study(storage, study_id)
+        values = storage.get_trial_values(study_id)
+        trials = storage.get_trials(study_id)
+        assert [(v.number, v.state, v.value) for v in values] == [(t.number, t.state, t.value) for t in trials]
+        assert [v.state for v in values] == states
+        assert any(v.value is not None for v in values)
+        assert [v.number for v in storage.get_trial_values(study_id, min_number=5)] == [5, 6, 7]
+        assert storage.get_trial_values(study_id, min_number=8) == []
+        assert all(type(v.number) is int and isinstance(v.state, TrialState) for v in values)
+
+    def test_get_trial_values_of_an_unknown_study_raises_study_not_found(self, storage: BaseStorage) -> None:
+        study_id = storage.create_study("empty", "minimize", 0).study_id
+        assert storage.get_trial_values(study_id) == []
+        with pytest.raises(StudyNotFoundError):
+            storage.get_trial_values(study_id + 1000)
+
     def test_count_trials(self, storage: BaseStorage, study_id: int) -> None:
         assert storage.count_trials(study_id) == 0
         self._mixed_study(storage, study_id)
@@ -1428,6 +1509,19 @@ class SharedStorageSuite(StorageSuite):
         assert numbers(trials) == list(range(total))
         assert all(t.state == TrialState.COMPLETE for t in trials)
         assert [t.params for t in trials] == [{"n": n} for n in range(n_waiting)] + [{}] * (total - n_waiting)
+
+    def test_processes_appending_events_lose_none_and_keep_their_order(
+        self, storage: BaseStorage, study_id: int, processes: ProcessPoolExecutor
+    ) -> None:
+        # Two shells changing a running trial's hyperparameters at once: every change kept, in order.
+        trial = storage.create_trial(study_id)
+        n_each = 20
+        got = run_in_processes(processes, _append_events, self.url_of(storage), trial.trial_id, n_each)
+        assert_each_exactly_once(got, range(N_PROCESSES * n_each))
+        events = storage.get_trial(trial.trial_id).system_attrs["changes"]
+        for worker, indices in got.items():
+            assert indices == sorted(indices)
+            assert [events[i] for i in indices] == [{"worker": worker, "i": i} for i in range(n_each)]
 
     def test_processes_failing_stale_trials_each_fail_a_trial_once(
         self, storage: BaseStorage, study_id: int, processes: ProcessPoolExecutor

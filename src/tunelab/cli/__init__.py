@@ -1,0 +1,6 @@
+"""The ``tunelab`` command (Typer). ``main.py`` holds the app and the study commands; each other
+module adds the commands of one workflow to it (importing them here registers them)."""
+
+from tunelab.cli.main import app
+
+__all__ = ["app"]
