@@ -35,6 +35,7 @@ logger = logging.getLogger("tunelab")
 
 DEFAULT_ROOT = "tunelab-artifacts"
 TORCH_FILE = "torch.pt"
+BRANCHES_DIR = "branches"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 _TRIAL_DIR = re.compile(r"^trial-(\d+)$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -54,13 +55,22 @@ class CheckpointPolicy:
       (Ctrl-C, a stopped worker): those keep theirs so that they can be resumed. A trial that
       is killed or lost (SIGKILL, timeout, heartbeat) keeps them as well.
 
+    - ``keep_every=k`` also keeps, while a trial runs, every checkpoint whose step is a multiple
+      of ``k`` (milestones to roll back to in a long run).
+    - ``keep_finished=True`` keeps what a finished trial had, whatever its state: the branches
+      of a babysat run stay there to roll back to, even those stopped for a roll-back.
+
     Args:
         keep_last: checkpoints kept per running trial (>= 1; the one just written always is).
         keep_best_trials: COMPLETE trials that keep their final checkpoint (>= 0), or None for all.
+        keep_every: also keep the checkpoints at multiples of this step (>= 1), or None.
+        keep_finished: no clean-up when a trial finishes.
     """
 
     keep_last: int = 2
     keep_best_trials: int | None = None
+    keep_every: int | None = None
+    keep_finished: bool = False
 
     def __post_init__(self) -> None:
         if not _is_int(self.keep_last) or self.keep_last < 1:
@@ -74,10 +84,19 @@ class CheckpointPolicy:
                 f"CheckpointPolicy(keep_best_trials=...) must be an integer >= 0 or None (keep every "
                 f"COMPLETE trial's final checkpoint), got {k!r}"
             )
+        e = self.keep_every
+        if e is not None and (not _is_int(e) or e < 1):
+            raise ConfigError(
+                f"CheckpointPolicy(keep_every=...) must be an integer >= 1 (keep the checkpoints at multiples "
+                f"of that step) or None, got {e!r}"
+            )
+        if not isinstance(self.keep_finished, bool):
+            raise ConfigError(f"CheckpointPolicy(keep_finished=...) must be True or False, got {self.keep_finished!r}")
 
     def describe(self) -> dict[str, Any]:
         """JSON, stored with the study so that every worker applies the same policy."""
-        return {"keep_last": self.keep_last, "keep_best_trials": self.keep_best_trials}
+        return {"keep_last": self.keep_last, "keep_best_trials": self.keep_best_trials,
+                "keep_every": self.keep_every, "keep_finished": self.keep_finished}
 
     @classmethod
     def from_description(cls, description: Mapping[str, Any] | None) -> CheckpointPolicy:
@@ -199,6 +218,8 @@ class CheckpointStore:
         kept = self.checkpoints(number)
         later = [c for c in kept if c.step > step]
         older = [c for c in kept if c.step <= step][: -self.policy.keep_last]
+        if self.policy.keep_every is not None:
+            older = [c for c in older if c.step % self.policy.keep_every != 0]
         for c in later + older:
             _remove(c.path)
         for stale in self.trial_dir(number).glob(".*-step-*"):  # left by a writer that was killed
@@ -220,8 +241,8 @@ class CheckpointStore:
     def _retire(
         self, number: int, state: TrialState, interrupted: bool, ranked: Callable[[], Sequence[int]]
     ) -> None:
-        if not self.root.is_dir():
-            return  # the study never wrote a checkpoint
+        if not self.root.is_dir() or self.policy.keep_finished:
+            return  # the study never wrote a checkpoint, or keeps them all
         if state == TrialState.COMPLETE:
             for c in self.checkpoints(number)[:-1]:
                 _remove(c.path)
@@ -233,6 +254,32 @@ class CheckpointStore:
                         self.discard(n)
         elif not interrupted:
             self.discard(number)
+
+    def snapshot(self, number: int, step: int) -> Checkpoint:
+        """Copy trial ``number``'s checkpoint at ``step`` into a folder of its own,
+        ``<root>/branches/trial-<number>-step-<step>-<8 hex>``, which no policy removes: the start
+        of a branch, which must outlive the original's clean-up. The copy is complete before this
+        returns (written aside, then renamed). ConfigError if that checkpoint is not kept."""
+        found = self.find(number, step)
+        if found is None:
+            kept = [c.step for c in self.checkpoints(number)]
+            raise ConfigError(
+                f"trial {number} keeps no checkpoint at step {step}; it keeps "
+                f"{', '.join(map(str, kept)) if kept else 'none'}: roll back to one of those"
+            )
+        folder = self.root / BRANCHES_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"trial-{number}-step-{step}-{secrets.token_hex(4)}"
+        tmp = folder / f".tmp-{name}"
+        try:
+            shutil.copytree(found.path, tmp)
+            _sync_tree(tmp)
+            tmp.rename(folder / name)
+            _sync_dir(folder)
+        except BaseException:
+            _remove(tmp)
+            raise
+        return Checkpoint(step, folder / name)
 
     def discard(self, number: int) -> None:
         """Delete every checkpoint of trial ``number`` (other files in its folder stay)."""

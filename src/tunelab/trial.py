@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunelab.checkpoints import Checkpoint
 from tunelab.distributions import Bool, Categorical, Distribution, Float, Int, ParamValue
 from tunelab.errors import ConfigError, DistributionConflictError, InvalidDistributionError, TrialStateError
+from tunelab.live import LIVE_NAMES, Branch, LiveCallback, LiveParams, branch_of, write_checkpoint_params
 from tunelab.records import FrozenTrial, TrialState
 from tunelab.samplers.base import SamplingContext
 from tunelab.space import Conditional, SpaceEntry, name_error, unwrap, validate_space
@@ -59,6 +60,7 @@ class Trial:
         self._finished = False
         self._curves: dict[str, dict[int, float]] = {}  # this trial's own reports: metric -> step -> value
         self._last_report: dict[str, float] = {}
+        self._live: LiveParams | None = None
 
     # -- suggestions -----------------------------------------------------------------------
     def suggest_float(
@@ -180,9 +182,17 @@ class Trial:
         It becomes ``checkpoint_dir / f"step-{step}"`` when the block ends without an exception
         (nothing is kept otherwise). This trial's checkpoints after ``step`` are then deleted (a
         roll-back's abandoned future) and the study's policy keeps the ``keep_last`` newest.
+        The hyperparameters in effect (:attr:`live_params`) are written into it too
+        (``tunelab-params.json``), so that a roll-back to it resumes with them.
         """
         self._check_running()
-        return self._study._checkpoints.write(self.number, step)
+        return self._checkpoint_with_params(self._study._checkpoints.write(self.number, step), step)
+
+    @contextmanager
+    def _checkpoint_with_params(self, writing: AbstractContextManager[Path], step: int) -> Iterator[Path]:
+        with writing as folder:
+            yield folder
+            write_checkpoint_params(folder, step, self.live_params)
 
     def checkpoints(self) -> list[Checkpoint]:
         """This trial's stored checkpoints, ``(step, path)`` pairs, oldest step first."""
@@ -191,6 +201,110 @@ class Trial:
     def latest_checkpoint(self) -> Checkpoint | None:
         """This trial's newest checkpoint, ``(step, path)``, or None (e.g. to resume)."""
         return self._study._checkpoints.find(self.number)
+
+    # -- live hyperparameters (babysitting) --------------------------------------------------
+    @property
+    def branch(self) -> Branch | None:
+        """Where this trial starts, when it is a branch of another (``tunelab rollback``, a
+        resumed run): the parent, the step and checkpoint it starts from, the changed values."""
+        return branch_of(self._ctx.recorded)
+
+    @property
+    def resume_from(self) -> Checkpoint | None:
+        """The checkpoint this trial must load before training (a branch's start), or None.
+
+        ConfigError when a branch's checkpoint is missing on disk: the run cannot go on from it.
+        """
+        branch = self.branch
+        if branch is None:
+            return None
+        if not branch.checkpoint.is_dir():
+            raise ConfigError(
+                f"trial {self.number} branches from trial {branch.parent} at step {branch.step}, but its "
+                f"checkpoint {branch.checkpoint} is gone; roll back to a checkpoint that is kept "
+                "(tunelab tree lists them)"
+            )
+        return Checkpoint(branch.step, branch.checkpoint)
+
+    @property
+    def live_params(self) -> dict[str, ParamValue]:
+        """Every hyperparameter of this trial as it is now: the suggested and enqueued values with
+        the changes applied so far (by :meth:`sync_live`) laid over them."""
+        if self._live is None:
+            return {**self._fixed, **self._params}
+        return {**self._fixed, **self._params, **self._live.values}
+
+    def live(self, name: str, step: float | None = None) -> ParamValue:
+        """The current value of hyperparameter ``name``, which may change while the trial trains::
+
+            for step in range(n_steps):
+                for group in optimizer.param_groups:
+                    group["lr"] = trial.live("lr", step)   # a `tunelab set RUN lr=...` applies here
+
+        With ``step``, first applies the changes asked for since the last call (see :meth:`sync_live`).
+        """
+        if step is not None:
+            self.sync_live(step)
+        values = self.live_params
+        if name not in values:
+            raise ConfigError(
+                f"trial {self.number} has no hyperparameter {name!r} (it has {', '.join(sorted(values)) or 'none'}): "
+                "suggest it before reading it live"
+            )
+        return values[name]
+
+    def sync_live(self, step: float, *, force: bool = False, **extra: Any) -> dict[str, ParamValue]:
+        """Apply the hyperparameter changes asked for since the last sync, as taking effect at
+        ``step`` (the step about to run, in the loop's own unit); return the changed values.
+
+        Reads the trial's row at most every :attr:`live_poll_seconds` (unless ``force``); each
+        application is stored in ``system_attrs["live_schedule"]`` with ``step`` and ``extra``
+        (JSON) and passed to the callbacks of :meth:`on_live_change`.
+        """
+        self._check_running()
+        return self._live_state().sync(step, force=force, **extra)
+
+    def on_live_change(self, callback: LiveCallback) -> None:
+        """Call ``callback(step, changes)`` whenever changes take effect."""
+        if not callable(callback):
+            raise ConfigError(f"on_live_change(callback) needs a function callback(step, changes), got {callback!r}")
+        self._live_state().on_change(callback)
+
+    def declare_live(self, names: Sequence[str]) -> None:
+        """Say which hyperparameters the training loop can change while it runs: ``tunelab set``
+        then refuses others with a clear error instead of recording a change nothing applies."""
+        self._check_running()
+        if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
+            raise ConfigError(f"declare_live(names) needs a list of hyperparameter names, got {names!r}")
+        self._ctx.record(LIVE_NAMES, sorted(set(names)))
+        self.flush()
+
+    @property
+    def live_poll_seconds(self) -> float:
+        """How often, at most, :meth:`sync_live` reads the storage (default 0.5 s; 0: every call)."""
+        return self._live_state().poll_seconds
+
+    @live_poll_seconds.setter
+    def live_poll_seconds(self, seconds: float) -> None:
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
+            raise ConfigError(f"live_poll_seconds must be a number of seconds >= 0, got {seconds!r}")
+        self._live_state().poll_seconds = float(seconds)
+
+    def _live_state(self) -> LiveParams:
+        if self._live is None:
+            self.flush()  # `tunelab set` checks names and kinds against the stored parameters
+
+            def write(key: str, value: Any) -> None:
+                self._ctx.record(key, value)
+                self.flush()
+
+            self._live = LiveParams(
+                {**self._fixed, **self._params},
+                lambda: self._study._storage.get_trial(self._trial_id).system_attrs,
+                write,
+                self._ctx.recorded,
+            )
+        return self._live
 
     # -- writing ---------------------------------------------------------------------------
     def set_user_attr(self, key: str, value: Any) -> None:
