@@ -198,3 +198,19 @@ def torch_blobs() -> tuple[tuple[object, object], tuple[object, object]]:
     y = torch.arange(360) % 3
     x = centers[y] + 0.7 * torch.randn(360, 2, generator=g)
     return (x[:240], y[:240]), (x[240:], y[240:])
+
+
+def shifting(trial: tunelab.Trial) -> float:
+    """``(x - optimum) ** 2`` for ``x`` in [-5, high]: a configuration's value when "the data changed".
+
+    Read at every call (spawned workers inherit the environment): ``TUNELAB_TEST_OPTIMUM`` (default 1),
+    ``TUNELAB_TEST_NOISE`` (adds ``+noise`` to odd trial numbers, ``-noise`` to even ones),
+    ``TUNELAB_TEST_NAN_BELOW`` (NaN for smaller x) and ``TUNELAB_TEST_X_HIGH`` (the range's top,
+    default 5: "the code narrowed the range").
+    """
+    x = trial.suggest_float("x", -5.0, float(os.environ.get("TUNELAB_TEST_X_HIGH", "5")))
+    nan_below = os.environ.get("TUNELAB_TEST_NAN_BELOW")
+    if nan_below is not None and x < float(nan_below):
+        return float("nan")
+    noise = float(os.environ.get("TUNELAB_TEST_NOISE", "0"))
+    return (x - float(os.environ.get("TUNELAB_TEST_OPTIMUM", "1"))) ** 2 + (noise if trial.number % 2 else -noise)
