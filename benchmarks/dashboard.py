@@ -13,8 +13,9 @@ the median of ``--repeats`` (default 5):
 - **first render**: navigation start to the study page showing both its trial table's first row
   and a drawn history figure (a fresh browser context each time: nothing cached, plotly.js
   included), read from ``performance.now()`` in the page by a MutationObserver. The page first
-  draws a quick best-so-far line from the trials it has just read, then replaces it with the
-  server's history figure (``/figures/history``): both times are reported;
+  draws a quick history (every COMPLETE trial's value and the best-so-far line) from the compact
+  columns of ``/values?since=0``, then replaces it with the server's history figure
+  (``/figures/history``, asked for once every trial is read): both times are reported;
 - **new trial shown**: a trial added from Python (through the storage API, the clock starts before
   the write) until its row is in the table of an open study page, once that page has settled (the
   page polls every second, so expect about half a second plus the request; the page also refreshes
@@ -155,7 +156,8 @@ def first_render(browser: Browser, base: str) -> dict[str, float]:
     page.wait_for_function("window.__marks.row && window.__marks.history && window.__marks.server", timeout=60_000)
     marks = page.evaluate("window.__marks")
     timing = page.evaluate("(() => { const r = {}; performance.getEntriesByType('resource').forEach(e => {"
-                           " const m = e.name.match(/(plotly.min.js|trials\\?since=0|figures\\/history)$/);"
+                           " const m = e.name.match("
+                           "/(plotly.min.js|values\\?since=0|trials\\?since=0|figures\\/history)$/);"
                            " if (m) r[m[1]] = [e.startTime, e.responseEnd]; });"
                            " const n = performance.getEntriesByType('navigation')[0];"
                            " r.dcl = n.domContentLoadedEventEnd; return r; })()")
@@ -164,6 +166,7 @@ def first_render(browser: Browser, base: str) -> dict[str, float]:
         raise RuntimeError(f"page errors: {errors}")
     return {"row": marks["row"] / 1000, "history": marks["history"] / 1000,
             "both": max(marks["row"], marks["history"]) / 1000, "server_history": marks["server"] / 1000,
+            "values_response": timing["values?since=0"][1] / 1000,
             "trials_response": timing["trials?since=0"][1] / 1000,
             "history_request": timing["figures/history"][0] / 1000,
             "history_response": timing["figures/history"][1] / 1000,
@@ -229,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
 
         with serve(url) as base, sync_playwright() as p:
             api: dict[str, Any] = {}
-            for name, path in [("study", f"/api/studies/{STUDY}"), ("trials", f"/api/studies/{STUDY}/trials?since=0"),
+            for name, path in [("study", f"/api/studies/{STUDY}"), ("values", f"/api/studies/{STUDY}/values?since=0"),
+                               ("trials", f"/api/studies/{STUDY}/trials?since=0"),
                                ("history", f"/api/studies/{STUDY}/figures/history"),
                                ("poll", f"/api/studies/{STUDY}/trials?since={n_trials}")]:
                 seconds, size = time_get(base + path, args.repeats)
@@ -249,9 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = [
         row("first render: table row + history drawn", "both"),
         row("  first table row", "row"),
-        row("  history drawn (quick, from the trials)", "history"),
+        row("  history drawn (quick, from /values)", "history"),
         row("  server history figure drawn", "server_history"),
         row("  (plotly.min.js downloaded)", "plotly_loaded"),
+        row("  (values?since=0 answered)", "values_response"),
         row("  (trials?since=0 answered)", "trials_response"),
         row("  (figures/history asked / answered)", "history_request"),
         row("", "history_response"),

@@ -129,6 +129,54 @@ def test_since_cursor_returns_only_the_unfinished_tail_and_new_trials(fresh: str
         assert [t["number"] for t in page["trials"]] == [4, 5] and page["next_since"] == 6
 
 
+def test_values_are_the_trials_as_columns(client: TestClient) -> None:
+    values = ok(client.get(f"/api/studies/{STUDY}/values"))
+    assert set(values) == {"numbers", "states", "values", "next_since", "total"}
+    trials = ok(client.get(f"/api/studies/{STUDY}/trials"))["trials"]
+    assert values["numbers"] == [t["number"] for t in trials] == list(range(12))
+    assert values["states"] == [t["state"] for t in trials]
+    assert values["values"] == [t["value"] for t in trials]
+    assert values["next_since"] == 12 and values["total"] == 12
+    # failed and pruned trials have no value; every COMPLETE one has a number
+    assert values["states"][3] == "FAIL" and values["values"][3] is None
+    assert values["states"][5] == values["states"][9] == "PRUNED" and values["values"][5] is values["values"][9] is None
+    assert all(isinstance(v, float) for v, s in zip(values["values"], values["states"], strict=True) if s == "COMPLETE")
+    assert values["states"].count("COMPLETE") == 9
+    later = ok(client.get(f"/api/studies/{STUDY}/values", params={"since": 10}))
+    assert later == {"numbers": [10, 11], "states": values["states"][10:], "values": values["values"][10:],
+                     "next_since": 12, "total": 12}
+    empty = ok(client.get(f"/api/studies/{STUDY}/values", params={"since": 50}))
+    assert empty == {"numbers": [], "states": [], "values": [], "next_since": 50, "total": 12}
+    assert client.get(f"/api/studies/{STUDY}/values", params={"since": -1}).status_code == 422
+    assert ok(client.get("/api/studies/empty/values")) == {"numbers": [], "states": [], "values": [],
+                                                            "next_since": 0, "total": 0}
+
+
+def test_values_cursor_stays_on_the_unfinished_trials(fresh: str) -> None:
+    study = tunelab.create_study(name="live", storage=fresh, sampler=RandomSampler(), seed=1)
+    study.optimize(objective, n_trials=3, show_progress=False)
+    with TestClient(create_app(fresh)) as c:
+        page = ok(c.get("/api/studies/live/values"))
+        assert page["numbers"] == [0, 1, 2] and page["next_since"] == 3
+        other = tunelab.load_study("live", fresh)  # another writer
+        running = other.ask()
+        running.suggest_float("lr", 1e-4, 1e-1, log=True)
+        other.enqueue({"lr": 0.01})
+        page = ok(c.get("/api/studies/live/values", params={"since": page["next_since"]}))
+        assert page == {"numbers": [3, 4], "states": ["RUNNING", "WAITING"], "values": [None, None],
+                        "next_since": 3, "total": 5}
+        trials = ok(c.get("/api/studies/live/trials", params={"since": 3}))
+        assert trials["next_since"] == page["next_since"] and trials["total"] == page["total"]
+        other.tell(running, 0.5)
+        page = ok(c.get("/api/studies/live/values", params={"since": page["next_since"]}))
+        assert page == {"numbers": [3, 4], "states": ["COMPLETE", "WAITING"], "values": [0.5, None],
+                        "next_since": 4, "total": 5}
+        other.optimize(objective, n_trials=2, show_progress=False)  # runs the enqueued 4, then 5
+        page = ok(c.get("/api/studies/live/values", params={"since": page["next_since"]}))
+        assert page["numbers"] == [4, 5] and page["next_since"] == 6
+        assert page["states"] == ["COMPLETE", "PRUNED"] and page["values"][1] is None  # the objective prunes 5
+
+
 def test_trial_detail(client: TestClient) -> None:
     t = ok(client.get(f"/api/studies/{STUDY}/trials/5"))
     assert SUMMARY_KEYS | {"distributions", "user_attrs", "system_attrs", "curves", "lineage"} == set(t)
@@ -187,7 +235,8 @@ def test_importance_of_too_few_trials_is_400(client: TestClient) -> None:
 
 
 def test_unknown_study_and_trial_are_404_with_a_clear_detail(client: TestClient) -> None:
-    for path in ["/api/studies/nope", "/api/studies/nope/trials", "/api/studies/nope/figures/history",
+    for path in ["/api/studies/nope", "/api/studies/nope/trials", "/api/studies/nope/values",
+                 "/api/studies/nope/figures/history",
                  "/api/studies/nope/importance", "/api/studies/nope/diagnosis/0"]:
         r = client.get(path)
         assert r.status_code == 404 and "nope" in r.json()["detail"], path
@@ -231,6 +280,7 @@ def test_no_path_traversal(client: TestClient, path: str) -> None:
 def test_read_only_refuses_every_action(db: str) -> None:
     with TestClient(create_app(db, read_only=True)) as c:
         assert ok(c.get(f"/api/studies/{STUDY}"))["read_only"] is True
+        assert ok(c.get(f"/api/studies/{STUDY}/values"))["total"] == 12  # reads are allowed
         for path, body in [(f"/api/studies/{STUDY}/trials/0/stop", None),
                            (f"/api/studies/{STUDY}/enqueue", {"params": {"lr": 0.01}}),
                            (f"/api/studies/{STUDY}/trials/0/note", {"note": "x"})]:
@@ -245,6 +295,12 @@ def test_token(db: str) -> None:
         assert c.get("/api/studies", headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert c.get("/api/studies", headers={"Authorization": "Basic s3cret"}).status_code == 401
         assert c.get("/api/nope").status_code == 401  # nothing under /api without it
+        for path in [f"/api/studies/{STUDY}/trials", f"/api/studies/{STUDY}/values"]:
+            r = c.get(path)
+            assert r.status_code == 401 and "numbers" not in r.text and "trials" not in r.json(), path
+            assert c.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401, path
+        assert ok(c.get(f"/api/studies/{STUDY}/values", headers={"Authorization": "Bearer s3cret"}))["total"] == 12
+        assert ok(c.get(f"/api/studies/{STUDY}/values", params={"token": "s3cret"}))["numbers"] == list(range(12))
         ok(c.get("/api/studies", headers={"Authorization": "Bearer s3cret"}))
         ok(c.get("/api/studies", params={"token": "s3cret"}))
         assert c.post(f"/api/studies/{STUDY}/enqueue", json={"params": {"lr": 0.1}}).status_code == 401
@@ -369,11 +425,18 @@ def test_live_app_while_two_worker_processes_write(fresh: str) -> None:
 
 # -- the OpenAPI schema, checked by schemathesis -----------------------------------------------------
 def test_openapi_schema_lists_the_api(client: TestClient) -> None:
-    paths = ok(client.get("/openapi.json"))["paths"]
+    openapi = ok(client.get("/openapi.json"))
+    paths = openapi["paths"]
     s = "/api/studies/{name}"
-    assert {"/api/studies", s, f"{s}/trials", f"{s}/trials/{{number}}", f"{s}/curves", f"{s}/figures/{{kind}}",
-            f"{s}/diagnosis/{{number}}", f"{s}/importance", f"{s}/trials/{{number}}/stop", f"{s}/enqueue",
-            f"{s}/trials/{{number}}/note"} <= set(paths)
+    values = paths[f"{s}/values"]["get"]
+    assert values["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ValuesPage"}
+    assert {"404", "401"} <= set(values["responses"]) and [p["name"] for p in values["parameters"]] == ["name", "since"]
+    assert set(openapi["components"]["schemas"]["ValuesPage"]["properties"]) == {
+        "numbers", "states", "values", "next_since", "total"}
+    assert {"/api/studies", s, f"{s}/trials", f"{s}/values", f"{s}/trials/{{number}}", f"{s}/curves",
+            f"{s}/figures/{{kind}}", f"{s}/diagnosis/{{number}}", f"{s}/importance", f"{s}/trials/{{number}}/stop",
+            f"{s}/enqueue", f"{s}/trials/{{number}}/note"} <= set(paths)
 
 
 # -- the command -----------------------------------------------------------------------------------

@@ -255,6 +255,72 @@ def test_table_fills_live_and_running_curves_show(tmp_path: Path, page: tuple[Pa
         shot(pg, "live-done")
 
 
+def history_traces(pg: Page) -> list[dict[str, Any]]:
+    """The traces of the history figure as plotly holds them: type, name, x and y."""
+    return pg.evaluate("(document.querySelector('#fig-history').data || [])"
+                       ".map(d => ({type: d.type, name: d.name, x: Array.from(d.x), y: Array.from(d.y)}))")
+
+
+def test_history_is_drawn_from_the_compact_values_before_the_trial_list(
+        tmp_path: Path, page: tuple[Page, Console]) -> None:
+    pg, _ = page
+    url, study = make_study(tmp_path, "held", n=30, direction="maximize")
+    held: list[Any] = []  # the page's requests for every trial and for the server's figure, held back
+    asked: list[str] = []
+    pg.on("request", lambda r: asked.append(r.url.split("/api/", 1)[-1]) if "/api/" in r.url else None)
+    pg.route(lambda u: u.endswith("/trials?since=0") or "/figures/history" in u, lambda route: held.append(route))
+
+    def release(part: str) -> None:
+        for route in [r for r in held if part in r.request.url]:
+            held.remove(route)
+            route.continue_()
+
+    def expected() -> tuple[list[int], list[float]]:
+        done = sorted((t.number, t.value) for t in study.trials if t.state == TrialState.COMPLETE)
+        return [n for n, _ in done], [v for _, v in done]
+
+    with serve(url, pg) as base:
+        pg.goto(f"{base}/#/study/held")
+        pg.wait_for_selector('#fig-history[data-source="client"] .main-svg')
+        # drawn while every trial's summary is still on its way: from /values alone
+        wait_until(lambda: pg.wait_for_timeout(20) or held != [], what="the request of every trial")
+        assert [r.request.url.endswith("/trials?since=0") for r in held] == [True]
+        assert "studies/held/values?since=0" in asked
+        assert asked.index("studies/held/values?since=0") < asked.index("studies/held/trials?since=0")
+        assert not any("/figures/history" in a for a in asked)
+        assert pg.locator("#trials-table tbody tr[data-number]").count() == 0
+        points, best = history_traces(pg)
+        numbers, values = expected()
+        assert points["type"] == "scatter" and points["x"] == numbers and points["y"] == pytest.approx(values)
+        assert best["name"] == "best so far" and best["x"][-1] == numbers[-1]
+        assert best["y"][-1] == pytest.approx(max(values))  # maximize: the best is the largest
+        assert best["y"] == sorted(best["y"]) and best["y"][0] == pytest.approx(values[0])
+        assert pg.text_content("#fig-history .gtitle") == "Best value over time: held (maximize)"
+        shot(pg, "history-from-values")
+
+        # the table fills when the trials come; the client figure stays until the server's figure does
+        release("/trials?since=0")
+        wait_until(lambda: len(rows(pg)) == 30, what="the table")
+        assert pg.get_attribute("#fig-history", "data-source") == "client"
+
+        # a new best from another writer: the trials poll brings it into the client figure
+        trial = study.ask()
+        trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+        study.tell(trial, max(values) + 1.0)
+        pg.wait_for_function("document.querySelector('#fig-history').data[0].x.includes(30)")
+        points, best = history_traces(pg)
+        numbers, values = expected()
+        assert points["x"] == numbers and points["y"] == pytest.approx(values)
+        assert best["x"][-2:] == [30, 30] and best["y"][-1] == pytest.approx(max(values))
+        assert pg.get_attribute("#fig-history", "data-source") == "client"
+
+        release("/figures/history")
+        pg.wait_for_selector('#fig-history[data-source="server"] .main-svg')
+        assert "Optimization history" in pg.text_content("#fig-history .gtitle")
+        pg.unroute_all(behavior="ignoreErrors")
+        shot(pg, "history-server")
+
+
 def test_trial_page_curve_params_diagnosis(tmp_path: Path, page: tuple[Page, Console]) -> None:
     pg, _ = page
     url, study = make_study(tmp_path, "trials", n=6)

@@ -7,10 +7,10 @@ it needs in the storage's own short transactions, and nothing survives the reque
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 
@@ -31,6 +31,7 @@ from tunelab.dashboard.models import (
     TrialDetail,
     TrialsPage,
     TrialSummary,
+    ValuesPage,
 )
 from tunelab.errors import TrialNotFoundError
 from tunelab.records import FrozenTrial, StudyRecord, TrialState
@@ -149,6 +150,32 @@ def _param_names(trials: Sequence[FrozenTrial]) -> list[str]:
     return list(dict.fromkeys(name for t in trials for name in t.params))
 
 
+class _Numbered(Protocol):
+    @property
+    def number(self) -> int: ...
+
+    @property
+    def state(self) -> TrialState: ...
+
+
+_Row = TypeVar("_Row", bound=_Numbered)
+Since = Annotated[int, Query(ge=0, description="the first trial number to return")]
+
+
+def _since_window(
+    settings: Settings, name: str, since: int, read: Callable[[BaseStorage, int, int], list[_Row]]
+) -> tuple[list[_Row], int, int]:
+    """The study's trials numbered ``since`` and up as ``read(storage, study_id, since)`` reads them,
+    the cursor to poll with next (the lowest number still RUNNING or WAITING, else one past the
+    last), and the study's trial count. StudyNotFoundError (404) for an unknown study."""
+    record = _record(settings, name)
+    rows = read(settings.storage, record.study_id, since)
+    total = settings.storage.count_trials(record.study_id)
+    unfinished = [r.number for r in rows if not r.state.is_finished]
+    next_since = min(unfinished) if unfinished else (rows[-1].number + 1 if rows else since)
+    return rows, next_since, total
+
+
 # -- reading -----------------------------------------------------------------------------------------
 @router.get("/studies", response_model=list[StudyListItem], summary="Every study with its counts and best trial")
 def list_studies(settings: SettingsDep) -> list[StudyListItem]:
@@ -192,16 +219,20 @@ def get_study(name: StudyName, settings: SettingsDep) -> StudyDetail:
 
 @router.get("/studies/{name}/trials", response_model=TrialsPage, responses={404: _E},
             summary="Trials numbered since and after: poll with since=next_since")
-def list_trials(
-    name: StudyName, settings: SettingsDep,
-    since: Annotated[int, Query(ge=0, description="the first trial number to return")] = 0,
-) -> TrialsPage:
-    record = _record(settings, name)
-    trials = settings.storage.get_trials(record.study_id, min_number=since)
-    total = settings.storage.count_trials(record.study_id)
-    unfinished = [t.number for t in trials if not t.state.is_finished]
-    next_since = min(unfinished) if unfinished else (trials[-1].number + 1 if trials else since)
+def list_trials(name: StudyName, settings: SettingsDep, since: Since = 0) -> TrialsPage:
+    trials, next_since, total = _since_window(
+        settings, name, since, lambda store, study_id, n: store.get_trials(study_id, min_number=n))
     return TrialsPage(trials=[summary(t) for t in trials], next_since=next_since, total=total)
+
+
+@router.get("/studies/{name}/values", response_model=ValuesPage, responses={404: _E},
+            summary="Trials' numbers, states and values as columns (a light read for plots): poll with "
+                    "since=next_since")
+def list_values(name: StudyName, settings: SettingsDep, since: Since = 0) -> ValuesPage:
+    rows, next_since, total = _since_window(
+        settings, name, since, lambda store, study_id, n: store.get_trial_values(study_id, min_number=n))
+    return ValuesPage(numbers=[r.number for r in rows], states=[r.state.value for r in rows],
+                      values=[_finite(r.value) for r in rows], next_since=next_since, total=total)
 
 
 @router.get("/studies/{name}/trials/{number}", response_model=TrialDetail, responses={404: _E},

@@ -71,6 +71,15 @@ class TrialsPage(BaseModel):
     total: int
 
 
+class ValuesPage(BaseModel):
+    numbers: list[int] = Field(description="the trials' numbers, ascending")
+    states: list[State] = Field(description="each trial's state (same order)")
+    values: list[float | None] = Field(description="each trial's value: null when it has none (not COMPLETE), "
+                                                   "NaN and infinities as null")
+    next_since: int = Field(description="poll again with since=next_since: finished trials before it never change")
+    total: int
+
+
 class CurvesPage(BaseModel):
     curves: dict[str, dict[str, Curve]] = Field(description="trial number -> metric -> curve")
 

@@ -13,6 +13,8 @@
   const FIGURE_REFRESH_MS = 10000;
   const MAX_ROWS = 200;
   const RECENT_FIRST = 300; // trials read first on a large study's page, before all of them
+  const GL_POINTS = 2000; // past this many points a figure draws them with WebGL (scattergl)
+  const HISTORY_FIRST_MS = 1500; // how long all the trials wait for the first history to be drawn
   const PLOT_CONFIG = { responsive: true, displaylogo: false };
   const STATES = ["RUNNING", "WAITING", "COMPLETE", "PRUNED", "FAIL"];
   const FIGURE_TABS = [
@@ -142,25 +144,37 @@
   }
 
   // plotly.js loads asynchronously (it is large); draws asked for before it is there wait for it.
-  const pendingDraws = new Map(); // div -> [data, layout]
+  const pendingDraws = new Map(); // div -> [data, layout, [resolve of each waiting draw]]
   let plotlyListener = false;
+
+  function plot(div, data, layout) {
+    return Promise.resolve(window.Plotly.react(div, data, layout, PLOT_CONFIG)).catch(function () {});
+  }
 
   function flushDraws() {
     pendingDraws.forEach(function (args, div) {
-      if (div.isConnected) window.Plotly.react(div, args[0], args[1], PLOT_CONFIG);
+      const done = div.isConnected ? plot(div, args[0], args[1]) : Promise.resolve();
+      args[2].forEach(function (resolve) { done.then(resolve); });
     });
     pendingDraws.clear();
   }
 
-  /** Plotly.react, now or as soon as plotly.js has loaded (only the latest draw of a div is kept). */
+  /**
+   * Plotly.react, now or as soon as plotly.js has loaded (only the latest draw of a div is kept).
+   * Returns a promise that resolves once the div is drawn (or its draw was dropped).
+   */
   function react(div, data, layout) {
-    if (!div) return;
+    if (!div) return Promise.resolve();
+    const waiting = pendingDraws.get(div);
     if (plotlyReady()) {
       pendingDraws.delete(div);
-      window.Plotly.react(div, data, layout, PLOT_CONFIG);
-      return;
+      const done = plot(div, data, layout);
+      if (waiting) waiting[2].forEach(function (resolve) { done.then(resolve); });
+      return done;
     }
-    pendingDraws.set(div, [data, layout]);
+    const drawn = new Promise(function (resolve) {
+      pendingDraws.set(div, [data, layout, (waiting ? waiting[2] : []).concat([resolve])]);
+    });
     if (!plotlyListener) {
       plotlyListener = true;
       const script = document.getElementById("plotly-js");
@@ -171,6 +185,7 @@
       if (script) script.addEventListener("load", check);
       setTimeout(check, 50);
     }
+    return drawn;
   }
 
   function draw(div, fig) {
@@ -334,6 +349,9 @@
       figureLoaded: {}, // kind -> timestamp
       figureMs: {}, // kind -> how long its last load took
       historyMs: 0,
+      complete: new Map(), // number -> value of the COMPLETE trials with a finite value (never change)
+      historyReady: false, // every trial's value is in `complete` (so the client history may be drawn)
+      historyDrawn: null, // a promise: the client history's latest draw is done
       historyAt: 0,
       activeTab: null,
       curveMetric: null,
@@ -647,12 +665,16 @@
     function merge(trials) {
       let changed = false;
       let newParams = false;
+      const cols = { numbers: [], states: [], values: [] }; // the changed trials, for the history
       for (let i = 0; i < trials.length; i++) {
         const t = trials[i];
         const old = st.trials.get(t.number);
         if (old && JSON.stringify(old) === JSON.stringify(t)) continue;
         st.trials.set(t.number, t);
         changed = true;
+        cols.numbers.push(t.number);
+        cols.states.push(t.state);
+        cols.values.push(t.value);
         if (!st.states.has(t.state)) st.states.add(t.state);
         const params = t.params || {};
         for (const p in params) {
@@ -679,6 +701,7 @@
         st.dirty = true;
         st.lastChange = Date.now();
       }
+      quickHistory(cols);
       return changed;
     }
 
@@ -726,34 +749,57 @@
       }
     }
 
-    /** The best value so far against the trial number, drawn here from the trials in hand. */
-    function quickHistory() {
-      const div = el("fig-history");
-      if (div.dataset.source === "server") return;
-      const maximize = st.info.direction === "maximize";
-      const done = [];
-      st.trials.forEach(function (t) {
-        if (t.state === "COMPLETE" && typeof t.value === "number" && isFinite(t.value)) done.push(t);
-      });
-      if (!done.length) return;
-      done.sort(function (a, b) { return a.number - b.number; });
-      const xs = [];
-      const ys = [];
-      let best = null;
-      done.forEach(function (t) {
-        if (best === null || (maximize ? t.value > best : t.value < best)) {
-          best = t.value;
-          xs.push(t.number);
-          ys.push(best);
+    /**
+     * The history drawn here, until the server's figure replaces it: every COMPLETE trial's value and
+     * the best-so-far line against the trial number. `cols` are compact columns ({numbers, states,
+     * values}: the /values answer, or the trials just merged); their COMPLETE values join the ones in
+     * hand (finished trials never change), and the figure is redrawn when that changed something.
+     * Nothing is drawn before every trial's value is in hand (st.historyReady).
+     */
+    function quickHistory(cols) {
+      const numbers = cols.numbers || [];
+      const states = cols.states || [];
+      const values = cols.values || [];
+      let changed = false;
+      for (let i = 0; i < numbers.length; i++) {
+        const v = values[i];
+        if (states[i] !== "COMPLETE" || typeof v !== "number" || !isFinite(v)) continue;
+        if (st.complete.get(numbers[i]) !== v) {
+          st.complete.set(numbers[i], v);
+          changed = true;
         }
-      });
-      xs.push(done[done.length - 1].number);
-      ys.push(best);
-      react(div, [{ type: "scatter", mode: "lines+markers", line: { shape: "hv", color: "#d62728" },
-        marker: { size: 5 }, name: "best so far", x: xs, y: ys }], {
+      }
+      const div = el("fig-history");
+      if (!div || !st.historyReady || !st.complete.size || div.dataset.source === "server") return;
+      if (!changed && div.dataset.source === "client") return;
+      const maximize = st.info.direction === "maximize";
+      const xs = Array.from(st.complete.keys()).sort(function (a, b) { return a - b; });
+      const ys = xs.map(function (n) { return st.complete.get(n); });
+      const bestX = [];
+      const bestY = [];
+      let best = null;
+      for (let i = 0; i < xs.length; i++) {
+        if (best === null || (maximize ? ys[i] > best : ys[i] < best)) {
+          best = ys[i];
+          bestX.push(xs[i]);
+          bestY.push(best);
+        }
+      }
+      bestX.push(xs[xs.length - 1]);
+      bestY.push(best);
+      const many = xs.length > GL_POINTS;
+      div.hidden = false;
+      const msg = div.nextElementSibling;
+      if (msg && msg.classList.contains("panel-msg")) msg.textContent = "";
+      st.historyDrawn = react(div, [
+        { type: many ? "scattergl" : "scatter", mode: "markers", name: "trial", x: xs, y: ys,
+          marker: { color: "#1f77b4", size: many ? 5 : 7, opacity: many ? 0.6 : 0.85 } },
+        { type: "scatter", mode: "lines", line: { shape: "hv", color: "#d62728", width: 2 },
+          name: "best so far", x: bestX, y: bestY },
+      ], {
         title: { text: "Best value over time: " + name + " (" + st.info.direction + ")" }, autosize: true,
         margin: { l: 60, r: 10, t: 50, b: 40 }, xaxis: { title: { text: "trial number" } },
-        yaxis: { title: { text: "best value" } }, showlegend: false,
+        yaxis: { title: { text: "best value" } }, showlegend: false, hovermode: "closest",
       });
       div.dataset.source = "client";
     }
@@ -940,8 +986,10 @@
     let trialsPoll = { now: function () {} };
     (async function start() {
       try {
-        // 1. the studies list (cheap): direction and trial count; 2. the newest trials, enough for the
-        // first screen (the table shows the newest first); 3. all trials; 4. the study's record and figures.
+        // 1. the studies list (cheap): direction and trial count; 2. every trial's number, state and
+        // value (compact: ~20 bytes a trial), from which the history is drawn at once; 3. the newest
+        // trials, enough for the first screen (the table shows the newest first); 4. all trials;
+        // 5. the server's history figure and the study's record.
         const list = await api("studies");
         if (st.destroyed) return;
         const entry = list.find(function (s) { return s.name === name; });
@@ -952,8 +1000,21 @@
         st.listEntry = entry;
         st.info = { name: name, direction: entry.direction, read_only: true, recipe: null, params: [] };
         renderShell();
-        if (entry.n_trials > RECENT_FIRST) {
-          const recent = await api(studyPath(name) + "/trials?since=" + (entry.n_trials - RECENT_FIRST));
+        // the two small requests at once; the large one (every trial) once they are shown
+        const valuesP = api(studyPath(name) + "/values?since=0");
+        const recentP = entry.n_trials > RECENT_FIRST
+          ? api(studyPath(name) + "/trials?since=" + (entry.n_trials - RECENT_FIRST)) : null;
+        if (recentP) recentP.catch(function () { /* reported below when awaited */ });
+        try {
+          const values = await valuesP;
+          if (st.destroyed) return;
+          st.historyReady = true;
+          quickHistory(values);
+        } catch (err) {
+          // drawn from the full trial list below instead
+        }
+        if (recentP) {
+          const recent = await recentP;
           if (st.destroyed) return;
           st.partial = true;
           merge(recent.trials || []);
@@ -962,18 +1023,22 @@
           renderFilters();
           renderRows();
         }
+        if (st.historyDrawn) {
+          // on a small machine the server's answer and the browser's drawing compete for the cores
+          await Promise.race([st.historyDrawn, new Promise(function (r) { setTimeout(r, HISTORY_FIRST_MS); })]);
+          if (st.destroyed) return;
+        }
         const res = await api(studyPath(name) + "/trials?since=0");
         if (st.destroyed) return;
         st.partial = false;
         st.nextSince = res.next_since;
+        st.historyReady = true; // (when /values failed: drawn from every trial now)
         merge(res.trials || []);
         st.dirty = true;
         renderHead();
         updateHeader();
         renderFilters();
         renderRows();
-        // a quick best-so-far line from the trials in hand, replaced by the server's figure when it comes
-        quickHistory();
         // one request at a time: the server answers each sooner than two at once
         loadHistory().catch(function () { /* retried on the next refresh */ }).then(function () {
           return st.destroyed ? null : api(studyPath(name));
