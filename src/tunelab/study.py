@@ -164,6 +164,15 @@ class Study:
             raise ConfigError(f"system attribute {key!r} belongs to the study itself and cannot be changed")
         self._storage.set_study_attrs(self._study_id, system_attrs={key: value})
 
+    def get_trial(self, number: int) -> FrozenTrial:
+        """Trial ``number`` as stored now (one indexed read); TrialNotFoundError if there is none."""
+        if isinstance(number, bool) or not isinstance(number, int):
+            raise ConfigError(f"a trial number must be an integer, got {number!r}")
+        found = self._storage.get_trials(self._study_id, min_number=number, max_number=number)
+        if not found or found[0].number != number:
+            raise TrialNotFoundError(f"study {self.name!r} has no trial number {number}")
+        return found[0]
+
     def get_curves(self, number: int) -> Curves:
         """The learning curves trial ``number`` reported: metric -> (steps, values)."""
         return self._storage.get_curves(self._trial_id(number))
@@ -288,10 +297,7 @@ class Study:
         """
         if kind not in BRANCH_KINDS:
             raise ConfigError(f"branch(kind=...) must be one of {BRANCH_KINDS}, got {kind!r}")
-        found = self._storage.get_trials(self._study_id, min_number=number, max_number=number)
-        if not found or found[0].number != number:
-            raise TrialNotFoundError(f"study {self.name!r} has no trial number {number}")
-        parent = found[0]
+        parent = self.get_trial(number)
         start = self._checkpoints.snapshot(number, step)  # ConfigError when not kept
         params = read_checkpoint_params(start.path) or params_at(parent, step)
         changed = {} if not values else check_live_values(
@@ -309,12 +315,10 @@ class Study:
 
     def _running_trial(self, number: int, why: str) -> FrozenTrial:
         """Trial ``number`` if RUNNING; TrialStateError (ending with ``why``) or TrialNotFoundError."""
-        found = self._storage.get_trials(self._study_id, min_number=number, max_number=number)
-        if not found or found[0].number != number:
-            raise TrialNotFoundError(f"study {self.name!r} has no trial number {number}")
-        if found[0].state != TrialState.RUNNING:
-            raise TrialStateError(f"trial {number} is {found[0].state.value}; {why}")
-        return found[0]
+        trial = self.get_trial(number)
+        if trial.state != TrialState.RUNNING:
+            raise TrialStateError(f"trial {number} is {trial.state.value}; {why}")
+        return trial
 
     def ask(self, space: Mapping[str, SpaceEntry] | None = None) -> Trial:
         """Start a trial: an enqueued configuration if one waits, else a new one.

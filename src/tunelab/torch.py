@@ -23,14 +23,18 @@ itself reads ``lr`` (required), ``weight_decay`` (0), ``momentum`` (0.9, SGD and
 
 from __future__ import annotations
 
+import itertools
 import json
+import logging
 import math
+import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-from tunelab.checkpoints import save_torch
+from tunelab.checkpoints import Checkpoint, load_torch, save_torch
 from tunelab.distributions import Bool, Categorical, Distribution, ParamValue
 from tunelab.errors import ConfigError, TrainingDivergedError, TrialPruned
 from tunelab.space import SpaceEntry, unwrap, validate_space
@@ -44,6 +48,8 @@ except ImportError as e:  # pragma: no cover - the extra is missing
 if TYPE_CHECKING:
     from tunelab.trial import Trial
 
+logger = logging.getLogger("tunelab")
+
 Tensors = tuple[torch.Tensor, torch.Tensor]
 Data = Union[Tensors, "torch.utils.data.DataLoader[Any]"]
 """Training or validation data: ``(inputs, targets)`` tensors (tunelab batches them, with the
@@ -51,12 +57,20 @@ Data = Union[Tensors, "torch.utils.data.DataLoader[Any]"]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 OptimizerFactory = Callable[[list[nn.Parameter], Mapping[str, ParamValue]], torch.optim.Optimizer]
 """``factory(trainable_parameters, params) -> optimizer``, for an optimizer tunelab does not name."""
+LiveHook = Callable[[nn.Module, torch.optim.Optimizer, dict[str, ParamValue]], None]
+"""``hook(model, optimizer, changes)``: applies live changes the trainer does not know (e.g. dropout)."""
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 LOSSES = ("cross_entropy", "nll", "mse", "l1")
 SCHEDULES = ("constant", "cosine")
 _CLASSIFICATION = ("cross_entropy", "nll")
 _MAXIMIZED_SUFFIXES = ("acc", "accuracy", "f1", "auc", "r2", "precision", "recall")
+_OPTIMIZER_LIVE = ("lr", "momentum", "weight_decay")
+"""The hyperparameters the Trainer applies to the optimizer itself while it trains."""
+_MISSING = object()
+LOOP_FILE = "tunelab-loop.pt"
+"""Beside ``torch.pt`` in a checkpoint of :meth:`Trainer.fit`: where the loop stands (epoch, batch,
+shuffling state, evaluations, the reporter's history and best), so that resuming is exact."""
 
 
 def monitor_direction(metric: str) -> str:
@@ -188,6 +202,21 @@ class Reporter:
         else:
             self._since_best += 1
 
+    def state_dict(self) -> dict[str, Any]:
+        """The history, the best evaluation and the patience count, to resume (plain data).
+
+        Taken right after :meth:`report` (the train averages are empty then), as the Trainer's
+        checkpoints are."""
+        return {"history": [dict(row) for row in self.history],
+                "best": None if self.best is None else dict(self.best), "since_best": self._since_best}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Go on from :meth:`state_dict`'s output (nothing is reported again)."""
+        self.history = [{k: float(v) for k, v in row.items()} for row in state["history"]]
+        best = state["best"]
+        self.best = None if best is None else {k: float(v) for k, v in best.items()}
+        self._since_best = int(state["since_best"])
+
     @property
     def best_step(self) -> int | None:
         """The step of the best ``monitor`` value so far, or None."""
@@ -258,6 +287,11 @@ class Trainer:
             else 'val_loss'.
         device: 'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1'...
         grad_clip: clip the gradient norm to this value (None: no clipping).
+        on_live_change: ``hook(model, optimizer, changes)``, called when hyperparameters change
+            while :meth:`fit` trains with ``live=True`` (after the trainer applied ``lr``,
+            ``momentum`` and ``weight_decay`` itself), for the others, e.g. setting the ``p`` of
+            the model's dropout layers.
+        live_params: the names ``on_live_change`` applies (declared live with the trainer's own).
     """
 
     def __init__(
@@ -278,6 +312,8 @@ class Trainer:
         monitor: str | None = None,
         device: str = "auto",
         grad_clip: float | None = None,
+        on_live_change: LiveHook | None = None,
+        live_params: Sequence[str] = (),
     ) -> None:
         if not callable(build):
             raise ConfigError(f"Trainer(build=...) must be a function build(params) -> nn.Module, got {build!r}")
@@ -305,7 +341,21 @@ class Trainer:
             raise ConfigError(f"Trainer(grad_clip=...) must be a positive number or None, got {grad_clip!r}")
         if monitor is not None and (not isinstance(monitor, str) or not monitor):
             raise ConfigError(f"Trainer(monitor=...) must be a metric name such as 'val_loss' or None, got {monitor!r}")
+        if on_live_change is not None and not callable(on_live_change):
+            raise ConfigError(
+                "Trainer(on_live_change=...) must be a function hook(model, optimizer, changes), "
+                f"got {on_live_change!r}"
+            )
+        if isinstance(live_params, str) or not all(isinstance(n, str) and n for n in live_params):
+            raise ConfigError(f"Trainer(live_params=...) must be a list of hyperparameter names, got {live_params!r}")
+        if live_params and on_live_change is None:
+            raise ConfigError(
+                f"Trainer(live_params={list(live_params)!r}) needs on_live_change=hook(model, optimizer, changes) "
+                "to apply them while the model trains"
+            )
         resolve_device(device)
+        self.on_live_change = on_live_change
+        self.live_params: tuple[str, ...] = tuple(dict.fromkeys(live_params))
         self.build = build
         self.train, self.val, self.data = train, val, data
         self.loss = loss
@@ -423,20 +473,21 @@ class Trainer:
         return size
 
     def batches(
-        self, data: Data, batch_size: int, generator: torch.Generator | None = None
+        self, data: Data, batch_size: int, generator: torch.Generator | None = None, *, start: int = 0
     ) -> Iterator[Tensors]:
         """One epoch of ``(inputs, targets)`` batches on the device, shuffled by ``generator``
-        (None: in order). A DataLoader yields its own batches."""
+        (None: in order), from batch number ``start`` on (the epoch's order is drawn whole first,
+        so a resumed epoch goes on in the same order). A DataLoader yields its own batches."""
         device = resolve_device(self.device)
         if isinstance(data, tuple):
             x, y = _on_device(data, device)
             n = int(x.shape[0])
             order = torch.randperm(n, generator=generator).to(device) if generator is not None else None
-            for start in range(0, n, batch_size):
-                idx = order[start:start + batch_size] if order is not None else slice(start, start + batch_size)
+            for first in range(start * batch_size, n, batch_size):
+                idx = order[first:first + batch_size] if order is not None else slice(first, first + batch_size)
                 yield x[idx], y[idx]
         else:
-            for batch in data:
+            for batch in itertools.islice(data, start, None):
                 xb, yb = batch[0], batch[1]
                 yield xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
 
@@ -465,6 +516,69 @@ class Trainer:
             metrics[f"{prefix}acc"] = correct / max(count, 1)
         return metrics
 
+    # -- live hyperparameters ----------------------------------------------------------------------
+    def live_names(self, optimizer: torch.optim.Optimizer) -> list[str]:
+        """The hyperparameters :meth:`fit` can change while it trains with this ``optimizer``:
+        ``lr``, ``momentum`` (SGD/RMSprop ``momentum``, Adam/AdamW ``betas[0]``) and
+        ``weight_decay`` when every param group has them, plus the trainer's ``live_params``."""
+        groups = optimizer.param_groups
+        names = ["lr"]
+        if all("momentum" in g or "betas" in g for g in groups):
+            names.append("momentum")
+        if all("weight_decay" in g for g in groups):
+            names.append("weight_decay")
+        names += [n for n in self.live_params if n not in names]
+        return names
+
+    def apply_live(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LambdaLR | None,
+        changes: Mapping[str, ParamValue],
+    ) -> dict[str, ParamValue]:
+        """Apply changed hyperparameters to every param group (and the ``on_live_change`` hook);
+        return those applied.
+
+        ``lr`` is the base learning rate: under a cosine schedule the schedule goes on from the new
+        base (``base_lrs`` and the group's current lr are set together). A value the optimizer
+        cannot take (lr <= 0, momentum outside [0, 1), weight_decay < 0) is skipped with a warning:
+        a person babysitting a run should not lose it to a typo.
+        """
+        applied: dict[str, ParamValue] = {}
+        groups = optimizer.param_groups
+        for name, value in changes.items():
+            if name not in _OPTIMIZER_LIVE:
+                continue
+            number = _live_number(name, value)
+            if number is None:
+                continue
+            for i, group in enumerate(groups):
+                if name == "lr":
+                    if scheduler is not None:
+                        factor = scheduler.lr_lambdas[i](scheduler.last_epoch)
+                        scheduler.base_lrs[i] = number
+                        group["initial_lr"] = number
+                        group["lr"] = number * factor
+                    else:
+                        group["lr"] = number
+                elif name == "momentum":
+                    if "betas" in group:
+                        group["betas"] = (number, group["betas"][1])
+                    elif "momentum" in group:
+                        group["momentum"] = number
+                elif "weight_decay" in group:
+                    group["weight_decay"] = number
+            applied[name] = number
+        if scheduler is not None and "lr" in applied:
+            scheduler._last_lr = [group["lr"] for group in groups]  # what get_last_lr() reads
+        if self.on_live_change is not None:
+            hooked = {k: v for k, v in changes.items() if k in self.live_params or k not in _OPTIMIZER_LIVE}
+            hooked.update(applied)
+            self.on_live_change(model, optimizer, hooked)
+            applied.update(hooked)
+        return applied
+
     # -- the loop ----------------------------------------------------------------------------------
     def fit(
         self,
@@ -478,6 +592,8 @@ class Trainer:
         prune: bool = True,
         checkpoint_every: int | None = None,
         restore_best: bool = True,
+        live: bool = False,
+        resume: Checkpoint | str | os.PathLike[str] | None = None,
     ) -> FitResult:
         """Train a model built from ``params`` for ``epochs``, evaluating after each epoch (or every
         ``eval_every`` optimiser steps) and reporting to ``trial`` when given.
@@ -489,9 +605,20 @@ class Trainer:
             seed: seeds the initial weights, the shuffling and dropout.
             eval_every: evaluate every this many steps instead of after each epoch.
             patience: stop after this many evaluations without improving the trainer's ``monitor``.
-            checkpoint_every: save model, optimizer, schedule and RNG state every this many
-                evaluations, through ``trial.checkpoint(step)`` with the curve's step (needs ``trial``).
+            checkpoint_every: save model, optimizer, schedule, RNG state and the loop's position every
+                this many evaluations, through ``trial.checkpoint(step)`` with the curve's step (needs
+                ``trial``); resuming from one goes on exactly as the run would have.
             restore_best: leave the best evaluation's weights in the returned model.
+            live: let the trial's hyperparameters change while it trains (``tunelab set``,
+                ``Study.set_live``): the trainer declares what it can apply (:meth:`live_names`) and,
+                before every optimiser step, applies the changes asked for (``trial.sync_live``, at
+                the step in the curve's unit: the optimiser step with ``eval_every``, else the
+                fractional epoch). Needs ``trial``.
+            resume: a checkpoint written by this loop (a :class:`~tunelab.checkpoints.Checkpoint` or
+                its folder) to go on from: model, optimizer, schedule, RNG states, the position in
+                the epoch and the reporter's best and patience are restored, then ``params`` that
+                differ from the checkpoint's (a branch's changed lr) are applied. Default: the
+                trial's :attr:`~tunelab.trial.Trial.resume_from` (a branch's start), if any.
 
         Raises :class:`tunelab.TrialPruned` when the pruner stops the run, and
         :class:`tunelab.errors.TrainingDivergedError` when the loss becomes NaN or infinite.
@@ -503,6 +630,14 @@ class Trainer:
             _check_positive_int("fit", "checkpoint_every", checkpoint_every)
             if trial is None:
                 raise ConfigError("fit(checkpoint_every=...) needs a trial= to keep the checkpoints in")
+        if not isinstance(live, bool):
+            raise ConfigError(f"fit(live=...) must be True or False, got {live!r}")
+        if live and trial is None:
+            raise ConfigError(
+                "fit(live=True) needs a trial= (from study.ask()) whose hyperparameters may change while it "
+                "trains; without a study, leave live=False"
+            )
+        source = _resume_source(resume, trial)
         start = time.perf_counter()
         params = dict(params)
         train, val = self.load_data()
@@ -519,8 +654,26 @@ class Trainer:
         reporter = Reporter(trial, monitor=self.monitor, patience=patience, prune=prune)
         generator = torch.Generator().manual_seed(seed)
         best_state: dict[str, torch.Tensor] | None = None
-        step = evaluations = 0
+        step = evaluations = first_epoch = first_batch = 0
+        if source is not None:  # last: the RNG states it restores are those the run had
+            state = self._load_checkpoint(source, model, optimizer, scheduler, per_epoch)
+            reporter.load_state_dict(state["reporter"])
+            step, evaluations = int(state["optimizer_step"]), int(state["evaluations"])
+            first_epoch, first_batch = int(state["epoch"]), int(state["batch"])
+            generator.set_state(state["generator"])
+            if restore_best and state["best_is_last"]:
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            elif restore_best and state["best_model"] is not None:
+                best_state = dict(state["best_model"])
+            differ = {k: v for k, v in params.items() if state["params"].get(k, _MISSING) != v}
+            if differ:  # e.g. a branch's changed lr: the loaded optimizer holds the old one
+                self.apply_live(model, optimizer, scheduler, differ)
+        if live:
+            assert trial is not None
+            trial.declare_live(self.live_names(optimizer))
         stopped: str | None = None
+        epoch, batch = first_epoch, first_batch
+        epoch_rng = generator.get_state()
 
         def evaluate_and_report() -> None:
             nonlocal best_state, evaluations, stopped
@@ -534,17 +687,38 @@ class Trainer:
                     f"Trainer(monitor={self.monitor!r}) is not among the metrics of an evaluation, {sorted(row)}"
                 )
             evaluations += 1
-            if restore_best and reporter.best is not previous_best:
+            improved = reporter.best is not previous_best
+            if restore_best and improved:
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             if checkpoint_every and trial is not None and evaluations % checkpoint_every == 0:
+                # Where the loop stands: an epoch's shuffling is redrawn from the generator's state at
+                # its start, then its first `batch` batches are skipped.
+                if batch >= per_epoch:
+                    position = (epoch + 1, 0, generator.get_state())
+                else:
+                    position = (epoch, batch, epoch_rng)
+                loop = {
+                    "version": 1, "epoch": position[0], "batch": position[1], "generator": position[2],
+                    "steps_per_epoch": per_epoch, "evaluations": evaluations, "reporter": reporter.state_dict(),
+                    "params": dict(params), "best_is_last": restore_best and improved,
+                    "best_model": best_state if restore_best and not improved else None,
+                }
                 with trial.checkpoint(at) as folder:
                     save_torch(folder, model, optimizer, scheduler, extra={"step": at, "optimizer_step": step})
+                    save_torch(folder / LOOP_FILE, extra=loop)
             if reporter.should_stop:
                 stopped = "patience"
 
         model.train()
-        for _ in range(epochs):
-            for xb, yb in self.batches(train, batch_size, generator):
+        for epoch in range(first_epoch, epochs):
+            epoch_rng = generator.get_state()
+            batch = first_batch if epoch == first_epoch else 0
+            for xb, yb in self.batches(train, batch_size, generator, start=batch):
+                if live:
+                    assert trial is not None
+                    changes = trial.sync_live(step if eval_every else step / per_epoch, optimizer_step=step)
+                    if changes:
+                        params.update(self.apply_live(model, optimizer, scheduler, changes))
                 outputs = model(xb)
                 loss = self.loss_fn(outputs, yb)
                 optimizer.zero_grad(set_to_none=True)
@@ -556,6 +730,7 @@ class Trainer:
                     scheduler.step()
                 reporter.update(loss, outputs, yb)
                 step += 1
+                batch += 1
                 if eval_every and step % eval_every == 0:
                     evaluate_and_report()
                     if stopped:
@@ -578,6 +753,36 @@ class Trainer:
             steps=step, seconds=time.perf_counter() - start, params=params,
         )
 
+    def _load_checkpoint(
+        self,
+        source: Path,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LambdaLR | None,
+        per_epoch: int,
+    ) -> dict[str, Any]:
+        """Load a checkpoint of :meth:`fit` into the pieces; return the loop's state in it."""
+        folder = source if source.is_dir() else source.parent
+        try:
+            loop = load_torch(folder / LOOP_FILE, restore_rng=False) if (folder / LOOP_FILE).is_file() else None
+            extra = load_torch(folder, model, optimizer, scheduler)
+        except (OSError, RuntimeError, ValueError, KeyError) as e:
+            raise ConfigError(
+                f"fit(resume=...): cannot load {str(folder)!r} into this trainer's model and optimizer "
+                f"({type(e).__name__}: {e}); resume with the parameters the checkpoint was written with"
+            ) from None
+        if not isinstance(loop, dict) or loop.get("version") != 1 or not isinstance(extra, dict):
+            raise ConfigError(
+                f"fit(resume=...): {str(source)!r} was not written by Trainer.fit(checkpoint_every=...), so it "
+                "lacks the loop's position; resume from a checkpoint the trainer wrote"
+            )
+        if int(loop["steps_per_epoch"]) != per_epoch:
+            raise ConfigError(
+                f"fit(resume=...): {str(source)!r} was written with {loop['steps_per_epoch']} steps per epoch, "
+                f"this run has {per_epoch}: keep the data and batch_size of the run it resumes"
+            )
+        return {**loop, "optimizer_step": extra["optimizer_step"]}
+
     def objective(
         self,
         *,
@@ -589,13 +794,18 @@ class Trainer:
         checkpoint_every: int | None = None,
         save_model: bool = False,
         tag: Mapping[str, Any] | None = None,
+        live: bool = False,
     ) -> TrainObjective:
         """An objective for ``study.optimize``: suggests ``space`` (plus whatever the study declares),
-        trains with :meth:`fit` and returns the best ``monitor`` value. Picklable (worker processes)
-        when ``build`` and ``data`` are module-level functions."""
+        trains with :meth:`fit` on the trial's parameters (enqueued ones too) and returns the best
+        ``monitor`` value; ``live=True`` lets its hyperparameters change while it trains, and a
+        branch (``Study.branch``) resumes from its checkpoint. Picklable (worker processes) when
+        ``build`` and ``data`` are module-level functions."""
         _check_positive_int("objective", "epochs", epochs)
+        if not isinstance(live, bool):
+            raise ConfigError(f"objective(live=...) must be True or False, got {live!r}")
         return TrainObjective(self, epochs, seed, eval_every, patience, prune, checkpoint_every, save_model,
-                              dict(tag or {}))
+                              dict(tag or {}), live)
 
 
 @dataclass
@@ -611,15 +821,17 @@ class TrainObjective:
     checkpoint_every: int | None = None
     save_model: bool = False
     tag: dict[str, Any] = field(default_factory=dict)
+    live: bool = False
 
     def __call__(self, trial: Trial) -> float:
         if self.trainer.space:
             trial.suggest_space(self.trainer.space)
         trial.set_user_attr("train", {"epochs": self.epochs, **self.tag})
+        # live_params: the suggested values and the enqueued ones (a branch's, outside the space too).
         result = self.trainer.fit(
-            trial.params, epochs=self.epochs, trial=trial, seed=self.seed + trial.number,
+            trial.live_params, epochs=self.epochs, trial=trial, seed=self.seed + trial.number,
             eval_every=self.eval_every, patience=self.patience, prune=self.prune,
-            checkpoint_every=self.checkpoint_every,
+            checkpoint_every=self.checkpoint_every, live=self.live,
         )
         summary: dict[str, Any] = {"best_step": int(result.best["step"]), "steps": result.steps,
                                    "stopped": result.stopped, "seconds": round(result.seconds, 3)}
@@ -663,6 +875,40 @@ def _check_data(name: str, data: object) -> None:
             )
     elif not isinstance(data, torch.utils.data.DataLoader):
         raise ConfigError(f"{name} data must be (inputs, targets) tensors or a DataLoader, got {type(data).__name__}")
+
+
+def _resume_source(resume: object, trial: Trial | None) -> Path | None:
+    """The checkpoint folder (or file) :meth:`Trainer.fit` resumes from, or None."""
+    if resume is None:
+        found = trial.resume_from if trial is not None else None
+        return None if found is None else found.path
+    if isinstance(resume, Checkpoint):
+        path = resume.path
+    elif isinstance(resume, (str, os.PathLike)) and os.fspath(resume):
+        path = Path(os.fspath(resume))
+    else:
+        raise ConfigError(
+            f"fit(resume=...) must be a Checkpoint (trial.latest_checkpoint()) or a checkpoint folder, got {resume!r}"
+        )
+    if not path.exists():
+        raise ConfigError(f"fit(resume=...): {str(path)!r} does not exist; study.checkpoints(number) lists those kept")
+    return path
+
+
+def _live_number(name: str, value: object) -> float | None:
+    """A live value for the optimizer as a float, or None (logged) if the optimizer cannot take it."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    number = float(value) if ok else math.nan  # type: ignore[arg-type]
+    if name == "lr":
+        ok = ok and number > 0
+    elif name == "momentum":
+        ok = ok and 0 <= number < 1
+    else:
+        ok = ok and number >= 0
+    if not ok:
+        logger.warning("live change %s=%r ignored: the optimizer cannot take it", name, value)
+        return None
+    return number
 
 
 def _check_positive_int(owner: str, arg: str, value: object) -> None:

@@ -1,6 +1,7 @@
 """The ``tunelab`` command (Typer). ``main.py`` holds the app and the study commands; each other
 module adds the commands of one workflow to it (importing them here registers them)."""
 
+from tunelab.cli import babysit as _babysit  # noqa: F401  (registers its commands)
 from tunelab.cli import reevaluate as _reevaluate  # noqa: F401  (registers its command)
 from tunelab.cli.main import app
 
