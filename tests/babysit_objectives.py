@@ -70,7 +70,8 @@ def trainer(**kw: Any) -> Trainer:
                    live_params=("dropout",), **kw)
 
 
-def train_run_main(url: str, name: str, epochs: int, checkpoint_every: int, pace: float) -> None:
+def train_run_main(url: str, name: str, epochs: int, checkpoint_every: int, pace: float,
+                   until_idle: bool = True) -> None:
     """Train run ``name`` with :func:`tunelab.babysit.train_run`, in this (spawned) process."""
     import tunelab
     from tunelab.babysit import train_run
@@ -79,4 +80,4 @@ def train_run_main(url: str, name: str, epochs: int, checkpoint_every: int, pace
     os.environ[PACE_ENV] = str(pace)
     study = tunelab.load_study(name, url)
     train_run(study, trainer(), epochs=epochs, checkpoint_every=checkpoint_every, poll_seconds=0.2,
-              heartbeat_interval=0.3, grace_period=1.0)
+              heartbeat_interval=0.3, grace_period=1.0, until_idle=until_idle)
