@@ -109,3 +109,29 @@ def test_set_rollback_and_tree_on_a_run_training_in_its_own_process(tmp_path: Pa
     assert "lr 0.01 -> 0.003 (cli)" in tree
     assert f"from step {to}" in tree
     assert tunelab.load_study("e2e", url).system_attrs["run"]["params"] == {"lr": 0.01, "dropout": 0.2}
+
+
+def test_tunelab_train_creates_a_run_trains_it_and_then_its_branches(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tunelab.cli import app
+
+    url = f"sqlite:///{tmp_path / 'train.db'}"
+    runner = CliRunner()
+    first = runner.invoke(app, ["train", "digits-run", "--epochs", "2", "--set", "lr=0.003", "--storage", url])
+    assert first.exit_code == 0, first.output
+    assert "branch 0: COMPLETE" in first.output
+    study = tunelab.load_study("digits-run", url)
+    assert study.direction == "maximize"  # the digits trainer monitors val_acc
+    assert study.get_trial(0).params["lr"] == 0.003 and "width" in study.get_trial(0).params  # with its defaults
+    again = runner.invoke(app, ["train", "digits-run", "--set", "lr=0.1", "--storage", url])
+    assert again.exit_code == 1 and "--set starts a new run only" in again.output
+    idle = runner.invoke(app, ["train", "digits-run", "--epochs", "2", "--storage", url])
+    assert idle.exit_code == 0 and "no branch waiting" in idle.output
+    back = runner.invoke(app, ["rollback", "digits-run", "--to", "1", "--set", "lr=0.001", "--storage", url])
+    assert back.exit_code == 0, back.output
+    branch = runner.invoke(app, ["train", "digits-run", "--epochs", "2", "--storage", url])
+    assert branch.exit_code == 0 and "branch 1: COMPLETE" in branch.output
+    curves = study.get_curves(1)
+    assert curves["val_acc"][0] == [2]  # from the checkpoint of epoch 1 to the end
+    assert study.get_trial(1).params["lr"] == 0.001

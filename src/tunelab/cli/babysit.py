@@ -1,20 +1,32 @@
-"""Babysitting one run from the command line: ``tunelab set``, ``rollback``, ``tree``, ``suggest``
-and ``watch`` (registered on the app of :mod:`tunelab.cli.main`)."""
+"""Babysitting one run from the command line: ``tunelab train``, ``set``, ``rollback``, ``tree``,
+``suggest`` and ``watch`` (registered on the app of :mod:`tunelab.cli.main`)."""
 
 from __future__ import annotations
 
 import enum
 import math
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.text import Text
 
-from tunelab.cli.main import DEFAULT_STORAGE, StorageOption, _cli_errors, _err, _open, _out, _read_study, app
+from tunelab.cli.main import (
+    DEFAULT_STORAGE,
+    StorageOption,
+    _cli_errors,
+    _err,
+    _load_trainer,
+    _open,
+    _out,
+    _read_study,
+    app,
+)
 from tunelab.distributions import ParamValue
 from tunelab.errors import ConfigError
 from tunelab.live import branch_of
 from tunelab.records import TrialState
+from tunelab.storage import get_storage
 from tunelab.study import Study
 
 if TYPE_CHECKING:
@@ -268,3 +280,76 @@ def watch(
         changes = advice.watch(study, number=trial, rules=[rule], poll_seconds=poll_seconds,
                                max_seconds=max_seconds, on_change=show)
     out.print(f"done: {len(changes)} change{'s' if len(changes) != 1 else ''}", markup=False, highlight=False)
+
+
+@app.command()
+def train(
+    run: RunArgument,
+    problem: Annotated[
+        str,
+        typer.Argument(metavar="[PROBLEM]", help="'digits' (the built-in CNN), or MODULE:ATTR naming a "
+                                                 "tunelab.torch.Trainer or a function returning one."),
+    ] = "digits",
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Epochs of the run (each branch ends there).")] = 20,
+    assignments: Annotated[
+        list[str] | None,
+        typer.Option("--set", metavar="NAME=VALUE", show_default=False,
+                     help="A starting hyperparameter of a new run (repeatable), e.g. --set lr=0.003."),
+    ] = None,
+    direction: Annotated[
+        str | None,
+        typer.Option("--direction", show_default=False,
+                     help="Of the run's value; default: that of the trainer's monitor (val_acc: maximize)."),
+    ] = None,
+    eval_every: Annotated[
+        int | None,
+        typer.Option("--eval-every", metavar="STEPS", min=1, show_default=False,
+                     help="Evaluate (and checkpoint) every STEPS optimizer steps instead of every epoch."),
+    ] = None,
+    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", min=1, help="Evaluations per checkpoint.")] = 1,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seeds the weights, the shuffling and dropout.")] = 0,
+    forever: Annotated[bool, typer.Option("--forever", help="Keep waiting for new branches (Ctrl-C ends).")] = False,
+    path: Annotated[
+        list[Path] | None,
+        typer.Option("--path", metavar="DIR", exists=True, file_okay=False, show_default=False,
+                     help="Import PROBLEM from this directory too (repeatable)."),
+    ] = None,
+    storage: StorageOption = DEFAULT_STORAGE,
+) -> None:
+    """Train a run to babysit: create it (with --set) if new, then train its branches one after
+    another, resuming one that died from its last checkpoint.
+
+    In another shell: `tunelab set RUN lr=...`, `tunelab rollback RUN --to STEP`, `tunelab tree RUN`,
+    `tunelab suggest RUN`, `tunelab watch RUN --auto reduce_on_plateau`, or the dashboard.
+    """
+    from tunelab.babysit import create_run, train_run
+    from tunelab.errors import StudyNotFoundError
+    from tunelab.torch import monitor_direction
+
+    with _cli_errors():
+        values = _values(assignments)
+        trainer = _load_trainer(problem, path or [])
+    with _cli_errors():
+        store = get_storage(storage)  # a new run may create the database
+        try:
+            study = _read_study(run, store)
+            if values:
+                raise ConfigError(f"run {run!r} exists: --set starts a new run only; change a running one "
+                                  f"with `tunelab set {run} NAME=VALUE`")
+        except StudyNotFoundError:
+            study = create_run(run, trainer.default_params(**values), storage=store,
+                               direction=direction or monitor_direction(trainer.monitor))
+        err = _err()
+        err.print(f"training run {run!r} for {epochs} epochs; in another shell: tunelab set {run} lr=... | "
+                  f"tunelab rollback {run} --to STEP | tunelab tree {run}", markup=False, highlight=False)
+        trained = train_run(study, trainer, epochs=epochs, seed=seed, eval_every=eval_every,
+                            checkpoint_every=checkpoint_every, until_idle=not forever)
+        out = _out()
+        for number in trained:
+            t = study.get_trial(number)
+            value = "-" if t.value is None else f"{t.value:.6g}"
+            out.print(f"branch {number}: {t.state.value}, value {value}", markup=False, highlight=False)
+        if not trained:
+            out.print(f"run {run!r} has no branch waiting to train: roll back to a checkpoint to make one",
+                      markup=False, highlight=False)
+        store.close()
