@@ -133,10 +133,11 @@ def schedule(trial: FrozenTrial) -> list[dict[str, Any]]:
 
 
 def pending_requests(trial: FrozenTrial) -> list[dict[str, Any]]:
-    """Requests the trial has not applied yet (it applies them at its next sync)."""
+    """Requests the trial has not applied yet (it applies them at its next sync; a finished trial
+    never will), each with its ``"index"`` in ``system_attrs["live_requests"]``."""
     requests = trial.system_attrs.get(LIVE_REQUESTS) or []
     applied = sum(len(e.get("requests", [])) for e in trial.system_attrs.get(LIVE_SCHEDULE) or [])
-    return [dict(r) for r in requests[applied:]]
+    return [{**r, "index": i} for i, r in enumerate(requests) if i >= applied and isinstance(r, dict)]
 
 
 def params_at(trial: FrozenTrial, step: float) -> dict[str, ParamValue]:

@@ -20,6 +20,7 @@ from tunelab.errors import ConfigError, TrialNotFoundError, TrialStateError
 from tunelab.live import (
     LIVE_REQUESTS,
     branch_of,
+    params_at,
     pending_requests,
     read_checkpoint_params,
     schedule,
@@ -142,6 +143,10 @@ class Change:
     before: dict[str, ParamValue | None]
     sources: tuple[str, ...]
     notes: tuple[str, ...]
+    curve_step: float
+    """Where on the branch's curves it applied (the entry's ``curve_step`` when the loop gave one)."""
+    at: str | None = None
+    """When it applied (ISO time)."""
 
 
 @dataclass(frozen=True)
@@ -157,7 +162,7 @@ class BranchNode:
         value: its final value (COMPLETE), else None.
         metric: the monitored metric (see :func:`run_tree`), or None when it reported nothing.
         best / best_step / last / last_step: that metric's best and last values and their steps.
-        first_step / last_reported: the first and last steps it reported any metric at.
+        first_step / last_reported: the first and last steps of that metric's curve.
         params: the hyperparameters it started with.
         set: the values changed when it was made (a branch's ``--set``), with what they were
             (``start_from``: the checkpoint's values).
@@ -191,6 +196,16 @@ class BranchNode:
     note: str | None
     children: tuple[BranchNode, ...]
     stop_requested: bool = False
+    curve: tuple[tuple[int, ...], tuple[float, ...]] = ((), ())
+    """The monitored metric's curve, ``(steps, values)`` (NaN and infinities as reported)."""
+
+    @property
+    def current(self) -> dict[str, ParamValue]:
+        """The hyperparameters after every change it applied."""
+        out = dict(self.params)
+        for change in self.changes:
+            out.update(change.values)
+        return out
 
     def walk(self) -> list[BranchNode]:
         """This node and every node below it, depth first."""
@@ -204,14 +219,18 @@ def run_tree(study: Study, *, metric: str | None = None) -> list[BranchNode]:
     """The branches of a run as a tree: the roots (trials that start from scratch, or whose parent
     is gone) first, by number; each node's children are the branches made from its checkpoints.
 
-    ``metric``: the metric whose best and last values each node carries; default ``val_loss`` if
-    any branch reported it, else the first ``val_*`` metric, else the first loss-like one, else the
-    first metric reported (never a learning-rate curve).
+    ``metric``: the metric whose curve, best and last values each node carries (read for every
+    branch at once); default: :func:`monitored_metric` of the newest branches' metrics
+    (:func:`reported_metrics`).
     """
     trials = study.trials
-    curves = {t.number: study.get_curves(t.number) for t in trials}
     if metric is None:
-        metric = monitored_metric(curves.values())
+        metric = monitored_metric(_sampled_curves(study, trials))
+    curves: dict[int, tuple[list[int], list[float]]] = {t.number: ([], []) for t in trials}
+    for point in study.get_metric(metric) if metric is not None else []:  # one read for every branch
+        if point.number in curves:
+            curves[point.number][0].append(point.step)
+            curves[point.number][1].append(point.value)
     by_number = {t.number: t for t in trials}
     parent_of: dict[int, int | None] = {}
     for t in trials:
@@ -234,6 +253,22 @@ def run_tree(study: Study, *, metric: str | None = None) -> list[BranchNode]:
         return _node(study, t, curves[t.number], metric, tuple(built), by_number)
 
     return [build(t) for t in trials if parent_of[t.number] is None]
+
+
+METRIC_SAMPLE = 3
+"""The run's metrics are read from this many newest branches (running ones first): one read each."""
+
+
+def _sampled_curves(study: Study, trials: Sequence[FrozenTrial]) -> list[Curves]:
+    newest = sorted((t for t in trials if t.state != TrialState.WAITING),
+                    key=lambda t: (t.state != TrialState.RUNNING, -t.number))[:METRIC_SAMPLE]
+    return [study.get_curves(t.number) for t in newest]
+
+
+def reported_metrics(study: Study, trials: Sequence[FrozenTrial] | None = None) -> list[str]:
+    """The metrics the run's newest branches report (a metric selector's choices)."""
+    sampled = _sampled_curves(study, study.trials if trials is None else trials)
+    return list(dict.fromkeys(m for curves in sampled for m in curves))
 
 
 def monitored_metric(all_curves: Iterable[Curves]) -> str | None:
@@ -266,20 +301,19 @@ def _is_lr(name: str) -> bool:
 
 
 def _node(
-    study: Study, t: FrozenTrial, curves: Curves, metric: str | None, children: tuple[BranchNode, ...],
-    by_number: Mapping[int, FrozenTrial],
+    study: Study, t: FrozenTrial, curve: tuple[list[int], list[float]], metric: str | None,
+    children: tuple[BranchNode, ...], by_number: Mapping[int, FrozenTrial],
 ) -> BranchNode:
     branch = branch_of(t.system_attrs)
     record = t.system_attrs.get("branch") if branch is not None else None
     note = record.get("note") if isinstance(record, Mapping) else None
     best = best_step = last = last_step = None
-    if metric is not None and metric in curves:
-        points = [(s, v) for s, v in zip(*curves[metric], strict=True) if v is not None and math.isfinite(v)]
-        if points:
-            sign = 1.0 if metric_direction(metric) == "minimize" else -1.0
-            best_step, best = min(points, key=lambda p: (sign * p[1], p[0]))
-            last_step, last = points[-1]
-    all_steps = [s for m, (steps, _) in curves.items() for s in steps]
+    points = [(s, v) for s, v in zip(*curve, strict=True) if v is not None and math.isfinite(v)]
+    if metric is not None and points:
+        sign = 1.0 if metric_direction(metric) == "minimize" else -1.0
+        best_step, best = min(points, key=lambda p: (sign * p[1], p[0]))
+        last_step, last = points[-1]
+    all_steps = curve[0]
     start_from: dict[str, ParamValue] = {}
     changed: dict[str, ParamValue] = {}
     if branch is not None:
@@ -287,30 +321,24 @@ def _node(
         start_from = read_checkpoint_params(branch.checkpoint) or {}
         parent = by_number.get(branch.parent)
         if not start_from and parent is not None:
-            start_from = _params_at(parent, branch.step)
+            start_from = params_at(parent, branch.step)
     return BranchNode(
         number=t.number, parent=branch.parent if branch is not None else None,
         step=branch.step if branch is not None else None, kind=branch.kind if branch is not None else None,
         state=t.state, value=t.value, metric=metric if best is not None else None,
         best=best, best_step=best_step, last=last, last_step=last_step,
         first_step=min(all_steps) if all_steps else None, last_reported=max(all_steps) if all_steps else None,
-        params=dict(t.params), set=changed, start_from=start_from, changes=tuple(_changes(t)),
+        params=dict(t.params), set=changed, start_from=start_from, changes=tuple(changes_of(t)),
         pending=tuple(pending_requests(t)), checkpoints=tuple(c.step for c in study.checkpoints(t.number)),
         note=note if isinstance(note, str) and note else None, children=children,
         stop_requested=t.state == TrialState.RUNNING and "stop_requested" in t.system_attrs,
+        curve=(tuple(curve[0]), tuple(curve[1])),
     )
 
 
-def _params_at(t: FrozenTrial, step: float) -> dict[str, ParamValue]:
-    current = dict(t.params)
-    for entry in schedule(t):
-        if entry.get("step", math.inf) <= step:
-            current.update(entry.get("params") or {})
-    return current
-
-
-def _changes(t: FrozenTrial) -> list[Change]:
-    """The live schedule of ``t`` with the value each change replaced, its sources and notes."""
+def changes_of(t: FrozenTrial) -> list[Change]:
+    """The changes trial ``t`` applied while it trained (its live schedule), each with the values it
+    replaced, its sources and the notes of its requests."""
     requests = t.system_attrs.get(LIVE_REQUESTS) or []
     current: dict[str, ParamValue] = dict(t.params)
     out = []
@@ -322,7 +350,10 @@ def _changes(t: FrozenTrial) -> list[Change]:
         notes = tuple(str(requests[i]["note"]) for i in indices if isinstance(requests[i], Mapping)
                       and requests[i].get("note"))
         sources = tuple(dict.fromkeys(str(s) for s in entry.get("sources") or [] if s))
-        out.append(Change(entry.get("step", math.nan), values, before, sources, notes))
+        step = entry.get("step", math.nan)
+        at = entry.get("at")
+        out.append(Change(step, values, before, sources, notes, entry.get("curve_step", step),
+                          at if isinstance(at, str) else None))
     return out
 
 
@@ -442,4 +473,13 @@ def _step(step: float) -> str:
     return str(int(step)) if isinstance(step, (int, float)) and float(step).is_integer() else str(step)
 
 
-__all__ = ["BranchNode", "Change", "format_tree", "monitored_metric", "rollback", "run_tree"]
+__all__ = [
+    "BranchNode",
+    "Change",
+    "changes_of",
+    "format_tree",
+    "monitored_metric",
+    "reported_metrics",
+    "rollback",
+    "run_tree",
+]

@@ -22,7 +22,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunelab.checkpoints import CheckpointPolicy
 from tunelab.distributions import ParamValue
@@ -32,8 +32,10 @@ from tunelab.records import FrozenTrial, TrialState
 from tunelab.runner import OptimizeSettings, TrialOutcome, run_trial
 from tunelab.samplers import RandomSampler
 from tunelab.study import Study, create_study
-from tunelab.torch import Trainer, TrainObjective
 from tunelab.trial import Trial
+
+if TYPE_CHECKING:  # PyTorch loads only when a run trains: `tunelab set`, the tree and the dashboard need none
+    from tunelab.torch import Trainer, TrainObjective
 
 logger = logging.getLogger("tunelab")
 
@@ -152,6 +154,8 @@ def train_run(
         raise ConfigError(
             f"study {study.name!r} is not a babysat run; create it with tunelab.babysit.create_run(...)"
         )
+    from tunelab.torch import Trainer
+
     if not isinstance(trainer, Trainer):
         raise ConfigError(f"train_run(trainer=...) needs a tunelab.torch.Trainer, got {trainer!r}")
     if isinstance(poll_seconds, bool) or not isinstance(poll_seconds, (int, float)) or not poll_seconds >= 0:

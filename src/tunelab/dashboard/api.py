@@ -14,7 +14,10 @@ from typing import Annotated, Any, Literal, Protocol, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 
+from tunelab.babysit.branches import BranchNode, Change, changes_of, reported_metrics, run_tree
 from tunelab.dashboard.models import (
+    Accepted,
+    BranchModel,
     Curve,
     CurvesPage,
     Diagnosis,
@@ -23,17 +26,28 @@ from tunelab.dashboard.models import (
     Error,
     FindingModel,
     Importance,
+    Invalid,
+    LiveBody,
+    LiveChange,
+    LiveRequested,
     NoteBody,
     Noted,
+    PendingRequest,
+    RollbackBody,
+    RolledBack,
+    RunTree,
     StopRequested,
     StudyDetail,
     StudyListItem,
+    SuggestionModel,
     TrialDetail,
+    TrialLive,
     TrialsPage,
     TrialSummary,
     ValuesPage,
 )
-from tunelab.errors import TrialNotFoundError
+from tunelab.errors import ConfigError, TrialNotFoundError
+from tunelab.live import LIVE_NAMES, LIVE_REQUESTS, branch_of, current_params, pending_requests
 from tunelab.records import FrozenTrial, StudyRecord, TrialState
 from tunelab.samplers import RandomSampler
 from tunelab.storage import BaseStorage, Curves
@@ -363,3 +377,143 @@ def set_note(name: StudyName, number: TrialNumber, body: NoteBody, settings: Wri
     t = _trial(settings, record, number)
     settings.storage.annotate_trial(t.trial_id, {"note": body.note})
     return Noted(number=number, note=_text(body.note))
+
+
+# -- babysitting a run: the tree of branches, live changes, roll-backs, suggestions -------------------
+def _number(value: Any) -> int | float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return value if isinstance(value, int) else _finite(value)
+
+
+def _live_change(c: Change) -> LiveChange:
+    step = _number(c.step)
+    curve_step = _number(c.curve_step)
+    return LiveChange(step=step, curve_step=step if curve_step is None else curve_step, values=_json(c.values),
+                      before=_json(c.before), sources=list(c.sources), notes=list(c.notes), at=c.at)
+
+
+def _pending(requests: Sequence[Mapping[str, Any]]) -> list[PendingRequest]:
+    return [PendingRequest(index=int(r["index"]), values=_json(dict(r.get("params") or {})),
+                           source=_text(r.get("source")), note=_text(r.get("note")), at=_text(r.get("at")))
+            for r in requests]
+
+
+def _branch_model(n: BranchNode) -> BranchModel:
+    steps, values = n.curve
+    return BranchModel(
+        number=n.number, parent=n.parent, step=n.step, kind=n.kind, state=n.state.value, value=_finite(n.value),
+        first_step=n.first_step, last_step=n.last_reported, params=_json(n.params), current=_json(n.current),
+        set=_json(n.set), changes=[_live_change(c) for c in n.changes], pending=_pending(n.pending),
+        checkpoints=list(n.checkpoints), note=n.note, stop_requested=n.stop_requested,
+        children=[c.number for c in n.children],
+        curve=Curve(steps=list(steps), values=[_finite(v) for v in values]),
+    )
+
+
+@router.get("/studies/{name}/tree", response_model=RunTree, responses={404: _E},
+            summary="The run's branches as a tree, with one metric's curve of each (one read for all curves)")
+def get_tree(
+    name: StudyName, settings: SettingsDep,
+    metric: Annotated[str | None, Query(min_length=1, max_length=500,
+                                        description="the curves' metric (default: the run's monitored metric)")] = None,
+) -> RunTree:
+    study = _study(settings, name)
+    trials = study.trials
+    metrics = reported_metrics(study, trials)
+    roots = run_tree(study, metric=metric)
+    nodes = sorted((n for root in roots for n in root.walk()), key=lambda n: n.number)
+    if metric is not None and metric not in metrics and not any(n.curve[0] for n in nodes):
+        raise HTTPException(404, f"no trial of study {name!r} reported the metric {metric!r}; the newest reported "
+                                 f"{', '.join(metrics) or 'nothing yet'}")
+    chosen = metric if metric is not None else next((n.metric for n in nodes if n.metric), None)
+    return RunTree(metric=chosen, metrics=metrics,
+                   is_run=any(n.parent is not None or n.changes or n.pending for n in nodes)
+                   or any(LIVE_REQUESTS in t.system_attrs for t in trials),
+                   roots=[r.number for r in roots], branches=[_branch_model(n) for n in nodes])
+
+
+# Not GET .../live: Starlette's 405 for another method on a path of two routes lists only the first's.
+@router.get("/studies/{name}/trials/{number}/hyperparameters", response_model=TrialLive, responses={404: _E},
+            summary="A trial's hyperparameters now, the changes it applied, its pending requests and checkpoints")
+def get_live(name: StudyName, number: TrialNumber, settings: SettingsDep) -> TrialLive:
+    record = _record(settings, name)
+    t = _trial(settings, record, number)
+    names = t.system_attrs.get(LIVE_NAMES)
+    branch = branch_of(t.system_attrs)
+    return TrialLive(
+        number=t.number, state=t.state.value, current=_json(current_params(t)),
+        live_names=[str(n) for n in names] if isinstance(names, list) else None,
+        changes=[_live_change(c) for c in changes_of(t)], pending=_pending(pending_requests(t)),
+        checkpoints=[c.step for c in _study(settings, name).checkpoints(number)],
+        parent=None if branch is None else branch.parent, step=None if branch is None else branch.step,
+    )
+
+
+_INVALID: dict[int | str, dict[str, Any]] = {
+    422: {"model": Invalid, "description": "a name or value the trial refuses (the reason), or an invalid request"},
+}
+
+
+@router.post("/studies/{name}/trials/{number}/live", response_model=LiveRequested,
+             responses={**_ACTION, **_INVALID,
+                        409: {"model": Error, "description": "the trial is not RUNNING: roll back instead"}},
+             summary="Change a RUNNING trial's hyperparameters: applied at its next step (as `tunelab set`)")
+def set_live(name: StudyName, number: TrialNumber, body: LiveBody, settings: WritableDep) -> LiveRequested:
+    study = _study(settings, name)
+    try:
+        index = study.set_live(number, body.values, source="dashboard", note=_text(body.note))  # 409, 404
+    except ConfigError as e:
+        raise HTTPException(422, str(e)) from None
+    requests = study.get_trial(number).system_attrs.get(LIVE_REQUESTS) or []
+    stored = requests[index].get("params") if index < len(requests) else None
+    return LiveRequested(index=index, values=_json(dict(stored)) if isinstance(stored, Mapping) and stored
+                         else _json(dict(body.values)))
+
+
+@router.post("/studies/{name}/rollback", response_model=RolledBack,
+             responses={**_ACTION, **_INVALID, 409: {"model": Error, "description": "a state the change cannot "
+                                                                                  "be made in"}},
+             summary="Go back to a kept checkpoint as a new branch, with changed values (as `tunelab rollback`)")
+def rollback(name: StudyName, body: RollbackBody, settings: WritableDep) -> RolledBack:
+    from tunelab.babysit.branches import rollback as roll_back
+
+    study = _study(settings, name)
+    try:
+        number = roll_back(study, to=body.to, trial=body.trial, values=body.values or None, note=_text(body.note))
+    except ConfigError as e:
+        raise HTTPException(422, str(e)) from None
+    return RolledBack(number=number)
+
+
+@router.get("/studies/{name}/trials/{number}/suggestions", response_model=list[SuggestionModel],
+            responses={400: _E, 404: _E}, summary="What the trial's curves call for changing, most urgent first")
+def get_suggestions(name: StudyName, number: TrialNumber, settings: SettingsDep) -> list[SuggestionModel]:
+    from tunelab.babysit.advice import suggest
+
+    return [SuggestionModel(**_json(s.to_json())) for s in suggest(_study(settings, name), number)]
+
+
+SuggestionKind = Annotated[str, Path(pattern=r"^[a-z_]{1,64}$", description="the suggestion's kind, e.g. halve_lr")]
+
+
+@router.post("/studies/{name}/trials/{number}/suggestions/{kind}/accept", response_model=Accepted,
+             responses={**_ACTION, **_INVALID, 409: {"model": Error, "description": "the trial finished meanwhile"}},
+             summary="Accept the trial's current suggestion of that kind: a live change, or a roll-back")
+def accept_suggestion(name: StudyName, number: TrialNumber, kind: SuggestionKind,
+                      settings: WritableDep) -> Accepted:
+    from tunelab.babysit.advice import accept, suggest
+
+    study = _study(settings, name)
+    now = suggest(study, number)
+    found = next((s for s in now if s.kind == kind), None)
+    if found is None:
+        raise HTTPException(404, f"trial {number} has no suggestion {kind!r} now; it has "
+                                 f"{', '.join(s.kind for s in now) or 'none'}")
+    if not found.values:
+        raise HTTPException(422, f"suggestion {kind!r} changes nothing: {found.message}")
+    try:
+        result = accept(study, number, found, source="dashboard")
+    except ConfigError as e:
+        raise HTTPException(422, str(e)) from None
+    return Accepted(result=result, kind=kind, rollback=found.rollback_to is not None)

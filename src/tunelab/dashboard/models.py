@@ -14,6 +14,11 @@ class Error(BaseModel):
     detail: str
 
 
+class Invalid(BaseModel):
+    detail: str | list[dict[str, Any]] = Field(
+        description="what is wrong: a sentence (a value the study refuses) or the request's validation errors")
+
+
 class StudyListItem(BaseModel):
     name: str
     direction: str
@@ -122,3 +127,108 @@ class Noted(BaseModel):
 class StopRequested(BaseModel):
     number: int
     stop_requested: bool = True
+
+
+# -- babysitting a run: branches, live changes, roll-backs, suggestions ---------------------------------
+Step = int | float
+
+
+class LiveChange(BaseModel):
+    step: Step | None = Field(description="the step the change took effect at (the loop's unit: what it passed to "
+                                          "sync_live)")
+    curve_step: Step | None = Field(description="where the change sits on the curves' step axis (the schedule "
+                                                "entry's curve_step when the loop recorded one, else step)")
+    values: dict[str, ParamJSON] = Field(description="the values set")
+    before: dict[str, ParamJSON] = Field(description="what each value was before")
+    sources: list[str] = Field(description="who asked: 'cli', 'dashboard', 'suggestion', 'auto: <rule>', ...")
+    notes: list[str]
+    at: str | None = Field(description="when it applied (ISO 8601)")
+
+
+class PendingRequest(BaseModel):
+    index: int = Field(description='its index in system_attrs["live_requests"]')
+    values: dict[str, ParamJSON]
+    source: str | None
+    note: str | None
+    at: str | None = Field(description="when it was asked (ISO 8601)")
+
+
+class BranchModel(BaseModel):
+    number: int
+    parent: int | None = Field(description="the trial whose checkpoint it starts from (null for a root)")
+    step: int | None = Field(description="the fork step: the parent's checkpoint it starts from (null for a root)")
+    kind: str | None = Field(description="'rollback', 'resume', or null for a root")
+    state: State
+    value: float | None
+    first_step: int | None = Field(description="the first step of the chosen metric's curve")
+    last_step: int | None = Field(description="the last step of the chosen metric's curve")
+    params: dict[str, ParamJSON] = Field(description="the hyperparameters it started with")
+    current: dict[str, ParamJSON] = Field(description="its hyperparameters now (after every applied change)")
+    set: dict[str, ParamJSON] = Field(description="the values changed when the branch was made")
+    changes: list[LiveChange] = Field(description="the changes applied while it trained, in order")
+    pending: list[PendingRequest] = Field(description="change requests it has not applied yet")
+    checkpoints: list[int] = Field(description="the steps of the checkpoints it keeps (one can roll back to these)")
+    note: str | None = Field(description="the note given when the branch was made")
+    stop_requested: bool
+    children: list[int] = Field(description="the branches made from its checkpoints, by fork step then number")
+    curve: Curve = Field(description="the chosen metric's curve")
+
+
+class RunTree(BaseModel):
+    metric: str | None = Field(description="the metric of the curves (default: the run's monitored metric)")
+    metrics: list[str] = Field(description="metrics the newest branches reported (for a metric selector)")
+    is_run: bool = Field(description="true when a trial is a branch or had a live change or request")
+    roots: list[int] = Field(description="the trials that start from scratch (or whose parent is gone)")
+    branches: list[BranchModel] = Field(description="every trial of the study as a branch, by number")
+
+
+class TrialLive(BaseModel):
+    number: int
+    state: State
+    current: dict[str, ParamJSON] = Field(description="its hyperparameters now (after every applied change)")
+    live_names: list[str] | None = Field(description="the names its training loop said it can change, if it said")
+    changes: list[LiveChange]
+    pending: list[PendingRequest]
+    checkpoints: list[int] = Field(description="the steps of the checkpoints it keeps")
+    parent: int | None
+    step: int | None = Field(description="the fork step, for a branch")
+
+
+class LiveBody(BaseModel):
+    values: dict[str, ParamJSON] = Field(min_length=1, description="hyperparameter name -> new value")
+    note: str | None = Field(default=None, max_length=10_000)
+
+
+class LiveRequested(BaseModel):
+    index: int = Field(description='the request\'s index in the trial\'s system_attrs["live_requests"]')
+    values: dict[str, ParamJSON] = Field(description="the values as stored (cast to their parameters' kinds)")
+
+
+class RollbackBody(BaseModel):
+    to: int = Field(ge=0, description="the checkpoint step to go back to")
+    trial: int | None = Field(default=None, ge=0, description="the trial whose checkpoint (default: the running "
+                                                               "branch, else the newest that keeps that step)")
+    values: dict[str, ParamJSON] | None = Field(default=None, description="hyperparameters to change")
+    note: str | None = Field(default=None, max_length=10_000)
+
+
+class RolledBack(BaseModel):
+    number: int = Field(description="the new branch (WAITING until the training process claims it)")
+
+
+class SuggestionModel(BaseModel):
+    id: str
+    kind: str = Field(description="what it does: 'halve_lr', 'lower_lr', 'rollback_lower_lr', ..., 'keep_going'")
+    condition: str
+    message: str
+    values: dict[str, ParamJSON] = Field(description="the hyperparameters it sets (empty for 'keep_going')")
+    rollback_to: int | None = Field(description="the checkpoint step it goes back to first, or null")
+    trial: int
+    metric: str
+    evidence: dict[str, Any]
+
+
+class Accepted(BaseModel):
+    result: int = Field(description="the change request's index, or the new branch's number for a roll-back")
+    kind: str
+    rollback: bool

@@ -16,6 +16,11 @@
   const GL_POINTS = 2000; // past this many points a figure draws them with WebGL (scattergl)
   const HISTORY_FIRST_MS = 1500; // how long all the trials wait for the first history to be drawn
   const PLOT_CONFIG = { responsive: true, displaylogo: false };
+  const RUN_REFRESH_MS = 2000; // the run's tree, while a branch runs or the trials change
+  const RUN_MAX_TRIALS = 2000; // past this many trials a study is not read as a run (one read of every trial)
+  const SUGGEST_MS = 5000; // a running trial's suggestions, at most this often
+  const RUN_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    "#bcbd22", "#17becf"];
   const STATES = ["RUNNING", "WAITING", "COMPLETE", "PRUNED", "FAIL"];
   const FIGURE_TABS = [
     { kind: "slice", label: "Slice", axes: ["x"] },
@@ -137,6 +142,59 @@
 
   function errorBox(err) {
     return '<p class="error">' + esc(err && err.message ? err.message : err) + "</p>";
+  }
+
+  /** A hyperparameter's value as the page shows it. */
+  function fmtParam(value) {
+    return value === null || value === undefined ? "None" : fmtNumber(value);
+  }
+
+  /** "lr 0.1 → 0.05, wd = 0.01" (with `before`) or "lr = 0.05" (HTML, escaped). */
+  function valuesText(values, before) {
+    return Object.keys(values || {}).map(function (k) {
+      const known = before && Object.prototype.hasOwnProperty.call(before, k);
+      return "<code>" + esc(k) + "</code> " + (known ? esc(fmtParam(before[k])) + " &rarr; " : "= ") +
+        esc(fmtParam(values[k]));
+    }).join(", ");
+  }
+
+  /** A typed value from a form's text: a number, true/false, else the text itself; undefined when empty. */
+  function parseValue(text) {
+    const v = String(text).trim();
+    if (v === "") return undefined;
+    if (v === "true" || v === "false") return v === "true";
+    const n = Number(v);
+    return isFinite(n) ? n : v;
+  }
+
+  /** Rows of name/value inputs (a form's "changed values"). */
+  function kvRow(name, value) {
+    return '<div class="kv-row"><input type="text" class="kv-name" placeholder="name" value="' + esc(name) + '"> = ' +
+      '<input type="text" class="kv-value" placeholder="value" value="' + esc(value) + '"> ' +
+      '<button type="button" class="kv-remove" title="remove this row">&times;</button></div>';
+  }
+
+  /** The name -> value object of a container of kvRow()s (rows without a name or a value skipped). */
+  function readRows(container) {
+    const values = {};
+    container.querySelectorAll(".kv-row").forEach(function (row) {
+      const key = row.querySelector(".kv-name").value.trim();
+      const v = parseValue(row.querySelector(".kv-value").value);
+      if (key && v !== undefined) values[key] = v;
+    });
+    return values;
+  }
+
+  function wireRows(container, addButton) {
+    container.addEventListener("click", function (ev) {
+      const b = ev.target.closest("button.kv-remove");
+      if (b) b.closest(".kv-row").remove();
+    });
+    container.addEventListener("input", function () { container.dataset.touched = "1"; });
+    addButton.addEventListener("click", function () {
+      container.insertAdjacentHTML("beforeend", kvRow("", ""));
+      container.dataset.touched = "1";
+    });
   }
 
   function plotlyReady() {
@@ -355,6 +413,7 @@
       historyAt: 0,
       activeTab: null,
       curveMetric: null,
+      run: { metric: null, at: 0, isRun: null, key: "", loading: false }, // the run card (branches, overlay)
       destroyed: false,
     };
     const pollers = [];
@@ -379,6 +438,7 @@
         '<div><h2>Running trials <select id="curve-metric" title="metric"></select></h2>' +
         '<div id="running-curves" class="fig"></div><p id="running-empty" class="muted">No running trials.</p></div>' +
         "</section>" +
+        '<section id="run-card" class="card" hidden></section>' +
         '<section class="card"><h2>Trials</h2><div id="filters"><div id="state-filter"></div>' +
         '<div id="range-filter"></div></div><p id="rows-info" class="muted"></p>' +
         '<div class="table-wrap"><table id="trials-table" class="grid"><thead></thead><tbody></tbody></table></div></section>' +
@@ -717,6 +777,7 @@
         renderRows();
       }
       refreshFigures(false);
+      refreshTree(changed);
     }
 
     // ---- figures
@@ -951,6 +1012,165 @@
       });
     }
 
+    // ---- the run: its tree of branches and their curves overlaid
+
+    /** Read the run's tree (every branch and one metric's curves, in one answer) and draw it. */
+    async function loadTree() {
+      if (st.run.loading || st.destroyed || (st.listEntry && st.listEntry.n_trials > RUN_MAX_TRIALS)) return;
+      st.run.loading = true;
+      st.run.at = Date.now();
+      try {
+        const query = st.run.metric ? "?metric=" + encodeURIComponent(st.run.metric) : "";
+        const tree = await api(studyPath(name) + "/tree" + query);
+        if (st.destroyed) return;
+        st.run.isRun = tree.is_run;
+        renderRun(tree);
+      } catch (err) {
+        if (err.status === 404 && st.run.metric) st.run.metric = null; // no branch reports it any more
+        else throw err;
+      } finally {
+        st.run.loading = false;
+      }
+    }
+
+    /** From the trials poll: a run's tree while a branch runs or a trial changed; else a check now and then. */
+    function refreshTree(changed) {
+      const every = st.run.isRun ? RUN_REFRESH_MS : FIGURE_REFRESH_MS;
+      if (st.run.at === 0 || !(changed || isActive()) || Date.now() - st.run.at < every) return;
+      loadTree().catch(function () { /* retried on the next poll */ });
+    }
+
+    function branchHtml(b, byNumber) {
+      if (!b) return "";
+      const head = ['<a class="branch-link" href="' + esc(trialHash(name, b.number)) + '">#' + b.number + "</a>",
+        stateBadge(b.state)];
+      if (b.stop_requested) head.push('<span class="tag">stop requested</span>');
+      if (b.parent !== null) {
+        head.push('<span class="branch-fork">' + esc(b.kind || "branch") + " from #" + b.parent + " at step " +
+          esc(b.step) + (Object.keys(b.set).length ? ": " + valuesText(b.set) : "") + "</span>");
+      } else if (b.kind) {
+        head.push('<span class="branch-fork">' + esc(b.kind) + "</span>");
+      }
+      head.push('<span class="muted">' + (b.first_step === null ? "no steps yet"
+        : "steps " + esc(b.first_step) + "&ndash;" + esc(b.last_step)) + "</span>");
+      const last = b.curve.values.length ? b.curve.values[b.curve.values.length - 1] : null;
+      if (last !== null && last !== undefined) head.push('<span class="label">last</span>' + esc(fmtNumber(last)));
+      if (b.value !== null) head.push('<span class="label">value</span><b>' + esc(fmtNumber(b.value)) + "</b>");
+      if (b.note) head.push('<span class="muted">note: ' + esc(b.note) + "</span>");
+      const events = b.changes.map(function (c) {
+        return '<li class="change" data-step="' + esc(c.step) + '">step ' + esc(fmtNumber(c.step)) + ": " +
+          valuesText(c.values, c.before) + (c.sources.length ? ' <span class="muted">(' + esc(c.sources.join(", ")) +
+          ")</span>" : "") + (c.notes.length ? ' <span class="muted">note: ' + esc(c.notes.join("; ")) + "</span>" : "") +
+          "</li>";
+      }).concat(b.pending.map(function (r) {
+        return '<li class="pending" data-index="' + r.index + '">pending: ' + valuesText(r.values) +
+          ' <span class="muted">(' + esc(r.source || "") + "), applies at the next step</span>" +
+          (r.note ? ' <span class="muted">note: ' + esc(r.note) + "</span>" : "") + "</li>";
+      }));
+      events.push('<li class="checkpoints">checkpoints: ' + (b.checkpoints.length ? esc(b.checkpoints.join(", "))
+        : b.state === "RUNNING" || b.state === "WAITING" ? "none yet" : "none kept") + "</li>");
+      const kids = b.children.map(function (n) { return branchHtml(byNumber.get(n), byNumber); }).join("");
+      return '<li class="branch" data-number="' + b.number + '" data-state="' + esc(b.state) + '">' +
+        '<div class="branch-head">' + head.join(" ") + '</div><ul class="branch-events">' + events.join("") + "</ul>" +
+        (kids ? '<ul class="run-tree children">' + kids + "</ul>" : "") + "</li>";
+    }
+
+    function renderRun(tree) {
+      const card = el("run-card");
+      if (!card) return;
+      if (!tree.is_run) {
+        card.hidden = true;
+        return;
+      }
+      const key = JSON.stringify(tree);
+      if (key === st.run.key) return;
+      st.run.key = key;
+      if (!el("run-tree")) {
+        card.innerHTML = '<h2>Run <select id="run-metric" title="metric"></select></h2><div class="two-col">' +
+          '<div id="run-tree"></div><div><div id="run-plot" class="fig fig-large"></div></div></div>';
+        el("run-metric").addEventListener("change", function (ev) {
+          st.run.metric = ev.target.value;
+          loadTree().catch(function (err) { setLive("run: " + err.message, false); });
+        });
+      }
+      card.hidden = false;
+      const metrics = tree.metrics.slice();
+      if (tree.metric && metrics.indexOf(tree.metric) < 0) metrics.push(tree.metric);
+      const select = el("run-metric");
+      if (Array.from(select.options).map(function (o) { return o.value; }).join() !== metrics.join()) {
+        select.innerHTML = metrics.map(function (m) { return '<option value="' + esc(m) + '">' + esc(m) + "</option>"; }).join("");
+      }
+      select.value = tree.metric || "";
+      const byNumber = new Map(tree.branches.map(function (b) { return [b.number, b]; }));
+      el("run-tree").innerHTML = '<ul class="run-tree">' +
+        tree.roots.map(function (n) { return branchHtml(byNumber.get(n), byNumber); }).join("") + "</ul>";
+      drawRun(tree, byNumber);
+    }
+
+    /** Every branch's curve from its fork point on, the fork points, and a dotted line at each live change. */
+    function drawRun(tree, byNumber) {
+      const data = [];
+      const shapes = [];
+      const annotations = [];
+      const fork = { x: [], y: [], text: [] };
+      const marks = { x: [], y: [], text: [] };
+      const nChanges = tree.branches.reduce(function (n, b) { return n + b.changes.length; }, 0);
+      tree.branches.forEach(function (b, i) {
+        const color = RUN_COLORS[i % RUN_COLORS.length];
+        const xs = b.curve.steps.slice();
+        const ys = b.curve.values.slice();
+        const parent = b.parent === null ? null : byNumber.get(b.parent);
+        if (parent && b.step !== null) {
+          const j = parent.curve.steps.indexOf(b.step);
+          if (j >= 0) {
+            if (xs[0] !== b.step) {
+              xs.unshift(b.step);
+              ys.unshift(parent.curve.values[j]);
+            }
+            fork.x.push(b.step);
+            fork.y.push(parent.curve.values[j]);
+            fork.text.push("#" + b.number + " forks from #" + b.parent + " at step " + b.step);
+          }
+        }
+        if (xs.length) {
+          data.push({ type: "scatter", mode: "lines", name: "#" + b.number, x: xs, y: ys,
+            line: { color: color, width: 2 } });
+        }
+        b.changes.forEach(function (c) {
+          const x = c.curve_step !== null ? c.curve_step : c.step;
+          if (x === null) return;
+          const text = Object.keys(c.values).map(function (k) { return k + " " + fmtParam(c.before[k]) + " → " + fmtParam(c.values[k]); }).join(", ");
+          shapes.push({ type: "line", xref: "x", yref: "paper", x0: x, x1: x, y0: 0, y1: 1,
+            line: { color: color, width: 1, dash: "dot" } });
+          if (nChanges <= 12) {
+            annotations.push({ x: x, y: 1, xref: "x", yref: "paper", yanchor: "bottom", showarrow: false,
+              text: esc("#" + b.number + " " + text), font: { size: 10, color: color } });
+          }
+          let k = b.curve.steps.findIndex(function (s) { return s >= x; });
+          if (k < 0) k = b.curve.steps.length - 1;
+          if (k >= 0 && b.curve.values[k] !== null) {
+            marks.x.push(x);
+            marks.y.push(b.curve.values[k]);
+            marks.text.push("#" + b.number + " step " + fmtNumber(c.step) + ": " + text +
+              (c.sources.length ? " (" + c.sources.join(", ") + ")" : ""));
+          }
+        });
+      });
+      if (fork.x.length) {
+        data.push({ type: "scatter", mode: "markers", name: "fork points", x: fork.x, y: fork.y, text: fork.text,
+          hoverinfo: "text", marker: { symbol: "diamond", size: 10, color: "#1d2330", line: { color: "#fff", width: 1 } } });
+      }
+      if (marks.x.length) {
+        data.push({ type: "scatter", mode: "markers", name: "live changes", x: marks.x, y: marks.y, text: marks.text,
+          hoverinfo: "text", marker: { symbol: "triangle-down", size: 10, color: "#b26a00" } });
+      }
+      react(el("run-plot"), data, {
+        margin: { l: 55, r: 10, t: 40, b: 60 }, height: 420, autosize: true, hovermode: "closest",
+        xaxis: { title: { text: "step" } }, yaxis: { title: { text: tree.metric || "" } },
+        legend: { orientation: "h", y: -0.2 }, shapes: shapes, annotations: annotations, uirevision: "run",
+      });
+    }
+
     // ---- enqueue
 
     function wireEnqueue() {
@@ -1044,7 +1264,9 @@
           return st.destroyed ? null : api(studyPath(name));
         }).then(function (info) {
           if (info && !st.destroyed) applyInfo(info);
-        }).catch(function (err) { setLive("study record: " + err.message, false); });
+        }).catch(function (err) { setLive("study record: " + err.message, false); }).then(function () {
+          return loadTree();
+        }).catch(function (err) { setLive("run: " + err.message, false); });
         setLive("live", true);
         trialsPoll = poller(pollTrials, POLL_MS);
         pollers.push(trialsPoll);
@@ -1081,6 +1303,11 @@
     let shellDone = false;
     let lastKey = "";
     let diagnosisState = null;
+    let liveKey = "";
+    let suggestAt = 0;
+    let suggestKey = "";
+    let suggestRunning = null;
+    let liveNow = {}; // the trial's hyperparameters now (the change form sends only what differs)
 
     function el(id) {
       return document.getElementById(id);
@@ -1098,6 +1325,11 @@
         '<button type="button" id="save-note">Save note</button></div></div>' +
         (readOnly ? '<p class="note-ro">Note: <span id="trial-note"></span></p>' : "") +
         "</section>" +
+        '<section class="card" id="babysit-box" hidden><h2>Live hyperparameters</h2><div id="live-info"></div>' +
+        (readOnly ? "" : '<div id="live-form-box" hidden></div><div id="rollback-box" hidden></div>' +
+          '<p id="rollback-result"></p>') + "</section>" +
+        '<section class="card" id="suggestions-box" hidden><h2>Suggestions</h2><ul id="suggestions" class="suggestions">' +
+        '</ul><p id="suggestion-result"></p></section>' +
         '<section class="card two-col"><div><h2>Parameters</h2><table id="trial-params" class="grid kv"></table></div>' +
         '<div><h2>Learning curves</h2><div id="trial-curves" class="fig"></div>' +
         '<p id="trial-curves-empty" class="muted" hidden>No reported values.</p></div></section>' +
@@ -1134,8 +1366,196 @@
           }
         });
         el("note-input").addEventListener("input", function () { el("note-input").dataset.dirty = "1"; });
+        el("suggestions").addEventListener("click", function (ev) {
+          const b = ev.target.closest("button.accept-suggestion");
+          if (b) acceptSuggestion(b);
+        });
       }
       shellDone = true;
+    }
+
+    // ---- live hyperparameters, roll-backs and suggestions (babysitting a run)
+
+    async function loadLive() {
+      const live = await api(studyPath(name) + "/trials/" + number + "/hyperparameters");
+      if (destroyed) return;
+      const key = JSON.stringify(live);
+      if (key === liveKey) return;
+      liveKey = key;
+      renderLive(live);
+    }
+
+    function renderLive(live) {
+      liveNow = live.current;
+      const running = live.state === "RUNNING";
+      const history = live.changes.length > 0 || live.pending.length > 0;
+      const rolledBack = !readOnly && el("rollback-result").textContent !== ""; // keep its link in view
+      el("babysit-box").hidden = !(history || rolledBack || (!readOnly && (running || live.checkpoints.length > 0)));
+      el("live-info").innerHTML = (history || running ? '<p>now: <span id="live-current">' + valuesText(live.current) +
+        "</span>" + (live.parent !== null ? ' <span class="muted">(a branch of <a href="' +
+        esc(trialHash(name, live.parent)) + '">#' + live.parent + "</a> from step " + esc(live.step) + ")</span>" : "") +
+        "</p>" : "") +
+        (live.changes.length ? '<ul id="live-changes" class="events">' + live.changes.map(function (c) {
+          return '<li class="change" data-step="' + esc(c.step) + '">step ' + esc(fmtNumber(c.step)) + ": " +
+            valuesText(c.values, c.before) + (c.sources.length ? ' <span class="muted">(' + esc(c.sources.join(", ")) +
+            ")</span>" : "") + (c.notes.length ? ' <span class="muted">note: ' + esc(c.notes.join("; ")) + "</span>" : "") +
+            "</li>";
+        }).join("") + "</ul>" : "") +
+        (live.pending.length ? '<ul id="live-pending" class="events">' + live.pending.map(function (r) {
+          return '<li class="pending" data-index="' + r.index + '">pending: ' + valuesText(r.values) +
+            ' <span class="muted">(' + esc(r.source || "") + "), requested; applies at the next step</span>" +
+            (r.note ? ' <span class="muted">note: ' + esc(r.note) + "</span>" : "") + "</li>";
+        }).join("") + "</ul>" : "");
+      if (readOnly) return;
+      renderLiveForm(live);
+      renderRollback(live);
+    }
+
+    function renderLiveForm(live) {
+      const box = el("live-form-box");
+      box.hidden = live.state !== "RUNNING";
+      if (box.hidden) return;
+      if (!el("live-form")) {
+        box.innerHTML = '<h3>Change hyperparameters</h3><form id="live-form"><div id="live-rows" class="kv-rows"></div>' +
+          '<div class="form-line"><button type="button" id="live-add-row">Add a row</button> ' +
+          '<input type="text" id="live-note" placeholder="note (optional)"> ' +
+          '<button type="submit" id="live-submit">Request the change</button> <span id="live-result"></span></div></form>';
+        wireRows(el("live-rows"), el("live-add-row"));
+        el("live-form").addEventListener("submit", submitLive);
+      }
+      const rows = el("live-rows");
+      if (!rows.dataset.touched) { // prefilled with the values now, until edited
+        const names = live.live_names || Object.keys(live.current);
+        rows.innerHTML = names.map(function (k) {
+          const v = live.current[k];
+          return kvRow(k, v === undefined || v === null ? "" : String(v));
+        }).join("");
+      }
+    }
+
+    async function submitLive(ev) {
+      ev.preventDefault();
+      const out = el("live-result");
+      const values = readRows(el("live-rows"));
+      Object.keys(values).forEach(function (k) { if (liveNow[k] === values[k]) delete values[k]; });
+      if (!Object.keys(values).length) {
+        out.className = "error";
+        out.textContent = "Nothing to change: give a new value (or a name and a value).";
+        return;
+      }
+      try {
+        el("live-submit").disabled = true;
+        const note = el("live-note").value.trim();
+        const res = await api(studyPath(name) + "/trials/" + number + "/live",
+          { json: { values: values, note: note || null } });
+        out.className = "ok";
+        out.innerHTML = valuesText(res.values) + " requested (request " + esc(res.index) + "); applies at the next step.";
+        el("live-note").value = "";
+        el("live-rows").dataset.touched = "";
+        loadLive().catch(function () {});
+      } catch (err) {
+        out.className = "error";
+        out.textContent = err.message;
+      } finally {
+        el("live-submit").disabled = false;
+      }
+    }
+
+    function renderRollback(live) {
+      const box = el("rollback-box");
+      box.hidden = live.checkpoints.length === 0;
+      if (box.hidden) return;
+      if (!el("rollback-form")) {
+        box.innerHTML = '<h3>Roll back</h3><form id="rollback-form"><label>to the checkpoint of step ' +
+          '<select id="rollback-step"></select></label> <span class="muted">with these values changed (empty: the ' +
+          'checkpoint\'s own)</span><div id="rollback-rows" class="kv-rows"></div>' +
+          '<div class="form-line"><button type="button" id="rollback-add-row">Add a row</button> ' +
+          '<input type="text" id="rollback-note" placeholder="note (optional)"> ' +
+          '<button type="submit" id="rollback-submit">Roll back</button></div></form>';
+        wireRows(el("rollback-rows"), el("rollback-add-row"));
+        el("rollback-form").addEventListener("submit", submitRollback);
+      }
+      const select = el("rollback-step");
+      const steps = live.checkpoints.map(String);
+      if (Array.from(select.options).map(function (o) { return o.value; }).join() !== steps.join()) {
+        const prev = select.value;
+        select.innerHTML = steps.map(function (s) { return '<option value="' + s + '">' + s + "</option>"; }).join("");
+        select.value = steps.indexOf(prev) >= 0 ? prev : steps[steps.length - 1];
+      }
+      const rows = el("rollback-rows");
+      if (!rows.dataset.touched) {
+        rows.innerHTML = (live.live_names || Object.keys(live.current)).map(function (k) { return kvRow(k, ""); }).join("");
+      }
+    }
+
+    async function submitRollback(ev) {
+      ev.preventDefault();
+      const out = el("rollback-result");
+      const values = readRows(el("rollback-rows"));
+      try {
+        el("rollback-submit").disabled = true;
+        const note = el("rollback-note").value.trim();
+        const res = await api(studyPath(name) + "/rollback", { json: {
+          to: Number(el("rollback-step").value), trial: number, values: Object.keys(values).length ? values : null,
+          note: note || null } });
+        out.className = "ok";
+        out.innerHTML = 'Rolled back: the new branch is <a id="rollback-link" href="' + esc(trialHash(name, res.number)) +
+          '">trial #' + esc(res.number) + "</a>.";
+        refresh().catch(function () {});
+      } catch (err) {
+        out.className = "error";
+        out.textContent = err.message;
+      } finally {
+        el("rollback-submit").disabled = false;
+      }
+    }
+
+    async function loadSuggestions(running) {
+      const now = Date.now();
+      // a running trial's every few seconds, a finished trial's once
+      if (suggestAt && running === suggestRunning && (!running || now - suggestAt < SUGGEST_MS)) return;
+      suggestAt = now;
+      suggestRunning = running;
+      let list = [];
+      try {
+        list = await api(studyPath(name) + "/trials/" + number + "/suggestions");
+      } catch (err) {
+        list = [];
+      }
+      if (destroyed) return;
+      if (!running) list = list.filter(function (s) { return s.kind !== "keep_going"; });
+      const key = JSON.stringify([list, running]);
+      if (key === suggestKey) return;
+      suggestKey = key;
+      el("suggestions-box").hidden = list.length === 0 && el("suggestion-result").textContent === "";
+      el("suggestions").innerHTML = list.map(function (s) {
+        const action = Object.keys(s.values).length && !readOnly;
+        return '<li class="suggestion" data-kind="' + esc(s.kind) + '"><span class="tag">' + esc(s.condition) + "</span> " +
+          esc(s.message) + (action ? ' <button type="button" class="accept-suggestion" data-kind="' + esc(s.kind) +
+          '">Accept</button>' : "") + "</li>";
+      }).join("");
+    }
+
+    async function acceptSuggestion(button) {
+      const out = el("suggestion-result");
+      try {
+        button.disabled = true;
+        const kind = button.dataset.kind;
+        const res = await api(studyPath(name) + "/trials/" + number + "/suggestions/" + encodeURIComponent(kind) +
+          "/accept", { method: "POST" });
+        out.className = "ok";
+        out.innerHTML = res.rollback
+          ? 'Accepted: rolled back; the new branch is <a id="suggestion-link" href="' + esc(trialHash(name, res.result)) +
+            '">trial #' + esc(res.result) + "</a>."
+          : "Accepted " + esc(kind) + ": requested (request " + esc(res.result) + "); applies at the next step.";
+        suggestAt = 0;
+        loadLive().catch(function () {});
+        loadSuggestions(true).catch(function () {});
+      } catch (err) {
+        button.disabled = false;
+        out.className = "error";
+        out.textContent = err.message;
+      }
     }
 
     function renderTrial(t) {
@@ -1247,6 +1667,8 @@
       }
       const finished = t.state !== "RUNNING" && t.state !== "WAITING";
       loadDiagnosis(finished ? t.state : "live-" + Math.floor(Date.now() / 10000));
+      loadLive().catch(function () { /* retried on the next poll */ });
+      loadSuggestions(t.state === "RUNNING").catch(function () {});
       if (finished && poll) {
         poll.stop();
         poll = null;
