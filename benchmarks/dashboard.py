@@ -14,7 +14,8 @@ the median of ``--repeats`` (default 5):
   and a drawn history figure (a fresh browser context each time: nothing cached, plotly.js
   included), read from ``performance.now()`` in the page by a MutationObserver. The page first
   draws a quick history (every COMPLETE trial's value and the best-so-far line) from the compact
-  columns of ``/values?since=0``, then replaces it with the server's history figure
+  columns of ``/values?since=0`` on a canvas (plotly.js loads only after that first view; it then
+  redraws the same data as a plotly figure), then replaces it with the server's history figure
   (``/figures/history``, asked for once every trial is read): both times are reported;
 - **new trial shown**: a trial added from Python (through the storage API, the clock starts before
   the write) until its row is in the table of an open study page, once that page has settled (the
@@ -69,7 +70,9 @@ window.__marks = {};
 new MutationObserver(() => {
   const m = window.__marks;
   if (!m.row && document.querySelector('#trials-table tbody tr[data-number]')) m.row = performance.now();
-  if (!m.history && document.querySelector('#fig-history .main-svg')) m.history = performance.now();
+  if (!m.history && document.querySelector('#fig-history :is(.main-svg, canvas.quick-chart)')) {
+    m.history = performance.now();
+  }
   if (!m.server && document.querySelector('#fig-history[data-source="server"] .main-svg')) m.server = performance.now();
   if (window.__want !== undefined && !m.seen
       && document.querySelector('#trials-table tbody tr[data-number="' + window.__want + '"]')) m.seen = Date.now();

@@ -268,7 +268,8 @@ def test_history_is_drawn_from_the_compact_values_before_the_trial_list(
     held: list[Any] = []  # the page's requests for every trial and for the server's figure, held back
     asked: list[str] = []
     pg.on("request", lambda r: asked.append(r.url.split("/api/", 1)[-1]) if "/api/" in r.url else None)
-    pg.route(lambda u: u.endswith("/trials?since=0") or "/figures/history" in u, lambda route: held.append(route))
+    pg.route(lambda u: u.endswith("/trials?since=0") or "/figures/history" in u or u.endswith("/plotly.min.js"),
+             lambda route: held.append(route))
 
     def release(part: str) -> None:
         for route in [r for r in held if part in r.request.url]:
@@ -281,10 +282,18 @@ def test_history_is_drawn_from_the_compact_values_before_the_trial_list(
 
     with serve(url, pg) as base:
         pg.goto(f"{base}/#/study/held")
+        # the first view: a canvas drawn without plotly.js, whose 3.5 MB load only then starts
+        pg.wait_for_selector('#fig-history[data-source="client"] canvas.quick-chart')
+        wait_until(lambda: pg.wait_for_timeout(20) or any(r.request.url.endswith("plotly.min.js") for r in held),
+                   what="the request of plotly.js")
+        assert pg.evaluate("typeof window.Plotly") == "undefined"
+        shot(pg, "history-canvas")
+        release("plotly.min.js")  # then plotly's figure of the same data replaces it
         pg.wait_for_selector('#fig-history[data-source="client"] .main-svg')
+        assert pg.locator("#fig-history canvas.quick-chart").count() == 0
         # drawn while every trial's summary is still on its way: from /values alone
         wait_until(lambda: pg.wait_for_timeout(20) or held != [], what="the request of every trial")
-        assert [r.request.url.endswith("/trials?since=0") for r in held] == [True]
+        assert [r.request.url.endswith("/trials?since=0") for r in held] == [True]  # plotly.js released
         assert "studies/held/values?since=0" in asked
         assert asked.index("studies/held/values?since=0") < asked.index("studies/held/trials?since=0")
         assert not any("/figures/history" in a for a in asked)

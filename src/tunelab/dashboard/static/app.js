@@ -201,11 +201,53 @@
     return typeof window.Plotly !== "undefined";
   }
 
-  // plotly.js loads asynchronously (it is large); draws asked for before it is there wait for it.
+  // plotly.js is large (3.5 MB; evaluating it blocks the page for about a second): it is loaded once
+  // the page's first view is drawn (a study page holds it back until its table rows and quick
+  // history are on screen, see holdPlotly), and draws asked for before it is there wait for it.
   const pendingDraws = new Map(); // div -> [data, layout, [resolve of each waiting draw]]
   let plotlyListener = false;
+  let plotlyRequested = false;
+  let plotlyHeld = false;
+
+  const plotlyWaiters = [];
+
+  function loadPlotly() {
+    if (plotlyRequested || plotlyReady()) return;
+    plotlyRequested = true;
+    const script = document.createElement("script");
+    script.id = "plotly-js";
+    script.src = "static/plotly.min.js";
+    script.async = true;
+    script.addEventListener("load", function () {
+      if (!plotlyReady()) return;
+      flushDraws();
+      plotlyWaiters.splice(0).forEach(function (fn) { fn(); });
+    });
+    document.head.appendChild(script);
+  }
+
+  /** Call fn once plotly.js is there (now if it is). */
+  function whenPlotly(fn) {
+    if (plotlyReady()) fn();
+    else plotlyWaiters.push(fn);
+  }
+
+  /** Hold plotly.js back until release() (or `ms` at most): the first view draws without it. */
+  function holdPlotly(ms) {
+    plotlyHeld = true;
+    const timer = setTimeout(release, ms);
+    function release() {
+      clearTimeout(timer);
+      if (!plotlyHeld) return;
+      plotlyHeld = false;
+      // after the browser has painted what is on screen now
+      requestAnimationFrame(function () { setTimeout(loadPlotly, 0); });
+    }
+    return release;
+  }
 
   function plot(div, data, layout) {
+    div.querySelectorAll(":scope > canvas.quick-chart").forEach(function (c) { c.remove(); });
     return Promise.resolve(window.Plotly.react(div, data, layout, PLOT_CONFIG)).catch(function () {});
   }
 
@@ -233,17 +275,110 @@
     const drawn = new Promise(function (resolve) {
       pendingDraws.set(div, [data, layout, (waiting ? waiting[2] : []).concat([resolve])]);
     });
+    if (!plotlyHeld) loadPlotly();
     if (!plotlyListener) {
       plotlyListener = true;
-      const script = document.getElementById("plotly-js");
       const check = function () {
         if (plotlyReady()) flushDraws();
         else setTimeout(check, 50);
       };
-      if (script) script.addEventListener("load", check);
       setTimeout(check, 50);
     }
     return drawn;
+  }
+
+  /** A number for an axis label: few digits, no float noise. */
+  function tickText(v) {
+    if (v === 0) return "0";
+    const a = Math.abs(v);
+    return a >= 1e5 || a < 1e-3 ? v.toExponential(1) : String(Number(v.toPrecision(4)));
+  }
+
+  /** About `n` round tick values covering [lo, hi]. */
+  function ticks(lo, hi, n) {
+    const span = hi - lo || Math.abs(hi) || 1;
+    const raw = span / n;
+    const mag = Math.pow(10, Math.floor(Math.log10(raw)));
+    const step = [1, 2, 5, 10].map(function (f) { return f * mag; }).find(function (s) { return s >= raw; }) || 10 * mag;
+    const out = [];
+    for (let t = Math.ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) out.push(t);
+    return out;
+  }
+
+  /**
+   * A plain scatter of (xs, ys) with a step line (lineX, lineY) on a canvas: the first view of a
+   * history figure, drawn at once, without plotly.js (which replaces it when it has loaded).
+   */
+  function canvasChart(div, xs, ys, lineX, lineY, title, xTitle, yTitle) {
+    div.querySelectorAll(":scope > canvas.quick-chart").forEach(function (c) { c.remove(); });
+    const width = Math.max(div.clientWidth, 300);
+    const height = Math.max(div.clientHeight, 300);
+    const ratio = window.devicePixelRatio || 1;
+    const canvas = document.createElement("canvas");
+    canvas.className = "quick-chart";
+    canvas.width = Math.round(width * ratio);
+    canvas.height = Math.round(height * ratio);
+    canvas.style.width = width + "px";
+    canvas.style.height = height + "px";
+    canvas.setAttribute("role", "img");
+    canvas.setAttribute("aria-label", title);
+    const ctx = canvas.getContext("2d");
+    ctx.scale(ratio, ratio);
+    const m = { l: 60, r: 10, t: 40, b: 40 };
+    const w = width - m.l - m.r;
+    const h = height - m.t - m.b;
+    let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+    for (let i = 0; i < xs.length; i++) {
+      if (xs[i] < x0) x0 = xs[i];
+      if (xs[i] > x1) x1 = xs[i];
+      if (ys[i] < y0) y0 = ys[i];
+      if (ys[i] > y1) y1 = ys[i];
+    }
+    const padX = (x1 - x0) * 0.03 || 1;
+    const padY = (y1 - y0) * 0.05 || Math.abs(y1) * 0.05 || 1;
+    x0 -= padX; x1 += padX; y0 -= padY; y1 += padY;
+    const px = function (x) { return m.l + (x - x0) / (x1 - x0) * w; };
+    const py = function (y) { return m.t + (1 - (y - y0) / (y1 - y0)) * h; };
+    ctx.font = "12px sans-serif";
+    ctx.fillStyle = "#444";
+    ctx.strokeStyle = "#e5e5e5";
+    ctx.textAlign = "center";
+    ticks(x0, x1, 6).forEach(function (t) {
+      const x = px(t);
+      ctx.beginPath(); ctx.moveTo(x, m.t); ctx.lineTo(x, m.t + h); ctx.stroke();
+      ctx.fillText(tickText(t), x, m.t + h + 15);
+    });
+    ctx.textAlign = "right";
+    ticks(y0, y1, 5).forEach(function (t) {
+      const y = py(t);
+      ctx.beginPath(); ctx.moveTo(m.l, y); ctx.lineTo(m.l + w, y); ctx.stroke();
+      ctx.fillText(tickText(t), m.l - 6, y + 4);
+    });
+    ctx.textAlign = "center";
+    ctx.fillText(xTitle, m.l + w / 2, height - 6);
+    ctx.save();
+    ctx.translate(14, m.t + h / 2);
+    ctx.rotate(-Math.PI / 2);
+    ctx.fillText(yTitle, 0, 0);
+    ctx.restore();
+    ctx.font = "15px sans-serif";
+    ctx.textAlign = "left";
+    ctx.fillText(title, m.l, 22);
+    ctx.fillStyle = "rgba(31, 119, 180, 0.6)";
+    const size = xs.length > GL_POINTS ? 3 : 5;
+    for (let i = 0; i < xs.length; i++) ctx.fillRect(px(xs[i]) - size / 2, py(ys[i]) - size / 2, size, size);
+    ctx.strokeStyle = "#d62728";
+    ctx.lineWidth = 2;
+    ctx.beginPath();
+    for (let i = 0; i < lineX.length; i++) {
+      if (i === 0) ctx.moveTo(px(lineX[i]), py(lineY[i]));
+      else {
+        ctx.lineTo(px(lineX[i]), py(lineY[i - 1]));
+        ctx.lineTo(px(lineX[i]), py(lineY[i]));
+      }
+    }
+    ctx.stroke();
+    div.appendChild(canvas);
   }
 
   function draw(div, fig) {
@@ -410,6 +545,7 @@
       complete: new Map(), // number -> value of the COMPLETE trials with a finite value (never change)
       historyReady: false, // every trial's value is in `complete` (so the client history may be drawn)
       historyDrawn: null, // a promise: the client history's latest draw is done
+      releasePlotly: holdPlotly(2500), // plotly.js loads once the rows and the quick history are drawn
       historyAt: 0,
       activeTab: null,
       curveMetric: null,
@@ -817,7 +953,7 @@
      * hand (finished trials never change), and the figure is redrawn when that changed something.
      * Nothing is drawn before every trial's value is in hand (st.historyReady).
      */
-    function quickHistory(cols) {
+    function quickHistory(cols, force) {
       const numbers = cols.numbers || [];
       const states = cols.states || [];
       const values = cols.values || [];
@@ -832,7 +968,7 @@
       }
       const div = el("fig-history");
       if (!div || !st.historyReady || !st.complete.size || div.dataset.source === "server") return;
-      if (!changed && div.dataset.source === "client") return;
+      if (!changed && !force && div.dataset.source === "client") return;
       const maximize = st.info.direction === "maximize";
       const xs = Array.from(st.complete.keys()).sort(function (a, b) { return a - b; });
       const ys = xs.map(function (n) { return st.complete.get(n); });
@@ -852,13 +988,23 @@
       div.hidden = false;
       const msg = div.nextElementSibling;
       if (msg && msg.classList.contains("panel-msg")) msg.textContent = "";
+      const title = "Best value over time: " + name + " (" + st.info.direction + ")";
+      if (!plotlyReady()) { // the first view: on a canvas now, plotly's figure when plotly.js is there
+        canvasChart(div, xs, ys, bestX, bestY, title, "trial number", "best value");
+        div.dataset.source = "client";
+        st.historyDrawn = Promise.resolve();
+        whenPlotly(function () { // then the interactive figure (hover, zoom)
+          if (!st.destroyed && div.dataset.source === "client") quickHistory({}, true);
+        });
+        return;
+      }
       st.historyDrawn = react(div, [
         { type: many ? "scattergl" : "scatter", mode: "markers", name: "trial", x: xs, y: ys,
           marker: { color: "#1f77b4", size: many ? 5 : 7, opacity: many ? 0.6 : 0.85 } },
         { type: "scatter", mode: "lines", line: { shape: "hv", color: "#d62728", width: 2 },
           name: "best so far", x: bestX, y: bestY },
       ], {
-        title: { text: "Best value over time: " + name + " (" + st.info.direction + ")" }, autosize: true,
+        title: { text: title }, autosize: true,
         margin: { l: 60, r: 10, t: 50, b: 40 }, xaxis: { title: { text: "trial number" } },
         yaxis: { title: { text: "best value" } }, showlegend: false, hovermode: "closest",
       });
@@ -1243,6 +1389,7 @@
           renderFilters();
           renderRows();
         }
+        st.releasePlotly(); // the first view is on screen: now the 3.5 MB of plotly.js
         if (st.historyDrawn) {
           // on a small machine the server's answer and the browser's drawing compete for the cores
           await Promise.race([st.historyDrawn, new Promise(function (r) { setTimeout(r, HISTORY_FIRST_MS); })]);
@@ -1285,6 +1432,7 @@
     return {
       destroy: function () {
         st.destroyed = true;
+        st.releasePlotly();
         pollers.forEach(function (p) { p.stop(); });
         if (observer) observer.disconnect();
       },
