@@ -33,7 +33,6 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy.special import ndtr, ndtri
 
 from tunelab.distributions import Distribution, Float, Int, ParamValue
 from tunelab.errors import ConfigError
@@ -79,6 +78,8 @@ class ParzenEstimator:
         sig = np.maximum(sig, min_sigma[self._num][None, :])
         self.mu = np.vstack([np.where(np.isnan(xn), 0.5, xn), np.full((1, len(self._num)), 0.5)])
         self.sigma = np.vstack([sig, np.ones((1, len(self._num)))])
+        from scipy.special import ndtr  # here, not at import: every `tunelab` command would pay 0.25 s
+
         self._log_z = np.log(np.maximum(ndtr((1 - self.mu) / self.sigma) - ndtr(-self.mu / self.sigma), 1e-300))
         # Categorical: one probability table per coordinate, rows = kernels.
         self.tables: list[np.ndarray] = []
@@ -98,6 +99,8 @@ class ParzenEstimator:
         comp = rng.choice(len(self.log_weights), size=n, p=np.exp(self.log_weights))
         out = np.empty((n, len(self.cat_sizes)))
         if len(self._num):
+            from scipy.special import ndtr, ndtri
+
             mu, sigma = self.mu[comp], self.sigma[comp]
             lo, hi = ndtr(-mu / sigma), ndtr((1 - mu) / sigma)
             u = lo + rng.random(mu.shape) * (hi - lo)
