@@ -356,7 +356,7 @@ def test_stop_really_stops_a_running_trial(fresh: str) -> None:
             runner.join(timeout=20)
         t = ok(c.get("/api/studies/s/trials/0"))
         assert t["state"] == "PRUNED"
-        assert t["system_attrs"]["pruned"]["rule"] == "stopped from the dashboard"
+        assert t["system_attrs"]["pruned"]["rule"] == "stopped on request"
         assert "at" in t["system_attrs"]["stop_requested"]
         r = c.post("/api/studies/s/trials/0/stop")  # finished now
         assert r.status_code == 409 and "RUNNING" in r.json()["detail"]

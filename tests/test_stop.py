@@ -41,7 +41,7 @@ def test_a_second_study_object_stops_a_trial_that_polls_should_prune(tmp_path: P
     t = other.trials[0]
     assert t.state == tunelab.TrialState.PRUNED
     pruned = t.system_attrs["pruned"]
-    assert pruned["rule"] == STOPPED_RULE == "stopped from the dashboard"
+    assert pruned["rule"] == STOPPED_RULE == "stopped on request"
     assert pruned["metric"] == "val_loss" and pruned["step"] == steps[-1] and "stop_requested" in t.system_attrs
     assert len(steps) < 2000
 

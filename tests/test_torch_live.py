@@ -243,7 +243,8 @@ def test_train_run_trains_the_queued_branch_after_the_current_one_is_stopped(tmp
     assert trained == [0, 1] == [0, *queued]
     first, second = study.trials
     assert first.state == TrialState.PRUNED and second.state == TrialState.COMPLETE
-    assert study.get_curves(0)["val_acc"][0] == [1, 2, 3]  # stopped at its next evaluation
+    assert study.get_curves(0)["val_acc"][0] == [1, 2]  # stopped at its next optimizer step, mid-epoch 3
+    assert first.system_attrs["pruned"]["rule"] == "stopped on request"
     assert study.get_curves(1)["val_acc"][0] == [3, 4]
     assert second.system_attrs["branch"]["parent"] == 0 and second.system_attrs["branch"]["set"] == {"lr": 0.002}
     assert study.checkpoints(0), "a stopped branch keeps its checkpoints (keep_finished)"

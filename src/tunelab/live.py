@@ -33,6 +33,8 @@ from tunelab.distributions import Bool, Categorical, Distribution, Float, Int, P
 from tunelab.errors import ConfigError
 from tunelab.records import FrozenTrial
 
+STOP_REQUESTED = "stop_requested"
+"""System attribute :meth:`Study.request_stop` writes into a RUNNING trial (a roll-back, the dashboard)."""
 LIVE_REQUESTS = "live_requests"
 """System attribute of a trial: the changes asked for, in order (appended by :meth:`Study.set_live`)."""
 LIVE_SCHEDULE = "live_schedule"
@@ -198,6 +200,8 @@ class LiveParams:
             self.values.update(entry["params"])
         self._last_read = -math.inf
         self._callbacks: list[LiveCallback] = []
+        self.stop_requested = False
+        """Whether the last read saw a stop request (the loop may then stop before its next evaluation)."""
 
     def on_change(self, callback: LiveCallback) -> None:
         self._callbacks.append(callback)
@@ -209,7 +213,9 @@ class LiveParams:
         if not force and now - self._last_read < self.poll_seconds:
             return {}
         self._last_read = now
-        requests = list(self._read().get(LIVE_REQUESTS) or [])
+        attrs = self._read()
+        self.stop_requested = STOP_REQUESTED in attrs
+        requests = list(attrs.get(LIVE_REQUESTS) or [])
         new = requests[self._seen:]
         if not new:
             return {}
@@ -239,6 +245,7 @@ __all__ = [
     "LIVE_REQUESTS",
     "LIVE_SCHEDULE",
     "PARAMS_FILE",
+    "STOP_REQUESTED",
     "Branch",
     "LiveParams",
     "branch_of",

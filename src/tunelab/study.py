@@ -31,6 +31,7 @@ from tunelab.live import (
     BRANCH_KINDS,
     LIVE_NAMES,
     LIVE_REQUESTS,
+    STOP_REQUESTED,
     check_live_values,
     new_request,
     params_at,
@@ -42,7 +43,7 @@ from tunelab.samplers import AutoSampler, Sampler, sampler_from_description
 from tunelab.samplers.base import SamplingContext
 from tunelab.space import SpaceEntry, space_from_json, space_to_json, unwrap, validate_space
 from tunelab.storage import BaseStorage, Curves, MetricPoint, get_storage
-from tunelab.trial import STOP_REQUESTED, Trial
+from tunelab.trial import Trial
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -241,7 +242,7 @@ class Study:
         """Ask RUNNING trial ``number`` to stop, from any process (the dashboard's stop button).
 
         Records ``system_attrs["stop_requested"]``; the trial sees it at its next
-        ``trial.should_prune()``, which then returns True (rule "stopped from the dashboard"), and
+        ``trial.should_prune()``, which then returns True (rule "stopped on request"), and
         the objective raises TrialPruned as for any pruning. TrialStateError if the trial is not
         RUNNING, TrialNotFoundError if there is no such trial.
         """

@@ -719,6 +719,8 @@ class Trainer:
                     changes = trial.sync_live(step if eval_every else step / per_epoch, optimizer_step=step)
                     if changes:
                         params.update(self.apply_live(model, optimizer, scheduler, changes))
+                    if trial.stop_requested and trial.should_prune():  # a roll-back: move on now
+                        raise TrialPruned(f"stopped at optimizer step {step}")
                 outputs = model(xb)
                 loss = self.loss_fn(outputs, yb)
                 optimizer.zero_grad(set_to_none=True)

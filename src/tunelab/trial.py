@@ -18,7 +18,15 @@ from typing import TYPE_CHECKING, Any
 from tunelab.checkpoints import Checkpoint
 from tunelab.distributions import Bool, Categorical, Distribution, Float, Int, ParamValue
 from tunelab.errors import ConfigError, DistributionConflictError, InvalidDistributionError, TrialStateError
-from tunelab.live import LIVE_NAMES, Branch, LiveCallback, LiveParams, branch_of, write_checkpoint_params
+from tunelab.live import (
+    LIVE_NAMES,
+    STOP_REQUESTED,
+    Branch,
+    LiveCallback,
+    LiveParams,
+    branch_of,
+    write_checkpoint_params,
+)
 from tunelab.records import FrozenTrial, TrialState
 from tunelab.samplers.base import SamplingContext
 from tunelab.space import Conditional, SpaceEntry, name_error, unwrap, validate_space
@@ -27,10 +35,8 @@ if TYPE_CHECKING:
     from tunelab.study import Study
 
 
-#: The system attribute :meth:`Study.request_stop` writes into a RUNNING trial.
-STOP_REQUESTED = "stop_requested"
 #: The rule recorded in ``system_attrs["pruned"]`` of a trial stopped that way.
-STOPPED_RULE = "stopped from the dashboard"
+STOPPED_RULE = "stopped on request"
 
 
 class Trial:
@@ -280,6 +286,13 @@ class Trial:
         self.flush()
 
     @property
+    def stop_requested(self) -> bool:
+        """Whether the last read of :meth:`sync_live` saw a stop request (a roll-back, the dashboard's
+        stop button): a loop may then call :meth:`should_prune` (which records it) and raise
+        :class:`tunelab.TrialPruned` at once instead of at its next evaluation."""
+        return self._live is not None and self._live.stop_requested
+
+    @property
     def live_poll_seconds(self) -> float:
         """How often, at most, :meth:`sync_live` reads the storage (default 0.5 s; 0: every call)."""
         return self._live_state().poll_seconds
@@ -351,7 +364,7 @@ class Trial:
         the rule that fired), and the curve reported so far stays stored.
 
         Also True, with or without a pruner, once :meth:`Study.request_stop` asked this trial to
-        stop (rule "stopped from the dashboard"): each call reads the trial's own row once for
+        stop (rule "stopped on request"): each call reads the trial's own row once for
         that (about 0.4 ms on SQLite).
         """
         self._check_running()
