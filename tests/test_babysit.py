@@ -159,6 +159,10 @@ def test_the_tree_shows_branches_changes_pending_requests_and_checkpoints(url: s
     train(branch, bstate, 15)
     assert "step 13: lr 0.02 -> 0.01 (cli)" in format_tree(study)
     assert "checkpoints: 15" in format_tree(study)
+    study.set_live(1, {"lr": 0.005}, source="cli")  # too late: the branch ends before it applies it
+    study.tell(branch, 0.3)
+    assert "not applied: lr=0.005 (cli, asked " in format_tree(study)
+    assert "never applied: the trial ended first" in format_tree(study)
 
 
 # -- suggestions ----------------------------------------------------------------------------------

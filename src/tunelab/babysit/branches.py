@@ -402,7 +402,7 @@ def _format(node: BranchNode, indent: str, lines: list[str]) -> None:
             lines.append(f"{inner}`-- from step {event.step}: {child_lines[0]}")
             lines.extend(inner + "      " + line for line in child_lines[1:])
     for request in node.pending:
-        lines.append(inner + _pending_text(request))
+        lines.append(inner + _pending_text(request, node.state.is_finished))
     if node.checkpoints:
         lines.append(inner + "checkpoints: " + ", ".join(map(str, node.checkpoints)))
     elif node.state == TrialState.RUNNING or not node.state.is_finished:
@@ -446,7 +446,7 @@ def _change_text(c: Change) -> str:
     return text
 
 
-def _pending_text(request: Mapping[str, Any]) -> str:
+def _pending_text(request: Mapping[str, Any], finished: bool) -> str:
     values = ", ".join(f"{k}={_v(v)}" for k, v in (request.get("params") or {}).items())
     extra = [str(request.get("source") or "")]
     at = request.get("at")
@@ -455,7 +455,8 @@ def _pending_text(request: Mapping[str, Any]) -> str:
             extra.append("asked " + datetime.fromisoformat(at).astimezone().strftime("%H:%M:%S"))
         except ValueError:
             pass
-    text = f"pending: {values} ({', '.join(e for e in extra if e)}), applies at the next step"
+    when = "never applied: the trial ended first" if finished else "applies at the next step"
+    text = f"{'not applied' if finished else 'pending'}: {values} ({', '.join(e for e in extra if e)}), {when}"
     if request.get("note"):
         text += f" note: {request['note']}"
     return text

@@ -1209,8 +1209,10 @@
           ")</span>" : "") + (c.notes.length ? ' <span class="muted">note: ' + esc(c.notes.join("; ")) + "</span>" : "") +
           "</li>";
       }).concat(b.pending.map(function (r) {
-        return '<li class="pending" data-index="' + r.index + '">pending: ' + valuesText(r.values) +
-          ' <span class="muted">(' + esc(r.source || "") + "), applies at the next step</span>" +
+        const ended = b.state !== "RUNNING" && b.state !== "WAITING";
+        return '<li class="pending" data-index="' + r.index + '">' + (ended ? "not applied: " : "pending: ") +
+          valuesText(r.values) + ' <span class="muted">(' + esc(r.source || "") + "), " +
+          (ended ? "never applied: the trial ended first" : "applies at the next step") + "</span>" +
           (r.note ? ' <span class="muted">note: ' + esc(r.note) + "</span>" : "") + "</li>";
       }));
       events.push('<li class="checkpoints">checkpoints: ' + (b.checkpoints.length ? esc(b.checkpoints.join(", "))
@@ -1550,8 +1552,10 @@
             "</li>";
         }).join("") + "</ul>" : "") +
         (live.pending.length ? '<ul id="live-pending" class="events">' + live.pending.map(function (r) {
-          return '<li class="pending" data-index="' + r.index + '">pending: ' + valuesText(r.values) +
-            ' <span class="muted">(' + esc(r.source || "") + "), requested; applies at the next step</span>" +
+          const ended = live.state !== "RUNNING" && live.state !== "WAITING";
+          return '<li class="pending" data-index="' + r.index + '">' + (ended ? "not applied: " : "pending: ") +
+            valuesText(r.values) + ' <span class="muted">(' + esc(r.source || "") + "), " +
+            (ended ? "never applied: the trial ended first" : "requested; applies at the next step") + "</span>" +
             (r.note ? ' <span class="muted">note: ' + esc(r.note) + "</span>" : "") + "</li>";
         }).join("") + "</ul>" : "");
       if (readOnly) return;
