@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import enum
 import math
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -13,6 +12,7 @@ from rich.text import Text
 
 from tunelab.cli.main import (
     DEFAULT_STORAGE,
+    ImportPathOption,
     StorageOption,
     _cli_errors,
     _err,
@@ -309,11 +309,7 @@ def train(
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", min=1, help="Evaluations per checkpoint.")] = 1,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seeds the weights, the shuffling and dropout.")] = 0,
     forever: Annotated[bool, typer.Option("--forever", help="Keep waiting for new branches (Ctrl-C ends).")] = False,
-    path: Annotated[
-        list[Path] | None,
-        typer.Option("--path", metavar="DIR", exists=True, file_okay=False, show_default=False,
-                     help="Import PROBLEM from this directory too (repeatable)."),
-    ] = None,
+    path: ImportPathOption = None,
     storage: StorageOption = DEFAULT_STORAGE,
 ) -> None:
     """Train a run to babysit: create it (with --set) if new, then train its branches one after

@@ -58,6 +58,23 @@ StorageOption = Annotated[
 ]
 StudyArgument = Annotated[str, typer.Argument(metavar="STUDY", help="Name of the study.", show_default=False)]
 DEFAULT_STORAGE = "sqlite:///tunelab.db"
+ObjectiveOption = Annotated[
+    str,
+    typer.Option(
+        "--objective", metavar="MODULE:FUNCTION", show_default=False,
+        help="The objective to import, e.g. train:objective for objective(trial) in train.py.",
+    ),
+]
+ImportPathOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--path", metavar="DIR", exists=True, file_okay=False, show_default=False,
+        help="Import from this directory too (repeatable; searched before the current directory).",
+    ),
+]
+NWorkersOption = Annotated[
+    int, typer.Option("--n-workers", min=1, help="Trials at once, each in its own process when above 1.")
+]
 
 
 class ExportFormat(str, enum.Enum):
@@ -542,21 +559,9 @@ def worker(
     study_name: Annotated[
         str, typer.Option("--study", metavar="NAME", show_default=False, help="The study to join; it must exist.")
     ],
-    objective: Annotated[
-        str,
-        typer.Option(
-            "--objective", metavar="MODULE:FUNCTION", show_default=False,
-            help="The objective to import, e.g. train:objective for objective(trial) in train.py.",
-        ),
-    ],
+    objective: ObjectiveOption,
     storage: StorageOption = DEFAULT_STORAGE,
-    path: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--path", metavar="DIR", exists=True, file_okay=False, show_default=False,
-            help="Import from this directory too (repeatable; searched before the current directory).",
-        ),
-    ] = None,
+    path: ImportPathOption = None,
     n_trials: Annotated[
         int | None,
         typer.Option(
@@ -569,9 +574,7 @@ def worker(
             "--timeout", metavar="SECONDS", show_default=False, help="Start no trial after this many seconds."
         ),
     ] = None,
-    n_workers: Annotated[
-        int, typer.Option("--n-workers", min=1, help="Trials at once, each in its own process when above 1.")
-    ] = 1,
+    n_workers: NWorkersOption = 1,
     trial_timeout: Annotated[
         float | None,
         typer.Option(
@@ -668,11 +671,7 @@ def recipe(
     stop_after: Annotated[
         Step | None, typer.Option("--stop-after", show_default=False, help="End after this step.")
     ] = None,
-    path: Annotated[
-        list[Path] | None,
-        typer.Option("--path", metavar="DIR", exists=True, file_okay=False, show_default=False,
-                     help="Import PROBLEM from this directory too (repeatable)."),
-    ] = None,
+    path: ImportPathOption = None,
     artifact_dir: Annotated[
         Path | None,
         typer.Option("--artifact-dir", show_default=False,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,6 +11,9 @@ from rich.text import Text
 
 from tunelab.cli.main import (
     DEFAULT_STORAGE,
+    ImportPathOption,
+    NWorkersOption,
+    ObjectiveOption,
     StorageOption,
     StudyArgument,
     _cli_errors,
@@ -30,22 +32,10 @@ _STYLES = {"holds": "green", "better": "cyan", "stale": "red", "failed": "red"}
 @app.command("reevaluate")
 def reevaluate_command(
     study_name: StudyArgument,
-    objective: Annotated[
-        str,
-        typer.Option(
-            "--objective", metavar="MODULE:FUNCTION", show_default=False,
-            help="The objective as it is today, e.g. train:objective for objective(trial) in train.py.",
-        ),
-    ],
+    objective: ObjectiveOption,
     top: Annotated[int, typer.Option("--top", min=1, help="Re-evaluate the best K COMPLETE trials.")] = 5,
     storage: StorageOption = DEFAULT_STORAGE,
-    path: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--path", metavar="DIR", exists=True, file_okay=False, show_default=False,
-            help="Import from this directory too (repeatable; searched before the current directory).",
-        ),
-    ] = None,
+    path: ImportPathOption = None,
     name: Annotated[
         str | None,
         typer.Option("--name", show_default=False,
@@ -54,9 +44,7 @@ def reevaluate_command(
     repeats: Annotated[
         int, typer.Option("--repeats", min=1, help="Runs of each configuration (2 or more measure the noise).")
     ] = 1,
-    n_workers: Annotated[
-        int, typer.Option("--n-workers", min=1, help="Trials at once, each in its own process when above 1.")
-    ] = 1,
+    n_workers: NWorkersOption = 1,
     tolerance: Annotated[
         float,
         typer.Option("--tolerance", min=0.0,
