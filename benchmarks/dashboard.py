@@ -36,26 +36,21 @@ import json
 import math
 import os
 import platform
-import socket
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import uvicorn
 from playwright.sync_api import Browser, sync_playwright
 from viz import fill_study
 
 import tunelab
 from tunelab import Float, TrialState
-from tunelab.dashboard.app import create_app
+from tunelab.dashboard import serve_in_thread
 
 RESULTS = Path(__file__).parent / "results" / "dashboard.json"
 TARGET_SECONDS = 1.0
@@ -110,33 +105,6 @@ def add_long_curves(study: tunelab.Study, n: int, steps: int, seed: int = 1) -> 
         storage.finish_trial(trial.trial_id, TrialState.COMPLETE, value=value)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def serve(url: str) -> Iterator[str]:
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(url), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            urllib.request.urlopen(base + "/", timeout=2).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the dashboard did not start") from None
-            time.sleep(0.05)
-    try:
-        yield base
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def time_get(url: str, repeats: int) -> tuple[float, int]:
@@ -233,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         study = tunelab.load_study(STUDY, url)
         n_trials = len(study.trials)
 
-        with serve(url) as base, sync_playwright() as p:
+        with serve_in_thread(url) as base, sync_playwright() as p:
             api: dict[str, Any] = {}
             for name, path in [("study", f"/api/studies/{STUDY}"), ("values", f"/api/studies/{STUDY}/values?since=0"),
                                ("trials", f"/api/studies/{STUDY}/trials?since=0"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 import tunelab
 from tunelab.dashboard import create_app
 from tunelab.dashboard.app import STATIC_DIR
+from tunelab.errors import ConfigError
 from tunelab.pruners import MedianPruner
 from tunelab.samplers import RandomSampler
 
@@ -481,3 +483,25 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", _schemathesis_app())
 @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_openapi_schema(case: Any) -> None:
     case.call_and_validate()
+
+
+def test_serve_in_thread_serves_the_app_and_stops_it(tmp_path: Path) -> None:
+    import urllib.error
+    import urllib.request
+
+    from tunelab.dashboard import serve_in_thread
+
+    url = f"sqlite:///{tmp_path / 'served.db'}"
+    tunelab.create_study(name="served", storage=url)
+    with serve_in_thread(url, token="s3cret") as base:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(base + "/api/studies", timeout=5)
+        assert refused.value.code == 401
+        request = urllib.request.Request(base + "/api/studies", headers={"Authorization": "Bearer s3cret"})
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            assert [s["name"] for s in json.loads(answer.read())] == ["served"]
+    with pytest.raises(OSError):  # stopped with the block
+        urllib.request.urlopen(base + "/", timeout=2)
+    with pytest.raises(ConfigError, match="port"):
+        with serve_in_thread(url, port=70000):
+            pass

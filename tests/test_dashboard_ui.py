@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 import threading
 import time
 import urllib.error
@@ -46,10 +45,9 @@ def _require(ok: bool, message: str) -> None:
 
 _require(Path(CHROMIUM).exists(), f"{CHROMIUM} is missing (apt-get install chromium)")
 try:
-    import uvicorn
     from playwright.sync_api import Browser, Page, sync_playwright
 
-    from tunelab.dashboard.app import create_app
+    from tunelab.dashboard import serve_in_thread
 except ImportError as e:  # pragma: no cover - depends on the optional extras
     _require(False, f"the dashboard extras are not installed ({e})")
 
@@ -57,40 +55,16 @@ except ImportError as e:  # pragma: no cover - depends on the optional extras
 # ---------------------------------------------------------------- fixtures and helpers
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def serve(storage: str, pg: Page, **kwargs: Any) -> Iterator[str]:
-    """Run ``create_app(storage, **kwargs)`` with uvicorn in a thread; yield its base URL.
+    """The dashboard of ``storage`` served in a thread (``serve_in_thread``); yield its base URL.
 
     On the way out the page leaves the app first, so that it does not poll a stopped server."""
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(storage, **kwargs), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 10
-    while True:
+    with serve_in_thread(storage, **kwargs) as base:
         try:
-            urllib.request.urlopen(base + "/", timeout=1).close()
-            break
-        except urllib.error.HTTPError:
-            break  # it answers
-        except OSError:
-            if time.monotonic() > deadline or not thread.is_alive():
-                raise RuntimeError("the dashboard did not start") from None
-            time.sleep(0.05)
-    try:
-        yield base
-    finally:
-        pg.goto("about:blank")
-        server.should_exit = True
-        thread.join(timeout=10)
+            yield base
+        finally:
+            pg.goto("about:blank")
 
 
 @pytest.fixture(scope="module")

@@ -4,5 +4,6 @@ An optional layer: it needs ``pip install 'tunelab[dashboard]'`` (FastAPI, uvico
 """
 
 from tunelab.dashboard.app import create_app
+from tunelab.dashboard.serve import serve_in_thread
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "serve_in_thread"]
