@@ -427,7 +427,9 @@ def test_concurrent_set_from_two_shells_keeps_every_request_in_order(url: str) -
         out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
         assert out.count("it applies at the trial's next step") == n
-    time.sleep(0.1)
+    deadline = time.monotonic() + 30  # the training loop applies the last requests at its next steps
+    while pending_requests(frozen(study, 0)) and time.monotonic() < deadline:
+        time.sleep(0.02)
     stop.set()
     thread.join(10)
     t = frozen(study, 0)

@@ -267,11 +267,15 @@ def test_a_killed_training_process_is_resumed_from_its_last_checkpoint_exactly(t
     while 3 not in study.get_curves(0).get("val_acc", ([], []))[0]:
         assert time.monotonic() < deadline and child.is_alive(), "the run never reached epoch 3"
         time.sleep(0.02)
-    time.sleep(0.1)  # inside epoch 4 (about 0.4 s long): after the checkpoint of epoch 2, before epoch 4's
+    # killed as soon as epoch 3 is reported: inside epoch 4 (about 0.4 s of paced steps), after the
+    # checkpoint of epoch 2, before that of epoch 4
     assert child.pid is not None
     os.kill(child.pid, signal.SIGKILL)
     child.join()
-    time.sleep(1.2)  # its heartbeat goes stale (grace 1 s)
+    study_id = study.storage.get_study("crash").study_id
+    while not study.storage.fail_stale_trials(study_id, 1.0):  # its heartbeat goes stale (grace 1 s)
+        assert time.monotonic() < deadline, "the killed trial's heartbeat never went stale"
+        time.sleep(0.05)
 
     trained = train_run(study, trainer(), epochs=epochs, heartbeat_interval=0.3, grace_period=1.0)
     dead, resumed = study.trials
