@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from tunelab.distributions import ParamValue
 from tunelab.errors import ConfigError, TrialNotFoundError, TrialStateError
@@ -215,15 +215,17 @@ class BranchNode:
         return out
 
 
-def run_tree(study: Study, *, metric: str | None = None) -> list[BranchNode]:
+def run_tree(
+    study: Study, *, metric: str | None = None, trials: Sequence[FrozenTrial] | None = None
+) -> list[BranchNode]:
     """The branches of a run as a tree: the roots (trials that start from scratch, or whose parent
     is gone) first, by number; each node's children are the branches made from its checkpoints.
 
     ``metric``: the metric whose curve, best and last values each node carries (read for every
     branch at once); default: :func:`monitored_metric` of the newest branches' metrics
-    (:func:`reported_metrics`).
+    (:func:`run_metrics`). ``trials``: the study's trials when the caller has read them already.
     """
-    trials = study.trials
+    trials = study.trials if trials is None else trials
     if metric is None:
         metric = monitored_metric(_sampled_curves(study, trials))
     curves: dict[int, tuple[list[int], list[float]]] = {t.number: ([], []) for t in trials}
@@ -265,10 +267,19 @@ def _sampled_curves(study: Study, trials: Sequence[FrozenTrial]) -> list[Curves]
     return [study.get_curves(t.number) for t in newest]
 
 
-def reported_metrics(study: Study, trials: Sequence[FrozenTrial] | None = None) -> list[str]:
-    """The metrics the run's newest branches report (a metric selector's choices)."""
+class RunMetrics(NamedTuple):
+    """The metrics a run's newest branches report, and the one it is judged by."""
+
+    reported: list[str]
+    """Every metric they report (a metric selector's choices)."""
+    monitored: str | None
+    """:func:`monitored_metric` of them (None when they report nothing)."""
+
+
+def run_metrics(study: Study, trials: Sequence[FrozenTrial] | None = None) -> RunMetrics:
+    """The metrics of the run's newest branches (:data:`METRIC_SAMPLE` of them, running ones first)."""
     sampled = _sampled_curves(study, study.trials if trials is None else trials)
-    return list(dict.fromkeys(m for curves in sampled for m in curves))
+    return RunMetrics(list(dict.fromkeys(m for curves in sampled for m in curves)), monitored_metric(sampled))
 
 
 def monitored_metric(all_curves: Iterable[Curves]) -> str | None:
@@ -480,7 +491,8 @@ __all__ = [
     "changes_of",
     "format_tree",
     "monitored_metric",
-    "reported_metrics",
+    "RunMetrics",
+    "run_metrics",
     "rollback",
     "run_tree",
 ]

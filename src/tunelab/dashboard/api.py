@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, Protocol, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 
-from tunelab.babysit.branches import BranchNode, Change, changes_of, reported_metrics, run_tree
+from tunelab.babysit.branches import BranchNode, Change, changes_of, run_metrics, run_tree
 from tunelab.dashboard.models import (
     Accepted,
     BranchModel,
@@ -420,14 +420,14 @@ def get_tree(
 ) -> RunTree:
     study = _study(settings, name)
     trials = study.trials
-    metrics = reported_metrics(study, trials)
-    roots = run_tree(study, metric=metric)
+    metrics = run_metrics(study, trials)
+    chosen = metric if metric is not None else metrics.monitored
+    roots = run_tree(study, metric=chosen, trials=trials)
     nodes = sorted((n for root in roots for n in root.walk()), key=lambda n: n.number)
-    if metric is not None and metric not in metrics and not any(n.curve[0] for n in nodes):
+    if metric is not None and metric not in metrics.reported and not any(n.curve[0] for n in nodes):
         raise HTTPException(404, f"no trial of study {name!r} reported the metric {metric!r}; the newest reported "
-                                 f"{', '.join(metrics) or 'nothing yet'}")
-    chosen = metric if metric is not None else next((n.metric for n in nodes if n.metric), None)
-    return RunTree(metric=chosen, metrics=metrics,
+                                 f"{', '.join(metrics.reported) or 'nothing yet'}")
+    return RunTree(metric=chosen, metrics=metrics.reported,
                    is_run=any(n.parent is not None or n.changes or n.pending for n in nodes)
                    or any(LIVE_REQUESTS in t.system_attrs for t in trials),
                    roots=[r.number for r in roots], branches=[_branch_model(n) for n in nodes])
