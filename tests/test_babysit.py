@@ -16,7 +16,7 @@ from typer.testing import CliRunner, Result
 
 import babysit_loops as loops
 import tunelab
-from tunelab.babysit import ReduceOnPlateau, accept, format_tree, rollback, run_tree, suggest, watch
+from tunelab.babysit import ReduceOnPlateau, accept, format_tree, rollback, run_tree, set_live, suggest, watch
 from tunelab.cli import app
 from tunelab.errors import ConfigError, TrialStateError
 from tunelab.live import branch_of, params_at, pending_requests, schedule
@@ -75,7 +75,7 @@ def test_a_change_applies_at_the_next_step_and_is_in_the_schedule(url: str) -> N
     trial, state = started(study)
     train(trial, state, 3)
     other = tunelab.load_study("run", url)  # e.g. `tunelab set` in another shell
-    assert other.set_live(0, {"lr": 0.05}, source="cli", note="too slow") == 0
+    assert set_live(other, 0, {"lr": 0.05}, source="cli", note="too slow") == 0
     assert [r["params"] for r in pending_requests(frozen(other, 0))] == [{"lr": 0.05}]
     train(trial, state, 5)
     t = frozen(other, 0)
@@ -90,7 +90,7 @@ def test_rollback_branches_from_the_checkpoint_and_stops_the_running_parent(url:
     study = new_run(url)
     trial, state = started(study)
     train(trial, state, 3)
-    study.set_live(0, {"lr": 0.05}, source="cli")
+    set_live(study, 0, {"lr": 0.05}, source="cli")
     train(trial, state, 15)  # keeps the checkpoints of steps 10 and 15
     loss_at_10 = study.get_curves(0)["train_loss"][1][9]
     with pytest.raises(ConfigError, match="keeps no checkpoint at step 5; it keeps 10, 15"):
@@ -130,13 +130,13 @@ def test_the_tree_shows_branches_changes_pending_requests_and_checkpoints(url: s
     study = new_run(url)
     trial, state = started(study)
     train(trial, state, 3)
-    study.set_live(0, {"lr": 0.05}, source="cli")
+    set_live(study, 0, {"lr": 0.05}, source="cli")
     train(trial, state, 15)
     rollback(study, to=10, values={"lr": 0.02})
     study.tell(trial, state="PRUNED")
     branch, bstate = started(study)
     train(branch, bstate, 12)
-    study.set_live(1, {"lr": 0.01}, source="cli")  # not applied yet
+    set_live(study, 1, {"lr": 0.01}, source="cli")  # not applied yet
 
     [root] = run_tree(study)
     assert root.number == 0 and root.state == TrialState.PRUNED and root.checkpoints == ()
@@ -159,7 +159,7 @@ def test_the_tree_shows_branches_changes_pending_requests_and_checkpoints(url: s
     train(branch, bstate, 15)
     assert "step 13: lr 0.02 -> 0.01 (cli)" in format_tree(study)
     assert "checkpoints: 15" in format_tree(study)
-    study.set_live(1, {"lr": 0.005}, source="cli")  # too late: the branch ends before it applies it
+    set_live(study, 1, {"lr": 0.005}, source="cli")  # too late: the branch ends before it applies it
     study.tell(branch, 0.3)
     assert "not applied: lr=0.005 (cli, asked " in format_tree(study)
     assert "never applied: the trial ended first" in format_tree(study)
@@ -452,5 +452,5 @@ def test_a_finished_trial_cannot_change_but_can_be_rolled_back(url: str) -> None
     train(trial, state, 10)
     study.tell(trial, 0.3)  # COMPLETE keeps its newest checkpoint
     with pytest.raises(TrialStateError, match="roll back"):
-        study.set_live(0, {"lr": 0.05})
+        set_live(study, 0, {"lr": 0.05})
     assert rollback(study, to=10, values={"lr": 0.05}) == 1  # nothing runs: the trial keeping step 10

@@ -20,6 +20,7 @@ from objectives import checkpointing
 from tunelab.checkpoints import Checkpoint, CheckpointPolicy, load_torch, save_torch
 from tunelab.errors import ConfigError, TrialNotFoundError, TrialStateError
 from tunelab.records import TrialState
+from tunelab.study.heartbeat import HeartbeatSettings, StaleTrials
 
 torch.set_num_threads(1)
 
@@ -299,12 +300,14 @@ def test_an_interrupted_trial_keeps_its_checkpoints_to_be_resumed(tmp_path: Path
 
 def test_a_lost_trials_retry_finds_its_checkpoints(tmp_path: Path) -> None:
     study = _study(tmp_path, storage=f"sqlite:///{tmp_path / 'lost.db'}")
-    study._heartbeat = (0.01, 0.05, True)  # what optimize(heartbeat_interval=..., requeue_lost_trials=True) sets
-    lost = study.ask()
+    # What optimize(heartbeat_interval=0.01, grace_period=0.05, requeue_lost_trials=True) does before each ask.
+    stale = StaleTrials(study.storage, study.study_id, HeartbeatSettings(0.01, 0.05, requeue=True))
+    lost = study.ask_reserved(study.reserve_trial(heartbeat=True))
     lost.suggest_float("x", 0, 1)
     _write(lost, 4)
     lost.flush()  # its process dies here: nobody tells it
     time.sleep(0.2)
+    assert [t.number for t in stale.check()] == [lost.number]
     retry = study.ask()
     assert study.trials[lost.number].state == TrialState.FAIL
     assert retry.suggest_float("x", 0, 1) == lost.params["x"]

@@ -21,6 +21,8 @@ from fastapi.testclient import TestClient
 
 import babysit_loops as loops
 import tunelab
+from tunelab import babysit
+from tunelab.babysit import set_live
 from tunelab.dashboard import create_app
 from tunelab.live import branch_of, pending_requests, schedule
 from tunelab.records import TrialState
@@ -89,7 +91,7 @@ def test_the_tree_has_every_branch_its_changes_and_one_metric_of_each(url: str) 
         assert ok(c.post(f"/api/studies/{RUN}/trials/0/live", json={"values": {"lr": 0.05}, "note": "slow"})) == {
             "index": 0, "values": {"lr": 0.05}}
         train(trial, state, 6)
-        study.set_live(0, {"weight_decay": 0.02}, source="cli")
+        set_live(study, 0, {"weight_decay": 0.02}, source="cli")
         trial.sync_live(7, force=True, curve_step=3)  # a loop whose curves count another unit (epochs)
         train(trial, state, 15)
         assert ok(c.post(f"/api/studies/{RUN}/rollback",
@@ -426,9 +428,9 @@ def test_read_only_shows_the_run_without_its_actions(url: str, page: Any) -> Non
     study = new_run(url)
     trial, state = started(study)
     train(trial, state, 3)
-    study.set_live(0, {"lr": 0.05}, source="cli")
+    set_live(study, 0, {"lr": 0.05}, source="cli")
     train(trial, state, 15)
-    study.branch(0, 10, {"lr": 0.02})
+    babysit.branch(study, 0, 10, {"lr": 0.02})
     with serve(url, pg, read_only=True) as base:
         pg.goto(f"{base}/#/study/{RUN}/trial/0")
         pg.wait_for_selector("#live-changes li.change")

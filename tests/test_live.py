@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 import tunelab
-from tunelab import live
+from tunelab import babysit, live
+from tunelab.babysit import request_stop, set_live
 from tunelab.checkpoints import CheckpointPolicy
 from tunelab.errors import ConfigError, TrialNotFoundError, TrialStateError
 
@@ -33,11 +34,11 @@ def test_a_change_applies_at_the_next_sync_and_is_recorded_with_its_step(tmp_pat
     trial = _running(study)
     first = trial.live("lr", 0)
     assert trial.sync_live(1) == {}  # nothing asked
-    assert study.set_live(trial.number, {"lr": 0.5}, source="cli", note="too slow") == 0
+    assert set_live(study, trial.number, {"lr": 0.5}, source="cli", note="too slow") == 0
     assert trial.live("lr") == first  # without a step: no read, the value in effect
     assert trial.live("lr", 2) == 0.5
-    assert study.set_live(trial.number, {"lr": 0.25, "width": 32}) == 1
-    assert study.set_live(trial.number, {"lr": 0.125}) == 2
+    assert set_live(study, trial.number, {"lr": 0.25, "width": 32}) == 1
+    assert set_live(study, trial.number, {"lr": 0.125}) == 2
     assert trial.sync_live(7, optimizer_step=70) == {"lr": 0.125, "width": 32}  # both, in order: the last wins
     frozen = study.trials[0]
     entries = live.schedule(frozen)
@@ -56,7 +57,7 @@ def test_callbacks_see_each_change_once(tmp_path: Path) -> None:
     trial = _running(study)
     seen: list[tuple[float, dict[str, object]]] = []
     trial.on_live_change(lambda step, changes: seen.append((step, changes)))
-    study.set_live(trial.number, {"optimizer": "adam"})
+    set_live(study, trial.number, {"optimizer": "adam"})
     for step in range(3):
         trial.sync_live(step)
     assert seen == [(0, {"optimizer": "adam"})]
@@ -69,7 +70,7 @@ def test_the_storage_is_read_at_most_every_poll_interval(tmp_path: Path) -> None
     trial = _running(study)
     trial.live_poll_seconds = 3600
     trial.sync_live(0)  # the first call reads
-    study.set_live(trial.number, {"lr": 0.5})
+    set_live(study, trial.number, {"lr": 0.5})
     assert trial.sync_live(1) == {}  # too soon: not read
     assert trial.sync_live(2, force=True) == {"lr": 0.5}
     with pytest.raises(ConfigError, match="live_poll_seconds"):
@@ -80,7 +81,7 @@ def test_pending_requests_are_those_not_applied_yet(tmp_path: Path) -> None:
     study = _study(tmp_path)
     trial = _running(study)
     trial.sync_live(0)
-    study.set_live(trial.number, {"lr": 0.5})
+    set_live(study, trial.number, {"lr": 0.5})
     assert [r["params"] for r in live.pending_requests(study.trials[0])] == [{"lr": 0.5}]
     trial.sync_live(1)
     assert live.pending_requests(study.trials[0]) == []
@@ -102,7 +103,7 @@ def test_bad_changes_are_refused_before_anything_is_recorded(
     trial = _running(study)
     trial.sync_live(0)
     with pytest.raises(ConfigError, match=message):
-        study.set_live(trial.number, values)  # type: ignore[arg-type]
+        set_live(study, trial.number, values)  # type: ignore[arg-type]
     assert "live_requests" not in study.trials[0].system_attrs
 
 
@@ -111,8 +112,8 @@ def test_declared_live_names_limit_what_can_change(tmp_path: Path) -> None:
     trial = _running(study)
     trial.declare_live(["lr", "momentum"])
     with pytest.raises(ConfigError, match=r"can change while it trains lr, momentum"):
-        study.set_live(trial.number, {"width": 16})
-    study.set_live(trial.number, {"momentum": 0.95})  # not a parameter, but the loop applies it
+        set_live(study, trial.number, {"width": 16})
+    set_live(study, trial.number, {"momentum": 0.95})  # not a parameter, but the loop applies it
     assert trial.sync_live(0) == {"momentum": 0.95}
     assert trial.live("momentum") == 0.95
     with pytest.raises(ConfigError, match="list of hyperparameter names"):
@@ -124,9 +125,9 @@ def test_only_a_running_trial_takes_changes(tmp_path: Path) -> None:
     trial = _running(study)
     study.tell(trial, 1.0)
     with pytest.raises(TrialStateError, match=r"tunelab rollback run --trial 0 --to STEP"):
-        study.set_live(0, {"lr": 0.1})
+        set_live(study, 0, {"lr": 0.1})
     with pytest.raises(TrialNotFoundError):
-        study.set_live(5, {"lr": 0.1})
+        set_live(study, 5, {"lr": 0.1})
     with pytest.raises(ConfigError, match="no hyperparameter 'momentum'"):
         _running(study).live("momentum")
 
@@ -137,7 +138,7 @@ def _train(trial: tunelab.Trial, steps: range, study: tunelab.Study, set_at: dic
     weights = json.loads((start.path / "state.json").read_text())["w"] if start else 0.0
     for step in steps:
         if step in set_at:
-            study.set_live(trial.number, set_at[step])  # type: ignore[arg-type]
+            set_live(study, trial.number, set_at[step])  # type: ignore[arg-type]
         weights += float(trial.live("lr", step))  # type: ignore[arg-type]
         trial.report(step, w=weights)
         with trial.checkpoint(step) as folder:
@@ -151,14 +152,14 @@ def test_a_branch_starts_from_the_checkpoint_with_the_params_it_was_written_with
     trial.live_poll_seconds = 0
     _train(trial, range(8), study, {2: {"lr": 0.25}})  # applied at step 3
     assert [c.step for c in trial.checkpoints()] == [0, 3, 6, 7]  # keep_every=3 and the last 2
-    number = study.branch(0, 3, {"width": 16}, note="wider")
+    number = babysit.branch(study, 0, 3, {"width": 16}, note="wider")
     frozen = study.trials[number]
     assert frozen.state == tunelab.TrialState.WAITING
     assert frozen.params == {"lr": 0.25, "width": 16}  # lr as at the checkpoint, width changed
     record = frozen.system_attrs["branch"]
     assert (record["parent"], record["step"], record["set"], record["kind"], record["note"]) == (
         0, 3, {"width": 16}, "rollback", "wider")
-    study.request_stop(0)
+    request_stop(study, 0)
     assert trial.should_prune()
     study.tell(trial, state=tunelab.TrialState.PRUNED)
     branch = study.ask()
@@ -177,7 +178,7 @@ def test_a_branch_outlives_its_parents_clean_up(tmp_path: Path) -> None:
     study.enqueue({"lr": 0.5})
     trial = study.ask()
     _train(trial, range(3), study, {})
-    number = study.branch(0, 2, kind="resume")
+    number = babysit.branch(study, 0, 2, kind="resume")
     study.tell(trial, state=tunelab.TrialState.PRUNED)
     assert study.checkpoints(0) == []
     branch = study.ask()
@@ -193,7 +194,7 @@ def test_keep_finished_keeps_a_stopped_branch_to_roll_back_to(tmp_path: Path) ->
     _train(trial, range(5), study, {})
     study.tell(trial, state=tunelab.TrialState.PRUNED)
     assert [c.step for c in study.checkpoints(0)] == [2, 3, 4]
-    assert study.branch(0, 2) == 1
+    assert babysit.branch(study, 0, 2) == 1
 
 
 def test_branch_refuses_missing_checkpoints_unknown_trials_and_bad_values(tmp_path: Path) -> None:
@@ -202,13 +203,13 @@ def test_branch_refuses_missing_checkpoints_unknown_trials_and_bad_values(tmp_pa
     trial = study.ask()
     _train(trial, range(3), study, {})
     with pytest.raises(ConfigError, match=r"keeps no checkpoint at step 0; it keeps 1, 2"):
-        study.branch(0, 0)
+        babysit.branch(study, 0, 0)
     with pytest.raises(TrialNotFoundError):
-        study.branch(9, 1)
+        babysit.branch(study, 9, 1)
     with pytest.raises(ConfigError, match=r"finite number"):
-        study.branch(0, 2, {"lr": "x"})
+        babysit.branch(study, 0, 2, {"lr": "x"})
     with pytest.raises(ConfigError, match="kind"):
-        study.branch(0, 2, kind="fork")
+        babysit.branch(study, 0, 2, kind="fork")
     assert len(study.trials) == 1  # nothing queued by a refused branch
 
 
@@ -217,7 +218,7 @@ def test_a_branch_whose_checkpoint_vanished_says_so(tmp_path: Path) -> None:
     study.enqueue({"lr": 0.5})
     trial = study.ask()
     _train(trial, range(2), study, {})
-    study.branch(0, 1)
+    babysit.branch(study, 0, 1)
     study.tell(trial, 1.0)
     branch = study.ask()
     assert branch.branch is not None

@@ -15,8 +15,8 @@ from rich.console import Console
 
 import tunelab
 from objectives import quadratic
-from tunelab.progress import ProgressDisplay
 from tunelab.records import TrialState
+from tunelab.study.progress import ProgressDisplay
 
 pytestmark = pytest.mark.slow
 TESTS_DIR = Path(__file__).parent

@@ -23,8 +23,7 @@ from objectives import (
     quadratic,
     sums_params,
 )
-from tunelab.errors import ConfigError, DistributionConflictError
-from tunelab.execution.ray import TasksFailingError
+from tunelab.errors import ConfigError, DistributionConflictError, TasksFailingError
 from tunelab.records import FrozenTrial, TrialState
 
 pytestmark = pytest.mark.slow

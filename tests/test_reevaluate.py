@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -157,12 +158,17 @@ def test_bad_input_is_refused_before_anything_runs(old: tunelab.Study, url: str)
         ({"tolerance": -0.1}, "tolerance=...) must be a number >= 0"),
         ({"name": "old"}, "name='old'): a study of that name exists already"),
         ({"where": lambda t: False}, "none of the 7 COMPLETE trials of study 'old' passes where="),
-        ({"n_workers": 2}, "cannot be sent to worker processes"),
     ]:
         with pytest.raises(ConfigError, match=re.escape(needle)):
             reevaluate(old, objective, **kwargs)  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match=r"n_workers=2.*cannot share"):
-        reevaluate(tunelab.load_study("old", url), shifting, n_workers=2, storage=tunelab.InMemoryStorage())
+    lock = threading.Lock()
+
+    def holds_a_lock(trial: tunelab.Trial) -> float:
+        with lock:
+            raise AssertionError("must not run")
+
+    with pytest.raises(ConfigError, match="cannot be sent to worker processes"):
+        reevaluate(old, holds_a_lock, n_workers=2)
     empty = tunelab.create_study(name="empty", storage=url)
     empty.tell(empty.ask(), state="FAIL")
     with pytest.raises(ConfigError, match="study 'empty' has no COMPLETE trial to re-evaluate"):

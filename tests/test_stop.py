@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 import tunelab
+from tunelab.babysit import request_stop
 from tunelab.errors import TrialNotFoundError, TrialStateError
 from tunelab.samplers import RandomSampler
-from tunelab.trial import STOPPED_RULE
+from tunelab.study import STOPPED_RULE
 
 
 def test_a_second_study_object_stops_a_trial_that_polls_should_prune(tmp_path: Path) -> None:
@@ -35,7 +36,7 @@ def test_a_second_study_object_stops_a_trial_that_polls_should_prune(tmp_path: P
     runner.start()
     assert started.wait(10)
     other = tunelab.load_study("s", url)  # e.g. the dashboard's process
-    other.request_stop(0)
+    request_stop(other, 0)
     runner.join(20)
     assert not runner.is_alive()
     t = other.trials[0]
@@ -50,7 +51,7 @@ def test_stop_before_any_report_and_without_a_pruner() -> None:
     study = tunelab.create_study(sampler=RandomSampler(), seed=0)
     trial = study.ask()
     assert trial.should_prune() is False
-    study.request_stop(trial.number)
+    request_stop(study, trial.number)
     assert trial.should_prune() is True
     study.tell(trial, state="PRUNED")
     pruned = study.trials[0].system_attrs["pruned"]
@@ -63,9 +64,9 @@ def test_only_a_running_trial_can_be_asked_to_stop() -> None:
     waiting = study.enqueue({"x": 0.5})
     for number in (0, waiting):
         with pytest.raises(TrialStateError, match="only a RUNNING trial"):
-            study.request_stop(number)
+            request_stop(study, number)
     with pytest.raises(TrialNotFoundError):
-        study.request_stop(7)
+        request_stop(study, 7)
 
 
 def test_should_prune_reads_the_trials_row_in_well_under_a_millisecond(tmp_path: Path) -> None:

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tunelab.errors import StorageError
+from tunelab.errors import StorageError, StudyNotFoundError
 from tunelab.storage import BaseStorage, InMemoryStorage, SQLStorage, get_storage
+from tunelab.storage.served import ServedStorageAddress, serve
 from tunelab.storage.sql import SCHEMA_VERSION
 from tunelab.testing import SharedStorageSuite, StorageSuite
 
@@ -130,3 +131,34 @@ def test_open_without_create_reads_an_existing_storage(tmp_path: Path) -> None:
         assert again.count_trials(study_id) == 1
     finally:
         again.close()
+
+
+class TestServedStorage(StorageSuite):
+    """The in-memory storage served to worker processes (what optimize(n_workers>1) does for it),
+    through a real socket: every rule holds on the client side."""
+
+    def make_storage(self, tmp_path: Path) -> BaseStorage:
+        server = serve(InMemoryStorage())
+        client = server.address.connect()
+        close = client.close
+
+        def close_both() -> None:
+            close()
+            server.close()
+
+        client.close = close_both  # type: ignore[method-assign]
+        return client
+
+    def test_errors_travel_back_as_themselves(self, storage: BaseStorage) -> None:
+        with pytest.raises(StudyNotFoundError):
+            storage.get_study("nobody")
+
+    def test_a_wrong_key_is_refused_and_a_closed_server_is_a_storage_error(self) -> None:
+        server = serve(InMemoryStorage())
+        with pytest.raises(Exception):  # noqa: B017 - multiprocessing's AuthenticationError or a closed pipe
+            ServedStorageAddress(server.address.address, b"wrong").connect().list_studies()
+        client = server.address.connect()
+        assert client.list_studies() == []
+        server.close()
+        with pytest.raises(StorageError, match="serving the storage is gone"):
+            client.list_studies()

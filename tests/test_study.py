@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
 
 import pytest
@@ -319,16 +320,22 @@ def test_bad_optimize_options_are_rejected_before_any_trial(kwargs: dict[str, ob
     assert study.trials == []
 
 
-def test_parallel_workers_need_a_shareable_storage() -> None:
-    study = tunelab.create_study()
-    with pytest.raises(ConfigError, match="sqlite"):
-        study.optimize(lambda t: 1.0, n_trials=2, n_workers=2)
+def test_parallel_workers_are_served_the_in_memory_storage() -> None:
+    study = tunelab.create_study()  # in memory: this process serves it to its workers
+    study.optimize(lambda t: 1.0, n_trials=2, n_workers=2)  # a lambda goes by value
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
 
 
-def test_unpicklable_objective_with_spawn_is_a_clear_error(tmp_path: Path) -> None:
+def test_an_objective_that_cannot_be_copied_to_workers_is_a_clear_error(tmp_path: Path) -> None:
     study = tunelab.create_study(storage=sqlite_url(tmp_path))
-    with pytest.raises(ConfigError, match="module level"):
-        study.optimize(lambda t: 1.0, n_trials=2, n_workers=2)
+    lock = threading.Lock()
+
+    def holds_a_lock(trial: tunelab.Trial) -> float:
+        with lock:
+            return 1.0
+
+    with pytest.raises(ConfigError, match=r"cannot be sent to worker processes .*create it inside the objective"):
+        study.optimize(holds_a_lock, n_trials=2, n_workers=2)
     assert study.trials == []
 
 

@@ -19,8 +19,8 @@ from torch import nn
 
 import tunelab
 from babysit_objectives import STEPS_PER_EPOCH, build, digits, set_dropout, train_run_main, trainer
-from tunelab import TrialState
-from tunelab.babysit import create_run, train_run
+from tunelab import TrialState, babysit
+from tunelab.babysit import create_run, request_stop, set_live, train_run
 from tunelab.checkpoints import Checkpoint, CheckpointPolicy
 from tunelab.errors import ConfigError
 from tunelab.torch import Trainer
@@ -89,7 +89,7 @@ def test_an_lr_set_from_outside_applies_at_the_next_optimizer_step_and_shows_in_
     study = new_study(tmp_path)
     trial = study.ask()
     other = outsider(study)
-    steps = Steps(actions={13: lambda: other.set_live(trial.number, {"lr": 0.002}, source="cli")})
+    steps = Steps(actions={13: lambda: set_live(other, trial.number, {"lr": 0.002}, source="cli")})
     fit_live(trial, steps, {"lr": 0.01})
     [entry] = outsider(study).trials[0].system_attrs["live_schedule"]
     assert entry["params"] == {"lr": 0.002} and entry["sources"] == ["cli"]
@@ -104,7 +104,7 @@ def test_with_eval_every_the_change_is_placed_at_the_optimizer_step(tmp_path: Pa
     study = new_study(tmp_path)
     trial = study.ask()
     other = outsider(study)
-    steps = Steps(actions={8: lambda: other.set_live(trial.number, {"lr": 0.002})})
+    steps = Steps(actions={8: lambda: set_live(other, trial.number, {"lr": 0.002})})
     fit_live(trial, steps, {"lr": 0.01}, epochs=2, eval_every=5)
     [entry] = outsider(study).trials[0].system_attrs["live_schedule"]
     assert entry["step"] == entry["optimizer_step"] == 8
@@ -116,7 +116,7 @@ def test_momentum_and_weight_decay_are_applied_to_every_kind_of_optimizer(tmp_pa
     study = new_study(tmp_path)
     trial = study.ask()
     other = outsider(study)
-    steps = Steps(kind, actions={4: lambda: other.set_live(trial.number, {"momentum": 0.5, "weight_decay": 0.01})})
+    steps = Steps(kind, actions={4: lambda: set_live(other, trial.number, {"momentum": 0.5, "weight_decay": 0.01})})
     fit_live(trial, steps, {"lr": 0.01}, epochs=1)
     after = steps.groups[4]
     if kind in ("adam", "adamw"):
@@ -131,7 +131,7 @@ def test_a_cosine_schedule_goes_on_from_the_new_base(tmp_path: Path) -> None:
     study = new_study(tmp_path)
     trial = study.ask()
     other = outsider(study)
-    steps = Steps(actions={7: lambda: other.set_live(trial.number, {"lr": 0.004})})
+    steps = Steps(actions={7: lambda: set_live(other, trial.number, {"lr": 0.004})})
     fit_live(trial, steps, {"lr": 0.01}, epochs=2, schedule="cosine")
     total = 2 * STEPS_PER_EPOCH
     for i, group in enumerate(steps.groups):
@@ -149,13 +149,13 @@ def test_the_hook_applies_its_own_names_and_unknown_names_are_refused(tmp_path: 
         set_dropout(model, optimizer, changes)
         seen.extend(m.p for m in model.modules() if isinstance(m, nn.Dropout))
 
-    steps = Steps(actions={3: lambda: other.set_live(trial.number, {"dropout": 0.0})})
+    steps = Steps(actions={3: lambda: set_live(other, trial.number, {"dropout": 0.0})})
     trial.live_poll_seconds = 0
     Trainer(build, data=digits, batch_size=64, device="cpu", optimizer=steps, on_live_change=hook,
             live_params=["dropout"]).fit({"lr": 0.01, "dropout": 0.3}, epochs=1, trial=trial, live=True)
     assert seen == [0.0]
     with pytest.raises(ConfigError, match=r"no live hyperparameter 'width'.*can change while it trains"):
-        other.set_live(trial.number, {"width": 16})
+        set_live(other, trial.number, {"width": 16})
     with pytest.raises(ConfigError, match="live_params"):
         Trainer(build, data=digits, live_params=["dropout"])
     with pytest.raises(ConfigError, match="live=True"):
@@ -207,7 +207,7 @@ def test_a_branch_with_a_changed_lr_starts_from_the_checkpoint_weights_with_the_
     parent = study.ask()
     trainer(optimizer=Steps(), schedule="constant").fit(parent.live_params, epochs=3, trial=parent,
                                                         checkpoint_every=1)
-    number = study.branch(0, 2, {"lr": 0.003})  # while it runs: a COMPLETE trial keeps only its newest
+    number = babysit.branch(study, 0, 2, {"lr": 0.003})  # while it runs: a COMPLETE trial keeps only its newest
     study.tell(parent, 0.5)
     branch = study.ask()
     assert branch.number == number and branch.live_params["lr"] == 0.003
@@ -235,8 +235,8 @@ def test_train_run_trains_the_queued_branch_after_the_current_one_is_stopped(tmp
     queued: list[int] = []
 
     def roll_back() -> None:  # during epoch 3 of trial 0: back to its epoch 2, with a lower lr
-        queued.append(other.branch(0, 2, {"lr": 0.002}, note="too high"))
-        other.request_stop(0)
+        queued.append(babysit.branch(other, 0, 2, {"lr": 0.002}, note="too high"))
+        request_stop(other, 0)
 
     steps = Steps("adamw", actions={25: roll_back})
     trained = train_run(study, trainer(optimizer=steps), epochs=4, poll_seconds=0)

@@ -176,7 +176,8 @@ def test_ctrl_c_records_the_running_trials_and_exits_130(
     assert summary(out) == ("interrupted", 0, 0, 0, 0)
     trials = tunelab.load_study("long", sqlite_url).trials
     assert trials
-    assert all(t.state == TrialState.FAIL and (t.error or "").startswith("interrupted") for t in trials)
+    assert all(t.state == TrialState.FAIL and (t.error or "").startswith("interrupted") for t in trials), [
+        (t.number, t.state.value, (t.error or "")[-300:]) for t in trials]
 
 
 def test_a_vanished_worker_s_trial_is_failed_and_requeued_by_another(tmp_path: Path, sqlite_url: str) -> None:

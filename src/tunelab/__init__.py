@@ -5,7 +5,17 @@ The public API, re-exported; nothing else lives here.
 
 from tunelab.checkpoints import CheckpointPolicy, load_torch, save_torch
 from tunelab.distributions import Bool, Categorical, Distribution, Float, Int
-from tunelab.errors import TrialPruned
+from tunelab.errors import (
+    ConfigError,
+    DuplicatedStudyError,
+    SearchExhausted,
+    StorageError,
+    StudyNotFoundError,
+    TrialNotFoundError,
+    TrialPruned,
+    TrialStateError,
+    TunelabError,
+)
 from tunelab.execution.ray import RayExecutor
 from tunelab.pbt import PopulationBasedTraining
 from tunelab.pruners import HyperbandPruner, MedianPruner, Pruner, SuccessiveHalvingPruner
@@ -20,9 +30,8 @@ from tunelab.samplers import (
     TPESampler,
 )
 from tunelab.space import Conditional
-from tunelab.storage import InMemoryStorage, SQLStorage
-from tunelab.study import Study, create_study, delete_study, load_study
-from tunelab.trial import Trial
+from tunelab.storage import InMemoryStorage, SQLStorage, get_storage
+from tunelab.study import Study, Trial, create_study, delete_study, load_study
 
 __version__ = "0.1.0"
 
@@ -33,7 +42,9 @@ __all__ = [
     "CheckpointPolicy",
     "CoarseToFineSampler",
     "Conditional",
+    "ConfigError",
     "Distribution",
+    "DuplicatedStudyError",
     "Float",
     "FrozenTrial",
     "GPSampler",
@@ -48,14 +59,21 @@ __all__ = [
     "RayExecutor",
     "SQLStorage",
     "Sampler",
+    "SearchExhausted",
+    "StorageError",
     "Study",
+    "StudyNotFoundError",
     "SuccessiveHalvingPruner",
     "TPESampler",
     "Trial",
+    "TrialNotFoundError",
     "TrialPruned",
     "TrialState",
+    "TrialStateError",
+    "TunelabError",
     "create_study",
     "delete_study",
+    "get_storage",
     "load_study",
     "load_torch",
     "save_torch",

@@ -66,3 +66,30 @@ class TrainingDivergedError(TunelabError, ArithmeticError):
     Raised by :class:`tunelab.torch.Reporter`; inside an objective the trial is marked FAIL
     with this message and the study goes on.
     """
+
+
+class WorkersDyingError(TunelabError, RuntimeError):
+    """Worker processes keep dying before they start a trial (they cannot import the objective,
+    run out of memory, ...): the run stops instead of burning its budget on failures."""
+
+
+class TasksFailingError(TunelabError, RuntimeError):
+    """Every Ray task fails before any has finished: the cluster cannot run them."""
+
+
+__all__ = [
+    "ConfigError",
+    "DistributionConflictError",
+    "DuplicatedStudyError",
+    "InvalidDistributionError",
+    "SearchExhausted",
+    "StorageError",
+    "StudyNotFoundError",
+    "TasksFailingError",
+    "TrainingDivergedError",
+    "TrialNotFoundError",
+    "TrialPruned",
+    "TrialStateError",
+    "TunelabError",
+    "WorkersDyingError",
+]

@@ -34,7 +34,7 @@ from tunelab.errors import ConfigError
 from tunelab.records import FrozenTrial
 
 STOP_REQUESTED = "stop_requested"
-"""System attribute :meth:`Study.request_stop` writes into a RUNNING trial (a roll-back, the dashboard)."""
+"""System attribute :func:`tunelab.babysit.request_stop` writes into a RUNNING trial (a roll-back, the dashboard)."""
 LIVE_REQUESTS = "live_requests"
 """System attribute of a trial: the changes asked for, in order (appended by :meth:`Study.set_live`)."""
 LIVE_SCHEDULE = "live_schedule"
@@ -180,7 +180,7 @@ class LiveParams:
     """A running trial's side of live hyperparameters: its current values, what it applied.
 
     ``read()`` returns the trial's stored system attributes; ``write(key, value)`` stores one.
-    Owned by :class:`~tunelab.trial.Trial`; use ``trial.live(...)`` and ``trial.sync_live(...)``.
+    Owned by :class:`~tunelab.study.Trial`; use ``trial.live(...)`` and ``trial.sync_live(...)``.
     """
 
     def __init__(

@@ -46,7 +46,7 @@ except ImportError as e:  # pragma: no cover - the extra is missing
     raise ImportError("tunelab.torch needs PyTorch: pip install 'tunelab[torch]'") from e
 
 if TYPE_CHECKING:
-    from tunelab.trial import Trial
+    from tunelab.study import Trial
 
 logger = logging.getLogger("tunelab")
 
@@ -618,7 +618,7 @@ class Trainer:
                 its folder) to go on from: model, optimizer, schedule, RNG states, the position in
                 the epoch and the reporter's best and patience are restored, then ``params`` that
                 differ from the checkpoint's (a branch's changed lr) are applied. Default: the
-                trial's :attr:`~tunelab.trial.Trial.resume_from` (a branch's start), if any.
+                trial's :attr:`~tunelab.study.Trial.resume_from` (a branch's start), if any.
 
         Raises :class:`tunelab.TrialPruned` when the pruner stops the run, and
         :class:`tunelab.errors.TrainingDivergedError` when the loss becomes NaN or infinite.

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from tunelab.babysit.branches import metric_direction, monitored_metric, rollback
+from tunelab.babysit.control import set_live
 from tunelab.distributions import ParamValue
 from tunelab.errors import ConfigError, TrialStateError
 from tunelab.live import (
@@ -121,7 +122,7 @@ def accept(study: Study, number: int, suggestion: Suggestion, source: str = "sug
     if suggestion.rollback_to is not None:
         return rollback(study, to=suggestion.rollback_to, trial=number, values=suggestion.values,
                         note=f"{source}: {suggestion.message}")
-    return study.set_live(number, suggestion.values, source=source, note=suggestion.message)
+    return set_live(study, number, suggestion.values, source=source, note=suggestion.message)
 
 
 class _Advisor:
@@ -591,7 +592,7 @@ def watch(
                     if action is None:
                         continue
                     try:
-                        index = study.set_live(target.number, action.values, source=f"auto: {rule}",
+                        index = set_live(study, target.number, action.values, source=f"auto: {rule}",
                                                note=action.reason)
                     except TrialStateError:
                         break  # it finished meanwhile

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from tunelab.babysit.control import branch, request_stop
 from tunelab.distributions import ParamValue
 from tunelab.errors import ConfigError, TrialNotFoundError, TrialStateError
 from tunelab.live import (
@@ -61,10 +62,10 @@ def rollback(
         raise ConfigError(f"rollback(values=...) must be a mapping name -> value, got {values!r}")
     parent, replaced = _choose_parent(study, trials, to, trial)
     # Study.branch checks the values against the checkpoint's hyperparameters
-    number = study.branch(parent, to, dict(values) if values else None, kind="rollback", note=note)
+    number = branch(study, parent, to, dict(values) if values else None, kind="rollback", note=note)
     if replaced is not None:
         try:
-            study.request_stop(replaced)
+            request_stop(study, replaced)
         except TrialStateError:
             pass  # it finished meanwhile: nothing to stop
     return number

@@ -24,15 +24,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from tunelab.babysit.control import branch
 from tunelab.checkpoints import CheckpointPolicy
 from tunelab.distributions import ParamValue
 from tunelab.errors import ConfigError
 from tunelab.live import BRANCH
 from tunelab.records import FrozenTrial, TrialState
-from tunelab.runner import OptimizeSettings, TrialOutcome, run_trial
 from tunelab.samplers import RandomSampler
-from tunelab.study import Study, create_study
-from tunelab.trial import Trial
+from tunelab.study import Study, Trial, create_study
+from tunelab.study.runner import OptimizeSettings, TrialOutcome, run_trial
 
 if TYPE_CHECKING:  # PyTorch loads only when a run trains: `tunelab set`, the tree and the dashboard need none
     from tunelab.torch import Trainer, TrainObjective
@@ -135,7 +135,7 @@ def train_run(
 
     First, if the newest branch died (its process killed or its heartbeat lost: FAIL with such a
     reason, or RUNNING with a heartbeat older than ``grace_period``), queues its resumption,
-    ``study.branch(dead, newest kept checkpoint, kind="resume")``, and trains it: the curve goes on
+    ``branch(study, dead, newest kept checkpoint, kind="resume")``, and trains it: the curve goes on
     exactly where the dead branch's last checkpoint left it.
 
     Args:
@@ -210,7 +210,7 @@ def resume_dead_branch(study: Study, grace_period: float) -> int | None:
     note = f"trial {dead.number} died ({reason}); resumed"
     kept = study.checkpoints(dead.number)
     if kept:
-        number = study.branch(dead.number, kept[-1].step, kind="resume", note=note)
+        number = branch(study, dead.number, kept[-1].step, kind="resume", note=note)
     else:
         record = dead.system_attrs.get(BRANCH)
         system_attrs: dict[str, Any] = {"enqueued": True, "retry_of": dead.number}

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.text import Text
 
+from tunelab.babysit import set_live
 from tunelab.cli.main import (
     DEFAULT_STORAGE,
     ImportPathOption,
@@ -115,7 +116,7 @@ def set_(
     with _open(storage) as store:
         study = _read_study(run, store)
         number = _running_trial(study, trial, "change")
-        index = study.set_live(number, values, source="cli", note=note)
+        index = set_live(study, number, values, source="cli", note=note)
     _out().print(
         f"requested {_show(values)} for trial {number} of run {run!r} (request {index}); "
         "it applies at the trial's next step", markup=False, highlight=False,

@@ -34,12 +34,12 @@ from rich.table import Table
 from rich.text import Text
 
 import tunelab
-from tunelab._frames import trials_to_rows
 from tunelab.errors import ConfigError, TrialNotFoundError, TunelabError
 from tunelab.records import FrozenTrial, TrialState, sort_key
 from tunelab.samplers import RandomSampler
 from tunelab.storage import BaseStorage, get_storage
 from tunelab.study import Objective, Study, delete_study, load_study
+from tunelab.study.frames import trials_to_rows
 
 app = typer.Typer(
     name="tunelab",

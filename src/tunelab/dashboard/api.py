@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, Protocol, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 
+from tunelab import babysit
 from tunelab.babysit.branches import BranchNode, Change, changes_of, run_metrics, run_tree
 from tunelab.dashboard.models import (
     Accepted,
@@ -360,7 +361,7 @@ _ACTION: dict[int | str, dict[str, Any]] = {
              responses={**_ACTION, 409: {"model": Error, "description": "the trial is not RUNNING"}},
              summary="Ask a RUNNING trial to stop at its next should_prune()")
 def stop_trial(name: StudyName, number: TrialNumber, settings: WritableDep) -> StopRequested:
-    _study(settings, name).request_stop(number)  # TrialStateError -> 409
+    babysit.request_stop(_study(settings, name), number)  # TrialStateError -> 409
     return StopRequested(number=number)
 
 
@@ -462,7 +463,7 @@ _INVALID: dict[int | str, dict[str, Any]] = {
 def set_live(name: StudyName, number: TrialNumber, body: LiveBody, settings: WritableDep) -> LiveRequested:
     study = _study(settings, name)
     try:
-        index = study.set_live(number, body.values, source="dashboard", note=_text(body.note))  # 409, 404
+        index = babysit.set_live(study, number, body.values, source="dashboard", note=_text(body.note))  # 409, 404
     except ConfigError as e:
         raise HTTPException(422, str(e)) from None
     requests = study.get_trial(number).system_attrs.get(LIVE_REQUESTS) or []

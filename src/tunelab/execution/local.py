@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any, Protocol
 
-from tunelab.errors import ConfigError
+from tunelab.errors import ConfigError, WorkersDyingError
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
@@ -46,10 +46,6 @@ class PoolEvents(Protocol):
 
     def fatal(self, error_class: str, message: str) -> None:
         """A worker hit an error that must stop the run; the handler raises it."""
-
-
-class WorkersDyingError(RuntimeError):
-    """Worker processes keep dying before they start a task."""
 
 
 @dataclass
@@ -97,8 +93,47 @@ def _sigint_ignored_by_children() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+_spawn_preparation_lock = threading.Lock()
+
+
+@contextmanager
+def _main_module(imported: bool) -> Iterator[None]:
+    """Start spawned children without running the parent's ``__main__`` first, unless ``imported``.
+
+    A spawned child normally runs the parent's main script (as ``__mp_main__``) so that names
+    pickled from it resolve. A payload that needs no such name does not need that, and it hurts:
+    a notebook has no main script to run, and a script without the ``if __name__ == "__main__":``
+    guard would start its own optimize() again in every worker. ``multiprocessing`` decides this in
+    ``spawn.get_preparation_data``; here the two entries that ask for it are dropped.
+    """
+    if imported:
+        yield
+        return
+    from multiprocessing import spawn
+
+    original = spawn.get_preparation_data
+
+    def without_main(name: str) -> dict[str, Any]:
+        data: dict[str, Any] = original(name)
+        data.pop("init_main_from_path", None)
+        data.pop("init_main_from_name", None)
+        return data
+
+    with _spawn_preparation_lock:
+        spawn.get_preparation_data = without_main  # type: ignore[assignment]
+        try:
+            yield
+        finally:
+            spawn.get_preparation_data = original  # type: ignore[assignment]
+
+
 class ProcessPool:
-    """``n_workers`` processes running ``target(conn, payload)`` (see the module docstring)."""
+    """``n_workers`` processes running ``target(conn, payload)`` (see the module docstring).
+
+    ``target`` must be importable by reference (a module-level function of a module). With
+    ``import_main=False`` spawned workers do not run the parent's main script first: pass it when
+    the payload names nothing from ``__main__`` (e.g. it was packed by value with cloudpickle).
+    """
 
     def __init__(
         self,
@@ -107,6 +142,7 @@ class ProcessPool:
         payload: object,
         start_method: str = "spawn",
         threads_per_worker: int = 1,
+        import_main: bool = True,
     ) -> None:
         if start_method not in multiprocessing.get_all_start_methods():
             raise ConfigError(
@@ -118,6 +154,7 @@ class ProcessPool:
         self._target = target
         self._payload = payload
         self._threads = threads_per_worker
+        self._import_main = import_main or start_method != "spawn"
         self._slots: list[_Slot] = []
         self._early_deaths = 0
         self._issued = 0
@@ -126,7 +163,7 @@ class ProcessPool:
 
     def _spawn(self) -> _Slot:
         parent, child = self._ctx.Pipe()
-        with _threads_per_worker(self._threads), _sigint_ignored_by_children():
+        with _threads_per_worker(self._threads), _sigint_ignored_by_children(), _main_module(self._import_main):
             p = self._ctx.Process(target=self._target, args=(child, self._payload), daemon=True)
             p.start()
         child.close()

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from tunelab.errors import ConfigError
+from tunelab.errors import ConfigError, TasksFailingError
 
 logger = logging.getLogger("tunelab")
 
@@ -62,10 +62,6 @@ class TaskEvents(Protocol):
 
     def alive(self, task_ids: list[int]) -> None:
         """These tasks are still in flight (called about once a second)."""
-
-
-class TasksFailingError(RuntimeError):
-    """Every Ray task fails before any has finished: the cluster cannot run them."""
 
 
 class RayExecutor:

@@ -13,7 +13,6 @@ import os
 import pickle
 import signal
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -21,7 +20,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.engine import make_url
 
@@ -29,20 +28,18 @@ from tunelab import errors
 from tunelab.errors import ConfigError, SearchExhausted, TrialPruned, TrialStateError
 from tunelab.execution.local import ProcessPool
 from tunelab.execution.ray import RayExecutor
-from tunelab.progress import ProgressDisplay
 from tunelab.records import TrialState
 from tunelab.space import SpaceEntry
 from tunelab.storage import get_storage
 from tunelab.storage.base import BaseStorage
-
-if TYPE_CHECKING:
-    from tunelab.study import Callback, Objective, Study
+from tunelab.storage.served import ServedStorageAddress, StorageServer, serve
+from tunelab.study.heartbeat import Heartbeat, HeartbeatSettings, StaleTrials
+from tunelab.study.progress import ProgressDisplay
+from tunelab.study.study import Callback, Objective, Study, load_study
 
 logger = logging.getLogger("tunelab")
 
 _MAX_ERROR_TEXT = 20_000
-
-OpenStudy = Callable[..., "Study"]
 
 
 @dataclass(frozen=True)
@@ -109,12 +106,40 @@ class OptimizeSettings:
         return self.executor is None and (self.n_workers > 1 or self.trial_timeout is not None)
 
     @property
-    def heartbeat(self) -> tuple[float, float, bool] | None:
-        """(interval, grace, requeue) if heartbeats are on."""
+    def heartbeat(self) -> HeartbeatSettings | None:
+        """The heartbeat settings, if heartbeats are on."""
         if self.heartbeat_interval is None:
             return None
         assert self.grace_period is not None
-        return (self.heartbeat_interval, self.grace_period, self.requeue_lost_trials)
+        return HeartbeatSettings(self.heartbeat_interval, self.grace_period, self.requeue_lost_trials)
+
+    def stale_trials(self, study: Study) -> StaleTrials | None:
+        """The check that fails the study's lost trials, if heartbeats are on."""
+        hb = self.heartbeat
+        return None if hb is None else StaleTrials(study.storage, study.study_id, hb)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What a worker process or Ray task needs to run trials of a study: plain, picklable data.
+
+    ``storage`` is a URL, or the address where the driver serves a storage that has none (the
+    in-memory one).
+    """
+
+    storage: str | ServedStorageAddress
+    name: str
+    sampler: Any
+    pruner: Any
+    objective: Objective
+    settings: OptimizeSettings
+
+    def open(self, storage: str | BaseStorage | None = None) -> Study:
+        """The study (in ``storage``, default the job's own), with the driver's sampler and pruner
+        (not the stored ones: a study loaded with ``load_if_exists`` may have been given new ones)."""
+        if storage is None:
+            storage = self.storage.connect() if isinstance(self.storage, ServedStorageAddress) else self.storage
+        return load_study(self.name, storage, sampler=self.sampler, pruner=self.pruner)
 
 
 @dataclass(frozen=True)
@@ -150,32 +175,6 @@ def _check_executor(executor: object, n_workers: int, trial_timeout: float | Non
         )
 
 
-class _Heartbeat:
-    """A thread that tells the storage, every ``interval`` seconds, that a trial is alive."""
-
-    def __init__(self, storage: BaseStorage, trial_id: int, interval: float) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._beat, args=(storage, trial_id, interval), daemon=True, name="tunelab-heartbeat"
-        )
-
-    def _beat(self, storage: BaseStorage, trial_id: int, interval: float) -> None:
-        while not self._stop.wait(interval):
-            try:
-                storage.heartbeat(trial_id)
-            except Exception:
-                logger.debug("heartbeat failed", exc_info=True)
-
-    def __enter__(self) -> _Heartbeat:
-        if not self._thread.is_alive() and self._thread.ident is None:  # entering twice starts it once
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def _error_text(exc: BaseException) -> str:
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     if len(text) <= _MAX_ERROR_TEXT:
@@ -190,26 +189,29 @@ def run_trial(
     settings: OptimizeSettings,
     on_start: Callable[[int, int], None] | None = None,
     trial_id: int | None = None,
+    stale: StaleTrials | None = None,
 ) -> TrialOutcome:
     """Ask, run the objective, tell: one trial, always recorded.
 
-    With ``trial_id`` (from :meth:`Study.reserve_trial`), run that trial instead of asking for one.
+    With ``trial_id`` (from :meth:`Study.reserve_trial`), run that trial instead of asking for one;
+    ``stale`` fails lost trials of other processes before a new one is asked for.
     """
-    reserved = study.reserve_trial() if trial_id is None else None
-    tid = reserved.trial_id if reserved is not None else trial_id
-    assert tid is not None
     hb = settings.heartbeat
+    if trial_id is None:
+        if stale is not None:
+            stale.check()
+        reserved = study.reserve_trial(heartbeat=hb is not None)
+        tid = reserved.trial_id
+    else:
+        reserved, tid = None, trial_id
     # The heartbeat starts before the sampler plans: a model-based sampler may take a while
     # (a GP fit), and a silent trial would look lost to the other workers.
-    beat = _Heartbeat(study.storage, tid, hb[0]) if hb is not None else None
-    if beat is not None:
-        beat.__enter__()
+    beat = Heartbeat(study.storage, tid, hb.interval).start() if hb is not None else None
     try:
-        trial = (study._start(reserved, settings.space) if reserved is not None
-                 else study.ask_reserved(tid, settings.space))
+        trial = study.ask_reserved(reserved if reserved is not None else tid, settings.space)
     except BaseException as e:
         if beat is not None:
-            beat.__exit__()
+            beat.stop()
         if not isinstance(e, TrialStateError):
             raise
         # Marked lost by another worker while the sampler planned (it already counts as FAIL).
@@ -221,7 +223,7 @@ def run_trial(
     reraise: BaseException | None = None
     try:  # from here on, whatever happens, the trial is told how it ended
         if on_start is not None:
-            on_start(trial._trial_id, trial.number)
+            on_start(trial.trial_id, trial.number)
         with beat if beat is not None else nullcontext():
             try:
                 value = objective(trial)
@@ -239,10 +241,10 @@ def run_trial(
         state, error, reraise = TrialState.FAIL, f"interrupted: {type(e).__name__}: {e}", e
     try:
         frozen = study.tell(trial, value, state=state, error=error)
-        outcome = TrialOutcome(trial._trial_id, trial.number, frozen.state.value, frozen.value, frozen.error)
+        outcome = TrialOutcome(trial.trial_id, trial.number, frozen.state.value, frozen.value, frozen.error)
     except TrialStateError:
         # Marked lost (e.g. by another worker's heartbeat check) while it ran.
-        outcome = TrialOutcome(trial._trial_id, trial.number, TrialState.FAIL.value, None, "lost")
+        outcome = TrialOutcome(trial.trial_id, trial.number, TrialState.FAIL.value, None, "lost")
     if outcome.state == TrialState.FAIL.value and reraise is None:
         first_line = (outcome.error or "").strip().splitlines()[-1:] or [""]
         logger.warning("trial %d failed: %s", outcome.number, first_line[0])
@@ -251,19 +253,16 @@ def run_trial(
     return outcome
 
 
-def optimize(
-    study: Study, objective: Objective, settings: OptimizeSettings, open_study: OpenStudy
-) -> None:
-    """The body of :meth:`Study.optimize`; ``open_study`` is how a worker process loads the study."""
-    study._heartbeat = settings.heartbeat
+def optimize(study: Study, objective: Objective, settings: OptimizeSettings) -> None:
+    """The body of :meth:`Study.optimize`."""
     deadline = None if settings.timeout is None else time.monotonic() + settings.timeout
     display = ProgressDisplay(settings.show_progress, settings.n_trials, study.direction)
     try:
         with display:
             if settings.executor is not None:
-                _optimize_on_ray(study, objective, settings, deadline, display, open_study)
+                _optimize_on_ray(study, objective, settings, deadline, display)
             elif settings.uses_processes:
-                _optimize_in_processes(study, objective, settings, deadline, display, open_study)
+                _optimize_in_processes(study, objective, settings, deadline, display)
             else:
                 _optimize_here(study, objective, settings, deadline, display)
     except KeyboardInterrupt:
@@ -272,8 +271,6 @@ def optimize(
             "Run the study again to resume it.", display.done,
         )
         raise
-    finally:
-        study._heartbeat = None
 
 
 def _optimize_here(
@@ -284,11 +281,12 @@ def _optimize_here(
     display: ProgressDisplay,
 ) -> None:
     done = 0
+    stale = settings.stale_trials(study)
     while settings.n_trials is None or done < settings.n_trials:
         if deadline is not None and time.monotonic() >= deadline:
             return
         try:
-            outcome = run_trial(study, objective, settings, on_start=lambda *_: display.started())
+            outcome = run_trial(study, objective, settings, on_start=lambda *_: display.started(), stale=stale)
         except SearchExhausted:
             logger.info("%r has nothing left to propose; stopping", study.sampler)
             return
@@ -338,23 +336,48 @@ def _optimize_in_processes(
     settings: OptimizeSettings,
     deadline: float | None,
     display: ProgressDisplay,
-    open_study: OpenStudy,
 ) -> None:
-    url = study.storage.url
-    assert url is not None
     worker_settings = OptimizeSettings(**{**settings.__dict__, "callbacks": (), "show_progress": False})
-    job = (open_study, url, study.name, study.sampler, objective, worker_settings)
-    payload: object = job  # a forked child inherits it as it is: lambdas and closures work
-    if settings.start_method != "fork":
-        try:
-            payload = pickle.dumps(job)
-        except Exception as e:  # noqa: BLE001 - pickling can fail in many ways
-            raise ConfigError(
-                f"the objective cannot be sent to worker processes ({type(e).__name__}: {e}); define "
-                "it at module level (not a lambda or nested function), or pass start_method='fork'"
-            ) from None
-    pool = ProcessPool(settings.n_workers, _worker_main, payload, settings.start_method)
-    pool.run(settings.n_trials, deadline, settings.trial_timeout, _Driver(study, settings, display))
+    server: StorageServer | None = None
+    url = study.storage.url
+    if url is None or not study.storage.shareable_across_processes:
+        server = serve(study.storage)  # the in-memory storage: workers call this process
+    try:
+        where: str | ServedStorageAddress = server.address if server is not None else str(url)
+        job = _Job(where, study.name, study.sampler, study.pruner, objective, worker_settings)
+        payload = job if settings.start_method == "fork" else _pack(job)  # a forked child inherits it
+        # The payload carries everything, by reference or by value: workers need not re-run the
+        # user's main script (a notebook has none; an unguarded script would start optimize() again).
+        pool = ProcessPool(settings.n_workers, _worker_main, payload, settings.start_method, import_main=False)
+        pool.run(settings.n_trials, deadline, settings.trial_timeout, _Driver(study, settings, display))
+    finally:
+        if server is not None:
+            server.close()
+
+
+def _pack(job: _Job) -> bytes:
+    """The job as bytes for spawned workers (see :func:`pack_for_workers`)."""
+    return pack_for_workers(job, "the objective")
+
+
+def pack_for_workers(obj: object, what: str) -> bytes:
+    """``obj`` as bytes a spawned worker can load: what can be imported goes by reference, the rest by value.
+
+    cloudpickle (as joblib/loky and Ray use it) sends functions and classes defined in ``__main__`` (a
+    notebook cell, a script), lambdas and closures by value, and module-level names of importable
+    modules by reference, as pickle would. ConfigError naming ``what`` when something cannot be copied.
+    """
+    import cloudpickle
+
+    try:
+        data: bytes = cloudpickle.dumps(obj)
+    except Exception as e:  # noqa: BLE001 - pickling can fail in many ways
+        raise ConfigError(
+            f"{what} cannot be sent to worker processes ({type(e).__name__}: {e}): something it uses (an "
+            "open file, a lock, a database connection, a model on a GPU) cannot be copied; create it inside "
+            "the objective, run with n_workers=1, or pass start_method='fork'"
+        ) from None
+    return data
 
 
 # -- Ray -------------------------------------------------------------------------------------
@@ -364,10 +387,13 @@ class _RayDriver(_Driver):
     def __init__(self, study: Study, settings: OptimizeSettings, display: ProgressDisplay) -> None:
         super().__init__(study, settings, display)
         self._last_beat = time.monotonic()
+        self._stale = settings.stale_trials(study)
 
     def reserve(self) -> tuple[int, int] | None:
         try:
-            frozen = self.study.reserve_trial()
+            if self._stale is not None:
+                self._stale.check()
+            frozen = self.study.reserve_trial(heartbeat=self.settings.heartbeat is not None)
         except SearchExhausted:
             logger.info("%r has nothing left to propose; stopping", self.study.sampler)
             return None
@@ -383,7 +409,7 @@ class _RayDriver(_Driver):
     def alive(self, task_ids: list[int]) -> None:
         """Beat for in-flight trials: one may wait long for Ray resources before its task starts."""
         hb = self.settings.heartbeat
-        if hb is None or time.monotonic() - self._last_beat < hb[0]:
+        if hb is None or time.monotonic() - self._last_beat < hb.interval:
             return
         self._last_beat = time.monotonic()
         for task_id in task_ids:
@@ -407,14 +433,13 @@ def _optimize_on_ray(
     settings: OptimizeSettings,
     deadline: float | None,
     display: ProgressDisplay,
-    open_study: OpenStudy,
 ) -> None:
     """Reserve each trial here, run it as a Ray task that reads and writes the storage itself."""
     assert settings.executor is not None and study.storage.url is not None
     task_settings = OptimizeSettings(
         **{**settings.__dict__, "callbacks": (), "show_progress": False, "executor": None}
     )
-    job = (open_study, _absolute_url(study.storage.url), study.name, study.sampler, objective, task_settings)
+    job = _Job(_absolute_url(study.storage.url), study.name, study.sampler, study.pruner, objective, task_settings)
     settings.executor.run(_run_reserved_trial, job, settings.n_trials, deadline, _RayDriver(study, settings, display))
 
 
@@ -445,11 +470,10 @@ def _run_reserved_trial(job: Any, trial_id: int) -> tuple[Any, ...]:
     Returns ``("finished", TrialOutcome)``, ``("exhausted",)`` or ``("fatal", class_name, message)``
     (see :mod:`tunelab.execution.ray`).
     """
-    open_study, url, name, sampler, objective, settings = job
     try:
-        study = open_study(name, _storage_for_task(url), sampler=sampler)
-        study._heartbeat = settings.heartbeat
-        return ("finished", run_trial(study, objective, settings, trial_id=trial_id))
+        assert isinstance(job.storage, str)
+        study = job.open(_storage_for_task(job.storage))
+        return ("finished", run_trial(study, job.objective, job.settings, trial_id=trial_id))
     except SearchExhausted:
         return ("exhausted",)
     except BaseException as e:  # noqa: BLE001 - report anything fatal to the driver
@@ -466,12 +490,10 @@ def _worker_main(conn: Connection, payload: object) -> None:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     _single_threaded_torch()
     try:
-        # The driver sends load_study itself (pickled by reference), so that this
-        # lower layer does not import the study module.
-        job: Any = pickle.loads(payload) if isinstance(payload, bytes) else payload
-        open_study, url, name, sampler, objective, settings = job
-        study = open_study(name, url, sampler=sampler)
-        study._heartbeat = settings.heartbeat
+        job = pickle.loads(payload) if isinstance(payload, bytes) else payload
+        assert isinstance(job, _Job)
+        study = job.open()
+        stale = job.settings.stale_trials(study)
         conn.send(("ready",))
         while True:
             msg = conn.recv()
@@ -479,8 +501,8 @@ def _worker_main(conn: Connection, payload: object) -> None:
                 return
             try:
                 outcome = run_trial(
-                    study, objective, settings,
-                    on_start=lambda tid, num: conn.send(("started", tid, num)),
+                    study, job.objective, job.settings,
+                    on_start=lambda tid, num: conn.send(("started", tid, num)), stale=stale,
                 )
             except SearchExhausted:
                 conn.send(("exhausted",))

@@ -42,7 +42,6 @@ None, was pruned or its process died: a configuration that fails some of the tim
 from __future__ import annotations
 
 import math
-import pickle
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -51,10 +50,13 @@ from typing import Any
 from tunelab.distributions import ParamValue
 from tunelab.errors import ConfigError, InvalidDistributionError, StudyNotFoundError
 from tunelab.records import FrozenTrial, TrialState, sort_key
+from tunelab.reevaluate.stats import fmt as _fmt
+from tunelab.reevaluate.stats import spearman as _spearman
+from tunelab.reevaluate.stats import std as _std
 from tunelab.samplers import Sampler, sampler_from_description
 from tunelab.space import unwrap
 from tunelab.storage import BaseStorage, get_storage
-from tunelab.study import Objective, Study, create_study
+from tunelab.study import Objective, Study, create_study, pack_for_workers
 
 __all__ = ["VERDICTS", "ReevaluatedConfig", "Reevaluation", "reevaluate"]
 
@@ -259,18 +261,7 @@ def reevaluate(
     _check_space(study, chosen)
     store = study.storage if storage is None else get_storage(storage)
     if n_workers > 1:
-        if not store.shareable_across_processes:
-            raise ConfigError(
-                f"reevaluate(n_workers={n_workers}) runs trials in worker processes, which cannot share "
-                f"{store!r}; pass storage='sqlite:///tunelab.db' (or re-evaluate a study kept in a file)"
-            )
-        try:
-            pickle.dumps(objective)
-        except Exception as e:  # noqa: BLE001 - pickling can fail in many ways
-            raise ConfigError(
-                f"reevaluate(objective=...) cannot be sent to worker processes ({type(e).__name__}: {e}); "
-                "define it at module level (not a lambda or nested function), or pass n_workers=1"
-            ) from None
+        pack_for_workers(objective, "reevaluate(objective=...)")  # checked before the new study is made
     new_name = _free_name(store, study.name, name)
     new_sampler = sampler if sampler is not None else _old_sampler(study)
 
@@ -475,43 +466,3 @@ def _judge(
         study=new, source=old.name, direction=old.direction, rows=rows, repeats=repeats, tolerance=tolerance,
         spread=spread, noise=noise, spearman=spearman, best_holds=best_holds,
     )
-
-
-def _std(values: list[float]) -> float | None:
-    if len(values) < 2:
-        return None
-    mean = sum(values) / len(values)
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-
-
-def _ranks(values: list[float]) -> list[float]:
-    """1-based ranks, ties sharing their average rank."""
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    ranks = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
-
-
-def _spearman(a: list[float], b: list[float]) -> float | None:
-    """Spearman's rank correlation of ``a`` and ``b`` (None if undefined: fewer than 2, or constant)."""
-    if len(a) < 2:
-        return None
-    ra, rb = _ranks(a), _ranks(b)
-    ma, mb = sum(ra) / len(ra), sum(rb) / len(rb)
-    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb, strict=True))
-    va = sum((x - ma) ** 2 for x in ra)
-    vb = sum((y - mb) ** 2 for y in rb)
-    if va == 0 or vb == 0:
-        return None
-    return cov / math.sqrt(va * vb)
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"

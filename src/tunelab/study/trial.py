@@ -32,7 +32,8 @@ from tunelab.samplers.base import SamplingContext
 from tunelab.space import Conditional, SpaceEntry, name_error, unwrap, validate_space
 
 if TYPE_CHECKING:
-    from tunelab.study import Study
+    from tunelab.study.services import TrialServices
+    from tunelab.study.study import Study
 
 
 #: The rule recorded in ``system_attrs["pruned"]`` of a trial stopped that way.
@@ -49,10 +50,18 @@ class Trial:
     def __init__(
         self,
         study: Study,
+        services: TrialServices,
         frozen: FrozenTrial,
         fixed: Mapping[str, ParamValue] | None = None,
+        *,
+        ctx: SamplingContext | None = None,
+        plan: Mapping[str, ParamValue] | None = None,
     ) -> None:
         self._study = study
+        self._suggestions = services.suggestions
+        self._pruning = services.pruning
+        self._checkpoints = services.checkpoints
+        self._writer = services.writer(frozen.trial_id)
         self._trial_id = frozen.trial_id
         self.number = frozen.number
         self._fixed = dict(fixed or {})
@@ -61,8 +70,8 @@ class Trial:
         self._unsaved: dict[str, None] = {}  # ordered set
         self._user_attrs: dict[str, Any] = dict(frozen.user_attrs)
         self._unsaved_attrs: dict[str, Any] = {}
-        self._ctx = SamplingContext(frozen.number, study.seed, frozen.system_attrs)
-        self._plan: dict[str, ParamValue] = {}
+        self._ctx = ctx if ctx is not None else SamplingContext(frozen.number, services.seed, frozen.system_attrs)
+        self._plan: dict[str, ParamValue] = dict(plan or {})
         self._finished = False
         self._curves: dict[str, dict[int, float]] = {}  # this trial's own reports: metric -> step -> value
         self._last_report: dict[str, float] = {}
@@ -115,7 +124,7 @@ class Trial:
                     f"distributions: {self._dists[name]!r} and {distribution!r}"
                 )
             return self._params[name]
-        self._study._check_distribution(name, distribution)
+        self._suggestions.register(name, distribution)
         if name in self._fixed:
             try:
                 value = distribution.cast(self._fixed[name])
@@ -124,7 +133,7 @@ class Trial:
         elif name in self._plan:
             value, distribution = _planned(name, self._plan[name], distribution)
         else:
-            value = self._study._sample(self._ctx, name, distribution)
+            value = self._suggestions.sample(self._ctx, name, distribution)
         self._params[name] = value
         self._dists[name] = distribution
         self._unsaved[name] = None
@@ -144,6 +153,11 @@ class Trial:
         return values
 
     # -- reading -----------------------------------------------------------------------------
+    @property
+    def trial_id(self) -> int:
+        """The trial's id in the storage (unique across studies; ``number`` is per study)."""
+        return self._trial_id
+
     @property
     def params(self) -> dict[str, ParamValue]:
         """The parameters suggested so far (a copy)."""
@@ -177,7 +191,7 @@ class Trial:
         Checkpoints go in ``step-<step>/`` folders inside it, through :meth:`checkpoint`; other
         files may be put there too (they survive the retention policy).
         """
-        return self._study._checkpoints.trial_dir(self.number, create=not self._finished)
+        return self._checkpoints.trial_dir(self.number, create=not self._finished)
 
     def checkpoint(self, step: int) -> AbstractContextManager[Path]:
         """A fresh folder to write the checkpoint of ``step`` into, atomically::
@@ -192,7 +206,7 @@ class Trial:
         (``tunelab-params.json``), so that a roll-back to it resumes with them.
         """
         self._check_running()
-        return self._checkpoint_with_params(self._study._checkpoints.write(self.number, step), step)
+        return self._checkpoint_with_params(self._checkpoints.write(self.number, step), step)
 
     @contextmanager
     def _checkpoint_with_params(self, writing: AbstractContextManager[Path], step: int) -> Iterator[Path]:
@@ -202,11 +216,11 @@ class Trial:
 
     def checkpoints(self) -> list[Checkpoint]:
         """This trial's stored checkpoints, ``(step, path)`` pairs, oldest step first."""
-        return self._study._checkpoints.checkpoints(self.number)
+        return self._checkpoints.checkpoints(self.number)
 
     def latest_checkpoint(self) -> Checkpoint | None:
         """This trial's newest checkpoint, ``(step, path)``, or None (e.g. to resume)."""
-        return self._study._checkpoints.find(self.number)
+        return self._checkpoints.find(self.number)
 
     # -- live hyperparameters (babysitting) --------------------------------------------------
     @property
@@ -313,7 +327,7 @@ class Trial:
 
             self._live = LiveParams(
                 {**self._fixed, **self._params},
-                lambda: self._study._storage.get_trial(self._trial_id).system_attrs,
+                self._writer.stored_system_attrs,
                 write,
                 self._ctx.recorded,
             )
@@ -346,7 +360,7 @@ class Trial:
             except (TypeError, ValueError):
                 raise ConfigError(f"metric '{k}' must be a number, got {v!r}") from None
         self.flush()
-        self._study._storage.report(self._trial_id, int(step), clean)
+        self._writer.report(int(step), clean)
         for k, v in clean.items():
             self._curves.setdefault(k, {})[int(step)] = v
         self._last_report = clean
@@ -368,7 +382,7 @@ class Trial:
         that (about 0.4 ms on SQLite).
         """
         self._check_running()
-        request = self._study._storage.get_trial(self._trial_id).system_attrs.get(STOP_REQUESTED)
+        request = self._writer.stored_system_attrs().get(STOP_REQUESTED)
         if request is not None:
             metric = next(iter(self._last_report), None)
             step = value = None
@@ -383,7 +397,7 @@ class Trial:
             return True
         if not self._last_report:
             return False
-        found = self._study._prune_decision(self.number, self._last_report, self._curves)
+        found = self._pruning.decide(self.number, self._last_report, self._curves)
         if found is None:
             return False
         metric, decision = found
@@ -396,7 +410,7 @@ class Trial:
         """Write unsaved parameters and attributes now (``report`` and the end of the trial do)."""
         pending = self._pending()
         if any(pending.values()):
-            self._study._storage.update_trial(self._trial_id, **pending)
+            self._writer.update(**pending)
 
     def _pending(self) -> dict[str, Any]:
         out = {
@@ -412,9 +426,7 @@ class Trial:
     def _finish(self, state: TrialState, value: float | None, error: str | None) -> None:
         if self._finished:
             raise TrialStateError(f"trial {self.number} has already been told its result")
-        self._study._storage.finish_trial(
-            self._trial_id, state, value=value, error=error, **self._pending()
-        )
+        self._writer.finish(state, value, error, **self._pending())
         self._finished = True
 
     def _check_running(self) -> None:

@@ -9,41 +9,36 @@ from __future__ import annotations
 import math
 import os
 import secrets
-import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tunelab.checkpoints import Checkpoint, CheckpointPolicy, new_study_folder, remove_study_folder, store_for_study
+from tunelab.checkpoints import (
+    Checkpoint,
+    CheckpointPolicy,
+    CheckpointStore,
+    new_study_folder,
+    remove_study_folder,
+    store_for_study,
+)
 from tunelab.distributions import Distribution, ParamValue
 from tunelab.errors import (
     ConfigError,
-    DistributionConflictError,
     DuplicatedStudyError,
     SearchExhausted,
     TrialNotFoundError,
     TrialStateError,
 )
 from tunelab.history import History
-from tunelab.live import (
-    BRANCH,
-    BRANCH_KINDS,
-    LIVE_NAMES,
-    LIVE_REQUESTS,
-    STOP_REQUESTED,
-    check_live_values,
-    new_request,
-    params_at,
-    read_checkpoint_params,
-)
-from tunelab.pruners import PruneDecision, Pruner, pruner_from_description
+from tunelab.pruners import Pruner, pruner_from_description
 from tunelab.records import FrozenTrial, StudyRecord, TrialState, check_direction, sort_key
 from tunelab.samplers import AutoSampler, Sampler, sampler_from_description
 from tunelab.samplers.base import SamplingContext
-from tunelab.space import SpaceEntry, space_from_json, space_to_json, unwrap, validate_space
+from tunelab.space import SpaceEntry, space_from_json, space_to_json, validate_space
 from tunelab.storage import BaseStorage, Curves, MetricPoint, get_storage
-from tunelab.trial import Trial
+from tunelab.study.services import Pruning, Suggestions, TrialServices
+from tunelab.study.trial import Trial
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -83,19 +78,13 @@ class Study:
         self.name = record.name
         self.direction = record.direction
         self.seed = record.seed
-        self.sampler = sampler
-        self.pruner = pruner
-        self.space = space
         self._history = History(storage, record, space)
-        if pruner is not None:
-            self._history.pruning = (pruner.metric, pruner.direction or record.direction)
+        self._suggestions = Suggestions(storage, record, sampler, self._history, space)
+        self._pruning = Pruning(pruner, self._history, record.direction)
         self._checkpoints = store_for_study(record.system_attrs, storage.url, record.name)
+        self._services = TrialServices(record.seed, self._suggestions, self._pruning, self._checkpoints, storage)
         self.artifact_dir: Path = self._checkpoints.root
         self.checkpoint_policy: CheckpointPolicy = self._checkpoints.policy
-        self._registry: dict[str, Distribution] = {}
-        # Heartbeat settings of the running optimize() call (None: no heartbeats).
-        self._heartbeat: tuple[float, float, bool] | None = None
-        self._last_stale_check = 0.0
 
     def __repr__(self) -> str:
         return f"Study(name={self.name!r}, direction={self.direction!r}, storage={self._storage!r})"
@@ -104,6 +93,43 @@ class Study:
     def storage(self) -> BaseStorage:
         """The storage this study lives in."""
         return self._storage
+
+    @property
+    def study_id(self) -> int:
+        """The study's id in its storage (what storage calls such as ``get_metric_at`` take)."""
+        return self._study_id
+
+    @property
+    def sampler(self) -> Sampler:
+        """Decides parameter values (may be replaced between trials)."""
+        return self._suggestions.sampler
+
+    @sampler.setter
+    def sampler(self, sampler: Sampler) -> None:
+        if not isinstance(sampler, Sampler):
+            raise ConfigError(f"sampler must be a tunelab sampler such as RandomSampler(), got {sampler!r}")
+        self._suggestions.sampler = sampler
+
+    @property
+    def pruner(self) -> Pruner | None:
+        """Stops bad trials early (``trial.should_prune()``), or None."""
+        return self._pruning.pruner
+
+    @pruner.setter
+    def pruner(self, pruner: Pruner | None) -> None:
+        if pruner is not None and not isinstance(pruner, Pruner):
+            raise ConfigError(f"pruner must be a tunelab pruner such as MedianPruner(), got {pruner!r}")
+        self._pruning.pruner = pruner
+
+    @property
+    def space(self) -> Mapping[str, SpaceEntry] | None:
+        """The declared search space every trial suggests, or None (define-by-run)."""
+        return self._suggestions.space
+
+    @property
+    def checkpoint_store(self) -> CheckpointStore:
+        """The study's checkpoint folders, for workflows that copy or clean them (babysitting)."""
+        return self._checkpoints
 
     # -- reading ---------------------------------------------------------------------------
     @property
@@ -208,7 +234,7 @@ class Study:
 
     def trials_dataframe(self) -> pd.DataFrame:
         """The trials as a pandas DataFrame, one row per trial (needs pandas)."""
-        from tunelab._frames import trials_to_dataframe
+        from tunelab.study.frames import trials_to_dataframe
 
         return trials_to_dataframe(self.trials)
 
@@ -223,7 +249,7 @@ class Study:
         dists: dict[str, Distribution] = {}
         clean: dict[str, ParamValue] = {}
         for name, value in params.items():
-            dist = self._known_distribution(name)
+            dist = self._suggestions.known(name)
             if dist is not None:
                 try:
                     clean[name] = dist.cast(value)
@@ -238,89 +264,6 @@ class Study:
         )
         return trial.number
 
-    def request_stop(self, number: int) -> None:
-        """Ask RUNNING trial ``number`` to stop, from any process (the dashboard's stop button).
-
-        Records ``system_attrs["stop_requested"]``; the trial sees it at its next
-        ``trial.should_prune()``, which then returns True (rule "stopped on request"), and
-        the objective raises TrialPruned as for any pruning. TrialStateError if the trial is not
-        RUNNING, TrialNotFoundError if there is no such trial.
-        """
-        trial = self._running_trial(number, "only a RUNNING trial can be asked to stop")
-        at = datetime.now(timezone.utc).isoformat()
-        self._storage.update_trial(trial.trial_id, system_attrs={STOP_REQUESTED: {"at": at}})
-
-    def set_live(
-        self, number: int, values: Mapping[str, ParamValue], *, source: str = "api", note: str | None = None
-    ) -> int:
-        """Change hyperparameters of RUNNING trial ``number`` while it trains, from any process
-        (``tunelab set``, the dashboard); return the request's index in the trial's
-        ``system_attrs["live_requests"]``.
-
-        The values are checked now against the trial's parameters (names the training loop
-        declared live, else the trial's own; each value of its parameter's kind). The trial applies
-        them at its next ``trial.sync_live(step)`` / ``trial.live(name, step)`` and records that step.
-        Requests from several processes at once are all kept, in order (an atomic append).
-        TrialStateError for a finished trial (roll back to one of its checkpoints instead),
-        TrialNotFoundError for an unknown one, ConfigError for a bad name or value.
-        """
-        if not isinstance(source, str) or not source:
-            raise ConfigError(f"set_live(source=...) must be a non-empty string, got {source!r}")
-        trial = self._running_trial(
-            number, f"its hyperparameters can no longer change: roll back to one of its checkpoints "
-            f"(tunelab rollback {self.name} --trial {number} --to STEP --set ...)"
-        )
-        names = trial.system_attrs.get(LIVE_NAMES)
-        clean = check_live_values(values, params=trial.params, distributions=trial.distributions,
-                                  live_names=names, number=number)
-        return self._storage.append_trial_event(trial.trial_id, LIVE_REQUESTS, new_request(clean, source, note))
-
-    def branch(
-        self,
-        number: int,
-        step: int,
-        values: Mapping[str, ParamValue] | None = None,
-        *,
-        kind: str = "rollback",
-        note: str | None = None,
-    ) -> int:
-        """Queue a branch of trial ``number`` that starts from its checkpoint at ``step``, with
-        ``values`` changed; return the branch's trial number (the next ``ask()`` claims it).
-
-        The branch's parameters are those the checkpoint was written with (its
-        ``tunelab-params.json``; else the trial's schedule at ``step``) with ``values`` laid over,
-        checked as :meth:`set_live` checks them. The checkpoint is copied into the branch's own
-        folder, so the parent's clean-up cannot take it away; ``trial.resume_from`` gives it to
-        the training loop and ``system_attrs["branch"]`` records parent, step, kind ('rollback',
-        or 'resume' after a crash), the changed values and the note. The parent is left as it is
-        (``tunelab rollback`` also asks a running parent to stop). ConfigError when the trial keeps
-        no checkpoint at ``step``, TrialNotFoundError for an unknown trial.
-        """
-        if kind not in BRANCH_KINDS:
-            raise ConfigError(f"branch(kind=...) must be one of {BRANCH_KINDS}, got {kind!r}")
-        parent = self.get_trial(number)
-        start = self._checkpoints.snapshot(number, step)  # ConfigError when not kept
-        params = read_checkpoint_params(start.path) or params_at(parent, step)
-        changed = {} if not values else check_live_values(
-            values, params={**parent.params, **params}, distributions=parent.distributions, live_names=None,
-            number=number,
-        )
-        record = {"parent": number, "step": step, "checkpoint": str(start.path), "set": changed, "kind": kind,
-                  "at": datetime.now(timezone.utc).isoformat(), "note": note}
-        dists = {k: d for k, d in parent.distributions.items() if k in params or k in changed}
-        trial = self._storage.create_trial(
-            self._study_id, TrialState.WAITING, params={**params, **changed}, distributions=dists,
-            system_attrs={"enqueued": True, BRANCH: record},
-        )
-        return trial.number
-
-    def _running_trial(self, number: int, why: str) -> FrozenTrial:
-        """Trial ``number`` if RUNNING; TrialStateError (ending with ``why``) or TrialNotFoundError."""
-        trial = self.get_trial(number)
-        if trial.state != TrialState.RUNNING:
-            raise TrialStateError(f"trial {number} is {trial.state.value}; {why}")
-        return trial
-
     def ask(self, space: Mapping[str, SpaceEntry] | None = None) -> Trial:
         """Start a trial: an enqueued configuration if one waits, else a new one.
 
@@ -331,16 +274,15 @@ class Study:
             space = validate_space(space)
         return self._prepare(self.reserve_trial(), space)
 
-    def reserve_trial(self) -> FrozenTrial:
+    def reserve_trial(self, *, heartbeat: bool = False) -> FrozenTrial:
         """Start the next trial in the storage (an enqueued one first) without deciding its parameters.
 
         The first half of :meth:`ask`, for executors that start trials in one process and
         run them in another: pass the trial's ``trial_id`` to :meth:`ask_reserved` there.
         The trial is RUNNING from now on; whoever reserved it must see that it finishes.
         Raises :class:`~tunelab.errors.SearchExhausted` when the sampler has nothing left.
+        With ``heartbeat``, the trial's heartbeat clock starts now (whoever runs it must beat).
         """
-        self._maybe_fail_stale_trials()
-        heartbeat = self._heartbeat is not None
         self._history.invalidate()  # the sampler decides on what is stored now
         if not self.sampler.exhausted(self._history):
             return self._storage.start_trial(self._study_id, heartbeat=heartbeat)
@@ -350,13 +292,14 @@ class Study:
             raise SearchExhausted(f"{self.sampler!r} has nothing left to propose")
         return claimed
 
-    def ask_reserved(self, trial_id: int, space: Mapping[str, SpaceEntry] | None = None) -> Trial:
+    def ask_reserved(self, trial: int | FrozenTrial, space: Mapping[str, SpaceEntry] | None = None) -> Trial:
         """The second half of :meth:`ask`: the live Trial of a trial from :meth:`reserve_trial`.
 
-        ``trial_id`` must belong to this study and still be RUNNING (TrialStateError
-        otherwise). The sampler plans its parameters now, as :meth:`ask` would.
+        ``trial`` (its ``trial_id``, or the record :meth:`reserve_trial` returned, which saves a
+        read) must belong to this study and still be RUNNING (TrialStateError otherwise). The
+        sampler plans its parameters now, as :meth:`ask` would.
         """
-        frozen = self._storage.get_trial(trial_id)
+        frozen = trial if isinstance(trial, FrozenTrial) else self._storage.get_trial(trial)
         if frozen.state != TrialState.RUNNING:
             raise TrialStateError(
                 f"trial {frozen.number} is {frozen.state.value}, not RUNNING; ask_reserved() needs a "
@@ -378,19 +321,26 @@ class Study:
         self._history.invalidate()  # ... including the trial just started
         # A claimed WAITING trial always carries params (enqueue() requires some); a new one none.
         fixed = dict(frozen.params) if frozen.params else None
-        trial = Trial(self, frozen, fixed)
+        ctx = SamplingContext(frozen.number, self.seed, frozen.system_attrs)
+        trial: Trial | None = None
         try:
+            plan = None
             if fixed is None:
-                trial._plan = self.sampler.plan(self._history, trial._ctx)
-                recorded = trial._ctx.take_new_records()
+                plan = self._suggestions.plan(ctx)
+                recorded = ctx.take_new_records()
                 if recorded:  # other workers must see what this trial claimed (e.g. a grid cell)
                     self._storage.update_trial(frozen.trial_id, system_attrs=recorded)
+            trial = Trial(self, self._services, frozen, fixed, ctx=ctx, plan=plan)
             space = space if space is not None else self.space
             if space is not None:
                 trial.suggest_space(space)
         except BaseException as e:
             # Never leave a trial RUNNING behind: record why it could not start.
-            trial._finish(TrialState.FAIL, None, f"could not start: {type(e).__name__}: {e}")
+            reason = f"could not start: {type(e).__name__}: {e}"
+            if trial is not None:
+                trial._finish(TrialState.FAIL, None, reason)
+            else:
+                self._storage.finish_trial(frozen.trial_id, TrialState.FAIL, error=reason)
             raise
         return trial
 
@@ -416,7 +366,7 @@ class Study:
             number=trial.number, state=final_state, value=final_value, params=trial.params,
             distributions=trial.distributions, user_attrs=trial.user_attrs,
             system_attrs=trial.system_attrs, datetime_complete=datetime.now(timezone.utc),
-            error=final_error, trial_id=trial._trial_id,
+            error=final_error, trial_id=trial.trial_id,
         )
 
     def optimize(
@@ -444,7 +394,9 @@ class Study:
             n_trials: how many trials this call runs (None: until timeout or Ctrl-C).
             timeout: seconds after which no new trial starts.
             n_workers: trials at once; above 1 each runs in its own process, so a
-                crashing or hanging objective cannot take the study down.
+                crashing or hanging objective cannot take the study down. The objective may
+                be defined anywhere (a notebook cell, a lambda): what cannot be imported is
+                sent by value; an in-memory study is served to its workers by this process.
             space: a declared search space; its parameters are in ``trial.params``.
             catch: exceptions from the objective that mark the trial FAIL and let
                 the study go on. tunelab's ConfigError always stops the study.
@@ -457,13 +409,13 @@ class Study:
                 None turns heartbeats off.
             grace_period: default ``3 * heartbeat_interval``.
             requeue_lost_trials: re-enqueue the parameters of trials lost that way.
-            start_method: 'spawn' (default, safe) or 'fork' (for objectives that
-                cannot be pickled, e.g. lambdas in a notebook) for worker processes.
+            start_method: 'spawn' (default, safe) or 'fork' (for objectives holding
+                something that cannot be copied, such as a lock) for worker processes.
             executor: run trials elsewhere, e.g. ``tunelab.RayExecutor()`` runs each as a
                 Ray task; it decides how many run at once (keep ``n_workers=1``), and the
                 study needs a storage URL its tasks can open.
         """
-        from tunelab.runner import OptimizeSettings, optimize
+        from tunelab.study.runner import OptimizeSettings, optimize
 
         settings = OptimizeSettings.build(
             n_trials=n_trials, timeout=timeout, n_workers=n_workers, space=space, catch=catch,
@@ -479,74 +431,18 @@ class Study:
                 f"which {self._storage!r} does not allow; create the study with a storage URL, e.g. "
                 "storage='sqlite:///tunelab.db' (one machine or a shared disk) or a PostgreSQL URL (a cluster)"
             )
-        if settings.uses_processes and not self._storage.shareable_across_processes:
-            raise ConfigError(
-                f"n_workers={n_workers} (or trial_timeout) runs trials in worker processes, which "
-                "cannot share the in-memory storage; create the study with a file, e.g. "
-                "storage='sqlite:///tunelab.db'"
-            )
-        optimize(self, objective, settings, load_study)
+        optimize(self, objective, settings)
 
-    # -- services for Trial (not public) --------------------------------------------------
+    # -- internals ----------------------------------------------------------------------------
     def _ranked_complete(self) -> list[int]:
         self._history.invalidate()
         return [t.number for t in sorted(self._history.completed(), key=sort_key(self.direction))]
-
-    def _known_distribution(self, name: str) -> Distribution | None:
-        if name in self._registry:
-            return self._registry[name]
-        if self.space is not None and name in self.space:
-            return unwrap(self.space[name])
-        return None
-
-    def _check_distribution(self, name: str, distribution: Distribution) -> None:
-        first = self._registry.get(name)
-        if first is None:
-            first = self._registry[name] = self._storage.register_distribution(
-                self._study_id, name, distribution
-            )
-        if not first.compatible_with(distribution):
-            raise DistributionConflictError(
-                f"parameter '{name}' is {distribution!r} here but was {first!r} earlier in study "
-                f"{self.name!r}; one name keeps one kind of distribution (ranges may change, the "
-                "kind, log scale and choices may not): use a new name or a new study"
-            )
-
-    def _sample(self, ctx: SamplingContext, name: str, distribution: Distribution) -> ParamValue:
-        return self.sampler.sample(self._history, ctx, name, distribution)
-
-    def _prune_decision(self, number: int, last_report: Mapping[str, float],
-                        curves: Mapping[str, Mapping[int, float]]) -> tuple[str, PruneDecision] | None:
-        """The pruner's decision on trial ``number`` after its last report: (metric, decision) or None."""
-        if self.pruner is None:
-            return None
-        metric = self.pruner.metric_of(last_report)
-        if self._history.pruning is not None and self._history.pruning[0] is None:
-            # The pruner took the trial's only metric: model-based samplers may fit on its rungs too.
-            self._history.pruning = (metric, self._history.pruning[1])
-        decision = self.pruner.decide(self._history, number, metric, curves[metric])
-        return None if decision is None else (metric, decision)
 
     def _trial_id(self, number: int) -> int:
         found = self._storage.get_trials(self._study_id, min_number=number, max_number=number)
         if not found or found[0].number != number:
             raise TrialNotFoundError(f"study {self.name!r} has no trial number {number}")
         return found[0].trial_id
-
-    def _maybe_fail_stale_trials(self) -> None:
-        if self._heartbeat is None:
-            return
-        interval, grace, requeue = self._heartbeat
-        now = time.monotonic()
-        if now - self._last_stale_check < interval:
-            return
-        self._last_stale_check = now
-        for lost in self._storage.fail_stale_trials(self._study_id, grace):
-            if requeue and lost.params:
-                self._storage.create_trial(
-                    self._study_id, TrialState.WAITING, params=lost.params,
-                    distributions=lost.distributions, system_attrs={"retry_of": lost.number},
-                )
 
 
 _OWN_SYSTEM_ATTRS = frozenset({"sampler", "pruner", "space", "artifact_dir", "checkpoint_policy"})

@@ -48,15 +48,11 @@ import numpy as np
 
 from tunelab.distributions import Distribution, Float, Int, ParamValue
 from tunelab.errors import ConfigError
+from tunelab.pbt.lineage import PBT_KEY
 from tunelab.records import FrozenTrial, TrialState, check_direction
 
 if TYPE_CHECKING:
-    from tunelab.study import Study
-    from tunelab.trial import Trial
-
-PBT_KEY = "pbt"
-"""System attribute of a member: ``{"params": current hyperparameters, "lineage": [events]}``."""
-
+    from tunelab.study import Trial
 
 @dataclass(frozen=True)
 class Exploit:
@@ -160,7 +156,7 @@ class Member:
         study = trial.study
         direction = rules.direction or study.direction
         latest: dict[int, float] = {}
-        for p in study.storage.get_metric_at(study._study_id, rules.metric, None):
+        for p in study.storage.get_metric_at(study.study_id, rules.metric, None):
             if p.step <= step and p.state in (TrialState.RUNNING, TrialState.COMPLETE) and not math.isnan(p.value):
                 latest[p.number] = p.value  # ordered by step: the last one wins
         if trial.number not in latest or len(latest) < 2:
@@ -228,49 +224,4 @@ def _current_params(trial: FrozenTrial | None) -> dict[str, ParamValue]:
     return dict(record.get("params") or trial.params)
 
 
-# -- reading a population ------------------------------------------------------------------------
-def schedule(trial: FrozenTrial) -> list[tuple[int, dict[str, ParamValue]]]:
-    """A member's hyperparameter schedule: ``[(0, starting params), (step, params from then on), ...]``."""
-    record = trial.system_attrs.get(PBT_KEY) or {}
-    lineage = record.get("lineage") or []
-    start = dict(lineage[0]["from"]) if lineage else dict(record.get("params") or trial.params)
-    return [(0, start)] + [(int(e["step"]), dict(e["params"])) for e in lineage]
-
-
-def params_at(plan: Sequence[tuple[int, Mapping[str, ParamValue]]], step: int) -> dict[str, ParamValue]:
-    """The hyperparameters a schedule prescribes for training after ``step`` (replaying a member)."""
-    current: dict[str, ParamValue] = {}
-    for at, params in plan:
-        if at <= step:
-            current = dict(params)
-    return current
-
-
-def format_lineage(study: Study) -> str:
-    """The population's family tree as text: one line per member, one per exploit."""
-    lines = []
-    for t in study.trials:
-        record = t.system_attrs.get(PBT_KEY)
-        if not record:
-            continue
-        value = "-" if t.value is None else f"{t.value:.6g}"
-        lines.append(f"trial {t.number} ({t.state.value}, value {value}): now {_fmt(record.get('params') or {})}")
-        for e in record.get("lineage") or []:
-            lines.append(f"  step {e['step']}: copied trial {e['parent']} (checkpoint of step {e['parent_step']}, "
-                         f"{e['parent_value']:.6g} vs own {e['value']:.6g}) -> {_fmt(e['params'])}")
-    return "\n".join(lines)
-
-
-def _fmt(params: Mapping[str, ParamValue]) -> str:
-    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
-
-
-__all__ = [
-    "PBT_KEY",
-    "Exploit",
-    "Member",
-    "PopulationBasedTraining",
-    "format_lineage",
-    "params_at",
-    "schedule",
-]
+__all__ = ["Exploit", "Member", "PopulationBasedTraining"]

@@ -1,0 +1,29 @@
+"""The engine: studies, the live trial and the loop that runs trials.
+
+``tunelab.study`` is one package. Its modules may import each other (the Study starts
+Trials, the runner loads Studies in worker processes); nothing outside imports their
+internals, only the names re-exported here:
+
+- :mod:`~tunelab.study.study`: :class:`Study`, :func:`create_study`, :func:`load_study`, :func:`delete_study`
+- :mod:`~tunelab.study.trial`: :class:`Trial`, the object an objective receives
+- :mod:`~tunelab.study.services`: what a Trial may ask of its study (suggestions, pruning, a writer)
+- :mod:`~tunelab.study.runner`: one trial's life (:func:`run_trial`) and the optimize loops
+- :mod:`~tunelab.study.heartbeat`: signs of life of running trials, failing lost ones
+- :mod:`~tunelab.study.progress`, :mod:`~tunelab.study.frames`: the progress bar, trials as a DataFrame
+"""
+
+from tunelab.study.runner import pack_for_workers
+from tunelab.study.study import Callback, Objective, Study, create_study, delete_study, load_study
+from tunelab.study.trial import STOPPED_RULE, Trial
+
+__all__ = [
+    "STOPPED_RULE",
+    "Callback",
+    "Objective",
+    "Study",
+    "Trial",
+    "create_study",
+    "delete_study",
+    "load_study",
+    "pack_for_workers",
+]

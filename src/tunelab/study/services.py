@@ -1,0 +1,149 @@
+"""What a live trial may ask of its study, as narrow services instead of the Study itself.
+
+A :class:`~tunelab.study.Trial` decides its parameters through :class:`Suggestions` (the
+sampler and the one-kind-per-name rule), asks :class:`Pruning` whether to stop, and writes
+its row and curves through a :class:`TrialWriter`. The Study builds these once and hands the
+same ones to every trial it starts; none of them knows the Study, so a trial never reaches
+into the Study's private members, and the services can be tested on their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tunelab.checkpoints import CheckpointStore
+from tunelab.distributions import Distribution, ParamValue
+from tunelab.errors import DistributionConflictError
+from tunelab.history import History
+from tunelab.pruners import PruneDecision, Pruner
+from tunelab.records import StudyRecord, TrialState
+from tunelab.samplers import Sampler
+from tunelab.samplers.base import SamplingContext
+from tunelab.space import SpaceEntry, unwrap
+from tunelab.storage import BaseStorage
+
+
+class Suggestions:
+    """Decides parameter values for a study's trials and keeps one kind of distribution per name.
+
+    Holds the sampler, the read-only :class:`~tunelab.history.History` it decides from, the
+    declared space and the distributions registered so far (a cache of what the storage keeps).
+    """
+
+    def __init__(
+        self,
+        storage: BaseStorage,
+        record: StudyRecord,
+        sampler: Sampler,
+        history: History,
+        space: Mapping[str, SpaceEntry] | None,
+    ) -> None:
+        self._storage = storage
+        self._study_id = record.study_id
+        self._study_name = record.name
+        self.sampler = sampler
+        self.history = history
+        self.space = space
+        self._registry: dict[str, Distribution] = {}
+
+    def known(self, name: str) -> Distribution | None:
+        """The distribution ``name`` has in this study so far (this process's view), or None."""
+        if name in self._registry:
+            return self._registry[name]
+        if self.space is not None and name in self.space:
+            return unwrap(self.space[name])
+        return None
+
+    def register(self, name: str, distribution: Distribution) -> None:
+        """Record ``distribution`` as the kind of ``name`` in the study, or refuse a conflicting one."""
+        first = self._registry.get(name)
+        if first is None:
+            first = self._registry[name] = self._storage.register_distribution(self._study_id, name, distribution)
+        if not first.compatible_with(distribution):
+            raise DistributionConflictError(
+                f"parameter '{name}' is {distribution!r} here but was {first!r} earlier in study "
+                f"{self._study_name!r}; one name keeps one kind of distribution (ranges may change, the "
+                "kind, log scale and choices may not): use a new name or a new study"
+            )
+
+    def plan(self, ctx: SamplingContext) -> dict[str, ParamValue]:
+        """The sampler's joint decision for the trial of ``ctx``, made when it starts."""
+        return self.sampler.plan(self.history, ctx)
+
+    def sample(self, ctx: SamplingContext, name: str, distribution: Distribution) -> ParamValue:
+        """The sampler's value for one parameter the plan did not cover (define-by-run)."""
+        return self.sampler.sample(self.history, ctx, name, distribution)
+
+
+class Pruning:
+    """Asks the study's pruner whether a trial stops after its last report."""
+
+    def __init__(self, pruner: Pruner | None, history: History, direction: str) -> None:
+        self._history = history
+        self._direction = direction
+        self.pruner = pruner
+
+    @property
+    def pruner(self) -> Pruner | None:
+        """The pruner, or None (no trial is ever pruned but on request)."""
+        return self._pruner
+
+    @pruner.setter
+    def pruner(self, pruner: Pruner | None) -> None:
+        self._pruner = pruner
+        # Model-based samplers may fit on the pruner's rungs: they read its metric from the history.
+        self._history.pruning = None if pruner is None else (pruner.metric, pruner.direction or self._direction)
+
+    def decide(
+        self, number: int, last_report: Mapping[str, float], curves: Mapping[str, Mapping[int, float]]
+    ) -> tuple[str, PruneDecision] | None:
+        """The decision on trial ``number`` after its last report: (metric, decision) or None."""
+        if self._pruner is None:
+            return None
+        metric = self._pruner.metric_of(last_report)
+        if self._history.pruning is not None and self._history.pruning[0] is None:
+            # The pruner took the trial's only metric: model-based samplers may fit on its rungs too.
+            self._history.pruning = (metric, self._history.pruning[1])
+        decision = self._pruner.decide(self._history, number, metric, curves[metric])
+        return None if decision is None else (metric, decision)
+
+
+class TrialWriter:
+    """Writes one trial's row and curves (the only way a live trial changes the storage)."""
+
+    def __init__(self, storage: BaseStorage, trial_id: int) -> None:
+        self._storage = storage
+        self._trial_id = trial_id
+
+    def report(self, step: int, values: Mapping[str, float]) -> None:
+        """Store metric values at ``step``."""
+        self._storage.report(self._trial_id, step, values)
+
+    def update(self, **fields: Any) -> None:
+        """Merge params, distributions, user or system attributes into the RUNNING trial's row."""
+        self._storage.update_trial(self._trial_id, **fields)
+
+    def finish(self, state: TrialState, value: float | None, error: str | None, **fields: Any) -> None:
+        """Write the trial's final state with whatever it had not written yet."""
+        self._storage.finish_trial(self._trial_id, state, value=value, error=error, **fields)
+
+    def stored_system_attrs(self) -> dict[str, Any]:
+        """The trial's system attributes as stored now (what other processes asked of it)."""
+        return dict(self._storage.get_trial(self._trial_id).system_attrs)
+
+
+@dataclass(frozen=True)
+class TrialServices:
+    """Everything a live trial of one study uses: built by the Study, shared by its trials."""
+
+    seed: int
+    suggestions: Suggestions
+    pruning: Pruning
+    checkpoints: CheckpointStore
+    storage: BaseStorage
+
+    def writer(self, trial_id: int) -> TrialWriter:
+        """The writer of trial ``trial_id``."""
+        return TrialWriter(self.storage, trial_id)
