@@ -1,59 +1,34 @@
-"""PyTorch with tunelab: a training loop that reports, stops early and checkpoints, and the
-reporting alone for a loop of your own.
-
-Your own loop, two lines::
-
-    reporter = tunelab.torch.Reporter(trial)                      # before the loop
-    for epoch in range(1, epochs + 1):
-        for x, y in loader:
-            ...; loss.backward(); optimizer.step()
-            reporter.update(loss, outputs, y)                    # optional: train averages
-        reporter.report(epoch, val_loss=val_loss, val_acc=val_acc)  # stores, prunes, checks NaN
-
-tunelab's loop::
-
-    trainer = tunelab.torch.Trainer(build, train=(x, y), val=(x_val, y_val), optimizer="adamw")
-    result = trainer.fit({"lr": 1e-3, "weight_decay": 1e-4}, epochs=10)   # no study needed
-    study.optimize(trainer.objective(epochs=5), n_trials=20, n_workers=2)
-
-``build(params) -> nn.Module`` makes the model from the trial's parameters. The trainer
-itself reads ``lr`` (required), ``weight_decay`` (0), ``momentum`` (0.9, SGD and RMSprop),
-``optimizer`` (a name overriding the trainer's) and ``batch_size`` from them.
-"""
+"""What to train and how: :class:`Trainer` (a model factory, data, a loss, an optimizer; its
+pieces for the recipe and your own loop; :meth:`Trainer.fit`, tunelab's loop) and
+:class:`FitResult`, what ``fit`` returns."""
 
 from __future__ import annotations
 
-import itertools
-import json
-import logging
 import math
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
 
 from tunelab.checkpoints import Checkpoint, load_torch, save_torch
 from tunelab.distributions import Bool, Categorical, Distribution, ParamValue
-from tunelab.errors import ConfigError, TrainingDivergedError, TrialPruned
+from tunelab.errors import ConfigError, TrialPruned
 from tunelab.space import SpaceEntry, unwrap, validate_space
-
-try:
-    import torch
-    from torch import nn
-except ImportError as e:  # pragma: no cover - the extra is missing
-    raise ImportError("tunelab.torch needs PyTorch: pip install 'tunelab[torch]'") from e
+from tunelab.torch import data as _data
+from tunelab.torch.data import Data, LoadData, Tensors, check_data
+from tunelab.torch.devices import resolve_device
+from tunelab.torch.live import OPTIMIZER_LIVE, apply_to_optimizer, optimizer_live_names
+from tunelab.torch.objective import TrainObjective
+from tunelab.torch.reporter import Reporter, class_indices
 
 if TYPE_CHECKING:
     from tunelab.trial import Trial
 
-logger = logging.getLogger("tunelab")
-
-Tensors = tuple[torch.Tensor, torch.Tensor]
-Data = Union[Tensors, "torch.utils.data.DataLoader[Any]"]
-"""Training or validation data: ``(inputs, targets)`` tensors (tunelab batches them, with the
-``batch_size`` hyperparameter) or a DataLoader (its own batches)."""
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 OptimizerFactory = Callable[[list[nn.Parameter], Mapping[str, ParamValue]], torch.optim.Optimizer]
 """``factory(trainable_parameters, params) -> optimizer``, for an optimizer tunelab does not name."""
@@ -64,179 +39,12 @@ OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 LOSSES = ("cross_entropy", "nll", "mse", "l1")
 SCHEDULES = ("constant", "cosine")
 _CLASSIFICATION = ("cross_entropy", "nll")
-_MAXIMIZED_SUFFIXES = ("acc", "accuracy", "f1", "auc", "r2", "precision", "recall")
-_OPTIMIZER_LIVE = ("lr", "momentum", "weight_decay")
-"""The hyperparameters the Trainer applies to the optimizer itself while it trains."""
 _MISSING = object()
 LOOP_FILE = "tunelab-loop.pt"
 """Beside ``torch.pt`` in a checkpoint of :meth:`Trainer.fit`: where the loop stands (epoch, batch,
 shuffling state, evaluations, the reporter's history and best), so that resuming is exact."""
 
 
-def monitor_direction(metric: str) -> str:
-    """'maximize' for accuracy-like names (``*acc``, ``*f1``, ``*auc``...), else 'minimize'."""
-    return "maximize" if metric.lower().endswith(_MAXIMIZED_SUFFIXES) else "minimize"
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``'auto'``: CUDA when present, else the CPU; anything else as ``torch.device`` reads it."""
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ConfigError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
-
-
-# -- reporting ---------------------------------------------------------------------------------
-class Reporter:
-    """Reports a training loop's metrics to a trial, stops diverged runs, asks the pruner and keeps
-    the best evaluation (for patience-based early stopping).
-
-    Args:
-        trial: the trial to report to; None to only keep the history (a run outside a study).
-        monitor: the metric that defines the best evaluation and patience (``val_loss``).
-        direction: of ``monitor``; default from its name (see :func:`monitor_direction`).
-        patience: evaluations without improvement after which :attr:`should_stop` turns True.
-        min_delta: the least change that counts as an improvement.
-        prune: ask the study's pruner after each report and raise :class:`tunelab.TrialPruned`.
-
-    :meth:`update` accumulates the training loss (and accuracy, for class-index targets) on
-    the device without synchronising; :meth:`report` writes their averages since the last
-    report as ``train_loss`` / ``train_acc`` with the metrics it is given, in one storage write.
-    """
-
-    def __init__(
-        self,
-        trial: Trial | None = None,
-        *,
-        monitor: str = "val_loss",
-        direction: str | None = None,
-        patience: int | None = None,
-        min_delta: float = 0.0,
-        prune: bool = True,
-    ) -> None:
-        if not isinstance(monitor, str) or not monitor:
-            raise ConfigError(f"Reporter(monitor=...) must be a metric name such as 'val_loss', got {monitor!r}")
-        direction = direction or monitor_direction(monitor)
-        if direction not in ("minimize", "maximize"):
-            raise ConfigError(f"Reporter(direction=...) must be 'minimize' or 'maximize', got {direction!r}")
-        if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
-            raise ConfigError(f"Reporter(patience=...) must be an integer >= 1 or None, got {patience!r}")
-        if not isinstance(min_delta, (int, float)) or isinstance(min_delta, bool) or min_delta < 0:
-            raise ConfigError(f"Reporter(min_delta=...) must be a number >= 0, got {min_delta!r}")
-        self.trial = trial
-        self.monitor = monitor
-        self.direction = direction
-        self.patience = patience
-        self.min_delta = float(min_delta)
-        self.prune = prune
-        self.history: list[dict[str, float]] = []
-        self.best: dict[str, float] | None = None
-        self._since_best = 0
-        self._loss_sum: torch.Tensor | None = None
-        self._correct: torch.Tensor | None = None
-        self._count = 0
-        self._labelled = 0
-
-    def update(
-        self, loss: torch.Tensor, outputs: torch.Tensor | None = None, targets: torch.Tensor | None = None
-    ) -> None:
-        """Add one batch's loss (a mean over the batch) and, given class logits and class-index
-        targets, its correct predictions. Costs a few tensor operations, no device sync."""
-        n = int(targets.shape[0]) if targets is not None and targets.ndim > 0 else 1
-        # In-place sums of detached tensors: no graph, no new accumulator per step, no sync.
-        if self._loss_sum is None:
-            self._loss_sum = loss.detach().to(torch.float64) * n
-        else:
-            self._loss_sum.add_(loss.detach(), alpha=n)
-        if outputs is not None and targets is not None and _class_indices(outputs, targets):
-            hits = torch.eq(outputs.detach().argmax(dim=1), targets).sum()
-            if self._correct is None:
-                self._correct = hits
-            else:
-                self._correct.add_(hits)
-            self._labelled += n
-        self._count += n
-
-    def report(self, step: int, **metrics: float) -> dict[str, float]:
-        """Report the train averages since the last report and ``metrics`` at ``step``; return the row.
-
-        Raises :class:`tunelab.errors.TrainingDivergedError` when a loss is NaN or infinite (the
-        finite metrics are stored first) and :class:`tunelab.TrialPruned` when the pruner stops
-        the trial.
-        """
-        row: dict[str, float] = {}
-        if self._count and self._loss_sum is not None:
-            row["train_loss"] = float(self._loss_sum) / self._count
-            if self._correct is not None and self._labelled:
-                row["train_acc"] = float(self._correct) / self._labelled
-        self._loss_sum, self._correct, self._count, self._labelled = None, None, 0, 0
-        for name, value in metrics.items():
-            try:
-                row[name] = float(value)
-            except (TypeError, ValueError):
-                raise ConfigError(f"metric '{name}' must be a number, got {value!r}") from None
-        finite = {k: v for k, v in row.items() if math.isfinite(v)}
-        self.history.append({"step": float(step), **row})
-        if self.trial is not None and finite:
-            self.trial.report(step, **finite)
-        broken = sorted(k for k in row if k not in finite)
-        if broken:
-            raise TrainingDivergedError(
-                f"{', '.join(f'{k}={row[k]}' for k in broken)} at step {step}: the run diverged; "
-                "lower the learning rate (or clip the gradients)"
-            )
-        if self.trial is not None and self.prune and self.trial.should_prune():
-            raise TrialPruned(f"pruned at step {step}")
-        self._track(step, row)
-        return row
-
-    def _track(self, step: int, row: Mapping[str, float]) -> None:
-        if self.monitor not in row:
-            return
-        value = row[self.monitor]
-        if self.best is None or _better(value, self.best[self.monitor], self.direction, self.min_delta):
-            self.best = {"step": float(step), **row}
-            self._since_best = 0
-        else:
-            self._since_best += 1
-
-    def state_dict(self) -> dict[str, Any]:
-        """The history, the best evaluation and the patience count, to resume (plain data).
-
-        Taken right after :meth:`report` (the train averages are empty then), as the Trainer's
-        checkpoints are."""
-        return {"history": [dict(row) for row in self.history],
-                "best": None if self.best is None else dict(self.best), "since_best": self._since_best}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Go on from :meth:`state_dict`'s output (nothing is reported again)."""
-        self.history = [{k: float(v) for k, v in row.items()} for row in state["history"]]
-        best = state["best"]
-        self.best = None if best is None else {k: float(v) for k, v in best.items()}
-        self._since_best = int(state["since_best"])
-
-    @property
-    def best_step(self) -> int | None:
-        """The step of the best ``monitor`` value so far, or None."""
-        return None if self.best is None else int(self.best["step"])
-
-    @property
-    def should_stop(self) -> bool:
-        """True once ``patience`` evaluations in a row did not improve ``monitor``."""
-        return self.patience is not None and self._since_best >= self.patience
-
-
-def _class_indices(outputs: torch.Tensor, targets: torch.Tensor) -> bool:
-    return outputs.ndim == 2 and targets.ndim == 1 and not targets.is_floating_point()
-
-
-def _better(value: float, best: float, direction: str, min_delta: float) -> bool:
-    return value < best - min_delta if direction == "minimize" else value > best + min_delta
-
-
-# -- the training loop -------------------------------------------------------------------------
 @dataclass
 class FitResult:
     """What :meth:`Trainer.fit` returns.
@@ -258,9 +66,6 @@ class FitResult:
     steps: int
     seconds: float
     params: dict[str, ParamValue] = field(default_factory=dict)
-
-
-_DATA_CACHE: dict[int, tuple[Callable[[], tuple[Data, Data]], tuple[Data, Data]]] = {}
 
 
 class Trainer:
@@ -300,7 +105,7 @@ class Trainer:
         *,
         train: Data | None = None,
         val: Data | None = None,
-        data: Callable[[], tuple[Data, Data]] | None = None,
+        data: LoadData | None = None,
         loss: str | LossFn = "cross_entropy",
         optimizer: str | OptimizerFactory = "adam",
         batch_size: int = 64,
@@ -320,8 +125,8 @@ class Trainer:
         if data is None:
             if train is None or val is None:
                 raise ConfigError("Trainer needs train= and val= data, or data=load returning (train, val)")
-            _check_data("train", train)
-            _check_data("val", val)
+            check_data("train", train)
+            check_data("val", val)
         elif train is not None or val is not None:
             raise ConfigError("Trainer takes either data= or train= and val=, not both")
         elif not callable(data):
@@ -397,16 +202,7 @@ class Trainer:
         if self.data is None:
             assert self.train is not None and self.val is not None
             return self.train, self.val
-        key = id(self.data)
-        cached = _DATA_CACHE.get(key)
-        if cached is None or cached[0] is not self.data:  # ids are reused once a function is freed
-            loaded = self.data()
-            if not (isinstance(loaded, tuple) and len(loaded) == 2):
-                raise ConfigError(f"Trainer(data=...) must return (train, val), got {type(loaded).__name__}")
-            _check_data("train", loaded[0])
-            _check_data("val", loaded[1])
-            cached = _DATA_CACHE[key] = (self.data, loaded)
-        return cached[1]
+        return _data.load_once(self.data)
 
     def build_model(self, params: Mapping[str, ParamValue], seed: int = 0) -> nn.Module:
         """``build(params)`` with torch's RNG seeded first (the same seed, the same initial weights), on the device."""
@@ -478,24 +274,11 @@ class Trainer:
         """One epoch of ``(inputs, targets)`` batches on the device, shuffled by ``generator``
         (None: in order), from batch number ``start`` on (the epoch's order is drawn whole first,
         so a resumed epoch goes on in the same order). A DataLoader yields its own batches."""
-        device = resolve_device(self.device)
-        if isinstance(data, tuple):
-            x, y = _on_device(data, device)
-            n = int(x.shape[0])
-            order = torch.randperm(n, generator=generator).to(device) if generator is not None else None
-            for first in range(start * batch_size, n, batch_size):
-                idx = order[first:first + batch_size] if order is not None else slice(first, first + batch_size)
-                yield x[idx], y[idx]
-        else:
-            for batch in itertools.islice(data, start, None):
-                xb, yb = batch[0], batch[1]
-                yield xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+        return _data.batches(data, batch_size, resolve_device(self.device), generator, start=start)
 
     def steps_per_epoch(self, data: Data, batch_size: int) -> int:
         """Optimiser steps in one pass over ``data``."""
-        if isinstance(data, tuple):
-            return max(1, math.ceil(int(data[0].shape[0]) / batch_size))
-        return max(1, len(data))
+        return _data.steps_per_epoch(data, batch_size)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, data: Data, prefix: str = "val_") -> dict[str, float]:
@@ -507,7 +290,7 @@ class Trainer:
             out = model(xb)
             n = int(yb.shape[0])
             loss_sum += float(self.loss_fn(out, yb)) * n
-            if _class_indices(out, yb):
+            if class_indices(out, yb):
                 correct += int((out.argmax(dim=1) == yb).sum())
             count += n
         model.train(was_training)
@@ -521,12 +304,7 @@ class Trainer:
         """The hyperparameters :meth:`fit` can change while it trains with this ``optimizer``:
         ``lr``, ``momentum`` (SGD/RMSprop ``momentum``, Adam/AdamW ``betas[0]``) and
         ``weight_decay`` when every param group has them, plus the trainer's ``live_params``."""
-        groups = optimizer.param_groups
-        names = ["lr"]
-        if all("momentum" in g or "betas" in g for g in groups):
-            names.append("momentum")
-        if all("weight_decay" in g for g in groups):
-            names.append("weight_decay")
+        names = optimizer_live_names(optimizer)
         names += [n for n in self.live_params if n not in names]
         return names
 
@@ -545,35 +323,9 @@ class Trainer:
         cannot take (lr <= 0, momentum outside [0, 1), weight_decay < 0) is skipped with a warning:
         a person babysitting a run should not lose it to a typo.
         """
-        applied: dict[str, ParamValue] = {}
-        groups = optimizer.param_groups
-        for name, value in changes.items():
-            if name not in _OPTIMIZER_LIVE:
-                continue
-            number = _live_number(name, value)
-            if number is None:
-                continue
-            for i, group in enumerate(groups):
-                if name == "lr":
-                    if scheduler is not None:
-                        factor = scheduler.lr_lambdas[i](scheduler.last_epoch)
-                        scheduler.base_lrs[i] = number
-                        group["initial_lr"] = number
-                        group["lr"] = number * factor
-                    else:
-                        group["lr"] = number
-                elif name == "momentum":
-                    if "betas" in group:
-                        group["betas"] = (number, group["betas"][1])
-                    elif "momentum" in group:
-                        group["momentum"] = number
-                elif "weight_decay" in group:
-                    group["weight_decay"] = number
-            applied[name] = number
-        if scheduler is not None and "lr" in applied:
-            scheduler._last_lr = [group["lr"] for group in groups]  # what get_last_lr() reads
+        applied = apply_to_optimizer(optimizer, scheduler, changes)
         if self.on_live_change is not None:
-            hooked = {k: v for k, v in changes.items() if k in self.live_params or k not in _OPTIMIZER_LIVE}
+            hooked = {k: v for k, v in changes.items() if k in self.live_params or k not in OPTIMIZER_LIVE}
             hooked.update(applied)
             self.on_live_change(model, optimizer, hooked)
             applied.update(hooked)
@@ -810,73 +562,22 @@ class Trainer:
                               dict(tag or {}), live)
 
 
-@dataclass
-class TrainObjective:
-    """``objective(trial)``: one :meth:`Trainer.fit` run with the trial's parameters (see :meth:`Trainer.objective`)."""
-
-    trainer: Trainer
-    epochs: int
-    seed: int = 0
-    eval_every: int | None = None
-    patience: int | None = None
-    prune: bool = True
-    checkpoint_every: int | None = None
-    save_model: bool = False
-    tag: dict[str, Any] = field(default_factory=dict)
-    live: bool = False
-
-    def __call__(self, trial: Trial) -> float:
-        if self.trainer.space:
-            trial.suggest_space(self.trainer.space)
-        trial.set_user_attr("train", {"epochs": self.epochs, **self.tag})
-        # live_params: the suggested values and the enqueued ones (a branch's, outside the space too).
-        result = self.trainer.fit(
-            trial.live_params, epochs=self.epochs, trial=trial, seed=self.seed + trial.number,
-            eval_every=self.eval_every, patience=self.patience, prune=self.prune,
-            checkpoint_every=self.checkpoint_every, live=self.live,
-        )
-        summary: dict[str, Any] = {"best_step": int(result.best["step"]), "steps": result.steps,
-                                   "stopped": result.stopped, "seconds": round(result.seconds, 3)}
-        if self.save_model:  # the model, with its parameters and curves beside it, at the last curve step
-            last = int(result.history[-1]["step"])
-            with trial.checkpoint(last) as folder:
-                save_torch(folder, result.model, extra={"best": result.best})
-                (folder / "params.json").write_text(json.dumps(result.params, indent=1))
-                (folder / "history.json").write_text(json.dumps(_finite_rows(result.history), indent=1))
-            summary["model"] = str(trial.checkpoint_dir / f"step-{last}")
-        trial.set_user_attr("fit", summary)
-        return float(result.value)
+def _check_positive_int(owner: str, arg: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{owner}({arg}=...) must be an integer >= 1, got {value!r}")
 
 
-# -- helpers -----------------------------------------------------------------------------------
-_DEVICE_DATA: dict[tuple[int, str], tuple[torch.Tensor, Tensors]] = {}
+def _positive_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
-def _on_device(data: Tensors, device: torch.device) -> Tensors:
-    if data[0].device == device and data[1].device == device:
-        return data
-    key = (id(data[0]), str(device))
-    cached = _DEVICE_DATA.get(key)
-    if cached is None or cached[0] is not data[0]:  # ids are reused once a tensor is freed
-        cached = _DEVICE_DATA[key] = (data[0], (data[0].to(device), data[1].to(device)))
-    return cached[1]
-
-
-def _finite_rows(rows: list[dict[str, float]]) -> list[dict[str, float | None]]:
-    return [{k: (v if math.isfinite(v) else None) for k, v in row.items()} for row in rows]
-
-
-def _check_data(name: str, data: object) -> None:
-    if isinstance(data, tuple):
-        if len(data) != 2 or not all(isinstance(t, torch.Tensor) for t in data):
-            raise ConfigError(f"{name} data must be (inputs, targets) tensors or a DataLoader")
-        if data[0].shape[0] != data[1].shape[0] or data[0].shape[0] == 0:
-            raise ConfigError(
-                f"{name} data: inputs and targets must have the same, non-zero number of rows, got "
-                f"{tuple(data[0].shape)} and {tuple(data[1].shape)}"
-            )
-    elif not isinstance(data, torch.utils.data.DataLoader):
-        raise ConfigError(f"{name} data must be (inputs, targets) tensors or a DataLoader, got {type(data).__name__}")
+def _middle(dist: Distribution) -> ParamValue:
+    """The middle of a range (geometric for a log range), the first choice of a categorical, False."""
+    if isinstance(dist, Bool):
+        return False
+    if isinstance(dist, Categorical):
+        return dist.choices[0]
+    return dist.from_unit(0.5)
 
 
 def _resume_source(resume: object, trial: Trial | None) -> Path | None:
@@ -895,37 +596,3 @@ def _resume_source(resume: object, trial: Trial | None) -> Path | None:
     if not path.exists():
         raise ConfigError(f"fit(resume=...): {str(path)!r} does not exist; study.checkpoints(number) lists those kept")
     return path
-
-
-def _live_number(name: str, value: object) -> float | None:
-    """A live value for the optimizer as a float, or None (logged) if the optimizer cannot take it."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    number = float(value) if ok else math.nan  # type: ignore[arg-type]
-    if name == "lr":
-        ok = ok and number > 0
-    elif name == "momentum":
-        ok = ok and 0 <= number < 1
-    else:
-        ok = ok and number >= 0
-    if not ok:
-        logger.warning("live change %s=%r ignored: the optimizer cannot take it", name, value)
-        return None
-    return number
-
-
-def _check_positive_int(owner: str, arg: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{owner}({arg}=...) must be an integer >= 1, got {value!r}")
-
-
-def _positive_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-
-
-def _middle(dist: Distribution) -> ParamValue:
-    """The middle of a range (geometric for a log range), the first choice of a categorical, False."""
-    if isinstance(dist, Bool):
-        return False
-    if isinstance(dist, Categorical):
-        return dist.choices[0]
-    return dist.from_unit(0.5)
