@@ -6,6 +6,9 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
+import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -95,6 +98,47 @@ def val_metrics(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor]) -> di
     out = model(data[0])
     return {"val_loss": float(nn.functional.cross_entropy(out, data[1])),
             "val_acc": float((out.argmax(1) == data[1]).float().mean())}
+
+
+# -- the package ----------------------------------------------------------------------------
+def _run_python(code: str) -> None:
+    """``code`` in a fresh interpreter, importing this checkout's tunelab."""
+    src = str(Path(tunelab.__file__).parents[1])
+    path = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH", "")) if p)
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": path,
+                                                                   "OMP_NUM_THREADS": "1"})
+
+
+def test_import_tunelab_and_tunelab_torch_do_not_import_torch_and_the_trainer_does() -> None:
+    _run_python(
+        "import sys\n"
+        "import tunelab\n"
+        "assert 'torch' not in sys.modules, 'import tunelab imported torch'\n"
+        "import tunelab.torch, tunelab.checkpoints\n"
+        "assert 'torch' not in sys.modules, 'import tunelab.torch imported torch'\n"
+        "from tunelab.checkpoints import load_torch, save_torch\n"
+        "from tunelab.torch import checkpoint\n"
+        "assert save_torch is tunelab.save_torch is tunelab.torch.save_torch is checkpoint.save_torch\n"
+        "assert load_torch is tunelab.load_torch is tunelab.torch.load_torch is checkpoint.load_torch\n"
+        "assert 'torch' not in sys.modules, 'the save_torch aliases imported torch'\n"
+        "from tunelab.torch import Trainer\n"
+        "assert 'torch' in sys.modules and Trainer.__module__ == 'tunelab.torch.trainer'\n"
+    )
+
+
+def test_tunelab_torch_exports_every_name_it_lists_and_nothing_else() -> None:
+    import tunelab.checkpoints
+    import tunelab.torch
+
+    for name in tunelab.torch.__all__:
+        assert getattr(tunelab.torch, name) is not None and name in dir(tunelab.torch)
+    assert {"Reporter", "Trainer", "FitResult", "TrainObjective", "Data", "Tensors", "monitor_direction",
+            "resolve_device", "save_torch", "load_torch", "LOOP_FILE"} <= set(tunelab.torch.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
+        tunelab.torch.Nothing  # noqa: B018
+    assert tunelab.checkpoints.Stateful is tunelab.torch.Stateful
+    with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
+        tunelab.checkpoints.Nothing  # noqa: B018
 
 
 # -- validation -------------------------------------------------------------------------------

@@ -23,10 +23,12 @@ itself reads ``lr`` (required), ``weight_decay`` (0), ``momentum`` (0.9, SGD and
 The modules, one job each: ``reporter`` (:class:`Reporter`, :func:`monitor_direction`),
 ``devices`` (:func:`resolve_device`), ``data`` (:data:`Data`: checked, loaded once, batched),
 ``live`` (live changes to an optimizer), ``trainer`` (:class:`Trainer`, :class:`FitResult`,
-the loop of :meth:`Trainer.fit`) and ``objective`` (:class:`TrainObjective`).
+the loop of :meth:`Trainer.fit`), ``checkpoint`` (:func:`save_torch`, :func:`load_torch`, the
+format of the trainer's checkpoints) and ``objective`` (:class:`TrainObjective`).
 
-Importing this package does not import PyTorch: those names load their module, and PyTorch, on
-first use (``from tunelab.torch import Trainer``).
+Importing this package does not import PyTorch: ``tunelab`` itself re-exports
+:func:`save_torch` and :func:`load_torch` from here (they import torch when they run). The
+other names load their module, and PyTorch, on first use (``from tunelab.torch import Trainer``).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from tunelab.checkpoints import Stateful, load_torch, save_torch
+from tunelab.torch.checkpoint import LOOP_FILE, TORCH_FILE, Stateful, load_torch, save_torch
 
 if TYPE_CHECKING:
     from tunelab.torch.data import Data, Tensors
@@ -42,7 +44,6 @@ if TYPE_CHECKING:
     from tunelab.torch.objective import TrainObjective
     from tunelab.torch.reporter import Reporter, monitor_direction
     from tunelab.torch.trainer import (
-        LOOP_FILE,
         LOSSES,
         OPTIMIZERS,
         SCHEDULES,
@@ -58,7 +59,7 @@ _LAZY = {
     "resolve_device": "devices",
     "Data": "data", "Tensors": "data",
     "Trainer": "trainer", "FitResult": "trainer", "LossFn": "trainer", "OptimizerFactory": "trainer",
-    "LiveHook": "trainer", "LOOP_FILE": "trainer", "OPTIMIZERS": "trainer", "LOSSES": "trainer", "SCHEDULES": "trainer",
+    "LiveHook": "trainer", "OPTIMIZERS": "trainer", "LOSSES": "trainer", "SCHEDULES": "trainer",
     "TrainObjective": "objective",
 }
 """The names whose module imports PyTorch: loaded by :func:`__getattr__` on first use."""
@@ -68,6 +69,7 @@ __all__ = [
     "LOSSES",
     "OPTIMIZERS",
     "SCHEDULES",
+    "TORCH_FILE",
     "Data",
     "FitResult",
     "LiveHook",

@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tunelab.checkpoints import save_torch
+from tunelab.torch.checkpoint import save_torch
 
 if TYPE_CHECKING:
     from tunelab.torch.trainer import Trainer

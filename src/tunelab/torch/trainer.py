@@ -9,17 +9,17 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from tunelab.checkpoints import Checkpoint, load_torch, save_torch
+from tunelab.checkpoints import Checkpoint
 from tunelab.distributions import Bool, Categorical, Distribution, ParamValue
 from tunelab.errors import ConfigError, TrialPruned
 from tunelab.space import SpaceEntry, unwrap, validate_space
 from tunelab.torch import data as _data
+from tunelab.torch.checkpoint import load_fit_checkpoint, resume_source, save_fit_checkpoint
 from tunelab.torch.data import Data, LoadData, Tensors, check_data
 from tunelab.torch.devices import resolve_device
 from tunelab.torch.live import OPTIMIZER_LIVE, apply_to_optimizer, optimizer_live_names
@@ -40,9 +40,6 @@ LOSSES = ("cross_entropy", "nll", "mse", "l1")
 SCHEDULES = ("constant", "cosine")
 _CLASSIFICATION = ("cross_entropy", "nll")
 _MISSING = object()
-LOOP_FILE = "tunelab-loop.pt"
-"""Beside ``torch.pt`` in a checkpoint of :meth:`Trainer.fit`: where the loop stands (epoch, batch,
-shuffling state, evaluations, the reporter's history and best), so that resuming is exact."""
 
 
 @dataclass
@@ -389,7 +386,7 @@ class Trainer:
                 "fit(live=True) needs a trial= (from study.ask()) whose hyperparameters may change while it "
                 "trains; without a study, leave live=False"
             )
-        source = _resume_source(resume, trial)
+        source = resume_source(resume, trial)
         start = time.perf_counter()
         params = dict(params)
         train, val = self.load_data()
@@ -408,7 +405,7 @@ class Trainer:
         best_state: dict[str, torch.Tensor] | None = None
         step = evaluations = first_epoch = first_batch = 0
         if source is not None:  # last: the RNG states it restores are those the run had
-            state = self._load_checkpoint(source, model, optimizer, scheduler, per_epoch)
+            state = load_fit_checkpoint(source, model, optimizer, scheduler, per_epoch)
             reporter.load_state_dict(state["reporter"])
             step, evaluations = int(state["optimizer_step"]), int(state["evaluations"])
             first_epoch, first_batch = int(state["epoch"]), int(state["batch"])
@@ -450,14 +447,13 @@ class Trainer:
                 else:
                     position = (epoch, batch, epoch_rng)
                 loop = {
-                    "version": 1, "epoch": position[0], "batch": position[1], "generator": position[2],
+                    "optimizer_step": step, "epoch": position[0], "batch": position[1], "generator": position[2],
                     "steps_per_epoch": per_epoch, "evaluations": evaluations, "reporter": reporter.state_dict(),
                     "params": dict(params), "best_is_last": restore_best and improved,
                     "best_model": best_state if restore_best and not improved else None,
                 }
                 with trial.checkpoint(at) as folder:
-                    save_torch(folder, model, optimizer, scheduler, extra={"step": at, "optimizer_step": step})
-                    save_torch(folder / LOOP_FILE, extra=loop)
+                    save_fit_checkpoint(folder, model, optimizer, scheduler, at, loop)
             if reporter.should_stop:
                 stopped = "patience"
 
@@ -507,36 +503,6 @@ class Trainer:
             steps=step, seconds=time.perf_counter() - start, params=params,
         )
 
-    def _load_checkpoint(
-        self,
-        source: Path,
-        model: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        scheduler: torch.optim.lr_scheduler.LambdaLR | None,
-        per_epoch: int,
-    ) -> dict[str, Any]:
-        """Load a checkpoint of :meth:`fit` into the pieces; return the loop's state in it."""
-        folder = source if source.is_dir() else source.parent
-        try:
-            loop = load_torch(folder / LOOP_FILE, restore_rng=False) if (folder / LOOP_FILE).is_file() else None
-            extra = load_torch(folder, model, optimizer, scheduler)
-        except (OSError, RuntimeError, ValueError, KeyError) as e:
-            raise ConfigError(
-                f"fit(resume=...): cannot load {str(folder)!r} into this trainer's model and optimizer "
-                f"({type(e).__name__}: {e}); resume with the parameters the checkpoint was written with"
-            ) from None
-        if not isinstance(loop, dict) or loop.get("version") != 1 or not isinstance(extra, dict):
-            raise ConfigError(
-                f"fit(resume=...): {str(source)!r} was not written by Trainer.fit(checkpoint_every=...), so it "
-                "lacks the loop's position; resume from a checkpoint the trainer wrote"
-            )
-        if int(loop["steps_per_epoch"]) != per_epoch:
-            raise ConfigError(
-                f"fit(resume=...): {str(source)!r} was written with {loop['steps_per_epoch']} steps per epoch, "
-                f"this run has {per_epoch}: keep the data and batch_size of the run it resumes"
-            )
-        return {**loop, "optimizer_step": extra["optimizer_step"]}
-
     def objective(
         self,
         *,
@@ -578,21 +544,3 @@ def _middle(dist: Distribution) -> ParamValue:
     if isinstance(dist, Categorical):
         return dist.choices[0]
     return dist.from_unit(0.5)
-
-
-def _resume_source(resume: object, trial: Trial | None) -> Path | None:
-    """The checkpoint folder (or file) :meth:`Trainer.fit` resumes from, or None."""
-    if resume is None:
-        found = trial.resume_from if trial is not None else None
-        return None if found is None else found.path
-    if isinstance(resume, Checkpoint):
-        path = resume.path
-    elif isinstance(resume, (str, os.PathLike)) and os.fspath(resume):
-        path = Path(os.fspath(resume))
-    else:
-        raise ConfigError(
-            f"fit(resume=...) must be a Checkpoint (trial.latest_checkpoint()) or a checkpoint folder, got {resume!r}"
-        )
-    if not path.exists():
-        raise ConfigError(f"fit(resume=...): {str(path)!r} does not exist; study.checkpoints(number) lists those kept")
-    return path
