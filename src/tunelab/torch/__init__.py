@@ -22,9 +22,10 @@ itself reads ``lr`` (required), ``weight_decay`` (0), ``momentum`` (0.9, SGD and
 
 The modules, one job each: ``reporter`` (:class:`Reporter`, :func:`monitor_direction`),
 ``devices`` (:func:`resolve_device`), ``data`` (:data:`Data`: checked, loaded once, batched),
-``live`` (live changes to an optimizer), ``trainer`` (:class:`Trainer`, :class:`FitResult`,
-the loop of :meth:`Trainer.fit`), ``checkpoint`` (:func:`save_torch`, :func:`load_torch`, the
-format of the trainer's checkpoints) and ``objective`` (:class:`TrainObjective`).
+``live`` (live changes to an optimizer), ``trainer`` (:class:`Trainer`, :class:`FitResult`),
+``loop`` (the loop of :meth:`Trainer.fit`: its state and its steps), ``checkpoint``
+(:func:`save_torch`, :func:`load_torch`, the format of the trainer's checkpoints) and
+``objective`` (:class:`TrainObjective`).
 
 Importing this package does not import PyTorch: ``tunelab`` itself re-exports
 :func:`save_torch` and :func:`load_torch` from here (they import torch when they run). The

@@ -16,13 +16,14 @@ from torch import nn
 
 from tunelab.checkpoints import Checkpoint
 from tunelab.distributions import Bool, Categorical, Distribution, ParamValue
-from tunelab.errors import ConfigError, TrialPruned
+from tunelab.errors import ConfigError
 from tunelab.space import SpaceEntry, unwrap, validate_space
 from tunelab.torch import data as _data
-from tunelab.torch.checkpoint import load_fit_checkpoint, resume_source, save_fit_checkpoint
+from tunelab.torch.checkpoint import resume_source
 from tunelab.torch.data import Data, LoadData, Tensors, check_data
 from tunelab.torch.devices import resolve_device
 from tunelab.torch.live import OPTIMIZER_LIVE, apply_to_optimizer, optimizer_live_names
+from tunelab.torch.loop import FitLoop, LoopState
 from tunelab.torch.objective import TrainObjective
 from tunelab.torch.reporter import Reporter, class_indices
 
@@ -39,7 +40,6 @@ OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 LOSSES = ("cross_entropy", "nll", "mse", "l1")
 SCHEDULES = ("constant", "cosine")
 _CLASSIFICATION = ("cross_entropy", "nll")
-_MISSING = object()
 
 
 @dataclass
@@ -372,136 +372,51 @@ class Trainer:
         Raises :class:`tunelab.TrialPruned` when the pruner stops the run, and
         :class:`tunelab.errors.TrainingDivergedError` when the loss becomes NaN or infinite.
         """
-        _check_positive_int("fit", "epochs", epochs)
-        if eval_every is not None:
-            _check_positive_int("fit", "eval_every", eval_every)
-        if checkpoint_every is not None:
-            _check_positive_int("fit", "checkpoint_every", checkpoint_every)
-            if trial is None:
-                raise ConfigError("fit(checkpoint_every=...) needs a trial= to keep the checkpoints in")
-        if not isinstance(live, bool):
-            raise ConfigError(f"fit(live=...) must be True or False, got {live!r}")
-        if live and trial is None:
-            raise ConfigError(
-                "fit(live=True) needs a trial= (from study.ask()) whose hyperparameters may change while it "
-                "trains; without a study, leave live=False"
-            )
+        _check_fit_args(epochs, trial, eval_every, checkpoint_every, live)
         source = resume_source(resume, trial)
         start = time.perf_counter()
         params = dict(params)
         train, val = self.load_data()
-        batch_size = self.batch_size_of(params) if isinstance(train, tuple) else self.batch_size
-        if not isinstance(train, tuple) and "batch_size" in params:
-            raise ConfigError(
-                "batch_size is a hyperparameter but the training data is a DataLoader with its own batch "
-                "size: pass (inputs, targets) tensors so that tunelab can batch them"
-            )
+        batch_size = self._fit_batch_size(train, params)
         model = self.build_model(params, seed)
         optimizer = self.make_optimizer(model, params)
         per_epoch = self.steps_per_epoch(train, batch_size)
         scheduler = self.make_scheduler(optimizer, epochs * per_epoch)
         reporter = Reporter(trial, monitor=self.monitor, patience=patience, prune=prune)
-        generator = torch.Generator().manual_seed(seed)
-        best_state: dict[str, torch.Tensor] | None = None
-        step = evaluations = first_epoch = first_batch = 0
+        state = LoopState(reporter, torch.Generator().manual_seed(seed), per_epoch, params, keep_best=restore_best)
+        loop = FitLoop(self, state, model, optimizer, scheduler, (train, val), batch_size, trial,
+                       eval_every=eval_every, checkpoint_every=checkpoint_every, live=live)
         if source is not None:  # last: the RNG states it restores are those the run had
-            state = load_fit_checkpoint(source, model, optimizer, scheduler, per_epoch)
-            reporter.load_state_dict(state["reporter"])
-            step, evaluations = int(state["optimizer_step"]), int(state["evaluations"])
-            first_epoch, first_batch = int(state["epoch"]), int(state["batch"])
-            generator.set_state(state["generator"])
-            if restore_best and state["best_is_last"]:
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            elif restore_best and state["best_model"] is not None:
-                best_state = dict(state["best_model"])
-            differ = {k: v for k, v in params.items() if state["params"].get(k, _MISSING) != v}
-            if differ:  # e.g. a branch's changed lr: the loaded optimizer holds the old one
-                self.apply_live(model, optimizer, scheduler, differ)
+            loop.resume(source)
         if live:
             assert trial is not None
             trial.declare_live(self.live_names(optimizer))
-        stopped: str | None = None
-        epoch, batch = first_epoch, first_batch
-        epoch_rng = generator.get_state()
-
-        def evaluate_and_report() -> None:
-            nonlocal best_state, evaluations, stopped
-            previous_best = reporter.best
-            metrics = self.evaluate(model, val)
-            metrics["lr"] = float(optimizer.param_groups[0]["lr"])
-            at = step if eval_every else step // per_epoch  # the curve's step: epochs, or optimiser steps
-            row = reporter.report(at, **metrics)
-            if self.monitor not in row:
-                raise ConfigError(
-                    f"Trainer(monitor={self.monitor!r}) is not among the metrics of an evaluation, {sorted(row)}"
-                )
-            evaluations += 1
-            improved = reporter.best is not previous_best
-            if restore_best and improved:
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            if checkpoint_every and trial is not None and evaluations % checkpoint_every == 0:
-                # Where the loop stands: an epoch's shuffling is redrawn from the generator's state at
-                # its start, then its first `batch` batches are skipped.
-                if batch >= per_epoch:
-                    position = (epoch + 1, 0, generator.get_state())
-                else:
-                    position = (epoch, batch, epoch_rng)
-                loop = {
-                    "optimizer_step": step, "epoch": position[0], "batch": position[1], "generator": position[2],
-                    "steps_per_epoch": per_epoch, "evaluations": evaluations, "reporter": reporter.state_dict(),
-                    "params": dict(params), "best_is_last": restore_best and improved,
-                    "best_model": best_state if restore_best and not improved else None,
-                }
-                with trial.checkpoint(at) as folder:
-                    save_fit_checkpoint(folder, model, optimizer, scheduler, at, loop)
-            if reporter.should_stop:
-                stopped = "patience"
-
         model.train()
-        for epoch in range(first_epoch, epochs):
-            epoch_rng = generator.get_state()
-            batch = first_batch if epoch == first_epoch else 0
-            for xb, yb in self.batches(train, batch_size, generator, start=batch):
-                if live:
-                    assert trial is not None
-                    changes = trial.sync_live(step if eval_every else step / per_epoch, optimizer_step=step)
-                    if changes:
-                        params.update(self.apply_live(model, optimizer, scheduler, changes))
-                    if trial.stop_requested and trial.should_prune():  # a roll-back: move on now
-                        raise TrialPruned(f"stopped at optimizer step {step}")
-                outputs = model(xb)
-                loss = self.loss_fn(outputs, yb)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()  # type: ignore[no-untyped-call]
-                if self.grad_clip is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
-                optimizer.step()
-                if scheduler is not None:
-                    scheduler.step()
-                reporter.update(loss, outputs, yb)
-                step += 1
-                batch += 1
-                if eval_every and step % eval_every == 0:
-                    evaluate_and_report()
-                    if stopped:
-                        break
-            if stopped:
+        for epoch in range(state.epoch, epochs):
+            if loop.train_epoch(epoch):
                 break
-            if not eval_every:
-                evaluate_and_report()
-                if stopped:
-                    break
         if reporter.best is None:  # eval_every longer than the run: evaluate once at the end
-            evaluate_and_report()
-        if restore_best and best_state is not None:
-            model.load_state_dict(best_state)
+            loop.evaluate_and_report()
+        if restore_best and state.best_model is not None:
+            model.load_state_dict(state.best_model)
         model.eval()
         best = reporter.best
         assert best is not None
         return FitResult(
-            model=model, history=reporter.history, best=best, value=best[self.monitor], stopped=stopped,
-            steps=step, seconds=time.perf_counter() - start, params=params,
+            model=model, history=reporter.history, best=best, value=best[self.monitor], stopped=state.stopped,
+            steps=state.step, seconds=time.perf_counter() - start, params=params,
         )
+
+    def _fit_batch_size(self, train: Data, params: Mapping[str, ParamValue]) -> int:
+        """The batch size of :meth:`fit`: the parameters' or the trainer's for tensors; a DataLoader's own."""
+        if isinstance(train, tuple):
+            return self.batch_size_of(params)
+        if "batch_size" in params:
+            raise ConfigError(
+                "batch_size is a hyperparameter but the training data is a DataLoader with its own batch "
+                "size: pass (inputs, targets) tensors so that tunelab can batch them"
+            )
+        return self.batch_size
 
     def objective(
         self,
@@ -544,3 +459,22 @@ def _middle(dist: Distribution) -> ParamValue:
     if isinstance(dist, Categorical):
         return dist.choices[0]
     return dist.from_unit(0.5)
+
+
+def _check_fit_args(
+    epochs: int, trial: Trial | None, eval_every: int | None, checkpoint_every: int | None, live: bool
+) -> None:
+    _check_positive_int("fit", "epochs", epochs)
+    if eval_every is not None:
+        _check_positive_int("fit", "eval_every", eval_every)
+    if checkpoint_every is not None:
+        _check_positive_int("fit", "checkpoint_every", checkpoint_every)
+        if trial is None:
+            raise ConfigError("fit(checkpoint_every=...) needs a trial= to keep the checkpoints in")
+    if not isinstance(live, bool):
+        raise ConfigError(f"fit(live=...) must be True or False, got {live!r}")
+    if live and trial is None:
+        raise ConfigError(
+            "fit(live=True) needs a trial= (from study.ask()) whose hyperparameters may change while it "
+            "trains; without a study, leave live=False"
+        )
