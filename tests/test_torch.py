@@ -510,6 +510,24 @@ def test_checkpoint_every_writes_checkpoints_through_the_trial_that_load_torch_r
     assert [c.step for c in study.checkpoints(0)] == [3]  # a COMPLETE trial keeps its newest
 
 
+def test_fit_checkpoints_keep_their_format_torch_pt_beside_tunelab_loop_pt(tmp_path: Path) -> None:
+    # The names and keys of the files that earlier versions wrote: branches resume from them.
+    study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler(), artifact_dir=tmp_path)
+    trial = study.ask()
+    blobs_trainer().fit({"lr": 0.05}, epochs=2, trial=trial, eval_every=5, checkpoint_every=1, restore_best=False)
+    latest = trial.latest_checkpoint()
+    assert latest is not None and latest.step == 15  # evaluations at steps 5, 10, 15 of 16
+    assert {"torch.pt", "tunelab-loop.pt"} <= {p.name for p in latest.path.iterdir()}
+    assert tunelab.load_torch(latest.path, restore_rng=False) == {"step": 15, "optimizer_step": 15}
+    loop = tunelab.load_torch(latest.path / "tunelab-loop.pt", restore_rng=False)
+    assert list(loop) == ["version", "epoch", "batch", "generator", "steps_per_epoch", "evaluations", "reporter",
+                          "params", "best_is_last", "best_model"]
+    position = (loop["version"], loop["epoch"], loop["batch"], loop["steps_per_epoch"], loop["evaluations"])
+    assert position == (1, 1, 7, 8, 3)  # epoch 1, 7 of its 8 batches done
+    assert loop["params"] == {"lr": 0.05} and loop["best_is_last"] is False and loop["best_model"] is None
+    assert [row["step"] for row in loop["reporter"]["history"]] == [5.0, 10.0, 15.0]
+
+
 def test_save_model_writes_the_best_model_as_a_checkpoint_of_the_trial(tmp_path: Path) -> None:
     study = tunelab.create_study(direction="maximize", seed=0, sampler=tunelab.RandomSampler(),
                                  artifact_dir=tmp_path, space={"lr": Float(1e-2, 1e-1, log=True)})
