@@ -338,7 +338,7 @@ def run_tunelab_pbt(log: RunLog, seed: int) -> None:
     optimizer state, so the member takes those two from the parent (``PBT_INHERITED``).
     """
     pbt = importlib.import_module("tunelab.pbt")
-    from tunelab.checkpoints import load_torch, save_torch
+    from tunelab.torch import load_torch, save_torch
 
     rules = pbt.PopulationBasedTraining(interval=PBT_INTERVAL, metric="val_loss", direction="minimize",
                                         hyperparameters=PBT_MUTABLE)

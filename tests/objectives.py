@@ -131,7 +131,7 @@ def checkpointing(trial: tunelab.Trial) -> float:
     into a fresh model, and records its process id, folder and the step it restored."""
     import torch
 
-    from tunelab.checkpoints import load_torch, save_torch
+    from tunelab.torch import load_torch, save_torch
 
     torch.set_num_threads(1)
     torch.manual_seed(trial.number)

@@ -17,10 +17,11 @@ import torch
 
 import tunelab
 from objectives import checkpointing
-from tunelab.checkpoints import Checkpoint, CheckpointPolicy, load_torch, save_torch
+from tunelab.checkpoints import Checkpoint, CheckpointPolicy
 from tunelab.errors import ConfigError, TrialNotFoundError, TrialStateError
 from tunelab.records import TrialState
 from tunelab.study.heartbeat import HeartbeatSettings, StaleTrials
+from tunelab.torch import load_torch, save_torch
 
 torch.set_num_threads(1)
 

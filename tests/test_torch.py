@@ -6,6 +6,9 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
+import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -95,6 +98,43 @@ def val_metrics(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor]) -> di
     out = model(data[0])
     return {"val_loss": float(nn.functional.cross_entropy(out, data[1])),
             "val_acc": float((out.argmax(1) == data[1]).float().mean())}
+
+
+# -- the package ----------------------------------------------------------------------------
+def _run_python(code: str) -> None:
+    """``code`` in a fresh interpreter, importing this checkout's tunelab."""
+    src = str(Path(tunelab.__file__).parents[1])
+    path = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH", "")) if p)
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": path,
+                                                                   "OMP_NUM_THREADS": "1"})
+
+
+def test_import_tunelab_and_tunelab_torch_do_not_import_torch_and_the_trainer_does() -> None:
+    _run_python(
+        "import sys\n"
+        "import tunelab\n"
+        "assert 'torch' not in sys.modules, 'import tunelab imported torch'\n"
+        "import tunelab.torch, tunelab.checkpoints\n"
+        "assert 'torch' not in sys.modules, 'import tunelab.torch imported torch'\n"
+        "from tunelab.torch import checkpoint\n"
+        "assert tunelab.save_torch is tunelab.torch.save_torch is checkpoint.save_torch\n"
+        "assert tunelab.load_torch is tunelab.torch.load_torch is checkpoint.load_torch\n"
+        "assert not hasattr(tunelab.checkpoints, 'save_torch'), 'PyTorch code lives in tunelab.torch only'\n"
+        "assert 'torch' not in sys.modules, 'the save_torch aliases imported torch'\n"
+        "from tunelab.torch import Trainer\n"
+        "assert 'torch' in sys.modules and Trainer.__module__ == 'tunelab.torch.trainer'\n"
+    )
+
+
+def test_tunelab_torch_exports_every_name_it_lists_and_nothing_else() -> None:
+    import tunelab.torch
+
+    for name in tunelab.torch.__all__:
+        assert getattr(tunelab.torch, name) is not None and name in dir(tunelab.torch)
+    assert {"Reporter", "Trainer", "FitResult", "TrainObjective", "Data", "Tensors", "monitor_direction",
+            "resolve_device", "save_torch", "load_torch", "LOOP_FILE"} <= set(tunelab.torch.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
+        tunelab.torch.Nothing  # noqa: B018
 
 
 # -- validation -------------------------------------------------------------------------------
@@ -464,6 +504,24 @@ def test_checkpoint_every_writes_checkpoints_through_the_trial_that_load_torch_r
         assert torch.equal(model.state_dict()[name], tensor)
     study.tell(trial, result.value)
     assert [c.step for c in study.checkpoints(0)] == [3]  # a COMPLETE trial keeps its newest
+
+
+def test_fit_checkpoints_keep_their_format_torch_pt_beside_tunelab_loop_pt(tmp_path: Path) -> None:
+    # The names and keys of the files that earlier versions wrote: branches resume from them.
+    study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler(), artifact_dir=tmp_path)
+    trial = study.ask()
+    blobs_trainer().fit({"lr": 0.05}, epochs=2, trial=trial, eval_every=5, checkpoint_every=1, restore_best=False)
+    latest = trial.latest_checkpoint()
+    assert latest is not None and latest.step == 15  # evaluations at steps 5, 10, 15 of 16
+    assert {"torch.pt", "tunelab-loop.pt"} <= {p.name for p in latest.path.iterdir()}
+    assert tunelab.load_torch(latest.path, restore_rng=False) == {"step": 15, "optimizer_step": 15}
+    loop = tunelab.load_torch(latest.path / "tunelab-loop.pt", restore_rng=False)
+    assert list(loop) == ["version", "epoch", "batch", "generator", "steps_per_epoch", "evaluations", "reporter",
+                          "params", "best_is_last", "best_model"]
+    position = (loop["version"], loop["epoch"], loop["batch"], loop["steps_per_epoch"], loop["evaluations"])
+    assert position == (1, 1, 7, 8, 3)  # epoch 1, 7 of its 8 batches done
+    assert loop["params"] == {"lr": 0.05} and loop["best_is_last"] is False and loop["best_model"] is None
+    assert [row["step"] for row in loop["reporter"]["history"]] == [5.0, 10.0, 15.0]
 
 
 def test_save_model_writes_the_best_model_as_a_checkpoint_of_the_trial(tmp_path: Path) -> None:

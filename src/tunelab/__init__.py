@@ -3,7 +3,7 @@
 The public API, re-exported; nothing else lives here.
 """
 
-from tunelab.checkpoints import CheckpointPolicy, load_torch, save_torch
+from tunelab.checkpoints import CheckpointPolicy
 from tunelab.distributions import Bool, Categorical, Distribution, Float, Int
 from tunelab.errors import (
     ConfigError,
@@ -32,6 +32,7 @@ from tunelab.samplers import (
 from tunelab.space import Conditional
 from tunelab.storage import InMemoryStorage, SQLStorage, get_storage
 from tunelab.study import Study, Trial, create_study, delete_study, load_study
+from tunelab.torch.checkpoint import load_torch, save_torch
 
 __version__ = "0.1.0"
 

@@ -3,17 +3,18 @@
 A study owns one folder (``study.artifact_dir``); each trial has ``trial-<number>/`` inside
 it and each checkpoint is ``trial-<number>/step-<step>/``, written atomically (into a hidden
 temporary folder that is renamed into place), so a reader never sees half a checkpoint.
-:class:`CheckpointPolicy` decides what is deleted and when. :func:`save_torch` and
-:func:`load_torch` put a PyTorch model, optimizer, scheduler and every RNG state in one file;
-torch is imported only when they run.
+:class:`CheckpointPolicy` decides what is deleted and when.
+
+``save_torch``, ``load_torch`` and ``Stateful`` (a PyTorch model, optimizer, scheduler and every
+RNG state in one file) live in :mod:`tunelab.torch.checkpoint`, with all PyTorch code; use them as
+``tunelab.save_torch`` / ``tunelab.load_torch`` (or from ``tunelab.torch``). This module stays
+below the engine and never imports the PyTorch layer, not even lazily.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import os
-import random
 import re
 import secrets
 import shutil
@@ -21,25 +22,20 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 from sqlalchemy.engine import make_url
 
 from tunelab.errors import ConfigError
 from tunelab.records import TrialState
 
-if TYPE_CHECKING:
-    import torch
-
 logger = logging.getLogger("tunelab")
 
 DEFAULT_ROOT = "tunelab-artifacts"
-TORCH_FILE = "torch.pt"
 BRANCHES_DIR = "branches"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 _TRIAL_DIR = re.compile(r"^trial-(\d+)$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_FORMAT = "tunelab-torch"
 
 
 # -- policy --------------------------------------------------------------------------------
@@ -366,157 +362,5 @@ def _is_int(x: object) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-# -- PyTorch -------------------------------------------------------------------------------
-class Stateful(Protocol):
-    """Anything with ``state_dict()`` and ``load_state_dict()``: a scheduler, a GradScaler, ..."""
+# -- the PyTorch state, moved to tunelab.torch.checkpoint ----------------------------------
 
-    def state_dict(self) -> Any: ...
-
-    def load_state_dict(self, state_dict: Any, /) -> Any: ...
-
-
-def save_torch(
-    path: str | os.PathLike[str],
-    model: torch.nn.Module | None = None,
-    optimizer: torch.optim.Optimizer | None = None,
-    scheduler: Stateful | None = None,
-    extra: Any = None,
-) -> Path:
-    """Save state dicts and every RNG state (torch CPU, CUDA when in use, numpy's global
-    generator, Python's ``random``) in one file; return the file.
-
-    ``path`` is a file, or a folder (such as the one ``trial.checkpoint(step)`` yields) to
-    write ``torch.pt`` into. The file is written atomically. ``extra`` holds anything else to
-    resume (the epoch, the best loss, another model's ``state_dict()``): tensors, numbers,
-    strings, None, lists, tuples and dicts of them, which :func:`load_torch` reads back
-    without unpickling arbitrary code.
-
-    Example::
-
-        with trial.checkpoint(epoch) as folder:
-            save_torch(folder, model, optimizer, scheduler, extra={"epoch": epoch})
-    """
-    import torch
-
-    target = Path(path)
-    if target.is_dir():
-        target = target / TORCH_FILE
-    payload = {
-        "format": _FORMAT,
-        "version": 1,
-        "model": None if model is None else model.state_dict(),
-        "optimizer": None if optimizer is None else optimizer.state_dict(),
-        "scheduler": None if scheduler is None else scheduler.state_dict(),
-        "extra": extra,
-        "rng": _rng_state(),
-    }
-    _check_safe({"scheduler": payload["scheduler"], "extra": extra})
-    tmp = target.with_name(f".{target.name}.tmp-{secrets.token_hex(4)}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        _remove(tmp)
-        raise
-    return target
-
-
-def load_torch(
-    path: str | os.PathLike[str],
-    model: torch.nn.Module | None = None,
-    optimizer: torch.optim.Optimizer | None = None,
-    scheduler: Stateful | None = None,
-    restore_rng: bool = True,
-    map_location: str | torch.device = "cpu",
-) -> Any:
-    """Load what :func:`save_torch` saved into ``model``, ``optimizer`` and ``scheduler`` (those
-    given), restore the RNG states (unless ``restore_rng=False``) and return ``extra``.
-
-    ``path`` is the file or the folder holding ``torch.pt`` (e.g. ``trial.latest_checkpoint().path``
-    or ``study.checkpoint_path(number)``). Tensors load onto ``map_location`` first (CPU by
-    default; ``load_state_dict`` then copies them onto the model's device). Loading uses
-    ``torch.load(weights_only=True)``: no code in the file runs.
-    """
-    import torch
-
-    source = Path(path)
-    if source.is_dir():
-        source = source / TORCH_FILE
-    payload = torch.load(source, map_location=map_location, weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
-        raise ConfigError(f"{str(source)!r} was not written by tunelab.checkpoints.save_torch")
-    for name, obj in (("model", model), ("optimizer", optimizer), ("scheduler", scheduler)):
-        if obj is None:
-            continue
-        if payload[name] is None:
-            raise ConfigError(f"load_torch({name}=...): {str(source)!r} holds no {name} state; save it with "
-                              f"save_torch(..., {name}=...) or leave {name} out")
-        obj.load_state_dict(payload[name])
-    if restore_rng:
-        _set_rng_state(payload["rng"])
-    return payload["extra"]
-
-
-def _check_safe(parts: Mapping[str, Any]) -> None:
-    """Raise ConfigError now if ``load_torch`` could not read ``parts`` back with weights_only."""
-    import pickle
-
-    import torch
-
-    buffer = io.BytesIO()
-    torch.save(dict(parts), buffer)
-    buffer.seek(0)
-    try:
-        torch.load(buffer, weights_only=True)
-    except pickle.UnpicklingError as e:
-        m = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
-        reason = f"it holds a {m.group(1)}" if m else "it holds an object that torch refuses"
-        raise ConfigError(
-            "save_torch(extra=..., scheduler=...) must be readable by torch.load(weights_only=True), "
-            f"but {reason}; keep to tensors, numbers, strings, None, lists, tuples and dicts, "
-            "e.g. float(x) for a numpy number, a tensor for a numpy array"
-        ) from None
-
-
-def _rng_state() -> dict[str, Any]:
-    import numpy as np
-    import torch
-
-    np_state = np.random.get_state(legacy=False)
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "python": random.getstate(),
-        # numpy arrays are not readable with weights_only: its key becomes a tensor.
-        "numpy": {
-            "bit_generator": np_state["bit_generator"],
-            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
-            "pos": int(np_state["state"]["pos"]),
-            "has_gauss": int(np_state["has_gauss"]),
-            "gauss": float(np_state["gauss"]),
-        },
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: Mapping[str, Any]) -> None:
-    import numpy as np
-    import torch
-
-    torch.set_rng_state(state["torch"])
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    n = state["numpy"]
-    np.random.set_state({
-        "bit_generator": n["bit_generator"],
-        "state": {"key": n["key"].numpy().astype(np.uint32), "pos": n["pos"]},
-        "has_gauss": n["has_gauss"], "gauss": n["gauss"],
-    })
-    cuda = state.get("cuda")
-    if cuda and torch.cuda.is_available():
-        for device, s in enumerate(cuda[: torch.cuda.device_count()]):
-            torch.cuda.set_rng_state(s, device)

@@ -26,10 +26,10 @@ Usage, inside the objective::
             trial.report(epoch, val_acc=evaluate(model))
             if member.due(epoch):
                 with trial.checkpoint(epoch) as folder:
-                    tunelab.checkpoints.save_torch(folder, model, opt)
+                    tunelab.save_torch(folder, model, opt)
                 change = member.exploit_and_explore(epoch)
                 if change is not None:
-                    tunelab.checkpoints.load_torch(change.checkpoint, model, opt)
+                    tunelab.load_torch(change.checkpoint, model, opt)
                     set_lr(opt, member.params["lr"])
         return evaluate(model)
 

@@ -197,7 +197,7 @@ class Trial:
         """A fresh folder to write the checkpoint of ``step`` into, atomically::
 
             with trial.checkpoint(epoch) as folder:
-                tunelab.checkpoints.save_torch(folder, model, optimizer, scheduler)
+                tunelab.save_torch(folder, model, optimizer, scheduler)
 
         It becomes ``checkpoint_dir / f"step-{step}"`` when the block ends without an exception
         (nothing is kept otherwise). This trial's checkpoints after ``step`` are then deleted (a
