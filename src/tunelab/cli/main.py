@@ -360,7 +360,7 @@ def dashboard(
     ] = None,
     allowed_host: Annotated[
         list[str] | None,
-        typer.Option("--allowed-host", show_default=False,
+        typer.Option("--allowed-host", show_default=False, metavar="NAME",
                      help="Also answer requests addressed to this name or address (repeatable; '*' for any Host, "
                           "which lets web pages reach the dashboard by DNS rebinding). Always answered: localhost, "
                           "127.0.0.1, [::1] and --host."),
