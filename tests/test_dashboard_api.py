@@ -22,6 +22,8 @@ from tunelab.samplers import RandomSampler
 
 STUDY = "dash"
 STATES = {"WAITING", "RUNNING", "COMPLETE", "PRUNED", "FAIL"}
+LOCAL = "http://127.0.0.1:8000"
+"""The TestClient's base URL: the app answers only requests addressed to it (its Host check)."""
 SUMMARY_KEYS = {"number", "state", "value", "params", "datetime_start", "datetime_complete", "duration", "stage",
                 "error", "note"}
 
@@ -54,7 +56,7 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def client(db: str) -> Iterator[TestClient]:
-    with TestClient(create_app(db)) as c:
+    with TestClient(create_app(db), base_url=LOCAL) as c:
         yield c
 
 
@@ -111,7 +113,7 @@ def test_trials_page_shapes(client: TestClient) -> None:
 def test_since_cursor_returns_only_the_unfinished_tail_and_new_trials(fresh: str) -> None:
     study = tunelab.create_study(name="live", storage=fresh, sampler=RandomSampler(), seed=1)
     study.optimize(objective, n_trials=3, show_progress=False)
-    with TestClient(create_app(fresh)) as c:
+    with TestClient(create_app(fresh), base_url=LOCAL) as c:
         page = ok(c.get("/api/studies/live/trials"))
         assert len(page["trials"]) == 3 and page["next_since"] == 3
         other = tunelab.load_study("live", fresh)  # another writer
@@ -157,7 +159,7 @@ def test_values_are_the_trials_as_columns(client: TestClient) -> None:
 def test_values_cursor_stays_on_the_unfinished_trials(fresh: str) -> None:
     study = tunelab.create_study(name="live", storage=fresh, sampler=RandomSampler(), seed=1)
     study.optimize(objective, n_trials=3, show_progress=False)
-    with TestClient(create_app(fresh)) as c:
+    with TestClient(create_app(fresh), base_url=LOCAL) as c:
         page = ok(c.get("/api/studies/live/values"))
         assert page["numbers"] == [0, 1, 2] and page["next_since"] == 3
         other = tunelab.load_study("live", fresh)  # another writer
@@ -280,7 +282,7 @@ def test_no_path_traversal(client: TestClient, path: str) -> None:
 
 # -- guards ----------------------------------------------------------------------------------------
 def test_read_only_refuses_every_action(db: str) -> None:
-    with TestClient(create_app(db, read_only=True)) as c:
+    with TestClient(create_app(db, read_only=True), base_url=LOCAL) as c:
         assert ok(c.get(f"/api/studies/{STUDY}"))["read_only"] is True
         assert ok(c.get(f"/api/studies/{STUDY}/values"))["total"] == 12  # reads are allowed
         for path, body in [(f"/api/studies/{STUDY}/trials/0/stop", None),
@@ -288,11 +290,11 @@ def test_read_only_refuses_every_action(db: str) -> None:
                            (f"/api/studies/{STUDY}/trials/0/note", {"note": "x"})]:
             r = c.post(path, json=body)
             assert r.status_code == 403 and r.json() == {"detail": "read-only dashboard"}, path
-    assert ok(TestClient(create_app(db)).get(f"/api/studies/{STUDY}/trials/0"))["note"] is None
+    assert ok(TestClient(create_app(db), base_url=LOCAL).get(f"/api/studies/{STUDY}/trials/0"))["note"] is None
 
 
 def test_token(db: str) -> None:
-    with TestClient(create_app(db, token="s3cret")) as c:
+    with TestClient(create_app(db, token="s3cret"), base_url=LOCAL) as c:
         assert c.get("/api/studies").status_code == 401
         assert c.get("/api/studies", headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert c.get("/api/studies", headers={"Authorization": "Basic s3cret"}).status_code == 401
@@ -311,10 +313,10 @@ def test_token(db: str) -> None:
 
 def test_cross_origin_posts_and_foreign_hosts_are_refused(fresh: str) -> None:
     tunelab.create_study(name="x", storage=fresh, seed=0)
-    with TestClient(create_app(fresh)) as c:
+    with TestClient(create_app(fresh), base_url=LOCAL) as c:
         r = c.post("/api/studies/x/enqueue", json={"params": {"a": 1}}, headers={"Origin": "http://evil.example"})
         assert r.status_code == 403
-        ok(c.post("/api/studies/x/enqueue", json={"params": {"a": 1}}, headers={"Origin": "http://testserver"}))
+        ok(c.post("/api/studies/x/enqueue", json={"params": {"a": 1}}, headers={"Origin": LOCAL}))
     with TestClient(create_app(fresh, allowed_hosts=["127.0.0.1", "localhost"]),
                     base_url="http://localhost") as c:
         ok(c.get("/api/studies"))
@@ -343,7 +345,7 @@ def _wait_for(predicate: Any, what: str, timeout: float = 10.0) -> None:
 def test_stop_really_stops_a_running_trial(fresh: str) -> None:
     study = tunelab.create_study(name="s", storage=fresh, sampler=RandomSampler(), seed=0,
                                  pruner=MedianPruner(metric="val_loss"))
-    with TestClient(create_app(fresh)) as c:
+    with TestClient(create_app(fresh), base_url=LOCAL) as c:
         assert c.post("/api/studies/s/trials/0/stop").status_code == 404
         runner = threading.Thread(target=study.optimize, args=(polls_until_stopped,),
                                   kwargs={"n_trials": 1, "show_progress": False})
@@ -367,7 +369,7 @@ def test_stop_really_stops_a_running_trial(fresh: str) -> None:
 def test_enqueue_then_the_next_trial_gets_the_params(fresh: str) -> None:
     study = tunelab.create_study(name="q", storage=fresh, sampler=RandomSampler(), seed=0)
     study.optimize(objective, n_trials=2, show_progress=False)
-    with TestClient(create_app(fresh)) as c:
+    with TestClient(create_app(fresh), base_url=LOCAL) as c:
         params = {"lr": 0.0123, "weight_decay": 1e-4, "optimizer": "adam"}
         assert ok(c.post("/api/studies/q/enqueue", json={"params": params})) == {"number": 2}
         assert ok(c.get("/api/studies/q/trials", params={"since": 2}))["trials"][0]["state"] == "WAITING"
@@ -381,7 +383,7 @@ def test_enqueue_then_the_next_trial_gets_the_params(fresh: str) -> None:
 def test_note_on_a_finished_trial(fresh: str) -> None:
     study = tunelab.create_study(name="n", storage=fresh, sampler=RandomSampler(), seed=0)
     study.optimize(objective, n_trials=4, show_progress=False)
-    with TestClient(create_app(fresh)) as c:
+    with TestClient(create_app(fresh), base_url=LOCAL) as c:
         before = ok(c.get("/api/studies/n/trials/3"))
         assert before["state"] == "FAIL"
         assert ok(c.post("/api/studies/n/trials/3/note", json={"note": "the <b>lr</b> was fine; a bug"})) == {
@@ -408,7 +410,7 @@ def test_live_app_while_two_worker_processes_write(fresh: str) -> None:
             errors.append(e)
 
     worker = threading.Thread(target=run)
-    with TestClient(create_app(fresh)) as c:
+    with TestClient(create_app(fresh), base_url=LOCAL) as c:
         worker.start()
         since, seen, polls = 0, {}, 0
         while worker.is_alive() or polls == 0:
@@ -470,7 +472,7 @@ def _schemathesis_app() -> Any:
     url = f"sqlite:///{Path(tempfile.mkdtemp(prefix='tunelab-schema-')) / 's.db'}"
     study = tunelab.create_study(name=STUDY, storage=url, sampler=RandomSampler(), seed=0)
     study.optimize(objective, n_trials=6, show_progress=False)
-    return create_app(url, read_only=True)
+    return create_app(url, read_only=True, allowed_hosts=["testserver"])  # the Host schemathesis sends
 
 
 import schemathesis  # noqa: E402

@@ -29,6 +29,8 @@ from tunelab.records import TrialState
 from tunelab.samplers import RandomSampler
 
 RUN = "run"
+LOCAL = "http://127.0.0.1:8000"
+"""The TestClient's base URL: the app answers only requests addressed to it (its Host check)."""
 
 
 @pytest.fixture
@@ -86,7 +88,7 @@ def test_the_tree_has_every_branch_its_changes_and_one_metric_of_each(url: str) 
     study = new_run(url)
     trial, state = started(study)
     train(trial, state, 3)
-    with TestClient(create_app(url)) as c:
+    with TestClient(create_app(url), base_url=LOCAL) as c:
         assert ok(c.get(f"/api/studies/{RUN}/tree"))["is_run"] is False  # nothing changed yet
         assert ok(c.post(f"/api/studies/{RUN}/trials/0/live", json={"values": {"lr": 0.05}, "note": "slow"})) == {
             "index": 0, "values": {"lr": 0.05}}
@@ -136,7 +138,7 @@ def test_the_tree_has_every_branch_its_changes_and_one_metric_of_each(url: str) 
         t.suggest_float("x", 0, 1)
         t.report(0, loss=x)
         plain.tell(t, x)
-    with TestClient(create_app(url)) as c:
+    with TestClient(create_app(url), base_url=LOCAL) as c:
         tree = ok(c.get("/api/studies/plain/tree"))
         assert tree["is_run"] is False and tree["roots"] == [0, 1] and tree["metric"] == "loss"
         assert [b["curve"]["values"] for b in tree["branches"]] == [[0.1], [0.2]]
@@ -146,7 +148,7 @@ def test_live_changes_and_their_refusals(url: str) -> None:
     study = new_run(url)
     trial, state = started(study)
     train(trial, state, 2)
-    with TestClient(create_app(url)) as c:
+    with TestClient(create_app(url), base_url=LOCAL) as c:
         path = f"/api/studies/{RUN}/trials/0/live"
         assert ok(c.post(path, json={"values": {"lr": 0.03, "weight_decay": 1}, "note": ""})) == {
             "index": 0, "values": {"lr": 0.03, "weight_decay": 1.0}}
@@ -169,7 +171,7 @@ def test_rollback_from_the_api(url: str) -> None:
     study = new_run(url)
     trial, state = started(study)
     train(trial, state, 15)
-    with TestClient(create_app(url)) as c:
+    with TestClient(create_app(url), base_url=LOCAL) as c:
         path = f"/api/studies/{RUN}/rollback"
         refused(c.post(path, json={"to": 7}), 422, "keeps no checkpoint at step 7; it keeps 10, 15")
         refused(c.post(path, json={"to": 10, "values": {"lr": -1}}), 422, "log scale")
@@ -184,7 +186,7 @@ def test_rollback_from_the_api(url: str) -> None:
 def test_suggestions_and_accepting_one(url: str) -> None:
     study = new_run(url)
     reported(study, PLATEAU)
-    with TestClient(create_app(url)) as c:
+    with TestClient(create_app(url), base_url=LOCAL) as c:
         [s] = ok(c.get(f"/api/studies/{RUN}/trials/0/suggestions"))
         assert (s["kind"], s["id"], s["condition"], s["values"], s["rollback_to"]) == (
             "halve_lr", "halve_lr", "plateau", {"lr": 0.05}, None)
@@ -217,7 +219,7 @@ def test_read_only_refuses_every_babysitting_action(url: str) -> None:
     study = new_run(url)
     trial, state = started(study)
     train(trial, state, 10)
-    with TestClient(create_app(url, read_only=True)) as c:
+    with TestClient(create_app(url, read_only=True), base_url=LOCAL) as c:
         for path, body in [(f"/api/studies/{RUN}/trials/0/live", {"values": {"lr": 0.01}}),
                            (f"/api/studies/{RUN}/rollback", {"to": 10}),
                            (f"/api/studies/{RUN}/trials/0/suggestions/halve_lr/accept", None)]:
@@ -231,7 +233,7 @@ def test_read_only_refuses_every_babysitting_action(url: str) -> None:
 
 def test_openapi_documents_the_babysitting_routes(url: str) -> None:
     tunelab.create_study(name="x", storage=url, seed=0)
-    with TestClient(create_app(url)) as c:
+    with TestClient(create_app(url), base_url=LOCAL) as c:
         openapi = ok(c.get("/openapi.json"))
     s = "/api/studies/{name}"
     paths = openapi["paths"]

@@ -3,6 +3,8 @@
 A study owns one folder (``study.artifact_dir``); each trial has ``trial-<number>/`` inside
 it and each checkpoint is ``trial-<number>/step-<step>/``, written atomically (into a hidden
 temporary folder that is renamed into place), so a reader never sees half a checkpoint.
+The folder holds a marker, ``.tunelab-study`` (the study's name), written when tunelab creates
+it: deleting the study deletes only a folder that proves to be its own (:func:`remove_study_folder`).
 :class:`CheckpointPolicy` decides what is deleted and when.
 
 ``save_torch``, ``load_torch`` and ``Stateful`` (a PyTorch model, optimizer, scheduler and every
@@ -33,9 +35,13 @@ logger = logging.getLogger("tunelab")
 
 DEFAULT_ROOT = "tunelab-artifacts"
 BRANCHES_DIR = "branches"
+MARKER = ".tunelab-study"
+"""The file that marks a study's folder as made by tunelab for that study (it holds the name)."""
+_MARKER_MAX = 1 << 16
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 _TRIAL_DIR = re.compile(r"^trial-(\d+)$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_STUDY_DIR = re.compile(r"^([A-Za-z0-9._-]+)-[0-9a-f]{8}$")
 
 
 # -- policy --------------------------------------------------------------------------------
@@ -144,11 +150,16 @@ def new_study_folder(artifact_dir: str | os.PathLike[str] | None, storage_url: s
 
 # -- the study's folder -------------------------------------------------------------------
 class CheckpointStore:
-    """The checkpoint folders of one study: ``<root>/trial-<n>/step-<s>/``, and the policy."""
+    """The checkpoint folders of one study: ``<root>/trial-<n>/step-<s>/``, and the policy.
 
-    def __init__(self, root: Path, policy: CheckpointPolicy) -> None:
+    ``name``: the study's; when given, the store marks the root it creates as that study's
+    (:data:`MARKER`). A root that exists already is never marked: it may be anyone's folder.
+    """
+
+    def __init__(self, root: Path, policy: CheckpointPolicy, name: str | None = None) -> None:
         self.root = root
         self.policy = policy
+        self.name = name
 
     def trial_dir(self, number: int, create: bool = False) -> Path:
         """The folder of trial ``number`` (made, with its parents, when ``create``)."""
@@ -156,8 +167,21 @@ class CheckpointStore:
             raise ConfigError(f"a trial number must be a non-negative integer, got {number!r}")
         path = self.root / f"trial-{number}"
         if create:
-            path.mkdir(parents=True, exist_ok=True)
+            self._make_root()
+            path.mkdir(exist_ok=True)
         return path
+
+    def _make_root(self) -> None:
+        """Create the study's folder (and its parents) if missing, marked as this study's."""
+        if self.root.is_dir():
+            return
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir()
+        except FileExistsError:
+            return  # another worker made it (and marks it), or it is not ours to mark
+        if self.name is not None:
+            write_marker(self.root, self.name)
 
     def checkpoints(self, number: int) -> list[Checkpoint]:
         """The checkpoints of trial ``number``, oldest step first."""
@@ -255,7 +279,11 @@ class CheckpointStore:
         """Copy trial ``number``'s checkpoint at ``step`` into a folder of its own,
         ``<root>/branches/trial-<number>-step-<step>-<8 hex>``, which no policy removes: the start
         of a branch, which must outlive the original's clean-up. The copy is complete before this
-        returns (written aside, then renamed). ConfigError if that checkpoint is not kept."""
+        returns (written aside, then renamed). ConfigError if that checkpoint is not kept.
+
+        Symbolic links inside the checkpoint are copied as links, never the files they point to
+        (a link to a file outside, say a key, must not become a copy of it); a checkpoint folder
+        that is itself a link is refused."""
         found = self.find(number, step)
         if found is None:
             kept = [c.step for c in self.checkpoints(number)]
@@ -263,12 +291,15 @@ class CheckpointStore:
                 f"trial {number} keeps no checkpoint at step {step}; it keeps "
                 f"{', '.join(map(str, kept)) if kept else 'none'}: roll back to one of those"
             )
+        if found.path.is_symlink():
+            raise ConfigError(f"the checkpoint {str(found.path)!r} is a symbolic link, not a folder that tunelab "
+                              "wrote: it is not copied into a branch")
         folder = self.root / BRANCHES_DIR
         folder.mkdir(parents=True, exist_ok=True)
         name = f"trial-{number}-step-{step}-{secrets.token_hex(4)}"
         tmp = folder / f".tmp-{name}"
         try:
-            shutil.copytree(found.path, tmp)
+            shutil.copytree(found.path, tmp, symlinks=True)
             _sync_tree(tmp)
             tmp.rename(folder / name)
             _sync_dir(folder)
@@ -309,14 +340,91 @@ def store_for_study(system_attrs: Mapping[str, Any], storage_url: str | None, na
     folder = system_attrs.get("artifact_dir")
     # A study created before checkpoints existed: a folder named after it under the default root.
     root = Path(folder) if folder else default_artifact_root(storage_url) / safe_name(name)
-    return CheckpointStore(root, CheckpointPolicy.from_description(system_attrs.get("checkpoint_policy")))
+    return CheckpointStore(root, CheckpointPolicy.from_description(system_attrs.get("checkpoint_policy")), name)
 
 
-def remove_study_folder(system_attrs: Mapping[str, Any]) -> None:
-    """Delete the folder of a deleted study (only one created for it: never a shared one)."""
+def write_marker(folder: Path, name: str) -> None:
+    """Mark ``folder`` as study ``name``'s folder, made by tunelab (:data:`MARKER`)."""
+    try:
+        (folder / MARKER).write_text(name, encoding="utf-8")
+    except OSError as e:
+        logger.warning("could not mark %s as the folder of study %r: %s", folder, name, e)
+
+
+def read_marker(folder: Path) -> str | None:
+    """The study name in ``folder``'s marker, or None (no marker, or a marker that is not a plain file)."""
+    marker = folder / MARKER
+    try:
+        if marker.is_symlink() or not marker.is_file():
+            return None
+        with open(marker, "rb") as f:
+            data = f.read(_MARKER_MAX + 1)
+    except OSError:
+        return None
+    if len(data) > _MARKER_MAX:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def study_folder_refusal(folder: Path, name: str | None = None) -> str | None:
+    """Why ``folder`` is not to be deleted as the folder of study ``name`` (any study when None),
+    or None when it is that study's own folder:
+
+    - a folder tunelab made holds the marker naming the study, and is named ``<safe name>-<8 hex>``;
+    - a folder made before markers existed has no marker: it is taken as the study's only when it
+      is named ``<safe name>-<8 hex>`` and holds nothing but ``trial-<n>`` and ``branches`` folders.
+
+    Never a symbolic link (the folder itself or its entries): those are not followed.
+    """
+    if folder.is_symlink():
+        return "it is a symbolic link"
+    if not folder.is_dir():
+        return "it is not a folder"
+    m = _STUDY_DIR.match(folder.name)
+    marked = read_marker(folder)
+    if marked is not None:
+        if name is not None and marked != name:
+            return f"its marker ({MARKER}) names another study, {marked!r}"
+        if m is None or m.group(1) != safe_name(marked):
+            return f"its name does not match the study its marker ({MARKER}) names, {marked!r}"
+        return None
+    if (folder / MARKER).exists() or (folder / MARKER).is_symlink():
+        return f"its marker ({MARKER}) is not a plain file naming the study"
+    if m is None or (name is not None and m.group(1) != safe_name(name)):
+        return f"it has no marker ({MARKER}) and is not named like a study folder of tunelab (<name>-<8 hex digits>)"
+    try:
+        entries = list(os.scandir(folder))
+    except OSError as e:
+        return f"it cannot be read ({e.strerror})"
+    for entry in entries:
+        if not (_TRIAL_DIR.match(entry.name) or entry.name == BRANCHES_DIR) or not entry.is_dir(follow_symlinks=False):
+            return (f"it has no marker ({MARKER}) and holds {entry.name!r}, which tunelab does not write "
+                    "(only trial-<n> and branches folders)")
+    return None
+
+
+def remove_study_folder(system_attrs: Mapping[str, Any], name: str | None = None) -> bool:
+    """Delete the folder of a deleted study (``system_attrs["artifact_dir"]``), only if it is that
+    study's own folder (:func:`study_folder_refusal`): a database names the folder, and whoever can
+    write a shared database must not be able to delete a folder of this machine's. Otherwise the
+    folder stays and a warning says why. Symbolic links inside are deleted, never followed.
+    Returns whether the folder was deleted."""
     folder = system_attrs.get("artifact_dir")
-    if folder:
-        _remove(Path(folder))
+    if not folder or not isinstance(folder, str):
+        return False
+    path = Path(folder)
+    if not os.path.lexists(path):
+        return False
+    why = study_folder_refusal(path, name)
+    if why is not None:
+        logger.warning("not deleting the study's folder %s: %s. If it holds only this study's checkpoints, "
+                       "delete it by hand.", path, why)
+        return False
+    _remove(path)
+    return not os.path.lexists(path)
 
 
 def _remove(path: Path) -> None:
@@ -337,10 +445,14 @@ def _remove(path: Path) -> None:
 
 
 def _sync_tree(folder: Path) -> None:
-    """Flush every file under ``folder`` to disk, then the folders themselves."""
+    """Flush every file under ``folder`` to disk, then the folders themselves (symbolic links are
+    not followed: what they point to is not ours)."""
     for dirpath, _, files in os.walk(folder):
         for f in files:
-            fd = os.open(os.path.join(dirpath, f), os.O_RDONLY)
+            path = os.path.join(dirpath, f)
+            if os.path.islink(path):
+                continue
+            fd = os.open(path, os.O_RDONLY)
             try:
                 os.fsync(fd)
             finally:

@@ -358,11 +358,19 @@ def dashboard(
         typer.Option("--token", envvar="TUNELAB_DASHBOARD_TOKEN", show_default=False,
                      help="Require this token (Authorization: Bearer TOKEN, or ?token=TOKEN in the page's URL)."),
     ] = None,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option("--allowed-host", show_default=False, metavar="NAME",
+                     help="Also answer requests addressed to this name or address (repeatable; '*' for any Host, "
+                          "which lets web pages reach the dashboard by DNS rebinding). Always answered: localhost, "
+                          "127.0.0.1, [::1] and --host."),
+    ] = None,
 ) -> None:
     """Serve a live web dashboard of the studies in a storage: trials, curves, plots, diagnosis, importance."""
     import uvicorn
 
     from tunelab.dashboard import create_app
+    from tunelab.dashboard.app import default_allowed_hosts
 
     loopback = host in _LOOPBACK or host.startswith("127.")
     if not loopback:
@@ -372,8 +380,8 @@ def dashboard(
             style="yellow", markup=False, highlight=False, soft_wrap=True,
         )
     with _cli_errors():
-        web = create_app(storage, read_only=read_only, token=token,
-                         allowed_hosts=[*_LOOPBACK, "[::1]"] if loopback else None)
+        web = create_app(storage, read_only=read_only, token=token, host=host,
+                         allowed_hosts=[*default_allowed_hosts(host), *allowed_host] if allowed_host else None)
     shown = f"[{host}]" if ":" in host else host
     _err().print(f"tunelab dashboard on http://{shown}:{port}/{'?token=...' if token else ''}",
                  markup=False, highlight=False)

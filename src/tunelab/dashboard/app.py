@@ -1,4 +1,4 @@
-"""The dashboard app: the JSON API, the static front end, and its guards (token, read-only, origin).
+"""The dashboard app: the JSON API, the static front end, and its guards (Host, token, read-only, origin).
 
 ``create_app(storage)`` builds a FastAPI app; ``tunelab dashboard --storage URL`` serves it with uvicorn.
 """
@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,7 +15,6 @@ from urllib.parse import urlsplit
 
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 import tunelab
 from tunelab.dashboard.api import Settings, router
@@ -23,6 +24,12 @@ from tunelab.storage import BaseStorage, get_storage
 STATIC_DIR = Path(__file__).parent / "static"
 PLOTLY_JS = "plotly.min.js"
 _UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+"""The Host names a dashboard accepts by default (with any port), besides the address it is bound to."""
+ANY_HOST = "*"
+_UNSPECIFIED = frozenset({"", "0.0.0.0", "::", "[::]"})
+
+logger = logging.getLogger("tunelab")
 
 
 def plotly_js_path() -> Path | None:
@@ -63,12 +70,68 @@ def _same_origin(request: Request) -> bool:
     return urlsplit(origin).netloc == request.headers.get("host", "")
 
 
+def _host_name(value: str) -> str:
+    """A Host header's or an allowed entry's name, without its port, lower-case; IPv6 in brackets."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        end = value.find("]")
+        return value[: end + 1] if end > 0 else value
+    if value.count(":") > 1:  # a bare IPv6 address: no port can follow it
+        return f"[{value}]"
+    return value.partition(":")[0]
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def default_allowed_hosts(host: str | None = None) -> list[str]:
+    """The Host names accepted when ``allowed_hosts`` is not given: :data:`LOOPBACK_HOSTS` and ``host``,
+    the address the app is bound to (e.g. 127.0.0.2, or a LAN address; not 0.0.0.0 / ::, which name no
+    host)."""
+    names = list(LOOPBACK_HOSTS)
+    if host is not None and host.strip().lower() not in _UNSPECIFIED:
+        name = _host_name(host)
+        if name not in names:
+            names.append(name)
+    return names
+
+
+class HostCheck:
+    """Whether a request's Host header names this dashboard (against DNS rebinding: a web page of
+    evil.example that resolves its name to 127.0.0.1 sends ``Host: evil.example``).
+
+    Entries are names or addresses (any port), ``*.example.com`` for its subdomains, or ``*`` for any.
+    """
+
+    def __init__(self, allowed: Sequence[str]) -> None:
+        if isinstance(allowed, str):
+            raise ConfigError(f"allowed_hosts must be a list of host names, not one string: [{allowed!r}]")
+        names = [_host_name(str(a)) for a in allowed if str(a).strip()]
+        self.any = ANY_HOST in names
+        self.exact = frozenset(n for n in names if not n.startswith("*."))
+        self.suffixes = tuple(n[1:] for n in names if n.startswith("*."))
+
+    def __call__(self, header: str | None) -> bool:
+        if self.any:
+            return True
+        if not header:
+            return False
+        name = _host_name(header)
+        return name in self.exact or (not _is_ip(name) and name.endswith(self.suffixes) if self.suffixes else False)
+
+
 def create_app(
     storage: str | BaseStorage,
     *,
     read_only: bool = False,
     token: str | None = None,
     allowed_hosts: Sequence[str] | None = None,
+    host: str | None = None,
 ) -> FastAPI:
     """The dashboard of the studies in ``storage`` (a URL or a storage object).
 
@@ -78,11 +141,28 @@ def create_app(
         read_only: refuse the actions (stop, enqueue, note) with 403.
         token: when set, every /api request needs ``Authorization: Bearer TOKEN`` (or
             ``?token=TOKEN``), else 401.
-        allowed_hosts: the Host names requests may carry (e.g. ``["127.0.0.1", "localhost"]``
-            against DNS rebinding); default: any.
+        allowed_hosts: the Host names requests may carry, any port (against DNS rebinding: a request
+            with another Host gets 400). Names, addresses (``"192.168.1.5"``, ``"[::1]"``),
+            ``"*.example.com"``, or ``"*"`` for any Host (which lets any web page the browser opens
+            read the dashboard through DNS rebinding: use a token). Default:
+            :func:`default_allowed_hosts`: localhost, 127.0.0.1, [::1] and ``host``.
+        host: the address the app is served on (what :func:`serve_in_thread` and ``tunelab dashboard``
+            bind), accepted as a Host by default. Bound to every interface (``0.0.0.0``, ``::``)
+            without ``allowed_hosts``, it answers only requests addressed to the loopback names, and
+            a warning says to list the names clients use.
     """
     if token is not None and not token:
         raise ConfigError("token must be a non-empty string (or None for no token)")
+    if host is not None and not isinstance(host, str):
+        raise ConfigError(f"host must be the address the app is bound to (a string) or None, got {host!r}")
+    check = HostCheck(default_allowed_hosts(host) if allowed_hosts is None else allowed_hosts)
+    if check.any:
+        logger.warning("the dashboard accepts any Host header (allowed_hosts=['*']): a web page opened in a "
+                       "browser that can reach it may read it (DNS rebinding); use a token")
+    elif allowed_hosts is None and host is not None and host.strip().lower() in _UNSPECIFIED:
+        logger.warning("the dashboard is bound to %s but accepts only requests addressed to %s: list the names "
+                       "or addresses that clients use (allowed_hosts=[...], tunelab dashboard --allowed-host "
+                       "NAME), or '*' for any", host or "every interface", ", ".join(LOOPBACK_HOSTS))
     owned = isinstance(storage, str)
     store = get_storage(storage, create=False) if isinstance(storage, str) else storage
     static = _static_files()
@@ -103,6 +183,9 @@ def create_app(
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if not check(request.headers.get("host")):
+            return JSONResponse({"detail": "invalid Host header: this dashboard does not answer to that name "
+                                           "(see allowed_hosts, tunelab dashboard --allowed-host)"}, status_code=400)
         if request.method in _UNSAFE_METHODS and not _same_origin(request):
             return JSONResponse({"detail": "cross-origin request refused"}, status_code=403)
         path = request.url.path
@@ -114,9 +197,6 @@ def create_app(
         response.headers["Referrer-Policy"] = "no-referrer"  # the page's URL may carry ?token=
         response.headers["X-Frame-Options"] = "DENY"
         return response
-
-    if allowed_hosts is not None:
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
 
     def not_found(_: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=404)

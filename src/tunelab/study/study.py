@@ -582,4 +582,4 @@ def delete_study(name: str, storage: str | BaseStorage) -> None:
     store = get_storage(storage)
     record = store.get_study(name)
     store.delete_study(record.study_id)
-    remove_study_folder(record.system_attrs)
+    remove_study_folder(record.system_attrs, record.name)

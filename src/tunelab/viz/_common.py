@@ -1,5 +1,12 @@
 """What every figure shares: loading plotly, reading a study's trials and parameters, hover text,
-the empty figure, and the helpers that keep figures small at 10,000 trials."""
+the empty figure, and the helpers that keep figures small at 10,000 trials.
+
+Stored text (parameter names and categorical values, the study's name, metric names, the recipe's
+record) goes into a figure only through :func:`tunelab.viz.html.escape`: plotly reads some HTML
+tags in its text, and shows escaped text as typed. :func:`label`, :meth:`ParamInfo.axis_title`,
+:func:`hover`, :func:`title` and :func:`empty_figure` escape what they are given; the figures escape
+the rest (trace names, axis titles, hover templates) where they build it.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ from tunelab.distributions import Bool, Categorical, Float, Int
 from tunelab.errors import ConfigError
 from tunelab.records import FrozenTrial, TrialState, sort_key
 from tunelab.study import Study
+from tunelab.viz.html import escape
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -135,12 +143,14 @@ class ParamInfo:
     categories: tuple[str, ...] = ()
 
     def axis_title(self) -> str:
-        return f"{self.name} (log)" if self.log else self.name
+        """The parameter's name as an axis title (escaped)."""
+        return f"{escape(self.name)} (log)" if self.log else escape(self.name)
 
 
 def label(value: object) -> str:
-    """A categorical value as an axis label (None -> 'None', True -> 'True')."""
-    return str(value)
+    """A categorical value as an axis label (None -> 'None', True -> 'True'), escaped: the labels are
+    the category axis's values and its tick text."""
+    return escape(value)
 
 
 def as_float(value: object) -> float:
@@ -223,18 +233,25 @@ def fmt(value: object) -> str:
 
 
 def hover(t: FrozenTrial, value: float | None = None, extra: str = "", only: str | None = None) -> str:
-    """Hover text: the trial number and state, its value and every parameter (only ``only`` when given)."""
+    """Hover text: the trial number and state, its value and every parameter (only ``only`` when given).
+    ``extra`` (plain text) and the parameters are escaped; the lines are joined with ``<br>``."""
     lines = [f"trial {t.number} ({t.state.value})"]
     if value is not None:
         lines.append(f"value: {value:.6g}")
     if extra:
-        lines.append(extra)
+        lines.append(escape(extra))
     if only is not None:
         if only in t.params:
-            lines.append(f"{only}: {fmt(t.params[only])}")
+            lines.append(f"{escape(only)}: {escape(fmt(t.params[only]))}")
     else:
-        lines += [f"{k}: {v:.4g}" if type(v) is float else f"{k}: {v}" for k, v in t.params.items()]
+        lines += [f"{escape(k)}: {v:.4g}" if type(v) is float else f"{escape(k)}: {escape(v)}"
+                  for k, v in t.params.items()]
     return "<br>".join(lines)
+
+
+def template_text(text: str) -> str:
+    """Stored text inside a plotly hover template: escaped, and its ``%{`` not read as a placeholder."""
+    return escape(text).replace("%{", "%&#123;")
 
 
 def full_hover(n_points: int, n_panels: int) -> bool:
@@ -245,21 +262,23 @@ def full_hover(n_points: int, n_panels: int) -> bool:
 
 # -- layout helpers ------------------------------------------------------------------------------
 def title(main: str, note: str = "") -> dict[str, Any]:
-    text = main if not note else f"{main}<br><sup>{note}</sup>"
+    """A figure's title: ``main`` and the smaller ``note`` under it (both plain text, escaped here)."""
+    text = escape(main) if not note else f"{escape(main)}<br><sup>{escape(note)}</sup>"
     return {"text": text, "x": 0.01, "xanchor": "left"}
 
 
 def empty_figure(main: str, message: str, **axes: str) -> go.Figure:
-    """A figure that says why there is nothing to plot (its title, the message in the middle)."""
+    """A figure that says why there is nothing to plot (its title, the message in the middle; plain
+    text, escaped here)."""
     go_module = load_go()
     fig = go_module.Figure()
-    fig.add_annotation(text=message, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
+    fig.add_annotation(text=escape(message), x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
                        font={"size": 14})
     fig.update_layout(title=title(main), template="plotly_white",
-                      xaxis={"title": {"text": axes.get("x", "")}, "showticklabels": False, "showgrid": False,
-                             "zeroline": False},
-                      yaxis={"title": {"text": axes.get("y", "")}, "showticklabels": False, "showgrid": False,
-                             "zeroline": False})
+                      xaxis={"title": {"text": escape(axes.get("x", ""))}, "showticklabels": False,
+                             "showgrid": False, "zeroline": False},
+                      yaxis={"title": {"text": escape(axes.get("y", ""))}, "showticklabels": False,
+                             "showgrid": False, "zeroline": False})
     fig.layout.meta = {"empty": True, "message": message}
     return fig
 

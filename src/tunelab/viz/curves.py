@@ -27,9 +27,11 @@ from tunelab.viz._common import (
     robust_range,
     scatter_class,
     strings,
+    template_text,
     thin,
     title,
 )
+from tunelab.viz.html import escape
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -182,7 +184,7 @@ def plot_curves(
         "pruned": ("PRUNED", {"color": PRUNED_COLOR, "width": 1, "dash": "dash"}, 0.6),
         "other": ("FAIL / RUNNING", {"color": OTHER_COLOR, "width": 1, "dash": "dot"}, 0.6),
     }
-    template = f"trial %{{customdata:.0f}}<br>step %{{x}}<br>{metric}: %{{y:.4g}}<extra></extra>"
+    template = f"trial %{{customdata:.0f}}<br>step %{{x}}<br>{template_text(metric)}: %{{y:.4g}}<extra></extra>"
     for group, curves in groups.items():
         if not curves:
             continue
@@ -209,7 +211,7 @@ def plot_curves(
             text=[hover(best, best.value, f"step {s}: {metric} {v:.4g}") for s, v in zip(*best_curve, strict=True)]
             if len(best_curve[0]) <= 100 else None,
             hovertemplate=None if len(best_curve[0]) <= 100 else
-            f"best trial {best.number}<br>step %{{x}}<br>{metric}: %{{y:.4g}}<extra></extra>",
+            f"best trial {best.number}<br>step %{{x}}<br>{template_text(metric)}: %{{y:.4g}}<extra></extra>",
             hoverinfo="text" if len(best_curve[0]) <= 100 else None,
         ))
     counts = {g: len(v) for g, v in ends_by_group.items()}
@@ -218,7 +220,7 @@ def plot_curves(
     if len(chosen) < len(span):
         note += f"; max_trials={max_trials}: the best and an even sample of the rest"
     fig.update_layout(title=title(main, note), template="plotly_white", hovermode="closest",
-                      xaxis_title="step", yaxis_title=metric, legend={"orientation": "h", "y": -0.15})
+                      xaxis_title="step", yaxis_title=escape(metric), legend={"orientation": "h", "y": -0.15})
     shown = np.concatenate([values[span[n][0]:span[n][1]] for n in chosen])
     rng = robust_range(shown)
     if rng is not None:
@@ -229,7 +231,7 @@ def plot_curves(
 def _end_hover(t: FrozenTrial | None, number: int, step: float, value: float, metric: str, pruned: bool) -> str:
     extra = f"{'pruned at' if pruned else 'last'} step {step:.0f}: {metric} {value:.4g}"
     if t is None:
-        return f"trial {number}<br>{extra}"
+        return f"trial {number}<br>{escape(extra)}"
     return hover(t, t.value, extra)
 
 
@@ -285,16 +287,16 @@ def plot_lr_range(study: Study) -> go.Figure | None:
         all_losses += [v for v in ys if v is not None]
         inside = kept is not None and float(kept[0]) <= lr <= float(kept[1])
         fig.add_trace(go_.Scatter(
-            x=xs, y=ys, mode="lines", name=f"lr {lr:.3g} ({status})", legendgroup=f"{lr}",
+            x=xs, y=ys, mode="lines", name=f"lr {lr:.3g} ({escape(status)})", legendgroup=f"{lr}",
             line={"color": colour, "width": 2.5 if inside else 1.5,
                   "dash": "dash" if status == "diverged" else "solid"},
-            hovertemplate=f"lr {lr:.3g} ({status})<br>step %{{x}}<br>loss %{{y:.4g}}<extra></extra>",
+            hovertemplate=f"lr {lr:.3g} ({template_text(status)})<br>step %{{x}}<br>loss %{{y:.4g}}<extra></extra>",
         ), row=1, col=1)
         finite = [v for v in ys if v is not None]
         if finite:
             ends_x.append(lr)
             ends_y.append(finite[-1])
-            ends_text.append(f"lr {lr:.3g}: {status}<br>last finite loss {finite[-1]:.4g}"
+            ends_text.append(f"lr {lr:.3g}: {escape(status)}<br>last finite loss {finite[-1]:.4g}"
                              + (" (in the kept range)" if inside else ""))
             ends_color.append(colour)
     # Diverged runs climb to huge losses: show up to a few times the largest starting loss.

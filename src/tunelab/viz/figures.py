@@ -11,6 +11,9 @@ that draws several figures reads a large study once.
 
 Colours: objective values use one scale (Viridis), reversed for 'minimize' studies so that the
 best region is always bright yellow; the best trial is a red star.
+
+Stored text (parameter names and categorical values, the study's name, stage tags) is escaped
+(:func:`tunelab.viz.html.escape`) wherever it goes into a figure.
 """
 
 from __future__ import annotations
@@ -48,9 +51,11 @@ from tunelab.viz._common import (
     select_params,
     stage_tag,
     strings,
+    template_text,
     title,
     value_color_range,
 )
+from tunelab.viz.html import escape
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -93,7 +98,7 @@ def plot_history(study: Study, *, trials: Sequence[FrozenTrial] | None = None) -
     for tag, idx in groups.items():
         fig.add_trace(scatter(
             x=numbers[idx], y=values[idx], mode="markers",
-            name="trial" if tag is None else f"stage: {tag}",
+            name="trial" if tag is None else f"stage: {escape(tag)}",
             marker={"color": STAGE_COLORS.get(tag or "", COMPLETE_COLOR), "size": 5 if len(done) > 2000 else 7,
                     "opacity": 0.6 if len(done) > 2000 else 0.85},
             text=strings(hover(done[i], done[i].value) for i in idx), hoverinfo="text",
@@ -152,7 +157,8 @@ def plot_slice(
     subtitles = []
     for info in chosen:
         used = sum(1 for t in done if info.name in t.params)
-        subtitles.append(info.name if used == len(done) else f"{info.name} ({used} of {len(done)} trials)")
+        subtitles.append(escape(info.name) if used == len(done)
+                         else f"{escape(info.name)} ({used} of {len(done)} trials)")
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=subtitles, shared_yaxes=True,
                         horizontal_spacing=0.04 if cols > 1 else 0.1, vertical_spacing=0.18 / max(rows - 1, 1))
     best = best_of(done, study.direction)
@@ -166,7 +172,8 @@ def plot_slice(
         x: Any = _numeric_values(raw) if info.numeric else strings(label(v) for v in raw)
         scatter = scatter_class(go_, len(sub))
         fig.add_trace(scatter(
-            x=x, y=np.array([t.value for t in sub], dtype=float), mode="markers", name=info.name, showlegend=False,
+            x=x, y=np.array([t.value for t in sub], dtype=float), mode="markers", name=escape(info.name),
+            showlegend=False,
             marker={"color": np.array([t.number for t in sub]), "colorscale": "Blues", "cmin": 0,
                     "cmax": max(max_number, 1),
                     "showscale": k == 0, "size": 5 if len(sub) > 2000 else 7,
@@ -195,7 +202,7 @@ def _style_param_axis(fig: go.Figure, info: ParamInfo, row: int, col: int) -> No
     if info.numeric:
         fig.update_xaxes(title_text=info.axis_title(), type="log" if info.log else "linear", row=row, col=col)
     else:
-        fig.update_xaxes(title_text=info.name, type="category", categoryorder="array",
+        fig.update_xaxes(title_text=escape(info.name), type="category", categoryorder="array",
                          categoryarray=list(info.categories), row=row, col=col)
 
 
@@ -279,7 +286,8 @@ def plot_contour(study: Study, x: str, y: str, *, trials: Sequence[FrozenTrial] 
         surface: dict[str, Any] = {
             "x": cx, "y": cy, "z": z, "colorscale": VALUE_SCALE, "reversescale": reverse, "zmin": cmin, "zmax": cmax,
             "colorbar": {"title": {"text": "mean value"}}, "name": "mean value",
-            "hovertemplate": f"{x}: %{{x}}<br>{y}: %{{y}}<br>mean value: %{{z:.4g}}<extra></extra>",
+            "hovertemplate": f"{template_text(x)}: %{{x}}<br>{template_text(y)}: %{{y}}<br>"
+                             "mean value: %{z:.4g}<extra></extra>",
         }
         if ix.numeric and iy.numeric and len(cx) > 1 and len(cy) > 1:
             fig.add_trace(go_.Contour(**surface, connectgaps=True, contours={"coloring": "heatmap"},
@@ -331,7 +339,7 @@ def _dimension(info: ParamInfo, trials: Sequence[FrozenTrial]) -> dict[str, Any]
         vals = [pos[label(t.params[info.name])] if p else -1.0 for t, p in zip(trials, present, strict=True)]
         tickvals = ([-1.0] if missing else []) + list(pos.values())
         ticktext = (["n/a"] if missing else []) + list(info.categories)
-        return {"label": info.name, "values": vals, "tickvals": tickvals, "ticktext": ticktext,
+        return {"label": escape(info.name), "values": vals, "tickvals": tickvals, "ticktext": ticktext,
                 "range": [min(tickvals) - 0.2, max(tickvals) + 0.2] if tickvals else None}
     raw = np.array([as_float(t.params[info.name]) if p else np.nan for t, p in zip(trials, present, strict=True)])
     data = np.log10(raw) if info.log else raw
@@ -421,7 +429,8 @@ def plot_importance(shares: Mapping[str, float], *, title_text: str = "Parameter
     as_share = all(v >= 0 for _, v in ordered) and 0.98 <= total <= 1.02
     text = [f"{v:.0%}" if as_share else f"{v:.3g}" for _, v in ordered]
     fig = go_.Figure(go_.Bar(
-        x=[v for _, v in ordered], y=[k for k, _ in ordered], orientation="h", text=text, textposition="auto",
+        x=[v for _, v in ordered], y=[escape(k) for k, _ in ordered], orientation="h", text=text,
+        textposition="auto",
         marker={"color": COMPLETE_COLOR}, hovertemplate="%{y}: %{x:.4g}<extra></extra>", name="importance",
     ))
     fig.update_layout(title=title(title_text), template="plotly_white",

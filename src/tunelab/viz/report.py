@@ -3,11 +3,14 @@
 plotly.js is inlined once (no CDN, no network: the file opens anywhere, offline); each figure
 is a ``<div>`` drawn by it. A section that cannot be drawn (too few trials, no curves) says
 why in its place instead of failing the report.
+
+Every stored string (the study's name, parameters, attributes, errors, the recipe's record) is put
+into the page through :func:`tunelab.viz.html.escape`; table cells are escaped unless they are
+:class:`~tunelab.viz.html.Markup` that this module built from escaped parts.
 """
 
 from __future__ import annotations
 
-import html
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -31,6 +34,7 @@ from tunelab.viz import (
     plot_slice,
     plot_stages,
 )
+from tunelab.viz.html import Markup, escape
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -66,8 +70,8 @@ def build_report(study: Study, *, title: str | None = None) -> str:
     done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
     shown = _thinned(trials, done, study.direction)
     page = _Page()
-    page.add(f"<h1>{_e(title or f'tunelab report: {study.name}')}</h1>")
-    page.add(f"<p class='muted'>made {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from {_e(_where(study))}</p>")
+    page.add(f"<h1>{escape(title or f'tunelab report: {study.name}')}</h1>")
+    page.add(f"<p class='muted'>made {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from {escape(_where(study))}</p>")
     page.add(_summary(study, trials))
     best = sorted(done, key=sort_key(study.direction))[0] if done else None
     if best is not None:
@@ -94,7 +98,7 @@ def build_report(study: Study, *, title: str | None = None) -> str:
     body = "\n".join(page.parts)
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{_e(title or study.name)}</title><style>{_CSS}</style>"
+        f"<title>{escape(title or study.name)}</title><style>{_CSS}</style>"
         f"<script type='text/javascript'>{get_plotlyjs()}</script></head>\n<body>\n{body}\n</body></html>\n"
     )
 
@@ -128,14 +132,14 @@ class _Page:
         try:
             fig = make()
         except TunelabError as e:
-            self.parts.append(f"<h3>{_e(heading)}</h3><p class='muted'>not drawn: {_e(str(e))}</p>")
+            self.parts.append(f"<h3>{escape(heading)}</h3><p class='muted'>not drawn: {escape(str(e))}</p>")
             return
         if fig is None:
             return
         div = fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{key}",
                           config={"displaylogo": False, "responsive": True})
         self.figures.append(key)
-        self.parts.append(f"<h3>{_e(heading)}</h3><div class='figure' data-figure='{key}'>{div}</div>")
+        self.parts.append(f"<h3>{escape(heading)}</h3><div class='figure' data-figure='{key}'>{div}</div>")
 
 
 def _thinned(trials: Sequence[FrozenTrial], done: Sequence[FrozenTrial], direction: str) -> list[FrozenTrial]:
@@ -170,17 +174,20 @@ def _best(study: Study, best: FrozenTrial) -> str:
     rows = [(k, _fmt(v)) for k, v in best.params.items()]
     train = best.user_attrs.get("train", {})
     stage = f", stage {train['stage']}" if isinstance(train, dict) and "stage" in train else ""
-    return (f"<h2>Best trial</h2><p>trial <b>{best.number}</b>{_e(stage)}: value <b>{_fmt(best.value)}</b> "
+    return (f"<h2>Best trial</h2><p>trial <b>{best.number}</b>{escape(stage)}: value <b>{_fmt(best.value)}</b> "
             f"({study.direction})</p>" + _table(["parameter", "value"], rows))
 
 
-def _recipe_table(recipe: dict[str, Any]) -> str:
-    rows = []
-    for step in recipe.get("steps", []):
+def _recipe_table(recipe: Any) -> str:
+    steps = recipe.get("steps") if isinstance(recipe, dict) else None
+    rows: list[tuple[str, str, str]] = []
+    for step in steps if isinstance(steps, list) else []:
+        if not isinstance(step, dict):
+            continue
         verdict = str(step.get("verdict", ""))
-        rows.append((str(step.get("step", "")), f"<span class='{_e(verdict)}'>{_e(verdict)}</span>",
-                     _e(str(step.get("message", "")))))
-    return "<h2>Training recipe</h2>" + _table(["step", "verdict", "what was found"], rows, escape=False)
+        rows.append((str(step.get("step", "")), Markup(f"<span class='{escape(verdict)}'>{escape(verdict)}</span>"),
+                     str(step.get("message", ""))))
+    return "<h2>Training recipe</h2>" + _table(["step", "verdict", "what was found"], rows)
 
 
 def _importance_section(study: Study, done: Sequence[FrozenTrial], page: _Page) -> None:
@@ -193,9 +200,9 @@ def _importance_section(study: Study, done: Sequence[FrozenTrial], page: _Page) 
     try:
         shares = importance(study, method=method)
     except TunelabError as e:
-        page.add(f"<p class='muted'>not computed: {_e(str(e))}</p>")
+        page.add(f"<p class='muted'>not computed: {escape(str(e))}</p>")
         return
-    page.add(f"<p class='advice'>{_e(advice(shares))}</p><p class='muted'>"
+    page.add(f"<p class='advice'>{escape(advice(shares))}</p><p class='muted'>"
              f"{'PED-ANOVA' if method == 'ped_anova' else 'fANOVA on a random forest'} over {len(done)} "
              "complete trials</p>")
     page.figure("importance", "Importance", lambda: plot_importance(shares))
@@ -224,18 +231,18 @@ def _diagnosis_section(study: Study, trials: Sequence[FrozenTrial], best: Frozen
         try:
             findings = diagnose(study, t.number)
         except TunelabError as e:
-            out.append(f"<h3>trial {t.number} ({_e(label)})</h3><p class='muted'>not read: {_e(str(e))}</p>")
+            out.append(f"<h3>trial {t.number} ({escape(label)})</h3><p class='muted'>not read: {escape(str(e))}</p>")
             continue
-        out.append(f"<h3>trial {t.number} ({_e(label)})</h3>" + _findings(findings, t))
+        out.append(f"<h3>trial {t.number} ({escape(label)})</h3>" + _findings(findings, t))
     return "\n".join(out)
 
 
 def _findings(findings: Sequence[Finding], trial: FrozenTrial) -> str:
     if not findings:
-        reported = "" if trial.error is None else f" (error: {_e(trial.error.splitlines()[0])})"
+        reported = "" if trial.error is None else f" (error: {escape(trial.error.splitlines()[0])})"
         return f"<p>nothing to flag in its curves{reported}</p>"
-    items = "".join(f"<li class='finding'><b>{_e(f.condition.replace('_', ' '))}</b> ({_e(f.metric)}): "
-                    f"{_e(f.message)}. <i>Do:</i> {_e(f.action)}</li>" for f in findings)
+    items = "".join(f"<li class='finding'><b>{escape(f.condition.replace('_', ' '))}</b> ({escape(f.metric)}): "
+                    f"{escape(f.message)}. <i>Do:</i> {escape(f.action)}</li>" for f in findings)
     return f"<ul>{items}</ul>"
 
 
@@ -255,18 +262,18 @@ def _where(study: Study) -> str:
     return url if url else "an in-memory study"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], *, show_header: bool = True,
-           escape: bool = True) -> str:
-    head = "<tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr>" if show_header else ""
-    body = "".join("<tr>" + "".join(f"<td>{_e(c) if escape else c}</td>" for c in row) + "</tr>" for row in rows)
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], *, show_header: bool = True) -> str:
+    """A table; every cell escaped, but :class:`Markup` (built here from escaped parts)."""
+    head = "<tr>" + "".join(f"<th>{_cell(h)}</th>" for h in header) + "</tr>" if show_header else ""
+    body = "".join("<tr>" + "".join(f"<td>{_cell(c)}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table>{head}{body}</table>"
+
+
+def _cell(value: str) -> str:
+    return value if isinstance(value, Markup) else escape(value)
 
 
 def _fmt(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.6g}" if math.isfinite(value) else str(value)
     return "" if value is None else str(value)
-
-
-def _e(text: str) -> str:
-    return html.escape(text, quote=True)

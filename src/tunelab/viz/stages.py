@@ -29,6 +29,7 @@ from tunelab.viz._common import (
     title,
     value_color_range,
 )
+from tunelab.viz.html import escape
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -108,7 +109,7 @@ def plot_stages(study: Study, *, trials: Sequence[FrozenTrial] | None = None) ->
                 continue
             bx += [s + BAND_OFFSET, s + BAND_OFFSET, None]
             by += [lo, hi, None]
-            text = f"stage {s} {kind} of {info.name}: [{lo:.4g}, {hi:.4g}]"
+            text = f"stage {s} {kind} of {escape(info.name)}: [{lo:.4g}, {hi:.4g}]"
             btext += [text, text, None]
         fig.add_trace(go_.Scatter(x=bx, y=by, mode="lines", name="stage range", showlegend=row == 1,
                                   legendgroup="range", line={"color": "rgba(31,119,180,0.45)", "width": 14},
@@ -145,7 +146,7 @@ def plot_stages(study: Study, *, trials: Sequence[FrozenTrial] | None = None) ->
                 text=[hover(best, best.value, f"stage {_stage_of(best)[0]}")],  # type: ignore[index]
                 hoverinfo="text",
             ), row=row, col=1)
-        fig.update_yaxes(title_text=info.name, type="log" if info.log else "linear", row=row, col=1)
+        fig.update_yaxes(title_text=escape(info.name), type="log" if info.log else "linear", row=row, col=1)
     fig.update_xaxes(range=[-0.5, n_stages - 0.5], tickmode="array", tickvals=list(range(n_stages)),
                      ticktext=[f"stage {s}" for s in range(n_stages)])
     fig.update_xaxes(title_text="stage (bar: the stage's range; points: its trials)", row=len(infos), col=1)

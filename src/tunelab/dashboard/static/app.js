@@ -4,6 +4,11 @@
  * Every API call carries `Authorization: Bearer T` when the page was opened with ?token=T.
  * Live updates poll the JSON API (paused while the tab is hidden); figures come from the server
  * as plotly JSON, except the trial and running curves, which are built here.
+ *
+ * Everything the API returns is stored text that anyone who can write the storage chose: it goes
+ * into markup only through esc() (text and quoted attributes), or as textContent; plotly reads a
+ * few HTML tags in its text (titles, legend names, hover text), so stored text given to plotly is
+ * esc()'d too (plotly shows the entities as the characters).
  */
 (function () {
   "use strict";
@@ -72,7 +77,8 @@
 
   function esc(value) {
     return String(value === null || value === undefined ? "" : value).replace(/[&<>"']/g, function (c) {
-      return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
+      // numeric entities for quotes: plotly (which reads esc()'d text too) knows no &quot;
+      return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&#34;", "'": "&#39;" }[c];
     });
   }
 
@@ -1004,7 +1010,7 @@
         { type: "scatter", mode: "lines", line: { shape: "hv", color: "#d62728", width: 2 },
           name: "best so far", x: bestX, y: bestY },
       ], {
-        title: { text: title }, autosize: true,
+        title: { text: esc(title) }, autosize: true,
         margin: { l: 60, r: 10, t: 50, b: 40 }, xaxis: { title: { text: "trial number" } },
         yaxis: { title: { text: "best value" } }, showlegend: false, hovermode: "closest",
       });
@@ -1153,7 +1159,7 @@
       lastCurvesKey = key;
       react(div, data, {
         margin: { l: 50, r: 10, t: 10, b: 40 }, height: 300, autosize: true,
-        xaxis: { title: { text: "step" } }, yaxis: { title: { text: metric || "" } },
+        xaxis: { title: { text: "step" } }, yaxis: { title: { text: esc(metric || "") } },
         legend: { orientation: "h" }, uirevision: "running",
       });
     }
@@ -1299,8 +1305,8 @@
           if (k >= 0 && b.curve.values[k] !== null) {
             marks.x.push(x);
             marks.y.push(b.curve.values[k]);
-            marks.text.push("#" + b.number + " step " + fmtNumber(c.step) + ": " + text +
-              (c.sources.length ? " (" + c.sources.join(", ") + ")" : ""));
+            marks.text.push(esc("#" + b.number + " step " + fmtNumber(c.step) + ": " + text +
+              (c.sources.length ? " (" + c.sources.join(", ") + ")" : "")));
           }
         });
       });
@@ -1314,7 +1320,7 @@
       }
       react(el("run-plot"), data, {
         margin: { l: 55, r: 10, t: 40, b: 60 }, height: 420, autosize: true, hovermode: "closest",
-        xaxis: { title: { text: "step" } }, yaxis: { title: { text: tree.metric || "" } },
+        xaxis: { title: { text: "step" } }, yaxis: { title: { text: esc(tree.metric || "") } },
         legend: { orientation: "h", y: -0.2 }, shapes: shapes, annotations: annotations, uirevision: "run",
       });
     }
@@ -1631,7 +1637,7 @@
       const steps = live.checkpoints.map(String);
       if (Array.from(select.options).map(function (o) { return o.value; }).join() !== steps.join()) {
         const prev = select.value;
-        select.innerHTML = steps.map(function (s) { return '<option value="' + s + '">' + s + "</option>"; }).join("");
+        select.innerHTML = steps.map(function (s) { return '<option value="' + esc(s) + '">' + esc(s) + "</option>"; }).join("");
         select.value = steps.indexOf(prev) >= 0 ? prev : steps[steps.length - 1];
       }
       const rows = el("rollback-rows");
@@ -1750,7 +1756,8 @@
       div.hidden = metrics.length === 0;
       if (!metrics.length) return;
       const data = metrics.map(function (m) {
-        return { type: "scatter", mode: "lines+markers", name: m, x: curves[m].steps, y: curves[m].values, marker: { size: 5 } };
+        return { type: "scatter", mode: "lines+markers", name: esc(m), x: curves[m].steps, y: curves[m].values,
+          marker: { size: 5 } };
       });
       react(div, data, {
         margin: { l: 50, r: 10, t: 10, b: 40 }, height: 320, autosize: true,
