@@ -241,12 +241,12 @@ def test_the_revisions_are_one_line_from_schema1_to_schema_version() -> None:
 
 
 def _schema(url: str) -> dict[str, Any]:
-    """Every tunelab table's columns, keys, constraints and indexes, as the database reports them."""
+    """Every table's columns, keys, constraints and indexes, as the database reports them, and the versions."""
     engine = sa.create_engine(url)
     try:
         inspector = sa.inspect(engine)
         out: dict[str, Any] = {}
-        for table in sorted(set(inspector.get_table_names()) - {VERSION_TABLE, "sqlite_sequence"}):
+        for table in sorted(set(inspector.get_table_names()) - {"sqlite_sequence"}):
             out[table] = {
                 "columns": [
                     (c["name"], str(c["type"]), c["nullable"], c.get("autoincrement"))
@@ -264,6 +264,10 @@ def _schema(url: str) -> dict[str, Any]:
                     for i in inspector.get_indexes(table) if not i.get("duplicates_constraint")
                 ),
             }
+        with engine.connect() as conn:
+            out["meta"] = [tuple(row) for row in conn.execute(sa.select(meta_table))]
+            if VERSION_TABLE in out:
+                out["revision"] = conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).all()
     finally:
         engine.dispose()
     return out
@@ -275,31 +279,34 @@ def test_revision_0001_builds_the_tables_the_first_release_wrote(tmp_path: Path)
     assert _schema(url) == _schema(f"sqlite:///{SCHEMA1_DB}")
 
 
-def test_a_new_database_has_exactly_the_tables_of_sql_schema(empty_url: str, tmp_path: Path) -> None:
+def test_a_new_database_is_what_every_revision_run_from_nothing_builds(empty_url: str, tmp_path: Path) -> None:
     storage = SQLStorage(empty_url)
     try:
         storage.create_study("s", "minimize", seed=0)  # an SQLite file is made by the first write
         assert storage.schema_version == SCHEMA_VERSION
         assert storage.upgraded_from is None
-        migrated = _schema(empty_url)
+        new = _schema(empty_url)
     finally:
         storage.close()
-    assert _versions(empty_url)[:2] == (revision_of(SCHEMA_VERSION), str(SCHEMA_VERSION))
-    # The same tables made by sql_schema.py's metadata directly, in a second database.
+    assert _versions(empty_url) == (
+        revision_of(SCHEMA_VERSION), str(SCHEMA_VERSION), [c.name for c in metadata.tables["trials"].columns]
+    )
+    # A new database gets sql_schema.py's tables directly: the revisions, run in a second database
+    # (on a server, the same one emptied), must build exactly the same.
     if empty_url.startswith("sqlite"):
-        other = f"sqlite:///{tmp_path / 'create_all.db'}"
-        engine = sa.create_engine(other)
-        metadata.create_all(engine)
-        engine.dispose()
+        other = f"sqlite:///{tmp_path / 'revisions.db'}"
     else:
-        engine = sa.create_engine(empty_url)
+        other = empty_url
+        engine = sa.create_engine(other)
         with engine.begin() as conn:
             conn.execute(sa.text(f"DROP TABLE {VERSION_TABLE}"))
             metadata.drop_all(conn)
-            metadata.create_all(conn)
         engine.dispose()
-        other = empty_url
-    assert migrated == _schema(other)
+    engine = sa.create_engine(other)
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "head")
+    engine.dispose()
+    assert _schema(other) == new
 
 
 # -- every backend ----------------------------------------------------------------------------

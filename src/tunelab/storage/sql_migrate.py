@@ -1,10 +1,11 @@
 """Bringing an SQL database to this tunelab's schema with the Alembic revisions in ``migrations/``.
 
 :class:`~tunelab.storage.SQLStorage` calls :func:`migrate` when it opens a database that is
-new (every revision runs: a fresh database is built the way an old one is upgraded) or was
-written by an older tunelab. The version is read from ``tunelab_meta.schema_version``, which
-every release keeps (the first release only has that: its databases are stamped with revision
-``"0001"`` before the upgrade), and Alembic's own table, ``tunelab_alembic_version``.
+new or was written by an older tunelab. The version is read from ``tunelab_meta.schema_version``,
+which every release keeps (the first release only has that: its databases are stamped with
+revision ``"0001"`` before the upgrade), and Alembic's own table, ``tunelab_alembic_version``.
+A new database gets the tables of ``sql_schema.py`` and the newest revision's stamp directly,
+without Alembic (faster; the tests check that every revision run from nothing builds the same).
 
 Two processes may open an old database at once. The upgrade runs under a lock and reads the
 version again once it holds it, so the second process finds the work done:
@@ -28,19 +29,27 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from tunelab.errors import StorageError
-from tunelab.storage.sql_schema import SCHEMA_VERSION, VERSION_TABLE, meta_table
+from tunelab.storage.sql_schema import SCHEMA_VERSION, VERSION_TABLE, meta_table, metadata
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
-__all__ = ["MIGRATIONS_DIR", "alembic_config", "check_not_newer", "migrate", "read_schema_version", "revision_of"]
+__all__ = [
+    "MIGRATIONS_DIR", "alembic_config", "check_not_newer", "migrate", "read_schema_version", "revision_of",
+    "version_table",
+]
 
 #: The Alembic environment shipped in the package: env.py, versions/.
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 #: Seconds a MySQL/MariaDB process waits for another one's upgrade to finish.
 LOCK_TIMEOUT = 300
 
-_version_table = sa.table(VERSION_TABLE, sa.column("version_num", sa.String))
+#: Alembic's version table, as Alembic creates it.
+version_table = sa.Table(
+    VERSION_TABLE, sa.MetaData(),
+    sa.Column("version_num", sa.String(32), nullable=False),
+    sa.PrimaryKeyConstraint("version_num", name=f"{VERSION_TABLE}_pkc"),
+)
 
 
 def revision_of(version: int) -> str:
@@ -59,7 +68,7 @@ def read_schema_version(conn: Connection) -> int | None:
 def _read_revision(conn: Connection) -> str | None:
     if not sa.inspect(conn).has_table(VERSION_TABLE):
         return None
-    return conn.execute(sa.select(_version_table.c.version_num)).scalar()
+    return conn.execute(sa.select(version_table.c.version_num)).scalar()
 
 
 def check_not_newer(shown: str, version: int | None, revision: str | None = None) -> None:
@@ -142,7 +151,12 @@ def migrate(engine: Engine, shown: str) -> int | None:
                 found = read_schema_version(conn)
                 revision = _read_revision(conn)
                 check_not_newer(shown, found, revision)
-                if found != SCHEMA_VERSION or revision is None:
+                if found is None and revision is None:  # a new database: no tables, or only others' tables
+                    metadata.create_all(conn, checkfirst=False)  # an existing 'trials' table is an error, not ours
+                    conn.execute(meta_table.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+                    version_table.create(conn)
+                    conn.execute(version_table.insert().values(version_num=revision_of(SCHEMA_VERSION)))
+                elif found != SCHEMA_VERSION or revision is None:
                     from alembic import command
 
                     config = alembic_config(conn)
