@@ -107,7 +107,9 @@ def test_storage_is_read_from_the_environment(runner: CliRunner, url: str, study
 
 
 def test_studies_on_an_empty_storage(runner: CliRunner, url: str) -> None:
-    tunelab.SQLStorage(url).close()  # an existing database with no study in it
+    storage = tunelab.SQLStorage(url)  # an existing database with no study in it (the first write makes the file)
+    storage.delete_study(storage.create_study("gone", "minimize", seed=0).study_id)
+    storage.close()
     result = invoke(runner, "studies", "--storage", url)
     assert result.exit_code == 0
     assert "no studies" in result.stdout

@@ -1,6 +1,8 @@
 """Storages: where studies, trials and learning curves live.
 
-:func:`get_storage` turns what users pass as ``storage=`` into a storage object.
+:func:`get_storage` turns what users pass as ``storage=`` into a storage object;
+:func:`upgrade` brings a database an older tunelab wrote to this tunelab's schema
+(opening it does too), :func:`schema_version` says which schema a database has.
 """
 
 from __future__ import annotations
@@ -9,8 +11,12 @@ from tunelab.errors import StorageError
 from tunelab.storage.base import BaseStorage, Curves, MetricPoint, TrialValue
 from tunelab.storage.memory import InMemoryStorage
 from tunelab.storage.sql import SQLStorage
+from tunelab.storage.sql_schema import SCHEMA_VERSION
 
-__all__ = ["BaseStorage", "Curves", "InMemoryStorage", "MetricPoint", "SQLStorage", "TrialValue", "get_storage"]
+__all__ = [
+    "SCHEMA_VERSION", "BaseStorage", "Curves", "InMemoryStorage", "MetricPoint", "SQLStorage", "TrialValue",
+    "get_storage", "schema_version", "upgrade",
+]
 
 
 def get_storage(storage: str | BaseStorage | None, create: bool = True) -> BaseStorage:
@@ -32,3 +38,36 @@ def get_storage(storage: str | BaseStorage | None, create: bool = True) -> BaseS
     raise StorageError(
         f"storage must be a URL string, a storage object or None, got {type(storage).__name__}"
     )
+
+
+def _sql_url(url: str) -> str:
+    if not isinstance(url, str) or "://" not in url:
+        raise StorageError(f"storage {url!r} is not a database URL; e.g. 'sqlite:///tunelab.db'")
+    return url
+
+
+def upgrade(url: str) -> tuple[int, int]:
+    """Bring the tunelab database at ``url`` to this tunelab's schema (:data:`SCHEMA_VERSION`).
+
+    Returns ``(version before, version after)``; equal when it was up to date. Opening a database
+    upgrades it too (with a warning in the log); this does it on purpose, e.g. before starting
+    many workers. StorageError if ``url`` holds no tunelab database or a newer tunelab wrote it.
+    """
+    storage = SQLStorage(_sql_url(url), create=False, upgrade=False)
+    try:
+        return storage.upgrade_schema()
+    finally:
+        storage.close()
+
+
+def schema_version(url: str) -> int:
+    """The schema version of the tunelab database at ``url``, without changing it (this tunelab's is
+    :data:`SCHEMA_VERSION`: lower means :func:`upgrade` has work to do, higher that a newer tunelab wrote it)."""
+    storage = SQLStorage(_sql_url(url), create=False, upgrade=False)
+    try:
+        version = storage.schema_version
+    finally:
+        storage.close()
+    if version is None:  # create=False: there are tunelab tables, without a version
+        raise StorageError(f"storage {storage!r} has tunelab tables but no schema version; check the URL")
+    return version

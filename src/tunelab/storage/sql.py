@@ -12,6 +12,13 @@ Design choices, each for a measured reason:
   ``BEGIN IMMEDIATE`` so that two processes never deadlock upgrading a read lock.
   Server databases lock the rows they change (``SELECT ... FOR UPDATE``).
 - Every value is a bound parameter; nothing the user types is ever part of SQL text.
+- Every public operation is one place (``_operation``) for retries and errors: a lost connection
+  to a server is retried, any other database error becomes a StorageError naming the operation
+  and the storage, the original chained.
+- The schema is versioned and migrated with Alembic (``sql_migrate.py``): opening a database an
+  older tunelab wrote upgrades it, one a newer tunelab wrote is refused.
+- An SQLite file that does not exist yet is created by the first write, not by opening it:
+  reading a mistyped path (``load_study``) finds nothing and leaves no empty file behind.
 """
 
 from __future__ import annotations
@@ -39,10 +46,12 @@ from sqlalchemy.exc import (
     InterfaceError,
     NoSuchModuleError,
     OperationalError,
+    SQLAlchemyError,
 )
 
 from tunelab.distributions import Distribution, ParamValue, distribution_from_json
 from tunelab.errors import (
+    ConfigError,
     DuplicatedStudyError,
     StorageError,
     StudyNotFoundError,
@@ -52,6 +61,7 @@ from tunelab.errors import (
 from tunelab.records import FrozenTrial, StudyRecord, StudySummary, TrialState
 from tunelab.storage._json import dumps as _dumps
 from tunelab.storage.base import BaseStorage, Curves, MetricPoint, TrialValue, append_event
+from tunelab.storage.sql_migrate import check_not_newer, migrate, read_schema_version
 from tunelab.storage.sql_schema import (
     RUNNING,
     SCHEMA_VERSION,
@@ -60,14 +70,13 @@ from tunelab.storage.sql_schema import (
     decode_metric,
     distributions_table,
     encode_metric,
-    meta_table,
     metadata,
     studies_table,
     trials_table,
     values_table,
 )
 
-__all__ = ["SCHEMA_VERSION", "SQLStorage"]
+__all__ = ["MAX_STUDY_NAME_LENGTH", "SCHEMA_VERSION", "SQLStorage"]
 
 _T = trials_table
 _STATES = {s.value: s for s in TrialState}
@@ -94,7 +103,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 logger = logging.getLogger("tunelab")
 
-
+#: The longest study name every database keeps (``studies.name`` is VARCHAR(512)).
+MAX_STUDY_NAME_LENGTH = int(studies_table.c.name.type.length or 512)  # type: ignore[attr-defined]
 
 
 def _hide_password(url: str) -> str:
@@ -110,14 +120,40 @@ def _is_transient(error: DBAPIError) -> bool:
     return bool(error.connection_invalidated) or isinstance(error, (OperationalError, InterfaceError))
 
 
-def _retrying(method: Callable[Concatenate[SQLStorage, P], R]) -> Callable[Concatenate[SQLStorage, P], R]:
-    """Run a storage operation again, with backoff, when a server database drops the connection."""
+def _describe(error: SQLAlchemyError) -> str:
+    """``OperationalError: database or disk is full``: the error's class and the database's own words."""
+    if isinstance(error, DBAPIError) and error.orig is not None:
+        detail = str(error.orig).strip()
+    else:
+        detail = (str(error).strip().splitlines() or [""])[0]
+    return f"{type(error).__name__}: {detail}"
+
+
+def _operation(method: Callable[Concatenate[SQLStorage, P], R]) -> Callable[Concatenate[SQLStorage, P], R]:
+    """A public storage operation: run again, with backoff, when a server database drops the connection;
+    any other database error becomes a StorageError that names the operation and the storage."""
+    name = method.__name__
 
     @functools.wraps(method)
     def wrapper(self: SQLStorage, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        return self._with_retries(method.__name__, lambda: method(self, *args, **kwargs))
+        try:
+            return self._with_retries(name, lambda: method(self, *args, **kwargs))
+        except SQLAlchemyError as e:
+            raise self._failure(name, e) from e
 
     return wrapper
+
+
+@contextmanager
+def _empty_database() -> Iterator[Connection]:
+    """A connection to an empty tunelab database in memory: what reading an SQLite file not created yet sees."""
+    engine = sa.create_engine("sqlite://")
+    try:
+        with engine.connect() as conn:
+            metadata.create_all(conn)
+            yield conn
+    finally:
+        engine.dispose()
 
 
 class SQLStorage(BaseStorage):
@@ -127,12 +163,23 @@ class SQLStorage(BaseStorage):
         url: e.g. ``sqlite:///tunelab.db`` (a file beside you), ``sqlite:////abs/path.db``,
             ``postgresql+psycopg://user@host/db``.
         busy_timeout: seconds an SQLite writer waits for another process's lock.
-        create: create the database file and tables if missing; with False, a URL with
-            no tunelab data is an error (for read-only tools that should not leave files).
+        create: create the tables if missing (an SQLite file is created by the first write:
+            reading a path that holds nothing leaves no file); with False, a URL with no
+            tunelab data is an error (for read-only tools that should not leave files).
         retry_timeout: seconds during which an operation on a server database is retried,
             with backoff, after a lost connection (a server restart, a network blip).
+        upgrade: bring a database an older tunelab wrote to this tunelab's schema
+            (:data:`~tunelab.storage.SCHEMA_VERSION`) now, logging a warning; one a newer
+            tunelab wrote is a StorageError. With False the database is opened as it is: read
+            :attr:`schema_version`, call :meth:`upgrade_schema`; other operations may fail on it.
         engine_kwargs: extra arguments for :func:`sqlalchemy.create_engine`.
+
+    Every database error of an operation is raised as a :class:`~tunelab.errors.StorageError`
+    naming the operation and the storage, with the database's exception as its ``__cause__``.
     """
+
+    #: The schema version this storage found and upgraded when it opened, if it upgraded one.
+    upgraded_from: int | None = None
 
     def __init__(
         self,
@@ -140,12 +187,16 @@ class SQLStorage(BaseStorage):
         busy_timeout: float = 60.0,
         create: bool = True,
         retry_timeout: float = 60.0,
+        upgrade: bool = True,
         **engine_kwargs: Any,
     ) -> None:
         self._url = url
         self._shown = _hide_password(url)  # for messages: never print a password
         self._retry_timeout = retry_timeout
+        self._upgrade = upgrade
         self._local = threading.local()  # the retry attempt of the operation running in this thread
+        self._absent: str | None = None  # the path of an SQLite file the first write will create
+        self._create_lock = threading.Lock()
         try:
             sa_url = sa.engine.make_url(url)
         except ArgumentError:
@@ -164,11 +215,20 @@ class SQLStorage(BaseStorage):
             engine_kwargs.setdefault("connect_args", {"timeout": busy_timeout})
             # _read and _write always end their own transaction: no reset needed on return.
             engine_kwargs.setdefault("pool_reset_on_return", None)
-            if not create and not os.path.exists(str(sa_url.database)):
-                raise StorageError(
-                    f"no database file at {sa_url.database!r} (storage {self._shown!r}); check the path, "
-                    "or create a study there first"
-                )
+            path = str(sa_url.database)
+            if not os.path.exists(path) and not sa_url.query.get("uri"):
+                if not create:
+                    raise StorageError(
+                        f"no database file at {path!r} (storage {self._shown!r}); check the path, "
+                        "or create a study there first"
+                    )
+                directory = os.path.dirname(os.path.abspath(path))
+                if not os.path.isdir(directory):
+                    raise StorageError(
+                        f"cannot open storage {self._shown!r}: there is no directory {directory!r}; "
+                        "check that the directory exists and is writable"
+                    )
+                self._absent = path
         else:
             engine_kwargs.setdefault("pool_pre_ping", True)
         try:
@@ -183,16 +243,8 @@ class SQLStorage(BaseStorage):
         self._q = Statements(lock_rows=not self._sqlite)
         self._dist_cache: dict[str, Distribution] = {}
         self._dists_cache: dict[str, dict[str, Distribution]] = {}
-        try:
-            # A server that is restarting gets a little patience, a wrong URL not much.
-            self._with_retries("open", lambda: self._open_schema(create), min(retry_timeout, 10.0))
-        except OperationalError as e:
-            self._engine.dispose()
-            hint = (
-                "check that the directory exists and is writable"
-                if self._sqlite else "check that the server is running and the URL is right"
-            )
-            raise StorageError(f"cannot open storage {self._shown!r}: {e.orig}; {hint}") from None
+        if self._absent is None:
+            self._open(create)
         # A forked child must not reuse the parent's connections.
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _dispose_in_child(ref))
@@ -206,11 +258,96 @@ class SQLStorage(BaseStorage):
 
     @property
     def engine(self) -> Engine:
-        """The SQLAlchemy engine, for advanced use and tests."""
+        """The SQLAlchemy engine, for advanced use and tests (an SQLite file not created yet is created now)."""
+        if self._absent is not None:
+            try:
+                self._create_now()
+            except SQLAlchemyError as e:
+                raise self._failure("create", e) from e
         return self._engine
 
     def close(self) -> None:
         self._engine.dispose()
+
+    def _failure(self, what: str, error: SQLAlchemyError) -> StorageError:
+        return StorageError(f"{what} on {self._shown} failed: {_describe(error)}")
+
+    # -- schema ----------------------------------------------------------------------------
+    def _open(self, create: bool) -> None:
+        try:
+            # A server that is restarting gets a little patience, a wrong URL not much.
+            self._with_retries("open", lambda: self._open_schema(create), min(self._retry_timeout, 10.0))
+        except StorageError:
+            self._engine.dispose()
+            raise
+        except OperationalError as e:
+            self._engine.dispose()
+            hint = (
+                "check that the directory exists and is writable"
+                if self._sqlite else "check that the server is running and the URL is right"
+            )
+            raise StorageError(f"cannot open storage {self._shown!r}: {e.orig}; {hint}") from e
+        except SQLAlchemyError as e:
+            self._engine.dispose()
+            hint = "; is it an SQLite database file?" if self._sqlite else ""
+            raise StorageError(f"cannot open storage {self._shown!r}: {_describe(e)}{hint}") from e
+
+    def _open_schema(self, create: bool) -> None:
+        with self._begin_read() as conn:
+            found = read_schema_version(conn)
+        if found == SCHEMA_VERSION:
+            return
+        if found is None and not create:
+            raise StorageError(f"storage {self._shown!r} holds no tunelab data; check the URL")
+        if found is not None and not self._upgrade:
+            return  # opened as it is, on request
+        check_not_newer(self._shown, found)
+        found = migrate(self._engine, self._shown)
+        if found is not None and found < SCHEMA_VERSION:
+            self.upgraded_from = found
+            logger.warning(
+                "upgraded the tunelab database at %s from schema %d to %d", self._shown, found, SCHEMA_VERSION
+            )
+
+    def _create_now(self) -> None:
+        """Create the SQLite file that was absent when this storage opened (or open it, if another process has)."""
+        with self._create_lock:
+            if self._absent is not None:
+                self._open_schema(create=True)
+                self._absent = None
+
+    @property
+    @_operation
+    def schema_version(self) -> int | None:
+        """The schema version of the database (None for an SQLite file not created yet); this
+        tunelab's is :data:`~tunelab.storage.SCHEMA_VERSION`."""
+        if self._absent is not None and not os.path.exists(self._absent):
+            return None
+        with self._begin_read() as conn:
+            return read_schema_version(conn)
+
+    def upgrade_schema(self) -> tuple[int, int]:
+        """Bring the database to this tunelab's schema, in one transaction where the database allows and
+        under a lock (a second process waits, then finds the work done).
+
+        Returns ``(version before, version now)``, equal when there was nothing to do. StorageError for a
+        database written by a newer tunelab, or when the upgrade failed (the database is as it was, but
+        on MySQL/MariaDB, whose DDL commits at once: there, run it again).
+        """
+        if self._absent is not None:
+            raise StorageError(f"no database file at {self._absent!r} (storage {self._shown!r}): nothing to upgrade")
+        before = self.schema_version
+        if before is None:
+            raise StorageError(f"storage {self._shown!r} holds no tunelab data; check the URL")
+        check_not_newer(self._shown, before)
+        try:
+            found = migrate(self._engine, self._shown)
+        except SQLAlchemyError as e:
+            raise StorageError(
+                f"upgrading the tunelab database at {self._shown} from schema {before} to {SCHEMA_VERSION} "
+                f"failed: {_describe(e)}"
+            ) from e
+        return (SCHEMA_VERSION if found is None else found), SCHEMA_VERSION
 
     # -- transactions ----------------------------------------------------------------------
     def _with_retries(self, what: str, call: Callable[[], R], timeout: float | None = None) -> R:
@@ -239,6 +376,8 @@ class SQLStorage(BaseStorage):
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
+        if self._absent is not None:
+            self._create_now()
         with self._engine.connect() as conn:
             if self._sqlite:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -251,6 +390,17 @@ class SQLStorage(BaseStorage):
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
+        if self._absent is not None:
+            if not os.path.exists(self._absent):
+                with _empty_database() as conn:
+                    yield conn
+                return
+            self._create_now()  # another process created it meanwhile
+        with self._begin_read() as conn:
+            yield conn
+
+    @contextmanager
+    def _begin_read(self) -> Iterator[Connection]:
         with self._engine.connect() as conn:
             if self._sqlite:
                 conn.exec_driver_sql("BEGIN")
@@ -262,28 +412,8 @@ class SQLStorage(BaseStorage):
     def _for_update(self, stmt: sa.Select[Any]) -> sa.Select[Any]:
         return stmt if self._sqlite else stmt.with_for_update()
 
-    def _open_schema(self, create: bool) -> None:
-        if not create and not sa.inspect(self._engine).has_table(meta_table.name):
-            self._engine.dispose()
-            raise StorageError(f"storage {self._shown!r} holds no tunelab data; check the URL")
-        self._init_schema()
-
-    def _init_schema(self) -> None:
-        with self._write() as conn:
-            metadata.create_all(conn, checkfirst=True)
-            row = conn.execute(
-                sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")
-            ).first()
-            if row is None:
-                conn.execute(meta_table.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
-            elif int(row[0]) != SCHEMA_VERSION:
-                raise StorageError(
-                    f"storage {self._shown!r} has schema version {row[0]}, this tunelab reads "
-                    f"version {SCHEMA_VERSION}; use the tunelab release that wrote it"
-                )
-
     # -- studies ---------------------------------------------------------------------------
-    @_retrying
+    @_operation
     def create_study(
         self,
         name: str,
@@ -292,6 +422,11 @@ class SQLStorage(BaseStorage):
         user_attrs: Mapping[str, Any] | None = None,
         system_attrs: Mapping[str, Any] | None = None,
     ) -> StudyRecord:
+        if len(name) > MAX_STUDY_NAME_LENGTH:
+            raise ConfigError(
+                f"a study name has at most {MAX_STUDY_NAME_LENGTH} characters, this one has {len(name)}: "
+                f"{name[:40]!r}...; choose a shorter name"
+            )
         now = time.time()
         values = dict(
             name=name, direction=direction, seed=seed, next_number=0,
@@ -311,11 +446,16 @@ class SQLStorage(BaseStorage):
             dict(user_attrs or {}), dict(system_attrs or {}), _time(now),
         )
 
-    @_retrying
+    @_operation
     def get_study(self, name: str) -> StudyRecord:
         s = studies_table
         with self._read() as conn:
             row = conn.execute(sa.select(s).where(s.c.name == name)).first()
+        if row is None and self._absent is not None:
+            raise StudyNotFoundError(
+                f"no study named {name!r} in {self._shown}: there is no database file at {self._absent!r} "
+                "(tunelab creates it with the first study); check the path"
+            )
         if row is None:
             raise StudyNotFoundError(
                 f"no study named {name!r} in {self._shown}; list them with `tunelab studies "
@@ -326,7 +466,7 @@ class SQLStorage(BaseStorage):
             json.loads(row.user_attrs), json.loads(row.system_attrs), _time(row.created_at),
         )
 
-    @_retrying
+    @_operation
     def list_studies(self) -> list[StudySummary]:
         s, t = studies_table, trials_table
         with self._read() as conn:
@@ -353,7 +493,7 @@ class SQLStorage(BaseStorage):
             out.append(StudySummary(name, direction, sum(c.values()), c, best_value, _time(created)))
         return out
 
-    @_retrying
+    @_operation
     def delete_study(self, study_id: int) -> None:
         t = trials_table
         with self._write() as conn:
@@ -364,7 +504,7 @@ class SQLStorage(BaseStorage):
             if conn.execute(studies_table.delete().where(studies_table.c.study_id == study_id)).rowcount != 1:
                 raise StudyNotFoundError(f"no study with id {study_id}")
 
-    @_retrying
+    @_operation
     def set_study_attrs(
         self,
         study_id: int,
@@ -383,7 +523,7 @@ class SQLStorage(BaseStorage):
                 system_attrs=_dumps({**json.loads(row.system_attrs), **(system_attrs or {})}),
             ))
 
-    @_retrying
+    @_operation
     def register_distribution(self, study_id: int, name: str, distribution: Distribution) -> Distribution:
         d = distributions_table
         text = _dumps(distribution.to_json())
@@ -436,7 +576,7 @@ class SQLStorage(BaseStorage):
             trial_id=row.trial_id,
         )
 
-    @_retrying
+    @_operation
     def create_trial(
         self,
         study_id: int,
@@ -483,7 +623,7 @@ class SQLStorage(BaseStorage):
             system_attrs=dict(system_attrs or {}), datetime_start=_time(now), trial_id=int(trial_id),
         )
 
-    @_retrying
+    @_operation
     def start_trial(self, study_id: int, heartbeat: bool = False) -> FrozenTrial:
         with self._write() as conn:
             claimed = self._claim(conn, study_id, heartbeat)
@@ -491,7 +631,7 @@ class SQLStorage(BaseStorage):
                 return claimed
             return self._insert_trial(conn, study_id, TrialState.RUNNING, None, None, None, None, heartbeat)
 
-    @_retrying
+    @_operation
     def claim_waiting_trial(self, study_id: int, heartbeat: bool = False) -> FrozenTrial | None:
         with self._read() as conn:  # most asks find nothing waiting: check without a write lock
             if conn.execute(self._q.any_waiting, {"b_study_id": study_id}).first() is None:
@@ -543,7 +683,7 @@ class SQLStorage(BaseStorage):
             "b_system_attrs": merged(row.system_attrs, system_attrs),
         }
 
-    @_retrying
+    @_operation
     def update_trial(
         self,
         trial_id: int,
@@ -556,7 +696,7 @@ class SQLStorage(BaseStorage):
             values = self._merge_trial_json(conn, trial_id, params, distributions, user_attrs, system_attrs)
             conn.execute(self._q.update_json, {"tid": trial_id, **values})
 
-    @_retrying
+    @_operation
     def annotate_trial(self, trial_id: int, user_attrs: Mapping[str, Any]) -> None:
         with self._write() as conn:
             row = conn.execute(self._q.user_attrs_of, {"tid": trial_id}).first()
@@ -566,7 +706,7 @@ class SQLStorage(BaseStorage):
                 merged = _dumps({**json.loads(row.user_attrs), **user_attrs})
                 conn.execute(self._q.update_user_attrs, {"tid": trial_id, "b_user_attrs": merged})
 
-    @_retrying
+    @_operation
     def append_trial_event(self, trial_id: int, key: str, event: Mapping[str, Any]) -> int:
         event = json.loads(_dumps(dict(event)))  # refuses non-JSON data now
         with self._write() as conn:
@@ -581,7 +721,7 @@ class SQLStorage(BaseStorage):
                 conn.execute(self._q.update_system_attrs, {"tid": trial_id, "b_system_attrs": _dumps(attrs)})
             return index
 
-    @_retrying
+    @_operation
     def finish_trial(
         self,
         trial_id: int,
@@ -616,7 +756,7 @@ class SQLStorage(BaseStorage):
                     "be finished again"
                 )
 
-    @_retrying
+    @_operation
     def report(self, trial_id: int, step: int, metrics: Mapping[str, float]) -> None:
         q = self._q
         with self._write() as conn:
@@ -631,7 +771,7 @@ class SQLStorage(BaseStorage):
                 for k, x in metrics.items()
             ])
 
-    @_retrying
+    @_operation
     def get_curves(self, trial_id: int) -> Curves:
         v = values_table
         with self._read() as conn:
@@ -650,7 +790,7 @@ class SQLStorage(BaseStorage):
             values.append(decode_metric(value))
         return out
 
-    @_retrying
+    @_operation
     def get_metric_at(self, study_id: int, metric: str, steps: Sequence[int] | None = None) -> list[MetricPoint]:
         q = self._q
         with self._read() as conn:
@@ -668,12 +808,12 @@ class SQLStorage(BaseStorage):
             MetricPoint(number, _STATES[state], step, decode_metric(value)) for number, state, step, value in rows
         ]
 
-    @_retrying
+    @_operation
     def heartbeat(self, trial_id: int) -> None:
         with self._write() as conn:
             conn.execute(self._q.heartbeat, {"tid": trial_id, "b_now": time.time()})
 
-    @_retrying
+    @_operation
     def fail_stale_trials(self, study_id: int, grace_seconds: float) -> list[FrozenTrial]:
         running = TrialState.RUNNING.value
         error = (
@@ -702,7 +842,7 @@ class SQLStorage(BaseStorage):
                     }))
         return failed
 
-    @_retrying
+    @_operation
     def get_trial(self, trial_id: int) -> FrozenTrial:
         with self._read() as conn:
             row = conn.execute(self._q.trial_by_id, {"tid": trial_id}).first()
@@ -710,7 +850,7 @@ class SQLStorage(BaseStorage):
             raise TrialNotFoundError(f"no trial with id {trial_id}")
         return self._row_to_trial(row)
 
-    @_retrying
+    @_operation
     def get_trials(
         self,
         study_id: int,
@@ -729,7 +869,7 @@ class SQLStorage(BaseStorage):
             rows = conn.execute(q.order_by(_T.c.number)).all()
         return [self._row_to_trial(r) for r in rows]
 
-    @_retrying
+    @_operation
     def get_trial_values(self, study_id: int, min_number: int = 0) -> list[TrialValue]:
         q = self._q
         with self._read() as conn:
@@ -738,7 +878,7 @@ class SQLStorage(BaseStorage):
                 raise StudyNotFoundError(f"no study with id {study_id}")
         return [TrialValue(number, _STATES[state], value) for number, state, value in rows]
 
-    @_retrying
+    @_operation
     def count_trials(self, study_id: int, states: Iterable[TrialState] | None = None) -> int:
         q = sa.select(sa.func.count()).select_from(_T).where(_T.c.study_id == study_id)
         if states is not None:
@@ -746,7 +886,7 @@ class SQLStorage(BaseStorage):
         with self._read() as conn:
             return int(conn.execute(q).scalar() or 0)
 
-    @_retrying
+    @_operation
     def get_best_trial(self, study_id: int, direction: str) -> FrozenTrial | None:
         order = _T.c.value.asc() if direction == "minimize" else _T.c.value.desc()
         with self._read() as conn:
@@ -762,4 +902,4 @@ class SQLStorage(BaseStorage):
 def _dispose_in_child(ref: weakref.ref[SQLStorage]) -> None:
     storage = ref()
     if storage is not None:
-        storage.engine.dispose(close=False)
+        storage._engine.dispose(close=False)

@@ -2,6 +2,10 @@
 
 One row per study, one row per trial (params, distributions and attributes as JSON
 text), one row per reported metric value. Times are epoch seconds, floats are DOUBLE.
+
+The tables here are the newest schema, :data:`SCHEMA_VERSION`. A change to them is a new
+revision in ``storage/migrations/versions/`` (which brings older databases up to date) and
+``SCHEMA_VERSION`` one higher; the revisions never import these tables, each spells out its own.
 """
 
 from __future__ import annotations
@@ -14,7 +18,12 @@ import sqlalchemy as sa
 
 from tunelab.records import TrialState
 
-SCHEMA_VERSION = 1
+#: The schema this tunelab writes: revision ``f"{SCHEMA_VERSION:04d}"`` of ``storage/migrations``.
+#: 1: the first release. 2: ``trials.objective_values``.
+SCHEMA_VERSION = 2
+
+#: Alembic's version table, named for tunelab so that it never meets another application's.
+VERSION_TABLE = "tunelab_alembic_version"
 
 metadata = sa.MetaData()
 
@@ -59,6 +68,8 @@ trials_table = sa.Table(
     sa.Column("started_at", sa.Double, nullable=True),
     sa.Column("completed_at", sa.Double, nullable=True),
     sa.Column("heartbeat_at", sa.Double, nullable=True),
+    # Schema 2: a JSON list of the objective values of a multi-objective trial (NULL for one objective).
+    sa.Column("objective_values", sa.Text, nullable=True),
     sa.UniqueConstraint("study_id", "number", name="uq_trials_study_number"),
     sa.Index("ix_trials_study_state_number", "study_id", "state", "number"),
     sqlite_autoincrement=True,
