@@ -53,7 +53,8 @@ class SuccessiveHalvingPruner(Pruner):
         reduction_factor: eta; each rung keeps 1/eta of the trials.
         max_resource: the full budget (e.g. 81 epochs); no rung at or past it. None: no cap.
         min_early_stopping_rate: skip this many of the first rungs (Hyperband's bracket).
-        metric, direction: see :class:`Pruner`.
+        metric: see :class:`Pruner`.
+        direction: see :class:`Pruner`.
     """
 
     def __init__(
@@ -121,7 +122,8 @@ class HyperbandPruner(Pruner):
         min_resource: the first rung of the most aggressive bracket.
         max_resource: the full budget (required: it sets the number of brackets).
         reduction_factor: eta.
-        metric, direction: see :class:`Pruner`.
+        metric: see :class:`Pruner`.
+        direction: see :class:`Pruner`.
     """
 
     def __init__(

@@ -26,7 +26,8 @@ class MedianPruner(Pruner):
             towards the best) stops more trials. Always read as "the fraction of trials a
             surviving trial must beat", whatever the direction.
         min_trials: COMPLETE trials with a value at the step needed to decide there.
-        metric, direction: see :class:`Pruner`.
+        metric: see :class:`Pruner`.
+        direction: see :class:`Pruner`.
     """
 
     def __init__(

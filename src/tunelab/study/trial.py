@@ -377,7 +377,7 @@ class Trial:
         recorded with the trial (``system_attrs["pruned"]``: the step, the metric, its value and
         the rule that fired), and the curve reported so far stays stored.
 
-        Also True, with or without a pruner, once :meth:`Study.request_stop` asked this trial to
+        Also True, with or without a pruner, once :func:`tunelab.babysit.control.request_stop` asked this trial to
         stop (rule "stopped on request"): each call reads the trial's own row once for
         that (about 0.4 ms on SQLite).
         """

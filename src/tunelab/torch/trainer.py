@@ -70,7 +70,8 @@ class Trainer:
 
     Args:
         build: ``build(params) -> nn.Module``, called with the run's parameters.
-        train, val: training and validation data, each ``(inputs, targets)`` tensors or a DataLoader.
+        train: training data, ``(inputs, targets)`` tensors or a DataLoader.
+        val: validation data, ``(inputs, targets)`` tensors or a DataLoader.
         data: instead of ``train`` and ``val``, a function returning ``(train, val)``, called once
             per process (data loads in each worker instead of being sent to it).
         loss: 'cross_entropy' (class-index targets; accuracy is reported too), 'nll', 'mse', 'l1',
