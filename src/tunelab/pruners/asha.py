@@ -55,6 +55,27 @@ class SuccessiveHalvingPruner(Pruner):
         min_early_stopping_rate: skip this many of the first rungs (Hyperband's bracket).
         metric: see :class:`Pruner`.
         direction: see :class:`Pruner`.
+
+    Examples:
+        Rungs at epochs 1, 3 and 9 (``min_resource * reduction_factor ** k``):
+
+        >>> import tunelab
+        >>> def objective(trial):
+        ...     lr = trial.suggest_float("lr", 1e-4, 1.0, log=True)
+        ...     loss = 1.0
+        ...     for epoch in range(1, 10):
+        ...         loss *= 1.0 - min(lr, 0.5)         # "training": a larger lr learns faster
+        ...         trial.report(epoch, val_loss=loss)
+        ...         if trial.should_prune():
+        ...             raise tunelab.TrialPruned()
+        ...     return loss
+        >>> pruner = tunelab.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3, max_resource=27)
+        >>> pruner.rungs(27)
+        [1, 3, 9]
+        >>> study = tunelab.create_study(sampler=tunelab.RandomSampler(), pruner=pruner, seed=0)
+        >>> study.optimize(objective, n_trials=20)
+        >>> len(study.get_trials([tunelab.TrialState.PRUNED])) >= 10, study.best_value < 0.01
+        (True, True)
     """
 
     def __init__(
@@ -124,6 +145,25 @@ class HyperbandPruner(Pruner):
         reduction_factor: eta.
         metric: see :class:`Pruner`.
         direction: see :class:`Pruner`.
+
+    Examples:
+        >>> import tunelab
+        >>> def objective(trial):
+        ...     lr = trial.suggest_float("lr", 1e-4, 1.0, log=True)
+        ...     loss = 1.0
+        ...     for epoch in range(1, 10):
+        ...         loss *= 1.0 - min(lr, 0.5)         # "training": a larger lr learns faster
+        ...         trial.report(epoch, val_loss=loss)
+        ...         if trial.should_prune():
+        ...             raise tunelab.TrialPruned()
+        ...     return loss
+        >>> pruner = tunelab.HyperbandPruner(min_resource=1, max_resource=9, reduction_factor=3)
+        >>> sorted({pruner.bracket_of(n) for n in range(20)})     # each trial's bracket, by its number
+        [0, 1, 2]
+        >>> study = tunelab.create_study(sampler=tunelab.RandomSampler(), pruner=pruner, seed=0)
+        >>> study.optimize(objective, n_trials=20)
+        >>> len(study.get_trials([tunelab.TrialState.PRUNED])) >= 5, study.best_value < 0.01
+        (True, True)
     """
 
     def __init__(
