@@ -1,4 +1,4 @@
-"""A griffe extension: the docstrings' reST roles become cross-references on the docs site.
+"""A griffe extension: the docstrings' reST markup becomes Markdown on the docs site.
 
 tunelab's docstrings name other objects the way Sphinx does (``:class:`Study```,
 ``:meth:`~tunelab.Trial.report```, ``:mod:`tunelab.recipe.checks```). mkdocstrings renders
@@ -8,7 +8,11 @@ target as Python would from where the docstring is (the object, its class, its m
 module's imports, then absolute paths) and writes an optional cross-reference in its place:
 a link when the target has a page on the site, plain code otherwise (a private helper, an
 object of another library: there is no remote inventory, the build works offline). A leading
-``~`` shows only the last component, as in Sphinx. The source files are never changed.
+``~`` shows only the last component, as in Sphinx.
+
+A paragraph ending in ``::`` introduces an indented literal block in reST (``Example::``); here
+it ends in ``:`` and the block becomes a fenced code block (Python when it parses as Python).
+The source files are never changed.
 """
 
 from __future__ import annotations
@@ -77,6 +81,47 @@ def rewrite(text: str, obj: griffe.Object, collection: griffe.ModulesCollection)
     return ROLE.sub(replace, text)
 
 
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def _language(block: list[str]) -> str:
+    try:
+        compile("\n".join(block), "<docstring>", "exec")
+    except SyntaxError:
+        return "text"
+    return "python"
+
+
+def literal_blocks(text: str) -> str:
+    """``text`` with every reST literal block (after a line ending in ``::``) as a fenced block."""
+    lines = text.split("\n")
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i].rstrip()
+        j = i + 1
+        while j < len(lines) and not lines[j].strip():
+            j += 1
+        if not line.endswith("::") or j >= len(lines) or _indent(lines[j]) <= _indent(line):
+            out.append(lines[i])
+            i += 1
+            continue
+        pad, depth = " " * _indent(line), _indent(lines[j])
+        end = j
+        while end < len(lines) and (not lines[end].strip() or _indent(lines[end]) >= depth):
+            end += 1
+        while not lines[end - 1].strip():
+            end -= 1
+        block = [raw[depth:] if raw.strip() else "" for raw in lines[j:end]]
+        head = line[:-2].rstrip()
+        if head.strip():
+            out.append(head + ":")
+        out += ["", f"{pad}```{_language(block)}", *[pad + b if b else "" for b in block], f"{pad}```"]
+        i = end
+    return "\n".join(out)
+
+
 class RestRoles(griffe.Extension):
     """Rewrites the reST roles of every docstring of a loaded package (see the module)."""
 
@@ -89,5 +134,6 @@ class RestRoles(griffe.Extension):
                 continue
             seen.add(id(obj))
             if obj.docstring is not None and ":" in obj.docstring.value:
-                obj.docstring.value = rewrite(obj.docstring.value, obj, loader.modules_collection)
+                text = literal_blocks(obj.docstring.value)
+                obj.docstring.value = rewrite(text, obj, loader.modules_collection)
             stack.extend(member for member in obj.members.values() if not isinstance(member, griffe.Alias))
