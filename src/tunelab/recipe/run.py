@@ -31,13 +31,17 @@ class Budget:
     """How much each step spends. :meth:`quick` is a run of about a minute.
 
     Attributes:
-        overfit_batches, overfit_steps: step b.'s sample (minibatches) and its step limit per lr.
-        lr_steps: step c.'s optimiser steps per learning rate; lr_points: how many log-spaced
-            learning rates between 1e-5 and 1 it tries.
-        coarse_trials, coarse_epochs: step d.
-        refine_trials, refine_epochs, refine_patience: step e. (patience in epochs; None, the default,
-            trains every run to its end: a cosine schedule does its best work in the last epochs).
-        final_epochs: step f.
+        overfit_batches: step b.'s sample, in minibatches.
+        overfit_steps: step b.'s step limit per learning rate.
+        lr_steps: step c.'s optimiser steps per learning rate.
+        lr_points: how many log-spaced learning rates between 1e-5 and 1 step c. tries.
+        coarse_trials: step d.'s runs.
+        coarse_epochs: step d.'s epochs per run.
+        refine_trials: step e.'s runs.
+        refine_epochs: step e.'s epochs per run.
+        refine_patience: step e.'s patience in epochs; None, the default, trains every run to its
+            end (a cosine schedule does its best work in the last epochs).
+        final_epochs: step f.'s epochs.
     """
 
     overfit_batches: int = 8

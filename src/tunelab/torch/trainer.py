@@ -52,7 +52,9 @@ class FitResult:
         best: the best evaluation's row (by the trainer's ``monitor``).
         value: the best ``monitor`` value, the objective's value.
         stopped: why training ended before its budget: 'patience', or None.
-        steps: optimiser steps taken; seconds: wall time.
+        steps: optimiser steps taken.
+        seconds: wall time.
+        params: the hyperparameters the run trained with.
     """
 
     model: nn.Module
