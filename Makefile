@@ -37,7 +37,7 @@ chromium:
 		echo "note: chromium is not installed (apt-get install chromium); the report's browser test needs it"
 
 test: $(VENV)/.dev-installed chromium
-	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples docs/ext
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	OMP_NUM_THREADS=1 $(BIN)/pytest -q

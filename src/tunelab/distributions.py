@@ -6,13 +6,20 @@ common coordinate system of every sampler), lists grid points and round-trips
 through JSON. It does not know its parameter's name: callers that do
 (:meth:`tunelab.Trial.suggest_float`, a declared space) add the name to errors.
 
-Example::
-
-    lr = Float(1e-5, 1e-1, log=True)       # log-uniform: positive scale parameters
-    dropout = Float(0.0, 0.5, step=0.1)    # uniform on a lattice
-    width = Int(32, 1024, log=True)        # log-uniform integers
-    optimizer = Categorical(["sgd", "adam"])
-    use_bn = Bool()                        # Bernoulli(0.5)
+Examples:
+    >>> import numpy as np
+    >>> from tunelab import Bool, Categorical, Float, Int
+    >>> space = {
+    ...     "lr": Float(1e-5, 1e-1, log=True),        # log-uniform: positive scale parameters
+    ...     "dropout": Float(0.0, 0.5, step=0.1),     # uniform on a lattice
+    ...     "width": Int(32, 1024, log=True),         # log-uniform integers
+    ...     "optimizer": Categorical(["sgd", "adam"]),
+    ...     "use_bn": Bool(),                         # Bernoulli(0.5)
+    ... }
+    >>> rng = np.random.default_rng(0)
+    >>> draw = {name: dist.sample(rng) for name, dist in space.items()}
+    >>> all(space[name].contains(value) for name, value in draw.items())
+    True
 """
 
 from __future__ import annotations
@@ -113,6 +120,20 @@ class Float(Distribution):
             such as learning rate and weight decay.
         step: if given, values lie on ``low + k * step``; ``step`` must divide
             ``high - low``. Cannot be combined with ``log``.
+
+    Examples:
+        >>> from tunelab import Float
+        >>> lr = Float(1e-4, 1e-1, log=True)
+        >>> lr.grid(4)                                 # evenly spaced in log space
+        [0.0001, 0.001, 0.01, 0.1]
+        >>> lr.to_unit(1e-4), lr.to_unit(1e-1)         # samplers work in [0, 1]
+        (0.0, 1.0)
+        >>> Float(0.0, 0.5, step=0.1).grid(6)
+        [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
+        >>> Float(0.0, 1.0, log=True)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        tunelab.errors.InvalidDistributionError: log=True needs low > 0, got low=0.0; use a small positive low ...
     """
 
     low: float
@@ -237,6 +258,15 @@ class Int(Distribution):
         high: largest value (inclusive).
         log: sample uniformly in log space (e.g. layer width 16..1024).
         step: values are ``low, low + step, ...``; must divide ``high - low``.
+
+    Examples:
+        >>> from tunelab import Int
+        >>> Int(16, 1024, log=True).grid(4)            # widths: a scale, in whole numbers
+        [16, 64, 256, 1024]
+        >>> Int(0, 10, step=2).grid(10)                # every step
+        [0, 2, 4, 6, 8, 10]
+        >>> Int(1, 8).contains(3), Int(1, 8).contains(3.5)
+        (True, False)
     """
 
     low: int
@@ -343,6 +373,17 @@ class Categorical(Distribution):
     """One of a list of choices (multinoulli), e.g. the optimizer: ``Categorical(["sgd", "adam"])``.
 
     Choices must be JSON scalars (None, bool, int, float, str), distinct and at least one.
+
+    Examples:
+        >>> import numpy as np
+        >>> from tunelab import Categorical
+        >>> optimizer = Categorical(["sgd", "adam", "adamw"])
+        >>> optimizer.grid(2)                          # every choice, whatever the number of points
+        ['sgd', 'adam', 'adamw']
+        >>> optimizer.sample(np.random.default_rng(0)) in optimizer.choices
+        True
+        >>> Categorical([1, 1.0, True]).choices        # typed: three different choices
+        (1, 1.0, True)
     """
 
     choices: Sequence[ParamValue] = field(compare=False)
@@ -418,7 +459,19 @@ class Categorical(Distribution):
 
 @dataclass(frozen=True)
 class Bool(Distribution):
-    """An on/off choice, Bernoulli with probability ``p`` of True (default 0.5)."""
+    """An on/off choice, Bernoulli with probability ``p`` of True (default 0.5).
+
+    Examples:
+        >>> import numpy as np
+        >>> from tunelab import Bool
+        >>> augment = Bool(p=0.3)
+        >>> rng = np.random.default_rng(0)
+        >>> share = sum(augment.sample(rng) for _ in range(1000)) / 1000
+        >>> 0.25 < share < 0.35
+        True
+        >>> augment.choices
+        (False, True)
+    """
 
     p: float = 0.5
     kind: ClassVar[str] = "bool"

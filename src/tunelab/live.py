@@ -1,7 +1,7 @@
 """Hyperparameters that change while a trial trains, and branches of a run (babysitting).
 
 A running trial's hyperparameters can be changed from outside (``tunelab set``, the dashboard,
-:meth:`Study.set_live`): each change is a *request* appended atomically to the trial's
+:func:`tunelab.babysit.set_live`): each change is a *request* appended atomically to the trial's
 ``system_attrs["live_requests"]`` (:meth:`BaseStorage.append_trial_event`), so two shells setting
 values at once are both kept, in the order the storage serialised them. The training loop asks
 for changes at each step (:meth:`Trial.sync_live` / :meth:`Trial.live`); the trial applies every
@@ -36,7 +36,7 @@ from tunelab.records import FrozenTrial
 STOP_REQUESTED = "stop_requested"
 """System attribute :func:`tunelab.babysit.request_stop` writes into a RUNNING trial (a roll-back, the dashboard)."""
 LIVE_REQUESTS = "live_requests"
-"""System attribute of a trial: the changes asked for, in order (appended by :meth:`Study.set_live`)."""
+"""System attribute of a trial: the changes asked for, in order (appended by :func:`tunelab.babysit.set_live`)."""
 LIVE_SCHEDULE = "live_schedule"
 """System attribute of a trial: the changes applied, each with the step it applied at (written by the trial)."""
 LIVE_NAMES = "live_names"

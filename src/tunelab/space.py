@@ -31,6 +31,20 @@ class Conditional:
     Args:
         distribution: the parameter's distribution when it is active.
         when: parent name -> required value, or a list of accepted values.
+
+    Examples:
+        >>> import tunelab
+        >>> from tunelab import Categorical, Conditional, Float
+        >>> space = {
+        ...     "optimizer": Categorical(["sgd", "adam"]),
+        ...     "momentum": Conditional(Float(0.0, 0.99), when={"optimizer": "sgd"}),
+        ... }
+        >>> space["momentum"].is_active({"optimizer": "adam"}), space["momentum"].is_active({"optimizer": "sgd"})
+        (False, True)
+        >>> study = tunelab.create_study(sampler=tunelab.RandomSampler(), seed=0, space=space)
+        >>> study.optimize(lambda trial: 1.0 - trial.params.get("momentum", 0.0), n_trials=10)
+        >>> all(("momentum" in t.params) == (t.params["optimizer"] == "sgd") for t in study.trials)
+        True
     """
 
     distribution: Distribution

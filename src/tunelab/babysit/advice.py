@@ -112,7 +112,7 @@ def suggest(study: Study, number: int, *, metric: str | None = None) -> list[Sug
 
 
 def accept(study: Study, number: int, suggestion: Suggestion, source: str = "suggestion") -> int:
-    """Apply a suggestion to branch ``number``: a change request (:meth:`Study.set_live`; returns its
+    """Apply a suggestion to branch ``number``: a change request (:func:`~tunelab.babysit.control.set_live`; returns its
     index) or, with ``rollback_to``, a new branch from that checkpoint (:func:`rollback`; returns the
     branch's number, and the running parent is asked to stop). ConfigError for 'keep_going'."""
     if not isinstance(suggestion, Suggestion):
@@ -554,7 +554,7 @@ def watch(
     Follows branch ``number`` while it runs (default: the newest RUNNING branch), then the newest
     RUNNING branch after it (a roll-back's new branch, the next one the training process picks).
     The rules are evaluated each time the branch reports a new evaluation (polling every
-    ``poll_seconds``); each change is a :meth:`Study.set_live` request with source
+    ``poll_seconds``); each change is a :func:`~tunelab.babysit.control.set_live` request with source
     ``"auto: <rule>"``. The run is over when it has trials and none is RUNNING or WAITING.
     """
     if isinstance(rules, Rule):

@@ -48,7 +48,7 @@ def rollback(
     Without ``trial``: the RUNNING branch when exactly one runs (or the ancestor it forked from,
     when the step is before its fork and only the ancestor keeps that checkpoint), else the newest
     branch that keeps a checkpoint at ``to``. The new branch is WAITING; a RUNNING branch it replaces
-    is asked to stop (:meth:`Study.request_stop`), so the training process moves on to the new one.
+    is asked to stop (:func:`~tunelab.babysit.control.request_stop`), so the training process moves on to the new one.
     ConfigError when the choice is ambiguous, no branch keeps that step, or a value is bad.
     """
     if isinstance(to, bool) or not isinstance(to, int) or to < 0:
@@ -103,7 +103,7 @@ def _choose_parent(
 def _keeper_in_line(study: Study, trials: Mapping[int, FrozenTrial], number: int, to: int) -> int:
     """``number`` if it keeps step ``to``, else its nearest ancestor that does and that it forked
     from at or after ``to`` (the line of training the running branch continues); else ``number``
-    (:meth:`Study.branch` then says which steps it keeps)."""
+    (:func:`~tunelab.babysit.control.branch` then says which steps it keeps)."""
     current: int | None = number
     seen: set[int] = set()
     while current is not None and current in trials and current not in seen:

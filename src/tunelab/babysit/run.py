@@ -2,7 +2,7 @@
 which they roll back and branch; trained one branch after another by :func:`train_run`.
 
 A run is a study marked ``system_attrs["run"]`` whose trial 0 is the run's start (its params
-enqueued by :func:`create_run`) and whose later trials are *branches* (:meth:`Study.branch`): a
+enqueued by :func:`create_run`) and whose later trials are *branches* (:func:`~tunelab.babysit.control.branch`): a
 roll-back to a checkpoint with changed values, or the resumption of a branch whose process died.
 Branches wait (WAITING) until the training process claims them; only one trains at a time::
 
@@ -141,12 +141,13 @@ def train_run(
     Args:
         epochs: the run's length, counted from its start (a branch from epoch 12 trains the rest).
         seed: of the run's start (a branch restores every RNG state from its checkpoint).
-        eval_every, checkpoint_every: as in :meth:`Trainer.fit` (a checkpoint per evaluation by default).
+        eval_every: as in :meth:`Trainer.fit`.
+        checkpoint_every: as in :meth:`Trainer.fit` (a checkpoint per evaluation by default).
         poll_seconds: how often, at most, a training branch reads the storage for changes.
         until_idle: return once no branch waits; False: keep waiting for new branches (roll-backs
             of a finished run), every ``poll_seconds``, until interrupted (Ctrl-C).
-        heartbeat_interval, grace_period: a branch's signs of life; one silent for ``grace_period``
-            (default 3 intervals) counts as dead.
+        heartbeat_interval: seconds between a branch's signs of life.
+        grace_period: a branch silent for this long (default 3 intervals) counts as dead.
     """
     if not isinstance(study, Study):
         raise ConfigError(f"train_run(study=...) needs a Study (from create_run), got {study!r}")

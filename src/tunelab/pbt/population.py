@@ -87,6 +87,40 @@ class PopulationBasedTraining:
         hyperparameters: the names explore may change (default: every parameter of the trial);
             the others (e.g. the width) are copied from the parent with its checkpoint, never
             perturbed.
+
+    Examples:
+        A toy population whose "training" gains ``lr`` per step and whose checkpoint is one
+        number: members that started with a small learning rate copy a better member's
+        checkpoint and hyperparameters, and finish as well as it did.
+
+        >>> import json, tempfile
+        >>> import tunelab
+        >>> pbt = tunelab.PopulationBasedTraining(interval=2, metric="score", direction="maximize")
+        >>> def objective(trial):
+        ...     member = pbt.member(trial)
+        ...     score = 0.0
+        ...     for step in range(1, 9):
+        ...         score += member.params["lr"]
+        ...         trial.report(step, score=score)
+        ...         if member.due(step):
+        ...             with trial.checkpoint(step) as folder:
+        ...                 (folder / "state.json").write_text(json.dumps(score))
+        ...             change = member.exploit_and_explore(step)
+        ...             if change is not None:            # copied trial change.parent: load its state
+        ...                 score = json.loads((change.checkpoint / "state.json").read_text())
+        ...     return score
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> study = tunelab.create_study(direction="maximize", sampler=tunelab.RandomSampler(), seed=0,
+        ...                              artifact_dir=folder.name,
+        ...                              checkpoint_policy=tunelab.CheckpointPolicy(keep_last=4, keep_finished=True))
+        >>> study.optimize(objective, n_trials=4, space={"lr": tunelab.Float(0.01, 1.0, log=True)})
+        >>> [t.params["lr"] < 0.1 for t in study.trials]             # the starting learning rates
+        [False, False, True, True]
+        >>> all(t.value > 2.5 for t in study.trials)                  # 8 steps of lr 0.02 would give 0.2
+        True
+        >>> tunelab.pbt.schedule(study.trials[3])[1][0]               # its first change, at step 2
+        2
+        >>> folder.cleanup()
     """
 
     def __init__(

@@ -53,7 +53,29 @@ class SuccessiveHalvingPruner(Pruner):
         reduction_factor: eta; each rung keeps 1/eta of the trials.
         max_resource: the full budget (e.g. 81 epochs); no rung at or past it. None: no cap.
         min_early_stopping_rate: skip this many of the first rungs (Hyperband's bracket).
-        metric, direction: see :class:`Pruner`.
+        metric: see :class:`Pruner`.
+        direction: see :class:`Pruner`.
+
+    Examples:
+        Rungs at epochs 1, 3 and 9 (``min_resource * reduction_factor ** k``):
+
+        >>> import tunelab
+        >>> def objective(trial):
+        ...     lr = trial.suggest_float("lr", 1e-4, 1.0, log=True)
+        ...     loss = 1.0
+        ...     for epoch in range(1, 10):
+        ...         loss *= 1.0 - min(lr, 0.5)         # "training": a larger lr learns faster
+        ...         trial.report(epoch, val_loss=loss)
+        ...         if trial.should_prune():
+        ...             raise tunelab.TrialPruned()
+        ...     return loss
+        >>> pruner = tunelab.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3, max_resource=27)
+        >>> pruner.rungs(27)
+        [1, 3, 9]
+        >>> study = tunelab.create_study(sampler=tunelab.RandomSampler(), pruner=pruner, seed=0)
+        >>> study.optimize(objective, n_trials=20)
+        >>> len(study.get_trials([tunelab.TrialState.PRUNED])) >= 10, study.best_value < 0.01
+        (True, True)
     """
 
     def __init__(
@@ -121,7 +143,27 @@ class HyperbandPruner(Pruner):
         min_resource: the first rung of the most aggressive bracket.
         max_resource: the full budget (required: it sets the number of brackets).
         reduction_factor: eta.
-        metric, direction: see :class:`Pruner`.
+        metric: see :class:`Pruner`.
+        direction: see :class:`Pruner`.
+
+    Examples:
+        >>> import tunelab
+        >>> def objective(trial):
+        ...     lr = trial.suggest_float("lr", 1e-4, 1.0, log=True)
+        ...     loss = 1.0
+        ...     for epoch in range(1, 10):
+        ...         loss *= 1.0 - min(lr, 0.5)         # "training": a larger lr learns faster
+        ...         trial.report(epoch, val_loss=loss)
+        ...         if trial.should_prune():
+        ...             raise tunelab.TrialPruned()
+        ...     return loss
+        >>> pruner = tunelab.HyperbandPruner(min_resource=1, max_resource=9, reduction_factor=3)
+        >>> sorted({pruner.bracket_of(n) for n in range(20)})     # each trial's bracket, by its number
+        [0, 1, 2]
+        >>> study = tunelab.create_study(sampler=tunelab.RandomSampler(), pruner=pruner, seed=0)
+        >>> study.optimize(objective, n_trials=20)
+        >>> len(study.get_trials([tunelab.TrialState.PRUNED])) >= 5, study.best_value < 0.01
+        (True, True)
     """
 
     def __init__(

@@ -26,7 +26,26 @@ class MedianPruner(Pruner):
             towards the best) stops more trials. Always read as "the fraction of trials a
             surviving trial must beat", whatever the direction.
         min_trials: COMPLETE trials with a value at the step needed to decide there.
-        metric, direction: see :class:`Pruner`.
+        metric: see :class:`Pruner`.
+        direction: see :class:`Pruner`.
+
+    Examples:
+        >>> import tunelab
+        >>> def objective(trial):
+        ...     lr = trial.suggest_float("lr", 1e-4, 1.0, log=True)
+        ...     loss = 1.0
+        ...     for epoch in range(1, 10):
+        ...         loss *= 1.0 - min(lr, 0.5)         # "training": a larger lr learns faster
+        ...         trial.report(epoch, val_loss=loss)
+        ...         if trial.should_prune():
+        ...             raise tunelab.TrialPruned()
+        ...     return loss
+        >>> pruner = tunelab.MedianPruner(n_startup_trials=3, metric="val_loss")
+        >>> study = tunelab.create_study(sampler=tunelab.RandomSampler(), pruner=pruner, seed=0)
+        >>> study.optimize(objective, n_trials=20)
+        >>> pruned = study.get_trials([tunelab.TrialState.PRUNED])
+        >>> len(pruned) >= 5, pruned[0].system_attrs["pruned"]["rule"].startswith("median")
+        (True, True)
     """
 
     def __init__(

@@ -60,6 +60,31 @@ def check_initial_loss(
             ``ln C`` for C-class cross-entropy. Without one the step is skipped.
         tolerance: the largest relative difference that passes (0.25: within 25%).
         n_batches: training batches the loss is averaged over.
+
+    Examples:
+        >>> import torch
+        >>> from tunelab.recipe import check_initial_loss
+        >>> from tunelab.torch import Trainer
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x = torch.randn(256, 2, generator=g)
+        >>> y = (x[:, 0] + x[:, 1] > 0).long()
+        >>> def build(params):
+        ...     return torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+        >>> trainer = Trainer(build, train=(x[:192], y[:192]), val=(x[192:], y[192:]), device="cpu")
+        >>> result = check_initial_loss(trainer)
+        >>> result.verdict, round(result.evidence["expected"], 4)      # ln 2 for two classes
+        ('pass', 0.6931)
+
+        A head whose outputs are scaled far too large fails, and the message says where to look:
+
+        >>> def too_confident(params):
+        ...     model = build(params)
+        ...     with torch.no_grad():
+        ...         model[2].weight.mul_(100.0)
+        ...     return model
+        >>> result = check_initial_loss(Trainer(too_confident, train=(x, y), val=(x, y), device="cpu"))
+        >>> result.verdict, "model's head" in result.message
+        ('fail', True)
     """
     _check_fraction("check_initial_loss", "tolerance", tolerance)
     _check_count("check_initial_loss", "n_batches", n_batches)

@@ -31,13 +31,17 @@ class Budget:
     """How much each step spends. :meth:`quick` is a run of about a minute.
 
     Attributes:
-        overfit_batches, overfit_steps: step b.'s sample (minibatches) and its step limit per lr.
-        lr_steps: step c.'s optimiser steps per learning rate; lr_points: how many log-spaced
-            learning rates between 1e-5 and 1 it tries.
-        coarse_trials, coarse_epochs: step d.
-        refine_trials, refine_epochs, refine_patience: step e. (patience in epochs; None, the default,
-            trains every run to its end: a cosine schedule does its best work in the last epochs).
-        final_epochs: step f.
+        overfit_batches: step b.'s sample, in minibatches.
+        overfit_steps: step b.'s step limit per learning rate.
+        lr_steps: step c.'s optimiser steps per learning rate.
+        lr_points: how many log-spaced learning rates between 1e-5 and 1 step c. tries.
+        coarse_trials: step d.'s runs.
+        coarse_epochs: step d.'s epochs per run.
+        refine_trials: step e.'s runs.
+        refine_epochs: step e.'s epochs per run.
+        refine_patience: step e.'s patience in epochs; None, the default, trains every run to its
+            end (a cosine schedule does its best work in the last epochs).
+        final_epochs: step f.'s epochs.
     """
 
     overfit_batches: int = 8
@@ -122,6 +126,33 @@ def run(
         console: where to print (default: stdout).
 
     A failing step stops the recipe; its message says what is wrong and what to do.
+
+    Examples:
+        The whole recipe on a tiny model with a tiny :class:`Budget` (a few seconds), in memory,
+        printing nothing (``console``); ``run(trainer)`` alone uses the full budget and
+        ``sqlite:///tunelab.db``:
+
+        >>> import io, tempfile, torch
+        >>> from rich.console import Console
+        >>> from tunelab.recipe import Budget, run
+        >>> from tunelab.torch import Trainer
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x = torch.randn(512, 2, generator=g)
+        >>> y = (x[:, 0] + x[:, 1] > 0).long()
+        >>> def build(params):
+        ...     return torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+        >>> trainer = Trainer(build, train=(x[:384], y[:384]), val=(x[384:], y[384:]), batch_size=32, device="cpu")
+        >>> budget = Budget(overfit_batches=2, overfit_steps=100, lr_steps=20, lr_points=4, coarse_trials=3,
+        ...                 coarse_epochs=1, refine_trials=2, refine_epochs=1, final_epochs=2)
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> result = run(trainer, storage=None, budget=budget, n_workers=1, artifact_dir=folder.name,
+        ...              console=Console(file=io.StringIO()))
+        >>> [(step.step, step.verdict) for step in result.steps]  # doctest: +NORMALIZE_WHITESPACE
+        [('initial_loss', 'pass'), ('overfit', 'pass'), ('lr_range', 'pass'), ('coarse', 'pass'),
+         ('refine', 'pass'), ('final', 'pass')]
+        >>> result.ok, result.value > 0.9, result.model_path.is_dir()
+        (True, True, True)
+        >>> folder.cleanup()
     """
     if budget is None:
         budget = Budget.quick() if quick else Budget()

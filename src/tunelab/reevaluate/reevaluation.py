@@ -234,6 +234,23 @@ def reevaluate(
     re-evaluation has no value to compare). A configuration whose run raises a tunelab
     ConfigError (say, its value lies outside a range the code narrowed since) is failed and the
     others still run; if no run completes at all, that error is raised.
+
+    Examples:
+        >>> import tunelab
+        >>> from tunelab.reevaluate import reevaluate
+        >>> def objective(trial):
+        ...     return (trial.suggest_float("x", -5.0, 5.0) - 1.0) ** 2
+        >>> study = tunelab.create_study(name="old", sampler=tunelab.RandomSampler(), seed=0)
+        >>> study.optimize(objective, n_trials=20)
+        >>> result = reevaluate(study, objective, top=3)                       # nothing changed
+        >>> result.study.name, [row.verdict for row in result.rows]
+        ('old-reeval', ['holds', 'holds', 'holds'])
+
+        After a change that costs every configuration 1.0 (new data, a bug fixed):
+
+        >>> result = reevaluate(study, lambda trial: objective(trial) + 1.0, top=3)
+        >>> result.study.name, [row.verdict for row in result.rows], result.best_holds
+        ('old-reeval-2', ['stale', 'stale', 'stale'], True)
     """
     if not isinstance(study, Study):
         raise ConfigError(f"reevaluate(study=...) must be a tunelab Study (load_study(...)), got {study!r}")

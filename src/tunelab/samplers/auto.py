@@ -25,6 +25,19 @@ class AutoSampler(ModelBasedSampler):
         n_startup_trials: measured trials before a model is used (quasi-random until then).
         switch_at: measured trials from which TPE takes over from the Gaussian process.
         failed: 'worst' (failed and pruned trials count as the worst value) or 'ignore'.
+
+    Examples:
+        The default of :func:`tunelab.create_study`, stored with the study:
+
+        >>> import tunelab
+        >>> study = tunelab.create_study(seed=0)
+        >>> study.system_attrs["sampler"]
+        {'name': 'AutoSampler', 'n_startup_trials': 10, 'failed': 'worst', 'switch_at': 200}
+        >>> sampler = tunelab.AutoSampler(n_startup_trials=5, switch_at=10)   # TPE from 10 trials on
+        >>> study = tunelab.create_study(sampler=sampler, seed=0)
+        >>> study.optimize(lambda trial: (trial.suggest_float("x", -5.0, 5.0) - 1.0) ** 2, n_trials=14)
+        >>> study.best_value < 0.1
+        True
     """
 
     def __init__(self, n_startup_trials: int = 10, switch_at: int = 200, failed: str = "worst") -> None:

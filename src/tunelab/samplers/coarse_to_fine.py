@@ -57,6 +57,19 @@ class CoarseToFineSampler(Sampler):
             (in unit space), in (0, 1].
         first_stage: 'random', or 'grid' for a grid of at most ``trials_per_stage``
             cells over the study's declared space (random without one).
+
+    Examples:
+        >>> import tunelab
+        >>> def objective(trial):
+        ...     return abs(trial.suggest_float("lr", 1e-5, 1e-1, log=True) - 3e-3)
+        >>> sampler = tunelab.CoarseToFineSampler(n_stages=3, trials_per_stage=8, top_k=3)
+        >>> study = tunelab.create_study(sampler=sampler, seed=0)
+        >>> study.optimize(objective, n_trials=24)
+        >>> [study.trials[n].system_attrs["coarse_to_fine"]["stage"] for n in (0, 8, 16)]
+        [0, 1, 2]
+        >>> low, high = study.trials[-1].system_attrs["coarse_to_fine"]["ranges"]["lr"]
+        >>> 1e-5 < low < 3e-3 < high < 1e-1          # the last stage searches around the best
+        True
     """
 
     def __init__(

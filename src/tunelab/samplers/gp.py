@@ -36,6 +36,17 @@ class GPSampler(ModelBasedSampler):
         deterministic_objective: the objective returns the same value for the same parameters
             (no noise to fit).
         failed: 'worst' (failed and pruned trials count as the worst value) or 'ignore'.
+
+    Examples:
+        >>> import tunelab
+        >>> def objective(trial):
+        ...     x = trial.suggest_float("x", -5.0, 5.0)
+        ...     y = trial.suggest_float("y", -5.0, 5.0)
+        ...     return (x - 1.0) ** 2 + (y + 2.0) ** 2
+        >>> study = tunelab.create_study(sampler=tunelab.GPSampler(n_startup_trials=5), seed=0)
+        >>> study.optimize(objective, n_trials=15)
+        >>> study.best_value < 0.5
+        True
     """
 
     def __init__(

@@ -9,11 +9,17 @@ Several workers share one grid without locks: a trial records the cell it takes
 (``system_attrs["grid"]``) as soon as it is planned, and a trial planned while
 ``k`` lower-numbered trials are still being planned takes the ``k``-th free cell.
 
-Example::
-
-    sampler = GridSampler({"lr": Float(1e-5, 1e-1, log=True), "batch_size": [32, 64, 128]})
-    study = tunelab.create_study(sampler=sampler)
-    study.optimize(objective, n_trials=1000)   # stops after the 15 cells
+Examples:
+    >>> import tunelab
+    >>> from tunelab import Float, GridSampler
+    >>> sampler = GridSampler({"lr": Float(1e-5, 1e-1, log=True), "batch_size": [32, 64, 128]})
+    >>> def objective(trial):
+    ...     lr = trial.suggest_float("lr", 1e-5, 1e-1, log=True)
+    ...     return abs(lr - 1e-3) + trial.suggest_categorical("batch_size", [32, 64, 128]) / 1000
+    >>> study = tunelab.create_study(sampler=sampler, seed=0)
+    >>> study.optimize(objective, n_trials=1000)   # stops after the 15 cells (5 learning rates x 3)
+    >>> len(study.trials), study.best_params
+    (15, {'lr': 0.001, 'batch_size': 32})
 """
 
 from __future__ import annotations
@@ -276,6 +282,20 @@ class GridSampler(Sampler):
             and run the new cells; values past the declared range are allowed (the
             trial records the widened range).
         max_shifts: at most this many added values per side per parameter.
+
+    Examples:
+        With ``shift_edges=True`` a best value on the edge of the grid extends it (here twice,
+        ``max_shifts=2``: the best learning rate lies below the grid's range):
+
+        >>> import tunelab
+        >>> def objective(trial):
+        ...     return abs(trial.suggest_float("lr", 1e-4, 1e-1, log=True) - 1e-6)
+        >>> sampler = tunelab.GridSampler({"lr": tunelab.Float(1e-4, 1e-1, log=True)}, n_points=4,
+        ...                               shift_edges=True, max_shifts=2)
+        >>> study = tunelab.create_study(sampler=sampler, seed=0)
+        >>> study.optimize(objective, n_trials=100)
+        >>> sorted(t.params["lr"] for t in study.trials)
+        [1e-06, 1e-05, 0.0001, 0.001, 0.01, 0.1]
     """
 
     def __init__(

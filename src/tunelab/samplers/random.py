@@ -14,6 +14,17 @@ class RandomSampler(Sampler):
     parameter whatever the number of workers, their timing, or the order in which
     the objective suggests its parameters. The history is never read, so it costs
     nothing per trial.
+
+    Examples:
+        >>> import tunelab
+        >>> def objective(trial):
+        ...     return (trial.suggest_float("lr", 1e-5, 1e-1, log=True) - 1e-3) ** 2
+        >>> study = tunelab.create_study(sampler=tunelab.RandomSampler(), seed=0)
+        >>> study.optimize(objective, n_trials=20)
+        >>> again = tunelab.create_study(sampler=tunelab.RandomSampler(), seed=0)
+        >>> again.optimize(objective, n_trials=20)
+        >>> [t.params for t in again.trials] == [t.params for t in study.trials]   # same seed, same draws
+        True
     """
 
     def sample(

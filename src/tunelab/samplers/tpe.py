@@ -135,6 +135,17 @@ class TPESampler(ModelBasedSampler):
         max_good: at most this many in the good set.
         multivariate: one joint model over all parameters (True) or one per parameter.
         failed: 'worst' (failed and pruned trials count as bad) or 'ignore'.
+
+    Examples:
+        >>> import tunelab
+        >>> def objective(trial):
+        ...     x = trial.suggest_float("x", -5.0, 5.0)
+        ...     activation = trial.suggest_categorical("activation", ["relu", "tanh", "gelu"])
+        ...     return (x - 1.0) ** 2 + (0.0 if activation == "gelu" else 1.0)
+        >>> study = tunelab.create_study(sampler=tunelab.TPESampler(n_startup_trials=5), seed=0)
+        >>> study.optimize(objective, n_trials=30)
+        >>> study.best_params["activation"], study.best_value < 0.5
+        ('gelu', True)
     """
 
     def __init__(

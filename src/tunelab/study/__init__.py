@@ -7,7 +7,7 @@ internals, only the names re-exported here:
 - :mod:`~tunelab.study.study`: :class:`Study`, :func:`create_study`, :func:`load_study`, :func:`delete_study`
 - :mod:`~tunelab.study.trial`: :class:`Trial`, the object an objective receives
 - :mod:`~tunelab.study.services`: what a Trial may ask of its study (suggestions, pruning, a writer)
-- :mod:`~tunelab.study.runner`: one trial's life (:func:`run_trial`) and the optimize loops
+- :mod:`~tunelab.study.runner`: one trial's life (:func:`~tunelab.study.runner.run_trial`) and the optimize loops
 - :mod:`~tunelab.study.heartbeat`: signs of life of running trials, failing lost ones
 - :mod:`~tunelab.study.progress`, :mod:`~tunelab.study.frames`: the progress bar, trials as a DataFrame
 """

@@ -269,6 +269,27 @@ class Study:
 
         With a declared ``space`` (or the study's own), its parameters are suggested
         at once and readable from ``trial.params``.
+
+        Examples:
+            Your own loop instead of :meth:`optimize`: ask for a trial, train, tell its value.
+
+            >>> import tunelab
+            >>> study = tunelab.create_study(direction="maximize", seed=0, sampler=tunelab.RandomSampler())
+            >>> for _ in range(5):
+            ...     trial = study.ask()
+            ...     width = trial.suggest_int("width", 8, 64, log=True)
+            ...     frozen = study.tell(trial, 1.0 - 1.0 / width)     # "accuracy" grows with width
+            >>> len(study.trials), 8 <= study.best_params["width"] <= 64
+            (5, True)
+
+            With a declared space the trial's parameters are drawn at once:
+
+            >>> space = {"lr": tunelab.Float(1e-4, 1e-1, log=True), "optimizer": tunelab.Categorical(["sgd", "adam"])}
+            >>> trial = study.ask(space)
+            >>> sorted(trial.params)
+            ['lr', 'optimizer']
+            >>> study.tell(trial, 0.5).state.value
+            'COMPLETE'
         """
         if space is not None:
             space = validate_space(space)
@@ -354,6 +375,19 @@ class Study:
         """Finish a trial from :meth:`ask` with its value (or a state: PRUNED, FAIL).
 
         A value that is None, NaN or infinite marks the trial FAIL with the reason.
+
+        Examples:
+            >>> import tunelab
+            >>> study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler())
+            >>> trial = study.ask()
+            >>> study.tell(trial, (trial.suggest_float("x", -1.0, 1.0) - 0.5) ** 2).state.value
+            'COMPLETE'
+            >>> study.tell(study.ask(), state="PRUNED").state.value      # stopped early
+            'PRUNED'
+            >>> study.tell(study.ask(), float("nan")).error                 # a diverged run
+            'the objective returned NaN (training often diverges so: try a lower learning rate)'
+            >>> [t.state.value for t in study.trials]
+            ['COMPLETE', 'PRUNED', 'FAIL']
         """
         if not isinstance(trial, Trial):
             raise ConfigError(f"tell() needs the Trial returned by ask(), got {trial!r}")
@@ -414,6 +448,32 @@ class Study:
             executor: run trials elsewhere, e.g. ``tunelab.RayExecutor()`` runs each as a
                 Ray task; it decides how many run at once (keep ``n_workers=1``), and the
                 study needs a storage URL its tasks can open.
+
+        Examples:
+            >>> import tunelab
+            >>> def objective(trial):
+            ...     x = trial.suggest_float("x", -5.0, 5.0)
+            ...     shift = trial.suggest_categorical("shift", [0.0, 1.0])
+            ...     return (x - shift) ** 2
+            >>> study = tunelab.create_study(seed=0, sampler=tunelab.TPESampler(n_startup_trials=5))
+            >>> study.optimize(objective, n_trials=20)
+            >>> study.optimize(objective, n_trials=10)      # ten more: a study goes on where it was
+            >>> len(study.trials), study.best_value < 0.5
+            (30, True)
+
+            A trial that raises (or returns NaN) is recorded FAIL with its reason, and the study
+            goes on:
+
+            >>> def flaky(trial):
+            ...     lr = trial.suggest_float("lr", 1e-5, 1.0, log=True)
+            ...     if lr > 0.1:
+            ...         raise RuntimeError("diverged")
+            ...     return lr
+            >>> study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler())
+            >>> study.optimize(flaky, n_trials=10)
+            >>> states = [t.state.value for t in study.trials]
+            >>> len(states), "COMPLETE" in states and "FAIL" in states
+            (10, True)
         """
         from tunelab.study.runner import OptimizeSettings, optimize
 
@@ -514,10 +574,17 @@ def create_study(
             loaded by ``load_if_exists`` keeps its stored folder and ``checkpoint_policy``.
         checkpoint_policy: which checkpoints are kept; default ``CheckpointPolicy(keep_last=2)``.
 
-    Example::
+    Examples:
+        An in-memory study (``storage=None``) with a seed, and the default sampler:
 
-        study = tunelab.create_study(name="mlp", storage="sqlite:///tunelab.db",
-                                     direction="maximize", seed=0)
+        >>> import tunelab
+        >>> study = tunelab.create_study(name="quadratic", direction="minimize", seed=0)
+        >>> study.optimize(lambda trial: (trial.suggest_float("x", -10.0, 10.0) - 2.0) ** 2, n_trials=15)
+        >>> len(study.trials), study.best_value < 0.1
+        (15, True)
+
+        With ``storage="sqlite:///tunelab.db"`` the study lives in that file: other processes
+        join it with :func:`load_study`, and it outlives this one.
     """
     direction = check_direction(direction)
     if name is None:
@@ -565,6 +632,24 @@ def load_study(
     """Load an existing study to resume it, join it as another worker, or read it.
 
     Without ``sampler`` (``pruner``) the sampler (pruner) stored with the study is rebuilt.
+
+    Examples:
+        A study in an SQLite file, reopened (as another process, or another day, would) and resumed:
+
+        >>> import os, tempfile, tunelab
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> url = "sqlite:///" + os.path.join(folder.name, "tunelab.db")
+        >>> def objective(trial):
+        ...     return (trial.suggest_float("lr", 1e-5, 1e-1, log=True) - 1e-3) ** 2
+        >>> study = tunelab.create_study(name="mlp", storage=url, seed=0, sampler=tunelab.RandomSampler())
+        >>> study.optimize(objective, n_trials=5)
+        >>> again = tunelab.load_study("mlp", url)
+        >>> len(again.trials), again.best_value == study.best_value, type(again.sampler).__name__
+        (5, True, 'RandomSampler')
+        >>> again.optimize(objective, n_trials=3)
+        >>> len(tunelab.load_study("mlp", url).trials)
+        8
+        >>> folder.cleanup()
     """
     store = get_storage(storage)
     record = store.get_study(name)

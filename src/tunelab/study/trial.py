@@ -83,7 +83,18 @@ class Trial:
     ) -> float:
         """A real value in ``[low, high]``; ``log=True`` for scale parameters such as the learning rate.
 
-        Example: ``lr = trial.suggest_float("lr", 1e-5, 1e-1, log=True)``
+        Examples:
+            >>> import tunelab
+            >>> study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler())
+            >>> trial = study.ask()
+            >>> lr = trial.suggest_float("lr", 1e-5, 1e-1, log=True)            # log-uniform
+            >>> dropout = trial.suggest_float("dropout", 0.0, 0.5, step=0.1)     # 0.0, 0.1, ..., 0.5
+            >>> 1e-5 <= lr <= 1e-1, dropout in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+            (True, True)
+            >>> trial.suggest_float("lr", 1e-5, 1e-1, log=True) == lr           # asked again: the same value
+            True
+            >>> study.tell(trial, lr).state.value
+            'COMPLETE'
         """
         return self.suggest(name, self._build(name, Float, low, high, log=log, step=step))  # type: ignore[return-value]
 
@@ -92,7 +103,24 @@ class Trial:
         return self.suggest(name, self._build(name, Int, low, high, log=log, step=step))  # type: ignore[return-value]
 
     def suggest_categorical(self, name: str, choices: Sequence[ParamValue]) -> ParamValue:
-        """One of ``choices`` (None, bool, int, float or str values)."""
+        """One of ``choices`` (None, bool, int, float or str values).
+
+        Examples:
+            A parameter that exists only for one choice (a conditional parameter):
+
+            >>> import tunelab
+            >>> def objective(trial):
+            ...     optimizer = trial.suggest_categorical("optimizer", ["sgd", "adam"])
+            ...     if optimizer == "sgd":
+            ...         trial.suggest_float("momentum", 0.0, 0.99)
+            ...     return 0.1 if optimizer == "adam" else 0.2
+            >>> study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler())
+            >>> study.optimize(objective, n_trials=10)
+            >>> sorted({t.params["optimizer"] for t in study.trials})
+            ['adam', 'sgd']
+            >>> all(("momentum" in t.params) == (t.params["optimizer"] == "sgd") for t in study.trials)
+            True
+        """
         if isinstance(choices, (list, tuple)):
             choices = tuple(choices)
         return self.suggest(name, self._build(name, Categorical, choices))
@@ -377,7 +405,7 @@ class Trial:
         recorded with the trial (``system_attrs["pruned"]``: the step, the metric, its value and
         the rule that fired), and the curve reported so far stays stored.
 
-        Also True, with or without a pruner, once :meth:`Study.request_stop` asked this trial to
+        Also True, with or without a pruner, once :func:`tunelab.babysit.control.request_stop` asked this trial to
         stop (rule "stopped on request"): each call reads the trial's own row once for
         that (about 0.4 ms on SQLite).
         """

@@ -60,10 +60,24 @@ def save_torch(
     strings, None, lists, tuples and dicts of them, which :func:`load_torch` reads back
     without unpickling arbitrary code.
 
-    Example::
+    In an objective: ``with trial.checkpoint(epoch) as folder: save_torch(folder, model, optimizer,
+    scheduler, extra={"epoch": epoch})``.
 
-        with trial.checkpoint(epoch) as folder:
-            save_torch(folder, model, optimizer, scheduler, extra={"epoch": epoch})
+    Examples:
+        >>> import tempfile, torch
+        >>> from tunelab.torch import load_torch, save_torch
+        >>> model = torch.nn.Linear(3, 1)
+        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> path = save_torch(folder.name, model, optimizer, extra={"epoch": 7})
+        >>> path.name
+        'torch.pt'
+        >>> copy = torch.nn.Linear(3, 1)
+        >>> load_torch(folder.name, copy, torch.optim.SGD(copy.parameters(), lr=0.1))
+        {'epoch': 7}
+        >>> torch.equal(copy.weight, model.weight)
+        True
+        >>> folder.cleanup()
     """
     import torch
 

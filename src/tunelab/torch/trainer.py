@@ -52,7 +52,9 @@ class FitResult:
         best: the best evaluation's row (by the trainer's ``monitor``).
         value: the best ``monitor`` value, the objective's value.
         stopped: why training ended before its budget: 'patience', or None.
-        steps: optimiser steps taken; seconds: wall time.
+        steps: optimiser steps taken.
+        seconds: wall time.
+        params: the hyperparameters the run trained with.
     """
 
     model: nn.Module
@@ -70,7 +72,8 @@ class Trainer:
 
     Args:
         build: ``build(params) -> nn.Module``, called with the run's parameters.
-        train, val: training and validation data, each ``(inputs, targets)`` tensors or a DataLoader.
+        train: training data, ``(inputs, targets)`` tensors or a DataLoader.
+        val: validation data, ``(inputs, targets)`` tensors or a DataLoader.
         data: instead of ``train`` and ``val``, a function returning ``(train, val)``, called once
             per process (data loads in each worker instead of being sent to it).
         loss: 'cross_entropy' (class-index targets; accuracy is reported too), 'nll', 'mse', 'l1',
@@ -94,6 +97,34 @@ class Trainer:
             ``momentum`` and ``weight_decay`` itself), for the others, e.g. setting the ``p`` of
             the model's dropout layers.
         live_params: the names ``on_live_change`` applies (declared live with the trainer's own).
+
+    Examples:
+        A tiny classifier on random points, trained for a few epochs on the CPU:
+
+        >>> import torch
+        >>> import tunelab
+        >>> from tunelab.torch import Trainer
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x = torch.randn(256, 2, generator=g)
+        >>> y = (x[:, 0] + x[:, 1] > 0).long()          # two classes
+        >>> def build(params):
+        ...     return torch.nn.Sequential(torch.nn.Linear(2, params["width"]), torch.nn.ReLU(),
+        ...                                torch.nn.Linear(params["width"], 2))
+        >>> trainer = Trainer(build, train=(x[:192], y[:192]), val=(x[192:], y[192:]), batch_size=32,
+        ...                   space={"width": tunelab.Int(4, 32, log=True)}, device="cpu")
+        >>> result = trainer.fit({"lr": 0.01, "width": 16}, epochs=3, seed=0)   # no study needed
+        >>> len(result.history), sorted(result.best)
+        (3, ['lr', 'step', 'train_acc', 'train_loss', 'val_acc', 'val_loss'])
+        >>> result.value > 0.8                          # the best validation accuracy
+        True
+
+        As a study's objective (``trainer.objective`` suggests the trainer's ``space``):
+
+        >>> study = tunelab.create_study(direction="maximize", sampler=tunelab.RandomSampler(), seed=0)
+        >>> study.optimize(trainer.objective(epochs=2), n_trials=3,
+        ...                space={"lr": tunelab.Float(1e-3, 1e-1, log=True)})
+        >>> sorted(study.best_params), [t.state.value for t in study.trials]
+        (['lr', 'width'], ['COMPLETE', 'COMPLETE', 'COMPLETE'])
     """
 
     def __init__(
@@ -359,7 +390,7 @@ class Trainer:
                 ``trial``); resuming from one goes on exactly as the run would have.
             restore_best: leave the best evaluation's weights in the returned model.
             live: let the trial's hyperparameters change while it trains (``tunelab set``,
-                ``Study.set_live``): the trainer declares what it can apply (:meth:`live_names`) and,
+                ``tunelab.babysit.set_live``): the trainer declares what it can apply (:meth:`live_names`) and,
                 before every optimiser step, applies the changes asked for (``trial.sync_live``, at
                 the step in the curve's unit: the optimiser step with ``eval_every``, else the
                 fractional epoch). Needs ``trial``.
@@ -434,7 +465,7 @@ class Trainer:
         """An objective for ``study.optimize``: suggests ``space`` (plus whatever the study declares),
         trains with :meth:`fit` on the trial's parameters (enqueued ones too) and returns the best
         ``monitor`` value; ``live=True`` lets its hyperparameters change while it trains, and a
-        branch (``Study.branch``) resumes from its checkpoint. Picklable (worker processes) when
+        branch (``tunelab.babysit.branch``) resumes from its checkpoint. Picklable (worker processes) when
         ``build`` and ``data`` are module-level functions."""
         _check_positive_int("objective", "epochs", epochs)
         if not isinstance(live, bool):
