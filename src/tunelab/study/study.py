@@ -411,8 +411,9 @@ class Study:
             space: a declared search space; its parameters are in ``trial.params``.
             catch: exceptions from the objective that mark the trial FAIL and let
                 the study go on. tunelab's ConfigError always stops the study.
-            trial_timeout: seconds after which a trial's process is killed and the
-                trial marked FAIL (runs trials in worker processes).
+            trial_timeout: seconds after the objective starts (planning the parameters does not
+                count) after which a trial's process is killed and the trial marked FAIL (runs
+                trials in worker processes).
             callbacks: ``f(study, frozen_trial)`` called after each finished trial.
             show_progress: a progress bar; default: when stdout is a terminal.
             heartbeat_interval: seconds between signs of life of a running trial;
