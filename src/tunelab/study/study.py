@@ -340,7 +340,8 @@ class Study:
                 trial.suggest_space(space)
         except BaseException as e:
             # Never leave a trial RUNNING behind: record why it could not start.
-            reason = f"could not start: {type(e).__name__}: {e}"
+            what = "interrupted" if isinstance(e, (KeyboardInterrupt, SystemExit)) else "could not start"
+            reason = f"{what}: {type(e).__name__}: {e}"
             try:
                 if trial is not None:
                     trial._finish(TrialState.FAIL, None, reason)
