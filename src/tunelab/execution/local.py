@@ -413,11 +413,19 @@ class ProcessPool:
             except BaseException:  # noqa: BLE001 - shutting down; the first error wins
                 pass
             if s.busy and s.task is not None:
-                events.lost(s.task[0], s.task[1], reason)
+                self._lose(events, s.task, reason)
                 s.busy = False
-        for task_id, label in self._undelivered:
-            events.lost(task_id, label, reason)
+        for task in self._undelivered:
+            self._lose(events, task, reason)
         self._undelivered = []
+
+    @staticmethod
+    def _lose(events: PoolEvents, task: tuple[int, int], reason: str) -> None:
+        """Tell the handler of a task lost while shutting down; the error that stopped the run wins."""
+        try:
+            events.lost(task[0], task[1], reason)
+        except Exception:  # noqa: BLE001 - e.g. a failing storage: the first error is the one raised
+            pass
 
     def _close(self) -> None:
         for s in self._slots:
