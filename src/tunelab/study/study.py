@@ -361,9 +361,7 @@ class Study:
     ) -> FrozenTrial:
         """Finish a trial from :meth:`ask` with its value (or a state: PRUNED, FAIL).
 
-        A value that is not a number (None, a string, a bool), NaN or infinite marks the trial FAIL
-        with the reason (see :func:`judge`), as does an end the storage cannot take (an attribute
-        that is not JSON, such as NaN): the returned record says what was recorded.
+        A value that is None, NaN or infinite marks the trial FAIL with the reason.
         """
         if not isinstance(trial, Trial):
             raise ConfigError(f"tell() needs the Trial returned by ask(), got {trial!r}")
