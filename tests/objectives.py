@@ -9,6 +9,9 @@ import time
 from pathlib import Path
 
 import tunelab
+from tunelab.distributions import ParamValue
+from tunelab.history import History
+from tunelab.samplers.base import SamplingContext
 
 
 def quadratic(trial: tunelab.Trial) -> float:
@@ -214,3 +217,44 @@ def shifting(trial: tunelab.Trial) -> float:
         return float("nan")
     noise = float(os.environ.get("TUNELAB_TEST_NOISE", "0"))
     return (x - float(os.environ.get("TUNELAB_TEST_OPTIMUM", "1"))) ** 2 + (noise if trial.number % 2 else -noise)
+
+
+# -- reliability (tests/test_reliability.py) ------------------------------------------------------
+class SlowPlanningSampler(tunelab.RandomSampler):
+    """Random search whose plan takes ``seconds`` (as a first GP plan importing scipy on a busy
+    machine does); on trial ``kill_on`` the planning process kills itself, on ``hang_on`` it hangs."""
+
+    def __init__(self, seconds: float = 0.0, kill_on: int | None = None, hang_on: int | None = None) -> None:
+        super().__init__()
+        self.seconds, self.kill_on, self.hang_on = seconds, kill_on, hang_on
+
+    def plan(self, history: History, trial: SamplingContext) -> dict[str, ParamValue]:
+        time.sleep(self.seconds)
+        if trial.number == self.kill_on:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if trial.number == self.hang_on:
+            time.sleep(3600)
+        return super().plan(history, trial)
+
+
+def nan_attr_on_one(trial: tunelab.Trial) -> float:
+    """Trial 1 sets a NaN attribute (JSON cannot store it: the final write fails); the others return."""
+    x = trial.suggest_float("x", 0, 1)
+    trial.set_user_attr("val_acc", float("nan") if trial.number == 1 else x)
+    time.sleep(0.2)
+    return x
+
+
+def quick(trial: tunelab.Trial) -> float:
+    """One parameter, an instant result."""
+    return trial.suggest_float("x", 0, 1)
+
+
+def hangs_writing_pid(trial: tunelab.Trial) -> float:
+    """Writes its process id into the folder ``TUNELAB_TEST_MARKER`` and hangs."""
+    trial.suggest_float("x", 0, 1)
+    trial.report(0, loss=1.0)
+    folder = Path(os.environ["TUNELAB_TEST_MARKER"])
+    (folder / f"{trial.number}.pid").write_text(str(os.getpid()))
+    time.sleep(3600)
+    return 0.0

@@ -2,23 +2,31 @@
 
 The pool knows nothing of studies: the driver gives it a picklable ``target``
 (run in each worker as ``target(conn, payload)``) and a :class:`PoolEvents`
-handler. Workers and driver speak plain tuples over pipes:
+handler. The handler reserves each task before a worker gets it, so the driver
+knows from that moment which task every worker holds. Workers and driver speak
+plain tuples over pipes:
 
-- driver -> worker: ``("run",)`` or ``("stop",)``
-- worker -> driver: ``("ready",)``, ``("started", task_id, label)``,
-  ``("finished", result)``, ``("exhausted",)`` (no work now: the ticket comes
-  back), ``("fatal", error_class_name, message)``
+- driver -> worker: ``("run", task_id, label)`` or ``("stop",)``
+- worker -> driver: ``("ready",)``, ``("started", task_id, label)`` (the task's
+  work proper begins: its timeout runs from now), ``("finished", result)``,
+  ``("exhausted",)`` (no work after all: the ticket comes back),
+  ``("fatal", error_class_name, message)``
 
-A worker that dies, or runs past ``task_timeout``, is replaced; the handler is
-told which task it lost so the driver can record it. A worker that dies before
-starting its task gets its ticket back.
+A worker that dies, runs past ``task_timeout`` after starting its task, or past
+``prepare_timeout`` before starting it, is replaced; the handler is told which
+task it lost so the driver can record it. A worker dies with its driver: on
+Linux the kernel sends it SIGTERM when the driver dies (``PR_SET_PDEATHSIG``),
+and everywhere a thread of the worker checks for its driver twice a second,
+sends its own process SIGTERM when the driver is gone and ends it 3 s later.
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,19 +41,29 @@ _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "N
 
 
 class PoolEvents(Protocol):
-    """What the driver hears from the pool."""
+    """What the driver provides to, and hears from, the pool."""
+
+    def reserve(self) -> tuple[int, int] | None:
+        """Reserve the next task: ``(task_id, label)``, or None when there is none now."""
 
     def started(self, task_id: int, label: int) -> None:
-        """A worker began task ``task_id``."""
+        """A worker began the work proper of task ``task_id`` (its timeout runs from now)."""
 
     def finished(self, result: Any) -> None:
         """A worker finished a task normally."""
+
+    def exhausted(self, task_id: int, label: int) -> None:
+        """A worker found no work in its task after all; the task does not count."""
 
     def lost(self, task_id: int, label: int, reason: str) -> None:
         """A task's worker died or was killed (timeout, interrupt)."""
 
     def fatal(self, error_class: str, message: str) -> None:
         """A worker hit an error that must stop the run; the handler raises it."""
+
+    def alive(self, task_ids: list[int]) -> None:
+        """Called at every poll (at least twice a second); ``task_ids``: tasks reserved but not yet
+        handed to a worker (their worker died before taking them; the next ready one will)."""
 
 
 @dataclass
@@ -54,8 +72,9 @@ class _Slot:
     conn: Connection
     ready: bool = False
     busy: bool = False
-    task: tuple[int, int] | None = None  # (task_id, label) once started
-    since: float = 0.0
+    task: tuple[int, int] | None = None  # (task_id, label) from the moment it is handed over
+    started: bool = False  # the task's work proper has begun
+    since: float = 0.0  # when it was handed over, then when it started
 
 
 @contextmanager
@@ -94,6 +113,54 @@ def _sigint_ignored_by_children() -> Iterator[None]:
 
 
 _spawn_preparation_lock = threading.Lock()
+
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_DRIVER_POLL_SECONDS = 0.5
+_DRIVER_GONE_GRACE = 3.0  # seconds between SIGTERM and the end, as when the driver stops its workers
+_driver: tuple[int, int] | None = None  # in a worker: (driver pid, parent pid at start)
+
+
+def _worker_entry(target: Callable[[Connection, Any], None], driver_pid: int, conn: Connection, payload: Any) -> None:
+    """What a worker process runs: arrange to die with the driver, then ``target(conn, payload)``."""
+    _die_with_driver(driver_pid)
+    target(conn, payload)
+
+
+def _die_with_driver(driver_pid: int) -> None:
+    """End this process when the driver dies, even by SIGKILL (see the module docstring)."""
+    global _driver
+    _driver = (driver_pid, os.getppid())
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl: the thread below still watches
+            pass
+    threading.Thread(target=_watch_driver, daemon=True, name="tunelab-driver-watch").start()
+
+
+def driver_gone() -> bool:
+    """In a worker process of a pool: whether its driver has died (False elsewhere)."""
+    if _driver is None:
+        return False
+    driver_pid, parent = _driver
+    if os.getppid() != parent:  # reparented: the parent (the driver, or a fork server of it) died
+        return True
+    try:
+        os.kill(driver_pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, but not ours to signal
+        return False
+    return False
+
+
+def _watch_driver() -> None:
+    while not driver_gone():
+        time.sleep(_DRIVER_POLL_SECONDS)
+    os.kill(os.getpid(), signal.SIGTERM)  # the worker records its trial as interrupted and ends
+    time.sleep(_DRIVER_GONE_GRACE)
+    os._exit(1)  # stuck where SIGTERM cannot reach (C code): its heartbeat stops, the trial goes stale
 
 
 @contextmanager
@@ -160,11 +227,14 @@ class ProcessPool:
         self._issued = 0
         self._exhausted = False
         self._finished_since_exhausted = 0
+        self._undelivered: list[tuple[int, int]] = []  # reserved, but their worker died before taking them
 
     def _spawn(self) -> _Slot:
         parent, child = self._ctx.Pipe()
         with _threads_per_worker(self._threads), _sigint_ignored_by_children(), _main_module(self._import_main):
-            p = self._ctx.Process(target=self._target, args=(child, self._payload), daemon=True)
+            p = self._ctx.Process(
+                target=_worker_entry, args=(self._target, os.getpid(), child, self._payload), daemon=True
+            )
             p.start()
         child.close()
         return _Slot(p, parent)
@@ -175,61 +245,101 @@ class ProcessPool:
         deadline: float | None,
         task_timeout: float | None,
         events: PoolEvents,
+        prepare_timeout: float | None = None,
     ) -> None:
-        """Run up to ``n_tasks`` tasks (None: no limit) until ``deadline`` (time.monotonic)."""
+        """Run up to ``n_tasks`` tasks (None: no limit) until ``deadline`` (time.monotonic).
+
+        ``task_timeout`` counts from a task's ``started``; ``prepare_timeout`` bounds the time from
+        handing a task over to its ``started``.
+        """
         self._issued = 0
         self._exhausted = False
         self._finished_since_exhausted = 0
+        self._undelivered = []
         self._slots = [self._spawn() for _ in range(self._n)]
         try:
             while True:
                 now = time.monotonic()
                 open_for_work = deadline is None or now < deadline
                 idle = not any(s.busy for s in self._slots)
-                if idle and self._exhausted:
+                if idle and self._exhausted and not self._undelivered:
                     if self._finished_since_exhausted == 0:
                         return  # nothing left to propose and nothing running that could change it
                     self._exhausted = False  # finished tasks may have opened new work: ask again
                 for slot in self._slots:
-                    if (slot.ready and not slot.busy and open_for_work and not self._exhausted
-                            and (n_tasks is None or self._issued < n_tasks)):
-                        slot.conn.send(("run",))
-                        slot.busy, slot.task, slot.since = True, None, now
-                        self._issued += 1
-                if not any(s.busy for s in self._slots) and (
-                    not open_for_work or (n_tasks is not None and self._issued >= n_tasks)
-                ):
-                    return
-                self._poll(task_timeout, deadline, events)
+                    if slot.ready and not slot.busy and (self._undelivered or (
+                        open_for_work and not self._exhausted and (n_tasks is None or self._issued < n_tasks)
+                    )):
+                        self._hand_over(slot, events, now)
+                if not any(s.busy for s in self._slots) and not self._undelivered:
+                    if self._exhausted and self._finished_since_exhausted == 0:
+                        return  # the handler has nothing to reserve, and nothing runs
+                    if not open_for_work or (n_tasks is not None and self._issued >= n_tasks):
+                        return
+                self._poll(task_timeout, prepare_timeout, deadline, events)
         except BaseException:
             self._shutdown(events, "interrupted")
             raise
         finally:
             self._close()
 
-    def _poll(self, task_timeout: float | None, deadline: float | None, events: PoolEvents) -> None:
+    def _hand_over(self, slot: _Slot, events: PoolEvents, now: float) -> None:
+        """Give ``slot`` a task: one whose worker died before taking it, else a newly reserved one."""
+        if self._undelivered:
+            task = self._undelivered.pop(0)
+        else:
+            reserved = events.reserve()
+            if reserved is None:
+                if not self._exhausted:
+                    self._exhausted, self._finished_since_exhausted = True, 0
+                return
+            task = reserved
+            self._issued += 1
+        slot.busy, slot.task, slot.started, slot.since = True, task, False, now
+        try:
+            slot.conn.send(("run", *task))
+        except OSError:  # the worker is gone (replaced at the next poll): the task waits for the next ready one
+            slot.busy, slot.task = False, None
+            self._undelivered.append(task)
+
+    def _poll(
+        self, task_timeout: float | None, prepare_timeout: float | None, deadline: float | None, events: PoolEvents
+    ) -> None:
         """Wait for news and act on it."""
         wait_for = 0.5
         now = time.monotonic()
-        if task_timeout is not None:
-            for s in self._slots:
-                if s.busy:
-                    wait_for = min(wait_for, max(0.0, s.since + task_timeout - now))
+        for s in self._slots:
+            limit = self._limit(s, task_timeout, prepare_timeout)
+            if limit is not None:
+                wait_for = min(wait_for, max(0.0, s.since + limit - now))
         if deadline is not None:
             wait_for = min(wait_for, max(0.01, deadline - now))
         handles: list[Any] = [s.conn for s in self._slots] + [s.process.sentinel for s in self._slots]
         wait(handles, timeout=wait_for)
         for i, slot in enumerate(self._slots):
             alive = self._drain(slot, events)
-            if alive and task_timeout is not None and slot.busy and time.monotonic() - slot.since > task_timeout:
+            limit = self._limit(slot, task_timeout, prepare_timeout)
+            if alive and limit is not None and time.monotonic() - slot.since > limit:
                 slot.process.kill()
                 slot.process.join()
+                was_started = slot.started
                 self._drain(slot, events)
                 if slot.busy:
-                    reason = f"trial timed out after {task_timeout:g}s; its worker process was killed"
+                    reason = (
+                        f"trial timed out after {limit:g}s; its worker process was killed" if was_started else
+                        f"the trial's parameters were not ready after {limit:g}s (planning took too long); "
+                        "its worker process was killed"
+                    )
                     self._replace(i, events, reason)
             elif not alive:
                 self._replace(i, events, None)
+        events.alive([task_id for task_id, _ in self._undelivered])
+
+    @staticmethod
+    def _limit(slot: _Slot, task_timeout: float | None, prepare_timeout: float | None) -> float | None:
+        if not slot.busy:
+            return None
+        return task_timeout if slot.started else prepare_timeout
 
     def _drain(self, slot: _Slot, events: PoolEvents) -> bool:
         """Handle every message waiting on the slot's pipe; False if the worker is gone."""
@@ -240,19 +350,21 @@ class ProcessPool:
                 if kind == "ready":
                     slot.ready = True
                 elif kind == "started":
-                    slot.task = (msg[1], msg[2])
-                    slot.since = time.monotonic()
+                    slot.started, slot.since = True, time.monotonic()
                     self._early_deaths = 0
                     events.started(msg[1], msg[2])
                 elif kind == "finished":
-                    slot.busy, slot.task = False, None
+                    slot.busy, slot.task, slot.started = False, None, False
                     self._finished_since_exhausted += 1
                     events.finished(msg[1])
                 elif kind == "exhausted":  # the ticket comes back unused
-                    slot.busy, slot.task = False, None
+                    task = slot.task
+                    slot.busy, slot.task, slot.started = False, None, False
                     self._issued -= 1
                     if not self._exhausted:
                         self._exhausted, self._finished_since_exhausted = True, 0
+                    if task is not None:
+                        events.exhausted(*task)
                 elif kind == "fatal":
                     events.fatal(msg[1], msg[2])
         except (EOFError, OSError):
@@ -265,12 +377,15 @@ class ProcessPool:
         slot.process.join(timeout=5)  # its pipe may close before it is reaped
         slot.conn.close()
         if reason is None:
-            reason = f"the worker process died ({_describe_exit(slot.process.exitcode)}) while running this trial"
+            how = _describe_exit(slot.process.exitcode)
+            reason = (
+                f"the worker process died ({how}) while running this trial" if slot.started else
+                f"the worker process died ({how}) while planning this trial's parameters"
+            )
         if slot.busy and slot.task is not None:
             self._finished_since_exhausted += 1
             events.lost(slot.task[0], slot.task[1], reason)
-        else:
-            self._issued -= 1 if slot.busy else 0
+        elif not slot.ready:
             self._early_deaths += 1
             if self._early_deaths >= 2 * self._n:
                 raise WorkersDyingError(
@@ -298,8 +413,19 @@ class ProcessPool:
             except BaseException:  # noqa: BLE001 - shutting down; the first error wins
                 pass
             if s.busy and s.task is not None:
-                events.lost(s.task[0], s.task[1], reason)
+                self._lose(events, s.task, reason)
                 s.busy = False
+        for task in self._undelivered:
+            self._lose(events, task, reason)
+        self._undelivered = []
+
+    @staticmethod
+    def _lose(events: PoolEvents, task: tuple[int, int], reason: str) -> None:
+        """Tell the handler of a task lost while shutting down; the error that stopped the run wins."""
+        try:
+            events.lost(task[0], task[1], reason)
+        except Exception:  # noqa: BLE001 - e.g. a failing storage: the first error is the one raised
+            pass
 
     def _close(self) -> None:
         for s in self._slots:

@@ -29,10 +29,19 @@ class HeartbeatSettings:
 
 
 class Heartbeat:
-    """A thread that tells the storage, every ``interval`` seconds, that a trial is alive."""
+    """A thread that tells the storage, every ``interval`` seconds, that a trial is alive.
 
-    def __init__(self, storage: BaseStorage, trial_id: int, interval: float) -> None:
+    With ``stale``, each beat also runs the study's stale-trial check: a lost trial is failed as
+    soon as its grace period ends by any live trial of the study, not only when the next trial
+    is asked for (a resume started inside the grace period of a dead run would otherwise leave
+    the dead run's trials RUNNING until its own trials end).
+    """
+
+    def __init__(
+        self, storage: BaseStorage, trial_id: int, interval: float, stale: StaleTrials | None = None
+    ) -> None:
         self._stop = threading.Event()
+        self._stale = stale
         self._thread = threading.Thread(
             target=self._beat, args=(storage, trial_id, interval), daemon=True, name="tunelab-heartbeat"
         )
@@ -43,6 +52,11 @@ class Heartbeat:
                 storage.heartbeat(trial_id)
             except Exception:
                 logger.debug("heartbeat failed", exc_info=True)
+            if self._stale is not None and not self._stop.is_set():
+                try:
+                    self._stale.check()
+                except Exception:
+                    logger.debug("stale-trial check failed", exc_info=True)
 
     def start(self) -> Heartbeat:
         """Start beating (a second call does nothing)."""
@@ -64,22 +78,29 @@ class Heartbeat:
 
 
 class StaleTrials:
-    """Fails a study's lost trials, checking at most once per heartbeat interval."""
+    """Fails a study's lost trials, checking at most once per heartbeat interval.
+
+    One instance may be shared by the threads of a process (the asking loop, heartbeat threads,
+    a driver's poll loop): a check that is due is run by one of them.
+    """
 
     def __init__(self, storage: BaseStorage, study_id: int, settings: HeartbeatSettings) -> None:
         self._storage = storage
         self._study_id = study_id
         self._settings = settings
         self._last_check = -float("inf")
+        self._lock = threading.Lock()
 
     def check(self) -> list[FrozenTrial]:
         """Fail the trials silent for longer than the grace period (if a check is due); return them."""
-        now = time.monotonic()
-        if now - self._last_check < self._settings.interval:
-            return []
-        self._last_check = now
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last_check < self._settings.interval:
+                return []
+            self._last_check = now
         lost = self._storage.fail_stale_trials(self._study_id, self._settings.grace)
         for trial in lost:
+            logger.warning("trial %d failed: %s", trial.number, trial.error)
             if self._settings.requeue and trial.params:
                 self._storage.create_trial(
                     self._study_id, TrialState.WAITING, params=trial.params,

@@ -8,6 +8,7 @@ trial is recorded.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import pickle
@@ -15,31 +16,46 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable, Mapping
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from types import FrameType
 from typing import Any
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from tunelab import errors
-from tunelab.errors import ConfigError, SearchExhausted, TrialPruned, TrialStateError
-from tunelab.execution.local import ProcessPool
+from tunelab.errors import (
+    ConfigError,
+    SearchExhausted,
+    StorageError,
+    TrialPruned,
+    TrialStateError,
+    TunelabError,
+)
+from tunelab.execution.local import ProcessPool, driver_gone
 from tunelab.execution.ray import RayExecutor
-from tunelab.records import TrialState
+from tunelab.records import FrozenTrial, TrialState
 from tunelab.space import SpaceEntry
 from tunelab.storage import get_storage
 from tunelab.storage.base import BaseStorage
 from tunelab.storage.served import ServedStorageAddress, StorageServer, serve
 from tunelab.study.heartbeat import Heartbeat, HeartbeatSettings, StaleTrials
 from tunelab.study.progress import ProgressDisplay
-from tunelab.study.study import Callback, Objective, Study, load_study
+from tunelab.study.services import TrialWriter
+from tunelab.study.study import Callback, Objective, Study, judge, load_study
+from tunelab.study.trial import Trial, error_line, record_end
 
 logger = logging.getLogger("tunelab")
 
 _MAX_ERROR_TEXT = 20_000
+
+#: With a ``trial_timeout``, the seconds a worker may spend between receiving its trial and starting the
+#: objective (planning the parameters: the first plan of a model-based sampler imports scipy, a GP fit
+#: takes a while) before it is killed and the trial failed. ``trial_timeout`` counts from the objective's start.
+PLANNING_TIMEOUT = 600.0
 
 
 @dataclass(frozen=True)
@@ -191,66 +207,149 @@ def run_trial(
     trial_id: int | None = None,
     stale: StaleTrials | None = None,
 ) -> TrialOutcome:
-    """Ask, run the objective, tell: one trial, always recorded.
+    """Ask, plan, run the objective, judge its value, record: one trial, always recorded.
 
     With ``trial_id`` (from :meth:`Study.reserve_trial`), run that trial instead of asking for one;
-    ``stale`` fails lost trials of other processes before a new one is asked for.
+    ``stale`` fails lost trials of other processes before a new one is asked for, and at every beat
+    of this trial's heartbeat. ``on_start(trial_id, number)`` is called just before the objective.
+
+    This is the one path from a started trial to its terminal state (see :func:`_live`): whatever
+    is raised while the trial is planned, runs, is judged or is recorded ends as the trial's FAIL
+    with the reason; only then is an error that must stop the study raised.
     """
     hb = settings.heartbeat
+    reserved: FrozenTrial | int
     if trial_id is None:
-        if stale is not None:
-            stale.check()
-        reserved = study.reserve_trial(heartbeat=hb is not None)
-        tid = reserved.trial_id
+        with _storage_failing("starting a trial"):
+            if stale is not None:
+                stale.check()
+            reserved = study.reserve_trial(heartbeat=hb is not None)
     else:
-        reserved, tid = None, trial_id
-    # The heartbeat starts before the sampler plans: a model-based sampler may take a while
-    # (a GP fit), and a silent trial would look lost to the other workers.
-    beat = Heartbeat(study.storage, tid, hb.interval).start() if hb is not None else None
+        reserved = trial_id
+    return _live(study, reserved, objective, settings, on_start, stale)
+
+
+def _live(
+    study: Study,
+    reserved: FrozenTrial | int,
+    objective: Objective,
+    settings: OptimizeSettings,
+    on_start: Callable[[int, int], None] | None,
+    stale: StaleTrials | None,
+) -> TrialOutcome:
+    """A reserved trial's life: the one place that turns anything raised into the trial's FAIL.
+
+    Planning (:meth:`Study.ask_reserved`), ``on_start``, the objective, judging its value
+    (:func:`~tunelab.study.study.judge`, as :meth:`Study.tell` does) and the final write
+    (:func:`~tunelab.study.trial.record_end`: retried, falling back to FAIL with the reason) all
+    happen inside; the heartbeat beats until the end is recorded. Afterwards the trial is
+    COMPLETE, PRUNED or FAIL, unless the storage itself refused every write: then StorageError is
+    raised and the heartbeat has stopped, so the trial is failed as lost by the next process.
+    """
+    tid = reserved.trial_id if isinstance(reserved, FrozenTrial) else reserved
+    number = reserved.number if isinstance(reserved, FrozenTrial) else -1
+    hb = settings.heartbeat
+    beat: Heartbeat | None = None
+    trial: Trial | None = None
+    phase = "planning"
+    reraise: BaseException | None = None
     try:
-        trial = study.ask_reserved(reserved if reserved is not None else tid, settings.space)
-    except BaseException as e:
+        try:
+            if hb is not None:
+                beat = Heartbeat(study.storage, tid, hb.interval, stale).start()
+            trial = study.ask_reserved(reserved, settings.space)
+            number = trial.number
+            phase = "starting"
+            if on_start is not None:
+                on_start(tid, number)
+            phase = "objective"
+            value = objective(trial)
+            phase = "judging"
+            verdict = judge(value)
+        except BaseException as e:  # noqa: BLE001 - every exception is judged, then raised if it must be
+            verdict, reraise = _judge_exception(e, phase, settings.catch)
+        outcome = _record(study, trial, tid, number, verdict)
+    except (KeyboardInterrupt, SystemExit) as e:  # an interrupt while recording: one quick last try
+        try:
+            record_end(TrialWriter(study.storage, tid), number, TrialState.FAIL, None,
+                       f"interrupted: {type(e).__name__}: {e}", pauses=(0.0,))
+        except BaseException:  # noqa: BLE001 - interrupted twice: its heartbeat stops, it goes stale
+            pass
+        raise
+    finally:
         if beat is not None:
             beat.stop()
-        if not isinstance(e, TrialStateError):
-            raise
-        # Marked lost by another worker while the sampler planned (it already counts as FAIL).
-        logger.warning("trial with id %d was marked lost while its parameters were planned", tid)
-        return TrialOutcome(tid, reserved.number if reserved is not None else -1, TrialState.FAIL.value, None, "lost")
-    state: TrialState | None = None
-    value: Any = None
-    error: str | None = None
-    reraise: BaseException | None = None
-    try:  # from here on, whatever happens, the trial is told how it ended
-        if on_start is not None:
-            on_start(trial.trial_id, trial.number)
-        with beat if beat is not None else nullcontext():
-            try:
-                value = objective(trial)
-            except TrialPruned:
-                state = TrialState.PRUNED
-            except ConfigError as e:  # a usage error repeats on every trial: stop the study
-                state, error, reraise = TrialState.FAIL, _error_text(e), e
-            except settings.catch as e:
-                state, error = TrialState.FAIL, _error_text(e)
-            except (KeyboardInterrupt, SystemExit) as e:
-                state, error, reraise = TrialState.FAIL, f"interrupted: {type(e).__name__}: {e}", e
-            except BaseException as e:  # noqa: BLE001 - not in `catch`: recorded, then raised
-                state, error, reraise = TrialState.FAIL, _error_text(e), e
-    except BaseException as e:  # noqa: BLE001 - an interrupt around the objective (start, heartbeat)
-        state, error, reraise = TrialState.FAIL, f"interrupted: {type(e).__name__}: {e}", e
-    try:
-        frozen = study.tell(trial, value, state=state, error=error)
-        outcome = TrialOutcome(trial.trial_id, trial.number, frozen.state.value, frozen.value, frozen.error)
-    except TrialStateError:
-        # Marked lost (e.g. by another worker's heartbeat check) while it ran.
-        outcome = TrialOutcome(trial.trial_id, trial.number, TrialState.FAIL.value, None, "lost")
     if outcome.state == TrialState.FAIL.value and reraise is None:
         first_line = (outcome.error or "").strip().splitlines()[-1:] or [""]
         logger.warning("trial %d failed: %s", outcome.number, first_line[0])
     if reraise is not None:
-        raise reraise
+        raise _storage_error(reraise, "planning a trial") if phase == "planning" else reraise
     return outcome
+
+
+def _judge_exception(
+    e: BaseException, phase: str, catch: tuple[type[BaseException], ...]
+) -> tuple[tuple[TrialState, float | None, str | None], BaseException | None]:
+    """The trial's end for an exception raised in ``phase``, and the exception if it must stop the study.
+
+    The outcomes table of docs/architecture.md ("Running trials") for the objective; a trial lost
+    while it was planned is FAIL and the study goes on; other failures to plan or start it stop the
+    study (they would repeat), as do interrupts.
+    """
+    fail = TrialState.FAIL
+    if isinstance(e, (KeyboardInterrupt, SystemExit)):
+        return (fail, None, f"interrupted: {type(e).__name__}: {e}"), e
+    if phase == "planning":
+        if isinstance(e, TrialStateError):  # marked lost by another process while the sampler planned
+            return (fail, None, "lost: the trial was finished by another process while it was planned"), None
+        return (fail, None, f"could not start: {type(e).__name__}: {e}"), e
+    if phase == "starting":
+        return (fail, None, f"interrupted: {type(e).__name__}: {e}"), e
+    if phase == "judging":
+        return (fail, None, f"the objective's return value could not be read: {_error_text(e)}"), None
+    if isinstance(e, TrialPruned):
+        return (TrialState.PRUNED, None, None), None
+    if isinstance(e, ConfigError):  # a usage error repeats on every trial: stop the study
+        return (fail, None, _error_text(e)), e
+    if isinstance(e, catch):
+        return (fail, None, _error_text(e)), None
+    return (fail, None, _error_text(e)), e  # not in `catch`: recorded, then raised
+
+
+def _record(
+    study: Study, trial: Trial | None, tid: int, number: int, verdict: tuple[TrialState, float | None, str | None]
+) -> TrialOutcome:
+    """The final write of a trial's end (through :meth:`Study.tell` when the trial got that far)."""
+    state, value, error = verdict
+    try:
+        if trial is not None:
+            frozen = study.tell(trial, value, state=state, error=error)
+            return TrialOutcome(tid, number, frozen.state.value, frozen.value, frozen.error)
+        recorded = record_end(TrialWriter(study.storage, tid), number, state, value, error)
+        return TrialOutcome(tid, number, recorded[0].value, recorded[1], recorded[2])
+    except TrialStateError:
+        # Finished by someone else (marked lost while it ran, or told by the objective itself).
+        try:
+            stored = study.storage.get_trial(tid)
+        except Exception:  # noqa: BLE001 - what matters is that it is no longer RUNNING
+            return TrialOutcome(tid, number, TrialState.FAIL.value, None, "lost")
+        return TrialOutcome(tid, stored.number, stored.state.value, stored.value, stored.error)
+
+
+@contextmanager
+def _storage_failing(doing: str) -> Iterator[None]:
+    """Turn a database driver's error into tunelab's StorageError saying what was being done."""
+    try:
+        yield
+    except SQLAlchemyError as e:
+        raise _storage_error(e, doing) from None
+
+
+def _storage_error(e: BaseException, doing: str) -> BaseException:
+    if isinstance(e, SQLAlchemyError):
+        return StorageError(f"the storage failed while {doing}: {error_line(e)}; check the database (disk space, "
+                            "server, permissions) and run the study again to resume it")
+    return e
 
 
 def optimize(study: Study, objective: Objective, settings: OptimizeSettings) -> None:
@@ -297,37 +396,92 @@ def _optimize_here(
 
 def _call_back(study: Study, settings: OptimizeSettings, outcome: TrialOutcome) -> None:
     if settings.callbacks:
-        frozen = study.storage.get_trial(outcome.trial_id)
+        with _storage_failing("reading a finished trial for the callbacks"):
+            frozen = study.storage.get_trial(outcome.trial_id)
         for cb in settings.callbacks:
             cb(study, frozen)
 
 
 class _Driver:
-    """Hears the pool's events and keeps the storage and the display true."""
+    """Reserves trials for the pool or the Ray executor, hears their events, keeps the storage and the
+    display true.
+
+    Trials are reserved here, before their worker or task gets them: the driver knows from that
+    moment which trial each one holds, so a worker that dies while it plans still has its trial failed.
+    """
 
     def __init__(self, study: Study, settings: OptimizeSettings, display: ProgressDisplay) -> None:
         self.study = study
         self.settings = settings
         self.display = display
+        self._stale = settings.stale_trials(study)
+        self._last_beat = time.monotonic()
+
+    def reserve(self) -> tuple[int, int] | None:
+        try:
+            with _storage_failing("starting a trial"):
+                if self._stale is not None:
+                    self._stale.check()
+                frozen = self.study.reserve_trial(heartbeat=self.settings.heartbeat is not None)
+        except SearchExhausted:
+            logger.info("%r has nothing left to propose; stopping", self.study.sampler)
+            return None
+        self.display.started()
+        return frozen.trial_id, frozen.number
 
     def started(self, task_id: int, label: int) -> None:
-        self.display.started()
+        pass  # shown as running from its reservation on
+
+    def exhausted(self, task_id: int, label: int) -> None:
+        self.display.withdrawn()
 
     def finished(self, result: TrialOutcome) -> None:
         self.display.finished(result.state, result.value)
         _call_back(self.study, self.settings, result)
 
     def lost(self, task_id: int, label: int, reason: str) -> None:
-        _fail_if_running(self.study.storage, task_id, reason)
+        _fail_if_running(self.study.storage, task_id, label, reason)
         logger.warning("trial %d failed: %s", label, reason)
         self.display.finished(TrialState.FAIL.value, None)
         _call_back(self.study, self.settings, TrialOutcome(task_id, label, "FAIL", None, reason))
 
     def fatal(self, error_class: str, message: str) -> None:
-        cls = getattr(errors, error_class, None)
-        if not (isinstance(cls, type) and issubclass(cls, BaseException)):
-            cls = ConfigError
-        raise cls(message)
+        raise _error_of(error_class, message)
+
+    def stopped(self, task_id: int, label: int, error_class: str, message: str) -> None:
+        _fail_if_running(self.study.storage, task_id, label, message)
+        self.fatal(error_class, message)
+
+    def alive(self, task_ids: list[int]) -> None:
+        """The driver's housekeeping at each poll: fail the study's lost trials as soon as their grace
+        period ends, and beat for ``task_ids`` (trials reserved but not yet beating themselves)."""
+        if self._stale is not None:
+            try:
+                self._stale.check()
+            except Exception:
+                logger.debug("stale-trial check failed", exc_info=True)
+        hb = self.settings.heartbeat
+        if hb is None or not task_ids or time.monotonic() - self._last_beat < hb.interval:
+            return
+        self._last_beat = time.monotonic()
+        for task_id in task_ids:
+            try:
+                self.study.storage.heartbeat(task_id)
+            except Exception:
+                logger.debug("heartbeat failed", exc_info=True)
+
+
+def _error_of(error_class: str, message: str) -> BaseException:
+    """The exception a worker or task reported by class name: tunelab's own or a built-in one."""
+    cls = getattr(errors, error_class, None)
+    if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+        cls = getattr(builtins, error_class, None)
+    if not (isinstance(cls, type) and issubclass(cls, Exception)):
+        return RuntimeError(message)
+    try:
+        return cls(message)
+    except Exception:  # noqa: BLE001 - a built-in that wants other arguments
+        return RuntimeError(message)
 
 
 def _optimize_in_processes(
@@ -349,7 +503,10 @@ def _optimize_in_processes(
         # The payload carries everything, by reference or by value: workers need not re-run the
         # user's main script (a notebook has none; an unguarded script would start optimize() again).
         pool = ProcessPool(settings.n_workers, _worker_main, payload, settings.start_method, import_main=False)
-        pool.run(settings.n_trials, deadline, settings.trial_timeout, _Driver(study, settings, display))
+        pool.run(
+            settings.n_trials, deadline, settings.trial_timeout, _Driver(study, settings, display),
+            prepare_timeout=None if settings.trial_timeout is None else max(PLANNING_TIMEOUT, settings.trial_timeout),
+        )
     finally:
         if server is not None:
             server.close()
@@ -381,48 +538,11 @@ def pack_for_workers(obj: object, what: str) -> bytes:
 
 
 # -- Ray -------------------------------------------------------------------------------------
-class _RayDriver(_Driver):
-    """The Ray executor's events: trials are reserved here, so a failed task's trial is known."""
-
-    def __init__(self, study: Study, settings: OptimizeSettings, display: ProgressDisplay) -> None:
-        super().__init__(study, settings, display)
-        self._last_beat = time.monotonic()
-        self._stale = settings.stale_trials(study)
-
-    def reserve(self) -> tuple[int, int] | None:
-        try:
-            if self._stale is not None:
-                self._stale.check()
-            frozen = self.study.reserve_trial(heartbeat=self.settings.heartbeat is not None)
-        except SearchExhausted:
-            logger.info("%r has nothing left to propose; stopping", self.study.sampler)
-            return None
-        return frozen.trial_id, frozen.number
-
-    def exhausted(self, task_id: int, label: int) -> None:
-        self.display.withdrawn()
-
-    def stopped(self, task_id: int, label: int, error_class: str, message: str) -> None:
-        _fail_if_running(self.study.storage, task_id, message)
-        self.fatal(error_class, message)
-
-    def alive(self, task_ids: list[int]) -> None:
-        """Beat for in-flight trials: one may wait long for Ray resources before its task starts."""
-        hb = self.settings.heartbeat
-        if hb is None or time.monotonic() - self._last_beat < hb.interval:
-            return
-        self._last_beat = time.monotonic()
-        for task_id in task_ids:
-            try:
-                self.study.storage.heartbeat(task_id)
-            except Exception:
-                logger.debug("heartbeat failed", exc_info=True)
-
-
-def _fail_if_running(storage: BaseStorage, trial_id: int, error: str) -> None:
-    """Mark a trial FAIL unless it was recorded already (e.g. by its worker before it went)."""
+def _fail_if_running(storage: BaseStorage, trial_id: int, number: int, error: str) -> None:
+    """Mark a trial FAIL through the one final write, unless it was recorded already (e.g. by its
+    worker before it went)."""
     try:
-        storage.finish_trial(trial_id, TrialState.FAIL, error=error)
+        record_end(TrialWriter(storage, trial_id), number, TrialState.FAIL, None, error)
     except TrialStateError:
         pass  # already recorded
 
@@ -440,7 +560,7 @@ def _optimize_on_ray(
         **{**settings.__dict__, "callbacks": (), "show_progress": False, "executor": None}
     )
     job = _Job(_absolute_url(study.storage.url), study.name, study.sampler, study.pruner, objective, task_settings)
-    settings.executor.run(_run_reserved_trial, job, settings.n_trials, deadline, _RayDriver(study, settings, display))
+    settings.executor.run(_run_reserved_trial, job, settings.n_trials, deadline, _Driver(study, settings, display))
 
 
 def _absolute_url(url: str) -> str:
@@ -473,21 +593,28 @@ def _run_reserved_trial(job: Any, trial_id: int) -> tuple[Any, ...]:
     try:
         assert isinstance(job.storage, str)
         study = job.open(_storage_for_task(job.storage))
-        return ("finished", run_trial(study, job.objective, job.settings, trial_id=trial_id))
+        stale = job.settings.stale_trials(study)
+        return ("finished", run_trial(study, job.objective, job.settings, trial_id=trial_id, stale=stale))
     except SearchExhausted:
         return ("exhausted",)
     except BaseException as e:  # noqa: BLE001 - report anything fatal to the driver
-        return ("fatal", type(e).__name__, str(e) if isinstance(e, ConfigError) else _error_text(e))
+        return ("fatal", type(e).__name__, str(e) if isinstance(e, TunelabError) else _error_text(e))
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    if driver_gone():
+        raise KeyboardInterrupt("the driver process died; its worker stopped")
     raise KeyboardInterrupt(f"worker received signal {signal.Signals(signum).name}")
 
 
 def _worker_main(conn: Connection, payload: object) -> None:
-    """Entry point of a worker process: run one trial per ("run",) ticket."""
+    """Entry point of a worker process: run the trial of each ("run", trial_id, number) ticket.
+
+    The driver reserved the trial: the worker plans its parameters (``("started", ...)`` is sent
+    when the objective starts, which starts the trial's timeout) and runs it through :func:`run_trial`.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # the driver stops us, or died (see ProcessPool)
     _single_threaded_torch()
     try:
         job = pickle.loads(payload) if isinstance(payload, bytes) else payload
@@ -501,7 +628,7 @@ def _worker_main(conn: Connection, payload: object) -> None:
                 return
             try:
                 outcome = run_trial(
-                    study, job.objective, job.settings,
+                    study, job.objective, job.settings, trial_id=msg[1],
                     on_start=lambda tid, num: conn.send(("started", tid, num)), stale=stale,
                 )
             except SearchExhausted:
@@ -514,7 +641,7 @@ def _worker_main(conn: Connection, payload: object) -> None:
         return
     except BaseException as e:  # noqa: BLE001 - report anything fatal to the driver
         try:
-            conn.send(("fatal", type(e).__name__, str(e) if isinstance(e, ConfigError) else _error_text(e)))
+            conn.send(("fatal", type(e).__name__, str(e) if isinstance(e, TunelabError) else _error_text(e)))
         except OSError:
             pass
 

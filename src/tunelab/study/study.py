@@ -6,7 +6,9 @@ storage does) or run processes (the executor does).
 
 from __future__ import annotations
 
+import logging
 import math
+import numbers
 import os
 import secrets
 from collections.abc import Callable, Mapping, Sequence
@@ -37,13 +39,15 @@ from tunelab.samplers import AutoSampler, Sampler, sampler_from_description
 from tunelab.samplers.base import SamplingContext
 from tunelab.space import SpaceEntry, space_from_json, space_to_json, validate_space
 from tunelab.storage import BaseStorage, Curves, MetricPoint, get_storage
-from tunelab.study.services import Pruning, Suggestions, TrialServices
-from tunelab.study.trial import Trial
+from tunelab.study.services import Pruning, Suggestions, TrialServices, TrialWriter
+from tunelab.study.trial import Trial, record_end
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from tunelab.execution.ray import RayExecutor
+
+logger = logging.getLogger("tunelab")
 
 Objective = Callable[[Trial], float]
 Callback = Callable[["Study", FrozenTrial], None]
@@ -333,7 +337,7 @@ class Study:
         try:
             space = validate_space(space) if space is not None else None
         except ConfigError as e:
-            self._storage.finish_trial(frozen.trial_id, TrialState.FAIL, error=f"could not start: {e}")
+            _record_fail(self._storage, frozen, f"could not start: {e}")
             raise
         return self._prepare(frozen, space)
 
@@ -357,11 +361,15 @@ class Study:
                 trial.suggest_space(space)
         except BaseException as e:
             # Never leave a trial RUNNING behind: record why it could not start.
-            reason = f"could not start: {type(e).__name__}: {e}"
-            if trial is not None:
-                trial._finish(TrialState.FAIL, None, reason)
-            else:
-                self._storage.finish_trial(frozen.trial_id, TrialState.FAIL, error=reason)
+            what = "interrupted" if isinstance(e, (KeyboardInterrupt, SystemExit)) else "could not start"
+            reason = f"{what}: {type(e).__name__}: {e}"
+            try:
+                if trial is not None:
+                    trial._finish(TrialState.FAIL, None, reason)
+                else:
+                    _record_fail(self._storage, frozen, reason)
+            except Exception:  # the storage is failing: the first error is the one to report
+                logger.warning("could not record why trial %d could not start", frozen.number, exc_info=True)
             raise
         return trial
 
@@ -391,11 +399,13 @@ class Study:
         """
         if not isinstance(trial, Trial):
             raise ConfigError(f"tell() needs the Trial returned by ask(), got {trial!r}")
-        final_state, final_value, final_error = _judge(value, state, error)
-        trial._finish(final_state, final_value, final_error)
+        final_state, final_value, final_error = trial._finish(*judge(value, state, error))
         # The runner records Ctrl-C and stopped workers as "interrupted: ...": keep those resumable.
         interrupted = final_state == TrialState.FAIL and (final_error or "").startswith("interrupted")
-        self._checkpoints.retire(trial.number, final_state, interrupted, self._ranked_complete)
+        try:
+            self._checkpoints.retire(trial.number, final_state, interrupted, self._ranked_complete)
+        except Exception:  # the trial is recorded: tidying its folders must not undo that
+            logger.warning("could not retire the checkpoints of trial %d", trial.number, exc_info=True)
         return FrozenTrial(
             number=trial.number, state=final_state, value=final_value, params=trial.params,
             distributions=trial.distributions, user_attrs=trial.user_attrs,
@@ -434,8 +444,9 @@ class Study:
             space: a declared search space; its parameters are in ``trial.params``.
             catch: exceptions from the objective that mark the trial FAIL and let
                 the study go on. tunelab's ConfigError always stops the study.
-            trial_timeout: seconds after which a trial's process is killed and the
-                trial marked FAIL (runs trials in worker processes).
+            trial_timeout: seconds after the objective starts (planning the parameters does not
+                count) after which a trial's process is killed and the trial marked FAIL (runs
+                trials in worker processes).
             callbacks: ``f(study, frozen_trial)`` called after each finished trial.
             show_progress: a progress bar; default: when stdout is a terminal.
             heartbeat_interval: seconds between signs of life of a running trial;
@@ -505,12 +516,30 @@ class Study:
         return found[0].trial_id
 
 
+def _record_fail(storage: BaseStorage, frozen: FrozenTrial, reason: str) -> None:
+    """Mark a trial that could not start FAIL through the one final write (a no-op if it is finished
+    already); a failing storage is logged, since the error that stopped the trial is the one to raise."""
+    try:
+        record_end(TrialWriter(storage, frozen.trial_id), frozen.number, TrialState.FAIL, None, reason)
+    except TrialStateError:
+        pass
+    except Exception:
+        logger.warning("could not record why trial %d could not start", frozen.number, exc_info=True)
+
+
 _OWN_SYSTEM_ATTRS = frozenset({"sampler", "pruner", "space", "artifact_dir", "checkpoint_policy"})
 
-def _judge(
-    value: Any, state: TrialState | str | None, error: str | None
+
+def judge(
+    value: Any, state: TrialState | str | None = None, error: str | None = None
 ) -> tuple[TrialState, float | None, str | None]:
-    """The final state, value and error text of a trial from what it returned."""
+    """The final state, value and error text of a trial from what it returned (or was told).
+
+    The one judge of values: :meth:`Study.tell` and the runner both use it. A number is an ``int``
+    or ``float`` (numpy's included: any :class:`numbers.Real` but ``bool``) or a 0-dim array or
+    tensor holding one (read with ``.item()``); anything else, None, NaN, an infinity or a value
+    too large for a float makes the trial FAIL with the reason.
+    """
     if state is not None:
         try:
             state = TrialState(state)
@@ -524,19 +553,46 @@ def _judge(
             return state, None, error
     if value is None:
         return TrialState.FAIL, None, error or "the objective returned None; return a number"
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
+    number = _as_real(value)
+    if number is None:
         return TrialState.FAIL, None, (
-            f"the objective returned {value!r} ({type(value).__name__}); return a number"
+            f"the objective returned {_short_repr(value)} ({type(value).__name__}); return a number"
         )
-    if math.isnan(number):
+    try:
+        result = float(number)
+    except OverflowError:
+        return TrialState.FAIL, None, (
+            f"the objective returned {_short_repr(value)}, too large for a float; return a finite number"
+        )
+    if math.isnan(result):
         return TrialState.FAIL, None, (
             "the objective returned NaN (training often diverges so: try a lower learning rate)"
         )
-    if math.isinf(number):
-        return TrialState.FAIL, None, f"the objective returned {number}"
-    return TrialState.COMPLETE, number, None
+    if math.isinf(result):
+        return TrialState.FAIL, None, f"the objective returned {result}"
+    return TrialState.COMPLETE, result, None
+
+
+def _as_real(value: Any) -> numbers.Real | None:
+    """``value`` as a real number, or None: bools, strings and containers are not numbers."""
+    if type(value).__name__ in ("bool", "bool_"):  # numpy.bool_ is not a Real, bool is
+        return None
+    if isinstance(value, numbers.Real):
+        return value
+    # A 0-dim numpy array or torch tensor: a scalar result of a computation.
+    if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)):
+        try:
+            item = value.item()
+        except Exception:  # noqa: BLE001 - whatever it is, it is not a number we can read
+            return None
+        if isinstance(item, numbers.Real) and not isinstance(item, bool):
+            return item
+    return None
+
+
+def _short_repr(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # -- module-level entry points ------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -17,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from tunelab.checkpoints import Checkpoint
 from tunelab.distributions import Bool, Categorical, Distribution, Float, Int, ParamValue
-from tunelab.errors import ConfigError, DistributionConflictError, InvalidDistributionError, TrialStateError
+from tunelab.errors import (
+    ConfigError,
+    DistributionConflictError,
+    InvalidDistributionError,
+    StorageError,
+    TrialStateError,
+)
 from tunelab.live import (
     LIVE_NAMES,
     STOP_REQUESTED,
@@ -32,7 +39,7 @@ from tunelab.samplers.base import SamplingContext
 from tunelab.space import Conditional, SpaceEntry, name_error, unwrap, validate_space
 
 if TYPE_CHECKING:
-    from tunelab.study.services import TrialServices
+    from tunelab.study.services import TrialServices, TrialWriter
     from tunelab.study.study import Study
 
 
@@ -451,11 +458,14 @@ class Trial:
         self._unsaved_attrs.clear()
         return out
 
-    def _finish(self, state: TrialState, value: float | None, error: str | None) -> None:
+    def _finish(
+        self, state: TrialState, value: float | None, error: str | None
+    ) -> tuple[TrialState, float | None, str | None]:
+        """Record the trial's end (see :func:`record_end`); return the state, value and error recorded."""
         if self._finished:
             raise TrialStateError(f"trial {self.number} has already been told its result")
-        self._writer.finish(state, value, error, **self._pending())
-        self._finished = True
+        self._finished = True  # whatever happens below, this object writes no more
+        return record_end(self._writer, self.number, state, value, error, self._pending())
 
     def _check_running(self) -> None:
         if self._finished:
@@ -463,6 +473,73 @@ class Trial:
 
     def __repr__(self) -> str:
         return f"Trial(number={self.number}, params={self._params!r})"
+
+
+#: Pauses (seconds) before each round of attempts at a trial's final write: a storage that fails for
+#: a moment (a busy disk, a reconnect) still gets the result; one that keeps failing is given up.
+FINAL_WRITE_PAUSES = (0.0, 0.2, 0.5, 1.0, 2.0)
+_MAX_WHY = 1000
+
+
+def record_end(
+    writer: TrialWriter,
+    number: int,
+    state: TrialState,
+    value: float | None,
+    error: str | None,
+    fields: Mapping[str, Any] | None = None,
+    pauses: Sequence[float] = FINAL_WRITE_PAUSES,
+) -> tuple[TrialState, float | None, str | None]:
+    """Write a trial's end, the one final write of every path; return the state, value and error recorded.
+
+    Each round tries, in order: the end as given with ``fields`` (unsaved params and attributes);
+    FAIL with why that could not be written, keeping only the params (attributes that are not JSON,
+    such as NaN, are dropped); a bare FAIL. The first that the storage takes wins. Rounds follow
+    ``pauses``; when every round fails the storage is failing, and :class:`StorageError` says so
+    (the trial stays RUNNING, and once its heartbeat stops a later process fails it as lost).
+    TrialStateError when the trial was finished already (by another process, as lost).
+    """
+    fields = dict(fields or {})
+    keep = {k: fields[k] for k in ("params", "distributions") if fields.get(k)}
+    why = ""
+    for pause in pauses:
+        if pause:
+            time.sleep(pause)
+        try:
+            writer.finish(state, value, error, **fields)
+            return state, value, error
+        except TrialStateError:
+            raise
+        except Exception as e:  # noqa: BLE001 - bad data or a failing storage: fall back below
+            why = error_line(e)
+        reason = _unrecorded(state, value, error, why)
+        for fallback in (keep, {}):
+            try:
+                writer.finish(TrialState.FAIL, None, reason, **fallback)
+                return TrialState.FAIL, None, reason
+            except TrialStateError:
+                raise
+            except Exception as e:  # noqa: BLE001 - the storage itself is failing: try again later
+                why = error_line(e)
+    raise StorageError(
+        f"the storage failed while recording the end of trial {number} ({state.value}), "
+        f"{len(pauses)} times over {sum(pauses):g}s: {why}. The trial stays RUNNING until its "
+        "heartbeat goes stale, when the next process of the study marks it FAIL"
+    )
+
+
+def error_line(e: BaseException) -> str:
+    """One line on what went wrong (a database driver's message can run to its SQL and parameters)."""
+    text = str(getattr(e, "orig", None) or e).strip().splitlines()
+    line = f"{type(e).__name__}: {text[0] if text else ''}"
+    return line if len(line) <= _MAX_WHY else line[: _MAX_WHY - 3] + "..."
+
+
+def _unrecorded(state: TrialState, value: float | None, error: str | None, why: str) -> str:
+    if state == TrialState.FAIL and error:
+        return f"{error}\n(recorded without its attributes: {why})"
+    got = f"{state.value} with value {value!r}" if value is not None else state.value
+    return f"the trial ended {got}, but that could not be recorded: {why}"
 
 
 def _check_name(name: object) -> None:
