@@ -47,6 +47,8 @@ if TYPE_CHECKING:
     from tunelab.execution.ray import RayExecutor
 
 Objective = Callable[[Trial], float]
+MAX_SEED = 2**63
+"""Seeds are below this: storages keep them as 64-bit signed integers."""
 Callback = Callable[["Study", FrozenTrial], None]
 
 
@@ -547,6 +549,11 @@ def create_study(
         raise ConfigError(f"name must be a non-empty string, got {name!r}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    if seed is not None and seed >= MAX_SEED:
+        raise ConfigError(
+            f"seed must be an integer below 2**63 (it is stored as a 64-bit integer), got {seed!r}; "
+            "any smaller seed gives the same quality of randomness, e.g. seed % 2**63"
+        )
     if sampler is not None and not isinstance(sampler, Sampler):
         raise ConfigError(f"sampler must be a tunelab sampler such as RandomSampler(), got {sampler!r}")
     if space is not None:
