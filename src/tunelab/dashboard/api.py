@@ -392,7 +392,7 @@ def _live_change(c: Change) -> LiveChange:
     step = _number(c.step)
     curve_step = _number(c.curve_step)
     return LiveChange(step=step, curve_step=step if curve_step is None else curve_step, values=_json(c.values),
-                      before=_json(c.before), sources=list(c.sources), notes=list(c.notes), at=c.at)
+                      before=_json(c.before), sources=list(c.sources), notes=list(c.notes), at=c.at, when=c.when)
 
 
 def _pending(requests: Sequence[Mapping[str, Any]]) -> list[PendingRequest]:

@@ -147,6 +147,8 @@ class LiveChange(BaseModel):
     sources: list[str] = Field(description="who asked: 'cli', 'dashboard', 'suggestion', 'auto: <rule>', ...")
     notes: list[str]
     at: str | None = Field(description="when it applied (ISO 8601)")
+    when: str = Field(description="where it applied, in words: 'epoch 21.9 (optimizer step 241)', 'optimizer step "
+                                  "300' or 'step 12'")
 
 
 class PendingRequest(BaseModel):
