@@ -176,3 +176,22 @@ def test_optimize_warns_after_the_first_trials_fail_alike(module: ModuleType, ca
     with caplog.at_level(logging.WARNING, logger="tunelab"):
         failed_study(module, "objective", n=4)
     assert "the first 3 trials all failed with the same error: objective_file.py:6: NameError" in caplog.text
+
+
+# -- Ctrl-C: what the log line says was kept -------------------------------------------------------------
+def test_the_interrupt_message_counts_finished_and_stopped_trials_apart() -> None:
+    watch = FailureWatch(n_workers=2)
+    watch.observe(0, "COMPLETE", None)
+    watch.observe(1, TrialState.PRUNED, None)
+    watch.observe(2, "FAIL", "interrupted: KeyboardInterrupt: worker received signal SIGTERM")
+    watch.observe(3, "FAIL", "interrupted: KeyboardInterrupt: worker received signal SIGTERM")
+    assert watch.interrupted_message() == (
+        "interrupted: 2 trials finished in this run before the interrupt and keep their results (1 complete, "
+        '1 pruned); 2 running trials were stopped and recorded as FAIL ("interrupted"), their checkpoints kept. '
+        "Run optimize() again to resume the study"
+    )
+    alone = FailureWatch()
+    assert alone.interrupted_message(still_running=1) == (
+        "interrupted: no trial finished in this run before the interrupt; 1 running trial was stopped and recorded "
+        'as FAIL ("interrupted"), its checkpoints kept. Run optimize() again to resume the study'
+    )

@@ -13,13 +13,17 @@ where the error was raised; :func:`summarize_error` turns a stored error text in
         if message is not None:
             logger.warning(message)
 
-It needs no callback and reads nothing: the runner feeds it what it already has.
+It needs no callback and reads nothing: the runner feeds it what it already has. Having seen every
+finished trial of the call, it also writes the line for Ctrl-C (:meth:`FailureWatch.interrupted_message`):
+how many trials finished before the interrupt (kept as they ended) and how many were stopped (recorded
+FAIL "interrupted", not results).
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -129,20 +133,45 @@ class FailureWatch:
 
     n_workers: int = 1
     k: int = field(init=False)
+    finished: Counter[str] = field(init=False, default_factory=Counter)
+    """The trials observed, by state, without the interrupted ones."""
+    interrupted: int = field(init=False, default=0)
+    """The trials observed that were stopped by an interrupt (FAIL, "interrupted: ...")."""
     _seen: list[tuple[int, ErrorSummary]] = field(init=False, default_factory=list)
     _done: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         self.k = first_trials(self.n_workers)
 
+    def interrupted_message(self, still_running: int = 0) -> str:
+        """The log line of an ``optimize()`` stopped by Ctrl-C: how many trials finished before it (kept as
+        they ended) and how many were stopped (``still_running``: those never observed, e.g. the one the
+        caller's own process was running, plus the observed interrupted ones), recorded FAIL."""
+        done = sum(self.finished.values())
+        stopped = self.interrupted + still_running
+        if done:
+            states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(self.finished.items()) if n)
+            head = (f"{_count(done, 'trial')} finished in this run before the interrupt and keep their results "
+                    f"({states})")
+        else:
+            head = "no trial finished in this run before the interrupt"
+        if stopped:
+            tail = (f"{_count(stopped, 'running trial')} {'was' if stopped == 1 else 'were'} stopped and recorded as "
+                    f"FAIL (\"interrupted\"), {'its' if stopped == 1 else 'their'} checkpoints kept")
+        else:
+            tail = "no trial was running"
+        return f"interrupted: {head}; {tail}. Run optimize() again to resume the study"
+
     def observe(self, number: int, state: object, error: str | None, study: str | None = None) -> str | None:
         """A trial finished: its number, state (a :class:`~tunelab.records.TrialState` or its
         value, e.g. ``"FAIL"``) and error text. The warning to log, or None. ``study``: the study's
         name, for the command the warning shows (``tunelab trial STUDY N``)."""
-        if self._done:
-            return None
         name = str(getattr(state, "value", state))
         if name == "FAIL" and (error or "").startswith("interrupted"):
+            self.interrupted += 1
+            return None
+        self.finished[name] += 1
+        if self._done:
             return None
         if name != "FAIL":
             self._done = True
@@ -167,6 +196,10 @@ def repeated_failure_message(numbers: Sequence[int], summary: ErrorSummary, stud
         f"the objective rather than bad hyperparameters: fix it, or stop with Ctrl-C, before the rest of "
         f"the budget fails too; `{where}` shows the whole traceback"
     )
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'s' if n != 1 else ''}"
 
 
 def shell_word(text: str) -> str:
