@@ -454,3 +454,61 @@ def test_a_finished_trial_cannot_change_but_can_be_rolled_back(url: str) -> None
     with pytest.raises(TrialStateError, match="roll back"):
         set_live(study, 0, {"lr": 0.05})
     assert rollback(study, to=10, values={"lr": 0.05}) == 1  # nothing runs: the trial keeping step 10
+
+
+# -- a log-spaced history to roll back to; the tree's steps and objective (issue 16 item 16) ------------
+def test_a_run_keeps_a_log_spaced_history_so_one_can_roll_back_far(url: str, runner: CliRunner) -> None:
+    from tunelab.babysit import create_run
+    from tunelab.babysit.run import DEFAULT_RUN_POLICY
+
+    study = create_run("long", {"lr": 0.1, "weight_decay": 0.01}, storage=url)
+    assert study.checkpoint_policy == DEFAULT_RUN_POLICY and DEFAULT_RUN_POLICY.keep_log_spaced
+    trial, state = started(study)
+    for s in range(1, 81):  # 80 epochs, a checkpoint each
+        loops.step(trial, state, s, every=1)
+    assert [c.step for c in study.checkpoints(0)] == [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 78, 79, 80]
+    result = invoke(runner, "rollback", "long", "--to", "4", "--set", "lr=0.01", "--storage", url)
+    assert result.exit_code == 0, result.output
+    assert "trial 1 branches from trial 0 at step 4 with lr=0.01" in result.output
+    assert_error(invoke(runner, "rollback", "long", "--to", "5", "--trial", "0", "--storage", url),
+                 "keeps no checkpoint at step 5; it keeps 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 78, 79, 80")
+
+
+def _reports(trial: tunelab.Trial, epochs: int, acc0: float = 0.5) -> None:
+    for e in range(1, epochs + 1):
+        trial.report(e, val_loss=1.0 / e, val_acc=min(0.99, acc0 + 0.04 * e), lr=0.1)
+
+
+def test_the_tree_says_epoch_and_optimizer_step_and_the_run_s_objective(url: str) -> None:
+    from tunelab.babysit import create_run
+
+    study = create_run("cnn", {"lr": 0.1, "weight_decay": 0.01}, storage=url, direction="maximize", metric="val_acc")
+    trial = study.ask()
+    trial.suggest_float("lr", 1e-4, 1.0, log=True)
+    _reports(trial, 3)
+    set_live(study, 0, {"lr": 0.05}, source="cli")
+    assert trial.sync_live(241 / 11, force=True, optimizer_step=241) == {"lr": 0.05}  # the Trainer's epoch mode
+    set_live(study, 0, {"lr": 0.02}, source="cli")
+    assert trial.sync_live(300, force=True, optimizer_step=300) == {"lr": 0.02}  # its eval_every mode
+    set_live(study, 0, {"lr": 0.01}, source="cli")
+    assert trial.sync_live(7.25, force=True) == {"lr": 0.01}  # a loop that records no optimizer step
+    _reports(trial, 6)
+    lines = format_tree(study).splitlines()
+    assert lines[0] == "run 'cnn' (val_acc, maximize): 1 branch"
+    assert "val_acc best 0.74 (step 6), last 0.74 (step 6)" in lines[1]  # maximize: the best is the highest
+    assert "  epoch 21.9 (optimizer step 241): lr 0.1 -> 0.05 (cli)" in lines
+    assert "  optimizer step 300: lr 0.05 -> 0.02 (cli)" in lines
+    assert "  step 7.25: lr 0.02 -> 0.01 (cli)" in lines
+    assert not any("21.90909" in line for line in lines)
+    assert format_tree(study, metric="val_loss").splitlines()[0] == (
+        "run 'cnn' (val_acc, maximize; curves: val_loss (minimize)): 1 branch")
+
+
+def test_the_tree_reads_the_objective_from_a_complete_branch_or_says_it_does_not_know(url: str) -> None:
+    study = tunelab.create_study(name="old", storage=url, direction="maximize", sampler=RandomSampler(), seed=0)
+    trial = study.ask()
+    _reports(trial, 4)
+    assert format_tree(study).splitlines()[0] == "run 'old' (maximize its value; curves: val_loss): 1 branch"
+    study.tell(trial, 0.66)  # the best val_acc: a Trainer's value
+    assert format_tree(study).splitlines()[0] == "run 'old' (val_acc, maximize): 1 branch"
+    assert run_tree(study)[0].metric == "val_acc"

@@ -3,6 +3,7 @@ and the PyTorch helpers (real files, real torch on the CPU)."""
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import subprocess
@@ -438,3 +439,42 @@ def test_checkpoints_work_in_worker_processes(tmp_path: Path) -> None:
         assert step == 2
         assert (path / "owner.txt").read_text() == f"{t.user_attrs['pid']} {t.number} 2"
         assert load_torch(path) == {"step": 2}
+
+
+# -- a log-spaced history (issue 16 item 16) --------------------------------------------------------
+def test_keep_log_spaced_keeps_a_sparse_history_and_the_newest(tmp_path: Path) -> None:
+    study = _study(tmp_path, checkpoint_policy=CheckpointPolicy(keep_last=3, keep_log_spaced=True))
+    trial = study.ask()
+    for step in range(1, 81):
+        _write(trial, step)
+    assert [c.step for c in trial.checkpoints()] == [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 78, 79, 80]
+    _write(trial, 30)  # a roll-back within the trial: the future goes, the history up to 30 stays
+    assert [c.step for c in trial.checkpoints()] == [1, 2, 3, 4, 6, 8, 12, 16, 24, 30]
+    for step in range(31, 41):
+        _write(trial, step)
+    assert [c.step for c in trial.checkpoints()] == [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 38, 39, 40]  # 30: 24's
+
+
+def test_log_spaced_steps_follow_the_checkpoints_unit_and_stay_bounded(tmp_path: Path) -> None:
+    from tunelab.checkpoints import log_bucket, log_spaced_steps
+
+    assert sorted(log_spaced_steps(range(0, 81))) == [0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]
+    assert sorted(log_spaced_steps(range(100, 1001, 100))) == [100, 200, 300, 400, 600, 800]  # optimizer steps
+    for n in (80, 1000, 10**6):  # the cost the docstring states: at most 2 * log2(N) besides keep_last
+        assert len(log_spaced_steps(range(1, n + 1))) <= 2 * math.log2(n)
+    assert [log_bucket(s) for s in (0, 1, 2, 3, 4, 5, 6, 7, 8)] == [0, 1, 3, 4, 5, 5, 6, 6, 7]
+    study = _study(tmp_path, checkpoint_policy=CheckpointPolicy(keep_last=2, keep_log_spaced=True, keep_every=300))
+    trial = study.ask()
+    for step in range(100, 1001, 50):  # with keep_every too
+        _write(trial, step)
+    assert [c.step for c in trial.checkpoints()] == [100, 150, 200, 300, 400, 550, 600, 800, 900, 950, 1000]
+
+
+def test_keep_log_spaced_is_stored_with_the_study_and_checked(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    policy = CheckpointPolicy(keep_last=3, keep_finished=True, keep_log_spaced=True)
+    tunelab.create_study(name="p", storage=url, checkpoint_policy=policy)
+    assert tunelab.load_study("p", url).checkpoint_policy == policy
+    assert "keep_log_spaced" not in CheckpointPolicy().describe()  # older readers still read default policies
+    with pytest.raises(ConfigError, match="keep_log_spaced"):
+        CheckpointPolicy(keep_log_spaced="log")  # type: ignore[arg-type]

@@ -445,3 +445,20 @@ def test_read_only_shows_the_run_without_its_actions(url: str, page: Any) -> Non
         assert post(base, "rollback", {"to": 10}) == 403
         assert post(base, "trials/0/suggestions/halve_lr/accept", {}) == 403
     assert len(study.trials) == 2 and len(study.get_trial(0).system_attrs["live_requests"]) == 1
+
+
+def test_the_tree_s_changes_say_where_they_applied_and_its_metric_is_the_run_s_objective(url: str) -> None:
+    study = babysit.create_run("cnn", {"lr": 0.1}, storage=url, direction="maximize", metric="val_acc")
+    trial = study.ask()
+    trial.suggest_float("lr", 1e-4, 1.0, log=True)
+    for epoch in (1, 2):
+        trial.report(epoch, val_loss=1.0 / epoch, val_acc=0.5 + 0.1 * epoch)
+    set_live(study, 0, {"lr": 0.05}, source="cli")
+    trial.sync_live(241 / 11, force=True, optimizer_step=241)  # the Trainer, one evaluation per epoch
+    with TestClient(create_app(url), base_url=LOCAL) as c:
+        tree = ok(c.get("/api/studies/cnn/tree"))
+        assert tree["metric"] == "val_acc"  # the run's value, not val_loss
+        (change,) = tree["branches"][0]["changes"]
+        assert change["when"] == "epoch 21.9 (optimizer step 241)"
+        live = ok(c.get("/api/studies/cnn/trials/0/hyperparameters"))
+        assert live["changes"][0]["when"] == "epoch 21.9 (optimizer step 241)"

@@ -272,6 +272,81 @@ def test_diagnose_a_trial_of_a_sqlite_study(tmp_path: Path) -> None:
     assert "NaN or infinite" in findings[0].message and "val_loss 1.3 at step 7" in findings[0].message
 
 
+# -- a pruned trial (issue 16 item 15) ---------------------------------------------------------------
+def _pruned_study(tmp_path: Path) -> tunelab.Study:
+    """Two good trials, then one whose val_loss is still falling fast but is worse than theirs: the median
+    rule stops it at step 9, after its warm-up."""
+    from tunelab.pruners import MedianPruner
+
+    study = tunelab.create_study(name="pruned", storage=f"sqlite:///{tmp_path / 'p.db'}",
+                                 sampler=tunelab.RandomSampler(),
+                                 pruner=MedianPruner(n_startup_trials=2, n_warmup_steps=9, metric="val_loss"))
+
+    def objective(trial: tunelab.Trial) -> float:
+        level = 0.2 if trial.number < 2 else 1.5
+        loss = 0.0
+        for step in range(30):
+            loss = level + 2.0 * math.exp(-step / 25)  # still falling clearly at every step
+            trial.report(step, val_loss=loss, train_loss=loss * 0.9)
+            if trial.should_prune():
+                raise tunelab.TrialPruned()
+        return loss
+
+    study.optimize(objective, n_trials=3, show_progress=False)
+    assert [t.state for t in study.trials][2] == tunelab.TrialState.PRUNED
+    return study
+
+
+def test_a_pruned_trial_says_when_and_by_which_rule_it_was_stopped(tmp_path: Path) -> None:
+    study = _pruned_study(tmp_path)
+    record = study.trials[2].system_attrs["pruned"]
+    assert record["step"] == 9 and record["rule"] == "median at step 9"
+    findings = diagnose(study, 2)
+    first = findings[0]
+    assert first.condition == "pruned" and first.metric == "val_loss"
+    assert first.message.startswith("the trial was pruned at step 9 by the rule median at step 9 (val_loss ")
+    assert record["detail"] in first.message and "only the start of its training" in first.message
+    assert first.evidence["step"] == 9 and first.evidence["rule"] == "median at step 9"
+    json.dumps(first.to_json(), allow_nan=False)
+    by = {f.condition: f for f in findings}
+    assert "underfitting" not in by  # a cut curve never settled
+    improving = by["still_improving"]  # read as cut short: not "train longer"
+    assert improving.message.endswith(", when it was stopped") and "prune later" in improving.action
+    assert "train longer" not in improving.action
+    complete = diagnose(study, 1)  # the same curve shape, not pruned: no such finding
+    assert all(f.condition != "pruned" for f in complete)
+
+
+def test_diagnose_command_of_a_pruned_trial(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tunelab.cli import app
+
+    _pruned_study(tmp_path)
+    result = CliRunner(env={"TUNELAB_STORAGE": None, "NO_COLOR": "1"}).invoke(
+        app, ["diagnose", "pruned", "2", "--storage", f"sqlite:///{tmp_path / 'p.db'}"])
+    assert result.exit_code == 0, result.output
+    assert "nothing to flag" not in result.stdout
+    assert "pruned (val_loss): the trial was pruned at step 9 by the rule median at step 9" in result.stdout
+
+
+def test_a_trial_pruned_by_its_objective_or_stopped_on_request() -> None:
+    study = tunelab.create_study(sampler=tunelab.RandomSampler())
+    trial = study.ask()
+    for step in range(4):
+        trial.report(step, val_loss=1.0 - 0.1 * step)
+    study.tell(trial, state="PRUNED")  # no pruner decided: the objective stopped itself
+    (finding,) = diagnose(study, 0)
+    assert finding.condition == "pruned" and "at step 3 (by the objective itself" in finding.message
+    trial = study.ask()
+    trial.report(0, val_loss=1.0)
+    tunelab.babysit.request_stop(study, 1)
+    assert trial.should_prune()
+    study.tell(trial, state="PRUNED")
+    finding = diagnose(study, 1)[0]
+    assert finding.message.startswith("the trial was stopped on request at step 0")
+
+
 # -- real PyTorch runs on the digits ----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def digits() -> Any:

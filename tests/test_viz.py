@@ -7,6 +7,7 @@ import math
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -396,3 +397,39 @@ def test_save_image_png_svg(tmp_path: Path, study: tunelab.Study) -> None:
     with pytest.raises(ConfigError, match="width"):
         viz.save_image(fig, tmp_path / "history.png", width=0)
     assert not list(tmp_path.glob(".*"))  # no temporary file left behind
+
+
+# -- the contour covers every point (issue 16 item 15) ----------------------------------------------
+def _inside(fig: Any, axis: str, values: list[float], log: bool) -> None:
+    surface = fig.data[0]
+    coords = np.array(getattr(surface, axis), dtype=float)
+    lo, hi = getattr(fig.layout, f"{axis}axis").range
+    for v in values:
+        assert coords.min() < v < coords.max(), (axis, v, coords.min(), coords.max())
+        at = math.log10(v) if log else v
+        assert lo < at < hi, (axis, v, lo, hi)
+
+
+@pytest.mark.parametrize("n", [8, 40, 300])
+def test_the_contour_area_and_axes_hold_every_trial_and_the_best(n: int) -> None:
+    s = tunelab.create_study(sampler=tunelab.RandomSampler(), seed=n)
+    for _ in range(n):
+        t = s.ask()
+        lr = t.suggest_float("lr", 1e-5, 1e-1, log=True)
+        wd = t.suggest_float("weight_decay", 1e-6, 1e-2, log=True)
+        width = t.suggest_int("width", 8, 512)
+        s.tell(t, lr + 1e-9 * wd + 1e-12 * width)  # best: the smallest lr, a point on the edge
+    fig = viz.plot_contour(s, "lr", "weight_decay")
+    assert type(fig.data[0]).__name__ == "Contour"
+    done = _complete(s)
+    best = s.best_trial
+    assert best.params["lr"] == min(t.params["lr"] for t in done)  # the best sits on the outermost point
+    _inside(fig, "x", [t.params["lr"] for t in done], log=True)
+    _inside(fig, "y", [t.params["weight_decay"] for t in done], log=True)
+    z = fig.data[0].z
+    assert len(z) == len(fig.data[0].y) and all(len(row) == len(fig.data[0].x) for row in z)
+    star = next(t for t in fig.data if str(t.name).startswith("best"))
+    assert star.name == f"best: trial {best.number}"
+    assert (star.x[0], star.y[0]) == (best.params["lr"], best.params["weight_decay"])
+    fig = viz.plot_contour(s, "width", "lr")  # a linear axis too
+    _inside(fig, "x", [float(t.params["width"]) for t in done], log=False)

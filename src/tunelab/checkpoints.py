@@ -20,7 +20,7 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +59,14 @@ class CheckpointPolicy:
 
     - ``keep_every=k`` also keeps, while a trial runs, every checkpoint whose step is a multiple
       of ``k`` (milestones to roll back to in a long run).
+    - ``keep_log_spaced=True`` also keeps, while a trial runs, a sparse history: the first
+      checkpoint at or after each step 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, ... (two per
+      doubling: ``2**k`` and ``3 * 2**(k-1)``), and the one at step 0, whatever the unit of the steps
+      (epochs, or optimizer steps such as 100, 200, ...). One can roll back to within a third of any
+      step, near or far. What it costs: for a trial that wrote every step 1..N, at most
+      ``2 * log2(N)`` checkpoints besides the ``keep_last`` newest: 12 for 80 epochs (15 in all with
+      ``keep_last=3``), 19 for 1,000 steps, 39 for a million; fewer when checkpoints are sparser.
+      The default of babysat runs (:func:`tunelab.babysit.create_run`).
     - ``keep_finished=True`` keeps what a finished trial had, whatever its state: the branches
       of a babysat run stay there to roll back to, even those stopped for a roll-back.
 
@@ -67,12 +75,15 @@ class CheckpointPolicy:
         keep_best_trials: COMPLETE trials that keep their final checkpoint (>= 0), or None for all.
         keep_every: also keep the checkpoints at multiples of this step (>= 1), or None.
         keep_finished: no clean-up when a trial finishes.
+        keep_log_spaced: also keep a log-spaced history of a running trial's checkpoints
+            (:func:`log_spaced_steps`).
     """
 
     keep_last: int = 2
     keep_best_trials: int | None = None
     keep_every: int | None = None
     keep_finished: bool = False
+    keep_log_spaced: bool = False
 
     def __post_init__(self) -> None:
         if not _is_int(self.keep_last) or self.keep_last < 1:
@@ -94,16 +105,55 @@ class CheckpointPolicy:
             )
         if not isinstance(self.keep_finished, bool):
             raise ConfigError(f"CheckpointPolicy(keep_finished=...) must be True or False, got {self.keep_finished!r}")
+        if not isinstance(self.keep_log_spaced, bool):
+            raise ConfigError(
+                f"CheckpointPolicy(keep_log_spaced=...) must be True or False, got {self.keep_log_spaced!r}"
+            )
 
     def describe(self) -> dict[str, Any]:
         """JSON, stored with the study so that every worker applies the same policy."""
-        return {"keep_last": self.keep_last, "keep_best_trials": self.keep_best_trials,
-                "keep_every": self.keep_every, "keep_finished": self.keep_finished}
+        out: dict[str, Any] = {"keep_last": self.keep_last, "keep_best_trials": self.keep_best_trials,
+                               "keep_every": self.keep_every, "keep_finished": self.keep_finished}
+        if self.keep_log_spaced:  # only when set: a study stored so stays readable by older versions
+            out["keep_log_spaced"] = True
+        return out
+
+    def protected(self, steps: Sequence[int]) -> set[int]:
+        """Which of a running trial's checkpoint ``steps`` (up to the one just written) stay beyond the
+        ``keep_last`` newest: multiples of ``keep_every`` and, with ``keep_log_spaced``, the log-spaced ones."""
+        kept: set[int] = set()
+        if self.keep_every is not None:
+            kept.update(s for s in steps if s % self.keep_every == 0)
+        if self.keep_log_spaced:
+            kept.update(log_spaced_steps(steps))
+        return kept
 
     @classmethod
     def from_description(cls, description: Mapping[str, Any] | None) -> CheckpointPolicy:
         """The policy :meth:`describe` described (the default for None)."""
         return cls(**description) if description else cls()
+
+
+def log_bucket(step: int) -> int:
+    """The log-spaced bucket of ``step``: 0 for step 0, then two per doubling, starting at 1, 2, 3, 4, 6,
+    8, 12, 16, 24, ... (``2**k`` and ``3 * 2**(k-1)``)."""
+    if step <= 0:
+        return 0
+    k = step.bit_length() - 1  # 2**k <= step < 2**(k+1)
+    upper_half = k >= 1 and step >= 3 << (k - 1)
+    return 1 + 2 * k + int(upper_half)
+
+
+def log_spaced_steps(steps: Iterable[int]) -> set[int]:
+    """The lowest of ``steps`` in each :func:`log_bucket`: a sparse history that stays the same as later
+    steps are written (a later step is never lower than the one already kept in its bucket). For steps
+    1..80: 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64."""
+    lowest: dict[int, int] = {}
+    for s in steps:
+        b = log_bucket(s)
+        if b not in lowest or s < lowest[b]:
+            lowest[b] = s
+    return set(lowest.values())
 
 
 class Checkpoint(NamedTuple):
@@ -237,9 +287,9 @@ class CheckpointStore:
     def _after_write(self, number: int, step: int) -> None:
         kept = self.checkpoints(number)
         later = [c for c in kept if c.step > step]
-        older = [c for c in kept if c.step <= step][: -self.policy.keep_last]
-        if self.policy.keep_every is not None:
-            older = [c for c in older if c.step % self.policy.keep_every != 0]
+        up_to = [c for c in kept if c.step <= step]
+        protected = self.policy.protected([c.step for c in up_to])
+        older = [c for c in up_to[: -self.policy.keep_last] if c.step not in protected]
         for c in later + older:
             _remove(c.path)
         for stale in self.trial_dir(number).glob(".*-step-*"):  # left by a writer that was killed

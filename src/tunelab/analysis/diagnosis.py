@@ -71,6 +71,8 @@ from numpy.typing import NDArray
 from scipy import ndimage, stats
 
 from tunelab.errors import ConfigError
+from tunelab.records import TrialState
+from tunelab.study import STOPPED_RULE
 
 if TYPE_CHECKING:
     from tunelab.study import Study
@@ -89,8 +91,11 @@ ACTIONS = {
     "underfitting": "a bigger model, or less regularisation",
     "still_improving": "train longer",
     "noisy": "a smaller learning rate or a bigger batch",
+    "pruned": "nothing to fix in its configuration: the pruner judged it worse than its peers at that step",
+    "pruned_while_improving": "it was stopped while still improving: if such trials end among the best when "
+                              "trained longer, prune later (a larger min_resource, n_warmup_steps or grace period)",
 }
-"""What to do about each condition (the :attr:`Finding.action`)."""
+"""What to do about each condition (the :attr:`Finding.action`); also for a PRUNED trial's ``pruned`` finding."""
 
 _MAXIMIZED_SUFFIXES = ("acc", "accuracy", "f1", "auc", "r2", "precision", "recall")
 _TRAIN_PREFIXES = ("train_", "training_")
@@ -396,7 +401,9 @@ def diagnose(study: Study, number: int) -> list[Finding]:
     The expected initial loss comes from the recipe's initial-loss check when the study has one
     (``study.system_attrs["recipe"]``); decay steps from the trial's ``lr`` curve. A trial that
     failed because its loss became NaN or infinite (tunelab stores only finite values) is
-    reported as diverged.
+    reported as diverged. A PRUNED trial's first finding is ``pruned``: at which step and by which
+    rule it was stopped (``system_attrs["pruned"]``); its curves are then read as cut short there
+    (still improving means "prune later", and underfitting is not judged).
     """
     curves = study.get_curves(number)
     expected: float | None = None
@@ -408,9 +415,9 @@ def diagnose(study: Study, number: int) -> list[Finding]:
                 if isinstance(value, (int, float)) and math.isfinite(value) and value > 0:
                     expected = float(value)
     findings = diagnose_curves(curves, expected_initial_loss=expected)
+    trial = study.get_trial(number)
     if not any(f.condition == "divergence" for f in findings):
-        trial = next((t for t in study.trials if t.number == number), None)
-        error = (trial.error or "") if trial is not None else ""
+        error = trial.error or ""
         if "diverged" in error or "TrainingDivergedError" in error:
             last = {m: (s[-1], v[-1]) for m, (s, v) in curves.items() if s and not _is_lr(m)}
             where = ", ".join(f"{m} {v:.4g} at step {s}" for m, (s, v) in sorted(last.items()))
@@ -420,7 +427,60 @@ def diagnose(study: Study, number: int) -> list[Finding]:
                 + (f" (last finite values: {where})" if where else ""),
                 ACTIONS["divergence"], {"error": error[:500], "last": {m: list(p) for m, p in last.items()}},
             ))
+    if trial.state == TrialState.PRUNED:
+        findings = _read_as_pruned(trial.system_attrs.get("pruned"), curves, findings)
     return findings
+
+
+# -- a pruned trial ------------------------------------------------------------------------------
+_CUT_SHORT = ("plateau", "decay_too_early", "overfitting", "bad_init", "noisy")
+"""Findings that still hold on a curve cut short by pruning, but only for the part that was trained."""
+
+
+def _read_as_pruned(
+    record: Any, curves: Mapping[str, tuple[Sequence[int], Sequence[float]]], findings: list[Finding]
+) -> list[Finding]:
+    """A PRUNED trial's findings: first what stopped it (the step, the rule and its evidence, from
+    ``system_attrs["pruned"]``), then what its curves show, read as curves cut short: a curve still
+    improving when the pruner stopped it says "prune later", not "train longer"; underfitting is not
+    judged (the run never settled); the other trends hold for the steps it trained."""
+    record = record if isinstance(record, Mapping) else {}
+    reported = [s[-1] for m, (s, _) in curves.items() if len(s) and not _is_lr(m) and m.lower() not in _NOT_CURVES]
+    step = record.get("step") if isinstance(record.get("step"), int) else (max(reported) if reported else None)
+    at = f"at step {step}" if step is not None else "before it reported anything"
+    rule = record.get("rule")
+    metric = record.get("metric")
+    value = record.get("value")
+    said = f" ({metric} {_fmt(value)})" if isinstance(metric, str) and isinstance(value, (int, float)) else ""
+    detail = f": {record['detail']}" if record.get("detail") else ""
+    if rule == STOPPED_RULE:
+        message = f"the trial was stopped on request {at}{said}{detail}; its curves end there"
+        action = ("nothing to fix in its configuration: someone (a person, a roll-back) stopped it; resume it "
+                  "from its last checkpoint if it should have gone on")
+    elif rule:
+        message = (f"the trial was pruned {at} by the rule {rule}{said}{detail}; its curves end there, so they show "
+                   "only the start of its training")
+        action = ("nothing to fix in its configuration: the pruner judged it worse than its peers at that step. If "
+                  "pruned trials were often still improving when stopped, prune later (a larger min_resource, "
+                  "n_warmup_steps or grace period)")
+    else:
+        message = (f"the trial was pruned {at} (by the objective itself: it raised TrialPruned without a pruner's "
+                   "decision); its curves end there, so they show only the start of its training")
+        action = "check why the objective stopped it (its own early-stopping rule)"
+    evidence = {"step": step, "rule": rule, "metric": metric, "value": value, "detail": record.get("detail")}
+    out = [Finding("pruned", metric if isinstance(metric, str) else "/".join(sorted(curves)) or "-", message,
+                   action, evidence)]
+    cut = f" (up to step {step}, where it was pruned)" if step is not None else " (before it was pruned)"
+    for f in findings:
+        if f.condition == "underfitting":
+            continue  # a poor level at the start of training is not one the run settled at
+        if f.condition == "still_improving":
+            f = Finding(f.condition, f.metric, f"{f.message}, when it was stopped", ACTIONS["pruned_while_improving"],
+                        f.evidence)
+        elif f.condition in _CUT_SHORT:
+            f = Finding(f.condition, f.metric, f.message + cut, f.action, f.evidence)
+        out.append(f)
+    return out
 
 
 # -- the rules -----------------------------------------------------------------------------------

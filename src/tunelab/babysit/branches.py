@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from tunelab.babysit.control import branch, request_stop
+from tunelab.babysit.run import RUN
 from tunelab.distributions import ParamValue
 from tunelab.errors import ConfigError, TrialNotFoundError, TrialStateError
 from tunelab.live import (
@@ -148,6 +149,21 @@ class Change:
     """Where on the branch's curves it applied (the entry's ``curve_step`` when the loop gave one)."""
     at: str | None = None
     """When it applied (ISO time)."""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """What the loop recorded with it besides the step (``trial.sync_live(step, **extra)``), e.g. the
+    Trainer's ``optimizer_step``."""
+
+    @property
+    def when(self) -> str:
+        """Where it applied, in words: ``epoch 21.9 (optimizer step 241)`` when the loop's step is a
+        fractional epoch and it recorded the optimizer step, ``optimizer step 241`` when the two are the
+        same (the Trainer with ``eval_every``), else ``step 12``."""
+        opt = self.extra.get("optimizer_step")
+        if isinstance(opt, int) and not isinstance(opt, bool):
+            if isinstance(self.step, (int, float)) and math.isfinite(self.step) and self.step != opt:
+                return f"epoch {_epoch(float(self.step))} (optimizer step {opt})"
+            return f"optimizer step {opt}"
+        return f"step {_step(self.step)}"
 
 
 @dataclass(frozen=True)
@@ -223,12 +239,21 @@ def run_tree(
     is gone) first, by number; each node's children are the branches made from its checkpoints.
 
     ``metric``: the metric whose curve, best and last values each node carries (read for every
-    branch at once); default: :func:`monitored_metric` of the newest branches' metrics
-    (:func:`run_metrics`). ``trials``: the study's trials when the caller has read them already.
+    branch at once); default: the run's objective metric (:func:`objective_metric`), else
+    :func:`monitored_metric` of the newest branches' metrics (:func:`run_metrics`). Best values follow
+    the study's direction for the objective metric, the metric's name for another.
+    ``trials``: the study's trials when the caller has read them already.
     """
     trials = study.trials if trials is None else trials
+    return _run_tree(study, metric, trials, objective_metric(study, trials))
+
+
+def _run_tree(
+    study: Study, metric: str | None, trials: Sequence[FrozenTrial], objective: str | None
+) -> list[BranchNode]:
     if metric is None:
-        metric = monitored_metric(_sampled_curves(study, trials))
+        metric = objective or monitored_metric(_sampled_curves(study, trials))
+    direction = _direction(study, metric, objective) if metric is not None else "minimize"
     curves: dict[int, tuple[list[int], list[float]]] = {t.number: ([], []) for t in trials}
     for point in study.get_metric(metric) if metric is not None else []:  # one read for every branch
         if point.number in curves:
@@ -253,7 +278,7 @@ def run_tree(
     def build(t: FrozenTrial) -> BranchNode:
         kids = [by_number[n] for n, p in parent_of.items() if p == t.number]
         built = sorted((build(k) for k in kids), key=lambda c: (c.step if c.step is not None else -1, c.number))
-        return _node(study, t, curves[t.number], metric, tuple(built), by_number)
+        return _node(study, t, curves[t.number], metric, direction, tuple(built), by_number)
 
     return [build(t) for t in trials if parent_of[t.number] is None]
 
@@ -278,9 +303,36 @@ class RunMetrics(NamedTuple):
 
 
 def run_metrics(study: Study, trials: Sequence[FrozenTrial] | None = None) -> RunMetrics:
-    """The metrics of the run's newest branches (:data:`METRIC_SAMPLE` of them, running ones first)."""
-    sampled = _sampled_curves(study, study.trials if trials is None else trials)
-    return RunMetrics(list(dict.fromkeys(m for curves in sampled for m in curves)), monitored_metric(sampled))
+    """The metrics of the run's newest branches (:data:`METRIC_SAMPLE` of them, running ones first); the
+    monitored one is the run's objective metric when it is known (:func:`objective_metric`)."""
+    trials = study.trials if trials is None else trials
+    sampled = _sampled_curves(study, trials)
+    reported = list(dict.fromkeys(m for curves in sampled for m in curves))
+    return RunMetrics(reported, objective_metric(study, trials) or monitored_metric(sampled))
+
+
+def objective_metric(study: Study, trials: Sequence[FrozenTrial] | None = None) -> str | None:
+    """The metric the run's value is, which its direction applies to: the one :func:`create_run` recorded
+    (``system_attrs["run"]["metric"]``: the Trainer's monitor, e.g. ``val_acc``), else the metric whose
+    curve holds the value of one of the newest COMPLETE branches (a Trainer's value is its monitor's best),
+    else None."""
+    record = study.system_attrs.get(RUN)
+    if isinstance(record, Mapping) and isinstance(record.get("metric"), str) and record["metric"]:
+        return str(record["metric"])
+    trials = study.trials if trials is None else trials
+    done = sorted((t for t in trials if t.state == TrialState.COMPLETE and t.value is not None),
+                  key=lambda t: -t.number)[:METRIC_SAMPLE]
+    for t in done:
+        curves = study.get_curves(t.number)
+        holding = {m: c for m, c in curves.items() if not _is_lr(m) and t.value in c[1]}
+        if holding:
+            return monitored_metric([holding])
+    return None
+
+
+def _direction(study: Study, metric: str, objective: str | None) -> str:
+    """The study's direction for the objective metric; the name's for another (a loss falls, an accuracy rises)."""
+    return study.direction if metric == objective else metric_direction(metric)
 
 
 def monitored_metric(all_curves: Iterable[Curves]) -> str | None:
@@ -313,7 +365,7 @@ def _is_lr(name: str) -> bool:
 
 
 def _node(
-    study: Study, t: FrozenTrial, curve: tuple[list[int], list[float]], metric: str | None,
+    study: Study, t: FrozenTrial, curve: tuple[list[int], list[float]], metric: str | None, direction: str,
     children: tuple[BranchNode, ...], by_number: Mapping[int, FrozenTrial],
 ) -> BranchNode:
     branch = branch_of(t.system_attrs)
@@ -322,7 +374,7 @@ def _node(
     best = best_step = last = last_step = None
     points = [(s, v) for s, v in zip(*curve, strict=True) if v is not None and math.isfinite(v)]
     if metric is not None and points:
-        sign = 1.0 if metric_direction(metric) == "minimize" else -1.0
+        sign = 1.0 if direction == "minimize" else -1.0
         best_step, best = min(points, key=lambda p: (sign * p[1], p[0]))
         last_step, last = points[-1]
     all_steps = curve[0]
@@ -364,9 +416,14 @@ def changes_of(t: FrozenTrial) -> list[Change]:
         sources = tuple(dict.fromkeys(str(s) for s in entry.get("sources") or [] if s))
         step = entry.get("step", math.nan)
         at = entry.get("at")
+        extra = {k: v for k, v in entry.items() if k not in _SCHEDULE_KEYS}
         out.append(Change(step, values, before, sources, notes, entry.get("curve_step", step),
-                          at if isinstance(at, str) else None))
+                          at if isinstance(at, str) else None, extra))
     return out
+
+
+_SCHEDULE_KEYS = frozenset({"step", "params", "requests", "sources", "at", "curve_step"})
+"""The keys of a live-schedule entry that :func:`tunelab.live.LiveParams.sync` writes itself."""
 
 
 # -- as text --------------------------------------------------------------------------------------
@@ -375,29 +432,47 @@ def format_tree(study: Study, *, metric: str | None = None) -> str:
 
         run 'babysit' (val_loss, minimize): 2 branches
         trial 0  PRUNED  steps 1-40  val_loss best 0.212 (step 30), last 0.25 (step 40)
-          step 12: lr 0.1 -> 0.03 (cli)
+          epoch 12.5 (optimizer step 137): lr 0.1 -> 0.03 (cli)
           checkpoints: 30, 40
           `-- from step 30: trial 1  RUNNING  rollback, lr 0.03 -> 0.01  steps 31-52  val_loss ...
-                step 45: lr 0.01 -> 0.005 (auto: reduce_on_plateau(val_loss, ...))
+                epoch 45 (optimizer step 495): lr 0.01 -> 0.005 (auto: reduce_on_plateau(val_loss, ...))
                 pending: lr=0.001 (cli)
                 checkpoints: 50
 
-    Each branch is one line (its state, steps, the monitored metric's best and last values), then
-    its changes in step order, its children under the step they fork from, its pending requests and
-    the checkpoints it keeps (the steps ``tunelab rollback --to`` accepts).
+    The head names the metric the run's value is and the study's direction (:func:`objective_metric`),
+    and the curve shown when it is another (``--metric``). Each branch is one line (its state, steps,
+    the shown metric's best and last values), then its changes in step order (where each applied: the
+    loop's step, as an epoch with the optimizer step when the loop recorded one), its children under
+    the step they fork from, its pending requests and the checkpoints it keeps (the steps
+    ``tunelab rollback --to`` accepts).
     """
-    roots = run_tree(study, metric=metric)
+    trials = study.trials
+    objective = objective_metric(study, trials)
+    roots = _run_tree(study, metric, trials, objective)
     n = sum(len(r.walk()) for r in roots)
-    metric = next((node.metric for r in roots for node in r.walk() if node.metric), metric)
-    head = f"run {study.name!r}"
-    if metric:
-        head += f" ({metric}, {metric_direction(metric)})"
+    shown = next((node.metric for r in roots for node in r.walk() if node.metric), metric)
+    head = f"run {study.name!r} ({_head(study.direction, objective, shown)})"
     lines = [f"{head}: {n} branch{'es' if n != 1 else ''}"]
     if not roots:
         lines.append("  no trials yet")
     for root in roots:
         _format(root, "", lines)
     return "\n".join(lines)
+
+
+def _head(direction: str, objective: str | None, shown: str | None) -> str:
+    """What the run's value is and which curve the branches show: ``val_acc, maximize`` when they are the
+    same, ``val_acc, maximize; curves: val_loss`` when not. When the objective's metric is unknown (a study
+    made without :func:`create_run`'s ``metric`` and no COMPLETE branch yet), the shown curve is taken for
+    it only if its name goes the study's way (``val_loss, minimize``), else ``maximize its value; curves:
+    val_loss``."""
+    if objective is None:
+        if shown is not None and metric_direction(shown) == direction:
+            return f"{shown}, {direction}"
+        return f"{direction} its value" + (f"; curves: {shown}" if shown else "")
+    if shown is None or shown == objective:
+        return f"{objective}, {direction}"
+    return f"{objective}, {direction}; curves: {shown} ({metric_direction(shown)})"
 
 
 def _format(node: BranchNode, indent: str, lines: list[str]) -> None:
@@ -450,7 +525,7 @@ def _headline(node: BranchNode) -> str:
 
 def _change_text(c: Change) -> str:
     values = ", ".join(f"{k} {_v(c.before.get(k))} -> {_v(v)}" for k, v in c.values.items())
-    text = f"step {_step(c.step)}: {values}"
+    text = f"{c.when}: {values}"
     if c.sources:
         text += f" ({', '.join(c.sources)})"
     if c.notes:
@@ -483,7 +558,15 @@ def _v(value: object) -> str:
 
 
 def _step(step: float) -> str:
-    return str(int(step)) if isinstance(step, (int, float)) and float(step).is_integer() else str(step)
+    if isinstance(step, bool) or not isinstance(step, (int, float)):
+        return str(step)
+    if float(step).is_integer():
+        return str(int(step))
+    return f"{step:.4g}"
+
+
+def _epoch(epoch: float) -> str:
+    return str(int(epoch)) if epoch.is_integer() else f"{epoch:.1f}"
 
 
 __all__ = [
@@ -492,6 +575,7 @@ __all__ = [
     "changes_of",
     "format_tree",
     "monitored_metric",
+    "objective_metric",
     "RunMetrics",
     "run_metrics",
     "rollback",

@@ -335,7 +335,7 @@ def train(
                                   f"with `tunelab set {run} NAME=VALUE`")
         except StudyNotFoundError:
             study = create_run(run, trainer.default_params(**values), storage=store,
-                               direction=direction or monitor_direction(trainer.monitor))
+                               direction=direction or monitor_direction(trainer.monitor), metric=trainer.monitor)
         err = _err()
         err.print(f"training run {run!r} for {epochs} epochs; in another shell: tunelab set {run} lr=... | "
                   f"tunelab rollback {run} --to STEP | tunelab tree {run}", markup=False, highlight=False)

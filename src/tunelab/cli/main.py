@@ -15,6 +15,7 @@ import importlib
 import inspect
 import io
 import json
+import math
 import os
 import signal
 import sys
@@ -38,6 +39,7 @@ from tunelab.errors import ConfigError, TrialNotFoundError, TunelabError
 from tunelab.records import FrozenTrial, TrialState, sort_key
 from tunelab.samplers import RandomSampler
 from tunelab.storage import BaseStorage, get_storage
+from tunelab.storage.urls import check_storage_url
 from tunelab.study import Objective, Study, delete_study, load_study
 from tunelab.study.frames import trials_to_rows
 
@@ -49,10 +51,17 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
+def _checked_storage(url: str) -> str:
+    """The --storage URL, refused with the fix when it has a typo (``sqllite://``, ``sqlite:/x.db``)."""
+    with _cli_errors():
+        check_storage_url(url)
+    return url
+
+
 StorageOption = Annotated[
     str,
     typer.Option(
-        "--storage", envvar="TUNELAB_STORAGE", show_envvar=True,
+        "--storage", envvar="TUNELAB_STORAGE", show_envvar=True, callback=_checked_storage,
         help="Storage URL, e.g. sqlite:///tunelab.db or postgresql+psycopg://user@host/db.",
     ),
 ]
@@ -271,6 +280,84 @@ def _trial_json(t: FrozenTrial) -> dict[str, Any]:
     }
 
 
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _compact(value: Any, limit: int = 400) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@app.command("trial")
+def trial_command(
+    study_name: StudyArgument,
+    number: Annotated[int, typer.Argument(metavar="NUMBER", min=0, help="The trial's number.", show_default=False)],
+    storage: StorageOption = DEFAULT_STORAGE,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")] = False,
+) -> None:
+    """One trial: its state, value, parameters, attributes, its whole error (the traceback), the last
+    values of its curves and its checkpoints."""
+    from tunelab.study.failures import summarize_error
+
+    with _open(storage) as store:
+        study = _read_study(study_name, store)
+        t = study.get_trial(number)
+        curves = study.get_curves(number)
+        kept = study.checkpoints(number)
+    last = {
+        metric: {"points": len(steps), "last_step": steps[-1], "last_value": _finite_or_none(values[-1])}
+        for metric, (steps, values) in curves.items() if steps
+    }
+    if as_json:
+        typer.echo(json.dumps({
+            "study": study.name, "direction": study.direction, **_trial_json(t),
+            "error_summary": None if t.error is None else summarize_error(t.error),
+            "curves": last, "checkpoints": [{"step": c.step, "path": str(c.path)} for c in kept],
+        }, default=str))
+        return
+    out = _out()
+
+    def line(text: str = "") -> None:
+        out.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    line(f"trial {t.number} of study {study.name!r} ({study.direction}): {t.state.value}"
+         + (f", value {_fmt(t.value, 10)}" if t.value is not None else ""))
+    times = [f"started {_fmt(t.datetime_start)}" if t.datetime_start else "",
+             f"finished {_fmt(t.datetime_complete)}" if t.datetime_complete else "",
+             f"took {t.duration:.2f}s" if t.duration is not None else ""]
+    if any(times):
+        line("  " + ", ".join(x for x in times if x))
+    pruned = t.system_attrs.get("pruned")
+    if t.state == TrialState.PRUNED and isinstance(pruned, dict):
+        value = pruned.get("value")
+        at = f" ({pruned.get('metric')} {_fmt(value)})" if isinstance(value, float) else ""
+        line(f"  pruned at step {pruned.get('step')} by {pruned.get('rule')}{at}: {pruned.get('detail')}")
+    if t.error is not None:
+        line(f"  error: {summarize_error(t.error)}")
+    sections: list[tuple[str, dict[str, Any]]] = [
+        ("params", dict(t.params)), ("user attributes", dict(t.user_attrs)),
+        ("system attributes", dict(t.system_attrs)),
+    ]
+    for title, items in sections:
+        line(f"{title}:" + ("" if items else " none"))
+        for key, value in items.items():
+            line(f"  {key} = {_fmt(value, 10) if isinstance(value, float) else _compact(value)}")
+    line("curves (last values):" + ("" if last else " none reported"))
+    width = max((len(m) for m in last), default=0)
+    for metric, info in last.items():
+        shown = "nan/inf" if info["last_value"] is None else _fmt(info["last_value"], 6)
+        points = info["points"]
+        line(f"  {metric:<{width}}  {shown} at step {info['last_step']} ({points} point{'s' if points != 1 else ''})")
+    line(f"checkpoints in {study.artifact_dir / f'trial-{t.number}'}:" if kept else "checkpoints: none kept")
+    for c in kept:
+        line(f"  step {c.step}: {c.path}")
+    if t.error is not None:
+        line("error (as stored):")
+        for text in t.error.rstrip().splitlines():
+            line("  " + text)
+
+
 @app.command()
 def export(
     study_name: StudyArgument,
@@ -343,6 +430,8 @@ def report(
 
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
+_DASHBOARD_EXTRA = ("fastapi", "uvicorn", "starlette", "pydantic", "plotly", "sklearn", "kaleido")
+"""Modules of the dashboard extra (and what they pull in): missing, `tunelab dashboard` says how to install it."""
 
 
 @app.command()
@@ -367,10 +456,18 @@ def dashboard(
     ] = None,
 ) -> None:
     """Serve a live web dashboard of the studies in a storage: trials, curves, plots, diagnosis, importance."""
-    import uvicorn
+    with _cli_errors():
+        try:
+            import uvicorn
 
-    from tunelab.dashboard import create_app
-    from tunelab.dashboard.app import default_allowed_hosts
+            from tunelab.dashboard import create_app
+            from tunelab.dashboard.app import default_allowed_hosts
+        except ImportError as e:
+            missing = (e.name or "").partition(".")[0]
+            if missing not in _DASHBOARD_EXTRA:
+                raise
+            raise ConfigError(f"the dashboard needs its extra: pip install 'tunelab[dashboard]' "
+                              f"({missing} is not installed)") from None
 
     loopback = host in _LOOPBACK or host.startswith("127.")
     if not loopback:

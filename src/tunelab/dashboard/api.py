@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 from tunelab import babysit
 from tunelab.babysit.branches import BranchNode, Change, changes_of, run_metrics, run_tree
 from tunelab.dashboard.models import (
+    MAX_INT64,
     Accepted,
     BranchModel,
     Curve,
@@ -81,7 +82,7 @@ def _writable(settings: Annotated[Settings, Depends(_settings)]) -> Settings:
 SettingsDep = Annotated[Settings, Depends(_settings)]
 WritableDep = Annotated[Settings, Depends(_writable)]
 StudyName = Annotated[str, Path(description="the study's name")]
-TrialNumber = Annotated[int, Path(ge=0, description="the trial's number in the study")]
+TrialNumber = Annotated[int, Path(ge=0, le=MAX_INT64, description="the trial's number in the study")]
 
 _E: dict[str, Any] = {"model": Error}
 router = APIRouter(prefix="/api", responses={401: {"model": Error, "description": "a token is needed"}})
@@ -174,7 +175,7 @@ class _Numbered(Protocol):
 
 
 _Row = TypeVar("_Row", bound=_Numbered)
-Since = Annotated[int, Query(ge=0, description="the first trial number to return")]
+Since = Annotated[int, Query(ge=0, le=MAX_INT64, description="the first trial number to return")]
 
 
 def _since_window(
@@ -391,7 +392,7 @@ def _live_change(c: Change) -> LiveChange:
     step = _number(c.step)
     curve_step = _number(c.curve_step)
     return LiveChange(step=step, curve_step=step if curve_step is None else curve_step, values=_json(c.values),
-                      before=_json(c.before), sources=list(c.sources), notes=list(c.notes), at=c.at)
+                      before=_json(c.before), sources=list(c.sources), notes=list(c.notes), at=c.at, when=c.when)
 
 
 def _pending(requests: Sequence[Mapping[str, Any]]) -> list[PendingRequest]:

@@ -8,16 +8,21 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 
 import tunelab
 from tunelab.dashboard.api import Settings, router
+from tunelab.dashboard.models import MAX_INT64
 from tunelab.errors import ConfigError, StudyNotFoundError, TrialNotFoundError, TrialStateError
 from tunelab.storage import BaseStorage, get_storage
 
@@ -125,6 +130,55 @@ class HostCheck:
         return name in self.exact or (not _is_ip(name) and name.endswith(self.suffixes) if self.suffixes else False)
 
 
+def _nonfinite(value: object) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinities as the text JSON would need ("NaN", "Infinity", "-Infinity")."""
+    if _nonfinite(value):
+        return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def validation_errors(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """A request's validation errors as JSON: one clear error where a value is NaN or infinite (a union
+    such as a parameter's value gives one error per member otherwise, each with the member's name at the
+    end of its ``loc``, and NaN cannot be written back as JSON), and a bound of 2**63 - 1 named as the
+    storages' limit."""
+    bad = [tuple(e.get("loc", ())) for e in errors if _nonfinite(e.get("input"))]
+    out: list[dict[str, Any]] = []
+    said: set[tuple[Any, ...]] = set()
+    for error in errors:
+        loc = tuple(error.get("loc", ()))
+        if _nonfinite(error.get("input")):
+            if len(loc) > 1 and sum(b[:-1] == loc[:-1] for b in bad) > 1:
+                loc = loc[:-1]  # one error per member of a union: name the value, not the member
+            if loc not in said:
+                said.add(loc)
+                shown = _json_safe(error["input"])
+                out.append({"type": "finite_number", "loc": list(loc), "input": shown,
+                            "msg": f"{shown} is not valid here: JSON has no NaN or Infinity and tunelab stores "
+                                   "none; send a finite number (or what the field expects)"})
+            continue
+        item = {k: v for k, v in error.items() if k in ("type", "loc", "msg", "input", "ctx")}
+        ctx = error.get("ctx")
+        if error.get("type") == "less_than_equal" and isinstance(ctx, Mapping) and ctx.get("le") == MAX_INT64:
+            item["msg"] = f"must be at most 2**63 - 1 = {MAX_INT64}: trial numbers and steps are 64-bit integers"
+        out.append(_json_safe(jsonable_encoder(item)))
+    return out
+
+
+async def invalid_request(_: Request, exc: Exception) -> JSONResponse:
+    """422 with :func:`validation_errors` (FastAPI's own answer is a 500 when the request held a NaN)."""
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse({"detail": validation_errors(exc.errors())}, status_code=422)
+
+
 def create_app(
     storage: str | BaseStorage,
     *,
@@ -207,6 +261,7 @@ def create_app(
     def conflict(_: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=409)
 
+    app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(StudyNotFoundError, not_found)
     app.add_exception_handler(TrialNotFoundError, not_found)
     app.add_exception_handler(ConfigError, bad_request)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
 State = Literal["WAITING", "RUNNING", "COMPLETE", "PRUNED", "FAIL"]
-ParamJSON = bool | int | float | str | None
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+"""A float that is not NaN or infinite (Python's JSON reader accepts NaN, Infinity and 1e999)."""
+ParamJSON = bool | int | FiniteFloat | str | None
+MAX_INT64 = 2**63 - 1
+"""The largest trial number or step the storages hold (64-bit signed integers): larger ones are a 422."""
 
 
 class Error(BaseModel):
@@ -143,6 +147,8 @@ class LiveChange(BaseModel):
     sources: list[str] = Field(description="who asked: 'cli', 'dashboard', 'suggestion', 'auto: <rule>', ...")
     notes: list[str]
     at: str | None = Field(description="when it applied (ISO 8601)")
+    when: str = Field(description="where it applied, in words: 'epoch 21.9 (optimizer step 241)', 'optimizer step "
+                                  "300' or 'step 12'")
 
 
 class PendingRequest(BaseModel):
@@ -205,9 +211,10 @@ class LiveRequested(BaseModel):
 
 
 class RollbackBody(BaseModel):
-    to: int = Field(ge=0, description="the checkpoint step to go back to")
-    trial: int | None = Field(default=None, ge=0, description="the trial whose checkpoint (default: the running "
-                                                               "branch, else the newest that keeps that step)")
+    to: int = Field(ge=0, le=MAX_INT64, description="the checkpoint step to go back to")
+    trial: int | None = Field(default=None, ge=0, le=MAX_INT64,
+                              description="the trial whose checkpoint (default: the running branch, else the newest "
+                                          "that keeps that step)")
     values: dict[str, ParamJSON] | None = Field(default=None, description="hyperparameters to change")
     note: str | None = Field(default=None, max_length=10_000)
 

@@ -12,6 +12,7 @@ from tunelab.storage.base import BaseStorage, Curves, MetricPoint, TrialValue
 from tunelab.storage.memory import InMemoryStorage
 from tunelab.storage.sql import SQLStorage
 from tunelab.storage.sql_schema import SCHEMA_VERSION
+from tunelab.storage.urls import check_storage_url
 
 __all__ = [
     "SCHEMA_VERSION", "BaseStorage", "Curves", "InMemoryStorage", "MetricPoint", "SQLStorage", "TrialValue",
@@ -34,6 +35,7 @@ def get_storage(storage: str | BaseStorage | None, create: bool = True) -> BaseS
             raise StorageError(
                 f"storage {storage!r} is not a URL; for an SQLite file write 'sqlite:///{storage}'"
             )
+        check_storage_url(storage)  # a typo (sqllite://, sqlite:/x.db) gets its fix, not a driver hint
         return SQLStorage(storage, create=create)
     raise StorageError(
         f"storage must be a URL string, a storage object or None, got {type(storage).__name__}"

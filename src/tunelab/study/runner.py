@@ -18,7 +18,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from types import FrameType
 from typing import Any
@@ -42,6 +42,7 @@ from tunelab.space import SpaceEntry
 from tunelab.storage import get_storage
 from tunelab.storage.base import BaseStorage
 from tunelab.storage.served import ServedStorageAddress, StorageServer, serve
+from tunelab.study.failures import FailureWatch
 from tunelab.study.heartbeat import Heartbeat, HeartbeatSettings, StaleTrials
 from tunelab.study.progress import ProgressDisplay
 from tunelab.study.services import TrialWriter
@@ -75,6 +76,7 @@ class OptimizeSettings:
     requeue_lost_trials: bool
     start_method: str
     executor: RayExecutor | None = None
+    failures: FailureWatch = field(default_factory=FailureWatch, compare=False)
 
     @classmethod
     def build(cls, **kw: Any) -> OptimizeSettings:
@@ -114,7 +116,8 @@ class OptimizeSettings:
         space = kw["space"]
         if space is not None:
             space = validate_space(space)
-        return cls(**{**kw, "catch": catch, "grace_period": grace, "space": space})
+        failures = FailureWatch(n_workers)  # a new one per optimize() call: it watches that call's first trials
+        return cls(**{**kw, "catch": catch, "grace_period": grace, "space": space, "failures": failures})
 
     @property
     def uses_processes(self) -> bool:
@@ -365,10 +368,7 @@ def optimize(study: Study, objective: Objective, settings: OptimizeSettings) -> 
             else:
                 _optimize_here(study, objective, settings, deadline, display)
     except KeyboardInterrupt:
-        logger.warning(
-            "interrupted: %d trials finished in this run are kept; running trials are marked FAIL. "
-            "Run the study again to resume it.", display.done,
-        )
+        logger.warning(settings.failures.interrupted_message(still_running=display.running))
         raise
 
 
@@ -395,6 +395,8 @@ def _optimize_here(
 
 
 def _call_back(study: Study, settings: OptimizeSettings, outcome: TrialOutcome) -> None:
+    if said := settings.failures.observe(outcome.number, outcome.state, outcome.error, study.name):
+        logger.warning(said)
     if settings.callbacks:
         with _storage_failing("reading a finished trial for the callbacks"):
             frozen = study.storage.get_trial(outcome.trial_id)

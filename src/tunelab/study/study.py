@@ -39,6 +39,7 @@ from tunelab.samplers import AutoSampler, Sampler, sampler_from_description
 from tunelab.samplers.base import SamplingContext
 from tunelab.space import SpaceEntry, space_from_json, space_to_json, validate_space
 from tunelab.storage import BaseStorage, Curves, MetricPoint, get_storage
+from tunelab.study.failures import shell_word, summarize_error
 from tunelab.study.services import Pruning, Suggestions, TrialServices, TrialWriter
 from tunelab.study.trial import Trial, record_end
 
@@ -50,6 +51,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("tunelab")
 
 Objective = Callable[[Trial], float]
+MAX_SEED = 2**63
+"""Seeds are below this: storages keep them as 64-bit signed integers."""
 Callback = Callable[["Study", FrozenTrial], None]
 
 
@@ -150,10 +153,28 @@ class Study:
         """The COMPLETE trial with the best value; TrialNotFoundError if none completed."""
         best = self._storage.get_best_trial(self._study_id, self.direction)
         if best is None:
-            raise TrialNotFoundError(
-                f"study {self.name!r} has no COMPLETE trial yet; run optimize() first"
-            )
+            raise TrialNotFoundError(self._no_best_message())
         return best
+
+    def _no_best_message(self) -> str:
+        """Why there is no best trial: no trials, or how the trials ended and the first failure's error."""
+        trials = self._storage.get_trials(self._study_id)
+        if not trials:
+            return f"study {self.name!r} has no COMPLETE trial: it has no trials yet; run optimize() first"
+        failed = [t for t in trials if t.state == TrialState.FAIL]
+        if len(failed) == len(trials):
+            head = f"study {self.name!r} has no COMPLETE trial: all {len(trials)} trials failed; the first"
+        else:
+            counts = [(sum(t.state == s for t in trials), s.value.lower()) for s in _NOT_COMPLETE]
+            shown = ", ".join(f"{n} {'failed' if s == 'fail' else s}" for n, s in counts if n)
+            head = f"study {self.name!r} has no COMPLETE trial yet ({len(trials)} trials: {shown})"
+            if not failed:
+                return head + "; run optimize() (again) to finish some"
+            head += "; the first failure"
+        first = failed[0]
+        return (f"{head} (trial {first.number}): {summarize_error(first.error)} \u2014 "
+                f"`tunelab trial {shell_word(self.name)} {first.number}` shows the whole error "
+                f"(study.trials[{first.number}].error)")
 
     @property
     def best_value(self) -> float:
@@ -528,6 +549,8 @@ def _record_fail(storage: BaseStorage, frozen: FrozenTrial, reason: str) -> None
 
 
 _OWN_SYSTEM_ATTRS = frozenset({"sampler", "pruner", "space", "artifact_dir", "checkpoint_policy"})
+_NOT_COMPLETE = (TrialState.FAIL, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+
 
 
 def judge(
@@ -649,6 +672,11 @@ def create_study(
         raise ConfigError(f"name must be a non-empty string, got {name!r}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    if seed is not None and seed >= MAX_SEED:
+        raise ConfigError(
+            f"seed must be an integer below 2**63 (it is stored as a 64-bit integer), got {seed!r}; "
+            "any smaller seed gives the same quality of randomness, e.g. seed % 2**63"
+        )
     if sampler is not None and not isinstance(sampler, Sampler):
         raise ConfigError(f"sampler must be a tunelab sampler such as RandomSampler(), got {sampler!r}")
     if space is not None:

@@ -226,6 +226,39 @@ def _bin_axis(info: ParamInfo, values: list[Any], n_bins: int) -> tuple[np.ndarr
     return idx.astype(np.int64), [float(c) for c in (10 ** centres if info.log else centres)]
 
 
+_PAD = 0.04
+"""How far past the outermost trials a contour's grid and its numeric axes reach (a share of their span)."""
+
+
+def _span(info: ParamInfo, values: list[Any]) -> tuple[float, float, float]:
+    """The lowest and highest of ``values`` on the axis's scale (log10 for a log axis), and the margin to add."""
+    t = np.array([float(v) for v in values], dtype=float)
+    t = np.log10(t) if info.log else t
+    lo, hi = float(t.min()), float(t.max())
+    margin = _PAD * (hi - lo) if hi > lo else (0.05 if info.log else max(0.05 * abs(lo), 0.5))
+    return lo, hi, margin
+
+
+def _padded(info: ParamInfo, centres: list[Any], values: list[Any]) -> list[float]:
+    """A contour's coordinates: the bins' centres, with one more just past each outer trial."""
+    lo, hi, margin = _span(info, values)
+    ends = [lo - margin, hi + margin]
+    if info.log:
+        ends = [10**e for e in ends]
+    return [ends[0], *(float(c) for c in centres), ends[1]]
+
+
+def _pad_rows(row: list[Any]) -> list[Any]:
+    """``row`` with its first and last entries repeated at its ends (the grid's extension past the edges)."""
+    return [row[0], *row, row[-1]]
+
+
+def _axis_range(info: ParamInfo, values: list[Any]) -> list[float]:
+    """A numeric axis's range (log10 units for a log axis, as plotly wants) holding every value with a margin."""
+    lo, hi, margin = _span(info, values)
+    return [lo - margin, hi + margin]
+
+
 def _coords(info: ParamInfo, values: list[Any]) -> np.ndarray:
     return _numeric_values(values) if info.numeric else strings(label(v) for v in values)
 
@@ -249,6 +282,9 @@ def plot_contour(study: Study, x: str, y: str, *, trials: Sequence[FrozenTrial] 
     (up to 40 x 40 bins, in log space for log parameters, one bin per category for categoricals), as a
     contour (two numeric parameters; empty cells interpolated) or a heat map (a categorical), with the
     trials as points on top and the best as a red star. Only trials that used both parameters count.
+    The coloured area and the numeric axes reach a little past the outermost trials, so that every
+    point, the best included, lies inside them (a contour's grid is extended past its outer bins'
+    centres, repeating their values).
 
     ConfigError if ``x == y`` or a name is not a parameter of any trial. Fewer than 3 such trials:
     the points only (with a note); none: an empty figure.
@@ -290,6 +326,12 @@ def plot_contour(study: Study, x: str, y: str, *, trials: Sequence[FrozenTrial] 
                              "mean value: %{z:.4g}<extra></extra>",
         }
         if ix.numeric and iy.numeric and len(cx) > 1 and len(cy) > 1:
+            # A contour covers only the span of its grid's coordinates: from the bins' centres alone, the
+            # trials in the outer half-bins (the best among them, often) would lie outside it. The grid is
+            # extended to the outer edges and a little past them, repeating the outer bins' values.
+            surface["x"] = _padded(ix, cx, [t.params[x] for t in both])
+            surface["y"] = _padded(iy, cy, [t.params[y] for t in both])
+            surface["z"] = _pad_rows([_pad_rows(row) for row in z])
             fig.add_trace(go_.Contour(**surface, connectgaps=True, contours={"coloring": "heatmap"},
                                       line={"width": 0.5}))
         else:
@@ -315,10 +357,11 @@ def plot_contour(study: Study, x: str, y: str, *, trials: Sequence[FrozenTrial] 
         marker={"symbol": "star", "size": 16, "color": BEST_COLOR, "line": {"color": "black", "width": 1}},
         text=[hover(best, best.value)], hoverinfo="text",
     ))
-    for axis, info in (("x", ix), ("y", iy)):
+    for axis, info, name in (("x", ix, x), ("y", iy, y)):
         spec: dict[str, Any] = {"title": {"text": info.axis_title()}}
         if info.numeric:
             spec["type"] = "log" if info.log else "linear"
+            spec["range"] = _axis_range(info, [t.params[name] for t in both])  # every point, the best too
         else:
             spec.update(type="category", categoryorder="array", categoryarray=list(info.categories))
         fig.update_layout({f"{axis}axis": spec})

@@ -1210,7 +1210,7 @@
       if (b.value !== null) head.push('<span class="label">value</span><b>' + esc(fmtNumber(b.value)) + "</b>");
       if (b.note) head.push('<span class="muted">note: ' + esc(b.note) + "</span>");
       const events = b.changes.map(function (c) {
-        return '<li class="change" data-step="' + esc(c.step) + '">step ' + esc(fmtNumber(c.step)) + ": " +
+        return '<li class="change" data-step="' + esc(c.step) + '">' + esc(c.when) + ": " +
           valuesText(c.values, c.before) + (c.sources.length ? ' <span class="muted">(' + esc(c.sources.join(", ")) +
           ")</span>" : "") + (c.notes.length ? ' <span class="muted">note: ' + esc(c.notes.join("; ")) + "</span>" : "") +
           "</li>";
@@ -1305,7 +1305,7 @@
           if (k >= 0 && b.curve.values[k] !== null) {
             marks.x.push(x);
             marks.y.push(b.curve.values[k]);
-            marks.text.push(esc("#" + b.number + " step " + fmtNumber(c.step) + ": " + text +
+            marks.text.push(esc("#" + b.number + " " + c.when + ": " + text +
               (c.sources.length ? " (" + c.sources.join(", ") + ")" : "")));
           }
         });
@@ -1552,7 +1552,7 @@
         esc(trialHash(name, live.parent)) + '">#' + live.parent + "</a> from step " + esc(live.step) + ")</span>" : "") +
         "</p>" : "") +
         (live.changes.length ? '<ul id="live-changes" class="events">' + live.changes.map(function (c) {
-          return '<li class="change" data-step="' + esc(c.step) + '">step ' + esc(fmtNumber(c.step)) + ": " +
+          return '<li class="change" data-step="' + esc(c.step) + '">' + esc(c.when) + ": " +
             valuesText(c.values, c.before) + (c.sources.length ? ' <span class="muted">(' + esc(c.sources.join(", ")) +
             ")</span>" : "") + (c.notes.length ? ' <span class="muted">note: ' + esc(c.notes.join("; ")) + "</span>" : "") +
             "</li>";
