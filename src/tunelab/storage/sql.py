@@ -235,8 +235,9 @@ class SQLStorage(BaseStorage):
             self._engine = sa.create_engine(sa_url, **engine_kwargs)
         except (NoSuchModuleError, ModuleNotFoundError, ImportError) as e:
             raise StorageError(
-                f"cannot open storage {self._shown!r}: {e}. Install the database driver, "
-                "e.g. pip install 'tunelab[postgres]' for PostgreSQL"
+                f"cannot open storage {self._shown!r}: {e}; install its driver: postgresql+psycopg://... "
+                "with pip install 'tunelab[postgres]', mysql+pymysql://... or mariadb+pymysql://... with "
+                "pip install 'tunelab[mysql]'"
             ) from None
         if self._sqlite:
             _sqlite_begin_immediate(self._engine)
