@@ -6,7 +6,9 @@ import math
 import os
 import signal
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import tunelab
 
@@ -16,6 +18,18 @@ def quadratic(trial: tunelab.Trial) -> float:
     x = trial.suggest_float("x", -5, 5)
     lr = trial.suggest_float("lr", 1e-5, 1e-1, log=True)
     return (x - 1) ** 2 + (math.log10(lr) + 3) ** 2
+
+
+def styblinski_tang(params: Mapping[str, Any]) -> float:
+    """Styblinski-Tang in 3-d on [-1, 1]^3 (x 5): smooth, eight local minima, the global one near
+    (-0.58, -0.58, -0.58). A model-based search keeps exploring its basins for tens of trials
+    rather than refining one point to 1e-3 (as it does on a bowl)."""
+    return sum(0.5 * ((5 * params[n]) ** 4 - 16 * (5 * params[n]) ** 2 + 5 * (5 * params[n])) for n in "xyz")
+
+
+def styblinski_tang_3d(trial: tunelab.Trial) -> float:
+    """:func:`styblinski_tang` over x, y, z in [-1, 1], suggested define-by-run."""
+    return styblinski_tang({n: trial.suggest_float(n, -1, 1) for n in "xyz"})
 
 
 def chaotic(trial: tunelab.Trial) -> float:
