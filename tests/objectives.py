@@ -140,6 +140,29 @@ def staircase(trial: tunelab.Trial) -> float:
     return loss
 
 
+def staircase_two_metrics(trial: tunelab.Trial) -> float:
+    """:func:`staircase` reporting as the README's loop does, ``train_loss`` and ``val_loss`` at
+    every step; returns the last val_loss."""
+    q = trial.suggest_float("q", 0.0, 10.0)
+    loss = math.inf
+    for step in range(1, 28):
+        loss = q + 1.0 / step
+        trial.report(step, train_loss=loss / 2, val_loss=loss)
+        if trial.should_prune():
+            raise tunelab.TrialPruned()
+    return loss
+
+
+def train_loss_and_val_acc(trial: tunelab.Trial) -> float:
+    """Reports ``train_loss`` and ``val_acc`` (a pruner of a minimizing study cannot pick either)."""
+    q = trial.suggest_float("q", 0.0, 1.0)
+    for step in range(3):
+        trial.report(step, train_loss=q + 1.0 / (step + 1), val_acc=1.0 - q)
+        if trial.should_prune():
+            raise tunelab.TrialPruned()
+    return q
+
+
 def checkpointing(trial: tunelab.Trial) -> float:
     """Checkpoints a tiny torch model at steps 0, 1, 2 with save_torch, loads the latest back
     into a fresh model, and records its process id, folder and the step it restored."""
