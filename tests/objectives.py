@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import tunelab
+from tunelab.history import History
+from tunelab.pruners import PruneDecision, Pruner, register_pruner
 
 
 def quadratic(trial: tunelab.Trial) -> float:
@@ -138,6 +140,14 @@ def staircase(trial: tunelab.Trial) -> float:
         if trial.should_prune():
             raise tunelab.TrialPruned()
     return loss
+
+
+@register_pruner
+class PruneAll(Pruner):
+    """A pruner that stops every trial at its first decision (to see which pruner a worker uses)."""
+
+    def decide(self, history: History, number: int, metric: str, curve: Mapping[int, float]) -> PruneDecision | None:
+        return PruneDecision(rule="prune all", detail=f"trial {number} at step {max(curve)}")
 
 
 def staircase_two_metrics(trial: tunelab.Trial) -> float:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import tunelab
+from objectives import PruneAll, staircase
 from tunelab.errors import (
     ConfigError,
     DistributionConflictError,
@@ -302,6 +303,44 @@ def test_creating_an_existing_study_fails_unless_load_if_exists(tmp_path: Path) 
         tunelab.create_study(name="s", storage=url)
     again = tunelab.create_study(name="s", storage=url, load_if_exists=True)
     assert len(again.trials) == 2
+
+
+def test_workers_use_the_drivers_pruner_not_the_stored_one(tmp_path: Path) -> None:
+    # Issue 16, item 10: the driver used a new pruner while spawned workers rebuilt the stored one.
+    url = sqlite_url(tmp_path)
+    never = tunelab.MedianPruner(n_startup_trials=100)
+    tunelab.create_study(name="s", storage=url, seed=0, sampler=tunelab.RandomSampler(), pruner=never)
+    study = tunelab.load_study("s", url, pruner=PruneAll())  # load_study stores nothing
+    study.optimize(staircase, n_trials=6, n_workers=2)
+    trials = study.trials
+    assert [t.state for t in trials] == [TrialState.PRUNED] * 6
+    assert {(t.system_attrs["pruned"]["rule"], t.system_attrs["pruned"]["step"]) for t in trials} == {("prune all", 1)}
+    assert study.system_attrs["pruner"] == never.describe()
+
+
+def test_load_if_exists_with_a_new_pruner_stores_it(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path)
+    tunelab.create_study(name="s", storage=url, seed=0, sampler=tunelab.RandomSampler(),
+                         pruner=tunelab.MedianPruner(n_startup_trials=100))  # never prunes
+    study = tunelab.create_study(name="s", storage=url, load_if_exists=True, pruner=PruneAll())
+    assert isinstance(study.sampler, tunelab.RandomSampler)  # the stored sampler: none was given
+    # Stored: a `tunelab worker`, the dashboard or a script that loads the study later gets it too.
+    assert study.system_attrs["pruner"] == PruneAll().describe()
+    later = tunelab.load_study("s", url)
+    assert isinstance(later.pruner, PruneAll)
+    later.optimize(staircase, n_trials=2, n_workers=2)
+    assert [t.state for t in later.trials] == [TrialState.PRUNED] * 2
+
+
+def test_load_if_exists_with_a_new_sampler_stores_it(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path)
+    tunelab.create_study(name="s", storage=url, seed=0, sampler=tunelab.RandomSampler())
+    tpe = tunelab.TPESampler(n_startup_trials=4)
+    assert tunelab.create_study(name="s", storage=url, load_if_exists=True, sampler=tpe).sampler is tpe
+    loaded = tunelab.load_study("s", url)
+    assert isinstance(loaded.sampler, tunelab.TPESampler) and loaded.sampler.describe() == tpe.describe()
+    again = tunelab.create_study(name="s", storage=url, load_if_exists=True)  # none given: the stored one
+    assert again.sampler.describe() == tpe.describe() and again.pruner is None
 
 
 @pytest.mark.parametrize("kwargs, word", [

@@ -506,7 +506,9 @@ def create_study(
         space: a declared search space used by every :meth:`Study.ask` and worker.
         pruner: stops bad trials early, e.g. ``SuccessiveHalvingPruner(metric="val_loss")``
             (see :mod:`tunelab.pruners`); the objective asks ``trial.should_prune()``.
-        load_if_exists: load the study of that name if it exists instead of failing.
+        load_if_exists: load the study of that name if it exists instead of failing. A ``sampler`` or
+            ``pruner`` given then replaces the stored one (workers that join later and the dashboard
+            rebuild it); without them the stored ones are rebuilt, as :func:`load_study` does.
         user_attrs: JSON data to attach to the study.
         artifact_dir: where studies keep files; this one gets its own folder inside,
             ``<name>-<8 hex digits>`` (``study.artifact_dir``). Default: ``<file>.artifacts``
@@ -531,6 +533,7 @@ def create_study(
     if space is not None:
         space = validate_space(space)
     store = get_storage(storage)
+    given_sampler = sampler
     sampler = sampler if sampler is not None else AutoSampler()
     if pruner is not None and not isinstance(pruner, Pruner):
         raise ConfigError(f"pruner must be a tunelab pruner such as MedianPruner(), got {pruner!r}")
@@ -555,7 +558,14 @@ def create_study(
     except DuplicatedStudyError:
         if not load_if_exists:
             raise
-        return load_study(name, store, sampler=sampler, pruner=pruner)
+        loaded = load_study(name, store, sampler=given_sampler, pruner=pruner)
+        # A sampler or pruner given here replaces the stored one, so that workers joining later
+        # (tunelab worker, load_study) and the dashboard see the one the study runs with.
+        replaced = {k: v.describe() for k, v in (("sampler", given_sampler), ("pruner", pruner)) if v is not None}
+        stored = loaded.system_attrs
+        if any(stored.get(k) != v for k, v in replaced.items()):
+            store.set_study_attrs(loaded.study_id, system_attrs=replaced)
+        return loaded
     return Study(store, record, sampler, space, pruner)
 
 
