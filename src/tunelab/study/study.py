@@ -26,6 +26,7 @@ from tunelab.distributions import Distribution, ParamValue
 from tunelab.errors import (
     ConfigError,
     DuplicatedStudyError,
+    EnqueuedValueError,
     SearchExhausted,
     TrialNotFoundError,
     TrialStateError,
@@ -37,6 +38,7 @@ from tunelab.samplers import AutoSampler, Sampler, sampler_from_description
 from tunelab.samplers.base import SamplingContext
 from tunelab.space import SpaceEntry, space_from_json, space_to_json, validate_space
 from tunelab.storage import BaseStorage, Curves, MetricPoint, get_storage
+from tunelab.study.enqueue import check_enqueued
 from tunelab.study.services import Pruning, Suggestions, TrialServices
 from tunelab.study.trial import Trial
 
@@ -242,27 +244,31 @@ class Study:
     def enqueue(self, params: Mapping[str, ParamValue], user_attrs: Mapping[str, Any] | None = None) -> int:
         """Queue a configuration to be tried before the sampler's own; return its trial number.
 
-        Parameters not given are sampled as usual when the trial runs.
+        Parameters not given are sampled as usual when the trial runs. Each value is checked
+        before anything is stored, wherever it comes from (this process, a script, the
+        dashboard): against the distribution the study stored for the parameter (the kind the
+        objective uses; its range, or a wider one the declared space or a recent trial uses),
+        else the declared space's, else the one this process has seen; a parameter the study
+        does not know yet takes any JSON scalar. A value that does not fit is a ConfigError naming
+        the parameter, the value, the range and the fix.
         """
         if not isinstance(params, Mapping) or not params:
             raise ConfigError("enqueue() needs a non-empty mapping of parameter name -> value")
-        dists: dict[str, Distribution] = {}
-        clean: dict[str, ParamValue] = {}
-        for name, value in params.items():
-            dist = self._suggestions.known(name)
-            if dist is not None:
-                try:
-                    clean[name] = dist.cast(value)
-                except ConfigError as e:
-                    raise ConfigError(f"enqueue: parameter '{name}': {e}") from None
-                dists[name] = dist
-            else:
-                clean[name] = value
+        clean, dists = check_enqueued(
+            params, self._storage.get_distributions(self._study_id), self.space, self._suggestions.known,
+            self._recent_distributions,
+        )
         trial = self._storage.create_trial(
             self._study_id, TrialState.WAITING, params=clean, distributions=dists,
             user_attrs=user_attrs, system_attrs={"enqueued": True},
         )
         return trial.number
+
+    def _recent_distributions(self) -> list[dict[str, Distribution]]:
+        """The distributions of the newest 100 trials, newest first (ranges may have widened)."""
+        newest = self._storage.count_trials(self._study_id)
+        trials = self._storage.get_trials(self._study_id, min_number=max(0, newest - 100))
+        return [dict(t.distributions) for t in reversed(trials)]
 
     def ask(self, space: Mapping[str, SpaceEntry] | None = None) -> Trial:
         """Start a trial: an enqueued configuration if one waits, else a new one.
@@ -314,7 +320,12 @@ class Study:
         except ConfigError as e:
             self._storage.finish_trial(frozen.trial_id, TrialState.FAIL, error=f"could not start: {e}")
             raise
-        return self._prepare(frozen, space)
+        try:
+            return self._prepare(frozen, space)
+        except EnqueuedValueError as e:
+            # An enqueued value the declared space refuses: the trial is recorded FAIL; runners go on
+            # after a trial that ended before it ran (a ConfigError would stop every worker).
+            raise TrialStateError(f"trial {frozen.number} ended before it ran: {e}") from e
 
     def _prepare(self, frozen: FrozenTrial, space: Mapping[str, SpaceEntry] | None) -> Trial:
         """Turn a started trial into a Trial: plan its parameters, suggest ``space``."""

@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from tunelab.checkpoints import Checkpoint
 from tunelab.distributions import Bool, Categorical, Distribution, Float, Int, ParamValue
-from tunelab.errors import ConfigError, DistributionConflictError, InvalidDistributionError, TrialStateError
+from tunelab.errors import (
+    ConfigError,
+    DistributionConflictError,
+    EnqueuedValueError,
+    InvalidDistributionError,
+    TrialStateError,
+)
 from tunelab.live import (
     LIVE_NAMES,
     STOP_REQUESTED,
@@ -128,8 +134,9 @@ class Trial:
         if name in self._fixed:
             try:
                 value = distribution.cast(self._fixed[name])
-            except InvalidDistributionError as e:
-                raise name_error(name, e) from None
+            except InvalidDistributionError as e:  # this trial fails, the study goes on (not a ConfigError)
+                raise EnqueuedValueError(f"trial {self.number}: the enqueued value {self._fixed[name]!r} of parameter "
+                                         f"'{name}' does not fit {distribution!r}: {e}") from None
         elif name in self._plan:
             value, distribution = _planned(name, self._plan[name], distribution)
         else:
