@@ -6,11 +6,14 @@ import math
 import os
 import signal
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import tunelab
 from tunelab.distributions import ParamValue
 from tunelab.history import History
+from tunelab.pruners import PruneDecision, Pruner, register_pruner
 from tunelab.samplers.base import SamplingContext
 
 
@@ -19,6 +22,18 @@ def quadratic(trial: tunelab.Trial) -> float:
     x = trial.suggest_float("x", -5, 5)
     lr = trial.suggest_float("lr", 1e-5, 1e-1, log=True)
     return (x - 1) ** 2 + (math.log10(lr) + 3) ** 2
+
+
+def styblinski_tang(params: Mapping[str, Any]) -> float:
+    """Styblinski-Tang in 3-d on [-1, 1]^3 (x 5): smooth, eight local minima, the global one near
+    (-0.58, -0.58, -0.58). A model-based search keeps exploring its basins for tens of trials
+    rather than refining one point to 1e-3 (as it does on a bowl)."""
+    return sum(0.5 * ((5 * params[n]) ** 4 - 16 * (5 * params[n]) ** 2 + 5 * (5 * params[n])) for n in "xyz")
+
+
+def styblinski_tang_3d(trial: tunelab.Trial) -> float:
+    """:func:`styblinski_tang` over x, y, z in [-1, 1], suggested define-by-run."""
+    return styblinski_tang({n: trial.suggest_float(n, -1, 1) for n in "xyz"})
 
 
 def chaotic(trial: tunelab.Trial) -> float:
@@ -127,6 +142,37 @@ def staircase(trial: tunelab.Trial) -> float:
         if trial.should_prune():
             raise tunelab.TrialPruned()
     return loss
+
+
+@register_pruner
+class PruneAll(Pruner):
+    """A pruner that stops every trial at its first decision (to see which pruner a worker uses)."""
+
+    def decide(self, history: History, number: int, metric: str, curve: Mapping[int, float]) -> PruneDecision | None:
+        return PruneDecision(rule="prune all", detail=f"trial {number} at step {max(curve)}")
+
+
+def staircase_two_metrics(trial: tunelab.Trial) -> float:
+    """:func:`staircase` reporting as the README's loop does, ``train_loss`` and ``val_loss`` at
+    every step; returns the last val_loss."""
+    q = trial.suggest_float("q", 0.0, 10.0)
+    loss = math.inf
+    for step in range(1, 28):
+        loss = q + 1.0 / step
+        trial.report(step, train_loss=loss / 2, val_loss=loss)
+        if trial.should_prune():
+            raise tunelab.TrialPruned()
+    return loss
+
+
+def train_loss_and_val_acc(trial: tunelab.Trial) -> float:
+    """Reports ``train_loss`` and ``val_acc`` (a pruner of a minimizing study cannot pick either)."""
+    q = trial.suggest_float("q", 0.0, 1.0)
+    for step in range(3):
+        trial.report(step, train_loss=q + 1.0 / (step + 1), val_acc=1.0 - q)
+        if trial.should_prune():
+            raise tunelab.TrialPruned()
+    return q
 
 
 def checkpointing(trial: tunelab.Trial) -> float:

@@ -380,6 +380,43 @@ def test_enqueue_then_the_next_trial_gets_the_params(fresh: str) -> None:
         assert c.post("/api/studies/nope/enqueue", json={"params": {"a": 1}}).status_code == 404
 
 
+def test_enqueue_checks_values_against_the_studys_distributions(fresh: str) -> None:
+    # Issue 16, item 2: the dashboard's process has seen no distribution; the stored ones decide.
+    study = tunelab.create_study(name="q", storage=fresh, sampler=RandomSampler(), seed=0)
+    study.optimize(objective, n_trials=2, show_progress=False)
+    with TestClient(create_app(fresh), base_url=LOCAL) as c:
+        for params, words in [
+            ({"lr": 5.0}, ["'lr' = 5.0", "[0.0001, 0.1]"]),
+            ({"lr": "fast"}, ["'lr' = 'fast'"]),
+            ({"optimizer": "rmsprop"}, ["'optimizer' = 'rmsprop'", "one of ['sgd', 'adam']"]),
+        ]:
+            r = c.post("/api/studies/q/enqueue", json={"params": params})
+            assert r.status_code == 400, r.text
+            assert all(w in r.json()["detail"] for w in words), r.json()["detail"]
+        assert ok(c.get("/api/studies/q/trials"))["total"] == 2  # nothing stored
+        assert ok(c.post("/api/studies/q/enqueue", json={"params": {"lr": 0.01, "note": "x" * 1024}})) == {"number": 2}
+
+
+def test_enqueue_limits_the_size_of_a_request(fresh: str) -> None:
+    tunelab.create_study(name="q", storage=fresh, seed=0)
+    with TestClient(create_app(fresh), base_url=LOCAL) as c:
+        url = "/api/studies/q/enqueue"
+        big = c.post(url, json={"params": {f"p{i}": "x" * 1000 for i in range(70)}})  # ~70 KB
+        assert big.status_code == 413 and "64 KB" in big.json()["detail"]
+        chunked = c.post(url, content=iter([b'{"params": {"a": "', b"x" * 70_000, b'"}}']),
+                         headers={"Content-Type": "application/json"})  # streamed, no Content-Length
+        assert chunked.status_code == 413
+        many = c.post(url, json={"params": {f"p{i}": i for i in range(257)}})
+        assert many.status_code == 422 and "256" in many.text
+        long_string = c.post(url, json={"params": {"a": "x" * 1025}})
+        assert long_string.status_code == 422 and "1024" in long_string.text
+        long_name = c.post(url, json={"params": {"n" * 257: 1}})
+        assert long_name.status_code == 422 and "256" in long_name.text
+        nested = c.post(url, json={"params": {"a": [1, 2]}})
+        assert nested.status_code == 422
+        assert ok(c.post(url, json={"params": {f"p{i}": i for i in range(256)}})) == {"number": 0}
+
+
 def test_note_on_a_finished_trial(fresh: str) -> None:
     study = tunelab.create_study(name="n", storage=fresh, sampler=RandomSampler(), seed=0)
     study.optimize(objective, n_trials=4, show_progress=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +14,9 @@ import objectives
 import tunelab
 from tunelab import Categorical, Conditional, Float, Int
 from tunelab.errors import ConfigError
-from tunelab.samplers import ModelBasedSampler, sampler_from_description
+from tunelab.history import History
+from tunelab.samplers import ModelBasedSampler, SamplingContext, sampler_from_description
+from tunelab.samplers.model_based import EncodedSpace
 
 SAMPLERS: dict[str, Callable[..., ModelBasedSampler]] = {
     "tpe": tunelab.TPESampler,
@@ -155,8 +158,33 @@ def test_pending_trials_make_parallel_asks_differ(make: Callable[..., ModelBased
     study = tunelab.create_study(sampler=make(n_startup_trials=5), seed=0, space=SPACE)
     study.optimize(bowl, n_trials=10)
     asked = [study.ask() for _ in range(4)]  # four workers asking before any tells
-    xs = [round(t.params["x"], 6) for t in asked]
-    assert len(set(xs)) == 4
+    rows = [EncodedSpace(SPACE).encode(t.params) for t in asked]
+    assert min(float(np.max(np.abs(a - b))) for a, b in itertools.combinations(rows, 2)) > 1e-3
+
+
+CUBE = {n: Float(-1, 1) for n in "xyz"}
+
+
+def test_workers_planning_at_the_same_moment_propose_distinct_points(make: Callable[..., ModelBasedSampler]) -> None:
+    # Four workers start trials at once and read the history before any of them has recorded its
+    # plan: each must count the points the others are about to take (issue 16, item 13).
+    sampler = make(n_startup_trials=8)
+    if isinstance(sampler, tunelab.TPESampler) and not sampler.multivariate:
+        pytest.xfail("known gap: univariate TPE decides each parameter when it is suggested, not at the start, "
+                     "so workers planning at once are not kept apart (issue 16, item 13)")
+    study = tunelab.create_study(sampler=sampler, seed=0, space=CUBE)
+    study.optimize(lambda t: objectives.styblinski_tang(t.params), n_trials=10)
+    encoded = EncodedSpace(CUBE)
+    for _ in range(2):
+        reserved = [study.reserve_trial() for _ in range(4)]
+        history = History(study.storage, study.storage.get_study(study.name), CUBE)  # one view: nobody planned yet
+        plans = [sampler.plan(history, SamplingContext(t.number, study.seed)) for t in reserved]
+        rows = [encoded.encode(p) for p in plans]
+        gaps = [float(np.max(np.abs(a - b))) for a, b in itertools.combinations(rows, 2)]
+        assert min(gaps) > 1e-3, gaps
+        for t, p in zip(reserved, plans, strict=True):
+            study.storage.finish_trial(t.trial_id, tunelab.TrialState.COMPLETE, value=objectives.styblinski_tang(p),
+                                       params=p, distributions=CUBE)
 
 
 def test_load_study_rebuilds_the_same_sampler(tmp_path: Path, make: Callable[..., ModelBasedSampler]) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import tunelab
-from objectives import staircase
+from objectives import staircase, staircase_two_metrics, train_loss_and_val_acc
 from tunelab import HyperbandPruner, MedianPruner, SuccessiveHalvingPruner, TrialState
 from tunelab.errors import ConfigError
 from tunelab.pruners import pruner_from_description
@@ -161,17 +161,76 @@ def test_pruner_is_stored_and_rebuilt_by_load_study(tmp_path: Path) -> None:
         assert pruner_from_description(p.describe()).describe() == p.describe()
 
 
-def test_several_metrics_need_the_pruning_metric_named() -> None:
-    study = tunelab.create_study(seed=0, pruner=MedianPruner())
-    trial = study.ask()
-    trial.report(0, train_loss=1.0, val_loss=2.0)
-    with pytest.raises(ConfigError, match="name the one that drives early stopping"):
-        trial.should_prune()
+def test_a_named_metric_must_be_reported() -> None:
     named = tunelab.create_study(seed=0, pruner=MedianPruner(metric="val_acc"))
     other = named.ask()
     other.report(0, val_loss=1.0)
     with pytest.raises(ConfigError, match="val_acc"):
         other.should_prune()
+
+
+def test_median_pruner_without_a_metric_on_the_readmes_loop() -> None:
+    # trial.report(epoch, train_loss=..., val_loss=...) with MedianPruner(): it prunes on val_loss
+    # (issue 16, item 11; it used to fail at the first report).
+    study = tunelab.create_study(sampler=tunelab.RandomSampler(), seed=0, pruner=MedianPruner(n_startup_trials=3))
+    for q in [1.0, 2.0, 3.0, 9.0, 0.5]:
+        study.enqueue({"q": q})
+    study.optimize(staircase_two_metrics, n_trials=5)
+    trials = study.trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3 + [TrialState.PRUNED, TrialState.COMPLETE]
+    assert trials[3].system_attrs["pruned"]["metric"] == "val_loss"
+
+
+def test_median_pruner_without_a_metric_in_worker_processes(tmp_path: Path) -> None:
+    study = tunelab.create_study(name="m", storage=f"sqlite:///{tmp_path / 'm.db'}", sampler=tunelab.RandomSampler(),
+                                 seed=0, pruner=MedianPruner(n_startup_trials=3))
+    for q in QUALITIES:
+        study.enqueue({"q": q})
+    study.optimize(staircase_two_metrics, n_trials=len(QUALITIES), n_workers=2)
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert pruned and all(t.system_attrs["pruned"]["metric"] == "val_loss" for t in pruned)
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
+
+
+@pytest.mark.parametrize(("reported", "direction", "chosen"), [
+    (["val_loss"], "maximize", "val_loss"),  # the only metric, whatever its name
+    (["train_loss", "val_loss"], "minimize", "val_loss"),
+    (["train_loss", "val_loss", "val_acc"], "minimize", "val_loss"),
+    (["train_loss", "val_loss", "val_acc"], "maximize", "val_acc"),
+    (["train_acc", "valid_f1_score", "valid_loss"], "maximize", "valid_f1_score"),
+    (["loss", "acc"], "minimize", "loss"),  # no validation metric: those not named train_*
+    (["train_loss", "val_bpb"], "minimize", "val_bpb"),  # one validation metric whose name says nothing
+])
+def test_a_pruner_without_a_metric_picks_the_validation_metric_of_its_direction(
+    reported: list[str], direction: str, chosen: str
+) -> None:
+    assert MedianPruner().metric_of(dict.fromkeys(reported, 1.0), direction) == chosen
+    assert MedianPruner(direction=direction).metric_of(dict.fromkeys(reported, 1.0), "minimize") == chosen
+
+
+@pytest.mark.parametrize(("reported", "direction", "why"), [
+    (["train_loss", "val_acc"], "minimize", "look like metrics to maximize"),  # never val_acc for a minimize study
+    (["val_loss", "val_mse"], "minimize", "all look like metrics to minimize"),
+    (["train_loss", "train_acc"], "minimize", "all training metrics"),
+    (["val_a", "val_b"], "maximize", "says by its name"),
+])
+def test_a_pruner_without_a_metric_refuses_to_guess(reported: list[str], direction: str, why: str) -> None:
+    with pytest.raises(ConfigError, match=why) as raised:
+        MedianPruner().metric_of(dict.fromkeys(reported, 1.0), direction)
+    message = str(raised.value)
+    assert str(sorted(reported)) in message and "MedianPruner(metric=" in message
+
+
+def test_an_ambiguous_report_stops_the_study_at_the_first_report_with_the_fix(tmp_path: Path) -> None:
+    study = tunelab.create_study(seed=0, pruner=MedianPruner())
+    trial = study.ask()
+    trial.report(0, train_loss=1.0, val_acc=0.5)  # a study that minimizes: val_acc cannot be it
+    with pytest.raises(ConfigError, match=r"MedianPruner\(metric='val_acc', direction='maximize'\)"):
+        trial.should_prune()
+    parallel = tunelab.create_study(name="a", storage=f"sqlite:///{tmp_path / 'a.db'}", seed=0,
+                                    sampler=tunelab.RandomSampler(), pruner=MedianPruner())
+    with pytest.raises(ConfigError, match="cannot tell which of the metrics"):
+        parallel.optimize(train_loss_and_val_acc, n_trials=4, n_workers=2)
 
 
 def test_without_a_pruner_or_a_report_nothing_is_pruned() -> None:

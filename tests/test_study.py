@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import tunelab
+from objectives import PruneAll, quadratic, staircase, sums_params
 from tunelab.errors import (
     ConfigError,
     DistributionConflictError,
@@ -185,6 +186,84 @@ def test_enqueue_checks_values_against_the_declared_space() -> None:
         study.enqueue({"lr": 5.0})
 
 
+def _lr_and_optimizer(trial: tunelab.Trial) -> float:
+    trial.suggest_categorical("optimizer", ["sgd", "adam"])
+    trial.suggest_int("layers", 1, 4)
+    return trial.suggest_float("lr", 1e-5, 1e-1, log=True)
+
+
+@pytest.mark.parametrize(("params", "words"), [
+    ({"lr": 5.0}, ["'lr' = 5.0", "[1e-05, 0.1]", "Enqueue a number in [1e-05, 0.1]", "leave 'lr' out"]),
+    ({"lr": "fast"}, ["'lr' = 'fast'", "Float(low=1e-05, high=0.1"]),
+    ({"layers": 2.5}, ["'layers' = 2.5", "an integer in [1, 4]"]),
+    ({"optimizer": "rmsprop"}, ["'optimizer' = 'rmsprop'", "one of ['sgd', 'adam']"]),
+    ({"lr": 1e-3, "batch": [32, 64]}, ["'batch'", "list", "None, a bool, a number or a string"]),
+    ({"lr": 1e-3, "batch": math.inf}, ["'batch'", "not finite"]),
+])
+def test_enqueue_from_another_process_checks_the_studys_stored_distributions(
+    tmp_path: Path, params: dict[str, object], words: list[str]
+) -> None:
+    # Issue 16, item 2: a script, the dashboard or another process has seen no distribution itself.
+    url = sqlite_url(tmp_path)
+    tunelab.create_study(name="s", storage=url, seed=0).optimize(_lr_and_optimizer, n_trials=2)
+    other = tunelab.load_study("s", url)
+    with pytest.raises(ConfigError) as raised:
+        other.enqueue(params)  # type: ignore[arg-type]
+    for word in words:
+        assert word in str(raised.value)
+    assert len(other.trials) == 2  # nothing stored
+
+
+def test_enqueue_keeps_the_types_of_the_stored_distributions_and_takes_new_scalars(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path)
+    tunelab.create_study(name="s", storage=url, seed=0).optimize(_lr_and_optimizer, n_trials=2)
+    other = tunelab.load_study("s", url)
+    number = other.enqueue({"layers": 3.0, "lr": 1e-3, "note": "from a script", "flag": None})
+    waiting = other.get_trial(number)
+    assert waiting.params == {"layers": 3, "lr": 1e-3, "note": "from a script", "flag": None}
+    assert type(waiting.params["layers"]) is int
+    assert set(waiting.distributions) == {"layers", "lr"}
+
+
+def test_enqueue_accepts_a_range_a_later_trial_widened(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path)
+    study = tunelab.create_study(name="s", storage=url, seed=0)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    study.optimize(lambda t: t.suggest_float("x", 0, 10), n_trials=1)  # ranges may widen, kinds may not
+    other = tunelab.load_study("s", url)
+    number = other.enqueue({"x": 5.0})
+    assert other.get_trial(number).distributions["x"] == tunelab.Float(0, 10)
+    with pytest.raises(ConfigError, match=r"'x' = 50\.0 .*Float\(low=0\.0, high=1\.0"):
+        other.enqueue({"x": 50.0})
+
+
+@pytest.mark.parametrize("n_workers", [1, 2])
+def test_an_enqueued_value_that_does_not_fit_fails_its_trial_not_the_study(tmp_path: Path, n_workers: int) -> None:
+    # A value stored before the range changed (or by an older version) fails the trial that claims
+    # it, with the reason; the other trials run (it used to stop the whole run).
+    study = tunelab.create_study(name="s", storage=sqlite_url(tmp_path), seed=0, sampler=tunelab.RandomSampler())
+    study.storage.create_trial(study.study_id, TrialState.WAITING, params={"x": 50.0, "lr": 1e-3})
+    study.optimize(quadratic, n_trials=3, n_workers=n_workers)
+    trials = study.trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert "the enqueued value 50.0 of parameter 'x' does not fit Float(low=-5.0, high=5.0" in (trials[0].error or "")
+    assert "EnqueuedValueError" in (trials[0].error or "")
+
+
+@pytest.mark.parametrize("n_workers", [1, 2])
+def test_an_enqueued_value_the_declared_space_refuses_fails_its_trial_not_the_study(
+    tmp_path: Path, n_workers: int
+) -> None:
+    space = {"x": tunelab.Float(-5, 5), "n": tunelab.Int(1, 3)}
+    study = tunelab.create_study(name="s", storage=sqlite_url(tmp_path), seed=0, space=space,
+                                 sampler=tunelab.RandomSampler())
+    study.storage.create_trial(study.study_id, TrialState.WAITING, params={"x": 1.0, "n": 7})
+    study.optimize(sums_params, n_trials=3, n_workers=n_workers)
+    trials = study.trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert "the enqueued value 7 of parameter 'n' does not fit Int(low=1, high=3" in (trials[0].error or "")
+
+
 def test_report_stores_several_metrics_per_step(tmp_path: Path) -> None:
     study = tunelab.create_study(storage=sqlite_url(tmp_path))
 
@@ -302,6 +381,44 @@ def test_creating_an_existing_study_fails_unless_load_if_exists(tmp_path: Path) 
         tunelab.create_study(name="s", storage=url)
     again = tunelab.create_study(name="s", storage=url, load_if_exists=True)
     assert len(again.trials) == 2
+
+
+def test_workers_use_the_drivers_pruner_not_the_stored_one(tmp_path: Path) -> None:
+    # Issue 16, item 10: the driver used a new pruner while spawned workers rebuilt the stored one.
+    url = sqlite_url(tmp_path)
+    never = tunelab.MedianPruner(n_startup_trials=100)
+    tunelab.create_study(name="s", storage=url, seed=0, sampler=tunelab.RandomSampler(), pruner=never)
+    study = tunelab.load_study("s", url, pruner=PruneAll())  # load_study stores nothing
+    study.optimize(staircase, n_trials=6, n_workers=2)
+    trials = study.trials
+    assert [t.state for t in trials] == [TrialState.PRUNED] * 6
+    assert {(t.system_attrs["pruned"]["rule"], t.system_attrs["pruned"]["step"]) for t in trials} == {("prune all", 1)}
+    assert study.system_attrs["pruner"] == never.describe()
+
+
+def test_load_if_exists_with_a_new_pruner_stores_it(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path)
+    tunelab.create_study(name="s", storage=url, seed=0, sampler=tunelab.RandomSampler(),
+                         pruner=tunelab.MedianPruner(n_startup_trials=100))  # never prunes
+    study = tunelab.create_study(name="s", storage=url, load_if_exists=True, pruner=PruneAll())
+    assert isinstance(study.sampler, tunelab.RandomSampler)  # the stored sampler: none was given
+    # Stored: a `tunelab worker`, the dashboard or a script that loads the study later gets it too.
+    assert study.system_attrs["pruner"] == PruneAll().describe()
+    later = tunelab.load_study("s", url)
+    assert isinstance(later.pruner, PruneAll)
+    later.optimize(staircase, n_trials=2, n_workers=2)
+    assert [t.state for t in later.trials] == [TrialState.PRUNED] * 2
+
+
+def test_load_if_exists_with_a_new_sampler_stores_it(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path)
+    tunelab.create_study(name="s", storage=url, seed=0, sampler=tunelab.RandomSampler())
+    tpe = tunelab.TPESampler(n_startup_trials=4)
+    assert tunelab.create_study(name="s", storage=url, load_if_exists=True, sampler=tpe).sampler is tpe
+    loaded = tunelab.load_study("s", url)
+    assert isinstance(loaded.sampler, tunelab.TPESampler) and loaded.sampler.describe() == tpe.describe()
+    again = tunelab.create_study(name="s", storage=url, load_if_exists=True)  # none given: the stored one
+    assert again.sampler.describe() == tpe.describe() and again.pruner is None
 
 
 @pytest.mark.parametrize("kwargs, word", [

@@ -29,6 +29,12 @@ class DistributionConflictError(ConfigError):
     """One parameter name was used with two incompatible distributions in one study."""
 
 
+class EnqueuedValueError(TunelabError, ValueError):
+    """An enqueued value does not fit the distribution the objective suggests its parameter with
+    (enqueued before the range changed, or by an older version). Not a ConfigError: the trial
+    that claimed it is marked FAIL with this message and the study goes on."""
+
+
 class StorageError(TunelabError, RuntimeError):
     """The storage could not be opened or could not complete an operation."""
 
@@ -81,6 +87,7 @@ __all__ = [
     "ConfigError",
     "DistributionConflictError",
     "DuplicatedStudyError",
+    "EnqueuedValueError",
     "InvalidDistributionError",
     "SearchExhausted",
     "StorageError",

@@ -7,12 +7,15 @@ it needs in the storage's own short transactions, and nothing survives the reque
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal, Protocol, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.types import Message
 
 from tunelab import babysit
 from tunelab.babysit.branches import BranchNode, Change, changes_of, run_metrics, run_tree
@@ -366,10 +369,59 @@ def stop_trial(name: StudyName, number: TrialNumber, settings: WritableDep) -> S
     return StopRequested(number=number)
 
 
-@router.post("/studies/{name}/enqueue", response_model=Enqueued, responses=_ACTION,
-             summary="Queue a configuration to run before the sampler's own")
+MAX_ENQUEUE_BYTES = 64 * 1024
+"""The largest request body the enqueue route reads (413 beyond it)."""
+
+
+class _BodyLimit(APIRoute):
+    """A route that reads at most :data:`MAX_ENQUEUE_BYTES` of a request body: a larger one (declared by
+    its Content-Length, or streamed) is a 413 before it is parsed or held in memory."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def limited(request: Request) -> Response:
+            declared = request.headers.get("content-length", "")
+            if declared.strip().isdigit() and int(declared) > MAX_ENQUEUE_BYTES:
+                return _too_large()
+            body = b""
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > MAX_ENQUEUE_BYTES:
+                    return _too_large()
+            sent = False
+
+            async def replay() -> Message:
+                nonlocal sent
+                if sent:
+                    return {"type": "http.disconnect"}
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            return await handler(Request(request.scope, replay))
+
+        return limited
+
+
+def _too_large() -> Response:
+    return JSONResponse({"detail": f"the request body is over {MAX_ENQUEUE_BYTES // 1024} KB: enqueue a smaller "
+                                   "configuration (at most 256 parameters, strings of at most 1 KB)"}, status_code=413)
+
+
+_enqueue = APIRouter(route_class=_BodyLimit)
+
+
+@_enqueue.post("/studies/{name}/enqueue", response_model=Enqueued,
+               responses={**_ACTION, 413: {"model": Error, "description": "a body over 64 KB"},
+                          422: {"model": Invalid, "description": "not a mapping of at most 256 names to JSON "
+                                                                 "scalars (strings of at most 1 KB)"}},
+               summary="Queue a configuration to run before the sampler's own")
 def enqueue(name: StudyName, body: EnqueueBody, settings: WritableDep) -> Enqueued:
+    # The same checks as Study.enqueue anywhere: against the study's stored distributions (400).
     return Enqueued(number=_study(settings, name).enqueue(body.params))
+
+
+router.include_router(_enqueue)
 
 
 @router.post("/studies/{name}/trials/{number}/note", response_model=Noted, responses=_ACTION,

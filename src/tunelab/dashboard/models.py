@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
 State = Literal["WAITING", "RUNNING", "COMPLETE", "PRUNED", "FAIL"]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
@@ -111,8 +111,23 @@ class Importance(BaseModel):
     method: Literal["fanova", "ped_anova"]
 
 
+MAX_ENQUEUE_PARAMS = 256
+"""At most this many parameters in one enqueued configuration."""
+MAX_NAME_LENGTH = 256
+"""At most this many characters in a parameter's name."""
+MAX_STRING_LENGTH = 1024
+"""At most this many characters in a string value."""
+
+ParamName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_LENGTH)]
+EnqueuedValue = bool | int | float | Annotated[str, StringConstraints(max_length=MAX_STRING_LENGTH)] | None
+
+
 class EnqueueBody(BaseModel):
-    params: dict[str, ParamJSON] = Field(min_length=1, description="parameter name -> value")
+    params: dict[ParamName, EnqueuedValue] = Field(
+        min_length=1, max_length=MAX_ENQUEUE_PARAMS,
+        description=f"parameter name -> value: at most {MAX_ENQUEUE_PARAMS} parameters, names of at most "
+                    f"{MAX_NAME_LENGTH} characters, strings of at most {MAX_STRING_LENGTH}; each value must fit "
+                    "the study's distribution of its parameter (400 otherwise)")
 
 
 class Enqueued(BaseModel):

@@ -9,8 +9,9 @@ workers on one database make the same decisions; a pruner keeps no state of its 
 from __future__ import annotations
 
 import math
+import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,12 +33,53 @@ class PruneDecision:
     detail: str
 
 
+_VALIDATION_PREFIXES = ("val_", "val-", "valid_", "validation_", "eval_")
+_TRAINING_PREFIXES = ("train_", "train-", "training_")
+_MINIMIZED_WORDS = frozenset({"loss", "error", "err", "mse", "mae", "rmse", "nll", "perplexity", "ppl", "cost",
+                              "regret", "wer", "cer"})
+_MAXIMIZED_WORDS = frozenset({"acc", "accuracy", "score", "f1", "auc", "auroc", "roc", "precision", "recall", "r2",
+                              "map", "iou", "dice", "bleu", "rouge", "reward", "top1", "top5"})
+
+
+def metric_kind(name: str) -> str | None:
+    """'minimize' or 'maximize' when a metric's name says so (``val_loss``, ``val_error``;
+    ``val_acc``, ``f1_score``, ``auc``), else None. Names are read word by word."""
+    words = set(re.split(r"[^a-z0-9]+", name.lower()))
+    low, high = bool(words & _MINIMIZED_WORDS), bool(words & _MAXIMIZED_WORDS)
+    if low == high:
+        return None
+    return "minimize" if low else "maximize"
+
+
+def choose_metric(reported: Sequence[str], direction: str) -> tuple[str | None, str]:
+    """The metric a pruner without ``metric=`` stops trials on, among several ``reported`` at once
+    (the rule of :meth:`Pruner.metric_of`): ``(name, "")``, or ``(None, why not)``."""
+    validation = [m for m in reported if m.lower().startswith(_VALIDATION_PREFIXES)]
+    candidates = validation or [m for m in reported if not m.lower().startswith(_TRAINING_PREFIXES)]
+    what = "validation metrics" if validation else "metrics"
+    if not candidates:
+        return None, "they are all training metrics"
+    matching = [m for m in candidates if metric_kind(m) == direction]
+    if len(matching) == 1:
+        return matching[0], ""
+    if len(matching) > 1:
+        return None, f"the {what} {matching} all look like metrics to {direction}"
+    neutral = [m for m in candidates if metric_kind(m) is None]
+    if len(candidates) == 1 and neutral:
+        return candidates[0], ""
+    if not neutral:
+        other = "maximize" if direction == "minimize" else "minimize"
+        return None, f"the {what} {candidates} look like metrics to {other}, and the pruning direction is {direction}"
+    return None, f"none of the {what} {candidates} says by its name whether to {direction} it"
+
+
 class Pruner(ABC):
     """Base class of pruners.
 
     Args:
-        metric: the reported metric that drives early stopping (e.g. 'val_loss'); None: the
-            only metric the trial reports (an error if it reports several).
+        metric: the reported metric that drives early stopping (e.g. 'val_loss'). None: the
+            only metric the trial reports or, when it reports several, the validation metric
+            whose name fits the direction (see :meth:`metric_of`).
         direction: 'minimize' or 'maximize' for that metric; None: the study's direction.
     """
 
@@ -48,8 +90,19 @@ class Pruner(ABC):
         self.metric = metric
         self.direction = check_direction(direction) if direction is not None else None
 
-    def metric_of(self, reported: Mapping[str, float]) -> str:
-        """The metric this pruner reads among those a trial reported at its last step."""
+    def metric_of(self, reported: Mapping[str, float], direction: str | None = None) -> str:
+        """The metric this pruner reads among those a trial reported at its last step.
+
+        ``metric=`` when given. Without it: the only metric reported; of several, the one
+        validation metric (``val_*``, ``valid_*``, ``validation_*``, ``eval_*``; when there is
+        none, the metrics not named ``train_*``) whose name fits the pruning direction
+        (``direction``: this pruner's, else the study's): ``loss``, ``error``, ``mse``... for
+        minimize, ``acc``, ``f1``, ``auc``, ``score``... for maximize; or the one such metric
+        whose name says neither. So ``report(epoch, train_loss=..., val_loss=..., val_acc=...)``
+        prunes on ``val_loss`` in a study that minimizes and on ``val_acc`` in one that maximizes.
+        Anything else (two validation losses, ``val_acc`` alone in a minimizing study) is a
+        ConfigError that names the metrics and the fix, raised at the first decision.
+        """
         if self.metric is not None:
             if self.metric not in reported:
                 raise ConfigError(
@@ -57,12 +110,19 @@ class Pruner(ABC):
                     f"only {sorted(reported)}; report it, e.g. trial.report(epoch, {self.metric}=...)"
                 )
             return self.metric
-        if len(reported) != 1:
-            raise ConfigError(
-                f"the trial reports several metrics {sorted(reported)}; name the one that drives early "
-                f"stopping, e.g. {type(self).__name__}(metric='val_loss', direction='minimize')"
-            )
-        return next(iter(reported))
+        if len(reported) == 1:
+            return next(iter(reported))
+        direction = self.direction or direction or "minimize"
+        names = sorted(reported)
+        chosen, why = choose_metric(names, direction)
+        if chosen is not None:
+            return chosen
+        example = next((m for m in names if m.lower().startswith(_VALIDATION_PREFIXES)), names[0])
+        kind = metric_kind(example) or direction
+        raise ConfigError(
+            f"{type(self).__name__} cannot tell which of the metrics the trial reports, {names}, drives early "
+            f"stopping: {why}. Name it, e.g. {type(self).__name__}(metric={example!r}, direction={kind!r})"
+        )
 
     def direction_for(self, history: History) -> str:
         """The direction of the pruning metric."""

@@ -408,9 +408,24 @@ def _run_queue(new: Study, objective: Objective, n_workers: int, show_progress: 
             _requeue_interrupted(new, superseded)
             if _judged(new, superseded) <= judged:
                 raise  # no run ended on its own: the error is not a configuration's (say, pickling)
-    if first_error is not None and not new.get_trials([TrialState.COMPLETE]):
-        raise first_error
+    if not new.get_trials([TrialState.COMPLETE]):
+        if first_error is not None:
+            raise first_error
+        misfit = _enqueued_misfit(new)
+        if misfit is not None:
+            raise ConfigError(misfit)
     return superseded
+
+
+def _enqueued_misfit(new: Study) -> str | None:
+    """The message of a run that failed because its enqueued value no longer fits the objective's
+    range (an EnqueuedValueError fails that run only; the study goes on), if any."""
+    marker = "EnqueuedValueError: "
+    for t in new.get_trials([TrialState.FAIL]):
+        error = t.error or ""
+        if marker in error:
+            return error[error.rindex(marker) + len(marker):].strip().splitlines()[0]
+    return None
 
 
 def _judged(new: Study, superseded: set[int]) -> int:

@@ -301,6 +301,7 @@ class GaussianProcess:
         params: KernelParams,
         *,
         best_observed: float | None = None,
+        noise: Array | None = None,
     ) -> None:
         self.X = np.asarray(X, dtype=np.float64)
         self.y = np.asarray(y, dtype=np.float64)
@@ -312,7 +313,8 @@ class GaussianProcess:
         self._ils = ils
         self._signal = float(params.signal_variance)
         K, _ = _matern(_cross_r2(self.X, self.X, ils, self.numeric), self._signal)
-        K[np.diag_indices_from(K)] += params.noise_variance
+        self._noise = np.full(len(self.y), params.noise_variance) if noise is None else np.asarray(noise, dtype=float)
+        K[np.diag_indices_from(K)] += self._noise
         c = _cholesky(K)
         self._alpha: Array = lapack.dpotrs(c, self.y, lower=1)[0]
         self._Kinv = _cho_inverse(c)
@@ -346,19 +348,26 @@ class GaussianProcess:
     def with_pending(self, X_pending: Array) -> GaussianProcess:
         """Kriging believer: condition on pending points at their posterior mean, same kernel.
 
-        The mean is unchanged everywhere; the variance shrinks near the pending points. The
-        incumbent (``best_observed``) stays the best real observation.
+        The mean is unchanged everywhere; the variance shrinks near the pending points, to almost
+        nothing at them: the believed values are noise-free (with the fitted noise, a pending point
+        where the model is unsure keeps most of its variance, hence its expected improvement, and
+        the next proposal lands on it again). They count as observations for the incumbent too
+        (``best_observed`` becomes the lower of the best real value and the best believed one):
+        otherwise a pending point predicted to beat the incumbent keeps an expected improvement of
+        about that margin.
         """
         Xp = np.atleast_2d(np.asarray(X_pending, dtype=np.float64))
         if Xp.size == 0:
             return self
         mean, _ = self.predict(Xp)
+        noise = np.concatenate([self._noise, np.full(len(Xp), MIN_NOISE_VAR)])
         return GaussianProcess(
             np.vstack([self.X, Xp]),
             np.concatenate([self.y, mean]),
             self.cat_sizes,
             self.params,
-            best_observed=self.best_observed,
+            best_observed=min(self.best_observed, float(np.min(mean))),
+            noise=noise,
         )
 
 

@@ -5,8 +5,9 @@ lengthscale per parameter, categorical parameters compared by equality inside th
 hyperparameters by maximum a posteriori, losses warped and standardised first; see
 :mod:`tunelab.samplers._gp`) and proposes the point that maximises the log expected
 improvement over the best loss so far. Trials other workers are running count as
-observed at the model's prediction (the "kriging believer"), which keeps parallel workers
-from proposing the same point. Inactive conditional parameters sit at a fixed value.
+observed at the model's prediction, noise-free, and as candidates for the best value (the
+"kriging believer"), which keeps parallel workers from proposing the same point. Inactive
+conditional parameters sit at a fixed value.
 
 Fitting costs grow with the cube of the number of trials: use it for budgets up to a few
 hundred trials, :class:`~tunelab.samplers.TPESampler` beyond.

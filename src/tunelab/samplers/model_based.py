@@ -14,7 +14,9 @@ a box and proposes the next point. This module does everything around the model:
 - :class:`ModelBasedSampler` runs the loop: a quasi-random start-up design (a scrambled
   Sobol sequence indexed by trial number, so parallel workers never collide), then the
   subclass's :meth:`~ModelBasedSampler.propose` on the observations. The planned values
-  are recorded in the trial at once, so that other workers see them as pending.
+  are recorded in the trial at once, so that other workers see them as pending; the
+  points of lower-numbered trials still being planned at this moment are proposed first
+  and counted as pending too (:meth:`ModelBasedSampler._plan_ahead`).
 
 A new model-based sampler implements ``propose(space, observations, rng) -> row`` and
 nothing else.
@@ -25,7 +27,7 @@ from __future__ import annotations
 import math
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -184,6 +186,7 @@ class Observations:
         imputed: (n,) True where ``y`` was imputed rather than measured.
         numbers: (n,) trial numbers.
         pending: (m, d) rows of trials running now in other workers.
+        pending_numbers: (m,) their trial numbers (-1 where unknown).
     """
 
     X: np.ndarray
@@ -191,6 +194,11 @@ class Observations:
     imputed: np.ndarray
     numbers: np.ndarray
     pending: np.ndarray
+    pending_numbers: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+
+    def __post_init__(self) -> None:
+        if len(self.pending_numbers) != len(self.pending):
+            object.__setattr__(self, "pending_numbers", np.full(len(self.pending), -1, dtype=np.int64))
 
     @property
     def n_measured(self) -> int:
@@ -262,18 +270,70 @@ def collect_observations(
     X, y, imputed, numbers = X[keep], y[keep], imputed[keep], numbers[keep]
     if imputed.any():
         y[imputed] = np.max(y[~imputed])
-    return Observations(X=X, y=y, imputed=imputed, numbers=numbers, pending=pending_rows(history, space, exclude))
+    pending, pending_numbers = _pending(history, space, exclude)
+    return Observations(X=X, y=y, imputed=imputed, numbers=numbers, pending=pending, pending_numbers=pending_numbers)
 
 
 def pending_rows(history: History, space: EncodedSpace, exclude: int | None) -> np.ndarray:
     """Rows of the trials other workers are running: their params so far, else what was planned."""
-    rows = []
+    return _pending(history, space, exclude)[0]
+
+
+def _pending(history: History, space: EncodedSpace, exclude: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`pending_rows` and the trials' numbers."""
+    rows, numbers = [], []
     for t in history.pending(exclude=exclude):
         params = dict(t.system_attrs.get(PLANNED_KEY) or {})
         params.update(t.params)
         if params:
             rows.append(space.encode(params))
-    return np.array(rows, dtype=float).reshape(len(rows), len(space))
+            numbers.append(t.number)
+    return np.array(rows, dtype=float).reshape(len(rows), len(space)), np.array(numbers, dtype=np.int64)
+
+
+MAX_PLANNED_AHEAD = 8
+"""At most this many trials still being planned are planned ahead by another (the highest-numbered)."""
+
+
+def planning_now(history: History, number: int) -> list[FrozenTrial]:
+    """RUNNING trials numbered below ``number`` with neither a recorded plan nor parameters: other
+    workers are planning them now (at most :data:`MAX_PLANNED_AHEAD`, the highest-numbered), by number."""
+    found = [t for t in history.pending(exclude=number)
+             if t.number < number and not t.params and PLANNED_KEY not in t.system_attrs]
+    return found[-MAX_PLANNED_AHEAD:]
+
+
+def as_seen_by(
+    obs: Observations, trial: FrozenTrial, history: History, planned: Sequence[tuple[int, np.ndarray]] = ()
+) -> Observations:
+    """The observations as trial ``trial`` saw them when it started planning: the trials that had
+    finished by its start are measured; those numbered below it that finished since were running
+    then (pending, at their parameters), as are ``planned`` (number, row) points numbered below it;
+    trials numbered above it did not exist yet."""
+    started = trial.datetime_start
+    complete = {t.number: t.datetime_complete for t in history.trials()}
+
+    def finished_before(number: int) -> bool:
+        done = complete.get(number)
+        return started is None or (done is not None and done <= started)
+
+    earlier = obs.numbers < trial.number
+    seen = earlier & np.array([finished_before(int(n)) for n in obs.numbers], dtype=bool)
+    late = earlier & ~seen
+    y, imputed = obs.y[seen].copy(), obs.imputed[seen]
+    if imputed.any():
+        if imputed.all():  # nothing measured then: no worst value to impute
+            seen &= ~obs.imputed
+            y, imputed = obs.y[seen].copy(), obs.imputed[seen]
+        else:
+            y[imputed] = np.max(y[~imputed])
+    running = obs.pending_numbers < trial.number
+    ahead = [(n, row) for n, row in planned if n < trial.number]
+    pending = np.vstack([obs.pending[running], obs.X[late], *(row[None, :] for _, row in ahead)])
+    pending_numbers = np.concatenate([obs.pending_numbers[running], obs.numbers[late],
+                                      np.array([n for n, _ in ahead], dtype=np.int64)])
+    return Observations(X=obs.X[seen], y=y, imputed=imputed, numbers=obs.numbers[seen], pending=pending,
+                        pending_numbers=pending_numbers)
 
 
 FIDELITY_KEY = "model_fidelity"
@@ -327,8 +387,9 @@ def collect_rung_observations(
         y[imputed] = np.max(y[~imputed])
     X = np.array(rows, dtype=float).reshape(len(rows), len(space))
     keep = ~np.isnan(X).all(axis=1) if len(space) else np.ones(len(y), dtype=bool)
+    pending, pending_numbers = _pending(history, space, exclude)
     obs = Observations(X=X[keep], y=y[keep], imputed=imputed[keep], numbers=np.array(numbers, dtype=np.int64)[keep],
-                       pending=pending_rows(history, space, exclude))
+                       pending=pending, pending_numbers=pending_numbers)
     return obs, step
 
 
@@ -385,10 +446,39 @@ class ModelBasedSampler(Sampler):
         if obs.n_measured < self.n_startup_trials:
             row = space.startup_point(trial.number, trial.seed)
         else:
+            obs = self._plan_ahead(history, space, obs, trial)
             row = self.propose(space, obs, trial.rng(type(self).__name__))
         values = space.decode(row)
         trial.record(PLANNED_KEY, values)
         return values
+
+    def _plan_ahead(
+        self, history: History, space: EncodedSpace, obs: Observations, trial: SamplingContext
+    ) -> Observations:
+        """``obs`` with the points of the trials other workers are planning now added to its pending rows.
+
+        A trial numbered below this one that is RUNNING but has recorded neither a plan nor
+        parameters is being planned right now: its planner has not recorded what it will
+        propose, so it is not a pending row yet. Left out, both trials decide from nearly the
+        same observations, and a model whose optimum does not depend on the generator (a GP's
+        expected improvement) proposes the same point twice. So this trial first proposes
+        their points, in number order, as each of them does: from the observations as they
+        were when it started (:func:`as_seen_by`), with its own generator and the points
+        before it as pending; then counts them as pending.
+        """
+        planning = planning_now(history, trial.number)
+        if not planning:
+            return obs
+        planned: list[tuple[int, np.ndarray]] = []
+        for t in planning:
+            seen = as_seen_by(obs, t, history, planned)
+            if seen.n_measured < self.n_startup_trials:
+                row = space.startup_point(t.number, trial.seed)
+            else:
+                row = self.propose(space, seen, SamplingContext(t.number, trial.seed).rng(type(self).__name__))
+            planned.append((t.number, row))
+        return replace(obs, pending=np.vstack([obs.pending, *(row[None, :] for _, row in planned)]),
+                       pending_numbers=np.concatenate([obs.pending_numbers, [n for n, _ in planned]]).astype(np.int64))
 
     @abstractmethod
     def propose(self, space: EncodedSpace, observations: Observations, rng: np.random.Generator) -> np.ndarray:

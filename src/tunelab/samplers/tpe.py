@@ -208,8 +208,9 @@ class TPESampler(ModelBasedSampler):
         cache = self._param_caches.setdefault(name, ObservationCache())
         obs = collect_observations(history, space, exclude=trial.number, failed=self.failed, cache=cache)
         present = ~np.isnan(obs.X[:, 0])
+        active = ~np.isnan(obs.pending[:, 0])
         obs = Observations(obs.X[present], obs.y[present], obs.imputed[present], obs.numbers[present],
-                           obs.pending[~np.isnan(obs.pending[:, 0])])
+                           obs.pending[active], obs.pending_numbers[active])
         if obs.n_measured < self.n_startup_trials:
             return distribution.sample(trial.rng(name))
         row = self.propose(space, obs, trial.rng(type(self).__name__, name))

@@ -113,6 +113,11 @@ class BaseStorage(ABC):
     def register_distribution(self, study_id: int, name: str, distribution: Distribution) -> Distribution:
         """Record ``distribution`` for ``name`` if it is the first; return the first recorded one."""
 
+    @abstractmethod
+    def get_distributions(self, study_id: int) -> dict[str, Distribution]:
+        """Every parameter's first recorded distribution (:meth:`register_distribution`), by name, in one
+        read. StudyNotFoundError for an unknown study."""
+
     # -- trials ----------------------------------------------------------------------------
     @abstractmethod
     def create_trial(

@@ -153,6 +153,10 @@ class InMemoryStorage(BaseStorage):
         with self._lock:
             return self._study(study_id).distributions.setdefault(name, distribution)
 
+    def get_distributions(self, study_id: int) -> dict[str, Distribution]:
+        with self._lock:
+            return dict(self._study(study_id).distributions)
+
     # -- trials ----------------------------------------------------------------------------
     def create_trial(
         self,

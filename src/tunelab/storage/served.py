@@ -31,6 +31,7 @@ logger = logging.getLogger("tunelab")
 #: The storage methods a worker may call (everything but ``close``, which stays the owner's).
 SERVED_METHODS = frozenset({
     "create_study", "get_study", "list_studies", "delete_study", "set_study_attrs", "register_distribution",
+    "get_distributions",
     "create_trial", "claim_waiting_trial", "start_trial", "update_trial", "annotate_trial", "append_trial_event",
     "finish_trial", "report", "get_curves", "get_metric_at", "heartbeat", "fail_stale_trials", "get_trial",
     "get_trials", "get_trial_values", "count_trials", "get_best_trial",
@@ -185,6 +186,10 @@ class RemoteStorage(BaseStorage):
 
     def register_distribution(self, study_id: int, name: str, distribution: Distribution) -> Distribution:
         result: Distribution = self._call("register_distribution", study_id, name, distribution)
+        return result
+
+    def get_distributions(self, study_id: int) -> dict[str, Distribution]:
+        result: dict[str, Distribution] = self._call("get_distributions", study_id)
         return result
 
     # -- trials ----------------------------------------------------------------------------

@@ -899,6 +899,15 @@ class SQLStorage(BaseStorage):
             ).first()
         return None if row is None else self._row_to_trial(row)
 
+    @_operation
+    def get_distributions(self, study_id: int) -> dict[str, Distribution]:
+        d = distributions_table
+        with self._read() as conn:
+            rows = conn.execute(sa.select(d.c.name, d.c.distribution).where(d.c.study_id == study_id)).all()
+            if not rows and conn.execute(self._q.study_exists, {"b_study_id": study_id}).first() is None:
+                raise StudyNotFoundError(f"no study with id {study_id}")
+        return {str(name): self._dist(str(text)) for name, text in rows}
+
 
 def _dispose_in_child(ref: weakref.ref[SQLStorage]) -> None:
     storage = ref()

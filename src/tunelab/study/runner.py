@@ -29,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from tunelab import errors
 from tunelab.errors import (
     ConfigError,
+    EnqueuedValueError,
     SearchExhausted,
     StorageError,
     TrialPruned,
@@ -305,6 +306,8 @@ def _judge_exception(
     if phase == "planning":
         if isinstance(e, TrialStateError):  # marked lost by another process while the sampler planned
             return (fail, None, "lost: the trial was finished by another process while it was planned"), None
+        if isinstance(e, EnqueuedValueError):  # this trial's own enqueued values: the next trial is fine
+            return (fail, None, f"could not start: {e}"), None
         return (fail, None, f"could not start: {type(e).__name__}: {e}"), e
     if phase == "starting":
         return (fail, None, f"interrupted: {type(e).__name__}: {e}"), e

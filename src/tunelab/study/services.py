@@ -102,7 +102,7 @@ class Pruning:
         """The decision on trial ``number`` after its last report: (metric, decision) or None."""
         if self._pruner is None:
             return None
-        metric = self._pruner.metric_of(last_report)
+        metric = self._pruner.metric_of(last_report, self._pruner.direction or self._direction)
         if self._history.pruning is not None and self._history.pruning[0] is None:
             # The pruner took the trial's only metric: model-based samplers may fit on its rungs too.
             self._history.pruning = (metric, self._history.pruning[1])

@@ -39,6 +39,7 @@ from tunelab.samplers import AutoSampler, Sampler, sampler_from_description
 from tunelab.samplers.base import SamplingContext
 from tunelab.space import SpaceEntry, space_from_json, space_to_json, validate_space
 from tunelab.storage import BaseStorage, Curves, MetricPoint, get_storage
+from tunelab.study.enqueue import check_enqueued
 from tunelab.study.failures import shell_word, summarize_error
 from tunelab.study.services import Pruning, Suggestions, TrialServices, TrialWriter
 from tunelab.study.trial import Trial, record_end
@@ -267,27 +268,31 @@ class Study:
     def enqueue(self, params: Mapping[str, ParamValue], user_attrs: Mapping[str, Any] | None = None) -> int:
         """Queue a configuration to be tried before the sampler's own; return its trial number.
 
-        Parameters not given are sampled as usual when the trial runs.
+        Parameters not given are sampled as usual when the trial runs. Each value is checked
+        before anything is stored, wherever it comes from (this process, a script, the
+        dashboard): against the distribution the study stored for the parameter (the kind the
+        objective uses; its range, or a wider one the declared space or a recent trial uses),
+        else the declared space's, else the one this process has seen; a parameter the study
+        does not know yet takes any JSON scalar. A value that does not fit is a ConfigError naming
+        the parameter, the value, the range and the fix.
         """
         if not isinstance(params, Mapping) or not params:
             raise ConfigError("enqueue() needs a non-empty mapping of parameter name -> value")
-        dists: dict[str, Distribution] = {}
-        clean: dict[str, ParamValue] = {}
-        for name, value in params.items():
-            dist = self._suggestions.known(name)
-            if dist is not None:
-                try:
-                    clean[name] = dist.cast(value)
-                except ConfigError as e:
-                    raise ConfigError(f"enqueue: parameter '{name}': {e}") from None
-                dists[name] = dist
-            else:
-                clean[name] = value
+        clean, dists = check_enqueued(
+            params, self._storage.get_distributions(self._study_id), self.space, self._suggestions.known,
+            self._recent_distributions,
+        )
         trial = self._storage.create_trial(
             self._study_id, TrialState.WAITING, params=clean, distributions=dists,
             user_attrs=user_attrs, system_attrs={"enqueued": True},
         )
         return trial.number
+
+    def _recent_distributions(self) -> list[dict[str, Distribution]]:
+        """The distributions of the newest 100 trials, newest first (ranges may have widened)."""
+        newest = self._storage.count_trials(self._study_id)
+        trials = self._storage.get_trials(self._study_id, min_number=max(0, newest - 100))
+        return [dict(t.distributions) for t in reversed(trials)]
 
     def ask(self, space: Mapping[str, SpaceEntry] | None = None) -> Trial:
         """Start a trial: an enqueued configuration if one waits, else a new one.
@@ -360,7 +365,7 @@ class Study:
         except ConfigError as e:
             _record_fail(self._storage, frozen, f"could not start: {e}")
             raise
-        return self._prepare(frozen, space)
+        return self._prepare(frozen, space)  # an enqueued value that does not fit: EnqueuedValueError
 
     def _prepare(self, frozen: FrozenTrial, space: Mapping[str, SpaceEntry] | None) -> Trial:
         """Turn a started trial into a Trial: plan its parameters, suggest ``space``."""
@@ -645,7 +650,9 @@ def create_study(
         space: a declared search space used by every :meth:`Study.ask` and worker.
         pruner: stops bad trials early, e.g. ``SuccessiveHalvingPruner(metric="val_loss")``
             (see :mod:`tunelab.pruners`); the objective asks ``trial.should_prune()``.
-        load_if_exists: load the study of that name if it exists instead of failing.
+        load_if_exists: load the study of that name if it exists instead of failing. A ``sampler`` or
+            ``pruner`` given then replaces the stored one (workers that join later and the dashboard
+            rebuild it); without them the stored ones are rebuilt, as :func:`load_study` does.
         user_attrs: JSON data to attach to the study.
         artifact_dir: where studies keep files; this one gets its own folder inside,
             ``<name>-<8 hex digits>`` (``study.artifact_dir``). Default: ``<file>.artifacts``
@@ -682,6 +689,7 @@ def create_study(
     if space is not None:
         space = validate_space(space)
     store = get_storage(storage)
+    given_sampler = sampler
     sampler = sampler if sampler is not None else AutoSampler()
     if pruner is not None and not isinstance(pruner, Pruner):
         raise ConfigError(f"pruner must be a tunelab pruner such as MedianPruner(), got {pruner!r}")
@@ -706,7 +714,14 @@ def create_study(
     except DuplicatedStudyError:
         if not load_if_exists:
             raise
-        return load_study(name, store, sampler=sampler, pruner=pruner)
+        loaded = load_study(name, store, sampler=given_sampler, pruner=pruner)
+        # A sampler or pruner given here replaces the stored one, so that workers joining later
+        # (tunelab worker, load_study) and the dashboard see the one the study runs with.
+        replaced = {k: v.describe() for k, v in (("sampler", given_sampler), ("pruner", pruner)) if v is not None}
+        stored = loaded.system_attrs
+        if any(stored.get(k) != v for k, v in replaced.items()):
+            store.set_study_attrs(loaded.study_id, system_attrs=replaced)
+        return loaded
     return Study(store, record, sampler, space, pruner)
 
 

@@ -21,6 +21,7 @@ from tunelab.distributions import Bool, Categorical, Distribution, Float, Int, P
 from tunelab.errors import (
     ConfigError,
     DistributionConflictError,
+    EnqueuedValueError,
     InvalidDistributionError,
     StorageError,
     TrialStateError,
@@ -163,8 +164,9 @@ class Trial:
         if name in self._fixed:
             try:
                 value = distribution.cast(self._fixed[name])
-            except InvalidDistributionError as e:
-                raise name_error(name, e) from None
+            except InvalidDistributionError as e:  # this trial fails, the study goes on (not a ConfigError)
+                raise EnqueuedValueError(f"trial {self.number}: the enqueued value {self._fixed[name]!r} of parameter "
+                                         f"'{name}' does not fit {distribution!r}: {e}") from None
         elif name in self._plan:
             value, distribution = _planned(name, self._plan[name], distribution)
         else:

@@ -1243,6 +1243,19 @@ class StorageSuite:
         assert storage.register_distribution(other, "x", Categorical(["a"])) == Categorical(["a"])
         assert storage.register_distribution(study_id, "x", Categorical(["b"])) == Float(0.0, 1.0)
 
+    def test_get_distributions_reads_every_first_registered_one(self, storage: BaseStorage, study_id: int) -> None:
+        assert storage.get_distributions(study_id) == {}
+        for name, dist in DISTRIBUTIONS.items():
+            storage.register_distribution(study_id, name, dist)
+            storage.register_distribution(study_id, name, Bool(0.5))  # the first one stays
+        assert_same_distributions(storage.get_distributions(study_id), DISTRIBUTIONS)
+        other = storage.create_study("other", "minimize", seed=0).study_id
+        assert storage.get_distributions(other) == {}
+        storage.register_distribution(other, "x", Int(0, 3))
+        assert storage.get_distributions(other) == {"x": Int(0, 3)}
+        with pytest.raises(StudyNotFoundError):
+            storage.get_distributions(987_654_321)
+
     # -- heartbeats ------------------------------------------------------------------------
     def test_fail_stale_trials_fails_only_trials_beyond_the_grace_time(
         self, storage: BaseStorage, study_id: int
