@@ -119,7 +119,7 @@ MAX_STRING_LENGTH = 1024
 """At most this many characters in a string value."""
 
 ParamName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_LENGTH)]
-EnqueuedValue = bool | int | float | Annotated[str, StringConstraints(max_length=MAX_STRING_LENGTH)] | None
+EnqueuedValue = bool | int | FiniteFloat | Annotated[str, StringConstraints(max_length=MAX_STRING_LENGTH)] | None
 
 
 class EnqueueBody(BaseModel):
