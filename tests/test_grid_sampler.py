@@ -158,13 +158,27 @@ def test_trial_planned_while_a_lower_one_is_still_planning_leaves_it_the_first_f
     assert early == {"act": order[0]}
 
 
-def test_no_free_cell_at_a_trials_rank_raises_search_exhausted_and_fails_the_trial() -> None:
-    study = tunelab.create_study(sampler=GridSampler({"act": ["a"]}), seed=0)
+def test_no_cell_left_for_a_new_reservation_raises_search_exhausted_and_adds_no_row() -> None:
+    study = tunelab.create_study(sampler=GridSampler({"act": ["a", "b"]}), seed=0)
     study_id = study.storage.get_study(study.name).study_id
-    study.storage.create_trial(study_id)  # being planned: it will take the only cell
+    study.storage.create_trial(study_id)  # reserved, being planned: each takes one of the free cells
+    study.reserve_trial()
     with pytest.raises(SearchExhausted):
-        study.ask()
-    assert study.trials[-1].state == TrialState.FAIL
+        study.reserve_trial()  # a driver reserving for several workers stops at the number of cells
+    assert [t.state for t in study.trials] == [TrialState.RUNNING] * 2
+
+
+def test_reservation_that_finds_its_cell_taken_when_planning_leaves_no_row() -> None:
+    """Two processes reserved at once: the one whose cell went to a lower-numbered trial planning at
+    the same time gets SearchExhausted, and its reservation is deleted, not left as a FAIL row."""
+    sampler = GridSampler({"act": ["a"]})
+    study = tunelab.create_study(sampler=sampler, seed=0)
+    study_id = study.storage.get_study(study.name).study_id
+    study.storage.create_trial(study_id)  # trial 0, being planned elsewhere: the only cell is its
+    late = study.storage.create_trial(study_id)  # trial 1, reserved by another driver at the same moment
+    with pytest.raises(SearchExhausted):
+        study.ask_reserved(late.trial_id)
+    assert [(t.number, t.state) for t in study.trials] == [(0, TrialState.RUNNING)]
 
 
 def test_enqueued_configuration_takes_its_cell_and_partial_params_come_from_the_grid() -> None:
@@ -187,6 +201,18 @@ def test_two_worker_processes_on_sqlite_run_every_cell_exactly_once(tmp_path: Pa
     assert isinstance(again.sampler, GridSampler)
     ran = cells_of(again, ("x", "act"))
     assert Counter(ran) == Counter(itertools.product([0.0, 0.25, 0.5, 0.75, 1.0], ["relu", "tanh", "gelu"]))
+    assert [t.state for t in again.trials] == [TrialState.COMPLETE] * 15  # no FAIL row no objective made
+
+
+def test_four_workers_on_a_small_grid_leave_no_fail_rows(tmp_path: Path) -> None:
+    """Issue 16: grid studies ended with 1-2 FAIL rows ("could not start: SearchExhausted") when the
+    driver reserved more trials than there were cells left."""
+    url = f"sqlite:///{tmp_path / 'grid.db'}"
+    sampler = GridSampler({"x": [0.0, 1.0], "act": ["relu", "tanh", "gelu"]})
+    study = tunelab.create_study(name="g", storage=url, sampler=sampler, seed=0)
+    study.optimize(small_grid_objective, n_trials=20, n_workers=4)
+    assert Counter(cells_of(study, ("x", "act"))) == Counter(itertools.product([0.0, 1.0], ["relu", "tanh", "gelu"]))
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 6
 
 
 # -- edge shifting ---------------------------------------------------------------------------

@@ -329,7 +329,9 @@ class GridSampler(Sampler):
 
     # -- the protocol ----------------------------------------------------------------------
     def exhausted(self, history: History) -> bool:
-        return not self._free_cells(history, own=None)
+        # Trials reserved but not planned yet will each take one of the free cells: a driver that
+        # reserves for several workers must not reserve one more than there are cells.
+        return len(self._free_cells(history, own=None)) <= _being_planned(history.trials(), None)
 
     def plan(self, history: History, trial: SamplingContext) -> dict[str, ParamValue]:
         mine = _recorded_cell(trial.recorded)
@@ -515,11 +517,12 @@ def _recorded_cell(attrs: Mapping[str, Any]) -> dict[str, ParamValue] | None:
     return cell if isinstance(cell, dict) else None
 
 
-def _being_planned(trials: Sequence[FrozenTrial], number: int) -> int:
-    """Lower-numbered RUNNING trials with neither a cell nor params: planned right now."""
+def _being_planned(trials: Sequence[FrozenTrial], number: int | None) -> int:
+    """RUNNING trials (lower-numbered than ``number``, all when None) with neither a cell nor params:
+    planned right now."""
     return sum(
         1
         for t in trials
-        if t.number < number and t.state == TrialState.RUNNING
+        if (number is None or t.number < number) and t.state == TrialState.RUNNING
         and RECORD_KEY not in t.system_attrs and not t.params
     )

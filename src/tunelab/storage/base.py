@@ -148,6 +148,15 @@ class BaseStorage(ABC):
         claimed = self.claim_waiting_trial(study_id, heartbeat=heartbeat)
         return claimed if claimed is not None else self.create_trial(study_id, heartbeat=heartbeat)
 
+    def discard_trial(self, trial_id: int) -> bool:
+        """Delete a RUNNING trial that has recorded nothing yet (no params, no reports): a reservation
+        that found no work (a grid with every cell taken). Returns whether it was deleted.
+
+        Its number is not reused. Storages that cannot delete keep the row (False): the caller then
+        records it as failed instead.
+        """
+        return False
+
     @abstractmethod
     def update_trial(
         self,

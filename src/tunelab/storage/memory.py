@@ -50,6 +50,7 @@ class _Study:
     trial_ids: list[int] = field(default_factory=list)
     distributions: dict[str, Distribution] = field(default_factory=dict)
     waiting: deque[int] = field(default_factory=deque)  # WAITING trial ids, lowest number first
+    next_number: int = 0  # never reused, even when a trial is discarded
 
 
 class InMemoryStorage(BaseStorage):
@@ -171,7 +172,7 @@ class InMemoryStorage(BaseStorage):
         with self._lock:
             s = self._study(study_id)
             trial = FrozenTrial(
-                number=len(s.trial_ids),
+                number=s.next_number,
                 state=state,
                 value=None,
                 params=dict(params or {}),
@@ -182,6 +183,7 @@ class InMemoryStorage(BaseStorage):
                 trial_id=self._next_trial_id,
             )
             self._next_trial_id += 1
+            s.next_number += 1
             s.trial_ids.append(trial.trial_id)
             self._trials[trial.trial_id] = trial
             self._trial_study[trial.trial_id] = study_id
@@ -208,6 +210,17 @@ class InMemoryStorage(BaseStorage):
     def start_trial(self, study_id: int, heartbeat: bool = False) -> FrozenTrial:
         with self._lock:  # claim-or-create as one step
             return super().start_trial(study_id, heartbeat)
+
+    def discard_trial(self, trial_id: int) -> bool:
+        with self._lock:
+            t = self._trials.get(trial_id)
+            if t is None or t.state != TrialState.RUNNING or t.params or self._curves.get(trial_id):
+                return False
+            del self._trials[trial_id]
+            self._heartbeats.pop(trial_id, None)
+            self._curves.pop(trial_id, None)
+            self._study(self._trial_study.pop(trial_id)).trial_ids.remove(trial_id)
+            return True
 
     def _running(self, trial_id: int) -> FrozenTrial:
         t = self._get(trial_id)

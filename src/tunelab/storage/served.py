@@ -33,8 +33,8 @@ SERVED_METHODS = frozenset({
     "create_study", "get_study", "list_studies", "delete_study", "set_study_attrs", "register_distribution",
     "get_distributions",
     "create_trial", "claim_waiting_trial", "start_trial", "update_trial", "annotate_trial", "append_trial_event",
-    "finish_trial", "report", "get_curves", "get_metric_at", "heartbeat", "fail_stale_trials", "get_trial",
-    "get_trials", "get_trial_values", "count_trials", "get_best_trial",
+    "finish_trial", "discard_trial", "report", "get_curves", "get_metric_at", "heartbeat", "fail_stale_trials",
+    "get_trial", "get_trials", "get_trial_values", "count_trials", "get_best_trial",
 })
 
 
@@ -231,6 +231,9 @@ class RemoteStorage(BaseStorage):
         user_attrs: Mapping[str, Any] | None = None, system_attrs: Mapping[str, Any] | None = None,
     ) -> None:
         self._call("finish_trial", trial_id, state, value, error, params, distributions, user_attrs, system_attrs)
+
+    def discard_trial(self, trial_id: int) -> bool:
+        return bool(self._call("discard_trial", trial_id))
 
     def report(self, trial_id: int, step: int, metrics: Mapping[str, float]) -> None:
         self._call("report", trial_id, step, dict(metrics))

@@ -758,6 +758,18 @@ class SQLStorage(BaseStorage):
                 )
 
     @_operation
+    def discard_trial(self, trial_id: int) -> bool:
+        t = trials_table
+        with self._write() as conn:
+            if conn.execute(sa.select(values_table.c.trial_id).where(values_table.c.trial_id == trial_id)
+                            .limit(1)).first() is not None:
+                return False  # it has reported: its curve is kept
+            deleted = conn.execute(t.delete().where(
+                (t.c.trial_id == trial_id) & (t.c.state == RUNNING) & (t.c.params == "{}")
+            )).rowcount
+            return bool(deleted == 1)
+
+    @_operation
     def report(self, trial_id: int, step: int, metrics: Mapping[str, float]) -> None:
         q = self._q
         with self._write() as conn:

@@ -386,7 +386,10 @@ class Study:
             if space is not None:
                 trial.suggest_space(space)
         except BaseException as e:
-            # Never leave a trial RUNNING behind: record why it could not start.
+            # Never leave a trial RUNNING behind. A reservation that found no work (another process
+            # took the last grid cell) leaves no row at all where the storage can delete it.
+            if isinstance(e, SearchExhausted) and trial is None and self._discard(frozen):
+                raise
             what = "interrupted" if isinstance(e, (KeyboardInterrupt, SystemExit)) else "could not start"
             reason = f"{what}: {type(e).__name__}: {e}"
             try:
@@ -398,6 +401,14 @@ class Study:
                 logger.warning("could not record why trial %d could not start", frozen.number, exc_info=True)
             raise
         return trial
+
+    def _discard(self, frozen: FrozenTrial) -> bool:
+        """Delete a reserved trial that recorded nothing; False when it stays (then it is failed)."""
+        try:
+            return self._storage.discard_trial(frozen.trial_id)
+        except Exception:  # the storage is failing: fall back to recording the failure
+            logger.warning("could not discard trial %d", frozen.number, exc_info=True)
+            return False
 
     def tell(
         self,

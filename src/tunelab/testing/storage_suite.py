@@ -663,6 +663,27 @@ class StorageSuite:
         assert is_utc(got.datetime_complete) and near_now(got.datetime_complete, before, time.time())
         assert got.duration is not None and got.duration >= 0
 
+    def test_discard_trial_deletes_only_a_running_trial_that_recorded_nothing(
+        self, storage: BaseStorage, study_id: int
+    ) -> None:
+        kept = storage.create_trial(study_id)
+        empty = storage.create_trial(study_id, heartbeat=True)
+        with_params = storage.create_trial(study_id, params={"a": 1}, distributions={"a": Int(0, 9)})
+        reported = storage.create_trial(study_id)
+        storage.report(reported.trial_id, 0, {"loss": 1.0})
+        finished = storage.create_trial(study_id)
+        storage.finish_trial(finished.trial_id, TrialState.FAIL, error="x")
+        assert storage.discard_trial(empty.trial_id) is True
+        assert [storage.discard_trial(t.trial_id) for t in (with_params, reported, finished)] == [False] * 3
+        assert storage.discard_trial(empty.trial_id) is False  # already gone
+        assert [t.number for t in storage.get_trials(study_id)] == [0, 2, 3, 4]
+        assert storage.count_trials(study_id) == 4
+        assert storage.create_trial(study_id).number == 5  # numbers are never reused
+        assert storage.fail_stale_trials(study_id, 0.0) == []  # its heartbeat went with it
+        with pytest.raises(TrialNotFoundError):
+            storage.get_trial(empty.trial_id)
+        assert storage.get_trial(kept.trial_id).state == TrialState.RUNNING
+
     def test_finish_trial_writes_the_error_of_a_failed_trial(
         self, storage: BaseStorage, study_id: int
     ) -> None:
