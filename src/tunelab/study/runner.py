@@ -261,7 +261,10 @@ def _live(
         try:
             if hb is not None:
                 beat = Heartbeat(study.storage, tid, hb.interval, stale).start()
-            trial = study.ask_reserved(reserved, settings.space)
+            try:
+                trial = study.ask_reserved(reserved, settings.space)
+            except SearchExhausted:
+                raise _NoWorkError() from None  # ask_reserved already deleted (or failed) the reservation
             number = trial.number
             phase = "starting"
             if on_start is not None:
@@ -270,9 +273,13 @@ def _live(
             value = objective(trial)
             phase = "judging"
             verdict = judge(value)
+        except _NoWorkError:
+            raise
         except BaseException as e:  # noqa: BLE001 - every exception is judged, then raised if it must be
             verdict, reraise = _judge_exception(e, phase, settings.catch)
         outcome = _record(study, trial, tid, number, verdict)
+    except _NoWorkError:
+        raise SearchExhausted(f"{study.sampler!r} has nothing left to propose for trial {number}") from None
     except (KeyboardInterrupt, SystemExit) as e:  # an interrupt while recording: one quick last try
         try:
             record_end(TrialWriter(study.storage, tid), number, TrialState.FAIL, None,
@@ -289,6 +296,10 @@ def _live(
     if reraise is not None:
         raise _storage_error(reraise, "planning a trial") if phase == "planning" else reraise
     return outcome
+
+
+class _NoWorkError(Exception):
+    """Planning found nothing left (SearchExhausted): the reservation is already gone, nothing to record."""
 
 
 def _judge_exception(
