@@ -53,8 +53,9 @@ def test_beats_random_search_on_a_bowl(make: Callable[..., ModelBasedSampler]) -
         study.optimize(bowl, n_trials=40)
         return study.best_value
 
-    model = [regret(make(), seed) for seed in range(5)]
-    rand = [regret(tunelab.RandomSampler(), seed) for seed in range(5)]
+    seeds = range(9)  # a median over fewer seeds is mostly noise
+    model = [regret(make(), seed) for seed in seeds]
+    rand = [regret(tunelab.RandomSampler(), seed) for seed in seeds]
     assert np.median(model) < np.median(rand) / 2
 
 
@@ -169,9 +170,6 @@ def test_workers_planning_at_the_same_moment_propose_distinct_points(make: Calla
     # Four workers start trials at once and read the history before any of them has recorded its
     # plan: each must count the points the others are about to take (issue 16, item 13).
     sampler = make(n_startup_trials=8)
-    if isinstance(sampler, tunelab.TPESampler) and not sampler.multivariate:
-        pytest.xfail("known gap: univariate TPE decides each parameter when it is suggested, not at the start, "
-                     "so workers planning at once are not kept apart (issue 16, item 13)")
     study = tunelab.create_study(sampler=sampler, seed=0, space=CUBE)
     study.optimize(lambda t: objectives.styblinski_tang(t.params), n_trials=10)
     encoded = EncodedSpace(CUBE)

@@ -19,16 +19,9 @@ from tunelab.samplers.model_based import EncodedSpace
 pytestmark = pytest.mark.slow
 
 
-_GP_UNDER_LOAD = pytest.mark.xfail(
-    strict=False,
-    reason="open (issue 16, item 13): on a heavily loaded machine (load 8+) a trial can still finish planning "
-    "between another's plan-ahead and its own, and two GP proposals then coincide (seen in 2 of about 8 runs; "
-    "0 of 6 at normal load); the deterministic test in test_model_based_samplers.py pins the mechanism",
-)
-
-
 @pytest.mark.parametrize(
-    "make", [pytest.param(tunelab.GPSampler, marks=_GP_UNDER_LOAD), tunelab.TPESampler], ids=["gp", "tpe"]
+    "make", [tunelab.GPSampler, tunelab.TPESampler, lambda: tunelab.TPESampler(multivariate=False)],
+    ids=["gp", "tpe", "tpe-univariate"],
 )
 def test_four_workers_never_propose_the_same_point(tmp_path: Path, make: Callable[[], ModelBasedSampler]) -> None:
     url = f"sqlite:///{tmp_path / 'proposals.db'}"

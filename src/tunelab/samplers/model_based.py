@@ -436,49 +436,67 @@ class ModelBasedSampler(Sampler):
         obs = collect_observations(history, space, exclude=trial.number, failed=self.failed, cache=self._cache)
         enough = max(self.n_startup_trials, len(space) + 2)
         metric, direction = history.pruning or (None, history.direction)
+        on_rung = False
         if obs.n_measured < enough and metric is not None:
             # Few trials complete under a pruner: fit on the highest rung with enough points (BOHB).
             rung = collect_rung_observations(history, space, metric, direction, enough,
                                              exclude=trial.number, failed=self.failed)
             if rung is not None and rung[0].n_measured > obs.n_measured:
-                obs = rung[0]
+                obs, on_rung = rung[0], True
                 trial.record(FIDELITY_KEY, {"metric": metric, "step": rung[1], "points": obs.n_measured})
+        if obs.n_measured >= self.n_startup_trials:
+            obs = self._as_planned(history, space, obs, trial, on_rung)
         if obs.n_measured < self.n_startup_trials:
             row = space.startup_point(trial.number, trial.seed)
         else:
-            obs = self._plan_ahead(history, space, obs, trial)
             row = self.propose(space, obs, trial.rng(type(self).__name__))
         values = space.decode(row)
         trial.record(PLANNED_KEY, values)
         return values
 
-    def _plan_ahead(
-        self, history: History, space: EncodedSpace, obs: Observations, trial: SamplingContext
+    def _as_planned(
+        self, history: History, space: EncodedSpace, obs: Observations, trial: SamplingContext, on_rung: bool
     ) -> Observations:
-        """``obs`` with the points of the trials other workers are planning now added to its pending rows.
+        """The observations this trial plans from: as they were when it started, with the points of
+        lower-numbered trials other workers are planning now as pending rows.
 
         A trial numbered below this one that is RUNNING but has recorded neither a plan nor
         parameters is being planned right now: its planner has not recorded what it will
         propose, so it is not a pending row yet. Left out, both trials decide from nearly the
         same observations, and a model whose optimum does not depend on the generator (a GP's
         expected improvement) proposes the same point twice. So this trial first proposes
-        their points, in number order, as each of them does: from the observations as they
-        were when it started (:func:`as_seen_by`), with its own generator and the points
-        before it as pending; then counts them as pending.
+        their points, in number order, as each of them does (:meth:`_plan_ahead`).
+
+        For that replay to be exact, every trial plans from the observations as they were when it
+        started (:func:`as_seen_by`: trials that finished since are pending at their parameters),
+        not as they are when its worker gets to read them, which on a busy machine can be seconds
+        later; any worker can rebuild that view from the storage. Rung observations (a pruned
+        study's early trials) change while trials run, so there the plan-ahead is approximate.
         """
-        planning = planning_now(history, trial.number)
-        if not planning:
+        planned = self._plan_ahead(history, space, obs, trial)
+        me = next((t for t in history.pending() if t.number == trial.number), None)
+        if me is not None and not on_rung:
+            return as_seen_by(obs, me, history, planned)
+        if not planned:
             return obs
+        return replace(obs, pending=np.vstack([obs.pending, *(row[None, :] for _, row in planned)]),
+                       pending_numbers=np.concatenate([obs.pending_numbers, [n for n, _ in planned]]).astype(np.int64))
+
+    def _plan_ahead(
+        self, history: History, space: EncodedSpace, obs: Observations, trial: SamplingContext
+    ) -> list[tuple[int, np.ndarray]]:
+        """The (number, row) each lower-numbered trial still being planned will propose: from the
+        observations as they were when it started (:func:`as_seen_by`), with its own generator and
+        the points before it as pending, as it does itself."""
         planned: list[tuple[int, np.ndarray]] = []
-        for t in planning:
+        for t in planning_now(history, trial.number):
             seen = as_seen_by(obs, t, history, planned)
             if seen.n_measured < self.n_startup_trials:
                 row = space.startup_point(t.number, trial.seed)
             else:
                 row = self.propose(space, seen, SamplingContext(t.number, trial.seed).rng(type(self).__name__))
             planned.append((t.number, row))
-        return replace(obs, pending=np.vstack([obs.pending, *(row[None, :] for _, row in planned)]),
-                       pending_numbers=np.concatenate([obs.pending_numbers, [n for n, _ in planned]]).astype(np.int64))
+        return planned
 
     @abstractmethod
     def propose(self, space: EncodedSpace, observations: Observations, rng: np.random.Generator) -> np.ndarray:

@@ -23,8 +23,9 @@ trial and one broad prior kernel:
 
 In the default multivariate mode one joint estimator covers every parameter, so
 interactions (learning rate x batch size) are modelled. With ``multivariate=False`` each
-parameter is sampled on its own, as in the original TPE, which also covers parameters that
-are suggested define-by-run and appear only in some trials.
+parameter is modelled on its own, as in the original TPE; both modes plan every parameter the
+study has seen when a trial starts (so parallel workers see, and keep apart from, each other's
+plans), and model a parameter suggested define-by-run for the first time when it is suggested.
 """
 
 from __future__ import annotations
@@ -175,12 +176,31 @@ class TPESampler(ModelBasedSampler):
         self.multivariate = multivariate
         self._param_caches: dict[str, ObservationCache] = {}
 
-    def plan(self, history: History, trial: SamplingContext) -> dict[str, ParamValue]:
-        if not self.multivariate:
-            return {}
-        return super().plan(history, trial)
-
     def propose(self, space: EncodedSpace, observations: Observations, rng: np.random.Generator) -> np.ndarray:
+        if not self.multivariate:
+            return self._propose_each(space, observations, rng)
+        return self._propose_joint(space, observations, rng)
+
+    def _propose_each(self, space: EncodedSpace, obs: Observations, rng: np.random.Generator) -> np.ndarray:
+        """Univariate mode: each coordinate on its own, from the trials that have it.
+
+        Planned at the start like the joint mode (so other workers see the plan, and plan ahead of
+        it), but no interaction between parameters is modelled.
+        """
+        row = np.empty(len(space))
+        for j, (name, dist) in enumerate(zip(space.names, space.distributions, strict=True)):
+            column = EncodedSpace({name: dist})
+            present, active = ~np.isnan(obs.X[:, j]), ~np.isnan(obs.pending[:, j])
+            one = Observations(obs.X[present][:, j:j + 1], obs.y[present], obs.imputed[present],
+                               obs.numbers[present], obs.pending[active][:, j:j + 1], obs.pending_numbers[active])
+            if one.n_measured < self.n_startup_trials:  # too few trials have it yet: uniform
+                k = int(column.cat_sizes[0])
+                row[j] = column.snap(np.array([[rng.integers(k) if k else rng.random()]], dtype=float))[0, 0]
+            else:
+                row[j] = self._propose_joint(column, one, rng)[0]
+        return row
+
+    def _propose_joint(self, space: EncodedSpace, observations: Observations, rng: np.random.Generator) -> np.ndarray:
         obs = observations
         n_good = min(max(1, math.ceil(self.gamma * len(obs.y))), self.max_good, len(obs.y))
         order = np.lexsort((obs.numbers, obs.y))  # best first, ties by trial number
@@ -201,7 +221,8 @@ class TPESampler(ModelBasedSampler):
         name: str,
         distribution: Distribution,
     ) -> ParamValue:
-        """One parameter on its own (univariate mode, or one the joint plan did not cover)."""
+        """A parameter the plan did not cover (suggested define-by-run, new in this trial): in univariate
+        mode modelled on its own, else drawn at random."""
         if self.multivariate:
             return super().sample(history, trial, name, distribution)
         space = EncodedSpace({name: distribution})
@@ -213,7 +234,7 @@ class TPESampler(ModelBasedSampler):
                            obs.pending[active], obs.pending_numbers[active])
         if obs.n_measured < self.n_startup_trials:
             return distribution.sample(trial.rng(name))
-        row = self.propose(space, obs, trial.rng(type(self).__name__, name))
+        row = self._propose_joint(space, obs, trial.rng(type(self).__name__, name))
         return space.decode(row)[name]
 
     def describe(self) -> dict[str, Any]:
