@@ -66,6 +66,8 @@ def test_discovery_order_explicit_then_fake_then_cuda_visible_devices_then_nvidi
     assert discover_devices() == ["0", "1", "2", "3"]
     assert discover_devices([5, "GPU-abc"]) == ["5", "GPU-abc"]
     assert discover_devices("1,2") == ["1", "2"]
+    numpy = pytest.importorskip("numpy")
+    assert discover_devices(list(numpy.arange(2))) == ["0", "1"]
     assert discover_devices([]) == []  # an explicit empty list means none, not "look elsewhere"
 
 
@@ -139,6 +141,7 @@ def test_more_workers_than_slots_are_capped_with_a_warning(caplog: pytest.LogCap
     assert plan is not None and sorted(plan.slots) == [("0",), ("0",), ("1",), ("1",)]
     assert caplog.text == ""
     assert plan_gpus(0, None, n_workers=3) is None  # nothing asked, nothing looked up
+    assert plan_gpus(None, None, n_workers=3) is None
 
 
 def test_slot_environment_and_what_a_worker_reads_back() -> None:
@@ -242,6 +245,7 @@ def test_each_trial_sees_its_own_whole_device(
         by_pid.setdefault(t.user_attrs["pid"], set()).add(t.user_attrs["cvd"])
     assert all(len(devices) == 1 for devices in by_pid.values())
     assert os.getpid() not in by_pid
+    assert "TUNELAB_GPUS" not in os.environ and "CUDA_VISIBLE_DEVICES" not in os.environ  # the driver's own: unchanged
 
 
 @pytest.mark.slow

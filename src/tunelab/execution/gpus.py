@@ -92,10 +92,10 @@ def normalize_devices(gpus: object) -> tuple[str, ...]:
         )
     out: list[str] = []
     for item in items:
-        if isinstance(item, bool) or not isinstance(item, (int, str)):
+        if isinstance(item, bool) or not isinstance(item, (numbers.Integral, str)):
             raise ConfigError(f"gpus entries must be device ids (0, 1, ...) or UUIDs, got {item!r} in {gpus!r}")
-        text = str(item).strip()
-        if isinstance(item, int) and item < 0:
+        text = str(int(item)) if isinstance(item, numbers.Integral) else item.strip()
+        if isinstance(item, numbers.Integral) and item < 0:
             raise ConfigError(f"gpus entries must be device ids >= 0, got {item!r} in {gpus!r}")
         if not text or "," in text or any(c.isspace() for c in text):
             raise ConfigError(f"gpus entries must be single device ids or UUIDs, got {item!r} in {gpus!r}")
@@ -141,11 +141,13 @@ class GpuShare:
 
 
 def parse_gpus_per_trial(gpus_per_trial: object) -> GpuShare | None:
-    """Validate ``gpus_per_trial``: None for 0 (no GPUs), else how trials and devices pair up.
+    """Validate ``gpus_per_trial``: None for 0 or None (no GPUs), else how trials and devices pair up.
 
     A positive whole number (each trial gets that many devices) or a fraction that divides 1
     (0.5, 0.25, 1/3: each device holds that many trials); ConfigError for anything else.
     """
+    if gpus_per_trial is None:
+        return None
     if isinstance(gpus_per_trial, bool) or not isinstance(gpus_per_trial, numbers.Real):
         raise ConfigError(
             f"gpus_per_trial must be a number (0: no GPUs, 1, 2, ...: whole devices per trial, 0.5, 0.25, ...: "

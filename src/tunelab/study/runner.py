@@ -127,7 +127,7 @@ class OptimizeSettings:
         failures = FailureWatch(n_workers)  # a new one per optimize() call: it watches that call's first trials
         return cls(**{
             **kw, "n_workers": n_workers, "catch": catch, "grace_period": grace, "space": space, "failures": failures,
-            "gpus_per_trial": 0.0 if plan is None else float(gpus_per_trial), "gpu_slots": slots,
+            "gpus_per_trial": 0.0 if plan is None else float(gpus_per_trial or 0), "gpu_slots": slots,
         })
 
     @property

@@ -456,7 +456,7 @@ class Study:
         requeue_lost_trials: bool = False,
         start_method: str = "spawn",
         executor: RayExecutor | None = None,
-        gpus_per_trial: float = 0,
+        gpus_per_trial: float | None = 0,
         gpus: Sequence[int | str] | None = None,
     ) -> None:
         """Run trials until ``n_trials`` more have finished or ``timeout`` seconds have passed.
@@ -487,7 +487,7 @@ class Study:
             executor: run trials elsewhere, e.g. ``tunelab.RayExecutor()`` runs each as a
                 Ray task; it decides how many run at once (keep ``n_workers=1``), and the
                 study needs a storage URL its tasks can open.
-            gpus_per_trial: GPUs each trial gets: 0 (default: none are assigned, nothing is set),
+            gpus_per_trial: GPUs each trial gets: 0 or None (default: none are assigned, nothing is set),
                 a whole number of devices (1, 2, ...), or a fraction that divides one device (0.5,
                 0.25, 1/3: that many trials share a device; a trial never straddles two). Trials then
                 always run in worker processes, even with ``n_workers=1``: each worker owns its
