@@ -304,3 +304,25 @@ def hangs_writing_pid(trial: tunelab.Trial) -> float:
     (folder / f"{trial.number}.pid").write_text(str(os.getpid()))
     time.sleep(3600)
     return 0.0
+
+
+def records_devices(trial: tunelab.Trial) -> float:
+    """Records its process's devices (``CUDA_VISIBLE_DEVICES``, ``TUNELAB_GPUS``), pid and wall-clock start
+    and end in user attributes, sleeping a little in between. With ``TUNELAB_TEST_MEET`` (a folder), trials 0
+    and 1 wait for each other, so that they surely run at the same time; trial ``TUNELAB_TEST_KILL`` kills
+    its own process (SIGKILL)."""
+    trial.set_user_attr("cvd", os.environ.get("CUDA_VISIBLE_DEVICES"))
+    trial.set_user_attr("tunelab_gpus", os.environ.get("TUNELAB_GPUS"))
+    trial.set_user_attr("pid", os.getpid())
+    trial.set_user_attr("start", time.time())
+    meet = os.environ.get("TUNELAB_TEST_MEET")
+    if meet and trial.number < 2:
+        Path(meet, str(trial.number)).touch()
+        deadline = time.time() + 30.0
+        while not Path(meet, str(1 - trial.number)).exists() and time.time() < deadline:
+            time.sleep(0.02)
+    if trial.number == int(os.environ.get("TUNELAB_TEST_KILL", "-1")):
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(0.2)
+    trial.set_user_attr("end", time.time())
+    return trial.suggest_float("x", 0.0, 1.0)

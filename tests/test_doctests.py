@@ -41,6 +41,7 @@ REQUIRED: dict[str, list[str]] = {
     "tunelab.recipe.run": ["run"],
     "tunelab.pbt.population": ["PopulationBasedTraining"],
     "tunelab.reevaluate.reevaluation": ["reevaluate"],
+    "tunelab.execution.gpus": ["discover_devices", "allocate"],
 }
 
 MIN_EXAMPLES = 220

@@ -18,6 +18,10 @@ task it lost so the driver can record it. A worker dies with its driver: on
 Linux the kernel sends it SIGTERM when the driver dies (``PR_SET_PDEATHSIG``),
 and everywhere a thread of the worker checks for its driver twice a second,
 sends its own process SIGTERM when the driver is gone and ends it 3 s later.
+
+With ``worker_env``, worker ``i`` starts with environment variables of its own (e.g.
+``CUDA_VISIBLE_DEVICES``: the devices it owns), set before it loads the payload, and
+whichever process replaces it (it died, timed out) starts with the same ones.
 """
 
 from __future__ import annotations
@@ -29,11 +33,11 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 from tunelab.errors import ConfigError, WorkersDyingError
 
@@ -113,6 +117,30 @@ def _sigint_ignored_by_children() -> Iterator[None]:
 
 
 _spawn_preparation_lock = threading.Lock()
+_environment_lock = threading.Lock()
+
+WorkerEnv: TypeAlias = "Callable[[int], Mapping[str, str]] | Sequence[Mapping[str, str]]"
+"""Per-worker environment variables: a function of the worker's index, or one mapping per index."""
+
+
+@contextmanager
+def _environment(env: Mapping[str, str]) -> Iterator[None]:
+    """Set ``env`` in this process while a child starts (a spawned child's interpreter starts with it),
+    then put back what was there."""
+    if not env:
+        yield
+        return
+    with _environment_lock:
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            yield
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _DRIVER_POLL_SECONDS = 0.5
@@ -120,8 +148,21 @@ _DRIVER_GONE_GRACE = 3.0  # seconds between SIGTERM and the end, as when the dri
 _driver: tuple[int, int] | None = None  # in a worker: (driver pid, parent pid at start)
 
 
-def _worker_entry(target: Callable[[Connection, Any], None], driver_pid: int, conn: Connection, payload: Any) -> None:
-    """What a worker process runs: arrange to die with the driver, then ``target(conn, payload)``."""
+def _worker_entry(
+    target: Callable[[Connection, Any], None],
+    driver_pid: int,
+    conn: Connection,
+    payload: Any,
+    env: Mapping[str, str] | None = None,
+) -> None:
+    """What a worker process runs: take its own environment, arrange to die with the driver, then
+    ``target(conn, payload)``.
+
+    ``env`` is set again here, before ``target`` loads the payload: a forkserver's children do not
+    see what the driver set while starting them.
+    """
+    if env:
+        os.environ.update(env)
     _die_with_driver(driver_pid)
     target(conn, payload)
 
@@ -200,6 +241,8 @@ class ProcessPool:
     ``target`` must be importable by reference (a module-level function of a module). With
     ``import_main=False`` spawned workers do not run the parent's main script first: pass it when
     the payload names nothing from ``__main__`` (e.g. it was packed by value with cloudpickle).
+    ``worker_env`` gives worker ``i`` (and whichever process replaces it) environment variables of
+    its own, set before it starts: a function of ``i``, or a sequence with one mapping per worker.
     """
 
     def __init__(
@@ -210,6 +253,7 @@ class ProcessPool:
         start_method: str = "spawn",
         threads_per_worker: int = 1,
         import_main: bool = True,
+        worker_env: WorkerEnv | None = None,
     ) -> None:
         if start_method not in multiprocessing.get_all_start_methods():
             raise ConfigError(
@@ -222,6 +266,9 @@ class ProcessPool:
         self._payload = payload
         self._threads = threads_per_worker
         self._import_main = import_main or start_method != "spawn"
+        if isinstance(worker_env, Sequence) and len(worker_env) < n_workers:
+            raise ConfigError(f"worker_env has {len(worker_env)} entries for {n_workers} workers; give one per worker")
+        self._worker_env = worker_env
         self._slots: list[_Slot] = []
         self._early_deaths = 0
         self._issued = 0
@@ -229,11 +276,22 @@ class ProcessPool:
         self._finished_since_exhausted = 0
         self._undelivered: list[tuple[int, int]] = []  # reserved, but their worker died before taking them
 
-    def _spawn(self) -> _Slot:
+    def _env(self, index: int) -> dict[str, str]:
+        """The environment variables of worker ``index`` of its own."""
+        if self._worker_env is None:
+            return {}
+        env = self._worker_env(index) if callable(self._worker_env) else self._worker_env[index]
+        return {str(k): str(v) for k, v in env.items()}
+
+    def _spawn(self, index: int) -> _Slot:
         parent, child = self._ctx.Pipe()
-        with _threads_per_worker(self._threads), _sigint_ignored_by_children(), _main_module(self._import_main):
+        env = self._env(index)
+        with (
+            _threads_per_worker(self._threads), _sigint_ignored_by_children(), _main_module(self._import_main),
+            _environment(env),
+        ):
             p = self._ctx.Process(
-                target=_worker_entry, args=(self._target, os.getpid(), child, self._payload), daemon=True
+                target=_worker_entry, args=(self._target, os.getpid(), child, self._payload, env), daemon=True
             )
             p.start()
         child.close()
@@ -256,7 +314,7 @@ class ProcessPool:
         self._exhausted = False
         self._finished_since_exhausted = 0
         self._undelivered = []
-        self._slots = [self._spawn() for _ in range(self._n)]
+        self._slots = [self._spawn(i) for i in range(self._n)]
         try:
             while True:
                 now = time.monotonic()
@@ -395,7 +453,7 @@ class ProcessPool:
                     "module or script file, guard the script with `if __name__ == '__main__':`, "
                     "or run with n_workers=1 to see the error in this process"
                 )
-        self._slots[index] = self._spawn()
+        self._slots[index] = self._spawn(index)  # the same index: the same environment (devices)
 
     def _shutdown(self, events: PoolEvents, reason: str) -> None:
         """Stop every worker now: SIGTERM (the trial records itself), then SIGKILL."""

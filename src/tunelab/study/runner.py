@@ -36,6 +36,7 @@ from tunelab.errors import (
     TrialStateError,
     TunelabError,
 )
+from tunelab.execution.gpus import assigned_gpus, parse_gpus_per_trial, plan_gpus, slot_environment
 from tunelab.execution.local import ProcessPool, driver_gone
 from tunelab.execution.ray import RayExecutor
 from tunelab.records import FrozenTrial, TrialState
@@ -77,6 +78,8 @@ class OptimizeSettings:
     requeue_lost_trials: bool
     start_method: str
     executor: RayExecutor | None = None
+    gpus_per_trial: float = 0.0
+    gpu_slots: tuple[tuple[str, ...], ...] = ()  # worker i owns gpu_slots[i] (its replacements too)
     failures: FailureWatch = field(default_factory=FailureWatch, compare=False)
 
     @classmethod
@@ -113,17 +116,29 @@ class OptimizeSettings:
                 )
         if kw["start_method"] not in ("spawn", "fork", "forkserver"):
             raise ConfigError(f"start_method must be 'spawn', 'fork' or 'forkserver', got {kw['start_method']!r}")
-        _check_executor(kw.get("executor"), n_workers, kw["trial_timeout"])
+        gpus_per_trial, gpus = kw.pop("gpus_per_trial", 0), kw.pop("gpus", None)
+        _check_executor(kw.get("executor"), n_workers, kw["trial_timeout"], gpus_per_trial, gpus)
         space = kw["space"]
         if space is not None:
             space = validate_space(space)
+        plan = plan_gpus(gpus_per_trial, gpus, n_workers)  # looks for devices only when asked for some
+        slots = () if plan is None else plan.slots
+        n_workers = n_workers if plan is None else plan.n_workers
         failures = FailureWatch(n_workers)  # a new one per optimize() call: it watches that call's first trials
-        return cls(**{**kw, "catch": catch, "grace_period": grace, "space": space, "failures": failures})
+        return cls(**{
+            **kw, "n_workers": n_workers, "catch": catch, "grace_period": grace, "space": space, "failures": failures,
+            "gpus_per_trial": 0.0 if plan is None else float(gpus_per_trial or 0), "gpu_slots": slots,
+        })
 
     @property
     def uses_processes(self) -> bool:
-        """Whether trials run in local worker processes rather than in the caller's (or an executor's)."""
-        return self.executor is None and (self.n_workers > 1 or self.trial_timeout is not None)
+        """Whether trials run in local worker processes rather than in the caller's (or an executor's).
+
+        Trials with GPUs always do: a process's devices are set before it starts, never moved.
+        """
+        return self.executor is None and (
+            self.n_workers > 1 or self.trial_timeout is not None or bool(self.gpu_slots)
+        )
 
     @property
     def heartbeat(self) -> HeartbeatSettings | None:
@@ -177,12 +192,19 @@ def _is_int(x: object) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-def _check_executor(executor: object, n_workers: int, trial_timeout: float | None) -> None:
+def _check_executor(
+    executor: object, n_workers: int, trial_timeout: float | None, gpus_per_trial: object = 0, gpus: object = None
+) -> None:
     """An executor decides where trials run and how many at once: nothing may contradict it."""
     if executor is None:
         return
     if not isinstance(executor, RayExecutor):
         raise ConfigError(f"executor must be a tunelab executor such as tunelab.RayExecutor(), got {executor!r}")
+    if gpus is not None or parse_gpus_per_trial(gpus_per_trial) is not None:
+        raise ConfigError(
+            f"gpus_per_trial and gpus cannot be combined with executor={executor!r}: Ray assigns GPUs to its "
+            "tasks itself; leave them unset and pass RayExecutor(num_gpus_per_trial=...)"
+        )
     if n_workers != 1:
         raise ConfigError(
             f"n_workers={n_workers} cannot be combined with executor={executor!r}: the executor decides "
@@ -210,12 +232,15 @@ def run_trial(
     on_start: Callable[[int, int], None] | None = None,
     trial_id: int | None = None,
     stale: StaleTrials | None = None,
+    gpus: list[str] | None = None,
 ) -> TrialOutcome:
     """Ask, plan, run the objective, judge its value, record: one trial, always recorded.
 
     With ``trial_id`` (from :meth:`Study.reserve_trial`), run that trial instead of asking for one;
     ``stale`` fails lost trials of other processes before a new one is asked for, and at every beat
     of this trial's heartbeat. ``on_start(trial_id, number)`` is called just before the objective.
+    ``gpus`` (the devices of this worker process) are recorded in ``system_attrs["gpus"]`` before
+    the parameters are planned, so a trial whose process dies still says where it ran.
 
     This is the one path from a started trial to its terminal state (see :func:`_live`): whatever
     is raised while the trial is planned, runs, is judged or is recorded ends as the trial's FAIL
@@ -230,7 +255,7 @@ def run_trial(
             reserved = study.reserve_trial(heartbeat=hb is not None)
     else:
         reserved = trial_id
-    return _live(study, reserved, objective, settings, on_start, stale)
+    return _live(study, reserved, objective, settings, on_start, stale, gpus)
 
 
 def _live(
@@ -240,6 +265,7 @@ def _live(
     settings: OptimizeSettings,
     on_start: Callable[[int, int], None] | None,
     stale: StaleTrials | None,
+    gpus: list[str] | None = None,
 ) -> TrialOutcome:
     """A reserved trial's life: the one place that turns anything raised into the trial's FAIL.
 
@@ -261,6 +287,10 @@ def _live(
         try:
             if hb is not None:
                 beat = Heartbeat(study.storage, tid, hb.interval, stale).start()
+            if gpus is not None:
+                study.storage.update_trial(tid, system_attrs={"gpus": gpus})
+                if isinstance(reserved, FrozenTrial):  # the Trial is built from this record: let it say so too
+                    reserved = study.storage.get_trial(tid)
             try:
                 trial = study.ask_reserved(reserved, settings.space)
             except SearchExhausted:
@@ -518,7 +548,12 @@ def _optimize_in_processes(
         payload = job if settings.start_method == "fork" else _pack(job)  # a forked child inherits it
         # The payload carries everything, by reference or by value: workers need not re-run the
         # user's main script (a notebook has none; an unguarded script would start optimize() again).
-        pool = ProcessPool(settings.n_workers, _worker_main, payload, settings.start_method, import_main=False)
+        # With GPUs each worker owns one slot for its life (CUDA cannot move a process), set in its
+        # environment before it loads the objective; a replaced worker's successor gets the same one.
+        worker_env = [slot_environment(slot) for slot in settings.gpu_slots] or None
+        pool = ProcessPool(
+            settings.n_workers, _worker_main, payload, settings.start_method, import_main=False, worker_env=worker_env
+        )
         pool.run(
             settings.n_trials, deadline, settings.trial_timeout, _Driver(study, settings, display),
             prepare_timeout=None if settings.trial_timeout is None else max(PLANNING_TIMEOUT, settings.trial_timeout),
@@ -637,6 +672,7 @@ def _worker_main(conn: Connection, payload: object) -> None:
         assert isinstance(job, _Job)
         study = job.open()
         stale = job.settings.stale_trials(study)
+        gpus = assigned_gpus() if job.settings.gpu_slots else None  # set by the pool when it started us
         conn.send(("ready",))
         while True:
             msg = conn.recv()
@@ -645,7 +681,7 @@ def _worker_main(conn: Connection, payload: object) -> None:
             try:
                 outcome = run_trial(
                     study, job.objective, job.settings, trial_id=msg[1],
-                    on_start=lambda tid, num: conn.send(("started", tid, num)), stale=stale,
+                    on_start=lambda tid, num: conn.send(("started", tid, num)), stale=stale, gpus=gpus,
                 )
             except SearchExhausted:
                 conn.send(("exhausted",))

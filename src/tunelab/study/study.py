@@ -467,6 +467,8 @@ class Study:
         requeue_lost_trials: bool = False,
         start_method: str = "spawn",
         executor: RayExecutor | None = None,
+        gpus_per_trial: float | None = 0,
+        gpus: Sequence[int | str] | None = None,
     ) -> None:
         """Run trials until ``n_trials`` more have finished or ``timeout`` seconds have passed.
 
@@ -496,6 +498,19 @@ class Study:
             executor: run trials elsewhere, e.g. ``tunelab.RayExecutor()`` runs each as a
                 Ray task; it decides how many run at once (keep ``n_workers=1``), and the
                 study needs a storage URL its tasks can open.
+            gpus_per_trial: GPUs each trial gets: 0 or None (default: none are assigned, nothing is set),
+                a whole number of devices (1, 2, ...), or a fraction that divides one device (0.5,
+                0.25, 1/3: that many trials share a device; a trial never straddles two). Trials then
+                always run in worker processes, even with ``n_workers=1``: each worker owns its
+                devices for its life, seen as ``CUDA_VISIBLE_DEVICES`` (and ``TUNELAB_GPUS``) set
+                before it imports the objective's module, and a worker that dies or times out is
+                replaced by one with the same devices. ``n_workers`` above the trials the devices
+                hold at once is lowered to that, with a warning. Each trial records its devices in
+                ``system_attrs["gpus"]``. Not with ``executor``: Ray assigns GPUs itself
+                (``RayExecutor(num_gpus_per_trial=...)``).
+            gpus: the devices to use, ids or UUIDs (``[0, 1]``); default: ``TUNELAB_FAKE_GPUS=N``
+                (N fake devices, for tests and machines without a GPU), else ``CUDA_VISIBLE_DEVICES``,
+                else what ``nvidia-smi`` lists. Only with ``gpus_per_trial`` > 0.
 
         Examples:
             >>> import tunelab
@@ -530,6 +545,7 @@ class Study:
             trial_timeout=trial_timeout, callbacks=tuple(callbacks), show_progress=show_progress,
             heartbeat_interval=heartbeat_interval, grace_period=grace_period,
             requeue_lost_trials=requeue_lost_trials, start_method=start_method, executor=executor,
+            gpus_per_trial=gpus_per_trial, gpus=gpus,
         )
         if not callable(objective):
             raise ConfigError(f"objective must be callable as objective(trial), got {objective!r}")
