@@ -98,7 +98,9 @@ def _chaos(trial: tunelab.Trial, fault: str) -> float:
     if fault == "raises":
         raise ValueError(f"chaos in trial {trial.number}")
     if fault == "nan_attr":
-        trial.set_user_attr("val_acc", float("nan"))
+        box = [0.0]
+        trial.set_user_attr("val_acc", box)
+        box[0] = float("nan")  # changed after it was checked: only the final write can refuse it
     if fault == "nan":
         return float("nan")
     if fault == "huge":

@@ -284,9 +284,13 @@ class SlowPlanningSampler(tunelab.RandomSampler):
 
 
 def nan_attr_on_one(trial: tunelab.Trial) -> float:
-    """Trial 1 sets a NaN attribute (JSON cannot store it: the final write fails); the others return."""
+    """Trial 1 sets an attribute that turns NaN after set_user_attr checked it (JSON cannot store it:
+    the final write fails); the others return."""
     x = trial.suggest_float("x", 0, 1)
-    trial.set_user_attr("val_acc", float("nan") if trial.number == 1 else x)
+    box = [x]
+    trial.set_user_attr("val_acc", box)
+    if trial.number == 1:
+        box[0] = float("nan")
     time.sleep(0.2)
     return x
 

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 import tunelab
 from objectives import SlowPlanningSampler, nan_attr_on_one, quick
-from tunelab.errors import StorageError
+from tunelab.errors import AttributeValueError, StorageError
 from tunelab.records import TrialState
 from tunelab.storage import SQLStorage
 from tunelab.study import runner
@@ -92,10 +92,34 @@ def test_an_attribute_the_storage_cannot_take_fails_its_trial_and_the_study_goes
     assert "x" in trials[1].params  # what could be kept was kept
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), {"a": [1, float("-inf")]}, object(), {1j: 2}])
+def test_set_user_attr_refuses_what_json_cannot_hold_where_it_is_set(value: object) -> None:
+    study = tunelab.create_study(seed=0)
+    trial = study.ask()
+    with pytest.raises(AttributeValueError, match=r"set_user_attr\('val_acc', .*JSON data"):
+        trial.set_user_attr("val_acc", value)
+    assert "val_acc" not in trial.user_attrs
+    assert study.tell(trial, 0.5).state == COMPLETE  # nothing was kept: the trial can still end well
+
+
+def test_an_objective_setting_a_nan_attribute_fails_with_its_line_and_the_study_goes_on() -> None:
+    def objective(trial: tunelab.Trial) -> float:
+        trial.set_user_attr("val_acc", float("nan") if trial.number == 0 else 0.9)
+        return 0.5
+
+    study = tunelab.create_study(seed=0)
+    study.optimize(objective, n_trials=2)
+    assert states(study) == [FAIL, COMPLETE]
+    error = study.trials[0].error or ""
+    assert "AttributeValueError" in error and "test_reliability.py" in error
+
+
 def test_tell_records_fail_when_the_attributes_cannot_be_stored() -> None:
     study = tunelab.create_study(seed=0)
     trial = study.ask()
-    trial.set_user_attr("val_acc", float("nan"))
+    box = [0.9]
+    trial.set_user_attr("val_acc", box)
+    box[0] = float("nan")  # changed after it was checked
     told = study.tell(trial, 0.5)
     assert told.state == FAIL and "ended COMPLETE with value 0.5, but that could not be recorded" in (told.error or "")
     assert study.trials[0].state == FAIL

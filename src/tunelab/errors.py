@@ -35,6 +35,11 @@ class EnqueuedValueError(TunelabError, ValueError):
     that claimed it is marked FAIL with this message and the study goes on."""
 
 
+class AttributeValueError(TunelabError, ValueError):
+    """A trial attribute that is not JSON data (NaN, infinity, an object). Raised where it is set;
+    not a ConfigError: the trial fails with this message and the study goes on."""
+
+
 class StorageError(TunelabError, RuntimeError):
     """The storage could not be opened or could not complete an operation."""
 
@@ -84,6 +89,7 @@ class TasksFailingError(TunelabError, RuntimeError):
 
 
 __all__ = [
+    "AttributeValueError",
     "ConfigError",
     "DistributionConflictError",
     "DuplicatedStudyError",

@@ -291,10 +291,7 @@ def _live(
                 study.storage.update_trial(tid, system_attrs={"gpus": gpus})
                 if isinstance(reserved, FrozenTrial):  # the Trial is built from this record: let it say so too
                     reserved = study.storage.get_trial(tid)
-            try:
-                trial = study.ask_reserved(reserved, settings.space)
-            except SearchExhausted:
-                raise _NoWorkError() from None  # ask_reserved already deleted (or failed) the reservation
+            trial = study.ask_reserved(reserved, settings.space)
             number = trial.number
             phase = "starting"
             if on_start is not None:
@@ -303,13 +300,11 @@ def _live(
             value = objective(trial)
             phase = "judging"
             verdict = judge(value)
-        except _NoWorkError:
-            raise
-        except BaseException as e:  # noqa: BLE001 - every exception is judged, then raised if it must be
+        except BaseException as e:  # every exception is judged, then raised if it must be
+            if isinstance(e, SearchExhausted) and phase == "planning":
+                raise  # nothing left to propose: ask_reserved already deleted (or failed) the reservation
             verdict, reraise = _judge_exception(e, phase, settings.catch)
         outcome = _record(study, trial, tid, number, verdict)
-    except _NoWorkError:
-        raise SearchExhausted(f"{study.sampler!r} has nothing left to propose for trial {number}") from None
     except (KeyboardInterrupt, SystemExit) as e:  # an interrupt while recording: one quick last try
         try:
             record_end(TrialWriter(study.storage, tid), number, TrialState.FAIL, None,
@@ -326,10 +321,6 @@ def _live(
     if reraise is not None:
         raise _storage_error(reraise, "planning a trial") if phase == "planning" else reraise
     return outcome
-
-
-class _NoWorkError(Exception):
-    """Planning found nothing left (SearchExhausted): the reservation is already gone, nothing to record."""
 
 
 def _judge_exception(

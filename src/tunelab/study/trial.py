@@ -8,6 +8,7 @@ per parameter.
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 import time
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from tunelab.checkpoints import Checkpoint
 from tunelab.distributions import Bool, Categorical, Distribution, Float, Int, ParamValue
 from tunelab.errors import (
+    AttributeValueError,
     ConfigError,
     DistributionConflictError,
     EnqueuedValueError,
@@ -372,10 +374,24 @@ class Trial:
 
     # -- writing ---------------------------------------------------------------------------
     def set_user_attr(self, key: str, value: Any) -> None:
-        """Attach JSON data to the trial (written with the next report or at the end)."""
+        """Attach JSON data to the trial (written with the next report or at the end).
+
+        Raises :class:`~tunelab.errors.AttributeValueError` (the trial fails, the study goes on)
+        when ``value`` is not JSON data: NaN, infinity, an object.
+        """
         self._check_running()
         if not isinstance(key, str) or not key:
             raise ConfigError(f"attribute keys must be non-empty strings, got {key!r}")
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            shown = repr(value)
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            raise AttributeValueError(
+                f"set_user_attr('{key}', {shown}): {e}; attributes must be JSON data (numbers, strings, "
+                "booleans, None, lists and dicts of them) without NaN or infinity: store float(x) of a "
+                "finite number, None for a missing one, or str(x)"
+            ) from None
         self._user_attrs[key] = value
         self._unsaved_attrs[key] = value
 
