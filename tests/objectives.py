@@ -36,6 +36,13 @@ def styblinski_tang_3d(trial: tunelab.Trial) -> float:
     return styblinski_tang({n: trial.suggest_float(n, -1, 1) for n in "xyz"})
 
 
+def jittered_styblinski_tang_3d(trial: tunelab.Trial) -> float:
+    """:func:`styblinski_tang_3d` after a pause drawn from the OS (not the study's seed), so workers
+    finish in a different order on every run."""
+    time.sleep(int.from_bytes(os.urandom(1), "little") / 255 * 0.05)
+    return styblinski_tang_3d(trial)
+
+
 def chaotic(trial: tunelab.Trial) -> float:
     """Sometimes raises, sometimes returns NaN, sometimes kills its own process."""
     x = trial.suggest_float("x", -5, 5)

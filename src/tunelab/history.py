@@ -25,6 +25,8 @@ class History:
         space: the declared search space, or None for define-by-run objectives.
         pruning: when the study has a pruner, ``(metric, direction)`` of the metric that drives
             early stopping (metric None when the pruner did not name it); else None.
+        replay_width: in a deterministic study, trial ``n`` plans from the results of the trials
+            numbered below ``n - replay_width + 1`` only (see :mod:`tunelab.study.replay`); else None.
     """
 
     def __init__(
@@ -40,6 +42,7 @@ class History:
         self.seed = study.seed
         self.space = space
         self.pruning: tuple[str | None, str] | None = None
+        self.replay_width: int | None = None
         self._finished: dict[int, FrozenTrial] = {}
         self._prefix = 0  # every trial numbered below this is finished and cached
         self._trials: list[FrozenTrial] | None = None

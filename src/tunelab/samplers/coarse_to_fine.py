@@ -72,6 +72,8 @@ class CoarseToFineSampler(Sampler):
         True
     """
 
+    not_replayable_because = "its zoomed stages depend on the results in when a stage begins"
+
     def __init__(
         self,
         n_stages: int = 3,

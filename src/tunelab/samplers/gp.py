@@ -75,7 +75,8 @@ class GPSampler(ModelBasedSampler):
         from tunelab.samplers._gp import fit_gp, maximize_log_ei  # scipy.optimize and .stats: slow to import
 
         X = _fill_inactive(observations.X, space)
-        initial = self._previous[1] if self._previous and self._previous[0] == space.names else None
+        warm = self._previous is not None and self._previous[0] == space.names and not observations.replayable
+        initial = self._previous[1] if warm and self._previous is not None else None
         gp = fit_gp(X, observations.y, space.cat_sizes, rng=rng, initial=initial,
                     deterministic_objective=self.deterministic_objective)
         self._previous = (space.names, gp.params)  # a warm start for the next fit in this process

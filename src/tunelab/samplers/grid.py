@@ -298,6 +298,8 @@ class GridSampler(Sampler):
         [1e-06, 1e-05, 0.0001, 0.001, 0.01, 0.1]
     """
 
+    not_replayable_because = "the cell a trial takes depends on which trials hold cells when it plans"
+
     def __init__(
         self,
         space: Mapping[str, GridEntry] | None = None,

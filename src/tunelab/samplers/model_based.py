@@ -163,15 +163,17 @@ def _snap_column(dist: Distribution, u: np.ndarray) -> np.ndarray:
     return u
 
 
-def infer_space(history: History) -> dict[str, SpaceEntry] | None:
+def infer_space(history: History, below: int | None = None) -> dict[str, SpaceEntry] | None:
     """The space a model-based sampler plans over: the study's declared space, or else every
-    parameter any trial so far has used (its latest distribution). None when nothing is known.
+    parameter any trial so far (numbered below ``below``, when given) has used (its latest
+    distribution). None when nothing is known.
     """
     if history.space is not None:
         return dict(history.space)
     space: dict[str, SpaceEntry] = {}
     for t in history.trials():
-        space.update(t.distributions)
+        if below is None or t.number < below:
+            space.update(t.distributions)
     return space or None
 
 
@@ -187,6 +189,8 @@ class Observations:
         numbers: (n,) trial numbers.
         pending: (m, d) rows of trials running now in other workers.
         pending_numbers: (m,) their trial numbers (-1 where unknown).
+        replayable: the proposal must be a function of these observations alone, with nothing
+            carried over from earlier proposals in this process (a deterministic study).
     """
 
     X: np.ndarray
@@ -195,6 +199,7 @@ class Observations:
     numbers: np.ndarray
     pending: np.ndarray
     pending_numbers: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    replayable: bool = False
 
     def __post_init__(self) -> None:
         if len(self.pending_numbers) != len(self.pending):
@@ -260,8 +265,18 @@ def collect_observations(
         cache: keeps encoded rows of finished trials between calls.
     """
     finished = history.trials((TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED))
-    X, values, numbers = (cache or ObservationCache()).arrays(space, finished)
-    sign = 1.0 if history.direction == "minimize" else -1.0
+    pending, pending_numbers = _pending(history, space, exclude)
+    return _observations((cache or ObservationCache()).arrays(space, finished), space, history.direction, failed,
+                         pending, pending_numbers)
+
+
+def _observations(
+    arrays: tuple[np.ndarray, np.ndarray, np.ndarray], space: EncodedSpace, direction: str, failed: str,
+    pending: np.ndarray, pending_numbers: np.ndarray, replayable: bool = False,
+) -> Observations:
+    """Observations from the finished trials' ``(X, values, numbers)`` (see :func:`collect_observations`)."""
+    X, values, numbers = arrays
+    sign = 1.0 if direction == "minimize" else -1.0
     y = sign * values
     imputed = np.isnan(y)
     keep = ~np.isnan(X).all(axis=1) if len(space) else np.ones(len(y), dtype=bool)  # shares no parameter
@@ -270,8 +285,8 @@ def collect_observations(
     X, y, imputed, numbers = X[keep], y[keep], imputed[keep], numbers[keep]
     if imputed.any():
         y[imputed] = np.max(y[~imputed])
-    pending, pending_numbers = _pending(history, space, exclude)
-    return Observations(X=X, y=y, imputed=imputed, numbers=numbers, pending=pending, pending_numbers=pending_numbers)
+    return Observations(X=X, y=y, imputed=imputed, numbers=numbers, pending=pending, pending_numbers=pending_numbers,
+                        replayable=replayable)
 
 
 def pending_rows(history: History, space: EncodedSpace, exclude: int | None) -> np.ndarray:
@@ -429,7 +444,15 @@ class ModelBasedSampler(Sampler):
             self._encoded = (entries, EncodedSpace(entries))
         return self._encoded[1]
 
+    replayable = True
+    """Can honour a deterministic study (``create_study(deterministic=True)``): see :meth:`_replay`."""
+
     def plan(self, history: History, trial: SamplingContext) -> dict[str, ParamValue]:
+        if history.replay_width is not None:
+            values = self._plan_replayable(history, trial.number, trial.seed, history.replay_width)
+            if values:
+                trial.record(PLANNED_KEY, values)
+            return values
         space = self.encoded_space(history)
         if space is None:
             return {}
@@ -498,6 +521,48 @@ class ModelBasedSampler(Sampler):
             planned.append((t.number, row))
         return planned
 
+    def _plan_replayable(self, history: History, number: int, seed: int, width: int) -> dict[str, ParamValue]:
+        """The plan of trial ``number`` in a deterministic study: a function of the seed and of the
+        trials numbered below it only (:mod:`tunelab.study.replay`).
+
+        The trials of the window before it (``number - width + 1`` up to ``number - 1``) count as
+        running at their planned values: recorded ones as recorded, those still being planned
+        replayed here exactly as their own workers plan them (:meth:`_replay`).
+        """
+        by_number = {t.number: t for t in history.trials()}
+        values: dict[int, dict[str, ParamValue]] = {}
+        for u in range(max(0, number - 2 * width + 2), number):
+            t = by_number.get(u)
+            if t is not None and (planned := t.system_attrs.get(PLANNED_KEY) or t.params):
+                values[u] = dict(planned)
+        for u in range(max(0, number - width + 1), number):
+            t = by_number.get(u)
+            if u not in values and t is not None and t.state == TrialState.RUNNING:  # being planned now
+                values[u] = self._replay(history, u, seed, width, values)
+        return self._replay(history, number, seed, width, values)
+
+    def _replay(
+        self, history: History, number: int, seed: int, width: int, values: Mapping[int, Mapping[str, ParamValue]]
+    ) -> dict[str, ParamValue]:
+        """What trial ``number`` of a deterministic study proposes: from the results of the trials
+        below ``number - width + 1`` (all finished: the study waited for them), in number order,
+        and the planned ``values`` of the trials between as pending, in number order."""
+        cutoff = number - width + 1
+        entries = infer_space(history, below=cutoff)
+        if entries is None:
+            return {}
+        space = EncodedSpace(entries)
+        finished = [t for t in history.trials() if t.number < cutoff and t.state.is_finished]
+        window = [u for u in range(max(0, cutoff), number) if u in values]
+        pending = np.array([space.encode(values[u]) for u in window], dtype=float).reshape(len(window), len(space))
+        obs = _observations(ObservationCache().arrays(space, finished), space, history.direction, self.failed,
+                            pending, np.array(window, dtype=np.int64), replayable=True)
+        if obs.n_measured < self.n_startup_trials:
+            row = space.startup_point(number, seed)
+        else:
+            row = self.propose(space, obs, SamplingContext(number, seed).rng(type(self).__name__))
+        return space.decode(row)
+
     @abstractmethod
     def propose(self, space: EncodedSpace, observations: Observations, rng: np.random.Generator) -> np.ndarray:
         """The next row to try, given at least ``n_startup_trials`` measured observations."""
@@ -509,7 +574,8 @@ class ModelBasedSampler(Sampler):
         name: str,
         distribution: Distribution,
     ) -> ParamValue:
-        """A parameter no trial had before (so the plan could not cover it): drawn at random."""
+        """A parameter no trial had before (so the plan could not cover it): drawn at random (from the
+        trial's own generator: a deterministic study stays deterministic)."""
         return distribution.sample(trial.rng(name))
 
     def describe(self) -> dict[str, Any]:

@@ -27,6 +27,9 @@ class RandomSampler(Sampler):
         True
     """
 
+    replayable = True
+    """Can honour a deterministic study: a value depends only on the seed, the trial and the name."""
+
     def sample(
         self,
         history: History,

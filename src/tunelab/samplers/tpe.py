@@ -223,7 +223,7 @@ class TPESampler(ModelBasedSampler):
     ) -> ParamValue:
         """A parameter the plan did not cover (suggested define-by-run, new in this trial): in univariate
         mode modelled on its own, else drawn at random."""
-        if self.multivariate:
+        if self.multivariate or history.replay_width is not None:  # (a deterministic study: drawn at random)
             return super().sample(history, trial, name, distribution)
         space = EncodedSpace({name: distribution})
         cache = self._param_caches.setdefault(name, ObservationCache())

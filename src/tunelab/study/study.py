@@ -41,6 +41,13 @@ from tunelab.space import SpaceEntry, space_from_json, space_to_json, validate_s
 from tunelab.storage import BaseStorage, Curves, MetricPoint, get_storage
 from tunelab.study.enqueue import check_enqueued
 from tunelab.study.failures import shell_word, summarize_error
+from tunelab.study.replay import (
+    DETERMINISTIC_KEY,
+    check_deterministic,
+    check_replayable,
+    stored_width,
+    wait_for_results,
+)
 from tunelab.study.services import Pruning, Suggestions, TrialServices, TrialWriter
 from tunelab.study.trial import Trial, record_end
 
@@ -87,6 +94,8 @@ class Study:
         self.direction = record.direction
         self.seed = record.seed
         self._history = History(storage, record, space)
+        self._history.replay_width = stored_width(record.system_attrs)
+        check_replayable(self._history.replay_width, sampler, pruner)
         self._suggestions = Suggestions(storage, record, sampler, self._history, space)
         self._pruning = Pruning(pruner, self._history, record.direction)
         self._checkpoints = store_for_study(record.system_attrs, storage.url, record.name)
@@ -116,6 +125,7 @@ class Study:
     def sampler(self, sampler: Sampler) -> None:
         if not isinstance(sampler, Sampler):
             raise ConfigError(f"sampler must be a tunelab sampler such as RandomSampler(), got {sampler!r}")
+        check_replayable(self._history.replay_width, sampler, self.pruner)
         self._suggestions.sampler = sampler
 
     @property
@@ -127,6 +137,7 @@ class Study:
     def pruner(self, pruner: Pruner | None) -> None:
         if pruner is not None and not isinstance(pruner, Pruner):
             raise ConfigError(f"pruner must be a tunelab pruner such as MedianPruner(), got {pruner!r}")
+        check_replayable(self._history.replay_width, self.sampler, pruner)
         self._pruning.pruner = pruner
 
     @property
@@ -323,7 +334,7 @@ class Study:
         """
         if space is not None:
             space = validate_space(space)
-        return self._prepare(self.reserve_trial(), space)
+        return self._prepare(self.reserve_trial(), space, wait=False)
 
     def reserve_trial(self, *, heartbeat: bool = False) -> FrozenTrial:
         """Start the next trial in the storage (an enqueued one first) without deciding its parameters.
@@ -365,10 +376,13 @@ class Study:
         except ConfigError as e:
             _record_fail(self._storage, frozen, f"could not start: {e}")
             raise
-        return self._prepare(frozen, space)  # an enqueued value that does not fit: EnqueuedValueError
+        return self._prepare(frozen, space, wait=True)  # an enqueued value that does not fit: EnqueuedValueError
 
-    def _prepare(self, frozen: FrozenTrial, space: Mapping[str, SpaceEntry] | None) -> Trial:
-        """Turn a started trial into a Trial: plan its parameters, suggest ``space``."""
+    def _prepare(self, frozen: FrozenTrial, space: Mapping[str, SpaceEntry] | None, *, wait: bool) -> Trial:
+        """Turn a started trial into a Trial: plan its parameters, suggest ``space``.
+
+        In a deterministic study it first waits (``wait``) for the results its plan needs, or raises
+        TrialStateError (``wait`` False: :meth:`ask`, whose caller may hold those trials)."""
         self._history.invalidate()  # ... including the trial just started
         # A claimed WAITING trial always carries params (enqueue() requires some); a new one none.
         fixed = dict(frozen.params) if frozen.params else None
@@ -376,6 +390,9 @@ class Study:
         trial: Trial | None = None
         try:
             plan = None
+            width = self._history.replay_width
+            if fixed is None and width is not None:
+                wait_for_results(self._history, frozen.number, width, wait=wait)
             if fixed is None:
                 plan = self._suggestions.plan(ctx)
                 recorded = ctx.take_new_records()
@@ -663,6 +680,7 @@ def create_study(
     pruner: Pruner | None = None,
     artifact_dir: str | os.PathLike[str] | None = None,
     checkpoint_policy: CheckpointPolicy | None = None,
+    deterministic: bool | int = False,
 ) -> Study:
     """Create a study.
 
@@ -686,6 +704,12 @@ def create_study(
             beside an SQLite file, else ``./tunelab-artifacts``. Every worker must reach it. A study
             loaded by ``load_if_exists`` keeps its stored folder and ``checkpoint_policy``.
         checkpoint_policy: which checkpoints are kept; default ``CheckpointPolicy(keep_last=2)``.
+        deterministic: parallel runs that replay: the parameters of trial ``n`` depend only on the
+            seed and the trials numbered below it, whatever the number of workers and the order in
+            which they finish. Trial ``n`` plans from the results of the trials below
+            ``n - width + 1`` (``True``: width 4; an integer sets it) and counts the ones between as
+            running; a worker whose trial needs a result not in yet waits for it. Needs a sampler
+            that can replay (random, TPE, GP, auto) and no pruner.
 
     Examples:
         An in-memory study (``storage=None``) with a seed, and the default sampler:
@@ -720,6 +744,8 @@ def create_study(
     sampler = sampler if sampler is not None else AutoSampler()
     if pruner is not None and not isinstance(pruner, Pruner):
         raise ConfigError(f"pruner must be a tunelab pruner such as MedianPruner(), got {pruner!r}")
+    width = check_deterministic(deterministic)
+    check_replayable(width, sampler, pruner)
     if checkpoint_policy is not None and not isinstance(checkpoint_policy, CheckpointPolicy):
         raise ConfigError(
             f"checkpoint_policy must be a tunelab.checkpoints.CheckpointPolicy, got {checkpoint_policy!r}"
@@ -731,6 +757,8 @@ def create_study(
     }
     if pruner is not None:
         system_attrs["pruner"] = pruner.describe()
+    if width is not None:
+        system_attrs[DETERMINISTIC_KEY] = {"width": width}
     if space is not None:
         system_attrs["space"] = space_to_json(space)
     try:
@@ -742,6 +770,13 @@ def create_study(
         if not load_if_exists:
             raise
         loaded = load_study(name, store, sampler=given_sampler, pruner=pruner)
+        stored_w = stored_width(loaded.system_attrs)
+        if width is not None and stored_w != width:
+            raise ConfigError(
+                f"study {name!r} exists and was created with deterministic="
+                f"{'False' if stored_w is None else stored_w}; it cannot become deterministic={deterministic!r}: "
+                "pass the same value, or leave deterministic out to load it as it is"
+            ) from None
         # A sampler or pruner given here replaces the stored one, so that workers joining later
         # (tunelab worker, load_study) and the dashboard see the one the study runs with.
         replaced = {k: v.describe() for k, v in (("sampler", given_sampler), ("pruner", pruner)) if v is not None}
