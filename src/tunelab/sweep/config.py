@@ -152,11 +152,11 @@ class SweepConfig:
 
     def build_sampler(self) -> Any:
         """The sampler the file names (built fresh: a sampler object is not shared between studies)."""
-        return build_sampler(self.sampler, self.where("sampler"))
+        return build_sampler(self.sampler, self.where("sampler"), self.lines.get("sampler"))
 
     def build_pruner(self) -> Any:
         """The pruner the file names, reading the sweep's metric, or None."""
-        return build_pruner(self.pruner, self.metric, self.direction, self.where("pruner"))
+        return build_pruner(self.pruner, self.metric, self.direction, self.where("pruner"), self.lines.get("pruner"))
 
 
 def load_config(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None) -> SweepConfig:
@@ -453,8 +453,8 @@ def _check_gpus(f: SweepFile, lines: Lines) -> None:
     if g < 1:
         share = 1 / g
         if abs(share - round(share)) > 1e-9:
-            raise _err(lines, ("gpus_per_trial",), f"{g:g} does not divide one GPU; use a fraction such as 0.5, "
-                       f"0.25 or {1 / math.ceil(share):g} ({math.ceil(share)} trials per GPU)")
+            raise _err(lines, ("gpus_per_trial",), f"{g:g} does not divide one GPU; use 1/k for k trials per GPU, "
+                       f"e.g. {1 / math.ceil(share):g} ({math.ceil(share)} trials per GPU) or 0.5")
     elif not float(g).is_integer():
         raise _err(lines, ("gpus_per_trial",), f"{g:g} GPUs: above one, give a whole number of GPUs per trial")
     if isinstance(f.gpus, str) and f.gpus != "all" and not re.fullmatch(r"\s*\d+(\s*,\s*\d+)*\s*", f.gpus):
@@ -486,7 +486,7 @@ def _component(value: str | Component, key: str, names: Sequence[str], lines: Li
     return spec
 
 
-def build_sampler(spec: Mapping[str, Any], where: str) -> Any:
+def build_sampler(spec: Mapping[str, Any], where: str, line: int | None = None) -> Any:
     """The sampler of a ``sampler:`` value (``{type: ..., options}``)."""
     from tunelab import samplers
 
@@ -494,10 +494,11 @@ def build_sampler(spec: Mapping[str, Any], where: str) -> Any:
                "random": samplers.RandomSampler, "grid": samplers.GridSampler,
                "coarse-to-fine": samplers.CoarseToFineSampler}
     options = {k: v for k, v in spec.items() if k != "type"}
-    return _build(classes[spec["type"]], options, where)
+    return _build(classes[spec["type"]], options, where, line)
 
 
-def build_pruner(spec: Mapping[str, Any] | None, metric: str, direction: str, where: str) -> Any:
+def build_pruner(spec: Mapping[str, Any] | None, metric: str, direction: str, where: str,
+                 line: int | None = None) -> Any:
     """The pruner of a ``pruner:`` value, reading ``metric``; None for none."""
     if spec is None or spec["type"] == "none":
         return None
@@ -506,10 +507,10 @@ def build_pruner(spec: Mapping[str, Any] | None, metric: str, direction: str, wh
     classes = {"median": pruners.MedianPruner, "asha": pruners.SuccessiveHalvingPruner,
                "hyperband": pruners.HyperbandPruner}
     options = {"metric": metric, "direction": direction, **{k: v for k, v in spec.items() if k != "type"}}
-    return _build(classes[spec["type"]], options, where)
+    return _build(classes[spec["type"]], options, where, line)
 
 
-def _build(cls: Any, options: Mapping[str, Any], where: str) -> Any:
+def _build(cls: Any, options: Mapping[str, Any], where: str, line: int | None) -> Any:
     try:
         return cls(**options)
     except TypeError as e:
@@ -518,9 +519,9 @@ def _build(cls: Any, options: Mapping[str, Any], where: str) -> Any:
         known = [p for p in inspect.signature(cls).parameters if p not in ("self", "metric", "direction", "space")]
         text = str(e).split(") ", 1)[-1] if ") " in str(e) else str(e)
         raise SweepConfigError(f"{where}: {cls.__name__} {text}; its options are: {', '.join(known)}",
-                               key=where.rsplit(": ", 1)[-1]) from None
+                               key=where.rsplit(": ", 1)[-1], line=line) from None
     except ConfigError as e:
-        raise SweepConfigError(f"{where}: {e}", key=where.rsplit(": ", 1)[-1]) from None
+        raise SweepConfigError(f"{where}: {e}", key=where.rsplit(": ", 1)[-1], line=line) from None
 
 
 def _absolute_sqlite(url: str, folder: Path) -> str:
