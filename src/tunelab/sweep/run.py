@@ -81,8 +81,8 @@ def open_study(config: SweepConfig, storage: BaseStorage, allow_changes: bool = 
                     f"({_difference(stored or {}, wanted)}); run with --allow-changes to continue it with the "
                     "file's parameters (a parameter must keep its type, log scale and choices), or name a new study "
                     "(study:)", key="parameters")
-        if stored != wanted:
-            existing.set_system_attr("space", wanted)
+        if stored != wanted:  # the declared space belongs to the study record: stored by the storage itself
+            storage.set_study_attrs(existing.study_id, system_attrs={"space": wanted})
     return create_study(
         config.study, storage, direction=config.direction, sampler=config.build_sampler(), seed=config.seed,
         space=config.space, load_if_exists=True, pruner=config.build_pruner(),
