@@ -12,7 +12,9 @@ Values are written as text: floats as Python's shortest exact form (``0.001``, `
 as ``true``/``false``, None as ``null``. Without ``shell: true`` the command is split with
 :func:`shlex.split` *before* the values go in, so a value is always one argument, whatever it holds;
 with ``shell: true`` each value is quoted with :func:`shlex.quote`. ``args: auto`` appends
-``--name value`` for each active parameter the command has no placeholder for.
+``--name value`` for each active parameter the command has no placeholder for; ``args: env`` says the
+script reads its parameters from the environment only (nothing is appended, and no warning that a
+parameter appears in no placeholder).
 """
 
 from __future__ import annotations

@@ -85,7 +85,7 @@ class SweepFile(_Strict):
     storage: str = DEFAULT_STORAGE
     command: str | Annotated[list[str], Field(min_length=1)]
     shell: bool = False
-    args: Literal["none", "auto"] = "none"
+    args: Literal["none", "auto", "env"] = "none"
     workdir: str | None = None
     env: dict[str, str | int | float | bool] = Field(default_factory=dict)
     parameters: Annotated[dict[str, Param], Field(min_length=1)]
