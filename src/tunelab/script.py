@@ -186,7 +186,7 @@ def should_prune() -> bool:
             if ch.acked >= ch.sent or time.monotonic() > deadline:
                 break
             time.sleep(pause)
-            pause = min(pause * 2, 0.01)
+            pause = min(pause * 2, 0.001)  # the worker answers in milliseconds: poll finely
     ch.pruned = os.path.exists(prune_file)
     return ch.pruned
 
