@@ -191,6 +191,8 @@ def run_command(
                     _signal_group(proc.pid, signal.SIGKILL, result)
                     state.killed = True
             wait = 0.2
+            if not any(k.data is not None for k in sel.get_map().values()):
+                wait = 0.002  # its output is closed: it is exiting, and only its exit is left to see
             if state.term_at is not None and state.term_sent is None:
                 wait = max(0.0, min(wait, state.term_at - now))
             for key, _ in sel.select(timeout=wait):
