@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test chromium bench bench-storage bench-suite bench-model bench-multifidelity bench-reporting bench-recipe install clean
+.PHONY: demo test chromium bench bench-storage bench-suite bench-model bench-multifidelity bench-reporting bench-recipe bench-sweep install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -92,6 +92,12 @@ bench-reporting: $(BENCH_VENV)/.suite
 # accuracy in <= 10 minutes), next to random search and Optuna TPE + median pruning at equal epochs.
 bench-recipe: $(BENCH_VENV)/.suite
 	OMP_NUM_THREADS=1 $(BENCH_VENV)/bin/python benchmarks/recipe.py $(BENCH_ARGS)
+
+# What `tunelab sweep` costs per trial beyond the script's own run (process start measured apart), one
+# tunelab.script.report() (target: <= 1 ms, <= 1% of a small training loop), next to Optuna's ask/tell CLI
+# driving the same script from a shell loop.
+bench-sweep: $(BENCH_VENV)/.suite
+	OMP_NUM_THREADS=1 PATH="$(abspath $(BENCH_VENV))/bin:$$PATH" $(BENCH_VENV)/bin/python benchmarks/sweep.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) tunelab.db tunelab.db-wal tunelab.db-shm tunelab.db.artifacts

@@ -88,6 +88,26 @@ class TasksFailingError(TunelabError, RuntimeError):
     """Every Ray task fails before any has finished: the cluster cannot run them."""
 
 
+class SweepConfigError(ConfigError):
+    """A sweep file (``tunelab sweep SWEEP.yaml``) is wrong: the message names the file, the line, the key and
+    the fix (``sweep.yaml:7: parameters.lr.low: ...``). ``key`` and ``line`` hold them (None when unknown)."""
+
+    def __init__(self, message: str, key: str | None = None, line: int | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+        self.line = line
+
+
+class SweepStartError(ConfigError):
+    """The first trials of a sweep all failed at start-up (the command exited within seconds without
+    reporting anything: a missing file, a typo in the command): the sweep stops instead of burning its budget."""
+
+
+class TrialCommandError(TunelabError, RuntimeError):
+    """A sweep trial's command failed: it exited with a non-zero code, was killed, timed out, or reported
+    no value of the sweep's metric. The trial is marked FAIL with this message; the sweep goes on."""
+
+
 __all__ = [
     "AttributeValueError",
     "ConfigError",
@@ -98,8 +118,11 @@ __all__ = [
     "SearchExhausted",
     "StorageError",
     "StudyNotFoundError",
+    "SweepConfigError",
+    "SweepStartError",
     "TasksFailingError",
     "TrainingDivergedError",
+    "TrialCommandError",
     "TrialNotFoundError",
     "TrialPruned",
     "TrialStateError",

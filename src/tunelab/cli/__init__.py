@@ -4,6 +4,7 @@ module adds the commands of one workflow to it (importing them here registers th
 from tunelab.cli import babysit as _babysit  # noqa: F401  (registers its commands)
 from tunelab.cli import reevaluate as _reevaluate  # noqa: F401  (registers its command)
 from tunelab.cli import storage as _storage  # noqa: F401  (registers its commands)
+from tunelab.cli import sweep as _sweep  # noqa: F401  (registers its command)
 from tunelab.cli.main import app
 
 __all__ = ["app"]

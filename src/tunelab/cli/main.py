@@ -197,8 +197,14 @@ def show(
     state: Annotated[
         TrialState | None, typer.Option("--state", case_sensitive=False, help="Only trials in this state.")
     ] = None,
+    trial: Annotated[int | None, typer.Option(
+        "--trial", min=0, show_default=False, help="Show this trial in full, with its logs (as `tunelab trial`).")
+    ] = None,
 ) -> None:
     """The trials of a study, best first (then the unfinished and failed ones by number)."""
+    if trial is not None:
+        trial_command(study_name, trial, storage=storage, as_json=False, log_lines=20)
+        return
     with _open(storage) as store:
         study = _read_study(study_name, store)
         trials = study.get_trials([state] if state is not None else None)
@@ -295,16 +301,20 @@ def trial_command(
     number: Annotated[int, typer.Argument(metavar="NUMBER", min=0, help="The trial's number.", show_default=False)],
     storage: StorageOption = DEFAULT_STORAGE,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")] = False,
+    log_lines: Annotated[int, typer.Option(
+        "--log-lines", min=0, help="Lines of the end of its logs to show (a trial of `tunelab sweep`).")] = 20,
 ) -> None:
     """One trial: its state, value, parameters, attributes, its whole error (the traceback), the last
-    values of its curves and its checkpoints."""
+    values of its curves, its checkpoints and, for a trial of `tunelab sweep`, the end of its logs."""
     from tunelab.study.failures import summarize_error
+    from tunelab.sweep.logs import trial_logs
 
     with _open(storage) as store:
         study = _read_study(study_name, store)
         t = study.get_trial(number)
         curves = study.get_curves(number)
         kept = study.checkpoints(number)
+        logs = trial_logs(study, number, log_lines)
     last = {
         metric: {"points": len(steps), "last_step": steps[-1], "last_value": _finite_or_none(values[-1])}
         for metric, (steps, values) in curves.items() if steps
@@ -314,6 +324,7 @@ def trial_command(
             "study": study.name, "direction": study.direction, **_trial_json(t),
             "error_summary": None if t.error is None else summarize_error(t.error),
             "curves": last, "checkpoints": [{"step": c.step, "path": str(c.path)} for c in kept],
+            "logs": logs,
         }, default=str))
         return
     out = _out()
@@ -352,6 +363,13 @@ def trial_command(
     line(f"checkpoints in {study.artifact_dir / f'trial-{t.number}'}:" if kept else "checkpoints: none kept")
     for c in kept:
         line(f"  step {c.step}: {c.path}")
+    for stream, text in logs.items():
+        if text is not None and log_lines:
+            tail = text.splitlines()
+            path = study.artifact_dir / f"trial-{t.number}" / f"{stream}.log"
+            line(f"{stream} (the last {len(tail)} lines of {path}):" if tail else f"{stream}: empty")
+            for text_line in tail:
+                line("  " + text_line)
     if t.error is not None:
         line("error (as stored):")
         for text in t.error.rstrip().splitlines():

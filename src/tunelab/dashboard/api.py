@@ -47,6 +47,7 @@ from tunelab.dashboard.models import (
     SuggestionModel,
     TrialDetail,
     TrialLive,
+    TrialLogs,
     TrialsPage,
     TrialSummary,
     ValuesPage,
@@ -267,6 +268,19 @@ def get_trial(name: StudyName, number: TrialNumber, settings: SettingsDep) -> Tr
         user_attrs=_json(dict(t.user_attrs)), system_attrs=_json(dict(t.system_attrs)), curves=_curves(curves),
         lineage=_json(pbt.get("lineage")) if isinstance(pbt, Mapping) else None,
     )
+
+
+@router.get("/studies/{name}/trials/{number}/logs", response_model=TrialLogs, responses={404: _E},
+            summary="The end of a trial's logs (a trial of tunelab sweep: its command's stdout and stderr)")
+def get_logs(
+    name: StudyName, number: TrialNumber, settings: SettingsDep,
+    lines: Annotated[int, Query(ge=1, le=2000, description="the most lines of each log")] = 200,
+) -> TrialLogs:
+    from tunelab.sweep.logs import trial_logs
+
+    study = _study(settings, name)
+    _trial(settings, _record(settings, name), number)  # 404 for a trial that does not exist
+    return TrialLogs(**trial_logs(study, number, lines), lines=lines)
 
 
 @router.get("/studies/{name}/curves", response_model=CurvesPage, responses={404: _E},

@@ -59,6 +59,12 @@ class TrialDetail(TrialSummary):
     lineage: Any | None = Field(description='system_attrs["pbt"]["lineage"] of a population-based training member')
 
 
+class TrialLogs(BaseModel):
+    stdout: str | None = Field(description="the end of the trial's stdout.log (None: no such file)")
+    stderr: str | None = Field(description="the end of the trial's stderr.log (None: no such file)")
+    lines: int = Field(description="the most lines each holds")
+
+
 class StudyDetail(BaseModel):
     name: str
     direction: str

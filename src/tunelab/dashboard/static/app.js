@@ -1490,6 +1490,9 @@
         '<div><h2>Learning curves</h2><div id="trial-curves" class="fig"></div>' +
         '<p id="trial-curves-empty" class="muted" hidden>No reported values.</p></div></section>' +
         '<section class="card" id="trial-error-box" hidden><h2>Error</h2><pre id="trial-error" class="error"></pre></section>' +
+        '<section class="card" id="trial-logs-box" hidden><h2>Logs</h2>' +
+        '<h3>stderr <span class="muted" id="trial-stderr-note"></span></h3><pre id="trial-stderr" class="log"></pre>' +
+        '<h3>stdout <span class="muted" id="trial-stdout-note"></span></h3><pre id="trial-stdout" class="log"></pre></section>' +
         '<section class="card"><h2>Diagnosis</h2><div id="diagnosis"><p class="muted">Loading&hellip;</p></div></section>' +
         '<section class="card" id="lineage-box" hidden><h2>Lineage</h2><div id="lineage"></div></section>' +
         '<section class="card two-col"><div><h2>User attributes</h2><div id="user-attrs"></div></div>' +
@@ -1814,6 +1817,29 @@
       }
     }
 
+    // the end of a sweep trial's logs (tunelab sweep): shown as text only (textContent), never as markup
+    let logsDone = false;
+    async function loadLogs(finished) {
+      if (logsDone) return;
+      let logs;
+      try {
+        logs = await api(studyPath(name) + "/trials/" + number + "/logs?lines=200");
+      } catch (err) {
+        return;
+      }
+      if (destroyed) return;
+      if (finished) logsDone = true;
+      const has = logs.stdout !== null || logs.stderr !== null;
+      el("trial-logs-box").hidden = !has;
+      if (!has) return;
+      ["stdout", "stderr"].forEach(function (stream) {
+        const text = logs[stream];
+        el("trial-" + stream).textContent = text === null ? "" : text;
+        el("trial-" + stream + "-note").textContent = text === null ? "(none)" : text === "" ? "(empty)" :
+          "(the last " + logs.lines + " lines at most)";
+      });
+    }
+
     async function refresh(given) {
       const t = given && given.number !== undefined ? given : await api(studyPath(name) + "/trials/" + number);
       if (destroyed) return;
@@ -1826,6 +1852,7 @@
       }
       const finished = t.state !== "RUNNING" && t.state !== "WAITING";
       loadDiagnosis(finished ? t.state : "live-" + Math.floor(Date.now() / 10000));
+      loadLogs(finished).catch(function () {});
       loadLive().catch(function () { /* retried on the next poll */ });
       loadSuggestions(t.state === "RUNNING").catch(function () {});
       if (finished && poll) {

@@ -1,0 +1,546 @@
+"""The sweep file: its schema (pydantic), its checks, and :class:`SweepConfig`, what a sweep runs with.
+
+:func:`load_config` reads a YAML file, applies the command line's overrides, validates every key and
+returns a :class:`SweepConfig` (plain, picklable data) or raises
+:class:`~tunelab.errors.SweepConfigError`, one line naming the file, the line, the key and the fix::
+
+    sweep.yaml:9: parameters.lr: low (0.1) must not exceed high (0.001); swap them
+
+Nothing runs before the whole file is checked.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tunelab.distributions import Bool, Categorical, Distribution, Float, Int
+from tunelab.errors import ConfigError, StorageError, SweepConfigError
+from tunelab.space import Conditional, SpaceEntry, validate_space
+from tunelab.sweep.command import placeholders
+from tunelab.sweep.yamlfile import KeyPath, Lines, dotted, parse_yaml, read_yaml
+
+Scalar = bool | int | float | str | None
+DEFAULT_STORAGE = "sqlite:///tunelab.db"
+SAMPLERS = ("auto", "gp", "tpe", "random", "grid", "coarse-to-fine")
+PRUNERS = ("none", "median", "asha", "hyperband")
+RESERVED_METRICS = ("step", "value", "final")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FloatParam(_Strict):
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+    when: dict[str, Scalar | list[Scalar]] | None = None
+
+
+class IntParam(_Strict):
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool = False
+    step: int = 1
+    when: dict[str, Scalar | list[Scalar]] | None = None
+
+
+class CategoricalParam(_Strict):
+    type: Literal["categorical"]
+    choices: Annotated[list[Scalar], Field(min_length=1)]
+    when: dict[str, Scalar | list[Scalar]] | None = None
+
+
+class BoolParam(_Strict):
+    type: Literal["bool"]
+    when: dict[str, Scalar | list[Scalar]] | None = None
+
+
+Param = Annotated[FloatParam | IntParam | CategoricalParam | BoolParam, Field(discriminator="type")]
+
+
+class Component(BaseModel):
+    """``{type: tpe, n_startup_trials: 5}``: a sampler or pruner with its options."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+
+
+class SweepFile(_Strict):
+    """The keys of a sweep file (see docs/sweep.md)."""
+
+    study: str | None = None
+    storage: str = DEFAULT_STORAGE
+    command: str | Annotated[list[str], Field(min_length=1)]
+    shell: bool = False
+    args: Literal["none", "auto", "env"] = "none"
+    workdir: str | None = None
+    env: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    parameters: Annotated[dict[str, Param], Field(min_length=1)]
+    metric: str
+    direction: Literal["minimize", "maximize"] = "minimize"
+    sampler: str | Component = "auto"
+    pruner: str | Component | None = None
+    n_trials: Annotated[int, Field(ge=1)] | None = None
+    timeout: Annotated[float, Field(gt=0)] | None = None
+    workers: Annotated[int, Field(ge=1)] = 1
+    gpus_per_trial: Annotated[float, Field(ge=0)] = 0
+    gpus: list[int] | str | None = None
+    trial_timeout: Annotated[float, Field(gt=0)] | None = None
+    prune_grace: Annotated[float, Field(ge=0)] = 30.0
+    max_start_failures: Annotated[int, Field(ge=0)] = 3
+    start_failure_seconds: Annotated[float, Field(gt=0)] = 10.0
+    log_limit_mb: Annotated[float, Field(gt=0)] = 10.0
+    metrics_regex: str | list[str] | None = None
+    seed: Annotated[int, Field(ge=0)] | None = None
+
+
+KEYS = tuple(SweepFile.model_fields)
+"""Every key a sweep file may have."""
+_PARAM_KEYS = {"float": FloatParam, "int": IntParam, "categorical": CategoricalParam, "bool": BoolParam}
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A checked sweep file: what :func:`tunelab.sweep.run_sweep` runs (plain data, picklable)."""
+
+    file: str
+    study: str
+    storage: str
+    command: str | tuple[str, ...]
+    shell: bool
+    args: str
+    workdir: str
+    env: Mapping[str, str]
+    space: Mapping[str, SpaceEntry]
+    metric: str
+    direction: str
+    sampler: Mapping[str, Any]
+    pruner: Mapping[str, Any] | None
+    n_trials: int | None
+    timeout: float | None
+    workers: int
+    gpus_per_trial: float
+    gpus: tuple[int, ...] | str | None
+    trial_timeout: float | None
+    prune_grace: float
+    max_start_failures: int
+    start_failure_seconds: float
+    log_limit_bytes: int
+    metrics_regex: tuple[str, ...]
+    seed: int | None
+    warnings: tuple[str, ...] = ()
+    lines: Mapping[str, int] = field(default_factory=dict)
+    """Line of each top-level key in the file (for errors found later, e.g. a study whose space differs)."""
+
+    def where(self, key: str) -> str:
+        """``file:line: key`` for messages about ``key``."""
+        line = self.lines.get(key.split(".")[0])
+        return f"{self.file}:{line}: {key}" if line is not None else f"{self.file}: {key}"
+
+    def build_sampler(self) -> Any:
+        """The sampler the file names (built fresh: a sampler object is not shared between studies)."""
+        return build_sampler(self.sampler, self.where("sampler"), self.lines.get("sampler"))
+
+    def build_pruner(self) -> Any:
+        """The pruner the file names, reading the sweep's metric, or None."""
+        return build_pruner(self.pruner, self.metric, self.direction, self.where("pruner"), self.lines.get("pruner"))
+
+
+def load_config(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None) -> SweepConfig:
+    """Read and check the sweep file at ``path``; ``overrides`` (``n_trials``, ``workers``, ``storage``,
+    ``gpus``, ``gpus_per_trial``, ...) replace its keys (the command line's flags). SweepConfigError on
+    anything wrong."""
+    p = Path(path)
+    data, lines = read_yaml(p)
+    return config_from_data(data, lines, p.resolve().parent, overrides)
+
+
+def config_from_text(text: str, folder: str | os.PathLike[str], file: str = "sweep.yaml",
+                     overrides: Mapping[str, Any] | None = None) -> SweepConfig:
+    """:func:`load_config` of YAML text (``folder``: where relative paths start)."""
+    data, lines = parse_yaml(text, file)
+    return config_from_data(data, lines, Path(folder).resolve(), overrides)
+
+
+def config_from_data(data: dict[str, Any], lines: Lines, folder: Path,
+                     overrides: Mapping[str, Any] | None = None) -> SweepConfig:
+    """The checked configuration of a parsed sweep file."""
+    data = dict(data)
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    for key, value in given.items():
+        if key not in KEYS:
+            raise SweepConfigError(f"command line: unknown override {key!r}", key=key)
+        data[key] = value
+    for key in given:
+        lines.lines.pop((key,), None)
+    if "storage" in given and isinstance(given["storage"], str):
+        data["storage"] = _absolute_sqlite(given["storage"], Path.cwd())  # a flag's path starts in the cwd
+    params = data.get("parameters")
+    if isinstance(params, dict):  # shorthand: `optimizer: [sgd, adam]` is a categorical parameter
+        data["parameters"] = {
+            k: {"type": "categorical", "choices": v} if isinstance(v, list) else v for k, v in params.items()
+        }
+    try:
+        parsed = SweepFile.model_validate(data)
+    except ValidationError as e:
+        raise _explain(e, data, lines, given) from None
+    return _check(parsed, lines, folder, "storage" in given)
+
+
+# -- pydantic's errors, as one line each -----------------------------------------------------------
+def _explain(e: ValidationError, data: Mapping[str, Any], lines: Lines, given: Mapping[str, Any]) -> SweepConfigError:
+    errors = e.errors()
+    first = _pick(errors)
+    loc: KeyPath = tuple(x for x in first["loc"] if not _is_union_branch(x))
+    kind, msg = first["type"], first["msg"]
+    key = dotted(loc)
+    if loc and loc[0] in given:
+        where = "command line"
+    else:
+        where = lines.where(loc)
+    value = first.get("input")
+    if kind == "extra_forbidden":
+        known = _known_keys(loc[:-1])
+        hint = _closest(str(loc[-1]), known)
+        fix = f"did you mean {hint!r}?" if hint else f"the keys here are: {', '.join(known)}"
+        text = f"unknown key {loc[-1]!r}; {fix}"
+    elif kind == "missing":
+        text = f"missing; {_missing_fix(loc)}"
+    elif kind == "union_tag_invalid":
+        text = (f"unknown parameter type {value.get('type') if isinstance(value, dict) else value!r}; "
+                "use one of: float, int, categorical, bool")
+        key = dotted((*loc, "type"))
+        where = lines.where((*loc, "type")) if where != "command line" else where
+    elif kind == "union_tag_not_found":
+        text = "a parameter needs a type: {type: float, low: ..., high: ...}, int, categorical (choices: [...]) or bool"
+    elif kind == "literal_error":
+        expected = msg.split("Input should be ", 1)[-1]
+        text = f"{value!r} is not allowed; use {expected}"
+    else:
+        text = f"{msg} (got {value!r})" if "input" in first and not isinstance(value, (dict, list)) else msg
+    line = None if where == "command line" else lines.line(loc)
+    return SweepConfigError(f"{where}: {key}: {text}", key=key, line=line)
+
+
+def _is_union_branch(x: object) -> bool:
+    # pydantic adds the branch of a union to the location ("str", "list[str]", "float", "Component", ...)
+    return isinstance(x, str) and (x in ("str", "int", "float", "bool", "none", "Component", "function-after")
+                                   or x.startswith(("list[", "dict[", "constrained-")) or x in _PARAM_KEYS)
+
+
+def _pick(errors: Sequence[Any]) -> Any:
+    """The most telling error: an unknown key or a missing one before a union's every branch failing."""
+    order = {"extra_forbidden": 0, "missing": 1, "union_tag_invalid": 0, "union_tag_not_found": 0}
+    return sorted(errors, key=lambda er: (order.get(er["type"], 2), len(er["loc"])))[0]
+
+
+def _known_keys(parent: KeyPath) -> list[str]:
+    if not parent:
+        return list(KEYS)
+    if parent[0] == "parameters" and len(parent) == 2:
+        return ["type", "low", "high", "log", "step", "choices", "when"]
+    return []
+
+
+def _closest(name: str, options: Sequence[str]) -> str | None:
+    import difflib
+
+    found = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def _missing_fix(loc: KeyPath) -> str:
+    fixes = {
+        ("command",): "add the command that trains, e.g. command: python train.py --lr {lr}",
+        ("parameters",): "add the parameters to tune, e.g. "
+                         "parameters: {lr: {type: float, low: 1.0e-5, high: 0.1, log: true}}",
+        ("metric",): "name the metric the script reports (its value is the trial's), e.g. metric: val_loss",
+    }
+    if loc in fixes:
+        return fixes[loc]
+    if len(loc) == 3 and loc[0] == "parameters":
+        return f"add {loc[2]}: ... to parameter {loc[1]!r}"
+    return f"add {loc[-1]}:"
+
+
+# -- checks beyond the schema ----------------------------------------------------------------------
+def _err(lines: Lines, path: KeyPath, text: str) -> SweepConfigError:
+    return SweepConfigError(f"{lines.where(path)}: {dotted(path)}: {text}", key=dotted(path), line=lines.line(path))
+
+
+def _check(f: SweepFile, lines: Lines, folder: Path, storage_from_flag: bool) -> SweepConfig:
+    warnings: list[str] = []
+    workdir = Path(f.workdir).expanduser() if f.workdir else folder
+    if not workdir.is_absolute():
+        workdir = folder / workdir
+    if not workdir.is_dir():
+        raise _err(lines, ("workdir",), f"{str(workdir)!r} is not a folder; give the folder the command runs in")
+    space = _space(f, lines)
+    # the command and its placeholders
+    try:
+        used = placeholders(f.command)
+    except ConfigError as e:
+        raise _err(lines, ("command",), str(e)) from None
+    for name, optional in used:
+        if name not in space:
+            hint = _closest(name, list(space))
+            raise _err(lines, ("command",), f"the placeholder {{{name}{'?' if optional else ''}}} names no parameter; "
+                       + (f"did you mean {{{hint}}}?" if hint else f"declare {name} under parameters:, or write "
+                          "{{ and }} for literal braces"))
+        if isinstance(space[name], Conditional) and not optional:
+            raise _err(lines, ("command",), f"{{{name}}} is a conditional parameter (when: ...), absent from "
+                       f"some trials; write {{{name}?}} (dropped, with the option before it, when inactive) or use "
+                       "args: auto")
+    used_names = {n for n, _ in used}
+    if f.args == "none":
+        for name in space:
+            if name not in used_names:
+                warnings.append(
+                    f"{lines.where(('parameters', name))}: parameters.{name} appears in no placeholder of the command; "
+                    f"the script gets it only from TUNELAB_PARAMS / TUNELAB_PARAM_{env_name(name)}: add {{{name}}} "
+                    "to the command or set args: auto")
+    if f.metric.strip() == "" or f.metric in RESERVED_METRICS:
+        raise _err(lines, ("metric",), f"{f.metric!r} cannot be the metric (step, value and final have their own "
+                   "meaning in the lines a script prints); name the metric the script reports, e.g. val_loss")
+    regexes = [f.metrics_regex] if isinstance(f.metrics_regex, str) else list(f.metrics_regex or [])
+    for i, rx in enumerate(regexes):
+        path: KeyPath = ("metrics_regex",) if isinstance(f.metrics_regex, str) else ("metrics_regex", i)
+        try:
+            compiled = re.compile(rx)
+        except re.error as e:
+            raise _err(lines, path, f"not a regular expression: {e}; quote it in single quotes in YAML") from None
+        if not compiled.groupindex:
+            raise _err(lines, path, "it has no named group; name what it captures, e.g. "
+                       r"'epoch (?P<step>\d+) val_loss=(?P<val_loss>[\d.e-]+)'")
+    _check_gpus(f, lines)
+    sampler = _component(f.sampler, "sampler", SAMPLERS, lines)
+    pruner = None if f.pruner is None else _component(f.pruner, "pruner", PRUNERS, lines)
+    if pruner is not None and pruner["type"] == "none":
+        pruner = None
+    storage = f.storage if storage_from_flag else _absolute_sqlite(f.storage, folder)
+    _check_storage(storage, lines)
+    study = f.study if f.study is not None else Path(lines.file).stem
+    if not study.strip():
+        raise _err(lines, ("study",), "the study needs a name, e.g. study: cnn-sweep")
+    config = SweepConfig(
+        file=lines.file, study=study, storage=storage,
+        command=f.command if isinstance(f.command, str) else tuple(f.command), shell=f.shell, args=f.args,
+        workdir=str(workdir), env={k: _env_text(v) for k, v in f.env.items()}, space=space, metric=f.metric,
+        direction=f.direction, sampler=sampler, pruner=pruner, n_trials=f.n_trials, timeout=f.timeout,
+        workers=f.workers, gpus_per_trial=float(f.gpus_per_trial),
+        gpus=tuple(f.gpus) if isinstance(f.gpus, list) else f.gpus, trial_timeout=f.trial_timeout,
+        prune_grace=f.prune_grace, max_start_failures=f.max_start_failures,
+        start_failure_seconds=f.start_failure_seconds, log_limit_bytes=int(f.log_limit_mb * 1024 * 1024),
+        metrics_regex=tuple(regexes), seed=f.seed, warnings=tuple(warnings),
+        lines={str(k[0]): v for k, v in lines.lines.items() if len(k) == 1},
+    )
+    # the sampler and pruner's own options are checked by building them once
+    config.build_sampler()
+    config.build_pruner()
+    return config
+
+
+def _env_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def env_name(name: str) -> str:
+    """``lr`` -> ``LR``, ``optimizer.lr`` -> ``OPTIMIZER_LR``: the suffix of ``TUNELAB_PARAM_...``."""
+    return re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+
+
+def _space(f: SweepFile, lines: Lines) -> dict[str, SpaceEntry]:
+    dists: dict[str, Distribution] = {}
+    conditions: dict[str, dict[str, Any]] = {}
+    for name, p in f.parameters.items():
+        path: KeyPath = ("parameters", name)
+        if not _NAME.match(name):
+            raise _err(lines, path, "a parameter name is letters, digits, '_', '.' or '-', starting with a letter "
+                       "or '_' (it becomes a placeholder {name} and a variable TUNELAB_PARAM_NAME)")
+        try:
+            if isinstance(p, FloatParam):
+                if p.low > p.high:
+                    raise _err(lines, (*path, "low"), f"low ({p.low:g}) must not exceed high ({p.high:g}); swap them")
+                dists[name] = Float(p.low, p.high, log=p.log, step=p.step)
+            elif isinstance(p, IntParam):
+                if p.low > p.high:
+                    raise _err(lines, (*path, "low"), f"low ({p.low}) must not exceed high ({p.high}); swap them")
+                dists[name] = Int(p.low, p.high, log=p.log, step=p.step)
+            elif isinstance(p, CategoricalParam):
+                dists[name] = Categorical(p.choices)
+            else:
+                dists[name] = Bool()
+        except SweepConfigError:
+            raise
+        except ConfigError as e:
+            raise _err(lines, path, str(e)) from None
+        if p.when is not None:
+            if not p.when:
+                raise _err(lines, (*path, "when"), "when: needs a parent and its value, e.g. when: {optimizer: sgd}")
+            conditions[name] = p.when
+    for name, when in conditions.items():
+        for parent, value in when.items():
+            wpath: KeyPath = ("parameters", name, "when", parent)
+            if parent not in dists:
+                hint = _closest(parent, list(dists))
+                raise _err(lines, wpath, f"names {parent!r}, which is no parameter; "
+                           + (f"did you mean {hint!r}?" if hint else "name a parameter declared under parameters:"))
+            if parent == name:
+                raise _err(lines, wpath, "a parameter cannot depend on itself")
+            for v in value if isinstance(value, list) else [value]:
+                if not dists[parent].contains(v):
+                    raise _err(lines, wpath, f"{v!r} is not a value of {parent!r} ({_describe(dists[parent])}), "
+                               "so the condition never holds; use one of its values")
+    order = _parents_first(list(dists), conditions, lines)
+    space: dict[str, SpaceEntry] = {}
+    for name in order:
+        space[name] = Conditional(dists[name], when=conditions[name]) if name in conditions else dists[name]
+    try:
+        return validate_space(space)
+    except ConfigError as e:
+        raise _err(lines, ("parameters",), str(e)) from None
+
+
+def _describe(d: Distribution) -> str:
+    if isinstance(d, Categorical):
+        return "choices " + ", ".join(map(repr, d.choices))
+    if isinstance(d, Bool):
+        return "true or false"
+    return repr(d)
+
+
+def _parents_first(names: list[str], conditions: Mapping[str, Mapping[str, Any]], lines: Lines) -> list[str]:
+    """The parameters in file order, each parent moved before its children (cycles are an error)."""
+    out: list[str] = []
+    state: dict[str, int] = {}
+
+    def visit(name: str, chain: tuple[str, ...]) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            raise _err(lines, ("parameters", name, "when"),
+                       f"the conditions go round in a circle ({' -> '.join((*chain, name))}); remove one")
+        state[name] = 1
+        for parent in conditions.get(name, {}):
+            visit(parent, (*chain, name))
+        state[name] = 2
+        out.append(name)
+
+    for n in names:
+        visit(n, ())
+    return out
+
+
+def _check_gpus(f: SweepFile, lines: Lines) -> None:
+    g = float(f.gpus_per_trial)
+    if g == 0:
+        return
+    if g < 1:
+        share = 1 / g
+        if abs(share - round(share)) > 1e-9:
+            raise _err(lines, ("gpus_per_trial",), f"{g:g} does not divide one GPU; use 1/k for k trials per GPU, "
+                       f"e.g. {1 / math.ceil(share):g} ({math.ceil(share)} trials per GPU) or 0.5")
+    elif not float(g).is_integer():
+        raise _err(lines, ("gpus_per_trial",), f"{g:g} GPUs: above one, give a whole number of GPUs per trial")
+    if isinstance(f.gpus, str) and f.gpus != "all" and not re.fullmatch(r"\s*\d+(\s*,\s*\d+)*\s*", f.gpus):
+        raise _err(lines, ("gpus",), f"{f.gpus!r}: give device numbers, e.g. gpus: [0, 1] or '0,1', or all")
+
+
+def parse_gpus(value: tuple[int, ...] | str | None) -> list[int] | None:
+    """The devices of ``gpus:`` (None: every device present)."""
+    if value is None or value == "all":
+        return None
+    if isinstance(value, str):
+        return [int(x) for x in value.split(",") if x.strip()]
+    return list(value)
+
+
+def _component(value: str | Component, key: str, names: Sequence[str], lines: Lines) -> dict[str, Any]:
+    spec = {"type": value} if isinstance(value, str) else {"type": value.type, **(value.model_extra or {})}
+    kind = str(spec["type"]).strip().lower().replace("_", "-")
+    if kind in ("coarse2fine", "coarsetofine"):
+        kind = "coarse-to-fine"
+    if kind in ("successive-halving", "sha"):
+        kind = "asha"
+    if kind not in names:
+        hint = _closest(kind, list(names))
+        raise _err(lines, (key,) if isinstance(value, str) else (key, "type"),
+                   f"unknown {key} {spec['type']!r}; " + (f"did you mean {hint!r}? " if hint else "")
+                   + f"use one of: {', '.join(names)}")
+    spec["type"] = kind
+    return spec
+
+
+def build_sampler(spec: Mapping[str, Any], where: str, line: int | None = None) -> Any:
+    """The sampler of a ``sampler:`` value (``{type: ..., options}``)."""
+    from tunelab import samplers
+
+    classes = {"auto": samplers.AutoSampler, "gp": samplers.GPSampler, "tpe": samplers.TPESampler,
+               "random": samplers.RandomSampler, "grid": samplers.GridSampler,
+               "coarse-to-fine": samplers.CoarseToFineSampler}
+    options = {k: v for k, v in spec.items() if k != "type"}
+    return _build(classes[spec["type"]], options, where, line)
+
+
+def build_pruner(spec: Mapping[str, Any] | None, metric: str, direction: str, where: str,
+                 line: int | None = None) -> Any:
+    """The pruner of a ``pruner:`` value, reading ``metric``; None for none."""
+    if spec is None or spec["type"] == "none":
+        return None
+    from tunelab import pruners
+
+    classes = {"median": pruners.MedianPruner, "asha": pruners.SuccessiveHalvingPruner,
+               "hyperband": pruners.HyperbandPruner}
+    options = {"metric": metric, "direction": direction, **{k: v for k, v in spec.items() if k != "type"}}
+    return _build(classes[spec["type"]], options, where, line)
+
+
+def _build(cls: Any, options: Mapping[str, Any], where: str, line: int | None) -> Any:
+    try:
+        return cls(**options)
+    except TypeError as e:
+        import inspect
+
+        known = [p for p in inspect.signature(cls).parameters if p not in ("self", "metric", "direction", "space")]
+        text = str(e).split(") ", 1)[-1] if ") " in str(e) else str(e)
+        raise SweepConfigError(f"{where}: {cls.__name__} {text}; its options are: {', '.join(known)}",
+                               key=where.rsplit(": ", 1)[-1], line=line) from None
+    except ConfigError as e:
+        raise SweepConfigError(f"{where}: {e}", key=where.rsplit(": ", 1)[-1], line=line) from None
+
+
+def _absolute_sqlite(url: str, folder: Path) -> str:
+    """A relative SQLite path made absolute from ``folder`` (the file's: the same file finds the same study
+    from any working directory); other URLs unchanged."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        return url
+    rest = url[len(prefix):]
+    path, sep, query = rest.partition("?")
+    if not path or path == ":memory:" or path.startswith("/"):
+        return url
+    return prefix + str((folder / path).resolve()) + sep + query
+
+
+def _check_storage(url: str, lines: Lines) -> None:
+    from tunelab.storage.urls import check_storage_url
+
+    try:
+        check_storage_url(url)
+    except StorageError as e:
+        raise _err(lines, ("storage",), str(e)) from None

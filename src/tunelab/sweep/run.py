@@ -1,0 +1,153 @@
+"""Running a sweep: open (or create) its study, check it against the file, run trials up to ``n_trials``.
+
+``n_trials`` is the study's total, not a count per call: the same file run again continues the study to
+``n_trials`` trials that ran to an end (COMPLETE, PRUNED, or FAIL by the script). Trials cut off by an
+interrupt (a killed or Ctrl-C'd sweep, a lost heartbeat) are recorded FAIL ("interrupted" / "heartbeat lost")
+and not counted: the next run makes up for them. Trials RUNNING in other processes (another host of the
+same study) are counted as they will end.
+
+Trials always run in tunelab's worker processes (a ``trial_timeout`` is always passed: the file's, plus the
+grace periods, or a week): a sweep that is killed has its running trials recorded "interrupted" by their
+workers, which stop the commands' process groups.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tunelab.errors import StudyNotFoundError, SweepConfigError
+from tunelab.records import FrozenTrial, TrialState
+from tunelab.samplers import RandomSampler
+from tunelab.space import space_to_json
+from tunelab.storage import BaseStorage, get_storage
+from tunelab.study import Study, create_study, load_study
+from tunelab.sweep.config import SweepConfig, parse_gpus
+from tunelab.sweep.objective import StartFailures, SweepObjective
+
+NOT_COUNTED = ("interrupted", "heartbeat lost", "the worker process died")
+"""How the errors of trials that were cut off (not results of the command) begin."""
+NO_TIMEOUT = 7 * 24 * 3600.0
+
+
+@dataclass
+class SweepSummary:
+    """What a sweep did: its study, the trials it holds by state, the counted ones, and the best."""
+
+    study: str
+    storage: str
+    states: dict[str, int] = field(default_factory=dict)
+    counted: int = 0
+    ran: int = 0
+    best_number: int | None = None
+    best_value: float | None = None
+    best_params: dict[str, Any] = field(default_factory=dict)
+
+
+def counted(trial: FrozenTrial) -> bool:
+    """Whether a finished trial counts towards ``n_trials`` (it ran to an end, not cut off)."""
+    if trial.state == TrialState.FAIL:
+        return not (trial.error or "").startswith(NOT_COUNTED)
+    return trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def _tally(study: Study) -> tuple[int, int]:
+    trials = study.trials
+    return sum(counted(t) for t in trials), sum(t.state == TrialState.RUNNING for t in trials)
+
+
+def open_study(config: SweepConfig, storage: BaseStorage, allow_changes: bool = False) -> Study:
+    """The sweep's study: created from the file, or the existing one when its direction and space match the
+    file's (with ``allow_changes``, the file's space replaces the stored one)."""
+    try:
+        existing = load_study(config.study, storage, sampler=RandomSampler())
+    except StudyNotFoundError:
+        existing = None
+    if existing is not None:
+        if existing.direction != config.direction:
+            raise SweepConfigError(
+                f"{config.where('direction')}: study {config.study!r} exists with direction {existing.direction}, "
+                f"the file says {config.direction}; name another study (study:) or fix direction:", key="direction")
+        stored = existing.system_attrs.get("space")
+        wanted = space_to_json(config.space)
+        if stored != wanted and (stored is not None or existing.trials):
+            if not allow_changes:
+                raise SweepConfigError(
+                    f"{config.where('parameters')}: study {config.study!r} exists with another space "
+                    f"({_difference(stored or {}, wanted)}); run with --allow-changes to continue it with the "
+                    "file's parameters (a parameter must keep its type, log scale and choices), or name a new study "
+                    "(study:)", key="parameters")
+        if stored != wanted:  # the declared space belongs to the study record: stored by the storage itself
+            storage.set_study_attrs(existing.study_id, system_attrs={"space": wanted})
+    return create_study(
+        config.study, storage, direction=config.direction, sampler=config.build_sampler(), seed=config.seed,
+        space=config.space, load_if_exists=True, pruner=config.build_pruner(),
+    )
+
+
+def _difference(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> str:
+    parts = []
+    for name in sorted(set(stored) | set(wanted)):
+        if name not in wanted:
+            parts.append(f"{name} is stored, not in the file")
+        elif name not in stored:
+            parts.append(f"{name} is new in the file")
+        elif stored[name] != wanted[name]:
+            parts.append(f"{name}: stored {stored[name]}, file {wanted[name]}")
+    return "; ".join(parts[:4]) + ("; ..." if len(parts) > 4 else "")
+
+
+def _gpu_options(config: SweepConfig) -> dict[str, Any]:
+    if config.gpus_per_trial <= 0:
+        return {}
+    g = config.gpus_per_trial
+    return {"gpus_per_trial": int(g) if float(g).is_integer() else g, "gpus": parse_gpus(config.gpus)}
+
+
+def run_sweep(config: SweepConfig, *, allow_changes: bool = False, show_progress: bool | None = None,
+              storage: BaseStorage | None = None) -> SweepSummary:
+    """Run the sweep ``config`` describes until its study holds ``n_trials`` counted trials (or ``timeout``)."""
+    store = storage if storage is not None else get_storage(config.storage)
+    gpu = _gpu_options(config)
+    study = open_study(config, store, allow_changes)
+    objective = SweepObjective(config)
+    backstop = (config.trial_timeout or NO_TIMEOUT) + 2 * config.prune_grace + 60.0
+    watch = StartFailures(config.max_start_failures, config.where("command"), config.study)
+    deadline = None if config.timeout is None else time.monotonic() + config.timeout
+    ran = 0
+    while True:
+        done, running = _tally(study)
+        if config.n_trials is None:
+            remaining = None
+        else:
+            remaining = config.n_trials - done - running
+            if remaining <= 0:
+                break
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            break
+        before = len(study.trials)
+        study.optimize(
+            objective, n_trials=remaining, timeout=left, n_workers=config.workers, trial_timeout=backstop,
+            space=config.space, callbacks=[watch], show_progress=show_progress, **gpu,
+        )
+        after = _tally(study)[0]
+        ran += len(study.trials) - before
+        if config.n_trials is None or after <= done:
+            break  # no limit, or no progress (a grid that ran out): stop
+    return summarize(study, config.storage, ran)
+
+
+def summarize(study: Study, storage: str, ran: int = 0) -> SweepSummary:
+    """The :class:`SweepSummary` of a sweep's study."""
+    trials = study.trials
+    summary = SweepSummary(study.name, storage, dict(Counter(t.state.value for t in trials)),
+                           sum(counted(t) for t in trials), ran)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    if complete:
+        best = study.best_trial
+        summary.best_number, summary.best_value, summary.best_params = best.number, best.value, dict(best.params)
+    return summary

@@ -1,0 +1,235 @@
+"""tunelab sweep: the file's checks (each error names the key, the line and the fix), the command's rendering,
+metric lines, and the --init template. No process runs here."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+from tunelab.distributions import Categorical, Float, Int
+from tunelab.errors import ConfigError, SweepConfigError
+from tunelab.space import Conditional
+from tunelab.sweep.command import placeholders, render_argv, render_shell, trial_env, value_text
+from tunelab.sweep.config import config_from_text, load_config
+from tunelab.sweep.metrics import MetricParser
+from tunelab.sweep.template import render_template, write_template
+
+GOOD = """\
+study: cnn-sweep
+storage: sqlite:///tunelab.db
+command: python train.py --lr {lr} --width {width} --optimizer {optimizer} --momentum {momentum?} --bn {use_bn}
+parameters:
+  lr:        {type: float, low: 1.0e-5, high: 1.0e-1, log: true}
+  width:     {type: int, low: 16, high: 512, log: true}
+  optimizer: {type: categorical, choices: [sgd, adam]}
+  momentum:  {type: float, low: 0.0, high: 0.99, when: {optimizer: sgd}}
+  use_bn:    {type: bool}
+metric: val_loss
+direction: minimize
+sampler: auto
+pruner: {type: asha, min_resource: 1, max_resource: 27, reduction_factor: 3}
+n_trials: 50
+workers: 4
+gpus_per_trial: 0.5
+trial_timeout: 3600
+"""
+
+
+def load(text: str, folder: Path, **overrides: object):
+    return config_from_text(text, folder, "sweep.yaml", overrides)
+
+
+def error(text: str, folder: Path, **overrides: object) -> SweepConfigError:
+    with pytest.raises(SweepConfigError) as info:
+        load(text, folder, **overrides)
+    return info.value
+
+
+def test_the_issue_s_file_is_valid(tmp_path: Path) -> None:
+    c = load(GOOD, tmp_path)
+    assert c.study == "cnn-sweep" and c.metric == "val_loss" and c.workers == 4 and c.n_trials == 50
+    assert c.storage == f"sqlite:///{tmp_path.resolve() / 'tunelab.db'}"  # beside the file, from anywhere
+    assert c.space["lr"] == Float(1e-5, 1e-1, log=True)
+    assert c.space["width"] == Int(16, 512, log=True)
+    assert c.space["optimizer"] == Categorical(["sgd", "adam"])
+    assert isinstance(c.space["momentum"], Conditional)
+    assert c.gpus_per_trial == 0.5 and c.trial_timeout == 3600
+    assert c.build_pruner().describe()["metric"] == "val_loss"
+    assert c.warnings == ()
+
+
+@pytest.mark.parametrize(("replace", "by", "key", "line", "fix"), [
+    ("  width:     {type: int,", "  width:     {type: integer,", "parameters.width.type", 6, "float, int, categorical"),
+    ("log: true}\n  width", "log: true, scale: 2}\n  width", "parameters.lr.scale", 5, "the keys here are"),
+    ("metric: val_loss", "metric: val_loss\nmetrik: 1", "metrik", 11, "did you mean 'metric'"),
+    ("low: 1.0e-5, high: 1.0e-1", "low: 0.5, high: 0.1", "parameters.lr.low", 5, "swap them"),
+    ("low: 16, high: 512", "low: 600, high: 512", "parameters.width.low", 6, "swap them"),
+    ("when: {optimizer: sgd}", "when: {optimiser: sgd}", "parameters.momentum.when.optimiser", 8,
+     "did you mean 'optimizer'"),
+    ("when: {optimizer: sgd}", "when: {optimizer: rmsprop}", "parameters.momentum.when.optimizer", 8,
+     "use one of its values"),
+    ("gpus_per_trial: 0.5", "gpus_per_trial: 0.3", "gpus_per_trial", 16, "does not divide one GPU"),
+    ("--bn {use_bn}", "--bn {use_bn} --depth {depth}", "command", 3, "names no parameter"),
+    ("--momentum {momentum?}", "--momentum {momentum}", "command", 3, "{momentum?}"),
+    ("sampler: auto", "sampler: bayes", "sampler", 12, "use one of"),
+    ("sampler: auto", "sampler: {type: tpe, n_startup: 3}", "sampler", 12, "n_startup_trials"),
+    ("pruner: {type: asha,", "pruner: {type: ashaa,", "pruner.type", 13, "did you mean 'asha'"),
+    ("direction: minimize", "direction: down", "direction", 11, "'minimize' or 'maximize'"),
+    ("workers: 4", "workers: 0", "workers", 15, "greater than or equal to 1"),
+    ("n_trials: 50", "n_trials: 50\nn_trials: 60", "n_trials", 15, "appears twice"),
+    ("log: true}\n  width", "log: true, step: 0.1}\n  width", "parameters.lr", 5, "cannot be combined"),
+])
+def test_each_mistake_names_its_key_and_line(tmp_path: Path, replace: str, by: str, key: str, line: int,
+                                             fix: str) -> None:
+    assert replace in GOOD
+    e = error(GOOD.replace(replace, by, 1), tmp_path)
+    assert e.key == key, str(e)
+    assert e.line == line, str(e)
+    assert f"sweep.yaml:{line}: {key}" in str(e)
+    assert fix in str(e)
+    assert "\n" not in str(e)
+
+
+def test_a_missing_key_names_what_to_add(tmp_path: Path) -> None:
+    e = error(GOOD.replace("metric: val_loss\n", ""), tmp_path)
+    assert e.key == "metric" and "metric: val_loss" in str(e)
+
+
+def test_a_yaml_syntax_error_names_its_line(tmp_path: Path) -> None:
+    e = error(GOOD.replace("  width:     {type: int,", "  width:     {type: int,,"), tmp_path)
+    assert "YAML syntax error" in str(e) and e.line == 6
+    e = error("study: x\ncommand: [python\nmetric: y\n", tmp_path)
+    assert "sweep.yaml:" in str(e) and "YAML syntax error" in str(e)
+
+
+def test_a_parameter_used_nowhere_is_a_warning(tmp_path: Path) -> None:
+    c = load(GOOD.replace(" --bn {use_bn}", ""), tmp_path)
+    assert len(c.warnings) == 1
+    assert "sweep.yaml:9: parameters.use_bn" in c.warnings[0] and "TUNELAB_PARAM_USE_BN" in c.warnings[0]
+    assert load(GOOD.replace(" --bn {use_bn}", "") + "args: auto\n", tmp_path).warnings == ()
+
+
+def test_the_metric_cannot_be_a_reserved_word_and_a_regex_needs_named_groups(tmp_path: Path) -> None:
+    assert error(GOOD.replace("metric: val_loss", "metric: step"), tmp_path).key == "metric"
+    e = error(GOOD + "metrics_regex: 'loss=([0-9.]+)'\n", tmp_path)
+    assert e.key == "metrics_regex" and "named group" in str(e) and e.line == 18
+    e = error(GOOD + "metrics_regex: 'loss=(?P<val_loss>[0-9.]+'\n", tmp_path)
+    assert e.key == "metrics_regex" and "not a regular expression" in str(e)
+
+
+def test_flags_override_the_file_and_their_errors_say_command_line(tmp_path: Path) -> None:
+    c = load(GOOD, tmp_path, n_trials=3, workers=1, storage="sqlite:///other.db", gpus="0,1", gpus_per_trial=1)
+    assert (c.n_trials, c.workers, c.gpus, c.gpus_per_trial) == (3, 1, "0,1", 1.0)
+    assert c.storage == f"sqlite:///{Path.cwd().resolve() / 'other.db'}"  # a flag's path starts in the cwd
+    e = error(GOOD, tmp_path, workers=0)
+    assert str(e).startswith("command line: workers")
+    assert error(GOOD, tmp_path, gpus_per_trial=0.7).key == "gpus_per_trial"
+
+
+def test_parents_may_come_after_their_children_and_circles_are_refused(tmp_path: Path) -> None:
+    text = GOOD.replace("  momentum:  {type: float, low: 0.0, high: 0.99, when: {optimizer: sgd}}\n", "")
+    text = text.replace("parameters:\n", "parameters:\n  momentum:  {type: float, low: 0.0, high: 0.99, "
+                        "when: {optimizer: sgd}}\n")
+    c = load(text, tmp_path)
+    assert list(c.space).index("optimizer") < list(c.space).index("momentum")
+    e = error("command: run {a?} {b?}\nmetric: m\nparameters:\n  a: {type: bool, when: {b: true}}\n"
+              "  b: {type: bool, when: {a: true}}\n", tmp_path)
+    assert "circle" in str(e)
+
+
+def test_load_config_reads_a_file_and_a_missing_file_says_how_to_make_one(tmp_path: Path) -> None:
+    (tmp_path / "s.yaml").write_text(GOOD)
+    assert load_config(tmp_path / "s.yaml").study == "cnn-sweep"
+    with pytest.raises(SweepConfigError, match="--init"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_a_categorical_shorthand_and_steps(tmp_path: Path) -> None:
+    c = load("command: run {opt} {d} {n}\nmetric: m\nparameters:\n  opt: [sgd, adam]\n"
+             "  d: {type: float, low: 0.0, high: 0.5, step: 0.1}\n  n: {type: int, low: 0, high: 10, step: 2}\n",
+             tmp_path)
+    assert c.space["opt"] == Categorical(["sgd", "adam"])
+    assert c.space["d"] == Float(0.0, 0.5, step=0.1) and c.space["n"] == Int(0, 10, step=2)
+    assert c.study == "sweep"  # the file's name when study: is not given
+
+
+# -- the command ------------------------------------------------------------------------------------
+def test_placeholders_fill_one_argument_each_whatever_the_value() -> None:
+    argv = render_argv("python train.py --name {name} --lr={lr}", {"name": "a b; rm -rf /", "lr": 1e-05})
+    assert argv == ["python", "train.py", "--name", "a b; rm -rf /", "--lr=1e-05"]
+    shell = render_shell("python train.py --name {name} | tee out", {"name": "a b; $(x)"})
+    assert shell == "python train.py --name 'a b; $(x)' | tee out"
+    assert shlex.split(shell)[3] == "a b; $(x)"
+
+
+def test_optional_placeholders_drop_their_word_and_option_when_inactive() -> None:
+    cmd = "python t.py --opt {opt} --momentum {m?} --beta={b?} extra={b?} --last"
+    assert render_argv(cmd, {"opt": "adam"}) == ["python", "t.py", "--opt", "adam", "--last"]
+    assert render_argv(cmd, {"opt": "sgd", "m": 0.9, "b": 0.5}) == [
+        "python", "t.py", "--opt", "sgd", "--momentum", "0.9", "--beta=0.5", "extra=0.5", "--last"]
+    assert render_shell(cmd, {"opt": "adam"}).split() == ["python", "t.py", "--opt", "adam", "--last"]
+
+
+def test_hydra_overrides_and_args_auto() -> None:
+    argv = render_argv("python train.py optimizer.lr={lr} model.width={width}", {"lr": 0.01, "width": 64})
+    assert argv == ["python", "train.py", "optimizer.lr=0.01", "model.width=64"]
+    argv = render_argv("python train.py --lr {lr}", {"lr": 0.01, "use_bn": True, "opt": "sgd"}, args="auto")
+    assert argv == ["python", "train.py", "--lr", "0.01", "--use_bn", "true", "--opt", "sgd"]
+    assert render_argv(["python", "-c", "print('{{x}}')", "{lr}"], {"lr": 2}) == ["python", "-c", "print('{x}')", "2"]
+    assert value_text(True) == "true" and value_text(None) == "null" and value_text(0.1) == "0.1"
+
+
+def test_placeholders_are_listed_and_shell_variables_left_alone() -> None:
+    assert placeholders("run {a} {b?} ${HOME} {{literal}}") == [("a", False), ("b", True)]
+    with pytest.raises(ConfigError, match="not a placeholder"):
+        placeholders("run {lr!}")
+
+
+def test_the_environment_carries_every_parameter() -> None:
+    env = trial_env({"PATH": "/bin", "TUNELAB_PARAM_OLD": "x"}, {"EXTRA": "1"}, {"lr": 0.1, "optimizer.name": "sgd"},
+                    {"lr": "LR", "optimizer.name": "OPTIMIZER_NAME"}, study="s", number=3, params_file="/p.json",
+                    trial_dir="/t", channel={})
+    assert json.loads(env["TUNELAB_PARAMS"]) == {"lr": 0.1, "optimizer.name": "sgd"}
+    assert env["TUNELAB_PARAM_LR"] == "0.1" and env["TUNELAB_PARAM_OPTIMIZER_NAME"] == "sgd"
+    assert "TUNELAB_PARAM_OLD" not in env and env["EXTRA"] == "1" and env["PATH"] == "/bin"
+    assert env["TUNELAB_PARAMS_FILE"] == "/p.json" and env["TUNELAB_TRIAL_NUMBER"] == "3"
+
+
+# -- metric lines ----------------------------------------------------------------------------------
+def test_json_lines_and_regex_lines() -> None:
+    p = MetricParser([r"epoch (?P<step>\d+) val_loss=(?P<val_loss>[\d.e-]+)"])
+    e = p.parse('{"step": 3, "val_loss": 0.41, "val_acc": 0.88, "note": "x"}')
+    assert e is not None and e.step == 3 and e.metrics == {"val_loss": 0.41, "val_acc": 0.88}
+    e = p.parse("epoch 4 val_loss=3.5e-01 (best)")
+    assert e is not None and e.step == 4 and e.metrics == {"val_loss": 0.35}
+    e = p.parse('{"value": 0.2}')
+    assert e is not None and e.value == 0.2 and not e.metrics
+    e = p.parse('{"final": {"val_loss": 0.1, "val_acc": 0.9}}')
+    assert e is not None and e.final == {"val_loss": 0.1, "val_acc": 0.9}
+    assert p.parse("loading data...") is None and p.parse("{not json}") is None and p.parse("[1, 2]") is None
+    assert p.parse('{"step": 2}') is None
+
+
+# -- the template ----------------------------------------------------------------------------------
+def test_init_writes_a_template_that_validates(tmp_path: Path) -> None:
+    script = tmp_path / "train.py"
+    script.write_text("import argparse\np = argparse.ArgumentParser()\n"
+                      "p.add_argument('--lr', type=float, default=1e-3)\n"
+                      "p.add_argument('--width', type=int, default=64)\n"
+                      "p.add_argument('--optimizer', choices=['sgd', 'adam'], default='sgd')\n"
+                      "p.add_argument('--use-bn', action='store_true')\n"
+                      "p.add_argument('--epochs', type=int, default=5)\n")
+    out = write_template(str(script), tmp_path / "sweep.yaml")
+    c = load_config(out)
+    assert set(c.space) == {"lr", "width", "optimizer", "use_bn"}
+    assert c.space["lr"] == Float(1e-4, 1e-2, log=True) and c.space["width"] == Int(16, 256, log=True)
+    assert "--use-bn {use_bn}" in str(c.command) and c.warnings == ()
+    with pytest.raises(SweepConfigError, match="exists"):
+        write_template(str(script), out)
+    bare = config_from_text(render_template("run.sh"), tmp_path)
+    assert bare.command == "sh run.sh --lr {lr}" and set(bare.space) == {"lr"}
+    assert sys.executable  # the template itself names `python`, found on PATH when the sweep runs

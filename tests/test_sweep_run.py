@@ -1,0 +1,354 @@
+"""tunelab sweep end to end: real processes, a real SQLite file, the CLI, the dashboard's route.
+
+The parameters reach the script three ways; a failing command FAILs its trial with its stderr; a command
+that fails at start-up stops the sweep; a study is resumed to exactly n_trials, after SIGKILL too."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import tunelab
+from tunelab.errors import SweepConfigError, SweepStartError
+from tunelab.records import TrialState
+from tunelab.sweep import config_from_text, load_config, run_sweep
+from tunelab.sweep.logs import trial_logs
+from tunelab.sweep.run import counted
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+ENV = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+PY = shlex.quote(sys.executable)
+
+
+@pytest.fixture(autouse=True)
+def _src_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the worker processes and the commands inherit this: they import the tunelab under test
+    monkeypatch.setenv("PYTHONPATH", SRC)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text).replace("PY", PY))
+    return path
+
+
+def cli(tmp_path: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tunelab.cli", *args], cwd=tmp_path, env=ENV,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def study_of(tmp_path: Path, name: str, db: str = "t.db") -> tunelab.Study:
+    return tunelab.load_study(name, f"sqlite:///{tmp_path / db}", sampler=tunelab.RandomSampler())
+
+
+ECHO = """\
+import json, os, sys
+out = {"argv": sys.argv[1:], "params": json.loads(os.environ["TUNELAB_PARAMS"]),
+       "lr_var": os.environ["TUNELAB_PARAM_LR"], "file": json.load(open(os.environ["TUNELAB_PARAMS_FILE"])),
+       "trial": os.environ["TUNELAB_TRIAL_NUMBER"], "cwd": os.getcwd()}
+with open("seen-%s.json" % out["trial"], "w") as f:
+    json.dump(out, f)
+print(json.dumps({"step": 1, "val_loss": float(os.environ["TUNELAB_PARAM_LR"])}))
+"""
+
+
+def test_parameters_reach_the_script_three_ways_with_hydra_overrides(tmp_path: Path) -> None:
+    write(tmp_path, "echo.py", ECHO)
+    sweep = write(tmp_path, "sweep.yaml", """\
+        study: echo
+        storage: sqlite:///t.db
+        command: PY echo.py optimizer.lr={lr} model.name={name} --momentum {momentum?}
+        parameters:
+          lr: {type: float, low: 0.001, high: 0.1, log: true}
+          name: {type: categorical, choices: ["a b", "c;d"]}
+          momentum: {type: float, low: 0.0, high: 0.9, when: {name: "a b"}}
+        metric: val_loss
+        sampler: {type: random}
+        n_trials: 4
+        seed: 1
+    """)
+    summary = run_sweep(load_config(sweep), show_progress=False)
+    assert summary.states == {"COMPLETE": 4}
+    study = study_of(tmp_path, "echo")
+    for t in study.trials:
+        seen = json.loads((tmp_path / f"seen-{t.number}.json").read_text())
+        lr = t.params["lr"]
+        expected = [f"optimizer.lr={lr!r}", f"model.name={t.params['name']}"]
+        if "momentum" in t.params:
+            expected += ["--momentum", repr(t.params["momentum"])]
+        assert seen["argv"] == expected
+        assert seen["params"] == seen["file"] == dict(t.params)
+        assert float(seen["lr_var"]) == lr and t.value == lr
+        assert seen["cwd"] == str(tmp_path.resolve())
+        assert t.user_attrs["sweep"]["exit_code"] == 0
+
+
+def test_failures_keep_stderr_and_an_unreported_metric_says_what_was_printed(tmp_path: Path) -> None:
+    write(tmp_path, "flaky.py", """\
+        import sys, time
+        lr = float(sys.argv[1])
+        time.sleep(0.2)
+        if lr > 0.5:
+            print('{"step": 1, "val_loss": 0.3}')
+            sys.exit("diverged: loss is nan")
+        print("trained, but printed no metric")
+    """)
+    sweep = write(tmp_path, "sweep.yaml", """\
+        study: flaky
+        storage: sqlite:///t.db
+        command: PY flaky.py {lr}
+        parameters: {lr: {type: float, low: 0.0, high: 1.0}}
+        metric: val_loss
+        sampler: grid
+        n_trials: 4
+        start_failure_seconds: 0.01
+    """)
+    run_sweep(load_config(sweep), show_progress=False)
+    trials = study_of(tmp_path, "flaky").trials
+    assert [t.state for t in trials] == [TrialState.FAIL] * 4
+    for t in trials:
+        if t.params["lr"] > 0.5:
+            assert "the command exited with code 1" in (t.error or "") and "diverged: loss is nan" in (t.error or "")
+            assert study_of(tmp_path, "flaky").get_curves(t.number)["val_loss"][1] == [0.3]  # its curve is kept
+        else:
+            assert "no val_loss was reported; the script printed: trained, but printed no metric" in (t.error or "")
+
+
+def test_consecutive_start_failures_stop_the_sweep_with_the_cli_s_one_line(tmp_path: Path) -> None:
+    write(tmp_path, "sweep.yaml", """\
+        study: typo
+        storage: sqlite:///t.db
+        command: PY trian.py --lr {lr}
+        parameters: {lr: {type: float, low: 0.001, high: 0.1}}
+        metric: val_loss
+        n_trials: 20
+        workers: 2
+        max_start_failures: 3
+    """)
+    done = cli(tmp_path, "sweep", "sweep.yaml")
+    assert done.returncode == 2, done.stderr
+    err = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and "Traceback" not in done.stderr
+    assert "sweep.yaml:3: command: the last 3 trials failed at start-up" in err[0]
+    assert "trian.py" in err[0] and "exited with code 2" in err[0]
+    trials = study_of(tmp_path, "typo").trials
+    assert 3 <= len(trials) <= 5  # stopped, not 20
+
+
+def test_start_failures_raise_from_run_sweep(tmp_path: Path) -> None:
+    config = config_from_text(f"study: x\nstorage: sqlite:///t.db\ncommand: {PY} -c 'import sys; sys.exit(3)' {{lr}}\n"
+                              "parameters: {lr: {type: float, low: 0.0, high: 1.0}}\nmetric: m\nn_trials: 9\n"
+                              "max_start_failures: 2\n", tmp_path)
+    with pytest.raises(SweepStartError, match="the last 2 trials failed at start-up"):
+        run_sweep(config, show_progress=False)
+
+
+LOOP_SH = """\
+# prints a learning curve and never imports tunelab; a pruned trial is ended by SIGTERM
+lr=$1
+step=1
+while [ $step -le 9 ]; do
+    loss=$(awk "BEGIN { print ($lr - 0.3) ^ 2 + 1 / $step }")
+    echo "{\\"step\\": $step, \\"val_loss\\": $loss}"
+    step=$((step + 1))
+    sleep 0.02
+done
+"""
+
+
+def test_logs_are_kept_and_shown_by_the_cli_and_the_dashboard(tmp_path: Path) -> None:
+    write(tmp_path, "train.sh", LOOP_SH + 'echo "done with lr=$lr <b>bold</b>" >&2\n')
+    sweep = write(tmp_path, "sweep.yaml", """\
+        study: logs
+        storage: sqlite:///t.db
+        command: /bin/sh train.sh {lr}
+        parameters: {lr: {type: float, low: 0.0, high: 1.0}}
+        metric: val_loss
+        n_trials: 1
+    """)
+    done = cli(tmp_path, "sweep", str(sweep))
+    assert done.returncode == 0, done.stderr
+    assert "study 'logs': 1 complete (1 counted of 1; 1 run now)" in done.stdout
+    study = study_of(tmp_path, "logs")
+    logs = trial_logs(study, 0, lines=3)
+    assert logs["stderr"] is not None and logs["stderr"].startswith("done with lr=")
+    assert logs["stdout"] is not None and logs["stdout"].splitlines()[-1].startswith('{"step": 9,')
+    for args in (["show", "logs", "--trial", "0"], ["trial", "logs", "0", "--log-lines", "3"]):
+        shown = cli(tmp_path, *args, "--storage", "sqlite:///t.db")
+        assert shown.returncode == 0, shown.stderr
+        assert "stderr (the last 1 lines of" in shown.stdout and "<b>bold</b>" in shown.stdout
+        assert '{"step": 9,' in shown.stdout
+    from fastapi.testclient import TestClient
+
+    from tunelab.dashboard import create_app
+
+    with TestClient(create_app(f"sqlite:///{tmp_path / 't.db'}"), base_url="http://127.0.0.1") as client:
+        got = client.get("/api/studies/logs/trials/0/logs", params={"lines": 2})
+        assert got.status_code == 200, got.text
+        body = got.json()
+        assert body["lines"] == 2 and len(body["stdout"].splitlines()) == 2 and "<b>bold</b>" in body["stderr"]
+        assert client.get("/api/studies/logs/trials/7/logs").status_code == 404
+    app_js = (Path(SRC) / "tunelab" / "dashboard" / "static" / "app.js").read_text()
+    assert 'el("trial-" + stream).textContent = ' in app_js  # shown as text, never as markup
+
+
+def test_cli_flags_override_the_file_and_bad_files_exit_2_in_one_line(tmp_path: Path) -> None:
+    write(tmp_path, "train.sh", LOOP_SH)
+    write(tmp_path, "sweep.yaml", """\
+        study: flags
+        storage: sqlite:///t.db
+        command: /bin/sh train.sh {lr}
+        parameters: {lr: {type: float, low: 0.0, high: 1.0}}
+        metric: val_loss
+        n_trials: 50
+        workers: 3
+    """)
+    done = cli(tmp_path, "sweep", "sweep.yaml", "--n-trials", "2", "--workers", "1", "--storage", "sqlite:///o.db")
+    assert done.returncode == 0, done.stderr
+    assert len(study_of(tmp_path, "flags", "o.db").trials) == 2
+    assert not (tmp_path / "t.db").exists()
+    write(tmp_path, "bad.yaml", "command: run {lr}\nmetric: m\nparameters:\n  lr: {type: float, low: 1, high: 0}\n")
+    bad = cli(tmp_path, "sweep", "bad.yaml")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().replace("\n", " ").startswith("error: bad.yaml:4: parameters.lr.low: low (1) must not")
+    init = cli(tmp_path, "sweep", "--init", "train.sh", "-o", "new.yaml")
+    assert init.returncode == 0 and load_config(tmp_path / "new.yaml").command == "sh train.sh --lr {lr}"
+    check = cli(tmp_path, "sweep", "sweep.yaml", "--check")
+    assert check.returncode == 0 and "/bin/sh train.sh 0." in check.stdout
+
+
+def test_an_existing_study_with_another_space_needs_allow_changes(tmp_path: Path) -> None:
+    write(tmp_path, "train.sh", LOOP_SH)
+    text = ("study: s\nstorage: sqlite:///t.db\ncommand: /bin/sh train.sh {lr}\nmetric: val_loss\nn_trials: 1\n"
+            "parameters:\n  lr: {type: float, low: 0.0, high: 1.0}\n")
+    run_sweep(config_from_text(text, tmp_path), show_progress=False)
+    wider = config_from_text(text.replace("high: 1.0", "high: 2.0").replace("n_trials: 1", "n_trials: 2"), tmp_path)
+    with pytest.raises(SweepConfigError, match=r"exists with another space.*--allow-changes") as info:
+        run_sweep(wider, show_progress=False)
+    assert info.value.key == "parameters" and "sweep.yaml:6: parameters" in str(info.value)
+    summary = run_sweep(wider, allow_changes=True, show_progress=False)
+    assert summary.counted == 2
+    assert study_of(tmp_path, "s").system_attrs["space"]["lr"]["high"] == 2.0
+
+
+def test_the_same_file_resumes_to_exactly_n_trials(tmp_path: Path) -> None:
+    write(tmp_path, "train.sh", LOOP_SH)
+    text = ("study: r\nstorage: sqlite:///t.db\ncommand: /bin/sh train.sh {lr}\nmetric: val_loss\nn_trials: 3\n"
+            "parameters:\n  lr: {type: float, low: 0.0, high: 1.0}\nsampler: random\n")
+    config = config_from_text(text, tmp_path)
+    assert run_sweep(config, show_progress=False).counted == 3
+    again = run_sweep(config, show_progress=False)
+    assert again.counted == 3 and again.ran == 0
+    more = run_sweep(config_from_text(text.replace("n_trials: 3", "n_trials: 5"), tmp_path), show_progress=False)
+    assert more.counted == 5 and more.ran == 2
+
+
+def test_a_sweep_killed_by_sigkill_resumes_to_exactly_n_trials(tmp_path: Path) -> None:
+    write(tmp_path, "slow.sh", """\
+        step=1
+        while [ $step -le 4 ]; do
+            echo "{\\"step\\": $step, \\"val_loss\\": $1}"
+            step=$((step + 1))
+            sleep 0.25
+        done
+    """)
+    write(tmp_path, "sweep.yaml", """\
+        study: killed
+        storage: sqlite:///t.db
+        command: /bin/sh slow.sh {lr}
+        parameters: {lr: {type: float, low: 0.0, high: 1.0}}
+        metric: val_loss
+        sampler: random
+        n_trials: 8
+        workers: 2
+    """)
+    proc = subprocess.Popen([sys.executable, "-m", "tunelab.cli", "sweep", "sweep.yaml"], cwd=tmp_path, env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            if (tmp_path / "t.db").exists():
+                trials = study_of(tmp_path, "killed").trials
+                if sum(counted(t) for t in trials) >= 2 and any(t.state == TrialState.RUNNING for t in trials):
+                    break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    deadline = time.monotonic() + 30  # its workers record their trials "interrupted" and end
+    while any(t.state == TrialState.RUNNING for t in study_of(tmp_path, "killed").trials):
+        assert time.monotonic() < deadline, "the killed sweep's trials stayed RUNNING"
+        time.sleep(0.2)
+    trials = study_of(tmp_path, "killed").trials
+    interrupted = [t for t in trials if t.state == TrialState.FAIL and (t.error or "").startswith("interrupted")]
+    assert interrupted, [(t.state, t.error) for t in trials]
+    assert sum(counted(t) for t in trials) < 8
+    done = cli(tmp_path, "sweep", "sweep.yaml", timeout=180)
+    assert done.returncode == 0, done.stderr
+    trials = study_of(tmp_path, "killed").trials
+    assert sum(counted(t) for t in trials) == 8
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 8
+    assert not any(t.state == TrialState.RUNNING for t in trials)
+    assert len({t.number for t in trials}) == len(trials)
+
+
+def test_24_trials_2_workers_asha_over_a_script_that_never_imports_tunelab(tmp_path: Path) -> None:
+    seen_devices = 'echo "$CUDA_VISIBLE_DEVICES" > "devices-$TUNELAB_TRIAL_NUMBER"\n'
+    write(tmp_path, "train.sh", seen_devices + LOOP_SH)
+    write(tmp_path, "sweep.yaml", """\
+        study: e2e
+        storage: sqlite:///t.db
+        command: /bin/sh train.sh {lr}
+        parameters: {lr: {type: float, low: 0.0, high: 1.0}}
+        metric: val_loss
+        sampler: random
+        pruner: {type: asha, min_resource: 1, max_resource: 9, reduction_factor: 3}
+        n_trials: 24
+        workers: 2
+        gpus_per_trial: 1
+        seed: 3
+    """)
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "tunelab.cli", "sweep", "sweep.yaml"], cwd=tmp_path,
+                          env={**ENV, "TUNELAB_FAKE_GPUS": "4"}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    study = study_of(tmp_path, "e2e")
+    trials = study.trials
+    states = [t.state for t in trials]
+    assert len(trials) == 24 and sorted(t.number for t in trials) == list(range(24))
+    assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 24
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert len(pruned) >= 6, states
+    for t in pruned:
+        steps, values = study.get_curves(t.number)["val_loss"]
+        assert steps and steps[-1] == t.system_attrs["pruned"]["step"] and len(values) == len(steps)
+        assert t.user_attrs["sweep"]["signals"][0] == "SIGTERM"
+    for t in trials:
+        if t.state == TrialState.COMPLETE:
+            assert study.get_curves(t.number)["val_loss"][0] == list(range(1, 10))
+    assert "24 counted of 24" in done.stdout
+    # 4 fake GPUs, one per trial: every trial's script saw the device it was given, and no two trials
+    # that ran at the same time shared one
+    given = {t.number: t.system_attrs["gpus"] for t in trials}
+    for t in trials:
+        assert (tmp_path / f"devices-{t.number}").read_text().strip() == ",".join(given[t.number])
+        assert len(given[t.number]) == 1 and given[t.number][0] in {"0", "1", "2", "3"}
+    for a in trials:
+        for b in trials:
+            assert a.datetime_start and a.datetime_complete and b.datetime_start and b.datetime_complete
+            overlap = a.number < b.number and a.datetime_start < b.datetime_complete and b.datetime_start < (
+                a.datetime_complete)
+            assert not (overlap and given[a.number] == given[b.number]), (a.number, b.number, given[a.number])
+    print(f"24 trials in {time.monotonic() - started:.1f}s")
