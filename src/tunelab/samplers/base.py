@@ -67,6 +67,13 @@ class SamplingContext:
 class Sampler(ABC):
     """Base class of samplers."""
 
+    replayable: bool = False
+    """Whether the sampler can honour a deterministic study (``create_study(deterministic=True)``):
+    its values for trial ``n`` depend only on the seed, ``n`` and the results of the trials before
+    ``n - width + 1`` (``History.replay_width``)."""
+    not_replayable_because: str | None = None
+    """Why not, in a few words (shown in the error)."""
+
     def exhausted(self, history: History) -> bool:
         """Whether nothing is left to propose now; :meth:`Study.ask` then raises SearchExhausted.
 

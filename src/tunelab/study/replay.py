@@ -51,7 +51,7 @@ def check_replayable(width: int | None, sampler: Sampler, pruner: Pruner | None)
     """ConfigError when a deterministic study is given a sampler or pruner that cannot honour it."""
     if width is None:
         return
-    if not getattr(sampler, "replayable", False):
+    if not sampler.replayable:
         raise ConfigError(
             f"deterministic=True needs a sampler whose proposals depend only on earlier trials' results: "
             f"{sampler!r} cannot replay ({_why(sampler)}); use RandomSampler, TPESampler, GPSampler or "
@@ -66,8 +66,7 @@ def check_replayable(width: int | None, sampler: Sampler, pruner: Pruner | None)
 
 
 def _why(sampler: Sampler) -> str:
-    reason = getattr(sampler, "not_replayable_because", None)
-    return reason if isinstance(reason, str) else "it keeps no per-trial-number record of its choices"
+    return sampler.not_replayable_because or "its proposals depend on when they are made"
 
 
 def wait_for_results(
