@@ -8,11 +8,27 @@ caches them and asks the storage only for trials it has not seen finish.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from tunelab.records import FrozenTrial, StudyRecord, TrialState, sort_key
 from tunelab.space import SpaceEntry
 from tunelab.storage.base import BaseStorage, MetricPoint
+
+
+@dataclass(frozen=True)
+class SourceStudy:
+    """An earlier study a warm-started study learns from (``create_study(warm_start=...)``).
+
+    Attributes:
+        name: its name (and storage, when another: ``name @ url``).
+        direction: its direction.
+        trials: its COMPLETE trials, as they were when this process loaded it.
+    """
+
+    name: str
+    direction: str
+    trials: tuple[FrozenTrial, ...]
 
 
 class History:
@@ -25,6 +41,8 @@ class History:
         space: the declared search space, or None for define-by-run objectives.
         pruning: when the study has a pruner, ``(metric, direction)`` of the metric that drives
             early stopping (metric None when the pruner did not name it); else None.
+        sources: the earlier studies a warm-started study learns from (loaded once, when a sampler
+            first reads them), or empty.
         replay_width: in a deterministic study, trial ``n`` plans from the results of the trials
             numbered below ``n - replay_width + 1`` only (see :mod:`tunelab.study.replay`); else None.
     """
@@ -43,9 +61,23 @@ class History:
         self.space = space
         self.pruning: tuple[str | None, str] | None = None
         self.replay_width: int | None = None
+        self._sources: tuple[SourceStudy, ...] | None = ()
+        self._load_sources: Callable[[], tuple[SourceStudy, ...]] | None = None
         self._finished: dict[int, FrozenTrial] = {}
         self._prefix = 0  # every trial numbered below this is finished and cached
         self._trials: list[FrozenTrial] | None = None
+
+    def set_sources(self, load: Callable[[], tuple[SourceStudy, ...]] | None) -> None:
+        """Where :attr:`sources` come from: ``load()`` is called once, at the first read."""
+        self._load_sources = load
+        self._sources = None if load is not None else ()
+
+    @property
+    def sources(self) -> tuple[SourceStudy, ...]:
+        if self._sources is None:
+            assert self._load_sources is not None
+            self._sources = self._load_sources()
+        return self._sources
 
     def invalidate(self) -> None:
         """Forget the unfinished part; the next read asks the storage again."""

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -484,14 +484,14 @@ def _log_h(z: Array) -> Array:
     return out
 
 
-def log_expected_improvement(gp: GaussianProcess, Xq: Array) -> Array:
+def log_expected_improvement(gp: GaussianProcess | PriorMeanGP, Xq: Array) -> Array:
     """log E[max(best_observed - f(x), 0)] at the rows of ``Xq``, finite everywhere."""
     mean, var = gp.predict(Xq)
     sigma = np.sqrt(var)
     return np.asarray(_log_h((gp.best_observed - mean) / sigma) + np.log(sigma), dtype=np.float64)
 
 
-def _log_ei_and_grad(gp: GaussianProcess, Xq: Array) -> tuple[Array, Array]:
+def _log_ei_and_grad(gp: GaussianProcess | PriorMeanGP, Xq: Array) -> tuple[Array, Array]:
     """logEI at the rows of ``Xq`` and its gradient wrt their numeric coordinates."""
     mean, var, d_mean, d_var = gp._predict_with_grad(Xq)
     sigma = np.sqrt(var)
@@ -522,7 +522,7 @@ def _random_candidates(n: int, cat_sizes: Array, rng: np.random.Generator) -> Ar
     return out
 
 
-def _perturb(gp: GaussianProcess, n: int, rng: np.random.Generator) -> Array:
+def _perturb(gp: GaussianProcess | PriorMeanGP, n: int, rng: np.random.Generator) -> Array:
     """Gaussian perturbations of the best training points (categoricals resampled rarely)."""
     cat_sizes, numeric = gp.cat_sizes, gp.numeric
     n_best = min(5, len(gp.y))
@@ -541,7 +541,7 @@ def _perturb(gp: GaussianProcess, n: int, rng: np.random.Generator) -> Array:
     return np.asarray(out, dtype=np.float64)
 
 
-def _local_numeric(gp: GaussianProcess, starts: Array) -> Array:
+def _local_numeric(gp: GaussianProcess | PriorMeanGP, starts: Array) -> Array:
     """One stacked L-BFGS-B over the numeric coordinates of every start (categoricals fixed)."""
     num = np.flatnonzero(gp.numeric)
     if not len(num):
@@ -563,7 +563,9 @@ def _local_numeric(gp: GaussianProcess, starts: Array) -> Array:
     return np.asarray(out, dtype=np.float64)
 
 
-def _local_categorical(gp: GaussianProcess, points: Array, scores: Array, max_passes: int = 3) -> tuple[Array, Array]:
+def _local_categorical(
+    gp: GaussianProcess | PriorMeanGP, points: Array, scores: Array, max_passes: int = 3
+) -> tuple[Array, Array]:
     """Coordinate search over categorical dimensions: try every choice of each, keep the best."""
     cats = np.flatnonzero(~gp.numeric)
     points, scores = points.copy(), scores.copy()
@@ -586,7 +588,7 @@ def _local_categorical(gp: GaussianProcess, points: Array, scores: Array, max_pa
 
 
 def maximize_log_ei(
-    gp: GaussianProcess,
+    gp: GaussianProcess | PriorMeanGP,
     cat_sizes: Array,
     *,
     rng: np.random.Generator,
@@ -624,3 +626,83 @@ def maximize_log_ei(
     final_scores = log_expected_improvement(gp, final)
     best = final[int(np.nanargmax(final_scores))] if np.isfinite(final_scores).any() else final[0]
     return np.array(best, dtype=np.float64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Warm starts: a GP whose prior mean comes from GPs fitted to earlier studies
+
+
+class PriorMeanGP:
+    """``z(x) = c0 * sum_s w_s mu_s(x) + c1 + r(x)``: the sources' posterior means ``mu_s`` (GPs fitted
+    to earlier studies), weighted, as the prior mean of a GP ``r`` on what they do not explain.
+
+    Quacks like :class:`GaussianProcess` for :func:`maximize_log_ei` (``predict``,
+    ``_predict_with_grad``, ``with_pending``, ``best_observed``, and ``X`` / ``y`` of the points worth
+    perturbing). ``residual`` None: no trial of the target yet (the variance is the prior's).
+    """
+
+    def __init__(
+        self,
+        residual: GaussianProcess | None,
+        sources: Sequence[GaussianProcess],
+        weights: Array,
+        c0: float,
+        c1: float,
+        cat_sizes: Array,
+        params: KernelParams,
+        best_observed: float,
+        hint_X: Array,
+        hint_y: Array,
+    ) -> None:
+        self.residual = residual
+        self.sources = list(sources)
+        self.weights = np.asarray(weights, dtype=np.float64)
+        self.c0, self.c1 = float(c0), float(c1)
+        self.cat_sizes = np.asarray(cat_sizes, dtype=np.int64)
+        self.numeric = self.cat_sizes == 0
+        self.params = params
+        self.best_observed = float(best_observed)
+        self.X, self.y = hint_X, hint_y
+
+    def prior_mean(self, Xq: Array) -> Array:
+        out = np.full(len(Xq), self.c1)
+        for w, g in zip(self.weights, self.sources, strict=True):
+            if w > 0:
+                out += self.c0 * w * g.predict(Xq)[0]
+        return out
+
+    def predict(self, Xq: Array) -> tuple[Array, Array]:
+        Xq = np.atleast_2d(np.asarray(Xq, dtype=np.float64))
+        if self.residual is None:
+            return self.prior_mean(Xq), np.full(len(Xq), float(self.params.signal_variance))
+        mean, var = self.residual.predict(Xq)
+        return mean + self.prior_mean(Xq), var
+
+    def _predict_with_grad(self, Xq: Array) -> tuple[Array, Array, Array, Array]:
+        n_num = int(self.numeric.sum())
+        if self.residual is None:
+            mean, var = np.full(len(Xq), self.c1), np.full(len(Xq), float(self.params.signal_variance))
+            d_mean, d_var = np.zeros((len(Xq), n_num)), np.zeros((len(Xq), n_num))
+        else:
+            mean, var, d_mean, d_var = self.residual._predict_with_grad(Xq)
+            mean = mean + self.c1
+        for w, g in zip(self.weights, self.sources, strict=True):
+            if w > 0:
+                m, _, dm, _ = g._predict_with_grad(Xq)
+                mean = mean + self.c0 * w * m
+                d_mean = d_mean + self.c0 * w * dm
+        return mean, var, d_mean, d_var
+
+    def with_pending(self, X_pending: Array) -> PriorMeanGP:
+        """Kriging believer on the residual (see :meth:`GaussianProcess.with_pending`)."""
+        Xp = np.atleast_2d(np.asarray(X_pending, dtype=np.float64))
+        if Xp.size == 0:
+            return self
+        full, _ = self.predict(Xp)
+        if self.residual is None:
+            residual = GaussianProcess(Xp, np.zeros(len(Xp)), self.cat_sizes, self.params,
+                                       noise=np.full(len(Xp), MIN_NOISE_VAR))
+        else:
+            residual = self.residual.with_pending(Xp)
+        return PriorMeanGP(residual, self.sources, self.weights, self.c0, self.c1, self.cat_sizes, self.params,
+                           min(self.best_observed, float(np.min(full))), self.X, self.y)

@@ -15,15 +15,17 @@ hundred trials, :class:`~tunelab.samplers.TPESampler` beyond.
 
 from __future__ import annotations
 
+import zlib
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tunelab.errors import ConfigError
 from tunelab.samplers.model_based import EncodedSpace, ModelBasedSampler, Observations
+from tunelab.samplers.transfer import RESIDUAL_FIT_AT, SourceData, source_weights
 
 if TYPE_CHECKING:
-    from tunelab.samplers._gp import KernelParams
+    from tunelab.samplers._gp import GaussianProcess, KernelParams
 
 
 class GPSampler(ModelBasedSampler):
@@ -70,8 +72,11 @@ class GPSampler(ModelBasedSampler):
         self.n_local = n_local
         self.deterministic_objective = deterministic_objective
         self._previous: tuple[tuple[str, ...], KernelParams] | None = None
+        self._source_gps: dict[tuple[Any, ...], GaussianProcess] = {}
 
     def propose(self, space: EncodedSpace, observations: Observations, rng: np.random.Generator) -> np.ndarray:
+        if observations.sources:
+            return self._propose_warm(space, observations, rng)
         from tunelab.samplers._gp import fit_gp, maximize_log_ei  # scipy.optimize and .stats: slow to import
 
         X = _fill_inactive(observations.X, space)
@@ -82,6 +87,57 @@ class GPSampler(ModelBasedSampler):
         self._previous = (space.names, gp.params)  # a warm start for the next fit in this process
         if len(observations.pending):
             gp = gp.with_pending(_fill_inactive(observations.pending, space))
+        return maximize_log_ei(gp, space.cat_sizes, rng=rng, n_candidates=self.n_candidates,
+                               n_local=self.n_local, snap=space.snap)
+
+    def _source_gp(self, space: EncodedSpace, data: SourceData) -> GaussianProcess:
+        """The GP of one source study, fitted once per space (a fixed generator: every worker fits
+        the same one)."""
+        from tunelab.samplers._gp import fit_gp
+
+        key = (space.names, repr(space.distributions), data.name, len(data.y))
+        if key not in self._source_gps:
+            rng = np.random.default_rng(zlib.crc32(data.name.encode()))
+            self._source_gps[key] = fit_gp(_fill_inactive(data.X, space), data.y, space.cat_sizes, rng=rng,
+                                           deterministic_objective=self.deterministic_objective)
+        return self._source_gps[key]
+
+    def _propose_warm(self, space: EncodedSpace, obs: Observations, rng: np.random.Generator) -> np.ndarray:
+        """A proposal with earlier studies' GPs as the prior mean (see :mod:`tunelab.samplers.transfer`)."""
+        from tunelab.samplers._gp import GaussianProcess, PriorMeanGP, fit_gp, maximize_log_ei, warp_targets
+
+        sources = [self._source_gp(space, d) for d in obs.sources]
+        X = _fill_inactive(obs.X, space)
+        n = len(X)
+        y = warp_targets(obs.y) if n else np.zeros(0)
+        predictions = np.array([g.predict(X)[0] for g in sources]) if n else np.zeros((len(sources), 0))
+        weights = source_weights(predictions, y)
+        if not weights.any() and obs.n_measured < self.n_startup_trials:
+            u = rng.random(len(space))  # every source unrelated, few trials of its own yet: explore
+            return np.asarray(space.snap(np.where(space.cat_sizes > 0, np.floor(u * space.cat_sizes), u)[None, :])[0])
+        prior_at_X = weights @ predictions if n else np.zeros(0)
+        params = sources[int(np.argmax(weights))].params
+        # Units: z = (y - offset) / scale = prior / scale + (residual, standardised by fit_gp).
+        c0, c1 = 1.0, 0.0
+        residual: GaussianProcess | None = None
+        if n >= RESIDUAL_FIT_AT:
+            r = y - prior_at_X
+            scale = float(np.sqrt(np.mean((r - r.mean()) ** 2)))
+            if scale > 1e-12:
+                c0 = 1.0 / scale
+                residual = fit_gp(X, r, space.cat_sizes, rng=rng, warp=False,
+                                  deterministic_objective=self.deterministic_objective)
+                params = residual.params
+        if residual is None and n:
+            residual = GaussianProcess(X, y - prior_at_X, space.cat_sizes, params)
+        z_observed = c0 * prior_at_X + c1 + residual.y if residual is not None else np.zeros(0)
+        hint_X = np.vstack([X, *(g.X[np.argsort(g.y)[:5]] for g, w in zip(sources, weights, strict=True) if w > 0)])
+        gp = PriorMeanGP(residual, sources, weights, c0, c1, space.cat_sizes, params, 0.0, hint_X, np.zeros(0))
+        hint_y = gp.predict(hint_X)[0] if len(hint_X) else np.zeros(0)
+        best = float(np.min(z_observed)) if n else float(np.min(hint_y)) if len(hint_y) else 0.0
+        gp = PriorMeanGP(residual, sources, weights, c0, c1, space.cat_sizes, params, best, hint_X, hint_y)
+        if len(obs.pending):
+            gp = gp.with_pending(_fill_inactive(obs.pending, space))
         return maximize_log_ei(gp, space.cat_sizes, rng=rng, n_candidates=self.n_candidates,
                                n_local=self.n_local, snap=space.snap)
 

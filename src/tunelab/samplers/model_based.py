@@ -37,6 +37,7 @@ from tunelab.errors import ConfigError
 from tunelab.history import History
 from tunelab.records import FrozenTrial, TrialState
 from tunelab.samplers.base import Sampler, SamplingContext
+from tunelab.samplers.transfer import MIN_SOURCE_ROWS, SourceData, source_observations, subsample
 from tunelab.space import Conditional, SpaceEntry, unwrap
 
 PLANNED_KEY = "planned"
@@ -78,6 +79,21 @@ class EncodedSpace:
         for i, (name, dist) in enumerate(zip(self.names, self.distributions, strict=True)):
             if name in params:
                 row[i] = _encode_value(dist, params[name])
+        return row
+
+    def encode_unclipped(self, params: Mapping[str, ParamValue]) -> np.ndarray:
+        """:meth:`encode`, but a numeric value outside the range keeps its coordinate outside [0, 1]
+        (another study's value, e.g. a warm start's): NaN where absent or not encodable."""
+        row = np.full(len(self.names), np.nan)
+        for i, (name, dist) in enumerate(zip(self.names, self.distributions, strict=True)):
+            if name in params:
+                try:
+                    if isinstance(dist, (Categorical, Bool)):
+                        row[i] = _encode_value(dist, params[name])
+                    else:
+                        row[i] = dist.to_unit(params[name])
+                except (ConfigError, TypeError, ValueError):
+                    row[i] = math.nan
         return row
 
     def decode(self, row: np.ndarray) -> dict[str, ParamValue]:
@@ -191,6 +207,7 @@ class Observations:
         pending_numbers: (m,) their trial numbers (-1 where unknown).
         replayable: the proposal must be a function of these observations alone, with nothing
             carried over from earlier proposals in this process (a deterministic study).
+        sources: earlier studies' trials in this space (a warm start, :mod:`tunelab.samplers.transfer`).
     """
 
     X: np.ndarray
@@ -200,6 +217,7 @@ class Observations:
     pending: np.ndarray
     pending_numbers: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     replayable: bool = False
+    sources: tuple[SourceData, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.pending_numbers) != len(self.pending):
@@ -434,6 +452,8 @@ class ModelBasedSampler(Sampler):
         self.failed = failed
         self._cache = ObservationCache()
         self._encoded: tuple[dict[str, Any], EncodedSpace] | None = None
+        self._source_key: tuple[Any, ...] | None = None
+        self._source_rows: dict[tuple[str, int], SourceData] = {}
 
     def encoded_space(self, history: History) -> EncodedSpace | None:
         """The space to plan over (see :func:`infer_space`), encoded; reused while unchanged."""
@@ -467,9 +487,10 @@ class ModelBasedSampler(Sampler):
             if rung is not None and rung[0].n_measured > obs.n_measured:
                 obs, on_rung = rung[0], True
                 trial.record(FIDELITY_KEY, {"metric": metric, "step": rung[1], "points": obs.n_measured})
-        if obs.n_measured >= self.n_startup_trials:
+        obs = self._with_sources(history, space, obs)
+        if self._uses_model(obs):
             obs = self._as_planned(history, space, obs, trial, on_rung)
-        if obs.n_measured < self.n_startup_trials:
+        if not self._uses_model(obs):
             row = space.startup_point(trial.number, trial.seed)
         else:
             row = self.propose(space, obs, trial.rng(type(self).__name__))
@@ -499,7 +520,7 @@ class ModelBasedSampler(Sampler):
         planned = self._plan_ahead(history, space, obs, trial)
         me = next((t for t in history.pending() if t.number == trial.number), None)
         if me is not None and not on_rung:
-            return as_seen_by(obs, me, history, planned)
+            return replace(as_seen_by(obs, me, history, planned), sources=obs.sources)
         if not planned:
             return obs
         return replace(obs, pending=np.vstack([obs.pending, *(row[None, :] for _, row in planned)]),
@@ -513,8 +534,8 @@ class ModelBasedSampler(Sampler):
         the points before it as pending, as it does itself."""
         planned: list[tuple[int, np.ndarray]] = []
         for t in planning_now(history, trial.number):
-            seen = as_seen_by(obs, t, history, planned)
-            if seen.n_measured < self.n_startup_trials:
+            seen = replace(as_seen_by(obs, t, history, planned), sources=obs.sources)
+            if not self._uses_model(seen):
                 row = space.startup_point(t.number, trial.seed)
             else:
                 row = self.propose(space, seen, SamplingContext(t.number, trial.seed).rng(type(self).__name__))
@@ -557,11 +578,36 @@ class ModelBasedSampler(Sampler):
         pending = np.array([space.encode(values[u]) for u in window], dtype=float).reshape(len(window), len(space))
         obs = _observations(ObservationCache().arrays(space, finished), space, history.direction, self.failed,
                             pending, np.array(window, dtype=np.int64), replayable=True)
-        if obs.n_measured < self.n_startup_trials:
+        obs = self._with_sources(history, space, obs)
+        if not self._uses_model(obs):
             row = space.startup_point(number, seed)
         else:
             row = self.propose(space, obs, SamplingContext(number, seed).rng(type(self).__name__))
         return space.decode(row)
+
+    def _uses_model(self, obs: Observations) -> bool:
+        """Enough measured trials for the model, or earlier studies to start from (a warm start)."""
+        return obs.n_measured >= self.n_startup_trials or bool(obs.sources)
+
+    def _with_sources(self, history: History, space: EncodedSpace, obs: Observations) -> Observations:
+        """``obs`` with the warm start's source studies as rows of ``space`` (those with enough
+        usable trials; each encoded once per space)."""
+        if not history.sources:
+            return obs
+        key = (space.names, repr(space.distributions))
+        if self._source_key != key:
+            self._source_key, self._source_rows = key, {}
+        found = []
+        for source in history.sources:
+            tag = (source.name, len(source.trials))
+            data = self._source_rows.get(tag)
+            if data is None:
+                data = subsample(source_observations(source.name, source.direction, source.trials, space.names,
+                                                     space.encode_unclipped))
+                self._source_rows[tag] = data
+            if len(data.y) >= MIN_SOURCE_ROWS:
+                found.append(data)
+        return replace(obs, sources=tuple(found)) if found else obs
 
     @abstractmethod
     def propose(self, space: EncodedSpace, observations: Observations, rng: np.random.Generator) -> np.ndarray:

@@ -46,6 +46,13 @@ from tunelab.samplers.model_based import (
     Observations,
     collect_observations,
 )
+from tunelab.samplers.transfer import (
+    MIN_SOURCE_ROWS,
+    SourceData,
+    nearest_values,
+    rank_agreement,
+    tpe_source_weight,
+)
 
 PRIOR_WEIGHT = 1.0
 """Weight of the broad prior kernel in each estimator (a trial's kernel weighs 1)."""
@@ -191,9 +198,14 @@ class TPESampler(ModelBasedSampler):
         for j, (name, dist) in enumerate(zip(space.names, space.distributions, strict=True)):
             column = EncodedSpace({name: dist})
             present, active = ~np.isnan(obs.X[:, j]), ~np.isnan(obs.pending[:, j])
+            sources = tuple(
+                SourceData(s.name, s.X[has][:, j:j + 1], s.y[has])
+                for s in obs.sources if (has := ~np.isnan(s.X[:, j])).sum() >= MIN_SOURCE_ROWS
+            )
             one = Observations(obs.X[present][:, j:j + 1], obs.y[present], obs.imputed[present],
-                               obs.numbers[present], obs.pending[active][:, j:j + 1], obs.pending_numbers[active])
-            if one.n_measured < self.n_startup_trials:  # too few trials have it yet: uniform
+                               obs.numbers[present], obs.pending[active][:, j:j + 1], obs.pending_numbers[active],
+                               sources=sources)
+            if one.n_measured < self.n_startup_trials and not sources:  # too few trials have it yet: uniform
                 k = int(column.cat_sizes[0])
                 row[j] = column.snap(np.array([[rng.integers(k) if k else rng.random()]], dtype=float))[0, 0]
             else:
@@ -206,10 +218,21 @@ class TPESampler(ModelBasedSampler):
         order = np.lexsort((obs.numbers, obs.y))  # best first, ties by trial number
         good, bad = order[:n_good], order[n_good:]
         min_sigma = _min_sigma(space)
-        l_est = ParzenEstimator(obs.X[good], space.cat_sizes, min_sigma)
         bad = bad[np.argsort(obs.numbers[bad])]  # by trial number: older bad trials weigh less
-        weights = np.concatenate([_recency_weights(len(bad)), np.ones(len(obs.pending))])
-        g_est = ParzenEstimator(np.vstack([obs.X[bad], obs.pending]), space.cat_sizes, min_sigma, weights)
+        good_X, good_w = [obs.X[good]], [np.ones(len(good))]
+        bad_X, bad_w = [obs.X[bad], obs.pending], [_recency_weights(len(bad)), np.ones(len(obs.pending))]
+        for source in obs.sources:  # a warm start: down-weighted, and silenced when unrelated
+            agreement = rank_agreement(nearest_values(source, obs.X), obs.y) if len(obs.y) else 0.0
+            w = tpe_source_weight(agreement, int(obs.n_measured), len(source.y))
+            if w > 0:
+                s_order = np.argsort(source.y, kind="stable")
+                s_good = max(1, math.ceil(self.gamma * len(s_order)))
+                good_X.append(source.X[s_order[:s_good]])
+                good_w.append(np.full(s_good, w))
+                bad_X.append(source.X[s_order[s_good:]])
+                bad_w.append(np.full(len(s_order) - s_good, w))
+        l_est = ParzenEstimator(np.vstack(good_X), space.cat_sizes, min_sigma, np.concatenate(good_w))
+        g_est = ParzenEstimator(np.vstack(bad_X), space.cat_sizes, min_sigma, np.concatenate(bad_w))
         candidates = space.snap(l_est.sample(rng, self.n_candidates))
         score = l_est.log_pdf(candidates) - g_est.log_pdf(candidates)
         return np.asarray(candidates[int(np.argmax(score))])

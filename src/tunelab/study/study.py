@@ -37,6 +37,7 @@ from tunelab.pruners import Pruner, pruner_from_description
 from tunelab.records import FrozenTrial, StudyRecord, TrialState, check_direction, sort_key
 from tunelab.samplers import AutoSampler, Sampler, sampler_from_description
 from tunelab.samplers.base import SamplingContext
+from tunelab.samplers.transfer import check_warm_start
 from tunelab.space import SpaceEntry, space_from_json, space_to_json, validate_space
 from tunelab.storage import BaseStorage, Curves, MetricPoint, get_storage
 from tunelab.study.enqueue import check_enqueued
@@ -50,6 +51,7 @@ from tunelab.study.replay import (
 )
 from tunelab.study.services import Pruning, Suggestions, TrialServices, TrialWriter
 from tunelab.study.trial import Trial, record_end
+from tunelab.study.warm import WARM_START_KEY, check_sources, load_sources, stored_sources
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -95,6 +97,8 @@ class Study:
         self.seed = record.seed
         self._history = History(storage, record, space)
         self._history.replay_width = stored_width(record.system_attrs)
+        sources = stored_sources(record.system_attrs)
+        self._history.set_sources((lambda: load_sources(sources, storage)) if sources else None)
         check_replayable(self._history.replay_width, sampler, pruner)
         self._suggestions = Suggestions(storage, record, sampler, self._history, space)
         self._pruning = Pruning(pruner, self._history, record.direction)
@@ -681,6 +685,7 @@ def create_study(
     artifact_dir: str | os.PathLike[str] | None = None,
     checkpoint_policy: CheckpointPolicy | None = None,
     deterministic: bool | int = False,
+    warm_start: Sequence[str | tuple[str, str]] | None = None,
 ) -> Study:
     """Create a study.
 
@@ -710,6 +715,10 @@ def create_study(
             ``n - width + 1`` (``True``: width 4; an integer sets it) and counts the ones between as
             running; a worker whose trial needs a result not in yet waits for it. Needs a sampler
             that can replay (random, TPE, GP, auto) and no pruner.
+        warm_start: earlier studies to learn from: names in the same storage, or ``(name, url)``
+            for another storage. The GP and TPE samplers (and AutoSampler) start from what they
+            found, rescale a source whose optimum or scale differs, and stop listening to one that
+            turns out unrelated; their trials never count as this study's. Stored with the study.
 
     Examples:
         An in-memory study (``storage=None``) with a seed, and the default sampler:
@@ -745,6 +754,7 @@ def create_study(
     if pruner is not None and not isinstance(pruner, Pruner):
         raise ConfigError(f"pruner must be a tunelab pruner such as MedianPruner(), got {pruner!r}")
     width = check_deterministic(deterministic)
+    sources = check_warm_start(warm_start)
     check_replayable(width, sampler, pruner)
     if checkpoint_policy is not None and not isinstance(checkpoint_policy, CheckpointPolicy):
         raise ConfigError(
@@ -759,6 +769,9 @@ def create_study(
         system_attrs["pruner"] = pruner.describe()
     if width is not None:
         system_attrs[DETERMINISTIC_KEY] = {"width": width}
+    if sources:
+        check_sources(sources, store, name, space)
+        system_attrs[WARM_START_KEY] = [list(s) for s in sources]
     if space is not None:
         system_attrs["space"] = space_to_json(space)
     try:
@@ -779,10 +792,16 @@ def create_study(
             ) from None
         # A sampler or pruner given here replaces the stored one, so that workers joining later
         # (tunelab worker, load_study) and the dashboard see the one the study runs with.
-        replaced = {k: v.describe() for k, v in (("sampler", given_sampler), ("pruner", pruner)) if v is not None}
+        replaced: dict[str, Any] = {
+            k: v.describe() for k, v in (("sampler", given_sampler), ("pruner", pruner)) if v is not None
+        }
+        if sources:
+            replaced[WARM_START_KEY] = [list(s) for s in sources]
         stored = loaded.system_attrs
         if any(stored.get(k) != v for k, v in replaced.items()):
             store.set_study_attrs(loaded.study_id, system_attrs=replaced)
+            if sources:  # the history learns from the new sources from now on
+                return load_study(name, store, sampler=given_sampler, pruner=pruner)
         return loaded
     return Study(store, record, sampler, space, pruner)
 

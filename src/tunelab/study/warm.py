@@ -1,0 +1,70 @@
+"""Warm starts (``create_study(..., warm_start=[...])``): finding and loading the source studies.
+
+The sources are stored with the study (``system_attrs["warm_start"]``: ``[[name, url or None], ...]``)
+so that every worker and every resume learns from them too; each process loads their COMPLETE
+trials once, when its sampler first reads them (:attr:`tunelab.history.History.sources`). What the
+samplers make of them is in :mod:`tunelab.samplers.transfer`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tunelab.errors import ConfigError, StudyNotFoundError
+from tunelab.history import SourceStudy
+from tunelab.records import TrialState
+from tunelab.space import SpaceEntry
+from tunelab.storage import BaseStorage, get_storage
+
+WARM_START_KEY = "warm_start"
+
+
+def stored_sources(system_attrs: Mapping[str, Any]) -> list[tuple[str, str | None]]:
+    """The sources stored with a study."""
+    entries = system_attrs.get(WARM_START_KEY) or []
+    return [(str(e[0]), e[1] if isinstance(e[1], str) else None) for e in entries if isinstance(e, list) and e]
+
+
+def check_sources(
+    sources: Sequence[tuple[str, str | None]], storage: BaseStorage, name: str, space: Mapping[str, SpaceEntry] | None
+) -> None:
+    """ConfigError when a source does not exist, is the study itself, or shares no parameter with a
+    declared ``space`` (checked before the study is created)."""
+    for source, url in sources:
+        where = storage if url is None else get_storage(url)
+        shown = repr(source) if url is None else f"{source!r} in {where!r}"
+        if url is None and source == name:
+            raise ConfigError(f"warm_start: study {name!r} cannot warm-start from itself; name an earlier study")
+        try:
+            record = where.get_study(source)
+        except StudyNotFoundError:
+            known = sorted(s.name for s in where.list_studies())[:10]
+            raise ConfigError(
+                f"warm_start: no study {shown}; the storage holds {known or 'no studies'}. Name one of them, or "
+                "give another storage as (name, url)"
+            ) from None
+        if space is None:
+            continue
+        used: set[str] = set(record.system_attrs.get("space") or {})
+        for t in where.get_trials(record.study_id, states=(TrialState.COMPLETE,), max_number=200):
+            used.update(t.params)
+        if used and not used & set(space):
+            raise ConfigError(
+                f"warm_start: study {shown} shares no parameter with this study's space ({', '.join(sorted(space))}; "
+                f"it has {', '.join(sorted(used))}): it could teach the model nothing; leave it out"
+            )
+
+
+def load_sources(sources: Sequence[tuple[str, str | None]], storage: BaseStorage) -> tuple[SourceStudy, ...]:
+    """The sources' COMPLETE trials as they are now (a source that has gone is skipped)."""
+    out = []
+    for source, url in sources:
+        where = storage if url is None else get_storage(url)
+        try:
+            record = where.get_study(source)
+        except StudyNotFoundError:
+            continue
+        trials = tuple(where.get_trials(record.study_id, states=(TrialState.COMPLETE,)))
+        out.append(SourceStudy(source if url is None else f"{source} @ {where!r}", record.direction, trials))
+    return tuple(out)
