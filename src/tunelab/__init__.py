@@ -18,7 +18,7 @@ from tunelab.errors import (
 )
 from tunelab.execution.ray import RayExecutor
 from tunelab.pbt import PopulationBasedTraining
-from tunelab.pruners import HyperbandPruner, MedianPruner, Pruner, SuccessiveHalvingPruner
+from tunelab.pruners import HyperbandPruner, LearningCurvePruner, MedianPruner, Pruner, SuccessiveHalvingPruner
 from tunelab.records import FrozenTrial, TrialState
 from tunelab.samplers import (
     AutoSampler,
@@ -51,6 +51,7 @@ __all__ = [
     "GPSampler",
     "GridSampler",
     "HyperbandPruner",
+    "LearningCurvePruner",
     "InMemoryStorage",
     "Int",
     "MedianPruner",
