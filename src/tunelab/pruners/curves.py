@@ -49,10 +49,11 @@ MIN_POINTS = 4
 EXTRAPOLATION_SD = 0.25
 """The model error: a family's predicted gain beyond its last fitted point has this relative sd (on
 top of the parameter and noise uncertainty)..."""
-DRIFT_SD = 0.12
-"""... and a gain it does not predict has this sd, in ranges of the observed curve, times the square
-root of the distance ahead (in multiples of the steps observed). Both are set so that 90% intervals
-cover the truth at least 90% of the time on curves of the families and of shapes outside them
+DRIFT_SD = 0.4
+"""... and a gain it does not predict has this sd, in ranges of the observed curve, times how much the
+curve still moved over its second half (in ranges, plus its noise; at most 1) and the square root of the
+distance ahead (in multiples of the steps observed): a flat, quiet curve gets almost none. Both are
+set so that 90% intervals cover the truth at least 90% of the time on curves of the families and of shapes outside them
 (tests/test_curve_pruner.py, which reports the rate)."""
 _TINY = 1e-12
 
@@ -339,6 +340,12 @@ class CurveModel:
         self.fits = list(fits)
         self._sign = 1.0 if direction == "maximize" else -1.0
         self._offset, self._scale = offset, scale
+        # how much the curve still moved over its second half (scaled, at most 1), plus its noise: the
+        # drift a family did not predict is in proportion (a flat, quiet curve gets almost none)
+        g = self._sign * (values - offset) / scale if values.size else np.zeros(0)
+        half = g[g.size // 2:] if g.size >= 4 else g
+        noise = math.sqrt(min(f.sigma2 for f in fits)) if fits else 1.0
+        self._recent = min(1.0, float(np.ptp(half)) + noise) if half.size else 1.0
         if self.fits:
             bic = np.asarray([f.bic for f in self.fits])
             w = np.exp(-0.5 * (bic - bic.min()))
@@ -364,7 +371,7 @@ class CurveModel:
             m = f.mean(u)
             last = float(f.mean(np.asarray([u_last]))[0])
             ahead = np.clip((u - u_last) / max(u_last, _TINY), 0.0, None)
-            model_error = EXTRAPOLATION_SD * np.abs(m - last) + DRIFT_SD * np.sqrt(ahead)
+            model_error = EXTRAPOLATION_SD * np.abs(m - last) + DRIFT_SD * self._recent * np.sqrt(ahead)
             var = f.variance(u) + f.sigma2 + model_error**2
             means.append(m)
             sds.append(np.sqrt(np.maximum(var, _TINY)))
