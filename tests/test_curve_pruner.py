@@ -242,3 +242,28 @@ def test_bad_settings_are_refused_with_the_argument_and_the_fix(kwargs: dict[str
         LearningCurvePruner(**kwargs)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         LearningCurvePruner()  # type: ignore[call-arg]
+
+
+def test_tunelab_show_trial_and_the_dashboard_show_the_prediction(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from tunelab.cli.main import app
+    from tunelab.dashboard import create_app
+
+    url = f"sqlite:///{tmp_path / 'lc.db'}"
+    study = tunelab.create_study(name="lc", storage=url, sampler=tunelab.RandomSampler(), seed=0,
+                                 pruner=LearningCurvePruner(max_resource=R, min_points=5))
+    for c in (FAST, WORSE):
+        study.enqueue(c)
+    study.optimize(exp_curve, n_trials=2)
+    shown = CliRunner().invoke(app, ["show", "lc", "--storage", url], env={"COLUMNS": "250"})
+    assert shown.exit_code == 0 and "predicted" in shown.output and "vs best 0.3" in shown.output
+    trial = CliRunner().invoke(app, ["trial", "lc", "1", "--storage", url], env={"COLUMNS": "250"})
+    assert "stopped on step 5" in trial.output and "predicted continuation" in trial.output
+    with TestClient(create_app(url), base_url="http://127.0.0.1:8000") as client:
+        pruned = client.get("/api/studies/lc/trials/1").json()["prediction"]
+        assert pruned["metric"] == "val_loss" and pruned["step"] == 5 and pruned["steps"][-1] == R
+        assert len(pruned["mean"]) == len(pruned["low"]) == len(pruned["high"]) == len(pruned["steps"])
+        complete = client.get("/api/studies/lc/trials/0").json()["prediction"]
+        assert complete["rule"] == "curve prediction" and complete["step"] == R - 1
