@@ -17,7 +17,11 @@ line to add a method). Printed, and saved as JSON with every trial's curve:
   median ratio to the epochs random search needed;
 - whether the targets hold: (1) ASHA reaches random search's best validation accuracy with at
   most 1/3 of random search's epochs (median over seeds); (2) ASHA's median best accuracy at
-  the whole budget is at least that of each of Optuna's pruners.
+  the whole budget is at least that of each of Optuna's pruners; (4) the learning-curve pruner
+  (``tunelab-curve``, and ``tunelab-curve-asha`` with ASHA's rungs ranked by predicted values) finds a
+  better median final val acc (at epoch R of a full trial) than ASHA; with ``--wrong-stops`` the
+  stopped trials of ASHA and of both are trained to the end after the run (outside its budget) and
+  those that would have ended in the run's top 3 are counted as wrong stops.
 
 Run ``make bench-multifidelity`` or
 ``OMP_NUM_THREADS=1 .venv-bench/bin/python benchmarks/multifidelity.py [--quick]``;
