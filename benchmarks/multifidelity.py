@@ -17,7 +17,11 @@ line to add a method). Printed, and saved as JSON with every trial's curve:
   median ratio to the epochs random search needed;
 - whether the targets hold: (1) ASHA reaches random search's best validation accuracy with at
   most 1/3 of random search's epochs (median over seeds); (2) ASHA's median best accuracy at
-  the whole budget is at least that of each of Optuna's pruners.
+  the whole budget is at least that of each of Optuna's pruners; (4) the learning-curve pruner
+  (``tunelab-curve``, and ``tunelab-curve-asha`` with ASHA's rungs ranked by predicted values) finds a
+  better median final val acc (at epoch R of a full trial) than ASHA; with ``--wrong-stops`` the
+  stopped trials of ASHA and of both are trained to the end after the run (outside its budget) and
+  those that would have ended in the run's top 3 are counted as wrong stops.
 
 Run ``make bench-multifidelity`` or
 ``OMP_NUM_THREADS=1 .venv-bench/bin/python benchmarks/multifidelity.py [--quick]``;
@@ -70,6 +74,13 @@ TARGET_RATIO = 1.0 / 3.0
 CHECKPOINT_EVERY_S = 30.0
 SEED_OF_WEIGHTS = 0
 """Initial weights, shuffling and dropout masks are seeded with this: a configuration's curve never changes."""
+CURVE_MIN_POINTS, CURVE_CONFIDENCE = 5, 0.95
+"""The learning-curve pruner's settings."""
+TOP = 3
+"""A wrong stop: a stopped trial that, trained to the end, would have ended among the run's best TOP."""
+WRONG_STOP_METHODS = ("tunelab-asha", "tunelab-curve", "tunelab-curve-asha")
+"""Methods whose stopped trials are trained to the end after the run (outside its budget) with
+``--wrong-stops``, to count their wrong stops."""
 TIE = 1e-9
 """Two accuracies closer than this are equal (they are counts of a 1,197-image validation set)."""
 
@@ -423,6 +434,16 @@ def _tl_asha(R: int) -> Any:
     return tunelab.SuccessiveHalvingPruner(min_resource=1, reduction_factor=ETA, max_resource=R, metric="val_loss")
 
 
+def _tl_curve(R: int) -> Any:
+    return tunelab.LearningCurvePruner(max_resource=R, metric="val_loss", min_points=CURVE_MIN_POINTS,
+                                       confidence=CURVE_CONFIDENCE)
+
+
+def _tl_curve_asha(R: int) -> Any:
+    return tunelab.LearningCurvePruner(max_resource=R, metric="val_loss", min_points=CURVE_MIN_POINTS,
+                                       confidence=CURVE_CONFIDENCE, rung_pruner=_tl_asha(R))
+
+
 def _tl_hyperband(R: int) -> Any:
     return tunelab.HyperbandPruner(min_resource=1, max_resource=R, reduction_factor=ETA, metric="val_loss")
 
@@ -445,6 +466,16 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            f"tunelab.TPESampler() + SuccessiveHalvingPruner(min_resource=1, reduction_factor={ETA}, "
            "max_resource={R}, metric='val_loss') (BOHB-like: TPE fits on the highest rung with enough points)",
            tunelab_runner(tunelab.TPESampler, _tl_asha)),
+    Method("tunelab-curve", "tunelab",
+           "tunelab.RandomSampler() + LearningCurvePruner(max_resource={R}, metric='val_loss', "
+           f"min_points={CURVE_MIN_POINTS}, confidence={CURVE_CONFIDENCE})",
+           tunelab_runner(tunelab.RandomSampler, _tl_curve)),
+    Method("tunelab-curve-asha", "tunelab",
+           "tunelab.RandomSampler() + LearningCurvePruner(max_resource={R}, metric='val_loss', "
+           f"min_points={CURVE_MIN_POINTS}, confidence={CURVE_CONFIDENCE}, rung_pruner=SuccessiveHalvingPruner("
+           f"min_resource=1, reduction_factor={ETA}, max_resource={{R}})): ASHA's rungs rank by the value predicted "
+           "at the next rung once a curve has min_points points",
+           tunelab_runner(tunelab.RandomSampler, _tl_curve_asha)),
     Method("optuna-random", "optuna",
            "optuna.samplers.RandomSampler(seed) + optuna.pruners.NopPruner(): E/R trials of R epochs",
            optuna_runner(lambda R: optuna.pruners.NopPruner())),
@@ -484,6 +515,29 @@ class Task:
     seed: int
     max_epochs: int
     budget: int
+    wrong_stops: bool = False
+
+
+def finish_stopped(log: RunLog) -> dict[str, Any]:
+    """Train every stopped trial to the end (outside the budget: its configuration gives the same curve)
+    and count the wrong stops: stopped trials whose final val loss would have been among the run's
+    ``TOP`` best final values (of the complete trials and the stopped ones trained to the end)."""
+    finals: list[tuple[float, bool, int]] = []  # (final val loss, stopped, number)
+    for t in log.trials:
+        if t["state"] == "complete":
+            finals.append((t["val_loss"][-1], False, t["number"]))
+        elif t["state"] == "pruned":
+            trainer = DigitsTrainer(t["params"])
+            result = None
+            for _ in range(log.max_epochs):
+                result = trainer.train_epoch()
+            assert result is not None
+            t["final_if_trained"] = {"val_loss": round(result.val_loss, 6), "val_acc": round(result.val_acc, 6)}
+            finals.append((result.val_loss, True, t["number"]))
+    finals.sort()
+    top = finals[:TOP]
+    return {"wrong": sum(stopped for _, stopped, _ in top), "top": [n for _, _, n in top],
+            "stopped": sum(stopped for _, stopped, _ in finals)}
 
 
 def run_task(task: Task) -> dict[str, Any]:
@@ -496,7 +550,8 @@ def run_task(task: Task) -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - report any failure to the parent rather than lose the run
         error = traceback.format_exc()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return {
+    wrong = finish_stopped(log) if task.wrong_stops and error is None and task.method in WRONG_STOP_METHODS else None
+    return {"wrong_stops": wrong,
         "method": task.method, "seed": task.seed, "max_epochs": task.max_epochs, "budget": task.budget,
         "epochs": log.used, "n_trials": len(log.trials),
         "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
@@ -640,6 +695,9 @@ def summarize(
                                "loss": spread([v for _, v in pairs if v is not None])}
         full = [max(max(t["val_acc"]) for t in full_trials) for r in rs.values()
                 if (full_trials := [t for t in r["trials"] if len(t["val_acc"]) == max_epochs])]
+        # the final validation score: the best val acc at the last epoch of a trial trained to the end
+        final = [max(t["val_acc"][-1] for t in full_trials) for r in rs.values()
+                 if (full_trials := [t for t in r["trials"] if len(t["val_acc"]) == max_epochs])]
         baseline = reach_baseline(m, targets)
         goal = targets.get(baseline, {}) if baseline is not None else {}
         reach: list[dict[str, Any]] = []
@@ -661,6 +719,10 @@ def summarize(
             "epochs": spread([r["epochs"] for r in rs.values()]),
             "trials": spread([r["n_trials"] for r in rs.values()]),
             "complete": spread([sum(t["state"] == "complete" for t in r["trials"]) for r in rs.values()]),
+            "final_acc": spread(final),
+            "wrong_stops": spread([r["wrong_stops"]["wrong"] for r in rs.values() if r.get("wrong_stops")]),
+            "wrong_stops_total": sum(r["wrong_stops"]["wrong"] for r in rs.values() if r.get("wrong_stops")),
+            "stopped_total": sum(r["wrong_stops"]["stopped"] for r in rs.values() if r.get("wrong_stops")),
             "reach_baseline": baseline,
             "reach": reach,
             "reach_epochs": spread([math.inf if x["epochs"] is None else x["epochs"] for x in reach]),
@@ -685,7 +747,26 @@ def summarize(
     }
     return {"stats": stats, "random_targets": {name: {str(k): v for k, v in t.items()} for name, t in targets.items()},
             "anytime": checkpoints,
-            "cost": cost, "targets": {**check_targets(stats), "pbt": check_pbt(runs)}}
+            "cost": cost, "targets": {**check_targets(stats), "pbt": check_pbt(runs), "curve": check_curve(stats)}}
+
+
+def check_curve(stats: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """(4) The learning-curve pruner (alone, with ASHA) finds a better median final val acc than ASHA."""
+    asha = stats.get(ASHA)
+    if asha is None:
+        return None
+    out = []
+    for m in ("tunelab-curve", "tunelab-curve-asha"):
+        st = stats.get(m)
+        if st is None:
+            continue
+        ours, theirs = st["final_acc"]["median"], asha["final_acc"]["median"]
+        out.append({"method": m, "final_acc": ours, "asha_final_acc": theirs,
+                    "met": ours is not None and theirs is not None and ours > theirs + TIE,
+                    "tie": ours is not None and theirs is not None and abs(ours - theirs) <= TIE,
+                    "wrong_stops": st["wrong_stops_total"], "stopped": st["stopped_total"],
+                    "asha_wrong_stops": asha["wrong_stops_total"], "asha_stopped": asha["stopped_total"]})
+    return out
 
 
 def check_pbt(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
@@ -774,7 +855,8 @@ def print_tables(console: Console, summary: Mapping[str, Any], config: Mapping[s
                        "search needed to first see it (median of the per-seed ratios); / E: over the whole budget"),
     )
     table.add_column("method")
-    for col in ("best val acc", "best val loss", f"best acc, {R}-epoch trials", "epochs", "trials (complete)",
+    for col in ("best val acc", "best val loss", f"best acc, {R}-epoch trials", f"final acc (epoch {R})",
+                "wrong stops", "epochs", "trials (complete)",
                 "epochs to random's best acc", "/ random's epochs", "/ E", "reached"):
         table.add_column(col, justify="right")
     for m in methods:
@@ -786,7 +868,9 @@ def print_tables(console: Console, summary: Mapping[str, Any], config: Mapping[s
         if best_loss is not None and s["best_loss"]["median"] == best_loss:
             loss = f"[bold green]{loss}[/]"
         table.add_row(
-            m, acc, loss, fmt_spread(s["best_acc_full_trials"]), fmt(s["epochs"]["median"], 0),
+            m, acc, loss, fmt_spread(s["best_acc_full_trials"]), fmt_spread(s.get("final_acc") or {"n": 0}),
+            f"{s['wrong_stops_total']}/{s['stopped_total']}" if s.get("stopped_total") else "-",
+            fmt(s["epochs"]["median"], 0),
             f"{fmt(s['trials']['median'], 0)} ({fmt(s['complete']['median'], 0)})",
             fmt_spread(s["reach_epochs"], 0), fmt_spread(s["reach_ratio"], 2),
             fmt(s["reach_ratio_budget"]["median"], 2),
@@ -851,6 +935,14 @@ def print_targets(console: Console, t: Mapping[str, Any]) -> None:
                 f"starting configurations trained without PBT): met on {pbt['met_seeds']} of {pbt['seeds']} seeds "
                 + ("[green]met[/]" if pbt["met_seeds"] == pbt["seeds"] else "[red]NOT met[/]"), highlight=False,
             )
+        for c in t.get("curve") or []:
+            verdict = "[green]met[/]" if c["met"] else "[yellow]tie[/]" if c["tie"] else "[red]NOT met[/]"
+            console.print(
+                f"target (4), {c['method']}'s median final val acc (best at epoch R of a full trial) above "
+                f"{ASHA}'s: {verdict} ({fmt(c['final_acc'])} vs {fmt(c['asha_final_acc'])}); wrong stops (stopped "
+                f"trials that would have ended in the top {TOP}): {c['wrong_stops']} of {c['stopped']} stopped "
+                f"(ASHA: {c['asha_wrong_stops']} of {c['asha_stopped']}; counted with --wrong-stops)",
+                highlight=False)
         console.print(f"  on median best val loss (not part of the target), {ASHA} is "
                       + (f"[yellow]behind {', '.join(behind)}[/]" if behind else "at least as good as each"),
                       highlight=False)
@@ -903,6 +995,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                               f"{BUDGET_TRIALS}; {QUICK_BUDGET_TRIALS} with --quick)")
     p.add_argument("--methods", type=name_list(METHODS, "method"),
                    help=f"comma-separated, out of {','.join(METHODS)} (default all)")
+    p.add_argument("--wrong-stops", action="store_true",
+                   help=f"train the stopped trials of {', '.join(WRONG_STOP_METHODS)} to the end after each run "
+                        f"(outside its budget) and count those that would have ended in the top {TOP}")
     p.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
     p.add_argument("--out", type=Path, help="JSON results file (default benchmarks/results/multifidelity.json)")
     p.add_argument("--from-json", type=Path, metavar="PATH", help="print the tables of a saved run; run nothing")
@@ -962,7 +1057,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "timing": "wall_s/cpu_s: the whole run; train_*: building the networks and training/validating them; "
                   "library_*: the rest (sampler, pruner, study bookkeeping)",
     }
-    tasks = [Task(m, s, R, budget) for m in args.methods for s in range(args.seeds)]
+    tasks = [Task(m, s, R, budget, args.wrong_stops) for m in args.methods for s in range(args.seeds)]
     console.print(f"{len(tasks)} runs: {len(args.methods)} methods x {args.seeds} seeds, {budget} epochs each "
                   f"(R = {R}), on {args.jobs} processes", highlight=False)
     began = datetime.now(timezone.utc).isoformat(timespec="seconds")

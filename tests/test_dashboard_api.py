@@ -183,7 +183,7 @@ def test_values_cursor_stays_on_the_unfinished_trials(fresh: str) -> None:
 
 def test_trial_detail(client: TestClient) -> None:
     t = ok(client.get(f"/api/studies/{STUDY}/trials/5"))
-    assert SUMMARY_KEYS | {"distributions", "user_attrs", "system_attrs", "curves", "lineage"} == set(t)
+    assert SUMMARY_KEYS | {"distributions", "user_attrs", "system_attrs", "curves", "lineage", "prediction"} == set(t)
     assert t["state"] == "PRUNED" and t["lineage"] is None
     assert t["curves"]["val_loss"]["steps"] == [0, 1, 2] and len(t["curves"]["train_loss"]["values"]) == 3
     assert t["distributions"]["lr"]["log"] is True and t["user_attrs"]["train"] == {"stage": "coarse"}

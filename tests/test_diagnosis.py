@@ -460,3 +460,32 @@ def test_real_learning_rate_decayed_after_the_first_epoch(digits: Any) -> None:
     assert findings[0].evidence["decay_step"] == 25  # the first report at the lower rate
     without = {f.condition for f in diagnose_curves(_decay_loop(digits, decay_epoch=None))}
     assert "decay_too_early" not in without
+
+
+# -- the curve model in the diagnosis (issue 20, item 3) -------------------------------------------
+def test_a_curve_with_30_percent_multiplicative_noise_is_noisy() -> None:
+    """Every value off by ~30% of itself: the scatter hides in the range of a curve that falls 8x (no finding
+    before; a plateau, wrongly, on some seeds); now 'noisy' with its action."""
+    x = np.arange(1, 51)
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        loss = (0.3 + 2.0 * np.exp(-x / 8)) * (1 + 0.3 * rng.standard_normal(x.size))
+        findings = diagnose_curves({"val_loss": (x.tolist(), np.abs(loss).tolist())})
+        assert [f.condition for f in findings] == ["noisy"], seed
+        assert findings[0].action == "a smaller learning rate or a bigger batch"
+        assert "of their value" in findings[0].message and findings[0].evidence["relative_noise"] > 0.12
+
+
+def test_still_improving_and_plateau_give_the_curve_models_prediction() -> None:
+    steps = list(range(1, 61))
+    x = np.asarray(steps, dtype=float)
+    improving = 0.1 + 2.2 * np.exp(-x / 60)  # still falling fast at step 60
+    [f] = diagnose_curves({"val_loss": (steps, improving.tolist())})
+    assert f.condition == "still_improving" and "predicted to reach" in f.message and "by step 119" in f.message
+    p = f.evidence["prediction"]
+    truth = 0.1 + 2.2 * np.exp(-119 / 60)
+    assert p["step"] == 119 and p["low"] <= truth <= p["high"] and p["mean"] < improving[-1]
+    flat = 0.6 + 1.7 * np.exp(-x / 4)  # flat from step ~20
+    [g] = diagnose_curves({"loss": (steps, flat.tolist())})
+    assert g.condition == "plateau" and "predicted to gain less than" in g.message
+    assert 0 <= g.evidence["prediction"]["gain_at_most"] < 0.05

@@ -33,6 +33,8 @@ REQUIRED: dict[str, list[str]] = {
     "tunelab.samplers.auto": ["AutoSampler"],
     "tunelab.pruners.median": ["MedianPruner"],
     "tunelab.pruners.asha": ["SuccessiveHalvingPruner", "HyperbandPruner"],
+    "tunelab.pruners.extrapolation": ["LearningCurvePruner"],
+    "tunelab.pruners.curves": [""],
     "tunelab.distributions": ["", "Float", "Int", "Categorical", "Bool"],
     "tunelab.space": ["Conditional"],
     "tunelab.torch.trainer": ["Trainer"],

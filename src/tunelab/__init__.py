@@ -28,7 +28,13 @@ if TYPE_CHECKING:
     from tunelab.distributions import Bool, Categorical, Distribution, Float, Int
     from tunelab.execution.ray import RayExecutor
     from tunelab.pbt import PopulationBasedTraining
-    from tunelab.pruners import HyperbandPruner, MedianPruner, Pruner, SuccessiveHalvingPruner
+    from tunelab.pruners import (
+        HyperbandPruner,
+        LearningCurvePruner,
+        MedianPruner,
+        Pruner,
+        SuccessiveHalvingPruner,
+    )
     from tunelab.records import FrozenTrial, TrialState
     from tunelab.samplers import (
         AutoSampler,
@@ -51,7 +57,10 @@ _LAZY = {
     **dict.fromkeys(("Bool", "Categorical", "Distribution", "Float", "Int"), "tunelab.distributions"),
     "RayExecutor": "tunelab.execution.ray",
     "PopulationBasedTraining": "tunelab.pbt",
-    **dict.fromkeys(("HyperbandPruner", "MedianPruner", "Pruner", "SuccessiveHalvingPruner"), "tunelab.pruners"),
+    **dict.fromkeys(
+        ("HyperbandPruner", "LearningCurvePruner", "MedianPruner", "Pruner", "SuccessiveHalvingPruner"),
+        "tunelab.pruners",
+    ),
     **dict.fromkeys(("FrozenTrial", "TrialState"), "tunelab.records"),
     **dict.fromkeys(
         ("AutoSampler", "CoarseToFineSampler", "GPSampler", "GridSampler", "RandomSampler", "Sampler", "TPESampler"),
@@ -96,6 +105,7 @@ __all__ = [
     "GPSampler",
     "GridSampler",
     "HyperbandPruner",
+    "LearningCurvePruner",
     "InMemoryStorage",
     "Int",
     "MedianPruner",

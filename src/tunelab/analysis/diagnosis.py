@@ -54,9 +54,17 @@ The rules, with ``t`` the position in the run (0 at the first step, 1 at the las
   metric in [0, 1] below 0.8), after the training curve improved at all (a curve that never moved
   says nothing about the model), and the run is neither noisy, still improving, nor decayed early.
 - still_improving: over the last 20% of the run, the Theil-Sen slope is favourable by more than
-  two standard errors (from the curve's noise) and gains more than 7% of ``D``.
+  two standard errors (from the curve's noise) and gains more than 7% of ``D``. The message says
+  where the curve model of :mod:`tunelab.pruners.curves` (the one :class:`tunelab.LearningCurvePruner`
+  uses) predicts it would be if trained as long again, with a 90% interval.
 - noisy: the noise is more than 15% of the smoothed curve's range (and more than 3% of its
-  level, so that a flat, quiet curve is not called noisy).
+  level, so that a flat, quiet curve is not called noisy); or, for a curve of positive values, the
+  noise of its logarithm is more than 0.12 in both halves of the run (points off by more than about
+  12% of their value at every level: multiplicative noise, which hides in the range of a curve that
+  falls by 10x; additive noise near a floor of 0 is large relative to the low values only).
+
+A plateau's message also gives the most the curve model predicts it to gain if trained as long again
+(the optimistic end of the 90% interval).
 """
 
 from __future__ import annotations
@@ -627,12 +635,24 @@ def _plateau(c: _Curve, decays: Sequence[int], lr: _Curve | None, expected: floa
         lr_at = float(np.interp(p_step, lr.x, lr.raw))
         if lr.raw[0] > 0 and lr_at <= 0.5 * float(lr.raw[0]):
             return None
+    horizon = float(c.x[-1]) + float(c.x[-1] - c.x[0])
+    predicted = _predict(c, horizon)
+    forecast = ""
+    if predicted is not None:
+        # the most it may gain if trained as long again: the optimistic end of the interval
+        optimistic = predicted["low"] if c.direction == "minimize" else predicted["high"]
+        at_most = max(0.0, c.sign * (c.value(final) - optimistic))
+        predicted["gain_at_most"] = at_most
+        forecast = (f"; trained as long again (to step {predicted['step']}) it is predicted to gain less than "
+                    f"{_fmt(at_most)} ({at_most / d:.0%} of its drop; 90% interval)")
     return Finding(
         "plateau", c.name,
         f"{c.name} fell from {_fmt(c.value(c.start))} to {_fmt(c.value(c.s[p]))} by step {c.step(p)} and then "
         f"stayed flat at about {_fmt(c.value(final))} until step {c.step(c.n - 1)} ({1 - float(c.t[p]):.0%} of the "
-        f"run; it gained {max(gained, 0.0) / d:.0%} of its drop in the second half), with no learning-rate decay",
-        ACTIONS["plateau"], {**_series(c), "plateau_step": c.step(p), "level": c.value(final)},
+        f"run; it gained {max(gained, 0.0) / d:.0%} of its drop in the second half), with no learning-rate decay"
+        f"{forecast}",
+        ACTIONS["plateau"], {**_series(c), "plateau_step": c.step(p), "level": c.value(final),
+                             "prediction": predicted},
     )
 
 
@@ -767,12 +787,20 @@ def _still_improving(c: _Curve) -> Finding | None:
     # clearly favourable: the slope is more than 2 standard errors (from the curve's noise) from flat
     if -slope <= 2 * _slope_se(c.sigma, c.x[i:]) or gain <= 0.07 * c.drop:
         return None
+    last = float(c.x[-1])
+    horizon = last + float(c.x[-1] - c.x[0])  # trained as long again
+    predicted = _predict(c, horizon)
+    forecast = ""
+    if predicted is not None:
+        forecast = (f"; predicted to reach {_fmt(predicted['mean'])} by step {predicted['step']} if trained as long "
+                    f"again (90% interval {_fmt(predicted['low'])} to {_fmt(predicted['high'])})")
     return Finding(
         "still_improving", c.name,
         f"{c.name} was still improving at the last step ({c.step(c.n - 1)}): by {_fmt(gain)} over the last "
         f"{window:.0f} steps ({_fmt(c.value(c.s[i]))} to {_fmt(c.value(c.end))}), {gain / c.drop:.0%} of its total "
-        f"improvement",
-        ACTIONS["still_improving"], {**_series(c), "slope": c.sign * slope, "window_start": c.step(i)},
+        f"improvement{forecast}",
+        ACTIONS["still_improving"], {**_series(c), "slope": c.sign * slope, "window_start": c.step(i),
+                                     "prediction": predicted},
     )
 
 
@@ -781,14 +809,56 @@ def _noisy(c: _Curve) -> Finding | None:
         return None
     level = float(np.median(np.abs(c.raw)))
     ratio = c.sigma / c.range
-    if ratio <= 0.15 or c.sigma <= 0.03 * level:
+    if ratio > 0.15 and c.sigma > 0.03 * level:
+        return Finding(
+            "noisy", c.name,
+            f"{c.name} is very noisy: its points scatter by about {_fmt(c.sigma)} around the smoothed curve, "
+            f"{ratio:.0%} of the curve's range ({_fmt(c.range)})",
+            ACTIONS["noisy"], {**_series(c), "noise": c.sigma, "range": c.range},
+        )
+    # Noise in proportion to the value (every point off by tens of percent): on a curve that falls by
+    # 10x, the scatter early on hides in the range, but the log of the values shows it at every level.
+    relative = _relative_noise(c)
+    if relative is None or relative <= RELATIVE_NOISE:
         return None
     return Finding(
         "noisy", c.name,
-        f"{c.name} is very noisy: its points scatter by about {_fmt(c.sigma)} around the smoothed curve, "
-        f"{ratio:.0%} of the curve's range ({_fmt(c.range)})",
-        ACTIONS["noisy"], {**_series(c), "noise": c.sigma, "range": c.range},
+        f"{c.name} is very noisy: its points scatter by about {relative:.0%} of their value around the smoothed "
+        f"curve (more than {RELATIVE_NOISE:.0%}), at every level",
+        ACTIONS["noisy"], {**_series(c), "noise": c.sigma, "range": c.range, "relative_noise": relative},
     )
+
+
+RELATIVE_NOISE = 0.12
+"""A positive curve whose points scatter by more than this fraction of their value is noisy."""
+
+
+def _relative_noise(c: _Curve) -> float | None:
+    """The noise of log(values) (about the relative scatter of the points) in the curve's first and second
+    halves, the smaller of the two, for a curve of positive values. Additive noise on a curve that falls
+    towards 0 is large relative to the low values only; noise in proportion to the value is large in both."""
+    if not c.positive() or c.n < 8:
+        return None
+    logs = np.log(c.raw)
+    half = c.n // 2
+    return min(_noise(logs[:half]), _noise(logs[half:]))
+
+
+# -- predictions by the curve model (tunelab.pruners.curves) -----------------------------------------
+def _predict(c: _Curve, horizon: float) -> dict[str, Any] | None:
+    """The curve model's prediction of ``c`` at step ``horizon``: ``{"step", "mean", "low", "high"}`` (90%
+    interval) in the metric's units, or None when it cannot be fitted."""
+    from tunelab.pruners.curves import fit_curve
+
+    keep = c.x > 0
+    if int(np.sum(keep)) < 5:
+        return None
+    model = fit_curve(c.x[keep], c.raw[keep], direction=c.direction, horizon=horizon)
+    if not model.ok:
+        return None
+    p = model.predict(horizon, 0.9)
+    return {"step": int(round(horizon)), "mean": p.mean, "low": p.low, "high": p.high, "interval": 0.9,
+            "families": model.family_weights()}
 
 
 # -- helpers -------------------------------------------------------------------------------------

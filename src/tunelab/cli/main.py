@@ -40,7 +40,7 @@ from tunelab.records import FrozenTrial, TrialState, sort_key
 from tunelab.samplers import RandomSampler
 from tunelab.storage import BaseStorage, get_storage
 from tunelab.storage.urls import check_storage_url
-from tunelab.study import Objective, Study, delete_study, load_study
+from tunelab.study import PREDICTION, Objective, Study, delete_study, load_study
 from tunelab.study.frames import trials_to_rows
 
 app = typer.Typer(
@@ -215,21 +215,24 @@ def show(
     params = list(dict.fromkeys(k for row in rows for k in row if k.startswith("params_")))
     show_errors = any(row["error"] for row in rows)
     show_stages = any(stages)
+    predictions = [_prediction_text(t) for t in trials]
+    show_predictions = any(predictions)
     out = _out()
     for v in verdicts:  # a study made by `tunelab recipe`: its steps first
         out.print(Text(f"{v['step']}: {v['verdict']}: {v['message']}"))
     table = Table(title=f"{study.name} ({study.direction}): {len(rows)} trials", box=box.SIMPLE_HEAD)
     columns = ["#", "state", *(["stage"] if show_stages else []), "value",
-               *(p.removeprefix("params_") for p in params), "duration"]
+               *(p.removeprefix("params_") for p in params), "duration", *(["predicted"] if show_predictions else [])]
     for col in columns:
         table.add_column(col, justify="left" if col in ("state", "stage") else "right")
     if show_errors:
         table.add_column("error", overflow="fold")
-    for row, stage in zip(rows, stages, strict=True):
+    for row, stage, predicted in zip(rows, stages, predictions, strict=True):
         duration = "" if row["duration"] is None else f"{row['duration']:.2f}s"
         cells = [str(row["number"]), row["state"], *([stage] if show_stages else []), _fmt(row["value"]),
                  *(_fmt(row.get(p), 4) for p in params)]
-        table.add_row(*map(Text, [*cells, duration, *([row["error"] or ""] if show_errors else [])]))
+        table.add_row(*map(Text, [*cells, duration, *([predicted] if show_predictions else []),
+                                  *([row["error"] or ""] if show_errors else [])]))
     out.print(table)
 
 
@@ -295,6 +298,24 @@ def _compact(value: Any, limit: int = 400) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _prediction_text(t: FrozenTrial, decision: Any = None) -> str:
+    """A pruner's curve prediction for trial ``t`` in one line (its stop, else its last decision to go on), or ''."""
+    if decision is None:
+        decision = t.system_attrs.get("pruned") if t.state == TrialState.PRUNED else t.system_attrs.get(PREDICTION)
+    evidence = decision.get("evidence") if isinstance(decision, dict) else None
+    if not isinstance(evidence, dict) or not isinstance(evidence.get("mean"), (int, float)):
+        return ""
+    text = f"{_fmt(evidence['mean'], 4)}"
+    if isinstance(evidence.get("low"), (int, float)) and isinstance(evidence.get("high"), (int, float)):
+        text += f" [{_fmt(evidence['low'], 4)}, {_fmt(evidence['high'], 4)}]"
+    text += f" at step {evidence.get('predicted_at')}"
+    if isinstance(evidence.get("incumbent"), (int, float)):
+        text += f" vs best {_fmt(evidence['incumbent'], 4)}"
+    if isinstance(evidence.get("p_better"), (int, float)):
+        text += f", P(better) {evidence['p_better']:.2g}"
+    return text
+
+
 @app.command("trial")
 def trial_command(
     study_name: StudyArgument,
@@ -344,6 +365,15 @@ def trial_command(
         value = pruned.get("value")
         at = f" ({pruned.get('metric')} {_fmt(value)})" if isinstance(value, float) else ""
         line(f"  pruned at step {pruned.get('step')} by {pruned.get('rule')}{at}: {pruned.get('detail')}")
+    for title, decision in (("stopped on", pruned if t.state == TrialState.PRUNED else None),
+                            ("last prediction, at", t.system_attrs.get(PREDICTION))):
+        evidence = decision.get("evidence") if isinstance(decision, dict) else None
+        if isinstance(evidence, dict) and isinstance(evidence.get("continuation"), dict):
+            line(f"  {title} step {evidence.get('step')}: {_prediction_text(t, decision)}")
+            cont = evidence["continuation"]
+            pts = ", ".join(f"{s_}: {_fmt(m, 4)} [{_fmt(lo, 4)}, {_fmt(hi, 4)}]" for s_, m, lo, hi in zip(
+                cont.get("steps", []), cont.get("mean", []), cont.get("low", []), cont.get("high", []), strict=False))
+            line(f"    predicted continuation (step: mean [interval]): {pts}")
     if t.error is not None:
         line(f"  error: {summarize_error(t.error)}")
     sections: list[tuple[str, dict[str, Any]]] = [

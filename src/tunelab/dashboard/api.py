@@ -38,6 +38,7 @@ from tunelab.dashboard.models import (
     NoteBody,
     Noted,
     PendingRequest,
+    PredictedCurve,
     RollbackBody,
     RolledBack,
     RunTree,
@@ -57,7 +58,7 @@ from tunelab.live import LIVE_NAMES, LIVE_REQUESTS, branch_of, current_params, p
 from tunelab.records import FrozenTrial, StudyRecord, TrialState
 from tunelab.samplers import RandomSampler
 from tunelab.storage import BaseStorage, Curves
-from tunelab.study import Study, load_study
+from tunelab.study import PREDICTION, Study, load_study
 
 MAX_CURVES = 50
 FigureKind = Literal["history", "slice", "contour", "parallel", "curves", "importance", "stages", "lr_range"]
@@ -267,6 +268,7 @@ def get_trial(name: StudyName, number: TrialNumber, settings: SettingsDep) -> Tr
         distributions={k: d.to_json() for k, d in t.distributions.items()},
         user_attrs=_json(dict(t.user_attrs)), system_attrs=_json(dict(t.system_attrs)), curves=_curves(curves),
         lineage=_json(pbt.get("lineage")) if isinstance(pbt, Mapping) else None,
+        prediction=_prediction(t),
     )
 
 
@@ -281,6 +283,29 @@ def get_logs(
     study = _study(settings, name)
     _trial(settings, _record(settings, name), number)  # 404 for a trial that does not exist
     return TrialLogs(**trial_logs(study, number, lines), lines=lines)
+
+
+def _prediction(t: FrozenTrial) -> PredictedCurve | None:
+    """The predicted continuation a learning-curve pruner stored with the trial (its stop, else its last decision)."""
+    decision = t.system_attrs.get("pruned") if t.state == TrialState.PRUNED else None
+    if not isinstance(decision, Mapping) or not isinstance(decision.get("evidence"), Mapping):
+        decision = t.system_attrs.get(PREDICTION)
+    if not isinstance(decision, Mapping):
+        return None
+    evidence = decision.get("evidence")
+    cont = evidence.get("continuation") if isinstance(evidence, Mapping) else None
+    if not isinstance(cont, Mapping) or not isinstance(decision.get("metric"), str):
+        return None
+    assert isinstance(evidence, Mapping)
+    try:
+        return PredictedCurve(
+            metric=decision["metric"], step=int(evidence.get("step", decision.get("step", 0))),
+            rule=str(decision.get("rule", "")), steps=[int(s) for s in cont.get("steps", [])],
+            mean=_json(list(cont.get("mean", []))), low=_json(list(cont.get("low", []))),
+            high=_json(list(cont.get("high", []))), interval=evidence.get("interval"),
+        )
+    except (TypeError, ValueError):
+        return None
 
 
 @router.get("/studies/{name}/curves", response_model=CurvesPage, responses={404: _E},

@@ -51,12 +51,26 @@ class Curve(BaseModel):
     values: list[float | None] = Field(description="NaN and infinities as null")
 
 
+class PredictedCurve(BaseModel):
+    metric: str
+    step: int = Field(description="the step the prediction was made at")
+    rule: str
+    steps: list[int]
+    mean: list[float | None]
+    low: list[float | None]
+    high: list[float | None]
+    interval: float | None
+
+
 class TrialDetail(TrialSummary):
     distributions: dict[str, dict[str, Any]]
     user_attrs: dict[str, Any]
     system_attrs: dict[str, Any]
     curves: dict[str, Curve]
     lineage: Any | None = Field(description='system_attrs["pbt"]["lineage"] of a population-based training member')
+    prediction: PredictedCurve | None = Field(
+        default=None, description="a learning-curve pruner's predicted continuation of the trial's curve (the "
+                                  "decision that stopped it, else its last prediction), drawn dashed")
 
 
 class TrialLogs(BaseModel):

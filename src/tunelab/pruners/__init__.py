@@ -11,10 +11,12 @@ from typing import Any
 from tunelab.errors import ConfigError
 from tunelab.pruners.asha import HyperbandPruner, SuccessiveHalvingPruner
 from tunelab.pruners.base import PruneDecision, Pruner
+from tunelab.pruners.extrapolation import LearningCurvePruner
 from tunelab.pruners.median import MedianPruner
 
 __all__ = [
     "HyperbandPruner",
+    "LearningCurvePruner",
     "MedianPruner",
     "PruneDecision",
     "Pruner",
@@ -24,7 +26,7 @@ __all__ = [
 ]
 
 _REGISTRY: dict[str, type[Pruner]] = {
-    cls.__name__: cls for cls in (MedianPruner, SuccessiveHalvingPruner, HyperbandPruner)
+    cls.__name__: cls for cls in (MedianPruner, SuccessiveHalvingPruner, HyperbandPruner, LearningCurvePruner)
 }
 
 

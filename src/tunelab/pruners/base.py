@@ -27,10 +27,17 @@ class PruneDecision:
     Attributes:
         rule: the pruner's short name and the rule that fired, e.g. 'asha rung 3'.
         detail: the evidence in words: values compared, how many trials.
+        evidence: the evidence as JSON data (e.g. a prediction, its interval, the incumbent), stored
+            with the decision; None: the words say it all.
+        stop: True (the default): stop the trial. False: a decision to go on that is worth keeping
+            (the curve pruner's prediction): the trial stores the latest one as
+            ``system_attrs["prediction"]`` and goes on, as if the pruner had returned None.
     """
 
     rule: str
     detail: str
+    evidence: Mapping[str, Any] | None = None
+    stop: bool = True
 
 
 _VALIDATION_PREFIXES = ("val_", "val-", "valid_", "validation_", "eval_")
@@ -130,7 +137,7 @@ class Pruner(ABC):
 
     @abstractmethod
     def decide(self, history: History, number: int, metric: str, curve: Mapping[int, float]) -> PruneDecision | None:
-        """A decision to stop trial ``number`` now; None: go on.
+        """A decision to stop trial ``number`` now; None (or a decision with ``stop=False``): go on.
 
         ``curve`` is the trial's own ``metric`` by step so far; its last step is the one just reported.
         """

@@ -14,9 +14,10 @@ internals, only the names re-exported here:
 
 from tunelab.study.runner import pack_for_workers
 from tunelab.study.study import Callback, Objective, Study, create_study, delete_study, load_study
-from tunelab.study.trial import STOPPED_RULE, Trial
+from tunelab.study.trial import PREDICTION, STOPPED_RULE, Trial
 
 __all__ = [
+    "PREDICTION",
     "STOPPED_RULE",
     "Callback",
     "Objective",

@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 
 #: The rule recorded in ``system_attrs["pruned"]`` of a trial stopped that way.
 STOPPED_RULE = "stopped on request"
+#: The key of ``system_attrs`` where a trial keeps its pruner's latest decision to go on that carried
+#: evidence (:class:`tunelab.LearningCurvePruner`'s prediction of its curve).
+PREDICTION = "prediction"
 
 
 class Trial:
@@ -427,8 +430,10 @@ class Trial:
                 raise tunelab.TrialPruned()
 
         False when the study has no pruner or nothing was reported yet. A True answer is
-        recorded with the trial (``system_attrs["pruned"]``: the step, the metric, its value and
-        the rule that fired), and the curve reported so far stays stored.
+        recorded with the trial (``system_attrs["pruned"]``: the step, the metric, its value,
+        the rule that fired and the pruner's evidence), and the curve reported so far stays stored.
+        A pruner's decision to go on with evidence (a curve prediction) is kept, the latest one,
+        in ``system_attrs["prediction"]``.
 
         Also True, with or without a pruner, once :func:`tunelab.babysit.control.request_stop` asked this trial to
         stop (rule "stopped on request"): each call reads the trial's own row once for
@@ -455,8 +460,14 @@ class Trial:
             return False
         metric, decision = found
         step = max(self._curves[metric])
-        self._ctx.record("pruned", {"step": step, "metric": metric, "value": self._curves[metric][step],
-                                    "rule": decision.rule, "detail": decision.detail})
+        record = {"step": step, "metric": metric, "value": self._curves[metric][step],
+                  "rule": decision.rule, "detail": decision.detail}
+        if decision.evidence is not None:
+            record["evidence"] = dict(decision.evidence)
+        if not decision.stop:  # a decision to go on, with evidence: the latest is kept (e.g. a curve prediction)
+            self._ctx.record(PREDICTION, record)
+            return False
+        self._ctx.record("pruned", record)
         return True
 
     def flush(self) -> None:

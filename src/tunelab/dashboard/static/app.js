@@ -1748,11 +1748,11 @@
       const errBox = el("trial-error-box");
       errBox.hidden = !t.error;
       el("trial-error").textContent = t.error || "";
-      renderCurves(t.curves || {});
+      renderCurves(t.curves || {}, t.prediction);
       renderLineage(t.lineage);
     }
 
-    function renderCurves(curves) {
+    function renderCurves(curves, prediction) {
       const div = el("trial-curves");
       const metrics = Object.keys(curves).sort();
       el("trial-curves-empty").hidden = metrics.length > 0;
@@ -1762,6 +1762,19 @@
         return { type: "scatter", mode: "lines+markers", name: esc(m), x: curves[m].steps, y: curves[m].values,
           marker: { size: 5 } };
       });
+      // a learning-curve pruner's prediction: the continuation of its metric, dashed, with its interval dotted
+      if (prediction && prediction.steps && prediction.steps.length && curves[prediction.metric]) {
+        const own = curves[prediction.metric];
+        const x0 = own.steps.length ? [own.steps[own.steps.length - 1]] : [];
+        const y0 = own.values.length ? [own.values[own.values.length - 1]] : [];
+        const label = esc(prediction.metric) + " predicted";
+        data.push({ type: "scatter", mode: "lines", name: label, x: x0.concat(prediction.steps),
+          y: y0.concat(prediction.mean), line: { dash: "dash", width: 2 } });
+        data.push({ type: "scatter", mode: "lines", name: esc(String(Math.round(100 * (prediction.interval || 0.9)))) +
+          "% interval", x: x0.concat(prediction.steps), y: y0.concat(prediction.high), line: { dash: "dot", width: 1 } });
+        data.push({ type: "scatter", mode: "lines", name: "", showlegend: false, x: x0.concat(prediction.steps),
+          y: y0.concat(prediction.low), line: { dash: "dot", width: 1 } });
+      }
       react(div, data, {
         margin: { l: 50, r: 10, t: 10, b: 40 }, height: 320, autosize: true,
         xaxis: { title: { text: "step" } }, yaxis: { title: { text: "value" } },

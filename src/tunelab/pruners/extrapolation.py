@@ -1,0 +1,242 @@
+"""Early stopping that predicts where a curve is going (learning-curve extrapolation).
+
+:class:`LearningCurvePruner` fits each running trial's curve with the ensemble of
+:mod:`tunelab.pruners.curves` and stops the trial when the probability that its value at
+``max_resource`` beats the incumbent (the best value seen at ``max_resource`` by the other trials,
+or the ``top_k``-th best) falls below ``1 - confidence`` (Domhan, Springenberg and Hutter, IJCAI 2015).
+Every decision, to stop or to go on, carries its evidence: the prediction, its interval, the
+incumbent, the probability and the predicted continuation of the curve.
+
+With ``rung_pruner=SuccessiveHalvingPruner(...)`` it also runs ASHA, whose rungs rank trials by
+their value *predicted at the next rung* (from their curve up to the rung) instead of their value at
+the rung: a slow starter that the curve model expects to overtake its peers survives the rung.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+from tunelab.errors import ConfigError
+from tunelab.history import History
+from tunelab.pruners.asha import SuccessiveHalvingPruner
+from tunelab.pruners.base import PruneDecision, Pruner, better_or_equal, check_int
+from tunelab.pruners.curves import MIN_POINTS, CurveModel, fit_curve
+
+CONTINUATION_POINTS = 12
+"""At most this many points of the predicted continuation are stored with a decision."""
+
+
+@lru_cache(maxsize=4096)
+def _fit(steps: tuple[int, ...], values: tuple[float, ...], direction: str, horizon: int) -> CurveModel:
+    """One fit per curve (a curve never changes once reported: workers fit each at most once)."""
+    return fit_curve(steps, values, direction=direction, horizon=horizon)
+
+
+def _check_probability(name: str, value: object, low: float = 0.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low < value < 1.0):
+        raise ConfigError(f"LearningCurvePruner({name}=...) must be a number strictly between {low:g} and 1 "
+                          f"(e.g. 0.9), got {value!r}")
+    return float(value)
+
+
+class LearningCurvePruner(Pruner):
+    """Stop a trial when its curve, extrapolated to ``max_resource``, is unlikely to beat the incumbent.
+
+    After each report (from the ``min_points``-th finite point on, before ``max_resource``) the
+    trial's curve is fitted by an ensemble of parametric curve families (pow3, log-power, exp3,
+    Janoschek, MMF, Weibull; weighted by their likelihood, with a fitted noise term and a Laplace
+    approximation of each family's parameter uncertainty; see :mod:`tunelab.pruners.curves`). The
+    fit predicts the value at ``max_resource`` as a distribution. The incumbent is the ``top_k``-th
+    best value that the other trials reported at ``max_resource``; while fewer than ``top_k`` trials
+    got there, nothing is stopped by this rule. The trial stops when ``P(value at max_resource
+    better than the incumbent) < 1 - confidence``. A curve the families fit poorly gets a wide
+    interval, so it is stopped only when even its optimistic end is worse.
+
+    Each decision is stored with the trial: when it stops, ``system_attrs["pruned"]["evidence"]``;
+    when it goes on, the latest in ``system_attrs["prediction"]``. The evidence holds the step, the
+    prediction (``mean``, ``low``, ``high`` of the ``interval``), the ``incumbent``, ``p_better``,
+    the family weights and the ``continuation`` (steps with the predicted mean and interval up to
+    ``max_resource``), which ``tunelab trial`` prints and the dashboard draws dashed.
+
+    Args:
+        max_resource: the step of a full training (e.g. the last epoch) that predictions are made at.
+        metric: see :class:`Pruner`.
+        direction: see :class:`Pruner`.
+        min_points: finite points of the curve needed before it is judged (at least 4: every
+            family has 3 or 4 parameters, and one more point estimates the noise).
+        confidence: how sure the pruner must be that the trial will not beat the incumbent:
+            it stops when the probability that it does falls below ``1 - confidence``.
+        top_k: compare with the ``top_k``-th best value at ``max_resource`` (a top-k search keeps
+            every trial that may still end among the best ``k``).
+        interval: the central probability of the interval stored as evidence (0.9: 5% to 95%).
+        rung_pruner: a :class:`SuccessiveHalvingPruner` to combine with: at its rungs, trials are
+            ranked by their value predicted at the next rung (or at ``max_resource`` after the
+            last rung) from their curve up to the rung; a trial with fewer than ``min_points``
+            points there is ranked on its value as ASHA would. None: the curve rule alone.
+
+    Examples:
+        Trials whose learning rate is too small keep improving, but too slowly to catch the best:
+
+        >>> import tunelab
+        >>> def objective(trial):
+        ...     lr = trial.suggest_float("lr", 0.01, 0.5, log=True)
+        ...     for epoch in range(1, 28):
+        ...         loss = 0.1 + 2.0 * (1.0 + lr * epoch) ** -1.5      # a pow3-like curve
+        ...         trial.report(epoch, val_loss=loss)
+        ...         if trial.should_prune():
+        ...             raise tunelab.TrialPruned()
+        ...     return loss
+        >>> pruner = tunelab.LearningCurvePruner(max_resource=27, metric="val_loss", min_points=5)
+        >>> study = tunelab.create_study(sampler=tunelab.RandomSampler(), pruner=pruner, seed=0)
+        >>> study.optimize(objective, n_trials=12)
+        >>> pruned = study.get_trials([tunelab.TrialState.PRUNED])
+        >>> len(pruned) >= 3, sorted(pruned[0].system_attrs["pruned"]["evidence"])[:4]
+        (True, ['continuation', 'families', 'high', 'incumbent'])
+    """
+
+    def __init__(
+        self,
+        *,
+        max_resource: int,
+        metric: str | None = None,
+        direction: str | None = None,
+        min_points: int = 5,
+        confidence: float = 0.95,
+        top_k: int = 1,
+        interval: float = 0.9,
+        rung_pruner: SuccessiveHalvingPruner | Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(metric, direction)
+        self.max_resource = check_int("LearningCurvePruner", "max_resource", max_resource, 2)
+        if isinstance(min_points, int) and not isinstance(min_points, bool) and min_points < MIN_POINTS:
+            raise ConfigError(f"LearningCurvePruner(min_points=...) must be an integer >= {MIN_POINTS} (a curve "
+                              f"family has up to 4 parameters and the noise needs one more point), got {min_points!r}")
+        self.min_points = check_int("LearningCurvePruner", "min_points", min_points, MIN_POINTS)
+        self.confidence = _check_probability("confidence", confidence, 0.5)
+        self.top_k = check_int("LearningCurvePruner", "top_k", top_k, 1)
+        self.interval = _check_probability("interval", interval)
+        if isinstance(rung_pruner, Mapping):
+            settings = {k: v for k, v in rung_pruner.items() if k != "name"}
+            rung_pruner = SuccessiveHalvingPruner(**settings)
+        if rung_pruner is not None and not isinstance(rung_pruner, SuccessiveHalvingPruner):
+            raise ConfigError(f"LearningCurvePruner(rung_pruner=...) must be a SuccessiveHalvingPruner (or None), "
+                              f"got {rung_pruner!r}")
+        if rung_pruner is not None and rung_pruner.max_resource not in (None, self.max_resource):
+            raise ConfigError(f"LearningCurvePruner(rung_pruner=...): its max_resource ({rung_pruner.max_resource}) "
+                              f"differs from max_resource={self.max_resource}; give both the same value")
+        self.rung_pruner = rung_pruner
+
+    # -- the curve model -------------------------------------------------------------------------
+    def model(self, curve: Mapping[int, float], direction: str, up_to: int | None = None) -> CurveModel | None:
+        """The curve model of ``curve`` (its points at steps up to ``up_to``), or None with fewer than
+        ``min_points`` finite points (or when no family could be fitted)."""
+        pts = sorted((int(s), float(v)) for s, v in curve.items()
+                     if s > 0 and math.isfinite(v) and (up_to is None or s <= up_to))
+        if len(pts) < self.min_points:
+            return None
+        m = _fit(tuple(s for s, _ in pts), tuple(v for _, v in pts), direction, self.max_resource)
+        return m if m.ok else None
+
+    def _continuation(self, model: CurveModel, step: int) -> dict[str, list[float]]:
+        n = min(CONTINUATION_POINTS, self.max_resource - step)
+        steps = sorted({round(step + (self.max_resource - step) * (i + 1) / n) for i in range(n)})
+        return model.continuation(steps, self.interval)
+
+    def incumbent(self, history: History, number: int, metric: str, direction: str) -> float | None:
+        """The ``top_k``-th best value the other trials reported at ``max_resource``; None when fewer got there."""
+        values = [p.value for p in history.metric_at(metric, [self.max_resource])
+                  if p.number != number and math.isfinite(p.value)]
+        if len(values) < self.top_k:
+            return None
+        values.sort(reverse=direction == "maximize")
+        return values[self.top_k - 1]
+
+    # -- the decision ------------------------------------------------------------------------------
+    def decide(self, history: History, number: int, metric: str, curve: Mapping[int, float]) -> PruneDecision | None:
+        step = max(curve)
+        if step >= self.max_resource:
+            return None
+        direction = self.direction_for(history)
+        if self.rung_pruner is not None and step in self.rung_pruner.rungs(up_to=step):
+            stop = self._rung_decision(history, number, metric, curve, step, direction)
+            if stop is not None:
+                return stop
+        model = self.model(curve, direction)
+        if model is None:
+            return None
+        incumbent = self.incumbent(history, number, metric, direction)
+        p = model.predict(self.max_resource, self.interval)
+        p_better = None if incumbent is None else p.prob_better(incumbent)
+        evidence: dict[str, Any] = {
+            "step": step, "predicted_at": self.max_resource, "mean": p.mean, "low": p.low, "high": p.high,
+            "interval": self.interval, "incumbent": incumbent, "top_k": self.top_k, "p_better": p_better,
+            "families": {k: round(v, 4) for k, v in model.family_weights().items()},
+            "continuation": self._continuation(model, step),
+        }
+        which = "best value" if self.top_k == 1 else f"{_ordinal(self.top_k)} best value"
+        if incumbent is None or p_better is None:
+            return PruneDecision(
+                rule="curve prediction", stop=False, evidence=evidence,
+                detail=f"{metric} predicted at step {self.max_resource}: {p.mean:.6g} "
+                       f"[{p.low:.6g}, {p.high:.6g}]; no {which} at step {self.max_resource} yet",
+            )
+        stops = p_better < 1.0 - self.confidence
+        return PruneDecision(
+            rule=f"curve prediction at step {step}" if stops else "curve prediction", stop=stops, evidence=evidence,
+            detail=f"{metric} predicted at step {self.max_resource}: {p.mean:.6g}, {self.interval:.0%} interval "
+                   f"[{p.low:.6g}, {p.high:.6g}]; probability of beating the {which} {incumbent:.6g} "
+                   f"{p_better:.3g} ({'below' if stops else 'not below'} {1 - self.confidence:.3g})",
+        )
+
+    def _rung_decision(self, history: History, number: int, metric: str, curve: Mapping[int, float], step: int,
+                       direction: str) -> PruneDecision | None:
+        """ASHA at rung ``step``, ranking trials by their value predicted at the next rung."""
+        assert self.rung_pruner is not None
+        later = [r for r in self.rung_pruner.rungs(up_to=self.max_resource) if r > step]
+        target = later[0] if later else self.max_resource
+        curves: dict[int, dict[int, float]] = {}
+        for pt in history.metric_at(metric, None):
+            if pt.number != number and pt.step <= step:
+                curves.setdefault(pt.number, {})[pt.step] = pt.value
+        own = {s: v for s, v in curve.items() if s <= step}
+        mine = self.model(own, direction)
+        if mine is None:  # too few points to predict: the rung as ASHA decides it
+            return self.rung_pruner.decide(history, number, metric, curve)
+
+        def score(c: Mapping[int, float]) -> float:
+            m = self.model(c, direction)
+            return m.predict(target, self.interval).mean if m is not None else c[step]
+
+        value = mine.predict(target, self.interval).mean
+        competing = [score(c) for c in curves.values() if step in c]
+        competing.append(value)
+        eta = self.rung_pruner.reduction_factor
+        n_keep = max(1, len(competing) // eta)
+        ranked = sorted(competing, key=lambda v: (math.isnan(v), v if direction == "minimize" else -v))
+        cut = ranked[n_keep - 1]
+        if better_or_equal(value, cut, direction):
+            return None
+        return PruneDecision(
+            rule=f"asha rung at step {step} (predicted at step {target})",
+            detail=f"{metric} {curve[step]:.6g} at step {step}, predicted {value:.6g} at step {target}, is not among "
+                   f"the best {n_keep} of {len(competing)} predictions (cut {cut:.6g}, reduction factor {eta})",
+            evidence={"step": step, "predicted_at": target, "mean": value, "cut": cut, "n_keep": n_keep,
+                      "n_competing": len(competing), "continuation": mine.continuation(
+                          sorted({step + max(1, (target - step) * i // 6) for i in range(1, 7)}), self.interval)},
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(), "max_resource": self.max_resource, "min_points": self.min_points,
+            "confidence": self.confidence, "top_k": self.top_k, "interval": self.interval,
+            "rung_pruner": None if self.rung_pruner is None else self.rung_pruner.describe(),
+        }
+
+
+def _ordinal(k: int) -> str:
+    suffix = "th" if 10 <= k % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
+    return f"{k}{suffix}"
+
