@@ -145,6 +145,7 @@ def test_search_continues_from_the_reevaluated_trials(old: tunelab.Study) -> Non
     assert isinstance(result.study.sampler, tunelab.TPESampler)
     assert result.study.sampler.n_startup_trials == 3  # the re-evaluations are its start-up trials
     assert "4 search trials" in result.summary()
+    assert result.study.system_attrs["warm_start"] == [[old.name, None]]  # and learns from the whole old study
 
 
 def test_bad_input_is_refused_before_anything_runs(old: tunelab.Study, url: str) -> None:

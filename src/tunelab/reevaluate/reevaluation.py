@@ -224,7 +224,9 @@ def reevaluate(
         tolerance: the fraction of the spread of the old top values a configuration may lose and
             still hold (see the module's docstring for the whole rule).
         search: then run this many trials of the old study's sampler in the new study, which
-            starts from the re-evaluations (they count towards its start-up trials).
+            starts from the re-evaluations (they count towards its start-up trials) and is
+            warm-started from the old study (``create_study(warm_start=...)``): the model-based
+            samplers learn from all its trials, rescaled to the new values.
         where: only trials for which ``where(trial)`` is true are candidates.
         sampler: the new study's sampler; default the old study's, rebuilt from its description.
         seed: the new study's seed (default: a random one, stored).
@@ -283,8 +285,14 @@ def reevaluate(
     new_sampler = sampler if sampler is not None else _old_sampler(study)
 
     # -- the new study and the links --------------------------------------------------------
+    # The search learns from the whole old study too (a warm start: rescaled where the objective
+    # drifted, silenced if it no longer says anything), not only from the re-evaluated configurations.
+    warm: list[str | tuple[str, str]] | None = None
+    if search:
+        warm = [study.name] if store is study.storage else (
+            [(study.name, study.storage.url)] if study.storage.url else None)
     new = create_study(name=new_name, storage=store, direction=study.direction, sampler=new_sampler,
-                       seed=seed, space=study.space)
+                       seed=seed, space=study.space, warm_start=warm)
     link: dict[str, Any] = {
         "study": study.name, "numbers": [t.number for t in chosen],
         "at": datetime.now(timezone.utc).isoformat(), "repeats": repeats, "tolerance": tolerance,
