@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test chromium bench bench-storage bench-suite bench-model bench-multifidelity bench-reporting bench-recipe bench-sweep install clean
+.PHONY: demo test chromium bench bench-transfer bench-deterministic bench-storage bench-suite bench-model bench-multifidelity bench-reporting bench-recipe bench-sweep install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +76,14 @@ bench-suite: $(BENCH_VENV)/.suite
 # Per-trial cost of the TPE and GP samplers next to Optuna's (targets: at most half).
 bench-model: $(BENCH_VENV)/.suite
 	OMP_NUM_THREADS=1 $(BENCH_VENV)/bin/python benchmarks/model_overhead.py $(BENCH_ARGS)
+
+# Warm starts: a GP learning from an earlier, related (or unrelated) study, next to Optuna's GP with
+# the earlier study's top 5 enqueued. And the wall-clock cost of a deterministic study.
+bench-transfer: $(BENCH_VENV)/.suite
+	OMP_NUM_THREADS=1 $(BENCH_VENV)/bin/python benchmarks/transfer.py $(BENCH_ARGS)
+
+bench-deterministic: $(BENCH_VENV)/.installed
+	OMP_NUM_THREADS=1 $(BENCH_VENV)/bin/python benchmarks/deterministic.py $(BENCH_ARGS)
 
 # Early stopping on a PyTorch MLP on digits, epochs as the resource: random search, tunelab's and
 # Optuna's median/ASHA/Hyperband pruners, ASHA with TPE, PBT, at the same epoch budget.

@@ -47,6 +47,7 @@ from tunelab.storage.served import ServedStorageAddress, StorageServer, serve
 from tunelab.study.failures import FailureWatch
 from tunelab.study.heartbeat import Heartbeat, HeartbeatSettings, StaleTrials
 from tunelab.study.progress import ProgressDisplay
+from tunelab.study.replay import stored_width
 from tunelab.study.services import TrialWriter
 from tunelab.study.study import Callback, Objective, Study, judge, load_study
 from tunelab.study.trial import Trial, error_line, record_end
@@ -545,9 +546,13 @@ def _optimize_in_processes(
         pool = ProcessPool(
             settings.n_workers, _worker_main, payload, settings.start_method, import_main=False, worker_env=worker_env
         )
+        # A deterministic study's worker may wait, before planning, for results of trials that run for
+        # hours: no planning timeout there (a lost trial it waits for is failed by the heartbeat check).
+        waits = stored_width(study.system_attrs) is not None
         pool.run(
             settings.n_trials, deadline, settings.trial_timeout, _Driver(study, settings, display),
-            prepare_timeout=None if settings.trial_timeout is None else max(PLANNING_TIMEOUT, settings.trial_timeout),
+            prepare_timeout=None if settings.trial_timeout is None or waits
+            else max(PLANNING_TIMEOUT, settings.trial_timeout),
         )
     finally:
         if server is not None:
