@@ -38,7 +38,7 @@ from tunelab import Float
 
 Params = dict[str, Any]
 BRANIN_SPACE = {"x1": Float(-5.0, 10.0), "x2": Float(0.0, 15.0)}
-HARTMANN_SPACE = {f"x{i}": Float(0.0, 1.0) for i in range(1, 7)}
+HARTMANN_SPACE = {f"x{i}": Float(0.0, 1.0) for i in range(6)}
 
 
 def branin_shifted(p: Params) -> float:
