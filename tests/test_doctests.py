@@ -34,6 +34,7 @@ REQUIRED: dict[str, list[str]] = {
     "tunelab.pruners.median": ["MedianPruner"],
     "tunelab.pruners.asha": ["SuccessiveHalvingPruner", "HyperbandPruner"],
     "tunelab.distributions": ["", "Float", "Int", "Categorical", "Bool"],
+    "tunelab.priors": ["", "Normal", "LogNormal", "UnitGaussian", "UnitCategorical"],
     "tunelab.space": ["Conditional"],
     "tunelab.torch.trainer": ["Trainer"],
     "tunelab.torch.checkpoint": ["save_torch"],
