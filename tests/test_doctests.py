@@ -36,6 +36,7 @@ REQUIRED: dict[str, list[str]] = {
     "tunelab.pruners.extrapolation": ["LearningCurvePruner"],
     "tunelab.pruners.curves": [""],
     "tunelab.distributions": ["", "Float", "Int", "Categorical", "Bool"],
+    "tunelab.priors": ["", "Normal", "LogNormal", "UnitGaussian", "UnitCategorical"],
     "tunelab.space": ["Conditional"],
     "tunelab.torch.trainer": ["Trainer"],
     "tunelab.torch.checkpoint": ["save_torch"],

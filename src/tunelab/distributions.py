@@ -34,6 +34,14 @@ from typing import Any, ClassVar
 import numpy as np
 
 from tunelab.errors import InvalidDistributionError
+from tunelab.priors import (
+    Prior,
+    UnitCategorical,
+    UnitGaussian,
+    check_prior,
+    check_probabilities,
+    prior_from_json,
+)
 
 ParamValue = None | bool | int | float | str
 """A parameter value: a JSON scalar, so that every storage can keep it as it is."""
@@ -84,6 +92,29 @@ class Distribution(ABC):
             raise InvalidDistributionError(f"value {value!r} is not in {self!r}")
         return value  # type: ignore[return-value]
 
+    def unit_prior(self) -> UnitGaussian | UnitCategorical | None:
+        """The prior in the coordinates samplers use (unit coordinates; choice indices), or None.
+
+        None when the distribution has no prior (or a uniform one): samplers then search uniformly.
+        """
+        return None
+
+
+def _repr(dist: Any) -> str:
+    """The dataclass repr, with ``prior=`` only when there is one (so a plain distribution reads as before)."""
+    from dataclasses import fields
+
+    parts = [f"{f.name}={getattr(dist, f.name)!r}" for f in fields(dist) if f.repr and f.name != "prior"]
+    if getattr(dist, "prior", None) is not None:
+        parts.append(f"prior={dist.prior!r}")
+    return f"{type(dist).__name__}({', '.join(parts)})"
+
+
+def _with_prior(data: dict[str, Any], prior: Any) -> dict[str, Any]:
+    if prior is not None:
+        data["prior"] = list(prior) if isinstance(prior, tuple) else prior.to_json()
+    return data
+
 
 def _is_real(x: object) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
@@ -120,6 +151,11 @@ class Float(Distribution):
             such as learning rate and weight decay.
         step: if given, values lie on ``low + k * step``; ``step`` must divide
             ``high - low``. Cannot be combined with ``log``.
+        prior: where good values are believed to lie (keyword only): a
+            :class:`~tunelab.priors.LogNormal` for a log parameter (spread in decades), a
+            :class:`~tunelab.priors.Normal` otherwise; its centre must lie in ``[low, high]``.
+            Random search and start-up designs draw from it, model-based samplers weight their
+            proposals by it (fading as trials accumulate). See :mod:`tunelab.priors`.
 
     Examples:
         >>> from tunelab import Float
@@ -140,7 +176,10 @@ class Float(Distribution):
     high: float
     log: bool = False
     step: float | None = None
+    prior: Prior | None = field(default=None, kw_only=True, repr=False)
     kind: ClassVar[str] = "float"
+
+    __repr__ = _repr
 
     def __post_init__(self) -> None:
         _check_bounds(self.low, self.high)
@@ -166,6 +205,9 @@ class Float(Distribution):
                     f"choose a step such that (high - low) / step is a whole number, or move high "
                     f"to {round(self.low + math.floor(ratio) * self.step, _lattice_digits(self.step))!r}"
                 )
+        what = f"Float({self.low!r}, {self.high!r}{', log=True' if self.log else ''})"
+        object.__setattr__(self, "prior", check_prior(self.prior, low=self.low, high=self.high, log=self.log,
+                                                      what=what))
 
     @property
     def _n_steps(self) -> int:
@@ -185,7 +227,21 @@ class Float(Distribution):
         return self._on_lattice(int(round((value - self.low) / self.step)))
 
     def sample(self, rng: np.random.Generator) -> float:
-        return float(self.from_unit(float(rng.random())))
+        u = float(rng.random())
+        prior = self.unit_prior()
+        return float(self.from_unit(u if prior is None else prior.ppf(u)))
+
+    def unit_prior(self) -> UnitGaussian | None:
+        if self.prior is None or self.high == self.low:
+            return None
+        if self.step is not None:
+            width = self.high - self.low + self.step
+            return UnitGaussian((self.prior.center - self.low + 0.5 * self.step) / width, self.prior.spread / width)
+        if self.log:
+            decades = math.log10(self.high / self.low)
+            return UnitGaussian(math.log10(self.prior.center / self.low) / decades, self.prior.spread / decades)
+        width = self.high - self.low
+        return UnitGaussian((self.prior.center - self.low) / width, self.prior.spread / width)
 
     def contains(self, value: object) -> bool:
         if not (_is_real(value) and self.low <= float(value) <= self.high):  # type: ignore[arg-type]
@@ -246,7 +302,9 @@ class Float(Distribution):
         return isinstance(other, Float) and other.log == self.log
 
     def to_json(self) -> dict[str, Any]:
-        return {"type": self.kind, "low": self.low, "high": self.high, "log": self.log, "step": self.step}
+        return _with_prior(
+            {"type": self.kind, "low": self.low, "high": self.high, "log": self.log, "step": self.step}, self.prior
+        )
 
 
 @dataclass(frozen=True)
@@ -258,6 +316,9 @@ class Int(Distribution):
         high: largest value (inclusive).
         log: sample uniformly in log space (e.g. layer width 16..1024).
         step: values are ``low, low + step, ...``; must divide ``high - low``.
+        prior: where good values are believed to lie (keyword only):
+            :class:`~tunelab.priors.LogNormal` for ``log=True`` (spread in decades),
+            :class:`~tunelab.priors.Normal` otherwise; see :mod:`tunelab.priors`.
 
     Examples:
         >>> from tunelab import Int
@@ -273,7 +334,10 @@ class Int(Distribution):
     high: int
     log: bool = False
     step: int = 1
+    prior: Prior | None = field(default=None, kw_only=True, repr=False)
     kind: ClassVar[str] = "int"
+
+    __repr__ = _repr
 
     def __post_init__(self) -> None:
         for arg in ("low", "high", "step"):
@@ -302,13 +366,28 @@ class Int(Distribution):
                 f"step={self.step} does not divide high - low = {self.high - self.low}; move high "
                 f"to {self.low + (self.high - self.low) // self.step * self.step} or change step"
             )
+        what = f"Int({self.low!r}, {self.high!r}{', log=True' if self.log else ''})"
+        object.__setattr__(self, "prior", check_prior(self.prior, low=self.low, high=self.high, log=self.log,
+                                                      what=what))
 
     @property
     def _n_values(self) -> int:
         return (self.high - self.low) // self.step + 1
 
     def sample(self, rng: np.random.Generator) -> int:
-        return self.from_unit(float(rng.random()))
+        u = float(rng.random())
+        prior = self.unit_prior()
+        return self.from_unit(u if prior is None else prior.ppf(u))
+
+    def unit_prior(self) -> UnitGaussian | None:
+        if self.prior is None:
+            return None
+        if self.log:
+            a, b = self._log_edges()
+            span = b - a  # natural-log units: a spread in decades is spread * ln(10)
+            return UnitGaussian((math.log(self.prior.center) - a) / span, self.prior.spread * math.log(10.0) / span)
+        width = self._n_values * self.step
+        return UnitGaussian((self.prior.center - self.low + 0.5 * self.step) / width, self.prior.spread / width)
 
     def contains(self, value: object) -> bool:
         if not isinstance(value, numbers.Integral) or isinstance(value, bool):
@@ -360,7 +439,9 @@ class Int(Distribution):
         return isinstance(other, Int) and other.log == self.log
 
     def to_json(self) -> dict[str, Any]:
-        return {"type": self.kind, "low": self.low, "high": self.high, "log": self.log, "step": self.step}
+        return _with_prior(
+            {"type": self.kind, "low": self.low, "high": self.high, "log": self.log, "step": self.step}, self.prior
+        )
 
 
 def _choice_key(value: object) -> tuple[str, object]:
@@ -373,6 +454,9 @@ class Categorical(Distribution):
     """One of a list of choices (multinoulli), e.g. the optimizer: ``Categorical(["sgd", "adam"])``.
 
     Choices must be JSON scalars (None, bool, int, float, str), distinct and at least one.
+    ``prior`` (keyword only) is a belief: one probability per choice, each > 0, summing to 1
+    (``Categorical(["adam", "sgd"], prior=[0.8, 0.2])``); random search draws from it and the
+    model-based samplers weight their proposals by it (see :mod:`tunelab.priors`).
 
     Examples:
         >>> import numpy as np
@@ -393,6 +477,9 @@ class Categorical(Distribution):
     )
     # Equality by typed keys: 1, 1.0 and True are different choices.
     _keys: tuple[tuple[str, object], ...] = field(init=False, repr=False, default=())
+    prior: Sequence[float] | None = field(default=None, kw_only=True, repr=False)
+
+    __repr__ = _repr
 
     def __post_init__(self) -> None:
         choices = self.choices
@@ -420,6 +507,7 @@ class Categorical(Distribution):
         object.__setattr__(self, "choices", tuple(choices))
         object.__setattr__(self, "_index", index)
         object.__setattr__(self, "_keys", tuple(index))
+        object.__setattr__(self, "prior", check_probabilities(self.prior, len(choices)))
 
     def index(self, value: object) -> int:
         """Position of ``value`` among the choices."""
@@ -431,7 +519,13 @@ class Categorical(Distribution):
             ) from None
 
     def sample(self, rng: np.random.Generator) -> ParamValue:
-        return self.choices[int(rng.integers(len(self.choices)))]
+        prior = self.unit_prior()
+        if prior is None:
+            return self.choices[int(rng.integers(len(self.choices)))]
+        return self.choices[prior.ppf(float(rng.random()))]
+
+    def unit_prior(self) -> UnitCategorical | None:
+        return None if self.prior is None else UnitCategorical(tuple(self.prior))
 
     def contains(self, value: object) -> bool:
         try:
@@ -454,12 +548,16 @@ class Categorical(Distribution):
         return isinstance(other, Categorical) and other._keys == self._keys
 
     def to_json(self) -> dict[str, Any]:
-        return {"type": self.kind, "choices": list(self.choices)}
+        return _with_prior({"type": self.kind, "choices": list(self.choices)}, self.prior)
 
 
 @dataclass(frozen=True)
 class Bool(Distribution):
     """An on/off choice, Bernoulli with probability ``p`` of True (default 0.5).
+
+    ``p`` is the parameter's prior: random search draws True with probability ``p``, and with
+    ``p != 0.5`` the model-based samplers' start-up design and proposals lean the same way
+    (see :mod:`tunelab.priors`).
 
     Examples:
         >>> import numpy as np
@@ -488,6 +586,9 @@ class Bool(Distribution):
 
     def sample(self, rng: np.random.Generator) -> bool:
         return bool(rng.random() < self.p)
+
+    def unit_prior(self) -> UnitCategorical | None:
+        return None if self.p == 0.5 else UnitCategorical((1.0 - self.p, self.p))
 
     def contains(self, value: object) -> bool:
         return isinstance(value, (bool, np.bool_))
@@ -527,4 +628,6 @@ def distribution_from_json(data: dict[str, Any]) -> Distribution:
     cls = _KINDS.get(data.pop("type", None))  # type: ignore[arg-type]
     if cls is None:
         raise InvalidDistributionError(f"unknown distribution description {data!r}")
+    if cls in (Float, Int) and data.get("prior") is not None:
+        data["prior"] = prior_from_json(data["prior"])
     return cls(**data)

@@ -40,6 +40,7 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import scipy.optimize
@@ -52,6 +53,7 @@ __all__ = [
     "MIN_NOISE_VAR",
     "GaussianProcess",
     "KernelParams",
+    "LogPrior",
     "fit_gp",
     "log_expected_improvement",
     "maximize_log_ei",
@@ -541,7 +543,21 @@ def _perturb(gp: GaussianProcess | PriorMeanGP, n: int, rng: np.random.Generator
     return np.asarray(out, dtype=np.float64)
 
 
-def _local_numeric(gp: GaussianProcess | PriorMeanGP, starts: Array) -> Array:
+class LogPrior(Protocol):
+    """A term added to log EI (piBO's ``(beta / n) * log prior(x)``): values at rows, gradient on numeric ones."""
+
+    def __call__(self, X: Array) -> Array: ...
+
+    def gradient(self, X: Array) -> Array: ...
+
+
+def _acquisition(gp: GaussianProcess | PriorMeanGP, Xq: Array, log_prior: LogPrior | None) -> Array:
+    """log EI at the rows of ``Xq``, plus ``log_prior`` when given."""
+    value = log_expected_improvement(gp, Xq)
+    return value if log_prior is None else value + log_prior(Xq)
+
+
+def _local_numeric(gp: GaussianProcess | PriorMeanGP, starts: Array, log_prior: LogPrior | None = None) -> Array:
     """One stacked L-BFGS-B over the numeric coordinates of every start (categoricals fixed)."""
     num = np.flatnonzero(gp.numeric)
     if not len(num):
@@ -552,6 +568,8 @@ def _local_numeric(gp: GaussianProcess | PriorMeanGP, starts: Array) -> Array:
     def objective(flat: Array) -> tuple[float, Array]:
         work[:, num] = flat.reshape(s, len(num))
         value, grad = _log_ei_and_grad(gp, work)
+        if log_prior is not None:
+            value, grad = value + log_prior(work), grad + log_prior.gradient(work)
         return -float(value.sum()), -grad.ravel()
 
     x0 = starts[:, num].ravel()
@@ -564,7 +582,8 @@ def _local_numeric(gp: GaussianProcess | PriorMeanGP, starts: Array) -> Array:
 
 
 def _local_categorical(
-    gp: GaussianProcess | PriorMeanGP, points: Array, scores: Array, max_passes: int = 3
+    gp: GaussianProcess | PriorMeanGP, points: Array, scores: Array, max_passes: int = 3,
+    log_prior: LogPrior | None = None,
 ) -> tuple[Array, Array]:
     """Coordinate search over categorical dimensions: try every choice of each, keep the best."""
     cats = np.flatnonzero(~gp.numeric)
@@ -575,7 +594,7 @@ def _local_categorical(
             k = int(gp.cat_sizes[j])
             variants = np.repeat(points, k, axis=0)
             variants[:, j] = np.tile(np.arange(k, dtype=np.float64), len(points))
-            values = log_expected_improvement(gp, variants).reshape(len(points), k)
+            values = _acquisition(gp, variants, log_prior).reshape(len(points), k)
             best = values.argmax(1)
             better = values[np.arange(len(points)), best] > scores + 1e-12
             if better.any():
@@ -596,34 +615,36 @@ def maximize_log_ei(
     n_local: int = 10,
     snap: Callable[[Array], Array] | None = None,
     include: Array | None = None,
+    log_prior: LogPrior | None = None,
 ) -> Array:
     """The point, shape (d,), with the highest logEI found (after ``snap``, if given).
 
     ``snap`` maps rows of encoded points to valid encoded values (integer steps, grids), and is
     applied to every finalist before the final comparison; ``include`` rows are scored as
-    extra candidates (e.g. points the caller wants considered).
+    extra candidates (e.g. points the caller wants considered); ``log_prior`` is added to logEI
+    everywhere (candidates, local searches, finalists): piBO's weighting by the users' priors.
     """
     cat_sizes = np.asarray(cat_sizes, dtype=np.int64)
     candidates = [_random_candidates(n_candidates, cat_sizes, rng), _perturb(gp, max(n_candidates // 4, 1), rng)]
     if include is not None and np.size(include):
         candidates.append(np.atleast_2d(np.asarray(include, dtype=np.float64)))
     pool = np.vstack(candidates)
-    scores = log_expected_improvement(gp, pool)
+    scores = _acquisition(gp, pool, log_prior)
     order = np.argsort(-scores)
     starts = pool[order[:n_local]]
 
     finals = [starts, pool[order[: 4 * n_local]]]
-    points = _local_numeric(gp, starts)
-    point_scores = log_expected_improvement(gp, points)
+    points = _local_numeric(gp, starts, log_prior)
+    point_scores = _acquisition(gp, points, log_prior)
     if (~gp.numeric).any():
-        points, point_scores = _local_categorical(gp, points, point_scores)
+        points, point_scores = _local_categorical(gp, points, point_scores, log_prior=log_prior)
         if gp.numeric.any():
-            points = _local_numeric(gp, points)
+            points = _local_numeric(gp, points, log_prior)
     finals.append(points)
     final = np.vstack(finals)
     if snap is not None:
         final = np.asarray(snap(final), dtype=np.float64)
-    final_scores = log_expected_improvement(gp, final)
+    final_scores = _acquisition(gp, final, log_prior)
     best = final[int(np.nanargmax(final_scores))] if np.isfinite(final_scores).any() else final[0]
     return np.array(best, dtype=np.float64)
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from tunelab.errors import ConfigError
+from tunelab.samplers._prior import DEFAULT_PRIOR_WEIGHT, check_prior_weight
 from tunelab.samplers.gp import GPSampler
 from tunelab.samplers.model_based import EncodedSpace, ModelBasedSampler, Observations
 from tunelab.samplers.tpe import TPESampler
@@ -25,6 +26,8 @@ class AutoSampler(ModelBasedSampler):
         n_startup_trials: measured trials before a model is used (quasi-random until then).
         switch_at: measured trials from which TPE takes over from the Gaussian process.
         failed: 'worst' (failed and pruned trials count as the worst value) or 'ignore'.
+        prior_weight: how long the parameters' priors (:mod:`tunelab.priors`) steer proposals
+            (piBO's beta, passed to both models); 0 uses priors for the start-up design only.
 
     Examples:
         The default of :func:`tunelab.create_study`, stored with the study:
@@ -32,7 +35,7 @@ class AutoSampler(ModelBasedSampler):
         >>> import tunelab
         >>> study = tunelab.create_study(seed=0)
         >>> study.system_attrs["sampler"]
-        {'name': 'AutoSampler', 'n_startup_trials': 10, 'failed': 'worst', 'switch_at': 200}
+        {'name': 'AutoSampler', 'n_startup_trials': 10, 'failed': 'worst', 'switch_at': 200, 'prior_weight': 10.0}
         >>> sampler = tunelab.AutoSampler(n_startup_trials=5, switch_at=10)   # TPE from 10 trials on
         >>> study = tunelab.create_study(sampler=sampler, seed=0)
         >>> study.optimize(lambda trial: (trial.suggest_float("x", -5.0, 5.0) - 1.0) ** 2, n_trials=14)
@@ -40,17 +43,19 @@ class AutoSampler(ModelBasedSampler):
         True
     """
 
-    def __init__(self, n_startup_trials: int = 10, switch_at: int = 200, failed: str = "worst") -> None:
+    def __init__(self, n_startup_trials: int = 10, switch_at: int = 200, failed: str = "worst",
+                 prior_weight: float = DEFAULT_PRIOR_WEIGHT) -> None:
         super().__init__(n_startup_trials=n_startup_trials, failed=failed)
+        self.prior_weight = check_prior_weight("AutoSampler", prior_weight)
         if isinstance(switch_at, bool) or not isinstance(switch_at, int) or switch_at < 0:
             raise ConfigError(f"AutoSampler(switch_at=...) must be an integer >= 0, got {switch_at!r}")
         self.switch_at = switch_at
-        self._gp = GPSampler(n_startup_trials=n_startup_trials, failed=failed)
-        self._tpe = TPESampler(n_startup_trials=n_startup_trials, failed=failed)
+        self._gp = GPSampler(n_startup_trials=n_startup_trials, failed=failed, prior_weight=self.prior_weight)
+        self._tpe = TPESampler(n_startup_trials=n_startup_trials, failed=failed, prior_weight=self.prior_weight)
 
     def propose(self, space: EncodedSpace, observations: Observations, rng: np.random.Generator) -> np.ndarray:
         model = self._gp if observations.n_measured < self.switch_at else self._tpe
         return model.propose(space, observations, rng)
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "switch_at": self.switch_at}
+        return {**super().describe(), "switch_at": self.switch_at, "prior_weight": self.prior_weight}

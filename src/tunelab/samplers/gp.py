@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tunelab.errors import ConfigError
+from tunelab.samplers._prior import DEFAULT_PRIOR_WEIGHT, check_prior_weight, prior_term
 from tunelab.samplers.model_based import EncodedSpace, ModelBasedSampler, Observations
 from tunelab.samplers.transfer import RESIDUAL_FIT_AT, SourceData, source_weights
 
@@ -39,6 +40,9 @@ class GPSampler(ModelBasedSampler):
         deterministic_objective: the objective returns the same value for the same parameters
             (no noise to fit).
         failed: 'worst' (failed and pruned trials count as the worst value) or 'ignore'.
+        prior_weight: how long the parameters' priors (:mod:`tunelab.priors`) steer proposals:
+            log EI gains ``(prior_weight / n) * log prior(x)`` after ``n`` measured trials (piBO's
+            beta); 0 uses priors for the start-up design only.
 
     Examples:
         >>> import tunelab
@@ -59,8 +63,10 @@ class GPSampler(ModelBasedSampler):
         n_local: int = 10,
         deterministic_objective: bool = False,
         failed: str = "worst",
+        prior_weight: float = DEFAULT_PRIOR_WEIGHT,
     ) -> None:
         super().__init__(n_startup_trials=n_startup_trials, failed=failed)
+        self.prior_weight = check_prior_weight("GPSampler", prior_weight)
         for arg, value in (("n_candidates", n_candidates), ("n_local", n_local)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"GPSampler({arg}=...) must be an integer >= 1, got {value!r}")
@@ -87,8 +93,9 @@ class GPSampler(ModelBasedSampler):
         self._previous = (space.names, gp.params)  # a warm start for the next fit in this process
         if len(observations.pending):
             gp = gp.with_pending(_fill_inactive(observations.pending, space))
+        log_prior = prior_term(space.distributions, space.cat_sizes, self.prior_weight, observations.n_measured)
         return maximize_log_ei(gp, space.cat_sizes, rng=rng, n_candidates=self.n_candidates,
-                               n_local=self.n_local, snap=space.snap)
+                               n_local=self.n_local, snap=space.snap, log_prior=log_prior)
 
     def _source_gp(self, space: EncodedSpace, data: SourceData) -> GaussianProcess:
         """The GP of one source study, fitted once per space (a fixed generator: every worker fits
@@ -138,13 +145,14 @@ class GPSampler(ModelBasedSampler):
         gp = PriorMeanGP(residual, sources, weights, c0, c1, space.cat_sizes, params, best, hint_X, hint_y)
         if len(obs.pending):
             gp = gp.with_pending(_fill_inactive(obs.pending, space))
+        log_prior = prior_term(space.distributions, space.cat_sizes, self.prior_weight, obs.n_measured)
         return maximize_log_ei(gp, space.cat_sizes, rng=rng, n_candidates=self.n_candidates,
-                               n_local=self.n_local, snap=space.snap)
+                               n_local=self.n_local, snap=space.snap, log_prior=log_prior)
 
     def describe(self) -> dict[str, Any]:
         return {
             **super().describe(), "n_candidates": self.n_candidates, "n_local": self.n_local,
-            "deterministic_objective": self.deterministic_objective,
+            "deterministic_objective": self.deterministic_objective, "prior_weight": self.prior_weight,
         }
 
 

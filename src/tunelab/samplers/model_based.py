@@ -36,6 +36,7 @@ from tunelab.distributions import Bool, Categorical, Distribution, Float, Int, P
 from tunelab.errors import ConfigError
 from tunelab.history import History
 from tunelab.records import FrozenTrial, TrialState
+from tunelab.samplers._prior import SpacePrior
 from tunelab.samplers.base import Sampler, SamplingContext
 from tunelab.samplers.transfer import MIN_SOURCE_ROWS, SourceData, source_observations, subsample
 from tunelab.space import Conditional, SpaceEntry, unwrap
@@ -118,6 +119,8 @@ class EncodedSpace:
         """Point ``number`` of a scrambled Sobol sequence over the space (seeded by ``seed``).
 
         Trials draw distinct points of one low-discrepancy sequence, whichever worker runs them.
+        Parameters with a prior (:mod:`tunelab.priors`) take the point through the prior's inverse
+        CDF, so the design follows the belief and stays low-discrepancy.
         """
         from scipy.stats import qmc  # scipy.stats takes 0.4 s to import: only when needed
 
@@ -126,6 +129,9 @@ class EncodedSpace:
         if number > 0:
             sobol.fast_forward(number)
         u = sobol.random(1)[0]
+        prior = SpacePrior(self.distributions)
+        if prior.active:  # the design over the users' priors: each coordinate through its inverse CDF
+            return self.snap(prior.from_uniform(u, self.cat_sizes))
         row = u.copy()
         cat = self.cat_sizes > 0
         row[cat] = np.minimum(np.floor(u[cat] * self.cat_sizes[cat]), self.cat_sizes[cat] - 1)

@@ -38,6 +38,7 @@ import numpy as np
 from tunelab.distributions import Distribution, Float, Int, ParamValue
 from tunelab.errors import ConfigError
 from tunelab.history import History
+from tunelab.samplers._prior import DEFAULT_PRIOR_WEIGHT, check_prior_weight, prior_term
 from tunelab.samplers.base import SamplingContext
 from tunelab.samplers.model_based import (
     EncodedSpace,
@@ -143,6 +144,9 @@ class TPESampler(ModelBasedSampler):
         max_good: at most this many in the good set.
         multivariate: one joint model over all parameters (True) or one per parameter.
         failed: 'worst' (failed and pruned trials count as bad) or 'ignore'.
+        prior_weight: how long the parameters' priors (:mod:`tunelab.priors`) steer proposals:
+            the score gains ``(prior_weight / n) * log prior(x)`` after ``n`` measured trials (piBO's
+            beta); 0 uses priors for the start-up design only.
 
     Examples:
         >>> import tunelab
@@ -164,8 +168,10 @@ class TPESampler(ModelBasedSampler):
         max_good: int = 25,
         multivariate: bool = True,
         failed: str = "worst",
+        prior_weight: float = DEFAULT_PRIOR_WEIGHT,
     ) -> None:
         super().__init__(n_startup_trials=n_startup_trials, failed=failed)
+        self.prior_weight = check_prior_weight("TPESampler", prior_weight)
         if isinstance(n_candidates, bool) or not isinstance(n_candidates, int) or n_candidates < 1:
             raise ConfigError(f"TPESampler(n_candidates=...) must be an integer >= 1, got {n_candidates!r}")
         if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0 < gamma < 1:
@@ -235,6 +241,9 @@ class TPESampler(ModelBasedSampler):
         g_est = ParzenEstimator(np.vstack(bad_X), space.cat_sizes, min_sigma, np.concatenate(bad_w))
         candidates = space.snap(l_est.sample(rng, self.n_candidates))
         score = l_est.log_pdf(candidates) - g_est.log_pdf(candidates)
+        log_prior = prior_term(space.distributions, space.cat_sizes, self.prior_weight, obs.n_measured)
+        if log_prior is not None:  # piBO: the users' priors, fading as trials accumulate
+            score = score + log_prior(candidates)
         return np.asarray(candidates[int(np.argmax(score))])
 
     def sample(
@@ -263,7 +272,7 @@ class TPESampler(ModelBasedSampler):
     def describe(self) -> dict[str, Any]:
         return {
             **super().describe(), "n_candidates": self.n_candidates, "gamma": self.gamma,
-            "max_good": self.max_good, "multivariate": self.multivariate,
+            "max_good": self.max_good, "multivariate": self.multivariate, "prior_weight": self.prior_weight,
         }
 
 

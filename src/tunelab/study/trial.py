@@ -37,6 +37,7 @@ from tunelab.live import (
     branch_of,
     write_checkpoint_params,
 )
+from tunelab.priors import Prior
 from tunelab.records import FrozenTrial, TrialState
 from tunelab.samplers.base import SamplingContext
 from tunelab.space import Conditional, SpaceEntry, name_error, unwrap, validate_space
@@ -92,9 +93,13 @@ class Trial:
 
     # -- suggestions -----------------------------------------------------------------------
     def suggest_float(
-        self, name: str, low: float, high: float, *, log: bool = False, step: float | None = None
+        self, name: str, low: float, high: float, *, log: bool = False, step: float | None = None,
+        prior: Prior | None = None,
     ) -> float:
         """A real value in ``[low, high]``; ``log=True`` for scale parameters such as the learning rate.
+
+        ``prior`` is a belief about where good values lie (:mod:`tunelab.priors`), e.g.
+        ``prior=tunelab.priors.LogNormal(center=3e-4, spread=1.0)`` for a log parameter.
 
         Examples:
             >>> import tunelab
@@ -109,14 +114,21 @@ class Trial:
             >>> study.tell(trial, lr).state.value
             'COMPLETE'
         """
-        return self.suggest(name, self._build(name, Float, low, high, log=log, step=step))  # type: ignore[return-value]
+        dist = self._build(name, Float, low, high, log=log, step=step, prior=prior)
+        return self.suggest(name, dist)  # type: ignore[return-value]
 
-    def suggest_int(self, name: str, low: int, high: int, *, log: bool = False, step: int = 1) -> int:
-        """An integer in ``[low, high]``, every ``step``, or log-uniform with ``log=True``."""
-        return self.suggest(name, self._build(name, Int, low, high, log=log, step=step))  # type: ignore[return-value]
+    def suggest_int(
+        self, name: str, low: int, high: int, *, log: bool = False, step: int = 1, prior: Prior | None = None
+    ) -> int:
+        """An integer in ``[low, high]``, every ``step``, or log-uniform with ``log=True`` (``prior``: a belief,
+        :mod:`tunelab.priors`)."""
+        return self.suggest(name, self._build(name, Int, low, high, log=log, step=step,  # type: ignore[return-value]
+                                              prior=prior))
 
-    def suggest_categorical(self, name: str, choices: Sequence[ParamValue]) -> ParamValue:
-        """One of ``choices`` (None, bool, int, float or str values).
+    def suggest_categorical(
+        self, name: str, choices: Sequence[ParamValue], *, prior: Sequence[float] | None = None
+    ) -> ParamValue:
+        """One of ``choices`` (None, bool, int, float or str values); ``prior``: a probability per choice.
 
         Examples:
             A parameter that exists only for one choice (a conditional parameter):
@@ -136,7 +148,7 @@ class Trial:
         """
         if isinstance(choices, (list, tuple)):
             choices = tuple(choices)
-        return self.suggest(name, self._build(name, Categorical, choices))
+        return self.suggest(name, self._build(name, Categorical, choices, prior=prior))
 
     def suggest_bool(self, name: str, p: float = 0.5) -> bool:
         """True with probability ``p`` under random search (an on/off switch)."""
@@ -595,7 +607,7 @@ def _planned(name: str, value: ParamValue, distribution: Distribution) -> tuple[
     low, high = min(distribution.low, value), max(distribution.high, value)
     if isinstance(distribution, Int):
         step = distribution.step if (int(value) - distribution.low) % distribution.step == 0 else 1
-        widened: Distribution = Int(int(low), int(high), log=distribution.log, step=step)
+        widened: Distribution = Int(int(low), int(high), log=distribution.log, step=step, prior=distribution.prior)
         return int(value), widened
     step_f = distribution.step
     if step_f is not None:
@@ -603,4 +615,4 @@ def _planned(name: str, value: ParamValue, distribution: Distribution) -> tuple[
         span = (high - low) / step_f
         if abs(ratio - round(ratio)) > 1e-9 or abs(span - round(span)) > 1e-9:
             step_f = None
-    return float(value), Float(low, high, log=distribution.log, step=step_f)
+    return float(value), Float(low, high, log=distribution.log, step=step_f, prior=distribution.prior)

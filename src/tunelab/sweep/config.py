@@ -15,7 +15,7 @@ import math
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tunelab.distributions import Bool, Categorical, Distribution, Float, Int
 from tunelab.errors import ConfigError, StorageError, SweepConfigError
+from tunelab.priors import LogNormal, Normal
 from tunelab.space import Conditional, SpaceEntry, validate_space
 from tunelab.sweep.command import placeholders
 from tunelab.sweep.yamlfile import KeyPath, Lines, dotted, parse_yaml, read_yaml
@@ -39,12 +40,21 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class PriorSpec(_Strict):
+    """``prior: {type: lognormal, center: 3.0e-4, spread: 1.0}`` on a float or int parameter."""
+
+    type: Literal["normal", "lognormal"]
+    center: float
+    spread: float
+
+
 class FloatParam(_Strict):
     type: Literal["float"]
     low: float
     high: float
     log: bool = False
     step: float | None = None
+    prior: PriorSpec | None = None
     when: dict[str, Scalar | list[Scalar]] | None = None
 
 
@@ -54,12 +64,14 @@ class IntParam(_Strict):
     high: int
     log: bool = False
     step: int = 1
+    prior: PriorSpec | None = None
     when: dict[str, Scalar | list[Scalar]] | None = None
 
 
 class CategoricalParam(_Strict):
     type: Literal["categorical"]
     choices: Annotated[list[Scalar], Field(min_length=1)]
+    prior: list[float] | None = None
     when: dict[str, Scalar | list[Scalar]] | None = None
 
 
@@ -251,7 +263,9 @@ def _known_keys(parent: KeyPath) -> list[str]:
     if not parent:
         return list(KEYS)
     if parent[0] == "parameters" and len(parent) == 2:
-        return ["type", "low", "high", "log", "step", "choices", "when"]
+        return ["type", "low", "high", "log", "step", "choices", "prior", "when"]
+    if parent[0] == "parameters" and len(parent) == 3 and parent[2] == "prior":
+        return ["type", "center", "spread"]
     return []
 
 
@@ -389,6 +403,8 @@ def _space(f: SweepFile, lines: Lines) -> dict[str, SpaceEntry]:
             raise
         except ConfigError as e:
             raise _err(lines, path, str(e)) from None
+        if not isinstance(p, BoolParam) and p.prior is not None:
+            dists[name] = _with_prior(dists[name], p.prior, lines, (*path, "prior"))
         if p.when is not None:
             if not p.when:
                 raise _err(lines, (*path, "when"), "when: needs a parent and its value, e.g. when: {optimizer: sgd}")
@@ -414,6 +430,32 @@ def _space(f: SweepFile, lines: Lines) -> dict[str, SpaceEntry]:
         return validate_space(space)
     except ConfigError as e:
         raise _err(lines, ("parameters",), str(e)) from None
+
+
+def _with_prior(dist: Distribution, spec: PriorSpec | list[float], lines: Lines, path: KeyPath) -> Distribution:
+    """``dist`` with the file's ``prior:`` (errors name the prior key and say the fix in YAML terms)."""
+    try:
+        if isinstance(dist, Categorical):
+            return Categorical(dist.choices, prior=spec)  # type: ignore[arg-type]
+        assert isinstance(dist, (Float, Int)) and isinstance(spec, PriorSpec)
+        if dist.log != (spec.type == "lognormal"):
+            want = ("{type: lognormal, center: ..., spread: ...} (spread in decades), because the parameter is "
+                    "log: true" if dist.log else
+                    "{type: normal, center: ..., spread: ...} (spread in the parameter's units), because the "
+                    "parameter is not log: true")
+            raise _err(lines, (*path, "type"), f"{spec.type!r} does not fit this parameter; use {want}")
+        prior = (LogNormal if spec.type == "lognormal" else Normal)(spec.center, spec.spread)
+        return replace(dist, prior=prior)
+    except SweepConfigError:
+        raise
+    except ConfigError as e:
+        text = str(e).removeprefix("prior: ")
+        key = next((k for k in ("spread", "center") if f"({k}=" in text or f"{k}=" in text), None)
+        if isinstance(spec, PriorSpec) and key is not None:
+            text = text.replace(f"LogNormal({key}=...)", key).replace(f"Normal({key}=...)", key)
+            text = text.replace("e.g. spread=1.0", "e.g. spread: 1.0")
+            raise _err(lines, (*path, key), text) from None
+        raise _err(lines, path, text) from None
 
 
 def _describe(d: Distribution) -> str:

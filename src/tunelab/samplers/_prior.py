@@ -1,0 +1,123 @@
+"""Users' priors in the model-based samplers: the start-up design drawn from them, and piBO.
+
+A parameter's prior (:mod:`tunelab.priors`) is, in the samplers' coordinates, a Gaussian
+truncated to [0, 1] (numeric) or a probability per choice index (categorical, boolean).
+:class:`SpacePrior` holds them for a whole row of an :class:`~tunelab.samplers.model_based.EncodedSpace`:
+
+- :meth:`SpacePrior.from_uniform` maps a point of the unit cube through each coordinate's
+  inverse CDF, so that a low-discrepancy (Sobol) design over the cube becomes a low-discrepancy
+  design over the prior: the start-up trials follow the belief and still spread out.
+- :meth:`SpacePrior.log_density` is ``log prior(x)``, the sum over the coordinates that have a
+  prior (the others, and absent coordinates, contribute nothing).
+
+piBO (Hvarfner et al., "piBO: Augmenting acquisition functions with user beliefs for Bayesian
+optimization", ICLR 2022) multiplies the acquisition by ``prior(x) ** (beta / n)`` after ``n``
+measured trials: in log space, :class:`PriorTerm` adds ``(beta / n) * log prior(x)`` to the GP's
+log expected improvement and to TPE's ``log l(x) - log g(x)``. The weight is a function of the
+observations alone, so deterministic studies replay it exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+
+import numpy as np
+
+from tunelab.distributions import Distribution
+from tunelab.errors import ConfigError
+from tunelab.priors import UnitCategorical, UnitGaussian
+
+DEFAULT_PRIOR_WEIGHT = 10.0
+"""piBO's beta: the prior counts as ``prior(x) ** (beta / n)`` after n measured trials (the paper's default)."""
+
+
+def check_prior_weight(owner: str, value: object) -> float:
+    """``prior_weight`` checked for sampler ``owner``: a finite number >= 0 (0: priors shape the start-up only)."""
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value))
+            or float(value) < 0):
+        raise ConfigError(
+            f"{owner}(prior_weight=...) must be a number >= 0 (piBO's beta: the prior weighs prior(x) ** "
+            f"(prior_weight / n) after n trials; 0 uses priors for the start-up only), got {value!r}; "
+            f"the default is {DEFAULT_PRIOR_WEIGHT}"
+        )
+    return float(value)
+
+
+class SpacePrior:
+    """The priors of a row's coordinates (None where a parameter has none).
+
+    Args:
+        distributions: the row's distributions, in order.
+    """
+
+    def __init__(self, distributions: Sequence[Distribution]) -> None:
+        self.units: tuple[UnitGaussian | UnitCategorical | None, ...] = tuple(d.unit_prior() for d in distributions)
+
+    @property
+    def active(self) -> bool:
+        """Whether any coordinate has a prior."""
+        return any(u is not None for u in self.units)
+
+    def from_uniform(self, u: np.ndarray, cat_sizes: np.ndarray) -> np.ndarray:
+        """A point ``u`` of the unit cube, mapped to the prior coordinate by coordinate (inverse CDFs);
+        categorical coordinates become choice indices (uniform ones: ``floor(u * k)``)."""
+        row = np.array(u, dtype=float, copy=True)
+        for i, unit in enumerate(self.units):
+            k = int(cat_sizes[i])
+            if unit is not None:
+                row[i] = unit.ppf(float(u[i]))
+            elif k > 0:
+                row[i] = min(math.floor(float(u[i]) * k), k - 1)
+        return row
+
+    def log_density(self, X: np.ndarray) -> np.ndarray:
+        """``log prior(x)`` of each row of ``X`` (n, d); coordinates without a prior, or NaN, add 0."""
+        X = np.atleast_2d(np.asarray(X, dtype=float))
+        out = np.zeros(len(X))
+        for i, unit in enumerate(self.units):
+            if unit is None:
+                continue
+            col = X[:, i]
+            has = ~np.isnan(col)
+            out[has] += unit.log_pdf(col[has])
+        return out
+
+    def grad_log_density(self, X: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        """d log_density / dx for the numeric ``columns`` of each row of ``X``: (n, len(columns))."""
+        X = np.atleast_2d(np.asarray(X, dtype=float))
+        out = np.zeros((len(X), len(columns)))
+        for c, i in enumerate(columns):
+            unit = self.units[int(i)]
+            if isinstance(unit, UnitGaussian):
+                out[:, c] = unit.grad_log_pdf(X[:, int(i)])
+        return out
+
+
+class PriorTerm:
+    """``(beta / n) * log prior(x)``: what piBO adds to a log acquisition after ``n`` measured trials.
+
+    Callable on rows (n, d); :meth:`gradient` is its gradient on the numeric coordinates.
+    """
+
+    def __init__(self, prior: SpacePrior, weight: float, cat_sizes: np.ndarray) -> None:
+        self.prior = prior
+        self.weight = float(weight)
+        self.numeric = np.flatnonzero(np.asarray(cat_sizes) == 0)
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        return self.weight * self.prior.log_density(X)
+
+    def gradient(self, X: np.ndarray) -> np.ndarray:
+        """(n, number of numeric coordinates)."""
+        return self.weight * self.prior.grad_log_density(X, self.numeric)
+
+
+def prior_term(distributions: Sequence[Distribution], cat_sizes: np.ndarray, beta: float,
+               n_measured: int) -> PriorTerm | None:
+    """piBO's term for a space after ``n_measured`` trials; None when no parameter has a prior or ``beta`` is 0."""
+    prior = SpacePrior(distributions)
+    if beta <= 0 or not prior.active:
+        return None
+    return PriorTerm(prior, beta / max(int(n_measured), 1), cat_sizes)

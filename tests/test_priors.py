@@ -1,0 +1,322 @@
+"""Priors from the user (issue 21, part 2): the beliefs, their checks and JSON, random and start-up draws
+that follow them, piBO's fading weight in the model-based samplers, resuming, and the sweep file's key."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tunelab
+from tunelab import Bool, Categorical, Float, Int
+from tunelab.distributions import distribution_from_json
+from tunelab.errors import ConfigError, InvalidDistributionError, SweepConfigError
+from tunelab.priors import LogNormal, Normal, UnitGaussian, prior_from_json
+from tunelab.samplers import sampler_from_description
+from tunelab.samplers._prior import SpacePrior, prior_term
+from tunelab.samplers.base import SamplingContext
+from tunelab.samplers.model_based import EncodedSpace, Observations
+from tunelab.space import Conditional, space_from_json, space_to_json
+from tunelab.sweep.config import config_from_text
+
+LR = Float(1e-5, 1e-1, log=True, prior=LogNormal(center=3e-4, spread=1.0))
+
+
+# -- the checks -------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("build", "words"), [
+    (lambda: Float(0.0, 1.0, prior=Normal(center=2.0, spread=0.1)), ["prior", "center=2.0", "outside [0.0, 1.0]",
+                                                                     "move the centre"]),
+    (lambda: Float(1e-5, 1e-1, log=True, prior=LogNormal(center=1.0, spread=1.0)), ["center=1.0", "outside"]),
+    (lambda: Int(1, 8, prior=Normal(center=0, spread=1.0)), ["center=0.0", "outside [1, 8]"]),
+    (lambda: Int(16, 1024, log=True, prior=LogNormal(center=2048, spread=1.0)), ["center=2048.0", "outside"]),
+    (lambda: Normal(center=0.5, spread=0.0), ["Normal(spread=...)", "positive", "e.g. spread=1.0"]),
+    (lambda: Normal(center=0.5, spread=-1.0), ["spread", "positive"]),
+    (lambda: LogNormal(center=1e-3, spread=float("nan")), ["LogNormal(spread=...)", "decades"]),
+    (lambda: LogNormal(center=0.0, spread=1.0), ["LogNormal(center=...)", "positive"]),
+    (lambda: Normal(center=float("inf"), spread=1.0), ["Normal(center=...)", "finite"]),
+    (lambda: Float(1e-5, 1e-1, log=True, prior=Normal(center=1e-3, spread=1.0)),
+     ["log-scaled", "LogNormal(center=0.001, spread=...)", "or log=False"]),
+    (lambda: Float(0.0, 1.0, prior=LogNormal(center=0.5, spread=1.0)),
+     ["LogNormal is for log parameters", "Normal(center=0.5, spread=...)", "or log=True"]),
+    (lambda: Int(16, 1024, log=True, prior=Normal(center=64, spread=8.0)), ["log-scaled", "LogNormal"]),
+    (lambda: Float(0.0, 1.0, prior=0.5), ["tunelab.priors.Normal(center=..., spread=...)"]),
+    (lambda: Categorical(["adam", "sgd"], prior=[1.0]), ["1 probabilities for 2 choices", "one per choice"]),
+    (lambda: Categorical(["adam", "sgd"], prior=[0.8, 0.1]), ["sum to 0.9, not 1", "divide each by 0.9"]),
+    (lambda: Categorical(["adam", "sgd"], prior=[1.0, 0.0]), ["0.0 is not a positive probability",
+                                                              "remove it from the choices"]),
+    (lambda: Categorical(["adam", "sgd"], prior="ab"), ["list of probabilities"]),
+])
+def test_each_bad_prior_is_refused_with_the_argument_and_the_fix(build, words: list[str]) -> None:
+    with pytest.raises(InvalidDistributionError) as info:
+        build()
+    assert isinstance(info.value, ConfigError)
+    for w in words:
+        assert w in str(info.value), str(info.value)
+
+
+def test_suggest_names_the_parameter_of_a_bad_prior() -> None:
+    study = tunelab.create_study(sampler=tunelab.RandomSampler(), seed=0)
+    trial = study.ask()
+    with pytest.raises(InvalidDistributionError, match=r"parameter 'lr': prior: center=1\.0 is outside"):
+        trial.suggest_float("lr", 1e-5, 1e-1, log=True, prior=LogNormal(center=1.0, spread=1.0))
+
+
+def test_the_prior_counts_in_equality_and_repr_but_not_in_the_kind() -> None:
+    plain = Float(1e-5, 1e-1, log=True)
+    assert repr(plain) == "Float(low=1e-05, high=0.1, log=True, step=None)"  # as before priors
+    assert "prior=LogNormal(center=0.0003, spread=1.0)" in repr(LR)
+    assert LR != plain and LR == Float(1e-5, 1e-1, log=True, prior=LogNormal(3e-4, 1.0))
+    assert hash(LR) == hash(Float(1e-5, 1e-1, log=True, prior=LogNormal(3e-4, 1.0)))
+    assert LR.compatible_with(plain) and plain.compatible_with(LR)
+    assert Categorical(["a", "b"], prior=[0.5, 0.5]).compatible_with(Categorical(["a", "b"]))
+    assert plain.unit_prior() is None and Bool().unit_prior() is None and Categorical(["a"]).unit_prior() is None
+
+
+# -- JSON ---------------------------------------------------------------------------------------------
+SPACE = {
+    "lr": LR,
+    "width": Int(16, 1024, log=True, prior=LogNormal(center=128, spread=0.5)),
+    "layers": Int(1, 8, prior=Normal(center=3, spread=1.0)),
+    "dropout": Float(0.0, 0.5, step=0.1, prior=Normal(center=0.1, spread=0.1)),
+    "optimizer": Categorical(["adam", "sgd"], prior=[0.8, 0.2]),
+    "momentum": Conditional(Float(0.0, 0.99, prior=Normal(center=0.9, spread=0.05)), when={"optimizer": "sgd"}),
+    "augment": Bool(p=0.7),
+}
+
+
+def test_json_round_trip_of_priors_and_of_a_space() -> None:
+    for prior in (Normal(0.1, 0.2), LogNormal(3e-4, 1.0)):
+        assert prior_from_json(prior.to_json()) == prior
+    assert LR.to_json() == {"type": "float", "low": 1e-5, "high": 0.1, "log": True, "step": None,
+                            "prior": {"type": "lognormal", "center": 3e-4, "spread": 1.0}}
+    assert "prior" not in Float(0.0, 1.0).to_json()  # a plain distribution's JSON is unchanged
+    for entry in SPACE.values():
+        dist = entry.distribution if isinstance(entry, Conditional) else entry
+        assert distribution_from_json(dist.to_json()) == dist
+    assert space_from_json(space_to_json(SPACE)) == SPACE
+    with pytest.raises(InvalidDistributionError, match="takes center and spread"):
+        prior_from_json({"type": "normal", "centre": 1.0, "spread": 1.0})
+
+
+def test_priors_survive_a_stored_study_and_load_study(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    study = tunelab.create_study(name="p", storage=url, sampler=tunelab.RandomSampler(), seed=0, space=SPACE)
+    study.optimize(lambda t: float(np.log10(t.params["lr"]) ** 2), n_trials=4)
+    again = tunelab.load_study("p", url)
+    assert again.space == SPACE
+    assert again.space["lr"].prior == LogNormal(3e-4, 1.0)  # type: ignore[union-attr]
+    assert again.trials[0].distributions["optimizer"].prior == (0.8, 0.2)  # type: ignore[attr-defined]
+    # workers rebuild the same draws from the stored space
+    again.optimize(lambda t: 0.0, n_trials=2)
+    assert len(tunelab.load_study("p", url).trials) == 6
+
+
+def test_resuming_with_a_changed_prior_is_not_a_conflict(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+
+    def objective(center: float):
+        def f(trial: tunelab.Trial) -> float:
+            lr = trial.suggest_float("lr", 1e-5, 1e-1, log=True, prior=LogNormal(center=center, spread=0.5))
+            opt = trial.suggest_categorical("opt", ["adam", "sgd"], prior=[0.9, 0.1] if center < 1e-3 else None)
+            return math.log10(lr) ** 2 + (opt == "sgd")
+        return f
+
+    study = tunelab.create_study(name="r", storage=url, sampler=tunelab.TPESampler(n_startup_trials=3), seed=0)
+    study.optimize(objective(1e-4), n_trials=4)
+    again = tunelab.load_study("r", url)
+    again.optimize(objective(1e-2), n_trials=4)  # another belief: the same kind of parameter
+    trials = tunelab.load_study("r", url).trials
+    assert [t.distributions["lr"].prior.center for t in trials] == [1e-4] * 4 + [1e-2] * 4  # type: ignore[attr-defined]
+    again.enqueue({"lr": 1e-3, "opt": "adam"})
+    again.optimize(objective(1e-3), n_trials=1)
+
+
+# -- random draws and the start-up design follow the prior ------------------------------------------------
+def test_random_search_draws_from_the_prior_reproducibly() -> None:
+    lr = Float(1e-8, 1.0, log=True, prior=LogNormal(center=1e-4, spread=0.5))  # 16 sigma wide: no truncation
+    sampler = tunelab.RandomSampler()
+    draws = [sampler.sample(None, SamplingContext(n, 3), "lr", lr) for n in range(2000)]  # type: ignore[arg-type]
+    logs = np.log10(draws)
+    assert abs(np.median(logs) - (-4.0)) < 0.05
+    assert abs(np.std(logs) - 0.5) < 0.05
+    assert draws == [sampler.sample(None, SamplingContext(n, 3), "lr", lr) for n in range(2000)]  # type: ignore[arg-type]
+    width = Int(1, 100, prior=Normal(center=40, spread=5.0))
+    ints = np.array([width.sample(np.random.default_rng(n)) for n in range(2000)])
+    assert abs(np.median(ints) - 40) <= 1 and abs(np.std(ints) - 5.0) < 0.5
+    opt = Categorical(["adam", "sgd", "rmsprop"], prior=[0.6, 0.3, 0.1])
+    shares = np.bincount([opt.index(opt.sample(np.random.default_rng(n))) for n in range(3000)]) / 3000
+    assert np.allclose(shares, [0.6, 0.3, 0.1], atol=0.03)
+
+
+def test_a_truncated_prior_keeps_draws_in_range() -> None:
+    lr = Float(1e-3, 1e-1, log=True, prior=LogNormal(center=1e-3, spread=2.0))  # centred on the edge
+    rng = np.random.default_rng(0)
+    draws = np.array([lr.sample(rng) for _ in range(2000)])
+    assert draws.min() >= 1e-3 and draws.max() <= 1e-1
+    assert np.median(draws) < 1e-2  # most of the mass near the edge it believes in
+
+
+def test_startup_points_follow_the_prior_and_stay_low_discrepancy() -> None:
+    space = EncodedSpace({"lr": Float(1e-8, 1.0, log=True, prior=LogNormal(center=1e-4, spread=0.5)),
+                          "opt": Categorical(["adam", "sgd"], prior=[0.75, 0.25]),
+                          "x": Float(0.0, 1.0)})
+    rows = np.array([space.startup_point(n, seed=5) for n in range(256)])
+    values = [space.decode(r) for r in rows]
+    logs = np.log10([v["lr"] for v in values])
+    assert abs(np.median(logs) + 4.0) < 0.05 and abs(np.std(logs) - 0.5) < 0.05
+    # low discrepancy: the empirical CDF of the prior's CDF values is nearly uniform (Kolmogorov-Smirnov
+    # distance far below the ~0.085 that 256 independent draws reach one time in twenty)
+    gauss = space.distributions[0].unit_prior()
+    assert isinstance(gauss, UnitGaussian)
+    from statistics import NormalDist
+    q = np.sort([NormalDist(gauss.mu, gauss.sigma).cdf(r[0]) for r in rows])
+    assert np.max(np.abs(q - (np.arange(256) + 0.5) / 256)) < 0.02
+    assert sum(v["opt"] == "adam" for v in values) == 192  # 3/4 of 256, exactly: a Sobol design
+    assert np.array_equal(rows, np.array([space.startup_point(n, seed=5) for n in range(256)]))
+    plain = EncodedSpace({"x": Float(0.0, 1.0)})  # no prior: the design is the plain Sobol one, unchanged
+    assert abs(np.mean([plain.startup_point(n, seed=5)[0] for n in range(64)]) - 0.5) < 0.02
+
+
+def test_bool_p_is_its_prior_in_the_startup_design() -> None:
+    space = EncodedSpace({"augment": Bool(p=0.9)})
+    share = np.mean([space.decode(space.startup_point(n, seed=1))["augment"] for n in range(100)])
+    assert 0.85 <= share <= 0.95
+
+
+# -- piBO ---------------------------------------------------------------------------------------------
+def test_the_prior_term_fades_as_beta_over_n_and_ignores_parameters_without_a_prior() -> None:
+    space = EncodedSpace({"x": Float(0.0, 1.0, prior=Normal(center=0.2, spread=0.1)), "y": Float(0.0, 1.0)})
+    assert prior_term(space.distributions, space.cat_sizes, 10.0, 5).weight == 2.0  # type: ignore[union-attr]
+    assert prior_term(space.distributions, space.cat_sizes, 10.0, 100).weight == 0.1  # type: ignore[union-attr]
+    assert prior_term(space.distributions, space.cat_sizes, 0.0, 5) is None
+    none = EncodedSpace({"y": Float(0.0, 1.0)})
+    assert prior_term(none.distributions, none.cat_sizes, 10.0, 5) is None
+    prior = SpacePrior(space.distributions)
+    X = np.array([[0.2, 0.0], [0.2, 0.9], [0.5, 0.3], [np.nan, 0.3]])
+    d = prior.log_density(X)
+    assert d[0] == d[1] > d[2] and d[3] == 0.0  # y adds nothing; an absent x adds nothing
+    term = prior_term(space.distributions, space.cat_sizes, 10.0, 10)
+    assert term is not None
+    h = 1e-6
+    numeric = (term(np.array([[0.3 + h, 0.5]])) - term(np.array([[0.3 - h, 0.5]]))) / (2 * h)
+    assert term.gradient(np.array([[0.3, 0.5]]))[0] == pytest.approx([numeric[0], 0.0], rel=1e-5)
+
+
+def _obs(xs: np.ndarray, f) -> Observations:
+    X = xs.reshape(-1, 1)
+    return Observations(X=X, y=np.array([f(x) for x in xs]), imputed=np.zeros(len(xs), dtype=bool),
+                        numbers=np.arange(len(xs)), pending=np.empty((0, 1)))
+
+
+@pytest.mark.parametrize("make", [
+    lambda w: tunelab.GPSampler(n_startup_trials=5, prior_weight=w, n_candidates=256),
+    lambda w: tunelab.TPESampler(n_startup_trials=5, prior_weight=w),
+], ids=["gp", "tpe"])
+def test_a_wrong_prior_pulls_early_proposals_and_is_ignored_with_much_evidence(make) -> None:
+    space = EncodedSpace({"x": Float(0.0, 1.0, prior=Normal(center=0.9, spread=0.1))})
+
+    def f(x: float) -> float:
+        return (x - 0.2) ** 2
+
+    def proposals(weight: float, n: int) -> np.ndarray:
+        xs = np.random.default_rng(0).random(n)
+        return np.array([make(weight).propose(space, _obs(xs, f), np.random.default_rng(s))[0] for s in range(6)])
+
+    early_with, early_without = proposals(10.0, 6), proposals(0.0, 6)
+    assert np.median(early_with) > np.median(early_without) + 0.1  # pulled towards the belief at 0.9
+    late = proposals(10.0, 300 if isinstance(make(1.0), tunelab.TPESampler) else 60)
+    assert np.median(np.abs(late - 0.2)) < 0.1  # the evidence wins: near the optimum at 0.2
+    # a pure function of the observations: the same inputs, the same proposal (deterministic studies)
+    xs = np.random.default_rng(1).random(12)
+    one = make(10.0).propose(space, _obs(xs, f), np.random.default_rng(3))
+    assert np.array_equal(one, make(10.0).propose(space, _obs(xs, f), np.random.default_rng(3)))
+
+
+def test_a_deterministic_study_with_priors_replays() -> None:
+    space = {"lr": LR, "opt": Categorical(["adam", "sgd"], prior=[0.7, 0.3])}
+
+    def objective(trial: tunelab.Trial) -> float:
+        return (math.log10(trial.params["lr"]) + 2.0) ** 2 + (trial.params["opt"] == "sgd")
+
+    def params() -> list[dict[str, object]]:
+        study = tunelab.create_study(sampler=tunelab.GPSampler(n_startup_trials=4, n_candidates=256), seed=2,
+                                     space=space, deterministic=2)
+        study.optimize(objective, n_trials=9)
+        return [t.params for t in study.trials]
+
+    assert params() == params()
+
+
+def test_prior_weight_is_checked_described_and_rebuilt() -> None:
+    for cls in (tunelab.GPSampler, tunelab.TPESampler, tunelab.AutoSampler):
+        for bad in (-1.0, float("nan"), "10", True):
+            with pytest.raises(ConfigError, match=r"prior_weight=\.\.\.\) must be a number >= 0"):
+                cls(prior_weight=bad)
+        sampler = cls(prior_weight=4.0)
+        assert sampler.describe()["prior_weight"] == 4.0
+        assert sampler_from_description(sampler.describe()).prior_weight == 4.0  # type: ignore[attr-defined]
+    assert tunelab.AutoSampler(prior_weight=3.0)._gp.prior_weight == 3.0
+
+
+def test_a_good_prior_finds_a_narrow_optimum_sooner() -> None:
+    """A fast check of the benchmark's claim (benchmarks/priors.py measures it properly)."""
+    def objective(trial: tunelab.Trial) -> float:
+        return (math.log10(trial.params["lr"]) - math.log10(2e-4)) ** 2
+
+    def best_after(prior: LogNormal | None, seed: int) -> float:
+        space = {"lr": Float(1e-7, 1.0, log=True, prior=prior)}
+        study = tunelab.create_study(sampler=tunelab.TPESampler(n_startup_trials=5), seed=seed, space=space)
+        study.optimize(objective, n_trials=8)
+        return study.best_value
+
+    good = np.median([best_after(LogNormal(center=3e-4, spread=0.5), s) for s in range(5)])
+    none = np.median([best_after(None, s) for s in range(5)])
+    assert good < none / 2
+
+
+# -- the sweep file ------------------------------------------------------------------------------------
+SWEEP = """\
+command: python train.py --lr {lr} --width {width} --optimizer {optimizer}
+parameters:
+  lr:
+    type: float
+    low: 1.0e-5
+    high: 1.0e-1
+    log: true
+    prior: {type: lognormal, center: 3.0e-4, spread: 1.0}
+  width: {type: int, low: 1, high: 9, prior: {type: normal, center: 4, spread: 2}}
+  optimizer: {type: categorical, choices: [adam, sgd], prior: [0.8, 0.2]}
+metric: val_loss
+"""
+
+
+def test_the_sweep_file_takes_a_prior_key(tmp_path: Path) -> None:
+    c = config_from_text(SWEEP, tmp_path)
+    assert c.space["lr"] == LR
+    assert c.space["width"] == Int(1, 9, prior=Normal(center=4, spread=2))
+    assert c.space["optimizer"] == Categorical(["adam", "sgd"], prior=[0.8, 0.2])
+
+
+@pytest.mark.parametrize(("replace", "by", "key", "line", "fix"), [
+    ("center: 3.0e-4", "center: 3.0", "parameters.lr.prior.center", 8, "outside [1e-05, 0.1]"),
+    ("spread: 1.0}", "spread: 0}", "parameters.lr.prior.spread", 8, "e.g. spread: 1.0"),
+    ("spread: 1.0}", "spread: -2}", "parameters.lr.prior.spread", 8, "positive number (in decades)"),
+    ("type: lognormal", "type: normal", "parameters.lr.prior.type", 8, "{type: lognormal, center: ..., spread: ...}"),
+    ("prior: {type: normal, center: 4", "prior: {type: lognormal, center: 4", "parameters.width.prior.type", 9,
+     "{type: normal"),
+    ("type: lognormal", "type: gaussian", "parameters.lr.prior.type", 8, "'normal' or 'lognormal'"),
+    ("center: 3.0e-4", "centre: 3.0e-4", "parameters.lr.prior.centre", 8, "did you mean 'center'"),
+    ("center: 4, spread: 2", "center: 4", "parameters.width.prior.spread", 9, "add spread:"),
+    ("prior: [0.8, 0.2]", "prior: [0.8, 0.3]", "parameters.optimizer.prior", 10, "not 1"),
+    ("prior: [0.8, 0.2]", "prior: [1.0]", "parameters.optimizer.prior", 10, "1 probabilities for 2 choices"),
+])
+def test_each_sweep_prior_mistake_names_its_key_and_line(tmp_path: Path, replace: str, by: str, key: str, line: int,
+                                                         fix: str) -> None:
+    assert replace in SWEEP
+    with pytest.raises(SweepConfigError) as info:
+        config_from_text(SWEEP.replace(replace, by, 1), tmp_path)
+    e = info.value
+    assert (e.key, e.line) == (key, line), str(e)
+    assert f"sweep.yaml:{line}: {key}" in str(e) and fix in str(e)
