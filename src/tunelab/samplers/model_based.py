@@ -427,6 +427,8 @@ def collect_rung_observations(
 
 
 class ModelBasedSampler(Sampler):
+    multi_objective = False  # they fit one objective (multi-objective TPE and LogEHVI: not yet)
+
     """Base class of samplers that fit a model to the trials so far and propose from it.
 
     Args:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
 import os
 import threading
 import time
@@ -60,7 +59,7 @@ from tunelab.errors import (
 )
 from tunelab.records import FrozenTrial, StudyRecord, StudySummary, TrialState
 from tunelab.storage._json import dumps as _dumps
-from tunelab.storage.base import BaseStorage, Curves, MetricPoint, TrialValue, append_event
+from tunelab.storage.base import BaseStorage, Curves, MetricPoint, TrialValue, append_event, check_values
 from tunelab.storage.sql_migrate import check_not_newer, migrate, read_schema_version
 from tunelab.storage.sql_schema import (
     RUNNING,
@@ -575,6 +574,7 @@ class SQLStorage(BaseStorage):
             datetime_complete=_time(row.completed_at),
             error=row.error,
             trial_id=row.trial_id,
+            values=None if row.objective_values is None else tuple(json.loads(row.objective_values)),
         )
 
     @_operation
@@ -733,12 +733,13 @@ class SQLStorage(BaseStorage):
         distributions: Mapping[str, Distribution] | None = None,
         user_attrs: Mapping[str, Any] | None = None,
         system_attrs: Mapping[str, Any] | None = None,
+        values: Sequence[float] | None = None,
     ) -> None:
-        if value is not None and not math.isfinite(value):
-            raise StorageError(f"trial value must be finite, got {value!r}")
+        value, values = check_values(value, values)
         q = self._q
         args: dict[str, Any] = {
-            "tid": trial_id, "b_state": state.value, "b_value": value, "b_error": error, "b_now": time.time()
+            "tid": trial_id, "b_state": state.value, "b_value": value, "b_error": error, "b_now": time.time(),
+            "b_values": None if values is None else json.dumps(values),
         }
         with self._write() as conn:
             if params or distributions or user_attrs or system_attrs:

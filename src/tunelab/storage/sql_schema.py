@@ -86,7 +86,7 @@ values_table = sa.Table(
 _T = trials_table
 TRIAL_COLUMNS = (
     _T.c.trial_id, _T.c.number, _T.c.state, _T.c.value, _T.c.params, _T.c.distributions,
-    _T.c.user_attrs, _T.c.system_attrs, _T.c.error, _T.c.started_at, _T.c.completed_at,
+    _T.c.user_attrs, _T.c.system_attrs, _T.c.error, _T.c.started_at, _T.c.completed_at, _T.c.objective_values,
 )
 
 
@@ -131,7 +131,7 @@ class Statements:
         self.finish = (
             _T.update().where(_T.c.trial_id == _P("tid"), _T.c.state == RUNNING)
             .values(state=_P("b_state"), value=_P("b_value"), error=_P("b_error"), completed_at=_P("b_now"),
-                    heartbeat_at=None)
+                    heartbeat_at=None, objective_values=_P("b_values"))
         )
         self.finish_with_json = self.finish.values(
             params=_P("b_params"), distributions=_P("b_distributions"), user_attrs=_P("b_user_attrs"),
