@@ -218,6 +218,23 @@ class Study:
         """The Pareto front: the feasible COMPLETE trials no other such trial dominates, by number.
 
         For a single objective, the best trial (or an empty list). Infeasible trials never count.
+
+        Examples:
+            Accuracy against latency: the objective returns one value per objective.
+
+            >>> import tunelab
+            >>> study = tunelab.create_study(directions=["maximize", "minimize"],
+            ...                              objective_names=["val_acc", "latency_ms"], seed=0)
+            >>> def objective(trial):
+            ...     width = trial.suggest_int("width", 8, 512, log=True)
+            ...     trial.set_constraint("params_m", width * 0.01, upper=4.0)   # at most 4M parameters
+            ...     return 1.0 - 8.0 / width, 0.05 * width
+            >>> study.optimize(objective, n_trials=30)
+            >>> front = study.best_trials
+            >>> all(t.feasible and t.params["width"] <= 400 for t in front), len(front) > 3
+            (True, True)
+            >>> list(study.pareto_front().columns[:4])
+            ['number', 'state', 'values_val_acc', 'values_latency_ms']
         """
         if not self.is_multi_objective:
             try:

@@ -409,6 +409,15 @@ class Trial:
         Written with the next report or at the end (``system_attrs["constraints"]``); setting a
         name again replaces it. A bound that is not a number, or neither bound, is a ConfigError;
         a value that is NaN or infinite an AttributeValueError (the trial fails, the study goes on).
+
+        Examples:
+            >>> import tunelab
+            >>> study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler())
+            >>> trial = study.ask()
+            >>> trial.set_constraint("peak_memory_gb", 9.1, upper=8.0)
+            >>> frozen = study.tell(trial, 0.1)
+            >>> frozen.feasible, round(frozen.violation, 2)
+            (False, 1.1)
         """
         self._check_running()
         if not isinstance(name, str) or not name:
