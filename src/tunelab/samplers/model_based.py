@@ -427,8 +427,6 @@ def collect_rung_observations(
 
 
 class ModelBasedSampler(Sampler):
-    multi_objective = False  # they fit one objective (multi-objective TPE and LogEHVI: not yet)
-
     """Base class of samplers that fit a model to the trials so far and propose from it.
 
     Args:
@@ -439,6 +437,9 @@ class ModelBasedSampler(Sampler):
         failed: 'worst' (failed and pruned trials count as the worst value seen) or
             'ignore'.
     """
+
+    multi_objective = False
+    """They fit one objective (multi-objective TPE and a LogEHVI Gaussian process: not yet)."""
 
     def __init__(self, n_startup_trials: int = 10, failed: str = "worst") -> None:
         if isinstance(n_startup_trials, bool) or not isinstance(n_startup_trials, int) or n_startup_trials < 1:

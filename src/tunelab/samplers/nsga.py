@@ -42,8 +42,8 @@ class NSGAIISampler(Sampler):
         mutation_prob: probability that a parameter mutates; default ``1 / number of parameters``.
         crossover_prob: probability that a child is a crossover of its parents (else a copy of the
             first parent, mutated).
-        crossover_eta / mutation_eta: the distribution indices of SBX and polynomial mutation
-            (larger: children closer to their parents).
+        crossover_eta: the distribution index of SBX (larger: children closer to their parents).
+        mutation_eta: the distribution index of polynomial mutation (larger: smaller steps).
 
     Examples:
         Two objectives, the default population of 50 (random for the first 50 trials):
