@@ -337,3 +337,11 @@ def records_devices(trial: tunelab.Trial) -> float:
     time.sleep(0.2)
     trial.set_user_attr("end", time.time())
     return trial.suggest_float("x", 0.0, 1.0)
+
+
+def zdt1_constrained(trial: tunelab.Trial) -> tuple[float, float]:
+    """ZDT1 in 3-d (both objectives minimised) with the constraint x0 <= 0.8."""
+    x = [trial.suggest_float(f"x{i}", 0.0, 1.0) for i in range(3)]
+    g = 1.0 + 9.0 * sum(x[1:]) / 2.0
+    trial.set_constraint("x0", x[0], upper=0.8)
+    return x[0], g * (1.0 - math.sqrt(x[0] / g))

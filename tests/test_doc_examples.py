@@ -293,3 +293,12 @@ def test_every_guide_block_is_run_or_excused() -> None:
     assert total == len(covered), (
         f"the guide has {total} Python blocks, {len(covered)} are run or excused here: add a test for the new one"
     )
+
+
+def test_guide_several_objectives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    (code,) = blocks(GUIDE, "3g. Several objectives and constraints")
+    monkeypatch.chdir(tmp_path)
+    ns = run_block(code, {}, "guide: 3g")
+    front = ns["front"]
+    assert front and all(t.feasible for t in front)
+    assert "values_latency_ms" in capsys.readouterr().out

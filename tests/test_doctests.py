@@ -22,15 +22,17 @@ import pytest
 # Docstrings that must hold an example, by module (names as doctest reports them, module first).
 REQUIRED: dict[str, list[str]] = {
     "tunelab.study.study": [
-        "create_study", "load_study", "Study.optimize", "Study.ask", "Study.tell",
+        "create_study", "load_study", "Study.optimize", "Study.ask", "Study.tell", "Study.best_trials",
     ],
-    "tunelab.study.trial": ["Trial.suggest_float", "Trial.suggest_categorical"],
+    "tunelab.study.trial": ["Trial.suggest_float", "Trial.suggest_categorical", "Trial.set_constraint"],
     "tunelab.samplers.random": ["RandomSampler"],
     "tunelab.samplers.grid": ["", "GridSampler"],
     "tunelab.samplers.coarse_to_fine": ["CoarseToFineSampler"],
     "tunelab.samplers.tpe": ["TPESampler"],
     "tunelab.samplers.gp": ["GPSampler"],
     "tunelab.samplers.auto": ["AutoSampler"],
+    "tunelab.samplers.nsga": ["NSGAIISampler"],
+    "tunelab.multiobjective": [""],
     "tunelab.pruners.median": ["MedianPruner"],
     "tunelab.pruners.asha": ["SuccessiveHalvingPruner", "HyperbandPruner"],
     "tunelab.pruners.extrapolation": ["LearningCurvePruner"],

@@ -11,7 +11,10 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from tunelab.records import FrozenTrial, StudyRecord, TrialState, sort_key
+import numpy as np
+
+from tunelab.multiobjective import crowding_distance, feasible_complete, losses, non_dominated_sort
+from tunelab.records import FrozenTrial, StudyRecord, TrialState, sort_key, study_directions
 from tunelab.space import SpaceEntry
 from tunelab.storage.base import BaseStorage, MetricPoint
 
@@ -36,7 +39,9 @@ class History:
 
     Attributes:
         study_name: the study's name.
-        direction: 'minimize' or 'maximize'.
+        direction: 'minimize' or 'maximize' (the first objective's, in a study with several).
+        directions: every objective's direction (one for a single-objective study): each trial's
+            ``values`` hold one value per direction.
         seed: the study's seed (every random draw derives from it).
         space: the declared search space, or None for define-by-run objectives.
         pruning: when the study has a pruner, ``(metric, direction)`` of the metric that drives
@@ -57,6 +62,7 @@ class History:
         self._study_id = study.study_id
         self.study_name = study.name
         self.direction = study.direction
+        self.directions: tuple[str, ...] = study_directions(study)
         self.seed = study.seed
         self.space = space
         self.pruning: tuple[str | None, str] | None = None
@@ -118,9 +124,45 @@ class History:
         """
         return [t for t in self.trials((TrialState.RUNNING,)) if t.number != exclude]
 
+    @property
+    def is_multi_objective(self) -> bool:
+        """Whether the study has several objectives."""
+        return len(self.directions) > 1
+
+    def completed_values(self) -> list[FrozenTrial]:
+        """COMPLETE trials with every objective's value (finite), feasible or not, in number order."""
+        n = len(self.directions)
+        return [
+            t for t in self.trials((TrialState.COMPLETE,))
+            if t.values is not None and len(t.values) == n and all(math.isfinite(v) for v in t.values)
+        ]
+
+    def losses(self, trials: Sequence[FrozenTrial]) -> np.ndarray:
+        """The trials' values as losses, shape (n, objectives): maximised objectives negated."""
+        return losses([t.values for t in trials], self.directions)  # type: ignore[misc]
+
     def top(self, k: int) -> list[FrozenTrial]:
-        """The ``k`` best COMPLETE trials, best first (ties by lower number)."""
-        return sorted(self.completed(), key=sort_key(self.direction))[:k]
+        """The ``k`` best COMPLETE trials, best first (ties by lower number); feasible ones first.
+
+        Several objectives: the first Pareto front of the feasible trials first (its least crowded
+        trials first), then the next front, ...
+        """
+        if not self.is_multi_objective:
+            key = sort_key(self.direction)
+            return sorted(self.completed(), key=lambda t: (not t.feasible, key(t)))[:k]
+        done = self.completed_values()
+        feasible = feasible_complete(done, len(self.directions))
+        ranked: list[FrozenTrial] = []
+        if feasible:
+            points = self.losses(feasible)
+            for front in non_dominated_sort(points):
+                crowd = crowding_distance(points[front])
+                ranked.extend(feasible[front[i]] for i in np.argsort(-crowd, kind="stable"))
+                if len(ranked) >= k:
+                    break
+        if len(ranked) < k:
+            ranked.extend(sorted((t for t in done if not t.feasible), key=lambda t: (t.violation, t.number)))
+        return ranked[:k]
 
     def metric_at(self, metric: str, steps: Sequence[int] | None) -> list[MetricPoint]:
         """Every trial's value of ``metric`` at ``steps`` (all steps when None), read from the

@@ -49,6 +49,73 @@ def check_direction(direction: object) -> str:
     return str(direction)
 
 
+OBJECTIVES_KEY = "objectives"
+"""The study system attribute of a study with several objectives: ``{"directions", "names"}``."""
+
+
+def study_directions(record: StudyRecord) -> tuple[str, ...]:
+    """The directions of a study's objectives (one for a single-objective study)."""
+    stored = record.system_attrs.get(OBJECTIVES_KEY)
+    if isinstance(stored, Mapping) and stored.get("directions"):
+        return tuple(str(d) for d in stored["directions"])
+    return (record.direction,)
+
+
+def study_objective_names(record: StudyRecord) -> tuple[str, ...] | None:
+    """The names of a multi-objective study's objectives; None for a single-objective study."""
+    stored = record.system_attrs.get(OBJECTIVES_KEY)
+    if isinstance(stored, Mapping) and stored.get("names"):
+        return tuple(str(n) for n in stored["names"])
+    return None
+
+
+CONSTRAINTS_KEY = "constraints"
+"""The trial system attribute holding its constraints: ``{name: {"value", "lower", "upper"}}``."""
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A measured quantity of a trial and its bounds (``trial.set_constraint``).
+
+    Attributes:
+        name: what was measured, e.g. ``"peak_memory_gb"``.
+        value: the measured value.
+        lower / upper: the bounds (None: unbounded on that side); the constraint holds when
+            ``lower <= value <= upper``.
+    """
+
+    name: str
+    value: float
+    lower: float | None = None
+    upper: float | None = None
+
+    @property
+    def violation(self) -> float:
+        """How far the value lies outside its bounds (0.0 when they hold)."""
+        over = 0.0
+        if self.upper is not None and self.value > self.upper:
+            over += self.value - self.upper
+        if self.lower is not None and self.value < self.lower:
+            over += self.lower - self.value
+        return over
+
+    @property
+    def satisfied(self) -> bool:
+        """Whether the bounds hold."""
+        return self.violation <= 0.0
+
+    def to_json(self) -> dict[str, float | None]:
+        return {"value": self.value, "lower": self.lower, "upper": self.upper}
+
+    @classmethod
+    def from_json(cls, name: str, data: Mapping[str, Any]) -> Constraint:
+        def num(x: Any) -> float | None:
+            return None if x is None else float(x)
+
+        value = num(data.get("value"))
+        return cls(name, math.inf if value is None else value, num(data.get("lower")), num(data.get("upper")))
+
+
 @dataclass(frozen=True)
 class FrozenTrial:
     """A snapshot of one trial as stored.
@@ -64,6 +131,9 @@ class FrozenTrial:
         datetime_start / datetime_complete: UTC timestamps.
         error: the error text of a FAIL trial.
         trial_id: the storage's key (unique across studies).
+        values: every objective's value of a COMPLETE trial, in the study's order (None otherwise).
+            One objective: ``(value,)``. Several: ``value`` is the first objective's value (so
+            tools that show one number show the first objective), ``values`` holds them all.
     """
 
     number: int
@@ -77,6 +147,38 @@ class FrozenTrial:
     datetime_complete: datetime | None = None
     error: str | None = None
     trial_id: int = -1
+    values: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.values is None:
+            if self.value is not None:
+                object.__setattr__(self, "values", (self.value,))
+        else:
+            if not isinstance(self.values, tuple):
+                object.__setattr__(self, "values", tuple(self.values))
+            if self.value is None and self.values:
+                object.__setattr__(self, "value", self.values[0])
+
+    @property
+    def constraints(self) -> dict[str, Constraint]:
+        """The constraints the trial recorded (``trial.set_constraint``), by name."""
+        raw = self.system_attrs.get(CONSTRAINTS_KEY)
+        if not isinstance(raw, Mapping):
+            return {}
+        return {name: Constraint.from_json(name, c) for name, c in raw.items() if isinstance(c, Mapping)}
+
+    @property
+    def violation(self) -> float:
+        """The total amount by which the trial's constraints are violated (0.0: feasible)."""
+        raw = self.system_attrs.get(CONSTRAINTS_KEY)
+        if not raw:
+            return 0.0
+        return sum(c.violation for c in self.constraints.values())
+
+    @property
+    def feasible(self) -> bool:
+        """Whether every constraint bound the trial recorded holds (True when it recorded none)."""
+        return self.violation <= 0.0
 
     @property
     def duration(self) -> float | None:

@@ -16,6 +16,7 @@ from tunelab.samplers.coarse_to_fine import CoarseToFineSampler
 from tunelab.samplers.gp import GPSampler
 from tunelab.samplers.grid import GridSampler
 from tunelab.samplers.model_based import ModelBasedSampler
+from tunelab.samplers.nsga import NSGAIISampler
 from tunelab.samplers.random import RandomSampler
 from tunelab.samplers.tpe import TPESampler
 
@@ -25,6 +26,7 @@ __all__ = [
     "GPSampler",
     "GridSampler",
     "ModelBasedSampler",
+    "NSGAIISampler",
     "RandomSampler",
     "Sampler",
     "SamplingContext",
@@ -34,7 +36,9 @@ __all__ = [
 ]
 
 _REGISTRY: dict[str, type[Sampler]] = {
-    cls.__name__: cls for cls in (RandomSampler, GridSampler, CoarseToFineSampler, TPESampler, GPSampler, AutoSampler)
+    cls.__name__: cls for cls in (
+        RandomSampler, GridSampler, CoarseToFineSampler, TPESampler, GPSampler, AutoSampler, NSGAIISampler,
+    )
 }
 
 

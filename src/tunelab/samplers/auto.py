@@ -12,15 +12,22 @@ from typing import Any
 
 import numpy as np
 
+from tunelab.distributions import Distribution, ParamValue
 from tunelab.errors import ConfigError
+from tunelab.history import History
 from tunelab.samplers._prior import DEFAULT_PRIOR_WEIGHT, check_prior_weight
+from tunelab.samplers.base import SamplingContext
 from tunelab.samplers.gp import GPSampler
 from tunelab.samplers.model_based import EncodedSpace, ModelBasedSampler, Observations
+from tunelab.samplers.nsga import NSGAIISampler
 from tunelab.samplers.tpe import TPESampler
 
 
 class AutoSampler(ModelBasedSampler):
     """GP-based Bayesian optimisation up to ``switch_at`` measured trials, then TPE.
+
+    On a study with several objectives it runs :class:`~tunelab.samplers.NSGAIISampler` (its
+    defaults) throughout, until tunelab has a multi-objective model (multi-objective TPE, LogEHVI).
 
     Args:
         n_startup_trials: measured trials before a model is used (quasi-random until then).
@@ -52,6 +59,19 @@ class AutoSampler(ModelBasedSampler):
         self.switch_at = switch_at
         self._gp = GPSampler(n_startup_trials=n_startup_trials, failed=failed, prior_weight=self.prior_weight)
         self._tpe = TPESampler(n_startup_trials=n_startup_trials, failed=failed, prior_weight=self.prior_weight)
+        self._nsga = NSGAIISampler()
+
+    multi_objective = True  # through NSGA-II
+
+    def plan(self, history: History, trial: SamplingContext) -> dict[str, ParamValue]:
+        if history.is_multi_objective:
+            return self._nsga.plan(history, trial)
+        return super().plan(history, trial)
+
+    def sample(self, history: History, trial: SamplingContext, name: str, distribution: Distribution) -> ParamValue:
+        if history.is_multi_objective:
+            return self._nsga.sample(history, trial, name, distribution)
+        return super().sample(history, trial, name, distribution)
 
     def propose(self, space: EncodedSpace, observations: Observations, rng: np.random.Generator) -> np.ndarray:
         model = self._gp if observations.n_measured < self.switch_at else self._tpe

@@ -73,6 +73,9 @@ class Sampler(ABC):
     ``n - width + 1`` (``History.replay_width``)."""
     not_replayable_because: str | None = None
     """Why not, in a few words (shown in the error)."""
+    multi_objective: bool = True
+    """Whether the sampler can serve a study with several objectives (model-based samplers that fit
+    one objective cannot yet)."""
 
     def exhausted(self, history: History) -> bool:
         """Whether nothing is left to propose now; :meth:`Study.ask` then raises SearchExhausted.

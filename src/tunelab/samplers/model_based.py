@@ -444,6 +444,9 @@ class ModelBasedSampler(Sampler):
             'ignore'.
     """
 
+    multi_objective = False
+    """They fit one objective (multi-objective TPE and a LogEHVI Gaussian process: not yet)."""
+
     def __init__(self, n_startup_trials: int = 10, failed: str = "worst") -> None:
         if isinstance(n_startup_trials, bool) or not isinstance(n_startup_trials, int) or n_startup_trials < 1:
             raise ConfigError(

@@ -17,6 +17,7 @@ Rules every backend keeps (the conformance suite in ``tunelab.testing`` checks t
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -48,6 +49,19 @@ class TrialValue(NamedTuple):
     state: TrialState
     value: float | None
     """The final value (COMPLETE trials), else None."""
+
+
+def check_values(value: float | None, values: Sequence[float] | None) -> tuple[float | None, list[float] | None]:
+    """A finished trial's value and values as stored: finite floats, ``value`` the first of ``values``."""
+    if values is not None:
+        values = [float(v) for v in values]
+        if not values or not all(math.isfinite(v) for v in values):
+            raise StorageError(f"trial values must be finite numbers, got {values!r}")
+        if value is None:
+            value = values[0]
+    if value is not None and not math.isfinite(value):
+        raise StorageError(f"trial value must be finite, got {value!r}")
+    return value, values
 
 
 def append_event(attrs: dict[str, Any], key: str, event: Mapping[str, Any], number: int) -> tuple[int, bool]:
@@ -199,10 +213,13 @@ class BaseStorage(ABC):
         distributions: Mapping[str, Distribution] | None = None,
         user_attrs: Mapping[str, Any] | None = None,
         system_attrs: Mapping[str, Any] | None = None,
+        values: Sequence[float] | None = None,
     ) -> None:
         """Atomically finish a RUNNING trial, writing any last params and attributes with it.
 
-        Raises TrialStateError if the trial is already finished (or WAITING).
+        ``values``: every objective's value of a trial of a multi-objective study (finite; stored as
+        a JSON list in ``trials.objective_values``); ``value`` is then its first (taken from
+        ``values`` when None). Raises TrialStateError if the trial is already finished (or WAITING).
         """
 
     @abstractmethod

@@ -15,14 +15,13 @@ from typing import Any
 from tunelab.distributions import Distribution, ParamValue
 from tunelab.errors import (
     DuplicatedStudyError,
-    StorageError,
     StudyNotFoundError,
     TrialNotFoundError,
     TrialStateError,
 )
 from tunelab.records import FrozenTrial, StudyRecord, StudySummary, TrialState, sort_key
 from tunelab.storage._json import dumps
-from tunelab.storage.base import BaseStorage, Curves, MetricPoint, TrialValue, append_event
+from tunelab.storage.base import BaseStorage, Curves, MetricPoint, TrialValue, append_event, check_values
 
 
 def _now() -> datetime:
@@ -289,13 +288,14 @@ class InMemoryStorage(BaseStorage):
         distributions: Mapping[str, Distribution] | None = None,
         user_attrs: Mapping[str, Any] | None = None,
         system_attrs: Mapping[str, Any] | None = None,
+        values: Sequence[float] | None = None,
     ) -> None:
-        if value is not None and not math.isfinite(value):
-            raise StorageError(f"trial value must be finite, got {value!r}")
+        value, values = check_values(value, values)
         with self._lock:
             t = self._merged(self._running(trial_id), params, distributions, user_attrs, system_attrs)
             self._trials[trial_id] = replace(
-                t, state=state, value=value, error=error, datetime_complete=_now()
+                t, state=state, value=value, error=error, datetime_complete=_now(),
+                values=None if values is None else tuple(values),
             )
             self._heartbeats.pop(trial_id, None)
 

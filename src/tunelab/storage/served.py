@@ -229,8 +229,10 @@ class RemoteStorage(BaseStorage):
         self, trial_id: int, state: TrialState, value: float | None = None, error: str | None = None,
         params: Mapping[str, ParamValue] | None = None, distributions: Mapping[str, Distribution] | None = None,
         user_attrs: Mapping[str, Any] | None = None, system_attrs: Mapping[str, Any] | None = None,
+        values: Sequence[float] | None = None,
     ) -> None:
-        self._call("finish_trial", trial_id, state, value, error, params, distributions, user_attrs, system_attrs)
+        self._call("finish_trial", trial_id, state, value, error, params, distributions, user_attrs, system_attrs,
+                   None if values is None else list(values))
 
     def discard_trial(self, trial_id: int) -> bool:
         return bool(self._call("discard_trial", trial_id))

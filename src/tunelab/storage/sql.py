@@ -26,7 +26,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
 import os
 import threading
 import time
@@ -60,12 +59,11 @@ from tunelab.errors import (
 )
 from tunelab.records import FrozenTrial, StudyRecord, StudySummary, TrialState
 from tunelab.storage._json import dumps as _dumps
-from tunelab.storage.base import BaseStorage, Curves, MetricPoint, TrialValue, append_event
+from tunelab.storage.base import BaseStorage, Curves, MetricPoint, TrialValue, append_event, check_values
 from tunelab.storage.sql_migrate import check_not_newer, migrate, read_schema_version
 from tunelab.storage.sql_schema import (
     RUNNING,
     SCHEMA_VERSION,
-    TRIAL_COLUMNS,
     Statements,
     decode_metric,
     distributions_table,
@@ -301,7 +299,9 @@ class SQLStorage(BaseStorage):
         if found is None and not create:
             raise StorageError(f"storage {self._shown!r} holds no tunelab data; check the URL")
         if found is not None and not self._upgrade:
-            return  # opened as it is, on request
+            if found < SCHEMA_VERSION:  # opened as it is, on request: statements of its schema
+                self._q = Statements(lock_rows=not self._sqlite, schema=found)
+            return
         check_not_newer(self._shown, found)
         found = migrate(self._engine, self._shown)
         if found is not None and found < SCHEMA_VERSION:
@@ -348,6 +348,7 @@ class SQLStorage(BaseStorage):
                 f"upgrading the tunelab database at {self._shown} from schema {before} to {SCHEMA_VERSION} "
                 f"failed: {_describe(e)}"
             ) from e
+        self._q = Statements(lock_rows=not self._sqlite)
         return (SCHEMA_VERSION if found is None else found), SCHEMA_VERSION
 
     # -- transactions ----------------------------------------------------------------------
@@ -575,6 +576,7 @@ class SQLStorage(BaseStorage):
             datetime_complete=_time(row.completed_at),
             error=row.error,
             trial_id=row.trial_id,
+            values=None if (v := getattr(row, "objective_values", None)) is None else tuple(json.loads(v)),
         )
 
     @_operation
@@ -733,12 +735,18 @@ class SQLStorage(BaseStorage):
         distributions: Mapping[str, Distribution] | None = None,
         user_attrs: Mapping[str, Any] | None = None,
         system_attrs: Mapping[str, Any] | None = None,
+        values: Sequence[float] | None = None,
     ) -> None:
-        if value is not None and not math.isfinite(value):
-            raise StorageError(f"trial value must be finite, got {value!r}")
+        value, values = check_values(value, values)
         q = self._q
+        if values is not None and q.schema < 2:
+            raise StorageError(
+                f"storage {self._shown!r} is at schema {q.schema}, which cannot keep several objectives' values; "
+                "upgrade it: tunelab storage upgrade (or tunelab.storage.upgrade(url))"
+            )
         args: dict[str, Any] = {
-            "tid": trial_id, "b_state": state.value, "b_value": value, "b_error": error, "b_now": time.time()
+            "tid": trial_id, "b_state": state.value, "b_value": value, "b_error": error, "b_now": time.time(),
+            "b_values": None if values is None else json.dumps(values),
         }
         with self._write() as conn:
             if params or distributions or user_attrs or system_attrs:
@@ -837,7 +845,7 @@ class SQLStorage(BaseStorage):
         with self._write() as conn:
             now = time.time()
             rows = conn.execute(
-                sa.select(*TRIAL_COLUMNS).where(
+                sa.select(*self._q.trial_columns).where(
                     _T.c.study_id == study_id, _T.c.state == running,
                     _T.c.heartbeat_at.is_not(None), _T.c.heartbeat_at < now - grace_seconds,
                 )
@@ -871,7 +879,7 @@ class SQLStorage(BaseStorage):
         min_number: int = 0,
         max_number: int | None = None,
     ) -> list[FrozenTrial]:
-        q = sa.select(*TRIAL_COLUMNS).where(_T.c.study_id == study_id)
+        q = sa.select(*self._q.trial_columns).where(_T.c.study_id == study_id)
         if min_number:
             q = q.where(_T.c.number >= min_number)
         if max_number is not None:
@@ -904,7 +912,7 @@ class SQLStorage(BaseStorage):
         order = _T.c.value.asc() if direction == "minimize" else _T.c.value.desc()
         with self._read() as conn:
             row = conn.execute(
-                sa.select(*TRIAL_COLUMNS)
+                sa.select(*self._q.trial_columns)
                 .where(_T.c.study_id == study_id, _T.c.state == TrialState.COMPLETE.value,
                        _T.c.value.is_not(None))
                 .order_by(order, _T.c.number).limit(1)

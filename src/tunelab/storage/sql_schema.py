@@ -86,8 +86,10 @@ values_table = sa.Table(
 _T = trials_table
 TRIAL_COLUMNS = (
     _T.c.trial_id, _T.c.number, _T.c.state, _T.c.value, _T.c.params, _T.c.distributions,
-    _T.c.user_attrs, _T.c.system_attrs, _T.c.error, _T.c.started_at, _T.c.completed_at,
+    _T.c.user_attrs, _T.c.system_attrs, _T.c.error, _T.c.started_at, _T.c.completed_at, _T.c.objective_values,
 )
+TRIAL_COLUMNS_SCHEMA1 = TRIAL_COLUMNS[:-1]
+"""What a schema-1 database (opened with ``upgrade=False``) has: no ``objective_values``."""
 
 
 _S = studies_table
@@ -100,15 +102,19 @@ _P = sa.bindparam
 class Statements:
     """The hot-path statements, built once: building a statement costs ~4x executing it."""
 
-    def __init__(self, lock_rows: bool) -> None:
+    def __init__(self, lock_rows: bool, schema: int = SCHEMA_VERSION) -> None:
         def locked(stmt: sa.Select[Any]) -> sa.Select[Any]:
             return stmt.with_for_update() if lock_rows else stmt
+
+        self.schema = schema
+        columns = TRIAL_COLUMNS if schema >= 2 else TRIAL_COLUMNS_SCHEMA1
+        self.trial_columns = columns
 
         self.any_waiting = (
             sa.select(_T.c.trial_id).where(_T.c.study_id == _P("b_study_id"), _T.c.state == WAITING).limit(1)
         )
         first_waiting = (
-            sa.select(*TRIAL_COLUMNS).where(_T.c.study_id == _P("b_study_id"), _T.c.state == WAITING)
+            sa.select(*columns).where(_T.c.study_id == _P("b_study_id"), _T.c.state == WAITING)
             .order_by(_T.c.number).limit(1)
         )
         # A locking read sees the latest committed row (a plain read in a REPEATABLE READ
@@ -131,7 +137,7 @@ class Statements:
         self.finish = (
             _T.update().where(_T.c.trial_id == _P("tid"), _T.c.state == RUNNING)
             .values(state=_P("b_state"), value=_P("b_value"), error=_P("b_error"), completed_at=_P("b_now"),
-                    heartbeat_at=None)
+                    heartbeat_at=None, **({"objective_values": _P("b_values")} if schema >= 2 else {}))
         )
         self.finish_with_json = self.finish.values(
             params=_P("b_params"), distributions=_P("b_distributions"), user_attrs=_P("b_user_attrs"),
@@ -157,7 +163,7 @@ class Statements:
             .order_by(_T.c.number)
         )
         self.update_user_attrs = _T.update().where(_T.c.trial_id == _P("tid")).values(user_attrs=_P("b_user_attrs"))
-        self.trial_by_id = sa.select(*TRIAL_COLUMNS).where(_T.c.trial_id == _P("tid"))
+        self.trial_by_id = sa.select(*columns).where(_T.c.trial_id == _P("tid"))
         self.delete_values = _V.delete().where(
             _V.c.trial_id == _P("tid"), _V.c.step == _P("b_step"), _V.c.metric.in_(_P("b_metrics", expanding=True))
         )

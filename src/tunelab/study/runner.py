@@ -49,7 +49,7 @@ from tunelab.study.heartbeat import Heartbeat, HeartbeatSettings, StaleTrials
 from tunelab.study.progress import ProgressDisplay
 from tunelab.study.replay import stored_width
 from tunelab.study.services import TrialWriter
-from tunelab.study.study import Callback, Objective, Study, judge, load_study
+from tunelab.study.study import Callback, Objective, Study, Verdict, judge, load_study
 from tunelab.study.trial import Trial, error_line, record_end
 
 logger = logging.getLogger("tunelab")
@@ -186,6 +186,7 @@ class TrialOutcome:
     number: int
     state: str
     value: float | None
+    """The value (a study with several objectives: the first objective's)."""
     error: str | None
 
 
@@ -300,7 +301,7 @@ def _live(
             phase = "objective"
             value = objective(trial)
             phase = "judging"
-            verdict = judge(value)
+            verdict = judge(value, names=study.objective_names if study.is_multi_objective else None)
         except BaseException as e:  # every exception is judged, then raised if it must be
             if isinstance(e, SearchExhausted) and phase == "planning":
                 raise  # nothing left to propose: ask_reserved already deleted (or failed) the reservation
@@ -356,7 +357,7 @@ def _judge_exception(
 
 
 def _record(
-    study: Study, trial: Trial | None, tid: int, number: int, verdict: tuple[TrialState, float | None, str | None]
+    study: Study, trial: Trial | None, tid: int, number: int, verdict: Verdict
 ) -> TrialOutcome:
     """The final write of a trial's end (through :meth:`Study.tell` when the trial got that far)."""
     state, value, error = verdict
@@ -365,7 +366,8 @@ def _record(
             frozen = study.tell(trial, value, state=state, error=error)
             return TrialOutcome(tid, number, frozen.state.value, frozen.value, frozen.error)
         recorded = record_end(TrialWriter(study.storage, tid), number, state, value, error)
-        return TrialOutcome(tid, number, recorded[0].value, recorded[1], recorded[2])
+        first = recorded[1][0] if isinstance(recorded[1], tuple) else recorded[1]
+        return TrialOutcome(tid, number, recorded[0].value, first, recorded[2])
     except TrialStateError:
         # Finished by someone else (marked lost while it ran, or told by the objective itself).
         try:

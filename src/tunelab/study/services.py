@@ -125,9 +125,14 @@ class TrialWriter:
         """Merge params, distributions, user or system attributes into the RUNNING trial's row."""
         self._storage.update_trial(self._trial_id, **fields)
 
-    def finish(self, state: TrialState, value: float | None, error: str | None, **fields: Any) -> None:
-        """Write the trial's final state with whatever it had not written yet."""
-        self._storage.finish_trial(self._trial_id, state, value=value, error=error, **fields)
+    def finish(
+        self, state: TrialState, value: float | tuple[float, ...] | None, error: str | None, **fields: Any
+    ) -> None:
+        """Write the trial's final state with whatever it had not written yet (a tuple: every objective's)."""
+        if isinstance(value, tuple):
+            self._storage.finish_trial(self._trial_id, state, error=error, values=list(value), **fields)
+        else:
+            self._storage.finish_trial(self._trial_id, state, value=value, error=error, **fields)
 
     def stored_system_attrs(self) -> dict[str, Any]:
         """The trial's system attributes as stored now (what other processes asked of it)."""

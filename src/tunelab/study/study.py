@@ -33,8 +33,18 @@ from tunelab.errors import (
     TrialStateError,
 )
 from tunelab.history import History
+from tunelab.multiobjective import feasible_complete, losses, non_dominated_sort, pareto_front_trials
 from tunelab.pruners import Pruner, pruner_from_description
-from tunelab.records import FrozenTrial, StudyRecord, TrialState, check_direction, sort_key
+from tunelab.records import (
+    OBJECTIVES_KEY,
+    FrozenTrial,
+    StudyRecord,
+    TrialState,
+    check_direction,
+    sort_key,
+    study_directions,
+    study_objective_names,
+)
 from tunelab.samplers import AutoSampler, Sampler, sampler_from_description
 from tunelab.samplers.base import SamplingContext
 from tunelab.samplers.transfer import check_warm_start
@@ -60,7 +70,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("tunelab")
 
-Objective = Callable[[Trial], float]
+Objective = Callable[[Trial], Any]
+"""``f(trial)``: a number, or for a study with several objectives a tuple, list or mapping by name."""
+Verdict = tuple[TrialState, "float | tuple[float, ...] | None", "str | None"]
 MAX_SEED = 2**63
 """Seeds are below this: storages keep them as 64-bit signed integers."""
 Callback = Callable[["Study", FrozenTrial], None]
@@ -72,7 +84,10 @@ class Study:
 
     Attributes:
         name: the study's name.
-        direction: 'minimize' or 'maximize'.
+        direction: 'minimize' or 'maximize' (the first objective's, in a study with several).
+        directions: every objective's direction (one for a single-objective study).
+        objective_names: every objective's name (``('value',)`` for a single-objective study
+            created without names).
         seed: every random draw of the study derives from it (stored, so a study is
             reproducible even when no seed was given).
         sampler: decides parameter values.
@@ -94,7 +109,11 @@ class Study:
         self._study_id = record.study_id
         self.name = record.name
         self.direction = record.direction
+        self.directions: tuple[str, ...] = study_directions(record)
+        names = study_objective_names(record)
+        self.objective_names: tuple[str, ...] = names if names is not None else ("value",)
         self.seed = record.seed
+        check_objectives_support(self.directions, sampler, pruner)
         self._history = History(storage, record, space)
         self._history.replay_width = stored_width(record.system_attrs)
         sources = stored_sources(record.system_attrs)
@@ -108,7 +127,14 @@ class Study:
         self.checkpoint_policy: CheckpointPolicy = self._checkpoints.policy
 
     def __repr__(self) -> str:
+        if self.is_multi_objective:
+            return f"Study(name={self.name!r}, directions={list(self.directions)!r}, storage={self._storage!r})"
         return f"Study(name={self.name!r}, direction={self.direction!r}, storage={self._storage!r})"
+
+    @property
+    def is_multi_objective(self) -> bool:
+        """Whether the study has several objectives (``create_study(directions=[...])``)."""
+        return len(self.directions) > 1
 
     @property
     def storage(self) -> BaseStorage:
@@ -129,6 +155,7 @@ class Study:
     def sampler(self, sampler: Sampler) -> None:
         if not isinstance(sampler, Sampler):
             raise ConfigError(f"sampler must be a tunelab sampler such as RandomSampler(), got {sampler!r}")
+        check_objectives_support(self.directions, sampler, None)
         check_replayable(self._history.replay_width, sampler, self.pruner)
         self._suggestions.sampler = sampler
 
@@ -141,6 +168,7 @@ class Study:
     def pruner(self, pruner: Pruner | None) -> None:
         if pruner is not None and not isinstance(pruner, Pruner):
             raise ConfigError(f"pruner must be a tunelab pruner such as MedianPruner(), got {pruner!r}")
+        check_objectives_support(self.directions, None, pruner)
         check_replayable(self._history.replay_width, self.sampler, pruner)
         self._pruning.pruner = pruner
 
@@ -166,11 +194,68 @@ class Study:
 
     @property
     def best_trial(self) -> FrozenTrial:
-        """The COMPLETE trial with the best value; TrialNotFoundError if none completed."""
+        """The feasible COMPLETE trial with the best value; TrialNotFoundError if there is none.
+
+        A trial whose constraints do not hold (``trial.set_constraint``) is never the best. A study
+        with several objectives has no single best trial: ConfigError, pointing to :attr:`best_trials`.
+        """
+        self._refuse_multi_objective("best_trial")
         best = self._storage.get_best_trial(self._study_id, self.direction)
+        if best is not None and not best.feasible:  # constrained: the best feasible one, if any
+            feasible = feasible_complete(self._storage.get_trials(self._study_id, (TrialState.COMPLETE,)), 1)
+            best = min(feasible, key=sort_key(self.direction)) if feasible else None
+            if best is None:
+                raise TrialNotFoundError(
+                    f"study {self.name!r} has no feasible COMPLETE trial: every COMPLETE trial violates "
+                    "one of its constraints (trial.constraints says which)"
+                )
         if best is None:
             raise TrialNotFoundError(self._no_best_message())
         return best
+
+    @property
+    def best_trials(self) -> list[FrozenTrial]:
+        """The Pareto front: the feasible COMPLETE trials no other such trial dominates, by number.
+
+        For a single objective, the best trial (or an empty list). Infeasible trials never count.
+
+        Examples:
+            Accuracy against latency: the objective returns one value per objective.
+
+            >>> import tunelab
+            >>> study = tunelab.create_study(directions=["maximize", "minimize"],
+            ...                              objective_names=["val_acc", "latency_ms"], seed=0)
+            >>> def objective(trial):
+            ...     width = trial.suggest_int("width", 8, 512, log=True)
+            ...     trial.set_constraint("params_m", width * 0.01, upper=4.0)   # at most 4M parameters
+            ...     return 1.0 - 8.0 / width, 0.05 * width
+            >>> study.optimize(objective, n_trials=30)
+            >>> front = study.best_trials
+            >>> all(t.feasible and t.params["width"] <= 400 for t in front), len(front) > 3
+            (True, True)
+            >>> list(study.pareto_front().columns[:4])
+            ['number', 'state', 'values_val_acc', 'values_latency_ms']
+        """
+        if not self.is_multi_objective:
+            try:
+                return [self.best_trial]
+            except TrialNotFoundError:
+                return []
+        return pareto_front_trials(self._storage.get_trials(self._study_id, (TrialState.COMPLETE,)), self.directions)
+
+    def pareto_front(self) -> pd.DataFrame:
+        """:attr:`best_trials` as a DataFrame: number, one ``values_<name>`` column per objective,
+        ``params_<name>`` per parameter (needs pandas)."""
+        from tunelab.study.frames import trials_to_dataframe
+
+        return trials_to_dataframe(self.best_trials, self.objective_names if self.is_multi_objective else None)
+
+    def _refuse_multi_objective(self, what: str) -> None:
+        if self.is_multi_objective:
+            raise ConfigError(
+                f"study {self.name!r} has {len(self.directions)} objectives ({', '.join(self.objective_names)}), "
+                f"so it has no single {what}: use study.best_trials (the Pareto front) or study.pareto_front()"
+            )
 
     def _no_best_message(self) -> str:
         """Why there is no best trial: no trials, or how the trials ended and the first failure's error."""
@@ -194,14 +279,16 @@ class Study:
 
     @property
     def best_value(self) -> float:
-        """The best objective value so far."""
+        """The best objective value so far (a study with several objectives: see :attr:`best_trials`)."""
+        self._refuse_multi_objective("best_value")
         value = self.best_trial.value
         assert value is not None  # COMPLETE trials always have one
         return value
 
     @property
     def best_params(self) -> dict[str, ParamValue]:
-        """The parameters of the best trial."""
+        """The parameters of the best trial (a study with several objectives: see :attr:`best_trials`)."""
+        self._refuse_multi_objective("best_params")
         return dict(self.best_trial.params)
 
     @property
@@ -277,7 +364,7 @@ class Study:
         """The trials as a pandas DataFrame, one row per trial (needs pandas)."""
         from tunelab.study.frames import trials_to_dataframe
 
-        return trials_to_dataframe(self.trials)
+        return trials_to_dataframe(self.trials, self.objective_names if self.is_multi_objective else None)
 
     # -- asking and telling ----------------------------------------------------------------
     def enqueue(self, params: Mapping[str, ParamValue], user_attrs: Mapping[str, Any] | None = None) -> int:
@@ -434,13 +521,18 @@ class Study:
     def tell(
         self,
         trial: Trial,
-        value: float | None = None,
+        value: Any = None,
         state: TrialState | str | None = None,
         error: str | None = None,
+        *,
+        values: Any = None,
     ) -> FrozenTrial:
         """Finish a trial from :meth:`ask` with its value (or a state: PRUNED, FAIL).
 
-        A value that is None, NaN or infinite marks the trial FAIL with the reason.
+        A value that is None, NaN or infinite marks the trial FAIL with the reason. A study with
+        several objectives takes ``values=[...]`` (or a mapping by objective name; ``value`` may
+        carry them too): a wrong number of values, or a NaN or infinity in one, marks the trial
+        FAIL naming which objective.
 
         Examples:
             >>> import tunelab
@@ -457,18 +549,25 @@ class Study:
         """
         if not isinstance(trial, Trial):
             raise ConfigError(f"tell() needs the Trial returned by ask(), got {trial!r}")
-        final_state, final_value, final_error = trial._finish(*judge(value, state, error))
+        if values is not None:
+            if value is not None:
+                raise ConfigError("tell() takes value= or values=, not both")
+            value = values
+        names = self.objective_names if self.is_multi_objective else None
+        final_state, final_value, final_error = trial._finish(*judge(value, state, error, names=names))
         # The runner records Ctrl-C and stopped workers as "interrupted: ...": keep those resumable.
         interrupted = final_state == TrialState.FAIL and (final_error or "").startswith("interrupted")
         try:
             self._checkpoints.retire(trial.number, final_state, interrupted, self._ranked_complete)
         except Exception:  # the trial is recorded: tidying its folders must not undo that
             logger.warning("could not retire the checkpoints of trial %d", trial.number, exc_info=True)
+        several = final_value if isinstance(final_value, tuple) else None
         return FrozenTrial(
-            number=trial.number, state=final_state, value=final_value, params=trial.params,
+            number=trial.number, state=final_state, value=None if several else final_value,  # type: ignore[arg-type]
+            params=trial.params,
             distributions=trial.distributions, user_attrs=trial.user_attrs,
             system_attrs=trial.system_attrs, datetime_complete=datetime.now(timezone.utc),
-            error=final_error, trial_id=trial.trial_id,
+            error=final_error, trial_id=trial.trial_id, values=several,
         )
 
     def optimize(
@@ -581,7 +680,17 @@ class Study:
     # -- internals ----------------------------------------------------------------------------
     def _ranked_complete(self) -> list[int]:
         self._history.invalidate()
-        return [t.number for t in sorted(self._history.completed(), key=sort_key(self.direction))]
+        if self.is_multi_objective:  # front by front, the infeasible ones last
+            done = self._history.trials((TrialState.COMPLETE,))
+            feasible = feasible_complete(done, len(self.directions))
+            ranked: list[int] = []
+            if feasible:
+                points = losses([t.values for t in feasible], self.directions)  # type: ignore[misc]
+                ranked = [feasible[i].number for front in non_dominated_sort(points) for i in front]
+            seen = set(ranked)
+            return ranked + [t.number for t in done if t.number not in seen]
+        done = self._history.completed()
+        return [t.number for t in sorted(done, key=lambda t: (not t.feasible, sort_key(self.direction)(t)))]
 
     def _trial_id(self, number: int) -> int:
         found = self._storage.get_trials(self._study_id, min_number=number, max_number=number)
@@ -607,14 +716,19 @@ _NOT_COMPLETE = (TrialState.FAIL, TrialState.PRUNED, TrialState.RUNNING, TrialSt
 
 
 def judge(
-    value: Any, state: TrialState | str | None = None, error: str | None = None
-) -> tuple[TrialState, float | None, str | None]:
+    value: Any, state: TrialState | str | None = None, error: str | None = None,
+    names: Sequence[str] | None = None,
+) -> Verdict:
     """The final state, value and error text of a trial from what it returned (or was told).
 
     The one judge of values: :meth:`Study.tell` and the runner both use it. A number is an ``int``
     or ``float`` (numpy's included: any :class:`numbers.Real` but ``bool``) or a 0-dim array or
     tensor holding one (read with ``.item()``); anything else, None, NaN, an infinity or a value
     too large for a float makes the trial FAIL with the reason.
+
+    With ``names`` (a study with several objectives) the value is a tuple, list or 1-d array of
+    one number per objective, or a mapping by objective name, and the judged value a tuple of
+    floats; a wrong length, a missing name or a bad number FAILs the trial naming the objective.
     """
     if state is not None:
         try:
@@ -628,11 +742,19 @@ def judge(
         if state != TrialState.COMPLETE:
             return state, None, error
     if value is None:
-        return TrialState.FAIL, None, error or "the objective returned None; return a number"
+        return TrialState.FAIL, None, error or (
+            "the objective returned None; return a number" if names is None
+            else f"the objective returned None; return {len(names)} numbers ({', '.join(names)})"
+        )
+    if names is not None:
+        return _judge_vector(value, names)
     number = _as_real(value)
     if number is None:
+        hint = ""
+        if isinstance(value, (tuple, list, Mapping)) or getattr(value, "ndim", 0) == 1:
+            hint = " (a study with several objectives: create_study(directions=[...]))"
         return TrialState.FAIL, None, (
-            f"the objective returned {_short_repr(value)} ({type(value).__name__}); return a number"
+            f"the objective returned {_short_repr(value)} ({type(value).__name__}); return a number{hint}"
         )
     try:
         result = float(number)
@@ -647,6 +769,69 @@ def judge(
     if math.isinf(result):
         return TrialState.FAIL, None, f"the objective returned {result}"
     return TrialState.COMPLETE, result, None
+
+
+def _judge_vector(value: Any, names: Sequence[str]) -> Verdict:
+    """One finite float per objective, from a sequence or a mapping by name (see :func:`judge`)."""
+    want = f"{len(names)} values ({', '.join(names)})"
+    if isinstance(value, Mapping):
+        missing = [n for n in names if n not in value]
+        unknown = [str(k) for k in value if k not in names]
+        if missing or unknown:
+            parts = ([f"no value for {', '.join(map(repr, missing))}"] if missing else []) + (
+                [f"unknown objective(s) {', '.join(map(repr, unknown))}"] if unknown else [])
+            shown = _short_repr(value)
+            return TrialState.FAIL, None, f"the objective returned {shown}: {'; '.join(parts)}; return {want}"
+        items = [value[n] for n in names]
+    elif isinstance(value, (tuple, list)) or getattr(value, "ndim", None) == 1:
+        items = list(value)
+    else:
+        return TrialState.FAIL, None, (
+            f"the objective returned {_short_repr(value)} ({type(value).__name__}); the study has several "
+            f"objectives: return {want}, as a tuple, a list or a mapping by name"
+        )
+    if len(items) != len(names):
+        return TrialState.FAIL, None, (
+            f"the objective returned {len(items)} value{'s' if len(items) != 1 else ''} "
+            f"({_short_repr(value)}) but the study has {len(names)} objectives ({', '.join(names)})"
+        )
+    out: list[float] = []
+    for i, (name, item) in enumerate(zip(names, items, strict=True)):
+        number = _as_real(item)
+        where = f"objective {name!r} (value {i})"
+        if number is None:
+            return TrialState.FAIL, None, (
+                f"the objective returned {_short_repr(item)} ({type(item).__name__}) for {where}; return a number"
+            )
+        try:
+            result = float(number)
+        except OverflowError:
+            shown = _short_repr(item)
+            return TrialState.FAIL, None, f"the objective returned {shown} for {where}, too large for a float"
+        if math.isnan(result):
+            return TrialState.FAIL, None, f"the objective returned NaN for {where}"
+        if math.isinf(result):
+            return TrialState.FAIL, None, f"the objective returned {result} for {where}"
+        out.append(result)
+    return TrialState.COMPLETE, tuple(out), None
+
+
+def check_objectives_support(directions: Sequence[str], sampler: Sampler | None, pruner: Pruner | None) -> None:
+    """ConfigError when a study with several objectives gets a sampler or pruner that needs one."""
+    if len(directions) < 2:
+        return
+    if pruner is not None:
+        raise ConfigError(
+            f"{type(pruner).__name__} compares one metric, but this study has {len(directions)} objectives: "
+            "pruning a study with several objectives (multi-objective ASHA and median pruning) is not "
+            "available yet; create the study without a pruner"
+        )
+    if sampler is not None and not sampler.multi_objective:
+        raise ConfigError(
+            f"{type(sampler).__name__} optimises one objective, but this study has {len(directions)}: "
+            "use NSGAIISampler() (the default for such studies), RandomSampler(), GridSampler() or "
+            "CoarseToFineSampler()"
+        )
 
 
 def _as_real(value: Any) -> numbers.Real | None:
@@ -675,7 +860,7 @@ def _short_repr(value: Any, limit: int = 80) -> str:
 def create_study(
     name: str | None = None,
     storage: str | BaseStorage | None = None,
-    direction: str = "minimize",
+    direction: str | None = None,
     sampler: Sampler | None = None,
     seed: int | None = None,
     space: Mapping[str, SpaceEntry] | None = None,
@@ -686,6 +871,8 @@ def create_study(
     checkpoint_policy: CheckpointPolicy | None = None,
     deterministic: bool | int = False,
     warm_start: Sequence[str | tuple[str, str]] | None = None,
+    directions: Sequence[str] | None = None,
+    objective_names: Sequence[str] | None = None,
 ) -> Study:
     """Create a study.
 
@@ -693,7 +880,7 @@ def create_study(
         name: unique in the storage; default: a generated name.
         storage: ``'sqlite:///tunelab.db'``, any SQLAlchemy URL, a storage object, or
             None for in-memory.
-        direction: 'minimize' or 'maximize'.
+        direction: 'minimize' (default) or 'maximize'.
         sampler: default :class:`~tunelab.samplers.AutoSampler` (a Gaussian process for the first
             200 trials, then TPE: the best of tunelab's samplers in ``benchmarks/suite.py``).
         seed: seeds every random draw; default: a random seed, stored with the study.
@@ -719,6 +906,12 @@ def create_study(
             for another storage. The GP and TPE samplers (and AutoSampler) start from what they
             found, rescale a source whose optimum or scale differs, and stop listening to one that
             turns out unrelated; their trials never count as this study's. Stored with the study.
+        directions: several objectives, one direction each (instead of ``direction``), e.g.
+            ``["maximize", "minimize"]``: the objective returns one value per objective (a tuple, a
+            list, or a mapping by name), :attr:`Study.best_trials` is the Pareto front. The default
+            sampler is then :class:`~tunelab.samplers.NSGAIISampler`; pruners are not available yet.
+        objective_names: the objectives' names, one per direction (default ``objective_0``, ...):
+            the keys of a returned mapping, the columns of :meth:`Study.trials_dataframe`.
 
     Examples:
         An in-memory study (``storage=None``) with a seed, and the default sampler:
@@ -732,7 +925,7 @@ def create_study(
         With ``storage="sqlite:///tunelab.db"`` the study lives in that file: other processes
         join it with :func:`load_study`, and it outlives this one.
     """
-    direction = check_direction(direction)
+    direction, objectives = _check_objectives(direction, directions, objective_names)
     if name is None:
         name = f"study-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
     if not isinstance(name, str) or not name.strip():
@@ -750,11 +943,15 @@ def create_study(
         space = validate_space(space)
     store = get_storage(storage)
     given_sampler = sampler
-    sampler = sampler if sampler is not None else AutoSampler()
+    sampler = sampler if sampler is not None else default_sampler(objectives)
     if pruner is not None and not isinstance(pruner, Pruner):
         raise ConfigError(f"pruner must be a tunelab pruner such as MedianPruner(), got {pruner!r}")
     width = check_deterministic(deterministic)
     sources = check_warm_start(warm_start)
+    if objectives is not None:
+        check_objectives_support(objectives["directions"], sampler, pruner)
+        if width is not None and len(objectives["directions"]) > 1:
+            raise ConfigError("deterministic=True is not available yet for a study with several objectives")
     check_replayable(width, sampler, pruner)
     if checkpoint_policy is not None and not isinstance(checkpoint_policy, CheckpointPolicy):
         raise ConfigError(
@@ -767,6 +964,8 @@ def create_study(
     }
     if pruner is not None:
         system_attrs["pruner"] = pruner.describe()
+    if objectives is not None:
+        system_attrs[OBJECTIVES_KEY] = objectives
     if width is not None:
         system_attrs[DETERMINISTIC_KEY] = {"width": width}
     if sources:
@@ -783,6 +982,12 @@ def create_study(
         if not load_if_exists:
             raise
         loaded = load_study(name, store, sampler=given_sampler, pruner=pruner)
+        wanted = tuple(objectives["directions"]) if objectives is not None else (direction,)
+        if (len(wanted) > 1 or loaded.is_multi_objective) and loaded.directions != wanted:
+            raise ConfigError(
+                f"study {name!r} exists with directions {list(loaded.directions)}, not {list(wanted)}; "
+                "pass the same to load it"
+            ) from None
         stored_w = stored_width(loaded.system_attrs)
         if width is not None and stored_w != width:
             raise ConfigError(
@@ -804,6 +1009,42 @@ def create_study(
                 return load_study(name, store, sampler=given_sampler, pruner=pruner)
         return loaded
     return Study(store, record, sampler, space, pruner)
+
+
+def _check_objectives(
+    direction: object, directions: Sequence[str] | None, objective_names: Sequence[str] | None
+) -> tuple[str, dict[str, list[str]] | None]:
+    """The study's first direction and, for several objectives (or named ones), what is stored."""
+    if directions is None:
+        if objective_names is not None:
+            raise ConfigError("objective_names=... goes with directions=[...], one name per direction")
+        return check_direction("minimize" if direction is None else direction), None
+    if direction is not None:
+        raise ConfigError(
+            "create_study() takes direction= (one objective) or directions=[...] (several), not both"
+        )
+    if isinstance(directions, str) or not isinstance(directions, Sequence) or not directions:
+        raise ConfigError(f"directions must be a non-empty list such as ['maximize', 'minimize'], got {directions!r}")
+    checked = [check_direction(d) for d in directions]
+    if objective_names is None:
+        names = [f"objective_{i}" for i in range(len(checked))] if len(checked) > 1 else ["value"]
+    else:
+        if isinstance(objective_names, str) or not isinstance(objective_names, Sequence):
+            raise ConfigError(f"objective_names must be a list of names, got {objective_names!r}")
+        names = list(objective_names)
+        if len(names) != len(checked):
+            raise ConfigError(
+                f"objective_names has {len(names)} names but directions has {len(checked)} directions; "
+                "give one name per direction"
+            )
+        if not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
+            raise ConfigError(f"objective_names must be distinct non-empty strings, got {names!r}")
+    return checked[0], {"directions": checked, "names": names}
+
+
+def default_sampler(objectives: Mapping[str, Sequence[str]] | None) -> Sampler:
+    """The sampler of a study created without one: AutoSampler (which runs NSGA-II for several objectives)."""
+    return AutoSampler()
 
 
 def load_study(

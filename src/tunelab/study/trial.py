@@ -38,7 +38,7 @@ from tunelab.live import (
     write_checkpoint_params,
 )
 from tunelab.priors import Prior
-from tunelab.records import FrozenTrial, TrialState
+from tunelab.records import CONSTRAINTS_KEY, FrozenTrial, TrialState
 from tunelab.samplers.base import SamplingContext
 from tunelab.space import Conditional, SpaceEntry, name_error, unwrap, validate_space
 
@@ -410,6 +410,56 @@ class Trial:
         self._user_attrs[key] = value
         self._unsaved_attrs[key] = value
 
+    def set_constraint(
+        self, name: str, value: float, *, upper: float | None = None, lower: float | None = None
+    ) -> None:
+        """Record a measured quantity and its bound: the trial is feasible when every bound holds.
+
+        ``trial.set_constraint("peak_memory_gb", 9.1, upper=8.0)`` says the trial used 9.1 GB where
+        8 GB was allowed. An infeasible trial is never the best (:attr:`Study.best_trial`,
+        :attr:`Study.best_trials`); samplers see how far it missed (``FrozenTrial.violation``).
+        Written with the next report or at the end (``system_attrs["constraints"]``); setting a
+        name again replaces it. A bound that is not a number, or neither bound, is a ConfigError;
+        a value that is NaN or infinite an AttributeValueError (the trial fails, the study goes on).
+
+        Examples:
+            >>> import tunelab
+            >>> study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler())
+            >>> trial = study.ask()
+            >>> trial.set_constraint("peak_memory_gb", 9.1, upper=8.0)
+            >>> frozen = study.tell(trial, 0.1)
+            >>> frozen.feasible, round(frozen.violation, 2)
+            (False, 1.1)
+        """
+        self._check_running()
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"constraint names must be non-empty strings, got {name!r}")
+        bounds: dict[str, float | None] = {}
+        for side, bound in (("lower", lower), ("upper", upper)):
+            if bound is None:
+                bounds[side] = None
+                continue
+            if isinstance(bound, bool) or not isinstance(bound, numbers.Real) or not math.isfinite(float(bound)):
+                raise ConfigError(
+                    f"constraint {name!r}: {side}={bound!r} must be a finite number (or None for no bound)"
+                )
+            bounds[side] = float(bound)
+        if bounds["lower"] is None and bounds["upper"] is None:
+            raise ConfigError(
+                f"constraint {name!r} needs a bound: set_constraint({name!r}, value, upper=...) and/or lower=..."
+            )
+        if bounds["lower"] is not None and bounds["upper"] is not None and bounds["lower"] > bounds["upper"]:
+            raise ConfigError(f"constraint {name!r}: lower={lower!r} is above upper={upper!r}")
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ConfigError(f"constraint {name!r}: the value must be a number, got {value!r}")
+        if not math.isfinite(float(value)):
+            raise AttributeValueError(
+                f"constraint {name!r}: the measured value is {float(value)}; record a finite number"
+            )
+        current = dict(self._ctx.recorded.get(CONSTRAINTS_KEY) or {})
+        current[name] = {"value": float(value), **bounds}
+        self._ctx.record(CONSTRAINTS_KEY, current)
+
     def report(self, step: int, **metrics: float) -> None:
         """Record intermediate metrics at ``step`` (an epoch or iteration), e.g.
         ``trial.report(epoch, train_loss=0.31, val_loss=0.42, val_acc=0.88, lr=1e-3)``.
@@ -500,8 +550,8 @@ class Trial:
         return out
 
     def _finish(
-        self, state: TrialState, value: float | None, error: str | None
-    ) -> tuple[TrialState, float | None, str | None]:
+        self, state: TrialState, value: float | tuple[float, ...] | None, error: str | None
+    ) -> tuple[TrialState, float | tuple[float, ...] | None, str | None]:
         """Record the trial's end (see :func:`record_end`); return the state, value and error recorded."""
         if self._finished:
             raise TrialStateError(f"trial {self.number} has already been told its result")
@@ -526,11 +576,11 @@ def record_end(
     writer: TrialWriter,
     number: int,
     state: TrialState,
-    value: float | None,
+    value: float | tuple[float, ...] | None,
     error: str | None,
     fields: Mapping[str, Any] | None = None,
     pauses: Sequence[float] = FINAL_WRITE_PAUSES,
-) -> tuple[TrialState, float | None, str | None]:
+) -> tuple[TrialState, float | tuple[float, ...] | None, str | None]:
     """Write a trial's end, the one final write of every path; return the state, value and error recorded.
 
     Each round tries, in order: the end as given with ``fields`` (unsaved params and attributes);
@@ -576,7 +626,7 @@ def error_line(e: BaseException) -> str:
     return line if len(line) <= _MAX_WHY else line[: _MAX_WHY - 3] + "..."
 
 
-def _unrecorded(state: TrialState, value: float | None, error: str | None, why: str) -> str:
+def _unrecorded(state: TrialState, value: float | tuple[float, ...] | None, error: str | None, why: str) -> str:
     if state == TrialState.FAIL and error:
         return f"{error}\n(recorded without its attributes: {why})"
     got = f"{state.value} with value {value!r}" if value is not None else state.value

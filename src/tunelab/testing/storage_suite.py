@@ -663,6 +663,25 @@ class StorageSuite:
         assert is_utc(got.datetime_complete) and near_now(got.datetime_complete, before, time.time())
         assert got.duration is not None and got.duration >= 0
 
+    def test_finish_trial_writes_every_objectives_value(self, storage: BaseStorage, study_id: int) -> None:
+        several = storage.create_trial(study_id)
+        one = storage.create_trial(study_id)
+        storage.finish_trial(several.trial_id, TrialState.COMPLETE, values=[0.1, -2.5, 1e300],
+                             system_attrs={"constraints": {"mem": {"value": 9.0, "lower": None, "upper": 8.0}}})
+        storage.finish_trial(one.trial_id, TrialState.COMPLETE, value=0.25)
+        got = storage.get_trial(several.trial_id)
+        assert (got.state, got.value, got.values) == (TrialState.COMPLETE, 0.1, (0.1, -2.5, 1e300))
+        assert got.constraints["mem"].upper == 8.0 and not got.feasible and got.violation == 1.0
+        assert [t.values for t in storage.get_trials(study_id)] == [(0.1, -2.5, 1e300), (0.25,)]
+        assert storage.get_trial(one.trial_id).feasible
+
+    def test_finish_trial_refuses_non_finite_objective_values(self, storage: BaseStorage, study_id: int) -> None:
+        trial = storage.create_trial(study_id)
+        for bad in ([0.1, math.nan], [math.inf, 1.0], []):
+            with pytest.raises(StorageError):
+                storage.finish_trial(trial.trial_id, TrialState.COMPLETE, values=bad)
+        assert storage.get_trial(trial.trial_id).state == TrialState.RUNNING
+
     def test_discard_trial_deletes_only_a_running_trial_that_recorded_nothing(
         self, storage: BaseStorage, study_id: int
     ) -> None:

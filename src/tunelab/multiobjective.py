@@ -1,0 +1,179 @@
+"""Pareto dominance, non-dominated sorting, crowding distance and the hypervolume.
+
+Plain numerics on arrays of *losses* (every objective minimised: a maximised objective is
+negated first, :func:`losses`), plus the few helpers that read trials. It sits just above
+``records``, so the storage-free layers (history, samplers, the engine) all use the same rules.
+
+Examples:
+    >>> import numpy as np
+    >>> from tunelab.multiobjective import hypervolume, non_dominated_sort, pareto_mask
+    >>> points = np.array([[1.0, 3.0], [2.0, 2.0], [3.0, 1.0], [3.0, 3.0]])
+    >>> pareto_mask(points).tolist()
+    [True, True, True, False]
+    >>> [front.tolist() for front in non_dominated_sort(points)]
+    [[0, 1, 2], [3]]
+    >>> float(hypervolume(points, reference=[4.0, 4.0]))
+    6.0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from tunelab.records import FrozenTrial, TrialState
+
+__all__ = [
+    "crowding_distance",
+    "dominates",
+    "feasible_complete",
+    "hypervolume",
+    "losses",
+    "non_dominated_sort",
+    "pareto_front_trials",
+    "pareto_mask",
+]
+
+
+def dominates(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> bool:
+    """Whether loss vector ``a`` Pareto-dominates ``b``: no worse anywhere, better somewhere."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return bool(np.all(x <= y) and np.any(x < y))
+
+
+def pareto_mask(points: np.ndarray) -> np.ndarray:
+    """A boolean mask of the rows of ``points`` (losses, shape (n, m)) that no other row dominates.
+
+    Equal rows do not dominate each other: duplicates of a non-dominated point all stay.
+    """
+    p = np.asarray(points, dtype=float)
+    n = len(p)
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    mask = np.ones(n, dtype=bool)
+    for i in range(n):
+        if not mask[i]:
+            continue
+        # Rows that row i dominates drop out; row i drops out if any row dominates it.
+        le = np.all(p[i] <= p, axis=1) & np.any(p[i] < p, axis=1)
+        mask[le] = False
+        ge = np.all(p <= p[i], axis=1) & np.any(p < p[i], axis=1)
+        if ge.any():
+            mask[i] = False
+    return mask
+
+
+def non_dominated_sort(points: np.ndarray) -> list[np.ndarray]:
+    """The fronts of ``points`` (losses, shape (n, m)): indices of the first front, the second, ...
+
+    Deb et al. 2002's fast non-dominated sort (O(m n^2)); every front's indices ascend.
+    """
+    p = np.asarray(points, dtype=float)
+    n = len(p)
+    if n == 0:
+        return []
+    le = np.all(p[:, None, :] <= p[None, :, :], axis=2)
+    lt = np.any(p[:, None, :] < p[None, :, :], axis=2)
+    dom = le & lt  # dom[i, j]: i dominates j
+    count = dom.sum(axis=0)  # how many dominate j
+    fronts: list[np.ndarray] = []
+    current = np.flatnonzero(count == 0)
+    while current.size:
+        fronts.append(current)
+        count = count - dom[current].sum(axis=0)
+        count[current] = -1
+        nxt = np.flatnonzero(count == 0)
+        current = nxt
+    return fronts
+
+
+def crowding_distance(points: np.ndarray) -> np.ndarray:
+    """Deb's crowding distance of each row of one front (losses): the boundary rows get ``inf``."""
+    p = np.asarray(points, dtype=float)
+    n, m = p.shape if p.ndim == 2 else (len(p), 0)
+    distance = np.zeros(n)
+    if n <= 2:
+        distance[:] = np.inf
+        return distance
+    for k in range(m):
+        order = np.argsort(p[:, k], kind="stable")
+        col = p[order, k]
+        span = col[-1] - col[0]
+        distance[order[0]] = distance[order[-1]] = np.inf
+        if span <= 0:
+            continue
+        distance[order[1:-1]] += (col[2:] - col[:-2]) / span
+    return distance
+
+
+def hypervolume(points: np.ndarray | Sequence[Sequence[float]], reference: Sequence[float] | np.ndarray) -> float:
+    """The volume dominated by ``points`` (losses, shape (n, m)) and bounded by ``reference``.
+
+    Exact: a sweep in two dimensions (O(n log n)), slicing along the last objective above that
+    (HSO: O(n^(m-1)) in the worst case, fine for the fronts of a study). Points that do not
+    strictly dominate ``reference`` add nothing.
+    """
+    ref = np.asarray(reference, dtype=float)
+    p = np.asarray(points, dtype=float).reshape(-1, ref.size)
+    p = p[np.all(p < ref, axis=1)]
+    if len(p) == 0:
+        return 0.0
+    return float(_hv(p, ref))
+
+
+def _hv(p: np.ndarray, ref: np.ndarray) -> float:
+    m = p.shape[1]
+    if m == 1:
+        return float(ref[0] - p[:, 0].min())
+    p = p[pareto_mask(p)]
+    if m == 2:
+        order = np.lexsort((p[:, 1], p[:, 0]))
+        q = p[order]
+        volume = 0.0
+        best_y = ref[1]
+        for x, y in q:
+            if y < best_y:
+                volume += (ref[0] - x) * (best_y - y)
+                best_y = y
+        return volume
+    # Slice along the last objective: between consecutive levels, the (m-1)-d volume of the points
+    # at or below the lower level.
+    order = np.argsort(p[:, -1], kind="stable")
+    q = p[order]
+    volume = 0.0
+    for i in range(len(q)):
+        upper = q[i + 1, -1] if i + 1 < len(q) else ref[-1]
+        height = upper - q[i, -1]
+        if height > 0:
+            volume += height * _hv(q[: i + 1, :-1], ref[:-1])
+    return volume
+
+
+def losses(values: np.ndarray | Sequence[Sequence[float]], directions: Sequence[str]) -> np.ndarray:
+    """Objective values (n, m) as losses: maximised objectives negated."""
+    v = np.asarray(values, dtype=float).reshape(-1, len(directions))
+    sign = np.array([-1.0 if d == "maximize" else 1.0 for d in directions])
+    out: np.ndarray = v * sign
+    return out
+
+
+def feasible_complete(trials: Sequence[FrozenTrial], n_objectives: int) -> list[FrozenTrial]:
+    """The COMPLETE, feasible trials with every objective's value (finite), in the given order."""
+    out = []
+    for t in trials:
+        if t.state != TrialState.COMPLETE or t.values is None or len(t.values) != n_objectives:
+            continue
+        if not all(np.isfinite(t.values)) or not t.feasible:
+            continue
+        out.append(t)
+    return out
+
+
+def pareto_front_trials(trials: Sequence[FrozenTrial], directions: Sequence[str]) -> list[FrozenTrial]:
+    """The feasible COMPLETE trials that no other such trial dominates, by number."""
+    candidates = feasible_complete(trials, len(directions))
+    if not candidates:
+        return []
+    mask = pareto_mask(losses([t.values for t in candidates], directions))  # type: ignore[misc]
+    return sorted((t for t, keep in zip(candidates, mask, strict=True) if keep), key=lambda t: t.number)

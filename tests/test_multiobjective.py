@@ -1,0 +1,419 @@
+"""Studies with several objectives and constraints (issue 19): the engine, the storage, the
+Pareto numerics against a reference implementation, NSGA-II on problems with known fronts."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tunelab
+from objectives import zdt1_constrained
+from tunelab.errors import AttributeValueError, ConfigError, TrialNotFoundError
+from tunelab.history import History
+from tunelab.multiobjective import (
+    crowding_distance,
+    dominates,
+    hypervolume,
+    losses,
+    non_dominated_sort,
+    pareto_front_trials,
+    pareto_mask,
+)
+from tunelab.records import FrozenTrial, TrialState
+
+# -- problems with known fronts ---------------------------------------------------------------
+
+
+def zdt1(trial: tunelab.Trial) -> tuple[float, float]:
+    x = np.array([trial.suggest_float(f"x{i}", 0.0, 1.0) for i in range(5)])
+    g = 1.0 + 9.0 * x[1:].mean()
+    return float(x[0]), float(g * (1.0 - math.sqrt(x[0] / g)))
+
+
+def zdt2(trial: tunelab.Trial) -> tuple[float, float]:
+    x = np.array([trial.suggest_float(f"x{i}", 0.0, 1.0) for i in range(5)])
+    g = 1.0 + 9.0 * x[1:].mean()
+    return float(x[0]), float(g * (1.0 - (x[0] / g) ** 2))
+
+
+def dtlz2(trial: tunelab.Trial) -> tuple[float, float, float]:
+    x = np.array([trial.suggest_float(f"x{i}", 0.0, 1.0) for i in range(5)])
+    g = float(((x[2:] - 0.5) ** 2).sum())
+    a, b = x[0] * math.pi / 2, x[1] * math.pi / 2
+    return ((1 + g) * math.cos(a) * math.cos(b), (1 + g) * math.cos(a) * math.sin(b), (1 + g) * math.sin(a))
+
+
+def assert_non_dominated(front: list[FrozenTrial], directions: list[str]) -> None:
+    points = losses([t.values for t in front], directions)  # type: ignore[misc]
+    for i in range(len(points)):
+        for j in range(len(points)):
+            assert not dominates(points[i], points[j]), (front[i].number, front[j].number)
+
+
+def front_hypervolume(study: tunelab.Study, reference: list[float]) -> float:
+    points = losses([t.values for t in study.best_trials], study.directions)  # type: ignore[misc]
+    return hypervolume(points, reference)
+
+
+# -- the numerics against moocore ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("m", [2, 3, 4])
+@pytest.mark.parametrize("n", [1, 2, 7, 40, 120])
+def test_hypervolume_equals_the_reference_implementation(m: int, n: int) -> None:
+    moocore = pytest.importorskip("moocore")
+    rng = np.random.default_rng(1000 * m + n)
+    for kind in ("uniform", "front"):
+        if kind == "uniform":
+            points = rng.random((n, m))
+        else:  # points on a concave front: every one non-dominated
+            raw = np.abs(rng.normal(size=(n, m)))
+            points = 1.0 - raw / np.linalg.norm(raw, axis=1, keepdims=True)
+        if m == 4 and n == 120:
+            points = points[:60]  # keep the 4-d slicing quick
+        reference = np.full(m, 1.2)
+        ours = hypervolume(points, reference)
+        theirs = float(moocore.hypervolume(points, ref=reference))
+        assert ours == pytest.approx(theirs, rel=1e-9, abs=1e-12)
+
+
+def test_hypervolume_of_points_beyond_the_reference_is_zero_and_duplicates_count_once() -> None:
+    assert hypervolume(np.array([[2.0, 0.5]]), [1.0, 1.0]) == 0.0
+    assert hypervolume(np.empty((0, 3)), [1.0, 1.0, 1.0]) == 0.0
+    once = hypervolume(np.array([[0.5, 0.5, 0.5]]), [1.0, 1.0, 1.0])
+    assert hypervolume(np.array([[0.5, 0.5, 0.5]] * 3), [1.0, 1.0, 1.0]) == once == 0.125
+
+
+def test_pareto_mask_and_fronts_agree_with_the_reference() -> None:
+    moocore = pytest.importorskip("moocore")
+    rng = np.random.default_rng(3)
+    for m in (2, 3):
+        points = np.round(rng.random((80, m)), 1)  # ties and duplicates included
+        assert pareto_mask(points).tolist() == moocore.is_nondominated(points, keep_weakly=True).tolist()
+        fronts = non_dominated_sort(points)
+        assert sorted(np.concatenate(fronts).tolist()) == list(range(80))
+        ranks = np.asarray(moocore.pareto_rank(points))
+        for r, front in enumerate(fronts):
+            assert (ranks[front] == r).all()
+
+
+def test_crowding_distance_gives_the_boundary_points_infinity() -> None:
+    points = np.array([[0.0, 1.0], [0.2, 0.5], [0.5, 0.3], [1.0, 0.0]])
+    d = crowding_distance(points)
+    assert math.isinf(d[0]) and math.isinf(d[3])
+    assert d[1] == pytest.approx(0.5 / 1.0 + 0.7 / 1.0)
+    assert d[2] == pytest.approx(0.8 / 1.0 + 0.5 / 1.0)
+
+
+# -- studies ---------------------------------------------------------------------------------------
+
+
+def test_a_study_with_two_named_objectives() -> None:
+    study = tunelab.create_study(
+        directions=["maximize", "minimize"], objective_names=["val_acc", "latency_ms"], seed=0,
+        sampler=tunelab.RandomSampler(),
+    )
+    assert study.is_multi_objective and study.directions == ("maximize", "minimize")
+    assert study.objective_names == ("val_acc", "latency_ms")
+
+    def objective(trial: tunelab.Trial) -> dict[str, float]:
+        width = trial.suggest_int("width", 1, 100)
+        return {"latency_ms": float(width), "val_acc": 1.0 - 1.0 / width}
+
+    study.optimize(objective, n_trials=20)
+    trials = study.trials
+    assert all(t.values == (1.0 - 1.0 / t.params["width"], float(t.params["width"])) for t in trials)
+    assert all(t.value == t.values[0] for t in trials)  # type: ignore[index]
+    assert_non_dominated(study.best_trials, ["maximize", "minimize"])
+    # every trial is on this front (more width: better accuracy, worse latency); equal ones all stay
+    assert len(study.best_trials) == len(trials) > len({t.params["width"] for t in trials})
+    frame = study.pareto_front()
+    assert {"number", "values_val_acc", "values_latency_ms", "params_width"} <= set(frame.columns)
+    assert "value" not in study.trials_dataframe().columns
+    assert "tunelab.Study" not in repr(study) and "directions=['maximize', 'minimize']" in repr(study)
+
+
+def test_one_objective_is_unchanged() -> None:
+    study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler())
+    study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0), n_trials=5)
+    assert not study.is_multi_objective and study.directions == ("minimize",)
+    assert all(t.values == (t.value,) for t in study.trials)
+    assert study.best_trials == [study.best_trial]
+    assert "value" in study.trials_dataframe().columns
+
+
+def test_tell_takes_values_a_tuple_or_a_mapping() -> None:
+    study = tunelab.create_study(directions=["minimize", "maximize"], objective_names=["a", "b"], seed=0)
+    assert study.tell(study.ask(), values=[1.0, 2.0]).values == (1.0, 2.0)
+    assert study.tell(study.ask(), (3, np.float64(4.0))).values == (3.0, 4.0)
+    assert study.tell(study.ask(), {"b": 6.0, "a": 5.0}).values == (5.0, 6.0)
+    assert study.tell(study.ask(), values=np.array([7.0, 8.0])).values == (7.0, 8.0)
+    assert [t.values for t in study.trials] == [(1.0, 2.0), (3.0, 4.0), (5.0, 6.0), (7.0, 8.0)]
+    assert study.tell(study.ask(), state="PRUNED").values is None
+    with pytest.raises(ConfigError, match="not both"):
+        study.tell(study.ask(), 1.0, values=[1.0, 2.0])
+
+
+@pytest.mark.parametrize(
+    ("returned", "error"),
+    [
+        ((1.0, 2.0, 3.0), "returned 3 values ((1.0, 2.0, 3.0)) but the study has 2 objectives (acc, latency)"),
+        ((1.0,), "returned 1 value"),
+        ([1.0, math.nan], "returned NaN for objective 'latency' (value 1)"),
+        ((math.inf, 1.0), "returned inf for objective 'acc' (value 0)"),
+        ((1.0, "fast"), "returned 'fast' (str) for objective 'latency'"),
+        (0.5, "the study has several objectives: return 2 values (acc, latency)"),
+        ({"acc": 1.0}, "no value for 'latency'"),
+        ({"acc": 1.0, "latency": 2.0, "loss": 3.0}, "unknown objective(s) 'loss'"),
+        (None, "return 2 numbers (acc, latency)"),
+    ],
+)
+def test_bad_return_values_fail_the_trial_naming_the_objective(returned: object, error: str) -> None:
+    study = tunelab.create_study(directions=["maximize", "minimize"], objective_names=["acc", "latency"], seed=0,
+                                 sampler=tunelab.RandomSampler())
+    study.optimize(lambda t: returned, n_trials=1)
+    (trial,) = study.trials
+    assert trial.state == TrialState.FAIL and trial.values is None
+    assert error in (trial.error or "")
+
+
+def test_a_sequence_returned_to_a_single_objective_study_says_how_to_declare_several() -> None:
+    study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler())
+    study.optimize(lambda t: (1.0, 2.0), n_trials=1)
+    assert "create_study(directions=[...])" in (study.trials[0].error or "")
+
+
+def test_configuration_errors() -> None:
+    with pytest.raises(ConfigError, match="not both"):
+        tunelab.create_study(direction="minimize", directions=["minimize", "maximize"])
+    with pytest.raises(ConfigError, match="2 names but directions has 3"):
+        tunelab.create_study(directions=["minimize"] * 3, objective_names=["a", "b"])
+    with pytest.raises(ConfigError, match=r"objective_names=\.\.\. goes with directions"):
+        tunelab.create_study(objective_names=["a"])
+    with pytest.raises(ConfigError, match="'minimize' or 'maximize'"):
+        tunelab.create_study(directions=["minimize", "up"])
+    with pytest.raises(ConfigError, match="distinct"):
+        tunelab.create_study(directions=["minimize", "minimize"], objective_names=["a", "a"])
+    with pytest.raises(ConfigError, match="multi-objective ASHA and median pruning"):
+        tunelab.create_study(directions=["minimize", "minimize"], pruner=tunelab.MedianPruner())
+    with pytest.raises(ConfigError, match="NSGAIISampler"):
+        tunelab.create_study(directions=["minimize", "minimize"], sampler=tunelab.TPESampler())
+    with pytest.raises(ConfigError, match="deterministic"):
+        tunelab.create_study(directions=["minimize", "minimize"], deterministic=True)
+    study = tunelab.create_study(directions=["minimize", "minimize"], objective_names=["loss", "ms"])
+    for what in ("best_trial", "best_value", "best_params"):
+        with pytest.raises(ConfigError, match=f"no single {what}: use study.best_trials"):
+            getattr(study, what)
+    with pytest.raises(ConfigError, match="multi-objective ASHA"):
+        study.pruner = tunelab.SuccessiveHalvingPruner(metric="loss")
+    with pytest.raises(ConfigError, match="GPSampler optimises one objective"):
+        study.sampler = tunelab.GPSampler()
+
+
+# -- constraints -------------------------------------------------------------------------------------
+
+
+def test_set_constraint_errors() -> None:
+    study = tunelab.create_study(seed=0)
+    trial = study.ask()
+    with pytest.raises(ConfigError, match="needs a bound"):
+        trial.set_constraint("mem", 1.0)
+    with pytest.raises(ConfigError, match="upper='8' must be a finite number"):
+        trial.set_constraint("mem", 1.0, upper="8")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="lower=nan must be a finite number"):
+        trial.set_constraint("mem", 1.0, lower=math.nan)
+    with pytest.raises(ConfigError, match="lower=2 is above upper=1"):
+        trial.set_constraint("mem", 1.0, lower=2, upper=1)
+    with pytest.raises(ConfigError, match="non-empty strings"):
+        trial.set_constraint("", 1.0, upper=1)
+    with pytest.raises(AttributeValueError, match="measured value is nan"):
+        trial.set_constraint("mem", math.nan, upper=8.0)
+    trial.set_constraint("mem", 9.0, upper=8.0)
+    trial.set_constraint("mem", 7.5, upper=8.0)  # a name set again replaces it
+    trial.set_constraint("acc", 0.5, lower=0.6, upper=1.0)
+    frozen = study.tell(trial, 1.0)
+    assert frozen.constraints["mem"].satisfied and not frozen.constraints["acc"].satisfied
+    assert frozen.violation == pytest.approx(0.1) and not frozen.feasible
+
+
+def test_an_infeasible_trial_is_never_the_best_of_one_objective() -> None:
+    study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler())
+
+    def objective(trial: tunelab.Trial) -> float:
+        x = trial.suggest_float("x", -2.0, 2.0)
+        trial.set_constraint("x", x, lower=1.0)  # minimise x^2 with x >= 1: best at x = 1
+        return x * x
+
+    study.optimize(objective, n_trials=60)
+    assert any(not t.feasible for t in study.trials) and study.best_trial.params["x"] >= 1.0
+    assert study.best_trial.feasible and study.best_trials == [study.best_trial]
+    feasible = [t for t in study.trials if t.feasible]
+    assert study.best_value == min(t.value for t in feasible)  # type: ignore[type-var]
+
+    none_ok = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler())
+    none_ok.optimize(lambda t: (t.set_constraint("c", 1.0, upper=0.0), 1.0)[1], n_trials=3)
+    with pytest.raises(TrialNotFoundError, match="no feasible COMPLETE trial"):
+        _ = none_ok.best_trial
+    assert none_ok.best_trials == []
+
+
+def test_an_infeasible_trial_is_never_on_the_front() -> None:
+    study = tunelab.create_study(directions=["minimize", "minimize"], seed=1,
+                                 sampler=tunelab.NSGAIISampler(population_size=10))
+    study.optimize(zdt1_constrained, n_trials=60)
+    front = study.best_trials
+    assert front and all(t.feasible and t.params["x0"] <= 0.8 for t in front)
+    assert any(not t.feasible for t in study.trials)
+    assert_non_dominated(front, ["minimize", "minimize"])
+    assert set(study.trials_dataframe().columns) >= {"feasible", "constraints_x0"}
+
+
+# -- samplers ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("problem", "directions"), [(zdt1, 2), (zdt2, 2), (dtlz2, 3)])
+def test_nsga2_returns_a_non_dominated_feasible_front(problem: object, directions: int) -> None:
+    study = tunelab.create_study(directions=["minimize"] * directions, seed=0,
+                                 sampler=tunelab.NSGAIISampler(population_size=20))
+    study.optimize(problem, n_trials=100)  # type: ignore[arg-type]
+    front = study.best_trials
+    assert len(front) >= 5
+    assert_non_dominated(front, ["minimize"] * directions)
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert front == pareto_front_trials(complete, ["minimize"] * directions)
+    on_front = {t.number for t in front}
+    points = losses([t.values for t in front], ["minimize"] * directions)  # type: ignore[misc]
+    for t in complete:  # every other trial is dominated by a front trial
+        if t.number not in on_front:
+            assert any(dominates(p, np.array(t.values)) for p in points)
+    children = [t for t in study.trials if t.number >= 20]
+    assert all(len(t.system_attrs["nsga2"]["parents"]) == 2 for t in children)
+
+
+def test_nsga2_beats_random_search_on_zdt1() -> None:
+    def median_hv(sampler: tunelab.Sampler) -> float:
+        hvs = []
+        for seed in range(3):
+            study = tunelab.create_study(directions=["minimize", "minimize"], seed=seed, sampler=sampler)
+            study.optimize(zdt1, n_trials=200)
+            hvs.append(front_hypervolume(study, [1.1, 11.0]))
+        return statistics.median(hvs)
+
+    assert median_hv(tunelab.NSGAIISampler(population_size=20)) > median_hv(tunelab.RandomSampler()) + 0.3
+
+
+def test_nsga2_is_reproducible_and_parallel_children_differ() -> None:
+    def run() -> list[dict[str, object]]:
+        study = tunelab.create_study(directions=["minimize", "minimize"], seed=7,
+                                     sampler=tunelab.NSGAIISampler(population_size=8))
+        study.optimize(zdt1, n_trials=30)
+        return [dict(t.params) for t in study.trials]
+
+    assert run() == run()
+    study = tunelab.create_study(directions=["minimize", "minimize"], seed=7,
+                                 sampler=tunelab.NSGAIISampler(population_size=8))
+    study.optimize(zdt1, n_trials=16)
+    together = [study.ask() for _ in range(4)]  # four workers asking at once: four children
+    planned = [tuple(sorted(t.system_attrs.get("nsga2", {}).get("parents", []))) for t in together]
+    assert all(planned)
+    xs = [zdt1(t) for t in together]
+    assert len(set(xs)) == 4
+
+
+def test_nsga2_handles_categorical_and_define_by_run_parameters() -> None:
+    def objective(trial: tunelab.Trial) -> tuple[float, float]:
+        kind = trial.suggest_categorical("kind", ["a", "b", "c"])
+        x = trial.suggest_float("x", 1e-3, 1.0, log=True)
+        n = trial.suggest_int("n", 1, 10)
+        extra = trial.suggest_float("extra", 0.0, 1.0) if kind == "c" else 0.0
+        return x + extra, n / 10 + (kind == "a")
+
+    study = tunelab.create_study(directions=["minimize", "minimize"], seed=0,
+                                 sampler=tunelab.NSGAIISampler(population_size=6, mutation_prob=0.5))
+    study.optimize(objective, n_trials=30)
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert {t.params["kind"] for t in study.trials} <= {"a", "b", "c"}
+    assert all(1 <= t.params["n"] <= 10 and isinstance(t.params["n"], int) for t in study.trials)
+
+
+def test_nsga2_settings_are_checked_and_described() -> None:
+    with pytest.raises(ConfigError, match="population_size"):
+        tunelab.NSGAIISampler(population_size=1)
+    with pytest.raises(ConfigError, match="mutation_prob"):
+        tunelab.NSGAIISampler(mutation_prob=1.5)
+    with pytest.raises(ConfigError, match="crossover_prob"):
+        tunelab.NSGAIISampler(crossover_prob=-0.1)
+    sampler = tunelab.NSGAIISampler(population_size=12, mutation_prob=0.2)
+    rebuilt = tunelab.samplers.sampler_from_description(sampler.describe())
+    assert isinstance(rebuilt, tunelab.NSGAIISampler) and rebuilt.describe() == sampler.describe()
+
+
+@pytest.mark.parametrize("sampler", [
+    tunelab.RandomSampler(), tunelab.GridSampler({"x": [0.0, 0.5, 1.0], "y": [0.0, 1.0]}),
+    tunelab.CoarseToFineSampler(n_stages=2, trials_per_stage=8), tunelab.AutoSampler(), None,
+])
+def test_other_samplers_serve_a_study_with_several_objectives(sampler: tunelab.Sampler | None) -> None:
+    study = tunelab.create_study(directions=["minimize", "maximize"], seed=0, sampler=sampler)
+
+    def objective(trial: tunelab.Trial) -> tuple[float, float]:
+        x, y = trial.suggest_float("x", 0.0, 1.0), trial.suggest_float("y", 0.0, 1.0)
+        return x + y, x - y
+
+    study.optimize(objective, n_trials=12)
+    assert len([t for t in study.trials if t.state == TrialState.COMPLETE]) >= 6
+    assert study.best_trials
+    if sampler is None:
+        assert type(study.sampler).__name__ == "AutoSampler"
+
+
+def test_history_top_ranks_the_first_front_first_and_infeasible_last() -> None:
+    study = tunelab.create_study(directions=["minimize", "minimize"], seed=0)
+    for values, ok in [((1.0, 4.0), True), ((2.0, 2.0), True), ((4.0, 1.0), True), ((3.0, 3.0), True),
+                       ((0.0, 0.0), False)]:
+        trial = study.ask()
+        trial.set_constraint("c", 0.0 if ok else 1.0, upper=0.5)
+        study.tell(trial, values=values)
+    history = History(study.storage, study.storage.get_study(study.name))
+    assert history.directions == ("minimize", "minimize") and history.is_multi_objective
+    top = [t.number for t in history.top(5)]
+    assert set(top[:3]) == {0, 1, 2} and top[3:] == [3, 4]
+
+
+# -- storage -------------------------------------------------------------------------------------------
+
+
+def test_sqlite_round_trip_of_values_constraints_and_settings(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'mo.db'}"
+    study = tunelab.create_study(
+        name="mo", storage=url, directions=["maximize", "minimize"], objective_names=["acc", "ms"], seed=3,
+        sampler=tunelab.NSGAIISampler(population_size=4),
+    )
+    study.optimize(zdt1_constrained, n_trials=10)
+    again = tunelab.load_study("mo", url)
+    assert again.directions == ("maximize", "minimize") and again.objective_names == ("acc", "ms")
+    assert again.sampler.describe() == study.sampler.describe()
+    assert [t.values for t in again.trials] == [t.values for t in study.trials]
+    assert [t.constraints for t in again.trials] == [t.constraints for t in study.trials]
+    assert [t.number for t in again.best_trials] == [t.number for t in study.best_trials]
+    again.optimize(zdt1_constrained, n_trials=2)
+    assert len(again.trials) == 12
+    with pytest.raises(ConfigError, match="exists with directions"):
+        tunelab.create_study(name="mo", storage=url, directions=["minimize", "minimize"], load_if_exists=True)
+    same = tunelab.create_study(name="mo", storage=url, directions=["maximize", "minimize"], load_if_exists=True)
+    assert same.objective_names == ("acc", "ms")
+
+
+def test_two_worker_processes_on_a_multi_objective_study(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'workers.db'}"
+    study = tunelab.create_study(name="w", storage=url, directions=["minimize", "minimize"], seed=0,
+                                 sampler=tunelab.NSGAIISampler(population_size=6))
+    study.optimize(zdt1_constrained, n_trials=16, n_workers=2)
+    trials = study.trials
+    assert len(trials) == 16 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert all(t.values is not None and len(t.values) == 2 for t in trials)
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 16
+    assert study.best_trials and all(t.feasible for t in study.best_trials)
