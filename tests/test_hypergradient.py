@@ -135,7 +135,18 @@ def test_the_first_step_is_the_wrapped_optimizers_own() -> None:
     assert train_mlp(model_b, wrapped, 1) == [[1e-3]]  # no previous direction yet: the rate has not moved
     for a, b in zip(model_a.parameters(), model_b.parameters(), strict=True):
         assert torch.equal(a, b)
-    assert all("hd_prev" in wrapped.state[p] for p in model_b.parameters())
+    assert len(wrapped.state_dict()["hypergradient"]["prev"]) == 4
+    assert all(set(wrapped.state[p]) == {"step", "exp_avg", "exp_avg_sq"} for p in model_b.parameters())
+
+
+def test_a_parameter_without_a_gradient_at_first_joins_adams_state_later() -> None:
+    model = mlp()
+    opt = HypergradientOptimizer(torch.optim.Adam(model.parameters(), lr=1e-3))
+    model[2].requires_grad_(False)  # the head gets no gradient in the first steps
+    train_mlp(model, opt, 3)
+    model[2].requires_grad_(True)
+    train_mlp(model, opt, 3, start=3)
+    assert int(opt.state[model[2].weight]["step"]) == 3
 
 
 def test_a_closure_is_evaluated_and_its_loss_returned() -> None:
@@ -146,9 +157,9 @@ def test_a_closure_is_evaluated_and_its_loss_returned() -> None:
         opt.zero_grad()
         loss = (w * w).sum()
         loss.backward()  # type: ignore[no-untyped-call]
-        return float(loss)
+        return float(loss.detach())
 
-    assert opt.step(closure) == 4.0 and float(w) == pytest.approx(1.6)
+    assert opt.step(closure) == 4.0 and float(w.detach()) == pytest.approx(1.6)
 
 
 # -- groups -----------------------------------------------------------------------------------

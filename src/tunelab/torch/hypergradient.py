@@ -26,9 +26,10 @@ therefore multiplies the adapted rate by its own factor, whichever kind it is (L
 adaptation from that value (``hd_scale`` back to 1). ``lr_bounds=(low, high)`` keeps the
 effective rate within bounds.
 
-**State.** The previous direction is the per-parameter state ``hd_prev`` and the factor the
-group key ``hd_scale``: both are in :meth:`~HypergradientOptimizer.state_dict`, so a checkpoint
-resumes bit for bit.
+**State.** The previous direction of each parameter is kept beside the wrapped optimizer's state
+(never inside it: Adam starts a parameter's state when it finds it empty) and saved under the
+``"hypergradient"`` key of :meth:`~HypergradientOptimizer.state_dict`; the factor is the group
+key ``hd_scale``. Both are in the state dict, so a checkpoint resumes bit for bit.
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ see ``benchmarks/hypergradient.py``)."""
 
 SCALE_KEY = "hd_scale"
 """The param-group key of the adapted factor (the effective rate is ``lr * hd_scale``)."""
-PREV_KEY = "hd_prev"
-"""The per-parameter state key of the previous update direction."""
+STATE_KEY = "hypergradient"
+"""The key of :meth:`HypergradientOptimizer.state_dict` holding ``{"prev": {index: direction}}``,
+each parameter's previous update direction by its index in the param groups (torch's numbering)."""
 
 
 class HypergradientOptimizer(torch.optim.Optimizer):
@@ -124,6 +126,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         self.hyper_lr = float(hyper_lr)
         self.per_group = per_group
         self.lr_bounds = lr_bounds
+        self._prev: dict[torch.Tensor, torch.Tensor] = {}  # parameter -> previous direction (a view of a bucket)
         self._cache_key: list[tuple[torch.Tensor, ...]] | None = None
         self._cache: list[list[_Bucket]] = []
         self._share()
@@ -185,31 +188,27 @@ class HypergradientOptimizer(torch.optim.Optimizer):
                 torch._foreach_sub_(b.views, b.params)
                 if not b.ready:  # the first step: the wrapped optimizer has made its state now
                     for p, view in zip(b.params, b.views, strict=True):
-                        self.state[p][PREV_KEY] = view
+                        self._prev[p] = view
                     b.ready = True
         return loss
 
     def _buckets(self) -> list[list[_Bucket]]:
         """Each group's parameters by device and dtype, each bucket with one flat buffer of the
-        previous direction (its views are the parameters' ``hd_prev`` state), made again when the
-        groups or the state changed (a loaded state dict)."""
+        previous direction (its views are the parameters' directions), made again when the groups
+        changed or a state dict was loaded."""
         key = [tuple(g["params"]) for g in self.param_groups]
-        if self._cache_key == key and all(
-            self.state[p].get(PREV_KEY) is v for bs in self._cache for b in bs if b.ready
-            for p, v in zip(b.params, b.views, strict=True)
-        ):
+        if self._cache_key == key:
             return self._cache
         cache: list[list[_Bucket]] = []
         for params in key:
             by_kind: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
             for p in params:
-                if p.requires_grad:
-                    by_kind.setdefault((p.device, p.dtype), []).append(p)
-            cache.append([_Bucket(ps, [self.state[p].get(PREV_KEY) for p in ps]) for ps in by_kind.values()])
+                by_kind.setdefault((p.device, p.dtype), []).append(p)
+            cache.append([_Bucket(ps, [self._prev.get(p) for p in ps]) for ps in by_kind.values()])
             for b in cache[-1]:
                 if b.ready:
                     for p, v in zip(b.params, b.views, strict=True):
-                        self.state[p][PREV_KEY] = v
+                        self._prev[p] = v
         self._cache_key, self._cache = key, cache
         return cache
 
@@ -251,14 +250,26 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         self._share()
 
     def state_dict(self) -> dict[str, Any]:
-        """The wrapped optimizer's state dict: its state with each parameter's ``hd_prev`` and its
-        groups with their ``hd_scale``."""
-        return self.optimizer.state_dict()
+        """The wrapped optimizer's state dict (its groups with their ``hd_scale``) and, under
+        ``"hypergradient"``, each parameter's previous direction by its index."""
+        state = self.optimizer.state_dict()
+        params = [p for g in self.param_groups for p in g["params"]]
+        state[STATE_KEY] = {"prev": {i: self._prev[p] for i, p in enumerate(params) if p in self._prev}}
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load :meth:`state_dict`'s output (or a plain optimizer's: the factors start at 1)."""
+        """Load :meth:`state_dict`'s output (or a plain optimizer's: the factors start at 1 and the
+        first step has no previous direction)."""
+        state_dict = dict(state_dict)
+        saved = state_dict.pop(STATE_KEY, None) or {}
         self.optimizer.load_state_dict(state_dict)
         self._share()
+        params = [p for g in self.param_groups for p in g["params"]]
+        self._prev = {}
+        for index, direction in saved.get("prev", {}).items():
+            p = params[int(index)]
+            self._prev[p] = direction.to(dtype=p.dtype, device=p.device)
+        self._cache_key = None
 
     def __repr__(self) -> str:
         bounds = f", lr_bounds={self.lr_bounds}" if self.lr_bounds is not None else ""
