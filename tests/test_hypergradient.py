@@ -333,6 +333,10 @@ def test_the_trainer_builds_the_wrapped_optimizer_with_its_hyper_lr() -> None:
     assert trainer.live_names(opt)[:3] == ["lr", "momentum", "weight_decay"]
     with pytest.raises(ConfigError, match="parameter hyper_lr must be a positive number"):
         trainer.make_optimizer(model, {"lr": 0.01, "hyper_lr": -1.0})
+    capped = trainer.make_optimizer(model, {"lr": 0.01, "lr_max": 0.05})
+    assert capped.lr_bounds == (1e-12, 0.05)  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match=r"parameter lr_max \(the ceiling of the adapted rate\) must be a number"):
+        trainer.make_optimizer(model, {"lr": 0.01, "lr_max": 0.001})
     plain = blobs_trainer("adam").make_optimizer(model, {"lr": 0.01, "optimizer": "adam-hd"})
     assert isinstance(plain, HypergradientOptimizer)  # the parameters may name it too
 
@@ -373,6 +377,8 @@ def test_the_recipe_with_adapt_lr_trains_the_searches_from_the_range_tests_rate(
     best = result.steps[2].evidence["best"]
     study = result.study
     assert {t.params["lr"] for t in study.trials} == {best}  # every run starts from the range test's choice
+    high = result.steps[2].evidence["range"][1]
+    assert {t.params.get("lr_max") for t in study.trials} == ({high} if high > best else {None})
     final = max(study.trials, key=lambda t: t.number)
     lrs = study.get_curves(final.number)["lr"][1]
     assert len(set(lrs)) == 3 and all(v != best for v in lrs)  # ... and adapts

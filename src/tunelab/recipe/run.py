@@ -128,8 +128,8 @@ def run(
         adapt_lr: let the rate adapt from the range test's choice: the searches d. to f. train
             with the hypergradient version of the trainer's optimizer ('adamw' -> 'adamw-hd',
             :class:`~tunelab.torch.hypergradient.HypergradientOptimizer`) starting from the range
-            test's best learning rate, and search the other hyperparameters only (needs the
-            trainer's optimizer to be 'sgd', 'adam' or 'adamw').
+            test's best learning rate, never above the top of its range (``lr_max``), and search the
+            other hyperparameters only (needs the trainer's optimizer to be 'sgd', 'adam' or 'adamw').
 
     A failing step stops the recipe; its message says what is wrong and what to do.
 
@@ -209,7 +209,7 @@ def run(
         if not outcome.ok or step == stop_after:
             break
         if step == "lr_range" and adapt_lr:
-            space.update(search.adaptive_space(trainer, outcome.evidence["best"]))
+            space.update(search.adaptive_space(trainer, outcome.evidence["best"], outcome.evidence["range"][1]))
         elif step == "lr_range":
             space.update(search.search_space(trainer, outcome.evidence["range"]))
     last = result.steps[-1]

@@ -62,11 +62,15 @@ def adaptive(trainer: Trainer) -> Trainer:
     return adapted
 
 
-def adaptive_space(trainer: Trainer, lr: float) -> dict[str, SpaceEntry]:
+def adaptive_space(trainer: Trainer, lr: float, lr_max: float | None = None) -> dict[str, SpaceEntry]:
     """The searches' space with ``adapt_lr``: ``lr`` fixed at the range test's best ``lr`` (the
-    rate adapts from it while each run trains), weight decay, and the trainer's space."""
+    rate adapts from it while each run trains) with ``lr_max``, its ceiling (the top of the range
+    test's range: a rate that climbs past the edge of stability can kill a network in a few
+    steps), weight decay, and the trainer's space."""
     space = search_space(trainer, (lr, lr))
     space["lr"] = Categorical([float(lr)])
+    if lr_max is not None and lr_max > lr:
+        space = {"lr": space.pop("lr"), "lr_max": Categorical([float(lr_max)]), **space}
     return space
 
 

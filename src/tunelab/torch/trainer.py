@@ -84,7 +84,8 @@ class Trainer:
         optimizer: 'sgd', 'adam', 'adamw', 'rmsprop', or ``factory(parameters, params)``; 'sgd-hd',
             'adam-hd', 'adamw-hd': the same whose learning rate adapts along its hypergradient from
             ``lr`` (:class:`~tunelab.torch.hypergradient.HypergradientOptimizer`; the parameters may
-            hold its ``hyper_lr``), reported as the ``lr`` metric at each evaluation.
+            hold its ``hyper_lr`` and ``lr_max``, a ceiling for the rate), reported as the ``lr``
+            metric at each evaluation.
         batch_size: for tensor data, unless the parameters hold ``batch_size``.
         schedule: 'constant' or 'cosine' (annealed to 0 over the run's steps).
         space: the model's own hyperparameters (width, dropout...), for searches and the recipe.
@@ -248,7 +249,7 @@ class Trainer:
 
     def make_optimizer(self, model: nn.Module, params: Mapping[str, ParamValue]) -> torch.optim.Optimizer:
         """The optimizer over the model's trainable parameters, from ``lr``, ``weight_decay``, ``momentum``
-        (and ``hyper_lr`` for the ``-hd`` optimizers)."""
+        (and ``hyper_lr`` and ``lr_max`` for the ``-hd`` optimizers)."""
         trainable = [p for p in model.parameters() if p.requires_grad]
         if not trainable:
             raise ConfigError(
@@ -269,8 +270,15 @@ class Trainer:
                 raise ConfigError(
                     f"parameter hyper_lr must be a positive number such as {DEFAULT_HYPER_LR}, got {hyper_lr!r}"
                 )
+            lr_max = params.get("lr_max")
+            if lr_max is not None and not (_positive_number(lr_max) and float(lr_max) > lr_f):  # type: ignore[arg-type]
+                raise ConfigError(
+                    f"parameter lr_max (the ceiling of the adapted rate) must be a number above lr={lr_f}, "
+                    f"got {lr_max!r}"
+                )
+            bounds = None if lr_max is None else (min(lr_f, 1e-12), float(lr_max))  # type: ignore[arg-type]
             inner = self.make_optimizer(model, {**params, "optimizer": choice.removesuffix("-hd")})
-            return HypergradientOptimizer(inner, hyper_lr=float(hyper_lr))  # type: ignore[arg-type]
+            return HypergradientOptimizer(inner, hyper_lr=float(hyper_lr), lr_bounds=bounds)  # type: ignore[arg-type]
         if choice == "sgd":
             return torch.optim.SGD(trainable, lr=lr_f, momentum=momentum, weight_decay=wd)
         if choice == "adam":
