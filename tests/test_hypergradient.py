@@ -149,6 +149,21 @@ def test_a_parameter_without_a_gradient_at_first_joins_adams_state_later() -> No
     assert int(opt.state[model[2].weight]["step"]) == 3
 
 
+def test_channels_last_weights_and_replaced_parameter_data_are_followed() -> None:
+    torch.manual_seed(0)
+    conv = nn.Conv2d(2, 4, 3).to(memory_format=torch.channels_last)  # a weight that is not contiguous
+    assert not conv.weight.is_contiguous()
+    x = torch.randn(8, 2, 6, 6)
+    opt = HypergradientOptimizer(torch.optim.SGD(conv.parameters(), lr=1e-4))
+    for i in range(12):
+        if i == 6:
+            conv.bias.data = conv.bias.data.clone()  # a new tensor under the same parameter
+        opt.zero_grad()
+        conv(x).pow(2).mean().backward()
+        opt.step()
+    assert opt.lrs[0] > 1e-4 * math.exp(0.1 * 5)  # it kept rising: the directions were measured
+
+
 def test_a_closure_is_evaluated_and_its_loss_returned() -> None:
     w = nn.Parameter(torch.tensor([2.0]))
     opt = HypergradientOptimizer(torch.optim.SGD([w], lr=0.1))

@@ -173,7 +173,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
             g["lr"] = g["lr"] * g[SCALE_KEY]
         for group_buckets in buckets:
             for b in group_buckets:
-                torch._foreach_copy_(b.views, b.params)  # p_before now, p_before - p_after after the step
+                torch.cat(b.flats, out=b.flat)  # p_before; p_before - p_after after the step
         try:
             if closure is None:
                 loss = self.optimizer.step()
@@ -185,7 +185,8 @@ class HypergradientOptimizer(torch.optim.Optimizer):
                 g["lr"] = lr
         for group_buckets in buckets:
             for b in group_buckets:
-                torch._foreach_sub_(b.views, b.params)
+                torch.cat(b.flats, out=b.rows[0])  # the gradient row is free now
+                b.flat.sub_(b.rows[0])
                 if not b.ready:  # the first step: the wrapped optimizer has made its state now
                     for p, view in zip(b.params, b.views, strict=True):
                         self._prev[p] = view
@@ -197,7 +198,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         previous direction (its views are the parameters' directions), made again when the groups
         changed or a state dict was loaded."""
         key = [tuple(g["params"]) for g in self.param_groups]
-        if self._cache_key == key:
+        if self._cache_key == key and all(b.current() for bs in self._cache for b in bs):
             return self._cache
         cache: list[list[_Bucket]] = []
         for params in key:
@@ -220,8 +221,8 @@ class HypergradientOptimizer(torch.optim.Optimizer):
                 if not b.ready:
                     continue
                 grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in b.params]
-                flat = torch.cat([g.reshape(-1) for g in grads])
-                gu, gg, uu = torch.stack([flat.dot(b.flat), flat.dot(flat), b.flat.dot(b.flat)]).tolist()
+                torch.cat([g.reshape(-1) for g in grads], out=b.rows[0])
+                gg, gu, uu = torch.cat([torch.mv(b.rows, b.rows[0]), b.flat.dot(b.flat).reshape(1)]).tolist()
                 stats[i][0] += gu
                 stats[i][1] += gg
                 stats[i][2] += uu
@@ -278,12 +279,19 @@ class HypergradientOptimizer(torch.optim.Optimizer):
 
 
 class _Bucket:
-    """Parameters of one group, device and dtype, and their previous direction in one flat buffer
-    (``views``: one view of it per parameter, shaped like it)."""
+    """Parameters of one group, device and dtype: ``rows``, two flat buffers, the new gradient
+    (row 0, filled at each step) and the previous direction (row 1; ``views``: one view of it per
+    parameter, shaped like it), so that one matrix product gives every dot product."""
 
     def __init__(self, params: list[torch.Tensor], saved: list[torch.Tensor | None]) -> None:
         self.params = params
-        self.flat = torch.zeros(sum(p.numel() for p in params), dtype=params[0].dtype, device=params[0].device)
+        size = sum(p.numel() for p in params)
+        self.rows = torch.zeros(2, size, dtype=params[0].dtype, device=params[0].device)
+        self.flat = self.rows[1]
+        # The parameters, flat: views (no copy) when they are contiguous, else copied at each use.
+        self.contiguous = all(p.is_contiguous() for p in params)
+        self._flats = [p.detach().view(-1) for p in params] if self.contiguous else []
+        self.pointers = [p.data_ptr() for p in params]
         self.views: list[torch.Tensor] = []
         offset = 0
         for p in params:
@@ -292,6 +300,16 @@ class _Bucket:
         self.ready = all(d is not None for d in saved)
         if self.ready:
             torch._foreach_copy_(self.views, saved)  # type: ignore[arg-type]
+
+
+    @property
+    def flats(self) -> list[torch.Tensor]:
+        """The parameters as flat tensors, in order."""
+        return self._flats if self.contiguous else [p.detach().reshape(-1) for p in self.params]
+
+    def current(self) -> bool:
+        """Whether the flat views still show the parameters (no ``p.data = ...`` since)."""
+        return all(p.data_ptr() == q for p, q in zip(self.params, self.pointers, strict=True))
 
 
 def _positive(value: object) -> bool:
