@@ -25,7 +25,7 @@ from tunelab.checkpoints import Checkpoint, CheckpointPolicy
 from tunelab.errors import ConfigError
 from tunelab.recipe import Budget, run
 from tunelab.torch import HypergradientOptimizer, Trainer
-from tunelab.torch.hypergradient import DEFAULT_HYPER_LR
+from tunelab.torch.hypergradient import DEFAULT_HYPER_LR, DEFAULT_START_FACTOR
 from tunelab.torch.live import apply_to_optimizer
 
 torch.set_num_threads(1)
@@ -130,7 +130,7 @@ def test_the_rate_stays_positive_and_within_its_bounds() -> None:
 def test_the_first_step_is_the_wrapped_optimizers_own() -> None:
     model_a, model_b = mlp(), mlp()
     plain = torch.optim.Adam(model_a.parameters(), lr=1e-3)
-    wrapped = HypergradientOptimizer(torch.optim.Adam(model_b.parameters(), lr=1e-3))
+    wrapped = HypergradientOptimizer(torch.optim.Adam(model_b.parameters(), lr=1e-3), start_factor=1.0)
     train_mlp(model_a, plain, 1)
     assert train_mlp(model_b, wrapped, 1) == [[1e-3]]  # no previous direction yet: the rate has not moved
     for a, b in zip(model_a.parameters(), model_b.parameters(), strict=True):
@@ -154,7 +154,7 @@ def test_channels_last_weights_and_replaced_parameter_data_are_followed() -> Non
     conv = nn.Conv2d(2, 4, 3).to(memory_format=torch.channels_last)  # a weight that is not contiguous
     assert not conv.weight.is_contiguous()
     x = torch.randn(8, 2, 6, 6)
-    opt = HypergradientOptimizer(torch.optim.SGD(conv.parameters(), lr=1e-4))
+    opt = HypergradientOptimizer(torch.optim.SGD(conv.parameters(), lr=1e-4), start_factor=1.0)
     for i in range(12):
         if i == 6:
             conv.bias.data = conv.bias.data.clone()  # a new tensor under the same parameter
@@ -164,9 +164,26 @@ def test_channels_last_weights_and_replaced_parameter_data_are_followed() -> Non
     assert opt.lrs[0] > 1e-4 * math.exp(0.1 * 5)  # it kept rising: the directions were measured
 
 
+def test_the_first_steps_take_start_factor_times_lr_and_drift_pushes_the_rate_up() -> None:
+    w = nn.Parameter(torch.tensor([1.0]))
+    opt = HypergradientOptimizer(torch.optim.SGD([w], lr=0.1))
+    assert opt.lrs == [pytest.approx(0.1 * DEFAULT_START_FACTOR)] and opt.param_groups[0]["lr"] == 0.1
+    opt.zero_grad()
+    (w * w).sum().backward()  # type: ignore[no-untyped-call]
+    opt.step()
+    assert float(w.detach()) == pytest.approx(1.0 - 0.1 * DEFAULT_START_FACTOR * 2)
+    # A cosine of 0 (orthogonal steps): only the drift moves the rate.
+    calm, drifting = (bowl_lrs("sgd", 1e-3, steps=20, drift=d, start_factor=1.0) for d in (0.0, 0.5))
+    assert drifting[-1] > calm[-1]
+    with pytest.raises(ConfigError, match=r"start_factor=\.\.\.\) must be a positive number \(1\.0: the first"):
+        HypergradientOptimizer(sgd(), start_factor=0.0)
+    with pytest.raises(ConfigError, match=r"drift=\.\.\.\) must be a number in \(-1, 1\)"):
+        HypergradientOptimizer(sgd(), drift=1.5)
+
+
 def test_a_closure_is_evaluated_and_its_loss_returned() -> None:
     w = nn.Parameter(torch.tensor([2.0]))
-    opt = HypergradientOptimizer(torch.optim.SGD([w], lr=0.1))
+    opt = HypergradientOptimizer(torch.optim.SGD([w], lr=0.1), start_factor=1.0)
 
     def closure() -> float:
         opt.zero_grad()
@@ -203,7 +220,7 @@ def test_it_is_a_torch_optimizer_sharing_the_wrapped_ones_groups_and_state() -> 
     assert isinstance(opt, torch.optim.Optimizer)
     assert opt.param_groups is sgd.param_groups and opt.state is sgd.state
     opt.add_param_group({"params": model[2].parameters(), "lr": 0.1})
-    assert len(sgd.param_groups) == 2 and opt.param_groups[1]["hd_scale"] == 1.0
+    assert len(sgd.param_groups) == 2 and opt.param_groups[1]["hd_scale"] == DEFAULT_START_FACTOR
     train_mlp(model, opt, 3)
     opt.zero_grad()
     assert all(p.grad is None for p in model.parameters())
@@ -246,7 +263,7 @@ def test_a_plain_optimizers_state_loads_and_the_rate_adapts_from_it() -> None:
 # -- schedulers and live changes --------------------------------------------------------------
 def test_a_lambda_schedule_multiplies_the_adapted_rate() -> None:
     model = mlp()
-    opt = HypergradientOptimizer(torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9))
+    opt = HypergradientOptimizer(torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9), start_factor=1.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 / (1 + s))
     seen: list[tuple[float, float]] = []
     with warnings.catch_warnings():
@@ -270,7 +287,7 @@ def test_an_exponential_schedule_multiplies_the_adapted_rate_too() -> None:
 
 def test_a_live_lr_sets_the_rate_and_the_adaptation_starts_again_from_it() -> None:
     model = mlp()
-    opt = HypergradientOptimizer(torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9))
+    opt = HypergradientOptimizer(torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9), start_factor=1.0)
     train_mlp(model, opt, 20)
     assert opt.lrs[0] > 1e-4
     assert apply_to_optimizer(opt, None, {"lr": 0.003}) == {"lr": 0.003}
@@ -332,7 +349,7 @@ def blobs_trainer(optimizer: str, **kw: Any) -> Trainer:
 def test_the_trainer_trains_with_an_hd_optimizer_and_reports_the_lr_curve(optimizer: str) -> None:
     result = blobs_trainer(optimizer).fit({"lr": 1e-4, "hyper_lr": 0.2}, epochs=4, seed=0)
     lrs = [row["lr"] for row in result.history]
-    assert len(lrs) == 4 and lrs[0] > 1e-4 and lrs[-1] > lrs[0]  # the adapted rate, each epoch
+    assert len(lrs) == 4 and lrs[-1] > lrs[0] and lrs[-1] > 1e-4  # the adapted rate, each epoch
     fixed = blobs_trainer(optimizer.removesuffix("-hd")).fit({"lr": 1e-4}, epochs=4, seed=0)
     assert {row["lr"] for row in fixed.history} == {1e-4}
     assert result.history[-1]["val_loss"] < fixed.history[-1]["val_loss"]

@@ -47,6 +47,12 @@ DEFAULT_HYPER_LR = 0.1
 a small MLP on the digits over starts from 1e-5 to 1e-1: 0.05, 0.1, 0.2 and 0.4 tried, 0.1 best;
 see ``benchmarks/hypergradient.py``)."""
 
+DEFAULT_START_FACTOR = 0.1
+"""The default ``start_factor``: the first steps take a tenth of ``lr`` and the rate climbs from there
+as fast as consecutive steps agree (a warm-up: from 0.1 to 1 in about 25 agreeing steps)."""
+DEFAULT_DRIFT = 0.0
+"""The default ``drift``: none, the paper's rule."""
+
 SCALE_KEY = "hd_scale"
 """The param-group key of the adapted factor (the effective rate is ``lr * hd_scale``)."""
 STATE_KEY = "hypergradient"
@@ -65,6 +71,13 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         per_group: adapt each param group's rate from its own parameters (True) or all of them
             by one factor from all the parameters (False).
         lr_bounds: ``(low, high)``: keep the effective rate within them (None: no bounds).
+        start_factor: the adapted factor's start: the first step takes ``lr * start_factor``
+            (default :data:`DEFAULT_START_FACTOR`: a warm-up the hypergradient ends, which keeps a
+            start at the edge of stability from damaging the network in its first steps; 1.0
+            starts at ``lr`` exactly, as in the paper).
+        drift: added to the cosine, ``exp(hyper_lr * (cos + drift))``: a small positive drift
+            counters the hypergradient's short-horizon bias toward too small rates (default
+            :data:`DEFAULT_DRIFT`).
 
     It shares ``param_groups`` and ``state`` with the wrapped optimizer; ``step``,
     ``zero_grad``, ``state_dict``, ``load_state_dict`` and ``add_param_group`` behave as
@@ -76,7 +89,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         >>> import torch
         >>> from tunelab.torch import HypergradientOptimizer
         >>> w = torch.nn.Parameter(torch.tensor([3.0, -2.0]))
-        >>> opt = HypergradientOptimizer(torch.optim.SGD([w], lr=1e-4), hyper_lr=0.1)
+        >>> opt = HypergradientOptimizer(torch.optim.SGD([w], lr=1e-4), hyper_lr=0.1, start_factor=1.0)
         >>> for _ in range(100):
         ...     opt.zero_grad()
         ...     (w ** 2).sum().backward()
@@ -94,6 +107,8 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         hyper_lr: float = DEFAULT_HYPER_LR,
         per_group: bool = True,
         lr_bounds: tuple[float, float] | None = None,
+        start_factor: float = DEFAULT_START_FACTOR,
+        drift: float = DEFAULT_DRIFT,
     ) -> None:
         if isinstance(optimizer, HypergradientOptimizer):
             raise ConfigError("HypergradientOptimizer(optimizer=...) is already a HypergradientOptimizer: wrap it once")
@@ -108,6 +123,15 @@ class HypergradientOptimizer(torch.optim.Optimizer):
             raise ConfigError(
                 f"HypergradientOptimizer(hyper_lr=...) must be a positive number such as {DEFAULT_HYPER_LR}, "
                 f"got {hyper_lr!r}"
+            )
+        if not _positive(start_factor):
+            raise ConfigError(
+                "HypergradientOptimizer(start_factor=...) must be a positive number (1.0: the first step takes lr), "
+                f"got {start_factor!r}"
+            )
+        if isinstance(drift, bool) or not isinstance(drift, (int, float)) or not -1 < drift < 1:
+            raise ConfigError(
+                f"HypergradientOptimizer(drift=...) must be a number in (-1, 1) such as 0.0, got {drift!r}"
             )
         if not isinstance(per_group, bool):
             raise ConfigError(f"HypergradientOptimizer(per_group=...) must be True or False, got {per_group!r}")
@@ -126,17 +150,20 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         self.hyper_lr = float(hyper_lr)
         self.per_group = per_group
         self.lr_bounds = lr_bounds
+        self.start_factor = float(start_factor)
+        self.drift = float(drift)
         self._prev: dict[torch.Tensor, torch.Tensor] = {}  # parameter -> previous direction (a view of a bucket)
         self._cache_key: list[tuple[torch.Tensor, ...]] | None = None
         self._cache: list[list[_Bucket]] = []
-        self._share()
+        self._share(self.start_factor)
 
-    def _share(self) -> None:
-        """Share the wrapped optimizer's groups and state (again after it loaded a state dict)."""
+    def _share(self, start: float) -> None:
+        """Share the wrapped optimizer's groups and state (again after it loaded a state dict); a
+        group without a factor starts at ``start``."""
         self.param_groups = self.optimizer.param_groups
         self.state = self.optimizer.state
         for group in self.param_groups:
-            group.setdefault(SCALE_KEY, 1.0)
+            group.setdefault(SCALE_KEY, start)
             if self.lr_bounds is not None and group["lr"] > 0:
                 group[SCALE_KEY] = self._clamp(group["lr"], group[SCALE_KEY])
 
@@ -233,7 +260,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
             denominator = math.sqrt(g2 * d2)
             scale = group[SCALE_KEY]
             if denominator > 0 and math.isfinite(dot / denominator):
-                scale *= math.exp(self.hyper_lr * max(-1.0, min(1.0, dot / denominator)))
+                scale *= math.exp(self.hyper_lr * (max(-1.0, min(1.0, dot / denominator)) + self.drift))
             if self.lr_bounds is not None and group["lr"] > 0:
                 scale = self._clamp(group["lr"], scale)
             group[SCALE_KEY] = scale
@@ -243,12 +270,12 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         self.optimizer.zero_grad(set_to_none=set_to_none)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a group to the wrapped optimizer (its factor starts at 1)."""
+        """Add a group to the wrapped optimizer (its factor starts at ``start_factor``)."""
         if "optimizer" not in self.__dict__:  # torch's __init__ adds a placeholder group
             super().add_param_group(param_group)
             return
         self.optimizer.add_param_group(param_group)
-        self._share()
+        self._share(self.start_factor)
 
     def state_dict(self) -> dict[str, Any]:
         """The wrapped optimizer's state dict (its groups with their ``hd_scale``) and, under
@@ -264,7 +291,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         state_dict = dict(state_dict)
         saved = state_dict.pop(STATE_KEY, None) or {}
         self.optimizer.load_state_dict(state_dict)
-        self._share()
+        self._share(1.0)  # a plain optimizer's state: a trained run goes on at its rate
         params = [p for g in self.param_groups for p in g["params"]]
         self._prev = {}
         for index, direction in saved.get("prev", {}).items():
@@ -275,7 +302,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
     def __repr__(self) -> str:
         bounds = f", lr_bounds={self.lr_bounds}" if self.lr_bounds is not None else ""
         return (f"HypergradientOptimizer({self.optimizer!r}, hyper_lr={self.hyper_lr}, "
-                f"per_group={self.per_group}{bounds})")
+                f"per_group={self.per_group}{bounds}, start_factor={self.start_factor}, drift={self.drift})")
 
 
 class _Bucket:
