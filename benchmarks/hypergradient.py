@@ -239,12 +239,13 @@ def figure(report: dict[str, Any], path: str) -> None:
         for i, row in enumerate(result["rows"]):
             ys = row["path"]
             xs = [k * steps_per_point for k in range(len(ys))]
-            fig.add_scatter(x=xs, y=ys, mode="lines", name=f"start {row['start']:.0e}", legendgroup=str(i),
+            fig.add_scatter(x=xs, y=ys, mode="lines", name=f"start {row['start']:.1e}", legendgroup=str(i),
                             showlegend=col == 1, line={"color": _COLORS[i % len(_COLORS)], "width": 1.5},
                             row=1, col=col)
         fig.add_hline(y=result["best_lr"], line_dash="dot", line_color="black", row=1, col=col)
         fig.update_xaxes(title_text="optimiser step", row=1, col=col)
-    fig.update_yaxes(type="log", title_text="learning rate", row=1, col=1, exponentformat="power")
+    fig.update_yaxes(type="log", exponentformat="power")
+    fig.update_yaxes(title_text="learning rate (effective)", row=1, col=1)
     fig.update_layout(title=f"HypergradientOptimizer: the learning rate from each start (seed 0, "
                             f"hyper_lr {report['hyper_lr']}; dotted: the best fixed rate)",
                       template="plotly_white", legend={"orientation": "h", "y": -0.2})

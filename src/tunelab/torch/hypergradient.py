@@ -50,8 +50,10 @@ see ``benchmarks/hypergradient.py``)."""
 DEFAULT_START_FACTOR = 0.1
 """The default ``start_factor``: the first steps take a tenth of ``lr`` and the rate climbs from there
 as fast as consecutive steps agree (a warm-up: from 0.1 to 1 in about 25 agreeing steps)."""
-DEFAULT_DRIFT = 0.0
-"""The default ``drift``: none, the paper's rule."""
+DEFAULT_DRIFT = 0.025
+"""The default ``drift``: the rate settles where steps that turn back are slightly more frequent
+than steps that agree (0 is the paper's rule; 0.025 did better on the benchmark's 4 cases, 0.05 was
+worse with Adam on the CNN started at 0.1 and 0.1 worse everywhere)."""
 
 SCALE_KEY = "hd_scale"
 """The param-group key of the adapted factor (the effective rate is ``lr * hd_scale``)."""
