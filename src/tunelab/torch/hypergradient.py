@@ -11,13 +11,17 @@ p_after``, so it is exact for every optimizer (momentum, Nesterov, weight decay,
 decoupled decay) and costs one copy of the parameters. The rate then moves by the cosine of the
 two, a scale-free number in [-1, 1]::
 
-    scale_t = scale_{t-1} * exp(hyper_lr * cos(g_t, u_{t-1}))
+    scale_t = scale_{t-1} * exp(hyper_lr * (cos(g_t, u_{t-1}) + drift))
 
 which keeps it positive: consecutive steps that agree (the rate is too small to cross the valley)
-raise it, steps that turn back (it overshoots) lower it.
+raise it, steps that turn back (it overshoots) lower it. Two departures from the paper, both
+options: the factor starts at ``start_factor`` (0.1: a warm-up that the hypergradient ends, so a
+start at the edge of stability does not damage the network before the first overshoot turns the
+rate down), and a small ``drift`` (0.025) counters the hypergradient's greedy bias toward rates
+below the best fixed one; ``start_factor=1.0, drift=0.0`` is the paper's rule.
 
 **How it composes.** Each param group keeps its ``lr`` (what you, a scheduler or a live change
-set: the *scheduled* rate) and an adapted factor ``hd_scale`` (1 at the start); the inner
+set: the *scheduled* rate) and an adapted factor ``hd_scale`` (``start_factor`` at first); the inner
 optimizer steps with ``lr * hd_scale``, the *effective* rate (:attr:`HypergradientOptimizer.lrs`,
 what :meth:`Trainer.fit <tunelab.torch.Trainer.fit>` reports as ``lr``). A scheduler on top
 therefore multiplies the adapted rate by its own factor, whichever kind it is (LambdaLR sets
@@ -68,7 +72,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
     Args:
         optimizer: the optimizer to wrap (``torch.optim.SGD`` with or without momentum, ``Adam``,
             ``AdamW``; any optimizer with an ``lr`` works, these are the ones measured).
-        hyper_lr: how fast the rate moves: each step multiplies it by ``exp(hyper_lr * cos)``,
+        hyper_lr: how fast the rate moves: each step multiplies it by ``exp(hyper_lr * (cos + drift))``,
             ``cos`` in [-1, 1] (default :data:`DEFAULT_HYPER_LR`).
         per_group: adapt each param group's rate from its own parameters (True) or all of them
             by one factor from all the parameters (False).
@@ -243,7 +247,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         return cache
 
     def _adapt(self, groups: list[dict[str, Any]], buckets: list[list[_Bucket]]) -> None:
-        """Multiply each group's ``hd_scale`` by ``exp(hyper_lr * cos(g_t, u_{t-1}))``."""
+        """Multiply each group's ``hd_scale`` by ``exp(hyper_lr * (cos(g_t, u_{t-1}) + drift))``."""
         stats = [[0.0, 0.0, 0.0] for _ in groups]  # per group: g.u, |g|^2, |u|^2
         for i, group_buckets in enumerate(buckets):
             for b in group_buckets:
