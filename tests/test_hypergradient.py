@@ -418,6 +418,15 @@ def test_the_recipe_with_adapt_lr_trains_the_searches_from_the_range_tests_rate(
     assert trainer.optimizer == "adam"  # the caller's trainer is unchanged
 
 
+def test_the_range_test_of_an_hd_trainer_measures_fixed_rates() -> None:
+    from tunelab.recipe import lr_range_test
+    from tunelab.recipe.search import adaptive
+
+    plain, hd = (lr_range_test(blobs_trainer(o), lrs=[1e-3, 1e-1], steps=12) for o in ("adam", "adam-hd"))
+    assert [r["curve"] for r in hd.evidence["runs"]] == [r["curve"] for r in plain.evidence["runs"]]
+    assert adaptive(blobs_trainer("adam-hd")).optimizer == "adam-hd"
+
+
 @pytest.mark.parametrize(("optimizer", "adapt_lr", "needle"), [
     ("rmsprop", True, r"adapt_lr needs a Trainer with optimizer one of \('sgd', 'adam', 'adamw'\)"),
     ("adam", "yes", r"run\(adapt_lr=\.\.\.\) must be True or False"),

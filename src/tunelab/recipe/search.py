@@ -51,15 +51,15 @@ ADAPTABLE = ("sgd", "adam", "adamw")
 
 def adaptive(trainer: Trainer) -> Trainer:
     """A copy of ``trainer`` whose optimizer is the hypergradient version of its own ('adamw' ->
-    'adamw-hd'): the learning rate adapts from the one it starts with."""
-    if not isinstance(trainer.optimizer, str) or trainer.optimizer not in ADAPTABLE:
-        raise ConfigError(
-            f"adapt_lr needs a Trainer with optimizer one of {ADAPTABLE}, got {trainer.optimizer!r}: "
-            "name one of them or leave adapt_lr off"
-        )
-    adapted = copy.copy(trainer)
-    adapted.optimizer = f"{trainer.optimizer}-hd"
-    return adapted
+    'adamw-hd'; an ``-hd`` one stays): the learning rate adapts from the one it starts with."""
+    if isinstance(trainer.optimizer, str) and trainer.optimizer.removesuffix("-hd") in ADAPTABLE:
+        adapted = copy.copy(trainer)
+        adapted.optimizer = f"{trainer.optimizer.removesuffix('-hd')}-hd"
+        return adapted
+    raise ConfigError(
+        f"adapt_lr needs a Trainer with optimizer one of {ADAPTABLE}, got {trainer.optimizer!r}: "
+        "name one of them or leave adapt_lr off"
+    )
 
 
 def adaptive_space(trainer: Trainer, lr: float, lr_max: float | None = None) -> dict[str, SpaceEntry]:
