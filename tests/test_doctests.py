@@ -42,6 +42,7 @@ REQUIRED: dict[str, list[str]] = {
     "tunelab.space": ["Conditional"],
     "tunelab.torch.trainer": ["Trainer"],
     "tunelab.torch.checkpoint": ["save_torch"],
+    "tunelab.torch.hypergradient": ["HypergradientOptimizer"],
     "tunelab.recipe.checks": ["check_initial_loss"],
     "tunelab.recipe.run": ["run"],
     "tunelab.pbt.population": ["PopulationBasedTraining"],

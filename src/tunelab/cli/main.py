@@ -834,6 +834,11 @@ def recipe(
         bool | None,
         typer.Option("--progress/--no-progress", help="Show progress bars (default: when stdout is a terminal)."),
     ] = None,
+    adapt_lr: Annotated[
+        bool,
+        typer.Option("--adapt-lr", help="Let the learning rate adapt from the range test's choice (hypergradient "
+                                        "version of the optimizer) in the searches, instead of searching it."),
+    ] = False,
 ) -> None:
     """Run the training recipe: initial loss, overfit a small sample, learning-rate range, then
     coarse search, refine and final training, printing each step's verdict.
@@ -847,7 +852,7 @@ def recipe(
         result = recipe_module.run(
             trainer, storage=storage, name=name, quick=quick, n_workers=n_workers, seed=seed,
             stop_after=stop_after.value if stop_after else None, artifact_dir=artifact_dir,
-            console=_out(), show_progress=progress,
+            console=_out(), show_progress=progress, adapt_lr=adapt_lr,
         )
     if not result.ok:
         raise typer.Exit(1)

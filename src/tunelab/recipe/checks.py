@@ -183,7 +183,7 @@ def overfit_small_sample(
         model = trainer.build_model(params, seed)
         frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
         try:
-            optimizer = trainer.make_optimizer(model, {**params, "lr": lr})
+            optimizer = trainer.make_optimizer(model, {**params, "lr": lr, **_fixed_rate(trainer)})
         except ConfigError as e:
             return StepResult("overfit", FAIL, f"cannot train at all: {e}",
                               {"examples": examples, "frozen": frozen}, time.perf_counter() - start)
@@ -276,6 +276,13 @@ def _fitted(trainer: Trainer, loss: float, acc: float | None, first_loss: float,
 
 
 # -- c. learning-rate range --------------------------------------------------------------------
+def _fixed_rate(trainer: Trainer) -> dict[str, ParamValue]:
+    """The checks measure the model at fixed rates: a trainer's ``-hd`` optimizer without its adaptation."""
+    if isinstance(trainer.optimizer, str) and trainer.optimizer.endswith("-hd"):
+        return {"optimizer": trainer.optimizer.removesuffix("-hd")}
+    return {}
+
+
 def lr_range_test(
     trainer: Trainer,
     params: Mapping[str, ParamValue] | None = None,
@@ -307,7 +314,7 @@ def lr_range_test(
     runs: list[dict[str, Any]] = []
     for lr in lrs:
         model = trainer.build_model(params, seed)
-        optimizer = trainer.make_optimizer(model, {**params, "lr": lr})
+        optimizer = trainer.make_optimizer(model, {**params, "lr": lr, **_fixed_rate(trainer)})
         generator = torch.Generator().manual_seed(seed)
         model.train()
         losses: list[float] = []

@@ -109,6 +109,7 @@ def run(
     artifact_dir: str | Path | None = None,
     console: Console | None = None,
     show_progress: bool | None = None,
+    adapt_lr: bool = False,
 ) -> RecipeResult:
     """Run the recipe on ``trainer``: checks a. to c., then the searches d. to f., in one new study.
 
@@ -124,6 +125,11 @@ def run(
         stop_after: end after this step (one of :data:`~tunelab.recipe.steps.STEPS`).
         artifact_dir: where models and checkpoints go (default: beside the SQLite file).
         console: where to print (default: stdout).
+        adapt_lr: let the rate adapt from the range test's choice: the searches d. to f. train
+            with the hypergradient version of the trainer's optimizer ('adamw' -> 'adamw-hd',
+            :class:`~tunelab.torch.hypergradient.HypergradientOptimizer`) starting from the range
+            test's best learning rate, never above the top of its range (``lr_max``), and search the
+            other hyperparameters only (needs the trainer's optimizer to be 'sgd', 'adam' or 'adamw').
 
     A failing step stops the recipe; its message says what is wrong and what to do.
 
@@ -164,6 +170,9 @@ def run(
         raise ConfigError(f"run(n_workers=...) must be an integer >= 1, got {n_workers!r}")
     if "lr" in trainer.space:
         raise ConfigError("the recipe chooses 'lr' with its range test: remove it from the Trainer's space")
+    if not isinstance(adapt_lr, bool):
+        raise ConfigError(f"run(adapt_lr=...) must be True or False, got {adapt_lr!r}")
+    searcher = search.adaptive(trainer) if adapt_lr else trainer  # checks the optimizer before any step
     console = console or Console()
     start = time.perf_counter()
     store = get_storage(storage)
@@ -172,7 +181,7 @@ def run(
             budget.coarse_trials), pruner=search.pruner(), seed=seed, artifact_dir=artifact_dir,
     )
     result = RecipeResult(study)
-    recorder = _Recorder(study, budget, console)
+    recorder = _Recorder(study, budget, console, adapt_lr)
     console.print(f"[bold]tunelab recipe[/]: study [cyan]{study.name}[/] in {store.url or 'memory'}, "
                   f"{n_workers} worker process{'es' if n_workers > 1 else ''}, monitor {trainer.monitor}")
 
@@ -184,13 +193,13 @@ def run(
         ("lr_range", lambda: checks.lr_range_test(
             trainer, steps=budget.lr_steps, lrs=_range_lrs(budget.lr_points), seed=seed)),
         ("coarse", lambda: search.coarse_search(
-            study, trainer, space, n_trials=budget.coarse_trials, epochs=budget.coarse_epochs,
+            study, searcher, space, n_trials=budget.coarse_trials, epochs=budget.coarse_epochs,
             n_workers=n_workers, seed=seed, show_progress=show_progress)),
         ("refine", lambda: search.refine(
-            study, trainer, space, n_trials=budget.refine_trials, epochs=budget.refine_epochs,
+            study, searcher, space, n_trials=budget.refine_trials, epochs=budget.refine_epochs,
             patience=budget.refine_patience, n_workers=n_workers, seed=seed, show_progress=show_progress)),
         ("final", lambda: search.final(
-            study, trainer, space, epochs=budget.final_epochs, seed=seed, show_progress=show_progress)),
+            study, searcher, space, epochs=budget.final_epochs, seed=seed, show_progress=show_progress)),
     ]
     for step, action in steps:
         recorder.begin(step)
@@ -199,7 +208,9 @@ def run(
         result.steps.append(outcome)
         if not outcome.ok or step == stop_after:
             break
-        if step == "lr_range":
+        if step == "lr_range" and adapt_lr:
+            space.update(search.adaptive_space(trainer, outcome.evidence["best"], outcome.evidence["range"][1]))
+        elif step == "lr_range":
             space.update(search.search_space(trainer, outcome.evidence["range"]))
     last = result.steps[-1]
     if last.step == "final" and last.ok:
@@ -237,10 +248,10 @@ def _finish(result: RecipeResult, last: StepResult, start: float, console: Conso
 class _Recorder:
     """Prints each step as it starts and ends, and records its verdict with the study."""
 
-    def __init__(self, study: Study, budget: Budget, console: Console) -> None:
+    def __init__(self, study: Study, budget: Budget, console: Console, adapt_lr: bool = False) -> None:
         self.study = study
         self.console = console
-        self.record: dict[str, Any] = {"budget": asdict(budget), "steps": []}
+        self.record: dict[str, Any] = {"budget": asdict(budget), "adapt_lr": adapt_lr, "steps": []}
         study.set_system_attr(RECORD_KEY, self.record)
 
     def begin(self, step: str) -> None:

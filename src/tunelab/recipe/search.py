@@ -14,11 +14,13 @@ Each trial carries ``user_attrs["train"] = {"stage": ..., "epochs": ...}``.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tunelab.distributions import Float
+from tunelab.distributions import Categorical, Float
+from tunelab.errors import ConfigError
 from tunelab.pruners import MedianPruner
 from tunelab.recipe.steps import FAIL, PASS, StepResult
 from tunelab.records import FrozenTrial, TrialState, sort_key
@@ -40,6 +42,35 @@ def search_space(trainer: Trainer, lr_range: Sequence[float]) -> dict[str, Space
     if "weight_decay" not in trainer.space:
         space["weight_decay"] = WEIGHT_DECAY
     space.update(trainer.space)
+    return space
+
+
+ADAPTABLE = ("sgd", "adam", "adamw")
+"""The trainer optimizers whose hypergradient version (``-hd``) the recipe's ``adapt_lr`` uses."""
+
+
+def adaptive(trainer: Trainer) -> Trainer:
+    """A copy of ``trainer`` whose optimizer is the hypergradient version of its own ('adamw' ->
+    'adamw-hd'; an ``-hd`` one stays): the learning rate adapts from the one it starts with."""
+    if isinstance(trainer.optimizer, str) and trainer.optimizer.removesuffix("-hd") in ADAPTABLE:
+        adapted = copy.copy(trainer)
+        adapted.optimizer = f"{trainer.optimizer.removesuffix('-hd')}-hd"
+        return adapted
+    raise ConfigError(
+        f"adapt_lr needs a Trainer with optimizer one of {ADAPTABLE}, got {trainer.optimizer!r}: "
+        "name one of them or leave adapt_lr off"
+    )
+
+
+def adaptive_space(trainer: Trainer, lr: float, lr_max: float | None = None) -> dict[str, SpaceEntry]:
+    """The searches' space with ``adapt_lr``: ``lr`` fixed at the range test's best ``lr`` (the
+    rate adapts from it while each run trains) with ``lr_max``, its ceiling (the top of the range
+    test's range: a rate that climbs past the edge of stability can kill a network in a few
+    steps), weight decay, and the trainer's space."""
+    space = search_space(trainer, (lr, lr))
+    space["lr"] = Categorical([float(lr)])
+    if lr_max is not None and lr_max > lr:
+        space = {"lr": space.pop("lr"), "lr_max": Categorical([float(lr_max)]), **space}
     return space
 
 

@@ -22,7 +22,8 @@ itself reads ``lr`` (required), ``weight_decay`` (0), ``momentum`` (0.9, SGD and
 
 The modules, one job each: ``reporter`` (:class:`Reporter`, :func:`monitor_direction`),
 ``devices`` (:func:`resolve_device`), ``data`` (:data:`Data`: checked, loaded once, batched),
-``live`` (live changes to an optimizer), ``trainer`` (:class:`Trainer`, :class:`FitResult`),
+``live`` (live changes to an optimizer), ``hypergradient`` (:class:`HypergradientOptimizer`: a
+learning rate that adapts along its hypergradient), ``trainer`` (:class:`Trainer`, :class:`FitResult`),
 ``loop`` (the loop of :meth:`Trainer.fit`: its state and its steps), ``checkpoint``
 (:func:`save_torch`, :func:`load_torch`, the format of the trainer's checkpoints) and
 ``objective`` (:class:`TrainObjective`).
@@ -42,6 +43,7 @@ from tunelab.torch.checkpoint import LOOP_FILE, TORCH_FILE, Stateful, load_torch
 if TYPE_CHECKING:
     from tunelab.torch.data import Data, Tensors
     from tunelab.torch.devices import resolve_device
+    from tunelab.torch.hypergradient import HypergradientOptimizer
     from tunelab.torch.objective import TrainObjective
     from tunelab.torch.reporter import Reporter, monitor_direction
     from tunelab.torch.trainer import (
@@ -62,6 +64,7 @@ _LAZY = {
     "Trainer": "trainer", "FitResult": "trainer", "LossFn": "trainer", "OptimizerFactory": "trainer",
     "LiveHook": "trainer", "OPTIMIZERS": "trainer", "LOSSES": "trainer", "SCHEDULES": "trainer",
     "TrainObjective": "objective",
+    "HypergradientOptimizer": "hypergradient",
 }
 """The names whose module imports PyTorch: loaded by :func:`__getattr__` on first use."""
 
@@ -73,6 +76,7 @@ __all__ = [
     "TORCH_FILE",
     "Data",
     "FitResult",
+    "HypergradientOptimizer",
     "LiveHook",
     "LossFn",
     "OptimizerFactory",

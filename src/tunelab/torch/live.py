@@ -39,7 +39,9 @@ def apply_to_optimizer(
 
     ``lr`` is the base learning rate: under a schedule the schedule goes on from the new base
     (``base_lrs`` and the group's current lr are set together). A value the optimizer cannot
-    take (lr <= 0, momentum outside [0, 1), weight_decay < 0) is skipped with a warning.
+    take (lr <= 0, momentum outside [0, 1), weight_decay < 0) is skipped with a warning. The
+    rate of a :class:`~tunelab.torch.hypergradient.HypergradientOptimizer` adapts again from the
+    new one (its factor goes back to 1).
     """
     applied: dict[str, ParamValue] = {}
     groups = optimizer.param_groups
@@ -51,6 +53,8 @@ def apply_to_optimizer(
             continue
         for i, group in enumerate(groups):
             if name == "lr":
+                if "hd_scale" in group:  # a HypergradientOptimizer: adapt again from the new rate
+                    group["hd_scale"] = 1.0
                 if scheduler is not None:
                     factor = scheduler.lr_lambdas[i](scheduler.last_epoch)
                     scheduler.base_lrs[i] = number

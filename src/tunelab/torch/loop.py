@@ -17,6 +17,7 @@ from tunelab.distributions import ParamValue
 from tunelab.errors import ConfigError, TrialPruned
 from tunelab.torch.checkpoint import load_fit_checkpoint, save_fit_checkpoint
 from tunelab.torch.data import Data
+from tunelab.torch.hypergradient import effective_lr
 from tunelab.torch.reporter import Reporter
 
 if TYPE_CHECKING:
@@ -202,7 +203,7 @@ class FitLoop:
         state, reporter = self.state, self.state.reporter
         previous_best = reporter.best
         metrics = self.trainer.evaluate(self.model, self.val)
-        metrics["lr"] = float(self.optimizer.param_groups[0]["lr"])
+        metrics["lr"] = effective_lr(self.optimizer)  # the adapted rate for a HypergradientOptimizer
         at = state.step if self.eval_every else state.step // state.steps_per_epoch
         row = reporter.report(at, **metrics)
         if self.trainer.monitor not in row:

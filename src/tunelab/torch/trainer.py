@@ -22,6 +22,7 @@ from tunelab.torch import data as _data
 from tunelab.torch.checkpoint import resume_source
 from tunelab.torch.data import Data, LoadData, Tensors, check_data
 from tunelab.torch.devices import resolve_device
+from tunelab.torch.hypergradient import DEFAULT_HYPER_LR, HypergradientOptimizer
 from tunelab.torch.live import OPTIMIZER_LIVE, apply_to_optimizer, optimizer_live_names
 from tunelab.torch.loop import FitLoop, LoopState
 from tunelab.torch.objective import TrainObjective
@@ -36,7 +37,9 @@ OptimizerFactory = Callable[[list[nn.Parameter], Mapping[str, ParamValue]], torc
 LiveHook = Callable[[nn.Module, torch.optim.Optimizer, dict[str, ParamValue]], None]
 """``hook(model, optimizer, changes)``: applies live changes the trainer does not know (e.g. dropout)."""
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "sgd-hd", "adam-hd", "adamw-hd")
+"""The optimizers :class:`Trainer` names; ``-hd``: the same wrapped in a
+:class:`~tunelab.torch.hypergradient.HypergradientOptimizer` (the rate adapts from ``lr``)."""
 LOSSES = ("cross_entropy", "nll", "mse", "l1")
 SCHEDULES = ("constant", "cosine")
 _CLASSIFICATION = ("cross_entropy", "nll")
@@ -78,7 +81,11 @@ class Trainer:
             per process (data loads in each worker instead of being sent to it).
         loss: 'cross_entropy' (class-index targets; accuracy is reported too), 'nll', 'mse', 'l1',
             or a function ``loss(outputs, targets) -> scalar tensor``.
-        optimizer: 'sgd', 'adam', 'adamw', 'rmsprop', or ``factory(parameters, params)``.
+        optimizer: 'sgd', 'adam', 'adamw', 'rmsprop', or ``factory(parameters, params)``; 'sgd-hd',
+            'adam-hd', 'adamw-hd': the same whose learning rate adapts along its hypergradient from
+            ``lr`` (:class:`~tunelab.torch.hypergradient.HypergradientOptimizer`; the parameters may
+            hold its ``hyper_lr`` and ``lr_max``, a ceiling for the rate), reported as the ``lr``
+            metric at each evaluation.
         batch_size: for tensor data, unless the parameters hold ``batch_size``.
         schedule: 'constant' or 'cosine' (annealed to 0 over the run's steps).
         space: the model's own hyperparameters (width, dropout...), for searches and the recipe.
@@ -241,7 +248,8 @@ class Trainer:
         return model.to(resolve_device(self.device))
 
     def make_optimizer(self, model: nn.Module, params: Mapping[str, ParamValue]) -> torch.optim.Optimizer:
-        """The optimizer over the model's trainable parameters, from ``lr``, ``weight_decay``, ``momentum``."""
+        """The optimizer over the model's trainable parameters, from ``lr``, ``weight_decay``, ``momentum``
+        (and ``hyper_lr`` and ``lr_max`` for the ``-hd`` optimizers)."""
         trainable = [p for p in model.parameters() if p.requires_grad]
         if not trainable:
             raise ConfigError(
@@ -256,6 +264,21 @@ class Trainer:
         wd = float(params.get("weight_decay", 0.0) or 0.0)  # type: ignore[arg-type]
         momentum = float(params.get("momentum", 0.9))  # type: ignore[arg-type]
         lr_f = float(lr)  # type: ignore[arg-type]
+        if isinstance(choice, str) and choice.endswith("-hd") and choice in OPTIMIZERS:
+            hyper_lr = params.get("hyper_lr", DEFAULT_HYPER_LR)
+            if not _positive_number(hyper_lr):
+                raise ConfigError(
+                    f"parameter hyper_lr must be a positive number such as {DEFAULT_HYPER_LR}, got {hyper_lr!r}"
+                )
+            lr_max = params.get("lr_max")
+            if lr_max is not None and not (_positive_number(lr_max) and float(lr_max) > lr_f):  # type: ignore[arg-type]
+                raise ConfigError(
+                    f"parameter lr_max (the ceiling of the adapted rate) must be a number above lr={lr_f}, "
+                    f"got {lr_max!r}"
+                )
+            bounds = None if lr_max is None else (min(lr_f, 1e-12), float(lr_max))  # type: ignore[arg-type]
+            inner = self.make_optimizer(model, {**params, "optimizer": choice.removesuffix("-hd")})
+            return HypergradientOptimizer(inner, hyper_lr=float(hyper_lr), lr_bounds=bounds)  # type: ignore[arg-type]
         if choice == "sgd":
             return torch.optim.SGD(trainable, lr=lr_f, momentum=momentum, weight_decay=wd)
         if choice == "adam":

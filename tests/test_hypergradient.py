@@ -1,0 +1,446 @@
+"""tunelab.torch.HypergradientOptimizer: the learning rate moving along its hypergradient (real
+training on the CPU: a quadratic bowl and small MLPs), its state for an exact resume, schedulers on
+top, live changes, the Trainer's ``-hd`` optimizers and the recipe's ``adapt_lr``."""
+
+from __future__ import annotations
+
+import copy
+import io
+import itertools
+import math
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from rich.console import Console
+from torch import nn
+
+import tunelab
+from objectives import torch_blobs, torch_mlp
+from tunelab.checkpoints import Checkpoint, CheckpointPolicy
+from tunelab.errors import ConfigError
+from tunelab.recipe import Budget, run
+from tunelab.torch import HypergradientOptimizer, Trainer
+from tunelab.torch.hypergradient import DEFAULT_HYPER_LR, DEFAULT_START_FACTOR
+from tunelab.torch.live import apply_to_optimizer
+
+torch.set_num_threads(1)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+BLOBS_TRAIN, BLOBS_VAL = torch_blobs()  # 240 / 120 rows, 3 classes
+KINDS = ["sgd", "momentum", "adam", "adamw"]
+
+
+def inner(kind: str, params: Any, lr: float) -> torch.optim.Optimizer:
+    if kind == "sgd":
+        return torch.optim.SGD(params, lr=lr)
+    if kind == "momentum":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9)
+    if kind == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+
+
+def bowl_lrs(kind: str, lr: float, steps: int = 150, **options: Any) -> list[float]:
+    """The effective rate after each step of minimising an ill-conditioned quadratic bowl."""
+    w = nn.Parameter(torch.tensor([3.0, -2.0, 1.0]))
+    curvature = torch.tensor([1.0, 0.5, 0.25])
+    opt = HypergradientOptimizer(inner(kind, [w], lr), **options)
+    lrs = []
+    for _ in range(steps):
+        opt.zero_grad()
+        (0.5 * curvature * w * w).sum().backward()
+        opt.step()
+        lrs.append(opt.lrs[0])
+    return lrs
+
+
+def regression() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 4, generator=g)
+    return x, torch.sin(x @ torch.tensor([[1.0], [-0.5], [0.3], [0.8]]))
+
+
+def mlp(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 1))
+
+
+def train_mlp(model: nn.Module, opt: torch.optim.Optimizer, steps: int, start: int = 0,
+              after_step: Callable[[], None] | None = None) -> list[list[float]]:
+    """``steps`` minibatch steps (batch ``start + i`` of a fixed order); each step's ``lrs``."""
+    x, y = regression()
+    lrs = []
+    for i in range(start, start + steps):
+        idx = torch.arange(32) + (i * 32) % 224
+        loss = ((model(x[idx]) - y[idx]) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()  # type: ignore[no-untyped-call]
+        opt.step()
+        if after_step is not None:
+            after_step()
+        lrs.append(opt.lrs if isinstance(opt, HypergradientOptimizer) else [g["lr"] for g in opt.param_groups])
+    return lrs
+
+
+# -- the rate moves the right way -------------------------------------------------------------
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_rate_rises_from_a_far_too_small_start(kind: str) -> None:
+    lrs = bowl_lrs(kind, 1e-5, hyper_lr=0.1)
+    assert lrs[-1] > 1e-5 * 100  # over 2 decades up in 150 steps
+    assert all(b >= a for a, b in itertools.pairwise(lrs[:40]))  # agreeing steps only raise it
+
+
+@pytest.mark.parametrize(("kind", "lr", "below"), [
+    ("sgd", 3.5, 2.0),  # plain SGD diverges above 2 / the largest curvature (1): it comes back under it
+    ("momentum", 1.5, 0.5), ("adam", 2.0, 1.0), ("adamw", 2.0, 1.0),
+])
+def test_the_rate_falls_from_a_far_too_large_start(kind: str, lr: float, below: float) -> None:
+    lrs = bowl_lrs(kind, lr, hyper_lr=0.1)
+    assert lrs[-1] < below
+    assert all(v > 0 and math.isfinite(v) for v in lrs)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_mlp_trained_from_a_tiny_rate_ends_with_a_lower_loss_than_the_fixed_rate(kind: str) -> None:
+    x, y = regression()
+    losses = []
+    for wrap in (False, True):
+        model = mlp()
+        opt = inner(kind, model.parameters(), 1e-4)
+        train_mlp(model, HypergradientOptimizer(opt) if wrap else opt, 200)
+        losses.append(float(((model(x) - y) ** 2).mean().detach()))
+    assert losses[1] < 0.5 * losses[0]
+
+
+def test_the_rate_stays_positive_and_within_its_bounds() -> None:
+    for start in (1e-5, 1e-3, 5.0):
+        lrs = bowl_lrs("sgd", start, hyper_lr=0.5, lr_bounds=(1e-4, 1e-2))
+        assert all(1e-4 <= v <= 1e-2 for v in lrs)
+    rising = bowl_lrs("sgd", 1e-3, hyper_lr=0.5, lr_bounds=(1e-4, 1e-2))
+    assert rising[-1] == pytest.approx(1e-2)
+    opt = HypergradientOptimizer(torch.optim.SGD([nn.Parameter(torch.ones(1))], lr=1.0), lr_bounds=(1e-4, 1e-2))
+    assert opt.lrs == [pytest.approx(1e-2)] and opt.param_groups[0]["lr"] == 1.0  # clamped at once
+
+
+def test_the_first_step_is_the_wrapped_optimizers_own() -> None:
+    model_a, model_b = mlp(), mlp()
+    plain = torch.optim.Adam(model_a.parameters(), lr=1e-3)
+    wrapped = HypergradientOptimizer(torch.optim.Adam(model_b.parameters(), lr=1e-3), start_factor=1.0)
+    train_mlp(model_a, plain, 1)
+    assert train_mlp(model_b, wrapped, 1) == [[1e-3]]  # no previous direction yet: the rate has not moved
+    for a, b in zip(model_a.parameters(), model_b.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert len(wrapped.state_dict()["hypergradient"]["prev"]) == 4
+    assert all(set(wrapped.state[p]) == {"step", "exp_avg", "exp_avg_sq"} for p in model_b.parameters())
+
+
+def test_a_parameter_without_a_gradient_at_first_joins_adams_state_later() -> None:
+    model = mlp()
+    opt = HypergradientOptimizer(torch.optim.Adam(model.parameters(), lr=1e-3))
+    model[2].requires_grad_(False)  # the head gets no gradient in the first steps
+    train_mlp(model, opt, 3)
+    model[2].requires_grad_(True)
+    train_mlp(model, opt, 3, start=3)
+    assert int(opt.state[model[2].weight]["step"]) == 3
+
+
+def test_channels_last_weights_and_replaced_parameter_data_are_followed() -> None:
+    torch.manual_seed(0)
+    conv = nn.Conv2d(2, 4, 3).to(memory_format=torch.channels_last)  # a weight that is not contiguous
+    assert not conv.weight.is_contiguous()
+    x = torch.randn(8, 2, 6, 6)
+    opt = HypergradientOptimizer(torch.optim.SGD(conv.parameters(), lr=1e-4), start_factor=1.0)
+    for i in range(12):
+        if i == 6:
+            conv.bias.data = conv.bias.data.clone()  # a new tensor under the same parameter
+        opt.zero_grad()
+        conv(x).pow(2).mean().backward()
+        opt.step()
+    assert opt.lrs[0] > 1e-4 * math.exp(0.1 * 5)  # it kept rising: the directions were measured
+
+
+def test_the_first_steps_take_start_factor_times_lr_and_drift_pushes_the_rate_up() -> None:
+    w = nn.Parameter(torch.tensor([1.0]))
+    opt = HypergradientOptimizer(torch.optim.SGD([w], lr=0.1))
+    assert opt.lrs == [pytest.approx(0.1 * DEFAULT_START_FACTOR)] and opt.param_groups[0]["lr"] == 0.1
+    opt.zero_grad()
+    (w * w).sum().backward()  # type: ignore[no-untyped-call]
+    opt.step()
+    assert float(w.detach()) == pytest.approx(1.0 - 0.1 * DEFAULT_START_FACTOR * 2)
+    # A cosine of 0 (orthogonal steps): only the drift moves the rate.
+    calm, drifting = (bowl_lrs("sgd", 1e-3, steps=20, drift=d, start_factor=1.0) for d in (0.0, 0.5))
+    assert drifting[-1] > calm[-1]
+    with pytest.raises(ConfigError, match=r"start_factor=\.\.\.\) must be a positive number \(1\.0: the first"):
+        HypergradientOptimizer(sgd(), start_factor=0.0)
+    with pytest.raises(ConfigError, match=r"drift=\.\.\.\) must be a number in \(-1, 1\)"):
+        HypergradientOptimizer(sgd(), drift=1.5)
+
+
+def test_a_closure_is_evaluated_and_its_loss_returned() -> None:
+    w = nn.Parameter(torch.tensor([2.0]))
+    opt = HypergradientOptimizer(torch.optim.SGD([w], lr=0.1), start_factor=1.0)
+
+    def closure() -> float:
+        opt.zero_grad()
+        loss = (w * w).sum()
+        loss.backward()  # type: ignore[no-untyped-call]
+        return float(loss.detach())
+
+    assert opt.step(closure) == 4.0 and float(w.detach()) == pytest.approx(1.6)
+
+
+# -- groups -----------------------------------------------------------------------------------
+def two_groups(per_group: bool) -> tuple[nn.Module, HypergradientOptimizer]:
+    model = mlp()
+    groups = [{"params": model[0].parameters()}, {"params": model[2].parameters(), "lr": 1e-2}]
+    return model, HypergradientOptimizer(torch.optim.SGD(groups, lr=1e-3, momentum=0.9), per_group=per_group)
+
+
+def test_per_group_adapts_each_group_by_its_own_factor_and_false_by_one() -> None:
+    model, own = two_groups(per_group=True)
+    train_mlp(model, own, 30)
+    scales = [g["hd_scale"] for g in own.param_groups]
+    assert scales[0] != scales[1] and own.lrs == [1e-3 * scales[0], 1e-2 * scales[1]]
+    model, shared = two_groups(per_group=False)
+    train_mlp(model, shared, 30)
+    scales = [g["hd_scale"] for g in shared.param_groups]
+    assert scales[0] == scales[1] != 1.0
+    assert shared.lrs == pytest.approx([1e-3 * scales[0], 1e-2 * scales[0]])
+
+
+def test_it_is_a_torch_optimizer_sharing_the_wrapped_ones_groups_and_state() -> None:
+    model = mlp()
+    sgd = torch.optim.SGD(model[0].parameters(), lr=0.01)
+    opt = HypergradientOptimizer(sgd)
+    assert isinstance(opt, torch.optim.Optimizer)
+    assert opt.param_groups is sgd.param_groups and opt.state is sgd.state
+    opt.add_param_group({"params": model[2].parameters(), "lr": 0.1})
+    assert len(sgd.param_groups) == 2 and opt.param_groups[1]["hd_scale"] == DEFAULT_START_FACTOR
+    train_mlp(model, opt, 3)
+    opt.zero_grad()
+    assert all(p.grad is None for p in model.parameters())
+    assert "HypergradientOptimizer(SGD" in repr(opt)
+
+
+# -- state: an exact resume -------------------------------------------------------------------
+@pytest.mark.parametrize("kind", KINDS)
+def test_state_dict_and_load_state_dict_resume_bit_for_bit(kind: str) -> None:
+    model = mlp()
+    opt = HypergradientOptimizer(inner(kind, model.parameters(), 1e-3))
+    train_mlp(model, opt, 10)
+    buffer = io.BytesIO()
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, buffer)
+    reference = train_mlp(model, opt, 10, start=10)
+
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+    copy_model = mlp(seed=1)
+    copy_model.load_state_dict(saved["model"])
+    resumed_opt = HypergradientOptimizer(inner(kind, copy_model.parameters(), 0.5))  # lr comes from the state
+    resumed_opt.load_state_dict(saved["opt"])
+    assert resumed_opt.param_groups is resumed_opt.optimizer.param_groups
+    assert train_mlp(copy_model, resumed_opt, 10, start=10) == reference  # every rate, exactly
+    for a, b in zip(model.parameters(), copy_model.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_a_plain_optimizers_state_loads_and_the_rate_adapts_from_it() -> None:
+    model = mlp()
+    plain = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    train_mlp(model, plain, 5)
+    opt = HypergradientOptimizer(torch.optim.SGD(model.parameters(), lr=1.0, momentum=0.9))
+    opt.load_state_dict(copy.deepcopy(plain.state_dict()))
+    assert opt.lrs == [1e-3]
+    train_mlp(model, opt, 5)
+    assert opt.lrs[0] != 1e-3
+
+
+# -- schedulers and live changes --------------------------------------------------------------
+def test_a_lambda_schedule_multiplies_the_adapted_rate() -> None:
+    model = mlp()
+    opt = HypergradientOptimizer(torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9), start_factor=1.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 / (1 + s))
+    seen: list[tuple[float, float]] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "scheduler.step() before optimizer.step()" warning
+        train_mlp(model, opt, 20, after_step=lambda: (schedule.step(), seen.append(
+            (opt.param_groups[0]["lr"], opt.param_groups[0]["hd_scale"]))))
+    for step, (scheduled, _) in enumerate(seen, start=1):
+        assert scheduled == pytest.approx(1e-3 / (1 + step))  # the schedule's own value, untouched
+    assert seen[-1][1] > 1.0 and opt.lrs[0] == seen[-1][0] * seen[-1][1]
+    assert schedule.get_last_lr() == [seen[-1][0]]
+
+
+def test_an_exponential_schedule_multiplies_the_adapted_rate_too() -> None:
+    model = mlp()
+    opt = HypergradientOptimizer(torch.optim.Adam(model.parameters(), lr=1e-3))
+    schedule = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.9)
+    train_mlp(model, opt, 10, after_step=schedule.step)
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.9 ** 10)
+    assert opt.lrs[0] == pytest.approx(1e-3 * 0.9 ** 10 * opt.param_groups[0]["hd_scale"])
+
+
+def test_a_live_lr_sets_the_rate_and_the_adaptation_starts_again_from_it() -> None:
+    model = mlp()
+    opt = HypergradientOptimizer(torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9), start_factor=1.0)
+    train_mlp(model, opt, 20)
+    assert opt.lrs[0] > 1e-4
+    assert apply_to_optimizer(opt, None, {"lr": 0.003}) == {"lr": 0.003}
+    assert opt.lrs == [0.003]
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5)
+    train_mlp(model, opt, 5, after_step=schedule.step)
+    apply_to_optimizer(opt, schedule, {"lr": 0.01})  # under a schedule: the new base, times its factor
+    assert opt.lrs == [0.005] and schedule.base_lrs == [0.01]
+    opt.set_lr(0.02)
+    assert opt.lrs == [0.02]
+
+
+# -- errors -----------------------------------------------------------------------------------
+def sgd() -> torch.optim.Optimizer:
+    return torch.optim.SGD([nn.Parameter(torch.ones(1))], lr=0.1)
+
+
+ERRORS: dict[str, tuple[Callable[[], Any], str]] = {
+    "hyper_lr-zero": (lambda: HypergradientOptimizer(sgd(), hyper_lr=0.0), r"hyper_lr=\.\.\.\) must be a positive"),
+    "hyper_lr-negative": (lambda: HypergradientOptimizer(sgd(), hyper_lr=-0.1), r"hyper_lr=.*such as 0\.1"),
+    "hyper_lr-nan": (lambda: HypergradientOptimizer(sgd(), hyper_lr=math.nan), "hyper_lr"),
+    "hyper_lr-bool": (lambda: HypergradientOptimizer(sgd(), hyper_lr=True), "hyper_lr"),
+    "bounds-reversed": (lambda: HypergradientOptimizer(sgd(), lr_bounds=(1.0, 0.1)), r"lr_bounds=.*0 < low < high"),
+    "bounds-zero": (lambda: HypergradientOptimizer(sgd(), lr_bounds=(0.0, 0.1)), "lr_bounds"),
+    "bounds-one": (lambda: HypergradientOptimizer(sgd(), lr_bounds=(0.1,)), "lr_bounds"),  # type: ignore[arg-type]
+    "per_group": (lambda: HypergradientOptimizer(sgd(), per_group="yes"), "per_group"),  # type: ignore[arg-type]
+    "not-an-optimizer": (lambda: HypergradientOptimizer(nn.Linear(2, 1)),  # type: ignore[arg-type]
+                         r"optimizer=\.\.\.\) must be a torch\.optim\.Optimizer such as .*got Linear"),
+    "parameters": (lambda: HypergradientOptimizer(list(nn.Linear(2, 1).parameters())),  # type: ignore[arg-type]
+                   "torch.optim.Optimizer"),
+    "twice": (lambda: HypergradientOptimizer(HypergradientOptimizer(sgd())), "wrap it once"),
+    "set_lr": (lambda: HypergradientOptimizer(sgd()).set_lr(0.0), r"set_lr\(lr=\.\.\.\)"),
+}
+
+
+@pytest.mark.parametrize("case", ERRORS, ids=list(ERRORS))
+def test_bad_arguments_are_config_errors_naming_the_argument_and_the_fix(case: str) -> None:
+    make, needle = ERRORS[case]
+    with pytest.raises(ConfigError, match=needle):
+        make()
+
+
+# -- the Trainer ------------------------------------------------------------------------------
+def calm_mlp(params: Any) -> nn.Module:
+    """The blobs MLP with a small head: its initial loss is near ln 3, as the recipe's check expects."""
+    model: nn.Sequential = torch_mlp(params)  # type: ignore[assignment]
+    with torch.no_grad():
+        model[2].weight.mul_(0.05)
+        model[2].bias.zero_()
+    return model
+
+
+def blobs_trainer(optimizer: str, **kw: Any) -> Trainer:
+    return Trainer(calm_mlp, train=BLOBS_TRAIN, val=BLOBS_VAL, batch_size=32, device="cpu", optimizer=optimizer,
+                   **kw)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd-hd", "adam-hd", "adamw-hd"])
+def test_the_trainer_trains_with_an_hd_optimizer_and_reports_the_lr_curve(optimizer: str) -> None:
+    result = blobs_trainer(optimizer).fit({"lr": 1e-4, "hyper_lr": 0.2}, epochs=4, seed=0)
+    lrs = [row["lr"] for row in result.history]
+    assert len(lrs) == 4 and lrs[-1] > lrs[0] and lrs[-1] > 1e-4  # the adapted rate, each epoch
+    fixed = blobs_trainer(optimizer.removesuffix("-hd")).fit({"lr": 1e-4}, epochs=4, seed=0)
+    assert {row["lr"] for row in fixed.history} == {1e-4}
+    assert result.history[-1]["val_loss"] < fixed.history[-1]["val_loss"]
+
+
+def test_the_trainer_builds_the_wrapped_optimizer_with_its_hyper_lr() -> None:
+    trainer = blobs_trainer("sgd-hd")
+    model = trainer.build_model({}, 0)
+    opt = trainer.make_optimizer(model, {"lr": 0.01, "momentum": 0.5})
+    assert isinstance(opt, HypergradientOptimizer) and isinstance(opt.optimizer, torch.optim.SGD)
+    assert opt.hyper_lr == DEFAULT_HYPER_LR and opt.param_groups[0]["momentum"] == 0.5
+    assert trainer.make_optimizer(model, {"lr": 0.01, "hyper_lr": 0.3}).hyper_lr == 0.3  # type: ignore[attr-defined]
+    assert trainer.live_names(opt)[:3] == ["lr", "momentum", "weight_decay"]
+    with pytest.raises(ConfigError, match="parameter hyper_lr must be a positive number"):
+        trainer.make_optimizer(model, {"lr": 0.01, "hyper_lr": -1.0})
+    capped = trainer.make_optimizer(model, {"lr": 0.01, "lr_max": 0.05})
+    assert capped.lr_bounds == (1e-12, 0.05)  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match=r"parameter lr_max \(the ceiling of the adapted rate\) must be a number"):
+        trainer.make_optimizer(model, {"lr": 0.01, "lr_max": 0.001})
+    plain = blobs_trainer("adam").make_optimizer(model, {"lr": 0.01, "optimizer": "adam-hd"})
+    assert isinstance(plain, HypergradientOptimizer)  # the parameters may name it too
+
+
+def test_the_trainer_reports_the_lr_every_eval_every_steps() -> None:
+    result = blobs_trainer("adam-hd").fit({"lr": 1e-4}, epochs=2, eval_every=4, seed=0)
+    lrs = [row["lr"] for row in result.history]
+    assert [row["step"] for row in result.history] == [4, 8, 12, 16]
+    assert len(set(lrs)) == 4
+
+
+def test_resuming_the_trainer_from_a_checkpoint_goes_on_bit_for_bit(tmp_path: Path) -> None:
+    study = tunelab.create_study(storage=f"sqlite:///{tmp_path / 'hd.db'}", artifact_dir=tmp_path / "art", seed=0,
+                                 checkpoint_policy=CheckpointPolicy(keep_last=10))
+    trainer = blobs_trainer("adamw-hd", schedule="cosine")
+    kw: dict[str, Any] = {"epochs": 4, "checkpoint_every": 1, "seed": 3}
+    whole = study.ask()
+    reference = trainer.fit({"lr": 1e-3}, trial=whole, **kw)
+    resumed = trainer.fit({"lr": 1e-3}, trial=study.ask(), resume=Checkpoint(2, whole.checkpoint_dir / "step-2"), **kw)
+    assert resumed.history == reference.history  # the lr curve included, exactly
+    assert len({row["lr"] for row in reference.history}) == 4
+    for name, tensor in reference.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[name], tensor)
+
+
+# -- the recipe -------------------------------------------------------------------------------
+def quiet() -> Console:
+    return Console(file=io.StringIO(), width=200)
+
+
+def test_the_recipe_with_adapt_lr_trains_the_searches_from_the_range_tests_rate(tmp_path: Path) -> None:
+    trainer = blobs_trainer("adam")
+    budget = Budget(overfit_batches=2, overfit_steps=100, lr_steps=20, lr_points=4, coarse_trials=3,
+                    coarse_epochs=1, refine_trials=2, refine_epochs=2, final_epochs=3)
+    result = run(trainer, storage=None, budget=budget, n_workers=1, artifact_dir=tmp_path, console=quiet(),
+                 adapt_lr=True, show_progress=False)
+    assert result.ok, [s.message for s in result.steps]
+    best = result.steps[2].evidence["best"]
+    study = result.study
+    assert {t.params["lr"] for t in study.trials} == {best}  # every run starts from the range test's choice
+    high = result.steps[2].evidence["range"][1]
+    assert {t.params.get("lr_max") for t in study.trials} == ({high} if high > best else {None})
+    final = max(study.trials, key=lambda t: t.number)
+    lrs = study.get_curves(final.number)["lr"][1]
+    assert len(set(lrs)) == 3 and all(v != best for v in lrs)  # ... and adapts
+    assert study.system_attrs["recipe"]["adapt_lr"] is True
+    assert trainer.optimizer == "adam"  # the caller's trainer is unchanged
+
+
+def test_the_range_test_of_an_hd_trainer_measures_fixed_rates() -> None:
+    from tunelab.recipe import lr_range_test
+    from tunelab.recipe.search import adaptive
+
+    plain, hd = (lr_range_test(blobs_trainer(o), lrs=[1e-3, 1e-1], steps=12) for o in ("adam", "adam-hd"))
+    assert [r["curve"] for r in hd.evidence["runs"]] == [r["curve"] for r in plain.evidence["runs"]]
+    assert adaptive(blobs_trainer("adam-hd")).optimizer == "adam-hd"
+
+
+@pytest.mark.parametrize(("optimizer", "adapt_lr", "needle"), [
+    ("rmsprop", True, r"adapt_lr needs a Trainer with optimizer one of \('sgd', 'adam', 'adamw'\)"),
+    ("adam", "yes", r"run\(adapt_lr=\.\.\.\) must be True or False"),
+])
+def test_the_recipe_refuses_adapt_lr_it_cannot_honour(tmp_path: Path, optimizer: str, adapt_lr: Any,
+                                                       needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        run(blobs_trainer(optimizer), storage=None, n_workers=1, console=quiet(), adapt_lr=adapt_lr)
+
+
+def test_the_recipe_command_has_an_adapt_lr_flag() -> None:
+    from typer.testing import CliRunner
+
+    from tunelab.cli import app
+
+    result = CliRunner().invoke(app, ["recipe", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "--adapt-lr" in result.output
