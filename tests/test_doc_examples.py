@@ -280,6 +280,7 @@ RUN = {
     ("3. Running many trials", 0), ("3b. Stopping bad trials early", 0), ("3c. Checkpoints", 0),
     ("3e. PyTorch", 0), ("3e. PyTorch", 1), ("3f. Babysitting one run", 0), ("5. Reading results", 0),
     ("The report, the diagnosis, the importance", 0), ("The live dashboard", 0),
+    ("3g. Several objectives and constraints", 0), ("Priors: what you already believe", 0),
 }
 
 
@@ -302,3 +303,13 @@ def test_guide_several_objectives(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     front = ns["front"]
     assert front and all(t.feasible for t in front)
     assert "values_latency_ms" in capsys.readouterr().out
+
+
+def test_guide_priors() -> None:
+    (code,) = blocks(GUIDE, "Priors: what you already believe")
+    space = run_block(code, {}, "guide: priors")["space"]
+    study = tunelab.create_study(seed=0, space=space, sampler=tunelab.RandomSampler())
+    study.optimize(lambda t: 0.0, n_trials=200)
+    lrs = sorted(t.params["lr"] for t in study.trials)
+    assert 3e-5 < lrs[100] < 3e-3  # the draws follow the belief: the median lr near 3e-4
+    assert sum(t.params["optimizer"] == "adam" for t in study.trials) > 130  # about 80% adam

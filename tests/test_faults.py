@@ -115,15 +115,24 @@ def test_ctrl_c_on_a_parallel_run_marks_running_trials_and_a_later_run_resumes(t
     marker = tmp_path / "started"
     tunelab.create_study(name="int", storage=url, seed=0)
     driver = run_script(f"""
+        import faulthandler, signal
         import tunelab
         from objectives import sleepy
+        faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks for the stacks if it hangs
         if __name__ == "__main__":
             study = tunelab.load_study("int", {url!r})
             study.optimize(sleepy, n_trials=10, n_workers=2)
     """, tmp_path, env={"TUNELAB_TEST_MARKER": str(marker)})
     wait_for(marker.exists, what="a trial to start")
     os.killpg(driver.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
-    _, err = driver.communicate(timeout=30)
+    try:
+        _, err = driver.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.kill(driver.pid, signal.SIGUSR1)  # where it hangs, for whoever reads the failure
+        time.sleep(1.0)
+        driver.kill()
+        _, err = driver.communicate()
+        pytest.fail("the driver did not stop within 30 s of Ctrl-C; its threads:\n" + err.decode()[-6000:])
     assert driver.returncode != 0 and b"KeyboardInterrupt" in err
     study = tunelab.load_study("int", url)
     assert study.trials, "the interrupted run should have started trials"
