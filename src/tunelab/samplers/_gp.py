@@ -347,6 +347,10 @@ class GaussianProcess:
         d_var[raw_var <= self._var_floor] = 0.0
         return mean, var, d_mean, d_var
 
+    def loo_means(self) -> Array:
+        """Leave-one-out posterior means at the training points (closed form: ``y - alpha / diag(K^-1)``)."""
+        return np.asarray(self.y - self._alpha / np.diag(self._Kinv), dtype=np.float64)
+
     def with_pending(self, X_pending: Array) -> GaussianProcess:
         """Kriging believer: condition on pending points at their posterior mean, same kernel.
 

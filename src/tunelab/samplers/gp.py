@@ -23,7 +23,7 @@ import numpy as np
 from tunelab.errors import ConfigError
 from tunelab.samplers._prior import DEFAULT_PRIOR_WEIGHT, check_prior_weight, prior_term
 from tunelab.samplers.model_based import EncodedSpace, ModelBasedSampler, Observations
-from tunelab.samplers.transfer import RESIDUAL_FIT_AT, SourceData, source_weights
+from tunelab.samplers.transfer import OWN_MODEL_AT, RESIDUAL_FIT_AT, SourceData, source_weights
 
 if TYPE_CHECKING:
     from tunelab.samplers._gp import GaussianProcess, KernelParams
@@ -118,7 +118,11 @@ class GPSampler(ModelBasedSampler):
         n = len(X)
         y = warp_targets(obs.y) if n else np.zeros(0)
         predictions = np.array([g.predict(X)[0] for g in sources]) if n else np.zeros((len(sources), 0))
-        weights = source_weights(predictions, y)
+        own = None
+        if n >= OWN_MODEL_AT:  # how well the target's own model ranks its trials, left out one at a time
+            own = fit_gp(X, y, space.cat_sizes, rng=np.random.default_rng(n), warp=False,
+                         deterministic_objective=self.deterministic_objective).loo_means()
+        weights = source_weights(predictions, y, own)
         if not weights.any() and obs.n_measured < self.n_startup_trials:
             u = rng.random(len(space))  # every source unrelated, few trials of its own yet: explore
             return np.asarray(space.snap(np.where(space.cat_sizes > 0, np.floor(u * space.cat_sizes), u)[None, :])[0])

@@ -43,6 +43,12 @@ AGREEMENT_FLOOR = 0.1
 correlation, from 5 target trials on) gets weight 0."""
 
 
+OWN_MODEL_AT = 8
+"""Target trials from which each source is compared with the target's own model (see :func:`source_weights`)."""
+OWN_MARGIN = 0.2
+"""How much worse than the target's own model (in rank correlation) a source may rank before it is silenced."""
+
+
 @dataclass(frozen=True)
 class SourceData:
     """One source study's trials as rows of the target's space (see :func:`source_observations`)."""
@@ -118,14 +124,17 @@ def _ranks(v: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def source_weights(predictions: np.ndarray, y: np.ndarray) -> np.ndarray:
+def source_weights(predictions: np.ndarray, y: np.ndarray, own: np.ndarray | None = None) -> np.ndarray:
     """Weights of the sources' prior means, ``predictions`` (s, n) at the target's ``n`` trials with
     values ``y`` (n,), both in standardised units.
 
     With fewer than 3 target trials every source gets an even share; from 3 on, a non-negative
     least-squares fit (so a source that predicts the target's ranking but at another scale is
     rescaled); from :data:`RESIDUAL_FIT_AT` on, a source whose rank agreement with the target is
-    below :data:`AGREEMENT_FLOOR` gets 0.
+    below :data:`AGREEMENT_FLOOR` gets 0. ``own``: the target's own model's leave-one-out
+    predictions; from :data:`OWN_MODEL_AT` trials on, a source that ranks the target's trials worse
+    than that model does fades out (to 0 when :data:`OWN_MARGIN` worse): a related source whose
+    optimum moved helps the first trials, then stops holding the search where it was.
     """
     s, n = predictions.shape
     if s == 0:
@@ -136,9 +145,13 @@ def source_weights(predictions: np.ndarray, y: np.ndarray) -> np.ndarray:
 
     weights, _ = nnls(predictions.T, y)
     if n >= RESIDUAL_FIT_AT:
+        own_agreement = rank_agreement(own, y) if own is not None and n >= OWN_MODEL_AT else None
         for i in range(s):
-            if rank_agreement(predictions[i], y) < AGREEMENT_FLOOR:
+            agreement = rank_agreement(predictions[i], y)
+            if agreement < AGREEMENT_FLOOR:
                 weights[i] = 0.0
+            elif own_agreement is not None:
+                weights[i] *= min(1.0, max(0.0, 1.0 + (agreement - own_agreement) / OWN_MARGIN))
     return np.asarray(np.minimum(weights, 3.0), dtype=float)
 
 
