@@ -101,19 +101,21 @@ def _threads_per_worker(n: int) -> Iterator[None]:
 
 @contextmanager
 def _sigint_ignored_by_children() -> Iterator[None]:
-    """Start children with Ctrl-C ignored (an ignored signal stays ignored across exec).
+    """Start children with Ctrl-C held back; they ignore it from their first line on (:func:`_worker_entry`).
 
-    Ctrl-C is the driver's to handle; a worker still importing the user's module would
-    otherwise die printing a traceback.
+    Ctrl-C is the driver's to handle; a worker still importing the user's module would otherwise
+    die printing a traceback. SIGINT is *blocked* while a child starts (a blocked signal stays
+    blocked across exec, and stays pending in the driver), not ignored: a Ctrl-C that came while
+    the driver ignored it, starting a replacement worker, was lost, and the run went on.
     """
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 _spawn_preparation_lock = threading.Lock()
@@ -161,6 +163,9 @@ def _worker_entry(
     ``env`` is set again here, before ``target`` loads the payload: a forkserver's children do not
     see what the driver set while starting them.
     """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's: held back until now, then ignored
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     if env:
         os.environ.update(env)
     _die_with_driver(driver_pid)
