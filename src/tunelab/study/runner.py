@@ -301,7 +301,11 @@ def _live(
             phase = "objective"
             value = objective(trial)
             phase = "judging"
-            verdict = judge(value, names=study.objective_names if study.is_multi_objective else None)
+            verdict: Verdict
+            if trial.marked_pruned:  # a framework callback stopped it cleanly: whatever was returned
+                verdict = (TrialState.PRUNED, None, None)
+            else:
+                verdict = judge(value, names=study.objective_names if study.is_multi_objective else None)
         except BaseException as e:  # every exception is judged, then raised if it must be
             if isinstance(e, SearchExhausted) and phase == "planning":
                 raise  # nothing left to propose: ask_reserved already deleted (or failed) the reservation

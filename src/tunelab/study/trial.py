@@ -90,6 +90,7 @@ class Trial:
         self._curves: dict[str, dict[int, float]] = {}  # this trial's own reports: metric -> step -> value
         self._last_report: dict[str, float] = {}
         self._live: LiveParams | None = None
+        self._marked_pruned = False
 
     # -- suggestions -----------------------------------------------------------------------
     def suggest_float(
@@ -531,6 +532,23 @@ class Trial:
             return False
         self._ctx.record("pruned", record)
         return True
+
+    def mark_pruned(self) -> None:
+        """Say that this trial was stopped by its pruner while the objective goes on to return.
+
+        A framework's callback (Lightning, Keras, XGBoost...) cannot raise :class:`tunelab.TrialPruned`
+        through the framework's loop: it stops training cleanly instead, and the objective then
+        returns (or raises ``TrialPruned``). After ``mark_pruned()`` the trial ends PRUNED either way,
+        with its curve, whatever value the objective returns. Call it after :meth:`should_prune`
+        answered True (which recorded the decision and its evidence).
+        """
+        self._check_running()
+        self._marked_pruned = True
+
+    @property
+    def marked_pruned(self) -> bool:
+        """Whether :meth:`mark_pruned` was called: the trial will end PRUNED."""
+        return self._marked_pruned
 
     def flush(self) -> None:
         """Write unsaved parameters and attributes now (``report`` and the end of the trial do)."""

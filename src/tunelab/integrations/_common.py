@@ -1,0 +1,82 @@
+"""What every framework callback shares: reading a framework's logged metrics as numbers, and
+asking the pruner in a way that survives the framework's own loop."""
+
+from __future__ import annotations
+
+import importlib
+import math
+import numbers
+from collections.abc import Mapping
+from types import ModuleType
+from typing import Any
+
+from tunelab.errors import ConfigError
+from tunelab.study import Trial
+
+
+def require(module: str, extra: str, what: str) -> ModuleType:
+    """Import ``module`` or raise a ConfigError saying which extra installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise ConfigError(
+            f"{what} needs the package {module.split('.')[0]!r} ({e}); install it with "
+            f"pip install 'tunelab[{extra}]'"
+        ) from None
+
+
+def as_number(value: Any) -> float | None:
+    """``value`` as a float when it is one number (a Python or numpy scalar, a 0-d or one-element
+    array or tensor), else None. NaN and infinities are kept: a diverged run's curve says so."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, numbers.Real):
+        return float(value)
+    size = getattr(value, "size", None)
+    numel = getattr(value, "numel", None)
+    count = numel() if callable(numel) else size
+    if count == 1 and hasattr(value, "item"):
+        try:
+            item = value.item()
+        except (TypeError, ValueError, RuntimeError):
+            return None
+        if isinstance(item, numbers.Real) and not isinstance(item, bool):
+            return float(item)
+    return None
+
+
+def numeric_metrics(logs: Mapping[str, Any] | None) -> dict[str, float]:
+    """The entries of a framework's logs that are single numbers, as floats (others are left out)."""
+    out: dict[str, float] = {}
+    for key, value in (logs or {}).items():
+        number = as_number(value)
+        if number is not None and isinstance(key, str) and key:
+            out[key] = number
+    return out
+
+
+def check_monitor(monitor: object, parameter: str = "monitor") -> str:
+    """A metric name given to a callback, checked at the boundary."""
+    if not isinstance(monitor, str) or not monitor:
+        raise ConfigError(f"{parameter} must be the name of a logged metric, e.g. 'val_loss', got {monitor!r}")
+    return monitor
+
+
+def check_trial(trial: object, who: str) -> Trial:
+    """The trial a callback reports to, checked at the boundary."""
+    if not isinstance(trial, Trial):
+        raise ConfigError(f"{who}(trial, ...) needs the tunelab.Trial given to the objective, got {trial!r}")
+    return trial
+
+
+def prune_now(trial: Trial) -> bool:
+    """Ask the study's pruner about the last report; when it says stop, mark the trial so that it
+    ends PRUNED whatever the objective returns, and answer True (the caller stops its loop)."""
+    if trial.should_prune():
+        trial.mark_pruned()
+        return True
+    return False
+
+
+def finite(value: float) -> bool:
+    return math.isfinite(value)

@@ -1,0 +1,76 @@
+"""What every framework callback builds on: Trial.mark_pruned and the shared helpers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import tunelab
+from tunelab.errors import ConfigError
+from tunelab.integrations._common import as_number, check_trial, numeric_metrics, prune_now, require
+from tunelab.pruners.base import PruneDecision
+
+
+class AboveOne(tunelab.Pruner):
+    """Stops any trial whose loss is above 1.0."""
+
+    def decide(self, history, number, metric, curve):  # type: ignore[no-untyped-def]
+        value = curve[max(curve)]
+        return PruneDecision("above one", f"loss {value} > 1") if value > 1.0 else None
+
+
+def _pruning_study() -> tunelab.Study:
+    return tunelab.create_study(seed=0, sampler=tunelab.RandomSampler(), pruner=AboveOne(metric="loss"))
+
+
+@pytest.mark.parametrize("returned", [0.25, None, float("nan")])
+def test_a_trial_marked_pruned_ends_pruned_whatever_the_objective_returns(returned: float | None) -> None:
+    study = _pruning_study()
+
+    def objective(trial: tunelab.Trial) -> float | None:
+        trial.suggest_float("x", 0.0, 1.0)
+        for step in range(5):
+            trial.report(step, loss=5.0 - step * 0.1)
+            if prune_now(trial):
+                break  # a framework stops its loop; the objective then returns
+        return returned
+
+    study.optimize(objective, n_trials=2)
+    assert [t.state.value for t in study.trials] == ["PRUNED", "PRUNED"]
+    first = study.trials[0]
+    assert first.value is None
+    assert first.system_attrs["pruned"]["step"] == 0
+    assert study.get_curves(0)["loss"] == ([0], [5.0])
+
+
+def test_a_trial_not_marked_completes_and_tell_honours_the_mark() -> None:
+    study = _pruning_study()
+    trial = study.ask()
+    trial.report(0, loss=0.5)
+    assert not prune_now(trial) and not trial.marked_pruned
+    assert study.tell(trial, 0.5).state.value == "COMPLETE"
+    marked = study.ask()
+    marked.report(0, loss=3.0)
+    assert prune_now(marked) and marked.marked_pruned
+    assert study.tell(marked, 3.0).state.value == "PRUNED"
+    failed = study.ask()
+    failed.report(0, loss=3.0)
+    prune_now(failed)
+    assert study.tell(failed, state="FAIL", error="boom").state.value == "FAIL"  # a failure stays a failure
+
+
+def test_numbers_are_read_from_framework_values() -> None:
+    logs = {"loss": torch.tensor(0.5), "acc": np.float32(0.75), "n": 3, "flag": True, "name": "x",
+            "vec": torch.ones(3), "one": np.array([2.0]), "nan": float("nan")}
+    got = numeric_metrics(logs)
+    assert got["loss"] == 0.5 and got["acc"] == 0.75 and got["n"] == 3.0 and got["one"] == 2.0
+    assert set(got) == {"loss", "acc", "n", "one", "nan"}
+    assert as_number(torch.ones(2)) is None
+
+
+def test_bad_input_names_the_fix() -> None:
+    with pytest.raises(ConfigError, match=r"tunelab\.Trial"):
+        check_trial(object(), "TunelabCallback")
+    with pytest.raises(ConfigError, match=r"pip install 'tunelab\[nope\]'"):
+        require("no_such_framework_xyz", "nope", "the nope integration")
