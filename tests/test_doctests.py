@@ -36,6 +36,7 @@ REQUIRED: dict[str, list[str]] = {
     "tunelab.pruners.median": ["MedianPruner"],
     "tunelab.pruners.asha": ["SuccessiveHalvingPruner", "HyperbandPruner"],
     "tunelab.pruners.extrapolation": ["LearningCurvePruner"],
+    "tunelab.pruners.pareto": ["ParetoSuccessiveHalvingPruner", "ParetoMedianPruner"],
     "tunelab.pruners.curves": [""],
     "tunelab.distributions": ["", "Float", "Int", "Categorical", "Bool"],
     "tunelab.priors": ["", "Normal", "LogNormal", "UnitGaussian", "UnitCategorical"],

@@ -198,7 +198,7 @@ def test_configuration_errors() -> None:
         tunelab.create_study(directions=["minimize", "up"])
     with pytest.raises(ConfigError, match="distinct"):
         tunelab.create_study(directions=["minimize", "minimize"], objective_names=["a", "a"])
-    with pytest.raises(ConfigError, match="multi-objective ASHA and median pruning"):
+    with pytest.raises(ConfigError, match="ParetoSuccessiveHalvingPruner"):
         tunelab.create_study(directions=["minimize", "minimize"], pruner=tunelab.MedianPruner())
     with pytest.raises(ConfigError, match="NSGAIISampler"):
         tunelab.create_study(directions=["minimize", "minimize"], sampler=tunelab.TPESampler())

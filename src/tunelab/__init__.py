@@ -32,6 +32,8 @@ if TYPE_CHECKING:
         HyperbandPruner,
         LearningCurvePruner,
         MedianPruner,
+        ParetoMedianPruner,
+        ParetoSuccessiveHalvingPruner,
         Pruner,
         SuccessiveHalvingPruner,
     )
@@ -59,7 +61,10 @@ _LAZY = {
     "RayExecutor": "tunelab.execution.ray",
     "PopulationBasedTraining": "tunelab.pbt",
     **dict.fromkeys(
-        ("HyperbandPruner", "LearningCurvePruner", "MedianPruner", "Pruner", "SuccessiveHalvingPruner"),
+        (
+            "HyperbandPruner", "LearningCurvePruner", "MedianPruner", "ParetoMedianPruner",
+            "ParetoSuccessiveHalvingPruner", "Pruner", "SuccessiveHalvingPruner",
+        ),
         "tunelab.pruners",
     ),
     **dict.fromkeys(("FrozenTrial", "TrialState"), "tunelab.records"),
@@ -111,6 +116,8 @@ __all__ = [
     "InMemoryStorage",
     "Int",
     "MedianPruner",
+    "ParetoMedianPruner",
+    "ParetoSuccessiveHalvingPruner",
     "NSGAIISampler",
     "PopulationBasedTraining",
     "Pruner",

@@ -13,11 +13,15 @@ from tunelab.pruners.asha import HyperbandPruner, SuccessiveHalvingPruner
 from tunelab.pruners.base import PruneDecision, Pruner
 from tunelab.pruners.extrapolation import LearningCurvePruner
 from tunelab.pruners.median import MedianPruner
+from tunelab.pruners.pareto import ParetoMedianPruner, ParetoPruner, ParetoSuccessiveHalvingPruner
 
 __all__ = [
     "HyperbandPruner",
     "LearningCurvePruner",
     "MedianPruner",
+    "ParetoMedianPruner",
+    "ParetoPruner",
+    "ParetoSuccessiveHalvingPruner",
     "PruneDecision",
     "Pruner",
     "SuccessiveHalvingPruner",
@@ -26,7 +30,10 @@ __all__ = [
 ]
 
 _REGISTRY: dict[str, type[Pruner]] = {
-    cls.__name__: cls for cls in (MedianPruner, SuccessiveHalvingPruner, HyperbandPruner, LearningCurvePruner)
+    cls.__name__: cls for cls in (
+        MedianPruner, SuccessiveHalvingPruner, HyperbandPruner, LearningCurvePruner, ParetoSuccessiveHalvingPruner,
+        ParetoMedianPruner,
+    )
 }
 
 

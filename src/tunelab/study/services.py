@@ -9,15 +9,15 @@ into the Study's private members, and the services can be tested on their own.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from tunelab.checkpoints import CheckpointStore
 from tunelab.distributions import Distribution, ParamValue
-from tunelab.errors import DistributionConflictError
+from tunelab.errors import ConfigError, DistributionConflictError
 from tunelab.history import History
-from tunelab.pruners import PruneDecision, Pruner
+from tunelab.pruners import ParetoPruner, PruneDecision, Pruner
 from tunelab.records import StudyRecord, TrialState
 from tunelab.samplers import Sampler
 from tunelab.samplers.base import SamplingContext
@@ -80,9 +80,12 @@ class Suggestions:
 class Pruning:
     """Asks the study's pruner whether a trial stops after its last report."""
 
-    def __init__(self, pruner: Pruner | None, history: History, direction: str) -> None:
+    def __init__(
+        self, pruner: Pruner | None, history: History, direction: str, objective_names: Sequence[str] = ("value",)
+    ) -> None:
         self._history = history
         self._direction = direction
+        self._objective_names = tuple(objective_names)
         self.pruner = pruner
 
     @property
@@ -94,7 +97,8 @@ class Pruning:
     def pruner(self, pruner: Pruner | None) -> None:
         self._pruner = pruner
         # Model-based samplers may fit on the pruner's rungs: they read its metric from the history.
-        self._history.pruning = None if pruner is None else (pruner.metric, pruner.direction or self._direction)
+        single = pruner is not None and not isinstance(pruner, ParetoPruner)
+        self._history.pruning = (pruner.metric, pruner.direction or self._direction) if single else None  # type: ignore[union-attr]
 
     def decide(
         self, number: int, last_report: Mapping[str, float], curves: Mapping[str, Mapping[int, float]]
@@ -102,12 +106,29 @@ class Pruning:
         """The decision on trial ``number`` after its last report: (metric, decision) or None."""
         if self._pruner is None:
             return None
+        if isinstance(self._pruner, ParetoPruner):
+            return self._decide_many(self._pruner, number, last_report, curves)
         metric = self._pruner.metric_of(last_report, self._pruner.direction or self._direction)
         if self._history.pruning is not None and self._history.pruning[0] is None:
             # The pruner took the trial's only metric: model-based samplers may fit on its rungs too.
             self._history.pruning = (metric, self._history.pruning[1])
         decision = self._pruner.decide(self._history, number, metric, curves[metric])
         return None if decision is None else (metric, decision)
+
+    def _decide_many(
+        self, pruner: ParetoPruner, number: int, last_report: Mapping[str, float],
+        curves: Mapping[str, Mapping[int, float]],
+    ) -> tuple[str, PruneDecision] | None:
+        metrics, directions = pruner.resolve(self._objective_names, self._history.directions)
+        missing = [m for m in metrics if m not in last_report]
+        if missing:
+            example = ", ".join(f"{m}=..." for m in metrics)
+            raise ConfigError(
+                f"{type(pruner).__name__} compares the metrics {list(metrics)} at each step, but the trial's last "
+                f"report has only {sorted(last_report)}: report them together, e.g. trial.report(step, {example})"
+            )
+        decision = pruner.decide_many(self._history, number, metrics, directions, curves)
+        return None if decision is None else (metrics[0], decision)
 
 
 class TrialWriter:

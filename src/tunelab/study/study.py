@@ -34,7 +34,7 @@ from tunelab.errors import (
 )
 from tunelab.history import History
 from tunelab.multiobjective import feasible_complete, losses, non_dominated_sort, pareto_front_trials
-from tunelab.pruners import Pruner, pruner_from_description
+from tunelab.pruners import ParetoPruner, Pruner, pruner_from_description
 from tunelab.records import (
     OBJECTIVES_KEY,
     FrozenTrial,
@@ -120,7 +120,7 @@ class Study:
         self._history.set_sources((lambda: load_sources(sources, storage)) if sources else None)
         check_replayable(self._history.replay_width, sampler, pruner)
         self._suggestions = Suggestions(storage, record, sampler, self._history, space)
-        self._pruning = Pruning(pruner, self._history, record.direction)
+        self._pruning = Pruning(pruner, self._history, record.direction, self.objective_names)
         self._checkpoints = store_for_study(record.system_attrs, storage.url, record.name)
         self._services = TrialServices(record.seed, self._suggestions, self._pruning, self._checkpoints, storage)
         self.artifact_dir: Path = self._checkpoints.root
@@ -820,13 +820,18 @@ def _judge_vector(value: Any, names: Sequence[str]) -> Verdict:
 
 def check_objectives_support(directions: Sequence[str], sampler: Sampler | None, pruner: Pruner | None) -> None:
     """ConfigError when a study with several objectives gets a sampler or pruner that needs one."""
+    if isinstance(pruner, ParetoPruner) and len(directions) < 2 and pruner.metrics is None:
+        raise ConfigError(
+            f"{type(pruner).__name__} compares several objectives, but this study has one: give it "
+            "metrics=[...] and directions=[...] to compare, or use SuccessiveHalvingPruner / MedianPruner"
+        )
     if len(directions) < 2:
         return
-    if pruner is not None:
+    if pruner is not None and not isinstance(pruner, ParetoPruner):
         raise ConfigError(
             f"{type(pruner).__name__} compares one metric, but this study has {len(directions)} objectives: "
-            "pruning a study with several objectives (multi-objective ASHA and median pruning) is not "
-            "available yet; create the study without a pruner"
+            "use ParetoSuccessiveHalvingPruner() (multi-objective ASHA) or ParetoMedianPruner(), which compare "
+            "every objective's reported metric at once"
         )
     if sampler is not None and not sampler.multi_objective:
         raise ConfigError(

@@ -1,0 +1,321 @@
+"""Early stopping for studies with several objectives: Pareto ASHA and a Pareto median rule.
+
+A single-objective pruner compares one number per step. With several objectives (accuracy and
+latency, say) a trial is only "worse" than others when it is *dominated*: no better anywhere,
+worse somewhere. Both pruners here read every objective's metric at the step just reported,
+from the storage (so any number of workers decide alike), and store their evidence as the
+single-metric pruners do.
+
+- :class:`ParetoSuccessiveHalvingPruner` (multi-objective ASHA, as in Schmucker et al. 2021 and
+  Syne Tune's MOASHA): at each rung a trial goes on when it ranks within the best
+  ``1/reduction_factor`` of the trials that reached the rung, ranked by non-dominated front, ties
+  in a front broken by crowding distance (the least crowded, i.e. the most distinct
+  trade-offs, first).
+- :class:`ParetoMedianPruner`: a trial stops when its best value so far in *every* objective is
+  worse than the median of the complete trials at that step: the median point dominates it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from tunelab.errors import ConfigError
+from tunelab.history import History
+from tunelab.multiobjective import crowding_distance, losses, non_dominated_sort
+from tunelab.pruners.asha import _check_eta, rung_steps
+from tunelab.pruners.base import PruneDecision, Pruner, check_int
+from tunelab.records import TrialState, check_direction
+
+
+class ParetoPruner(Pruner):
+    """Base class of the pruners that read several metrics at once (one per objective).
+
+    Args:
+        metrics: the reported metric of each objective, e.g. ``["val_acc", "latency_ms"]``.
+            None: the study's objective names (``create_study(objective_names=...)``), which the
+            objective then reports under those names: ``trial.report(epoch, val_acc=..., latency_ms=...)``.
+        directions: each metric's direction. None: the study's directions.
+    """
+
+    multi_metric = True
+
+    def __init__(self, metrics: Sequence[str] | None = None, directions: Sequence[str] | None = None) -> None:
+        super().__init__(None, None)
+        owner = type(self).__name__
+        if metrics is not None:
+            if isinstance(metrics, str) or not all(isinstance(m, str) and m for m in metrics) or len(metrics) < 2:
+                raise ConfigError(f"{owner}(metrics=...) must name two or more reported metrics, e.g. "
+                                  f"['val_acc', 'latency_ms'], got {metrics!r}")
+            if len(set(metrics)) != len(metrics):
+                raise ConfigError(f"{owner}(metrics=...) names a metric twice: {list(metrics)!r}")
+        if directions is not None:
+            if isinstance(directions, str):
+                raise ConfigError(f"{owner}(directions=...) must be a list such as ['maximize', 'minimize'], "
+                                  f"got {directions!r}")
+            directions = [check_direction(d) for d in directions]
+            if metrics is None or len(directions) != len(metrics):
+                raise ConfigError(f"{owner}(directions=...) needs metrics=... of the same length (one direction per "
+                                  f"metric), got metrics={metrics!r}, directions={list(directions)!r}")
+        self.metrics: tuple[str, ...] | None = None if metrics is None else tuple(metrics)
+        self.directions: tuple[str, ...] | None = None if directions is None else tuple(directions)
+
+    def resolve(
+        self, objective_names: Sequence[str], directions: Sequence[str]
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The metrics and directions this pruner compares in a study with these objectives."""
+        metrics = self.metrics if self.metrics is not None else tuple(objective_names)
+        if self.directions is not None:
+            return metrics, self.directions
+        if self.metrics is not None and len(self.metrics) != len(directions):
+            raise ConfigError(
+                f"{type(self).__name__} compares {len(self.metrics)} metrics {list(self.metrics)} but the study has "
+                f"{len(directions)} objective(s): give directions=[...] (one per metric)"
+            )
+        return metrics, tuple(directions)
+
+    def metric_of(self, reported: Mapping[str, float], direction: str | None = None) -> str:
+        raise ConfigError(f"{type(self).__name__} compares several metrics: ask decide_many, not metric_of")
+
+    def decide(self, history: History, number: int, metric: str, curve: Mapping[int, float]) -> PruneDecision | None:
+        raise ConfigError(f"{type(self).__name__} compares several metrics: ask decide_many, not decide")
+
+    def decide_many(
+        self, history: History, number: int, metrics: Sequence[str], directions: Sequence[str],
+        curves: Mapping[str, Mapping[int, float]],
+    ) -> PruneDecision | None:
+        """A decision to stop trial ``number`` now, from every metric's curve so far; None: go on.
+
+        ``curves[m]`` is the trial's own curve of metric ``m``; the step just reported is the last one.
+        """
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": type(self).__name__,
+                "metrics": None if self.metrics is None else list(self.metrics),
+                "directions": None if self.directions is None else list(self.directions)}
+
+
+def _vectors_at(history: History, metrics: Sequence[str], step: int,
+                states: tuple[TrialState, ...] | None = None) -> dict[int, list[float]]:
+    """Each trial's values of every metric at ``step`` (only trials that reported all of them there)."""
+    by_trial: dict[int, dict[str, float]] = {}
+    for m in metrics:
+        for p in history.metric_at(m, [step]):
+            if states is None or p.state in states:
+                by_trial.setdefault(p.number, {})[m] = p.value
+    return {n: [v[m] for m in metrics] for n, v in by_trial.items() if len(v) == len(metrics)}
+
+
+def pareto_order(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's (front, crowding distance): front 0 is non-dominated, -1 marks a row with a NaN;
+    crowding inside the row's front (``inf`` at its ends). ``points`` are losses, shape (n, m).
+
+    Rows rank by front, then by crowding distance descending (the most distinct trade-offs first).
+    """
+    n = len(points)
+    finite = np.all(np.isfinite(points), axis=1)
+    front_of = np.full(n, -1, dtype=int)
+    crowd = np.zeros(n)
+    idx = np.flatnonzero(finite)
+    if len(idx):
+        for k, front in enumerate(non_dominated_sort(points[idx])):
+            members = idx[front]
+            front_of[members] = k
+            crowd[members] = crowding_distance(points[members])
+    return front_of, crowd
+
+
+def _key(front: int, crowd: float) -> tuple[float, float]:
+    """The sort key of a row of :func:`pareto_order`: smaller is better; NaN rows last."""
+    return (np.inf if front < 0 else float(front), -crowd)
+
+
+def _shown(metrics: Sequence[str], values: Sequence[float]) -> str:
+    return ", ".join(f"{m} {v:.6g}" for m, v in zip(metrics, values, strict=True))
+
+
+class ParetoSuccessiveHalvingPruner(ParetoPruner):
+    """Multi-objective ASHA: at each rung, keep the trials in the best non-dominated fronts.
+
+    Rungs sit at ``min_resource * reduction_factor ** k`` as in
+    :class:`~tunelab.pruners.SuccessiveHalvingPruner`. When a trial reports every objective's
+    metric at a rung, it goes on only if it ranks within the best ``max(1, n // reduction_factor)``
+    of the ``n`` trials that reached the rung (itself included), ranked by front (non-dominated
+    sorting) and, inside a front, by crowding distance (boundary and isolated trade-offs first).
+
+    Args:
+        min_resource: the first rung's step.
+        reduction_factor: eta; each rung keeps 1/eta of the trials.
+        max_resource: the full budget; no rung at or past it. None: no cap.
+        min_early_stopping_rate: skip this many of the first rungs.
+        metrics: see :class:`ParetoPruner`.
+        directions: see :class:`ParetoPruner`.
+
+    Examples:
+        >>> import tunelab
+        >>> def objective(trial):
+        ...     width = trial.suggest_int("width", 1, 64, log=True)
+        ...     lr = trial.suggest_float("lr", 1e-4, 1.0, log=True)
+        ...     error = 1.0
+        ...     for epoch in range(1, 10):
+        ...         error *= 1.0 - min(lr, 0.5) * width / 64   # wider and faster: better
+        ...         trial.report(epoch, error=error, params=width * 1000.0)
+        ...         if trial.should_prune():
+        ...             raise tunelab.TrialPruned()
+        ...     return error, width * 1000.0
+        >>> study = tunelab.create_study(
+        ...     directions=["minimize", "minimize"], objective_names=["error", "params"], seed=0,
+        ...     pruner=tunelab.ParetoSuccessiveHalvingPruner(min_resource=1, reduction_factor=3))
+        >>> study.optimize(objective, n_trials=30)
+        >>> len(study.get_trials([tunelab.TrialState.PRUNED])) > 5
+        True
+    """
+
+    def __init__(
+        self,
+        *,
+        min_resource: int = 1,
+        reduction_factor: int = 3,
+        max_resource: int | None = None,
+        min_early_stopping_rate: int = 0,
+        metrics: Sequence[str] | None = None,
+        directions: Sequence[str] | None = None,
+    ) -> None:
+        super().__init__(metrics, directions)
+        owner = "ParetoSuccessiveHalvingPruner"
+        self.min_resource = check_int(owner, "min_resource", min_resource, 1)
+        self.reduction_factor = _check_eta(owner, reduction_factor)
+        if max_resource is not None:
+            check_int(owner, "max_resource", max_resource, min_resource)
+        self.max_resource = max_resource
+        self.min_early_stopping_rate = check_int(owner, "min_early_stopping_rate", min_early_stopping_rate, 0)
+
+    def rungs(self, up_to: int) -> list[int]:
+        """The rung steps at or below ``up_to``."""
+        return rung_steps(self.min_resource, self.reduction_factor, self.max_resource,
+                          self.min_early_stopping_rate, up_to)
+
+    def decide_many(
+        self, history: History, number: int, metrics: Sequence[str], directions: Sequence[str],
+        curves: Mapping[str, Mapping[int, float]],
+    ) -> PruneDecision | None:
+        step = max(curves[metrics[0]])
+        if step not in self.rungs(up_to=step) or any(step not in curves[m] for m in metrics):
+            return None
+        own = [curves[m][step] for m in metrics]
+        vectors = _vectors_at(history, metrics, step)
+        vectors[number] = own
+        numbers = sorted(vectors)
+        points = losses([vectors[n] for n in numbers], directions)
+        front_of, crowd = pareto_order(points)
+        keys = sorted(_key(int(f), float(c)) for f, c in zip(front_of, crowd, strict=True))
+        n_keep = max(1, len(numbers) // self.reduction_factor)
+        me = numbers.index(number)
+        front, mine = int(front_of[me]), _key(int(front_of[me]), float(crowd[me]))
+        if mine <= keys[n_keep - 1]:  # ties with the last kept trial are kept, as ASHA keeps equal values
+            return None
+        rank = keys.index(mine) + 1
+        where = f"front {front + 1}" if front >= 0 else "a NaN value"
+        return PruneDecision(
+            rule=f"pareto asha rung at step {step}",
+            detail=f"{_shown(metrics, own)} ranks {rank} of {len(numbers)} at step {step} ({where}), outside "
+                   f"the best {n_keep} (reduction factor {self.reduction_factor})",
+            evidence={"step": step, "values": dict(zip(metrics, own, strict=True)), "rank": rank,
+                      "front": front + 1 if front >= 0 else None, "kept": n_keep, "competing": len(numbers)},
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(), "min_resource": self.min_resource, "reduction_factor": self.reduction_factor,
+            "max_resource": self.max_resource, "min_early_stopping_rate": self.min_early_stopping_rate,
+        }
+
+
+class ParetoMedianPruner(ParetoPruner):
+    """The median rule for several objectives: stop a trial whose best value so far in every
+    objective is worse than the median of the COMPLETE trials at that step.
+
+    The median point (per objective) then dominates the trial's best-so-far point: it is behind
+    the typical finished trial on every trade-off at once. A trial that is worse in accuracy but
+    better in latency goes on.
+
+    Args:
+        n_startup_trials: COMPLETE trials needed before anything is stopped.
+        n_warmup_steps: steps below this never stop.
+        interval_steps: decide only every this many steps after the warm-up.
+        min_trials: COMPLETE trials with every metric at the step needed to decide there.
+        metrics: see :class:`ParetoPruner`.
+        directions: see :class:`ParetoPruner`.
+
+    Examples:
+        >>> import tunelab
+        >>> study = tunelab.create_study(
+        ...     directions=["maximize", "minimize"], objective_names=["val_acc", "latency_ms"],
+        ...     pruner=tunelab.ParetoMedianPruner(n_startup_trials=2))
+        >>> for acc, latency in [(0.9, 10.0), (0.8, 12.0)]:
+        ...     trial = study.ask()
+        ...     trial.report(0, val_acc=acc, latency_ms=latency)
+        ...     _ = study.tell(trial, (acc, latency))
+        >>> slower_and_worse, faster_but_worse = study.ask(), study.ask()
+        >>> slower_and_worse.report(0, val_acc=0.5, latency_ms=20.0)
+        >>> faster_but_worse.report(0, val_acc=0.5, latency_ms=5.0)
+        >>> slower_and_worse.should_prune(), faster_but_worse.should_prune()
+        (True, False)
+    """
+
+    def __init__(
+        self,
+        *,
+        n_startup_trials: int = 5,
+        n_warmup_steps: int = 0,
+        interval_steps: int = 1,
+        min_trials: int = 1,
+        metrics: Sequence[str] | None = None,
+        directions: Sequence[str] | None = None,
+    ) -> None:
+        super().__init__(metrics, directions)
+        owner = "ParetoMedianPruner"
+        self.n_startup_trials = check_int(owner, "n_startup_trials", n_startup_trials, 0)
+        self.n_warmup_steps = check_int(owner, "n_warmup_steps", n_warmup_steps, 0)
+        self.interval_steps = check_int(owner, "interval_steps", interval_steps, 1)
+        self.min_trials = check_int(owner, "min_trials", min_trials, 1)
+
+    def decide_many(
+        self, history: History, number: int, metrics: Sequence[str], directions: Sequence[str],
+        curves: Mapping[str, Mapping[int, float]],
+    ) -> PruneDecision | None:
+        step = max(curves[metrics[0]])
+        if step < self.n_warmup_steps or (step - self.n_warmup_steps) % self.interval_steps:
+            return None
+        if len(history.trials((TrialState.COMPLETE,))) < self.n_startup_trials:
+            return None
+        others = [v for n, v in _vectors_at(history, metrics, step, (TrialState.COMPLETE,)).items()
+                  if n != number and all(np.isfinite(v))]
+        if len(others) < self.min_trials:
+            return None
+        best = []
+        for m, d in zip(metrics, directions, strict=True):
+            own = [v for v in curves[m].values() if np.isfinite(v)]
+            if not own:
+                return PruneDecision(rule=f"pareto median at step {step}", detail=f"{m} is NaN at every step so far")
+            best.append(min(own) if d == "minimize" else max(own))
+        median = np.median(np.asarray(others, dtype=float), axis=0)
+        mine, cut = losses([best], directions)[0], losses([median], directions)[0]
+        if not np.all(mine > cut):
+            return None
+        return PruneDecision(
+            rule=f"pareto median at step {step}",
+            detail=f"best so far {_shown(metrics, best)} is worse in every objective than the median "
+                   f"{_shown(metrics, list(median))} of {len(others)} complete trials at step {step}",
+            evidence={"step": step, "best": dict(zip(metrics, best, strict=True)),
+                      "median": dict(zip(metrics, map(float, median), strict=True)), "complete": len(others)},
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(), "n_startup_trials": self.n_startup_trials, "n_warmup_steps": self.n_warmup_steps,
+            "interval_steps": self.interval_steps, "min_trials": self.min_trials,
+        }

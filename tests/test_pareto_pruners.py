@@ -1,0 +1,138 @@
+"""Early stopping for several objectives: Pareto ASHA and the Pareto median rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tunelab
+from tunelab.errors import ConfigError
+from tunelab.pruners.pareto import pareto_order
+
+MO = {"directions": ["maximize", "minimize"], "objective_names": ["val_acc", "latency_ms"]}
+
+
+def _study(pruner: tunelab.Pruner, **kwargs: object) -> tunelab.Study:
+    return tunelab.create_study(seed=0, sampler=tunelab.RandomSampler(), pruner=pruner, **{**MO, **kwargs})
+
+
+def _run(study: tunelab.Study, acc: float, latency: float, steps: int = 9) -> tunelab.FrozenTrial:
+    """One trial whose accuracy climbs to ``acc`` and whose latency is ``latency`` at every step."""
+    trial = study.ask()
+    for step in range(1, steps + 1):
+        trial.report(step, val_acc=acc * step / steps, latency_ms=latency)
+        if trial.should_prune():
+            return study.tell(trial, state="PRUNED")
+    return study.tell(trial, (acc, latency))
+
+
+def test_pareto_order_gives_fronts_and_crowding() -> None:
+    # losses: three on the first front (two boundary points, one in the middle), one dominated, one NaN
+    points = np.array([[0.0, 1.0], [0.5, 0.5], [1.0, 0.0], [0.6, 0.6], [np.nan, 0.0]])
+    front, crowd = pareto_order(points)
+    assert list(front) == [0, 0, 0, 1, -1]
+    assert np.isinf(crowd[0]) and np.isinf(crowd[2]) and crowd[1] == pytest.approx(2.0)
+
+
+def test_asha_keeps_the_non_dominated_and_stops_a_dominated_trial_at_the_first_rung() -> None:
+    study = _study(tunelab.ParetoSuccessiveHalvingPruner(min_resource=1, reduction_factor=3, max_resource=9))
+    # two fast and accurate trade-offs, then a trial dominated by both at every step
+    assert _run(study, 0.9, 10.0).state.value == "COMPLETE"
+    assert _run(study, 0.95, 20.0).state.value == "COMPLETE"
+    slow_and_bad = _run(study, 0.5, 30.0)
+    assert slow_and_bad.state.value == "PRUNED"
+    pruned = slow_and_bad.system_attrs["pruned"]
+    assert pruned["step"] == 1 and pruned["rule"] == "pareto asha rung at step 1"
+    assert pruned["evidence"]["front"] == 2 and pruned["evidence"]["rank"] == 3
+    assert pruned["evidence"]["values"] == {"val_acc": pytest.approx(0.5 / 9), "latency_ms": 30.0}
+    # a trade-off no one dominates (slower but the most accurate) is kept although it is worse in latency
+    assert _run(study, 0.99, 40.0).state.value == "COMPLETE"
+
+
+def test_asha_breaks_ties_in_a_front_by_crowding() -> None:
+    study = _study(tunelab.ParetoSuccessiveHalvingPruner(min_resource=1, reduction_factor=2, max_resource=4))
+    for acc, lat in [(0.5, 1.0), (0.9, 9.0)]:  # the two ends of the front
+        assert _run(study, acc, lat, steps=4).state.value == "COMPLETE"
+    # a third point on the same front, between the ends: the rung keeps max(1, 3 // 2) = 1 trial, and
+    # the ends rank first (infinite crowding distance), so the crowded middle one stops
+    middle = _run(study, 0.7, 5.0, steps=4)
+    assert middle.state.value == "PRUNED"
+    assert middle.system_attrs["pruned"]["evidence"]["front"] == 1
+
+
+def test_median_stops_only_a_trial_worse_than_the_median_in_every_objective() -> None:
+    study = _study(tunelab.ParetoMedianPruner(n_startup_trials=3, n_warmup_steps=2))
+    for acc, lat in [(0.9, 10.0), (0.8, 12.0), (0.85, 11.0)]:
+        assert _run(study, acc, lat).state.value == "COMPLETE"
+    worse_everywhere = _run(study, 0.5, 20.0)
+    assert worse_everywhere.state.value == "PRUNED"
+    assert worse_everywhere.system_attrs["pruned"]["step"] == 2
+    assert worse_everywhere.system_attrs["pruned"]["evidence"]["median"]["latency_ms"] == 11.0
+    # worse in accuracy but faster than the median: a trade-off, it goes on
+    assert _run(study, 0.5, 5.0).state.value == "COMPLETE"
+
+
+def test_the_pruner_is_stored_with_the_study_and_rebuilt_by_a_worker(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    pruner = tunelab.ParetoSuccessiveHalvingPruner(min_resource=2, reduction_factor=4, max_resource=32,
+                                                   metrics=["val_acc", "latency_ms"],
+                                                   directions=["maximize", "minimize"])
+    tunelab.create_study(name="s", storage=url, pruner=pruner, **MO)
+    loaded = tunelab.load_study("s", url)
+    assert repr(loaded.pruner) == repr(pruner)
+
+
+def test_several_workers_share_the_rungs(tmp_path: Path) -> None:
+    study = tunelab.create_study(
+        name="mo", storage=f"sqlite:///{tmp_path / 'mo.db'}", seed=1, sampler=tunelab.RandomSampler(),
+        pruner=tunelab.ParetoSuccessiveHalvingPruner(min_resource=1, reduction_factor=3, max_resource=27), **MO,
+    )
+    study.optimize(_mo_objective, n_trials=16, n_workers=2)
+    states = [t.state.value for t in study.trials]
+    assert states.count("PRUNED") >= 4 and states.count("COMPLETE") >= 2 and "FAIL" not in states
+    assert all(t.system_attrs["pruned"]["rule"].startswith("pareto asha") for t in study.trials
+               if t.state.value == "PRUNED")
+
+
+def _mo_objective(trial: tunelab.Trial) -> tuple[float, float]:
+    width = trial.suggest_int("width", 1, 64, log=True)
+    lr = trial.suggest_float("lr", 1e-4, 1.0, log=True)
+    acc = 0.0
+    for epoch in range(1, 28):
+        acc += (1.0 - acc) * min(lr, 0.5) * width / 64
+        trial.report(epoch, val_acc=acc, latency_ms=float(width))
+        if trial.should_prune():
+            raise tunelab.TrialPruned()
+    return acc, float(width)
+
+
+def test_bad_input_names_the_fix() -> None:
+    with pytest.raises(ConfigError, match="ParetoSuccessiveHalvingPruner"):
+        _study(tunelab.SuccessiveHalvingPruner())  # one metric on a study with two objectives
+    with pytest.raises(ConfigError, match=r"metrics=\[\.\.\.\] and directions"):
+        tunelab.create_study(pruner=tunelab.ParetoMedianPruner())  # one objective, nothing to compare
+    with pytest.raises(ConfigError, match="two or more"):
+        tunelab.ParetoMedianPruner(metrics=["val_acc"])
+    with pytest.raises(ConfigError, match="same length"):
+        tunelab.ParetoMedianPruner(metrics=["a", "b"], directions=["minimize"])
+    with pytest.raises(ConfigError, match="must be 'minimize' or 'maximize'"):
+        tunelab.ParetoMedianPruner(metrics=["a", "b"], directions=["up", "down"])
+    study = _study(tunelab.ParetoSuccessiveHalvingPruner())
+    trial = study.ask()
+    trial.report(1, val_acc=0.5)  # latency_ms missing from the report
+    with pytest.raises(ConfigError, match=r"trial.report\(step, val_acc=\.\.\., latency_ms=\.\.\.\)"):
+        trial.should_prune()
+
+
+def test_a_single_objective_study_may_prune_on_several_named_metrics() -> None:
+    study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler(), pruner=tunelab.ParetoMedianPruner(
+        n_startup_trials=1, metrics=["val_acc", "latency_ms"], directions=["maximize", "minimize"]))
+    trial = study.ask()
+    for step in range(3):
+        trial.report(step, val_acc=0.9, latency_ms=1.0)
+    study.tell(trial, 0.9)
+    bad = study.ask()
+    bad.report(0, val_acc=0.1, latency_ms=5.0)
+    assert bad.should_prune()
