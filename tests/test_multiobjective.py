@@ -201,7 +201,7 @@ def test_configuration_errors() -> None:
     with pytest.raises(ConfigError, match="ParetoSuccessiveHalvingPruner"):
         tunelab.create_study(directions=["minimize", "minimize"], pruner=tunelab.MedianPruner())
     with pytest.raises(ConfigError, match="NSGAIISampler"):
-        tunelab.create_study(directions=["minimize", "minimize"], sampler=tunelab.TPESampler())
+        tunelab.create_study(directions=["minimize", "minimize"], sampler=tunelab.GPSampler())
     with pytest.raises(ConfigError, match="deterministic"):
         tunelab.create_study(directions=["minimize", "minimize"], deterministic=True)
     study = tunelab.create_study(directions=["minimize", "minimize"], objective_names=["loss", "ms"])

@@ -37,6 +37,7 @@ from tunelab.errors import ConfigError
 from tunelab.history import History
 from tunelab.records import FrozenTrial, TrialState
 from tunelab.samplers._prior import SpacePrior
+from tunelab.samplers._ranking import scalar_losses
 from tunelab.samplers.base import Sampler, SamplingContext
 from tunelab.samplers.transfer import MIN_SOURCE_ROWS, SourceData, source_observations, subsample
 from tunelab.space import Conditional, SpaceEntry, unwrap
@@ -200,6 +201,20 @@ def infer_space(history: History, below: int | None = None) -> dict[str, SpaceEn
 
 
 @dataclass(frozen=True)
+class Ranking:
+    """The raw results behind :attr:`Observations.y` where one trial's loss depends on the others'
+    (:func:`~tunelab.samplers._ranking.scalar_losses`): recomputed on a subset of the rows."""
+
+    values: np.ndarray
+    violation: np.ndarray
+    directions: tuple[str, ...]
+
+    def losses(self, rows: np.ndarray) -> np.ndarray:
+        """The losses of ``rows`` (a mask or indices) ranked among themselves only."""
+        return scalar_losses(self.values[rows], self.violation[rows], self.directions)
+
+
+@dataclass(frozen=True)
 class Observations:
     """The trials as a model sees them.
 
@@ -214,6 +229,8 @@ class Observations:
         replayable: the proposal must be a function of these observations alone, with nothing
             carried over from earlier proposals in this process (a deterministic study).
         sources: earlier studies' trials in this space (a warm start, :mod:`tunelab.samplers.transfer`).
+        ranking: what ``y`` was computed from when it depends on the other trials (constraints,
+            several objectives), row for row; None when each trial's loss is its own value.
     """
 
     X: np.ndarray
@@ -224,6 +241,7 @@ class Observations:
     pending_numbers: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     replayable: bool = False
     sources: tuple[SourceData, ...] = ()
+    ranking: Ranking | None = None
 
     def __post_init__(self) -> None:
         if len(self.pending_numbers) != len(self.pending):
@@ -248,27 +266,52 @@ class ObservationCache:
         self._key = key
         self._seen: set[int] = set()
         self._rows: list[np.ndarray] = []
-        self._info: list[tuple[int, float]] = []  # (number, value or NaN when not measured)
-        self._stacked: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._numbers: list[int] = []
+        self._values: list[tuple[float, ...]] = []  # every objective's value, NaN when not measured
+        self._violation: list[float] = []
+        self._stacked: FinishedArrays | None = None
 
-    def arrays(self, space: EncodedSpace, finished: Sequence[FrozenTrial]) -> tuple[np.ndarray, np.ndarray,
-                                                                                     np.ndarray]:
-        """``(X, values, numbers)`` of the ``finished`` trials (values NaN where not measured)."""
-        key = (space.names, space.distributions)
+    def arrays(self, space: EncodedSpace, finished: Sequence[FrozenTrial], n_objectives: int = 1) -> FinishedArrays:
+        """The ``finished`` trials' rows, values (NaN where not measured), numbers and violations."""
+        key = (space.names, space.distributions, n_objectives)
         if key != self._key:
             self._reset(key)
         for t in finished:
             if t.number not in self._seen:
                 self._seen.add(t.number)
-                measured = t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)
                 self._rows.append(space.encode(t.params))
-                self._info.append((t.number, float(t.value) if measured and t.value is not None else math.nan))
+                self._numbers.append(t.number)
+                self._values.append(_measured(t, n_objectives))
+                self._violation.append(t.violation)
                 self._stacked = None
         if self._stacked is None:
-            X = np.array(self._rows, dtype=float).reshape(len(self._rows), len(space))
-            info = np.array(self._info, dtype=float).reshape(len(self._info), 2)
-            self._stacked = (X, info[:, 1], info[:, 0].astype(np.int64))
+            n = len(self._rows)
+            self._stacked = FinishedArrays(
+                np.array(self._rows, dtype=float).reshape(n, len(space)),
+                np.array(self._values, dtype=float).reshape(n, n_objectives),
+                np.array(self._numbers, dtype=np.int64),
+                np.array(self._violation, dtype=float).reshape(n),
+            )
         return self._stacked
+
+
+@dataclass(frozen=True)
+class FinishedArrays:
+    """Finished trials as arrays: rows (n, d), values (n, objectives), numbers (n,), violations (n,)."""
+
+    X: np.ndarray
+    values: np.ndarray
+    numbers: np.ndarray
+    violation: np.ndarray
+
+
+def _measured(t: FrozenTrial, n_objectives: int) -> tuple[float, ...]:
+    """A trial's objective values when it COMPLETEd with finite ones, else NaNs."""
+    raw = t.values if t.values is not None else (t.value,)
+    if t.state != TrialState.COMPLETE or len(raw) != n_objectives:
+        return (math.nan,) * n_objectives
+    out = tuple(float(v) if v is not None and math.isfinite(v) else math.nan for v in raw)
+    return out if all(map(math.isfinite, out)) else (math.nan,) * n_objectives
 
 
 def collect_observations(
@@ -290,27 +333,38 @@ def collect_observations(
     """
     finished = history.trials((TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED))
     pending, pending_numbers = _pending(history, space, exclude)
-    return _observations((cache or ObservationCache()).arrays(space, finished), space, history.direction, failed,
-                         pending, pending_numbers)
+    arrays = (cache or ObservationCache()).arrays(space, finished, len(history.directions))
+    return _observations(arrays, space, history.directions, failed, pending, pending_numbers)
 
 
 def _observations(
-    arrays: tuple[np.ndarray, np.ndarray, np.ndarray], space: EncodedSpace, direction: str, failed: str,
+    arrays: FinishedArrays, space: EncodedSpace, directions: Sequence[str], failed: str,
     pending: np.ndarray, pending_numbers: np.ndarray, replayable: bool = False,
 ) -> Observations:
-    """Observations from the finished trials' ``(X, values, numbers)`` (see :func:`collect_observations`)."""
-    X, values, numbers = arrays
-    sign = 1.0 if direction == "minimize" else -1.0
-    y = sign * values
+    """Observations from the finished trials' arrays (see :func:`collect_observations`): each
+    trial's loss by :func:`~tunelab.samplers._ranking.scalar_losses` (its value as a loss when
+    there is one objective and no constraint)."""
+    X, numbers = arrays.X, arrays.numbers
+    keep = ~np.isnan(X).all(axis=1) if len(space) else np.ones(len(X), dtype=bool)  # shares no parameter
+    ranked = len(directions) > 1 or bool(np.any(arrays.violation[keep] > 0))
+    ranking = Ranking(arrays.values, arrays.violation, tuple(directions)) if ranked else None
+    if ranking is None:
+        y = arrays.values[:, 0] * (1.0 if directions[0] == "minimize" else -1.0)
+    else:
+        y = ranking.losses(keep)
+        y_all = np.full(len(X), np.nan)
+        y_all[keep] = y
+        y = y_all
     imputed = np.isnan(y)
-    keep = ~np.isnan(X).all(axis=1) if len(space) else np.ones(len(y), dtype=bool)  # shares no parameter
-    if failed == "ignore" or imputed.all():  # (nothing measured: no worst value to impute)
+    if failed == "ignore" or imputed[keep].all():  # (nothing measured: no worst value to impute)
         keep &= ~imputed
     X, y, imputed, numbers = X[keep], y[keep], imputed[keep], numbers[keep]
     if imputed.any():
         y[imputed] = np.max(y[~imputed])
+    if ranking is not None:
+        ranking = Ranking(ranking.values[keep], ranking.violation[keep], ranking.directions)
     return Observations(X=X, y=y, imputed=imputed, numbers=numbers, pending=pending, pending_numbers=pending_numbers,
-                        replayable=replayable)
+                        replayable=replayable, ranking=ranking)
 
 
 def pending_rows(history: History, space: EncodedSpace, exclude: int | None) -> np.ndarray:
@@ -360,12 +414,17 @@ def as_seen_by(
     seen = earlier & np.array([finished_before(int(n)) for n in obs.numbers], dtype=bool)
     late = earlier & ~seen
     y, imputed = obs.y[seen].copy(), obs.imputed[seen]
+    if obs.ranking is not None:  # ranked among the trials seen then only (constraints, several objectives)
+        y = obs.ranking.losses(seen)
+        y[imputed] = np.nan
     if imputed.any():
         if imputed.all():  # nothing measured then: no worst value to impute
             seen &= ~obs.imputed
             y, imputed = obs.y[seen].copy(), obs.imputed[seen]
+            if obs.ranking is not None:
+                y = obs.ranking.losses(seen)
         else:
-            y[imputed] = np.max(y[~imputed])
+            y[imputed] = np.nanmax(y[~imputed])
     running = obs.pending_numbers < trial.number
     ahead = [(n, row) for n, row in planned if n < trial.number]
     pending = np.vstack([obs.pending[running], obs.X[late], *(row[None, :] for _, row in ahead)])
@@ -445,7 +504,8 @@ class ModelBasedSampler(Sampler):
     """
 
     multi_objective = False
-    """They fit one objective (multi-objective TPE and a LogEHVI Gaussian process: not yet)."""
+    """Whether the model handles several objectives (TPE does, through the Pareto ranking of
+    :mod:`tunelab.samplers._ranking`; the GP fits one objective)."""
 
     def __init__(self, n_startup_trials: int = 10, failed: str = "worst") -> None:
         if isinstance(n_startup_trials, bool) or not isinstance(n_startup_trials, int) or n_startup_trials < 1:
@@ -585,8 +645,9 @@ class ModelBasedSampler(Sampler):
         finished = [t for t in history.trials() if t.number < cutoff and t.state.is_finished]
         window = [u for u in range(max(0, cutoff), number) if u in values]
         pending = np.array([space.encode(values[u]) for u in window], dtype=float).reshape(len(window), len(space))
-        obs = _observations(ObservationCache().arrays(space, finished), space, history.direction, self.failed,
-                            pending, np.array(window, dtype=np.int64), replayable=True)
+        obs = _observations(ObservationCache().arrays(space, finished, len(history.directions)), space,
+                            history.directions, self.failed, pending, np.array(window, dtype=np.int64),
+                            replayable=True)
         obs = self._with_sources(history, space, obs)
         if not self._uses_model(obs):
             row = space.startup_point(number, seed)

@@ -160,6 +160,11 @@ class TPESampler(ModelBasedSampler):
         ('gelu', True)
     """
 
+    multi_objective = True
+    """With several objectives the good set is the best non-dominated fronts, ties in a front
+    broken by hypervolume contribution (multi-objective TPE, Ozaki et al. 2020); with constraints,
+    feasible trials rank before infeasible ones, which rank by violation."""
+
     def __init__(
         self,
         n_startup_trials: int = 10,

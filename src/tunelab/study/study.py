@@ -836,8 +836,8 @@ def check_objectives_support(directions: Sequence[str], sampler: Sampler | None,
     if sampler is not None and not sampler.multi_objective:
         raise ConfigError(
             f"{type(sampler).__name__} optimises one objective, but this study has {len(directions)}: "
-            "use NSGAIISampler() (the default for such studies), RandomSampler(), GridSampler() or "
-            "CoarseToFineSampler()"
+            "use NSGAIISampler() (the default for such studies), TPESampler() (multi-objective TPE), "
+            "RandomSampler(), GridSampler() or CoarseToFineSampler()"
         )
 
 
