@@ -1,30 +1,18 @@
 """A DDP study for tests/test_integration_lightning.py, run as a script (spawned ranks re-import it):
 ``python tests/integration_lightning_ddp.py OUT``. One trial trains on two CPU processes
-(ddp_spawn, gloo) under a pruner that stops it at step 2; SQLite triggers log every write of a
-curve point, so the test can count the writers."""
+(ddp_spawn, gloo) under a pruner that stops it at step 2, its lr set from outside after three
+steps; SQLite triggers log every write of a curve point, so the test can count the writers."""
 
 from __future__ import annotations
 
 import functools
 import sqlite3
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 
 import tunelab
+from integration_lightning_objectives import StopAt, ddp_objective
 from tunelab.checkpoints import CheckpointPolicy
-from integration_lightning_objectives import ddp_objective
-from tunelab.history import History
-from tunelab.pruners.base import PruneDecision
-
-PRUNE_AT = 2
-
-
-class StopAt(tunelab.Pruner):
-    """Stops every trial when it reports step ``PRUNE_AT``."""
-
-    def decide(self, history: History, number: int, metric: str, curve: Mapping[int, float]) -> PruneDecision | None:
-        return PruneDecision("stop at", f"step {PRUNE_AT}") if max(curve) >= PRUNE_AT else None
 
 
 def log_curve_writes(db: Path) -> None:
@@ -42,9 +30,10 @@ def log_curve_writes(db: Path) -> None:
 def main(out: Path) -> None:
     db = out / "ddp.db"
     study = tunelab.create_study(name="ddp", storage=f"sqlite:///{db}", seed=0, sampler=tunelab.RandomSampler(),
-                                 pruner=StopAt(metric="val_loss"), artifact_dir=out / "artifacts",
+                                 pruner=StopAt(2, metric="val_loss"), artifact_dir=out / "artifacts",
                                  checkpoint_policy=CheckpointPolicy(keep_last=5, keep_finished=True))
     log_curve_writes(db)
+    study.enqueue({"lr": 0.05})
     study.optimize(functools.partial(ddp_objective, out=out), n_trials=1)
 
 

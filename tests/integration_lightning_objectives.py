@@ -6,18 +6,22 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import lightning.pytorch as pl  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+import lightning.pytorch as pl
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
-import tunelab  # noqa: E402
-from tunelab.integrations.lightning import TunelabCallback  # noqa: E402
+import tunelab
+from tunelab.babysit import set_live
+from tunelab.history import History
+from tunelab.integrations.lightning import TunelabCallback
+from tunelab.pruners.base import PruneDecision
 
 torch.set_num_threads(1)
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -72,8 +76,7 @@ class Net(pl.LightningModule):
 
     def on_fit_end(self) -> None:
         if self.record_dir is not None:
-            where = {"global_step": self.trainer.global_step, "epoch": self.trainer.current_epoch,
-                     "steps_trained": len(self.lrs)}
+            where = {"global_step": self.trainer.global_step, "epoch": self.trainer.current_epoch, "lrs": self.lrs}
             Path(self.record_dir, f"rank-{self.trainer.global_rank}.json").write_text(json.dumps(where))
 
 
@@ -98,11 +101,39 @@ def objective(trial: tunelab.Trial) -> float:
     return float(run.callback_metrics["val_loss"])
 
 
+class StopAt(tunelab.Pruner):
+    """Stops every trial when it reports step ``at``."""
+
+    def __init__(self, at: int = 2, metric: str | None = None) -> None:
+        super().__init__(metric)
+        self.at = at
+
+    def decide(self, history: History, number: int, metric: str, curve: Mapping[int, float]) -> PruneDecision | None:
+        return PruneDecision("stop at", f"step {self.at}") if max(curve) >= self.at else None
+
+
+class SetLive(pl.Callback):
+    """What ``tunelab set`` does, from global rank 0's process, after ``at`` optimizer steps."""
+
+    def __init__(self, storage: str, name: str, number: int, at: int, values: dict[str, float]) -> None:
+        self.storage, self.name, self.number, self.at, self.values = storage, name, number, at, values
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.is_global_zero and trainer.global_step == self.at:
+            study = tunelab.load_study(self.name, self.storage, pruner=StopAt())
+            set_live(study, self.number, self.values, source="cli")
+
+
 def ddp_objective(trial: tunelab.Trial, out: Path) -> float:
-    """Five epochs on two CPU processes (ddp_spawn, gloo), checkpointing; returns the last val_loss."""
+    """Five epochs on two CPU processes (ddp_spawn, gloo), checkpointing, the lr set to 0.002 after
+    three optimizer steps; returns the last val_loss."""
     lr = trial.suggest_float("lr", 1e-3, 0.1, log=True)
+    trial.live_poll_seconds = 0
     cb = TunelabCallback(trial, monitor="val_loss", checkpoint=True)
-    run = trainer(max_epochs=5, strategy="ddp_spawn", devices=2, callbacks=[cb])
+    storage = trial.study.storage.url
+    assert storage is not None
+    setter = SetLive(storage, trial.study.name, trial.number, 3, {"lr": 0.002})
+    run = trainer(max_epochs=5, strategy="ddp_spawn", devices=2, callbacks=[setter, cb])
     record = out / f"trial-{trial.number}"
     record.mkdir(parents=True, exist_ok=True)
     train, val = loaders()

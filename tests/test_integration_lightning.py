@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import tunelab
-from integration_lightning_objectives import BATCHES_PER_EPOCH, Net, loaders, objective, trainer
+from integration_lightning_objectives import BATCHES_PER_EPOCH, Net, StopAt, loaders, objective, trainer
 from tunelab.babysit import set_live
 from tunelab.checkpoints import CheckpointPolicy
 from tunelab.errors import ConfigError
@@ -154,7 +154,7 @@ def test_under_ddp_rank_zero_alone_writes_and_every_rank_stops_at_the_same_step(
     out = subprocess.run([sys.executable, str(ROOT / "tests" / "integration_lightning_ddp.py"), str(tmp_path)],
                          env=env, capture_output=True, text=True, timeout=400)
     assert out.returncode == 0, out.stderr[-3000:]
-    study = tunelab.load_study("ddp", f"sqlite:///{tmp_path / 'ddp.db'}")
+    study = tunelab.load_study("ddp", f"sqlite:///{tmp_path / 'ddp.db'}", pruner=StopAt(metric="val_loss"))
     [trial] = study.trials  # no rank ran an objective of its own
     assert trial.state == tunelab.TrialState.PRUNED and trial.system_attrs["pruned"]["step"] == 2
     assert study.get_curves(0)["val_loss"][0] == [1, 2]
@@ -163,8 +163,11 @@ def test_under_ddp_rank_zero_alone_writes_and_every_rank_stops_at_the_same_step(
     assert {(m, s) for m, s, _ in writes} == {(m, s) for m in ("train_loss", "val_loss", "val_mae") for s in (1, 2)}
     assert all(n == 1 for _, _, n in writes)  # each point written once: one writer
     ranks = [json.loads((tmp_path / "trial-0" / f"rank-{r}.json").read_text()) for r in (0, 1)]
-    assert ranks[0] == ranks[1]
+    assert ranks[0] == ranks[1]  # the same stop, the same lr at every step
     assert ranks[0]["global_step"] == 2 * BATCHES_PER_EPOCH // 2  # two epochs of two batches on each rank
+    assert ranks[0]["lrs"] == [0.05, 0.05, 0.05, 0.002]  # the lr set after step 3 applied at step 4 on both
+    [entry] = trial.system_attrs["live_schedule"]
+    assert entry["params"] == {"lr": 0.002} and entry["optimizer_step"] == 3
     assert json.loads((tmp_path / "trial-0" / "main.json").read_text())["pruned"] is True
     kept = sorted(p.name for p in (tmp_path / "artifacts").glob("*/trial-0/step-*") if (p / CHECKPOINT_FILE).is_file())
     assert kept == ["step-1", "step-2"]

@@ -10,13 +10,13 @@ import warnings
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import lightning.pytorch as pl  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+import lightning.pytorch as pl
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
-import tunelab  # noqa: E402
-from tunelab.integrations.lightning import TunelabCallback  # noqa: E402
+import tunelab
+from tunelab.integrations.lightning import TunelabCallback
 
 torch.set_num_threads(1)
 warnings.filterwarnings("ignore", ".*does not have many workers.*")

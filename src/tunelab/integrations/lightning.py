@@ -115,7 +115,10 @@ class _Relay:
         return result
 
     def close(self) -> None:
-        self._conn.close()
+        try:
+            self.call("close")
+        finally:
+            self._conn.close()
 
 
 def _serve(listener: Listener, port: _Port, done: Callable[[], None]) -> None:
@@ -126,6 +129,11 @@ def _serve(listener: Listener, port: _Port, done: Callable[[], None]) -> None:
                 try:
                     method, args = conn.recv()
                 except (EOFError, OSError):
+                    return
+                if method == "close":  # rank 0's fit is over: a later launch starts a new relay
+                    done()
+                    done = _nothing
+                    conn.send((True, None))
                     return
                 try:
                     reply: tuple[bool, Any] = (True, getattr(port, method)(*args))
@@ -139,6 +147,10 @@ def _serve(listener: Listener, port: _Port, done: Callable[[], None]) -> None:
         listener.close()
         port.checkpoint_end("rank 0 went away while writing a checkpoint")
         done()
+
+
+def _nothing() -> None:
+    pass
 
 
 class TunelabCallback(pl.Callback):  # type: ignore[misc]
