@@ -117,6 +117,8 @@ class _Relay:
     def close(self) -> None:
         try:
             self.call("close")
+        except (EOFError, OSError):
+            pass  # the objective's process went away: nothing left to close there
         finally:
             self._conn.close()
 
@@ -207,7 +209,7 @@ class TunelabCallback(pl.Callback):  # type: ignore[misc]
         self._last_step = -1
         self._pending = False
         self.metrics: dict[str, float] = {}
-        """The metrics of the last validation end (on every rank)."""
+        """The metrics of the last report, as this process saw them (each rank has its own copy)."""
 
     # -- the answers an objective reads ---------------------------------------------------
     @property
