@@ -1,0 +1,391 @@
+"""PyTorch Lightning: ``TunelabCallback`` reports a Trainer's logged metrics to a tunelab trial.
+
+One line added to an existing Lightning run::
+
+    cb = TunelabCallback(trial, monitor="val_loss")
+    trainer = pl.Trainer(max_epochs=20, callbacks=[cb])
+    trainer.fit(model, datamodule)
+    return trainer.callback_metrics["val_loss"].item()   # a pruned trial ends PRUNED anyway
+
+Every numeric metric of ``trainer.callback_metrics`` becomes a point of the trial's curves after
+each validation (not the sanity check); the study's pruner is asked and, when it says stop, the
+Trainer stops cleanly (``trainer.should_stop``) and the trial is marked pruned. Under DDP only
+global rank 0 talks to the storage, and its answers (stop, live changes, a checkpoint's folder)
+are broadcast to every rank (``trainer.strategy.broadcast``), so all ranks stop at the same step.
+
+DDP: with ``strategy="ddp_spawn"`` the objective is unchanged: the callback is pickled into the
+spawned ranks without its trial, and rank 0 relays to the trial left in the objective's process
+over a local connection (127.0.0.1, an authentication key). With launches that run the script on
+every rank (``strategy="ddp"``, ``torchrun``), give the trial on global rank 0 only and ``None``
+on the others, which must train with the same hyperparameters.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from multiprocessing.connection import Client, Connection, Listener
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from tunelab.distributions import ParamValue
+from tunelab.errors import ConfigError
+from tunelab.integrations._common import check_monitor, check_trial, numeric_metrics, prune_now
+from tunelab.study import Trial
+from tunelab.torch.live import OPTIMIZER_LIVE, apply_to_optimizer, optimizer_live_names
+
+__all__ = ["CHECKPOINT_FILE", "TunelabCallback"]
+
+#: The file name of the Lightning checkpoint inside each ``trial.checkpoint(step)`` folder.
+CHECKPOINT_FILE = "lightning.ckpt"
+_STEPS = ("epoch", "global_step")
+
+
+class _Port:
+    """What global rank 0 asks of the trial; run where the trial lives (in-process or relayed)."""
+
+    def __init__(self, trial: Trial, monitor: str) -> None:
+        self.trial = trial
+        self.monitor = monitor
+        self.pruned = False
+        self._writing: AbstractContextManager[Path] | None = None
+
+    def declare(self, names: list[str]) -> None:
+        self.trial.declare_live(names)
+
+    def report(self, step: int, logged: dict[str, float]) -> bool:
+        """Report the logged metrics at ``step``, the monitored one last (the pruner decides on it, unless it
+        names its own ``metric``); True when the pruner stops the trial."""
+        if self.monitor not in logged:
+            raise ConfigError(
+                f"TunelabCallback(monitor={self.monitor!r}) is not among the metrics logged at validation end, "
+                f"{sorted(logged)}: log it with self.log({self.monitor!r}, ...) in validation_step or pass one "
+                "of those"
+            )
+        decisive = {self.monitor}
+        pruner = self.trial.study.pruner
+        if pruner is not None and pruner.metric in logged:
+            decisive.add(pruner.metric)
+        others = {k: v for k, v in logged.items() if k not in decisive}
+        if others:
+            self.trial.report(step, **others)
+        self.trial.report(step, **{k: logged[k] for k in sorted(decisive)})  # the last report: what the pruner reads
+        if prune_now(self.trial):
+            self.pruned = True
+        return self.pruned
+
+    def sync(self, step: float, optimizer_step: int) -> tuple[dict[str, ParamValue], bool]:
+        """The live changes to apply now, and whether a stop was requested (then the trial is pruned)."""
+        changes = self.trial.sync_live(step, optimizer_step=optimizer_step)
+        if self.trial.stop_requested and prune_now(self.trial):
+            self.pruned = True
+        return changes, self.pruned
+
+    def checkpoint_begin(self, step: int) -> str:
+        self._writing = self.trial.checkpoint(step)
+        return str(self._writing.__enter__())
+
+    def checkpoint_end(self, error: str | None) -> None:
+        writing, self._writing = self._writing, None
+        if writing is None:
+            return
+        if error is None:
+            writing.__exit__(None, None, None)
+        else:
+            failure = RuntimeError(error)
+            writing.__exit__(RuntimeError, failure, None)  # the folder is discarded
+
+
+class _Relay:
+    """A ``_Port`` on the far side of a local connection (a spawned rank 0 calling the objective's process)."""
+
+    def __init__(self, address: Any, key: bytes) -> None:
+        self._conn: Connection = Client(address, authkey=key)
+
+    def call(self, method: str, *args: Any) -> Any:
+        self._conn.send((method, args))
+        ok, result = self._conn.recv()
+        if not ok:
+            raise result
+        return result
+
+    def close(self) -> None:
+        try:
+            self.call("close")
+        except (EOFError, OSError):
+            pass  # the objective's process went away: nothing left to close there
+        finally:
+            self._conn.close()
+
+
+def _serve(listener: Listener, port: _Port, done: Callable[[], None]) -> None:
+    """Answer one connection's calls on ``port`` until it closes (a thread of the objective's process)."""
+    try:
+        with listener.accept() as conn:
+            while True:
+                try:
+                    method, args = conn.recv()
+                except (EOFError, OSError):
+                    return
+                if method == "close":  # rank 0's fit is over: a later launch starts a new relay
+                    done()
+                    done = _nothing
+                    conn.send((True, None))
+                    return
+                try:
+                    reply: tuple[bool, Any] = (True, getattr(port, method)(*args))
+                except Exception as e:  # noqa: BLE001 - sent to rank 0, which raises it
+                    reply = (False, e)
+                try:
+                    conn.send(reply)
+                except Exception:  # noqa: BLE001 - an exception that does not pickle
+                    conn.send((False, RuntimeError(f"{type(reply[1]).__name__}: {reply[1]}")))
+    finally:
+        listener.close()
+        port.checkpoint_end("rank 0 went away while writing a checkpoint")
+        done()
+
+
+def _nothing() -> None:
+    pass
+
+
+class TunelabCallback(pl.Callback):  # type: ignore[misc]
+    """Report a Lightning Trainer's metrics to ``trial``; prune, checkpoint and apply live changes.
+
+    Args:
+        trial: the trial given to the objective; ``None`` on the ranks other than global rank 0
+            when every rank runs the script (``strategy="ddp"``, ``torchrun``).
+        monitor: the metric the study's pruner decides on (unless the pruner names its own with
+            ``metric=``), one the run logs (``self.log("val_loss", ...)`` in ``validation_step``); a
+            ConfigError at the first report names the logged metrics when it is missing.
+        step: the curve's step. ``"epoch"``: the epochs trained (1 after the first), reported at
+            the end of each epoch that validated, with that epoch's training metrics (Lightning
+            computes ``on_epoch`` training metrics after the validation). ``"global_step"``: the
+            optimizer steps so far, reported at each validation end (use it when validating
+            within epochs, ``val_check_interval``).
+        checkpoint: save ``trainer.save_checkpoint`` into ``trial.checkpoint(step)`` after each
+            report (file :data:`CHECKPOINT_FILE`); resume with ``fit(ckpt_path=...)``.
+        live: apply changes of ``lr``, ``weight_decay`` and ``momentum`` asked with ``tunelab set``
+            to every optimizer before each training batch (declared with ``trial.declare_live`` at
+            fit start); a list of names adds those you apply yourself (``trial.live(name)``);
+            ``False``: no live changes.
+
+    The trial ends PRUNED with its curve when the pruner stops it, whether the objective then
+    raises :class:`tunelab.TrialPruned` (e.g. ``if cb.pruned``) or returns a metric.
+    """
+
+    def __init__(
+        self,
+        trial: Trial | None,
+        monitor: str = "val_loss",
+        *,
+        step: str = "epoch",
+        checkpoint: bool = False,
+        live: bool | Sequence[str] = True,
+    ) -> None:
+        self._trial = None if trial is None else check_trial(trial, "TunelabCallback")
+        self.monitor = check_monitor(monitor)
+        if step not in _STEPS:
+            raise ConfigError(f"TunelabCallback(step=...) must be 'epoch' or 'global_step', got {step!r}")
+        if not isinstance(checkpoint, bool):
+            raise ConfigError(f"TunelabCallback(checkpoint=...) must be True or False, got {checkpoint!r}")
+        self.step = step
+        self.checkpoint = checkpoint
+        self._extra_live = _check_live(live)
+        self.live = live is not False
+        self._port = None if self._trial is None else _Port(self._trial, self.monitor)
+        self._relay_address: tuple[Any, bytes] | None = None
+        self._relay: _Relay | None = None
+        self._serving = False
+        self._lock = threading.Lock()
+        self._rank_zero = True
+        self._pruned = False
+        self._last_step = -1
+        self._pending = False
+        self.metrics: dict[str, float] = {}
+        """The metrics of the last report, as this process saw them (each rank has its own copy)."""
+
+    # -- the answers an objective reads ---------------------------------------------------
+    @property
+    def pruned(self) -> bool:
+        """Whether the pruner stopped this run (the trial ends PRUNED): ``if cb.pruned: raise TrialPruned()``."""
+        return self._pruned or (self._port is not None and self._port.pruned)
+
+    # -- pickling into spawned ranks (ddp_spawn) --------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """The callback without its trial: a spawned rank 0 relays to it over a local connection."""
+        state = dict(self.__dict__)
+        if self._port is not None:
+            state["_relay_address"] = self._start_relay()
+        for key in ("_trial", "_port", "_relay", "_lock"):
+            state[key] = None
+        state["_serving"] = False
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def _start_relay(self) -> tuple[Any, bytes]:
+        """One listening relay for this callback's trial (started once per launch of the ranks)."""
+        assert self._port is not None
+        with self._lock:
+            if not self._serving or self._relay_address is None:
+                key = secrets.token_bytes(32)
+                listener = Listener(("127.0.0.1", 0), authkey=key)
+                self._relay_address = (listener.address, key)
+                self._serving = True
+                threading.Thread(target=_serve, args=(listener, self._port, self._relay_done),
+                                 name="tunelab-lightning-relay", daemon=True).start()
+            return self._relay_address
+
+    def _relay_done(self) -> None:
+        with self._lock:
+            self._serving = False
+
+    def _call(self, method: str, *args: Any) -> Any:
+        """Call the trial's port on global rank 0: in this process, or relayed to the objective's."""
+        if self._port is not None:
+            return getattr(self._port, method)(*args)
+        if self._relay is None:
+            if self._relay_address is None:
+                raise ConfigError(
+                    "TunelabCallback on global rank 0 needs the trial: TunelabCallback(trial, ...) there "
+                    "(None is for the other ranks when every rank runs the script)"
+                )
+            self._relay = _Relay(*self._relay_address)
+        return self._relay.call(method, *args)
+
+    # -- Lightning hooks ----------------------------------------------------------------------
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._rank_zero = bool(trainer.is_global_zero)
+        self._pruned = False
+        self._last_step = -1
+        self._pending = False
+        if self._port is not None:
+            self._port.pruned = False
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.live:
+            names = _live_names(trainer.optimizers) + self._extra_live
+            self._decide(trainer, lambda: self._call("declare", sorted(set(names))))
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        if not self.live:
+            return
+        at = float(trainer.global_step) if self.step == "global_step" else _fractional_epoch(trainer, batch_idx)
+        changes, stop = self._decide(trainer, lambda: self._call("sync", at, int(trainer.global_step)))
+        if changes:
+            _apply(trainer, changes)
+        if stop:
+            self._stop(trainer)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        if self.step == "epoch":
+            self._pending = True  # reported at the epoch's end, with the epoch's training metrics
+        else:
+            self._report(trainer, int(trainer.global_step))
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._pending:
+            self._pending = False
+            self._report(trainer, int(trainer.current_epoch) + 1)
+
+    def _report(self, trainer: pl.Trainer, step: int) -> None:
+        """Report the logged metrics at ``step``, stop the run when the pruner says so, checkpoint."""
+        if step <= self._last_step:
+            return  # validated again without training in between
+        self._last_step = step
+        self.metrics = numeric_metrics(trainer.callback_metrics)
+        logged = dict(self.metrics)
+        if self._decide(trainer, lambda: self._call("report", step, logged)):
+            self._stop(trainer)
+        if self.checkpoint:
+            self._save(trainer, step)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self._relay is not None:
+            self._relay.close()
+            self._relay = None
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _stop(self, trainer: pl.Trainer) -> None:
+        self._pruned = True
+        trainer.should_stop = True
+
+    def _decide(self, trainer: pl.Trainer, ask: Callable[[], Any]) -> Any:
+        """``ask()`` on global rank 0, its answer broadcast to every rank; an error there is raised on every
+        rank (the others would wait for the answer forever)."""
+        answer: Any = None
+        error: BaseException | None = None
+        if self._rank_zero:
+            try:
+                answer = ask()
+            except Exception as e:  # noqa: BLE001 - re-raised below, after the other ranks heard of it
+                error = e
+        message = None if error is None else f"{type(error).__name__}: {error}"
+        answer, message = trainer.strategy.broadcast((answer, message), src=0)
+        if error is not None:
+            raise error
+        if message is not None:
+            raise RuntimeError(f"TunelabCallback on global rank 0 failed: {message}")
+        return answer
+
+    def _save(self, trainer: pl.Trainer, step: int) -> None:
+        """``trainer.save_checkpoint`` into ``trial.checkpoint(step)``; every rank takes part (a barrier)."""
+        folder = self._decide(trainer, lambda: self._call("checkpoint_begin", step))
+        error: str | None = None
+        try:
+            trainer.save_checkpoint(Path(folder) / CHECKPOINT_FILE, weights_only=False)
+        except Exception as e:
+            error = f"{type(e).__name__}: {e}"
+            raise
+        finally:
+            if self._rank_zero:
+                self._call("checkpoint_end", error)
+
+
+def _check_live(live: object) -> list[str]:
+    """The names given to ``live=`` besides the optimizer's."""
+    if isinstance(live, bool):
+        return []
+    if isinstance(live, str) or not isinstance(live, Sequence) or not all(isinstance(n, str) and n for n in live):
+        raise ConfigError(
+            f"TunelabCallback(live=...) must be True, False or a list of hyperparameter names, got {live!r}"
+        )
+    return list(live)
+
+
+def _live_names(optimizers: Sequence[torch.optim.Optimizer]) -> list[str]:
+    """The optimizer hyperparameters every optimizer of the run can take."""
+    if not optimizers:
+        return []
+    common = set(OPTIMIZER_LIVE)
+    for optimizer in optimizers:
+        common &= set(optimizer_live_names(optimizer))
+    return [n for n in OPTIMIZER_LIVE if n in common]
+
+
+def _fractional_epoch(trainer: pl.Trainer, batch_idx: int) -> float:
+    """The epoch about to be trained at ``batch_idx`` on the curve's epoch scale (epochs done, fractional)."""
+    per_epoch = trainer.num_training_batches
+    done = batch_idx / per_epoch if isinstance(per_epoch, int) and per_epoch > 0 else 0.0
+    return float(trainer.current_epoch) + done
+
+
+def _apply(trainer: pl.Trainer, changes: Mapping[str, ParamValue]) -> None:
+    """Set live changes on every optimizer of the run (a LambdaLR schedule goes on from the new base lr)."""
+    schedulers = [config.scheduler for config in trainer.lr_scheduler_configs]
+    for optimizer in trainer.optimizers:
+        scheduler = next((s for s in schedulers if isinstance(s, torch.optim.lr_scheduler.LambdaLR)
+                          and s.optimizer is optimizer), None)
+        apply_to_optimizer(optimizer, scheduler, changes)

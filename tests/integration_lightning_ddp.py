@@ -1,0 +1,41 @@
+"""A DDP study for tests/test_integration_lightning.py, run as a script (spawned ranks re-import it):
+``python tests/integration_lightning_ddp.py OUT``. One trial trains on two CPU processes
+(ddp_spawn, gloo) under a pruner that stops it at step 2, its lr set from outside after three
+steps; SQLite triggers log every write of a curve point, so the test can count the writers."""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+import sys
+from pathlib import Path
+
+import tunelab
+from integration_lightning_objectives import StopAt, ddp_objective
+from tunelab.checkpoints import CheckpointPolicy
+
+
+def log_curve_writes(db: Path) -> None:
+    """Record every insert and update of a curve point in a ``writes`` table."""
+    with sqlite3.connect(db) as conn:
+        conn.executescript("""
+            CREATE TABLE writes (trial_id INTEGER, metric TEXT, step INTEGER);
+            CREATE TRIGGER log_insert AFTER INSERT ON trial_values
+                BEGIN INSERT INTO writes VALUES (NEW.trial_id, NEW.metric, NEW.step); END;
+            CREATE TRIGGER log_update AFTER UPDATE ON trial_values
+                BEGIN INSERT INTO writes VALUES (NEW.trial_id, NEW.metric, NEW.step); END;
+        """)
+
+
+def main(out: Path) -> None:
+    db = out / "ddp.db"
+    study = tunelab.create_study(name="ddp", storage=f"sqlite:///{db}", seed=0, sampler=tunelab.RandomSampler(),
+                                 pruner=StopAt(2, metric="val_loss"), artifact_dir=out / "artifacts",
+                                 checkpoint_policy=CheckpointPolicy(keep_last=5, keep_finished=True))
+    log_curve_writes(db)
+    study.enqueue({"lr": 0.05})
+    study.optimize(functools.partial(ddp_objective, out=out), n_trials=1)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
