@@ -8,10 +8,10 @@ from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import torch  # noqa: E402
-from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments, set_seed  # noqa: E402
+import torch
+from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments, set_seed
 
-import tunelab  # noqa: E402
+import tunelab
 
 torch.set_num_threads(1)
 

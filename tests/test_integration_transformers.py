@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import torch
 import transformers
-from integration_transformers_objectives import EVAL, TRAIN, make_trainer, tiny_model, tiny_trainer, training_args
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState
 
 import tunelab
+from integration_transformers_objectives import make_trainer, tiny_model, tiny_trainer, training_args
 from tunelab.babysit import set_live
 from tunelab.errors import ConfigError
 from tunelab.integrations.transformers import LIVE_NAMES, BestRun, TunelabCallback, search
@@ -140,6 +140,11 @@ def test_only_the_main_process_talks_to_the_study() -> None:
     main = TrainerState(is_world_process_zero=True, global_step=3)
     callback.on_evaluate(args, main, control, metrics={"eval_loss": 1.0, "epoch": 0.5})
     assert study.get_curves(0) == {"eval_loss": ([3], [1.0])}
+    without = TunelabCallback(None)  # the other ranks need no trial...
+    without.on_train_begin(args, other_rank, control)
+    without.on_evaluate(args, other_rank, control, metrics={"eval_loss": 1.0})
+    with pytest.raises(ConfigError, match=r"TunelabCallback\(None\) in the main process"):
+        without.on_train_begin(args, main, control)  # ...the main one does
 
 
 # -- live hyperparameters ----------------------------------------------------------------------------
@@ -266,9 +271,8 @@ def test_search_refuses_a_factory_that_ignores_the_params_or_returns_no_trainer(
     def no_trainer(trial: tunelab.Trial) -> Any:
         return tiny_model()
 
-    with pytest.raises(ConfigError, match="must return a transformers.Trainer"):
+    with pytest.raises(ConfigError, match=r"must return a transformers\.Trainer"):
         search(no_trainer, SPACE, n_trials=1)
-    assert TRAIN and EVAL  # the shared data is importable by workers
 
 
 # -- the example and its page ------------------------------------------------------------------------

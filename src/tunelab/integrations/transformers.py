@@ -34,6 +34,7 @@ from tunelab.torch.live import apply_to_optimizer
 
 _transformers = require("transformers", "transformers", "tunelab.integrations.transformers")
 Trainer: Any = _transformers.Trainer
+TrainerCallback: Any = _transformers.TrainerCallback
 TrainingArguments: Any = _transformers.TrainingArguments
 
 __all__ = ["LIVE_NAMES", "BestRun", "TunelabCallback", "search"]
@@ -45,7 +46,7 @@ _STEPS = ("global_step", "epoch")
 _NOT_CURVES = frozenset({"epoch", "step"})  # the Trainer adds these to the metrics: they are the x axis
 
 
-class TunelabCallback(_transformers.TrainerCallback):  # type: ignore[misc,name-defined]
+class TunelabCallback(TrainerCallback):  # type: ignore[misc]
     """Report every ``Trainer.evaluate()`` to ``trial``, stop training when the pruner says so, and
     apply live ``learning_rate``/``weight_decay`` changes at the next optimizer step.
 
@@ -59,15 +60,16 @@ class TunelabCallback(_transformers.TrainerCallback):  # type: ignore[misc,name-
     ``torch.distributed`` its decisions (stop, live changes) are broadcast to every rank.
 
     Args:
-        trial: the :class:`tunelab.Trial` given to the objective.
+        trial: the :class:`tunelab.Trial` given to the objective; None in the other processes of a
+            distributed run (only the main one needs it).
         monitor: the metric that must be logged at each evaluation (checked at the first one: a
             ConfigError names the metrics that were logged). It is the value :func:`search` optimizes.
         step: ``"global_step"`` (optimizer steps, the default) or ``"epoch"`` (for
             ``eval_strategy="epoch"``: evaluations at whole epochs).
     """
 
-    def __init__(self, trial: Trial, monitor: str = "eval_loss", *, step: str = "global_step") -> None:
-        self._trial = check_trial(trial, "TunelabCallback")
+    def __init__(self, trial: Trial | None, monitor: str = "eval_loss", *, step: str = "global_step") -> None:
+        self._trial = None if trial is None else check_trial(trial, "TunelabCallback")
         self.monitor = check_monitor(monitor)
         if step not in _STEPS:
             raise ConfigError(f"TunelabCallback(step=...) must be 'global_step' or 'epoch', got {step!r}")
@@ -79,15 +81,23 @@ class TunelabCallback(_transformers.TrainerCallback):  # type: ignore[misc,name-
         self._training = False
 
     @property
-    def trial(self) -> Trial:
-        """The trial this callback reports to."""
+    def trial(self) -> Trial | None:
+        """The trial this callback reports to (None in a process other than the main one)."""
+        return self._trial
+
+    def _main_trial(self) -> Trial:
+        if self._trial is None:
+            raise ConfigError(
+                "TunelabCallback(None) in the main process: give it the tunelab.Trial of the objective "
+                "(None is only for the other processes of a distributed run)"
+            )
         return self._trial
 
     # -- the Trainer's events -----------------------------------------------------------------
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._training = True
         if state.is_world_process_zero:
-            self._trial.declare_live(LIVE_NAMES)
+            self._main_trial().declare_live(LIVE_NAMES)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._training = False
@@ -96,8 +106,9 @@ class TunelabCallback(_transformers.TrainerCallback):  # type: ignore[misc,name-
         changes: dict[str, ParamValue] = {}
         stop = False
         if state.is_world_process_zero:
-            changes = self._trial.sync_live(state.global_step)
-            stop = self._trial.stop_requested and prune_now(self._trial)  # a stop asked from outside
+            trial = self._main_trial()
+            changes = trial.sync_live(state.global_step)
+            stop = trial.stop_requested and prune_now(trial)  # a stop asked from outside
         changes, stop = _from_main_process((changes, stop))
         if changes:
             _apply_live(changes, kwargs.get("optimizer"), kwargs.get("lr_scheduler"), kwargs.get("model"))
@@ -120,9 +131,10 @@ class TunelabCallback(_transformers.TrainerCallback):  # type: ignore[misc,name-
                 f"TunelabCallback(monitor={self.monitor!r}): the evaluation logged {sorted(values) or 'no numbers'}; "
                 f"monitor one of them (the Trainer prefixes evaluation metrics with 'eval_', e.g. 'eval_loss')"
             )
-        self._trial.report(self._step_of(state), **values)
+        trial = self._main_trial()
+        trial.report(self._step_of(state), **values)
         self.last_metrics, self.last_step = values, int(state.global_step)
-        return self._training and prune_now(self._trial)
+        return self._training and prune_now(trial)
 
     def _step_of(self, state: Any) -> int:
         if self.step == "global_step":
