@@ -29,8 +29,9 @@ class TunelabCallback(keras.callbacks.Callback):  # type: ignore[misc]
         trial: the :class:`tunelab.Trial` given to the objective.
         monitor: a metric Keras logs at each epoch's end; its absence is a ConfigError at the first
             epoch's end that names the logged metrics (``val_*`` ones need ``validation_data`` or
-            ``validation_split``). The study's pruner judges the metric it is set to
-            (``metric=``), else the one its naming rule picks (``val_loss`` in a study that minimizes).
+            ``validation_split``, at every epoch: ``validation_freq=1``). The study's pruner judges
+            the metric it is set to (``metric=``), else the one its naming rule picks (``val_loss``
+            in a study that minimizes).
     """
 
     def __init__(self, trial: Any, monitor: str = "val_loss") -> None:
