@@ -1,0 +1,117 @@
+"""LightGBM: :class:`TunelabCallback` reports every eval metric per boosting round, stops a pruned
+trial (``lgb.train`` returns cleanly) and keeps the best round's score.
+
+Add it to ``lgb.train(callbacks=[...])`` (or ``lgb.cv``, or an ``LGBMModel.fit``'s ``callbacks``)::
+
+    callback = TunelabCallback(trial, "binary_logloss")
+    lgb.train(params, dtrain, num_boost_round=200, valid_sets=[dvalid], callbacks=[callback])
+    return callback.best_score
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from tunelab.errors import ConfigError
+from tunelab.integrations._best import BestScore, check_direction
+from tunelab.integrations._common import as_number, check_monitor, check_trial, prune_now, require
+
+lgb: Any = require("lightgbm", "lightgbm", "tunelab.integrations.lightgbm")
+
+#: The name ``lgb.cv`` gives its held-out folds (the mean over folds is reported).
+CV_VALID_NAME = "valid"
+
+
+def evaluation_scores(results: Sequence[Sequence[Any]]) -> dict[str, float]:
+    """``env.evaluation_result_list`` as ``{"<data>-<metric>": value}``; in ``lgb.cv`` the value is
+    the mean over folds (its standard deviation is not reported)."""
+    out: dict[str, float] = {}
+    for item in results:
+        number = as_number(item[2])
+        if number is not None:
+            out[f"{item[0]}-{item[1]}"] = number
+    return out
+
+
+class TunelabCallback:
+    """Reports every eval metric after each boosting round (step = the iteration, counted from 0;
+    names ``<data>-<metric>`` such as ``valid_0-binary_logloss``), then asks the study's pruner;
+    when it says stop, raises LightGBM's ``EarlyStopException`` at the best round so far (so
+    ``lgb.train`` returns cleanly, its ``best_iteration`` and ``best_score`` set) and marks the
+    trial: it ends PRUNED with its curves whether the objective then raises
+    :class:`tunelab.TrialPruned` or returns.
+
+    Args:
+        trial: the :class:`tunelab.Trial` given to the objective.
+        metric: the monitored metric as LightGBM names it (``binary_logloss``, ``auc``, ``l2``...).
+            It defines :attr:`best_score`; the study's pruner judges the metric it is set to
+            (``metric="valid_0-binary_logloss"``), else the one its naming rule picks.
+        valid_name: the validation set's name: ``valid_names=[...]`` given to ``lgb.train``, else
+            LightGBM's ``valid_<index in valid_sets>`` (``valid_1`` when the training set comes
+            first). In ``lgb.cv`` the default means ``"valid"``, cv's held-out folds. A metric or
+            name LightGBM never logs is a ConfigError at the first round naming the ones it logs.
+        direction: of the monitored metric, for :attr:`best_score`: 'minimize' or 'maximize';
+            None: LightGBM's own (``auc`` is higher-is-better, ``binary_logloss`` lower).
+    """
+
+    def __init__(self, trial: Any, metric: str = "binary_logloss", valid_name: str = "valid_0", *,
+                 direction: str | None = None) -> None:
+        self.trial = check_trial(trial, "TunelabCallback")
+        self.metric = check_monitor(metric, "metric")
+        self.valid_name = check_monitor(valid_name, "valid_name")
+        self.direction = check_direction(direction, "TunelabCallback")
+        self.order = 25  # after record_evaluation (20): the pruned round is recorded; before early_stopping (30)
+        self.before_iteration = False
+        self._best: BestScore | None = None
+        self._best_results: list[Any] = []
+        self.pruned_iteration: int | None = None
+
+    @property
+    def best_score(self) -> float | None:
+        """The best value of the monitored metric so far (None before the first round): return it
+        from the objective as the trial's value, the best iteration's score."""
+        return None if self._best is None else self._best.score
+
+    @property
+    def best_iteration(self) -> int | None:
+        """The iteration (from 0) of :attr:`best_score`, the first of equal ones."""
+        return None if self._best is None else self._best.iteration
+
+    def key(self, env: Any) -> str:
+        """The reported name of the monitored metric in this run (``lgb.cv``'s folds are ``valid``)."""
+        cv = isinstance(env.model, lgb.CVBooster)
+        data = CV_VALID_NAME if cv and self.valid_name == "valid_0" else self.valid_name
+        return f"{data}-{self.metric}"
+
+    def __call__(self, env: Any) -> None:
+        results = list(env.evaluation_result_list or [])
+        scores = evaluation_scores(results)
+        key = self.key(env)
+        self._check_logged(key, scores)
+        step = int(env.iteration)
+        self.trial.report(step, **scores)
+        self._track_best(step, key, results, scores[key])
+        if prune_now(self.trial):
+            self.pruned_iteration = step
+            raise lgb.callback.EarlyStopException(self.best_iteration, self._best_results)
+
+    def _track_best(self, step: int, key: str, results: list[Any], value: float) -> None:
+        if self._best is None:
+            higher_is_better = next(bool(r[3]) for r in results if f"{r[0]}-{r[1]}" == key)
+            self._best = BestScore(self.direction or ("maximize" if higher_is_better else "minimize"))
+        if self._best.update(step, value):
+            self._best_results = results
+
+    def _check_logged(self, key: str, scores: dict[str, float]) -> None:
+        if key in scores:
+            return
+        if not scores:
+            raise ConfigError(
+                f"TunelabCallback(metric={self.metric!r}): LightGBM evaluated nothing; pass "
+                f"valid_sets=[dvalid] to lgb.train (and a metric in params, e.g. 'metric': {self.metric!r})"
+            )
+        raise ConfigError(
+            f"TunelabCallback(metric={self.metric!r}, valid_name={self.valid_name!r}): LightGBM logs only "
+            f"{sorted(scores)} ('<valid_name>-<metric>'); pass the metric and valid_name of one of them"
+        )
