@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import pickle
 import re
@@ -20,7 +21,7 @@ from sklearn.decomposition import PCA
 from sklearn.exceptions import FitFailedWarning
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import log_loss
-from sklearn.model_selection import RandomizedSearchCV
+from sklearn.model_selection import GroupKFold, RandomizedSearchCV, cross_val_score
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import check_estimator
@@ -154,6 +155,9 @@ def test_clone_get_set_params_and_pickle_round_trip(cancer: tuple[np.ndarray, np
     X, y = cancer
     pruner = tunelab.MedianPruner(n_startup_trials=2)
     search = _random(n_trials=3, cv=3, n_workers=1, pruner=pruner, error_score=0.0)
+    assert list(inspect.signature(TunelabSearchCV).parameters) == [
+        "estimator", "param_distributions", "n_trials", "cv", "scoring", "refit", "n_workers", "sampler", "pruner",
+        "storage", "study_name", "error_score", "return_train_score", "random_state", "verbose", "pre_dispatch"]
     params = search.get_params()
     assert params["n_trials"] == 3 and params["pruner"] is pruner and params["n_workers"] == 1
     assert params["estimator__max_iter"] == 300 and "n_jobs" not in params
@@ -195,7 +199,7 @@ def test_a_failing_fit_records_error_score_and_the_search_goes_on(cancer: tuple[
     assert all(t.state.value in ("COMPLETE", "FAIL") for t in raising.study_.trials)  # none left RUNNING
 
     everything_fails = clone(search).set_params(param_distributions={"solver": ["no-such-solver"]})
-    with pytest.raises(ValueError, match=r"All the \d+ fits failed"), warnings.catch_warnings():
+    with pytest.raises(ValueError, match=r"All the 18 fits of the search failed"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         everything_fails.fit(X, y)
 
@@ -233,6 +237,12 @@ def test_two_workers_evaluate_batches_of_two(cancer: tuple[np.ndarray, np.ndarra
     # Trials 0 and 1 ran as one batch: 1 started before 0 finished; 2 started after both.
     assert trials[1].datetime_start < trials[0].datetime_complete
     assert trials[2].datetime_start >= max(trials[0].datetime_complete, trials[1].datetime_complete)
+    pruning = _random(n_trials=4, cv=3, n_workers=2, pruner=tunelab.MedianPruner(n_startup_trials=1)).fit(X, y)
+    assert list(pruning.cv_results_["trial_state"]) == [t.state.value for t in pruning.trials_]
+    assert [p["C"] for p in pruning.cv_results_["params"]] == [p["C"] for p in one.cv_results_["params"]]
+    complete = pruning.cv_results_["trial_state"] == "COMPLETE"
+    means = pruning.cv_results_["mean_test_score"]
+    assert complete.any() and means[complete] == pytest.approx(one.cv_results_["mean_test_score"][complete])
 
 
 def test_a_model_based_sampler_plans_a_batch_with_its_pending_trials() -> None:
@@ -243,6 +253,16 @@ def test_a_model_based_sampler_plans_a_batch_with_its_pending_trials() -> None:
     alphas = [p["alpha"] for p in search.cv_results_["params"]]
     assert len(set(alphas)) == 8  # a batch's two trials are planned apart, not twice the same point
     assert search.best_score_ == max(search.cv_results_["mean_test_score"])
+
+
+def test_groups_reach_the_splitter_and_every_candidate_sees_the_same_folds() -> None:
+    X, y = load_diabetes(return_X_y=True)
+    groups = np.arange(len(y)) % 7
+    search = TunelabSearchCV(Ridge(), {"alpha": tunelab.Float(1e-2, 1e2, log=True)}, n_trials=3,
+                             cv=GroupKFold(n_splits=3), random_state=0).fit(X, y, groups=groups)
+    for params, mean in zip(search.cv_results_["params"], search.cv_results_["mean_test_score"], strict=True):
+        expected = cross_val_score(Ridge(**params), X, y, groups=groups, cv=GroupKFold(n_splits=3)).mean()
+        assert mean == pytest.approx(expected)
 
 
 # -- param_distributions --------------------------------------------------------------------------

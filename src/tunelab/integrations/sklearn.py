@@ -176,6 +176,7 @@ class _Row:
     failed_folds: set[int] = field(default_factory=set)
     error: str | None = None
     pruned_at: int | None = None
+    frozen: FrozenTrial | None = None
 
     @property
     def started(self) -> bool:
@@ -327,7 +328,7 @@ class TunelabSearchCV(BaseSearchCV):  # type: ignore[misc]
         try:
             super().fit(X, y, **params)
         finally:
-            for transient in ("_rows", "_ledger", "_frozen", "_splits", "_space", "_decoders"):
+            for transient in ("_rows", "_ledger", "_splits", "_space", "_decoders"):
                 self.__dict__.pop(transient, None)
         return self
 
@@ -335,7 +336,7 @@ class TunelabSearchCV(BaseSearchCV):  # type: ignore[misc]
         """Ask a batch of trials, cross-validate them, tell each its mean score; repeat to ``n_trials``."""
         self._rows: list[_Row] = []
         self._ledger: list[tuple[int, int]] = []
-        self._frozen: dict[int, FrozenTrial] = {}
+        self._folds = int(self.n_splits_)
         self._fresh = False
         self._splits: list[tuple[Any, Any]] = []
         self._study = self._make_study()
@@ -346,24 +347,25 @@ class TunelabSearchCV(BaseSearchCV):  # type: ignore[misc]
         batch = max(1, effective_n_jobs(self.n_workers))
         results: dict[str, Any] | None = None
         last_failure: ValueError | None = None
-        total_failed = 0
         while len(self._rows) < self.n_trials:
             rows = self._ask(min(batch, self.n_trials - len(self._rows)))
             try:
                 got, failure = self._evaluate(rows, evaluate_candidates, search_ctx)
             except BaseException as e:
-                self._fail_unfinished(rows, f"{type(e).__name__}: {e}")
+                stopped = isinstance(e, (KeyboardInterrupt, SystemExit))  # "interrupted": as the runner says it
+                why = f"interrupted: {type(e).__name__}" if stopped else f"{type(e).__name__}: {e}"
+                self._fail_unfinished(rows, why)
                 raise
             results = got if got is not None else results
-            if failure is not None:
-                last_failure, total_failed = failure, total_failed + len(rows) * self._n_splits()
+            last_failure = failure or last_failure
             self._tell(rows)
-        self.trials_: list[FrozenTrial] = [self._frozen[id(r)] for r in self._rows]
+        self.trials_: list[FrozenTrial] = [r.frozen for r in self._rows if r.frozen is not None]
         if search_ctx is not None:
             search_ctx.call_on_fit_task_end(estimator=self)
         if results is None:  # every fit of the search failed: scikit-learn raises, so does this search
             assert last_failure is not None
-            raise ValueError(f"\nAll the {total_failed} fits failed over the search." + str(last_failure)) from None
+            failed = sum(len(r.failed_folds) for r in self._rows)
+            raise ValueError(f"\nAll the {failed} fits of the search failed; the last batch's:" + str(last_failure))
         if self._fresh:  # rows changed since the last table (a failed batch, a pruned candidate): refresh it
             table = self._table(warn=False)
             results.clear()
@@ -393,7 +395,8 @@ class TunelabSearchCV(BaseSearchCV):  # type: ignore[misc]
         return rows
 
     def _n_splits(self) -> int:
-        return int(self.n_splits_) if not hasattr(self, "_true_n_splits") else int(self._true_n_splits)
+        """The folds of the cv (``n_splits_`` reads 1 during a call on one fold)."""
+        return self._folds
 
     def _evaluate(
         self, rows: list[_Row], evaluate_candidates: Callable[..., dict[str, Any]], ctx: Any
@@ -437,7 +440,6 @@ class TunelabSearchCV(BaseSearchCV):  # type: ignore[misc]
             sub = ctx.subcontext(task_name="batch", max_subtasks=len(rows) * (1 if fold is not None else n_splits),
                                  sequential_subtasks=False)
             sub.call_on_fit_task_begin(estimator=self)
-        self._true_n_splits = n_splits
         if fold is not None:
             self.n_splits_ = 1  # evaluate_candidates checks the cv against n_splits_
         try:
@@ -454,7 +456,6 @@ class TunelabSearchCV(BaseSearchCV):  # type: ignore[misc]
             return None, e
         finally:
             self.n_splits_ = n_splits
-            del self._true_n_splits
         if sub is not None:
             sub.call_on_fit_task_end(estimator=self)
         return results, None
@@ -479,7 +480,7 @@ class TunelabSearchCV(BaseSearchCV):  # type: ignore[misc]
             else:
                 mean = float(np.mean([self._fold_score(row, k) for k in range(self._n_splits())]))
                 frozen = self._study.tell(row.trial, mean)
-            self._frozen[id(row)] = frozen
+            row.frozen = frozen
 
     def _fail_unfinished(self, rows: list[_Row], why: str) -> None:
         """An error stops the search: never leave its trials RUNNING."""
@@ -584,7 +585,7 @@ class TunelabSearchCV(BaseSearchCV):  # type: ignore[misc]
     def __getstate__(self) -> dict[str, Any]:
         state: dict[str, Any] = dict(super().__getstate__())
         study = state.pop("_study", None)
-        for transient in ("_rows", "_ledger", "_frozen", "_splits", "_space", "_decoders"):
+        for transient in ("_rows", "_ledger", "_splits", "_space", "_decoders"):
             state.pop(transient, None)
         if study is not None and isinstance(self.storage, str):
             state["_study_ref"] = (study.name, self.storage)
