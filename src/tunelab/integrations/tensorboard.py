@@ -4,8 +4,9 @@
 finished trial (in the process that called ``optimize``, also with ``n_workers > 1``) it writes
 ``<log_dir>/trial-<number>/``: every curve the trial reported (``study.get_curves``) as scalars at
 their steps, the final value(s) under ``metric_name``, and the trial's row of the HParams plugin's
-table (its parameters, ``trial_state``, and the session status: COMPLETE: success, PRUNED: aborted,
-FAIL: failure). ``<log_dir>`` itself holds the table's columns: each parameter with its domain from
+table (its parameters, ``trial_state``, and the session status: COMPLETE and PRUNED: success,
+FAIL: failure; TensorBoard has no status for a trial stopped early, so PRUNED is a success there
+and ``trial_state`` tells). ``<log_dir>`` itself holds the table's columns: each parameter with its domain from
 the study's distributions. ``cb.report(trial, step, **metrics)`` used inside the objective instead of
 ``trial.report`` also writes the scalars as they come (from the worker process that runs the
 trial), so curves grow while the trial trains; the end of the trial adds only what is missing::
@@ -44,8 +45,7 @@ require("tensorboard", "tensorboard", "tunelab.integrations.tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 from tensorboard.compat.proto.event_pb2 import Event  # noqa: E402
 from tensorboard.compat.proto.summary_pb2 import Summary  # noqa: E402
-from tensorboard.plugins.hparams import api_pb2  # noqa: E402
-from tensorboard.plugins.hparams import summary as hparams_summary  # noqa: E402
+from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2  # noqa: E402
 from tensorboard.summary.writer.record_writer import RecordWriter  # noqa: E402
 
 #: The pseudo-hyperparameter of the HParams table that shows how each trial ended.
@@ -53,11 +53,12 @@ STATE_COLUMN = "trial_state"
 #: The HParams session status of each final state.
 STATUS = {
     TrialState.COMPLETE: api_pb2.STATUS_SUCCESS,
-    TrialState.PRUNED: api_pb2.STATUS_ABORTED,
+    TrialState.PRUNED: api_pb2.STATUS_SUCCESS,  # stopped early on purpose: the trial_state column says PRUNED
     TrialState.FAIL: api_pb2.STATUS_FAILURE,
 }
-#: The file in ``log_dir`` that holds the HParams table's columns (rewritten whole, atomically).
-CONFIG_FILE = "events.out.tfevents.0000000000.tunelab-hparams"
+#: The name of the file in ``log_dir`` that holds the HParams table's columns ends so; each update
+#: writes a new one (its name sorts after the older ones) and deletes the older ones.
+CONFIG_SUFFIX = ".tunelab-hparams"
 _files = count()
 
 
@@ -136,7 +137,7 @@ class TensorBoardCallback:
         run_dir = self.run_dir(trial.number)
         have = _written_steps(run_dir)
         curves = study.get_curves(trial.number)
-        out = _EventFile.new(run_dir)
+        out = _EventFile.new(run_dir, after_existing=True)
         try:
             for name, (steps, values) in curves.items():
                 for step, value in zip(steps, values, strict=True):
@@ -149,10 +150,10 @@ class TensorBoardCallback:
             start = trial.datetime_start.timestamp() if trial.datetime_start else None
             hparams = {k: _hparam_value(self._columns.get(k), v) for k, v in trial.params.items()}
             hparams[STATE_COLUMN] = trial.state.value
-            out.write(_event(hparams_summary.session_start_pb(hparams, group_name=run_dir.name,
-                                                              start_time_secs=start)))
-            end = trial.datetime_complete.timestamp() if trial.datetime_complete else None
-            out.write(_event(hparams_summary.session_end_pb(STATUS[trial.state], end_time_secs=end), step=last))
+            out.write(_event(_session_start(hparams, run_dir.name, start)))
+            end = trial.datetime_complete.timestamp() if trial.datetime_complete else time.time()
+            ended = plugin_data_pb2.SessionEndInfo(status=STATUS[trial.state], end_time_secs=end)
+            out.write(_event(_hparams_summary(metadata.SESSION_END_INFO_TAG, session_end_info=ended), step=last))
         finally:
             out.close()
 
@@ -168,13 +169,17 @@ class TensorBoardCallback:
         infos = [_hparam_info(name, dist) for name, dist in sorted(self._columns.items())]
         infos.append(_discrete(STATE_COLUMN, api_pb2.DATA_TYPE_STRING, [s.value for s in FINISHED]))
         metrics = [api_pb2.MetricInfo(name=api_pb2.MetricName(tag=n)) for n in names]
-        event = _event(hparams_summary.experiment_pb(infos, metrics))
+        experiment = api_pb2.Experiment(hparam_infos=infos, metric_infos=metrics, time_created_secs=time.time())
+        event = _event(_hparams_summary(metadata.EXPERIMENT_TAG, experiment=experiment))
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        part = self.log_dir / f".{CONFIG_FILE}.{os.getpid()}.part"
+        older = sorted(self.log_dir.glob(f"events.out.tfevents.*{CONFIG_SUFFIX}"))
+        part = self.log_dir / f".tunelab-hparams.{os.getpid()}.part"  # not an event file's name until complete
         config = _EventFile(part)
         config.write(event)
         config.close()
-        os.replace(part, self.log_dir / CONFIG_FILE)
+        os.replace(part, self.log_dir / f"events.out.tfevents.{time.time_ns():020d}{CONFIG_SUFFIX}")
+        for path in older:
+            path.unlink(missing_ok=True)
 
 
 class _EventFile:
@@ -187,9 +192,18 @@ class _EventFile:
         self.write(Event(wall_time=time.time(), file_version="brain.Event:2"))
 
     @classmethod
-    def new(cls, folder: Path) -> _EventFile:
-        """A new file in ``folder``, named as TensorBoard's writers name theirs (unique per process)."""
-        name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.{next(_files)}"
+    def new(cls, folder: Path, after_existing: bool = False) -> _EventFile:
+        """A new file in ``folder``, named as TensorBoard's writers name theirs (unique per process).
+
+        With ``after_existing`` its name sorts after the files there (a TensorBoard that is running
+        reads a folder's files in the order of their names, and never goes back).
+        """
+        stamp = int(time.time())
+        if after_existing and folder.is_dir():
+            stamps = [int(p.name.split(".")[3]) for p in folder.glob("events.out.tfevents.*")
+                      if p.name.split(".")[3].isdigit()]
+            stamp = max([stamp, *(s + 1 for s in stamps)])
+        name = f"events.out.tfevents.{stamp:010d}.{socket.gethostname()}.{os.getpid()}.{next(_files)}"
         return cls(folder / name)
 
     def write(self, event: Any) -> None:
@@ -211,6 +225,27 @@ def _event(summary: Any, step: int = 0) -> Any:
 
 def _scalars(step: int, values: Mapping[str, float]) -> Any:
     return _event(Summary(value=[Summary.Value(tag=k, simple_value=v) for k, v in values.items()]), int(step))
+
+
+def _hparams_summary(tag: str, **data: Any) -> Any:
+    """A summary holding HParams plugin data (what ``tensorboard.plugins.hparams`` writes, without TensorFlow)."""
+    summary = Summary()
+    content = metadata.create_summary_metadata(plugin_data_pb2.HParamsPluginData(**data))
+    summary.value.add(tag=tag, metadata=content, tensor=metadata.NULL_TENSOR)
+    return summary
+
+
+def _session_start(hparams: Mapping[str, bool | float | str], group: str, start: float | None) -> Any:
+    """The HParams row of a trial: its values, in the session group named after its run."""
+    info = plugin_data_pb2.SessionStartInfo(group_name=group, start_time_secs=start or time.time())
+    for name, value in hparams.items():
+        if isinstance(value, bool):
+            info.hparams[name].bool_value = value
+        elif isinstance(value, (int, float)):
+            info.hparams[name].number_value = value
+        else:
+            info.hparams[name].string_value = value
+    return _hparams_summary(metadata.SESSION_START_INFO_TAG, session_start_info=info)
 
 
 def _written_steps(run_dir: Path) -> dict[str, set[int]]:
@@ -271,4 +306,4 @@ def _discrete(name: str, kind: int, values: Sequence[Any]) -> Any:
     return info
 
 
-__all__ = ["STATE_COLUMN", "STATUS", "TensorBoardCallback"]
+__all__ = ["CONFIG_SUFFIX", "STATE_COLUMN", "STATUS", "TensorBoardCallback"]
