@@ -113,6 +113,8 @@ def test_a_run_left_running_by_a_dead_driver_is_completed_by_the_next_call(uri: 
     study.tell(trial, 0.5)  # ... and the process that would have called the callbacks is gone
     (left,) = _runs(uri, study, "trial")
     assert left.info.status == "RUNNING" and PARENT_TAG not in left.data.tags
+    history = MlflowClient(tracking_uri=uri).get_metric_history(left.info.run_id, "loss")
+    assert [(m.step, m.value) for m in history] == [(0, 0.5)] and left.data.params == {"x0": str(trial.params["x0"])}
     study.optimize(functools.partial(descend, cb=cb), n_trials=1, callbacks=[MLflowCallback(tracking_uri=uri)])
     _check_runs(uri, study)
 
@@ -158,6 +160,7 @@ def test_two_workers_share_one_study_run_and_a_crashed_worker_leaves_its_trial_f
     assert {r.info.status for r in runs.values()} <= {"FINISHED", "KILLED", "FAILED"}
 
 
+@pytest.mark.slow
 def test_the_example_runs_and_the_page_shows_it() -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
     done = subprocess.run([sys.executable, str(EXAMPLE)], cwd=ROOT, env=env, capture_output=True, text=True,

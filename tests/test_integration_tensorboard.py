@@ -110,6 +110,20 @@ def test_each_trial_is_a_run_with_scalars_and_a_row_of_the_hparams_table(tmp_pat
     assert len(_session_groups(tmp_path / "runs")) == 6
 
 
+def test_the_scalars_are_on_disk_while_the_trial_runs(tmp_path: Path) -> None:
+    study = _study(tmp_path)
+    cb = TensorBoardCallback(tmp_path / "runs")
+    trial = study.ask()
+    trial.suggest_float("x0", 1.0, 2.0)
+    cb.report(trial, 0, loss=0.5)
+    cb.report(trial, 1, loss=0.25, acc=0.75)
+    assert _scalars(cb.run_dir(trial.number)) == {"loss": [(0, 0.5), (1, 0.25)], "acc": [(1, 0.75)]}
+    cb(study, study.tell(trial, 0.25))
+    assert _scalars(cb.run_dir(trial.number)) == {"loss": [(0, 0.5), (1, 0.25)], "acc": [(1, 0.75)],
+                                                  "value": [(1, 0.25)]}
+    assert list(_session_groups(tmp_path / "runs")) == ["trial-0"]
+
+
 def test_two_objectives_write_one_value_each_and_a_wrong_metric_name_fails_first(tmp_path: Path) -> None:
     study = tunelab.create_study(directions=["minimize", "maximize"], objective_names=["err", "acc"], seed=0)
     cb = TensorBoardCallback(tmp_path / "runs")
