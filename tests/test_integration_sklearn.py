@@ -31,7 +31,7 @@ from tunelab.errors import ConfigError
 from tunelab.integrations.sklearn import TunelabSearchCV
 
 ROOT = Path(__file__).parent.parent
-EXAMPLE = ROOT / "examples" / "integrations" / "sklearn_search.py"
+EXAMPLE = ROOT / "examples" / "integrations" / "tune_sklearn.py"
 PAGE = ROOT / "docs" / "integrations" / "sklearn.md"
 
 

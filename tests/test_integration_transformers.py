@@ -27,7 +27,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 transformers.logging.set_verbosity_error()
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "examples" / "integrations" / "transformers.py"
+EXAMPLE = ROOT / "examples" / "integrations" / "tune_transformers.py"
 PAGE = ROOT / "docs" / "integrations" / "transformers.md"
 SPACE = {"learning_rate": tunelab.Float(1e-4, 10.0, log=True)}
 GOOD, HOPELESS = 1e-3, 10.0  # a huge rate: eval_loss ~18 after 4 steps where the good one is ~0.69

@@ -2,20 +2,16 @@
 download) learns whether token 7 appears in a sequence; ASHA stops the hopeless rates early."""
 
 import os
-import sys
 import tempfile
 
-# This file is named transformers.py: keep its folder off the import path, so that
-# `import transformers` below finds the package and not this script.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p) != os.path.dirname(os.path.abspath(__file__))]
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import torch  # noqa: E402
-import transformers  # noqa: E402
-from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments  # noqa: E402
+import torch
+import transformers
+from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
 
-import tunelab  # noqa: E402
-from tunelab.integrations.transformers import search  # noqa: E402
+import tunelab
+from tunelab.integrations.transformers import search
 
 torch.set_num_threads(1)
 transformers.logging.set_verbosity_error()

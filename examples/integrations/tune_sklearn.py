@@ -1,6 +1,6 @@
 """Tune a scikit-learn pipeline with TunelabSearchCV: RandomizedSearchCV's API, tunelab's search.
 
-Run:  OMP_NUM_THREADS=1 python examples/integrations/sklearn_search.py
+Run:  OMP_NUM_THREADS=1 python examples/integrations/tune_sklearn.py
 (Not named sklearn.py: a script of that name would shadow the sklearn package it imports.)
 It writes sklearn-search.db (the study: open it with `tunelab dashboard --storage sqlite:///sklearn-search.db`).
 """
