@@ -1,6 +1,7 @@
 """Keras 3: :class:`TunelabCallback` reports ``model.fit``'s epoch logs and stops a pruned trial.
 
-Add it to ``model.fit(callbacks=[...])``; any backend works (TensorFlow, JAX, PyTorch)::
+Add it to ``model.fit(callbacks=[...])``; any backend works (TensorFlow, JAX, PyTorch; with no
+``KERAS_BACKEND`` set and no TensorFlow installed, importing this module chooses PyTorch)::
 
     history = model.fit(x, y, validation_data=(x_val, y_val), epochs=20,
                         callbacks=[TunelabCallback(trial, monitor="val_loss")])
@@ -9,12 +10,26 @@ Add it to ``model.fit(callbacks=[...])``; any backend works (TensorFlow, JAX, Py
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import sys
 from collections.abc import Mapping
 from typing import Any
 
 from tunelab.errors import ConfigError
 from tunelab.integrations._common import check_monitor, check_trial, numeric_metrics, prune_now, require
 
+
+def _default_backend() -> None:
+    """Keras defaults to TensorFlow and fails to import without it: where the user chose no backend
+    and only PyTorch is installed, choose PyTorch (set ``KERAS_BACKEND`` yourself to choose)."""
+    if "keras" in sys.modules or os.environ.get("KERAS_BACKEND"):
+        return
+    if importlib.util.find_spec("tensorflow") is None and importlib.util.find_spec("torch") is not None:
+        os.environ["KERAS_BACKEND"] = "torch"
+
+
+_default_backend()
 keras: Any = require("keras", "keras", "tunelab.integrations.keras")
 
 
