@@ -201,6 +201,27 @@ def test_best_without_a_complete_trial_is_an_error(runner: CliRunner, url: str) 
     assert_error(invoke(runner, "best", "empty", "--storage", url), "empty", "no COMPLETE trial")
 
 
+def test_best_of_a_study_with_several_objectives_prints_its_pareto_front(runner: CliRunner, url: str) -> None:
+    study = tunelab.create_study(name="mo", storage=url, directions=["maximize", "minimize"],
+                                 objective_names=["val_acc", "latency_ms"], sampler=tunelab.RandomSampler())
+    for acc, latency, memory in [(0.9, 10.0, 1.0), (0.8, 5.0, 1.0), (0.7, 20.0, 1.0), (0.95, 1.0, 9.0)]:
+        trial = study.ask()
+        trial.suggest_float("x", 0.0, 1.0)
+        trial.set_constraint("memory_gb", memory, upper=8.0)  # the last one is infeasible
+        study.tell(trial, (acc, latency))
+    result = invoke(runner, "best", "mo", "--storage", url, "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [t["number"] for t in data["front"]] == [0, 1]  # 2 is dominated by 0, 3 is infeasible
+    assert data["front"][0]["values"] == {"val_acc": 0.9, "latency_ms": 10.0}
+    assert data["objective_names"] == ["val_acc", "latency_ms"]
+    text = invoke(runner, "best", "mo", "--storage", url)
+    assert text.exit_code == 0 and "val_acc (max)" in text.stdout and "latency_ms (min)" in text.stdout
+    assert "2 trial(s)" in text.stdout
+    tunelab.create_study(name="mo-empty", storage=url, directions=["minimize", "minimize"])
+    assert_error(invoke(runner, "best", "mo-empty", "--storage", url), "mo-empty", "no Pareto front")
+
+
 # -- export --------------------------------------------------------------------------------
 def test_export_csv_has_a_header_and_one_row_per_trial(runner: CliRunner, url: str, study: tunelab.Study) -> None:
     result = invoke(runner, "export", "quad", "--storage", url, "--format", "csv")

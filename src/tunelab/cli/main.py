@@ -242,9 +242,13 @@ def best(
     storage: StorageOption = DEFAULT_STORAGE,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")] = False,
 ) -> None:
-    """The best trial of a study: its number, value and parameters."""
+    """The best trial of a study: its number, value and parameters; with several objectives, the
+    Pareto front (the feasible COMPLETE trials no other dominates), one row per trial."""
     with _open(storage) as store:
         study = _read_study(study_name, store)
+        if study.is_multi_objective:
+            _print_front(study, study.best_trials, as_json)
+            return
         trial = study.best_trial
     if as_json:
         typer.echo(json.dumps({
@@ -259,6 +263,41 @@ def best(
     )
     for name, value in trial.params.items():
         console.print(f"  {name} = {value!r}", markup=False, highlight=False)
+
+
+def _print_front(study: tunelab.Study, front: list[FrozenTrial], as_json: bool) -> None:
+    """``tunelab best`` for a study with several objectives: its Pareto front."""
+    names, directions = study.objective_names, study.directions
+    if not front:
+        raise TrialNotFoundError(
+            f"study {study.name!r} has no feasible COMPLETE trial yet, so no Pareto front: "
+            f"tunelab show {study.name} says how its trials ended"
+        )
+    if as_json:
+        typer.echo(json.dumps({
+            "study": study.name, "directions": list(directions), "objective_names": list(names),
+            "front": [{"number": t.number, "values": dict(zip(names, t.values or (), strict=True)),
+                       "params": dict(t.params)} for t in front],
+        }))
+        return
+    table = Table(box=box.SIMPLE_HEAD, title=f"Pareto front of {study.name}: {len(front)} trial(s)")
+    table.add_column("#", justify="right")
+    for name, direction in zip(names, directions, strict=True):
+        table.add_column(f"{name} ({'max' if direction == 'maximize' else 'min'})", justify="right")
+    param_names = sorted({k for t in front for k in t.params})
+    for name in param_names:
+        table.add_column(name)
+    first = sorted(front, key=lambda t: t.values[0] if directions[0] == "minimize" else -t.values[0])  # type: ignore[index]
+    for t in first:
+        cells = [f"{v:.6g}" for v in t.values or ()]
+        table.add_row(str(t.number), *cells, *(_short(t.params.get(k)) for k in param_names))
+    _out().print(table)
+
+
+def _short(value: object) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 @app.command()
