@@ -352,3 +352,55 @@ def test_24_trials_2_workers_asha_over_a_script_that_never_imports_tunelab(tmp_p
                 a.datetime_complete)
             assert not (overlap and given[a.number] == given[b.number]), (a.number, b.number, given[a.number])
     print(f"24 trials in {time.monotonic() - started:.1f}s")
+
+
+TRADE_OFF = """\
+import json, os
+width = int(os.environ["TUNELAB_PARAM_WIDTH"])
+for epoch in range(1, 4):
+    acc = 1.0 - (1.0 - epoch / 4) * 8.0 / width   # wider: more accurate, but slower
+    print(json.dumps({"step": epoch, "val_acc": acc, "latency_ms": 0.1 * width}))
+"""
+
+
+def test_a_sweep_with_several_objectives_records_both_and_prints_the_front(tmp_path: Path) -> None:
+    write(tmp_path, "trade.py", TRADE_OFF)
+    write(tmp_path, "sweep.yaml", """\
+        study: trade
+        storage: sqlite:///t.db
+        command: PY trade.py
+        parameters:
+          width: {type: int, low: 8, high: 256, log: true}
+        metric: [val_acc, latency_ms]
+        direction: [maximize, minimize]
+        sampler: tpe
+        pruner: {type: asha, min_resource: 1, reduction_factor: 2}
+        n_trials: 6
+        seed: 2
+    """)
+    out = cli(tmp_path, "sweep", "sweep.yaml")
+    assert out.returncode == 0, out.stderr
+    assert "Pareto front of val_acc, latency_ms" in out.stdout
+    study = study_of(tmp_path, "trade")
+    assert study.directions == ("maximize", "minimize") and study.objective_names == ("val_acc", "latency_ms")
+    assert type(study.pruner).__name__ == "ParetoSuccessiveHalvingPruner"
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert done and all(t.values == (1.0 - 0.25 * 8.0 / t.params["width"], 0.1 * t.params["width"])
+                        for t in done)
+    assert {t.number for t in study.best_trials} <= {t.number for t in done}
+
+
+def test_several_objectives_in_a_sweep_file_are_checked(tmp_path: Path) -> None:
+    base = "command: python t.py\nparameters:\n  x: {type: float, low: 0, high: 1}\n"
+    with pytest.raises(SweepConfigError, match=r"give one direction each, e\.g\. direction: \[maximize, minimize\]"):
+        config_from_text(base + "metric: [val_acc, latency_ms]\n", tmp_path)
+    with pytest.raises(SweepConfigError, match="1 direction"):
+        config_from_text(base + "metric: [a, b]\ndirection: [minimize]\n", tmp_path)
+    with pytest.raises(SweepConfigError, match="named twice"):
+        config_from_text(base + "metric: [a, a]\ndirection: [minimize, minimize]\n", tmp_path)
+    with pytest.raises(SweepConfigError, match="gp optimises one objective"):
+        config_from_text(base + "metric: [a, b]\ndirection: [minimize, minimize]\nsampler: gp\n", tmp_path)
+    with pytest.raises(SweepConfigError, match="hyperband compares one metric"):
+        config_from_text(base + "metric: [a, b]\ndirection: [minimize, minimize]\npruner: hyperband\n", tmp_path)
+    with pytest.raises(SweepConfigError, match=r"direction: .*'up'.* is not allowed; use 'minimize' or 'maximize'"):
+        config_from_text(base + "metric: [a, b]\ndirection: [minimize, up]\n", tmp_path)

@@ -89,6 +89,10 @@ def sweep(
     out.print(f"study {summary.study!r}: {states or 'no trials'} ({summary.counted} counted"
               + (f" of {config.n_trials}" if config.n_trials else "") + f"; {summary.ran} run now)",
               markup=False, highlight=False)
+    if summary.front:
+        shown = ", ".join(map(str, summary.front[:12])) + (", ..." if len(summary.front) > 12 else "")
+        out.print(f"Pareto front of {', '.join(config.objectives[0])}: {len(summary.front)} trial(s) ({shown}); "
+                  f"tunelab best {summary.study} --storage {summary.storage}", markup=False, highlight=False)
     if summary.best_number is not None:
         out.print(f"best: trial {summary.best_number}, {config.metric} {summary.best_value!r}, "
                   f"{summary.best_params}", markup=False, highlight=False)

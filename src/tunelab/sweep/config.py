@@ -33,6 +33,7 @@ DEFAULT_STORAGE = "sqlite:///tunelab.db"
 SAMPLERS = ("auto", "gp", "tpe", "random", "grid", "coarse-to-fine")
 PRUNERS = ("none", "median", "asha", "hyperband")
 RESERVED_METRICS = ("step", "value", "final")
+_Direction = Literal["minimize", "maximize"]
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
 
@@ -101,8 +102,8 @@ class SweepFile(_Strict):
     workdir: str | None = None
     env: dict[str, str | int | float | bool] = Field(default_factory=dict)
     parameters: Annotated[dict[str, Param], Field(min_length=1)]
-    metric: str
-    direction: Literal["minimize", "maximize"] = "minimize"
+    metric: str | Annotated[list[str], Field(min_length=1)]
+    direction: _Direction | Annotated[list[_Direction], Field(min_length=1)] = "minimize"
     sampler: str | Component = "auto"
     pruner: str | Component | None = None
     n_trials: Annotated[int, Field(ge=1)] | None = None
@@ -156,6 +157,20 @@ class SweepConfig:
     warnings: tuple[str, ...] = ()
     lines: Mapping[str, int] = field(default_factory=dict)
     """Line of each top-level key in the file (for errors found later, e.g. a study whose space differs)."""
+    metrics: tuple[str, ...] = ()
+    """Every objective's metric (``metric: [val_acc, latency_ms]``); ``metric`` is the first."""
+    directions: tuple[str, ...] = ()
+    """Every objective's direction; ``direction`` is the first."""
+
+    @property
+    def objectives(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The metrics and directions of the sweep's objectives (one each for a single objective)."""
+        return (self.metrics or (self.metric,)), (self.directions or (self.direction,))
+
+    @property
+    def is_multi_objective(self) -> bool:
+        """Whether the sweep trades several metrics (a study with several objectives)."""
+        return len(self.objectives[0]) > 1
 
     def where(self, key: str) -> str:
         """``file:line: key`` for messages about ``key``."""
@@ -168,6 +183,9 @@ class SweepConfig:
 
     def build_pruner(self) -> Any:
         """The pruner the file names, reading the sweep's metric, or None."""
+        metrics, directions = self.objectives
+        if self.is_multi_objective:
+            return build_pareto_pruner(self.pruner, metrics, directions, self.where("pruner"), self.lines.get("pruner"))
         return build_pruner(self.pruner, self.metric, self.direction, self.where("pruner"), self.lines.get("pruner"))
 
 
@@ -250,7 +268,7 @@ def _explain(e: ValidationError, data: Mapping[str, Any], lines: Lines, given: M
 def _is_union_branch(x: object) -> bool:
     # pydantic adds the branch of a union to the location ("str", "list[str]", "float", "Component", ...)
     return isinstance(x, str) and (x in ("str", "int", "float", "bool", "none", "Component", "function-after")
-                                   or x.startswith(("list[", "dict[", "constrained-")) or x in _PARAM_KEYS)
+                                   or x.startswith(("list[", "dict[", "constrained-", "literal[")) or x in _PARAM_KEYS)
 
 
 def _pick(errors: Sequence[Any]) -> Any:
@@ -326,9 +344,7 @@ def _check(f: SweepFile, lines: Lines, folder: Path, storage_from_flag: bool) ->
                     f"{lines.where(('parameters', name))}: parameters.{name} appears in no placeholder of the command; "
                     f"the script gets it only from TUNELAB_PARAMS / TUNELAB_PARAM_{env_name(name)}: add {{{name}}} "
                     "to the command or set args: auto")
-    if f.metric.strip() == "" or f.metric in RESERVED_METRICS:
-        raise _err(lines, ("metric",), f"{f.metric!r} cannot be the metric (step, value and final have their own "
-                   "meaning in the lines a script prints); name the metric the script reports, e.g. val_loss")
+    metrics, directions = _objectives(f, lines)
     regexes = [f.metrics_regex] if isinstance(f.metrics_regex, str) else list(f.metrics_regex or [])
     for i, rx in enumerate(regexes):
         path: KeyPath = ("metrics_regex",) if isinstance(f.metrics_regex, str) else ("metrics_regex", i)
@@ -352,17 +368,21 @@ def _check(f: SweepFile, lines: Lines, folder: Path, storage_from_flag: bool) ->
     config = SweepConfig(
         file=lines.file, study=study, storage=storage,
         command=f.command if isinstance(f.command, str) else tuple(f.command), shell=f.shell, args=f.args,
-        workdir=str(workdir), env={k: _env_text(v) for k, v in f.env.items()}, space=space, metric=f.metric,
-        direction=f.direction, sampler=sampler, pruner=pruner, n_trials=f.n_trials, timeout=f.timeout,
+        workdir=str(workdir), env={k: _env_text(v) for k, v in f.env.items()}, space=space, metric=metrics[0],
+        direction=directions[0], sampler=sampler, pruner=pruner, n_trials=f.n_trials, timeout=f.timeout,
         workers=f.workers, gpus_per_trial=float(f.gpus_per_trial),
         gpus=tuple(f.gpus) if isinstance(f.gpus, list) else f.gpus, trial_timeout=f.trial_timeout,
         prune_grace=f.prune_grace, max_start_failures=f.max_start_failures,
         start_failure_seconds=f.start_failure_seconds, log_limit_bytes=int(f.log_limit_mb * 1024 * 1024),
         metrics_regex=tuple(regexes), seed=f.seed, warnings=tuple(warnings),
         lines={str(k[0]): v for k, v in lines.lines.items() if len(k) == 1},
+        metrics=metrics if len(metrics) > 1 else (), directions=directions if len(metrics) > 1 else (),
     )
     # the sampler and pruner's own options are checked by building them once
-    config.build_sampler()
+    sampler_object = config.build_sampler()
+    if config.is_multi_objective and not sampler_object.multi_objective:
+        raise _err(lines, ("sampler",), f"{sampler['type']} optimises one objective and metric: names "
+                   f"{len(metrics)}; use auto (NSGA-II), tpe (multi-objective TPE), random, grid or coarse-to-fine")
     config.build_pruner()
     return config
 
@@ -536,6 +556,47 @@ def build_sampler(spec: Mapping[str, Any], where: str, line: int | None = None) 
                "random": samplers.RandomSampler, "grid": samplers.GridSampler,
                "coarse-to-fine": samplers.CoarseToFineSampler}
     options = {k: v for k, v in spec.items() if k != "type"}
+    return _build(classes[spec["type"]], options, where, line)
+
+
+def _objectives(f: SweepFile, lines: Lines) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The metrics and directions of ``metric:`` and ``direction:``, checked (one or several)."""
+    metrics = [f.metric] if isinstance(f.metric, str) else list(f.metric)
+    for i, metric in enumerate(metrics):
+        path: KeyPath = ("metric",) if isinstance(f.metric, str) else ("metric", i)
+        if metric.strip() == "" or metric in RESERVED_METRICS:
+            raise _err(lines, path, f"{metric!r} cannot be a metric (step, value and final have their own "
+                       "meaning in the lines a script prints); name the metric the script reports, e.g. val_loss")
+    if len(set(metrics)) != len(metrics):
+        raise _err(lines, ("metric",), f"a metric is named twice in {metrics}; name each objective once")
+    if isinstance(f.direction, str):
+        if len(metrics) > 1:
+            raise _err(lines, ("direction",), f"metric: names {len(metrics)} objectives; give one direction each, "
+                       f"e.g. direction: [{', '.join(['maximize'] + ['minimize'] * (len(metrics) - 1))}]")
+        directions = [f.direction]
+    else:
+        directions = list(f.direction)
+        if len(directions) != len(metrics):
+            raise _err(lines, ("direction",), f"{len(directions)} direction(s) for {len(metrics)} metric(s) "
+                       f"{metrics}; give one direction per metric, in the same order")
+    return tuple(metrics), tuple(directions)
+
+
+def build_pareto_pruner(spec: Mapping[str, Any] | None, metrics: Sequence[str], directions: Sequence[str], where: str,
+                        line: int | None = None) -> Any:
+    """The pruner of a ``pruner:`` value for a sweep with several objectives (Pareto ASHA or median); None
+    for none."""
+    if spec is None or spec["type"] == "none":
+        return None
+    from tunelab import pruners
+
+    classes: dict[str, Any] = {"median": pruners.ParetoMedianPruner, "asha": pruners.ParetoSuccessiveHalvingPruner}
+    if spec["type"] not in classes:
+        raise SweepConfigError(f"{where}: {spec['type']} compares one metric; a sweep with several objectives "
+                               "prunes with asha (multi-objective ASHA) or median (the Pareto median rule)",
+                               key=where.rsplit(": ", 1)[-1], line=line)
+    options = {"metrics": list(metrics), "directions": list(directions),
+               **{k: v for k, v in spec.items() if k != "type"}}
     return _build(classes[spec["type"]], options, where, line)
 
 

@@ -44,7 +44,7 @@ class SweepObjective:
 
     config: SweepConfig
 
-    def __call__(self, trial: Trial) -> float:
+    def __call__(self, trial: Trial) -> float | tuple[float, ...]:
         c = self.config
         params = {name: trial.params[name] for name in c.space if name in trial.params}
         trial.flush()  # the parameters are stored now: a trial cut off with its sweep keeps them
@@ -72,7 +72,7 @@ class SweepObjective:
         )
         start_failure = (not result.pruned and not result.timed_out and result.reports == 0
                          and result.elapsed < c.start_failure_seconds
-                         and (result.returncode != 0 or _value(result, c.metric) is None))
+                         and (result.returncode != 0 or _value(result, c.metric, c.is_multi_objective) is None))
         record: dict[str, Any] = {
             "command": shown, "exit_code": result.returncode, "seconds": round(result.elapsed, 3),
             "logs": str(folder), "reports": result.reports,
@@ -92,18 +92,23 @@ class SweepObjective:
         failure = _failure(result, c)
         if failure is not None:
             raise TrialCommandError(failure)
-        value = _value(result, c.metric)
-        if value is None:
+        metrics = c.objectives[0]
+        values = [_value(result, m, several=len(metrics) > 1) for m in metrics]
+        missing = [m for m, v in zip(metrics, values, strict=True) if v is None]
+        if missing:
             printed = _shown(result.stdout_tail) or _shown(result.stderr_tail) or "nothing"
+            m = missing[0]
             raise TrialCommandError(
-                f"no {c.metric} was reported; the script printed: {printed}. Print a JSON line such as "
-                f'{{"step": 1, "{c.metric}": 0.5}}, call tunelab.script.report(step, {c.metric}=...), or set '
+                f"no {' or '.join(missing)} was reported; the script printed: {printed}. Print a JSON line such as "
+                f'{{"step": 1, "{m}": 0.5}}, call tunelab.script.report(step, {m}=...), or set '
                 "metrics_regex in the sweep file")
-        return value
+        found = [v for v in values if v is not None]
+        return found[0] if len(found) == 1 else tuple(found)
 
 
-def _value(result: CommandResult, metric: str) -> float | None:
-    if result.value is not None:
+def _value(result: CommandResult, metric: str, several: bool = False) -> float | None:
+    """The trial's value of ``metric``: ``{"value": x}`` (one objective only), else the final, else the last."""
+    if result.value is not None and not several:
         return result.value
     if result.final and metric in result.final:
         return result.final[metric]

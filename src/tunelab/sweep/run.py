@@ -45,6 +45,8 @@ class SweepSummary:
     best_number: int | None = None
     best_value: float | None = None
     best_params: dict[str, Any] = field(default_factory=dict)
+    front: list[int] = field(default_factory=list)
+    """With several objectives: the numbers of the Pareto front's trials (no single best)."""
 
 
 def counted(trial: FrozenTrial) -> bool:
@@ -66,11 +68,18 @@ def open_study(config: SweepConfig, storage: BaseStorage, allow_changes: bool = 
         existing = load_study(config.study, storage, sampler=RandomSampler())
     except StudyNotFoundError:
         existing = None
+    metrics, directions = config.objectives
     if existing is not None:
-        if existing.direction != config.direction:
+        if existing.directions != directions:
             raise SweepConfigError(
-                f"{config.where('direction')}: study {config.study!r} exists with direction {existing.direction}, "
-                f"the file says {config.direction}; name another study (study:) or fix direction:", key="direction")
+                f"{config.where('direction')}: study {config.study!r} exists with direction(s) "
+                f"{', '.join(existing.directions)}, the file says {', '.join(directions)}; name another study "
+                "(study:) or fix direction:", key="direction")
+        if config.is_multi_objective and existing.objective_names != metrics:
+            raise SweepConfigError(
+                f"{config.where('metric')}: study {config.study!r} exists with objectives "
+                f"{', '.join(existing.objective_names)}, the file says {', '.join(metrics)}; name another study "
+                "(study:) or fix metric:", key="metric")
         stored = existing.system_attrs.get("space")
         wanted = space_to_json(config.space)
         if stored != wanted and (stored is not None or existing.trials):
@@ -82,9 +91,13 @@ def open_study(config: SweepConfig, storage: BaseStorage, allow_changes: bool = 
                     "(study:)", key="parameters")
         if stored != wanted:  # the declared space belongs to the study record: stored by the storage itself
             storage.set_study_attrs(existing.study_id, system_attrs={"space": wanted})
+    objectives: dict[str, Any] = (
+        {"directions": list(directions), "objective_names": list(metrics)} if config.is_multi_objective
+        else {"direction": config.direction}
+    )
     return create_study(
-        config.study, storage, direction=config.direction, sampler=config.build_sampler(), seed=config.seed,
-        space=config.space, load_if_exists=True, pruner=config.build_pruner(),
+        config.study, storage, sampler=config.build_sampler(), seed=config.seed,
+        space=config.space, load_if_exists=True, pruner=config.build_pruner(), **objectives,
     )
 
 
@@ -147,7 +160,9 @@ def summarize(study: Study, storage: str, ran: int = 0) -> SweepSummary:
     summary = SweepSummary(study.name, storage, dict(Counter(t.state.value for t in trials)),
                            sum(counted(t) for t in trials), ran)
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    if complete:
+    if study.is_multi_objective:
+        summary.front = [t.number for t in study.best_trials]
+    elif complete:
         best = study.best_trial
         summary.best_number, summary.best_value, summary.best_params = best.number, best.value, dict(best.params)
     return summary
