@@ -87,6 +87,11 @@ def _pick_objectives(study: Study, objectives: Sequence[str] | None) -> list[int
     return [names.index(o) for o in chosen]
 
 
+def _vals(t: FrozenTrial) -> tuple[float, ...]:
+    """A scored trial's values (every objective's)."""
+    return t.values or ()
+
+
 def _axis_title(name: str, direction: str) -> str:
     return f"{escape(name)} ({'max' if direction == 'maximize' else 'min'})"
 
@@ -174,7 +179,7 @@ def plot_pareto_front(
     for role, group, style in groups:
         if not group:
             continue
-        coords = [np.array([t.values[i] for t in group], dtype=float) for i in idx]  # type: ignore[index]
+        coords = [np.array([_vals(t)[i] for t in group], dtype=float) for i in idx]
         text = strings(_hover(t, all_names, role if role != "Pareto front" else "on the front") for t in group)
         size = 9 if role == "Pareto front" else 6
         if three:
@@ -192,8 +197,8 @@ def plot_pareto_front(
         fig.add_trace({"type": "scatter", "x": xs, "y": ys, "mode": "lines", "name": "front (step line)",
                        "line": {"color": BEST_COLOR, "width": 2}, "hoverinfo": "skip"})
     if three and len(front) >= 3:
-        coords = [[float(t.values[i]) for t in front] for i in idx]  # type: ignore[index]
-        fig.add_trace({"type": "mesh3d", "x": coords[0], "y": coords[1], "z": coords[2], "opacity": 0.25,
+        surface = [[float(_vals(t)[i]) for t in front] for i in idx]
+        fig.add_trace({"type": "mesh3d", "x": surface[0], "y": surface[1], "z": surface[2], "opacity": 0.25,
                        "color": BEST_COLOR, "name": "front (surface)", "hoverinfo": "skip", "showlegend": True})
     layout: dict[str, Any] = {"title": title(main, note), "template": "plotly_white", "hovermode": "closest",
                               "legend": {"orientation": "h", "y": -0.15}}
@@ -215,7 +220,7 @@ def _staircase(front: Sequence[FrozenTrial], idx: Sequence[int],
     """The edge of the region the 2-D ``front`` dominates: its points joined by horizontal and vertical
     steps (worked out on losses, so a maximised axis steps the right way)."""
     sign = np.array([-1.0 if directions[i] == "maximize" else 1.0 for i in idx])
-    pts = np.array([[t.values[i] for i in idx] for t in front], dtype=float) * sign  # type: ignore[index]
+    pts = np.array([[_vals(t)[i] for i in idx] for t in front], dtype=float) * sign
     pts = pts[np.lexsort((pts[:, 1], pts[:, 0]))]
     out: list[list[float]] = [list(pts[0])]
     for k in range(1, len(pts)):

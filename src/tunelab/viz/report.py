@@ -14,6 +14,7 @@ into the page through :func:`tunelab.viz.html.escape`; table cells are escaped u
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -37,8 +38,8 @@ from tunelab.viz import (
     plot_slice,
     plot_stages,
 )
-from tunelab.viz.pareto import pareto_tradeoff_table, plot_hypervolume_history, plot_pareto_front
 from tunelab.viz.html import Markup, escape
+from tunelab.viz.pareto import pareto_tradeoff_table, plot_hypervolume_history, plot_pareto_front
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -250,7 +251,7 @@ def _importance_section(study: Study, done: Sequence[FrozenTrial], page: _Page) 
                  "complete trials</p>")
         key = "importance" if objective is None else f"importance-{k}"
         heading = "Importance" if objective is None else f"Importance for {objective}"
-        page.figure(key, heading, lambda shares=shares, t=heading: plot_importance(shares, title_text=t))
+        page.figure(key, heading, functools.partial(plot_importance, shares, title_text=heading))
 
 
 def _diagnosis_section(study: Study, trials: Sequence[FrozenTrial], best: FrozenTrial | None) -> str:
