@@ -24,8 +24,8 @@ STUDY = "dash"
 STATES = {"WAITING", "RUNNING", "COMPLETE", "PRUNED", "FAIL"}
 LOCAL = "http://127.0.0.1:8000"
 """The TestClient's base URL: the app answers only requests addressed to it (its Host check)."""
-SUMMARY_KEYS = {"number", "state", "value", "params", "datetime_start", "datetime_complete", "duration", "stage",
-                "error", "note"}
+SUMMARY_KEYS = {"number", "state", "value", "values", "constraints", "feasible", "params", "datetime_start",
+                "datetime_complete", "duration", "stage", "error", "note"}
 
 
 def objective(trial: tunelab.Trial) -> float:
@@ -84,8 +84,8 @@ def test_list_studies(client: TestClient) -> None:
 
 def test_study_detail(client: TestClient) -> None:
     d = ok(client.get(f"/api/studies/{STUDY}"))
-    assert set(d) == {"name", "direction", "seed", "sampler", "pruner", "n_trials", "states", "best", "recipe",
-                      "params", "read_only"}
+    assert set(d) == {"name", "direction", "directions", "objective_names", "seed", "sampler", "pruner", "n_trials",
+                      "states", "best", "recipe", "params", "read_only"}
     assert d["seed"] == 0 and "Random" in str(d["sampler"]) and d["pruner"] is None
     assert d["params"] == ["lr", "weight_decay", "optimizer"] and d["read_only"] is False
     assert d["recipe"] == [{"step": "initial_loss", "verdict": "pass", "message": "fine"}]
@@ -544,3 +544,96 @@ def test_serve_in_thread_serves_the_app_and_stops_it(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="port"):
         with serve_in_thread(url, port=70000):
             pass
+
+
+# -- a study with several objectives ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def multi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, tunelab.Study]]:
+    """acc (max) grows with x, latency (min) with x and y; mem = x + y <= 1.2 leaves some trials infeasible."""
+    import random
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('multi') / 'mo.db'}"
+    study = tunelab.create_study(name="mo", storage=url, directions=["maximize", "minimize"],
+                                 objective_names=["acc", "latency"], sampler=RandomSampler(), seed=0)
+    rng = random.Random(0)
+    for _ in range(30):
+        trial = study.ask()
+        x, y = trial.suggest_float("x", 0.0, 1.0), trial.suggest_float("y", 0.0, 1.0)
+        trial.set_constraint("mem", x + y, upper=1.2)
+        study.tell(trial, values=[x, x + y + 0.01 * rng.random()])
+    with TestClient(create_app(url), base_url=LOCAL) as c:
+        yield c, study
+
+
+def test_study_and_trials_carry_every_objective_and_constraint(multi: tuple[TestClient, tunelab.Study]) -> None:
+    c, study = multi
+    detail = ok(c.get("/api/studies/mo"))
+    assert detail["directions"] == ["maximize", "minimize"] and detail["objective_names"] == ["acc", "latency"]
+    trials = ok(c.get("/api/studies/mo/trials"))["trials"]
+    for row, t in zip(trials, study.trials, strict=True):
+        assert row["values"] == list(t.values) and row["value"] == t.values[0]  # type: ignore[arg-type, index]
+        mem = t.constraints["mem"]
+        assert row["constraints"] == {"mem": {"value": mem.value, "lower": None, "upper": 1.2,
+                                              "violation": mem.violation}}
+        assert row["feasible"] is t.feasible
+    assert any(not r["feasible"] for r in trials) and any(r["feasible"] for r in trials)
+    detail_trial = ok(c.get("/api/studies/mo/trials/0"))
+    assert detail_trial["values"] == list(study.trials[0].values)  # type: ignore[arg-type]
+
+
+def test_pareto_endpoint_returns_the_front(multi: tuple[TestClient, tunelab.Study]) -> None:
+    c, study = multi
+    from tunelab.multiobjective import hypervolume, losses
+    from tunelab.viz.pareto import default_reference
+
+    front = ok(c.get("/api/studies/mo/pareto"))
+    numbers = [t["number"] for t in front["front"]]
+    assert sorted(numbers) == [t.number for t in study.best_trials] and len(numbers) >= 2
+    accs = [t["values"][0] for t in front["front"]]
+    assert accs == sorted(accs, reverse=True)  # by the first objective, best first
+    assert front["n_complete"] == 30 and front["n_infeasible"] == sum(not t.feasible for t in study.trials) > 0
+    ref = default_reference(study)
+    assert front["reference"] == pytest.approx(ref)
+    assert front["hypervolume"] == pytest.approx(hypervolume(
+        losses([t.values for t in study.best_trials], study.directions), losses([ref], study.directions)[0]))  # type: ignore[misc]
+    for kind in ("pareto", "hypervolume"):
+        fig = ok(c.get(f"/api/studies/mo/figures/{kind}"))
+        assert fig["data"] and "layout" in fig
+    assert sorted(ok(c.get("/api/studies/mo/figures/pareto"))["layout"]["meta"]["front"]) == sorted(numbers)
+
+
+def test_importance_per_objective_over_the_api(multi: tuple[TestClient, tunelab.Study]) -> None:
+    c, _ = multi
+    first = ok(c.get("/api/studies/mo/importance"))
+    assert first["objective"] == "acc" and next(iter(first["importance"])) == "x"
+    latency = ok(c.get("/api/studies/mo/importance", params={"objective": "latency", "method": "ped_anova"}))
+    assert latency["objective"] == "latency" and latency["importance"] != first["importance"]
+    fig = ok(c.get("/api/studies/mo/figures/importance", params={"objective": "latency"}))
+    assert "latency" in fig["layout"]["title"]["text"]
+    r = c.get("/api/studies/mo/importance", params={"objective": "speed"})
+    assert r.status_code == 400 and "acc, latency" in r.json()["detail"]
+
+
+def test_single_objective_studies_have_no_front(client: TestClient) -> None:
+    detail = ok(client.get(f"/api/studies/{STUDY}"))
+    assert detail["directions"] == [detail["direction"]] and detail["objective_names"] == ["value"]
+    for path in (f"/api/studies/{STUDY}/pareto", f"/api/studies/{STUDY}/figures/pareto",
+                 f"/api/studies/{STUDY}/figures/hypervolume"):
+        r = client.get(path)
+        assert r.status_code == 400 and "several objectives" in r.json()["detail"], path
+    assert ok(client.get(f"/api/studies/{STUDY}/importance"))["objective"] == "value"
+    trial = ok(client.get(f"/api/studies/{STUDY}/trials"))["trials"][0]
+    assert trial["constraints"] == {} and trial["feasible"] is True
+
+
+def test_openapi_schema_describes_the_front(client: TestClient) -> None:
+    openapi = ok(client.get("/openapi.json"))
+    pareto = openapi["paths"]["/api/studies/{name}/pareto"]["get"]
+    assert pareto["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ParetoFront"}
+    assert {"400", "404"} <= set(pareto["responses"])
+    schemas = openapi["components"]["schemas"]
+    assert {"values", "constraints", "feasible"} <= set(schemas["TrialSummary"]["properties"])
+    assert {"directions", "objective_names"} <= set(schemas["StudyDetail"]["properties"])
+    kinds = openapi["paths"]["/api/studies/{name}/figures/{kind}"]["get"]["parameters"][1]["schema"]["enum"]
+    assert {"pareto", "hypervolume"} <= set(kinds)

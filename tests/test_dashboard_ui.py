@@ -457,3 +457,74 @@ def test_sort_and_state_filter(tmp_path: Path, page: tuple[Page, Console]) -> No
         expected = sum(3 <= t.params["layers"] <= 4 for t in study.trials)
         wait_until(lambda: len(rows(pg)) == expected, what="the range filter")
         shot(pg, "filtered")
+
+
+def add_two_objective_trials(study: tunelab.Study, n: int, seed: int = 0) -> None:
+    """acc (max) grows with x, latency (min) with x and y; mem = x + y <= 1.2 (some trials miss it)."""
+    import random
+
+    rng = random.Random(seed)
+    for _ in range(n):
+        trial = study.ask()
+        x = trial.suggest_float("x", 0.0, 1.0)
+        y = trial.suggest_float("y", 0.0, 1.0)
+        trial.set_constraint("mem", x + y, upper=1.2)
+        study.tell(trial, values=[x, x + y + 0.01 * rng.random()])
+
+
+def test_a_study_with_several_objectives_shows_its_front_live(tmp_path: Path, page: tuple[Page, Console]) -> None:
+    pg, _ = page
+    url = f"sqlite:///{tmp_path / 'mo.db'}"
+    study = tunelab.create_study(name="mo", storage=url, directions=["maximize", "minimize"],
+                                 objective_names=["acc", "latency"], sampler=tunelab.RandomSampler(), seed=0)
+    add_two_objective_trials(study, 20)
+    with serve(url, pg) as base:
+        open_study(pg, base, "mo")
+        pg.wait_for_selector("#pareto-card:not([hidden]) #fig-pareto .main-svg")
+        pg.wait_for_selector("#fig-hypervolume .main-svg")
+        assert "acc (maximize), latency (minimize)" in pg.inner_text("#study-objectives")
+        headers = pg.eval_on_selector_all("#trials-table thead th", "ths => ths.map(t => t.textContent)")
+        assert headers[3:6] == ["acc (max)", "latency (min)", "mem"], headers
+        keys = pg.eval_on_selector_all("#trials-table thead th", "ths => ths.map(t => t.dataset.key)")
+        assert keys[3:6] == ["obj:0", "obj:1", "con:mem"]
+        t0 = study.trials[0]
+        cells = pg.eval_on_selector("#trials-table tbody tr[data-number='0']",
+                                    "tr => Array.from(tr.children).map(c => c.textContent)")
+        assert cells[3] == pg.evaluate("v => String(Number(v.toPrecision(5)))", t0.values[0])  # type: ignore[index]
+        assert cells[4] == pg.evaluate("v => String(Number(v.toPrecision(5)))", t0.values[1])  # type: ignore[index]
+        n_infeasible = sum(not t.feasible for t in study.trials)
+        assert n_infeasible > 0
+        assert len(pg.query_selector_all("#trials-table td.constraint.infeasible")) == n_infeasible
+        # the figure is the server's plot_pareto_front: the front's trials in red, as study.best_trials
+        front = pg.evaluate("() => document.getElementById('fig-pareto').layout.meta.front")
+        assert sorted(front) == [t.number for t in study.best_trials]
+        links = pg.eval_on_selector_all("#pareto-front-list a", "as => as.map(a => a.textContent)")
+        assert links == [f"#{t.number}" for t in sorted(study.best_trials, key=lambda t: -t.values[0])]  # type: ignore[index]
+        assert pg.inner_text("#pareto-summary").startswith(f"({len(front)} trial")
+        shot(pg, "pareto")
+        # the importance of each objective
+        pg.click("#fig-tabs button[data-kind='importance']")
+        pg.wait_for_function("document.querySelector('#importance-advice').textContent.length > 0")
+        pg.select_option("#importance-objective", "latency")
+        pg.wait_for_function("document.querySelector('#fig-importance').layout?.title?.text?.includes('latency')")
+        # live: a trial that beats every other joins the front without a reload
+        trial = study.ask()
+        trial.suggest_float("x", 0.0, 1.0)
+        trial.suggest_float("y", 0.0, 1.0)
+        study.tell(trial, values=[0.999, 0.001])
+        pg.wait_for_selector(f"#trials-table tbody tr[data-number='{trial.number}']", timeout=15_000)
+        pg.wait_for_function(f"document.getElementById('fig-pareto').layout.meta.front.includes({trial.number})",
+                             timeout=30_000)
+        assert pg.inner_text("#pareto-front-list") == f"On the front: #{trial.number}"
+
+
+def test_a_single_objective_study_has_no_pareto_card(tmp_path: Path, page: tuple[Page, Console]) -> None:
+    pg, _ = page
+    url, _study = make_study(tmp_path, "one", n=6)
+    with serve(url, pg) as base:
+        open_study(pg, base, "one")
+        pg.wait_for_selector("#study-meta b")
+        pg.wait_for_function("document.querySelector('#fig-history .main-svg') !== null")
+        assert pg.is_hidden("#pareto-card") and pg.is_hidden("#importance-objective-label")
+        keys = pg.eval_on_selector_all("#trials-table thead th", "ths => ths.map(t => t.dataset.key)")
+        assert keys[:4] == ["number", "state", "stage", "value"] and not any(k.startswith("obj:") for k in keys)

@@ -174,3 +174,35 @@ def test_a_large_study_s_point_clouds_are_thinned_to_the_best_and_a_sample(
     shown = report_module._thinned(study.trials, done, study.direction)
     assert len(shown) == 10 and study.best_trial.number in {t.number for t in shown}
     assert [t.number for t in shown] == sorted(t.number for t in shown)
+
+
+# -- a study with several objectives ---------------------------------------------------------------------
+def two_objectives(trial: tunelab.Trial) -> tuple[float, float]:
+    """Accuracy against latency: y only slows a trial down (dominated), x + y over 1.2 breaks the memory bound."""
+    x = trial.suggest_float("x", 0.0, 1.0)
+    y = trial.suggest_float("y", 0.0, 1.0)
+    trial.set_constraint("mem_gb", x + y, upper=1.2)
+    return x, x + y
+
+
+def test_a_study_with_several_objectives_gets_a_pareto_front_section(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'mo.db'}"
+    study = tunelab.create_study(name="mo", storage=url, directions=["maximize", "minimize"],
+                                 objective_names=["acc", "latency_ms"], sampler=tunelab.RandomSampler(), seed=3)
+    study.optimize(two_objectives, n_trials=30)
+    out = tmp_path / "mo.html"
+    result = CliRunner(env={"TUNELAB_STORAGE": None}).invoke(app, ["report", "mo", "--storage", url, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert ">Pareto front<" in text and "Best trial" not in text
+    assert "<td>objectives</td><td>acc (maximize), latency_ms (minimize)</td>" in text
+    for key in ("pareto", "hypervolume", "history", "importance-0", "importance-1"):
+        assert f'id="fig-{key}"' in text, key
+    table = text[text.index("<table id='pareto-table'>"):]
+    table = table[:table.index("</table>")]
+    assert "<th>acc (max)</th><th>latency_ms (min)</th><th>constraint: mem_gb</th><th>x</th><th>y</th>" in table
+    numbers = [int(n) for n in re.findall(r"<tr><td>(\d+)</td>", table)]
+    front = sorted(study.best_trials, key=lambda t: -t.values[0])  # type: ignore[index]
+    assert numbers == [t.number for t in front] and len(numbers) >= 2
+    assert f"<td>{front[0].values[0]:.6g}</td>" in table  # type: ignore[index]
+    assert "<b>acc</b>: " in text and "<b>latency_ms</b>: " in text  # advice per objective

@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -91,6 +91,7 @@ def importance(
     params: Sequence[str] | None = None,
     seed: int = 0,
     direction: str | None = None,
+    objective: str | int | None = None,
 ) -> dict[str, float]:
     """Each hyperparameter's share of the objective's variation, largest first.
 
@@ -106,14 +107,20 @@ def importance(
             sum to 1 over these; fANOVA still fits its forest on every parameter.
         seed: seeds the forest (fANOVA); the same seed and trials give the same shares.
         direction: 'minimize' or 'maximize'; PED-ANOVA needs it to know which trials are the
-            best. Default: the study's direction, or 'minimize' for a list of trials.
+            best. Default: the study's direction (the objective's, with ``objective=``), or
+            'minimize' for a list of trials.
+        objective: with several objectives, the one to rank the parameters for: its name (a
+            study's ``objective_names``) or its index in ``trial.values``. Required for a study
+            with several objectives (each objective has its own importances); for one objective,
+            None or that objective.
 
     Returns:
         ``{parameter: share}``, shares in [0, 1] summing to 1, sorted by share descending.
         When nothing varies (every share would be 0), the shares are equal.
 
     Raises:
-        ConfigError: fewer than 2 usable trials, an unknown method, an unknown parameter.
+        ConfigError: fewer than 2 usable trials, an unknown method, an unknown parameter, a
+            study with several objectives without ``objective=`` (or an unknown one).
     """
     if method not in METHODS:
         raise ConfigError(f"importance(method=...) must be one of {METHODS}, got {method!r}")
@@ -129,6 +136,15 @@ def importance(
             raise ConfigError("importance() needs a Study or a sequence of FrozenTrial (e.g. study.trials)")
     else:
         raise ConfigError(f"importance() needs a Study or a sequence of FrozenTrial (e.g. study.trials), got {study!r}")
+    if isinstance(study, Study):
+        names, directions = list(study.objective_names), list(study.directions)
+    else:
+        width = max((len(t.values) for t in trials if t.values is not None), default=1)
+        names, directions = [f"objective {i}" for i in range(width)], [default_direction] * width
+    index = _objective_index(objective, names, study.name if isinstance(study, Study) else None)
+    if index is not None:
+        trials = _on_objective(trials, index)
+        default_direction = directions[index]
     direction = check_direction(direction) if direction is not None else default_direction
 
     data = _encode_trials(trials)
@@ -138,6 +154,34 @@ def importance(
     else:
         raw = _ped_anova(data, direction)
     return _normalise({n: raw[data.index[n]] for n in names})
+
+
+def _objective_index(objective: str | int | None, names: Sequence[str], study: str | None) -> int | None:
+    """Which value of ``trial.values`` to rank for (None: ``trial.value``, a single objective)."""
+    if objective is None:
+        if len(names) > 1:
+            owner = f"study {study!r}" if study is not None else "the trials"
+            raise ConfigError(
+                f"{owner} has {len(names)} objectives ({', '.join(names)}) and each has its own importances: "
+                f"pass importance(..., objective={names[0]!r}) (a name or an index)"
+            )
+        return None
+    if isinstance(objective, (int, np.integer)) and not isinstance(objective, bool):
+        if not 0 <= objective < len(names):
+            raise ConfigError(f"importance(objective={objective!r}) is out of range: there are {len(names)} "
+                              f"objective(s), {', '.join(names)}")
+        return int(objective)
+    if isinstance(objective, str) and objective in names and study is not None:
+        return names.index(objective)
+    known = f"the study's objectives are {', '.join(names)}" if study is not None else \
+        "a list of trials has no names: pass the objective's index in trial.values"
+    raise ConfigError(f"importance(objective={objective!r}) is not an objective: {known}")
+
+
+def _on_objective(trials: Sequence[FrozenTrial], index: int) -> list[FrozenTrial]:
+    """The COMPLETE trials with that objective's value as their ``value``."""
+    return [replace(t, value=float(t.values[index])) for t in trials
+            if t.state == TrialState.COMPLETE and t.values is not None and len(t.values) > index]
 
 
 def advice(shares: Mapping[str, float], *, top: float = 0.8, small: float = 0.02) -> str:

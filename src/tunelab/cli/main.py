@@ -611,6 +611,9 @@ def importance(
                                                         "ped_anova (fast, for large studies).")
     ] = ImportanceMethod.fanova,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")] = False,
+    objective: Annotated[str | None, typer.Option(
+        "--objective", help="With several objectives: the one to rank the parameters for (its name).",
+        show_default=False)] = None,
 ) -> None:
     """Which hyperparameters matter: each one's share of the explained variation, with advice."""
     with _open(storage) as store:
@@ -618,7 +621,7 @@ def importance(
         from tunelab.analysis.importance import advice
         from tunelab.analysis.importance import importance as shares_of
 
-        shares = shares_of(study, method=method.value)
+        shares = shares_of(study, method=method.value, objective=objective)
     if as_json:
         typer.echo(json.dumps({"study": study.name, "method": method.value, "importance": shares}))
         return

@@ -23,6 +23,7 @@ from tunelab.dashboard.models import (
     MAX_INT64,
     Accepted,
     BranchModel,
+    ConstraintModel,
     Curve,
     CurvesPage,
     Diagnosis,
@@ -37,6 +38,7 @@ from tunelab.dashboard.models import (
     LiveRequested,
     NoteBody,
     Noted,
+    ParetoFront,
     PendingRequest,
     PredictedCurve,
     RollbackBody,
@@ -55,13 +57,14 @@ from tunelab.dashboard.models import (
 )
 from tunelab.errors import ConfigError, TrialNotFoundError
 from tunelab.live import LIVE_NAMES, LIVE_REQUESTS, branch_of, current_params, pending_requests
-from tunelab.records import FrozenTrial, StudyRecord, TrialState
+from tunelab.records import FrozenTrial, StudyRecord, TrialState, study_directions, study_objective_names
 from tunelab.samplers import RandomSampler
 from tunelab.storage import BaseStorage, Curves
 from tunelab.study import PREDICTION, Study, load_study
 
 MAX_CURVES = 50
-FigureKind = Literal["history", "slice", "contour", "parallel", "curves", "importance", "stages", "lr_range"]
+FigureKind = Literal["history", "slice", "contour", "parallel", "curves", "importance", "stages", "lr_range", "pareto",
+                     "hypervolume"]
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,10 @@ def summary(t: FrozenTrial) -> TrialSummary:
     stage = train.get("stage") if isinstance(train, Mapping) else None
     return TrialSummary(
         number=t.number, state=t.state.value, value=_finite(t.value), params=_json(dict(t.params)),
+        values=None if t.values is None else [_finite(v) for v in t.values],
+        constraints={n: ConstraintModel(value=_finite(c.value), lower=_finite(c.lower), upper=_finite(c.upper),
+                                        violation=_finite(c.violation)) for n, c in t.constraints.items()},
+        feasible=t.feasible,
         datetime_start=_iso(t.datetime_start), datetime_complete=_iso(t.datetime_complete),
         duration=t.duration, stage=_text(stage), error=_first_line(t.error),
         note=_text(t.user_attrs.get("note")),
@@ -180,6 +187,8 @@ class _Numbered(Protocol):
 
 
 _Row = TypeVar("_Row", bound=_Numbered)
+ObjectiveQuery = Annotated[str | None, Query(
+    max_length=500, description="importance: the objective to rank the parameters for (default: the first)")]
 Since = Annotated[int, Query(ge=0, le=MAX_INT64, description="the first trial number to return")]
 
 
@@ -230,7 +239,9 @@ def get_study(name: StudyName, settings: SettingsDep) -> StudyDetail:
     steps = recipe.get("steps") if isinstance(recipe, Mapping) else None
     pruner = attrs.get("pruner")
     return StudyDetail(
-        name=record.name, direction=record.direction, seed=record.seed, sampler=_json(dict(attrs.get("sampler") or {})),
+        name=record.name, direction=record.direction, directions=list(study_directions(record)),
+        objective_names=list(study_objective_names(record) or ("value",)), seed=record.seed,
+        sampler=_json(dict(attrs.get("sampler") or {})),
         pruner=_json(dict(pruner)) if isinstance(pruner, Mapping) else None, n_trials=total,
         states=_states(counts), best=None if best is None else summary(best),
         recipe=_json(list(steps)) if isinstance(steps, list) else None, params=params,
@@ -339,6 +350,7 @@ def get_figure(
     x: Annotated[str | None, Query(description="contour: the x parameter")] = None,
     y: Annotated[str | None, Query(description="contour: the y parameter")] = None,
     metric: Annotated[str | None, Query(description="curves: the metric (default: chosen by the plot)")] = None,
+    objective: ObjectiveQuery = None,
 ) -> Response:
     from tunelab import viz
 
@@ -349,7 +361,14 @@ def get_figure(
     elif kind == "importance":
         from tunelab.analysis.importance import importance
 
-        fig = viz.plot_importance(importance(study))
+        chosen = _objective(study, objective)
+        fig = viz.plot_importance(importance(study, objective=chosen if study.is_multi_objective else None),
+                                  title_text="Parameter importance" + (f" for {chosen}" if study.is_multi_objective
+                                                                       else ""))
+    elif kind == "pareto":
+        fig = viz.plot_pareto_front(study, objectives=_front_axes(study))
+    elif kind == "hypervolume":
+        fig = viz.plot_hypervolume_history(study)
     else:
         trials = study.trials
         if kind == "history":
@@ -384,13 +403,54 @@ def get_diagnosis(name: StudyName, number: TrialNumber, settings: SettingsDep) -
 @router.get("/studies/{name}/importance", response_model=Importance, responses={400: _E, 404: _E},
             summary="Each parameter's share of the objective's variation, with advice")
 def get_importance(
-    name: StudyName, settings: SettingsDep, method: Literal["fanova", "ped_anova"] = "fanova"
+    name: StudyName, settings: SettingsDep, method: Literal["fanova", "ped_anova"] = "fanova",
+    objective: ObjectiveQuery = None,
 ) -> Importance:
     from tunelab.analysis.importance import advice, importance
 
-    shares = importance(_study(settings, name), method=method)
+    study = _study(settings, name)
+    chosen = _objective(study, objective)
+    shares = importance(study, method=method, objective=chosen if study.is_multi_objective else None)
     return Importance(importance={k: _finite(v) or 0.0 for k, v in shares.items()}, advice=advice(shares),
-                      method=method)
+                      method=method, objective=chosen)
+
+
+@router.get("/studies/{name}/pareto", response_model=ParetoFront, responses={400: _E, 404: _E},
+            summary="A study with several objectives: its Pareto front and the hypervolume it dominates")
+def get_pareto(name: StudyName, settings: SettingsDep) -> ParetoFront:
+    from tunelab.viz.pareto import default_reference, hypervolume_history, pareto_tradeoff_table
+
+    study = _study(settings, name)
+    trials = study.trials
+    rows = pareto_tradeoff_table(study, trials=trials)  # ConfigError (400) for a single objective
+    by_number = {t.number: t for t in trials}
+    scored = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None
+              and len(t.values) == len(study.directions)]
+    reference = default_reference(study, trials=trials)
+    volume = hypervolume_history(study, reference, trials=trials)[1][-1] if reference is not None else None
+    return ParetoFront(
+        objective_names=list(study.objective_names), directions=list(study.directions),
+        front=[summary(by_number[r["number"]]) for r in rows], n_complete=len(scored),
+        n_infeasible=sum(not t.feasible for t in scored), hypervolume=None if volume is None else _finite(volume),
+        reference=reference,
+    )
+
+
+def _objective(study: Study, objective: str | None) -> str:
+    """The objective to rank parameters for: the one asked for, else the first; a 400 naming them for another."""
+    names = list(study.objective_names)
+    if objective is None:
+        return names[0]
+    if objective not in names:
+        raise HTTPException(400, f"study {study.name!r} has no objective {objective!r}; its objectives: "
+                                 f"{', '.join(names)}")
+    return objective
+
+
+def _front_axes(study: Study) -> list[str] | None:
+    """The objectives the dashboard's front plot draws: all of 2 or 3, the first two of more."""
+    names = list(study.objective_names)
+    return names[:2] if len(names) > 3 else None
 
 
 # -- actions -----------------------------------------------------------------------------------------

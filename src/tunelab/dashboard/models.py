@@ -32,10 +32,23 @@ class StudyListItem(BaseModel):
     best_number: int | None
 
 
+class ConstraintModel(BaseModel):
+    value: float | None = Field(description="the measured value (null: not a finite number)")
+    lower: float | None
+    upper: float | None
+    violation: float | None = Field(description="how far the value lies outside its bounds (0: they hold)")
+
+
 class TrialSummary(BaseModel):
     number: int
     state: State
     value: float | None
+    values: list[float | None] | None = Field(
+        default=None, description="every objective's value, in the study's order (null: not COMPLETE); the first "
+                                  "is `value`")
+    constraints: dict[str, ConstraintModel] = Field(
+        default_factory=dict, description="the constraints the trial recorded (trial.set_constraint), by name")
+    feasible: bool = Field(default=True, description="whether every constraint's bounds hold (true without any)")
     params: dict[str, ParamJSON]
     datetime_start: str | None
     datetime_complete: str | None
@@ -81,7 +94,9 @@ class TrialLogs(BaseModel):
 
 class StudyDetail(BaseModel):
     name: str
-    direction: str
+    direction: str = Field(description="the first objective's direction")
+    directions: list[str] = Field(description="every objective's direction (one for a single-objective study)")
+    objective_names: list[str] = Field(description="every objective's name ('value' for a single objective)")
     seed: int
     sampler: dict[str, Any]
     pruner: dict[str, Any] | None
@@ -129,6 +144,18 @@ class Importance(BaseModel):
     importance: dict[str, float]
     advice: str
     method: Literal["fanova", "ped_anova"]
+    objective: str = Field(description="the objective the parameters are ranked for")
+
+
+class ParetoFront(BaseModel):
+    objective_names: list[str]
+    directions: list[str]
+    front: list[TrialSummary] = Field(description="the feasible COMPLETE trials none dominates, by the first "
+                                                  "objective (best first)")
+    n_complete: int = Field(description="COMPLETE trials with every objective's value")
+    n_infeasible: int = Field(description="of those, the ones that miss a constraint's bounds")
+    hypervolume: float | None = Field(description="the volume the front dominates up to `reference` (null: no front)")
+    reference: list[float] | None = Field(description="the reference point: the worst feasible values, 10% past")
 
 
 MAX_ENQUEUE_PARAMS = 256

@@ -15,16 +15,20 @@ from tunelab.viz.figures import (
     plot_parallel_coordinates,
     plot_slice,
 )
+from tunelab.viz.pareto import pareto_tradeoff_table, plot_hypervolume_history, plot_pareto_front
 from tunelab.viz.stages import plot_stages
 
 __all__ = [
     "default_contour_pair",
+    "pareto_tradeoff_table",
     "plot_contour",
     "plot_curves",
     "plot_history",
+    "plot_hypervolume_history",
     "plot_importance",
     "plot_lr_range",
     "plot_parallel_coordinates",
+    "plot_pareto_front",
     "plot_slice",
     "plot_stages",
     "reported_metrics",

@@ -1,5 +1,8 @@
 """One self-contained HTML file about a study: summary, best trial, plots, diagnosis, importance.
 
+A study with several objectives has no best trial: its report has a "Pareto front" section instead
+(the front, the hypervolume over trials, the trade-off table) and the importances of each objective.
+
 plotly.js is inlined once (no CDN, no network: the file opens anywhere, offline); each figure
 is a ``<div>`` drawn by it. A section that cannot be drawn (too few trials, no curves) says
 why in its place instead of failing the report.
@@ -11,6 +14,7 @@ into the page through :func:`tunelab.viz.html.escape`; table cells are escaped u
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -35,6 +39,7 @@ from tunelab.viz import (
     plot_stages,
 )
 from tunelab.viz.html import Markup, escape
+from tunelab.viz.pareto import pareto_tradeoff_table, plot_hypervolume_history, plot_pareto_front
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -49,6 +54,8 @@ MAX_POINTS = 3000
 """Point clouds (slice, contour, parallel coordinates, stages) show at most this many trials:
 the best tenth of them and an even sample of the rest, so that a report of a large study
 stays light to open. The history plot and the importance use every trial."""
+MAX_FRONT_ROWS = 200
+"""The trade-off table of a study with several objectives lists at most this many trials of its front."""
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1200px;padding:1.5em;
@@ -73,8 +80,11 @@ def build_report(study: Study, *, title: str | None = None) -> str:
     page.add(f"<h1>{escape(title or f'tunelab report: {study.name}')}</h1>")
     page.add(f"<p class='muted'>made {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from {escape(_where(study))}</p>")
     page.add(_summary(study, trials))
-    best = sorted(done, key=sort_key(study.direction))[0] if done else None
-    if best is not None:
+    best = None
+    if study.is_multi_objective:
+        _pareto_section(study, trials, page)
+    elif done:
+        best = sorted(done, key=sort_key(study.direction))[0]
         page.add(_best(study, best))
     recipe = study.system_attrs.get("recipe")
     if recipe:
@@ -85,6 +95,9 @@ def build_report(study: Study, *, title: str | None = None) -> str:
         page.add(f"<p class='muted'>{len(done)} complete trials: the point clouds below (slices, contour, parallel "
                  f"coordinates, stages) show {len(shown)} of them, the best {MAX_POINTS // 10} and an even sample of "
                  "the rest; the history and the importance use every trial.</p>")
+    if study.is_multi_objective:
+        page.add(f"<p class='muted'>The history, slices, contour and parallel coordinates show the first objective, "
+                 f"{escape(study.objective_names[0])} ({escape(study.direction)}).</p>")
     page.figure("history", "Optimisation history", lambda: plot_history(study, trials=trials))
     page.figure("curves", "Learning curves", lambda: plot_curves(study, trials=trials))
     page.figure("slice", "Score against each hyperparameter", lambda: plot_slice(study, trials=shown))
@@ -160,8 +173,10 @@ def _summary(study: Study, trials: Sequence[FrozenTrial]) -> str:
     ends = [t.datetime_complete for t in trials if t.datetime_complete]
     span = f"{(max(ends) - min(starts)).total_seconds():.0f} s" if starts and ends else "-"
     attrs = study.system_attrs
+    objectives = ", ".join(f"{n} ({d})" for n, d in zip(study.objective_names, study.directions, strict=True))
     rows = [
-        ("study", study.name), ("direction", study.direction),
+        ("study", study.name),
+        ("objectives", objectives) if study.is_multi_objective else ("direction", study.direction),
         ("trials", ": ".join([str(len(trials)), *([", ".join(f"{n} {s.lower()}" for s, n in counts.items() if n)]
                                                    if trials else [])])),
         ("wall time", span), ("sampler", _describe(attrs.get("sampler"))),
@@ -176,6 +191,32 @@ def _best(study: Study, best: FrozenTrial) -> str:
     stage = f", stage {train['stage']}" if isinstance(train, dict) and "stage" in train else ""
     return (f"<h2>Best trial</h2><p>trial <b>{best.number}</b>{escape(stage)}: value <b>{_fmt(best.value)}</b> "
             f"({study.direction})</p>" + _table(["parameter", "value"], rows))
+
+
+def _pareto_section(study: Study, trials: Sequence[FrozenTrial], page: _Page) -> None:
+    """A study with several objectives: its front (plot and table) and the hypervolume over trials."""
+    page.add("<h2>Pareto front</h2>")
+    names = list(study.objective_names)
+    shown = names if len(names) <= 3 else names[:2]
+    if len(names) > 3:
+        page.add(f"<p class='muted'>{len(names)} objectives: the plot shows the first two "
+                 "(plot_pareto_front(study, objectives=[...]) draws others); the table has them all.</p>")
+    page.figure("pareto", "The front", lambda: plot_pareto_front(study, objectives=shown, trials=trials))
+    page.figure("hypervolume", "Hypervolume over trials", lambda: plot_hypervolume_history(study, trials=trials))
+    rows = pareto_tradeoff_table(study, trials=trials)
+    if not rows:
+        page.add("<p class='muted'>no feasible COMPLETE trial yet: no front</p>")
+        return
+    constraints = list(dict.fromkeys(c for r in rows for c in r["constraints"]))
+    params = list(dict.fromkeys(p for r in rows for p in r["params"]))
+    header = ["trial", *(f"{n} ({d[:3]})" for n, d in zip(names, study.directions, strict=True)),
+              *(f"constraint: {c}" for c in constraints), *params]
+    cells = [[str(r["number"]), *(_fmt(r["values"][n]) for n in names),
+              *(_fmt(r["constraints"].get(c)) for c in constraints), *(_fmt(r["params"].get(p)) for p in params)]
+             for r in rows[:MAX_FRONT_ROWS]]
+    more = f", the first {MAX_FRONT_ROWS} shown" if len(rows) > MAX_FRONT_ROWS else ""
+    page.add(f"<h3>Trade-offs</h3><p class='muted'>{len(rows)} trial(s) on the front, by {escape(names[0])} "
+             f"(best first){more}</p>" + _table(header, cells).replace("<table>", "<table id='pareto-table'>", 1))
 
 
 def _recipe_table(recipe: Any) -> str:
@@ -197,15 +238,20 @@ def _importance_section(study: Study, done: Sequence[FrozenTrial], page: _Page) 
         page.add("<p class='muted'>needs at least 4 complete trials over 2 parameters</p>")
         return
     method = "ped_anova" if len(done) >= FAST_IMPORTANCE_FROM else "fanova"
-    try:
-        shares = importance(study, method=method)
-    except TunelabError as e:
-        page.add(f"<p class='muted'>not computed: {escape(str(e))}</p>")
-        return
-    page.add(f"<p class='advice'>{escape(advice(shares))}</p><p class='muted'>"
-             f"{'PED-ANOVA' if method == 'ped_anova' else 'fANOVA on a random forest'} over {len(done)} "
-             "complete trials</p>")
-    page.figure("importance", "Importance", lambda: plot_importance(shares))
+    objectives: list[str | None] = list(study.objective_names) if study.is_multi_objective else [None]
+    for k, objective in enumerate(objectives):
+        lead = "" if objective is None else f"<b>{escape(objective)}</b>: "
+        try:
+            shares = importance(study, method=method, objective=objective)
+        except TunelabError as e:
+            page.add(f"<p class='muted'>{lead}not computed: {escape(str(e))}</p>")
+            continue
+        page.add(f"<p class='advice'>{lead}{escape(advice(shares))}</p><p class='muted'>"
+                 f"{'PED-ANOVA' if method == 'ped_anova' else 'fANOVA on a random forest'} over {len(done)} "
+                 "complete trials</p>")
+        key = "importance" if objective is None else f"importance-{k}"
+        heading = "Importance" if objective is None else f"Importance for {objective}"
+        page.figure(key, heading, functools.partial(plot_importance, shares, title_text=heading))
 
 
 def _diagnosis_section(study: Study, trials: Sequence[FrozenTrial], best: FrozenTrial | None) -> str:

@@ -553,6 +553,8 @@
       historyDrawn: null, // a promise: the client history's latest draw is done
       releasePlotly: holdPlotly(2500), // plotly.js loads once the rows and the quick history are drawn
       historyAt: 0,
+      constraints: [], // the names of the constraints the trials recorded (a column each)
+      pareto: { at: 0, ms: 0, loading: false }, // the Pareto front card (a study with several objectives)
       activeTab: null,
       curveMetric: null,
       run: { metric: null, at: 0, isRun: null, key: "", loading: false }, // the run card (branches, overlay)
@@ -580,6 +582,10 @@
         '<div><h2>Running trials <select id="curve-metric" title="metric"></select></h2>' +
         '<div id="running-curves" class="fig"></div><p id="running-empty" class="muted">No running trials.</p></div>' +
         "</section>" +
+        '<section id="pareto-card" class="card" hidden><h2>Pareto front <span id="pareto-summary" class="muted">' +
+        '</span></h2><div class="two-col"><div><div id="fig-pareto" class="fig fig-large"></div>' +
+        '<p class="panel-msg muted"></p></div><div><div id="fig-hypervolume" class="fig fig-large"></div>' +
+        '<p class="panel-msg muted"></p></div></div><p id="pareto-front-list" class="muted"></p></section>' +
         '<section id="run-card" class="card" hidden></section>' +
         '<section class="card"><h2>Trials</h2><div id="filters"><div id="state-filter"></div>' +
         '<div id="range-filter"></div></div><p id="rows-info" class="muted"></p>' +
@@ -594,7 +600,8 @@
             return '<label>' + a + ' <select class="axis" data-axis="' + a + '"></select></label>';
           }).join(" ");
           return '<div class="panel" data-kind="' + t.kind + '" hidden>' + (axes ? '<div class="axes">' + axes + "</div>" : "") +
-            (t.kind === "importance" ? '<p id="importance-advice" class="advice"></p>' : "") +
+            (t.kind === "importance" ? '<div class="axes"><label id="importance-objective-label" hidden>objective ' +
+              '<select id="importance-objective"></select></label></div><p id="importance-advice" class="advice"></p>' : "") +
             '<div id="fig-' + t.kind + '" class="fig fig-large"></div><p class="panel-msg muted"></p></div>';
         }).join("") + "</div></section>" +
         '<section class="card" id="enqueue-section" hidden></section>';
@@ -606,7 +613,9 @@
     function renderMeta() {
       const info = st.info;
       el("study-meta").innerHTML =
-        "<span>direction <b>" + esc(info.direction) + "</b></span>" +
+        (isMulti() ? '<span id="study-objectives">objectives <b>' + info.objective_names.map(function (n, i) {
+          return esc(n) + " (" + esc(info.directions[i]) + ")";
+        }).join(", ") + "</b></span>" : "<span>direction <b>" + esc(info.direction) + "</b></span>") +
         (info.sampler ? '<span>sampler <b id="study-sampler" title="' + esc(JSON.stringify(info.sampler)) + '">' +
           esc(describe(info.sampler)) + "</b></span>" : "") +
         (info.pruner ? '<span>pruner <b id="study-pruner" title="' + esc(JSON.stringify(info.pruner)) + '">' +
@@ -631,10 +640,21 @@
           newParams = true;
         }
       });
-      if (newParams) {
+      if (newParams || isMulti()) {
         renderHead();
         st.dirty = true;
         renderRows();
+      }
+      if (isMulti() && el("pareto-card").hidden) {
+        el("pareto-card").hidden = false;
+        const select = el("importance-objective");
+        select.innerHTML = info.objective_names.map(function (n) {
+          return '<option value="' + esc(n) + '">' + esc(n) + "</option>";
+        }).join("");
+        el("importance-objective-label").hidden = false;
+        select.addEventListener("change", function () { loadPanel("importance"); });
+        el("best-value").previousElementSibling.textContent = "best " + info.objective_names[0];
+        loadPareto().catch(function () { /* retried on the next refresh */ });
       }
       const section = el("enqueue-section");
       if (!info.read_only && !el("enqueue-form")) {
@@ -679,7 +699,7 @@
       const maximize = st.info.direction === "maximize";
       st.trials.forEach(function (t) {
         counts[t.state] = (counts[t.state] || 0) + 1;
-        if (t.state === "COMPLETE" && typeof t.value === "number" && isFinite(t.value)) {
+        if (t.state === "COMPLETE" && typeof t.value === "number" && isFinite(t.value) && t.feasible !== false) {
           if (best === null || (maximize ? t.value > best.value : t.value < best.value)) best = t;
         }
       });
@@ -700,14 +720,33 @@
         { key: "number", label: "#" },
         { key: "state", label: "State" },
         { key: "stage", label: "Stage" },
-        { key: "value", label: "Value" },
       ];
+      if (isMulti()) {
+        st.info.objective_names.forEach(function (n, i) {
+          cols.push({ key: "obj:" + i, label: n + (st.info.directions[i] === "maximize" ? " (max)" : " (min)") });
+        });
+      } else {
+        cols.push({ key: "value", label: "Value" });
+      }
+      st.constraints.forEach(function (c) { cols.push({ key: "con:" + c, label: c, constraint: c }); });
       st.params.forEach(function (p) { cols.push({ key: "param:" + p, label: p, param: p }); });
       cols.push({ key: "duration", label: "Duration" }, { key: "note", label: "Note" });
       return cols;
     }
 
+    function isMulti() {
+      return Array.isArray(st.info.objective_names) && st.info.objective_names.length > 1;
+    }
+
     function cellValue(t, key) {
+      if (key.indexOf("obj:") === 0) {
+        const v = (t.values || [])[Number(key.slice(4))];
+        return v === undefined ? null : v;
+      }
+      if (key.indexOf("con:") === 0) {
+        const c = (t.constraints || {})[key.slice(4)];
+        return c ? c.value : null;
+      }
       if (key.indexOf("param:") === 0) {
         const params = t.params || {};
         const p = key.slice(6);
@@ -718,8 +757,23 @@
 
     function rowHtml(t) {
       let html = '<td class="num"><a href="' + esc(trialHash(name, t.number)) + '">' + t.number + "</a></td><td>" +
-        stateBadge(t.state) + "</td><td>" + esc(t.stage === null || t.stage === undefined ? "" : t.stage) +
-        '</td><td class="num">' + esc(fmtNumber(t.value)) + "</td>";
+        stateBadge(t.state) + "</td><td>" + esc(t.stage === null || t.stage === undefined ? "" : t.stage) + "</td>";
+      if (isMulti()) {
+        for (let i = 0; i < st.info.objective_names.length; i++) {
+          const v = (t.values || [])[i];
+          html += '<td class="num objective">' + esc(v === undefined ? "" : fmtNumber(v)) + "</td>";
+        }
+      } else {
+        html += '<td class="num">' + esc(fmtNumber(t.value)) + "</td>";
+      }
+      for (let i = 0; i < st.constraints.length; i++) {
+        const c = (t.constraints || {})[st.constraints[i]];
+        const bounds = c ? [c.lower === null ? "" : "≥ " + fmtNumber(c.lower), c.upper === null ? "" : "≤ " +
+          fmtNumber(c.upper)].filter(Boolean).join(", ") : "";
+        html += '<td class="num constraint' + (c && c.violation > 0 ? ' infeasible" title="violated by ' +
+          esc(fmtNumber(c.violation)) + " (" + esc(bounds) + ')"' : '" title="' + esc(bounds) + '"') + ">" +
+          esc(c ? fmtNumber(c.value) : "") + "</td>";
+      }
       const params = t.params || {};
       for (let i = 0; i < st.params.length; i++) {
         const v = params[st.params[i]];
@@ -882,6 +936,12 @@
         for (const p in params) {
           if (st.params.indexOf(p) < 0) {
             st.params.push(p);
+            newParams = true;
+          }
+        }
+        for (const c in t.constraints || {}) {
+          if (st.constraints.indexOf(c) < 0) {
+            st.constraints.push(c);
             newParams = true;
           }
         }
@@ -1060,11 +1120,14 @@
       });
       if (!panel.querySelector(".fig").childElementCount) msg.textContent = "Loading…";
       try {
-        await loadFigure(kind, div, msg, axisQuery(panel));
+        const objective = kind === "importance" && isMulti()
+          ? "objective=" + encodeURIComponent(el("importance-objective").value || st.info.objective_names[0]) : "";
+        const query = axisQuery(panel);
+        await loadFigure(kind, div, msg, objective ? (query ? query + "&" : "?") + objective : query);
         if (kind === "importance") {
           const advice = el("importance-advice");
           try {
-            const imp = await api(studyPath(name) + "/importance");
+            const imp = await api(studyPath(name) + "/importance" + (objective ? "?" + objective : ""));
             advice.textContent = imp.advice || "";
           } catch (err) {
             advice.textContent = err.detail || err.message;
@@ -1094,6 +1157,31 @@
       });
     }
 
+    /** A study with several objectives: the front, the hypervolume over trials, and the front's trials. */
+    async function loadPareto() {
+      const start = Date.now();
+      st.pareto.at = start;
+      st.pareto.loading = true;
+      try {
+        const front = await api(studyPath(name) + "/pareto");
+        if (st.destroyed) return;
+        el("pareto-summary").textContent = "(" + front.front.length + " trial" + (front.front.length === 1 ? "" : "s") +
+          (front.hypervolume === null ? "" : ", hypervolume " + fmtNumber(front.hypervolume)) +
+          (front.n_infeasible ? ", " + front.n_infeasible + " infeasible" : "") + ")";
+        el("pareto-front-list").innerHTML = front.front.length ? "On the front: " + front.front.map(function (t) {
+          return '<a href="' + esc(trialHash(name, t.number)) + '">#' + t.number + "</a>";
+        }).join(" ") : "No feasible COMPLETE trial yet: no front.";
+        for (const kind of ["pareto", "hypervolume"]) {
+          const div = el("fig-" + kind);
+          await loadFigure(kind, div, div.nextElementSibling, "");
+          if (st.destroyed) return;
+        }
+      } finally {
+        st.pareto.loading = false;
+        st.pareto.ms = Date.now() - start;
+      }
+    }
+
     /** How long to wait between refreshes of a figure that took `ms` to load: ~10 s, more for slow ones. */
     function refreshEvery(ms) {
       return Math.max(FIGURE_REFRESH_MS, 15 * (ms || 0));
@@ -1104,6 +1192,10 @@
       const now = Date.now();
       const stale = force || (st.lastChange > st.historyAt && now - st.historyAt >= refreshEvery(st.historyMs));
       if (stale) loadHistory().catch(function () { /* shown in the panel on the next try */ });
+      if (isMulti() && !st.pareto.loading && (force || (st.lastChange > st.pareto.at &&
+          now - st.pareto.at >= refreshEvery(st.pareto.ms)))) {
+        loadPareto().catch(function () { /* retried on the next refresh */ });
+      }
       const kind = st.activeTab;
       if (kind && st.lastChange > (st.figureLoaded[kind] || 0) &&
           now - (st.figureLoaded[kind] || 0) >= refreshEvery(st.figureMs[kind])) {
