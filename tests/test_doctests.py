@@ -32,6 +32,7 @@ REQUIRED: dict[str, list[str]] = {
     "tunelab.samplers.gp": ["GPSampler"],
     "tunelab.samplers.auto": ["AutoSampler"],
     "tunelab.samplers.nsga": ["NSGAIISampler"],
+    "tunelab.samplers.nsga3": ["NSGAIIISampler"],
     "tunelab.multiobjective": [""],
     "tunelab.pruners.median": ["MedianPruner"],
     "tunelab.pruners.asha": ["SuccessiveHalvingPruner", "HyperbandPruner"],

@@ -17,6 +17,7 @@ from tunelab.samplers.gp import GPSampler
 from tunelab.samplers.grid import GridSampler
 from tunelab.samplers.model_based import ModelBasedSampler
 from tunelab.samplers.nsga import NSGAIISampler
+from tunelab.samplers.nsga3 import NSGAIIISampler
 from tunelab.samplers.random import RandomSampler
 from tunelab.samplers.tpe import TPESampler
 
@@ -27,6 +28,7 @@ __all__ = [
     "GridSampler",
     "ModelBasedSampler",
     "NSGAIISampler",
+    "NSGAIIISampler",
     "RandomSampler",
     "Sampler",
     "SamplingContext",
@@ -38,6 +40,7 @@ __all__ = [
 _REGISTRY: dict[str, type[Sampler]] = {
     cls.__name__: cls for cls in (
         RandomSampler, GridSampler, CoarseToFineSampler, TPESampler, GPSampler, AutoSampler, NSGAIISampler,
+        NSGAIIISampler,
     )
 }
 

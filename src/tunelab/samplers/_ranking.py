@@ -7,8 +7,9 @@ constraints and with several objectives.
   worst feasible loss (so a GP sees a penalty of the feasible range's size, not a cliff); before any
   trial is feasible, the loss is the violation itself and the search heads for feasibility.
 - Several objectives (multi-objective TPE, Ozaki et al. 2020): a trial's non-dominated front, and
-  inside a front its hypervolume contribution (the trade-offs that add most come first; crowding
-  distance on fronts too large for exact contributions). The loss is ``front + 0.5 * (1 - share)``:
+  inside a front its hypervolume contribution with two objectives (the trade-offs that add most
+  come first); with more, the order of NSGA-III's reference-direction niching (spread evenly).
+  The loss is ``front + 0.5 * (1 - share)``:
   only the order is meaningful, which is all TPE's good/bad split reads.
 """
 
@@ -18,10 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tunelab.multiobjective import crowding_distance, hypervolume, losses, non_dominated_sort
-
-MAX_EXACT_FRONT = 40
-"""Fronts up to this size get exact hypervolume contributions; larger ones crowding distance."""
+from tunelab.multiobjective import losses, non_dominated_sort
 
 
 def scalar_losses(values: np.ndarray, violation: np.ndarray, directions: Sequence[str]) -> np.ndarray:
@@ -66,15 +64,41 @@ def pareto_scores(points: np.ndarray) -> np.ndarray:
 
 
 def _shares(front: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Each point's worth to its front, in [0, 1], 1 for the most valuable (ties: equal)."""
+    """Each point's worth to its front, in [0, 1], 1 for the most valuable (ties: equal): its exact
+    hypervolume contribution with two objectives, its crowding distance with more (exact
+    contributions cost too much there to compute at every proposal)."""
     if len(front) <= 2:
         return np.ones(len(front))
-    if len(front) <= MAX_EXACT_FRONT:
-        total = hypervolume(front, reference)
-        worth = np.array([total - hypervolume(np.delete(front, i, axis=0), reference) for i in range(len(front))])
+    if front.shape[1] == 2:
+        worth = contributions_2d(front, reference)
     else:
-        worth = crowding_distance(front)
-        finite = np.isfinite(worth)
-        worth = np.where(finite, worth, (worth[finite].max() if finite.any() else 0.0) * 2 + 1.0)
+        worth = spread_order(front)
     top = float(worth.max())
     return worth / top if top > 0 else np.ones(len(front))
+
+
+def spread_order(front: np.ndarray) -> np.ndarray:
+    """Worth by NSGA-III's niching (three objectives or more): the order in which reference-direction
+    niching would keep the front's points, first = most worth, so a good set taken from the top is
+    spread evenly over the front (exact hypervolume contributions cost too much here; crowding
+    distance favours the front's extremes)."""
+    from tunelab.samplers.nsga3 import das_dennis, default_divisions, niche_select
+
+    n, m = front.shape
+    references = das_dennis(m, default_divisions(m, max(n, m)))
+    order = niche_select(front, np.empty(0, dtype=int), np.arange(n), n, references, np.random.default_rng(0))
+    worth = np.empty(n)
+    worth[order] = np.arange(n, 0, -1, dtype=float)
+    return worth
+
+
+def contributions_2d(front: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """The exact hypervolume contribution of each point of a two-objective front (losses; no point
+    dominates another), bounded by ``reference``: O(n log n)."""
+    order = np.argsort(front[:, 0], kind="stable")
+    x, y = front[order, 0], front[order, 1]
+    right = np.append(x[1:], reference[0])  # the next point's first loss (the reference after the last)
+    above = np.insert(y[:-1], 0, reference[1])  # the previous point's second loss (the reference before the first)
+    out = np.empty(len(front))
+    out[order] = np.maximum(right - x, 0.0) * np.maximum(above - y, 0.0)
+    return out

@@ -18,7 +18,7 @@ at random.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,7 +26,7 @@ import numpy as np
 from tunelab.distributions import Bool, Categorical, Distribution, ParamValue
 from tunelab.errors import ConfigError
 from tunelab.history import History
-from tunelab.multiobjective import crowding_distance, non_dominated_sort
+from tunelab.multiobjective import crowding_distance, losses, non_dominated_sort
 from tunelab.records import FrozenTrial
 from tunelab.samplers.base import Sampler, SamplingContext
 
@@ -105,7 +105,7 @@ class NSGAIISampler(Sampler):
         candidates = [t for t in history.completed_values() if t.number < generation * self.population_size]
         if len(candidates) < 2:
             return {}
-        population, rank, crowd = select_population(candidates, history.directions, self.population_size)
+        population, rank, crowd = self._select(candidates, history.directions, trial.seed, generation)
         rng = trial.rng(RECORD_KEY)
         first = _tournament(rng, rank, crowd)
         second = _tournament(rng, rank, crowd)
@@ -118,6 +118,12 @@ class NSGAIISampler(Sampler):
 
     def sample(self, history: History, trial: SamplingContext, name: str, distribution: Distribution) -> ParamValue:
         return distribution.sample(trial.rng(name))
+
+    def _select(
+        self, candidates: Sequence[FrozenTrial], directions: Sequence[str], seed: int, generation: int
+    ) -> tuple[list[FrozenTrial], np.ndarray, np.ndarray]:
+        """The parents' population: NSGA-II's survivors (fronts, then crowding distance)."""
+        return select_population(candidates, directions, self.population_size)
 
     # -- variation ---------------------------------------------------------------------------
     def _child(self, rng: np.random.Generator, p1: FrozenTrial, p2: FrozenTrial) -> dict[str, ParamValue]:
@@ -152,28 +158,40 @@ class NSGAIISampler(Sampler):
 
 
 def select_population(
-    trials: Sequence[FrozenTrial], directions: Sequence[str], size: int
+    trials: Sequence[FrozenTrial], directions: Sequence[str], size: int,
+    cut: Callable[[np.ndarray, list[int], np.ndarray, int], np.ndarray] | None = None,
 ) -> tuple[list[FrozenTrial], np.ndarray, np.ndarray]:
     """NSGA-II's survivors among ``trials``: feasible fronts first (the last one cut by crowding
-    distance), then infeasible trials by total violation. Returns them with their rank (front
-    index; infeasible trials rank after every front) and crowding distance."""
+    distance, or by ``cut``), then infeasible trials by total violation. Returns them with their
+    rank (front index; infeasible trials rank after every front) and crowding distance.
+
+    ``cut(points, chosen, front, room)`` picks ``room`` of the last front's rows (indices into
+    ``front``) given the losses of every feasible trial and the rows ``chosen`` so far (NSGA-III's
+    reference-point niching); the crowding distance is then 0 for every survivor.
+    """
     feasible = [t for t in trials if t.feasible]
     infeasible = sorted((t for t in trials if not t.feasible), key=lambda t: (t.violation, t.number))
     chosen: list[FrozenTrial] = []
+    rows: list[int] = []
     ranks: list[float] = []
     crowds: list[float] = []
     if feasible:
-        sign = np.array([-1.0 if d == "maximize" else 1.0 for d in directions])
-        points = np.array([t.values for t in feasible], dtype=float) * sign
+        points = losses([t.values for t in feasible], directions)  # type: ignore[misc]
         fronts = non_dominated_sort(points)
         for r, front in enumerate(fronts):
-            crowd = crowding_distance(points[front])
-            order = np.argsort(-crowd, kind="stable")
             room = size - len(chosen)
-            take = order[:room]
-            chosen.extend(feasible[front[i]] for i in take)
-            ranks.extend([float(r)] * len(take))
-            crowds.extend(crowd[take].tolist())
+            if cut is not None and len(front) > room:
+                take_rows = front[cut(points, rows, front, room)]
+                crowd = np.zeros(len(take_rows))
+            else:
+                crowd_all = crowding_distance(points[front])
+                order = np.argsort(-crowd_all, kind="stable")[:room]
+                take_rows = front[order]
+                crowd = crowd_all[order] if cut is None else np.zeros(len(order))
+            chosen.extend(feasible[i] for i in take_rows)
+            rows.extend(int(i) for i in take_rows)
+            ranks.extend([float(r)] * len(take_rows))
+            crowds.extend(crowd.tolist())
             if len(chosen) >= size:
                 break
         last_rank = float(len(fronts))
