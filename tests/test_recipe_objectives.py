@@ -185,6 +185,14 @@ def test_cli_unknown_objective_is_one_error_line(runner: CliRunner, tmp_path: Pa
     assert "a. initial loss" not in result.stdout and not (tmp_path / "t.db").exists()
 
 
+def test_cli_help_explains_objectives(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["recipe", "--help"])
+    assert result.exit_code == 0, result.output
+    text = flat(result.stdout.replace("│", " "))  # the options' box: its cells' lines joined
+    assert "--objectives" in text and "val_acc,params trades validation accuracy against the model's" in text
+    assert "smallest model within 1 point of accuracy of the front's most accurate one" in text
+
+
 # -- run(objectives=...) on the tiny problem ---------------------------------------------------
 TINY = Budget(overfit_batches=2, overfit_steps=100, lr_steps=20, lr_points=4, coarse_trials=6,
               coarse_epochs=1, refine_trials=6, refine_epochs=2, final_epochs=3)
