@@ -127,7 +127,7 @@ class _BranchObjective:
     inner: TrainObjective
     poll_seconds: float
 
-    def __call__(self, trial: Trial) -> float:
+    def __call__(self, trial: Trial) -> float | tuple[float, ...]:
         trial.live_poll_seconds = self.poll_seconds
         return self.inner(trial)
 

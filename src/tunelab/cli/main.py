@@ -881,9 +881,20 @@ def recipe(
         typer.Option("--adapt-lr", help="Let the learning rate adapt from the range test's choice (hypergradient "
                                         "version of the optimizer) in the searches, instead of searching it."),
     ] = False,
+    objectives: Annotated[
+        str | None,
+        typer.Option("--objectives", show_default=False, metavar="NAMES",
+                     help="Several objectives for the searches, comma-separated, the trainer's monitor first: "
+                          "val_acc,params trades validation accuracy against the model's trainable parameter "
+                          "count (params minimized). Known: the monitor, val_loss, val_acc (classifiers), params."),
+    ] = None,
 ) -> None:
     """Run the training recipe: initial loss, overfit a small sample, learning-rate range, then
     coarse search, refine and final training, printing each step's verdict.
+
+    With --objectives val_acc,params the searches trade accuracy against model size in one study
+    with two objectives, each stage prints its Pareto front, and the final training takes the
+    smallest model within 1 point of accuracy of the front's most accurate one.
 
     Exits with code 1 when a step fails (its message says why); the study keeps every verdict.
     """
@@ -895,6 +906,7 @@ def recipe(
             trainer, storage=storage, name=name, quick=quick, n_workers=n_workers, seed=seed,
             stop_after=stop_after.value if stop_after else None, artifact_dir=artifact_dir,
             console=_out(), show_progress=progress, adapt_lr=adapt_lr,
+            objectives=None if objectives is None else [n.strip() for n in objectives.split(",") if n.strip()],
         )
     if not result.ok:
         raise typer.Exit(1)

@@ -11,19 +11,26 @@ Example::
     from tunelab.recipe import run, digits
     result = run(digits.trainer(), storage="sqlite:///tunelab.db")
     print(result.value, result.model_path)
+
+With ``run(..., objectives=("val_acc", "params"))`` the searches trade accuracy against the
+model's size in a study with two objectives; f. trains the configuration of the refine stage's
+Pareto front that :func:`choose_from_front` picks (the smallest model within 1 point of the most
+accurate).
 """
 
 from tunelab.recipe.checks import check_initial_loss, lr_range_test, overfit_small_sample
 from tunelab.recipe.run import Budget, RecipeResult, recorded_steps, run
-from tunelab.recipe.search import coarse_search, final, refine, search_space
+from tunelab.recipe.search import FRONT_TOLERANCE, choose_from_front, coarse_search, final, refine, search_space
 from tunelab.recipe.steps import STEPS, StepResult
 
 __all__ = [
+    "FRONT_TOLERANCE",
     "STEPS",
     "Budget",
     "RecipeResult",
     "StepResult",
     "check_initial_loss",
+    "choose_from_front",
     "coarse_search",
     "final",
     "lr_range_test",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from tunelab.study import Study, create_study
 from tunelab.torch import Trainer
 
 RECORD_KEY = "recipe"
-"""``study.system_attrs["recipe"]``: the budget and every step's :meth:`StepResult.to_json`."""
+"""``study.system_attrs["recipe"]``: the budget, the objectives and every step's :meth:`StepResult.to_json`."""
 _LETTERS = dict(zip(STEPS, "abcdef", strict=True))
 _TITLES = {"initial_loss": "initial loss", "overfit": "overfit a small sample", "lr_range": "learning-rate range",
            "coarse": "coarse search", "refine": "refine", "final": "final training"}
@@ -79,6 +79,7 @@ class RecipeResult:
         steps: the steps that ran, in order.
         stopped_at: the step that failed (the recipe stopped there), or None.
         value: the final model's validation value (the trainer's ``monitor``), or None.
+        values: with several objectives, the final model's value of each, by name; else None.
         model_path: the folder of the final model's checkpoint, or None.
         seconds: the whole run's wall time.
     """
@@ -87,6 +88,7 @@ class RecipeResult:
     steps: list[StepResult] = field(default_factory=list)
     stopped_at: str | None = None
     value: float | None = None
+    values: dict[str, float] | None = None
     model_path: Path | None = None
     seconds: float = 0.0
 
@@ -110,6 +112,7 @@ def run(
     console: Console | None = None,
     show_progress: bool | None = None,
     adapt_lr: bool = False,
+    objectives: Sequence[str] | None = None,
 ) -> RecipeResult:
     """Run the recipe on ``trainer``: checks a. to c., then the searches d. to f., in one new study.
 
@@ -130,6 +133,14 @@ def run(
             :class:`~tunelab.torch.hypergradient.HypergradientOptimizer`) starting from the range
             test's best learning rate, never above the top of its range (``lr_max``), and search the
             other hyperparameters only (needs the trainer's optimizer to be 'sgd', 'adam' or 'adamw').
+        objectives: several objectives for the searches d. to f., the trainer's ``monitor`` first,
+            e.g. ``("val_acc", "params")``: validation accuracy against the model's trainable
+            parameter count (:meth:`Trainer.objective_names <tunelab.torch.Trainer.objective_names>`
+            lists the known names). The study then has one direction per objective (``params``
+            minimized), the pruner is the Pareto median rule, each stage's verdict lists its Pareto
+            front, and f. trains the front member of the rule of
+            :func:`~tunelab.recipe.search.choose_from_front`: the smallest model within 1 point of
+            the most accurate. None (the default): the ``monitor`` alone.
 
     A failing step stops the recipe; its message says what is wrong and what to do.
 
@@ -173,17 +184,22 @@ def run(
     if not isinstance(adapt_lr, bool):
         raise ConfigError(f"run(adapt_lr=...) must be True or False, got {adapt_lr!r}")
     searcher = search.adaptive(trainer) if adapt_lr else trainer  # checks the optimizer before any step
+    names = search.check_objectives(trainer, objectives)
     console = console or Console()
     start = time.perf_counter()
     store = get_storage(storage)
+    goals: dict[str, Any] = {"direction": search.direction(trainer)} if len(names) == 1 else {
+        "directions": search.directions(names), "objective_names": names}
     study = create_study(
-        name=_free_name(store, name), storage=store, direction=search.direction(trainer), sampler=search.sampler(
-            budget.coarse_trials), pruner=search.pruner(), seed=seed, artifact_dir=artifact_dir,
+        name=_free_name(store, name), storage=store, sampler=search.sampler(budget.coarse_trials),
+        pruner=search.pruner(len(names) > 1), seed=seed, artifact_dir=artifact_dir, **goals,
     )
     result = RecipeResult(study)
-    recorder = _Recorder(study, budget, console, adapt_lr)
+    recorder = _Recorder(study, budget, console, adapt_lr, names)
+    goal = f"monitor {trainer.monitor}" if len(names) == 1 else "objectives " + ", ".join(
+        f"{d} {n}" for n, d in zip(names, study.directions, strict=True))
     console.print(f"[bold]tunelab recipe[/]: study [cyan]{study.name}[/] in {store.url or 'memory'}, "
-                  f"{n_workers} worker process{'es' if n_workers > 1 else ''}, monitor {trainer.monitor}")
+                  f"{n_workers} worker process{'es' if n_workers > 1 else ''}, {goal}")
 
     space: dict[str, Any] = {}  # the searches' space, made from the range test's verdict
     steps: list[tuple[str, Callable[[], StepResult]]] = [
@@ -215,6 +231,7 @@ def run(
     last = result.steps[-1]
     if last.step == "final" and last.ok:
         result.value = last.evidence.get("value")
+        result.values = last.evidence.get("values")
         model = last.evidence.get("model")
         result.model_path = Path(model) if model else None
     return _finish(result, last, start, console)
@@ -248,10 +265,13 @@ def _finish(result: RecipeResult, last: StepResult, start: float, console: Conso
 class _Recorder:
     """Prints each step as it starts and ends, and records its verdict with the study."""
 
-    def __init__(self, study: Study, budget: Budget, console: Console, adapt_lr: bool = False) -> None:
+    def __init__(
+        self, study: Study, budget: Budget, console: Console, adapt_lr: bool = False, objectives: Sequence[str] = ()
+    ) -> None:
         self.study = study
         self.console = console
-        self.record: dict[str, Any] = {"budget": asdict(budget), "adapt_lr": adapt_lr, "steps": []}
+        self.record: dict[str, Any] = {"budget": asdict(budget), "adapt_lr": adapt_lr,
+                                       "objectives": list(objectives), "steps": []}
         study.set_system_attr(RECORD_KEY, self.record)
 
     def begin(self, step: str) -> None:
@@ -273,7 +293,9 @@ def recorded_steps(study: Study) -> list[StepResult]:
 def _print_summary(result: RecipeResult, console: Console) -> None:
     study = result.study
     done = [t for t in study.trials if t.state == TrialState.COMPLETE]
-    if done:
+    if done and study.is_multi_objective:
+        _print_front(result, console)
+    elif done:
         table = Table(title=f"best trials of {study.name} ({study.direction} {_monitor(result)})")
         names = list(dict.fromkeys(k for t in done for k in t.params))
         for col in ["#", "stage", "epochs", "value", *names]:
@@ -286,8 +308,33 @@ def _print_summary(result: RecipeResult, console: Console) -> None:
     verdicts = " ".join(f"{_LETTERS[s.step]}:{s.verdict}" for s in result.steps)
     console.print(f"{len(study.trials)} trials, {result.seconds:.1f}s; steps {verdicts}")
     if result.value is not None:
-        console.print(f"[bold]final validation {_monitor(result)}: {result.value:.4f}[/]; model in {result.model_path}")
+        extra = ""
+        if result.values:
+            extra = " (" + search.format_values({k: v for k, v in result.values.items() if k != _monitor(result)}) + ")"
+        console.print(f"[bold]final validation {_monitor(result)}: {result.value:.4f}[/]{extra}; "
+                      f"model in {result.model_path}")
     console.print(f"study [cyan]{study.name}[/] is kept: tunelab show {study.name}")
+
+
+def _print_front(result: RecipeResult, console: Console) -> None:
+    """The Pareto front of the last search stage (refine, else coarse), best first objective first,
+    a row per trial; the one step f. trained is marked."""
+    study = result.study
+    stage, front = next(((s, f) for s in ("refine", "coarse")
+                         if (f := search.sorted_front(search.stage_trials(study, s), study.directions))), ("", []))
+    if not front:
+        return
+    chosen = next((s.evidence.get("from_trial") for s in result.steps if s.step == "final"), None)
+    goals = ", ".join(f"{d} {n}" for n, d in zip(study.objective_names, study.directions, strict=True))
+    table = Table(title=f"Pareto front of the {stage} stage of {study.name} ({goals})")
+    names = list(dict.fromkeys(k for t in front for k in t.params))
+    for col in ["trial", *study.objective_names, *names, "final"]:
+        table.add_column(col, justify="right")
+    for t in front:
+        values = [search.format_value(n, v) for n, v in zip(study.objective_names, t.values or (), strict=True)]
+        table.add_row(str(t.number), *values,
+                      *[_fmt(t.params.get(n)) for n in names], "trained" if t.number == chosen else "")
+    console.print(table)
 
 
 def _monitor(result: RecipeResult) -> str:

@@ -26,7 +26,8 @@ The modules, one job each: ``reporter`` (:class:`Reporter`, :func:`monitor_direc
 learning rate that adapts along its hypergradient), ``trainer`` (:class:`Trainer`, :class:`FitResult`),
 ``loop`` (the loop of :meth:`Trainer.fit`: its state and its steps), ``checkpoint``
 (:func:`save_torch`, :func:`load_torch`, the format of the trainer's checkpoints) and
-``objective`` (:class:`TrainObjective`).
+``objective`` (:class:`TrainObjective`; :data:`PARAMS`, :func:`count_parameters` and
+:func:`objective_direction` for objectives such as the model's size).
 
 Importing this package does not import PyTorch: ``tunelab`` itself re-exports
 :func:`save_torch` and :func:`load_torch` from here (they import torch when they run). The
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
     from tunelab.torch.data import Data, Tensors
     from tunelab.torch.devices import resolve_device
     from tunelab.torch.hypergradient import HypergradientOptimizer
-    from tunelab.torch.objective import TrainObjective
+    from tunelab.torch.objective import PARAMS, TrainObjective, count_parameters, objective_direction
     from tunelab.torch.reporter import Reporter, monitor_direction
     from tunelab.torch.trainer import (
         LOSSES,
@@ -63,7 +64,8 @@ _LAZY = {
     "Data": "data", "Tensors": "data",
     "Trainer": "trainer", "FitResult": "trainer", "LossFn": "trainer", "OptimizerFactory": "trainer",
     "LiveHook": "trainer", "OPTIMIZERS": "trainer", "LOSSES": "trainer", "SCHEDULES": "trainer",
-    "TrainObjective": "objective",
+    "TrainObjective": "objective", "PARAMS": "objective", "count_parameters": "objective",
+    "objective_direction": "objective",
     "HypergradientOptimizer": "hypergradient",
 }
 """The names whose module imports PyTorch: loaded by :func:`__getattr__` on first use."""
@@ -72,6 +74,7 @@ __all__ = [
     "LOOP_FILE",
     "LOSSES",
     "OPTIMIZERS",
+    "PARAMS",
     "SCHEDULES",
     "TORCH_FILE",
     "Data",
@@ -85,8 +88,10 @@ __all__ = [
     "Tensors",
     "TrainObjective",
     "Trainer",
+    "count_parameters",
     "load_torch",
     "monitor_direction",
+    "objective_direction",
     "resolve_device",
     "save_torch",
 ]

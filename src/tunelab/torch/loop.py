@@ -116,7 +116,8 @@ class FitLoop:
     ``eval_every``: evaluate every this many optimiser steps (the curve's step is then the
     optimiser step), else after each epoch (the curve's step is the epoch). ``checkpoint_every``:
     checkpoint through the trial every this many evaluations. ``live``: apply the trial's live
-    changes before every optimiser step.
+    changes before every optimiser step. ``constants``: metrics reported with every evaluation
+    (the model's size, ``params``, that Pareto pruners read).
     """
 
     def __init__(
@@ -133,8 +134,10 @@ class FitLoop:
         eval_every: int | None = None,
         checkpoint_every: int | None = None,
         live: bool = False,
+        constants: Mapping[str, float] | None = None,
     ) -> None:
         self.trainer, self.state = trainer, state
+        self.constants = dict(constants or {})
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.train, self.val = data
         self.batch_size = batch_size
@@ -204,6 +207,7 @@ class FitLoop:
         previous_best = reporter.best
         metrics = self.trainer.evaluate(self.model, self.val)
         metrics["lr"] = effective_lr(self.optimizer)  # the adapted rate for a HypergradientOptimizer
+        metrics.update(self.constants)
         at = state.step if self.eval_every else state.step // state.steps_per_epoch
         row = reporter.report(at, **metrics)
         if self.trainer.monitor not in row:

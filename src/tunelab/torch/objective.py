@@ -1,5 +1,7 @@
 """A study's objective that trains with :meth:`Trainer.fit <tunelab.torch.Trainer.fit>`:
-:class:`TrainObjective` (made by :meth:`Trainer.objective <tunelab.torch.Trainer.objective>`)."""
+:class:`TrainObjective` (made by :meth:`Trainer.objective <tunelab.torch.Trainer.objective>`),
+which returns one value or, for a study with several objectives, one per name in ``objectives``
+(:data:`PARAMS`, the model's size, among them)."""
 
 from __future__ import annotations
 
@@ -8,11 +10,28 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from torch import nn
+
+from tunelab.errors import ConfigError
 from tunelab.torch.checkpoint import save_torch
+from tunelab.torch.reporter import monitor_direction
 
 if TYPE_CHECKING:
     from tunelab.study import Trial
     from tunelab.torch.trainer import Trainer
+
+PARAMS = "params"
+"""The objective (and constant metric) that counts the model's trainable parameters."""
+
+
+def count_parameters(model: nn.Module) -> int:
+    """The number of trainable parameters (``requires_grad``) of ``model``."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def objective_direction(name: str) -> str:
+    """'minimize' for :data:`PARAMS`, else the metric's direction (:func:`monitor_direction`)."""
+    return "minimize" if name == PARAMS else monitor_direction(name)
 
 
 @dataclass
@@ -29,8 +48,9 @@ class TrainObjective:
     save_model: bool = False
     tag: dict[str, Any] = field(default_factory=dict)
     live: bool = False
+    objectives: tuple[str, ...] = ()
 
-    def __call__(self, trial: Trial) -> float:
+    def __call__(self, trial: Trial) -> float | tuple[float, ...]:
         if self.trainer.space:
             trial.suggest_space(self.trainer.space)
         trial.set_user_attr("train", {"epochs": self.epochs, **self.tag})
@@ -38,7 +58,7 @@ class TrainObjective:
         result = self.trainer.fit(
             trial.live_params, epochs=self.epochs, trial=trial, seed=self.seed + trial.number,
             eval_every=self.eval_every, patience=self.patience, prune=self.prune,
-            checkpoint_every=self.checkpoint_every, live=self.live,
+            checkpoint_every=self.checkpoint_every, live=self.live, report_params=PARAMS in self.objectives,
         )
         summary: dict[str, Any] = {"best_step": int(result.best["step"]), "steps": result.steps,
                                    "stopped": result.stopped, "seconds": round(result.seconds, 3)}
@@ -50,7 +70,17 @@ class TrainObjective:
                 (folder / "history.json").write_text(json.dumps(_finite_rows(result.history), indent=1))
             summary["model"] = str(trial.checkpoint_dir / f"step-{last}")
         trial.set_user_attr("fit", summary)
-        return float(result.value)
+        if not self.objectives:
+            return float(result.value)
+        values = tuple(_objective_value(result.best, name) for name in self.objectives)
+        return values[0] if len(values) == 1 else values
+
+
+def _objective_value(best: dict[str, float], name: str) -> float:
+    """Objective ``name`` read from the best evaluation's row (``params``: reported in every row)."""
+    if name not in best:
+        raise ConfigError(f"objective {name!r} is not among the metrics of the best evaluation, {sorted(best)}")
+    return float(best[name])
 
 
 def _finite_rows(rows: list[dict[str, float]]) -> list[dict[str, float | None]]:

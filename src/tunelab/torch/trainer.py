@@ -25,7 +25,7 @@ from tunelab.torch.devices import resolve_device
 from tunelab.torch.hypergradient import DEFAULT_HYPER_LR, HypergradientOptimizer
 from tunelab.torch.live import OPTIMIZER_LIVE, apply_to_optimizer, optimizer_live_names
 from tunelab.torch.loop import FitLoop, LoopState
-from tunelab.torch.objective import TrainObjective
+from tunelab.torch.objective import PARAMS, TrainObjective, count_parameters
 from tunelab.torch.reporter import Reporter, class_indices
 
 if TYPE_CHECKING:
@@ -397,6 +397,7 @@ class Trainer:
         restore_best: bool = True,
         live: bool = False,
         resume: Checkpoint | str | os.PathLike[str] | None = None,
+        report_params: bool = False,
     ) -> FitResult:
         """Train a model built from ``params`` for ``epochs``, evaluating after each epoch (or every
         ``eval_every`` optimiser steps) and reporting to ``trial`` when given.
@@ -422,11 +423,16 @@ class Trainer:
                 the epoch and the reporter's best and patience are restored, then ``params`` that
                 differ from the checkpoint's (a branch's changed lr) are applied. Default: the
                 trial's :attr:`~tunelab.study.Trial.resume_from` (a branch's start), if any.
+            report_params: report ``params``, the model's trainable parameter count
+                (:func:`~tunelab.torch.count_parameters`), with every evaluation: a constant curve
+                that Pareto pruners read in a study whose objectives include the model's size.
 
         Raises :class:`tunelab.TrialPruned` when the pruner stops the run, and
         :class:`tunelab.errors.TrainingDivergedError` when the loss becomes NaN or infinite.
         """
         _check_fit_args(epochs, trial, eval_every, checkpoint_every, live)
+        if not isinstance(report_params, bool):
+            raise ConfigError(f"fit(report_params=...) must be True or False, got {report_params!r}")
         source = resume_source(resume, trial)
         start = time.perf_counter()
         params = dict(params)
@@ -438,8 +444,9 @@ class Trainer:
         scheduler = self.make_scheduler(optimizer, epochs * per_epoch)
         reporter = Reporter(trial, monitor=self.monitor, patience=patience, prune=prune)
         state = LoopState(reporter, torch.Generator().manual_seed(seed), per_epoch, params, keep_best=restore_best)
+        constants = {PARAMS: float(count_parameters(model))} if report_params else None
         loop = FitLoop(self, state, model, optimizer, scheduler, (train, val), batch_size, trial,
-                       eval_every=eval_every, checkpoint_every=checkpoint_every, live=live)
+                       eval_every=eval_every, checkpoint_every=checkpoint_every, live=live, constants=constants)
         if source is not None:  # last: the RNG states it restores are those the run had
             loop.resume(source)
         if live:
@@ -484,17 +491,47 @@ class Trainer:
         save_model: bool = False,
         tag: Mapping[str, Any] | None = None,
         live: bool = False,
+        objectives: Sequence[str] | None = None,
     ) -> TrainObjective:
         """An objective for ``study.optimize``: suggests ``space`` (plus whatever the study declares),
         trains with :meth:`fit` on the trial's parameters (enqueued ones too) and returns the best
         ``monitor`` value; ``live=True`` lets its hyperparameters change while it trains, and a
         branch (``tunelab.babysit.branch``) resumes from its checkpoint. Picklable (worker processes) when
-        ``build`` and ``data`` are module-level functions."""
+        ``build`` and ``data`` are module-level functions.
+
+        ``objectives``, for a study with several objectives (``create_study(directions=...,
+        objective_names=...)``): return one value per name, in order, each one of
+        :meth:`objective_names`: a validation metric read at the best evaluation (by ``monitor``),
+        or ``"params"``, the model's trainable parameter count, then also reported as a constant
+        metric with every evaluation so that Pareto pruners can read it. E.g.
+        ``objectives=("val_acc", "params")`` with ``directions=["maximize", "minimize"]``
+        (:func:`~tunelab.torch.objective_direction` gives each name's direction)."""
         _check_positive_int("objective", "epochs", epochs)
         if not isinstance(live, bool):
             raise ConfigError(f"objective(live=...) must be True or False, got {live!r}")
+        names = () if objectives is None else self.check_objectives(objectives)
         return TrainObjective(self, epochs, seed, eval_every, patience, prune, checkpoint_every, save_model,
-                              dict(tag or {}), live)
+                              dict(tag or {}), live, names)
+
+    def objective_names(self) -> tuple[str, ...]:
+        """The names :meth:`objective` can return: the ``monitor`` first, the validation metrics of
+        an evaluation (``val_loss``, and ``val_acc`` for classification), and ``"params"``."""
+        metrics = [self.monitor, "val_loss", *(["val_acc"] if self.classifier else [])]
+        return tuple(dict.fromkeys([*metrics, PARAMS]))
+
+    def check_objectives(self, objectives: Sequence[str]) -> tuple[str, ...]:
+        """``objectives`` as a tuple, checked: one or more distinct names of :meth:`objective_names`."""
+        known = self.objective_names()
+        if isinstance(objectives, str) or not objectives or not all(isinstance(n, str) for n in objectives):
+            raise ConfigError(f"objectives=... must be a list of names among {', '.join(known)}, e.g. "
+                              f"{[known[0], PARAMS]!r}; got {objectives!r}")
+        unknown = [n for n in objectives if n not in known]
+        if unknown:
+            raise ConfigError(f"unknown objective{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}: "
+                              f"the known objectives are {', '.join(known)}")
+        if len(set(objectives)) != len(objectives):
+            raise ConfigError(f"objectives=... names an objective twice: {list(objectives)!r}")
+        return tuple(objectives)
 
 
 def _check_positive_int(owner: str, arg: str, value: object) -> None:
