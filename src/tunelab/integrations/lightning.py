@@ -35,7 +35,7 @@ import torch
 
 from tunelab.distributions import ParamValue
 from tunelab.errors import ConfigError
-from tunelab.integrations._common import check_monitor, check_trial, numeric_metrics, prune_now
+from tunelab.integrations._common import PollClock, check_monitor, check_trial, numeric_metrics, prune_now
 from tunelab.study import Trial
 from tunelab.torch.live import OPTIMIZER_LIVE, apply_to_optimizer, optimizer_live_names
 
@@ -202,6 +202,7 @@ class TunelabCallback(pl.Callback):  # type: ignore[misc]
         self._port = None if self._trial is None else _Port(self._trial, self.monitor)
         self._relay_address: tuple[Any, bytes] | None = None
         self._relay: _Relay | None = None
+        self._poll = PollClock()
         self._serving = False
         self._lock = threading.Lock()
         self._rank_zero = True
@@ -265,6 +266,7 @@ class TunelabCallback(pl.Callback):  # type: ignore[misc]
     # -- Lightning hooks ----------------------------------------------------------------------
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._rank_zero = bool(trainer.is_global_zero)
+        self._poll = PollClock()
         self._pruned = False
         self._last_step = -1
         self._pending = False
@@ -280,8 +282,13 @@ class TunelabCallback(pl.Callback):  # type: ignore[misc]
                              batch_idx: int) -> None:
         if not self.live:
             return
+        single = self._port is not None and trainer.world_size == 1
+        if single and not self._poll.due():
+            return  # one process, and nothing read since the last look: no work before this batch
         at = float(trainer.global_step) if self.step == "global_step" else _fractional_epoch(trainer, batch_idx)
         changes, stop = self._decide(trainer, lambda: self._call("sync", at, int(trainer.global_step)))
+        if single and self._port is not None:
+            self._poll.looked(self._port.trial.live_poll_seconds)
         if changes:
             _apply(trainer, changes)
         if stop:

@@ -25,7 +25,7 @@ import torch
 
 from tunelab.distributions import ParamValue
 from tunelab.errors import ConfigError, TrialPruned
-from tunelab.integrations._common import check_monitor, check_trial, numeric_metrics, prune_now, require
+from tunelab.integrations._common import PollClock, check_monitor, check_trial, numeric_metrics, prune_now, require
 from tunelab.pruners import Pruner
 from tunelab.samplers import Sampler
 from tunelab.space import SpaceEntry, validate_space
@@ -79,6 +79,7 @@ class TunelabCallback(TrainerCallback):  # type: ignore[misc]
         self.last_step: int | None = None
         """The global step of the last evaluation."""
         self._training = False
+        self._poll = PollClock()
 
     @property
     def trial(self) -> Trial | None:
@@ -96,6 +97,7 @@ class TunelabCallback(TrainerCallback):  # type: ignore[misc]
     # -- the Trainer's events -----------------------------------------------------------------
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._training = True
+        self._poll = PollClock()
         if state.is_world_process_zero:
             self._main_trial().declare_live(LIVE_NAMES)
 
@@ -103,12 +105,17 @@ class TunelabCallback(TrainerCallback):  # type: ignore[misc]
         self._training = False
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        single = not _distributed()
+        if single and not self._poll.due():
+            return  # one process, and nothing read since the last look: no work before this step
         changes: dict[str, ParamValue] = {}
         stop = False
         if state.is_world_process_zero:
             trial = self._main_trial()
             changes = trial.sync_live(state.global_step)
             stop = trial.stop_requested and prune_now(trial)  # a stop asked from outside
+            if single:
+                self._poll.looked(trial.live_poll_seconds)
         changes, stop = _from_main_process((changes, stop))
         if changes:
             _apply_live(changes, kwargs.get("optimizer"), kwargs.get("lr_scheduler"), kwargs.get("model"))
@@ -181,10 +188,16 @@ def _decay_groups(optimizer: Any, model: Any) -> list[dict[str, Any]]:
     return [g for g in groups if any(id(p) in decaying for p in g["params"])]
 
 
+def _distributed() -> bool:
+    """Whether several processes train together (torch.distributed with more than one rank)."""
+    dist = torch.distributed
+    return bool(dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1)
+
+
 def _from_main_process(value: Any) -> Any:
     """``value`` as the main process has it, when several processes train together (else as is)."""
     dist = torch.distributed
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+    if not _distributed():
         return value
     box = [value]
     dist.broadcast_object_list(box, src=0)

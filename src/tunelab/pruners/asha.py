@@ -22,7 +22,7 @@ from typing import Any
 
 from tunelab.errors import ConfigError
 from tunelab.history import History
-from tunelab.pruners.base import PruneDecision, Pruner, better_or_equal, check_int
+from tunelab.pruners.base import PruneDecision, Pruner, better_or_equal, check_int, last_step
 
 
 def _check_eta(owner: str, eta: object) -> int:
@@ -110,7 +110,7 @@ class SuccessiveHalvingPruner(Pruner):
         self, history: History, number: int, metric: str, curve: Mapping[int, float],
         label: str, peer: Callable[[int], bool] | None = None,
     ) -> PruneDecision | None:
-        step = max(curve)
+        step = last_step(curve)
         if step not in self.rungs(up_to=step):
             return None
         value = curve[step]
@@ -208,7 +208,7 @@ class HyperbandPruner(Pruner):
     def decide(self, history: History, number: int, metric: str, curve: Mapping[int, float]) -> PruneDecision | None:
         s = self.bracket_of(number)
         bracket = self.brackets[s]
-        step = max(curve)
+        step = last_step(curve)
         if step not in bracket.rungs(up_to=step):
             return None
         return bracket._decide_in(history, number, metric, curve, label=f"hyperband bracket {s}",

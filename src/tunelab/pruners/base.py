@@ -40,6 +40,44 @@ class PruneDecision:
     stop: bool = True
 
 
+class Curve(dict[int, float]):
+    """A trial's values of one metric by step, as it reports them, keeping what pruners ask at every
+    report in O(1): the last (highest) step and the lowest and highest values so far (NaN left out)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last_step = -1
+        self.low = math.inf
+        self.high = -math.inf
+        self.counted = 0
+
+    def __setitem__(self, step: int, value: float) -> None:
+        super().__setitem__(step, value)
+        self.last_step = max(self.last_step, step)
+        if not math.isnan(value):
+            self.low, self.high, self.counted = min(self.low, value), max(self.high, value), self.counted + 1
+
+
+def last_step(curve: Mapping[int, float]) -> int:
+    """The highest step of ``curve`` (O(1) for a :class:`Curve`)."""
+    if isinstance(curve, Curve) and curve.last_step >= 0:
+        return curve.last_step
+    return max(curve)
+
+
+def best_so_far(curve: Mapping[int, float], direction: str) -> float | None:
+    """The best value of ``curve``, NaN left out (None when every value is NaN; O(1) for a
+    :class:`Curve`, where a value replaced by a second report at its step still counts)."""
+    if isinstance(curve, Curve):
+        if not curve.counted:
+            return None
+        return curve.low if direction == "minimize" else curve.high
+    values = [v for v in curve.values() if not math.isnan(v)]
+    if not values:
+        return None
+    return min(values) if direction == "minimize" else max(values)
+
+
 _VALIDATION_PREFIXES = ("val_", "val-", "valid_", "validation_", "eval_")
 _TRAINING_PREFIXES = ("train_", "train-", "training_")
 _MINIMIZED_WORDS = frozenset({"loss", "error", "err", "mse", "mae", "rmse", "nll", "perplexity", "ppl", "cost",

@@ -22,7 +22,7 @@ from typing import Any
 from tunelab.errors import ConfigError
 from tunelab.history import History
 from tunelab.pruners.asha import SuccessiveHalvingPruner
-from tunelab.pruners.base import PruneDecision, Pruner, better_or_equal, check_int
+from tunelab.pruners.base import PruneDecision, Pruner, better_or_equal, check_int, last_step
 from tunelab.pruners.curves import MIN_POINTS, CurveModel, fit_curve
 
 CONTINUATION_POINTS = 12
@@ -156,7 +156,7 @@ class LearningCurvePruner(Pruner):
 
     # -- the decision ------------------------------------------------------------------------------
     def decide(self, history: History, number: int, metric: str, curve: Mapping[int, float]) -> PruneDecision | None:
-        step = max(curve)
+        step = last_step(curve)
         if step >= self.max_resource:
             return None
         direction = self.direction_for(history)

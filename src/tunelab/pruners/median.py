@@ -10,7 +10,7 @@ import numpy as np
 
 from tunelab.errors import ConfigError
 from tunelab.history import History
-from tunelab.pruners.base import PruneDecision, Pruner, better_or_equal, check_int
+from tunelab.pruners.base import PruneDecision, Pruner, best_so_far, better_or_equal, check_int, last_step
 from tunelab.records import TrialState
 
 
@@ -69,20 +69,19 @@ class MedianPruner(Pruner):
         self.percentile = float(percentile)
 
     def decide(self, history: History, number: int, metric: str, curve: Mapping[int, float]) -> PruneDecision | None:
-        step = max(curve)
+        step = last_step(curve)
         if step < self.n_warmup_steps or (step - self.n_warmup_steps) % self.interval_steps:
             return None
         if len(history.trials((TrialState.COMPLETE,))) < self.n_startup_trials:
             return None
         others = [p.value for p in history.metric_at(metric, [step])
                   if p.number != number and p.state == TrialState.COMPLETE and not np.isnan(p.value)]
-        own = [v for v in curve.values() if not np.isnan(v)]
-        if not own:
+        direction = self.direction_for(history)
+        best = best_so_far(curve, direction)
+        if best is None:
             return PruneDecision(rule=f"median at step {step}", detail=f"{metric} is NaN at every step so far")
         if len(others) < self.min_trials:
             return None
-        direction = self.direction_for(history)
-        best = min(own) if direction == "minimize" else max(own)
         q = self.percentile if direction == "minimize" else 100.0 - self.percentile
         cut = float(np.percentile(others, q))
         if better_or_equal(best, cut, direction):

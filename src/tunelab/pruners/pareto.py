@@ -26,7 +26,7 @@ from tunelab.errors import ConfigError
 from tunelab.history import History
 from tunelab.multiobjective import crowding_distance, losses, non_dominated_sort
 from tunelab.pruners.asha import _check_eta, rung_steps
-from tunelab.pruners.base import PruneDecision, Pruner, check_int
+from tunelab.pruners.base import PruneDecision, Pruner, check_int, last_step
 from tunelab.records import TrialState, check_direction
 
 
@@ -202,7 +202,7 @@ class ParetoSuccessiveHalvingPruner(ParetoPruner):
         self, history: History, number: int, metrics: Sequence[str], directions: Sequence[str],
         curves: Mapping[str, Mapping[int, float]],
     ) -> PruneDecision | None:
-        step = max(curves[metrics[0]])
+        step = last_step(curves[metrics[0]])
         if step not in self.rungs(up_to=step) or any(step not in curves[m] for m in metrics):
             return None
         own = [curves[m][step] for m in metrics]
@@ -287,7 +287,7 @@ class ParetoMedianPruner(ParetoPruner):
         self, history: History, number: int, metrics: Sequence[str], directions: Sequence[str],
         curves: Mapping[str, Mapping[int, float]],
     ) -> PruneDecision | None:
-        step = max(curves[metrics[0]])
+        step = last_step(curves[metrics[0]])
         if step < self.n_warmup_steps or (step - self.n_warmup_steps) % self.interval_steps:
             return None
         if len(history.trials((TrialState.COMPLETE,))) < self.n_startup_trials:

@@ -257,6 +257,12 @@ class BaseStorage(ABC):
     def get_trial(self, trial_id: int) -> FrozenTrial:
         """One trial by id; TrialNotFoundError if none."""
 
+    def get_trial_system_attr(self, trial_id: int, key: str) -> Any:
+        """One system attribute of a trial (None when it has none by that name), as stored now; a
+        lighter read than :meth:`get_trial` for what a running trial checks at every report (a stop
+        request). TrialNotFoundError if there is no such trial."""
+        return self.get_trial(trial_id).system_attrs.get(key)
+
     @abstractmethod
     def get_trials(
         self,

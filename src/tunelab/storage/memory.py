@@ -352,6 +352,10 @@ class InMemoryStorage(BaseStorage):
         with self._lock:
             return _snapshot(self._get(trial_id))
 
+    def get_trial_system_attr(self, trial_id: int, key: str) -> Any:
+        with self._lock:
+            return copy.deepcopy(self._get(trial_id).system_attrs.get(key))
+
     def get_trials(
         self,
         study_id: int,

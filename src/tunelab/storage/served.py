@@ -34,7 +34,7 @@ SERVED_METHODS = frozenset({
     "get_distributions",
     "create_trial", "claim_waiting_trial", "start_trial", "update_trial", "annotate_trial", "append_trial_event",
     "finish_trial", "discard_trial", "report", "get_curves", "get_metric_at", "heartbeat", "fail_stale_trials",
-    "get_trial", "get_trials", "get_trial_values", "count_trials", "get_best_trial",
+    "get_trial", "get_trial_system_attr", "get_trials", "get_trial_values", "count_trials", "get_best_trial",
 })
 
 
@@ -259,6 +259,9 @@ class RemoteStorage(BaseStorage):
     def get_trial(self, trial_id: int) -> FrozenTrial:
         result: FrozenTrial = self._call("get_trial", trial_id)
         return result
+
+    def get_trial_system_attr(self, trial_id: int, key: str) -> Any:
+        return self._call("get_trial_system_attr", trial_id, key)
 
     def get_trials(
         self, study_id: int, states: Iterable[TrialState] | None = None, min_number: int = 0,

@@ -872,6 +872,14 @@ class SQLStorage(BaseStorage):
         return self._row_to_trial(row)
 
     @_operation
+    def get_trial_system_attr(self, trial_id: int, key: str) -> Any:
+        with self._read() as conn:
+            row = conn.execute(self._q.system_attrs_by_id, {"tid": trial_id}).first()
+        if row is None:
+            raise TrialNotFoundError(f"no trial with id {trial_id}")
+        return json.loads(row.system_attrs).get(key)
+
+    @_operation
     def get_trials(
         self,
         study_id: int,

@@ -164,6 +164,7 @@ class Statements:
         )
         self.update_user_attrs = _T.update().where(_T.c.trial_id == _P("tid")).values(user_attrs=_P("b_user_attrs"))
         self.trial_by_id = sa.select(*columns).where(_T.c.trial_id == _P("tid"))
+        self.system_attrs_by_id = sa.select(_T.c.system_attrs).where(_T.c.trial_id == _P("tid"))
         self.delete_values = _V.delete().where(
             _V.c.trial_id == _P("tid"), _V.c.step == _P("b_step"), _V.c.metric.in_(_P("b_metrics", expanding=True))
         )

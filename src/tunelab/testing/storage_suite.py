@@ -786,6 +786,18 @@ class StorageSuite:
         assert dict(storage.get_trial(trial.trial_id).system_attrs) == {
             "planned": {"a": 1}, "stop_requested": {"at": "now"}, "pruned": {"rule": "r"}}
 
+    def test_one_system_attr_is_read_alone(self, storage: BaseStorage, study_id: int) -> None:
+        trial = storage.create_trial(study_id, system_attrs={"planned": {"a": [1, 2]}})
+        assert storage.get_trial_system_attr(trial.trial_id, "planned") == {"a": [1, 2]}
+        assert storage.get_trial_system_attr(trial.trial_id, "stop_requested") is None
+        storage.update_trial(trial.trial_id, system_attrs={"stop_requested": {"at": "now"}})
+        found = storage.get_trial_system_attr(trial.trial_id, "stop_requested")
+        assert found == {"at": "now"}
+        found["at"] = "changed"  # a copy: the stored value stays
+        assert storage.get_trial_system_attr(trial.trial_id, "stop_requested") == {"at": "now"}
+        with pytest.raises(TrialNotFoundError):
+            storage.get_trial_system_attr(trial.trial_id + 10_000, "planned")
+
     @pytest.mark.parametrize("state", FINISHED)
     def test_finished_trial_cannot_report(
         self, storage: BaseStorage, study_id: int, state: TrialState
