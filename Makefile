@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test chromium bench bench-transfer bench-deterministic bench-storage bench-suite bench-model bench-multifidelity bench-reporting bench-recipe bench-sweep bench-priors bench-hypergradient install clean
+.PHONY: demo test chromium bench bench-transfer bench-deterministic bench-storage bench-suite bench-model bench-multifidelity bench-reporting bench-recipe bench-sweep bench-priors bench-hypergradient bench-integrations bench-multiobjective install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -124,6 +124,17 @@ $(BENCH_VENV)/.report: $(BENCH_VENV)/.suite
 # BENCH_ARGS=--quick: 2 seeds, 8 epochs.
 bench-hypergradient: $(BENCH_VENV)/.report
 	OMP_NUM_THREADS=1 $(BENCH_VENV)/bin/python benchmarks/hypergradient.py --figure docs/img/hypergradient-lr-paths.svg $(BENCH_ARGS)
+
+# The framework integrations next to optuna-integration's: each callback's cost per report and its share of a
+# small training loop (targets: at most Optuna's, under 1%), and TunelabSearchCV against RandomizedSearchCV and
+# OptunaSearchCV at equal budget. BENCH_ARGS=--quick: a short run.
+$(BENCH_VENV)/.integrations: $(BENCH_VENV)/.suite
+	$(BENCH_VENV)/bin/python -m pip install -q "optuna-integration==5.0.0" "lightning==2.6.6" "transformers==5.25.0" \
+		"accelerate==1.16.0" "keras==3.15.1" "xgboost-cpu==3.2.0" "lightgbm==4.7.0"
+	touch $@
+
+bench-integrations: $(BENCH_VENV)/.integrations
+	OMP_NUM_THREADS=1 $(BENCH_VENV)/bin/python benchmarks/integrations.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) tunelab.db tunelab.db-wal tunelab.db-shm tunelab.db.artifacts

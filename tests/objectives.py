@@ -43,6 +43,14 @@ def jittered_styblinski_tang_3d(trial: tunelab.Trial) -> float:
     return styblinski_tang_3d(trial)
 
 
+def jittered_two_objectives(trial: tunelab.Trial) -> tuple[float, float]:
+    """ZDT1 in three variables, after an OS-drawn pause (workers finish in a different order each run)."""
+    time.sleep(int.from_bytes(os.urandom(1), "little") / 255 * 0.05)
+    x = [trial.suggest_float(f"x{i}", 0.0, 1.0) for i in range(3)]
+    g = 1.0 + 9.0 * (x[1] + x[2]) / 2
+    return x[0], g * (1.0 - math.sqrt(x[0] / g))
+
+
 def chaotic(trial: tunelab.Trial) -> float:
     """Sometimes raises, sometimes returns NaN, sometimes kills its own process."""
     x = trial.suggest_float("x", -5, 5)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import tunelab
-from objectives import jittered_styblinski_tang_3d
+from objectives import jittered_styblinski_tang_3d, jittered_two_objectives
 from tunelab.errors import ConfigError, TrialStateError
 from tunelab.samplers import Sampler
 
@@ -41,6 +41,21 @@ def test_one_two_and_four_workers_give_the_same_parameters_bit_for_bit(tmp_path:
     assert run(tmp_path, SAMPLERS[name], 2) == one
     assert run(tmp_path, SAMPLERS[name], 4) == one
     assert len({tuple(sorted(p.items())) for p in one}) == len(one)  # and the search did search
+
+
+@pytest.mark.slow
+def test_several_objectives_replay_with_multi_objective_tpe(tmp_path: Path) -> None:
+    def params(n_workers: int) -> list[dict[str, object]]:
+        study = tunelab.create_study(name="mo", storage=f"sqlite:///{tmp_path / f'mo-{n_workers}.db'}", seed=3,
+                                     directions=["minimize", "minimize"], deterministic=True,
+                                     sampler=tunelab.TPESampler(n_startup_trials=4))
+        study.optimize(jittered_two_objectives, n_trials=14, n_workers=n_workers)
+        assert all(t.state == tunelab.TrialState.COMPLETE for t in study.trials)
+        return [dict(t.params) for t in study.trials]
+
+    assert params(1) == params(3)
+    with pytest.raises(ConfigError, match=r"TPESampler\(\) \(multi-objective TPE\) or RandomSampler"):
+        tunelab.create_study(directions=["minimize", "minimize"], deterministic=True)  # AutoSampler: NSGA-II
 
 
 def test_in_process_runs_replay_and_differ_from_a_non_deterministic_one() -> None:

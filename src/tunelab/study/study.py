@@ -957,8 +957,14 @@ def create_study(
     sources = check_warm_start(warm_start)
     if objectives is not None:
         check_objectives_support(objectives["directions"], sampler, pruner)
-        if width is not None and len(objectives["directions"]) > 1:
-            raise ConfigError("deterministic=True is not available yet for a study with several objectives")
+        if width is not None and len(objectives["directions"]) > 1 and (
+            isinstance(sampler, AutoSampler) or not sampler.replayable
+        ):
+            raise ConfigError(
+                f"deterministic=True with several objectives needs a sampler that replays them: "
+                f"{type(sampler).__name__} runs NSGA-II, whose parents are whichever trials have finished; "
+                "use sampler=TPESampler() (multi-objective TPE) or RandomSampler()"
+            )
     check_replayable(width, sampler, pruner)
     if checkpoint_policy is not None and not isinstance(checkpoint_policy, CheckpointPolicy):
         raise ConfigError(
