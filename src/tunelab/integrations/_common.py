@@ -29,7 +29,10 @@ def require(module: str, extra: str, what: str) -> ModuleType:
 def as_number(value: Any) -> float | None:
     """``value`` as a float when it is one number (a Python or numpy scalar, a 0-d or one-element
     array or tensor), else None. NaN and infinities are kept: a diverged run's curve says so."""
-    if isinstance(value, bool):
+    kind = type(value)
+    if kind is float or kind is int:  # the common case, without the abstract-class check below
+        return float(value)
+    if kind is bool:
         return None
     if isinstance(value, numbers.Real):
         return float(value)

@@ -203,6 +203,7 @@ class TunelabCallback(pl.Callback):  # type: ignore[misc]
         self._relay_address: tuple[Any, bytes] | None = None
         self._relay: _Relay | None = None
         self._poll = PollClock()
+        self._single = False
         self._serving = False
         self._lock = threading.Lock()
         self._rank_zero = True
@@ -266,6 +267,7 @@ class TunelabCallback(pl.Callback):  # type: ignore[misc]
     # -- Lightning hooks ----------------------------------------------------------------------
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._rank_zero = bool(trainer.is_global_zero)
+        self._single = self._port is not None and trainer.world_size == 1  # one process: no broadcasts needed
         self._poll = PollClock()
         self._pruned = False
         self._last_step = -1
@@ -282,7 +284,7 @@ class TunelabCallback(pl.Callback):  # type: ignore[misc]
                              batch_idx: int) -> None:
         if not self.live:
             return
-        single = self._port is not None and trainer.world_size == 1
+        single = self._single
         if single and not self._poll.due():
             return  # one process, and nothing read since the last look: no work before this batch
         at = float(trainer.global_step) if self.step == "global_step" else _fractional_epoch(trainer, batch_idx)

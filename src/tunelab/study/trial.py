@@ -30,6 +30,7 @@ from tunelab.errors import (
 )
 from tunelab.live import (
     LIVE_NAMES,
+    LIVE_REQUESTS,
     STOP_REQUESTED,
     Branch,
     LiveCallback,
@@ -381,12 +382,11 @@ class Trial:
                 self._ctx.record(key, value)
                 self.flush()
 
-            self._live = LiveParams(
-                {**self._fixed, **self._params},
-                self._writer.stored_system_attrs,
-                write,
-                self._ctx.recorded,
-            )
+            def read() -> dict[str, Any]:  # the two attributes a live loop polls, not the whole row
+                found = {key: self._writer.stored_system_attr(key) for key in (STOP_REQUESTED, LIVE_REQUESTS)}
+                return {key: value for key, value in found.items() if value is not None}
+
+            self._live = LiveParams({**self._fixed, **self._params}, read, write, self._ctx.recorded)
         return self._live
 
     # -- writing ---------------------------------------------------------------------------
