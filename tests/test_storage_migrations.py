@@ -397,3 +397,20 @@ def test_processes_opening_an_old_database_at_once_upgrade_it_once(empty_url: st
         assert _canonical(_dump(storage)) == expected
     finally:
         storage.close()
+
+
+def test_a_schema1_database_left_as_it_is_refuses_several_objectives_values_naming_the_upgrade(
+    schema1_url: str,
+) -> None:
+    old = SQLStorage(schema1_url, upgrade=False)
+    try:
+        assert old.schema_version == 1
+        study_id = old.get_study(old.list_studies()[0].name).study_id
+        trial = old.create_trial(study_id)
+        with pytest.raises(StorageError, match=r"schema 1, which cannot keep several objectives' values; upgrade "
+                                               r"it: tunelab storage upgrade"):
+            old.finish_trial(trial.trial_id, TrialState.COMPLETE, values=[0.5, 2.0])
+        old.finish_trial(trial.trial_id, TrialState.COMPLETE, value=0.5)  # one value still goes in
+        assert old.get_trial(trial.trial_id).value == 0.5
+    finally:
+        old.close()
