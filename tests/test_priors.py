@@ -320,3 +320,19 @@ def test_each_sweep_prior_mistake_names_its_key_and_line(tmp_path: Path, replace
     e = info.value
     assert (e.key, e.line) == (key, line), str(e)
     assert f"sweep.yaml:{line}: {key}" in str(e) and fix in str(e)
+
+
+def test_univariate_tpe_draws_a_parameter_it_cannot_model_yet_from_its_prior() -> None:
+    # lr is active in few trials, so univariate TPE has too few of them to model it for a while and
+    # draws it; those draws follow the prior (centre 1e-2, 0.3 decades), not the whole 8 decades
+    space = {"use": Bool(p=0.15), "x": Float(0.0, 1.0),
+             "lr": Conditional(Float(1e-8, 1.0, log=True, prior=LogNormal(center=1e-2, spread=0.3)),
+                               when={"use": True})}
+    study = tunelab.create_study(seed=0, sampler=tunelab.TPESampler(n_startup_trials=5, multivariate=False),
+                                 space=space)
+    study.optimize(lambda t: t.params["x"] + (abs(math.log10(t.params["lr"]) + 5) if "lr" in t.params else 0.0),
+                   n_trials=40)
+    with_lr = [t for t in study.trials if "lr" in t.params]
+    drawn = [math.log10(t.params["lr"]) for t in with_lr[:5] if t.number >= 5]  # before 5 trials had it
+    assert len(drawn) >= 3
+    assert all(abs(v + 2.0) < 1.5 for v in drawn), drawn  # uniform draws would each land there 3 times in 8

@@ -38,7 +38,7 @@ import numpy as np
 from tunelab.distributions import Distribution, Float, Int, ParamValue
 from tunelab.errors import ConfigError
 from tunelab.history import History
-from tunelab.samplers._prior import DEFAULT_PRIOR_WEIGHT, check_prior_weight, prior_term
+from tunelab.samplers._prior import DEFAULT_PRIOR_WEIGHT, SpacePrior, check_prior_weight, prior_term
 from tunelab.samplers.base import SamplingContext
 from tunelab.samplers.model_based import (
     EncodedSpace,
@@ -216,9 +216,13 @@ class TPESampler(ModelBasedSampler):
             one = Observations(obs.X[present][:, j:j + 1], obs.y[present], obs.imputed[present],
                                obs.numbers[present], obs.pending[active][:, j:j + 1], obs.pending_numbers[active],
                                sources=sources)
-            if one.n_measured < self.n_startup_trials and not sources:  # too few trials have it yet: uniform
-                k = int(column.cat_sizes[0])
-                row[j] = column.snap(np.array([[rng.integers(k) if k else rng.random()]], dtype=float))[0, 0]
+            if one.n_measured < self.n_startup_trials and not sources:  # too few trials have it yet: a draw
+                prior = SpacePrior(column.distributions)
+                if prior.active:  # from the user's prior, as the joint start-up design does
+                    row[j] = column.snap(prior.from_uniform(np.array([rng.random()]), column.cat_sizes))[0]
+                else:  # uniform
+                    k = int(column.cat_sizes[0])
+                    row[j] = column.snap(np.array([[rng.integers(k) if k else rng.random()]], dtype=float))[0, 0]
             else:
                 row[j] = self._propose_joint(column, one, rng)[0]
         return row
