@@ -48,7 +48,7 @@ from scipy.stats import rankdata
 
 import tunelab
 from tunelab.distributions import Distribution, Float, Int
-from tunelab.multiobjective import hypervolume, pareto_mask
+from tunelab.multiobjective import hypervolume
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_BUDGETS = (50, 100, 200)
@@ -165,9 +165,15 @@ def mlp_digits(p: Params) -> tuple[tuple[float, ...], list[Constraint]]:
 
 
 def front_hv_2d(f1: np.ndarray, f2: np.ndarray, reference: Sequence[float]) -> float:
-    """The hypervolume of a dense sample of a 2-d front (a lower bound, exact to ~1e-6 here)."""
-    pts = np.column_stack([f1, f2])
-    return hypervolume(pts[pareto_mask(pts)], reference)
+    """The hypervolume of a dense sample of a 2-d front (a lower bound, exact to ~1e-6 here): a sweep
+    in O(n log n) (``hypervolume`` checks dominance pairwise, slow on 20,000 points)."""
+    order = np.lexsort((f2, f1))
+    x, y = f1[order], f2[order]
+    keep = (x < reference[0]) & (y < reference[1])
+    x, y = x[keep], y[keep]
+    front = y < np.concatenate([[np.inf], np.minimum.accumulate(y)[:-1]])  # strictly below all before it
+    x, y = x[front], y[front]
+    return float(np.sum((np.append(x[1:], reference[0]) - x) * (reference[1] - y)))
 
 
 def _true_hvs() -> dict[str, float]:
