@@ -55,7 +55,8 @@ def test_several_objectives_replay_with_multi_objective_tpe(tmp_path: Path) -> N
 
     assert params(1) == params(3)
     with pytest.raises(ConfigError, match=r"TPESampler\(\) \(multi-objective TPE\) or RandomSampler"):
-        tunelab.create_study(directions=["minimize", "minimize"], deterministic=True)  # AutoSampler: NSGA-II
+        tunelab.create_study(directions=["minimize"] * 3, deterministic=True)  # AutoSampler: NSGA-II for 3
+    tunelab.create_study(directions=["minimize", "minimize"], deterministic=True)  # AutoSampler: MO TPE for 2
 
 
 def test_in_process_runs_replay_and_differ_from_a_non_deterministic_one() -> None:

@@ -46,6 +46,7 @@ from tunelab.records import (
     study_objective_names,
 )
 from tunelab.samplers import AutoSampler, Sampler, sampler_from_description
+from tunelab.samplers.auto import uses_nsga
 from tunelab.samplers.base import SamplingContext
 from tunelab.samplers.transfer import check_warm_start
 from tunelab.space import SpaceEntry, space_from_json, space_to_json, validate_space
@@ -836,7 +837,7 @@ def check_objectives_support(directions: Sequence[str], sampler: Sampler | None,
     if sampler is not None and not sampler.multi_objective:
         raise ConfigError(
             f"{type(sampler).__name__} optimises one objective, but this study has {len(directions)}: "
-            "use NSGAIISampler() (the default for such studies), TPESampler() (multi-objective TPE), "
+            "use AutoSampler() (the default), TPESampler() (multi-objective TPE), NSGAIISampler(), "
             "RandomSampler(), GridSampler() or CoarseToFineSampler()"
         )
 
@@ -957,12 +958,13 @@ def create_study(
     sources = check_warm_start(warm_start)
     if objectives is not None:
         check_objectives_support(objectives["directions"], sampler, pruner)
-        if width is not None and len(objectives["directions"]) > 1 and (
-            isinstance(sampler, AutoSampler) or not sampler.replayable
+        n_objectives = len(objectives["directions"])
+        if width is not None and n_objectives > 1 and (
+            (isinstance(sampler, AutoSampler) and uses_nsga(n_objectives)) or not sampler.replayable
         ):
             raise ConfigError(
                 f"deterministic=True with several objectives needs a sampler that replays them: "
-                f"{type(sampler).__name__} runs NSGA-II, whose parents are whichever trials have finished; "
+                f"{type(sampler).__name__} runs NSGA-II here, whose parents are whichever trials have finished; "
                 "use sampler=TPESampler() (multi-objective TPE) or RandomSampler()"
             )
     check_replayable(width, sampler, pruner)
@@ -1056,7 +1058,8 @@ def _check_objectives(
 
 
 def default_sampler(objectives: Mapping[str, Sequence[str]] | None) -> Sampler:
-    """The sampler of a study created without one: AutoSampler (which runs NSGA-II for several objectives)."""
+    """The sampler of a study created without one: AutoSampler (multi-objective TPE for two objectives,
+    NSGA-II for more)."""
     return AutoSampler()
 
 
