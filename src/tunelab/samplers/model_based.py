@@ -213,6 +213,10 @@ class Ranking:
         """The losses of ``rows`` (a mask or indices) ranked among themselves only."""
         return scalar_losses(self.values[rows], self.violation[rows], self.directions)
 
+    def subset(self, rows: np.ndarray) -> Ranking:
+        """The raw results of ``rows`` only (a mask or indices)."""
+        return Ranking(self.values[rows], self.violation[rows], self.directions)
+
 
 @dataclass(frozen=True)
 class Observations:
@@ -362,7 +366,7 @@ def _observations(
     if imputed.any():
         y[imputed] = np.max(y[~imputed])
     if ranking is not None:
-        ranking = Ranking(ranking.values[keep], ranking.violation[keep], ranking.directions)
+        ranking = ranking.subset(keep)
     return Observations(X=X, y=y, imputed=imputed, numbers=numbers, pending=pending, pending_numbers=pending_numbers,
                         replayable=replayable, ranking=ranking)
 
@@ -430,8 +434,9 @@ def as_seen_by(
     pending = np.vstack([obs.pending[running], obs.X[late], *(row[None, :] for _, row in ahead)])
     pending_numbers = np.concatenate([obs.pending_numbers[running], obs.numbers[late],
                                       np.array([n for n, _ in ahead], dtype=np.int64)])
+    ranking = None if obs.ranking is None else obs.ranking.subset(seen)
     return Observations(X=obs.X[seen], y=y, imputed=imputed, numbers=obs.numbers[seen], pending=pending,
-                        pending_numbers=pending_numbers)
+                        pending_numbers=pending_numbers, ranking=ranking)
 
 
 FIDELITY_KEY = "model_fidelity"
