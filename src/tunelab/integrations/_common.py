@@ -4,7 +4,6 @@ asking the pruner in a way that survives the framework's own loop."""
 from __future__ import annotations
 
 import importlib
-import math
 import numbers
 import time
 from collections.abc import Mapping
@@ -80,10 +79,6 @@ def prune_now(trial: Trial) -> bool:
         trial.mark_pruned()
         return True
     return False
-
-
-def finite(value: float) -> bool:
-    return math.isfinite(value)
 
 
 class PollClock:
