@@ -92,6 +92,17 @@ def test_history_points_best_so_far_and_counts(study: tunelab.Study) -> None:
     assert fig.layout.xaxis.title.text == "trial number" and fig.layout.yaxis.title.text == "objective value"
 
 
+def test_the_best_star_is_never_an_infeasible_trial() -> None:
+    study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler())
+    for value, memory in [(0.5, 1.0), (0.1, 9.0), (0.3, 2.0)]:  # the lowest value breaks its memory bound
+        trial = study.ask()
+        trial.suggest_float("x", 0.0, 1.0)
+        trial.set_constraint("memory_gb", memory, upper=8.0)
+        study.tell(trial, value)
+    star = next(t for t in viz.plot_history(study).data if str(t.name).startswith("best: trial"))
+    assert star.x == (2,) == (study.best_trial.number,)
+
+
 def test_history_maximize_and_recipe_stages(tmp_path: Path) -> None:
     s = tunelab.create_study(direction="maximize", sampler=tunelab.RandomSampler(), seed=1)
     for i in range(6):
