@@ -82,6 +82,25 @@ def test_list_studies(client: TestClient) -> None:
     assert studies["empty"]["best_number"] is None and studies["empty"]["best_value"] is None
 
 
+def test_the_best_trial_shown_is_never_an_infeasible_one(fresh: str) -> None:
+    study = tunelab.create_study(name="c", storage=fresh, sampler=RandomSampler(), seed=0)
+    for value, memory in [(0.5, 1.0), (0.1, 9.0), (0.3, 2.0)]:  # the lowest value breaks its bound
+        trial = study.ask()
+        trial.suggest_float("x", 0.0, 1.0)
+        trial.set_constraint("memory_gb", memory, upper=8.0)
+        study.tell(trial, value)
+    every = tunelab.create_study(name="all-infeasible", storage=fresh, sampler=RandomSampler(), seed=0)
+    trial = every.ask()
+    trial.set_constraint("memory_gb", 9.0, upper=8.0)
+    every.tell(trial, 0.1)
+    with TestClient(create_app(fresh), base_url=LOCAL) as c:
+        listed = {s["name"]: s for s in ok(c.get("/api/studies"))}
+        assert (listed["c"]["best_number"], listed["c"]["best_value"]) == (2, 0.3)
+        assert (listed["all-infeasible"]["best_number"], listed["all-infeasible"]["best_value"]) == (None, None)
+        assert ok(c.get("/api/studies/c"))["best"]["number"] == 2
+        assert ok(c.get("/api/studies/all-infeasible"))["best"] is None
+
+
 def test_study_detail(client: TestClient) -> None:
     d = ok(client.get(f"/api/studies/{STUDY}"))
     assert set(d) == {"name", "direction", "directions", "objective_names", "seed", "sampler", "pruner", "n_trials",

@@ -60,7 +60,7 @@ from tunelab.live import LIVE_NAMES, LIVE_REQUESTS, branch_of, current_params, p
 from tunelab.records import FrozenTrial, StudyRecord, TrialState, study_directions, study_objective_names
 from tunelab.samplers import RandomSampler
 from tunelab.storage import BaseStorage, Curves
-from tunelab.study import PREDICTION, Study, load_study
+from tunelab.study import PREDICTION, Study, find_best_trial, load_study
 
 MAX_CURVES = 50
 FigureKind = Literal["history", "slice", "contour", "parallel", "curves", "importance", "stages", "lr_range", "pareto",
@@ -215,10 +215,15 @@ def list_studies(settings: SettingsDep) -> list[StudyListItem]:
         best_number = None
         if s.best_value is not None:
             record = store.get_study(s.name)
-            best = store.get_best_trial(record.study_id, record.direction)
-            best_number = None if best is None else best.number
+            best = find_best_trial(store, record.study_id, record.direction)
+            if best is not None and best.feasible:
+                best_number, best_value = best.number, best.value
+            else:
+                best_number, best_value = None, None
+        else:
+            best_value = None
         out.append(StudyListItem(name=s.name, direction=s.direction, n_trials=s.n_trials, states=_states(s.counts),
-                                 best_value=_finite(s.best_value), best_number=best_number))
+                                 best_value=_finite(best_value), best_number=best_number))
     return out
 
 
@@ -231,7 +236,9 @@ def get_study(name: StudyName, settings: SettingsDep) -> StudyDetail:
     total = store.count_trials(record.study_id)
     counts = {s.value: n for s in TrialState if (n := store.count_trials(record.study_id, [s]))}
     recent = store.get_trials(record.study_id, min_number=max(0, total - RECENT_FOR_PARAMS))
-    best = store.get_best_trial(record.study_id, record.direction)
+    best = find_best_trial(store, record.study_id, record.direction)
+    if best is not None and not best.feasible:
+        best = None  # every COMPLETE trial breaks a constraint: there is no best
     attrs = record.system_attrs
     declared = attrs.get("space")
     params = list(dict.fromkeys([*(declared if isinstance(declared, Mapping) else {}), *_param_names(recent)]))

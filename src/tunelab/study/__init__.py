@@ -13,7 +13,15 @@ internals, only the names re-exported here:
 """
 
 from tunelab.study.runner import pack_for_workers
-from tunelab.study.study import Callback, Objective, Study, create_study, delete_study, load_study
+from tunelab.study.study import (
+    Callback,
+    Objective,
+    Study,
+    create_study,
+    delete_study,
+    find_best_trial,
+    load_study,
+)
 from tunelab.study.trial import PREDICTION, STOPPED_RULE, Trial
 
 __all__ = [
@@ -25,6 +33,7 @@ __all__ = [
     "Trial",
     "create_study",
     "delete_study",
+    "find_best_trial",
     "load_study",
     "pack_for_workers",
 ]

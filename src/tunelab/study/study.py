@@ -201,15 +201,12 @@ class Study:
         with several objectives has no single best trial: ConfigError, pointing to :attr:`best_trials`.
         """
         self._refuse_multi_objective("best_trial")
-        best = self._storage.get_best_trial(self._study_id, self.direction)
-        if best is not None and not best.feasible:  # constrained: the best feasible one, if any
-            feasible = feasible_complete(self._storage.get_trials(self._study_id, (TrialState.COMPLETE,)), 1)
-            best = min(feasible, key=sort_key(self.direction)) if feasible else None
-            if best is None:
-                raise TrialNotFoundError(
-                    f"study {self.name!r} has no feasible COMPLETE trial: every COMPLETE trial violates "
-                    "one of its constraints (trial.constraints says which)"
-                )
+        best = find_best_trial(self._storage, self._study_id, self.direction)
+        if best is not None and not best.feasible:
+            raise TrialNotFoundError(
+                f"study {self.name!r} has no feasible COMPLETE trial: every COMPLETE trial violates "
+                "one of its constraints (trial.constraints says which)"
+            )
         if best is None:
             raise TrialNotFoundError(self._no_best_message())
         return best
@@ -817,6 +814,21 @@ def _judge_vector(value: Any, names: Sequence[str]) -> Verdict:
             return TrialState.FAIL, None, f"the objective returned {result} for {where}"
         out.append(result)
     return TrialState.COMPLETE, tuple(out), None
+
+
+def find_best_trial(storage: BaseStorage, study_id: int, direction: str) -> FrozenTrial | None:
+    """The feasible COMPLETE trial with the best value; when no COMPLETE trial is feasible, the best
+    infeasible one (its ``feasible`` says so); None when no trial is COMPLETE.
+
+    One indexed read of the best value, and a read of every COMPLETE trial only when that one is
+    infeasible (so unconstrained studies pay nothing).
+    """
+    best = storage.get_best_trial(study_id, direction)
+    if best is not None and not best.feasible:  # constrained: the best feasible one, if any
+        feasible = feasible_complete(storage.get_trials(study_id, (TrialState.COMPLETE,)), 1)
+        if feasible:
+            best = min(feasible, key=sort_key(direction))
+    return best
 
 
 def check_objectives_support(directions: Sequence[str], sampler: Sampler | None, pruner: Pruner | None) -> None:
