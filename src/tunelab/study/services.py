@@ -159,9 +159,6 @@ class TrialWriter:
         """One of the trial's system attributes as stored now (None when absent): a light read."""
         return self._storage.get_trial_system_attr(self._trial_id, key)
 
-    def stored_system_attrs(self) -> dict[str, Any]:
-        """The trial's system attributes as stored now (what other processes asked of it)."""
-        return dict(self._storage.get_trial(self._trial_id).system_attrs)
 
 
 @dataclass(frozen=True)
