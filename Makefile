@@ -136,5 +136,10 @@ $(BENCH_VENV)/.integrations: $(BENCH_VENV)/.suite
 bench-integrations: $(BENCH_VENV)/.integrations
 	OMP_NUM_THREADS=1 $(BENCH_VENV)/bin/python benchmarks/integrations.py $(BENCH_ARGS)
 
+# Several objectives: tunelab's NSGA-II, TPE, Auto and random next to Optuna's NSGA-II, TPE, GP and random on
+# ZDT1/2/6, DTLZ2 and the constrained SRN (hypervolume at 50/100/200 trials; BENCH_ARGS=--quick: a short run).
+bench-multiobjective: $(BENCH_VENV)/.suite
+	OMP_NUM_THREADS=1 $(BENCH_VENV)/bin/python benchmarks/multiobjective.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) tunelab.db tunelab.db-wal tunelab.db-shm tunelab.db.artifacts
