@@ -44,13 +44,15 @@ from tunelab.space import SpaceEntry
 from tunelab.storage import get_storage
 from tunelab.storage.base import BaseStorage
 from tunelab.storage.served import ServedStorageAddress, StorageServer, serve
+from tunelab.study.factory import load_study
 from tunelab.study.failures import FailureWatch
 from tunelab.study.heartbeat import Heartbeat, HeartbeatSettings, StaleTrials
 from tunelab.study.progress import ProgressDisplay
 from tunelab.study.replay import stored_width
 from tunelab.study.services import TrialWriter
-from tunelab.study.study import Callback, Objective, Study, Verdict, judge, load_study
+from tunelab.study.study import Callback, Objective, Study
 from tunelab.study.trial import Trial, error_line, record_end
+from tunelab.study.verdict import Verdict, judge
 
 logger = logging.getLogger("tunelab")
 
@@ -272,7 +274,7 @@ def _live(
     """A reserved trial's life: the one place that turns anything raised into the trial's FAIL.
 
     Planning (:meth:`Study.ask_reserved`), ``on_start``, the objective, judging its value
-    (:func:`~tunelab.study.study.judge`, as :meth:`Study.tell` does) and the final write
+    (:func:`~tunelab.study.verdict.judge`, as :meth:`Study.tell` does) and the final write
     (:func:`~tunelab.study.trial.record_end`: retried, falling back to FAIL with the reason) all
     happen inside; the heartbeat beats until the end is recorded. Afterwards the trial is
     COMPLETE, PRUNED or FAIL, unless the storage itself refused every write: then StorageError is
