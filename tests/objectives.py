@@ -39,13 +39,19 @@ def styblinski_tang_3d(trial: tunelab.Trial) -> float:
 def jittered_styblinski_tang_3d(trial: tunelab.Trial) -> float:
     """:func:`styblinski_tang_3d` after a pause drawn from the OS (not the study's seed), so workers
     finish in a different order on every run."""
-    time.sleep(int.from_bytes(os.urandom(1), "little") / 255 * 0.05)
+    _os_jitter()
     return styblinski_tang_3d(trial)
+
+
+def _os_jitter() -> None:
+    """A pause of 0-50 ms drawn from the OS (not the study's seed): workers finish in a different order
+    on every run, which is what the replay tests must not depend on."""
+    time.sleep(int.from_bytes(os.urandom(1), "little") / 255 * 0.05)
 
 
 def jittered_two_objectives(trial: tunelab.Trial) -> tuple[float, float]:
     """ZDT1 in three variables, after an OS-drawn pause (workers finish in a different order each run)."""
-    time.sleep(int.from_bytes(os.urandom(1), "little") / 255 * 0.05)
+    _os_jitter()
     x = [trial.suggest_float(f"x{i}", 0.0, 1.0) for i in range(3)]
     g = 1.0 + 9.0 * (x[1] + x[2]) / 2
     return x[0], g * (1.0 - math.sqrt(x[0] / g))

@@ -14,6 +14,7 @@ import os
 import stat
 from pathlib import Path
 
+import numpy
 import pytest
 
 import tunelab
@@ -66,7 +67,6 @@ def test_discovery_order_explicit_then_fake_then_cuda_visible_devices_then_nvidi
     assert discover_devices() == ["0", "1", "2", "3"]
     assert discover_devices([5, "GPU-abc"]) == ["5", "GPU-abc"]
     assert discover_devices("1,2") == ["1", "2"]
-    numpy = pytest.importorskip("numpy")
     assert discover_devices(list(numpy.arange(2))) == ["0", "1"]
     assert discover_devices([]) == []  # an explicit empty list means none, not "look elsewhere"
 

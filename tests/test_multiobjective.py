@@ -7,6 +7,7 @@ import math
 import statistics
 from pathlib import Path
 
+import moocore
 import numpy as np
 import pytest
 
@@ -65,7 +66,6 @@ def front_hypervolume(study: tunelab.Study, reference: list[float]) -> float:
 @pytest.mark.parametrize("m", [2, 3, 4])
 @pytest.mark.parametrize("n", [1, 2, 7, 40, 120])
 def test_hypervolume_equals_the_reference_implementation(m: int, n: int) -> None:
-    moocore = pytest.importorskip("moocore")
     rng = np.random.default_rng(1000 * m + n)
     for kind in ("uniform", "front"):
         if kind == "uniform":
@@ -89,7 +89,6 @@ def test_hypervolume_of_points_beyond_the_reference_is_zero_and_duplicates_count
 
 
 def test_pareto_mask_and_fronts_agree_with_the_reference() -> None:
-    moocore = pytest.importorskip("moocore")
     rng = np.random.default_rng(3)
     for m in (2, 3):
         points = np.round(rng.random((80, m)), 1)  # ties and duplicates included
