@@ -77,7 +77,14 @@ def test_set_rollback_and_tree_on_a_run_training_in_its_own_process(tmp_path: Pa
             kept = [c.step for c in study.checkpoints(0) if c.step * STEPS_PER_EPOCH > applied_at]
             return kept[0] if kept else None
 
-        _wait(lambda: checkpoint_after_change() is not None, "a checkpoint after the change", child)
+        def reported_after(step: int | None) -> bool:  # the original's evaluation after that checkpoint
+            return step is not None and step + 1 in study.get_curves(0).get("val_acc", ([], []))[0]
+
+        # Roll back only once the original has also reported the step after the checkpoint: the branch's
+        # first step is compared with it below, and a stop request ends the original at once (mid-epoch),
+        # so a roll-back issued earlier could stop the original before that step.
+        _wait(lambda: reported_after(checkpoint_after_change()), "a checkpoint after the change and the "
+              "evaluation after it", child)
         to = checkpoint_after_change()
         assert to is not None
         _tunelab("rollback", "e2e", "--to", str(to), "--trial", "0", "--note", "again", "--storage", url)
