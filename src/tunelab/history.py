@@ -72,6 +72,7 @@ class History:
         self._finished: dict[int, FrozenTrial] = {}
         self._prefix = 0  # every trial numbered below this is finished and cached
         self._trials: list[FrozenTrial] | None = None
+        self._counts: dict[frozenset[TrialState], int] = {}
 
     def set_sources(self, load: Callable[[], tuple[SourceStudy, ...]] | None) -> None:
         """Where :attr:`sources` come from: ``load()`` is called once, at the first read."""
@@ -88,11 +89,21 @@ class History:
     def invalidate(self) -> None:
         """Forget the unfinished part; the next read asks the storage again."""
         self._trials = None
+        self._counts.clear()
+
+    def count(self, states: Iterable[TrialState]) -> int:
+        """How many trials are in ``states`` (``len(trials(states))``, kept until the next refresh:
+        a pruner asks it at every report)."""
+        key = frozenset(states)
+        if self._trials is None or key not in self._counts:
+            self._counts[key] = len(self.trials(key))
+        return self._counts[key]
 
     def trials(self, states: Iterable[TrialState] | None = None) -> list[FrozenTrial]:
         """All trials ordered by number, optionally only those in ``states``."""
         if self._trials is None:
             self._trials = self._refresh()
+            self._counts.clear()
         if states is None:
             return list(self._trials)
         wanted = set(states)

@@ -8,6 +8,7 @@ workers on one database make the same decisions; a pruner keeps no state of its 
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from abc import ABC, abstractmethod
@@ -86,6 +87,7 @@ _MAXIMIZED_WORDS = frozenset({"acc", "accuracy", "score", "f1", "auc", "auroc", 
                               "map", "iou", "dice", "bleu", "rouge", "reward", "top1", "top5"})
 
 
+@functools.lru_cache(maxsize=1024)
 def metric_kind(name: str) -> str | None:
     """'minimize' or 'maximize' when a metric's name says so (``val_loss``, ``val_error``;
     ``val_acc``, ``f1_score``, ``auc``), else None. Names are read word by word."""

@@ -72,7 +72,7 @@ class MedianPruner(Pruner):
         step = last_step(curve)
         if step < self.n_warmup_steps or (step - self.n_warmup_steps) % self.interval_steps:
             return None
-        if len(history.trials((TrialState.COMPLETE,))) < self.n_startup_trials:
+        if history.count((TrialState.COMPLETE,)) < self.n_startup_trials:
             return None
         others = [p.value for p in history.metric_at(metric, [step])
                   if p.number != number and p.state == TrialState.COMPLETE and not np.isnan(p.value)]

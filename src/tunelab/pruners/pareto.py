@@ -290,7 +290,7 @@ class ParetoMedianPruner(ParetoPruner):
         step = last_step(curves[metrics[0]])
         if step < self.n_warmup_steps or (step - self.n_warmup_steps) % self.interval_steps:
             return None
-        if len(history.trials((TrialState.COMPLETE,))) < self.n_startup_trials:
+        if history.count((TrialState.COMPLETE,)) < self.n_startup_trials:
             return None
         others = [v for n, v in _vectors_at(history, metrics, step, (TrialState.COMPLETE,)).items()
                   if n != number and all(np.isfinite(v))]

@@ -58,6 +58,11 @@ class SamplingContext:
         self.recorded[key] = value
         self._new[key] = value
 
+    @property
+    def has_new_records(self) -> bool:
+        """Whether :meth:`record` was called since the last :meth:`take_new_records`."""
+        return bool(self._new)
+
     def take_new_records(self) -> dict[str, Any]:
         """Records made since the last call (used by the trial to persist them)."""
         new, self._new = self._new, {}

@@ -84,6 +84,10 @@ class BaseStorage(ABC):
 
     #: Whether separate processes can share this storage (False for in-memory).
     shareable_across_processes: bool = True
+    #: Whether a trial gathers reports that come faster than this storage writes them cheaply and
+    #: writes them together (:class:`tunelab.study.services.TrialWriter`); False where a write
+    #: costs next to nothing (in-memory), so that every report is visible at once.
+    gathers_reports: bool = True
 
     @property
     def url(self) -> str | None:
@@ -225,6 +229,13 @@ class BaseStorage(ABC):
     @abstractmethod
     def report(self, trial_id: int, step: int, metrics: Mapping[str, float]) -> None:
         """Store intermediate metric values of a RUNNING trial at ``step`` (last write wins)."""
+
+    def report_steps(self, trial_id: int, points: Sequence[tuple[int, Mapping[str, float]]]) -> None:
+        """Store several ``(step, metrics)`` reports of a RUNNING trial, in order, as :meth:`report`
+        does one by one (a later point wins on the same step and metric); storages that can write
+        them in one transaction do (what a trial's coalesced reports cost)."""
+        for step, metrics in points:
+            self.report(trial_id, step, metrics)
 
     @abstractmethod
     def get_curves(self, trial_id: int) -> Curves:

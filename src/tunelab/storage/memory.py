@@ -56,6 +56,7 @@ class InMemoryStorage(BaseStorage):
     """Keeps everything in this process's memory; lost when the process ends."""
 
     shareable_across_processes = False
+    gathers_reports = False
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -300,11 +301,15 @@ class InMemoryStorage(BaseStorage):
             self._heartbeats.pop(trial_id, None)
 
     def report(self, trial_id: int, step: int, metrics: Mapping[str, float]) -> None:
+        self.report_steps(trial_id, [(step, metrics)])
+
+    def report_steps(self, trial_id: int, points: Sequence[tuple[int, Mapping[str, float]]]) -> None:
         with self._lock:
             self._running(trial_id)
             curves = self._curves.setdefault(trial_id, {})
-            for name, value in metrics.items():
-                curves.setdefault(name, {})[step] = float(value)
+            for step, metrics in points:
+                for name, value in metrics.items():
+                    curves.setdefault(name, {})[int(step)] = float(value)
 
     def get_curves(self, trial_id: int) -> Curves:
         with self._lock:

@@ -33,7 +33,8 @@ SERVED_METHODS = frozenset({
     "create_study", "get_study", "list_studies", "delete_study", "set_study_attrs", "register_distribution",
     "get_distributions",
     "create_trial", "claim_waiting_trial", "start_trial", "update_trial", "annotate_trial", "append_trial_event",
-    "finish_trial", "discard_trial", "report", "get_curves", "get_metric_at", "heartbeat", "fail_stale_trials",
+    "finish_trial", "discard_trial", "report", "report_steps", "get_curves", "get_metric_at", "heartbeat",
+    "fail_stale_trials",
     "get_trial", "get_trial_system_attr", "get_trials", "get_trial_values", "count_trials", "get_best_trial",
 })
 
@@ -239,6 +240,9 @@ class RemoteStorage(BaseStorage):
 
     def report(self, trial_id: int, step: int, metrics: Mapping[str, float]) -> None:
         self._call("report", trial_id, step, dict(metrics))
+
+    def report_steps(self, trial_id: int, points: Sequence[tuple[int, Mapping[str, float]]]) -> None:
+        self._call("report_steps", trial_id, [(int(step), dict(metrics)) for step, metrics in points])
 
     def get_curves(self, trial_id: int) -> Curves:
         result: Curves = self._call("get_curves", trial_id)

@@ -779,6 +779,16 @@ class SQLStorage(BaseStorage):
 
     @_operation
     def report(self, trial_id: int, step: int, metrics: Mapping[str, float]) -> None:
+        self._report_steps(trial_id, [(step, metrics)])
+
+    @_operation
+    def report_steps(self, trial_id: int, points: Sequence[tuple[int, Mapping[str, float]]]) -> None:
+        self._report_steps(trial_id, points)
+
+    def _report_steps(self, trial_id: int, points: Sequence[tuple[int, Mapping[str, float]]]) -> None:
+        """Every point in one write transaction: one state check, then each step's rows replaced."""
+        if not points:
+            return
         q = self._q
         with self._write() as conn:
             row = conn.execute(q.state_of, {"tid": trial_id}).first()
@@ -786,10 +796,18 @@ class SQLStorage(BaseStorage):
                 raise TrialNotFoundError(f"no trial with id {trial_id}")
             if row.state != RUNNING:
                 raise TrialStateError(f"trial {row.number} is {row.state}; only a RUNNING trial can report")
-            conn.execute(q.delete_values, {"tid": trial_id, "b_step": step, "b_metrics": list(metrics)})
+            merged: dict[tuple[int, str], float] = {}  # a later point wins on the same step and metric
+            for step, metrics in points:
+                for k, x in metrics.items():
+                    merged[(int(step), k)] = float(x)
+            by_step: dict[int, list[str]] = {}
+            for step, k in merged:
+                by_step.setdefault(step, []).append(k)
+            for step, names in by_step.items():
+                conn.execute(q.delete_values, {"tid": trial_id, "b_step": step, "b_metrics": names})
             conn.execute(q.insert_values, [
-                {"trial_id": trial_id, "metric": k, "step": step, "value": encode_metric(float(x))}
-                for k, x in metrics.items()
+                {"trial_id": trial_id, "metric": k, "step": step, "value": encode_metric(x)}
+                for (step, k), x in merged.items()
             ])
 
     @_operation

@@ -9,6 +9,11 @@ into the Study's private members, and the services can be tested on their own.
 
 from __future__ import annotations
 
+import heapq
+import logging
+import os
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -131,16 +136,150 @@ class Pruning:
         return None if decision is None else (metrics[0], decision)
 
 
+#: The share of a training loop's time a trial's storage calls may take: reports that come faster
+#: than the storage writes them within that share are gathered and written together, and the stop
+#: request is read no more often than that (see :class:`Pacer`).
+STORAGE_TIME_SHARE = 0.002
+#: The longest a gathered report waits before it is written, and the longest a stop request
+#: waits to be seen by :meth:`tunelab.Trial.should_prune` (seconds).
+MAX_STORAGE_DELAY = 0.5
+#: A gathered report due sooner than this is written at once rather than by the writer thread (seconds).
+MIN_TIMER_DELAY = 0.002
+
+logger = logging.getLogger(__name__)
+
+
+class Pacer:
+    """Spaces out a repeated storage call so that it takes at most ``share`` of the time: after a
+    call that took ``c`` seconds, the next one is due ``c / share`` seconds later (at most
+    ``max_delay``). A cheap call (in-memory storage) is due again almost at once; a write to a
+    database on disk or across the network waits for enough loop time to pay for itself."""
+
+    def __init__(self, share: float = STORAGE_TIME_SHARE, max_delay: float = MAX_STORAGE_DELAY) -> None:
+        if not 0.0 < share <= 1.0:
+            raise ConfigError(f"Pacer(share=...) must be in (0, 1], got {share!r}")
+        self.share = share
+        self.max_delay = max_delay
+        self._due = 0.0
+
+    def wait(self) -> float:
+        """Seconds until the call is due again (<= 0: due now)."""
+        return self._due - time.monotonic()
+
+    def ran(self, started: float) -> None:
+        """The call, started at ``started`` (``time.monotonic()``), has just ended."""
+        now = time.monotonic()
+        self._due = now + min((now - started) / self.share, self.max_delay)
+
+
+class _Flusher:
+    """One daemon thread per process that writes trials' gathered reports when they fall due (a
+    thread started per write would cost more than the write it saves)."""
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int, TrialWriter]] = []  # a heap of (when, order, writer)
+        self._order = 0
+        self._wake = threading.Condition(threading.Lock())
+        self._thread: threading.Thread | None = None
+
+    def schedule(self, writer: TrialWriter, delay: float) -> None:
+        """Call ``writer._write_in_background()`` in ``delay`` seconds."""
+        with self._wake:
+            self._order += 1
+            heapq.heappush(self._due, (time.monotonic() + delay, self._order, writer))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="tunelab-report-writer", daemon=True)
+                self._thread.start()
+            self._wake.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._due or self._due[0][0] > time.monotonic():
+                    self._wake.wait(None if not self._due else self._due[0][0] - time.monotonic())
+                _, _, writer = heapq.heappop(self._due)
+            writer._write_in_background()
+
+
+_flusher = _Flusher()
+
+
+def _new_flusher_in_child() -> None:
+    global _flusher
+    _flusher = _Flusher()  # a forked child has none of the parent's threads
+
+
+os.register_at_fork(after_in_child=_new_flusher_in_child)
+
+
 class TrialWriter:
-    """Writes one trial's row and curves (the only way a live trial changes the storage)."""
+    """Writes one trial's row and curves (the only way a live trial changes the storage).
+
+    Reports are written as they come while the storage keeps up within :data:`STORAGE_TIME_SHARE`
+    of the time; faster ones (a boosting round every few milliseconds on SQLite) are gathered and
+    written together, in one transaction, at most :data:`MAX_STORAGE_DELAY` later (by a writer
+    thread when no report follows). The trial's end, :meth:`write_reports` and a checkpoint write
+    whatever is gathered first; a process killed in between loses at most that delay of points.
+    """
 
     def __init__(self, storage: BaseStorage, trial_id: int) -> None:
         self._storage = storage
         self._trial_id = trial_id
+        self._gathered: list[tuple[int, Mapping[str, float]]] = []
+        self._lock = threading.Lock()  # guards _gathered, _timer and _failure
+        self._writing = threading.Lock()  # one write of this trial's reports at a time, in report order
+        self._pacer = Pacer()
+        self._scheduled = False  # a background write is due
+        self._failure: BaseException | None = None
 
     def report(self, step: int, values: Mapping[str, float]) -> None:
-        """Store metric values at ``step``."""
-        self._storage.report(self._trial_id, step, values)
+        """Store metric values at ``step`` (now, or gathered with the next ones; see the class)."""
+        self._raise_failure()
+        with self._lock:
+            self._gathered.append((step, values))
+            if self._scheduled:
+                return  # a write is already due
+            wait = self._pacer.wait() if self._storage.gathers_reports else 0.0
+            if wait > MIN_TIMER_DELAY:
+                self._scheduled = True
+                _flusher.schedule(self, wait)
+                return
+        self.write_reports()
+
+    def write_reports(self) -> None:
+        """Write the gathered reports now (in one transaction); raise what a background write raised."""
+        self._raise_failure()
+        self._write()
+
+    def _write(self) -> None:
+        with self._writing:
+            with self._lock:
+                points, self._gathered = self._gathered, []
+                self._scheduled = False  # a due background write that finds nothing writes nothing
+            if not points:
+                return
+            started = time.monotonic()
+            try:
+                self._storage.report_steps(self._trial_id, points)
+            except BaseException:
+                with self._lock:  # kept for the next write, in order
+                    self._gathered[:0] = points
+                raise
+            finally:
+                self._pacer.ran(started)
+
+    def _write_in_background(self) -> None:
+        try:
+            self._write()
+        except Exception as e:  # noqa: BLE001 - raised in the trial's own thread at its next call
+            with self._lock:
+                self._failure = e
+
+    def _raise_failure(self) -> None:
+        with self._lock:
+            failure, self._failure = self._failure, None
+        if failure is not None:
+            raise failure
 
     def update(self, **fields: Any) -> None:
         """Merge params, distributions, user or system attributes into the RUNNING trial's row."""
@@ -149,7 +288,17 @@ class TrialWriter:
     def finish(
         self, state: TrialState, value: float | tuple[float, ...] | None, error: str | None, **fields: Any
     ) -> None:
-        """Write the trial's final state with whatever it had not written yet (a tuple: every objective's)."""
+        """Write the trial's final state with whatever it had not written yet (a tuple: every objective's).
+
+        Gathered reports go first; when they cannot be written the end still is (a warning says
+        what was lost): a finished trial's result matters more than its last curve points."""
+        try:
+            self.write_reports()
+        except Exception as e:  # noqa: BLE001 - the end below is the write that must happen
+            with self._lock:
+                lost, self._gathered = len(self._gathered), []
+            logger.warning("trial %s: %d reported point(s) could not be written (%s: %s)",
+                           self._trial_id, lost, type(e).__name__, e)
         if isinstance(value, tuple):
             self._storage.finish_trial(self._trial_id, state, error=error, values=list(value), **fields)
         else:
@@ -158,7 +307,6 @@ class TrialWriter:
     def stored_system_attr(self, key: str) -> Any:
         """One of the trial's system attributes as stored now (None when absent): a light read."""
         return self._storage.get_trial_system_attr(self._trial_id, key)
-
 
 
 @dataclass(frozen=True)

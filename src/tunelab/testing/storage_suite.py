@@ -858,6 +858,27 @@ class StorageSuite:
         storage.report(trial.trial_id, 3, {"loss": 0.25})
         assert storage.get_curves(trial.trial_id) == {"loss": ([3], [0.25]), "acc": ([3], [0.5])}
 
+    def test_report_steps_stores_every_point_and_a_later_point_wins(self, storage: BaseStorage, study_id: int) -> None:
+        trial = storage.create_trial(study_id)
+        storage.report(trial.trial_id, 0, {"loss": 9.0})
+        storage.report_steps(trial.trial_id, [
+            (0, {"loss": 1.0, "acc": 0.5}), (1, {"loss": 0.8}), (1, {"loss": 0.7, "acc": 0.6}), (2, {"acc": 0.7}),
+        ])
+        storage.report_steps(trial.trial_id, [])
+        assert storage.get_curves(trial.trial_id) == {
+            "loss": ([0, 1], [1.0, 0.7]), "acc": ([0, 1, 2], [0.5, 0.6, 0.7]),
+        }
+
+    def test_report_steps_on_a_finished_trial_raises_and_writes_nothing(
+        self, storage: BaseStorage, study_id: int
+    ) -> None:
+        trial = storage.create_trial(study_id)
+        storage.report(trial.trial_id, 0, {"loss": 1.0})
+        storage.finish_trial(trial.trial_id, TrialState.COMPLETE, value=1.0)
+        with pytest.raises(TrialStateError):
+            storage.report_steps(trial.trial_id, [(1, {"loss": 0.5}), (2, {"loss": 0.25})])
+        assert storage.get_curves(trial.trial_id) == {"loss": ([0], [1.0])}
+
     def test_get_curves_returns_steps_ascending(self, storage: BaseStorage, study_id: int) -> None:
         trial = storage.create_trial(study_id)
         for step in (5, 0, 10, 2, 7):
