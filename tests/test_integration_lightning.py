@@ -9,6 +9,8 @@ import re
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +146,41 @@ def test_an_lr_set_from_outside_applies_at_the_next_optimizer_step(tmp_path: Pat
     [entry] = stored["live_schedule"]
     assert entry["params"] == {"lr": 0.002, "momentum": 0.5} and entry["step"] == entry["optimizer_step"] == 5
     assert study.get_curves(trial.number)["val_loss"][0] == [4, 8]  # step="global_step"
+
+
+class SetLrWhenWatched(SetLrAt):
+    """Sets the lr after ``at`` steps, then lets training go on once the watcher thread has seen it."""
+
+    def __init__(self, *args: Any, callback: TunelabCallback) -> None:
+        super().__init__(*args)
+        self.callback = callback
+        self.hooks_before: int | None = None
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.global_step != self.at:
+            return
+        optimizer = trainer.optimizers[0]
+        self.hooks_before = len(optimizer._optimizer_step_pre_hooks)
+        set_live(self.other, self.number, self.values, source="cli")
+        deadline = time.monotonic() + 20
+        pause = threading.Event()
+        while not optimizer._optimizer_step_pre_hooks and time.monotonic() < deadline:
+            pause.wait(0.01)
+
+
+def test_in_one_process_a_watcher_thread_reads_live_changes_and_nothing_runs_per_step(tmp_path: Path) -> None:
+    study = sqlite_study(tmp_path)
+    study.enqueue({"lr": 0.05})
+    trial = study.ask()
+    trial.live_poll_seconds = 0.05
+    model = Net(trial.suggest_float("lr", 1e-3, 0.1, log=True))
+    cb = TunelabCallback(trial, monitor="val_loss", step="global_step")
+    setter = SetLrWhenWatched(study, trial.number, 5, {"lr": 0.002}, callback=cb)
+    fit(trial, model, 2, setter, cb)
+    assert setter.hooks_before == 0  # five steps trained with no tunelab hook on the optimizer
+    assert model.lrs == [0.05] * 5 + [0.002] * 3
+    [entry] = tunelab.load_study(study.name, study.storage.url).trials[0].system_attrs["live_schedule"]
+    assert entry["params"] == {"lr": 0.002} and entry["optimizer_step"] == 5
 
 
 # -- DDP --------------------------------------------------------------------------------------

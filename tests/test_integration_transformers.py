@@ -188,9 +188,10 @@ def test_a_live_change_reaches_the_optimizer_at_the_next_step_and_the_linear_sch
     assert decay == (0.0,) * 10 + (0.05,) * 6 and set(no_decay) == {0.0}  # biases and norms do not decay
     frozen = other.trials[0]
     assert frozen.system_attrs["live_names"] == sorted(LIVE_NAMES)
-    first, second = frozen.system_attrs["live_schedule"]
-    assert (first["step"], first["params"], first["sources"]) == (6, {"learning_rate": 0.002}, ["cli"])
-    assert (second["step"], second["params"]) == (10, {"weight_decay": 0.05})
+    first, second = frozen.system_attrs["live_schedule"]  # applied just before the optimizer step of the
+    # iteration in which it was asked (global_step 5: the sixth update), so the next step starts with it
+    assert (first["step"], first["params"], first["sources"]) == (5, {"learning_rate": 0.002}, ["cli"])
+    assert (second["step"], second["params"]) == (9, {"weight_decay": 0.05})
     assert trial.live_params["learning_rate"] == 0.002
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib
 import numbers
-import time
 from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
@@ -79,20 +78,3 @@ def prune_now(trial: Trial) -> bool:
         trial.mark_pruned()
         return True
     return False
-
-
-class PollClock:
-    """When a callback next looks for live changes: ``trial.sync_live`` reads the storage at most
-    every ``trial.live_poll_seconds`` anyway, so a single-process callback skips even the call
-    between reads (it runs before every training step)."""
-
-    def __init__(self) -> None:
-        self._next = 0.0
-
-    def due(self) -> bool:
-        """Whether it is time to look again."""
-        return time.monotonic() >= self._next
-
-    def looked(self, seconds: float) -> None:
-        """Looked now; look again in ``seconds``."""
-        self._next = time.monotonic() + seconds

@@ -63,6 +63,9 @@ class TunelabCallback(keras.callbacks.Callback):  # type: ignore[misc]
             self.pruned_epoch = int(epoch)
             self.model.stop_training = True
 
+    def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
+        self.trial.flush()  # the reports gathered for the storage: written once training ends
+
     def _check_logged(self, metrics: Mapping[str, float]) -> None:
         if self.monitor in metrics:
             return

@@ -94,7 +94,10 @@ class TunelabCallback:
         self._track_best(step, key, results, scores[key])
         if prune_now(self.trial):
             self.pruned_iteration = step
+            self.trial.flush()
             raise lgb.callback.EarlyStopException(self.best_iteration, self._best_results)
+        if step == int(env.end_iteration) - 1:  # LightGBM calls no callback at the end of training
+            self.trial.flush()  # the reports gathered for the storage: written once training ends
 
     def _track_best(self, step: int, key: str, results: list[Any], value: float) -> None:
         if self._best is None:

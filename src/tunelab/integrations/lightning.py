@@ -35,7 +35,8 @@ import torch
 
 from tunelab.distributions import ParamValue
 from tunelab.errors import ConfigError
-from tunelab.integrations._common import PollClock, check_monitor, check_trial, numeric_metrics, prune_now
+from tunelab.integrations._common import check_monitor, check_trial, numeric_metrics, prune_now
+from tunelab.integrations._live import StepHook
 from tunelab.study import Trial
 from tunelab.torch.live import OPTIMIZER_LIVE, apply_to_optimizer, optimizer_live_names
 
@@ -79,12 +80,15 @@ class _Port:
             self.pruned = True
         return self.pruned
 
-    def sync(self, step: float, optimizer_step: int) -> tuple[dict[str, ParamValue], bool]:
+    def sync(self, step: float, optimizer_step: int, force: bool = False) -> tuple[dict[str, ParamValue], bool]:
         """The live changes to apply now, and whether a stop was requested (then the trial is pruned)."""
-        changes = self.trial.sync_live(step, optimizer_step=optimizer_step)
+        changes = self.trial.sync_live(step, force=force, optimizer_step=optimizer_step)
         if self.trial.stop_requested and prune_now(self.trial):
             self.pruned = True
         return changes, self.pruned
+
+    def flush(self) -> None:
+        self.trial.flush()  # the reports gathered for the storage: written once training ends
 
     def checkpoint_begin(self, step: int) -> str:
         self._writing = self.trial.checkpoint(step)
@@ -172,9 +176,12 @@ class TunelabCallback(pl.Callback):  # type: ignore[misc]
         checkpoint: save ``trainer.save_checkpoint`` into ``trial.checkpoint(step)`` after each
             report (file :data:`CHECKPOINT_FILE`); resume with ``fit(ckpt_path=...)``.
         live: apply changes of ``lr``, ``weight_decay`` and ``momentum`` asked with ``tunelab set``
-            to every optimizer before each training batch (declared with ``trial.declare_live`` at
-            fit start); a list of names adds those you apply yourself (``trial.live(name)``);
-            ``False``: no live changes.
+            to every optimizer just before the next optimizer step (declared with
+            ``trial.declare_live`` at fit start). In one process a watcher thread reads the trial's
+            requests every ``trial.live_poll_seconds`` (0: the loop reads before every step), so
+            training pays nothing per step until a change comes; under DDP every rank looks
+            before each step, together. A list of names adds those you apply yourself
+            (``trial.live(name)``); ``False``: no live changes.
 
     The trial ends PRUNED with its curve when the pruner stops it, whether the objective then
     raises :class:`tunelab.TrialPruned` (e.g. ``if cb.pruned``) or returns a metric.
@@ -202,7 +209,7 @@ class TunelabCallback(pl.Callback):  # type: ignore[misc]
         self._port = None if self._trial is None else _Port(self._trial, self.monitor)
         self._relay_address: tuple[Any, bytes] | None = None
         self._relay: _Relay | None = None
-        self._poll = PollClock()
+        self._hook: StepHook | None = None
         self._single = False
         self._serving = False
         self._lock = threading.Lock()
@@ -225,7 +232,7 @@ class TunelabCallback(pl.Callback):  # type: ignore[misc]
         state = dict(self.__dict__)
         if self._port is not None:
             state["_relay_address"] = self._start_relay()
-        for key in ("_trial", "_port", "_relay", "_lock"):
+        for key in ("_trial", "_port", "_relay", "_lock", "_hook"):
             state[key] = None
         state["_serving"] = False
         return state
@@ -268,7 +275,6 @@ class TunelabCallback(pl.Callback):  # type: ignore[misc]
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._rank_zero = bool(trainer.is_global_zero)
         self._single = self._port is not None and trainer.world_size == 1  # one process: no broadcasts needed
-        self._poll = PollClock()
         self._pruned = False
         self._last_step = -1
         self._pending = False
@@ -276,21 +282,24 @@ class TunelabCallback(pl.Callback):  # type: ignore[misc]
             self._port.pruned = False
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.live:
-            names = _live_names(trainer.optimizers) + self._extra_live
-            self._decide(trainer, lambda: self._call("declare", sorted(set(names))))
-
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
-                             batch_idx: int) -> None:
         if not self.live:
             return
-        single = self._single
-        if single and not self._poll.due():
-            return  # one process, and nothing read since the last look: no work before this batch
-        at = float(trainer.global_step) if self.step == "global_step" else _fractional_epoch(trainer, batch_idx)
-        changes, stop = self._decide(trainer, lambda: self._call("sync", at, int(trainer.global_step)))
-        if single and self._port is not None:
-            self._poll.looked(self._port.trial.live_poll_seconds)
+        names = _live_names(trainer.optimizers) + self._extra_live
+        self._decide(trainer, lambda: self._call("declare", sorted(set(names))))
+        # One process: a watcher thread reads the requests, and the loop pays nothing per step until one
+        # comes. Several: every rank looks before each step, together (rank 0 reads, then broadcasts).
+        trial = self._port.trial if self._single and self._port is not None else None
+        every_step = trial is None or trial.live_poll_seconds == 0
+        self._hook = StepHook(trial, lambda: self._sync_live(trainer, force=not every_step), every_step=every_step)
+        self._hook.start(trainer.optimizers)
+
+    def _sync_live(self, trainer: pl.Trainer, *, force: bool) -> None:
+        """Apply the live changes asked for, just before an optimizer step (on every rank)."""
+        if self.step == "global_step":
+            at = float(trainer.global_step)
+        else:
+            at = _fractional_epoch(trainer, trainer.fit_loop.epoch_loop.batch_idx)
+        changes, stop = self._decide(trainer, lambda: self._call("sync", at, int(trainer.global_step), force))
         if changes:
             _apply(trainer, changes)
         if stop:
@@ -322,6 +331,11 @@ class TunelabCallback(pl.Callback):  # type: ignore[misc]
             self._save(trainer, step)
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self._hook is not None:
+            self._hook.close()
+            self._hook = None
+        if self._rank_zero and (self._port is not None or self._relay is not None):
+            self._call("flush")
         if self._relay is not None:
             self._relay.close()
             self._relay = None

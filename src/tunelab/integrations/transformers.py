@@ -25,7 +25,8 @@ import torch
 
 from tunelab.distributions import ParamValue
 from tunelab.errors import ConfigError, TrialPruned
-from tunelab.integrations._common import PollClock, check_monitor, check_trial, numeric_metrics, prune_now, require
+from tunelab.integrations._common import check_monitor, check_trial, numeric_metrics, prune_now, require
+from tunelab.integrations._live import StepHook
 from tunelab.pruners import Pruner
 from tunelab.samplers import Sampler
 from tunelab.space import SpaceEntry, validate_space
@@ -79,7 +80,7 @@ class TunelabCallback(TrainerCallback):  # type: ignore[misc]
         self.last_step: int | None = None
         """The global step of the last evaluation."""
         self._training = False
-        self._poll = PollClock()
+        self._hook: StepHook | None = None
 
     @property
     def trial(self) -> Trial | None:
@@ -97,28 +98,45 @@ class TunelabCallback(TrainerCallback):  # type: ignore[misc]
     # -- the Trainer's events -----------------------------------------------------------------
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._training = True
-        self._poll = PollClock()
-        if state.is_world_process_zero:
-            self._main_trial().declare_live(LIVE_NAMES)
+        trial = self._main_trial() if state.is_world_process_zero else None
+        if trial is not None:
+            trial.declare_live(LIVE_NAMES)
+        optimizer = kwargs.get("optimizer")
+        if optimizer is None:
+            return
+        # One process: a watcher thread reads the requests, and training pays nothing per step until one
+        # comes. Several: every process looks before each step, together (the main one reads, then broadcasts).
+        single = not _distributed()
+        every_step = not single or trial is None or trial.live_poll_seconds == 0
+        watched = trial if single else None
+
+        def sync() -> None:
+            self._sync_live(state, control, optimizer, kwargs.get("lr_scheduler"), kwargs.get("model"),
+                            force=not every_step)
+
+        self._hook = StepHook(watched, sync, every_step=every_step)
+        self._hook.start([optimizer])
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._training = False
+        if self._hook is not None:
+            self._hook.close()
+            self._hook = None
+        if state.is_world_process_zero and self._trial is not None:
+            self._trial.flush()  # the reports gathered for the storage: written once training ends
 
-    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        single = not _distributed()
-        if single and not self._poll.due():
-            return  # one process, and nothing read since the last look: no work before this step
+    def _sync_live(self, state: Any, control: Any, optimizer: Any, scheduler: Any, model: Any, *,
+                   force: bool) -> None:
+        """Apply the live changes asked for, just before an optimizer step (in every process)."""
         changes: dict[str, ParamValue] = {}
         stop = False
         if state.is_world_process_zero:
             trial = self._main_trial()
-            changes = trial.sync_live(state.global_step)
+            changes = trial.sync_live(state.global_step, force=force)
             stop = trial.stop_requested and prune_now(trial)  # a stop asked from outside
-            if single:
-                self._poll.looked(trial.live_poll_seconds)
         changes, stop = _from_main_process((changes, stop))
         if changes:
-            _apply_live(changes, kwargs.get("optimizer"), kwargs.get("lr_scheduler"), kwargs.get("model"))
+            _apply_live(changes, optimizer, scheduler, model)
         if stop:
             control.should_training_stop = True
 

@@ -83,6 +83,10 @@ class TunelabCallback(xgb.callback.TrainingCallback):  # type: ignore[misc]
             return True
         return False
 
+    def after_training(self, model: Any) -> Any:
+        self.trial.flush()  # the reports gathered for the storage: written once training ends
+        return model
+
     def _check_logged(self, scores: Mapping[str, float]) -> None:
         if self.observation_key in scores:
             return

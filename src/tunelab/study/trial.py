@@ -360,6 +360,14 @@ class Trial:
         self._ctx.record(LIVE_NAMES, sorted(set(names)))
         self._write_pending()
 
+    def stored_live_state(self) -> tuple[bool, int]:
+        """``(stop requested, number of live requests)`` as stored now: what a watcher thread polls to
+        learn that :meth:`sync_live` has work, without applying anything (a light read of two
+        attributes; safe from another thread, unlike every other method of a trial)."""
+        stop = self._writer.stored_system_attr(STOP_REQUESTED)
+        requests = self._writer.stored_system_attr(LIVE_REQUESTS)
+        return stop is not None, len(requests) if isinstance(requests, list) else 0
+
     @property
     def stop_requested(self) -> bool:
         """Whether the last read of :meth:`sync_live` saw a stop request (a roll-back, the dashboard's

@@ -1,0 +1,106 @@
+"""Live changes in a framework's loop at no cost per step: :class:`StepHook` runs a callback's
+"look for live changes" on the training thread just before an optimizer step, either at every
+step (several processes, which must look together; or ``trial.live_poll_seconds == 0``), or at
+the first step after a watcher thread saw the trial's stored requests change (one process: the
+loop itself then pays nothing until something is asked of it)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from tunelab.study import Trial
+
+logger = logging.getLogger("tunelab")
+
+
+class StepHook:
+    """Runs ``action()`` just before an optimizer step of ``optimizers``.
+
+    Args:
+        trial: the trial whose live requests a watcher thread polls (every
+            ``trial.live_poll_seconds``); None with ``every_step`` (the ranks other than 0).
+        action: what to run on the training thread (read and apply the changes; it must read the
+            storage itself, ``force``-d, since the watcher only says that something changed).
+        every_step: run ``action`` before every step of the first optimizer, with no watcher.
+    """
+
+    def __init__(self, trial: Trial | None, action: Callable[[], None], *, every_step: bool) -> None:
+        if trial is None and not every_step:
+            raise ValueError("StepHook without a trial runs at every step")
+        self._trial = trial
+        self._action = action
+        self.every_step = every_step
+        self._optimizers: list[torch.optim.Optimizer] = []
+        self._handles: list[Any] = []
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def start(self, optimizers: Sequence[Any]) -> None:
+        """Hook ``optimizers`` (torch optimizers, or wrappers with an ``.optimizer``) and start watching."""
+        self.close()
+        self._closed = threading.Event()
+        self._optimizers = [_torch_optimizer(o) for o in optimizers]
+        if not self._optimizers:
+            return
+        if self.every_step:
+            self._handles = [self._optimizers[0].register_step_pre_hook(self._fire)]
+            return
+        self._watcher = threading.Thread(target=self._watch, name="tunelab-live-watch", daemon=True)
+        self._watcher.start()
+
+    def close(self) -> None:
+        """Unhook and stop watching (at the end of training)."""
+        self._closed.set()
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join()
+        with self._lock:
+            handles, self._handles = self._handles, []
+        for handle in handles:
+            handle.remove()
+
+    def _watch(self) -> None:
+        assert self._trial is not None
+        trial, closed = self._trial, self._closed
+        seen = (False, 0)
+        while not closed.is_set():
+            try:
+                state = trial.stored_live_state()
+            except Exception as e:  # noqa: BLE001 - a storage hiccup: look again at the next poll
+                logger.warning("tunelab: reading trial %d's live requests failed (%s); trying again", trial.number, e)
+                state = seen
+            if state != seen:
+                seen = state
+                self._arm()
+            closed.wait(max(trial.live_poll_seconds, 0.05))
+
+    def _arm(self) -> None:
+        with self._lock:
+            if self._handles or self._closed.is_set():
+                return
+            self._handles = [o.register_step_pre_hook(self._fire) for o in self._optimizers]
+
+    def _fire(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        if not self.every_step:
+            with self._lock:
+                handles, self._handles = self._handles, []
+            for handle in handles:
+                handle.remove()
+        self._action()
+
+
+def _torch_optimizer(optimizer: Any) -> torch.optim.Optimizer:
+    """The torch optimizer inside a wrapper (accelerate's ``AcceleratedOptimizer``, Lightning's
+    ``LightningOptimizer``): the one whose ``step`` runs the hooks."""
+    inner = optimizer
+    while getattr(inner, "optimizer", None) is not None:  # a wrapper (some subclass Optimizer without its state)
+        inner = inner.optimizer
+    if not isinstance(inner, torch.optim.Optimizer):
+        raise TypeError(f"not a torch optimizer: {optimizer!r}")
+    return inner

@@ -1,0 +1,153 @@
+"""StepHook: live changes reach a framework's optimizer just before its next step, read by a watcher
+thread in one process (nothing runs per step until a change is asked), or before every step."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import tunelab
+from tunelab.babysit import request_stop, set_live
+from tunelab.integrations._live import StepHook
+
+torch.set_num_threads(1)
+
+
+def wait_until(condition: Any, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    pause = threading.Event()
+    while time.monotonic() < deadline and not condition():
+        pause.wait(0.01)
+    return bool(condition())
+
+
+class Loop:
+    """A real torch training step and what the hook's action applied, step by step."""
+
+    def __init__(self, trial: tunelab.Trial, lr: float = 0.1) -> None:
+        torch.manual_seed(0)
+        self.trial = trial
+        trial.declare_live(["lr"])
+        self.model = torch.nn.Linear(4, 1)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=lr)
+        self.steps = 0
+        self.lrs: list[float] = []
+        self.stopped = False
+        self.actions = 0
+
+    def step(self) -> None:
+        x = torch.randn(8, 4)
+        loss = self.model(x).pow(2).mean()
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        self.lrs.append(self.optimizer.param_groups[0]["lr"])
+        self.steps += 1
+
+    def action(self) -> None:
+        self.actions += 1
+        changes = self.trial.sync_live(self.steps, force=True)
+        if "lr" in changes:
+            for group in self.optimizer.param_groups:
+                group["lr"] = float(changes["lr"])
+        self.stopped = self.stopped or self.trial.stop_requested
+
+
+@pytest.fixture
+def study(tmp_path: Path) -> tunelab.Study:
+    return tunelab.create_study(name="live", storage=f"sqlite:///{tmp_path / 'live.db'}", seed=0)
+
+
+def test_the_watcher_hooks_the_optimizer_only_once_a_change_is_stored(study: tunelab.Study) -> None:
+    trial = study.ask()
+    trial.live_poll_seconds = 0.05
+    loop = Loop(trial)
+    hook = StepHook(trial, loop.action, every_step=False)
+    hook.start([loop.optimizer])
+    try:
+        for _ in range(5):
+            loop.step()
+        assert loop.actions == 0 and not loop.optimizer._optimizer_step_pre_hooks  # nothing runs per step
+        other = tunelab.load_study("live", study.storage.url)  # as `tunelab set` would, from elsewhere
+        set_live(other, trial.number, {"lr": 0.01}, source="cli")
+        assert wait_until(lambda: bool(loop.optimizer._optimizer_step_pre_hooks))  # the watcher saw it
+        loop.step()  # the sixth step runs with the new rate
+        assert loop.lrs == [0.1] * 5 + [0.01] and loop.actions == 1
+        assert not loop.optimizer._optimizer_step_pre_hooks  # unhooked again
+        loop.step()
+        assert loop.actions == 1
+        [entry] = other.trials[0].system_attrs["live_schedule"]
+        assert entry["params"] == {"lr": 0.01} and entry["step"] == 5
+    finally:
+        hook.close()
+    assert not loop.optimizer._optimizer_step_pre_hooks
+
+
+def test_a_stop_request_reaches_the_loop_through_the_watcher(study: tunelab.Study) -> None:
+    trial = study.ask()
+    trial.live_poll_seconds = 0.05
+    loop = Loop(trial)
+    hook = StepHook(trial, loop.action, every_step=False)
+    hook.start([loop.optimizer])
+    try:
+        loop.step()
+        request_stop(tunelab.load_study("live", study.storage.url), trial.number)
+        assert wait_until(lambda: bool(loop.optimizer._optimizer_step_pre_hooks))
+        loop.step()
+        assert loop.stopped
+    finally:
+        hook.close()
+
+
+def test_requests_stored_before_training_apply_at_the_first_step(study: tunelab.Study) -> None:
+    trial = study.ask()
+    trial.live_poll_seconds = 30.0  # the first look is at once, whatever the period
+    loop = Loop(trial)
+    set_live(study, trial.number, {"lr": 0.02})
+    hook = StepHook(trial, loop.action, every_step=False)
+    hook.start([loop.optimizer])
+    try:
+        assert wait_until(lambda: bool(loop.optimizer._optimizer_step_pre_hooks))
+        loop.step()
+        assert loop.lrs == [0.02]
+    finally:
+        hook.close()
+
+
+def test_every_step_runs_the_action_before_each_step_of_the_first_optimizer(study: tunelab.Study) -> None:
+    trial = study.ask()
+    loop = Loop(trial)
+    second = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    hook = StepHook(None, loop.action, every_step=True)
+    hook.start([loop.optimizer, second])
+    for _ in range(3):
+        loop.step()
+    second.step()
+    assert loop.actions == 3
+    hook.close()
+    loop.step()
+    assert loop.actions == 3
+
+
+def test_a_wrapped_optimizer_is_hooked_inside_its_wrapper(study: tunelab.Study) -> None:
+    class Wrapper:  # what accelerate's AcceleratedOptimizer looks like from outside
+        def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+            self.optimizer = optimizer
+
+    trial = study.ask()
+    loop = Loop(trial)
+    hook = StepHook(None, loop.action, every_step=True)
+    hook.start([Wrapper(loop.optimizer)])
+    loop.step()
+    assert loop.actions == 1
+    hook.close()
+
+
+def test_a_hook_without_a_trial_must_run_at_every_step() -> None:
+    with pytest.raises(ValueError, match="every step"):
+        StepHook(None, lambda: None, every_step=False)
