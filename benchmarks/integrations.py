@@ -162,6 +162,14 @@ def instrument(callback: Any, base: type | None) -> tuple[Any, HookTimer]:
     return callback, timer
 
 
+def time_background_work(trial: Any, timer: HookTimer) -> None:
+    """Count what a tunelab trial does in its background threads as the callback's cost: the gathered
+    reports its writer thread writes, and the live-request reads of a watcher thread."""
+    writer = trial._writer
+    writer._write_in_background = timer.wrap("(thread) report writes", writer._write_in_background)
+    trial.stored_live_state = timer.wrap("(thread) live reads", trial.stored_live_state)
+
+
 # -- the training runs (each returns the seconds of its fit/train call) -------------------------------
 def digits_images() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Digits as 8x8 float images in [0, 1], a stratified 75/25 split: x_train, y_train, x_val, y_val."""
@@ -411,6 +419,8 @@ def one_run(runs: Runs, framework: str, lib: str, storage: str, study: Any, work
     trial = study.ask()
     trial.suggest_float("x", 0.0, 1.0)  # both libraries' trials carry one parameter
     callback, timer = instrument(make_callback(framework, lib, trial), callback_base(framework))
+    if lib == "tunelab":  # what tunelab does off the training thread counts too
+        time_background_work(trial, timer)
     gc.collect()
     loop_s = getattr(runs, framework)(callback, workdir)
     reports = runs.rounds if framework in ("xgboost", "lightgbm") else runs.reports

@@ -168,3 +168,24 @@ def test_reports_of_a_sqlite_url_study_are_all_stored(tmp_path: Path) -> None:
     study.tell(trial, 1.0)
     again = tunelab.load_study(name="url", storage=get_storage(url))
     assert again.get_curves(0)["loss"][0] == list(range(100))
+
+
+def test_the_background_thread_runs_chores_in_time_order_skips_cancelled_ones_and_survives_a_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from tunelab.study.background import Background
+
+    background = Background()
+    ran: list[str] = []
+    done = threading.Event()
+
+    def fail() -> None:
+        raise RuntimeError("a defective chore")
+
+    background.call_later(0.2, lambda: (ran.append("late"), done.set()))
+    background.call_later(0.0, fail)
+    background.call_later(0.05, lambda: ran.append("early")).cancel()
+    background.call_later(0.1, lambda: ran.append("middle"))
+    assert done.wait(10)
+    assert ran == ["middle", "late"]
+    assert "a background chore failed" in caplog.text

@@ -1,8 +1,8 @@
 """Live changes in a framework's loop at no cost per step: :class:`StepHook` runs a callback's
 "look for live changes" on the training thread just before an optimizer step, either at every
 step (several processes, which must look together; or ``trial.live_poll_seconds == 0``), or at
-the first step after a watcher thread saw the trial's stored requests change (one process: the
-loop itself then pays nothing until something is asked of it)."""
+the first step after the process's background thread saw the trial's stored requests change (one
+process: the loop itself then pays nothing until something is asked of it)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from tunelab.study import Trial
+from tunelab.study.background import Chore, call_later
 
 logger = logging.getLogger("tunelab")
 
@@ -38,51 +39,56 @@ class StepHook:
         self._optimizers: list[torch.optim.Optimizer] = []
         self._handles: list[Any] = []
         self._lock = threading.Lock()
-        self._closed = threading.Event()
-        self._watcher: threading.Thread | None = None
+        self._closed = True
+        self._chore: Chore | None = None
+        self._seen = (False, 0)
+        self._generation = 0  # a look left over from an earlier start stops there
 
     def start(self, optimizers: Sequence[Any]) -> None:
         """Hook ``optimizers`` (torch optimizers, or wrappers with an ``.optimizer``) and start watching."""
         self.close()
-        self._closed = threading.Event()
         self._optimizers = [_torch_optimizer(o) for o in optimizers]
         if not self._optimizers:
             return
+        self._closed = False
         if self.every_step:
             self._handles = [self._optimizers[0].register_step_pre_hook(self._fire)]
             return
-        self._watcher = threading.Thread(target=self._watch, name="tunelab-live-watch", daemon=True)
-        self._watcher.start()
+        self._seen = (False, 0)
+        self._generation += 1
+        generation = self._generation
+        self._chore = call_later(0.0, lambda: self._look(generation))  # on the process's background thread
 
     def close(self) -> None:
         """Unhook and stop watching (at the end of training)."""
-        self._closed.set()
-        watcher, self._watcher = self._watcher, None
-        if watcher is not None and watcher is not threading.current_thread():
-            watcher.join()
         with self._lock:
+            self._closed = True
+            chore, self._chore = self._chore, None
             handles, self._handles = self._handles, []
+        if chore is not None:
+            chore.cancel()
         for handle in handles:
             handle.remove()
 
-    def _watch(self) -> None:
+    def _look(self, generation: int) -> None:
+        """One read of the trial's requests (background thread); hook the optimizers when they changed."""
         assert self._trial is not None
-        trial, closed = self._trial, self._closed
-        seen = (False, 0)
-        while not closed.is_set():
-            try:
-                state = trial.stored_live_state()
-            except Exception as e:  # noqa: BLE001 - a storage hiccup: look again at the next poll
-                logger.warning("tunelab: reading trial %d's live requests failed (%s); trying again", trial.number, e)
-                state = seen
-            if state != seen:
-                seen = state
-                self._arm()
-            closed.wait(max(trial.live_poll_seconds, 0.05))
+        trial = self._trial
+        try:
+            state = trial.stored_live_state()
+        except Exception as e:  # noqa: BLE001 - a storage hiccup: look again at the next poll
+            logger.warning("tunelab: reading trial %d's live requests failed (%s); trying again", trial.number, e)
+            state = self._seen
+        if state != self._seen:
+            self._seen = state
+            self._arm()
+        with self._lock:
+            if not self._closed and generation == self._generation:
+                self._chore = call_later(max(trial.live_poll_seconds, 0.05), lambda: self._look(generation))
 
     def _arm(self) -> None:
         with self._lock:
-            if self._handles or self._closed.is_set():
+            if self._handles or self._closed:
                 return
             self._handles = [o.register_step_pre_hook(self._fire) for o in self._optimizers]
 

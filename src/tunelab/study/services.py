@@ -9,9 +9,7 @@ into the Study's private members, and the services can be tested on their own.
 
 from __future__ import annotations
 
-import heapq
 import logging
-import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -28,6 +26,7 @@ from tunelab.samplers import Sampler
 from tunelab.samplers.base import SamplingContext
 from tunelab.space import SpaceEntry, unwrap
 from tunelab.storage import BaseStorage
+from tunelab.study.background import call_later
 
 
 class Suggestions:
@@ -172,46 +171,6 @@ class Pacer:
         self._due = now + min((now - started) / self.share, self.max_delay)
 
 
-class _Flusher:
-    """One daemon thread per process that writes trials' gathered reports when they fall due (a
-    thread started per write would cost more than the write it saves)."""
-
-    def __init__(self) -> None:
-        self._due: list[tuple[float, int, TrialWriter]] = []  # a heap of (when, order, writer)
-        self._order = 0
-        self._wake = threading.Condition(threading.Lock())
-        self._thread: threading.Thread | None = None
-
-    def schedule(self, writer: TrialWriter, delay: float) -> None:
-        """Call ``writer._write_in_background()`` in ``delay`` seconds."""
-        with self._wake:
-            self._order += 1
-            heapq.heappush(self._due, (time.monotonic() + delay, self._order, writer))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="tunelab-report-writer", daemon=True)
-                self._thread.start()
-            self._wake.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._wake:
-                while not self._due or self._due[0][0] > time.monotonic():
-                    self._wake.wait(None if not self._due else self._due[0][0] - time.monotonic())
-                _, _, writer = heapq.heappop(self._due)
-            writer._write_in_background()
-
-
-_flusher = _Flusher()
-
-
-def _new_flusher_in_child() -> None:
-    global _flusher
-    _flusher = _Flusher()  # a forked child has none of the parent's threads
-
-
-os.register_at_fork(after_in_child=_new_flusher_in_child)
-
-
 class TrialWriter:
     """Writes one trial's row and curves (the only way a live trial changes the storage).
 
@@ -242,7 +201,7 @@ class TrialWriter:
             wait = self._pacer.wait() if self._storage.gathers_reports else 0.0
             if wait > MIN_TIMER_DELAY:
                 self._scheduled = True
-                _flusher.schedule(self, wait)
+                call_later(wait, self._write_in_background)
                 return
         self.write_reports()
 
