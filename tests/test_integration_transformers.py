@@ -3,9 +3,11 @@ config, trained on the CPU on a synthetic task (is token 7 in the sequence?)."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -193,6 +195,38 @@ def test_a_live_change_reaches_the_optimizer_at_the_next_step_and_the_linear_sch
     assert (first["step"], first["params"], first["sources"]) == (5, {"learning_rate": 0.002}, ["cli"])
     assert (second["step"], second["params"]) == (9, {"weight_decay": 0.05})
     assert trial.live_params["learning_rate"] == 0.002
+
+
+# -- several processes ----------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_on_two_processes_the_main_one_alone_writes_and_every_process_stops_and_changes_lr_together(
+    tmp_path: Path,
+) -> None:
+    from integration_lightning_ddp import log_curve_writes
+
+    db = tmp_path / "hf.db"
+    tunelab.create_study(name="hf-ddp", storage=f"sqlite:///{db}", seed=0, sampler=tunelab.RandomSampler())
+    log_curve_writes(db)
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         str(ROOT / "tests" / "integration_hf_ddp.py"), str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=400)
+    assert out.returncode == 0, out.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank-{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["world_size"] == 2 and ranks[0] == ranks[1]  # the same stop, the same lr at every step
+    assert ranks[0]["global_step"] == 8  # pruned at the second evaluation (of 32 planned steps)
+    assert ranks[0]["lrs"] == [0.01] * 3 + [0.002] * 5  # asked after step 3: the fourth step has it, on both
+    study = tunelab.load_study("hf-ddp", f"sqlite:///{db}")
+    [trial] = study.trials  # the other process ran no trial of its own
+    assert trial.state == tunelab.TrialState.PRUNED and trial.system_attrs["pruned"]["step"] == 8
+    [entry] = trial.system_attrs["live_schedule"]
+    assert entry["params"] == {"learning_rate": 0.002} and entry["step"] == 3
+    with sqlite3.connect(db) as conn:
+        writes = conn.execute("SELECT metric, step, count(*) FROM writes GROUP BY metric, step").fetchall()
+    assert {(m, s) for m, s, _ in writes if m == "eval_loss"} == {("eval_loss", 4), ("eval_loss", 8)}
+    assert all(n == 1 for _, _, n in writes)  # each point written once: one writer
 
 
 # -- search --------------------------------------------------------------------------------------------

@@ -54,6 +54,7 @@ def storage(tmp_path: Path) -> CountingSQLite:
 def test_fast_reports_are_gathered_into_fewer_transactions_and_all_stored(storage: CountingSQLite) -> None:
     study = tunelab.create_study(name="fast", storage=storage, direction="minimize")
     trial = study.ask()
+    trial.gather_reports = True
     for step in range(300):  # far faster than 0.2% of the time a SQLite write takes
         trial.report(step, loss=1.0 / (step + 1), acc=step / 300)
     study.tell(trial, 0.5)
@@ -66,6 +67,7 @@ def test_fast_reports_are_gathered_into_fewer_transactions_and_all_stored(storag
 def test_a_later_report_of_the_same_step_wins_when_gathered(storage: CountingSQLite) -> None:
     study = tunelab.create_study(name="same-step", storage=storage)
     trial = study.ask()
+    trial.gather_reports = True
     trial.report(0, loss=9.0)
     trial.report(1, loss=3.0)
     trial.report(1, loss=2.0, acc=0.5)
@@ -76,6 +78,7 @@ def test_a_later_report_of_the_same_step_wins_when_gathered(storage: CountingSQL
 def test_a_gathered_report_is_written_without_a_further_report(storage: CountingSQLite) -> None:
     study = tunelab.create_study(name="idle", storage=storage)
     trial = study.ask()
+    trial.gather_reports = True
     trial.report(0, loss=1.0)  # written at once: nothing was written before
     trial.report(1, loss=0.5)  # gathered: the write just before has not paid for itself yet
     assert storage.report_calls == 1
@@ -86,6 +89,7 @@ def test_a_gathered_report_is_written_without_a_further_report(storage: Counting
 def test_a_checkpoint_writes_the_gathered_reports_first(storage: CountingSQLite, tmp_path: Path) -> None:
     study = tunelab.create_study(name="ckpt", storage=storage, artifact_dir=tmp_path / "art")
     trial = study.ask()
+    trial.gather_reports = True
     for step in range(20):
         trial.report(step, loss=float(step))
     with trial.checkpoint(19) as folder:
@@ -97,6 +101,7 @@ def test_a_checkpoint_writes_the_gathered_reports_first(storage: CountingSQLite,
 def test_a_failed_background_write_is_raised_by_the_next_call_and_its_points_kept(storage: CountingSQLite) -> None:
     study = tunelab.create_study(name="failing", storage=storage)
     trial = study.ask()
+    trial.gather_reports = True
     trial.report(0, loss=1.0)
     storage.fail_next = True
     trial.report(1, loss=0.5)  # gathered; the background write fails
@@ -114,6 +119,7 @@ def test_a_failed_background_write_is_raised_by_the_next_call_and_its_points_kep
 def test_the_end_is_written_when_the_last_points_cannot_be(storage: CountingSQLite) -> None:
     study = tunelab.create_study(name="end", storage=storage)
     trial = study.ask()
+    trial.gather_reports = True
     trial.report(0, loss=1.0)
     trial.report(1, loss=0.5)  # gathered
     storage.fail_next = True
@@ -126,6 +132,7 @@ def test_the_end_is_written_when_the_last_points_cannot_be(storage: CountingSQLi
 def test_a_stop_request_is_seen_within_the_pacing_delay(storage: CountingSQLite) -> None:
     study = tunelab.create_study(name="stop", storage=storage)
     trial = study.ask()
+    trial.gather_reports = True
     trial.report(0, loss=1.0)
     assert not trial.should_prune()
     request_stop(study, trial.number)
@@ -143,9 +150,35 @@ def test_a_stop_request_is_seen_within_the_pacing_delay(storage: CountingSQLite)
 def test_in_memory_reports_are_visible_at_once() -> None:
     study = tunelab.create_study(name="memory")
     trial = study.ask()
+    trial.gather_reports = True
     trial.report(0, loss=1.0)
     trial.report(1, loss=0.5)
     assert study.get_curves(trial.number)["loss"] == ([0, 1], [1.0, 0.5])
+
+
+def test_by_default_every_report_is_written_at_once_and_every_stop_request_read(storage: CountingSQLite) -> None:
+    study = tunelab.create_study(name="default", storage=storage)
+    trial = study.ask()
+    assert trial.gather_reports is False
+    for step in range(20):
+        trial.report(step, loss=float(step))
+        assert study.get_curves(trial.number)["loss"][0] == list(range(step + 1))
+    assert storage.report_calls == 20
+    assert not trial.should_prune()
+    request_stop(study, trial.number)
+    assert trial.should_prune()  # the very next call sees it
+
+
+def test_turning_gathering_off_writes_what_was_gathered(storage: CountingSQLite) -> None:
+    study = tunelab.create_study(name="toggle", storage=storage)
+    trial = study.ask()
+    trial.gather_reports = True
+    for step in range(10):
+        trial.report(step, loss=float(step))
+    trial.gather_reports = False
+    assert study.get_curves(trial.number)["loss"][0] == list(range(10))
+    with pytest.raises(tunelab.ConfigError, match="gather_reports must be True or False"):
+        trial.gather_reports = "yes"  # type: ignore[assignment]
 
 
 def test_the_pacer_spaces_calls_by_their_cost_over_the_share() -> None:
@@ -163,6 +196,7 @@ def test_reports_of_a_sqlite_url_study_are_all_stored(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'url.db'}"
     study = tunelab.create_study(name="url", storage=url)
     trial = study.ask()
+    trial.gather_reports = True
     for step in range(100):
         trial.report(step, loss=float(step))
     study.tell(trial, 1.0)

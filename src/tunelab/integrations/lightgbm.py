@@ -66,6 +66,7 @@ class TunelabCallback:
         self._best: BestScore | None = None
         self._best_results: list[Any] = []
         self.pruned_iteration: int | None = None
+        self.trial.gather_reports = True  # a round every few milliseconds: the storage keeps pace
 
     @property
     def best_score(self) -> float | None:

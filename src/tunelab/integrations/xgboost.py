@@ -61,6 +61,7 @@ class TunelabCallback(xgb.callback.TrainingCallback):  # type: ignore[misc]
         self.direction = check_direction(direction, "TunelabCallback") or study_direction(self.trial, "TunelabCallback")
         self._best = BestScore(self.direction)
         self.pruned_iteration: int | None = None
+        self.trial.gather_reports = True  # a round every few milliseconds: the storage keeps pace
 
     @property
     def best_score(self) -> float | None:

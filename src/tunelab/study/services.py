@@ -174,11 +174,12 @@ class Pacer:
 class TrialWriter:
     """Writes one trial's row and curves (the only way a live trial changes the storage).
 
-    Reports are written as they come while the storage keeps up within :data:`STORAGE_TIME_SHARE`
-    of the time; faster ones (a boosting round every few milliseconds on SQLite) are gathered and
-    written together, in one transaction, at most :data:`MAX_STORAGE_DELAY` later (by a writer
-    thread when no report follows). The trial's end, :meth:`write_reports` and a checkpoint write
-    whatever is gathered first; a process killed in between loses at most that delay of points.
+    Reports are written as they come. With :attr:`gathering` on, they are written as they come
+    while the storage keeps up within :data:`STORAGE_TIME_SHARE` of the time; faster ones (a
+    boosting round every few milliseconds on SQLite) are gathered and written together, in one
+    transaction, at most :data:`MAX_STORAGE_DELAY` later (by the background thread when no report
+    follows). The trial's end, :meth:`write_reports` and a checkpoint write whatever is gathered
+    first; a process killed in between loses at most that delay of points.
     """
 
     def __init__(self, storage: BaseStorage, trial_id: int) -> None:
@@ -189,6 +190,7 @@ class TrialWriter:
         self._writing = threading.Lock()  # one write of this trial's reports at a time, in report order
         self._pacer = Pacer()
         self._scheduled = False  # a background write is due
+        self.gathering = False
         self._failure: BaseException | None = None
 
     def report(self, step: int, values: Mapping[str, float]) -> None:
@@ -198,7 +200,7 @@ class TrialWriter:
             self._gathered.append((step, values))
             if self._scheduled:
                 return  # a write is already due
-            wait = self._pacer.wait() if self._storage.gathers_reports else 0.0
+            wait = self._pacer.wait() if self.gathering and self._storage.gathers_reports else 0.0
             if wait > MIN_TIMER_DELAY:
                 self._scheduled = True
                 call_later(wait, self._write_in_background)

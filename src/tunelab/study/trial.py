@@ -369,6 +369,29 @@ class Trial:
         return stop is not None, len(requests) if isinstance(requests, list) else 0
 
     @property
+    def gather_reports(self) -> bool:
+        """Whether reports that come faster than the storage writes them cheaply are gathered.
+
+        Off by default: every :meth:`report` is written at once (another process, the dashboard,
+        ``tunelab suggest`` see it at once, and a killed worker loses nothing it reported). Turn
+        it on for a loop that reports every few milliseconds (a boosting round; the XGBoost and
+        LightGBM callbacks do): the storage then takes at most about 0.2% of the loop's time, each
+        gathered batch is written in one transaction at most 0.5 s later (by a background thread
+        when no report follows), at a checkpoint, at :meth:`flush` and at the trial's end, and
+        :meth:`should_prune` reads the stop request at the same pace. The in-memory storage,
+        where a write costs next to nothing, writes at once either way.
+        """
+        return self._writer.gathering
+
+    @gather_reports.setter
+    def gather_reports(self, on: bool) -> None:
+        if not isinstance(on, bool):
+            raise ConfigError(f"gather_reports must be True or False, got {on!r}")
+        if not on:
+            self._writer.write_reports()
+        self._writer.gathering = on
+
+    @property
     def stop_requested(self) -> bool:
         """Whether the last read of :meth:`sync_live` saw a stop request (a roll-back, the dashboard's
         stop button): a loop may then call :meth:`should_prune` (which records it) and raise
@@ -584,9 +607,10 @@ class Trial:
             self._writer.update(**pending)
 
     def _read_stop_request(self) -> Any:
-        """The stored stop request (None when there is none), read again when the pacer allows: a read
-        costs about 0.2 ms on SQLite, too much before every boosting round."""
-        if self._stop_request is None and self._stop_reads.wait() <= 0:
+        """The stored stop request (None when there is none): read at every call, or, with
+        :attr:`gather_reports`, again only when the pacer allows (a read costs about 0.2 ms on
+        SQLite, too much before every boosting round)."""
+        if self._stop_request is None and (not self._writer.gathering or self._stop_reads.wait() <= 0):
             started = time.monotonic()
             self._stop_request = self._writer.stored_system_attr(STOP_REQUESTED)
             self._stop_reads.ran(started)
