@@ -22,8 +22,13 @@ of a trial trained to the end, what ``study.best_value`` gives), the configurati
 per Hyperband bracket, its trials, its share of the epochs, where its trials stopped and how many
 full trainings it produced. ``--json PATH`` saves it all.
 
-Run ``PYTHONPATH=src .venv-bench/bin/python benchmarks/hyperband_analysis.py --optuna`` (about a
-minute per pool with 20 seeds on one core).
+``--compare A.json B.json`` prints saved runs side by side (mean, median, IQR of the regret, and
+paired wins / ties / losses against the first file's Hyperband); ``--benchmark LABEL=PATH:METHOD ...``
+does the same for runs saved by ``multifidelity.py`` (a markdown table).
+
+Run ``PYTHONPATH=src .venv-bench/bin/python benchmarks/hyperband_analysis.py --optuna --brackets``
+(20 seeds by default, under a minute per pool on one core; benchmarks/README.md's tables use
+``--seeds 200``, 5 to 9 minutes for the three pools on the shared 2-core machine).
 """
 
 from __future__ import annotations
@@ -198,6 +203,74 @@ def quartiles(values: Sequence[float]) -> tuple[float, float, float]:
     return q[1], q[0], q[2]
 
 
+def compare(paths: Sequence[Path]) -> None:
+    """A table of saved runs side by side (``--json`` files; a method that several hold is labelled by
+    file), and paired wins / ties / losses of every Hyperband against the first file's Hyperband."""
+    files = [json.loads(p.read_text()) for p in paths]
+    for pool in files[0]["pools"]:
+        rows: dict[str, list[float]] = {}
+        for path, data in zip(paths, files, strict=True):
+            for m, entry in data["pools"].get(pool, {"methods": {}})["methods"].items():
+                label = m if all(m not in d["pools"].get(pool, {"methods": {}})["methods"] for d in files
+                                 if d is not data) else f"{m} ({path.stem})"
+                rows[label] = entry["regrets"]
+        seeds = len(next(iter(rows.values())))
+        print(f"\n== {pool} (R = {files[0].get('max_epochs', R)}): regret of the best final value, {seeds} seeds")
+        base = next((v for k, v in rows.items() if k.startswith("tunelab-hyperband")), None)
+        print(f"{'method':40s} {'mean':>7s} {'median':>7s} {'q25':>7s} {'q75':>7s}   vs first Hyperband (W/T/L)")
+        for label, regrets in rows.items():
+            med, q1, q3 = quartiles(regrets)
+            wtl = ""
+            if base is not None and regrets is not base:
+                w = sum(a < b - 1e-12 for a, b in zip(regrets, base, strict=True))
+                lo = sum(a > b + 1e-12 for a, b in zip(regrets, base, strict=True))
+                wtl = f"{w}/{len(base) - w - lo}/{lo}"
+            print(f"{label:40s} {statistics.fmean(regrets):7.4f} {med:7.4f} {q1:7.4f} {q3:7.4f}   {wtl}")
+
+
+def benchmark_table(items: Sequence[str]) -> None:
+    """Runs of ``multifidelity.py`` side by side: each item ``LABEL=PATH:METHOD``. Per label, the median
+    [q25, q75] over seeds of the best val acc and loss at any epoch, the best final val acc (epoch R of
+    a trial trained to the end), the best acc after E/9 and E/3 epochs, and the trials (complete); and
+    paired wins / ties / losses on best val loss against the first label."""
+    rows: dict[str, dict[int, dict[str, float]]] = {}
+    for item in items:
+        label, _, rest = item.partition("=")
+        path, _, method = rest.rpartition(":")
+        data = json.loads(Path(path).read_text())
+        budget = data["config"]["budget_epochs"]
+        per_seed: dict[int, dict[str, float]] = {}
+        for run in data["runs"]:
+            if run["method"] != method:
+                continue
+            trace = sorted((t["start"] + i + 1, a, v) for t in run["trials"]
+                           for i, (a, v) in enumerate(zip(t["val_acc"], t["val_loss"], strict=True)))
+            finals = [t["val_acc"][-1] for t in run["trials"] if t["state"] == "complete"]
+            per_seed[run["seed"]] = {
+                "acc": max(a for _, a, _ in trace), "loss": min(v for _, _, v in trace),
+                "final_acc": max(finals) if finals else math.nan,
+                "acc@E/9": max(a for e, a, _ in trace if e <= budget // 9),
+                "acc@E/3": max(a for e, a, _ in trace if e <= budget // 3),
+                "trials": len(run["trials"]), "complete": len(finals)}
+        rows[label] = per_seed
+    first = next(iter(rows.values()))
+    cols = ("acc", "loss", "final_acc", "acc@E/9", "acc@E/3")
+    print("| method | " + " | ".join(cols) + " | trials (complete) | best loss vs first: W/T/L |")
+    print("| --- " * (len(cols) + 3) + "|")
+    for label, per_seed in rows.items():
+        cells = []
+        for c in cols:
+            med, q1, q3 = quartiles([v[c] for v in per_seed.values()])
+            cells.append(f"{med:.4f} [{q1:.4f}, {q3:.4f}]")
+        trials = statistics.median(v["trials"] for v in per_seed.values())
+        complete = statistics.median(v["complete"] for v in per_seed.values())
+        seeds = sorted(set(per_seed) & set(first))
+        w = sum(per_seed[s]["loss"] < first[s]["loss"] - 1e-12 for s in seeds)
+        lo = sum(per_seed[s]["loss"] > first[s]["loss"] + 1e-12 for s in seeds)
+        wtl = "" if per_seed is first else f"{w}/{len(seeds) - w - lo}/{lo}"
+        print(f"| {label} | " + " | ".join(cells) + f" | {trials:.0f} ({complete:.0f}) | {wtl} |")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pools", default="digits,crossing,ranked")
@@ -208,7 +281,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--optuna", action="store_true", help="also Optuna's HyperbandPruner (bench venv)")
     p.add_argument("--brackets", action="store_true", help="also each Hyperband bracket alone")
     p.add_argument("--json", type=Path)
+    p.add_argument("--compare", type=Path, nargs="+", metavar="JSON", help="print saved --json files side by side")
+    p.add_argument("--benchmark", nargs="+", metavar="LABEL=PATH:METHOD",
+                   help="print runs saved by multifidelity.py side by side (a markdown table)")
     args = p.parse_args(argv)
+    if args.benchmark:
+        benchmark_table(args.benchmark)
+        return 0
+    if args.compare:
+        compare(args.compare)
+        return 0
     r_max = args.max_epochs
     pools: dict[str, Callable[[], Pool]] = {
         "digits": lambda: digits_pool(r_max), "crossing": lambda: synthetic_pool("crossing", epochs=r_max),
