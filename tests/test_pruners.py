@@ -132,6 +132,63 @@ def test_hyperband_brackets_get_hyperbands_budget_split_and_later_first_rungs() 
         assert count / 14_300 == pytest.approx(weight / 143, abs=0.02)
 
 
+@pytest.mark.parametrize(("max_resource", "rungs"), [
+    (27, [[1, 3, 9], [3, 9], [9], []]),
+    (28, [[1, 3, 9], [3, 9], [9], []]),  # not [[1, 3, 9, 27], ..., [27]]: a rung 1 epoch before the end
+    (30, [[1, 3, 9], [3, 9], [9], []]),
+    (20, [[1, 3], [3], []]),  # not [[1, 3, 9], [3, 9], [9]]: no bracket trained its trials to the end
+    (100, [[1, 3, 9, 27], [3, 9, 27], [9, 27], [27], []]),
+])
+def test_hyperband_brackets_make_the_halvings_their_weights_count_on(max_resource: int, rungs: list[list[int]]) -> None:
+    # Li et al. 2018: bracket s (s_max - b here) makes s halvings; s = 0 is plain random search.
+    pruner = HyperbandPruner(min_resource=1, max_resource=max_resource, reduction_factor=3)
+    assert [b.rungs(up_to=max_resource) for b in pruner.brackets] == rungs
+    assert pruner.n_brackets == len(pruner.bracket_weights) == len(rungs)
+    for b, bracket in enumerate(pruner.brackets):
+        steps = bracket.rungs(up_to=max_resource)
+        assert len(steps) == pruner.n_brackets - 1 - b
+        assert all(3 * r <= max_resource for r in steps)  # a stop saves at least 2/3 of a training
+
+
+def test_hyperband_bracket_shares_hold_for_every_number_of_trials() -> None:
+    # A trial's bracket is a fixed function of its number; any stretch of trials follows the weights
+    # (the crc32 draw it replaced gave 6 of the first 110 trials to the last bracket, not 9, in every study).
+    for max_resource, eta in ((27, 3), (81, 3), (32, 2), (20, 3)):
+        pruner = HyperbandPruner(min_resource=1, max_resource=max_resource, reduction_factor=eta)
+        weights = pruner.bracket_weights
+        total = sum(weights)
+        brackets = [pruner.bracket_of(n) for n in range(2_000)]
+        for start in (0, 517):
+            counts = [0] * pruner.n_brackets
+            for n, b in enumerate(brackets[start:], start=1):
+                counts[b] += 1
+                for count, weight in zip(counts, weights, strict=True):
+                    assert abs(count - n * weight / total) <= 3, (max_resource, eta, start, n, counts)
+
+
+def test_hyperband_with_a_max_resource_off_the_powers_of_eta() -> None:
+    pruner = HyperbandPruner(min_resource=1, max_resource=28, reduction_factor=3, metric="val_loss")
+    study = tunelab.create_study(sampler=tunelab.RandomSampler(), seed=0, pruner=pruner)
+
+    def objective(trial: tunelab.Trial) -> float:
+        q = trial.suggest_float("q", 0.0, 10.0)
+        for step in range(1, 29):
+            trial.report(step, val_loss=q + 1.0 / step)
+            if trial.should_prune():
+                raise tunelab.TrialPruned()
+        return q + 1.0 / 28
+
+    study.optimize(objective, n_trials=60)
+    last = pruner.n_brackets - 1
+    for t in study.trials:
+        if pruner.bracket_of(t.number) == last:
+            assert t.state == TrialState.COMPLETE  # the hedge: trained to the end, as random search would
+        if t.state == TrialState.PRUNED:
+            assert pruned_step(t) in (1, 3, 9)  # never at 27 of 28 epochs
+    assert sum(pruner.bracket_of(t.number) == last for t in study.trials) >= 3
+    assert sum(t.state == TrialState.PRUNED for t in study.trials) >= 20
+
+
 def test_hyperband_trials_compete_only_within_their_bracket() -> None:
     pruner = HyperbandPruner(min_resource=1, max_resource=27, reduction_factor=3)
     study = tunelab.create_study(sampler=tunelab.RandomSampler(), seed=0, pruner=pruner)

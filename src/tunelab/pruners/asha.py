@@ -7,16 +7,17 @@ with ``n`` values, it must rank within the best ``max(1, n // eta)``. No trial w
 (asynchronous, as in Li et al. 2020): early trials compete with fewer, later ones with more.
 The values come from the storage, so any number of workers decide alike.
 
-Hyperband (Li et al. 2018) runs several such ladders at once: bracket ``s`` starts its
-first rung ``eta ** s`` times later, so it stops less eagerly; each trial belongs to one
-bracket, chosen by its number with the weights of Hyperband's budget split (aggressive
-brackets get more trials).
+Hyperband (Li et al. 2018) runs several such ladders at once: bracket ``b`` starts its
+first rung ``eta ** b`` times later, so it stops less eagerly, and the last bracket stops
+nothing; each bracket makes the halvings its weight counts on, so its last rung is at most
+``R / eta`` whatever ``R``. Each trial belongs to one bracket, chosen by
+its number with the weights of Hyperband's budget split (aggressive brackets get more trials),
+spread evenly over the trial numbers so that every stretch of trials follows the split.
 """
 
 from __future__ import annotations
 
 import math
-import zlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -136,12 +137,43 @@ class SuccessiveHalvingPruner(Pruner):
         }
 
 
+_GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
+"""The golden ratio's conjugate: ``frac(n * _GOLDEN)`` spreads n = 0, 1, 2, ... evenly over [0, 1)."""
+
+
+def hyperband_rungs(min_resource: int, max_resource: int, reduction_factor: int) -> list[list[int]]:
+    """Each Hyperband bracket's rung steps. With ``s_max = floor(log_eta(R / r))`` (r = min_resource),
+    bracket ``b`` makes the ``s_max - b`` halvings its weight in Hyperband's split counts on (Li et al.
+    2018), at ``r * eta ** k`` for k = b, ..., s_max - 1; so the last bracket stops nothing and every
+    bracket's last rung is at most ``R / eta``. When ``R / r`` is not a power of eta, ``r * eta ** s_max``
+    lies between ``R / eta`` and ``R`` and is no rung: a stop there would save less than a ``1 - 1 / eta``
+    share of a training (R = 28: a rung at 27), and the brackets would make one halving more than
+    their weights assume (R = 20: no bracket that trains its trials to the end).
+    """
+    s_max = int(math.floor(math.log(max_resource / min_resource, reduction_factor) + 1e-9))
+    return [[min_resource * reduction_factor**k for k in range(b, s_max)] for b in range(s_max + 1)]
+
+
+class _Bracket(SuccessiveHalvingPruner):
+    """One Hyperband bracket: ASHA on a given list of rung steps."""
+
+    def __init__(self, rungs: list[int], reduction_factor: int, max_resource: int,
+                 metric: str | None, direction: str | None) -> None:
+        super().__init__(min_resource=rungs[0] if rungs else max_resource, reduction_factor=reduction_factor,
+                         max_resource=max_resource, metric=metric, direction=direction)
+        self._rungs = list(rungs)
+
+    def rungs(self, up_to: int) -> list[int]:
+        return [r for r in self._rungs if r <= up_to]
+
+
 class HyperbandPruner(Pruner):
     """Hyperband: brackets of ASHA with later and later first rungs; a trial's number picks its bracket.
 
     Args:
         min_resource: the first rung of the most aggressive bracket.
-        max_resource: the full budget (required: it sets the number of brackets).
+        max_resource: the full budget (required: it sets the number of brackets; no rung past
+            ``max_resource / reduction_factor``).
         reduction_factor: eta.
         metric: see :class:`Pruner`.
         direction: see :class:`Pruner`.
@@ -158,8 +190,10 @@ class HyperbandPruner(Pruner):
         ...             raise tunelab.TrialPruned()
         ...     return loss
         >>> pruner = tunelab.HyperbandPruner(min_resource=1, max_resource=9, reduction_factor=3)
-        >>> sorted({pruner.bracket_of(n) for n in range(20)})     # each trial's bracket, by its number
-        [0, 1, 2]
+        >>> [b.rungs(up_to=9) for b in pruner.brackets]
+        [[1, 3], [3], []]
+        >>> [pruner.bracket_of(n) for n in range(17)]    # each trial's bracket by its number: 9, 5, 3 in 17
+        [0, 1, 0, 2, 0, 0, 1, 0, 2, 1, 0, 1, 0, 0, 1, 0, 2]
         >>> study = tunelab.create_study(sampler=tunelab.RandomSampler(), pruner=pruner, seed=0)
         >>> study.optimize(objective, n_trials=20)
         >>> len(study.get_trials([tunelab.TrialState.PRUNED])) >= 5, study.best_value < 0.01
@@ -179,30 +213,29 @@ class HyperbandPruner(Pruner):
         self.min_resource = check_int("HyperbandPruner", "min_resource", min_resource, 1)
         self.max_resource = check_int("HyperbandPruner", "max_resource", max_resource, min_resource)
         self.reduction_factor = _check_eta("HyperbandPruner", reduction_factor)
-        ratio = self.max_resource / self.min_resource
-        self.n_brackets = int(math.floor(math.log(ratio, self.reduction_factor) + 1e-9)) + 1
+        rungs = hyperband_rungs(self.min_resource, self.max_resource, self.reduction_factor)
+        self.n_brackets = len(rungs)
         s_max = self.n_brackets - 1
-        # Bracket b (first rung min_resource * eta**b, so s_max - b halvings) gets Hyperband's
-        # share: ceil((s_max + 1) / (s_max - b + 1) * eta ** (s_max - b)) configurations.
+        # Bracket b (s_max - b halvings) gets Hyperband's share of the configurations:
+        # ceil((s_max + 1) / (s_max - b + 1) * eta ** (s_max - b)), so every bracket spends about as much.
         self.bracket_weights = [
             math.ceil((s_max + 1) / (s_max - b + 1) * self.reduction_factor ** (s_max - b))
             for b in range(self.n_brackets)
         ]
-        self.brackets = [
-            SuccessiveHalvingPruner(min_resource=self.min_resource, reduction_factor=self.reduction_factor,
-                                    max_resource=self.max_resource, min_early_stopping_rate=s,
-                                    metric=metric, direction=direction)
-            for s in range(self.n_brackets)
+        total = sum(self.bracket_weights)
+        self._edges = [sum(self.bracket_weights[: b + 1]) / total for b in range(self.n_brackets)]
+        self.brackets: list[SuccessiveHalvingPruner] = [
+            _Bracket(r, self.reduction_factor, self.max_resource, metric, direction) for r in rungs
         ]
 
     def bracket_of(self, number: int) -> int:
-        """The bracket of trial ``number``: a fixed pseudo-random draw weighted by Hyperband's split."""
-        total = sum(self.bracket_weights)
-        r = zlib.crc32(f"hyperband:{number}".encode()) % total
-        for s, w in enumerate(self.bracket_weights):
-            if r < w:
+        """The bracket of trial ``number``, a fixed function of it: ``frac(number * 0.618...)`` (a
+        low-discrepancy sequence) falls in bracket b's share of [0, 1), so any ``n`` consecutive trials
+        hold ``n * weight / total`` of bracket b, give or take 3."""
+        u = (number * _GOLDEN) % 1.0
+        for s, edge in enumerate(self._edges):
+            if u < edge:
                 return s
-            r -= w
         return self.n_brackets - 1
 
     def decide(self, history: History, number: int, metric: str, curve: Mapping[int, float]) -> PruneDecision | None:
