@@ -210,6 +210,35 @@ def test_under_ddp_rank_zero_alone_writes_and_every_rank_stops_at_the_same_step(
     assert kept == ["step-1", "step-2"]
 
 
+@pytest.mark.slow
+def test_under_torchrun_the_trial_lives_on_rank_zero_alone_and_every_rank_stops_at_the_same_step(
+    tmp_path: Path,
+) -> None:
+    from integration_lightning_ddp import log_curve_writes
+
+    db = tmp_path / "torchrun.db"
+    tunelab.create_study(name="torchrun", storage=f"sqlite:///{db}", seed=0, sampler=tunelab.RandomSampler())
+    log_curve_writes(db)
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         str(ROOT / "tests" / "integration_lightning_torchrun.py"), str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=400)
+    assert out.returncode == 0, out.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank-{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0] == ranks[1]  # the same stop, the same lr at every step
+    assert ranks[0]["global_step"] == 2 * BATCHES_PER_EPOCH // 2  # two epochs of two batches on each rank
+    assert ranks[0]["lrs"] == [0.05, 0.05, 0.05, 0.002]  # the lr set after step 3 applied at step 4 on both
+    study = tunelab.load_study("torchrun", f"sqlite:///{db}")
+    [trial] = study.trials  # the other rank ran no trial of its own
+    assert trial.state == tunelab.TrialState.PRUNED and trial.system_attrs["pruned"]["step"] == 2
+    with sqlite3.connect(db) as conn:
+        writes = conn.execute("SELECT metric, step, count(*) FROM writes GROUP BY metric, step").fetchall()
+    assert {(m, s) for m, s, _ in writes} == {(m, s) for m in ("train_loss", "val_loss", "val_mae") for s in (1, 2)}
+    assert all(n == 1 for _, _, n in writes)  # each point written once: one writer
+
+
 # -- bad input ---------------------------------------------------------------------------------
 def test_bad_arguments_are_config_errors_naming_the_fix() -> None:
     trial = tunelab.create_study(seed=0).ask()
