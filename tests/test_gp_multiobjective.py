@@ -129,7 +129,7 @@ def _front_volume(sampler: tunelab.samplers.Sampler, seed: int, n_trials: int) -
 
 
 def test_log_ehvi_improves_the_zdt1_front_faster_than_random_search() -> None:
-    # measured at 25 trials, seeds 0-2: GP 11.69 / 11.70 / 11.70, random 8.73 / 9.27 / 8.69 (TPE 10.57 / 10.09 / 9.99;
+    # measured at 25 trials, seeds 0-2: GP 11.68 / 11.70 / 11.68, random 8.73 / 9.27 / 8.69 (TPE 10.57 / 10.09 / 9.99;
     # the true front: 11.77)
     gp = [_front_volume(tunelab.GPSampler(), seed, 25) for seed in range(3)]
     random = [_front_volume(tunelab.RandomSampler(), seed, 25) for seed in range(3)]

@@ -1,8 +1,9 @@
 """Log expected hypervolume improvement (LogEHVI) with constraints: the acquisition of the
 Gaussian-process sampler on studies with several objectives.
 
-Each objective has its own GP (independent posteriors), in its warped and standardised loss units
-(minimised); the Pareto front of the feasible trials and the reference point are in the same units.
+Each objective has its own GP (independent posteriors), in its standardised loss units (minimised;
+an affine map, so hypervolumes keep their ratios); the Pareto front of the feasible trials and the
+reference point are in the same units.
 
 * **Box decomposition.** The region below the reference point that the front does not dominate is
   cut into disjoint boxes ``[lower, upper]`` (lower bounds may be ``-inf``), exactly: a grid on the

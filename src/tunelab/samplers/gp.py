@@ -139,7 +139,10 @@ class GPSampler(ModelBasedSampler):
             return np.asarray(space.snap(np.where(space.cat_sizes > 0, np.floor(u * space.cat_sizes), u)[None, :])[0])
         worst = np.max(L[measured], axis=0)
         L = np.where(measured[:, None], L, worst[None, :])  # failed and pruned trials: the worst of each
-        objectives = [self._fit(("objective", j), X, L[:, j], space, obs, rng) for j in range(L.shape[1])]
+        # Standardised, not warped: an affine map per objective scales every hypervolume by one constant, so
+        # EHVI ranks points as in the objectives' own units (warping did worse on DTLZ2 and SRN: 1.84-1.93
+        # against 2.02-2.14 at 60 trials, level on ZDT1/2).
+        objectives = [self._fit(("objective", j), X, L[:, j], space, obs, rng, warp=False) for j in range(L.shape[1])]
         feasible = measured & ~(ranking.violation > 0)
         constraints = []
         if ranking.margins is not None:
