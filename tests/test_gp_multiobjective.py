@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -157,6 +158,18 @@ def test_pending_trials_are_believed_so_parallel_asks_differ() -> None:
     first, second = study.ask(), study.ask()  # the second plans while the first runs
     a, b = (np.array([t.suggest_float(f"x{i}", 0.0, 1.0) for i in range(5)]) for t in (first, second))
     assert np.linalg.norm(a - b) > 1e-3
+
+
+def test_a_deterministic_study_replays_the_same_proposals_with_three_workers(tmp_path: Path) -> None:
+    def params(n_workers: int) -> list[dict[str, object]]:
+        study = tunelab.create_study(name="mo", storage=f"sqlite:///{tmp_path / f'mo-{n_workers}.db'}", seed=3,
+                                     directions=["minimize", "minimize"], deterministic=True,
+                                     sampler=tunelab.GPSampler(n_startup_trials=4, n_candidates=256))
+        study.optimize(_zdt1_inside_a_budget, n_trials=10, n_workers=n_workers)
+        assert all(t.state == tunelab.TrialState.COMPLETE for t in study.trials)
+        return [dict(t.params) for t in study.trials]
+
+    assert params(1) == params(3)
 
 
 # -- AutoSampler ----------------------------------------------------------------------------------

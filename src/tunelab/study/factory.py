@@ -144,8 +144,9 @@ def create_study(
         ):
             raise ConfigError(
                 f"deterministic=True with several objectives needs a sampler that replays them: "
-                f"{type(sampler).__name__} runs NSGA-II here, whose parents are whichever trials have finished; "
-                "use sampler=TPESampler() (multi-objective TPE) or RandomSampler()"
+                f"{type(sampler).__name__} runs NSGA-II here (after switch_at trials), whose parents are whichever "
+                "trials have finished; use sampler=GPSampler() (log expected hypervolume improvement), "
+                "TPESampler() (multi-objective TPE) or RandomSampler()"
             )
     check_replayable(width, sampler, pruner)
     if checkpoint_policy is not None and not isinstance(checkpoint_policy, CheckpointPolicy):
