@@ -261,6 +261,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("tunelab-nsga2", "tunelab", "tunelab.NSGAIISampler()", lambda s, c: tunelab.NSGAIISampler()),
     Method("tunelab-tpe", "tunelab", "tunelab.TPESampler()", lambda s, c: tunelab.TPESampler()),
     Method("tunelab-auto", "tunelab", "tunelab.AutoSampler()", lambda s, c: tunelab.AutoSampler()),
+    Method("tunelab-gp", "tunelab", "tunelab.GPSampler() (log EHVI)", lambda s, c: tunelab.GPSampler()),
     Method("tunelab-random", "tunelab", "tunelab.RandomSampler()", lambda s, c: tunelab.RandomSampler()),
     Method("optuna-nsga2", "optuna", "optuna.samplers.NSGAIISampler(seed=seed[, constraints_func])",
            lambda s, c: optuna.samplers.NSGAIISampler(seed=s, **_cf(c))),

@@ -40,7 +40,7 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 import numpy as np
 import scipy.optimize
@@ -51,6 +51,7 @@ from scipy.stats import qmc
 
 __all__ = [
     "MIN_NOISE_VAR",
+    "Acquisition",
     "GaussianProcess",
     "KernelParams",
     "LogPrior",
@@ -528,7 +529,7 @@ def _random_candidates(n: int, cat_sizes: Array, rng: np.random.Generator) -> Ar
     return out
 
 
-def _perturb(gp: GaussianProcess | PriorMeanGP, n: int, rng: np.random.Generator) -> Array:
+def _perturb(gp: Model, n: int, rng: np.random.Generator) -> Array:
     """Gaussian perturbations of the best training points (categoricals resampled rarely)."""
     cat_sizes, numeric = gp.cat_sizes, gp.numeric
     n_best = min(5, len(gp.y))
@@ -555,13 +556,39 @@ class LogPrior(Protocol):
     def gradient(self, X: Array) -> Array: ...
 
 
-def _acquisition(gp: GaussianProcess | PriorMeanGP, Xq: Array, log_prior: LogPrior | None) -> Array:
-    """log EI at the rows of ``Xq``, plus ``log_prior`` when given."""
-    value = log_expected_improvement(gp, Xq)
+class Acquisition:
+    """A log-scale acquisition other than log EI, for :func:`maximize_log_ei` (e.g. the log expected
+    hypervolume improvement of :mod:`tunelab.samplers._ehvi`).
+
+    Subclasses set ``cat_sizes`` and ``numeric`` (as a GP does), ``X`` / ``y`` (points worth perturbing
+    for candidates, best = lowest ``y``) and implement :meth:`values` and :meth:`values_and_grad`.
+    """
+
+    cat_sizes: Array
+    numeric: Array
+    X: Array
+    y: Array
+
+    def values(self, Xq: Array) -> Array:
+        """The acquisition at the rows of ``Xq``."""
+        raise NotImplementedError
+
+    def values_and_grad(self, Xq: Array) -> tuple[Array, Array]:
+        """The acquisition at the rows of ``Xq`` and its gradient wrt their numeric coordinates."""
+        raise NotImplementedError
+
+
+Model: TypeAlias = "GaussianProcess | PriorMeanGP | Acquisition"
+"""What :func:`maximize_log_ei` maximises: log EI of a GP, or another :class:`Acquisition`."""
+
+
+def _acquisition(gp: Model, Xq: Array, log_prior: LogPrior | None) -> Array:
+    """log EI (or the :class:`Acquisition`) at the rows of ``Xq``, plus ``log_prior`` when given."""
+    value = gp.values(Xq) if isinstance(gp, Acquisition) else log_expected_improvement(gp, Xq)
     return value if log_prior is None else value + log_prior(Xq)
 
 
-def _local_numeric(gp: GaussianProcess | PriorMeanGP, starts: Array, log_prior: LogPrior | None = None) -> Array:
+def _local_numeric(gp: Model, starts: Array, log_prior: LogPrior | None = None) -> Array:
     """One stacked L-BFGS-B over the numeric coordinates of every start (categoricals fixed)."""
     num = np.flatnonzero(gp.numeric)
     if not len(num):
@@ -571,7 +598,7 @@ def _local_numeric(gp: GaussianProcess | PriorMeanGP, starts: Array, log_prior: 
 
     def objective(flat: Array) -> tuple[float, Array]:
         work[:, num] = flat.reshape(s, len(num))
-        value, grad = _log_ei_and_grad(gp, work)
+        value, grad = gp.values_and_grad(work) if isinstance(gp, Acquisition) else _log_ei_and_grad(gp, work)
         if log_prior is not None:
             value, grad = value + log_prior(work), grad + log_prior.gradient(work)
         return -float(value.sum()), -grad.ravel()
@@ -586,7 +613,7 @@ def _local_numeric(gp: GaussianProcess | PriorMeanGP, starts: Array, log_prior: 
 
 
 def _local_categorical(
-    gp: GaussianProcess | PriorMeanGP, points: Array, scores: Array, max_passes: int = 3,
+    gp: Model, points: Array, scores: Array, max_passes: int = 3,
     log_prior: LogPrior | None = None,
 ) -> tuple[Array, Array]:
     """Coordinate search over categorical dimensions: try every choice of each, keep the best."""
@@ -611,7 +638,7 @@ def _local_categorical(
 
 
 def maximize_log_ei(
-    gp: GaussianProcess | PriorMeanGP,
+    gp: Model,
     cat_sizes: Array,
     *,
     rng: np.random.Generator,

@@ -4,6 +4,10 @@ The benchmark suite (``benchmarks/suite.py``) ranks the Gaussian process first a
 100 trials; its cost grows with the cube of the number of trials (about 45 ms per trial at
 200), while TPE costs a few milliseconds at 1,000. So the default uses the GP for the first
 ``switch_at`` measured trials and TPE after.
+
+With several objectives the same holds: the GP (log expected hypervolume improvement, with
+constraints) for the first ``switch_at`` measured trials, then the cheaper sampler: multi-objective
+TPE with two objectives, NSGA-II with three or more.
 """
 
 from __future__ import annotations
@@ -26,10 +30,11 @@ from tunelab.samplers.tpe import TPESampler
 class AutoSampler(ModelBasedSampler):
     """GP-based Bayesian optimisation up to ``switch_at`` measured trials, then TPE.
 
-    On a study with two objectives it runs multi-objective TPE throughout (``benchmarks/multiobjective.py``:
-    it leads NSGA-II at every budget up to 200 trials on ZDT1/2/6 and SRN, e.g. a front of hypervolume
-    3.60 against 2.19 on ZDT1 at 100 trials); with three or more,
-    :class:`~tunelab.samplers.NSGAIISampler` (its defaults), which leads TPE there past a hundred trials.
+    On a study with several objectives the GP maximises the log expected hypervolume improvement
+    (:class:`~tunelab.samplers.GPSampler`) up to ``switch_at`` measured trials too; then, with two
+    objectives, multi-objective TPE (``benchmarks/multiobjective.py``: it leads NSGA-II at every budget
+    up to 200 trials on ZDT1/2/6 and SRN), with three or more :class:`~tunelab.samplers.NSGAIISampler`
+    (its defaults), which leads TPE there past a hundred trials.
 
     Args:
         n_startup_trials: measured trials before a model is used (quasi-random until then).
@@ -63,21 +68,26 @@ class AutoSampler(ModelBasedSampler):
         self._tpe = TPESampler(n_startup_trials=n_startup_trials, failed=failed, prior_weight=self.prior_weight)
         self._nsga = NSGAIISampler()
 
-    multi_objective = True  # through multi-objective TPE (two objectives) or NSGA-II (more)
+    multi_objective = True  # the GP's log EHVI, then multi-objective TPE (two objectives) or NSGA-II (more)
 
     def plan(self, history: History, trial: SamplingContext) -> dict[str, ParamValue]:
-        if uses_nsga(len(history.directions)):
+        if self._nsga_phase(history):
             return self._nsga.plan(history, trial)
         return super().plan(history, trial)
 
     def sample(self, history: History, trial: SamplingContext, name: str, distribution: Distribution) -> ParamValue:
-        if uses_nsga(len(history.directions)):
+        if self._nsga_phase(history):
             return self._nsga.sample(history, trial, name, distribution)
         return super().sample(history, trial, name, distribution)
 
+    def _nsga_phase(self, history: History) -> bool:
+        """Three or more objectives and at least ``switch_at`` measured trials: NSGA-II's turn."""
+        if not uses_nsga(len(history.directions)):
+            return False
+        return len(history.completed_values()) >= self.switch_at
+
     def propose(self, space: EncodedSpace, observations: Observations, rng: np.random.Generator) -> np.ndarray:
-        several = observations.ranking is not None and len(observations.ranking.directions) > 1
-        model = self._gp if observations.n_measured < self.switch_at and not several else self._tpe
+        model = self._gp if observations.n_measured < self.switch_at else self._tpe
         return model.propose(space, observations, rng)
 
     def describe(self) -> dict[str, Any]:
@@ -85,5 +95,6 @@ class AutoSampler(ModelBasedSampler):
 
 
 def uses_nsga(n_objectives: int) -> bool:
-    """Whether :class:`AutoSampler` runs NSGA-II for a study with ``n_objectives`` objectives (three or more)."""
+    """Whether :class:`AutoSampler` runs NSGA-II (after ``switch_at`` measured trials) for a study with
+    ``n_objectives`` objectives (three or more)."""
     return n_objectives > 2

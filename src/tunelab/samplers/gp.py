@@ -9,6 +9,14 @@ observed at the model's prediction, noise-free, and as candidates for the best v
 "kriging believer"), which keeps parallel workers from proposing the same point. Inactive
 conditional parameters sit at a fixed value.
 
+With several objectives (``create_study(directions=[...])``) it fits one GP per objective and
+proposes the point that maximises the log expected hypervolume improvement over the feasible
+Pareto front (exact, in closed form, for any number of objectives: :mod:`tunelab.samplers._ehvi`).
+With constraints (``trial.set_constraint``) each constraint's margin gets a GP too, and the log
+acquisition adds the log probability that every constraint holds (constrained EI); until a trial
+is feasible it maximises that probability alone. Running trials are believed at the models'
+predictions, as for one objective, and their believed values join the front.
+
 Fitting costs grow with the cube of the number of trials: use it for budgets up to a few
 hundred trials, :class:`~tunelab.samplers.TPESampler` beyond.
 """
@@ -21,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tunelab.errors import ConfigError
+from tunelab.multiobjective import losses
 from tunelab.samplers._prior import DEFAULT_PRIOR_WEIGHT, check_prior_weight, prior_term
 from tunelab.samplers.model_based import EncodedSpace, ModelBasedSampler, Observations
 from tunelab.samplers.transfer import OWN_MODEL_AT, RESIDUAL_FIT_AT, SourceData, source_weights
@@ -30,7 +39,8 @@ if TYPE_CHECKING:
 
 
 class GPSampler(ModelBasedSampler):
-    """Bayesian optimisation with a Gaussian process and log expected improvement.
+    """Bayesian optimisation with a Gaussian process and log expected improvement (log expected
+    hypervolume improvement with several objectives).
 
     Args:
         n_startup_trials: measured trials before the model is used (quasi-random until then).
@@ -79,8 +89,13 @@ class GPSampler(ModelBasedSampler):
         self.deterministic_objective = deterministic_objective
         self._previous: tuple[tuple[str, ...], KernelParams] | None = None
         self._source_gps: dict[tuple[Any, ...], GaussianProcess] = {}
+        self._previous_models: dict[tuple[Any, ...], KernelParams] = {}
+
+    multi_objective = True  # one GP per objective, log expected hypervolume improvement
 
     def propose(self, space: EncodedSpace, observations: Observations, rng: np.random.Generator) -> np.ndarray:
+        if observations.ranking is not None and len(observations.ranking.directions) > 1:
+            return self._propose_pareto(space, observations, rng)
         if observations.sources:
             return self._propose_warm(space, observations, rng)
         from tunelab.samplers._gp import fit_gp, maximize_log_ei  # scipy.optimize and .stats: slow to import
@@ -95,6 +110,69 @@ class GPSampler(ModelBasedSampler):
             gp = gp.with_pending(_fill_inactive(observations.pending, space))
         log_prior = prior_term(space.distributions, space.cat_sizes, self.prior_weight, observations.n_measured)
         return maximize_log_ei(gp, space.cat_sizes, rng=rng, n_candidates=self.n_candidates,
+                               n_local=self.n_local, snap=space.snap, log_prior=log_prior)
+
+    def _fit(self, key: tuple[Any, ...], X: np.ndarray, y: np.ndarray, space: EncodedSpace, obs: Observations,
+             rng: np.random.Generator, warp: bool = True) -> GaussianProcess:
+        """A GP fitted to ``y``, warm-started from this process's previous fit under ``key``."""
+        from tunelab.samplers._gp import fit_gp
+
+        full = (space.names, *key)
+        initial = None if obs.replayable else self._previous_models.get(full)
+        gp = fit_gp(X, y, space.cat_sizes, rng=rng, initial=initial, warp=warp,
+                    deterministic_objective=self.deterministic_objective)
+        self._previous_models[full] = gp.params
+        return gp
+
+    def _propose_pareto(self, space: EncodedSpace, obs: Observations, rng: np.random.Generator) -> np.ndarray:
+        """Several objectives: log EHVI over the feasible front, plus log P(feasible) with constraints."""
+        from tunelab.samplers._ehvi import LogEHVI, reference_point
+        from tunelab.samplers._gp import maximize_log_ei
+
+        ranking = obs.ranking
+        assert ranking is not None
+        X = _fill_inactive(obs.X, space)
+        L = losses(ranking.values, ranking.directions)
+        measured = np.all(np.isfinite(L), axis=1) & ~obs.imputed
+        if not measured.any():  # nothing measured (only failed trials): explore
+            u = rng.random(len(space))
+            return np.asarray(space.snap(np.where(space.cat_sizes > 0, np.floor(u * space.cat_sizes), u)[None, :])[0])
+        worst = np.max(L[measured], axis=0)
+        L = np.where(measured[:, None], L, worst[None, :])  # failed and pruned trials: the worst of each
+        # Standardised, not warped: an affine map per objective scales every hypervolume by one constant, so
+        # EHVI ranks points as in the objectives' own units (warping did worse on DTLZ2 and SRN: 1.84-1.93
+        # against 2.02-2.14 at 60 trials, level on ZDT1/2).
+        objectives = [self._fit(("objective", j), X, L[:, j], space, obs, rng, warp=False) for j in range(L.shape[1])]
+        feasible = measured & ~(ranking.violation > 0)
+        constraints = []
+        if ranking.margins is not None:
+            for c, name in enumerate(ranking.constraint_names):
+                margin = ranking.margins[:, c]
+                rows = np.isfinite(margin)
+                if rows.sum() < 2:
+                    continue
+                centre, scale = float(margin[rows].mean()), float(margin[rows].std())
+                if scale <= 1e-12 * max(1.0, abs(centre)):
+                    continue  # the same margin everywhere: nothing to model
+                gp = self._fit(("constraint", name), X[rows], (margin[rows] - centre) / scale, space, obs, rng,
+                               warp=False)
+                constraints.append((gp, -centre / scale))
+        Y = np.stack([g.y for g in objectives], axis=1)
+        reference = reference_point(Y)
+        front = Y[feasible]
+        if len(obs.pending):
+            pending = _fill_inactive(obs.pending, space)
+            believed = np.stack([g.predict(pending)[0] for g in objectives], axis=1)
+            ok = np.ones(len(pending), dtype=bool)
+            for gp, threshold in constraints:
+                ok &= gp.predict(pending)[0] <= threshold
+            front = np.vstack([front, believed[ok]])
+            objectives = [g.with_pending(pending) for g in objectives]
+            constraints = [(g.with_pending(pending), t) for g, t in constraints]
+        acquisition = LogEHVI(objectives, front, reference, constraints, X, obs.y,
+                              improve=bool(feasible.any()) or not constraints)
+        log_prior = prior_term(space.distributions, space.cat_sizes, self.prior_weight, obs.n_measured)
+        return maximize_log_ei(acquisition, space.cat_sizes, rng=rng, n_candidates=self.n_candidates,
                                n_local=self.n_local, snap=space.snap, log_prior=log_prior)
 
     def _source_gp(self, space: EncodedSpace, data: SourceData) -> GaussianProcess:

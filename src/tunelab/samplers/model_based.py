@@ -208,6 +208,10 @@ class Ranking:
     values: np.ndarray
     violation: np.ndarray
     directions: tuple[str, ...]
+    margins: np.ndarray | None = None
+    """(n, c) each constraint's signed distance to its bound (<= 0: it holds; NaN where the trial did not
+    record it), by :attr:`constraint_names`; None when no trial recorded a constraint."""
+    constraint_names: tuple[str, ...] = ()
 
     def losses(self, rows: np.ndarray) -> np.ndarray:
         """The losses of ``rows`` (a mask or indices) ranked among themselves only."""
@@ -215,7 +219,8 @@ class Ranking:
 
     def subset(self, rows: np.ndarray) -> Ranking:
         """The raw results of ``rows`` only (a mask or indices)."""
-        return Ranking(self.values[rows], self.violation[rows], self.directions)
+        margins = None if self.margins is None else self.margins[rows]
+        return Ranking(self.values[rows], self.violation[rows], self.directions, margins, self.constraint_names)
 
 
 @dataclass(frozen=True)
@@ -273,6 +278,7 @@ class ObservationCache:
         self._numbers: list[int] = []
         self._values: list[tuple[float, ...]] = []  # every objective's value, NaN when not measured
         self._violation: list[float] = []
+        self._margins: list[dict[str, float]] = []
         self._stacked: FinishedArrays | None = None
 
     def arrays(self, space: EncodedSpace, finished: Sequence[FrozenTrial], n_objectives: int = 1) -> FinishedArrays:
@@ -287,26 +293,48 @@ class ObservationCache:
                 self._numbers.append(t.number)
                 self._values.append(_measured(t, n_objectives))
                 self._violation.append(t.violation)
+                self._margins.append(_margins(t))
                 self._stacked = None
         if self._stacked is None:
             n = len(self._rows)
+            names = tuple(sorted({name for m in self._margins for name in m}))
+            margins = np.array([[m.get(name, math.nan) for name in names] for m in self._margins],
+                               dtype=float).reshape(n, len(names))
             self._stacked = FinishedArrays(
                 np.array(self._rows, dtype=float).reshape(n, len(space)),
                 np.array(self._values, dtype=float).reshape(n, n_objectives),
                 np.array(self._numbers, dtype=np.int64),
                 np.array(self._violation, dtype=float).reshape(n),
+                margins,
+                names,
             )
         return self._stacked
 
 
 @dataclass(frozen=True)
 class FinishedArrays:
-    """Finished trials as arrays: rows (n, d), values (n, objectives), numbers (n,), violations (n,)."""
+    """Finished trials as arrays: rows (n, d), values (n, objectives), numbers (n,), violations (n,), and
+    each constraint's margin (n, constraints: see :attr:`Ranking.margins`) with the constraints' names."""
 
     X: np.ndarray
     values: np.ndarray
     numbers: np.ndarray
     violation: np.ndarray
+    margins: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
+    constraint_names: tuple[str, ...] = ()
+
+
+def _margins(t: FrozenTrial) -> dict[str, float]:
+    """Each constraint's signed distance to its bounds: ``value - upper`` or ``lower - value``, the
+    larger where both are set (<= 0: it holds)."""
+    out = {}
+    for name, c in t.constraints.items():
+        sides = [c.value - c.upper if c.upper is not None else -math.inf,
+                 c.lower - c.value if c.lower is not None else -math.inf]
+        margin = max(sides)
+        if math.isfinite(margin):
+            out[name] = margin
+    return out
 
 
 def _measured(t: FrozenTrial, n_objectives: int) -> tuple[float, ...]:
@@ -351,7 +379,10 @@ def _observations(
     X, numbers = arrays.X, arrays.numbers
     keep = ~np.isnan(X).all(axis=1) if len(space) else np.ones(len(X), dtype=bool)  # shares no parameter
     ranked = len(directions) > 1 or bool(np.any(arrays.violation[keep] > 0))
-    ranking = Ranking(arrays.values, arrays.violation, tuple(directions)) if ranked else None
+    ranking = None
+    if ranked:
+        margins = arrays.margins if arrays.constraint_names else None
+        ranking = Ranking(arrays.values, arrays.violation, tuple(directions), margins, arrays.constraint_names)
     if ranking is None:
         y = arrays.values[:, 0] * (1.0 if directions[0] == "minimize" else -1.0)
     else:
@@ -510,7 +541,7 @@ class ModelBasedSampler(Sampler):
 
     multi_objective = False
     """Whether the model handles several objectives (TPE does, through the Pareto ranking of
-    :mod:`tunelab.samplers._ranking`; the GP fits one objective)."""
+    :mod:`tunelab.samplers._ranking`; the GP with one GP per objective and log EHVI)."""
 
     def __init__(self, n_startup_trials: int = 10, failed: str = "worst") -> None:
         if isinstance(n_startup_trials, bool) or not isinstance(n_startup_trials, int) or n_startup_trials < 1:

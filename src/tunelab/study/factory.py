@@ -96,7 +96,8 @@ def create_study(
         directions: several objectives, one direction each (instead of ``direction``), e.g.
             ``["maximize", "minimize"]``: the objective returns one value per objective (a tuple, a
             list, or a mapping by name), :attr:`Study.best_trials` is the Pareto front. The default
-            sampler is then :class:`~tunelab.samplers.NSGAIISampler`; pruners are not available yet.
+            :class:`~tunelab.samplers.AutoSampler` then runs the GP's log expected hypervolume
+            improvement, then multi-objective TPE (two objectives) or NSGA-II (three or more).
         objective_names: the objectives' names, one per direction (default ``objective_0``, ...):
             the keys of a returned mapping, the columns of :meth:`Study.trials_dataframe`.
 
@@ -143,8 +144,9 @@ def create_study(
         ):
             raise ConfigError(
                 f"deterministic=True with several objectives needs a sampler that replays them: "
-                f"{type(sampler).__name__} runs NSGA-II here, whose parents are whichever trials have finished; "
-                "use sampler=TPESampler() (multi-objective TPE) or RandomSampler()"
+                f"{type(sampler).__name__} runs NSGA-II here (after switch_at trials), whose parents are whichever "
+                "trials have finished; use sampler=GPSampler() (log expected hypervolume improvement), "
+                "TPESampler() (multi-objective TPE) or RandomSampler()"
             )
     check_replayable(width, sampler, pruner)
     if checkpoint_policy is not None and not isinstance(checkpoint_policy, CheckpointPolicy):

@@ -735,6 +735,7 @@ def check_objectives_support(directions: Sequence[str], sampler: Sampler | None,
     if sampler is not None and not sampler.multi_objective:
         raise ConfigError(
             f"{type(sampler).__name__} optimises one objective, but this study has {len(directions)}: "
-            "use AutoSampler() (the default), TPESampler() (multi-objective TPE), NSGAIISampler(), "
-            "RandomSampler(), GridSampler() or CoarseToFineSampler()"
+            "use AutoSampler() (the default), GPSampler() (log expected hypervolume improvement), "
+            "TPESampler() (multi-objective TPE), NSGAIISampler(), RandomSampler(), GridSampler() or "
+            "CoarseToFineSampler()"
         )

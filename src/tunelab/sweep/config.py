@@ -382,7 +382,8 @@ def _check(f: SweepFile, lines: Lines, folder: Path, storage_from_flag: bool) ->
     sampler_object = config.build_sampler()
     if config.is_multi_objective and not sampler_object.multi_objective:
         raise _err(lines, ("sampler",), f"{sampler['type']} optimises one objective and metric: names "
-                   f"{len(metrics)}; use auto, tpe (multi-objective TPE), random, grid or coarse-to-fine")
+                   f"{len(metrics)}; use auto, gp (log expected hypervolume improvement), tpe (multi-objective TPE), "
+                   "random, grid or coarse-to-fine")
     config.build_pruner()
     return config
 
