@@ -5,8 +5,8 @@ looks first, never which values a parameter may take:
 
 - random search draws from the prior instead of uniformly;
 - the model-based samplers (:class:`~tunelab.GPSampler`, :class:`~tunelab.TPESampler`,
-  :class:`~tunelab.AutoSampler`) draw half their quasi-random start-up design from it (the other
-  half stays uniform, and a categorical prior counts half mixed with the uniform choice) and weight
+  :class:`~tunelab.AutoSampler`) draw 70% of their quasi-random start-up design from it (the rest
+  stays uniform, and a categorical prior counts half mixed with the uniform choice) and weight
   their acquisition by ``prior(x) ** (prior_weight / n)`` after ``n`` measured trials (piBO,
   Hvarfner et al., ICLR 2022; TPE's weight falls faster after 10 trials, as
   ``prior_weight * 10 / n**2``): the belief counts fully at first and fades as evidence

@@ -7,13 +7,14 @@ truncated to [0, 1] (numeric) or a probability per choice index (categorical, bo
 - :meth:`SpacePrior.from_uniform` maps a point of the unit cube through each coordinate's
   inverse CDF, so that a low-discrepancy (Sobol) design over the cube becomes a low-discrepancy
   design over the prior. Only a share of the start-up design (:data:`STARTUP_PRIOR_SHARE`,
-  half) goes through the priors; the rest stays uniform, so a wrong belief cannot own the
+  70%) goes through the priors; the rest stays uniform, so a wrong belief cannot own the
   start-up.
 - :meth:`SpacePrior.log_density` is ``log prior(x)``, the sum over the coordinates that have a
   prior (the others, and absent coordinates, contribute nothing).
 - A categorical (or boolean) prior is mixed half and half with the uniform choice
   (:data:`CATEGORICAL_UNIFORM_SHARE`) in both: a belief of 0.7 on one of three choices counts as
-  0.52, so no choice is starved of start-up trials and a wrong favourite's pull is bounded.
+  0.52 and 0.15 as 0.24, so no choice is starved of start-up trials and a wrong favourite's pull
+  is bounded.
 
 piBO (Hvarfner et al., "piBO: Augmenting acquisition functions with user beliefs for Bayesian
 optimization", ICLR 2022) multiplies the acquisition by ``prior(x) ** w(n)`` after ``n``
@@ -45,7 +46,7 @@ DEFAULT_PRIOR_WEIGHT = 10.0
 TPE_FADE_AFTER = 10
 """TPE's prior weighs piBO's ``beta / n`` up to this many measured trials, ``beta * 10 / n**2`` beyond."""
 
-STARTUP_PRIOR_SHARE = 0.5
+STARTUP_PRIOR_SHARE = 0.7
 """The share of the start-up design drawn from the priors (the rest is uniform)."""
 
 CATEGORICAL_UNIFORM_SHARE = 0.5

@@ -121,7 +121,7 @@ class EncodedSpace:
 
         Trials draw distinct points of one low-discrepancy sequence, whichever worker runs them.
         When parameters have priors (:mod:`tunelab.priors`), one more Sobol coordinate picks the
-        points (a share :data:`~tunelab.samplers._prior.STARTUP_PRIOR_SHARE`, half) that go through
+        points (a share :data:`~tunelab.samplers._prior.STARTUP_PRIOR_SHARE`, 70%) that go through
         the priors' inverse CDFs, so that part of the design follows the belief and stays
         low-discrepancy; the other points stay uniform, so a wrong belief cannot own the start-up.
         """

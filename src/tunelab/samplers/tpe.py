@@ -154,7 +154,7 @@ class TPESampler(ModelBasedSampler):
         prior_weight: how long the parameters' priors (:mod:`tunelab.priors`) steer proposals:
             the score gains ``(prior_weight / n) * log prior(x)`` after ``n`` measured trials (piBO's
             beta) up to 10, ``(prior_weight * 10 / n**2) * log prior(x)`` after; 0 uses priors for
-            (half) the start-up design only.
+            (70% of) the start-up design only.
 
     Examples:
         >>> import tunelab
