@@ -21,10 +21,10 @@ optimization", ICLR 2022) multiplies the acquisition by ``prior(x) ** w(n)`` aft
 measured trials: in log space, :class:`PriorTerm` adds ``w(n) * log prior(x)`` to the GP's
 log expected improvement and to TPE's ``log l(x) - log g(x)``. The GP keeps the paper's
 ``w(n) = beta / n``; TPE's weight falls as ``beta * 10 / n**2`` after its first
-:data:`TPE_FADE_AFTER` trials (:func:`prior_weight_at`): TPE's score varies by a nat or two
-between its candidates, where the GP's log EI varies by tens, so ``beta / n`` let a misleading
-belief pick TPE's proposals long after the evidence disagreed (``benchmarks/priors.py``
-measures both). The weight is a function of the observations alone, so deterministic studies
+:data:`TPE_FADE_AFTER` trials (:func:`prior_weight_at`): with ``beta / n`` a misleading belief
+still picked TPE's proposals after 30 trials that disagreed with it, and kept TPE on a wrong
+categorical choice, while the faster fade cost the GP its good priors' gains
+(``benchmarks/priors.py`` measures both). The weight is a function of the observations alone, so deterministic studies
 replay it exactly.
 """
 
