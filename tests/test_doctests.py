@@ -40,6 +40,7 @@ REQUIRED: dict[str, list[str]] = {
     "tunelab.pruners.curves": [""],
     "tunelab.distributions": ["", "Float", "Int", "Categorical", "Bool"],
     "tunelab.priors": ["", "Normal", "LogNormal", "UnitGaussian", "UnitCategorical"],
+    "tunelab.samplers._prior": ["prior_weight_at"],
     "tunelab.space": ["Conditional"],
     "tunelab.torch.trainer": ["Trainer"],
     "tunelab.torch.checkpoint": ["save_torch"],

@@ -1,4 +1,4 @@
-"""Users' priors in the model-based samplers: the start-up design drawn from them, and piBO.
+"""Users' priors in the model-based samplers: the start-up design drawn partly from them, and piBO.
 
 A parameter's prior (:mod:`tunelab.priors`) is, in the samplers' coordinates, a Gaussian
 truncated to [0, 1] (numeric) or a probability per choice index (categorical, boolean).
@@ -6,15 +6,26 @@ truncated to [0, 1] (numeric) or a probability per choice index (categorical, bo
 
 - :meth:`SpacePrior.from_uniform` maps a point of the unit cube through each coordinate's
   inverse CDF, so that a low-discrepancy (Sobol) design over the cube becomes a low-discrepancy
-  design over the prior: the start-up trials follow the belief and still spread out.
+  design over the prior. Only a share of the start-up design (:data:`STARTUP_PRIOR_SHARE`,
+  70%) goes through the priors; the rest stays uniform, so a wrong belief cannot own the
+  start-up.
 - :meth:`SpacePrior.log_density` is ``log prior(x)``, the sum over the coordinates that have a
   prior (the others, and absent coordinates, contribute nothing).
+- A categorical (or boolean) prior is mixed half and half with the uniform choice
+  (:data:`CATEGORICAL_UNIFORM_SHARE`) in both: a belief of 0.7 on one of three choices counts as
+  0.52 and 0.15 as 0.24, so no choice is starved of start-up trials and a wrong favourite's pull
+  is bounded.
 
 piBO (Hvarfner et al., "piBO: Augmenting acquisition functions with user beliefs for Bayesian
-optimization", ICLR 2022) multiplies the acquisition by ``prior(x) ** (beta / n)`` after ``n``
-measured trials: in log space, :class:`PriorTerm` adds ``(beta / n) * log prior(x)`` to the GP's
-log expected improvement and to TPE's ``log l(x) - log g(x)``. The weight is a function of the
-observations alone, so deterministic studies replay it exactly.
+optimization", ICLR 2022) multiplies the acquisition by ``prior(x) ** w(n)`` after ``n``
+measured trials: in log space, :class:`PriorTerm` adds ``w(n) * log prior(x)`` to the GP's
+log expected improvement and to TPE's ``log l(x) - log g(x)``. The GP keeps the paper's
+``w(n) = beta / n``; TPE's weight falls as ``beta * 10 / n**2`` after its first
+:data:`TPE_FADE_AFTER` trials (:func:`prior_weight_at`): with ``beta / n`` a misleading belief
+still picked TPE's proposals after 30 trials that disagreed with it, and kept TPE on a wrong
+categorical choice, while the faster fade cost the GP its good priors' gains
+(``benchmarks/priors.py`` measures both). The weight is a function of the observations alone, so deterministic studies
+replay it exactly.
 """
 
 from __future__ import annotations
@@ -31,6 +42,32 @@ from tunelab.priors import UnitCategorical, UnitGaussian
 
 DEFAULT_PRIOR_WEIGHT = 10.0
 """piBO's beta: the prior counts as ``prior(x) ** (beta / n)`` after n measured trials (the paper's default)."""
+
+TPE_FADE_AFTER = 10
+"""TPE's prior weighs piBO's ``beta / n`` up to this many measured trials, ``beta * 10 / n**2`` beyond."""
+
+STARTUP_PRIOR_SHARE = 0.7
+"""The share of the start-up design drawn from the priors (the rest is uniform)."""
+
+CATEGORICAL_UNIFORM_SHARE = 0.5
+"""A categorical prior ``p`` counts as ``(1 - share) * p + share / k`` over its ``k`` choices."""
+
+
+def prior_weight_at(beta: float, n_measured: int, fade_after: int | None = None) -> float:
+    """The exponent of ``prior(x)`` after ``n_measured`` trials: piBO's ``beta / n``; with ``fade_after``,
+    ``beta * fade_after / n**2`` beyond ``fade_after`` trials (continuous at the switch).
+
+    Examples:
+        >>> from tunelab.samplers._prior import prior_weight_at
+        >>> prior_weight_at(10.0, 5), prior_weight_at(10.0, 20), prior_weight_at(10.0, 50)
+        (2.0, 0.5, 0.2)
+        >>> [prior_weight_at(10.0, n, fade_after=10) for n in (5, 10, 20, 50)]
+        [2.0, 1.0, 0.25, 0.04]
+    """
+    n = max(int(n_measured), 1)
+    if fade_after is None or n <= fade_after:
+        return beta / n
+    return beta * fade_after / (n * n)
 
 
 def check_prior_weight(owner: str, value: object) -> float:
@@ -53,7 +90,9 @@ class SpacePrior:
     """
 
     def __init__(self, distributions: Sequence[Distribution]) -> None:
-        self.units: tuple[UnitGaussian | UnitCategorical | None, ...] = tuple(d.unit_prior() for d in distributions)
+        self.units: tuple[UnitGaussian | UnitCategorical | None, ...] = tuple(
+            _with_uniform(d.unit_prior()) for d in distributions
+        )
 
     @property
     def active(self) -> bool:
@@ -95,8 +134,18 @@ class SpacePrior:
         return out
 
 
+def _with_uniform(unit: UnitGaussian | UnitCategorical | None) -> UnitGaussian | UnitCategorical | None:
+    """A categorical prior mixed with the uniform choice (:data:`CATEGORICAL_UNIFORM_SHARE`); others as they are."""
+    if not isinstance(unit, UnitCategorical):
+        return unit
+    k = len(unit.probabilities)
+    share = CATEGORICAL_UNIFORM_SHARE
+    return UnitCategorical(tuple((1.0 - share) * p + share / k for p in unit.probabilities))
+
+
 class PriorTerm:
-    """``(beta / n) * log prior(x)``: what piBO adds to a log acquisition after ``n`` measured trials.
+    """``w(n) * log prior(x)``: what piBO adds to a log acquisition after ``n`` measured trials (``w``:
+    :func:`prior_weight_at`).
 
     Callable on rows (n, d); :meth:`gradient` is its gradient on the numeric coordinates.
     """
@@ -115,9 +164,10 @@ class PriorTerm:
 
 
 def prior_term(distributions: Sequence[Distribution], cat_sizes: np.ndarray, beta: float,
-               n_measured: int) -> PriorTerm | None:
-    """piBO's term for a space after ``n_measured`` trials; None when no parameter has a prior or ``beta`` is 0."""
+               n_measured: int, fade_after: int | None = None) -> PriorTerm | None:
+    """piBO's term for a space after ``n_measured`` trials (weight :func:`prior_weight_at`); None when no
+    parameter has a prior or ``beta`` is 0."""
     prior = SpacePrior(distributions)
     if beta <= 0 or not prior.active:
         return None
-    return PriorTerm(prior, beta / max(int(n_measured), 1), cat_sizes)
+    return PriorTerm(prior, prior_weight_at(beta, n_measured, fade_after), cat_sizes)

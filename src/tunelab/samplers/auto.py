@@ -41,7 +41,7 @@ class AutoSampler(ModelBasedSampler):
         switch_at: measured trials from which TPE takes over from the Gaussian process.
         failed: 'worst' (failed and pruned trials count as the worst value) or 'ignore'.
         prior_weight: how long the parameters' priors (:mod:`tunelab.priors`) steer proposals
-            (piBO's beta, passed to both models); 0 uses priors for the start-up design only.
+            (piBO's beta, passed to both models); 0 uses priors for (70% of) the start-up design only.
 
     Examples:
         The default of :func:`tunelab.create_study`, stored with the study:

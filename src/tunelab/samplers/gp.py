@@ -52,7 +52,7 @@ class GPSampler(ModelBasedSampler):
         failed: 'worst' (failed and pruned trials count as the worst value) or 'ignore'.
         prior_weight: how long the parameters' priors (:mod:`tunelab.priors`) steer proposals:
             log EI gains ``(prior_weight / n) * log prior(x)`` after ``n`` measured trials (piBO's
-            beta); 0 uses priors for the start-up design only.
+            beta); 0 uses priors for (70% of) the start-up design only.
 
     Examples:
         >>> import tunelab

@@ -36,7 +36,7 @@ from tunelab.distributions import Bool, Categorical, Distribution, Float, Int, P
 from tunelab.errors import ConfigError
 from tunelab.history import History
 from tunelab.records import FrozenTrial, TrialState
-from tunelab.samplers._prior import SpacePrior
+from tunelab.samplers._prior import STARTUP_PRIOR_SHARE, SpacePrior
 from tunelab.samplers._ranking import scalar_losses
 from tunelab.samplers.base import Sampler, SamplingContext
 from tunelab.samplers.transfer import MIN_SOURCE_ROWS, SourceData, source_observations, subsample
@@ -120,19 +120,22 @@ class EncodedSpace:
         """Point ``number`` of a scrambled Sobol sequence over the space (seeded by ``seed``).
 
         Trials draw distinct points of one low-discrepancy sequence, whichever worker runs them.
-        Parameters with a prior (:mod:`tunelab.priors`) take the point through the prior's inverse
-        CDF, so the design follows the belief and stays low-discrepancy.
+        When parameters have priors (:mod:`tunelab.priors`), one more Sobol coordinate picks the
+        points (a share :data:`~tunelab.samplers._prior.STARTUP_PRIOR_SHARE`, 70%) that go through
+        the priors' inverse CDFs, so that part of the design follows the belief and stays
+        low-discrepancy; the other points stay uniform, so a wrong belief cannot own the start-up.
         """
         from scipy.stats import qmc  # scipy.stats takes 0.4 s to import: only when needed
 
         d = len(self.names)
-        sobol = qmc.Sobol(d, scramble=True, seed=np.random.default_rng([seed, d, 0x50B01]))
+        prior = SpacePrior(self.distributions)
+        sobol = qmc.Sobol(d + int(prior.active), scramble=True, seed=np.random.default_rng([seed, d, 0x50B01]))
         if number > 0:
             sobol.fast_forward(number)
         u = sobol.random(1)[0]
-        prior = SpacePrior(self.distributions)
-        if prior.active:  # the design over the users' priors: each coordinate through its inverse CDF
-            return self.snap(prior.from_uniform(u, self.cat_sizes))
+        if prior.active and u[d] < STARTUP_PRIOR_SHARE:  # through the users' priors: each coordinate's inverse CDF
+            return self.snap(prior.from_uniform(u[:d], self.cat_sizes))
+        u = u[:d]
         row = u.copy()
         cat = self.cat_sizes > 0
         row[cat] = np.minimum(np.floor(u[cat] * self.cat_sizes[cat]), self.cat_sizes[cat] - 1)

@@ -38,7 +38,14 @@ import numpy as np
 from tunelab.distributions import Distribution, Float, Int, ParamValue
 from tunelab.errors import ConfigError
 from tunelab.history import History
-from tunelab.samplers._prior import DEFAULT_PRIOR_WEIGHT, SpacePrior, check_prior_weight, prior_term
+from tunelab.samplers._prior import (
+    DEFAULT_PRIOR_WEIGHT,
+    STARTUP_PRIOR_SHARE,
+    TPE_FADE_AFTER,
+    SpacePrior,
+    check_prior_weight,
+    prior_term,
+)
 from tunelab.samplers.base import SamplingContext
 from tunelab.samplers.model_based import (
     EncodedSpace,
@@ -146,7 +153,8 @@ class TPESampler(ModelBasedSampler):
         failed: 'worst' (failed and pruned trials count as bad) or 'ignore'.
         prior_weight: how long the parameters' priors (:mod:`tunelab.priors`) steer proposals:
             the score gains ``(prior_weight / n) * log prior(x)`` after ``n`` measured trials (piBO's
-            beta); 0 uses priors for the start-up design only.
+            beta) up to 10, ``(prior_weight * 10 / n**2) * log prior(x)`` after; 0 uses priors for
+            (70% of) the start-up design only.
 
     Examples:
         >>> import tunelab
@@ -218,7 +226,7 @@ class TPESampler(ModelBasedSampler):
                                sources=sources)
             if one.n_measured < self.n_startup_trials and not sources:  # too few trials have it yet: a draw
                 prior = SpacePrior(column.distributions)
-                if prior.active:  # from the user's prior, as the joint start-up design does
+                if prior.active and rng.random() < STARTUP_PRIOR_SHARE:  # from the prior, as the joint design does
                     row[j] = column.snap(prior.from_uniform(np.array([rng.random()]), column.cat_sizes))[0]
                 else:  # uniform
                     k = int(column.cat_sizes[0])
@@ -250,8 +258,9 @@ class TPESampler(ModelBasedSampler):
         g_est = ParzenEstimator(np.vstack(bad_X), space.cat_sizes, min_sigma, np.concatenate(bad_w))
         candidates = space.snap(l_est.sample(rng, self.n_candidates))
         score = l_est.log_pdf(candidates) - g_est.log_pdf(candidates)
-        log_prior = prior_term(space.distributions, space.cat_sizes, self.prior_weight, obs.n_measured)
-        if log_prior is not None:  # piBO: the users' priors, fading as trials accumulate
+        log_prior = prior_term(space.distributions, space.cat_sizes, self.prior_weight, obs.n_measured,
+                               fade_after=TPE_FADE_AFTER)
+        if log_prior is not None:  # piBO: the users' priors, fading as trials accumulate (fast after 10)
             score = score + log_prior(candidates)
         return np.asarray(candidates[int(np.argmax(score))])
 
