@@ -68,14 +68,14 @@ class _Port:
                 f"{sorted(logged)}: log it with self.log({self.monitor!r}, ...) in validation_step or pass one "
                 "of those"
             )
-        decisive = {self.monitor}
         pruner = self.trial.study.pruner
-        if pruner is not None and pruner.metric in logged:
-            decisive.add(pruner.metric)
-        others = {k: v for k, v in logged.items() if k not in decisive}
-        if others:
-            self.trial.report(step, **others)
-        self.trial.report(step, **{k: logged[k] for k in sorted(decisive)})  # the last report: what the pruner reads
+        if pruner is None or pruner.metric is not None:  # the pruner reads its own metric, if any: one report
+            self.trial.report(step, **logged)
+        else:
+            others = {k: v for k, v in logged.items() if k != self.monitor}
+            if others:
+                self.trial.report(step, **others)
+            self.trial.report(step, **{self.monitor: logged[self.monitor]})  # the last report: what the pruner reads
         if prune_now(self.trial):
             self.pruned = True
         return self.pruned
