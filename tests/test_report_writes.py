@@ -21,12 +21,16 @@ from tunelab.study.services import MAX_STORAGE_DELAY, Pacer
 
 
 class CountingSQLite(SQLStorage):
-    """A real SQLite storage that counts its report transactions (and can be told to fail them)."""
+    """A real SQLite storage that counts its report transactions (and can be told to fail gathered ones)."""
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
         self.report_calls = 0
         self.fail_next = False
+
+    def report(self, trial_id: int, step: int, metrics: Mapping[str, float]) -> None:
+        self.report_calls += 1
+        super().report(trial_id, step, metrics)
 
     def report_steps(self, trial_id: int, points: Sequence[tuple[int, Mapping[str, float]]]) -> None:
         self.report_calls += 1

@@ -186,7 +186,7 @@ class TrialWriter:
         self._storage = storage
         self._trial_id = trial_id
         self._gathered: list[tuple[int, Mapping[str, float]]] = []
-        self._lock = threading.Lock()  # guards _gathered, _timer and _failure
+        self._lock = threading.Lock()  # guards _gathered, _scheduled and _failure
         self._writing = threading.Lock()  # one write of this trial's reports at a time, in report order
         self._pacer = Pacer()
         self._scheduled = False  # a background write is due
@@ -195,6 +195,9 @@ class TrialWriter:
 
     def report(self, step: int, values: Mapping[str, float]) -> None:
         """Store metric values at ``step`` (now, or gathered with the next ones; see the class)."""
+        if not self.gathering and not self._gathered and self._failure is None:
+            self._storage.report(self._trial_id, step, values)  # the common case: straight through
+            return
         self._raise_failure()
         with self._lock:
             self._gathered.append((step, values))
