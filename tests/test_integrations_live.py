@@ -151,3 +151,24 @@ def test_a_wrapped_optimizer_is_hooked_inside_its_wrapper(study: tunelab.Study) 
 def test_a_hook_without_a_trial_must_run_at_every_step() -> None:
     with pytest.raises(ValueError, match="every step"):
         StepHook(None, lambda: None, every_step=False)
+
+
+def test_while_watched_should_prune_answers_from_the_watcher_s_reads(study: tunelab.Study) -> None:
+    trial = study.ask()
+    trial.live_poll_seconds = 0.05
+    trial.report(0, loss=1.0)
+    loop = Loop(trial)
+    hook = StepHook(trial, loop.action, every_step=False)
+    hook.start([loop.optimizer])
+    try:
+        request_stop(tunelab.load_study("live", study.storage.url), trial.number)
+        assert not trial.should_prune()  # no read of its own: the watcher's news arrives at the next step
+        assert wait_until(lambda: bool(loop.optimizer._optimizer_step_pre_hooks))
+        loop.step()
+        assert loop.stopped and trial.should_prune()
+    finally:
+        hook.close()
+    other = study.ask()  # not watched: every call reads
+    other.report(0, loss=1.0)
+    request_stop(tunelab.load_study("live", study.storage.url), other.number)
+    assert other.should_prune()

@@ -55,12 +55,16 @@ class StepHook:
             self._handles = [self._optimizers[0].register_step_pre_hook(self._fire)]
             return
         self._seen = (False, 0)
+        assert self._trial is not None
+        self._trial.watch_stop_requests(True)  # a stop is read here and reaches the loop at its next step
         self._generation += 1
         generation = self._generation
         self._chore = call_later(0.0, lambda: self._look(generation))  # on the process's background thread
 
     def close(self) -> None:
         """Unhook and stop watching (at the end of training)."""
+        if self._trial is not None and not self.every_step:
+            self._trial.watch_stop_requests(False)
         with self._lock:
             self._closed = True
             chore, self._chore = self._chore, None
