@@ -14,6 +14,7 @@ import os
 import pickle
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
@@ -656,10 +657,28 @@ def _run_reserved_trial(job: Any, trial_id: int) -> tuple[Any, ...]:
         return ("fatal", type(e).__name__, str(e) if isinstance(e, TunelabError) else _error_text(e))
 
 
+_DRIVER_DIED = "the driver process died; its worker stopped"
+_RECEIVED = "worker received signal "
+
+
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     if driver_gone():
-        raise KeyboardInterrupt("the driver process died; its worker stopped")
-    raise KeyboardInterrupt(f"worker received signal {signal.Signals(signum).name}")
+        raise KeyboardInterrupt(_DRIVER_DIED)
+    raise KeyboardInterrupt(f"{_RECEIVED}{signal.Signals(signum).name}")
+
+
+def _redeliver_interrupt(unraisable: Any) -> None:
+    """``sys.unraisablehook`` of a worker: the stop that :func:`_raise_interrupt` raised inside code
+    that cannot pass an exception on (a Cython callback such as scipy's Sobol set-up) is not lost
+    and not printed as a traceback: SIGTERM is sent again, to land at the next line of Python."""
+    error = unraisable.exc_value
+    if isinstance(error, KeyboardInterrupt) and str(error).startswith((_RECEIVED, _DRIVER_DIED)):
+        # From another thread, a moment later: the handler then runs in the main thread after this hook.
+        again = threading.Timer(0.01, os.kill, args=(os.getpid(), signal.SIGTERM))
+        again.daemon = True
+        again.start()
+        return
+    sys.__unraisablehook__(unraisable)
 
 
 def _worker_main(conn: Connection, payload: object) -> None:
@@ -670,6 +689,7 @@ def _worker_main(conn: Connection, payload: object) -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     signal.signal(signal.SIGTERM, _raise_interrupt)  # the driver stops us, or died (see ProcessPool)
+    sys.unraisablehook = _redeliver_interrupt
     _single_threaded_torch()
     try:
         job = pickle.loads(payload) if isinstance(payload, bytes) else payload
