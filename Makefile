@@ -130,7 +130,7 @@ bench-hypergradient: $(BENCH_VENV)/.report
 # OptunaSearchCV at equal budget. BENCH_ARGS=--quick: a short run.
 $(BENCH_VENV)/.integrations: $(BENCH_VENV)/.suite
 	$(BENCH_VENV)/bin/python -m pip install -q "optuna-integration==5.0.0" "lightning==2.6.6" "transformers==5.25.0" \
-		"accelerate==1.16.0" "keras==3.15.1" "xgboost-cpu==3.2.0" "lightgbm==4.7.0"
+		"accelerate==1.16.0" "keras==3.15.1" "xgboost-cpu==3.2.0" "lightgbm==4.7.0" "pandas>=2"
 	touch $@
 
 bench-integrations: $(BENCH_VENV)/.integrations

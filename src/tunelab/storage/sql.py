@@ -803,8 +803,15 @@ class SQLStorage(BaseStorage):
             by_step: dict[int, list[str]] = {}
             for step, k in merged:
                 by_step.setdefault(step, []).append(k)
-            for step, names in by_step.items():
-                conn.execute(q.delete_values, {"tid": trial_id, "b_step": step, "b_metrics": names})
+            by_names: dict[tuple[str, ...], list[int]] = {}  # steps with the same metrics: one delete
+            for step, step_names in by_step.items():
+                by_names.setdefault(tuple(sorted(step_names)), []).append(step)
+            for names, steps in by_names.items():
+                if len(steps) == 1:
+                    conn.execute(q.delete_values, {"tid": trial_id, "b_step": steps[0], "b_metrics": list(names)})
+                else:
+                    conn.execute(q.delete_values_at_steps,
+                                 {"tid": trial_id, "b_steps": steps, "b_metrics": list(names)})
             conn.execute(q.insert_values, [
                 {"trial_id": trial_id, "metric": k, "step": step, "value": encode_metric(x)}
                 for (step, k), x in merged.items()

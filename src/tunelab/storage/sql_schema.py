@@ -168,6 +168,11 @@ class Statements:
         self.delete_values = _V.delete().where(
             _V.c.trial_id == _P("tid"), _V.c.step == _P("b_step"), _V.c.metric.in_(_P("b_metrics", expanding=True))
         )
+        # Several steps that report the same metrics (a gathered batch of reports): one statement.
+        self.delete_values_at_steps = _V.delete().where(
+            _V.c.trial_id == _P("tid"), _V.c.step.in_(_P("b_steps", expanding=True)),
+            _V.c.metric.in_(_P("b_metrics", expanding=True)),
+        )
         self.insert_values = _V.insert()
         # One metric across a study, for pruners. Plan on SQLite, PostgreSQL and MariaDB: the
         # study's trials by an index starting with study_id, then each trial's values by the
