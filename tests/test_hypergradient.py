@@ -305,6 +305,23 @@ def test_state_dict_and_load_state_dict_resume_bit_for_bit(kind: str) -> None:
         assert torch.equal(a, b)
 
 
+def test_a_resume_right_after_a_step_without_some_gradients_is_exact_with_momentum() -> None:
+    model = mlp()
+    opt = HypergradientOptimizer(torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9))
+    train_mlp(model, opt, 5)
+    model[2].requires_grad_(False)  # the head has no gradient at the last step before the save
+    train_mlp(model, opt, 1, start=5)
+    model[2].requires_grad_(True)
+    saved = copy.deepcopy({"model": model.state_dict(), "opt": opt.state_dict()})
+    assert saved["opt"]["hypergradient"]["still"] == [2, 3]
+    reference = train_mlp(model, opt, 5, start=6)
+    copy_model = mlp(seed=1)
+    copy_model.load_state_dict(saved["model"])
+    resumed = HypergradientOptimizer(torch.optim.SGD(copy_model.parameters(), lr=0.5, momentum=0.9))
+    resumed.load_state_dict(saved["opt"])
+    assert train_mlp(copy_model, resumed, 5, start=6) == reference
+
+
 def test_a_plain_optimizers_state_loads_and_the_rate_adapts_from_it() -> None:
     model = mlp()
     plain = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)

@@ -72,9 +72,11 @@ worse with Adam on the CNN started at 0.1 and 0.1 worse everywhere)."""
 SCALE_KEY = "hd_scale"
 """The param-group key of the adapted factor (the effective rate is ``lr * hd_scale``)."""
 STATE_KEY = "hypergradient"
-"""The key of :meth:`HypergradientOptimizer.state_dict` holding ``{"prev": {index: direction}}``,
-each parameter's previous update direction (up to a positive factor common to its group) by its
-index in the param groups (torch's numbering); none where it is SGD's momentum buffer."""
+"""The key of :meth:`HypergradientOptimizer.state_dict` holding ``{"prev": {index: direction},
+"still": [index, ...]}``: each parameter's previous update direction (up to a positive factor
+common to its group) by its index in the param groups (torch's numbering), none where it is
+SGD's momentum buffer, and the parameters with a momentum buffer that had no gradient at the last
+step (SGD did not move them)."""
 
 
 class HypergradientOptimizer(torch.optim.Optimizer):
@@ -171,6 +173,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         self.drift = float(drift)
         self._prev: dict[torch.Tensor, torch.Tensor] = {}  # parameter -> previous direction, outside a bucket
         self._modes: dict[torch.Tensor, str] = {}  # parameter -> the kind of its direction
+        self._still: set[torch.Tensor] = set()  # loaded: SGD did not move them at the last step
         self._cache_key: list[tuple[tuple[torch.Tensor, ...], str]] | None = None
         self._cache: list[list[_Bucket]] = []
         self._share(self.start_factor)
@@ -317,6 +320,8 @@ class HypergradientOptimizer(torch.optim.Optimizer):
                 self._modes[p] = mode
             cache.append([_Bucket(ps, [self._prev.get(p) for p in ps], mode, self.state, switched)
                           for ps in by_kind.values()])
+            for b in cache[-1]:
+                b.missing = [i for i, p in enumerate(b.params) if p in self._still]
         self._cache_key, self._cache = key, cache
         return cache
 
@@ -362,7 +367,9 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         state = self.optimizer.state_dict()
         params = [p for g in self.param_groups for p in g["params"]]
         prev = self._directions()
-        state[STATE_KEY] = {"prev": {i: prev[p] for i, p in enumerate(params) if p in prev}}
+        still = {b.params[i] for bs in self._cache for b in bs if b.mode is _MOMENTUM for i in b.missing}
+        state[STATE_KEY] = {"prev": {i: prev[p] for i, p in enumerate(params) if p in prev},
+                            "still": [i for i, p in enumerate(params) if p in still]}
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -377,6 +384,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         for index, direction in saved.get("prev", {}).items():
             p = params[int(index)]
             self._prev[p] = direction.to(dtype=p.dtype, device=p.device)
+        self._still = {params[int(i)] for i in saved.get("still", [])}
         self._cache_key, self._cache, self._modes = None, [], {}
 
     def __repr__(self) -> str:
