@@ -194,6 +194,62 @@ def test_a_closure_is_evaluated_and_its_loss_returned() -> None:
     assert opt.step(closure) == 4.0 and float(w.detach()) == pytest.approx(1.6)
 
 
+class MeasuredSGD(torch.optim.SGD):
+    """SGD under another name: the wrapper measures its direction (the parameters' change) instead of
+    reading it from SGD's state, a reference for the state-based directions."""
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"momentum": 0.9}, {"momentum": 0.5, "dampening": 0.3, "weight_decay": 0.01}, {"weight_decay": 0.01},
+], ids=["plain", "momentum", "momentum-dampening-decay", "decay"])
+def test_sgds_direction_from_its_state_agrees_with_the_measured_one(options: dict[str, float]) -> None:
+    runs = []
+    for kind in (torch.optim.SGD, MeasuredSGD):
+        model = mlp()
+        opt = HypergradientOptimizer(kind(model.parameters(), lr=1e-3, **options), start_factor=1.0)
+        lrs = train_mlp(model, opt, 8)
+        model[2].requires_grad_(False)  # the head gets no gradient (it does not move) for a while
+        lrs += train_mlp(model, opt, 6, start=8)
+        model[2].requires_grad_(True)
+        lrs += train_mlp(model, opt, 6, start=14)
+        opt.param_groups[0]["momentum"] = 0.0  # live changes: momentum off, then on again
+        lrs += train_mlp(model, opt, 6, start=20)
+        opt.param_groups[0]["momentum"] = 0.9
+        lrs += train_mlp(model, opt, 6, start=26)
+        runs.append((model, [v for (v,) in lrs]))
+    (model, lrs), (reference, reference_lrs) = runs
+    assert lrs[-1] > 1e-3 * 2 and len(set(lrs)) == len(lrs)  # it adapted at every step
+    assert lrs == pytest.approx(reference_lrs, rel=1e-4)
+    for a, b in zip(model.parameters(), reference.parameters(), strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_step_hooks_run_and_the_profiler_sees_the_step() -> None:
+    from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+
+    model = mlp()
+    opt = HypergradientOptimizer(torch.optim.Adam(model.parameters(), lr=1e-3))
+    seen: list[str] = []
+    handles = [opt.register_step_pre_hook(lambda o, args, kwargs: seen.append(f"pre {o is opt} {len(args)}")),
+               opt.register_step_post_hook(lambda o, args, kwargs: seen.append(f"post {o is opt}")),
+               register_optimizer_step_pre_hook(lambda o, args, kwargs: seen.append(f"global pre {o is opt}")),
+               register_optimizer_step_post_hook(lambda o, args, kwargs: seen.append(f"global post {o is opt}"))]
+    try:
+        train_mlp(model, opt, 1)
+    finally:
+        for handle in handles:
+            handle.remove()
+    # the wrapped Adam's own step runs the global hooks too (with itself)
+    assert seen == ["global pre True", "pre True 1", "global pre False", "global post False", "post True",
+                    "global post True"]
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        train_mlp(model, opt, 1)
+    names = {event.name for event in prof.events()}
+    assert {"Optimizer.step#HypergradientOptimizer.step", "Optimizer.step#Adam.step"} <= names
+    train_mlp(model, opt, 1)
+    assert len(seen) == 6  # removed
+
+
 # -- groups -----------------------------------------------------------------------------------
 def two_groups(per_group: bool) -> tuple[nn.Module, HypergradientOptimizer]:
     model = mlp()
@@ -247,6 +303,23 @@ def test_state_dict_and_load_state_dict_resume_bit_for_bit(kind: str) -> None:
     assert train_mlp(copy_model, resumed_opt, 10, start=10) == reference  # every rate, exactly
     for a, b in zip(model.parameters(), copy_model.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_a_resume_right_after_a_step_without_some_gradients_is_exact_with_momentum() -> None:
+    model = mlp()
+    opt = HypergradientOptimizer(torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9))
+    train_mlp(model, opt, 5)
+    model[2].requires_grad_(False)  # the head has no gradient at the last step before the save
+    train_mlp(model, opt, 1, start=5)
+    model[2].requires_grad_(True)
+    saved = copy.deepcopy({"model": model.state_dict(), "opt": opt.state_dict()})
+    assert saved["opt"]["hypergradient"]["still"] == [2, 3]
+    reference = train_mlp(model, opt, 5, start=6)
+    copy_model = mlp(seed=1)
+    copy_model.load_state_dict(saved["model"])
+    resumed = HypergradientOptimizer(torch.optim.SGD(copy_model.parameters(), lr=0.5, momentum=0.9))
+    resumed.load_state_dict(saved["opt"])
+    assert train_mlp(copy_model, resumed, 5, start=6) == reference
 
 
 def test_a_plain_optimizers_state_loads_and_the_rate_adapts_from_it() -> None:

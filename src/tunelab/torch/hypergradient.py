@@ -5,11 +5,16 @@ Descent", ICLR 2018), in the multiplicative, normalised form.
 
 The hypergradient of the loss with respect to the learning rate is ``-g_t . u_{t-1}``: the new
 gradient against the previous update direction (for plain SGD the previous gradient, with
-momentum the previous momentum step, for Adam ``m_hat / (sqrt(v_hat) + eps)``). The direction is
-measured, not recomputed: it is the parameters' change over the previous step, ``p_before -
-p_after``, so it is exact for every optimizer (momentum, Nesterov, weight decay, AdamW's
-decoupled decay) and costs one copy of the parameters. The rate then moves by the cosine of the
-two, a scale-free number in [-1, 1]::
+momentum the previous momentum step, for Adam ``m_hat / (sqrt(v_hat) + eps)``). Where
+``torch.optim.SGD``'s update is a positive multiple of something it already holds, the direction is
+read from it (whose scale cancels in the cosine): the previous gradient (plain SGD, no weight
+decay), the momentum buffer (momentum, any dampening and weight decay, no Nesterov), which the
+wrapper keeps in its flat buffer so that SGD updates it there. Otherwise (Adam, AdamW, Nesterov,
+plain SGD with weight decay, ``per_group=False`` over several groups) it is measured: the
+parameters' change over the previous step, ``p_before - p_after``, exact for every optimizer, for
+one copy of the parameters and one subtraction. Each group's three dot products come from one
+matrix product over a flat buffer of the new gradients and the directions (one host transfer).
+The rate then moves by the cosine of the two, a scale-free number in [-1, 1]::
 
     scale_t = scale_{t-1} * exp(hyper_lr * (cos(g_t, u_{t-1}) + drift))
 
@@ -31,9 +36,10 @@ adaptation from that value (``hd_scale`` back to 1). ``lr_bounds=(low, high)`` k
 effective rate within bounds.
 
 **State.** The previous direction of each parameter is kept beside the wrapped optimizer's state
-(never inside it: Adam starts a parameter's state when it finds it empty) and saved under the
-``"hypergradient"`` key of :meth:`~HypergradientOptimizer.state_dict`; the factor is the group
-key ``hd_scale``. Both are in the state dict, so a checkpoint resumes bit for bit.
+(never inside it: Adam starts a parameter's state when it finds it empty; SGD's momentum buffers
+are its own state) and saved under the ``"hypergradient"`` key of
+:meth:`~HypergradientOptimizer.state_dict`; the factor is the group key ``hd_scale``. Both are in
+the state dict, so a checkpoint resumes bit for bit.
 """
 
 from __future__ import annotations
@@ -43,8 +49,12 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch.optim.optimizer import _global_optimizer_post_hooks as _global_post_hooks
+from torch.optim.optimizer import _global_optimizer_pre_hooks as _global_pre_hooks  # register_optimizer_step_*_hook
 
 from tunelab.errors import ConfigError
+
+_profiling: Callable[[], bool] = torch.autograd._profiler_enabled  # type: ignore[attr-defined]
 
 DEFAULT_HYPER_LR = 0.1
 """The default ``hyper_lr``: the rate moves by at most ``exp(0.1)``, about 10%, per step (tuned on
@@ -62,8 +72,11 @@ worse with Adam on the CNN started at 0.1 and 0.1 worse everywhere)."""
 SCALE_KEY = "hd_scale"
 """The param-group key of the adapted factor (the effective rate is ``lr * hd_scale``)."""
 STATE_KEY = "hypergradient"
-"""The key of :meth:`HypergradientOptimizer.state_dict` holding ``{"prev": {index: direction}}``,
-each parameter's previous update direction by its index in the param groups (torch's numbering)."""
+"""The key of :meth:`HypergradientOptimizer.state_dict` holding ``{"prev": {index: direction},
+"still": [index, ...]}``: each parameter's previous update direction (up to a positive factor
+common to its group) by its index in the param groups (torch's numbering), none where it is
+SGD's momentum buffer, and the parameters with a momentum buffer that had no gradient at the last
+step (SGD did not move them)."""
 
 
 class HypergradientOptimizer(torch.optim.Optimizer):
@@ -158,8 +171,10 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         self.lr_bounds = lr_bounds
         self.start_factor = float(start_factor)
         self.drift = float(drift)
-        self._prev: dict[torch.Tensor, torch.Tensor] = {}  # parameter -> previous direction (a view of a bucket)
-        self._cache_key: list[tuple[torch.Tensor, ...]] | None = None
+        self._prev: dict[torch.Tensor, torch.Tensor] = {}  # parameter -> previous direction, outside a bucket
+        self._modes: dict[torch.Tensor, str] = {}  # parameter -> the kind of its direction
+        self._still: set[torch.Tensor] = set()  # loaded: SGD did not move them at the last step
+        self._cache_key: list[tuple[tuple[torch.Tensor, ...], str]] | None = None
         self._cache: list[list[_Bucket]] = []
         self._share(self.start_factor)
 
@@ -194,10 +209,42 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         return min(max(scale, low / lr), high / lr)
 
     # -- torch's optimizer -----------------------------------------------------------------------
-    @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
         """Adapt each group's rate from the new gradients and the previous direction, then take
-        the wrapped optimizer's step at the effective rate (and note its direction)."""
+        the wrapped optimizer's step at the effective rate (and note its direction). The step
+        pre- and post-hooks run as in torch (``register_step_pre_hook``, the global ones)."""
+        if _profiling():
+            with torch.autograd.profiler.record_function("Optimizer.step#HypergradientOptimizer.step"):
+                return self._hooked_step(closure)
+        return self._hooked_step(closure)
+
+    # Torch's Optimizer.__init__ wraps an unmarked ``step`` in a profiler range and the step hooks;
+    # the range alone costs about 5 us a step, so this step runs the hooks itself and opens the
+    # range only while a profiler records.
+    step.hooked = True  # type: ignore[attr-defined]
+
+    def _hooked_step(self, closure: Callable[[], float] | None) -> float | None:
+        args: tuple[Any, ...] = (self,) if closure is None else (self, closure)
+        kwargs: dict[str, Any] = {}
+        pre = self._optimizer_step_pre_hooks
+        if pre or _global_pre_hooks:
+            for hook in (*_global_pre_hooks.values(), *pre.values()):
+                result = hook(self, args, kwargs)
+                if result is not None:
+                    if not (isinstance(result, tuple) and len(result) == 2):
+                        raise RuntimeError(f"{hook} must return None or a tuple of (new_args, new_kwargs), "
+                                           f"got {result}")
+                    args, kwargs = result
+        with torch.no_grad():
+            loss = self._step(*args[1:], **kwargs)
+        self._optimizer_step_code()
+        post = self._optimizer_step_post_hooks
+        if post or _global_post_hooks:
+            for hook in (*post.values(), *_global_post_hooks.values()):
+                hook(self, args, kwargs)
+        return loss
+
+    def _step(self, closure: Callable[[], float] | None = None) -> float | None:
         groups = self.param_groups
         buckets = self._buckets()
         self._adapt(groups, buckets)
@@ -206,7 +253,8 @@ class HypergradientOptimizer(torch.optim.Optimizer):
             g["lr"] = g["lr"] * g[SCALE_KEY]
         for group_buckets in buckets:
             for b in group_buckets:
-                torch.cat(b.flats, out=b.flat)  # p_before; p_before - p_after after the step
+                if b.mode is _MEASURED:
+                    torch._foreach_copy_(b.prev_views, b.params)  # p_before (the direction's row is free now)
         try:
             if closure is None:
                 loss = self.optimizer.step()
@@ -218,31 +266,62 @@ class HypergradientOptimizer(torch.optim.Optimizer):
                 g["lr"] = lr
         for group_buckets in buckets:
             for b in group_buckets:
-                torch.cat(b.flats, out=b.rows[0])  # the gradient row is free now
-                b.flat.sub_(b.rows[0])
-                if not b.ready:  # the first step: the wrapped optimizer has made its state now
-                    for p, view in zip(b.params, b.views, strict=True):
-                        self._prev[p] = view
-                    b.ready = True
+                b.stepped()
         return loss
 
+    def _mode(self, group: dict[str, Any]) -> str:
+        """How a group's previous direction is known: from the wrapped SGD's own state when its
+        update is a positive multiple of it (the direction's scale cancels in the cosine, which
+        needs ``per_group`` or one group), else measured as the parameters' change."""
+        if type(self.optimizer) is not torch.optim.SGD or group.get("maximize") or group.get("nesterov"):
+            return _MEASURED
+        if not self.per_group and len(self.param_groups) > 1:
+            return _MEASURED
+        if group.get("momentum", 0) != 0:
+            return _MOMENTUM  # u = lr * momentum buffer (weight decay and dampening are in the buffer)
+        return _GRADIENT if group.get("weight_decay", 0) == 0 else _MEASURED  # u = lr * gradient
+
+    def _directions(self) -> dict[torch.Tensor, torch.Tensor]:
+        """Each parameter's kept previous direction (the momentum buffers are the wrapped SGD's)."""
+        prev = dict(self._prev)
+        for group_buckets in self._cache:
+            for b in group_buckets:
+                for p in b.params:
+                    prev.pop(p, None)
+                if b.ready and b.mode is not _MOMENTUM:
+                    prev.update(zip(b.params, b.prev_views, strict=True))
+                elif b.seed is not None:
+                    prev.update(zip(b.params, b.seed, strict=True))
+        return prev
+
     def _buckets(self) -> list[list[_Bucket]]:
-        """Each group's parameters by device and dtype, each bucket with one flat buffer of the
-        previous direction (its views are the parameters' directions), made again when the groups
-        changed or a state dict was loaded."""
-        key = [tuple(g["params"]) for g in self.param_groups]
-        if self._cache_key == key and all(b.current() for bs in self._cache for b in bs):
+        """Each group's parameters by device and dtype, each bucket with two flat rows, the new
+        gradient and the previous direction, made again when the groups or their kind of
+        direction changed or a state dict was loaded."""
+        key = [(tuple(g["params"]), self._mode(g)) for g in self.param_groups]
+        if self._cache_key == key:
             return self._cache
+        self._prev = self._directions()
         cache: list[list[_Bucket]] = []
-        for params in key:
+        for params, mode in key:
             by_kind: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
+            switched = False
             for p in params:
                 by_kind.setdefault((p.device, p.dtype), []).append(p)
-            cache.append([_Bucket(ps, [self._prev.get(p) for p in ps]) for ps in by_kind.values()])
+                before = self._modes.get(p, mode)
+                if before is not mode:  # a live change (momentum on or off): the last step's direction
+                    switched = True
+                    if before is _MOMENTUM:
+                        state = self.state.get(p)
+                        buffer = state.get("momentum_buffer") if state else None
+                        self._prev.pop(p, None)
+                        if buffer is not None:
+                            self._prev[p] = buffer
+                self._modes[p] = mode
+            cache.append([_Bucket(ps, [self._prev.get(p) for p in ps], mode, self.state, switched)
+                          for ps in by_kind.values()])
             for b in cache[-1]:
-                if b.ready:
-                    for p, v in zip(b.params, b.views, strict=True):
-                        self._prev[p] = v
+                b.missing = [i for i, p in enumerate(b.params) if p in self._still]
         self._cache_key, self._cache = key, cache
         return cache
 
@@ -251,11 +330,10 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         stats = [[0.0, 0.0, 0.0] for _ in groups]  # per group: g.u, |g|^2, |u|^2
         for i, group_buckets in enumerate(buckets):
             for b in group_buckets:
-                if not b.ready:
+                products = b.gram()
+                if products is None:
                     continue
-                grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in b.params]
-                torch.cat([g.reshape(-1) for g in grads], out=b.rows[0])
-                gg, gu, uu = torch.cat([torch.mv(b.rows, b.rows[0]), b.flat.dot(b.flat).reshape(1)]).tolist()
+                gg, gu, uu = products
                 stats[i][0] += gu
                 stats[i][1] += gg
                 stats[i][2] += uu
@@ -288,7 +366,10 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         ``"hypergradient"``, each parameter's previous direction by its index."""
         state = self.optimizer.state_dict()
         params = [p for g in self.param_groups for p in g["params"]]
-        state[STATE_KEY] = {"prev": {i: self._prev[p] for i, p in enumerate(params) if p in self._prev}}
+        prev = self._directions()
+        still = {b.params[i] for bs in self._cache for b in bs if b.mode is _MOMENTUM for i in b.missing}
+        state[STATE_KEY] = {"prev": {i: prev[p] for i, p in enumerate(params) if p in prev},
+                            "still": [i for i, p in enumerate(params) if p in still]}
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -303,7 +384,8 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         for index, direction in saved.get("prev", {}).items():
             p = params[int(index)]
             self._prev[p] = direction.to(dtype=p.dtype, device=p.device)
-        self._cache_key = None
+        self._still = {params[int(i)] for i in saved.get("still", [])}
+        self._cache_key, self._cache, self._modes = None, [], {}
 
     def __repr__(self) -> str:
         bounds = f", lr_bounds={self.lr_bounds}" if self.lr_bounds is not None else ""
@@ -311,38 +393,105 @@ class HypergradientOptimizer(torch.optim.Optimizer):
                 f"per_group={self.per_group}{bounds}, start_factor={self.start_factor}, drift={self.drift})")
 
 
-class _Bucket:
-    """Parameters of one group, device and dtype: ``rows``, two flat buffers, the new gradient
-    (row 0, filled at each step) and the previous direction (row 1; ``views``: one view of it per
-    parameter, shaped like it), so that one matrix product gives every dot product."""
+_MEASURED, _GRADIENT, _MOMENTUM = "measured", "gradient", "momentum"
+"""How a bucket knows its previous direction: the parameters' change over the step (any
+optimizer), the previous gradient (plain SGD), the wrapped SGD's momentum buffer."""
 
-    def __init__(self, params: list[torch.Tensor], saved: list[torch.Tensor | None]) -> None:
+
+class _Bucket:
+    """Parameters of one group, device and dtype, and two flat rows: the new gradient and the
+    previous direction (``prev_views``: one view of it per parameter, shaped like it), so that
+    one matrix product gives every dot product. With plain SGD the rows take turns: the new
+    gradient is the next step's direction."""
+
+    def __init__(self, params: list[torch.Tensor], saved: list[torch.Tensor | None], mode: str,
+                 state: dict[Any, dict[str, Any]], switched: bool = False) -> None:
         self.params = params
+        self.mode = mode
+        self.state = state
         size = sum(p.numel() for p in params)
         self.rows = torch.zeros(2, size, dtype=params[0].dtype, device=params[0].device)
-        self.flat = self.rows[1]
-        # The parameters, flat: views (no copy) when they are contiguous, else copied at each use.
-        self.contiguous = all(p.is_contiguous() for p in params)
-        self._flats = [p.detach().view(-1) for p in params] if self.contiguous else []
-        self.pointers = [p.data_ptr() for p in params]
-        self.views: list[torch.Tensor] = []
-        offset = 0
+        self.row_views: list[list[torch.Tensor]] = [[], []]
+        self.offsets = [0]
         for p in params:
-            self.views.append(self.flat[offset:offset + p.numel()].view_as(p))
-            offset += p.numel()
-        self.ready = all(d is not None for d in saved)
+            offset = self.offsets[-1]
+            for row, views in zip(self.rows, self.row_views, strict=True):
+                views.append(row[offset:offset + p.numel()].view_as(p))
+            self.offsets.append(offset + p.numel())
+        self.new = 0  # the row that takes the new gradient
+        self.missing: list[int] = []  # the parameters without a gradient at the last step
+        self.ready = mode is not _MOMENTUM and all(d is not None for d in saved)
         if self.ready:
-            torch._foreach_copy_(self.views, saved)  # type: ignore[arg-type]
-
+            torch._foreach_copy_(self.prev_views, saved)  # type: ignore[arg-type]
+        # Momentum switched on: the last step's direction (not SGD's stale buffers) for one step.
+        self.seed: list[torch.Tensor] | None = None
+        if mode is _MOMENTUM and switched and all(d is not None for d in saved):
+            self.seed = [d.detach().clone() for d in saved]  # type: ignore[union-attr]
 
     @property
-    def flats(self) -> list[torch.Tensor]:
-        """The parameters as flat tensors, in order."""
-        return self._flats if self.contiguous else [p.detach().reshape(-1) for p in self.params]
+    def prev_views(self) -> list[torch.Tensor]:
+        """The previous direction, one view per parameter."""
+        return self.row_views[1 - self.new]
 
-    def current(self) -> bool:
-        """Whether the flat views still show the parameters (no ``p.data = ...`` since)."""
-        return all(p.data_ptr() == q for p, q in zip(self.params, self.pointers, strict=True))
+    def gram(self) -> tuple[float, float, float] | None:
+        """``g.g, g.u, u.u`` of the new gradient ``g`` (a missing one is 0) and the previous
+        direction ``u``, or None before there is one: a copy of the gradients (and of the momentum
+        buffers) and one matrix product."""
+        grads = [p.grad for p in self.params]
+        missing = [i for i, g in enumerate(grads) if g is None] if any(g is None for g in grads) else []
+        direction: torch.Tensor | None = None
+        if self.mode is _MOMENTUM:
+            self.ready = self._load_buffers()
+            if self.seed is not None:
+                direction, self.seed, self.ready = torch.cat([d.reshape(-1) for d in self.seed]), None, True
+            elif self.missing:  # SGD did not move them (their buffers are stale): their part is 0
+                direction = self.rows[1 - self.new].clone()
+                for i in self.missing:
+                    self.segment(direction, i).zero_()
+        self.missing = missing
+        if not self.ready and self.mode is not _GRADIENT:
+            return None
+        if missing:
+            grads = [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads, strict=True)]
+        torch._foreach_copy_(self.row_views[self.new], grads)  # type: ignore[arg-type]
+        if not self.ready:
+            return None
+        if direction is not None:  # a copy: the row is SGD's state
+            pair = torch.stack([self.rows[self.new], direction])
+            (gg, gu), (_, uu) = torch.mm(pair, pair.t()).tolist()
+            return gg, gu, uu
+        n, o = self.new, 1 - self.new
+        products = torch.mm(self.rows, self.rows.t()).tolist()
+        return products[n][n], products[n][o], products[o][o]
+
+    def _load_buffers(self) -> bool:
+        """Make the wrapped SGD's momentum buffers views of the direction's row (copied once, when
+        SGD made a new one: it updates them in place after); False if no parameter has one yet."""
+        adopted = False
+        for p, view in zip(self.params, self.prev_views, strict=True):
+            state = self.state.get(p)
+            buffer = state.get("momentum_buffer") if state else None
+            if buffer is view:
+                adopted = True
+            elif buffer is not None:
+                view.copy_(buffer)
+                state["momentum_buffer"] = view  # type: ignore[index]
+                adopted = True
+        return adopted
+
+    def segment(self, flat: torch.Tensor, index: int) -> torch.Tensor:
+        """Parameter ``index``'s part of a flat row."""
+        return flat[self.offsets[index]:self.offsets[index + 1]]
+
+    def stepped(self) -> None:
+        """After the wrapped optimizer's step: the measured direction ``p_before - p_after``, or
+        the new gradient becomes the previous one."""
+        if self.mode is _MEASURED:
+            torch._foreach_sub_(self.prev_views, self.params)
+            self.ready = True
+        elif self.mode is _GRADIENT:
+            self.new = 1 - self.new
+            self.ready = True
 
 
 def _positive(value: object) -> bool:
