@@ -12,7 +12,9 @@ the same budget of ``E`` epochs (default 30 full trainings, ``30 * R``), counted
   in the same order, and more of them;
 - ``tunelab-random-pasha-m3``: the same with min_resource 3 (rungs at 3 and 9 epochs, not 1, 3, 9);
 - ``tunelab-random-pmedian``: RandomSampler + :class:`tunelab.ParetoMedianPruner`;
-- ``tunelab-default-pasha``: the study's default sampler (AutoSampler: GP LogEHVI) + Pareto ASHA;
+- ``tunelab-default``: the study's default sampler (AutoSampler: GP LogEHVI up to 200 trials), no
+  pruning, to tell the sampler's share from the pruner's in the next row;
+- ``tunelab-default-pasha``: the study's default sampler + Pareto ASHA;
 - ``optuna-random`` and ``optuna-nsga2`` (population 10): Optuna 5.0 has no pruning for studies
   with several objectives, so these train every trial to the end (a sanity row and a peer).
 
@@ -30,7 +32,8 @@ the epochs the run had spent. Printed, and saved as JSON with every trial's curv
   epochs (median ratio <= 1/3).
 
 Run ``OMP_NUM_THREADS=1 PYTHONPATH=src .venv-bench/bin/python benchmarks/multifidelity_mo.py``
-(``--quick`` for 2 seeds and a 10-trial budget, ``--seeds N``, ``--jobs N``, ``--methods a,b``);
+(``--quick`` for 2 seeds and a 10-trial budget, ``--seeds N``, ``--jobs N``, ``--methods a,b``;
+``--merge PATH`` adds the runs of an earlier JSON for the methods not run now, same seeds and budget);
 ``--from-json PATH`` prints the tables of a saved run again without running anything.
 """
 
@@ -232,6 +235,7 @@ METHODS: dict[str, RunFn] = {
     "tunelab-random-pasha": tunelab_runner(tunelab.RandomSampler, _pasha),
     "tunelab-random-pasha-m3": tunelab_runner(tunelab.RandomSampler, _pasha3),
     "tunelab-random-pmedian": tunelab_runner(tunelab.RandomSampler, _pmedian),
+    "tunelab-default": tunelab_runner(lambda: None, lambda R: None),
     "tunelab-default-pasha": tunelab_runner(lambda: None, _pasha),
     "optuna-random": optuna_runner(lambda seed: optuna.samplers.RandomSampler(seed=seed)),
     "optuna-nsga2": optuna_runner(lambda seed: optuna.samplers.NSGAIISampler(population_size=10, seed=seed)),
@@ -382,7 +386,7 @@ def print_tables(console: Console, summary: Mapping[str, Any], config: Mapping[s
     e = summary["anytime"]
     table = Table(title=f"Hypervolume of the COMPLETE trials' front, median [IQR] over {len(summary['seeds'])} seeds "
                         f"(R = {config['max_epochs']}, E = {config['budget']} epochs)")
-    table.add_column("method")
+    table.add_column("method", no_wrap=True)
     for b in e:
         table.add_column(f"HV @ {b} ep", justify="right")
     table.add_column("trials (complete)", justify="right")
@@ -392,7 +396,7 @@ def print_tables(console: Console, summary: Mapping[str, Any], config: Mapping[s
     table.add_column("reached", justify="right")
     for r in summary["rows"]:
         table.add_row(
-            r["method"], *[_s(r["hv"][str(b)]) for b in e],
+            r["method"], *[_s(r["hv"][str(b)], 3) for b in e],
             f"{_f(r['trials']['median'], 0)} ({_f(r['complete']['median'], 0)})",
             _s(r["epochs_to_random_hv"], 0), _s(r["ratio_to_random_epochs"], 2), _s(r["ratio_to_budget"], 2),
             f"{r['reached']}/{r['compared']}",
@@ -414,6 +418,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--methods", type=name_list(METHODS, "method"), default=list(METHODS))
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--from-json", type=Path, default=None)
+    p.add_argument("--merge", type=Path, default=None, help="add an earlier JSON's runs of the methods not run now")
     return p.parse_args(argv)
 
 
@@ -437,6 +442,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     tasks = [Task(m, s, args.max_epochs, budget) for m in methods for s in range(seeds)]
     runs = run_all(tasks, args.jobs, console)
+    if args.merge:
+        earlier = json.loads(args.merge.read_text())
+        if earlier["config"]["budget"] != budget or earlier["config"]["max_epochs"] != args.max_epochs:
+            raise SystemExit(f"--merge {args.merge}: another budget or R")
+        kept = [r for r in earlier["runs"] if r["method"] not in methods and r["seed"] < seeds]
+        methods = [m for m in METHODS if m in methods or any(r["method"] == m for r in kept)]
+        runs = kept + runs
+        config["methods"], config["merged_from"] = methods, str(args.merge)
     summary = summarize(runs, methods, budget)
     duration = time.perf_counter() - started
     print_tables(console, summary, config)
