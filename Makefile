@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test chromium bench bench-transfer bench-deterministic bench-storage bench-suite bench-model bench-multifidelity bench-reporting bench-recipe bench-sweep bench-priors bench-hypergradient bench-integrations bench-multiobjective install clean
+.PHONY: demo test chromium bench bench-transfer bench-deterministic bench-storage bench-suite bench-model bench-multifidelity bench-multifidelity-mo bench-reporting bench-recipe bench-sweep bench-priors bench-hypergradient bench-integrations bench-multiobjective install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -89,6 +89,11 @@ bench-deterministic: $(BENCH_VENV)/.installed
 # Optuna's median/ASHA/Hyperband pruners, ASHA with TPE, PBT, at the same epoch budget.
 bench-multifidelity: $(BENCH_VENV)/.suite
 	OMP_NUM_THREADS=1 $(BENCH_VENV)/bin/python benchmarks/multifidelity.py $(BENCH_ARGS)
+
+# Pareto early stopping: Pareto ASHA and the Pareto median rule against unpruned random search (and Optuna's
+# random and NSGA-II, which cannot prune with two objectives) on a digits MLP, val error vs parameter count.
+bench-multifidelity-mo: $(BENCH_VENV)/.suite
+	OMP_NUM_THREADS=1 $(BENCH_VENV)/bin/python benchmarks/multifidelity_mo.py --seeds 15 $(BENCH_ARGS)
 
 # What reporting costs inside a training loop (a CNN on digits): tunelab's Reporter every epoch and
 # every 10 steps, and Optuna's report + should_prune, against the same loop that reports nothing
