@@ -59,6 +59,9 @@ def main(out: Path) -> None:
     }))
     if study is not None and trial is not None:
         study.tell(trial, float(callback.last_metrics["eval_loss"]))
+    if torch.distributed.is_initialized():  # every rank done (rank 0 told the study), then gloo's threads end
+        torch.distributed.barrier()  # before the interpreter does (else, at times, "terminate called without
+        torch.distributed.destroy_process_group()  # an active exception" or a rank left waiting at exit)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,9 @@ def main(out: Path) -> None:
     run.fit(Net(0.05, record_dir=str(out)), train, val)
     if study is not None and trial is not None:
         study.tell(trial, float(run.callback_metrics["val_loss"]))
+    if torch.distributed.is_initialized():  # every rank done (rank 0 told the study), then gloo's threads end
+        torch.distributed.barrier()  # before the interpreter does (else, at times, "terminate called without
+        torch.distributed.destroy_process_group()  # an active exception" or a rank left waiting at exit)
 
 
 if __name__ == "__main__":
