@@ -6,7 +6,9 @@ steps; SQLite triggers log every write of a curve point, so the test can count t
 from __future__ import annotations
 
 import functools
+import os
 import sqlite3
+import subprocess
 import sys
 from pathlib import Path
 
@@ -25,6 +27,21 @@ def log_curve_writes(db: Path) -> None:
             CREATE TRIGGER log_update AFTER UPDATE ON trial_values
                 BEGIN INSERT INTO writes VALUES (NEW.trial_id, NEW.metric, NEW.step); END;
         """)
+
+
+def torchrun(script: str, out: Path, study_name: str, db: Path) -> None:
+    """Create study ``study_name`` in ``db`` (curve writes logged), then run ``tests/<script> OUT`` on two
+    CPU processes under ``torchrun --standalone``; fail with the ranks' stderr when it does."""
+    tunelab.create_study(name=study_name, storage=f"sqlite:///{db}", seed=0, sampler=tunelab.RandomSampler())
+    log_curve_writes(db)
+    tests = Path(__file__).resolve().parent
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(tests.parent / "src"), str(tests), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         str(tests / script), str(out)],
+        env=env, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 def main(out: Path) -> None:

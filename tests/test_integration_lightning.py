@@ -214,18 +214,10 @@ def test_under_ddp_rank_zero_alone_writes_and_every_rank_stops_at_the_same_step(
 def test_under_torchrun_the_trial_lives_on_rank_zero_alone_and_every_rank_stops_at_the_same_step(
     tmp_path: Path,
 ) -> None:
-    from integration_lightning_ddp import log_curve_writes
+    from integration_lightning_ddp import torchrun
 
     db = tmp_path / "torchrun.db"
-    tunelab.create_study(name="torchrun", storage=f"sqlite:///{db}", seed=0, sampler=tunelab.RandomSampler())
-    log_curve_writes(db)
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         str(ROOT / "tests" / "integration_lightning_torchrun.py"), str(tmp_path)],
-        env=env, capture_output=True, text=True, timeout=400)
-    assert out.returncode == 0, out.stderr[-3000:]
+    torchrun("integration_lightning_torchrun.py", tmp_path, "torchrun", db)
     ranks = [json.loads((tmp_path / f"rank-{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0] == ranks[1]  # the same stop, the same lr at every step
     assert ranks[0]["global_step"] == 2 * BATCHES_PER_EPOCH // 2  # two epochs of two batches on each rank

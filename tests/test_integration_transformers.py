@@ -202,18 +202,10 @@ def test_a_live_change_reaches_the_optimizer_at_the_next_step_and_the_linear_sch
 def test_on_two_processes_the_main_one_alone_writes_and_every_process_stops_and_changes_lr_together(
     tmp_path: Path,
 ) -> None:
-    from integration_lightning_ddp import log_curve_writes
+    from integration_lightning_ddp import torchrun
 
     db = tmp_path / "hf.db"
-    tunelab.create_study(name="hf-ddp", storage=f"sqlite:///{db}", seed=0, sampler=tunelab.RandomSampler())
-    log_curve_writes(db)
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         str(ROOT / "tests" / "integration_hf_ddp.py"), str(tmp_path)],
-        env=env, capture_output=True, text=True, timeout=400)
-    assert out.returncode == 0, out.stderr[-3000:]
+    torchrun("integration_hf_ddp.py", tmp_path, "hf-ddp", db)
     ranks = [json.loads((tmp_path / f"rank-{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["world_size"] == 2 and ranks[0] == ranks[1]  # the same stop, the same lr at every step
     assert ranks[0]["global_step"] == 8  # pruned at the second evaluation (of 32 planned steps)
