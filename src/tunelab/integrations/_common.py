@@ -28,21 +28,24 @@ def as_number(value: Any) -> float | None:
     """``value`` as a float when it is one number (a Python or numpy scalar, a 0-d or one-element
     array or tensor), else None. NaN and infinities are kept: a diverged run's curve says so."""
     kind = type(value)
-    if kind is float or kind is int:  # the common case, without the abstract-class check below
+    if kind is float or kind is int:  # the common cases first, without the abstract-class checks below
         return float(value)
     if kind is bool:
         return None
-    if isinstance(value, numbers.Real):
-        return float(value)
-    size = getattr(value, "size", None)
-    numel = getattr(value, "numel", None)
-    count = numel() if callable(numel) else size
+    numel = getattr(value, "numel", None)  # a tensor (Lightning's logged metrics)
+    if numel is None or not callable(numel):
+        if isinstance(value, numbers.Real):
+            return float(value)
+        count = getattr(value, "size", None)  # a numpy array
+    else:
+        count = numel()
     if count == 1 and hasattr(value, "item"):
         try:
             item = value.item()
         except (TypeError, ValueError, RuntimeError):
             return None
-        if isinstance(item, numbers.Real) and not isinstance(item, bool):
+        kind = type(item)
+        if kind is float or kind is int or (isinstance(item, numbers.Real) and kind is not bool):
             return float(item)
     return None
 

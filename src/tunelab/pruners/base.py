@@ -54,9 +54,14 @@ class Curve(dict[int, float]):
 
     def __setitem__(self, step: int, value: float) -> None:
         super().__setitem__(step, value)
-        self.last_step = max(self.last_step, step)
-        if not math.isnan(value):
-            self.low, self.high, self.counted = min(self.low, value), max(self.high, value), self.counted + 1
+        if step > self.last_step:
+            self.last_step = step
+        if value == value:  # not NaN
+            if value < self.low:
+                self.low = value
+            if value > self.high:
+                self.high = value
+            self.counted += 1
 
 
 def last_step(curve: Mapping[int, float]) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 import threading
 import time
@@ -37,10 +38,12 @@ def _snapshot(t: FrozenTrial) -> FrozenTrial:
 
 
 def _json_copy(attrs: Mapping[str, Any] | None) -> dict[str, Any]:
-    """A deep copy of attributes, refusing what the SQL storages could not store either."""
-    out = dict(attrs or {})
-    dumps(out)
-    return copy.deepcopy(out)
+    """A deep copy of attributes as the SQL storages give them back (through JSON: tuples become
+    lists), refusing what they could not store either."""
+    if not attrs:
+        return {}
+    copied: dict[str, Any] = json.loads(dumps(dict(attrs)))
+    return copied
 
 
 @dataclass
@@ -244,13 +247,16 @@ class InMemoryStorage(BaseStorage):
         user_attrs: Mapping[str, Any] | None,
         system_attrs: Mapping[str, Any] | None,
     ) -> FrozenTrial:
-        return replace(
-            t,
-            params={**t.params, **(params or {})},
-            distributions={**t.distributions, **(distributions or {})},
-            user_attrs={**t.user_attrs, **_json_copy(user_attrs)},
-            system_attrs={**t.system_attrs, **_json_copy(system_attrs)},
-        )
+        changed: dict[str, Any] = {}  # only the fields that change are rebuilt
+        if params:
+            changed["params"] = {**t.params, **params}
+        if distributions:
+            changed["distributions"] = {**t.distributions, **distributions}
+        if user_attrs:
+            changed["user_attrs"] = {**t.user_attrs, **_json_copy(user_attrs)}
+        if system_attrs:
+            changed["system_attrs"] = {**t.system_attrs, **_json_copy(system_attrs)}
+        return replace(t, **changed) if changed else t
 
     def update_trial(
         self,

@@ -100,6 +100,7 @@ class Pruning:
     @pruner.setter
     def pruner(self, pruner: Pruner | None) -> None:
         self._pruner = pruner
+        self._pareto = isinstance(pruner, ParetoPruner)
         # Model-based samplers may fit on the pruner's rungs: they read its metric from the history.
         single = pruner is not None and not isinstance(pruner, ParetoPruner)
         self._history.pruning = (pruner.metric, pruner.direction or self._direction) if single else None  # type: ignore[union-attr]
@@ -110,8 +111,8 @@ class Pruning:
         """The decision on trial ``number`` after its last report: (metric, decision) or None."""
         if self._pruner is None:
             return None
-        if isinstance(self._pruner, ParetoPruner):
-            return self._decide_many(self._pruner, number, last_report, curves)
+        if self._pareto:
+            return self._decide_many(self._pruner, number, last_report, curves)  # type: ignore[arg-type]
         metric = self._pruner.metric_of(last_report, self._pruner.direction or self._direction)
         if self._history.pruning is not None and self._history.pruning[0] is None:
             # The pruner took the trial's only metric: model-based samplers may fit on its rungs too.
@@ -189,13 +190,14 @@ class TrialWriter:
         self._lock = threading.Lock()  # guards _gathered, _scheduled and _failure
         self._writing = threading.Lock()  # one write of this trial's reports at a time, in report order
         self._pacer = Pacer()
+        self._storage_gathers = storage.gathers_reports  # in memory every report goes straight through
         self._scheduled = False  # a background write is due
         self.gathering = False
         self._failure: BaseException | None = None
 
     def report(self, step: int, values: Mapping[str, float]) -> None:
         """Store metric values at ``step`` (now, or gathered with the next ones; see the class)."""
-        if not self.gathering and not self._gathered and self._failure is None:
+        if not (self.gathering and self._storage_gathers) and not self._gathered and self._failure is None:
             self._storage.report(self._trial_id, step, values)  # the common case: straight through
             return
         self._raise_failure()
@@ -203,7 +205,7 @@ class TrialWriter:
             self._gathered.append((step, values))
             if self._scheduled:
                 return  # a write is already due
-            wait = self._pacer.wait() if self.gathering and self._storage.gathers_reports else 0.0
+            wait = self._pacer.wait() if self.gathering and self._storage_gathers else 0.0
             if wait > MIN_TIMER_DELAY:
                 self._scheduled = True
                 call_later(wait, self._write_in_background)
