@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test chromium bench bench-transfer bench-deterministic bench-storage bench-suite bench-model bench-multifidelity bench-multifidelity-mo bench-reporting bench-recipe bench-sweep bench-priors bench-hypergradient bench-integrations bench-multiobjective install clean
+.PHONY: demo test chromium bench bench-transfer bench-deterministic bench-storage bench-suite bench-model bench-multifidelity bench-multifidelity-mo bench-reporting bench-recipe bench-sweep bench-priors bench-hypergradient bench-integrations bench-multiobjective bench-heldout install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -140,6 +140,16 @@ $(BENCH_VENV)/.integrations: $(BENCH_VENV)/.suite
 
 bench-integrations: $(BENCH_VENV)/.integrations
 	OMP_NUM_THREADS=1 $(BENCH_VENV)/bin/python benchmarks/integrations.py $(BENCH_ARGS)
+
+# The learning-curve model on held-out published curves: LCDB 1.0's validation accuracy curves (20 scikit-learn
+# learners on OpenML datasets, shipped in its PyPI package; installed without its dependencies, which would pull
+# openml): the final value predicted from part of each curve, and LearningCurvePruner replaying the learners.
+$(BENCH_VENV)/.lcdb: $(BENCH_VENV)/.integrations
+	$(BENCH_VENV)/bin/python -m pip install -q --no-deps "lcdb==0.1.0"
+	touch $@
+
+bench-heldout: $(BENCH_VENV)/.lcdb
+	OMP_NUM_THREADS=1 $(BENCH_VENV)/bin/python benchmarks/heldout_curves.py $(BENCH_ARGS)
 
 # Several objectives: tunelab's NSGA-II, TPE, Auto and random next to Optuna's NSGA-II, TPE, GP and random on
 # ZDT1/2/6, DTLZ2 and the constrained SRN (hypervolume at 50/100/200 trials; BENCH_ARGS=--quick: a short run).
