@@ -193,6 +193,7 @@ def summarize(fixed: dict[float, list[dict[str, Any]]], hyper: dict[float, list[
             "within_2_decades": near,
             "meets_best": mean(hd_accs) >= fixed_acc[best_lr] - 0.01 if near else None,
             "not_below_fixed": mean(hd_accs) >= mean(fx_accs),
+            "fixed_seeds": fx_accs, "hd_seeds": hd_accs,  # by seed: the paired differences and their spread
             "path": hyper[lr][0]["path"],
         })
     return {"best_lr": best_lr, "best_fixed": fixed_acc[best_lr], "rows": rows, "cost": cost}

@@ -45,6 +45,7 @@ the state dict, so a checkpoint resumes bit for bit.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -53,6 +54,16 @@ from torch.optim.optimizer import _global_optimizer_post_hooks as _global_post_h
 from torch.optim.optimizer import _global_optimizer_pre_hooks as _global_pre_hooks  # register_optimizer_step_*_hook
 
 from tunelab.errors import ConfigError
+
+_set_grad_enabled: Callable[[bool], None] = torch._C._set_grad_enabled
+_grad = operator.attrgetter("grad")
+_params = operator.itemgetter("params")
+
+
+def _sgd_settings(group: dict[str, Any]) -> tuple[Any, ...]:
+    return group.get("maximize"), group.get("nesterov"), group.get("momentum"), group.get("weight_decay")
+
+_get_buffer = operator.methodcaller("get", "momentum_buffer")
 
 _profiling: Callable[[], bool] = torch.autograd._profiler_enabled  # type: ignore[attr-defined]
 
@@ -174,8 +185,12 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         self._prev: dict[torch.Tensor, torch.Tensor] = {}  # parameter -> previous direction, outside a bucket
         self._modes: dict[torch.Tensor, str] = {}  # parameter -> the kind of its direction
         self._still: set[torch.Tensor] = set()  # loaded: SGD did not move them at the last step
-        self._cache_key: list[tuple[tuple[torch.Tensor, ...], str]] | None = None
+        self._cache_key: list[tuple[tuple[int, ...], str]] | None = None
+        self._quick_key: tuple[Any, ...] | None = None
+        self._sgd = type(optimizer) is torch.optim.SGD
         self._cache: list[list[_Bucket]] = []
+        self._measured: list[_Bucket] = []  # the buckets whose direction is the parameters' change
+        self._moving: list[_Bucket] = []  # the buckets with something to do after the step
         self._share(self.start_factor)
 
     def _share(self, start: float) -> None:
@@ -213,10 +228,15 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         """Adapt each group's rate from the new gradients and the previous direction, then take
         the wrapped optimizer's step at the effective rate (and note its direction). The step
         pre- and post-hooks run as in torch (``register_step_pre_hook``, the global ones)."""
-        if _profiling():
-            with torch.autograd.profiler.record_function("Optimizer.step#HypergradientOptimizer.step"):
-                return self._hooked_step(closure)
-        return self._hooked_step(closure)
+        if (self._optimizer_step_pre_hooks or self._optimizer_step_post_hooks or _global_pre_hooks
+                or _global_post_hooks or _profiling()):
+            return self._hooked_step(closure)
+        enabled = torch.is_grad_enabled()
+        _set_grad_enabled(False)  # what torch.no_grad() does, without its context manager's cost
+        try:
+            return self._step(closure)
+        finally:
+            _set_grad_enabled(enabled)
 
     # Torch's Optimizer.__init__ wraps an unmarked ``step`` in a profiler range and the step hooks;
     # the range alone costs about 5 us a step, so this step runs the hooks itself and opens the
@@ -224,37 +244,44 @@ class HypergradientOptimizer(torch.optim.Optimizer):
     step.hooked = True  # type: ignore[attr-defined]
 
     def _hooked_step(self, closure: Callable[[], float] | None) -> float | None:
+        """:meth:`step` with its hooks (``register_step_pre_hook``, the global ones) and, while a
+        profiler records, its range, as torch's ``Optimizer.profile_hook_step`` does."""
+        if _profiling():
+            with torch.autograd.profiler.record_function("Optimizer.step#HypergradientOptimizer.step"):
+                return self._step_with_hooks(closure)
+        return self._step_with_hooks(closure)
+
+    def _step_with_hooks(self, closure: Callable[[], float] | None) -> float | None:
         args: tuple[Any, ...] = (self,) if closure is None else (self, closure)
         kwargs: dict[str, Any] = {}
-        pre = self._optimizer_step_pre_hooks
-        if pre or _global_pre_hooks:
-            for hook in (*_global_pre_hooks.values(), *pre.values()):
-                result = hook(self, args, kwargs)
-                if result is not None:
-                    if not (isinstance(result, tuple) and len(result) == 2):
-                        raise RuntimeError(f"{hook} must return None or a tuple of (new_args, new_kwargs), "
-                                           f"got {result}")
-                    args, kwargs = result
+        for hook in (*_global_pre_hooks.values(), *self._optimizer_step_pre_hooks.values()):
+            result = hook(self, args, kwargs)
+            if result is not None:
+                if not (isinstance(result, tuple) and len(result) == 2):
+                    raise RuntimeError(f"{hook} must return None or a tuple of (new_args, new_kwargs), "
+                                       f"got {result}")
+                args, kwargs = result
         with torch.no_grad():
             loss = self._step(*args[1:], **kwargs)
         self._optimizer_step_code()
-        post = self._optimizer_step_post_hooks
-        if post or _global_post_hooks:
-            for hook in (*post.values(), *_global_post_hooks.values()):
-                hook(self, args, kwargs)
+        for hook in (*self._optimizer_step_post_hooks.values(), *_global_post_hooks.values()):
+            hook(self, args, kwargs)
         return loss
 
     def _step(self, closure: Callable[[], float] | None = None) -> float | None:
         groups = self.param_groups
-        buckets = self._buckets()
-        self._adapt(groups, buckets)
-        scheduled = [g["lr"] for g in groups]
-        for g in groups:
-            g["lr"] = g["lr"] * g[SCALE_KEY]
-        for group_buckets in buckets:
-            for b in group_buckets:
-                if b.mode is _MEASURED:
-                    torch._foreach_copy_(b.prev_views, b.params)  # p_before (the direction's row is free now)
+        # What the buckets depend on, cheaply: each group's list of parameters (not changed in
+        # place, as torch assumes) and, with SGD, the settings that pick the kind of direction.
+        quick = (*map(id, map(_params, groups)), *map(len, map(_params, groups)),
+                 *(map(_sgd_settings, groups) if self._sgd else ()))
+        if quick != self._quick_key:
+            key = [(tuple(map(id, g["params"])), self._mode(g)) for g in groups]  # ids: no Tensor.__eq__
+            if key != self._cache_key:
+                self._rebuild(key)
+            self._quick_key = quick
+        scheduled = self._adapt(groups)  # each group's lr is now the effective rate
+        for bucket in self._measured:
+            torch._foreach_copy_(bucket.prev_views, bucket.params)  # p_before (the direction's row is free now)
         try:
             if closure is None:
                 loss = self.optimizer.step()
@@ -264,16 +291,15 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         finally:
             for g, lr in zip(groups, scheduled, strict=True):
                 g["lr"] = lr
-        for group_buckets in buckets:
-            for b in group_buckets:
-                b.stepped()
+        for bucket in self._moving:
+            bucket.stepped()
         return loss
 
     def _mode(self, group: dict[str, Any]) -> str:
         """How a group's previous direction is known: from the wrapped SGD's own state when its
         update is a positive multiple of it (the direction's scale cancels in the cosine, which
         needs ``per_group`` or one group), else measured as the parameters' change."""
-        if type(self.optimizer) is not torch.optim.SGD or group.get("maximize") or group.get("nesterov"):
+        if not self._sgd or group.get("maximize") or group.get("nesterov"):
             return _MEASURED
         if not self.per_group and len(self.param_groups) > 1:
             return _MEASURED
@@ -294,16 +320,14 @@ class HypergradientOptimizer(torch.optim.Optimizer):
                     prev.update(zip(b.params, b.seed, strict=True))
         return prev
 
-    def _buckets(self) -> list[list[_Bucket]]:
+    def _rebuild(self, key: list[tuple[tuple[int, ...], str]]) -> None:
         """Each group's parameters by device and dtype, each bucket with two flat rows, the new
         gradient and the previous direction, made again when the groups or their kind of
-        direction changed or a state dict was loaded."""
-        key = [(tuple(g["params"]), self._mode(g)) for g in self.param_groups]
-        if self._cache_key == key:
-            return self._cache
+        direction changed (``key``: each group's parameters and kind) or a state dict was loaded."""
         self._prev = self._directions()
         cache: list[list[_Bucket]] = []
-        for params, mode in key:
+        for group, (_, mode) in zip(self.param_groups, key, strict=True):
+            params = group["params"]
             by_kind: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
             switched = False
             for p in params:
@@ -323,31 +347,41 @@ class HypergradientOptimizer(torch.optim.Optimizer):
             for b in cache[-1]:
                 b.missing = [i for i, p in enumerate(b.params) if p in self._still]
         self._cache_key, self._cache = key, cache
-        return cache
+        self._measured = [b for bs in cache for b in bs if b.mode is _MEASURED]
+        self._moving = [b for bs in cache for b in bs if b.mode is not _MOMENTUM]
 
-    def _adapt(self, groups: list[dict[str, Any]], buckets: list[list[_Bucket]]) -> None:
-        """Multiply each group's ``hd_scale`` by ``exp(hyper_lr * (cos(g_t, u_{t-1}) + drift))``."""
-        stats = [[0.0, 0.0, 0.0] for _ in groups]  # per group: g.u, |g|^2, |u|^2
-        for i, group_buckets in enumerate(buckets):
+    def _adapt(self, groups: list[dict[str, Any]]) -> list[Any]:
+        """Multiply each group's ``hd_scale`` by ``exp(hyper_lr * (cos(g_t, u_{t-1}) + drift))`` and
+        set its ``lr`` to the effective rate; returns the scheduled rates (to be set back)."""
+        stats = []  # per group: g.u, |g|^2, |u|^2
+        for group_buckets in self._cache:
+            dot = g2 = d2 = 0.0
             for b in group_buckets:
                 products = b.gram()
-                if products is None:
-                    continue
-                gg, gu, uu = products
-                stats[i][0] += gu
-                stats[i][1] += gg
-                stats[i][2] += uu
-        if not self.per_group:
-            total = [sum(column) for column in zip(*stats, strict=True)]
-            stats = [total for _ in groups]
+                if products is not None:
+                    g2 += products[0]
+                    dot += products[1]
+                    d2 += products[2]
+            stats.append((dot, g2, d2))
+        if not self.per_group and len(stats) > 1:
+            total = (sum(s[0] for s in stats), sum(s[1] for s in stats), sum(s[2] for s in stats))
+            stats = [total] * len(stats)
+        hyper_lr, drift, bounds = self.hyper_lr, self.drift, self.lr_bounds
+        scheduled = []
         for group, (dot, g2, d2) in zip(groups, stats, strict=True):
             denominator = math.sqrt(g2 * d2)
             scale = group[SCALE_KEY]
-            if denominator > 0 and math.isfinite(dot / denominator):
-                scale *= math.exp(self.hyper_lr * (max(-1.0, min(1.0, dot / denominator)) + self.drift))
-            if self.lr_bounds is not None and group["lr"] > 0:
-                scale = self._clamp(group["lr"], scale)
+            if denominator > 0:
+                cos = dot / denominator
+                if math.isfinite(cos):
+                    scale *= math.exp(hyper_lr * ((-1.0 if cos < -1.0 else 1.0 if cos > 1.0 else cos) + drift))
+            lr = group["lr"]
+            if bounds is not None and lr > 0:
+                scale = self._clamp(lr, scale)
             group[SCALE_KEY] = scale
+            group["lr"] = lr * scale
+            scheduled.append(lr)
+        return scheduled
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """The wrapped optimizer's ``zero_grad``."""
@@ -385,7 +419,8 @@ class HypergradientOptimizer(torch.optim.Optimizer):
             p = params[int(index)]
             self._prev[p] = direction.to(dtype=p.dtype, device=p.device)
         self._still = {params[int(i)] for i in saved.get("still", [])}
-        self._cache_key, self._cache, self._modes = None, [], {}
+        self._cache_key, self._quick_key, self._cache, self._modes = None, None, [], {}
+        self._measured, self._moving = [], []
 
     def __repr__(self) -> str:
         bounds = f", lr_bounds={self.lr_bounds}" if self.lr_bounds is not None else ""
@@ -411,6 +446,7 @@ class _Bucket:
         self.state = state
         size = sum(p.numel() for p in params)
         self.rows = torch.zeros(2, size, dtype=params[0].dtype, device=params[0].device)
+        self.rows_t = self.rows.t()
         self.row_views: list[list[torch.Tensor]] = [[], []]
         self.offsets = [0]
         for p in params:
@@ -419,6 +455,7 @@ class _Bucket:
                 views.append(row[offset:offset + p.numel()].view_as(p))
             self.offsets.append(offset + p.numel())
         self.new = 0  # the row that takes the new gradient
+        self.adopted: list[dict[str, Any]] | None = None  # with momentum: each parameter's state, all buffers adopted
         self.missing: list[int] = []  # the parameters without a gradient at the last step
         self.ready = mode is not _MOMENTUM and all(d is not None for d in saved)
         if self.ready:
@@ -437,11 +474,33 @@ class _Bucket:
         """``g.g, g.u, u.u`` of the new gradient ``g`` (a missing one is 0) and the previous
         direction ``u``, or None before there is one: a copy of the gradients (and of the momentum
         buffers) and one matrix product."""
-        grads = [p.grad for p in self.params]
-        missing = [i for i, g in enumerate(grads) if g is None] if any(g is None for g in grads) else []
-        direction: torch.Tensor | None = None
+        grads = list(map(_grad, self.params))
+        new = self.new
         if self.mode is _MOMENTUM:
             self.ready = self._load_buffers()
+            if self.seed is not None or self.missing:
+                return self._gram_slow(grads)
+        elif not self.ready and self.mode is _MEASURED:
+            return None
+        try:
+            torch._foreach_copy_(self.row_views[new], grads)  # type: ignore[arg-type]
+        except (TypeError, RuntimeError):  # a parameter without a gradient: its part is 0
+            if all(g is not None for g in grads):
+                raise
+            return self._gram_slow(grads)
+        self.missing = []
+        if not self.ready:
+            return None
+        products = torch.mm(self.rows, self.rows_t).tolist()
+        old = 1 - new
+        return products[new][new], products[new][old], products[old][old]
+
+    def _gram_slow(self, grads: list[torch.Tensor | None]) -> tuple[float, float, float] | None:
+        """:meth:`gram` where a parameter has no gradient now, or with momentum one had none at
+        the last step (SGD did not move it: its buffer is stale), or momentum was switched on."""
+        missing = [i for i, g in enumerate(grads) if g is None]
+        direction: torch.Tensor | None = None
+        if self.mode is _MOMENTUM:
             if self.seed is not None:
                 direction, self.seed, self.ready = torch.cat([d.reshape(-1) for d in self.seed]), None, True
             elif self.missing:  # SGD did not move them (their buffers are stale): their part is 0
@@ -451,9 +510,8 @@ class _Bucket:
         self.missing = missing
         if not self.ready and self.mode is not _GRADIENT:
             return None
-        if missing:
-            grads = [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads, strict=True)]
-        torch._foreach_copy_(self.row_views[self.new], grads)  # type: ignore[arg-type]
+        filled = [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads, strict=True)]
+        torch._foreach_copy_(self.row_views[self.new], filled)
         if not self.ready:
             return None
         if direction is not None:  # a copy: the row is SGD's state
@@ -461,23 +519,27 @@ class _Bucket:
             (gg, gu), (_, uu) = torch.mm(pair, pair.t()).tolist()
             return gg, gu, uu
         n, o = self.new, 1 - self.new
-        products = torch.mm(self.rows, self.rows.t()).tolist()
+        products = torch.mm(self.rows, self.rows_t).tolist()
         return products[n][n], products[n][o], products[o][o]
 
     def _load_buffers(self) -> bool:
         """Make the wrapped SGD's momentum buffers views of the direction's row (copied once, when
         SGD made a new one: it updates them in place after); False if no parameter has one yet."""
-        adopted = False
+        states = self.adopted
+        if states is not None and all(map(operator.is_, map(_get_buffer, states), self.prev_views)):
+            return True  # every buffer is still the row's view (one pass in C: no Tensor hashing)
+        adopted = 0
         for p, view in zip(self.params, self.prev_views, strict=True):
             state = self.state.get(p)
             buffer = state.get("momentum_buffer") if state else None
             if buffer is view:
-                adopted = True
+                adopted += 1
             elif buffer is not None:
                 view.copy_(buffer)
                 state["momentum_buffer"] = view  # type: ignore[index]
-                adopted = True
-        return adopted
+                adopted += 1
+        self.adopted = [self.state[p] for p in self.params] if adopted == len(self.params) else None
+        return adopted > 0
 
     def segment(self, flat: torch.Tensor, index: int) -> torch.Tensor:
         """Parameter ``index``'s part of a flat row."""
