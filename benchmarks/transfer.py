@@ -243,8 +243,12 @@ def summarise(runs: Sequence[Mapping[str, Any]], trials: int) -> dict[str, Any]:
     budgets = sorted({min(5, trials), min(15, trials), trials})
     out: dict[str, Any] = {}
     for pair in dict.fromkeys(r["pair"] for r in runs):
-        curves = {m: [best_curve(r["values"]) for r in runs if r["pair"] == pair and r["method"] == m]
-                  for m in METHODS}
+        # the seeds every method of the pair finished (a run cut short compares like with like)
+        methods = {r["method"] for r in runs if r["pair"] == pair}
+        seeds = sorted(set.intersection(*({r["seed"] for r in runs if r["pair"] == pair and r["method"] == m}
+                                          for m in methods)))
+        curves = {m: [best_curve(r["values"]) for r in runs
+                      if r["pair"] == pair and r["method"] == m and r["seed"] in seeds] for m in METHODS}
         curves = {m: c for m, c in curves.items() if c}
         if "cold GP" not in curves:
             continue  # a partial run: this pair's cold study is not done yet
@@ -256,7 +260,8 @@ def summarise(runs: Sequence[Mapping[str, Any]], trials: int) -> dict[str, Any]:
                 "best_at": {str(k): float(np.median([c[k - 1] for c in cs])) for k in budgets},
                 "iqr_at": {str(k): iqr([c[k - 1] for c in cs]) for k in budgets},
                 "trials_to_cold_final": trials_to_reach(cs, cold_final),
-                "cpu_s": float(np.sum([r["cpu_s"] for r in runs if r["pair"] == pair and r["method"] == method])),
+                "cpu_s": float(np.sum([r["cpu_s"] for r in runs
+                                       if r["pair"] == pair and r["method"] == method and r["seed"] in seeds])),
             }
         checks = []
         if "tunelab warm GP" in rows:
@@ -272,7 +277,7 @@ def summarise(runs: Sequence[Mapping[str, Any]], trials: int) -> dict[str, Any]:
                     checks.append({"check": f"warm GP's median best at {k} trials no worse than cold's by more "
                                             "than cold's IQR", "value": excess, "target": c["iqr_at"][str(k)],
                                    "met": excess <= c["iqr_at"][str(k)]})
-        out[pair] = {"description": PAIRS[pair].description, "related": PAIRS[pair].related,
+        out[pair] = {"description": PAIRS[pair].description, "related": PAIRS[pair].related, "seeds": seeds,
                      "cold_final_median": cold_final, "methods": rows, "checks": checks}
     return out
 
@@ -283,13 +288,13 @@ def fmt(v: float) -> str:
 
 def report(summary: Mapping[str, Any], trials: int) -> None:
     budgets = sorted({min(5, trials), min(15, trials), trials})
-    head = ["pair", "method", *(f"best@{k}" for k in budgets), f"trials to cold's median best@{trials}",
+    head = ["pair (seeds)", "method", *(f"best@{k}" for k in budgets), f"trials to cold's median best@{trials}",
             f"IQR@{trials}"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for pair, s in summary.items():
         for i, (method, row) in enumerate(s["methods"].items()):
-            print("| " + " | ".join([pair if i == 0 else "", method,
+            print("| " + " | ".join([f"{pair} ({len(s['seeds'])})" if i == 0 else "", method,
                                      *(f"{row['best_at'][str(k)]:.4g}" for k in budgets),
                                      fmt(row["trials_to_cold_final"]), f"{row['iqr_at'][str(trials)]:.3g}"]) + " |")
     for pair, s in summary.items():
@@ -306,6 +311,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--no-optuna", action="store_true")
     p.add_argument("--pairs", default=",".join(PAIRS))
     p.add_argument("--methods", default=",".join(METHODS), help="a subset of: " + ", ".join(METHODS))
+    p.add_argument("--seed-list", default=None,
+                   help="these seeds, in this order, instead of 0 .. --seeds - 1 (to split a run over processes)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--out", default=str(RESULTS_DIR / "transfer.json"))
     p.add_argument("--from-json", default=None, help="print a saved run's table again")
@@ -321,7 +328,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parts = [json.loads(Path(f).read_text()) for f in args.merge.split(",") if f]
         merged = {**parts[0], "runs": [r for part in parts for r in part["runs"]],
                   "wall_s": [part["wall_s"] for part in parts], "cpu_s": sum(part["cpu_s"] for part in parts),
-                  "workers": [part["workers"] for part in parts]}
+                  "workers": [part["workers"] for part in parts],
+                  "complete": all(part.get("complete", True) for part in parts)}
         merged["summary"] = summarise(merged["runs"], merged["trials"])
         report(merged["summary"], merged["trials"])
         Path(args.out).write_text(json.dumps(merged, indent=1))
@@ -336,7 +344,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         source_s = time.perf_counter() - started
         # Seed by seed (every pair and method for seed 0, then seed 1, ...): a run cut short still
         # compares the methods on the same seeds; the results file is rewritten after every study.
-        jobs = [(pair, m, s, trials, sources[pair]) for s in range(seeds) for pair in pairs for m in methods]
+        seed_list = [int(x) for x in args.seed_list.split(",")] if args.seed_list else list(range(seeds))
+        jobs = [(pair, m, s, trials, sources[pair]) for s in seed_list for pair in pairs for m in methods]
         runs: list[dict[str, Any]] = []
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
