@@ -10,7 +10,11 @@ looks first, never which values a parameter may take:
   their acquisition by ``prior(x) ** (prior_weight / n)`` after ``n`` measured trials (piBO,
   Hvarfner et al., ICLR 2022; TPE's weight falls faster after 10 trials, as
   ``prior_weight * 10 / n**2``): the belief counts fully at first and fades as evidence
-  accumulates, so a wrong prior costs a bounded number of trials.
+  accumulates, so a wrong prior costs a bounded number of trials. A belief the trials bear out
+  (where the prior's density is high the losses are low) keeps part of its weight, so the model
+  stays in its region instead of exploring far outside it; TPE also adds it as a kernel of its good
+  density; a misleading belief earns none of this. With a prior on every parameter the GP starts
+  its model after half the start-up trials.
 
 Two kinds, for the two kinds of numeric scale:
 

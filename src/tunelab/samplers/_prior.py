@@ -26,6 +26,16 @@ still picked TPE's proposals after 30 trials that disagreed with it, and kept TP
 categorical choice, while the faster fade cost the GP its good priors' gains
 (``benchmarks/priors.py`` measures both). The weight is a function of the observations alone, so deterministic studies
 replay it exactly.
+
+A belief the evidence bears out keeps some weight (:func:`prior_agreement`): the weight gains
+``beta * share * a``, where ``a`` is how well the prior's density ranks the measured trials (Spearman's rank
+correlation of ``prior(x)`` and ``-loss``, 0 when it does not rank them better than chance). A good prior then
+keeps the model from spending trials far outside it once the search is in its region; a misleading one ranks
+the trials the wrong way round (its region is where the losses are high), so it gains nothing and fades as
+piBO's term does. The share is :data:`GP_AGREEMENT_SHARE` for the GP, :data:`TPE_AGREEMENT_SHARE` for TPE,
+which also adds the prior as a kernel of its good density, weighted by the same agreement
+(:data:`TPE_PRIOR_KERNEL_SHARE`). With a prior on every parameter the GP also starts its model after half the
+start-up trials (:func:`startup_trials`).
 """
 
 from __future__ import annotations
@@ -51,6 +61,60 @@ STARTUP_PRIOR_SHARE = 0.7
 
 CATEGORICAL_UNIFORM_SHARE = 0.5
 """A categorical prior ``p`` counts as ``(1 - share) * p + share / k`` over its ``k`` choices."""
+
+GP_AGREEMENT_SHARE = 1.0
+"""The GP's prior weight gains ``beta * share * agreement`` (:func:`prior_agreement`): 10 at the default beta."""
+
+TPE_AGREEMENT_SHARE = 0.1
+"""TPE's prior weight gains ``beta * share * agreement``: 1 at the default beta."""
+
+TPE_PRIOR_KERNEL_SHARE = 0.3
+"""TPE's good density gains the prior as a kernel weighing ``beta * share * agreement`` (3 at the default beta;
+a good trial's kernel weighs 1)."""
+
+GP_STARTUP_WITH_PRIORS = 0.5
+"""With a prior on every parameter the GP uses its model after this share of ``n_startup_trials``."""
+
+
+def startup_trials(n_startup_trials: int, distributions: Sequence[Distribution], share: float = 1.0) -> int:
+    """Measured trials before the model is used: ``n_startup_trials``, or ``ceil(share * n_startup_trials)``
+    (at least 2) when every parameter has a prior (the belief already says where to look first).
+
+    Examples:
+        >>> from tunelab import Float
+        >>> from tunelab.priors import Normal
+        >>> from tunelab.samplers._prior import startup_trials
+        >>> believed = [Float(0.0, 1.0, prior=Normal(0.3, 0.1)), Float(0.0, 1.0, prior=Normal(0.5, 0.2))]
+        >>> startup_trials(10, believed, 0.5), startup_trials(10, [*believed, Float(0.0, 1.0)], 0.5)
+        (5, 10)
+    """
+    if share >= 1.0 or not distributions or any(d.unit_prior() is None for d in distributions):
+        return n_startup_trials
+    return max(2, math.ceil(share * n_startup_trials))
+
+
+def prior_agreement(prior: SpacePrior, X: np.ndarray, y: np.ndarray) -> float:
+    """How well the prior's density ranks the measured trials ``X`` (n, d) by loss ``y`` (n,): Spearman's rank
+    correlation of ``prior(x)`` and ``-y``, clipped at 0 (a prior that ranks them the wrong way round, or no
+    better than chance, gets 0); 0 with fewer than 3 trials.
+
+    Examples:
+        >>> import numpy as np
+        >>> from tunelab import Float
+        >>> from tunelab.priors import Normal
+        >>> from tunelab.samplers._prior import SpacePrior, prior_agreement
+        >>> prior = SpacePrior([Float(0.0, 1.0, prior=Normal(0.3, 0.1))])
+        >>> X = np.array([[0.1], [0.3], [0.5], [0.9]])
+        >>> round(prior_agreement(prior, X, (X[:, 0] - 0.3) ** 2), 6)    # the belief ranks them right
+        1.0
+        >>> prior_agreement(prior, X, (X[:, 0] - 0.9) ** 2)    # the wrong way round
+        0.0
+    """
+    from tunelab.samplers.transfer import rank_agreement  # (transfer imports the samplers' base)
+
+    if len(y) < 3:
+        return 0.0
+    return max(0.0, rank_agreement(-prior.log_density(X), np.asarray(y, dtype=float)))
 
 
 def prior_weight_at(beta: float, n_measured: int, fade_after: int | None = None) -> float:
@@ -164,10 +228,13 @@ class PriorTerm:
 
 
 def prior_term(distributions: Sequence[Distribution], cat_sizes: np.ndarray, beta: float,
-               n_measured: int, fade_after: int | None = None) -> PriorTerm | None:
-    """piBO's term for a space after ``n_measured`` trials (weight :func:`prior_weight_at`); None when no
-    parameter has a prior or ``beta`` is 0."""
+               n_measured: int, fade_after: int | None = None, agreement: float = 0.0,
+               agreement_share: float = 0.0) -> PriorTerm | None:
+    """piBO's term for a space after ``n_measured`` trials (weight :func:`prior_weight_at`, plus
+    ``beta * agreement_share * agreement``: :func:`prior_agreement`); None when no parameter has a prior or
+    ``beta`` is 0."""
     prior = SpacePrior(distributions)
     if beta <= 0 or not prior.active:
         return None
-    return PriorTerm(prior, prior_weight_at(beta, n_measured, fade_after), cat_sizes)
+    weight = prior_weight_at(beta, n_measured, fade_after) + beta * agreement_share * max(agreement, 0.0)
+    return PriorTerm(prior, weight, cat_sizes)

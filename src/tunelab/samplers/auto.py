@@ -69,6 +69,7 @@ class AutoSampler(ModelBasedSampler):
         self._nsga = NSGAIISampler()
 
     multi_objective = True  # the GP's log EHVI, then multi-objective TPE (two objectives) or NSGA-II (more)
+    startup_with_priors = GPSampler.startup_with_priors  # the GP's model comes first
 
     def plan(self, history: History, trial: SamplingContext) -> dict[str, ParamValue]:
         if self._nsga_phase(history):

@@ -30,7 +30,15 @@ import numpy as np
 
 from tunelab.errors import ConfigError
 from tunelab.multiobjective import losses
-from tunelab.samplers._prior import DEFAULT_PRIOR_WEIGHT, check_prior_weight, prior_term
+from tunelab.samplers._prior import (
+    DEFAULT_PRIOR_WEIGHT,
+    GP_AGREEMENT_SHARE,
+    GP_STARTUP_WITH_PRIORS,
+    SpacePrior,
+    check_prior_weight,
+    prior_agreement,
+    prior_term,
+)
 from tunelab.samplers.model_based import EncodedSpace, ModelBasedSampler, Observations
 from tunelab.samplers.transfer import OWN_MODEL_AT, RESIDUAL_FIT_AT, SourceData, source_weights
 
@@ -51,8 +59,11 @@ class GPSampler(ModelBasedSampler):
             (no noise to fit).
         failed: 'worst' (failed and pruned trials count as the worst value) or 'ignore'.
         prior_weight: how long the parameters' priors (:mod:`tunelab.priors`) steer proposals:
-            log EI gains ``(prior_weight / n) * log prior(x)`` after ``n`` measured trials (piBO's
-            beta); 0 uses priors for (70% of) the start-up design only.
+            log EI gains ``(prior_weight / n + prior_weight * a) * log prior(x)`` after ``n``
+            measured trials (piBO's beta; ``a`` in [0, 1]: how well the priors rank the measured
+            trials, 0 for a belief the evidence contradicts); 0 uses priors for (70% of) the
+            start-up design only. With a prior on every parameter the model starts after half of
+            ``n_startup_trials``.
 
     Examples:
         >>> import tunelab
@@ -92,6 +103,7 @@ class GPSampler(ModelBasedSampler):
         self._previous_models: dict[tuple[Any, ...], KernelParams] = {}
 
     multi_objective = True  # one GP per objective, log expected hypervolume improvement
+    startup_with_priors = GP_STARTUP_WITH_PRIORS  # with a prior on every parameter: the model after 5 trials, not 10
 
     def propose(self, space: EncodedSpace, observations: Observations, rng: np.random.Generator) -> np.ndarray:
         if observations.ranking is not None and len(observations.ranking.directions) > 1:
@@ -108,9 +120,20 @@ class GPSampler(ModelBasedSampler):
         self._previous = (space.names, gp.params)  # a warm start for the next fit in this process
         if len(observations.pending):
             gp = gp.with_pending(_fill_inactive(observations.pending, space))
-        log_prior = prior_term(space.distributions, space.cat_sizes, self.prior_weight, observations.n_measured)
+        log_prior = self._prior_term(space, observations)
         return maximize_log_ei(gp, space.cat_sizes, rng=rng, n_candidates=self.n_candidates,
                                n_local=self.n_local, snap=space.snap, log_prior=log_prior)
+
+    def _prior_term(self, space: EncodedSpace, obs: Observations) -> Any:
+        """piBO's term (``None`` without priors), its weight raised by how well the priors rank the measured
+        trials (:func:`~tunelab.samplers._prior.prior_agreement`)."""
+        prior = SpacePrior(space.distributions)
+        if self.prior_weight <= 0 or not prior.active:
+            return None
+        measured = ~obs.imputed
+        agreement = prior_agreement(prior, obs.X[measured], obs.y[measured])
+        return prior_term(space.distributions, space.cat_sizes, self.prior_weight, obs.n_measured,
+                          agreement=agreement, agreement_share=GP_AGREEMENT_SHARE)
 
     def _fit(self, key: tuple[Any, ...], X: np.ndarray, y: np.ndarray, space: EncodedSpace, obs: Observations,
              rng: np.random.Generator, warp: bool = True) -> GaussianProcess:
@@ -171,7 +194,7 @@ class GPSampler(ModelBasedSampler):
             constraints = [(g.with_pending(pending), t) for g, t in constraints]
         acquisition = LogEHVI(objectives, front, reference, constraints, X, obs.y,
                               improve=bool(feasible.any()) or not constraints)
-        log_prior = prior_term(space.distributions, space.cat_sizes, self.prior_weight, obs.n_measured)
+        log_prior = self._prior_term(space, obs)
         return maximize_log_ei(acquisition, space.cat_sizes, rng=rng, n_candidates=self.n_candidates,
                                n_local=self.n_local, snap=space.snap, log_prior=log_prior)
 
@@ -227,7 +250,7 @@ class GPSampler(ModelBasedSampler):
         gp = PriorMeanGP(residual, sources, weights, c0, c1, space.cat_sizes, params, best, hint_X, hint_y)
         if len(obs.pending):
             gp = gp.with_pending(_fill_inactive(obs.pending, space))
-        log_prior = prior_term(space.distributions, space.cat_sizes, self.prior_weight, obs.n_measured)
+        log_prior = self._prior_term(space, obs)
         return maximize_log_ei(gp, space.cat_sizes, rng=rng, n_candidates=self.n_candidates,
                                n_local=self.n_local, snap=space.snap, log_prior=log_prior)
 

@@ -36,7 +36,7 @@ from tunelab.distributions import Bool, Categorical, Distribution, Float, Int, P
 from tunelab.errors import ConfigError
 from tunelab.history import History
 from tunelab.records import FrozenTrial, TrialState
-from tunelab.samplers._prior import STARTUP_PRIOR_SHARE, SpacePrior
+from tunelab.samplers._prior import STARTUP_PRIOR_SHARE, SpacePrior, startup_trials
 from tunelab.samplers._ranking import scalar_losses
 from tunelab.samplers.base import Sampler, SamplingContext
 from tunelab.samplers.transfer import MIN_SOURCE_ROWS, SourceData, source_observations, subsample
@@ -572,6 +572,10 @@ class ModelBasedSampler(Sampler):
             self._encoded = (entries, EncodedSpace(entries))
         return self._encoded[1]
 
+    startup_with_priors = 1.0
+    """The share of ``n_startup_trials`` after which the model is used when every parameter has a prior
+    (:func:`~tunelab.samplers._prior.startup_trials`)."""
+
     replayable = True
     """Can honour a deterministic study (``create_study(deterministic=True)``): see :meth:`_replay`."""
 
@@ -596,9 +600,9 @@ class ModelBasedSampler(Sampler):
                 obs, on_rung = rung[0], True
                 trial.record(FIDELITY_KEY, {"metric": metric, "step": rung[1], "points": obs.n_measured})
         obs = self._with_sources(history, space, obs)
-        if self._uses_model(obs):
+        if self._uses_model(obs, space):
             obs = self._as_planned(history, space, obs, trial, on_rung)
-        if not self._uses_model(obs):
+        if not self._uses_model(obs, space):
             row = space.startup_point(trial.number, trial.seed)
         else:
             row = self.propose(space, obs, trial.rng(type(self).__name__))
@@ -643,7 +647,7 @@ class ModelBasedSampler(Sampler):
         planned: list[tuple[int, np.ndarray]] = []
         for t in planning_now(history, trial.number):
             seen = replace(as_seen_by(obs, t, history, planned), sources=obs.sources)
-            if not self._uses_model(seen):
+            if not self._uses_model(seen, space):
                 row = space.startup_point(t.number, trial.seed)
             else:
                 row = self.propose(space, seen, SamplingContext(t.number, trial.seed).rng(type(self).__name__))
@@ -688,15 +692,17 @@ class ModelBasedSampler(Sampler):
                             history.directions, self.failed, pending, np.array(window, dtype=np.int64),
                             replayable=True)
         obs = self._with_sources(history, space, obs)
-        if not self._uses_model(obs):
+        if not self._uses_model(obs, space):
             row = space.startup_point(number, seed)
         else:
             row = self.propose(space, obs, SamplingContext(number, seed).rng(type(self).__name__))
         return space.decode(row)
 
-    def _uses_model(self, obs: Observations) -> bool:
-        """Enough measured trials for the model, or earlier studies to start from (a warm start)."""
-        return obs.n_measured >= self.n_startup_trials or bool(obs.sources)
+    def _uses_model(self, obs: Observations, space: EncodedSpace) -> bool:
+        """Enough measured trials for the model (:func:`~tunelab.samplers._prior.startup_trials`), or earlier
+        studies to start from (a warm start)."""
+        return (obs.n_measured >= startup_trials(self.n_startup_trials, space.distributions, self.startup_with_priors)
+                or bool(obs.sources))
 
     def _with_sources(self, history: History, space: EncodedSpace, obs: Observations) -> Observations:
         """``obs`` with the warm start's source studies as rows of ``space`` (those with enough

@@ -38,12 +38,16 @@ import numpy as np
 from tunelab.distributions import Distribution, Float, Int, ParamValue
 from tunelab.errors import ConfigError
 from tunelab.history import History
+from tunelab.priors import UnitGaussian
 from tunelab.samplers._prior import (
     DEFAULT_PRIOR_WEIGHT,
     STARTUP_PRIOR_SHARE,
+    TPE_AGREEMENT_SHARE,
     TPE_FADE_AFTER,
+    TPE_PRIOR_KERNEL_SHARE,
     SpacePrior,
     check_prior_weight,
+    prior_agreement,
     prior_term,
 )
 from tunelab.samplers.base import SamplingContext
@@ -74,16 +78,21 @@ class ParzenEstimator:
         X: (m, d) observations in unit / index coordinates (NaN: take the prior there).
         cat_sizes: (d,) 0 for numeric coordinates, else the number of choices.
         min_sigma: (d,) lower bound of the numeric bandwidths.
+        weights: (m,) the observations' kernel weights (1 each by default).
+        belief: the users' priors as one more kernel, weighing ``belief_weight``: their Gaussians on the
+            numeric coordinates that have one, broad elsewhere (categorical coordinates uniform).
     """
 
     def __init__(
-        self, X: np.ndarray, cat_sizes: np.ndarray, min_sigma: np.ndarray, weights: np.ndarray | None = None
+        self, X: np.ndarray, cat_sizes: np.ndarray, min_sigma: np.ndarray, weights: np.ndarray | None = None,
+        belief: SpacePrior | None = None, belief_weight: float = 0.0,
     ) -> None:
         m = X.shape[0]
         self.cat_sizes = cat_sizes
         self._num = np.flatnonzero(cat_sizes == 0)
         self._cat = np.flatnonzero(cat_sizes > 0)
-        w = np.concatenate([np.ones(m) if weights is None else weights, [PRIOR_WEIGHT]])
+        extra = int(belief is not None and belief_weight > 0)
+        w = np.concatenate([np.ones(m) if weights is None else weights, [PRIOR_WEIGHT], [belief_weight] * extra])
         self.log_weights = np.log(w / w.sum())
         # Numeric: centres and bandwidths, the prior kernel last.
         xn = X[:, self._num]
@@ -94,6 +103,13 @@ class ParzenEstimator:
         sig = np.maximum(sig, min_sigma[self._num][None, :])
         self.mu = np.vstack([np.where(np.isnan(xn), 0.5, xn), np.full((1, len(self._num)), 0.5)])
         self.sigma = np.vstack([sig, np.ones((1, len(self._num)))])
+        if extra and belief is not None:  # the users' priors, after the broad prior kernel
+            mu_b, sigma_b = np.full((1, len(self._num)), 0.5), np.ones((1, len(self._num)))
+            for c, i in enumerate(self._num):
+                unit = belief.units[int(i)]
+                if isinstance(unit, UnitGaussian):
+                    mu_b[0, c], sigma_b[0, c] = unit.mu, unit.sigma
+            self.mu, self.sigma = np.vstack([self.mu, mu_b]), np.vstack([self.sigma, sigma_b])
         from scipy.special import ndtr  # here, not at import: every `tunelab` command would pay 0.25 s
 
         self._log_z = np.log(np.maximum(ndtr((1 - self.mu) / self.sigma) - ndtr(-self.mu / self.sigma), 1e-300))
@@ -108,6 +124,7 @@ class ParzenEstimator:
             table = np.full((m + 1, k), PRIOR_WEIGHT / (m + 1))
             table[np.flatnonzero(seen), col[seen].astype(np.int64)] += 1.0
             table[~np.append(seen, False)] = 1.0  # absent, and the prior kernel: uniform
+            table = np.vstack([table, np.ones((extra, k))])  # the belief kernel: uniform here
             self.tables.append(table / table.sum(axis=1, keepdims=True))
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -153,8 +170,11 @@ class TPESampler(ModelBasedSampler):
         failed: 'worst' (failed and pruned trials count as bad) or 'ignore'.
         prior_weight: how long the parameters' priors (:mod:`tunelab.priors`) steer proposals:
             the score gains ``(prior_weight / n) * log prior(x)`` after ``n`` measured trials (piBO's
-            beta) up to 10, ``(prior_weight * 10 / n**2) * log prior(x)`` after; 0 uses priors for
-            (70% of) the start-up design only.
+            beta) up to 10, ``(prior_weight * 10 / n**2) * log prior(x)`` after, plus
+            ``(prior_weight / 10 * a) * log prior(x)`` where ``a`` in [0, 1] is how well the priors rank
+            the measured trials (0 for a belief the evidence contradicts), and the good density gains
+            the priors as a kernel weighing ``0.3 * prior_weight * a``; 0 uses priors for (70% of) the
+            start-up design only.
 
     Examples:
         >>> import tunelab
@@ -254,12 +274,16 @@ class TPESampler(ModelBasedSampler):
                 good_w.append(np.full(s_good, w))
                 bad_X.append(source.X[s_order[s_good:]])
                 bad_w.append(np.full(len(s_order) - s_good, w))
-        l_est = ParzenEstimator(np.vstack(good_X), space.cat_sizes, min_sigma, np.concatenate(good_w))
+        belief, agreement = SpacePrior(space.distributions), 0.0
+        if self.prior_weight > 0 and belief.active:  # how well the users' priors rank the trials so far
+            agreement = prior_agreement(belief, obs.X[~obs.imputed], obs.y[~obs.imputed])
+        l_est = ParzenEstimator(np.vstack(good_X), space.cat_sizes, min_sigma, np.concatenate(good_w),
+                                belief=belief, belief_weight=self.prior_weight * TPE_PRIOR_KERNEL_SHARE * agreement)
         g_est = ParzenEstimator(np.vstack(bad_X), space.cat_sizes, min_sigma, np.concatenate(bad_w))
         candidates = space.snap(l_est.sample(rng, self.n_candidates))
         score = l_est.log_pdf(candidates) - g_est.log_pdf(candidates)
         log_prior = prior_term(space.distributions, space.cat_sizes, self.prior_weight, obs.n_measured,
-                               fade_after=TPE_FADE_AFTER)
+                               fade_after=TPE_FADE_AFTER, agreement=agreement, agreement_share=TPE_AGREEMENT_SHARE)
         if log_prior is not None:  # piBO: the users' priors, fading as trials accumulate (fast after 10)
             score = score + log_prior(candidates)
         return np.asarray(candidates[int(np.argmax(score))])
