@@ -545,13 +545,21 @@ def train_to_end(task: tuple[str, int]) -> tuple[str, dict[str, float]]:
     return key, {"val_loss": round(result.val_loss, 6), "val_acc": round(result.val_acc, 6)}
 
 
-def count_wrong_stops(runs: Sequence[dict[str, Any]], jobs: int, console: Console) -> None:
+def count_wrong_stops(runs: Sequence[dict[str, Any]], jobs: int, console: Console, cache: Path | None = None,
+                      train: bool = True) -> None:
     """Count every pruner's wrong stops: train each stopped trial to the end (outside the budget; a
     configuration once, and not at all when some run trained it to the end already) and mark those whose
     final val loss would have been among their run's ``TOP`` best final values (of the complete trials
     and the stopped ones trained to the end). Sets ``final_if_trained`` on the stopped trials and the
-    run's ``wrong_stops``."""
+    run's ``wrong_stops``.
+
+    ``cache``: a JSON file of finals by configuration, read first and written as finals come (an
+    interrupted count goes on from there). ``train=False``: train nothing, count the runs whose stopped
+    configurations all have a final (the others keep ``wrong_stops`` None). The configurations are
+    trained method by method, in the order of the runs (the curve pruners' first)."""
     known: dict[str, dict[str, float]] = {}
+    if cache is not None and cache.exists():
+        known.update(json.loads(cache.read_text()))
     for r in runs:
         for t in r["trials"]:
             if len(t["val_loss"]) == r["max_epochs"] and "at" not in t:
@@ -559,19 +567,33 @@ def count_wrong_stops(runs: Sequence[dict[str, Any]], jobs: int, console: Consol
             elif t.get("final_if_trained"):
                 known[config_key(t["params"])] = t["final_if_trained"]
     counted = [r for r in runs if not r["error"] and r["method"] not in NO_STOPS]
-    todo = sorted({(config_key(t["params"]), r["max_epochs"]) for r in counted for t in r["trials"]
-                   if t["state"] == "pruned" and config_key(t["params"]) not in known})
+    order = {m: i for i, m in enumerate(("tunelab-curve", "tunelab-curve-tpe", "tunelab-asha", "tunelab-curve-asha"))}
+    counted.sort(key=lambda r: (order.get(r["method"], len(order)), -r["seed"]))
+    todo: list[tuple[str, int]] = []
+    for r in counted:
+        for t in r["trials"]:
+            item = (config_key(t["params"]), r["max_epochs"])
+            if t["state"] == "pruned" and item[0] not in known and item not in todo:
+                todo.append(item)
     console.print(f"wrong stops: {len(todo)} stopped configurations to train to the end "
                   f"({sum(1 for r in counted for t in r['trials'] if t['state'] == 'pruned')} stops in "
                   f"{len(counted)} runs)", highlight=False)
-    if todo:
+    if todo and train:
         started = time.perf_counter()
         with mp.get_context("spawn").Pool(jobs, initializer=init_worker) as pool:
-            for i, (key, final) in enumerate(pool.imap_unordered(train_to_end, todo, chunksize=4), 1):
+            for i, (key, final) in enumerate(pool.imap(train_to_end, todo, chunksize=1), 1):
                 known[key] = final
-                if i % 200 == 0:
+                if cache is not None and (i % 10 == 0 or i == len(todo)):
+                    tmp = cache.with_name(cache.name + ".tmp")
+                    tmp.write_text(json.dumps(known))
+                    tmp.replace(cache)
+                if i % 100 == 0:
                     console.print(f"  {i}/{len(todo)} in {fmt_duration(time.perf_counter() - started)}")
     for r in counted:
+        stopped = [t for t in r["trials"] if t["state"] == "pruned"]
+        if any(config_key(t["params"]) not in known for t in stopped):
+            r["wrong_stops"] = None
+            continue
         finals: list[tuple[float, bool, int]] = []  # (final val loss, stopped, number)
         for t in r["trials"]:
             if t["state"] == "complete":
@@ -1049,6 +1071,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--wrong-stops", action="store_true",
                    help="train the stopped trials of every pruner to the end after the runs (outside their budget; "
                         f"each configuration once) and count those that would have ended in their run's top {TOP}")
+    p.add_argument("--finals-cache", type=Path, metavar="PATH",
+                   help="with --wrong-stops: the finals of stopped configurations, read first and written as they come")
+    p.add_argument("--no-training", action="store_true",
+                   help="with --wrong-stops: train nothing; count the runs whose stopped configurations have finals")
     p.add_argument("--merge", type=Path, nargs="+", metavar="PATH", default=[],
                    help="take the runs of these results files (partial ones too; the first of a method and seed "
                         "wins) and run only the (method, seed) pairs they lack")
@@ -1143,7 +1169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_all(tasks, args.jobs, console, runs, lambda: save_results(args.out, results(runs, True)))
         if args.wrong_stops:
             save_results(args.out, results(runs, True))
-            count_wrong_stops(runs, args.jobs, console)
+            count_wrong_stops(runs, args.jobs, console, args.finals_cache, train=not args.no_training)
     except KeyboardInterrupt:
         save_results(args.out, results(runs, True))
         console.print(f"[red]interrupted[/]: the {len(runs)} runs finished are in {args.out} (partial)")
