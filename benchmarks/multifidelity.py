@@ -19,13 +19,17 @@ line to add a method). Printed, and saved as JSON with every trial's curve:
   most 1/3 of random search's epochs (median over seeds); (2) ASHA's median best accuracy at
   the whole budget is at least that of each of Optuna's pruners; (4) the learning-curve pruner
   (``tunelab-curve``, and ``tunelab-curve-asha`` with ASHA's rungs ranked by predicted values) finds a
-  better median final val acc (at epoch R of a full trial) than ASHA; with ``--wrong-stops`` the
-  stopped trials of ASHA and of both are trained to the end after the run (outside its budget) and
-  those that would have ended in the run's top 3 are counted as wrong stops.
+  better median final val acc (at epoch R of a full trial) than ASHA (``tunelab-curve-tpe``: TPE
+  fitted on the pruner's predicted final values, too); with ``--wrong-stops`` the stopped trials of
+  every pruner are trained to the end after the runs (outside their budget; each configuration once,
+  its curve being the same in every run) and those that would have ended in their run's top 3 (by
+  final val loss) are counted as wrong stops.
 
 Run ``make bench-multifidelity`` or
 ``OMP_NUM_THREADS=1 .venv-bench/bin/python benchmarks/multifidelity.py [--quick]``;
-``--from-json PATH`` prints the tables of a saved run again without running anything.
+``--from-json PATH`` prints the tables of a saved run again without running anything;
+``--merge PATH...`` takes the runs of saved (or partial) results and runs only the (method, seed) pairs
+they lack.
 """
 
 from __future__ import annotations
@@ -78,9 +82,9 @@ CURVE_MIN_POINTS, CURVE_CONFIDENCE = 5, 0.95
 """The learning-curve pruner's settings."""
 TOP = 3
 """A wrong stop: a stopped trial that, trained to the end, would have ended among the run's best TOP."""
-WRONG_STOP_METHODS = ("tunelab-asha", "tunelab-curve", "tunelab-curve-asha")
-"""Methods whose stopped trials are trained to the end after the run (outside its budget) with
-``--wrong-stops``, to count their wrong stops."""
+NO_STOPS = ("tunelab-random", "optuna-random", "tunelab-pbt")
+"""Methods that stop no trial; with ``--wrong-stops`` every other method's stopped trials are trained to
+the end after the runs (outside their budget), to count its wrong stops."""
 TIE = 1e-9
 """Two accuracies closer than this are equal (they are counts of a 1,197-image validation set)."""
 
@@ -292,8 +296,11 @@ def tunelab_runner(sampler: Callable[[], Any], pruner: Callable[[int], Any]) -> 
 
             state, value = log.train_trial(trial.number, trial.params, report, trial.should_prune)
             attrs = trial.system_attrs
-            if attrs.get("model_fidelity"):
-                log.trials[-1]["fidelity_step"] = attrs["model_fidelity"].get("step")
+            fidelity = attrs.get("model_fidelity")
+            if fidelity and fidelity.get("step") is not None:
+                log.trials[-1]["fidelity_step"] = fidelity["step"]
+            elif fidelity and fidelity.get("predicted") is not None:
+                log.trials[-1]["fidelity_predicted"] = fidelity["predicted"]
             if attrs.get("pruned"):
                 log.trials[-1]["pruned_rule"] = attrs["pruned"].get("rule")
             if state != "complete":
@@ -476,6 +483,11 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            f"min_resource=1, reduction_factor={ETA}, max_resource={{R}})): ASHA's rungs rank by the value predicted "
            "at the next rung once a curve has min_points points",
            tunelab_runner(tunelab.RandomSampler, _tl_curve_asha)),
+    Method("tunelab-curve-tpe", "tunelab",
+           "tunelab.TPESampler() + LearningCurvePruner(max_resource={R}, metric='val_loss', "
+           f"min_points={CURVE_MIN_POINTS}, confidence={CURVE_CONFIDENCE}): TPE fits stopped trials at the final "
+           "value the pruner predicted from their curve (complete ones at their final value)",
+           tunelab_runner(tunelab.TPESampler, _tl_curve)),
     Method("optuna-random", "optuna",
            "optuna.samplers.RandomSampler(seed) + optuna.pruners.NopPruner(): E/R trials of R epochs",
            optuna_runner(lambda R: optuna.pruners.NopPruner())),
@@ -515,29 +527,84 @@ class Task:
     seed: int
     max_epochs: int
     budget: int
-    wrong_stops: bool = False
 
 
-def finish_stopped(log: RunLog) -> dict[str, Any]:
-    """Train every stopped trial to the end (outside the budget: its configuration gives the same curve)
-    and count the wrong stops: stopped trials whose final val loss would have been among the run's
-    ``TOP`` best final values (of the complete trials and the stopped ones trained to the end)."""
-    finals: list[tuple[float, bool, int]] = []  # (final val loss, stopped, number)
-    for t in log.trials:
-        if t["state"] == "complete":
-            finals.append((t["val_loss"][-1], False, t["number"]))
-        elif t["state"] == "pruned":
-            trainer = DigitsTrainer(t["params"])
-            result = None
-            for _ in range(log.max_epochs):
-                result = trainer.train_epoch()
-            assert result is not None
-            t["final_if_trained"] = {"val_loss": round(result.val_loss, 6), "val_acc": round(result.val_acc, 6)}
-            finals.append((result.val_loss, True, t["number"]))
-    finals.sort()
-    top = finals[:TOP]
-    return {"wrong": sum(stopped for _, stopped, _ in top), "top": [n for _, _, n in top],
-            "stopped": sum(stopped for _, stopped, _ in finals)}
+def config_key(params: Mapping[str, Any]) -> str:
+    """A configuration as a key: its curve is the same in every run (see :class:`DigitsTrainer`)."""
+    return json.dumps(params, sort_keys=True)
+
+
+def train_to_end(task: tuple[str, int]) -> tuple[str, dict[str, float]]:
+    """Train the configuration ``key`` for ``max_epochs`` epochs: its final val loss and accuracy."""
+    key, max_epochs = task
+    trainer = DigitsTrainer(json.loads(key))
+    result = None
+    for _ in range(max_epochs):
+        result = trainer.train_epoch()
+    assert result is not None
+    return key, {"val_loss": round(result.val_loss, 6), "val_acc": round(result.val_acc, 6)}
+
+
+def count_wrong_stops(runs: Sequence[dict[str, Any]], jobs: int, console: Console, cache: Path | None = None,
+                      train: bool = True) -> None:
+    """Count every pruner's wrong stops: train each stopped trial to the end (outside the budget; a
+    configuration once, and not at all when some run trained it to the end already) and mark those whose
+    final val loss would have been among their run's ``TOP`` best final values (of the complete trials
+    and the stopped ones trained to the end). Sets ``final_if_trained`` on the stopped trials and the
+    run's ``wrong_stops``.
+
+    ``cache``: a JSON file of finals by configuration, read first and written as finals come (an
+    interrupted count goes on from there). ``train=False``: train nothing, count the runs whose stopped
+    configurations all have a final (the others keep ``wrong_stops`` None). The configurations are
+    trained method by method, in the order of the runs (the curve pruners' first)."""
+    known: dict[str, dict[str, float]] = {}
+    if cache is not None and cache.exists():
+        known.update(json.loads(cache.read_text()))
+    for r in runs:
+        for t in r["trials"]:
+            if len(t["val_loss"]) == r["max_epochs"] and "at" not in t:
+                known[config_key(t["params"])] = {"val_loss": t["val_loss"][-1], "val_acc": t["val_acc"][-1]}
+            elif t.get("final_if_trained"):
+                known[config_key(t["params"])] = t["final_if_trained"]
+    counted = [r for r in runs if not r["error"] and r["method"] not in NO_STOPS]
+    order = {m: i for i, m in enumerate(("tunelab-curve", "tunelab-curve-tpe", "tunelab-asha", "tunelab-curve-asha"))}
+    counted.sort(key=lambda r: (order.get(r["method"], len(order)), -r["seed"]))
+    todo: list[tuple[str, int]] = []
+    for r in counted:
+        for t in r["trials"]:
+            item = (config_key(t["params"]), r["max_epochs"])
+            if t["state"] == "pruned" and item[0] not in known and item not in todo:
+                todo.append(item)
+    console.print(f"wrong stops: {len(todo)} stopped configurations to train to the end "
+                  f"({sum(1 for r in counted for t in r['trials'] if t['state'] == 'pruned')} stops in "
+                  f"{len(counted)} runs)", highlight=False)
+    if todo and train:
+        started = time.perf_counter()
+        with mp.get_context("spawn").Pool(jobs, initializer=init_worker) as pool:
+            for i, (key, final) in enumerate(pool.imap(train_to_end, todo, chunksize=1), 1):
+                known[key] = final
+                if cache is not None and (i % 10 == 0 or i == len(todo)):
+                    tmp = cache.with_name(cache.name + ".tmp")
+                    tmp.write_text(json.dumps(known))
+                    tmp.replace(cache)
+                if i % 100 == 0:
+                    console.print(f"  {i}/{len(todo)} in {fmt_duration(time.perf_counter() - started)}")
+    for r in counted:
+        stopped = [t for t in r["trials"] if t["state"] == "pruned"]
+        if any(config_key(t["params"]) not in known for t in stopped):
+            r["wrong_stops"] = None
+            continue
+        finals: list[tuple[float, bool, int]] = []  # (final val loss, stopped, number)
+        for t in r["trials"]:
+            if t["state"] == "complete":
+                finals.append((t["val_loss"][-1], False, t["number"]))
+            elif t["state"] == "pruned":
+                t["final_if_trained"] = known[config_key(t["params"])]
+                finals.append((t["final_if_trained"]["val_loss"], True, t["number"]))
+        finals.sort()
+        top = finals[:TOP]
+        r["wrong_stops"] = {"wrong": sum(stopped for _, stopped, _ in top), "top": [n for _, _, n in top],
+                            "stopped": sum(stopped for _, stopped, _ in finals)}
 
 
 def run_task(task: Task) -> dict[str, Any]:
@@ -550,8 +617,7 @@ def run_task(task: Task) -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - report any failure to the parent rather than lose the run
         error = traceback.format_exc()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    wrong = finish_stopped(log) if task.wrong_stops and error is None and task.method in WRONG_STOP_METHODS else None
-    return {"wrong_stops": wrong,
+    return {"wrong_stops": None,
         "method": task.method, "seed": task.seed, "max_epochs": task.max_epochs, "budget": task.budget,
         "epochs": log.used, "n_trials": len(log.trials),
         "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
@@ -591,16 +657,18 @@ def run_all(
     tasks = sorted(tasks, key=cost_guess, reverse=True)
     started = last_save = time.perf_counter()
     width = len(str(len(tasks)))
+    done = 0
     with mp.get_context("spawn").Pool(jobs, initializer=init_worker) as pool:
         for r in pool.imap_unordered(run_task, tasks, chunksize=1):
             results.append(r)
+            done += 1
             elapsed = time.perf_counter() - started
-            eta = elapsed * (len(tasks) - len(results)) / len(results)
+            eta = elapsed * (len(tasks) - done) / done
             best = max((max(t["val_acc"]) for t in r["trials"] if t["val_acc"]), default=None)
             status = "[red]ERROR[/]" if r["error"] else f"best acc {best:.4f}" if best is not None else "no value"
             ms = 1000.0 * r["train_wall_s"] / r["epochs"] if r["epochs"] else math.nan
             console.print(
-                f"[{len(results):>{width}}/{len(tasks)}] {r['method']:<18} seed {r['seed']:>2}  {status:<15} "
+                f"[{done:>{width}}/{len(tasks)}] {r['method']:<18} seed {r['seed']:>2}  {status:<15} "
                 f"{r['n_trials']:>4} trials, {r['epochs']} epochs in {r['wall_s']:6.1f}s ({ms:4.1f} ms/epoch, "
                 f"library {r['library_wall_s']:5.1f}s)  elapsed {fmt_duration(elapsed)}, eta {fmt_duration(eta)}",
                 highlight=False,
@@ -736,6 +804,8 @@ def summarize(
             "train_cpu_ms_per_epoch": 1000.0 * sum(r["train_cpu_s"] for r in rs.values()) / epochs_all
             if epochs_all else None,
             "model_fit_on_rung": sum(f is not None for f in fidelity),
+            "model_fit_on_predictions": sum(t.get("fidelity_predicted") is not None
+                                            for r in rs.values() for t in r["trials"]),
         }
     all_epochs = sum(r["epochs"] for r in runs if not r["error"])
     cost = {
@@ -756,7 +826,7 @@ def check_curve(stats: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     if asha is None:
         return None
     out = []
-    for m in ("tunelab-curve", "tunelab-curve-asha"):
+    for m in ("tunelab-curve", "tunelab-curve-asha", "tunelab-curve-tpe"):
         st = stats.get(m)
         if st is None:
             continue
@@ -892,13 +962,14 @@ def print_tables(console: Console, summary: Mapping[str, Any], config: Mapping[s
     console.print(table)
     table = Table(title="cost per run (median over seeds): wall seconds, of which outside training (library: sampler, "
                         "pruner, bookkeeping); training ms per epoch (wall / CPU)", title_justify="left")
-    for col in ("method", "run s", "library s", "ms/epoch", "model fits on a rung"):
+    for col in ("method", "run s", "library s", "ms/epoch", "model fits on a rung / on predictions"):
         table.add_column(col, justify="left" if col == "method" else "right")
     for m in methods:
         s = stats[m]
         table.add_row(m, fmt(s["wall_s"]["median"], 1), fmt(s["library_wall_s"]["median"], 2),
                       f"{fmt(s['train_ms_per_epoch'], 1)} / {fmt(s['train_cpu_ms_per_epoch'], 1)}",
-                      str(s["model_fit_on_rung"]) if m.endswith("tpe") else "-")
+                      f"{s['model_fit_on_rung']} / {s.get('model_fit_on_predictions', 0)}" if m.endswith("tpe")
+                      else "-")
     console.print(table)
     c = summary["cost"]
     console.print(f"the problem costs {fmt(c['train_ms_per_epoch'], 1)} ms per epoch (wall; "
@@ -989,6 +1060,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help=f"a smoke run: {QUICK_SEEDS} seeds, a budget of {QUICK_BUDGET_TRIALS} full trainings "
                         "(output multifidelity-quick.json)")
     p.add_argument("--seeds", type=int, help=f"seeds 0..N-1 per method (default {SEEDS}; {QUICK_SEEDS} with --quick)")
+    p.add_argument("--seed-list", type=lambda v: [int(x) for x in v.split(",")], metavar="S,S",
+                   help="these seeds only (instead of 0..N-1)")
     p.add_argument("--max-epochs", type=int, default=MAX_EPOCHS, help=f"R, epochs of a full training (default "
                                                                       f"{MAX_EPOCHS})")
     p.add_argument("--budget", type=int, help=f"E in full trainings: E = BUDGET * R epochs per run (default "
@@ -996,8 +1069,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--methods", type=name_list(METHODS, "method"),
                    help=f"comma-separated, out of {','.join(METHODS)} (default all)")
     p.add_argument("--wrong-stops", action="store_true",
-                   help=f"train the stopped trials of {', '.join(WRONG_STOP_METHODS)} to the end after each run "
-                        f"(outside its budget) and count those that would have ended in the top {TOP}")
+                   help="train the stopped trials of every pruner to the end after the runs (outside their budget; "
+                        f"each configuration once) and count those that would have ended in their run's top {TOP}")
+    p.add_argument("--finals-cache", type=Path, metavar="PATH",
+                   help="with --wrong-stops: the finals of stopped configurations, read first and written as they come")
+    p.add_argument("--no-training", action="store_true",
+                   help="with --wrong-stops: train nothing; count the runs whose stopped configurations have finals")
+    p.add_argument("--merge", type=Path, nargs="+", metavar="PATH", default=[],
+                   help="take the runs of these results files (partial ones too; the first of a method and seed "
+                        "wins) and run only the (method, seed) pairs they lack")
     p.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
     p.add_argument("--out", type=Path, help="JSON results file (default benchmarks/results/multifidelity.json)")
     p.add_argument("--from-json", type=Path, metavar="PATH", help="print the tables of a saved run; run nothing")
@@ -1045,8 +1125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     info = {**machine_info(), **library_versions()}
     console.print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()), highlight=False)
     R, budget = args.max_epochs, args.budget * args.max_epochs
+    seeds = args.seed_list or list(range(args.seeds))
     config = {
-        "seeds": list(range(args.seeds)), "max_epochs": R, "budget_trials": args.budget, "budget_epochs": budget,
+        "seeds": seeds, "max_epochs": R, "budget_trials": args.budget, "budget_epochs": budget,
         "reduction_factor": ETA, "min_resource": 1, "jobs": args.jobs, "quick": args.quick,
         "problem": PROBLEM, "space": {name: d.to_json() for name, d in SPACE.items()},
         "methods": {m: METHODS[m].describe(R) for m in args.methods},
@@ -1057,8 +1138,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         "timing": "wall_s/cpu_s: the whole run; train_*: building the networks and training/validating them; "
                   "library_*: the rest (sampler, pruner, study bookkeeping)",
     }
-    tasks = [Task(m, s, R, budget, args.wrong_stops) for m in args.methods for s in range(args.seeds)]
-    console.print(f"{len(tasks)} runs: {len(args.methods)} methods x {args.seeds} seeds, {budget} epochs each "
+    merged: dict[tuple[str, int], dict[str, Any]] = {}
+    for path in args.merge:
+        saved = json.loads(path.read_text())
+        if (saved["config"]["max_epochs"], saved["config"]["budget_epochs"]) != (R, budget):
+            console.print(f"[red]{path} has R = {saved['config']['max_epochs']}, E = "
+                          f"{saved['config']['budget_epochs']}: not this run's[/]")
+            return 2
+        for r in saved["runs"]:
+            if not r["error"] and r["method"] in args.methods and r["seed"] in seeds:
+                merged.setdefault((r["method"], r["seed"]), r)
+        config.setdefault("merged", []).append({"path": str(path), "started": saved["started"],
+                                                "machine": saved["machine"]})
+    tasks = [Task(m, s, R, budget) for m in args.methods for s in seeds if (m, s) not in merged]
+    if merged:
+        console.print(f"{len(merged)} runs taken from {', '.join(map(str, args.merge))}", highlight=False)
+    console.print(f"{len(tasks)} runs: {len(args.methods)} methods x {len(seeds)} seeds, {budget} epochs each "
                   f"(R = {R}), on {args.jobs} processes", highlight=False)
     began = datetime.now(timezone.utc).isoformat(timespec="seconds")
     started = time.perf_counter()
@@ -1068,9 +1163,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "partial": partial, "machine": info, "config": config, "runs": runs,
                 "summary": None if partial else summarize(runs, args.methods, budget, R)}
 
-    runs: list[dict[str, Any]] = []
+    runs: list[dict[str, Any]] = list(merged.values())
     try:
-        run_all(tasks, args.jobs, console, runs, lambda: save_results(args.out, results(runs, True)))
+        if tasks:
+            run_all(tasks, args.jobs, console, runs, lambda: save_results(args.out, results(runs, True)))
+        if args.wrong_stops:
+            save_results(args.out, results(runs, True))
+            count_wrong_stops(runs, args.jobs, console, args.finals_cache, train=not args.no_training)
     except KeyboardInterrupt:
         save_results(args.out, results(runs, True))
         console.print(f"[red]interrupted[/]: the {len(runs)} runs finished are in {args.out} (partial)")

@@ -9,10 +9,13 @@ import numpy as np
 import pytest
 
 import tunelab
-from tunelab import LearningCurvePruner, MedianPruner, SuccessiveHalvingPruner, TrialState
+from tunelab import Float, LearningCurvePruner, MedianPruner, SuccessiveHalvingPruner, TrialState
 from tunelab.errors import ConfigError
+from tunelab.history import History
 from tunelab.pruners import pruner_from_description
 from tunelab.pruners.curves import FAMILIES, FAMILY_NAMES, fit_curve
+from tunelab.records import predicted_final
+from tunelab.samplers.model_based import EncodedSpace, Observations, collect_predicted_observations
 
 R = 27
 
@@ -267,3 +270,114 @@ def test_tunelab_show_trial_and_the_dashboard_show_the_prediction(tmp_path: Path
         assert len(pruned["mean"]) == len(pruned["low"]) == len(pruned["high"]) == len(pruned["steps"])
         complete = client.get("/api/studies/lc/trials/0").json()["prediction"]
         assert complete["rule"] == "curve prediction" and complete["step"] == R - 1
+
+
+# -- with the model-based samplers: they fit on the predicted final values ---------------------------
+MIDDLE = {"floor": 0.45, "amp": 0.5, "tau": 2.0}     # stopped too, but predicted to end better than WORSE
+
+
+def _observations(study: tunelab.Study, metric: str = "val_loss") -> tuple[Observations, int] | None:
+    history = History(study.storage, study.storage.get_study(study.name), None)
+    space = EncodedSpace({"floor": Float(0.0, 10.0), "amp": Float(0.0, 2.0), "tau": Float(0.5, 20.0)})
+    return collect_predicted_observations(history, space, metric, "minimize")
+
+
+def _study(pruner: tunelab.Pruner, configs: list[dict[str, float]]) -> tunelab.Study:
+    study = tunelab.create_study(sampler=tunelab.RandomSampler(), seed=0, pruner=pruner)
+    for c in configs:
+        study.enqueue(c)
+    study.optimize(exp_curve, n_trials=len(configs))
+    return study
+
+
+def test_a_stopped_trial_counts_at_its_predicted_final_value_not_as_the_worst() -> None:
+    study = _study(LearningCurvePruner(max_resource=R, metric="val_loss", min_points=5), [FAST, WORSE, MIDDLE])
+    trials = study.trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.PRUNED]
+    found = _observations(study)
+    assert found is not None
+    obs, n_predicted = found
+    assert n_predicted == 2 and list(obs.numbers) == [0, 1, 2] and not obs.imputed.any()
+    y = obs.y
+    assert y[0] == pytest.approx(trials[0].value)  # the complete trial: its final value
+    for i in (1, 2):  # the stopped ones: the final value their pruner predicted (and stored)
+        evidence = trials[i].system_attrs["pruned"]["evidence"]
+        assert y[i] == evidence["predicted_final"] == evidence["mean"]
+        assert predicted_final(trials[i], "val_loss") == y[i]
+        assert predicted_final(trials[i], "val_acc") is None
+    # close to where they would have ended (imputed as the worst, both would count as 0.30, FAST's value)
+    assert y[1] == pytest.approx(0.60 + 0.5 * math.exp(-R / 2.0), abs=0.03)
+    assert y[2] == pytest.approx(0.45 + 0.5 * math.exp(-R / 2.0), abs=0.03)
+    assert y[0] < y[2] < y[1]
+
+
+def test_with_asha_a_trial_stopped_before_min_points_counts_as_the_worst_and_a_rung_stop_at_its_prediction() -> None:
+    early = SuccessiveHalvingPruner(min_resource=3, reduction_factor=3, max_resource=R)
+    study = _study(LearningCurvePruner(max_resource=R, min_points=5, confidence=0.999, rung_pruner=early),
+                   [FAST, FAST_2, FAST_3, WORSE, {"floor": 0.38, "amp": 0.02, "tau": 1.0}])
+    trials = study.trials
+    assert trials[3].system_attrs["pruned"]["rule"] == "asha rung at step 3"  # 3 points: no prediction
+    found = _observations(study)
+    assert found is not None
+    obs, _ = found
+    y, imputed = dict(zip(obs.numbers, obs.y, strict=True)), dict(zip(obs.numbers, obs.imputed, strict=True))
+    assert imputed[3] and y[3] == max(y[n] for n in y if not imputed[n])  # the worst value measured or predicted
+    # a rung stop from a curve model (at step 9, ranked by the value predicted at step 27) stores its prediction
+    rungs = SuccessiveHalvingPruner(min_resource=9, reduction_factor=3, max_resource=R)
+    study = _study(LearningCurvePruner(max_resource=R, min_points=5, confidence=0.999, rung_pruner=rungs),
+                   [FAST, FAST_2, FAST_3, {"floor": 0.5, "amp": 1.0, "tau": 6.0}])
+    rung_stop = study.trials[3].system_attrs["pruned"]
+    assert rung_stop["rule"] == "asha rung at step 9 (predicted at step 27)"
+    found = _observations(study)
+    assert found is not None
+    obs, n_predicted = found
+    assert n_predicted == sum(t.state == TrialState.PRUNED for t in study.trials) and not obs.imputed.any()
+    assert obs.y[3] == rung_stop["evidence"]["predicted_final"]
+    assert obs.y[3] == pytest.approx(0.5 + math.exp(-R / 6.0), abs=0.05)
+
+
+def test_a_running_trial_with_a_prediction_is_a_row_and_a_pruner_that_does_not_predict_gives_none() -> None:
+    study = tunelab.create_study(sampler=tunelab.RandomSampler(), seed=0,
+                                 pruner=LearningCurvePruner(max_resource=R, metric="val_loss", min_points=5))
+    study.enqueue(SLOW)
+    trial = study.ask()
+    assert {k: trial.suggest_float(k, 0.0, 20.0) for k in SLOW} == SLOW
+    for epoch in range(1, 8):
+        loss = SLOW["floor"] + SLOW["amp"] * math.exp(-epoch / SLOW["tau"])
+        trial.report(epoch, val_loss=loss)
+        assert not trial.should_prune()
+    trial.flush()
+    found = _observations(study)
+    assert found is not None
+    obs, n_predicted = found
+    assert n_predicted == 1 and list(obs.numbers) == [trial.number] and len(obs.pending) == 0
+    assert obs.y[0] == pytest.approx(0.15 + 1.2 * math.exp(-R / 8.0), abs=0.1)
+    plain = _study(SuccessiveHalvingPruner(min_resource=1, reduction_factor=3, max_resource=R), [FAST, WORSE, FAST_2])
+    assert _observations(plain) is None  # ASHA predicts nothing: the rung rule applies
+
+
+@pytest.mark.parametrize("make", [tunelab.TPESampler, tunelab.GPSampler])
+def test_the_model_based_samplers_fit_on_the_predicted_final_values(make: type[tunelab.Sampler]) -> None:
+    from tunelab.samplers.model_based import FIDELITY_KEY
+
+    def objective(trial: tunelab.Trial) -> float:  # ends at about q; every curve falls alike from q + 2
+        q = trial.suggest_float("q", 0.0, 10.0)
+        loss = math.nan
+        for epoch in range(1, R + 1):
+            loss = q + 2.0 * math.exp(-epoch / 3.0)
+            trial.report(epoch, val_loss=loss)
+            if trial.should_prune():
+                raise tunelab.TrialPruned()
+        return loss
+
+    study = tunelab.create_study(sampler=make(n_startup_trials=5), seed=0,  # type: ignore[call-arg]
+                                 pruner=LearningCurvePruner(max_resource=R, metric="val_loss", min_points=5))
+    study.optimize(objective, n_trials=24)
+    trials = study.trials
+    fits = [t.system_attrs[FIDELITY_KEY] for t in trials if FIDELITY_KEY in t.system_attrs]
+    assert fits and all(f["step"] is None and f["metric"] == "val_loss" for f in fits)
+    assert max(f["predicted"] for f in fits) >= 3  # stopped trials counted at their predictions
+    assert sum(t.state == TrialState.PRUNED for t in trials) >= 3
+    early = np.median([t.params["q"] for t in trials[:5]])
+    late = np.median([t.params["q"] for t in trials[-8:]])
+    assert late < early / 2

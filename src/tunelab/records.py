@@ -72,6 +72,36 @@ def study_objective_names(record: StudyRecord) -> tuple[str, ...] | None:
 CONSTRAINTS_KEY = "constraints"
 """The trial system attribute holding its constraints: ``{name: {"value", "lower", "upper"}}``."""
 
+PRUNED_KEY = "pruned"
+"""The trial system attribute holding the decision that stopped it: ``{"step", "metric", "value", "rule",
+"detail"}`` and, when the pruner gave it, ``"evidence"``."""
+PREDICTION_KEY = "prediction"
+"""The trial system attribute holding its pruner's latest decision to go on that carried evidence (a
+learning-curve pruner's prediction of its curve), in the shape of :data:`PRUNED_KEY`'s."""
+PREDICTED_FINAL = "predicted_final"
+"""The key of a decision's evidence holding the value of its metric predicted at the end of training
+(``max_resource``), as a learning-curve pruner stores it with each decision made from a curve model."""
+
+
+def predicted_final(trial: FrozenTrial, metric: str) -> float | None:
+    """The final value of ``metric`` that a pruner predicted for ``trial`` from its curve: the evidence of
+    the decision that stopped it (a pruned trial), else of its latest decision to go on (a running or
+    finished trial). None when no such decision on ``metric`` carries a finite :data:`PREDICTED_FINAL`.
+
+    This is what model-based samplers fit on for a trial stopped (or still running) under a learning-curve
+    pruner, instead of imputing it as the worst; it is read from the storage, so every worker sees it.
+    """
+    keys = (PRUNED_KEY, PREDICTION_KEY) if trial.state == TrialState.PRUNED else (PREDICTION_KEY,)
+    for key in keys:
+        decision = trial.system_attrs.get(key)
+        if not isinstance(decision, Mapping) or decision.get("metric") != metric:
+            continue
+        evidence = decision.get("evidence")
+        value = evidence.get(PREDICTED_FINAL) if isinstance(evidence, Mapping) else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+    return None
+
 
 @dataclass(frozen=True)
 class Constraint:

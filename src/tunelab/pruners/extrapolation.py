@@ -24,6 +24,7 @@ from tunelab.history import History
 from tunelab.pruners.asha import SuccessiveHalvingPruner
 from tunelab.pruners.base import PruneDecision, Pruner, better_or_equal, check_int, last_step
 from tunelab.pruners.curves import MIN_POINTS, CurveModel, fit_curve
+from tunelab.records import PREDICTED_FINAL
 
 CONTINUATION_POINTS = 12
 """At most this many points of the predicted continuation are stored with a decision."""
@@ -60,6 +61,12 @@ class LearningCurvePruner(Pruner):
     prediction (``mean``, ``low``, ``high`` of the ``interval``), the ``incumbent``, ``p_better``,
     the family weights and the ``continuation`` (steps with the predicted mean and interval up to
     ``max_resource``), which ``tunelab trial`` prints and the dashboard draws dashed.
+
+    Every decision made from a curve model (a rung's too) also stores ``predicted_final``, the value
+    predicted at ``max_resource``. Model-based samplers (TPE, GP) fit on it: under this pruner a
+    stopped or running trial counts at its predicted final value rather than as the worst value or at
+    a rung (:func:`tunelab.records.predicted_final`; trials stopped before they had ``min_points``
+    points still count as the worst).
 
     Args:
         max_resource: the step of a full training (e.g. the last epoch) that predictions are made at.
@@ -173,6 +180,7 @@ class LearningCurvePruner(Pruner):
         evidence: dict[str, Any] = {
             "step": step, "predicted_at": self.max_resource, "mean": p.mean, "low": p.low, "high": p.high,
             "interval": self.interval, "incumbent": incumbent, "top_k": self.top_k, "p_better": p_better,
+            PREDICTED_FINAL: p.mean,
             "families": {k: round(v, 4) for k, v in model.family_weights().items()},
             "continuation": self._continuation(model, step),
         }
@@ -211,6 +219,7 @@ class LearningCurvePruner(Pruner):
             return m.predict(target, self.interval).mean if m is not None else c[step]
 
         value = mine.predict(target, self.interval).mean
+        final = value if target == self.max_resource else mine.predict(self.max_resource, self.interval).mean
         competing = [score(c) for c in curves.values() if step in c]
         competing.append(value)
         eta = self.rung_pruner.reduction_factor
@@ -224,6 +233,7 @@ class LearningCurvePruner(Pruner):
             detail=f"{metric} {curve[step]:.6g} at step {step}, predicted {value:.6g} at step {target}, is not among "
                    f"the best {n_keep} of {len(competing)} predictions (cut {cut:.6g}, reduction factor {eta})",
             evidence={"step": step, "predicted_at": target, "mean": value, "cut": cut, "n_keep": n_keep,
+                      PREDICTED_FINAL: final,
                       "n_competing": len(competing), "continuation": mine.continuation(
                           sorted({step + max(1, (target - step) * i // 6) for i in range(1, 7)}), self.interval)},
         )

@@ -11,6 +11,8 @@ a box and proposes the next point. This module does everything around the model:
 - :func:`collect_observations` reads the history: finished trials become rows ``X`` and
   losses ``y`` (smaller is better, whatever the study's direction); failed and pruned trials
   are dropped or imputed as bad; running trials of other workers become ``pending`` rows.
+  Under a pruner, :func:`collect_predicted_observations` (a learning-curve pruner's predicted
+  final values) or :func:`collect_rung_observations` (BOHB's rung rule) read them instead.
 - :class:`ModelBasedSampler` runs the loop: a quasi-random start-up design (a scrambled
   Sobol sequence indexed by trial number, so parallel workers never collide), then the
   subclass's :meth:`~ModelBasedSampler.propose` on the observations. The planned values
@@ -35,7 +37,7 @@ import numpy as np
 from tunelab.distributions import Bool, Categorical, Distribution, Float, Int, ParamValue
 from tunelab.errors import ConfigError
 from tunelab.history import History
-from tunelab.records import FrozenTrial, TrialState
+from tunelab.records import FrozenTrial, TrialState, predicted_final
 from tunelab.samplers._prior import STARTUP_PRIOR_SHARE, SpacePrior, startup_trials
 from tunelab.samplers._ranking import scalar_losses
 from tunelab.samplers.base import Sampler, SamplingContext
@@ -474,7 +476,9 @@ def as_seen_by(
 
 
 FIDELITY_KEY = "model_fidelity"
-"""System attribute: the rung (metric, step, points) a proposal's model was fitted on."""
+"""System attribute: what a proposal's model was fitted on under a pruner: ``{"metric", "step", "points"}``,
+the rung (BOHB's rule), or with ``"step": None`` and ``"predicted"`` (how many rows are predictions) the
+final values a learning-curve pruner predicted."""
 
 
 def collect_rung_observations(
@@ -528,6 +532,68 @@ def collect_rung_observations(
     obs = Observations(X=X[keep], y=y[keep], imputed=imputed[keep], numbers=np.array(numbers, dtype=np.int64)[keep],
                        pending=pending, pending_numbers=pending_numbers)
     return obs, step
+
+
+def collect_predicted_observations(
+    history: History,
+    space: EncodedSpace,
+    metric: str,
+    direction: str,
+    *,
+    exclude: int | None = None,
+    failed: str = "worst",
+) -> tuple[Observations, int] | None:
+    """Observations at the end of training, for studies whose pruner predicts where curves end (a
+    :class:`~tunelab.LearningCurvePruner`, alone or with ASHA's rungs).
+
+    ``y`` (a loss, by ``direction``) is, for a COMPLETE trial, the last value of ``metric`` it reported
+    (its final value); for a PRUNED trial, or one running in another worker, the final value its pruner
+    predicted from its curve (:func:`~tunelab.records.predicted_final`), counted as measured. Trials
+    stopped without a prediction (before their curve had enough points) and failed trials count as the
+    worst value (or are left out: ``failed='ignore'``); running trials without one are pending rows.
+    Returns the observations and how many of them are predictions, or None when no trial has a
+    prediction (the pruner does not predict: the other rules apply).
+    """
+    trials = history.trials()
+    predictions: dict[int, float] = {}
+    for t in trials:
+        if t.state in (TrialState.PRUNED, TrialState.RUNNING) and t.number != exclude:
+            value = predicted_final(t, metric)
+            if value is not None:
+                predictions[t.number] = value
+    if not predictions:
+        return None
+    last: dict[int, tuple[int, float]] = {}  # each trial's last finite point of the metric
+    for p in history.metric_at(metric, None):
+        if not math.isnan(p.value) and p.step >= last.get(p.number, (-1, 0.0))[0]:
+            last[p.number] = (p.step, p.value)
+    sign = 1.0 if direction == "minimize" else -1.0
+    rows, ys, bad, numbers = [], [], [], []
+    for t in trials:
+        if t.number in predictions:
+            value, imputed = predictions[t.number], False
+        elif t.state == TrialState.COMPLETE and t.number in last:
+            value, imputed = last[t.number][1], False
+        elif t.state.is_finished and failed == "worst":  # stopped without a prediction, failed
+            value, imputed = math.nan, True
+        else:
+            continue
+        rows.append(space.encode(t.params))
+        ys.append(sign * value)
+        bad.append(imputed)
+        numbers.append(t.number)
+    y = np.array(ys, dtype=float)
+    imputed_rows = np.array(bad, dtype=bool)
+    if imputed_rows.any():
+        y[imputed_rows] = np.max(y[~imputed_rows])
+    X = np.array(rows, dtype=float).reshape(len(rows), len(space))
+    keep = ~np.isnan(X).all(axis=1) if len(space) else np.ones(len(y), dtype=bool)
+    pending, pending_numbers_all = _pending(history, space, exclude)
+    waiting = ~np.isin(pending_numbers_all, list(predictions))  # a running trial with a prediction is a row
+    obs = Observations(X=X[keep], y=y[keep], imputed=imputed_rows[keep],
+                       numbers=np.array(numbers, dtype=np.int64)[keep], pending=pending[waiting],
+                       pending_numbers=pending_numbers_all[waiting])
+    return obs, int(np.isin(obs.numbers, list(predictions)).sum())
 
 
 class ModelBasedSampler(Sampler):
@@ -592,7 +658,16 @@ class ModelBasedSampler(Sampler):
         enough = max(self.n_startup_trials, len(space) + 2)
         metric, direction = history.pruning or (None, history.direction)
         on_rung = False
-        if obs.n_measured < enough and metric is not None:
+        predicted = None
+        if metric is not None and len(history.directions) == 1:
+            # A pruner that predicts where curves end (LearningCurvePruner): fit on the predicted final values.
+            predicted = collect_predicted_observations(history, space, metric, direction,
+                                                       exclude=trial.number, failed=self.failed)
+            if predicted is not None:
+                obs, on_rung = predicted[0], True
+                trial.record(FIDELITY_KEY, {"metric": metric, "step": None, "predicted": predicted[1],
+                                            "points": obs.n_measured})
+        if predicted is None and obs.n_measured < enough and metric is not None:
             # Few trials complete under a pruner: fit on the highest rung with enough points (BOHB).
             rung = collect_rung_observations(history, space, metric, direction, enough,
                                              exclude=trial.number, failed=self.failed)

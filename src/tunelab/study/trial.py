@@ -40,7 +40,7 @@ from tunelab.live import (
 )
 from tunelab.priors import Prior
 from tunelab.pruners.base import Curve, last_step
-from tunelab.records import CONSTRAINTS_KEY, FrozenTrial, TrialState
+from tunelab.records import CONSTRAINTS_KEY, PREDICTION_KEY, FrozenTrial, TrialState
 from tunelab.samplers.base import SamplingContext
 from tunelab.space import Conditional, SpaceEntry, name_error, unwrap, validate_space
 from tunelab.study.services import Pacer
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 STOPPED_RULE = "stopped on request"
 #: The key of ``system_attrs`` where a trial keeps its pruner's latest decision to go on that carried
 #: evidence (:class:`tunelab.LearningCurvePruner`'s prediction of its curve).
-PREDICTION = "prediction"
+PREDICTION = PREDICTION_KEY
 
 
 class Trial:
