@@ -13,8 +13,9 @@ With several objectives (``create_study(directions=[...])``) it fits one GP per 
 proposes the point that maximises the log expected hypervolume improvement over the feasible
 Pareto front (exact, in closed form, for any number of objectives: :mod:`tunelab.samplers._ehvi`).
 With constraints (``trial.set_constraint``) each constraint's margin gets a GP too, and the log
-acquisition adds the log probability that every constraint holds (constrained EI); until a trial
-is feasible it maximises that probability alone. Running trials are believed at the models'
+acquisition adds the log probability that every constraint holds (constrained EI), counted more
+below a probability of 0.9 (so proposals stay inside a bound that cuts the front off); until a
+trial is feasible it maximises that probability alone. Running trials are believed at the models'
 predictions, as for one objective, and their believed values join the front.
 
 Fitting costs grow with the cube of the number of trials: use it for budgets up to a few
