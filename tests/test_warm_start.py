@@ -123,3 +123,81 @@ def test_a_deterministic_warm_study_replays(url: str, tmp_path: Path) -> None:
         study.optimize(bowl(0.3, 5.0), n_trials=6, n_workers=workers)
         runs.append([t.params for t in study.trials])
     assert runs[0] == runs[1]
+
+
+def _branin_like(X: np.ndarray) -> np.ndarray:
+    """A smooth 2-d surface on the unit square with its minimum at (0.35, 0.6)."""
+    return (X[:, 0] - 0.35) ** 2 * 4 + (X[:, 1] - 0.6) ** 2 * 3 + 0.3 * np.sin(6 * X[:, 0])
+
+
+def _source_gp() -> object:
+    from tunelab.samplers._gp import fit_gp
+
+    rng = np.random.default_rng(0)
+    X = rng.random((80, 2))
+    return fit_gp(X, _branin_like(X), np.zeros(2, dtype=np.int64), rng=rng, warp=False)
+
+
+def test_fit_shift_recovers_how_far_the_optimum_moved() -> None:
+    from tunelab.samplers.transfer import fit_shift
+
+    g = _source_gp()
+    rng = np.random.default_rng(1)
+    X = np.clip(np.array([0.45, 0.5]) + 0.15 * rng.standard_normal((8, 2)), 0, 1)
+    y = 3.0 * _branin_like(X - np.array([0.1, -0.1])) + 5.0  # moved by (0.1, -0.1), rescaled
+    fit = fit_shift(g, g.X, g.y, X, (y - y.mean()) / y.std())  # type: ignore[arg-type]
+    np.testing.assert_allclose(fit.shift, [0.1, -0.1], atol=0.03)
+    assert fit.unexplained < 0.01
+    still = fit_shift(g, g.X, g.y, X, (y - y.mean()) / y.std())  # type: ignore[arg-type]
+    np.testing.assert_array_equal(fit.shift, still.shift)  # a function of the trials only
+
+
+def test_fit_shift_keeps_an_unmoved_source_in_place_and_needs_a_few_trials() -> None:
+    from tunelab.samplers.transfer import SHIFT_FIT_AT, fit_shift
+
+    g = _source_gp()
+    X = np.random.default_rng(2).random((10, 2))
+    y = _branin_like(X)
+    assert not fit_shift(g, g.X, g.y, X, y - y.mean()).shift.any()  # type: ignore[arg-type]
+    few = X[: SHIFT_FIT_AT - 1] + 0.1
+    assert not fit_shift(g, g.X, g.y, few, _branin_like(few - 0.1)).shift.any()  # type: ignore[arg-type]
+
+
+def test_a_shifted_source_is_its_gp_read_at_the_moved_point() -> None:
+    from tunelab.samplers._gp import ShiftedGP
+
+    g = _source_gp()
+    moved = ShiftedGP(g, np.array([0.1, -0.05]))  # type: ignore[arg-type]
+    Xq = np.array([[0.4, 0.5], [0.7, 0.2]])
+    np.testing.assert_allclose(moved.predict(Xq)[0], g.predict(Xq - [0.1, -0.05])[0])  # type: ignore[attr-defined]
+    _, _, dm, _ = moved._predict_with_grad(Xq)
+    eps = 1e-6
+    for j in range(2):
+        step = np.zeros(2)
+        step[j] = eps
+        numeric = (moved.predict(Xq + step)[0] - moved.predict(Xq - step)[0]) / (2 * eps)
+        np.testing.assert_allclose(dm[:, j], numeric, rtol=1e-4, atol=1e-6)
+
+
+def test_a_warm_study_on_a_moved_and_rescaled_problem_ends_near_the_new_optimum(tmp_path: Path) -> None:
+    """The target is the source moved by 1.5 in x (15% of the range), its values x 40 + 7: the shift
+    and the link in the objective's own units take the search to the moved optimum."""
+    url = f"sqlite:///{tmp_path / 'moved.db'}"
+    space = {"x": Float(-5.0, 5.0), "y": Float(-5.0, 5.0)}
+
+    def surface(dx: float, scale: float, offset: float) -> Callable[[tunelab.Trial], float]:
+        def f(trial: tunelab.Trial) -> float:
+            x, y = trial.params["x"] - dx, trial.params["y"]
+            return scale * ((x - 1) ** 2 + 2 * (y + 1) ** 2 + 3 * math.sin(x) ** 2) + offset
+
+        return f
+
+    source = tunelab.create_study(name="src", storage=url, sampler=tunelab.RandomSampler(), seed=5, space=space)
+    source.optimize(surface(0.0, 1.0, 0.0), n_trials=80)
+    warm = tunelab.create_study(storage=url, sampler=tunelab.GPSampler(), seed=0, space=space, warm_start=["src"])
+    target = surface(1.5, 40.0, 7.0)
+    warm.optimize(target, n_trials=12)
+    grid = np.linspace(-5, 5, 100_001)
+    x_opt = 1.5 + grid[np.argmin((grid - 1) ** 2 + 3 * np.sin(grid) ** 2)]  # about 1.76
+    best = warm.best_trial
+    assert abs(best.params["x"] - x_opt) < 0.1 and abs(best.params["y"] + 1) < 0.1, best.params

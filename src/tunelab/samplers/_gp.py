@@ -100,7 +100,7 @@ def warp_targets(y: Array) -> Array:
     [-2, 4] (step 0.05), evaluated in one vectorised pass.
     """
     y = np.asarray(y, dtype=np.float64)
-    z = _standardise(y)
+    z = standardise(y)
     if len(z) < _MIN_POINTS_TO_WARP or not z.any():
         return z
     # Robust scaling first (median, interquartile range): one huge value must not squash the rest.
@@ -114,10 +114,10 @@ def warp_targets(y: Array) -> Array:
         llf = -0.5 * len(z) * log_var + (_YJ_GRID - 1.0) * jacobian
         llf[~np.isfinite(llf)] = -np.inf
         if not np.isfinite(llf).any():
-            return _standardise(y)
-        warped = _standardise(psi[int(np.argmax(llf))])
+            return standardise(y)
+        warped = standardise(psi[int(np.argmax(llf))])
     if not np.all(np.isfinite(warped)) or not warped.any():
-        return _standardise(y)
+        return standardise(y)
     return warped
 
 
@@ -136,7 +136,8 @@ def _yeo_johnson(x: Array, lam: Array) -> Array:
     return np.where(pos, up, down)  # type: ignore[no-any-return]
 
 
-def _standardise(y: Array) -> Array:
+def standardise(y: Array) -> Array:
+    """``y`` centred and scaled to unit variance (zeros when constant)."""
     if len(y) == 0:
         return np.array(y, dtype=np.float64)
     centred = y - y.mean()
@@ -403,7 +404,7 @@ def fit_gp(
     cat_sizes = np.asarray(cat_sizes, dtype=np.int64)
     numeric = cat_sizes == 0
     d = X.shape[1]
-    y_t = warp_targets(y) if warp else _standardise(np.asarray(y, dtype=np.float64))
+    y_t = warp_targets(y) if warp else standardise(np.asarray(y, dtype=np.float64))
     fixed_noise = MIN_NOISE_VAR if deterministic_objective else None
     data = _FitData(X, y_t, numeric)
 
@@ -684,6 +685,26 @@ def maximize_log_ei(
 # Warm starts: a GP whose prior mean comes from GPs fitted to earlier studies
 
 
+class ShiftedGP:
+    """A source's GP read at ``x - shift``: its surface moved by ``shift`` (zero on categorical
+    coordinates; see :func:`tunelab.samplers.transfer.fit_shift`). ``X`` holds its trials moved the
+    same way, clipped to the unit cube (the points worth perturbing)."""
+
+    def __init__(self, gp: GaussianProcess, shift: Array) -> None:
+        self.gp = gp
+        self.shift = np.asarray(shift, dtype=np.float64)
+        self.params = gp.params
+        self.numeric = gp.numeric
+        self.X = np.where(self.numeric, np.clip(gp.X + self.shift, 0.0, 1.0), gp.X)
+        self.y = gp.y
+
+    def predict(self, Xq: Array) -> tuple[Array, Array]:
+        return self.gp.predict(np.atleast_2d(np.asarray(Xq, dtype=np.float64)) - self.shift)
+
+    def _predict_with_grad(self, Xq: Array) -> tuple[Array, Array, Array, Array]:
+        return self.gp._predict_with_grad(Xq - self.shift)
+
+
 class PriorMeanGP:
     """``z(x) = c0 * sum_s w_s mu_s(x) + c1 + r(x)``: the sources' posterior means ``mu_s`` (GPs fitted
     to earlier studies), weighted, as the prior mean of a GP ``r`` on what they do not explain.
@@ -696,7 +717,7 @@ class PriorMeanGP:
     def __init__(
         self,
         residual: GaussianProcess | None,
-        sources: Sequence[GaussianProcess],
+        sources: Sequence[GaussianProcess | ShiftedGP],
         weights: Array,
         c0: float,
         c1: float,

@@ -25,6 +25,7 @@ hundred trials, :class:`~tunelab.samplers.TPESampler` beyond.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -41,10 +42,18 @@ from tunelab.samplers._prior import (
     prior_term,
 )
 from tunelab.samplers.model_based import EncodedSpace, ModelBasedSampler, Observations
-from tunelab.samplers.transfer import OWN_MODEL_AT, RESIDUAL_FIT_AT, SourceData, source_weights
+from tunelab.samplers.transfer import (
+    OWN_MODEL_AT,
+    PLAIN_UNITS_MARGIN,
+    RESIDUAL_FIT_AT,
+    SHIFT_FIT_AT,
+    SourceData,
+    fit_shift,
+    source_weights,
+)
 
 if TYPE_CHECKING:
-    from tunelab.samplers._gp import GaussianProcess, KernelParams
+    from tunelab.samplers._gp import GaussianProcess, KernelParams, ShiftedGP
 
 
 class GPSampler(ModelBasedSampler):
@@ -199,26 +208,58 @@ class GPSampler(ModelBasedSampler):
         return maximize_log_ei(acquisition, space.cat_sizes, rng=rng, n_candidates=self.n_candidates,
                                n_local=self.n_local, snap=space.snap, log_prior=log_prior)
 
-    def _source_gp(self, space: EncodedSpace, data: SourceData) -> GaussianProcess:
+    def _source_gp(self, space: EncodedSpace, data: SourceData, warp: bool = True) -> GaussianProcess:
         """The GP of one source study, fitted once per space (a fixed generator: every worker fits
-        the same one)."""
+        the same one); ``warp=False``: on its standardised values, not warped ones."""
         from tunelab.samplers._gp import fit_gp
 
-        key = (space.names, repr(space.distributions), data.name, len(data.y))
+        key = (space.names, repr(space.distributions), data.name, len(data.y), warp)
         if key not in self._source_gps:
             rng = np.random.default_rng(zlib.crc32(data.name.encode()))
             self._source_gps[key] = fit_gp(_fill_inactive(data.X, space), data.y, space.cat_sizes, rng=rng,
-                                           deterministic_objective=self.deterministic_objective)
+                                           deterministic_objective=self.deterministic_objective, warp=warp)
         return self._source_gps[key]
+
+    def _moved_sources(self, space: EncodedSpace, data: Sequence[SourceData], X: np.ndarray, y: np.ndarray,
+                       warp: bool) -> tuple[list[GaussianProcess | ShiftedGP], float]:
+        """Each source's GP, shifted onto the target's trials where that explains them better
+        (:func:`~tunelab.samplers.transfer.fit_shift`), and the smallest share of ``y``'s variance a
+        source leaves unexplained."""
+        from tunelab.samplers._gp import ShiftedGP
+
+        sources: list[GaussianProcess | ShiftedGP] = []
+        unexplained = 1.0
+        for d in data:
+            g = self._source_gp(space, d, warp=warp)
+            fit = fit_shift(g, g.X, g.y, X, y)
+            sources.append(ShiftedGP(g, fit.shift) if fit.shift.any() else g)
+            unexplained = min(unexplained, fit.unexplained)
+        return sources, unexplained
 
     def _propose_warm(self, space: EncodedSpace, obs: Observations, rng: np.random.Generator) -> np.ndarray:
         """A proposal with earlier studies' GPs as the prior mean (see :mod:`tunelab.samplers.transfer`)."""
-        from tunelab.samplers._gp import GaussianProcess, PriorMeanGP, fit_gp, maximize_log_ei, warp_targets
+        from tunelab.samplers._gp import (
+            GaussianProcess,
+            PriorMeanGP,
+            fit_gp,
+            maximize_log_ei,
+            standardise,
+            warp_targets,
+        )
 
-        sources = [self._source_gp(space, d) for d in obs.sources]
         X = _fill_inactive(obs.X, space)
         n = len(X)
         y = warp_targets(obs.y) if n else np.zeros(0)
+        sources, unexplained = self._moved_sources(space, obs.sources, X, y, warp=True)
+        if n >= SHIFT_FIT_AT:
+            # The affine link between a source and the target holds in the objective's own units
+            # (a shifted, rescaled problem) but not between two warps fitted to different samples:
+            # the sources are also fitted unwarped, and that model is used when it explains the
+            # target's trials clearly better.
+            y_plain = standardise(obs.y)
+            plain, plain_unexplained = self._moved_sources(space, obs.sources, X, y_plain, warp=False)
+            if plain_unexplained < PLAIN_UNITS_MARGIN * unexplained:
+                sources, y = plain, y_plain
         predictions = np.array([g.predict(X)[0] for g in sources]) if n else np.zeros((len(sources), 0))
         own = None
         if n >= OWN_MODEL_AT:  # how well the target's own model ranks its trials, left out one at a time

@@ -14,7 +14,11 @@ new study. This module turns them into rows of the new study's space and into mo
   values on the sources' predictions), so a source whose optimum is shifted or whose scale differs
   is rescaled, and one that turns out unrelated (no positive rank agreement) drops to weight 0:
   the model is then the ordinary GP. The target's GP models what the sources do not explain
-  (the residual), with the sources' kernel while it has fewer than five trials of its own;
+  (the residual), with the sources' kernel while it has fewer than five trials of its own.
+  Each source may also be *shifted* (:func:`fit_shift`): ``mu_s(x - delta_s)``, ``delta_s`` fitted
+  to the target's trials from :data:`SHIFT_FIT_AT` of them on and kept only when it explains them
+  clearly better than no shift, so a target whose optimum moved (more data, a perturbed problem)
+  is searched where the source's optimum now lies, not where it was;
 - TPE: source trials join the good and bad estimators with a weight that shrinks as the target's
   own trials accumulate and vanishes for a source without positive rank agreement
   (:func:`source_weights`).
@@ -26,6 +30,7 @@ import math
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -41,6 +46,21 @@ RESIDUAL_FIT_AT = 5
 AGREEMENT_FLOOR = 0.1
 """A source whose predictions agree with the target's values less than this (Spearman's rank
 correlation, from 5 target trials on) gets weight 0."""
+
+
+SHIFT_FIT_AT = 4
+"""Target trials from which an input shift of each source is fitted (:func:`fit_shift`)."""
+MAX_SHIFT = 0.3
+"""The largest shift of a source, per numeric coordinate of the unit cube."""
+SHIFT_MIN_GAIN = 1.0
+"""How much better (in log posterior) a shift must explain the target's trials than none to be kept."""
+SHIFT_PRIOR_SD = 0.1
+"""The shift's prior standard deviation per coordinate: small moves are expected, large ones need evidence."""
+SHIFT_RSS_FLOOR = 1e-3
+"""The share of the target's variance below which a closer fit is no evidence for a shift."""
+PLAIN_UNITS_MARGIN = 0.5
+"""The sources are linked to the target in the objective's standardised units, not warped ones, when
+that leaves at most this share of the warped link's unexplained variance."""
 
 
 OWN_MODEL_AT = 8
@@ -94,6 +114,90 @@ def subsample(data: SourceData) -> SourceData:
     rng = np.random.default_rng(zlib.crc32(data.name.encode()))
     keep = np.concatenate([order[:100], np.sort(rng.choice(rest, size=MAX_SOURCE_ROWS - 100, replace=False))])
     return SourceData(data.name, data.X[keep], data.y[keep])
+
+
+class MeanModel(Protocol):
+    """What :func:`fit_shift` needs of a source's GP."""
+
+    numeric: np.ndarray
+
+    def _predict_with_grad(self, Xq: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]: ...
+
+
+@dataclass(frozen=True)
+class ShiftFit:
+    """A source moved onto the target's trials (:func:`fit_shift`)."""
+
+    shift: np.ndarray  # (d,), zero on categorical coordinates and when no shift was kept
+    unexplained: float  # share of the target values' variance the affine fit leaves (1 - R^2)
+
+
+def fit_shift(source: MeanModel, source_X: np.ndarray, source_y: np.ndarray, X: np.ndarray,
+              y: np.ndarray) -> ShiftFit:
+    """The input shift ``delta`` (zero on categorical coordinates) for which the source's mean at
+    ``x - delta``, up to an affine map ``a mu + b`` (``a >= 0``), best explains the target's values
+    ``y`` at ``X``; zeros when no shift explains them clearly better than none (see
+    :data:`SHIFT_MIN_GAIN`). Also how much of ``y``'s variance that fit leaves unexplained.
+
+    The fit is a maximum a posteriori one: ``n/2 log(RSS(delta)/n) + |delta|^2 / (2 sd^2)`` with
+    ``sd =`` :data:`SHIFT_PRIOR_SD`, from a start at no shift and starts that move the source's best
+    trials (``source_X``, ``source_y``) onto the target's best.
+    """
+    from scipy.optimize import minimize
+
+    numeric = np.asarray(source.numeric, dtype=bool)
+    k, n = int(numeric.sum()), len(y)
+    none = np.zeros(X.shape[1])
+    if n < 2:
+        return ShiftFit(none, 1.0)
+    yc = y - y.mean()
+    syy = float(yc @ yc)
+    if syy <= 1e-12:
+        return ShiftFit(none, 1.0)
+    floor = SHIFT_RSS_FLOOR * syy  # below this, a better fit is the source model's noise, not a move
+
+    def rss_and_grad(shift: np.ndarray) -> tuple[float, np.ndarray]:
+        full = none.copy()
+        full[numeric] = shift
+        mu, _, d_mu, _ = source._predict_with_grad(X - full)
+        mc = mu - mu.mean()
+        smm = float(mc @ mc)
+        a = float(mc @ yc) / smm if smm > 1e-12 else 0.0
+        if a <= 0.0:
+            return syy, np.zeros(k)
+        r = yc - a * mc
+        rss = float(r @ r)
+        # d rss / d shift = sum_i 2 r_i a d mu / dx (x_i - shift): mu(x - s) moves by -grad per unit s,
+        # and a, b at their optimum contribute nothing (envelope theorem).
+        grad = 2.0 * a * (r @ d_mu)
+        return rss, np.asarray(grad, dtype=float)
+
+    def objective(shift: np.ndarray) -> tuple[float, np.ndarray]:
+        rss, grad = rss_and_grad(shift)
+        rss = rss + floor
+        value = 0.5 * n * math.log(rss / n) + float(shift @ shift) / (2 * SHIFT_PRIOR_SD**2)
+        return value, 0.5 * n * grad / rss + shift / SHIFT_PRIOR_SD**2
+
+    base = objective(np.zeros(k))[0]
+    if k == 0 or n < SHIFT_FIT_AT:
+        return ShiftFit(none, rss_and_grad(np.zeros(k))[0] / syy)
+    starts = [np.zeros(k)]
+    best_target = X[np.argsort(y, kind="stable")[:3]][:, numeric]
+    best_source = np.nan_to_num(source_X[np.argsort(source_y, kind="stable")[:3]][:, numeric], nan=0.5)
+    for t in best_target:
+        for s_ in best_source:
+            starts.append(np.clip(t - s_, -MAX_SHIFT, MAX_SHIFT))
+    bounds = [(-MAX_SHIFT, MAX_SHIFT)] * k
+    best_value, best_shift = base, np.zeros(k)
+    for start in starts:
+        res = minimize(objective, start, jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": 60})
+        if np.isfinite(res.fun) and res.fun < best_value:
+            best_value, best_shift = float(res.fun), np.asarray(res.x, dtype=float)
+    if base - best_value <= SHIFT_MIN_GAIN:
+        best_shift = np.zeros(k)
+    out = none.copy()
+    out[numeric] = best_shift
+    return ShiftFit(np.asarray(out, dtype=float), rss_and_grad(best_shift)[0] / syy)
 
 
 def nearest_values(source: SourceData, X: np.ndarray) -> np.ndarray:
