@@ -129,7 +129,7 @@ class ShiftFit:
     """A source moved onto the target's trials (:func:`fit_shift`)."""
 
     shift: np.ndarray  # (d,), zero on categorical coordinates and when no shift was kept
-    unexplained: float  # share of the target values' variance the affine fit leaves (1 - R^2)
+    unexplained: float  # share of the better half's variance the affine fit leaves (1 - R^2 there)
 
 
 def fit_shift(source: MeanModel, source_X: np.ndarray, source_y: np.ndarray, X: np.ndarray,
@@ -137,7 +137,9 @@ def fit_shift(source: MeanModel, source_X: np.ndarray, source_y: np.ndarray, X: 
     """The input shift ``delta`` (zero on categorical coordinates) for which the source's mean at
     ``x - delta``, up to an affine map ``a mu + b`` (``a >= 0``), best explains the target's values
     ``y`` at ``X``; zeros when no shift explains them clearly better than none (see
-    :data:`SHIFT_MIN_GAIN`). Also how much of ``y``'s variance that fit leaves unexplained.
+    :data:`SHIFT_MIN_GAIN`). Also how much of the variance of the better half of ``y`` (where the
+    search goes; on a heavy-tailed objective a few bad trials would otherwise make any fit look
+    good) that fit leaves unexplained.
 
     The fit is a maximum a posteriori one: ``n/2 log(RSS(delta)/n) + |delta|^2 / (2 sd^2)`` with
     ``sd =`` :data:`SHIFT_PRIOR_SD`, from a start at no shift and starts that move the source's best
@@ -148,7 +150,7 @@ def fit_shift(source: MeanModel, source_X: np.ndarray, source_y: np.ndarray, X: 
     numeric = np.asarray(source.numeric, dtype=bool)
     k, n = int(numeric.sum()), len(y)
     none = np.zeros(X.shape[1])
-    if n < 2:
+    if n < 4:
         return ShiftFit(none, 1.0)
     yc = y - y.mean()
     syy = float(yc @ yc)
@@ -178,9 +180,22 @@ def fit_shift(source: MeanModel, source_X: np.ndarray, source_y: np.ndarray, X: 
         value = 0.5 * n * math.log(rss / n) + float(shift @ shift) / (2 * SHIFT_PRIOR_SD**2)
         return value, 0.5 * n * grad / rss + shift / SHIFT_PRIOR_SD**2
 
+    def unexplained(shift: np.ndarray) -> float:
+        """1 - R^2 of the fit on all trials, measured on the better half of them."""
+        full = none.copy()
+        full[numeric] = shift
+        mu = source._predict_with_grad(X - full)[0]
+        mc = mu - mu.mean()
+        smm = float(mc @ mc)
+        a = max(0.0, float(mc @ yc) / smm) if smm > 1e-12 else 0.0
+        good = y <= np.median(y)
+        r = (yc - a * mc)[good]
+        yg = y[good] - y[good].mean()
+        return float((r - r.mean()) @ (r - r.mean())) / max(float(yg @ yg), 1e-12)
+
     base = objective(np.zeros(k))[0]
     if k == 0 or n < SHIFT_FIT_AT:
-        return ShiftFit(none, rss_and_grad(np.zeros(k))[0] / syy)
+        return ShiftFit(none, unexplained(np.zeros(k)))
     starts = [np.zeros(k)]
     best_target = X[np.argsort(y, kind="stable")[:3]][:, numeric]
     best_source = np.nan_to_num(source_X[np.argsort(source_y, kind="stable")[:3]][:, numeric], nan=0.5)
@@ -197,7 +212,7 @@ def fit_shift(source: MeanModel, source_X: np.ndarray, source_y: np.ndarray, X: 
         best_shift = np.zeros(k)
     out = none.copy()
     out[numeric] = best_shift
-    return ShiftFit(np.asarray(out, dtype=float), rss_and_grad(best_shift)[0] / syy)
+    return ShiftFit(np.asarray(out, dtype=float), unexplained(best_shift))
 
 
 def nearest_values(source: SourceData, X: np.ndarray) -> np.ndarray:
