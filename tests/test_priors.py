@@ -310,9 +310,39 @@ def test_a_good_prior_finds_a_narrow_optimum_sooner() -> None:
         study.optimize(objective, n_trials=10)
         return study.best_value
 
-    good = np.median([best_after(LogNormal(center=3e-4, spread=0.5), s) for s in range(5)])
-    none = np.median([best_after(None, s) for s in range(5)])
+    # 20 seeds (was 5): the median of 5 moved between 1.7x and 2.4x with small changes to TPE's belief kernel;
+    # over 20 seeds the gain at 10 trials is 4.8x (6.5x before the kernel was also given to g)
+    good = np.median([best_after(LogNormal(center=3e-4, spread=0.5), s) for s in range(20)])
+    none = np.median([best_after(None, s) for s in range(20)])
     assert good < none / 2
+
+
+_OPTIMIZERS = {"adam": (0.0, -3.3), "sgd": (0.15, -1.3), "rmsprop": (0.3, -3.8)}  # floor, best log10(lr)
+
+
+def _optimizer_lr(trial: tunelab.Trial) -> float:
+    floor, best = _OPTIMIZERS[trial.params["optimizer"]]
+    return floor + 0.5 * (math.log10(trial.params["lr"]) - best) ** 2
+
+
+def test_tpe_honours_a_categorical_prior_next_to_a_log_float_once_the_trials_bear_it_out() -> None:
+    # TPE's belief kernel carries the categorical prior too (it was uniform on categorical coordinates, so a
+    # fifth of the model's first proposals went to optimizers the belief and the trials both ruled out).
+    # A misleading belief earns no agreement, so no kernel: benchmarks/priors.py checks that side.
+    believed = "adam"
+    space = {"optimizer": Categorical(list(_OPTIMIZERS), prior=[0.6, 0.2, 0.2]),
+             "lr": Float(1e-6, 1.0, log=True, prior=LogNormal(center=1e-3, spread=1.0))}  # 0.3 decades off
+    on_belief, near_best = [], []
+    for seed in range(6):
+        study = tunelab.create_study(sampler=tunelab.TPESampler(), seed=seed, space=space)
+        study.optimize(_optimizer_lr, n_trials=20)
+        early = sorted(study.trials, key=lambda t: t.number)[10:]  # the model's first 10 proposals
+        on_belief.append(np.mean([t.params["optimizer"] == believed for t in early]))
+        near_best.append(np.mean([t.params["optimizer"] == "adam"
+                                  and abs(math.log10(t.params["lr"]) - _OPTIMIZERS["adam"][1]) < 0.5 for t in early]))
+    # before: 0.8 of them on adam (at most 0.9 in any seed), about half on adam near its best learning rate
+    assert np.mean(on_belief) > 0.95, on_belief
+    assert np.mean(near_best) > 0.65, near_best
 
 
 # -- the sweep file ------------------------------------------------------------------------------------

@@ -65,8 +65,8 @@ CATEGORICAL_UNIFORM_SHARE = 0.5
 GP_AGREEMENT_SHARE = 1.0
 """The GP's prior weight gains ``beta * share * agreement`` (:func:`prior_agreement`): 10 at the default beta."""
 
-TPE_AGREEMENT_SHARE = 0.1
-"""TPE's prior weight gains ``beta * share * agreement``: 1 at the default beta."""
+TPE_AGREEMENT_SHARE = 0.3
+"""TPE's prior weight gains ``beta * share * agreement``: 3 at the default beta."""
 
 TPE_PRIOR_KERNEL_SHARE = 0.3
 """TPE's good density gains the prior as a kernel weighing ``beta * share * agreement`` (3 at the default beta;

@@ -38,7 +38,7 @@ import numpy as np
 from tunelab.distributions import Distribution, Float, Int, ParamValue
 from tunelab.errors import ConfigError
 from tunelab.history import History
-from tunelab.priors import UnitGaussian
+from tunelab.priors import UnitCategorical, UnitGaussian
 from tunelab.samplers._prior import (
     DEFAULT_PRIOR_WEIGHT,
     STARTUP_PRIOR_SHARE,
@@ -80,7 +80,9 @@ class ParzenEstimator:
         min_sigma: (d,) lower bound of the numeric bandwidths.
         weights: (m,) the observations' kernel weights (1 each by default).
         belief: the users' priors as one more kernel, weighing ``belief_weight``: their Gaussians on the
-            numeric coordinates that have one, broad elsewhere (categorical coordinates uniform).
+            numeric coordinates that have one, their choice probabilities (mixed with the uniform choice,
+            :data:`~tunelab.samplers._prior.CATEGORICAL_UNIFORM_SHARE`) on the categorical ones that have
+            one, broad or uniform elsewhere.
     """
 
     def __init__(
@@ -124,7 +126,9 @@ class ParzenEstimator:
             table = np.full((m + 1, k), PRIOR_WEIGHT / (m + 1))
             table[np.flatnonzero(seen), col[seen].astype(np.int64)] += 1.0
             table[~np.append(seen, False)] = 1.0  # absent, and the prior kernel: uniform
-            table = np.vstack([table, np.ones((extra, k))])  # the belief kernel: uniform here
+            unit = belief.units[int(j)] if extra and belief is not None else None
+            believed = np.asarray(unit.probabilities) if isinstance(unit, UnitCategorical) else np.ones(k)
+            table = np.vstack([table, np.tile(believed, (extra, 1))])  # the belief kernel: the prior's choices
             self.tables.append(table / table.sum(axis=1, keepdims=True))
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -171,10 +175,11 @@ class TPESampler(ModelBasedSampler):
         prior_weight: how long the parameters' priors (:mod:`tunelab.priors`) steer proposals:
             the score gains ``(prior_weight / n) * log prior(x)`` after ``n`` measured trials (piBO's
             beta) up to 10, ``(prior_weight * 10 / n**2) * log prior(x)`` after, plus
-            ``(prior_weight / 10 * a) * log prior(x)`` where ``a`` in [0, 1] is how well the priors rank
+            ``(0.3 * prior_weight * a) * log prior(x)`` where ``a`` in [0, 1] is how well the priors rank
             the measured trials (0 for a belief the evidence contradicts), and the good density gains
-            the priors as a kernel weighing ``0.3 * prior_weight * a``; 0 uses priors for (70% of) the
-            start-up design only.
+            the priors as a kernel weighing ``0.3 * prior_weight * a`` (the bad density too, at the same
+            share, so the kernel proposes candidates and piBO's term scores them); 0 uses priors for (70%
+            of) the start-up design only.
 
     Examples:
         >>> import tunelab
@@ -277,9 +282,15 @@ class TPESampler(ModelBasedSampler):
         belief, agreement = SpacePrior(space.distributions), 0.0
         if self.prior_weight > 0 and belief.active:  # how well the users' priors rank the trials so far
             agreement = prior_agreement(belief, obs.X[~obs.imputed], obs.y[~obs.imputed])
-        l_est = ParzenEstimator(np.vstack(good_X), space.cat_sizes, min_sigma, np.concatenate(good_w),
-                                belief=belief, belief_weight=self.prior_weight * TPE_PRIOR_KERNEL_SHARE * agreement)
-        g_est = ParzenEstimator(np.vstack(bad_X), space.cat_sizes, min_sigma, np.concatenate(bad_w))
+        good_weights, bad_weights = np.concatenate(good_w), np.concatenate(bad_w)
+        belief_weight = self.prior_weight * TPE_PRIOR_KERNEL_SHARE * agreement
+        l_est = ParzenEstimator(np.vstack(good_X), space.cat_sizes, min_sigma, good_weights,
+                                belief=belief, belief_weight=belief_weight)
+        # The belief weighs the same share of g as of l: it proposes candidates (drawn from l) without
+        # making l / g large wherever it is broad and no trial has been (piBO's term below scores it).
+        g_est = ParzenEstimator(np.vstack(bad_X), space.cat_sizes, min_sigma, bad_weights, belief=belief,
+                                belief_weight=belief_weight * (bad_weights.sum() + PRIOR_WEIGHT)
+                                / (good_weights.sum() + PRIOR_WEIGHT))
         candidates = space.snap(l_est.sample(rng, self.n_candidates))
         score = l_est.log_pdf(candidates) - g_est.log_pdf(candidates)
         log_prior = prior_term(space.distributions, space.cat_sizes, self.prior_weight, obs.n_measured,
