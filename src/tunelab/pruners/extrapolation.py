@@ -125,7 +125,7 @@ class LearningCurvePruner(Pruner):
         >>> study.optimize(objective, n_trials=12)
         >>> pruned = study.get_trials([tunelab.TrialState.PRUNED])
         >>> len(pruned) >= 3, sorted(pruned[0].system_attrs["pruned"]["evidence"])[:4]
-        (True, ['continuation', 'families', 'high', 'incumbent'])
+        (True, ['continuation', 'families', 'fitted_to', 'high'])
     """
 
     def __init__(
