@@ -446,6 +446,15 @@ def _tl_curve(R: int) -> Any:
                                        confidence=CURVE_CONFIDENCE)
 
 
+def _tl_curve_top3(R: int) -> Any:
+    return tunelab.LearningCurvePruner(max_resource=R, metric="val_loss", min_points=CURVE_MIN_POINTS,
+                                       confidence=CURVE_CONFIDENCE, top_k=TOP)
+
+
+def _tl_curve_min4(R: int) -> Any:
+    return tunelab.LearningCurvePruner(max_resource=R, metric="val_loss", min_points=4, confidence=CURVE_CONFIDENCE)
+
+
 def _tl_curve_asha(R: int) -> Any:
     return tunelab.LearningCurvePruner(max_resource=R, metric="val_loss", min_points=CURVE_MIN_POINTS,
                                        confidence=CURVE_CONFIDENCE, rung_pruner=_tl_asha(R))
@@ -477,6 +486,15 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "tunelab.RandomSampler() + LearningCurvePruner(max_resource={R}, metric='val_loss', "
            f"min_points={CURVE_MIN_POINTS}, confidence={CURVE_CONFIDENCE})",
            tunelab_runner(tunelab.RandomSampler, _tl_curve)),
+    Method("tunelab-curve-top3", "tunelab",
+           "tunelab.RandomSampler() + LearningCurvePruner(max_resource={R}, metric='val_loss', "
+           f"min_points={CURVE_MIN_POINTS}, confidence={CURVE_CONFIDENCE}, top_k={TOP}): stops a trial unlikely to "
+           f"end among the {TOP} best",
+           tunelab_runner(tunelab.RandomSampler, _tl_curve_top3)),
+    Method("tunelab-curve-min4", "tunelab",
+           "tunelab.RandomSampler() + LearningCurvePruner(max_resource={R}, metric='val_loss', "
+           f"min_points=4, confidence={CURVE_CONFIDENCE})",
+           tunelab_runner(tunelab.RandomSampler, _tl_curve_min4)),
     Method("tunelab-curve-asha", "tunelab",
            "tunelab.RandomSampler() + LearningCurvePruner(max_resource={R}, metric='val_loss', "
            f"min_points={CURVE_MIN_POINTS}, confidence={CURVE_CONFIDENCE}, rung_pruner=SuccessiveHalvingPruner("
@@ -567,7 +585,8 @@ def count_wrong_stops(runs: Sequence[dict[str, Any]], jobs: int, console: Consol
             elif t.get("final_if_trained"):
                 known[config_key(t["params"])] = t["final_if_trained"]
     counted = [r for r in runs if not r["error"] and r["method"] not in NO_STOPS]
-    order = {m: i for i, m in enumerate(("tunelab-curve", "tunelab-curve-tpe", "tunelab-asha", "tunelab-curve-asha"))}
+    order = {m: i for i, m in enumerate((
+        "tunelab-curve", "tunelab-curve-top3", "tunelab-curve-tpe", "tunelab-asha", "tunelab-curve-asha"))}
     counted.sort(key=lambda r: (order.get(r["method"], len(order)), -r["seed"]))
     todo: list[tuple[str, int]] = []
     for r in counted:
@@ -826,7 +845,7 @@ def check_curve(stats: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     if asha is None:
         return None
     out = []
-    for m in ("tunelab-curve", "tunelab-curve-asha", "tunelab-curve-tpe"):
+    for m in ("tunelab-curve", "tunelab-curve-top3", "tunelab-curve-min4", "tunelab-curve-asha", "tunelab-curve-tpe"):
         st = stats.get(m)
         if st is None:
             continue

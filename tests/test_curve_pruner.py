@@ -14,6 +14,7 @@ from tunelab.errors import ConfigError
 from tunelab.history import History
 from tunelab.pruners import pruner_from_description
 from tunelab.pruners.curves import FAMILIES, FAMILY_NAMES, fit_curve
+from tunelab.pruners.extrapolation import _fit, refit_schedule
 from tunelab.records import predicted_final
 from tunelab.samplers.model_based import EncodedSpace, Observations, collect_predicted_observations
 
@@ -98,6 +99,58 @@ def test_the_90_percent_interval_covers_the_final_value_at_least_at_its_nominal_
           + ", ".join(f"{k} {np.mean(v):.2f}" for k, v in hits.items()))
     assert coverage >= 0.85
     assert min(np.mean(v) for v in hits.values()) >= 0.7
+
+
+def test_the_pruners_cheaper_refits_keep_the_interval_calibrated() -> None:
+    """The same 120 curves through the pruner's model: fitted on the last point of the refit
+    schedule reached, each refit started from the previous one."""
+    rng = np.random.default_rng(2015)
+    kinds = ("pow3", "exp", "mmf", "weibull", "inverse_log", "two_phase")
+    hits: dict[str, list[bool]] = {k: [] for k in kinds}
+    for i in range(120):
+        kind = kinds[i % len(kinds)]
+        x, y, seen, horizon = _synthetic(rng, kind)
+        pruner = LearningCurvePruner(max_resource=horizon, min_points=5)
+        for n in range(5, seen + 1):  # judged at every point, as in a study: the warm starts chain
+            model = pruner.model({int(s): float(v) for s, v in zip(x[:n], y[:n], strict=True)}, "minimize")
+        assert model is not None
+        p = model.predict(horizon, 0.9)
+        hits[kind].append(p.low <= y[-1] <= p.high)
+    every = [h for v in hits.values() for h in v]
+    coverage = float(np.mean(every))
+    print(f"coverage of the 90% interval (refit schedule): {coverage:.3f}; "
+          + ", ".join(f"{k} {np.mean(v):.2f}" for k, v in hits.items()))
+    assert coverage >= 0.85
+    assert min(np.mean(v) for v in hits.values()) >= 0.7
+
+
+def test_a_long_curve_is_refitted_a_logarithmic_number_of_times() -> None:
+    assert refit_schedule(5, 1.25, 27) == [5, 6, 8, 10, 12, 15, 19, 24]
+    assert refit_schedule(5, 1.0, 9) == [5, 6, 7, 8, 9]
+    x = np.arange(1, 201, dtype=float)
+    y = 0.2 + 1.5 * x**-0.6
+    pruner = LearningCurvePruner(max_resource=400, min_points=5)
+    _fit.cache_clear()
+    for n in range(1, 201):
+        pruner.model({int(s): float(v) for s, v in zip(x[:n], y[:n], strict=True)}, "minimize")
+    fits = _fit.cache_info().misses
+    assert fits == len(refit_schedule(5, 1.25, 200)) <= 20  # against 196 fits at every point
+    every = LearningCurvePruner(max_resource=400, min_points=5, refit_growth=1)
+    _fit.cache_clear()
+    for n in range(1, 41):
+        every.model({int(s): float(v) for s, v in zip(x[:n], y[:n], strict=True)}, "minimize")
+    assert _fit.cache_info().misses == 36
+
+
+def test_with_sparse_refits_it_still_stops_a_hopeless_trial_and_keeps_the_slow_starter() -> None:
+    lc = run(LearningCurvePruner(max_resource=R, metric="val_loss", min_points=5, refit_growth=2.0),
+             [FAST, WORSE, SLOW])
+    assert [t.state for t in lc] == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.COMPLETE]
+    assert lc[1].system_attrs["pruned"]["step"] == 5
+    # the slow starter's last decision reused the fit of its first 20 points (schedule 5, 10, 20)
+    evidence = lc[2].system_attrs["prediction"]["evidence"]
+    assert evidence["step"] == R - 1 and evidence["fitted_to"] == 20
+    assert evidence["low"] <= lc[2].value <= evidence["high"]
 
 
 def test_a_curve_too_short_or_flat_is_handled() -> None:
@@ -238,6 +291,7 @@ def test_it_is_described_and_rebuilt(tmp_path: Path) -> None:
     ({"max_resource": R, "top_k": 0}, "top_k"),
     ({"max_resource": R, "rung_pruner": MedianPruner()}, "rung_pruner"),
     ({"max_resource": R, "rung_pruner": SuccessiveHalvingPruner(max_resource=81)}, "max_resource"),
+    ({"max_resource": R, "refit_growth": 0.5}, "refit_growth"),
     ({"max_resource": R, "metric": ""}, "metric"),
 ])
 def test_bad_settings_are_refused_with_the_argument_and_the_fix(kwargs: dict[str, object], match: str) -> None:

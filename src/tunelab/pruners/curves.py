@@ -55,6 +55,12 @@ curve still moved over its second half (in ranges, plus its noise; at most 1) an
 distance ahead (in multiples of the steps observed): a flat, quiet curve gets almost none. Both are
 set so that 90% intervals cover the truth at least 90% of the time on curves of the families and of shapes outside them
 (tests/test_curve_pruner.py, which reports the rate)."""
+WARM_NFEV = 10
+"""A refit from a previous fit's parameters gets this many evaluations per parameter (25 from the data's
+starts): most converge in under 3; those that do not sit on a flat direction where more do not help."""
+FIT_TOL = 1e-6
+"""Relative tolerances of the least-squares fits (cost, parameters, gradient): the curves are scaled to
+a range of 1 and their noise is rarely below 1e-3 of it, so tighter fits change no prediction."""
 _TINY = 1e-12
 
 
@@ -241,7 +247,23 @@ def _gradient(family: Family, theta: FloatArray, u: FloatArray) -> FloatArray:
     return np.where(np.isfinite(g), g, 0.0)
 
 
-def _fit_family(family: Family, u: FloatArray, y: FloatArray) -> FamilyFit | None:
+def _rescaled(family: str, theta: FloatArray, k: float) -> list[float]:
+    """``theta`` of ``family`` for the same curve with its goodness multiplied by ``k`` (> 0)."""
+    t = [float(v) for v in theta]
+    if family == "pow3":
+        return [k * t[0], k * t[1], t[2]]
+    if family == "log_power":
+        return [k * t[0], k * t[1], t[2], t[3]]
+    if family == "exp3":
+        return [k * t[0], t[1], t[2] + math.log(k)]
+    return [k * t[0], k * t[1], t[2], t[3]]  # janoschek, mmf, weibull: alpha, beta scale
+
+
+def _fit_family(family: Family, u: FloatArray, y: FloatArray, warm: Sequence[float] | None = None) -> FamilyFit | None:
+    """Bounded least squares from the data's starts (the second only while the first did not
+    converge), or from ``warm`` alone (a previous fit's parameters, in these units) when given: a
+    family whose fit does not converge there (a flat direction) would not do better from the
+    data's starts at many times the cost; they are used only when the warm start fails."""
     from scipy.optimize import least_squares
 
     n, p = y.size, family.n_params
@@ -249,10 +271,13 @@ def _fit_family(family: Family, u: FloatArray, y: FloatArray) -> FamilyFit | Non
         return None
     lo, hi = np.asarray(family.lower, dtype=float), np.asarray(family.upper, dtype=float)
     best: Any = None
+    starts = [list(warm)] if warm is not None else _starts(family.name, u, y)
+    if warm is not None:
+        starts += _starts(family.name, u, y)
     with np.errstate(all="ignore"):
-        for start in _starts(family.name, u, y):
-            if best is not None and best.status > 0:
-                break  # the first start converged: the second is for when it did not
+        for i, start in enumerate(starts):
+            if best is not None and (best.status > 0 or (warm is not None and i >= 1)):
+                break  # the first start converged (or was warm): the second is for when it did not
             x0 = np.clip(np.asarray(start, dtype=float), lo + 1e-9, hi - 1e-9)
 
             def residual(t: FloatArray) -> FloatArray:
@@ -263,7 +288,9 @@ def _fit_family(family: Family, u: FloatArray, y: FloatArray) -> FamilyFit | Non
                 return _gradient(family, t, u)
 
             try:
-                res = least_squares(residual, x0, jac=jacobian, bounds=(lo, hi), method="trf", max_nfev=25 * p)
+                res = least_squares(residual, x0, jac=jacobian, bounds=(lo, hi), method="trf",
+                                    max_nfev=(WARM_NFEV if warm is not None and i == 0 else 25) * p,
+                                    ftol=FIT_TOL, xtol=FIT_TOL, gtol=FIT_TOL)
             except (ValueError, np.linalg.LinAlgError):
                 continue
             if not np.all(np.isfinite(res.fun)):
@@ -396,12 +423,18 @@ class CurveModel:
     def continuation(self, steps: Sequence[float], interval: float = 0.9) -> dict[str, list[float]]:
         """The predicted mean and interval at each of ``steps``: ``{"steps", "mean", "low", "high"}``."""
         out: dict[str, list[float]] = {"steps": [], "mean": [], "low": [], "high": []}
-        for s in steps:
-            p = self.predict(s, interval)
-            out["steps"].append(p.step)
-            out["mean"].append(p.mean)
-            out["low"].append(p.low)
-            out["high"].append(p.high)
+        if not len(steps):
+            return out
+        if not self.fits:
+            raise ValueError("no family could be fitted to this curve")
+        means, sds = self._components(steps)
+        qs = _mixture_quantiles_at(self.weights, means, sds, ((1 - interval) / 2, (1 + interval) / 2))
+        for i, s in enumerate(steps):
+            a, b = self._to_metric(float(qs[0, i])), self._to_metric(float(qs[1, i]))
+            out["steps"].append(int(round(s)))
+            out["mean"].append(self._to_metric(float(np.sum(self.weights * means[:, i]))))
+            out["low"].append(min(a, b))
+            out["high"].append(max(a, b))
         return out
 
     def _to_metric(self, scaled_goodness: float) -> float:
@@ -409,21 +442,25 @@ class CurveModel:
 
 
 def _mixture_quantiles(w: FloatArray, m: FloatArray, s: FloatArray, qs: Sequence[float]) -> list[float]:
+    """The ``qs`` quantiles of the mixture of normals ``(w, m, s)`` (one step)."""
+    return [float(v) for v in _mixture_quantiles_at(w, m[:, None], s[:, None], qs)[:, 0]]
+
+
+def _mixture_quantiles_at(w: FloatArray, m: FloatArray, s: FloatArray, qs: Sequence[float]) -> FloatArray:
+    """The ``qs`` quantiles of the mixtures at several steps at once: ``m`` and ``s`` are (families,
+    steps); returns (len(qs), steps). Bisection on [min(m - 8s), max(m + 8s)] of each step."""
     from scipy.special import ndtr
 
-    lo = float(np.min(m - 8 * s))
-    hi = float(np.max(m + 8 * s))
-    out = []
-    for q in qs:
-        a, b = lo, hi
-        for _ in range(60):
-            mid = 0.5 * (a + b)
-            if float(np.sum(w * ndtr((mid - m) / s))) < q:
-                a = mid
-            else:
-                b = mid
-        out.append(0.5 * (a + b))
-    return out
+    q = np.asarray(qs, dtype=float)[:, None]                       # (qs, 1)
+    a = np.broadcast_to(np.min(m - 8 * s, axis=0), (q.size, m.shape[1])).copy()
+    b = np.broadcast_to(np.max(m + 8 * s, axis=0), (q.size, m.shape[1])).copy()
+    wk, mk, sk = w[:, None, None], m[:, None, :], s[:, None, :]       # (families, 1, steps)
+    for _ in range(60):
+        mid = 0.5 * (a + b)
+        below = np.sum(wk * ndtr((mid[None] - mk) / sk), axis=0) < q
+        a = np.where(below, mid, a)
+        b = np.where(below, b, mid)
+    return np.asarray(0.5 * (a + b), dtype=float)
 
 
 def fit_curve(
@@ -433,6 +470,7 @@ def fit_curve(
     direction: str = "minimize",
     horizon: float | None = None,
     families: Sequence[str] | None = None,
+    previous: CurveModel | None = None,
 ) -> CurveModel:
     """Fit the ensemble to a curve.
 
@@ -443,6 +481,10 @@ def fit_curve(
         horizon: the step predictions are mostly made at (e.g. the full budget); it only scales
             the steps. Default: the last step.
         families: names of the families to use (default all of :data:`FAMILY_NAMES`).
+        previous: the model of an earlier part of the same curve (same first point, same
+            ``horizon``): each family's least squares starts from its previous parameters, so that
+            refitting a growing curve takes a few iterations (the data's own starts are still tried
+            when that one does not converge).
 
     A curve with fewer than :data:`MIN_POINTS` finite points gives a model whose ``ok`` is False.
     """
@@ -469,5 +511,10 @@ def fit_curve(
     scale = max(scale, 1e-6 * max(abs(offset), 1.0), _TINY)
     yn = (g - offset) / scale
     u = x / h
-    fits = [f for f in (_fit_family(fam, u, yn) for fam in chosen) if f is not None]
+    warm: dict[str, list[float]] = {}
+    if (previous is not None and previous.ok and previous.direction == direction and previous.horizon == h
+            and previous._offset == offset):
+        k = previous._scale / scale
+        warm = {f.family.name: _rescaled(f.family.name, f.theta, k) for f in previous.fits}
+    fits = [f for f in (_fit_family(fam, u, yn, warm.get(fam.name)) for fam in chosen) if f is not None]
     return CurveModel(x, y, direction, h, fits, offset, scale)

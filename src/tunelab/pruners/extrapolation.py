@@ -31,9 +31,29 @@ CONTINUATION_POINTS = 12
 
 
 @lru_cache(maxsize=4096)
-def _fit(steps: tuple[int, ...], values: tuple[float, ...], direction: str, horizon: int) -> CurveModel:
-    """One fit per curve (a curve never changes once reported: workers fit each at most once)."""
-    return fit_curve(steps, values, direction=direction, horizon=horizon)
+def _fit(steps: tuple[int, ...], values: tuple[float, ...], direction: str, horizon: int,
+         schedule: tuple[int, ...] = ()) -> CurveModel:
+    """One fit per curve (a curve never changes once reported: workers fit each at most once).
+
+    ``schedule``: the numbers of points the curve was fitted at before (increasing, below
+    ``len(steps)``); the fit starts from the fit of the last of them, itself fitted the same way
+    (a cache hit when the curve was judged before), so the result depends only on the curve."""
+    previous = None
+    if schedule:
+        n = schedule[-1]
+        previous = _fit(steps[:n], values[:n], direction, horizon, schedule[:-1])
+    return fit_curve(steps, values, direction=direction, horizon=horizon, previous=previous)
+
+
+def refit_schedule(min_points: int, growth: float, up_to: int) -> list[int]:
+    """The numbers of points a curve is fitted at: ``min_points``, then each ``growth`` times the
+    last (rounded, at least one more), up to ``up_to``. ``growth=1``: every point."""
+    out = [min_points]
+    while True:
+        n = max(out[-1] + 1, round(out[-1] * growth))
+        if n > up_to:
+            return out
+        out.append(n)
 
 
 def _check_probability(name: str, value: object, low: float = 0.0) -> float:
@@ -83,6 +103,10 @@ class LearningCurvePruner(Pruner):
             ranked by their value predicted at the next rung (or at ``max_resource`` after the
             last rung) from their curve up to the rung; a trial with fewer than ``min_points``
             points there is ranked on its value as ASHA would. None: the curve rule alone.
+        refit_growth: the curve is refitted when its number of points has grown by this factor
+            since the last fit (``min_points``, then e.g. 6, 8, 10, 12, 15, 19, 24 points with 1.25);
+            in between, decisions use the last fit (with the current incumbent), and each refit
+            starts from the previous fit's parameters. 1: refit at every point.
 
     Examples:
         Trials whose learning rate is too small keep improving, but too slowly to catch the best:
@@ -101,7 +125,7 @@ class LearningCurvePruner(Pruner):
         >>> study.optimize(objective, n_trials=12)
         >>> pruned = study.get_trials([tunelab.TrialState.PRUNED])
         >>> len(pruned) >= 3, sorted(pruned[0].system_attrs["pruned"]["evidence"])[:4]
-        (True, ['continuation', 'families', 'high', 'incumbent'])
+        (True, ['continuation', 'families', 'fitted_to', 'high'])
     """
 
     def __init__(
@@ -115,6 +139,7 @@ class LearningCurvePruner(Pruner):
         top_k: int = 1,
         interval: float = 0.9,
         rung_pruner: SuccessiveHalvingPruner | Mapping[str, Any] | None = None,
+        refit_growth: float = 1.25,
     ) -> None:
         super().__init__(metric, direction)
         self.max_resource = check_int("LearningCurvePruner", "max_resource", max_resource, 2)
@@ -135,6 +160,11 @@ class LearningCurvePruner(Pruner):
             raise ConfigError(f"LearningCurvePruner(rung_pruner=...): its max_resource ({rung_pruner.max_resource}) "
                               f"differs from max_resource={self.max_resource}; give both the same value")
         self.rung_pruner = rung_pruner
+        if (isinstance(refit_growth, bool) or not isinstance(refit_growth, (int, float))
+                or not 1.0 <= refit_growth <= 4.0):
+            raise ConfigError(f"LearningCurvePruner(refit_growth=...) must be a number from 1 (refit at every "
+                              f"point) to 4, e.g. 1.25, got {refit_growth!r}")
+        self.refit_growth = float(refit_growth)
 
     # -- the curve model -------------------------------------------------------------------------
     def model(self, curve: Mapping[int, float], direction: str, up_to: int | None = None) -> CurveModel | None:
@@ -144,7 +174,13 @@ class LearningCurvePruner(Pruner):
                      if s > 0 and math.isfinite(v) and (up_to is None or s <= up_to))
         if len(pts) < self.min_points:
             return None
-        m = _fit(tuple(s for s, _ in pts), tuple(v for _, v in pts), direction, self.max_resource)
+        # the curve is fitted on its first n points, n the last of the refit schedule reached: between
+        # two refits the decision reuses the last fit (with the incumbent of now); each refit starts
+        # from the previous one
+        steps, values = tuple(s for s, _ in pts), tuple(v for _, v in pts)
+        schedule = refit_schedule(self.min_points, self.refit_growth, len(pts))
+        n = schedule[-1]
+        m = _fit(steps[:n], values[:n], direction, self.max_resource, tuple(schedule[:-1]))
         return m if m.ok else None
 
     def _continuation(self, model: CurveModel, step: int) -> dict[str, list[float]]:
@@ -178,7 +214,8 @@ class LearningCurvePruner(Pruner):
         p = model.predict(self.max_resource, self.interval)
         p_better = None if incumbent is None else p.prob_better(incumbent)
         evidence: dict[str, Any] = {
-            "step": step, "predicted_at": self.max_resource, "mean": p.mean, "low": p.low, "high": p.high,
+            "step": step, "fitted_to": int(model.steps[-1]), "predicted_at": self.max_resource,
+            "mean": p.mean, "low": p.low, "high": p.high,
             "interval": self.interval, "incumbent": incumbent, "top_k": self.top_k, "p_better": p_better,
             PREDICTED_FINAL: p.mean,
             "families": {k: round(v, 4) for k, v in model.family_weights().items()},
@@ -243,6 +280,7 @@ class LearningCurvePruner(Pruner):
             **super().describe(), "max_resource": self.max_resource, "min_points": self.min_points,
             "confidence": self.confidence, "top_k": self.top_k, "interval": self.interval,
             "rung_pruner": None if self.rung_pruner is None else self.rung_pruner.describe(),
+            "refit_growth": self.refit_growth,
         }
 
 
