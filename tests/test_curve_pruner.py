@@ -435,3 +435,22 @@ def test_the_model_based_samplers_fit_on_the_predicted_final_values(make: type[t
     early = np.median([t.params["q"] for t in trials[:5]])
     late = np.median([t.params["q"] for t in trials[-8:]])
     assert late < early / 2
+
+
+def test_refitting_at_every_point_of_a_long_curve_needs_no_deep_recursion() -> None:
+    """``refit_growth=1`` chains one fit per point: a curve longer than the stack allows must fit."""
+    import sys
+
+    from tunelab.pruners.extrapolation import _fit
+
+    _fit.cache_clear()
+    pruner = tunelab.LearningCurvePruner(max_resource=1000, min_points=5, refit_growth=1.0)
+    curve = {s: 0.2 + 2.0 * s**-0.5 for s in range(1, 401)}
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(250)  # 400 chained fits would need more
+    try:
+        for up_to in (10, 400):
+            model = pruner.model(curve, "minimize", up_to=up_to)
+            assert model is not None and int(model.steps[-1]) == up_to
+    finally:
+        sys.setrecursionlimit(limit)

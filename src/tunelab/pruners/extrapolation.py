@@ -179,8 +179,8 @@ class LearningCurvePruner(Pruner):
         # from the previous one
         steps, values = tuple(s for s, _ in pts), tuple(v for _, v in pts)
         schedule = refit_schedule(self.min_points, self.refit_growth, len(pts))
-        n = schedule[-1]
-        m = _fit(steps[:n], values[:n], direction, self.max_resource, tuple(schedule[:-1]))
+        for k, n in enumerate(schedule):  # from the first fit up: each finds its predecessor cached (no deep recursion)
+            m = _fit(steps[:n], values[:n], direction, self.max_resource, tuple(schedule[:k]))
         return m if m.ok else None
 
     def _continuation(self, model: CurveModel, step: int) -> dict[str, list[float]]:
