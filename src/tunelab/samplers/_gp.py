@@ -49,6 +49,8 @@ import scipy.stats
 from scipy.linalg import lapack
 from scipy.stats import qmc
 
+from tunelab.samplers.transfer import shifted_query
+
 __all__ = [
     "MIN_NOISE_VAR",
     "Acquisition",
@@ -686,8 +688,8 @@ def maximize_log_ei(
 
 
 class ShiftedGP:
-    """A source's GP read at ``x - shift``: its surface moved by ``shift`` (zero on categorical
-    coordinates; see :func:`tunelab.samplers.transfer.fit_shift`). ``X`` holds its trials moved the
+    """A source's GP read at ``x - shift``, kept inside the unit cube: its surface moved by ``shift``
+    (zero on categorical coordinates; see :func:`tunelab.samplers.transfer.fit_shift`). ``X`` holds its trials moved the
     same way, clipped to the unit cube (the points worth perturbing)."""
 
     def __init__(self, gp: GaussianProcess, shift: Array) -> None:
@@ -699,10 +701,13 @@ class ShiftedGP:
         self.y = gp.y
 
     def predict(self, Xq: Array) -> tuple[Array, Array]:
-        return self.gp.predict(np.atleast_2d(np.asarray(Xq, dtype=np.float64)) - self.shift)
+        Xq = np.atleast_2d(np.asarray(Xq, dtype=np.float64))
+        return self.gp.predict(shifted_query(Xq, self.shift, self.numeric)[0])
 
     def _predict_with_grad(self, Xq: Array) -> tuple[Array, Array, Array, Array]:
-        return self.gp._predict_with_grad(Xq - self.shift)
+        moved, inside = shifted_query(np.asarray(Xq, dtype=np.float64), self.shift, self.numeric)
+        mean, var, d_mean, d_var = self.gp._predict_with_grad(moved)
+        return mean, var, d_mean * inside, d_var * inside
 
 
 class PriorMeanGP:

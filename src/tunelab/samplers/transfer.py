@@ -124,6 +124,18 @@ class MeanModel(Protocol):
     def _predict_with_grad(self, Xq: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]: ...
 
 
+def shifted_query(X: np.ndarray, shift: np.ndarray, numeric: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where a source moved by ``shift`` is read for the rows of ``X``: ``x - shift`` kept inside the
+    unit cube (a point moved past the source's edge reads the edge, not the source GP's reversion to
+    its mean, which would make the target's edges look unexplored), and (n, d_numeric) ones where
+    the numeric coordinate stayed inside (the gradient wrt ``x``), zeros where it was clipped."""
+    moved = X - shift
+    numeric_moved = moved[:, numeric]
+    inside = ((numeric_moved >= 0.0) & (numeric_moved <= 1.0)).astype(float)
+    moved[:, numeric] = np.clip(numeric_moved, 0.0, 1.0)
+    return moved, inside
+
+
 @dataclass(frozen=True)
 class ShiftFit:
     """A source moved onto the target's trials (:func:`fit_shift`)."""
@@ -161,7 +173,9 @@ def fit_shift(source: MeanModel, source_X: np.ndarray, source_y: np.ndarray, X: 
     def rss_and_grad(shift: np.ndarray) -> tuple[float, np.ndarray]:
         full = none.copy()
         full[numeric] = shift
-        mu, _, d_mu, _ = source._predict_with_grad(X - full)
+        moved, inside = shifted_query(X, full, numeric)
+        mu, _, d_mu, _ = source._predict_with_grad(moved)
+        d_mu = d_mu * inside
         mc = mu - mu.mean()
         smm = float(mc @ mc)
         a = float(mc @ yc) / smm if smm > 1e-12 else 0.0
@@ -184,7 +198,7 @@ def fit_shift(source: MeanModel, source_X: np.ndarray, source_y: np.ndarray, X: 
         """1 - R^2 of the fit on all trials, measured on the better half of them."""
         full = none.copy()
         full[numeric] = shift
-        mu = source._predict_with_grad(X - full)[0]
+        mu = source._predict_with_grad(shifted_query(X, full, numeric)[0])[0]
         mc = mu - mu.mean()
         smm = float(mc @ mc)
         a = max(0.0, float(mc @ yc) / smm) if smm > 1e-12 else 0.0
