@@ -522,16 +522,8 @@ def collect_rung_observations(
         else:
             continue
         numbers.append(number)
-    y = np.array(ys, dtype=float)
-    imputed = np.array(bad, dtype=bool)
-    if imputed.any():
-        y[imputed] = np.max(y[~imputed])
-    X = np.array(rows, dtype=float).reshape(len(rows), len(space))
-    keep = ~np.isnan(X).all(axis=1) if len(space) else np.ones(len(y), dtype=bool)
     pending, pending_numbers = _pending(history, space, exclude)
-    obs = Observations(X=X[keep], y=y[keep], imputed=imputed[keep], numbers=np.array(numbers, dtype=np.int64)[keep],
-                       pending=pending, pending_numbers=pending_numbers)
-    return obs, step
+    return _trial_rows(space, rows, ys, bad, numbers, pending, pending_numbers), step
 
 
 def collect_predicted_observations(
@@ -582,18 +574,31 @@ def collect_predicted_observations(
         ys.append(sign * value)
         bad.append(imputed)
         numbers.append(t.number)
-    y = np.array(ys, dtype=float)
-    imputed_rows = np.array(bad, dtype=bool)
-    if imputed_rows.any():
-        y[imputed_rows] = np.max(y[~imputed_rows])
+    pending, pending_numbers = _pending(history, space, exclude)
+    waiting = ~np.isin(pending_numbers, list(predictions))  # a running trial with a prediction is a row
+    obs = _trial_rows(space, rows, ys, bad, numbers, pending[waiting], pending_numbers[waiting])
+    return obs, int(np.isin(obs.numbers, list(predictions)).sum())
+
+
+def _trial_rows(
+    space: EncodedSpace,
+    rows: Sequence[np.ndarray],
+    losses: Sequence[float],
+    imputed: Sequence[bool],
+    numbers: Sequence[int],
+    pending: np.ndarray,
+    pending_numbers: np.ndarray,
+) -> Observations:
+    """Observations from one encoded row, loss and trial number per trial: imputed rows take the worst
+    measured loss; rows with no parameter active are left out."""
+    y = np.array(losses, dtype=float)
+    bad = np.array(imputed, dtype=bool)
+    if bad.any():
+        y[bad] = np.max(y[~bad])
     X = np.array(rows, dtype=float).reshape(len(rows), len(space))
     keep = ~np.isnan(X).all(axis=1) if len(space) else np.ones(len(y), dtype=bool)
-    pending, pending_numbers_all = _pending(history, space, exclude)
-    waiting = ~np.isin(pending_numbers_all, list(predictions))  # a running trial with a prediction is a row
-    obs = Observations(X=X[keep], y=y[keep], imputed=imputed_rows[keep],
-                       numbers=np.array(numbers, dtype=np.int64)[keep], pending=pending[waiting],
-                       pending_numbers=pending_numbers_all[waiting])
-    return obs, int(np.isin(obs.numbers, list(predictions)).sum())
+    return Observations(X=X[keep], y=y[keep], imputed=bad[keep], numbers=np.array(numbers, dtype=np.int64)[keep],
+                        pending=pending, pending_numbers=pending_numbers)
 
 
 class ModelBasedSampler(Sampler):
