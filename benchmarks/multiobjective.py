@@ -40,6 +40,17 @@ from typing import Any
 
 import numpy as np
 import optuna
+from mo_problems import (
+    C2DTLZ2_REF,
+    C2DTLZ2_SPACE,
+    C2DTLZ2_TRUE_HV,
+    CNN_EPOCHS,
+    CNN_MEMORY_MB,
+    CNN_REF,
+    CNN_SPACE,
+    c2dtlz2,
+    cnn_digits,
+)
 from overhead import int_list, machine_info, save_json
 from rich.console import Console
 from rich.markup import escape
@@ -186,14 +197,15 @@ def _true_hvs() -> dict[str, float]:
         "zdt6": front_hv_2d(zdt6_f1, 1.0 - zdt6_f1**2, REF["zdt6"]),
         "dtlz2": float(np.prod(REF["dtlz2"])) - math.pi / 6.0,  # the unit sphere's octant
         "srn": front_hv_2d(2.0 + 4.5**2 + (x2 - 1.0) ** 2, -22.5 - (x2 - 1.0) ** 2, REF["srn"]),
+        "c2dtlz2": C2DTLZ2_TRUE_HV,  # a grid bound on the four caps of the sphere (mo_problems.py)
     }
 
 
 REF: dict[str, tuple[float, ...]] = {
     "zdt1": (1.1, 4.0), "zdt2": (1.1, 4.0), "zdt6": (1.1, 10.0), "dtlz2": (1.5, 1.5, 1.5),
-    "srn": (250.0, 50.0), "mlp_digits": (1.0, 5.0),
+    "srn": (250.0, 50.0), "c2dtlz2": C2DTLZ2_REF, "mlp_digits": (1.0, 5.0), "cnn_digits": CNN_REF,
 }
-CONSTRAINED = ("srn",)
+CONSTRAINED = ("srn", "c2dtlz2", "cnn_digits")
 _unit = {f"x{i}": Float(0.0, 1.0) for i in range(max(ZDT_D, DTLZ_D))}
 _TRUE: dict[str, float] = {}
 
@@ -216,16 +228,21 @@ def _problems() -> dict[str, Problem]:
         Problem("dtlz2", dtlz, 3, dtlz2, REF["dtlz2"], true_hv("dtlz2"), f"DTLZ2, 3 objectives, d={DTLZ_D}"),
         Problem("srn", {"x0": Float(-20.0, 20.0), "x1": Float(-20.0, 20.0)}, 2, srn, REF["srn"], true_hv("srn"),
                 "SRN, d=2, two inequality constraints"),
+        Problem("c2dtlz2", C2DTLZ2_SPACE, 3, c2dtlz2, REF["c2dtlz2"], true_hv("c2dtlz2"),
+                f"C2-DTLZ2 (Deb and Jain 2014), 3 objectives, d={DTLZ_D}, one constraint (r = 0.4)"),
         Problem("mlp_digits", {"width": Int(4, 128, log=True), "depth": Int(1, 3), "lr": Float(1e-4, 1e-1, log=True),
                                "alpha": Float(1e-6, 1e-1, log=True)},
                 2, mlp_digits, REF["mlp_digits"], None,
                 "sklearn MLPClassifier on digits (15 epochs): validation error vs log10(parameters)"),
+        Problem("cnn_digits", CNN_SPACE, 2, cnn_digits, REF["cnn_digits"], None,
+                f"PyTorch CNN on digits ({CNN_EPOCHS} epochs, AdamW, one thread): validation error vs "
+                f"log10(parameters), training memory estimate <= {CNN_MEMORY_MB} MB"),
     )}
 
 
 PROBLEMS = _problems()
 QUICK_PROBLEMS = ("zdt1", "dtlz2", "srn")
-DEFAULT_PROBLEMS = ("zdt1", "zdt2", "zdt6", "dtlz2", "srn")
+DEFAULT_PROBLEMS = ("zdt1", "zdt2", "zdt6", "dtlz2", "srn", "c2dtlz2")
 
 
 # -- methods ----------------------------------------------------------------------------------
@@ -421,7 +438,7 @@ def init_worker() -> None:
 # -- running everything -----------------------------------------------------------------------
 # Rough seconds per run of 100 trials, only to start the longest runs first and for the ETA.
 COST_GUESS = {"optuna-gp": 90.0, "tunelab-tpe": 4.0, "optuna-tpe": 3.0}
-EVAL_S_GUESS = {"mlp_digits": 0.15}
+EVAL_S_GUESS = {"mlp_digits": 0.15, "cnn_digits": 0.4}
 
 
 def cost_guess(task: Task) -> float:
