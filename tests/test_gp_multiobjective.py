@@ -231,3 +231,33 @@ def test_auto_sampler_runs_the_gp_on_several_objectives_until_switch_at(
     study = tunelab.create_study(directions=["minimize"] * n_objectives, sampler=sampler, seed=0)
     study.optimize(objective, n_trials=14)  # type: ignore[arg-type]
     assert used == ["gp"] * 5 + [after] * 4  # trials 5..9 by the GP's log EHVI, 10..13 by the cheaper one
+
+
+def test_an_unexplored_constraint_margin_costs_only_its_log_probability() -> None:
+    """Past a learnt bound the shortfall of P(feasible) is penalised; where the margin is unexplored
+    (another feasible region may lie there, as C2-DTLZ2's caps) log P counts once."""
+    import scipy.special
+
+    from tunelab.samplers._ehvi import FEASIBLE_PENALTY, FEASIBLE_TARGET, KNOWN_VARIANCE_SHARE
+
+    rng = np.random.default_rng(3)
+    X = rng.random((20, 2)) * 0.3  # every trial in one corner
+    cat_sizes = np.zeros(2, dtype=np.int64)
+    objective = fit_gp(X, X.sum(1), cat_sizes, rng=rng)
+    objectives = [objective, fit_gp(X, -X[:, 0], cat_sizes, rng=rng)]
+    margin = fit_gp(X, X[:, 0] - 0.15, cat_sizes, rng=rng, warp=False)
+    Y = np.stack([g.y for g in objectives], axis=1)
+    acquisition = LogEHVI(objectives, Y, reference_point(Y), [(margin, 0.0)], X, Y.sum(1))
+    near, far = np.array([[0.22, 0.1]]), np.array([[0.95, 0.95]])
+    for point, penalised in ((near, True), (far, False)):
+        mu, var = margin.predict(point)
+        assert (var[0] <= KNOWN_VARIANCE_SHARE * margin.params.signal_variance) == penalised
+        log_p = float(scipy.special.log_ndtr(-mu[0] / math.sqrt(var[0])))
+        assert log_p < math.log(FEASIBLE_TARGET)
+        without = LogEHVI(objectives, Y, reference_point(Y), [], X, Y.sum(1)).values(point)[0]
+        expected = without + log_p * (1 + FEASIBLE_PENALTY) - FEASIBLE_PENALTY * math.log(FEASIBLE_TARGET) * penalised
+        if not penalised:
+            expected = without + log_p
+        assert acquisition.values(point)[0] == pytest.approx(expected, rel=1e-9, abs=1e-9)
+        value, _ = acquisition.values_and_grad(point)
+        assert value[0] == pytest.approx(expected, rel=1e-9, abs=1e-9)

@@ -28,6 +28,10 @@ reference point are in the same units.
   :data:`FEASIBLE_TARGET` (0.9) the shortfall ``log P - log 0.9`` is therefore counted
   :data:`FEASIBLE_PENALTY` (10) more times, which keeps proposals on the feasible side of the
   predicted bound by about 1.3 posterior standard deviations of the margin (closer as it is learnt).
+  Only where every margin is known (posterior variance at most :data:`KNOWN_VARIANCE_SHARE` of the
+  prior's): in unexplored parts another feasible region may lie, and there log P counts once. With
+  the penalty everywhere the GP stayed in the feasible regions it had found (two of C2-DTLZ2's four
+  caps, 100-trial hypervolume 2.05 against 2.34 with the gate, 4 seeds).
 """
 
 from __future__ import annotations
@@ -53,6 +57,11 @@ FEASIBLE_TARGET = 0.9
 """The probability of feasibility below which the acquisition penalises a point more (see :class:`LogEHVI`)."""
 FEASIBLE_PENALTY = 10.0
 """Below :data:`FEASIBLE_TARGET`, ``log P(feasible)`` counts ``1 + FEASIBLE_PENALTY`` times (the excess only)."""
+KNOWN_VARIANCE_SHARE = 0.25
+"""The penalty applies where every constraint's margin is known: its posterior variance at most this share
+of its prior variance (near a learnt bound). Where a margin is unexplored (another feasible region may lie
+there) ``log P(feasible)`` counts once, as in constrained EI: with the penalty everywhere, the GP stayed in
+the feasible regions it had found (two of C2-DTLZ2's four caps)."""
 _CHUNK = 400_000  # candidates x boxes x objectives per vectorised block
 
 
@@ -242,11 +251,13 @@ class LogEHVI(Acquisition):
             var = np.stack([s[1] for s in stats], axis=1)
             out += _log_ehvi(mean, var, self.lower, self.upper, False)[0]
         log_p = np.zeros(len(Xq))
+        known = np.ones(len(Xq), dtype=bool)
         for gp, threshold in self.constraints:
             mu, var = gp.predict(Xq)
             log_p += scipy.special.log_ndtr((threshold - mu) / np.sqrt(var))
+            known &= var <= KNOWN_VARIANCE_SHARE * float(gp.params.signal_variance)
         if self.constraints:
-            out += log_p + FEASIBLE_PENALTY * np.minimum(0.0, log_p - math.log(FEASIBLE_TARGET))
+            out += log_p + FEASIBLE_PENALTY * np.where(known, np.minimum(0.0, log_p - math.log(FEASIBLE_TARGET)), 0.0)
         return out
 
     def values_and_grad(self, Xq: Array) -> tuple[Array, Array]:
@@ -263,8 +274,10 @@ class LogEHVI(Acquisition):
             for j, (_, _, d_mean, d_var) in enumerate(parts):
                 grad += g_mu[:, j, None] * d_mean + (g_sigma[:, j] / (2.0 * sigma[:, j]))[:, None] * d_var
         log_p, g_p = np.zeros(len(Xq)), np.zeros((len(Xq), n_num))
+        known = np.ones(len(Xq), dtype=bool)
         for gp, threshold in self.constraints:
             mu, var, d_mean, d_var = gp._predict_with_grad(Xq)
+            known &= var <= KNOWN_VARIANCE_SHARE * float(gp.params.signal_variance)
             sigma = np.sqrt(var)
             z = (threshold - mu) / sigma
             log_cdf = scipy.special.log_ndtr(z)
@@ -272,7 +285,7 @@ class LogEHVI(Acquisition):
             ratio = np.exp(-0.5 * z * z - _LOG_SQRT_2PI - log_cdf)  # phi(z) / Phi(z)
             g_p += (-ratio / sigma)[:, None] * d_mean + (-ratio * z / sigma / (2.0 * sigma))[:, None] * d_var
         if self.constraints:
-            short = log_p < math.log(FEASIBLE_TARGET)
+            short = (log_p < math.log(FEASIBLE_TARGET)) & known
             out += log_p + FEASIBLE_PENALTY * np.where(short, log_p - math.log(FEASIBLE_TARGET), 0.0)
             grad += g_p * (1.0 + FEASIBLE_PENALTY * short)[:, None]
         return out, grad
