@@ -26,6 +26,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+from problems import train_minibatches
 
 from tunelab.distributions import Distribution, Float, Int
 
@@ -161,18 +162,7 @@ def cnn_digits(p: Params) -> tuple[tuple[float, ...], list[Constraint]]:
     torch.manual_seed(0)
     model = cnn_build(width, hidden)
     optimizer = torch.optim.AdamW(model.parameters(), lr=float(p["lr"]), weight_decay=float(p["weight_decay"]))
-    loss_fn = torch.nn.CrossEntropyLoss()
-    shuffle = torch.Generator().manual_seed(0)
-    n = x_tr.shape[0]
-    model.train()
-    for _ in range(CNN_EPOCHS):
-        order = torch.randperm(n, generator=shuffle)
-        for start in range(0, n, CNN_BATCH):
-            batch = order[start : start + CNN_BATCH]
-            optimizer.zero_grad(set_to_none=True)
-            loss_fn(model(x_tr[batch]), y_tr[batch]).backward()
-            optimizer.step()
-    model.eval()
+    train_minibatches(model, optimizer, x_tr, y_tr, epochs=CNN_EPOCHS, batch=CNN_BATCH)
     with torch.no_grad():
         logits = model(x_va)
     correct = int((logits.argmax(dim=1) == y_va).sum()) if bool(torch.isfinite(logits).all()) else 0

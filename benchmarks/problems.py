@@ -206,6 +206,25 @@ def torch_digits_data() -> tuple[Any, Any, Any, Any]:
             torch.tensor(y_tr, dtype=torch.int64), torch.tensor(y_va, dtype=torch.int64))
 
 
+def train_minibatches(model: Any, optimizer: Any, x: Any, y: Any, *, epochs: int, batch: int) -> None:
+    """Train ``model`` on ``(x, y)`` with cross-entropy for ``epochs`` epochs of shuffled minibatches of
+    ``batch`` (the shuffle seeded with 0: the same order for every configuration), then set it to eval."""
+    import torch
+
+    loss_fn = torch.nn.CrossEntropyLoss()
+    shuffle = torch.Generator().manual_seed(0)
+    n = x.shape[0]
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=shuffle)
+        for start in range(0, n, batch):
+            rows = order[start:start + batch]
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(model(x[rows]), y[rows]).backward()
+            optimizer.step()
+    model.eval()
+
+
 def torch_digits(params: Params) -> float:
     """Validation cross-entropy of a one-hidden-layer PyTorch MLP after ``TORCH_EPOCHS`` epochs.
 
@@ -227,18 +246,7 @@ def torch_digits(params: Params) -> float:
     else:
         optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=wd)
     loss_fn = nn.CrossEntropyLoss()
-    shuffle = torch.Generator().manual_seed(0)
-    n = x_tr.shape[0]
-    model.train()
-    for _ in range(TORCH_EPOCHS):
-        order = torch.randperm(n, generator=shuffle)
-        for start in range(0, n, TORCH_BATCH):
-            batch = order[start:start + TORCH_BATCH]
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x_tr[batch]), y_tr[batch])
-            loss.backward()
-            optimizer.step()
-    model.eval()
+    train_minibatches(model, optimizer, x_tr, y_tr, epochs=TORCH_EPOCHS, batch=TORCH_BATCH)
     with torch.no_grad():
         value = float(loss_fn(model(x_va), y_va))
     return value if math.isfinite(value) and value < LOSS_CAP else LOSS_CAP

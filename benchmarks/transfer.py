@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from problems import LOSS_CAP, branin, digits_split, hartmann6, rosenbrock10_log
+from problems import LOSS_CAP, branin, digits_split, hartmann6, rosenbrock10_log, train_minibatches
 from problems import PROBLEMS as SUITE
 
 import tunelab
@@ -125,17 +125,7 @@ def digits_cnn(share: int) -> Callable[[Params], float]:
                               nn.Dropout(float(p["dropout"])), nn.Linear(16 * c, 10))
         opt = torch.optim.Adam(model.parameters(), lr=float(p["lr"]), weight_decay=float(p["weight_decay"]))
         loss_fn = nn.CrossEntropyLoss()
-        shuffle = torch.Generator().manual_seed(0)
-        n = x_tr.shape[0]
-        model.train()
-        for _ in range(CNN_EPOCHS):
-            order = torch.randperm(n, generator=shuffle)
-            for start in range(0, n, CNN_BATCH):
-                batch = order[start:start + CNN_BATCH]
-                opt.zero_grad(set_to_none=True)
-                loss_fn(model(x_tr[batch]), y_tr[batch]).backward()
-                opt.step()
-        model.eval()
+        train_minibatches(model, opt, x_tr, y_tr, epochs=CNN_EPOCHS, batch=CNN_BATCH)
         with torch.no_grad():
             value = float(loss_fn(model(x_va), y_va))
         return value if math.isfinite(value) and value < LOSS_CAP else LOSS_CAP

@@ -15,7 +15,10 @@ from tunelab.multiobjective import hypervolume
 
 
 def _load() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "mo_problems.py"
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))  # mo_problems imports problems, as the benchmark scripts run it
+    path = folder / "mo_problems.py"
     spec = importlib.util.spec_from_file_location("bench_mo_problems", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -207,9 +207,9 @@ def fit_shift(source: MeanModel, source_X: np.ndarray, source_y: np.ndarray, X: 
         yg = y[good] - y[good].mean()
         return float((r - r.mean()) @ (r - r.mean())) / max(float(yg @ yg), 1e-12)
 
-    base = objective(np.zeros(k))[0]
     if k == 0 or n < SHIFT_FIT_AT:
         return ShiftFit(none, unexplained(np.zeros(k)))
+    base = objective(np.zeros(k))[0]
     starts = [np.zeros(k)]
     best_target = X[np.argsort(y, kind="stable")[:3]][:, numeric]
     best_source = np.nan_to_num(source_X[np.argsort(source_y, kind="stable")[:3]][:, numeric], nan=0.5)
