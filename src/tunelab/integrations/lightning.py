@@ -324,8 +324,12 @@ class TunelabCallback(pl.Callback):  # type: ignore[misc]
             return  # validated again without training in between
         self._last_step = step
         self.metrics = numeric_metrics(trainer.callback_metrics)
-        logged = dict(self.metrics)
-        if self._decide(trainer, lambda: self._call("report", step, logged)):
+        if self._single and self._port is not None:  # one process: the trial is here, nothing to broadcast
+            stop = self._port.report(step, dict(self.metrics))
+        else:
+            logged = dict(self.metrics)
+            stop = self._decide(trainer, lambda: self._call("report", step, logged))
+        if stop:
             self._stop(trainer)
         if self.checkpoint:
             self._save(trainer, step)

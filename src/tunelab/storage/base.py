@@ -274,6 +274,13 @@ class BaseStorage(ABC):
         request). TrialNotFoundError if there is no such trial."""
         return self.get_trial(trial_id).system_attrs.get(key)
 
+    def get_trial_system_attrs(self, trial_id: int, keys: Sequence[str]) -> dict[str, Any]:
+        """Several system attributes of a trial in one read: ``{key: value or None}`` for each of
+        ``keys`` (what a watcher thread polls while the trial trains). TrialNotFoundError if there is
+        no such trial."""
+        attrs = self.get_trial(trial_id).system_attrs
+        return {key: attrs.get(key) for key in keys}
+
     @abstractmethod
     def get_trials(
         self,

@@ -37,6 +37,16 @@ def _snapshot(t: FrozenTrial) -> FrozenTrial:
     )
 
 
+def _with_fields(t: FrozenTrial, changed: Mapping[str, Any]) -> FrozenTrial:
+    """``t`` with some of its mappings (params, distributions, attributes) replaced: what
+    ``dataclasses.replace`` gives for them, without re-running ``__init__`` (a running trial's
+    attribute writes are on a training loop's path)."""
+    new: FrozenTrial = object.__new__(FrozenTrial)
+    new.__dict__.update(t.__dict__)
+    new.__dict__.update(changed)
+    return new
+
+
 def _json_copy(attrs: Mapping[str, Any] | None) -> dict[str, Any]:
     """A deep copy of attributes as the SQL storages give them back (through JSON: tuples become
     lists), refusing what they could not store either."""
@@ -256,7 +266,7 @@ class InMemoryStorage(BaseStorage):
             changed["user_attrs"] = {**t.user_attrs, **_json_copy(user_attrs)}
         if system_attrs:
             changed["system_attrs"] = {**t.system_attrs, **_json_copy(system_attrs)}
-        return replace(t, **changed) if changed else t
+        return _with_fields(t, changed) if changed else t
 
     def update_trial(
         self,
@@ -307,7 +317,17 @@ class InMemoryStorage(BaseStorage):
             self._heartbeats.pop(trial_id, None)
 
     def report(self, trial_id: int, step: int, metrics: Mapping[str, float]) -> None:
-        self.report_steps(trial_id, [(step, metrics)])
+        step = int(step)
+        with self._lock:
+            self._running(trial_id)
+            curves = self._curves.get(trial_id)
+            if curves is None:
+                curves = self._curves[trial_id] = {}
+            for name, value in metrics.items():
+                points = curves.get(name)
+                if points is None:
+                    points = curves[name] = {}
+                points[step] = float(value)
 
     def report_steps(self, trial_id: int, points: Sequence[tuple[int, Mapping[str, float]]]) -> None:
         with self._lock:
@@ -366,6 +386,11 @@ class InMemoryStorage(BaseStorage):
     def get_trial_system_attr(self, trial_id: int, key: str) -> Any:
         with self._lock:
             return copy.deepcopy(self._get(trial_id).system_attrs.get(key))
+
+    def get_trial_system_attrs(self, trial_id: int, keys: Sequence[str]) -> dict[str, Any]:
+        with self._lock:
+            attrs = self._get(trial_id).system_attrs
+            return {key: copy.deepcopy(attrs.get(key)) for key in keys}
 
     def get_trials(
         self,

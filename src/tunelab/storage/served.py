@@ -35,7 +35,8 @@ SERVED_METHODS = frozenset({
     "create_trial", "claim_waiting_trial", "start_trial", "update_trial", "annotate_trial", "append_trial_event",
     "finish_trial", "discard_trial", "report", "report_steps", "get_curves", "get_metric_at", "heartbeat",
     "fail_stale_trials",
-    "get_trial", "get_trial_system_attr", "get_trials", "get_trial_values", "count_trials", "get_best_trial",
+    "get_trial", "get_trial_system_attr", "get_trial_system_attrs", "get_trials", "get_trial_values", "count_trials",
+    "get_best_trial",
 })
 
 
@@ -266,6 +267,10 @@ class RemoteStorage(BaseStorage):
 
     def get_trial_system_attr(self, trial_id: int, key: str) -> Any:
         return self._call("get_trial_system_attr", trial_id, key)
+
+    def get_trial_system_attrs(self, trial_id: int, keys: Sequence[str]) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("get_trial_system_attrs", trial_id, list(keys))
+        return result
 
     def get_trials(
         self, study_id: int, states: Iterable[TrialState] | None = None, min_number: int = 0,

@@ -905,6 +905,15 @@ class SQLStorage(BaseStorage):
         return json.loads(row.system_attrs).get(key)
 
     @_operation
+    def get_trial_system_attrs(self, trial_id: int, keys: Sequence[str]) -> dict[str, Any]:
+        with self._read() as conn:
+            row = conn.execute(self._q.system_attrs_by_id, {"tid": trial_id}).first()
+        if row is None:
+            raise TrialNotFoundError(f"no trial with id {trial_id}")
+        attrs = json.loads(row.system_attrs)
+        return {key: attrs.get(key) for key in keys}
+
+    @_operation
     def get_trials(
         self,
         study_id: int,

@@ -274,6 +274,10 @@ class TrialWriter:
         """One of the trial's system attributes as stored now (None when absent): a light read."""
         return self._storage.get_trial_system_attr(self._trial_id, key)
 
+    def stored_system_attrs(self, keys: Sequence[str]) -> dict[str, Any]:
+        """Several of the trial's system attributes as stored now, in one read (None when absent)."""
+        return self._storage.get_trial_system_attrs(self._trial_id, keys)
+
 
 @dataclass(frozen=True)
 class TrialServices:

@@ -365,9 +365,9 @@ class Trial:
         """``(stop requested, number of live requests)`` as stored now: what a watcher thread polls to
         learn that :meth:`sync_live` has work, without applying anything (a light read of two
         attributes; safe from another thread, unlike every other method of a trial)."""
-        stop = self._writer.stored_system_attr(STOP_REQUESTED)
-        requests = self._writer.stored_system_attr(LIVE_REQUESTS)
-        return stop is not None, len(requests) if isinstance(requests, list) else 0
+        stored = self._writer.stored_system_attrs((STOP_REQUESTED, LIVE_REQUESTS))
+        requests = stored[LIVE_REQUESTS]
+        return stored[STOP_REQUESTED] is not None, len(requests) if isinstance(requests, list) else 0
 
     def watch_stop_requests(self, watched: bool) -> None:
         """Say that something else reads this trial's stop request while it trains (a framework
@@ -425,7 +425,7 @@ class Trial:
                 self._write_pending()
 
             def read() -> dict[str, Any]:  # the two attributes a live loop polls, not the whole row
-                found = {key: self._writer.stored_system_attr(key) for key in (STOP_REQUESTED, LIVE_REQUESTS)}
+                found = self._writer.stored_system_attrs((STOP_REQUESTED, LIVE_REQUESTS))
                 if found[STOP_REQUESTED] is not None:
                     self._stop_request = found[STOP_REQUESTED]  # should_prune needs no read of its own then
                 return {key: value for key, value in found.items() if value is not None}
@@ -518,14 +518,14 @@ class Trial:
             raise ConfigError(f"report(step=...) must be a non-negative integer, got {step!r}")
         if not metrics:
             raise ConfigError("report() needs at least one metric, e.g. report(epoch, val_loss=0.3)")
-        clean: dict[str, float] = {}
-        for k, v in metrics.items():
-            try:
-                clean[k] = float(v)
-            except (TypeError, ValueError):
-                raise ConfigError(f"metric '{k}' must be a number, got {v!r}") from None
+        try:
+            clean = {k: v if type(v) is float else float(v) for k, v in metrics.items()}
+        except (TypeError, ValueError):
+            k, v = next((k, v) for k, v in metrics.items() if not _is_number(v))
+            raise ConfigError(f"metric '{k}' must be a number, got {v!r}") from None
         step = int(step)
-        self._write_pending()
+        if self._unsaved or self._unsaved_attrs or self._ctx.has_new_records:
+            self._write_pending()
         self._writer.report(step, clean)
         curves = self._curves
         for k, v in clean.items():
@@ -654,6 +654,15 @@ class Trial:
 
     def __repr__(self) -> str:
         return f"Trial(number={self.number}, params={self._params!r})"
+
+
+def _is_number(value: Any) -> bool:
+    """Whether ``float(value)`` works (the metric a report refuses is the first for which it does not)."""
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 #: Pauses (seconds) before each round of attempts at a trial's final write: a storage that fails for

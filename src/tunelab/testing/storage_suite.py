@@ -798,6 +798,16 @@ class StorageSuite:
         with pytest.raises(TrialNotFoundError):
             storage.get_trial_system_attr(trial.trial_id + 10_000, "planned")
 
+    def test_several_system_attrs_are_read_together(self, storage: BaseStorage, study_id: int) -> None:
+        trial = storage.create_trial(study_id, system_attrs={"planned": {"a": [1, 2]}})
+        storage.update_trial(trial.trial_id, system_attrs={"live_requests": [{"lr": 0.1}]})
+        found = storage.get_trial_system_attrs(trial.trial_id, ["planned", "stop_requested", "live_requests"])
+        assert found == {"planned": {"a": [1, 2]}, "stop_requested": None, "live_requests": [{"lr": 0.1}]}
+        found["live_requests"].append({"lr": 0.2})  # a copy: the stored value stays
+        assert storage.get_trial_system_attrs(trial.trial_id, ["live_requests"]) == {"live_requests": [{"lr": 0.1}]}
+        with pytest.raises(TrialNotFoundError):
+            storage.get_trial_system_attrs(trial.trial_id + 10_000, ["planned"])
+
     @pytest.mark.parametrize("state", FINISHED)
     def test_finished_trial_cannot_report(
         self, storage: BaseStorage, study_id: int, state: TrialState
