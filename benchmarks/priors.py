@@ -30,7 +30,7 @@ and the share of resamples that meet it (:func:`speedup_interval`).
 
 Run ``make bench-priors`` or ``OMP_NUM_THREADS=1 python benchmarks/priors.py [--quick] [--seeds N]
 [--first-seed S] [--workers K]``; the results are saved to ``benchmarks/results/priors.json`` (``--from-json PATH``
-prints a saved run's tables again).
+prints a saved run's tables again; ``--from-json A,B`` the seeds of both runs together).
 """
 
 from __future__ import annotations
@@ -262,10 +262,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--problems", default=",".join(PROBLEMS))
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--out", default=str(RESULTS_DIR / "priors.json"))
-    parser.add_argument("--from-json", default=None, help="print a saved run's tables again")
+    parser.add_argument("--from-json", default=None,
+                        help="print a saved run's tables again; several, comma-separated: their seeds together")
     args = parser.parse_args(argv)
     if args.from_json:
-        report(json.loads(Path(args.from_json).read_text())["summary"])
+        paths = [p for p in args.from_json.split(",") if p]
+        if len(paths) == 1:
+            report(json.loads(Path(paths[0]).read_text())["summary"])
+            return 0
+        merged: dict[tuple[str, str, str, int], dict[str, Any]] = {}  # several runs' seeds, summarised together
+        for path in paths:
+            for r in json.loads(Path(path).read_text())["runs"]:
+                merged[(r["problem"], r["sampler"], r["prior"], r["seed"])] = r
+        report(summarise(list(merged.values())))
         return 0
     seeds = args.seeds or (3 if args.quick else 10)
     problems = [p for p in args.problems.split(",") if p]

@@ -67,3 +67,16 @@ def test_the_summary_and_the_saved_run_carry_the_interval(tmp_path: Path) -> Non
     for c in checks:
         assert 0.0 <= c["interval"]["q10"] <= c["interval"]["q90"]
         assert 0.0 <= c["interval"]["share_met"] <= 1.0
+
+
+def test_saved_runs_print_again_alone_and_together(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    curve = _curve({30: 0.5})
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    for path, seeds in ((first, (0, 1)), (second, (2,))):
+        runs = [{"problem": "branin", "sampler": s, "prior": p, "seed": seed, "regret": curve, "seconds": 0.1}
+                for s, p in priors.METHODS for seed in seeds]
+        path.write_text(json.dumps({"summary": priors.summarise(runs), "runs": runs}))
+    assert priors.main(["--from-json", str(first)]) == 0
+    assert "(2 seeds;" in capsys.readouterr().out
+    assert priors.main(["--from-json", f"{first},{second},{first}"]) == 0  # a seed in two files counts once
+    assert "(3 seeds;" in capsys.readouterr().out
