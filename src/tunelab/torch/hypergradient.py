@@ -50,6 +50,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.optim.optimizer as _torch_optimizer
 from torch.optim.optimizer import _global_optimizer_post_hooks as _global_post_hooks
 from torch.optim.optimizer import _global_optimizer_pre_hooks as _global_pre_hooks  # register_optimizer_step_*_hook
 
@@ -66,6 +67,40 @@ def _sgd_settings(group: dict[str, Any]) -> tuple[Any, ...]:
 _get_buffer = operator.methodcaller("get", "momentum_buffer")
 
 _profiling: Callable[[], bool] = torch.autograd._profiler_enabled  # type: ignore[attr-defined]
+_compiling: Callable[[], bool] = torch.compiler.is_compiling
+
+
+def _torch_wrapper_codes() -> tuple[Any, Any]:
+    """The code objects of torch's two layers around an optimizer's ``step``: the profiler range
+    and step hooks that ``Optimizer.__init__`` adds (``profile_hook_step``), and the grad-mode
+    switch of the built-in optimizers (``_use_grad_for_differentiable``); None where this torch
+    has no such layer."""
+    def probe(*args: Any, **kwargs: Any) -> None:
+        return None
+
+    hook = getattr(torch.optim.Optimizer, "profile_hook_step", None)
+    use_grad = getattr(_torch_optimizer, "_use_grad_for_differentiable", None)
+    hook_code = getattr(hook(probe), "__code__", None) if callable(hook) else None
+    use_grad_code = getattr(use_grad(probe), "__code__", None) if callable(use_grad) else None
+    return hook_code, use_grad_code
+
+
+_HOOK_CODE, _USE_GRAD_CODE = _torch_wrapper_codes()
+
+
+def _unwrapped_step(step: Any) -> tuple[Any, Any]:
+    """``(inner, grad_switched)``: the functions under torch's profiler range and step hooks of an
+    optimizer class's ``step``: the optimizer's own step and the same with torch's grad-mode switch
+    (for a ``differentiable`` optimizer); ``(None, None)`` where ``step`` is not torch's wrapper."""
+    if _HOOK_CODE is None or getattr(step, "__code__", None) is not _HOOK_CODE:
+        return None, None
+    switched = getattr(step, "__wrapped__", None)
+    if switched is None:
+        return None, None
+    inner = switched
+    if _USE_GRAD_CODE is not None and getattr(switched, "__code__", None) is _USE_GRAD_CODE:
+        inner = getattr(switched, "__wrapped__", switched)
+    return inner, switched
 
 DEFAULT_HYPER_LR = 0.1
 """The default ``hyper_lr``: the rate moves by at most ``exp(0.1)``, about 10%, per step (tuned on
@@ -189,8 +224,9 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         self._quick_key: tuple[Any, ...] | None = None
         self._sgd = type(optimizer) is torch.optim.SGD
         self._cache: list[list[_Bucket]] = []
-        self._measured: list[_Bucket] = []  # the buckets whose direction is the parameters' change
         self._moving: list[_Bucket] = []  # the buckets with something to do after the step
+        self._inner_key: Any = None  # the wrapped optimizer's class's step, as last seen
+        self._inner_fns: tuple[Any, Any] = (None, None)  # what is under torch's layers of it
         self._share(self.start_factor)
 
     def _share(self, start: float) -> None:
@@ -234,7 +270,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         enabled = torch.is_grad_enabled()
         _set_grad_enabled(False)  # what torch.no_grad() does, without its context manager's cost
         try:
-            return self._step(closure)
+            return self._step(closure, closure is None)
         finally:
             _set_grad_enabled(enabled)
 
@@ -268,7 +304,28 @@ class HypergradientOptimizer(torch.optim.Optimizer):
             hook(self, args, kwargs)
         return loss
 
-    def _step(self, closure: Callable[[], float] | None = None) -> float | None:
+    def _inner_step(self) -> float | None:
+        """The wrapped optimizer's step (no closure, no hooks or profiler on this wrapper): its own
+        ``step`` function without torch's layers around it where they would do nothing, that is
+        where it has no step hooks (nor any global ones), no profiler records, nothing patched
+        its ``step`` (a scheduler on the wrapped optimizer itself) and nothing compiles. Torch's
+        profiler range alone costs about a twentieth of a small MLP's step on a CPU (measured:
+        24 us of 460), more than the hypergradient's own work; a profiler or a hook still sees
+        the wrapped step, through :meth:`torch.optim.Optimizer.step` as usual."""
+        inner = self.optimizer
+        step = type(inner).step
+        if step is not self._inner_key:
+            self._inner_key = step
+            self._inner_fns = _unwrapped_step(step)
+        own, switched = self._inner_fns
+        if (own is None or inner._optimizer_step_pre_hooks or inner._optimizer_step_post_hooks
+                or "step" in inner.__dict__ or _compiling()):
+            return inner.step()
+        loss: float | None = switched(inner) if inner.defaults.get("differentiable") else own(inner)
+        inner._optimizer_step_code()  # where torch's profiler (Python tracing) reads the state
+        return loss
+
+    def _step(self, closure: Callable[[], float] | None = None, unhooked: bool = False) -> float | None:
         groups = self.param_groups
         # What the buckets depend on, cheaply: each group's list of parameters (not changed in
         # place, as torch assumes) and, with SGD, the settings that pick the kind of direction.
@@ -280,10 +337,10 @@ class HypergradientOptimizer(torch.optim.Optimizer):
                 self._rebuild(key)
             self._quick_key = quick
         scheduled = self._adapt(groups)  # each group's lr is now the effective rate
-        for bucket in self._measured:
-            torch._foreach_copy_(bucket.prev_views, bucket.params)  # p_before (the direction's row is free now)
         try:
-            if closure is None:
+            if unhooked:
+                loss = self._inner_step()
+            elif closure is None:
                 loss = self.optimizer.step()
             else:
                 with torch.enable_grad():
@@ -315,7 +372,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
                 for p in b.params:
                     prev.pop(p, None)
                 if b.ready and b.mode is not _MOMENTUM:
-                    prev.update(zip(b.params, b.prev_views, strict=True))
+                    prev.update(zip(b.params, b.direction(), strict=True))
                 elif b.seed is not None:
                     prev.update(zip(b.params, b.seed, strict=True))
         return prev
@@ -347,8 +404,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
             for b in cache[-1]:
                 b.missing = [i for i, p in enumerate(b.params) if p in self._still]
         self._cache_key, self._cache = key, cache
-        self._measured = [b for bs in cache for b in bs if b.mode is _MEASURED]
-        self._moving = [b for bs in cache for b in bs if b.mode is not _MOMENTUM]
+        self._moving = [b for bs in cache for b in bs if b.mode is _GRADIENT]
 
     def _adapt(self, groups: list[dict[str, Any]]) -> list[Any]:
         """Multiply each group's ``hd_scale`` by ``exp(hyper_lr * (cos(g_t, u_{t-1}) + drift))`` and
@@ -420,7 +476,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
             self._prev[p] = direction.to(dtype=p.dtype, device=p.device)
         self._still = {params[int(i)] for i in saved.get("still", [])}
         self._cache_key, self._quick_key, self._cache, self._modes = None, None, [], {}
-        self._measured, self._moving = [], []
+        self._moving = []
 
     def __repr__(self) -> str:
         bounds = f", lr_bounds={self.lr_bounds}" if self.lr_bounds is not None else ""
@@ -437,7 +493,10 @@ class _Bucket:
     """Parameters of one group, device and dtype, and two flat rows: the new gradient and the
     previous direction (``prev_views``: one view of it per parameter, shaped like it), so that
     one matrix product gives every dot product. With plain SGD the rows take turns: the new
-    gradient is the next step's direction."""
+    gradient is the next step's direction. A measured direction has three rows, ``[A, G, B]``:
+    the new gradient in ``G`` and, in ``A`` and ``B`` by turns, the parameters before the last
+    step (``old``) and before this one, copied with the gradient in one call; their difference,
+    taken in place in ``old``, is the last step's change (nothing to do after the step)."""
 
     def __init__(self, params: list[torch.Tensor], saved: list[torch.Tensor | None], mode: str,
                  state: dict[Any, dict[str, Any]], switched: bool = False) -> None:
@@ -445,21 +504,29 @@ class _Bucket:
         self.mode = mode
         self.state = state
         size = sum(p.numel() for p in params)
-        self.rows = torch.zeros(2, size, dtype=params[0].dtype, device=params[0].device)
+        measured = mode is _MEASURED
+        self.rows = torch.zeros(3 if measured else 2, size, dtype=params[0].dtype, device=params[0].device)
         self.rows_t = self.rows.t()
-        self.row_views: list[list[torch.Tensor]] = [[], []]
+        self.row_views: list[list[torch.Tensor]] = [[] for _ in self.rows]
         self.offsets = [0]
         for p in params:
             offset = self.offsets[-1]
             for row, views in zip(self.rows, self.row_views, strict=True):
                 views.append(row[offset:offset + p.numel()].view_as(p))
             self.offsets.append(offset + p.numel())
-        self.new = 0  # the row that takes the new gradient
+        self.new = 0  # the row that takes the new gradient (plain SGD)
+        # Measured: the row of the parameters before the last step, or of its direction if fresh
+        # (loaded, or kept across a change of kind), and per row the pair [old, G] for the product.
+        self.old, self.fresh = 0, False
+        if measured:
+            self.destinations = {row: [*self.row_views[1], *self.row_views[row]] for row in (0, 2)}
+            self.pairs = {0: (self.rows[0:2], self.rows[0:2].t()), 2: (self.rows[1:3], self.rows[1:3].t())}
         self.adopted: list[dict[str, Any]] | None = None  # with momentum: each parameter's state, all buffers adopted
         self.missing: list[int] = []  # the parameters without a gradient at the last step
         self.ready = mode is not _MOMENTUM and all(d is not None for d in saved)
         if self.ready:
             torch._foreach_copy_(self.prev_views, saved)  # type: ignore[arg-type]
+            self.fresh = measured
         # Momentum switched on: the last step's direction (not SGD's stale buffers) for one step.
         self.seed: list[torch.Tensor] | None = None
         if mode is _MOMENTUM and switched and all(d is not None for d in saved):
@@ -467,8 +534,32 @@ class _Bucket:
 
     @property
     def prev_views(self) -> list[torch.Tensor]:
-        """The previous direction, one view per parameter."""
-        return self.row_views[1 - self.new]
+        """The previous direction, one view per parameter (measured: the row that holds it or the
+        parameters before the last step, see :meth:`direction`)."""
+        return self.row_views[self.old] if self.mode is _MEASURED else self.row_views[1 - self.new]
+
+    def direction(self) -> list[torch.Tensor]:
+        """The previous direction, one tensor per parameter (measured: the parameters' change over
+        the last step, computed here unless it is already in its row)."""
+        if self.mode is _MEASURED and not self.fresh:
+            return list(torch._foreach_sub(self.row_views[self.old], self.params))
+        return self.prev_views
+
+    def _measured_gram(self, grads: list[torch.Tensor]) -> tuple[float, float, float] | None:
+        """:meth:`gram` with the measured direction: the gradients and the parameters copied in one
+        call, the last step's change (the row before it minus the row now) in place, one product."""
+        old = self.old
+        now = 2 - old
+        torch._foreach_copy_(self.destinations[now], [*grads, *self.params])
+        ready, fresh = self.ready, self.fresh
+        self.old, self.ready, self.fresh = now, True, False
+        if not ready:
+            return None
+        if not fresh:
+            self.rows[old].sub_(self.rows[now])  # p_before - p_after of the last step
+        pair, pair_t = self.pairs[old]
+        (a, b), (_, d) = torch.mm(pair, pair_t).tolist()
+        return (d, b, a) if old == 0 else (a, b, d)  # rows [old, G] or [G, old]
 
     def gram(self) -> tuple[float, float, float] | None:
         """``g.g, g.u, u.u`` of the new gradient ``g`` (a missing one is 0) and the previous
@@ -480,8 +571,13 @@ class _Bucket:
             self.ready = self._load_buffers()
             if self.seed is not None or self.missing:
                 return self._gram_slow(grads)
-        elif not self.ready and self.mode is _MEASURED:
-            return None
+        elif self.mode is _MEASURED:
+            try:
+                return self._measured_gram(grads)
+            except (TypeError, RuntimeError):  # a parameter without a gradient (the copy failed first)
+                if all(g is not None for g in grads):
+                    raise
+                return self._gram_slow(grads)
         try:
             torch._foreach_copy_(self.row_views[new], grads)  # type: ignore[arg-type]
         except (TypeError, RuntimeError):  # a parameter without a gradient: its part is 0
@@ -499,6 +595,9 @@ class _Bucket:
         """:meth:`gram` where a parameter has no gradient now, or with momentum one had none at
         the last step (SGD did not move it: its buffer is stale), or momentum was switched on."""
         missing = [i for i, g in enumerate(grads) if g is None]
+        if self.mode is _MEASURED:  # Adam did not move them: their part of the change is 0
+            return self._measured_gram([torch.zeros_like(p) if g is None else g
+                                        for p, g in zip(self.params, grads, strict=True)])
         direction: torch.Tensor | None = None
         if self.mode is _MOMENTUM:
             if self.seed is not None:
@@ -546,14 +645,9 @@ class _Bucket:
         return flat[self.offsets[index]:self.offsets[index + 1]]
 
     def stepped(self) -> None:
-        """After the wrapped optimizer's step: the measured direction ``p_before - p_after``, or
-        the new gradient becomes the previous one."""
-        if self.mode is _MEASURED:
-            torch._foreach_sub_(self.prev_views, self.params)
-            self.ready = True
-        elif self.mode is _GRADIENT:
-            self.new = 1 - self.new
-            self.ready = True
+        """After the wrapped plain SGD's step: the new gradient becomes the previous one."""
+        self.new = 1 - self.new
+        self.ready = True
 
 
 def _positive(value: object) -> bool:
