@@ -14,6 +14,9 @@ plain SGD with weight decay, ``per_group=False`` over several groups) it is meas
 parameters' change over the previous step, ``p_before - p_after``, exact for every optimizer, for
 one copy of the parameters and one subtraction. Each group's three dot products come from one
 matrix product over a flat buffer of the new gradients and the directions (one host transfer).
+The wrapped optimizer's own ``step`` function is called without torch's profiler range and hooks
+layer around it whenever that layer has nothing to do (no hooks, no profiler, no patched ``step``):
+on a small MLP on a CPU that layer costs more than the hypergradient's own work.
 The rate then moves by the cosine of the two, a scale-free number in [-1, 1]::
 
     scale_t = scale_{t-1} * exp(hyper_lr * (cos(g_t, u_{t-1}) + drift))
@@ -67,6 +70,7 @@ def _sgd_settings(group: dict[str, Any]) -> tuple[Any, ...]:
 _get_buffer = operator.methodcaller("get", "momentum_buffer")
 
 _profiling: Callable[[], bool] = torch.autograd._profiler_enabled  # type: ignore[attr-defined]
+
 _compiling: Callable[[], bool] = torch.compiler.is_compiling
 
 
@@ -224,6 +228,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         self._quick_key: tuple[Any, ...] | None = None
         self._sgd = type(optimizer) is torch.optim.SGD
         self._cache: list[list[_Bucket]] = []
+        self._measured: list[_Bucket] = []  # the buckets whose direction is the parameters' change
         self._moving: list[_Bucket] = []  # the buckets with something to do after the step
         self._inner_key: Any = None  # the wrapped optimizer's class's step, as last seen
         self._inner_fns: tuple[Any, Any] = (None, None)  # what is under torch's layers of it
@@ -337,6 +342,8 @@ class HypergradientOptimizer(torch.optim.Optimizer):
                 self._rebuild(key)
             self._quick_key = quick
         scheduled = self._adapt(groups)  # each group's lr is now the effective rate
+        for bucket in self._measured:
+            torch._foreach_copy_(bucket.prev_views, bucket.params)  # p_before (the direction's row is free now)
         try:
             if unhooked:
                 loss = self._inner_step()
@@ -372,7 +379,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
                 for p in b.params:
                     prev.pop(p, None)
                 if b.ready and b.mode is not _MOMENTUM:
-                    prev.update(zip(b.params, b.direction(), strict=True))
+                    prev.update(zip(b.params, b.prev_views, strict=True))
                 elif b.seed is not None:
                     prev.update(zip(b.params, b.seed, strict=True))
         return prev
@@ -404,7 +411,8 @@ class HypergradientOptimizer(torch.optim.Optimizer):
             for b in cache[-1]:
                 b.missing = [i for i, p in enumerate(b.params) if p in self._still]
         self._cache_key, self._cache = key, cache
-        self._moving = [b for bs in cache for b in bs if b.mode is _GRADIENT]
+        self._measured = [b for bs in cache for b in bs if b.mode is _MEASURED]
+        self._moving = [b for bs in cache for b in bs if b.mode is not _MOMENTUM]
 
     def _adapt(self, groups: list[dict[str, Any]]) -> list[Any]:
         """Multiply each group's ``hd_scale`` by ``exp(hyper_lr * (cos(g_t, u_{t-1}) + drift))`` and
@@ -476,7 +484,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
             self._prev[p] = direction.to(dtype=p.dtype, device=p.device)
         self._still = {params[int(i)] for i in saved.get("still", [])}
         self._cache_key, self._quick_key, self._cache, self._modes = None, None, [], {}
-        self._moving = []
+        self._measured, self._moving = [], []
 
     def __repr__(self) -> str:
         bounds = f", lr_bounds={self.lr_bounds}" if self.lr_bounds is not None else ""
@@ -493,10 +501,7 @@ class _Bucket:
     """Parameters of one group, device and dtype, and two flat rows: the new gradient and the
     previous direction (``prev_views``: one view of it per parameter, shaped like it), so that
     one matrix product gives every dot product. With plain SGD the rows take turns: the new
-    gradient is the next step's direction. A measured direction has three rows, ``[A, G, B]``:
-    the new gradient in ``G`` and, in ``A`` and ``B`` by turns, the parameters before the last
-    step (``old``) and before this one, copied with the gradient in one call; their difference,
-    taken in place in ``old``, is the last step's change (nothing to do after the step)."""
+    gradient is the next step's direction."""
 
     def __init__(self, params: list[torch.Tensor], saved: list[torch.Tensor | None], mode: str,
                  state: dict[Any, dict[str, Any]], switched: bool = False) -> None:
@@ -504,29 +509,21 @@ class _Bucket:
         self.mode = mode
         self.state = state
         size = sum(p.numel() for p in params)
-        measured = mode is _MEASURED
-        self.rows = torch.zeros(3 if measured else 2, size, dtype=params[0].dtype, device=params[0].device)
+        self.rows = torch.zeros(2, size, dtype=params[0].dtype, device=params[0].device)
         self.rows_t = self.rows.t()
-        self.row_views: list[list[torch.Tensor]] = [[] for _ in self.rows]
+        self.row_views: list[list[torch.Tensor]] = [[], []]
         self.offsets = [0]
         for p in params:
             offset = self.offsets[-1]
             for row, views in zip(self.rows, self.row_views, strict=True):
                 views.append(row[offset:offset + p.numel()].view_as(p))
             self.offsets.append(offset + p.numel())
-        self.new = 0  # the row that takes the new gradient (plain SGD)
-        # Measured: the row of the parameters before the last step, or of its direction if fresh
-        # (loaded, or kept across a change of kind), and per row the pair [old, G] for the product.
-        self.old, self.fresh = 0, False
-        if measured:
-            self.destinations = {row: [*self.row_views[1], *self.row_views[row]] for row in (0, 2)}
-            self.pairs = {0: (self.rows[0:2], self.rows[0:2].t()), 2: (self.rows[1:3], self.rows[1:3].t())}
+        self.new = 0  # the row that takes the new gradient
         self.adopted: list[dict[str, Any]] | None = None  # with momentum: each parameter's state, all buffers adopted
         self.missing: list[int] = []  # the parameters without a gradient at the last step
         self.ready = mode is not _MOMENTUM and all(d is not None for d in saved)
         if self.ready:
             torch._foreach_copy_(self.prev_views, saved)  # type: ignore[arg-type]
-            self.fresh = measured
         # Momentum switched on: the last step's direction (not SGD's stale buffers) for one step.
         self.seed: list[torch.Tensor] | None = None
         if mode is _MOMENTUM and switched and all(d is not None for d in saved):
@@ -534,32 +531,8 @@ class _Bucket:
 
     @property
     def prev_views(self) -> list[torch.Tensor]:
-        """The previous direction, one view per parameter (measured: the row that holds it or the
-        parameters before the last step, see :meth:`direction`)."""
-        return self.row_views[self.old] if self.mode is _MEASURED else self.row_views[1 - self.new]
-
-    def direction(self) -> list[torch.Tensor]:
-        """The previous direction, one tensor per parameter (measured: the parameters' change over
-        the last step, computed here unless it is already in its row)."""
-        if self.mode is _MEASURED and not self.fresh:
-            return list(torch._foreach_sub(self.row_views[self.old], self.params))
-        return self.prev_views
-
-    def _measured_gram(self, grads: list[torch.Tensor]) -> tuple[float, float, float] | None:
-        """:meth:`gram` with the measured direction: the gradients and the parameters copied in one
-        call, the last step's change (the row before it minus the row now) in place, one product."""
-        old = self.old
-        now = 2 - old
-        torch._foreach_copy_(self.destinations[now], [*grads, *self.params])
-        ready, fresh = self.ready, self.fresh
-        self.old, self.ready, self.fresh = now, True, False
-        if not ready:
-            return None
-        if not fresh:
-            self.rows[old].sub_(self.rows[now])  # p_before - p_after of the last step
-        pair, pair_t = self.pairs[old]
-        (a, b), (_, d) = torch.mm(pair, pair_t).tolist()
-        return (d, b, a) if old == 0 else (a, b, d)  # rows [old, G] or [G, old]
+        """The previous direction, one view per parameter."""
+        return self.row_views[1 - self.new]
 
     def gram(self) -> tuple[float, float, float] | None:
         """``g.g, g.u, u.u`` of the new gradient ``g`` (a missing one is 0) and the previous
@@ -571,13 +544,8 @@ class _Bucket:
             self.ready = self._load_buffers()
             if self.seed is not None or self.missing:
                 return self._gram_slow(grads)
-        elif self.mode is _MEASURED:
-            try:
-                return self._measured_gram(grads)
-            except (TypeError, RuntimeError):  # a parameter without a gradient (the copy failed first)
-                if all(g is not None for g in grads):
-                    raise
-                return self._gram_slow(grads)
+        elif not self.ready and self.mode is _MEASURED:
+            return None
         try:
             torch._foreach_copy_(self.row_views[new], grads)  # type: ignore[arg-type]
         except (TypeError, RuntimeError):  # a parameter without a gradient: its part is 0
@@ -595,9 +563,6 @@ class _Bucket:
         """:meth:`gram` where a parameter has no gradient now, or with momentum one had none at
         the last step (SGD did not move it: its buffer is stale), or momentum was switched on."""
         missing = [i for i, g in enumerate(grads) if g is None]
-        if self.mode is _MEASURED:  # Adam did not move them: their part of the change is 0
-            return self._measured_gram([torch.zeros_like(p) if g is None else g
-                                        for p, g in zip(self.params, grads, strict=True)])
         direction: torch.Tensor | None = None
         if self.mode is _MOMENTUM:
             if self.seed is not None:
@@ -645,9 +610,14 @@ class _Bucket:
         return flat[self.offsets[index]:self.offsets[index + 1]]
 
     def stepped(self) -> None:
-        """After the wrapped plain SGD's step: the new gradient becomes the previous one."""
-        self.new = 1 - self.new
-        self.ready = True
+        """After the wrapped optimizer's step: the measured direction ``p_before - p_after``, or
+        the new gradient becomes the previous one."""
+        if self.mode is _MEASURED:
+            torch._foreach_sub_(self.prev_views, self.params)
+            self.ready = True
+        elif self.mode is _GRADIENT:
+            self.new = 1 - self.new
+            self.ready = True
 
 
 def _positive(value: object) -> bool:
