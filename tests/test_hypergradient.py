@@ -250,6 +250,94 @@ def test_step_hooks_run_and_the_profiler_sees_the_step() -> None:
     assert len(seen) == 6  # removed
 
 
+def flat(tensors: Any) -> torch.Tensor:
+    return torch.cat([t.detach().reshape(-1).double() for t in tensors])
+
+
+NAIVE_KINDS: dict[str, Callable[[Any], torch.optim.Optimizer]] = {
+    "sgd": lambda ps: torch.optim.SGD(ps, lr=0.05),
+    "sgd-decay": lambda ps: torch.optim.SGD(ps, lr=0.05, weight_decay=0.01),
+    "momentum": lambda ps: torch.optim.SGD(ps, lr=0.02, momentum=0.9),
+    "momentum-dampening-decay": lambda ps: torch.optim.SGD(ps, lr=0.02, momentum=0.5, dampening=0.3,
+                                                            weight_decay=0.01),
+    "nesterov": lambda ps: torch.optim.SGD(ps, lr=0.02, momentum=0.9, nesterov=True),
+    "adam": lambda ps: torch.optim.Adam(ps, lr=0.01),
+    "adamw": lambda ps: torch.optim.AdamW(ps, lr=0.01, weight_decay=0.1),
+}
+
+
+@pytest.mark.parametrize("kind", NAIVE_KINDS)
+def test_the_rate_moves_by_the_cosine_of_the_gradient_and_the_last_step_computed_naively(kind: str) -> None:
+    """Each step multiplies the factor by exp(hyper_lr * (cos + drift)), cos that of the new gradient
+    and the previous step's change of the parameters, here computed from scratch in float64."""
+    model = mlp()
+    opt = HypergradientOptimizer(NAIVE_KINDS[kind](model.parameters()))
+    x, y = regression()
+    previous_step: torch.Tensor | None = None
+    cosines, naive = [], []
+    for i in range(40):
+        idx = torch.arange(32) + (i * 32) % 224
+        opt.zero_grad()
+        ((model(x[idx]) - y[idx]) ** 2).mean().backward()  # type: ignore[no-untyped-call]
+        before, scale = flat(model.parameters()), opt.param_groups[0]["hd_scale"]
+        gradient = flat(p.grad for p in model.parameters())  # type: ignore[misc]
+        opt.step()
+        factor = opt.param_groups[0]["hd_scale"] / scale
+        if previous_step is None:
+            assert factor == 1.0  # no previous step: the rate has not moved
+        else:
+            naive.append(float(-gradient @ previous_step / (gradient.norm() * previous_step.norm())))
+            cosines.append(math.log(factor) / opt.hyper_lr - opt.drift)
+        previous_step = flat(model.parameters()) - before
+    assert cosines == pytest.approx(naive, abs=2e-3)
+    assert max(naive) > 0.3 and min(naive) < 0.3  # the steps agreed and turned back: a real test
+
+
+class CountingSGD(torch.optim.SGD):
+    """SGD whose own step counts its calls."""
+
+    calls = 0
+
+    def step(self, closure: Any = None) -> Any:  # type: ignore[override]
+        CountingSGD.calls += 1
+        return super().step(closure)
+
+
+def inner_variant_run(variant: str) -> tuple[list[list[float]], list[torch.Tensor]]:
+    """12 steps of momentum SGD, wrapped, with the wrapped SGD bare, with its own step hooks or
+    with its step patched by a scheduler on it; each step's rate and the parameters at the end."""
+    model = mlp()
+    sgd = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
+    seen: list[str] = []
+    if variant == "hooked":  # the wrapped optimizer's own hooks, with itself as the optimizer
+        sgd.register_step_pre_hook(lambda o, args, kwargs: seen.append(f"pre {o is sgd}"))
+        sgd.register_step_post_hook(lambda o, args, kwargs: seen.append(f"post {o is sgd}"))
+    scheduler = torch.optim.lr_scheduler.StepLR(sgd, step_size=1000) if variant == "patched" else None
+    assert ("step" in vars(sgd)) == (variant == "patched")
+    opt = HypergradientOptimizer(sgd)
+    lrs = train_mlp(model, opt, 12)
+    if variant == "bare":  # torch's profiler range and hooks around SGD's step were skipped
+        assert opt._inner_fns[0] is torch.optim.SGD.step.__wrapped__.__wrapped__  # type: ignore[attr-defined]
+    assert seen == (["pre True", "post True"] * 12 if variant == "hooked" else [])
+    if scheduler is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no "lr_scheduler.step() before optimizer.step()"
+            scheduler.step()
+    return lrs, [p.detach().clone() for p in model.parameters()]
+
+
+def test_the_wrapped_step_skips_only_torchs_idle_layers_and_keeps_its_hooks_and_patches() -> None:
+    bare_lrs, bare_params = inner_variant_run("bare")
+    for variant in ("hooked", "patched"):  # the same steps, bit for bit
+        lrs, params = inner_variant_run(variant)
+        assert lrs == bare_lrs
+        assert all(torch.equal(a, b) for a, b in zip(params, bare_params, strict=True))
+    model = mlp()
+    CountingSGD.calls = 0
+    train_mlp(model, HypergradientOptimizer(CountingSGD(model.parameters(), lr=0.02)), 5)
+    assert CountingSGD.calls == 5  # a subclass's own step runs
+
+
 # -- groups -----------------------------------------------------------------------------------
 def two_groups(per_group: bool) -> tuple[nn.Module, HypergradientOptimizer]:
     model = mlp()
