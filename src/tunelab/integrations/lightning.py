@@ -324,12 +324,8 @@ class TunelabCallback(pl.Callback):  # type: ignore[misc]
             return  # validated again without training in between
         self._last_step = step
         self.metrics = numeric_metrics(trainer.callback_metrics)
-        if self._single and self._port is not None:  # one process: the trial is here, nothing to broadcast
-            stop = self._port.report(step, dict(self.metrics))
-        else:
-            logged = dict(self.metrics)
-            stop = self._decide(trainer, lambda: self._call("report", step, logged))
-        if stop:
+        logged = dict(self.metrics)
+        if self._decide(trainer, lambda: self._call("report", step, logged)):
             self._stop(trainer)
         if self.checkpoint:
             self._save(trainer, step)
@@ -352,6 +348,8 @@ class TunelabCallback(pl.Callback):  # type: ignore[misc]
     def _decide(self, trainer: pl.Trainer, ask: Callable[[], Any]) -> Any:
         """``ask()`` on global rank 0, its answer broadcast to every rank; an error there is raised on every
         rank (the others would wait for the answer forever)."""
+        if self._single:  # one process, the trial in it: nothing to broadcast
+            return ask()
         answer: Any = None
         error: BaseException | None = None
         if self._rank_zero:
