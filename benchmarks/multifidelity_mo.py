@@ -10,6 +10,8 @@ the same budget of ``E`` epochs (default 30 full trainings, ``30 * R``), counted
 - ``tunelab-random-pasha``: RandomSampler + :class:`tunelab.ParetoSuccessiveHalvingPruner`
   (min_resource 1, eta 3, max_resource R); with the same seed it sees random's configurations
   in the same order, and more of them;
+- ``tunelab-random-pasha-inf``: the same with ``end_crowding="inf"`` (the rule before 2026-12-06: a
+  front's ends always rank first in it);
 - ``tunelab-random-pasha-m3``: the same with min_resource 3 (rungs at 3 and 9 epochs, not 1, 3, 9);
 - ``tunelab-random-pmedian``: RandomSampler + :class:`tunelab.ParetoMedianPruner`;
 - ``tunelab-default``: the study's default sampler (AutoSampler: GP LogEHVI up to 200 trials), no
@@ -257,6 +259,11 @@ def _pasha(R: int) -> Any:
     return tunelab.ParetoSuccessiveHalvingPruner(min_resource=1, reduction_factor=ETA, max_resource=R)
 
 
+def _pasha_inf(R: int) -> Any:
+    return tunelab.ParetoSuccessiveHalvingPruner(min_resource=1, reduction_factor=ETA, max_resource=R,
+                                                 end_crowding="inf")
+
+
 def _pasha3(R: int) -> Any:
     return tunelab.ParetoSuccessiveHalvingPruner(min_resource=3, reduction_factor=ETA, max_resource=R)
 
@@ -268,6 +275,7 @@ def _pmedian(R: int) -> Any:
 METHODS: dict[str, RunFn] = {
     "tunelab-random": tunelab_runner(tunelab.RandomSampler, lambda R: None),
     "tunelab-random-pasha": tunelab_runner(tunelab.RandomSampler, _pasha),
+    "tunelab-random-pasha-inf": tunelab_runner(tunelab.RandomSampler, _pasha_inf),
     "tunelab-random-pasha-m3": tunelab_runner(tunelab.RandomSampler, _pasha3),
     "tunelab-random-pmedian": tunelab_runner(tunelab.RandomSampler, _pmedian),
     "tunelab-default": tunelab_runner(lambda: None, lambda R: None),
@@ -276,7 +284,7 @@ METHODS: dict[str, RunFn] = {
     "optuna-nsga2": optuna_runner(lambda seed: optuna.samplers.NSGAIISampler(population_size=10, seed=seed)),
 }
 RANDOM = "tunelab-random"
-PASHA = ("tunelab-random-pasha", "tunelab-default-pasha", "tunelab-random-pasha-m3")
+PASHA = ("tunelab-random-pasha", "tunelab-default-pasha", "tunelab-random-pasha-inf", "tunelab-random-pasha-m3")
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ random sampler) with one rule changed; every run is multifidelity_mo.py's ``run_
 budget and configuration order), so the numbers compare with its ``tunelab-random-pasha`` row seed by
 seed. With ``--curve-cache`` (multifidelity_mo.py's) a variant's 15 seeds take seconds.
 
-Variants (``crowding`` is the shipped rule):
+Variants (``crowding`` is the rule before 2026-12-06, ``finite-ends`` the default since):
 
 - ``crowding``: fronts, ties in a front by crowding distance (ends ``inf``), keep ``max(1, n // eta)``;
 - ``strict-start``: keep ``n // eta`` (a trial reaching a rung of fewer than eta trials stops);
@@ -205,8 +205,10 @@ def oracle(runs: Mapping[tuple[str, int], Mapping[str, Any]], seed: int, cache: 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=15)
+    p.add_argument("--first-seed", type=int, default=0, help="seeds first-seed, ..., first-seed + seeds - 1")
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--curve-cache", type=Path, required=True)
+    p.add_argument("--no-oracle", action="store_true", help="skip the oracle (it trains 80 configurations per seed)")
     p.add_argument("--out", type=Path, default=mm.RESULTS_DIR / "multifidelity-mo-variants.json")
     args = p.parse_args(argv)
     variants = [v for v in args.variants.split(",") if v]
@@ -217,9 +219,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         mm.METHODS[v] = _method(v)
     budget = mm.BUDGET_TRIALS * mm.MAX_EPOCHS
     cache = str(args.curve_cache)
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     runs: dict[tuple[str, int], dict[str, Any]] = {}
     for m in [mm.RANDOM, *variants]:
-        for s in range(args.seeds):
+        for s in seeds:
             r = mm.run_task(mm.Task(m, s, mm.MAX_EPOCHS, budget, cache))
             r.pop("new_curves")
             if r["error"]:
@@ -231,13 +234,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     counts: dict[str, list[float]] = {}
     for v in variants:
         ratios = []
-        for s in range(args.seeds):
+        for s in seeds:
             target = mm.final_hv(runs[(mm.RANDOM, s)])
             got, base = mm.epochs_to_reach(runs[(v, s)], target), mm.epochs_to_reach(runs[(mm.RANDOM, s)], target)
             ratios.append(math.inf if got is None or not base else round(got / base, 4))
         per_seed[v] = ratios
-        counts[v] = [float(x) for x in np.median([rung_counts(runs[(v, s)]) for s in range(args.seeds)], axis=0)]
-    bound = [oracle(runs, s, cache) for s in range(args.seeds)] if "crowding" in variants else []
+        counts[v] = [float(x) for x in np.median([rung_counts(runs[(v, s)]) for s in seeds], axis=0)]
+    bound = [oracle(runs, s, cache) for s in seeds] if "crowding" in variants and not args.no_oracle else []
     assert mm._CURVES is not None
     args.curve_cache.write_text(json.dumps(mm._CURVES))
     print(f"{'variant':<20} {'ratio median [IQR]':<22} reached  HV@810  trials (complete)  trials at 1/3/9/27 epochs")
@@ -254,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("oracle", " ".join(f"{b['ratio']:.2f}" for b in bound),
               f"median {np.median([b['ratio'] for b in bound]):.3f}")
     mm.save_json(args.out, {"benchmark": "multifidelity_mo_variants", "machine": mm.machine_info(),
-                            "config": {"seeds": args.seeds, "budget": budget, "max_epochs": mm.MAX_EPOCHS,
+                            "config": {"seeds": seeds, "budget": budget, "max_epochs": mm.MAX_EPOCHS,
                                        "eta": mm.ETA, "variants": variants, "oracle_configs": ORACLE_CONFIGS},
                             "summary": summary, "ratio_per_seed": per_seed, "median_rung_counts": counts,
                             "oracle": bound})
