@@ -10,13 +10,13 @@ the same budget of ``E`` epochs (default 30 full trainings, ``30 * R``), counted
 - ``tunelab-random-pasha``: RandomSampler + :class:`tunelab.ParetoSuccessiveHalvingPruner`
   (min_resource 1, eta 3, max_resource R); with the same seed it sees random's configurations
   in the same order, and more of them;
-- ``tunelab-random-pasha-inf``: the same with ``end_crowding="inf"`` (the rule before 2026-12-06: a
-  front's ends always rank first in it);
+- ``tunelab-random-pasha-gap``: the same with ``end_crowding="gap"`` (a front's ends rank by their gap
+  to their neighbour, not first);
 - ``tunelab-random-pasha-m3``: the same with min_resource 3 (rungs at 3 and 9 epochs, not 1, 3, 9);
 - ``tunelab-random-pmedian``: RandomSampler + :class:`tunelab.ParetoMedianPruner`;
 - ``tunelab-default``: the study's default sampler (AutoSampler: GP LogEHVI up to 200 trials), no
   pruning, to tell the sampler's share from the pruner's in the next row;
-- ``tunelab-default-pasha``: the study's default sampler + Pareto ASHA;
+- ``tunelab-default-pasha``: the study's default sampler + Pareto ASHA (``-gap``: with ``end_crowding="gap"``);
 - ``optuna-random`` and ``optuna-nsga2`` (population 10): Optuna 5.0 has no pruning for studies
   with several objectives, so these train every trial to the end (a sanity row and a peer).
 
@@ -259,9 +259,9 @@ def _pasha(R: int) -> Any:
     return tunelab.ParetoSuccessiveHalvingPruner(min_resource=1, reduction_factor=ETA, max_resource=R)
 
 
-def _pasha_inf(R: int) -> Any:
+def _pasha_gap(R: int) -> Any:
     return tunelab.ParetoSuccessiveHalvingPruner(min_resource=1, reduction_factor=ETA, max_resource=R,
-                                                 end_crowding="inf")
+                                                 end_crowding="gap")
 
 
 def _pasha3(R: int) -> Any:
@@ -275,16 +275,18 @@ def _pmedian(R: int) -> Any:
 METHODS: dict[str, RunFn] = {
     "tunelab-random": tunelab_runner(tunelab.RandomSampler, lambda R: None),
     "tunelab-random-pasha": tunelab_runner(tunelab.RandomSampler, _pasha),
-    "tunelab-random-pasha-inf": tunelab_runner(tunelab.RandomSampler, _pasha_inf),
+    "tunelab-random-pasha-gap": tunelab_runner(tunelab.RandomSampler, _pasha_gap),
     "tunelab-random-pasha-m3": tunelab_runner(tunelab.RandomSampler, _pasha3),
     "tunelab-random-pmedian": tunelab_runner(tunelab.RandomSampler, _pmedian),
     "tunelab-default": tunelab_runner(lambda: None, lambda R: None),
     "tunelab-default-pasha": tunelab_runner(lambda: None, _pasha),
+    "tunelab-default-pasha-gap": tunelab_runner(lambda: None, _pasha_gap),
     "optuna-random": optuna_runner(lambda seed: optuna.samplers.RandomSampler(seed=seed)),
     "optuna-nsga2": optuna_runner(lambda seed: optuna.samplers.NSGAIISampler(population_size=10, seed=seed)),
 }
 RANDOM = "tunelab-random"
-PASHA = ("tunelab-random-pasha", "tunelab-default-pasha", "tunelab-random-pasha-inf", "tunelab-random-pasha-m3")
+PASHA = ("tunelab-random-pasha", "tunelab-default-pasha", "tunelab-random-pasha-gap", "tunelab-default-pasha-gap",
+         "tunelab-random-pasha-m3")
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ random sampler) with one rule changed; every run is multifidelity_mo.py's ``run_
 budget and configuration order), so the numbers compare with its ``tunelab-random-pasha`` row seed by
 seed. With ``--curve-cache`` (multifidelity_mo.py's) a variant's 15 seeds take seconds.
 
-Variants (``crowding`` is the rule before 2026-12-06, ``finite-ends`` the default since):
+Variants (``crowding`` is the default rule, ``finite-ends`` its ``end_crowding="gap"``):
 
 - ``crowding``: fronts, ties in a front by crowding distance (ends ``inf``), keep ``max(1, n // eta)``;
 - ``strict-start``: keep ``n // eta`` (a trial reaching a rung of fewer than eta trials stops);

@@ -52,12 +52,11 @@ def test_asha_keeps_the_non_dominated_and_stops_a_dominated_trial_at_the_first_r
 
 
 def test_asha_breaks_ties_in_a_front_by_crowding() -> None:
-    study = _study(tunelab.ParetoSuccessiveHalvingPruner(min_resource=1, reduction_factor=2, max_resource=4,
-                                                         end_crowding="inf"))
+    study = _study(tunelab.ParetoSuccessiveHalvingPruner(min_resource=1, reduction_factor=2, max_resource=4))
     for acc, lat in [(0.5, 1.0), (0.9, 9.0)]:  # the two ends of the front
         assert _run(study, acc, lat, steps=4).state.value == "COMPLETE"
     # a third point on the same front, between the ends: the rung keeps max(1, 3 // 2) = 1 trial, and
-    # with end_crowding="inf" the ends rank first (infinite crowding distance), so the middle one stops
+    # the ends rank first (infinite crowding distance, end_crowding="inf"), so the middle one stops
     middle = _run(study, 0.7, 5.0, steps=4)
     assert middle.state.value == "PRUNED"
     assert middle.system_attrs["pruned"]["evidence"]["front"] == 1
@@ -94,8 +93,8 @@ def test_asha_does_not_promote_a_front_end_for_being_extreme_alone(end_crowding:
         assert evidence["front"] == 1 and evidence["rank"] == 3 and evidence["kept"] == 1
 
 
-def test_the_default_ranks_front_ends_by_their_gap() -> None:
-    assert tunelab.ParetoSuccessiveHalvingPruner().end_crowding == "gap"
+def test_the_default_ranks_front_ends_first() -> None:
+    assert tunelab.ParetoSuccessiveHalvingPruner().end_crowding == "inf"
     with pytest.raises(ConfigError, match=r"end_crowding=\.\.\.\) must be 'gap'"):
         tunelab.ParetoSuccessiveHalvingPruner(end_crowding="zero")
 
@@ -115,11 +114,11 @@ def test_median_stops_only_a_trial_worse_than_the_median_in_every_objective() ->
 def test_the_pruner_is_stored_with_the_study_and_rebuilt_by_a_worker(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
     pruner = tunelab.ParetoSuccessiveHalvingPruner(min_resource=2, reduction_factor=4, max_resource=32,
-                                                   end_crowding="inf", metrics=["val_acc", "latency_ms"],
+                                                   end_crowding="gap", metrics=["val_acc", "latency_ms"],
                                                    directions=["maximize", "minimize"])
     tunelab.create_study(name="s", storage=url, pruner=pruner, **MO)
     loaded = tunelab.load_study("s", url)
-    assert repr(loaded.pruner) == repr(pruner) and "end_crowding='inf'" in repr(pruner)
+    assert repr(loaded.pruner) == repr(pruner) and "end_crowding='gap'" in repr(pruner)
 
 
 def test_several_workers_share_the_rungs(tmp_path: Path) -> None:
