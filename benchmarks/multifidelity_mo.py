@@ -10,11 +10,13 @@ the same budget of ``E`` epochs (default 30 full trainings, ``30 * R``), counted
 - ``tunelab-random-pasha``: RandomSampler + :class:`tunelab.ParetoSuccessiveHalvingPruner`
   (min_resource 1, eta 3, max_resource R); with the same seed it sees random's configurations
   in the same order, and more of them;
+- ``tunelab-random-pasha-gap``: the same with ``end_crowding="gap"`` (a front's ends rank by their gap
+  to their neighbour, not first);
 - ``tunelab-random-pasha-m3``: the same with min_resource 3 (rungs at 3 and 9 epochs, not 1, 3, 9);
 - ``tunelab-random-pmedian``: RandomSampler + :class:`tunelab.ParetoMedianPruner`;
 - ``tunelab-default``: the study's default sampler (AutoSampler: GP LogEHVI up to 200 trials), no
   pruning, to tell the sampler's share from the pruner's in the next row;
-- ``tunelab-default-pasha``: the study's default sampler + Pareto ASHA;
+- ``tunelab-default-pasha``: the study's default sampler + Pareto ASHA (``-gap``: with ``end_crowding="gap"``);
 - ``optuna-random`` and ``optuna-nsga2`` (population 10): Optuna 5.0 has no pruning for studies
   with several objectives, so these train every trial to the end (a sanity row and a peer).
 
@@ -35,6 +37,10 @@ Run ``OMP_NUM_THREADS=1 PYTHONPATH=src .venv-bench/bin/python benchmarks/multifi
 (``--quick`` for 2 seeds and a 10-trial budget, ``--seeds N``, ``--jobs N``, ``--methods a,b``;
 ``--merge PATH`` adds the runs of an earlier JSON for the methods not run now, same seeds and budget);
 ``--from-json PATH`` prints the tables of a saved run again without running anything.
+``--curve-cache PATH`` (a JSON file, created if missing) replays every epoch some earlier run already
+trained: a network's curve depends only on its parameters (seeded weights, shuffling and dropout),
+so a pruner's decisions and the tables come out identical, in seconds instead of minutes; only the
+recorded training times are then meaningless. New epochs are trained and added to the file.
 """
 
 from __future__ import annotations
@@ -155,12 +161,43 @@ class MLPTrainer:
         return EpochResult(val_loss=loss, val_acc=correct / len(self.y_va))
 
 
+CurveCache = dict[str, list[list[float]]]
+"""A network's parameters (``repr`` of their sorted items) -> its (val_loss, val_acc) per epoch so far."""
+_CURVES: CurveCache | None = None
+_NEW_CURVES: set[str] = set()
+
+
+class CachedTrainer:
+    """An :class:`MLPTrainer` that replays the epochs ``_CURVES`` holds for its parameters and trains
+    (from scratch, up to where the cache stops, then on) only the epochs it does not hold."""
+
+    def __init__(self, params: Mapping[str, Any], curves: CurveCache) -> None:
+        self.params, self.curves, self.done = dict(params), curves, 0
+        self.key = repr(sorted(self.params.items()))
+        self.trainer: MLPTrainer | None = None
+
+    def train_epoch(self) -> EpochResult:
+        curve = self.curves.setdefault(self.key, [])
+        if self.done >= len(curve) or self.trainer is not None:
+            if self.trainer is None:
+                self.trainer = MLPTrainer(self.params)
+                for _ in range(self.done):
+                    self.trainer.train_epoch()
+            r = self.trainer.train_epoch()
+            if self.done == len(curve):
+                curve.append([r.val_loss, r.val_acc])
+                _NEW_CURVES.add(self.key)
+        loss, acc = curve[self.done]
+        self.done += 1
+        return EpochResult(val_loss=loss, val_acc=acc)
+
+
 class MORunLog(RunLog):
     """multifidelity.py's epoch budget and curves, with this problem's trainer."""
 
     def new_trainer(self, record: dict[str, Any], params: Mapping[str, Any]) -> Any:
         wall, cpu = time.perf_counter(), time.process_time()
-        trainer = MLPTrainer(params)
+        trainer = MLPTrainer(params) if _CURVES is None else CachedTrainer(params, _CURVES)
         self._charge(record, wall, cpu)
         record["n_params"] = n_params(params)
         return trainer
@@ -222,6 +259,11 @@ def _pasha(R: int) -> Any:
     return tunelab.ParetoSuccessiveHalvingPruner(min_resource=1, reduction_factor=ETA, max_resource=R)
 
 
+def _pasha_gap(R: int) -> Any:
+    return tunelab.ParetoSuccessiveHalvingPruner(min_resource=1, reduction_factor=ETA, max_resource=R,
+                                                 end_crowding="gap")
+
+
 def _pasha3(R: int) -> Any:
     return tunelab.ParetoSuccessiveHalvingPruner(min_resource=3, reduction_factor=ETA, max_resource=R)
 
@@ -233,15 +275,18 @@ def _pmedian(R: int) -> Any:
 METHODS: dict[str, RunFn] = {
     "tunelab-random": tunelab_runner(tunelab.RandomSampler, lambda R: None),
     "tunelab-random-pasha": tunelab_runner(tunelab.RandomSampler, _pasha),
+    "tunelab-random-pasha-gap": tunelab_runner(tunelab.RandomSampler, _pasha_gap),
     "tunelab-random-pasha-m3": tunelab_runner(tunelab.RandomSampler, _pasha3),
     "tunelab-random-pmedian": tunelab_runner(tunelab.RandomSampler, _pmedian),
     "tunelab-default": tunelab_runner(lambda: None, lambda R: None),
     "tunelab-default-pasha": tunelab_runner(lambda: None, _pasha),
+    "tunelab-default-pasha-gap": tunelab_runner(lambda: None, _pasha_gap),
     "optuna-random": optuna_runner(lambda seed: optuna.samplers.RandomSampler(seed=seed)),
     "optuna-nsga2": optuna_runner(lambda seed: optuna.samplers.NSGAIISampler(population_size=10, seed=seed)),
 }
 RANDOM = "tunelab-random"
-PASHA = ("tunelab-random-pasha", "tunelab-default-pasha", "tunelab-random-pasha-m3")
+PASHA = ("tunelab-random-pasha", "tunelab-default-pasha", "tunelab-random-pasha-gap", "tunelab-default-pasha-gap",
+         "tunelab-random-pasha-m3")
 
 
 @dataclass(frozen=True)
@@ -250,10 +295,16 @@ class Task:
     seed: int
     max_epochs: int
     budget: int
+    curve_cache: str | None = None
 
 
 def run_task(task: Task) -> dict[str, Any]:
     """Run one task; never raises (an error is reported in the result, with the trials so far)."""
+    global _CURVES
+    if task.curve_cache is not None and _CURVES is None:
+        path = Path(task.curve_cache)
+        _CURVES = json.loads(path.read_text()) if path.exists() else {}
+    _NEW_CURVES.clear()
     log = MORunLog(task.max_epochs, task.budget)
     error: str | None = None
     wall = time.perf_counter()
@@ -266,7 +317,8 @@ def run_task(task: Task) -> dict[str, Any]:
             "epochs": log.used, "n_trials": len(log.trials),
             "n_complete": sum(t["state"] == "complete" for t in log.trials),
             "wall_s": round(wall, 3), "train_wall_s": round(log.train_wall_s, 3),
-            "library_wall_s": round(wall - log.train_wall_s, 3), "trials": log.trials, "error": error}
+            "library_wall_s": round(wall - log.train_wall_s, 3), "trials": log.trials, "error": error,
+            "new_curves": {k: _CURVES[k] for k in _NEW_CURVES} if _CURVES is not None else {}}
 
 
 def init_worker() -> None:
@@ -280,7 +332,7 @@ def init_worker() -> None:
     MLPTrainer({"width": 32, "depth": 2, "lr": 1e-3, "weight_decay": 1e-4, "dropout": 0.1}).train_epoch()
 
 
-def run_all(tasks: list[Task], jobs: int, console: Console) -> list[dict[str, Any]]:
+def run_all(tasks: list[Task], jobs: int, console: Console, curves: CurveCache | None = None) -> list[dict[str, Any]]:
     for var in THREAD_VARS:
         os.environ[var] = "1"
     results: list[dict[str, Any]] = []
@@ -289,6 +341,11 @@ def run_all(tasks: list[Task], jobs: int, console: Console) -> list[dict[str, An
     tasks = sorted(tasks, key=lambda t: (t.method != "tunelab-default-pasha", t.seed))
     with mp.get_context("spawn").Pool(jobs, initializer=init_worker) as pool:
         for r in pool.imap_unordered(run_task, tasks, chunksize=1):
+            new_curves = r.pop("new_curves")
+            if curves is not None:
+                for k, c in new_curves.items():
+                    if len(c) > len(curves.get(k, ())):
+                        curves[k] = c
             results.append(r)
             elapsed = time.perf_counter() - started
             status = "[red]ERROR[/]" if r["error"] else f"hv {final_hv(r):.4f}"
@@ -419,6 +476,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--from-json", type=Path, default=None)
     p.add_argument("--merge", type=Path, default=None, help="add an earlier JSON's runs of the methods not run now")
+    p.add_argument("--curve-cache", type=Path, default=None,
+                   help="replay the epochs this JSON file holds (same tables, in seconds); train and add new ones")
     return p.parse_args(argv)
 
 
@@ -440,8 +499,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"{args.jobs} processes")
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     started = time.perf_counter()
-    tasks = [Task(m, s, args.max_epochs, budget) for m in methods for s in range(seeds)]
-    runs = run_all(tasks, args.jobs, console)
+    cache = None if args.curve_cache is None else str(args.curve_cache)
+    curves: CurveCache | None = None
+    if args.curve_cache is not None:
+        curves = json.loads(args.curve_cache.read_text()) if args.curve_cache.exists() else {}
+        config["curve_cache"] = cache
+    tasks = [Task(m, s, args.max_epochs, budget, cache) for m in methods for s in range(seeds)]
+    runs = run_all(tasks, args.jobs, console, curves)
+    if args.curve_cache is not None and curves is not None:
+        args.curve_cache.write_text(json.dumps(curves))
     if args.merge:
         earlier = json.loads(args.merge.read_text())
         if earlier["config"]["budget"] != budget or earlier["config"]["max_epochs"] != args.max_epochs:

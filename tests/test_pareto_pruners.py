@@ -56,10 +56,47 @@ def test_asha_breaks_ties_in_a_front_by_crowding() -> None:
     for acc, lat in [(0.5, 1.0), (0.9, 9.0)]:  # the two ends of the front
         assert _run(study, acc, lat, steps=4).state.value == "COMPLETE"
     # a third point on the same front, between the ends: the rung keeps max(1, 3 // 2) = 1 trial, and
-    # the ends rank first (infinite crowding distance), so the crowded middle one stops
+    # the ends rank first (infinite crowding distance, end_crowding="inf"), so the middle one stops
     middle = _run(study, 0.7, 5.0, steps=4)
     assert middle.state.value == "PRUNED"
     assert middle.system_attrs["pruned"]["evidence"]["front"] == 1
+
+
+def test_pareto_order_with_gap_crowding_gives_the_ends_finite_distances() -> None:
+    points = np.array([[0.0, 1.0], [0.5, 0.5], [1.0, 0.0], [0.6, 0.6], [np.nan, 0.0]])
+    front, crowd = pareto_order(points, "gap")
+    assert list(front) == [0, 0, 0, 1, -1]
+    # every gap is half of each objective's range: an end counts its one gap twice, the middle its two
+    assert crowd[:3] == pytest.approx([2.0, 2.0, 2.0]) and crowd[3] == pytest.approx(1.0)
+    # an end close to its neighbour is the most crowded row of its front
+    _, crowd = pareto_order(np.array([[-0.9, 9.0], [-0.5, 1.0], [-0.49, 0.5]]), "gap")
+    assert crowd[2] < crowd[1] < crowd[0] and np.all(np.isfinite(crowd))
+
+
+@pytest.mark.parametrize("end_crowding, state", [("gap", "PRUNED"), ("inf", "COMPLETE")])
+def test_asha_does_not_promote_a_front_end_for_being_extreme_alone(end_crowding: str, state: str) -> None:
+    pruner = tunelab.ParetoSuccessiveHalvingPruner(min_resource=1, reduction_factor=2, max_resource=4,
+                                                   end_crowding=end_crowding)
+    assert pruner.end_crowding == end_crowding
+    study = _study(pruner)
+    for acc, lat in [(0.9, 9.0), (0.5, 1.0)]:  # a two-trial front: both ends, equally distinct, both go on
+        assert _run(study, acc, lat, steps=4).state.value == "COMPLETE"
+    # the fastest trial so far, by a hair, and a hair less accurate than the next fastest: a new end of
+    # the front, with nothing distinct about it but its extreme latency. The rung keeps 3 // 2 = 1
+    # trial: the accurate end (0.9, 9.0). "gap" ranks the new end last in its front (its gaps to its
+    # neighbour are 2% and 6% of the rung's ranges) and stops it; "inf" ranks it first, tied with the
+    # accurate end, and keeps it.
+    extreme = _run(study, 0.49, 0.5, steps=4)
+    assert extreme.state.value == state
+    if state == "PRUNED":
+        evidence = extreme.system_attrs["pruned"]["evidence"]
+        assert evidence["front"] == 1 and evidence["rank"] == 3 and evidence["kept"] == 1
+
+
+def test_the_default_ranks_front_ends_first() -> None:
+    assert tunelab.ParetoSuccessiveHalvingPruner().end_crowding == "inf"
+    with pytest.raises(ConfigError, match=r"end_crowding=\.\.\.\) must be 'gap'"):
+        tunelab.ParetoSuccessiveHalvingPruner(end_crowding="zero")
 
 
 def test_median_stops_only_a_trial_worse_than_the_median_in_every_objective() -> None:
@@ -77,11 +114,11 @@ def test_median_stops_only_a_trial_worse_than_the_median_in_every_objective() ->
 def test_the_pruner_is_stored_with_the_study_and_rebuilt_by_a_worker(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
     pruner = tunelab.ParetoSuccessiveHalvingPruner(min_resource=2, reduction_factor=4, max_resource=32,
-                                                   metrics=["val_acc", "latency_ms"],
+                                                   end_crowding="gap", metrics=["val_acc", "latency_ms"],
                                                    directions=["maximize", "minimize"])
     tunelab.create_study(name="s", storage=url, pruner=pruner, **MO)
     loaded = tunelab.load_study("s", url)
-    assert repr(loaded.pruner) == repr(pruner)
+    assert repr(loaded.pruner) == repr(pruner) and "end_crowding='gap'" in repr(pruner)
 
 
 def test_several_workers_share_the_rungs(tmp_path: Path) -> None:

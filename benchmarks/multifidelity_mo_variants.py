@@ -1,0 +1,269 @@
+"""Variants of Pareto ASHA's promotion rule on multifidelity_mo.py's problem, replayed from a curve cache.
+
+Each variant is :class:`tunelab.ParetoSuccessiveHalvingPruner` (min_resource 1, eta 3, R = 27, the
+random sampler) with one rule changed; every run is multifidelity_mo.py's ``run_task`` (same seeds,
+budget and configuration order), so the numbers compare with its ``tunelab-random-pasha`` row seed by
+seed. With ``--curve-cache`` (multifidelity_mo.py's) a variant's 15 seeds take seconds.
+
+Variants (``crowding`` is the default rule, ``finite-ends`` its ``end_crowding="gap"``):
+
+- ``crowding``: fronts, ties in a front by crowding distance (ends ``inf``), keep ``max(1, n // eta)``;
+- ``strict-start``: keep ``n // eta`` (a trial reaching a rung of fewer than eta trials stops);
+- ``finite-ends``: a front's end trials get twice their one-sided gap as crowding, not ``inf``;
+- ``hv-contribution``: ties in a front by exclusive hypervolume contribution (reference: the rung's
+  worst value + 10% of its range per objective);
+- ``rank-crowding``: crowding on each objective's ranks in the rung (invariant to monotone rescaling,
+  e.g. params against log params);
+- ``quota``: a rung k (0-based) keeps at most ``N0 // eta ** (k + 1)`` trials, N0 the trials that reached
+  the first rung (synchronous successive halving's count; async ASHA compounds each rung's excess);
+- ``quota-strict``: ``quota`` without the ``max(1, .)`` (promotion rates exactly 1/eta per rung);
+- ``finished-dominance``: also stop a trial whose values at the rung are dominated by a COMPLETE
+  trial's values at the same step;
+- ``projected``: at rungs after the first, each objective's value moved on by its own change since the
+  previous rung (a constant objective does not move);
+- ``local-9``: no fronts: the trial's error must rank in the best third of the 9 trials nearest to it
+  in parameter count (the constant objective as a stratum);
+- ``error-only``: single-objective ASHA on the error (ignores the parameter count).
+
+Also: per rung, how many trials reached it (the promotion rates), and an oracle bound: over the first
+80 configurations of each seed (trained to the end), the fewest epochs ``N + 26 * |S|`` with which a
+pruner that knew every final value could reach random search's final hypervolume (screen N
+configurations for one epoch each, train the subset S, chosen greedily by hypervolume, to the end).
+
+``OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/multifidelity_mo_variants.py --curve-cache PATH``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import multifidelity_mo as mm
+import numpy as np
+from scipy.stats import rankdata
+
+import tunelab
+from tunelab.history import History
+from tunelab.multiobjective import crowding_distance, hypervolume, losses, non_dominated_sort
+from tunelab.pruners.base import PruneDecision, last_step
+from tunelab.pruners.pareto import ParetoSuccessiveHalvingPruner, _vectors_at
+from tunelab.records import TrialState
+
+ORACLE_CONFIGS = 80
+
+
+def _exclusive_hv(points: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    total = hypervolume(points, ref)
+    return np.array([total - hypervolume(np.delete(points, i, axis=0), ref) for i in range(len(points))])
+
+
+def _finite_crowding(points: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(points))
+    if len(points) == 1:
+        return out + 1.0
+    for d in range(points.shape[1]):
+        order = np.argsort(points[:, d], kind="stable")
+        gaps = np.diff(points[order, d]) / max(hi[d] - lo[d], 1e-300)
+        out[order[0]] += 2 * gaps[0]
+        out[order[-1]] += 2 * gaps[-1]
+        if len(order) > 2:
+            out[order[1:-1]] += gaps[:-1] + gaps[1:]
+    return out
+
+
+class VariantPruner(ParetoSuccessiveHalvingPruner):
+    """Pareto ASHA with one promotion rule changed (see the module's docstring)."""
+
+    def __init__(self, variant: str, max_resource: int) -> None:
+        super().__init__(min_resource=1, reduction_factor=mm.ETA, max_resource=max_resource)
+        self.variant = variant
+
+    def _keys(self, pts: np.ndarray) -> list[tuple[float, float]]:
+        keys = [(math.inf, 0.0)] * len(pts)
+        idx = np.flatnonzero(np.all(np.isfinite(pts), axis=1))
+        if not len(idx):
+            return keys
+        if self.variant == "error-only":
+            return [(float(pts[i, 0]), 0.0) if i in idx else k for i, k in enumerate(keys)]
+        if self.variant == "rank-crowding":
+            pts = pts.copy()
+            pts[idx] = np.column_stack([rankdata(pts[idx, d]) for d in range(pts.shape[1])])
+        lo, hi = pts[idx].min(axis=0), pts[idx].max(axis=0)
+        ref = hi + 0.1 * np.where(hi > lo, hi - lo, 1.0)
+        for k, front in enumerate(non_dominated_sort(pts[idx])):
+            members = idx[front]
+            if self.variant == "finite-ends":
+                score = _finite_crowding(pts[members], lo, hi)
+            elif self.variant == "hv-contribution":
+                score = _exclusive_hv(pts[members], ref)
+            else:
+                score = crowding_distance(pts[members])
+            for m, c in zip(members, score, strict=True):
+                keys[m] = (float(k), -float(c))
+        return keys
+
+    def decide_many(
+        self, history: History, number: int, metrics: Sequence[str], directions: Sequence[str],
+        curves: Mapping[str, Mapping[int, float]],
+    ) -> PruneDecision | None:
+        step = last_step(curves[metrics[0]])
+        rungs = self.rungs(up_to=step)
+        if step not in rungs or any(step not in curves[m] for m in metrics):
+            return None
+        stop = PruneDecision(rule=f"{self.variant} rung at step {step}", detail=self.variant)
+        own = [curves[m][step] for m in metrics]
+        vectors = _vectors_at(history, metrics, step)
+        vectors[number] = own
+        if self.variant == "projected" and step > rungs[0]:
+            before = step // self.reduction_factor
+            prev = _vectors_at(history, metrics, before)
+            prev[number] = [curves[m][before] for m in metrics]
+            for n, v in list(vectors.items()):
+                if n in prev:
+                    now, then = losses([v], directions)[0], losses([prev[n]], directions)[0]
+                    moved = now - np.maximum(0.0, then - now)
+                    vectors[n] = [float(x) if d == "minimize" else -float(x)
+                                  for x, d in zip(moved, directions, strict=True)]
+        numbers = sorted(vectors)
+        pts = losses([vectors[n] for n in numbers], directions)
+        me = numbers.index(number)
+        n = len(numbers)
+        if self.variant == "local-9":
+            order = np.argsort(pts[:, 1], kind="stable")
+            pos = int(np.flatnonzero(order == me)[0])
+            w = min(9, n)
+            start = max(0, min(pos - w // 2, n - w))
+            window = np.sort(pts[order[start:start + w], 0])
+            return None if pts[me, 0] <= window[max(1, w // self.reduction_factor) - 1] else stop
+        if self.variant == "finished-dominance":
+            mine = losses([own], directions)[0]
+            for other, v in _vectors_at(history, metrics, step, (TrialState.COMPLETE,)).items():
+                o = losses([v], directions)[0]
+                if other != number and np.all(o <= mine) and np.any(o < mine):
+                    return stop
+        keys = self._keys(pts)
+        n_keep = n // self.reduction_factor
+        if self.variant in ("quota", "quota-strict"):
+            n0 = len({p.number for p in history.metric_at(metrics[0], [rungs[0]])} | {number})
+            n_keep = min(n_keep, n0 // self.reduction_factor ** (rungs.index(step) + 1))
+        if self.variant not in ("strict-start", "quota-strict"):
+            n_keep = max(1, n_keep)
+        if n_keep >= 1 and keys[me] <= sorted(keys)[n_keep - 1]:
+            return None
+        return stop
+
+
+VARIANTS = ("crowding", "strict-start", "finite-ends", "hv-contribution", "rank-crowding", "quota", "quota-strict",
+            "finished-dominance", "projected", "local-9", "error-only")
+
+
+def _method(variant: str) -> mm.RunFn:
+    return mm.tunelab_runner(tunelab.RandomSampler, lambda R: VariantPruner(variant, R))
+
+
+def rung_counts(run: Mapping[str, Any]) -> list[int]:
+    """How many trials trained at least 1, 2, 4, 10 and 27 epochs (reached rung 1, passed rungs 1, 3, 9)."""
+    trials = [t for t in run["trials"] if t["state"] != "cut"]
+    return [sum(len(t["val_acc"]) >= k for t in trials) for k in (1, 2, 4, 10, 27)]
+
+
+def oracle(runs: Mapping[tuple[str, int], Mapping[str, Any]], seed: int, cache: str) -> dict[str, Any]:
+    """The fewest epochs N + 26 |S| with which final values known in advance reach random search's final HV."""
+    base = runs[(mm.RANDOM, seed)]
+    target, spent = mm.final_hv(base), mm.epochs_to_reach(base, mm.final_hv(base))
+    configs = [t["params"] for t in runs[("crowding", seed)]["trials"][:ORACLE_CONFIGS]]
+    assert mm._CURVES is not None
+    final = []
+    for p in configs:
+        trainer = mm.CachedTrainer(p, mm._CURVES)
+        for _ in range(mm.MAX_EPOCHS):
+            r = trainer.train_epoch()
+        final.append((1.0 - r.val_acc, math.log10(mm.n_params(p))))
+    pts = np.array(final)
+    best: tuple[int, int, list[int]] | None = None
+    for n in range(1, len(pts) + 1):
+        chosen: list[int] = []
+        hv = 0.0
+        while hv < target - mm.TIE and len(chosen) < 12:
+            chosen.append(max(range(n), key=lambda j: hypervolume(pts[[*chosen, j]], mm.REFERENCE)))
+            hv = hypervolume(pts[chosen], mm.REFERENCE)
+        if hv >= target - mm.TIE:
+            cost = n + (mm.MAX_EPOCHS - 1) * len(chosen)
+            if best is None or cost < best[0]:
+                best = (cost, n, chosen)
+    if best is None or not spent:
+        return {"seed": seed, "epochs": None, "ratio": math.inf}
+    return {"seed": seed, "epochs": best[0], "screened": best[1], "trained": sorted(best[2]),
+            "ratio": best[0] / spent}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, default=15)
+    p.add_argument("--first-seed", type=int, default=0, help="seeds first-seed, ..., first-seed + seeds - 1")
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--curve-cache", type=Path, required=True)
+    p.add_argument("--no-oracle", action="store_true", help="skip the oracle (it trains 80 configurations per seed)")
+    p.add_argument("--out", type=Path, default=mm.RESULTS_DIR / "multifidelity-mo-variants.json")
+    args = p.parse_args(argv)
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
+    for v in variants:
+        mm.METHODS[v] = _method(v)
+    budget = mm.BUDGET_TRIALS * mm.MAX_EPOCHS
+    cache = str(args.curve_cache)
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    runs: dict[tuple[str, int], dict[str, Any]] = {}
+    for m in [mm.RANDOM, *variants]:
+        for s in seeds:
+            r = mm.run_task(mm.Task(m, s, mm.MAX_EPOCHS, budget, cache))
+            r.pop("new_curves")
+            if r["error"]:
+                print(r["error"], file=sys.stderr)
+                return 1
+            runs[(m, s)] = r
+    summary = mm.summarize(list(runs.values()), [mm.RANDOM, *variants], budget)
+    per_seed: dict[str, list[float]] = {}
+    counts: dict[str, list[float]] = {}
+    for v in variants:
+        ratios = []
+        for s in seeds:
+            target = mm.final_hv(runs[(mm.RANDOM, s)])
+            got, base = mm.epochs_to_reach(runs[(v, s)], target), mm.epochs_to_reach(runs[(mm.RANDOM, s)], target)
+            ratios.append(math.inf if got is None or not base else round(got / base, 4))
+        per_seed[v] = ratios
+        counts[v] = [float(x) for x in np.median([rung_counts(runs[(v, s)]) for s in seeds], axis=0)]
+    bound = [oracle(runs, s, cache) for s in seeds] if "crowding" in variants and not args.no_oracle else []
+    assert mm._CURVES is not None
+    args.curve_cache.write_text(json.dumps(mm._CURVES))
+    print(f"{'variant':<20} {'ratio median [IQR]':<22} reached  HV@810  trials (complete)  trials at 1/3/9/27 epochs")
+    for row in summary["rows"]:
+        r, hv = row["ratio_to_random_epochs"], row["hv"][str(budget)]
+        c = counts.get(row["method"], [])
+        print(f"{row['method']:<20} {r['median']:.3f} [{r['q25']:.2f}, {r['q75']:.2f}]   "
+              f"{row['reached']:>2}/{row['compared']}  "
+              f"{hv['median']:.3f}  {row['trials']['median']:.0f} ({row['complete']['median']:.0f})  "
+              f"{'/'.join(f'{x:.0f}' for x in c[1:])}")
+    for v, ratios in per_seed.items():
+        print(f"{v:<20} " + " ".join("never" if math.isinf(x) else f"{x:.2f}" for x in ratios))
+    if bound:
+        print("oracle", " ".join(f"{b['ratio']:.2f}" for b in bound),
+              f"median {np.median([b['ratio'] for b in bound]):.3f}")
+    mm.save_json(args.out, {"benchmark": "multifidelity_mo_variants", "machine": mm.machine_info(),
+                            "config": {"seeds": seeds, "budget": budget, "max_epochs": mm.MAX_EPOCHS,
+                                       "eta": mm.ETA, "variants": variants, "oracle_configs": ORACLE_CONFIGS},
+                            "summary": summary, "ratio_per_seed": per_seed, "median_rung_counts": counts,
+                            "oracle": bound})
+    print(f"Saved {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
