@@ -465,6 +465,11 @@ def _tl_curve_asha_reached(R: int) -> Any:
                                        confidence=CURVE_CONFIDENCE, rung_pruner=_tl_asha(R), rung_pool="reached")
 
 
+def _tl_curve_asha_top3(R: int) -> Any:
+    return tunelab.LearningCurvePruner(max_resource=R, metric="val_loss", min_points=CURVE_MIN_POINTS,
+                                       confidence=CURVE_CONFIDENCE, top_k=TOP, rung_pruner=_tl_asha(R))
+
+
 def _tl_hyperband(R: int) -> Any:
     return tunelab.HyperbandPruner(min_resource=1, max_resource=R, reduction_factor=ETA, metric="val_loss")
 
@@ -511,6 +516,10 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "tunelab-curve-asha with rung_pool='reached' (before 2026-12-06): a rung ranks only the trials that "
            "reached it, so the curve rule's stops before it make it cut deeper than ASHA",
            tunelab_runner(tunelab.RandomSampler, _tl_curve_asha_reached)),
+    Method("tunelab-curve-asha-top3", "tunelab",
+           f"tunelab-curve-asha with top_k={TOP}: between rungs the curve rule stops a trial only when it is unlikely "
+           f"to end among the {TOP} best",
+           tunelab_runner(tunelab.RandomSampler, _tl_curve_asha_top3)),
     Method("tunelab-curve-tpe", "tunelab",
            "tunelab.TPESampler() + LearningCurvePruner(max_resource={R}, metric='val_loss', "
            f"min_points={CURVE_MIN_POINTS}, confidence={CURVE_CONFIDENCE}): TPE fits stopped trials at the final "
@@ -856,7 +865,7 @@ def check_curve(stats: Mapping[str, Any]) -> list[dict[str, Any]] | None:
         return None
     out = []
     for m in ("tunelab-curve", "tunelab-curve-top3", "tunelab-curve-min4", "tunelab-curve-asha",
-              "tunelab-curve-asha-reached", "tunelab-curve-tpe"):
+              "tunelab-curve-asha-reached", "tunelab-curve-asha-top3", "tunelab-curve-tpe"):
         st = stats.get(m)
         if st is None:
             continue
