@@ -460,6 +460,16 @@ def _tl_curve_asha(R: int) -> Any:
                                        confidence=CURVE_CONFIDENCE, rung_pruner=_tl_asha(R))
 
 
+def _tl_curve_asha_reached(R: int) -> Any:
+    return tunelab.LearningCurvePruner(max_resource=R, metric="val_loss", min_points=CURVE_MIN_POINTS,
+                                       confidence=CURVE_CONFIDENCE, rung_pruner=_tl_asha(R), rung_pool="reached")
+
+
+def _tl_curve_asha_top3(R: int) -> Any:
+    return tunelab.LearningCurvePruner(max_resource=R, metric="val_loss", min_points=CURVE_MIN_POINTS,
+                                       confidence=CURVE_CONFIDENCE, top_k=TOP, rung_pruner=_tl_asha(R))
+
+
 def _tl_hyperband(R: int) -> Any:
     return tunelab.HyperbandPruner(min_resource=1, max_resource=R, reduction_factor=ETA, metric="val_loss")
 
@@ -499,8 +509,17 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "tunelab.RandomSampler() + LearningCurvePruner(max_resource={R}, metric='val_loss', "
            f"min_points={CURVE_MIN_POINTS}, confidence={CURVE_CONFIDENCE}, rung_pruner=SuccessiveHalvingPruner("
            f"min_resource=1, reduction_factor={ETA}, max_resource={{R}})): ASHA's rungs rank by the value predicted "
-           "at the next rung once a curve has min_points points",
+           "at the next rung once a curve has min_points points; a rung's pool holds the trials the curve rule "
+           "stopped after the previous rung (rung_pool='passed')",
            tunelab_runner(tunelab.RandomSampler, _tl_curve_asha)),
+    Method("tunelab-curve-asha-reached", "tunelab",
+           "tunelab-curve-asha with rung_pool='reached' (before 2026-12-06): a rung ranks only the trials that "
+           "reached it, so the curve rule's stops before it make it cut deeper than ASHA",
+           tunelab_runner(tunelab.RandomSampler, _tl_curve_asha_reached)),
+    Method("tunelab-curve-asha-top3", "tunelab",
+           f"tunelab-curve-asha with top_k={TOP}: between rungs the curve rule stops a trial only when it is unlikely "
+           f"to end among the {TOP} best",
+           tunelab_runner(tunelab.RandomSampler, _tl_curve_asha_top3)),
     Method("tunelab-curve-tpe", "tunelab",
            "tunelab.TPESampler() + LearningCurvePruner(max_resource={R}, metric='val_loss', "
            f"min_points={CURVE_MIN_POINTS}, confidence={CURVE_CONFIDENCE}): TPE fits stopped trials at the final "
@@ -845,7 +864,8 @@ def check_curve(stats: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     if asha is None:
         return None
     out = []
-    for m in ("tunelab-curve", "tunelab-curve-top3", "tunelab-curve-min4", "tunelab-curve-asha", "tunelab-curve-tpe"):
+    for m in ("tunelab-curve", "tunelab-curve-top3", "tunelab-curve-min4", "tunelab-curve-asha",
+              "tunelab-curve-asha-reached", "tunelab-curve-asha-top3", "tunelab-curve-tpe"):
         st = stats.get(m)
         if st is None:
             continue

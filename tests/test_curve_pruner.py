@@ -232,6 +232,31 @@ def test_with_asha_rungs_rank_by_the_value_predicted_at_the_next_rung() -> None:
     assert trials[3].system_attrs["pruned"]["rule"] == "asha rung at step 3"
 
 
+def test_with_asha_a_rung_counts_the_trials_the_curve_rule_stopped_before_it() -> None:
+    # FAST ends at 0.30; the four WORSE trials are stopped by the curve rule at step 5, before the rung at 9;
+    # LATE is predicted from 9 points at about 0.31, a little worse than FAST's prediction, and may still
+    # beat 0.30 (it ends at 0.305)
+    late = {"floor": 0.20, "amp": 1.0, "tau": 12.0}
+    configs = [FAST, WORSE, WORSE, WORSE, WORSE, late]
+    rungs = SuccessiveHalvingPruner(min_resource=9, reduction_factor=3, max_resource=R)
+
+    def trials(pool: str) -> list[tunelab.FrozenTrial]:
+        out = run(LearningCurvePruner(max_resource=R, metric="val_loss", min_points=5, rung_pruner=rungs,
+                                      rung_pool=pool), configs)
+        assert all(t.system_attrs["pruned"]["rule"] == "curve prediction at step 5" for t in out[1:5])
+        return out
+
+    # the default ranks LATE among the 6 trials that passed the (absent) previous rung: 2 of 6 go on, as ASHA's quota
+    assert LearningCurvePruner(max_resource=R).rung_pool == "passed"
+    passed = trials("passed")
+    assert passed[5].state == TrialState.COMPLETE and passed[5].value == pytest.approx(0.20 + math.exp(-R / 12.0))
+    # "reached" (the behaviour before): only FAST and LATE reached the rung, 1 of 2 goes on
+    reached = trials("reached")
+    stop = reached[5].system_attrs["pruned"]
+    assert stop["rule"] == "asha rung at step 9 (predicted at step 27)"
+    assert stop["evidence"]["n_competing"] == 2 and stop["evidence"]["n_stopped_before"] == 0
+
+
 def test_a_predicted_rung_decision_carries_its_prediction() -> None:
     rungs = SuccessiveHalvingPruner(min_resource=9, reduction_factor=3, max_resource=R)
     trials = run(LearningCurvePruner(max_resource=R, min_points=5, confidence=0.999, rung_pruner=rungs),
@@ -273,7 +298,7 @@ def test_the_evidence_of_a_decision_is_stored_with_the_trial() -> None:
 def test_it_is_described_and_rebuilt(tmp_path: Path) -> None:
     rungs = SuccessiveHalvingPruner(min_resource=3, reduction_factor=3, max_resource=R)
     pruner = LearningCurvePruner(max_resource=R, metric="val_loss", direction="minimize", min_points=6,
-                                 confidence=0.9, top_k=3, interval=0.8, rung_pruner=rungs)
+                                 confidence=0.9, top_k=3, interval=0.8, rung_pruner=rungs, rung_pool="reached")
     rebuilt = pruner_from_description(pruner.describe())
     assert isinstance(rebuilt, LearningCurvePruner) and rebuilt.describe() == pruner.describe()
     assert isinstance(rebuilt.rung_pruner, SuccessiveHalvingPruner) and rebuilt.rung_pruner.min_resource == 3
@@ -295,6 +320,7 @@ def test_it_is_described_and_rebuilt(tmp_path: Path) -> None:
     ({"max_resource": R, "rung_pruner": MedianPruner()}, "rung_pruner"),
     ({"max_resource": R, "rung_pruner": SuccessiveHalvingPruner(max_resource=81)}, "max_resource"),
     ({"max_resource": R, "refit_growth": 0.5}, "refit_growth"),
+    ({"max_resource": R, "rung_pool": "all"}, "rung_pool"),
     ({"max_resource": R, "metric": ""}, "metric"),
 ])
 def test_bad_settings_are_refused_with_the_argument_and_the_fix(kwargs: dict[str, object], match: str) -> None:

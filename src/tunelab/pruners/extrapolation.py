@@ -9,7 +9,9 @@ incumbent, the probability and the predicted continuation of the curve.
 
 With ``rung_pruner=SuccessiveHalvingPruner(...)`` it also runs ASHA, whose rungs rank trials by
 their value *predicted at the next rung* (from their curve up to the rung) instead of their value at
-the rung: a slow starter that the curve model expects to overtake its peers survives the rung.
+the rung: a slow starter that the curve model expects to overtake its peers survives the rung. A rung's
+quota counts the trials the curve rule stopped after the previous rung (``rung_pool="passed"``), so
+that the curve rule's stops do not make the rung keep fewer trials than ASHA would.
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ from tunelab.history import History
 from tunelab.pruners.asha import SuccessiveHalvingPruner
 from tunelab.pruners.base import PruneDecision, Pruner, better_or_equal, check_int, last_step
 from tunelab.pruners.curves import MIN_POINTS, CurveModel, fit_curve
-from tunelab.records import PREDICTED_FINAL
+from tunelab.records import PREDICTED_FINAL, TrialState
+
+RUNG_POOLS = ("passed", "reached")
+"""``rung_pool`` values: see :class:`LearningCurvePruner`."""
 
 CONTINUATION_POINTS = 12
 """At most this many points of the predicted continuation are stored with a decision."""
@@ -107,6 +112,13 @@ class LearningCurvePruner(Pruner):
             since the last fit (``min_points``, then e.g. 6, 8, 10, 12, 15, 19, 24 points with 1.25);
             in between, decisions use the last fit (with the current incumbent), and each refit
             starts from the previous fit's parameters. 1: refit at every point.
+        rung_pool: with ``rung_pruner``, which trials a rung ranks against. ``"passed"``: the trials
+            that reached the rung and those the curve rule stopped after they passed the previous
+            rung (at their value predicted at the same step, from their whole curve), so the rung keeps
+            ``1 / reduction_factor`` of the trials that passed the previous rung, as ASHA does, and the
+            curve rule's stops save epochs without tightening the rung. ``"reached"`` (the behaviour
+            before 2026-12-06): only the trials that reached the rung; the curve rule's stops before
+            the rung remove the weaker trials from its pool, so the rung cuts deeper than ASHA.
 
     Examples:
         Trials whose learning rate is too small keep improving, but too slowly to catch the best:
@@ -140,6 +152,7 @@ class LearningCurvePruner(Pruner):
         interval: float = 0.9,
         rung_pruner: SuccessiveHalvingPruner | Mapping[str, Any] | None = None,
         refit_growth: float = 1.25,
+        rung_pool: str = "passed",
     ) -> None:
         super().__init__(metric, direction)
         self.max_resource = check_int("LearningCurvePruner", "max_resource", max_resource, 2)
@@ -165,6 +178,10 @@ class LearningCurvePruner(Pruner):
             raise ConfigError(f"LearningCurvePruner(refit_growth=...) must be a number from 1 (refit at every "
                               f"point) to 4, e.g. 1.25, got {refit_growth!r}")
         self.refit_growth = float(refit_growth)
+        if rung_pool not in RUNG_POOLS:
+            raise ConfigError(f"LearningCurvePruner(rung_pool=...) must be one of {', '.join(map(repr, RUNG_POOLS))}, "
+                              f"got {rung_pool!r}")
+        self.rung_pool = rung_pool
 
     # -- the curve model -------------------------------------------------------------------------
     def model(self, curve: Mapping[int, float], direction: str, up_to: int | None = None) -> CurveModel | None:
@@ -242,6 +259,8 @@ class LearningCurvePruner(Pruner):
         assert self.rung_pruner is not None
         later = [r for r in self.rung_pruner.rungs(up_to=self.max_resource) if r > step]
         target = later[0] if later else self.max_resource
+        earlier = [r for r in self.rung_pruner.rungs(up_to=step) if r < step]
+        previous = earlier[-1] if earlier else 0
         curves: dict[int, dict[int, float]] = {}
         for pt in history.metric_at(metric, None):
             if pt.number != number and pt.step <= step:
@@ -258,6 +277,15 @@ class LearningCurvePruner(Pruner):
         value = mine.predict(target, self.interval).mean
         final = value if target == self.max_resource else mine.predict(self.max_resource, self.interval).mean
         competing = [score(c) for c in curves.values() if step in c]
+        n_stopped = 0
+        if self.rung_pool == "passed":  # stopped by the curve rule after the previous rung: they count here too
+            for t in history.trials((TrialState.PRUNED,)):
+                c = curves.get(t.number)
+                stop = t.system_attrs.get("pruned")
+                if (c and step not in c and max(c) >= previous and isinstance(stop, Mapping)
+                        and str(stop.get("rule", "")).startswith("curve prediction")):
+                    competing.append(score(c))
+                    n_stopped += 1
         competing.append(value)
         eta = self.rung_pruner.reduction_factor
         n_keep = max(1, len(competing) // eta)
@@ -270,7 +298,7 @@ class LearningCurvePruner(Pruner):
             detail=f"{metric} {curve[step]:.6g} at step {step}, predicted {value:.6g} at step {target}, is not among "
                    f"the best {n_keep} of {len(competing)} predictions (cut {cut:.6g}, reduction factor {eta})",
             evidence={"step": step, "predicted_at": target, "mean": value, "cut": cut, "n_keep": n_keep,
-                      PREDICTED_FINAL: final,
+                      PREDICTED_FINAL: final, "n_stopped_before": n_stopped,
                       "n_competing": len(competing), "continuation": mine.continuation(
                           sorted({step + max(1, (target - step) * i // 6) for i in range(1, 7)}), self.interval)},
         )
@@ -280,7 +308,7 @@ class LearningCurvePruner(Pruner):
             **super().describe(), "max_resource": self.max_resource, "min_points": self.min_points,
             "confidence": self.confidence, "top_k": self.top_k, "interval": self.interval,
             "rung_pruner": None if self.rung_pruner is None else self.rung_pruner.describe(),
-            "refit_growth": self.refit_growth,
+            "refit_growth": self.refit_growth, "rung_pool": self.rung_pool,
         }
 
 
