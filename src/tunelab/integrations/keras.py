@@ -54,6 +54,7 @@ class TunelabCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self.trial = check_trial(trial, "TunelabCallback")
         self.monitor = check_monitor(monitor)
         self.pruned_epoch: int | None = None
+        self.trial.gather_reports = True  # gathered only while the storage lags
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         metrics = numeric_metrics(logs)

@@ -52,6 +52,7 @@ class _Port:
 
     def __init__(self, trial: Trial, monitor: str) -> None:
         self.trial = trial
+        self.trial.gather_reports = True  # gathered only while the storage lags
         self.monitor = monitor
         self.pruned = False
         self._writing: AbstractContextManager[Path] | None = None

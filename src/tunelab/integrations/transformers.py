@@ -74,6 +74,8 @@ class TunelabCallback(TrainerCallback):  # type: ignore[misc]
         self.monitor = check_monitor(monitor)
         if step not in _STEPS:
             raise ConfigError(f"TunelabCallback(step=...) must be 'global_step' or 'epoch', got {step!r}")
+        if self._trial is not None:
+            self._trial.gather_reports = True  # gathered only while the storage lags
         self.step = step
         self.last_metrics: dict[str, float] = {}
         """The numeric metrics of the last evaluation (main process)."""
