@@ -323,25 +323,30 @@ class InMemoryStorage(BaseStorage):
             self._heartbeats.pop(trial_id, None)
 
     def report(self, trial_id: int, step: int, metrics: Mapping[str, float]) -> None:
-        step = int(step)
         with self._lock:
-            self._running(trial_id)
-            curves = self._curves.get(trial_id)
-            if curves is None:
-                curves = self._curves[trial_id] = {}
-            for name, value in metrics.items():
-                points = curves.get(name)
-                if points is None:
-                    points = curves[name] = {}
-                points[step] = float(value)
+            self._store(self._curves_of(trial_id), int(step), metrics)
 
     def report_steps(self, trial_id: int, points: Sequence[tuple[int, Mapping[str, float]]]) -> None:
         with self._lock:
-            self._running(trial_id)
-            curves = self._curves.setdefault(trial_id, {})
+            curves = self._curves_of(trial_id)
             for step, metrics in points:
-                for name, value in metrics.items():
-                    curves.setdefault(name, {})[int(step)] = float(value)
+                self._store(curves, int(step), metrics)
+
+    def _curves_of(self, trial_id: int) -> dict[str, dict[int, float]]:
+        """The curves of a RUNNING trial, to report to (the caller holds the lock)."""
+        self._running(trial_id)
+        curves = self._curves.get(trial_id)
+        if curves is None:
+            curves = self._curves[trial_id] = {}
+        return curves
+
+    @staticmethod
+    def _store(curves: dict[str, dict[int, float]], step: int, metrics: Mapping[str, float]) -> None:
+        for name, value in metrics.items():
+            points = curves.get(name)
+            if points is None:
+                points = curves[name] = {}
+            points[step] = float(value)
 
     def get_curves(self, trial_id: int) -> Curves:
         with self._lock:

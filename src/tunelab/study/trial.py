@@ -524,8 +524,7 @@ class Trial:
             k, v = next((k, v) for k, v in metrics.items() if not _is_number(v))
             raise ConfigError(f"metric '{k}' must be a number, got {v!r}") from None
         step = int(step)
-        if self._unsaved or self._unsaved_attrs or self._ctx.has_new_records:
-            self._write_pending()
+        self._write_pending()
         self._writer.report(step, clean)
         curves = self._curves
         for k, v in clean.items():
