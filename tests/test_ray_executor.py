@@ -187,9 +187,11 @@ def test_default_concurrency_fills_the_cluster(caplog: pytest.LogCaptureFixture)
     assert tunelab.RayExecutor().concurrency(ray) == 2
     assert tunelab.RayExecutor(num_cpus_per_trial=0.5).concurrency(ray) == 4
     assert tunelab.RayExecutor(max_concurrent=7).concurrency(ray) == 7
-    assert not caplog.records
+    # tunelab's own warnings only: Ray logs an earlier test's failed task (the unshipped module)
+    # whenever its worker reports it, which may be during this test
+    assert not [r for r in caplog.records if r.name == "tunelab"]
     assert tunelab.RayExecutor(num_gpus_per_trial=1).concurrency(ray) == 1  # this cluster has no GPU
-    assert "0 GPU now" in caplog.text
+    assert any(r.name == "tunelab" and "0 GPU now" in r.getMessage() for r in caplog.records)
 
 
 def test_missing_ray_says_how_to_install_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
