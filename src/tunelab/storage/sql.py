@@ -203,6 +203,7 @@ class SQLStorage(BaseStorage):
                 "or 'postgresql+psycopg://user@host/dbname'"
             ) from None
         self._sqlite = sa_url.get_backend_name() == "sqlite"
+        self._dialect = sa_url.get_backend_name()
         if self._sqlite:
             if sa_url.database in (None, "", ":memory:"):
                 raise StorageError(
@@ -239,7 +240,7 @@ class SQLStorage(BaseStorage):
             ) from None
         if self._sqlite:
             _sqlite_begin_immediate(self._engine)
-        self._q = Statements(lock_rows=not self._sqlite)
+        self._q = Statements(lock_rows=not self._sqlite, dialect=self._dialect)
         self._dist_cache: dict[str, Distribution] = {}
         self._dists_cache: dict[str, dict[str, Distribution]] = {}
         if self._absent is None:
@@ -300,7 +301,7 @@ class SQLStorage(BaseStorage):
             raise StorageError(f"storage {self._shown!r} holds no tunelab data; check the URL")
         if found is not None and not self._upgrade:
             if found < SCHEMA_VERSION:  # opened as it is, on request: statements of its schema
-                self._q = Statements(lock_rows=not self._sqlite, schema=found)
+                self._q = Statements(lock_rows=not self._sqlite, schema=found, dialect=self._dialect)
             return
         check_not_newer(self._shown, found)
         found = migrate(self._engine, self._shown)
@@ -348,7 +349,7 @@ class SQLStorage(BaseStorage):
                 f"upgrading the tunelab database at {self._shown} from schema {before} to {SCHEMA_VERSION} "
                 f"failed: {_describe(e)}"
             ) from e
-        self._q = Statements(lock_rows=not self._sqlite)
+        self._q = Statements(lock_rows=not self._sqlite, dialect=self._dialect)
         return (SCHEMA_VERSION if found is None else found), SCHEMA_VERSION
 
     # -- transactions ----------------------------------------------------------------------
@@ -800,6 +801,11 @@ class SQLStorage(BaseStorage):
             for step, metrics in points:
                 for k, x in metrics.items():
                     merged[(int(step), k)] = float(x)
+            rows = [{"trial_id": trial_id, "metric": k, "step": step, "value": encode_metric(x)}
+                    for (step, k), x in merged.items()]
+            if q.upsert_values is not None:
+                conn.execute(q.upsert_values, rows)
+                return
             by_step: dict[int, list[str]] = {}
             for step, k in merged:
                 by_step.setdefault(step, []).append(k)
@@ -812,10 +818,7 @@ class SQLStorage(BaseStorage):
                 else:
                     conn.execute(q.delete_values_at_steps,
                                  {"tid": trial_id, "b_steps": steps, "b_metrics": list(names)})
-            conn.execute(q.insert_values, [
-                {"trial_id": trial_id, "metric": k, "step": step, "value": encode_metric(x)}
-                for (step, k), x in merged.items()
-            ])
+            conn.execute(q.insert_values, rows)
 
     @_operation
     def get_curves(self, trial_id: int) -> Curves:

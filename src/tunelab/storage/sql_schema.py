@@ -10,6 +10,7 @@ revision in ``storage/migrations/versions/`` (which brings older databases up to
 
 from __future__ import annotations
 
+import importlib
 import math
 import sys
 from typing import Any
@@ -102,7 +103,7 @@ _P = sa.bindparam
 class Statements:
     """The hot-path statements, built once: building a statement costs ~4x executing it."""
 
-    def __init__(self, lock_rows: bool, schema: int = SCHEMA_VERSION) -> None:
+    def __init__(self, lock_rows: bool, schema: int = SCHEMA_VERSION, dialect: str = "") -> None:
         def locked(stmt: sa.Select[Any]) -> sa.Select[Any]:
             return stmt.with_for_update() if lock_rows else stmt
 
@@ -174,6 +175,9 @@ class Statements:
             _V.c.metric.in_(_P("b_metrics", expanding=True)),
         )
         self.insert_values = _V.insert()
+        # Points replaced in place where the dialect has an upsert on the primary key (trial_id,
+        # metric, step): one statement instead of a delete per set of metrics and an insert.
+        self.upsert_values = upsert_values(dialect)
         # One metric across a study, for pruners. Plan on SQLite, PostgreSQL and MariaDB: the
         # study's trials by an index starting with study_id, then each trial's values by the
         # primary key prefix (trial_id, metric[, step]): no scan of the study's other metrics.
@@ -189,6 +193,23 @@ class Statements:
         self.heartbeat = (
             _T.update().where(_T.c.trial_id == _P("tid"), _T.c.state == RUNNING).values(heartbeat_at=_P("b_now"))
         )
+
+
+def upsert_values(dialect: str) -> sa.Insert | None:
+    """``INSERT ... ON CONFLICT (trial_id, metric, step) DO UPDATE`` (or MySQL's ``ON DUPLICATE KEY
+    UPDATE``) into ``trial_values`` for ``dialect``; None for a dialect without one."""
+    if dialect in ("sqlite", "postgresql"):
+        module = importlib.import_module(f"sqlalchemy.dialects.{dialect}")
+        stmt = module.insert(_V)
+        return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
+            index_elements=[_V.c.trial_id, _V.c.metric, _V.c.step], set_={"value": stmt.excluded.value},
+        )
+    if dialect in ("mysql", "mariadb"):
+        from sqlalchemy.dialects import mysql
+
+        stmt = mysql.insert(_V)
+        return stmt.on_duplicate_key_update(value=stmt.inserted.value)
+    return None
 
 
 FLOAT_MAX = sys.float_info.max
