@@ -801,6 +801,10 @@ class SQLStorage(BaseStorage):
             for step, metrics in points:
                 for k, x in metrics.items():
                     merged[(int(step), k)] = float(x)
+            if q.upsert_values_sqlite is not None:
+                conn.exec_driver_sql(q.upsert_values_sqlite,
+                                     [(trial_id, k, step, encode_metric(x)) for (step, k), x in merged.items()])
+                return
             rows = [{"trial_id": trial_id, "metric": k, "step": step, "value": encode_metric(x)}
                     for (step, k), x in merged.items()]
             if q.upsert_values is not None:

@@ -178,6 +178,9 @@ class Statements:
         # Points replaced in place where the dialect has an upsert on the primary key (trial_id,
         # metric, step): one statement instead of a delete per set of metrics and an insert.
         self.upsert_values = upsert_values(dialect)
+        # SQLite's own executemany of the same upsert: half the cost per point of going through
+        # SQLAlchemy's parameter processing (a gathered batch of boosting rounds is hundreds of points).
+        self.upsert_values_sqlite = SQLITE_UPSERT_VALUES if dialect == "sqlite" else None
         # One metric across a study, for pruners. Plan on SQLite, PostgreSQL and MariaDB: the
         # study's trials by an index starting with study_id, then each trial's values by the
         # primary key prefix (trial_id, metric[, step]): no scan of the study's other metrics.
@@ -193,6 +196,12 @@ class Statements:
         self.heartbeat = (
             _T.update().where(_T.c.trial_id == _P("tid"), _T.c.state == RUNNING).values(heartbeat_at=_P("b_now"))
         )
+
+
+SQLITE_UPSERT_VALUES = (
+    "INSERT INTO trial_values (trial_id, metric, step, value) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (trial_id, metric, step) DO UPDATE SET value = excluded.value"
+)
 
 
 def upsert_values(dialect: str) -> sa.Insert | None:
