@@ -278,6 +278,41 @@ def test_report_stores_several_metrics_per_step(tmp_path: Path) -> None:
     assert curves["val_acc"][0] == [0, 1, 2]
 
 
+@pytest.mark.parametrize("step", [-1, True, 1.0, "1", None])
+def test_report_refuses_a_step_that_is_not_a_non_negative_integer(step: object) -> None:
+    trial = tunelab.create_study().ask()
+    with pytest.raises(ConfigError, match="non-negative integer"):
+        trial.report(step, loss=1.0)  # type: ignore[arg-type]
+    assert trial.study.get_curves(trial.number) == {}
+
+
+def test_report_refuses_a_metric_that_is_not_a_number_and_an_empty_report() -> None:
+    trial = tunelab.create_study().ask()
+    with pytest.raises(ConfigError, match="metric 'acc' must be a number"):
+        trial.report(0, loss=1.0, acc="high")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="at least one metric"):
+        trial.report(0)
+    assert trial.study.get_curves(trial.number) == {}
+
+
+def test_report_takes_numpy_steps_and_values_as_plain_numbers() -> None:
+    import numpy as np
+
+    trial = tunelab.create_study().ask()
+    trial.report(np.int64(2), loss=np.float32(0.5), count=3)
+    curves = trial.study.get_curves(trial.number)
+    assert curves == {"loss": ([2], [0.5]), "count": ([2], [3.0])}
+    assert type(curves["count"][1][0]) is float and type(curves["loss"][0][0]) is int
+
+
+def test_a_finished_trial_cannot_report() -> None:
+    study = tunelab.create_study()
+    trial = study.ask()
+    study.tell(trial, 1.0)
+    with pytest.raises(TrialStateError):
+        trial.report(0, loss=1.0)
+
+
 def test_params_are_visible_to_other_readers_after_the_first_report(tmp_path: Path) -> None:
     url = sqlite_url(tmp_path)
     study = tunelab.create_study(name="s", storage=url)

@@ -29,6 +29,9 @@ def latest_scores(evals_log: Mapping[str, Mapping[str, Any]]) -> dict[str, float
             if not values:
                 continue
             last = values[-1]
+            if type(last) is float:  # xgb.train's logs: no conversion to ask for
+                out[f"{data}-{metric}"] = last
+                continue
             number = as_number(last[0] if isinstance(last, tuple) else last)
             if number is not None:
                 out[f"{data}-{metric}"] = number

@@ -13,6 +13,8 @@ from tunelab.history import History
 from tunelab.pruners.base import PruneDecision, Pruner, best_so_far, better_or_equal, check_int, last_step
 from tunelab.records import TrialState
 
+_COMPLETE = frozenset((TrialState.COMPLETE,))  # asked at every report: built once
+
 
 class MedianPruner(Pruner):
     """Stop a trial when its best value up to step ``s`` is worse than the ``percentile`` of the
@@ -72,7 +74,7 @@ class MedianPruner(Pruner):
         step = last_step(curve)
         if step < self.n_warmup_steps or (step - self.n_warmup_steps) % self.interval_steps:
             return None
-        if history.count((TrialState.COMPLETE,)) < self.n_startup_trials:
+        if history.count(_COMPLETE) < self.n_startup_trials:
             return None
         others = [p.value for p in history.metric_at(metric, [step])
                   if p.number != number and p.state == TrialState.COMPLETE and not np.isnan(p.value)]

@@ -323,8 +323,17 @@ class InMemoryStorage(BaseStorage):
             self._heartbeats.pop(trial_id, None)
 
     def report(self, trial_id: int, step: int, metrics: Mapping[str, float]) -> None:
+        step = int(step)
         with self._lock:
-            self._store(self._curves_of(trial_id), int(step), metrics)
+            curves = self._curves.get(trial_id)
+            t = self._trials.get(trial_id)
+            if curves is None or t is None or t.state is not TrialState.RUNNING:
+                curves = self._curves_of(trial_id)  # the first report, or the error that names the state
+            for name, value in metrics.items():  # _store's loop, inline: a report every boosting round
+                points = curves.get(name)
+                if points is None:
+                    points = curves[name] = {}
+                points[step] = float(value)
 
     def report_steps(self, trial_id: int, points: Sequence[tuple[int, Mapping[str, float]]]) -> None:
         with self._lock:
@@ -396,7 +405,8 @@ class InMemoryStorage(BaseStorage):
 
     def get_trial_system_attr(self, trial_id: int, key: str) -> Any:
         with self._lock:
-            return _copied(self._get(trial_id).system_attrs.get(key))
+            value = self._get(trial_id).system_attrs.get(key)
+            return value if value is None else _copied(value)  # absent: the common case, read per report
 
     def get_trial_system_attrs(self, trial_id: int, keys: Sequence[str]) -> dict[str, Any]:
         with self._lock:

@@ -113,11 +113,14 @@ class Pruning:
             return None
         if self._pareto:
             return self._decide_many(self._pruner, number, last_report, curves)  # type: ignore[arg-type]
-        metric = self._pruner.metric_of(last_report, self._pruner.direction or self._direction)
+        pruner = self._pruner
+        metric = pruner.metric
+        if metric is None or metric not in last_report:  # else metric_of's answer, without the call
+            metric = pruner.metric_of(last_report, pruner.direction or self._direction)
         if self._history.pruning is not None and self._history.pruning[0] is None:
             # The pruner took the trial's only metric: model-based samplers may fit on its rungs too.
             self._history.pruning = (metric, self._history.pruning[1])
-        decision = self._pruner.decide(self._history, number, metric, curves[metric])
+        decision = pruner.decide(self._history, number, metric, curves[metric])
         return None if decision is None else (metric, decision)
 
     def _decide_many(
@@ -194,6 +197,11 @@ class TrialWriter:
         self._scheduled = False  # a background write is due
         self.gathering = False
         self._failure: BaseException | None = None
+
+    @property
+    def paced(self) -> bool:
+        """Whether this trial's storage calls are paced: gathering on a storage where a call costs."""
+        return self.gathering and self._storage_gathers
 
     def report(self, step: int, values: Mapping[str, float]) -> None:
         """Store metric values at ``step`` (now, or gathered with the next ones; see the class)."""

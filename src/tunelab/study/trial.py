@@ -513,26 +513,26 @@ class Trial:
         Curves are stored as they come (gathered and written together with
         :attr:`gather_reports`); several metrics may be reported per step.
         """
-        self._check_running()
-        if (type(step) is not int and (isinstance(step, bool) or not isinstance(step, numbers.Integral))) or step < 0:
-            raise ConfigError(f"report(step=...) must be a non-negative integer, got {step!r}")
+        if self._finished:
+            self._check_running()
+        if type(step) is not int or step < 0:
+            step = _checked_step(step)
         if not metrics:
             raise ConfigError("report() needs at least one metric, e.g. report(epoch, val_loss=0.3)")
-        try:
-            clean = {k: v if type(v) is float else float(v) for k, v in metrics.items()}
-        except (TypeError, ValueError):
-            k, v = next((k, v) for k, v in metrics.items() if not _is_number(v))
-            raise ConfigError(f"metric '{k}' must be a number, got {v!r}") from None
-        step = int(step)
-        self._write_pending()
-        self._writer.report(step, clean)
+        for v in metrics.values():  # ``metrics`` is this call's own dict: kept as it is when all are floats
+            if type(v) is not float:
+                metrics = _floats(metrics)
+                break
+        if self._unsaved or self._unsaved_attrs or self._ctx.has_new_records:
+            self._write_pending()
+        self._writer.report(step, metrics)
         curves = self._curves
-        for k, v in clean.items():
+        for k, v in metrics.items():
             curve = curves.get(k)
             if curve is None:
                 curve = curves[k] = Curve()
             curve[step] = v
-        self._last_report = clean
+        self._last_report = metrics
 
     def should_prune(self) -> bool:
         """Whether the study's pruner stops this trial after its last report; then raise
@@ -554,7 +554,8 @@ class Trial:
         writes, and not at all while a framework callback's watcher reads it
         (:meth:`watch_stop_requests`).
         """
-        self._check_running()
+        if self._finished:
+            self._check_running()
         request = self._read_stop_request()
         if request is not None:
             metric = next(iter(self._last_report), None)
@@ -619,9 +620,11 @@ class Trial:
         """The stored stop request (None when there is none): read at every call, or, with
         :attr:`gather_reports`, again only when the pacer allows (a read costs about 0.2 ms on
         SQLite, too much before every boosting round)."""
-        if self._stop_watched:
+        if self._stop_watched or self._stop_request is not None:
             return self._stop_request  # a watcher reads the trial's requests (and sync_live records a stop)
-        if self._stop_request is None and (not self._writer.gathering or self._stop_reads.wait() <= 0):
+        if not self._writer.paced:
+            self._stop_request = self._writer.stored_system_attr(STOP_REQUESTED)
+        elif self._stop_reads.wait() <= 0:
             started = time.monotonic()
             self._stop_request = self._writer.stored_system_attr(STOP_REQUESTED)
             self._stop_reads.ran(started)
@@ -653,6 +656,22 @@ class Trial:
 
     def __repr__(self) -> str:
         return f"Trial(number={self.number}, params={self._params!r})"
+
+
+def _checked_step(step: Any) -> int:
+    """A report's step as an int, or a ConfigError (a bool, a float or a negative number is refused)."""
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
+        raise ConfigError(f"report(step=...) must be a non-negative integer, got {step!r}")
+    return int(step)
+
+
+def _floats(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """Reported metrics as floats, or a ConfigError naming the first that is not a number."""
+    try:
+        return {k: v if type(v) is float else float(v) for k, v in metrics.items()}
+    except (TypeError, ValueError):
+        k, v = next((k, v) for k, v in metrics.items() if not _is_number(v))
+        raise ConfigError(f"metric '{k}' must be a number, got {v!r}") from None
 
 
 def _is_number(value: Any) -> bool:
