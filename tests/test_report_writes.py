@@ -151,6 +151,33 @@ def test_a_stop_request_is_seen_within_the_pacing_delay(storage: CountingSQLite)
     assert trial._ctx.recorded["pruned"]["rule"] == "stopped on request"
 
 
+def test_with_gathering_the_stop_request_is_read_off_the_training_thread(tmp_path: Path) -> None:
+    class ThreadNoting(SQLStorage):
+        def __init__(self, url: str) -> None:
+            super().__init__(url)
+            self.readers: list[str] = []
+
+        def get_trial_system_attr(self, trial_id: int, key: str) -> Any:
+            self.readers.append(threading.current_thread().name)
+            return super().get_trial_system_attr(trial_id, key)
+
+    storage = ThreadNoting(f"sqlite:///{tmp_path / 'study.db'}")
+    study = tunelab.create_study(name="off-thread", storage=storage)
+    trial = study.ask()
+    trial.gather_reports = True
+    request_stop(study, trial.number)
+    step = [0]
+
+    def pruned() -> bool:
+        trial.report(step[0], loss=1.0)
+        step[0] += 1
+        return trial.should_prune()
+
+    assert wait_until(pruned, seconds=MAX_STORAGE_DELAY + 10)
+    assert storage.readers and threading.current_thread().name not in storage.readers
+    assert set(storage.readers) == {"tunelab-background"}
+
+
 def test_in_memory_reports_are_visible_at_once() -> None:
     study = tunelab.create_study(name="memory")
     trial = study.ask()

@@ -43,6 +43,7 @@ from tunelab.pruners.base import Curve, last_step
 from tunelab.records import CONSTRAINTS_KEY, PREDICTION_KEY, FrozenTrial, TrialState
 from tunelab.samplers.base import SamplingContext
 from tunelab.space import Conditional, SpaceEntry, name_error, unwrap, validate_space
+from tunelab.study.background import call_later
 from tunelab.study.services import Pacer
 
 if TYPE_CHECKING:
@@ -96,6 +97,7 @@ class Trial:
         self._marked_pruned = False
         self._stop_reads = Pacer()  # should_prune reads the stop request within the storage's time share
         self._stop_request: Any = None
+        self._stop_read_due = False  # a background read of the stop request is scheduled
         self._stop_watched = False  # see watch_stop_requests
 
     # -- suggestions -----------------------------------------------------------------------
@@ -385,7 +387,8 @@ class Trial:
         LightGBM callbacks do): the storage then takes at most about 0.2% of the loop's time, each
         gathered batch is written in one transaction at most 0.5 s later (by a background thread
         when no report follows), at a checkpoint, at :meth:`flush` and at the trial's end, and
-        :meth:`should_prune` reads the stop request at the same pace. The in-memory storage,
+        the stop request that :meth:`should_prune` answers from is read at the same pace, by that
+        thread. The in-memory storage,
         where a write costs next to nothing, writes at once either way.
         """
         return self._writer.gathering
@@ -551,7 +554,7 @@ class Trial:
         Also True, with or without a pruner, once :func:`tunelab.babysit.control.request_stop` asked this trial to
         stop (rule "stopped on request"): each call reads that attribute of the trial's row (about
         0.2 ms on SQLite) until it is seen; with :attr:`gather_reports` at the same pace as the
-        writes, and not at all while a framework callback's watcher reads it
+        writes, off the training thread, and not at all while a framework callback's watcher reads it
         (:meth:`watch_stop_requests`).
         """
         if self._finished:
@@ -618,17 +621,28 @@ class Trial:
 
     def _read_stop_request(self) -> Any:
         """The stored stop request (None when there is none): read at every call, or, with
-        :attr:`gather_reports`, again only when the pacer allows (a read costs about 0.2 ms on
-        SQLite, too much before every boosting round)."""
+        :attr:`gather_reports` on a storage where a read costs (about 0.2 ms on SQLite, too much
+        before every boosting round), by the process's background thread when the pacer allows,
+        the answer taken at the first call after it came."""
         if self._stop_watched or self._stop_request is not None:
             return self._stop_request  # a watcher reads the trial's requests (and sync_live records a stop)
         if not self._writer.paced:
             self._stop_request = self._writer.stored_system_attr(STOP_REQUESTED)
-        elif self._stop_reads.wait() <= 0:
-            started = time.monotonic()
-            self._stop_request = self._writer.stored_system_attr(STOP_REQUESTED)
-            self._stop_reads.ran(started)
+        elif not self._stop_read_due and self._stop_reads.wait() <= 0:
+            self._stop_read_due = True
+            call_later(0.0, self._read_stop_request_in_background)
         return self._stop_request
+
+    def _read_stop_request_in_background(self) -> None:
+        """One read of the stop request, on the background thread (see :meth:`_read_stop_request`)."""
+        started = time.monotonic()
+        try:
+            found = self._writer.stored_system_attr(STOP_REQUESTED)
+            if found is not None:
+                self._stop_request = found
+        finally:
+            self._stop_reads.ran(started)
+            self._stop_read_due = False
 
     def _pending(self) -> dict[str, Any]:
         out = {
