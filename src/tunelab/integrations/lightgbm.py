@@ -66,6 +66,8 @@ class TunelabCallback:
         self._best: BestScore | None = None
         self._best_results: list[Any] = []
         self.pruned_iteration: int | None = None
+        self._key = ""
+        self._keyed_model: Any = None
         self.trial.gather_reports = True  # a round every few milliseconds: the storage keeps pace
 
     @property
@@ -88,7 +90,9 @@ class TunelabCallback:
     def __call__(self, env: Any) -> None:
         results = list(env.evaluation_result_list or [])
         scores = evaluation_scores(results)
-        key = self.key(env)
+        if env.model is not self._keyed_model:  # the key once per training, not per round
+            self._key, self._keyed_model = self.key(env), env.model
+        key = self._key
         self._check_logged(key, scores)
         step = int(env.iteration)
         self.trial.report(step, **scores)
