@@ -3,31 +3,14 @@ and the digits CNN evaluate, their constraints split the space, and their refere
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 
+from benchmark_modules import load_benchmark
 from tunelab.multiobjective import hypervolume
 
-
-def _load() -> ModuleType:
-    folder = Path(__file__).resolve().parents[1] / "benchmarks"
-    if str(folder) not in sys.path:
-        sys.path.insert(0, str(folder))  # mo_problems imports problems, as the benchmark scripts run it
-    path = folder / "mo_problems.py"
-    spec = importlib.util.spec_from_file_location("bench_mo_problems", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_mo_problems"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-mo = _load()
+mo = load_benchmark("mo_problems")
 
 
 def _point(x: list[float]) -> dict[str, float]:

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 
+from benchmark_modules import load_benchmark
 
-def _load() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "priors.py"
-    spec = importlib.util.spec_from_file_location("bench_priors", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_priors"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-priors = _load()
+priors = load_benchmark("priors")
 
 
 def _curve(drops: dict[int, float], start: float = 1.0, n: int = 50) -> list[float]:

@@ -4,35 +4,22 @@ digits with planted conditions."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
-import sys
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
 
 import tunelab
+from benchmark_modules import load_benchmark
 from tunelab.analysis.diagnosis import ACTIONS, CONDITIONS, Finding, diagnose, diagnose_curves, metric_direction
 from tunelab.errors import ConfigError
 
-
-def _load_bench() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "diagnosis.py"
-    spec = importlib.util.spec_from_file_location("bench_diagnosis", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_diagnosis"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()
+bench = load_benchmark("diagnosis")
 
 
 def found(curves: dict[str, Any], **kwargs: Any) -> set[str]:
