@@ -304,17 +304,21 @@ def usage_run(kind: str, usage: str, flat_grads: bool) -> tuple[list[list[float]
     opt = HypergradientOptimizer(inner(kind, model.parameters(), 0.01), flat_grads=flat_grads)
     x, y = regression()
     lrs = []
+    if usage == "first layer frozen, clipped":
+        model[0].requires_grad_(False)  # never a gradient: the wrapped optimizer must skip it
     for i in range(30):
-        frozen = usage == "head frozen" and 10 <= i < 14  # the head gets no gradient for 4 steps
+        frozen = usage.startswith("head frozen") and 10 <= i < 14  # the head gets no gradient for 4 steps
         model[2].requires_grad_(not frozen)
         if usage == "model.zero_grad" or (usage == "sometimes model.zero_grad" and i % 3 == 0):
             model.zero_grad()
         else:
             opt.zero_grad(set_to_none=usage != "keep zeros")
-        for part in range(2 if usage == "two micro-batches" else 1):
+        for part in range(2 if "micro-batch" in usage else 1):
+            if usage == "head in one micro-batch":
+                model[2].requires_grad_(part == 1)
             idx = torch.arange(16) + (i * 32 + part * 16) % 224
             ((model(x[idx]) - y[idx]) ** 2).mean().backward()  # type: ignore[no-untyped-call]
-        if usage == "clipped":
+        if usage.endswith("clipped"):
             nn.utils.clip_grad_norm_(model.parameters(), 0.05)
         if usage == "replaced":
             for p in model.parameters():
@@ -326,7 +330,7 @@ def usage_run(kind: str, usage: str, flat_grads: bool) -> tuple[list[list[float]
 
 
 USAGES = ["wrapper", "keep zeros", "model.zero_grad", "sometimes model.zero_grad", "two micro-batches", "clipped",
-          "replaced", "head frozen"]
+          "replaced", "head frozen", "head frozen, clipped", "first layer frozen, clipped", "head in one micro-batch"]
 
 
 @pytest.mark.parametrize("usage", USAGES)
@@ -342,6 +346,8 @@ def test_gradients_in_the_flat_buffer_step_bit_for_bit_as_copied_ones(kind: str,
     assert len({round(lr[0], 12) for lr in flat_lrs}) > 20  # the rate moved: a real comparison
     for a, b in zip(flat_params, copy_params, strict=True):
         assert torch.equal(a, b)
+    if usage == "first layer frozen, clipped":
+        assert torch.equal(flat_params[0], mlp().state_dict()["0.weight"])  # never stepped
     for a, b in zip(flat_state, copy_state, strict=True):  # Adam's steps: a frozen parameter was skipped
         assert a.keys() == b.keys() and all(torch.equal(torch.as_tensor(a[k]), torch.as_tensor(b[k])) for k in a)
 
@@ -369,11 +375,10 @@ def test_a_parameter_without_a_gradient_has_none_at_the_step_as_after_torchs_zer
     seen: list[Any] = []
     opt.optimizer.register_step_pre_hook(lambda o, a, k: seen.append(model[2].weight.grad))
     train_mlp(model, opt, 1, start=3)
-    assert seen == [None]  # Adam skipped it (with set_to_none=False it would get zeros)
+    assert seen == [None]  # Adam skipped it
     assert int(opt.state[model[2].weight]["step"]) == 3
     opt.zero_grad(set_to_none=False)
-    model[2].requires_grad_(True)
-    assert model[2].weight.grad is not None and not model[2].weight.grad.any()
+    assert model[2].weight.grad is None and model[0].weight.grad is not None  # as torch's zero_grad
 
 
 def test_plain_sgd_and_flat_grads_false_keep_torchs_zero_grad() -> None:

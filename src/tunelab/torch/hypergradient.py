@@ -14,6 +14,10 @@ plain SGD with weight decay, ``per_group=False`` over several groups) it is meas
 parameters' change over the previous step, ``p_before - p_after``, exact for every optimizer, for
 one copy of the parameters and one subtraction. Each group's three dot products come from one
 matrix product over a flat buffer of the new gradients and the directions (one host transfer).
+The new gradients need no copy into it (``flat_grads``, except with plain SGD): from the first
+step on, the wrapper's ``zero_grad`` zeroes the buffer's gradient row in one operation and leaves
+each parameter's ``.grad`` as a tensor on it, so autograd accumulates there in place; gradients
+that something replaced or set to None (``model.zero_grad()``) are copied as before.
 The wrapped optimizer's own ``step`` function is called without torch's profiler range and hooks
 layer around it whenever that layer has nothing to do (no hooks, no profiler, no patched ``step``):
 on a small MLP on a CPU that layer costs more than the hypergradient's own work.
@@ -148,6 +152,12 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         drift: added to the cosine, ``exp(hyper_lr * (cos + drift))``: a small positive drift
             counters the hypergradient's short-horizon bias toward too small rates (default
             :data:`DEFAULT_DRIFT`).
+        flat_grads: keep the gradients in the wrapper's flat buffer (True: its ``zero_grad``
+            leaves them as zero tensors on it rather than None, and sets a gradient that nothing
+            accumulated into back to None before the step when ``set_to_none``; the steps are bit
+            for bit those of ``False``) or let the wrapped optimizer's ``zero_grad`` drop them and
+            copy them each step (False: a gradient tensor kept from an earlier step is never
+            overwritten).
 
     It shares ``param_groups`` and ``state`` with the wrapped optimizer; ``step``,
     ``zero_grad``, ``state_dict``, ``load_state_dict`` and ``add_param_group`` behave as
@@ -513,8 +523,9 @@ class HypergradientOptimizer(torch.optim.Optimizer):
 
     def __repr__(self) -> str:
         bounds = f", lr_bounds={self.lr_bounds}" if self.lr_bounds is not None else ""
+        flat = "" if self.flat_grads else ", flat_grads=False"
         return (f"HypergradientOptimizer({self.optimizer!r}, hyper_lr={self.hyper_lr}, "
-                f"per_group={self.per_group}{bounds}, start_factor={self.start_factor}, drift={self.drift})")
+                f"per_group={self.per_group}{bounds}, start_factor={self.start_factor}, drift={self.drift}{flat})")
 
 
 _MEASURED, _GRADIENT, _MOMENTUM = "measured", "gradient", "momentum"
@@ -551,6 +562,10 @@ class _Bucket:
         # user's next backward or zeroing).
         self.flat: list[torch.Tensor] | None = None
         self.flat_ok: bool | None = False if mode is _GRADIENT else None
+        # Each parameter's expected gradient: its tensor on the row, None where it had no gradient
+        # when zero_grad was called (frozen: it stays None, as after torch's zero_grad).
+        self.expect: list[torch.Tensor | None] | None = None
+        self.partial = False  # some expected gradient is None
         self.flat_versions: list[int] = []
         self.to_none = True  # the last zero_grad's set_to_none
         self.adopted: list[dict[str, Any]] | None = None  # with momentum: each parameter's state, all buffers adopted
@@ -574,9 +589,9 @@ class _Bucket:
         gradients into the new row unless they are already there (:meth:`zero_flat`)."""
         grads = list(map(_grad, self.params))
         new = self.new
-        flat = self.flat
-        in_place = flat is not None and all(map(operator.is_, grads, flat))
-        dropped = in_place and self.to_none and self._drop_unused(grads)
+        expect = self.expect
+        in_place = expect is not None and all(map(operator.is_, grads, expect))
+        dropped = in_place and ((self.to_none and self._drop_unused(grads)) or self.partial)
         if self.mode is _MOMENTUM:
             self.ready = self._load_buffers()
             if self.seed is not None or self.missing:
@@ -629,11 +644,13 @@ class _Bucket:
         return products[n][n], products[n][o], products[o][o]
 
     def zero_flat(self, set_to_none: bool) -> bool:
-        """The wrapper's ``zero_grad`` for this bucket: zero the new row and make each parameter's
-        gradient its tensor on it (put there once, or again where something replaced it); False
-        where this bucket does not keep its gradients there (plain SGD, sparse gradients)."""
+        """The wrapper's ``zero_grad`` for this bucket: zero the new row and make the gradient of
+        each parameter that has one its tensor on it (put there once, or again where something
+        replaced it; a parameter without one, frozen, keeps None); False where this bucket does
+        not keep its gradients there (plain SGD, sparse gradients)."""
+        grads = list(map(_grad, self.params))
         if self.flat_ok is None:
-            self.flat_ok = all(g is None or g.layout is torch.strided for g in map(_grad, self.params))
+            self.flat_ok = all(g is None or g.layout is torch.strided for g in grads)
         if not self.flat_ok:
             return False
         flat = self.flat
@@ -643,25 +660,39 @@ class _Bucket:
                 torch.empty(0, dtype=v.dtype, device=v.device).set_(storage, v.storage_offset(), v.shape, v.stride())
                 for v in self.row_views[self.new]]
         self.rows[self.new].zero_()
-        if not all(map(operator.is_, map(_grad, self.params), flat)):
-            for p, tensor in zip(self.params, flat, strict=True):
-                if p.grad is not tensor:
+        if self.expect is None or not all(map(operator.is_, grads, self.expect)):
+            expect: list[torch.Tensor | None] = []
+            for p, grad, tensor in zip(self.params, grads, flat, strict=True):
+                if grad is None:
+                    expect.append(None)
+                    continue
+                if grad is not tensor:
                     p.grad = tensor
+                expect.append(tensor)
+            self.expect, self.partial = expect, any(t is None for t in expect)
         self.flat_versions = list(map(_version, flat))
         self.to_none = set_to_none
         return True
 
     def _drop_unused(self, grads: list[torch.Tensor | None]) -> bool:
-        """Set to None the gradients (in ``grads`` too) that nothing accumulated into since
-        :meth:`zero_flat` (their version is unchanged), as after torch's ``zero_grad()``; True if any."""
-        versions = list(map(_version, self.flat or ()))
-        if not any(map(operator.eq, versions, self.flat_versions)):
-            return False
-        for i, (now, then) in enumerate(zip(versions, self.flat_versions, strict=True)):
-            if now == then:
+        """Set to None the gradients (in ``grads`` too) that autograd did not accumulate into
+        since :meth:`zero_flat`, as they would be after torch's ``zero_grad()``; True if any.
+        Autograd's accumulation raises a tensor's version, and so does anything that changes all
+        gradients in place (``clip_grad_norm_``, a grad scaler's unscale), so a gradient is new
+        where its version rose, except where others rose more and it is still all zero."""
+        deltas = list(map(operator.sub, map(_version, self.flat or ()), self.flat_versions))
+        low, high = min(deltas), max(deltas)
+        if low == high and low > 0:
+            return False  # the usual: every gradient accumulated into the same number of times
+        rose = [d for d in deltas if d > 0]
+        least = min(rose) if rose and min(rose) < high else 0
+        dropped = False
+        for i, delta in enumerate(deltas):
+            if delta == 0 or (delta == least and not bool(self.segment(self.rows[self.new], i).any())):
                 self.params[i].grad = None
                 grads[i] = None
-        return True
+                dropped = True
+        return dropped
 
     def _load_buffers(self) -> bool:
         """Make the wrapped SGD's momentum buffers views of the direction's row (copied once, when
