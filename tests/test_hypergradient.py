@@ -381,6 +381,23 @@ def test_a_parameter_without_a_gradient_has_none_at_the_step_as_after_torchs_zer
     assert model[2].weight.grad is None and model[0].weight.grad is not None  # as torch's zero_grad
 
 
+@pytest.mark.parametrize("set_to_none", [True, False])
+def test_a_plain_sgd_group_beside_a_momentum_one_is_zeroed_as_by_torch(set_to_none: bool) -> None:
+    runs = []
+    for flat_grads in (True, False):
+        model = mlp()
+        sgd = torch.optim.SGD([{"params": model[0].parameters(), "momentum": 0.9},
+                               {"params": model[2].parameters()}], lr=0.01)  # the head: plain SGD
+        opt = HypergradientOptimizer(sgd, flat_grads=flat_grads)
+        train_mlp(model, opt, 12)
+        opt.zero_grad(set_to_none=set_to_none)
+        head = [p.grad for p in model[2].parameters()]
+        assert all(g is None for g in head) if set_to_none else all(not g.any() for g in head)  # type: ignore[union-attr]
+        assert (model[0].weight.grad is None) == (set_to_none and not flat_grads)
+        runs.append((train_mlp(model, opt, 12, start=12), [p.detach().clone() for p in model.parameters()]))
+    assert runs[0][0] == runs[1][0] and all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1], strict=True))
+
+
 def test_plain_sgd_and_flat_grads_false_keep_torchs_zero_grad() -> None:
     for flat_grads, kind in ((True, "sgd"), (False, "momentum")):  # plain SGD: its direction is the gradient
         model = mlp()

@@ -479,11 +479,16 @@ class HypergradientOptimizer(torch.optim.Optimizer):
             self.optimizer.zero_grad(set_to_none=set_to_none)
             return
         others: list[torch.Tensor] = []
+        flat = False
         for group_buckets in self._cache:
             for bucket in group_buckets:
-                if not bucket.zero_flat(set_to_none):
+                if bucket.zero_flat(set_to_none):
+                    flat = True
+                else:
                     others.extend(bucket.params)
-        if others:
+        if not flat:
+            self.optimizer.zero_grad(set_to_none=set_to_none)
+        elif others:
             _zero_grads(others, set_to_none)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
