@@ -313,6 +313,10 @@ def usage_run(kind: str, usage: str, flat_grads: bool) -> tuple[list[list[float]
             model.zero_grad()
         else:
             opt.zero_grad(set_to_none=usage != "keep zeros")
+        if usage == "grad data replaced" and i % 4 == 2:  # as Module.to() converts them: same tensor, new storage
+            for p in model.parameters():
+                if p.grad is not None:
+                    p.grad.data = p.grad.data.clone()
         for part in range(2 if "micro-batch" in usage else 1):
             if usage == "head in one micro-batch":
                 model[2].requires_grad_(part == 1)
@@ -330,7 +334,8 @@ def usage_run(kind: str, usage: str, flat_grads: bool) -> tuple[list[list[float]
 
 
 USAGES = ["wrapper", "keep zeros", "model.zero_grad", "sometimes model.zero_grad", "two micro-batches", "clipped",
-          "replaced", "head frozen", "head frozen, clipped", "first layer frozen, clipped", "head in one micro-batch"]
+          "replaced", "grad data replaced", "head frozen", "head frozen, clipped", "first layer frozen, clipped",
+          "head in one micro-batch"]
 
 
 @pytest.mark.parametrize("usage", USAGES)

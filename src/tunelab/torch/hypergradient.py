@@ -66,6 +66,7 @@ from tunelab.errors import ConfigError
 _set_grad_enabled: Callable[[bool], None] = torch._C._set_grad_enabled
 _grad = operator.attrgetter("grad")
 _version = operator.attrgetter("_version")
+_data_ptr: Callable[[torch.Tensor], int] = torch.Tensor.data_ptr
 _params = operator.itemgetter("params")
 
 
@@ -571,6 +572,7 @@ class _Bucket:
         # when zero_grad was called (frozen: it stays None, as after torch's zero_grad).
         self.expect: list[torch.Tensor | None] | None = None
         self.partial = False  # some expected gradient is None
+        self.flat_ptrs: list[int] = []  # where the tensors' data starts: elsewhere once something set their .data
         self.flat_versions: list[int] = []
         self.to_none = True  # the last zero_grad's set_to_none
         self.adopted: list[dict[str, Any]] | None = None  # with momentum: each parameter's state, all buffers adopted
@@ -595,7 +597,8 @@ class _Bucket:
         grads = list(map(_grad, self.params))
         new = self.new
         expect = self.expect
-        in_place = expect is not None and all(map(operator.is_, grads, expect))
+        in_place = (expect is not None and all(map(operator.is_, grads, expect))
+                    and list(map(_data_ptr, self.flat or ())) == self.flat_ptrs)  # still on the row
         dropped = in_place and ((self.to_none and self._drop_unused(grads)) or self.partial)
         if self.mode is _MOMENTUM:
             self.ready = self._load_buffers()
@@ -659,11 +662,12 @@ class _Bucket:
         if not self.flat_ok:
             return False
         flat = self.flat
-        if flat is None:
+        if flat is None or list(map(_data_ptr, flat)) != self.flat_ptrs:  # new, or moved off the row (Module.to)
             storage = self.rows.untyped_storage()
             flat = self.flat = [
                 torch.empty(0, dtype=v.dtype, device=v.device).set_(storage, v.storage_offset(), v.shape, v.stride())
                 for v in self.row_views[self.new]]
+            self.flat_ptrs, self.expect = list(map(_data_ptr, flat)), None
         self.rows[self.new].zero_()
         if self.expect is None or not all(map(operator.is_, grads, self.expect)):
             expect: list[torch.Tensor | None] = []
