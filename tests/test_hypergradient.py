@@ -293,6 +293,125 @@ def test_the_rate_moves_by_the_cosine_of_the_gradient_and_the_last_step_computed
     assert max(naive) > 0.3 and min(naive) < 0.3  # the steps agreed and turned back: a real test
 
 
+# -- the gradients in the flat buffer ----------------------------------------------------------
+FLAT_KINDS = ["momentum", "adam", "adamw"]
+
+
+def usage_run(kind: str, usage: str, flat_grads: bool) -> tuple[list[list[float]], list[torch.Tensor], list[Any]]:
+    """30 steps of ``kind`` used as ``usage`` says; each step's rates, the parameters at the end and
+    the wrapped optimizer's per-parameter step counts (Adam) or momentum buffers."""
+    model = mlp()
+    opt = HypergradientOptimizer(inner(kind, model.parameters(), 0.01), flat_grads=flat_grads)
+    x, y = regression()
+    lrs = []
+    if usage == "first layer frozen, clipped":
+        model[0].requires_grad_(False)  # never a gradient: the wrapped optimizer must skip it
+    for i in range(30):
+        frozen = usage.startswith("head frozen") and 10 <= i < 14  # the head gets no gradient for 4 steps
+        model[2].requires_grad_(not frozen)
+        if usage == "model.zero_grad" or (usage == "sometimes model.zero_grad" and i % 3 == 0):
+            model.zero_grad()
+        else:
+            opt.zero_grad(set_to_none=usage != "keep zeros")
+        if usage == "grad data replaced" and i % 4 == 2:  # as Module.to() converts them: same tensor, new storage
+            for p in model.parameters():
+                if p.grad is not None:
+                    p.grad.data = p.grad.data.clone()
+        for part in range(2 if "micro-batch" in usage else 1):
+            if usage == "head in one micro-batch":
+                model[2].requires_grad_(part == 1)
+            idx = torch.arange(16) + (i * 32 + part * 16) % 224
+            ((model(x[idx]) - y[idx]) ** 2).mean().backward()  # type: ignore[no-untyped-call]
+        if usage.endswith("clipped"):
+            nn.utils.clip_grad_norm_(model.parameters(), 0.05)
+        if usage == "replaced":
+            for p in model.parameters():
+                p.grad = p.grad * 0.5  # type: ignore[operator]
+        opt.step()
+        lrs.append(opt.lrs)
+    state = [{k: v for k, v in opt.state[p].items()} for p in model.parameters()]
+    return lrs, [p.detach().clone() for p in model.parameters()], state
+
+
+USAGES = ["wrapper", "keep zeros", "model.zero_grad", "sometimes model.zero_grad", "two micro-batches", "clipped",
+          "replaced", "grad data replaced", "head frozen", "head frozen, clipped", "first layer frozen, clipped",
+          "head in one micro-batch"]
+
+
+@pytest.mark.parametrize("usage", USAGES)
+@pytest.mark.parametrize("kind", FLAT_KINDS)
+def test_gradients_in_the_flat_buffer_step_bit_for_bit_as_copied_ones(kind: str, usage: str) -> None:
+    """``flat_grads`` (autograd accumulates into the wrapper's buffer) against the copy of the
+    gradients (``flat_grads=False``: the wrapper before it, whose ``zero_grad`` is the wrapped
+    optimizer's): the same rates and parameters bit for bit, however the gradients are zeroed,
+    accumulated, clipped or replaced, and with a parameter that gets no gradient for a while."""
+    flat_lrs, flat_params, flat_state = usage_run(kind, usage, flat_grads=True)
+    copy_lrs, copy_params, copy_state = usage_run(kind, usage, flat_grads=False)
+    assert flat_lrs == copy_lrs
+    assert len({round(lr[0], 12) for lr in flat_lrs}) > 20  # the rate moved: a real comparison
+    for a, b in zip(flat_params, copy_params, strict=True):
+        assert torch.equal(a, b)
+    if usage == "first layer frozen, clipped":
+        assert torch.equal(flat_params[0], mlp().state_dict()["0.weight"])  # never stepped
+    for a, b in zip(flat_state, copy_state, strict=True):  # Adam's steps: a frozen parameter was skipped
+        assert a.keys() == b.keys() and all(torch.equal(torch.as_tensor(a[k]), torch.as_tensor(b[k])) for k in a)
+
+
+@pytest.mark.parametrize("kind", FLAT_KINDS)
+def test_after_the_first_step_the_gradients_accumulate_in_one_flat_buffer(kind: str) -> None:
+    model = mlp()
+    opt = HypergradientOptimizer(inner(kind, model.parameters(), 0.01))
+    train_mlp(model, opt, 2)
+    opt.zero_grad()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and not g.any() for g in grads)  # zeros, not None
+    assert len({g.untyped_storage().data_ptr() for g in grads}) == 1  # type: ignore[union-attr]
+    x, y = regression()
+    ((model(x) - y) ** 2).mean().backward()  # type: ignore[no-untyped-call]
+    assert all(p.grad is g for p, g in zip(model.parameters(), grads, strict=True))  # accumulated in place
+    assert all(g.any() for g in grads)  # type: ignore[union-attr]
+
+
+def test_a_parameter_without_a_gradient_has_none_at_the_step_as_after_torchs_zero_grad() -> None:
+    model = mlp()
+    opt = HypergradientOptimizer(torch.optim.Adam(model.parameters(), lr=1e-3))
+    train_mlp(model, opt, 3)
+    model[2].requires_grad_(False)
+    seen: list[Any] = []
+    opt.optimizer.register_step_pre_hook(lambda o, a, k: seen.append(model[2].weight.grad))
+    train_mlp(model, opt, 1, start=3)
+    assert seen == [None]  # Adam skipped it
+    assert int(opt.state[model[2].weight]["step"]) == 3
+    opt.zero_grad(set_to_none=False)
+    assert model[2].weight.grad is None and model[0].weight.grad is not None  # as torch's zero_grad
+
+
+@pytest.mark.parametrize("set_to_none", [True, False])
+def test_a_plain_sgd_group_beside_a_momentum_one_is_zeroed_as_by_torch(set_to_none: bool) -> None:
+    runs = []
+    for flat_grads in (True, False):
+        model = mlp()
+        sgd = torch.optim.SGD([{"params": model[0].parameters(), "momentum": 0.9},
+                               {"params": model[2].parameters()}], lr=0.01)  # the head: plain SGD
+        opt = HypergradientOptimizer(sgd, flat_grads=flat_grads)
+        train_mlp(model, opt, 12)
+        opt.zero_grad(set_to_none=set_to_none)
+        head = [p.grad for p in model[2].parameters()]
+        assert all(g is None for g in head) if set_to_none else all(not g.any() for g in head)  # type: ignore[union-attr]
+        assert (model[0].weight.grad is None) == (set_to_none and not flat_grads)
+        runs.append((train_mlp(model, opt, 12, start=12), [p.detach().clone() for p in model.parameters()]))
+    assert runs[0][0] == runs[1][0] and all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1], strict=True))
+
+
+def test_plain_sgd_and_flat_grads_false_keep_torchs_zero_grad() -> None:
+    for flat_grads, kind in ((True, "sgd"), (False, "momentum")):  # plain SGD: its direction is the gradient
+        model = mlp()
+        opt = HypergradientOptimizer(inner(kind, model.parameters(), 0.01), flat_grads=flat_grads)
+        train_mlp(model, opt, 3)
+        opt.zero_grad()
+        assert all(p.grad is None for p in model.parameters())
+
+
 class CountingSGD(torch.optim.SGD):
     """SGD whose own step counts its calls."""
 
@@ -475,6 +594,7 @@ ERRORS: dict[str, tuple[Callable[[], Any], str]] = {
     "bounds-zero": (lambda: HypergradientOptimizer(sgd(), lr_bounds=(0.0, 0.1)), "lr_bounds"),
     "bounds-one": (lambda: HypergradientOptimizer(sgd(), lr_bounds=(0.1,)), "lr_bounds"),  # type: ignore[arg-type]
     "per_group": (lambda: HypergradientOptimizer(sgd(), per_group="yes"), "per_group"),  # type: ignore[arg-type]
+    "flat_grads": (lambda: HypergradientOptimizer(sgd(), flat_grads=1), "flat_grads"),  # type: ignore[arg-type]
     "not-an-optimizer": (lambda: HypergradientOptimizer(nn.Linear(2, 1)),  # type: ignore[arg-type]
                          r"optimizer=\.\.\.\) must be a torch\.optim\.Optimizer such as .*got Linear"),
     "parameters": (lambda: HypergradientOptimizer(list(nn.Linear(2, 1).parameters())),  # type: ignore[arg-type]

@@ -14,6 +14,10 @@ plain SGD with weight decay, ``per_group=False`` over several groups) it is meas
 parameters' change over the previous step, ``p_before - p_after``, exact for every optimizer, for
 one copy of the parameters and one subtraction. Each group's three dot products come from one
 matrix product over a flat buffer of the new gradients and the directions (one host transfer).
+The new gradients need no copy into it (``flat_grads``, except with plain SGD): from the first
+step on, the wrapper's ``zero_grad`` zeroes the buffer's gradient row in one operation and leaves
+each parameter's ``.grad`` as a tensor on it, so autograd accumulates there in place; gradients
+that something replaced or set to None (``model.zero_grad()``) are copied as before.
 The wrapped optimizer's own ``step`` function is called without torch's profiler range and hooks
 layer around it whenever that layer has nothing to do (no hooks, no profiler, no patched ``step``):
 on a small MLP on a CPU that layer costs more than the hypergradient's own work.
@@ -61,6 +65,8 @@ from tunelab.errors import ConfigError
 
 _set_grad_enabled: Callable[[bool], None] = torch._C._set_grad_enabled
 _grad = operator.attrgetter("grad")
+_version = operator.attrgetter("_version")
+_data_ptr: Callable[[torch.Tensor], int] = torch.Tensor.data_ptr
 _params = operator.itemgetter("params")
 
 
@@ -147,6 +153,12 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         drift: added to the cosine, ``exp(hyper_lr * (cos + drift))``: a small positive drift
             counters the hypergradient's short-horizon bias toward too small rates (default
             :data:`DEFAULT_DRIFT`).
+        flat_grads: keep the gradients in the wrapper's flat buffer (True: its ``zero_grad``
+            leaves them as zero tensors on it rather than None, and sets a gradient that nothing
+            accumulated into back to None before the step when ``set_to_none``; the steps are bit
+            for bit those of ``False``) or let the wrapped optimizer's ``zero_grad`` drop them and
+            copy them each step (False: a gradient tensor kept from an earlier step is never
+            overwritten).
 
     It shares ``param_groups`` and ``state`` with the wrapped optimizer; ``step``,
     ``zero_grad``, ``state_dict``, ``load_state_dict`` and ``add_param_group`` behave as
@@ -178,6 +190,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         lr_bounds: tuple[float, float] | None = None,
         start_factor: float = DEFAULT_START_FACTOR,
         drift: float = DEFAULT_DRIFT,
+        flat_grads: bool = True,
     ) -> None:
         if isinstance(optimizer, HypergradientOptimizer):
             raise ConfigError("HypergradientOptimizer(optimizer=...) is already a HypergradientOptimizer: wrap it once")
@@ -204,6 +217,8 @@ class HypergradientOptimizer(torch.optim.Optimizer):
             )
         if not isinstance(per_group, bool):
             raise ConfigError(f"HypergradientOptimizer(per_group=...) must be True or False, got {per_group!r}")
+        if not isinstance(flat_grads, bool):
+            raise ConfigError(f"HypergradientOptimizer(flat_grads=...) must be True or False, got {flat_grads!r}")
         if lr_bounds is not None:
             ok = isinstance(lr_bounds, (tuple, list)) and len(lr_bounds) == 2 and all(_positive(b) for b in lr_bounds)
             if not ok or lr_bounds[0] >= lr_bounds[1]:
@@ -221,6 +236,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         self.lr_bounds = lr_bounds
         self.start_factor = float(start_factor)
         self.drift = float(drift)
+        self.flat_grads = flat_grads
         self._prev: dict[torch.Tensor, torch.Tensor] = {}  # parameter -> previous direction, outside a bucket
         self._modes: dict[torch.Tensor, str] = {}  # parameter -> the kind of its direction
         self._still: set[torch.Tensor] = set()  # loaded: SGD did not move them at the last step
@@ -330,12 +346,16 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         inner._optimizer_step_code()  # where torch's profiler (Python tracing) reads the state
         return loss
 
+    def _quick(self) -> tuple[Any, ...]:
+        """What the buckets depend on, cheaply: each group's list of parameters (not changed in
+        place, as torch assumes) and, with SGD, the settings that pick the kind of direction."""
+        groups = self.param_groups
+        return (*map(id, map(_params, groups)), *map(len, map(_params, groups)),
+                *(map(_sgd_settings, groups) if self._sgd else ()))
+
     def _step(self, closure: Callable[[], float] | None = None, unhooked: bool = False) -> float | None:
         groups = self.param_groups
-        # What the buckets depend on, cheaply: each group's list of parameters (not changed in
-        # place, as torch assumes) and, with SGD, the settings that pick the kind of direction.
-        quick = (*map(id, map(_params, groups)), *map(len, map(_params, groups)),
-                 *(map(_sgd_settings, groups) if self._sgd else ()))
+        quick = self._quick()
         if quick != self._quick_key:
             key = [(tuple(map(id, g["params"])), self._mode(g)) for g in groups]  # ids: no Tensor.__eq__
             if key != self._cache_key:
@@ -448,8 +468,29 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         return scheduled
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        """The wrapped optimizer's ``zero_grad``."""
-        self.optimizer.zero_grad(set_to_none=set_to_none)
+        """Zero the gradients. With ``flat_grads`` (the default), after the first step, the
+        gradients of each bucket that can hold them (SGD with momentum, Adam, AdamW: any
+        direction that is not the previous gradient itself) are tensors on the bucket's flat
+        gradient row, zeroed by one operation and left in place (zeros, not None: autograd
+        accumulates into them, so the hypergradient's products need no copy); a parameter that
+        then gets no gradient has it set to None before the step where ``set_to_none``, as
+        torch would. Otherwise, and for the other parameters, the wrapped optimizer's
+        ``zero_grad``."""
+        if not self.flat_grads or not self._cache or self._quick() != self._quick_key:
+            self.optimizer.zero_grad(set_to_none=set_to_none)
+            return
+        others: list[torch.Tensor] = []
+        flat = False
+        for group_buckets in self._cache:
+            for bucket in group_buckets:
+                if bucket.zero_flat(set_to_none):
+                    flat = True
+                else:
+                    others.extend(bucket.params)
+        if not flat:
+            self.optimizer.zero_grad(set_to_none=set_to_none)
+        elif others:
+            _zero_grads(others, set_to_none)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group to the wrapped optimizer (its factor starts at ``start_factor``)."""
@@ -488,8 +529,9 @@ class HypergradientOptimizer(torch.optim.Optimizer):
 
     def __repr__(self) -> str:
         bounds = f", lr_bounds={self.lr_bounds}" if self.lr_bounds is not None else ""
+        flat = "" if self.flat_grads else ", flat_grads=False"
         return (f"HypergradientOptimizer({self.optimizer!r}, hyper_lr={self.hyper_lr}, "
-                f"per_group={self.per_group}{bounds}, start_factor={self.start_factor}, drift={self.drift})")
+                f"per_group={self.per_group}{bounds}, start_factor={self.start_factor}, drift={self.drift}{flat})")
 
 
 _MEASURED, _GRADIENT, _MOMENTUM = "measured", "gradient", "momentum"
@@ -519,6 +561,20 @@ class _Bucket:
                 views.append(row[offset:offset + p.numel()].view_as(p))
             self.offsets.append(offset + p.numel())
         self.new = 0  # the row that takes the new gradient
+        # With flat_grads: the parameters' gradients as tensors on row 0 (not views: each has its
+        # own version counter, which tells whether autograd accumulated into it), once the
+        # wrapper's zero_grad put them there. Never for plain SGD, whose previous direction is
+        # the previous gradient (a gradient on the direction's row would be changed by the
+        # user's next backward or zeroing).
+        self.flat: list[torch.Tensor] | None = None
+        self.flat_ok: bool | None = False if mode is _GRADIENT else None
+        # Each parameter's expected gradient: its tensor on the row, None where it had no gradient
+        # when zero_grad was called (frozen: it stays None, as after torch's zero_grad).
+        self.expect: list[torch.Tensor | None] | None = None
+        self.partial = False  # some expected gradient is None
+        self.flat_ptrs: list[int] = []  # where the tensors' data starts: elsewhere once something set their .data
+        self.flat_versions: list[int] = []
+        self.to_none = True  # the last zero_grad's set_to_none
         self.adopted: list[dict[str, Any]] | None = None  # with momentum: each parameter's state, all buffers adopted
         self.missing: list[int] = []  # the parameters without a gradient at the last step
         self.ready = mode is not _MOMENTUM and all(d is not None for d in saved)
@@ -536,22 +592,29 @@ class _Bucket:
 
     def gram(self) -> tuple[float, float, float] | None:
         """``g.g, g.u, u.u`` of the new gradient ``g`` (a missing one is 0) and the previous
-        direction ``u``, or None before there is one: a copy of the gradients (and of the momentum
-        buffers) and one matrix product."""
+        direction ``u``, or None before there is one: one matrix product, after a copy of the
+        gradients into the new row unless they are already there (:meth:`zero_flat`)."""
         grads = list(map(_grad, self.params))
         new = self.new
+        expect = self.expect
+        in_place = (expect is not None and all(map(operator.is_, grads, expect))
+                    and list(map(_data_ptr, self.flat or ())) == self.flat_ptrs)  # still on the row
+        dropped = in_place and ((self.to_none and self._drop_unused(grads)) or self.partial)
         if self.mode is _MOMENTUM:
             self.ready = self._load_buffers()
             if self.seed is not None or self.missing:
-                return self._gram_slow(grads)
+                return self._gram_slow(grads, copy=not in_place)
         elif not self.ready and self.mode is _MEASURED:
             return None
-        try:
-            torch._foreach_copy_(self.row_views[new], grads)  # type: ignore[arg-type]
-        except (TypeError, RuntimeError):  # a parameter without a gradient: its part is 0
-            if all(g is not None for g in grads):
-                raise
-            return self._gram_slow(grads)
+        if dropped:
+            return self._gram_slow(grads, copy=False)
+        if not in_place:
+            try:
+                torch._foreach_copy_(self.row_views[new], grads)  # type: ignore[arg-type]
+            except (TypeError, RuntimeError):  # a parameter without a gradient: its part is 0
+                if all(g is not None for g in grads):
+                    raise
+                return self._gram_slow(grads)
         self.missing = []
         if not self.ready:
             return None
@@ -559,9 +622,10 @@ class _Bucket:
         old = 1 - new
         return products[new][new], products[new][old], products[old][old]
 
-    def _gram_slow(self, grads: list[torch.Tensor | None]) -> tuple[float, float, float] | None:
+    def _gram_slow(self, grads: list[torch.Tensor | None], copy: bool = True) -> tuple[float, float, float] | None:
         """:meth:`gram` where a parameter has no gradient now, or with momentum one had none at
-        the last step (SGD did not move it: its buffer is stale), or momentum was switched on."""
+        the last step (SGD did not move it: its buffer is stale), or momentum was switched on;
+        ``copy`` False: the gradients are already in the new row (a missing one's part is 0)."""
         missing = [i for i, g in enumerate(grads) if g is None]
         direction: torch.Tensor | None = None
         if self.mode is _MOMENTUM:
@@ -574,8 +638,9 @@ class _Bucket:
         self.missing = missing
         if not self.ready and self.mode is not _GRADIENT:
             return None
-        filled = [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads, strict=True)]
-        torch._foreach_copy_(self.row_views[self.new], filled)
+        if copy:
+            filled = [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads, strict=True)]
+            torch._foreach_copy_(self.row_views[self.new], filled)
         if not self.ready:
             return None
         if direction is not None:  # a copy: the row is SGD's state
@@ -585,6 +650,58 @@ class _Bucket:
         n, o = self.new, 1 - self.new
         products = torch.mm(self.rows, self.rows_t).tolist()
         return products[n][n], products[n][o], products[o][o]
+
+    def zero_flat(self, set_to_none: bool) -> bool:
+        """The wrapper's ``zero_grad`` for this bucket: zero the new row and make the gradient of
+        each parameter that has one its tensor on it (put there once, or again where something
+        replaced it; a parameter without one, frozen, keeps None); False where this bucket does
+        not keep its gradients there (plain SGD, sparse gradients)."""
+        grads = list(map(_grad, self.params))
+        if self.flat_ok is None:
+            self.flat_ok = all(g is None or g.layout is torch.strided for g in grads)
+        if not self.flat_ok:
+            return False
+        flat = self.flat
+        if flat is None or list(map(_data_ptr, flat)) != self.flat_ptrs:  # new, or moved off the row (Module.to)
+            storage = self.rows.untyped_storage()
+            flat = self.flat = [
+                torch.empty(0, dtype=v.dtype, device=v.device).set_(storage, v.storage_offset(), v.shape, v.stride())
+                for v in self.row_views[self.new]]
+            self.flat_ptrs, self.expect = list(map(_data_ptr, flat)), None
+        self.rows[self.new].zero_()
+        if self.expect is None or not all(map(operator.is_, grads, self.expect)):
+            expect: list[torch.Tensor | None] = []
+            for p, grad, tensor in zip(self.params, grads, flat, strict=True):
+                if grad is None:
+                    expect.append(None)
+                    continue
+                if grad is not tensor:
+                    p.grad = tensor
+                expect.append(tensor)
+            self.expect, self.partial = expect, any(t is None for t in expect)
+        self.flat_versions = list(map(_version, flat))
+        self.to_none = set_to_none
+        return True
+
+    def _drop_unused(self, grads: list[torch.Tensor | None]) -> bool:
+        """Set to None the gradients (in ``grads`` too) that autograd did not accumulate into
+        since :meth:`zero_flat`, as they would be after torch's ``zero_grad()``; True if any.
+        Autograd's accumulation raises a tensor's version, and so does anything that changes all
+        gradients in place (``clip_grad_norm_``, a grad scaler's unscale), so a gradient is new
+        where its version rose, except where others rose more and it is still all zero."""
+        deltas = list(map(operator.sub, map(_version, self.flat or ()), self.flat_versions))
+        low, high = min(deltas), max(deltas)
+        if low == high and low > 0:
+            return False  # the usual: every gradient accumulated into the same number of times
+        rose = [d for d in deltas if d > 0]
+        least = min(rose) if rose and min(rose) < high else 0
+        dropped = False
+        for i, delta in enumerate(deltas):
+            if delta == 0 or (delta == least and not bool(self.segment(self.rows[self.new], i).any())):
+                self.params[i].grad = None
+                grads[i] = None
+                dropped = True
+        return dropped
 
     def _load_buffers(self) -> bool:
         """Make the wrapped SGD's momentum buffers views of the direction's row (copied once, when
@@ -618,6 +735,22 @@ class _Bucket:
         elif self.mode is _GRADIENT:
             self.new = 1 - self.new
             self.ready = True
+
+
+def _zero_grads(params: list[torch.Tensor], set_to_none: bool) -> None:
+    """Torch's ``Optimizer.zero_grad`` for these parameters."""
+    for p in params:
+        grad = p.grad
+        if grad is None:
+            continue
+        if set_to_none:
+            p.grad = None
+            continue
+        if grad.grad_fn is not None:
+            grad.detach_()
+        else:
+            grad.requires_grad_(False)
+        grad.zero_()
 
 
 def _positive(value: object) -> bool:
