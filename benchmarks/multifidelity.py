@@ -470,6 +470,11 @@ def _tl_curve_asha_top3(R: int) -> Any:
                                        confidence=CURVE_CONFIDENCE, top_k=TOP, rung_pruner=_tl_asha(R))
 
 
+def _tl_curve_asha_slope(R: int) -> Any:
+    return tunelab.LearningCurvePruner(max_resource=R, metric="val_loss", min_points=CURVE_MIN_POINTS,
+                                       confidence=CURVE_CONFIDENCE, rung_pruner=_tl_asha(R), short_curves="log_slope")
+
+
 def _tl_hyperband(R: int) -> Any:
     return tunelab.HyperbandPruner(min_resource=1, max_resource=R, reduction_factor=ETA, metric="val_loss")
 
@@ -520,6 +525,11 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            f"tunelab-curve-asha with top_k={TOP}: between rungs the curve rule stops a trial only when it is unlikely "
            f"to end among the {TOP} best",
            tunelab_runner(tunelab.RandomSampler, _tl_curve_asha_top3)),
+    Method("tunelab-curve-asha-slope", "tunelab",
+           "tunelab-curve-asha with short_curves='log_slope': at the rungs where a curve has fewer than min_points "
+           "points (1 and 3 epochs), a trial is ranked by its last two points extended linearly in log(epoch) to the "
+           "next rung (one point: its value)",
+           tunelab_runner(tunelab.RandomSampler, _tl_curve_asha_slope)),
     Method("tunelab-curve-tpe", "tunelab",
            "tunelab.TPESampler() + LearningCurvePruner(max_resource={R}, metric='val_loss', "
            f"min_points={CURVE_MIN_POINTS}, confidence={CURVE_CONFIDENCE}): TPE fits stopped trials at the final "
@@ -865,7 +875,8 @@ def check_curve(stats: Mapping[str, Any]) -> list[dict[str, Any]] | None:
         return None
     out = []
     for m in ("tunelab-curve", "tunelab-curve-top3", "tunelab-curve-min4", "tunelab-curve-asha",
-              "tunelab-curve-asha-reached", "tunelab-curve-asha-top3", "tunelab-curve-tpe"):
+              "tunelab-curve-asha-reached", "tunelab-curve-asha-top3", "tunelab-curve-asha-slope",
+              "tunelab-curve-tpe"):
         st = stats.get(m)
         if st is None:
             continue

@@ -257,6 +257,49 @@ def test_with_asha_a_rung_counts_the_trials_the_curve_rule_stopped_before_it() -
     assert stop["evidence"]["n_competing"] == 2 and stop["evidence"]["n_stopped_before"] == 0
 
 
+FLAT = {"floor": 0.50, "amp": 0.8, "tau": 0.7}     # 0.511 at epoch 3, already flat: ends at 0.50
+FLAT_2 = {"floor": 0.52, "amp": 0.8, "tau": 0.7}
+STEEP = {"floor": 0.10, "amp": 2.0, "tau": 3.0}    # 0.836 at epoch 3, still falling fast: ends at 0.10
+
+
+def test_with_short_curves_log_slope_a_rung_before_min_points_ranks_by_the_last_two_points_extended() -> None:
+    rungs = SuccessiveHalvingPruner(min_resource=3, reduction_factor=3, max_resource=R)
+    assert rungs.rungs(R) == [3, 9]
+
+    def trials(short: str) -> list[tunelab.FrozenTrial]:
+        return run(LearningCurvePruner(max_resource=R, metric="val_loss", min_points=5, rung_pruner=rungs,
+                                       short_curves=short), [FLAT, FLAT_2, STEEP])
+
+    assert LearningCurvePruner(max_resource=R).short_curves == "value"
+    # "value" (ASHA's rule at a rung where no curve has min_points points): STEEP is the worst of 3 at epoch 3
+    plain = trials("value")
+    assert plain[2].state == TrialState.PRUNED and plain[2].system_attrs["pruned"]["rule"] == "asha rung at step 3"
+    # "log_slope": STEEP's epochs 2 and 3 extended to epoch 9 put it first of 3; it goes on and ends best
+    sloped = trials("log_slope")
+    assert sloped[2].state == TrialState.COMPLETE
+    assert sloped[2].value == pytest.approx(0.10 + 2.0 * math.exp(-R / 3.0)) and sloped[2].value < sloped[0].value
+    # FLAT_2 is stopped at the rung, with the extrapolation and its two points as evidence (no predicted final)
+    stop = sloped[1].system_attrs["pruned"]
+    assert stop["rule"] == "asha rung at step 3 (extrapolated to step 9)"
+    ev = stop["evidence"]
+    v2, v3 = (0.52 + 0.8 * math.exp(-e / 0.7) for e in (2, 3))
+    assert ev["points"] == [[2, pytest.approx(v2)], [3, pytest.approx(v3)]]
+    assert ev["extrapolated"] == pytest.approx(v3 + (v3 - v2) / math.log(1.5) * math.log(3.0))
+    assert ev["extrapolated"] > ev["cut"] and ev["n_competing"] == 2 and "predicted_final" not in ev
+    assert predicted_final(sloped[1], "val_loss") is None
+
+
+def test_with_short_curves_log_slope_a_curve_of_one_point_is_ranked_on_its_value() -> None:
+    rungs = SuccessiveHalvingPruner(min_resource=1, reduction_factor=3, max_resource=R)
+    pruner = LearningCurvePruner(max_resource=R, min_points=5, rung_pruner=rungs, short_curves="log_slope")
+    assert pruner.short_extrapolation({1: 0.5}, 1, 3) is None
+    assert pruner.short_extrapolation({1: 0.5, 2: 0.4, 3: math.nan}, 3, 9) is None  # NaN at the rung: ASHA's rule
+    line = pruner.short_extrapolation({1: 0.5, 2: 0.4, 4: 0.3}, 4, 9)
+    assert line is not None and line[0] == pytest.approx(0.3 - 0.1 / math.log(2.0) * math.log(9 / 4))
+    trials = run(pruner, [FLAT, FLAT_2, STEEP])
+    assert trials[1].system_attrs["pruned"]["rule"] == "asha rung at step 1"
+
+
 def test_a_predicted_rung_decision_carries_its_prediction() -> None:
     rungs = SuccessiveHalvingPruner(min_resource=9, reduction_factor=3, max_resource=R)
     trials = run(LearningCurvePruner(max_resource=R, min_points=5, confidence=0.999, rung_pruner=rungs),
@@ -298,7 +341,8 @@ def test_the_evidence_of_a_decision_is_stored_with_the_trial() -> None:
 def test_it_is_described_and_rebuilt(tmp_path: Path) -> None:
     rungs = SuccessiveHalvingPruner(min_resource=3, reduction_factor=3, max_resource=R)
     pruner = LearningCurvePruner(max_resource=R, metric="val_loss", direction="minimize", min_points=6,
-                                 confidence=0.9, top_k=3, interval=0.8, rung_pruner=rungs, rung_pool="reached")
+                                 confidence=0.9, top_k=3, interval=0.8, rung_pruner=rungs, rung_pool="reached",
+                                 short_curves="log_slope")
     rebuilt = pruner_from_description(pruner.describe())
     assert isinstance(rebuilt, LearningCurvePruner) and rebuilt.describe() == pruner.describe()
     assert isinstance(rebuilt.rung_pruner, SuccessiveHalvingPruner) and rebuilt.rung_pruner.min_resource == 3
@@ -321,6 +365,7 @@ def test_it_is_described_and_rebuilt(tmp_path: Path) -> None:
     ({"max_resource": R, "rung_pruner": SuccessiveHalvingPruner(max_resource=81)}, "max_resource"),
     ({"max_resource": R, "refit_growth": 0.5}, "refit_growth"),
     ({"max_resource": R, "rung_pool": "all"}, "rung_pool"),
+    ({"max_resource": R, "short_curves": "slope"}, "short_curves"),
     ({"max_resource": R, "metric": ""}, "metric"),
 ])
 def test_bad_settings_are_refused_with_the_argument_and_the_fix(kwargs: dict[str, object], match: str) -> None:

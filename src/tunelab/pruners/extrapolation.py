@@ -11,7 +11,9 @@ With ``rung_pruner=SuccessiveHalvingPruner(...)`` it also runs ASHA, whose rungs
 their value *predicted at the next rung* (from their curve up to the rung) instead of their value at
 the rung: a slow starter that the curve model expects to overtake its peers survives the rung. A rung's
 quota counts the trials the curve rule stopped after the previous rung (``rung_pool="passed"``), so
-that the curve rule's stops do not make the rung keep fewer trials than ASHA would.
+that the curve rule's stops do not make the rung keep fewer trials than ASHA would. At a rung where a
+curve is still too short for the model (fewer than ``min_points`` points), ``short_curves="log_slope"``
+ranks it by its last two points extended linearly in log(step) to the next rung, instead of its value.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from tunelab.records import PREDICTED_FINAL, TrialState
 
 RUNG_POOLS = ("passed", "reached")
 """``rung_pool`` values: see :class:`LearningCurvePruner`."""
+SHORT_CURVES = ("value", "log_slope")
+"""``short_curves`` values: see :class:`LearningCurvePruner`."""
 
 CONTINUATION_POINTS = 12
 """At most this many points of the predicted continuation are stored with a decision."""
@@ -119,6 +123,17 @@ class LearningCurvePruner(Pruner):
             curve rule's stops save epochs without tightening the rung. ``"reached"`` (the behaviour
             before 2026-12-06): only the trials that reached the rung; the curve rule's stops before
             the rung remove the weaker trials from its pool, so the rung cuts deeper than ASHA.
+        short_curves: with ``rung_pruner``, how a rung ranks a curve with fewer than ``min_points``
+            points there (too short for the model). ``"value"``: by its value at the rung, as ASHA
+            does. ``"log_slope"``: by its last two points extended as a straight line in log(step) to
+            the step ranked at (the next rung, or ``max_resource`` after the last rung):
+            ``v + (v - v_prev) / log(step / step_prev) * log(target / step)``; a curve with one point
+            is ranked on its value. A curve still falling fast at the rung (a slow starter) then ranks
+            above one that has flattened at a slightly lower value: on the digits benchmark, at the rung at
+            3 epochs this ranked the final val loss with a Spearman correlation of 0.48 instead of
+            0.32 (benchmarks/README.md). The extrapolation is no calibrated prediction: such a stop
+            stores it as ``extrapolated`` with its two ``points``, not as ``predicted_final`` (model-based
+            samplers count the trial as the worst, as with ``"value"``).
 
     Examples:
         Trials whose learning rate is too small keep improving, but too slowly to catch the best:
@@ -153,6 +168,7 @@ class LearningCurvePruner(Pruner):
         rung_pruner: SuccessiveHalvingPruner | Mapping[str, Any] | None = None,
         refit_growth: float = 1.25,
         rung_pool: str = "passed",
+        short_curves: str = "value",
     ) -> None:
         super().__init__(metric, direction)
         self.max_resource = check_int("LearningCurvePruner", "max_resource", max_resource, 2)
@@ -182,6 +198,10 @@ class LearningCurvePruner(Pruner):
             raise ConfigError(f"LearningCurvePruner(rung_pool=...) must be one of {', '.join(map(repr, RUNG_POOLS))}, "
                               f"got {rung_pool!r}")
         self.rung_pool = rung_pool
+        if short_curves not in SHORT_CURVES:
+            raise ConfigError(f"LearningCurvePruner(short_curves=...) must be one of "
+                              f"{', '.join(map(repr, SHORT_CURVES))}, got {short_curves!r}")
+        self.short_curves = short_curves
 
     # -- the curve model -------------------------------------------------------------------------
     def model(self, curve: Mapping[int, float], direction: str, up_to: int | None = None) -> CurveModel | None:
@@ -267,15 +287,22 @@ class LearningCurvePruner(Pruner):
                 curves.setdefault(pt.number, {})[pt.step] = pt.value
         own = {s: v for s, v in curve.items() if s <= step}
         mine = self.model(own, direction)
-        if mine is None:  # too few points to predict: the rung as ASHA decides it
+        short = self.short_extrapolation(own, step, target) if mine is None else None
+        if mine is None and short is None:  # too few points to predict: the rung as ASHA decides it
             return self.rung_pruner.decide(history, number, metric, curve)
 
         def score(c: Mapping[int, float]) -> float:
             m = self.model(c, direction)
-            return m.predict(target, self.interval).mean if m is not None else c[step]
+            if m is not None:
+                return m.predict(target, self.interval).mean
+            line = self.short_extrapolation(c, step, target)
+            return line[0] if line is not None else c[step]
 
-        value = mine.predict(target, self.interval).mean
-        final = value if target == self.max_resource else mine.predict(self.max_resource, self.interval).mean
+        if mine is not None:
+            value = mine.predict(target, self.interval).mean
+        else:
+            assert short is not None
+            value = short[0]
         competing = [score(c) for c in curves.values() if step in c]
         n_stopped = 0
         if self.rung_pool == "passed":  # stopped by the curve rule after the previous rung: they count here too
@@ -293,6 +320,11 @@ class LearningCurvePruner(Pruner):
         cut = ranked[n_keep - 1]
         if better_or_equal(value, cut, direction):
             return None
+        if mine is None:
+            assert short is not None
+            return self._short_rung_stop(metric, curve[step], step, target, short, cut, n_keep, len(competing),
+                                         n_stopped)
+        final = value if target == self.max_resource else mine.predict(self.max_resource, self.interval).mean
         return PruneDecision(
             rule=f"asha rung at step {step} (predicted at step {target})",
             detail=f"{metric} {curve[step]:.6g} at step {step}, predicted {value:.6g} at step {target}, is not among "
@@ -303,12 +335,42 @@ class LearningCurvePruner(Pruner):
                           sorted({step + max(1, (target - step) * i // 6) for i in range(1, 7)}), self.interval)},
         )
 
+    def short_extrapolation(self, curve: Mapping[int, float], step: int,
+                            target: int) -> tuple[float, list[list[float]], float] | None:
+        """With ``short_curves="log_slope"``: the value of ``curve`` (its points up to ``step``) at ``target``,
+        its last two finite points extended as a straight line in log(step); with them and the slope
+        (per unit of log(step)). None with ``"value"``, when the value at ``step`` is not finite, or with
+        fewer than two finite points."""
+        if self.short_curves != "log_slope" or not math.isfinite(curve.get(step, math.nan)):
+            return None
+        pts = sorted((int(s), float(v)) for s, v in curve.items() if 0 < s <= step and math.isfinite(v))
+        if len(pts) < 2:
+            return None
+        (s0, v0), (s1, v1) = pts[-2], pts[-1]
+        slope = (v1 - v0) / math.log(s1 / s0)
+        return v1 + slope * math.log(target / s1), [[s0, v0], [s1, v1]], slope
+
+    def _short_rung_stop(self, metric: str, at_rung: float, step: int, target: int,
+                         short: tuple[float, list[list[float]], float], cut: float, n_keep: int, n_competing: int,
+                         n_stopped: int) -> PruneDecision:
+        """A rung stop of a curve too short for the model, ranked by its log-step extrapolation."""
+        value, points, slope = short
+        return PruneDecision(
+            rule=f"asha rung at step {step} (extrapolated to step {target})",
+            detail=f"{metric} {at_rung:.6g} at step {step}, extrapolated {value:.6g} at step {target} from its last "
+                   f"two points (slope {slope:.4g} per log step), is not among the best {n_keep} of {n_competing} "
+                   f"(cut {cut:.6g})",
+            evidence={"step": step, "predicted_at": target, "extrapolated": value, "cut": cut, "n_keep": n_keep,
+                      "short_curves": self.short_curves, "points": points, "slope_per_log_step": slope,
+                      "n_stopped_before": n_stopped, "n_competing": n_competing},
+        )
+
     def describe(self) -> dict[str, Any]:
         return {
             **super().describe(), "max_resource": self.max_resource, "min_points": self.min_points,
             "confidence": self.confidence, "top_k": self.top_k, "interval": self.interval,
             "rung_pruner": None if self.rung_pruner is None else self.rung_pruner.describe(),
-            "refit_growth": self.refit_growth, "rung_pool": self.rung_pool,
+            "refit_growth": self.refit_growth, "rung_pool": self.rung_pool, "short_curves": self.short_curves,
         }
 
 
