@@ -34,7 +34,8 @@ the epochs the run had spent. Printed, and saved as JSON with every trial's curv
   epochs (median ratio <= 1/3).
 
 Run ``OMP_NUM_THREADS=1 PYTHONPATH=src .venv-bench/bin/python benchmarks/multifidelity_mo.py``
-(``--quick`` for 2 seeds and a 10-trial budget, ``--seeds N``, ``--jobs N``, ``--methods a,b``;
+(``--quick`` for 2 seeds and a 10-trial budget, ``--seeds N``, ``--first-seed S`` (seeds S, ..., S + N - 1),
+``--jobs N``, ``--methods a,b``;
 ``--merge PATH`` adds the runs of an earlier JSON for the methods not run now, same seeds and budget);
 ``--from-json PATH`` prints the tables of a saved run again without running anything.
 ``--curve-cache PATH`` (a JSON file, created if missing) replays every epoch some earlier run already
@@ -469,6 +470,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help=f"{QUICK_SEEDS} seeds, {QUICK_BUDGET_TRIALS}-trial budget")
     p.add_argument("--seeds", type=int, default=None)
+    p.add_argument("--first-seed", type=int, default=0, help="run seeds first-seed, ..., first-seed + seeds - 1")
     p.add_argument("--budget-trials", type=int, default=None)
     p.add_argument("--max-epochs", type=int, default=MAX_EPOCHS)
     p.add_argument("--jobs", type=int, default=2)
@@ -492,7 +494,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     budget_trials = args.budget_trials or (QUICK_BUDGET_TRIALS if args.quick else BUDGET_TRIALS)
     budget = budget_trials * args.max_epochs
     methods = list(dict.fromkeys([RANDOM, *args.methods]))
+    seed_list = list(range(args.first_seed, args.first_seed + seeds))
     config = {"max_epochs": args.max_epochs, "budget": budget, "budget_trials": budget_trials, "seeds": seeds,
+              "first_seed": args.first_seed,
               "methods": methods, "eta": ETA, "reference": REFERENCE, "problem": PROBLEM, "jobs": args.jobs,
               "space": {k: repr(v) for k, v in SPACE.items()}}
     console.print(f"[bold]{escape(PROBLEM)}[/]\n{len(methods)} methods x {seeds} seeds, E = {budget} epochs, "
@@ -504,7 +508,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.curve_cache is not None:
         curves = json.loads(args.curve_cache.read_text()) if args.curve_cache.exists() else {}
         config["curve_cache"] = cache
-    tasks = [Task(m, s, args.max_epochs, budget, cache) for m in methods for s in range(seeds)]
+    tasks = [Task(m, s, args.max_epochs, budget, cache) for m in methods for s in seed_list]
     runs = run_all(tasks, args.jobs, console, curves)
     if args.curve_cache is not None and curves is not None:
         args.curve_cache.write_text(json.dumps(curves))
@@ -512,7 +516,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         earlier = json.loads(args.merge.read_text())
         if earlier["config"]["budget"] != budget or earlier["config"]["max_epochs"] != args.max_epochs:
             raise SystemExit(f"--merge {args.merge}: another budget or R")
-        kept = [r for r in earlier["runs"] if r["method"] not in methods and r["seed"] < seeds]
+        kept = [r for r in earlier["runs"] if r["method"] not in methods and r["seed"] in seed_list]
         methods = [m for m in METHODS if m in methods or any(r["method"] == m for r in kept)]
         runs = kept + runs
         config["methods"], config["merged_from"] = methods, str(args.merge)

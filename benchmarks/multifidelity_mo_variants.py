@@ -25,6 +25,15 @@ Variants (``crowding`` is the default rule, ``finite-ends`` its ``end_crowding="
   in parameter count (the constant objective as a stratum);
 - ``error-only``: single-objective ASHA on the error (ignores the parameter count).
 
+Rung schedules (``--schedules``; the promotion rule is the default one, only the rungs change):
+
+- ``m{r}-e{eta}``: :class:`tunelab.ParetoSuccessiveHalvingPruner` with ``min_resource=r`` and
+  ``reduction_factor=eta`` (``m1-e3`` is ``tunelab-random-pasha``; rungs ``r * eta ** k`` below R);
+- ``hb-m{r}-e{eta}``: a multi-objective Hyperband, :class:`ParetoHyperband`: the brackets and each
+  trial's bracket of :class:`tunelab.HyperbandPruner` (``min_resource=r``, ``max_resource=R``), and in each
+  bracket the default Pareto rule among that bracket's trials only;
+- a ``default:`` prefix runs the setting with the study's default sampler instead of the random one.
+
 Also: per rung, how many trials reached it (the promotion rates), and an oracle bound: over the first
 80 configurations of each seed (trained to the end), the fewest epochs ``N + 26 * |S|`` with which a
 pruner that knew every final value could reach random search's final hypervolume (screen N
@@ -50,8 +59,9 @@ from scipy.stats import rankdata
 import tunelab
 from tunelab.history import History
 from tunelab.multiobjective import crowding_distance, hypervolume, losses, non_dominated_sort
+from tunelab.pruners.asha import HyperbandPruner
 from tunelab.pruners.base import PruneDecision, last_step
-from tunelab.pruners.pareto import ParetoSuccessiveHalvingPruner, _vectors_at
+from tunelab.pruners.pareto import ParetoSuccessiveHalvingPruner, _key, _vectors_at, pareto_order
 from tunelab.records import TrialState
 
 ORACLE_CONFIGS = 80
@@ -158,6 +168,56 @@ class VariantPruner(ParetoSuccessiveHalvingPruner):
         return stop
 
 
+class ParetoHyperband(ParetoSuccessiveHalvingPruner):
+    """Multi-objective Hyperband: :class:`tunelab.HyperbandPruner`'s brackets, rungs and bracket of each
+    trial, with the default Pareto rule (fronts, crowding, keep ``max(1, n // eta)``) inside a bracket."""
+
+    def __init__(self, min_resource: int, reduction_factor: int, max_resource: int) -> None:
+        super().__init__(min_resource=min_resource, reduction_factor=reduction_factor, max_resource=max_resource)
+        self.hyperband = HyperbandPruner(min_resource=min_resource, max_resource=max_resource,
+                                         reduction_factor=reduction_factor)
+
+    def decide_many(
+        self, history: History, number: int, metrics: Sequence[str], directions: Sequence[str],
+        curves: Mapping[str, Mapping[int, float]],
+    ) -> PruneDecision | None:
+        step = last_step(curves[metrics[0]])
+        bracket = self.hyperband.bracket_of(number)
+        rungs = self.hyperband.brackets[bracket].rungs(up_to=step)
+        if step not in rungs or any(step not in curves[m] for m in metrics):
+            return None
+        vectors = {n: v for n, v in _vectors_at(history, metrics, step).items()
+                   if self.hyperband.bracket_of(n) == bracket}
+        vectors[number] = [curves[m][step] for m in metrics]
+        numbers = sorted(vectors)
+        front_of, crowd = pareto_order(losses([vectors[n] for n in numbers], directions), self.end_crowding)
+        keys = sorted(_key(int(f), float(c)) for f, c in zip(front_of, crowd, strict=True))
+        me = numbers.index(number)
+        if _key(int(front_of[me]), float(crowd[me])) <= keys[max(1, len(numbers) // self.reduction_factor) - 1]:
+            return None
+        return PruneDecision(rule=f"pareto hyperband bracket {bracket} rung at step {step}", detail="outside the best")
+
+
+def schedule_method(name: str) -> mm.RunFn:
+    """The run of a rung schedule named ``[default:]m{r}-e{eta}`` or ``[default:]hb-m{r}-e{eta}``."""
+    sampler_name, _, rest = name.rpartition(":")
+    if sampler_name not in ("", "default"):
+        raise SystemExit(f"schedule {name!r}: the only sampler prefix is 'default:'")
+    parts = rest.split("-")
+    hb = parts[0] == "hb"
+    parts = parts[1:] if hb else parts
+    if len(parts) != 2 or parts[0][:1] != "m" or parts[1][:1] != "e":
+        raise SystemExit(f"schedule {name!r}: expected m<min_resource>-e<eta>, or hb-m<r>-e<eta>, e.g. m2-e3")
+    r, eta = int(parts[0][1:]), int(parts[1][1:])
+
+    def pruner(big_r: int) -> ParetoSuccessiveHalvingPruner:
+        if hb:
+            return ParetoHyperband(r, eta, big_r)
+        return ParetoSuccessiveHalvingPruner(min_resource=r, reduction_factor=eta, max_resource=big_r)
+
+    return mm.tunelab_runner((lambda: None) if sampler_name else tunelab.RandomSampler, pruner)
+
+
 VARIANTS = ("crowding", "strict-start", "finite-ends", "hv-contribution", "rank-crowding", "quota", "quota-strict",
             "finished-dominance", "projected", "local-9", "error-only")
 
@@ -202,21 +262,34 @@ def oracle(runs: Mapping[tuple[str, int], Mapping[str, Any]], seed: int, cache: 
             "ratio": best[0] / spent}
 
 
+def save_curves(path: Path) -> None:
+    """Write the curve cache (via a temporary file, so that a stopped run never leaves half a file)."""
+    assert mm._CURVES is not None
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(mm._CURVES))
+    tmp.replace(path)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=15)
     p.add_argument("--first-seed", type=int, default=0, help="seeds first-seed, ..., first-seed + seeds - 1")
-    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--variants", default=None, help="default: all, unless --schedules is given")
+    p.add_argument("--schedules", default="", help="rung schedules, e.g. m1-e3,m2-e3,hb-m1-e3,default:m2-e3")
     p.add_argument("--curve-cache", type=Path, required=True)
     p.add_argument("--no-oracle", action="store_true", help="skip the oracle (it trains 80 configurations per seed)")
     p.add_argument("--out", type=Path, default=mm.RESULTS_DIR / "multifidelity-mo-variants.json")
     args = p.parse_args(argv)
-    variants = [v for v in args.variants.split(",") if v]
+    chosen = args.variants if args.variants is not None else ("" if args.schedules else ",".join(VARIANTS))
+    variants = [v for v in chosen.split(",") if v]
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise SystemExit(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
     for v in variants:
         mm.METHODS[v] = _method(v)
+    for name in [x for x in args.schedules.split(",") if x]:
+        mm.METHODS[name] = schedule_method(name)
+        variants.append(name)
     budget = mm.BUDGET_TRIALS * mm.MAX_EPOCHS
     cache = str(args.curve_cache)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
@@ -229,6 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(r["error"], file=sys.stderr)
                 return 1
             runs[(m, s)] = r
+        if mm._CURVES is not None:  # after each method: a run stopped later keeps what it trained
+            save_curves(args.curve_cache)
     summary = mm.summarize(list(runs.values()), [mm.RANDOM, *variants], budget)
     per_seed: dict[str, list[float]] = {}
     counts: dict[str, list[float]] = {}
@@ -241,8 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         per_seed[v] = ratios
         counts[v] = [float(x) for x in np.median([rung_counts(runs[(v, s)]) for s in seeds], axis=0)]
     bound = [oracle(runs, s, cache) for s in seeds] if "crowding" in variants and not args.no_oracle else []
-    assert mm._CURVES is not None
-    args.curve_cache.write_text(json.dumps(mm._CURVES))
+    save_curves(args.curve_cache)
     print(f"{'variant':<20} {'ratio median [IQR]':<22} reached  HV@810  trials (complete)  trials at 1/3/9/27 epochs")
     for row in summary["rows"]:
         r, hv = row["ratio_to_random_epochs"], row["hv"][str(budget)]
