@@ -279,5 +279,6 @@ def test_where_the_sources_misrank_the_basin_the_own_model_proposes_inside_it(
     assert len(checked) >= 3 and min(checked) >= OWN_MODEL_AT  # checked from OWN_MODEL_AT trials on
     assert len(proposed) == sum(n % 2 == 0 for n in checked) >= 1
     for row, centre, half in proposed:
-        assert np.all(np.abs(row - centre) <= half + 1e-9), (row, centre, half)
+        # a soft box (-1e5 * excess^2 in log EI): an overshoot of 0.01 would cost 10 in log EI
+        assert np.all(np.abs(row - centre) <= half + 0.01), (row, centre, half)
         assert np.any(half < 0.5)  # a region, not the whole cube

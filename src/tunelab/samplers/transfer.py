@@ -327,13 +327,21 @@ def source_fails_locally(prior: np.ndarray, own: np.ndarray, y: np.ndarray, loca
 
 def trust_region(X: np.ndarray, local: np.ndarray, numeric: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Centre (the incumbent, ``X[local[0]]``) and per-coordinate half-widths of the box spanned by
-    the :data:`REGION_TRIALS` of the basin's trials nearest it, within [:data:`MIN_REGION`, :data:`MAX_REGION`] (zero on categorical
-    coordinates: they are not bounded)."""
+    the :data:`REGION_TRIALS` of the basin's trials nearest it, within [:data:`MIN_REGION`,
+    :data:`MAX_REGION`] (zero on categorical coordinates: they are not bounded)."""
     centre = X[local[0]].copy()
     num = np.asarray(numeric, dtype=bool)
     half = np.zeros(X.shape[1])
     half[num] = np.clip(np.abs(X[local[:REGION_TRIALS]][:, num] - centre[num]).max(axis=0), MIN_REGION, MAX_REGION)
     return centre, half
+
+
+class LogTerm(Protocol):
+    """A term added to the log acquisition (as :class:`tunelab.samplers._gp.LogPrior`)."""
+
+    def __call__(self, X: np.ndarray) -> np.ndarray: ...
+
+    def gradient(self, X: np.ndarray) -> np.ndarray: ...
 
 
 class TrustRegionPenalty:
@@ -343,7 +351,8 @@ class TrustRegionPenalty:
 
     PENALTY = 1e5
 
-    def __init__(self, centre: np.ndarray, half: np.ndarray, numeric: np.ndarray, other: object = None) -> None:
+    def __init__(self, centre: np.ndarray, half: np.ndarray, numeric: np.ndarray,
+                 other: LogTerm | None = None) -> None:
         self.num = np.flatnonzero(np.asarray(numeric, dtype=bool))
         self.centre, self.half = centre[self.num], half[self.num]
         self.other = other
@@ -355,13 +364,13 @@ class TrustRegionPenalty:
     def __call__(self, X: np.ndarray) -> np.ndarray:
         excess, _ = self._excess(X)
         out = -self.PENALTY * (excess**2).sum(axis=1)
-        return out if self.other is None else out + self.other(X)  # type: ignore[operator]
+        return np.asarray(out if self.other is None else out + self.other(X), dtype=float)
 
     def gradient(self, X: np.ndarray) -> np.ndarray:
         """The gradient wrt the numeric coordinates, (m, d_numeric)."""
         excess, sign = self._excess(X)
         grad = -2.0 * self.PENALTY * excess * sign
-        return grad if self.other is None else grad + self.other.gradient(X)  # type: ignore[attr-defined,no-any-return]
+        return np.asarray(grad if self.other is None else grad + self.other.gradient(X), dtype=float)
 
 
 def tpe_source_weight(agreement: float, n_target: int, n_source: int) -> float:
