@@ -18,7 +18,11 @@ new study. This module turns them into rows of the new study's space and into mo
   Each source may also be *shifted* (:func:`fit_shift`): ``mu_s(x - delta_s)``, ``delta_s`` fitted
   to the target's trials from :data:`SHIFT_FIT_AT` of them on and kept only when it explains them
   clearly better than no shift, so a target whose optimum moved (more data, a perturbed problem)
-  is searched where the source's optimum now lies, not where it was;
+  is searched where the source's optimum now lies, not where it was. From :data:`OWN_MODEL_AT`
+  trials on, where the sources rank the trials of the basin the search is in (those nearest the
+  incumbent) worse than the target's own warped GP does (:func:`source_fails_locally`), that GP
+  proposes inside the basin's box (:func:`trust_region`): the sources found the basin, but a
+  source's model is too coarse to place the optimum inside it, and it keeps its weight elsewhere;
 - TPE: source trials join the good and bad estimators with a weight that shrinks as the target's
   own trials accumulate and vanishes for a source without positive rank agreement
   (:func:`source_weights`).
