@@ -201,3 +201,84 @@ def test_a_warm_study_on_a_moved_and_rescaled_problem_ends_near_the_new_optimum(
     x_opt = 1.5 + grid[np.argmin((grid - 1) ** 2 + 3 * np.sin(grid) ** 2)]  # about 1.76
     best = warm.best_trial
     assert abs(best.params["x"] - x_opt) < 0.25 and abs(best.params["y"] + 1) < 0.25, best.params
+
+
+def test_the_basin_is_the_trials_nearest_the_incumbent() -> None:
+    from tunelab.samplers.transfer import LOCAL_MIN, local_trials
+
+    X = np.array([[0.5, 0.5], [0.52, 0.5], [0.9, 0.9], [0.5, 0.45], [0.1, 0.1], [0.6, 0.6], [0.0, 1.0]])
+    y = np.array([1.0, 0.0, 5.0, 2.0, 9.0, 3.0, 8.0])
+    local = local_trials(X, y, np.ones(2, dtype=bool))
+    assert len(local) == LOCAL_MIN
+    assert list(local[:4]) == [1, 0, 3, 5]  # the incumbent first, then by distance to it
+    assert 4 not in local and 6 not in local
+
+
+def test_a_source_that_ranks_the_space_but_not_the_basin_fails_there() -> None:
+    from tunelab.samplers.transfer import source_fails_locally
+
+    y = np.array([0.0, 0.1, 0.2, 0.3, 0.4, 5.0, 6.0, 7.0, 8.0])
+    local = np.arange(5)  # the basin: the five best trials
+    reversed_in_basin = np.array([0.4, 0.3, 0.2, 0.1, 0.0, 5.0, 6.0, 7.0, 8.0])  # right everywhere but there
+    own = y + 0.01 * np.array([1, -1, 1, -1, 1, 0, 0, 0, 0])
+    assert rank_agreement(reversed_in_basin, y) > 0.5  # it still ranks the whole space well
+    assert source_fails_locally(reversed_in_basin, own, y, local)
+    assert not source_fails_locally(y.copy(), own, y, local)  # a source right in the basin keeps it
+    assert not source_fails_locally(reversed_in_basin, own, y, local[:3])  # too few trials to judge
+
+
+def test_the_trust_region_is_the_box_of_the_nearest_trials_and_its_penalty_has_the_right_gradient() -> None:
+    from tunelab.samplers.transfer import MAX_REGION, MIN_REGION, REGION_TRIALS, TrustRegionPenalty, trust_region
+
+    X = np.array([[0.5, 0.5, 1.0], [0.55, 0.49, 0.0], [0.4, 0.52, 2.0], [0.5, 0.9, 0.0], [0.0, 0.0, 1.0]])
+    numeric = np.array([True, True, False])
+    centre, half = trust_region(X, np.arange(len(X)), numeric)
+    np.testing.assert_array_equal(centre, X[0])
+    box = np.abs(X[:REGION_TRIALS, :2] - X[0, :2]).max(axis=0)
+    np.testing.assert_allclose(half[:2], np.clip(box, MIN_REGION, MAX_REGION))
+    assert half[2] == 0.0 and MIN_REGION <= half[0] <= MAX_REGION
+    penalty = TrustRegionPenalty(centre, half, numeric)
+    inside = np.array([[0.5, 0.5, 0.0], [0.45, 0.51, 2.0]])
+    np.testing.assert_array_equal(penalty(inside), 0.0)  # free inside, whatever the categorical
+    outside = np.array([[0.9, 0.5, 0.0], [0.2, 0.95, 1.0]])
+    assert np.all(penalty(outside) < -100.0)
+    grad = penalty.gradient(outside)
+    eps = 1e-7
+    for j in range(2):
+        step = np.zeros(3)
+        step[j] = eps
+        np.testing.assert_allclose(grad[:, j], (penalty(outside + step) - penalty(outside - step)) / (2 * eps),
+                                   rtol=1e-5)
+
+
+def test_where_the_sources_misrank_the_basin_the_own_model_proposes_inside_it(
+        url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tunelab.samplers.gp as gp_module
+    from tunelab.samplers.transfer import OWN_MODEL_AT, trust_region
+
+    checked: list[int] = []
+    proposed: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def fails(prior: np.ndarray, own: np.ndarray, y: np.ndarray, local: np.ndarray) -> bool:
+        checked.append(len(y))
+        return len(y) % 2 == 0  # every other proposal: the local one, then the sources' model
+
+    original = gp_module.GPSampler._propose_local
+
+    def spy(self: tunelab.GPSampler, space: object, obs: object, gp: object, X: np.ndarray,
+            local: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        row = original(self, space, obs, gp, X, local, rng)  # type: ignore[arg-type]
+        centre, half = trust_region(X, local, np.ones(X.shape[1], dtype=bool))
+        proposed.append((row, centre, half))
+        return row
+
+    monkeypatch.setattr(gp_module, "source_fails_locally", fails)
+    monkeypatch.setattr(gp_module.GPSampler, "_propose_local", spy)
+    study = tunelab.create_study(storage=url, sampler=tunelab.GPSampler(), seed=3, space=SPACE, warm_start=["old"])
+    study.optimize(bowl(0.3, 5.0), n_trials=OWN_MODEL_AT + 4)
+    assert len(checked) >= 3 and min(checked) >= OWN_MODEL_AT  # checked from OWN_MODEL_AT trials on
+    assert len(proposed) == sum(n % 2 == 0 for n in checked) >= 1
+    for row, centre, half in proposed:
+        # a soft box (-1e5 * excess^2 in log EI): an overshoot of 0.01 would cost 10 in log EI
+        assert np.all(np.abs(row - centre) <= half + 0.01), (row, centre, half)
+        assert np.any(half < 0.5)  # a region, not the whole cube

@@ -48,8 +48,12 @@ from tunelab.samplers.transfer import (
     RESIDUAL_FIT_AT,
     SHIFT_FIT_AT,
     SourceData,
+    TrustRegionPenalty,
     fit_shift,
+    local_trials,
+    source_fails_locally,
     source_weights,
+    trust_region,
 )
 
 if TYPE_CHECKING:
@@ -266,6 +270,14 @@ class GPSampler(ModelBasedSampler):
             own = fit_gp(X, y, space.cat_sizes, rng=np.random.default_rng(n), warp=False,
                          deterministic_objective=self.deterministic_objective).loo_means()
         weights = source_weights(predictions, y, own)
+        if own is not None and weights.any():
+            # The target's own warped model (as without a warm start) against the sources in the basin the
+            # search is in: where it ranks the trials there better, it refines the basin.
+            local = local_trials(X, y, space.cat_sizes == 0)
+            own_gp = fit_gp(X, obs.y, space.cat_sizes, rng=np.random.default_rng(n + 1),
+                            deterministic_objective=self.deterministic_objective)
+            if source_fails_locally(weights @ predictions, own_gp.loo_means(), y, local):
+                return self._propose_local(space, obs, own_gp, X, local, rng)
         if not weights.any() and obs.n_measured < self.n_startup_trials:
             u = rng.random(len(space))  # every source unrelated, few trials of its own yet: explore
             return np.asarray(space.snap(np.where(space.cat_sizes > 0, np.floor(u * space.cat_sizes), u)[None, :])[0])
@@ -295,6 +307,21 @@ class GPSampler(ModelBasedSampler):
         log_prior = self._prior_term(space, obs)
         return maximize_log_ei(gp, space.cat_sizes, rng=rng, n_candidates=self.n_candidates,
                                n_local=self.n_local, snap=space.snap, log_prior=log_prior)
+
+    def _propose_local(self, space: EncodedSpace, obs: Observations, gp: GaussianProcess, X: np.ndarray,
+                       local: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The target's own GP (warped, as without a warm start) proposes inside the box of the basin the
+        search is in, where the sources rank the trials worse than it does
+        (:func:`~tunelab.samplers.transfer.source_fails_locally`): the sources found the basin, the own
+        model refines it."""
+        from tunelab.samplers._gp import maximize_log_ei
+
+        if len(obs.pending):
+            gp = gp.with_pending(_fill_inactive(obs.pending, space))
+        centre, half = trust_region(X, local, space.cat_sizes == 0)
+        region = TrustRegionPenalty(centre, half, space.cat_sizes == 0, self._prior_term(space, obs))
+        return maximize_log_ei(gp, space.cat_sizes, rng=rng, n_candidates=self.n_candidates,
+                               n_local=self.n_local, snap=space.snap, log_prior=region)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -18,7 +18,11 @@ new study. This module turns them into rows of the new study's space and into mo
   Each source may also be *shifted* (:func:`fit_shift`): ``mu_s(x - delta_s)``, ``delta_s`` fitted
   to the target's trials from :data:`SHIFT_FIT_AT` of them on and kept only when it explains them
   clearly better than no shift, so a target whose optimum moved (more data, a perturbed problem)
-  is searched where the source's optimum now lies, not where it was;
+  is searched where the source's optimum now lies, not where it was. From :data:`OWN_MODEL_AT`
+  trials on, where the sources rank the trials of the basin the search is in (those nearest the
+  incumbent) worse than the target's own warped GP does (:func:`source_fails_locally`), that GP
+  proposes inside the basin's box (:func:`trust_region`): the sources found the basin, but a
+  source's model is too coarse to place the optimum inside it, and it keeps its weight elsewhere;
 - TPE: source trials join the good and bad estimators with a weight that shrinks as the target's
   own trials accumulate and vanishes for a source without positive rank agreement
   (:func:`source_weights`).
@@ -286,6 +290,91 @@ def source_weights(predictions: np.ndarray, y: np.ndarray, own: np.ndarray | Non
             elif own_agreement is not None:
                 weights[i] *= min(1.0, max(0.0, 1.0 + (agreement - own_agreement) / OWN_MARGIN))
     return np.asarray(np.minimum(weights, 3.0), dtype=float)
+
+
+LOCAL_SHARE = 3
+"""The basin the search is in: the ``max(LOCAL_MIN, n // LOCAL_SHARE)`` trials nearest the incumbent."""
+LOCAL_MIN = 5
+"""The fewest trials of the basin the local check (:func:`source_fails_locally`) ranks."""
+LOCAL_MARGIN = 0.2
+"""How much better (in rank correlation) the target's own model must rank the basin's trials than the
+sources for the own model to take over there."""
+REGION_TRIALS = 3
+"""The trust region around the incumbent is the box of this many trials of the basin nearest it."""
+MIN_REGION = 0.02
+"""The smallest half-width of the trust region around the incumbent (unit cube, per numeric coordinate)."""
+MAX_REGION = 0.25
+"""The largest half-width of the trust region around the incumbent."""
+
+
+def local_trials(X: np.ndarray, y: np.ndarray, numeric: np.ndarray) -> np.ndarray:
+    """Indices of the trials of the basin the search is in: the ``max(LOCAL_MIN, n // LOCAL_SHARE)``
+    nearest the incumbent (the best trial, itself included; numeric coordinates by Euclidean distance
+    in the unit cube, a categorical mismatch counts 1), nearest first."""
+    n = len(y)
+    k = min(n, max(LOCAL_MIN, n // LOCAL_SHARE))
+    best = X[int(np.argmin(y))]
+    num = np.asarray(numeric, dtype=bool)
+    d2 = ((X[:, num] - best[num]) ** 2).sum(axis=1) + (X[:, ~num] != best[~num]).sum(axis=1)
+    return np.argsort(d2, kind="stable")[:k]
+
+
+def source_fails_locally(prior: np.ndarray, own: np.ndarray, y: np.ndarray, local: np.ndarray) -> bool:
+    """Whether the target's own model (leave-one-out means ``own``) ranks the basin's trials
+    (``local``) better than the sources' prior mean ``prior`` does, by :data:`LOCAL_MARGIN`: the
+    sources still rank the whole space (so they keep their weight), but not where the search is."""
+    if len(local) < LOCAL_MIN:
+        return False
+    yl = y[local]
+    return rank_agreement(own[local], yl) > rank_agreement(prior[local], yl) + LOCAL_MARGIN
+
+
+def trust_region(X: np.ndarray, local: np.ndarray, numeric: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centre (the incumbent, ``X[local[0]]``) and per-coordinate half-widths of the box spanned by
+    the :data:`REGION_TRIALS` of the basin's trials nearest it, within [:data:`MIN_REGION`,
+    :data:`MAX_REGION`] (zero on categorical coordinates: they are not bounded)."""
+    centre = X[local[0]].copy()
+    num = np.asarray(numeric, dtype=bool)
+    half = np.zeros(X.shape[1])
+    half[num] = np.clip(np.abs(X[local[:REGION_TRIALS]][:, num] - centre[num]).max(axis=0), MIN_REGION, MAX_REGION)
+    return centre, half
+
+
+class LogTerm(Protocol):
+    """A term added to the log acquisition (as :class:`tunelab.samplers._gp.LogPrior`)."""
+
+    def __call__(self, X: np.ndarray) -> np.ndarray: ...
+
+    def gradient(self, X: np.ndarray) -> np.ndarray: ...
+
+
+class TrustRegionPenalty:
+    """A log-acquisition term (a :class:`~tunelab.samplers._gp.LogPrior`) that keeps proposals in a
+    box: ``-PENALTY * sum_i max(0, |x_i - c_i| - h_i)^2`` over the numeric coordinates, plus an
+    optional other term (the parameters' priors)."""
+
+    PENALTY = 1e5
+
+    def __init__(self, centre: np.ndarray, half: np.ndarray, numeric: np.ndarray,
+                 other: LogTerm | None = None) -> None:
+        self.num = np.flatnonzero(np.asarray(numeric, dtype=bool))
+        self.centre, self.half = centre[self.num], half[self.num]
+        self.other = other
+
+    def _excess(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        diff = X[:, self.num] - self.centre
+        return np.maximum(np.abs(diff) - self.half, 0.0), np.sign(diff)
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        excess, _ = self._excess(X)
+        out = -self.PENALTY * (excess**2).sum(axis=1)
+        return np.asarray(out if self.other is None else out + self.other(X), dtype=float)
+
+    def gradient(self, X: np.ndarray) -> np.ndarray:
+        """The gradient wrt the numeric coordinates, (m, d_numeric)."""
+        excess, sign = self._excess(X)
+        grad = -2.0 * self.PENALTY * excess * sign
+        return np.asarray(grad if self.other is None else grad + self.other.gradient(X), dtype=float)
 
 
 def tpe_source_weight(agreement: float, n_target: int, n_source: int) -> float:
