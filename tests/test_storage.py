@@ -50,6 +50,22 @@ class TestSQLiteStorage(SharedStorageSuite):
             again.close()
 
 
+def test_an_sqlite_library_without_upserts_replaces_points_by_delete_and_insert(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 22, 0))
+    storage = SQLStorage("sqlite:///" + str(tmp_path / "old.db"))
+    try:
+        assert storage._q.upsert_values is None and storage._q.upsert_values_sqlite is None
+        study_id = storage.create_study("s", "minimize", seed=0).study_id
+        trial = storage.create_trial(study_id)
+        storage.report(trial.trial_id, 3, {"loss": 1.0, "acc": 0.5})
+        storage.report_steps(trial.trial_id, [(3, {"loss": 0.5}), (4, {"loss": 0.25}), (4, {"loss": 0.125})])
+        assert storage.get_curves(trial.trial_id) == {"loss": ([3, 4], [0.5, 0.125]), "acc": ([3], [0.5])}
+    finally:
+        storage.close()
+
+
 # -- SQLStorage errors: each names the URL and a fix ------------------------------------------
 def test_sqlite_in_a_missing_directory_raises_storage_error(tmp_path: Path) -> None:
     url = "sqlite:///" + str(tmp_path / "no" / "such" / "dir" / "tunelab.db")

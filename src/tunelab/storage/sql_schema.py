@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import sqlite3
 import sys
 from typing import Any
 
@@ -180,7 +181,8 @@ class Statements:
         self.upsert_values = upsert_values(dialect)
         # SQLite's own executemany of the same upsert: half the cost per point of going through
         # SQLAlchemy's parameter processing (a gathered batch of boosting rounds is hundreds of points).
-        self.upsert_values_sqlite = SQLITE_UPSERT_VALUES if dialect == "sqlite" else None
+        sqlite = self.upsert_values is not None and dialect == "sqlite"
+        self.upsert_values_sqlite = SQLITE_UPSERT_VALUES if sqlite else None
         # One metric across a study, for pruners. Plan on SQLite, PostgreSQL and MariaDB: the
         # study's trials by an index starting with study_id, then each trial's values by the
         # primary key prefix (trial_id, metric[, step]): no scan of the study's other metrics.
@@ -206,7 +208,10 @@ SQLITE_UPSERT_VALUES = (
 
 def upsert_values(dialect: str) -> sa.Insert | None:
     """``INSERT ... ON CONFLICT (trial_id, metric, step) DO UPDATE`` (or MySQL's ``ON DUPLICATE KEY
-    UPDATE``) into ``trial_values`` for ``dialect``; None for a dialect without one."""
+    UPDATE``) into ``trial_values`` for ``dialect``; None for a dialect without one (and for an
+    SQLite library older than 3.24, the first with upserts)."""
+    if dialect == "sqlite" and sqlite3.sqlite_version_info < (3, 24):
+        return None
     if dialect in ("sqlite", "postgresql"):
         module = importlib.import_module(f"sqlalchemy.dialects.{dialect}")
         stmt = module.insert(_V)
