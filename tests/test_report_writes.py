@@ -50,6 +50,19 @@ def wait_until(condition: Any, seconds: float = 10.0) -> bool:
     return condition()
 
 
+def reports_until_pruned(trial: tunelab.Trial, first_step: int = 0) -> bool:
+    """Report a step at a time until ``should_prune`` answers True (a stop request is seen), within
+    the pacing delay and a margin; True when it did."""
+    step = [first_step]
+
+    def pruned() -> bool:
+        trial.report(step[0], loss=1.0)
+        step[0] += 1
+        return trial.should_prune()
+
+    return wait_until(pruned, seconds=MAX_STORAGE_DELAY + 10)
+
+
 @pytest.fixture
 def storage(tmp_path: Path) -> CountingSQLite:
     return CountingSQLite(f"sqlite:///{tmp_path / 'study.db'}")
@@ -140,14 +153,7 @@ def test_a_stop_request_is_seen_within_the_pacing_delay(storage: CountingSQLite)
     trial.report(0, loss=1.0)
     assert not trial.should_prune()
     request_stop(study, trial.number)
-    step = [1]
-
-    def pruned() -> bool:
-        trial.report(step[0], loss=1.0)
-        step[0] += 1
-        return trial.should_prune()
-
-    assert wait_until(pruned, seconds=MAX_STORAGE_DELAY + 10)
+    assert reports_until_pruned(trial, first_step=1)
     assert trial._ctx.recorded["pruned"]["rule"] == "stopped on request"
 
 
@@ -166,14 +172,7 @@ def test_with_gathering_the_stop_request_is_read_off_the_training_thread(tmp_pat
     trial = study.ask()
     trial.gather_reports = True
     request_stop(study, trial.number)
-    step = [0]
-
-    def pruned() -> bool:
-        trial.report(step[0], loss=1.0)
-        step[0] += 1
-        return trial.should_prune()
-
-    assert wait_until(pruned, seconds=MAX_STORAGE_DELAY + 10)
+    assert reports_until_pruned(trial)
     assert storage.readers and threading.current_thread().name not in storage.readers
     assert set(storage.readers) == {"tunelab-background"}
 
