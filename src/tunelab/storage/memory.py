@@ -329,11 +329,7 @@ class InMemoryStorage(BaseStorage):
             t = self._trials.get(trial_id)
             if curves is None or t is None or t.state is not TrialState.RUNNING:
                 curves = self._curves_of(trial_id)  # the first report, or the error that names the state
-            for name, value in metrics.items():  # _store's loop, inline: a report every boosting round
-                points = curves.get(name)
-                if points is None:
-                    points = curves[name] = {}
-                points[step] = float(value)
+            self._store(curves, step, metrics)
 
     def report_steps(self, trial_id: int, points: Sequence[tuple[int, Mapping[str, float]]]) -> None:
         with self._lock:

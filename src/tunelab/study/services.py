@@ -114,9 +114,7 @@ class Pruning:
         if self._pareto:
             return self._decide_many(self._pruner, number, last_report, curves)  # type: ignore[arg-type]
         pruner = self._pruner
-        metric = pruner.metric
-        if metric is None or metric not in last_report:  # else metric_of's answer, without the call
-            metric = pruner.metric_of(last_report, pruner.direction or self._direction)
+        metric = pruner.metric_of(last_report, pruner.direction or self._direction)
         if self._history.pruning is not None and self._history.pruning[0] is None:
             # The pruner took the trial's only metric: model-based samplers may fit on its rungs too.
             self._history.pruning = (metric, self._history.pruning[1])
