@@ -60,12 +60,12 @@ def start_driver(url: str, n_trials: int, tmp_path: Path, index: int) -> subproc
     script = tmp_path / "driver.py"
     script.write_text(DRIVER)
     src = Path(tunelab.__file__).parent.parent
-    log = open(tmp_path / f"driver-{index}.log", "wb")
-    return subprocess.Popen(
-        [sys.executable, str(script), url, str(n_trials)],
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), str(src)]), "OMP_NUM_THREADS": "1"},
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
+    with open(tmp_path / f"driver-{index}.log", "wb") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, str(script), url, str(n_trials)],
+            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), str(src)]), "OMP_NUM_THREADS": "1"},
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:

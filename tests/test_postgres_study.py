@@ -33,11 +33,16 @@ def url(pg_url: str) -> str:
     return pg_url
 
 
-def run_loop(url: str, name: str, n_trials: int, objective: str = "cheap") -> subprocess.Popen[bytes]:
+def run_loop(
+    url: str, name: str, n_trials: int, objective: str = "cheap", ready: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """A worker process; it creates the file ``ready``, if given, once it has opened the study."""
+    signal_ready = f"open({str(ready)!r}, 'w').close()" if ready else ""
     code = textwrap.dedent(f"""
         import tunelab
         from objectives import {objective}
         study = tunelab.load_study({name!r}, {url!r})
+        {signal_ready}
         study.optimize({objective}, n_trials={n_trials}, heartbeat_interval=0.5)
     """)
     env = {**os.environ, "PYTHONPATH": str(TESTS_DIR), "OMP_NUM_THREADS": "1"}
@@ -95,7 +100,7 @@ def test_study_survives_the_server_dropping_every_connection(url: str, pg_admin:
     assert_exact(tunelab.load_study("drops", url), 60)
 
 
-def test_study_completes_across_a_server_restart(url: str) -> None:
+def test_study_completes_across_a_server_restart(url: str, tmp_path: Path) -> None:
     if shutil.which("pg_ctlcluster") is None or not os.path.isdir("/etc/postgresql"):
         message = "restarting the server needs a local Debian cluster (pg_ctlcluster, /etc/postgresql)"
         if os.environ.get("CI"):
@@ -103,8 +108,14 @@ def test_study_completes_across_a_server_restart(url: str) -> None:
         pytest.skip(message)
     version = sorted(os.listdir("/etc/postgresql"))[-1]
     tunelab.create_study(name="restart", storage=url, seed=0)
-    workers = [run_loop(url, "restart", 150, "slow_cheap") for _ in range(2)]
-    time.sleep(1.0)  # let them get going
+    ready = [tmp_path / f"ready-{i}" for i in range(2)]
+    workers = [run_loop(url, "restart", 150, "slow_cheap", ready=r) for r in ready]
+    # Restart once both workers have opened the study: one still importing when the server goes
+    # down would open it during the restart, which is another test (and a loaded machine's flake).
+    deadline = time.monotonic() + 120
+    while not all(r.exists() for r in ready) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # let them get going
     subprocess.run(
         ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
         check=True, timeout=60,
@@ -144,7 +155,7 @@ def test_killed_driver_is_resumed_with_load_study(url: str) -> None:
     while len(study.get_trials([TrialState.COMPLETE])) < 20 and time.monotonic() < deadline:
         time.sleep(0.1)
     driver.send_signal(signal.SIGKILL)
-    driver.wait()
+    driver.communicate()
     before = len(study.get_trials([TrialState.COMPLETE]))
     study.optimize(cheap, n_trials=10, heartbeat_interval=0.2, grace_period=0.5)
     time.sleep(0.6)

@@ -33,3 +33,20 @@ def test_passwords_never_appear_in_messages_or_reprs() -> None:
     with pytest.raises(tunelab.errors.StorageError) as info:
         SQLStorage(url, retry_timeout=0.2)
     assert "s3cret" not in str(info.value) and "***" in str(info.value)
+
+
+def test_a_storage_dropped_without_close_closes_its_connections(pg_url: str) -> None:
+    """The pooled psycopg connections are closed, not left for the driver to warn about at collection."""
+    import gc
+    import warnings
+
+    storage = SQLStorage(pg_url)
+    storage.create_study("dropped", "minimize", seed=0)
+    pool = storage.engine.pool
+    assert pool.checkedin() >= 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        del storage
+        gc.collect()
+    assert pool.checkedin() == 0
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)], [str(w.message) for w in caught]

@@ -245,6 +245,8 @@ class SQLStorage(BaseStorage):
         self._dists_cache: dict[str, dict[str, Distribution]] = {}
         if self._absent is None:
             self._open(create)
+        # A storage dropped without close() still closes its pooled connections (the drivers warn otherwise).
+        weakref.finalize(self, self._engine.dispose)
         # A forked child must not reuse the parent's connections.
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _dispose_in_child(ref))
