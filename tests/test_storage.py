@@ -42,6 +42,20 @@ class TestInMemoryStorage(StorageSuite):
         storage.update_trial(trial.trial_id, system_attrs={"stop_requested": {"at": "later"}})
         assert heard == ["a", "a"]
 
+    def test_attributes_are_stored_as_json_gives_them_back_and_never_aliased(self, storage: BaseStorage) -> None:
+        study_id = storage.create_study("j", "minimize", seed=0).study_id
+        trial = storage.start_trial(study_id)
+        names = ["lr", "momentum"]
+        given = {"names": names, "flag": True, "n": 3, "x": 0.5, "none": None, "pair": (1, 2), "nested": {"a": [1]}}
+        storage.update_trial(trial.trial_id, system_attrs=given)
+        storage.update_trial(trial.trial_id, system_attrs={"by_int": {1: "one"}})
+        names.append("changed after the write")
+        stored = storage.get_trial(trial.trial_id).system_attrs
+        assert stored["names"] == ["lr", "momentum"]  # a copy, not the caller's list
+        assert stored["pair"] == [1, 2] and stored["by_int"] == {"1": "one"}  # as JSON would give them back
+        assert {k: stored[k] for k in ("flag", "n", "x", "none", "nested")} == {
+            "flag": True, "n": 3, "x": 0.5, "none": None, "nested": {"a": [1]}}
+
     def test_a_failing_watcher_does_not_fail_the_write(self, storage: BaseStorage) -> None:
         study_id = storage.create_study("w", "minimize", seed=0).study_id
         trial = storage.start_trial(study_id)

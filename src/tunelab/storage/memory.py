@@ -61,6 +61,19 @@ def _json_copy(attrs: Mapping[str, Any] | None) -> dict[str, Any]:
     lists), refusing what they could not store either."""
     if not attrs:
         return {}
+    plain: dict[str, Any] = {}  # the common small cases (a flag, a name, a list of names) need no JSON text
+    for key, value in attrs.items():
+        kind = type(value)
+        if type(key) is not str:
+            break
+        if value is None or kind is str or kind is int or kind is bool or (kind is float and math.isfinite(value)):
+            plain[key] = value
+        elif kind is list and all(type(v) is str for v in value):
+            plain[key] = list(value)
+        else:
+            break
+    else:
+        return plain
     copied: dict[str, Any] = json.loads(dumps(dict(attrs)))
     return copied
 
