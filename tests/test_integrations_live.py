@@ -172,3 +172,96 @@ def test_while_watched_should_prune_answers_from_the_watcher_s_reads(study: tune
     other.report(0, loss=1.0)
     request_stop(tunelab.load_study("live", study.storage.url), other.number)
     assert other.should_prune()
+
+
+# -- in memory: the storage says when a request is written, nothing polls ---------------------------
+def memory_trial(monkeypatch: pytest.MonkeyPatch) -> tuple[tunelab.Study, tunelab.Trial]:
+    """A trial of an in-memory study whose polls are counted (none is expected)."""
+    study = tunelab.create_study(name="live-memory", seed=0)
+    trial = study.ask()
+    reads: list[int] = []
+    read = trial.stored_live_state
+    monkeypatch.setattr(trial, "stored_live_state", lambda: (reads.append(1), read())[1])
+    trial.polls = reads  # type: ignore[attr-defined]
+    return study, trial
+
+
+def test_in_memory_a_live_change_from_the_same_process_hooks_the_optimizer_without_polling(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    study, trial = memory_trial(monkeypatch)
+    loop = Loop(trial)
+    hook = StepHook(trial, loop.action, every_step=False)
+    hook.start([loop.optimizer])
+    try:
+        for _ in range(3):
+            loop.step()
+        assert loop.actions == 0 and not loop.optimizer._optimizer_step_pre_hooks
+        set_live(study, trial.number, {"lr": 0.01}, source="api")  # the write itself arms the hook
+        assert loop.optimizer._optimizer_step_pre_hooks
+        loop.step()
+        assert loop.lrs == [0.1] * 3 + [0.01] and loop.actions == 1
+        assert not loop.optimizer._optimizer_step_pre_hooks
+        [entry] = study.trials[0].system_attrs["live_schedule"]
+        assert entry["params"] == {"lr": 0.01} and entry["step"] == 3
+    finally:
+        hook.close()
+    assert trial.polls == []  # type: ignore[attr-defined]
+    set_live(study, trial.number, {"lr": 0.5}, source="api")  # after close: nothing hooks any more
+    assert not loop.optimizer._optimizer_step_pre_hooks
+
+
+def test_in_memory_a_change_from_another_thread_reaches_the_next_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    study, trial = memory_trial(monkeypatch)
+    loop = Loop(trial)
+    hook = StepHook(trial, loop.action, every_step=False)
+    hook.start([loop.optimizer])
+    try:
+        loop.step()
+        writer = threading.Thread(target=set_live, args=(study, trial.number, {"lr": 0.03}))
+        writer.start()
+        writer.join()
+        loop.step()
+        assert loop.lrs == [0.1, 0.03]
+    finally:
+        hook.close()
+    assert trial.polls == []  # type: ignore[attr-defined]
+
+
+def test_in_memory_a_stop_request_and_requests_stored_before_training_arrive(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    study, trial = memory_trial(monkeypatch)
+    loop = Loop(trial)
+    set_live(study, trial.number, {"lr": 0.02})  # before the hook starts
+    hook = StepHook(trial, loop.action, every_step=False)
+    hook.start([loop.optimizer])
+    try:
+        loop.step()
+        assert loop.lrs == [0.02] and not loop.stopped
+        trial.report(0, loss=1.0)
+        request_stop(study, trial.number)
+        assert not trial.should_prune()  # watched: the news comes through the hook
+        loop.step()
+        assert loop.stopped and trial.should_prune()
+    finally:
+        hook.close()
+    assert trial.polls == []  # type: ignore[attr-defined]
+
+
+def test_in_memory_a_served_worker_s_change_reaches_the_driver_s_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tunelab.storage.served import serve
+
+    study, trial = memory_trial(monkeypatch)
+    loop = Loop(trial)
+    hook = StepHook(trial, loop.action, every_step=False)
+    hook.start([loop.optimizer])
+    server = serve(study.storage)
+    try:
+        remote = tunelab.load_study(study.name, server.address.connect())  # a worker's view of the study
+        set_live(remote, trial.number, {"lr": 0.04}, source="cli")
+        loop.step()
+        assert loop.lrs == [0.04]
+    finally:
+        hook.close()
+        server.close()

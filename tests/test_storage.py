@@ -23,10 +23,59 @@ class TestInMemoryStorage(StorageSuite):
         assert not storage.shareable_across_processes
         assert storage.url is None
 
+    def test_watchers_hear_of_writes_of_their_keys_until_stopped(self, storage: BaseStorage) -> None:
+        study_id = storage.create_study("w", "minimize", seed=0).study_id
+        trial = storage.start_trial(study_id)
+        other = storage.start_trial(study_id)
+        heard: list[str] = []
+        stop = storage.watch_trial_attrs(trial.trial_id, ["live_requests", "stop_requested"],
+                                         lambda: heard.append("a"))
+        assert stop is not None
+        storage.append_trial_event(trial.trial_id, "live_requests", {"id": "1", "params": {"lr": 0.1}})
+        storage.append_trial_event(trial.trial_id, "live_requests", {"id": "1", "params": {"lr": 0.1}})  # a retry
+        storage.update_trial(trial.trial_id, system_attrs={"live_schedule": []})  # not a watched key
+        storage.update_trial(other.trial_id, system_attrs={"stop_requested": {}})  # not the watched trial
+        assert heard == ["a"]
+        storage.update_trial(trial.trial_id, system_attrs={"stop_requested": {"at": "now"}})
+        assert heard == ["a", "a"]
+        stop()
+        storage.update_trial(trial.trial_id, system_attrs={"stop_requested": {"at": "later"}})
+        assert heard == ["a", "a"]
+
+    def test_attributes_are_stored_as_json_gives_them_back_and_never_aliased(self, storage: BaseStorage) -> None:
+        study_id = storage.create_study("j", "minimize", seed=0).study_id
+        trial = storage.start_trial(study_id)
+        names = ["lr", "momentum"]
+        given = {"names": names, "flag": True, "n": 3, "x": 0.5, "none": None, "pair": (1, 2), "nested": {"a": [1]}}
+        storage.update_trial(trial.trial_id, system_attrs=given)
+        storage.update_trial(trial.trial_id, system_attrs={"by_int": {1: "one"}})
+        names.append("changed after the write")
+        stored = storage.get_trial(trial.trial_id).system_attrs
+        assert stored["names"] == ["lr", "momentum"]  # a copy, not the caller's list
+        assert stored["pair"] == [1, 2] and stored["by_int"] == {"1": "one"}  # as JSON would give them back
+        assert {k: stored[k] for k in ("flag", "n", "x", "none", "nested")} == {
+            "flag": True, "n": 3, "x": 0.5, "none": None, "nested": {"a": [1]}}
+
+    def test_a_failing_watcher_does_not_fail_the_write(self, storage: BaseStorage) -> None:
+        study_id = storage.create_study("w", "minimize", seed=0).study_id
+        trial = storage.start_trial(study_id)
+
+        def broken() -> None:
+            raise RuntimeError("boom")
+
+        storage.watch_trial_attrs(trial.trial_id, ["stop_requested"], broken)
+        storage.update_trial(trial.trial_id, system_attrs={"stop_requested": {"at": "now"}})
+        assert storage.get_trial_system_attr(trial.trial_id, "stop_requested") == {"at": "now"}
+
 
 class TestSQLiteStorage(SharedStorageSuite):
     def make_url(self, tmp_path: Path) -> str:
         return "sqlite:///" + str(tmp_path / "tunelab.db")
+
+    def test_cannot_watch_writes_from_other_processes(self, storage: BaseStorage) -> None:
+        study_id = storage.create_study("w", "minimize", seed=0).study_id
+        trial = storage.start_trial(study_id)
+        assert storage.watch_trial_attrs(trial.trial_id, ["stop_requested"], lambda: None) is None  # callers poll
 
     def test_sqlite_file_is_in_wal_mode(self, storage: BaseStorage) -> None:
         assert isinstance(storage, SQLStorage)

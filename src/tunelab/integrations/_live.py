@@ -1,8 +1,9 @@
 """Live changes in a framework's loop at no cost per step: :class:`StepHook` runs a callback's
 "look for live changes" on the training thread just before an optimizer step, either at every
 step (several processes, which must look together; or ``trial.live_poll_seconds == 0``), or at
-the first step after the process's background thread saw the trial's stored requests change (one
-process: the loop itself then pays nothing until something is asked of it)."""
+the first step after the trial's stored requests changed (one process: the loop itself then pays
+nothing until something is asked of it). A storage that sees every write (in memory) says when
+they change (:meth:`Trial.watch_live_state`); on others the process's background thread polls."""
 
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ class StepHook:
         self._lock = threading.Lock()
         self._closed = True
         self._chore: Chore | None = None
+        self._unwatch: Callable[[], None] | None = None
         self._seen = (False, 0)
         self._generation = 0  # a look left over from an earlier start stops there
 
@@ -58,6 +60,11 @@ class StepHook:
         assert self._trial is not None
         self._trial.watch_stop_requests(True)  # a stop is read here and reaches the loop at its next step
         self._generation += 1
+        unwatch = self._trial.watch_live_state(self._arm)  # the storage says when a request is written
+        if unwatch is not None:
+            with self._lock:
+                self._unwatch = unwatch
+            return
         generation = self._generation
         self._chore = call_later(0.0, lambda: self._look(generation))  # on the process's background thread
 
@@ -69,8 +76,11 @@ class StepHook:
             self._closed = True
             chore, self._chore = self._chore, None
             handles, self._handles = self._handles, []
+            unwatch, self._unwatch = self._unwatch, None
         if chore is not None:
             chore.cancel()
+        if unwatch is not None:
+            unwatch()
         for handle in handles:
             handle.remove()
 

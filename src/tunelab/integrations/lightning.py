@@ -32,10 +32,11 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.trainer.states import RunningStage, TrainerFn
 
 from tunelab.distributions import ParamValue
 from tunelab.errors import ConfigError
-from tunelab.integrations._common import check_monitor, check_trial, numeric_metrics, prune_now
+from tunelab.integrations._common import as_number, check_monitor, check_trial, prune_now
 from tunelab.integrations._live import StepHook
 from tunelab.study import Trial
 from tunelab.torch.live import OPTIMIZER_LIVE, apply_to_optimizer, optimizer_live_names
@@ -178,10 +179,11 @@ class TunelabCallback(pl.Callback):  # type: ignore[misc]
             report (file :data:`CHECKPOINT_FILE`); resume with ``fit(ckpt_path=...)``.
         live: apply changes of ``lr``, ``weight_decay`` and ``momentum`` asked with ``tunelab set``
             to every optimizer just before the next optimizer step (declared with
-            ``trial.declare_live`` at fit start). In one process a watcher thread reads the trial's
-            requests every ``trial.live_poll_seconds`` (0: the loop reads before every step), so
-            training pays nothing per step until a change comes; under DDP every rank looks
-            before each step, together. A list of names adds those you apply yourself
+            ``trial.declare_live`` at fit start). In one process the in-memory storage says when a
+            request is written, and on other storages a watcher thread reads the trial's requests
+            every ``trial.live_poll_seconds`` (0: the loop reads before every step), so training
+            pays nothing per step until a change comes; under DDP every rank looks before each
+            step, together. A list of names adds those you apply yourself
             (``trial.live(name)``); ``False``: no live changes.
 
     The trial ends PRUNED with its curve when the pruner stops it, whether the objective then
@@ -287,8 +289,9 @@ class TunelabCallback(pl.Callback):  # type: ignore[misc]
             return
         names = _live_names(trainer.optimizers) + self._extra_live
         self._decide(trainer, lambda: self._call("declare", sorted(set(names))))
-        # One process: a watcher thread reads the requests, and the loop pays nothing per step until one
-        # comes. Several: every rank looks before each step, together (rank 0 reads, then broadcasts).
+        # One process: the storage says when a request comes (in memory) or a watcher thread reads them, and
+        # the loop pays nothing per step until one comes. Several: every rank looks before each step, together
+        # (rank 0 reads, then broadcasts).
         trial = self._port.trial if self._single and self._port is not None else None
         every_step = trial is None or trial.live_poll_seconds == 0
         self._hook = StepHook(trial, lambda: self._sync_live(trainer, force=not every_step), every_step=every_step)
@@ -307,7 +310,8 @@ class TunelabCallback(pl.Callback):  # type: ignore[misc]
             self._stop(trainer)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or trainer.state.fn != "fit":
+        state = trainer.state  # ``trainer.sanity_checking`` and ``fn != "fit"``, without LightningEnum's __eq__
+        if _is(state.stage, RunningStage.SANITY_CHECKING) or not _is(state.fn, TrainerFn.FITTING):
             return
         if self.step == "epoch":
             self._pending = True  # reported at the epoch's end, with the epoch's training metrics
@@ -324,9 +328,13 @@ class TunelabCallback(pl.Callback):  # type: ignore[misc]
         if step <= self._last_step:
             return  # validated again without training in between
         self._last_step = step
-        self.metrics = numeric_metrics(trainer.callback_metrics)
-        logged = dict(self.metrics)
-        if self._decide(trainer, lambda: self._call("report", step, logged)):
+        self.metrics = _numbers(trainer.callback_metrics)
+        if self._single and self._port is not None:  # one process, the trial in it: asked directly
+            stop = self._port.report(step, self.metrics)  # (which keeps the dict as it is)
+        else:
+            logged = dict(self.metrics)
+            stop = self._decide(trainer, lambda: self._call("report", step, logged))
+        if stop:
             self._stop(trainer)
         if self.checkpoint:
             self._save(trainer, step)
@@ -378,6 +386,29 @@ class TunelabCallback(pl.Callback):  # type: ignore[misc]
         finally:
             if self._rank_zero:
                 self._call("checkpoint_end", error)
+
+
+def _is(value: Any, member: Any) -> bool:
+    """``value == member`` for a Lightning enum ``member``: by identity when ``value`` is one of its
+    enum's members (LightningEnum's ``__eq__`` is Python code, run at every validation)."""
+    return value is member or (type(value) is not type(member) and value == member)
+
+
+def _numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """:func:`numeric_metrics` of Lightning's ``callback_metrics``, with its usual values, one-element
+    float tensors, read directly."""
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        if type(value) is torch.Tensor and value.dtype in _FLOATS and value.numel() == 1 and type(key) is str and key:
+            out[key] = value.item()
+        else:
+            number = as_number(value)
+            if number is not None and isinstance(key, str) and key:
+                out[key] = number
+    return out
+
+
+_FLOATS = frozenset({torch.float32, torch.float64, torch.float16, torch.bfloat16})
 
 
 def _check_live(live: object) -> list[str]:

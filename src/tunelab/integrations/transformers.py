@@ -25,7 +25,7 @@ import torch
 
 from tunelab.distributions import ParamValue
 from tunelab.errors import ConfigError, TrialPruned
-from tunelab.integrations._common import check_monitor, check_trial, numeric_metrics, prune_now, require
+from tunelab.integrations._common import as_number, check_monitor, check_trial, prune_now, require
 from tunelab.integrations._live import StepHook
 from tunelab.pruners import Pruner
 from tunelab.samplers import Sampler
@@ -82,6 +82,7 @@ class TunelabCallback(TrainerCallback):  # type: ignore[misc]
         self.last_step: int | None = None
         """The global step of the last evaluation."""
         self._training = False
+        self._alone = False  # training in one process (no broadcasts), known from on_train_begin to on_train_end
         self._hook: StepHook | None = None
 
     @property
@@ -106,9 +107,11 @@ class TunelabCallback(TrainerCallback):  # type: ignore[misc]
         optimizer = kwargs.get("optimizer")
         if optimizer is None:
             return
-        # One process: a watcher thread reads the requests, and training pays nothing per step until one
-        # comes. Several: every process looks before each step, together (the main one reads, then broadcasts).
+        # One process: the storage says when a request comes (in memory) or a watcher thread reads them, and
+        # training pays nothing per step until one comes. Several: every process looks before each step,
+        # together (the main one reads, then broadcasts).
         single = not _distributed()
+        self._alone = single and bool(state.is_world_process_zero)
         every_step = not single or trial is None or trial.live_poll_seconds == 0
         watched = trial if single else None
 
@@ -120,7 +123,7 @@ class TunelabCallback(TrainerCallback):  # type: ignore[misc]
         self._hook.start([optimizer])
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self._training = False
+        self._training = self._alone = False
         if self._hook is not None:
             self._hook.close()
             self._hook = None
@@ -143,6 +146,10 @@ class TunelabCallback(TrainerCallback):  # type: ignore[misc]
             control.should_training_stop = True
 
     def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self._alone:  # training in one process: nothing to broadcast
+            if self._report(state, kwargs.get("metrics")):
+                control.should_training_stop = True
+            return
         stop = False
         if state.is_world_process_zero:
             stop = self._report(state, kwargs.get("metrics"))
@@ -152,7 +159,7 @@ class TunelabCallback(TrainerCallback):  # type: ignore[misc]
     # -- what it does -------------------------------------------------------------------------
     def _report(self, state: Any, metrics: Mapping[str, Any] | None) -> bool:
         """Report one evaluation; True when the pruner stops the trial (only asked while training)."""
-        values = {k: v for k, v in numeric_metrics(metrics).items() if k not in _NOT_CURVES}
+        values = _curve_values(metrics)
         if self.monitor not in values:
             raise ConfigError(
                 f"TunelabCallback(monitor={self.monitor!r}): the evaluation logged {sorted(values) or 'no numbers'}; "
@@ -173,6 +180,19 @@ class TunelabCallback(TrainerCallback):  # type: ignore[misc]
                 "use eval_strategy='epoch', or step='global_step'"
             )
         return int(round(epoch))
+
+
+def _curve_values(metrics: Mapping[str, Any] | None) -> dict[str, float]:
+    """The numeric metrics of an evaluation but its x axis (``epoch``, ``step``): what each report holds."""
+    out: dict[str, float] = {}
+    for key, value in (metrics or {}).items():
+        if type(value) is float and type(key) is str and key and key not in _NOT_CURVES:  # the Trainer's usual case
+            out[key] = value
+        elif key not in _NOT_CURVES:
+            number = as_number(value)
+            if number is not None and isinstance(key, str) and key:
+                out[key] = number
+    return out
 
 
 def _apply_live(changes: Mapping[str, ParamValue], optimizer: Any, scheduler: Any, model: Any) -> None:

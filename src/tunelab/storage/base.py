@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from tunelab.distributions import Distribution, ParamValue
@@ -280,6 +280,20 @@ class BaseStorage(ABC):
         no such trial."""
         attrs = self.get_trial(trial_id).system_attrs
         return {key: attrs.get(key) for key in keys}
+
+    def watch_trial_attrs(
+        self, trial_id: int, keys: Sequence[str], callback: Callable[[], None]
+    ) -> Callable[[], None] | None:
+        """Call ``callback()`` after every write of one of trial ``trial_id``'s system attributes
+        ``keys`` (:meth:`update_trial`, :meth:`append_trial_event`), in the thread that wrote it;
+        return a function that stops the calls.
+
+        None (the default) where this storage cannot see every write (another process writes the
+        same database directly): the caller then polls :meth:`get_trial_system_attrs`. The
+        in-memory storage sees them all, its served workers' included, so a running trial learns
+        of a live change or a stop request without reading its row again and again.
+        """
+        return None
 
     @abstractmethod
     def get_trials(

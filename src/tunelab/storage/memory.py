@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import math
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
@@ -23,6 +24,8 @@ from tunelab.errors import (
 from tunelab.records import FrozenTrial, StudyRecord, StudySummary, TrialState, sort_key
 from tunelab.storage._json import dumps
 from tunelab.storage.base import BaseStorage, Curves, MetricPoint, TrialValue, append_event, check_values
+
+logger = logging.getLogger("tunelab")
 
 
 def _now() -> datetime:
@@ -58,6 +61,19 @@ def _json_copy(attrs: Mapping[str, Any] | None) -> dict[str, Any]:
     lists), refusing what they could not store either."""
     if not attrs:
         return {}
+    plain: dict[str, Any] = {}  # the common small cases (a flag, a name, a list of names) need no JSON text
+    for key, value in attrs.items():
+        kind = type(value)
+        if type(key) is not str:
+            break
+        if value is None or kind is str or kind is int or kind is bool or (kind is float and math.isfinite(value)):
+            plain[key] = value
+        elif kind is list and all(type(v) is str for v in value):
+            plain[key] = list(value)
+        else:
+            break
+    else:
+        return plain
     copied: dict[str, Any] = json.loads(dumps(dict(attrs)))
     return copied
 
@@ -87,6 +103,7 @@ class InMemoryStorage(BaseStorage):
         self._heartbeats: dict[int, float] = {}
         self._next_study_id = 1
         self._next_trial_id = 1
+        self._watchers: dict[int, list[tuple[frozenset[str], Callable[[], None]]]] = {}  # see watch_trial_attrs
 
     def __repr__(self) -> str:
         return "InMemoryStorage()"
@@ -237,6 +254,7 @@ class InMemoryStorage(BaseStorage):
                 return False
             del self._trials[trial_id]
             self._heartbeats.pop(trial_id, None)
+            self._watchers.pop(trial_id, None)
             self._curves.pop(trial_id, None)
             self._study(self._trial_study.pop(trial_id)).trial_ids.remove(trial_id)
             return True
@@ -285,6 +303,8 @@ class InMemoryStorage(BaseStorage):
         with self._lock:
             t = self._running(trial_id)
             self._trials[trial_id] = self._merged(t, params, distributions, user_attrs, system_attrs)
+        if system_attrs and self._watchers:
+            self._notify(trial_id, system_attrs)
 
     def annotate_trial(self, trial_id: int, user_attrs: Mapping[str, Any]) -> None:
         with self._lock:
@@ -299,7 +319,39 @@ class InMemoryStorage(BaseStorage):
             index, appended = append_event(attrs, key, event, t.number)
             if appended:
                 self._trials[trial_id] = replace(t, system_attrs=attrs)
-            return index
+        if appended and self._watchers:
+            self._notify(trial_id, (key,))
+        return index
+
+    def watch_trial_attrs(
+        self, trial_id: int, keys: Sequence[str], callback: Callable[[], None]
+    ) -> Callable[[], None] | None:
+        entry = (frozenset(keys), callback)
+        with self._lock:
+            self._get(trial_id)  # TrialNotFoundError for an unknown trial
+            self._watchers.setdefault(trial_id, []).append(entry)
+
+        def stop() -> None:
+            with self._lock:
+                entries = self._watchers.get(trial_id, [])
+                if any(e is entry for e in entries):
+                    entries[:] = [e for e in entries if e is not entry]
+                if not entries:
+                    self._watchers.pop(trial_id, None)
+
+        return stop
+
+    def _notify(self, trial_id: int, written: Iterable[str]) -> None:
+        """Call the watchers of trial ``trial_id`` whose keys were just written (outside the lock)."""
+        with self._lock:
+            entries = list(self._watchers.get(trial_id, ()))
+        names = set(written)
+        for keys, callback in entries:
+            if keys & names:
+                try:
+                    callback()
+                except Exception:  # a watcher's failure is not the writer's: log it, go on
+                    logger.exception("tunelab: a watcher of trial %d's attributes failed", trial_id)
 
     def finish_trial(
         self,
@@ -321,6 +373,7 @@ class InMemoryStorage(BaseStorage):
                 values=None if values is None else tuple(values),
             )
             self._heartbeats.pop(trial_id, None)
+            self._watchers.pop(trial_id, None)  # a finished trial's attributes never change again
 
     def report(self, trial_id: int, step: int, metrics: Mapping[str, float]) -> None:
         step = int(step)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -220,6 +220,8 @@ class TrialWriter:
 
     def write_reports(self) -> None:
         """Write the gathered reports now (in one transaction); raise what a background write raised."""
+        if not self._storage_gathers and not self._gathered and self._failure is None:
+            return  # every report went straight through (in memory): nothing gathered, no write in flight
         self._raise_failure()
         self._write()
 
@@ -283,6 +285,12 @@ class TrialWriter:
     def stored_system_attrs(self, keys: Sequence[str]) -> dict[str, Any]:
         """Several of the trial's system attributes as stored now, in one read (None when absent)."""
         return self._storage.get_trial_system_attrs(self._trial_id, keys)
+
+    def watch(self, keys: Sequence[str], callback: Callable[[], None]) -> Callable[[], None] | None:
+        """``callback()`` after each write of one of the trial's system attributes ``keys``, where the
+        storage sees every write (:meth:`BaseStorage.watch_trial_attrs`); the function that stops it,
+        or None (then poll :meth:`stored_system_attrs`)."""
+        return self._storage.watch_trial_attrs(self._trial_id, keys, callback)
 
 
 @dataclass(frozen=True)

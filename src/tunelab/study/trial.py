@@ -12,7 +12,7 @@ import json
 import math
 import numbers
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +29,7 @@ from tunelab.errors import (
     TrialStateError,
 )
 from tunelab.live import (
+    DEFAULT_POLL_SECONDS,
     LIVE_NAMES,
     LIVE_REQUESTS,
     STOP_REQUESTED,
@@ -94,6 +95,7 @@ class Trial:
         self._curves: dict[str, Curve] = {}  # this trial's own reports: metric -> step -> value
         self._last_report: dict[str, float] = {}
         self._live: LiveParams | None = None
+        self._poll_seconds = DEFAULT_POLL_SECONDS  # see live_poll_seconds
         self._marked_pruned = False
         self._stop_reads = Pacer()  # should_prune reads the stop request within the storage's time share
         self._stop_request: Any = None
@@ -371,6 +373,19 @@ class Trial:
         requests = stored[LIVE_REQUESTS]
         return stored[STOP_REQUESTED] is not None, len(requests) if isinstance(requests, list) else 0
 
+    def watch_live_state(self, callback: Callable[[], None]) -> Callable[[], None] | None:
+        """Call ``callback()`` whenever this trial's stop request or live requests are written, where
+        the storage sees every write (in memory, its served workers' writes included), in the thread
+        that wrote them (safe from any thread, like :meth:`stored_live_state`); once at once when
+        some are already stored (asked before the watch began). Return the function that stops
+        the calls, or None where the storage cannot tell: poll :meth:`stored_live_state` then."""
+        stop = self._writer.watch((STOP_REQUESTED, LIVE_REQUESTS), callback)
+        if stop is not None:
+            stored = self._writer.stored_system_attrs((STOP_REQUESTED, LIVE_REQUESTS))
+            if stored[STOP_REQUESTED] is not None or stored[LIVE_REQUESTS]:
+                callback()
+        return stop
+
     def watch_stop_requests(self, watched: bool) -> None:
         """Say that something else reads this trial's stop request while it trains (a framework
         callback's watcher, which then stops the loop through :meth:`sync_live`): :meth:`should_prune`
@@ -411,13 +426,15 @@ class Trial:
     @property
     def live_poll_seconds(self) -> float:
         """How often, at most, :meth:`sync_live` reads the storage (default 0.5 s; 0: every call)."""
-        return self._live_state().poll_seconds
+        return self._live.poll_seconds if self._live is not None else self._poll_seconds
 
     @live_poll_seconds.setter
     def live_poll_seconds(self, seconds: float) -> None:
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
             raise ConfigError(f"live_poll_seconds must be a number of seconds >= 0, got {seconds!r}")
-        self._live_state().poll_seconds = float(seconds)
+        self._poll_seconds = float(seconds)  # kept here until the live state is needed (a fit's start reads it)
+        if self._live is not None:
+            self._live.poll_seconds = self._poll_seconds
 
     def _live_state(self) -> LiveParams:
         if self._live is None:
@@ -434,6 +451,7 @@ class Trial:
                 return {key: value for key, value in found.items() if value is not None}
 
             self._live = LiveParams({**self._fixed, **self._params}, read, write, self._ctx.recorded)
+            self._live.poll_seconds = self._poll_seconds
         return self._live
 
     # -- writing ---------------------------------------------------------------------------
