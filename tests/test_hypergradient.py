@@ -223,17 +223,6 @@ def test_an_overshoot_ends_the_warm_up_where_it_is_and_the_rule_takes_over() -> 
     assert opt.param_groups[0][WARMUP_KEY] is None and lrs[2] == pytest.approx(0.01 * math.exp(0.1 * opt.drift) ** 2)
 
 
-def test_the_warm_up_ends_at_the_upper_bound_and_the_rule_takes_over_there() -> None:
-    """An upper bound below lr: the warm-up climbs to the bound, not to lr, and ends there (it
-    would otherwise go on for as long as no step turns back, the rule never taking over)."""
-    w = nn.Parameter(torch.zeros(2))
-    opt = HypergradientOptimizer(torch.optim.SGD([w], lr=1.0), lr_bounds=(1e-4, 0.02))
-    lrs, _, _ = signed_steps([1.0, 0.0] * 15, opt=opt, w=w)  # orthogonal steps: no overshoot
-    assert lrs == [pytest.approx(0.02)] * 30 and opt.param_groups[0][WARMUP_KEY] is None
-    lrs, _, _ = signed_steps([1.0, -1.0, 1.0], opt=opt, w=w)
-    assert lrs[-1] == pytest.approx(0.02 * math.exp(0.1 * (-1 + opt.drift)) ** 2)  # the rule from the bound
-
-
 def test_a_resume_in_the_warm_up_goes_on_bit_for_bit_and_a_live_lr_ends_it() -> None:
     signs = [1.0, 0.0] * 10
     reference, _, _ = signed_steps(signs)

@@ -129,8 +129,7 @@ rate back to ``lr`` in ``ln(10) / hyper_lr`` steps (23 at the default) unless an
 earlier."""
 WARMUP_BETA = 0.8
 """The warm-up ends at an overshoot: where the running average of the cosines (weight ``0.8`` on
-the past, about the last 5 steps; its sign, which a bias correction as Adam's would not change)
-is negative."""
+the past, about the last 5 steps, bias-corrected as Adam's moments) is negative."""
 DEFAULT_DRIFT = 0.025
 """The default ``drift``: the rate settles where steps that turn back are slightly more frequent
 than steps that agree (0 is the paper's rule; 0.025 did better on the benchmark's 4 cases, 0.05 was
@@ -484,8 +483,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
                     if warmup is None:
                         scale *= math.exp(hyper_lr * (cos + drift))
                     else:
-                        top = 1.0 if bounds is None or group["lr"] <= 0 else min(1.0, bounds[1] / group["lr"])
-                        scale = self._warm(group, warmup, cos, scale, top)
+                        scale = self._warm(group, warmup, cos, scale)
             lr = group["lr"]
             if bounds is not None and lr > 0:
                 scale = self._clamp(lr, scale)
@@ -494,18 +492,18 @@ class HypergradientOptimizer(torch.optim.Optimizer):
             scheduled.append(lr)
         return scheduled
 
-    def _warm(self, group: dict[str, Any], average: float, cos: float, scale: float, top: float) -> float:
-        """One warm-up step of a group: the factor up by ``exp(hyper_lr)`` (to ``top`` at most, 1
-        or the upper bound's factor, where the warm-up ends), or kept where the cosines' running
-        average turned negative (the warm-up ends: an overshoot)."""
+    def _warm(self, group: dict[str, Any], average: float, cos: float, scale: float) -> float:
+        """One warm-up step of a group: the factor up by ``exp(hyper_lr)`` (to 1 at most, where
+        the warm-up ends), or kept where the cosines' running average turned negative (the warm-up
+        ends: an overshoot)."""
         average = WARMUP_BETA * average + (1 - WARMUP_BETA) * cos
         if average < 0:
             group[WARMUP_KEY] = None
             return scale
         scale *= math.exp(self.hyper_lr)
-        if scale >= top:
+        if scale >= 1.0:
             group[WARMUP_KEY] = None
-            return top
+            return 1.0
         group[WARMUP_KEY] = average
         return scale
 
