@@ -25,7 +25,7 @@ from tunelab.checkpoints import Checkpoint, CheckpointPolicy
 from tunelab.errors import ConfigError
 from tunelab.recipe import Budget, run
 from tunelab.torch import HypergradientOptimizer, Trainer
-from tunelab.torch.hypergradient import DEFAULT_HYPER_LR, DEFAULT_START_FACTOR, WARMUP_KEY
+from tunelab.torch.hypergradient import DEFAULT_HYPER_LR, DEFAULT_START_FACTOR
 from tunelab.torch.live import apply_to_optimizer
 
 torch.set_num_threads(1)
@@ -181,66 +181,6 @@ def test_the_first_steps_take_start_factor_times_lr_and_drift_pushes_the_rate_up
         HypergradientOptimizer(sgd(), drift=1.5)
 
 
-def signed_steps(signs: list[float], lr: float = 0.01, opt: HypergradientOptimizer | None = None,
-                 w: nn.Parameter | None = None) -> tuple[list[float], HypergradientOptimizer, nn.Parameter]:
-    """Plain SGD on a linear loss whose gradient at step ``i`` is ``signs[i]`` (0: the unit vector
-    e2, else that multiple of e1): the cosine of consecutive steps is exactly 0 where they
-    alternate between e1 and e2, -1 where e1 flips sign. The effective rate after each step."""
-    w = w if w is not None else nn.Parameter(torch.zeros(2))
-    opt = opt if opt is not None else HypergradientOptimizer(torch.optim.SGD([w], lr=lr))
-    lrs = []
-    for sign in signs:
-        opt.zero_grad()
-        (w[1] if sign == 0 else sign * w[0]).backward()  # type: ignore[no-untyped-call]
-        opt.step()
-        lrs.append(opt.lrs[0])
-    return lrs, opt, w
-
-
-def test_the_warm_up_climbs_back_to_lr_at_the_rules_top_speed_whatever_the_cosine() -> None:
-    """Orthogonal steps (cosine 0: no sign of an overshoot, nor of agreement): the warm-up multiplies
-    the factor by exp(hyper_lr) a step and ends at 1, the rate set; the rule alone (the drift) would
-    have left it near a tenth of it."""
-    lrs, opt, _ = signed_steps([1.0, 0.0] * 15)
-    climb = math.ceil(math.log(1 / DEFAULT_START_FACTOR) / DEFAULT_HYPER_LR)  # 24 steps after the first
-    assert lrs[0] == pytest.approx(0.01 * DEFAULT_START_FACTOR)  # no previous step: no cosine yet
-    assert lrs[1:climb] == pytest.approx([0.01 * DEFAULT_START_FACTOR * math.exp(DEFAULT_HYPER_LR * k)
-                                          for k in range(1, climb)])
-    assert lrs[climb] == 0.01 and opt.param_groups[0][WARMUP_KEY] is None  # back at lr: the warm-up ended
-    assert lrs[climb + 1] == pytest.approx(0.01 * math.exp(DEFAULT_HYPER_LR * opt.drift))  # the rule from there
-
-
-def test_an_overshoot_ends_the_warm_up_where_it_is_and_the_rule_takes_over() -> None:
-    lrs, opt, _ = signed_steps([1.0, 1.0, 1.0, -1.0, 1.0, -1.0])  # agree twice, then turn back
-    low = 0.01 * DEFAULT_START_FACTOR
-    # One step back after two agreeing ones leaves the cosines' running average positive: still warming.
-    assert lrs[:4] == pytest.approx([low * math.exp(0.1 * k) for k in range(4)])
-    assert lrs[4] == lrs[3] and opt.param_groups[0][WARMUP_KEY] is None  # the second turned it negative
-    assert lrs[5] == pytest.approx(lrs[4] * math.exp(DEFAULT_HYPER_LR * (-1 + opt.drift)))
-    # Without a warm-up (start_factor 1, the paper's rule) there is none to end.
-    lrs, opt, _ = signed_steps([1.0, 0.0, 1.0], opt=HypergradientOptimizer(
-        torch.optim.SGD([w := nn.Parameter(torch.zeros(2))], lr=0.01), start_factor=1.0), w=w)
-    assert opt.param_groups[0][WARMUP_KEY] is None and lrs[2] == pytest.approx(0.01 * math.exp(0.1 * opt.drift) ** 2)
-
-
-def test_a_resume_in_the_warm_up_goes_on_bit_for_bit_and_a_live_lr_ends_it() -> None:
-    signs = [1.0, 0.0] * 10
-    reference, _, _ = signed_steps(signs)
-    _, opt, w = signed_steps(signs[:7])
-    buffer = io.BytesIO()
-    torch.save({"w": w.detach().clone(), "opt": opt.state_dict()}, buffer)
-    buffer.seek(0)
-    saved = torch.load(buffer, weights_only=True)
-    assert saved["opt"]["param_groups"][0][WARMUP_KEY] is not None  # saved in the warm-up
-    w2 = nn.Parameter(saved["w"])
-    resumed = HypergradientOptimizer(torch.optim.SGD([w2], lr=0.5))
-    resumed.load_state_dict(saved["opt"])
-    assert signed_steps(signs[7:], opt=resumed, w=w2)[0] == reference[7:]
-    opt.set_lr(0.02)  # a live change: the adaptation starts again from it, with no warm-up
-    lrs, _, _ = signed_steps([0.0], opt=opt, w=w)  # orthogonal to the last step: the drift alone
-    assert opt.param_groups[0][WARMUP_KEY] is None and lrs == [pytest.approx(0.02 * math.exp(0.1 * opt.drift))]
-
-
 def test_a_closure_is_evaluated_and_its_loss_returned() -> None:
     w = nn.Parameter(torch.tensor([2.0]))
     opt = HypergradientOptimizer(torch.optim.SGD([w], lr=0.1), start_factor=1.0)
@@ -329,10 +269,9 @@ NAIVE_KINDS: dict[str, Callable[[Any], torch.optim.Optimizer]] = {
 @pytest.mark.parametrize("kind", NAIVE_KINDS)
 def test_the_rate_moves_by_the_cosine_of_the_gradient_and_the_last_step_computed_naively(kind: str) -> None:
     """Each step multiplies the factor by exp(hyper_lr * (cos + drift)), cos that of the new gradient
-    and the previous step's change of the parameters, here computed from scratch in float64 (no
-    warm-up: start_factor 1)."""
+    and the previous step's change of the parameters, here computed from scratch in float64."""
     model = mlp()
-    opt = HypergradientOptimizer(NAIVE_KINDS[kind](model.parameters()), start_factor=1.0)
+    opt = HypergradientOptimizer(NAIVE_KINDS[kind](model.parameters()))
     x, y = regression()
     previous_step: torch.Tensor | None = None
     cosines, naive = [], []

@@ -27,16 +27,10 @@ The rate then moves by the cosine of the two, a scale-free number in [-1, 1]::
 
 which keeps it positive: consecutive steps that agree (the rate is too small to cross the valley)
 raise it, steps that turn back (it overshoots) lower it. Two departures from the paper, both
-options: a warm-up (``start_factor``, 0.1) and a small ``drift`` (0.025) that counters the
-hypergradient's greedy bias toward rates below the best fixed one; ``start_factor=1.0,
-drift=0.0`` is the paper's rule. The warm-up: the factor starts at ``start_factor`` and grows by
-``exp(hyper_lr)`` a step (the rule's top speed: from 0.1 to 1 in 23 steps at the default) until
-it reaches 1, the rate you set, or the cosines' running average (``WARMUP_BETA``) turns negative,
-the first sign of an overshoot; the rule above takes over from there. So a start at the edge of
-stability is not damaged before its first overshoot turns the rate down, and a start below it is
-back at its own rate after the warm-up, whatever the hypergradient's greedy bias (which
-otherwise stalls the climb back below a well-chosen rate: measured, Adam on the digits CNN
-started at its best fixed rate stayed at 0.4 times it).
+options: the factor starts at ``start_factor`` (0.1: a warm-up that the hypergradient ends, so a
+start at the edge of stability does not damage the network before the first overshoot turns the
+rate down), and a small ``drift`` (0.025) counters the hypergradient's greedy bias toward rates
+below the best fixed one; ``start_factor=1.0, drift=0.0`` is the paper's rule.
 
 **How it composes.** Each param group keeps its ``lr`` (what you, a scheduler or a live change
 set: the *scheduled* rate) and an adapted factor ``hd_scale`` (``start_factor`` at first); the inner
@@ -124,12 +118,8 @@ a small MLP on the digits over starts from 1e-5 to 1e-1: 0.05, 0.1, 0.2 and 0.4 
 see ``benchmarks/hypergradient.py``)."""
 
 DEFAULT_START_FACTOR = 0.1
-"""The default ``start_factor``: the first steps take a tenth of ``lr``, and the warm-up brings the
-rate back to ``lr`` in ``ln(10) / hyper_lr`` steps (23 at the default) unless an overshoot ends it
-earlier."""
-WARMUP_BETA = 0.8
-"""The warm-up ends at an overshoot: where the running average of the cosines (weight ``0.8`` on
-the past, about the last 5 steps, bias-corrected as Adam's moments) is negative."""
+"""The default ``start_factor``: the first steps take a tenth of ``lr`` and the rate climbs from there
+as fast as consecutive steps agree (a warm-up: from 0.1 to 1 in about 25 agreeing steps)."""
 DEFAULT_DRIFT = 0.025
 """The default ``drift``: the rate settles where steps that turn back are slightly more frequent
 than steps that agree (0 is the paper's rule; 0.025 did better on the benchmark's 4 cases, 0.05 was
@@ -137,11 +127,6 @@ worse with Adam on the CNN started at 0.1 and 0.1 worse everywhere)."""
 
 SCALE_KEY = "hd_scale"
 """The param-group key of the adapted factor (the effective rate is ``lr * hd_scale``)."""
-WARMUP_KEY = "hd_warmup"
-"""The param-group key of the warm-up's state: the running average of the cosines so far (not
-divided by ``1 - WARMUP_BETA ** steps``, which leaves its sign); None once the warm-up has ended
-(or where it never began: ``start_factor >= 1``, a live change of ``lr``, a plain optimizer's
-state)."""
 STATE_KEY = "hypergradient"
 """The key of :meth:`HypergradientOptimizer.state_dict` holding ``{"prev": {index: direction},
 "still": [index, ...]}``: each parameter's previous update direction (up to a positive factor
@@ -162,10 +147,9 @@ class HypergradientOptimizer(torch.optim.Optimizer):
             by one factor from all the parameters (False).
         lr_bounds: ``(low, high)``: keep the effective rate within them (None: no bounds).
         start_factor: the adapted factor's start: the first step takes ``lr * start_factor``
-            (default :data:`DEFAULT_START_FACTOR`). Below 1 it is a warm-up: the factor grows by
-            ``exp(hyper_lr)`` a step until it is back at 1 or the cosines' running average turns
-            negative (an overshoot), which keeps a start at the edge of stability from damaging the
-            network in its first steps; 1.0 starts at ``lr`` exactly, as in the paper.
+            (default :data:`DEFAULT_START_FACTOR`: a warm-up the hypergradient ends, which keeps a
+            start at the edge of stability from damaging the network in its first steps; 1.0
+            starts at ``lr`` exactly, as in the paper).
         drift: added to the cosine, ``exp(hyper_lr * (cos + drift))``: a small positive drift
             counters the hypergradient's short-horizon bias toward too small rates (default
             :data:`DEFAULT_DRIFT`).
@@ -272,9 +256,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         self.param_groups = self.optimizer.param_groups
         self.state = self.optimizer.state
         for group in self.param_groups:
-            if SCALE_KEY not in group:
-                group[SCALE_KEY] = start
-                group[WARMUP_KEY] = 0.0 if start < 1 else None
+            group.setdefault(SCALE_KEY, start)
             if self.lr_bounds is not None and group["lr"] > 0:
                 group[SCALE_KEY] = self._clamp(group["lr"], group[SCALE_KEY])
 
@@ -292,7 +274,6 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         for g in groups:
             g["lr"] = float(lr)
             g[SCALE_KEY] = 1.0 if self.lr_bounds is None else self._clamp(float(lr), 1.0)
-            g[WARMUP_KEY] = None
 
     def _clamp(self, lr: float, scale: float) -> float:
         assert self.lr_bounds is not None
@@ -454,9 +435,8 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         self._moving = [b for bs in cache for b in bs if b.mode is not _MOMENTUM]
 
     def _adapt(self, groups: list[dict[str, Any]]) -> list[Any]:
-        """Multiply each group's ``hd_scale`` by ``exp(hyper_lr * (cos(g_t, u_{t-1}) + drift))`` (in
-        the warm-up: by ``exp(hyper_lr)`` up to 1, until the cosines' running average is negative)
-        and set its ``lr`` to the effective rate; returns the scheduled rates (to be set back)."""
+        """Multiply each group's ``hd_scale`` by ``exp(hyper_lr * (cos(g_t, u_{t-1}) + drift))`` and
+        set its ``lr`` to the effective rate; returns the scheduled rates (to be set back)."""
         stats = []  # per group: g.u, |g|^2, |u|^2
         for group_buckets in self._cache:
             dot = g2 = d2 = 0.0
@@ -478,12 +458,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
             if denominator > 0:
                 cos = dot / denominator
                 if math.isfinite(cos):
-                    cos = -1.0 if cos < -1.0 else 1.0 if cos > 1.0 else cos
-                    warmup = group.get(WARMUP_KEY)
-                    if warmup is None:
-                        scale *= math.exp(hyper_lr * (cos + drift))
-                    else:
-                        scale = self._warm(group, warmup, cos, scale)
+                    scale *= math.exp(hyper_lr * ((-1.0 if cos < -1.0 else 1.0 if cos > 1.0 else cos) + drift))
             lr = group["lr"]
             if bounds is not None and lr > 0:
                 scale = self._clamp(lr, scale)
@@ -491,21 +466,6 @@ class HypergradientOptimizer(torch.optim.Optimizer):
             group["lr"] = lr * scale
             scheduled.append(lr)
         return scheduled
-
-    def _warm(self, group: dict[str, Any], average: float, cos: float, scale: float) -> float:
-        """One warm-up step of a group: the factor up by ``exp(hyper_lr)`` (to 1 at most, where
-        the warm-up ends), or kept where the cosines' running average turned negative (the warm-up
-        ends: an overshoot)."""
-        average = WARMUP_BETA * average + (1 - WARMUP_BETA) * cos
-        if average < 0:
-            group[WARMUP_KEY] = None
-            return scale
-        scale *= math.exp(self.hyper_lr)
-        if scale >= 1.0:
-            group[WARMUP_KEY] = None
-            return 1.0
-        group[WARMUP_KEY] = average
-        return scale
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Zero the gradients. With ``flat_grads`` (the default), after the first step, the
