@@ -14,6 +14,11 @@ is not below the fixed run's from the same start; the added cost per optimiser s
 5% (timed separately: the thread's CPU time of whole training steps, plain and wrapped models in
 blocks of 10 consecutive steps in a random order, medians of single steps, 5 pairs of models).
 
+``--null`` adds a third run per start and seed: the fixed rate times 1.01 (``NULL_FACTOR``), whose
+paired difference from the fixed run is what a rate that differs by nothing that matters scores
+against it: at the edge of stability the runs diverge chaotically, and this is the noise floor of
+the paired comparison (``--first-seed`` and ``--starts`` rerun chosen cells on more seeds).
+
 Printed as tables, saved to ``benchmarks/results/hypergradient.json``; ``--figure`` draws each
 start's learning-rate path (seed 0) into an image (``docs/img/hypergradient-lr-paths.svg``).
 
@@ -45,6 +50,8 @@ from tunelab.torch.hypergradient import DEFAULT_HYPER_LR, HypergradientOptimizer
 RESULTS = Path(__file__).resolve().parent / "results" / "hypergradient.json"
 STARTS = [10 ** (-5 + 4 * i / 6) for i in range(7)]
 BATCH = 64
+NULL_FACTOR = 1.01
+"""``--null``: the fixed rate times this, a change too small to matter except through chaos."""
 
 
 def build(model: str) -> nn.Module:
@@ -69,12 +76,12 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def train(model_name: str, opt_name: str, lr: float, seed: int, epochs: int, hyper_lr: float | None,
-          data: tuple[Any, Any]) -> dict[str, Any]:
+          data: tuple[Any, Any], rate_factor: float = 1.0) -> dict[str, Any]:
     """One run; ``hyper_lr`` None: the fixed rate. Returns final val acc and the lr path (per step)."""
     (x, y), (xv, yv) = data
     torch.manual_seed(seed)
     model = build(model_name)
-    opt = make_optimizer(opt_name, model, lr)
+    opt = make_optimizer(opt_name, model, lr * rate_factor)
     hd = HypergradientOptimizer(opt, hyper_lr=hyper_lr) if hyper_lr is not None else None
     stepper = hd or opt
     g = torch.Generator().manual_seed(seed)
@@ -155,6 +162,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="2 seeds, 8 epochs")
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds FIRST .. FIRST+SEEDS-1")
+    ap.add_argument("--starts", default=None,
+                    help="comma-separated subset of the 7 starts (the nearest is taken); the best fixed rate "
+                         "is then the best of these")
+    ap.add_argument("--null", action="store_true",
+                    help=f"also train each start at the fixed rate x {NULL_FACTOR}: the paired comparison's "
+                         "noise floor")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--hyper-lr", type=float, default=DEFAULT_HYPER_LR)
     ap.add_argument("--models", default="cnn,mlp")
@@ -172,6 +186,9 @@ def main() -> None:
         figure(json.loads(Path(args.plot_only).read_text()), args.figure or "hypergradient-lr-paths.svg")
         return
     seeds, epochs = (2, 8) if args.quick else (args.seeds, args.epochs)
+    seed_list = list(range(args.first_seed, args.first_seed + seeds))
+    starts = STARTS if not args.starts else sorted(
+        {min(STARTS, key=lambda s: abs(math.log(s / float(v)))) for v in args.starts.split(",")})
     torch.set_num_threads(1)
     data = digits.load()
     if args.cost_only:
@@ -186,18 +203,20 @@ def main() -> None:
     started = time.perf_counter()
     report: dict[str, Any] = {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seeds": seeds, "epochs": epochs,
-        "hyper_lr": args.hyper_lr, "starts": STARTS, "cases": {},
+        "hyper_lr": args.hyper_lr, "starts": starts, "seed_list": seed_list, "cases": {},
     }
     for model_name in args.models.split(","):
         for opt_name in args.optimizers.split(","):
             case = f"{model_name}/{opt_name}"
-            fixed = {lr: [train(model_name, opt_name, lr, s, epochs, None, data) for s in range(seeds)]
-                     for lr in STARTS}
-            hyper = {lr: [train(model_name, opt_name, lr, s, epochs, args.hyper_lr, data) for s in range(seeds)]
-                     for lr in STARTS}
+            fixed = {lr: [train(model_name, opt_name, lr, s, epochs, None, data) for s in seed_list]
+                     for lr in starts}
+            hyper = {lr: [train(model_name, opt_name, lr, s, epochs, args.hyper_lr, data) for s in seed_list]
+                     for lr in starts}
+            null = {lr: [train(model_name, opt_name, lr, s, epochs, None, data, NULL_FACTOR) for s in seed_list]
+                    for lr in starts} if args.null else None
             cost = step_cost(model_name, opt_name, data, args.hyper_lr, block=args.cost_block,
                              repeats=args.cost_repeats)
-            report["cases"][case] = summarize(fixed, hyper, cost)
+            report["cases"][case] = summarize(fixed, hyper, cost, null)
             print_case(case, report["cases"][case], time.perf_counter() - started)
     report["seconds"] = round(time.perf_counter() - started, 1)
     print_verdicts(report)
@@ -209,13 +228,20 @@ def main() -> None:
         print(f"figure in {args.figure}")
 
 
+def paired(a: list[float], b: list[float]) -> tuple[float, float]:
+    """Mean and standard error of ``a - b`` by seed, in points (100 x accuracy)."""
+    diffs = [100 * (x - y) for x, y in zip(a, b, strict=True)]
+    se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else math.nan
+    return statistics.fmean(diffs), se
+
+
 def summarize(fixed: dict[float, list[dict[str, Any]]], hyper: dict[float, list[dict[str, Any]]],
-              cost: dict[str, float]) -> dict[str, Any]:
+              cost: dict[str, float], null: dict[float, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
     mean = statistics.fmean
     fixed_acc = {lr: mean(r["acc"] for r in runs) for lr, runs in fixed.items()}
     best_lr = max(fixed_acc, key=lambda lr: fixed_acc[lr])
     rows = []
-    for lr in STARTS:
+    for lr in fixed:
         hd_accs = [r["acc"] for r in hyper[lr]]
         fx_accs = [r["acc"] for r in fixed[lr]]
         near = abs(math.log10(lr / best_lr)) <= 2 + 1e-9
@@ -227,8 +253,12 @@ def summarize(fixed: dict[float, list[dict[str, Any]]], hyper: dict[float, list[
             "meets_best": mean(hd_accs) >= fixed_acc[best_lr] - 0.01 if near else None,
             "not_below_fixed": mean(hd_accs) >= mean(fx_accs),
             "fixed_seeds": fx_accs, "hd_seeds": hd_accs,  # by seed: the paired differences and their spread
+            "paired": paired(hd_accs, fx_accs),
             "path": hyper[lr][0]["path"],
         })
+        if null is not None:
+            rows[-1]["null_seeds"] = [r["acc"] for r in null[lr]]
+            rows[-1]["null_paired"] = paired(rows[-1]["null_seeds"], fx_accs)
     return {"best_lr": best_lr, "best_fixed": fixed_acc[best_lr], "rows": rows, "cost": cost}
 
 
@@ -236,14 +266,17 @@ def print_case(case: str, result: dict[str, Any], elapsed: float) -> None:
     print(f"\n{case}: best fixed lr {result['best_lr']:.2e}, val acc {result['best_fixed']:.4f}   "
           f"step {result['cost']['plain_ms']:.2f} ms -> {result['cost']['hd_ms']:.2f} ms "
           f"({result['cost']['overhead']:+.1%})   [{elapsed:.0f}s]")
-    print(f"  {'start':>9} {'fixed':>7} {'hd':>7} {'hd min':>7} {'hd lr end':>10} {'<fixed':>6}  targets")
+    null = "null_paired" in result["rows"][0]
+    print(f"  {'start':>9} {'fixed':>7} {'hd':>7} {'hd min':>7} {'hd lr end':>10} {'<fixed':>6} {'hd-fixed, pt':>13}"
+          + (f" {'null-fixed':>13}" if null else "") + "  targets")
     for r in result["rows"]:
         marks = []
         if r["within_2_decades"]:
             marks.append("near best: " + ("ok" if r["meets_best"] else "MISS"))
         marks.append("vs fixed: " + ("ok" if r["not_below_fixed"] else "MISS"))
         print(f"  {r['start']:9.2e} {r['fixed']:7.4f} {r['hd']:7.4f} {r['hd_min']:7.4f} {r['final_lr']:10.2e} "
-              f"{r['seeds_below_fixed']:6d}  {', '.join(marks)}")
+              f"{r['seeds_below_fixed']:6d} {r['paired'][0]:+6.2f}±{r['paired'][1]:5.2f}"
+              + (f" {r['null_paired'][0]:+6.2f}±{r['null_paired'][1]:5.2f}" if null else "") + f"  {', '.join(marks)}")
 
 
 def print_verdicts(report: dict[str, Any]) -> None:
