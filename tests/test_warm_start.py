@@ -254,7 +254,7 @@ def test_the_trust_region_is_the_box_of_the_nearest_trials_and_its_penalty_has_t
 def test_where_the_sources_misrank_the_basin_the_own_model_proposes_inside_it(
         url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     import tunelab.samplers.gp as gp_module
-    from tunelab.samplers.transfer import OWN_MODEL_AT, REFINED_REGION, trust_region
+    from tunelab.samplers.transfer import OWN_MODEL_AT, trust_region
 
     checked: list[int] = []
     proposed: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
@@ -266,14 +266,13 @@ def test_where_the_sources_misrank_the_basin_the_own_model_proposes_inside_it(
     original = gp_module.GPSampler._propose_local
 
     def spy(self: tunelab.GPSampler, space: object, obs: object, gp: object, X: np.ndarray,
-            local: np.ndarray, rng: np.random.Generator, refined: bool = False) -> np.ndarray:
-        row = original(self, space, obs, gp, X, local, rng, refined)  # type: ignore[arg-type]
+            local: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        row = original(self, space, obs, gp, X, local, rng)  # type: ignore[arg-type]
         centre, half = trust_region(X, local, np.ones(X.shape[1], dtype=bool))
-        proposed.append((row, centre, np.maximum(half, REFINED_REGION) if refined else half))
+        proposed.append((row, centre, half))
         return row
 
     monkeypatch.setattr(gp_module, "source_fails_locally", fails)
-    monkeypatch.setattr(gp_module, "refinement_region", lambda X, y, numeric: None)  # the check's path only
     monkeypatch.setattr(gp_module.GPSampler, "_propose_local", spy)
     study = tunelab.create_study(storage=url, sampler=tunelab.GPSampler(), seed=3, space=SPACE, warm_start=["old"])
     study.optimize(bowl(0.3, 5.0), n_trials=OWN_MODEL_AT + 4)
@@ -283,51 +282,3 @@ def test_where_the_sources_misrank_the_basin_the_own_model_proposes_inside_it(
         # a soft box (-1e5 * excess^2 in log EI): an overshoot of 0.01 would cost 10 in log EI
         assert np.all(np.abs(row - centre) <= half + 0.01), (row, centre, half)
         assert np.any(half < 0.5)  # a region, not the whole cube
-
-
-def test_the_refinement_box_needs_a_near_trial_shrinks_on_a_miss_and_grows_on_a_hit() -> None:
-    from tunelab.samplers.transfer import (
-        REFINE_BUDGET,
-        REFINE_RADIUS,
-        REFINE_STEP_MIN,
-        basin_refined,
-        refinement_region,
-    )
-
-    numeric = np.array([True, True, False])
-    X = np.array([[0.5, 0.5, 1.0], [0.3, 0.5, 0.0], [0.9, 0.1, 1.0]])
-    y = np.array([0.0, 1.0, 2.0])
-    assert refinement_region(X, y, numeric) is None and not basin_refined(X, y, numeric)  # the basin not found yet
-    near = np.vstack([X, [[0.51, 0.496, 0.0]]])  # a miss 0.01 from the incumbent
-    centre, half = refinement_region(near, np.append(y, 0.5), numeric)  # type: ignore[misc]
-    np.testing.assert_array_equal(centre, X[0])
-    np.testing.assert_allclose(half, [0.005, 0.005, 0.0])  # half the nearest trial's distance
-    hit = np.vstack([near[[1, 2, 0]], near[3]])  # the same trials, the incumbent (0.51, 0.496) last
-    centre, half = refinement_region(hit, np.array([1.0, 2.0, 0.5, 0.0]), numeric)  # type: ignore[misc]
-    np.testing.assert_array_equal(centre, near[3])
-    np.testing.assert_allclose(half, [0.01, 0.01, 0.0])  # a step that improved may be taken again
-    tiny = np.vstack([X, [[0.5 + 1e-7, 0.5, 1.0]]])
-    assert refinement_region(tiny, np.append(y, 0.5), numeric)[1][0] == REFINE_STEP_MIN  # type: ignore[index]
-    crowd = np.vstack([X, 0.5 + REFINE_RADIUS * np.linspace(0.1, 0.9, REFINE_BUDGET)[:, None] * np.ones((1, 3))])
-    crowd[:, 2] = 1.0
-    y_crowd = np.concatenate([y, 1.0 + np.arange(REFINE_BUDGET)])
-    assert refinement_region(crowd, y_crowd, numeric) is None  # refined: its budget spent
-    assert basin_refined(crowd, y_crowd, numeric)
-    assert refinement_region(crowd[:-1], y_crowd[:-1], numeric) is not None
-
-
-def test_a_warm_gp_refines_the_moved_branin_basin_to_the_optimum_within_15_trials(tmp_path: Path) -> None:
-    """benchmarks/transfer.py's branin-shifted pair: the sources find the basin in about 7 trials; the
-    refinement (the own GP's mean in a shrinking box) takes the best value to within 1e-4 of the
-    optimum (6.193662) by trial 15, where expected improvement alone stood at 1.9e-4 and 8.9e-4 above it."""
-    from benchmark_modules import load_benchmark
-
-    transfer = load_benchmark("transfer")
-    pair = transfer.PAIRS["branin-shifted"]
-    source = transfer.make_source("branin-shifted", tmp_path)
-    optimum = 3 * 0.397887357729738 + 5
-    for seed in (0, 2):
-        study = tunelab.create_study(storage=f"sqlite:///{source}", sampler=tunelab.GPSampler(), seed=seed,
-                                     space=dict(pair.space), warm_start=["source"])
-        study.optimize(lambda t: pair.target(t.params), n_trials=15)
-        assert study.best_value - optimum < 1e-4, (seed, study.best_value)

@@ -581,26 +581,6 @@ class Acquisition:
         raise NotImplementedError
 
 
-class LowerConfidenceBound(Acquisition):
-    """Exploitation for :func:`maximize_log_ei`: ``-(mean - beta * sd)`` of a GP, whose maximum is where
-    the model's optimistic value is lowest (``beta = 0``: the posterior mean's minimum)."""
-
-    def __init__(self, gp: GaussianProcess, beta: float) -> None:
-        self.gp, self.beta = gp, float(beta)
-        self.cat_sizes, self.numeric, self.X, self.y = gp.cat_sizes, gp.numeric, gp.X, gp.y
-
-    def values(self, Xq: Array) -> Array:
-        mean, var = self.gp.predict(Xq)
-        return np.asarray(-(mean - self.beta * np.sqrt(var)), dtype=np.float64)
-
-    def values_and_grad(self, Xq: Array) -> tuple[Array, Array]:
-        mean, var, d_mean, d_var = self.gp._predict_with_grad(Xq)
-        sd = np.sqrt(var)
-        value = -(mean - self.beta * sd)
-        grad = -(d_mean - self.beta * d_var / (2.0 * sd[:, None]))
-        return np.asarray(value, dtype=np.float64), np.asarray(grad, dtype=np.float64)
-
-
 Model: TypeAlias = "GaussianProcess | PriorMeanGP | Acquisition"
 """What :func:`maximize_log_ei` maximises: log EI of a GP, or another :class:`Acquisition`."""
 

@@ -45,15 +45,12 @@ from tunelab.samplers.model_based import EncodedSpace, ModelBasedSampler, Observ
 from tunelab.samplers.transfer import (
     OWN_MODEL_AT,
     PLAIN_UNITS_MARGIN,
-    REFINED_REGION,
     RESIDUAL_FIT_AT,
     SHIFT_FIT_AT,
     SourceData,
     TrustRegionPenalty,
-    basin_refined,
     fit_shift,
     local_trials,
-    refinement_region,
     source_fails_locally,
     source_weights,
     trust_region,
@@ -279,13 +276,8 @@ class GPSampler(ModelBasedSampler):
             local = local_trials(X, y, space.cat_sizes == 0)
             own_gp = fit_gp(X, obs.y, space.cat_sizes, rng=np.random.default_rng(n + 1),
                             deterministic_objective=self.deterministic_objective)
-            numeric = space.cat_sizes == 0
-            region = refinement_region(X, obs.y, numeric)
-            if region is not None:  # the basin is found: its own GP's best guess, in a shrinking box
-                return self._propose_refine(space, obs, own_gp, region, rng)
             if source_fails_locally(weights @ predictions, own_gp.loo_means(), y, local):
-                return self._propose_local(space, obs, own_gp, X, local, rng,
-                                           refined=basin_refined(X, obs.y, numeric))
+                return self._propose_local(space, obs, own_gp, X, local, rng)
         if not weights.any() and obs.n_measured < self.n_startup_trials:
             u = rng.random(len(space))  # every source unrelated, few trials of its own yet: explore
             return np.asarray(space.snap(np.where(space.cat_sizes > 0, np.floor(u * space.cat_sizes), u)[None, :])[0])
@@ -317,45 +309,19 @@ class GPSampler(ModelBasedSampler):
                                n_local=self.n_local, snap=space.snap, log_prior=log_prior)
 
     def _propose_local(self, space: EncodedSpace, obs: Observations, gp: GaussianProcess, X: np.ndarray,
-                       local: np.ndarray, rng: np.random.Generator, refined: bool = False) -> np.ndarray:
+                       local: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """The target's own GP (warped, as without a warm start) proposes inside the box of the basin the
         search is in, where the sources rank the trials worse than it does
         (:func:`~tunelab.samplers.transfer.source_fails_locally`): the sources found the basin, the own
-        model refines it. ``refined``: the basin was refined already
-        (:func:`~tunelab.samplers.transfer.refinement_region`), so the box is at least
-        :data:`~tunelab.samplers.transfer.REFINED_REGION` wide."""
+        model refines it."""
         from tunelab.samplers._gp import maximize_log_ei
 
         if len(obs.pending):
             gp = gp.with_pending(_fill_inactive(obs.pending, space))
         centre, half = trust_region(X, local, space.cat_sizes == 0)
-        if refined:
-            half = np.where(space.cat_sizes == 0, np.maximum(half, REFINED_REGION), 0.0)
         region = TrustRegionPenalty(centre, half, space.cat_sizes == 0, self._prior_term(space, obs))
         return maximize_log_ei(gp, space.cat_sizes, rng=rng, n_candidates=self.n_candidates,
                                n_local=self.n_local, snap=space.snap, log_prior=region)
-
-    def _propose_refine(self, space: EncodedSpace, obs: Observations, gp: GaussianProcess,
-                        region: tuple[np.ndarray, np.ndarray], rng: np.random.Generator) -> np.ndarray:
-        """Exploitation of the basin the search found (a warm start only): the minimum of the target's
-        own GP's posterior mean inside the step box of
-        :func:`~tunelab.samplers.transfer.refinement_region`. Expected improvement keeps spending
-        trials away from the incumbent (other basins, the box's edges), so it reached the optimum's
-        precision only after 30-40 trials on ``benchmarks/transfer.py``'s Branin pair; the mean's
-        minimum in a box that halves on every miss gets there in about 14. Where that minimum is a
-        point already evaluated: expected improvement in the same box."""
-        from tunelab.samplers._gp import LowerConfidenceBound, maximize_log_ei
-
-        if len(obs.pending):
-            gp = gp.with_pending(_fill_inactive(obs.pending, space))
-        numeric = space.cat_sizes == 0
-        box = TrustRegionPenalty(region[0], region[1], numeric, self._prior_term(space, obs))
-        point = maximize_log_ei(LowerConfidenceBound(gp, 0.0), space.cat_sizes, rng=rng,
-                                n_candidates=self.n_candidates, n_local=self.n_local, snap=space.snap, log_prior=box)
-        if np.abs(gp.X[:, numeric] - point[numeric]).max(axis=1).min() > 1e-7:
-            return point
-        return maximize_log_ei(gp, space.cat_sizes, rng=rng, n_candidates=self.n_candidates,
-                               n_local=self.n_local, snap=space.snap, log_prior=box)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -22,11 +22,7 @@ new study. This module turns them into rows of the new study's space and into mo
   trials on, where the sources rank the trials of the basin the search is in (those nearest the
   incumbent) worse than the target's own warped GP does (:func:`source_fails_locally`), that GP
   proposes inside the basin's box (:func:`trust_region`): the sources found the basin, but a
-  source's model is too coarse to place the optimum inside it, and it keeps its weight elsewhere.
-  Once a trial lies within :data:`REFINE_RADIUS` of the incumbent (the basin is found), the own
-  GP's posterior mean is minimised in a box that grows on a hit and halves on a miss
-  (:func:`refinement_region`), for up to :data:`REFINE_BUDGET` trials there; then expected
-  improvement again, in a box at least :data:`REFINED_REGION` wide;
+  source's model is too coarse to place the optimum inside it, and it keeps its weight elsewhere;
 - TPE: source trials join the good and bad estimators with a weight that shrinks as the target's
   own trials accumulate and vanishes for a source without positive rank agreement
   (:func:`source_weights`).
@@ -342,53 +338,6 @@ def trust_region(X: np.ndarray, local: np.ndarray, numeric: np.ndarray) -> tuple
     half = np.zeros(X.shape[1])
     half[num] = np.clip(np.abs(X[local[:REGION_TRIALS]][:, num] - centre[num]).max(axis=0), MIN_REGION, MAX_REGION)
     return centre, half
-
-
-REFINE_RADIUS = 0.02
-"""The incumbent's neighbourhood (per numeric coordinate of the unit cube): once another trial lies
-this close, the basin is found and the search refines it (:func:`refinement_region`)."""
-REFINE_BUDGET = 8
-"""Trials in the incumbent's neighbourhood after which the basin counts as refined: the search goes
-back to expected improvement, in a box at least :data:`REFINED_REGION` wide."""
-REFINED_REGION = 0.1
-"""The smallest half-width of the local box once the basin is refined (so the own GP can still leave
-the point the refinement converged to, e.g. a flat edge)."""
-REFINE_STEP_MIN = 1e-4
-"""The smallest half-width of a refinement step's box."""
-
-
-def refinement_region(X: np.ndarray, y: np.ndarray, numeric: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """Where the search exploits the basin it found: the box (centre, per-coordinate half-widths,
-    zero on categorical coordinates) a refinement step is taken in, or ``None`` when it should not
-    refine (no other trial within :data:`REFINE_RADIUS` of the incumbent, or :data:`REFINE_BUDGET`
-    of them already there).
-
-    A trust region that needs no state: its half-width is half the distance (largest coordinate
-    difference) from the incumbent to its nearest trial, doubled when the latest trial is the
-    incumbent. A step that improves was that long, so the next may be as long again; one that fails
-    lands nearer than the incumbent's nearest trial was, so the box halves.
-    """
-    num = np.asarray(numeric, dtype=bool)
-    n = len(y)
-    if n < 2 or not num.any():
-        return None
-    best = int(np.argmin(y))
-    dist = np.abs(np.delete(X, best, axis=0)[:, num] - X[best, num]).max(axis=1)
-    if dist.min() > REFINE_RADIUS or int((dist <= REFINE_RADIUS).sum()) >= REFINE_BUDGET:
-        return None
-    step = float(dist.min()) * (2.0 if best == n - 1 else 1.0)
-    half = np.where(num, np.clip(0.5 * step, REFINE_STEP_MIN, MAX_REGION), 0.0)
-    return X[best].copy(), half
-
-
-def basin_refined(X: np.ndarray, y: np.ndarray, numeric: np.ndarray) -> bool:
-    """Whether the incumbent's neighbourhood (:data:`REFINE_RADIUS`) holds another trial: the basin
-    was refined when :func:`refinement_region` is ``None`` all the same."""
-    num = np.asarray(numeric, dtype=bool)
-    if len(y) < 2 or not num.any():
-        return False
-    best = int(np.argmin(y))
-    return bool(np.abs(np.delete(X, best, axis=0)[:, num] - X[best, num]).max(axis=1).min() <= REFINE_RADIUS)
 
 
 class LogTerm(Protocol):
