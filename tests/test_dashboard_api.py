@@ -565,6 +565,36 @@ def test_serve_in_thread_serves_the_app_and_stops_it(tmp_path: Path) -> None:
             pass
 
 
+def test_serve_in_thread_leaves_the_processs_logging_alone(tmp_path: Path) -> None:
+    """The dashboard runs inside the user's process: starting it keeps their logging handlers."""
+    import io
+    import logging
+
+    from tunelab.dashboard import serve_in_thread
+
+    class Recording(logging.StreamHandler):  # type: ignore[type-arg]
+        closed = False
+
+        def close(self) -> None:  # absl's handler closes its stream here
+            self.closed = True
+            super().close()
+
+    stream = io.StringIO()
+    handler = Recording(stream)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        url = f"sqlite:///{tmp_path / 'served.db'}"
+        tunelab.create_study(name="served", storage=url)
+        with serve_in_thread(url):
+            assert handler in root.handlers
+            logging.getLogger("user.code").warning("still mine")
+        assert "still mine" in stream.getvalue()
+        assert not handler.closed  # uvicorn's default dictConfig closes every handler of the process
+    finally:
+        root.removeHandler(handler)
+
+
 # -- a study with several objectives ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def multi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, tunelab.Study]]:

@@ -60,8 +60,12 @@ def serve_in_thread(
         raise ConfigError(f"serve_in_thread(host=...) must be an address to bind, e.g. '127.0.0.1', got {host!r}")
     bind = host.strip().strip("[]")
     port = free_port(bind) if port is None else port
+    # log_config=None: the server runs inside the user's process, whose logging is theirs. uvicorn's
+    # default config goes through logging.config.dictConfig, which removes and closes every handler
+    # already installed (a user's file handler; absl's, which then closed the stream it held).
+    # Its loggers keep their level and reach the user's handlers through the root logger.
     server = uvicorn.Server(uvicorn.Config(create_app(storage, host=bind, **app_options), host=bind, port=port,
-                                           log_level="warning"))
+                                           log_level="warning", log_config=None, access_log=False))
     thread = threading.Thread(target=server.run, name="tunelab-dashboard", daemon=True)
     thread.start()
     # Bound to every interface (0.0.0.0, ::): the URL names the loopback address, which answers too.
