@@ -58,6 +58,35 @@ def test_stop_before_any_report_and_without_a_pruner() -> None:
     assert pruned["rule"] == STOPPED_RULE and pruned["step"] is None and pruned["metric"] is None
 
 
+@pytest.mark.parametrize("from_thread", [False, True])
+def test_in_memory_should_prune_reads_the_row_once_then_the_storage_tells_of_a_stop(from_thread: bool) -> None:
+    study = tunelab.create_study(sampler=RandomSampler(), seed=0)
+    trial = study.ask()
+    trial.report(0, loss=1.0)
+    storage = study.storage
+    reads = []
+    read = storage.get_trial_system_attr
+
+    def counted(trial_id: int, key: str) -> object:
+        reads.append(key)
+        return read(trial_id, key)
+
+    storage.get_trial_system_attr = counted  # type: ignore[method-assign]
+    for step in range(1, 200):
+        trial.report(step, loss=1.0 / step)
+        assert trial.should_prune() is False
+    assert reads == ["stop_requested"]  # one read; the old code read the row before every answer
+    if from_thread:
+        asker = threading.Thread(target=request_stop, args=(study, trial.number))
+        asker.start()
+        asker.join(10)
+    else:
+        request_stop(study, trial.number)
+    assert trial.should_prune() is True
+    study.tell(trial, state="PRUNED")
+    assert study.trials[0].system_attrs["pruned"]["rule"] == STOPPED_RULE
+
+
 def test_only_a_running_trial_can_be_asked_to_stop() -> None:
     study = tunelab.create_study(sampler=RandomSampler(), seed=0)
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1, show_progress=False)

@@ -101,6 +101,7 @@ class Trial:
         self._stop_request: Any = None
         self._stop_read_due = False  # a background read of the stop request is scheduled
         self._stop_watched = False  # see watch_stop_requests
+        self._stop_told: Callable[[], None] | bool | None = None  # see _read_stop_request
 
     # -- suggestions -----------------------------------------------------------------------
     def suggest_float(
@@ -637,18 +638,28 @@ class Trial:
             self._writer.update(**pending)
 
     def _read_stop_request(self) -> Any:
-        """The stored stop request (None when there is none): read at every call, or, with
+        """The stored stop request (None when there is none): read at every call (in memory: once,
+        then the storage says when one is written), or, with
         :attr:`gather_reports` on a storage where a read costs (about 0.2 ms on SQLite, too much
         before every boosting round), by the process's background thread when the pacer allows,
         the answer taken at the first call after it came."""
         if self._stop_watched or self._stop_request is not None:
             return self._stop_request  # a watcher reads the trial's requests (and sync_live records a stop)
         if not self._writer.paced:
-            self._stop_request = self._writer.stored_system_attr(STOP_REQUESTED)
+            if self._stop_told is None:  # the first call: a storage that sees every write (in memory) tells
+                told = self._writer.watch((STOP_REQUESTED,), self._on_stop_request)
+                self._stop_told = False if told is None else told
+                self._stop_request = self._writer.stored_system_attr(STOP_REQUESTED)  # asked before the watch
+            elif self._stop_told is False:  # the others: read at every call
+                self._stop_request = self._writer.stored_system_attr(STOP_REQUESTED)
         elif not self._stop_read_due and self._stop_reads.wait() <= 0:
             self._stop_read_due = True
             call_later(0.0, self._read_stop_request_in_background)
         return self._stop_request
+
+    def _on_stop_request(self) -> None:
+        """A stop request was just written (the storage's watch, in the writing thread)."""
+        self._stop_request = self._writer.stored_system_attr(STOP_REQUESTED)
 
     def _read_stop_request_in_background(self) -> None:
         """One read of the stop request, on the background thread (see :meth:`_read_stop_request`)."""
