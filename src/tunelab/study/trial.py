@@ -571,7 +571,8 @@ class Trial:
 
         Also True, with or without a pruner, once :func:`tunelab.babysit.control.request_stop` asked this trial to
         stop (rule "stopped on request"): each call reads that attribute of the trial's row (about
-        0.2 ms on SQLite) until it is seen; with :attr:`gather_reports` at the same pace as the
+        0.2 ms on SQLite) until it is seen (in memory only the first: the storage then says when it
+        is written); with :attr:`gather_reports` at the same pace as the
         writes, off the training thread, and not at all while a framework callback's watcher reads it
         (:meth:`watch_stop_requests`).
         """
