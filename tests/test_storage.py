@@ -227,3 +227,29 @@ class TestServedStorage(StorageSuite):
         server.close()
         with pytest.raises(StorageError, match="serving the storage is gone"):
             client.list_studies()
+
+
+def test_closing_the_storage_server_ends_its_answering_threads_cleanly() -> None:
+    """close() shuts each connection down and its answering thread closes it: no thread dies on a
+    descriptor closed under its read (the old close() closed them from the closing thread)."""
+    import threading
+
+    failures: list[BaseException | None] = []
+    previous = threading.excepthook
+    threading.excepthook = lambda args: failures.append(args.exc_value)
+    try:
+        for _ in range(10):
+            server = serve(InMemoryStorage())
+            clients = [server.address.connect() for _ in range(3)]
+            for client in clients:
+                client.list_studies()  # each client has its answering thread, now waiting in recv
+            answering = [t for t in threading.enumerate() if t.name == "tunelab-storage-client"]
+            server.close()
+            for thread in answering:
+                thread.join(5)
+            assert not any(t.is_alive() for t in answering)
+            for client in clients:
+                client.close()
+    finally:
+        threading.excepthook = previous
+    assert failures == []

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import socket
 import tempfile
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -106,10 +107,19 @@ class StorageServer:
         self._closed.set()
         self._listener.close()
         for conn in self._connections:
+            # Shut the socket down, do not close it: its answering thread, blocked in recv, then sees
+            # the end of the stream and closes it itself. Closing it from here raced that thread (a
+            # closed descriptor read or closed twice, and the number possibly reused meanwhile).
             try:
-                conn.close()
+                sock = socket.socket(fileno=conn.fileno())
+            except OSError:
+                continue  # closed already: its worker went away
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+            finally:
+                sock.detach()
         self._folder.cleanup()
 
     def __enter__(self) -> StorageServer:
