@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -196,6 +197,31 @@ def test_open_without_create_reads_an_existing_storage(tmp_path: Path) -> None:
         assert again.count_trials(study_id) == 1
     finally:
         again.close()
+
+
+def test_opening_many_storages_registers_no_fork_hook_each_and_a_forked_child_reconnects(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registered: list[object] = []
+    monkeypatch.setattr(os, "register_at_fork", lambda **hooks: registered.append(hooks))
+    url = "sqlite:///" + str(tmp_path / "tunelab.db")
+    storages = [get_storage(url) for _ in range(5)]
+    assert registered == []  # one hook for the module, not one (and its closure) per storage
+    monkeypatch.undo()
+    study_id = storages[0].create_study("s", "minimize", seed=0).study_id
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's pooled connection was dropped, a new one works
+        code = 1
+        try:
+            storages[0].create_trial(study_id)
+            code = 0 if storages[0].count_trials(study_id) == 1 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert storages[0].count_trials(study_id) == 1
+    for storage in storages:
+        storage.close()
 
 
 class TestServedStorage(StorageSuite):

@@ -247,9 +247,8 @@ class SQLStorage(BaseStorage):
             self._open(create)
         # A storage dropped without close() still closes its pooled connections (the drivers warn otherwise).
         weakref.finalize(self, self._engine.dispose)
-        # A forked child must not reuse the parent's connections.
-        ref = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: _dispose_in_child(ref))
+        # A forked child must not reuse the parent's connections (one fork hook for all storages).
+        _OPEN_STORAGES.add(self)
 
     def __repr__(self) -> str:
         return f"SQLStorage({self._shown!r})"
@@ -980,7 +979,13 @@ class SQLStorage(BaseStorage):
         return {str(name): self._dist(str(text)) for name, text in rows}
 
 
-def _dispose_in_child(ref: weakref.ref[SQLStorage]) -> None:
-    storage = ref()
-    if storage is not None:
+_OPEN_STORAGES: weakref.WeakSet[SQLStorage] = weakref.WeakSet()
+
+
+def _dispose_in_child() -> None:
+    """In a forked child, drop the parent's pooled connections without closing them (they are the parent's)."""
+    for storage in list(_OPEN_STORAGES):
         storage._engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_dispose_in_child)
