@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,20 @@ class Loop:
         self.stopped = self.stopped or self.trial.stop_requested
 
 
+@contextmanager
+def watched_loop(trial: tunelab.Trial, before_start: Callable[[], object] | None = None) -> Iterator[Loop]:
+    """A Loop on ``trial`` whose live changes a watching StepHook applies (closed on leaving)."""
+    loop = Loop(trial)
+    if before_start is not None:
+        before_start()
+    hook = StepHook(trial, loop.action, every_step=False)
+    hook.start([loop.optimizer])
+    try:
+        yield loop
+    finally:
+        hook.close()
+
+
 @pytest.fixture
 def study(tmp_path: Path) -> tunelab.Study:
     return tunelab.create_study(name="live", storage=f"sqlite:///{tmp_path / 'live.db'}", seed=0)
@@ -66,10 +82,7 @@ def study(tmp_path: Path) -> tunelab.Study:
 def test_the_watcher_hooks_the_optimizer_only_once_a_change_is_stored(study: tunelab.Study) -> None:
     trial = study.ask()
     trial.live_poll_seconds = 0.05
-    loop = Loop(trial)
-    hook = StepHook(trial, loop.action, every_step=False)
-    hook.start([loop.optimizer])
-    try:
+    with watched_loop(trial) as loop:
         for _ in range(5):
             loop.step()
         assert loop.actions == 0 and not loop.optimizer._optimizer_step_pre_hooks  # nothing runs per step
@@ -83,40 +96,27 @@ def test_the_watcher_hooks_the_optimizer_only_once_a_change_is_stored(study: tun
         assert loop.actions == 1
         [entry] = other.trials[0].system_attrs["live_schedule"]
         assert entry["params"] == {"lr": 0.01} and entry["step"] == 5
-    finally:
-        hook.close()
     assert not loop.optimizer._optimizer_step_pre_hooks
 
 
 def test_a_stop_request_reaches_the_loop_through_the_watcher(study: tunelab.Study) -> None:
     trial = study.ask()
     trial.live_poll_seconds = 0.05
-    loop = Loop(trial)
-    hook = StepHook(trial, loop.action, every_step=False)
-    hook.start([loop.optimizer])
-    try:
+    with watched_loop(trial) as loop:
         loop.step()
         request_stop(tunelab.load_study("live", study.storage.url), trial.number)
         assert wait_until(lambda: bool(loop.optimizer._optimizer_step_pre_hooks))
         loop.step()
         assert loop.stopped
-    finally:
-        hook.close()
 
 
 def test_requests_stored_before_training_apply_at_the_first_step(study: tunelab.Study) -> None:
     trial = study.ask()
     trial.live_poll_seconds = 30.0  # the first look is at once, whatever the period
-    loop = Loop(trial)
-    set_live(study, trial.number, {"lr": 0.02})
-    hook = StepHook(trial, loop.action, every_step=False)
-    hook.start([loop.optimizer])
-    try:
+    with watched_loop(trial, before_start=lambda: set_live(study, trial.number, {"lr": 0.02})) as loop:
         assert wait_until(lambda: bool(loop.optimizer._optimizer_step_pre_hooks))
         loop.step()
         assert loop.lrs == [0.02]
-    finally:
-        hook.close()
 
 
 def test_every_step_runs_the_action_before_each_step_of_the_first_optimizer(study: tunelab.Study) -> None:
@@ -157,17 +157,12 @@ def test_while_watched_should_prune_answers_from_the_watcher_s_reads(study: tune
     trial = study.ask()
     trial.live_poll_seconds = 0.05
     trial.report(0, loss=1.0)
-    loop = Loop(trial)
-    hook = StepHook(trial, loop.action, every_step=False)
-    hook.start([loop.optimizer])
-    try:
+    with watched_loop(trial) as loop:
         request_stop(tunelab.load_study("live", study.storage.url), trial.number)
         assert not trial.should_prune()  # no read of its own: the watcher's news arrives at the next step
         assert wait_until(lambda: bool(loop.optimizer._optimizer_step_pre_hooks))
         loop.step()
         assert loop.stopped and trial.should_prune()
-    finally:
-        hook.close()
     other = study.ask()  # not watched: every call reads
     other.report(0, loss=1.0)
     request_stop(tunelab.load_study("live", study.storage.url), other.number)
@@ -190,10 +185,7 @@ def test_in_memory_a_live_change_from_the_same_process_hooks_the_optimizer_witho
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     study, trial = memory_trial(monkeypatch)
-    loop = Loop(trial)
-    hook = StepHook(trial, loop.action, every_step=False)
-    hook.start([loop.optimizer])
-    try:
+    with watched_loop(trial) as loop:
         for _ in range(3):
             loop.step()
         assert loop.actions == 0 and not loop.optimizer._optimizer_step_pre_hooks
@@ -204,8 +196,6 @@ def test_in_memory_a_live_change_from_the_same_process_hooks_the_optimizer_witho
         assert not loop.optimizer._optimizer_step_pre_hooks
         [entry] = study.trials[0].system_attrs["live_schedule"]
         assert entry["params"] == {"lr": 0.01} and entry["step"] == 3
-    finally:
-        hook.close()
     assert trial.polls == []  # type: ignore[attr-defined]
     set_live(study, trial.number, {"lr": 0.5}, source="api")  # after close: nothing hooks any more
     assert not loop.optimizer._optimizer_step_pre_hooks
@@ -213,18 +203,13 @@ def test_in_memory_a_live_change_from_the_same_process_hooks_the_optimizer_witho
 
 def test_in_memory_a_change_from_another_thread_reaches_the_next_step(monkeypatch: pytest.MonkeyPatch) -> None:
     study, trial = memory_trial(monkeypatch)
-    loop = Loop(trial)
-    hook = StepHook(trial, loop.action, every_step=False)
-    hook.start([loop.optimizer])
-    try:
+    with watched_loop(trial) as loop:
         loop.step()
         writer = threading.Thread(target=set_live, args=(study, trial.number, {"lr": 0.03}))
         writer.start()
         writer.join()
         loop.step()
         assert loop.lrs == [0.1, 0.03]
-    finally:
-        hook.close()
     assert trial.polls == []  # type: ignore[attr-defined]
 
 
@@ -232,11 +217,8 @@ def test_in_memory_a_stop_request_and_requests_stored_before_training_arrive(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     study, trial = memory_trial(monkeypatch)
-    loop = Loop(trial)
-    set_live(study, trial.number, {"lr": 0.02})  # before the hook starts
-    hook = StepHook(trial, loop.action, every_step=False)
-    hook.start([loop.optimizer])
-    try:
+    stored_before = lambda: set_live(study, trial.number, {"lr": 0.02})  # noqa: E731 - before the hook starts
+    with watched_loop(trial, before_start=stored_before) as loop:
         loop.step()
         assert loop.lrs == [0.02] and not loop.stopped
         trial.report(0, loss=1.0)
@@ -244,8 +226,6 @@ def test_in_memory_a_stop_request_and_requests_stored_before_training_arrive(
         assert not trial.should_prune()  # watched: the news comes through the hook
         loop.step()
         assert loop.stopped and trial.should_prune()
-    finally:
-        hook.close()
     assert trial.polls == []  # type: ignore[attr-defined]
 
 
@@ -253,15 +233,12 @@ def test_in_memory_a_served_worker_s_change_reaches_the_driver_s_loop(monkeypatc
     from tunelab.storage.served import serve
 
     study, trial = memory_trial(monkeypatch)
-    loop = Loop(trial)
-    hook = StepHook(trial, loop.action, every_step=False)
-    hook.start([loop.optimizer])
     server = serve(study.storage)
     try:
-        remote = tunelab.load_study(study.name, server.address.connect())  # a worker's view of the study
-        set_live(remote, trial.number, {"lr": 0.04}, source="cli")
-        loop.step()
-        assert loop.lrs == [0.04]
+        with watched_loop(trial) as loop:
+            remote = tunelab.load_study(study.name, server.address.connect())  # a worker's view of the study
+            set_live(remote, trial.number, {"lr": 0.04}, source="cli")
+            loop.step()
+            assert loop.lrs == [0.04]
     finally:
-        hook.close()
         server.close()
