@@ -25,7 +25,7 @@ from tunelab.checkpoints import Checkpoint, CheckpointPolicy
 from tunelab.errors import ConfigError
 from tunelab.recipe import Budget, run
 from tunelab.torch import HypergradientOptimizer, Trainer
-from tunelab.torch.hypergradient import DEFAULT_HYPER_LR, DEFAULT_START_FACTOR
+from tunelab.torch.hypergradient import CEILING_KEY, DEFAULT_HYPER_LR, DEFAULT_START_FACTOR, WARMUP_KEY
 from tunelab.torch.live import apply_to_optimizer
 
 torch.set_num_threads(1)
@@ -181,6 +181,102 @@ def test_the_first_steps_take_start_factor_times_lr_and_drift_pushes_the_rate_up
         HypergradientOptimizer(sgd(), drift=1.5)
 
 
+def signed_steps(signs: list[float], lr: float = 0.01, opt: HypergradientOptimizer | None = None,
+                 w: nn.Parameter | None = None) -> tuple[list[float], HypergradientOptimizer, nn.Parameter]:
+    """Plain SGD on a linear loss whose gradient at step ``i`` is ``signs[i]`` (0: the unit vector
+    e2, else that multiple of e1): the cosine of consecutive steps is exactly 1 where e1 repeats, 0
+    where they alternate between e1 and e2, -1 where e1 flips sign. The effective rate after each step."""
+    w = w if w is not None else nn.Parameter(torch.zeros(2))
+    opt = opt if opt is not None else HypergradientOptimizer(torch.optim.SGD([w], lr=lr))
+    lrs = []
+    for sign in signs:
+        opt.zero_grad()
+        (w[1] if sign == 0 else sign * w[0]).backward()  # type: ignore[no-untyped-call]
+        opt.step()
+        lrs.append(opt.lrs[0])
+    return lrs, opt, w
+
+
+WARM_UP = math.ceil(math.log(1 / DEFAULT_START_FACTOR) / DEFAULT_HYPER_LR)  # 24 steps after the first
+CEILING = round(2 * math.log(1 / DEFAULT_START_FACTOR) / DEFAULT_HYPER_LR)  # 46: the factor at most 1 until then
+
+
+def test_the_warm_up_climbs_back_to_lr_at_the_rules_top_speed_whatever_the_cosine() -> None:
+    """Orthogonal steps (cosine 0: no sign of an overshoot, nor of agreement): the warm-up multiplies
+    the factor by exp(hyper_lr) a step and ends at 1, the rate set; the rule alone (the drift) would
+    have left it near a tenth of it."""
+    lrs, opt, _ = signed_steps([1.0, 0.0] * 15)
+    assert lrs[0] == pytest.approx(0.01 * DEFAULT_START_FACTOR)  # no previous step: no cosine yet
+    assert lrs[1:WARM_UP] == pytest.approx([0.01 * DEFAULT_START_FACTOR * math.exp(DEFAULT_HYPER_LR * k)
+                                            for k in range(1, WARM_UP)])
+    assert lrs[WARM_UP] == 0.01 and opt.param_groups[0][WARMUP_KEY] is None  # back at lr: the warm-up ended
+    assert opt.param_groups[0][CEILING_KEY] == [CEILING - WARM_UP - (len(lrs) - 1 - WARM_UP), 1.0]
+    assert lrs[WARM_UP:] == [0.01] * (len(lrs) - WARM_UP)  # the drift alone would raise it: the ceiling holds it
+
+
+def test_after_the_warm_up_agreeing_steps_cannot_raise_the_rate_past_lr_until_the_ceiling_lifts() -> None:
+    """Steps that all agree (cosine 1, as on a plateau): the warm-up is back at lr after WARM_UP
+    steps; the rule would then raise the rate at once, the ceiling keeps the factor at 1 until step
+    CEILING (twice the warm-up), and only then does the rate climb on."""
+    lrs, opt, _ = signed_steps([1.0] * (CEILING + 4))
+    assert lrs[1:WARM_UP] == pytest.approx([0.01 * DEFAULT_START_FACTOR * math.exp(DEFAULT_HYPER_LR * k)
+                                            for k in range(1, WARM_UP)])
+    assert lrs[WARM_UP:CEILING + 1] == [0.01] * (CEILING + 1 - WARM_UP)  # held at lr
+    assert opt.param_groups[0][CEILING_KEY] is None  # lifted
+    step = math.exp(DEFAULT_HYPER_LR * (1 + opt.drift))
+    assert lrs[CEILING + 1:] == pytest.approx([0.01 * step ** k for k in range(1, 4)])  # the rule, free
+    # Without a warm-up (start_factor 1, the paper's rule) there is no ceiling either.
+    w = nn.Parameter(torch.zeros(2))
+    free, opt, _ = signed_steps([1.0] * 4, opt=HypergradientOptimizer(torch.optim.SGD([w], lr=0.01), start_factor=1.0),
+                                w=w)
+    assert opt.param_groups[0][WARMUP_KEY] is None and opt.param_groups[0][CEILING_KEY] is None
+    assert free == pytest.approx([0.01] + [0.01 * step ** k for k in range(1, 4)])
+
+
+def test_an_overshoot_ends_the_warm_up_where_it_is_and_that_rate_is_the_ceiling() -> None:
+    """An overshoot ends the warm-up below lr: the rule takes over, and until step CEILING agreeing
+    steps cannot raise the rate past the one that overshot."""
+    signs = [1.0, 1.0, 1.0, -1.0, 1.0, -1.0] + [1.0] * (CEILING + 2)
+    lrs, opt, _ = signed_steps(signs[:5])
+    low = 0.01 * DEFAULT_START_FACTOR
+    # One step back after two agreeing ones leaves the cosines' running average positive: still warming.
+    assert lrs[:4] == pytest.approx([low * math.exp(0.1 * k) for k in range(4)])
+    assert lrs[4] == lrs[3] and opt.param_groups[0][WARMUP_KEY] is None  # the second turned it negative
+    top = opt.param_groups[0]["hd_scale"]
+    assert opt.param_groups[0][CEILING_KEY] == [CEILING - 4, top] and top < 0.2
+    lrs, opt, _ = signed_steps(signs)
+    assert lrs[5] == pytest.approx(lrs[4] * math.exp(DEFAULT_HYPER_LR * (-1 + opt.drift)))
+    # From there the rule: agreeing steps raise the rate back to the one that overshot, and no further.
+    assert max(lrs[4:CEILING + 1]) == lrs[4] == lrs[CEILING] and lrs[5] < lrs[4]
+    assert opt.param_groups[0][CEILING_KEY] is None
+    assert lrs[CEILING + 1] == pytest.approx(lrs[4] * math.exp(DEFAULT_HYPER_LR * (1 + opt.drift)))
+
+
+@pytest.mark.parametrize("at", [7, 30])  # in the warm-up; under the ceiling after it
+def test_a_resume_in_the_warm_up_or_under_the_ceiling_goes_on_bit_for_bit(at: int) -> None:
+    signs = [1.0, 1.0, 0.0] * 20
+    reference, _, _ = signed_steps(signs)
+    _, opt, w = signed_steps(signs[:at])
+    buffer = io.BytesIO()
+    torch.save({"w": w.detach().clone(), "opt": opt.state_dict()}, buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+    group = saved["opt"]["param_groups"][0]
+    assert (group[WARMUP_KEY] is not None) == (at < WARM_UP) and (group[CEILING_KEY] is not None) == (at >= WARM_UP)
+    w2 = nn.Parameter(saved["w"])
+    resumed = HypergradientOptimizer(torch.optim.SGD([w2], lr=0.5), start_factor=0.5)
+    resumed.load_state_dict(saved["opt"])
+    assert signed_steps(signs[at:], opt=resumed, w=w2)[0] == reference[at:]
+
+
+def test_a_live_lr_ends_the_warm_up_and_the_ceiling() -> None:
+    _, opt, w = signed_steps([1.0] * 5)
+    opt.set_lr(0.02)  # a live change: the adaptation starts again from it, with no warm-up, no ceiling
+    lrs, _, _ = signed_steps([1.0], opt=opt, w=w)
+    assert opt.param_groups[0][WARMUP_KEY] is None and opt.param_groups[0][CEILING_KEY] is None
+    assert lrs == [pytest.approx(0.02 * math.exp(0.1 * (1 + opt.drift)))]
+
+
 def test_a_closure_is_evaluated_and_its_loss_returned() -> None:
     w = nn.Parameter(torch.tensor([2.0]))
     opt = HypergradientOptimizer(torch.optim.SGD([w], lr=0.1), start_factor=1.0)
@@ -269,9 +365,10 @@ NAIVE_KINDS: dict[str, Callable[[Any], torch.optim.Optimizer]] = {
 @pytest.mark.parametrize("kind", NAIVE_KINDS)
 def test_the_rate_moves_by_the_cosine_of_the_gradient_and_the_last_step_computed_naively(kind: str) -> None:
     """Each step multiplies the factor by exp(hyper_lr * (cos + drift)), cos that of the new gradient
-    and the previous step's change of the parameters, here computed from scratch in float64."""
+    and the previous step's change of the parameters, here computed from scratch in float64 (no
+    warm-up: start_factor 1)."""
     model = mlp()
-    opt = HypergradientOptimizer(NAIVE_KINDS[kind](model.parameters()))
+    opt = HypergradientOptimizer(NAIVE_KINDS[kind](model.parameters()), start_factor=1.0)
     x, y = regression()
     previous_step: torch.Tensor | None = None
     cosines, naive = [], []
@@ -461,7 +558,8 @@ def test_the_wrapped_step_skips_only_torchs_idle_layers_and_keeps_its_hooks_and_
 def two_groups(per_group: bool) -> tuple[nn.Module, HypergradientOptimizer]:
     model = mlp()
     groups = [{"params": model[0].parameters()}, {"params": model[2].parameters(), "lr": 1e-2}]
-    return model, HypergradientOptimizer(torch.optim.SGD(groups, lr=1e-3, momentum=0.9), per_group=per_group)
+    return model, HypergradientOptimizer(torch.optim.SGD(groups, lr=1e-3, momentum=0.9), per_group=per_group,
+                                         start_factor=1.0)  # no warm-up: its ceiling would hold both at 1
 
 
 def test_per_group_adapts_each_group_by_its_own_factor_and_false_by_one() -> None:
@@ -628,10 +726,11 @@ def blobs_trainer(optimizer: str, **kw: Any) -> Trainer:
 
 @pytest.mark.parametrize("optimizer", ["sgd-hd", "adam-hd", "adamw-hd"])
 def test_the_trainer_trains_with_an_hd_optimizer_and_reports_the_lr_curve(optimizer: str) -> None:
-    result = blobs_trainer(optimizer).fit({"lr": 1e-4, "hyper_lr": 0.2}, epochs=4, seed=0)
+    # 8 steps an epoch: the warm-up and its ceiling hold the rate at 1e-4 at most for 23 steps.
+    result = blobs_trainer(optimizer).fit({"lr": 1e-4, "hyper_lr": 0.2}, epochs=6, seed=0)
     lrs = [row["lr"] for row in result.history]
-    assert len(lrs) == 4 and lrs[-1] > lrs[0] and lrs[-1] > 1e-4  # the adapted rate, each epoch
-    fixed = blobs_trainer(optimizer.removesuffix("-hd")).fit({"lr": 1e-4}, epochs=4, seed=0)
+    assert len(lrs) == 6 and lrs[-1] > lrs[0] and lrs[-1] > 1e-4  # the adapted rate, each epoch
+    fixed = blobs_trainer(optimizer.removesuffix("-hd")).fit({"lr": 1e-4}, epochs=6, seed=0)
     assert {row["lr"] for row in fixed.history} == {1e-4}
     assert result.history[-1]["val_loss"] < fixed.history[-1]["val_loss"]
 
