@@ -252,19 +252,6 @@ def test_an_overshoot_ends_the_warm_up_where_it_is_and_that_rate_is_the_ceiling(
     assert lrs[CEILING + 1] == pytest.approx(lrs[4] * math.exp(DEFAULT_HYPER_LR * (1 + opt.drift)))
 
 
-def test_one_step_back_at_the_very_start_is_noise_and_does_not_end_the_warm_up() -> None:
-    """At a tenth of the rate the first cosines are the minibatches' noise: one step back first
-    (cosine -1, then agreeing steps) leaves the warm-up climbing; three steps back in a row end it."""
-    low = 0.01 * DEFAULT_START_FACTOR
-    lrs, opt, _ = signed_steps([1.0, -1.0, -1.0, -1.0, -1.0])  # cosines -1, 1, 1, 1
-    assert lrs == pytest.approx([low * math.exp(DEFAULT_HYPER_LR * k) for k in range(5)])
-    assert opt.param_groups[0][WARMUP_KEY] is not None and opt.param_groups[0][CEILING_KEY] is None
-    lrs, opt, _ = signed_steps([1.0, -1.0, 1.0, -1.0, 1.0])  # cosines -1, -1, -1, -1
-    assert lrs[:3] == pytest.approx([low * math.exp(DEFAULT_HYPER_LR * k) for k in range(3)])
-    assert lrs[3] == lrs[2] and opt.param_groups[0][WARMUP_KEY] is None  # the third ended it where it was
-    assert opt.param_groups[0][CEILING_KEY] is not None
-
-
 @pytest.mark.parametrize("at", [7, 30])  # in the warm-up; under the ceiling after it
 def test_a_resume_in_the_warm_up_or_under_the_ceiling_goes_on_bit_for_bit(at: int) -> None:
     signs = [1.0, 1.0, 0.0] * 20

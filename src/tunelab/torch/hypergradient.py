@@ -135,11 +135,6 @@ earlier, and the factor stays at most where the warm-up ended until twice that (
 WARMUP_BETA = 0.8
 """The warm-up ends at an overshoot: where the running average of the cosines (weight ``0.8`` on
 the past, about the last 5 steps) is negative."""
-WARMUP_MIN_COSINES = 3
-"""The overshoot is a trend, not one sample: the warm-up judges the running average only once it
-holds 3 cosines. At a tenth of a rate the first cosine is the minibatches' noise, and one slightly
-negative one (-0.03, the digits CNN with Adam) used to end the warm-up at its first step and hold the
-rate at a tenth of the one set until the ceiling lifted."""
 DEFAULT_DRIFT = 0.025
 """The default ``drift``: the rate settles where steps that turn back are slightly more frequent
 than steps that agree (0 is the paper's rule; 0.025 did better on the benchmark's 4 cases, 0.05 was
@@ -148,9 +143,8 @@ worse with Adam on the CNN started at 0.1 and 0.1 worse everywhere)."""
 SCALE_KEY = "hd_scale"
 """The param-group key of the adapted factor (the effective rate is ``lr * hd_scale``)."""
 WARMUP_KEY = "hd_warmup"
-"""The param-group key of the warm-up's state: ``[average, ceiling_steps, cosines]``, the running
-average of the cosines so far, the steps left until the factor may pass 1 and the cosines seen (a
-state saved without it counts as :data:`WARMUP_MIN_COSINES`); None once the warm-up has ended
+"""The param-group key of the warm-up's state: ``[average, ceiling_steps]``, the running average of
+the cosines so far and the steps left until the factor may pass 1; None once the warm-up has ended
 (or where it never began: ``start_factor >= 1``, a live change of ``lr``, a plain optimizer's
 state)."""
 CEILING_KEY = "hd_ceiling"
@@ -290,7 +284,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         for group in self.param_groups:
             if SCALE_KEY not in group:
                 group[SCALE_KEY] = start
-                group[WARMUP_KEY] = [0.0, self._ceiling_steps(start), 0] if start < 1 else None
+                group[WARMUP_KEY] = [0.0, self._ceiling_steps(start)] if start < 1 else None
                 group[CEILING_KEY] = None
             if self.lr_bounds is not None and group["lr"] > 0:
                 group[SCALE_KEY] = self._clamp(group["lr"], group[SCALE_KEY])
@@ -518,16 +512,14 @@ class HypergradientOptimizer(torch.optim.Optimizer):
 
     def _warm(self, group: dict[str, Any], warmup: list[Any], cos: float, scale: float) -> float:
         """One warm-up step of a group: the factor up by ``exp(hyper_lr)``. The warm-up ends at 1
-        or at an overshoot (the cosines' running average negative once it holds at least
-        :data:`WARMUP_MIN_COSINES` of them: the factor stays where it is); the factor where it ended
-        is then its ceiling for the steps left of the warm-up's count."""
+        or at an overshoot (the cosines' running average negative: the factor stays where it is);
+        the factor where it ended is then its ceiling for the steps left of the warm-up's count."""
         average = WARMUP_BETA * float(warmup[0]) + (1 - WARMUP_BETA) * cos
         left = int(warmup[1]) - 1
-        seen = (int(warmup[2]) if len(warmup) > 2 else WARMUP_MIN_COSINES) + 1
-        if average >= 0 or seen < WARMUP_MIN_COSINES:
+        if average >= 0:
             scale *= math.exp(self.hyper_lr)
             if scale < 1.0:
-                group[WARMUP_KEY] = [average, left, seen]
+                group[WARMUP_KEY] = [average, left]
                 return scale
             scale = 1.0
         group[WARMUP_KEY] = None
