@@ -76,6 +76,23 @@ def test_curves_are_what_lightning_logged_and_checkpoints_resume_with_ckpt_path(
     assert study.tell(trial, resumed.val_losses[-1]).state == tunelab.TrialState.COMPLETE
 
 
+def test_only_the_fits_validations_are_reported_not_the_sanity_check_nor_a_validate_run() -> None:
+    # Validation every second epoch, after a sanity check: epoch 1 ends without a validation, so nothing of
+    # the sanity check's may be reported there; a trainer.validate() run before the fit reports nothing either.
+    study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler())
+    trial = study.ask()
+    model = Net(trial.suggest_float("lr", 1e-3, 0.1, log=True))
+    cb = TunelabCallback(trial, monitor="val_loss")
+    train, val = loaders()
+    trainer(max_epochs=1, callbacks=[cb]).validate(model, val, verbose=False)
+    assert study.get_curves(trial.number) == {}
+    run = trainer(max_epochs=4, callbacks=[cb], num_sanity_val_steps=1, check_val_every_n_epoch=2)
+    run.fit(model, train, val)
+    curves = study.get_curves(trial.number)
+    assert curves["val_loss"] == ([2, 4], model.val_losses[-2:])
+    assert curves["train_loss"][0] == [2, 4]
+
+
 # -- pruning -------------------------------------------------------------------------------------
 def test_a_hopeless_trial_is_pruned_at_the_first_asha_rung_whether_the_objective_returns_or_raises() -> None:
     # Rungs at epochs 1, 2 (reduction factor 2): trial 0 learns; trials 1 and 2 (lr 1e-5) barely move, and

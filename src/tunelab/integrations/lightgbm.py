@@ -15,7 +15,7 @@ from typing import Any
 
 from tunelab.errors import ConfigError
 from tunelab.integrations._best import BestScore, check_direction
-from tunelab.integrations._common import as_number, check_monitor, check_trial, prune_now, require
+from tunelab.integrations._common import as_number, check_monitor, check_trial, require
 
 lgb: Any = require("lightgbm", "lightgbm", "tunelab.integrations.lightgbm")
 
@@ -93,16 +93,19 @@ class TunelabCallback:
         if env.model is not self._keyed_model:  # the key once per training, not per round
             self._key, self._keyed_model = self.key(env), env.model
         key = self._key
-        self._check_logged(key, scores)
+        if key not in scores:
+            self._check_logged(key, scores)
         step = int(env.iteration)
-        self.trial.report(step, **scores)
+        trial = self.trial
+        trial.report(step, **scores)
         self._track_best(step, key, results, scores[key])
-        if prune_now(self.trial):
+        if trial.should_prune():  # prune_now, inlined: this runs at every boosting round
+            trial.mark_pruned()
             self.pruned_iteration = step
-            self.trial.flush()
+            trial.flush()
             raise lgb.callback.EarlyStopException(self.best_iteration, self._best_results)
         if step == int(env.end_iteration) - 1:  # LightGBM calls no callback at the end of training
-            self.trial.flush()  # the reports gathered for the storage: written once training ends
+            trial.flush()  # the reports gathered for the storage: written once training ends
 
     def _track_best(self, step: int, key: str, results: list[Any], value: float) -> None:
         if self._best is None:
@@ -112,8 +115,7 @@ class TunelabCallback:
             self._best_results = results
 
     def _check_logged(self, key: str, scores: dict[str, float]) -> None:
-        if key in scores:
-            return
+        """A ConfigError naming what LightGBM logs: ``key`` is not among ``scores``."""
         if not scores:
             raise ConfigError(
                 f"TunelabCallback(metric={self.metric!r}): LightGBM evaluated nothing; pass "

@@ -70,15 +70,17 @@ class _Port:
                 f"{sorted(logged)}: log it with self.log({self.monitor!r}, ...) in validation_step or pass one "
                 "of those"
             )
-        pruner = self.trial.study.pruner
+        trial = self.trial
+        pruner = trial.study.pruner
         if pruner is None or pruner.metric is not None:  # the pruner reads its own metric, if any: one report
-            self.trial.report(step, **logged)
+            trial.report(step, **logged)
         else:
             others = {k: v for k, v in logged.items() if k != self.monitor}
             if others:
-                self.trial.report(step, **others)
-            self.trial.report(step, **{self.monitor: logged[self.monitor]})  # the last report: what the pruner reads
-        if prune_now(self.trial):
+                trial.report(step, **others)
+            trial.report(step, **{self.monitor: logged[self.monitor]})  # the last report: what the pruner reads
+        if trial.should_prune():  # prune_now, inlined: this runs at every validation
+            trial.mark_pruned()
             self.pruned = True
         return self.pruned
 
@@ -310,18 +312,23 @@ class TunelabCallback(pl.Callback):  # type: ignore[misc]
             self._stop(trainer)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.step == "epoch":
+            # Reported at the epoch's end, with the epoch's training metrics. Only a fit's epochs end: the sanity
+            # check's flag is taken back when it ends, and another stage's (validate) by the next setup.
+            self._pending = True
+            return
         state = trainer.state  # ``trainer.sanity_checking`` and ``fn != "fit"``, without LightningEnum's __eq__
         if _is(state.stage, RunningStage.SANITY_CHECKING) or not _is(state.fn, TrainerFn.FITTING):
             return
-        if self.step == "epoch":
-            self._pending = True  # reported at the epoch's end, with the epoch's training metrics
-        else:
-            self._report(trainer, int(trainer.global_step))
+        self._report(trainer, int(trainer.global_step))
+
+    def on_sanity_check_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._pending = False  # the sanity check's validation is not reported
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._pending:
             self._pending = False
-            self._report(trainer, int(trainer.current_epoch) + 1)
+            self._report(trainer, trainer.current_epoch + 1)
 
     def _report(self, trainer: pl.Trainer, step: int) -> None:
         """Report the logged metrics at ``step``, stop the run when the pruner says so, checkpoint."""
@@ -399,16 +406,16 @@ def _numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
     float tensors, read directly."""
     out: dict[str, float] = {}
     for key, value in metrics.items():
-        if type(value) is torch.Tensor and value.dtype in _FLOATS and value.numel() == 1 and type(key) is str and key:
-            out[key] = value.item()
-        else:
-            number = as_number(value)
-            if number is not None and isinstance(key, str) and key:
-                out[key] = number
+        if type(value) is torch.Tensor and value.is_floating_point() and type(key) is str and key:
+            try:
+                out[key] = value.item()  # one element (the usual case): no size check first
+                continue
+            except RuntimeError:
+                pass  # several elements: as_number leaves it out
+        number = as_number(value)
+        if number is not None and isinstance(key, str) and key:
+            out[key] = number
     return out
-
-
-_FLOATS = frozenset({torch.float32, torch.float64, torch.float16, torch.bfloat16})
 
 
 def _check_live(live: object) -> list[str]:

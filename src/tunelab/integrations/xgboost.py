@@ -15,7 +15,7 @@ from typing import Any
 
 from tunelab.errors import ConfigError
 from tunelab.integrations._best import BestScore, check_direction, study_direction
-from tunelab.integrations._common import as_number, check_monitor, check_trial, prune_now, require
+from tunelab.integrations._common import as_number, check_monitor, check_trial, require
 
 xgb: Any = require("xgboost", "xgboost", "tunelab.integrations.xgboost")
 
@@ -79,11 +79,15 @@ class TunelabCallback(xgb.callback.TrainingCallback):  # type: ignore[misc]
 
     def after_iteration(self, model: Any, epoch: int, evals_log: Mapping[str, Mapping[str, Any]]) -> bool:
         scores = latest_scores(evals_log)
-        self._check_logged(scores)
-        self.trial.report(int(epoch), **scores)
-        self._best.update(int(epoch), scores[self.observation_key])
-        if prune_now(self.trial):
-            self.pruned_iteration = int(epoch)
+        if self.observation_key not in scores:
+            self._check_logged(scores)
+        step = int(epoch)
+        trial = self.trial
+        trial.report(step, **scores)
+        self._best.update(step, scores[self.observation_key])
+        if trial.should_prune():  # prune_now, inlined: this runs at every boosting round
+            trial.mark_pruned()
+            self.pruned_iteration = step
             return True
         return False
 
@@ -92,8 +96,7 @@ class TunelabCallback(xgb.callback.TrainingCallback):  # type: ignore[misc]
         return model
 
     def _check_logged(self, scores: Mapping[str, float]) -> None:
-        if self.observation_key in scores:
-            return
+        """A ConfigError naming what XGBoost logs: the monitored key is not among ``scores``."""
         if not scores:
             raise ConfigError(
                 f"TunelabCallback(observation_key={self.observation_key!r}): XGBoost evaluated nothing; "

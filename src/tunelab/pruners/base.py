@@ -53,7 +53,7 @@ class Curve(dict[int, float]):
         self.counted = 0
 
     def __setitem__(self, step: int, value: float) -> None:
-        super().__setitem__(step, value)
+        dict.__setitem__(self, step, value)  # not super(): this runs at every report of every metric
         if step > self.last_step:
             self.last_step = step
         if value == value:  # not NaN

@@ -102,6 +102,7 @@ class Trial:
         self._stop_read_due = False  # a background read of the stop request is scheduled
         self._stop_watched = False  # see watch_stop_requests
         self._stop_told: Callable[[], None] | bool | None = None  # see _read_stop_request
+        self._stop_told_quiet = False  # the storage says when a stop request is written: no read is due
 
     # -- suggestions -----------------------------------------------------------------------
     def suggest_float(
@@ -545,7 +546,8 @@ class Trial:
             if type(v) is not float:
                 metrics = _floats(metrics)
                 break
-        self._write_pending()
+        if self._unsaved or self._unsaved_attrs or self._ctx.has_new_records:  # rarely, in a training loop
+            self._write_pending()
         self._writer.report(step, metrics)
         curves = self._curves
         for k, v in metrics.items():
@@ -578,7 +580,9 @@ class Trial:
         """
         if self._finished:
             self._check_running()
-        request = self._read_stop_request()
+        request = self._stop_request
+        if request is None and not self._stop_told_quiet:  # in memory, once told: the storage says when
+            request = self._read_stop_request()
         if request is not None:
             metric = next(iter(self._last_report), None)
             step = value = None
@@ -650,6 +654,7 @@ class Trial:
             if self._stop_told is None:  # the first call: a storage that sees every write (in memory) tells
                 told = self._writer.watch((STOP_REQUESTED,), self._on_stop_request)
                 self._stop_told = False if told is None else told
+                self._stop_told_quiet = told is not None
                 self._stop_request = self._writer.stored_system_attr(STOP_REQUESTED)  # asked before the watch
             elif self._stop_told is False:  # the others: read at every call
                 self._stop_request = self._writer.stored_system_attr(STOP_REQUESTED)
