@@ -15,7 +15,7 @@ from typing import Any
 
 from tunelab.errors import ConfigError
 from tunelab.integrations._best import BestScore, check_direction
-from tunelab.integrations._common import as_number, check_monitor, check_trial, require
+from tunelab.integrations._common import as_number, check_monitor, check_trial, prune_now, require
 
 lgb: Any = require("lightgbm", "lightgbm", "tunelab.integrations.lightgbm")
 
@@ -99,8 +99,7 @@ class TunelabCallback:
         trial = self.trial
         trial.report(step, **scores)
         self._track_best(step, key, results, scores[key])
-        if trial.should_prune():  # prune_now, inlined: this runs at every boosting round
-            trial.mark_pruned()
+        if prune_now(trial):
             self.pruned_iteration = step
             trial.flush()
             raise lgb.callback.EarlyStopException(self.best_iteration, self._best_results)

@@ -79,8 +79,7 @@ class _Port:
             if others:
                 trial.report(step, **others)
             trial.report(step, **{self.monitor: logged[self.monitor]})  # the last report: what the pruner reads
-        if trial.should_prune():  # prune_now, inlined: this runs at every validation
-            trial.mark_pruned()
+        if prune_now(trial):
             self.pruned = True
         return self.pruned
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from tunelab.errors import ConfigError
 from tunelab.integrations._best import BestScore, check_direction, study_direction
-from tunelab.integrations._common import as_number, check_monitor, check_trial, require
+from tunelab.integrations._common import as_number, check_monitor, check_trial, prune_now, require
 
 xgb: Any = require("xgboost", "xgboost", "tunelab.integrations.xgboost")
 
@@ -85,8 +85,7 @@ class TunelabCallback(xgb.callback.TrainingCallback):  # type: ignore[misc]
         trial = self.trial
         trial.report(step, **scores)
         self._best.update(step, scores[self.observation_key])
-        if trial.should_prune():  # prune_now, inlined: this runs at every boosting round
-            trial.mark_pruned()
+        if prune_now(trial):
             self.pruned_iteration = step
             return True
         return False

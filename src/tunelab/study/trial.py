@@ -546,8 +546,7 @@ class Trial:
             if type(v) is not float:
                 metrics = _floats(metrics)
                 break
-        if self._unsaved or self._unsaved_attrs or self._ctx.has_new_records:  # rarely, in a training loop
-            self._write_pending()
+        self._write_pending()
         self._writer.report(step, metrics)
         curves = self._curves
         for k, v in metrics.items():
