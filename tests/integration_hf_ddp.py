@@ -17,6 +17,7 @@ import torch
 from transformers import TrainerCallback
 
 import tunelab
+from integration_lightning_ddp import dump_stacks_if_hung
 from integration_lightning_objectives import StopAt
 from integration_transformers_objectives import tiny_trainer
 from tunelab.babysit import set_live
@@ -41,6 +42,7 @@ class Record(TrainerCallback):  # type: ignore[misc]
 
 def main(out: Path) -> None:
     rank = int(os.environ["RANK"])
+    dump_stacks_if_hung(out, rank)
     storage = f"sqlite:///{out / 'hf.db'}"
     study = trial = None
     if rank == 0:

@@ -37,11 +37,27 @@ def torchrun(script: str, out: Path, study_name: str, db: Path) -> None:
     tests = Path(__file__).resolve().parent
     env = {**os.environ, "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(tests.parent / "src"), str(tests), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         str(tests / script), str(out)],
-        env=env, capture_output=True, text=True, timeout=400)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+             str(tests / script), str(out)],
+            env=env, capture_output=True, text=True, timeout=400)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"{script} hung; where each rank was:\n{rank_stacks(out)}") from None
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def dump_stacks_if_hung(out: Path, rank: int, seconds: float = 300.0) -> None:
+    """In a rank: write every thread's stack to ``out/stack-<rank>.txt`` if the process still runs after
+    ``seconds`` (before :func:`torchrun`'s timeout), so a hang says where it is."""
+    import faulthandler
+
+    faulthandler.dump_traceback_later(seconds, file=open(out / f"stack-{rank}.txt", "w"))
+
+
+def rank_stacks(out: Path) -> str:
+    """What :func:`dump_stacks_if_hung` wrote, every rank's (empty files: that rank had ended)."""
+    return "\n".join(f"--- {path.name}\n{path.read_text()[-4000:]}" for path in sorted(out.glob("stack-*.txt")))
 
 
 def main(out: Path) -> None:

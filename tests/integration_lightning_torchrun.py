@@ -15,6 +15,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch
 
 import tunelab
+from integration_lightning_ddp import dump_stacks_if_hung
 from integration_lightning_objectives import Net, SetLive, StopAt, loaders, trainer
 from tunelab.integrations.lightning import TunelabCallback
 
@@ -24,6 +25,7 @@ NAME = "torchrun"
 
 def main(out: Path) -> None:
     rank = int(os.environ["RANK"])
+    dump_stacks_if_hung(out, rank)
     storage = f"sqlite:///{out / 'torchrun.db'}"
     study = trial = None
     if rank == 0:
