@@ -50,3 +50,16 @@ def test_a_storage_dropped_without_close_closes_its_connections(pg_url: str) -> 
         gc.collect()
     assert pool.checkedin() == 0
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)], [str(w.message) for w in caught]
+
+
+def test_a_pooled_connection_left_mid_command_is_replaced_not_used(pg_url: str) -> None:
+    """A pooled connection that psycopg refuses to ping (left in the middle of a command, status ACTIVE)
+    is replaced by a fresh one: the operation succeeds instead of failing with a ProgrammingError."""
+    storage = SQLStorage(pg_url, pool_size=1, pool_reset_on_return=None)  # no reset: the pool keeps it as left
+    storage.create_study("mid-command", "minimize", seed=0)
+    raw = storage.engine.raw_connection()
+    raw.driver_connection.pgconn.send_query(b"SELECT 1")  # sent, its result never read
+    assert raw.driver_connection.info.transaction_status.name == "ACTIVE"
+    raw.close()  # back to the pool in that state
+    assert storage.get_study("mid-command").name == "mid-command"
+    storage.close()

@@ -37,7 +37,7 @@ from datetime import datetime, timezone
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, ExceptionContext
 from sqlalchemy.exc import (
     ArgumentError,
     DBAPIError,
@@ -95,6 +95,18 @@ def _sqlite_begin_immediate(engine: Engine) -> None:
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
+
+
+def _replace_on_failed_ping(context: ExceptionContext) -> None:
+    """A pooled connection whose ping fails in any way is replaced, not handed to the operation.
+
+    SQLAlchemy replaces it only when the driver calls the error a disconnect; psycopg refuses to
+    ping a connection left in the middle of a command ("can't change 'autocommit' now: connection
+    in transaction status ACTIVE", a ProgrammingError), which then failed the operation: seen once
+    in the chaos test, where a worker's finished trial could not be recorded.
+    """
+    if context.is_pre_ping:
+        context.is_disconnect = True
 
 
 P = ParamSpec("P")
@@ -240,6 +252,8 @@ class SQLStorage(BaseStorage):
             ) from None
         if self._sqlite:
             _sqlite_begin_immediate(self._engine)
+        else:
+            sa.event.listen(self._engine, "handle_error", _replace_on_failed_ping)
         self._q = Statements(lock_rows=not self._sqlite, dialect=self._dialect)
         self._dist_cache: dict[str, Distribution] = {}
         self._dists_cache: dict[str, dict[str, Distribution]] = {}
