@@ -64,25 +64,6 @@ def test_the_first_warm_trial_goes_where_the_source_was_best(url: str) -> None:
     assert abs(first["x"] - 1.0) < 1.0 and abs(math.log10(first["lr"]) + 3) < 1.0, first
 
 
-def test_the_second_warm_trial_is_one_of_the_sources_best_trials_drawn_by_seed(url: str) -> None:
-    """After the first trial (the sources' mean's minimum), trial 2 is drawn from the source's 10
-    best trials: the seeds start from different points instead of all following the same
-    extrapolation."""
-    source = tunelab.load_study("old", url)
-    top = sorted((t for t in source.trials if t.value is not None), key=lambda t: t.value)[:10]  # type: ignore[arg-type,return-value]
-    top_points = np.array([[t.params["x"], math.log10(t.params["lr"])] for t in top])
-    seconds = set()
-    for seed in range(4):
-        study = tunelab.create_study(storage=url, sampler=tunelab.GPSampler(), seed=seed, space=SPACE,
-                                     warm_start=["old"])
-        study.optimize(bowl(0.3, 2.0), n_trials=2)
-        first, second = ([t.params["x"], math.log10(t.params["lr"])] for t in study.trials[:2])
-        assert np.abs(top_points - second).max(axis=1).min() < 1e-6, second
-        assert np.abs(np.subtract(first, second)).max() > 0.1
-        seconds.add(tuple(np.round(second, 6)))
-    assert len(seconds) >= 2
-
-
 def test_an_unrelated_source_costs_little(url: str) -> None:
     cold, warm = [], []
     for seed in range(3):
@@ -104,35 +85,6 @@ def test_weights_rescale_a_related_source_and_silence_an_unrelated_one() -> None
     assert list(source_weights(np.vstack([related, unrelated])[:, :2], y[:2])) == [0.5, 0.5]  # too few to tell
     assert rank_agreement(y, related) == pytest.approx(1.0) and rank_agreement(y, unrelated) < 0
     assert tpe_source_weight(-0.5, 10, 100) == 0.0 < tpe_source_weight(0.9, 10, 100) < tpe_source_weight(0.9, 0, 100)
-
-
-def test_a_source_that_ranks_the_trials_keeps_its_weight_whatever_its_offset() -> None:
-    """The link has an intercept: a source whose predictions sit 2 below the target's (standardised,
-    mean 0) values but rank them perfectly is rescaled to the target's spread, not shrunk toward 0
-    as a fit through the origin would."""
-    rng = np.random.default_rng(1)
-    y = rng.normal(size=12)
-    y = (y - y.mean()) / y.std()
-    offset = 0.7 * y - 2.0
-    assert source_weights(offset[None, :], y)[0] == pytest.approx(1 / 0.7, rel=1e-6)
-    # by rank, not by least squares: a perfect ranking through a bent link keeps its weight too
-    bent = np.exp(y) - 3.0
-    assert source_weights(bent[None, :], y)[0] == pytest.approx(1.0 / bent.std(), rel=1e-6)
-
-
-def test_a_source_that_ranks_no_better_than_chance_gets_no_weight() -> None:
-    """Agreement counts beyond chance (about 1/sqrt(n - 1)): 0.2 over 12 trials is noise."""
-    y = np.arange(12.0)
-    y = (y - y.mean()) / y.std()
-    rng = np.random.default_rng(3)
-    for _ in range(50):
-        p = rng.normal(size=12)
-        if 0.15 < rank_agreement(p, y) < 0.28:
-            break
-    assert 0.15 < rank_agreement(p, y) < 0.28
-    assert source_weights(p[None, :], y)[0] == 0.0
-    # with 3 or 4 trials, half the even share stays even for a reversed ranking: 3 points hardly tell
-    assert source_weights(np.array([[0.1, 0.3, 0.2]]), np.array([1.0, -1.0, 0.0]))[0] == pytest.approx(0.5)
 
 
 def test_sources_are_stored_rebuilt_and_may_live_in_another_storage(url: str, tmp_path: Path) -> None:
@@ -249,30 +201,6 @@ def test_a_warm_study_on_a_moved_and_rescaled_problem_ends_near_the_new_optimum(
     x_opt = 1.5 + grid[np.argmin((grid - 1) ** 2 + 3 * np.sin(grid) ** 2)]  # about 1.76
     best = warm.best_trial
     assert abs(best.params["x"] - x_opt) < 0.25 and abs(best.params["y"] + 1) < 0.25, best.params
-
-
-def test_a_damped_source_keeps_its_mean_at_its_trials_and_fades_past_them() -> None:
-    """The source's mean is pulled to its average (0) by its own posterior variance: its trend is
-    not extrapolated into a corner it never sampled; the gradient matches finite differences."""
-    from tunelab.samplers._gp import DampedSource, fit_gp
-
-    rng = np.random.default_rng(0)
-    X = 0.5 * rng.random((40, 2))  # the source sampled one quarter of the square only
-    g = fit_gp(X, np.sin(12 * X[:, 0]) + 4 * X[:, 1], np.zeros(2, dtype=np.int64), rng=rng, warp=False)
-    damped = DampedSource(g)
-    inside = X[:5]
-    np.testing.assert_allclose(damped.predict(inside)[0], g.predict(inside)[0], rtol=0.02, atol=0.02)
-    far = np.array([[1.0, 1.0]])
-    assert abs(g.predict(far)[0][0]) > 1.0  # the plain GP carries the trend to the far corner
-    assert abs(damped.predict(far)[0][0]) < 0.6 * abs(g.predict(far)[0][0])
-    Xq = np.array([[0.8, 0.3], [0.9, 0.8], [0.7, 0.95]])  # where the damping acts (the GP's own
-    _, _, dm, _ = damped._predict_with_grad(Xq)  # variance gradient is accurate to ~1e-3 there)
-    eps = 1e-6
-    for j in range(2):
-        step = np.zeros(2)
-        step[j] = eps
-        numeric = (damped.predict(Xq + step)[0] - damped.predict(Xq - step)[0]) / (2 * eps)
-        np.testing.assert_allclose(dm[:, j], numeric, rtol=1e-2, atol=1e-3)
 
 
 def test_the_basin_is_the_trials_nearest_the_incumbent() -> None:

@@ -710,33 +710,6 @@ class ShiftedGP:
         return mean, var, d_mean * inside, d_var * inside
 
 
-class DampedSource:
-    """A source's GP (plain or :class:`ShiftedGP`) whose posterior mean is pulled toward its prior
-    mean, 0 (the source's average), as far as the source knows nothing there:
-    ``mu(x) (1 - v(x) / signal)`` with ``v`` its own posterior variance. Where the source has trials
-    its mean stands; past them (a face of the box the source never sampled) its extrapolated trend
-    fades instead of leading the target's search there."""
-
-    def __init__(self, gp: GaussianProcess | ShiftedGP) -> None:
-        self.gp = gp
-        self.params = gp.params
-        self.numeric = gp.numeric
-        self.X, self.y = gp.X, gp.y
-        self._signal = max(float(gp.params.signal_variance), 1e-300)
-
-    def predict(self, Xq: Array) -> tuple[Array, Array]:
-        mean, var = self.gp.predict(Xq)
-        return mean * np.clip(1.0 - var / self._signal, 0.0, 1.0), var
-
-    def _predict_with_grad(self, Xq: Array) -> tuple[Array, Array, Array, Array]:
-        mean, var, d_mean, d_var = self.gp._predict_with_grad(Xq)
-        known = 1.0 - var / self._signal
-        inside = (known > 0.0) & (known < 1.0)
-        k = np.clip(known, 0.0, 1.0)
-        d = d_mean * k[:, None] - (mean * inside / self._signal)[:, None] * d_var
-        return mean * k, var, d, d_var
-
-
 class PriorMeanGP:
     """``z(x) = c0 * sum_s w_s mu_s(x) + c1 + r(x)``: the sources' posterior means ``mu_s`` (GPs fitted
     to earlier studies), weighted, as the prior mean of a GP ``r`` on what they do not explain.
@@ -749,7 +722,7 @@ class PriorMeanGP:
     def __init__(
         self,
         residual: GaussianProcess | None,
-        sources: Sequence[GaussianProcess | ShiftedGP | DampedSource],
+        sources: Sequence[GaussianProcess | ShiftedGP],
         weights: Array,
         c0: float,
         c1: float,

@@ -43,7 +43,6 @@ from tunelab.samplers._prior import (
 )
 from tunelab.samplers.model_based import EncodedSpace, ModelBasedSampler, Observations
 from tunelab.samplers.transfer import (
-    DIVERSE_START,
     OWN_MODEL_AT,
     PLAIN_UNITS_MARGIN,
     RESIDUAL_FIT_AT,
@@ -53,13 +52,12 @@ from tunelab.samplers.transfer import (
     fit_shift,
     local_trials,
     source_fails_locally,
-    source_start,
     source_weights,
     trust_region,
 )
 
 if TYPE_CHECKING:
-    from tunelab.samplers._gp import DampedSource, GaussianProcess, KernelParams
+    from tunelab.samplers._gp import GaussianProcess, KernelParams, ShiftedGP
 
 
 class GPSampler(ModelBasedSampler):
@@ -227,18 +225,18 @@ class GPSampler(ModelBasedSampler):
         return self._source_gps[key]
 
     def _moved_sources(self, space: EncodedSpace, data: Sequence[SourceData], X: np.ndarray, y: np.ndarray,
-                       warp: bool) -> tuple[list[DampedSource], float]:
+                       warp: bool) -> tuple[list[GaussianProcess | ShiftedGP], float]:
         """Each source's GP, shifted onto the target's trials where that explains them better
         (:func:`~tunelab.samplers.transfer.fit_shift`), and the smallest share of ``y``'s variance a
         source leaves unexplained."""
-        from tunelab.samplers._gp import DampedSource, ShiftedGP
+        from tunelab.samplers._gp import ShiftedGP
 
-        sources: list[DampedSource] = []
+        sources: list[GaussianProcess | ShiftedGP] = []
         unexplained = 1.0
         for d in data:
             g = self._source_gp(space, d, warp=warp)
             fit = fit_shift(g, g.X, g.y, X, y)
-            sources.append(DampedSource(ShiftedGP(g, fit.shift) if fit.shift.any() else g))
+            sources.append(ShiftedGP(g, fit.shift) if fit.shift.any() else g)
             unexplained = min(unexplained, fit.unexplained)
         return sources, unexplained
 
@@ -255,14 +253,6 @@ class GPSampler(ModelBasedSampler):
 
         X = _fill_inactive(obs.X, space)
         n = len(X)
-        taken = np.vstack([X, _fill_inactive(obs.pending, space)]) if len(obs.pending) else X
-        if 0 < len(taken) < DIVERSE_START:
-            # A seeded, source-guided start: one of the sources' best trials (see source_start).
-            best_first = [g.X[np.argsort(g.y, kind="stable")] for g in
-                          (self._source_gp(space, d) for d in obs.sources)]
-            start = source_start(best_first, taken, rng)
-            if start is not None:
-                return np.asarray(space.snap(start[None, :])[0])
         y = warp_targets(obs.y) if n else np.zeros(0)
         sources, unexplained = self._moved_sources(space, obs.sources, X, y, warp=True)
         if n >= SHIFT_FIT_AT:
@@ -305,11 +295,7 @@ class GPSampler(ModelBasedSampler):
                                   deterministic_objective=self.deterministic_objective)
                 params = residual.params
         if residual is None and n:
-            # Before the residual's own fit (which centres it), the link's intercept: the sources'
-            # weights are slopes only (see source_weights), so their offset from the target is the
-            # residual's mean.
-            c1 = float(np.mean(y - prior_at_X)) if n >= 3 else 0.0
-            residual = GaussianProcess(X, y - prior_at_X - c1, space.cat_sizes, params)
+            residual = GaussianProcess(X, y - prior_at_X, space.cat_sizes, params)
         z_observed = c0 * prior_at_X + c1 + residual.y if residual is not None else np.zeros(0)
         hint_X = np.vstack([X, *(g.X[np.argsort(g.y)[:5]] for g, w in zip(sources, weights, strict=True) if w > 0)])
         gp = PriorMeanGP(residual, sources, weights, c0, c1, space.cat_sizes, params, 0.0, hint_X, np.zeros(0))

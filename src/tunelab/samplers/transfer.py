@@ -71,8 +71,6 @@ OWN_MODEL_AT = 8
 """Target trials from which each source is compared with the target's own model (see :func:`source_weights`)."""
 OWN_MARGIN = 0.2
 """How much worse than the target's own model (in rank correlation) a source may rank before it is silenced."""
-MAX_WEIGHT = 10.0
-"""The largest weight of a source's mean in the target's standardised units (see :func:`source_weights`)."""
 
 
 @dataclass(frozen=True)
@@ -265,68 +263,33 @@ def _ranks(v: np.ndarray) -> np.ndarray:
 
 def source_weights(predictions: np.ndarray, y: np.ndarray, own: np.ndarray | None = None) -> np.ndarray:
     """Weights of the sources' prior means, ``predictions`` (s, n) at the target's ``n`` trials with
-    values ``y`` (n,), both in standardised units; the link has an intercept (the residual model
-    absorbs the offset), so only the slope is a weight.
+    values ``y`` (n,), both in standardised units.
 
-    With fewer than 3 target trials every source gets an even share. From 3 on, a source's slope
-    is judged by how well it *ranks* the target's trials, not by a least-squares fit: its Spearman
-    agreement beyond chance (``1 / sqrt(n - 1)``; rescaled so that a perfect ranking counts 1)
-    times the ratio of the target's spread to the source's at those trials (a source that ranks
-    them perfectly, at any offset and scale, is rescaled to the target's), shared among the
-    sources by agreement and capped at :data:`MAX_WEIGHT`; with 3 or 4 trials (a rank correlation
-    of 3 points is coarse) half of it and half the even share. From :data:`RESIDUAL_FIT_AT` on, a
-    source whose rank agreement with the target is below
-    :data:`AGREEMENT_FLOOR` gets 0. ``own``: the target's own model's leave-one-out predictions;
-    from :data:`OWN_MODEL_AT` trials on, a source that ranks the target's trials worse than that
-    model does fades out (to 0 when :data:`OWN_MARGIN` worse): a related source whose optimum
-    moved helps the first trials, then stops holding the search where it was.
+    With fewer than 3 target trials every source gets an even share; from 3 on, a non-negative
+    least-squares fit (so a source that predicts the target's ranking but at another scale is
+    rescaled); from :data:`RESIDUAL_FIT_AT` on, a source whose rank agreement with the target is
+    below :data:`AGREEMENT_FLOOR` gets 0. ``own``: the target's own model's leave-one-out
+    predictions; from :data:`OWN_MODEL_AT` trials on, a source that ranks the target's trials worse
+    than that model does fades out (to 0 when :data:`OWN_MARGIN` worse): a related source whose
+    optimum moved helps the first trials, then stops holding the search where it was.
     """
     s, n = predictions.shape
     if s == 0:
         return np.zeros(0)
     if n < 3:
         return np.full(s, 1.0 / s)
-    agreement = np.array([rank_agreement(predictions[i], y) for i in range(s)])
-    chance = 1.0 / math.sqrt(n - 1)  # the rank correlation's standard error without a relation
-    positive = np.clip((agreement - chance) / (1.0 - chance), 0.0, 1.0)
-    share = positive / positive.sum() if positive.sum() > 0 else np.zeros(s)
-    spread_y = float(np.std(y))
-    spread_p = predictions.std(axis=1)
-    ratio = np.where(spread_p > 1e-12, spread_y / np.maximum(spread_p, 1e-12), 0.0)
-    weights = np.minimum(positive * share * ratio, MAX_WEIGHT)
-    if n < RESIDUAL_FIT_AT:
-        return np.asarray(0.5 * weights + 0.5 / s, dtype=float)
-    own_agreement = rank_agreement(own, y) if own is not None and n >= OWN_MODEL_AT else None
-    for i in range(s):
-        if agreement[i] < AGREEMENT_FLOOR:
-            weights[i] = 0.0
-        elif own_agreement is not None:
-            weights[i] *= min(1.0, max(0.0, 1.0 + (agreement[i] - own_agreement) / OWN_MARGIN))
-    return np.asarray(weights, dtype=float)
+    from scipy.optimize import nnls
 
-
-DIVERSE_START = 2
-"""Warm trial 2 (up to this many trials) is one of the sources' best trials, drawn at random (:func:`source_start`)."""
-DIVERSE_POOL = 10
-"""The best trials of each source the start draws from."""
-DIVERSE_GAP = 0.05
-"""A drawn trial lies at least this far (largest coordinate difference, unit cube) from every target trial."""
-
-
-def source_start(best_first: Sequence[np.ndarray], taken: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
-    """A point for one of the first warm trials after the first: one of the :data:`DIVERSE_POOL` best
-    trials of a source (``best_first``: each source's rows, best first), drawn at random among
-    those at least :data:`DIVERSE_GAP` from every point of ``taken`` (the target's trials and pending
-    ones). The first trial goes where the sources' mean is lowest; without this, the next ones
-    follow that same mean (toward a face of the box the source extrapolates to) and are the same
-    for every seed. None when no such trial is left."""
-    pool = np.vstack([b[:DIVERSE_POOL] for b in best_first]) if best_first else np.zeros((0, taken.shape[1]))
-    if len(taken) and len(pool):
-        gap = np.abs(pool[:, None, :] - taken[None, :, :]).max(axis=2).min(axis=1)
-        pool = pool[gap >= DIVERSE_GAP]
-    if len(pool) == 0:
-        return None
-    return np.asarray(pool[int(rng.integers(len(pool)))], dtype=float)
+    weights, _ = nnls(predictions.T, y)
+    if n >= RESIDUAL_FIT_AT:
+        own_agreement = rank_agreement(own, y) if own is not None and n >= OWN_MODEL_AT else None
+        for i in range(s):
+            agreement = rank_agreement(predictions[i], y)
+            if agreement < AGREEMENT_FLOOR:
+                weights[i] = 0.0
+            elif own_agreement is not None:
+                weights[i] *= min(1.0, max(0.0, 1.0 + (agreement - own_agreement) / OWN_MARGIN))
+    return np.asarray(np.minimum(weights, 3.0), dtype=float)
 
 
 LOCAL_SHARE = 3
