@@ -48,8 +48,7 @@ class StepHook:
 
     def start(self, optimizers: Sequence[Any]) -> None:
         """Hook ``optimizers`` (torch optimizers, or wrappers with an ``.optimizer``) and start watching."""
-        if not self._closed or self._handles:  # a hook that never started (a fit's start) has nothing to undo
-            self.close()
+        self.close()
         self._optimizers = [_torch_optimizer(o) for o in optimizers]
         if not self._optimizers:
             return

@@ -79,8 +79,7 @@ class _Port:
             if others:
                 trial.report(step, **others)
             trial.report(step, **{self.monitor: logged[self.monitor]})  # the last report: what the pruner reads
-        if trial.should_prune():  # prune_now, inline: this runs at every report
-            trial.mark_pruned()
+        if prune_now(trial):
             self.pruned = True
         return self.pruned
 
@@ -289,20 +288,15 @@ class TunelabCallback(pl.Callback):  # type: ignore[misc]
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self.live:
             return
-        optimizers = trainer.optimizers
-        names = sorted(set(_live_names(optimizers) + self._extra_live))
-        port = self._port
-        if self._single and port is not None:  # one process, the trial in it: asked directly
-            port.declare(names)
-        else:
-            self._decide(trainer, lambda: self._call("declare", names))
+        names = _live_names(trainer.optimizers) + self._extra_live
+        self._decide(trainer, lambda: self._call("declare", sorted(set(names))))
         # One process: the storage says when a request comes (in memory) or a watcher thread reads them, and
         # the loop pays nothing per step until one comes. Several: every rank looks before each step, together
         # (rank 0 reads, then broadcasts).
-        trial = port.trial if self._single and port is not None else None
+        trial = self._port.trial if self._single and self._port is not None else None
         every_step = trial is None or trial.live_poll_seconds == 0
         self._hook = StepHook(trial, lambda: self._sync_live(trainer, force=not every_step), every_step=every_step)
-        self._hook.start(optimizers)
+        self._hook.start(trainer.optimizers)
 
     def _sync_live(self, trainer: pl.Trainer, *, force: bool) -> None:
         """Apply the live changes asked for, just before an optimizer step (on every rank)."""
@@ -355,9 +349,7 @@ class TunelabCallback(pl.Callback):  # type: ignore[misc]
         if self._hook is not None:
             self._hook.close()
             self._hook = None
-        if self._single and self._port is not None:
-            self._port.flush()
-        elif self._rank_zero and (self._port is not None or self._relay is not None):
+        if self._rank_zero and (self._port is not None or self._relay is not None):
             self._call("flush")
         if self._relay is not None:
             self._relay.close()
@@ -413,14 +405,12 @@ def _numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
     float tensors, read directly."""
     out: dict[str, float] = {}
     for key, value in metrics.items():
-        if type(value) is torch.Tensor and type(key) is str and key:
+        if type(value) is torch.Tensor and value.is_floating_point() and type(key) is str and key:
             try:
-                item = value.item()  # one element (the usual case): no size or dtype check first
-            except RuntimeError:
-                continue  # several elements: not one number (as_number leaves it out too)
-            if type(item) is float:
-                out[key] = item
+                out[key] = value.item()  # one element (the usual case): no size check first
                 continue
+            except RuntimeError:
+                pass  # several elements: as_number leaves it out
         number = as_number(value)
         if number is not None and isinstance(key, str) and key:
             out[key] = number
