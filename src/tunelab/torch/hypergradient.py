@@ -28,12 +28,11 @@ The rate then moves by the cosine of the two, a scale-free number in [-1, 1]::
 which keeps it positive: consecutive steps that agree (the rate is too small to cross the valley)
 raise it, steps that turn back (it overshoots) lower it. Three departures from the paper, all
 options: a warm-up (``start_factor``, 0.1), a small ``drift`` (0.025) that counters the
-hypergradient's greedy bias toward rates below the best fixed one, and ``evidence`` (3): a rate
-that the warm-up reached without an overshoot is lowered only while the running mean of
-``cos + drift`` is more than 3 of its standard errors below 0, so that minibatch noise with a
-slightly negative mean (the short-horizon bias near a good rate) does not slide it down (after an
-overshoot in the warm-up every step moves it); ``start_factor=1.0, drift=0.0, evidence=0.0`` is
-the paper's rule.
+hypergradient's greedy bias toward rates below the best fixed one, and ``evidence`` (3): after
+the warm-up a step moves the rate only while the running mean of ``cos + drift`` is more than 3
+of its standard errors from 0, so that minibatch noise with a slightly negative mean (the
+short-horizon bias near a good rate) does not slide it down; ``start_factor=1.0, drift=0.0,
+evidence=0.0`` is the paper's rule.
 
 The warm-up: the factor starts at ``start_factor`` and grows by ``exp(hyper_lr)`` a step (the
 rule's top speed: 24 steps from 0.1 to 1) until it is back at 1, the rate you set, or the cosines'
@@ -146,9 +145,9 @@ than steps that agree (0 is the paper's rule; 0.025 did better on the benchmark'
 worse with Adam on the CNN started at 0.1 and 0.1 worse everywhere)."""
 
 DEFAULT_EVIDENCE = 3.0
-"""The default ``evidence``: after a warm-up back at ``lr`` the rate holds while the running mean
-of the cosines (plus the drift) is below 0 by at most this many of its standard errors (0: every
-step moves it, the paper's rule; 2 and 4 tried on MLP/SGD at 0.1, see ``benchmarks/README.md``)."""
+"""The default ``evidence``: after the warm-up the rate moves only while the running mean of the
+cosines (plus the drift) is at least this many of its standard errors away from 0 (0: every step
+moves it, the paper's rule)."""
 STATS_BETA = 0.95
 """The weight on the past of the running mean and variance of the cosines that ``evidence`` judges
 (about the last 40 steps)."""
@@ -168,8 +167,7 @@ STATS_KEY = "hd_stats"
 """The param-group key of the cosines' running moments since the warm-up ended: ``[mean, mean of
 squares, weight]`` of ``cos + drift``, exponentially weighted (:data:`STATS_BETA`), ``weight`` the
 sum of the weights (``1 - beta^n`` after ``n`` steps; the moments are ``mean / weight`` and
-``mean of squares / weight``); None in the warm-up and after one that ended at an overshoot (every
-step moves the rate); zeros with no warm-up and after a live change."""
+``mean of squares / weight``); None before the first cosine after the warm-up or a live change."""
 STATE_KEY = "hypergradient"
 """The key of :meth:`HypergradientOptimizer.state_dict` holding ``{"prev": {index: direction},
 "still": [index, ...]}``: each parameter's previous update direction (up to a positive factor
@@ -198,12 +196,10 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         drift: added to the cosine, ``exp(hyper_lr * (cos + drift))``: a small positive drift
             counters the hypergradient's short-horizon bias toward too small rates (default
             :data:`DEFAULT_DRIFT`).
-        evidence: after a warm-up back at ``lr`` (or none, or a live change), hold the rate while
-            the running mean of ``cos + drift`` (:data:`STATS_BETA`) is below 0 by at most this
-            many of its standard errors (default :data:`DEFAULT_EVIDENCE`; 0: every step moves it,
-            the paper's rule). Near a good rate the cosines are noise with a slightly negative
-            mean, which would slide the rate down. After a warm-up ended by an overshoot every
-            step moves it.
+        evidence: after the warm-up, move the rate only while the running mean of ``cos + drift``
+            (:data:`STATS_BETA`) is more than this many of its standard errors from 0 (default
+            :data:`DEFAULT_EVIDENCE`; 0: every step moves it, the paper's rule). Near a good rate
+            the cosines are noise with a slightly negative mean, which would slide the rate down.
         flat_grads: keep the gradients in the wrapper's flat buffer (True: its ``zero_grad``
             leaves them as zero tensors on it rather than None, and sets a gradient that nothing
             accumulated into back to None before the step when ``set_to_none``; the steps are bit
@@ -318,7 +314,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
                 group[SCALE_KEY] = start
                 group[WARMUP_KEY] = [0.0, self._ceiling_steps(start)] if start < 1 else None
                 group[CEILING_KEY] = None
-                group[STATS_KEY] = [0.0, 0.0, 0.0] if start >= 1 else None
+                group[STATS_KEY] = None
             if self.lr_bounds is not None and group["lr"] > 0:
                 group[SCALE_KEY] = self._clamp(group["lr"], group[SCALE_KEY])
 
@@ -341,8 +337,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         for g in groups:
             g["lr"] = float(lr)
             g[SCALE_KEY] = 1.0 if self.lr_bounds is None else self._clamp(float(lr), 1.0)
-            g[WARMUP_KEY] = g[CEILING_KEY] = None
-            g[STATS_KEY] = [0.0, 0.0, 0.0]
+            g[WARMUP_KEY] = g[CEILING_KEY] = g[STATS_KEY] = None
 
     def _clamp(self, lr: float, scale: float) -> float:
         assert self.lr_bounds is not None
@@ -561,21 +556,19 @@ class HypergradientOptimizer(torch.optim.Optimizer):
             scale = 1.0
         group[WARMUP_KEY] = None
         group[CEILING_KEY] = [left, scale] if left > 0 else None
-        group[STATS_KEY] = [0.0, 0.0, 0.0] if scale == 1.0 else None  # back at lr: only evidence lowers it
         return scale
 
     def _evident(self, group: dict[str, Any], signal: float) -> bool:
         """Add ``signal`` (``cos + drift``) to the group's running moments; True where the rule
-        moves the rate: their mean is not below 0, or more than ``evidence`` standard errors
-        below it, or there are no moments (None: after an overshoot in the warm-up). Near a good
+        moves the rate: their mean is more than ``evidence`` standard errors from 0. Near a good
         rate the cosines are minibatch noise whose mean is slightly negative (the hypergradient's
         short-horizon bias); each such step would lower the rate a little, together a lot, while
         an overshoot (cosines far below 0) or a rate far too small (far above) is evident."""
-        stats = group.get(STATS_KEY)
-        if self.evidence == 0 or stats is None:
-            return True  # the paper's rule, or the warm-up ended at an overshoot: the set rate is too high
+        if self.evidence == 0:
+            return True
         beta = STATS_BETA
-        mean, square, weight = map(float, stats)
+        stats = group.get(STATS_KEY)
+        mean, square, weight = (0.0, 0.0, 0.0) if stats is None else map(float, stats)
         mean = beta * mean + (1 - beta) * signal
         square = beta * square + (1 - beta) * signal * signal
         weight = beta * weight + (1 - beta)
@@ -585,8 +578,6 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         # |mean| > evidence * standard error, as for independent values: the weights' squares sum
         # to ``share`` (1 after one value: no evidence yet), the unbiased variance is variance / (1 - share).
         share = (1 - beta) / (1 + beta) * (2 - weight) / weight
-        if average >= 0:
-            return True  # steps that agree more than they turn back: the rule as before
         return share < 1 and average * average * (1 - share) > self.evidence * self.evidence * variance * share
 
     def zero_grad(self, set_to_none: bool = True) -> None:
