@@ -28,11 +28,11 @@ The rate then moves by the cosine of the two, a scale-free number in [-1, 1]::
 which keeps it positive: consecutive steps that agree (the rate is too small to cross the valley)
 raise it, steps that turn back (it overshoots) lower it. Three departures from the paper, all
 options: a warm-up (``start_factor``, 0.1), a small ``drift`` (0.025) that counters the
-hypergradient's greedy bias toward rates below the best fixed one, and ``evidence`` (3): after a
-warm-up back at ``lr`` a step moves the rate only while the running mean of ``cos + drift`` is
-more than 3 of its standard errors from 0, so that minibatch noise with a slightly negative mean
-(the short-horizon bias near a good rate) does not slide it down (after a warm-up ended by an
-overshoot every step moves it); ``start_factor=1.0, drift=0.0, evidence=0.0`` is the paper's rule.
+hypergradient's greedy bias toward rates below the best fixed one, and ``evidence`` (3): after
+the warm-up a step moves the rate only while the running mean of ``cos + drift`` is more than 3
+of its standard errors from 0, so that minibatch noise with a slightly negative mean (the
+short-horizon bias near a good rate) does not slide it down; ``start_factor=1.0, drift=0.0,
+evidence=0.0`` is the paper's rule.
 
 The warm-up: the factor starts at ``start_factor`` and grows by ``exp(hyper_lr)`` a step (the
 rule's top speed: 24 steps from 0.1 to 1) until it is back at 1, the rate you set, or the cosines'
@@ -152,9 +152,6 @@ STATS_BETA = 0.95
 """The weight on the past of the running mean and variance of the cosines that ``evidence`` judges
 (about the last 40 steps)."""
 
-UP_RATIO = 1.0
-"""The evidence that raises the rate, as a share of ``evidence`` (1: as much as lowers it)."""
-
 SCALE_KEY = "hd_scale"
 """The param-group key of the adapted factor (the effective rate is ``lr * hd_scale``)."""
 WARMUP_KEY = "hd_warmup"
@@ -170,8 +167,7 @@ STATS_KEY = "hd_stats"
 """The param-group key of the cosines' running moments since the warm-up ended: ``[mean, mean of
 squares, weight]`` of ``cos + drift``, exponentially weighted (:data:`STATS_BETA`), ``weight`` the
 sum of the weights (``1 - beta^n`` after ``n`` steps; the moments are ``mean / weight`` and
-``mean of squares / weight``); None in the warm-up and after one that ended at an overshoot (every
-step moves the rate); zeros with no warm-up, after a warm-up back at ``lr`` and after a live change."""
+``mean of squares / weight``); None before the first cosine after the warm-up or a live change."""
 STATE_KEY = "hypergradient"
 """The key of :meth:`HypergradientOptimizer.state_dict` holding ``{"prev": {index: direction},
 "still": [index, ...]}``: each parameter's previous update direction (up to a positive factor
@@ -200,12 +196,10 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         drift: added to the cosine, ``exp(hyper_lr * (cos + drift))``: a small positive drift
             counters the hypergradient's short-horizon bias toward too small rates (default
             :data:`DEFAULT_DRIFT`).
-        evidence: after a warm-up back at ``lr`` (or none, or a live change), move the rate only
-            while the running mean of ``cos + drift`` (:data:`STATS_BETA`) is more than this many
-            of its standard errors from 0 (default :data:`DEFAULT_EVIDENCE`; 0: every step moves
-            it, the paper's rule). Near a good rate the cosines are noise with a slightly negative
-            mean, which would slide the rate down. After a warm-up ended by an overshoot every
-            step moves it.
+        evidence: after the warm-up, move the rate only while the running mean of ``cos + drift``
+            (:data:`STATS_BETA`) is more than this many of its standard errors from 0 (default
+            :data:`DEFAULT_EVIDENCE`; 0: every step moves it, the paper's rule). Near a good rate
+            the cosines are noise with a slightly negative mean, which would slide the rate down.
         flat_grads: keep the gradients in the wrapper's flat buffer (True: its ``zero_grad``
             leaves them as zero tensors on it rather than None, and sets a gradient that nothing
             accumulated into back to None before the step when ``set_to_none``; the steps are bit
@@ -320,7 +314,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
                 group[SCALE_KEY] = start
                 group[WARMUP_KEY] = [0.0, self._ceiling_steps(start)] if start < 1 else None
                 group[CEILING_KEY] = None
-                group[STATS_KEY] = [0.0, 0.0, 0.0] if start >= 1 else None
+                group[STATS_KEY] = None
             if self.lr_bounds is not None and group["lr"] > 0:
                 group[SCALE_KEY] = self._clamp(group["lr"], group[SCALE_KEY])
 
@@ -343,8 +337,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         for g in groups:
             g["lr"] = float(lr)
             g[SCALE_KEY] = 1.0 if self.lr_bounds is None else self._clamp(float(lr), 1.0)
-            g[WARMUP_KEY] = g[CEILING_KEY] = None
-            g[STATS_KEY] = [0.0, 0.0, 0.0]
+            g[WARMUP_KEY] = g[CEILING_KEY] = g[STATS_KEY] = None
 
     def _clamp(self, lr: float, scale: float) -> float:
         assert self.lr_bounds is not None
@@ -563,22 +556,19 @@ class HypergradientOptimizer(torch.optim.Optimizer):
             scale = 1.0
         group[WARMUP_KEY] = None
         group[CEILING_KEY] = [left, scale] if left > 0 else None
-        group[STATS_KEY] = [0.0, 0.0, 0.0] if scale == 1.0 else None  # back at lr: only evidence moves it
         return scale
 
     def _evident(self, group: dict[str, Any], signal: float) -> bool:
         """Add ``signal`` (``cos + drift``) to the group's running moments; True where the rule
-        moves the rate: their mean is more than ``evidence`` standard errors from 0 (above 0:
-        ``evidence * UP_RATIO``), or there are no moments (None: the warm-up ended at an
-        overshoot, which showed the rate set to be too high). Near a good
+        moves the rate: their mean is more than ``evidence`` standard errors from 0. Near a good
         rate the cosines are minibatch noise whose mean is slightly negative (the hypergradient's
         short-horizon bias); each such step would lower the rate a little, together a lot, while
         an overshoot (cosines far below 0) or a rate far too small (far above) is evident."""
-        stats = group.get(STATS_KEY)
-        if self.evidence == 0 or stats is None:
-            return True  # the paper's rule, or the warm-up ended at an overshoot: the set rate is too high
+        if self.evidence == 0:
+            return True
         beta = STATS_BETA
-        mean, square, weight = map(float, stats)
+        stats = group.get(STATS_KEY)
+        mean, square, weight = (0.0, 0.0, 0.0) if stats is None else map(float, stats)
         mean = beta * mean + (1 - beta) * signal
         square = beta * square + (1 - beta) * signal * signal
         weight = beta * weight + (1 - beta)
@@ -588,8 +578,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         # |mean| > evidence * standard error, as for independent values: the weights' squares sum
         # to ``share`` (1 after one value: no evidence yet), the unbiased variance is variance / (1 - share).
         share = (1 - beta) / (1 + beta) * (2 - weight) / weight
-        k = self.evidence * (UP_RATIO if average > 0 else 1.0)
-        return share < 1 and average * average * (1 - share) > k * k * variance * share
+        return share < 1 and average * average * (1 - share) > self.evidence * self.evidence * variance * share
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Zero the gradients. With ``flat_grads`` (the default), after the first step, the
