@@ -26,13 +26,10 @@ The rate then moves by the cosine of the two, a scale-free number in [-1, 1]::
     scale_t = scale_{t-1} * exp(hyper_lr * (cos(g_t, u_{t-1}) + drift))
 
 which keeps it positive: consecutive steps that agree (the rate is too small to cross the valley)
-raise it, steps that turn back (it overshoots) lower it. Three departures from the paper, all
-options: a warm-up (``start_factor``, 0.1), a small ``drift`` (0.025) that counters the
-hypergradient's greedy bias toward rates below the best fixed one, and ``evidence`` (3): after
-the warm-up a step moves the rate only while the running mean of ``cos + drift`` is more than 3
-of its standard errors from 0, so that minibatch noise with a slightly negative mean (the
-short-horizon bias near a good rate) does not slide it down; ``start_factor=1.0, drift=0.0,
-evidence=0.0`` is the paper's rule.
+raise it, steps that turn back (it overshoots) lower it. Two departures from the paper, both
+options: a warm-up (``start_factor``, 0.1) and a small ``drift`` (0.025) that counters the
+hypergradient's greedy bias toward rates below the best fixed one; ``start_factor=1.0,
+drift=0.0`` is the paper's rule.
 
 The warm-up: the factor starts at ``start_factor`` and grows by ``exp(hyper_lr)`` a step (the
 rule's top speed: 24 steps from 0.1 to 1) until it is back at 1, the rate you set, or the cosines'
@@ -59,9 +56,8 @@ effective rate within bounds.
 (never inside it: Adam starts a parameter's state when it finds it empty; SGD's momentum buffers
 are its own state) and saved under the ``"hypergradient"`` key of
 :meth:`~HypergradientOptimizer.state_dict`; the factor, the warm-up and its ceiling are the group
-keys ``hd_scale``, ``hd_warmup``, ``hd_ceiling`` and ``hd_stats`` (the evidence's running
-moments). All are in the state dict, so a checkpoint resumes bit for bit (a live ``lr`` change
-ends the warm-up and the ceiling and restarts the moments).
+keys ``hd_scale``, ``hd_warmup`` and ``hd_ceiling``. All are in the state dict, so a checkpoint
+resumes bit for bit (a live ``lr`` change ends the warm-up and the ceiling).
 """
 
 from __future__ import annotations
@@ -144,14 +140,6 @@ DEFAULT_DRIFT = 0.025
 than steps that agree (0 is the paper's rule; 0.025 did better on the benchmark's 4 cases, 0.05 was
 worse with Adam on the CNN started at 0.1 and 0.1 worse everywhere)."""
 
-DEFAULT_EVIDENCE = 3.0
-"""The default ``evidence``: after the warm-up the rate moves only while the running mean of the
-cosines (plus the drift) is at least this many of its standard errors away from 0 (0: every step
-moves it, the paper's rule)."""
-STATS_BETA = 0.95
-"""The weight on the past of the running mean and variance of the cosines that ``evidence`` judges
-(about the last 40 steps)."""
-
 SCALE_KEY = "hd_scale"
 """The param-group key of the adapted factor (the effective rate is ``lr * hd_scale``)."""
 WARMUP_KEY = "hd_warmup"
@@ -163,11 +151,6 @@ CEILING_KEY = "hd_ceiling"
 """The param-group key of the ceiling after the warm-up: ``[steps, ceiling]``, the steps left with
 the factor at most ``ceiling`` (where the warm-up ended: 1, or the factor at the overshoot that
 ended it); None: no ceiling."""
-STATS_KEY = "hd_stats"
-"""The param-group key of the cosines' running moments since the warm-up ended: ``[mean, mean of
-squares, weight]`` of ``cos + drift``, exponentially weighted (:data:`STATS_BETA`), ``weight`` the
-sum of the weights (``1 - beta^n`` after ``n`` steps; the moments are ``mean / weight`` and
-``mean of squares / weight``); None before the first cosine after the warm-up or a live change."""
 STATE_KEY = "hypergradient"
 """The key of :meth:`HypergradientOptimizer.state_dict` holding ``{"prev": {index: direction},
 "still": [index, ...]}``: each parameter's previous update direction (up to a positive factor
@@ -196,10 +179,6 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         drift: added to the cosine, ``exp(hyper_lr * (cos + drift))``: a small positive drift
             counters the hypergradient's short-horizon bias toward too small rates (default
             :data:`DEFAULT_DRIFT`).
-        evidence: after the warm-up, move the rate only while the running mean of ``cos + drift``
-            (:data:`STATS_BETA`) is more than this many of its standard errors from 0 (default
-            :data:`DEFAULT_EVIDENCE`; 0: every step moves it, the paper's rule). Near a good rate
-            the cosines are noise with a slightly negative mean, which would slide the rate down.
         flat_grads: keep the gradients in the wrapper's flat buffer (True: its ``zero_grad``
             leaves them as zero tensors on it rather than None, and sets a gradient that nothing
             accumulated into back to None before the step when ``set_to_none``; the steps are bit
@@ -238,7 +217,6 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         start_factor: float = DEFAULT_START_FACTOR,
         drift: float = DEFAULT_DRIFT,
         flat_grads: bool = True,
-        evidence: float = DEFAULT_EVIDENCE,
     ) -> None:
         if isinstance(optimizer, HypergradientOptimizer):
             raise ConfigError("HypergradientOptimizer(optimizer=...) is already a HypergradientOptimizer: wrap it once")
@@ -263,11 +241,6 @@ class HypergradientOptimizer(torch.optim.Optimizer):
             raise ConfigError(
                 f"HypergradientOptimizer(drift=...) must be a number in (-1, 1) such as 0.0, got {drift!r}"
             )
-        if isinstance(evidence, bool) or not isinstance(evidence, (int, float)) or not 0 <= evidence < math.inf:
-            raise ConfigError(
-                f"HypergradientOptimizer(evidence=...) must be a number >= 0 such as {DEFAULT_EVIDENCE} "
-                f"(0: every step moves the rate), got {evidence!r}"
-            )
         if not isinstance(per_group, bool):
             raise ConfigError(f"HypergradientOptimizer(per_group=...) must be True or False, got {per_group!r}")
         if not isinstance(flat_grads, bool):
@@ -289,7 +262,6 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         self.lr_bounds = lr_bounds
         self.start_factor = float(start_factor)
         self.drift = float(drift)
-        self.evidence = float(evidence)
         self.flat_grads = flat_grads
         self._prev: dict[torch.Tensor, torch.Tensor] = {}  # parameter -> previous direction, outside a bucket
         self._modes: dict[torch.Tensor, str] = {}  # parameter -> the kind of its direction
@@ -314,7 +286,6 @@ class HypergradientOptimizer(torch.optim.Optimizer):
                 group[SCALE_KEY] = start
                 group[WARMUP_KEY] = [0.0, self._ceiling_steps(start)] if start < 1 else None
                 group[CEILING_KEY] = None
-                group[STATS_KEY] = None
             if self.lr_bounds is not None and group["lr"] > 0:
                 group[SCALE_KEY] = self._clamp(group["lr"], group[SCALE_KEY])
 
@@ -337,7 +308,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         for g in groups:
             g["lr"] = float(lr)
             g[SCALE_KEY] = 1.0 if self.lr_bounds is None else self._clamp(float(lr), 1.0)
-            g[WARMUP_KEY] = g[CEILING_KEY] = g[STATS_KEY] = None
+            g[WARMUP_KEY] = g[CEILING_KEY] = None
 
     def _clamp(self, lr: float, scale: float) -> float:
         assert self.lr_bounds is not None
@@ -500,8 +471,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
 
     def _adapt(self, groups: list[dict[str, Any]]) -> list[Any]:
         """Multiply each group's ``hd_scale`` by ``exp(hyper_lr * (cos(g_t, u_{t-1}) + drift))`` (in
-        the warm-up by ``exp(hyper_lr)``; after it only where the evidence is clear of 0, under the
-        ceiling to the ceiling at most) and set
+        the warm-up by ``exp(hyper_lr)``, under the ceiling after it to the ceiling at most) and set
         its ``lr`` to the effective rate; returns the scheduled rates (to be set back)."""
         stats = []  # per group: g.u, |g|^2, |u|^2
         for group_buckets in self._cache:
@@ -528,12 +498,10 @@ class HypergradientOptimizer(torch.optim.Optimizer):
                     warmup, ceiling = group.get(WARMUP_KEY), group.get(CEILING_KEY)
                     if warmup is not None:
                         scale = self._warm(group, warmup, cos, scale)
-                    elif self._evident(group, cos + drift):
+                    elif ceiling is not None:
+                        scale = self._ceiled(group, ceiling, cos, scale)
+                    else:
                         scale *= math.exp(hyper_lr * (cos + drift))
-                        if ceiling is not None:
-                            scale = min(scale, float(ceiling[1]))
-                    if warmup is None and ceiling is not None:
-                        group[CEILING_KEY] = [int(ceiling[0]) - 1, ceiling[1]] if int(ceiling[0]) > 1 else None
             lr = group["lr"]
             if bounds is not None and lr > 0:
                 scale = self._clamp(lr, scale)
@@ -558,27 +526,13 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         group[CEILING_KEY] = [left, scale] if left > 0 else None
         return scale
 
-    def _evident(self, group: dict[str, Any], signal: float) -> bool:
-        """Add ``signal`` (``cos + drift``) to the group's running moments; True where the rule
-        moves the rate: their mean is more than ``evidence`` standard errors from 0. Near a good
-        rate the cosines are minibatch noise whose mean is slightly negative (the hypergradient's
-        short-horizon bias); each such step would lower the rate a little, together a lot, while
-        an overshoot (cosines far below 0) or a rate far too small (far above) is evident."""
-        if self.evidence == 0:
-            return True
-        beta = STATS_BETA
-        stats = group.get(STATS_KEY)
-        mean, square, weight = (0.0, 0.0, 0.0) if stats is None else map(float, stats)
-        mean = beta * mean + (1 - beta) * signal
-        square = beta * square + (1 - beta) * signal * signal
-        weight = beta * weight + (1 - beta)
-        group[STATS_KEY] = [mean, square, weight]
-        average = mean / weight
-        variance = max(square / weight - average * average, 0.0)
-        # |mean| > evidence * standard error, as for independent values: the weights' squares sum
-        # to ``share`` (1 after one value: no evidence yet), the unbiased variance is variance / (1 - share).
-        share = (1 - beta) / (1 + beta) * (2 - weight) / weight
-        return share < 1 and average * average * (1 - share) > self.evidence * self.evidence * variance * share
+    def _ceiled(self, group: dict[str, Any], ceiling: list[Any], cos: float, scale: float) -> float:
+        """One step of the rule under the ceiling that follows the warm-up: the factor at most
+        ``ceiling[1]`` for ``ceiling[0]`` more steps."""
+        left, top = int(ceiling[0]), float(ceiling[1])
+        scale *= math.exp(self.hyper_lr * (cos + self.drift))
+        group[CEILING_KEY] = [left - 1, top] if left > 1 else None
+        return min(scale, top)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Zero the gradients. With ``flat_grads`` (the default), after the first step, the
@@ -644,8 +598,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         bounds = f", lr_bounds={self.lr_bounds}" if self.lr_bounds is not None else ""
         flat = "" if self.flat_grads else ", flat_grads=False"
         return (f"HypergradientOptimizer({self.optimizer!r}, hyper_lr={self.hyper_lr}, "
-                f"per_group={self.per_group}{bounds}, start_factor={self.start_factor}, drift={self.drift}, "
-                f"evidence={self.evidence}{flat})")
+                f"per_group={self.per_group}{bounds}, start_factor={self.start_factor}, drift={self.drift}{flat})")
 
 
 _MEASURED, _GRADIENT, _MOMENTUM = "measured", "gradient", "momentum"
