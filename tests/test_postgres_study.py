@@ -53,7 +53,9 @@ def assert_exact(study: tunelab.Study, n: int) -> None:
     trials = study.trials
     assert len(trials) == n
     assert sorted(t.number for t in trials) == list(range(n))
-    assert collections.Counter(t.state for t in trials) == {TrialState.COMPLETE: n}
+    assert collections.Counter(t.state for t in trials) == {TrialState.COMPLETE: n}, [
+        (t.number, t.state.value, t.error) for t in trials if t.state != TrialState.COMPLETE
+    ]
 
 
 def test_eight_processes_two_hundred_fifty_trials_each(url: str) -> None:
@@ -128,7 +130,7 @@ def test_study_completes_across_a_server_restart(url: str, tmp_path: Path) -> No
     # worker: it is failed by heartbeat, never left RUNNING, never duplicated.
     assert sorted(t.number for t in trials) == list(range(len(trials)))
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    assert len(complete) == 300
+    assert len(complete) == 300, [(t.number, t.state.value, t.error) for t in trials if t.state != TrialState.COMPLETE]
     assert not study.get_trials([TrialState.RUNNING, TrialState.WAITING]) or _fails_stale(study)
 
 

@@ -7,7 +7,8 @@ Design choices, each for a measured reason:
   cost two short transactions whatever the number of parameters.
 - Intermediate values are rows ``(trial, metric, step, value)``: curves are
   first-class data that pruners query by metric and step.
-- Times are epoch seconds (floats): portable, cheap to compare for heartbeats.
+- Times are epoch seconds (floats): portable, cheap to compare for heartbeats. On a server database
+  heartbeats are stamped and judged on the server's clock, so worker hosts' clocks may disagree.
 - SQLite runs in WAL mode with a busy timeout; writers start with
   ``BEGIN IMMEDIATE`` so that two processes never deadlock upgrading a read lock.
   Server databases lock the rows they change (``SELECT ... FOR UPDATE``).
@@ -628,14 +629,20 @@ class SQLStorage(BaseStorage):
         if number is None:
             raise StudyNotFoundError(f"no study with id {study_id}")
         conn.execute(q.bump_number, {"b_study_id": study_id, "b_next": number + 1})
-        trial_id = conn.execute(q.insert_trial, {
+        beating = heartbeat and state == TrialState.RUNNING
+        row = {
             "study_id": study_id, "number": number, "state": state.value,
             "params": _dumps(dict(params or {})),
             "distributions": self._dists_to_text(distributions or {}),
             "user_attrs": _dumps(dict(user_attrs or {})),
             "system_attrs": _dumps(dict(system_attrs or {})),
-            "started_at": now, "heartbeat_at": now if heartbeat else None,
-        }).inserted_primary_key[0]  # type: ignore[index]
+            "started_at": now,
+        }
+        if beating and q.clock is None:
+            row["b_now"] = now  # the heartbeat on this process's clock (SQLite)
+        trial_id = conn.execute(
+            q.insert_trial_beating if beating else q.insert_trial, row
+        ).inserted_primary_key[0]  # type: ignore[index]
         return FrozenTrial(
             number=number, state=state, value=None, params=dict(params or {}),
             distributions=dict(distributions or {}), user_attrs=dict(user_attrs or {}),
@@ -666,9 +673,7 @@ class SQLStorage(BaseStorage):
         if row is None:
             return None
         now = time.time()
-        claimed = conn.execute(
-            q.claim, {"tid": row.trial_id, "b_now": now, "b_beat": now if heartbeat else None}
-        ).rowcount
+        claimed = conn.execute(q.claim_beating if heartbeat else q.claim, {"tid": row.trial_id, "b_now": now}).rowcount
         if claimed != 1:
             return None
         return replace(self._row_to_trial(row), state=TrialState.RUNNING, datetime_start=_time(now))
@@ -879,7 +884,8 @@ class SQLStorage(BaseStorage):
     @_operation
     def heartbeat(self, trial_id: int) -> None:
         with self._write() as conn:
-            conn.execute(self._q.heartbeat, {"tid": trial_id, "b_now": time.time()})
+            beat = {"tid": trial_id} if self._q.clock is not None else {"tid": trial_id, "b_now": time.time()}
+            conn.execute(self._q.heartbeat, beat)
 
     @_operation
     def fail_stale_trials(self, study_id: int, grace_seconds: float) -> list[FrozenTrial]:
@@ -891,10 +897,11 @@ class SQLStorage(BaseStorage):
         failed = []
         with self._write() as conn:
             now = time.time()
+            clock = self._q.clock if self._q.clock is not None else sa.literal(now)  # the heartbeats' clock
             rows = conn.execute(
                 sa.select(*self._q.trial_columns).where(
                     _T.c.study_id == study_id, _T.c.state == running,
-                    _T.c.heartbeat_at.is_not(None), _T.c.heartbeat_at < now - grace_seconds,
+                    _T.c.heartbeat_at.is_not(None), _T.c.heartbeat_at < clock - grace_seconds,
                 )
             ).all()
             for row in rows:

@@ -123,15 +123,19 @@ class Statements:
         # transaction would see the same claimed row forever); SKIP LOCKED lets concurrent
         # claimers take the next one instead of queueing.
         self.first_waiting = first_waiting.with_for_update(skip_locked=True) if lock_rows else first_waiting
-        self.claim = (
-            _T.update().where(_T.c.trial_id == _P("tid"), _T.c.state == WAITING)
-            .values(state=RUNNING, started_at=_P("b_now"), heartbeat_at=_P("b_beat"))
-        )
+        # Heartbeats are stamped and judged on the server's clock where there is a server: a worker
+        # host whose clock is off cannot make live trials look lost (or lost ones look alive).
+        self.clock = server_clock(dialect)
+        beat = _P("b_now") if self.clock is None else self.clock
+        claim = _T.update().where(_T.c.trial_id == _P("tid"), _T.c.state == WAITING)
+        self.claim = claim.values(state=RUNNING, started_at=_P("b_now"), heartbeat_at=None)
+        self.claim_beating = claim.values(state=RUNNING, started_at=_P("b_now"), heartbeat_at=beat)
         self.next_number = locked(sa.select(_S.c.next_number).where(_S.c.study_id == _P("b_study_id")))
         self.bump_number = (
             _S.update().where(_S.c.study_id == _P("b_study_id")).values(next_number=_P("b_next"))
         )
         self.insert_trial = _T.insert()
+        self.insert_trial_beating = _T.insert().values(heartbeat_at=beat)
         self.trial_json = locked(
             sa.select(_T.c.number, _T.c.state, _T.c.params, _T.c.distributions, _T.c.user_attrs,
                       _T.c.system_attrs).where(_T.c.trial_id == _P("tid"))
@@ -195,9 +199,17 @@ class Statements:
         self.metric_at_all_steps = metric_at
         self.metric_at_steps = metric_at.where(_V.c.step.in_(_P("b_steps", expanding=True)))
         self.study_exists = sa.select(_S.c.study_id).where(_S.c.study_id == _P("b_study_id"))
-        self.heartbeat = (
-            _T.update().where(_T.c.trial_id == _P("tid"), _T.c.state == RUNNING).values(heartbeat_at=_P("b_now"))
-        )
+        self.heartbeat = _T.update().where(_T.c.trial_id == _P("tid"), _T.c.state == RUNNING).values(heartbeat_at=beat)
+
+
+def server_clock(dialect: str) -> sa.ColumnElement[float] | None:
+    """The database server's clock in epoch seconds, as SQL; None where every process reads its own
+    host's clock (SQLite: one host; a dialect tunelab has no expression for)."""
+    if dialect == "postgresql":
+        return sa.cast(sa.extract("epoch", sa.func.clock_timestamp()), sa.Double)
+    if dialect in ("mysql", "mariadb"):
+        return sa.type_coerce(sa.func.unix_timestamp(sa.func.now(6)), sa.Double)
+    return None
 
 
 SQLITE_UPSERT_VALUES = (
