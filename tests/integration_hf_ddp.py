@@ -17,7 +17,7 @@ import torch
 from transformers import TrainerCallback
 
 import tunelab
-from integration_lightning_ddp import dump_stacks_if_hung
+from integration_lightning_ddp import dump_stacks_if_hung, end_rank
 from integration_lightning_objectives import StopAt
 from integration_transformers_objectives import tiny_trainer
 from tunelab.babysit import set_live
@@ -61,9 +61,7 @@ def main(out: Path) -> None:
     }))
     if study is not None and trial is not None:
         study.tell(trial, float(callback.last_metrics["eval_loss"]))
-    if torch.distributed.is_initialized():  # every rank done (rank 0 told the study), then gloo's threads end
-        torch.distributed.barrier()  # before the interpreter does (else, at times, "terminate called without
-        torch.distributed.destroy_process_group()  # an active exception" or a rank left waiting at exit)
+    end_rank()  # every rank done (rank 0 told the study); no teardown, which can hang (see end_rank)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,24 @@ def dump_stacks_if_hung(out: Path, rank: int, seconds: float = 300.0) -> None:
     faulthandler.dump_traceback_later(seconds, file=open(out / f"stack-{rank}.txt", "w"))
 
 
+def end_rank() -> None:
+    """End a torchrun rank whose work is done and written: wait for every rank (rank 0 has told the
+    study), then leave at once, without tearing ``torch.distributed`` down.
+
+    Gloo's teardown can deadlock at random: a worker thread that drops a finished operation's
+    tensors needs the GIL, which the thread destroying the process group holds while it joins that
+    worker (pytorch#56297, pytorch#190489). A rank hung so after ``destroy_process_group`` in one
+    CI run of about fifteen, its main thread stopped at the script's last line, freeing the trainer.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def rank_stacks(out: Path) -> str:
     """What :func:`dump_stacks_if_hung` wrote, every rank's (empty files: that rank had ended)."""
     return "\n".join(f"--- {path.name}\n{path.read_text()[-4000:]}" for path in sorted(out.glob("stack-*.txt")))

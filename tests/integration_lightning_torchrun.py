@@ -15,7 +15,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch
 
 import tunelab
-from integration_lightning_ddp import dump_stacks_if_hung
+from integration_lightning_ddp import dump_stacks_if_hung, end_rank
 from integration_lightning_objectives import Net, SetLive, StopAt, loaders, trainer
 from tunelab.integrations.lightning import TunelabCallback
 
@@ -39,9 +39,7 @@ def main(out: Path) -> None:
     run.fit(Net(0.05, record_dir=str(out)), train, val)
     if study is not None and trial is not None:
         study.tell(trial, float(run.callback_metrics["val_loss"]))
-    if torch.distributed.is_initialized():  # every rank done (rank 0 told the study), then gloo's threads end
-        torch.distributed.barrier()  # before the interpreter does (else, at times, "terminate called without
-        torch.distributed.destroy_process_group()  # an active exception" or a rank left waiting at exit)
+    end_rank()  # every rank done (rank 0 told the study); no teardown, which can hang (see end_rank)
 
 
 if __name__ == "__main__":
