@@ -38,6 +38,10 @@ Run ``OMP_NUM_THREADS=1 PYTHONPATH=src .venv-bench/bin/python benchmarks/multifi
 ``--jobs N``, ``--methods a,b``;
 ``--merge PATH`` adds the runs of an earlier JSON for the methods not run now, same seeds and budget);
 ``--from-json PATH`` prints the tables of a saved run again without running anything.
+``--every-epoch`` counts every trained epoch's point in the hypervolume, pruned trials' included, as
+``multifidelity.py`` counts a run's best accuracy (each is a model one could keep); the default counts
+only COMPLETE trials, which is conservative for the pruners. With ``--from-json`` it recomputes the
+tables from the saved curves.
 ``--curve-cache PATH`` (a JSON file, created if missing) replays every epoch some earlier run already
 trained: a network's curve depends only on its parameters (seeded weights, shuffling and dropout),
 so a pruner's decisions and the tables come out identical, in seconds instead of minutes; only the
@@ -360,36 +364,44 @@ def run_all(tasks: list[Task], jobs: int, console: Console, curves: CurveCache |
 
 
 # -- statistics -------------------------------------------------------------------------------
-def completions(run: Mapping[str, Any]) -> list[tuple[int, float, float]]:
-    """(epochs the run had spent when the trial completed, val_error, log10 params) of each COMPLETE trial."""
-    out = [(t["start"] + len(t["val_acc"]), 1.0 - t["val_acc"][-1], math.log10(t["n_params"]))
-           for t in run["trials"] if t["state"] == "complete"]
+def completions(run: Mapping[str, Any], every_epoch: bool = False) -> list[tuple[int, float, float]]:
+    """(epochs the run had spent when the trial completed, val_error, log10 params) of each COMPLETE trial;
+    with ``every_epoch``, of every epoch any trial trained (the epoch count when it ended)."""
+    if every_epoch:
+        out = [(t["start"] + j, 1.0 - acc, math.log10(t["n_params"]))
+               for t in run["trials"] for j, acc in enumerate(t["val_acc"], 1)]
+    else:
+        out = [(t["start"] + len(t["val_acc"]), 1.0 - t["val_acc"][-1], math.log10(t["n_params"]))
+               for t in run["trials"] if t["state"] == "complete"]
     return sorted(out)
 
 
-def hv_trace(run: Mapping[str, Any]) -> list[tuple[int, float]]:
-    """(epochs spent, hypervolume of the COMPLETE trials' front by then), one point per completion."""
-    points: list[tuple[float, float]] = []
+def hv_trace(run: Mapping[str, Any], every_epoch: bool = False) -> list[tuple[int, float]]:
+    """(epochs spent, hypervolume of the front by then), one point per completion (or trained epoch)."""
+    front: list[tuple[float, float]] = []
     trace: list[tuple[int, float]] = []
-    for epoch, err, size in completions(run):
-        points.append((err, size))
-        trace.append((epoch, hypervolume(points, REFERENCE)))
+    for epoch, err, size in completions(run, every_epoch):
+        if any(e <= err and s <= size for e, s in front):
+            continue  # dominated (or a duplicate): the hypervolume is unchanged
+        front = [(e, s) for e, s in front if not (err <= e and size <= s)] + [(err, size)]
+        trace.append((epoch, hypervolume(front, REFERENCE)))
     return trace
 
 
-def hv_within(run: Mapping[str, Any], epochs: int) -> float:
-    return max((hv for e, hv in hv_trace(run) if e <= epochs), default=0.0)
+def hv_within(run: Mapping[str, Any], epochs: int, every_epoch: bool = False) -> float:
+    return max((hv for e, hv in hv_trace(run, every_epoch) if e <= epochs), default=0.0)
 
 
-def final_hv(run: Mapping[str, Any]) -> float:
-    return hv_within(run, run["budget"])
+def final_hv(run: Mapping[str, Any], every_epoch: bool = False) -> float:
+    return hv_within(run, run["budget"], every_epoch)
 
 
-def epochs_to_reach(run: Mapping[str, Any], target: float) -> int | None:
-    return next((e for e, hv in hv_trace(run) if hv >= target - TIE), None)
+def epochs_to_reach(run: Mapping[str, Any], target: float, every_epoch: bool = False) -> int | None:
+    return next((e for e, hv in hv_trace(run, every_epoch) if hv >= target - TIE), None)
 
 
-def summarize(runs: Sequence[Mapping[str, Any]], methods: Sequence[str], budget: int) -> dict[str, Any]:
+def summarize(runs: Sequence[Mapping[str, Any]], methods: Sequence[str], budget: int,
+              every_epoch: bool = False) -> dict[str, Any]:
     by = {(r["method"], r["seed"]): r for r in runs if not r["error"]}
     seeds = sorted({s for _, s in by})
     anytime = sorted({max(1, budget // d) for d in (9, 3, 1)})
@@ -400,15 +412,15 @@ def summarize(runs: Sequence[Mapping[str, Any]], methods: Sequence[str], budget:
         for s in seeds:
             if (m, s) not in by or (RANDOM, s) not in by:
                 continue
-            target = final_hv(by[(RANDOM, s)])
-            base = epochs_to_reach(by[(RANDOM, s)], target)
-            got = epochs_to_reach(by[(m, s)], target)
+            target = final_hv(by[(RANDOM, s)], every_epoch)
+            base = epochs_to_reach(by[(RANDOM, s)], target, every_epoch)
+            got = epochs_to_reach(by[(m, s)], target, every_epoch)
             reach.append(math.inf if got is None else float(got))
             ratio.append(math.inf if got is None or not base else got / base)
             ratio_e.append(math.inf if got is None else got / budget)
         rows.append({
             "method": m, "seeds": len(mine),
-            "hv": {str(e): spread([hv_within(r, e) for r in mine]) for e in anytime},
+            "hv": {str(e): spread([hv_within(r, e, every_epoch) for r in mine]) for e in anytime},
             "trials": spread([float(r["n_trials"]) for r in mine]),
             "complete": spread([float(r["n_complete"]) for r in mine]),
             "epochs_to_random_hv": spread(reach), "ratio_to_random_epochs": spread(ratio),
@@ -423,7 +435,7 @@ def summarize(runs: Sequence[Mapping[str, Any]], methods: Sequence[str], budget:
         if row and row["compared"]:
             med = row["ratio_to_random_epochs"]["median"]
             target[m] = {"median_ratio": med, "met": bool(med <= TARGET_RATIO + 1e-12)}
-    return {"anytime": anytime, "rows": rows, "target": target, "seeds": seeds}
+    return {"anytime": anytime, "rows": rows, "target": target, "seeds": seeds, "every_epoch": every_epoch}
 
 
 def _f(v: float | None, digits: int = 4) -> str:
@@ -442,7 +454,8 @@ def _s(s: Mapping[str, Any], digits: int = 4) -> str:
 
 def print_tables(console: Console, summary: Mapping[str, Any], config: Mapping[str, Any]) -> None:
     e = summary["anytime"]
-    table = Table(title=f"Hypervolume of the COMPLETE trials' front, median [IQR] over {len(summary['seeds'])} seeds "
+    counted = "every trained epoch's" if summary.get("every_epoch") else "the COMPLETE trials'"
+    table = Table(title=f"Hypervolume of {counted} front, median [IQR] over {len(summary['seeds'])} seeds "
                         f"(R = {config['max_epochs']}, E = {config['budget']} epochs)")
     table.add_column("method", no_wrap=True)
     for b in e:
@@ -480,6 +493,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--merge", type=Path, default=None, help="add an earlier JSON's runs of the methods not run now")
     p.add_argument("--curve-cache", type=Path, default=None,
                    help="replay the epochs this JSON file holds (same tables, in seconds); train and add new ones")
+    p.add_argument("--every-epoch", action="store_true",
+                   help="count every trained epoch's point in the hypervolume, not only COMPLETE trials'")
     return p.parse_args(argv)
 
 
@@ -488,7 +503,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(width=170)
     if args.from_json:
         data = json.loads(args.from_json.read_text())
-        print_tables(console, data["summary"], data["config"])
+        summary = data["summary"]
+        if args.every_epoch:
+            config = data["config"]
+            summary = summarize(data["runs"], config["methods"], config["budget"], every_epoch=True)
+        print_tables(console, summary, data["config"])
         return 0
     seeds = args.seeds or (QUICK_SEEDS if args.quick else SEEDS)
     budget_trials = args.budget_trials or (QUICK_BUDGET_TRIALS if args.quick else BUDGET_TRIALS)
@@ -520,7 +539,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         methods = [m for m in METHODS if m in methods or any(r["method"] == m for r in kept)]
         runs = kept + runs
         config["methods"], config["merged_from"] = methods, str(args.merge)
-    summary = summarize(runs, methods, budget)
+    summary = summarize(runs, methods, budget, args.every_epoch)
+    config["every_epoch"] = args.every_epoch
     duration = time.perf_counter() - started
     print_tables(console, summary, config)
     console.print(f"Run time {fmt_duration(duration)}")
