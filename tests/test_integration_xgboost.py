@@ -100,6 +100,28 @@ def test_xgb_cv_reports_the_mean_over_folds() -> None:
     assert callback.best_score == pytest.approx(frame["test-logloss-mean"].min(), rel=1e-12)
 
 
+def test_xgb_cv_stops_a_pruned_trial_and_returns_its_rounds() -> None:
+    x, y, _, _ = data()
+    dtrain = xgb.DMatrix(x, y)
+    study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler(), pruner=tunelab.SuccessiveHalvingPruner(
+        min_resource=1, reduction_factor=3, metric="test-logloss"))
+    frames = []
+
+    def objective(trial: tunelab.Trial) -> float:
+        callback = TunelabCallback(trial, "test-logloss")
+        frames.append(xgb.cv({"objective": "binary:logistic", "eta": trial.suggest_float("lr", 1e-6, 1.0, log=True),
+                              "nthread": 1}, dtrain, num_boost_round=6, nfold=3, seed=0, callbacks=[callback]))
+        assert callback.best_score is not None
+        return callback.best_score
+
+    study.enqueue({"lr": 0.3})
+    study.enqueue({"lr": 1e-6})  # learns nothing: pruned at round 1
+    study.optimize(objective, n_trials=2)
+    assert [t.state.value for t in study.trials] == ["COMPLETE", "PRUNED"]  # not FAIL: xgb.cv returned
+    assert len(frames[1]) == 2  # the rounds done, 0 and 1
+    assert list(frames[1]["test-logloss-mean"]) == pytest.approx(study.get_curves(1)["test-logloss"][1], rel=1e-12)
+
+
 @pytest.mark.slow
 def test_two_workers_share_one_sqlite_study(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'xgb.db'}"

@@ -87,6 +87,10 @@ class TunelabCallback(xgb.callback.TrainingCallback):  # type: ignore[misc]
         self._best.update(step, scores[self.observation_key])
         if prune_now(trial):
             self.pruned_iteration = step
+            if not isinstance(model, xgb.Booster) and model.attr("best_iteration") is None:
+                # xgb.cv cuts its results at the model's best_iteration when a callback stops it, and
+                # fails when none is set (no early stopping): keep every round done
+                model.set_attr(best_iteration=str(step))
             return True
         return False
 
