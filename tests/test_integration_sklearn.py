@@ -376,6 +376,24 @@ def test_a_hopeless_candidate_is_pruned_after_the_expected_fold(
     assert all(t.state.value == "COMPLETE" for t in unpruned.trials_)
 
 
+def test_trial_state_in_cv_results_is_the_trials_state_when_a_score_is_nan(
+    cancer: tuple[np.ndarray, np.ndarray],
+) -> None:
+    X, y = cancer
+
+    def nan_for_large_c(estimator: Any, X: Any, y: Any) -> float:
+        return float("nan") if estimator.C > 1.0 else float(estimator.score(X, y))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scikit-learn's about the NaN means
+        search = TunelabSearchCV(LogisticRegression(max_iter=300), {"C": [0.1, 10.0]}, n_trials=6, cv=3,
+                                 scoring=nan_for_large_c, refit=False, pruner=tunelab.MedianPruner(n_startup_trials=10),
+                                 sampler=tunelab.RandomSampler(), random_state=0).fit(X, y)
+    states = [t.state.value for t in search.trials_]
+    assert "FAIL" in states and "COMPLETE" in states  # a NaN mean score is recorded FAIL
+    assert list(search.cv_results_["trial_state"]) == states
+
+
 # -- determinism ------------------------------------------------------------------------------------
 def test_the_same_random_state_gives_the_same_candidates(digits: tuple[np.ndarray, np.ndarray]) -> None:
     X, y = digits

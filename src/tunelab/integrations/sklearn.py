@@ -186,6 +186,8 @@ class _Row:
         return self.error or next((o["fit_error"] for o in self.outs if o is not None and o["fit_error"]), None)
 
     def state(self) -> str:
+        if self.frozen is not None:  # told: how the study recorded it (a NaN mean score ends FAIL)
+            return self.frozen.state.value
         if self.fit_error() is not None:
             return TrialState.FAIL.value
         if self.pruned_at is not None:
@@ -480,6 +482,8 @@ class TunelabSearchCV(BaseSearchCV):  # type: ignore[misc]
             else:
                 mean = float(np.mean([self._fold_score(row, k) for k in range(self._n_splits())]))
                 frozen = self._study.tell(row.trial, mean)
+            if frozen.state.value != row.state():
+                self._fresh = True  # cv_results_'s trial_state says how the study recorded it
             row.frozen = frozen
 
     def _fail_unfinished(self, rows: list[_Row], why: str) -> None:
