@@ -317,6 +317,14 @@ def test_it_never_stops_before_min_points() -> None:
         LearningCurvePruner(max_resource=R, min_points=3)
 
 
+def test_min_points_that_no_curve_can_reach_before_max_resource_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"min_points=5\) must be below max_resource=5"):
+        LearningCurvePruner(max_resource=5)  # at most 4 points (steps 1 to 4) before max_resource
+    with pytest.raises(ConfigError, match="min_points=30"):
+        LearningCurvePruner(max_resource=R, min_points=30)
+    assert LearningCurvePruner(max_resource=6).min_points == 5  # steps 1 to 5: judged at step 5
+
+
 def test_nothing_is_stopped_until_a_trial_reached_max_resource_and_top_k_compares_with_the_kth_best() -> None:
     trials = run(LearningCurvePruner(max_resource=R, min_points=5, top_k=2), [FAST, WORSE, FAST_2, WORSE])
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3 + [TrialState.PRUNED]

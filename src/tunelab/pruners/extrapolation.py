@@ -176,6 +176,11 @@ class LearningCurvePruner(Pruner):
             raise ConfigError(f"LearningCurvePruner(min_points=...) must be an integer >= {MIN_POINTS} (a curve "
                               f"family has up to 4 parameters and the noise needs one more point), got {min_points!r}")
         self.min_points = check_int("LearningCurvePruner", "min_points", min_points, MIN_POINTS)
+        if self.min_points >= self.max_resource:  # judged at steps 1 to max_resource - 1: never enough points
+            raise ConfigError(f"LearningCurvePruner(min_points={self.min_points}) must be below max_resource="
+                              f"{self.max_resource}: a curve is judged before max_resource, from its points at steps "
+                              f"1 to {self.max_resource - 1}, so no trial would ever be judged; lower min_points "
+                              "or give the step of a full training as max_resource")
         self.confidence = _check_probability("confidence", confidence, 0.5)
         self.top_k = check_int("LearningCurvePruner", "top_k", top_k, 1)
         self.interval = _check_probability("interval", interval)
