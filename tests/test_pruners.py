@@ -298,6 +298,28 @@ def test_without_a_pruner_or_a_report_nothing_is_pruned() -> None:
     assert not trial.should_prune()
 
 
+@pytest.mark.parametrize("pruner", [SuccessiveHalvingPruner(min_resource=1, reduction_factor=2),
+                                    MedianPruner(n_startup_trials=1)])
+def test_a_trial_pruned_on_a_nan_value_ends_pruned(pruner: tunelab.Pruner) -> None:
+    def objective(trial: tunelab.Trial) -> float:
+        diverged = trial.suggest_bool("diverged")
+        for epoch in range(1, 4):
+            trial.report(epoch, loss=math.nan if diverged else 1.0 / epoch)
+            if trial.should_prune():
+                raise tunelab.TrialPruned()
+        return 1.0 / 3
+
+    study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler(), pruner=pruner)
+    study.enqueue({"diverged": False})
+    study.enqueue({"diverged": True})
+    study.optimize(objective, n_trials=2)
+    diverged = study.trials[1]
+    assert diverged.state == TrialState.PRUNED, diverged.error  # was FAIL: a NaN in the record could not be stored
+    pruned = diverged.system_attrs["pruned"]
+    assert (pruned["step"], pruned["metric"], pruned["value"]) == (1, "loss", None)
+    assert "nan" in pruned["detail"].lower()
+
+
 @pytest.mark.parametrize("make", [
     lambda: SuccessiveHalvingPruner(reduction_factor=1),
     lambda: SuccessiveHalvingPruner(min_resource=0),

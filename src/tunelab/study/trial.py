@@ -587,7 +587,7 @@ class Trial:
             step = value = None
             if metric is not None:
                 step = last_step(self._curves[metric])
-                value = self._curves[metric][step]
+                value = _json_value(self._curves[metric][step])
             at = request.get("at") if isinstance(request, Mapping) else None
             self._ctx.record("pruned", {
                 "step": step, "metric": metric, "value": value,
@@ -601,7 +601,7 @@ class Trial:
             return False
         metric, decision = found
         step = last_step(self._curves[metric])
-        record = {"step": step, "metric": metric, "value": self._curves[metric][step],
+        record = {"step": step, "metric": metric, "value": _json_value(self._curves[metric][step]),
                   "rule": decision.rule, "detail": decision.detail}
         if decision.evidence is not None:
             record["evidence"] = dict(decision.evidence)
@@ -830,3 +830,9 @@ def _planned(name: str, value: ParamValue, distribution: Distribution) -> tuple[
         if abs(ratio - round(ratio)) > 1e-9 or abs(span - round(span)) > 1e-9:
             step_f = None
     return float(value), Float(low, high, log=distribution.log, step=step_f, prior=distribution.prior)
+
+
+def _json_value(value: float) -> float | None:
+    """A reported value as a stored attribute holds it: None for NaN and infinities, which JSON has no
+    number for (the decision's detail names the value)."""
+    return value if math.isfinite(value) else None
