@@ -333,6 +333,32 @@ def test_nothing_is_stopped_until_a_trial_reached_max_resource_and_top_k_compare
     assert trials[3].system_attrs["pruned"]["evidence"]["incumbent"] == pytest.approx(0.32, abs=1e-3)
 
 
+def test_a_curve_that_turns_nan_is_stopped_once_there_is_an_incumbent() -> None:
+    def diverging(trial: tunelab.Trial) -> float:  # FAST's curve, NaN from epoch `nan_from` on
+        nan_from = trial.suggest_int("nan_from", 3, R + 1)
+        loss = math.nan
+        for epoch in range(1, R + 1):
+            loss = math.nan if epoch >= nan_from else 0.30 + 0.8 * math.exp(-epoch / 1.5)
+            trial.report(epoch, val_loss=loss)
+            if trial.should_prune():
+                raise tunelab.TrialPruned()
+        return loss
+
+    for rungs in (None, SuccessiveHalvingPruner(min_resource=1, reduction_factor=3, max_resource=R)):
+        study = tunelab.create_study(sampler=tunelab.RandomSampler(), seed=0, pruner=LearningCurvePruner(
+            max_resource=R, metric="val_loss", min_points=5, rung_pruner=rungs))
+        for nan_from in (R + 1, 3, 12, 9):  # never; before min_points; after; at a rung (9)
+            study.enqueue({"nan_from": nan_from})
+        study.optimize(diverging, n_trials=4)
+        first, *diverged = study.trials
+        assert first.state == TrialState.COMPLETE
+        for trial in diverged:  # not run to max_resource on its earlier points: stopped at its first NaN
+            assert trial.state == TrialState.PRUNED, (rungs, trial.params, trial.state)
+            pruned = trial.system_attrs["pruned"]
+            assert pruned["step"] == trial.params["nan_from"]
+            assert "nan" in pruned["detail"]
+
+
 def test_the_evidence_of_a_decision_is_stored_with_the_trial() -> None:
     trials = run(LearningCurvePruner(max_resource=R, min_points=5, interval=0.8), [FAST, WORSE])
     pruned = trials[1].system_attrs["pruned"]

@@ -83,7 +83,9 @@ class LearningCurvePruner(Pruner):
     best value that the other trials reported at ``max_resource``; while fewer than ``top_k`` trials
     got there, nothing is stopped by this rule. The trial stops when ``P(value at max_resource
     better than the incumbent) < 1 - confidence``. A curve the families fit poorly gets a wide
-    interval, so it is stopped only when even its optimistic end is worse.
+    interval, so it is stopped only when even its optimistic end is worse. A curve whose last value is
+    NaN or infinite (a diverged run) is not fitted on its earlier points: it stops once there is an
+    incumbent that the value does not beat (a NaN never does; at a rung, ASHA's rule ranks it last).
 
     Each decision is stored with the trial: when it stops, ``system_attrs["pruned"]["evidence"]``;
     when it goes on, the latest in ``system_attrs["prediction"]``. The evidence holds the step, the
@@ -245,6 +247,8 @@ class LearningCurvePruner(Pruner):
         if step >= self.max_resource:
             return None
         direction = self.direction_for(history)
+        if not math.isfinite(curve[step]):  # diverged: its earlier points would predict a curve it no longer is
+            return self._diverged(history, number, metric, curve, step, direction)
         if self.rung_pruner is not None and step in self.rung_pruner.rungs(up_to=step):
             stop = self._rung_decision(history, number, metric, curve, step, direction)
             if stop is not None:
@@ -276,6 +280,26 @@ class LearningCurvePruner(Pruner):
             detail=f"{metric} predicted at step {self.max_resource}: {p.mean:.6g}, {self.interval:.0%} interval "
                    f"[{p.low:.6g}, {p.high:.6g}]; probability of beating the {which} {incumbent:.6g} "
                    f"{p_better:.3g} ({'below' if stops else 'not below'} {1 - self.confidence:.3g})",
+        )
+
+    def _diverged(self, history: History, number: int, metric: str, curve: Mapping[int, float], step: int,
+                  direction: str) -> PruneDecision | None:
+        """A curve whose last value is NaN or infinite: at a rung, ASHA's rule on that value (NaN ranks
+        last); else stopped once an incumbent exists that the value does not beat (a NaN never does)."""
+        if self.rung_pruner is not None and step in self.rung_pruner.rungs(up_to=step):
+            stop = self.rung_pruner.decide(history, number, metric, curve)
+            if stop is not None:
+                return stop
+        value = curve[step]
+        incumbent = self.incumbent(history, number, metric, direction)
+        if incumbent is None or better_or_equal(value, incumbent, direction):
+            return None
+        which = "best value" if self.top_k == 1 else f"{_ordinal(self.top_k)} best value"
+        return PruneDecision(
+            rule=f"non-finite value at step {step}",
+            detail=f"{metric} is {value} at step {step} (the run diverged), which cannot beat the {which} "
+                   f"{incumbent:.6g} at step {self.max_resource}",
+            evidence={"step": step, "incumbent": incumbent, "top_k": self.top_k, "p_better": 0.0},
         )
 
     def _rung_decision(self, history: History, number: int, metric: str, curve: Mapping[int, float], step: int,
