@@ -699,6 +699,7 @@ ERRORS: dict[str, tuple[Callable[[], Any], str]] = {
                    "torch.optim.Optimizer"),
     "twice": (lambda: HypergradientOptimizer(HypergradientOptimizer(sgd())), "wrap it once"),
     "set_lr": (lambda: HypergradientOptimizer(sgd()).set_lr(0.0), r"set_lr\(lr=\.\.\.\)"),
+    "set_lr-group": (lambda: HypergradientOptimizer(sgd()).set_lr(0.1, group=1), r"set_lr\(group=\.\.\.\).*0 to 0"),
 }
 
 

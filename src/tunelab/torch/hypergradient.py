@@ -304,6 +304,10 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         """Set the learning rate of one param group (or all) and adapt again from it."""
         if not _positive(lr):
             raise ConfigError(f"set_lr(lr=...) must be a positive number, got {lr!r}")
+        n = len(self.param_groups)
+        if group is not None and (isinstance(group, bool) or not isinstance(group, int) or not -n <= group < n):
+            raise ConfigError(f"set_lr(group=...) must be the index of a param group, 0 to {n - 1}, or None (every "
+                              f"group), got {group!r}")
         groups = self.param_groups if group is None else [self.param_groups[group]]
         for g in groups:
             g["lr"] = float(lr)
