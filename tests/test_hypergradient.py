@@ -269,9 +269,16 @@ def test_a_resume_in_the_warm_up_or_under_the_ceiling_goes_on_bit_for_bit(at: in
     assert signed_steps(signs[at:], opt=resumed, w=w2)[0] == reference[at:]
 
 
-def test_a_live_lr_ends_the_warm_up_and_the_ceiling() -> None:
-    _, opt, w = signed_steps([1.0] * 5)
-    opt.set_lr(0.02)  # a live change: the adaptation starts again from it, with no warm-up, no ceiling
+@pytest.mark.parametrize("at", [5, 30])  # in the warm-up; under the ceiling after it
+@pytest.mark.parametrize("how", ["set_lr", "apply_to_optimizer"])  # the latter: tunelab set, the Trainer, Lightning
+def test_a_live_lr_ends_the_warm_up_and_the_ceiling(how: str, at: int) -> None:
+    _, opt, w = signed_steps([1.0, 0.0, 1.0] * 10 if at == 30 else [1.0] * at)  # the last step along e1
+    group = opt.param_groups[0]
+    assert (group[WARMUP_KEY] is not None) == (at < WARM_UP) and (group[CEILING_KEY] is not None) == (at >= WARM_UP)
+    if how == "set_lr":  # a live change: the adaptation starts again from it, with no warm-up, no ceiling
+        opt.set_lr(0.02)
+    else:
+        apply_to_optimizer(opt, None, {"lr": 0.02})
     lrs, _, _ = signed_steps([1.0], opt=opt, w=w)
     assert opt.param_groups[0][WARMUP_KEY] is None and opt.param_groups[0][CEILING_KEY] is None
     assert lrs == [pytest.approx(0.02 * math.exp(0.1 * (1 + opt.drift)))]

@@ -41,7 +41,7 @@ def apply_to_optimizer(
     (``base_lrs`` and the group's current lr are set together). A value the optimizer cannot
     take (lr <= 0, momentum outside [0, 1), weight_decay < 0) is skipped with a warning. The
     rate of a :class:`~tunelab.torch.hypergradient.HypergradientOptimizer` adapts again from the
-    new one (its factor goes back to 1).
+    new one (its factor goes back to 1, its warm-up and the ceiling after it end).
     """
     applied: dict[str, ParamValue] = {}
     groups = optimizer.param_groups
@@ -53,8 +53,9 @@ def apply_to_optimizer(
             continue
         for i, group in enumerate(groups):
             if name == "lr":
-                if "hd_scale" in group:  # a HypergradientOptimizer: adapt again from the new rate
+                if "hd_scale" in group:  # a HypergradientOptimizer: adapt again from the new rate, as set_lr does
                     group["hd_scale"] = 1.0
+                    group["hd_warmup"] = group["hd_ceiling"] = None  # no warm-up, no ceiling after it
                 if scheduler is not None:
                     factor = scheduler.lr_lambdas[i](scheduler.last_epoch)
                     scheduler.base_lrs[i] = number
