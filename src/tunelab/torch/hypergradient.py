@@ -301,7 +301,9 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         return [float(g["lr"]) * float(g.get(SCALE_KEY, 1.0)) for g in self.param_groups]
 
     def set_lr(self, lr: float, group: int | None = None) -> None:
-        """Set the learning rate of one param group (or all) and adapt again from it."""
+        """Set the learning rate of one param group (or all) and adapt again from it. Under a
+        ``LambdaLR`` schedule, which recomputes ``lr`` from its ``base_lrs``, use
+        :func:`tunelab.torch.live.apply_to_optimizer` (it sets the base) instead."""
         if not _positive(lr):
             raise ConfigError(f"set_lr(lr=...) must be a positive number, got {lr!r}")
         n = len(self.param_groups)
