@@ -16,7 +16,7 @@ import tunelab
 import tunelab.recipe
 from tunelab.cli import app
 from tunelab.distributions import distribution_from_json
-from tunelab.errors import StudyNotFoundError
+from tunelab.errors import ConfigError, StudyNotFoundError
 from tunelab.records import TrialState, sort_key
 
 
@@ -326,3 +326,29 @@ def test_read_commands_do_not_create_a_database(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["studies", "--storage", f"sqlite:///{missing}"])
     assert result.exit_code == 1 and "no database file" in result.output
     assert not missing.exists()
+
+
+class _UnregisteredPruner(tunelab.MedianPruner):
+    """A user's pruner that was never passed to ``register_pruner``: no process can rebuild it."""
+
+
+def test_reading_commands_open_a_study_whose_stored_pruner_cannot_be_rebuilt(runner: CliRunner, url: str) -> None:
+    s = tunelab.create_study(name="custom", storage=url, seed=0, pruner=_UnregisteredPruner())
+    s.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3, show_progress=False)
+    with pytest.raises(ConfigError, match="not registered here"):
+        tunelab.load_study("custom", url)  # resuming needs the pruner: an error naming the fix
+    for args in (["show", "custom"], ["best", "custom"], ["export", "custom", "--format", "csv"],
+                 ["trial", "custom", "0"], ["diagnose", "custom"]):
+        result = invoke(runner, *args, "--storage", url)
+        assert result.exit_code == 0, (args, result.output)
+    assert table_numbers(invoke(runner, "show", "custom", "--storage", url).stdout) == [
+        t.number for t in sorted(s.trials, key=sort_key("minimize"))]
+
+
+def test_reading_keeps_a_stored_pruner_that_can_be_rebuilt(url: str) -> None:
+    from tunelab.study import read_study
+
+    tunelab.create_study(name="median", storage=url, seed=0, pruner=tunelab.MedianPruner(metric="val_loss"))
+    study = read_study("median", url)
+    assert isinstance(study.pruner, tunelab.MedianPruner) and study.pruner.metric == "val_loss"
+    assert type(study.sampler).__name__ == "RandomSampler"  # the stored sampler is not rebuilt to read

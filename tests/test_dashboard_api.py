@@ -686,3 +686,20 @@ def test_openapi_schema_describes_the_front(client: TestClient) -> None:
     assert {"directions", "objective_names"} <= set(schemas["StudyDetail"]["properties"])
     kinds = openapi["paths"]["/api/studies/{name}/figures/{kind}"]["get"]["parameters"][1]["schema"]["enum"]
     assert {"pareto", "hypervolume"} <= set(kinds)
+
+
+class _UnregisteredPruner(tunelab.MedianPruner):
+    """A user's pruner that was never passed to ``register_pruner``: the dashboard cannot rebuild it."""
+
+
+def test_a_study_whose_stored_pruner_cannot_be_rebuilt_is_shown(fresh: str) -> None:
+    study = tunelab.create_study(name="custom", storage=fresh, sampler=RandomSampler(), seed=0,
+                                 pruner=_UnregisteredPruner())
+    study.optimize(objective, n_trials=4, show_progress=False)
+    with TestClient(create_app(fresh), base_url=LOCAL) as c:
+        detail = ok(c.get("/api/studies/custom"))
+        assert detail["n_trials"] == 4 and "_UnregisteredPruner" in str(detail["pruner"])
+        assert ok(c.get("/api/studies/custom/trials"))["total"] == 4
+        assert ok(c.get("/api/studies/custom/diagnosis/0"))  # these read the study itself
+        figure = c.get("/api/studies/custom/figures/history")
+        assert figure.status_code == 200, figure.text

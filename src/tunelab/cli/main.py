@@ -37,10 +37,9 @@ from rich.text import Text
 import tunelab
 from tunelab.errors import ConfigError, TrialNotFoundError, TunelabError
 from tunelab.records import FrozenTrial, TrialState, sort_key
-from tunelab.samplers import RandomSampler
 from tunelab.storage import BaseStorage, get_storage
 from tunelab.storage.urls import check_storage_url
-from tunelab.study import PREDICTION, Objective, Study, delete_study, load_study
+from tunelab.study import PREDICTION, Objective, Study, delete_study, load_study, read_study
 from tunelab.study.frames import trials_to_rows
 
 app = typer.Typer(
@@ -128,9 +127,9 @@ def _open(url: str) -> Iterator[BaseStorage]:
 
 
 def _read_study(name: str, store: BaseStorage) -> Study:
-    # Reading needs no sampler: do not rebuild the stored one (it may be a custom class
-    # this process cannot import).
-    return load_study(name, store, sampler=RandomSampler())
+    # Reading needs neither the stored sampler nor the pruner (either may be a custom class this
+    # process cannot import).
+    return read_study(name, store)
 
 
 def _fmt(value: object, digits: int = 6) -> str:

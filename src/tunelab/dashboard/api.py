@@ -58,9 +58,8 @@ from tunelab.dashboard.models import (
 from tunelab.errors import ConfigError, TrialNotFoundError
 from tunelab.live import LIVE_NAMES, LIVE_REQUESTS, branch_of, current_params, pending_requests
 from tunelab.records import FrozenTrial, StudyRecord, TrialState, study_directions, study_objective_names
-from tunelab.samplers import RandomSampler
 from tunelab.storage import BaseStorage, Curves
-from tunelab.study import PREDICTION, Study, find_best_trial, load_study
+from tunelab.study import PREDICTION, Study, find_best_trial, read_study
 
 MAX_CURVES = 50
 FigureKind = Literal["history", "slice", "contour", "parallel", "curves", "importance", "stages", "lr_range", "pareto",
@@ -159,8 +158,8 @@ def _record(settings: Settings, name: str) -> StudyRecord:
 
 
 def _study(settings: Settings, name: str) -> Study:
-    # Reading needs no sampler: do not rebuild the stored one (it may be a class this process lacks).
-    return load_study(name, settings.storage, sampler=RandomSampler())
+    # Reading needs neither the stored sampler nor the pruner (either may be a class this process lacks).
+    return read_study(name, settings.storage)
 
 
 def _trial(settings: Settings, record: StudyRecord, number: int) -> FrozenTrial:

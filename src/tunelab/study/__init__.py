@@ -5,7 +5,7 @@ Trials, the runner loads Studies in worker processes); nothing outside imports t
 internals, only the names re-exported here:
 
 - :mod:`~tunelab.study.study`: :class:`Study`; :mod:`~tunelab.study.factory`: :func:`create_study`,
-  :func:`load_study`, :func:`delete_study`; :mod:`~tunelab.study.verdict`: judging returned values
+  :func:`load_study`, :func:`read_study`, :func:`delete_study`; :mod:`~tunelab.study.verdict`: judging returned values
 - :mod:`~tunelab.study.trial`: :class:`Trial`, the object an objective receives
 - :mod:`~tunelab.study.services`: what a Trial may ask of its study (suggestions, pruning, a writer)
 - :mod:`~tunelab.study.runner`: one trial's life (:func:`~tunelab.study.runner.run_trial`) and the optimize loops
@@ -13,7 +13,7 @@ internals, only the names re-exported here:
 - :mod:`~tunelab.study.progress`, :mod:`~tunelab.study.frames`: the progress bar, trials as a DataFrame
 """
 
-from tunelab.study.factory import create_study, delete_study, load_study
+from tunelab.study.factory import create_study, delete_study, load_study, read_study
 from tunelab.study.runner import pack_for_workers
 from tunelab.study.study import Callback, Objective, Study, find_best_trial
 from tunelab.study.trial import PREDICTION, STOPPED_RULE, Trial
@@ -30,4 +30,5 @@ __all__ = [
     "find_best_trial",
     "load_study",
     "pack_for_workers",
+    "read_study",
 ]

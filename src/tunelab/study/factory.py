@@ -22,9 +22,10 @@ from tunelab.errors import (
 from tunelab.pruners import Pruner, pruner_from_description
 from tunelab.records import (
     OBJECTIVES_KEY,
+    StudyRecord,
     check_direction,
 )
-from tunelab.samplers import AutoSampler, Sampler, sampler_from_description
+from tunelab.samplers import AutoSampler, RandomSampler, Sampler, sampler_from_description
 from tunelab.samplers.auto import uses_nsga
 from tunelab.samplers.transfer import check_warm_start
 from tunelab.space import SpaceEntry, space_from_json, space_to_json, validate_space
@@ -273,11 +274,30 @@ def load_study(
     record = store.get_study(name)
     if sampler is None:
         sampler = sampler_from_description(record.system_attrs.get("sampler", {}))
-    space_json = record.system_attrs.get("space")
-    space = space_from_json(space_json) if space_json else None
     if pruner is None and record.system_attrs.get("pruner"):
         pruner = pruner_from_description(record.system_attrs["pruner"])
-    return Study(store, record, sampler, space, pruner)
+    return Study(store, record, sampler, _stored_space(record), pruner)
+
+
+def read_study(name: str, storage: str | BaseStorage | None) -> Study:
+    """Open a study to read it (what ``tunelab show`` and the dashboard do): the stored sampler is
+    not rebuilt, and the stored pruner only where this process can. A custom class this process
+    cannot import, or settings this version refuses, would make :func:`load_study` fail, and
+    reading needs neither (the pruner only names the metric it watches in the curve plots)."""
+    store = get_storage(storage)
+    record = store.get_study(name)
+    pruner = None
+    if record.system_attrs.get("pruner"):
+        try:
+            pruner = pruner_from_description(record.system_attrs["pruner"])
+        except ConfigError as e:
+            logger.debug("study %r: its stored pruner is not rebuilt for reading (%s)", name, e)
+    return Study(store, record, RandomSampler(), _stored_space(record), pruner)
+
+
+def _stored_space(record: StudyRecord) -> dict[str, SpaceEntry] | None:
+    space_json = record.system_attrs.get("space")
+    return space_from_json(space_json) if space_json else None
 
 
 def delete_study(name: str, storage: str | BaseStorage) -> None:
