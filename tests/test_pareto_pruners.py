@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -173,3 +174,22 @@ def test_a_single_objective_study_may_prune_on_several_named_metrics() -> None:
     bad = study.ask()
     bad.report(0, val_acc=0.1, latency_ms=5.0)
     assert bad.should_prune()
+
+
+def test_reports_that_step_past_the_rungs_are_named_once(caplog: pytest.LogCaptureFixture) -> None:
+    """Rungs at 1, 3, 9 and reports every 2 steps: never judged, and said once, with the fix."""
+    study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler(), **MO,
+                                 pruner=tunelab.ParetoSuccessiveHalvingPruner(min_resource=1, max_resource=27))
+
+    def objective(trial: tunelab.Trial) -> tuple[float, float]:
+        x = trial.suggest_float("x", 0.0, 1.0)
+        for step in range(2, 12, 2):
+            trial.report(step, val_acc=x, latency_ms=1.0 - x)
+            if trial.should_prune():
+                raise tunelab.TrialPruned()
+        return x, 1.0 - x
+
+    with caplog.at_level(logging.WARNING, logger="tunelab"):
+        study.optimize(objective, n_trials=8)
+    said = [r.getMessage() for r in caplog.records if "rung step" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("ParetoSuccessiveHalvingPruner") and "min_resource" in said[0]

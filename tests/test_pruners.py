@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import tunelab
 from objectives import staircase, staircase_two_metrics, train_loss_and_val_acc
 from tunelab import HyperbandPruner, MedianPruner, SuccessiveHalvingPruner, TrialState
 from tunelab.errors import ConfigError
-from tunelab.pruners import pruner_from_description
+from tunelab.pruners import Pruner, pruner_from_description
 from tunelab.pruners.asha import rung_steps
 
 QUALITIES = [5.0, 3.0, 8.0, 1.0, 7.0, 2.0, 9.0, 4.0, 6.0, 0.5, 8.5, 2.5]
@@ -332,3 +333,45 @@ def test_a_trial_pruned_on_a_nan_value_ends_pruned(pruner: tunelab.Pruner) -> No
 def test_bad_settings_are_refused(make) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ConfigError):
         make()
+
+
+@pytest.mark.parametrize("pruner", [
+    tunelab.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3, max_resource=27),
+    tunelab.HyperbandPruner(min_resource=1, max_resource=27, reduction_factor=3),
+], ids=["asha", "hyperband"])
+def test_reports_that_step_past_every_rung_are_named_once(pruner: Pruner, caplog: pytest.LogCaptureFixture) -> None:
+    """Validation every 2 epochs against rungs at 1, 3, 9: no report lands on a rung, so nothing is ever
+    stopped; the pruner says so once, with the fix, instead of silently never pruning."""
+    study = tunelab.create_study(sampler=tunelab.RandomSampler(), pruner=pruner, seed=0)
+
+    def objective(trial: tunelab.Trial) -> float:
+        x = trial.suggest_float("x", 0.0, 1.0)
+        for epoch in range(2, 12, 2):
+            trial.report(epoch, val_loss=x / epoch)
+            if trial.should_prune():
+                raise tunelab.TrialPruned()
+        return x
+
+    with caplog.at_level(logging.WARNING, logger="tunelab"):
+        study.optimize(objective, n_trials=12)
+    said = [r.getMessage() for r in caplog.records if "rung step" in r.getMessage()]
+    assert len(said) == 1, said
+    assert said[0].startswith(type(pruner).__name__) and "not at step" in said[0] and "min_resource" in said[0]
+    assert not study.get_trials([tunelab.TrialState.PRUNED])  # what the warning is about
+
+
+def test_reports_on_the_rungs_say_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    study = tunelab.create_study(sampler=tunelab.RandomSampler(), seed=0,
+                                 pruner=tunelab.SuccessiveHalvingPruner(min_resource=2, max_resource=54))
+    def objective(trial: tunelab.Trial) -> float:
+        x = trial.suggest_float("x", 0.0, 1.0)
+        for epoch in range(2, 20, 2):  # rungs at 2 and 6 (and 18): every one is reported
+            trial.report(epoch, val_loss=x / epoch)
+            if trial.should_prune():
+                raise tunelab.TrialPruned()
+        return x
+
+    with caplog.at_level(logging.WARNING, logger="tunelab"):
+        study.optimize(objective, n_trials=12)
+    assert not [r for r in caplog.records if "rung step" in r.getMessage()]
+    assert study.get_trials([tunelab.TrialState.PRUNED])

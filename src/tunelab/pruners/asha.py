@@ -17,13 +17,16 @@ spread evenly over the trial numbers so that every stretch of trials follows the
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tunelab.errors import ConfigError
 from tunelab.history import History
 from tunelab.pruners.base import PruneDecision, Pruner, better_or_equal, check_int, last_step
+
+logger = logging.getLogger("tunelab")
 
 
 def _check_eta(owner: str, eta: object) -> int:
@@ -44,6 +47,25 @@ def rung_steps(min_resource: int, reduction_factor: int, max_resource: int | Non
             return out
         out.append(r)
         k += 1
+
+
+def warn_skipped_rung(pruner: Pruner, rungs: Sequence[int], curve: Mapping[int, float], number: int,
+                      step: int) -> None:
+    """Say once per pruner (and process) when a trial's reports stepped past its latest rung without
+    landing on it: a rung pruner judges a trial only at a rung step, so such a trial is never stopped
+    there (e.g. validation every 2 epochs against rungs at 1, 3, 9)."""
+    if not rungs or rungs[-1] in curve or getattr(pruner, "_warned_skipped_rung", False):
+        return
+    pruner._warned_skipped_rung = True  # type: ignore[attr-defined]
+    reported = sorted(curve)
+    shown = ", ".join(str(s) for s in reported[:6]) + (", ..." if len(reported) > 6 else "")
+    logger.warning(
+        "%s judges a trial only when it reports at a rung step (%s, ...), but trial %d reported at steps %s "
+        "(up to %d) and not at step %d: it is never stopped there. Report at the rung steps, or set "
+        "min_resource to a step the trials report at (with a report every 2 epochs: min_resource=2)",
+        type(pruner).__name__, ", ".join(str(r) for r in rungs[:4]), number, shown, step,
+        rungs[-1],
+    )
 
 
 class SuccessiveHalvingPruner(Pruner):
@@ -112,7 +134,9 @@ class SuccessiveHalvingPruner(Pruner):
         label: str, peer: Callable[[int], bool] | None = None,
     ) -> PruneDecision | None:
         step = last_step(curve)
-        if step not in self.rungs(up_to=step):
+        rungs = self.rungs(up_to=step)
+        if step not in rungs:
+            warn_skipped_rung(self, rungs, curve, number, step)
             return None
         value = curve[step]
         competing = [p.value for p in history.metric_at(metric, [step])
@@ -242,7 +266,9 @@ class HyperbandPruner(Pruner):
         s = self.bracket_of(number)
         bracket = self.brackets[s]
         step = last_step(curve)
-        if step not in bracket.rungs(up_to=step):
+        rungs = bracket.rungs(up_to=step)
+        if step not in rungs:
+            warn_skipped_rung(self, rungs, curve, number, step)
             return None
         return bracket._decide_in(history, number, metric, curve, label=f"hyperband bracket {s}",
                                   peer=lambda n: self.bracket_of(n) == s)

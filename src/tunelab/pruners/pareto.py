@@ -25,7 +25,7 @@ import numpy as np
 from tunelab.errors import ConfigError
 from tunelab.history import History
 from tunelab.multiobjective import crowding_distance, losses, non_dominated_sort
-from tunelab.pruners.asha import _check_eta, rung_steps
+from tunelab.pruners.asha import _check_eta, rung_steps, warn_skipped_rung
 from tunelab.pruners.base import PruneDecision, Pruner, check_int, last_step
 from tunelab.records import TrialState, check_direction
 
@@ -251,7 +251,11 @@ class ParetoSuccessiveHalvingPruner(ParetoPruner):
         curves: Mapping[str, Mapping[int, float]],
     ) -> PruneDecision | None:
         step = last_step(curves[metrics[0]])
-        if step not in self.rungs(up_to=step) or any(step not in curves[m] for m in metrics):
+        rungs = self.rungs(up_to=step)
+        if step not in rungs:
+            warn_skipped_rung(self, rungs, curves[metrics[0]], number, step)
+            return None
+        if any(step not in curves[m] for m in metrics):
             return None
         own = [curves[m][step] for m in metrics]
         vectors = _vectors_at(history, metrics, step)
