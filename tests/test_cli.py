@@ -222,6 +222,29 @@ def test_best_of_a_study_with_several_objectives_prints_its_pareto_front(runner:
     assert_error(invoke(runner, "best", "mo-empty", "--storage", url), "mo-empty", "no Pareto front")
 
 
+def test_export_and_trial_of_a_study_with_several_objectives_keep_every_objective(
+    runner: CliRunner, url: str
+) -> None:
+    study = tunelab.create_study(name="mo", storage=url, directions=["maximize", "minimize"],
+                                 objective_names=["val_acc", "latency_ms"], sampler=tunelab.RandomSampler())
+    for acc, latency in [(0.9, 10.0), (0.8, 5.0)]:
+        trial = study.ask()
+        trial.suggest_float("x", 0.0, 1.0)
+        study.tell(trial, (acc, latency))
+    result = invoke(runner, "export", "mo", "--storage", url, "--format", "csv")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [(float(r["values_val_acc"]), float(r["values_latency_ms"])) for r in rows] == [(0.9, 10.0), (0.8, 5.0)]
+    result = invoke(runner, "export", "mo", "--storage", url, "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert [d["values"] for d in json.loads(result.stdout)] == [
+        {"val_acc": 0.9, "latency_ms": 10.0}, {"val_acc": 0.8, "latency_ms": 5.0}]
+    result = invoke(runner, "trial", "mo", "1", "--storage", url, "--json")
+    assert json.loads(result.stdout)["values"] == {"val_acc": 0.8, "latency_ms": 5.0}
+    text = invoke(runner, "trial", "mo", "1", "--storage", url).stdout
+    assert "val_acc 0.8" in text and "latency_ms 5" in text
+
+
 # -- export --------------------------------------------------------------------------------
 def test_export_csv_has_a_header_and_one_row_per_trial(runner: CliRunner, url: str, study: tunelab.Study) -> None:
     result = invoke(runner, "export", "quad", "--storage", url, "--format", "csv")

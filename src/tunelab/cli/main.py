@@ -317,9 +317,12 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def _trial_json(t: FrozenTrial) -> dict[str, Any]:
+def _trial_json(t: FrozenTrial, objective_names: Sequence[str] | None = None) -> dict[str, Any]:
+    values = {} if objective_names is None else {
+        "values": None if t.values is None else dict(zip(objective_names, t.values, strict=False))
+    }
     return {
-        "number": t.number, "state": t.state.value, "value": t.value, "params": dict(t.params),
+        "number": t.number, "state": t.state.value, "value": t.value, **values, "params": dict(t.params),
         "distributions": {k: d.to_json() for k, d in t.distributions.items()},
         "user_attrs": dict(t.user_attrs), "system_attrs": dict(t.system_attrs),
         "datetime_start": _iso(t.datetime_start), "datetime_complete": _iso(t.datetime_complete),
@@ -374,13 +377,14 @@ def trial_command(
         curves = study.get_curves(number)
         kept = study.checkpoints(number)
         logs = trial_logs(study, number, log_lines)
+    names = study.objective_names if study.is_multi_objective else None
     last = {
         metric: {"points": len(steps), "last_step": steps[-1], "last_value": _finite_or_none(values[-1])}
         for metric, (steps, values) in curves.items() if steps
     }
     if as_json:
         typer.echo(json.dumps({
-            "study": study.name, "direction": study.direction, **_trial_json(t),
+            "study": study.name, "direction": study.direction, **_trial_json(t, names),
             "error_summary": None if t.error is None else summarize_error(t.error),
             "curves": last, "checkpoints": [{"step": c.step, "path": str(c.path)} for c in kept],
             "logs": logs,
@@ -391,8 +395,11 @@ def trial_command(
     def line(text: str = "") -> None:
         out.print(text, markup=False, highlight=False, soft_wrap=True)
 
-    line(f"trial {t.number} of study {study.name!r} ({study.direction}): {t.state.value}"
-         + (f", value {_fmt(t.value, 10)}" if t.value is not None else ""))
+    if names is not None and t.values is not None:
+        shown = ", values " + ", ".join(f"{n} {_fmt(v, 10)}" for n, v in zip(names, t.values, strict=False))
+    else:
+        shown = f", value {_fmt(t.value, 10)}" if t.value is not None else ""
+    line(f"trial {t.number} of study {study.name!r} ({', '.join(study.directions)}): {t.state.value}{shown}")
     times = [f"started {_fmt(t.datetime_start)}" if t.datetime_start else "",
              f"finished {_fmt(t.datetime_complete)}" if t.datetime_complete else "",
              f"took {t.duration:.2f}s" if t.duration is not None else ""]
@@ -455,13 +462,16 @@ def export(
 ) -> None:
     """Export every trial of a study as CSV (one flat row per trial) or JSON."""
     with _open(storage) as store:
-        trials = _read_study(study_name, store).trials
+        study = _read_study(study_name, store)
+        trials = study.trials
+    names = study.objective_names if study.is_multi_objective else None  # one column per objective
     buf = io.StringIO()
     if fmt == ExportFormat.json:
-        json.dump([_trial_json(t) for t in trials], buf, indent=2)
+        json.dump([_trial_json(t, names) for t in trials], buf, indent=2)
         buf.write("\n")
     else:
-        rows = [{k: _iso(v) if isinstance(v, datetime) else v for k, v in r.items()} for r in trials_to_rows(trials)]
+        rows = [{k: _iso(v) if isinstance(v, datetime) else v for k, v in r.items()}
+                for r in trials_to_rows(trials, names)]
         writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for r in rows for k in r)), lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
