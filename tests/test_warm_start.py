@@ -14,6 +14,7 @@ import tunelab
 from tunelab import Float
 from tunelab.errors import ConfigError
 from tunelab.samplers.transfer import check_warm_start, rank_agreement, source_weights, tpe_source_weight
+from tunelab.storage import get_storage
 
 SPACE = {"x": Float(-5.0, 5.0), "lr": Float(1e-5, 1e-1, log=True)}
 
@@ -113,6 +114,24 @@ def test_a_source_sharing_no_parameter_or_the_study_itself_is_refused(url: str) 
     with pytest.raises(ConfigError, match="from itself"):
         tunelab.create_study(name="self", storage=url, space=SPACE, warm_start=["self"])
     assert check_warm_start("old") == [("old", None)]
+
+
+def test_warm_starts_with_several_objectives_are_refused_before_the_study_exists(tmp_path: Path) -> None:
+    # The GP ignored the sources of a study with several objectives (and skipped its start-up design for
+    # them); TPE and a single-objective target read a multi-objective source's first value only.
+    url = f"sqlite:///{tmp_path / 'mo.db'}"
+    mo = tunelab.create_study(name="mo", storage=url, directions=["minimize", "minimize"], space=SPACE,
+                              sampler=tunelab.RandomSampler(), seed=0)
+    mo.optimize(lambda t: (t.params["x"], t.params["lr"]), n_trials=5)
+    one = tunelab.create_study(name="one", storage=url, space=SPACE, sampler=tunelab.RandomSampler(), seed=0)
+    one.optimize(bowl(0.0, 1.0), n_trials=5)
+    for sampler in (tunelab.GPSampler(), tunelab.TPESampler()):
+        with pytest.raises(ConfigError, match=r"serves a study with one objective.*enqueue"):
+            tunelab.create_study(name="t", storage=url, directions=["minimize", "minimize"], space=SPACE,
+                                 sampler=sampler, warm_start=["one"])
+        with pytest.raises(ConfigError, match="study 'mo' has 2 objectives; a warm start learns from a study with one"):
+            tunelab.create_study(name="t", storage=url, space=SPACE, sampler=sampler, warm_start=["mo"])
+    assert [s.name for s in get_storage(url).list_studies()] == ["mo", "one"]
 
 
 def test_a_deterministic_warm_study_replays(url: str, tmp_path: Path) -> None:

@@ -137,6 +137,13 @@ def create_study(
         raise ConfigError(f"pruner must be a tunelab pruner such as MedianPruner(), got {pruner!r}")
     width = check_deterministic(deterministic)
     sources = check_warm_start(warm_start)
+    if sources and objectives is not None and len(objectives["directions"]) > 1:
+        raise ConfigError(
+            "warm_start=... learns from a single value per trial, so it serves a study with one objective: "
+            f"with {len(objectives['directions'])} objectives the GP would ignore the sources and TPE would read "
+            "their first value only. Leave warm_start out; to start from what an earlier study found, "
+            "enqueue its best parameters (study.enqueue(trial.params) for each of its best trials)"
+        )
     if objectives is not None:
         check_objectives_support(objectives["directions"], sampler, pruner)
         n_objectives = len(objectives["directions"])

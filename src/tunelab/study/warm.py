@@ -13,7 +13,7 @@ from typing import Any
 
 from tunelab.errors import ConfigError, StudyNotFoundError
 from tunelab.history import SourceStudy
-from tunelab.records import TrialState
+from tunelab.records import TrialState, study_directions
 from tunelab.space import SpaceEntry
 from tunelab.storage import BaseStorage, get_storage
 
@@ -44,6 +44,12 @@ def check_sources(
                 f"warm_start: no study {shown}; the storage holds {known or 'no studies'}. Name one of them, or "
                 "give another storage as (name, url)"
             ) from None
+        directions = study_directions(record)
+        if len(directions) > 1:
+            raise ConfigError(
+                f"warm_start: study {shown} has {len(directions)} objectives; a warm start learns from a study "
+                "with one objective (a single value per trial): leave it out"
+            )
         if space is None:
             continue
         used: set[str] = set(record.system_attrs.get("space") or {})
