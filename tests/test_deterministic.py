@@ -59,6 +59,22 @@ def test_several_objectives_replay_with_multi_objective_tpe(tmp_path: Path) -> N
     tunelab.create_study(directions=["minimize", "minimize"], deterministic=True)  # AutoSampler: MO TPE for 2
 
 
+@pytest.mark.parametrize(
+    ("sampler", "reason"),
+    [(tunelab.GridSampler({"x": [1, 2]}), "the cell a trial takes"),
+     (tunelab.CoarseToFineSampler(), "zoomed stages"),
+     (tunelab.NSGAIIISampler(), "its parents are whichever earlier trials")],
+)
+def test_several_objectives_refuse_a_sampler_that_cannot_replay_with_its_own_reason(
+    sampler: Sampler, reason: str
+) -> None:
+    # The message said every such sampler "runs NSGA-II here (after switch_at trials)", which is AutoSampler's case.
+    with pytest.raises(ConfigError, match="deterministic=True with several objectives") as caught:
+        tunelab.create_study(directions=["minimize", "minimize"], deterministic=True, sampler=sampler)
+    assert reason in str(caught.value) and "switch_at" not in str(caught.value)
+    assert f"{type(sampler).__name__} cannot replay" in str(caught.value)
+
+
 def test_in_process_runs_replay_and_differ_from_a_non_deterministic_one() -> None:
     def objective(trial: tunelab.Trial) -> float:
         return (trial.suggest_float("x", -2, 2) - 1) ** 2 + trial.suggest_float("y", -2, 2) ** 2

@@ -147,13 +147,14 @@ def create_study(
     if objectives is not None:
         check_objectives_support(objectives["directions"], sampler, pruner)
         n_objectives = len(objectives["directions"])
-        if width is not None and n_objectives > 1 and (
-            (isinstance(sampler, AutoSampler) and uses_nsga(n_objectives)) or not sampler.replayable
-        ):
+        auto_nsga = isinstance(sampler, AutoSampler) and uses_nsga(n_objectives)
+        if width is not None and n_objectives > 1 and (auto_nsga or not sampler.replayable):
+            reason = sampler.not_replayable_because or "its proposals depend on when they are made"
+            why = ("runs NSGA-II here (after switch_at trials), whose parents are whichever trials have finished"
+                   if auto_nsga else f"cannot replay ({reason})")
             raise ConfigError(
                 f"deterministic=True with several objectives needs a sampler that replays them: "
-                f"{type(sampler).__name__} runs NSGA-II here (after switch_at trials), whose parents are whichever "
-                "trials have finished; use sampler=GPSampler() (log expected hypervolume improvement), "
+                f"{type(sampler).__name__} {why}; use sampler=GPSampler() (log expected hypervolume improvement), "
                 "TPESampler() (multi-objective TPE) or RandomSampler()"
             )
     check_replayable(width, sampler, pruner)
