@@ -414,6 +414,20 @@ def test_sqlite_round_trip_of_values_constraints_and_settings(tmp_path: Path) ->
     assert same.objective_names == ("acc", "ms")
 
 
+def test_reopening_with_load_if_exists_checks_only_what_is_given(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'mo.db'}"
+    tunelab.create_study(name="mo", storage=url, directions=["maximize", "minimize"], objective_names=["acc", "ms"])
+    # Nothing given: the stored directions, as for a study with one objective (it said "not ['minimize']").
+    again = tunelab.create_study(name="mo", storage=url, load_if_exists=True)
+    assert again.directions == ("maximize", "minimize") and again.objective_names == ("acc", "ms")
+    # Other names were ignored, and a mapping by the new names then failed every trial.
+    with pytest.raises(ConfigError, match=r"exists with objective_names \['acc', 'ms'\], not \['a', 'b'\]"):
+        tunelab.create_study(name="mo", storage=url, directions=["maximize", "minimize"], objective_names=["a", "b"],
+                             load_if_exists=True)
+    with pytest.raises(ConfigError, match="exists with directions"):
+        tunelab.create_study(name="mo", storage=url, direction="maximize", load_if_exists=True)
+
+
 def test_two_worker_processes_on_a_multi_objective_study(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'workers.db'}"
     study = tunelab.create_study(name="w", storage=url, directions=["minimize", "minimize"], seed=0,

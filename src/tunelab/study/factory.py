@@ -114,6 +114,7 @@ def create_study(
         With ``storage="sqlite:///tunelab.db"`` the study lives in that file: other processes
         join it with :func:`load_study`, and it outlives this one.
     """
+    given_direction = direction is not None or directions is not None  # else a loaded study keeps its own
     direction, objectives = _check_objectives(direction, directions, objective_names)
     if name is None:
         name = f"study-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
@@ -188,10 +189,15 @@ def create_study(
             raise
         loaded = load_study(name, store, sampler=given_sampler, pruner=pruner)
         wanted = tuple(objectives["directions"]) if objectives is not None else (direction,)
-        if (len(wanted) > 1 or loaded.is_multi_objective) and loaded.directions != wanted:
+        if given_direction and (len(wanted) > 1 or loaded.is_multi_objective) and loaded.directions != wanted:
             raise ConfigError(
                 f"study {name!r} exists with directions {list(loaded.directions)}, not {list(wanted)}; "
                 "pass the same to load it"
+            ) from None
+        if objective_names is not None and loaded.objective_names != tuple(objective_names):
+            raise ConfigError(
+                f"study {name!r} exists with objective_names {list(loaded.objective_names)}, not "
+                f"{list(objective_names)}; pass the same (or leave objective_names out) to load it"
             ) from None
         stored_w = stored_width(loaded.system_attrs)
         if width is not None and stored_w != width:
