@@ -100,6 +100,24 @@ def test_studies_lists_counts_and_best_values(
     assert float(lines["other"][8]) == pytest.approx(other.best_value, rel=1e-5)
 
 
+def test_studies_shows_the_best_feasible_value_and_the_front_of_several_objectives(runner: CliRunner, url: str) -> None:
+    # It showed the best value of any COMPLETE trial (an infeasible one included) and, for several
+    # objectives, the first objective's extreme under its direction alone.
+    one = tunelab.create_study(name="one", storage=url, direction="maximize", sampler=tunelab.RandomSampler())
+    mo = tunelab.create_study(name="mo", storage=url, directions=["maximize", "minimize"],
+                              sampler=tunelab.RandomSampler())
+    for study, values, memory in [(one, 0.9, 9.0), (one, 0.5, 1.0), (mo, (0.9, 1.0), 9.0), (mo, (0.5, 1.0), 1.0),
+                                  (mo, (0.4, 0.5), 1.0), (mo, (0.3, 2.0), 1.0)]:
+        trial = study.ask()
+        trial.set_constraint("memory_gb", memory, upper=8.0)  # 9.0 is infeasible
+        study.tell(trial, values)
+    result = invoke(runner, "studies", "--storage", url)
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.strip()}
+    assert lines["one"][1] == "maximize" and float(lines["one"][8]) == 0.5
+    assert lines["mo"][1] == "maximize,minimize" and lines["mo"][8:10] == ["front:", "2"]
+
+
 def test_storage_is_read_from_the_environment(runner: CliRunner, url: str, study: tunelab.Study) -> None:
     result = runner.invoke(app, ["studies"], env={"TUNELAB_STORAGE": url})
     assert result.exit_code == 0, result.output

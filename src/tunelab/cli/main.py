@@ -36,10 +36,11 @@ from rich.text import Text
 
 import tunelab
 from tunelab.errors import ConfigError, TrialNotFoundError, TunelabError
-from tunelab.records import FrozenTrial, TrialState, sort_key
+from tunelab.multiobjective import pareto_front_trials
+from tunelab.records import FrozenTrial, StudySummary, TrialState, sort_key, study_directions
 from tunelab.storage import BaseStorage, get_storage
 from tunelab.storage.urls import check_storage_url
-from tunelab.study import PREDICTION, Objective, Study, delete_study, load_study, read_study
+from tunelab.study import PREDICTION, Objective, Study, delete_study, find_best_trial, load_study, read_study
 from tunelab.study.frames import trials_to_rows
 
 app = typer.Typer(
@@ -163,6 +164,7 @@ def studies(storage: StorageOption = DEFAULT_STORAGE) -> None:
     """List the studies in a storage with their trial counts and best values."""
     with _open(storage) as store:
         summaries = store.list_studies()
+        shown = {s.name: _best_shown(store, s) for s in summaries}
     console = _out()
     if not summaries:
         console.print(f"no studies in {storage}", markup=False, highlight=False)
@@ -175,11 +177,26 @@ def studies(storage: StorageOption = DEFAULT_STORAGE) -> None:
             overflow="fold" if col == "name" else "ellipsis",
         )
     for s in summaries:
+        direction, best_value = shown[s.name]
         table.add_row(
-            Text(s.name), s.direction, str(s.n_trials), *(str(s.counts.get(st.value, 0)) for st in states),
-            _fmt(s.best_value), _fmt(s.datetime_created),
+            Text(s.name), direction, str(s.n_trials), *(str(s.counts.get(st.value, 0)) for st in states),
+            best_value, _fmt(s.datetime_created),
         )
     console.print(table)
+
+
+def _best_shown(store: BaseStorage, summary: StudySummary) -> tuple[str, str]:
+    """A study's directions and best value as `tunelab studies` shows them: the best feasible value (an
+    infeasible trial is never the best), and the size of the Pareto front for several objectives."""
+    if summary.best_value is None:
+        return summary.direction, ""
+    record = store.get_study(summary.name)
+    directions = study_directions(record)
+    if len(directions) > 1:
+        front = pareto_front_trials(store.get_trials(record.study_id, (TrialState.COMPLETE,)), directions)
+        return ",".join(directions), f"front: {len(front)}"
+    best = find_best_trial(store, record.study_id, record.direction)
+    return summary.direction, _fmt(best.value if best is not None and best.feasible else None)
 
 
 def _best_first(trials: list[FrozenTrial], direction: str) -> list[FrozenTrial]:
