@@ -12,7 +12,7 @@ import pytest
 import tunelab
 from tunelab import Bool, Categorical, Float, Int
 from tunelab.distributions import distribution_from_json
-from tunelab.errors import ConfigError, InvalidDistributionError, SweepConfigError
+from tunelab.errors import ConfigError, DistributionConflictError, InvalidDistributionError, SweepConfigError
 from tunelab.priors import LogNormal, Normal, UnitGaussian, prior_from_json
 from tunelab.samplers import sampler_from_description
 from tunelab.samplers._prior import CATEGORICAL_UNIFORM_SHARE as MIX
@@ -133,6 +133,22 @@ def test_resuming_with_a_changed_prior_is_not_a_conflict(tmp_path: Path) -> None
     assert [t.distributions["lr"].prior.center for t in trials] == [1e-4] * 4 + [1e-2] * 4  # type: ignore[attr-defined]
     again.enqueue({"lr": 1e-3, "opt": "adam"})
     again.optimize(objective(1e-3), n_trials=1)
+
+
+def test_create_study_with_load_if_exists_uses_and_stores_a_declared_space_with_another_prior(tmp_path: Path) -> None:
+    # The space given was ignored: the study went on drawing from the stored belief, silently.
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    old = {"lr": Float(1e-5, 1e-1, log=True, prior=LogNormal(center=1e-4, spread=0.1))}
+    new = {"lr": Float(1e-5, 1e-1, log=True, prior=LogNormal(center=1e-2, spread=0.1))}
+    tunelab.create_study(name="d", storage=url, space=old, sampler=tunelab.RandomSampler(), seed=0).optimize(
+        lambda t: 0.0, n_trials=2)
+    again = tunelab.create_study(name="d", storage=url, space=new, load_if_exists=True)
+    assert again.space == new and tunelab.load_study("d", url).space == new  # workers see it too
+    again.optimize(lambda t: 0.0, n_trials=3)
+    assert [round(math.log10(t.params["lr"])) for t in again.trials] == [-4, -4, -2, -2, -2]
+    with pytest.raises(DistributionConflictError, match="parameter 'lr' is Float"):
+        tunelab.create_study(name="d", storage=url, space={"lr": Float(1e-5, 1e-1)}, load_if_exists=True)
+    assert tunelab.load_study("d", url).space == new
 
 
 # -- random draws and the start-up design follow the prior ------------------------------------------------

@@ -15,8 +15,10 @@ from tunelab.checkpoints import (
     new_study_folder,
     remove_study_folder,
 )
+from tunelab.distributions import Distribution
 from tunelab.errors import (
     ConfigError,
+    DistributionConflictError,
     DuplicatedStudyError,
 )
 from tunelab.pruners import Pruner, pruner_from_description
@@ -28,7 +30,7 @@ from tunelab.records import (
 from tunelab.samplers import AutoSampler, RandomSampler, Sampler, sampler_from_description
 from tunelab.samplers.auto import uses_nsga
 from tunelab.samplers.transfer import check_warm_start
-from tunelab.space import SpaceEntry, space_from_json, space_to_json, validate_space
+from tunelab.space import SpaceEntry, space_from_json, space_to_json, unwrap, validate_space
 from tunelab.storage import BaseStorage, get_storage
 from tunelab.study.replay import (
     DETERMINISTIC_KEY,
@@ -75,9 +77,10 @@ def create_study(
         space: a declared search space used by every :meth:`Study.ask` and worker.
         pruner: stops bad trials early, e.g. ``SuccessiveHalvingPruner(metric="val_loss")``
             (see :mod:`tunelab.pruners`); the objective asks ``trial.should_prune()``.
-        load_if_exists: load the study of that name if it exists instead of failing. A ``sampler`` or
-            ``pruner`` given then replaces the stored one (workers that join later and the dashboard
-            rebuild it); without them the stored ones are rebuilt, as :func:`load_study` does.
+        load_if_exists: load the study of that name if it exists instead of failing. A ``sampler``,
+            ``pruner`` or ``space`` given then replaces the stored one (workers that join later and the
+            dashboard rebuild it; a space may change ranges and priors, not a parameter's kind); without
+            them the stored ones are rebuilt, as :func:`load_study` does.
         user_attrs: JSON data to attach to the study.
         artifact_dir: where studies keep files; this one gets its own folder inside,
             ``<name>-<8 hex digits>`` (``study.artifact_dir``). Default: ``<file>.artifacts``
@@ -213,13 +216,28 @@ def create_study(
         }
         if sources:
             replaced[WARM_START_KEY] = [list(s) for s in sources]
+        if space is not None:  # so is a declared space (other ranges, other priors), if every kind is kept
+            _check_kinds(name, store.get_distributions(loaded.study_id), space)
+            replaced["space"] = space_to_json(space)
         stored = loaded.system_attrs
         if any(stored.get(k) != v for k, v in replaced.items()):
             store.set_study_attrs(loaded.study_id, system_attrs=replaced)
-            if sources:  # the history learns from the new sources from now on
+            if sources or space is not None:  # the history learns from the new sources, the new space is used
                 return load_study(name, store, sampler=given_sampler, pruner=pruner)
         return loaded
     return Study(store, record, sampler, space, pruner)
+
+
+def _check_kinds(name: str, known: Mapping[str, Distribution], space: Mapping[str, SpaceEntry]) -> None:
+    """DistributionConflictError when ``space`` gives a parameter of study ``name`` another kind of distribution."""
+    for param, entry in space.items():
+        first = known.get(param)
+        if first is not None and not first.compatible_with(unwrap(entry)):
+            raise DistributionConflictError(
+                f"parameter '{param}' is {unwrap(entry)!r} in space= but {first!r} in study {name!r}; one name "
+                "keeps one kind of distribution (ranges and priors may change, the kind, log scale and choices "
+                "may not): use a new name or a new study"
+            )
 
 
 def _check_objectives(
