@@ -88,6 +88,18 @@ def test_hypervolume_equals_the_reference_implementation(m: int, n: int) -> None
         assert ours == pytest.approx(theirs, rel=1e-9, abs=1e-12)
 
 
+def test_hypervolume_refuses_points_that_do_not_match_the_reference() -> None:
+    # The points were reshaped to the reference's length: two 2-d points and a 1-d reference gave 2.0.
+    with pytest.raises(ConfigError, match=r"points \(\(2, 2\)\) do not match the reference's 1 objectives"):
+        hypervolume([[1.0, 2.0], [2.0, 1.0]], [3.0])
+    with pytest.raises(ConfigError, match=r"points \(rows of different lengths\) do not match the reference's 3"):
+        hypervolume([[1.0, 2.0, 0.5], [2.0, 1.0]], [3.0, 3.0, 3.0])  # ragged rows
+    with pytest.raises(ConfigError, match="one number per objective"):
+        hypervolume([[1.0, 2.0]], [[3.0, 3.0]])
+    assert hypervolume([1.0, 2.0], [3.0, 3.0]) == 2.0  # one point
+    assert hypervolume([], [3.0, 3.0]) == 0.0
+
+
 def test_hypervolume_of_points_beyond_the_reference_is_zero_and_duplicates_count_once() -> None:
     assert hypervolume(np.array([[2.0, 0.5]]), [1.0, 1.0]) == 0.0
     assert hypervolume(np.empty((0, 3)), [1.0, 1.0, 1.0]) == 0.0

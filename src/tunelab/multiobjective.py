@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from tunelab.errors import ConfigError
 from tunelab.records import FrozenTrial, TrialState
 
 __all__ = [
@@ -115,7 +116,19 @@ def hypervolume(points: np.ndarray | Sequence[Sequence[float]], reference: Seque
     strictly dominate ``reference`` add nothing.
     """
     ref = np.asarray(reference, dtype=float)
-    p = np.asarray(points, dtype=float).reshape(-1, ref.size)
+    if ref.ndim != 1 or ref.size == 0 or np.any(np.isnan(ref)):
+        raise ConfigError(f"hypervolume: reference must be one number per objective, got {reference!r}")
+    try:
+        p = np.asarray(points, dtype=float)
+        shape = str(p.shape)
+    except ValueError:  # rows of different lengths
+        p, shape = np.empty((0, 0)), "rows of different lengths"
+    if p.ndim > 2 or (p.ndim == 2 and p.shape[1] != ref.size) or (p.ndim == 1 and p.size and p.size != ref.size):
+        raise ConfigError(
+            f"hypervolume: points ({shape}) do not match the reference's {ref.size} objectives; give "
+            "one row per point with one loss per objective, in the reference's order"
+        )
+    p = p.reshape(-1, ref.size)
     p = p[np.all(p < ref, axis=1)]
     if len(p) == 0:
         return 0.0
