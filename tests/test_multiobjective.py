@@ -205,6 +205,16 @@ def test_a_sequence_returned_to_a_single_objective_study_says_how_to_declare_sev
     assert "create_study(directions=[...])" in (study.trials[0].error or "")
 
 
+def test_one_value_in_a_container_returned_to_a_single_objective_study_says_to_return_the_number() -> None:
+    # It advised create_study(directions=[...]), which a study with one named objective had already used.
+    study = tunelab.create_study(directions=["maximize"], objective_names=["acc"], seed=0,
+                                 sampler=tunelab.RandomSampler())
+    for returned in ({"acc": 0.5}, (0.5,), np.array([0.5])):
+        study.optimize(lambda t, r=returned: r, n_trials=1)
+        error = study.trials[-1].error or ""
+        assert "one objective: return the number itself" in error and "directions" not in error, error
+
+
 def test_configuration_errors() -> None:
     with pytest.raises(ConfigError, match="not both"):
         tunelab.create_study(direction="minimize", directions=["minimize", "maximize"])

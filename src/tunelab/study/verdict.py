@@ -59,7 +59,8 @@ def judge(
     if number is None:
         hint = ""
         if isinstance(value, (tuple, list, Mapping)) or getattr(value, "ndim", 0) == 1:
-            hint = " (a study with several objectives: create_study(directions=[...]))"
+            hint = (" (the study has one objective: return the number itself, not in a container)"
+                    if _length(value) == 1 else " (a study with several objectives: create_study(directions=[...]))")
         return TrialState.FAIL, None, (
             f"the objective returned {_short_repr(value)} ({type(value).__name__}); return a number{hint}"
         )
@@ -76,6 +77,13 @@ def judge(
     if math.isinf(result):
         return TrialState.FAIL, None, f"the objective returned {result}"
     return TrialState.COMPLETE, result, None
+
+
+def _length(value: Any) -> int | None:
+    try:
+        return len(value)
+    except TypeError:
+        return None
 
 
 def _judge_vector(value: Any, names: Sequence[str]) -> Verdict:
