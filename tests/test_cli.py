@@ -263,6 +263,13 @@ def test_export_and_trial_of_a_study_with_several_objectives_keep_every_objectiv
     assert "val_acc 0.8" in text and "latency_ms 5" in text
 
 
+def test_importance_of_a_study_with_several_objectives_asks_for_the_option(runner: CliRunner, url: str) -> None:
+    # The error named the Python argument, importance(..., objective='val_acc'), not --objective.
+    tunelab.create_study(name="mo", storage=url, directions=["maximize", "minimize"],
+                         objective_names=["val_acc", "latency_ms"])
+    assert_error(invoke(runner, "importance", "mo", "--storage", url), "has 2 objectives", "pass --objective val_acc")
+
+
 # -- export --------------------------------------------------------------------------------
 def test_export_csv_has_a_header_and_one_row_per_trial(runner: CliRunner, url: str, study: tunelab.Study) -> None:
     result = invoke(runner, "export", "quad", "--storage", url, "--format", "csv")

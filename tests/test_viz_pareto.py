@@ -208,7 +208,7 @@ def test_importance_command_takes_an_objective(tmp_path: Path) -> None:
     make_study(n=12, storage=url)
     runner = CliRunner(env={"TUNELAB_STORAGE": None, "COLUMNS": None, "NO_COLOR": "1"})
     refused = runner.invoke(app, ["importance", "mo", "--storage", url])
-    assert refused.exit_code != 0 and "objective=" in refused.output
+    assert refused.exit_code != 0 and "--objective acc" in refused.output
     result = runner.invoke(app, ["importance", "mo", "--storage", url, "--objective", "acc", "--json"])
     assert result.exit_code == 0, result.output
     assert next(iter(json.loads(result.output)["importance"])) == "x"

@@ -647,6 +647,13 @@ def importance(
         from tunelab.analysis.importance import advice
         from tunelab.analysis.importance import importance as shares_of
 
+        if objective is None and study.is_multi_objective:  # the library's message names the Python argument
+            names = study.objective_names
+            raise ConfigError(
+                f"study {study.name!r} has {len(names)} objectives ({', '.join(names)}) and each has its own "
+                f"importances: pass --objective {names[0]} (or another objective's name)"
+            )
+
         shares = shares_of(study, method=method.value, objective=objective)
     if as_json:
         typer.echo(json.dumps({"study": study.name, "method": method.value, "importance": shares}))
