@@ -22,6 +22,24 @@ def test_the_lattice_is_every_simplex_point_of_the_divisions() -> None:
     assert default_divisions(2, 50) == 49
 
 
+def test_nsga3_on_a_study_with_one_objective_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    # default_divisions(1, ...) looped for ever (the lattice of one objective has one point for any
+    # number of divisions), so the first generation of such a study never started.
+    calls = []
+
+    def comb(n: int, k: int) -> int:
+        calls.append((n, k))
+        if len(calls) > 1000:
+            raise AssertionError("default_divisions does not end")
+        return math.comb(n, k)
+
+    monkeypatch.setattr("tunelab.samplers.nsga3.math.comb", comb)
+    assert default_divisions(1, 50) == 1
+    study = tunelab.create_study(sampler=tunelab.NSGAIIISampler(population_size=4), seed=0)
+    study.optimize(lambda t: (t.suggest_float("x", 0.0, 1.0) - 0.3) ** 2, n_trials=10)
+    assert [t.state for t in study.trials] == [tunelab.TrialState.COMPLETE] * 10
+
+
 def test_normalisation_puts_the_extreme_points_on_the_unit_axes() -> None:
     points = np.array([[10.0, 0.0, 0.0], [0.0, 20.0, 0.0], [0.0, 0.0, 40.0], [5.0, 10.0, 20.0]]) + 3.0
     normalized = normalize(points)

@@ -123,6 +123,8 @@ def das_dennis(n_objectives: int, divisions: int) -> np.ndarray:
 
 def default_divisions(n_objectives: int, population_size: int) -> int:
     """The largest number of divisions whose lattice has at most ``population_size`` points (at least 1)."""
+    if n_objectives < 2:
+        return 1  # one objective: the lattice is one point however it is divided
     p = 1
     while math.comb(n_objectives + p, p + 1) <= population_size:
         p += 1
