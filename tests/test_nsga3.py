@@ -102,6 +102,10 @@ def test_bad_input_names_the_fix() -> None:
     with pytest.raises(ConfigError, match="reference_points"):
         tunelab.NSGAIIISampler(reference_points=[[1.0, -1.0, 0.0]])
     sampler = tunelab.NSGAIIISampler(population_size=4, reference_points=[[1.0, 0.0], [0.0, 1.0]])
-    study = tunelab.create_study(directions=["minimize"] * 3, sampler=sampler, seed=0)
+    # Refused before any trial (it was refused once the first generation, population_size trials, had run).
     with pytest.raises(ConfigError, match="2 coordinates per point, but the study has 3 objectives"):
-        study.optimize(_dtlz2, n_trials=8)
+        tunelab.create_study(directions=["minimize"] * 3, sampler=sampler, seed=0)
+    study = tunelab.create_study(directions=["minimize"] * 3, seed=0)
+    with pytest.raises(ConfigError, match="2 coordinates per point, but the study has 3 objectives"):
+        study.sampler = sampler
+    assert study.trials == []

@@ -82,6 +82,11 @@ class Sampler(ABC):
     """Whether the sampler can serve a study with several objectives (model-based samplers that fit
     one objective cannot yet)."""
 
+    def check_objectives(self, n_objectives: int) -> None:
+        """ConfigError when the sampler cannot serve a study with ``n_objectives`` objectives (checked when
+        the study is created or loaded, before any trial); nothing by default."""
+        return None
+
     def exhausted(self, history: History) -> bool:
         """Whether nothing is left to propose now; :meth:`Study.ask` then raises SearchExhausted.
 

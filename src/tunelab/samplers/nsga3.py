@@ -86,6 +86,9 @@ class NSGAIIISampler(NSGAIISampler):
             "reference_points": None if self.reference_points is None else self.reference_points.tolist(),
         }
 
+    def check_objectives(self, n_objectives: int) -> None:
+        self.references(n_objectives)  # reference points of another dimension: refused before any trial
+
     def references(self, n_objectives: int) -> np.ndarray:
         """The reference directions for ``n_objectives`` objectives, shape (k, n_objectives)."""
         if self.reference_points is not None:

@@ -718,7 +718,10 @@ def find_best_trial(storage: BaseStorage, study_id: int, direction: str) -> Froz
 
 
 def check_objectives_support(directions: Sequence[str], sampler: Sampler | None, pruner: Pruner | None) -> None:
-    """ConfigError when a study with several objectives gets a sampler or pruner that needs one."""
+    """ConfigError when a study with several objectives gets a sampler or pruner that needs one, or a
+    sampler that cannot serve this many objectives (:meth:`~tunelab.samplers.base.Sampler.check_objectives`)."""
+    if sampler is not None:
+        sampler.check_objectives(len(directions))
     if isinstance(pruner, ParetoPruner) and len(directions) < 2 and pruner.metrics is None:
         raise ConfigError(
             f"{type(pruner).__name__} compares several objectives, but this study has one: give it "
