@@ -157,6 +157,29 @@ def test_show_best_first_for_a_maximized_study(runner: CliRunner, url: str, othe
     assert table_numbers(result.stdout) == [t.number for t in by_value]
 
 
+def test_show_puts_infeasible_trials_after_the_feasible_ones_and_shows_every_objective(
+    runner: CliRunner, url: str
+) -> None:
+    # An infeasible trial (never the best) was listed first, and a study with several objectives showed
+    # its first objective only.
+    one = tunelab.create_study(name="one", storage=url, direction="maximize", sampler=tunelab.RandomSampler())
+    mo = tunelab.create_study(name="mo", storage=url, directions=["maximize", "minimize"],
+                              objective_names=["val_acc", "latency_ms"], sampler=tunelab.RandomSampler())
+    for study, values, memory in [(one, 0.9, 9.0), (one, 0.5, 1.0), (mo, (0.9, 1.0), 9.0), (mo, (0.5, 3.0), 1.0)]:
+        trial = study.ask()
+        trial.set_constraint("memory_gb", memory, upper=8.0)  # 9.0 is infeasible
+        study.tell(trial, values)
+    for name in ("one", "mo"):
+        result = invoke(runner, "show", name, "--storage", url)
+        assert result.exit_code == 0, result.output
+        assert table_numbers(result.stdout) == [1, 0]
+    header = next(line for line in result.stdout.splitlines() if "state" in line).split()
+    assert header == ["#", "state", "val_acc", "latency_ms", "feasible", "duration"]
+    assert "(maximize, minimize)" in result.stdout
+    rows = [line.split() for line in result.stdout.splitlines() if " COMPLETE " in line]
+    assert [row[2:5] for row in rows] == [["0.5", "3", "yes"], ["0.9", "1", "no"]]
+
+
 def test_show_prints_a_recipe_study_s_verdicts_and_stages(runner: CliRunner, url: str) -> None:
     study = tunelab.create_study(name="r", storage=url, direction="maximize", sampler=tunelab.RandomSampler(), seed=0)
     study.set_system_attr("recipe", {"steps": [

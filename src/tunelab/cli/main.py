@@ -200,9 +200,12 @@ def _best_shown(store: BaseStorage, summary: StudySummary) -> tuple[str, str]:
 
 
 def _best_first(trials: list[FrozenTrial], direction: str) -> list[FrozenTrial]:
+    """COMPLETE trials best first, the feasible ones before those that violate a constraint (never the
+    best), then the others by number."""
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     rest = [t for t in trials if t.state != TrialState.COMPLETE]
-    return sorted(done, key=sort_key(direction)) + rest
+    key = sort_key(direction)
+    return sorted(done, key=lambda t: (not t.feasible, key(t))) + rest
 
 
 @app.command()
@@ -227,26 +230,31 @@ def show(
         verdicts = study.system_attrs.get("recipe", {}).get("steps", [])
     trials = _best_first(trials, study.direction)[:limit]
     stages = [t.user_attrs.get("train", {}).get("stage", "") for t in trials]
-    rows = trials_to_rows(trials)
+    names = study.objective_names if study.is_multi_objective else None
+    rows = trials_to_rows(trials, names)
+    values = [f"values_{n}" for n in names] if names is not None else ["value"]  # one column per objective
     params = list(dict.fromkeys(k for row in rows for k in row if k.startswith("params_")))
     show_errors = any(row["error"] for row in rows)
     show_stages = any(stages)
+    show_feasible = any("feasible" in row for row in rows)  # a study with constraints
     predictions = [_prediction_text(t) for t in trials]
     show_predictions = any(predictions)
     out = _out()
     for v in verdicts:  # a study made by `tunelab recipe`: its steps first
         out.print(Text(f"{v['step']}: {v['verdict']}: {v['message']}"))
-    table = Table(title=f"{study.name} ({study.direction}): {len(rows)} trials", box=box.SIMPLE_HEAD)
-    columns = ["#", "state", *(["stage"] if show_stages else []), "value",
-               *(p.removeprefix("params_") for p in params), "duration", *(["predicted"] if show_predictions else [])]
+    table = Table(title=f"{study.name} ({', '.join(study.directions)}): {len(rows)} trials", box=box.SIMPLE_HEAD)
+    columns = ["#", "state", *(["stage"] if show_stages else []), *(v.removeprefix("values_") for v in values),
+               *(["feasible"] if show_feasible else []), *(p.removeprefix("params_") for p in params), "duration",
+               *(["predicted"] if show_predictions else [])]
     for col in columns:
         table.add_column(col, justify="left" if col in ("state", "stage") else "right")
     if show_errors:
         table.add_column("error", overflow="fold")
     for row, stage, predicted in zip(rows, stages, predictions, strict=True):
         duration = "" if row["duration"] is None else f"{row['duration']:.2f}s"
-        cells = [str(row["number"]), row["state"], *([stage] if show_stages else []), _fmt(row["value"]),
-                 *(_fmt(row.get(p), 4) for p in params)]
+        feasible = "" if "feasible" not in row else "yes" if row["feasible"] else "no"
+        cells = [str(row["number"]), row["state"], *([stage] if show_stages else []), *(_fmt(row[v]) for v in values),
+                 *([feasible] if show_feasible else []), *(_fmt(row.get(p), 4) for p in params)]
         table.add_row(*map(Text, [*cells, duration, *([predicted] if show_predictions else []),
                                   *([row["error"] or ""] if show_errors else [])]))
     out.print(table)
