@@ -177,6 +177,27 @@ def test_bad_input_is_refused_before_anything_runs(old: tunelab.Study, url: str)
     assert {s.name for s in old.storage.list_studies()} == {"old", "empty"}  # nothing was created
 
 
+def test_a_study_with_several_objectives_is_refused_and_infeasible_trials_are_not_the_top(url: str) -> None:
+    # A study with several objectives ran every configuration, and each FAILed ("return a number");
+    # the top of a constrained study was its best value, feasible or not.
+    def objective(trial: tunelab.Trial) -> float:
+        raise AssertionError("must not run")
+
+    mo = tunelab.create_study(name="mo", storage=url, directions=["minimize", "minimize"])
+    mo.tell(mo.ask(), values=[1.0, 2.0])
+    with pytest.raises(ConfigError, match=r"study 'mo' has 2 objectives .* re-run its Pareto front instead"):
+        reevaluate(mo, objective)
+    assert {s.name for s in mo.storage.list_studies()} == {"mo"}
+    one = tunelab.create_study(name="one", storage=url, sampler=tunelab.RandomSampler())
+    for x, memory in [(0.0, 9.0), (1.0, 1.0), (2.0, 1.0)]:
+        trial = one.ask()
+        trial.suggest_float("x", -3.0, 3.0)
+        trial.set_constraint("memory_gb", memory, upper=8.0)  # x = 0, the lowest value, is infeasible
+        one.tell(trial, x)
+    result = reevaluate(one, lambda t: t.params["x"], top=2)
+    assert [row.old_number for row in result.rows] == [1, 2]
+
+
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner(env={"TUNELAB_STORAGE": None, "COLUMNS": "120", "NO_COLOR": "1"})

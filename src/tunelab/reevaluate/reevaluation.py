@@ -275,6 +275,13 @@ def reevaluate(
     if sampler is not None and not isinstance(sampler, Sampler):
         raise ConfigError(f"reevaluate(sampler=...) must be a tunelab sampler such as TPESampler(), got {sampler!r}")
 
+    if study.is_multi_objective:
+        raise ConfigError(
+            f"reevaluate: study {study.name!r} has {len(study.directions)} objectives "
+            f"({', '.join(study.objective_names)}), but a verdict compares one value per configuration; re-run its "
+            "Pareto front instead: a new study with the same directions, study.enqueue(t.params) for each t in "
+            "study.best_trials"
+        )
     candidates = _candidates(study, where)
     chosen = candidates[:top]
     _check_space(study, chosen)
@@ -326,7 +333,8 @@ def _check_int(arg: str, value: object, least: int) -> int:
 
 
 def _candidates(study: Study, where: Callable[[FrozenTrial], bool] | None) -> list[FrozenTrial]:
-    """The old study's COMPLETE trials with parameters that pass ``where``, best first (ties by number)."""
+    """The old study's COMPLETE trials with parameters that pass ``where``, best first (ties by number; the
+    trials that violate a constraint after the feasible ones)."""
     complete = [t for t in study.get_trials([TrialState.COMPLETE])
                 if t.value is not None and math.isfinite(t.value)]
     if not complete:
@@ -339,7 +347,8 @@ def _candidates(study: Study, where: Callable[[FrozenTrial], bool] | None) -> li
         why = "passes where=; relax where= (or drop it)" if where is not None else (
             "has parameters; only a configuration can be run again")
         raise ConfigError(f"none of the {len(complete)} COMPLETE trials of study {study.name!r} {why}")
-    return sorted(kept, key=sort_key(study.direction))
+    key = sort_key(study.direction)
+    return sorted(kept, key=lambda t: (not t.feasible, key(t)))  # an infeasible trial is never among the best
 
 
 def _check_space(study: Study, chosen: list[FrozenTrial]) -> None:
