@@ -293,6 +293,19 @@ def test_importance_of_a_study_with_several_objectives_asks_for_the_option(runne
     assert_error(invoke(runner, "importance", "mo", "--storage", url), "has 2 objectives", "pass --objective val_acc")
 
 
+def test_a_worker_on_a_study_with_several_objectives_ends_with_its_front(runner: CliRunner, url: str) -> None:
+    # The worker ran its trials, then ended with "error: ... has no single best_trial" and exit code 1.
+    tunelab.create_study(name="mo", storage=url, directions=["minimize", "minimize"], seed=0,
+                         sampler=tunelab.RandomSampler())
+    result = invoke(runner, "worker", "--study", "mo", "--storage", url, "--objective",
+                    "objectives:jittered_two_objectives", "--n-trials", "3", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "(minimize, minimize, RandomSampler)" in result.stdout
+    assert re.search(r"done: this worker ran 3 trials .*; Pareto front of study 'mo': \d trial", result.stdout)
+    # diagnose without a trial number said to use study.best_trials, a Python attribute
+    assert_error(invoke(runner, "diagnose", "mo", "--storage", url), "give a trial number", "Pareto front [")
+
+
 # -- export --------------------------------------------------------------------------------
 def test_export_csv_has_a_header_and_one_row_per_trial(runner: CliRunner, url: str, study: tunelab.Study) -> None:
     result = invoke(runner, "export", "quad", "--storage", url, "--format", "csv")

@@ -619,6 +619,12 @@ def diagnose(
     """Read a trial's learning curves and say what they show and what to do next."""
     with _open(storage) as store:
         study = _read_study(study_name, store)
+        if trial is None and study.is_multi_objective:
+            front = [t.number for t in study.best_trials]
+            raise ConfigError(
+                f"study {study.name!r} has {len(study.directions)} objectives, so no single best trial to diagnose: "
+                f"give a trial number, e.g. one of its Pareto front {front} (tunelab best {study.name})"
+            )
         number = study.best_trial.number if trial is None else trial
         from tunelab.analysis.diagnosis import diagnose as read_curves
 
@@ -776,11 +782,16 @@ def _worker_summary(study: Study, tally: _Tally, interrupted: bool) -> str:
         f"this worker ran {sum(c.values())} trials ({c[TrialState.COMPLETE]} complete, "
         f"{c[TrialState.FAIL]} failed, {c[TrialState.PRUNED]} pruned)"
     )
-    try:
-        best = study.best_trial
-        best_text = f"best value of study {study.name!r}: {_fmt(best.value)} (trial {best.number})"
-    except TrialNotFoundError:
-        best_text = f"study {study.name!r} has no COMPLETE trial yet"
+    if study.is_multi_objective:  # no single best trial: the size of the front
+        front = study.best_trials
+        best_text = (f"Pareto front of study {study.name!r}: {len(front)} trial(s) (tunelab best {study.name})"
+                     if front else f"study {study.name!r} has no feasible COMPLETE trial yet")
+    else:
+        try:
+            best = study.best_trial
+            best_text = f"best value of study {study.name!r}: {_fmt(best.value)} (trial {best.number})"
+        except TrialNotFoundError:
+            best_text = f"study {study.name!r} has no COMPLETE trial yet"
     if interrupted:
         return f"interrupted: {ran}, its running trials are recorded as FAIL; {best_text}"
     return f"done: {ran}; {best_text}"
@@ -853,7 +864,7 @@ def worker(
         until = [f"{n_trials} trials"] if n_trials is not None else []
         until += [f"{timeout:g}s"] if timeout is not None else []
         console.print(
-            f"worker: study {study.name!r} ({study.direction}, {type(study.sampler).__name__}), "
+            f"worker: study {study.name!r} ({', '.join(study.directions)}, {type(study.sampler).__name__}), "
             f"objective {objective}, {n_workers} trial{'s' if n_workers > 1 else ''} at a time, "
             + (f"stopping after {' or '.join(until)}" if until else "until Ctrl-C"),
             markup=False, highlight=False,
