@@ -418,6 +418,16 @@ def test_creating_an_existing_study_fails_unless_load_if_exists(tmp_path: Path) 
     assert len(again.trials) == 2
 
 
+def test_load_if_exists_refuses_a_direction_other_than_the_stored_one(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path)
+    tunelab.create_study(name="acc", storage=url, direction="maximize")
+    with pytest.raises(ConfigError, match="exists with direction 'maximize', not 'minimize'"):
+        tunelab.create_study(name="acc", storage=url, direction="minimize", load_if_exists=True)  # it minimized unsaid
+    assert tunelab.create_study(name="acc", storage=url, load_if_exists=True).direction == "maximize"
+    assert tunelab.create_study(name="acc", storage=url, direction="maximize", load_if_exists=True).direction == (
+        "maximize")
+
+
 def test_workers_use_the_drivers_pruner_not_the_stored_one(tmp_path: Path) -> None:
     # Issue 16, item 10: the driver used a new pruner while spawned workers rebuilt the stored one.
     url = sqlite_url(tmp_path)

@@ -192,10 +192,14 @@ def create_study(
             raise
         loaded = load_study(name, store, sampler=given_sampler, pruner=pruner)
         wanted = tuple(objectives["directions"]) if objectives is not None else (direction,)
-        if given_direction and (len(wanted) > 1 or loaded.is_multi_objective) and loaded.directions != wanted:
+        if given_direction and loaded.directions != wanted:  # else it would optimize the other way unsaid
+            have, asked = (
+                (f"directions {list(loaded.directions)}", f"{list(wanted)}")
+                if len(wanted) > 1 or loaded.is_multi_objective else
+                (f"direction {loaded.direction!r}", f"{direction!r}")
+            )
             raise ConfigError(
-                f"study {name!r} exists with directions {list(loaded.directions)}, not {list(wanted)}; "
-                "pass the same to load it"
+                f"study {name!r} exists with {have}, not {asked}; pass the same (or leave it out) to load it"
             ) from None
         if objective_names is not None and loaded.objective_names != tuple(objective_names):
             raise ConfigError(
