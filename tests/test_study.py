@@ -295,6 +295,13 @@ def test_report_refuses_a_metric_that_is_not_a_number_and_an_empty_report() -> N
     assert trial.study.get_curves(trial.number) == {}
 
 
+def test_a_value_given_by_position_names_the_call_by_name() -> None:
+    trial = tunelab.create_study().ask()
+    with pytest.raises(ConfigError, match=r"trial.report\(epoch, val_loss=...\), got report\(0.42, 3\).*Optuna"):
+        trial.report(0.42, 3)  # type: ignore[arg-type]  # Optuna's report(value, step)
+    assert trial.study.get_curves(trial.number) == {}
+
+
 def test_report_takes_numpy_steps_and_values_as_plain_numbers() -> None:
     import numpy as np
 

@@ -529,13 +529,20 @@ class Trial:
         current[name] = {"value": float(value), **bounds}
         self._ctx.record(CONSTRAINTS_KEY, current)
 
-    def report(self, step: int, **metrics: float) -> None:
+    def report(self, step: int, *values: float, **metrics: float) -> None:
         """Record intermediate metrics at ``step`` (an epoch or iteration), e.g.
         ``trial.report(epoch, train_loss=0.31, val_loss=0.42, val_acc=0.88, lr=1e-3)``.
 
         Curves are stored as they come (gathered and written together with
-        :attr:`gather_reports`); several metrics may be reported per step.
+        :attr:`gather_reports`); several metrics may be reported per step. Metrics go by name:
+        a value given by position (as in Optuna's ``report(value, step)``) is a ConfigError.
         """
+        if values:
+            raise ConfigError(
+                f"report() takes the step, then each metric by name: trial.report(epoch, val_loss=...), got "
+                f"report({step!r}, {', '.join(repr(v) for v in values)}) (Optuna's report(value, step) is the "
+                "other way round and unnamed)"
+            )
         if self._finished:
             self._check_running()
         if type(step) is not int or step < 0:
