@@ -148,6 +148,12 @@ def test_search_continues_from_the_reevaluated_trials(old: tunelab.Study) -> Non
     assert result.study.system_attrs["warm_start"] == [[old.name, None]]  # and learns from the whole old study
 
 
+def test_search_with_a_sampler_that_has_no_model_runs_without_a_warm_start(old: tunelab.Study) -> None:
+    result = reevaluate(old, shifting, top=2, search=2, sampler=tunelab.RandomSampler(), show_progress=False)
+    assert result.search_trials == 2 and len(result.study.trials) == 4
+    assert "warm_start" not in result.study.system_attrs  # RandomSampler has nothing to learn it with
+
+
 def test_bad_input_is_refused_before_anything_runs(old: tunelab.Study, url: str) -> None:
     def objective(trial: tunelab.Trial) -> float:
         raise AssertionError("must not run")

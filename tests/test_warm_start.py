@@ -101,11 +101,19 @@ def test_sources_are_stored_rebuilt_and_may_live_in_another_storage(url: str, tm
 @pytest.mark.parametrize(
     ("value", "match"),
     [(["missing"], r"no study 'missing'; the storage holds \['old'"), ([42], "neither a study name"),
-     ({"old": 1}, "must be a list"), ([("old", "")], "neither")],
+     ({"old": 1}, "must be a list"), ([("old", "")], "neither"), (["old", "old"], "names 'old' twice")],
 )
 def test_bad_sources_are_refused_before_the_study_exists(url: str, value: object, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         tunelab.create_study(storage=url, space=SPACE, warm_start=value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("sampler", [tunelab.RandomSampler(), tunelab.NSGAIISampler(), tunelab.GridSampler()],
+                         ids=["random", "nsga2", "grid"])
+def test_a_sampler_that_would_ignore_the_sources_is_refused(url: str, sampler: tunelab.samplers.Sampler) -> None:
+    with pytest.raises(ConfigError, match=f"{type(sampler).__name__} would ignore it"):
+        tunelab.create_study(storage=url, space=SPACE, warm_start=["old"], sampler=sampler)
+    tunelab.create_study(storage=url, space=SPACE, warm_start=["old"], sampler=tunelab.TPESampler())  # learns
 
 
 def test_a_source_sharing_no_parameter_or_the_study_itself_is_refused(url: str) -> None:

@@ -54,6 +54,7 @@ from tunelab.reevaluate.stats import fmt as _fmt
 from tunelab.reevaluate.stats import spearman as _spearman
 from tunelab.reevaluate.stats import std as _std
 from tunelab.samplers import Sampler, sampler_from_description
+from tunelab.samplers.model_based import ModelBasedSampler
 from tunelab.space import unwrap
 from tunelab.storage import BaseStorage, get_storage
 from tunelab.study import Objective, Study, create_study, pack_for_workers
@@ -295,7 +296,7 @@ def reevaluate(
     # The search learns from the whole old study too (a warm start: rescaled where the objective
     # drifted, silenced if it no longer says anything), not only from the re-evaluated configurations.
     warm: list[str | tuple[str, str]] | None = None
-    if search:
+    if search and isinstance(new_sampler, ModelBasedSampler):  # the others have no model to warm
         warm = [study.name] if store is study.storage else (
             [(study.name, study.storage.url)] if study.storage.url else None)
     new = create_study(name=new_name, storage=store, direction=study.direction, sampler=new_sampler,

@@ -401,13 +401,16 @@ def check_warm_start(value: object) -> list[tuple[str, str | None]]:
     out: list[tuple[str, str | None]] = []
     for item in value:
         if isinstance(item, str) and item.strip():
-            out.append((item, None))
+            source: tuple[str, str | None] = (item, None)
         elif (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) and item[0].strip()
               and isinstance(item[1], str) and item[1].strip()):
-            out.append((item[0], item[1]))
+            source = (item[0], item[1])
         else:
             raise ConfigError(
                 f"warm_start: {item!r} is neither a study name nor a (name, storage URL) pair; e.g. "
                 "warm_start=['cnn-2026-10', ('mlp', 'sqlite:///old.db')]"
             )
+        if source in out:  # its trials would count twice
+            raise ConfigError(f"warm_start names {item!r} twice; name each source study once")
+        out.append(source)
     return out

@@ -29,6 +29,7 @@ from tunelab.records import (
 )
 from tunelab.samplers import AutoSampler, RandomSampler, Sampler, sampler_from_description
 from tunelab.samplers.auto import uses_nsga
+from tunelab.samplers.model_based import ModelBasedSampler
 from tunelab.samplers.transfer import check_warm_start
 from tunelab.space import SpaceEntry, space_from_json, space_to_json, unwrap, validate_space
 from tunelab.storage import BaseStorage, get_storage
@@ -141,6 +142,11 @@ def create_study(
         raise ConfigError(f"pruner must be a tunelab pruner such as MedianPruner(), got {pruner!r}")
     width = check_deterministic(deterministic)
     sources = check_warm_start(warm_start)
+    if sources and given_sampler is not None and not isinstance(given_sampler, ModelBasedSampler):
+        raise ConfigError(
+            f"warm_start=... is learnt from by GPSampler, TPESampler and the default AutoSampler; "
+            f"{type(given_sampler).__name__} would ignore it: use one of those, or leave warm_start out"
+        )
     if sources and objectives is not None and len(objectives["directions"]) > 1:
         raise ConfigError(
             "warm_start=... learns from a single value per trial, so it serves a study with one objective: "
