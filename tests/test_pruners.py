@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from pathlib import Path
 
@@ -13,7 +12,8 @@ from objectives import staircase, staircase_two_metrics, train_loss_and_val_acc
 from tunelab import HyperbandPruner, MedianPruner, SuccessiveHalvingPruner, TrialState
 from tunelab.errors import ConfigError
 from tunelab.pruners import Pruner, pruner_from_description
-from tunelab.pruners.asha import rung_steps
+from tunelab.pruners.asha import rung_judged, rung_steps
+from tunelab.pruners.base import Curve
 
 QUALITIES = [5.0, 3.0, 8.0, 1.0, 7.0, 2.0, 9.0, 4.0, 6.0, 0.5, 8.5, 2.5]
 
@@ -335,43 +335,41 @@ def test_bad_settings_are_refused(make) -> None:  # type: ignore[no-untyped-def]
         make()
 
 
+def test_a_report_past_a_rung_is_the_one_judged_there() -> None:
+    curve = Curve()
+    for step in (2, 4):
+        curve[step] = 1.0
+    assert rung_judged([1, 3], curve, 4) == 3  # the first report past rung 3
+    curve[6] = 1.0
+    assert rung_judged([1, 3], curve, 6) is None  # judged at 4 already
+    curve[9] = 1.0
+    assert rung_judged([1, 3, 9], curve, 9) == 9  # on the rung
+    assert rung_judged([1, 3], {2: 1.0, 4: 1.0}, 4) == 3 and rung_judged([], {1: 1.0}, 1) is None  # plain mapping
+
+
 @pytest.mark.parametrize("pruner", [
     tunelab.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3, max_resource=27),
     tunelab.HyperbandPruner(min_resource=1, max_resource=27, reduction_factor=3),
 ], ids=["asha", "hyperband"])
-def test_reports_that_step_past_every_rung_are_named_once(pruner: Pruner, caplog: pytest.LogCaptureFixture) -> None:
-    """Validation every 2 epochs against rungs at 1, 3, 9: no report lands on a rung, so nothing is ever
-    stopped; the pruner says so once, with the fix, instead of silently never pruning."""
+def test_reports_that_step_past_the_rungs_are_judged_at_the_first_report_past_each(pruner: Pruner) -> None:
+    """Validation every 2 epochs against rungs at 1, 3, 9: judged at steps 2, 4 and 10 (before, never)."""
     study = tunelab.create_study(sampler=tunelab.RandomSampler(), pruner=pruner, seed=0)
 
     def objective(trial: tunelab.Trial) -> float:
         x = trial.suggest_float("x", 0.0, 1.0)
-        for epoch in range(2, 12, 2):
-            trial.report(epoch, val_loss=x / epoch)
+        for epoch in range(2, 14, 2):
+            trial.report(epoch, val_loss=x + 1.0 / epoch)
             if trial.should_prune():
                 raise tunelab.TrialPruned()
         return x
 
-    with caplog.at_level(logging.WARNING, logger="tunelab"):
-        study.optimize(objective, n_trials=12)
-    said = [r.getMessage() for r in caplog.records if "rung step" in r.getMessage()]
-    assert len(said) == 1, said
-    assert said[0].startswith(type(pruner).__name__) and "not at step" in said[0] and "min_resource" in said[0]
-    assert not study.get_trials([tunelab.TrialState.PRUNED])  # what the warning is about
-
-
-def test_reports_on_the_rungs_say_nothing(caplog: pytest.LogCaptureFixture) -> None:
-    study = tunelab.create_study(sampler=tunelab.RandomSampler(), seed=0,
-                                 pruner=tunelab.SuccessiveHalvingPruner(min_resource=2, max_resource=54))
-    def objective(trial: tunelab.Trial) -> float:
-        x = trial.suggest_float("x", 0.0, 1.0)
-        for epoch in range(2, 20, 2):  # rungs at 2 and 6 (and 18): every one is reported
-            trial.report(epoch, val_loss=x / epoch)
-            if trial.should_prune():
-                raise tunelab.TrialPruned()
-        return x
-
-    with caplog.at_level(logging.WARNING, logger="tunelab"):
-        study.optimize(objective, n_trials=12)
-    assert not [r for r in caplog.records if "rung step" in r.getMessage()]
-    assert study.get_trials([tunelab.TrialState.PRUNED])
+    study.optimize(objective, n_trials=30)
+    pruned = study.get_trials([TrialState.PRUNED])
+    assert len(pruned) >= 10
+    for t in pruned:
+        record = t.system_attrs["pruned"]
+        rung = {2: 1, 4: 3, 10: 9}[record["step"]]  # only the first report past a rung
+        assert f"rung at step {rung}" in record["rule"] and "first report past the rung" in record["detail"]
+        done = [c for c in study.get_trials([TrialState.COMPLETE]) if c.number < t.number]
+        assert t.params["x"] > min((c.params["x"] for c in done), default=-1.0)  # never the best so far
+    assert study.best_trial.params["x"] == min(t.params["x"] for t in study.trials)

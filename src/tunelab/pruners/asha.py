@@ -3,7 +3,10 @@
 Rungs sit at steps ``min_resource * eta ** k`` (k = 0, 1, ...; up to ``max_resource``). When a
 trial reports at a rung step, it goes on only if its value there is among the best ``1/eta``
 of every value recorded at that rung so far (its own included; trials of its bracket only):
-with ``n`` values, it must rank within the best ``max(1, n // eta)``. No trial waits for others
+with ``n`` values, it must rank within the best ``max(1, n // eta)``. A trial whose reports step
+past a rung (validation every 2 epochs against rungs at 1, 3, 9) is judged at its first report
+past it, against every trial's value at that same step (like for like when the trials report
+alike; Optuna judges such reports the same way). No trial waits for others
 (asynchronous, as in Li et al. 2020): early trials compete with fewer, later ones with more.
 The values come from the storage, so any number of workers decide alike.
 
@@ -17,16 +20,13 @@ spread evenly over the trial numbers so that every stretch of trials follows the
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tunelab.errors import ConfigError
 from tunelab.history import History
-from tunelab.pruners.base import PruneDecision, Pruner, better_or_equal, check_int, last_step
-
-logger = logging.getLogger("tunelab")
+from tunelab.pruners.base import PruneDecision, Pruner, better_or_equal, check_int, last_step, previous_step
 
 
 def _check_eta(owner: str, eta: object) -> int:
@@ -49,23 +49,16 @@ def rung_steps(min_resource: int, reduction_factor: int, max_resource: int | Non
         k += 1
 
 
-def warn_skipped_rung(pruner: Pruner, rungs: Sequence[int], curve: Mapping[int, float], number: int,
-                      step: int) -> None:
-    """Say once per pruner (and process) when a trial's reports stepped past its latest rung without
-    landing on it: a rung pruner judges a trial only at a rung step, so such a trial is never stopped
-    there (e.g. validation every 2 epochs against rungs at 1, 3, 9)."""
-    if not rungs or rungs[-1] in curve or getattr(pruner, "_warned_skipped_rung", False):
-        return
-    pruner._warned_skipped_rung = True  # type: ignore[attr-defined]
-    reported = sorted(curve)
-    shown = ", ".join(str(s) for s in reported[:6]) + (", ..." if len(reported) > 6 else "")
-    logger.warning(
-        "%s judges a trial only when it reports at a rung step (%s, ...), but trial %d reported at steps %s "
-        "(up to %d) and not at step %d: it is never stopped there. Report at the rung steps, or set "
-        "min_resource to a step the trials report at (with a report every 2 epochs: min_resource=2)",
-        type(pruner).__name__, ", ".join(str(r) for r in rungs[:4]), number, shown, step,
-        rungs[-1],
-    )
+def rung_judged(rungs: Sequence[int], curve: Mapping[int, float], step: int) -> int | None:
+    """The rung that the report at ``step`` (the last of ``curve``) is judged at: ``step`` itself when it
+    is a rung step; else the latest rung of ``rungs`` (those at or below ``step``) when the report before
+    it came below that rung (the first report past a rung, as with validation every 2 epochs against
+    rungs at 1, 3, 9); else None (no rung since the last report)."""
+    if not rungs:
+        return None
+    if rungs[-1] == step:
+        return step
+    return rungs[-1] if rungs[-1] > previous_step(curve) else None
 
 
 class SuccessiveHalvingPruner(Pruner):
@@ -134,9 +127,8 @@ class SuccessiveHalvingPruner(Pruner):
         label: str, peer: Callable[[int], bool] | None = None,
     ) -> PruneDecision | None:
         step = last_step(curve)
-        rungs = self.rungs(up_to=step)
-        if step not in rungs:
-            warn_skipped_rung(self, rungs, curve, number, step)
+        rung = rung_judged(self.rungs(up_to=step), curve, step)
+        if rung is None:
             return None
         value = curve[step]
         competing = [p.value for p in history.metric_at(metric, [step])
@@ -148,10 +140,11 @@ class SuccessiveHalvingPruner(Pruner):
         cut = ranked[n_keep - 1]
         if better_or_equal(value, cut, direction):
             return None
+        past = "" if rung == step else f", the first report past the rung at step {rung}"
         return PruneDecision(
-            rule=f"{label} rung at step {step}",
+            rule=f"{label} rung at step {rung}",
             detail=f"{metric} {value:.6g} is not among the best {n_keep} of {len(competing)} values at step {step} "
-                   f"(cut {cut:.6g}, reduction factor {self.reduction_factor})",
+                   f"(cut {cut:.6g}, reduction factor {self.reduction_factor}{past})",
         )
 
     def describe(self) -> dict[str, Any]:
@@ -266,9 +259,7 @@ class HyperbandPruner(Pruner):
         s = self.bracket_of(number)
         bracket = self.brackets[s]
         step = last_step(curve)
-        rungs = bracket.rungs(up_to=step)
-        if step not in rungs:
-            warn_skipped_rung(self, rungs, curve, number, step)
+        if rung_judged(bracket.rungs(up_to=step), curve, step) is None:
             return None
         return bracket._decide_in(history, number, metric, curve, label=f"hyperband bracket {s}",
                                   peer=lambda n: self.bracket_of(n) == s)

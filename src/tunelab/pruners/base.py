@@ -43,11 +43,13 @@ class PruneDecision:
 
 class Curve(dict[int, float]):
     """A trial's values of one metric by step, as it reports them, keeping what pruners ask at every
-    report in O(1): the last (highest) step and the lowest and highest values so far (NaN left out)."""
+    report in O(1): the last (highest) step, the one before it, and the lowest and highest values so
+    far (NaN left out)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.last_step = -1
+        self.previous_step = -1
         self.low = math.inf
         self.high = -math.inf
         self.counted = 0
@@ -55,6 +57,7 @@ class Curve(dict[int, float]):
     def __setitem__(self, step: int, value: float) -> None:
         dict.__setitem__(self, step, value)  # not super(): this runs at every report of every metric
         if step > self.last_step:
+            self.previous_step = self.last_step
             self.last_step = step
         if value == value:  # not NaN
             if value < self.low:
@@ -69,6 +72,14 @@ def last_step(curve: Mapping[int, float]) -> int:
     if isinstance(curve, Curve) and curve.last_step >= 0:
         return curve.last_step
     return max(curve)
+
+
+def previous_step(curve: Mapping[int, float]) -> int:
+    """The highest step of ``curve`` below its last one, -1 when there is none (O(1) for a :class:`Curve`)."""
+    if isinstance(curve, Curve) and curve.last_step >= 0:
+        return curve.previous_step
+    steps = sorted(curve)
+    return steps[-2] if len(steps) > 1 else -1
 
 
 def best_so_far(curve: Mapping[int, float], direction: str) -> float | None:

@@ -25,7 +25,7 @@ import numpy as np
 from tunelab.errors import ConfigError
 from tunelab.history import History
 from tunelab.multiobjective import crowding_distance, losses, non_dominated_sort
-from tunelab.pruners.asha import _check_eta, rung_steps, warn_skipped_rung
+from tunelab.pruners.asha import _check_eta, rung_judged, rung_steps
 from tunelab.pruners.base import PruneDecision, Pruner, check_int, last_step
 from tunelab.records import TrialState, check_direction
 
@@ -251,9 +251,7 @@ class ParetoSuccessiveHalvingPruner(ParetoPruner):
         curves: Mapping[str, Mapping[int, float]],
     ) -> PruneDecision | None:
         step = last_step(curves[metrics[0]])
-        rungs = self.rungs(up_to=step)
-        if step not in rungs:
-            warn_skipped_rung(self, rungs, curves[metrics[0]], number, step)
+        if rung_judged(self.rungs(up_to=step), curves[metrics[0]], step) is None:
             return None
         if any(step not in curves[m] for m in metrics):
             return None
