@@ -75,7 +75,8 @@ def ok(response: Any) -> Any:
 def test_list_studies(client: TestClient) -> None:
     studies = {s["name"]: s for s in ok(client.get("/api/studies"))}
     s = studies[STUDY]
-    assert set(s) == {"name", "direction", "n_trials", "states", "best_value", "best_number"}
+    assert set(s) == {"name", "direction", "n_trials", "states", "best_value", "best_number", "directions",
+                      "front_size"}
     assert s["n_trials"] == 12 and s["direction"] == "minimize"
     assert s["states"] == {"WAITING": 0, "RUNNING": 0, "COMPLETE": 9, "PRUNED": 2, "FAIL": 1}
     assert isinstance(s["best_number"], int) and isinstance(s["best_value"], float)
@@ -703,3 +704,19 @@ def test_a_study_whose_stored_pruner_cannot_be_rebuilt_is_shown(fresh: str) -> N
         assert ok(c.get("/api/studies/custom/diagnosis/0"))  # these read the study itself
         figure = c.get("/api/studies/custom/figures/history")
         assert figure.status_code == 200, figure.text
+
+
+def test_the_study_list_gives_a_study_of_several_objectives_its_front_not_a_best_value(fresh: str) -> None:
+    study = tunelab.create_study(name="mo", storage=fresh, sampler=RandomSampler(), seed=0,
+                                 directions=["maximize", "minimize"], objective_names=["acc", "ms"])
+    for acc, ms in [(0.9, 5.0), (0.8, 1.0), (0.7, 3.0)]:  # the third is dominated by the second
+        trial = study.ask()
+        trial.suggest_float("x", 0.0, 1.0)
+        study.tell(trial, values=[acc, ms])
+    tunelab.create_study(name="one", storage=fresh, direction="maximize").optimize(lambda t: 0.5, n_trials=1)
+    with TestClient(create_app(fresh), base_url=LOCAL) as c:
+        listed = {s["name"]: s for s in ok(c.get("/api/studies"))}
+    assert listed["mo"]["directions"] == ["maximize", "minimize"] and listed["mo"]["front_size"] == 2
+    assert (listed["mo"]["best_value"], listed["mo"]["best_number"]) == (None, None)  # was the first objective's
+    assert listed["one"]["directions"] == ["maximize"] and listed["one"]["front_size"] is None
+    assert listed["one"]["best_value"] == 0.5

@@ -160,13 +160,18 @@ def test_studies_list_and_study_page(tmp_path: Path, page: tuple[Page, Console])
     pg, _ = page
     url, study = make_study(tmp_path, "alpha", n=12)
     tunelab.create_study(name="beta", storage=url, direction="maximize")
+    gamma = tunelab.create_study(name="gamma", storage=url, directions=["maximize", "minimize"])
+    for values in ([0.9, 5.0], [0.8, 1.0]):
+        gamma.tell(gamma.ask(), values=values)
     with serve(url, pg) as base:
         pg.goto(base + "/")
         pg.wait_for_selector("#studies-table tbody tr[data-study='alpha']")
         names = pg.eval_on_selector_all("#studies-table tbody tr", "trs => trs.map(t => t.dataset.study)")
-        assert sorted(names) == ["alpha", "beta"]
+        assert sorted(names) == ["alpha", "beta", "gamma"]
         alpha = pg.inner_text("#studies-table tr[data-study='alpha']")
         assert "COMPLETE" in alpha and "12" in alpha
+        several = pg.inner_text("#studies-table tr[data-study='gamma']")  # its front, not one objective's best
+        assert "maximize, minimize" in several and "front: 2" in several
         shot(pg, "studies")
 
         pg.click("#studies-table tr[data-study='alpha'] a.study-link")

@@ -30,6 +30,10 @@ class StudyListItem(BaseModel):
     states: dict[str, int]
     best_value: float | None
     best_number: int | None
+    directions: list[str] = Field(default_factory=list, description="one per objective")
+    front_size: int | None = Field(
+        default=None, description="several objectives: the feasible COMPLETE trials on the Pareto front "
+                                  "(best_value and best_number are then null: no trial is best alone)")
 
 
 class ConstraintModel(BaseModel):

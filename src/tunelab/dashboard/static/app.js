@@ -500,8 +500,9 @@
           "<th>By state</th><th>Best value</th><th>Best trial</th></tr></thead><tbody>" +
           studies.map(function (s) {
             return '<tr data-study="' + esc(s.name) + '"><td><a class="study-link" href="' + esc(studyHash(s.name)) +
-              '">' + esc(s.name) + "</a></td><td>" + esc(s.direction) + '</td><td class="num">' + esc(s.n_trials) +
-              "</td><td>" + statesLine(s.states) + '</td><td class="num">' + esc(fmtNumber(s.best_value)) +
+              '">' + esc(s.name) + "</a></td><td>" + esc((s.directions && s.directions.length > 1 ? s.directions : [s.direction]).join(", ")) +
+              '</td><td class="num">' + esc(s.n_trials) + "</td><td>" + statesLine(s.states) + '</td><td class="num">' +
+              esc(s.front_size === null || s.front_size === undefined ? fmtNumber(s.best_value) : "front: " + s.front_size) +
               '</td><td class="num">' + (s.best_number === null || s.best_number === undefined ? ""
                 : '<a href="' + esc(trialHash(s.name, s.best_number)) + '">#' + esc(s.best_number) + "</a>") +
               "</td></tr>";
