@@ -404,3 +404,46 @@ def test_several_objectives_in_a_sweep_file_are_checked(tmp_path: Path) -> None:
         config_from_text(base + "metric: [a, b]\ndirection: [minimize, minimize]\npruner: hyperband\n", tmp_path)
     with pytest.raises(SweepConfigError, match=r"direction: .*'up'.* is not allowed; use 'minimize' or 'maximize'"):
         config_from_text(base + "metric: [a, b]\ndirection: [minimize, up]\n", tmp_path)
+
+
+VALIDATE_EVERY_2 = """\
+import os
+import tunelab.script
+lr = float(os.environ["TUNELAB_PARAM_LR"])
+for epoch in range(1, 7):
+    tunelab.script.report(epoch, train_loss=lr / epoch)
+    if epoch % 2 == 0:   # validation every other epoch, a report of its own
+        tunelab.script.report(epoch, val_loss=(1 - lr) / epoch)
+        if tunelab.script.should_prune():
+            break
+"""
+
+
+def test_lines_without_the_metric_between_validations_are_stored_and_not_judged(tmp_path: Path) -> None:
+    # Before, the pruner was asked after a line holding only train_loss: a ConfigError ("the trial reported
+    # only ['train_loss']") that failed the trial and stopped the whole sweep.
+    write(tmp_path, "train.py", VALIDATE_EVERY_2)
+    write(tmp_path, "sweep.yaml", """\
+        study: every2
+        storage: sqlite:///t.db
+        command: PY train.py
+        args: env
+        parameters: {lr: {type: float, low: 0.0, high: 1.0}}
+        metric: val_loss
+        sampler: random
+        pruner: {type: asha, min_resource: 1, reduction_factor: 3}
+        n_trials: 5
+        seed: 0
+    """)
+    out = cli(tmp_path, "sweep", "sweep.yaml")
+    assert out.returncode == 0, out.stderr
+    study = study_of(tmp_path, "every2")
+    states = [t.state for t in study.trials]
+    assert len(states) == 5 and TrialState.FAIL not in states, states
+    assert TrialState.PRUNED in states and TrialState.COMPLETE in states, states
+    for t in study.trials:
+        curves = study.get_curves(t.number)
+        if t.state == TrialState.COMPLETE:
+            assert curves["train_loss"][0] == [1, 2, 3, 4, 5, 6] and curves["val_loss"][0] == [2, 4, 6]
+        else:  # judged at the first validation past the rung at step 1
+            assert t.system_attrs["pruned"]["step"] == 2 and t.system_attrs["pruned"]["metric"] == "val_loss"

@@ -62,9 +62,13 @@ class SweepObjective:
             study=c.study, number=trial.number, params_file=params_file, trial_dir=str(folder), channel={},
         )
 
+        judged = c.objectives[0]
+
         def on_report(step: int, metrics: dict[str, float]) -> bool:
             trial.report(step, **metrics)
-            return trial.should_prune()
+            # A line without the sweep's metric (training metrics between validations) has nothing for
+            # the pruner to judge: it is stored, and the pruner is asked at the next line that has it.
+            return all(m in metrics for m in judged) and trial.should_prune()
 
         result = run_command(
             args, shell=c.shell, cwd=c.workdir, env=env, logs=folder, log_limit=c.log_limit_bytes,
