@@ -148,6 +148,27 @@ def test_a_wrapped_optimizer_is_hooked_inside_its_wrapper(study: tunelab.Study) 
     hook.close()
 
 
+def test_a_hypergradient_optimizer_is_hooked_itself_so_that_a_live_lr_holds(study: tunelab.Study) -> None:
+    # It holds its wrapped optimizer in .optimizer too, but its param groups carry the scheduled lr only outside
+    # its step. Before, the hook went on the wrapped SGD and fired inside the wrapper's step: the new lr was
+    # overwritten there, recorded as applied and never used (Lightning's TunelabCallback with "sgd-hd").
+    from tunelab.torch import HypergradientOptimizer
+    from tunelab.torch.live import apply_to_optimizer
+
+    trial = study.ask()
+    loop = Loop(trial)
+    loop.optimizer = HypergradientOptimizer(loop.optimizer)
+    loop.action = lambda: apply_to_optimizer(loop.optimizer, None, trial.sync_live(loop.steps, force=True))
+    hook = StepHook(None, loop.action, every_step=True)
+    hook.start([loop.optimizer])
+    loop.step()
+    set_live(study, trial.number, {"lr": 0.02})
+    loop.step()
+    hook.close()
+    assert loop.lrs == [0.1, 0.02]
+    assert loop.optimizer.param_groups[0]["hd_scale"] != 1.0  # adapting again from the new rate
+
+
 def test_a_hook_without_a_trial_must_run_at_every_step() -> None:
     with pytest.raises(ValueError, match="every step"):
         StepHook(None, lambda: None, every_step=False)

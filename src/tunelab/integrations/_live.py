@@ -16,6 +16,7 @@ import torch
 
 from tunelab.study import Trial
 from tunelab.study.background import Chore, call_later
+from tunelab.torch.hypergradient import HypergradientOptimizer
 
 logger = logging.getLogger("tunelab")
 
@@ -117,9 +118,12 @@ class StepHook:
 
 def _torch_optimizer(optimizer: Any) -> torch.optim.Optimizer:
     """The torch optimizer inside a wrapper (accelerate's ``AcceleratedOptimizer``, Lightning's
-    ``LightningOptimizer``): the one whose ``step`` runs the hooks."""
+    ``LightningOptimizer``): the one whose ``step`` runs the hooks. A :class:`HypergradientOptimizer` runs its
+    own, before it sets the effective rate on the param groups: it is hooked itself, not the optimizer it wraps
+    (whose hooks fire while the groups hold that rate, which would overwrite a new lr)."""
     inner = optimizer
-    while getattr(inner, "optimizer", None) is not None:  # a wrapper (some subclass Optimizer without its state)
+    while not isinstance(inner, HypergradientOptimizer) and getattr(inner, "optimizer", None) is not None:
+        # a wrapper (some subclass Optimizer without its state)
         inner = inner.optimizer
     if not isinstance(inner, torch.optim.Optimizer):
         raise TypeError(f"not a torch optimizer: {optimizer!r}")
