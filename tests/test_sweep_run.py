@@ -447,3 +447,25 @@ def test_lines_without_the_metric_between_validations_are_stored_and_not_judged(
             assert curves["train_loss"][0] == [1, 2, 3, 4, 5, 6] and curves["val_loss"][0] == [2, 4, 6]
         else:  # judged at the first validation past the rung at step 1
             assert t.system_attrs["pruned"]["step"] == 2 and t.system_attrs["pruned"]["metric"] == "val_loss"
+
+
+def test_a_pruner_naming_its_own_metric_judges_only_the_reports_that_have_it(tmp_path: Path) -> None:
+    # The trial's value is train_loss, the pruner reads val_loss: a report of train_loss alone is not judged.
+    write(tmp_path, "train.py", VALIDATE_EVERY_2)
+    write(tmp_path, "sweep.yaml", """\
+        study: own
+        storage: sqlite:///t.db
+        command: PY train.py
+        args: env
+        parameters: {lr: {type: float, low: 0.0, high: 1.0}}
+        metric: train_loss
+        sampler: random
+        pruner: {type: asha, min_resource: 1, reduction_factor: 3, metric: val_loss}
+        n_trials: 5
+        seed: 0
+    """)
+    out = cli(tmp_path, "sweep", "sweep.yaml")
+    assert out.returncode == 0, out.stderr
+    trials = study_of(tmp_path, "own").trials
+    assert {t.state for t in trials} == {TrialState.COMPLETE, TrialState.PRUNED}
+    assert all(t.system_attrs["pruned"]["metric"] == "val_loss" for t in trials if t.state == TrialState.PRUNED)

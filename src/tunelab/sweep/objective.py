@@ -62,7 +62,7 @@ class SweepObjective:
             study=c.study, number=trial.number, params_file=params_file, trial_dir=str(folder), channel={},
         )
 
-        judged = c.objectives[0]
+        judged = _judged_metrics(c)
 
         def on_report(step: int, metrics: dict[str, float]) -> bool:
             trial.report(step, **metrics)
@@ -181,3 +181,12 @@ class StartFailures:
                 f"trial {trial.number} ran `{info.get('command', '?')}`, which {how}{within}{said}. Fix the command "
                 f"(a missing file, a typo), check it by hand, and run the sweep again; "
                 f"`tunelab show {shlex.quote(self.study)} --trial {trial.number}` shows its logs")
+
+
+def _judged_metrics(c: SweepConfig) -> tuple[str, ...]:
+    """The metrics the sweep's pruner reads: the file's, unless its ``pruner:`` entry names its own."""
+    spec = c.pruner or {}
+    own = spec.get("metrics") if c.is_multi_objective else spec.get("metric")
+    if own:
+        return (own,) if isinstance(own, str) else tuple(own)
+    return c.objectives[0]
