@@ -206,3 +206,22 @@ def test_a_study_with_several_objectives_gets_a_pareto_front_section(tmp_path: P
     assert numbers == [t.number for t in front] and len(numbers) >= 2
     assert f"<td>{front[0].values[0]:.6g}</td>" in table  # type: ignore[index]
     assert "<b>acc</b>: " in text and "<b>latency_ms</b>: " in text  # advice per objective
+
+
+def test_the_best_trial_of_the_report_is_never_an_infeasible_trial() -> None:
+    study = tunelab.create_study(name="con", sampler=tunelab.RandomSampler(), seed=0)
+    for value, memory in [(0.5, 1.0), (0.1, 9.0), (0.3, 2.0)]:  # the lowest value breaks its memory bound
+        trial = study.ask()
+        trial.suggest_float("x", 0.0, 1.0)
+        trial.set_constraint("memory_gb", memory, upper=8.0)
+        study.tell(trial, value)
+    text = build_report(study)
+    assert "<h2>Best trial</h2><p>trial <b>2</b>" in text and study.best_trial.number == 2
+    infeasible = tunelab.create_study(name="none", sampler=tunelab.RandomSampler(), seed=0)
+    trial = infeasible.ask()
+    trial.suggest_float("x", 0.0, 1.0)
+    trial.set_constraint("memory_gb", 9.0, upper=8.0)
+    infeasible.tell(trial, 0.1)
+    text = build_report(infeasible)
+    assert "every COMPLETE trial violates one of its constraints" in text and "<p>trial <b>0</b>" not in text
+    assert "(best trial)" not in text

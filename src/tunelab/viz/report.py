@@ -84,8 +84,13 @@ def build_report(study: Study, *, title: str | None = None) -> str:
     if study.is_multi_objective:
         _pareto_section(study, trials, page)
     elif done:
-        best = sorted(done, key=sort_key(study.direction))[0]
-        page.add(_best(study, best))
+        feasible = [t for t in done if t.feasible]  # an infeasible trial is never the best
+        if feasible:
+            best = sorted(feasible, key=sort_key(study.direction))[0]
+            page.add(_best(study, best))
+        else:
+            page.add("<h2>Best trial</h2><p class='muted'>none: every COMPLETE trial violates one of its "
+                     "constraints</p>")
     recipe = study.system_attrs.get("recipe")
     if recipe:
         page.add(_recipe_table(recipe))
