@@ -103,6 +103,29 @@ def test_the_best_star_is_never_an_infeasible_trial() -> None:
     assert star.x == (2,) == (study.best_trial.number,)
 
 
+def test_the_best_so_far_line_and_the_stars_leave_infeasible_trials_out() -> None:
+    study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler())
+    for value, memory in [(0.1, 9.0), (0.5, 1.0), (0.05, 9.5), (0.3, 2.0)]:  # the lowest values break the bound
+        trial = study.ask()
+        trial.suggest_float("x", 0.0, 1.0)
+        trial.suggest_float("y", 0.0, 1.0)
+        trial.set_constraint("memory_gb", memory, upper=8.0)
+        study.tell(trial, value)
+    line = next(t for t in viz.plot_history(study).data if t.name == "best so far")
+    assert math.isnan(line.y[0]) and list(line.y[1:]) == [0.5, 0.5, 0.3]
+    none = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler())
+    for value in (0.2, 0.1):
+        trial = none.ask()
+        trial.suggest_float("x", 0.0, 1.0)
+        trial.suggest_float("y", 0.0, 1.0)
+        trial.set_constraint("memory_gb", 9.0, upper=8.0)
+        none.tell(trial, value)
+    for fig in (viz.plot_history(none), viz.plot_slice(none), viz.plot_contour(none, "x", "y")):
+        assert not any(str(t.name).startswith("best: trial") for t in fig.data)
+    line = next(t for t in viz.plot_history(none).data if t.name == "best so far")
+    assert all(math.isnan(v) for v in line.y)
+
+
 def test_history_maximize_and_recipe_stages(tmp_path: Path) -> None:
     s = tunelab.create_study(direction="maximize", sampler=tunelab.RandomSampler(), seed=1)
     for i in range(6):

@@ -116,11 +116,10 @@ def completed(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
 
 
 def best_of(trials: Sequence[FrozenTrial], direction: str) -> FrozenTrial | None:
-    """The best of COMPLETE ``trials`` (the lowest number among ties), or None: of the feasible ones
-    when any is (an infeasible trial is never the best), else of them all."""
+    """The best of the feasible COMPLETE ``trials`` (the lowest number among ties), or None when none is
+    feasible: an infeasible trial is never the best, as with ``study.best_trial``."""
     feasible = [t for t in trials if t.feasible]
-    pool = feasible or list(trials)
-    return min(pool, key=sort_key(direction)) if pool else None
+    return min(feasible, key=sort_key(direction)) if feasible else None
 
 
 def stage_tag(t: FrozenTrial) -> str | None:

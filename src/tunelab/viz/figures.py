@@ -103,16 +103,21 @@ def plot_history(study: Study, *, trials: Sequence[FrozenTrial] | None = None) -
                     "opacity": 0.6 if len(done) > 2000 else 0.85},
             text=strings(hover(done[i], done[i].value) for i in idx), hoverinfo="text",
         ))
-    running = np.minimum.accumulate(values) if study.direction == "minimize" else np.maximum.accumulate(values)
+    # The best so far counts feasible trials only (an infeasible trial is never the best): no line
+    # before the first feasible trial.
+    worst = math.inf if study.direction == "minimize" else -math.inf
+    running = np.where([t.feasible for t in done], values, worst)
+    running = np.minimum.accumulate(running) if study.direction == "minimize" else np.maximum.accumulate(running)
+    running[np.isinf(running)] = np.nan
     fig.add_trace(scatter(x=numbers, y=running, mode="lines", name="best so far",
                           line={"color": BEST_COLOR, "width": 2, "shape": "hv"},
                           hovertemplate="best so far after trial %{x}: %{y:.6g}<extra></extra>"))
     best = best_of(done, study.direction)
-    assert best is not None and best.value is not None
-    fig.add_trace(go_.Scatter(x=[best.number], y=[best.value], mode="markers", name=f"best: trial {best.number}",
-                              marker={"symbol": "star", "size": 16, "color": BEST_COLOR,
-                                      "line": {"color": "black", "width": 1}},
-                              text=[hover(best, best.value)], hoverinfo="text"))
+    if best is not None:
+        fig.add_trace(go_.Scatter(x=[best.number], y=[best.value], mode="markers", name=f"best: trial {best.number}",
+                                  marker={"symbol": "star", "size": 16, "color": BEST_COLOR,
+                                          "line": {"color": "black", "width": 1}},
+                                  text=[hover(best, best.value)], hoverinfo="text"))
     fig.update_layout(title=title(main, note), template="plotly_white", hovermode="closest",
                       xaxis_title="trial number", yaxis_title="objective value", legend={"orientation": "h",
                                                                                          "y": -0.15})
@@ -351,12 +356,13 @@ def plot_contour(study: Study, x: str, y: str, *, trials: Sequence[FrozenTrial] 
         text=strings(hover(t, t.value) for t in both), hoverinfo="text",
     ))
     best = best_of(both, study.direction)
-    assert best is not None
-    fig.add_trace(go_.Scatter(
-        x=[coord(ix, best.params[x])], y=[coord(iy, best.params[y])], mode="markers", name=f"best: trial {best.number}",
-        marker={"symbol": "star", "size": 16, "color": BEST_COLOR, "line": {"color": "black", "width": 1}},
-        text=[hover(best, best.value)], hoverinfo="text",
-    ))
+    if best is not None:
+        fig.add_trace(go_.Scatter(
+            x=[coord(ix, best.params[x])], y=[coord(iy, best.params[y])], mode="markers",
+            name=f"best: trial {best.number}",
+            marker={"symbol": "star", "size": 16, "color": BEST_COLOR, "line": {"color": "black", "width": 1}},
+            text=[hover(best, best.value)], hoverinfo="text",
+        ))
     for axis, info, name in (("x", ix, x), ("y", iy, y)):
         spec: dict[str, Any] = {"title": {"text": info.axis_title()}}
         if info.numeric:
