@@ -720,3 +720,15 @@ def test_the_study_list_gives_a_study_of_several_objectives_its_front_not_a_best
     assert (listed["mo"]["best_value"], listed["mo"]["best_number"]) == (None, None)  # was the first objective's
     assert listed["one"]["directions"] == ["maximize"] and listed["one"]["front_size"] is None
     assert listed["one"]["best_value"] == 0.5
+
+
+def test_the_study_detail_of_several_objectives_has_no_best_trial(fresh: str) -> None:
+    study = tunelab.create_study(name="mo", storage=fresh, sampler=RandomSampler(), seed=0,
+                                 directions=["minimize", "minimize"], objective_names=["err", "ms"])
+    for err, ms in [(0.1, 5.0), (0.3, 1.0)]:
+        trial = study.ask()
+        trial.suggest_float("x", 0.0, 1.0)
+        study.tell(trial, values=[err, ms])
+    with TestClient(create_app(fresh), base_url=LOCAL) as c:
+        assert ok(c.get("/api/studies/mo"))["best"] is None  # was trial 0, the first objective's best
+        assert len(ok(c.get("/api/studies/mo/pareto"))["front"]) == 2

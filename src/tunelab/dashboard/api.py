@@ -238,7 +238,9 @@ def get_study(name: StudyName, settings: SettingsDep) -> StudyDetail:
     total = store.count_trials(record.study_id)
     counts = {s.value: n for s in TrialState if (n := store.count_trials(record.study_id, [s]))}
     recent = store.get_trials(record.study_id, min_number=max(0, total - RECENT_FOR_PARAMS))
-    best = find_best_trial(store, record.study_id, record.direction)
+    directions = list(study_directions(record))
+    # Several objectives: no trial is best alone (the front is /pareto), as in the study list.
+    best = find_best_trial(store, record.study_id, record.direction) if len(directions) == 1 else None
     if best is not None and not best.feasible:
         best = None  # every COMPLETE trial breaks a constraint: there is no best
     attrs = record.system_attrs
@@ -248,7 +250,7 @@ def get_study(name: StudyName, settings: SettingsDep) -> StudyDetail:
     steps = recipe.get("steps") if isinstance(recipe, Mapping) else None
     pruner = attrs.get("pruner")
     return StudyDetail(
-        name=record.name, direction=record.direction, directions=list(study_directions(record)),
+        name=record.name, direction=record.direction, directions=directions,
         objective_names=list(study_objective_names(record) or ("value",)), seed=record.seed,
         sampler=_json(dict(attrs.get("sampler") or {})),
         pruner=_json(dict(pruner)) if isinstance(pruner, Mapping) else None, n_trials=total,

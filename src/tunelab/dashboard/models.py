@@ -106,7 +106,8 @@ class StudyDetail(BaseModel):
     pruner: dict[str, Any] | None
     n_trials: int
     states: dict[str, int]
-    best: TrialSummary | None
+    best: TrialSummary | None = Field(description="the best feasible COMPLETE trial (null: none yet, or several "
+                                                  "objectives: their front is /api/studies/{name}/pareto)")
     recipe: list[dict[str, Any]] | None
     params: list[str]
     read_only: bool
