@@ -118,6 +118,15 @@ def test_studies_shows_the_best_feasible_value_and_the_front_of_several_objectiv
     assert lines["mo"][1] == "maximize,minimize" and lines["mo"][8:10] == ["front:", "2"]
 
 
+def test_studies_gives_every_direction_of_a_study_of_several_objectives_before_a_complete_trial(
+        runner: CliRunner, url: str) -> None:
+    tunelab.create_study(name="mo", storage=url, directions=["maximize", "minimize"])  # it showed "maximize"
+    result = invoke(runner, "studies", "--storage", url)
+    assert result.exit_code == 0, result.output
+    line = next(line.split() for line in result.stdout.splitlines() if line.strip().startswith("mo "))
+    assert line[1] == "maximize,minimize"
+
+
 def test_storage_is_read_from_the_environment(runner: CliRunner, url: str, study: tunelab.Study) -> None:
     result = runner.invoke(app, ["studies"], env={"TUNELAB_STORAGE": url})
     assert result.exit_code == 0, result.output

@@ -188,10 +188,10 @@ def studies(storage: StorageOption = DEFAULT_STORAGE) -> None:
 def _best_shown(store: BaseStorage, summary: StudySummary) -> tuple[str, str]:
     """A study's directions and best value as `tunelab studies` shows them: the best feasible value (an
     infeasible trial is never the best), and the size of the Pareto front for several objectives."""
-    if summary.best_value is None:
-        return summary.direction, ""
     record = store.get_study(summary.name)
     directions = study_directions(record)
+    if summary.best_value is None:  # no COMPLETE trial yet
+        return ",".join(directions), ""
     if len(directions) > 1:
         front = pareto_front_trials(store.get_trials(record.study_id, (TrialState.COMPLETE,)), directions)
         return ",".join(directions), f"front: {len(front)}"
