@@ -118,6 +118,21 @@ def test_studies_shows_the_best_feasible_value_and_the_front_of_several_objectiv
     assert lines["mo"][1] == "maximize,minimize" and lines["mo"][8:10] == ["front:", "2"]
 
 
+def test_best_and_show_print_names_with_brackets_as_typed(runner: CliRunner, url: str) -> None:
+    # rich read "acc[/]" as markup: MarkupError, "closing tag '[/]' ... has nothing to close".
+    study = tunelab.create_study(name="mo[/]", storage=url, directions=["maximize", "minimize"],
+                                 objective_names=["acc[/]", "ms"], sampler=tunelab.RandomSampler())
+    for acc, ms in [(0.9, 5.0), (0.8, 1.0)]:
+        trial = study.ask()
+        trial.suggest_float("p[/]", 0.0, 1.0)
+        trial.suggest_categorical("opt", ["[/]adam"])
+        study.tell(trial, values=[acc, ms])
+    for args in (("best", "mo[/]"), ("show", "mo[/]")):
+        result = invoke(runner, *args, "--storage", url)
+        assert result.exit_code == 0, result.output
+        assert "acc[/]" in result.stdout and "p[/]" in result.stdout and "[/]adam" in result.stdout, args
+
+
 def test_studies_gives_every_direction_of_a_study_of_several_objectives_before_a_complete_trial(
         runner: CliRunner, url: str) -> None:
     tunelab.create_study(name="mo", storage=url, directions=["maximize", "minimize"])  # it showed "maximize"

@@ -242,12 +242,12 @@ def show(
     out = _out()
     for v in verdicts:  # a study made by `tunelab recipe`: its steps first
         out.print(Text(f"{v['step']}: {v['verdict']}: {v['message']}"))
-    table = Table(title=f"{study.name} ({', '.join(study.directions)}): {len(rows)} trials", box=box.SIMPLE_HEAD)
+    table = Table(title=Text(f"{study.name} ({', '.join(study.directions)}): {len(rows)} trials"), box=box.SIMPLE_HEAD)
     columns = ["#", "state", *(["stage"] if show_stages else []), *(v.removeprefix("values_") for v in values),
                *(["feasible"] if show_feasible else []), *(p.removeprefix("params_") for p in params), "duration",
                *(["predicted"] if show_predictions else [])]
     for col in columns:
-        table.add_column(col, justify="left" if col in ("state", "stage") else "right")
+        table.add_column(Text(col), justify="left" if col in ("state", "stage") else "right")  # names as typed
     if show_errors:
         table.add_column("error", overflow="fold")
     for row, stage, predicted in zip(rows, stages, predictions, strict=True):
@@ -304,17 +304,17 @@ def _print_front(study: tunelab.Study, front: list[FrozenTrial], as_json: bool) 
                        "params": dict(t.params)} for t in front],
         }))
         return
-    table = Table(box=box.SIMPLE_HEAD, title=f"Pareto front of {study.name}: {len(front)} trial(s)")
+    table = Table(box=box.SIMPLE_HEAD, title=Text(f"Pareto front of {study.name}: {len(front)} trial(s)"))
     table.add_column("#", justify="right")
     for name, direction in zip(names, directions, strict=True):
-        table.add_column(f"{name} ({'max' if direction == 'maximize' else 'min'})", justify="right")
+        table.add_column(Text(f"{name} ({'max' if direction == 'maximize' else 'min'})"), justify="right")
     param_names = sorted({k for t in front for k in t.params})
     for name in param_names:
-        table.add_column(name)
+        table.add_column(Text(name))
     first = sorted(front, key=lambda t: t.values[0] if directions[0] == "minimize" else -t.values[0])  # type: ignore[index]
     for t in first:
         cells = [f"{v:.6g}" for v in t.values or ()]
-        table.add_row(str(t.number), *cells, *(_short(t.params.get(k)) for k in param_names))
+        table.add_row(*map(Text, [str(t.number), *cells, *(_short(t.params.get(k)) for k in param_names)]))
     _out().print(table)
 
 
