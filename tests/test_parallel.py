@@ -78,6 +78,18 @@ def test_progress_shows_done_running_failed_and_best() -> None:
     assert "3/4" in text and "running 1" in text and "failed 1" in text and "best 1.5" in text
 
 
+def test_the_progress_bar_s_best_is_never_an_infeasible_trial(capsys: pytest.CaptureFixture[str]) -> None:
+    def objective(trial: tunelab.Trial) -> float:
+        trial.suggest_float("x", 0.0, 1.0)
+        trial.set_constraint("memory_gb", 9.0 if trial.number == 1 else 1.0, upper=8.0)
+        return [0.5, 0.1, 0.3][trial.number]  # the lowest value breaks its memory bound
+
+    study = tunelab.create_study(sampler=tunelab.RandomSampler(), seed=0)
+    study.optimize(objective, n_trials=3, show_progress=True)
+    text = capsys.readouterr().out
+    assert "best 0.3" in text and "best 0.1" not in text and study.best_value == 0.3
+
+
 def test_fork_start_method_runs_a_lambda_objective(tmp_path: Path) -> None:
     study = tunelab.create_study(storage=f"sqlite:///{tmp_path / 'fork.db'}", seed=0)
     offset = 2.0  # a closure: spawn could not pickle it

@@ -66,15 +66,16 @@ class ProgressDisplay:
         self.running = max(0, self.running - 1)
         self._refresh()
 
-    def finished(self, state: str, value: float | None) -> None:
-        """A trial finished with ``state`` and ``value``."""
+    def finished(self, state: str, value: float | None, feasible: bool = True) -> None:
+        """A trial finished with ``state`` and ``value``; an infeasible one (``feasible`` False) is never
+        the best."""
         self.running = max(0, self.running - 1)
         self.done += 1
         if state == "FAIL":
             self.failed += 1
         elif state == "PRUNED":
             self.pruned += 1
-        elif value is not None and math.isfinite(value):
+        elif value is not None and math.isfinite(value) and feasible:
             if self.best is None or (value < self.best if self._direction == "minimize" else value > self.best):
                 self.best = value
         self._refresh()

@@ -191,6 +191,8 @@ class TrialOutcome:
     value: float | None
     """The value (a study with several objectives: the first objective's)."""
     error: str | None
+    feasible: bool = True
+    """Whether its constraints hold (an infeasible trial is never the best)."""
 
 
 def _is_int(x: object) -> bool:
@@ -371,7 +373,7 @@ def _record(
     try:
         if trial is not None:
             frozen = study.tell(trial, value, state=state, error=error)
-            return TrialOutcome(tid, number, frozen.state.value, frozen.value, frozen.error)
+            return TrialOutcome(tid, number, frozen.state.value, frozen.value, frozen.error, frozen.feasible)
         recorded = record_end(TrialWriter(study.storage, tid), number, state, value, error)
         first = recorded[1][0] if isinstance(recorded[1], tuple) else recorded[1]
         return TrialOutcome(tid, number, recorded[0].value, first, recorded[2])
@@ -381,7 +383,7 @@ def _record(
             stored = study.storage.get_trial(tid)
         except Exception:  # noqa: BLE001 - what matters is that it is no longer RUNNING
             return TrialOutcome(tid, number, TrialState.FAIL.value, None, "lost")
-        return TrialOutcome(tid, stored.number, stored.state.value, stored.value, stored.error)
+        return TrialOutcome(tid, stored.number, stored.state.value, stored.value, stored.error, stored.feasible)
 
 
 @contextmanager
@@ -435,7 +437,7 @@ def _optimize_here(
             logger.info("%r has nothing left to propose; stopping", study.sampler)
             return
         done += 1
-        display.finished(outcome.state, outcome.value)
+        display.finished(outcome.state, outcome.value, outcome.feasible)
         _call_back(study, settings, outcome)
 
 
@@ -483,7 +485,7 @@ class _Driver:
         self.display.withdrawn()
 
     def finished(self, result: TrialOutcome) -> None:
-        self.display.finished(result.state, result.value)
+        self.display.finished(result.state, result.value, result.feasible)
         _call_back(self.study, self.settings, result)
 
     def lost(self, task_id: int, label: int, reason: str) -> None:
