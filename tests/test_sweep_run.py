@@ -419,25 +419,31 @@ for epoch in range(1, 7):
 """
 
 
-def test_lines_without_the_metric_between_validations_are_stored_and_not_judged(tmp_path: Path) -> None:
-    # Before, the pruner was asked after a line holding only train_loss: a ConfigError ("the trial reported
-    # only ['train_loss']") that failed the trial and stopped the whole sweep.
+def sweep_validating_every_2(tmp_path: Path, study: str, metric: str, pruner: str) -> tunelab.Study:
+    """Five trials of VALIDATE_EVERY_2 under ASHA (rungs at 1, 3), the value ``metric``; the sweep must end well."""
     write(tmp_path, "train.py", VALIDATE_EVERY_2)
-    write(tmp_path, "sweep.yaml", """\
-        study: every2
+    write(tmp_path, "sweep.yaml", f"""\
+        study: {study}
         storage: sqlite:///t.db
         command: PY train.py
         args: env
-        parameters: {lr: {type: float, low: 0.0, high: 1.0}}
-        metric: val_loss
+        parameters: {{lr: {{type: float, low: 0.0, high: 1.0}}}}
+        metric: {metric}
         sampler: random
-        pruner: {type: asha, min_resource: 1, reduction_factor: 3}
+        pruner: {pruner}
         n_trials: 5
         seed: 0
     """)
     out = cli(tmp_path, "sweep", "sweep.yaml")
     assert out.returncode == 0, out.stderr
-    study = study_of(tmp_path, "every2")
+    return study_of(tmp_path, study)
+
+
+def test_lines_without_the_metric_between_validations_are_stored_and_not_judged(tmp_path: Path) -> None:
+    # Before, the pruner was asked after a line holding only train_loss: a ConfigError ("the trial reported
+    # only ['train_loss']") that failed the trial and stopped the whole sweep.
+    study = sweep_validating_every_2(tmp_path, "every2", "val_loss",
+                                     "{type: asha, min_resource: 1, reduction_factor: 3}")
     states = [t.state for t in study.trials]
     assert len(states) == 5 and TrialState.FAIL not in states, states
     assert TrialState.PRUNED in states and TrialState.COMPLETE in states, states
@@ -451,21 +457,7 @@ def test_lines_without_the_metric_between_validations_are_stored_and_not_judged(
 
 def test_a_pruner_naming_its_own_metric_judges_only_the_reports_that_have_it(tmp_path: Path) -> None:
     # The trial's value is train_loss, the pruner reads val_loss: a report of train_loss alone is not judged.
-    write(tmp_path, "train.py", VALIDATE_EVERY_2)
-    write(tmp_path, "sweep.yaml", """\
-        study: own
-        storage: sqlite:///t.db
-        command: PY train.py
-        args: env
-        parameters: {lr: {type: float, low: 0.0, high: 1.0}}
-        metric: train_loss
-        sampler: random
-        pruner: {type: asha, min_resource: 1, reduction_factor: 3, metric: val_loss}
-        n_trials: 5
-        seed: 0
-    """)
-    out = cli(tmp_path, "sweep", "sweep.yaml")
-    assert out.returncode == 0, out.stderr
-    trials = study_of(tmp_path, "own").trials
+    trials = sweep_validating_every_2(
+        tmp_path, "own", "train_loss", "{type: asha, min_resource: 1, reduction_factor: 3, metric: val_loss}").trials
     assert {t.state for t in trials} == {TrialState.COMPLETE, TrialState.PRUNED}
     assert all(t.system_attrs["pruned"]["metric"] == "val_loss" for t in trials if t.state == TrialState.PRUNED)
