@@ -6,6 +6,7 @@ import math
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import tunelab
@@ -86,6 +87,20 @@ def test_tell_with_a_non_finite_or_missing_value_marks_fail_with_reason(bad: obj
     frozen = study.tell(study.ask(), bad)  # type: ignore[arg-type]
     assert frozen.state == TrialState.FAIL and frozen.error
     assert study.trials[0].state == TrialState.FAIL
+
+
+@pytest.mark.parametrize("values", [[0.25], (0.25,), np.array([0.25])])
+def test_tell_values_with_one_number_on_a_study_with_one_objective(values: object) -> None:
+    study = tunelab.create_study()
+    frozen = study.tell(study.ask(), values=values)
+    assert frozen.state == TrialState.COMPLETE and frozen.value == 0.25
+    assert study.best_value == 0.25
+
+
+def test_tell_values_with_two_numbers_on_a_study_with_one_objective_fails_the_trial() -> None:
+    study = tunelab.create_study()
+    frozen = study.tell(study.ask(), values=[0.25, 1.0])
+    assert frozen.state == TrialState.FAIL and "several objectives" in (frozen.error or "")
 
 
 def test_tell_pruned_state() -> None:

@@ -517,7 +517,7 @@ class Study:
         A value that is None, NaN or infinite marks the trial FAIL with the reason. A study with
         several objectives takes ``values=[...]`` (or a mapping by objective name; ``value`` may
         carry them too): a wrong number of values, or a NaN or infinity in one, marks the trial
-        FAIL naming which objective.
+        FAIL naming which objective. A study with one objective takes ``values=[v]`` as ``v``.
 
         Examples:
             >>> import tunelab
@@ -538,6 +538,9 @@ class Study:
             if value is not None:
                 raise ConfigError("tell() takes value= or values=, not both")
             value = values
+            one = isinstance(values, (list, tuple)) or getattr(values, "ndim", None) == 1
+            if not self.is_multi_objective and one and len(values) == 1:
+                value = values[0]  # values=[v] on a study with one objective, as Optuna's tell takes it
         names = self.objective_names if self.is_multi_objective else None
         if trial.marked_pruned and state in (None, TrialState.COMPLETE, TrialState.COMPLETE.value):
             state = TrialState.PRUNED  # stopped by a framework callback, which let the objective return
