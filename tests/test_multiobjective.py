@@ -155,6 +155,15 @@ def test_a_study_with_two_named_objectives() -> None:
     assert "tunelab.Study" not in repr(study) and "directions=['maximize', 'minimize']" in repr(study)
 
 
+def test_an_empty_front_still_has_its_columns() -> None:
+    study = tunelab.create_study(directions=["maximize", "minimize"], objective_names=["acc", "ms"])
+    assert list(study.pareto_front()["values_acc"]) == []
+    assert {"number", "state", "values_acc", "values_ms"} <= set(study.trials_dataframe().columns)
+    study.tell(study.ask(), state="PRUNED")  # trials, but none on the front
+    assert list(study.pareto_front().sort_values("values_ms")["number"]) == []
+    assert "value" in tunelab.create_study().trials_dataframe().columns
+
+
 def test_one_objective_is_unchanged() -> None:
     study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler())
     study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0), n_trials=5)

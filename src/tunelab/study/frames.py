@@ -49,5 +49,12 @@ def trials_to_dataframe(trials: Sequence[FrozenTrial], objective_names: Sequence
         raise ModuleNotFoundError(
             "trials_dataframe() needs pandas: pip install 'tunelab[pandas]' (or pandas)"
         ) from None
-    frame: pd.DataFrame = pd.DataFrame(trials_to_rows(trials, objective_names))
-    return frame
+    rows = trials_to_rows(trials, objective_names)
+    if rows:
+        frame: pd.DataFrame = pd.DataFrame(rows)
+        return frame
+    # No trials (an empty study, or no feasible front yet): the columns every row would have, so
+    # ``frame["values_acc"]`` and ``frame.sort_values("value")`` work on it too.
+    values = ["value"] if objective_names is None else [f"values_{n}" for n in objective_names]
+    columns = ["number", "state", *values, "datetime_start", "datetime_complete", "duration", "error"]
+    return pd.DataFrame(columns=columns)
