@@ -253,6 +253,18 @@ def test_best_json_matches_the_study(runner: CliRunner, url: str, study: tunelab
     assert data["study"] == "quad" and data["direction"] == "minimize"
 
 
+def test_best_json_of_a_constrained_study_gives_the_measured_constraints(runner: CliRunner, url: str) -> None:
+    study = tunelab.create_study(name="c", storage=url, sampler=tunelab.RandomSampler())
+    for value, memory in [(1.0, 9.0), (2.0, 3.0)]:
+        trial = study.ask()
+        trial.suggest_float("x", 0.0, 1.0)
+        trial.set_constraint("memory_gb", memory, upper=8.0)
+        study.tell(trial, value)
+    data = json.loads(invoke(runner, "best", "c", "--storage", url, "--json").stdout)
+    assert data["number"] == 1 and data["feasible"] is True  # trial 0 is better but breaks its bound
+    assert data["constraints"] == {"memory_gb": {"value": 3.0, "lower": None, "upper": 8.0}}
+
+
 def test_best_as_text(runner: CliRunner, url: str, study: tunelab.Study) -> None:
     result = invoke(runner, "best", "quad", "--storage", url)
     assert result.exit_code == 0, result.output
@@ -280,6 +292,8 @@ def test_best_of_a_study_with_several_objectives_prints_its_pareto_front(runner:
     assert [t["number"] for t in data["front"]] == [0, 1]  # 2 is dominated by 0, 3 is infeasible
     assert data["front"][0]["values"] == {"val_acc": 0.9, "latency_ms": 10.0}
     assert data["objective_names"] == ["val_acc", "latency_ms"]
+    assert data["front"][1]["feasible"] is True
+    assert data["front"][1]["constraints"] == {"memory_gb": {"value": 1.0, "lower": None, "upper": 8.0}}
     text = invoke(runner, "best", "mo", "--storage", url)
     assert text.exit_code == 0 and "val_acc (max)" in text.stdout and "latency_ms (min)" in text.stdout
     assert "2 trial(s)" in text.stdout

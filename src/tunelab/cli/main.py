@@ -278,6 +278,7 @@ def best(
         typer.echo(json.dumps({
             "study": study.name, "direction": study.direction,
             "number": trial.number, "value": trial.value, "params": dict(trial.params),
+            **_constraints_json(trial),
         }))
         return
     console = _out()
@@ -301,7 +302,7 @@ def _print_front(study: tunelab.Study, front: list[FrozenTrial], as_json: bool) 
         typer.echo(json.dumps({
             "study": study.name, "directions": list(directions), "objective_names": list(names),
             "front": [{"number": t.number, "values": dict(zip(names, t.values or (), strict=True)),
-                       "params": dict(t.params)} for t in front],
+                       "params": dict(t.params), **_constraints_json(t)} for t in front],
         }))
         return
     table = Table(box=box.SIMPLE_HEAD, title=Text(f"Pareto front of {study.name}: {len(front)} trial(s)"))
@@ -316,6 +317,15 @@ def _print_front(study: tunelab.Study, front: list[FrozenTrial], as_json: bool) 
         cells = [f"{v:.6g}" for v in t.values or ()]
         table.add_row(*map(Text, [str(t.number), *cells, *(_short(t.params.get(k)) for k in param_names)]))
     _out().print(table)
+
+
+def _constraints_json(trial: FrozenTrial) -> dict[str, object]:
+    """``tunelab best --json``'s constraint fields: each measured value and its bounds (a best
+    trial is always feasible, so ``feasible`` is true whenever the study records constraints)."""
+    if not trial.constraints:
+        return {}
+    return {"feasible": trial.feasible, "constraints": {
+        name: {"value": c.value, "lower": c.lower, "upper": c.upper} for name, c in trial.constraints.items()}}
 
 
 def _short(value: object) -> str:
