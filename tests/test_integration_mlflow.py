@@ -66,6 +66,7 @@ def _check_runs(uri: str, study: tunelab.Study) -> None:
     client = MlflowClient(tracking_uri=uri)
     parents = _runs(uri, study, "study")
     assert len(parents) == 1
+    assert parents[0].info.status == "FINISHED" and parents[0].info.end_time is not None  # not left RUNNING
     runs = {int(r.data.tags[TRIAL_TAG]): r for r in _runs(uri, study, "trial")}
     assert sorted(runs) == [t.number for t in study.trials]
     for trial in study.trials:

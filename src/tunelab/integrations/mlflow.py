@@ -4,7 +4,8 @@
 trial (in the process that called ``optimize``, also with ``n_workers > 1``) it writes the trial's
 run: its parameters, every curve the trial reported (``study.get_curves``), its final value(s), its
 state as a tag and as the run's status (COMPLETE: FINISHED, PRUNED: KILLED, FAIL: FAILED), the
-pruner's decision and the error text. ``cb.report(trial, step, **metrics)`` used inside the
+pruner's decision and the error text. The study's run is FINISHED, with its end time that of the
+last trial written (the next trial's end moves it on). ``cb.report(trial, step, **metrics)`` used inside the
 objective instead of ``trial.report`` also logs the metrics to the trial's run as they come (from
 the worker process that runs the trial), so curves grow while the trial trains; the end of the
 trial then adds only what is missing::
@@ -148,6 +149,8 @@ class MLflowCallback:
             self._tidied.add(study_key(study))
             self._close_left_over(study, experiment, parent, names, but=trial.number)
         self._write_end(study, experiment, parent, trial, names)
+        if parent is not None:  # no hook marks the end of optimize: the study's run ends with each trial
+            self._connect().set_terminated(parent, "FINISHED")
 
     def report(self, trial: Trial, step: int, **metrics: float) -> None:
         """``trial.report(step, **metrics)``, and the metrics logged to the trial's run at ``step`` now.
