@@ -366,8 +366,18 @@ def test_the_same_seed_gives_a_bit_identical_history_and_another_seed_differs() 
 
 def test_eval_every_evaluates_and_reports_every_n_optimizer_steps() -> None:
     result = blobs_trainer().fit({"lr": 0.05}, epochs=3, eval_every=5)
-    assert [row["step"] for row in result.history] == [5, 10, 15, 20]  # 24 steps in all
+    assert [row["step"] for row in result.history] == [5, 10, 15, 20, 24]  # 24 steps in all: the last seen too
     assert result.steps == 24
+
+
+def test_eval_every_that_does_not_divide_the_run_evaluates_the_last_steps_too() -> None:
+    study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler())
+    trial = study.ask()
+    result = blobs_trainer().fit({"lr": 0.05}, epochs=2, trial=trial, eval_every=6, restore_best=False)
+    assert [row["step"] for row in result.history] == [6, 12, 16]  # 16 steps: the model returned is evaluated
+    assert study.get_curves(trial.number)["val_loss"][0] == [6, 12, 16]
+    divides = blobs_trainer().fit({"lr": 0.05}, epochs=2, eval_every=8)
+    assert [row["step"] for row in divides.history] == [8, 16]  # no second evaluation of step 16
 
 
 def test_eval_every_longer_than_the_run_evaluates_once_at_the_end() -> None:
@@ -511,8 +521,9 @@ def test_fit_checkpoints_keep_their_format_torch_pt_beside_tunelab_loop_pt(tmp_p
     study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler(), artifact_dir=tmp_path)
     trial = study.ask()
     blobs_trainer().fit({"lr": 0.05}, epochs=2, trial=trial, eval_every=5, checkpoint_every=1, restore_best=False)
-    latest = trial.latest_checkpoint()
-    assert latest is not None and latest.step == 15  # evaluations at steps 5, 10, 15 of 16
+    kept = {c.step: c for c in trial.checkpoints()}
+    assert max(kept) == 16 and 15 in kept  # evaluations at steps 5, 10, 15 and the end (16)
+    latest = kept[15]
     assert {"torch.pt", "tunelab-loop.pt"} <= {p.name for p in latest.path.iterdir()}
     assert tunelab.load_torch(latest.path, restore_rng=False) == {"step": 15, "optimizer_step": 15}
     loop = tunelab.load_torch(latest.path / "tunelab-loop.pt", restore_rng=False)

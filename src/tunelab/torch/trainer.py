@@ -407,7 +407,8 @@ class Trainer:
             epochs: passes over the training data.
             trial: report every evaluation to it, ask its study's pruner (``prune``), checkpoint.
             seed: seeds the initial weights, the shuffling and dropout.
-            eval_every: evaluate every this many steps instead of after each epoch.
+            eval_every: evaluate every this many steps instead of after each epoch (and once more
+                at the end when it does not divide the run's steps).
             patience: stop after this many evaluations without improving the trainer's ``monitor``.
             checkpoint_every: save model, optimizer, schedule, RNG state and the loop's position every
                 this many evaluations, through ``trial.checkpoint(step)`` with the curve's step (needs
@@ -456,7 +457,9 @@ class Trainer:
         for epoch in range(state.epoch, epochs):
             if loop.train_epoch(epoch):
                 break
-        if reporter.best is None:  # eval_every longer than the run: evaluate once at the end
+        # eval_every longer than the run, or not dividing it: evaluate the last steps' model too
+        unseen = eval_every is not None and state.stopped is None and state.step % eval_every != 0
+        if reporter.best is None or unseen:
             loop.evaluate_and_report()
         if restore_best and state.best_model is not None:
             model.load_state_dict(state.best_model)
