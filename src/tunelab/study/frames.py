@@ -57,4 +57,5 @@ def trials_to_dataframe(trials: Sequence[FrozenTrial], objective_names: Sequence
     # ``frame["values_acc"]`` and ``frame.sort_values("value")`` work on it too.
     values = ["value"] if objective_names is None else [f"values_{n}" for n in objective_names]
     columns = ["number", "state", *values, "datetime_start", "datetime_complete", "duration", "error"]
-    return pd.DataFrame(columns=columns)
+    empty: pd.DataFrame = pd.DataFrame(columns=columns)
+    return empty
