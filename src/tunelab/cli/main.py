@@ -36,11 +36,18 @@ from rich.text import Text
 
 import tunelab
 from tunelab.errors import ConfigError, TrialNotFoundError, TunelabError
-from tunelab.multiobjective import pareto_front_trials
-from tunelab.records import FrozenTrial, StudySummary, TrialState, sort_key, study_directions
+from tunelab.records import FrozenTrial, StudySummary, TrialState, sort_key
 from tunelab.storage import BaseStorage, get_storage
 from tunelab.storage.urls import check_storage_url
-from tunelab.study import PREDICTION, Objective, Study, delete_study, find_best_trial, load_study, read_study
+from tunelab.study import (
+    PREDICTION,
+    Objective,
+    Study,
+    delete_study,
+    load_study,
+    read_study,
+    study_headline,
+)
 from tunelab.study.frames import trials_to_rows
 
 app = typer.Typer(
@@ -186,17 +193,13 @@ def studies(storage: StorageOption = DEFAULT_STORAGE) -> None:
 
 
 def _best_shown(store: BaseStorage, summary: StudySummary) -> tuple[str, str]:
-    """A study's directions and best value as `tunelab studies` shows them: the best feasible value (an
-    infeasible trial is never the best), and the size of the Pareto front for several objectives."""
-    record = store.get_study(summary.name)
-    directions = study_directions(record)
-    if summary.best_value is None:  # no COMPLETE trial yet
-        return ",".join(directions), ""
-    if len(directions) > 1:
-        front = pareto_front_trials(store.get_trials(record.study_id, (TrialState.COMPLETE,)), directions)
-        return ",".join(directions), f"front: {len(front)}"
-    best = find_best_trial(store, record.study_id, record.direction)
-    return summary.direction, _fmt(best.value if best is not None and best.feasible else None)
+    """A study's directions and best value as `tunelab studies` shows them (:func:`study_headline`)."""
+    headline = study_headline(store, summary)
+    if headline.front_size is not None:
+        return ",".join(headline.directions), f"front: {headline.front_size}"
+    if len(headline.directions) > 1 or summary.best_value is None:
+        return ",".join(headline.directions), ""
+    return summary.direction, _fmt(None if headline.best is None else headline.best.value)
 
 
 def _best_first(trials: list[FrozenTrial], direction: str) -> list[FrozenTrial]:

@@ -57,10 +57,9 @@ from tunelab.dashboard.models import (
 )
 from tunelab.errors import ConfigError, TrialNotFoundError
 from tunelab.live import LIVE_NAMES, LIVE_REQUESTS, branch_of, current_params, pending_requests
-from tunelab.multiobjective import pareto_front_trials
 from tunelab.records import FrozenTrial, StudyRecord, TrialState, study_directions, study_objective_names
 from tunelab.storage import BaseStorage, Curves
-from tunelab.study import PREDICTION, Study, find_best_trial, read_study
+from tunelab.study import PREDICTION, Study, find_best_trial, read_study, study_headline
 
 MAX_CURVES = 50
 FigureKind = Literal["history", "slice", "contour", "parallel", "curves", "importance", "stages", "lr_range", "pareto",
@@ -212,20 +211,12 @@ def list_studies(settings: SettingsDep) -> list[StudyListItem]:
     store = settings.storage
     out = []
     for s in store.list_studies():
-        best_number = best_value = front_size = None
-        record = store.get_study(s.name)
-        directions = list(study_directions(record))
-        if s.best_value is not None:
-            if len(directions) > 1:  # no trial is best alone: the size of the front, as `tunelab studies`
-                front_size = len(pareto_front_trials(store.get_trials(record.study_id, (TrialState.COMPLETE,)),
-                                                     directions))
-            else:
-                best = find_best_trial(store, record.study_id, record.direction)
-                if best is not None and best.feasible:
-                    best_number, best_value = best.number, best.value
+        headline = study_headline(store, s)  # several objectives: the front's size, as `tunelab studies`
+        best = headline.best
         out.append(StudyListItem(name=s.name, direction=s.direction, n_trials=s.n_trials, states=_states(s.counts),
-                                 best_value=_finite(best_value), best_number=best_number, directions=directions,
-                                 front_size=front_size))
+                                 best_value=None if best is None else _finite(best.value),
+                                 best_number=None if best is None else best.number,
+                                 directions=list(headline.directions), front_size=headline.front_size))
     return out
 
 

@@ -11,9 +11,11 @@ internals, only the names re-exported here:
 - :mod:`~tunelab.study.runner`: one trial's life (:func:`~tunelab.study.runner.run_trial`) and the optimize loops
 - :mod:`~tunelab.study.heartbeat`: signs of life of running trials, failing lost ones
 - :mod:`~tunelab.study.progress`, :mod:`~tunelab.study.frames`: the progress bar, trials as a DataFrame
+- :mod:`~tunelab.study.headline`: what a list of studies shows of each (best trial, or front size)
 """
 
 from tunelab.study.factory import create_study, delete_study, load_study, read_study
+from tunelab.study.headline import StudyHeadline, study_headline
 from tunelab.study.runner import pack_for_workers
 from tunelab.study.study import Callback, Objective, Study, find_best_trial
 from tunelab.study.trial import PREDICTION, STOPPED_RULE, Trial
@@ -21,6 +23,7 @@ from tunelab.study.trial import PREDICTION, STOPPED_RULE, Trial
 __all__ = [
     "PREDICTION",
     "STOPPED_RULE",
+    "StudyHeadline",
     "Callback",
     "Objective",
     "Study",
@@ -31,4 +34,5 @@ __all__ = [
     "load_study",
     "pack_for_workers",
     "read_study",
+    "study_headline",
 ]
