@@ -100,6 +100,14 @@ def test_studies_lists_counts_and_best_values(
     assert float(lines["other"][8]) == pytest.approx(other.best_value, rel=1e-5)
 
 
+def test_studies_prints_a_storage_path_with_brackets_as_typed(runner: CliRunner, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / '[bold]runs.db'}"
+    tunelab.create_study(name="s", storage=url)
+    result = invoke(runner, "studies", "--storage", url)
+    assert result.exit_code == 0, result.output
+    assert "[bold]runs.db" in result.stdout  # rich read it as markup and dropped it
+
+
 def test_studies_shows_the_best_feasible_value_and_the_front_of_several_objectives(runner: CliRunner, url: str) -> None:
     # It showed the best value of any COMPLETE trial (an infeasible one included) and, for several
     # objectives, the first objective's extreme under its direction alone.

@@ -322,6 +322,13 @@ def test_run_refuses_an_explicit_name_that_exists(url: str) -> None:
     assert [s.name for s in get_storage(url).list_studies()] == ["taken"]
 
 
+def test_run_prints_a_study_name_with_brackets_as_typed(url: str) -> None:
+    console = quiet()
+    result = run(trainer(scaled_cnn), storage=url, name="cnn[/]v2", n_workers=1, console=console, show_progress=False)
+    assert result.study.name == "cnn[/]v2"  # rich read it as markup: MarkupError before any step ran
+    assert "study cnn[/]v2 in" in console.file.getvalue()  # type: ignore[attr-defined]
+
+
 def test_run_default_names_are_recipe_then_recipe_2(url: str) -> None:
     names = [run(trainer(), storage=url, stop_after="initial_loss", console=quiet()).study.name for _ in range(2)]
     assert names == ["recipe", "recipe-2"]

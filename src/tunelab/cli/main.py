@@ -176,7 +176,7 @@ def studies(storage: StorageOption = DEFAULT_STORAGE) -> None:
     if not summaries:
         console.print(f"no studies in {storage}", markup=False, highlight=False)
         return
-    table = Table(title=f"studies in {storage}", box=box.SIMPLE_HEAD)
+    table = Table(title=Text(f"studies in {storage}"), box=box.SIMPLE_HEAD)
     states = [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING]
     for col in ["name", "direction", "trials", *(s.value.lower() for s in states), "best value", "created"]:
         table.add_column(

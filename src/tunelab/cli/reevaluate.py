@@ -69,7 +69,7 @@ def reevaluate_command(
             search=search, show_progress=progress,
         )
     out = _out()
-    table = Table(title=f"{result.source} -> {result.study.name} ({result.direction})", box=box.SIMPLE_HEAD)
+    table = Table(title=Text(f"{result.source} -> {result.study.name} ({result.direction})"), box=box.SIMPLE_HEAD)
     for col in ["old #", "old value", "new value", "change", "rank", "verdict"]:
         table.add_column(col, justify="left" if col == "verdict" else "right")
     for row in result.rows:

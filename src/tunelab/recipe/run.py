@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from tunelab.errors import ConfigError
 from tunelab.recipe import checks, search
@@ -198,8 +200,8 @@ def run(
     recorder = _Recorder(study, budget, console, adapt_lr, names)
     goal = f"monitor {trainer.monitor}" if len(names) == 1 else "objectives " + ", ".join(
         f"{d} {n}" for n, d in zip(names, study.directions, strict=True))
-    console.print(f"[bold]tunelab recipe[/]: study [cyan]{study.name}[/] in {store.url or 'memory'}, "
-                  f"{n_workers} worker process{'es' if n_workers > 1 else ''}, {goal}")
+    console.print(f"[bold]tunelab recipe[/]: study [cyan]{escape(study.name)}[/] in {escape(store.url or 'memory')}, "
+                  f"{n_workers} worker process{'es' if n_workers > 1 else ''}, {escape(goal)}")
 
     space: dict[str, Any] = {}  # the searches' space, made from the range test's verdict
     steps: list[tuple[str, Callable[[], StepResult]]] = [
@@ -279,7 +281,7 @@ class _Recorder:
 
     def end(self, outcome: StepResult) -> None:
         mark = {PASS: "[green]pass[/]", FAIL: "[red]FAIL[/]"}.get(outcome.verdict, "[yellow]skip[/]")
-        self.console.print(f"   {mark} {outcome.message} [dim]({outcome.seconds:.1f}s)[/]", highlight=False)
+        self.console.print(f"   {mark} {escape(outcome.message)} [dim]({outcome.seconds:.1f}s)[/]", highlight=False)
         self.record["steps"].append(outcome.to_json())
         self.study.set_system_attr(RECORD_KEY, self.record)
 
@@ -296,14 +298,14 @@ def _print_summary(result: RecipeResult, console: Console) -> None:
     if done and study.is_multi_objective:
         _print_front(result, console)
     elif done:
-        table = Table(title=f"best trials of {study.name} ({study.direction} {_monitor(result)})")
+        table = Table(title=Text(f"best trials of {study.name} ({study.direction} {_monitor(result)})"))
         names = list(dict.fromkeys(k for t in done for k in t.params))
         for col in ["#", "stage", "epochs", "value", *names]:
-            table.add_column(col, justify="right")
+            table.add_column(Text(col), justify="right")  # names as typed, never markup
         for t in sorted(done, key=sort_key(study.direction))[:8]:
             train = t.user_attrs.get("train", {})
             table.add_row(str(t.number), str(train.get("stage", "")), str(train.get("epochs", "")),
-                          f"{t.value:.4f}", *[_fmt(t.params.get(n)) for n in names])
+                          f"{t.value:.4f}", *[Text(_fmt(t.params.get(n))) for n in names])
         console.print(table)
     verdicts = " ".join(f"{_LETTERS[s.step]}:{s.verdict}" for s in result.steps)
     console.print(f"{len(study.trials)} trials, {result.seconds:.1f}s; steps {verdicts}")
@@ -311,9 +313,9 @@ def _print_summary(result: RecipeResult, console: Console) -> None:
         extra = ""
         if result.values:
             extra = " (" + search.format_values({k: v for k, v in result.values.items() if k != _monitor(result)}) + ")"
-        console.print(f"[bold]final validation {_monitor(result)}: {result.value:.4f}[/]{extra}; "
-                      f"model in {result.model_path}")
-    console.print(f"study [cyan]{study.name}[/] is kept: tunelab show {study.name}")
+        console.print(f"[bold]final validation {escape(_monitor(result))}: {result.value:.4f}[/]{escape(extra)}; "
+                      f"model in {escape(str(result.model_path))}")
+    console.print(f"study [cyan]{escape(study.name)}[/] is kept: tunelab show {escape(study.name)}")
 
 
 def _print_front(result: RecipeResult, console: Console) -> None:
@@ -326,14 +328,14 @@ def _print_front(result: RecipeResult, console: Console) -> None:
         return
     chosen = next((s.evidence.get("from_trial") for s in result.steps if s.step == "final"), None)
     goals = ", ".join(f"{d} {n}" for n, d in zip(study.objective_names, study.directions, strict=True))
-    table = Table(title=f"Pareto front of the {stage} stage of {study.name} ({goals})")
+    table = Table(title=Text(f"Pareto front of the {stage} stage of {study.name} ({goals})"))
     names = list(dict.fromkeys(k for t in front for k in t.params))
     for col in ["trial", *study.objective_names, *names, "final"]:
-        table.add_column(col, justify="right")
+        table.add_column(Text(col), justify="right")
     for t in front:
         values = [search.format_value(n, v) for n, v in zip(study.objective_names, t.values or (), strict=True)]
         table.add_row(str(t.number), *values,
-                      *[_fmt(t.params.get(n)) for n in names], "trained" if t.number == chosen else "")
+                      *[Text(_fmt(t.params.get(n))) for n in names], "trained" if t.number == chosen else "")
     console.print(table)
 
 
