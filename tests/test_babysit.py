@@ -361,6 +361,16 @@ def test_set_command_and_its_errors(url: str, runner: CliRunner) -> None:
     assert_error(invoke(runner, "set", "run", "lr=0.1", "--storage", url), "no branch of run 'run' is running")
 
 
+def test_train_refuses_a_new_run_without_a_learning_rate_before_creating_it(url: str, runner: CliRunner) -> None:
+    # the digits trainer's space has no lr: without --set lr=... the run's start could not train, and a run
+    # left behind would be stuck (--set starts a new run only, and it has no checkpoint to roll back to)
+    for extra in ([], ["--set", "lr=-0.1"], ["--set", "lr=fast"]):
+        assert_error(invoke(runner, "train", "fresh", "--epochs", "1", *extra, "--storage", url),
+                     "a new run needs a positive learning rate", "tunelab train fresh --set lr=0.003")
+    with pytest.raises(tunelab.errors.StudyNotFoundError):
+        tunelab.load_study("fresh", url)
+
+
 def test_rollback_tree_suggest_and_watch_commands(url: str, runner: CliRunner) -> None:
     study = new_run(url)
     trial, state = started(study)

@@ -334,7 +334,16 @@ def train(
                 raise ConfigError(f"run {run!r} exists: --set starts a new run only; change a running one "
                                   f"with `tunelab set {run} NAME=VALUE`")
         except StudyNotFoundError:
-            study = create_run(run, trainer.default_params(**values), storage=store,
+            start = trainer.default_params(**values)
+            lr = start.get("lr")
+            # checked before the run exists: a run whose start cannot train is stuck (--set only
+            # starts a new run, and it has no checkpoint to roll back to)
+            if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
+                raise ConfigError(
+                    f"a new run needs a positive learning rate, got lr={lr!r}; start it with e.g. "
+                    f"`tunelab train {run} --set lr=0.003`"
+                ) from None
+            study = create_run(run, start, storage=store,
                                direction=direction or monitor_direction(trainer.monitor), metric=trainer.monitor)
         err = _err()
         err.print(f"training run {run!r} for {epochs} epochs; in another shell: tunelab set {run} lr=... | "
