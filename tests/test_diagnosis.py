@@ -476,3 +476,29 @@ def test_still_improving_and_plateau_give_the_curve_models_prediction() -> None:
     [g] = diagnose_curves({"loss": (steps, flat.tolist())})
     assert g.condition == "plateau" and "predicted to gain less than" in g.message
     assert 0 <= g.evidence["prediction"]["gain_at_most"] < 0.05
+
+
+def test_a_blow_up_of_an_accuracy_says_it_fell() -> None:
+    collapsed = [0.1 + 0.05 * i for i in range(15)] + [0.1] * 15  # 0.8 at step 14, then back at chance level
+    [f] = diagnose_curves({"train_acc": curve(collapsed)})
+    assert f.condition == "divergence" and "train_acc fell from 0.75 at step 13 to 0.1" in f.message
+    assert "rose" not in f.message
+    [g] = diagnose_curves({"train_loss": curve([2.3 * 0.9 ** i for i in range(15)] + [3.0 + i for i in range(15)])})
+    assert g.condition == "divergence" and "train_loss rose from" in g.message
+
+
+def test_predictions_stay_within_the_metrics_natural_range() -> None:
+    # a linear extrapolation of these curves leaves [0, 1] for the accuracy and goes below 0 for the loss
+    steps = list(range(1, 31))
+    x = np.arange(30)
+    [acc] = diagnose_curves({"val_acc": (steps, (0.99 - 0.89 * np.exp(-x / 20)).tolist())})
+    [loss] = diagnose_curves({"val_loss": (steps, (0.05 + 2.25 * np.exp(-x / 20)).tolist())})
+    assert acc.condition == loss.condition == "still_improving"
+    a, lo = acc.evidence["prediction"], loss.evidence["prediction"]
+    assert 0.9 < a["mean"] <= a["high"] <= 1.0 and a["low"] <= a["mean"]
+    assert 0.0 <= lo["low"] <= lo["mean"] < 0.3 and lo["high"] >= lo["mean"]
+    assert "to 1)" in acc.message and "-" not in loss.message.split("90% interval")[1]
+    # a curve that may go below 0 (here a negated score) is left as the model predicts it
+    [neg] = diagnose_curves({"val_loss": (steps, (-0.05 - 2.25 * (1 - np.exp(-x / 20))).tolist())})
+    assert neg.evidence["prediction"]["low"] < neg.evidence["prediction"]["mean"]
+
