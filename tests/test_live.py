@@ -107,6 +107,24 @@ def test_bad_changes_are_refused_before_anything_is_recorded(
     assert "live_requests" not in study.trials[0].system_attrs
 
 
+def test_a_text_parameter_outside_the_space_keeps_its_kind(tmp_path: Path) -> None:
+    # a run's start (create_run, enqueued) may hold text no distribution describes: it changes to other text
+    study = babysit.create_run("run", {"lr": 0.1, "augment": "none"}, storage=f"sqlite:///{tmp_path / 'run.db'}",
+                               artifact_dir=tmp_path / "artifacts")
+    trial = study.ask()
+    trial.live_poll_seconds = 0
+    trial.report(1, val_loss=1.0)
+    with trial.checkpoint(1) as folder:
+        (folder / "weights").write_text("w")
+    set_live(study, trial.number, {"augment": "strong"})
+    assert trial.sync_live(1) == {"augment": "strong"}
+    branch = babysit.rollback(study, to=1, trial=trial.number, values={"augment": "flip"})
+    assert study.get_trial(branch).params["augment"] == "flip"
+    for bad in (3, 0.5):
+        with pytest.raises(ConfigError, match=r"augment is a text parameter \(now 'none'\): give text"):
+            babysit.rollback(study, to=1, trial=trial.number, values={"augment": bad})
+
+
 def test_declared_live_names_limit_what_can_change(tmp_path: Path) -> None:
     study = _study(tmp_path)
     trial = _running(study)

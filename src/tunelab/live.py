@@ -117,6 +117,10 @@ def _cast(name: str, value: object, dist: Distribution | None, current: ParamVal
         if not isinstance(value, bool):
             raise ConfigError(f"{name} is on/off: give true or false, got {value!r}")
         return value
+    if dist is None and isinstance(current, str):  # a text value no distribution describes (an enqueued one)
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} is a text parameter (now {current!r}): give text, got {value!r}")
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(number := float(value)):
         raise ConfigError(f"{name} must be a finite number, got {value!r}")
     if isinstance(dist, Int) or (dist is None and isinstance(current, int)):
