@@ -321,10 +321,11 @@ def test_a_trial_pruned_by_its_objective_or_stopped_on_request() -> None:
     study = tunelab.create_study(sampler=tunelab.RandomSampler())
     trial = study.ask()
     for step in range(4):
-        trial.report(step, val_loss=1.0 - 0.1 * step)
+        trial.report(step, val_loss=1.0 - 0.1 * step, val_acc=0.5 + 0.1 * step, lr=0.01)
     study.tell(trial, state="PRUNED")  # no pruner decided: the objective stopped itself
     (finding,) = diagnose(study, 0)
     assert finding.condition == "pruned" and "at step 3 (by the objective itself" in finding.message
+    assert finding.metric == "val_acc/val_loss"  # its curves, not the learning rate
     trial = study.ask()
     trial.report(0, val_loss=1.0)
     tunelab.babysit.request_stop(study, 1)

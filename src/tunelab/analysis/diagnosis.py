@@ -477,7 +477,8 @@ def _read_as_pruned(
                    "decision); its curves end there, so they show only the start of its training")
         action = "check why the objective stopped it (its own early-stopping rule)"
     evidence = {"step": step, "rule": rule, "metric": metric, "value": value, "detail": record.get("detail")}
-    out = [Finding("pruned", metric if isinstance(metric, str) else "/".join(sorted(curves)) or "-", message,
+    shown = sorted(m for m in curves if not _is_lr(m) and m.lower() not in _NOT_CURVES)
+    out = [Finding("pruned", metric if isinstance(metric, str) else "/".join(shown) or "-", message,
                    action, evidence)]
     cut = f" (up to step {step}, where it was pruned)" if step is not None else " (before it was pruned)"
     for f in findings:
