@@ -201,6 +201,31 @@ def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run_bit_for_bit
     assert curves["val_loss"][0] == [int(r["step"]) for r in after]  # the curve goes on after the checkpoint
 
 
+def test_a_shuffling_dataloader_resumed_mid_epoch_goes_on_bit_for_bit(tmp_path: Path) -> None:
+    # A DataLoader draws its shuffling seed from torch's global RNG when its epoch begins: a resumed
+    # epoch must draw it from that state, not from the checkpoint's (the order and dropout went astray).
+    from torch.utils.data import DataLoader, TensorDataset
+
+    (x_tr, y_tr), (x_va, y_va) = digits()
+
+    def loaders() -> tuple[DataLoader, DataLoader]:
+        return (DataLoader(TensorDataset(x_tr, y_tr), batch_size=64, shuffle=True),
+                DataLoader(TensorDataset(x_va, y_va), batch_size=100))
+
+    study = new_study(tmp_path)
+    kw: dict[str, Any] = {"epochs": 3, "eval_every": 7, "checkpoint_every": 1, "seed": 3}
+    params = {"lr": 0.01, "dropout": 0.3}
+    whole = study.ask()
+    reference = Trainer(build, data=loaders, device="cpu").fit(params, trial=whole, **kw)
+    resume_at = 14  # optimizer step 14: 4 batches into the second epoch of 10
+    resumed = Trainer(build, data=loaders, device="cpu").fit(
+        params, trial=study.ask(), resume=Checkpoint(resume_at, whole.checkpoint_dir / f"step-{resume_at}"), **kw)
+    after = _rows_after(reference.history, resume_at)
+    assert after and _rows_after(resumed.history, resume_at) == after
+    for name, tensor in reference.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[name], tensor)
+
+
 def test_a_branch_with_a_changed_lr_starts_from_the_checkpoint_weights_with_the_new_lr(tmp_path: Path) -> None:
     study = new_study(tmp_path)
     study.enqueue({"lr": 0.01})

@@ -52,11 +52,15 @@ def load_once(load: LoadData) -> tuple[Data, Data]:
 
 
 def batches(
-    data: Data, batch_size: int, device: torch.device, generator: torch.Generator | None = None, *, start: int = 0
+    data: Data, batch_size: int, device: torch.device, generator: torch.Generator | None = None, *, start: int = 0,
+    epoch_rng: torch.Tensor | None = None,
 ) -> Iterator[Tensors]:
     """One epoch of ``(inputs, targets)`` batches on ``device``, shuffled by ``generator`` (None:
     in order), from batch number ``start`` on (the epoch's order is drawn whole first, so a
-    resumed epoch goes on in the same order). A DataLoader yields its own batches."""
+    resumed epoch goes on in the same order). A DataLoader yields its own batches; it shuffles with
+    a seed drawn from torch's global generator when its iterator is made, so a resumed epoch
+    (``start`` > 0) makes it under ``epoch_rng``, that generator's state when the epoch began, skips
+    the batches done, and then puts back the global state it found (the one the checkpoint restored)."""
     if isinstance(data, tuple):
         x, y = on_device(data, device)
         n = int(x.shape[0])
@@ -65,7 +69,16 @@ def batches(
             idx = order[first:first + batch_size] if order is not None else slice(first, first + batch_size)
             yield x[idx], y[idx]
     else:
-        for batch in itertools.islice(data, start, None):
+        if start and epoch_rng is not None:
+            resumed = torch.get_rng_state()
+            torch.set_rng_state(epoch_rng)
+            it: Iterator[Any] = iter(data)
+            for _ in itertools.islice(it, start):
+                pass
+            torch.set_rng_state(resumed)
+        else:
+            it = itertools.islice(data, start, None)
+        for batch in it:
             xb, yb = batch[0], batch[1]
             yield xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
 

@@ -55,6 +55,8 @@ class LoopState:
     epoch: int = 0
     batch: int = 0
     epoch_rng: torch.Tensor = field(init=False)
+    epoch_torch_rng: torch.Tensor | None = None
+    """torch's global RNG state when the epoch under way began (a DataLoader draws its shuffling seed from it)."""
     best_model: dict[str, torch.Tensor] | None = None
     improved: bool = False
     stopped: str | None = None
@@ -68,6 +70,8 @@ class LoopState:
         if epoch != self.epoch:
             self.epoch, self.batch = epoch, 0
         self.epoch_rng = self.generator.get_state()
+        if self.batch == 0:  # a resumed epoch keeps the state its checkpoint gave (None in older ones)
+            self.epoch_torch_rng = torch.get_rng_state()
 
     def evaluated(self, model: nn.Module, improved: bool) -> None:
         """Count an evaluation; copy the weights when it is the best so far (``keep_best``)."""
@@ -84,15 +88,16 @@ class LoopState:
         batch, the next epoch's start. The best weights are left out when the model holds them.
         """
         if self.batch >= self.steps_per_epoch:
-            epoch, batch, generator = self.epoch + 1, 0, self.generator.get_state()
+            epoch, batch, generator, torch_rng = self.epoch + 1, 0, self.generator.get_state(), None
         else:
-            epoch, batch, generator = self.epoch, self.batch, self.epoch_rng
+            epoch, batch, generator, torch_rng = self.epoch, self.batch, self.epoch_rng, self.epoch_torch_rng
         return {
             "optimizer_step": self.step, "epoch": epoch, "batch": batch, "generator": generator,
             "steps_per_epoch": self.steps_per_epoch, "evaluations": self.evaluations,
             "reporter": self.reporter.state_dict(), "params": dict(self.params),
             "best_is_last": self.keep_best and self.improved,
             "best_model": self.best_model if self.keep_best and not self.improved else None,
+            "epoch_torch_rng": torch_rng if batch else None,  # added last: older checkpoints lack it
         }
 
     def load_state_dict(self, state: Mapping[str, Any], model: nn.Module) -> None:
@@ -104,6 +109,7 @@ class LoopState:
         self.epoch, self.batch = int(state["epoch"]), int(state["batch"])
         self.generator.set_state(state["generator"])
         self.epoch_rng = self.generator.get_state()
+        self.epoch_torch_rng = state.get("epoch_torch_rng")  # None in checkpoints written before it was kept
         if self.keep_best and state["best_is_last"]:
             self.best_model = _copy(model)
         elif self.keep_best and state["best_model"] is not None:
@@ -159,7 +165,8 @@ class FitLoop:
         steps or at its end; return True when training stops early."""
         state = self.state
         state.begin_epoch(epoch)
-        for xb, yb in self.trainer.batches(self.train, self.batch_size, state.generator, start=state.batch):
+        for xb, yb in self.trainer.batches(self.train, self.batch_size, state.generator, start=state.batch,
+                                           epoch_rng=state.epoch_torch_rng):
             if self.live:
                 self.apply_live_changes()
             self.train_step(xb, yb)

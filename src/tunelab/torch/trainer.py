@@ -320,12 +320,15 @@ class Trainer:
         return size
 
     def batches(
-        self, data: Data, batch_size: int, generator: torch.Generator | None = None, *, start: int = 0
+        self, data: Data, batch_size: int, generator: torch.Generator | None = None, *, start: int = 0,
+        epoch_rng: torch.Tensor | None = None,
     ) -> Iterator[Tensors]:
         """One epoch of ``(inputs, targets)`` batches on the device, shuffled by ``generator``
         (None: in order), from batch number ``start`` on (the epoch's order is drawn whole first,
-        so a resumed epoch goes on in the same order). A DataLoader yields its own batches."""
-        return _data.batches(data, batch_size, resolve_device(self.device), generator, start=start)
+        so a resumed epoch goes on in the same order). A DataLoader yields its own batches (a resumed
+        epoch's iterator is made under ``epoch_rng``, torch's global RNG state when the epoch began)."""
+        return _data.batches(data, batch_size, resolve_device(self.device), generator, start=start,
+                             epoch_rng=epoch_rng)
 
     def steps_per_epoch(self, data: Data, batch_size: int) -> int:
         """Optimiser steps in one pass over ``data``."""
