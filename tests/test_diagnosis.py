@@ -317,6 +317,27 @@ def test_diagnose_command_of_a_pruned_trial(tmp_path: Path) -> None:
     assert "pruned (val_loss): the trial was pruned at step 9 by the rule median at step 9" in result.stdout
 
 
+def test_diagnose_command_without_a_best_trial_says_how_to_diagnose_the_running_one(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tunelab.cli import app
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    study = tunelab.create_study(name="run", storage=url, sampler=tunelab.RandomSampler())
+    trial = study.ask()  # a run still training: no COMPLETE trial yet
+    for step in range(1, 12):
+        trial.report(step, val_loss=1.0 / step)
+    runner = CliRunner(env={"TUNELAB_STORAGE": None, "NO_COLOR": "1", "COLUMNS": "400"})
+    result = runner.invoke(app, ["diagnose", "run", "--storage", url])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "no COMPLETE trial yet (1 trial: 1 running)" in result.stderr
+    assert "give its number, e.g. `tunelab diagnose run 0` (trial 0 is running)" in result.stderr
+    assert runner.invoke(app, ["diagnose", "run", "0", "--storage", url]).exit_code == 0
+    tunelab.create_study(name="empty", storage=url)
+    empty = runner.invoke(app, ["diagnose", "empty", "--storage", url])
+    assert empty.exit_code == 1 and "it has no trials yet" in empty.stderr and "give its number" not in empty.stderr
+
+
 def test_a_trial_pruned_by_its_objective_or_stopped_on_request() -> None:
     study = tunelab.create_study(sampler=tunelab.RandomSampler())
     trial = study.ask()

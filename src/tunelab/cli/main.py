@@ -638,7 +638,7 @@ def diagnose(
                 f"study {study.name!r} has {len(study.directions)} objectives, so no single best trial to diagnose: "
                 f"give a trial number, e.g. one of its Pareto front {front} (tunelab best {study.name})"
             )
-        number = study.best_trial.number if trial is None else trial
+        number = _best_to_diagnose(study) if trial is None else trial
         from tunelab.analysis.diagnosis import diagnose as read_curves
 
         findings = read_curves(study, number)
@@ -653,6 +653,23 @@ def diagnose(
     for f in findings:
         console.print(Text.assemble((f"{f.condition}", "bold"), f" ({f.metric}): {f.message}"))
         console.print(Text.assemble(("  do: ", "green"), f.action))
+
+
+def _best_to_diagnose(study: Study) -> int:
+    """The best trial's number; without one, the error says how to diagnose another (a running one...)."""
+    try:
+        return study.best_trial.number
+    except TrialNotFoundError as e:
+        trials = study.trials
+        started = [t.number for t in trials if t.state != TrialState.WAITING]
+        if not started:
+            raise
+        running = [t.number for t in trials if t.state == TrialState.RUNNING]
+        example = (running or started)[-1]
+        raise TrialNotFoundError(
+            f"{e}; to diagnose another trial give its number, e.g. `tunelab diagnose {study.name} {example}`"
+            + (f" (trial {example} is running)" if running else "")
+        ) from None
 
 
 @app.command()

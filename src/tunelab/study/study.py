@@ -249,11 +249,13 @@ class Study:
             return f"study {self.name!r} has no COMPLETE trial: it has no trials yet; run optimize() first"
         failed = [t for t in trials if t.state == TrialState.FAIL]
         if len(failed) == len(trials):
-            head = f"study {self.name!r} has no COMPLETE trial: all {len(trials)} trials failed; the first"
+            every = f"all {len(trials)} trials" if len(trials) != 1 else "its one trial"
+            head = f"study {self.name!r} has no COMPLETE trial: {every} failed; the first"
         else:
             counts = [(sum(t.state == s for t in trials), s.value.lower()) for s in _NOT_COMPLETE]
             shown = ", ".join(f"{n} {'failed' if s == 'fail' else s}" for n, s in counts if n)
-            head = f"study {self.name!r} has no COMPLETE trial yet ({len(trials)} trials: {shown})"
+            many = "s" if len(trials) != 1 else ""
+            head = f"study {self.name!r} has no COMPLETE trial yet ({len(trials)} trial{many}: {shown})"
             if not failed:
                 return head + "; run optimize() (again) to finish some"
             head += "; the first failure"
