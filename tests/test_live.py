@@ -229,6 +229,9 @@ def test_branch_refuses_missing_checkpoints_unknown_trials_and_bad_values(tmp_pa
     with pytest.raises(ConfigError, match="kind"):
         babysit.branch(study, 0, 2, kind="fork")
     assert len(study.trials) == 1  # nothing queued by a refused branch
+    bare = study.ask()  # a trial whose loop wrote no checkpoint: the error names a way out, not "one of those"
+    with pytest.raises(ConfigError, match=r"it keeps none \(its loop wrote none .*from a trial that keeps one"):
+        babysit.branch(study, bare.number, 3)
 
 
 def test_a_branch_whose_checkpoint_vanished_says_so(tmp_path: Path) -> None:

@@ -338,8 +338,10 @@ class CheckpointStore:
         if found is None:
             kept = [c.step for c in self.checkpoints(number)]
             raise ConfigError(
-                f"trial {number} keeps no checkpoint at step {step}; it keeps "
-                f"{', '.join(map(str, kept)) if kept else 'none'}: roll back to one of those"
+                f"trial {number} keeps no checkpoint at step {step}; "
+                + (f"it keeps {', '.join(map(str, kept))}: roll back to one of those" if kept else
+                   "it keeps none (its loop wrote none through trial.checkpoint(step), or they were removed): roll "
+                   "back from a trial that keeps one (tunelab tree lists them)")
             )
         if found.path.is_symlink():
             raise ConfigError(f"the checkpoint {str(found.path)!r} is a symbolic link, not a folder that tunelab "
