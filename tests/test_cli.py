@@ -482,3 +482,14 @@ def test_reading_keeps_a_stored_pruner_that_can_be_rebuilt(url: str) -> None:
     study = read_study("median", url)
     assert isinstance(study.pruner, tunelab.MedianPruner) and study.pruner.metric == "val_loss"
     assert type(study.sampler).__name__ == "RandomSampler"  # the stored sampler is not rebuilt to read
+
+
+def test_a_trial_number_past_64_bits_is_no_such_trial_not_a_traceback(
+    runner: CliRunner, url: str, study: tunelab.Study
+) -> None:
+    huge = str(2**64)  # no SQLite INTEGER holds it: the query raised OverflowError
+    for command in (["trial", "quad", huge], ["diagnose", "quad", huge], ["set", "quad", "x=1", "--trial", huge],
+                    ["suggest", "quad", "--trial", huge]):
+        assert_error(invoke(runner, *command, "--storage", url), f"study 'quad' has no trial number {huge}")
+    with pytest.raises(tunelab.errors.TrialNotFoundError):
+        study.get_curves(-(2**63) - 1)

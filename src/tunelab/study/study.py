@@ -310,7 +310,7 @@ class Study:
         """Trial ``number`` as stored now (one indexed read); TrialNotFoundError if there is none."""
         if isinstance(number, bool) or not isinstance(number, int):
             raise ConfigError(f"a trial number must be an integer, got {number!r}")
-        found = self._storage.get_trials(self._study_id, min_number=number, max_number=number)
+        found = self._trials_numbered(number)
         if not found or found[0].number != number:
             raise TrialNotFoundError(f"study {self.name!r} has no trial number {number}")
         return found[0]
@@ -685,10 +685,17 @@ class Study:
         return [t.number for t in sorted(done, key=lambda t: (not t.feasible, sort_key(self.direction)(t)))]
 
     def _trial_id(self, number: int) -> int:
-        found = self._storage.get_trials(self._study_id, min_number=number, max_number=number)
+        found = self._trials_numbered(number)
         if not found or found[0].number != number:
             raise TrialNotFoundError(f"study {self.name!r} has no trial number {number}")
         return found[0].trial_id
+
+    def _trials_numbered(self, number: int) -> list[FrozenTrial]:
+        """The trial numbered ``number`` (a list of one, or none); a number no 64-bit column holds
+        (``tunelab trial STUDY 99999999999999999999``) is none, not an OverflowError of the database."""
+        if not -(2**63) <= number < 2**63:
+            return []
+        return list(self._storage.get_trials(self._study_id, min_number=number, max_number=number))
 
 
 def _record_fail(storage: BaseStorage, frozen: FrozenTrial, reason: str) -> None:
