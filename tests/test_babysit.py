@@ -386,6 +386,11 @@ def test_rollback_tree_suggest_and_watch_commands(url: str, runner: CliRunner) -
     assert result.exit_code == 0, result.output
     assert "`-- from step 10: trial 1  WAITING  rollback, lr 0.1 -> 0.02  no steps yet  note: slower" in result.output
     assert "checkpoints: 10, 15" in result.output
+    assert_error(invoke(runner, "tree", "run", "--metric", "val_acc", "--storage", url),  # it showed 'no steps yet'
+                 "no branch of run 'run' reported the metric 'val_acc' (--metric)",
+                 "the newest reported lr, train_loss, val_loss")
+    result = invoke(runner, "tree", "run", "--metric", "train_loss", "--storage", url)
+    assert result.exit_code == 0 and "train_loss best" in result.output
 
     flat = new_run(url, name="flat")
     reported(flat, {"val_loss": PLATEAU})

@@ -176,9 +176,15 @@ def tree(
 ) -> None:
     """The branches of a run: changes made while each trained, pending requests, kept checkpoints."""
     with _open(storage) as store:
-        from tunelab.babysit.branches import format_tree
+        from tunelab.babysit.branches import format_tree, run_metrics
 
-        text = format_tree(_read_study(run, store), metric=metric)
+        study = _read_study(run, store)
+        if metric is not None:  # as the dashboard's tree: a metric no branch reported is an error, not empty curves
+            reported = run_metrics(study).reported
+            if metric not in reported and not study.get_metric(metric):
+                raise ConfigError(f"no branch of run {run!r} reported the metric {metric!r} (--metric); the newest "
+                                  f"reported {', '.join(reported) or 'nothing yet'}")
+        text = format_tree(study, metric=metric)
     _out().print(text, markup=False, highlight=False, soft_wrap=True)
 
 
