@@ -129,7 +129,9 @@ def test_declared_live_names_limit_what_can_change(tmp_path: Path) -> None:
     study = _study(tmp_path)
     trial = _running(study)
     trial.declare_live(["lr", "momentum"])
-    with pytest.raises(ConfigError, match=r"can change while it trains lr, momentum"):
+    with pytest.raises(ConfigError, match=r"can change while it trains lr, momentum; width is one of its parameters: "
+                                          r"a branch can start with another value \(roll back to a checkpoint with "
+                                          r"--set width=...\)"):
         set_live(study, trial.number, {"width": 16})
     set_live(study, trial.number, {"momentum": 0.95})  # not a parameter, but the loop applies it
     assert trial.sync_live(0) == {"momentum": 0.95}

@@ -100,9 +100,11 @@ def check_live_values(
     for name, value in values.items():
         if name not in known:
             what = "can change while it trains" if live_names is not None else "has"
+            fix = (f"; {name} is one of its parameters: a branch can start with another value (roll back to a "
+                   f"checkpoint with --set {name}=...)" if name in params else "")
             raise ConfigError(
                 f"trial {number} has no live hyperparameter {name!r}: its training loop {what} "
-                f"{', '.join(sorted(known)) or 'none'}"
+                f"{', '.join(sorted(known)) or 'none'}{fix}"
             )
         out[name] = _cast(name, value, distributions.get(name), params.get(name))
     return out
