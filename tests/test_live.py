@@ -52,6 +52,24 @@ def test_a_change_applies_at_the_next_sync_and_is_recorded_with_its_step(tmp_pat
     assert live.pending_requests(frozen) == []
 
 
+def test_a_numpy_step_is_stored_as_a_number_and_a_step_that_is_no_number_is_refused(tmp_path: Path) -> None:
+    import numpy as np
+
+    study = _study(tmp_path)
+    trial = _running(study)
+    trial.sync_live(0)
+    set_live(study, trial.number, {"lr": 0.25})
+    assert trial.live("lr", np.int64(3)) == 0.25  # `for step in np.arange(n)`: the schedule write failed (JSON)
+    set_live(study, trial.number, {"lr": 0.125})
+    assert trial.sync_live(np.float32(4.5), force=True) == {"lr": 0.125}
+    steps = [e["step"] for e in live.schedule(study.get_trial(trial.number))]
+    assert steps == [3, 4.5] and [type(s) for s in steps] == [int, float]
+    for bad in ("5", None, float("nan"), float("inf"), True):  # stored, they broke params_at and the tree later
+        with pytest.raises(ConfigError, match=r"the step about to run as a finite number"):
+            trial.sync_live(bad, force=True)  # type: ignore[arg-type]
+    assert babysit.format_tree(study)
+
+
 def test_callbacks_see_each_change_once(tmp_path: Path) -> None:
     study = _study(tmp_path)
     trial = _running(study)

@@ -350,7 +350,7 @@ class Trial:
         (JSON) and passed to the callbacks of :meth:`on_live_change`.
         """
         self._check_running()
-        return self._live_state().sync(step, force=force, **extra)
+        return self._live_state().sync(_live_step(step), force=force, **extra)
 
     def on_live_change(self, callback: LiveCallback) -> None:
         """Call ``callback(step, changes)`` whenever changes take effect."""
@@ -717,6 +717,17 @@ def _checked_step(step: Any) -> int:
     if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
         raise ConfigError(f"report(step=...) must be a non-negative integer, got {step!r}")
     return int(step)
+
+
+def _live_step(step: Any) -> int | float:
+    """A live change's step as a plain int or float (a numpy number too: it is stored as JSON), or a
+    ConfigError (a bool, text, None, NaN or an infinity: the schedule compares steps as numbers)."""
+    if isinstance(step, bool) or not isinstance(step, numbers.Real) or not math.isfinite(float(step)):
+        raise ConfigError(
+            f"sync_live(step=...) and live(name, step) need the step about to run as a finite number (the loop's "
+            f"own unit, e.g. the optimizer step or a fractional epoch), got {step!r}"
+        )
+    return int(step) if isinstance(step, numbers.Integral) else float(step)
 
 
 def _floats(metrics: Mapping[str, Any]) -> dict[str, float]:
