@@ -70,6 +70,23 @@ def test_a_numpy_step_is_stored_as_a_number_and_a_step_that_is_no_number_is_refu
     assert babysit.format_tree(study)
 
 
+def test_numpy_steps_checkpoint_and_branch_as_report_takes_them(tmp_path: Path) -> None:
+    import numpy as np
+
+    study = _study(tmp_path, checkpoint_policy=CheckpointPolicy(keep_last=5))
+    trial = _running(study)
+    for step in np.arange(1, 4):  # report() took np.int64; checkpoint() refused it as 'not a non-negative integer'
+        trial.report(step, val_loss=1.0 / int(step))
+        with trial.checkpoint(step) as folder:
+            (folder / "w").write_text("w")
+    assert [c.step for c in trial.checkpoints()] == [1, 2, 3]
+    first = babysit.rollback(study, to=np.int64(2), trial=trial.number)
+    second = babysit.branch(study, trial.number, np.int64(3))
+    assert [live.branch_of(study.get_trial(n).system_attrs).step for n in (first, second)] == [2, 3]  # type: ignore[union-attr]
+    with pytest.raises(ConfigError, match=r"branch\(step=...\) must be a checkpoint's step"):
+        babysit.branch(study, trial.number, 2.0)  # type: ignore[arg-type]
+
+
 def test_callbacks_see_each_change_once(tmp_path: Path) -> None:
     study = _study(tmp_path)
     trial = _running(study)

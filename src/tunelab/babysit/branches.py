@@ -10,6 +10,7 @@ each while it trained, the requests still pending and the checkpoints one can ro
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -52,8 +53,9 @@ def rollback(
     is asked to stop (:func:`~tunelab.babysit.control.request_stop`), so the training process moves on to the new one.
     ConfigError when the choice is ambiguous, no branch keeps that step, or a value is bad.
     """
-    if isinstance(to, bool) or not isinstance(to, int) or to < 0:
+    if isinstance(to, bool) or not isinstance(to, numbers.Integral) or to < 0:
         raise ConfigError(f"rollback(to=...) must be a step (an integer >= 0), got {to!r}")
+    to = int(to)  # a numpy integer too
     if trial is not None and (isinstance(trial, bool) or not isinstance(trial, int)):
         raise ConfigError(f"rollback(trial=...) must be a trial number, got {trial!r}")
     if note is not None and not isinstance(note, str):

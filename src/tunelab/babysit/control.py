@@ -7,6 +7,7 @@ while the training loop applies what they ask at its next step.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from datetime import datetime, timezone
 
@@ -89,6 +90,9 @@ def branch(
     """
     if kind not in BRANCH_KINDS:
         raise ConfigError(f"branch(kind=...) must be one of {BRANCH_KINDS}, got {kind!r}")
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
+        raise ConfigError(f"branch(step=...) must be a checkpoint's step (an integer >= 0), got {step!r}")
+    step = int(step)  # a numpy integer too: the branch record is JSON
     parent = study.get_trial(number)
     start = study.checkpoint_store.snapshot(number, step)  # ConfigError when not kept
     params = read_checkpoint_params(start.path) or params_at(parent, step)

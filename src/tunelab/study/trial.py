@@ -273,6 +273,8 @@ class Trial:
         (``tunelab-params.json``), so that a roll-back to it resumes with them.
         """
         self._check_running()
+        if isinstance(step, numbers.Integral) and not isinstance(step, bool):
+            step = int(step)  # a numpy integer, as report() takes it
         self._writer.write_reports()  # the stored curve reaches the checkpoint's step (a roll-back reads it)
         return self._checkpoint_with_params(self._checkpoints.write(self.number, step), step)
 
