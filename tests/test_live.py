@@ -87,6 +87,18 @@ def test_numpy_steps_checkpoint_and_branch_as_report_takes_them(tmp_path: Path) 
         babysit.branch(study, trial.number, 2.0)  # type: ignore[arg-type]
 
 
+def test_create_run_takes_numpy_numbers_and_refuses_other_objects(tmp_path: Path) -> None:
+    import numpy as np
+
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    study = babysit.create_run("np", {"lr": np.float32(0.5), "width": np.int64(32)}, storage=url)
+    trial = study.ask()
+    assert trial.live_params == {"lr": 0.5, "width": 32}  # np.float32 was refused: 'must be a number'
+    assert [type(v) for v in trial.live_params.values()] == [float, int]
+    with pytest.raises(ConfigError, match=r"create_run\(params=...\): lr=\[0.1\] must be a number"):
+        babysit.create_run("list", {"lr": [0.1]}, storage=url)
+
+
 def test_callbacks_see_each_change_once(tmp_path: Path) -> None:
     study = _study(tmp_path)
     trial = _running(study)
