@@ -280,7 +280,7 @@ def test_reduce_on_plateau_fires_once_per_plateau_and_survives_restarts(url: str
     assert once(study, rule) == [] and once(study, rule) == []  # restarted watchers: pending, not again
     [request] = pending_requests(frozen(study, 0))
     assert request["source"] == f"auto: {rule}" and request["note"] == change.reason
-    trial.sync_live(15)
+    trial.sync_live(14)  # as the Trainer does: evaluated at 14, then the change applies from 14 on
     for s in (15, 16):
         trial.report(s, val_loss=0.09)
     assert once(study, rule) == []  # since the change: 2 evaluations
@@ -308,13 +308,28 @@ def test_reduce_on_plateau_respects_min_lr_and_cooldown(url: str) -> None:
     for s in range(11, 14):
         trial2.report(s, val_loss=0.1)
     assert len(once(study2, rule2)) == 1
-    trial2.sync_live(14)
+    trial2.sync_live(13)  # evaluated at 13, then changed
     for s in range(14, 18):  # 14 and 15 are the cooldown: 16, 17 count
         trial2.report(s, val_loss=0.1)
     assert once(study2, rule2) == []
     trial2.report(18, val_loss=0.1)
     [second] = once(study2, rule2)
     assert second.step == 18 and second.values == {"lr": 0.025}
+
+
+def test_reduce_on_plateau_does_not_count_the_evaluation_at_the_change_step(url: str) -> None:
+    study, trial, rule = flat_run(url)
+    for s in (11, 12, 13):
+        trial.report(s, val_loss=0.09)
+    trial.report(14, val_loss=0.09)
+    assert len(once(study, rule)) == 1
+    trial.sync_live(14)  # the Trainer's order: the evaluation at 14, then the change at 14
+    for s in (15, 16):
+        trial.report(s, val_loss=0.09)
+    assert once(study, rule) == []  # 2 evaluations under the new rate, not 3 (14 came before it)
+    trial.report(17, val_loss=0.09)
+    [again] = once(study, rule)
+    assert again.step == 17 and "(steps 15-17)" in again.reason
 
 
 def test_watch_follows_the_run_until_it_ends(url: str) -> None:

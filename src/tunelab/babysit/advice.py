@@ -406,7 +406,9 @@ class ReduceOnPlateau(Rule):
     Args:
         metric: the curve to watch (default ``val_loss``; maximised when its name says so, e.g. ``val_acc``).
         patience: evaluations without an improvement on the best value so far after which the rate is
-            reduced (only evaluations since the rate's last change count).
+            reduced (only evaluations after the step of the rate's last change count: tunelab's
+            Trainer and the Lightning and Hugging Face callbacks evaluate at a step and then apply a
+            change at that same step, so an evaluation at the change's step may precede it).
         factor: the new rate is ``factor * rate`` (0 < factor < 1).
         min_lr: never below this; nothing happens once the rate is there.
         cooldown: evaluations right after a change that are not counted (the run settles first).
@@ -498,7 +500,7 @@ class ReduceOnPlateau(Rule):
         for i, (_, b) in enumerate(points):
             if not math.isfinite(best) or b < best - self.threshold * abs(best):
                 best, last_better = b, i
-        window = [i for i, (s, _) in enumerate(points) if since is None or s >= since][self.cooldown:]
+        window = [i for i, (s, _) in enumerate(points) if since is None or s > since][self.cooldown:]
         flat = [i for i in window if i > last_better]
         if len(flat) < self.patience:
             return None
