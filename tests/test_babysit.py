@@ -419,8 +419,11 @@ def test_rollback_tree_suggest_and_watch_commands(url: str, runner: CliRunner) -
 
     plateau = new_run(url, name="watched")
     reported(plateau, {"val_loss": PLATEAU})
-    assert_error(invoke(runner, "watch", "watched", "--auto", "reduce_on_plateau", "--patience", "0",
-                        "--storage", url), "patience")
+    for option, bad in [("--patience", "0"), ("--factor", "1.5"), ("--factor", "0"), ("--poll-seconds", "0"),
+                        ("--cooldown", "-1"), ("--min-lr", "-1")]:
+        refused = invoke(runner, "watch", "watched", "--auto", "reduce_on_plateau", option, bad, "--storage", url)
+        assert refused.exit_code == 2 and f"Invalid value for '{option}'" in refused.output, refused.output
+        assert "watching" not in refused.output  # refused before the watch begins, named as the option
     result = invoke(runner, "watch", "watched", "--auto", "reduce_on_plateau", "--max-seconds", "0",
                     "--storage", url)
     assert result.exit_code == 0, result.output

@@ -257,10 +257,10 @@ def watch(
     trial: Annotated[int | None, typer.Option("--trial", metavar="N", show_default=False,
                                               help="Start with this branch (default: the running one).")] = None,
     metric: Annotated[str, typer.Option("--metric", help="The curve the rule reads.")] = "val_loss",
-    patience: Annotated[int, typer.Option("--patience", help="Evaluations without improvement.")] = 3,
-    factor: Annotated[float, typer.Option("--factor", help="Multiply the learning rate by this.")] = 0.5,
-    min_lr: Annotated[float, typer.Option("--min-lr", help="Never below this learning rate.")] = 1e-6,
-    cooldown: Annotated[int, typer.Option("--cooldown", help="Evaluations ignored after a change.")] = 0,
+    patience: Annotated[int, typer.Option("--patience", min=1, help="Evaluations without improvement.")] = 3,
+    factor: Annotated[float, typer.Option("--factor", help="Multiply the lr by this (between 0 and 1).")] = 0.5,
+    min_lr: Annotated[float, typer.Option("--min-lr", min=0.0, help="Never below this learning rate.")] = 1e-6,
+    cooldown: Annotated[int, typer.Option("--cooldown", min=0, help="Evaluations ignored after a change.")] = 0,
     param: Annotated[str, typer.Option("--param", help="The hyperparameter to reduce.")] = "lr",
     poll_seconds: Annotated[float, typer.Option("--poll-seconds", help="Seconds between reads.")] = 2.0,
     max_seconds: Annotated[
@@ -273,6 +273,10 @@ def watch(
     """Apply an automatic rule to the run's running branch as it trains, printing each change."""
     from tunelab.babysit import advice
 
+    if not 0.0 < factor < 1.0:  # named as the option, before the rule names its Python argument
+        raise typer.BadParameter(f"must be between 0 and 1 (exclusive), got {factor}", param_hint="'--factor'")
+    if not poll_seconds > 0.0:
+        raise typer.BadParameter(f"must be more than 0 seconds, got {poll_seconds}", param_hint="'--poll-seconds'")
     with _cli_errors():
         rule = advice.ReduceOnPlateau(metric=metric, patience=patience, factor=factor, min_lr=min_lr,
                                       cooldown=cooldown, param=param)
