@@ -305,6 +305,16 @@ def test_advice_variants() -> None:
         advice({"a": 1.0}, top=0.0)
 
 
+def test_advice_on_equal_shares_says_the_trials_tell_nothing_apart() -> None:
+    flat = [FrozenTrial(number=i, state=TrialState.COMPLETE, value=1.0, params={"a": i / 10, "b": 1 - i / 10},
+                        distributions={"a": Float(0.0, 1.0), "b": Float(0.0, 1.0)}) for i in range(6)]
+    shares = importance(flat)
+    assert shares == {"a": 0.5, "b": 0.5}  # the value never varied
+    sentence = advice(shares)
+    assert "a and b have equal shares" in sentence and "run more trials" in sentence
+    assert "every parameter matters" not in sentence
+
+
 def test_advice_on_real_shares_reads_well() -> None:
     sentence = advice(importance(sample_trials(QUADRATIC, quadratic, 200, 0)))
     assert sentence.startswith("x1 explains")

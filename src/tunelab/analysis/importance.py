@@ -202,6 +202,9 @@ def advice(shares: Mapping[str, float], *, top: float = 0.8, small: float = 0.02
     ranked = sorted(((str(k), float(v)) for k, v in shares.items()), key=lambda kv: -kv[1])
     if len(ranked) == 1:
         return f"only {ranked[0][0]} was measured: nothing to compare it with"
+    if len({share for _, share in ranked}) == 1:  # importance()'s answer when the trials tell nothing apart
+        return (f"{_join([name for name, _ in ranked])} have equal shares: the trials do not tell them apart "
+                "(too few, or the value did not vary); run more trials before fixing any")
     leaders: list[str] = []
     total = 0.0
     for name, share in ranked:
