@@ -273,6 +273,19 @@ def test_explicit_numeric_values_shift_with_their_own_spacing() -> None:
     assert min(t.params["depth"] for t in study.trials) == 0  # evenly spaced values
 
 
+def test_explicit_values_taken_as_categorical_choices_are_never_shifted() -> None:
+    # The grid's own example takes explicit values with suggest_categorical: no value past them
+    # can be taken, so the best on an edge adds nothing (it planned 16 and stopped the study).
+    sampler = GridSampler({"bs": [32, 64, 128], "lr": Float(1e-4, 1e-1, log=True)}, n_points=4,
+                          shift_edges=True, max_shifts=1)
+    study = tunelab.create_study(sampler=sampler, seed=0)
+    study.optimize(lambda t: t.suggest_categorical("bs", [32, 64, 128]) / 1000
+                   + abs(math.log10(t.suggest_float("lr", 1e-4, 1e-1, log=True)) + 5), n_trials=100)
+    assert {t.params["bs"] for t in study.trials} == {32, 64, 128}
+    assert min(t.params["lr"] for t in study.trials) == pytest.approx(1e-5)  # numeric ones still shift
+    assert len(study.trials) == 3 * 5 and all(t.state == TrialState.COMPLETE for t in study.trials)
+
+
 # -- errors and description ------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("kwargs", "match"),

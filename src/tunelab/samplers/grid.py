@@ -428,7 +428,9 @@ class GridSampler(Sampler):
         best = history.top(1)
         for name, axis in shiftable.items():
             values[name].sort(key=float)  # type: ignore[arg-type]
-            if best:
+            # A parameter the objective suggests as a categorical (explicit values taken by
+            # suggest_categorical) can never take a value past its choices: no shift for it.
+            if best and not isinstance(best[0].distributions.get(name), Categorical):
                 values[name] = self._extend(axis, values[name], best[0].params.get(name))
         return values
 
