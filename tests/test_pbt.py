@@ -139,3 +139,23 @@ def test_exploit_copies_fixed_hyperparameters_and_explore_leaves_them_alone(tmp_
     assert change is not None and change.parent == high.number
     assert change.params["width"] == 64  # the parent's, with its weights
     assert change.params["lr"] in (pytest.approx(0.5 * 0.8), pytest.approx(0.5 * 1.2))
+
+
+def test_explore_keeps_a_float_lattice_on_its_lattice(tmp_path: Path) -> None:
+    """0.3 * 0.8 = 0.24 is no value of Float(0, 1, step=0.1): it is perturbed to 0.2 (it raised
+    InvalidDistributionError, which stopped the whole study at the first exploit)."""
+    study = tunelab.create_study(storage=f"sqlite:///{tmp_path / 'lat.db'}", sampler=tunelab.RandomSampler(),
+                                 space={"dropout": Float(0.0, 1.0, step=0.1)}, seed=0, direction="maximize")
+    for dropout in (0.1, 0.3):
+        study.enqueue({"dropout": dropout})
+    rules = PopulationBasedTraining(interval=1, metric="score", direction="maximize", quantile=0.5,
+                                    resample_probability=0.0, factors=(0.8,))
+    low, high = study.ask(), study.ask()
+    members = [rules.member(low), rules.member(high)]
+    for t, m in zip((low, high), members, strict=True):
+        t.report(1, score=float(m.params["dropout"]))
+        with t.checkpoint(1) as folder:
+            (folder / "state.json").write_text("0")
+    change = members[0].exploit_and_explore(1)
+    assert change is not None and change.parent == high.number
+    assert change.params["dropout"] == 0.2 and low.distributions["dropout"].contains(change.params["dropout"])

@@ -248,7 +248,9 @@ def _clip(dist: Distribution, value: float) -> ParamValue:
     v = min(max(value, dist.low), dist.high)
     if isinstance(dist, Int):
         return dist.cast(int(round((round(v) - dist.low) / dist.step)) * dist.step + dist.low)
-    return dist.cast(v) if dist.step is not None else float(v)
+    if dist.step is not None:  # the nearest point of the lattice (0.8 * 0.3 = 0.24 is no value of step=0.1)
+        return dist.from_unit(dist.to_unit(v))
+    return float(v)
 
 
 def _current_params(trial: FrozenTrial | None) -> dict[str, ParamValue]:
