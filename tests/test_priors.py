@@ -176,6 +176,20 @@ def test_a_truncated_prior_keeps_draws_in_range() -> None:
     assert np.median(draws) < 1e-2  # most of the mass near the edge it believes in
 
 
+def test_a_log_prior_on_a_range_wider_than_a_float_ratio_draws_around_its_centre() -> None:
+    # 1e200 / 1e-200 overflows: the prior's width in decades was inf, its sigma 0 and every draw
+    # (random search, or a sampler's start-up) a ZeroDivisionError.
+    scale = Float(1e-200, 1e200, log=True, prior=LogNormal(center=1e-3, spread=1.0))
+    tiny = Float(5e-324, 1.0, log=True, prior=LogNormal(center=1.0, spread=10.0))
+    rng = np.random.default_rng(0)
+    logs = np.log10([scale.sample(rng) for _ in range(500)])
+    assert abs(np.median(logs) + 3.0) < 0.2 and abs(np.std(logs) - 1.0) < 0.15
+    assert all(tiny.contains(tiny.sample(rng)) for _ in range(100))
+    study = tunelab.create_study(sampler=tunelab.RandomSampler(), seed=0, space={"scale": scale})
+    study.optimize(lambda t: abs(math.log10(t.params["scale"])), n_trials=5)
+    assert [t.state.value for t in study.trials] == ["COMPLETE"] * 5
+
+
 def test_most_of_the_startup_design_follows_the_prior_and_all_of_it_stays_low_discrepancy() -> None:
     space = EncodedSpace({"lr": Float(1e-8, 1.0, log=True, prior=LogNormal(center=1e-4, spread=0.5)),
                           "opt": Categorical(["adam", "sgd"], prior=[0.75, 0.25]),

@@ -238,8 +238,10 @@ class Float(Distribution):
             width = self.high - self.low + self.step
             return UnitGaussian((self.prior.center - self.low + 0.5 * self.step) / width, self.prior.spread / width)
         if self.log:
-            decades = math.log10(self.high / self.low)
-            return UnitGaussian(math.log10(self.prior.center / self.low) / decades, self.prior.spread / decades)
+            # Differences of logs: high / low overflows for ranges wider than 308 decades (1e-200 to 1e200).
+            decades = math.log10(self.high) - math.log10(self.low)
+            return UnitGaussian((math.log10(self.prior.center) - math.log10(self.low)) / decades,
+                                self.prior.spread / decades)
         width = self.high - self.low
         return UnitGaussian((self.prior.center - self.low) / width, self.prior.spread / width)
 
