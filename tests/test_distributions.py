@@ -697,6 +697,21 @@ def test_float_with_a_range_wider_than_the_largest_float_still_samples_its_inter
     assert dist.from_unit(0.0) == -1e308
 
 
+
+def test_float_with_a_range_wider_than_the_largest_float_maps_to_unit_lists_a_grid_and_takes_a_prior() -> None:
+    # high - low = inf: to_unit(0.0) was 0.0 and to_unit(high) nan (the models saw every value at one
+    # edge), grid(3) was [nan, inf, 1e308] (a grid proposed values outside the range) and a Normal
+    # prior had sigma 0 (a ZeroDivisionError at every draw).
+    from tunelab.priors import Normal
+
+    dist = Float(-1e308, 1e308)
+    assert [dist.to_unit(v) for v in (-1e308, 0.0, 1e308)] == [0.0, 0.5, 1.0]
+    assert dist.grid(3) == [-1e308, 0.0, 1e308] and all(dist.contains(v) for v in dist.grid(7))
+    believed = Float(-1e308, 1e308, prior=Normal(center=0.0, spread=1e307))
+    values = draws(believed, 200)
+    assert all(believed.contains(v) for v in values) and min(values) < 0 < max(values)
+    assert 0.8 < float(np.std(np.array(values) / 1e307)) < 1.2
+
 # -- bad input ---------------------------------------------------------------------------
 
 BAD: list[tuple[str, Callable[[], object], list[str]]] = [

@@ -238,11 +238,16 @@ class Float(Distribution):
             width = self.high - self.low + self.step
             return UnitGaussian((self.prior.center - self.low + 0.5 * self.step) / width, self.prior.spread / width)
         if self.log:
-            # Differences of logs: high / low overflows for ranges wider than 308 decades (1e-200 to 1e200).
-            decades = math.log10(self.high) - math.log10(self.low)
-            return UnitGaussian((math.log10(self.prior.center) - math.log10(self.low)) / decades,
-                                self.prior.spread / decades)
+            decades = math.log10(self.high / self.low)
+            if math.isinf(decades):  # wider than a float's ratio (1e-200 to 1e200): differences of logs
+                decades = math.log10(self.high) - math.log10(self.low)
+                return UnitGaussian((math.log10(self.prior.center) - math.log10(self.low)) / decades,
+                                    self.prior.spread / decades)
+            return UnitGaussian(math.log10(self.prior.center / self.low) / decades, self.prior.spread / decades)
         width = self.high - self.low
+        if math.isinf(width):  # near the float limit (-1e308, 1e308): in halves, which do not overflow
+            half = self.high / 2 - self.low / 2
+            return UnitGaussian(self._linear_unit(self.prior.center), self.prior.spread / 2 / half)
         return UnitGaussian((self.prior.center - self.low) / width, self.prior.spread / width)
 
     def contains(self, value: object) -> bool:
@@ -271,7 +276,13 @@ class Float(Distribution):
             return (k + 0.5) / (self._n_steps + 1)
         if self.log:
             return (math.log(v) - math.log(self.low)) / (math.log(self.high) - math.log(self.low))
-        return (v - self.low) / (self.high - self.low)
+        return self._linear_unit(v)
+
+    def _linear_unit(self, v: float) -> float:
+        width = self.high - self.low
+        if math.isinf(width):  # a range near the float limit (-1e308, 1e308): halves do not overflow
+            return (v / 2 - self.low / 2) / (self.high / 2 - self.low / 2)
+        return (v - self.low) / width
 
     def from_unit(self, u: float) -> float:
         u = min(max(float(u), 0.0), 1.0)
@@ -296,6 +307,8 @@ class Float(Distribution):
             return [self.from_unit(0.5)]
         if self.log:
             pts = np.geomspace(self.low, self.high, n_points)
+        elif math.isinf(self.high - self.low):  # linspace's step overflows: [nan, inf, 1e308]
+            return [self.from_unit(float(u)) for u in np.linspace(0.0, 1.0, n_points)]
         else:
             pts = np.linspace(self.low, self.high, n_points)
         return [float(p) for p in pts]
