@@ -120,3 +120,25 @@ def test_the_inferred_space_of_a_define_by_run_study_is_every_parameter_used() -
     space = infer_space(_history(study))
     assert space is not None and set(space) == {"optimizer", "momentum", "lr"}
     assert infer_space(_history(tunelab.create_study(seed=0))) is None
+
+
+@pytest.mark.parametrize("sampler", [
+    tunelab.TPESampler(n_startup_trials=3), tunelab.TPESampler(n_startup_trials=3, multivariate=False),
+    tunelab.GPSampler(n_startup_trials=3),
+], ids=["tpe", "tpe-univariate", "gp"])
+def test_a_range_narrowed_between_trials_is_kept_by_the_next_plan(sampler: tunelab.samplers.Sampler) -> None:
+    # The plan is made over the earlier trials' ranges ([0, 10]); a value past the narrowed range ([0, 1])
+    # was taken anyway and the trial's range silently widened (TPE planned x=1.93 for suggest_float(x, 0, 1)).
+    study = tunelab.create_study(sampler=sampler, seed=0)
+    study.optimize(lambda t: (t.suggest_float("x", 0, 10) - 0.5) ** 2 + t.suggest_int("k", 0, 20, step=2), n_trials=8)
+    study.optimize(lambda t: (t.suggest_float("x", 0, 1) - 0.5) ** 2 + t.suggest_int("k", 0, 3), n_trials=8)
+    for t in study.trials[8:]:
+        assert 0 <= t.params["x"] <= 1 and t.distributions["x"] == Float(0, 1)
+        assert 0 <= t.params["k"] <= 3 and t.distributions["k"] == Int(0, 3)
+
+
+def test_a_grid_that_shifts_its_edges_still_widens_the_range() -> None:
+    sampler = tunelab.GridSampler({"x": Float(0.0, 1.0)}, n_points=3, shift_edges=True, max_shifts=1)
+    study = tunelab.create_study(sampler=sampler, seed=0, direction="maximize")
+    study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0), n_trials=10)
+    assert study.best_params == {"x": 1.5} and study.best_trial.distributions["x"] == Float(0.0, 1.5)

@@ -81,6 +81,11 @@ class Sampler(ABC):
     multi_objective: bool = True
     """Whether the sampler can serve a study with several objectives (model-based samplers that fit
     one objective cannot yet)."""
+    extends_ranges: bool = False
+    """Whether a value this sampler plans past the range the objective suggests is meant (a grid that
+    shifts its edges): the trial then widens the range. Otherwise such a value (planned over the
+    ranges of earlier trials, since narrowed) is not used: :meth:`sample` decides the parameter
+    within the range asked for."""
 
     def check_objectives(self, n_objectives: int) -> None:
         """ConfigError when the sampler cannot serve a study with ``n_objectives`` objectives (checked when

@@ -322,6 +322,7 @@ class GridSampler(Sampler):
         self.space = None if space is None else check_grid_space(space)
         self.n_points = n_points
         self.shift_edges = shift_edges
+        self.extends_ranges = shift_edges  # values past the declared range are the point of shifting
         self.max_shifts = max_shifts
         self._cache: tuple[tuple[Any, ...], _Grid] | None = None
         self._known: dict[int, tuple[FrozenTrial, CellKey]] = {}  # see _Grid.taken

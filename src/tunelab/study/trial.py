@@ -197,9 +197,11 @@ class Trial:
             except InvalidDistributionError as e:  # this trial fails, the study goes on (not a ConfigError)
                 raise EnqueuedValueError(f"trial {self.number}: the enqueued value {self._fixed[name]!r} of parameter "
                                          f"'{name}' does not fit {distribution!r}: {e}") from None
-        elif name in self._plan:
-            value, distribution = _planned(name, self._plan[name], distribution)
-        else:
+        elif name in self._plan and (
+            planned := _planned(name, self._plan[name], distribution, self._suggestions.sampler.extends_ranges)
+        ) is not None:
+            value, distribution = planned
+        else:  # define-by-run, or a plan past a range narrowed since the trials it was made from
             value = self._suggestions.sample(self._ctx, name, distribution)
         self._params[name] = value
         self._dists[name] = distribution
@@ -822,11 +824,15 @@ def _check_name(name: object) -> None:
         raise ConfigError(f"parameter names must be non-empty strings, got {name!r}")
 
 
-def _planned(name: str, value: ParamValue, distribution: Distribution) -> tuple[ParamValue, Distribution]:
-    """A value the sampler planned, typed for ``distribution`` (widened if the value lies past it).
+def _planned(
+    name: str, value: ParamValue, distribution: Distribution, widen: bool
+) -> tuple[ParamValue, Distribution] | None:
+    """A value the sampler planned, typed for ``distribution``; past its range, None unless ``widen``.
 
-    A grid that shifts past the edge of the declared range proposes such values; the
-    trial records the range it actually used.
+    A grid that shifts past the edge of the declared range proposes such values on purpose
+    (``widen``, :attr:`Sampler.extends_ranges`): the trial records the range it actually used.
+    Other samplers plan over the ranges of earlier trials; a value past a range the objective
+    has narrowed since is not used (None: the sampler's :meth:`~Sampler.sample` decides).
     """
     if distribution.contains(value) or (isinstance(distribution, Int) and isinstance(value, float)
                                         and value.is_integer() and distribution.contains(int(value))):
@@ -838,6 +844,8 @@ def _planned(name: str, value: ParamValue, distribution: Distribution) -> tuple[
             "make the sampler's space and the objective's suggestion agree"
         )
     assert isinstance(value, (int, float))
+    if not widen:
+        return None
     low, high = min(distribution.low, value), max(distribution.high, value)
     if isinstance(distribution, Int):
         step = distribution.step if (int(value) - distribution.low) % distribution.step == 0 else 1
