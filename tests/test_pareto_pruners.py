@@ -163,6 +163,21 @@ def test_bad_input_names_the_fix() -> None:
         trial.should_prune()
 
 
+def test_named_metrics_without_directions_must_match_the_objectives_before_any_trial(tmp_path: Path) -> None:
+    # Three metrics taking the directions of a study with two objectives: refused at create_study (it
+    # was refused at the first trial's first should_prune, after compute, and stopped the study).
+    three = tunelab.ParetoSuccessiveHalvingPruner(metrics=["val_acc", "latency_ms", "params"])
+    with pytest.raises(ConfigError, match=r"3 metrics .* 2 objective\(s\): give directions"):
+        _study(three)
+    with pytest.raises(ConfigError, match=r"2 metrics .* 1 objective\(s\): give directions"):
+        tunelab.create_study(pruner=tunelab.ParetoMedianPruner(metrics=["val_acc", "latency_ms"]))
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    tunelab.create_study(name="s", storage=url, **MO)
+    with pytest.raises(ConfigError, match="give directions"):
+        tunelab.load_study(name="s", storage=url, pruner=three)
+    assert _study(tunelab.ParetoMedianPruner(metrics=["latency_ms", "val_acc"])).pruner is not None
+
+
 def test_a_single_objective_study_may_prune_on_several_named_metrics() -> None:
     study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler(), pruner=tunelab.ParetoMedianPruner(
         n_startup_trials=1, metrics=["val_acc", "latency_ms"], directions=["maximize", "minimize"]))

@@ -62,6 +62,15 @@ class ParetoPruner(Pruner):
         self.metrics: tuple[str, ...] | None = None if metrics is None else tuple(metrics)
         self.directions: tuple[str, ...] | None = None if directions is None else tuple(directions)
 
+    def check_objectives(self, n_objectives: int) -> None:
+        """ConfigError when the metrics this pruner names cannot take their directions from a study with
+        ``n_objectives`` objectives (checked when the study is created or loaded, before any trial)."""
+        if self.metrics is not None and self.directions is None and len(self.metrics) != n_objectives:
+            raise ConfigError(
+                f"{type(self).__name__} compares {len(self.metrics)} metrics {list(self.metrics)} but the study has "
+                f"{n_objectives} objective(s): give directions=[...] (one per metric)"
+            )
+
     def resolve(
         self, objective_names: Sequence[str], directions: Sequence[str]
     ) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -69,11 +78,7 @@ class ParetoPruner(Pruner):
         metrics = self.metrics if self.metrics is not None else tuple(objective_names)
         if self.directions is not None:
             return metrics, self.directions
-        if self.metrics is not None and len(self.metrics) != len(directions):
-            raise ConfigError(
-                f"{type(self).__name__} compares {len(self.metrics)} metrics {list(self.metrics)} but the study has "
-                f"{len(directions)} objective(s): give directions=[...] (one per metric)"
-            )
+        self.check_objectives(len(directions))
         return metrics, tuple(directions)
 
     def metric_of(self, reported: Mapping[str, float], direction: str | None = None) -> str:

@@ -739,6 +739,8 @@ def check_objectives_support(directions: Sequence[str], sampler: Sampler | None,
             f"{type(pruner).__name__} compares several objectives, but this study has one: give it "
             "metrics=[...] and directions=[...] to compare, or use SuccessiveHalvingPruner / MedianPruner"
         )
+    if isinstance(pruner, ParetoPruner):
+        pruner.check_objectives(len(directions))  # metrics=[...] that take the study's directions: as many
     if len(directions) < 2:
         return
     if pruner is not None and not isinstance(pruner, ParetoPruner):
