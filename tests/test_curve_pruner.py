@@ -387,6 +387,31 @@ def test_it_is_described_and_rebuilt(tmp_path: Path) -> None:
     assert "LearningCurvePruner(" in repr(pruner)
 
 
+def test_the_rungs_rank_in_the_curve_pruners_direction_not_the_studys() -> None:
+    """A study that maximizes val_acc, pruned on val_loss: the rungs of short curves (ASHA's own decisions)
+    read the study's 'maximize' when the rung pruner had no direction, and kept the worst trials."""
+    pruner = LearningCurvePruner(max_resource=R, metric="val_loss", direction="minimize",
+                                 rung_pruner=SuccessiveHalvingPruner(min_resource=1, reduction_factor=3))
+    assert pruner.rung_pruner is not None and pruner.rung_pruner.direction == "minimize"
+    study = tunelab.create_study(direction="maximize", sampler=tunelab.RandomSampler(), seed=0, pruner=pruner)
+    qualities = [0.2, 0.9, 0.1, 0.3]
+    for q in qualities:
+        trial = study.ask()
+        loss = 1.0 - q / 2
+        trial.report(1, val_loss=loss, val_acc=1.0 - loss)
+        if trial.should_prune():
+            study.tell(trial, state="PRUNED")
+        else:
+            study.tell(trial, 1.0 - loss)
+    kept = [q for q, t in zip(qualities, study.trials, strict=True) if t.state == TrialState.COMPLETE]
+    assert kept == [0.2, 0.9]  # the first, then the best: the weaker ones are stopped at rung 1
+    only_inner = LearningCurvePruner(max_resource=R, rung_pruner=SuccessiveHalvingPruner(direction="maximize"))
+    assert only_inner.direction == "maximize"
+    with pytest.raises(ConfigError, match="give one direction"):
+        LearningCurvePruner(max_resource=R, direction="minimize",
+                            rung_pruner=SuccessiveHalvingPruner(direction="maximize"))
+
+
 @pytest.mark.parametrize(("kwargs", "match"), [
     ({"max_resource": 0}, "max_resource"),
     ({"max_resource": "27"}, "max_resource"),

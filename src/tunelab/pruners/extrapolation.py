@@ -195,6 +195,20 @@ class LearningCurvePruner(Pruner):
         if rung_pruner is not None and rung_pruner.max_resource not in (None, self.max_resource):
             raise ConfigError(f"LearningCurvePruner(rung_pruner=...): its max_resource ({rung_pruner.max_resource}) "
                               f"differs from max_resource={self.max_resource}; give both the same value")
+        if rung_pruner is not None and rung_pruner.direction != self.direction:
+            # One direction for the curve rule and the rungs (those of short curves are ASHA's own decisions):
+            # a rung pruner without one read the study's, and ranked val_loss as the study's 'maximize'.
+            if rung_pruner.direction is not None and self.direction is not None:
+                raise ConfigError(f"LearningCurvePruner(direction={self.direction!r}) and its rung_pruner's "
+                                  f"direction={rung_pruner.direction!r} differ; give one direction (to the "
+                                  "LearningCurvePruner)")
+            if self.direction is None:
+                self.direction = rung_pruner.direction
+            else:
+                rung_pruner = SuccessiveHalvingPruner(
+                    min_resource=rung_pruner.min_resource, reduction_factor=rung_pruner.reduction_factor,
+                    max_resource=rung_pruner.max_resource, min_early_stopping_rate=rung_pruner.min_early_stopping_rate,
+                    metric=rung_pruner.metric, direction=self.direction)
         self.rung_pruner = rung_pruner
         if (isinstance(refit_growth, bool) or not isinstance(refit_growth, (int, float))
                 or not 1.0 <= refit_growth <= 4.0):
