@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,20 @@ def test_explore_keeps_a_float_lattice_on_its_lattice(tmp_path: Path) -> None:
     change = members[0].exploit_and_explore(1)
     assert change is not None and change.parent == high.number
     assert change.params["dropout"] == 0.2 and low.distributions["dropout"].contains(change.params["dropout"])
+
+
+def test_a_member_that_never_reports_the_metric_is_warned_about(tmp_path: Path) -> None:
+    """metric='val_acc' while the loop reports 'acc': no member could ever compare, and nothing said so."""
+    study = tunelab.create_study(storage=f"sqlite:///{tmp_path / 'typo.db'}", sampler=tunelab.RandomSampler(),
+                                 space=SPACE, seed=0, direction="maximize")
+    rules = PopulationBasedTraining(interval=1, metric="val_acc", direction="maximize", quantile=0.5)
+    trials = [study.ask(), study.ask()]
+    members = [rules.member(t) for t in trials]
+    for t, m in zip(trials, members, strict=True):
+        t.report(1, acc=float(m.params["lr"]))
+    with pytest.warns(UserWarning, match=r"metric='val_acc'.*reported only \['acc'\] by step 1"):
+        assert members[0].exploit_and_explore(1) is None
+    fresh = study.ask()  # nothing reported yet: nothing to say
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert rules.member(fresh).exploit_and_explore(1) is None

@@ -39,6 +39,7 @@ Usage, inside the objective::
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,7 +194,18 @@ class Member:
         for p in study.storage.get_metric_at(study.study_id, rules.metric, None):
             if p.step <= step and p.state in (TrialState.RUNNING, TrialState.COMPLETE) and not math.isnan(p.value):
                 latest[p.number] = p.value  # ordered by step: the last one wins
-        if trial.number not in latest or len(latest) < 2:
+        if trial.number not in latest:
+            reported = sorted(study.get_curves(trial.number))
+            if reported and rules.metric not in reported:  # a typo would never exploit, and say nothing
+                # A warning, not an error: a metric validated less often than the interval is not there yet.
+                warnings.warn(
+                    f"PopulationBasedTraining(metric={rules.metric!r}) ranks members by {rules.metric!r}, but trial "
+                    f"{trial.number} has reported only {reported} by step {step}, so it cannot compare itself; "
+                    f"report it, e.g. trial.report(step, {rules.metric}=...), or name a reported metric",
+                    stacklevel=2,
+                )
+            return None
+        if len(latest) < 2:
             return None
         ranked = sorted(latest, key=lambda n: (latest[n] if direction == "minimize" else -latest[n], n))
         k = max(1, int(math.floor(rules.quantile * len(ranked))))
