@@ -201,6 +201,26 @@ def test_enqueue_checks_values_against_the_declared_space() -> None:
         study.enqueue({"lr": 5.0})
 
 
+def test_enqueue_refuses_a_conditional_parameter_its_enqueued_parents_switch_off() -> None:
+    # {'optimizer': 'adam', 'momentum': 0.5} ran with momentum, which the space gives sgd alone.
+    space = {"optimizer": tunelab.Categorical(["sgd", "adam", None]),
+             "momentum": tunelab.Conditional(tunelab.Float(0.0, 0.99), when={"optimizer": "sgd"}),
+             "nesterov": tunelab.Conditional(tunelab.Bool(), when={"optimizer": ["sgd", None]})}
+    study = tunelab.create_study(sampler=tunelab.RandomSampler(), seed=0, space=space)
+    with pytest.raises(ConfigError, match=r"'momentum' exists only when optimizer='sgd' .* has optimizer='adam'; "
+                                          r"leave 'momentum' out, or enqueue optimizer='sgd'"):
+        study.enqueue({"optimizer": "adam", "momentum": 0.5})
+    with pytest.raises(ConfigError, match=r"'nesterov' exists only when optimizer in \['sgd', None\]"):
+        study.enqueue({"optimizer": "adam", "nesterov": True})
+    assert study.trials == []
+    study.enqueue({"optimizer": "sgd", "momentum": 0.5, "nesterov": True})
+    study.enqueue({"optimizer": None, "nesterov": False})
+    study.enqueue({"momentum": 0.9})  # its parent is sampled when the trial runs
+    study.optimize(lambda t: 1.0, n_trials=3)
+    assert [t.params for t in study.trials[:2]] == [{"optimizer": "sgd", "momentum": 0.5, "nesterov": True},
+                                                    {"optimizer": None, "nesterov": False}]
+
+
 def _lr_and_optimizer(trial: tunelab.Trial) -> float:
     trial.suggest_categorical("optimizer", ["sgd", "adam"])
     trial.suggest_int("layers", 1, 4)

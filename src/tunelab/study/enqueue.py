@@ -19,7 +19,7 @@ import numpy as np
 
 from tunelab.distributions import Bool, Categorical, Distribution, Float, Int, ParamValue
 from tunelab.errors import ConfigError, InvalidDistributionError
-from tunelab.space import SpaceEntry, unwrap
+from tunelab.space import Conditional, SpaceEntry, unwrap
 
 Source = tuple[str, Distribution]
 """Where a distribution comes from (in words, for messages) and the distribution."""
@@ -63,7 +63,26 @@ def check_enqueued(
         if fitted is None:
             raise _misfit(name, value, sources)
         clean[name], dists[name] = fitted
+    if space is not None:
+        _check_conditions(clean, space)
     return clean, dists
+
+
+def _check_conditions(clean: Mapping[str, ParamValue], space: Mapping[str, SpaceEntry]) -> None:
+    """A ConfigError for a conditional parameter enqueued with parents that switch it off (the trial
+    would carry a parameter the declared space says it does not have)."""
+    for name in clean:
+        entry = space.get(name)
+        if not isinstance(entry, Conditional) or not all(parent in clean for parent in entry.when):
+            continue  # a parent left out is sampled when the trial runs
+        if not entry.is_active(clean):
+            given = ", ".join(f"{parent}={clean[parent]!r}" for parent in entry.when)
+            wanted = ", ".join(f"{parent}={entry.accepted(parent)[0]!r}" if len(entry.accepted(parent)) == 1
+                               else f"{parent} in {entry.accepted(parent)!r}" for parent in entry.when)
+            raise ConfigError(
+                f"enqueue: parameter '{name}' exists only when {wanted} (the declared space's condition), but the "
+                f"configuration has {given}; leave '{name}' out, or enqueue {wanted}"
+            )
 
 
 def _sources(
