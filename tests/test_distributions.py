@@ -712,6 +712,19 @@ def test_float_with_a_range_wider_than_the_largest_float_maps_to_unit_lists_a_gr
     assert all(believed.contains(v) for v in values) and min(values) < 0 < max(values)
     assert 0.8 < float(np.std(np.array(values) / 1e307)) < 1.2
 
+
+@pytest.mark.parametrize(("dist", "middle"), [
+    (Float(0.0, 1.0), 0.5),
+    (Float(0.0, 1.0, step=0.25), 0.5),
+    (Int(1, 99), 50),
+    (Int(0, 10, step=2), 6),
+    (Int(8, 512, log=True), 62),
+])
+def test_a_grid_of_one_point_is_the_middle_of_every_kind_of_range(dist: Float | Int, middle: float) -> None:
+    # Float's one point was the middle, a lattice's and an Int's the low end (linspace's single point):
+    # GridSampler(n_points=1) and a small coarse-to-fine first grid put widths at their minimum.
+    assert dist.grid(1) == [middle] and dist.grid(1) == [dist.from_unit(0.5)]
+
 # -- bad input ---------------------------------------------------------------------------
 
 BAD: list[tuple[str, Callable[[], object], list[str]]] = [

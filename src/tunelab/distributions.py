@@ -299,12 +299,12 @@ class Float(Distribution):
         _check_n_points(n_points)
         if self.high == self.low:
             return [self.low]
+        if n_points == 1:  # the middle, lattice or not (linspace's one point is low)
+            return [self.from_unit(0.5)]
         if self.step is not None:
             n = self._n_steps + 1
             ks = sorted({int(round(k)) for k in np.linspace(0, n - 1, min(n, n_points))})
             return [self._on_lattice(k) for k in ks]
-        if n_points == 1:
-            return [self.from_unit(0.5)]
         if self.log:
             pts = np.geomspace(self.low, self.high, n_points)
         elif math.isinf(self.high - self.low):  # linspace's step overflows: [nan, inf, 1e308]
@@ -444,6 +444,8 @@ class Int(Distribution):
         n = self._n_values
         if n <= n_points:
             return [self.low + k * self.step for k in range(n)]
+        if n_points == 1:  # the middle, as Float's (linspace's and geomspace's one point is low)
+            return [self.from_unit(0.5)]
         if self.log:
             pts = np.geomspace(self.low, self.high, n_points)
             return list(sorted({int(round(p)) for p in pts}))
