@@ -9,6 +9,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import numpy as np
 import pytest
 
 import tunelab
@@ -89,6 +90,17 @@ def test_conditional_copies_its_condition() -> None:
 
 
 # -- validate_space ----------------------------------------------------------------------
+
+
+def test_a_condition_read_from_numpy_holds_for_the_plain_values_of_its_parent() -> None:
+    # np.int64(2) from an array never equalled the parent's 2 (type check): the space was refused
+    # with "np.int64(2) is not a value of 'layers'", and its JSON could not be written.
+    space = {"layers": Int(1, 4), "opt": Categorical(["sgd", "adam"]),
+             "w": Conditional(Float(0, 1), when={"layers": [np.int64(2), 3], "opt": np.str_("sgd")})}
+    validated = validate_space(space)
+    assert validated["w"].when == {"layers": [2, 3], "opt": "sgd"}  # type: ignore[union-attr]
+    assert active_names(validated, {"layers": 2, "opt": "sgd"}) == ["layers", "opt", "w"]
+    assert json.loads(json.dumps(space_to_json(space)))["w"]["when"] == {"layers": [2, 3], "opt": "sgd"}
 
 
 @pytest.mark.parametrize(
