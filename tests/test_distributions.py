@@ -124,6 +124,23 @@ def test_samples_are_plain_python_values_of_the_right_type(dist: Distribution, e
     assert {type(v) for v in draws(dist, 200)} == {expected_type}
 
 
+def test_categorical_choices_and_values_read_from_numpy_are_the_python_values_they_hold() -> None:
+    # Categorical(list(np.array([32, 64]))) was refused ("choice 32 is a int64 ... map richer objects from a
+    # string key"), an np.str_ choice never contained 'a' (nor survived a JSON round trip as the same
+    # kind), and an enqueued np.int64(64) did not fit Categorical([32, 64]).
+    sizes = Categorical(list(np.array([32, 64])))
+    assert sizes.choices == (32, 64) and all(type(c) is int for c in sizes.choices)
+    assert sizes.contains(np.int64(64)) and same(sizes.cast(np.int64(64)), 64)
+    assert not sizes.contains(np.float64(64.0)) and not sizes.contains(64.0)  # still typed
+    names = Categorical(list(np.array(["a", "b"])))
+    assert names.contains("a") and all(type(c) is str for c in names.choices)
+    assert names.compatible_with(distribution_from_json(names.to_json()))
+    study = tunelab.create_study(sampler=tunelab.RandomSampler(), seed=0, space={"bs": sizes})
+    study.enqueue({"bs": np.int64(64)})
+    study.optimize(lambda t: float(t.params["bs"]), n_trials=1)
+    assert same(study.trials[0].params["bs"], 64)
+
+
 def test_categorical_samples_are_the_choice_objects_themselves() -> None:
     dist = CASES["categorical"]
     assert isinstance(dist, Categorical)

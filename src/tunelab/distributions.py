@@ -462,7 +462,10 @@ class Int(Distribution):
 
 
 def _choice_key(value: object) -> tuple[str, object]:
-    # 1, 1.0 and True compare equal in Python but are different choices.
+    # 1, 1.0 and True compare equal in Python but are different choices; a numpy scalar (read from an
+    # array) is the choice of the Python value it holds.
+    if isinstance(value, np.generic):
+        value = value.item()
     return (type(value).__name__, value)
 
 
@@ -507,6 +510,7 @@ class Categorical(Distribution):
         if len(choices) == 0:
             raise InvalidDistributionError("choices is empty; give at least one choice")
         index: dict[tuple[str, object], int] = {}
+        choices = [c.item() if isinstance(c, np.generic) else c for c in choices]  # list(np.arange(3)) too
         for i, c in enumerate(choices):
             if not isinstance(c, _JSON_SCALARS):
                 raise InvalidDistributionError(
@@ -549,6 +553,11 @@ class Categorical(Distribution):
             return _choice_key(value) in self._index
         except TypeError:
             return False
+
+    def cast(self, value: object) -> ParamValue:
+        if not self.contains(value):
+            raise InvalidDistributionError(f"value {value!r} is not one of the choices {list(self.choices)!r}")
+        return self.choices[self.index(value)]  # the choice itself: 32, not np.int64(32)
 
     def to_unit(self, value: Any) -> float:
         return (self.index(value) + 0.5) / len(self.choices)
