@@ -528,7 +528,7 @@ def test_fit_checkpoints_keep_their_format_torch_pt_beside_tunelab_loop_pt(tmp_p
     assert tunelab.load_torch(latest.path, restore_rng=False) == {"step": 15, "optimizer_step": 15}
     loop = tunelab.load_torch(latest.path / "tunelab-loop.pt", restore_rng=False)
     assert list(loop) == ["version", "epoch", "batch", "generator", "steps_per_epoch", "evaluations", "reporter",
-                          "params", "best_is_last", "best_model", "epoch_torch_rng"]
+                          "params", "best_is_last", "best_model", "epoch_torch_rng", "epoch_loader_rng"]
     assert isinstance(loop["epoch_torch_rng"], torch.Tensor)  # mid-epoch: torch's RNG when the epoch began
     position = (loop["version"], loop["epoch"], loop["batch"], loop["steps_per_epoch"], loop["evaluations"])
     assert position == (1, 1, 7, 8, 3)  # epoch 1, 7 of its 8 batches done

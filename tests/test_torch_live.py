@@ -201,23 +201,30 @@ def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run_bit_for_bit
     assert curves["val_loss"][0] == [int(r["step"]) for r in after]  # the curve goes on after the checkpoint
 
 
-def test_a_shuffling_dataloader_resumed_mid_epoch_goes_on_bit_for_bit(tmp_path: Path) -> None:
-    # A DataLoader draws its shuffling seed from torch's global RNG when its epoch begins: a resumed
-    # epoch must draw it from that state, not from the checkpoint's (the order and dropout went astray).
+@pytest.mark.parametrize("own_generator", [False, True], ids=["global_rng", "loader_generator"])
+@pytest.mark.parametrize(("eval_every", "resume_at"), [(7, 14), (5, 10)], ids=["mid_epoch", "epoch_end"])
+def test_a_shuffling_dataloader_resumed_goes_on_bit_for_bit(
+    tmp_path: Path, own_generator: bool, eval_every: int, resume_at: int
+) -> None:
+    # A DataLoader draws its shuffling seed from torch's global RNG when its epoch begins (or from its
+    # own generator=): a resumed epoch must draw it from that state at the epoch's start, not from the
+    # checkpoint's (the order and dropout went astray), and a fresh loader's own generator must be
+    # brought to where the run had it (it restarted from its seed).
     from torch.utils.data import DataLoader, TensorDataset
 
     (x_tr, y_tr), (x_va, y_va) = digits()
 
     def loaders() -> tuple[DataLoader, DataLoader]:
-        return (DataLoader(TensorDataset(x_tr, y_tr), batch_size=64, shuffle=True),
+        generator = torch.Generator().manual_seed(0) if own_generator else None
+        return (DataLoader(TensorDataset(x_tr, y_tr), batch_size=64, shuffle=True, generator=generator),
                 DataLoader(TensorDataset(x_va, y_va), batch_size=100))
 
     study = new_study(tmp_path)
-    kw: dict[str, Any] = {"epochs": 3, "eval_every": 7, "checkpoint_every": 1, "seed": 3}
+    kw: dict[str, Any] = {"epochs": 3, "eval_every": eval_every, "checkpoint_every": 1, "seed": 3}
     params = {"lr": 0.01, "dropout": 0.3}
     whole = study.ask()
     reference = Trainer(build, data=loaders, device="cpu").fit(params, trial=whole, **kw)
-    resume_at = 14  # optimizer step 14: 4 batches into the second epoch of 10
+    # optimizer step 14: 4 batches into the second epoch of 10; step 10: the end of the first
     resumed = Trainer(build, data=loaders, device="cpu").fit(
         params, trial=study.ask(), resume=Checkpoint(resume_at, whole.checkpoint_dir / f"step-{resume_at}"), **kw)
     after = _rows_after(reference.history, resume_at)

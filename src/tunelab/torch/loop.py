@@ -57,6 +57,10 @@ class LoopState:
     epoch_rng: torch.Tensor = field(init=False)
     epoch_torch_rng: torch.Tensor | None = None
     """torch's global RNG state when the epoch under way began (a DataLoader draws its shuffling seed from it)."""
+    loader_generator: torch.Generator | None = None
+    """The training DataLoader's own generator (``DataLoader(generator=...)``), which it shuffles with instead."""
+    epoch_loader_rng: torch.Tensor | None = None
+    """That generator's state when the epoch under way began."""
     best_model: dict[str, torch.Tensor] | None = None
     improved: bool = False
     stopped: str | None = None
@@ -72,6 +76,8 @@ class LoopState:
         self.epoch_rng = self.generator.get_state()
         if self.batch == 0:  # a resumed epoch keeps the state its checkpoint gave (None in older ones)
             self.epoch_torch_rng = torch.get_rng_state()
+            if self.loader_generator is not None:
+                self.epoch_loader_rng = self.loader_generator.get_state()
 
     def evaluated(self, model: nn.Module, improved: bool) -> None:
         """Count an evaluation; copy the weights when it is the best so far (``keep_best``)."""
@@ -89,8 +95,10 @@ class LoopState:
         """
         if self.batch >= self.steps_per_epoch:
             epoch, batch, generator, torch_rng = self.epoch + 1, 0, self.generator.get_state(), None
+            loader_rng = None if self.loader_generator is None else self.loader_generator.get_state()
         else:
             epoch, batch, generator, torch_rng = self.epoch, self.batch, self.epoch_rng, self.epoch_torch_rng
+            loader_rng = self.epoch_loader_rng
         return {
             "optimizer_step": self.step, "epoch": epoch, "batch": batch, "generator": generator,
             "steps_per_epoch": self.steps_per_epoch, "evaluations": self.evaluations,
@@ -98,6 +106,8 @@ class LoopState:
             "best_is_last": self.keep_best and self.improved,
             "best_model": self.best_model if self.keep_best and not self.improved else None,
             "epoch_torch_rng": torch_rng if batch else None,  # added last: older checkpoints lack it
+            # the DataLoader's own generator at the start of the epoch to resume (None: it has none)
+            "epoch_loader_rng": loader_rng,
         }
 
     def load_state_dict(self, state: Mapping[str, Any], model: nn.Module) -> None:
@@ -110,6 +120,9 @@ class LoopState:
         self.generator.set_state(state["generator"])
         self.epoch_rng = self.generator.get_state()
         self.epoch_torch_rng = state.get("epoch_torch_rng")  # None in checkpoints written before it was kept
+        self.epoch_loader_rng = state.get("epoch_loader_rng")
+        if self.loader_generator is not None and self.epoch_loader_rng is not None:
+            self.loader_generator.set_state(self.epoch_loader_rng)  # the resumed epoch draws its order from it
         if self.keep_best and state["best_is_last"]:
             self.best_model = _copy(model)
         elif self.keep_best and state["best_model"] is not None:

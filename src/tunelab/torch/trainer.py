@@ -447,7 +447,8 @@ class Trainer:
         per_epoch = self.steps_per_epoch(train, batch_size)
         scheduler = self.make_scheduler(optimizer, epochs * per_epoch)
         reporter = Reporter(trial, monitor=self.monitor, patience=patience, prune=prune)
-        state = LoopState(reporter, torch.Generator().manual_seed(seed), per_epoch, params, keep_best=restore_best)
+        state = LoopState(reporter, torch.Generator().manual_seed(seed), per_epoch, params, keep_best=restore_best,
+                          loader_generator=None if isinstance(train, tuple) else getattr(train, "generator", None))
         constants = {PARAMS: float(count_parameters(model))} if report_params else None
         loop = FitLoop(self, state, model, optimizer, scheduler, (train, val), batch_size, trial,
                        eval_every=eval_every, checkpoint_every=checkpoint_every, live=live, constants=constants)
