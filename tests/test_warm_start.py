@@ -142,6 +142,20 @@ def test_warm_starts_with_several_objectives_are_refused_before_the_study_exists
     assert [s.name for s in get_storage(url).list_studies()] == ["mo", "one"]
 
 
+def test_a_warm_start_is_refused_on_an_existing_study_with_several_objectives_loaded_by_load_if_exists(
+    tmp_path: Path,
+) -> None:
+    # Without directions= the check above had nothing to see: the sources were stored with the loaded
+    # study with several objectives, whose GP then ignored them, unsaid.
+    url = f"sqlite:///{tmp_path / 'mo.db'}"
+    one = tunelab.create_study(name="one", storage=url, space=SPACE, sampler=tunelab.RandomSampler(), seed=0)
+    one.optimize(bowl(0.0, 1.0), n_trials=3)
+    tunelab.create_study(name="mo", storage=url, directions=["minimize", "maximize"], space=SPACE, seed=0)
+    with pytest.raises(ConfigError, match=r"serves a study with one objective: study 'mo' exists with 2 objectives"):
+        tunelab.create_study(name="mo", storage=url, load_if_exists=True, warm_start=["one"])
+    assert "warm_start" not in tunelab.load_study("mo", url).system_attrs
+
+
 def test_a_deterministic_warm_study_replays(url: str, tmp_path: Path) -> None:
     runs = []
     for workers in (1, 2):

@@ -148,12 +148,7 @@ def create_study(
             f"{type(given_sampler).__name__} would ignore it: use one of those, or leave warm_start out"
         )
     if sources and objectives is not None and len(objectives["directions"]) > 1:
-        raise ConfigError(
-            "warm_start=... learns from a single value per trial, so it serves a study with one objective: "
-            f"with {len(objectives['directions'])} objectives the GP would ignore the sources and TPE would read "
-            "their first value only. Leave warm_start out; to start from what an earlier study found, "
-            "enqueue its best parameters (study.enqueue(trial.params) for each of its best trials)"
-        )
+        raise _warm_start_needs_one_objective(len(objectives["directions"]))
     if objectives is not None:
         check_objectives_support(objectives["directions"], sampler, pruner)
         n_objectives = len(objectives["directions"])
@@ -212,6 +207,8 @@ def create_study(
                 f"study {name!r} exists with objective_names {list(loaded.objective_names)}, not "
                 f"{list(objective_names)}; pass the same (or leave objective_names out) to load it"
             ) from None
+        if sources and loaded.is_multi_objective:  # the check above saw no directions: the stored ones count
+            raise _warm_start_needs_one_objective(len(loaded.directions), f"study {name!r} exists with ") from None
         stored_w = stored_width(loaded.system_attrs)
         if width is not None and stored_w != width:
             raise ConfigError(
@@ -236,6 +233,15 @@ def create_study(
                 return load_study(name, store, sampler=given_sampler, pruner=pruner)
         return loaded
     return Study(store, record, sampler, space, pruner)
+
+
+def _warm_start_needs_one_objective(n_objectives: int, where: str = "") -> ConfigError:
+    return ConfigError(
+        "warm_start=... learns from a single value per trial, so it serves a study with one objective: "
+        f"{where or 'with '}{n_objectives} objectives the GP would ignore the sources and TPE would read "
+        "their first value only. Leave warm_start out; to start from what an earlier study found, "
+        "enqueue its best parameters (study.enqueue(trial.params) for each of its best trials)"
+    )
 
 
 def _check_kinds(name: str, known: Mapping[str, Distribution], space: Mapping[str, SpaceEntry]) -> None:
