@@ -414,3 +414,31 @@ def test_a_schema1_database_left_as_it_is_refuses_several_objectives_values_nami
         assert old.get_trial(trial.trial_id).value == 0.5
     finally:
         old.close()
+
+
+def test_a_schema2_mariadb_database_is_upgraded_to_names_compared_exactly(mariadb_url: str) -> None:
+    engine = sa.create_engine(mariadb_url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), revision_of(2))
+    finally:
+        engine.dispose()
+    old = SQLStorage(mariadb_url, upgrade=False)
+    try:
+        assert old.schema_version == 2
+        study_id = old.create_study("mo", "minimize", seed=0).study_id
+        old.register_distribution(study_id, "lr", tunelab.Float(0.0, 1.0))
+        trial = old.create_trial(study_id)
+        old.report(trial.trial_id, 0, {"loss": 1.0})
+    finally:
+        old.close()
+    storage = SQLStorage(mariadb_url)
+    try:
+        assert storage.upgraded_from == 2
+        other = storage.create_study("MO", "maximize", seed=1).study_id  # a duplicate of 'mo' before
+        assert other != study_id and storage.get_study("mo").study_id == study_id
+        assert storage.register_distribution(study_id, "LR", tunelab.Categorical(["a"])) == tunelab.Categorical(["a"])
+        storage.report(trial.trial_id, 0, {"Loss": 2.0})
+        assert storage.get_curves(trial.trial_id) == {"loss": ([0], [1.0]), "Loss": ([0], [2.0])}
+    finally:
+        storage.close()

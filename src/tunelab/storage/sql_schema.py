@@ -21,13 +21,27 @@ import sqlalchemy as sa
 from tunelab.records import TrialState
 
 #: The schema this tunelab writes: revision ``f"{SCHEMA_VERSION:04d}"`` of ``storage/migrations``.
-#: 1: the first release. 2: ``trials.objective_values``.
-SCHEMA_VERSION = 2
+#: 1: the first release. 2: ``trials.objective_values``. 3: names compared exactly on MySQL/MariaDB.
+SCHEMA_VERSION = 3
 
 #: Alembic's version table, named for tunelab so that it never meets another application's.
 VERSION_TABLE = "tunelab_alembic_version"
 
 metadata = sa.MetaData()
+
+#: The collation of names on MySQL/MariaDB (schema 3): their default collations compare text case- and
+#: accent-insensitively, so study 'MO' was a duplicate of 'mo', parameter 'LR' got the distribution of
+#: 'lr', and a metric 'Loss' overwrote 'loss'. SQLite and PostgreSQL compare text exactly already.
+NAME_COLLATION = "utf8mb4_bin"
+
+
+def name_type(length: int) -> sa.types.TypeEngine[str]:
+    """A VARCHAR of names (studies, parameters, metrics) that every database compares exactly."""
+    from sqlalchemy.dialects import mysql
+
+    exact = mysql.VARCHAR(length, charset="utf8mb4", collation=NAME_COLLATION)
+    return sa.String(length).with_variant(exact, "mysql", "mariadb")
+
 
 meta_table = sa.Table(
     "tunelab_meta", metadata,
@@ -38,7 +52,7 @@ meta_table = sa.Table(
 studies_table = sa.Table(
     "studies", metadata,
     sa.Column("study_id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("name", sa.String(512), nullable=False, unique=True),
+    sa.Column("name", name_type(512), nullable=False, unique=True),
     sa.Column("direction", sa.String(16), nullable=False),
     sa.Column("seed", sa.BigInteger, nullable=False),
     sa.Column("next_number", sa.Integer, nullable=False, default=0),
@@ -51,7 +65,7 @@ studies_table = sa.Table(
 distributions_table = sa.Table(
     "study_distributions", metadata,
     sa.Column("study_id", sa.Integer, sa.ForeignKey("studies.study_id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("name", sa.String(512), primary_key=True),
+    sa.Column("name", name_type(512), primary_key=True),
     sa.Column("distribution", sa.Text, nullable=False),
 )
 
@@ -80,7 +94,7 @@ trials_table = sa.Table(
 values_table = sa.Table(
     "trial_values", metadata,
     sa.Column("trial_id", sa.Integer, sa.ForeignKey("trials.trial_id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("metric", sa.String(256), primary_key=True),
+    sa.Column("metric", name_type(256), primary_key=True),
     sa.Column("step", sa.Integer, primary_key=True),
     sa.Column("value", sa.Double, nullable=True),  # NaN as NULL, +-inf as +-DBL_MAX: see _encode_metric
 )

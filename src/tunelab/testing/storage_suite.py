@@ -402,6 +402,17 @@ class StorageSuite:
         assert (kept.direction, kept.seed) == ("minimize", 1)
         assert len(storage.list_studies()) == 1
 
+    def test_study_names_differing_in_case_or_accents_are_two_studies(self, storage: BaseStorage) -> None:
+        # MySQL/MariaDB compare text case- and accent-insensitively unless a column says otherwise:
+        # 'MO' was a duplicate of 'mo' there, and get_study('Mo') gave study 'mo'.
+        first = storage.create_study("mo", "minimize", seed=1)
+        for name in ("MO", "Mo", "mö"):
+            storage.create_study(name, "maximize", seed=2)
+        assert storage.get_study("mo").study_id == first.study_id
+        assert {storage.get_study(n).name for n in ("mo", "MO", "Mo", "mö")} == {"mo", "MO", "Mo", "mö"}
+        with pytest.raises(StudyNotFoundError):
+            storage.get_study("mO")
+
     def test_get_missing_study_raises_study_not_found_error(self, storage: BaseStorage) -> None:
         storage.create_study("s", "minimize", seed=0)
         with pytest.raises(StudyNotFoundError, match="'missing'"):
@@ -639,6 +650,14 @@ class StorageSuite:
         stored = {name: storage.register_distribution(study_id, name, Bool(0.5)) for name in DISTRIBUTIONS}
         assert_same_distributions(stored, DISTRIBUTIONS)
 
+    def test_parameters_differing_in_case_have_their_own_distributions(
+        self, storage: BaseStorage, study_id: int
+    ) -> None:
+        # On MySQL/MariaDB 'LR' got the distribution registered for 'lr' (a DistributionConflictError).
+        assert storage.register_distribution(study_id, "lr", Float(0.0, 1.0)) == Float(0.0, 1.0)
+        assert storage.register_distribution(study_id, "LR", Categorical(("x", "y"))) == Categorical(("x", "y"))
+        assert storage.get_distributions(study_id) == {"lr": Float(0.0, 1.0), "LR": Categorical(("x", "y"))}
+
     def test_update_trial_merges_params_distributions_and_attrs(
         self, storage: BaseStorage, study_id: int
     ) -> None:
@@ -860,6 +879,16 @@ class StorageSuite:
             "val_loss": ([0, 1], [1.0, 0.8]),
             "val_acc": ([0, 1], [0.5, 0.6]),
         }
+
+    def test_metrics_differing_in_case_are_two_curves(self, storage: BaseStorage, study_id: int) -> None:
+        # On MySQL/MariaDB 'Loss' overwrote 'loss' at the same step and get_metric_at('loss') read both.
+        trial = storage.create_trial(study_id)
+        storage.report(trial.trial_id, 0, {"loss": 1.0, "Loss": 2.0})
+        storage.report(trial.trial_id, 1, {"loss": 1.5})
+        storage.report(trial.trial_id, 2, {"Loss": 2.5})
+        assert storage.get_curves(trial.trial_id) == {"loss": ([0, 1], [1.0, 1.5]), "Loss": ([0, 2], [2.0, 2.5])}
+        assert storage.get_metric_at(study_id, "loss") == [MetricPoint(0, TrialState.RUNNING, 0, 1.0),
+                                                            MetricPoint(0, TrialState.RUNNING, 1, 1.5)]
 
     def test_report_last_write_wins_on_the_same_step(self, storage: BaseStorage, study_id: int) -> None:
         trial = storage.create_trial(study_id)
