@@ -142,6 +142,23 @@ def test_warm_starts_with_several_objectives_are_refused_before_the_study_exists
     assert [s.name for s in get_storage(url).list_studies()] == ["mo", "one"]
 
 
+def test_a_study_loaded_by_load_if_exists_cannot_warm_start_from_itself_named_by_its_url(tmp_path: Path) -> None:
+    # warm_start=["s"] was refused, but ("s", its own URL) was stored: its own trials then counted twice.
+    url = f"sqlite:///{tmp_path / 'self.db'}"
+    study = tunelab.create_study(name="s", storage=url, space=SPACE, sampler=tunelab.RandomSampler(), seed=0)
+    study.optimize(bowl(0.0, 1.0), n_trials=3)
+    other_spelling = f"sqlite:///{tmp_path}/./self.db"
+    for source_url in (url, other_spelling):
+        with pytest.raises(ConfigError, match="names study 's' itself.*cannot warm-start from itself"):
+            tunelab.create_study(name="s", storage=url, load_if_exists=True, warm_start=[("s", source_url)])
+    assert "warm_start" not in tunelab.load_study("s", url).system_attrs
+    other = f"sqlite:///{tmp_path / 'other.db'}"  # a study of the same name elsewhere is a source
+    tunelab.create_study(name="s", storage=other, space=SPACE, sampler=tunelab.RandomSampler(), seed=0).optimize(
+        bowl(0.0, 1.0), n_trials=3)
+    loaded = tunelab.create_study(name="s", storage=url, load_if_exists=True, warm_start=[("s", other)])
+    assert loaded.system_attrs["warm_start"] == [["s", other]]
+
+
 def test_a_warm_start_is_refused_on_an_existing_study_with_several_objectives_loaded_by_load_if_exists(
     tmp_path: Path,
 ) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from tunelab.errors import ConfigError, StudyNotFoundError
 from tunelab.history import SourceStudy
-from tunelab.records import TrialState, study_directions
+from tunelab.records import StudyRecord, TrialState, study_directions
 from tunelab.space import SpaceEntry
 from tunelab.storage import BaseStorage, get_storage
 
@@ -44,6 +44,11 @@ def check_sources(
                 f"warm_start: no study {shown}; the storage holds {known or 'no studies'}. Name one of them, or "
                 "give another storage as (name, url)"
             ) from None
+        if url is not None and source == name and _same_study(storage, name, record):
+            raise ConfigError(
+                f"warm_start: ({source!r}, URL) names study {name!r} itself, in {where!r}: a study cannot "
+                "warm-start from itself (its own trials would count twice); name an earlier study"
+            )
         directions = study_directions(record)
         if len(directions) > 1:
             raise ConfigError(
@@ -60,6 +65,16 @@ def check_sources(
                 f"warm_start: study {shown} shares no parameter with this study's space ({', '.join(sorted(space))}; "
                 f"it has {', '.join(sorted(used))}): it could teach the model nothing; leave it out"
             )
+
+
+def _same_study(storage: BaseStorage, name: str, record: StudyRecord) -> bool:
+    """Whether ``record``, read through another URL, is study ``name`` of ``storage`` (an existing study
+    loaded by ``load_if_exists``): the same id, seed and creation time."""
+    try:
+        own = storage.get_study(name)
+    except StudyNotFoundError:
+        return False
+    return (own.study_id, own.seed, own.datetime_created) == (record.study_id, record.seed, record.datetime_created)
 
 
 def load_sources(sources: Sequence[tuple[str, str | None]], storage: BaseStorage) -> tuple[SourceStudy, ...]:
