@@ -149,7 +149,7 @@ def test_a_study_loaded_by_load_if_exists_cannot_warm_start_from_itself_named_by
     study.optimize(bowl(0.0, 1.0), n_trials=3)
     other_spelling = f"sqlite:///{tmp_path}/./self.db"
     for source_url in (url, other_spelling):
-        with pytest.raises(ConfigError, match="names study 's' itself.*cannot warm-start from itself"):
+        with pytest.raises(ConfigError, match=r"names study 's' itself.*cannot warm-start from itself"):
             tunelab.create_study(name="s", storage=url, load_if_exists=True, warm_start=[("s", source_url)])
     assert "warm_start" not in tunelab.load_study("s", url).system_attrs
     other = f"sqlite:///{tmp_path / 'other.db'}"  # a study of the same name elsewhere is a source
