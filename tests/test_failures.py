@@ -193,3 +193,20 @@ def test_the_interrupt_message_counts_finished_and_stopped_trials_apart() -> Non
         "interrupted: no trial finished in this run before the interrupt; 1 running trial was stopped and recorded "
         'as FAIL ("interrupted"), its checkpoints kept. Run optimize() again to resume the study'
     )
+
+
+def test_a_trial_failed_in_a_worker_process_names_the_file_of_an_objective_sent_by_value() -> None:
+    # A closure (as a script's or a notebook's function) goes to worker processes by value; cloudpickle 3.1
+    # renamed its file '<dynamic-code>', so the error read '<dynamic-code>:3: NameError', the file to fix gone.
+    def objective(trial: tunelab.Trial) -> float:
+        lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+        return float(lr * undefined_name)  # type: ignore[name-defined]  # noqa: F821
+
+    study = tunelab.create_study(sampler=RandomSampler(), seed=0)
+    study.optimize(objective, n_trials=2, n_workers=2, show_progress=False)
+    raised_at = ("test_failures.py", objective.__code__.co_firstlineno + 2)
+    for trial in study.trials:
+        summary = read_error(trial.error)
+        assert (Path(str(summary.file)).name, summary.line) == raised_at
+        assert "<dynamic-code>" not in str(trial.error)
+        assert "return float(lr * undefined_name)" in str(trial.error)  # the source line, read from the file

@@ -582,10 +582,8 @@ def pack_for_workers(obj: object, what: str) -> bytes:
     notebook cell, a script), lambdas and closures by value, and module-level names of importable
     modules by reference, as pickle would. ConfigError naming ``what`` when something cannot be copied.
     """
-    import cloudpickle
-
     try:
-        data: bytes = cloudpickle.dumps(obj)
+        data = _dumps_keeping_file_names(obj)
     except Exception as e:  # noqa: BLE001 - pickling can fail in many ways
         raise ConfigError(
             f"{what} cannot be sent to worker processes ({type(e).__name__}: {e}): something it uses (an "
@@ -593,6 +591,40 @@ def pack_for_workers(obj: object, what: str) -> bytes:
             "the objective, run with n_workers=1, or pass start_method='fork'"
         ) from None
     return data
+
+
+_DYNAMIC_CODE = "<dynamic-code>"
+
+
+def _dumps_keeping_file_names(obj: object) -> bytes:
+    """``cloudpickle.dumps(obj)``, but code sent by value keeps the name of the file it was defined in.
+
+    cloudpickle 3.1 names it ``<dynamic-code>``, so a failed trial's traceback read
+    ``File "<dynamic-code>", line 9`` and its summary ``<dynamic-code>:9: KeyError`` when the objective
+    (a script's function, a lambda, a closure) ran in worker processes: the file to fix was gone.
+    """
+    import io
+    import types
+    from collections import ChainMap
+
+    import cloudpickle
+
+    parent = cloudpickle.Pickler.dispatch_table.get(types.CodeType)
+    if parent is None:  # an older cloudpickle: it keeps the file name itself
+        result: bytes = cloudpickle.dumps(obj)
+        return result
+
+    def reduce_code(code: types.CodeType) -> Any:
+        rebuild, args, *rest = parent(code)
+        args = tuple(code.co_filename if isinstance(a, str) and a == _DYNAMIC_CODE else a for a in args)
+        return (rebuild, args, *rest)
+
+    class Pickler(cloudpickle.Pickler):  # type: ignore[misc]
+        dispatch_table = ChainMap({types.CodeType: reduce_code}, cloudpickle.Pickler.dispatch_table)
+
+    buffer = io.BytesIO()
+    Pickler(buffer, protocol=cloudpickle.DEFAULT_PROTOCOL).dump(obj)
+    return buffer.getvalue()
 
 
 # -- Ray -------------------------------------------------------------------------------------
