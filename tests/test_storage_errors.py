@@ -93,20 +93,39 @@ def test_a_study_name_over_512_characters_is_a_config_error(url: str) -> None:
         storage.close()
 
 
+def test_parameter_and_metric_names_too_long_for_their_columns_are_config_errors_on_every_database(url: str) -> None:
+    # SQLite kept them; PostgreSQL and MariaDB failed the trial with "value too long for type character
+    # varying(512)" / "Data too long for column 'metric'", naming neither the limit nor the fix.
+    storage = SQLStorage(url)
+    try:
+        study_id = storage.create_study("s", "minimize", seed=0).study_id
+        with pytest.raises(ConfigError, match="a parameter name has at most 512 characters, this one has 600"):
+            storage.register_distribution(study_id, "p" * 600, tunelab.Float(0.0, 1.0))
+        assert storage.register_distribution(study_id, "p" * 512, tunelab.Float(0.0, 1.0)) == tunelab.Float(0.0, 1.0)
+        trial = storage.create_trial(study_id)
+        with pytest.raises(ConfigError, match="a metric name has at most 256 characters, this one has 300"):
+            storage.report(trial.trial_id, 0, {"loss": 1.0, "m" * 300: 1.0})
+        with pytest.raises(ConfigError, match="a metric name has at most 256 characters"):
+            storage.report_steps(trial.trial_id, [(1, {"loss": 1.0}), (2, {"m" * 257: 1.0})])
+        storage.report(trial.trial_id, 0, {"m" * 256: 2.0})
+        assert storage.get_curves(trial.trial_id) == {"m" * 256: ([0], [2.0])}  # nothing of the refused reports
+    finally:
+        storage.close()
+
+
 def test_a_value_the_database_rejects_is_a_storage_error_naming_the_operation(url: str) -> None:
     storage = SQLStorage(url)
     try:
-        trial = storage.create_trial(storage.create_study("s", "minimize", seed=0).study_id)
-        metric = "m" * 300  # trial_values.metric is VARCHAR(256)
+        direction = "d" * 20  # studies.direction is VARCHAR(16); create_study() checks it, the storage does not
         if url.startswith("sqlite"):  # SQLite does not enforce lengths: the value is kept
-            storage.report(trial.trial_id, 0, {metric: 1.0})
-            assert storage.get_curves(trial.trial_id) == {metric: ([0], [1.0])}
+            storage.create_study("s", direction, seed=0)
+            assert storage.get_study("s").direction == direction
             return
         with pytest.raises(StorageError) as info:
-            storage.report(trial.trial_id, 0, {metric: 1.0})
-        assert str(info.value).startswith(f"report on {_shown(url)} failed: DataError: ")
+            storage.create_study("s", direction, seed=0)
+        assert str(info.value).startswith(f"create_study on {_shown(url)} failed: DataError: ")
         assert isinstance(info.value.__cause__, sa.exc.DataError)
-        assert storage.get_curves(trial.trial_id) == {}  # nothing half-written, the storage still works
+        assert storage.list_studies() == []  # nothing half-written, the storage still works
     finally:
         storage.close()
 

@@ -116,6 +116,20 @@ logger = logging.getLogger("tunelab")
 
 #: The longest study name every database keeps (``studies.name`` is VARCHAR(512)).
 MAX_STUDY_NAME_LENGTH = int(studies_table.c.name.type.length or 512)  # type: ignore[attr-defined]
+#: The longest parameter name every database keeps (``study_distributions.name`` is VARCHAR(512)).
+MAX_PARAM_NAME_LENGTH = int(distributions_table.c.name.type.length or 512)  # type: ignore[attr-defined]
+#: The longest metric name every database keeps (``trial_values.metric`` is VARCHAR(256)).
+MAX_METRIC_NAME_LENGTH = int(values_table.c.metric.type.length or 256)  # type: ignore[attr-defined]
+
+
+def _check_length(what: str, name: str, limit: int) -> None:
+    """ConfigError for a name longer than its column keeps: SQLite kept it, PostgreSQL and MySQL/MariaDB
+    failed with 'value too long for type character varying'; the same limit on every database."""
+    if len(name) > limit:
+        raise ConfigError(
+            f"a {what} name has at most {limit} characters, this one has {len(name)}: {name[:40]!r}...; "
+            "choose a shorter name"
+        )
 
 
 def _hide_password(url: str) -> str:
@@ -441,11 +455,7 @@ class SQLStorage(BaseStorage):
         user_attrs: Mapping[str, Any] | None = None,
         system_attrs: Mapping[str, Any] | None = None,
     ) -> StudyRecord:
-        if len(name) > MAX_STUDY_NAME_LENGTH:
-            raise ConfigError(
-                f"a study name has at most {MAX_STUDY_NAME_LENGTH} characters, this one has {len(name)}: "
-                f"{name[:40]!r}...; choose a shorter name"
-            )
+        _check_length("study", name, MAX_STUDY_NAME_LENGTH)
         now = time.time()
         values = dict(
             name=name, direction=direction, seed=seed, next_number=0,
@@ -544,6 +554,7 @@ class SQLStorage(BaseStorage):
 
     @_operation
     def register_distribution(self, study_id: int, name: str, distribution: Distribution) -> Distribution:
+        _check_length("parameter", name, MAX_PARAM_NAME_LENGTH)
         d = distributions_table
         text = _dumps(distribution.to_json())
         query = sa.select(d.c.distribution).where(d.c.study_id == study_id, d.c.name == name)
@@ -810,6 +821,10 @@ class SQLStorage(BaseStorage):
         """Every point in one write transaction: one state check, then each step's rows replaced."""
         if not points:
             return
+        for _step, metrics in points:
+            for k in metrics:
+                if len(k) > MAX_METRIC_NAME_LENGTH:
+                    _check_length("metric", k, MAX_METRIC_NAME_LENGTH)
         q = self._q
         with self._write() as conn:
             row = conn.execute(q.state_of, {"tid": trial_id}).first()
