@@ -416,14 +416,18 @@ def test_a_schema1_database_left_as_it_is_refuses_several_objectives_values_nami
         old.close()
 
 
-def test_a_schema2_mariadb_database_is_upgraded_to_names_compared_exactly(mariadb_url: str) -> None:
-    engine = sa.create_engine(mariadb_url)
+@pytest.mark.parametrize("server", ["postgresql", "mariadb"])
+def test_a_schema2_server_database_is_upgraded_to_exact_names_and_64_bit_steps(
+    server: str, request: pytest.FixtureRequest
+) -> None:
+    url = str(request.getfixturevalue("pg_url" if server == "postgresql" else "mariadb_url"))
+    engine = sa.create_engine(url)
     try:
         with engine.begin() as conn:
             command.upgrade(alembic_config(conn), revision_of(2))
     finally:
         engine.dispose()
-    old = SQLStorage(mariadb_url, upgrade=False)
+    old = SQLStorage(url, upgrade=False)
     try:
         assert old.schema_version == 2
         study_id = old.create_study("mo", "minimize", seed=0).study_id
@@ -432,13 +436,15 @@ def test_a_schema2_mariadb_database_is_upgraded_to_names_compared_exactly(mariad
         old.report(trial.trial_id, 0, {"loss": 1.0})
     finally:
         old.close()
-    storage = SQLStorage(mariadb_url)
+    storage = SQLStorage(url)
     try:
         assert storage.upgraded_from == 2
-        other = storage.create_study("MO", "maximize", seed=1).study_id  # a duplicate of 'mo' before
+        # MariaDB compared names case-insensitively: 'MO' was a duplicate of 'mo', 'LR' had 'lr''s distribution
+        other = storage.create_study("MO", "maximize", seed=1).study_id
         assert other != study_id and storage.get_study("mo").study_id == study_id
         assert storage.register_distribution(study_id, "LR", tunelab.Categorical(["a"])) == tunelab.Categorical(["a"])
         storage.report(trial.trial_id, 0, {"Loss": 2.0})
-        assert storage.get_curves(trial.trial_id) == {"loss": ([0], [1.0]), "Loss": ([0], [2.0])}
+        storage.report(trial.trial_id, 5_000_000_000, {"loss": 0.5})  # a 32-bit step column refused it
+        assert storage.get_curves(trial.trial_id) == {"loss": ([0, 5_000_000_000], [1.0, 0.5]), "Loss": ([0], [2.0])}
     finally:
         storage.close()

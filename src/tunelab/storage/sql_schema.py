@@ -21,7 +21,8 @@ import sqlalchemy as sa
 from tunelab.records import TrialState
 
 #: The schema this tunelab writes: revision ``f"{SCHEMA_VERSION:04d}"`` of ``storage/migrations``.
-#: 1: the first release. 2: ``trials.objective_values``. 3: names compared exactly on MySQL/MariaDB.
+#: 1: the first release. 2: ``trials.objective_values``. 3: names compared exactly on MySQL/MariaDB,
+#: ``trial_values.step`` BIGINT on the servers.
 SCHEMA_VERSION = 3
 
 #: Alembic's version table, named for tunelab so that it never meets another application's.
@@ -95,7 +96,8 @@ values_table = sa.Table(
     "trial_values", metadata,
     sa.Column("trial_id", sa.Integer, sa.ForeignKey("trials.trial_id", ondelete="CASCADE"), primary_key=True),
     sa.Column("metric", name_type(256), primary_key=True),
-    sa.Column("step", sa.Integer, primary_key=True),
+    # Schema 3: BIGINT on the servers (a step counting samples or tokens passes 2**31); SQLite's INTEGER is 64-bit.
+    sa.Column("step", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
     sa.Column("value", sa.Double, nullable=True),  # NaN as NULL, +-inf as +-DBL_MAX: see _encode_metric
 )
 

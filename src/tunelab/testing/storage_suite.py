@@ -890,6 +890,17 @@ class StorageSuite:
         assert storage.get_metric_at(study_id, "loss") == [MetricPoint(0, TrialState.RUNNING, 0, 1.0),
                                                             MetricPoint(0, TrialState.RUNNING, 1, 1.5)]
 
+    def test_steps_past_32_bits_are_kept(self, storage: BaseStorage, study_id: int) -> None:
+        # A step counting samples or tokens seen passes 2**31: PostgreSQL and MariaDB failed the report
+        # ("integer out of range") where SQLite kept it.
+        trial = storage.create_trial(study_id)
+        steps = [2**31 - 1, 2**31, 5_000_000_000, 2**62]
+        for i, step in enumerate(steps):
+            storage.report(trial.trial_id, step, {"loss": float(i)})
+        storage.report_steps(trial.trial_id, [(2**40, {"loss": 9.0})])
+        assert storage.get_curves(trial.trial_id) == {"loss": ([*steps[:3], 2**40, 2**62], [0.0, 1.0, 2.0, 9.0, 3.0])}
+        assert storage.get_metric_at(study_id, "loss", [2**40]) == [MetricPoint(0, TrialState.RUNNING, 2**40, 9.0)]
+
     def test_report_last_write_wins_on_the_same_step(self, storage: BaseStorage, study_id: int) -> None:
         trial = storage.create_trial(study_id)
         storage.report(trial.trial_id, 3, {"loss": 1.0, "acc": 0.5})
