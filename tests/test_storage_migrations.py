@@ -417,7 +417,7 @@ def test_a_schema1_database_left_as_it_is_refuses_several_objectives_values_nami
 
 
 @pytest.mark.parametrize("server", ["postgresql", "mariadb"])
-def test_a_schema2_server_database_is_upgraded_to_exact_names_and_64_bit_steps(
+def test_a_schema2_server_database_is_upgraded_to_exact_names_64_bit_steps_and_long_texts(
     server: str, request: pytest.FixtureRequest
 ) -> None:
     url = str(request.getfixturevalue("pg_url" if server == "postgresql" else "mariadb_url"))
@@ -446,5 +446,8 @@ def test_a_schema2_server_database_is_upgraded_to_exact_names_and_64_bit_steps(
         storage.report(trial.trial_id, 0, {"Loss": 2.0})
         storage.report(trial.trial_id, 5_000_000_000, {"loss": 0.5})  # a 32-bit step column refused it
         assert storage.get_curves(trial.trial_id) == {"loss": ([0, 5_000_000_000], [1.0, 0.5]), "Loss": ([0], [2.0])}
+        big = "x" * 100_000  # MariaDB's TEXT kept 64 KiB
+        storage.finish_trial(trial.trial_id, TrialState.COMPLETE, value=1.0, user_attrs={"log": big})
+        assert storage.get_trial(trial.trial_id).user_attrs == {"log": big}
     finally:
         storage.close()

@@ -22,7 +22,7 @@ from tunelab.records import TrialState
 
 #: The schema this tunelab writes: revision ``f"{SCHEMA_VERSION:04d}"`` of ``storage/migrations``.
 #: 1: the first release. 2: ``trials.objective_values``. 3: names compared exactly on MySQL/MariaDB,
-#: ``trial_values.step`` BIGINT on the servers.
+#: ``trial_values.step`` BIGINT on the servers, JSON and error text LONGTEXT on MySQL/MariaDB.
 SCHEMA_VERSION = 3
 
 #: Alembic's version table, named for tunelab so that it never meets another application's.
@@ -34,6 +34,17 @@ metadata = sa.MetaData()
 #: accent-insensitively, so study 'MO' was a duplicate of 'mo', parameter 'LR' got the distribution of
 #: 'lr', and a metric 'Loss' overwrote 'loss'. SQLite and PostgreSQL compare text exactly already.
 NAME_COLLATION = "utf8mb4_bin"
+
+
+def _long_text() -> sa.types.TypeEngine[str]:
+    from sqlalchemy.dialects import mysql
+
+    return sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+
+
+#: JSON and error text (schema 3: LONGTEXT on MySQL/MariaDB, whose TEXT keeps 64 KiB: a trial whose
+#: attributes passed it ended FAIL, "could not be recorded", where SQLite and PostgreSQL kept it).
+LONG_TEXT = _long_text()
 
 
 def name_type(length: int) -> sa.types.TypeEngine[str]:
@@ -57,8 +68,8 @@ studies_table = sa.Table(
     sa.Column("direction", sa.String(16), nullable=False),
     sa.Column("seed", sa.BigInteger, nullable=False),
     sa.Column("next_number", sa.Integer, nullable=False, default=0),
-    sa.Column("user_attrs", sa.Text, nullable=False),
-    sa.Column("system_attrs", sa.Text, nullable=False),
+    sa.Column("user_attrs", LONG_TEXT, nullable=False),
+    sa.Column("system_attrs", LONG_TEXT, nullable=False),
     sa.Column("created_at", sa.Double, nullable=False),
     sqlite_autoincrement=True,  # ids of a deleted study are never reused by a new one
 )
@@ -67,7 +78,7 @@ distributions_table = sa.Table(
     "study_distributions", metadata,
     sa.Column("study_id", sa.Integer, sa.ForeignKey("studies.study_id", ondelete="CASCADE"), primary_key=True),
     sa.Column("name", name_type(512), primary_key=True),
-    sa.Column("distribution", sa.Text, nullable=False),
+    sa.Column("distribution", LONG_TEXT, nullable=False),
 )
 
 trials_table = sa.Table(
@@ -77,16 +88,16 @@ trials_table = sa.Table(
     sa.Column("number", sa.Integer, nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("value", sa.Double, nullable=True),
-    sa.Column("params", sa.Text, nullable=False),
-    sa.Column("distributions", sa.Text, nullable=False),
-    sa.Column("user_attrs", sa.Text, nullable=False),
-    sa.Column("system_attrs", sa.Text, nullable=False),
-    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("params", LONG_TEXT, nullable=False),
+    sa.Column("distributions", LONG_TEXT, nullable=False),
+    sa.Column("user_attrs", LONG_TEXT, nullable=False),
+    sa.Column("system_attrs", LONG_TEXT, nullable=False),
+    sa.Column("error", LONG_TEXT, nullable=True),
     sa.Column("started_at", sa.Double, nullable=True),
     sa.Column("completed_at", sa.Double, nullable=True),
     sa.Column("heartbeat_at", sa.Double, nullable=True),
     # Schema 2: a JSON list of the objective values of a multi-objective trial (NULL for one objective).
-    sa.Column("objective_values", sa.Text, nullable=True),
+    sa.Column("objective_values", LONG_TEXT, nullable=True),
     sa.UniqueConstraint("study_id", "number", name="uq_trials_study_number"),
     sa.Index("ix_trials_study_state_number", "study_id", "state", "number"),
     sqlite_autoincrement=True,

@@ -476,6 +476,22 @@ class StorageSuite:
         assert storage.get_study("s").user_attrs == {"a": 1, "b": 20, "c": 30}
         assert storage.get_study("s").system_attrs == {"x": 1, "y": 2}
 
+    def test_attributes_past_64_kib_are_kept(self, storage: BaseStorage) -> None:
+        # MySQL/MariaDB's TEXT keeps 64 KiB: a trial with a long log in its user attributes ended FAIL
+        # ("could not be recorded") there, and such study attributes could not be set.
+        big = "line\n" * 40_000  # 200 kB
+        study_id = storage.create_study("big", "minimize", seed=0, user_attrs={"log": big}).study_id
+        storage.set_study_attrs(study_id, system_attrs={"record": [big]})
+        study = storage.get_study("big")
+        assert (study.user_attrs["log"], study.system_attrs["record"]) == (big, [big])
+        trial = storage.create_trial(study_id, params={"p" * 400: 1.0}, user_attrs={"log": big})
+        storage.update_trial(trial.trial_id, system_attrs={"record": big})
+        storage.finish_trial(trial.trial_id, TrialState.FAIL, error="E" * 100_000, user_attrs={"more": big})
+        done = storage.get_trial(trial.trial_id)
+        assert (done.state, done.user_attrs, done.system_attrs["record"]) == (
+            TrialState.FAIL, {"log": big, "more": big}, big)
+        assert done.error == "E" * 100_000
+
     def test_study_attrs_keep_nested_json(self, storage: BaseStorage) -> None:
         nested = {
             "list": [1, 2.5, "three", None, True], "dict": {"k": {"deep": [[]]}}, "int": 2**40, "f": 0.1,
