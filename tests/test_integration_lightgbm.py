@@ -96,6 +96,25 @@ def test_pruning_stops_lgb_train_at_the_best_iteration_so_far() -> None:
     assert booster.num_trees() == 4
 
 
+def test_a_metric_nan_at_every_round_is_pruned_and_lgb_train_returns() -> None:
+    # No round had a best score: the pruner's stop raised EarlyStopException(None, ...) and lgb.train
+    # failed the trial with TypeError (None + 1) instead of returning a PRUNED trial.
+    dtrain, dvalid = _datasets()
+
+    def nan_metric(preds, data):  # type: ignore[no-untyped-def]
+        return "nan_metric", float("nan"), False
+
+    study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler(),
+                                 pruner=tunelab.MedianPruner(n_startup_trials=0, n_warmup_steps=0))
+    trial = study.ask()
+    callback = TunelabCallback(trial, "nan_metric")
+    booster = lgb.train({**PARAMS, "metric": "None"}, dtrain, num_boost_round=10, valid_sets=[dvalid],
+                        feval=nan_metric, callbacks=[callback])
+    assert trial.marked_pruned and callback.pruned_iteration == 0
+    assert callback.best_score is None and callback.best_iteration is None
+    assert booster.best_iteration == 1 and booster.num_trees() == 1
+
+
 def test_best_score_follows_lightgbms_own_direction_or_the_given_one() -> None:
     dtrain, dvalid = _datasets()
     study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler())

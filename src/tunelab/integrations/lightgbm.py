@@ -102,6 +102,8 @@ class TunelabCallback:
         if prune_now(trial):
             self.pruned_iteration = step
             trial.flush()
+            if self.best_iteration is None:  # the metric was NaN at every round: stop at this one
+                raise lgb.callback.EarlyStopException(step, results)
             raise lgb.callback.EarlyStopException(self.best_iteration, self._best_results)
         if step == int(env.end_iteration) - 1:  # LightGBM calls no callback at the end of training
             trial.flush()  # the reports gathered for the storage: written once training ends
