@@ -133,6 +133,34 @@ def test_two_objectives_log_one_value_each_and_a_wrong_metric_name_fails_first(u
     assert study.trials[-1].state.value == "FAIL"  # stopped at its first report: one point
 
 
+@pytest.mark.parametrize("live", [True, False])
+def test_names_mlflow_refuses_are_logged_as_mlflow_autologging_writes_them(uri: str, live: bool) -> None:
+    # XGBoost and LightGBM name ranking metrics 'validation-ndcg@5': log_batch raised MlflowException
+    # ("Names may only contain...") from the callback, which stopped the whole study after its first trial.
+    cb = MLflowCallback(tracking_uri=uri, metric_name="ndcg@5 (best)")
+
+    def objective(trial: tunelab.Trial) -> float:
+        trial.suggest_float("lr[0]", 0.1, 1.0)
+        for step in range(3):
+            metrics = {"validation-ndcg@5": 0.5 + step / 10}
+            if live:
+                cb.report(trial, step, **metrics)
+            else:
+                trial.report(step, **metrics)
+        return 0.7
+
+    study = tunelab.create_study(direction="maximize", seed=0)
+    study.optimize(objective, n_trials=2, callbacks=[cb])
+    runs = _runs(uri, study, "trial")
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    client = MlflowClient(tracking_uri=uri)
+    for run in runs:
+        history = [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "validation-ndcg_at_5")]
+        assert sorted(history) == [(0, 0.5), (1, 0.6), (2, 0.7)]  # each point once
+        assert run.data.metrics["ndcg_at_5 _best_"] == 0.7
+        assert set(run.data.params) == {"lr_0_"}
+
+
 @pytest.mark.parametrize(("kwargs", "match"), [
     ({"tracking_uri": 5}, "tracking_uri must be a URI"),
     ({"experiment_name": ""}, "experiment_name must be a non-empty string"),

@@ -28,6 +28,7 @@ same parent run and the same trial run.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -68,6 +69,16 @@ STATUS = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED", TrialSta
 _MAX_TAG = 5000  # MLflow keeps tag values up to 8000 characters
 _MAX_PARAM = 6000
 _BATCH = {"metrics": 1000, "params": 100, "tags": 100}  # MLflow's limits of one log_batch
+_REFUSED = re.compile(r"[^/\w.\- :]")  # the characters MLflow refuses in metric and parameter names
+
+
+def mlflow_name(name: str) -> str:
+    """A curve's, value's or parameter's name as MLflow takes it: ``@`` becomes ``_at_`` (as MLflow's
+    own XGBoost and LightGBM autologging write ``ndcg@5``: ``ndcg_at_5``) and any other character
+    MLflow refuses (anything but letters, digits, ``_ - . / :`` and spaces) becomes ``_``."""
+    if _REFUSED.search(name) is None:
+        return name
+    return _REFUSED.sub("_", name.replace("@", "_at_"))
 
 
 class MLflowCallback:
@@ -165,9 +176,10 @@ class MLflowCallback:
         value_names(self.metric_name, study, "MLflowCallback")  # a bad metric_name fails at the first report
         run_id = self._live_run(study, checked)
         now = _now_ms()
-        logged = [Metric(k, float(v), now, int(step)) for k, v in metrics.items()]
+        logged = [Metric(mlflow_name(k), float(v), now, int(step)) for k, v in metrics.items()]
         sent = self._params_sent.setdefault(run_id, set())
-        params = [Param(k, tail(param_text(v), _MAX_PARAM)) for k, v in checked.params.items() if k not in sent]
+        params = [Param(mlflow_name(k), tail(param_text(v), _MAX_PARAM)) for k, v in checked.params.items()
+                  if mlflow_name(k) not in sent]
         self._log(run_id, logged, params, [])
         sent.update(p.key for p in params)
 
@@ -250,10 +262,11 @@ class MLflowCallback:
         curves = study.get_curves(trial.number)
         now = _now_ms()
         metrics = list(self._missing_points(run_id, run.data.metrics, curves, now))
-        metrics += [Metric(k, v, now, 0) for k, v in final_values(trial, names).items()
-                    if k not in curves and k not in run.data.metrics]
-        params = [Param(k, tail(param_text(v), _MAX_PARAM)) for k, v in trial.params.items()
-                  if k not in run.data.params]
+        curve_names = {mlflow_name(name) for name in curves}
+        metrics += [Metric(mlflow_name(k), v, now, 0) for k, v in final_values(trial, names).items()
+                    if mlflow_name(k) not in curve_names and mlflow_name(k) not in run.data.metrics]
+        params = [Param(mlflow_name(k), tail(param_text(v), _MAX_PARAM)) for k, v in trial.params.items()
+                  if mlflow_name(k) not in run.data.params]
         tags = {**self.tags, STATE_TAG: trial.state.value}
         if parent is not None:
             tags[PARENT_TAG] = parent
@@ -270,7 +283,8 @@ class MLflowCallback:
     ) -> Iterable[Any]:
         """The curve points the run does not hold yet (those logged live are kept as they are)."""
         client = self._connect()
-        for name, (steps, values) in curves.items():
+        for curve, (steps, values) in curves.items():
+            name = mlflow_name(curve)
             have = {m.step for m in client.get_metric_history(run_id, name)} if name in logged else set()
             for step, value in zip(steps, values, strict=True):
                 if step not in have:
@@ -336,4 +350,4 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-__all__ = ["STATUS", "MLflowCallback", "study_key"]
+__all__ = ["STATUS", "MLflowCallback", "mlflow_name", "study_key"]
