@@ -124,6 +124,33 @@ def test_the_scalars_are_on_disk_while_the_trial_runs(tmp_path: Path) -> None:
     assert list(_session_groups(tmp_path / "runs")) == ["trial-0"]
 
 
+@pytest.mark.parametrize("live", [True, False])
+def test_a_new_study_in_a_used_log_dir_writes_its_own_curves(tmp_path: Path, live: bool) -> None:
+    # The steps already in trial-0/ were taken as this trial's, written live: a second study's trial 0
+    # got none of its curve points, so its run showed the first study's curve under its own value.
+    def run(scale: float) -> tunelab.Study:
+        cb = TensorBoardCallback(tmp_path)
+
+        def objective(trial: tunelab.Trial) -> float:
+            trial.suggest_float("x", 0.0, 1.0)
+            for step in range(3):
+                if live:
+                    cb.report(trial, step, loss=scale * (step + 1))
+                else:
+                    trial.report(step, loss=scale * (step + 1))
+            return scale
+
+        study = tunelab.create_study(name="same", seed=0)  # the same name, another study
+        study.optimize(objective, n_trials=1, callbacks=[cb])
+        return study
+
+    run(1.0)
+    run(10.0)
+    scalars = _scalars(tmp_path / "trial-0")
+    assert sorted(v for s, v in scalars["loss"] if s == 2) == [3.0, 30.0]  # both studies' points, once each
+    assert scalars["loss"] == sorted([(s, scale * (s + 1)) for s in range(3) for scale in (1.0, 10.0)])
+
+
 def test_two_objectives_write_one_value_each_and_a_wrong_metric_name_fails_first(tmp_path: Path) -> None:
     study = tunelab.create_study(directions=["minimize", "maximize"], objective_names=["err", "acc"], seed=0)
     cb = TensorBoardCallback(tmp_path / "runs")

@@ -3,6 +3,7 @@ the state and pruning decision of a finished trial as text, and the checks of th
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -85,3 +86,9 @@ def tail(text: str, limit: int) -> str:
 def param_text(value: Any) -> str:
     """A parameter's value as text (MLflow keeps parameters as strings)."""
     return str(value)
+
+
+def study_key(study: Study) -> str:
+    """What identifies a study's runs: a digest of its name and its own folder's name, which differs
+    between two studies of the same name (another storage, or one deleted and created again)."""
+    return hashlib.sha256(f"{study.name}\0{study.artifact_dir.name}".encode()).hexdigest()[:20]

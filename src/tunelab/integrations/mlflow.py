@@ -27,7 +27,6 @@ same parent run and the same trial run.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -42,6 +41,7 @@ from tunelab.integrations._tracking import (
     final_values,
     param_text,
     pruning_text,
+    study_key,
     tail,
     value_names,
 )
@@ -332,12 +332,6 @@ class MLflowCallback:
                 params=params[i * _BATCH["params"]:(i + 1) * _BATCH["params"]],
                 tags=tags[i * _BATCH["tags"]:(i + 1) * _BATCH["tags"]],
             )
-
-
-def study_key(study: Study) -> str:
-    """What identifies a study's runs: a digest of its name and its own folder's name, which differs
-    between two studies of the same name (another storage, or one deleted and created again)."""
-    return hashlib.sha256(f"{study.name}\0{study.artifact_dir.name}".encode()).hexdigest()[:20]
 
 
 def _oldest(runs: Sequence[Any]) -> str | None:

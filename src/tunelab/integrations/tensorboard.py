@@ -37,7 +37,7 @@ from typing import Any, BinaryIO
 from tunelab.distributions import Bool, Categorical, Distribution, Float, Int, ParamValue
 from tunelab.errors import ConfigError
 from tunelab.integrations._common import check_trial, require
-from tunelab.integrations._tracking import FINISHED, check_metric_name, final_values, value_names
+from tunelab.integrations._tracking import FINISHED, check_metric_name, final_values, study_key, value_names
 from tunelab.records import FrozenTrial, TrialState
 from tunelab.study import Study, Trial
 
@@ -90,7 +90,7 @@ class TensorBoardCallback:
         self._reset()
 
     def _reset(self) -> None:
-        self._live: dict[int, _EventFile] = {}  # trial number -> this process's open file of its run
+        self._live: dict[tuple[str, int], _EventFile] = {}  # (study key, trial number) -> this process's open file
         self._columns: dict[str, Distribution | None] = {}  # hparam -> its merged distribution (None: mixed)
         self._seen_studies: set[str] = set()
 
@@ -104,7 +104,8 @@ class TensorBoardCallback:
         names = value_names(self.metric_name, study, "TensorBoardCallback")
         if trial.state not in FINISHED:
             return
-        live = self._live.pop(trial.number, None)
+        key = study_key(study)
+        live = self._live.pop((key, trial.number), None)
         if live is not None:
             live.close()
         if study.name not in self._seen_studies:  # trials of earlier optimize calls count in the columns
@@ -112,7 +113,7 @@ class TensorBoardCallback:
             for earlier in study.get_trials(FINISHED):
                 self._add_columns(earlier)
         self._add_columns(trial)
-        self._write_end(study, trial, names)
+        self._write_end(study, trial, names, key)
         self._write_columns(names)
 
     def report(self, trial: Trial, step: int, **metrics: float) -> None:
@@ -124,20 +125,21 @@ class TensorBoardCallback:
         checked = check_trial(trial, "TensorBoardCallback.report")
         checked.report(step, **metrics)
         value_names(self.metric_name, checked.study, "TensorBoardCallback")  # a bad metric_name fails now
-        for number in [n for n in self._live if n != checked.number]:  # this process ran them: they ended
-            self._live.pop(number).close()
-        if checked.number not in self._live:
-            self._live[checked.number] = _EventFile.new(self.run_dir(checked.number))
-        live = self._live[checked.number]
+        mine = (study_key(checked.study), checked.number)
+        for other in [k for k in self._live if k != mine]:  # this process ran them: they ended
+            self._live.pop(other).close()
+        if mine not in self._live:
+            self._live[mine] = _EventFile.new(self.run_dir(checked.number), study=mine[0])
+        live = self._live[mine]
         live.write(_scalars(step, {k: float(v) for k, v in metrics.items()}))
         live.flush()
 
     # -- writing ----------------------------------------------------------------------------------
-    def _write_end(self, study: Study, trial: FrozenTrial, names: Sequence[str]) -> None:
+    def _write_end(self, study: Study, trial: FrozenTrial, names: Sequence[str], key: str) -> None:
         run_dir = self.run_dir(trial.number)
-        have = _written_steps(run_dir)
+        have = _written_steps(run_dir, key)
         curves = study.get_curves(trial.number)
-        out = _EventFile.new(run_dir, after_existing=True)
+        out = _EventFile.new(run_dir, after_existing=True, study=key)
         try:
             for name, (steps, values) in curves.items():
                 for step, value in zip(steps, values, strict=True):
@@ -192,8 +194,10 @@ class _EventFile:
         self.write(Event(wall_time=time.time(), file_version="brain.Event:2"))
 
     @classmethod
-    def new(cls, folder: Path, after_existing: bool = False) -> _EventFile:
-        """A new file in ``folder``, named as TensorBoard's writers name theirs (unique per process).
+    def new(cls, folder: Path, after_existing: bool = False, study: str = "") -> _EventFile:
+        """A new file in ``folder``, named as TensorBoard's writers name theirs (unique per process),
+        ending with ``study``'s key: the files of another study's trial of the same number (an earlier
+        study writing to the same ``log_dir``) are told apart.
 
         With ``after_existing`` its name sorts after the files there (a TensorBoard that is running
         reads a folder's files in the order of their names, and never goes back).
@@ -203,7 +207,7 @@ class _EventFile:
             stamps = [int(p.name.split(".")[3]) for p in folder.glob("events.out.tfevents.*")
                       if p.name.split(".")[3].isdigit()]
             stamp = max([stamp, *(s + 1 for s in stamps)])
-        name = f"events.out.tfevents.{stamp:010d}.{socket.gethostname()}.{os.getpid()}.{next(_files)}"
+        name = f"events.out.tfevents.{stamp:010d}.{socket.gethostname()}.{os.getpid()}.{next(_files)}.{study}"
         return cls(folder / name)
 
     def write(self, event: Any) -> None:
@@ -248,13 +252,18 @@ def _session_start(hparams: Mapping[str, bool | float | str], group: str, start:
     return _hparams_summary(metadata.SESSION_START_INFO_TAG, session_start_info=info)
 
 
-def _written_steps(run_dir: Path) -> dict[str, set[int]]:
-    """The steps of each scalar already in ``run_dir`` (written live by :meth:`TensorBoardCallback.report`)."""
+def _written_steps(run_dir: Path, key: str) -> dict[str, set[int]]:
+    """The steps of each scalar already in ``run_dir`` for the study of ``key`` (written live by
+    :meth:`TensorBoardCallback.report`); another study's files there are not read."""
     if not run_dir.is_dir():
         return {}
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0}, purge_orphaned_data=False)
-    acc.Reload()
-    return {tag: {e.step for e in acc.Scalars(tag)} for tag in acc.Tags().get("scalars", [])}
+    have: dict[str, set[int]] = {}
+    for path in sorted(run_dir.glob(f"events.out.tfevents.*.{key}")):
+        acc = EventAccumulator(str(path), size_guidance={"scalars": 0}, purge_orphaned_data=False)
+        acc.Reload()
+        for tag in acc.Tags().get("scalars", []):
+            have.setdefault(tag, set()).update(e.step for e in acc.Scalars(tag))
+    return have
 
 
 def _merge(a: Distribution | None, b: Distribution) -> Distribution | None:
