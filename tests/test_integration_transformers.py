@@ -19,7 +19,7 @@ import transformers
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState
 
 import tunelab
-from integration_transformers_objectives import make_trainer, tiny_model, tiny_trainer, training_args
+from integration_transformers_objectives import TRAIN, make_trainer, tiny_model, tiny_trainer, training_args
 from tunelab.babysit import set_live
 from tunelab.errors import ConfigError
 from tunelab.integrations.transformers import LIVE_NAMES, BestRun, TunelabCallback, search
@@ -286,6 +286,33 @@ def test_a_monitor_never_logged_names_the_logged_metrics(tmp_path: Path) -> None
     epoch_steps = tiny_trainer(str(tmp_path), callbacks=[TunelabCallback(study.ask(), step="epoch")])
     with pytest.raises(ConfigError, match=r"epoch 0\.5.*eval_strategy='epoch'"):
         epoch_steps.train()
+
+
+def test_several_eval_datasets_report_each_and_the_monitored_one_is_the_value(tmp_path: Path) -> None:
+    # eval_dataset={"val": ..., "train": ...}: the Trainer calls on_evaluate once per dataset, each with
+    # its own metrics. The callback raised ConfigError at the dataset without the monitor (eval_train_loss
+    # lacks eval_val_loss), failing every trial at its first evaluation.
+    def factory(trial: tunelab.Trial) -> Trainer:
+        trainer = make_trainer(trial)
+        trainer.eval_dataset = {"val": trainer.eval_dataset, "train": TRAIN}
+        return trainer
+
+    best = search(factory, {"learning_rate": tunelab.Float(1e-4, 3e-2, log=True)}, n_trials=2, seed=0,
+                  monitor="eval_val_loss", sampler=tunelab.RandomSampler(),
+                  pruner=tunelab.MedianPruner(n_startup_trials=5))
+    study = best.study
+    assert all(t.state.value == "COMPLETE" for t in study.trials)
+    for t in study.trials:
+        curves = study.get_curves(t.number)
+        assert curves["eval_val_loss"][0] == curves["eval_train_loss"][0] == [4, 8, 12, 16]
+        assert t.value == curves["eval_val_loss"][1][-1]
+    study = random_study()
+    typo = TunelabCallback(study.ask(), monitor="eval_vall_loss")
+    trainer = tiny_trainer(str(tmp_path), callbacks=[typo])
+    trainer.eval_dataset = {"val": trainer.eval_dataset, "train": TRAIN}
+    with pytest.raises(ConfigError, match=r"eval_vall_loss.*'eval_train_loss'.*'eval_val_loss'"):
+        trainer.train()
+    assert trainer.state.global_step == 8  # at the next evaluation: the first one logged no eval_vall_loss
 
 
 def test_search_refuses_a_factory_that_ignores_the_params_or_returns_no_trainer(tmp_path: Path) -> None:

@@ -129,6 +129,7 @@ class TunelabCallback(TrainerCallback):  # type: ignore[misc]
             self._hook = None
         if state.is_world_process_zero and self._trial is not None:
             self._trial.flush()  # the reports gathered for the storage: written once training ends
+            self.check_monitored()
 
     def _sync_live(self, state: Any, control: Any, optimizer: Any, scheduler: Any, model: Any, *,
                    force: bool) -> None:
@@ -158,17 +159,39 @@ class TunelabCallback(TrainerCallback):  # type: ignore[misc]
 
     # -- what it does -------------------------------------------------------------------------
     def _report(self, state: Any, metrics: Mapping[str, Any] | None) -> bool:
-        """Report one evaluation; True when the pruner stops the trial (only asked while training)."""
+        """Report one evaluation; True when the pruner stops the trial (only asked while training).
+
+        With several evaluation datasets (``eval_dataset={"val": ..., "test": ...}``) the Trainer
+        calls ``on_evaluate`` once per dataset, each with its own metrics (``eval_val_loss``, then
+        ``eval_test_loss``): those of the same step are gathered in :attr:`last_metrics`, and the
+        pruner is asked after the monitored dataset's evaluation only."""
         values = _curve_values(metrics)
-        if self.monitor not in values:
-            raise ConfigError(
-                f"TunelabCallback(monitor={self.monitor!r}): the evaluation logged {sorted(values) or 'no numbers'}; "
-                f"monitor one of them (the Trainer prefixes evaluation metrics with 'eval_', e.g. 'eval_loss')"
-            )
+        step = int(state.global_step)
+        if step != self.last_step:  # a new evaluation: the previous one must have logged the monitor
+            self.check_monitored()
+        other = self.monitor not in values and _other_dataset(values, self.monitor)
+        if self.monitor not in values and not other:
+            self._missing(values)
         trial = self._main_trial()
         trial.report(self._step_of(state), **values)
-        self.last_metrics, self.last_step = values, int(state.global_step)
-        return self._training and prune_now(trial)
+        if step == self.last_step:
+            self.last_metrics = {**self.last_metrics, **values}
+        else:
+            self.last_metrics, self.last_step = values, step
+        return self._training and not other and prune_now(trial)
+
+    def check_monitored(self) -> None:
+        """Raise the ConfigError naming the logged metrics when the last evaluation (all its datasets)
+        did not log ``monitor``."""
+        if self.last_step is not None and self.monitor not in self.last_metrics:
+            self._missing(self.last_metrics)
+
+    def _missing(self, values: Mapping[str, float]) -> None:
+        raise ConfigError(
+            f"TunelabCallback(monitor={self.monitor!r}): the evaluation logged {sorted(values) or 'no numbers'}; "
+            f"monitor one of them (the Trainer prefixes evaluation metrics with 'eval_', e.g. 'eval_loss', and "
+            f"with several eval datasets their names too, e.g. 'eval_val_loss')"
+        )
 
     def _step_of(self, state: Any) -> int:
         if self.step == "global_step":
@@ -180,6 +203,13 @@ class TunelabCallback(TrainerCallback):  # type: ignore[misc]
                 "use eval_strategy='epoch', or step='global_step'"
             )
         return int(round(epoch))
+
+
+def _other_dataset(values: Mapping[str, float], monitor: str) -> bool:
+    """Whether an evaluation is that of another dataset than ``monitor``'s (of an ``eval_dataset``
+    dict): its metrics' prefix, read from the ``<prefix>_runtime`` the Trainer logs, is not the monitor's."""
+    prefixes = [key[: -len("_runtime")] for key in values if key.endswith("_runtime")]
+    return bool(prefixes) and not any(monitor.startswith(prefix + "_") for prefix in prefixes)
 
 
 def _curve_values(metrics: Mapping[str, Any] | None) -> dict[str, float]:
@@ -287,6 +317,7 @@ class _Objective:
             raise TrialPruned()
         if callback.last_step != trainer.state.global_step:  # not evaluated at the end of training
             trainer.evaluate()
+        callback.check_monitored()
         return callback.last_metrics[self.monitor]
 
 
