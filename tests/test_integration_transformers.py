@@ -315,6 +315,24 @@ def test_several_eval_datasets_report_each_and_the_monitored_one_is_the_value(tm
     assert trainer.state.global_step == 8  # at the next evaluation: the first one logged no eval_vall_loss
 
 
+def test_step_epoch_with_an_evaluation_inside_an_epoch_is_refused_before_training(tmp_path: Path) -> None:
+    # The ConfigError came at that evaluation, after training up to it: with eval_strategy='epoch' and
+    # max_steps=12 (8 steps per epoch) at epoch 1.5, once the whole run was trained.
+    study = random_study()
+    cut = tiny_trainer(str(tmp_path), callbacks=[TunelabCallback(study.ask(), step="epoch")],
+                       eval_strategy="epoch", max_steps=12)
+    with pytest.raises(ConfigError, match=r"training ends inside an epoch: 12 steps of 8 per epoch.*epoch 1\.5"):
+        cut.train()
+    assert cut.state.global_step == 0
+    inside = tiny_trainer(str(tmp_path), callbacks=[TunelabCallback(study.ask(), step="epoch")], eval_steps=4)
+    with pytest.raises(ConfigError, match=r"epoch 0\.5 \(eval_steps=4, 8 steps per epoch\).*eval_strategy='epoch'"):
+        inside.train()
+    assert inside.state.global_step == 0
+    whole = TunelabCallback(study.ask(), step="epoch")  # every 8 steps is every epoch: allowed
+    tiny_trainer(str(tmp_path), callbacks=[whole], eval_steps=8).train()
+    assert study.get_curves(whole.trial.number)["eval_loss"][0] == [1, 2]  # type: ignore[union-attr]
+
+
 def test_search_refuses_a_factory_that_ignores_the_params_or_returns_no_trainer(tmp_path: Path) -> None:
     def ignores(trial: tunelab.Trial) -> Trainer:
         return tiny_trainer(str(tmp_path))  # the default learning_rate, not the trial's

@@ -100,6 +100,8 @@ class TunelabCallback(TrainerCallback):  # type: ignore[misc]
 
     # -- the Trainer's events -----------------------------------------------------------------
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.step == "epoch":
+            _check_whole_epochs(args, state, kwargs.get("train_dataloader"))
         self._training = True
         trial = self._main_trial() if state.is_world_process_zero else None
         if trial is not None:
@@ -203,6 +205,34 @@ class TunelabCallback(TrainerCallback):  # type: ignore[misc]
                 "use eval_strategy='epoch', or step='global_step'"
             )
         return int(round(epoch))
+
+
+def _check_whole_epochs(args: Any, state: Any, train_dataloader: Any) -> None:
+    """``step="epoch"``: a ConfigError before the first step when an evaluation of the Trainer's
+    ``eval_strategy`` would fall inside an epoch (the first one of ``"steps"``, the last one of
+    ``"epoch"`` when training ends inside an epoch)."""
+    try:
+        batches = len(train_dataloader)
+    except TypeError:  # no dataloader, or one without a length: the evaluation itself says
+        return
+    accumulation = max(int(args.gradient_accumulation_steps), 1)
+    per_epoch = max(batches // accumulation + int(batches % accumulation > 0), 1)  # the Trainer's count
+    strategy = str(getattr(args.eval_strategy, "value", args.eval_strategy))
+    max_steps = int(state.max_steps)
+    if strategy == "epoch" and max_steps % per_epoch:
+        raise ConfigError(
+            f"TunelabCallback(step='epoch') reports at whole epochs, but training ends inside an epoch: "
+            f"{max_steps} steps of {per_epoch} per epoch, so eval_strategy='epoch' evaluates last at epoch "
+            f"{max_steps / per_epoch:g}; train whole epochs (max_steps a multiple of {per_epoch}, or a whole "
+            "num_train_epochs), or use step='global_step'"
+        )
+    eval_steps = int(state.eval_steps or 0) if strategy == "steps" else 0
+    if 0 < eval_steps <= max_steps and eval_steps % per_epoch:
+        raise ConfigError(
+            f"TunelabCallback(step='epoch') reports at whole epochs, but an evaluation would run at epoch "
+            f"{eval_steps / per_epoch:g} (eval_steps={eval_steps}, {per_epoch} steps per epoch): use "
+            "eval_strategy='epoch', or step='global_step'"
+        )
 
 
 def _other_dataset(values: Mapping[str, float], monitor: str) -> bool:
