@@ -204,6 +204,26 @@ def test_a_failing_fit_records_error_score_and_the_search_goes_on(cancer: tuple[
         everything_fails.fit(X, y)
 
 
+@pytest.mark.parametrize("n_workers", [1, 2])
+def test_non_finite_scores_are_warned_once_per_fit_as_scikit_learn_does(
+    cancer: tuple[np.ndarray, np.ndarray], n_workers: int
+) -> None:
+    # The table was built, and scikit-learn's warning given, after every batch: a search of 6 trials
+    # warned up to 6 times, the early warnings about a partial table.
+    X, y = cancer
+    space = {"solver": ["lbfgs", "no-such-solver"], "C": tunelab.Float(0.1, 10.0, log=True)}
+    search = TunelabSearchCV(LogisticRegression(max_iter=300), space, n_trials=6, cv=3, n_workers=n_workers,
+                             sampler=tunelab.RandomSampler(), random_state=3, return_train_score=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        search.fit(X, y)
+    bad = np.array([p["solver"] == "no-such-solver" for p in search.cv_results_["params"]])
+    assert bad.any() and np.isnan(search.cv_results_["mean_test_score"][bad]).all()
+    non_finite = [str(w.message) for w in caught if "scores are non-finite" in str(w.message)]
+    assert sorted(m.split(" scores")[0] for m in non_finite) == ["One or more of the test",
+                                                                 "One or more of the train"]  # once each
+
+
 def test_storage_and_study_name_persist_and_a_second_fit_continues(
     tmp_path: Path, cancer: tuple[np.ndarray, np.ndarray]
 ) -> None:

@@ -339,7 +339,6 @@ class TunelabSearchCV(BaseSearchCV):  # type: ignore[misc]
         self._rows: list[_Row] = []
         self._ledger: list[tuple[int, int]] = []
         self._folds = int(self.n_splits_)
-        self._fresh = False
         self._splits: list[tuple[Any, Any]] = []
         self._study = self._make_study()
         search_ctx = None
@@ -368,10 +367,11 @@ class TunelabSearchCV(BaseSearchCV):  # type: ignore[misc]
             assert last_failure is not None
             failed = sum(len(r.failed_folds) for r in self._rows)
             raise ValueError(f"\nAll the {failed} fits of the search failed; the last batch's:" + str(last_failure))
-        if self._fresh:  # rows changed since the last table (a failed batch, a pruned candidate): refresh it
-            table = self._table(warn=False)
-            results.clear()
-            results.update(table)
+        # The table of every row as the study ended them (a failed batch, a pruned candidate, the trial
+        # states), built once more: its warnings (non-finite scores) come once per fit, as scikit-learn's.
+        table = self._table(warn=True)
+        results.clear()
+        results.update(table)
 
     def _make_study(self) -> Study:
         """The study of this fit: a new one, or (storage and study_name) the stored one, continued."""
@@ -422,7 +422,6 @@ class TunelabSearchCV(BaseSearchCV):  # type: ignore[misc]
                 row.trial.report(fold, **{f"test_{self._metric}": score})
                 if fold < n_splits - 1 and prune_now(row.trial):
                     row.pruned_at = fold
-                    self._fresh = True
             alive = [r for r in alive if r.pruned_at is None]
             if not alive:
                 break
@@ -453,7 +452,6 @@ class TunelabSearchCV(BaseSearchCV):  # type: ignore[misc]
             for r in rows:  # every fit of this call failed: record error_score and go on
                 r.failed_folds.update(range(n_splits) if fold is None else [fold])
                 r.error = _error_line(str(e).strip().splitlines()[-1])
-            self._fresh = True
             warnings.warn(str(e), FitFailedWarning, stacklevel=2)
             return None, e
         finally:
@@ -482,9 +480,7 @@ class TunelabSearchCV(BaseSearchCV):  # type: ignore[misc]
             else:
                 mean = float(np.mean([self._fold_score(row, k) for k in range(self._n_splits())]))
                 frozen = self._study.tell(row.trial, mean)
-            if frozen.state.value != row.state():
-                self._fresh = True  # cv_results_'s trial_state says how the study recorded it
-            row.frozen = frozen
+            row.frozen = frozen  # cv_results_'s trial_state says how the study recorded it
 
     def _fail_unfinished(self, rows: list[_Row], why: str) -> None:
         """An error stops the search: never leave its trials RUNNING."""
@@ -510,8 +506,7 @@ class TunelabSearchCV(BaseSearchCV):  # type: ignore[misc]
         for i, (index, first) in enumerate(self._ledger):
             for j in range(per):
                 self._rows[index].outs[first + j] = out[i * per + j]
-        self._fresh = False
-        return self._table(warn=True)
+        return self._table(warn=False)  # warned once, by the last table (_run_search)
 
     def _table(self, *, warn: bool) -> dict[str, Any]:
         """``cv_results_`` from the rows: skipped folds (pruned) score NaN, failed ones ``error_score``."""
