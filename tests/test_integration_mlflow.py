@@ -161,6 +161,26 @@ def test_names_mlflow_refuses_are_logged_as_mlflow_autologging_writes_them(uri: 
         assert set(run.data.params) == {"lr_0_"}
 
 
+def test_a_deleted_experiment_is_refused_with_the_fix_before_any_trial(uri: str) -> None:
+    # MLflow refuses runs in a deleted experiment: its MlflowException ("must be in the 'active' state")
+    # came from the callback after the first trial, which stopped the study without saying what to do.
+    client = MlflowClient(tracking_uri=uri)
+    client.delete_experiment(client.create_experiment("gone"))
+    with pytest.raises(ConfigError, match=r"experiment 'gone' \(id \d+\) is deleted.*restore it.*experiment_name"):
+        MLflowCallback(tracking_uri=uri, experiment_name="gone")
+    study = tunelab.create_study(name="gone", seed=0)  # the default experiment: the study's name
+    cb = MLflowCallback(tracking_uri=uri)
+
+    def objective(trial: tunelab.Trial) -> float:
+        x = trial.suggest_float("x", 0.0, 1.0)
+        cb.report(trial, 0, loss=x)
+        return x
+
+    with pytest.raises(ConfigError, match=r"experiment 'gone' .* is deleted"):  # at the first report
+        study.optimize(objective, n_trials=3, callbacks=[cb])
+    assert [t.state.value for t in study.trials] == ["FAIL"]
+
+
 @pytest.mark.parametrize(("kwargs", "match"), [
     ({"tracking_uri": 5}, "tracking_uri must be a URI"),
     ({"experiment_name": ""}, "experiment_name must be a non-empty string"),

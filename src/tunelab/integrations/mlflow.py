@@ -120,6 +120,8 @@ class MLflowCallback:
         self.tags = check_tags(tags)
         self._reset()
         self._connect()
+        if experiment_name is not None:  # a deleted one fails now, before any trial runs
+            _check_active(self._client.get_experiment_by_name(experiment_name), experiment_name)
 
     # -- pickling: a worker process opens its own client -----------------------------------------
     def __getstate__(self) -> dict[str, Any]:
@@ -189,6 +191,7 @@ class MLflowCallback:
         if name not in self._experiments:
             client = self._connect()
             found = client.get_experiment_by_name(name)
+            _check_active(found, name)
             if found is None:
                 try:
                     self._experiments[name] = client.create_experiment(name)
@@ -332,6 +335,19 @@ class MLflowCallback:
                 params=params[i * _BATCH["params"]:(i + 1) * _BATCH["params"]],
                 tags=tags[i * _BATCH["tags"]:(i + 1) * _BATCH["tags"]],
             )
+
+
+def _check_active(experiment: Any, name: str) -> None:
+    """A ConfigError when ``experiment`` (named ``name``) is deleted: MLflow writes no run into it."""
+    if experiment is None or experiment.lifecycle_stage != "deleted":
+        return
+    number = experiment.experiment_id
+    raise ConfigError(
+        f"MLflowCallback: the MLflow experiment {name!r} (id {number}) is deleted, and MLflow writes no run into "
+        f"a deleted experiment; restore it (MlflowClient(tracking_uri).restore_experiment({number!r}), or "
+        f"mlflow experiments restore --experiment-id {number}), delete it for good (mlflow gc), or pass "
+        "another experiment_name"
+    )
 
 
 def _oldest(runs: Sequence[Any]) -> str | None:
