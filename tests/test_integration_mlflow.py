@@ -133,6 +133,22 @@ def test_two_objectives_log_one_value_each_and_a_wrong_metric_name_fails_first(u
     assert study.trials[-1].state.value == "FAIL"  # stopped at its first report: one point
 
 
+def test_constraints_are_logged_with_whether_the_trial_is_feasible(uri: str) -> None:
+    study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler())
+    cb = MLflowCallback(tracking_uri=uri)
+
+    def objective(trial: tunelab.Trial) -> float:
+        memory = [0.4, 0.9][trial.number]
+        trial.set_constraint("memory_gb", memory, upper=0.5)
+        return float(trial.number)
+
+    study.optimize(objective, n_trials=2, callbacks=[cb])
+    runs = {int(r.data.tags[TRIAL_TAG]): r for r in _runs(uri, study, "trial")}
+    assert runs[0].data.metrics["constraint_memory_gb"] == 0.4 and runs[0].data.metrics["feasible"] == 1.0
+    assert runs[1].data.metrics["constraint_memory_gb"] == 0.9 and runs[1].data.metrics["feasible"] == 0.0
+    assert [runs[n].data.tags["tunelab.feasible"] for n in (0, 1)] == ["true", "false"]
+
+
 @pytest.mark.parametrize("live", [True, False])
 def test_names_mlflow_refuses_are_logged_as_mlflow_autologging_writes_them(uri: str, live: bool) -> None:
     # XGBoost and LightGBM name ranking metrics 'validation-ndcg@5': log_batch raised MlflowException

@@ -165,6 +165,20 @@ def test_two_objectives_write_one_value_each_and_a_wrong_metric_name_fails_first
     assert study.trials[-1].state.value == "FAIL"  # stopped at its first report
 
 
+def test_constraints_are_written_with_whether_the_trial_is_feasible(tmp_path: Path) -> None:
+    study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler())
+    cb = TensorBoardCallback(tmp_path / "runs")
+
+    def objective(trial: tunelab.Trial) -> float:
+        trial.set_constraint("memory_gb", [0.4, 0.9][trial.number], upper=0.5)
+        return float(trial.number)
+
+    study.optimize(objective, n_trials=2, callbacks=[cb])
+    first, second = (_scalars(cb.run_dir(n)) for n in (0, 1))
+    assert first["constraint_memory_gb"][0][1] == pytest.approx(0.4) and first["feasible"][0][1] == 1.0
+    assert second["constraint_memory_gb"][0][1] == pytest.approx(0.9) and second["feasible"][0][1] == 0.0
+
+
 @pytest.mark.parametrize(("args", "match"), [
     ((None,), "log_dir must be a folder path"),
     (("",), "log_dir must be a folder path"),

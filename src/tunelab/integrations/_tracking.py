@@ -70,6 +70,17 @@ def final_values(trial: FrozenTrial, names: Sequence[str]) -> dict[str, float]:
     return dict(zip(names, trial.values, strict=False))
 
 
+def constraint_metrics(trial: FrozenTrial) -> dict[str, float]:
+    """A trial's constraints as metrics: ``constraint_<name>`` (the measured value) each and
+    ``feasible`` (1.0 when every bound holds, else 0.0); empty when it recorded none."""
+    constraints = trial.constraints
+    if not constraints:
+        return {}
+    out = {f"constraint_{name}": float(c.value) for name, c in constraints.items()}
+    out["feasible"] = 1.0 if trial.feasible else 0.0
+    return out
+
+
 def pruning_text(trial: FrozenTrial) -> str | None:
     """The pruner's decision that stopped the trial, as JSON text, or None."""
     decision = trial.system_attrs.get("pruned")

@@ -38,6 +38,7 @@ from tunelab.integrations._tracking import (
     FINISHED,
     check_metric_name,
     check_tags,
+    constraint_metrics,
     final_values,
     param_text,
     pruning_text,
@@ -61,6 +62,7 @@ TRIAL_TAG = "tunelab.trial"  # the trial's number
 STATE_TAG = "tunelab.state"  # COMPLETE, PRUNED or FAIL
 PRUNED_TAG = "tunelab.pruned"  # the pruner's decision (JSON)
 ERROR_TAG = "tunelab.error"  # the end of the error text of a FAIL trial
+FEASIBLE_TAG = "tunelab.feasible"  # "true" or "false": whether every constraint's bounds hold (set_constraint)
 PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
 
@@ -266,7 +268,8 @@ class MLflowCallback:
         now = _now_ms()
         metrics = list(self._missing_points(run_id, run.data.metrics, curves, now))
         curve_names = {mlflow_name(name) for name in curves}
-        metrics += [Metric(mlflow_name(k), v, now, 0) for k, v in final_values(trial, names).items()
+        ends = {**final_values(trial, names), **constraint_metrics(trial)}
+        metrics += [Metric(mlflow_name(k), v, now, 0) for k, v in ends.items()
                     if mlflow_name(k) not in curve_names and mlflow_name(k) not in run.data.metrics]
         params = [Param(mlflow_name(k), tail(param_text(v), _MAX_PARAM)) for k, v in trial.params.items()
                   if mlflow_name(k) not in run.data.params]
@@ -277,6 +280,8 @@ class MLflowCallback:
             tags[PRUNED_TAG] = tail(pruned, _MAX_TAG)
         if trial.error:
             tags[ERROR_TAG] = tail(trial.error, _MAX_TAG)
+        if trial.constraints:
+            tags[FEASIBLE_TAG] = "true" if trial.feasible else "false"
         self._log(run_id, metrics, params, [RunTag(k, v) for k, v in tags.items()])
         end = trial.datetime_complete
         client.set_terminated(run_id, STATUS[trial.state], end_time=int(end.timestamp() * 1000) if end else None)

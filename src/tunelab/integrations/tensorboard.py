@@ -37,7 +37,14 @@ from typing import Any, BinaryIO
 from tunelab.distributions import Bool, Categorical, Distribution, Float, Int, ParamValue
 from tunelab.errors import ConfigError
 from tunelab.integrations._common import check_trial, require
-from tunelab.integrations._tracking import FINISHED, check_metric_name, final_values, study_key, value_names
+from tunelab.integrations._tracking import (
+    FINISHED,
+    check_metric_name,
+    constraint_metrics,
+    final_values,
+    study_key,
+    value_names,
+)
 from tunelab.records import FrozenTrial, TrialState
 from tunelab.study import Study, Trial
 
@@ -146,7 +153,8 @@ class TensorBoardCallback:
                     if step not in have.get(name, ()):
                         out.write(_scalars(step, {name: float(value)}))
             last = max((max(s) for s, _ in curves.values() if s), default=0)
-            finals = {k: v for k, v in final_values(trial, names).items() if k not in curves}
+            ends = {**final_values(trial, names), **constraint_metrics(trial)}
+            finals = {k: v for k, v in ends.items() if k not in curves}
             if finals:
                 out.write(_scalars(last, finals))
             start = trial.datetime_start.timestamp() if trial.datetime_start else None
