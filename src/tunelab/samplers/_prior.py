@@ -56,10 +56,6 @@ DEFAULT_PRIOR_WEIGHT = 10.0
 TPE_FADE_AFTER = 10
 """TPE's prior weighs piBO's ``beta / n`` up to this many measured trials, ``beta * 10 / n**2`` beyond."""
 
-TAIL_Z = 5.0
-"""Beyond this many standard deviations piBO reads a numeric prior's log density as falling linearly, not
-quadratically (:meth:`SpacePrior.log_density`)."""
-
 STARTUP_PRIOR_SHARE = 0.7
 """The share of the start-up design drawn from the priors (the rest is uniform)."""
 
@@ -180,13 +176,7 @@ class SpacePrior:
         return row
 
     def log_density(self, X: np.ndarray) -> np.ndarray:
-        """``log prior(x)`` of each row of ``X`` (n, d); coordinates without a prior, or NaN, add 0.
-
-        A numeric coordinate's log density falls linearly beyond :data:`TAIL_Z` standard deviations of
-        its centre (with the slope it has there), not quadratically: piBO's term still pulls towards
-        the belief from anywhere, but a point far from a confident belief costs what evidence can
-        outweigh as ``w(n)`` fades. A belief of spread 0.05 on [0, 1] centred on the wrong end cost 200
-        nats at the other end (87.5 now): no 60-trial study's evidence outweighed it."""
+        """``log prior(x)`` of each row of ``X`` (n, d); coordinates without a prior, or NaN, add 0."""
         X = np.atleast_2d(np.asarray(X, dtype=float))
         out = np.zeros(len(X))
         for i, unit in enumerate(self.units):
@@ -194,13 +184,7 @@ class SpacePrior:
                 continue
             col = X[:, i]
             has = ~np.isnan(col)
-            if isinstance(unit, UnitGaussian):  # linear, not quadratic, beyond TAIL_Z deviations
-                z = np.abs(col[has] - unit.mu) / unit.sigma
-                beyond = np.maximum(z - TAIL_Z, 0.0)
-                edge = np.clip(col[has], unit.mu - TAIL_Z * unit.sigma, unit.mu + TAIL_Z * unit.sigma)
-                out[has] += unit.log_pdf(edge) - TAIL_Z * beyond
-            else:
-                out[has] += unit.log_pdf(col[has])
+            out[has] += unit.log_pdf(col[has])
         return out
 
     def grad_log_density(self, X: np.ndarray, columns: np.ndarray) -> np.ndarray:
@@ -210,9 +194,7 @@ class SpacePrior:
         for c, i in enumerate(columns):
             unit = self.units[int(i)]
             if isinstance(unit, UnitGaussian):
-                col = X[:, int(i)]
-                edge = np.clip(col, unit.mu - TAIL_Z * unit.sigma, unit.mu + TAIL_Z * unit.sigma)
-                out[:, c] = unit.grad_log_pdf(edge)  # beyond the tail: the slope at TAIL_Z deviations
+                out[:, c] = unit.grad_log_pdf(X[:, int(i)])
         return out
 
 
