@@ -12,7 +12,7 @@ import tunelab
 from objectives import pbt_member
 from tunelab import Float, PopulationBasedTraining, TrialState
 from tunelab.errors import ConfigError
-from tunelab.pbt import PBT_KEY, format_lineage, params_at, schedule
+from tunelab.pbt import PBT_KEY, Member, format_lineage, params_at, schedule
 
 SPACE = {"lr": Float(0.01, 1.0, log=True)}
 
@@ -122,6 +122,20 @@ def test_the_cli_prints_the_lineage(tmp_path: Path) -> None:
     assert CliRunner().invoke(app, ["lineage", "plain", "--storage", url]).exit_code == 1
 
 
+def two_checkpointed_members(
+    study: tunelab.Study, rules: PopulationBasedTraining, scored_by: str
+) -> tuple[tunelab.Trial, tunelab.Trial, list[Member]]:
+    """The study's two enqueued trials as members, each reporting its ``scored_by`` value as the score at
+    step 1 and keeping a checkpoint there (the lower one first)."""
+    low, high = study.ask(), study.ask()
+    members = [rules.member(low), rules.member(high)]
+    for t, m in zip((low, high), members, strict=True):
+        t.report(1, score=float(m.params[scored_by]))
+        with t.checkpoint(1) as folder:
+            (folder / "state.json").write_text("0")
+    return low, high, members
+
+
 def test_exploit_copies_fixed_hyperparameters_and_explore_leaves_them_alone(tmp_path: Path) -> None:
     """A member that copies weights must take the parent's width with them; only lr is perturbed."""
     study = tunelab.create_study(storage=f"sqlite:///{tmp_path / 'w.db'}", sampler=tunelab.RandomSampler(),
@@ -130,12 +144,7 @@ def test_exploit_copies_fixed_hyperparameters_and_explore_leaves_them_alone(tmp_
         study.enqueue({"lr": lr, "width": width})
     rules = PopulationBasedTraining(interval=1, metric="score", direction="maximize", quantile=0.5,
                                     resample_probability=0.0, hyperparameters=["lr"])
-    low, high = study.ask(), study.ask()
-    members = [rules.member(low), rules.member(high)]
-    for t, m in zip((low, high), members, strict=True):
-        t.report(1, score=float(m.params["lr"]))
-        with t.checkpoint(1) as folder:
-            (folder / "state.json").write_text("0")
+    _, high, members = two_checkpointed_members(study, rules, "lr")
     change = members[0].exploit_and_explore(1)
     assert change is not None and change.parent == high.number
     assert change.params["width"] == 64  # the parent's, with its weights
@@ -151,12 +160,7 @@ def test_explore_keeps_a_float_lattice_on_its_lattice(tmp_path: Path) -> None:
         study.enqueue({"dropout": dropout})
     rules = PopulationBasedTraining(interval=1, metric="score", direction="maximize", quantile=0.5,
                                     resample_probability=0.0, factors=(0.8,))
-    low, high = study.ask(), study.ask()
-    members = [rules.member(low), rules.member(high)]
-    for t, m in zip((low, high), members, strict=True):
-        t.report(1, score=float(m.params["dropout"]))
-        with t.checkpoint(1) as folder:
-            (folder / "state.json").write_text("0")
+    low, high, members = two_checkpointed_members(study, rules, "dropout")
     change = members[0].exploit_and_explore(1)
     assert change is not None and change.parent == high.number
     assert change.params["dropout"] == 0.2 and low.distributions["dropout"].contains(change.params["dropout"])
