@@ -250,6 +250,19 @@ def test_parallel_coordinates(study: tunelab.Study) -> None:
     assert [d.label for d in fig.data[0].dimensions] == ["trial", "lr (log)", "objective value"]
 
 
+def test_parallel_coordinates_draw_the_feasible_best_on_top_not_an_infeasible_trial() -> None:
+    study = tunelab.create_study(direction="maximize", seed=0, sampler=tunelab.RandomSampler())
+    for value, memory in [(0.5, 1.0), (0.9, 9.0), (0.7, 2.0), (0.95, 9.5)]:  # the highest values break the bound
+        trial = study.ask()
+        trial.suggest_float("x", 0.0, 1.0)
+        trial.set_constraint("memory_gb", memory, upper=8.0)
+        study.tell(trial, value)
+    (pc,) = viz.plot_parallel_coordinates(study).data
+    assert list(pc.dimensions[0].values)[-1] == study.best_trial.number == 2  # the last line, on top
+    assert pc.line.color[-1] == 0.7
+    assert set(list(pc.dimensions[0].values)[:2]) == {1, 3}  # the infeasible ones drawn first, underneath
+
+
 # -- curves --------------------------------------------------------------------------------------
 def test_curves_marks_pruned_and_best(study: tunelab.Study) -> None:
     fig = viz.plot_curves(study)
@@ -269,6 +282,24 @@ def test_curves_marks_pruned_and_best(study: tunelab.Study) -> None:
     assert int(np.isnan(np.asarray(complete.x, dtype=float)).sum()) == n_complete - 1
     assert len(complete.x) == n_complete * 20 + n_complete - 1
     assert traces["FAIL / RUNNING"].line.dash == "dot"
+
+
+def test_curves_capped_keep_the_best_feasible_trials_not_the_infeasible_ones() -> None:
+    study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler())
+    for i in range(10):  # trials 0-4 have the lowest values but break their bound; 5-9 are feasible
+        trial = study.ask()
+        trial.suggest_float("x", 0.0, 1.0)
+        value = 0.01 * (i + 1) if i < 5 else 0.1 * i
+        trial.report(0, val_loss=1.0)
+        trial.report(1, val_loss=value)
+        trial.set_constraint("memory_gb", 9.0 if i < 5 else 1.0, upper=8.0)
+        study.tell(trial, value)
+    fig = viz.plot_curves(study, max_trials=4)
+    shown = {int(n) for t in fig.data if t.customdata is not None for n in t.customdata if not math.isnan(n)}
+    best = next(t for t in fig.data if str(t.name).startswith("best: trial"))
+    assert best.name == "best: trial 5"
+    # half the budget: the best-ranked feasible trials (5, then 6), the rest an even sample of the others
+    assert 6 in shown and len(shown) + 1 == 4
 
 
 def test_curves_metric_choice_cap_and_thinning(study: tunelab.Study) -> None:

@@ -122,6 +122,17 @@ def best_of(trials: Sequence[FrozenTrial], direction: str) -> FrozenTrial | None
     return min(feasible, key=sort_key(direction)) if feasible else None
 
 
+def rank_key(direction: str) -> Callable[[FrozenTrial], tuple[bool, float, int]]:
+    """A key that sorts COMPLETE trials best first, the feasible ones before every infeasible one (an
+    infeasible trial is never the best, however good its value)."""
+    by_value = sort_key(direction)
+
+    def key(t: FrozenTrial) -> tuple[bool, float, int]:
+        return (not t.feasible, *by_value(t))
+
+    return key
+
+
 def stage_tag(t: FrozenTrial) -> str | None:
     """The recipe's stage tag (``user_attrs["train"]["stage"]``), if the trial has one."""
     train = t.user_attrs.get("train")

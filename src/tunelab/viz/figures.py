@@ -27,7 +27,7 @@ import numpy as np
 
 from tunelab.distributions import Float, Int
 from tunelab.errors import ConfigError
-from tunelab.records import FrozenTrial, TrialState, sort_key
+from tunelab.records import FrozenTrial, TrialState
 from tunelab.study import Study
 from tunelab.viz._common import (
     BEST_COLOR,
@@ -46,6 +46,7 @@ from tunelab.viz._common import (
     make_subplots,
     param_infos,
     paused_gc,
+    rank_key,
     read_trials,
     scatter_class,
     select_params,
@@ -439,7 +440,7 @@ def plot_parallel_coordinates(
             select_params(param_infos(all_trials), params, "plot_parallel_coordinates")
         return empty_figure(main, f"No COMPLETE trial yet ({note}).")
     chosen = select_params(param_infos(done), params, "plot_parallel_coordinates")
-    done.sort(key=sort_key(study.direction), reverse=True)  # the best drawn last, on top
+    done.sort(key=rank_key(study.direction), reverse=True)  # the best (feasible) drawn last, on top
     values = np.array([t.value for t in done], dtype=float)
     numbers = [t.number for t in done]
     dims: list[dict[str, Any]] = [{"label": "trial", "values": numbers,
