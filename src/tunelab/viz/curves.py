@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tunelab.errors import ConfigError
-from tunelab.records import FrozenTrial, TrialState, sort_key
+from tunelab.records import FrozenTrial, TrialState
 from tunelab.study import Study
 from tunelab.viz._common import (
     BEST_COLOR,
@@ -23,6 +23,7 @@ from tunelab.viz._common import (
     load_go,
     make_subplots,
     paused_gc,
+    rank_key,
     read_trials,
     robust_range,
     scatter_class,
@@ -154,7 +155,7 @@ def plot_curves(
     span = {int(numbers[s]): (int(s), int(e)) for s, e in zip(starts, ends, strict=True)}
     by_number = {t.number: t for t in all_trials}
     done = [t for t in completed(all_trials) if t.number in span]
-    ranked = [t.number for t in sorted(done, key=sort_key(study.direction))]
+    ranked = [t.number for t in sorted(done, key=rank_key(study.direction))]  # infeasible ones last
     best = best_of(completed(all_trials), study.direction)
     best_n = best.number if best is not None and best.number in span else None
     chosen = _choose(sorted(span), ranked, best_n, max_trials)
