@@ -176,6 +176,26 @@ def test_a_large_study_s_point_clouds_are_thinned_to_the_best_and_a_sample(
     assert [t.number for t in shown] == sorted(t.number for t in shown)
 
 
+def test_a_thinned_report_keeps_the_best_feasible_trial_and_stars_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tunelab.viz.report as report_module
+
+    monkeypatch.setattr(report_module, "MAX_POINTS", 10)
+    study = tunelab.create_study(name="thin", sampler=tunelab.RandomSampler(), seed=0)
+    for i in range(30):  # trials 0 and 1 have the lowest values but break their bound; 2 is the best feasible
+        trial = study.ask()
+        trial.suggest_float("x", 0.0, 1.0)
+        trial.suggest_float("y", 0.0, 1.0)
+        trial.set_constraint("memory_gb", 9.0 if i < 2 else 1.0, upper=8.0)
+        study.tell(trial, 0.01 * i)
+    assert study.best_trial.number == 2
+    done = [t for t in study.trials if t.state == tunelab.TrialState.COMPLETE]
+    shown = report_module._thinned(study.trials, done, study.direction)
+    assert len(shown) == 10 and 2 in {t.number for t in shown}
+    text = build_report(study)
+    stars = set(re.findall(r'"name":"best: trial (\d+)"', text))
+    assert stars == {"2"}  # the slices and contour starred trial 4, the best of those they were given
+
+
 # -- a study with several objectives ---------------------------------------------------------------------
 def two_objectives(trial: tunelab.Trial) -> tuple[float, float]:
     """Accuracy against latency: y only slows a trial down (dominated), x + y over 1.2 breaks the memory bound."""

@@ -38,6 +38,7 @@ from tunelab.viz import (
     plot_slice,
     plot_stages,
 )
+from tunelab.viz._common import rank_key
 from tunelab.viz.html import Markup, escape
 from tunelab.viz.pareto import pareto_tradeoff_table, plot_hypervolume_history, plot_pareto_front
 
@@ -161,10 +162,11 @@ class _Page:
 
 
 def _thinned(trials: Sequence[FrozenTrial], done: Sequence[FrozenTrial], direction: str) -> list[FrozenTrial]:
-    """At most :data:`MAX_POINTS` complete trials: the best tenth, then an even sample of the rest."""
+    """At most :data:`MAX_POINTS` complete trials: the best tenth (feasible ones first: an infeasible trial
+    is never the best), then an even sample of the rest."""
     if len(done) <= MAX_POINTS:
         return list(trials)
-    ranked = sorted(done, key=sort_key(direction))
+    ranked = sorted(done, key=rank_key(direction))
     top = ranked[: MAX_POINTS // 10]
     rest = ranked[len(top):]
     stride = len(rest) / (MAX_POINTS - len(top))
