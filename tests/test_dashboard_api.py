@@ -652,6 +652,28 @@ def test_pareto_endpoint_returns_the_front(multi: tuple[TestClient, tunelab.Stud
     assert sorted(ok(c.get("/api/studies/mo/figures/pareto"))["layout"]["meta"]["front"]) == sorted(numbers)
 
 
+def test_pareto_endpoint_computes_the_hypervolume_once(multi: tuple[TestClient, tunelab.Study],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # It used to replay the whole hypervolume history (one exact computation per trial that changed the
+    # front) for its last value: a minute at 200 trials on a front of three objectives.
+    import tunelab.viz.pareto as pareto_module
+
+    calls: list[int] = []
+    real = pareto_module.hypervolume
+
+    def counted(points: Any, reference: Any) -> float:
+        calls.append(len(points))
+        return real(points, reference)
+
+    monkeypatch.setattr(pareto_module, "hypervolume", counted)
+    c, study = multi
+    volume = ok(c.get("/api/studies/mo/pareto"))["hypervolume"]
+    assert len(calls) == 1
+    monkeypatch.setattr(pareto_module, "hypervolume", real)
+    _, volumes = pareto_module.hypervolume_history(study, pareto_module.default_reference(study) or [])
+    assert volume == pytest.approx(volumes[-1])
+
+
 def test_importance_per_objective_over_the_api(multi: tuple[TestClient, tunelab.Study]) -> None:
     c, _ = multi
     first = ok(c.get("/api/studies/mo/importance"))

@@ -420,7 +420,7 @@ def get_importance(
 @router.get("/studies/{name}/pareto", response_model=ParetoFront, responses={400: _E, 404: _E},
             summary="A study with several objectives: its Pareto front and the hypervolume it dominates")
 def get_pareto(name: StudyName, settings: SettingsDep) -> ParetoFront:
-    from tunelab.viz.pareto import default_reference, hypervolume_history, pareto_tradeoff_table
+    from tunelab.viz.pareto import default_reference, front_hypervolume, pareto_tradeoff_table
 
     study = _study(settings, name)
     trials = study.trials
@@ -429,7 +429,9 @@ def get_pareto(name: StudyName, settings: SettingsDep) -> ParetoFront:
     scored = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None
               and len(t.values) == len(study.directions)]
     reference = default_reference(study, trials=trials)
-    volume = hypervolume_history(study, reference, trials=trials)[1][-1] if reference is not None else None
+    # The front's volume once: the whole history recomputes it after every trial (minutes for a large
+    # front of three objectives).
+    volume = front_hypervolume(study, reference, trials=trials) if reference is not None else None
     return ParetoFront(
         objective_names=list(study.objective_names), directions=list(study.directions),
         front=[summary(by_number[r["number"]]) for r in rows], n_complete=len(scored),

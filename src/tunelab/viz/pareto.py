@@ -288,6 +288,19 @@ def hypervolume_history(
     return numbers, volumes
 
 
+def front_hypervolume(
+    study: Study, reference: Sequence[float], *, trials: Sequence[FrozenTrial] | None = None
+) -> float:
+    """The hypervolume of the feasible front of every finished trial, up to ``reference`` (in objective
+    values): the last value of :func:`hypervolume_history`, computed once rather than after each trial."""
+    all_trials = read_trials(study, trials)
+    feasible = [t for t in _scored(all_trials, len(study.directions)) if t.feasible]
+    if not feasible:
+        return 0.0
+    ref = losses([list(reference)], study.directions)[0]
+    return hypervolume(losses([t.values for t in feasible], study.directions), ref)  # type: ignore[misc]
+
+
 @paused_gc
 def plot_hypervolume_history(
     study: Study, *, reference: Sequence[float] | None = None, trials: Sequence[FrozenTrial] | None = None
