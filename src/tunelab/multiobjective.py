@@ -139,17 +139,14 @@ def _hv(p: np.ndarray, ref: np.ndarray) -> float:
     m = p.shape[1]
     if m == 1:
         return float(ref[0] - p[:, 0].min())
-    p = p[pareto_mask(p)]
     if m == 2:
+        # The sweep by the first loss: each point adds the strip between its second loss and the lowest
+        # one before it (dominated points add nothing, so no Pareto filter first); one pass in numpy.
         order = np.lexsort((p[:, 1], p[:, 0]))
-        q = p[order]
-        volume = 0.0
-        best_y = ref[1]
-        for x, y in q:
-            if y < best_y:
-                volume += (ref[0] - x) * (best_y - y)
-                best_y = y
-        return volume
+        xs, ys = p[order, 0], p[order, 1]
+        lowest_before = np.minimum.accumulate(np.concatenate(([ref[1]], ys)))[:-1]
+        return float(np.sum((ref[0] - xs) * np.maximum(lowest_before - ys, 0.0)))
+    p = p[pareto_mask(p)]
     # Slice along the last objective: between consecutive levels, the (m-1)-d volume of the points
     # at or below the lower level.
     order = np.argsort(p[:, -1], kind="stable")
