@@ -321,6 +321,15 @@ def test_report_refuses_a_step_that_is_not_a_non_negative_integer(step: object) 
     assert trial.study.get_curves(trial.number) == {}
 
 
+def test_report_refuses_a_step_past_a_64_bit_integer_on_every_storage(tmp_path: Path) -> None:
+    for storage in (None, sqlite_url(tmp_path)):  # SQLite raised a bare OverflowError, memory kept it
+        trial = tunelab.create_study(storage=storage).ask()
+        trial.report(2**63 - 1, loss=1.0)
+        with pytest.raises(ConfigError, match=r"at most 2\*\*63 - 1"):
+            trial.report(2**63, loss=1.0)
+        assert trial.study.get_curves(trial.number)["loss"][0] == [2**63 - 1]
+
+
 def test_report_refuses_a_metric_that_is_not_a_number_and_an_empty_report() -> None:
     trial = tunelab.create_study().ask()
     with pytest.raises(ConfigError, match="metric 'acc' must be a number"):

@@ -549,7 +549,7 @@ class Trial:
             )
         if self._finished:
             self._check_running()
-        if type(step) is not int or step < 0:
+        if type(step) is not int or not 0 <= step <= _MAX_STEP:
             step = _checked_step(step)
         if not metrics:
             raise ConfigError("report() needs at least one metric, e.g. report(epoch, val_loss=0.3)")
@@ -716,10 +716,17 @@ class Trial:
         return f"Trial(number={self.number}, params={self._params!r})"
 
 
+_MAX_STEP = 2**63 - 1
+"""The largest step a storage keeps (a 64-bit integer column)."""
+
+
 def _checked_step(step: Any) -> int:
-    """A report's step as an int, or a ConfigError (a bool, a float or a negative number is refused)."""
+    """A report's step as an int, or a ConfigError (a bool, a float, a negative number or one past
+    a 64-bit integer is refused)."""
     if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
         raise ConfigError(f"report(step=...) must be a non-negative integer, got {step!r}")
+    if step > _MAX_STEP:
+        raise ConfigError(f"report(step=...) must be at most 2**63 - 1 (the storage keeps 64-bit steps), got {step!r}")
     return int(step)
 
 
