@@ -725,9 +725,10 @@ def _checked_step(step: Any) -> int:
     a 64-bit integer is refused)."""
     if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
         raise ConfigError(f"report(step=...) must be a non-negative integer, got {step!r}")
-    if step > _MAX_STEP:
+    value = int(step)
+    if value > _MAX_STEP:
         raise ConfigError(f"report(step=...) must be at most 2**63 - 1 (the storage keeps 64-bit steps), got {step!r}")
-    return int(step)
+    return value
 
 
 def _live_step(step: Any) -> int | float:
