@@ -233,3 +233,15 @@ def test_init_writes_a_template_that_validates(tmp_path: Path) -> None:
     bare = config_from_text(render_template("run.sh"), tmp_path)
     assert bare.command == "sh run.sh --lr {lr}" and set(bare.space) == {"lr"}
     assert sys.executable  # the template itself names `python`, found on PATH when the sweep runs
+
+
+def test_a_key_of_another_parameter_type_lists_this_type_s_keys(tmp_path: Path) -> None:
+    # `prior:` on a bool and `low:` on a categorical are keys of other types: the message said
+    # "did you mean 'prior'?" for the key written, which is no fix
+    e = error(GOOD.replace("use_bn:    {type: bool}", "use_bn:    {type: bool, prior: [0.5, 0.5]}"), tmp_path)
+    assert e.key == "parameters.use_bn.prior" and e.line == 9
+    assert "did you mean" not in str(e) and "the keys here are: type, when" in str(e)
+    e = error(GOOD.replace("choices: [sgd, adam]}", "choices: [sgd, adam], low: 1}"), tmp_path)
+    assert e.key == "parameters.optimizer.low" and "did you mean 'low'" not in str(e)
+    assert "type, choices, prior, when" in str(e)
+

@@ -122,7 +122,8 @@ class SweepFile(_Strict):
 
 KEYS = tuple(SweepFile.model_fields)
 """Every key a sweep file may have."""
-_PARAM_KEYS = {"float": FloatParam, "int": IntParam, "categorical": CategoricalParam, "bool": BoolParam}
+_PARAM_KEYS: dict[str, type[BaseModel]] = {"float": FloatParam, "int": IntParam, "categorical": CategoricalParam,
+                                          "bool": BoolParam}
 
 
 @dataclass(frozen=True)
@@ -243,7 +244,7 @@ def _explain(e: ValidationError, data: Mapping[str, Any], lines: Lines, given: M
         where = lines.where(loc)
     value = first.get("input")
     if kind == "extra_forbidden":
-        known = _known_keys(loc[:-1])
+        known = _known_keys(loc[:-1], data)
         hint = _closest(str(loc[-1]), known)
         fix = f"did you mean {hint!r}?" if hint else f"the keys here are: {', '.join(known)}"
         text = f"unknown key {loc[-1]!r}; {fix}"
@@ -277,10 +278,17 @@ def _pick(errors: Sequence[Any]) -> Any:
     return sorted(errors, key=lambda er: (order.get(er["type"], 2), len(er["loc"])))[0]
 
 
-def _known_keys(parent: KeyPath) -> list[str]:
+def _known_keys(parent: KeyPath, data: Mapping[str, Any] | None = None) -> list[str]:
     if not parent:
         return list(KEYS)
     if parent[0] == "parameters" and len(parent) == 2:
+        # the keys of this parameter's type (a bool has no low:, a categorical no log:), else of any type
+        params = (data or {}).get("parameters")
+        spec = params.get(parent[1]) if isinstance(params, Mapping) else None
+        kind = spec.get("type") if isinstance(spec, Mapping) else None
+        model = _PARAM_KEYS.get(kind) if isinstance(kind, str) else None
+        if model is not None:
+            return list(model.model_fields)
         return ["type", "low", "high", "log", "step", "choices", "prior", "when"]
     if parent[0] == "parameters" and len(parent) == 3 and parent[2] == "prior":
         return ["type", "center", "spread"]
