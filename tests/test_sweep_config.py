@@ -245,3 +245,13 @@ def test_a_key_of_another_parameter_type_lists_this_type_s_keys(tmp_path: Path) 
     assert e.key == "parameters.optimizer.low" and "did you mean 'low'" not in str(e)
     assert "type, choices, prior, when" in str(e)
 
+
+@pytest.mark.parametrize(("command", "fix"), [
+    ("''", "the command is empty"),
+    ("\"python train.py '--lr {lr}\"", "No closing quotation"),
+])
+def test_a_command_that_cannot_run_is_an_error_before_any_trial(tmp_path: Path, command: str, fix: str) -> None:
+    # these passed the check and then failed every trial (IndexError, ValueError: No closing quotation)
+    text = "command: " + command + "\nmetric: val_loss\nparameters:\n  lr: {type: float, low: 0.1, high: 1}\n"
+    e = error(text, tmp_path)
+    assert e.key == "command" and e.line == 1 and fix in str(e) and "\n" not in str(e)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -330,6 +331,16 @@ def _check(f: SweepFile, lines: Lines, folder: Path, storage_from_flag: bool) ->
         raise _err(lines, ("workdir",), f"{str(workdir)!r} is not a folder; give the folder the command runs in")
     space = _space(f, lines)
     # the command and its placeholders
+    if isinstance(f.command, str):
+        if not f.command.strip():
+            raise _err(lines, ("command",), "the command is empty; give the command that trains, e.g. "
+                       "command: python train.py --lr {lr}")
+        if not f.shell:
+            try:
+                shlex.split(f.command)
+            except ValueError as e:  # each trial would fail splitting it
+                raise _err(lines, ("command",), f"cannot be split into words ({e}); close the quote, or give the "
+                           "command as a list of words: command: [python, train.py, --lr, '{lr}']") from None
     try:
         used = placeholders(f.command)
     except ConfigError as e:
