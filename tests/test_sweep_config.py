@@ -255,3 +255,12 @@ def test_a_command_that_cannot_run_is_an_error_before_any_trial(tmp_path: Path, 
     text = "command: " + command + "\nmetric: val_loss\nparameters:\n  lr: {type: float, low: 0.1, high: 1}\n"
     e = error(text, tmp_path)
     assert e.key == "command" and e.line == 1 and fix in str(e) and "\n" not in str(e)
+
+
+@pytest.mark.parametrize("third", ["0.333", "0.3333333", "0.333333333"])
+def test_a_third_of_a_gpu_is_accepted_as_optimize_accepts_it(tmp_path: Path, third: str) -> None:
+    # YAML has no 1/3: the file refused every decimal short of 0.3333333333333333, which optimize() takes
+    c = load(GOOD.replace("gpus_per_trial: 0.5", f"gpus_per_trial: {third}"), tmp_path)
+    assert c.gpus_per_trial == float(third)
+    e = error(GOOD.replace("gpus_per_trial: 0.5", "gpus_per_trial: 0.3"), tmp_path)
+    assert e.key == "gpus_per_trial" and "(3 trials per GPU)" in str(e) and "(4 trials per GPU)" in str(e)

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tunelab.distributions import Bool, Categorical, Distribution, Float, Int
 from tunelab.errors import ConfigError, StorageError, SweepConfigError
+from tunelab.execution.gpus import parse_gpus_per_trial
 from tunelab.priors import LogNormal, Normal
 from tunelab.space import Conditional, SpaceEntry, validate_space
 from tunelab.sweep.command import placeholders
@@ -533,10 +534,14 @@ def _check_gpus(f: SweepFile, lines: Lines) -> None:
     if g == 0:
         return
     if g < 1:
-        share = 1 / g
-        if abs(share - round(share)) > 1e-9:
+        try:  # the engine's rule: 1/3 may be written 0.333 (YAML has no fractions)
+            parse_gpus_per_trial(g)
+        except ConfigError:
+            share = 1 / g
+            ks = sorted({max(math.floor(share), 1), math.ceil(share)})
+            ways = " or ".join(f"{1 / k:.4g} ({k} trials per GPU)" for k in ks)
             raise _err(lines, ("gpus_per_trial",), f"{g:g} does not divide one GPU; use 1/k for k trials per GPU, "
-                       f"e.g. {1 / math.ceil(share):g} ({math.ceil(share)} trials per GPU) or 0.5")
+                       f"e.g. {ways}") from None
     elif not float(g).is_integer():
         raise _err(lines, ("gpus_per_trial",), f"{g:g} GPUs: above one, give a whole number of GPUs per trial")
     if isinstance(f.gpus, str) and f.gpus != "all" and not re.fullmatch(r"\s*\d+(\s*,\s*\d+)*\s*", f.gpus):
