@@ -264,3 +264,10 @@ def test_a_third_of_a_gpu_is_accepted_as_optimize_accepts_it(tmp_path: Path, thi
     assert c.gpus_per_trial == float(third)
     e = error(GOOD.replace("gpus_per_trial: 0.5", "gpus_per_trial: 0.3"), tmp_path)
     assert e.key == "gpus_per_trial" and "(3 trials per GPU)" in str(e) and "(4 trials per GPU)" in str(e)
+
+
+def test_two_parameters_with_one_environment_variable_are_an_error(tmp_path: Path) -> None:
+    # a.b and a_b were both TUNELAB_PARAM_A_B: the script saw one of the two values under that name
+    text = "command: python t.py {a.b} {a_b}\nmetric: val_loss\nparameters:\n  a.b: [1, 2]\n  a_b: [3, 4]\n"
+    e = error(text, tmp_path)
+    assert e.key == "parameters.a_b" and e.line == 5 and "TUNELAB_PARAM_A_B" in str(e) and "rename one" in str(e)

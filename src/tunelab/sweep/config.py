@@ -463,6 +463,12 @@ def _space(f: SweepFile, lines: Lines) -> dict[str, SpaceEntry]:
                 if not dists[parent].contains(v):
                     raise _err(lines, wpath, f"{v!r} is not a value of {parent!r} ({_describe(dists[parent])}), "
                                "so the condition never holds; use one of its values")
+    seen_env: dict[str, str] = {}
+    for name in dists:  # each parameter needs a variable of its own: a.b and a_b are both TUNELAB_PARAM_A_B
+        other = seen_env.setdefault(env_name(name), name)
+        if other != name:
+            raise _err(lines, ("parameters", name), f"{name!r} and {other!r} both become the variable "
+                       f"TUNELAB_PARAM_{env_name(name)}, so the script could not tell them apart; rename one")
     order = _parents_first(list(dists), conditions, lines)
     space: dict[str, SpaceEntry] = {}
     for name in order:
