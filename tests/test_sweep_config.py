@@ -174,6 +174,15 @@ def test_optional_placeholders_drop_their_word_and_option_when_inactive() -> Non
     assert render_shell(cmd, {"opt": "adam"}).split() == ["python", "t.py", "--opt", "adam", "--last"]
 
 
+@pytest.mark.parametrize("quote", ['"', "'"])
+def test_an_inactive_quoted_placeholder_drops_its_option_in_a_shell_command(quote: str) -> None:
+    # `--momentum "{m?}"` left `--momentum` behind, which then took `--last` as its value
+    cmd = f"python t.py --momentum {quote}{{m?}}{quote} --last && echo done"
+    assert shlex.split(render_shell(cmd, {})) == ["python", "t.py", "--last", "&&", "echo", "done"]
+    assert render_argv(cmd, {}) == ["python", "t.py", "--last", "&&", "echo", "done"]
+    assert shlex.split(render_shell(cmd, {"m": 0.9}))[2:4] == ["--momentum", "0.9"]
+
+
 def test_hydra_overrides_and_args_auto() -> None:
     argv = render_argv("python train.py optimizer.lr={lr} model.width={width}", {"lr": 0.01, "width": 64})
     assert argv == ["python", "train.py", "optimizer.lr=0.01", "model.width=64"]

@@ -106,7 +106,8 @@ def render_shell(command: str | Sequence[str], params: Mapping[str, Any], args: 
     text = command if isinstance(command, str) else " ".join(command)
     for name in {m.group(1) for m in _TOKEN.finditer(text) if m.group(1) and m.group(2) == "?"} - set(params):
         ph = re.escape("{" + name + "?}")
-        text = re.sub(r"(?:(?<=\s)|^)-[^\s{}'\"]+[ \t]+" + ph + r"(?=\s|$|;|&|\|)", "", text)
+        # `--momentum {momentum?}`, also quoted (`--momentum "{momentum?}"`): the option goes with its value
+        text = re.sub(r"(?:(?<=\s)|^)-[^\s{}'\"]+[ \t]+([\"']?)" + ph + r"\1(?=\s|$|;|&|\|)", "", text)
         text = re.sub(r"[^\s;&|]*" + ph + r"[^\s;&|]*", "", text)
     words = _fill(text, params, quote=True)
     extra = _auto_args(command, params, args, quote=True)
