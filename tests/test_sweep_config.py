@@ -234,9 +234,15 @@ def test_init_writes_a_template_that_validates(tmp_path: Path) -> None:
                       "p.add_argument('--epochs', type=int, default=5)\n")
     out = write_template(str(script), tmp_path / "sweep.yaml")
     c = load_config(out)
-    assert set(c.space) == {"lr", "width", "optimizer", "use_bn"}
+    assert set(c.space) == {"lr", "width", "optimizer"}
     assert c.space["lr"] == Float(1e-4, 1e-2, log=True) and c.space["width"] == Int(16, 256, log=True)
-    assert "--use-bn {use_bn}" in str(c.command) and c.warnings == ()
+    assert c.warnings == ()
+    # a store_true flag takes no value: `--use-bn {use_bn}` made argparse refuse `--use-bn false` in every trial
+    assert "--use-bn" not in str(c.command) and "# use_bn: {type: bool}" in out.read_text()
+    parser = {"__name__": "not_main"}
+    exec(script.read_text(), parser)  # the script's own parser takes the command the template wrote
+    argv = render_argv(str(c.command), {"lr": 0.001, "width": 64, "optimizer": "adam"})
+    assert parser["p"].parse_args(argv[2:]).optimizer == "adam"
     with pytest.raises(SweepConfigError, match="exists"):
         write_template(str(script), out)
     bare = config_from_text(render_template("run.sh"), tmp_path)

@@ -2,8 +2,9 @@
 
 When the script declares its options with argparse (``parser.add_argument("--lr", type=float, default=1e-3)``),
 they become the parameters: a float with a positive default ranges over a factor of 10 each way on a log scale,
-an int over a factor of 4, ``choices=[...]`` is categorical and ``action="store_true"`` a boolean. Otherwise the
-template has one example parameter. The result always passes :func:`tunelab.sweep.load_config`.
+an int over a factor of 4, ``choices=[...]`` is categorical. An ``action="store_true"`` flag takes no value, so no
+placeholder can set it (``--use-bn false`` is an argparse error): it is listed, commented out, with how to tune it.
+Otherwise the template has one example parameter. The result always passes :func:`tunelab.sweep.load_config`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ class _Option:
     flag: str
     name: str
     yaml: str
+    switch: bool = False
+    """A flag without a value (store_true): not in the command, listed as a comment."""
 
 
 _SKIP = {"help", "epochs", "seed", "data", "device", "out", "output", "workers", "num_workers", "log", "config"}
@@ -61,7 +64,7 @@ def _options(script: Path) -> list[_Option]:
         action = _literal(kw.get("action"))
         yaml = _yaml(kind_name, default, choices, action)
         if yaml is not None:
-            found.append(_Option(long, name, yaml))
+            found.append(_Option(long, name, yaml, switch=action == "store_true"))
     return found
 
 
@@ -106,9 +109,14 @@ def render_template(script: str, study: str | None = None, file: str = "sweep.ya
     options = _options(path) if path.suffix == ".py" else []
     runner = "python" if path.suffix == ".py" else ("sh" if path.suffix == ".sh" else "")
     head = f"{runner} {shlex.quote(script)}".strip()
-    if options:
-        command = head + "".join(f" {o.flag} {{{o.name}}}" for o in options)
-        params = "\n".join(f"  {o.name}: {o.yaml}" for o in options)
+    valued = [o for o in options if not o.switch]
+    if valued:
+        command = head + "".join(f" {o.flag} {{{o.name}}}" for o in valued)
+        params = "\n".join(f"  {o.name}: {o.yaml}" for o in valued)
+        params += "".join(
+            f"\n  # {o.name}: {o.yaml}   # {o.flag} is a flag (store_true) and takes no value: to tune it, give the "
+            f"script an option {o.flag} true|false and add {o.flag} {{{o.name}}} to the command"
+            for o in options if o.switch)
         found = f"# The parameters below are the options {script} declares with argparse: check their ranges.\n"
     else:
         command = head + " --lr {lr}"
