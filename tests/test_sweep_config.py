@@ -72,6 +72,8 @@ def test_the_issue_s_file_is_valid(tmp_path: Path) -> None:
      "did you mean 'optimizer'"),
     ("when: {optimizer: sgd}", "when: {optimizer: rmsprop}", "parameters.momentum.when.optimizer", 8,
      "use one of its values"),
+    ("when: {optimizer: sgd}", "when: {optimizer: []}", "parameters.momentum.when.optimizer", 8,
+     "the condition never holds"),
     ("gpus_per_trial: 0.5", "gpus_per_trial: 0.3", "gpus_per_trial", 16, "does not divide one GPU"),
     ("--bn {use_bn}", "--bn {use_bn} --depth {depth}", "command", 3, "names no parameter"),
     ("--momentum {momentum?}", "--momentum {momentum}", "command", 3, "{momentum?}"),

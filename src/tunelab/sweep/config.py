@@ -459,6 +459,9 @@ def _space(f: SweepFile, lines: Lines) -> dict[str, SpaceEntry]:
                            + (f"did you mean {hint!r}?" if hint else "name a parameter declared under parameters:"))
             if parent == name:
                 raise _err(lines, wpath, "a parameter cannot depend on itself")
+            if isinstance(value, list) and not value:
+                raise _err(lines, wpath, f"an empty list of values of {parent!r}, so the condition never holds; "
+                           f"list the values that make {name} active ({_describe(dists[parent])})")
             for v in value if isinstance(value, list) else [value]:
                 if not dists[parent].contains(v):
                     raise _err(lines, wpath, f"{v!r} is not a value of {parent!r} ({_describe(dists[parent])}), "
