@@ -461,3 +461,19 @@ def test_a_pruner_naming_its_own_metric_judges_only_the_reports_that_have_it(tmp
         tmp_path, "own", "train_loss", "{type: asha, min_resource: 1, reduction_factor: 3, metric: val_loss}").trials
     assert {t.state for t in trials} == {TrialState.COMPLETE, TrialState.PRUNED}
     assert all(t.system_attrs["pruned"]["metric"] == "val_loss" for t in trials if t.state == TrialState.PRUNED)
+
+
+def test_gpus_that_are_not_there_name_the_file_s_key_before_the_study_is_made(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # the engine's ConfigError came from optimize(), without the file's key or line, after the study was created
+    monkeypatch.setenv("TUNELAB_FAKE_GPUS", "1")
+    text = "command: PY -c pass\nmetric: val_loss\nparameters:\n  lr: [1, 2]\nstorage: sqlite:///t.db\n"
+    config = config_from_text(text.replace("PY", PY) + "gpus_per_trial: 2\n", tmp_path)
+    with pytest.raises(SweepConfigError) as info:
+        run_sweep(config, show_progress=False)
+    assert info.value.key == "gpus_per_trial" and info.value.line == 6
+    assert str(info.value).startswith("sweep.yaml:6: gpus_per_trial: ") and "1 found" in str(info.value)
+    assert not (tmp_path / "t.db").exists()
+    with pytest.raises(SweepConfigError) as info:  # a device named twice is seen in the file itself
+        config_from_text(text + "gpus_per_trial: 1\ngpus: [0, 0]\n", tmp_path)
+    assert info.value.key == "gpus" and info.value.line == 7 and "twice" in str(info.value)

@@ -214,6 +214,29 @@ def plan_gpus(
     Looks for devices only when ``gpus_per_trial`` > 0. More workers than slots are cut to the
     slots, with a warning: a worker runs one trial at a time and keeps its devices.
     """
+    checked = check_gpus(gpus_per_trial, gpus)
+    if checked is None:
+        return None
+    share, found = checked
+    slots = allocate(found.ids, share)
+    unused = len(found.ids) % share.devices_per_trial
+    if unused:
+        logger.warning(
+            "gpus_per_trial=%s: %d of the %d devices (%s) stay unused, they make no whole group",
+            gpus_per_trial, unused, len(found.ids), ", ".join(found.ids[len(found.ids) - unused:]),
+        )
+    if n_workers > len(slots):
+        logger.warning(
+            "n_workers=%d is more than the %d trial(s) the GPUs hold at once (%d device(s) from %s, "
+            "gpus_per_trial=%s): running %d worker(s); each keeps its devices and runs one trial at a time",
+            n_workers, len(slots), len(found.ids), found.source, gpus_per_trial, len(slots),
+        )
+    return GpuPlan(tuple(slots[:n_workers]), found, share)
+
+
+def check_gpus(gpus_per_trial: object, gpus: Sequence[int | str] | str | None) -> tuple[GpuShare, Devices] | None:
+    """Validate the GPU options against the devices found here, logging nothing: how trials share devices
+    and which devices, or None for no GPUs. ConfigError as :func:`plan_gpus` raises it."""
     share = parse_gpus_per_trial(gpus_per_trial)
     if share is None:
         if gpus is not None:
@@ -232,20 +255,7 @@ def plan_gpus(
             f"{len(found.ids)} found ({', '.join(found.ids)}, from {found.source}); lower gpus_per_trial "
             "or make more devices visible"
         )
-    slots = allocate(found.ids, share)
-    unused = len(found.ids) % share.devices_per_trial
-    if unused:
-        logger.warning(
-            "gpus_per_trial=%s: %d of the %d devices (%s) stay unused, they make no whole group",
-            gpus_per_trial, unused, len(found.ids), ", ".join(found.ids[len(found.ids) - unused:]),
-        )
-    if n_workers > len(slots):
-        logger.warning(
-            "n_workers=%d is more than the %d trial(s) the GPUs hold at once (%d device(s) from %s, "
-            "gpus_per_trial=%s): running %d worker(s); each keeps its devices and runs one trial at a time",
-            n_workers, len(slots), len(found.ids), found.source, gpus_per_trial, len(slots),
-        )
-    return GpuPlan(tuple(slots[:n_workers]), found, share)
+    return share, found
 
 
 def _no_devices(found: Devices) -> str:

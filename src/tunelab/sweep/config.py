@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tunelab.distributions import Bool, Categorical, Distribution, Float, Int
 from tunelab.errors import ConfigError, StorageError, SweepConfigError
-from tunelab.execution.gpus import parse_gpus_per_trial
+from tunelab.execution.gpus import normalize_devices, parse_gpus_per_trial
 from tunelab.priors import LogNormal, Normal
 from tunelab.space import Conditional, SpaceEntry, validate_space
 from tunelab.sweep.command import placeholders
@@ -555,6 +555,11 @@ def _check_gpus(f: SweepFile, lines: Lines) -> None:
         raise _err(lines, ("gpus_per_trial",), f"{g:g} GPUs: above one, give a whole number of GPUs per trial")
     if isinstance(f.gpus, str) and f.gpus != "all" and not re.fullmatch(r"\s*\d+(\s*,\s*\d+)*\s*", f.gpus):
         raise _err(lines, ("gpus",), f"{f.gpus!r}: give device numbers, e.g. gpus: [0, 1] or '0,1', or all")
+    if f.gpus is not None and f.gpus != "all":
+        try:
+            normalize_devices(parse_gpus(f.gpus if isinstance(f.gpus, str) else tuple(f.gpus)))  # negative, repeated
+        except ConfigError as e:
+            raise _err(lines, ("gpus",), f"{e}; e.g. gpus: [0, 1]") from None
 
 
 def parse_gpus(value: tuple[int, ...] | str | None) -> list[int] | None:

@@ -19,7 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tunelab.errors import StudyNotFoundError, SweepConfigError
+from tunelab.errors import ConfigError, StudyNotFoundError, SweepConfigError
+from tunelab.execution.gpus import check_gpus
 from tunelab.records import FrozenTrial, TrialState
 from tunelab.samplers import RandomSampler
 from tunelab.space import space_to_json
@@ -123,8 +124,14 @@ def _gpu_options(config: SweepConfig) -> dict[str, Any]:
 def run_sweep(config: SweepConfig, *, allow_changes: bool = False, show_progress: bool | None = None,
               storage: BaseStorage | None = None) -> SweepSummary:
     """Run the sweep ``config`` describes until its study holds ``n_trials`` counted trials (or ``timeout``)."""
-    store = storage if storage is not None else get_storage(config.storage)
     gpu = _gpu_options(config)
+    if gpu:  # the devices of this host, before the study is created: the error names the file's key
+        try:
+            check_gpus(gpu["gpus_per_trial"], gpu["gpus"])
+        except ConfigError as e:
+            key = "gpus" if str(e).startswith("gpus ") else "gpus_per_trial"
+            raise SweepConfigError(f"{config.where(key)}: {e}", key=key, line=config.lines.get(key)) from None
+    store = storage if storage is not None else get_storage(config.storage)
     study = open_study(config, store, allow_changes)
     objective = SweepObjective(config)
     backstop = (config.trial_timeout or NO_TIMEOUT) + 2 * config.prune_grace + 60.0
