@@ -288,3 +288,11 @@ def test_two_parameters_with_one_environment_variable_are_an_error(tmp_path: Pat
     text = "command: python t.py {a.b} {a_b}\nmetric: val_loss\nparameters:\n  a.b: [1, 2]\n  a_b: [3, 4]\n"
     e = error(text, tmp_path)
     assert e.key == "parameters.a_b" and e.line == 5 and "TUNELAB_PARAM_A_B" in str(e) and "rename one" in str(e)
+
+
+def test_cuda_visible_devices_in_env_cannot_undo_the_gpu_assignment(tmp_path: Path) -> None:
+    # env: is applied over the worker's environment, so every trial got the file's devices, whatever its slot
+    e = error(GOOD + "env: {CUDA_VISIBLE_DEVICES: '0'}\n", tmp_path)
+    assert e.key == "env.CUDA_VISIBLE_DEVICES" and e.line == 18 and "gpus: [0, 1]" in str(e)
+    c = load(GOOD.replace("gpus_per_trial: 0.5", "gpus_per_trial: 0") + "env: {CUDA_VISIBLE_DEVICES: '0'}\n", tmp_path)
+    assert c.env == {"CUDA_VISIBLE_DEVICES": "0"}  # without an assignment the file may choose the devices

@@ -376,6 +376,10 @@ def _check(f: SweepFile, lines: Lines, folder: Path, storage_from_flag: bool) ->
             raise _err(lines, path, "it has no named group; name what it captures, e.g. "
                        r"'epoch (?P<step>\d+) val_loss=(?P<val_loss>[\d.e-]+)'")
     _check_gpus(f, lines)
+    if float(f.gpus_per_trial) > 0 and "CUDA_VISIBLE_DEVICES" in f.env:
+        # the worker's assignment reaches the command through its environment: env: would replace it in every trial
+        raise _err(lines, ("env", "CUDA_VISIBLE_DEVICES"), "would give every trial the same devices and undo "
+                   "gpus_per_trial's assignment; remove it and list the devices with gpus: [0, 1] (or --gpus 0,1)")
     sampler = _component(f.sampler, "sampler", SAMPLERS, lines)
     pruner = None if f.pruner is None else _component(f.pruner, "pruner", PRUNERS, lines)
     if pruner is not None and pruner["type"] == "none":
