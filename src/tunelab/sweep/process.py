@@ -177,6 +177,7 @@ def run_command(
         fifo_partial = b""
         applied = 0
         exited_at: float | None = None
+        closed_polls = 0
         while True:
             now = time.monotonic()
             if trial_timeout is not None and not result.timed_out and now - started > trial_timeout \
@@ -192,7 +193,10 @@ def run_command(
                     state.killed = True
             wait = 0.2
             if not any(k.data is not None for k in sel.get_map().values()):
-                wait = 0.002  # its output is closed: it is exiting, and only its exit is left to see
+                # its output is closed: usually it is exiting, and only its exit is left to see (poll finely);
+                # a command that closed its output and runs on (`exec >train.log 2>&1`) is polled less and less
+                wait = min(0.2, 0.002 * 2 ** closed_polls)
+                closed_polls += 1
             if state.term_at is not None and state.term_sent is None:
                 wait = max(0.0, min(wait, state.term_at - now))
             for key, _ in sel.select(timeout=wait):
