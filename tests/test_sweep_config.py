@@ -296,3 +296,10 @@ def test_cuda_visible_devices_in_env_cannot_undo_the_gpu_assignment(tmp_path: Pa
     assert e.key == "env.CUDA_VISIBLE_DEVICES" and e.line == 18 and "gpus: [0, 1]" in str(e)
     c = load(GOOD.replace("gpus_per_trial: 0.5", "gpus_per_trial: 0") + "env: {CUDA_VISIBLE_DEVICES: '0'}\n", tmp_path)
     assert c.env == {"CUDA_VISIBLE_DEVICES": "0"}  # without an assignment the file may choose the devices
+
+
+def test_the_warning_about_an_unused_conditional_parameter_suggests_a_placeholder_that_is_allowed(
+        tmp_path: Path) -> None:
+    # it said "add {momentum} to the command", which is then an error (a conditional parameter needs {momentum?})
+    c = load(GOOD.replace(" --momentum {momentum?}", ""), tmp_path)
+    assert len(c.warnings) == 1 and "add {momentum?} to the command" in c.warnings[0]

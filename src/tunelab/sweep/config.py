@@ -362,8 +362,9 @@ def _check(f: SweepFile, lines: Lines, folder: Path, storage_from_flag: bool) ->
             if name not in used_names:
                 warnings.append(
                     f"{lines.where(('parameters', name))}: parameters.{name} appears in no placeholder of the command; "
-                    f"the script gets it only from TUNELAB_PARAMS / TUNELAB_PARAM_{env_name(name)}: add {{{name}}} "
-                    "to the command or set args: auto")
+                    f"the script gets it only from TUNELAB_PARAMS / TUNELAB_PARAM_{env_name(name)}: add "
+                    # a conditional parameter must be written {name?}: {name} would be an error
+                    f"{{{name}{'?' if isinstance(space[name], Conditional) else ''}}} to the command or set args: auto")
     metrics, directions = _objectives(f, lines)
     regexes = [f.metrics_regex] if isinstance(f.metrics_regex, str) else list(f.metrics_regex or [])
     for i, rx in enumerate(regexes):
