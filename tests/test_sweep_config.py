@@ -223,6 +223,8 @@ def test_json_lines_and_regex_lines() -> None:
     assert e is not None and e.final == {"val_loss": 0.1, "val_acc": 0.9}
     assert p.parse("loading data...") is None and p.parse("{not json}") is None and p.parse("[1, 2]") is None
     assert p.parse('{"step": 2}') is None
+    e = p.parse('{"step": 1e20, "val_loss": 0.5, "huge": ' + "1" * 400 + "}")
+    assert e is not None and e.step is None and e.metrics == {"val_loss": 0.5}  # past 64 bits / a float: none
 
 
 # -- the template ----------------------------------------------------------------------------------

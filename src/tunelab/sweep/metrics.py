@@ -36,7 +36,10 @@ def _number(x: Any) -> float | None:
     if isinstance(x, bool) or x is None:
         return None
     if isinstance(x, (int, float)):
-        return float(x)
+        try:
+            return float(x)
+        except OverflowError:  # an int past a float (10**400): no number
+            return None
     if isinstance(x, str):
         try:
             return float(x)
@@ -45,10 +48,13 @@ def _number(x: Any) -> float | None:
     return None
 
 
+_MAX_STEP = 2**63 - 1
+
+
 def _step(x: Any) -> int | None:
     v = _number(x)
-    if v is None or not math.isfinite(v) or v < 0 or not float(v).is_integer():
-        return None
+    if v is None or not math.isfinite(v) or v < 0 or not float(v).is_integer() or v > _MAX_STEP:
+        return None  # no step: the step after the last (a storage keeps 64-bit steps)
     return int(v)
 
 
