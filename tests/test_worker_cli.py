@@ -210,6 +210,9 @@ def test_each_bad_objective_spec_is_one_error_line_before_any_trial(tmp_path: Pa
 
         def objective(trial):
             return 0.0
+
+        def two(trial, data):
+            return 0.0
     """))
     (tmp_path / "broken_module.py").write_text("import math\n\nLIMIT = 1 / 0\n")
     cases = {
@@ -222,6 +225,7 @@ def test_each_bad_objective_spec_is_one_error_line_before_any_trial(tmp_path: Pa
         "local_module:objective.missing": "has no attribute 'objective.missing'",
         "broken_module:objective": f"raised ZeroDivisionError: division by zero (at {tmp_path / 'broken_module.py'}:3)",
         "tests/objectives.py:quadratic": "write --objective objectives:quadratic --path tests",
+        "local_module:two": "two(trial, data) cannot be called with the trial alone",
     }
     procs = {
         spec: start("--study", "s", "--storage", sqlite_url, "--objective", spec, cwd=tmp_path) for spec in cases

@@ -21,7 +21,7 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -735,8 +735,26 @@ def _import_objective(spec: str, paths: Sequence[Path]) -> Objective:
             f"--objective {spec!r}: {module_name}.{attr} is a {type(obj).__name__}, not callable; "
             "name a function objective(trial) -> float"
         )
+    _check_takes_one_trial(spec, obj)
     objective: Objective = obj
     return objective
+
+
+def _check_takes_one_trial(spec: str, fn: Callable[..., Any]) -> None:
+    """A ConfigError when ``fn`` cannot be called as ``fn(trial)`` (checked before any trial runs:
+    otherwise every trial fails with the same TypeError)."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin or an extension without one: the call will tell
+        return
+    try:
+        signature.bind(object())
+    except TypeError as e:
+        raise ConfigError(
+            f"--objective {spec!r}: {getattr(fn, '__name__', 'it')}{signature} cannot be called with the trial "
+            f"alone ({e}); name a function objective(trial) -> float (wrap one that needs more, e.g. with "
+            "functools.partial in the module)"
+        ) from None
 
 
 def _import_attr(spec: str, paths: Sequence[Path], option: str, hint_if_empty: str) -> Any:
