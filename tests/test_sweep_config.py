@@ -285,6 +285,13 @@ def test_a_third_of_a_gpu_is_accepted_as_optimize_accepts_it(tmp_path: Path, thi
     assert e.key == "gpus_per_trial" and "(3 trials per GPU)" in str(e) and "(4 trials per GPU)" in str(e)
 
 
+def test_devices_without_gpus_per_trial_are_an_error_as_in_optimize(tmp_path: Path) -> None:
+    # gpus: [0, 1] with gpus_per_trial: 0 was silently ignored, where optimize() refuses the same
+    e = error(GOOD.replace("gpus_per_trial: 0.5", "gpus_per_trial: 0") + "gpus: [0, 1]\n", tmp_path)
+    assert e.key == "gpus" and "gpus_per_trial is 0" in str(e) and "set gpus_per_trial" in str(e)
+    assert load(GOOD.replace("gpus_per_trial: 0.5", "gpus_per_trial: 0") + "gpus: all\n", tmp_path).gpus == "all"
+
+
 def test_two_parameters_with_one_environment_variable_are_an_error(tmp_path: Path) -> None:
     # a.b and a_b were both TUNELAB_PARAM_A_B: the script saw one of the two values under that name
     text = "command: python t.py {a.b} {a_b}\nmetric: val_loss\nparameters:\n  a.b: [1, 2]\n  a_b: [3, 4]\n"

@@ -546,6 +546,9 @@ def _parents_first(names: list[str], conditions: Mapping[str, Mapping[str, Any]]
 def _check_gpus(f: SweepFile, lines: Lines) -> None:
     g = float(f.gpus_per_trial)
     if g == 0:
+        if f.gpus is not None and f.gpus != "all":  # optimize() refuses the same: the devices would go unused
+            raise _err(lines, ("gpus",), f"{f.gpus!r} lists devices but gpus_per_trial is 0, so no trial gets "
+                       "any: set gpus_per_trial (e.g. 1, or 0.5 for two trials per GPU), or remove gpus")
         return
     if g < 1:
         try:  # the engine's rule: 1/3 may be written 0.333 (YAML has no fractions)
