@@ -48,6 +48,22 @@ def test_stage_follows_the_trial_number_and_the_last_stage_lasts() -> None:
     assert [record(t)["stage"] for t in study.trials] == [0] * 4 + [1] * 4 + [2] * 7
 
 
+def test_a_range_the_objective_moved_off_the_recorded_one_is_searched_whole() -> None:
+    # stage 1 recorded lr around 1e-3; the objective then asks for lr in [0.05, 0.1] (no overlap): every
+    # draw was the edge, 0.05, for the rest of the stage
+    study = tunelab.create_study(sampler=CoarseToFineSampler(trials_per_stage=6), seed=0)
+    study.optimize(lr_only, n_trials=7)
+    high = record(study.trials[6])["ranges"]["lr"][1]
+    assert high < 0.05  # the stage's recorded range sits below the new one
+
+    def moved(trial: tunelab.Trial) -> float:
+        return trial.suggest_float("lr", 0.05, 0.1, log=True)
+
+    study.optimize(moved, n_trials=4)
+    drawn = {t.params["lr"] for t in study.trials[7:]}
+    assert len(drawn) == 4 and all(0.05 <= v <= 0.1 for v in drawn)
+
+
 def test_trials_of_a_stage_reuse_the_ranges_its_first_trial_recorded() -> None:
     study = tunelab.create_study(sampler=CoarseToFineSampler(trials_per_stage=10), seed=0)
     study.optimize(narrow_log_optimum, n_trials=30)

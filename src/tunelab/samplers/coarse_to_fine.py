@@ -259,6 +259,8 @@ def _narrow(dist: Float | Int, low: object, high: object) -> Distribution:
     """``dist`` restricted to ``[low, high]`` (snapped to its lattice), or ``dist`` if that fails."""
     if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (low, high)):
         return dist
+    if float(low) > dist.high or float(high) < dist.low:  # type: ignore[arg-type]
+        return dist  # the objective's range moved off the recorded one: no part of it is left to zoom into
     lo = dist.from_unit(dist.to_unit(max(float(low), dist.low)))  # type: ignore[arg-type]
     hi = dist.from_unit(dist.to_unit(min(float(high), dist.high)))  # type: ignore[arg-type]
     try:
