@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -174,6 +175,17 @@ def test_optional_placeholders_drop_their_word_and_option_when_inactive() -> Non
     assert render_argv(cmd, {"opt": "sgd", "m": 0.9, "b": 0.5}) == [
         "python", "t.py", "--opt", "sgd", "--momentum", "0.9", "--beta=0.5", "extra=0.5", "--last"]
     assert render_shell(cmd, {"opt": "adam"}).split() == ["python", "t.py", "--opt", "adam", "--last"]
+
+
+def test_a_shell_placeholder_inside_quotes_reaches_the_script_as_is() -> None:
+    # inside double quotes the value was shlex.quote'd too: the script got "'a b'" with the single quotes
+    value = "a b; $(x) `y` \"q\" \\ it's"
+    for template in ('printf "%s\\n" "{v}"', "printf '%s\\n' '{v}'", 'printf "%s\\n" {v}',
+                     'printf "%s\\n" "pre {v} post"'):
+        line = render_shell(template, {"v": value})
+        out = subprocess.run(line, shell=True, capture_output=True, text=True, check=True).stdout
+        expected = f"pre {value} post" if "pre" in template else value
+        assert out == expected + "\n", (template, line)
 
 
 @pytest.mark.parametrize("quote", ['"', "'"])

@@ -11,7 +11,8 @@ Placeholders:
 Values are written as text: floats as Python's shortest exact form (``0.001``, ``1e-05``), booleans
 as ``true``/``false``, None as ``null``. Without ``shell: true`` the command is split with
 :func:`shlex.split` *before* the values go in, so a value is always one argument, whatever it holds;
-with ``shell: true`` each value is quoted with :func:`shlex.quote`. ``args: auto`` appends
+with ``shell: true`` each value is quoted for where it stands (:func:`shlex.quote` when bare, escaped
+inside double or single quotes), so it is one word and reaches the script as is. ``args: auto`` appends
 ``--name value`` for each active parameter the command has no placeholder for; ``args: env`` says the
 script reads its parameters from the environment only (nothing is appended, and no warning that a
 parameter appears in no placeholder).
@@ -72,6 +73,42 @@ def _fill(word: str, params: Mapping[str, Any], quote: bool) -> str:
     return _TOKEN.sub(sub, word)
 
 
+def _fill_shell(text: str, params: Mapping[str, Any]) -> str:
+    """``text`` with each placeholder's value quoted for where it stands in ``/bin/sh``'s words: bare
+    (:func:`shlex.quote`), inside double quotes (``\\``, ``"``, ``$`` and backquotes escaped) or
+    inside single quotes (each ``'`` closed, escaped and reopened), so the script gets the value as is."""
+    out: list[str] = []
+    state = ""  # the open quote: "", "'" or '"'
+    i = 0
+    while i < len(text):
+        m = _TOKEN.match(text, i)
+        if m is not None:
+            if m.group(1) is None:
+                out.append(m.group(0)[0])  # {{ or }}: a literal brace
+            else:
+                out.append(_quoted_in(value_text(params[m.group(1)]), state))
+            i = m.end()
+            continue
+        c = text[i]
+        if c == "\\" and state != "'" and i + 1 < len(text):  # an escaped character stays as it is
+            out.append(text[i:i + 2])
+            i += 2
+            continue
+        if c in "'\"" and state in ("", c):
+            state = "" if state else c
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def _quoted_in(text: str, state: str) -> str:
+    if state == '"':
+        return re.sub(r'(["\\$`])', r"\\\1", text)
+    if state == "'":
+        return text.replace("'", "'\\''")
+    return shlex.quote(text)
+
+
 def _inactive(word: str, params: Mapping[str, Any]) -> bool:
     return any(m.group(1) and m.group(2) == "?" and m.group(1) not in params for m in _TOKEN.finditer(word))
 
@@ -109,7 +146,7 @@ def render_shell(command: str | Sequence[str], params: Mapping[str, Any], args: 
         # `--momentum {momentum?}`, also quoted (`--momentum "{momentum?}"`): the option goes with its value
         text = re.sub(r"(?:(?<=\s)|^)-[^\s{}'\"]+[ \t]+([\"']?)" + ph + r"\1(?=\s|$|;|&|\|)", "", text)
         text = re.sub(r"[^\s;&|]*" + ph + r"[^\s;&|]*", "", text)
-    words = _fill(text, params, quote=True)
+    words = _fill_shell(text, params)
     extra = _auto_args(command, params, args, quote=True)
     return " ".join([words, *extra]) if extra else words
 
