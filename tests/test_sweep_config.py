@@ -304,6 +304,19 @@ def test_devices_without_gpus_per_trial_are_an_error_as_in_optimize(tmp_path: Pa
     assert load(GOOD.replace("gpus_per_trial: 0.5", "gpus_per_trial: 0") + "gpus: all\n", tmp_path).gpus == "all"
 
 
+@pytest.mark.parametrize(("param", "key"), [
+    ("{type: float, low: true, high: 1}", "low"),
+    ("{type: int, low: 1, high: true}", "high"),
+    ("{type: float, low: 0.1, high: 1, prior: {type: normal, center: false, spread: 0.1}}", "center"),
+])
+def test_true_or_false_where_a_number_belongs_is_an_error(tmp_path: Path, param: str, key: str) -> None:
+    # YAML's true was read as 1.0 (low: true made a range [1, 1])
+    e = error("command: python t.py {x}\nmetric: val_loss\nparameters:\n  x: " + param + "\n", tmp_path)
+    assert e.key is not None and e.key.endswith(key) and "is not a number here" in str(e), str(e)
+    assert load("command: python t.py {x}\nmetric: val_loss\nparameters:\n  x: {type: int, low: 1, high: 4.0}\n",
+                tmp_path).space["x"] == Int(1, 4)  # a whole float is still an int bound
+
+
 def test_two_parameters_with_one_environment_variable_are_an_error(tmp_path: Path) -> None:
     # a.b and a_b were both TUNELAB_PARAM_A_B: the script saw one of the two values under that name
     text = "command: python t.py {a.b} {a_b}\nmetric: val_loss\nparameters:\n  a.b: [1, 2]\n  a_b: [3, 4]\n"

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from tunelab.distributions import Bool, Categorical, Distribution, Float, Int
 from tunelab.errors import ConfigError, StorageError, SweepConfigError
@@ -31,6 +31,17 @@ from tunelab.sweep.command import placeholders
 from tunelab.sweep.yamlfile import KeyPath, Lines, dotted, parse_yaml, read_yaml
 
 Scalar = bool | int | float | str | None
+
+
+def _not_a_bool(value: object) -> object:
+    """YAML's true/false where a number belongs (``low: true``): refused, not read as 1 or 0."""
+    if isinstance(value, bool):
+        raise ValueError(f"{str(value).lower()} is not a number here; write a number such as 0.1")
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_not_a_bool)]
+Integer = Annotated[int, BeforeValidator(_not_a_bool)]
 DEFAULT_STORAGE = "sqlite:///tunelab.db"
 SAMPLERS = ("auto", "gp", "tpe", "random", "grid", "coarse-to-fine")
 PRUNERS = ("none", "median", "asha", "hyperband")
@@ -47,26 +58,26 @@ class PriorSpec(_Strict):
     """``prior: {type: lognormal, center: 3.0e-4, spread: 1.0}`` on a float or int parameter."""
 
     type: Literal["normal", "lognormal"]
-    center: float
-    spread: float
+    center: Number
+    spread: Number
 
 
 class FloatParam(_Strict):
     type: Literal["float"]
-    low: float
-    high: float
+    low: Number
+    high: Number
     log: bool = False
-    step: float | None = None
+    step: Number | None = None
     prior: PriorSpec | None = None
     when: dict[str, Scalar | list[Scalar]] | None = None
 
 
 class IntParam(_Strict):
     type: Literal["int"]
-    low: int
-    high: int
+    low: Integer
+    high: Integer
     log: bool = False
-    step: int = 1
+    step: Integer = 1
     prior: PriorSpec | None = None
     when: dict[str, Scalar | list[Scalar]] | None = None
 
@@ -74,7 +85,7 @@ class IntParam(_Strict):
 class CategoricalParam(_Strict):
     type: Literal["categorical"]
     choices: Annotated[list[Scalar], Field(min_length=1)]
-    prior: list[float] | None = None
+    prior: list[Number] | None = None
     when: dict[str, Scalar | list[Scalar]] | None = None
 
 
@@ -262,6 +273,8 @@ def _explain(e: ValidationError, data: Mapping[str, Any], lines: Lines, given: M
     elif kind == "literal_error":
         expected = msg.split("Input should be ", 1)[-1]
         text = f"{value!r} is not allowed; use {expected}"
+    elif kind == "value_error":  # our own validators' messages say the value and the fix already
+        text = msg.removeprefix("Value error, ")
     else:
         text = f"{msg} (got {value!r})" if "input" in first and not isinstance(value, (dict, list)) else msg
     line = None if where == "command line" else lines.line(loc)
