@@ -461,11 +461,17 @@ class Int(Distribution):
         )
 
 
+def plain_value(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (``np.int64(2)`` -> 2, ``np.str_('sgd')`` -> 'sgd',
+    ``np.float32(1e-3)`` -> a float); anything else as it is. A value read from an array is then
+    equal to the plain one, of the same type, and JSON."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _choice_key(value: object) -> tuple[str, object]:
     # 1, 1.0 and True compare equal in Python but are different choices; a numpy scalar (read from an
     # array) is the choice of the Python value it holds.
-    if isinstance(value, np.generic):
-        value = value.item()
+    value = plain_value(value)
     return (type(value).__name__, value)
 
 
@@ -510,7 +516,7 @@ class Categorical(Distribution):
         if len(choices) == 0:
             raise InvalidDistributionError("choices is empty; give at least one choice")
         index: dict[tuple[str, object], int] = {}
-        choices = [c.item() if isinstance(c, np.generic) else c for c in choices]  # list(np.arange(3)) too
+        choices = [plain_value(c) for c in choices]  # list(np.arange(3)) too
         for i, c in enumerate(choices):
             if not isinstance(c, _JSON_SCALARS):
                 raise InvalidDistributionError(

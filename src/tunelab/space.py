@@ -20,9 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from tunelab.distributions import Distribution, ParamValue, distribution_from_json
+from tunelab.distributions import Distribution, ParamValue, distribution_from_json, plain_value
 from tunelab.errors import ConfigError, InvalidDistributionError
 
 
@@ -63,7 +61,7 @@ class Conditional:
                 "e.g. when={'optimizer': 'sgd'}"
             )
         object.__setattr__(self, "when", {
-            k: [_plain(x) for x in v] if isinstance(v, (list, tuple, set, frozenset)) else _plain(v)
+            k: [plain_value(x) for x in v] if isinstance(v, (list, tuple, set, frozenset)) else plain_value(v)
             for k, v in self.when.items()
         })
 
@@ -81,12 +79,6 @@ class Conditional:
             if not any(type(value) is type(a) and value == a for a in self.accepted(parent)):
                 return False
         return True
-
-
-def _plain(value: Any) -> Any:
-    """A numpy scalar as the Python value it holds (np.int64(2) -> 2, np.str_('sgd') -> 'sgd'): a value read
-    from an array would otherwise never equal the parent's plain value, and is no JSON."""
-    return value.item() if isinstance(value, np.generic) else value
 
 
 SpaceEntry = Distribution | Conditional

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from tunelab.babysit.control import branch
 from tunelab.checkpoints import CheckpointPolicy
-from tunelab.distributions import ParamValue
+from tunelab.distributions import ParamValue, plain_value
 from tunelab.errors import ConfigError
 from tunelab.live import BRANCH
 from tunelab.records import FrozenTrial, TrialState
@@ -92,7 +91,7 @@ def create_run(
             f"create_run(params=...) must be a non-empty mapping of hyperparameter -> value, e.g. "
             f"{{'lr': 1e-3}}, got {params!r}"
         )
-    params = {k: _plain(v) for k, v in params.items()}  # numpy numbers (np.float32(1e-3)) as Python ones
+    params = {k: plain_value(v) for k, v in params.items()}  # numpy numbers (np.float32(1e-3)) as Python ones
     for key, value in params.items():
         if not isinstance(key, str) or not key:
             raise ConfigError(f"create_run(params=...): names must be non-empty strings, got {key!r}")
@@ -251,17 +250,6 @@ def resume_dead_branch(study: Study, grace_period: float) -> int | None:
 def _died(trial: FrozenTrial) -> bool:
     error = (trial.error or "").strip()
     return any(error.startswith(d) or d in error.splitlines()[0] for d in _DIED) if error else False
-
-
-def _plain(value: Any) -> Any:
-    """A numpy (or other) number as the Python int or float it stands for; anything else as it is."""
-    if isinstance(value, (bool, int, float, str)) or value is None:
-        return value
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, numbers.Real):
-        return float(value)
-    return value
 
 
 def _now() -> str:

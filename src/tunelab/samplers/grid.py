@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from tunelab.distributions import Categorical, Distribution, Float, Int, ParamValue
+from tunelab.distributions import Categorical, Distribution, Float, Int, ParamValue, plain_value
 from tunelab.errors import ConfigError, SearchExhausted
 from tunelab.history import History
 from tunelab.records import FrozenTrial, TrialState
@@ -165,7 +165,7 @@ def _check_values(name: str, values: object) -> tuple[ParamValue, ...]:
     seen: set[tuple[str, ParamValue]] = set()
     out: list[ParamValue] = []
     for v in values:
-        v = v.item() if isinstance(v, np.generic) else v  # numpy scalars -> Python scalars
+        v = plain_value(v)  # numpy scalars -> Python scalars
         if not isinstance(v, _JSON_SCALARS) or (isinstance(v, float) and not math.isfinite(v)):
             raise ConfigError(
                 f"GridSampler: parameter '{name}': value {v!r} is not a finite None, bool, int, "
