@@ -16,7 +16,7 @@ from tunelab import Categorical, Conditional, Float, Int
 from tunelab.errors import ConfigError
 from tunelab.history import History
 from tunelab.samplers import ModelBasedSampler, SamplingContext, sampler_from_description
-from tunelab.samplers.model_based import EncodedSpace
+from tunelab.samplers.model_based import EncodedSpace, collect_observations
 
 SAMPLERS: dict[str, Callable[..., ModelBasedSampler]] = {
     "tpe": tunelab.TPESampler,
@@ -183,6 +183,31 @@ def test_workers_planning_at_the_same_moment_propose_distinct_points(make: Calla
         for t, p in zip(reserved, plans, strict=True):
             study.storage.finish_trial(t.trial_id, tunelab.TrialState.COMPLETE, value=objectives.styblinski_tang(p),
                                        params=p, distributions=CUBE)
+
+
+def test_a_plan_made_ahead_by_another_worker_is_the_plan_the_trial_makes(
+    make: Callable[..., ModelBasedSampler],
+) -> None:
+    # Worker B plans trial a's point ahead (a is still planning) and must get exactly a's own plan,
+    # though the two processes saw the trials finish in different orders and A fitted other data
+    # before (a GP warm-started from it, or from the finishing order, proposed a different point:
+    # two workers then took the same corner of the cube, in CI).
+    study = tunelab.create_study(sampler=make(n_startup_trials=8), seed=0, space=CUBE)
+    study.optimize(lambda t: objectives.styblinski_tang(t.params), n_trials=14)
+    running = study.ask()  # a third worker's trial, planned and recorded: pending for both
+    a, b = study.reserve_trial(), study.reserve_trial()
+    history = History(study.storage, study.storage.get_study(study.name), CUBE)
+    encoded = EncodedSpace(CUBE)
+    worker_a, worker_b = make(n_startup_trials=8), make(n_startup_trials=8)
+    finished = history.trials((tunelab.TrialState.COMPLETE,))
+    worker_a._cache.arrays(encoded, finished[::-1])  # A saw them finish in the reverse order
+    earlier = History(study.storage, study.storage.get_study(study.name), CUBE)
+    worker_a.plan(earlier, SamplingContext(running.number, study.seed))  # and fitted once before
+    obs = collect_observations(history, encoded, exclude=b.number, failed=worker_b.failed, cache=worker_b._cache)
+    ahead = worker_b._plan_ahead(history, encoded, obs, SamplingContext(b.number, study.seed))
+    own = worker_a.plan(history, SamplingContext(a.number, study.seed))
+    assert [n for n, _ in ahead] == [a.number]
+    assert encoded.decode(ahead[0][1]) == own
 
 
 def test_load_study_rebuilds_the_same_sampler(tmp_path: Path, make: Callable[..., ModelBasedSampler]) -> None:

@@ -241,7 +241,8 @@ class Observations:
         pending: (m, d) rows of trials running now in other workers.
         pending_numbers: (m,) their trial numbers (-1 where unknown).
         replayable: the proposal must be a function of these observations alone, with nothing
-            carried over from earlier proposals in this process (a deterministic study).
+            carried over from earlier proposals in this process (a deterministic study, or a view
+            with pending trials, which another worker may rebuild: :func:`as_seen_by`).
         sources: earlier studies' trials in this space (a warm start, :mod:`tunelab.samplers.transfer`).
         ranking: what ``y`` was computed from when it depends on the other trials (constraints,
             several objectives), row for row; None when each trial's loss is its own value.
@@ -471,8 +472,15 @@ def as_seen_by(
     pending_numbers = np.concatenate([obs.pending_numbers[running], obs.numbers[late],
                                       np.array([n for n, _ in ahead], dtype=np.int64)])
     ranking = None if obs.ranking is None else obs.ranking.subset(seen)
-    return Observations(X=obs.X[seen], y=y, imputed=imputed, numbers=obs.numbers[seen], pending=pending,
-                        pending_numbers=pending_numbers, ranking=ranking)
+    # Rows in number order, not in the order this process happened to see trials finish, and nothing
+    # carried over from this process's earlier fits while others run: so any worker that rebuilds
+    # this view (:meth:`ModelBasedSampler._plan_ahead`) proposes exactly what ``trial`` proposes.
+    order = np.argsort(obs.numbers[seen], kind="stable")
+    waiting = np.argsort(pending_numbers, kind="stable")
+    return Observations(X=obs.X[seen][order], y=y[order], imputed=imputed[order], numbers=obs.numbers[seen][order],
+                        pending=pending[waiting], pending_numbers=pending_numbers[waiting],
+                        replayable=obs.replayable or len(pending) > 0,
+                        ranking=None if ranking is None else ranking.subset(order))
 
 
 FIDELITY_KEY = "model_fidelity"
