@@ -261,6 +261,10 @@ def test_parallel_coordinates_draw_the_feasible_best_on_top_not_an_infeasible_tr
     assert list(pc.dimensions[0].values)[-1] == study.best_trial.number == 2  # the last line, on top
     assert pc.line.color[-1] == 0.7
     assert set(list(pc.dimensions[0].values)[:2]) == {1, 3}  # the infeasible ones drawn first, underneath
+    feasible = pc.dimensions[-2]  # an axis to brush them apart; colours span the feasible values only
+    assert feasible.label == "feasible" and list(feasible.values)[:2] == [0, 0] and list(feasible.values)[2:] == [1, 1]
+    assert (pc.line.cmin, pc.line.cmax) == (0.5, 0.7)
+    assert list(pc.line.color)[:2] == [0.5, 0.5]  # the worst colour, not the brightest
 
 
 # -- curves --------------------------------------------------------------------------------------

@@ -424,7 +424,8 @@ def plot_parallel_coordinates(
     """Parallel coordinates of the COMPLETE trials: a 'trial' axis (the trial number: plotly's
     parallel coordinates have no per-line hover, so brush this axis to find a trial), one axis per
     parameter, and the objective value last; lines coloured by value (bright = good), the best drawn
-    on top.
+    on top. With infeasible trials (constraints), a 'feasible' axis comes before the value, the colour
+    scale spans the feasible values only, and infeasible lines take its worst colour.
 
     Log parameters are drawn in log10 units labelled with their values, categoricals as their
     choices; a trial that did not use a (conditional) parameter sits at its 'n/a' tick. Empty figure
@@ -447,10 +448,16 @@ def plot_parallel_coordinates(
                                    "range": [min(numbers), max(max(numbers), min(numbers) + 1)]}]
     dims.extend(_dimension(info, done) for info in chosen)
     dims.append({"label": "objective value", "values": values})
-    cmin, cmax = value_color_range(values, study.direction)
+    feasible = np.array([t.feasible for t in done], dtype=bool)
+    colors = values
+    cmin, cmax = value_color_range(values[feasible] if feasible.any() else values, study.direction)
+    if not feasible.all():  # an axis to brush them apart; infeasible lines take the worst colour, not the best
+        dims.insert(len(dims) - 1, {"label": "feasible", "values": feasible.astype(int), "tickvals": [0, 1],
+                                    "ticktext": ["no", "yes"], "range": [0, 1]})
+        colors = np.where(feasible, values, cmax if study.direction == "minimize" else cmin)
     fig = go_.Figure(go_.Parcoords(
         dimensions=dims,
-        line={"color": values, "colorscale": VALUE_SCALE, "reversescale": study.direction == "minimize",
+        line={"color": colors, "colorscale": VALUE_SCALE, "reversescale": study.direction == "minimize",
               "cmin": cmin, "cmax": cmax, "showscale": True, "colorbar": {"title": {"text": "value"}}},
     ))
     fig.update_layout(title=title(main, note), template="plotly_white", margin={"l": 70, "r": 40, "t": 140})
