@@ -477,3 +477,78 @@ def test_gpus_that_are_not_there_name_the_file_s_key_before_the_study_is_made(tm
     with pytest.raises(SweepConfigError) as info:  # a device named twice is seen in the file itself
         config_from_text(text + "gpus_per_trial: 1\ngpus: [0, 0]\n", tmp_path)
     assert info.value.key == "gpus" and info.value.line == 7 and "twice" in str(info.value)
+
+
+MEMORY = """\
+import json, os
+width = int(os.environ["TUNELAB_PARAM_WIDTH"])
+print(json.dumps({"step": 1, "val_loss": 1.0 / width}))
+if width != 13:  # width 13 never reports its memory
+    print(json.dumps({"final": {"val_loss": 1.0 / width, "peak_memory_gb": width / 10}}))
+"""
+
+
+def test_constraints_in_a_sweep_file_bound_a_reported_metric_and_the_best_holds_them(tmp_path: Path) -> None:
+    write(tmp_path, "memory.py", MEMORY)
+    write(tmp_path, "sweep.yaml", """\
+        study: bounded
+        storage: sqlite:///t.db
+        command: PY memory.py
+        args: env
+        parameters:
+          width: {type: int, low: 1, high: 200, log: true}
+        metric: val_loss
+        constraints:
+          peak_memory_gb: {upper: 8.0}
+        sampler: random
+        n_trials: 12
+        seed: 0
+    """)
+    out = cli(tmp_path, "sweep", "sweep.yaml")
+    assert out.returncode == 0, out.stderr
+    study = study_of(tmp_path, "bounded")
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert {t.number for t in done if t.params["width"] > 80} and {t.number for t in done if t.params["width"] <= 80}
+    for t in done:
+        assert t.constraints["peak_memory_gb"].value == t.params["width"] / 10
+        assert t.feasible == (t.params["width"] <= 80)
+    widest = max((t for t in done if t.feasible), key=lambda t: t.params["width"])
+    assert study.best_trial.number == widest.number  # the lowest loss that stays under the bound
+    infeasible = sum(not t.feasible for t in done)
+    assert f"{infeasible} COMPLETE trial(s) break a bound of constraints (peak_memory_gb)" in out.stdout
+    assert f"best: trial {widest.number}," in out.stdout
+
+
+def test_a_constraint_s_metric_never_reported_fails_the_trial_naming_it(tmp_path: Path) -> None:
+    write(tmp_path, "memory.py", MEMORY)
+    sweep = write(tmp_path, "sweep.yaml", """\
+        study: silent
+        storage: sqlite:///t.db
+        command: PY memory.py
+        args: env
+        parameters:
+          width: {type: int, low: 13, high: 13}
+        metric: val_loss
+        constraints:
+          peak_memory_gb: {upper: 8.0}
+        n_trials: 1
+        max_start_failures: 0
+    """)
+    run_sweep(load_config(sweep), show_progress=False)
+    (trial,) = study_of(tmp_path, "silent").trials
+    assert trial.state == TrialState.FAIL and "no peak_memory_gb was reported" in (trial.error or "")
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("{}", r"constraints\.mem: no bound: write \{upper: \.\.\.\}"),
+    ("{lower: 9, upper: 8}", r"constraints\.mem: lower \(9\) is above upper \(8\)"),
+    ("{upper: true}", r"constraints\.mem\.upper: .*true is not a number here"),
+    ("{upper: .inf}", r"constraints\.mem\.upper: inf is not a finite number"),
+    ("{max: 8}", r"constraints\.mem\.max"),
+])
+def test_constraints_in_a_sweep_file_are_checked(tmp_path: Path, spec: str, message: str) -> None:
+    base = "command: python t.py\nparameters:\n  x: {type: float, low: 0, high: 1}\nmetric: loss\n"
+    with pytest.raises(SweepConfigError, match=message):
+        config_from_text(base + f"constraints:\n  mem: {spec}\n", tmp_path)
+    with pytest.raises(SweepConfigError, match="'step' cannot be a constraint"):
+        config_from_text(base + "constraints:\n  step: {upper: 1}\n", tmp_path)

@@ -89,6 +89,11 @@ def sweep(
     out.print(f"study {summary.study!r}: {states or 'no trials'} ({summary.counted} counted"
               + (f" of {config.n_trials}" if config.n_trials else "") + f"; {summary.ran} run now)",
               markup=False, highlight=False)
+    if summary.infeasible:
+        bounds = ", ".join(config.constraints)
+        out.print(f"{summary.infeasible} COMPLETE trial(s) break a bound of constraints ({bounds}): never the best"
+                  + ("; no trial is feasible yet" if summary.best_number is None and not summary.front else ""),
+                  markup=False, highlight=False)
     if summary.front:
         shown = ", ".join(map(str, summary.front[:12])) + (", ..." if len(summary.front) > 12 else "")
         out.print(f"Pareto front of {', '.join(config.objectives[0])}: {len(summary.front)} trial(s) ({shown}); "

@@ -97,6 +97,13 @@ class BoolParam(_Strict):
 Param = Annotated[FloatParam | IntParam | CategoricalParam | BoolParam, Field(discriminator="type")]
 
 
+class ConstraintSpec(_Strict):
+    """``constraints: {peak_memory_gb: {upper: 8}}``: a bound on a metric the script reports."""
+
+    upper: Number | None = None
+    lower: Number | None = None
+
+
 class Component(BaseModel):
     """``{type: tpe, n_startup_trials: 5}``: a sampler or pruner with its options."""
 
@@ -131,6 +138,7 @@ class SweepFile(_Strict):
     log_limit_mb: Annotated[float, Field(gt=0)] = 10.0
     metrics_regex: str | list[str] | None = None
     seed: Annotated[int, Field(ge=0)] | None = None
+    constraints: dict[str, ConstraintSpec] = Field(default_factory=dict)
 
 
 KEYS = tuple(SweepFile.model_fields)
@@ -175,6 +183,8 @@ class SweepConfig:
     """Every objective's metric (``metric: [val_acc, latency_ms]``); ``metric`` is the first."""
     directions: tuple[str, ...] = ()
     """Every objective's direction; ``direction`` is the first."""
+    constraints: Mapping[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    """Metric -> (lower, upper) bounds: a trial is feasible when its values of these metrics hold them."""
 
     @property
     def objectives(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -379,6 +389,7 @@ def _check(f: SweepFile, lines: Lines, folder: Path, storage_from_flag: bool) ->
                     # a conditional parameter must be written {name?}: {name} would be an error
                     f"{{{name}{'?' if isinstance(space[name], Conditional) else ''}}} to the command or set args: auto")
     metrics, directions = _objectives(f, lines)
+    constraints = _constraints(f, lines)
     regexes = [f.metrics_regex] if isinstance(f.metrics_regex, str) else list(f.metrics_regex or [])
     for i, rx in enumerate(regexes):
         path: KeyPath = ("metrics_regex",) if isinstance(f.metrics_regex, str) else ("metrics_regex", i)
@@ -415,6 +426,7 @@ def _check(f: SweepFile, lines: Lines, folder: Path, storage_from_flag: bool) ->
         metrics_regex=tuple(regexes), seed=f.seed, warnings=tuple(warnings),
         lines={str(k[0]): v for k, v in lines.lines.items() if len(k) == 1},
         metrics=metrics if len(metrics) > 1 else (), directions=directions if len(metrics) > 1 else (),
+        constraints=constraints,
     )
     # the sampler and pruner's own options are checked by building them once
     sampler_object = config.build_sampler()
@@ -640,6 +652,28 @@ def _objectives(f: SweepFile, lines: Lines) -> tuple[tuple[str, ...], tuple[str,
             raise _err(lines, ("direction",), f"{len(directions)} direction(s) for {len(metrics)} metric(s) "
                        f"{metrics}; give one direction per metric, in the same order")
     return tuple(metrics), tuple(directions)
+
+
+def _constraints(f: SweepFile, lines: Lines) -> dict[str, tuple[float | None, float | None]]:
+    """The bounds of ``constraints:``, checked: metric -> (lower, upper)."""
+    out: dict[str, tuple[float | None, float | None]] = {}
+    for name, spec in f.constraints.items():
+        path: KeyPath = ("constraints", name)
+        if name.strip() == "" or name in RESERVED_METRICS:
+            raise _err(lines, path, f"{name!r} cannot be a constraint (step, value and final have their own meaning "
+                       "in the lines a script prints); name a metric the script reports, e.g. peak_memory_gb")
+        for side in ("lower", "upper"):
+            bound = getattr(spec, side)
+            if bound is not None and not math.isfinite(bound):
+                raise _err(lines, (*path, side), f"{bound} is not a finite number; write a bound such as 8.0")
+        if spec.lower is None and spec.upper is None:
+            raise _err(lines, path, f"no bound: write {{upper: ...}} (the metric must stay at or below it), "
+                       f"{{lower: ...}}, or both, e.g. {name}: {{upper: 8.0}}")
+        if spec.lower is not None and spec.upper is not None and spec.lower > spec.upper:
+            raise _err(lines, path, f"lower ({spec.lower:g}) is above upper ({spec.upper:g}); no value can hold "
+                       "both: swap them")
+        out[name] = (spec.lower, spec.upper)
+    return out
 
 
 def build_pareto_pruner(spec: Mapping[str, Any] | None, metrics: Sequence[str], directions: Sequence[str], where: str,

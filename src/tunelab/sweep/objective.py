@@ -9,7 +9,9 @@ parameters, runs it (:func:`tunelab.sweep.process.run_command`), stores what it 
 - timed out, killed, a non-zero exit: :class:`~tunelab.errors.TrialCommandError` with the last lines of
   stderr (FAIL; the sweep goes on);
 - exit 0: the value is ``{"value": ...}``, else the metric in ``{"final": {...}}``, else the metric's last
-  reported value; none of them: FAIL ("no val_loss was reported; the script printed: ...").
+  reported value; none of them: FAIL ("no val_loss was reported; the script printed: ..."). Each metric of
+  ``constraints:`` is read the same way (final, else last) and recorded with its bounds by
+  :meth:`~tunelab.Trial.set_constraint`; a constraint's metric never reported fails the trial too.
 
 The trial's user attribute ``sweep`` records the command, its exit code, its duration, where its logs are
 and, for a command that failed within ``start_failure_seconds`` without reporting anything, ``start_failure``
@@ -98,7 +100,9 @@ class SweepObjective:
             raise TrialCommandError(failure)
         metrics = c.objectives[0]
         values = [_value(result, m, several=len(metrics) > 1) for m in metrics]
+        measured = {name: _value(result, name, several=True) for name in c.constraints}
         missing = [m for m, v in zip(metrics, values, strict=True) if v is None]
+        missing += [name for name, v in measured.items() if v is None and name not in missing]
         if missing:
             printed = _shown(result.stdout_tail) or _shown(result.stderr_tail) or "nothing"
             m = missing[0]
@@ -106,6 +110,10 @@ class SweepObjective:
                 f"no {' or '.join(missing)} was reported; the script printed: {printed}. Print a JSON line such as "
                 f'{{"step": 1, "{m}": 0.5}}, call tunelab.script.report(step, {m}=...), or set '
                 "metrics_regex in the sweep file")
+        for name, (lower, upper) in c.constraints.items():
+            value = measured[name]
+            assert value is not None  # (a missing one failed above)
+            trial.set_constraint(name, value, lower=lower, upper=upper)
         found = [v for v in values if v is not None]
         return found[0] if len(found) == 1 else tuple(found)
 

@@ -48,6 +48,8 @@ class SweepSummary:
     best_params: dict[str, Any] = field(default_factory=dict)
     front: list[int] = field(default_factory=list)
     """With several objectives: the numbers of the Pareto front's trials (no single best)."""
+    infeasible: int = 0
+    """COMPLETE trials that break a bound of ``constraints:`` (never the best, never on the front)."""
 
 
 def counted(trial: FrozenTrial) -> bool:
@@ -167,9 +169,10 @@ def summarize(study: Study, storage: str, ran: int = 0) -> SweepSummary:
     summary = SweepSummary(study.name, storage, dict(Counter(t.state.value for t in trials)),
                            sum(counted(t) for t in trials), ran)
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    summary.infeasible = sum(not t.feasible for t in complete)
     if study.is_multi_objective:
         summary.front = [t.number for t in study.best_trials]
-    elif complete:
+    elif summary.infeasible < len(complete):
         best = study.best_trial
         summary.best_number, summary.best_value, summary.best_params = best.number, best.value, dict(best.params)
     return summary
