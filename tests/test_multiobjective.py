@@ -19,6 +19,7 @@ from tunelab.multiobjective import (
     crowding_distance,
     dominates,
     hypervolume,
+    hypervolume_improvement,
     losses,
     non_dominated_sort,
     pareto_front_trials,
@@ -86,6 +87,27 @@ def test_hypervolume_equals_the_reference_implementation(m: int, n: int) -> None
         ours = hypervolume(points, reference)
         theirs = float(moocore.hypervolume(points, ref=reference))
         assert ours == pytest.approx(theirs, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("m", [2, 3, 4])
+def test_hypervolume_improvement_is_what_a_point_adds_to_the_front(m: int) -> None:
+    rng = np.random.default_rng(m)
+    reference = np.full(m, 1.1)
+    for _ in range(30):
+        front = rng.random((int(rng.integers(0, 25)), m))
+        front = front[pareto_mask(front)] if len(front) else front.reshape(0, m)
+        point = rng.random(m) * rng.choice([0.5, 1.0, 1.2])  # inside, on the front's side, or past the reference
+        before = hypervolume(front, reference) if len(front) else 0.0
+        after = hypervolume(np.vstack([front, point]), reference)
+        assert hypervolume_improvement(point, front, reference) == pytest.approx(after - before, rel=1e-9, abs=1e-12)
+
+
+def test_the_three_objective_sweep_holds_with_ties_and_duplicates() -> None:
+    rng = np.random.default_rng(7)
+    points = np.round(rng.random((300, 3)), 1)  # many equal coordinates and equal rows
+    reference = np.full(3, 1.05)
+    assert hypervolume(points, reference) == pytest.approx(float(moocore.hypervolume(points, ref=reference)),
+                                                           rel=1e-9)
 
 
 def test_hypervolume_refuses_points_that_do_not_match_the_reference() -> None:

@@ -18,7 +18,7 @@ from tunelab.cli import app
 from tunelab.errors import ConfigError
 from tunelab.multiobjective import dominates, hypervolume, losses
 from tunelab.viz import pareto_tradeoff_table, plot_history, plot_hypervolume_history, plot_pareto_front
-from tunelab.viz.pareto import default_reference
+from tunelab.viz.pareto import default_reference, hypervolume_history
 
 
 def make_study(n: int = 40, seed: int = 0, storage: str | None = None, three: bool = False) -> tunelab.Study:
@@ -155,6 +155,21 @@ def test_hypervolume_history_grows_to_the_fronts_volume(study: tunelab.Study) ->
     for t in study.trials[1:]:
         if not t.feasible:
             assert volumes[t.number] == volumes[t.number - 1]
+
+
+def test_hypervolume_history_of_three_objectives_is_each_prefix_s_volume() -> None:
+    # Built point by point (what each trial adds, the rows it dominates dropped): equal to the volume of
+    # every prefix's feasible trials computed from scratch.
+    study = make_study(60, seed=3, three=True)
+    reference = default_reference(study)
+    assert reference is not None
+    numbers, volumes = hypervolume_history(study, reference)
+    ref = losses([reference], study.directions)[0]
+    for k, number in enumerate(numbers):
+        prefix = [t for t in study.trials if t.number <= number and t.state == tunelab.TrialState.COMPLETE
+                  and t.feasible]
+        expected = hypervolume(losses([t.values for t in prefix], study.directions), ref) if prefix else 0.0
+        assert volumes[k] == pytest.approx(expected, rel=1e-9, abs=1e-12)
 
 
 def test_hypervolume_with_a_given_reference(study: tunelab.Study) -> None:

@@ -18,6 +18,7 @@ Examples:
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 
 import numpy as np
@@ -52,16 +53,33 @@ def pareto_mask(points: np.ndarray) -> np.ndarray:
     n = len(p)
     if n == 0:
         return np.zeros(0, dtype=bool)
-    mask = np.ones(n, dtype=bool)
-    for i in range(n):
-        if not mask[i]:
-            continue
-        # Rows that row i dominates drop out; row i drops out if any row dominates it.
-        le = np.all(p[i] <= p, axis=1) & np.any(p[i] < p, axis=1)
-        mask[le] = False
-        ge = np.all(p <= p[i], axis=1) & np.any(p < p[i], axis=1)
-        if ge.any():
-            mask[i] = False
+    if p.shape[1] == 2:
+        return _pareto_mask_2d(p)
+    # Every pair at once, in blocks of rows (memory: block x n x m): row j is dominated when some row
+    # is <= it everywhere and < somewhere (a loop over rows cost ~9 ms at 150 points, 50x this).
+    dominated = np.zeros(n, dtype=bool)
+    block = max(1, 2_000_000 // max(1, n * p.shape[1]))
+    for start in range(0, n, block):
+        a = p[start:start + block, None, :]
+        dominated |= (np.all(a <= p[None, :, :], axis=2) & np.any(a < p[None, :, :], axis=2)).any(axis=0)
+    mask: np.ndarray = ~dominated
+    return mask
+
+
+def _pareto_mask_2d(p: np.ndarray) -> np.ndarray:
+    """:func:`pareto_mask` for two losses in O(n log n): sorted by the first, a row is dominated when a row
+    with a smaller first loss has a second loss at most its own, or a row with the same first loss a smaller
+    second loss (5,000 points on a front: 2 s by the pairwise test)."""
+    order = np.lexsort((p[:, 1], p[:, 0]))
+    x, y = p[order, 0], p[order, 1]
+    starts = np.flatnonzero(np.concatenate(([True], x[1:] != x[:-1])))  # the groups of equal first losses
+    sizes = np.diff(np.append(starts, len(x)))
+    group_min = np.repeat(y[starts], sizes)  # sorted by y within a group: its first is its least
+    before = np.minimum.accumulate(y[starts])  # the least second loss up to each group, inclusive
+    least_before = np.repeat(np.concatenate(([np.inf], before[:-1])), sizes)
+    dominated = (least_before <= y) | (y > group_min)
+    mask = np.empty(len(p), dtype=bool)
+    mask[order] = ~dominated
     return mask
 
 
@@ -135,6 +153,22 @@ def hypervolume(points: np.ndarray | Sequence[Sequence[float]], reference: Seque
     return float(_hv(p, ref))
 
 
+def hypervolume_improvement(point: np.ndarray, front: np.ndarray, reference: np.ndarray) -> float:
+    """How much ``point`` (losses, shape (m,)) adds to the hypervolume of ``front`` (shape (n, m)) up
+    to ``reference``: its box less the part the front already dominates there, i.e. the volume of
+    the front clipped to the box. Cheaper than two hypervolumes: most clipped points are dominated.
+    """
+    ref = np.asarray(reference, dtype=float)
+    p = np.asarray(point, dtype=float).reshape(-1)
+    if not np.all(p < ref):
+        return 0.0
+    box = float(np.prod(ref - p))
+    f = np.asarray(front, dtype=float).reshape(-1, ref.size)
+    if len(f) == 0:
+        return box
+    return max(box - hypervolume(np.maximum(f, p), ref), 0.0)
+
+
 def _hv(p: np.ndarray, ref: np.ndarray) -> float:
     m = p.shape[1]
     if m == 1:
@@ -146,6 +180,8 @@ def _hv(p: np.ndarray, ref: np.ndarray) -> float:
         xs, ys = p[order, 0], p[order, 1]
         lowest_before = np.minimum.accumulate(np.concatenate(([ref[1]], ys)))[:-1]
         return float(np.sum((ref[0] - xs) * np.maximum(lowest_before - ys, 0.0)))
+    if m == 3:
+        return _hv3(p, ref)
     p = p[pareto_mask(p)]
     # Slice along the last objective: between consecutive levels, the (m-1)-d volume of the points
     # at or below the lower level.
@@ -157,6 +193,36 @@ def _hv(p: np.ndarray, ref: np.ndarray) -> float:
         height = upper - q[i, -1]
         if height > 0:
             volume += height * _hv(q[: i + 1, :-1], ref[:-1])
+    return volume
+
+
+def _hv3(p: np.ndarray, ref: np.ndarray) -> float:
+    """Three objectives, every point strictly inside ``ref``: a sweep up the third loss that keeps the
+    2-d staircase of the points passed (x ascending, y descending) and its area, updated at each
+    insertion by what the new point adds (O(n log n) searches; the slicing above re-swept every level:
+    300 points on a sphere, 2.2 s for a study's hypervolume history)."""
+    rx, ry, rz = (float(v) for v in ref)
+    pts = p[np.argsort(p[:, 2], kind="stable")].tolist()
+    xs: list[float] = []
+    ys: list[float] = []
+    area = volume = 0.0
+    for i, (x, y, z) in enumerate(pts):
+        pred = bisect.bisect_right(xs, x) - 1
+        if not (pred >= 0 and ys[pred] <= y):  # not dominated in the plane: it adds to the area
+            start = bisect.bisect_left(xs, x)
+            end = start
+            while end < len(xs) and ys[end] >= y:  # the points it dominates in the plane
+                end += 1
+            height = ys[start - 1] if start > 0 else ry
+            left = x
+            for j in range(start, end):
+                area += (xs[j] - left) * (height - y)
+                left, height = xs[j], ys[j]
+            area += ((xs[end] if end < len(xs) else rx) - left) * (height - y)
+            xs[start:end] = [x]
+            ys[start:end] = [y]
+        top = pts[i + 1][2] if i + 1 < len(pts) else rz
+        volume += area * (top - z)
     return volume
 
 
