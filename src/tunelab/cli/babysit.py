@@ -11,13 +11,13 @@ import typer
 from rich.text import Text
 
 from tunelab.babysit import set_live
+from tunelab.cli.imports import load_trainer
 from tunelab.cli.main import (
     DEFAULT_STORAGE,
     ImportPathOption,
     StorageOption,
     _cli_errors,
     _err,
-    _load_trainer,
     _open,
     _out,
     _read_study,
@@ -335,7 +335,7 @@ def train(
 
     with _cli_errors():
         values = _values(assignments)
-        trainer = _load_trainer(problem, path or [])
+        trainer = load_trainer(problem, path or [])
     with _cli_errors():
         store = get_storage(storage)  # a new run may create the database
         try:

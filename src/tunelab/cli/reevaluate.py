@@ -9,6 +9,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from tunelab.cli.imports import import_objective
 from tunelab.cli.main import (
     DEFAULT_STORAGE,
     ImportPathOption,
@@ -18,7 +19,6 @@ from tunelab.cli.main import (
     StudyArgument,
     _cli_errors,
     _fmt,
-    _import_objective,
     _open,
     _out,
     _read_study,
@@ -61,7 +61,7 @@ def reevaluate_command(
     """Re-run the best configurations of a study after the data or the code changed, in a new linked
     study, and say which still hold, which went stale and whether the old best is still the best."""
     with _cli_errors():
-        fn = _import_objective(objective, path or ())
+        fn = import_objective(objective, path or ())
     with _open(storage) as store:
         old = _read_study(study_name, store)
         result = reevaluate(
