@@ -309,6 +309,29 @@ def test_history_is_drawn_from_the_compact_values_before_the_trial_list(
         shot(pg, "history-server")
 
 
+def test_the_client_history_drops_trials_that_break_a_constraint_once_their_summaries_come(
+        tmp_path: Path, page: tuple[Page, Console]) -> None:
+    pg, _ = page
+    url = f"sqlite:///{tmp_path / 'dash.db'}"
+    study = tunelab.create_study(name="bounded", storage=url, sampler=tunelab.RandomSampler(), seed=0)
+    for i in range(8):  # the odd trials have the lowest values and break the memory bound
+        trial = study.ask()
+        trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+        trial.set_constraint("memory_gb", 9.0 if i % 2 else 1.0, upper=8.0)
+        study.tell(trial, (0.1 if i % 2 else 1.0) - 0.01 * i)
+    held: list[Any] = []
+    pg.route(lambda u: "/figures/history" in u, lambda route: held.append(route))
+    with serve(url, pg) as base:
+        open_study(pg, base, "bounded")
+        wait_until(lambda: len(rows(pg)) == 8, what="the table")
+        pg.wait_for_function("(document.querySelector('#fig-history').data || []).length > 0"
+                             " && document.querySelector('#fig-history').data[0].x.length === 4")
+        points, best = history_traces(pg)
+        assert points["x"] == [0, 2, 4, 6] and best["y"][-1] == pytest.approx(1.0 - 0.06)
+        assert pg.get_attribute("#fig-history", "data-source") == "client"
+        pg.unroute_all(behavior="ignoreErrors")
+
+
 def test_trial_page_curve_params_diagnosis(tmp_path: Path, page: tuple[Page, Console]) -> None:
     pg, _ = page
     url, study = make_study(tmp_path, "trials", n=6)

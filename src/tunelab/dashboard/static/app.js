@@ -550,6 +550,7 @@
       figureMs: {}, // kind -> how long its last load took
       historyMs: 0,
       complete: new Map(), // number -> value of the COMPLETE trials with a finite value (never change)
+      infeasible: new Set(), // numbers of the trials whose summary says they break a constraint
       historyReady: false, // every trial's value is in `complete` (so the client history may be drawn)
       historyDrawn: null, // a promise: the client history's latest draw is done
       releasePlotly: holdPlotly(2500), // plotly.js loads once the rows and the quick history are drawn
@@ -922,7 +923,7 @@
     function merge(trials) {
       let changed = false;
       let newParams = false;
-      const cols = { numbers: [], states: [], values: [] }; // the changed trials, for the history
+      const cols = { numbers: [], states: [], values: [], infeasible: [] }; // the changed trials, for the history
       for (let i = 0; i < trials.length; i++) {
         const t = trials[i];
         const old = st.trials.get(t.number);
@@ -932,6 +933,7 @@
         cols.numbers.push(t.number);
         cols.states.push(t.state);
         cols.values.push(t.value);
+        if (t.feasible === false) cols.infeasible.push(t.number); // (/values does not say: known from here)
         if (!st.states.has(t.state)) st.states.add(t.state);
         const params = t.params || {};
         for (const p in params) {
@@ -1018,16 +1020,23 @@
      * the best-so-far line against the trial number. `cols` are compact columns ({numbers, states,
      * values}: the /values answer, or the trials just merged); their COMPLETE values join the ones in
      * hand (finished trials never change), and the figure is redrawn when that changed something.
-     * Nothing is drawn before every trial's value is in hand (st.historyReady).
+     * Trials whose summary says they break a constraint (`cols.infeasible`, from the merged trials)
+     * leave it: an infeasible trial is never the best. Nothing is drawn before every trial's value is
+     * in hand (st.historyReady).
      */
     function quickHistory(cols, force) {
       const numbers = cols.numbers || [];
       const states = cols.states || [];
       const values = cols.values || [];
       let changed = false;
+      for (const n of cols.infeasible || []) {
+        st.infeasible.add(n);
+        if (st.complete.delete(n)) changed = true;
+      }
       for (let i = 0; i < numbers.length; i++) {
         const v = values[i];
         if (states[i] !== "COMPLETE" || typeof v !== "number" || !isFinite(v)) continue;
+        if (st.infeasible.has(numbers[i])) continue;
         if (st.complete.get(numbers[i]) !== v) {
           st.complete.set(numbers[i], v);
           changed = true;
