@@ -564,3 +564,21 @@ def test_tpe_good_density_gains_the_belief_as_a_kernel_weighted_by_agreement() -
     assert near > 0.4  # the belief kernel weighs 3 of 1 + 1 + 1 + 3
     assert np.mean(np.abs(plain.sample(np.random.default_rng(0), 4000)[:, 0] - 0.3) < 0.1) < 0.25
     assert abs(np.mean(draws[:, 1] == 1.0) - 0.5) < 0.05  # the belief kernel is uniform over the choices
+
+
+@pytest.mark.parametrize(("dist", "wide"), [
+    (Float(0.0, 1e10, prior=Normal(center=0.5, spread=1e-320)), False),  # its unit spread underflows to 0
+    (Float(0.0, 1.0, prior=Normal(center=0.5, spread=1e300)), True),      # cdf(-mu/sigma) == cdf((1-mu)/sigma)
+])
+def test_a_prior_far_narrower_or_wider_than_its_range_draws_as_it_says(dist: Float, wide: bool) -> None:
+    """A legal spread is never a ZeroDivisionError at the first draw, and a belief wider than the range is
+    uniform on it, not a point at its centre (every draw was 0.5)."""
+    draws = [dist.sample(np.random.default_rng(i)) for i in range(200)]
+    if wide:
+        assert min(draws) < 0.1 and max(draws) > 0.9
+    else:
+        assert all(d == pytest.approx(0.5, abs=1e-3) for d in draws)
+    study = tunelab.create_study(sampler=tunelab.TPESampler(n_startup_trials=2), seed=0, space={"x": dist})
+    with np.errstate(over="raise", divide="raise"):  # nor an overflow in the model's log density
+        study.optimize(lambda t: abs(t.params["x"] - 0.3), n_trials=4)
+    assert all(t.state == tunelab.TrialState.COMPLETE for t in study.trials)

@@ -67,6 +67,11 @@ _STANDARD = NormalDist()
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 MIN_PROBABILITY = 1e-12
 """Probabilities below this count as this in log densities (a Bool with p=0 or 1 stays finite)."""
+UNIT_SIGMA_RANGE = (1e-150, 1e6)
+"""A prior's spread in unit coordinates is kept inside this: a narrower one (a spread that underflows to 0
+against a wide range) is a point at its centre all the same, a wider one is uniform on [0, 1] to 1e-12, and
+outside it the inverse CDF divided by zero or lost the whole belief to rounding (``cdf(-mu / sigma)`` and
+``cdf((1 - mu) / sigma)`` equal: every draw at the centre)."""
 
 
 def _is_real(x: object) -> bool:
@@ -259,6 +264,9 @@ class UnitGaussian:
 
     mu: float
     sigma: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sigma", min(max(float(self.sigma), UNIT_SIGMA_RANGE[0]), UNIT_SIGMA_RANGE[1]))
 
     @property
     def _edges(self) -> tuple[float, float]:
