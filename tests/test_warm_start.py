@@ -340,3 +340,23 @@ def test_where_the_sources_misrank_the_basin_the_own_model_proposes_inside_it(
         # a soft box (-1e5 * excess^2 in log EI): an overshoot of 0.01 would cost 10 in log EI
         assert np.all(np.abs(row - centre) <= half + 0.01), (row, centre, half)
         assert np.any(half < 0.5)  # a region, not the whole cube
+
+
+def test_a_relative_sqlite_source_is_found_from_another_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The URL was stored as given: a worker or resume started elsewhere (tunelab worker, a sweep's workdir)
+    # found no such study at 'sqlite:///old.db' there and silently learnt from nothing.
+    from tunelab.study.warm import load_sources, stored_sources
+
+    (tmp_path / "here").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    source = tunelab.create_study(name="src", storage="sqlite:///old.db?timeout=30", seed=0, space=SPACE,
+                                  sampler=tunelab.RandomSampler())
+    source.optimize(bowl(0.0, 1.0), n_trials=4)
+    main = f"sqlite:///{tmp_path / 'main.db'}"
+    tunelab.create_study(name="new", storage=main, seed=0, space=SPACE,
+                         warm_start=[("src", "sqlite:///old.db?timeout=30")])
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    loaded = tunelab.load_study("new", main)
+    assert loaded.system_attrs["warm_start"] == [["src", f"sqlite:///{tmp_path / 'here' / 'old.db'}?timeout=30"]]
+    assert [len(s.trials) for s in load_sources(stored_sources(loaded.system_attrs), loaded.storage)] == [4]

@@ -40,7 +40,7 @@ from tunelab.study.replay import (
     stored_width,
 )
 from tunelab.study.study import Study, check_objectives_support
-from tunelab.study.warm import WARM_START_KEY, check_sources
+from tunelab.study.warm import WARM_START_KEY, absolute_sources, check_sources
 
 logger = logging.getLogger("tunelab")
 
@@ -141,7 +141,7 @@ def create_study(
     if pruner is not None and not isinstance(pruner, Pruner):
         raise ConfigError(f"pruner must be a tunelab pruner such as MedianPruner(), got {pruner!r}")
     width = check_deterministic(deterministic)
-    sources = check_warm_start(warm_start)
+    sources = absolute_sources(check_warm_start(warm_start))
     if sources and given_sampler is not None and not isinstance(given_sampler, ModelBasedSampler):
         raise ConfigError(
             f"warm_start=... is learnt from by GPSampler, TPESampler and the default AutoSampler; "

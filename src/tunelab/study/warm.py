@@ -8,6 +8,7 @@ samplers make of them is in :mod:`tunelab.samplers.transfer`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,6 +25,23 @@ def stored_sources(system_attrs: Mapping[str, Any]) -> list[tuple[str, str | Non
     """The sources stored with a study."""
     entries = system_attrs.get(WARM_START_KEY) or []
     return [(str(e[0]), e[1] if isinstance(e[1], str) else None) for e in entries if isinstance(e, list) and e]
+
+
+def absolute_sources(sources: Sequence[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
+    """``sources`` with each relative SQLite path made absolute from the current directory, as they are
+    stored: a worker or a resume started in another folder (``tunelab worker``, a sweep's ``workdir``)
+    then reads the same file rather than finding no such study and learning from nothing."""
+    return [(name, None if url is None else _absolute_sqlite(url)) for name, url in sources]
+
+
+def _absolute_sqlite(url: str) -> str:
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        return url
+    path, sep, query = url[len(prefix):].partition("?")
+    if not path or path == ":memory:" or path.startswith(("/", "file:")):
+        return url
+    return prefix + os.path.abspath(path) + sep + query
 
 
 def check_sources(
