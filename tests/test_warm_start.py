@@ -360,3 +360,18 @@ def test_a_relative_sqlite_source_is_found_from_another_folder(tmp_path: Path, m
     loaded = tunelab.load_study("new", main)
     assert loaded.system_attrs["warm_start"] == [["src", f"sqlite:///{tmp_path / 'here' / 'old.db'}?timeout=30"]]
     assert [len(s.trials) for s in load_sources(stored_sources(loaded.system_attrs), loaded.storage)] == [4]
+
+
+def test_a_source_deleted_after_the_study_was_created_is_skipped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    main = f"sqlite:///{tmp_path / 'main.db'}"
+    source = tunelab.create_study(name="src", storage=main, seed=0, space=SPACE, sampler=tunelab.RandomSampler())
+    source.optimize(bowl(0.0, 1.0), n_trials=4)
+    tunelab.create_study(name="new", storage=main, seed=0, space=SPACE, warm_start=["src"])
+    tunelab.delete_study("src", main)
+    with caplog.at_level("WARNING", logger="tunelab"):
+        study = tunelab.load_study("new", main)
+        study.optimize(bowl(0.0, 1.0), n_trials=1)
+    assert len(study.trials) == 1
+    assert "warm start: study 'src' is no longer in" in caplog.text

@@ -8,6 +8,7 @@ samplers make of them is in :mod:`tunelab.samplers.transfer`.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -19,6 +20,8 @@ from tunelab.space import SpaceEntry
 from tunelab.storage import BaseStorage, get_storage
 
 WARM_START_KEY = "warm_start"
+
+logger = logging.getLogger("tunelab")
 
 
 def stored_sources(system_attrs: Mapping[str, Any]) -> list[tuple[str, str | None]]:
@@ -96,13 +99,15 @@ def _same_study(storage: BaseStorage, name: str, record: StudyRecord) -> bool:
 
 
 def load_sources(sources: Sequence[tuple[str, str | None]], storage: BaseStorage) -> tuple[SourceStudy, ...]:
-    """The sources' COMPLETE trials as they are now (a source that has gone is skipped)."""
+    """The sources' COMPLETE trials as they are now (a source that has gone is skipped, with a warning)."""
     out = []
     for source, url in sources:
         where = storage if url is None else get_storage(url)
         try:
             record = where.get_study(source)
         except StudyNotFoundError:
+            logger.warning("warm start: study %r is no longer in %r (deleted, renamed or moved); this study "
+                           "learns from its other sources only", source, where)
             continue
         trials = tuple(where.get_trials(record.study_id, states=(TrialState.COMPLETE,)))
         out.append(SourceStudy(source if url is None else f"{source} @ {where!r}", record.direction, trials))
