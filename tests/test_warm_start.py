@@ -375,3 +375,24 @@ def test_a_source_deleted_after_the_study_was_created_is_skipped_with_a_warning(
         study.optimize(bowl(0.0, 1.0), n_trials=1)
     assert len(study.trials) == 1
     assert "warm start: study 'src' is no longer in" in caplog.text
+
+
+def test_a_warm_start_on_an_existing_study_whose_stored_sampler_would_ignore_it_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Without sampler= the check of a new study's sampler had nothing to see: the sources were stored with
+    # the loaded study, whose RandomSampler then ignored them, unsaid.
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    one = tunelab.create_study(name="one", storage=url, space=SPACE, sampler=tunelab.RandomSampler(), seed=0)
+    one.optimize(bowl(0.0, 1.0), n_trials=3)
+    tunelab.create_study(name="rand", storage=url, space=SPACE, sampler=tunelab.RandomSampler(), seed=0)
+    with caplog.at_level("WARNING", logger="tunelab"):
+        tunelab.create_study(name="rand", storage=url, load_if_exists=True, warm_start=["one"])
+    assert "study 'rand' exists with RandomSampler, which would ignore it" in caplog.text
+    caplog.clear()
+    # Naming a sampler that learns replaces the stored one: nothing to say.
+    with caplog.at_level("WARNING", logger="tunelab"):
+        study = tunelab.create_study(name="rand", storage=url, load_if_exists=True, warm_start=["one"],
+                                     sampler=tunelab.TPESampler())
+    assert type(study.sampler) is tunelab.TPESampler and study.system_attrs["warm_start"] == [["one", None]]
+    assert "would ignore it" not in caplog.text

@@ -143,10 +143,7 @@ def create_study(
     width = check_deterministic(deterministic)
     sources = absolute_sources(check_warm_start(warm_start))
     if sources and given_sampler is not None and not isinstance(given_sampler, ModelBasedSampler):
-        raise ConfigError(
-            f"warm_start=... is learnt from by GPSampler, TPESampler and the default AutoSampler; "
-            f"{type(given_sampler).__name__} would ignore it: use one of those, or leave warm_start out"
-        )
+        raise _warm_start_needs_a_model(given_sampler)
     if sources and objectives is not None and len(objectives["directions"]) > 1:
         raise _warm_start_needs_one_objective(len(objectives["directions"]))
     if objectives is not None:
@@ -209,6 +206,8 @@ def create_study(
             ) from None
         if sources and loaded.is_multi_objective:  # the check above saw no directions: the stored ones count
             raise _warm_start_needs_one_objective(len(loaded.directions), f"study {name!r} exists with ") from None
+        if sources and not isinstance(loaded.sampler, ModelBasedSampler):  # nor a sampler: the stored one counts
+            logger.warning("%s", _warm_start_needs_a_model(loaded.sampler, f"study {name!r} exists with "))
         stored_w = stored_width(loaded.system_attrs)
         if width is not None and stored_w != width:
             raise ConfigError(
@@ -233,6 +232,14 @@ def create_study(
                 return load_study(name, store, sampler=given_sampler, pruner=pruner)
         return loaded
     return Study(store, record, sampler, space, pruner)
+
+
+def _warm_start_needs_a_model(sampler: Sampler, where: str = "") -> ConfigError:
+    return ConfigError(
+        f"warm_start=... is learnt from by GPSampler, TPESampler and the default AutoSampler; {where}"
+        f"{type(sampler).__name__}{', which' if where else ''} would ignore it: use one of those"
+        f"{' (sampler=...)' if where else ''}, or leave warm_start out"
+    )
 
 
 def _warm_start_needs_one_objective(n_objectives: int, where: str = "") -> ConfigError:
