@@ -396,3 +396,11 @@ def test_a_warm_start_on_an_existing_study_whose_stored_sampler_would_ignore_it_
                                      sampler=tunelab.TPESampler())
     assert type(study.sampler) is tunelab.TPESampler and study.system_attrs["warm_start"] == [["one", None]]
     assert "would ignore it" not in caplog.text
+
+
+def test_one_source_named_by_name_and_by_url_is_refused(url: str) -> None:
+    # ["old", ("old", url)] passed the check of exact repeats: the same trials then counted twice.
+    folder, file = url.removeprefix("sqlite:///").rsplit("/", 1)
+    for value in (["old", ("old", url)], [("old", url), ("old", f"sqlite:///{folder}/./{file}")]):
+        with pytest.raises(ConfigError, match=r"names study 'old' twice \(.*the same study\): its trials would"):
+            tunelab.create_study(storage=url, space=SPACE, warm_start=value)

@@ -51,7 +51,9 @@ def check_sources(
     sources: Sequence[tuple[str, str | None]], storage: BaseStorage, name: str, space: Mapping[str, SpaceEntry] | None
 ) -> None:
     """ConfigError when a source does not exist, is the study itself, or shares no parameter with a
-    declared ``space`` (checked before the study is created)."""
+    declared ``space`` (checked before the study is created), or is named twice (by name and by URL, or
+    by two spellings of one URL: its trials would count twice)."""
+    seen: dict[tuple[Any, ...], str] = {}
     for source, url in sources:
         where = storage if url is None else get_storage(url)
         shown = repr(source) if url is None else f"{source!r} in {where!r}"
@@ -70,6 +72,13 @@ def check_sources(
                 f"warm_start: ({source!r}, URL) names study {name!r} itself, in {where!r}: a study cannot "
                 "warm-start from itself (its own trials would count twice); name an earlier study"
             )
+        identity = (record.study_id, record.seed, record.datetime_created)
+        if identity in seen:
+            raise ConfigError(
+                f"warm_start names study {source!r} twice ({seen[identity]} and {shown}, the same study): its "
+                "trials would count twice; name it once"
+            )
+        seen[identity] = shown
         directions = study_directions(record)
         if len(directions) > 1:
             raise ConfigError(
