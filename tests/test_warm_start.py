@@ -404,3 +404,14 @@ def test_one_source_named_by_name_and_by_url_is_refused(url: str) -> None:
     for value in (["old", ("old", url)], [("old", url), ("old", f"sqlite:///{folder}/./{file}")]):
         with pytest.raises(ConfigError, match=r"names study 'old' twice \(.*the same study\): its trials would"):
             tunelab.create_study(storage=url, space=SPACE, warm_start=value)
+
+
+def test_a_tuple_of_sources_is_a_sequence_of_sources_and_only_a_name_url_pair_is_one_source(url: str) -> None:
+    # A tuple was always read as one (name, URL) pair: ("a", "b"), two names, ended in "storage 'b' is not a
+    # URL", and (("a", url),) or ("a",), sequences as the signature allows, in "neither a study name nor ...".
+    assert check_warm_start(("a", "b")) == [("a", None), ("b", None)]
+    assert check_warm_start(("a",)) == [("a", None)]
+    assert check_warm_start((("a", url),)) == [("a", url)]
+    assert check_warm_start(("a", url)) == [("a", url)]
+    study = tunelab.create_study(storage=url, space=SPACE, warm_start=(("old", url),))
+    assert study.system_attrs["warm_start"] == [["old", url]]

@@ -392,7 +392,8 @@ def check_warm_start(value: object) -> list[tuple[str, str | None]]:
     """``create_study(warm_start=...)`` as ``[(study name, storage URL or None), ...]``."""
     if value is None:
         return []
-    if isinstance(value, (str, tuple)):
+    if isinstance(value, str) or (isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], str)
+                                  and "://" in value[1]):  # one name, or one (name, URL) pair
         value = [value]
     if not isinstance(value, (list, tuple)):
         raise ConfigError(
