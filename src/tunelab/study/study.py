@@ -412,6 +412,12 @@ class Study:
         """
         if space is not None:
             space = validate_space(space)
+        width = self._history.replay_width
+        if width is not None:  # refused before a trial number is spent (a FAIL row would shift every later plan)
+            self._history.invalidate()
+            trials = self._history.trials()
+            if not any(t.state == TrialState.WAITING for t in trials):  # (an enqueued trial plans nothing)
+                wait_for_results(self._history, max((t.number for t in trials), default=-1) + 1, width, wait=False)
         return self._prepare(self.reserve_trial(), space, wait=False)
 
     def reserve_trial(self, *, heartbeat: bool = False) -> FrozenTrial:
