@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tunelab.distributions import Categorical, Float, Int
+from tunelab.distributions import Bool, Categorical, Float, Int
 from tunelab.errors import ConfigError, SweepConfigError
 from tunelab.space import Conditional
 from tunelab.sweep.command import placeholders, render_argv, render_shell, trial_env, value_text
@@ -269,12 +269,21 @@ def test_init_writes_a_template_that_validates(tmp_path: Path) -> None:
 def test_a_key_of_another_parameter_type_lists_this_type_s_keys(tmp_path: Path) -> None:
     # `prior:` on a bool and `low:` on a categorical are keys of other types: the message said
     # "did you mean 'prior'?" for the key written, which is no fix
-    e = error(GOOD.replace("use_bn:    {type: bool}", "use_bn:    {type: bool, prior: [0.5, 0.5]}"), tmp_path)
-    assert e.key == "parameters.use_bn.prior" and e.line == 9
-    assert "did you mean" not in str(e) and "the keys here are: type, when" in str(e)
+    e = error(GOOD.replace("use_bn:    {type: bool}", "use_bn:    {type: bool, low: 0}"), tmp_path)
+    assert e.key == "parameters.use_bn.low" and e.line == 9
+    assert "did you mean" not in str(e) and "the keys here are: type, prior, when" in str(e)
     e = error(GOOD.replace("choices: [sgd, adam]}", "choices: [sgd, adam], low: 1}"), tmp_path)
     assert e.key == "parameters.optimizer.low" and "did you mean 'low'" not in str(e)
     assert "type, choices, prior, when" in str(e)
+
+
+def test_a_bool_s_prior_is_its_probability_of_true(tmp_path: Path) -> None:
+    c = load(GOOD.replace("use_bn:    {type: bool}", "use_bn:    {type: bool, prior: 0.8}"), tmp_path)
+    assert c.space["use_bn"] == Bool(p=0.8)
+    e = error(GOOD.replace("use_bn:    {type: bool}", "use_bn:    {type: bool, prior: 1.5}"), tmp_path)
+    assert e.key == "parameters.use_bn.prior" and "probability of true, e.g. prior: 0.3" in str(e)
+    e = error(GOOD.replace("use_bn:    {type: bool}", "use_bn:    {type: bool, prior: [0.5, 0.5]}"), tmp_path)
+    assert e.key == "parameters.use_bn.prior"
 
 
 @pytest.mark.parametrize(("command", "fix"), [

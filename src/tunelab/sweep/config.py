@@ -91,6 +91,8 @@ class CategoricalParam(_Strict):
 
 class BoolParam(_Strict):
     type: Literal["bool"]
+    prior: Number | None = None
+    """The probability of true (``Bool(p=...)``)."""
     when: dict[str, Scalar | list[Scalar]] | None = None
 
 
@@ -469,7 +471,10 @@ def _space(f: SweepFile, lines: Lines) -> dict[str, SpaceEntry]:
             elif isinstance(p, CategoricalParam):
                 dists[name] = Categorical(p.choices)
             else:
-                dists[name] = Bool()
+                try:
+                    dists[name] = Bool() if p.prior is None else Bool(p=p.prior)
+                except ConfigError as e:
+                    raise _err(lines, (*path, "prior"), f"{e}: the probability of true, e.g. prior: 0.3") from None
         except SweepConfigError:
             raise
         except ConfigError as e:
