@@ -217,6 +217,15 @@ def test_degenerate_data_gives_finite_sensible_results(
     assert np.isfinite(_gp.log_expected_improvement(gp.with_pending(x[None, :]), X)).all()
 
 
+@pytest.mark.parametrize("scale", [1e-300, 1e-20, 1e20, 1e300])
+def test_standardising_and_warping_give_the_same_at_any_scale(scale: float) -> None:
+    # Values of 1e-300 or 1e-20 fell under an absolute threshold and 1e300 overflowed the squares: all read as
+    # constant (zeros), so the GP saw a flat objective and searched at random.
+    y = np.array([3.0, 1.0, 4.0, 1.5, 9.0, 2.6, 5.0])
+    np.testing.assert_allclose(_gp.standardise(scale * y), _gp.standardise(y), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(_gp.warp_targets(scale * y), _gp.warp_targets(y), rtol=1e-9, atol=1e-12)
+
+
 def test_warp_targets_is_monotone_and_standardised() -> None:
     y = np.exp(np.random.default_rng(0).normal(0.0, 3.0, 40))  # heavy right tail
     warped = _gp.warp_targets(y)

@@ -106,9 +106,10 @@ def warp_targets(y: Array) -> Array:
     if len(z) < _MIN_POINTS_TO_WARP or not z.any():
         return z
     # Robust scaling first (median, interquartile range): one huge value must not squash the rest.
-    q1, median, q3 = np.percentile(y, [25.0, 50.0, 75.0])
-    if q3 - q1 > 1e-12 * max(1.0, abs(median)):
-        z = (y - median) / (q3 - q1)
+    top = float(np.max(np.abs(y)))
+    q1, median, q3 = np.percentile(y / top, [25.0, 50.0, 75.0])  # (in units of the largest |y|: any scale)
+    if q3 - q1 > 1e-12:
+        z = (y / top - median) / (q3 - q1)
     with np.errstate(all="ignore"):
         psi = _yeo_johnson(z[None, :], _YJ_GRID[:, None])  # (grid, n)
         log_var = np.log(psi.var(axis=1))
@@ -142,10 +143,16 @@ def standardise(y: Array) -> Array:
     """``y`` centred and scaled to unit variance (zeros when constant)."""
     if len(y) == 0:
         return np.array(y, dtype=np.float64)
-    centred = y - y.mean()
+    # In units of the largest |y| first: the same result for c * y at any scale c (values of 1e-300 or 1e300
+    # were read as constant, by an absolute threshold or an overflow of the squares).
+    top = float(np.max(np.abs(y)))
+    if not np.isfinite(top) or top == 0.0:
+        return np.zeros_like(y, dtype=np.float64)
+    u = np.asarray(y, dtype=np.float64) / top
+    centred = u - u.mean()
     scale = float(np.sqrt(np.mean(centred**2)))
-    if not np.isfinite(scale) or scale <= 1e-12 * max(1.0, float(np.abs(y).max())):
-        return np.zeros_like(y)
+    if not np.isfinite(scale) or scale <= 1e-12:
+        return np.zeros_like(u)
     return np.asarray(centred / scale, dtype=np.float64)
 
 
