@@ -124,6 +124,7 @@ def test_best_of_a_study_whose_trials_all_failed_points_to_tunelab_trial(runner:
         ("sqlite:/bc.db", ["is not a URL", "'sqlite:///bc.db' for bc.db in the current directory",
                            "'sqlite:////bc.db' for /bc.db"]),
         ("sqlite://bc.db", ["three slashes", "'sqlite:///bc.db'"]),
+        ("sqlite://me@/bc.db", ["no user, password or port", "'sqlite:///bc.db'"]),
         ("postgres://me@db/studies", ["'postgresql+psycopg://me@db/studies'", "pip install 'tunelab[postgres]'"]),
         ("postgresql+nosuch://me@db/s", ["no driver 'nosuch' for postgresql", "postgresql+psycopg"]),
     ],
@@ -177,3 +178,15 @@ def test_the_library_gives_the_same_fix_as_the_cli_for_a_mistyped_url(tmp_path: 
 
     with pytest.raises(StorageError, match="sqlite:///"):
         tunelab.create_study(storage=f"sqllite:///{tmp_path / 'x.db'}")
+
+
+def test_an_sqlite_url_with_a_user_or_password_is_a_storage_error_that_hides_the_password(tmp_path: Path) -> None:
+    """A server-style URL for SQLite (``sqlite://me:secret@/x.db``) used to end in SQLAlchemy's ArgumentError,
+    a traceback in the command line, with no fix."""
+    from tunelab.errors import StorageError
+
+    for storage in (f"sqlite://me:secret@/{tmp_path / 'x.db'}", f"sqlite://:5/{tmp_path / 'x.db'}"):
+        with pytest.raises(StorageError, match="no user, password or port") as info:
+            tunelab.create_study(storage=storage)
+        assert f"'sqlite:///{tmp_path / 'x.db'}'" in str(info.value) and "secret" not in str(info.value)
+    assert not (tmp_path / "x.db").exists()

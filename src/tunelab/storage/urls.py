@@ -52,6 +52,12 @@ def check_storage_url(url: str) -> None:
             f"cannot open storage {url!r}: an SQLite URL has three slashes before the file's path: "
             f"'sqlite:///{parsed.host}{'/' + parsed.database if parsed.database else ''}' (four for an absolute path)"
         )
+    if backend == "sqlite" and (parsed.username or parsed.password is not None or parsed.port):
+        shown = url if parsed.password is None else parsed.render_as_string(hide_password=True)
+        raise StorageError(
+            f"cannot open storage {shown!r}: an SQLite URL names a file, with no user, password or port: "
+            f"'sqlite:///{parsed.database or 'FILE'}' (four slashes for an absolute path)"
+        )
     if backend == "sqlite":
         return
     try:
