@@ -190,3 +190,16 @@ def test_an_sqlite_url_with_a_user_or_password_is_a_storage_error_that_hides_the
             tunelab.create_study(storage=storage)
         assert f"'sqlite:///{tmp_path / 'x.db'}'" in str(info.value) and "secret" not in str(info.value)
     assert not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.parametrize("storage", ["postgres://me:secret@db/studies", "sqllite://me:secret@h/x.db",
+                                     "sqlite://me:secret@host/x.db", "postgresql+nosuch://me:secret@db/s"])
+def test_the_fix_for_a_mistyped_url_never_shows_its_password(runner: CliRunner, storage: str) -> None:
+    """SQLStorage's messages hide a URL's password; the URL check's messages printed it."""
+    from tunelab.errors import StorageError
+
+    with pytest.raises(StorageError) as info:
+        tunelab.create_study(storage=storage)
+    assert "secret" not in str(info.value) and "me:***@" in str(info.value)
+    line = one_error_line(invoke(runner, "studies", "--storage", storage), "me:***@")
+    assert "secret" not in line

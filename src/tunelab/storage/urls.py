@@ -41,6 +41,8 @@ def check_storage_url(url: str) -> None:
         parsed = make_url(url)
     except ArgumentError:
         return  # not parseable: the storage says so
+    if parsed.password is not None:  # the messages below show the URL, never its password (as SQLStorage's)
+        url = parsed.render_as_string(hide_password=True)
     backend = parsed.get_backend_name()
     driver = parsed.get_driver_name() if "+" in parsed.drivername else None
     try:
@@ -53,9 +55,8 @@ def check_storage_url(url: str) -> None:
             f"'sqlite:///{parsed.host}{'/' + parsed.database if parsed.database else ''}' (four for an absolute path)"
         )
     if backend == "sqlite" and (parsed.username or parsed.password is not None or parsed.port):
-        shown = url if parsed.password is None else parsed.render_as_string(hide_password=True)
         raise StorageError(
-            f"cannot open storage {shown!r}: an SQLite URL names a file, with no user, password or port: "
+            f"cannot open storage {url!r}: an SQLite URL names a file, with no user, password or port: "
             f"'sqlite:///{parsed.database or 'FILE'}' (four slashes for an absolute path)"
         )
     if backend == "sqlite":
