@@ -203,3 +203,19 @@ def test_the_fix_for_a_mistyped_url_never_shows_its_password(runner: CliRunner, 
     assert "secret" not in str(info.value) and "me:***@" in str(info.value)
     line = one_error_line(invoke(runner, "studies", "--storage", storage), "me:***@")
     assert "secret" not in line
+
+
+def test_studies_and_delete_do_not_show_the_storage_password(runner: CliRunner, pg_url: str) -> None:
+    """`tunelab studies` titled its table with the URL as typed, password included, and `tunelab delete`
+    asked with it; `tunelab storage version` and the storage's messages hide it."""
+    import sqlalchemy as sa
+
+    parsed = sa.engine.make_url(pg_url)
+    password = parsed.password if parsed.password else "not-needed-with-trust"  # trust ignores it
+    url = parsed.set(password=password).render_as_string(hide_password=False)
+    tunelab.create_study(name="pw", storage=url).optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    listed = runner.invoke(app, ["studies", "--storage", url], env={"COLUMNS": "400"})
+    assert listed.exit_code == 0 and "pw" in listed.output and ":***@" in listed.output
+    assert password not in listed.output
+    asked = runner.invoke(app, ["delete", "pw", "--storage", url], input="n\n")
+    assert "Delete study 'pw' and its 1 trials from" in asked.output and password not in asked.output

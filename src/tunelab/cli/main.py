@@ -113,6 +113,18 @@ def _cli_errors() -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
+def _shown(url: str) -> str:
+    """The storage URL as messages show it: without its password (as the storage's own messages)."""
+    import sqlalchemy as sa
+
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        return url
+    # rendering quotes characters of a path ("[" as %5B): only a URL with a password is rewritten
+    return url if parsed.password is None else parsed.render_as_string(hide_password=True)
+
+
 @contextmanager
 def _open(url: str) -> Iterator[BaseStorage]:
     """The storage at ``url``, closed afterwards; errors handled as in :func:`_cli_errors`."""
@@ -164,9 +176,9 @@ def studies(storage: StorageOption = DEFAULT_STORAGE) -> None:
         shown = {s.name: _best_shown(store, s) for s in summaries}
     console = _out()
     if not summaries:
-        console.print(f"no studies in {storage}", markup=False, highlight=False)
+        console.print(f"no studies in {_shown(storage)}", markup=False, highlight=False)
         return
-    table = Table(title=Text(f"studies in {storage}"), box=box.SIMPLE_HEAD)
+    table = Table(title=Text(f"studies in {_shown(storage)}"), box=box.SIMPLE_HEAD)
     states = [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING]
     for col in ["name", "direction", "trials", *(s.value.lower() for s in states), "best value", "created"]:
         table.add_column(
@@ -523,7 +535,8 @@ def delete(
     """Delete a study and all its trials."""
     with _open(storage) as store:
         n_trials = len(_read_study(study_name, store).trials)
-        if not yes and not typer.confirm(f"Delete study {study_name!r} and its {n_trials} trials from {storage}?"):
+        question = f"Delete study {study_name!r} and its {n_trials} trials from {_shown(storage)}?"
+        if not yes and not typer.confirm(question):
             _err().print("not deleted", markup=False, highlight=False)
             raise typer.Exit(1)
         delete_study(study_name, store)

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import sqlalchemy as sa
 import typer
 from rich.text import Text
 
-from tunelab.cli.main import DEFAULT_STORAGE, StorageOption, _cli_errors, _out, app
+from tunelab.cli.main import DEFAULT_STORAGE, StorageOption, _cli_errors, _out, _shown, app
 from tunelab.storage import SCHEMA_VERSION, schema_version, upgrade
 
 storage_app = typer.Typer(
@@ -21,14 +20,6 @@ storage_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(storage_app, name="storage")
-
-
-def _shown(url: str) -> str:
-    """The URL without its password."""
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
-        return url
 
 
 def _state(version: int) -> str:
