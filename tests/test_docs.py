@@ -39,3 +39,13 @@ def test_docs_site_builds_strict(tmp_path: Path) -> None:
     assert "&gt;&gt;&gt;" in study and "create_study" in study
     assert ":class:" not in study and ":meth:" not in study
     assert "fonts.googleapis.com" not in (site / "index.html").read_text()
+
+
+def test_the_api_index_lists_every_public_name() -> None:
+    """docs/api/tunelab.md says it lists every public name of tunelab: a name added to __all__ must appear."""
+    import re
+
+    import tunelab
+
+    listed = set(re.findall(r"\[(\w+)\]\[tunelab\.", (ROOT / "docs" / "api" / "tunelab.md").read_text()))
+    assert sorted(set(tunelab.__all__) - listed) == []
