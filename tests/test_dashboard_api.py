@@ -517,7 +517,10 @@ def test_dashboard_command_warns_off_loopback(db: str, monkeypatch: pytest.Monke
                             "--token", "t"])
     assert r.exit_code == 0, r.output
     assert calls[-1]["host"] == "0.0.0.0" and calls[-1]["port"] == 9000
-    assert "reachable from the network" in r.output and "--token" in r.output
+    assert "reachable from the network" not in r.output  # both given: nothing left to advise
+    r = runner.invoke(app, ["dashboard", "--storage", db, "--host", "0.0.0.0", "--read-only"])
+    assert r.exit_code == 0, r.output
+    assert "reachable from the network; use --token unless" in r.output and "--read-only unless" not in r.output
     r = runner.invoke(app, ["dashboard", "--storage", f"sqlite:///{Path(db[10:]).parent / 'missing.db'}"])
     assert r.exit_code == 1 and "error:" in r.output
 
