@@ -186,12 +186,13 @@ def test_the_interrupt_message_counts_finished_and_stopped_trials_apart() -> Non
     assert watch.interrupted_message() == (
         "interrupted: 2 trials finished in this run before the interrupt and keep their results (1 complete, "
         '1 pruned); 2 running trials were stopped and recorded as FAIL ("interrupted"), their checkpoints kept. '
-        "Run optimize() again to resume the study"
+        "Run it again (optimize(), or the same tunelab command) to resume the study"
     )
     alone = FailureWatch()
     assert alone.interrupted_message(still_running=1) == (
         "interrupted: no trial finished in this run before the interrupt; 1 running trial was stopped and recorded "
-        'as FAIL ("interrupted"), its checkpoints kept. Run optimize() again to resume the study'
+        'as FAIL ("interrupted"), its checkpoints kept. Run it again (optimize(), or the same tunelab command) '
+        "to resume the study"
     )
 
 

@@ -160,7 +160,8 @@ class FailureWatch:
                     f"FAIL (\"interrupted\"), {'its' if stopped == 1 else 'their'} checkpoints kept")
         else:
             tail = "no trial was running"
-        return f"interrupted: {head}; {tail}. Run optimize() again to resume the study"
+        return (f"interrupted: {head}; {tail}. Run it again (optimize(), or the same tunelab command) to resume "
+                "the study")
 
     def observe(self, number: int, state: object, error: str | None, study: str | None = None) -> str | None:
         """A trial finished: its number, state (a :class:`~tunelab.records.TrialState` or its
