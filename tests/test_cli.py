@@ -369,6 +369,20 @@ def test_export_csv_has_a_header_and_one_row_per_trial(runner: CliRunner, url: s
     assert rows[2]["error"] == "last line of the error"
 
 
+def test_export_csv_writes_nested_attributes_as_json(runner: CliRunner, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'nested.db'}"
+    study = tunelab.create_study(name="nested", storage=url, sampler=tunelab.RandomSampler(), seed=0)
+    trial = study.ask()
+    trial.set_user_attr("config", {"epochs": 2, "schedule": None, "ok": True})
+    trial.set_user_attr("widths", [8, 16])
+    study.tell(trial, 1.0)
+    result = invoke(runner, "export", "nested", "--storage", url, "--format", "csv")
+    assert result.exit_code == 0, result.output
+    (row,) = csv.DictReader(io.StringIO(result.stdout))
+    assert json.loads(row["user_attrs_config"]) == {"epochs": 2, "schedule": None, "ok": True}  # not Python's repr
+    assert json.loads(row["user_attrs_widths"]) == [8, 16]
+
+
 def test_export_json_round_trips(runner: CliRunner, url: str, study: tunelab.Study, tmp_path: Path) -> None:
     out = tmp_path / "trials.json"
     result = invoke(runner, "export", "quad", "--storage", url, "--format", "json", "--output", str(out))

@@ -510,8 +510,7 @@ def export(
         json.dump([_trial_json(t, names) for t in trials], buf, indent=2)
         buf.write("\n")
     else:
-        rows = [{k: _iso(v) if isinstance(v, datetime) else v for k, v in r.items()}
-                for r in trials_to_rows(trials, names)]
+        rows = [{k: _csv_cell(v) for k, v in r.items()} for r in trials_to_rows(trials, names)]
         writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for r in rows for k in r)), lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
@@ -524,6 +523,15 @@ def export(
         except OSError as e:
             raise ConfigError(f"cannot write {output}: {e.strerror}") from None
     _err().print(f"wrote {len(trials)} trials to {output}", markup=False, highlight=False)
+
+
+def _csv_cell(value: Any) -> Any:
+    """A CSV cell: times in ISO 8601, nested attributes (dicts, lists) as JSON, not as Python's repr."""
+    if isinstance(value, datetime):
+        return _iso(value)
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, default=str)
+    return value
 
 
 @app.command()
