@@ -615,11 +615,11 @@ def dashboard(
                               f"({missing} is not installed)") from None
 
     loopback = host in _LOOPBACK or host.startswith("127.")
-    missing = [flag for flag, given in (("--token", token), ("--read-only", read_only)) if not given]
-    if not loopback and missing:  # (both given: nothing to advise)
+    unguarded = [flag for flag, given in (("--token", token), ("--read-only", read_only)) if not given]
+    if not loopback and unguarded:  # (both given: nothing to advise)
         _err().print(
             f"warning: --host {host} makes the dashboard reachable from the network; "
-            f"use {' and '.join(missing)} unless the network is trusted",
+            f"use {' and '.join(unguarded)} unless the network is trusted",
             style="yellow", markup=False, highlight=False, soft_wrap=True,
         )
     with _cli_errors():
