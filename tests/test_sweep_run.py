@@ -552,3 +552,20 @@ def test_constraints_in_a_sweep_file_are_checked(tmp_path: Path, spec: str, mess
         config_from_text(base + f"constraints:\n  mem: {spec}\n", tmp_path)
     with pytest.raises(SweepConfigError, match="'step' cannot be a constraint"):
         config_from_text(base + "constraints:\n  step: {upper: 1}\n", tmp_path)
+
+
+def test_check_finds_what_the_run_would_refuse_without_creating_anything(tmp_path: Path) -> None:
+    # --check said OK for a file the run then refused: GPUs the host lacks, an existing study it conflicts with
+    write(tmp_path, "sweep.yaml", "study: s\nstorage: sqlite:///t.db\ncommand: PY -c pass\nmetric: val_loss\n"
+                                  "parameters:\n  lr: [1, 2]\ngpus_per_trial: 2\n")
+    out = subprocess.run([sys.executable, "-m", "tunelab.cli", "sweep", "sweep.yaml", "--check"], cwd=tmp_path,
+                         env={**ENV, "TUNELAB_FAKE_GPUS": "1"}, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "sweep.yaml:7: gpus_per_trial:" in out.stderr and "1 found" in out.stderr
+    assert not (tmp_path / "t.db").exists()  # nothing created
+    (tmp_path / "sweep.yaml").write_text((tmp_path / "sweep.yaml").read_text().replace("gpus_per_trial: 2\n", ""))
+    out = cli(tmp_path, "sweep", "sweep.yaml", "--check")
+    assert out.returncode == 0, out.stderr
+    assert not (tmp_path / "t.db").exists()
+    tunelab.create_study(name="s", storage=f"sqlite:///{tmp_path / 't.db'}", direction="maximize")
+    out = cli(tmp_path, "sweep", "sweep.yaml", "--check")
+    assert out.returncode == 2 and "study 's' exists with direction(s) maximize" in out.stderr

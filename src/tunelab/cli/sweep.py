@@ -69,10 +69,17 @@ def sweep(
         raise _fail(str(e), 2) from None
     for warning in config.warnings:
         _err().print(f"warning: {warning}", style="yellow", markup=False, highlight=False, soft_wrap=True)
+    from tunelab.sweep.run import check_sweep, run_sweep
+
     if check:
+        try:  # what the run checks before its first trial: this host's GPUs, an existing study of that name
+            check_sweep(config, allow_changes=allow_changes)
+        except ConfigError as e:
+            raise _fail(str(e), 2) from None
+        except TunelabError as e:
+            raise _fail(str(e), 1) from None
         _print_check(config)
         return
-    from tunelab.sweep.run import run_sweep
 
     try:
         summary = run_sweep(config, allow_changes=allow_changes)

@@ -67,31 +67,11 @@ def _tally(study: Study) -> tuple[int, int]:
 def open_study(config: SweepConfig, storage: BaseStorage, allow_changes: bool = False) -> Study:
     """The sweep's study: created from the file, or the existing one when its direction and space match the
     file's (with ``allow_changes``, the file's space replaces the stored one)."""
-    try:
-        existing = load_study(config.study, storage, sampler=RandomSampler())
-    except StudyNotFoundError:
-        existing = None
+    existing = _check_existing(config, storage, allow_changes)
     metrics, directions = config.objectives
     if existing is not None:
-        if existing.directions != directions:
-            raise SweepConfigError(
-                f"{config.where('direction')}: study {config.study!r} exists with direction(s) "
-                f"{', '.join(existing.directions)}, the file says {', '.join(directions)}; name another study "
-                "(study:) or fix direction:", key="direction")
-        if config.is_multi_objective and existing.objective_names != metrics:
-            raise SweepConfigError(
-                f"{config.where('metric')}: study {config.study!r} exists with objectives "
-                f"{', '.join(existing.objective_names)}, the file says {', '.join(metrics)}; name another study "
-                "(study:) or fix metric:", key="metric")
         stored = existing.system_attrs.get("space")
         wanted = space_to_json(config.space)
-        if stored != wanted and (stored is not None or existing.trials):
-            if not allow_changes:
-                raise SweepConfigError(
-                    f"{config.where('parameters')}: study {config.study!r} exists with another space "
-                    f"({_difference(stored or {}, wanted)}); run with --allow-changes to continue it with the "
-                    "file's parameters (a parameter must keep its type, log scale and choices), or name a new study "
-                    "(study:)", key="parameters")
         if stored != wanted:  # the declared space belongs to the study record: stored by the storage itself
             storage.set_study_attrs(existing.study_id, system_attrs={"space": wanted})
     objectives: dict[str, Any] = (
@@ -102,6 +82,66 @@ def open_study(config: SweepConfig, storage: BaseStorage, allow_changes: bool = 
         config.study, storage, sampler=config.build_sampler(), seed=config.seed,
         space=config.space, load_if_exists=True, pruner=config.build_pruner(), **objectives,
     )
+
+
+def check_sweep(config: SweepConfig, allow_changes: bool = False) -> None:
+    """What running ``config`` checks before its first trial, without running or writing anything: the GPU
+    options against this host's devices, and an existing study of that name against the file (an SQLite
+    file that does not exist yet holds no study: it is not created). SweepConfigError naming the key."""
+    _check_devices(config)
+    url = config.storage
+    if url.startswith("sqlite:///"):
+        from pathlib import Path
+
+        path = url[len("sqlite:///"):].partition("?")[0]
+        if path != ":memory:" and not Path(path).exists():
+            return
+    storage = get_storage(url)
+    try:
+        _check_existing(config, storage, allow_changes)
+    finally:
+        storage.close()
+
+
+def _check_devices(config: SweepConfig) -> dict[str, Any]:
+    """The GPU options of ``optimize`` (empty without GPUs), checked against this host's devices."""
+    gpu = _gpu_options(config)
+    if gpu:  # the devices of this host, before the study is created: the error names the file's key
+        try:
+            check_gpus(gpu["gpus_per_trial"], gpu["gpus"])
+        except ConfigError as e:
+            key = "gpus" if str(e).startswith("gpus ") else "gpus_per_trial"
+            raise SweepConfigError(f"{config.where(key)}: {e}", key=key, line=config.lines.get(key)) from None
+    return gpu
+
+
+def _check_existing(config: SweepConfig, storage: BaseStorage, allow_changes: bool) -> Study | None:
+    """The study the file names when it exists (None when not), checked against the file."""
+    try:
+        existing = load_study(config.study, storage, sampler=RandomSampler())
+    except StudyNotFoundError:
+        return None
+    metrics, directions = config.objectives
+    if existing.directions != directions:
+        raise SweepConfigError(
+            f"{config.where('direction')}: study {config.study!r} exists with direction(s) "
+            f"{', '.join(existing.directions)}, the file says {', '.join(directions)}; name another study "
+            "(study:) or fix direction:", key="direction")
+    if config.is_multi_objective and existing.objective_names != metrics:
+        raise SweepConfigError(
+            f"{config.where('metric')}: study {config.study!r} exists with objectives "
+            f"{', '.join(existing.objective_names)}, the file says {', '.join(metrics)}; name another study "
+            "(study:) or fix metric:", key="metric")
+    stored = existing.system_attrs.get("space")
+    wanted = space_to_json(config.space)
+    if stored != wanted and (stored is not None or existing.trials):
+        if not allow_changes:
+            raise SweepConfigError(
+                f"{config.where('parameters')}: study {config.study!r} exists with another space "
+                f"({_difference(stored or {}, wanted)}); run with --allow-changes to continue it with the "
+                "file's parameters (a parameter must keep its type, log scale and choices), or name a new study "
+                "(study:)", key="parameters")
+    return existing
 
 
 def _difference(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> str:
@@ -126,13 +166,7 @@ def _gpu_options(config: SweepConfig) -> dict[str, Any]:
 def run_sweep(config: SweepConfig, *, allow_changes: bool = False, show_progress: bool | None = None,
               storage: BaseStorage | None = None) -> SweepSummary:
     """Run the sweep ``config`` describes until its study holds ``n_trials`` counted trials (or ``timeout``)."""
-    gpu = _gpu_options(config)
-    if gpu:  # the devices of this host, before the study is created: the error names the file's key
-        try:
-            check_gpus(gpu["gpus_per_trial"], gpu["gpus"])
-        except ConfigError as e:
-            key = "gpus" if str(e).startswith("gpus ") else "gpus_per_trial"
-            raise SweepConfigError(f"{config.where(key)}: {e}", key=key, line=config.lines.get(key)) from None
+    gpu = _check_devices(config)
     store = storage if storage is not None else get_storage(config.storage)
     study = open_study(config, store, allow_changes)
     objective = SweepObjective(config)
