@@ -491,3 +491,17 @@ def test_two_worker_processes_on_a_multi_objective_study(tmp_path: Path) -> None
     assert all(t.values is not None and len(t.values) == 2 for t in trials)
     assert len({tuple(sorted(t.params.items())) for t in trials}) == 16
     assert study.best_trials and all(t.feasible for t in study.best_trials)
+
+
+def test_set_constraint_with_an_integer_too_large_for_a_float_names_the_constraint() -> None:
+    # float(10**400) raised a bare OverflowError ("int too large to convert to float") from set_constraint.
+    study = tunelab.create_study(seed=0)
+    trial = study.ask()
+    with pytest.raises(ConfigError, match=r"constraint 'mem': upper=1000\d* must be a finite number"):
+        trial.set_constraint("mem", 1.0, upper=10**400)
+    with pytest.raises(ConfigError, match=r"lower=-1000\d* must be a finite number"):
+        trial.set_constraint("mem", 1.0, lower=-(10**400))
+    with pytest.raises(AttributeValueError, match="constraint 'mem': the measured value is inf"):
+        trial.set_constraint("mem", 10**400, upper=8.0)
+    trial.set_constraint("mem", 10**300, upper=10**301)  # large but finite: kept
+    assert study.tell(trial, 1.0).constraints["mem"].satisfied

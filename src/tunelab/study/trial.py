@@ -512,7 +512,8 @@ class Trial:
             if bound is None:
                 bounds[side] = None
                 continue
-            if isinstance(bound, bool) or not isinstance(bound, numbers.Real) or not math.isfinite(float(bound)):
+            number = bound if isinstance(bound, numbers.Real) and not isinstance(bound, bool) else None
+            if number is None or not math.isfinite(_float_or_inf(number)):
                 raise ConfigError(
                     f"constraint {name!r}: {side}={bound!r} must be a finite number (or None for no bound)"
                 )
@@ -525,9 +526,9 @@ class Trial:
             raise ConfigError(f"constraint {name!r}: lower={lower!r} is above upper={upper!r}")
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise ConfigError(f"constraint {name!r}: the value must be a number, got {value!r}")
-        if not math.isfinite(float(value)):
+        if not math.isfinite(_float_or_inf(value)):
             raise AttributeValueError(
-                f"constraint {name!r}: the measured value is {float(value)}; record a finite number"
+                f"constraint {name!r}: the measured value is {_float_or_inf(value)}; record a finite number"
             )
         current = dict(self._ctx.recorded.get(CONSTRAINTS_KEY) or {})
         current[name] = {"value": float(value), **bounds}
@@ -718,6 +719,14 @@ class Trial:
 
 _MAX_STEP = 2**63 - 1
 """The largest step a storage keeps (a 64-bit integer column)."""
+
+
+def _float_or_inf(number: numbers.Real) -> float:
+    """``float(number)``, or an infinity of its sign for an integer too large for a float (``10**400``)."""
+    try:
+        return float(number)
+    except OverflowError:
+        return -math.inf if number < 0 else math.inf
 
 
 def _checked_step(step: Any) -> int:
