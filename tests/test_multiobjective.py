@@ -443,6 +443,19 @@ def test_history_top_ranks_the_first_front_first_and_infeasible_last() -> None:
     assert set(top[:3]) == {0, 1, 2} and top[3:] == [3, 4]
 
 
+def test_history_top_of_one_objective_ranks_the_infeasible_trials_by_violation() -> None:
+    # They were ranked by value, so the coarse-to-fine stages and the grid's edge shift zoomed in on the
+    # infeasible trials with the best values (minimise x with x >= 0.85: the ones furthest from feasible),
+    # where several objectives (and the model-based samplers) rank them by violation, as Deb's rule does.
+    study = tunelab.create_study(seed=0)
+    for value, measured in [(0.9, 0.9), (0.1, 0.1), (0.8, 0.8), (0.95, 0.95)]:
+        trial = study.ask()
+        trial.set_constraint("x_at_least", measured, lower=0.85)
+        study.tell(trial, value)
+    history = History(study.storage, study.storage.get_study(study.name))
+    assert [t.number for t in history.top(4)] == [0, 3, 2, 1]  # feasible by value, then nearest to feasible
+
+
 # -- storage -------------------------------------------------------------------------------------------
 
 

@@ -153,14 +153,15 @@ class History:
         return losses([t.values for t in trials], self.directions)  # type: ignore[misc]
 
     def top(self, k: int) -> list[FrozenTrial]:
-        """The ``k`` best COMPLETE trials, best first (ties by lower number); feasible ones first.
+        """The ``k`` best COMPLETE trials, best first (ties by lower number); feasible ones first, then the
+        infeasible ones by their total violation (Deb's constraint-domination: the nearest to feasible first).
 
         Several objectives: the first Pareto front of the feasible trials first (its least crowded
         trials first), then the next front, ...
         """
         if not self.is_multi_objective:
             key = sort_key(self.direction)
-            return sorted(self.completed(), key=lambda t: (not t.feasible, key(t)))[:k]
+            return sorted(self.completed(), key=lambda t: (t.violation, key(t)))[:k]
         done = self.completed_values()
         feasible = feasible_complete(done, len(self.directions))
         ranked: list[FrozenTrial] = []
