@@ -435,6 +435,8 @@ def _tree_variances(tree: Any, cdfs: Sequence[_Cdf], d: int) -> tuple[np.ndarray
 def _ped_anova(data: _Data, direction: str) -> np.ndarray:
     """Per parameter, the Pearson divergence of its top-quantile distribution from all trials'."""
     n = data.y.shape[0]
+    if n == 0 or np.all(data.y == data.y[0]):
+        return np.zeros(len(data.names))  # no top trials when every value is the same (the order would be by number)
     n_top = max(2, int(math.ceil(TOP_QUANTILE * n))) if n >= 4 else 1
     sign = 1.0 if direction == "minimize" else -1.0
     order = np.argsort(sign * data.y, kind="stable")
