@@ -207,6 +207,14 @@ def test_tell_takes_values_a_tuple_or_a_mapping() -> None:
         study.tell(study.ask(), 1.0, values=[1.0, 2.0])
 
 
+def test_a_mapping_keyed_by_numbers_shows_the_keys_as_typed_not_as_the_names() -> None:
+    # Keys were shown as strings: "no value for '1'; unknown objective(s) '1'" for a name the key looked like.
+    study = tunelab.create_study(directions=["minimize", "minimize"], objective_names=["1", "2"], seed=0,
+                                 sampler=tunelab.RandomSampler())
+    study.optimize(lambda t: {1: 0.5, "2": 0.3}, n_trials=1)
+    assert "no value for '1'; unknown objective(s) 1;" in (study.trials[0].error or "")
+
+
 @pytest.mark.parametrize(
     ("returned", "error"),
     [

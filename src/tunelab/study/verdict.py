@@ -91,7 +91,7 @@ def _judge_vector(value: Any, names: Sequence[str]) -> Verdict:
     want = f"{len(names)} values ({', '.join(names)})"
     if isinstance(value, Mapping):
         missing = [n for n in names if n not in value]
-        unknown = [str(k) for k in value if k not in names]
+        unknown = [k for k in value if k not in names]  # shown as typed: the key 1 is not the name '1'
         if missing or unknown:
             parts = ([f"no value for {', '.join(map(repr, missing))}"] if missing else []) + (
                 [f"unknown objective(s) {', '.join(map(repr, unknown))}"] if unknown else [])
