@@ -359,3 +359,10 @@ def zdt1_constrained(trial: tunelab.Trial) -> tuple[float, float]:
     g = 1.0 + 9.0 * sum(x[1:]) / 2.0
     trial.set_constraint("x0", x[0], upper=0.8)
     return x[0], g * (1.0 - math.sqrt(x[0] / g))
+
+
+def never_feasible(trial: tunelab.Trial) -> float:
+    """A single objective whose only constraint never holds: every COMPLETE trial is infeasible."""
+    x = trial.suggest_float("x", 0.0, 1.0)
+    trial.set_constraint("x_below_zero", x, upper=-1.0)
+    return x

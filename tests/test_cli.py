@@ -352,6 +352,18 @@ def test_a_worker_on_a_study_with_several_objectives_ends_with_its_front(runner:
     assert_error(invoke(runner, "diagnose", "mo", "--storage", url), "give a trial number", "Pareto front [")
 
 
+def test_a_worker_on_a_study_whose_trials_are_all_infeasible_does_not_say_none_completed(
+    runner: CliRunner, url: str
+) -> None:
+    # It said "this worker ran 2 trials (2 complete, ...); study 'c' has no COMPLETE trial yet".
+    tunelab.create_study(name="c", storage=url, seed=0, sampler=tunelab.RandomSampler())
+    result = invoke(runner, "worker", "--study", "c", "--storage", url, "--objective", "objectives:never_feasible",
+                    "--n-trials", "2", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "(2 complete, 0 failed, 0 pruned); study 'c' has no feasible COMPLETE trial yet (each of its 2 " in (
+        result.stdout)
+
+
 # -- export --------------------------------------------------------------------------------
 def test_export_csv_has_a_header_and_one_row_per_trial(runner: CliRunner, url: str, study: tunelab.Study) -> None:
     result = invoke(runner, "export", "quad", "--storage", url, "--format", "csv")

@@ -55,7 +55,10 @@ def _worker_summary(study: Study, tally: _Tally, interrupted: bool) -> str:
             best = study.best_trial
             best_text = f"best value of study {study.name!r}: {_fmt(best.value)} (trial {best.number})"
         except TrialNotFoundError:
-            best_text = f"study {study.name!r} has no COMPLETE trial yet"
+            complete = study.get_trials([TrialState.COMPLETE])
+            best_text = (f"study {study.name!r} has no feasible COMPLETE trial yet (each of its {len(complete)} "
+                         "COMPLETE trials violates a constraint)" if complete
+                         else f"study {study.name!r} has no COMPLETE trial yet")
     if interrupted:
         return f"interrupted: {ran}, its running trials are recorded as FAIL; {best_text}"
     return f"done: {ran}; {best_text}"
