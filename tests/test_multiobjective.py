@@ -119,6 +119,17 @@ def test_hypervolume_refuses_points_that_do_not_match_the_reference() -> None:
     with pytest.raises(ConfigError, match="one number per objective"):
         hypervolume([[1.0, 2.0]], [[3.0, 3.0]])
     assert hypervolume([1.0, 2.0], [3.0, 3.0]) == 2.0  # one point
+    # A string said "rows of different lengths" (or raised numpy's ValueError in the reference), a NaN or
+    # None point counted as nothing without a word, a single number raised numpy's "cannot reshape".
+    with pytest.raises(ConfigError, match=r"points must be numbers, one loss per objective, got \[\['a', 1\]\]"):
+        hypervolume([["a", 1]], [3.0, 3.0])
+    with pytest.raises(ConfigError, match=r"reference must be one number per objective, got \['fast', 3.0\]"):
+        hypervolume([[1.0, 2.0]], ["fast", 3.0])
+    for bad in ([[1.0, 2.0], [math.nan, 0.0]], [[1.0, 2.0], [None, 0.0]]):
+        with pytest.raises(ConfigError, match=r"point\(s\) \[1\] hold NaN"):
+            hypervolume(bad, [3.0, 3.0])
+    with pytest.raises(ConfigError, match=r"points \(\(\)\) do not match the reference's 2 objectives"):
+        hypervolume(1.0, [3.0, 3.0])  # type: ignore[arg-type]
     assert hypervolume([], [3.0, 3.0]) == 0.0
 
 

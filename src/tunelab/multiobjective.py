@@ -133,20 +133,34 @@ def hypervolume(points: np.ndarray | Sequence[Sequence[float]], reference: Seque
     (HSO: O(n^(m-1)) in the worst case, fine for the fronts of a study). Points that do not
     strictly dominate ``reference`` add nothing.
     """
-    ref = np.asarray(reference, dtype=float)
+    try:
+        ref = np.asarray(reference, dtype=float)
+    except (TypeError, ValueError):  # a string, None, rows of different lengths
+        ref = np.empty((0, 0))
     if ref.ndim != 1 or ref.size == 0 or np.any(np.isnan(ref)):
         raise ConfigError(f"hypervolume: reference must be one number per objective, got {reference!r}")
     try:
         p = np.asarray(points, dtype=float)
         shape = str(p.shape)
-    except ValueError:  # rows of different lengths
+    except (TypeError, ValueError):
+        if len({_length(row) for row in points}) < 2:  # rows of one length: a string or another non-number
+            text = repr(points)
+            raise ConfigError(
+                f"hypervolume: points must be numbers, one loss per objective, got "
+                f"{text if len(text) <= 80 else text[:77] + '...'}"
+            ) from None
         p, shape = np.empty((0, 0)), "rows of different lengths"
-    if p.ndim > 2 or (p.ndim == 2 and p.shape[1] != ref.size) or (p.ndim == 1 and p.size and p.size != ref.size):
+    if p.ndim > 2 or (p.ndim == 2 and p.shape[1] != ref.size) or (p.ndim < 2 and p.size and p.size != ref.size):
         raise ConfigError(
             f"hypervolume: points ({shape}) do not match the reference's {ref.size} objectives; give "
             "one row per point with one loss per objective, in the reference's order"
         )
     p = p.reshape(-1, ref.size)
+    if np.isnan(p).any():
+        raise ConfigError(
+            f"hypervolume: point(s) {np.flatnonzero(np.isnan(p).any(axis=1)).tolist()} hold NaN (or None), which "
+            "neither dominates nor is dominated: leave out the points of failed trials"
+        )
     p = p[np.all(p < ref, axis=1)]
     if len(p) == 0:
         return 0.0
@@ -167,6 +181,13 @@ def hypervolume_improvement(point: np.ndarray, front: np.ndarray, reference: np.
     if len(f) == 0:
         return box
     return max(box - hypervolume(np.maximum(f, p), ref), 0.0)
+
+
+def _length(row: object) -> int | None:
+    try:
+        return len(row)  # type: ignore[arg-type]
+    except TypeError:
+        return None
 
 
 def _hv(p: np.ndarray, ref: np.ndarray) -> float:
