@@ -233,6 +233,16 @@ def test_auto_sampler_runs_the_gp_on_several_objectives_until_switch_at(
     assert used == ["gp"] * 5 + [after] * 4  # trials 5..9 by the GP's log EHVI, 10..13 by the cheaper one
 
 
+def test_auto_sampler_with_switch_at_below_nsgas_population_breeds_children_from_switch_at() -> None:
+    # NSGA-II's first generation is random: with its population of 50 and switch_at=10, trials 10..49 of a
+    # study with three objectives were drawn at random (no GP, no parents).
+    study = tunelab.create_study(directions=["minimize"] * 3, sampler=AutoSampler(n_startup_trials=5, switch_at=10),
+                                 seed=0)
+    study.optimize(_dtlz2, n_trials=14)
+    assert ["nsga2" in t.system_attrs for t in study.trials] == [False] * 10 + [True] * 4
+    assert all(p < 10 for t in study.trials[10:] for p in t.system_attrs["nsga2"]["parents"])
+
+
 def test_an_unexplored_constraint_margin_costs_only_its_log_probability() -> None:
     """Past a learnt bound the shortfall of P(feasible) is penalised; where the margin is unexplored
     (another feasible region may lie there, as C2-DTLZ2's caps) log P counts once."""

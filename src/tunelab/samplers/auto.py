@@ -34,7 +34,8 @@ class AutoSampler(ModelBasedSampler):
     (:class:`~tunelab.samplers.GPSampler`) up to ``switch_at`` measured trials too; then, with two
     objectives, multi-objective TPE (``benchmarks/multiobjective.py``: it leads NSGA-II at every budget
     up to 200 trials on ZDT1/2/6 and SRN), with three or more :class:`~tunelab.samplers.NSGAIISampler`
-    (its defaults), which leads TPE there past a hundred trials.
+    (its defaults; a population of ``switch_at`` when that is below 50), which leads TPE there past a
+    hundred trials.
 
     Args:
         n_startup_trials: measured trials before a model is used (quasi-random until then).
@@ -66,7 +67,9 @@ class AutoSampler(ModelBasedSampler):
         self.switch_at = switch_at
         self._gp = GPSampler(n_startup_trials=n_startup_trials, failed=failed, prior_weight=self.prior_weight)
         self._tpe = TPESampler(n_startup_trials=n_startup_trials, failed=failed, prior_weight=self.prior_weight)
-        self._nsga = NSGAIISampler()
+        # NSGA-II's first generation (its population_size trials by number) is random: below 50, a
+        # population of switch_at trials, so that the trials from switch_at on are its children.
+        self._nsga = NSGAIISampler(population_size=max(2, min(50, switch_at)))
 
     multi_objective = True  # the GP's log EHVI, then multi-objective TPE (two objectives) or NSGA-II (more)
     startup_with_priors = GPSampler.startup_with_priors  # the GP's model comes first
