@@ -265,6 +265,14 @@ def test_one_value_in_a_container_returned_to_a_single_objective_study_says_to_r
         assert "one objective: return the number itself" in error and "directions" not in error, error
 
 
+def test_an_empty_container_told_to_a_single_objective_study_does_not_suggest_several_objectives() -> None:
+    # values=[] advised create_study(directions=[...]), as if the study needed more objectives.
+    study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler())
+    for empty in ([], (), np.array([])):
+        error = study.tell(study.ask(), values=empty).error or ""
+        assert "one objective: return the number itself" in error and "directions" not in error, error
+
+
 def test_configuration_errors() -> None:
     with pytest.raises(ConfigError, match="not both"):
         tunelab.create_study(direction="minimize", directions=["minimize", "maximize"])

@@ -59,8 +59,9 @@ def judge(
     if number is None:
         hint = ""
         if isinstance(value, (tuple, list, Mapping)) or getattr(value, "ndim", 0) == 1:
-            hint = (" (the study has one objective: return the number itself, not in a container)"
-                    if _length(value) == 1 else " (a study with several objectives: create_study(directions=[...]))")
+            several = (_length(value) or 0) > 1  # 0 or 1 values: a container where the number belongs
+            hint = (" (a study with several objectives: create_study(directions=[...]))" if several
+                    else " (the study has one objective: return the number itself, not in a container)")
         return TrialState.FAIL, None, (
             f"the objective returned {_short_repr(value)} ({type(value).__name__}); return a number{hint}"
         )
