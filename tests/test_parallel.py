@@ -90,6 +90,17 @@ def test_the_progress_bar_s_best_is_never_an_infeasible_trial(capsys: pytest.Cap
     assert "best 0.3" in text and "best 0.1" not in text and study.best_value == 0.3
 
 
+def test_the_progress_bar_of_a_study_with_several_objectives_names_the_objective_of_its_best(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # It said "best 0.9" for a study with no single best: the value is the first objective's best.
+    study = tunelab.create_study(directions=["maximize", "minimize"], objective_names=["acc", "ms"],
+                                 sampler=tunelab.RandomSampler(), seed=0)
+    study.optimize(lambda t: ([0.5, 0.9][t.number], 1.0 + t.number), n_trials=2, show_progress=True)
+    text = capsys.readouterr().out
+    assert "best acc 0.9" in text
+
+
 def test_fork_start_method_runs_a_lambda_objective(tmp_path: Path) -> None:
     study = tunelab.create_study(storage=f"sqlite:///{tmp_path / 'fork.db'}", seed=0)
     offset = 2.0  # a closure: spawn could not pickle it

@@ -14,12 +14,16 @@ class ProgressDisplay:
     """A rich progress bar, or nothing when disabled (e.g. stdout is not a terminal)."""
 
     def __init__(
-        self, enabled: bool | None, total: int | None, direction: str, console: Console | None = None
+        self, enabled: bool | None, total: int | None, direction: str, console: Console | None = None,
+        objective: str | None = None,
     ) -> None:
+        """``objective``: with several objectives, the first one's name, shown beside its best value (the
+        value a finished trial brings), so that it does not read as the study's best."""
         if enabled is None:
             enabled = sys.stdout.isatty()
         self.enabled = enabled
         self._direction = direction
+        self._objective = objective
         self.done = 0
         self.failed = 0
         self.pruned = 0
@@ -40,6 +44,8 @@ class ProgressDisplay:
 
     def _status(self) -> str:
         best = "-" if self.best is None else f"{self.best:.6g}"
+        if self._objective is not None:
+            best = f"{self._objective} {best}"
         return (
             f"running {self.running}  failed {self.failed}  pruned {self.pruned}  best {best}"
         )

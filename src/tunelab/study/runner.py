@@ -405,7 +405,8 @@ def _storage_error(e: BaseException, doing: str) -> BaseException:
 def optimize(study: Study, objective: Objective, settings: OptimizeSettings) -> None:
     """The body of :meth:`Study.optimize`."""
     deadline = None if settings.timeout is None else time.monotonic() + settings.timeout
-    display = ProgressDisplay(settings.show_progress, settings.n_trials, study.direction)
+    display = ProgressDisplay(settings.show_progress, settings.n_trials, study.direction,
+                              objective=study.objective_names[0] if study.is_multi_objective else None)
     try:
         with display:
             if settings.executor is not None:
