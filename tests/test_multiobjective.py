@@ -218,6 +218,18 @@ def test_tell_takes_values_a_tuple_or_a_mapping() -> None:
         study.tell(study.ask(), 1.0, values=[1.0, 2.0])
 
 
+def test_a_pandas_series_is_read_by_its_labels_not_in_its_order() -> None:
+    # df.mean() of a frame with columns (latency, acc) was read in that order: acc=2.0, latency=0.85.
+    import pandas as pd
+    study = tunelab.create_study(directions=["maximize", "minimize"], objective_names=["acc", "latency"], seed=0,
+                                 sampler=tunelab.RandomSampler())
+    frame = pd.DataFrame({"latency": [1.0, 3.0], "acc": [0.8, 0.9]})
+    assert study.tell(study.ask(), frame.mean()).values == pytest.approx((0.85, 2.0))
+    assert study.tell(study.ask(), pd.Series([0.7, 4.0])).values == (0.7, 4.0)  # unlabelled: in order
+    wrong = study.tell(study.ask(), frame.mean().rename({"latency": "ms"}))
+    assert wrong.state == TrialState.FAIL and "no value for 'latency'; unknown objective(s) 'ms'" in (wrong.error or "")
+
+
 def test_a_mapping_keyed_by_numbers_shows_the_keys_as_typed_not_as_the_names() -> None:
     # Keys were shown as strings: "no value for '1'; unknown objective(s) '1'" for a name the key looked like.
     study = tunelab.create_study(directions=["minimize", "minimize"], objective_names=["1", "2"], seed=0,

@@ -90,6 +90,8 @@ def _length(value: Any) -> int | None:
 def _judge_vector(value: Any, names: Sequence[str]) -> Verdict:
     """One finite float per objective, from a sequence or a mapping by name (see :func:`judge`)."""
     want = f"{len(names)} values ({', '.join(names)})"
+    if _labelled(value):  # a pandas Series such as df.mean(): by its labels, not in its (column) order
+        value = value.to_dict()
     if isinstance(value, Mapping):
         missing = [n for n in names if n not in value]
         unknown = [k for k in value if k not in names]  # shown as typed: the key 1 is not the name '1'
@@ -130,6 +132,18 @@ def _judge_vector(value: Any, names: Sequence[str]) -> Verdict:
             return TrialState.FAIL, None, f"the objective returned {result} for {where}"
         out.append(result)
     return TrialState.COMPLETE, tuple(out), None
+
+
+def _labelled(value: Any) -> bool:
+    """Whether ``value`` is a 1-d container labelled by something other than its positions (a pandas
+    Series with an index of names): its labels say which objective each value is."""
+    if isinstance(value, Mapping) or getattr(value, "ndim", None) != 1 or not callable(getattr(value, "to_dict", None)):
+        return False
+    try:
+        labels = list(value.index)
+    except (AttributeError, TypeError):
+        return False
+    return labels != list(range(len(labels)))
 
 
 def _as_real(value: Any) -> numbers.Real | None:
