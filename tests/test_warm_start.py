@@ -415,3 +415,25 @@ def test_a_tuple_of_sources_is_a_sequence_of_sources_and_only_a_name_url_pair_is
     assert check_warm_start(("a", url)) == [("a", url)]
     study = tunelab.create_study(storage=url, space=SPACE, warm_start=(("old", url),))
     assert study.system_attrs["warm_start"] == [["old", url]]
+
+
+def test_a_sources_infeasible_trials_rank_after_its_feasible_ones() -> None:
+    # The source's trials were losses by value alone: with "minimise x^2 for x >= 1" the trials near 0,
+    # which broke the constraint, were the source's best, and drew the warm-started search there.
+    from tunelab.samplers.model_based import EncodedSpace
+    from tunelab.samplers.transfer import source_observations
+
+    source = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler())
+
+    def objective(trial: tunelab.Trial) -> float:
+        x = trial.suggest_float("x", -2.0, 2.0)
+        trial.set_constraint("x_at_least_1", x, lower=1.0)
+        return x * x
+
+    source.optimize(objective, n_trials=30)
+    space = EncodedSpace({"x": Float(-2.0, 2.0)})
+    data = source_observations("source", "minimize", source.trials, space.names, space.encode_unclipped)
+    feasible = np.array([t.feasible for t in source.trials])
+    assert 0 < feasible.sum() < len(feasible) and len(data.y) == len(feasible)
+    assert data.y[~feasible].min() > data.y[feasible].max()
+    assert list(data.y[feasible]) == [t.value for t in source.trials if t.feasible]  # feasible: the value itself

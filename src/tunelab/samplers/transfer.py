@@ -40,6 +40,7 @@ import numpy as np
 
 from tunelab.errors import ConfigError
 from tunelab.records import FrozenTrial, TrialState
+from tunelab.samplers._ranking import scalar_losses
 
 MAX_SOURCE_ROWS = 300
 """Rows of one source a GP is fitted on: the best 100 and 200 more drawn evenly (the fit is cubic)."""
@@ -87,8 +88,7 @@ def source_observations(
 ) -> SourceData:
     """``trials``' COMPLETE rows in the target space: ``encode_unclipped(params)`` gives a row with
     values outside [0, 1] where a value lies outside the target's range (those rows are left out)."""
-    sign = 1.0 if direction == "minimize" else -1.0
-    rows, ys = [], []
+    rows, values, violations = [], [], []
     for t in trials:
         if t.state != TrialState.COMPLETE or t.value is None or not math.isfinite(t.value):
             continue
@@ -102,9 +102,13 @@ def source_observations(
         if np.any((row[present] < -1e-9) | (row[present] > 1 + 1e-9)):  # outside the target's range
             continue
         rows.append(row)
-        ys.append(sign * float(t.value))
+        values.append(float(t.value))
+        violations.append(t.violation)
     X = np.array(rows, dtype=float).reshape(len(rows), len(names))
-    return SourceData(name, X, np.array(ys, dtype=float))
+    # Losses as the target ranks its own trials: a trial that broke one of the source's constraints ranks
+    # after every feasible one (by its violation), never by a value it was not allowed to reach.
+    y = scalar_losses(np.array(values, dtype=float).reshape(-1, 1), np.array(violations, dtype=float), [direction])
+    return SourceData(name, X, y)
 
 
 def subsample(data: SourceData) -> SourceData:
