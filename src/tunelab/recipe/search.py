@@ -309,8 +309,10 @@ def _pick(study: Study, tolerance: float) -> tuple[FrozenTrial, str, dict[str, A
 
 
 def _best(trials: list[FrozenTrial], direction: str) -> FrozenTrial | None:
+    """The best COMPLETE trial: feasible ones first (as ``study.best_trial``), then by violation."""
     done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    return sorted(done, key=sort_key(direction))[0] if done else None
+    key = sort_key(direction)
+    return min(done, key=lambda t: (t.violation, key(t))) if done else None
 
 
 def _stage_result(study: Study, stage: str, epochs: int, seconds: float) -> StepResult:
