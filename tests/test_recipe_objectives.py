@@ -289,15 +289,19 @@ def test_cli_digits_final_follows_the_rule_and_prints_the_front(digits_run: tupl
 def test_the_final_training_of_one_objective_takes_a_feasible_configuration() -> None:
     # The final step trained the configuration with the best value even when it broke a constraint that its
     # trainer recorded (trial.set_constraint), where study.best_trial (and the multi-objective front) never is.
-    from tunelab.recipe.search import _best
+    # The coarse and refine steps' message named that trial "best" too.
+    from tunelab.recipe.search import _best, _stage_result
 
     study = tunelab.create_study(direction="maximize", seed=0, sampler=tunelab.RandomSampler())
     for acc, memory in [(0.97, 9.0), (0.93, 3.0), (0.95, 6.0), (0.99, 12.0)]:
         trial = study.ask()
+        trial.set_user_attr("train", {"stage": "coarse"})
         trial.set_constraint("memory_gb", memory, upper=8.0)
         study.tell(trial, acc)
     best = _best(study.trials, "maximize")
     assert best is not None and best.number == study.best_trial.number == 2
+    step = _stage_result(study, "coarse", 2, 1.0)
+    assert step.evidence["best_trial"] == 2 and "best 0.9500 (trial 2" in step.message
     none_ok = [t for t in study.trials if not t.feasible]
     fallback = _best(none_ok, "maximize")
     assert fallback is not None and fallback.number == 0  # nothing feasible: the nearest to it

@@ -337,7 +337,8 @@ def _stage_result(study: Study, stage: str, epochs: int, seconds: float) -> Step
             f"{f'; {more} more' if more > 0 else ''})",
             evidence, seconds,
         )
-    best = sorted(done, key=sort_key(study.direction))[0]
+    best = _best(done, study.direction)
+    assert best is not None  # done is not empty
     evidence.update(best_trial=best.number, best_value=best.value, best_params=dict(best.params))
     return StepResult(
         stage, PASS,
