@@ -204,6 +204,18 @@ def test_a_study_with_several_objectives_is_refused_and_infeasible_trials_are_no
     assert [row.old_number for row in result.rows] == [1, 2]
 
 
+def test_past_the_feasible_trials_the_top_takes_the_nearest_to_feasible(url: str) -> None:
+    # Infeasible trials came by value: the one furthest from its bound (and the best value) came first.
+    study = tunelab.create_study(name="c", storage=url, sampler=tunelab.RandomSampler())
+    for x, memory in [(2.0, 1.0), (0.1, 20.0), (1.5, 8.5)]:
+        trial = study.ask()
+        trial.suggest_float("x", -3.0, 3.0)
+        trial.set_constraint("memory_gb", memory, upper=8.0)
+        study.tell(trial, x)
+    result = reevaluate(study, lambda t: t.params["x"], top=2)
+    assert [row.old_number for row in result.rows] == [0, 2]
+
+
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner(env={"TUNELAB_STORAGE": None, "COLUMNS": "120", "NO_COLOR": "1"})

@@ -349,7 +349,8 @@ def _candidates(study: Study, where: Callable[[FrozenTrial], bool] | None) -> li
             "has parameters; only a configuration can be run again")
         raise ConfigError(f"none of the {len(complete)} COMPLETE trials of study {study.name!r} {why}")
     key = sort_key(study.direction)
-    return sorted(kept, key=lambda t: (not t.feasible, key(t)))  # an infeasible trial is never among the best
+    # An infeasible trial is never among the best: after every feasible one, the nearest to feasible first.
+    return sorted(kept, key=lambda t: (t.violation, key(t)))
 
 
 def _check_space(study: Study, chosen: list[FrozenTrial]) -> None:
