@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -207,3 +208,23 @@ def test_reports_that_step_past_the_rungs_are_judged_at_the_first_report_past_ea
     study.optimize(objective, n_trials=24)
     pruned = study.get_trials([tunelab.TrialState.PRUNED])
     assert pruned and {t.system_attrs["pruned"]["step"] for t in pruned} <= {2, 4, 10}
+
+
+def test_pareto_asha_records_the_stop_of_a_trial_that_reported_nan(tmp_path: Path) -> None:
+    # Its evidence held the NaN, which no stored attribute can: the trial ended FAIL ("the trial ended PRUNED,
+    # but that could not be recorded: ... Out of range float values are not JSON compliant").
+    study = tunelab.create_study(storage=f"sqlite:///{tmp_path / 'nan.db'}", directions=["maximize", "minimize"],
+                                 objective_names=["acc", "lat"], sampler=tunelab.RandomSampler(), seed=0,
+                                 pruner=tunelab.ParetoSuccessiveHalvingPruner(min_resource=1, reduction_factor=2))
+
+    def objective(trial: tunelab.Trial) -> tuple[float, float]:
+        x = trial.suggest_float("x", 0.0, 1.0)
+        for step in range(3):
+            trial.report(step, acc=math.nan if trial.number >= 2 else x, lat=math.inf if trial.number == 3 else 1 - x)
+            if trial.should_prune():
+                raise tunelab.TrialPruned()
+        return x, 1 - x
+
+    study.optimize(objective, n_trials=4)
+    assert [t.state for t in study.trials] == [tunelab.TrialState.COMPLETE] * 2 + [tunelab.TrialState.PRUNED] * 2
+    assert study.trials[3].system_attrs["pruned"]["evidence"]["values"] == {"acc": None, "lat": None}

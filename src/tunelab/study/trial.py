@@ -616,7 +616,7 @@ class Trial:
         record = {"step": step, "metric": metric, "value": _json_value(self._curves[metric][step]),
                   "rule": decision.rule, "detail": decision.detail}
         if decision.evidence is not None:
-            record["evidence"] = dict(decision.evidence)
+            record["evidence"] = _json_evidence(decision.evidence)
         if not decision.stop:  # a decision to go on, with evidence: the latest is kept (e.g. a curve prediction)
             self._ctx.record(PREDICTION, record)
             return False
@@ -875,6 +875,18 @@ def _planned(
         if abs(ratio - round(ratio)) > 1e-9 or abs(span - round(span)) > 1e-9:
             step_f = None
     return float(value), Float(low, high, log=distribution.log, step=step_f, prior=distribution.prior)
+
+
+def _json_evidence(value: Any) -> Any:
+    """A pruner's evidence as a stored attribute holds it: its NaN and infinities (a metric reported as
+    NaN, which Pareto ASHA ranks last) as None, at any depth, so that the decision can be recorded."""
+    if isinstance(value, float):
+        return _json_value(value)
+    if isinstance(value, Mapping):
+        return {k: _json_evidence(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_evidence(v) for v in value]
+    return value
 
 
 def _json_value(value: float) -> float | None:
