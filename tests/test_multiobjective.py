@@ -267,14 +267,21 @@ def test_a_sequence_returned_to_a_single_objective_study_says_how_to_declare_sev
     assert "create_study(directions=[...])" in (study.trials[0].error or "")
 
 
-def test_one_value_in_a_container_returned_to_a_single_objective_study_says_to_return_the_number() -> None:
-    # It advised create_study(directions=[...]), which a study with one named objective had already used.
+def test_one_value_in_a_container_or_by_its_name_is_the_value_of_a_single_objective_study() -> None:
+    # As with several objectives (and as tell(values=[v]) takes it): generic code returning one value per
+    # objective, or a mapping by name, works for one. A container of the wrong length or another name fails.
     study = tunelab.create_study(directions=["maximize"], objective_names=["acc"], seed=0,
                                  sampler=tunelab.RandomSampler())
-    for returned in ({"acc": 0.5}, (0.5,), np.array([0.5])):
+    for returned in ({"acc": 0.5}, (0.5,), [0.5], np.array([0.5])):
+        study.optimize(lambda t, r=returned: r, n_trials=1)
+        assert (study.trials[-1].state, study.trials[-1].value) == (tunelab.TrialState.COMPLETE, 0.5)
+    for returned in ({"loss": 0.5}, ()):
         study.optimize(lambda t, r=returned: r, n_trials=1)
         error = study.trials[-1].error or ""
-        assert "one objective: return the number itself" in error and "directions" not in error, error
+        assert "one objective named 'acc': return the number itself, or {'acc': number}" in error, error
+        assert "directions" not in error, error
+    study.optimize(lambda t: {"acc": 0.5, "loss": 0.1}, n_trials=1)  # two values: a study with two objectives?
+    assert "create_study(directions=[...])" in (study.trials[-1].error or "")
 
 
 def test_an_empty_container_told_to_a_single_objective_study_does_not_suggest_several_objectives() -> None:
@@ -282,7 +289,7 @@ def test_an_empty_container_told_to_a_single_objective_study_does_not_suggest_se
     study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler())
     for empty in ([], (), np.array([])):
         error = study.tell(study.ask(), values=empty).error or ""
-        assert "one objective: return the number itself" in error and "directions" not in error, error
+        assert "one objective named 'value': return the number itself" in error and "directions" not in error, error
 
 
 def test_configuration_errors() -> None:

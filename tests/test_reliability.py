@@ -46,7 +46,7 @@ def states(study: tunelab.Study) -> list[TrialState]:
     ("0.5", "the objective returned '0.5' (str); return a number"),
     (True, "the objective returned True (bool); return a number"),
     (np.bool_(False), "(bool); return a number"),
-    ([0.5], "the objective returned [0.5] (list); return a number"),
+    ([0.5, 0.6], "the objective returned [0.5, 0.6] (list); return a number (a study with several objectives"),
     pytest.param(10**400, "too large for a float", id="10**400"),
     (float("nan"), "NaN"),
     (None, "returned None"),
@@ -67,8 +67,10 @@ def test_numpy_and_torch_scalars_are_numbers() -> None:
     study.optimize(lambda t: values[t.number], n_trials=len(values))
     assert [t.value for t in study.trials] == [0.25, 0.5, 3.0, 1.5, 0.75, 2.0, 4.0]
     assert study.best_value == 0.25
-    one_element = study.tell(study.ask(), torch.tensor([0.5]))
-    assert one_element.state == FAIL and "(Tensor); return a number" in (one_element.error or "")
+    one_element = study.tell(study.ask(), torch.tensor([0.5]))  # a loss of shape (1,): its one value
+    assert one_element.state == tunelab.TrialState.COMPLETE and one_element.value == 0.5
+    two = study.tell(study.ask(), torch.tensor([0.5, 0.6]))
+    assert two.state == FAIL and "(Tensor); return a number" in (two.error or "")
 
 
 def test_tell_uses_the_same_judge() -> None:

@@ -310,7 +310,8 @@ def _live(
             if trial.marked_pruned:  # a framework callback stopped it cleanly: whatever was returned
                 verdict = (TrialState.PRUNED, None, None)
             else:
-                verdict = judge(value, names=study.objective_names if study.is_multi_objective else None)
+                verdict = judge(value, names=study.objective_names if study.is_multi_objective else None,
+                                name=study.objective_names[0])
         except BaseException as e:  # every exception is judged, then raised if it must be
             if isinstance(e, SearchExhausted) and phase == "planning":
                 raise  # nothing left to propose: ask_reserved already deleted (or failed) the reservation

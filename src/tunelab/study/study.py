@@ -552,7 +552,8 @@ class Study:
         names = self.objective_names if self.is_multi_objective else None
         if trial.marked_pruned and state in (None, TrialState.COMPLETE, TrialState.COMPLETE.value):
             state = TrialState.PRUNED  # stopped by a framework callback, which let the objective return
-        final_state, final_value, final_error = trial._finish(*judge(value, state, error, names=names))
+        final_state, final_value, final_error = trial._finish(*judge(value, state, error, names=names,
+                                                                    name=self.objective_names[0]))
         # The runner records Ctrl-C and stopped workers as "interrupted: ...": keep those resumable.
         interrupted = final_state == TrialState.FAIL and (final_error or "").startswith("interrupted")
         try:

@@ -24,7 +24,7 @@ Verdict = tuple[TrialState, "float | tuple[float, ...] | None", "str | None"]
 
 def judge(
     value: Any, state: TrialState | str | None = None, error: str | None = None,
-    names: Sequence[str] | None = None,
+    names: Sequence[str] | None = None, name: str | None = None,
 ) -> Verdict:
     """The final state, value and error text of a trial from what it returned (or was told).
 
@@ -36,6 +36,8 @@ def judge(
     With ``names`` (a study with several objectives) the value is a tuple, list or 1-d array of
     one number per objective, or a mapping by objective name, and the judged value a tuple of
     floats; a wrong length, a missing name or a bad number FAILs the trial naming the objective.
+    With one objective, a container of one number (``[v]``, ``(v,)``, a 1-d array) and a mapping
+    ``{name: v}`` by the objective's ``name`` are read as ``v``, as for several objectives.
     """
     if state is not None:
         try:
@@ -55,13 +57,15 @@ def judge(
         )
     if names is not None:
         return _judge_vector(value, names)
+    value = _single(value, name)
     number = _as_real(value)
     if number is None:
         hint = ""
         if isinstance(value, (tuple, list, Mapping)) or getattr(value, "ndim", 0) == 1:
-            several = (_length(value) or 0) > 1  # 0 or 1 values: a container where the number belongs
+            several = (_length(value) or 0) > 1  # no value, or a mapping by another name: not what the study has
             hint = (" (a study with several objectives: create_study(directions=[...]))" if several
-                    else " (the study has one objective: return the number itself, not in a container)")
+                    else f" (the study has one objective{f' named {name!r}' if name else ''}: return the number "
+                         f"itself{f', or {{{name!r}: number}}' if name else ''})")
         return TrialState.FAIL, None, (
             f"the objective returned {_short_repr(value)} ({type(value).__name__}); return a number{hint}"
         )
@@ -78,6 +82,17 @@ def judge(
     if math.isinf(result):
         return TrialState.FAIL, None, f"the objective returned {result}"
     return TrialState.COMPLETE, result, None
+
+
+def _single(value: Any, name: str | None) -> Any:
+    """The one value of a one-objective study's container of one number, or of ``{name: v}`` (else ``value``)."""
+    if _labelled(value):
+        value = value.to_dict()
+    if isinstance(value, Mapping):
+        return value[name] if name is not None and list(value) == [name] else value
+    if (isinstance(value, (tuple, list)) or getattr(value, "ndim", None) == 1) and _length(value) == 1:
+        return value[0]
+    return value
 
 
 def _length(value: Any) -> int | None:
