@@ -435,6 +435,42 @@ def test_batch_size_as_a_hyperparameter_with_a_dataloader_is_a_config_error() ->
         trainer.fit({"lr": 0.05, "batch_size": 32}, epochs=1)
 
 
+class _Stream(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
+    """Rows one by one, with no __len__ (a stream)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __iter__(self) -> Any:
+        return iter(zip(self.x, self.y, strict=True))
+
+
+EMPTY_LOADERS = {
+    "train-empty": ("train", lambda: DataLoader(TensorDataset(BLOBS_TRAIN[0][:0], BLOBS_TRAIN[1][:0]), batch_size=8)),
+    "val-empty": ("val", lambda: DataLoader(TensorDataset(BLOBS_VAL[0][:0], BLOBS_VAL[1][:0]), batch_size=8)),
+    "train-drop_last": ("train", lambda: DataLoader(TensorDataset(*BLOBS_TRAIN), batch_size=500, drop_last=True)),
+    "val-drop_last": ("val", lambda: DataLoader(TensorDataset(*BLOBS_VAL), batch_size=500, drop_last=True)),
+    "train-no_length": ("train", lambda: DataLoader(_Stream(*BLOBS_TRAIN), batch_size=32)),
+    "val-stream_empty": ("val", lambda: DataLoader(_Stream(BLOBS_VAL[0][:0], BLOBS_VAL[1][:0]), batch_size=32)),
+}
+
+
+@pytest.mark.parametrize("case", EMPTY_LOADERS, ids=list(EMPTY_LOADERS))
+def test_a_dataloader_without_batches_or_length_is_a_config_error_naming_it(case: str) -> None:
+    # An empty loader (or drop_last dropping every row) trained 0 steps and "passed"; an empty
+    # validation loader reported val_loss 0.0 and val_acc 0.0; a stream raised a bare TypeError.
+    which, make = EMPTY_LOADERS[case]
+    data = {"train": BLOBS_TRAIN, "val": BLOBS_VAL, which: make()}
+    with pytest.raises(ConfigError, match=rf"\b{which}\b"):
+        Trainer(torch_mlp, device="cpu", **data).fit({"lr": 0.05}, epochs=1)
+
+
+def test_a_validation_stream_without_length_is_evaluated() -> None:
+    val = DataLoader(_Stream(*BLOBS_VAL), batch_size=50)
+    result = Trainer(torch_mlp, train=BLOBS_TRAIN, val=val, device="cpu").fit({"lr": 0.05}, epochs=2)
+    assert result.value > 0.9
+
+
 @pytest.mark.parametrize("how", ["huge-lr", "nan-loss"])
 def test_a_diverging_run_raises_training_diverged(how: str) -> None:
     if how == "huge-lr":

@@ -35,6 +35,22 @@ def check_data(name: str, data: object) -> None:
             )
     elif not isinstance(data, torch.utils.data.DataLoader):
         raise ConfigError(f"{name} data must be (inputs, targets) tensors or a DataLoader, got {type(data).__name__}")
+    else:
+        try:
+            n = len(data)
+        except TypeError:  # an IterableDataset without __len__
+            if name == "train":
+                raise ConfigError(
+                    "train data: a DataLoader over a dataset without a length (an IterableDataset without "
+                    "__len__) has no number of steps per epoch, which the schedule, the epochs and resuming "
+                    "need: give the dataset a __len__, or pass (inputs, targets) tensors"
+                ) from None
+            return
+        if n == 0:
+            raise ConfigError(
+                f"{name} data: the DataLoader yields no batch (an empty dataset, or drop_last=True with fewer "
+                f"rows than batch_size={data.batch_size}): give it data, or a smaller batch_size"
+            )
 
 
 def load_once(load: LoadData) -> tuple[Data, Data]:

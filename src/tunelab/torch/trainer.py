@@ -348,9 +348,11 @@ class Trainer:
                 correct += int((out.argmax(dim=1) == yb).sum())
             count += n
         model.train(was_training)
-        metrics = {f"{prefix}loss": loss_sum / max(count, 1)}
+        if count == 0:
+            raise ConfigError(f"the {prefix.rstrip('_') or 'evaluation'} data yielded no rows to evaluate on")
+        metrics = {f"{prefix}loss": loss_sum / count}
         if self.classifier:
-            metrics[f"{prefix}acc"] = correct / max(count, 1)
+            metrics[f"{prefix}acc"] = correct / count
         return metrics
 
     # -- live hyperparameters ----------------------------------------------------------------------
