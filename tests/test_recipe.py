@@ -188,6 +188,21 @@ def test_overfit_fails_when_every_parameter_is_frozen() -> None:
     assert len(result.evidence["frozen"]) == 6
 
 
+def test_overfit_trains_the_optimizer_the_params_name_at_fixed_rates_of_its_kind() -> None:
+    # An 'sgd-hd' trainer was tried at Adam's rates (1e-3, 1e-2, 1e-4: SGD fails to fit where 0.1
+    # fits), and params naming 'sgd' on an 'adam-hd' trainer were trained with Adam.
+    def curves(optimizer: str, params: dict[str, ParamValue] | None = None, **kw: Any) -> list[Any]:
+        t = Trainer(small_cnn, train=TRAIN, val=VAL, optimizer=optimizer, batch_size=64, device="cpu")
+        result = overfit_small_sample(t, params, n_batches=1, max_steps=3, **kw)
+        return [(r["lr"], r["curve"]) for r in result.evidence["runs"]]
+
+    sgd = curves("sgd")
+    assert [lr for lr, _ in sgd] == [1e-2, 1e-1, 1e-3]
+    assert curves("sgd-hd") == sgd
+    assert curves("adam-hd", {"optimizer": "sgd"}) == sgd
+    assert curves("sgd", {"optimizer": "adam-hd"}, lrs=[1e-3]) == curves("adam", lrs=[1e-3])
+
+
 # -- c. learning-rate range --------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def healthy_range() -> StepResult:

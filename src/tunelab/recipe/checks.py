@@ -169,7 +169,7 @@ def overfit_small_sample(
     start = time.perf_counter()
     params = _unregularized(trainer, params)
     if lrs is None:
-        lrs = SGD_OVERFIT_LRS if params.get("optimizer", trainer.optimizer) == "sgd" else ADAPTIVE_OVERFIT_LRS
+        lrs = SGD_OVERFIT_LRS if _fixed_rate(trainer, params).get("optimizer") == "sgd" else ADAPTIVE_OVERFIT_LRS
     lrs = _check_lrs("overfit_small_sample", lrs)
     train, _ = trainer.load_data()
     batch_size = trainer.batch_size_of(params) if isinstance(train, tuple) else trainer.batch_size
@@ -183,7 +183,7 @@ def overfit_small_sample(
         model = trainer.build_model(params, seed)
         frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
         try:
-            optimizer = trainer.make_optimizer(model, {**params, "lr": lr, **_fixed_rate(trainer)})
+            optimizer = trainer.make_optimizer(model, {**params, "lr": lr, **_fixed_rate(trainer, params)})
         except ConfigError as e:
             return StepResult("overfit", FAIL, f"cannot train at all: {e}",
                               {"examples": examples, "frozen": frozen}, time.perf_counter() - start)
@@ -276,11 +276,11 @@ def _fitted(trainer: Trainer, loss: float, acc: float | None, first_loss: float,
 
 
 # -- c. learning-rate range --------------------------------------------------------------------
-def _fixed_rate(trainer: Trainer) -> dict[str, ParamValue]:
-    """The checks measure the model at fixed rates: a trainer's ``-hd`` optimizer without its adaptation."""
-    if isinstance(trainer.optimizer, str) and trainer.optimizer.endswith("-hd"):
-        return {"optimizer": trainer.optimizer.removesuffix("-hd")}
-    return {}
+def _fixed_rate(trainer: Trainer, params: Mapping[str, ParamValue]) -> dict[str, ParamValue]:
+    """The optimizer the checks train with, ``{"optimizer": name}`` (``{}`` for a factory): the one
+    ``params`` name, else the trainer's, at a fixed rate (an ``-hd`` one without its adaptation)."""
+    choice = params.get("optimizer", trainer.optimizer)
+    return {"optimizer": choice.removesuffix("-hd")} if isinstance(choice, str) else {}
 
 
 def lr_range_test(
@@ -314,7 +314,7 @@ def lr_range_test(
     runs: list[dict[str, Any]] = []
     for lr in lrs:
         model = trainer.build_model(params, seed)
-        optimizer = trainer.make_optimizer(model, {**params, "lr": lr, **_fixed_rate(trainer)})
+        optimizer = trainer.make_optimizer(model, {**params, "lr": lr, **_fixed_rate(trainer, params)})
         generator = torch.Generator().manual_seed(seed)
         model.train()
         losses: list[float] = []
