@@ -188,6 +188,15 @@ def test_overfit_fails_when_every_parameter_is_frozen() -> None:
     assert len(result.evidence["frozen"]) == 6
 
 
+def test_overfit_measures_the_accuracy_of_class_probability_targets() -> None:
+    # One-hot float targets with cross_entropy crashed (argmax compared with a matrix).
+    one_hot_data = {"train": (X_TRAIN, one_hot(Y_TRAIN)), "val": (VAL[0], one_hot(VAL[1]))}
+    result = overfit_small_sample(trainer(**one_hot_data), n_batches=1, lrs=[1e-2], max_steps=40)
+    labels = overfit_small_sample(trainer(), n_batches=1, lrs=[1e-2], max_steps=40)
+    assert [run["acc"] for run in result.evidence["runs"]] == [run["acc"] for run in labels.evidence["runs"]]
+    assert result.verdict == "pass", result.message
+
+
 def test_overfit_trains_the_optimizer_the_params_name_at_fixed_rates_of_its_kind() -> None:
     # An 'sgd-hd' trainer was tried at Adam's rates (1e-3, 1e-2, 1e-4: SGD fails to fit where 0.1
     # fits), and params naming 'sgd' on an 'adam-hd' trainer were trained with Adam.

@@ -435,6 +435,19 @@ def test_batch_size_as_a_hyperparameter_with_a_dataloader_is_a_config_error() ->
         trainer.fit({"lr": 0.05, "batch_size": 32}, epochs=1)
 
 
+def test_class_probability_targets_get_the_accuracy_of_their_class_indices() -> None:
+    # One-hot (or smoothed) float targets are legal for cross_entropy; their accuracy was 0.0 at
+    # every evaluation (val_acc, the default monitor: the best was always the first) and absent in training.
+    def one_hot(data: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return data[0], nn.functional.one_hot(data[1], 3).float()
+
+    labels = blobs_trainer().fit({"lr": 0.05}, epochs=3)
+    probabilities = blobs_trainer(train=one_hot(BLOBS_TRAIN), val=one_hot(BLOBS_VAL)).fit({"lr": 0.05}, epochs=3)
+    for name in ("train_acc", "val_acc"):
+        assert [r[name] for r in probabilities.history] == [r[name] for r in labels.history]
+    assert probabilities.value == labels.value > 0.9
+
+
 class _Stream(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
     """Rows one by one, with no __len__ (a stream)."""
 

@@ -263,7 +263,7 @@ def _fit_on(trainer: Trainer, model: torch.nn.Module, batches: list[Tensors]) ->
         n = int(yb.shape[0])
         loss_sum += float(trainer.loss_fn(out, yb)) * n
         if trainer.classifier:
-            correct += int((out.argmax(dim=1) == yb).sum())
+            correct += int((out.argmax(dim=1) == trainer.class_labels(out, yb)).sum())
         count += n
     model.train()
     return loss_sum / count, (correct / count if trainer.classifier else None)

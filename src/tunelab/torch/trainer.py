@@ -312,6 +312,15 @@ class Trainer:
             return nn.functional.mse_loss(outputs, targets)
         return nn.functional.l1_loss(outputs, targets)
 
+    def class_labels(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The targets as class indices for accuracy: class-probability targets (one-hot, label
+        smoothing: floats shaped like the outputs) of a classification loss by their largest
+        probability; any other targets as they are."""
+        if (self.classifier and targets.is_floating_point() and targets.ndim == 2
+                and targets.shape == outputs.shape):
+            return targets.argmax(dim=1)
+        return targets
+
     def batch_size_of(self, params: Mapping[str, ParamValue]) -> int:
         """``params["batch_size"]`` when given, else the trainer's ``batch_size``."""
         size = params.get("batch_size", self.batch_size)
@@ -344,8 +353,9 @@ class Trainer:
             out = model(xb)
             n = int(yb.shape[0])
             loss_sum += float(self.loss_fn(out, yb)) * n
-            if class_indices(out, yb):
-                correct += int((out.argmax(dim=1) == yb).sum())
+            labels = self.class_labels(out, yb)
+            if class_indices(out, labels):
+                correct += int((out.argmax(dim=1) == labels).sum())
             count += n
         model.train(was_training)
         if count == 0:
