@@ -254,6 +254,28 @@ def test_a_branch_with_a_changed_lr_starts_from_the_checkpoint_weights_with_the_
     assert [int(r["step"]) for r in result.history] == [1, 2, 3, 4]
 
 
+def test_a_branch_that_changes_the_optimizer_fails_before_training_unless_only_its_adaptation_changes(
+    tmp_path: Path,
+) -> None:
+    # adam -> sgd loaded Adam's param groups into SGD and crashed at the first step (KeyError
+    # 'momentum'); an optimizer and its -hd version share their state, so that change goes on.
+    study = new_study(tmp_path)
+    study.enqueue({"lr": 0.01, "optimizer": "adam"})
+    parent = study.ask()
+    trainer().fit(parent.live_params, epochs=2, trial=parent, checkpoint_every=1)
+    to_sgd, to_hd = (babysit.branch(study, 0, 1, {"optimizer": name}) for name in ("sgd", "adam-hd"))
+    study.tell(parent, 0.5)
+    branch = study.ask()
+    assert branch.number == to_sgd
+    with pytest.raises(ConfigError, match=r"optimizer='adam'.*optimizer='sgd'"):
+        trainer().fit(branch.live_params, epochs=2, trial=branch, checkpoint_every=1)
+    study.tell(branch, state=TrialState.FAIL)
+    branch = study.ask()
+    assert branch.number == to_hd
+    result = trainer().fit(branch.live_params, epochs=2, trial=branch, checkpoint_every=1)
+    assert [int(r["step"]) for r in result.history] == [1, 2]
+
+
 def _model_state(folder: Path) -> dict[str, torch.Tensor]:
     payload = torch.load(folder / "torch.pt", weights_only=True)
     return payload["model"]  # type: ignore[no-any-return]

@@ -168,6 +168,15 @@ class FitLoop:
         loop's state), then apply the ``params`` that differ from its own (a branch's changed lr:
         the loaded optimizer holds the old one)."""
         saved = load_fit_checkpoint(source, self.model, self.optimizer, self.scheduler, self.state.steps_per_epoch)
+        before = saved["params"].get("optimizer", self.trainer.optimizer)
+        now = self.state.params.get("optimizer", self.trainer.optimizer)
+        if before != now and not (isinstance(before, str) and isinstance(now, str)
+                                  and before.removesuffix("-hd") == now.removesuffix("-hd")):
+            raise ConfigError(
+                f"fit(resume=...): {str(source)!r} was trained with optimizer={before!r} and this run asks for "
+                f"optimizer={now!r}, whose state (moments, momentum buffers) the checkpoint does not hold: "
+                "resume or branch with the checkpoint's optimizer (or its -hd version), or start a new trial"
+            )
         self.state.load_state_dict(saved, self.model)
         differ = {k: v for k, v in self.state.params.items() if saved["params"].get(k, _MISSING) != v}
         if differ:
