@@ -201,6 +201,8 @@ FIT_ERRORS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "lr-negative": ({"lr": -0.1}, {}),
     "batch_size": ({"lr": 0.1, "batch_size": 0}, {}),
     "optimizer": ({"lr": 0.1, "optimizer": "lbfgs"}, {}),
+    "momentum-string": ({"lr": 0.1, "optimizer": "sgd", "momentum": "0.9"}, {}),
+    "weight_decay-negative": ({"lr": 0.1, "weight_decay": -0.01}, {}),
 }
 
 
@@ -416,6 +418,14 @@ def test_a_cosine_schedule_anneals_the_learning_rate_to_zero() -> None:
 
 def test_batch_size_as_a_hyperparameter_sets_the_steps_per_epoch() -> None:
     assert blobs_trainer().fit({"lr": 0.05, "batch_size": 60}, epochs=2).steps == 2 * 4
+
+
+def test_numpy_scalars_are_legal_hyperparameters() -> None:
+    # A grid from numpy: np.int64 batch sizes and np.float32 rates were refused as not integers / not positive.
+    import numpy as np
+
+    result = blobs_trainer().fit({"lr": np.float32(0.05), "batch_size": np.int64(60)}, epochs=2)
+    assert result.steps == 2 * 4 and result.value > 0.9
 
 
 def test_dataloaders_are_trained_on_with_their_own_batches() -> None:

@@ -5,6 +5,7 @@ pieces for the recipe and your own loop; :meth:`Trainer.fit`, tunelab's loop) an
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -261,8 +262,8 @@ class Trainer:
         choice = params.get("optimizer", self.optimizer)
         if callable(choice):
             return choice(trainable, params)
-        wd = float(params.get("weight_decay", 0.0) or 0.0)  # type: ignore[arg-type]
-        momentum = float(params.get("momentum", 0.9))  # type: ignore[arg-type]
+        wd = _number_param(params, "weight_decay", 0.0)
+        momentum = _number_param(params, "momentum", 0.9)
         lr_f = float(lr)  # type: ignore[arg-type]
         if isinstance(choice, str) and choice.endswith("-hd") and choice in OPTIMIZERS:
             hyper_lr = params.get("hyper_lr", DEFAULT_HYPER_LR)
@@ -324,9 +325,9 @@ class Trainer:
     def batch_size_of(self, params: Mapping[str, ParamValue]) -> int:
         """``params["batch_size"]`` when given, else the trainer's ``batch_size``."""
         size = params.get("batch_size", self.batch_size)
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
             raise ConfigError(f"parameter batch_size must be an integer >= 1, got {size!r}")
-        return size
+        return int(size)
 
     def batches(
         self, data: Data, batch_size: int, generator: torch.Generator | None = None, *, start: int = 0,
@@ -559,7 +560,19 @@ def _check_positive_int(owner: str, arg: str, value: object) -> None:
 
 
 def _positive_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    """A finite number > 0 (a numpy scalar too), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and float(value) > 0
+
+
+def _number_param(params: Mapping[str, ParamValue], name: str, default: float) -> float:
+    """``params[name]`` (``default`` when absent or None) as a float >= 0, or a ConfigError naming it."""
+    value = params.get(name)
+    if value is None:
+        return default
+    number = float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else math.nan
+    if not math.isfinite(number) or number < 0:
+        raise ConfigError(f"parameter {name} must be a number >= 0, got {value!r}")
+    return number
 
 
 def _middle(dist: Distribution) -> ParamValue:
