@@ -155,6 +155,13 @@ def test_initial_loss_of_mse_is_checked_against_the_given_expected_value() -> No
     assert wrong.evidence["relative_error"] == pytest.approx(0.9)
 
 
+@pytest.mark.parametrize("expected", [-1.0, 0.0, math.nan, "2.3"])
+def test_initial_loss_refuses_an_expected_value_that_is_not_a_positive_number(expected: Any) -> None:
+    # expected=-1.0 passed any loss (a negative relative error), 0.0 divided by zero.
+    with pytest.raises(ConfigError, match=r"check_initial_loss\(expected=\.\.\.\) must be a positive number"):
+        check_initial_loss(trainer(), expected=expected)
+
+
 # -- b. overfit a small sample -----------------------------------------------------------------
 def test_a_healthy_cnn_overfits_a_small_sample() -> None:
     result = overfit_small_sample(trainer())

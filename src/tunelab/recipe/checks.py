@@ -88,6 +88,10 @@ def check_initial_loss(
     """
     _check_fraction("check_initial_loss", "tolerance", tolerance)
     _check_count("check_initial_loss", "n_batches", n_batches)
+    if expected is not None and not (isinstance(expected, (int, float)) and not isinstance(expected, bool)
+                                     and math.isfinite(expected) and expected > 0):
+        raise ConfigError(f"check_initial_loss(expected=...) must be a positive number (the untrained model's loss, "
+                          f"e.g. ln 10 = 2.30 for 10 classes) or None, got {expected!r}")
     start = time.perf_counter()
     params = _unregularized(trainer, params)
     train, _ = trainer.load_data()
