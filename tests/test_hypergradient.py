@@ -413,6 +413,9 @@ def usage_run(kind: str, usage: str, flat_grads: bool) -> tuple[list[list[float]
     for i in range(30):
         frozen = usage.startswith("head frozen") and 10 <= i < 14  # the head gets no gradient for 4 steps
         model[2].requires_grad_(not frozen)
+        if usage == "biases unused in turn":  # one gets a new gradient while the other gets none (two heads in turn)
+            model[0].bias.requires_grad_(i % 2 == 1)
+            model[2].bias.requires_grad_(i % 2 == 0)
         if usage == "model.zero_grad" or (usage == "sometimes model.zero_grad" and i % 3 == 0):
             model.zero_grad()
         else:
@@ -439,7 +442,7 @@ def usage_run(kind: str, usage: str, flat_grads: bool) -> tuple[list[list[float]
 
 USAGES = ["wrapper", "keep zeros", "model.zero_grad", "sometimes model.zero_grad", "two micro-batches", "clipped",
           "replaced", "grad data replaced", "head frozen", "head frozen, clipped", "first layer frozen, clipped",
-          "head in one micro-batch"]
+          "head in one micro-batch", "biases unused in turn"]
 
 
 @pytest.mark.parametrize("usage", USAGES)

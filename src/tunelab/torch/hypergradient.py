@@ -670,8 +670,12 @@ class _Bucket:
         grads = list(map(_grad, self.params))
         new = self.new
         expect = self.expect
-        in_place = (expect is not None and all(map(operator.is_, grads, expect))
-                    and list(map(_data_ptr, self.flat or ())) == self.flat_ptrs)  # still on the row
+        on_row = expect is not None and list(map(_data_ptr, self.flat or ())) == self.flat_ptrs
+        in_place = on_row and expect is not None and all(map(operator.is_, grads, expect))  # all still on the row
+        if on_row and not in_place and self.to_none:
+            # some gradient is new (it was None at zero_grad: a parameter unused then): those left
+            # on the row that nothing accumulated into still go back to None, as torch's would be
+            self._drop_unused(grads)
         dropped = in_place and ((self.to_none and self._drop_unused(grads)) or self.partial)
         if self.mode is _MOMENTUM:
             self.ready = self._load_buffers()
@@ -762,14 +766,22 @@ class _Bucket:
         Autograd's accumulation raises a tensor's version, and so does anything that changes all
         gradients in place (``clip_grad_norm_``, a grad scaler's unscale), so a gradient is new
         where its version rose, except where others rose more and it is still all zero."""
-        deltas = list(map(operator.sub, map(_version, self.flat or ()), self.flat_versions))
-        low, high = min(deltas), max(deltas)
+        flat = self.flat or []
+        # a gradient that is no longer its tensor on the row (new since zero_grad) is left alone
+        deltas = [now - before if g is None or g is t else None
+                  for g, t, now, before in zip(grads, flat, map(_version, flat), self.flat_versions, strict=True)]
+        counted = [d for d in deltas if d is not None]
+        if not counted:
+            return False
+        low, high = min(counted), max(counted)
         if low == high and low > 0:
             return False  # the usual: every gradient accumulated into the same number of times
-        rose = [d for d in deltas if d > 0]
+        rose = [d for d in counted if d > 0]
         least = min(rose) if rose and min(rose) < high else 0
         dropped = False
         for i, delta in enumerate(deltas):
+            if delta is None:
+                continue
             if delta == 0 or (delta == least and not bool(self.segment(self.rows[self.new], i).any())):
                 self.params[i].grad = None
                 grads[i] = None
