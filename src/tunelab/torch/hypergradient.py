@@ -153,10 +153,11 @@ the factor at most ``ceiling`` (where the warm-up ended: 1, or the factor at the
 ended it); None: no ceiling."""
 STATE_KEY = "hypergradient"
 """The key of :meth:`HypergradientOptimizer.state_dict` holding ``{"prev": {index: direction},
-"still": [index, ...]}``: each parameter's previous update direction (up to a positive factor
-common to its group) by its index in the param groups (torch's numbering), none where it is
-SGD's momentum buffer, and the parameters with a momentum buffer that had no gradient at the last
-step (SGD did not move them)."""
+"still": [index, ...], "flipped": [index, ...]}``: each parameter's previous update direction (up
+to a positive factor common to its group) by its index in the param groups (torch's numbering),
+none where it is SGD's momentum buffer, the parameters with a momentum buffer that had no gradient
+at the last step (SGD did not move them), and those of plain SGD whose previous gradient was in
+the first of the bucket's two rows (they take turns; the products' rounding depends on the row)."""
 
 
 class HypergradientOptimizer(torch.optim.Optimizer):
@@ -266,6 +267,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         self._prev: dict[torch.Tensor, torch.Tensor] = {}  # parameter -> previous direction, outside a bucket
         self._modes: dict[torch.Tensor, str] = {}  # parameter -> the kind of its direction
         self._still: set[torch.Tensor] = set()  # loaded: SGD did not move them at the last step
+        self._flipped: set[torch.Tensor] = set()  # loaded: their previous gradient was in the bucket's first row
         self._cache_key: list[tuple[tuple[int, ...], str]] | None = None
         self._quick_key: tuple[Any, ...] | None = None
         self._sgd = type(optimizer) is torch.optim.SGD
@@ -467,10 +469,12 @@ class HypergradientOptimizer(torch.optim.Optimizer):
                         if buffer is not None:
                             self._prev[p] = buffer
                 self._modes[p] = mode
-            cache.append([_Bucket(ps, [self._prev.get(p) for p in ps], mode, self.state, switched)
+            cache.append([_Bucket(ps, [self._prev.get(p) for p in ps], mode, self.state, switched,
+                                  new=int(mode is _GRADIENT and ps[0] in self._flipped))
                           for ps in by_kind.values()])
             for b in cache[-1]:
                 b.missing = [i for i, p in enumerate(b.params) if p in self._still]
+        self._flipped = set()  # placed: the rows alternate from here as they did before the state was saved
         self._cache_key, self._cache = key, cache
         self._measured = [b for bs in cache for b in bs if b.mode is _MEASURED]
         self._moving = [b for bs in cache for b in bs if b.mode is not _MOMENTUM]
@@ -580,8 +584,12 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         params = [p for g in self.param_groups for p in g["params"]]
         prev = self._directions()
         still = {b.params[i] for bs in self._cache for b in bs if b.mode is _MOMENTUM for i in b.missing}
+        # plain SGD's rows take turns: which row holds the previous gradient (the products' rounding depends on it)
+        flipped = self._flipped | {p for bs in self._cache for b in bs if b.mode is _GRADIENT and b.new
+                                   for p in b.params}
         state[STATE_KEY] = {"prev": {i: prev[p] for i, p in enumerate(params) if p in prev},
-                            "still": [i for i, p in enumerate(params) if p in still]}
+                            "still": [i for i, p in enumerate(params) if p in still],
+                            "flipped": [i for i, p in enumerate(params) if p in flipped]}
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -597,6 +605,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
             p = params[int(index)]
             self._prev[p] = direction.to(dtype=p.dtype, device=p.device)
         self._still = {params[int(i)] for i in saved.get("still", [])}
+        self._flipped = {params[int(i)] for i in saved.get("flipped", [])}
         self._cache_key, self._quick_key, self._cache, self._modes = None, None, [], {}
         self._measured, self._moving = [], []
 
@@ -619,7 +628,7 @@ class _Bucket:
     gradient is the next step's direction."""
 
     def __init__(self, params: list[torch.Tensor], saved: list[torch.Tensor | None], mode: str,
-                 state: dict[Any, dict[str, Any]], switched: bool = False) -> None:
+                 state: dict[Any, dict[str, Any]], switched: bool = False, new: int = 0) -> None:
         self.params = params
         self.mode = mode
         self.state = state
@@ -633,7 +642,7 @@ class _Bucket:
             for row, views in zip(self.rows, self.row_views, strict=True):
                 views.append(row[offset:offset + p.numel()].view_as(p))
             self.offsets.append(offset + p.numel())
-        self.new = 0  # the row that takes the new gradient
+        self.new = new  # the row that takes the new gradient
         # With flat_grads: the parameters' gradients as tensors on row 0 (not views: each has its
         # own version counter, which tells whether autograd accumulated into it), once the
         # wrapper's zero_grad put them there. Never for plain SGD, whose previous direction is
