@@ -488,6 +488,23 @@ def test_a_dataloader_without_batches_or_length_is_a_config_error_naming_it(case
         Trainer(torch_mlp, device="cpu", **data).fit({"lr": 0.05}, epochs=1)
 
 
+class _Records(torch.utils.data.Dataset):  # type: ignore[type-arg]
+    """Items as dicts, which the Trainer cannot split into inputs and targets."""
+
+    def __len__(self) -> int:
+        return len(BLOBS_TRAIN[1])
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"x": BLOBS_TRAIN[0][i], "y": BLOBS_TRAIN[1][i]}
+
+
+def test_a_dataloader_of_dicts_is_a_config_error_saying_what_a_batch_must_be() -> None:
+    # It raised a bare KeyError: 0.
+    trainer = Trainer(torch_mlp, train=DataLoader(_Records(), batch_size=32), val=BLOBS_VAL, device="cpu")
+    with pytest.raises(ConfigError, match=r"batch must be \(inputs, targets\)"):
+        trainer.fit({"lr": 0.05}, epochs=1)
+
+
 def test_a_validation_stream_without_length_is_evaluated() -> None:
     val = DataLoader(_Stream(*BLOBS_VAL), batch_size=50)
     result = Trainer(torch_mlp, train=BLOBS_TRAIN, val=val, device="cpu").fit({"lr": 0.05}, epochs=2)

@@ -95,6 +95,11 @@ def batches(
         else:
             it = itertools.islice(data, start, None)
         for batch in it:
+            if not (isinstance(batch, (tuple, list)) and len(batch) >= 2):
+                raise ConfigError(
+                    f"a DataLoader's batch must be (inputs, targets) (a tuple or list, as TensorDataset gives), "
+                    f"got a {type(batch).__name__}: make the dataset's items (input, target) pairs"
+                )
             xb, yb = batch[0], batch[1]
             yield xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
 
