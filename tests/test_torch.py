@@ -592,6 +592,20 @@ def test_checkpoint_every_writes_checkpoints_through_the_trial_that_load_torch_r
     assert [c.step for c in study.checkpoints(0)] == [3]  # a COMPLETE trial keeps its newest
 
 
+def test_a_resume_from_the_checkpoint_of_the_last_steps_evaluation_does_not_evaluate_them_again(
+    tmp_path: Path,
+) -> None:
+    # eval_every=5 over 16 steps: evaluations at 5, 10, 15 and the last steps' at 16, checkpointed. A
+    # process killed after that checkpoint resumed from it and evaluated step 16 a second time.
+    study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler(), artifact_dir=tmp_path)
+    first = study.ask()
+    reference = blobs_trainer().fit({"lr": 0.05}, epochs=2, eval_every=5, trial=first, checkpoint_every=1)
+    assert [int(r["step"]) for r in reference.history] == [5, 10, 15, 16]
+    resumed = blobs_trainer().fit({"lr": 0.05}, epochs=2, eval_every=5, trial=study.ask(), checkpoint_every=1,
+                                  resume=first.latest_checkpoint())
+    assert resumed.history == reference.history and resumed.steps == 16
+
+
 def test_fit_checkpoints_keep_their_format_torch_pt_beside_tunelab_loop_pt(tmp_path: Path) -> None:
     # The names and keys of the files that earlier versions wrote: branches resume from them.
     study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler(), artifact_dir=tmp_path)

@@ -475,7 +475,8 @@ class Trainer:
             if loop.train_epoch(epoch):
                 break
         # eval_every longer than the run, or not dividing it: evaluate the last steps' model too
-        unseen = eval_every is not None and state.stopped is None and state.step % eval_every != 0
+        unseen = (eval_every is not None and state.stopped is None and state.step % eval_every != 0
+                  and not (reporter.history and reporter.history[-1]["step"] == state.step))  # resumed at the end
         if reporter.best is None or unseen:
             loop.evaluate_and_report()
         if restore_best and state.best_model is not None:
