@@ -606,6 +606,19 @@ def test_a_resume_from_the_checkpoint_of_the_last_steps_evaluation_does_not_eval
     assert resumed.history == reference.history and resumed.steps == 16
 
 
+def test_a_resume_from_the_checkpoint_where_patience_ran_out_stops_there(tmp_path: Path) -> None:
+    # It trained on (an epoch more, or to the end) as if patience had not run out.
+    study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler(), artifact_dir=tmp_path)
+    first = study.ask()
+    reference = blobs_trainer().fit({"lr": 0.05}, epochs=40, patience=2, trial=first, checkpoint_every=1)
+    assert reference.stopped == "patience"
+    last = first.latest_checkpoint()
+    assert last is not None and last.step == reference.history[-1]["step"]
+    resumed = blobs_trainer().fit({"lr": 0.05}, epochs=40, patience=2, trial=study.ask(), resume=last)
+    assert resumed.stopped == "patience" and resumed.steps == reference.steps
+    assert resumed.history == reference.history and resumed.value == reference.value
+
+
 def test_fit_checkpoints_keep_their_format_torch_pt_beside_tunelab_loop_pt(tmp_path: Path) -> None:
     # The names and keys of the files that earlier versions wrote: branches resume from them.
     study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler(), artifact_dir=tmp_path)

@@ -181,6 +181,8 @@ class FitLoop:
         differ = {k: v for k, v in self.state.params.items() if saved["params"].get(k, _MISSING) != v}
         if differ:
             self.trainer.apply_live(self.model, self.optimizer, self.scheduler, differ)
+        elif self.state.reporter.should_stop:  # the run stopped there (patience): a plain resume stops too
+            self.state.stopped = "patience"
 
     def train_epoch(self, epoch: int) -> bool:
         """Train one epoch (from the batch where the state stands), evaluating every ``eval_every``

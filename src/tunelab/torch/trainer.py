@@ -472,7 +472,7 @@ class Trainer:
             trial.declare_live(self.live_names(optimizer))
         model.train()
         for epoch in range(state.epoch, epochs):
-            if loop.train_epoch(epoch):
+            if state.stopped is not None or loop.train_epoch(epoch):
                 break
         # eval_every longer than the run, or not dividing it: evaluate the last steps' model too
         unseen = (eval_every is not None and state.stopped is None and state.step % eval_every != 0
