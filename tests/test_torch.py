@@ -237,6 +237,13 @@ def test_monitor_direction_maximizes_accuracy_like_names_only(metric: str, direc
     assert monitor_direction(metric) == direction
 
 
+def test_a_device_this_process_cannot_use_is_a_config_error_naming_it_before_training() -> None:
+    # It was torch's AssertionError "Torch not compiled with CUDA enabled" (or a RuntimeError for mps).
+    trainer = Trainer(torch_mlp, train=BLOBS_TRAIN, val=BLOBS_VAL, device="cuda:99")  # no CUDA, or no 100th GPU
+    with pytest.raises(ConfigError, match=r"Trainer\(device='cuda:99'\).*device='auto'"):
+        trainer.fit({"lr": 0.05}, epochs=1)
+
+
 def test_resolve_device_reads_cpu_and_rejects_nonsense() -> None:
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")

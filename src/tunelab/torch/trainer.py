@@ -22,7 +22,7 @@ from tunelab.space import SpaceEntry, unwrap, validate_space
 from tunelab.torch import data as _data
 from tunelab.torch.checkpoint import resume_source
 from tunelab.torch.data import Data, LoadData, Tensors, check_data
-from tunelab.torch.devices import resolve_device
+from tunelab.torch.devices import resolve_device, unavailable
 from tunelab.torch.hypergradient import DEFAULT_HYPER_LR, HypergradientOptimizer
 from tunelab.torch.live import OPTIMIZER_LIVE, apply_to_optimizer, optimizer_live_names
 from tunelab.torch.loop import FitLoop, LoopState
@@ -246,7 +246,12 @@ class Trainer:
         model = self.build(dict(params))
         if not isinstance(model, nn.Module):
             raise ConfigError(f"Trainer(build=...) must return an nn.Module, got {type(model).__name__}")
-        return model.to(resolve_device(self.device))
+        device = resolve_device(self.device)
+        missing = unavailable(device)
+        if missing is not None:
+            raise ConfigError(f"Trainer(device={self.device!r}): {missing}; use device='auto' (CUDA when present, "
+                              "else the CPU) or 'cpu'")
+        return model.to(device)
 
     def make_optimizer(self, model: nn.Module, params: Mapping[str, ParamValue]) -> torch.optim.Optimizer:
         """The optimizer over the model's trainable parameters, from ``lr``, ``weight_decay``, ``momentum``
