@@ -271,6 +271,8 @@ def test_best_json_of_a_constrained_study_gives_the_measured_constraints(runner:
     data = json.loads(invoke(runner, "best", "c", "--storage", url, "--json").stdout)
     assert data["number"] == 1 and data["feasible"] is True  # trial 0 is better but breaks its bound
     assert data["constraints"] == {"memory_gb": {"value": 3.0, "lower": None, "upper": 8.0}}
+    text = invoke(runner, "best", "c", "--storage", url).stdout  # the text says it too
+    assert "#1" in text and "constraint memory_gb = 3.0 (<= 8)" in text
 
 
 def test_best_as_text(runner: CliRunner, url: str, study: tunelab.Study) -> None:
@@ -304,7 +306,7 @@ def test_best_of_a_study_with_several_objectives_prints_its_pareto_front(runner:
     assert data["front"][1]["constraints"] == {"memory_gb": {"value": 1.0, "lower": None, "upper": 8.0}}
     text = invoke(runner, "best", "mo", "--storage", url)
     assert text.exit_code == 0 and "val_acc (max)" in text.stdout and "latency_ms (min)" in text.stdout
-    assert "2 trial(s)" in text.stdout
+    assert "2 trial(s)" in text.stdout and "memory_gb (<= 8)" in text.stdout
     tunelab.create_study(name="mo-empty", storage=url, directions=["minimize", "minimize"])
     assert_error(invoke(runner, "best", "mo-empty", "--storage", url), "mo-empty", "no Pareto front")
 

@@ -293,6 +293,15 @@ def best(
     )
     for name, value in trial.params.items():
         console.print(f"  {name} = {value!r}", markup=False, highlight=False)
+    for name, c in trial.constraints.items():
+        console.print(f"  constraint {name} = {c.value!r} ({_bounds(c.lower, c.upper)})", markup=False, highlight=False)
+
+
+def _bounds(lower: float | None, upper: float | None) -> str:
+    """A constraint's bounds as text: '<= 8', '>= 0.9', 'in [0, 8]'."""
+    if lower is not None and upper is not None:
+        return f"in [{lower:g}, {upper:g}]"
+    return f"<= {upper:g}" if upper is not None else f">= {lower:g}"
 
 
 def _print_front(study: tunelab.Study, front: list[FrozenTrial], as_json: bool) -> None:
@@ -317,10 +326,14 @@ def _print_front(study: tunelab.Study, front: list[FrozenTrial], as_json: bool) 
     param_names = sorted({k for t in front for k in t.params})
     for name in param_names:
         table.add_column(Text(name))
+    bounds = {name: _bounds(c.lower, c.upper) for t in front for name, c in t.constraints.items()}
+    for name, bound in bounds.items():  # (the front is feasible: each value holds its bound)
+        table.add_column(Text(f"{name} ({bound})"), justify="right")
     first = sorted(front, key=lambda t: t.values[0] if directions[0] == "minimize" else -t.values[0])  # type: ignore[index]
     for t in first:
         cells = [f"{v:.6g}" for v in t.values or ()]
-        table.add_row(*map(Text, [str(t.number), *cells, *(_short(t.params.get(k)) for k in param_names)]))
+        limits = [f"{t.constraints[n].value:.6g}" if n in t.constraints else "" for n in bounds]
+        table.add_row(*map(Text, [str(t.number), *cells, *(_short(t.params.get(k)) for k in param_names), *limits]))
     _out().print(table)
 
 
