@@ -330,6 +330,18 @@ def test_keep_best_trials_keeps_only_the_best_complete_trials(tmp_path: Path, di
     assert all([c.step for c in study.checkpoints(n)] == [2] for n in kept)
 
 
+def test_keep_best_trials_keeps_the_nearest_to_feasible_when_infeasible_ones_must_fill_it(tmp_path: Path) -> None:
+    # One feasible trial and keep_best_trials=2: the second kept is the infeasible trial nearest its bound,
+    # not the one with the best value (the furthest from feasible here).
+    study = _study(tmp_path, checkpoint_policy=CheckpointPolicy(keep_best_trials=2))
+    for value, memory in [(3.0, 1.0), (0.5, 20.0), (2.0, 9.0)]:
+        def end(trial: tunelab.Trial, value: float = value, memory: float = memory) -> float:
+            trial.set_constraint("memory_gb", memory, upper=8.0)
+            return value
+        _run(study, end)
+    assert {n for n in range(3) if study.checkpoints(n)} == {0, 2}
+
+
 def test_keep_best_trials_zero_keeps_no_finished_trials_checkpoints(tmp_path: Path) -> None:
     study = _study(tmp_path, checkpoint_policy=CheckpointPolicy(keep_best_trials=0))
     running = study.ask()

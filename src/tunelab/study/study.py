@@ -688,8 +688,9 @@ class Study:
                 ranked = [feasible[i].number for front in non_dominated_sort(points) for i in front]
             seen = set(ranked)
             return ranked + [t.number for t in done if t.number not in seen]
-        done = self._history.completed()
-        return [t.number for t in sorted(done, key=lambda t: (not t.feasible, sort_key(self.direction)(t)))]
+        # the feasible by value, then the infeasible by violation (the nearest to feasible first), as History.top
+        key = sort_key(self.direction)
+        return [t.number for t in sorted(self._history.completed(), key=lambda t: (t.violation, key(t)))]
 
     def _trial_id(self, number: int) -> int:
         found = self._trials_numbered(number)
