@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 import secrets
 from collections.abc import Mapping, Sequence
@@ -124,8 +125,10 @@ def create_study(
         name = f"study-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"name must be a non-empty string, got {name!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    if seed is not None:
+        seed = int(seed)  # numpy's integers too, stored as Python's
     if seed is not None and seed >= MAX_SEED:
         raise ConfigError(
             f"seed must be an integer below 2**63 (it is stored as a 64-bit integer), got {seed!r}; "

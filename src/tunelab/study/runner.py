@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import logging
+import numbers
 import os
 import pickle
 import signal
@@ -96,10 +97,14 @@ class OptimizeSettings:
             raise ConfigError(f"n_trials must be an integer >= 1 (or None), got {n_trials!r}")
         if not _is_int(n_workers) or n_workers < 1:
             raise ConfigError(f"n_workers must be an integer >= 1, got {n_workers!r}")
+        # numpy's integers and floats are numbers too (a count computed with numpy): stored as Python's
+        kw["n_trials"], n_workers = None if n_trials is None else int(n_trials), int(n_workers)  # type: ignore[arg-type]
         for key in ("timeout", "trial_timeout", "heartbeat_interval", "grace_period"):
             v = kw[key]
-            if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0):
+            if v is not None and (not isinstance(v, numbers.Real) or isinstance(v, bool) or not float(v) > 0):
                 raise ConfigError(f"{key} must be a positive number of seconds (or None), got {v!r}")
+            if v is not None and not isinstance(v, (int, float)):
+                kw[key] = float(v)
         catch = kw["catch"]
         if isinstance(catch, type):
             catch = (catch,)
@@ -196,7 +201,7 @@ class TrialOutcome:
 
 
 def _is_int(x: object) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
 
 
 def _check_executor(

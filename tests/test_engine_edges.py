@@ -1,0 +1,25 @@
+"""Edge cases of the engine's front door met by a demanding user (noticed by helper qa-engine)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import tunelab
+
+
+def _study() -> tunelab.Study:
+    return tunelab.create_study(seed=0, sampler=tunelab.RandomSampler())
+
+
+def test_optimize_takes_numpy_numbers_for_counts_and_seconds() -> None:
+    study = _study()
+    study.optimize(
+        lambda trial: trial.suggest_float("x", 0.0, 1.0),
+        n_trials=np.int64(3), n_workers=np.int32(1), timeout=np.float32(60.0),
+    )
+    assert len(study.trials) == 3
+
+
+def test_create_study_takes_a_numpy_integer_seed() -> None:
+    study = tunelab.create_study(seed=np.int64(3))
+    assert study.seed == 3 and type(study.seed) is int
