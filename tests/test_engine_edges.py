@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import tunelab
+from tunelab.errors import ConfigError
 
 
 def _study() -> tunelab.Study:
@@ -23,3 +25,10 @@ def test_optimize_takes_numpy_numbers_for_counts_and_seconds() -> None:
 def test_create_study_takes_a_numpy_integer_seed() -> None:
     study = tunelab.create_study(seed=np.int64(3))
     assert study.seed == 3 and type(study.seed) is int
+
+
+def test_one_callback_not_in_a_list_is_a_config_error_before_any_trial() -> None:
+    study = _study()
+    with pytest.raises(ConfigError, match=r"callbacks must be a list .*callbacks=\[f\]"):
+        study.optimize(lambda trial: 1.0, n_trials=2, callbacks=lambda study, trial: None)  # type: ignore[arg-type]
+    assert study.trials == []

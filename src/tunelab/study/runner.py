@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -112,7 +112,14 @@ class OptimizeSettings:
             isinstance(c, type) and issubclass(c, BaseException) for c in catch
         ):
             raise ConfigError(f"catch must be a tuple of exception classes, got {catch!r}")
-        for cb in kw["callbacks"]:
+        callbacks = kw["callbacks"]
+        if callable(callbacks) or isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, Iterable):
+            raise ConfigError(
+                f"callbacks must be a list of functions f(study, trial), got {callbacks!r}; "
+                "for one function pass callbacks=[f]"
+            )
+        kw["callbacks"] = callbacks = tuple(callbacks)
+        for cb in callbacks:
             if not callable(cb):
                 raise ConfigError(f"callbacks must be callables f(study, trial), got {cb!r}")
         interval, grace = kw["heartbeat_interval"], kw["grace_period"]

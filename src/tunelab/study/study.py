@@ -661,7 +661,7 @@ class Study:
 
         settings = OptimizeSettings.build(
             n_trials=n_trials, timeout=timeout, n_workers=n_workers, space=space, catch=catch,
-            trial_timeout=trial_timeout, callbacks=tuple(callbacks), show_progress=show_progress,
+            trial_timeout=trial_timeout, callbacks=callbacks, show_progress=show_progress,
             heartbeat_interval=heartbeat_interval, grace_period=grace_period,
             requeue_lost_trials=requeue_lost_trials, start_method=start_method, executor=executor,
             gpus_per_trial=gpus_per_trial, gpus=gpus,
