@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -32,3 +34,20 @@ def test_one_callback_not_in_a_list_is_a_config_error_before_any_trial() -> None
     with pytest.raises(ConfigError, match=r"callbacks must be a list .*callbacks=\[f\]"):
         study.optimize(lambda trial: 1.0, n_trials=2, callbacks=lambda study, trial: None)  # type: ignore[arg-type]
     assert study.trials == []
+
+
+@pytest.mark.parametrize("attrs", [{"a": object()}, {"a": float("nan")}, [1], {1: "x"}])
+def test_user_attrs_that_are_not_json_data_are_config_errors_before_anything_is_stored(
+    tmp_path: Path, attrs: object
+) -> None:
+    url = f"sqlite:///{tmp_path / 'attrs.db'}"
+    with pytest.raises(ConfigError, match=r"create_study\(user_attrs=\.\.\.\)"):
+        tunelab.create_study("s", storage=url, user_attrs=attrs)  # type: ignore[arg-type]
+    study = tunelab.create_study("s", storage=url)  # the bad call stored nothing
+    with pytest.raises(ConfigError, match=r"enqueue\(user_attrs=\.\.\.\)"):
+        study.enqueue({"x": 0.5}, user_attrs=attrs)  # type: ignore[arg-type]
+    assert study.trials == []
+    if isinstance(attrs, dict) and isinstance(next(iter(attrs)), str):
+        with pytest.raises(ConfigError, match="set_user_attr"):
+            study.set_user_attr("a", attrs["a"])
+    assert study.user_attrs == {}

@@ -11,6 +11,7 @@ yet takes any JSON scalar.
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 from collections.abc import Callable, Mapping, Sequence
@@ -161,3 +162,26 @@ def json_scalar(name: str, value: object) -> ParamValue:
         f"enqueue: parameter '{name}' = {value!r} is a {type(value).__name__}; the study has no distribution "
         f"for '{name}' yet, so its value must be None, a bool, a number or a string"
     )
+
+
+def check_user_attrs(where: str, attrs: object) -> dict[str, object] | None:
+    """``attrs`` as a dict of JSON data with string keys, or None; ConfigError naming ``where`` otherwise
+    (checked before anything is stored, as a trial's set_user_attr checks each value)."""
+    if attrs is None:
+        return None
+    if not isinstance(attrs, Mapping):
+        raise ConfigError(f"{where} must be a mapping of name -> JSON data, e.g. {{'note': 'baseline'}}, got {attrs!r}")
+    for key, value in attrs.items():
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f"{where}: attribute keys must be non-empty strings, got {key!r}")
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            shown = repr(value)
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            raise ConfigError(
+                f"{where}['{key}'] = {shown}: {e}; attributes must be JSON data (numbers, strings, booleans, "
+                "None, lists and dicts of them) without NaN or infinity: store float(x) of a finite number, "
+                "None for a missing one, or str(x)"
+            ) from None
+    return dict(attrs)

@@ -34,6 +34,7 @@ from tunelab.samplers.model_based import ModelBasedSampler
 from tunelab.samplers.transfer import check_warm_start
 from tunelab.space import SpaceEntry, space_from_json, space_to_json, unwrap, validate_space
 from tunelab.storage import BaseStorage, get_storage
+from tunelab.study.enqueue import check_user_attrs
 from tunelab.study.replay import (
     DETERMINISTIC_KEY,
     check_deterministic,
@@ -129,6 +130,7 @@ def create_study(
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
     if seed is not None:
         seed = int(seed)  # numpy's integers too, stored as Python's
+    user_attrs = check_user_attrs("create_study(user_attrs=...)", user_attrs)
     if seed is not None and seed >= MAX_SEED:
         raise ConfigError(
             f"seed must be an integer below 2**63 (it is stored as a 64-bit integer), got {seed!r}; "

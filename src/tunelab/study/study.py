@@ -42,7 +42,7 @@ from tunelab.samplers import Sampler
 from tunelab.samplers.base import SamplingContext
 from tunelab.space import SpaceEntry, validate_space
 from tunelab.storage import BaseStorage, Curves, MetricPoint
-from tunelab.study.enqueue import check_enqueued
+from tunelab.study.enqueue import check_enqueued, check_user_attrs
 from tunelab.study.failures import shell_word, summarize_error
 from tunelab.study.replay import (
     check_replayable,
@@ -287,7 +287,7 @@ class Study:
         """Attach JSON data to the study (a note, the data set version, ...)."""
         if not isinstance(key, str) or not key:
             raise ConfigError(f"attribute keys must be non-empty strings, got {key!r}")
-        self._storage.set_study_attrs(self._study_id, user_attrs={key: value})
+        self._storage.set_study_attrs(self._study_id, user_attrs=check_user_attrs("set_user_attr", {key: value}))
 
     @property
     def system_attrs(self) -> dict[str, Any]:
@@ -367,6 +367,7 @@ class Study:
         """
         if not isinstance(params, Mapping) or not params:
             raise ConfigError("enqueue() needs a non-empty mapping of parameter name -> value")
+        user_attrs = check_user_attrs("enqueue(user_attrs=...)", user_attrs)
         clean, dists = check_enqueued(
             params, self._storage.get_distributions(self._study_id), self.space, self._suggestions.known,
             self._recent_distributions,
