@@ -51,3 +51,12 @@ def test_user_attrs_that_are_not_json_data_are_config_errors_before_anything_is_
         with pytest.raises(ConfigError, match="set_user_attr"):
             study.set_user_attr("a", attrs["a"])
     assert study.user_attrs == {}
+
+
+def test_tell_refuses_a_trial_of_another_study_and_leaves_it_running() -> None:
+    single, several = _study(), tunelab.create_study(directions=["minimize", "minimize"], seed=0)
+    trial = single.ask()
+    with pytest.raises(ConfigError, match=f"belongs to study '{single.name}'"):
+        several.tell(trial, (1.0, 2.0))
+    assert single.trials[0].state == tunelab.TrialState.RUNNING
+    assert single.tell(trial, 1.0).value == 1.0

@@ -543,6 +543,11 @@ class Study:
         """
         if not isinstance(trial, Trial):
             raise ConfigError(f"tell() needs the Trial returned by ask(), got {trial!r}")
+        if trial.study is not self and (trial.study.study_id, trial.study.name) != (self.study_id, self.name):
+            raise ConfigError(
+                f"tell(): trial {trial.number} belongs to study '{trial.study.name}', not '{self.name}'; "
+                "tell it to the study whose ask() returned it"
+            )
         if values is not None:
             if value is not None:
                 raise ConfigError("tell() takes value= or values=, not both")
