@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import tunelab
-from tunelab.errors import ConfigError
+from tunelab.errors import ConfigError, TrialStateError
 
 
 def _study() -> tunelab.Study:
@@ -60,3 +60,14 @@ def test_tell_refuses_a_trial_of_another_study_and_leaves_it_running() -> None:
         several.tell(trial, (1.0, 2.0))
     assert single.trials[0].state == tunelab.TrialState.RUNNING
     assert single.tell(trial, 1.0).value == 1.0
+
+
+def test_a_finished_trial_refuses_a_new_parameter_and_still_answers_its_own() -> None:
+    study = _study()
+    trial = study.ask()
+    x = trial.suggest_float("x", 0.0, 1.0)
+    study.tell(trial, 1.0)
+    with pytest.raises(TrialStateError, match="trial 0 is finished"):
+        trial.suggest_float("y", 0.0, 1.0)
+    assert trial.suggest_float("x", 0.0, 1.0) == x
+    assert trial.params == study.trials[0].params == {"x": x}

@@ -190,6 +190,7 @@ class Trial:
                     f"distributions: {self._dists[name]!r} and {distribution!r}"
                 )
             return self._params[name]
+        self._check_running()  # a new parameter of a finished trial would be in its params, never stored
         self._suggestions.register(name, distribution)
         if name in self._fixed:
             try:
