@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import tunelab
-from tunelab.errors import ConfigError, TrialStateError
+from tunelab.errors import ConfigError, DistributionConflictError, TrialStateError
 
 
 def _study() -> tunelab.Study:
@@ -71,3 +71,16 @@ def test_a_finished_trial_refuses_a_new_parameter_and_still_answers_its_own() ->
         trial.suggest_float("y", 0.0, 1.0)
     assert trial.suggest_float("x", 0.0, 1.0) == x
     assert trial.params == study.trials[0].params == {"x": x}
+
+
+def test_the_same_name_twice_in_a_trial_with_a_disjoint_range_is_a_conflict_not_an_outside_value() -> None:
+    study = _study()
+    trial = study.ask()
+    x = trial.suggest_float("x", 0.0, 1.0)
+    assert trial.suggest_float("x", 0.0, 2.0) == x  # a range that still holds the value: the same value
+    with pytest.raises(DistributionConflictError, match=r"parameter 'x' was suggested twice in trial 0: .* is outside"):
+        trial.suggest_float("x", 5.0, 6.0)
+    n = trial.suggest_int("n", 0, 3)
+    with pytest.raises(DistributionConflictError, match="is outside"):
+        trial.suggest_int("n", 10, 20)
+    assert trial.params == {"x": x, "n": n}

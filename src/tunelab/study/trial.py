@@ -178,18 +178,28 @@ class Trial:
     def suggest(self, name: str, distribution: Distribution) -> ParamValue:
         """A value for ``name`` drawn from ``distribution`` (the general form of ``suggest_*``).
 
-        Suggesting the same name again in one trial returns the same value.
+        Suggesting the same name again in one trial returns the same value (it must fit the
+        distribution given again: DistributionConflictError otherwise).
         """
         _check_name(name)
         if not isinstance(distribution, Distribution):
             raise ConfigError(f"parameter '{name}': expected a distribution, got {distribution!r}")
         if name in self._params:
+            value = self._params[name]
             if not self._dists[name].compatible_with(distribution):
                 raise DistributionConflictError(
                     f"parameter '{name}' was suggested twice in trial {self.number} with different "
                     f"distributions: {self._dists[name]!r} and {distribution!r}"
                 )
-            return self._params[name]
+            # A range that changed within the trial: its value must fit both (a grid that shifts its
+            # edges takes values past the declared range on purpose).
+            if not distribution.contains(value) and not self._suggestions.sampler.extends_ranges:
+                raise DistributionConflictError(
+                    f"parameter '{name}' was suggested twice in trial {self.number}: its value {value!r}, "
+                    f"drawn from {self._dists[name]!r}, is outside {distribution!r}; suggest it with one "
+                    "range per trial (or use another name for the second)"
+                )
+            return value
         self._check_running()  # a new parameter of a finished trial would be in its params, never stored
         self._suggestions.register(name, distribution)
         if name in self._fixed:
