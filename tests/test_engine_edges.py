@@ -84,3 +84,17 @@ def test_the_same_name_twice_in_a_trial_with_a_disjoint_range_is_a_conflict_not_
     with pytest.raises(DistributionConflictError, match="is outside"):
         trial.suggest_int("n", 10, 20)
     assert trial.params == {"x": x, "n": n}
+
+
+@pytest.mark.parametrize("enqueued", [False, True])
+def test_the_record_tell_returns_has_the_start_and_duration_of_the_stored_one(tmp_path: Path, enqueued: bool) -> None:
+    study = tunelab.create_study("s", storage=f"sqlite:///{tmp_path / 'tell.db'}", seed=0,
+                                 sampler=tunelab.RandomSampler())
+    if enqueued:
+        study.enqueue({"x": 0.5})
+    trial = study.ask()
+    told = study.tell(trial, trial.suggest_float("x", 0.0, 1.0))
+    stored = study.trials[0]
+    assert told.datetime_start == stored.datetime_start is not None
+    assert told.duration is not None and told.duration >= 0
+    assert (told.params, told.system_attrs, told.values) == (stored.params, stored.system_attrs, stored.values)

@@ -571,7 +571,8 @@ class Study:
             number=trial.number, state=final_state, value=None if several else final_value,  # type: ignore[arg-type]
             params=trial.params,
             distributions=trial.distributions, user_attrs=trial.user_attrs,
-            system_attrs=trial.system_attrs, datetime_complete=datetime.now(timezone.utc),
+            system_attrs=trial.system_attrs, datetime_start=trial._datetime_start,
+            datetime_complete=datetime.now(timezone.utc),
             error=final_error, trial_id=trial.trial_id, values=several,
         )
 

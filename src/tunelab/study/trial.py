@@ -82,6 +82,7 @@ class Trial:
         self._checkpoints = services.checkpoints
         self._writer = services.writer(frozen.trial_id)
         self._trial_id = frozen.trial_id
+        self._datetime_start = frozen.datetime_start  # for the record tell() returns
         self.number = frozen.number
         self._fixed = dict(fixed or {})
         self._params: dict[str, ParamValue] = {}
