@@ -98,3 +98,11 @@ def test_the_record_tell_returns_has_the_start_and_duration_of_the_stored_one(tm
     assert told.datetime_start == stored.datetime_start is not None
     assert told.duration is not None and told.duration >= 0
     assert (told.params, told.system_attrs, told.values) == (stored.params, stored.system_attrs, stored.values)
+
+
+@pytest.mark.parametrize("option", ["sampler", "pruner"])
+def test_load_study_refuses_a_sampler_or_pruner_that_is_not_one(tmp_path: Path, option: str) -> None:
+    url = f"sqlite:///{tmp_path / 'load.db'}"
+    tunelab.create_study("s", storage=url)
+    with pytest.raises(ConfigError, match=rf"load_study\({option}=\.\.\.\) must be a tunelab {option}"):
+        tunelab.load_study("s", url, **{option: "tpe"})  # type: ignore[arg-type]

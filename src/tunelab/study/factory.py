@@ -330,6 +330,10 @@ def load_study(
         8
         >>> folder.cleanup()
     """
+    if sampler is not None and not isinstance(sampler, Sampler):
+        raise ConfigError(f"load_study(sampler=...) must be a tunelab sampler such as RandomSampler(), got {sampler!r}")
+    if pruner is not None and not isinstance(pruner, Pruner):
+        raise ConfigError(f"load_study(pruner=...) must be a tunelab pruner such as MedianPruner(), got {pruner!r}")
     store = get_storage(storage)
     record = store.get_study(name)
     if sampler is None:
