@@ -106,3 +106,11 @@ def test_load_study_refuses_a_sampler_or_pruner_that_is_not_one(tmp_path: Path, 
     tunelab.create_study("s", storage=url)
     with pytest.raises(ConfigError, match=rf"load_study\({option}=\.\.\.\) must be a tunelab {option}"):
         tunelab.load_study("s", url, **{option: "tpe"})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("option", [{"grace_period": 5.0}, {"requeue_lost_trials": True}])
+def test_lost_trial_options_without_heartbeats_are_a_config_error_before_any_trial(option: dict[str, object]) -> None:
+    study = _study()
+    with pytest.raises(ConfigError, match=rf"{next(iter(option))} acts on trials .* heartbeat_interval=None"):
+        study.optimize(lambda trial: 1.0, n_trials=1, heartbeat_interval=None, **option)  # type: ignore[arg-type]
+    assert study.trials == []

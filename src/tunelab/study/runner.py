@@ -123,6 +123,12 @@ class OptimizeSettings:
             if not callable(cb):
                 raise ConfigError(f"callbacks must be callables f(study, trial), got {cb!r}")
         interval, grace = kw["heartbeat_interval"], kw["grace_period"]
+        if interval is None and (grace is not None or kw["requeue_lost_trials"]):
+            given = "grace_period" if grace is not None else "requeue_lost_trials"
+            raise ConfigError(
+                f"{given} acts on trials whose heartbeat stopped, but heartbeat_interval=None turns heartbeats "
+                f"off; give heartbeat_interval (seconds between beats), or leave {given} out"
+            )
         if interval is not None:
             grace = grace if grace is not None else 3.0 * interval
             if grace <= interval:
