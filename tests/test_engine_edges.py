@@ -114,3 +114,18 @@ def test_lost_trial_options_without_heartbeats_are_a_config_error_before_any_tri
     with pytest.raises(ConfigError, match=rf"{next(iter(option))} acts on trials .* heartbeat_interval=None"):
         study.optimize(lambda trial: 1.0, n_trials=1, heartbeat_interval=None, **option)  # type: ignore[arg-type]
     assert study.trials == []
+
+
+def test_a_study_opened_for_reading_refuses_to_run_trials_with_a_stand_in_sampler(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'read.db'}"
+    study = tunelab.create_study("s", storage=url, seed=0, sampler=tunelab.TPESampler(n_startup_trials=2))
+    study.optimize(lambda trial: trial.suggest_float("x", 0.0, 1.0), n_trials=2)
+    read = tunelab.read_study("s", url)
+    with pytest.raises(ConfigError, match=r"optimize\(\): study 's' was opened by read_study\(\).*load_study\(\)"):
+        read.optimize(lambda trial: trial.suggest_float("x", 0.0, 1.0), n_trials=1)
+    with pytest.raises(ConfigError, match="opened by read_study"):
+        read.ask()
+    assert len(read.trials) == 2 and read.best_value == study.best_value  # reading still works
+    assert read.enqueue({"x": 0.5}) == 2  # and so does queueing a configuration (the dashboard does)
+    tunelab.load_study("s", url).optimize(lambda trial: trial.suggest_float("x", 0.0, 1.0), n_trials=1)
+    assert [t.state.value for t in read.trials] == ["COMPLETE"] * 3

@@ -347,7 +347,8 @@ def read_study(name: str, storage: str | BaseStorage | None) -> Study:
     """Open a study to read it (what ``tunelab show`` and the dashboard do): the stored sampler is
     not rebuilt, and the stored pruner only where this process can. A custom class this process
     cannot import, or settings this version refuses, would make :func:`load_study` fail, and
-    reading needs neither (the pruner only names the metric it watches in the curve plots)."""
+    reading needs neither (the pruner only names the metric it watches in the curve plots). Its
+    :meth:`~Study.ask` and :meth:`~Study.optimize` refuse (ConfigError): use :func:`load_study` to run trials."""
     store = get_storage(storage)
     record = store.get_study(name)
     pruner = None
@@ -356,7 +357,9 @@ def read_study(name: str, storage: str | BaseStorage | None) -> Study:
             pruner = pruner_from_description(record.system_attrs["pruner"])
         except ConfigError as e:
             logger.debug("study %r: its stored pruner is not rebuilt for reading (%s)", name, e)
-    return Study(store, record, RandomSampler(), _stored_space(record), pruner)
+    study = Study(store, record, RandomSampler(), _stored_space(record), pruner)
+    study._for_reading = True  # ask() and optimize() refuse: the stand-in sampler would run them
+    return study
 
 
 def _stored_space(record: StudyRecord) -> dict[str, SpaceEntry] | None:

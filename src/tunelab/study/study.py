@@ -94,6 +94,7 @@ class Study:
     ) -> None:
         self._storage = storage
         self._record = record
+        self._for_reading = False  # opened by read_study(): its sampler is a stand-in, never to run trials
         self._study_id = record.study_id
         self.name = record.name
         self.direction = record.direction
@@ -430,6 +431,7 @@ class Study:
         Raises :class:`~tunelab.errors.SearchExhausted` when the sampler has nothing left.
         With ``heartbeat``, the trial's heartbeat clock starts now (whoever runs it must beat).
         """
+        self._check_can_run("reserve_trial()")
         self._history.invalidate()  # the sampler decides on what is stored now
         if not self.sampler.exhausted(self._history):
             return self._storage.start_trial(self._study_id, heartbeat=heartbeat)
@@ -675,6 +677,7 @@ class Study:
         )
         if not callable(objective):
             raise ConfigError(f"objective must be callable as objective(trial), got {objective!r}")
+        self._check_can_run("optimize()")
         if executor is not None and (not self._storage.shareable_across_processes or self._storage.url is None):
             raise ConfigError(
                 f"executor={executor!r} runs each trial as a task that opens the study's storage itself, "
@@ -684,6 +687,13 @@ class Study:
         optimize(self, objective, settings)
 
     # -- internals ----------------------------------------------------------------------------
+    def _check_can_run(self, what: str) -> None:
+        if self._for_reading:
+            raise ConfigError(
+                f"{what}: study '{self.name}' was opened by read_study(), for reading: its stored sampler "
+                "is not rebuilt, so trials would be sampled at random; open it with load_study() to run trials"
+            )
+
     def _ranked_complete(self) -> list[int]:
         self._history.invalidate()
         if self.is_multi_objective:  # front by front, the infeasible ones last
