@@ -129,3 +129,22 @@ def test_a_study_opened_for_reading_refuses_to_run_trials_with_a_stand_in_sample
     assert read.enqueue({"x": 0.5}) == 2  # and so does queueing a configuration (the dashboard does)
     tunelab.load_study("s", url).optimize(lambda trial: trial.suggest_float("x", 0.0, 1.0), n_trials=1)
     assert [t.state.value for t in read.trials] == ["COMPLETE"] * 3
+
+
+def _fails_first(trial: tunelab.Trial) -> float:
+    x = trial.suggest_float("x", 0.0, 1.0)
+    if trial.number == 0:
+        raise ValueError("not caught")
+    return x
+
+
+def test_an_uncaught_error_in_a_worker_stops_the_study_without_a_second_traceback(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    study = _study()
+    with pytest.raises(ValueError, match="not caught"):
+        study.optimize(_fails_first, n_trials=4, n_workers=2, catch=())
+    err = capfd.readouterr().err
+    # the driver's SIGTERM reached the worker while it sent the error or exited: a KeyboardInterrupt traceback
+    assert "worker received signal" not in err and "During handling" not in err, err
+    assert study.trials[0].state == tunelab.TrialState.FAIL

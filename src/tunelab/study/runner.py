@@ -770,6 +770,9 @@ def _worker_main(conn: Connection, payload: object) -> None:
     except (EOFError, BrokenPipeError):
         return
     except BaseException as e:  # noqa: BLE001 - report anything fatal to the driver
+        # This worker ends now: the driver's stop (SIGTERM, sent once it reads this) has nothing left to
+        # interrupt, and would only print a second traceback from the middle of the send or the exit.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
             conn.send(("fatal", type(e).__name__, str(e) if isinstance(e, TunelabError) else _error_text(e)))
         except OSError:
