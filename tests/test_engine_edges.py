@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import tunelab
-from tunelab.errors import ConfigError, DistributionConflictError, TrialStateError
+from tunelab.errors import AttributeValueError, ConfigError, DistributionConflictError, TrialStateError
 
 
 def _study() -> tunelab.Study:
@@ -148,3 +148,21 @@ def test_an_uncaught_error_in_a_worker_stops_the_study_without_a_second_tracebac
     # the driver's SIGTERM reached the worker while it sent the error or exited: a KeyboardInterrupt traceback
     assert "worker received signal" not in err and "During handling" not in err, err
     assert study.trials[0].state == tunelab.TrialState.FAIL
+
+
+def test_numpy_numbers_and_arrays_in_trial_attributes_are_stored_as_python_values(tmp_path: Path) -> None:
+    study = tunelab.create_study("s", storage=f"sqlite:///{tmp_path / 'attrs.db'}", seed=0,
+                                 sampler=tunelab.RandomSampler())
+
+    def objective(trial: tunelab.Trial) -> float:
+        trial.set_user_attr("acc", np.float32(0.5))
+        trial.set_user_attr("per_class", {"counts": np.array([1, 2]), "best": np.int64(3), "ok": np.bool_(True)})
+        return 1.0
+
+    study.optimize(objective, n_trials=1)
+    stored = study.trials[0]
+    assert stored.state == tunelab.TrialState.COMPLETE, stored.error
+    assert stored.user_attrs == {"acc": 0.5, "per_class": {"counts": [1, 2], "best": 3, "ok": True}}
+    trial = study.ask()
+    with pytest.raises(AttributeValueError, match="JSON data"):
+        trial.set_user_attr("bad", np.float64("nan"))  # still not JSON data

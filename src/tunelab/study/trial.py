@@ -17,6 +17,8 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from tunelab.checkpoints import Checkpoint
 from tunelab.distributions import Bool, Categorical, Distribution, Float, Int, ParamValue
 from tunelab.errors import (
@@ -476,12 +478,14 @@ class Trial:
     def set_user_attr(self, key: str, value: Any) -> None:
         """Attach JSON data to the trial (written with the next report or at the end).
 
+        Numpy numbers and arrays (in lists and dicts too) are stored as the Python values they hold.
         Raises :class:`~tunelab.errors.AttributeValueError` (the trial fails, the study goes on)
         when ``value`` is not JSON data: NaN, infinity, an object.
         """
         self._check_running()
         if not isinstance(key, str) or not key:
             raise ConfigError(f"attribute keys must be non-empty strings, got {key!r}")
+        value = _plain_data(value)
         try:
             json.dumps(value, allow_nan=False)
         except (TypeError, ValueError) as e:
@@ -727,6 +731,22 @@ class Trial:
 
     def __repr__(self) -> str:
         return f"Trial(number={self.number}, params={self._params!r})"
+
+
+def _plain_data(value: Any) -> Any:
+    """``value`` with numpy's numbers and arrays, in lists, tuples and dicts too, as Python's (np.float32(0.93),
+    an accuracy computed with numpy, is then stored as 0.93 instead of failing the trial); the rest as it is."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        items = [_plain_data(v) for v in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items  # copied where converted
+    if isinstance(value, dict):
+        plain = {k: _plain_data(v) for k, v in value.items()}
+        return value if all(plain[k] is v for k, v in value.items()) else plain
+    return value
 
 
 _MAX_STEP = 2**63 - 1
