@@ -166,3 +166,16 @@ def test_numpy_numbers_and_arrays_in_trial_attributes_are_stored_as_python_value
     trial = study.ask()
     with pytest.raises(AttributeValueError, match="JSON data"):
         trial.set_user_attr("bad", np.float64("nan"))  # still not JSON data
+
+
+def test_a_conditional_parameter_enqueued_without_its_parent_runs_with_the_parent_that_switches_it_on() -> None:
+    space = {"optimizer": tunelab.Categorical(["sgd", "adam", "rms"]),
+             "momentum": tunelab.Conditional(tunelab.Float(0.0, 0.99), when={"optimizer": ["sgd", "rms"]}),
+             "nesterov": tunelab.Conditional(tunelab.Bool(), when={"momentum": [0.0, 0.9]})}
+    study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler(), space=space)
+    for _ in range(6):
+        study.enqueue({"momentum": 0.5})
+    study.enqueue({"nesterov": True})  # its parent is conditional too: both are filled in
+    study.optimize(lambda trial: 1.0, n_trials=7)
+    assert [t.params["optimizer"] for t in study.trials] == ["sgd"] * 7  # the random draws included 'adam'
+    assert study.trials[-1].params == {"optimizer": "sgd", "momentum": 0.0, "nesterov": True}

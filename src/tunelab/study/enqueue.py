@@ -48,6 +48,8 @@ def check_enqueued(
     clean: dict[str, ParamValue] = {}
     dists: dict[str, Distribution] = {}
     widened: list[Mapping[str, Distribution]] | None = None
+    if space is not None:
+        params = _with_parents(params, space)
     for name, value in params.items():
         if not isinstance(name, str) or not name:
             raise ConfigError(f"enqueue: parameter names must be non-empty strings, got {name!r}")
@@ -69,13 +71,30 @@ def check_enqueued(
     return clean, dists
 
 
+def _with_parents(params: Mapping[str, object], space: Mapping[str, SpaceEntry]) -> Mapping[str, object]:
+    """``params`` with each conditional parameter's parents that were left out set to the (first) value
+    that switches it on: sampled, a parent could switch it off, and the trial would carry a parameter the
+    declared space says it does not have (``{'momentum': 0.9}`` ran with optimizer='adam')."""
+    parents: dict[str, object] = {}
+    pending = list(params)
+    while pending:
+        entry = space.get(pending.pop())
+        if not isinstance(entry, Conditional):
+            continue
+        for parent in entry.when:
+            if parent not in params and parent not in parents:
+                parents[parent] = entry.accepted(parent)[0]
+                pending.append(parent)  # a parent may be conditional too
+    return {**dict(reversed(parents.items())), **params} if parents else params
+
+
 def _check_conditions(clean: Mapping[str, ParamValue], space: Mapping[str, SpaceEntry]) -> None:
     """A ConfigError for a conditional parameter enqueued with parents that switch it off (the trial
     would carry a parameter the declared space says it does not have)."""
     for name in clean:
         entry = space.get(name)
         if not isinstance(entry, Conditional) or not all(parent in clean for parent in entry.when):
-            continue  # a parent left out is sampled when the trial runs
+            continue  # (parents left out were filled in by _with_parents)
         if not entry.is_active(clean):
             given = ", ".join(f"{parent}={clean[parent]!r}" for parent in entry.when)
             wanted = ", ".join(f"{parent}={entry.accepted(parent)[0]!r}" if len(entry.accepted(parent)) == 1

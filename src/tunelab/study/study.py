@@ -364,7 +364,9 @@ class Study:
         objective uses; its range, or a wider one the declared space or a recent trial uses),
         else the declared space's, else the one this process has seen; a parameter the study
         does not know yet takes any JSON scalar. A value that does not fit is a ConfigError naming
-        the parameter, the value, the range and the fix.
+        the parameter, the value, the range and the fix. A conditional parameter of the declared
+        space enqueued without its parents gets them set to the value that switches it on (the first
+        one its condition accepts).
         """
         if not isinstance(params, Mapping) or not params:
             raise ConfigError("enqueue() needs a non-empty mapping of parameter name -> value")
