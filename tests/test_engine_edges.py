@@ -179,3 +179,17 @@ def test_a_conditional_parameter_enqueued_without_its_parent_runs_with_the_paren
     study.optimize(lambda trial: 1.0, n_trials=7)
     assert [t.params["optimizer"] for t in study.trials] == ["sgd"] * 7  # the random draws included 'adam'
     assert study.trials[-1].params == {"optimizer": "sgd", "momentum": 0.0, "nesterov": True}
+
+
+def test_a_metric_with_an_empty_name_is_refused() -> None:
+    study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler())
+    trial = study.ask()
+    with pytest.raises(ConfigError, match="empty name"):
+        trial.report(0, **{"": 1.0})
+
+
+def test_float32_bounds_and_step_are_read_as_the_decimals_they_print() -> None:
+    # np.float32(0.1) is 0.10000000149011612 as a float64: a step of 0.2 'did not divide' 0.1 .. 0.7
+    d = tunelab.Float(np.float32(0.1), np.float32(0.7), step=np.float32(0.2))
+    assert (d.low, d.high, d.step) == (0.1, 0.7, 0.2)
+    assert d.grid(4) == [0.1, 0.3, 0.5, 0.7]

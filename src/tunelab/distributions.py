@@ -120,6 +120,14 @@ def _is_real(x: object) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
+def _as_float(x: Any) -> float:
+    """``x`` as a Python float; a float32 or float16 as the decimal it prints as (np.float32(0.1) is
+    0.1, not 0.10000000149011612, so that a step of 0.2 divides 0.1 .. 0.7 as written)."""
+    if isinstance(x, np.floating) and np.finfo(x.dtype).bits < 64:
+        return float(str(x))
+    return float(x)
+
+
 def _lattice_digits(step: float) -> int:
     """Decimal digits that keep ``low + k * step`` free of float noise like 0.30000000000000004."""
     return max(0, -math.floor(math.log10(step))) + 8
@@ -183,8 +191,8 @@ class Float(Distribution):
 
     def __post_init__(self) -> None:
         _check_bounds(self.low, self.high)
-        object.__setattr__(self, "low", float(self.low))
-        object.__setattr__(self, "high", float(self.high))
+        object.__setattr__(self, "low", _as_float(self.low))
+        object.__setattr__(self, "high", _as_float(self.high))
         if self.log and self.low <= 0:
             raise InvalidDistributionError(
                 f"log=True needs low > 0, got low={self.low!r}; use a small positive low "
@@ -197,7 +205,7 @@ class Float(Distribution):
                 )
             if not _is_real(self.step) or not self.step > 0 or not math.isfinite(self.step):
                 raise InvalidDistributionError(f"step must be a positive number, got {self.step!r}")
-            object.__setattr__(self, "step", float(self.step))
+            object.__setattr__(self, "step", _as_float(self.step))
             ratio = (self.high - self.low) / self.step
             if abs(ratio - round(ratio)) > 1e-8 * max(1.0, ratio):
                 raise InvalidDistributionError(

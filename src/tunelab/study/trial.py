@@ -570,6 +570,9 @@ class Trial:
             step = _checked_step(step)
         if not metrics:
             raise ConfigError("report() needs at least one metric, e.g. report(epoch, val_loss=0.3)")
+        if "" in metrics:
+            raise ConfigError("report() got a metric with an empty name (report(step, **{'': ...})); name it, "
+                              "e.g. report(epoch, val_loss=0.3)")
         for v in metrics.values():  # ``metrics`` is this call's own dict: kept as it is when all are floats
             if type(v) is not float:
                 metrics = _floats(metrics)
