@@ -168,6 +168,17 @@ def test_directions_override() -> None:
         diagnose_curves({"loss": curve(rising)}, expected_initial_loss=-1.0)
 
 
+def test_maximised_metrics_named_as_the_pruners_read_them() -> None:
+    # reward, BLEU, top-1 and f1_score rise as training goes well: read as losses, they "diverged"
+    rising = 0.1 + 0.8 * (1 - np.exp(-T / 0.05))
+    for name in ("reward", "val_bleu", "val_top1", "f1_score", "val_auroc", "episode_reward"):
+        assert metric_direction(name) == "maximize", name
+        assert "divergence" not in found({name: curve(rising)}), name
+    assert "divergence" not in found({"train_top1": curve(rising), "val_top1": curve(rising - 0.05)})
+    for name in ("val_loss", "mse", "val_error", "valacc", "score"):
+        assert metric_direction(name) == ("maximize" if name == "valacc" else "minimize"), name
+
+
 # -- edge cases -----------------------------------------------------------------------------------
 def test_empty_short_and_constant_curves() -> None:
     assert diagnose_curves({}) == []

@@ -71,6 +71,7 @@ A plateau's message also gives the most the curve model predicts it to gain if t
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -80,6 +81,7 @@ from numpy.typing import NDArray
 from scipy import ndimage, stats
 
 from tunelab.errors import ConfigError
+from tunelab.pruners.base import metric_kind
 from tunelab.records import TrialState
 from tunelab.study import STOPPED_RULE
 
@@ -141,8 +143,22 @@ class Finding:
 
 
 def metric_direction(metric: str) -> str:
-    """'maximize' for accuracy-like names (``*acc``, ``*accuracy``, ``*f1``, ``*auc``, ``*r2``...), else 'minimize'."""
+    """'maximize' or 'minimize' as the name says, read word by word as the pruners read it
+    (:func:`tunelab.pruners.base.metric_kind`: ``reward``, ``bleu``, ``top1``, ``f1_score``, ``val_auroc`` are
+    maximised, ``val_loss``, ``mse`` minimised); else 'maximize' for names ending in acc, accuracy, f1, auc,
+    r2, precision or recall (``valacc``), and 'minimize' for the rest. The word ``score`` alone says
+    nothing here (a bare ``score`` is read as minimised unless ``directions=`` says otherwise)."""
+    kind = metric_kind(metric)
+    if kind == "maximize" and not set(re.split(r"[^a-z0-9]+", metric.lower())) & _MAXIMIZED_WORDS:
+        kind = None  # only 'score' said so
+    if kind is not None:
+        return kind
     return "maximize" if metric.lower().endswith(_MAXIMIZED_SUFFIXES) else "minimize"
+
+
+_MAXIMIZED_WORDS = frozenset({"acc", "accuracy", "f1", "auc", "auroc", "roc", "precision", "recall", "r2", "map",
+                              "iou", "dice", "bleu", "rouge", "reward", "top1", "top5"})
+"""The words of :func:`tunelab.pruners.base.metric_kind` that say 'maximize', but for 'score'."""
 
 
 # -- one curve -----------------------------------------------------------------------------------
@@ -336,8 +352,8 @@ def diagnose_curves(
 
     Args:
         curves: metric -> (steps, values), as :meth:`tunelab.Study.get_curves` returns them.
-        directions: metric -> 'minimize' or 'maximize'; by default from the name (names ending in
-            acc, accuracy, f1, auc, r2, precision or recall are maximised, the rest minimised).
+        directions: metric -> 'minimize' or 'maximize'; by default from the name (:func:`metric_direction`:
+            accuracy, f1, auc, reward, bleu... are maximised; loss, error... and the rest minimised).
         expected_initial_loss: the loss of an untrained model (e.g. ``ln C`` for C classes);
             enables the ``initial_loss`` finding.
         decay_steps: steps at which the learning rate was decayed. Drops of the ``lr`` curve by
