@@ -335,6 +335,21 @@ def test_bad_settings_are_refused(make) -> None:  # type: ignore[no-untyped-def]
         make()
 
 
+@pytest.mark.parametrize(("make", "match"), [
+    (lambda: SuccessiveHalvingPruner(min_resource=10, max_resource=10), "min_resource"),
+    (lambda: SuccessiveHalvingPruner(min_resource=1, reduction_factor=3, max_resource=9, min_early_stopping_rate=2),
+     "min_early_stopping_rate"),
+    (lambda: HyperbandPruner(min_resource=5, max_resource=5), "max_resource"),
+    (lambda: HyperbandPruner(min_resource=1, max_resource=2, reduction_factor=3), "max_resource"),
+])
+def test_settings_with_no_rung_below_max_resource_are_refused(make, match: str) -> None:  # type: ignore[no-untyped-def]
+    # they were accepted, and the study then pruned nothing without a word
+    with pytest.raises(ConfigError, match=match):
+        make()
+    assert SuccessiveHalvingPruner(min_resource=1, max_resource=2).rungs(2) == [1]
+    assert [b.rungs(3) for b in HyperbandPruner(min_resource=1, max_resource=3).brackets] == [[1], []]
+
+
 def test_a_report_past_a_rung_is_the_one_judged_there() -> None:
     curve = Curve()
     for step in (2, 4):

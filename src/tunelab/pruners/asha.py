@@ -113,6 +113,17 @@ class SuccessiveHalvingPruner(Pruner):
         self.min_early_stopping_rate = check_int(
             "SuccessiveHalvingPruner", "min_early_stopping_rate", min_early_stopping_rate, 0
         )
+        first = self.min_resource * self.reduction_factor**self.min_early_stopping_rate
+        if self._needs_a_rung and max_resource is not None and first >= max_resource:
+            raise ConfigError(
+                f"SuccessiveHalvingPruner: the first rung (min_resource={self.min_resource} * reduction_factor="
+                f"{self.reduction_factor} ** min_early_stopping_rate={self.min_early_stopping_rate} = step {first}) "
+                f"is not below max_resource={max_resource}, so no trial would ever be stopped; lower min_resource "
+                "(or min_early_stopping_rate) or raise max_resource"
+            )
+
+    _needs_a_rung = True
+    """A pruner with no rung below max_resource is a ConfigError (a Hyperband bracket may have none)."""
 
     def rungs(self, up_to: int) -> list[int]:
         """The rung steps at or below ``up_to``."""
@@ -174,6 +185,8 @@ def hyperband_rungs(min_resource: int, max_resource: int, reduction_factor: int)
 class _Bracket(SuccessiveHalvingPruner):
     """One Hyperband bracket: ASHA on a given list of rung steps."""
 
+    _needs_a_rung = False  # the last bracket stops nothing
+
     def __init__(self, rungs: list[int], reduction_factor: int, max_resource: int,
                  metric: str | None, direction: str | None) -> None:
         super().__init__(min_resource=rungs[0] if rungs else max_resource, reduction_factor=reduction_factor,
@@ -230,6 +243,12 @@ class HyperbandPruner(Pruner):
         self.min_resource = check_int("HyperbandPruner", "min_resource", min_resource, 1)
         self.max_resource = check_int("HyperbandPruner", "max_resource", max_resource, min_resource)
         self.reduction_factor = _check_eta("HyperbandPruner", reduction_factor)
+        if self.min_resource * self.reduction_factor > self.max_resource:
+            raise ConfigError(
+                f"HyperbandPruner(max_resource={self.max_resource}) must be at least min_resource * reduction_factor "
+                f"= {self.min_resource * self.reduction_factor}: below that no bracket has a rung and no trial would "
+                "ever be stopped; raise max_resource (or lower min_resource)"
+            )
         rungs = hyperband_rungs(self.min_resource, self.max_resource, self.reduction_factor)
         self.n_brackets = len(rungs)
         s_max = self.n_brackets - 1
