@@ -434,6 +434,20 @@ def test_bad_settings_are_refused_with_the_argument_and_the_fix(kwargs: dict[str
         LearningCurvePruner()  # type: ignore[call-arg]
 
 
+def test_rung_pruner_settings_the_curve_pruner_would_ignore_are_refused() -> None:
+    # a dict with an unknown key was a TypeError; a first rung at or past max_resource gave no rung at all;
+    # the rung pruner's own metric was ignored (the rungs ranked the curve rule's metric)
+    with pytest.raises(ConfigError, match=r"unknown setting.*'min_resources'"):
+        LearningCurvePruner(max_resource=R, rung_pruner={"min_resources": 3})
+    with pytest.raises(ConfigError, match="min_resource"):
+        LearningCurvePruner(max_resource=R, rung_pruner=SuccessiveHalvingPruner(min_resource=R))
+    with pytest.raises(ConfigError, match="give one metric"):
+        LearningCurvePruner(max_resource=R, metric="val_loss", rung_pruner=SuccessiveHalvingPruner(metric="val_err"))
+    adopted = LearningCurvePruner(max_resource=R, rung_pruner={"name": "SuccessiveHalvingPruner", "metric": "val_err"})
+    assert adopted.metric == "val_err"
+    assert pruner_from_description(adopted.describe()).describe() == adopted.describe()
+
+
 def test_tunelab_show_trial_and_the_dashboard_show_the_prediction(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
     from typer.testing import CliRunner

@@ -35,6 +35,10 @@ RUNG_POOLS = ("passed", "reached")
 SHORT_CURVES = ("value", "log_slope")
 """``short_curves`` values: see :class:`LearningCurvePruner`."""
 
+_RUNG_SETTINGS = ("min_resource", "reduction_factor", "max_resource", "min_early_stopping_rate", "metric",
+                  "direction")
+"""The settings of a ``rung_pruner`` given as a dict (those of :class:`SuccessiveHalvingPruner`)."""
+
 CONTINUATION_POINTS = 12
 """At most this many points of the predicted continuation are stored with a decision."""
 
@@ -188,6 +192,10 @@ class LearningCurvePruner(Pruner):
         self.interval = _check_probability("interval", interval)
         if isinstance(rung_pruner, Mapping):
             settings = {k: v for k, v in rung_pruner.items() if k != "name"}
+            unknown = sorted(set(settings) - set(_RUNG_SETTINGS))
+            if unknown:
+                raise ConfigError(f"LearningCurvePruner(rung_pruner={{...}}): unknown setting(s) {unknown}; a "
+                                  f"SuccessiveHalvingPruner takes {', '.join(_RUNG_SETTINGS)}")
             rung_pruner = SuccessiveHalvingPruner(**settings)
         if rung_pruner is not None and not isinstance(rung_pruner, SuccessiveHalvingPruner):
             raise ConfigError(f"LearningCurvePruner(rung_pruner=...) must be a SuccessiveHalvingPruner (or None), "
@@ -195,6 +203,18 @@ class LearningCurvePruner(Pruner):
         if rung_pruner is not None and rung_pruner.max_resource not in (None, self.max_resource):
             raise ConfigError(f"LearningCurvePruner(rung_pruner=...): its max_resource ({rung_pruner.max_resource}) "
                               f"differs from max_resource={self.max_resource}; give both the same value")
+        if rung_pruner is not None and not rung_pruner.rungs(up_to=self.max_resource - 1):
+            first = rung_pruner.min_resource * rung_pruner.reduction_factor ** rung_pruner.min_early_stopping_rate
+            raise ConfigError(f"LearningCurvePruner(rung_pruner=...): its first rung (min_resource="
+                              f"{rung_pruner.min_resource}, min_early_stopping_rate="
+                              f"{rung_pruner.min_early_stopping_rate}: step {first}) is not below max_resource="
+                              f"{self.max_resource}, so there would be no rung at all; lower min_resource")
+        if rung_pruner is not None and rung_pruner.metric is not None and rung_pruner.metric != self.metric:
+            # the rungs rank the curve rule's metric: a rung pruner's own metric was ignored
+            if self.metric is not None:
+                raise ConfigError(f"LearningCurvePruner(metric={self.metric!r}) and its rung_pruner's "
+                                  f"metric={rung_pruner.metric!r} differ; give one metric (to the LearningCurvePruner)")
+            self.metric = rung_pruner.metric
         if rung_pruner is not None and rung_pruner.direction != self.direction:
             # One direction for the curve rule and the rungs (those of short curves are ASHA's own decisions):
             # a rung pruner without one read the study's, and ranked val_loss as the study's 'maximize'.
