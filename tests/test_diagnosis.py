@@ -315,6 +315,27 @@ def test_a_pruned_trial_says_when_and_by_which_rule_it_was_stopped(tmp_path: Pat
     assert all(f.condition != "pruned" for f in complete)
 
 
+def test_a_trial_pruned_because_it_diverged_is_not_called_fine(tmp_path: Path) -> None:
+    # the pruned finding said "nothing to fix in its configuration" above a divergence finding
+    study = tunelab.create_study(name="nan", storage=f"sqlite:///{tmp_path / 'n.db'}", sampler=tunelab.RandomSampler(),
+                                 pruner=tunelab.MedianPruner(n_startup_trials=1, metric="val_loss"))
+
+    def objective(trial: tunelab.Trial) -> float:
+        for step in range(1, 12):
+            loss = 1.0 / step if trial.number == 0 or step < 8 else math.nan
+            trial.report(step, val_loss=loss, train_loss=loss)
+            if trial.should_prune():
+                raise tunelab.TrialPruned()
+        return loss
+
+    study.optimize(objective, n_trials=2, show_progress=False)
+    assert study.trials[1].state == tunelab.TrialState.PRUNED
+    findings = diagnose(study, 1)
+    assert [f.condition for f in findings][:2] == ["pruned", "divergence"]
+    assert "nothing to fix" not in findings[0].action and "learning rate" in findings[0].action
+    assert "after the run diverged" in findings[0].message
+
+
 def test_diagnose_command_of_a_pruned_trial(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

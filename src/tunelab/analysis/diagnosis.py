@@ -482,6 +482,10 @@ def _read_as_pruned(
         message = f"the trial was stopped on request {at}{said}{detail}; its curves end there"
         action = ("nothing to fix in its configuration: someone (a person, a roll-back) stopped it; resume it "
                   "from its last checkpoint if it should have gone on")
+    elif rule and any(f.condition == "divergence" for f in findings):
+        message = (f"the trial was pruned {at} by the rule {rule}{said}{detail}; its curves end there, after the "
+                   "run diverged")
+        action = "see the divergence finding: " + ACTIONS["divergence"]
     elif rule:
         message = (f"the trial was pruned {at} by the rule {rule}{said}{detail}; its curves end there, so they show "
                    "only the start of its training")
