@@ -181,3 +181,23 @@ def test_a_member_that_never_reports_the_metric_is_warned_about(tmp_path: Path) 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert rules.member(fresh).exploit_and_explore(1) is None
+
+
+def test_a_diverged_member_copies_a_better_one(tmp_path: Path) -> None:
+    """A member whose latest value is NaN was left out of the ranking, so the one that most needed rescue
+    never exploited (and a NaN member must never be copied)."""
+    study = tunelab.create_study(storage=f"sqlite:///{tmp_path / 'nan.db'}", sampler=tunelab.RandomSampler(),
+                                 space=SPACE, seed=0)
+    rules = PopulationBasedTraining(interval=1, metric="loss", quantile=0.5, resample_probability=0.0)
+    trials = [study.ask() for _ in range(4)]
+    members = [rules.member(t) for t in trials]
+    for i, t in enumerate(trials):
+        t.report(1, loss=float("nan") if i < 2 else 1.0 / i)
+        with t.checkpoint(1) as folder:
+            (folder / "state.json").write_text("{}")
+    changes = [m.exploit_and_explore(1) for m in members]
+    assert changes[0] is not None and changes[1] is not None and changes[2] is None and changes[3] is None
+    assert {changes[0].parent, changes[1].parent} <= {trials[2].number, trials[3].number}
+    event = study.get_trial(trials[0].number).system_attrs[PBT_KEY]["lineage"][0]
+    assert event["value"] is None and event["parent_value"] in (0.5, 1 / 3)
+    assert "vs own nan (diverged)" in format_lineage(study)

@@ -49,8 +49,13 @@ def format_lineage(study: Study) -> str:
         lines.append(f"trial {t.number} ({t.state.value}, value {value}): now {_fmt(record.get('params') or {})}")
         for e in record.get("lineage") or []:
             lines.append(f"  step {e['step']}: copied trial {e['parent']} (checkpoint of step {e['parent_step']}, "
-                         f"{e['parent_value']:.6g} vs own {e['value']:.6g}) -> {_fmt(e['params'])}")
+                         f"{e['parent_value']:.6g} vs own {_value(e['value'])}) -> {_fmt(e['params'])}")
     return "\n".join(lines)
+
+
+def _value(value: float | None) -> str:
+    """A member's value at an exploit; None: it was NaN (the member had diverged)."""
+    return "nan (diverged)" if value is None else f"{value:.6g}"
 
 
 def _fmt(params: Mapping[str, ParamValue]) -> str:

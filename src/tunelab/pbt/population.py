@@ -192,8 +192,8 @@ class Member:
         direction = rules.direction or study.direction
         latest: dict[int, float] = {}
         for p in study.storage.get_metric_at(study.study_id, rules.metric, None):
-            if p.step <= step and p.state in (TrialState.RUNNING, TrialState.COMPLETE) and not math.isnan(p.value):
-                latest[p.number] = p.value  # ordered by step: the last one wins
+            if p.step <= step and p.state in (TrialState.RUNNING, TrialState.COMPLETE):
+                latest[p.number] = p.value  # ordered by step: the last one wins (a NaN too: it diverged)
         if trial.number not in latest:
             reported = sorted(study.get_curves(trial.number))
             if reported and rules.metric not in reported:  # a typo would never exploit, and say nothing
@@ -207,13 +207,16 @@ class Member:
             return None
         if len(latest) < 2:
             return None
-        ranked = sorted(latest, key=lambda n: (latest[n] if direction == "minimize" else -latest[n], n))
+        # a member whose latest value is NaN (diverged) ranks last, so it copies a better one; it is never copied
+        ranked = sorted(latest, key=lambda n: (math.isnan(latest[n]),
+                                               latest[n] if direction == "minimize" else -latest[n], n))
         k = max(1, int(math.floor(rules.quantile * len(ranked))))
         if trial.number not in ranked[-k:]:
             return None
+        top = [n for n in ranked[:k] if not math.isnan(latest[n])]
         rng = np.random.default_rng([study.seed, trial.number, step, 0x9B7])
         members = {t.number: t for t in study.get_trials((TrialState.RUNNING, TrialState.COMPLETE))}
-        for parent in [int(n) for n in rng.permutation(ranked[:k])]:
+        for parent in [int(n) for n in rng.permutation(top)]:
             # The parent's newest checkpoint at or before this step: members that run ahead are
             # copied as they were at the step being compared, so training time stays consistent.
             kept = [c for c in study.checkpoints(parent) if c.step <= step]
@@ -224,8 +227,9 @@ class Member:
             # Exploit takes every hyperparameter of the parent (the weights go with its width, its
             # optimizer); explore then perturbs only those that may change during training.
             new = self._explore({**self.params, **parent_params}, rng)
+            own = latest[trial.number]
             event = {"step": step, "parent": parent, "parent_step": parent_step, "from": dict(self.params),
-                     "params": new, "value": latest[trial.number], "parent_value": latest[parent]}
+                     "params": new, "value": None if math.isnan(own) else own, "parent_value": latest[parent]}
             self.params = new
             self._lineage.append(event)
             self._save()
