@@ -448,6 +448,28 @@ def test_rung_pruner_settings_the_curve_pruner_would_ignore_are_refused() -> Non
     assert pruner_from_description(adopted.describe()).describe() == adopted.describe()
 
 
+def test_trials_that_never_report_at_max_resource_are_warned_about() -> None:
+    """Epochs 0 to 26 against max_resource=27: no trial ever reports at step 27, so there is never an
+    incumbent and the curve rule stops nothing, without a word."""
+    def objective(trial: tunelab.Trial) -> float:
+        lr = trial.suggest_float("lr", 0.01, 0.5, log=True)
+        loss = 0.0
+        for epoch in range(R):
+            loss = 0.1 + 2.0 * (1.0 + lr * epoch) ** -1.5
+            trial.report(epoch, val_loss=loss)
+            if trial.should_prune():
+                raise tunelab.TrialPruned()
+        return loss
+
+    study = tunelab.create_study(sampler=tunelab.RandomSampler(), seed=0,
+                                 pruner=LearningCurvePruner(max_resource=R, min_points=5))
+    with pytest.warns(UserWarning, match=rf"max_resource={R}\) cannot stop any trial yet: no COMPLETE trial "
+                                         rf"\(1 so far\) reported val_loss at step {R}.*e\.g\. 26 for epochs 0 to 26"):
+        study.optimize(objective, n_trials=3, show_progress=False)
+    detail = study.trials[-1].system_attrs["prediction"]["detail"]
+    assert f"no COMPLETE trial (2 so far) reported val_loss at step {R}" in detail
+
+
 def test_tunelab_show_trial_and_the_dashboard_show_the_prediction(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
     from typer.testing import CliRunner

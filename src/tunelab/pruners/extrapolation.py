@@ -19,6 +19,7 @@ ranks it by its last two points extended linearly in log(step) to the next rung,
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
@@ -38,6 +39,8 @@ SHORT_CURVES = ("value", "log_slope")
 _RUNG_SETTINGS = ("min_resource", "reduction_factor", "max_resource", "min_early_stopping_rate", "metric",
                   "direction")
 """The settings of a ``rung_pruner`` given as a dict (those of :class:`SuccessiveHalvingPruner`)."""
+
+_COMPLETE = frozenset((TrialState.COMPLETE,))
 
 CONTINUATION_POINTS = 12
 """At most this many points of the predicted continuation are stored with a decision."""
@@ -306,7 +309,8 @@ class LearningCurvePruner(Pruner):
             return PruneDecision(
                 rule="curve prediction", stop=False, evidence=evidence,
                 detail=f"{metric} predicted at step {self.max_resource}: {p.mean:.6g} "
-                       f"[{p.low:.6g}, {p.high:.6g}]; no {which} at step {self.max_resource} yet",
+                       f"[{p.low:.6g}, {p.high:.6g}]; no {which} at step {self.max_resource} yet"
+                       + self._unreached(history, metric),
             )
         stops = p_better < 1.0 - self.confidence
         return PruneDecision(
@@ -315,6 +319,26 @@ class LearningCurvePruner(Pruner):
                    f"[{p.low:.6g}, {p.high:.6g}]; probability of beating the {which} {incumbent:.6g} "
                    f"{p_better:.3g} ({'below' if stops else 'not below'} {1 - self.confidence:.3g})",
         )
+
+    def _unreached(self, history: History, metric: str) -> str:
+        """When ``top_k`` trials or more are COMPLETE but fewer reported at ``max_resource`` (trials that report
+        epochs 0 to 26 against max_resource=27, or every 2 epochs past it), the curve rule never gets an incumbent
+        and stops nothing: a warning (once per pruner and process) and the words for the decision's detail."""
+        n_complete = history.count(_COMPLETE)
+        if n_complete < self.top_k:
+            return ""
+        fix = (f"give max_resource the step at which a full training reports {metric} (e.g. 26 for epochs 0 to "
+               "26), or report it at that step")
+        said = (f"no COMPLETE trial ({n_complete} so far)" if self.top_k == 1
+                else f"fewer than {self.top_k} of the {n_complete} COMPLETE trials")
+        said += f" reported {metric} at step {self.max_resource}"
+        if not self._warned_unreached:
+            self._warned_unreached = True
+            warnings.warn(f"LearningCurvePruner(max_resource={self.max_resource}) cannot stop any trial yet: {said}, "
+                          f"so there is no value to beat; {fix}", stacklevel=2)
+        return f" ({said}: {fix})"
+
+    _warned_unreached = False
 
     def _diverged(self, history: History, number: int, metric: str, curve: Mapping[int, float], step: int,
                   direction: str) -> PruneDecision | None:
