@@ -279,6 +279,25 @@ def test_a_pruner_without_a_metric_refuses_to_guess(reported: list[str], directi
     assert str(sorted(reported)) in message and "MedianPruner(metric=" in message
 
 
+@pytest.mark.parametrize(("reported", "direction", "chosen"), [
+    (["train/loss", "val/loss"], "minimize", "val/loss"),  # Lightning's and TensorBoard's names
+    (["train/loss", "val/loss", "val/acc"], "maximize", "val/acc"),
+    (["train/loss", "eval/loss"], "minimize", "eval/loss"),  # Hugging Face's
+])
+def test_validation_and_training_metrics_named_with_a_slash(reported: list[str], direction: str, chosen: str) -> None:
+    # 'val/loss' was no validation metric: a ConfigError that suggested metric='train/loss'
+    assert MedianPruner().metric_of(dict.fromkeys(reported, 1.0), direction) == chosen
+
+
+def test_diagnosis_pairs_curves_named_with_a_slash() -> None:
+    from tunelab.analysis.diagnosis import diagnose_curves
+    steps = list(range(1, 41))
+    train = [1.0 / s for s in steps]
+    val = [1.0 / s + 0.01 * s for s in steps]  # the gap grows: overfitting, read from the pair only
+    found = diagnose_curves({"train/loss": (steps, train), "val/loss": (steps, val)})
+    assert [(f.condition, f.metric) for f in found] == [("overfitting", "train/loss/val/loss")]
+
+
 def test_an_ambiguous_report_stops_the_study_at_the_first_report_with_the_fix(tmp_path: Path) -> None:
     study = tunelab.create_study(seed=0, pruner=MedianPruner())
     trial = study.ask()

@@ -15,7 +15,8 @@ its step span (uneven steps are fine). Slopes are Theil-Sen slopes; "clearly" me
 standard errors, computed from the noise estimate.
 
 Curves are grouped into families by name: ``train_loss`` / ``val_loss`` (also ``loss``,
-``valid_``, ``validation_``, ``eval_``, ``dev_`` prefixes), ``train_acc`` / ``val_acc``...
+``valid_``, ``validation_``, ``eval_``, ``dev_`` prefixes, and ``train/``, ``val/``... as Lightning and
+TensorBoard name them), ``train_acc`` / ``val_acc``...
 A NaN or a blow-up is looked for in every family; the other conditions are read from one family,
 the first loss pair (else a single loss curve, else the first family): accuracy moves in coarse
 steps and says the same as the loss, less clearly. Pair conditions (overfitting, underfitting)
@@ -109,8 +110,8 @@ ACTIONS = {
 """What to do about each condition (the :attr:`Finding.action`); also for a PRUNED trial's ``pruned`` finding."""
 
 _MAXIMIZED_SUFFIXES = ("acc", "accuracy", "f1", "auc", "r2", "precision", "recall")
-_TRAIN_PREFIXES = ("train_", "training_")
-_VAL_PREFIXES = ("val_", "valid_", "validation_", "eval_", "dev_")
+_TRAIN_PREFIXES = ("train_", "training_", "train/", "training/")
+_VAL_PREFIXES = ("val_", "valid_", "validation_", "eval_", "dev_", "val/", "valid/", "validation/", "eval/", "dev/")
 _NOT_CURVES = ("lr", "learning_rate", "epoch", "step", "time", "seconds", "momentum")
 _MIN_POINTS = 5
 _MAX_EVIDENCE = 200

@@ -95,8 +95,9 @@ def best_so_far(curve: Mapping[int, float], direction: str) -> float | None:
     return min(values) if direction == "minimize" else max(values)
 
 
-_VALIDATION_PREFIXES = ("val_", "val-", "valid_", "validation_", "eval_")
-_TRAINING_PREFIXES = ("train_", "train-", "training_")
+_VALIDATION_PREFIXES = ("val_", "val-", "valid_", "validation_", "eval_",
+                        "val/", "valid/", "validation/", "eval/")  # 'val/loss', 'eval/loss': Lightning, HF, TensorBoard
+_TRAINING_PREFIXES = ("train_", "train-", "training_", "train/", "training/")
 _MINIMIZED_WORDS = frozenset({"loss", "error", "err", "mse", "mae", "rmse", "nll", "perplexity", "ppl", "cost",
                               "regret", "wer", "cer"})
 _MAXIMIZED_WORDS = frozenset({"acc", "accuracy", "score", "f1", "auc", "auroc", "roc", "precision", "recall", "r2",
@@ -157,8 +158,8 @@ class Pruner(ABC):
         """The metric this pruner reads among those a trial reported at its last step.
 
         ``metric=`` when given. Without it: the only metric reported; of several, the one
-        validation metric (``val_*``, ``valid_*``, ``validation_*``, ``eval_*``; when there is
-        none, the metrics not named ``train_*``) whose name fits the pruning direction
+        validation metric (``val_*``, ``valid_*``, ``validation_*``, ``eval_*``, ``val/*``, ``eval/*``; when
+        there is none, the metrics not named ``train_*`` or ``train/*``) whose name fits the pruning direction
         (``direction``: this pruner's, else the study's): ``loss``, ``error``, ``mse``... for
         minimize, ``acc``, ``f1``, ``auc``, ``score``... for maximize; or the one such metric
         whose name says neither. So ``report(epoch, train_loss=..., val_loss=..., val_acc=...)``
