@@ -349,6 +349,34 @@ def test_diagnose_command_of_a_pruned_trial(tmp_path: Path) -> None:
     assert "pruned (val_loss): the trial was pruned at step 9 by the rule median at step 9" in result.stdout
 
 
+def test_diagnose_command_says_when_there_was_nothing_to_read(tmp_path: Path) -> None:
+    # a trial without curves, or with 2 points, was "nothing to flag in its curves", as a healthy one is
+    from typer.testing import CliRunner
+
+    from tunelab.cli import app
+
+    url = f"sqlite:///{tmp_path / 'few.db'}"
+    study = tunelab.create_study(name="few", storage=url, sampler=tunelab.RandomSampler())
+    trial = study.ask()
+    study.tell(trial, 1.0)
+    trial = study.ask()
+    trial.report(1, val_loss=1.0, lr=0.1)
+    trial.report(2, val_loss=0.5, lr=0.1)
+    study.tell(trial, 0.5)
+    trial = study.ask()
+    for step in range(1, 30):
+        trial.report(step, val_loss=1.0 / step)  # a healthy curve
+    study.tell(trial, 0.2)
+    runner = CliRunner(env={"TUNELAB_STORAGE": None, "NO_COLOR": "1", "COLUMNS": "400"})
+    out = [runner.invoke(app, ["diagnose", "few", str(n), "--storage", url]) for n in range(3)]
+    assert all(r.exit_code == 0 for r in out), [r.output for r in out]
+    assert "it reported no learning curve, so there is nothing to read" in out[0].stdout
+    assert "its curves are too short to read (val_loss: 2 points; 5 finite points" in out[1].stdout
+    assert "lr" not in out[1].stdout.split("(")[1].split(";")[0]
+    assert diagnose(study, 2) == []
+    assert "nothing to flag in its curves (val_loss: 29 points)" in out[2].stdout
+
+
 def test_diagnose_command_without_a_best_trial_says_how_to_diagnose_the_running_one(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

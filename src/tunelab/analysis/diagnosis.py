@@ -421,6 +421,22 @@ def diagnose_curves(
     return [found[c] for c in CONDITIONS if c in found]
 
 
+def nothing_found(curves: Mapping[str, tuple[Sequence[int], Sequence[float]]]) -> str:
+    """What to say of curves without findings: which were read and how long they are, or that they were too
+    short (fewer than 5 finite points) or absent, which is not the same as healthy."""
+    read = {m: int(np.isfinite(np.asarray([_to_float(v) for v in values], dtype=float)).sum())
+            for m, (_, values) in curves.items() if not _is_lr(m) and m.lower() not in _NOT_CURVES}
+    if not read:
+        others = f" (only {', '.join(sorted(curves))})" if curves else ""
+        return (f"it reported no learning curve{others}, so there is nothing to read; report one, e.g. "
+                "trial.report(epoch, val_loss=...)")
+    counts = ", ".join(f"{m}: {n} point{'' if n == 1 else 's'}" for m, n in sorted(read.items()))
+    if max(read.values()) < _MIN_POINTS:
+        return (f"its curves are too short to read ({counts}; {_MIN_POINTS} finite points or more are needed, "
+                "shorter curves are only checked for a NaN at the end)")
+    return f"nothing to flag in its curves ({counts})"
+
+
 def diagnose(study: Study, number: int) -> list[Finding]:
     """Diagnose trial ``number`` of ``study`` from its stored curves.
 

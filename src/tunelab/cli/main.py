@@ -665,14 +665,16 @@ def diagnose(
             )
         number = _best_to_diagnose(study) if trial is None else trial
         from tunelab.analysis.diagnosis import diagnose as read_curves
+        from tunelab.analysis.diagnosis import nothing_found
 
         findings = read_curves(study, number)
+        clean = nothing_found(study.get_curves(number)) if not findings else ""
     if as_json:
         typer.echo(json.dumps({"study": study.name, "trial": number, "findings": [f.to_json() for f in findings]}))
         return
     console = _out()
     if not findings:
-        console.print(f"trial {number} of {study.name}: nothing to flag in its curves", markup=False)
+        console.print(f"trial {number} of {study.name}: {clean}", markup=False)
         return
     console.print(f"trial {number} of {study.name}:", markup=False)
     for f in findings:
