@@ -227,6 +227,36 @@ def test_a_named_metric_must_be_reported() -> None:
         other.should_prune()
 
 
+def test_a_named_validation_metric_reported_less_often_than_the_training_loss() -> None:
+    # train_loss every epoch, val_loss every 2: metric='val_loss' was a ConfigError at the first train_loss report
+    study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler(),
+                                 pruner=MedianPruner(n_startup_trials=1, metric="val_loss"))
+
+    def objective(trial: tunelab.Trial) -> float:
+        level = trial.suggest_float("level", 0.0, 1.0)
+        for epoch in range(1, 11):
+            trial.report(epoch, train_loss=level + 1.0 / epoch)
+            if epoch % 2 == 0:
+                trial.report(epoch, val_loss=level + 1.0 / epoch)
+            if trial.should_prune():
+                raise tunelab.TrialPruned()
+        return level
+
+    study.enqueue({"level": 0.0})
+    study.enqueue({"level": 0.5})
+    study.optimize(objective, n_trials=2, show_progress=False)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.PRUNED]
+    assert study.trials[1].system_attrs["pruned"]["metric"] == "val_loss"
+    assert study.trials[1].system_attrs["pruned"]["step"] == 2  # judged at its first validation
+    typo = tunelab.create_study(seed=0, pruner=MedianPruner(metric="val_los"))
+    trial = typo.ask()
+    trial.report(1, train_loss=1.0)
+    assert not trial.should_prune()  # validation may come later
+    trial.report(2, val_loss=1.0)
+    with pytest.raises(ConfigError, match="val_los"):  # a validation report without it: a typo
+        trial.should_prune()
+
+
 def test_median_pruner_without_a_metric_on_the_readmes_loop() -> None:
     # trial.report(epoch, train_loss=..., val_loss=...) with MedianPruner(): it prunes on val_loss
     # (issue 16, item 11; it used to fail at the first report).

@@ -104,6 +104,11 @@ _MAXIMIZED_WORDS = frozenset({"acc", "accuracy", "score", "f1", "auc", "auroc", 
                               "map", "iou", "dice", "bleu", "rouge", "reward", "top1", "top5"})
 
 
+def is_validation_metric(name: str) -> bool:
+    """Whether ``name`` is a validation metric by its prefix (``val_``, ``valid_``, ``eval_``, ``val/``...)."""
+    return name.lower().startswith(_VALIDATION_PREFIXES)
+
+
 @functools.lru_cache(maxsize=1024)
 def metric_kind(name: str) -> str | None:
     """'minimize' or 'maximize' when a metric's name says so (``val_loss``, ``val_error``;
@@ -166,6 +171,11 @@ class Pruner(ABC):
         prunes on ``val_loss`` in a study that minimizes and on ``val_acc`` in one that maximizes.
         Anything else (two validation losses, ``val_acc`` alone in a minimizing study) is a
         ConfigError that names the metrics and the fix, raised at the first decision.
+
+        A named validation metric (``metric='val_loss'``) missing from a report of training metrics only
+        (``train_loss`` every epoch, ``val_loss`` every 2), or reported at earlier steps, means no
+        decision at that report (the study's engine asks this only when the report holds it, or when the
+        report holds another validation metric: a typo).
         """
         if self.metric is not None:
             if self.metric not in reported:

@@ -21,6 +21,7 @@ from tunelab.distributions import Distribution, ParamValue
 from tunelab.errors import ConfigError, DistributionConflictError
 from tunelab.history import History
 from tunelab.pruners import ParetoPruner, PruneDecision, Pruner
+from tunelab.pruners.base import is_validation_metric
 from tunelab.records import StudyRecord, TrialState
 from tunelab.samplers import Sampler
 from tunelab.samplers.base import SamplingContext
@@ -114,7 +115,15 @@ class Pruning:
         if self._pareto:
             return self._decide_many(self._pruner, number, last_report, curves)  # type: ignore[arg-type]
         pruner = self._pruner
-        metric = pruner.metric_of(last_report, pruner.direction or self._direction)
+        direction = pruner.direction or self._direction
+        named = pruner.metric
+        if named is not None and named not in last_report and (
+                named in curves or (is_validation_metric(named) and not any(map(is_validation_metric, last_report)))):
+            # The trial reports its metrics in separate calls (train_loss every epoch, val_loss every 2): a report
+            # without the pruning metric has nothing new to judge. It was a ConfigError at the first train_loss
+            # report; a report with another validation metric still is one (a typo: metric='val_acc').
+            return None
+        metric = pruner.metric_of(last_report, direction)
         if self._history.pruning is not None and self._history.pruning[0] is None:
             # The pruner took the trial's only metric: model-based samplers may fit on its rungs too.
             self._history.pruning = (metric, self._history.pruning[1])
