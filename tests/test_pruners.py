@@ -257,6 +257,26 @@ def test_a_named_validation_metric_reported_less_often_than_the_training_loss() 
         trial.should_prune()
 
 
+@pytest.mark.parametrize("make", [
+    lambda: MedianPruner(n_startup_trials=1, metric="val_acc"),
+    lambda: SuccessiveHalvingPruner(metric="val_acc"),
+    lambda: HyperbandPruner(max_resource=9, metric="val_acc"),
+    lambda: tunelab.LearningCurvePruner(max_resource=9, metric="val_acc"),
+])
+def test_a_named_metric_whose_name_says_the_other_direction_is_refused_at_the_first_report(make) -> None:  # type: ignore[no-untyped-def]
+    # metric='val_acc' in a study that minimizes: the pruner minimized the accuracy and stopped the best trials
+    study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler(), pruner=make())
+    trial = study.ask()
+    trial.report(1, val_loss=0.5, val_acc=0.5)
+    with pytest.raises(ConfigError, match=r"metric='val_acc', direction='maximize'"):
+        trial.should_prune()
+    fixed = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler(),
+                                 pruner=MedianPruner(n_startup_trials=1, metric="val_acc", direction="maximize"))
+    trial = fixed.ask()
+    trial.report(1, val_loss=0.5, val_acc=0.5)
+    assert not trial.should_prune()
+
+
 def test_median_pruner_without_a_metric_on_the_readmes_loop() -> None:
     # trial.report(epoch, train_loss=..., val_loss=...) with MedianPruner(): it prunes on val_loss
     # (issue 16, item 11; it used to fail at the first report).

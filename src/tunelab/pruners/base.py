@@ -199,8 +199,22 @@ class Pruner(ABC):
         )
 
     def direction_for(self, history: History) -> str:
-        """The direction of the pruning metric."""
-        return self.direction or history.direction
+        """The direction of the pruning metric: this pruner's, else the study's. A ConfigError when the
+        pruner names a metric whose name says the other direction (``metric='val_acc'`` in a study that
+        minimizes val_loss), which it would otherwise rank upside down, stopping the best trials."""
+        if self.direction is not None:
+            return self.direction
+        direction = history.direction
+        if self.metric is not None:
+            kind = metric_kind(self.metric)
+            if kind is not None and kind != direction:
+                name = type(self).__name__
+                raise ConfigError(
+                    f"{name}(metric={self.metric!r}) takes the study's direction, {direction!r}, but "
+                    f"{self.metric!r} looks like a metric to {kind}: give {name}(metric={self.metric!r}, "
+                    f"direction={kind!r}) (or direction={direction!r} if {direction} is right)"
+                )
+        return direction
 
     @abstractmethod
     def decide(self, history: History, number: int, metric: str, curve: Mapping[int, float]) -> PruneDecision | None:

@@ -115,7 +115,6 @@ class Pruning:
         if self._pareto:
             return self._decide_many(self._pruner, number, last_report, curves)  # type: ignore[arg-type]
         pruner = self._pruner
-        direction = pruner.direction or self._direction
         named = pruner.metric
         if named is not None and named not in last_report and (
                 named in curves or (is_validation_metric(named) and not any(map(is_validation_metric, last_report)))):
@@ -123,7 +122,8 @@ class Pruning:
             # without the pruning metric has nothing new to judge. It was a ConfigError at the first train_loss
             # report; a report with another validation metric still is one (a typo: metric='val_acc').
             return None
-        metric = pruner.metric_of(last_report, direction)
+        metric = pruner.metric_of(last_report, pruner.direction or self._direction)
+        pruner.direction_for(self._history)  # a named metric whose name says the other direction: raises now
         if self._history.pruning is not None and self._history.pruning[0] is None:
             # The pruner took the trial's only metric: model-based samplers may fit on its rungs too.
             self._history.pruning = (metric, self._history.pruning[1])
