@@ -201,3 +201,13 @@ def test_a_diverged_member_copies_a_better_one(tmp_path: Path) -> None:
     event = study.get_trial(trials[0].number).system_attrs[PBT_KEY]["lineage"][0]
     assert event["value"] is None and event["parent_value"] in (0.5, 1 / 3)
     assert "vs own nan (diverged)" in format_lineage(study)
+
+
+def test_a_metric_whose_name_says_the_other_direction_is_refused(tmp_path: Path) -> None:
+    """metric='val_acc' without direction in a study that minimizes: the best members copied the worst."""
+    study = tunelab.create_study(storage=f"sqlite:///{tmp_path / 'dir.db'}", sampler=tunelab.RandomSampler(),
+                                 space=SPACE, seed=0)
+    rules = PopulationBasedTraining(interval=1, metric="val_acc", quantile=0.5)
+    with pytest.raises(ConfigError, match=r"PopulationBasedTraining\(metric='val_acc', direction='maximize'\)"):
+        rules.member(study.ask())  # before the member trains
+    assert PopulationBasedTraining(interval=1, metric="val_acc", direction="maximize").member(study.ask())

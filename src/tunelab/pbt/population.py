@@ -50,6 +50,7 @@ import numpy as np
 from tunelab.distributions import Distribution, Float, Int, ParamValue
 from tunelab.errors import ConfigError
 from tunelab.pbt.lineage import PBT_KEY
+from tunelab.pruners.base import metric_kind
 from tunelab.records import FrozenTrial, TrialState, check_direction
 
 if TYPE_CHECKING:
@@ -173,6 +174,14 @@ class Member:
             raise ConfigError(
                 "PopulationBasedTraining needs the trial's hyperparameters before training starts: suggest them "
                 "first, or pass space=... to optimize()"
+            )
+        direction = rules.direction or trial.study.direction
+        kind = metric_kind(rules.metric) if rules.direction is None else None
+        if kind is not None and kind != direction:  # it would copy the worst members
+            raise ConfigError(
+                f"PopulationBasedTraining(metric={rules.metric!r}) takes the study's direction, {direction!r}, but "
+                f"{rules.metric!r} looks like a metric to {kind}: give PopulationBasedTraining(metric="
+                f"{rules.metric!r}, direction={kind!r}) (or direction={direction!r} if {direction} is right)"
             )
         self._lineage: list[dict[str, Any]] = []
         self._save()
