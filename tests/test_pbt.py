@@ -211,3 +211,11 @@ def test_a_metric_whose_name_says_the_other_direction_is_refused(tmp_path: Path)
     with pytest.raises(ConfigError, match=r"PopulationBasedTraining\(metric='val_acc', direction='maximize'\)"):
         rules.member(study.ask())  # before the member trains
     assert PopulationBasedTraining(interval=1, metric="val_acc", direction="maximize").member(study.ask())
+
+
+def test_hyperparameters_the_trial_does_not_have_are_refused(tmp_path: Path) -> None:
+    study = tunelab.create_study(storage=f"sqlite:///{tmp_path / 'hp.db'}", sampler=tunelab.RandomSampler(),
+                                 space=SPACE, seed=0)
+    rules = PopulationBasedTraining(interval=1, metric="loss", hyperparameters=("lrr",))  # never explored
+    with pytest.raises(ConfigError, match=r"hyperparameters=\.\.\.\) names \['lrr'\].*\['lr'\]"):
+        rules.member(study.ask())

@@ -175,6 +175,12 @@ class Member:
                 "PopulationBasedTraining needs the trial's hyperparameters before training starts: suggest them "
                 "first, or pass space=... to optimize()"
             )
+        unknown = [n for n in rules.hyperparameters or () if n not in self.params]
+        if unknown:  # a typo would never be explored, and nothing would say so
+            raise ConfigError(
+                f"PopulationBasedTraining(hyperparameters=...) names {unknown}, which trial {trial.number} does not "
+                f"have; its hyperparameters are {sorted(self.params)}"
+            )
         direction = rules.direction or trial.study.direction
         kind = metric_kind(rules.metric) if rules.direction is None else None
         if kind is not None and kind != direction:  # it would copy the worst members
