@@ -277,6 +277,26 @@ def test_a_named_metric_whose_name_says_the_other_direction_is_refused_at_the_fi
     assert not trial.should_prune()
 
 
+def test_median_interval_steps_judges_the_first_report_past_each_pruning_step() -> None:
+    # reports at odd steps with interval_steps=2: (step - warm-up) % 2 was never 0, so nothing was ever pruned
+    pruner = MedianPruner(n_startup_trials=0, interval_steps=2, n_warmup_steps=0, metric="val_loss")
+    study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler(), pruner=pruner)
+
+    def objective(trial: tunelab.Trial) -> float:
+        level = trial.suggest_float("level", 0.0, 1.0)
+        for step in range(1, 20, 2):
+            trial.report(step, val_loss=level + 1.0 / step)
+            if trial.should_prune():
+                raise tunelab.TrialPruned()
+        return level
+
+    study.enqueue({"level": 0.0})
+    study.enqueue({"level": 1.0})
+    study.optimize(objective, n_trials=2, show_progress=False)
+    assert study.trials[1].state == TrialState.PRUNED
+    assert study.trials[1].system_attrs["pruned"]["step"] == 1  # the first report at or past pruning step 0
+
+
 def test_median_pruner_without_a_metric_on_the_readmes_loop() -> None:
     # trial.report(epoch, train_loss=..., val_loss=...) with MedianPruner(): it prunes on val_loss
     # (issue 16, item 11; it used to fail at the first report).

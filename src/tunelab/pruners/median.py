@@ -10,7 +10,15 @@ import numpy as np
 
 from tunelab.errors import ConfigError
 from tunelab.history import History
-from tunelab.pruners.base import PruneDecision, Pruner, best_so_far, better_or_equal, check_int, last_step
+from tunelab.pruners.base import (
+    PruneDecision,
+    Pruner,
+    best_so_far,
+    better_or_equal,
+    check_int,
+    last_step,
+    previous_step,
+)
 from tunelab.records import TrialState
 
 _COMPLETE = frozenset((TrialState.COMPLETE,))  # asked at every report: built once
@@ -23,7 +31,8 @@ class MedianPruner(Pruner):
     Args:
         n_startup_trials: COMPLETE trials needed before anything is stopped.
         n_warmup_steps: steps below this never stop (early epochs are noisy).
-        interval_steps: decide only every this many steps after the warm-up.
+        interval_steps: decide only every this many steps after the warm-up (at the first report at or
+            past each such step, when the trial reports at other steps).
         percentile: 50 is the median; a lower percentile (for minimisation: a stricter cut
             towards the best) stops more trials. Always read as "the fraction of trials a
             surviving trial must beat", whatever the direction.
@@ -72,7 +81,12 @@ class MedianPruner(Pruner):
 
     def decide(self, history: History, number: int, metric: str, curve: Mapping[int, float]) -> PruneDecision | None:
         step = last_step(curve)
-        if step < self.n_warmup_steps or (step - self.n_warmup_steps) % self.interval_steps:
+        if step < self.n_warmup_steps:
+            return None
+        # judged at the first report at or past each pruning step (n_warmup_steps + k * interval_steps): a trial
+        # that reports at odd steps with interval_steps=2 was never judged (as Optuna does)
+        due = self.n_warmup_steps + (step - self.n_warmup_steps) // self.interval_steps * self.interval_steps
+        if previous_step(curve) >= due:
             return None
         if history.count(_COMPLETE) < self.n_startup_trials:
             return None
