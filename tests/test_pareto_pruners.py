@@ -228,3 +228,18 @@ def test_pareto_asha_records_the_stop_of_a_trial_that_reported_nan(tmp_path: Pat
     study.optimize(objective, n_trials=4)
     assert [t.state for t in study.trials] == [tunelab.TrialState.COMPLETE] * 2 + [tunelab.TrialState.PRUNED] * 2
     assert study.trials[3].system_attrs["pruned"]["evidence"]["values"] == {"acc": None, "lat": None}
+
+
+def test_median_interval_steps_judges_the_first_report_past_each_pruning_step() -> None:
+    # reports at odd steps with interval_steps=2: (step - warm-up) % 2 was never 0, so nothing was ever pruned
+    study = _study(tunelab.ParetoMedianPruner(n_startup_trials=1, interval_steps=2))
+    for acc, latency in ((0.9, 1.0), (0.5, 5.0)):  # the second is dominated at every step
+        trial = study.ask()
+        for step in range(1, 10, 2):
+            trial.report(step, val_acc=acc, latency_ms=latency)
+            if trial.should_prune():
+                study.tell(trial, state="PRUNED")
+                break
+        else:
+            study.tell(trial, (acc, latency))
+    assert [t.state for t in study.trials] == [tunelab.TrialState.COMPLETE, tunelab.TrialState.PRUNED]

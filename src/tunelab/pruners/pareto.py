@@ -26,7 +26,7 @@ from tunelab.errors import ConfigError
 from tunelab.history import History
 from tunelab.multiobjective import crowding_distance, losses, non_dominated_sort
 from tunelab.pruners.asha import _check_eta, rung_judged, rung_steps
-from tunelab.pruners.base import PruneDecision, Pruner, check_int, last_step
+from tunelab.pruners.base import PruneDecision, Pruner, check_int, last_step, previous_step
 from tunelab.records import TrialState, check_direction
 
 
@@ -301,7 +301,8 @@ class ParetoMedianPruner(ParetoPruner):
     Args:
         n_startup_trials: COMPLETE trials needed before anything is stopped.
         n_warmup_steps: steps below this never stop.
-        interval_steps: decide only every this many steps after the warm-up.
+        interval_steps: decide only every this many steps after the warm-up (at the first report at or
+            past each such step).
         min_trials: COMPLETE trials with every metric at the step needed to decide there.
         metrics: see :class:`ParetoPruner`.
         directions: see :class:`ParetoPruner`.
@@ -343,8 +344,13 @@ class ParetoMedianPruner(ParetoPruner):
         self, history: History, number: int, metrics: Sequence[str], directions: Sequence[str],
         curves: Mapping[str, Mapping[int, float]],
     ) -> PruneDecision | None:
-        step = last_step(curves[metrics[0]])
-        if step < self.n_warmup_steps or (step - self.n_warmup_steps) % self.interval_steps:
+        curve = curves[metrics[0]]
+        step = last_step(curve)
+        if step < self.n_warmup_steps:
+            return None
+        # the first report at or past each pruning step, as MedianPruner (reports at odd steps, interval_steps=2)
+        due = self.n_warmup_steps + (step - self.n_warmup_steps) // self.interval_steps * self.interval_steps
+        if previous_step(curve) >= due:
             return None
         if history.count((TrialState.COMPLETE,)) < self.n_startup_trials:
             return None
