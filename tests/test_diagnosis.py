@@ -179,6 +179,23 @@ def test_maximised_metrics_named_as_the_pruners_read_them() -> None:
         assert metric_direction(name) == ("maximize" if name == "valacc" else "minimize"), name
 
 
+def test_diagnose_takes_the_direction_the_study_knows_for_a_metric() -> None:
+    # MedianPruner(metric='val_score') in a study that maximizes: the rising val_score was a diverged loss
+    study = tunelab.create_study(direction="maximize", sampler=tunelab.RandomSampler(),
+                                 pruner=tunelab.MedianPruner(metric="val_score"))
+    trial = study.ask()
+    for step, value in enumerate(0.1 + 0.8 * (1 - np.exp(-T / 0.05))):
+        trial.report(step, val_score=float(value), value=float(value))
+    study.tell(trial, 0.9)
+    assert "divergence" not in {f.condition for f in diagnose(study, 0)}
+    named = tunelab.create_study(directions=["maximize"], objective_names=["score"], sampler=tunelab.RandomSampler())
+    trial = named.ask()
+    for step, value in enumerate(0.1 + 0.8 * (1 - np.exp(-T / 0.05))):
+        trial.report(step, score=float(value))
+    named.tell(trial, 0.9)
+    assert "divergence" not in {f.condition for f in diagnose(named, 0)}
+
+
 # -- edge cases -----------------------------------------------------------------------------------
 def test_empty_short_and_constant_curves() -> None:
     assert diagnose_curves({}) == []

@@ -440,6 +440,9 @@ def nothing_found(curves: Mapping[str, tuple[Sequence[int], Sequence[float]]]) -
 def diagnose(study: Study, number: int) -> list[Finding]:
     """Diagnose trial ``number`` of ``study`` from its stored curves.
 
+    A metric's direction is the study's where it names it (an objective's name, the pruner's metric),
+    else read from the metric's name (:func:`metric_direction`).
+
     The expected initial loss comes from the recipe's initial-loss check when the study has one
     (``study.system_attrs["recipe"]``); decay steps from the trial's ``lr`` curve. A trial that
     failed because its loss became NaN or infinite (tunelab stores only finite values) is
@@ -456,7 +459,7 @@ def diagnose(study: Study, number: int) -> list[Finding]:
                 value = (step.get("evidence") or {}).get("expected")
                 if isinstance(value, (int, float)) and math.isfinite(value) and value > 0:
                     expected = float(value)
-    findings = diagnose_curves(curves, expected_initial_loss=expected)
+    findings = diagnose_curves(curves, expected_initial_loss=expected, directions=_known_directions(study))
     trial = study.get_trial(number)
     if not any(f.condition == "divergence" for f in findings):
         error = trial.error or ""
@@ -472,6 +475,18 @@ def diagnose(study: Study, number: int) -> list[Finding]:
     if trial.state == TrialState.PRUNED:
         findings = _read_as_pruned(trial.system_attrs.get("pruned"), curves, findings)
     return findings
+
+
+def _known_directions(study: Study) -> dict[str, str]:
+    """The directions the study knows for metrics by name, rather than from the name: its objectives'
+    (``objective_names``), and the pruner's metric (``MedianPruner(metric='val_score')`` in a study that
+    maximizes: a rising val_score was read as a diverging loss)."""
+    known = dict(zip(study.objective_names, study.directions, strict=False))
+    pruner = study.pruner
+    metric = getattr(pruner, "metric", None)
+    if isinstance(metric, str):
+        known[metric] = getattr(pruner, "direction", None) or study.direction
+    return known
 
 
 # -- a pruned trial ------------------------------------------------------------------------------
