@@ -159,11 +159,12 @@ def test_accuracy_pairs() -> None:
 
 
 def test_directions_override() -> None:
-    rising = 0.1 + 0.8 * (1 - np.exp(-T / 0.05))  # a maximised score that plateaued at 0.9
-    assert "divergence" in found({"score": curve(rising)})  # read as a loss, it blew up
-    assert "divergence" not in found({"score": curve(rising)}, directions={"score": "maximize"})
+    rising = 0.1 + 0.8 * (1 - np.exp(-T / 0.05))  # a maximised measure that plateaued at 0.9
+    assert "divergence" in found({"quality": curve(rising)})  # its name says nothing: read as a loss, it blew up
+    assert "divergence" not in found({"quality": curve(rising)}, directions={"quality": "maximize"})
+    assert "divergence" not in found({"score": curve(rising)})  # a score is maximised, as the pruners read it
     with pytest.raises(ConfigError, match="minimize"):
-        diagnose_curves({"score": curve(rising)}, directions={"score": "up"})
+        diagnose_curves({"quality": curve(rising)}, directions={"quality": "up"})
     with pytest.raises(ConfigError, match="expected_initial_loss"):
         diagnose_curves({"loss": curve(rising)}, expected_initial_loss=-1.0)
 
@@ -176,7 +177,7 @@ def test_maximised_metrics_named_as_the_pruners_read_them() -> None:
         assert "divergence" not in found({name: curve(rising)}), name
     assert "divergence" not in found({"train_top1": curve(rising), "val_top1": curve(rising - 0.05)})
     for name in ("val_loss", "mse", "val_error", "valacc", "score"):
-        assert metric_direction(name) == ("maximize" if name == "valacc" else "minimize"), name
+        assert metric_direction(name) == ("maximize" if name in ("valacc", "score") else "minimize"), name
 
 
 def test_diagnose_takes_the_direction_the_study_knows_for_a_metric() -> None:

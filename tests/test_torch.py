@@ -232,6 +232,7 @@ def test_a_monitor_the_evaluation_never_reports_is_a_config_error_naming_it() ->
 @pytest.mark.parametrize(("metric", "direction"), [
     ("val_loss", "minimize"), ("val_acc", "maximize"), ("top1_accuracy", "maximize"), ("val_F1", "maximize"),
     ("auc", "maximize"), ("perplexity", "minimize"), ("lr", "minimize"),
+    ("val_score", "maximize"), ("val/acc", "maximize"), ("episode_reward", "maximize"), ("val_bleu", "maximize"),
 ])
 def test_monitor_direction_maximizes_accuracy_like_names_only(metric: str, direction: str) -> None:
     assert monitor_direction(metric) == direction

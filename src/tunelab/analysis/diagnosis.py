@@ -72,7 +72,6 @@ A plateau's message also gives the most the curve model predicts it to gain if t
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -147,18 +146,11 @@ def metric_direction(metric: str) -> str:
     """'maximize' or 'minimize' as the name says, read word by word as the pruners read it
     (:func:`tunelab.pruners.base.metric_kind`: ``reward``, ``bleu``, ``top1``, ``f1_score``, ``val_auroc`` are
     maximised, ``val_loss``, ``mse`` minimised); else 'maximize' for names ending in acc, accuracy, f1, auc,
-    r2, precision or recall (``valacc``), and 'minimize' for the rest. The word ``score`` alone says
-    nothing here (a bare ``score`` is read as minimised unless ``directions=`` says otherwise)."""
-    kind = metric_kind(metric)
-    if kind == "maximize" and not set(re.split(r"[^a-z0-9]+", metric.lower())) & _MAXIMIZED_WORDS:
-        kind = None  # only 'score' said so
-    if kind is not None:
-        return kind
-    return "maximize" if metric.lower().endswith(_MAXIMIZED_SUFFIXES) else "minimize"
+    r2, precision or recall (``valacc``), and 'minimize' for the rest (``score`` is maximised, as the pruners
+    and the Trainer's patience read it)."""
+    return metric_kind(metric) or ("maximize" if metric.lower().endswith(_MAXIMIZED_SUFFIXES) else "minimize")
 
 
-_MAXIMIZED_WORDS = frozenset({"acc", "accuracy", "f1", "auc", "auroc", "roc", "precision", "recall", "r2", "map",
-                              "iou", "dice", "bleu", "rouge", "reward", "top1", "top5"})
 """The words of :func:`tunelab.pruners.base.metric_kind` that say 'maximize', but for 'score'."""
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from tunelab.errors import ConfigError, TrainingDivergedError, TrialPruned
+from tunelab.pruners.base import metric_kind
 
 if TYPE_CHECKING:
     from tunelab.study import Trial
@@ -18,8 +19,10 @@ _MAXIMIZED_SUFFIXES = ("acc", "accuracy", "f1", "auc", "r2", "precision", "recal
 
 
 def monitor_direction(metric: str) -> str:
-    """'maximize' for accuracy-like names (``*acc``, ``*f1``, ``*auc``...), else 'minimize'."""
-    return "maximize" if metric.lower().endswith(_MAXIMIZED_SUFFIXES) else "minimize"
+    """The direction a metric's name says, word by word as the pruners read it (``val_score``, ``val/acc``,
+    ``reward``: maximize; :func:`~tunelab.pruners.base.metric_kind`), else 'maximize' for accuracy-like
+    endings (``*acc``, ``*f1``, ``*auc``...), else 'minimize'."""
+    return metric_kind(metric) or ("maximize" if metric.lower().endswith(_MAXIMIZED_SUFFIXES) else "minimize")
 
 
 class Reporter:
