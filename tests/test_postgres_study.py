@@ -59,7 +59,9 @@ def assert_exact(study: tunelab.Study, n: int) -> None:
 
 
 def test_eight_processes_two_hundred_fifty_trials_each(url: str) -> None:
-    tunelab.create_study(name="load", storage=url, seed=0)
+    # Random proposals: the load is on the storage (eight writers at once), not the default sampler's model,
+    # which cost most of this test's three minutes on two cores
+    tunelab.create_study(name="load", storage=url, seed=0, sampler=tunelab.RandomSampler())
     procs = [run_loop(url, "load", 250) for _ in range(8)]
     errors = [p.communicate(timeout=300)[1] for p in procs]
     assert [p.returncode for p in procs] == [0] * 8, b"\n".join(errors).decode()[-3000:]
