@@ -123,7 +123,7 @@ def test_grid_gives_the_same_cell_per_trial_number_with_any_worker_count(tmp_pat
 
 def test_two_processes_a_thousand_trials_each_on_sqlite(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'load.db'}"
-    tunelab.create_study(name="load", storage=url, seed=0)
+    tunelab.create_study(name="load", storage=url, seed=0, sampler=tunelab.RandomSampler())  # the load: SQLite's
     script = tmp_path / "loop.py"
     script.write_text(textwrap.dedent(f"""
         import tunelab
