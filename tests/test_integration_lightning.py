@@ -123,6 +123,31 @@ def test_a_hopeless_trial_is_pruned_at_the_first_asha_rung_whether_the_objective
     assert study.trials[1].value is None
 
 
+def test_a_pareto_pruner_reads_every_objective_of_one_report_and_prunes_a_dominated_trial() -> None:
+    # Two objectives (val_loss, val_mae) under ParetoMedianPruner: each validation's metrics are one report,
+    # so the pruner finds both at the step (they were reported apart, the monitor last, and the pruner
+    # failed with a ConfigError that the last report had only val_loss). Trial 2 (lr 1e-5) is worse in both
+    # than the median of trials 0 and 1 at epoch 1: it stops there.
+    study = tunelab.create_study(directions=["minimize", "minimize"], objective_names=["val_loss", "val_mae"],
+                                 sampler=tunelab.RandomSampler(), seed=0,
+                                 pruner=tunelab.ParetoMedianPruner(n_startup_trials=2))
+    for lr in (0.05, 0.02, 1e-5):
+        study.enqueue({"lr": lr})
+
+    def run(trial: tunelab.Trial) -> tuple[float, float]:
+        cb = TunelabCallback(trial, monitor="val_loss")
+        result = fit(trial, Net(trial.suggest_float("lr", 1e-5, 0.1, log=True)), 2, cb)
+        trial.set_constraint("epochs", result.current_epoch, upper=2)
+        return float(result.callback_metrics["val_loss"]), float(result.callback_metrics["val_mae"])
+
+    study.optimize(run, n_trials=3)
+    states = [t.state for t in study.trials]
+    assert states == [tunelab.TrialState.COMPLETE] * 2 + [tunelab.TrialState.PRUNED]
+    assert study.trials[2].system_attrs["pruned"]["step"] == 1
+    assert set(study.get_curves(2)) == {"train_loss", "val_loss", "val_mae"}
+    assert study.trials[0].feasible and study.trials[0].constraints["epochs"].value == 2
+
+
 @pytest.mark.slow
 def test_two_workers_share_one_sqlite_study(tmp_path: Path) -> None:
     study = sqlite_study(tmp_path)

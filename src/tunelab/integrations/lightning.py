@@ -38,6 +38,7 @@ from tunelab.distributions import ParamValue
 from tunelab.errors import ConfigError
 from tunelab.integrations._common import as_number, check_monitor, check_trial, prune_now
 from tunelab.integrations._live import StepHook
+from tunelab.pruners.pareto import ParetoPruner
 from tunelab.study import Trial
 from tunelab.torch.live import OPTIMIZER_LIVE, apply_to_optimizer, optimizer_live_names
 
@@ -72,7 +73,8 @@ class _Port:
             )
         trial = self.trial
         pruner = trial.study.pruner
-        if pruner is None or pruner.metric is not None:  # the pruner reads its own metric, if any: one report
+        if pruner is None or pruner.metric is not None or isinstance(pruner, ParetoPruner):
+            # the pruner reads its own metric(s) (a Pareto pruner several, of one report), if any: one report
             trial.report(step, **logged)
         else:
             others = {k: v for k, v in logged.items() if k != self.monitor}
