@@ -196,6 +196,16 @@ def test_a_file_as_log_dir_is_refused(tmp_path: Path) -> None:
         TensorBoardCallback(tmp_path / "runs")
 
 
+def test_a_log_dir_that_cannot_be_written_is_refused_before_any_trial(tmp_path: Path) -> None:
+    # Under a file, the folder cannot be made: the callback failed with a bare NotADirectoryError out of
+    # optimize after the first trial had trained (a read-only folder failed the same way, PermissionError).
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match=r"log_dir='.*file/runs' cannot be written \(Not a directory\)"):
+        TensorBoardCallback(tmp_path / "file" / "runs")
+    cb = TensorBoardCallback(tmp_path / "new" / "runs")  # a folder that can be made is made, and left empty
+    assert cb.log_dir.is_dir() and not list(cb.log_dir.iterdir())
+
+
 @pytest.mark.slow
 def test_two_workers_share_one_log_dir_and_a_crashed_worker_leaves_its_run_failed(tmp_path: Path) -> None:
     study = _study(tmp_path, "shared")

@@ -75,6 +75,7 @@ class TensorBoardCallback:
     Args:
         log_dir: the folder to point ``tensorboard --logdir`` at; trial ``n`` writes ``trial-<n>/``.
             Every process of the study (worker processes using :meth:`report`) must reach it.
+            It is made at construction: one that cannot be written is a ConfigError then.
         metric_name: the scalar tag of the final value (default ``"value"``); for a study with several
             objectives, one name per objective (default: the study's objective names). A name that is
             also a reported curve is not written again: the curve holds it.
@@ -86,6 +87,16 @@ class TensorBoardCallback:
         self.log_dir = Path(log_dir)
         if self.log_dir.exists() and not self.log_dir.is_dir():
             raise ConfigError(f"log_dir={str(log_dir)!r} is a file; give a folder for TensorBoard's runs")
+        try:  # a folder that cannot be written fails now, not in the callback after the first trial's training
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.log_dir / f".tunelab-probe.{os.getpid()}.{id(self)}"
+            probe.touch()
+            probe.unlink()
+        except OSError as e:
+            raise ConfigError(
+                f"log_dir={str(log_dir)!r} cannot be written ({e.strerror or e}); give a folder this process can "
+                "create and write"
+            ) from None
         self.metric_name = check_metric_name(metric_name)
         self._reset()
 
