@@ -177,6 +177,19 @@ def test_names_mlflow_refuses_are_logged_as_mlflow_autologging_writes_them(uri: 
         assert set(run.data.params) == {"lr_0_"}
 
 
+def test_an_sqlite_store_that_cannot_be_opened_is_refused_at_once(tmp_path: Path) -> None:
+    # A missing folder (or an unwritable file): MLflow retried opening the file for about two minutes, then
+    # the constructor failed with SQLAlchemy's bare OperationalError 'unable to open database file'.
+    missing = tmp_path / "no-such-folder" / "mlflow.db"
+    with pytest.raises(ConfigError, match=r"tracking_uri='sqlite:///.*no-such-folder/mlflow.db'\): the folder "
+                                          r"'.*no-such-folder' of the SQLite file does not exist"):
+        MLflowCallback(tracking_uri=f"sqlite:///{missing}")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match=r"the folder '.*file' of the SQLite file does not exist"):
+        MLflowCallback(tracking_uri=f"sqlite:///{tmp_path / 'file' / 'mlflow.db'}")
+    assert not missing.parent.exists()
+
+
 def test_a_deleted_experiment_is_refused_with_the_fix_before_any_trial(uri: str) -> None:
     # MLflow refuses runs in a deleted experiment: its MlflowException ("must be in the 'active' state")
     # came from the callback after the first trial, which stopped the study without saying what to do.

@@ -27,9 +27,12 @@ same parent run and the same trial run.
 
 from __future__ import annotations
 
+import os
 import re
+import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from tunelab.errors import ConfigError
@@ -52,7 +55,7 @@ from tunelab.study import Study, Trial
 require("mlflow", "mlflow", "tunelab.integrations.mlflow")
 from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
+from mlflow.tracking import MlflowClient, get_tracking_uri  # noqa: E402
 
 #: Tags of every run this callback writes.
 ROLE_TAG = "tunelab.role"  # "study" (the parent run) or "trial"
@@ -143,6 +146,7 @@ class MLflowCallback:
 
     def _connect(self) -> Any:
         if self._client is None:
+            _check_sqlite_store(self.tracking_uri)
             try:
                 client = MlflowClient(tracking_uri=self.tracking_uri)
                 client.search_experiments(max_results=1)  # opens the store (an SQLite file gets its tables)
@@ -340,6 +344,32 @@ class MLflowCallback:
                 params=params[i * _BATCH["params"]:(i + 1) * _BATCH["params"]],
                 tags=tags[i * _BATCH["tags"]:(i + 1) * _BATCH["tags"]],
             )
+
+
+def _check_sqlite_store(tracking_uri: str | None) -> None:
+    """ConfigError when an SQLite tracking store (``sqlite:///<path>``) cannot be written: its folder is
+    missing, or it or its folder is read-only. MLflow itself retries opening such a file for minutes and
+    then fails with SQLAlchemy's ``unable to open database file``, or fails at the first trial's write."""
+    uri = tracking_uri if tracking_uri is not None else str(get_tracking_uri())
+    if not uri.startswith("sqlite:///"):
+        return
+    path = uri[len("sqlite:///"):].split("?", 1)[0]
+    if not path or path == ":memory:":
+        return
+    file = Path(path)
+    folder = file.parent
+    if not folder.is_dir():
+        raise ConfigError(f"MLflowCallback(tracking_uri={uri!r}): the folder {str(folder)!r} of the SQLite file does "
+                          "not exist; create it or give a path in an existing folder")
+    target = file if file.exists() else folder
+    if not os.access(target, os.W_OK):
+        raise ConfigError(f"MLflowCallback(tracking_uri={uri!r}): {str(target)!r} is read-only; give an SQLite "
+                          "file this process can write")
+    try:
+        sqlite3.connect(file).close()  # made when missing, as MLflow would
+    except sqlite3.Error as e:
+        raise ConfigError(f"MLflowCallback(tracking_uri={uri!r}): the SQLite file cannot be opened ({e}); give an "
+                          "SQLite file this process can write") from None
 
 
 def _check_active(experiment: Any, name: str) -> None:
