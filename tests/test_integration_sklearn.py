@@ -486,3 +486,16 @@ def test_the_page_shows_the_example_verbatim() -> None:
     page = PAGE.read_text()
     blocks = re.findall(r"```python\n(.*?)```", page, flags=re.DOTALL)
     assert EXAMPLE.read_text() in blocks
+
+
+def test_a_grid_sampler_without_a_space_walks_the_grid_of_param_distributions(
+        cancer: tuple[np.ndarray, np.ndarray]) -> None:
+    # The search's study had no declared space, so GridSampler() failed the fit with "GridSampler has no search
+    # space ... create_study(space=...)", which a TunelabSearchCV user cannot call.
+    X, y = cancer
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=200))
+    grid = {"logisticregression__C": [0.1, 1.0, 10.0], "logisticregression__fit_intercept": [True, False]}
+    search = TunelabSearchCV(pipe, grid, n_trials=6, cv=2, sampler=tunelab.GridSampler(), random_state=0)
+    search.fit(X, y)
+    seen = {(p["logisticregression__C"], p["logisticregression__fit_intercept"]) for p in search.cv_results_["params"]}
+    assert seen == {(c, b) for c in grid["logisticregression__C"] for b in grid["logisticregression__fit_intercept"]}

@@ -383,6 +383,7 @@ class TunelabSearchCV(BaseSearchCV):  # type: ignore[misc]
         return create_study(
             name=self.study_name, storage=self.storage, direction="maximize", sampler=sampler, pruner=pruner,
             seed=None if seed is None else int(seed), load_if_exists=self.study_name is not None,
+            space=self._space,  # declared: a GridSampler without its own space takes its cells from it
         )
 
     def _ask(self, n: int) -> list[_Row]:
