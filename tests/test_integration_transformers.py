@@ -276,6 +276,15 @@ def test_bad_input_is_refused_before_training(tmp_path: Path) -> None:
     assert len(study.trials) == 1  # nothing ran
 
 
+def test_search_walks_a_grid_sampler_over_its_space() -> None:
+    # GridSampler() failed the first trial: "GridSampler has no search space ... create_study(space=...)" (the
+    # space given to search was not declared).
+    grid = [1e-3, 1e-2]
+    best = search(make_trainer, {"learning_rate": tunelab.Categorical(grid)}, n_trials=2,
+                  sampler=tunelab.GridSampler(), seed=0)
+    assert sorted(t.params["learning_rate"] for t in best.study.trials) == grid
+
+
 def test_a_monitor_never_logged_names_the_logged_metrics(tmp_path: Path) -> None:
     study = random_study()
     trial = study.ask()

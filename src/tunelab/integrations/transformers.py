@@ -416,7 +416,7 @@ def search(
     monitor = check_monitor(monitor)
     if step not in _STEPS:
         raise ConfigError(f"search(step=...) must be 'global_step' or 'epoch', got {step!r}")
-    study = _the_study(study, storage=storage, study_name=study_name, direction=direction, sampler=sampler,
+    study = _the_study(study, space, storage=storage, study_name=study_name, direction=direction, sampler=sampler,
                        pruner=pruner, seed=seed)
     study.optimize(_Objective(trainer_factory, monitor, step), n_trials=n_trials, n_workers=n_workers,
                    timeout=timeout, space=space)
@@ -425,11 +425,12 @@ def search(
     return BestRun(best.number, float(best.value), dict(best.params), study)
 
 
-def _the_study(study: Study | None, **new: Any) -> Study:
+def _the_study(study: Study | None, space: Mapping[str, SpaceEntry], **new: Any) -> Study:
     if study is None:
         direction = new.pop("direction") or "minimize"
         name = new.pop("study_name")
-        return create_study(name=name, direction=direction, load_if_exists=name is not None, **new)
+        # the space declared: a GridSampler without its own space takes its cells from it
+        return create_study(name=name, direction=direction, load_if_exists=name is not None, space=space, **new)
     if not isinstance(study, Study):
         raise ConfigError(f"search(study=...) must be a tunelab.Study, got {study!r}")
     given = sorted(k for k, v in new.items() if v is not None)
