@@ -276,13 +276,19 @@ def test_bad_input_is_refused_before_training(tmp_path: Path) -> None:
     assert len(study.trials) == 1  # nothing ran
 
 
-def test_search_walks_a_grid_sampler_over_its_space() -> None:
+def test_search_walks_a_grid_sampler_over_its_space_and_refuses_a_study_of_several_objectives() -> None:
     # GridSampler() failed the first trial: "GridSampler has no search space ... create_study(space=...)" (the
-    # space given to search was not declared).
+    # space given to search was not declared); a study with two objectives ran its first trial to FAIL, then
+    # search failed in study.best_trial.
     grid = [1e-3, 1e-2]
     best = search(make_trainer, {"learning_rate": tunelab.Categorical(grid)}, n_trials=2,
                   sampler=tunelab.GridSampler(), seed=0)
     assert sorted(t.params["learning_rate"] for t in best.study.trials) == grid
+    two = tunelab.create_study(directions=["minimize", "maximize"], objective_names=["eval_loss", "acc"])
+    with pytest.raises(ConfigError, match=r"search\(study=\.\.\.\) optimizes one metric .* has 2 objectives "
+                                          r"\(eval_loss, acc\)"):
+        search(make_trainer, SPACE, n_trials=1, study=two)
+    assert two.trials == []
 
 
 def test_a_monitor_never_logged_names_the_logged_metrics(tmp_path: Path) -> None:

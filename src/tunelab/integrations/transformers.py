@@ -433,6 +433,12 @@ def _the_study(study: Study | None, space: Mapping[str, SpaceEntry], **new: Any)
         return create_study(name=name, direction=direction, load_if_exists=name is not None, space=space, **new)
     if not isinstance(study, Study):
         raise ConfigError(f"search(study=...) must be a tunelab.Study, got {study!r}")
+    if len(study.directions) != 1:
+        raise ConfigError(
+            f"search(study=...) optimizes one metric (monitor), but study {study.name!r} has "
+            f"{len(study.directions)} objectives ({', '.join(study.objective_names)}); give a study with one "
+            "objective, or run study.optimize with your own objective and TunelabCallback"
+        )
     given = sorted(k for k, v in new.items() if v is not None)
     if given:
         raise ConfigError(
