@@ -20,7 +20,7 @@ import torch
 
 import tunelab
 from integration_lightning_objectives import BATCHES_PER_EPOCH, Net, StopAt, loaders, objective, trainer
-from tunelab.babysit import set_live
+from tunelab.babysit import rollback, set_live
 from tunelab.checkpoints import CheckpointPolicy
 from tunelab.errors import ConfigError
 from tunelab.integrations.lightning import CHECKPOINT_FILE, TunelabCallback
@@ -74,6 +74,28 @@ def test_curves_are_what_lightning_logged_and_checkpoints_resume_with_ckpt_path(
     assert uninterrupted.val_losses[:3] == pytest.approx(model.val_losses, rel=1e-6)
     assert resumed.val_losses == pytest.approx(uninterrupted.val_losses[3:], rel=1e-6)  # it went on exactly
     assert study.tell(trial, resumed.val_losses[-1]).state == tunelab.TrialState.COMPLETE
+
+
+def test_a_rolled_back_branch_resumed_with_ckpt_path_trains_with_its_changed_lr(tmp_path: Path) -> None:
+    # Lightning loads the optimizer's state from the parent's checkpoint, with the parent's lr: the branch
+    # (lr 0.05 -> 0.001) trained on at 0.05 although its params said 0.001.
+    study = sqlite_study(tmp_path, checkpoint_policy=CheckpointPolicy(keep_last=5, keep_finished=True))
+    study.enqueue({"lr": 0.05})
+    models: list[Net] = []
+
+    def run(trial: tunelab.Trial) -> float:
+        models.append(Net(trial.suggest_float("lr", 1e-3, 0.1, log=True)))
+        start = trial.resume_from
+        result = fit(trial, models[-1], 3, TunelabCallback(trial, checkpoint=True),
+                     ckpt_path=None if start is None else start.path / CHECKPOINT_FILE)
+        return float(result.callback_metrics["val_loss"])
+
+    study.optimize(run, n_trials=1)
+    number = rollback(study, to=1, trial=0, values={"lr": 0.001})
+    study.optimize(run, n_trials=1)
+    assert study.trials[number].params["lr"] == 0.001
+    assert models[1].lrs == [0.001] * (2 * BATCHES_PER_EPOCH)  # epochs 2 and 3, at the branch's lr
+    assert study.get_curves(number)["val_loss"][0] == [2, 3]
 
 
 def test_only_the_fits_validations_are_reported_not_the_sanity_check_nor_a_validate_run() -> None:

@@ -92,6 +92,11 @@ class _Port:
             self.pruned = True
         return changes, self.pruned
 
+    def branch_changes(self) -> dict[str, ParamValue]:
+        """The values a branch (``tunelab rollback``) changed from its parent's checkpoint, or {}."""
+        branch = self.trial.branch
+        return {} if branch is None else dict(branch.changed)
+
     def flush(self) -> None:
         self.trial.flush()  # the reports gathered for the storage: written once training ends
 
@@ -299,6 +304,15 @@ class TunelabCallback(pl.Callback):  # type: ignore[misc]
         every_step = trial is None or trial.live_poll_seconds == 0
         self._hook = StepHook(trial, lambda: self._sync_live(trainer, force=not every_step), every_step=every_step)
         self._hook.start(trainer.optimizers)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # A branch resumed from its parent's checkpoint (``fit(ckpt_path=trial.resume_from...)``): Lightning has
+        # just loaded the optimizers' state, with the parent's lr; the branch's changed values go on top of it.
+        if trainer.ckpt_path is None:
+            return
+        changes = self._decide(trainer, lambda: self._call("branch_changes"))
+        if changes:
+            _apply(trainer, changes)
 
     def _sync_live(self, trainer: pl.Trainer, *, force: bool) -> None:
         """Apply the live changes asked for, just before an optimizer step (on every rank)."""
