@@ -330,6 +330,36 @@ def test_several_eval_datasets_report_each_and_the_monitored_one_is_the_value(tm
     assert trainer.state.global_step == 8  # at the next evaluation: the first one logged no eval_vall_loss
 
 
+def test_a_pareto_pruner_over_two_eval_datasets_is_asked_once_both_are_reported(tmp_path: Path) -> None:
+    # Objectives eval_val_loss and eval_train_loss come from two datasets, in two on_evaluate calls: the pruner
+    # was asked after one of them and failed the trial with "the trial's last report has only
+    # ['eval_val_loss', ...]", whichever dataset was monitored.
+    study = tunelab.create_study(directions=["minimize", "minimize"], sampler=tunelab.RandomSampler(), seed=0,
+                                 objective_names=["eval_val_loss", "eval_train_loss"],
+                                 pruner=tunelab.ParetoMedianPruner(n_startup_trials=1))
+    for lr in (GOOD, HOPELESS):
+        study.enqueue({"learning_rate": lr})
+
+    def objective(trial: tunelab.Trial) -> tuple[float, float]:
+        cb = TunelabCallback(trial, monitor="eval_val_loss")
+        trainer = tiny_trainer(str(tmp_path / str(trial.number)), callbacks=[cb], max_steps=8,
+                               learning_rate=trial.suggest_float("learning_rate", 1e-4, 10.0, log=True))
+        trainer.eval_dataset = {"val": trainer.eval_dataset, "train": TRAIN}
+        trainer.train()
+        return cb.last_metrics["eval_val_loss"], cb.last_metrics["eval_train_loss"]
+
+    study.optimize(objective, n_trials=2)
+    assert [t.state.value for t in study.trials] == ["COMPLETE", "PRUNED"]
+    assert study.trials[1].system_attrs["pruned"]["step"] == 4
+    assert study.get_curves(1)["eval_train_loss"][0] == [4]  # both datasets reported at the pruned step
+    typo = tunelab.create_study(directions=["minimize", "minimize"], pruner=tunelab.ParetoMedianPruner(),
+                                objective_names=["eval_val_loss", "eval_tran_loss"])
+    trainer = tiny_trainer(str(tmp_path / "typo"), callbacks=[TunelabCallback(typo.ask(), monitor="eval_val_loss")])
+    trainer.eval_dataset = {"val": trainer.eval_dataset, "train": TRAIN}
+    with pytest.raises(ConfigError, match=r"ParetoMedianPruner compares .* logged no \['eval_tran_loss'\]"):
+        trainer.train()
+
+
 def test_step_epoch_with_an_evaluation_inside_an_epoch_is_refused_before_training(tmp_path: Path) -> None:
     # The ConfigError came at that evaluation, after training up to it: with eval_strategy='epoch' and
     # max_steps=12 (8 steps per epoch) at epoch 1.5, once the whole run was trained.

@@ -28,6 +28,7 @@ from tunelab.errors import ConfigError, TrialPruned
 from tunelab.integrations._common import as_number, check_monitor, check_trial, prune_now, require
 from tunelab.integrations._live import StepHook
 from tunelab.pruners import Pruner
+from tunelab.pruners.pareto import ParetoPruner
 from tunelab.samplers import Sampler
 from tunelab.space import SpaceEntry, validate_space
 from tunelab.study import Study, Trial, create_study
@@ -180,6 +181,16 @@ class TunelabCallback(TrainerCallback):  # type: ignore[misc]
             self.last_metrics = {**self.last_metrics, **values}
         else:
             self.last_metrics, self.last_step = values, step
+        pruner = trial.study.pruner
+        if self._training and isinstance(pruner, ParetoPruner):
+            # It compares the metrics of its objectives, which may come from several datasets: it is asked
+            # once they are all in, with them in one report (the last, the one it reads).
+            needed, _ = pruner.resolve(trial.study.objective_names, trial.study.directions)
+            if any(m in values for m in needed) and all(m in self.last_metrics for m in needed):
+                if not all(m in values for m in needed):
+                    trial.report(self._step_of(state), **{m: self.last_metrics[m] for m in needed})
+                return prune_now(trial)
+            return False
         return self._training and not other and prune_now(trial)
 
     def check_monitored(self) -> None:
@@ -187,6 +198,17 @@ class TunelabCallback(TrainerCallback):  # type: ignore[misc]
         did not log ``monitor``."""
         if self.last_step is not None and self.monitor not in self.last_metrics:
             self._missing(self.last_metrics)
+        pruner = None if self._trial is None else self._trial.study.pruner
+        if self.last_step is not None and isinstance(pruner, ParetoPruner):
+            study = self._trial.study  # type: ignore[union-attr]
+            needed, _ = pruner.resolve(study.objective_names, study.directions)
+            missing = [m for m in needed if m not in self.last_metrics]
+            if missing:
+                raise ConfigError(
+                    f"{type(pruner).__name__} compares the metrics {list(needed)} at each evaluation, but the "
+                    f"evaluation logged no {missing} (it logged {sorted(self.last_metrics)}); name the metrics "
+                    "the Trainer logs (with the 'eval_' prefix) in the study's objective_names or the pruner's metrics="
+                )
 
     def _missing(self, values: Mapping[str, float]) -> None:
         raise ConfigError(
