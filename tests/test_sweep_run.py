@@ -539,6 +539,36 @@ def test_a_constraint_s_metric_never_reported_fails_the_trial_naming_it(tmp_path
     assert trial.state == TrialState.FAIL and "no peak_memory_gb was reported" in (trial.error or "")
 
 
+def test_a_constraint_s_metric_reported_as_nan_or_inf_fails_the_trial_naming_what_the_script_said(
+        tmp_path: Path) -> None:
+    # it failed with set_constraint's AttributeValueError and a traceback into tunelab, as if tunelab had a bug
+    write(tmp_path, "nan.py", """\
+        import json, os
+        print(json.dumps({"step": 1, "val_loss": 0.5, "mem": float(os.environ["TUNELAB_PARAM_MEM"])}))
+    """)
+    sweep = write(tmp_path, "sweep.yaml", """\
+        study: nan-memory
+        storage: sqlite:///t.db
+        command: PY nan.py
+        args: env
+        parameters:
+          mem: {type: categorical, choices: [nan, inf]}
+        metric: val_loss
+        constraints:
+          mem: {upper: 8.0}
+        sampler: grid
+        n_trials: 2
+        max_start_failures: 0
+    """)
+    run_sweep(load_config(sweep), show_progress=False)
+    trials = study_of(tmp_path, "nan-memory").trials
+    assert sorted(t.params["mem"] for t in trials) == ["inf", "nan"]
+    for t in trials:
+        assert t.state == TrialState.FAIL
+        assert f"the script reported mem={t.params['mem']}, a metric of constraints:" in (t.error or "")
+        assert "AttributeValueError" not in (t.error or "")
+
+
 @pytest.mark.parametrize(("spec", "message"), [
     ("{}", r"constraints\.mem: no bound: write \{upper: \.\.\.\}"),
     ("{lower: 9, upper: 8}", r"constraints\.mem: lower \(9\) is above upper \(8\)"),

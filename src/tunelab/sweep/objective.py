@@ -110,6 +110,12 @@ class SweepObjective:
                 f"no {' or '.join(missing)} was reported; the script printed: {printed}. Print a JSON line such as "
                 f'{{"step": 1, "{m}": 0.5}}, call tunelab.script.report(step, {m}=...), or set '
                 "metrics_regex in the sweep file")
+        broken = [(name, v) for name, v in measured.items() if v is not None and not math.isfinite(v)]
+        if broken:  # as a NaN value does: FAIL with what the script said (not an error of tunelab's code)
+            name, v = broken[0]
+            raise TrialCommandError(
+                f"the script reported {name}={v}, a metric of constraints:, whose bound needs a finite value; "
+                f"report a finite {name} (a run that broke the bound can report any value beyond it)")
         for name, (lower, upper) in c.constraints.items():
             value = measured[name]
             assert value is not None  # (a missing one failed above)
