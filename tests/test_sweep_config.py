@@ -266,6 +266,26 @@ def test_init_writes_a_template_that_validates(tmp_path: Path) -> None:
     assert sys.executable  # the template itself names `python`, found on PATH when the sweep runs
 
 
+def test_init_puts_the_arguments_a_script_requires_in_the_command(tmp_path: Path) -> None:
+    # a positional argument or required=True option that is no parameter was left out of the command: every
+    # trial failed with argparse's "the following arguments are required" and the sweep stopped at start-up
+    script = tmp_path / "train.py"
+    script.write_text("import argparse\np = argparse.ArgumentParser()\n"
+                      "p.add_argument('data_dir')\n"
+                      "p.add_argument('--data', required=True)\n"
+                      "p.add_argument('--lr', type=float, default=1e-3)\n"
+                      "p.add_argument('rest', nargs='*')\n")
+    out = write_template(str(script), tmp_path / "sweep.yaml")
+    c = load_config(out)
+    assert set(c.space) == {"lr"}
+    argv = render_argv(str(c.command), {"lr": 0.001})
+    parser = {"__name__": "not_main"}
+    exec(script.read_text(), parser)
+    parsed = parser["p"].parse_args(argv[2:])  # argparse takes it: nothing required is missing
+    assert (parsed.data_dir, parsed.data, parsed.lr) == ("FILL_IN", "FILL_IN", 0.001)
+    assert "requires data_dir, --data: replace each FILL_IN" in out.read_text()
+
+
 def test_a_key_of_another_parameter_type_lists_this_type_s_keys(tmp_path: Path) -> None:
     # `prior:` on a bool and `low:` on a categorical are keys of other types: the message said
     # "did you mean 'prior'?" for the key written, which is no fix

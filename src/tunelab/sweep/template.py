@@ -24,8 +24,13 @@ class _Option:
     yaml: str
     switch: bool = False
     """A flag without a value (store_true): not in the command, listed as a comment."""
+    required: bool = False
+    """A positional argument or ``required=True``: the command must give it (a value to fill in when it is no
+    parameter, else every trial fails with argparse's "the following arguments are required")."""
 
 
+_FILL_IN = "FILL_IN"
+"""Written in the command for an argument the script requires that is no parameter (``--data FILL_IN``)."""
 _SKIP = {"help", "epochs", "seed", "data", "device", "out", "output", "workers", "num_workers", "log", "config"}
 
 
@@ -50,13 +55,20 @@ def _options(script: Path) -> list[_Option]:
         if node.func.attr != "add_argument":
             continue
         flags = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+        kw = {k.arg: k.value for k in node.keywords if k.arg}
+        if len(flags) == 1 and not flags[0].startswith("-"):  # a positional argument
+            if _literal(kw.get("nargs")) not in ("?", "*"):
+                found.append(_Option("", flags[0], "", required=True))
+            continue
         long = next((f for f in flags if f.startswith("--")), None)
         if long is None:
             continue
         name = re.sub(r"[^A-Za-z0-9_]", "_", long[2:])
+        required = _literal(kw.get("required")) is True
         if not re.match(r"^[A-Za-z_]", name) or name.lower() in _SKIP:
+            if required:
+                found.append(_Option(long, name, "", required=True))
             continue
-        kw = {k.arg: k.value for k in node.keywords if k.arg}
         kind = kw.get("type")
         kind_name = kind.id if isinstance(kind, ast.Name) else None
         default = _literal(kw.get("default"))
@@ -65,6 +77,8 @@ def _options(script: Path) -> list[_Option]:
         yaml = _yaml(kind_name, default, choices, action)
         if yaml is not None:
             found.append(_Option(long, name, yaml, switch=action == "store_true"))
+        elif required:
+            found.append(_Option(long, name, "", required=True))
     return found
 
 
@@ -109,7 +123,10 @@ def render_template(script: str, study: str | None = None, file: str = "sweep.ya
     options = _options(path) if path.suffix == ".py" else []
     runner = "python" if path.suffix == ".py" else ("sh" if path.suffix == ".sh" else "")
     head = f"{runner} {shlex.quote(script)}".strip()
-    valued = [o for o in options if not o.switch]
+    given = [o for o in options if o.required and not o.yaml]
+    if given:  # fixed arguments the script requires: a value for the user to fill in
+        head += "".join(f" {o.flag} {_FILL_IN}" if o.flag else f" {_FILL_IN}" for o in given)
+    valued = [o for o in options if not o.switch and o.yaml]
     if valued:
         command = head + "".join(f" {o.flag} {{{o.name}}}" for o in valued)
         params = "\n".join(f"  {o.name}: {o.yaml}" for o in valued)
@@ -122,6 +139,9 @@ def render_template(script: str, study: str | None = None, file: str = "sweep.ya
         command = head + " --lr {lr}"
         params = "  lr: {type: float, low: 1.0e-5, high: 1.0e-1, log: true}"
         found = ""
+    if given:
+        found += (f"# {script} requires {', '.join(o.flag or o.name for o in given)}: replace each {_FILL_IN} "
+                  "in the command with its value.\n")
     name = study or re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem) + "-sweep"
     return f"""\
 # A tunelab sweep: run it with `tunelab sweep {file}` (the same command resumes it).
