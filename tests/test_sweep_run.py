@@ -202,6 +202,28 @@ def test_logs_are_kept_and_shown_by_the_cli_and_the_dashboard(tmp_path: Path) ->
     assert 'el("trial-" + stream).textContent = ' in app_js  # shown as text, never as markup
 
 
+def test_logs_and_values_are_shown_as_typed_never_as_emoji(tmp_path: Path) -> None:
+    # rich's consoles turned ":fire:" in a log line, ":smile:" in a value and "file.py:100:" in an error into emoji
+    write(tmp_path, "train.sh", 'echo "epoch 1 :fire: ok :100:"\necho \'{"val_loss": 1}\'\n'
+                                'echo ":warning: low disk" >&2\n')
+    write(tmp_path, "sweep.yaml", """\
+        study: emoji
+        storage: sqlite:///t.db
+        command: /bin/sh train.sh
+        args: env
+        parameters: {face: {type: categorical, choices: [":smile:"]}}
+        metric: val_loss
+        n_trials: 1
+    """)
+    done = cli(tmp_path, "sweep", "sweep.yaml")
+    assert done.returncode == 0, done.stderr
+    assert "{'face': ':smile:'}" in done.stdout
+    shown = cli(tmp_path, "trial", "emoji", "0", "--storage", "sqlite:///t.db")
+    assert shown.returncode == 0, shown.stderr
+    assert "epoch 1 :fire: ok :100:" in shown.stdout and ":warning: low disk" in shown.stdout
+    assert "face = :smile:" in shown.stdout
+
+
 def test_cli_flags_override_the_file_and_bad_files_exit_2_in_one_line(tmp_path: Path) -> None:
     write(tmp_path, "train.sh", LOOP_SH)
     write(tmp_path, "sweep.yaml", """\

@@ -90,14 +90,14 @@ class ExportFormat(str, enum.Enum):
 
 def _out() -> Console:
     # Made per command so that the width (COLUMNS) and the stream are those of this call.
-    console = Console()
+    console = Console(emoji=False)  # ":100:" in a traceback or a log line is text, not an emoji
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console.width = 200  # piped output (a file, grep) is not cut to 80 columns
     return console
 
 
 def _err() -> Console:
-    return Console(stderr=True)
+    return Console(stderr=True, emoji=False)
 
 
 @contextmanager
