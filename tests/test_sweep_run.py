@@ -541,6 +541,31 @@ def test_constraints_in_a_sweep_file_bound_a_reported_metric_and_the_best_holds_
     assert f"best: trial {widest.number}," in out.stdout
 
 
+def test_the_end_names_the_constraints_the_trials_broke_when_the_file_no_longer_has_them(tmp_path: Path) -> None:
+    # the count named the file's constraints: "1 COMPLETE trial(s) break a bound of constraints ()" after the
+    # file dropped them, and a bound no trial broke beside one that was
+    write(tmp_path, "memory.py", MEMORY)
+    text = """\
+        study: dropped
+        storage: sqlite:///t.db
+        command: PY memory.py
+        args: env
+        parameters:
+          width: {type: int, low: 100, high: 100}
+        metric: val_loss
+        n_trials: 1
+    """
+    write(tmp_path, "bounded.yaml", text.replace("n_trials: 1\n", "n_trials: 1\n        constraints:\n"
+                                                 "          peak_memory_gb: {upper: 8.0}\n"
+                                                 "          val_loss: {upper: 1.0}\n"))
+    run_sweep(load_config(tmp_path / "bounded.yaml"), show_progress=False)
+    write(tmp_path, "sweep.yaml", text)
+    out = cli(tmp_path, "sweep", "sweep.yaml")
+    assert out.returncode == 0, out.stderr
+    assert "; 0 run now)" in out.stdout
+    assert "1 COMPLETE trial(s) break a bound of constraints (peak_memory_gb): never the best" in out.stdout
+
+
 def test_a_constraint_s_metric_never_reported_fails_the_trial_naming_it(tmp_path: Path) -> None:
     write(tmp_path, "memory.py", MEMORY)
     sweep = write(tmp_path, "sweep.yaml", """\

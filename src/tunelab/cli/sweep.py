@@ -97,7 +97,7 @@ def sweep(
               + (f" of {config.n_trials}" if config.n_trials else "") + f"; {summary.ran} run now)",
               markup=False, highlight=False)
     if summary.infeasible:
-        bounds = ", ".join(config.constraints)
+        bounds = ", ".join(summary.broken)
         out.print(f"{summary.infeasible} COMPLETE trial(s) break a bound of constraints ({bounds}): never the best"
                   + ("; no trial is feasible yet" if summary.best_number is None and not summary.front else ""),
                   markup=False, highlight=False)

@@ -50,6 +50,8 @@ class SweepSummary:
     """With several objectives: the numbers of the Pareto front's trials (no single best)."""
     infeasible: int = 0
     """COMPLETE trials that break a bound of ``constraints:`` (never the best, never on the front)."""
+    broken: list[str] = field(default_factory=list)
+    """The constraints those trials break, as recorded with them (a file may since have changed its own)."""
 
 
 def counted(trial: FrozenTrial) -> bool:
@@ -204,6 +206,8 @@ def summarize(study: Study, storage: str, ran: int = 0) -> SweepSummary:
                            sum(counted(t) for t in trials), ran)
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
     summary.infeasible = sum(not t.feasible for t in complete)
+    summary.broken = list(dict.fromkeys(name for t in complete for name, c in t.constraints.items()
+                                        if not c.satisfied))
     if study.is_multi_objective:
         summary.front = [t.number for t in study.best_trials]
     elif summary.infeasible < len(complete):
