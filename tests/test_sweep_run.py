@@ -428,6 +428,22 @@ def test_several_objectives_in_a_sweep_file_are_checked(tmp_path: Path) -> None:
         config_from_text(base + "metric: [a, b]\ndirection: [minimize, up]\n", tmp_path)
 
 
+def test_check_names_every_objective_s_metric_and_the_constraints(tmp_path: Path) -> None:
+    # --check said "metric val_acc" for a sweep trading val_acc and latency_ms, and nothing of its constraints
+    write(tmp_path, "sweep.yaml", """\
+        study: traded
+        storage: sqlite:///t.db
+        command: python t.py --x {x}
+        parameters: {x: {type: float, low: 0, high: 1}}
+        metric: [val_acc, latency_ms]
+        direction: [maximize, minimize]
+        constraints: {peak_memory_gb: {upper: 8}}
+    """)
+    out = cli(tmp_path, "sweep", "sweep.yaml", "--check")
+    assert out.returncode == 0, out.stderr
+    assert "1 parameters, metrics val_acc, latency_ms, constraints on peak_memory_gb)" in out.stdout
+
+
 VALIDATE_EVERY_2 = """\
 import os
 import tunelab.script

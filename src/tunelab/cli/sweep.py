@@ -128,6 +128,8 @@ def _print_check(config: object) -> None:
     active = {k: params[k] for k in active_names(config.space, params)}  # type: ignore[arg-type]
     shown = (render_shell(config.command, active, config.args) if config.shell
              else shlex.join(render_argv(config.command, active, config.args)))
-    _out().print(f"{config.file}: OK (study {config.study!r}, {len(config.space)} parameters, metric "
-                 f"{config.metric}); a trial would run, in {config.workdir}:\n  {shown}", markup=False,
-                 highlight=False)
+    metrics = config.objectives[0]
+    judged = f"metric{'s' if len(metrics) > 1 else ''} {', '.join(metrics)}" + (
+        f", constraints on {', '.join(config.constraints)}" if config.constraints else "")
+    _out().print(f"{config.file}: OK (study {config.study!r}, {len(config.space)} parameters, {judged}); a trial "
+                 f"would run, in {config.workdir}:\n  {shown}", markup=False, highlight=False)
