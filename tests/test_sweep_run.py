@@ -647,6 +647,20 @@ def test_constraints_in_a_sweep_file_are_checked(tmp_path: Path, spec: str, mess
         config_from_text(base + "constraints:\n  step: {upper: 1}\n", tmp_path)
 
 
+@pytest.mark.parametrize(("spec", "message"), [
+    # a misspelt bound listed no keys ("the keys here are: "), a bare number named pydantic's ConstraintSpec
+    ("{Upper: 8}", r"constraints\.mem\.Upper: unknown key 'Upper'; did you mean 'upper'\?$"),
+    ("{max: 8}", r"constraints\.mem\.max: unknown key 'max'; the keys here are: upper, lower$"),
+    ("8", r"constraints\.mem: 8 is no bound; write mem: \{upper: 8\} \(the metric at or below it\)"),
+    ("null", r"constraints\.mem: null is no bound; write mem: \{upper: 8\.0\}"),
+])
+def test_a_mistaken_bound_of_constraints_says_how_to_write_one(tmp_path: Path, spec: str, message: str) -> None:
+    base = "command: python t.py\nparameters:\n  x: {type: float, low: 0, high: 1}\nmetric: loss\n"
+    with pytest.raises(SweepConfigError, match=message) as e:
+        config_from_text(base + f"constraints:\n  mem: {spec}\n", tmp_path)
+    assert "ConstraintSpec" not in str(e.value) and e.value.line in (6, 7)
+
+
 def test_check_finds_what_the_run_would_refuse_without_creating_anything(tmp_path: Path) -> None:
     # --check said OK for a file the run then refused: GPUs the host lacks, an existing study it conflicts with
     write(tmp_path, "sweep.yaml", "study: s\nstorage: sqlite:///t.db\ncommand: PY -c pass\nmetric: val_loss\n"

@@ -285,6 +285,11 @@ def _explain(e: ValidationError, data: Mapping[str, Any], lines: Lines, given: M
     elif kind == "literal_error":
         expected = msg.split("Input should be ", 1)[-1]
         text = f"{value!r} is not allowed; use {expected}"
+    elif len(loc) == 2 and loc[0] == "constraints" and not isinstance(value, dict):  # mem: 8
+        bound = value if isinstance(value, (int, float)) and not isinstance(value, bool) else 8.0
+        shown = "null" if value is None else str(value).lower() if isinstance(value, bool) else repr(value)
+        text = (f"{shown} is no bound; write {loc[1]}: {{upper: {bound}}} (the metric at or below it), "
+                "{lower: ...}, or both")
     elif kind == "value_error":  # our own validators' messages say the value and the fix already
         text = msg.removeprefix("Value error, ")
     else:
@@ -319,6 +324,8 @@ def _known_keys(parent: KeyPath, data: Mapping[str, Any] | None = None) -> list[
         return ["type", "low", "high", "log", "step", "choices", "prior", "when"]
     if parent[0] == "parameters" and len(parent) == 3 and parent[2] == "prior":
         return ["type", "center", "spread"]
+    if parent[0] == "constraints" and len(parent) == 2:
+        return list(ConstraintSpec.model_fields)
     return []
 
 
