@@ -286,6 +286,17 @@ def test_init_puts_the_arguments_a_script_requires_in_the_command(tmp_path: Path
     assert "requires data_dir, --data: replace each FILL_IN" in out.read_text()
 
 
+def test_a_bool_prior_written_as_a_list_or_a_mapping_says_it_is_one_probability(tmp_path: Path) -> None:
+    # it said pydantic's "Input should be a valid number", with no fix
+    e = error(GOOD.replace("use_bn:    {type: bool}", "use_bn:    {type: bool, prior: [0.2, 0.8]}"), tmp_path)
+    assert e.key == "parameters.use_bn.prior" and e.line == 9
+    assert str(e).endswith("a bool's prior is one number, the probability of true: write prior: 0.8 for "
+                           "[false, true] = [0.2, 0.8]")
+    e = error(GOOD.replace("use_bn:    {type: bool}", "use_bn:    {type: bool, prior: {type: normal}}"), tmp_path)
+    assert str(e).endswith("the probability of true: e.g. prior: 0.8")
+    assert load(GOOD.replace("use_bn:    {type: bool}", "use_bn:    {type: bool, prior: 0.8}"), tmp_path)
+
+
 def test_a_key_of_another_parameter_type_lists_this_type_s_keys(tmp_path: Path) -> None:
     # `prior:` on a bool and `low:` on a categorical are keys of other types: the message said
     # "did you mean 'prior'?" for the key written, which is no fix

@@ -285,6 +285,12 @@ def _explain(e: ValidationError, data: Mapping[str, Any], lines: Lines, given: M
     elif kind == "literal_error":
         expected = msg.split("Input should be ", 1)[-1]
         text = f"{value!r} is not allowed; use {expected}"
+    elif (len(loc) == 3 and loc[0] == "parameters" and loc[2] == "prior" and isinstance(value, (dict, list))
+          and isinstance((spec := (data.get("parameters") or {}).get(loc[1])), Mapping) and spec.get("type") == "bool"):
+        pair = isinstance(value, list) and len(value) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        text = "a bool's prior is one number, the probability of true: " + (
+            f"write prior: {value[1]} for [false, true] = {value!r}" if pair else "e.g. prior: 0.8")
     elif len(loc) == 2 and loc[0] == "constraints" and not isinstance(value, dict):  # mem: 8
         bound = value if isinstance(value, (int, float)) and not isinstance(value, bool) else 8.0
         shown = "null" if value is None else str(value).lower() if isinstance(value, bool) else repr(value)
