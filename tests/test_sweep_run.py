@@ -263,6 +263,26 @@ def test_an_existing_study_with_another_space_needs_allow_changes(tmp_path: Path
     assert study_of(tmp_path, "s").system_attrs["space"]["lr"]["high"] == 2.0
 
 
+def test_allow_changes_refuses_another_type_before_anything_is_stored_and_check_says_so(tmp_path: Path) -> None:
+    # --check --allow-changes said OK for a parameter that changed its type; the run then failed inside optimize
+    # (an error naming no file or line) after it had stored the file's space over the study's
+    write(tmp_path, "train.sh", LOOP_SH)
+    text = ("study: s\nstorage: sqlite:///t.db\ncommand: /bin/sh train.sh {lr}\nmetric: val_loss\nn_trials: 1\n"
+            "parameters:\n  lr: {type: float, low: 0.0, high: 1.0}\n")
+    run_sweep(config_from_text(text, tmp_path), show_progress=False)
+    stored = study_of(tmp_path, "s").system_attrs["space"]
+    write(tmp_path, "int.yaml", text.replace("type: float", "type: int").replace("high: 1.0", "high: 5")
+          .replace("n_trials: 1", "n_trials: 2"))
+    out = cli(tmp_path, "sweep", "int.yaml", "--check", "--allow-changes")
+    assert out.returncode == 2, out.stdout
+    assert out.stderr.replace("\n", " ").startswith("error: int.yaml:6: parameters.lr: study 's' has lr as Float(")
+    with pytest.raises(SweepConfigError, match="not the type, log scale or choices") as info:
+        run_sweep(load_config(tmp_path / "int.yaml"), allow_changes=True, show_progress=False)
+    assert info.value.key == "parameters.lr"
+    study = study_of(tmp_path, "s")
+    assert study.system_attrs["space"] == stored and len(study.trials) == 1
+
+
 def test_the_same_file_resumes_to_exactly_n_trials(tmp_path: Path) -> None:
     write(tmp_path, "train.sh", LOOP_SH)
     text = ("study: r\nstorage: sqlite:///t.db\ncommand: /bin/sh train.sh {lr}\nmetric: val_loss\nn_trials: 3\n"

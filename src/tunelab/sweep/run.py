@@ -23,7 +23,7 @@ from tunelab.errors import ConfigError, StudyNotFoundError, SweepConfigError
 from tunelab.execution.gpus import check_gpus
 from tunelab.records import FrozenTrial, TrialState
 from tunelab.samplers import RandomSampler
-from tunelab.space import space_to_json
+from tunelab.space import space_to_json, unwrap
 from tunelab.storage import BaseStorage, get_storage
 from tunelab.study import Study, create_study, load_study
 from tunelab.sweep.config import SweepConfig, parse_gpus
@@ -143,6 +143,16 @@ def _check_existing(config: SweepConfig, storage: BaseStorage, allow_changes: bo
                 f"({_difference(stored or {}, wanted)}); run with --allow-changes to continue it with the "
                 "file's parameters (a parameter must keep its type, log scale and choices), or name a new study "
                 "(study:)", key="parameters")
+    known = storage.get_distributions(existing.study_id)  # what --allow-changes cannot change: checked before
+    for name, entry in config.space.items():              # open_study stores the file's space
+        first = known.get(name)
+        if first is not None and not first.compatible_with(unwrap(entry)):
+            key = f"parameters.{name}"
+            raise SweepConfigError(
+                f"{config.where(key)}: study {config.study!r} has {name} as {first!r}, the file says "
+                f"{unwrap(entry)!r}; --allow-changes may change a range or a prior, not the type, log scale or "
+                f"choices: rename the parameter, or name a new study (study:)", key=key,
+                line=config.lines.get("parameters"))
     return existing
 
 
