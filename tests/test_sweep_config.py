@@ -297,6 +297,20 @@ def test_a_bool_prior_written_as_a_list_or_a_mapping_says_it_is_one_probability(
     assert load(GOOD.replace("use_bn:    {type: bool}", "use_bn:    {type: bool, prior: 0.8}"), tmp_path)
 
 
+def test_args_auto_with_a_shell_pipe_is_refused_before_the_options_go_to_the_pipe_s_reader(tmp_path: Path) -> None:
+    # `python train.py 2>&1 | tee log` with args: auto ran `... | tee log --lr 0.01`: the script got no parameters,
+    # tee got them, and every trial failed (or worse, ran with the script's defaults)
+    base = "command: {cmd}\nshell: true\nargs: auto\nparameters:\n  lr: {{type: float, low: 0.1, high: 1}}\nmetric: m\n"
+    e = error(base.format(cmd="python train.py 2>&1 | tee log.txt"), tmp_path)
+    assert e.key == "args" and e.line == 3
+    assert "after '|': the parameters would go to 'tee log.txt', not to the script" in str(e)
+    assert "line ends there" in str(error(base.format(cmd="python train.py &&"), tmp_path))
+    for fine in ("cd . && python train.py", "python train.py > log.txt 2>&1", "python train.py '|' \"a;b\"",
+                 "python train.py a\\;b"):
+        assert load(base.format(cmd=fine), tmp_path).args == "auto"
+    assert load(base.format(cmd="python train.py | tee log").replace("args: auto", "args: env"), tmp_path)
+
+
 def test_a_key_of_another_parameter_type_lists_this_type_s_keys(tmp_path: Path) -> None:
     # `prior:` on a bool and `low:` on a categorical are keys of other types: the message said
     # "did you mean 'prior'?" for the key written, which is no fix

@@ -357,6 +357,21 @@ def _missing_fix(loc: KeyPath) -> str:
 
 
 # -- checks beyond the schema ----------------------------------------------------------------------
+_CONTROL_OPERATORS = ("|", "||", "&&", ";", "&", "|&", ";;")
+
+
+def _last_control_operator(command: str | Sequence[str]) -> tuple[str, str] | None:
+    """The last shell control operator outside quotes (``|``, ``&&``, ``;``...) of a shell command and the
+    words after it (the command that ``args: auto``'s words would go to), or None."""
+    try:
+        text = re.sub(r"\\.", "_", command if isinstance(command, str) else " ".join(command))  # \; is a word
+        words = list(shlex.shlex(text, posix=False, punctuation_chars=True))  # posix=False: '|' stays quoted
+    except ValueError:  # a quote left open: reported by the shell, not here
+        return None
+    at = [i for i, w in enumerate(words) if w in _CONTROL_OPERATORS]
+    return None if not at else (words[at[-1]], " ".join(words[at[-1] + 1:]))
+
+
 def _err(lines: Lines, path: KeyPath, text: str) -> SweepConfigError:
     return SweepConfigError(f"{lines.where(path)}: {dotted(path)}: {text}", key=dotted(path), line=lines.line(path))
 
@@ -395,6 +410,13 @@ def _check(f: SweepFile, lines: Lines, folder: Path, storage_from_flag: bool) ->
                        f"some trials; write {{{name}?}} (dropped, with the option before it, when inactive) or use "
                        "args: auto")
     used_names = {n for n, _ in used}
+    last = _last_control_operator(f.command) if f.shell and f.args == "auto" else None
+    if last is not None and (last[0] in ("|", "|&", "&") or not last[1]):  # (`cd x && python t.py` is fine)
+        operator, after = last
+        raise _err(lines, ("args",), f"auto appends --name value at the end of the command, after "
+                   f"{operator!r}: the parameters would go " + (f"to {after!r}, not to the script" if after else
+                                                               "nowhere (the line ends there)")
+                   + "; write placeholders where they belong (--lr {lr}), or set args: env")
     if f.args == "none":
         for name in space:
             if name not in used_names:
