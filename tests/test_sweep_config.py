@@ -311,6 +311,16 @@ def test_args_auto_with_a_shell_pipe_is_refused_before_the_options_go_to_the_pip
     assert load(base.format(cmd="python train.py | tee log").replace("args: auto", "args: env"), tmp_path)
 
 
+def test_a_conditional_placeholder_without_a_question_mark_under_args_auto_says_a_fix_that_applies(
+        tmp_path: Path) -> None:
+    # the fix offered was "or use args: auto" to a file that already said args: auto
+    text = GOOD.replace("{momentum?}", "{momentum}")
+    assert str(error(text, tmp_path)).endswith("or use args: auto")
+    e = error(text + "args: auto\n", tmp_path)
+    assert e.key == "command" and "use args: auto" not in str(e)
+    assert str(e).endswith("or remove it and its option from the command (args: auto passes it when it is active)")
+
+
 def test_a_key_of_another_parameter_type_lists_this_type_s_keys(tmp_path: Path) -> None:
     # `prior:` on a bool and `low:` on a categorical are keys of other types: the message said
     # "did you mean 'prior'?" for the key written, which is no fix

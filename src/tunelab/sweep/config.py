@@ -407,8 +407,9 @@ def _check(f: SweepFile, lines: Lines, folder: Path, storage_from_flag: bool) ->
                           "{{ and }} for literal braces"))
         if isinstance(space[name], Conditional) and not optional:
             raise _err(lines, ("command",), f"{{{name}}} is a conditional parameter (when: ...), absent from "
-                       f"some trials; write {{{name}?}} (dropped, with the option before it, when inactive) or use "
-                       "args: auto")
+                       f"some trials; write {{{name}?}} (dropped, with the option before it, when inactive) or "
+                       + ("remove it and its option from the command (args: auto passes it when it is active)"
+                          if f.args == "auto" else "use args: auto"))
     used_names = {n for n, _ in used}
     last = _last_control_operator(f.command) if f.shell and f.args == "auto" else None
     if last is not None and (last[0] in ("|", "|&", "&") or not last[1]):  # (`cd x && python t.py` is fine)
