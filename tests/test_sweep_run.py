@@ -224,6 +224,26 @@ def test_logs_and_values_are_shown_as_typed_never_as_emoji(tmp_path: Path) -> No
     assert "face = :smile:" in shown.stdout
 
 
+def test_the_command_printed_at_the_end_of_a_sweep_can_be_pasted_whatever_the_study_s_name(tmp_path: Path) -> None:
+    # "tunelab show my study --storage ..." named a study "my" and an argument "study"
+    write(tmp_path, "train.sh", LOOP_SH)
+    write(tmp_path, "sweep.yaml", """\
+        study: "my study's"
+        storage: sqlite:///t.db
+        command: /bin/sh train.sh {lr}
+        parameters: {lr: {type: float, low: 0.0, high: 1.0}}
+        metric: val_loss
+        n_trials: 1
+    """)
+    done = cli(tmp_path, "sweep", "sweep.yaml")
+    assert done.returncode == 0, done.stderr
+    pasted = done.stdout.strip().splitlines()[-1]
+    assert pasted.startswith("tunelab show ")
+    shown = cli(tmp_path, *shlex.split(pasted)[1:])
+    assert shown.returncode == 0, shown.stderr
+    assert "my study's (minimize): 1 trials" in shown.stdout
+
+
 def test_cli_flags_override_the_file_and_bad_files_exit_2_in_one_line(tmp_path: Path) -> None:
     write(tmp_path, "train.sh", LOOP_SH)
     write(tmp_path, "sweep.yaml", """\

@@ -6,6 +6,7 @@ any trial starts; other tunelab errors exit with 1, Ctrl-C with 130 (the same co
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -104,16 +105,16 @@ def sweep(
     if summary.front:
         shown = ", ".join(map(str, summary.front[:12])) + (", ..." if len(summary.front) > 12 else "")
         out.print(f"Pareto front of {', '.join(config.objectives[0])}: {len(summary.front)} trial(s) ({shown}); "
-                  f"tunelab best {summary.study} --storage {summary.storage}", markup=False, highlight=False)
+                  f"tunelab best {shlex.quote(summary.study)} --storage {shlex.quote(summary.storage)}", markup=False,
+                  highlight=False)
     if summary.best_number is not None:
         out.print(f"best: trial {summary.best_number}, {config.metric} {summary.best_value!r}, "
                   f"{summary.best_params}", markup=False, highlight=False)
-    out.print(f"tunelab show {summary.study} --storage {summary.storage}", markup=False, highlight=False)
+    out.print(f"tunelab show {shlex.quote(summary.study)} --storage {shlex.quote(summary.storage)}", markup=False,
+              highlight=False)
 
 
 def _print_check(config: object) -> None:
-    import shlex
-
     import numpy as np
 
     from tunelab.space import active_names, unwrap
