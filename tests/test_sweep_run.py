@@ -468,6 +468,22 @@ def test_several_objectives_in_a_sweep_file_are_checked(tmp_path: Path) -> None:
         config_from_text(base + "metric: [a, b]\ndirection: [minimize, up]\n", tmp_path)
 
 
+def test_check_refuses_a_sqlite_file_in_a_missing_directory_as_the_run_does(tmp_path: Path) -> None:
+    # --check said OK; the run then failed at once: "there is no directory ..."
+    write(tmp_path, "sweep.yaml", """\
+        study: nowhere
+        storage: sqlite:///missing/t.db
+        command: python t.py --x {x}
+        parameters: {x: {type: float, low: 0, high: 1}}
+        metric: loss
+    """)
+    out = cli(tmp_path, "sweep", "sweep.yaml", "--check")
+    assert out.returncode == 2, out.stdout
+    assert out.stderr.replace("\n", " ").startswith(f"error: sweep.yaml:2: storage: there is no directory "
+                                                    f"'{tmp_path / 'missing'}'")
+    assert not (tmp_path / "missing").exists()
+
+
 def test_check_names_every_objective_s_metric_and_the_constraints(tmp_path: Path) -> None:
     # --check said "metric val_acc" for a sweep trading val_acc and latency_ms, and nothing of its constraints
     write(tmp_path, "sweep.yaml", """\

@@ -97,6 +97,10 @@ def check_sweep(config: SweepConfig, allow_changes: bool = False) -> None:
 
         path = url[len("sqlite:///"):].partition("?")[0]
         if path != ":memory:" and not Path(path).exists():
+            if not Path(path).parent.is_dir():  # the run could not create the file
+                raise SweepConfigError(
+                    f"{config.where('storage')}: there is no directory {str(Path(path).parent)!r} for the SQLite "
+                    "file; create it, or fix storage:", key="storage", line=config.lines.get("storage"))
             return
     storage = get_storage(url)
     try:
