@@ -321,6 +321,21 @@ def test_a_conditional_placeholder_without_a_question_mark_under_args_auto_says_
     assert str(e).endswith("or remove it and its option from the command (args: auto passes it when it is active)")
 
 
+def test_init_names_the_script_from_the_sweep_file_s_folder_where_the_command_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `tunelab sweep --init train.py -o sweeps/cnn.yaml` wrote `python train.py`, run in sweeps/: no such file
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train.py").write_text("import argparse\np = argparse.ArgumentParser()\n"
+                                       "p.add_argument('--lr', type=float, default=1e-3)\n")
+    (tmp_path / "sweeps").mkdir()
+    for output, named in ((Path("sweeps/cnn.yaml"), "../train.py"), (Path("here.yaml"), "train.py")):
+        c = load_config(write_template("train.py", output))
+        argv = render_argv(str(c.command), {"lr": 0.001})
+        assert argv[:2] == ["python", named] and (Path(c.workdir) / argv[1]).resolve() == tmp_path / "train.py"
+    absolute = load_config(write_template(str(tmp_path / "train.py"), Path("sweeps/abs.yaml")))
+    assert render_argv(str(absolute.command), {"lr": 0.001})[1] == str(tmp_path / "train.py")
+
+
 def test_a_key_of_another_parameter_type_lists_this_type_s_keys(tmp_path: Path) -> None:
     # `prior:` on a bool and `low:` on a categorical are keys of other types: the message said
     # "did you mean 'prior'?" for the key written, which is no fix

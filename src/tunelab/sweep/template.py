@@ -10,6 +10,7 @@ Otherwise the template has one example parameter. The result always passes :func
 from __future__ import annotations
 
 import ast
+import os
 import re
 import shlex
 from dataclasses import dataclass
@@ -117,12 +118,13 @@ def _scalar(value: Any) -> str:
     return repr(value)
 
 
-def render_template(script: str, study: str | None = None, file: str = "sweep.yaml") -> str:
-    """The text of a sweep file for ``script`` (a path, as the command will name it)."""
+def render_template(script: str, study: str | None = None, file: str = "sweep.yaml", named: str | None = None) -> str:
+    """The text of a sweep file for ``script`` (a path, read for its options); ``named``: the script's path as the
+    command names it, from the sweep file's folder where the command runs (default: ``script``)."""
     path = Path(script)
     options = _options(path) if path.suffix == ".py" else []
     runner = "python" if path.suffix == ".py" else ("sh" if path.suffix == ".sh" else "")
-    head = f"{runner} {shlex.quote(script)}".strip()
+    head = f"{runner} {shlex.quote(named or script)}".strip()
     given = [o for o in options if o.required and not o.yaml]
     if given:  # fixed arguments the script requires: a value for the user to fill in
         head += "".join(f" {o.flag} {_FILL_IN}" if o.flag else f" {_FILL_IN}" for o in given)
@@ -188,7 +190,12 @@ def write_template(script: str, output: Path, study: str | None = None, force: b
         raise SweepConfigError(f"{output} exists; choose another file with --output, or remove it first")
     if not Path(script).exists():
         raise SweepConfigError(f"{script}: no such file; give the training script the sweep will run")
-    output.write_text(render_template(script, study, output.name), encoding="utf-8")
+    # the command runs in the sweep file's folder: name the script from there (sweep --init train.py -o sub/x.yaml)
+    where, folder = os.path.abspath(script), os.path.abspath(output.parent)
+    same_drive = os.path.splitdrive(where)[0] == os.path.splitdrive(folder)[0]
+    shared = os.path.commonpath([where, folder]) if same_drive else ""
+    named = where if os.path.isabs(script) or os.path.dirname(shared) == shared else os.path.relpath(where, folder)
+    output.write_text(render_template(script, study, output.name, named), encoding="utf-8")
     return output
 
 
