@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import objectives
 import tunelab
 from tunelab.errors import AttributeValueError, ConfigError, DistributionConflictError, TrialStateError
 
@@ -193,3 +194,26 @@ def test_float32_bounds_and_step_are_read_as_the_decimals_they_print() -> None:
     d = tunelab.Float(np.float32(0.1), np.float32(0.7), step=np.float32(0.2))
     assert (d.low, d.high, d.step) == (0.1, 0.7, 0.2)
     assert d.grid(4) == [0.1, 0.3, 0.5, 0.7]
+
+
+def _stop_after(k: int):
+    def callback(study: tunelab.Study, trial: tunelab.FrozenTrial) -> None:
+        if len(study.trials) >= k:
+            study.stop()
+    return callback
+
+
+def test_stop_from_a_callback_starts_no_new_trial_and_the_next_optimize_runs_afresh() -> None:
+    study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler())
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=50, callbacks=[_stop_after(3)])
+    assert len(study.trials) == 3
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)  # stop() held for that run only
+    assert len(study.trials) == 5
+
+
+def test_stop_with_worker_processes_lets_the_running_trials_finish(tmp_path: Path) -> None:
+    study = tunelab.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", seed=0, sampler=tunelab.RandomSampler())
+    study.optimize(objectives.quadratic, n_trials=40, n_workers=2, callbacks=[_stop_after(1)])
+    trials = study.trials
+    assert 1 <= len(trials) <= 3  # the first to finish stops it; at most the other worker's trials then end
+    assert all(t.state == tunelab.TrialState.COMPLETE for t in trials), [(t.number, t.error) for t in trials]

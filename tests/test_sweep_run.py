@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -732,3 +733,36 @@ def test_check_finds_what_the_run_would_refuse_without_creating_anything(tmp_pat
     tunelab.create_study(name="s", storage=f"sqlite:///{tmp_path / 't.db'}", direction="maximize")
     out = cli(tmp_path, "sweep", "sweep.yaml", "--check")
     assert out.returncode == 2 and "study 's' exists with direction(s) maximize" in out.stderr
+
+
+SLOW_ECHO = """\
+import json, os, time
+time.sleep(0.3)
+print(json.dumps({"step": 1, "val_loss": float(os.environ["TUNELAB_PARAM_X"])}))
+"""
+
+
+def test_two_sweeps_of_one_file_at_once_hold_the_study_to_n_trials(tmp_path: Path) -> None:
+    # Each computed its share once at its start and ran all of it: 8 and 8, 16 trials for n_trials: 8
+    write(tmp_path, "slow.py", SLOW_ECHO)
+    write(tmp_path, "sweep.yaml", """\
+        study: shared
+        storage: sqlite:///t.db
+        command: PY slow.py
+        args: env
+        parameters:
+          x: {type: float, low: 0, high: 1}
+        metric: val_loss
+        sampler: random
+        n_trials: 8
+    """)
+    tunelab.create_study(name="shared", storage=f"sqlite:///{tmp_path / 't.db'}", sampler=tunelab.RandomSampler(),
+                         space={"x": tunelab.Float(0, 1)})
+    procs = [subprocess.Popen([sys.executable, "-m", "tunelab.cli", "sweep", "sweep.yaml"], cwd=tmp_path, env=ENV,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    done = [t for t in study_of(tmp_path, "shared").trials if t.state == TrialState.COMPLETE]
+    assert 8 <= len(done) <= 9, len(done)  # (two trials started at the same moment: one over, at most)
+    ran = [int(m) for out, _ in outs for m in re.findall(r"; (\d+) run now\)", out)]
+    assert sum(ran) == len(done)  # each counts what it ran, not the other's trials

@@ -449,7 +449,7 @@ def _optimize_here(
     done = 0
     stale = settings.stale_trials(study)
     while settings.n_trials is None or done < settings.n_trials:
-        if deadline is not None and time.monotonic() >= deadline:
+        if study._stopping or (deadline is not None and time.monotonic() >= deadline):
             return
         try:
             outcome = run_trial(study, objective, settings, on_start=lambda *_: display.started(), stale=stale)
@@ -487,6 +487,8 @@ class _Driver:
         self._last_beat = time.monotonic()
 
     def reserve(self) -> tuple[int, int] | None:
+        if self.study._stopping:  # Study.stop(): no new trial (the running ones finish)
+            return None
         try:
             with _storage_failing("starting a trial"):
                 if self._stale is not None:

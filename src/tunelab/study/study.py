@@ -95,6 +95,7 @@ class Study:
         self._storage = storage
         self._record = record
         self._for_reading = False  # opened by read_study(): its sampler is a stand-in, never to run trials
+        self._stopping = False  # stop() was called: the running optimize() starts no new trial
         self._study_id = record.study_id
         self.name = record.name
         self.direction = record.direction
@@ -680,6 +681,7 @@ class Study:
         if not callable(objective):
             raise ConfigError(f"objective must be callable as objective(trial), got {objective!r}")
         self._check_can_run("optimize()")
+        self._stopping = False
         if executor is not None and (not self._storage.shareable_across_processes or self._storage.url is None):
             raise ConfigError(
                 f"executor={executor!r} runs each trial as a task that opens the study's storage itself, "
@@ -687,6 +689,26 @@ class Study:
                 "storage='sqlite:///tunelab.db' (one machine or a shared disk) or a PostgreSQL URL (a cluster)"
             )
         optimize(self, objective, settings)
+
+    def stop(self) -> None:
+        """Make the running :meth:`optimize` start no new trial: the trials already running finish and are
+        recorded as usual, then it returns. Safe from a callback or another thread; the next
+        ``optimize()`` starts afresh.
+
+        Several processes sharing one study can hold it to a total this way (as Optuna's
+        ``MaxTrialsCallback``): a callback that counts the study's trials and calls ``stop()``.
+
+        Examples:
+            >>> import tunelab
+            >>> study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler())
+            >>> def enough(study, trial):
+            ...     if trial.value is not None and trial.value < 0.1:
+            ...         study.stop()                      # good enough: no more trials
+            >>> study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=100, callbacks=[enough])
+            >>> len(study.trials) < 100, study.best_value < 0.1
+            (True, True)
+        """
+        self._stopping = True
 
     # -- internals ----------------------------------------------------------------------------
     def _check_can_run(self, what: str) -> None:

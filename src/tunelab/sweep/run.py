@@ -189,7 +189,7 @@ def run_sweep(config: SweepConfig, *, allow_changes: bool = False, show_progress
     backstop = (config.trial_timeout or NO_TIMEOUT) + 2 * config.prune_grace + 60.0
     watch = StartFailures(config.max_start_failures, config.where("command"), config.study)
     deadline = None if config.timeout is None else time.monotonic() + config.timeout
-    ran = 0
+    total = SharedTotal(config.n_trials)
     while True:
         done, running = _tally(study)
         if config.n_trials is None:
@@ -201,16 +201,31 @@ def run_sweep(config: SweepConfig, *, allow_changes: bool = False, show_progress
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
             break
-        before = len(study.trials)
         study.optimize(
             objective, n_trials=remaining, timeout=left, n_workers=config.workers, trial_timeout=backstop,
-            space=config.space, callbacks=[watch], show_progress=show_progress, **gpu,
+            space=config.space, callbacks=[watch, total], show_progress=show_progress, **gpu,
         )
         after = _tally(study)[0]
-        ran += len(study.trials) - before
         if config.n_trials is None or after <= done:
             break  # no limit, or no progress (a grid that ran out): stop
-    return summarize(study, config.storage, ran)
+    return summarize(study, config.storage, total.ran)
+
+
+@dataclass
+class SharedTotal:
+    """A callback of the sweep's own process: counts the trials it ran, and holds every process that runs
+    the study (another host, the same file started twice) to ``n_trials`` in all: once the trials that
+    count and the running ones (of every process) reach it, this process starts no new one
+    (:meth:`~tunelab.Study.stop`). Processes that start a trial at the same moment can still overshoot by
+    one each (each used to run the share it computed at its start: two sweeps of 8 trials ran 16)."""
+
+    n_trials: int | None
+    ran: int = 0
+
+    def __call__(self, study: Study, trial: FrozenTrial) -> None:
+        self.ran += 1
+        if self.n_trials is not None and sum(_tally(study)) >= self.n_trials:
+            study.stop()
 
 
 def summarize(study: Study, storage: str, ran: int = 0) -> SweepSummary:
