@@ -179,7 +179,8 @@ def test_show_lists_best_first_then_the_others_by_number(
     header = next(line for line in result.stdout.splitlines() if "state" in line).split()
     assert header == ["#", "state", "value", "x", "kind", "duration", "error"]
     fail_row = next(line for line in result.stdout.splitlines() if " FAIL " in line)
-    assert "last line of the error" in fail_row and "exploded" not in fail_row
+    # the exception's own line (its type and the message's first line), not the message's last line
+    assert "ValueError: the loss exploded" in fail_row and "last line of the error" not in fail_row
 
 
 def test_show_best_first_for_a_maximized_study(runner: CliRunner, url: str, other: tunelab.Study) -> None:
@@ -380,7 +381,7 @@ def test_export_csv_has_a_header_and_one_row_per_trial(runner: CliRunner, url: s
         if "x" in t.params:
             assert float(row["params_x"]) == t.params["x"]
         assert row["datetime_start"] == (t.datetime_start.isoformat() if t.datetime_start else "")
-    assert rows[2]["error"] == "last line of the error"
+    assert rows[2]["error"] == "ValueError: the loss exploded"
 
 
 def test_export_csv_writes_nested_attributes_as_json(runner: CliRunner, tmp_path: Path) -> None:

@@ -217,3 +217,24 @@ def test_stop_with_worker_processes_lets_the_running_trials_finish(tmp_path: Pat
     trials = study.trials
     assert 1 <= len(trials) <= 3  # the first to finish stops it; at most the other worker's trials then end
     assert all(t.state == tunelab.TrialState.COMPLETE for t in trials), [(t.number, t.error) for t in trials]
+
+
+def test_a_failed_trial_s_summary_is_its_exception_line_not_the_last_line_of_a_long_message(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A sweep trial's error goes on with the command's stderr: the summary showed "got TERM, ignoring"
+    # (the script's last line), never "timed out"
+    from tunelab.errors import TrialCommandError
+    from tunelab.study.frames import trials_to_rows
+
+    def timed_out(trial: tunelab.Trial) -> float:
+        raise TrialCommandError("timed out after 1.5s (trial_timeout); the last lines of stderr:\ngot TERM, ignoring")
+
+    study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler())
+    with caplog.at_level("WARNING", logger="tunelab"):
+        study.optimize(timed_out, n_trials=1)
+    (row,) = trials_to_rows(study.trials)
+    assert row["error"].startswith("tunelab.errors.TrialCommandError: timed out after 1.5s"), row["error"]
+    assert "trial 0 failed: tunelab.errors.TrialCommandError: timed out after 1.5s" in caplog.text
+    told = study.tell(study.ask(), state="FAIL", error="first line\nlast line of the error")  # plain text: last line
+    assert trials_to_rows([told])[0]["error"] == "last line of the error"

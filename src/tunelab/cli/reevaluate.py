@@ -25,6 +25,7 @@ from tunelab.cli.main import (
     app,
 )
 from tunelab.reevaluate import ReevaluatedConfig, reevaluate
+from tunelab.study.failures import error_headline
 
 _STYLES = {"holds": "green", "better": "cyan", "stale": "red", "failed": "red"}
 
@@ -82,8 +83,7 @@ def reevaluate_command(
     out.print(table)
     for row in result.rows:
         if row.errors:
-            last = row.errors[0].strip().splitlines()[-1:] or [""]
-            out.print(Text(f"#{row.old_number} failed: {last[0]}"))
+            out.print(Text(f"#{row.old_number} failed: {error_headline(row.errors[0])}"))
     out.print(Text(result.summary()))
 
 

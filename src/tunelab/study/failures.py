@@ -117,6 +117,18 @@ def summarize_error(text: str | None) -> str:
     return str(read_error(text))
 
 
+def error_headline(text: str | None) -> str:
+    """The line that says what ended a trial: of a traceback, its exception line (``TrialCommandError:
+    timed out after 2s ...``, not the last line of a message that goes on with the command's stderr); of
+    a plain text, its last line. Empty for no text."""
+    if not text or not text.strip():
+        return ""
+    summary = read_error(text)
+    if summary.file is not None:
+        return summary.exception
+    return text.strip().splitlines()[-1].strip()
+
+
 @dataclass
 class FailureWatch:
     """Watches the first trials of one ``optimize()`` call: when the first :attr:`k` to finish all

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from tunelab.records import CONSTRAINTS_KEY, FrozenTrial
+from tunelab.study.failures import error_headline
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,7 +37,7 @@ def trials_to_rows(trials: Sequence[FrozenTrial], objective_names: Sequence[str]
         })
         row.update({f"params_{k}": v for k, v in t.params.items()})
         row.update({f"user_attrs_{k}": v for k, v in t.user_attrs.items()})
-        row["error"] = t.error.strip().splitlines()[-1] if t.error else None
+        row["error"] = error_headline(t.error) or None
         rows.append(row)
     return rows
 

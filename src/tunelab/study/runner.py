@@ -47,7 +47,7 @@ from tunelab.storage import get_storage
 from tunelab.storage.base import BaseStorage
 from tunelab.storage.served import ServedStorageAddress, StorageServer, serve
 from tunelab.study.factory import load_study
-from tunelab.study.failures import FailureWatch
+from tunelab.study.failures import FailureWatch, error_headline
 from tunelab.study.heartbeat import Heartbeat, HeartbeatSettings, StaleTrials
 from tunelab.study.progress import ProgressDisplay
 from tunelab.study.replay import stored_width
@@ -346,8 +346,7 @@ def _live(
         if beat is not None:
             beat.stop()
     if outcome.state == TrialState.FAIL.value and reraise is None:
-        first_line = (outcome.error or "").strip().splitlines()[-1:] or [""]
-        logger.warning("trial %d failed: %s", outcome.number, first_line[0])
+        logger.warning("trial %d failed: %s", outcome.number, error_headline(outcome.error))
     if reraise is not None:
         raise _storage_error(reraise, "planning a trial") if phase == "planning" else reraise
     return outcome
