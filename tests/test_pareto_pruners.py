@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -243,3 +244,13 @@ def test_median_interval_steps_judges_the_first_report_past_each_pruning_step() 
         else:
             study.tell(trial, (acc, latency))
     assert [t.state for t in study.trials] == [tunelab.TrialState.COMPLETE, tunelab.TrialState.PRUNED]
+
+
+def test_the_fix_a_pareto_pruner_suggests_is_python_for_names_that_are_not_identifiers() -> None:
+    # 'trial.report(step, validation-logloss=...)' is no Python: such names go in **{...}
+    study = tunelab.create_study(directions=["minimize", "minimize"], objective_names=["validation-logloss", "size"],
+                                 seed=0, sampler=tunelab.RandomSampler(), pruner=tunelab.ParetoMedianPruner())
+    trial = study.ask()
+    trial.report(0, **{"validation-logloss": 0.5})
+    with pytest.raises(ConfigError, match=re.escape("trial.report(step, **{'validation-logloss': ..., 'size': ...})")):
+        trial.should_prune()

@@ -104,6 +104,14 @@ _MAXIMIZED_WORDS = frozenset({"acc", "accuracy", "score", "f1", "auc", "auroc", 
                               "map", "iou", "dice", "bleu", "rouge", "reward", "top1", "top5"})
 
 
+def report_example(names: Sequence[str], step: str = "step") -> str:
+    """``trial.report(step, val_loss=...)`` for ``names``, as Python takes them: a name that is not an
+    identifier (``validation-logloss``, ``val/loss``) goes in ``**{...}``."""
+    if all(n.isidentifier() for n in names):
+        return f"trial.report({step}, {', '.join(f'{n}=...' for n in names)})"
+    return f"trial.report({step}, **{{{', '.join(f'{n!r}: ...' for n in names)}}})"
+
+
 def is_validation_metric(name: str) -> bool:
     """Whether ``name`` is a validation metric by its prefix (``val_``, ``valid_``, ``eval_``, ``val/``...)."""
     return name.lower().startswith(_VALIDATION_PREFIXES)
@@ -181,7 +189,7 @@ class Pruner(ABC):
             if self.metric not in reported:
                 raise ConfigError(
                     f"{type(self).__name__} stops trials on metric '{self.metric}', but the trial reported "
-                    f"only {sorted(reported)}; report it, e.g. trial.report(epoch, {self.metric}=...)"
+                    f"only {sorted(reported)}; report it, e.g. {report_example([self.metric], 'epoch')}"
                 )
             return self.metric
         if len(reported) == 1:

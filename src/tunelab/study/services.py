@@ -21,7 +21,7 @@ from tunelab.distributions import Distribution, ParamValue
 from tunelab.errors import ConfigError, DistributionConflictError
 from tunelab.history import History
 from tunelab.pruners import ParetoPruner, PruneDecision, Pruner
-from tunelab.pruners.base import is_validation_metric
+from tunelab.pruners.base import is_validation_metric, report_example
 from tunelab.records import StudyRecord, TrialState
 from tunelab.samplers import Sampler
 from tunelab.samplers.base import SamplingContext
@@ -137,10 +137,9 @@ class Pruning:
         metrics, directions = pruner.resolve(self._objective_names, self._history.directions)
         missing = [m for m in metrics if m not in last_report]
         if missing:
-            example = ", ".join(f"{m}=..." for m in metrics)
             raise ConfigError(
                 f"{type(pruner).__name__} compares the metrics {list(metrics)} at each step, but the trial's last "
-                f"report has only {sorted(last_report)}: report them together, e.g. trial.report(step, {example})"
+                f"report has only {sorted(last_report)}: report them together, e.g. {report_example(metrics)}"
             )
         decision = pruner.decide_many(self._history, number, metrics, directions, curves)
         return None if decision is None else (metrics[0], decision)
