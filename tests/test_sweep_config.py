@@ -416,3 +416,18 @@ def test_the_warning_about_an_unused_conditional_parameter_suggests_a_placeholde
     # it said "add {momentum} to the command", which is then an error (a conditional parameter needs {momentum?})
     c = load(GOOD.replace(" --momentum {momentum?}", ""), tmp_path)
     assert len(c.warnings) == 1 and "add {momentum?} to the command" in c.warnings[0]
+
+
+def test_a_learning_curve_pruner_reads_the_sweep_s_metric_and_names_what_it_needs(tmp_path: Path) -> None:
+    base = "command: python t.py {x}\nparameters:\n  x: {type: float, low: 0, high: 1}\nmetric: val_acc\n" \
+           "direction: maximize\n"
+    pruner = load(base + "pruner: {type: curve, max_resource: 27, confidence: 0.9}\n", tmp_path).build_pruner()
+    assert type(pruner).__name__ == "LearningCurvePruner"
+    assert (pruner.metric, pruner.direction, pruner.max_resource) == ("val_acc", "maximize", 27)
+    assert type(load(base + "pruner: {type: learning-curve, max_resource: 9}\n", tmp_path).build_pruner()).__name__ \
+        == "LearningCurvePruner"
+    e = error(base + "pruner: curve\n", tmp_path)
+    assert e.key == "pruner" and "max_resource" in str(e)
+    e = error(base.replace("metric: val_acc\ndirection: maximize", "metric: [a, b]\ndirection: [minimize, minimize]")
+              + "pruner: {type: curve, max_resource: 27}\n", tmp_path)
+    assert "curve compares one metric" in str(e)

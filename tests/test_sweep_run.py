@@ -766,3 +766,36 @@ def test_two_sweeps_of_one_file_at_once_hold_the_study_to_n_trials(tmp_path: Pat
     assert 8 <= len(done) <= 9, len(done)  # (two trials started at the same moment: one over, at most)
     ran = [int(m) for out, _ in outs for m in re.findall(r"; (\d+) run now\)", out)]
     assert sum(ran) == len(done)  # each counts what it ran, not the other's trials
+
+
+CURVES = """\
+import json, os
+lr = float(os.environ["TUNELAB_PARAM_LR"])
+for epoch in range(1, 10):
+    print(json.dumps({"step": epoch, "val_loss": 0.2 + lr * 3.0 / epoch ** 0.5}), flush=True)
+"""
+
+
+def test_a_sweep_prunes_with_the_learning_curve_pruner(tmp_path: Path) -> None:
+    write(tmp_path, "curves.py", CURVES)
+    write(tmp_path, "sweep.yaml", """\
+        study: lc
+        storage: sqlite:///t.db
+        command: PY curves.py
+        args: env
+        parameters:
+          lr: {type: float, low: 0.0, high: 1.0}
+        metric: val_loss
+        sampler: random
+        pruner: {type: curve, max_resource: 9, min_points: 4}
+        n_trials: 10
+        seed: 0
+    """)
+    out = cli(tmp_path, "sweep", "sweep.yaml")
+    assert out.returncode == 0, out.stderr
+    study = study_of(tmp_path, "lc")
+    assert type(study.pruner).__name__ == "LearningCurvePruner"
+    states = [t.state for t in study.trials]
+    assert len(states) == 10 and TrialState.FAIL not in states and TrialState.PRUNED in states, states
+    best = min((t for t in study.trials if t.state == TrialState.COMPLETE), key=lambda t: t.params["lr"])
+    assert best.params["lr"] == min(t.params["lr"] for t in study.trials)  # the lowest rate is never stopped

@@ -44,7 +44,7 @@ Number = Annotated[float, BeforeValidator(_not_a_bool)]
 Integer = Annotated[int, BeforeValidator(_not_a_bool)]
 DEFAULT_STORAGE = "sqlite:///tunelab.db"
 SAMPLERS = ("auto", "gp", "tpe", "random", "grid", "coarse-to-fine")
-PRUNERS = ("none", "median", "asha", "hyperband")
+PRUNERS = ("none", "median", "asha", "hyperband", "curve")
 RESERVED_METRICS = ("step", "value", "final")
 _Direction = Literal["minimize", "maximize"]
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
@@ -652,6 +652,8 @@ def _component(value: str | Component, key: str, names: Sequence[str], lines: Li
         kind = "coarse-to-fine"
     if kind in ("successive-halving", "sha"):
         kind = "asha"
+    if kind in ("learning-curve", "learningcurve", "curve-extrapolation"):
+        kind = "curve"
     if kind not in names:
         hint = _closest(kind, list(names))
         raise _err(lines, (key,) if isinstance(value, str) else (key, "type"),
@@ -743,7 +745,7 @@ def build_pruner(spec: Mapping[str, Any] | None, metric: str, direction: str, wh
     from tunelab import pruners
 
     classes = {"median": pruners.MedianPruner, "asha": pruners.SuccessiveHalvingPruner,
-               "hyperband": pruners.HyperbandPruner}
+               "hyperband": pruners.HyperbandPruner, "curve": pruners.LearningCurvePruner}
     options = {"metric": metric, "direction": direction, **{k: v for k, v in spec.items() if k != "type"}}
     return _build(classes[spec["type"]], options, where, line)
 

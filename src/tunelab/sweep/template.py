@@ -171,7 +171,7 @@ direction: minimize
 # metrics_regex: 'epoch (?P<step>\\d+) val_loss=(?P<val_loss>[\\d.e-]+)'   # for scripts that print text
 
 sampler: auto                         # auto | gp | tpe | random | grid | coarse-to-fine, or {{type: tpe, ...}}
-pruner: none                          # none | median | asha | hyperband, or {{type: asha, min_resource: 1, ...}}
+pruner: none                          # none | median | asha | hyperband | curve, or {{type: asha, ...}}
 n_trials: 20                          # the study's total: running the file again continues up to it
 workers: 1                            # trials at once
 gpus_per_trial: 0                     # 0, a whole number, or a fraction that divides 1 (0.5: two trials a GPU)
