@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tunelab.errors import ConfigError, StudyNotFoundError, SweepConfigError
@@ -93,8 +94,6 @@ def check_sweep(config: SweepConfig, allow_changes: bool = False) -> None:
     _check_devices(config)
     url = config.storage
     if url.startswith("sqlite:///"):
-        from pathlib import Path
-
         path = url[len("sqlite:///"):].partition("?")[0]
         if path != ":memory:" and not Path(path).exists():
             if not Path(path).parent.is_dir():  # the run could not create the file
