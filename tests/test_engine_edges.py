@@ -238,3 +238,11 @@ def test_a_failed_trial_s_summary_is_its_exception_line_not_the_last_line_of_a_l
     assert "trial 0 failed: tunelab.errors.TrialCommandError: timed out after 1.5s" in caplog.text
     told = study.tell(study.ask(), state="FAIL", error="first line\nlast line of the error")  # plain text: last line
     assert trials_to_rows([told])[0]["error"] == "last line of the error"
+
+
+def test_a_study_s_user_attributes_take_numpy_numbers_as_a_trial_s_do() -> None:
+    # one check for both: create_study(user_attrs=...) refused np.float32 that set_user_attr stores as 0.5
+    study = tunelab.create_study(seed=0, user_attrs={"baseline": np.float32(0.5), "sizes": np.array([1, 2])})
+    assert study.user_attrs == {"baseline": 0.5, "sizes": [1, 2]}
+    with pytest.raises(ConfigError, match=r"create_study\(user_attrs=\.\.\.\)\['bad'\] = nan: .*JSON data"):
+        tunelab.create_study(seed=0, user_attrs={"bad": float("nan")})

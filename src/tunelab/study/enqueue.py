@@ -11,7 +11,6 @@ yet takes any JSON scalar.
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
 from collections.abc import Callable, Mapping, Sequence
@@ -21,6 +20,7 @@ import numpy as np
 from tunelab.distributions import Bool, Categorical, Distribution, Float, Int, ParamValue
 from tunelab.errors import ConfigError, InvalidDistributionError
 from tunelab.space import Conditional, SpaceEntry, unwrap
+from tunelab.study.attrs import JSON_RULE, json_data, shown
 
 Source = tuple[str, Distribution]
 """Where a distribution comes from (in words, for messages) and the distribution."""
@@ -190,17 +190,11 @@ def check_user_attrs(where: str, attrs: object) -> dict[str, object] | None:
         return None
     if not isinstance(attrs, Mapping):
         raise ConfigError(f"{where} must be a mapping of name -> JSON data, e.g. {{'note': 'baseline'}}, got {attrs!r}")
+    out: dict[str, object] = {}
     for key, value in attrs.items():
         if not isinstance(key, str) or not key:
             raise ConfigError(f"{where}: attribute keys must be non-empty strings, got {key!r}")
-        try:
-            json.dumps(value, allow_nan=False)
-        except (TypeError, ValueError) as e:
-            shown = repr(value)
-            shown = shown if len(shown) <= 80 else shown[:77] + "..."
-            raise ConfigError(
-                f"{where}['{key}'] = {shown}: {e}; attributes must be JSON data (numbers, strings, booleans, "
-                "None, lists and dicts of them) without NaN or infinity: store float(x) of a finite number, "
-                "None for a missing one, or str(x)"
-            ) from None
-    return dict(attrs)
+        out[key], problem = json_data(value)
+        if problem is not None:
+            raise ConfigError(f"{where}['{key}'] = {shown(value)}: {problem}; {JSON_RULE}")
+    return out

@@ -8,7 +8,6 @@ per parameter.
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
 import time
@@ -16,8 +15,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from tunelab.checkpoints import Checkpoint
 from tunelab.distributions import Bool, Categorical, Distribution, Float, Int, ParamValue
@@ -46,6 +43,7 @@ from tunelab.pruners.base import Curve, last_step
 from tunelab.records import CONSTRAINTS_KEY, PREDICTION_KEY, FrozenTrial, TrialState
 from tunelab.samplers.base import SamplingContext
 from tunelab.space import Conditional, SpaceEntry, name_error, unwrap, validate_space
+from tunelab.study.attrs import JSON_RULE, json_data, shown
 from tunelab.study.background import call_later
 from tunelab.study.services import Pacer
 
@@ -485,17 +483,9 @@ class Trial:
         self._check_running()
         if not isinstance(key, str) or not key:
             raise ConfigError(f"attribute keys must be non-empty strings, got {key!r}")
-        value = _plain_data(value)
-        try:
-            json.dumps(value, allow_nan=False)
-        except (TypeError, ValueError) as e:
-            shown = repr(value)
-            shown = shown if len(shown) <= 80 else shown[:77] + "..."
-            raise AttributeValueError(
-                f"set_user_attr('{key}', {shown}): {e}; attributes must be JSON data (numbers, strings, "
-                "booleans, None, lists and dicts of them) without NaN or infinity: store float(x) of a "
-                "finite number, None for a missing one, or str(x)"
-            ) from None
+        value, problem = json_data(value)
+        if problem is not None:
+            raise AttributeValueError(f"set_user_attr('{key}', {shown(value)}): {problem}; {JSON_RULE}")
         self._user_attrs[key] = value
         self._unsaved_attrs[key] = value
 
@@ -734,22 +724,6 @@ class Trial:
 
     def __repr__(self) -> str:
         return f"Trial(number={self.number}, params={self._params!r})"
-
-
-def _plain_data(value: Any) -> Any:
-    """``value`` with numpy's numbers and arrays, in lists, tuples and dicts too, as Python's (np.float32(0.93),
-    an accuracy computed with numpy, is then stored as 0.93 instead of failing the trial); the rest as it is."""
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (list, tuple)):
-        items = [_plain_data(v) for v in value]
-        return value if all(a is b for a, b in zip(items, value, strict=True)) else items  # copied where converted
-    if isinstance(value, dict):
-        plain = {k: _plain_data(v) for k, v in value.items()}
-        return value if all(plain[k] is v for k, v in value.items()) else plain
-    return value
 
 
 _MAX_STEP = 2**63 - 1
