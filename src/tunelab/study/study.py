@@ -556,10 +556,7 @@ class Study:
         if values is not None:
             if value is not None:
                 raise ConfigError("tell() takes value= or values=, not both")
-            value = values
-            one = isinstance(values, (list, tuple)) or getattr(values, "ndim", None) == 1
-            if not self.is_multi_objective and one and len(values) == 1:
-                value = values[0]  # values=[v] on a study with one objective, as Optuna's tell takes it
+            value = values  # (values=[v] on a study with one objective is v, as Optuna's tell takes it: judge())
         names = self.objective_names if self.is_multi_objective else None
         if trial.marked_pruned and state in (None, TrialState.COMPLETE, TrialState.COMPLETE.value):
             state = TrialState.PRUNED  # stopped by a framework callback, which let the objective return
