@@ -564,3 +564,17 @@ def test_set_constraint_with_an_integer_too_large_for_a_float_names_the_constrai
         trial.set_constraint("mem", 10**400, upper=8.0)
     trial.set_constraint("mem", 10**300, upper=10**301)  # large but finite: kept
     assert study.tell(trial, 1.0).constraints["mem"].satisfied
+
+
+def test_pareto_mask_with_infinities_and_nan_rows_against_the_pairwise_rule() -> None:
+    # a lone row with an infinite loss was called dominated (by the 'nothing before it' marker, +inf)
+    assert pareto_mask(np.array([[1.0, np.inf]])).tolist() == [True]
+    assert pareto_mask(np.array([[0.0, np.inf], [1.0, np.inf]])).tolist() == [True, False]
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        n, m = int(rng.integers(1, 25)), int(rng.integers(2, 5))
+        p = np.round(rng.random((n, m)) * 3)
+        p[rng.integers(0, n), rng.integers(0, m)] = rng.choice([np.inf, -np.inf, np.nan])
+        usable = [j for j in range(n) if not np.isnan(p[j]).any()]  # a NaN row neither dominates nor is dominated
+        expected = [not any(dominates(p[j], p[i]) for j in usable if j != i) for i in range(n)]
+        assert pareto_mask(p).tolist() == expected, p

@@ -53,16 +53,25 @@ def pareto_mask(points: np.ndarray) -> np.ndarray:
     n = len(p)
     if n == 0:
         return np.zeros(0, dtype=bool)
+    compared = ~np.isnan(p).any(axis=1)  # a row with a NaN neither dominates nor is dominated
+    if not compared.all():
+        mask = np.ones(n, dtype=bool)
+        mask[compared] = pareto_mask(p[compared])
+        return mask
     if p.shape[1] == 2:
         return _pareto_mask_2d(p)
-    # Every pair at once, in blocks of rows (memory: block x n x m): row j is dominated when some row
-    # is <= it everywhere and < somewhere (a loop over rows cost ~9 ms at 150 points, 50x this).
-    dominated = np.zeros(n, dtype=bool)
-    block = max(1, 2_000_000 // max(1, n * p.shape[1]))
-    for start in range(0, n, block):
-        a = p[start:start + block, None, :]
-        dominated |= (np.all(a <= p[None, :, :], axis=2) & np.any(a < p[None, :, :], axis=2)).any(axis=0)
-    mask: np.ndarray = ~dominated
+    # The remaining row first in lexicographic order is on the front (a row that dominates another comes
+    # before it, and whatever dominated a removed row dominated it too): take it, drop the rows it
+    # dominates, repeat. One vectorised pass per row of the front, not per row (2,000 random 3-d points:
+    # 0.3 s for every pair at once, 0.6 ms this way).
+    mask = np.zeros(n, dtype=bool)
+    rest = np.lexsort(p.T[::-1])
+    while rest.size:
+        best = p[rest[0]]
+        mask[rest[0]] = True
+        others = p[rest[1:]]
+        kept = ~(np.all(best <= others, axis=1) & np.any(best < others, axis=1))
+        rest = rest[1:][kept]
     return mask
 
 
@@ -77,7 +86,8 @@ def _pareto_mask_2d(p: np.ndarray) -> np.ndarray:
     group_min = np.repeat(y[starts], sizes)  # sorted by y within a group: its first is its least
     before = np.minimum.accumulate(y[starts])  # the least second loss up to each group, inclusive
     least_before = np.repeat(np.concatenate(([np.inf], before[:-1])), sizes)
-    dominated = (least_before <= y) | (y > group_min)
+    first = np.repeat(np.arange(len(starts)) == 0, sizes)  # no row before: nothing dominates it (y = inf too)
+    dominated = ((least_before <= y) & ~first) | (y > group_min)
     mask = np.empty(len(p), dtype=bool)
     mask[order] = ~dominated
     return mask
