@@ -26,7 +26,8 @@ def sweep(
     file: Annotated[Path | None, typer.Argument(metavar="SWEEP.yaml", show_default=False,
                                                 help="The sweep file (see docs/sweep.md).")] = None,
     init: Annotated[str | None, typer.Option(
-        "--init", metavar="SCRIPT", help="Write a commented sweep file for this training script (to --output).",
+        "--init", metavar="SCRIPT", help="Write a commented sweep file for this training script (to --output), "
+        "from its argparse, click or Typer options or its Hydra config.",
         show_default=False)] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Where --init writes the sweep file.")] = Path(
         "sweep.yaml"),

@@ -1,0 +1,190 @@
+"""``tunelab sweep --init`` on scripts that take their options with click, Typer and Hydra: the template's command,
+filled with a trial's values, is taken by the real library (click and Typer parse it in process; Hydra runs the
+script), and every parameter reaches the script."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+import typer.main
+
+from tunelab.distributions import Bool, Categorical, Float, Int
+from tunelab.space import Conditional
+from tunelab.sweep.command import render_argv
+from tunelab.sweep.config import load_config
+from tunelab.sweep.script_options import read_options
+from tunelab.sweep.template import write_template
+
+
+def _namespace(script: Path) -> dict[str, Any]:
+    scope: dict[str, Any] = {"__name__": "not_main"}
+    exec(compile(script.read_text(), str(script), "exec"), scope)
+    return scope
+
+
+def test_click_options_become_parameters_and_click_takes_the_command(tmp_path: Path) -> None:
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent("""\
+        import click
+
+        @click.command()
+        @click.argument("data_dir")
+        @click.option("--lr", type=float, default=1e-3)
+        @click.option("--weight-decay", default=1e-4)
+        @click.option("--width", type=int, default=64)
+        @click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default="sgd")
+        @click.option("--use-bn", is_flag=True)
+        @click.option("--epochs", type=int, default=10)
+        def main(data_dir, lr, weight_decay, width, optimizer, use_bn, epochs):
+            return dict(data_dir=data_dir, lr=lr, weight_decay=weight_decay, width=width, optimizer=optimizer)
+        """))
+    out = write_template(str(script), tmp_path / "sweep.yaml")
+    c = load_config(out)
+    assert list(c.space) == ["lr", "weight_decay", "width", "optimizer"]  # in the script's order
+    assert c.space["weight_decay"] == Float(1e-5, 1e-3, log=True)  # the type told by the default alone
+    assert c.space["optimizer"] == Categorical(["sgd", "adam"]) and c.space["width"] == Int(16, 256, log=True)
+    text = out.read_text()
+    assert "options train.py declares with click" in text or f"options {script} declares with click" in text
+    assert "# use_bn: {type: bool}" in text and "requires data_dir: replace each FILL_IN" in text
+    params = {"lr": 0.002, "weight_decay": 3e-5, "width": 100, "optimizer": "adam"}
+    argv = render_argv(str(c.command), params)
+    got = _namespace(script)["main"].main(argv[2:], standalone_mode=False)
+    assert got == {"data_dir": "FILL_IN", **params}
+
+
+def test_typer_parameters_become_options_with_dashes_and_typer_takes_the_command(tmp_path: Path) -> None:
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent("""\
+        from typing import Annotated
+        import typer
+
+        app = typer.Typer()
+
+        @app.command()
+        def train(data: str, lr: float = 1e-3, weight_decay: Annotated[float, typer.Option()] = 0.0,
+                  width: int = typer.Option(32, help="hidden units"), use_bn: bool = False, seed: int = 0):
+            return dict(lr=lr, weight_decay=weight_decay, width=width)
+        """))
+    c = load_config(write_template(str(script), tmp_path / "sweep.yaml"))
+    assert c.space == {"lr": Float(1e-4, 1e-2, log=True), "weight_decay": Float(0.0, 1.0),
+                       "width": Int(8, 128, log=True)}
+    assert "--weight-decay {weight_decay}" in str(c.command) and "FILL_IN" in str(c.command)
+    params = {"lr": 0.005, "weight_decay": 0.25, "width": 50}
+    argv = render_argv(str(c.command), params)
+    command = typer.main.get_command(_namespace(script)["app"])
+    assert command.main(argv[2:], standalone_mode=False) == params
+    assert read_options(script).style == "typer"
+
+
+def test_several_typer_commands_are_named_as_a_note_not_guessed(tmp_path: Path) -> None:
+    script = tmp_path / "cli.py"
+    script.write_text("import typer\napp = typer.Typer()\n@app.command()\ndef fit(lr: float = 0.1): ...\n"
+                      "@app.command()\ndef test(batch: int = 8): ...\n")
+    text = write_template(str(script), tmp_path / "sweep.yaml").read_text()
+    assert "2 Typer commands (fit, test): add the command's name after the script" in text
+    assert load_config(tmp_path / "sweep.yaml").space == {"lr": Float(1e-5, 1e-1, log=True)}
+
+
+_HYDRA_SCRIPT = """\
+import json
+import hydra
+from omegaconf import OmegaConf
+
+@hydra.main(version_base=None, config_path="conf", config_name="config")
+def main(cfg):
+    print(json.dumps(OmegaConf.to_container(cfg, resolve=True)))
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def _hydra_project(tmp_path: Path) -> Path:
+    conf = tmp_path / "conf"
+    (conf / "model").mkdir(parents=True)
+    (conf / "config.yaml").write_text(textwrap.dedent("""\
+        defaults:
+          - model: cnn
+          - _self_
+        optimizer:
+          lr: 1e-3            # YAML 1.1 reads this as text; Hydra (OmegaConf) as a float
+          weight_decay: 0.0
+          nesterov: true
+          name: adam
+        trainer:
+          epochs: 10
+          seed: 0
+        _target_: ignored
+        """))
+    (conf / "model" / "cnn.yaml").write_text("width: 32\ndropout: 0.1\n")
+    (conf / "model" / "mlp.yaml").write_text("hidden: 128\n")
+    script = tmp_path / "train.py"
+    script.write_text(_HYDRA_SCRIPT)
+    return script
+
+
+def test_a_hydra_config_becomes_overrides_with_its_groups_as_categoricals(tmp_path: Path) -> None:
+    script = _hydra_project(tmp_path)
+    out = write_template(str(script), tmp_path / "sweep.yaml")
+    c = load_config(out)
+    assert c.space == {
+        "model": Categorical(["cnn", "mlp"]),
+        "model.width": Conditional(Int(8, 128, log=True), when={"model": "cnn"}),
+        "model.dropout": Conditional(Float(0.0, 0.9), when={"model": "cnn"}),  # a fraction: linear
+        "optimizer.lr": Float(1e-4, 1e-2, log=True),
+        "optimizer.weight_decay": Float(0.0, 1.0),
+        "optimizer.nesterov": Bool(),
+    }
+    assert str(c.command).startswith(f"python {script} model={{model}} model.width={{model.width?}}")
+    assert "in its Hydra config" in out.read_text()
+
+
+def test_hydra_takes_the_template_s_command_and_the_script_gets_every_value(tmp_path: Path) -> None:
+    script = _hydra_project(tmp_path)
+    c = load_config(write_template(str(script), tmp_path / "sweep.yaml"))
+    env = {**os.environ, "HYDRA_FULL_ERROR": "1"}
+    for params in ({"model": "cnn", "model.width": 100, "model.dropout": 0.3, "optimizer.lr": 0.004,
+                    "optimizer.weight_decay": 0.5, "optimizer.nesterov": False},
+                   {"model": "mlp", "optimizer.lr": 2e-4, "optimizer.weight_decay": 0.0,
+                    "optimizer.nesterov": True}):  # mlp has no width: its override is left out
+        argv = render_argv(str(c.command), params)
+        done = subprocess.run([sys.executable, *argv[1:]], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        cfg = json.loads(done.stdout.strip().splitlines()[-1])
+        flat = {"model": "cnn" if "width" in cfg["model"] else "mlp",
+                **{f"model.{k}": v for k, v in cfg["model"].items() if k != "hidden"},
+                **{f"optimizer.{k}": v for k, v in cfg["optimizer"].items() if k != "name"}}
+        assert flat == params
+
+
+@pytest.mark.parametrize(("decorator", "note"), [
+    ('@hydra.main(version_base=None, config_name="cfg")', "not a file named in @hydra.main"),
+    ('@hydra.main(version_base=None, config_path="nowhere", config_name="cfg")', "could not be read"),
+])
+def test_a_hydra_config_that_cannot_be_read_gives_an_override_example_and_says_why(
+        tmp_path: Path, decorator: str, note: str) -> None:
+    script = tmp_path / "train.py"
+    script.write_text(f"import hydra\n{decorator}\ndef main(cfg): ...\n")
+    out = write_template(str(script), tmp_path / "sweep.yaml")
+    assert note in out.read_text()
+    assert load_config(out).command == f"python {script} lr={{lr}}"
+
+
+def test_a_fraction_gets_a_linear_range_below_one_not_a_log_one_up_to_ten_times_its_default(tmp_path: Path) -> None:
+    # dropout 0.1 got {low: 0.01, high: 1.0, log: true}: dropout 1.0 drops everything, 0.5 was as rare as 0.05
+    script = tmp_path / "train.py"
+    script.write_text("import argparse\np = argparse.ArgumentParser()\n"
+                      "p.add_argument('--dropout', type=float, default=0.1)\n"
+                      "p.add_argument('--momentum', type=float, default=0.99)\n"
+                      "p.add_argument('--lr', type=float, default=0.1)\n")
+    c = load_config(write_template(str(script), tmp_path / "sweep.yaml"))
+    assert c.space == {"dropout": Float(0.0, 0.9), "momentum": Float(0.5, 0.999), "lr": Float(0.01, 1.0, log=True)}
