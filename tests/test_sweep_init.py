@@ -188,3 +188,43 @@ def test_a_fraction_gets_a_linear_range_below_one_not_a_log_one_up_to_ten_times_
                       "p.add_argument('--lr', type=float, default=0.1)\n")
     c = load_config(write_template(str(script), tmp_path / "sweep.yaml"))
     assert c.space == {"dropout": Float(0.0, 0.9), "momentum": Float(0.5, 0.999), "lr": Float(0.01, 1.0, log=True)}
+
+
+def test_lightning_cli_classes_init_arguments_become_fit_options_that_lightning_cli_takes(tmp_path: Path) -> None:
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent("""\
+        import lightning.pytorch as pl
+        from lightning.pytorch.cli import LightningCLI
+
+        class Model(pl.LightningModule):
+            def __init__(self, lr: float = 1e-3, width: int = 64, dropout: float = 0.2, use_bn: bool = False,
+                         name: str = "cnn"):
+                super().__init__()
+                self.save_hyperparameters()
+
+        class Data(pl.LightningDataModule):
+            def __init__(self, batch_size: int = 32, num_workers: int = 2):
+                super().__init__()
+                self.batch_size = batch_size
+
+        def main():
+            LightningCLI(Model, Data)
+
+        if __name__ == "__main__":
+            main()
+        """))
+    c = load_config(write_template(str(script), tmp_path / "sweep.yaml"))
+    assert c.space == {"model.lr": Float(1e-4, 1e-2, log=True), "model.width": Int(16, 256, log=True),
+                       "model.dropout": Float(0.0, 0.9), "data.batch_size": Int(8, 128, log=True)}
+    argv = render_argv(str(c.command), {"model.lr": 0.003, "model.width": 20, "model.dropout": 0.5,
+                                        "data.batch_size": 100})
+    assert argv[2] == "fit" and "--model.lr" in argv
+    from lightning.pytorch.cli import LightningCLI
+
+    scope = _namespace(script)
+    cli = LightningCLI(scope["Model"], scope["Data"], run=False, args=argv[3:],
+                       trainer_defaults={"logger": False, "enable_checkpointing": False},
+                       save_config_kwargs={"overwrite": True})
+    hparams = {k: v for k, v in cli.model.hparams.items() if not k.startswith("_")}
+    assert hparams == {"lr": 0.003, "width": 20, "dropout": 0.5, "use_bn": False, "name": "cnn"}
+    assert cli.datamodule.batch_size == 100

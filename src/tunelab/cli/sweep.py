@@ -27,7 +27,7 @@ def sweep(
                                                 help="The sweep file (see docs/sweep.md).")] = None,
     init: Annotated[str | None, typer.Option(
         "--init", metavar="SCRIPT", help="Write a commented sweep file for this training script (to --output), "
-        "from its argparse, click or Typer options or its Hydra config.",
+        "from its argparse, click, Typer or LightningCLI options or its Hydra config.",
         show_default=False)] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Where --init writes the sweep file.")] = Path(
         "sweep.yaml"),

@@ -7,6 +7,9 @@ options are read, each by walking the script's syntax tree (nothing is imported 
 - click: ``@click.option("--lr", type=float, default=1e-3)`` (or a float default alone) -> ``--lr {lr}``;
 - Typer: the parameters of the function given to ``typer.run`` or of an app's single ``@app.command()``,
   ``lr: float = 1e-3`` -> ``--lr {lr}`` (``weight_decay`` -> ``--weight-decay``);
+- LightningCLI: ``LightningCLI(Model, DataModule)``; the arguments of each class's ``__init__`` that have a
+  default, ``def __init__(self, lr: float = 1e-3)`` -> ``fit --model.lr {model.lr}`` (``--data.`` for the data
+  module's);
 - Hydra: ``@hydra.main(config_path="conf", config_name="config")``. The primary config's number and bool leaves
   become ``optimizer.lr={optimizer.lr}`` overrides, each config group of its defaults list
   (``- model: cnn``, with ``conf/model/*.yaml``) a categorical ``model={model}``, and the leaves of the group's
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +54,8 @@ class Option:
     """A Hydra override (``name={name}``), not an option followed by its value."""
     when: tuple[str, str] | None = None
     """A Hydra group's option (``("model", "cnn")``) this parameter applies to alone."""
+    subcommand: bool = False
+    """A word the command starts with (LightningCLI's ``fit``), in ``flag``."""
 
     def word(self) -> str:
         """The command's words for this parameter (``--lr {lr}``, ``model.width={model.width?}``)."""
@@ -70,7 +76,7 @@ class ScriptOptions:
     """The options read from one script, and how it takes them."""
 
     style: str
-    """``argparse``, ``click``, ``typer``, ``hydra``, or ``""`` when none was found."""
+    """``argparse``, ``click``, ``typer``, ``hydra``, ``lightning`` (LightningCLI), or ``""`` when none was found."""
     options: tuple[Option, ...] = ()
     note: str = ""
     """Why some options could not be read (a Hydra config that is no file, several Typer commands), if so."""
@@ -85,7 +91,9 @@ def read_options(script: Path) -> ScriptOptions:
     hydra = _hydra_main(tree)
     if hydra is not None:
         return _hydra_options(script, *hydra)
-    for style, reader in (("argparse", _argparse_options), ("click", _click_options), ("typer", _typer_options)):
+    readers = (("lightning", _lightning_cli_options), ("argparse", _argparse_options), ("click", _click_options),
+               ("typer", _typer_options))
+    for style, reader in readers:
         found, note = reader(tree)
         if found or note:
             return ScriptOptions(style, tuple(found), note)
@@ -189,7 +197,7 @@ def scalar(value: Any) -> str:
 
 def _option(flag: str, name: str, definition: str | None, *, switch: bool, required: bool) -> Option | None:
     """The option to list, or None: a setting of the run that is not required, or one of unknown type."""
-    if not re.match(r"^[A-Za-z_]", name) or name.lower() in SKIPPED:
+    if not re.match(r"^[A-Za-z_]", name) or name.split(".")[-1].lower() in SKIPPED:
         return Option(flag, name, "", required=True) if required else None
     if definition is not None:
         return Option(flag, name, definition, switch=switch)
@@ -277,12 +285,21 @@ def _typer_options(tree: ast.Module) -> tuple[list[Option], str]:
                     "add the command's name after the script and its options")
     else:
         return [], ""
-    args = target.args
+    return _signature_options(target, lambda name: "--" + name.replace("_", "-"), lambda name: name), ""
+
+
+def _signature_options(function: ast.FunctionDef | ast.AsyncFunctionDef, flag_of: Callable[[str], str],
+                       name_of: Callable[[str], str], *, keep_required: bool = True) -> list[Option]:
+    """The options of a function's arguments (Typer's, or a LightningCLI class's ``__init__``): typed by their
+    annotation or their default; one without a default (or a Typer ``Argument``) is required."""
+    args = function.args
     positional = args.posonlyargs + args.args
     defaults: list[ast.expr | None] = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
     pairs = list(zip(positional, defaults, strict=True)) + list(zip(args.kwonlyargs, args.kw_defaults, strict=True))
     found: list[Option] = []
     for arg, default_node in pairs:
+        if arg.arg in ("self", "cls"):
+            continue
         annotation = arg.annotation
         if isinstance(annotation, ast.Subscript) and _dotted(annotation.value).endswith("Annotated"):
             inner = annotation.slice
@@ -292,21 +309,42 @@ def _typer_options(tree: ast.Module) -> tuple[list[Option], str]:
             is_argument = _dotted(default_node.func).endswith("Argument")
             first = default_node.args[0] if default_node.args else None
             default_node = None if is_argument or (isinstance(first, ast.Constant) and first.value is ...) else first
-            if is_argument:
-                found.append(Option("", arg.arg, "", required=True))
-                continue
-        if default_node is None:  # no default: Typer makes it a positional argument
-            found.append(Option("", arg.arg, "", required=True))
+        if default_node is None:  # no default: a required argument
+            if keep_required:
+                found.append(Option("", name_of(arg.arg), "", required=True))
             continue
         default = _literal(default_node)
-        flag = "--" + arg.arg.replace("_", "-")
         switch = kind == "bool" or isinstance(default, bool)
-        option = _option(flag, arg.arg, _definition(kind or _kind_of(default), default, None, boolean=switch,
-                                                 name=arg.arg),
+        option = _option(flag_of(arg.arg), name_of(arg.arg),
+                         _definition(kind or _kind_of(default), default, None, boolean=switch, name=arg.arg),
                          switch=switch, required=False)
         if option is not None:
             found.append(option)
-    return found, ""
+    return found
+
+
+# -- LightningCLI ----------------------------------------------------------------------------------
+def _lightning_cli_options(tree: ast.Module) -> tuple[list[Option], str]:
+    classes = {n.name: n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)}
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and _dotted(node.func).split(".")[-1] == "LightningCLI"):
+            continue
+        kw = {k.arg: k.value for k in node.keywords if k.arg}
+        given = {"model": kw.get("model_class", node.args[0] if node.args else None),
+                 "data": kw.get("datamodule_class", node.args[1] if len(node.args) > 1 else None)}
+        found: list[Option] = []
+        for prefix, cls in given.items():
+            if not isinstance(cls, ast.Name) or cls.id not in classes:
+                continue
+            init = next((f for f in classes[cls.id].body
+                         if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)) and f.name == "__init__"), None)
+            if init is not None:
+                found += _signature_options(init, f"--{prefix}.".__add__, f"{prefix}.".__add__, keep_required=False)
+        # `fit` first: LightningCLI runs a subcommand unless it was made with run=False
+        subcommand = "" if _literal(kw.get("run")) is False else "fit"
+        note = "" if found else "its LightningCLI's classes are not defined in it: add --model.<name> {<name>} options"
+        return [Option(subcommand, "", "", required=True, subcommand=True)] * bool(subcommand) + found, note
+    return [], ""
 
 
 # -- Hydra -----------------------------------------------------------------------------------------

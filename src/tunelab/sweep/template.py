@@ -1,6 +1,6 @@
 """``tunelab sweep --init train.py``: a commented sweep file to start from.
 
-The script's options become the parameters and the command: argparse, click and Typer options
+The script's options become the parameters and the command: argparse, click, Typer and LightningCLI options
 (``--lr {lr}``), or the keys and config groups of a Hydra config (``optimizer.lr={optimizer.lr} model={model}``),
 read from the source without running it (:mod:`tunelab.sweep.script_options`). A flag without a value cannot be
 set by a placeholder: it is listed, commented out, with how to tune it. Otherwise the template has one example
@@ -19,7 +19,7 @@ from tunelab.sweep.script_options import read_options
 _FILL_IN = "FILL_IN"
 """Written in the command for an argument the script requires that is no parameter (``--data FILL_IN``)."""
 _STYLE = {"argparse": "with argparse", "click": "with click", "typer": "as Typer options",
-          "hydra": "in its Hydra config"}
+          "hydra": "in its Hydra config", "lightning": "to LightningCLI (its classes' __init__ arguments)"}
 
 
 def render_template(script: str, study: str | None = None, file: str = "sweep.yaml", named: str | None = None) -> str:
@@ -30,7 +30,8 @@ def render_template(script: str, study: str | None = None, file: str = "sweep.ya
     options = read.options if read is not None else ()
     runner = "python" if path.suffix == ".py" else ("sh" if path.suffix == ".sh" else "")
     head = f"{runner} {shlex.quote(named or script)}".strip()
-    given = [o for o in options if o.required and not o.yaml]
+    head += "".join(f" {o.flag}" for o in options if o.subcommand)  # LightningCLI's `fit`
+    given = [o for o in options if o.required and not o.yaml and not o.subcommand]
     if given:  # fixed arguments the script requires: a value for the user to fill in
         head += "".join(f" {o.flag} {_FILL_IN}" if o.flag else f" {_FILL_IN}" for o in given)
     valued = [o for o in options if not o.switch and o.yaml]
