@@ -7,6 +7,7 @@ from tunelab.cli import babysit as _babysit  # noqa: F401  (registers its comman
 from tunelab.cli import reevaluate as _reevaluate  # noqa: F401  (registers its command)
 from tunelab.cli import storage as _storage  # noqa: F401  (registers its commands)
 from tunelab.cli import sweep as _sweep  # noqa: F401  (registers its command)
+from tunelab.cli import optuna_import as _optuna_import  # noqa: F401  (registers its command)
 from tunelab.cli.main import app
 
 __all__ = ["app"]
