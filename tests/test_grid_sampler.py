@@ -191,6 +191,35 @@ def test_enqueued_configuration_takes_its_cell_and_partial_params_come_from_the_
     assert Counter(cells) == Counter(itertools.product([1, 2, 3], [10, 20]))
 
 
+def test_partially_enqueued_trial_claims_its_cell_before_its_other_params_are_suggested(tmp_path: Path) -> None:
+    """A partially enqueued trial took no cell until its objective suggested the rest: trials asked
+    meanwhile could take every cell, and the enqueued one then ran one of them a second time."""
+    url = f"sqlite:///{tmp_path / 'grid.db'}"
+    study = tunelab.create_study(name="g", storage=url, sampler=GridSampler({"x": [1, 2], "y": [10, 20, 30]}), seed=0)
+    study.enqueue({"x": 1})
+    enqueued = study.ask()
+    others = []
+    with pytest.raises(SearchExhausted):
+        while True:  # five cells are left for the other trials, then the grid is exhausted
+            others.append(study.ask())
+    for trial in [enqueued, *others]:
+        study.tell(trial, trial.suggest_int("x", 0, 9) + trial.suggest_int("y", 0, 99))
+    assert len(others) == 5
+    assert enqueued.params["x"] == 1
+    assert Counter((t.params["x"], t.params["y"]) for t in study.trials) == Counter(
+        itertools.product([1, 2], [10, 20, 30])
+    )
+
+
+def test_enqueued_trial_with_a_cell_already_run_takes_no_cell_and_still_runs() -> None:
+    study = tunelab.create_study(sampler=GridSampler({"x": [1, 2]}), seed=0)
+    study.optimize(lambda t: t.suggest_int("x", 0, 9), n_trials=10)
+    study.enqueue({"x": 2})  # every cell has run: the configuration still runs, as asked
+    study.optimize(lambda t: t.suggest_int("x", 0, 9), n_trials=10)
+    assert [t.params["x"] for t in study.trials][2:] == [2]
+    assert study.trials[2].system_attrs["grid"] == {"cell": None}
+
+
 @pytest.mark.slow
 def test_two_worker_processes_on_sqlite_run_every_cell_exactly_once(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'grid.db'}"

@@ -34,12 +34,21 @@ class SamplingContext:
         number: the trial's number.
         seed: the study's seed.
         recorded: what samplers recorded for this trial so far.
+        fixed: the values enqueued for the trial (empty for a trial the sampler decides alone);
+            a sampler with ``plans_enqueued`` plans around them.
     """
 
-    def __init__(self, number: int, seed: int, recorded: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        number: int,
+        seed: int,
+        recorded: Mapping[str, Any] | None = None,
+        fixed: Mapping[str, ParamValue] | None = None,
+    ) -> None:
         self.number = number
         self.seed = seed
         self.recorded: dict[str, Any] = dict(recorded or {})
+        self.fixed: dict[str, ParamValue] = dict(fixed or {})
         self._new: dict[str, Any] = {}
 
     def rng(self, *keys: str | int) -> np.random.Generator:
@@ -86,6 +95,10 @@ class Sampler(ABC):
     shifts its edges): the trial then widens the range. Otherwise such a value (planned over the
     ranges of earlier trials, since narrowed) is not used: :meth:`sample` decides the parameter
     within the range asked for."""
+    plans_enqueued: bool = False
+    """Whether :meth:`plan` also runs for an enqueued trial (its values in ``trial.fixed``, which win
+    over the plan): a grid claims the cell the enqueued values belong to, so that no other trial runs
+    it again. Otherwise an enqueued trial's other parameters are only sampled one by one."""
 
     def check_objectives(self, n_objectives: int) -> None:
         """ConfigError when the sampler cannot serve a study with ``n_objectives`` objectives (checked when

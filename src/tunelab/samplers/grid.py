@@ -299,6 +299,7 @@ class GridSampler(Sampler):
     """
 
     not_replayable_because = "the cell a trial takes depends on which trials hold cells when it plans"
+    plans_enqueued = True  # an enqueued trial claims the cell its values belong to
 
     def __init__(
         self,
@@ -338,8 +339,10 @@ class GridSampler(Sampler):
 
     def plan(self, history: History, trial: SamplingContext) -> dict[str, ParamValue]:
         mine = _recorded_cell(trial.recorded)
-        if mine is not None:
-            return dict(mine)
+        if mine is not None or RECORD_KEY in trial.recorded:
+            return dict(mine or {})
+        if trial.fixed:
+            return self._plan_enqueued(history, trial)
         free = self._free_cells(history, own=trial.number)
         rank = _being_planned(history.trials(), trial.number)
         if not free:
@@ -352,6 +355,19 @@ class GridSampler(Sampler):
         cell = free[rank]
         trial.record(RECORD_KEY, {"cell": dict(cell)})
         return dict(cell)
+
+    def _plan_enqueued(self, history: History, trial: SamplingContext) -> dict[str, ParamValue]:
+        """An enqueued trial takes the first free cell its values belong to, so that no other trial
+        runs that cell again; with none free (a cell run already, values off the grid) it takes no
+        cell (recorded as None) and its other parameters are sampled."""
+        axes = {a.name for a in self._axes(history)}
+        wanted = {n: _value_identity(v) for n, v in trial.fixed.items() if n in axes}
+        for cell in self._free_cells(history, own=trial.number):
+            if all(n in cell and _value_identity(cell[n]) == v for n, v in wanted.items()):
+                trial.record(RECORD_KEY, {"cell": dict(cell)})
+                return dict(cell)
+        trial.record(RECORD_KEY, {"cell": None})
+        return {}
 
     def sample(
         self,

@@ -476,14 +476,14 @@ class Study:
         self._history.invalidate()  # ... including the trial just started
         # A claimed WAITING trial always carries params (enqueue() requires some); a new one none.
         fixed = dict(frozen.params) if frozen.params else None
-        ctx = SamplingContext(frozen.number, self.seed, frozen.system_attrs)
+        ctx = SamplingContext(frozen.number, self.seed, frozen.system_attrs, fixed)
         trial: Trial | None = None
         try:
             plan = None
             width = self._history.replay_width
             if fixed is None and width is not None:
                 wait_for_results(self._history, frozen.number, width, wait=wait)
-            if fixed is None:
+            if fixed is None or self.sampler.plans_enqueued:
                 plan = self._suggestions.plan(ctx)
                 recorded = ctx.take_new_records()
                 if recorded:  # other workers must see what this trial claimed (e.g. a grid cell)
