@@ -578,3 +578,41 @@ def test_pareto_mask_with_infinities_and_nan_rows_against_the_pairwise_rule() ->
         usable = [j for j in range(n) if not np.isnan(p[j]).any()]  # a NaN row neither dominates nor is dominated
         expected = [not any(dominates(p[j], p[i]) for j in usable if j != i) for i in range(n)]
         assert pareto_mask(p).tolist() == expected, p
+
+
+HUGE = np.finfo(float).max
+# A front spread over the whole float range: differences of its values (1e308 - -1e308) overflow.
+HUGE_FRONT = np.array([[-HUGE, HUGE], [-1e200, 1e200], [0.0, 0.0], [1e200, -1e200], [HUGE, -HUGE]])
+
+
+@pytest.mark.filterwarnings("error")  # an overflow warning fails the test
+def test_losses_near_the_float_maximum_rank_without_overflow_or_nan() -> None:
+    """Crowding distances, TPE's Pareto scores, hypervolumes and NSGA-III's normalisation took differences
+    and products of losses of 1e200 and more: overflow warnings, inf - inf = NaN, a wrong ranking."""
+    from tunelab.samplers._ranking import pareto_scores
+    from tunelab.samplers.nsga3 import normalize
+
+    points = np.vstack([HUGE_FRONT, [1e250, 1e250]])
+    assert [f.tolist() for f in non_dominated_sort(points)] == [[0, 1, 2, 3, 4], [5]]
+    crowd = crowding_distance(HUGE_FRONT)
+    assert crowd[[0, 4]].tolist() == [math.inf, math.inf] and np.all(crowd[1:4] > 0)
+    assert crowd[1] == crowd[3] == pytest.approx(1.0)  # each a whole half of both spans
+    scores = pareto_scores(points)
+    assert np.all(np.isfinite(scores)) and np.all(scores[:5] < 1.0) and scores[5] >= 1.0
+    assert np.all(np.isfinite(normalize(HUGE_FRONT)))
+    # 1e200 x 1e200 is past the float maximum: inf, without a warning; scaled volumes stay exact.
+    assert hypervolume(HUGE_FRONT[1:4], [2e200, 2e200]) == math.inf
+    assert hypervolume([[1e200, 1e100], [-1e200, 2e100]], [2e200, 3e100]) == pytest.approx(4e300)
+    assert hypervolume_improvement(np.array([-1e200, 2e100]), np.array([[1e200, 1e100]]), np.array([2e200, 3e100])) \
+        == pytest.approx(2e300)
+
+
+@pytest.mark.filterwarnings("error")
+def test_multi_objective_tpe_study_with_values_near_the_float_maximum_finds_the_front() -> None:
+    study = tunelab.create_study(directions=["minimize", "maximize"], sampler=tunelab.TPESampler(), seed=0)
+    for values in [(-HUGE, -HUGE), (1e250, -1e250), (-1e200, -1e200), (0.0, 0.0), (1e200, 1e200), (HUGE, HUGE)]:
+        study.enqueue({"x": 0.5})
+        study.optimize(lambda t, v=values: (t.suggest_float("x", 0, 1), v)[1], n_trials=1)
+    study.optimize(lambda t: (t.suggest_float("x", 0, 1) * 1e200, -1e300), n_trials=3)  # TPE ranks the six
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 9
+    assert [t.number for t in study.best_trials] == [0, 2, 3, 4, 5]

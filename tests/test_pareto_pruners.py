@@ -254,3 +254,13 @@ def test_the_fix_a_pareto_pruner_suggests_is_python_for_names_that_are_not_ident
     trial.report(0, **{"validation-logloss": 0.5})
     with pytest.raises(ConfigError, match=re.escape("trial.report(step, **{'validation-logloss': ..., 'size': ...})")):
         trial.should_prune()
+
+
+@pytest.mark.filterwarnings("error")  # an overflow warning fails the test
+@pytest.mark.parametrize("end_crowding", ["inf", "gap"])
+def test_pareto_order_of_losses_near_the_float_maximum_has_no_overflow(end_crowding: str) -> None:
+    huge = np.finfo(float).max
+    points = np.array([[-huge, huge], [-1e200, 1e200], [0.0, 0.0], [1e200, -1e200], [huge, -huge], [1e250, 1e250]])
+    front, crowd = pareto_order(points, end_crowding)
+    assert front.tolist() == [0, 0, 0, 0, 0, 1]
+    assert not np.isnan(crowd).any() and crowd[1] == crowd[3] > crowd[2] > 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import random
 from pathlib import Path
 
@@ -227,3 +228,14 @@ def test_importance_command_takes_an_objective(tmp_path: Path) -> None:
     result = runner.invoke(app, ["importance", "mo", "--storage", url, "--objective", "acc", "--json"])
     assert result.exit_code == 0, result.output
     assert next(iter(json.loads(result.output)["importance"])) == "x"
+
+
+@pytest.mark.filterwarnings("error")  # an overflow warning fails the test
+def test_default_reference_and_hypervolume_of_values_near_the_float_maximum() -> None:
+    huge = np.finfo(float).max
+    study = tunelab.create_study(directions=["minimize", "maximize"])
+    for values in [(-huge, -huge), (-1e200, -1e200), (0.0, 0.0), (1e200, 1e200), (huge, huge)]:
+        study.tell(study.ask(), values)
+    assert default_reference(study) == [huge, -huge]  # 10% past the worst is past the float maximum
+    inf = math.inf
+    assert hypervolume_history(study, [2e200, -2e200]) == ([0, 1, 2, 3, 4], [0.0, inf, inf, inf, inf])

@@ -19,6 +19,7 @@ Examples:
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -35,7 +36,25 @@ __all__ = [
     "non_dominated_sort",
     "pareto_front_trials",
     "pareto_mask",
+    "unit_scales",
 ]
+
+
+def unit_scales(points: np.ndarray, above: float = 1.0) -> np.ndarray:
+    """Per column of ``points`` (shape (n, m)), a power of two that brings its largest finite magnitude
+    below 2, or 1.0 where that magnitude is at most ``above``.
+
+    Dividing by a power of two is exact (comparisons, ratios and the order of values do not change), so
+    differences, spans and products of losses as large as 1e200 or the float maximum can be taken on the
+    scaled values without overflowing (``1e308 - -1e308`` is inf: crowding distances and hypervolume
+    contributions came out NaN).
+    """
+    p = np.abs(np.asarray(points, dtype=float))
+    p = p.reshape(-1, p.shape[-1]) if p.ndim else p.reshape(1, 1)
+    top = np.where(np.isfinite(p), p, 0.0).max(axis=0, initial=0.0)
+    _, exponent = np.frexp(top)  # top = mantissa * 2**exponent, mantissa in [0.5, 1)
+    scales: np.ndarray = np.where(top > above, np.ldexp(1.0, exponent - 1), 1.0)
+    return scales
 
 
 def dominates(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> bool:
@@ -125,6 +144,7 @@ def crowding_distance(points: np.ndarray) -> np.ndarray:
     if n <= 2:
         distance[:] = np.inf
         return distance
+    p = p / unit_scales(p)  # the distance is a ratio of gaps to spans: the same, without overflow
     for k in range(m):
         order = np.argsort(p[:, k], kind="stable")
         col = p[order, k]
@@ -174,7 +194,17 @@ def hypervolume(points: np.ndarray | Sequence[Sequence[float]], reference: Seque
     p = p[np.all(p < ref, axis=1)]
     if len(p) == 0:
         return 0.0
-    return float(_hv(p, ref))
+    # The volume of exactly scaled losses, scaled back: no overflow on the way (losses of 1e200); a
+    # volume past the float maximum is inf, not a warning and NaN.
+    scales = unit_scales(np.vstack([p, ref]))
+    return _scaled_back(float(_hv(p / scales, ref / scales)), scales)
+
+
+def _scaled_back(volume: float, scales: np.ndarray) -> float:
+    """``volume * prod(scales)`` (scales >= 1), inf past the float maximum, without a warning."""
+    for s in scales.tolist():
+        volume = volume * s if volume < math.inf else volume
+    return volume
 
 
 def hypervolume_improvement(point: np.ndarray, front: np.ndarray, reference: np.ndarray) -> float:
@@ -186,11 +216,13 @@ def hypervolume_improvement(point: np.ndarray, front: np.ndarray, reference: np.
     p = np.asarray(point, dtype=float).reshape(-1)
     if not np.all(p < ref):
         return 0.0
-    box = float(np.prod(ref - p))
     f = np.asarray(front, dtype=float).reshape(-1, ref.size)
+    scales = unit_scales(np.vstack([f, p, ref]))  # exact: the box and the volume without overflow
+    p, ref, f = p / scales, ref / scales, f / scales
+    box = float(np.prod(ref - p))
     if len(f) == 0:
-        return box
-    return max(box - hypervolume(np.maximum(f, p), ref), 0.0)
+        return _scaled_back(box, scales)
+    return _scaled_back(max(box - hypervolume(np.maximum(f, p), ref), 0.0), scales)
 
 
 def _length(row: object) -> int | None:

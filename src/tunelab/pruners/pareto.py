@@ -24,7 +24,7 @@ import numpy as np
 
 from tunelab.errors import ConfigError
 from tunelab.history import History
-from tunelab.multiobjective import crowding_distance, losses, non_dominated_sort
+from tunelab.multiobjective import crowding_distance, losses, non_dominated_sort, unit_scales
 from tunelab.pruners.asha import _check_eta, rung_judged, rung_steps
 from tunelab.pruners.base import PruneDecision, Pruner, check_int, last_step, previous_step
 from tunelab.records import TrialState, check_direction
@@ -130,6 +130,8 @@ def gap_crowding(points: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.nd
     out = np.zeros(len(p))
     if len(p) == 1:
         return out + 1.0
+    scales = unit_scales(np.vstack([p, low, high]))  # exact: gaps over spans without overflow (1e200)
+    p, low, high = p / scales, np.asarray(low) / scales, np.asarray(high) / scales
     for k in range(p.shape[1]):
         order = np.argsort(p[:, k], kind="stable")
         span = high[k] - low[k]

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tunelab.multiobjective import losses, non_dominated_sort
+from tunelab.multiobjective import losses, non_dominated_sort, unit_scales
 
 
 def scalar_losses(values: np.ndarray, violation: np.ndarray, directions: Sequence[str]) -> np.ndarray:
@@ -56,6 +56,7 @@ def pareto_scores(points: np.ndarray) -> np.ndarray:
     out = np.empty(len(points))
     if not len(points):
         return out
+    points = points / unit_scales(points)  # exact; shares are ratios: the same, without overflow (1e200)
     span = np.ptp(points, axis=0)
     reference = points.max(axis=0) + 0.1 * np.where(span > 0, span, 1.0)
     for k, front in enumerate(non_dominated_sort(points)):

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from tunelab.errors import ConfigError
+from tunelab.multiobjective import unit_scales
 from tunelab.records import FrozenTrial
 from tunelab.samplers.nsga import NSGAIISampler, select_population
 
@@ -174,6 +175,7 @@ def niche_select(
 def normalize(points: np.ndarray) -> np.ndarray:
     """Losses translated to the ideal point and divided by the intercepts of the hyperplane through
     the extreme points (the per-objective spread where that plane is degenerate)."""
+    points = points / unit_scales(points, above=2.0**500)  # exact; the result is scale-free (no overflow)
     shifted = points - points.min(axis=0)
     m = points.shape[1]
     weights = np.full((m, m), 1e-6) + np.eye(m) * (1 - 1e-6)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tunelab.errors import ConfigError
-from tunelab.multiobjective import hypervolume, hypervolume_improvement, losses, pareto_mask
+from tunelab.multiobjective import hypervolume, hypervolume_improvement, losses, pareto_mask, unit_scales
 from tunelab.records import FrozenTrial, TrialState
 from tunelab.study import Study
 from tunelab.viz._common import (
@@ -242,11 +242,15 @@ def default_reference(study: Study, *, trials: Sequence[FrozenTrial] | None = No
     if not feasible:
         return None
     loss = losses([t.values for t in feasible], study.directions)  # type: ignore[misc]
-    worst, best = loss.max(axis=0), loss.min(axis=0)
+    scales = unit_scales(loss)  # exact: the span of losses near the float maximum without overflow
+    worst, best = loss.max(axis=0) / scales, loss.min(axis=0) / scales
     span = worst - best
-    margin = np.where(span > 0, REFERENCE_MARGIN * span, np.maximum(REFERENCE_MARGIN * np.abs(worst), 0.1))
+    margin = np.where(span > 0, REFERENCE_MARGIN * span, np.maximum(REFERENCE_MARGIN * np.abs(worst), 0.1 / scales))
+    # Past the float maximum the reference stays at it (finite: the volume is still defined).
+    with np.errstate(over="ignore"):
+        reference = np.minimum((worst + margin) * scales, np.finfo(float).max)
     sign = np.array([-1.0 if d == "maximize" else 1.0 for d in study.directions])
-    return [float(v) for v in (worst + margin) * sign]
+    return [float(v) for v in reference * sign]
 
 
 def _check_reference(study: Study, reference: Sequence[float]) -> list[float]:
