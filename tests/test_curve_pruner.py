@@ -372,6 +372,35 @@ def test_the_evidence_of_a_decision_is_stored_with_the_trial() -> None:
     assert "probability of beating the best value" in pruned["detail"]
 
 
+def test_the_evidence_interval_stays_within_the_metrics_natural_range(tmp_path: Path) -> None:
+    """The interval a curve pruner stored (and its continuation) went past the metric's range (an accuracy's high
+    end above 1, a loss's low end below 0) while the diagnosis clipped its own: now the model clips both alike."""
+    noise = np.random.default_rng(0).normal(0.0, 0.02, 12)
+    curves = {  # noisy curves near their bound: the unclipped 90% interval crosses it
+        ("val_acc", "maximize"): np.clip(1 - 0.5 * np.exp(-np.arange(1, 13) / 4) + noise, 0, 1),
+        ("val_loss", "minimize"): np.clip(0.5 * np.exp(-np.arange(1, 13) / 4) + noise, 1e-3, None),
+    }
+    url = f"sqlite:///{tmp_path / 'lc.db'}"
+    for (metric, direction), curve in curves.items():
+        pruner = LearningCurvePruner(max_resource=100, metric=metric, direction=direction, min_points=5)
+        study = tunelab.create_study(name=metric, storage=url, direction=direction, pruner=pruner)
+        trial = study.ask()
+        for step, value in enumerate(curve, start=1):
+            trial.report(step, **{metric: float(value)})
+            trial.should_prune()
+        study.tell(trial, float(curve[-1]))
+        ev = study.trials[0].system_attrs["prediction"]["evidence"]
+        cont = ev["continuation"]
+        ends = [ev["low"], ev["mean"], ev["high"], *cont["low"], *cont["mean"], *cont["high"]]
+        if direction == "maximize":
+            assert all(0.0 <= v <= 1.0 for v in ends) and ev["high"] == 1.0
+        else:
+            assert all(v >= 0.0 for v in ends) and ev["low"] == 0.0
+        assert ev["low"] <= ev["mean"] <= ev["high"]
+        model = fit_curve(np.arange(1, 13), curve, direction=direction, horizon=100)
+        assert model.natural_range() == ((0.0, 1.0) if direction == "maximize" else (0.0, math.inf))
+
+
 def test_it_is_described_and_rebuilt(tmp_path: Path) -> None:
     rungs = SuccessiveHalvingPruner(min_resource=3, reduction_factor=3, max_resource=R)
     pruner = LearningCurvePruner(max_resource=R, metric="val_loss", direction="minimize", min_points=6,

@@ -57,8 +57,9 @@ The rules, with ``t`` the position in the run (0 at the first step, 1 at the las
 - still_improving: over the last 20% of the run, the Theil-Sen slope is favourable by more than
   two standard errors (from the curve's noise) and gains more than 7% of ``D``. The message says
   where the curve model of :mod:`tunelab.pruners.curves` (the one :class:`tunelab.LearningCurvePruner`
-  uses) predicts it would be if trained as long again, with a 90% interval (kept within the metric's
-  natural range: at least 0 for a minimised curve of positive values, at most 1 for a maximised curve in [0, 1]).
+  uses) predicts it would be if trained as long again, with a 90% interval (the model keeps the mean and the
+  interval within the metric's natural range: at least 0 for a minimised curve of positive values, in [0, 1]
+  for a maximised curve in [0, 1]).
 - noisy: the noise is more than 15% of the smoothed curve's range (and more than 3% of its
   level, so that a flat, quiet curve is not called noisy); or, for a curve of positive values, the
   noise of its logarithm is more than 0.12 in both halves of the run (points off by more than about
@@ -903,12 +904,8 @@ def _predict(c: _Curve, horizon: float) -> dict[str, Any] | None:
     model = fit_curve(c.x[keep], c.raw[keep], direction=c.direction, horizon=horizon)
     if not model.ok:
         return None
-    p = model.predict(horizon, 0.9)
-    # the model knows no bounds: a loss of positive values stays >= 0, an accuracy in [0, 1] <= 1
-    floor = 0.0 if c.direction == "minimize" and c.positive() else -math.inf
-    ceiling = 1.0 if c.direction == "maximize" and c.unit_interval() else math.inf
-    mean, low, high = (min(max(float(v), floor), ceiling) for v in (p.mean, p.low, p.high))
-    return {"step": int(round(horizon)), "mean": mean, "low": low, "high": high, "interval": 0.9,
+    p = model.predict(horizon, 0.9)  # kept within the metric's natural range (CurveModel.natural_range)
+    return {"step": int(round(horizon)), "mean": p.mean, "low": p.low, "high": p.high, "interval": 0.9,
             "families": model.family_weights()}
 
 

@@ -16,6 +16,12 @@ internally every curve is turned into a "goodness" (higher is better) that the f
 rising to an asymptote. Steps are divided by the step predicted at, values by the curve's range,
 so that the bounds of the parameters hold for any scale.
 
+The families know no bounds, so predictions are kept within the metric's natural range, read from the
+fitted values (:meth:`CurveModel.natural_range`): a minimised curve of positive values (a loss) stays at
+least 0, a maximised curve in [0, 1] (an accuracy) stays in [0, 1]. The mean and both ends of the
+interval are clipped alike, in :meth:`CurveModel.predict` and :meth:`CurveModel.continuation`, which
+the pruners' evidence and the diagnosis both report.
+
 The module is plain numpy and scipy (imported when a curve is first fitted) and knows nothing of
 studies: :func:`fit_curve` takes steps and values and returns a :class:`CurveModel`.
 
@@ -319,8 +325,9 @@ class Prediction:
 
     Attributes:
         step: where.
-        mean: the mixture's mean, in the metric's units.
-        low: the lower end of the ``interval`` (the metric's units; ``low <= high`` whatever the direction).
+        mean: the mixture's mean, in the metric's units (within the metric's natural range).
+        low: the lower end of the ``interval`` (the metric's units; ``low <= high`` whatever the direction;
+            within the natural range, as ``mean``).
         high: the upper end.
         interval: the probability between ``low`` and ``high`` (e.g. 0.9).
         direction: the metric's direction.
@@ -367,6 +374,7 @@ class CurveModel:
         self.fits = list(fits)
         self._sign = 1.0 if direction == "maximize" else -1.0
         self._offset, self._scale = offset, scale
+        self._floor, self._ceiling = self.natural_range()
         # how much the curve still moved over its second half (scaled, at most 1), plus its noise: the
         # drift a family did not predict is in proportion (a flat, quiet curve gets almost none)
         g = self._sign * (values - offset) / scale if values.size else np.zeros(0)
@@ -384,6 +392,22 @@ class CurveModel:
     def ok(self) -> bool:
         """Whether any family was fitted (else :meth:`predict` raises ValueError)."""
         return bool(self.fits)
+
+    def natural_range(self) -> tuple[float, float]:
+        """The range predictions are kept in, read from the fitted values: ``(0, inf)`` for a minimised
+        curve of positive values (a loss), ``(0, 1)`` for a maximised curve in [0, 1] (an accuracy),
+        else unbounded."""
+        v = self.values
+        if not v.size:
+            return -math.inf, math.inf
+        if self.direction == "maximize" and bool(np.all((v >= 0) & (v <= 1))):
+            return 0.0, 1.0
+        if self.direction == "minimize" and bool(np.all(v > 0)):
+            return 0.0, math.inf
+        return -math.inf, math.inf
+
+    def _clip(self, value: float) -> float:
+        return min(max(value, self._floor), self._ceiling)
 
     def family_weights(self) -> dict[str, float]:
         """Each fitted family's weight, by name."""
@@ -405,23 +429,26 @@ class CurveModel:
         return np.asarray(means), np.asarray(sds)
 
     def predict(self, step: float, interval: float = 0.9) -> Prediction:
-        """The value predicted at ``step``, with its central ``interval``."""
+        """The value predicted at ``step``, with its central ``interval``, both kept within the metric's
+        natural range (:meth:`natural_range`)."""
         if not self.fits:
             raise ValueError("no family could be fitted to this curve")
         means, sds = self._components([step])
         m, s = means[:, 0], sds[:, 0]
         lo_g, hi_g = _mixture_quantiles(self.weights, m, s, ((1 - interval) / 2, (1 + interval) / 2))
         mean_g = float(np.sum(self.weights * m))
-        a, b = self._to_metric(lo_g), self._to_metric(hi_g)
+        a, b = self._clip(self._to_metric(lo_g)), self._clip(self._to_metric(hi_g))
         return Prediction(
-            step=int(round(step)), mean=self._to_metric(mean_g), low=min(a, b), high=max(a, b), interval=interval,
+            step=int(round(step)), mean=self._clip(self._to_metric(mean_g)), low=min(a, b), high=max(a, b),
+            interval=interval,
             direction=self.direction, _weights=tuple(float(w) for w in self.weights),
             _means=tuple(float(self._sign * self._to_metric(v)) for v in m),
             _sds=tuple(float(v * self._scale) for v in s), _sign=self._sign,
         )
 
     def continuation(self, steps: Sequence[float], interval: float = 0.9) -> dict[str, list[float]]:
-        """The predicted mean and interval at each of ``steps``: ``{"steps", "mean", "low", "high"}``."""
+        """The predicted mean and interval at each of ``steps``: ``{"steps", "mean", "low", "high"}`` (within
+        the metric's natural range, as :meth:`predict`)."""
         out: dict[str, list[float]] = {"steps": [], "mean": [], "low": [], "high": []}
         if not len(steps):
             return out
@@ -430,9 +457,9 @@ class CurveModel:
         means, sds = self._components(steps)
         qs = _mixture_quantiles_at(self.weights, means, sds, ((1 - interval) / 2, (1 + interval) / 2))
         for i, s in enumerate(steps):
-            a, b = self._to_metric(float(qs[0, i])), self._to_metric(float(qs[1, i]))
+            a, b = self._clip(self._to_metric(float(qs[0, i]))), self._clip(self._to_metric(float(qs[1, i])))
             out["steps"].append(int(round(s)))
-            out["mean"].append(self._to_metric(float(np.sum(self.weights * means[:, i]))))
+            out["mean"].append(self._clip(self._to_metric(float(np.sum(self.weights * means[:, i])))))
             out["low"].append(min(a, b))
             out["high"].append(max(a, b))
         return out
