@@ -601,3 +601,19 @@ def test_ask_reserved_refuses_a_finished_trial_and_fails_one_with_a_bad_space() 
     with pytest.raises(ConfigError):
         study.ask_reserved(reserved.trial_id, space={})
     assert study.trials[1].state == TrialState.FAIL and "could not start" in (study.trials[1].error or "")
+
+
+def test_ask_reserved_refuses_a_trial_of_another_study_naming_both(tmp_path: Path) -> None:
+    """A trial reserved in study 'b' was taken into study 'a' (planned by a's sampler, its values written to b's
+    trial): trial ids are unique across the storage, and both studies had a trial 0."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    a = tunelab.create_study(name="a", storage=url, seed=0)
+    b = tunelab.create_study(name="b", storage=url, seed=0)
+    a.tell(a.ask(), 1.0)  # a's trial 0 exists: only the id tells them apart
+    theirs = b.reserve_trial()
+    for given in (theirs.trial_id, theirs):
+        with pytest.raises(TrialStateError, match=r"trial 0 \(trial_id \d+\) belongs to study 'b', not to study 'a'"):
+            a.ask_reserved(given)
+    assert [t.state for t in b.trials] == [TrialState.RUNNING] and len(a.trials) == 1  # nothing written
+    b.tell(b.ask_reserved(theirs), 2.0)
+    assert b.trials[0].value == 2.0

@@ -452,12 +452,32 @@ class Study:
         sampler plans its parameters now, as :meth:`ask` would.
         """
         frozen = trial if isinstance(trial, FrozenTrial) else self._storage.get_trial(trial)
+        self._check_own_trial(frozen)
         if frozen.state != TrialState.RUNNING:
             raise TrialStateError(
                 f"trial {frozen.number} is {frozen.state.value}, not RUNNING; ask_reserved() needs a "
                 "trial id from reserve_trial() that nobody has finished"
             )
         return self._start(frozen, space)
+
+    def _check_own_trial(self, frozen: FrozenTrial) -> None:
+        """TrialStateError naming the trial and both studies when ``frozen`` belongs to another study of the
+        storage (trial ids are unique across studies; its number here may be another trial's), before
+        anything is planned or written."""
+        mine = self._storage.get_trials(self._study_id, min_number=frozen.number, max_number=frozen.number)
+        if mine and mine[0].trial_id == frozen.trial_id:
+            return
+        owner = "another study"
+        for summary in self._storage.list_studies():
+            record = self._storage.get_study(summary.name)
+            rows = self._storage.get_trials(record.study_id, min_number=frozen.number, max_number=frozen.number)
+            if rows and rows[0].trial_id == frozen.trial_id:
+                owner = f"study '{record.name}'"
+                break
+        raise TrialStateError(
+            f"ask_reserved(): trial {frozen.number} (trial_id {frozen.trial_id}) belongs to {owner}, not to "
+            f"study '{self.name}'; call ask_reserved() on the study whose reserve_trial() returned it"
+        )
 
     def _start(self, frozen: FrozenTrial, space: Mapping[str, SpaceEntry] | None) -> Trial:
         """The live Trial of a trial just reserved (validates ``space``; fails the trial if it is bad)."""
