@@ -133,6 +133,31 @@ def test_two_objectives_log_one_value_each_and_a_wrong_metric_name_fails_first(u
     assert study.trials[-1].state.value == "FAIL"  # stopped at its first report: one point
 
 
+@pytest.mark.parametrize("live", [True, False])
+def test_a_value_named_as_a_curve_is_mlflows_value_of_it_and_the_curve_keeps_every_point(uri: str, live: bool) -> None:
+    """metric_name='val_loss' with a val_loss curve: the value was never logged (the curve "held" it), so MLflow
+    showed the last epoch's 0.4 for a trial whose value (its best epoch) was 0.3."""
+    cb = MLflowCallback(tracking_uri=uri, metric_name="val_loss")
+    study = tunelab.create_study(name="named", seed=0)
+
+    def objective(trial: tunelab.Trial) -> float:
+        trial.suggest_float("x", 0.0, 1.0)
+        curve = [0.9, 0.5, 0.3, 0.4] if trial.number == 0 else [0.8, 0.6]
+        for step, value in enumerate(curve):
+            (functools.partial(cb.report, trial) if live else trial.report)(step, val_loss=value)
+        return min(curve)  # the best epoch's (trial 1: also its last point)
+
+    study.optimize(objective, n_trials=2, callbacks=[cb])
+    cb(study, study.trials[0])  # written again (a later call closing left-over runs): nothing doubles
+    client = MlflowClient(tracking_uri=uri)
+    runs = {int(r.data.tags[TRIAL_TAG]): r for r in _runs(uri, study, "trial")}
+    histories = {n: [(m.step, m.value) for m in client.get_metric_history(r.info.run_id, "val_loss")]
+                 for n, r in runs.items()}
+    assert sorted(histories[0]) == [(0, 0.9), (1, 0.5), (2, 0.3), (3, 0.4), (4, 0.3)]  # one step past the curve
+    assert sorted(histories[1]) == [(0, 0.8), (1, 0.6)]  # the last point is the value: nothing added
+    assert [runs[n].data.metrics["val_loss"] for n in (0, 1)] == [t.value for t in study.trials] == [0.3, 0.6]
+
+
 def test_constraints_are_logged_with_whether_the_trial_is_feasible(uri: str) -> None:
     study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler())
     cb = MLflowCallback(tracking_uri=uri)

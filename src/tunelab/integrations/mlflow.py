@@ -27,6 +27,7 @@ same parent run and the same trial run.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sqlite3
@@ -96,7 +97,9 @@ class MLflowCallback:
         experiment_name: the MLflow experiment; default: the study's name.
         metric_name: the name of the final value (default ``"value"``); for a study with several
             objectives, one name per objective (default: the study's objective names). A name that
-            is also a reported curve is not logged again: the curve holds it.
+            is also a reported curve is not logged again when the curve's last point holds the trial's
+            value; otherwise the value is logged one step past the curve's last (as MLflow's Keras
+            autologging logs the restored epoch), so that MLflow's value of the metric is the trial's.
         nested: each trial's run is a child of one run of the study (``mlflow.parentRunId``).
         tags: extra tags for every run (the study's and the trials').
     """
@@ -271,10 +274,13 @@ class MLflowCallback:
         curves = study.get_curves(trial.number)
         now = _now_ms()
         metrics = list(self._missing_points(run_id, run.data.metrics, curves, now))
-        curve_names = {mlflow_name(name) for name in curves}
+        curve_names = {mlflow_name(name): name for name in curves}
         ends = {**final_values(trial, names), **constraint_metrics(trial)}
         metrics += [Metric(mlflow_name(k), v, now, 0) for k, v in ends.items()
                     if mlflow_name(k) not in curve_names and mlflow_name(k) not in run.data.metrics]
+        for k, v in final_values(trial, names).items():
+            if mlflow_name(k) in curve_names:
+                metrics += self._final_after_curve(run_id, mlflow_name(k), v, curves[curve_names[mlflow_name(k)]], now)
         params = [Param(mlflow_name(k), tail(param_text(v), _MAX_PARAM)) for k, v in trial.params.items()
                   if mlflow_name(k) not in run.data.params]
         tags = {**self.tags, STATE_TAG: trial.state.value}
@@ -289,6 +295,25 @@ class MLflowCallback:
         self._log(run_id, metrics, params, [RunTag(k, v) for k, v in tags.items()])
         end = trial.datetime_complete
         client.set_terminated(run_id, STATUS[trial.state], end_time=int(end.timestamp() * 1000) if end else None)
+
+    def _final_after_curve(
+        self, run_id: str, name: str, value: float, curve: tuple[list[int], list[float]], now: int
+    ) -> list[Any]:
+        """A final value named as a reported curve: when it differs from the curve's last point (an objective
+        that returns the best epoch's value, or a final evaluation), it is logged one step past the curve's
+        last, as MLflow's own Keras autologging logs the restored epoch's metrics, so that the run's value
+        of ``name`` (MLflow's latest: the highest step) is the trial's value and the curve keeps every point.
+        Nothing when it equals the last point, or when it is logged already."""
+        steps, values = curve
+        if not steps:
+            return []
+        last = max(range(len(steps)), key=lambda i: steps[i])
+        if float(values[last]) == float(value) or (math.isnan(value) and math.isnan(values[last])):
+            return []
+        step = int(steps[last]) + 1
+        if any(m.step == step for m in self._connect().get_metric_history(run_id, name)):
+            return []
+        return [Metric(name, float(value), now + 1, step)]
 
     def _missing_points(
         self, run_id: str, logged: Mapping[str, float], curves: Mapping[str, tuple[list[int], list[float]]], now: int
