@@ -96,6 +96,7 @@ class Study:
         self._record = record
         self._for_reading = False  # opened by read_study(): its sampler is a stand-in, never to run trials
         self._stopping = False  # stop() was called: the running optimize() starts no new trial
+        self._reserved_here: set[int] = set()  # trial ids this object's reserve_trial() returned: known to be ours
         self._study_id = record.study_id
         self.name = record.name
         self.direction = record.direction
@@ -437,12 +438,14 @@ class Study:
         self._check_can_run("reserve_trial()")
         self._history.invalidate()  # the sampler decides on what is stored now
         if not self.sampler.exhausted(self._history):
-            return self._storage.start_trial(self._study_id, heartbeat=heartbeat)
-        # Enqueued configurations still run when the sampler has nothing left.
-        claimed = self._storage.claim_waiting_trial(self._study_id, heartbeat=heartbeat)
-        if claimed is None:
-            raise SearchExhausted(f"{self.sampler!r} has nothing left to propose")
-        return claimed
+            started = self._storage.start_trial(self._study_id, heartbeat=heartbeat)
+        else:  # enqueued configurations still run when the sampler has nothing left
+            claimed = self._storage.claim_waiting_trial(self._study_id, heartbeat=heartbeat)
+            if claimed is None:
+                raise SearchExhausted(f"{self.sampler!r} has nothing left to propose")
+            started = claimed
+        self._reserved_here.add(started.trial_id)
+        return started
 
     def ask_reserved(self, trial: int | FrozenTrial, space: Mapping[str, SpaceEntry] | None = None) -> Trial:
         """The second half of :meth:`ask`: the live Trial of a trial from :meth:`reserve_trial`.
@@ -452,7 +455,10 @@ class Study:
         sampler plans its parameters now, as :meth:`ask` would.
         """
         frozen = trial if isinstance(trial, FrozenTrial) else self._storage.get_trial(trial)
-        self._check_own_trial(frozen)
+        if frozen.trial_id in self._reserved_here:  # reserved by this object: ours, no read needed
+            self._reserved_here.discard(frozen.trial_id)
+        else:
+            self._check_own_trial(frozen)
         if frozen.state != TrialState.RUNNING:
             raise TrialStateError(
                 f"trial {frozen.number} is {frozen.state.value}, not RUNNING; ask_reserved() needs a "
