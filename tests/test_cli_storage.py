@@ -118,3 +118,20 @@ def test_storage_upgrade_of_a_newer_database_says_to_upgrade_tunelab(runner: Cli
     assert result.exit_code == 1
     message = _one_line(result.stderr)
     assert "written by a newer tunelab (schema 9999" in message and "pip install -U tunelab" in message
+
+
+def test_storage_version_of_a_file_path_gives_its_url(runner: CliRunner, tmp_path: Path) -> None:
+    # was: "is not a database URL; e.g. 'sqlite:///tunelab.db'", not the URL of the file given
+    path = str(tmp_path / "t.db")
+    result = invoke(runner, "storage", "version", "--storage", path)
+    assert result.exit_code == 1
+    assert f"'sqlite:///{path}'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_an_empty_storage_is_refused_with_an_example(runner: CliRunner) -> None:
+    # was: "for an SQLite file write 'sqlite:///'"
+    result = invoke(runner, "studies", "--storage", "")
+    assert result.exit_code == 1
+    assert "empty" in result.output and "'sqlite:///tunelab.db'" in result.output
+    assert "'sqlite:///'" not in result.output

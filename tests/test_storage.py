@@ -134,6 +134,26 @@ def test_get_storage_rejects_a_string_that_is_not_a_url() -> None:
     assert "sqlite:///tunelab.db" in message
 
 
+def test_get_storage_gives_the_fix_of_a_url_with_too_few_slashes() -> None:
+    # was: "write 'sqlite:///sqlite:/x.db'" (the check of the scheme came after the check for "://")
+    with pytest.raises(StorageError) as info:
+        get_storage("sqlite:/x.db")
+    message = str(info.value)
+    assert "'sqlite:///x.db'" in message
+    assert "sqlite:///sqlite:" not in message
+
+
+@pytest.mark.parametrize("url", ["", "  "])
+def test_get_storage_refuses_an_empty_url_with_an_example(url: str) -> None:
+    # was: "for an SQLite file write 'sqlite:///'", a URL with no file
+    with pytest.raises(StorageError) as info:
+        get_storage(url)
+    message = str(info.value)
+    assert "empty" in message
+    assert "'sqlite:///tunelab.db'" in message
+    assert "None" in message
+
+
 def test_sql_storage_rejects_a_string_that_is_not_a_url() -> None:
     with pytest.raises(StorageError) as info:
         SQLStorage("not a url")

@@ -32,9 +32,7 @@ def get_storage(storage: str | BaseStorage | None, create: bool = True) -> BaseS
         return storage
     if isinstance(storage, str):
         if "://" not in storage:
-            raise StorageError(
-                f"storage {storage!r} is not a URL; for an SQLite file write 'sqlite:///{storage}'"
-            )
+            raise _not_a_url(storage, "None for an in-memory study")
         check_storage_url(storage)  # a typo (sqllite://, sqlite:/x.db) gets its fix, not a driver hint
         return SQLStorage(storage, create=create)
     raise StorageError(
@@ -42,9 +40,21 @@ def get_storage(storage: str | BaseStorage | None, create: bool = True) -> BaseS
     )
 
 
+def _not_a_url(storage: str, other: str | None = None) -> StorageError:
+    """The error for a storage string without ``://``: the scheme's fix when it has one (``sqlite:/x.db``),
+    else the SQLite URL of that file (an empty string has none: an example instead)."""
+    if not storage.strip():
+        alternative = f", or {other}" if other else ""
+        return StorageError(f"storage {storage!r} is empty; give a URL such as 'sqlite:///tunelab.db'{alternative}")
+    check_storage_url(storage)  # raises for sqlite:/x.db, postgresql:host/db
+    return StorageError(f"storage {storage!r} is not a URL; for an SQLite file write 'sqlite:///{storage}'")
+
+
 def _sql_url(url: str) -> str:
-    if not isinstance(url, str) or "://" not in url:
+    if not isinstance(url, str):
         raise StorageError(f"storage {url!r} is not a database URL; e.g. 'sqlite:///tunelab.db'")
+    if "://" not in url:
+        raise _not_a_url(url)
     return url
 
 

@@ -33,7 +33,10 @@ _SCHEME_ONLY = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]+):(?P<slashes>/{0
 def check_storage_url(url: str) -> None:
     """Raise :class:`~tunelab.errors.StorageError` with the fix when ``url`` is a storage URL with a typo:
     a misspelt database (``sqllite://``, ``postgres://``), too few slashes (``sqlite:/x.db``,
-    ``sqlite://x.db``), or a driver that is not installed. Anything else passes (opening it may still fail)."""
+    ``sqlite://x.db``), or a driver that is not installed, or an empty string. Anything else passes (opening it
+    may still fail)."""
+    if not url.strip():
+        raise StorageError(f"storage {url!r} is empty; give a URL such as 'sqlite:///tunelab.db'")
     if "://" not in url:
         _check_slashes(url)
         return
