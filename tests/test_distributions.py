@@ -797,6 +797,10 @@ BAD: list[tuple[str, Callable[[], object], list[str]]] = [
     ("bool_p_nan", lambda: Bool(math.nan), ["probability in [0, 1]"]),
     ("bool_p_string", lambda: Bool("0.5"), ["probability in [0, 1]"]),
     ("bool_p_bool", lambda: Bool(True), ["probability in [0, 1]"]),
+    # log="false" (a truthy string) was log-uniform, log=1 kept as 1: both unsaid
+    ("float_log_string", lambda: Float(0.1, 1, log="false"), ["log must be True or False", "'false'"]),
+    ("float_log_int", lambda: Float(0.1, 1, log=1), ["log must be True or False", "got 1"]),
+    ("int_log_string", lambda: Int(1, 10, log="yes"), ["log must be True or False", "'yes'"]),
 ]
 
 
@@ -830,6 +834,7 @@ def test_bad_arguments_error_is_a_config_error_and_a_value_error(make: Callable[
         pytest.param(lambda: Int(1, 1, log=True), id="int_log_single"),
         pytest.param(lambda: Categorical(("a",)), id="categorical_tuple"),
         pytest.param(lambda: Bool(0), id="bool_int_p"),
+        pytest.param(lambda: Float(0.1, 1, log=np.bool_(True)), id="float_numpy_log"),
     ],
 )
 def test_valid_edge_arguments_are_accepted(make: Callable[[], Distribution]) -> None:
@@ -870,6 +875,7 @@ SUGGEST_BAD = [
     pytest.param(lambda t: t.suggest_categorical("opt", "sgd"), "opt", "list or tuple", id="categorical_str"),
     pytest.param(lambda t: t.suggest_categorical("opt", ["a", "a"]), "opt", "twice", id="categorical_dup"),
     pytest.param(lambda t: t.suggest_bool("flag", 2.0), "flag", "probability", id="bool_p"),
+    pytest.param(lambda t: t.suggest_float("lr", 0.1, 1, log="no"), "lr", "True or False", id="float_log_str"),
 ]
 
 

@@ -133,6 +133,15 @@ def _lattice_digits(step: float) -> int:
     return max(0, -math.floor(math.log10(step))) + 8
 
 
+def _checked_log(dist: Any) -> None:
+    """``log`` as a bool: ``log="false"`` or ``log=1`` would sample log-uniformly, or not, unsaid."""
+    if not isinstance(dist.log, (bool, np.bool_)):
+        raise InvalidDistributionError(
+            f"log must be True or False, got {dist.log!r}; log=True samples uniformly in log space"
+        )
+    object.__setattr__(dist, "log", bool(dist.log))
+
+
 def _check_bounds(low: object, high: object) -> None:
     if not _is_real(low) or not _is_real(high):
         raise InvalidDistributionError(
@@ -191,6 +200,7 @@ class Float(Distribution):
 
     def __post_init__(self) -> None:
         _check_bounds(self.low, self.high)
+        _checked_log(self)
         object.__setattr__(self, "low", _as_float(self.low))
         object.__setattr__(self, "high", _as_float(self.high))
         if self.log and self.low <= 0:
@@ -374,6 +384,7 @@ class Int(Distribution):
                     )
             object.__setattr__(self, arg, int(value))
         _check_bounds(self.low, self.high)
+        _checked_log(self)
         if self.step < 1:
             raise InvalidDistributionError(f"step must be >= 1, got {self.step!r}")
         if self.log and self.low < 1:
