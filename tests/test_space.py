@@ -82,6 +82,19 @@ def test_conditional_rejects_an_empty_or_non_mapping_condition(when: object) -> 
         Conditional(Float(0, 1), when=when)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("empty", [[], (), set()])
+def test_conditional_rejects_an_empty_list_of_values(empty: object) -> None:
+    # was accepted: the parameter was never active, and no error said why
+    with pytest.raises(ConfigError, match=r"accepts no value of 'opt'.*never be active"):
+        Conditional(Float(0, 1), when={"opt": empty})
+
+
+@pytest.mark.parametrize("parent", [1, "", None])
+def test_conditional_rejects_a_parent_that_is_not_a_name(parent: object) -> None:
+    with pytest.raises(ConfigError, match="keys must be parameter names"):
+        Conditional(Float(0, 1), when={parent: "sgd"})  # type: ignore[dict-item]
+
+
 def test_conditional_copies_its_condition() -> None:
     when = {"optimizer": "sgd"}
     cond = Conditional(Float(0, 1), when=when)

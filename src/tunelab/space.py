@@ -64,6 +64,16 @@ class Conditional:
             k: [plain_value(x) for x in v] if isinstance(v, (list, tuple, set, frozenset)) else plain_value(v)
             for k, v in self.when.items()
         })
+        for parent, accepted in self.when.items():
+            if not isinstance(parent, str) or not parent:
+                raise ConfigError(
+                    f"Conditional(when=...) keys must be parameter names (non-empty strings), got {parent!r}"
+                )
+            if accepted == []:
+                raise ConfigError(
+                    f"Conditional(when={{{parent!r}: []}}) accepts no value of {parent!r}, so the parameter would "
+                    f"never be active; list the values that switch it on, e.g. when={{{parent!r}: [...]}}"
+                )
 
     def accepted(self, parent: str) -> list[ParamValue]:
         """The values of ``parent`` under which this parameter is active."""
