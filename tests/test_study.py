@@ -469,6 +469,15 @@ def test_creating_an_existing_study_fails_unless_load_if_exists(tmp_path: Path) 
     assert len(again.trials) == 2
 
 
+@pytest.mark.parametrize("value", ["no", 0, None])
+def test_load_if_exists_must_be_a_bool(tmp_path: Path, value: object) -> None:
+    # was read by its truth: load_if_exists="no" loaded the existing study
+    url = f"sqlite:///{tmp_path / 't.db'}"
+    with pytest.raises(ConfigError, match=r"load_if_exists must be True .* or False, got"):
+        tunelab.create_study(name="s", storage=url, load_if_exists=value)  # type: ignore[arg-type]
+    assert not (tmp_path / "t.db").exists()  # refused before the storage was opened
+
+
 def test_load_if_exists_refuses_a_direction_other_than_the_stored_one(tmp_path: Path) -> None:
     url = sqlite_url(tmp_path)
     tunelab.create_study(name="acc", storage=url, direction="maximize")

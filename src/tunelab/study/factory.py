@@ -126,6 +126,10 @@ def create_study(
         name = f"study-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"name must be a non-empty string, got {name!r}")
+    if not isinstance(load_if_exists, bool):  # load_if_exists="no" would load the study
+        raise ConfigError(
+            f"load_if_exists must be True (load the study of that name if it exists) or False, got {load_if_exists!r}"
+        )
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
     if seed is not None:
