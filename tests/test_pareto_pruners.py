@@ -154,6 +154,10 @@ def test_bad_input_names_the_fix() -> None:
         tunelab.create_study(pruner=tunelab.ParetoMedianPruner())  # one objective, nothing to compare
     with pytest.raises(ConfigError, match="two or more"):
         tunelab.ParetoMedianPruner(metrics=["val_acc"])
+    with pytest.raises(ConfigError, match="two or more"):  # was TypeError: 'int' object is not iterable
+        tunelab.ParetoMedianPruner(metrics=3)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"directions=\.\.\.\) must be a list"):  # the same TypeError
+        tunelab.ParetoSuccessiveHalvingPruner(metrics=["a", "b"], directions=3)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="same length"):
         tunelab.ParetoMedianPruner(metrics=["a", "b"], directions=["minimize"])
     with pytest.raises(ConfigError, match="must be 'minimize' or 'maximize'"):

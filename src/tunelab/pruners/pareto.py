@@ -17,7 +17,7 @@ single-metric pruners do.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -46,13 +46,14 @@ class ParetoPruner(Pruner):
         super().__init__(None, None)
         owner = type(self).__name__
         if metrics is not None:
-            if isinstance(metrics, str) or not all(isinstance(m, str) and m for m in metrics) or len(metrics) < 2:
+            metrics = list(metrics) if isinstance(metrics, Iterable) and not isinstance(metrics, str) else metrics
+            if not isinstance(metrics, list) or not all(isinstance(m, str) and m for m in metrics) or len(metrics) < 2:
                 raise ConfigError(f"{owner}(metrics=...) must name two or more reported metrics, e.g. "
                                   f"['val_acc', 'latency_ms'], got {metrics!r}")
             if len(set(metrics)) != len(metrics):
                 raise ConfigError(f"{owner}(metrics=...) names a metric twice: {list(metrics)!r}")
         if directions is not None:
-            if isinstance(directions, str):
+            if isinstance(directions, str) or not isinstance(directions, Iterable):
                 raise ConfigError(f"{owner}(directions=...) must be a list such as ['maximize', 'minimize'], "
                                   f"got {directions!r}")
             directions = [check_direction(d) for d in directions]
