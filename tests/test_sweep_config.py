@@ -396,6 +396,18 @@ def test_true_or_false_where_a_number_belongs_is_an_error(tmp_path: Path, param:
                 tmp_path).space["x"] == Int(1, 4)  # a whole float is still an int bound
 
 
+@pytest.mark.parametrize(("line", "example"), [
+    ("n_trials: true", "whole number"), ("workers: true", "whole number"), ("seed: false", "whole number"),
+    ("max_start_failures: true", "whole number"), ("timeout: true", "0.1"), ("trial_timeout: true", "0.1"),
+    ("prune_grace: true", "0.1"), ("start_failure_seconds: true", "0.1"), ("log_limit_mb: true", "0.1"),
+])
+def test_true_or_false_where_a_top_level_number_belongs_is_an_error(tmp_path: Path, line: str, example: str) -> None:
+    # n_trials: true ran 1 trial, seed: false seeded with 0, timeout: true stopped after a second
+    e = error(f"command: python t.py {{x}}\nmetric: val_loss\nparameters:\n  x: [1, 2]\n{line}\n", tmp_path)
+    key = line.partition(":")[0]
+    assert e.key == key and "is not a number here" in str(e) and example in str(e), str(e)
+
+
 def test_two_parameters_with_one_environment_variable_are_an_error(tmp_path: Path) -> None:
     # a.b and a_b were both TUNELAB_PARAM_A_B: the script saw one of the two values under that name
     text = "command: python t.py {a.b} {a_b}\nmetric: val_loss\nparameters:\n  a.b: [1, 2]\n  a_b: [3, 4]\n"

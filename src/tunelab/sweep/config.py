@@ -40,8 +40,15 @@ def _not_a_bool(value: object) -> object:
     return value
 
 
+def _not_a_bool_integer(value: object) -> object:
+    """As :func:`_not_a_bool`, for a count (``n_trials: true`` was 1 trial), with a whole number as the example."""
+    if isinstance(value, bool):
+        raise ValueError(f"{str(value).lower()} is not a number here; write a whole number such as 3")
+    return value
+
+
 Number = Annotated[float, BeforeValidator(_not_a_bool)]
-Integer = Annotated[int, BeforeValidator(_not_a_bool)]
+Integer = Annotated[int, BeforeValidator(_not_a_bool_integer)]
 DEFAULT_STORAGE = "sqlite:///tunelab.db"
 SAMPLERS = ("auto", "gp", "tpe", "random", "grid", "coarse-to-fine")
 PRUNERS = ("none", "median", "asha", "hyperband", "curve")
@@ -128,18 +135,18 @@ class SweepFile(_Strict):
     direction: _Direction | Annotated[list[_Direction], Field(min_length=1)] = "minimize"
     sampler: str | Component = "auto"
     pruner: str | Component | None = None
-    n_trials: Annotated[int, Field(ge=1)] | None = None
-    timeout: Annotated[float, Field(gt=0)] | None = None
-    workers: Annotated[int, Field(ge=1)] = 1
-    gpus_per_trial: Annotated[float, Field(ge=0)] = 0
+    n_trials: Annotated[Integer, Field(ge=1)] | None = None
+    timeout: Annotated[Number, Field(gt=0)] | None = None
+    workers: Annotated[Integer, Field(ge=1)] = 1
+    gpus_per_trial: Annotated[Number, Field(ge=0)] = 0
     gpus: list[int] | str | None = None
-    trial_timeout: Annotated[float, Field(gt=0)] | None = None
-    prune_grace: Annotated[float, Field(ge=0)] = 30.0
-    max_start_failures: Annotated[int, Field(ge=0)] = 3
-    start_failure_seconds: Annotated[float, Field(gt=0)] = 10.0
-    log_limit_mb: Annotated[float, Field(gt=0)] = 10.0
+    trial_timeout: Annotated[Number, Field(gt=0)] | None = None
+    prune_grace: Annotated[Number, Field(ge=0)] = 30.0
+    max_start_failures: Annotated[Integer, Field(ge=0)] = 3
+    start_failure_seconds: Annotated[Number, Field(gt=0)] = 10.0
+    log_limit_mb: Annotated[Number, Field(gt=0)] = 10.0
     metrics_regex: str | list[str] | None = None
-    seed: Annotated[int, Field(ge=0)] | None = None
+    seed: Annotated[Integer, Field(ge=0)] | None = None
     constraints: dict[str, ConstraintSpec] = Field(default_factory=dict)
 
 
