@@ -366,3 +366,11 @@ def never_feasible(trial: tunelab.Trial) -> float:
     x = trial.suggest_float("x", 0.0, 1.0)
     trial.set_constraint("x_below_zero", x, upper=-1.0)
     return x
+
+
+def interrupted_inside_on_first(trial: tunelab.Trial) -> float:
+    """Trial 0's own code raises KeyboardInterrupt (a library's stop, not a Ctrl-C); the others return."""
+    x = trial.suggest_float("x", 0.0, 1.0)
+    if trial.number == 0:
+        raise KeyboardInterrupt("raised by the objective")
+    return x

@@ -138,3 +138,45 @@ def test_two_processes_a_thousand_trials_each_on_sqlite(tmp_path: Path) -> None:
     trials = tunelab.load_study("load", url).trials
     assert sorted(t.number for t in trials) == list(range(2000))
     assert collections.Counter(t.state for t in trials) == {TrialState.COMPLETE: 2000}
+
+
+def test_a_worker_that_recorded_its_trial_before_it_went_is_not_reported_as_failed_by_the_driver(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A worker stopped after it recorded its trial COMPLETE, before it could say so: the driver's
+    log, progress and callbacks show the recorded end, not "trial N failed: interrupted"."""
+    from tunelab.study.runner import OptimizeSettings, _Driver
+
+    study = tunelab.create_study(seed=0)
+    trial = study.ask()
+    trial.suggest_float("x", 0.0, 1.0)
+    study.tell(trial, 0.25)
+    seen: list[tuple[str, float | None]] = []
+    settings = OptimizeSettings.build(
+        n_trials=1, timeout=None, n_workers=2, space=None, catch=(Exception,), trial_timeout=None,
+        callbacks=[lambda s, t: seen.append((t.state.value, t.value))], show_progress=False,
+        heartbeat_interval=None, grace_period=None, requeue_lost_trials=False, start_method="spawn",
+    )
+    display = ProgressDisplay(False, 1, "minimize")
+    with caplog.at_level("WARNING", logger="tunelab"):
+        _Driver(study, settings, display).lost(trial.trial_id, trial.number, "interrupted")
+    assert "failed" not in caplog.text
+    assert (display.done, display.failed) == (1, 0) and display.best == 0.25
+    assert seen == [("COMPLETE", 0.25)]
+    assert settings.failures.finished == collections.Counter({"COMPLETE": 1})
+
+
+def test_a_keyboard_interrupt_raised_by_the_objective_in_a_worker_is_reported_as_recorded(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The worker records "interrupted: KeyboardInterrupt: ..." and ends; the driver replaces it and
+    says what was recorded, not that the worker died (exit code 0)."""
+    from objectives import interrupted_inside_on_first
+
+    study = tunelab.create_study(storage=f"sqlite:///{tmp_path / 'ki.db'}", name="ki", seed=0)
+    with caplog.at_level("WARNING", logger="tunelab"):
+        study.optimize(interrupted_inside_on_first, n_trials=3, n_workers=2)
+    first = study.trials[0]
+    assert first.state == TrialState.FAIL and first.error == "interrupted: KeyboardInterrupt: raised by the objective"
+    assert [t.state for t in study.trials[1:]] == [TrialState.COMPLETE] * 2
+    assert "worker process died" not in caplog.text, caplog.text

@@ -510,10 +510,14 @@ class _Driver:
         _call_back(self.study, self.settings, result)
 
     def lost(self, task_id: int, label: int, reason: str) -> None:
-        _fail_if_running(self.study.storage, task_id, label, reason)
-        logger.warning("trial %d failed: %s", label, reason)
-        self.display.finished(TrialState.FAIL.value, None)
-        _call_back(self.study, self.settings, TrialOutcome(task_id, label, "FAIL", None, reason))
+        """A worker went without reporting its trial's end: fail the trial with ``reason``, unless the
+        worker recorded the end itself before it went (then that end is what is shown and counted)."""
+        outcome = _fail_if_running(self.study.storage, task_id, label, reason)
+        if outcome is None:
+            logger.warning("trial %d failed: %s", label, reason)
+            outcome = TrialOutcome(task_id, label, TrialState.FAIL.value, None, reason)
+        self.display.finished(outcome.state, outcome.value, outcome.feasible)
+        _call_back(self.study, self.settings, outcome)
 
     def fatal(self, error_class: str, message: str) -> None:
         raise _error_of(error_class, message)
@@ -649,13 +653,20 @@ def _dumps_keeping_file_names(obj: object) -> bytes:
 
 
 # -- Ray -------------------------------------------------------------------------------------
-def _fail_if_running(storage: BaseStorage, trial_id: int, number: int, error: str) -> None:
+def _fail_if_running(storage: BaseStorage, trial_id: int, number: int, error: str) -> TrialOutcome | None:
     """Mark a trial FAIL through the one final write, unless it was recorded already (e.g. by its
-    worker before it went)."""
+    worker before it went, or by the objective's worker just before a stop): None when this marked
+    it, else how it was recorded. A worker that records its trial COMPLETE and is stopped before it
+    says so must not have its trial logged and counted as failed."""
     try:
         record_end(TrialWriter(storage, trial_id), number, TrialState.FAIL, None, error)
-    except TrialStateError:
-        pass  # already recorded
+    except TrialStateError:  # already recorded
+        try:
+            stored = storage.get_trial(trial_id)
+        except Exception:  # noqa: BLE001 - what matters is that it is no longer RUNNING
+            return TrialOutcome(trial_id, number, TrialState.FAIL.value, None, error)
+        return TrialOutcome(trial_id, stored.number, stored.state.value, stored.value, stored.error, stored.feasible)
+    return None
 
 
 def _optimize_on_ray(
