@@ -133,17 +133,49 @@ def full_disk() -> sa.exc.OperationalError:
 
 def test_the_final_write_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     study = tunelab.create_study(storage=f"sqlite:///{tmp_path / 'retry.db'}", seed=0)
-    failures = iter([True, True, True])  # the result, then both fallbacks, fail once: the next round records
+    # The result fails in the first two rounds (an unavailable database: the result is tried again, not
+    # replaced by FAIL); the last round records it.
+    failures = iter([True, True])
     real = SQLStorage.finish_trial
 
     def flaky(self: SQLStorage, *args: Any, **kwargs: Any) -> None:
         if next(failures, False):
-            raise full_disk()
+            raise self._failure("finish_trial", full_disk())  # as the storage raises it
         real(self, *args, **kwargs)
 
     monkeypatch.setattr(SQLStorage, "finish_trial", flaky)
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
     assert states(study) == [COMPLETE, COMPLETE]
+
+
+def test_a_final_write_that_finds_the_sqlite_file_locked_records_the_result_once_the_lock_is_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another connection holds the write lock as the trial ends: its value was recorded as FAIL ("the trial
+    ended COMPLETE with value ..., but that could not be recorded: ... database is locked") by the fallback
+    that came right after, once the lock was gone; the result is what must be written."""
+    path = tmp_path / "locked.db"
+    study = tunelab.create_study(storage=SQLStorage(f"sqlite:///{path}", busy_timeout=0.05), seed=0)
+    holder = sqlite3.connect(path, isolation_level=None)  # another process's connection
+    real = SQLStorage.finish_trial
+
+    def finish_then_the_other_writer_commits(self: SQLStorage, *args: Any, **kwargs: Any) -> None:
+        try:
+            real(self, *args, **kwargs)
+        finally:
+            if holder.in_transaction:
+                holder.rollback()
+
+    def objective(trial: tunelab.Trial) -> float:
+        x = trial.suggest_float("x", 0, 1)
+        holder.execute("BEGIN IMMEDIATE")  # the other writer takes the lock as the trial ends
+        return x
+
+    monkeypatch.setattr(SQLStorage, "finish_trial", finish_then_the_other_writer_commits)
+    study.optimize(objective, n_trials=2)
+    holder.close()
+    assert [(t.state, t.error) for t in study.trials] == [(COMPLETE, None)] * 2
+    assert all(t.value == t.params["x"] for t in study.trials)
 
 
 def test_a_storage_that_refuses_every_final_write_stops_optimize_cleanly_and_the_trial_goes_stale(

@@ -43,6 +43,10 @@ class AttributeValueError(TunelabError, ValueError):
 class StorageError(TunelabError, RuntimeError):
     """The storage could not be opened or could not complete an operation."""
 
+    transient: bool = False
+    """Whether the database was unavailable (locked by another writer, its connection lost) rather than
+    refusing what was written: the same write may succeed a moment later."""
+
 
 class StudyNotFoundError(TunelabError, LookupError):
     """A study of that name does not exist in the storage."""

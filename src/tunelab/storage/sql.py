@@ -300,7 +300,9 @@ class SQLStorage(BaseStorage):
         self._engine.dispose()
 
     def _failure(self, what: str, error: SQLAlchemyError) -> StorageError:
-        return StorageError(f"{what} on {self._shown} failed: {_describe(error)}")
+        failure = StorageError(f"{what} on {self._shown} failed: {_describe(error)}")
+        failure.transient = isinstance(error, DBAPIError) and _is_transient(error)  # e.g. SQLite's "database is locked"
+        return failure
 
     # -- schema ----------------------------------------------------------------------------
     def _open(self, create: bool) -> None:

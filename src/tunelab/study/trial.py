@@ -800,12 +800,15 @@ def record_end(
     such as NaN, are dropped); a bare FAIL. The first that the storage takes wins. Rounds follow
     ``pauses``; when every round fails the storage is failing, and :class:`StorageError` says so
     (the trial stays RUNNING, and once its heartbeat stops a later process fails it as lost).
+    When the storage was only unavailable (a :attr:`StorageError.transient` error: an SQLite file
+    locked by another writer, a lost connection) the end as given is tried again in the next round,
+    not replaced by FAIL at once: a result is turned into FAIL only in the last round.
     TrialStateError when the trial was finished already (by another process, as lost).
     """
     fields = dict(fields or {})
     keep = {k: fields[k] for k in ("params", "distributions") if fields.get(k)}
     why = ""
-    for pause in pauses:
+    for i, pause in enumerate(pauses):
         if pause:
             time.sleep(pause)
         try:
@@ -815,6 +818,8 @@ def record_end(
             raise
         except Exception as e:  # noqa: BLE001 - bad data or a failing storage: fall back below
             why = error_line(e)
+            if getattr(e, "transient", False) and i < len(pauses) - 1:
+                continue  # the database was busy or away, not the end unrecordable: the next round tries it again
         reason = _unrecorded(state, value, error, why)
         for fallback in (keep, {}):
             try:
