@@ -238,6 +238,7 @@ def test_figures_with_options_and_without_content(client: TestClient) -> None:
     assert client.get(f"/api/studies/{STUDY}/figures/pie").status_code == 422
 
 
+
 def test_diagnosis(client: TestClient) -> None:
     findings = ok(client.get(f"/api/studies/{STUDY}/diagnosis/0"))["findings"]
     assert isinstance(findings, list)
@@ -757,3 +758,26 @@ def test_the_study_detail_of_several_objectives_has_no_best_trial(fresh: str) ->
     with TestClient(create_app(fresh), base_url=LOCAL) as c:
         assert ok(c.get("/api/studies/mo"))["best"] is None  # was trial 0, the first objective's best
         assert len(ok(c.get("/api/studies/mo/pareto"))["front"]) == 2
+
+
+def test_a_study_whose_name_holds_a_slash_is_served(fresh: str) -> None:
+    # The page asks for /api/studies/exp%2Flr/...: the server decoded the %2F before routing, and every
+    # route of such a study was a bare 404 "Not Found" (the study list showed it, its page did not open).
+    for name, value in [("exp/lr", 1.0), ("exp", 2.0), ("a/trials", 3.0)]:
+        study = tunelab.create_study(name=name, storage=fresh, sampler=RandomSampler(), seed=0)
+        trial = study.ask()
+        trial.suggest_float("x", 0.0, 1.0)
+        trial.report(0, loss=value)
+        study.tell(trial, value)
+    with TestClient(create_app(fresh), base_url=LOCAL) as c:
+        assert ok(c.get("/api/studies/exp%2Flr"))["name"] == "exp/lr"
+        assert ok(c.get("/api/studies/exp%2flr/trials"))["trials"][0]["value"] == 1.0
+        assert ok(c.get("/api/studies/exp%2Flr/trials/0"))["curves"]["loss"]["values"] == [1.0]
+        assert ok(c.get("/api/studies/exp%2Flr/values"))["values"] == [1.0]
+        assert ok(c.get("/api/studies/a%2Ftrials"))["name"] == "a/trials"  # not study "a"'s trial list
+        assert ok(c.post("/api/studies/exp%2Flr/trials/0/note", json={"note": "n"}))["note"] == "n"
+        assert ok(c.get("/api/studies/exp/trials/0"))["value"] == 2.0
+        missing = c.get("/api/studies/exp%2Fnope/trials")
+        assert missing.status_code == 404 and "'exp/nope'" in missing.json()["detail"]
+        assert c.get("/api/studies/exp/lr").status_code == 404  # a bare slash still separates segments
+    assert tunelab.load_study("exp/lr", fresh).trials[0].user_attrs["note"] == "n"

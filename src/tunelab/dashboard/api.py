@@ -15,7 +15,8 @@ from typing import Annotated, Any, Literal, Protocol, TypeVar
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from starlette.types import Message
+from starlette.routing import Match
+from starlette.types import Message, Scope
 
 from tunelab import babysit
 from tunelab.babysit.branches import BranchNode, Change, changes_of, run_metrics, run_tree
@@ -88,11 +89,32 @@ def _writable(settings: Annotated[Settings, Depends(_settings)]) -> Settings:
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 WritableDep = Annotated[Settings, Depends(_writable)]
-StudyName = Annotated[str, Path(description="the study's name")]
+ENCODED_SLASH = "\uffff"
+"""What a slash sent encoded (``%2F``) inside a path segment reads as while the request is routed: a study's
+name may hold slashes (``exp/lr``), which the routes' ``{name}`` (one segment) would not match decoded.
+:class:`tunelab.dashboard.app.EncodedSlashes` puts it there and sets :data:`SLASHES_KEY` in the scope;
+the routes (:class:`_Route`) turn it back into a slash in the path parameters they match."""
+SLASHES_KEY = "tunelab.encoded_slashes"
+
+
+class _Route(APIRoute):
+    """A route of the API: its path parameters get back the slashes :class:`EncodedSlashes` stood in for."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        params = child.get("path_params")
+        if scope.get(SLASHES_KEY) and isinstance(params, dict):
+            child["path_params"] = {k: v.replace(ENCODED_SLASH, "/") if isinstance(v, str) else v
+                                    for k, v in params.items()}
+        return match, child
+
+
+StudyName = Annotated[str, Path(description="the study's name (a slash in it sent as %2F)")]
 TrialNumber = Annotated[int, Path(ge=0, le=MAX_INT64, description="the trial's number in the study")]
 
 _E: dict[str, Any] = {"model": Error}
-router = APIRouter(prefix="/api", responses={401: {"model": Error, "description": "a token is needed"}})
+router = APIRouter(prefix="/api", route_class=_Route,
+                   responses={401: {"model": Error, "description": "a token is needed"}})
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -476,7 +498,7 @@ MAX_ENQUEUE_BYTES = 64 * 1024
 """The largest request body the enqueue route reads (413 beyond it)."""
 
 
-class _BodyLimit(APIRoute):
+class _BodyLimit(_Route):
     """A route that reads at most :data:`MAX_ENQUEUE_BYTES` of a request body: a larger one (declared by
     its Content-Length, or streamed) is a 413 before it is parsed or held in memory."""
 

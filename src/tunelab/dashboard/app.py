@@ -13,15 +13,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote_to_bytes, urlsplit
 
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 import tunelab
-from tunelab.dashboard.api import Settings, router
+from tunelab.dashboard.api import ENCODED_SLASH, SLASHES_KEY, Settings, router
 from tunelab.dashboard.models import MAX_INT64
 from tunelab.errors import ConfigError, StudyNotFoundError, TrialNotFoundError, TrialStateError
 from tunelab.storage import BaseStorage, get_storage
@@ -173,6 +174,31 @@ def validation_errors(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
     return out
 
 
+class EncodedSlashes:
+    """Routes a path whose segment holds an encoded slash (``/api/studies/exp%2Flr/trials``, study ``exp/lr``)
+    by that segment: the server decodes ``%2F`` before routing, and ``{name}`` matches one segment only.
+
+    The slash reads as :data:`~tunelab.dashboard.api.ENCODED_SLASH` while the request is routed; the API's
+    routes turn it back in the path parameters they match (a request whose path already holds that
+    character is left as it is, as is any path outside /api)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw = scope.get("raw_path") if scope["type"] == "http" else None
+        if isinstance(raw, bytes) and b"%2f" in raw.lower():
+            segments = [unquote_to_bytes(s).decode("utf-8", "replace") for s in raw.split(b"/")]
+            if not any(ENCODED_SLASH in s for s in segments):
+                routed = "/".join(s.replace("/", ENCODED_SLASH) for s in segments)
+                path, root = scope.get("path", ""), scope.get("root_path", "")
+                decoded = routed.replace(ENCODED_SLASH, "/")
+                prefix = root if root and path == root + decoded else "" if path == decoded else None
+                if prefix is not None and decoded.startswith("/api/"):
+                    scope = {**scope, "path": prefix + routed, SLASHES_KEY: True}
+        await self.app(scope, receive, send)
+
+
 async def invalid_request(_: Request, exc: Exception) -> JSONResponse:
     """422 with :func:`validation_errors` (FastAPI's own answer is a 500 when the request held a NaN)."""
     assert isinstance(exc, RequestValidationError)
@@ -261,6 +287,7 @@ def create_app(
     def conflict(_: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=409)
 
+    app.add_middleware(EncodedSlashes)  # outermost: the guard and the routes see the routed path
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(StudyNotFoundError, not_found)
     app.add_exception_handler(TrialNotFoundError, not_found)
