@@ -238,6 +238,17 @@ def test_figures_with_options_and_without_content(client: TestClient) -> None:
     assert client.get(f"/api/studies/{STUDY}/figures/pie").status_code == 422
 
 
+def test_the_slice_figure_draws_the_parameter_asked_for(client: TestClient) -> None:
+    # The page's slice tab sends x=<its parameter>; the figure drew every parameter whatever it chose.
+    def axes(fig: dict[str, Any]) -> list[str]:
+        return sorted(k for k in fig["layout"] if k.startswith("xaxis"))
+
+    assert len(axes(ok(client.get(f"/api/studies/{STUDY}/figures/slice")))) == 3  # lr, weight_decay, optimizer
+    one = ok(client.get(f"/api/studies/{STUDY}/figures/slice", params={"x": "weight_decay"}))
+    assert axes(one) == ["xaxis"] and one["layout"]["xaxis"]["title"]["text"] == "weight_decay (log)"
+    unknown = client.get(f"/api/studies/{STUDY}/figures/slice", params={"x": "nope"})
+    assert unknown.status_code == 400 and "'nope'" in unknown.json()["detail"]
+
 
 def test_diagnosis(client: TestClient) -> None:
     findings = ok(client.get(f"/api/studies/{STUDY}/diagnosis/0"))["findings"]

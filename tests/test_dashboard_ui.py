@@ -189,6 +189,12 @@ def test_studies_list_and_study_page(tmp_path: Path, page: tuple[Page, Console])
         # a lazily loaded figure panel
         pg.click("#fig-tabs button[data-kind='slice']")
         pg.wait_for_selector("#fig-slice .main-svg")
+        slice_axes = "Object.keys(document.querySelector('#fig-slice').layout).filter(k => k.startsWith('xaxis'))" \
+            ".length"
+        assert pg.evaluate(slice_axes) == 3  # every parameter at first
+        pg.select_option(".panel[data-kind='slice'] select.axis", "layers")  # was ignored: every parameter still
+        pg.wait_for_function(f"{slice_axes} === 1")
+        assert pg.evaluate("document.querySelector('#fig-slice').layout.xaxis.title.text") == "layers"
         pg.click("#fig-tabs button[data-kind='importance']")
         pg.wait_for_function("document.querySelector('#importance-advice').textContent.length > 0")
         shot(pg, "study")

@@ -371,7 +371,8 @@ _FIGURE_RESPONSES: dict[int | str, dict[str, Any]] = {
             summary="A plotly figure of the study, as JSON")
 def get_figure(
     name: StudyName, kind: FigureKind, settings: SettingsDep,
-    x: Annotated[str | None, Query(description="contour: the x parameter")] = None,
+    x: Annotated[str | None, Query(description="contour: the x parameter; slice: the one parameter to draw "
+                                                "(default: all)")] = None,
     y: Annotated[str | None, Query(description="contour: the y parameter")] = None,
     metric: Annotated[str | None, Query(description="curves: the metric (default: chosen by the plot)")] = None,
     objective: ObjectiveQuery = None,
@@ -398,7 +399,7 @@ def get_figure(
         if kind == "history":
             fig = viz.plot_history(study, trials=trials)
         elif kind == "slice":
-            fig = viz.plot_slice(study, trials=trials)
+            fig = viz.plot_slice(study, [x] if x else None, trials=trials)  # ConfigError (400): unknown x
         elif kind == "parallel":
             fig = viz.plot_parallel_coordinates(study, trials=trials)
         elif kind == "curves":

@@ -1120,12 +1120,15 @@
       st.figureLoaded[kind] = start;
       const msg = panel.querySelector(".panel-msg");
       const div = el("fig-" + kind);
-      // fill the axis selectors (params) once
+      // fill the axis selectors (params) once; the slice's first choice is every parameter (value "")
+      const all = kind === "slice" ? [""] : [];
       panel.querySelectorAll("select.axis").forEach(function (s, i) {
-        if (s.options.length !== st.params.length && st.params.length) {
+        if (s.options.length !== all.length + st.params.length && st.params.length) {
           const prev = s.value;
-          s.innerHTML = st.params.map(function (p) { return '<option value="' + esc(p) + '">' + esc(p) + "</option>"; }).join("");
-          s.value = prev && st.params.indexOf(prev) >= 0 ? prev : st.params[Math.min(i, st.params.length - 1)];
+          s.innerHTML = all.concat(st.params).map(function (p) {
+            return '<option value="' + esc(p) + '">' + (p === "" ? "all parameters" : esc(p)) + "</option>";
+          }).join("");
+          s.value = st.params.indexOf(prev) >= 0 ? prev : all.length ? "" : st.params[Math.min(i, st.params.length - 1)];
         }
       });
       if (!panel.querySelector(".fig").childElementCount) msg.textContent = "Loading…";
