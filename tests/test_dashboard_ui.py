@@ -200,6 +200,42 @@ def test_studies_list_and_study_page(tmp_path: Path, page: tuple[Page, Console])
         shot(pg, "study")
 
 
+def test_stored_text_stays_text_and_in_its_place(tmp_path: Path, page: tuple[Page, Console]) -> None:
+    """A study, parameter, attribute and error made of markup, a right-to-left override and a long line: the
+    page shows them as text, opens the study (its name holds a slash, which gave "Not Found"), and keeps
+    its layout."""
+    pg, _ = page
+    mark = '"><img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
+    name = "runs/" + mark
+    rtl = "lr \u202e"  # a right-to-left override: it turned round the min and max boxes after the name
+    url = f"sqlite:///{tmp_path / 'dash.db'}"
+    study = tunelab.create_study(name=name, storage=url, sampler=tunelab.RandomSampler(), seed=0)
+    for i in range(3):
+        trial = study.ask()
+        trial.suggest_float(rtl, 0.0, 1.0)
+        trial.suggest_categorical(mark, [mark, "1"])
+        trial.set_user_attr("k" * 400, mark)  # one long line of JSON: it widened the page past the window
+        trial.report(0, **{mark: 1.0})
+        if i:
+            study.tell(trial, float(i))
+        else:
+            study.tell(trial, state=TrialState.FAIL, error=mark)
+    with serve(url, pg) as base:
+        pg.goto(base + "/")
+        pg.click("#studies-table a.study-link")
+        pg.wait_for_selector("#trials-table tbody tr[data-number]")
+        assert pg.inner_text("#study-name") == name and len(rows(pg)) == 3
+        box = ".range[data-param='lr \u202e'] "
+        left = pg.eval_on_selector_all(box + "input", "els => els.map(e => e.getBoundingClientRect().x)")
+        assert left[0] < left[1], left  # min, then max
+        pg.click("#trials-table a[href$='/trial/0']")
+        pg.wait_for_selector("#trial-params tr[data-param]")
+        assert pg.inner_text("#trial-error") == mark
+        assert pg.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+        shot(pg, "stored-text")
+        assert pg.evaluate("window.__xss") is None and pg.locator("#app img, #app script").count() == 0
+
+
 def test_table_fills_live_and_running_curves_show(tmp_path: Path, page: tuple[Page, Console]) -> None:
     pg, _ = page
     url, study = make_study(tmp_path, "live", n=2)
