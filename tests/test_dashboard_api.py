@@ -792,3 +792,18 @@ def test_a_study_whose_name_holds_a_slash_is_served(fresh: str) -> None:
         assert missing.status_code == 404 and "'exp/nope'" in missing.json()["detail"]
         assert c.get("/api/studies/exp/lr").status_code == 404  # a bare slash still separates segments
     assert tunelab.load_study("exp/lr", fresh).trials[0].user_attrs["note"] == "n"
+
+
+def test_a_log_file_that_cannot_be_read_is_said_not_a_500(tmp_path: Path) -> None:
+    # An unreadable stdout.log (another user's, 0600, or a link to itself) made GET .../logs a 500.
+    url = f"sqlite:///{tmp_path / 'logs.db'}"
+    study = tunelab.create_study(name="sweep", storage=url, artifact_dir=tmp_path, seed=0)
+    study.tell(study.ask(), 1.0)
+    folder = study.artifact_dir / "trial-0"
+    folder.mkdir(parents=True)
+    (folder / "stdout.log").symlink_to("stdout.log")  # reading it fails with ELOOP, as root too
+    (folder / "stderr.log").write_text("warn 1\nwarn 2\n")
+    with TestClient(create_app(url), base_url=LOCAL) as c:
+        logs = ok(c.get("/api/studies/sweep/trials/0/logs"))
+    assert logs["stderr"] == "warn 1\nwarn 2"
+    assert logs["stdout"].startswith("(cannot read ") and "stdout.log" in logs["stdout"]

@@ -20,7 +20,8 @@ def log_paths(study: Study, number: int) -> dict[str, Path]:
 
 def read_tail(path: Path, lines: int = 50, max_bytes: int = MAX_TAIL_BYTES) -> str | None:
     """The last ``lines`` lines of a text file (read from at most its last ``max_bytes``), or None when it
-    does not exist."""
+    does not exist; one that exists but cannot be read (no permission: the dashboard runs as another user
+    than the sweep) is a line saying why."""
     try:
         with open(path, "rb") as f:
             size = f.seek(0, os.SEEK_END)
@@ -29,6 +30,8 @@ def read_tail(path: Path, lines: int = 50, max_bytes: int = MAX_TAIL_BYTES) -> s
             data = f.read()
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return None
+    except OSError as e:
+        return f"(cannot read {path}: {e.strerror or e})"
     text = data.decode("utf-8", "replace")
     parts = text.splitlines()
     if start > 0 and parts:
