@@ -188,6 +188,8 @@ def test_contains_rejects_non_members(dist: Distribution, value: object) -> None
         pytest.param(Float(0, 1, step=0.1), 0.3, 0.3, id="float_step"),
         pytest.param(Int(0, 10), 3.0, 3, id="int-integral_float_becomes_int"),
         pytest.param(Int(0, 10), np.int64(3), 3, id="int-numpy_becomes_int"),
+        pytest.param(Int(0, 2**62), 2**53 + 1, 2**53 + 1, id="int-past_2**53_stays_exact"),
+        pytest.param(Int(-(2**63), 2**63 - 1), np.int64(10**18 + 7), 10**18 + 7, id="int-numpy_past_2**53_stays_exact"),
         pytest.param(Int(0, 10, step=5), 5, 5, id="int_step"),
         pytest.param(Int(1, 100, log=True), 10, 10, id="int_log"),
         pytest.param(Categorical([1, 1.0, True]), 1.0, 1.0, id="categorical-float_stays_float"),

@@ -430,7 +430,9 @@ class Int(Distribution):
         return self.low <= v <= self.high and (v - self.low) % self.step == 0
 
     def cast(self, value: object) -> int:
-        if isinstance(value, numbers.Real) and not isinstance(value, bool) and float(value).is_integer():
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            value = int(value)  # exact: float() would round integers past 2**53
+        elif isinstance(value, numbers.Real) and not isinstance(value, bool) and float(value).is_integer():
             value = int(float(value))
         if not self.contains(value):
             raise InvalidDistributionError(
