@@ -47,6 +47,40 @@ def test_same_seed_same_trials(make: Callable[..., ModelBasedSampler]) -> None:
     assert runs[0] == runs[1]
 
 
+def mixed(trial: tunelab.Trial) -> float:
+    """Define-by-run: a float, a categorical with a conditional child, a log integer."""
+    x = trial.suggest_float("x", -2, 2)
+    if trial.suggest_categorical("opt", ["sgd", "adam", None, 3]) == "sgd":
+        x += trial.suggest_float("momentum", 0.0, 0.9)
+    return (x - 0.3) ** 2 + 0.01 * trial.suggest_int("n", 1, 64, log=True)
+
+
+def reused_and_new_sampler_trials(new: Callable[[], ModelBasedSampler]) -> tuple[list[dict], list[dict]]:
+    """The trials of a study run by a sampler object that ran another study before, and by a new one."""
+    fresh = tunelab.create_study(sampler=new(), seed=3)
+    fresh.optimize(mixed, n_trials=8)
+    reused = new()
+    tunelab.create_study(sampler=reused, seed=5).optimize(mixed, n_trials=8)
+    again = tunelab.create_study(sampler=reused, seed=3)
+    again.optimize(mixed, n_trials=8)
+    return [t.params for t in again.trials], [t.params for t in fresh.trials]
+
+
+def test_a_sampler_object_used_for_another_study_before_gives_what_a_new_one_gives(
+    make: Callable[..., ModelBasedSampler],
+) -> None:
+    # The rows of finished trials were cached by trial number and the GP warm-started from its last fit,
+    # whatever the study: a second study with the same sampler object modelled the first one's trials
+    # (trial 4 on differed from a new sampler's, same seed).
+    again, fresh = reused_and_new_sampler_trials(lambda: make(n_startup_trials=4))
+    assert again == fresh
+
+
+def test_an_auto_sampler_used_for_another_study_before_gives_what_a_new_one_gives() -> None:
+    again, fresh = reused_and_new_sampler_trials(lambda: tunelab.AutoSampler(n_startup_trials=4))  # its GP phase
+    assert again == fresh
+
+
 def test_beats_random_search_on_a_bowl(make: Callable[..., ModelBasedSampler]) -> None:
     def regret(sampler: tunelab.Sampler, seed: int) -> float:
         study = tunelab.create_study(sampler=sampler, seed=seed, space=SPACE)

@@ -8,6 +8,8 @@ caches them and asks the storage only for trials it has not seen finish.
 from __future__ import annotations
 
 import math
+import secrets
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -34,6 +36,21 @@ class SourceStudy:
     trials: tuple[FrozenTrial, ...]
 
 
+_STORAGE_TOKENS: weakref.WeakKeyDictionary[BaseStorage, str] = weakref.WeakKeyDictionary()
+
+
+def _storage_token(storage: BaseStorage) -> str:
+    """A token for this storage object, never given to another one (unlike ``id``, reused once the
+    object is gone)."""
+    try:
+        token = _STORAGE_TOKENS.get(storage)
+        if token is None:
+            token = _STORAGE_TOKENS[storage] = secrets.token_hex(8)
+        return token
+    except TypeError:  # a storage that cannot be referred to weakly: a token for this view alone
+        return secrets.token_hex(8)
+
+
 class History:
     """Read-only access to one study's trials, refreshed lazily once per trial.
 
@@ -50,6 +67,8 @@ class History:
             first reads them), or empty.
         replay_width: in a deterministic study, trial ``n`` plans from the results of the trials
             numbered below ``n - replay_width + 1`` only (see :mod:`tunelab.study.replay`); else None.
+        study_key: which study of which storage object this is: a sampler that caches what it learnt
+            from one study's trials (by trial number) starts over when it is handed another study.
     """
 
     def __init__(
@@ -60,6 +79,7 @@ class History:
     ) -> None:
         self._storage = storage
         self._study_id = study.study_id
+        self.study_key: tuple[object, ...] = (_storage_token(storage), study.study_id, study.name, study.seed)
         self.study_name = study.name
         self.direction = study.direction
         self.directions: tuple[str, ...] = study_directions(study)

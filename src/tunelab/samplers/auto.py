@@ -90,6 +90,11 @@ class AutoSampler(ModelBasedSampler):
             return False
         return len(history.completed_values()) >= self.switch_at
 
+    def _forget(self) -> None:
+        super()._forget()
+        self._gp._forget()
+        self._tpe._forget()
+
     def propose(self, space: EncodedSpace, observations: Observations, rng: np.random.Generator) -> np.ndarray:
         model = self._gp if observations.n_measured < self.switch_at else self._tpe
         return model.propose(space, observations, rng)

@@ -119,6 +119,11 @@ class GPSampler(ModelBasedSampler):
     multi_objective = True  # one GP per objective, log expected hypervolume improvement
     startup_with_priors = GP_STARTUP_WITH_PRIORS  # with a prior on every parameter: the model after 5 trials, not 10
 
+    def _forget(self) -> None:
+        super()._forget()
+        self._previous = None  # another study's fit is no warm start: its trials gave other parameters
+        self._previous_models = {}
+
     def propose(self, space: EncodedSpace, observations: Observations, rng: np.random.Generator) -> np.ndarray:
         if observations.ranking is not None and len(observations.ranking.directions) > 1:
             return self._propose_pareto(space, observations, rng)

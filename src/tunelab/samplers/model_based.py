@@ -638,6 +638,7 @@ class ModelBasedSampler(Sampler):
         self.n_startup_trials = n_startup_trials
         self.failed = failed
         self._cache = ObservationCache()
+        self._study: tuple[object, ...] | None = None  # History.study_key of the study the caches hold
         self._encoded: tuple[dict[str, Any], EncodedSpace] | None = None
         self._source_key: tuple[Any, ...] | None = None
         self._source_rows: dict[tuple[str, int], SourceData] = {}
@@ -658,7 +659,19 @@ class ModelBasedSampler(Sampler):
     replayable = True
     """Can honour a deterministic study (``create_study(deterministic=True)``): see :meth:`_replay`."""
 
+    def _bind(self, history: History) -> None:
+        """Forget what was learnt from another study's trials (its rows are cached by trial number, a GP's
+        warm start is its last fit): one sampler object may serve several studies, one after another."""
+        if self._study is not None and self._study != history.study_key:
+            self._forget()
+        self._study = history.study_key
+
+    def _forget(self) -> None:
+        """Drop the caches of the study served so far (subclasses drop theirs too)."""
+        self._cache = ObservationCache()
+
     def plan(self, history: History, trial: SamplingContext) -> dict[str, ParamValue]:
+        self._bind(history)
         if history.replay_width is not None:
             values = self._plan_replayable(history, trial.number, trial.seed, history.replay_width)
             if values:

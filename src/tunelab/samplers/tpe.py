@@ -227,6 +227,10 @@ class TPESampler(ModelBasedSampler):
         self.multivariate = multivariate
         self._param_caches: dict[str, ObservationCache] = {}
 
+    def _forget(self) -> None:
+        super()._forget()
+        self._param_caches = {}
+
     def propose(self, space: EncodedSpace, observations: Observations, rng: np.random.Generator) -> np.ndarray:
         if not self.multivariate:
             return self._propose_each(space, observations, rng)
@@ -310,6 +314,7 @@ class TPESampler(ModelBasedSampler):
         mode modelled on its own, else drawn at random."""
         if self.multivariate or history.replay_width is not None:  # (a deterministic study: drawn at random)
             return super().sample(history, trial, name, distribution)
+        self._bind(history)
         space = EncodedSpace({name: distribution})
         cache = self._param_caches.setdefault(name, ObservationCache())
         obs = collect_observations(history, space, exclude=trial.number, failed=self.failed, cache=cache)
