@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import math
+import pickle
 import threading
 from pathlib import Path
 
@@ -626,3 +628,32 @@ def test_ask_reserved_refuses_a_trial_of_another_study_naming_both(tmp_path: Pat
     assert [t.state for t in b.trials] == [TrialState.RUNNING] and len(a.trials) == 1  # nothing written
     b.tell(b.ask_reserved(theirs), 2.0)
     assert b.trials[0].value == 2.0
+
+
+def test_a_study_in_a_database_pickles_and_deep_copies_as_the_same_study(tmp_path: Path) -> None:
+    # It could not be copied at all (its storage holds a lock and a thread-local): an objective, a callback
+    # or a Ray task holding the study failed to reach a worker process.
+    url = f"sqlite:///{tmp_path / 'copy.db'}"
+    sampler, pruner = tunelab.CoarseToFineSampler(trials_per_stage=3), tunelab.MedianPruner()
+    space = {"x": tunelab.Float(0, 1)}
+    study = tunelab.create_study(name="copied", storage=url, seed=4, sampler=sampler, pruner=pruner, space=space)
+    study.optimize(sums_params, n_trials=3)
+    for again in (pickle.loads(pickle.dumps(study)), copy.deepcopy(study)):
+        assert (again.name, again.seed) == ("copied", 4)
+        assert [t.params for t in again.trials] == [t.params for t in study.trials]
+        assert isinstance(again.sampler, tunelab.CoarseToFineSampler) and again.sampler.trials_per_stage == 3
+        assert isinstance(again.pruner, tunelab.MedianPruner) and again.space == study.space
+        again.optimize(sums_params, n_trials=1)  # the same study: its trials land where the original reads
+    assert len(study.trials) == 5
+    reading = pickle.loads(pickle.dumps(tunelab.read_study("copied", url)))
+    with pytest.raises(ConfigError):
+        reading.ask()
+
+
+def test_copying_a_study_in_memory_or_a_running_trial_says_what_to_do() -> None:
+    study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler())
+    with pytest.raises(TypeError, match="storage URL"):
+        pickle.dumps(study)
+    trial = study.ask()
+    with pytest.raises(TypeError, match=r"trial\.params"):
+        copy.deepcopy(trial)

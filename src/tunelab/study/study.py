@@ -117,6 +117,22 @@ class Study:
         self.artifact_dir: Path = self._checkpoints.root
         self.checkpoint_policy: CheckpointPolicy = self._checkpoints.policy
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """A copy (``pickle``, ``copy.deepcopy``, an objective or a Ray task that holds the study) reopens the
+        study from its storage URL, with this sampler, pruner and declared space. A study in memory has no
+        URL another process could open: TypeError naming the fix."""
+        url = self._storage.url
+        if url is None or not self._storage.shareable_across_processes:
+            raise TypeError(
+                f"study {self.name!r} is kept in {self._storage!r}, which another process cannot open, so it "
+                "cannot be copied (pickle, deepcopy, sent to a worker); create it with a storage URL, e.g. "
+                "storage='sqlite:///tunelab.db', or pass its name and URL and call load_study there"
+            )
+        from tunelab.study.runner import _absolute_url  # (the runner imports this module)
+
+        sampler, pruner, space = self._suggestions.sampler, self._pruning.pruner, self._history.space
+        return (_reopen, (self.name, _absolute_url(url), sampler, pruner, space, self._for_reading))
+
     def __repr__(self) -> str:
         if self.is_multi_objective:
             return f"Study(name={self.name!r}, directions={list(self.directions)!r}, storage={self._storage!r})"
@@ -768,6 +784,19 @@ class Study:
         if not -(2**63) <= number < 2**63:
             return []
         return list(self._storage.get_trials(self._study_id, min_number=number, max_number=number))
+
+
+def _reopen(
+    name: str, url: str, sampler: Sampler, pruner: Pruner | None, space: Mapping[str, SpaceEntry] | None,
+    for_reading: bool = False,
+) -> Study:
+    """The study ``name`` at ``url`` (what a copied :class:`Study` becomes, see :meth:`Study.__reduce__`)."""
+    from tunelab.storage import get_storage
+
+    storage = get_storage(url, create=False)
+    study = Study(storage, storage.get_study(name), sampler, space, pruner)
+    study._for_reading = for_reading
+    return study
 
 
 def _record_fail(storage: BaseStorage, frozen: FrozenTrial, reason: str) -> None:

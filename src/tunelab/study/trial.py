@@ -722,6 +722,15 @@ class Trial:
         if self._finished:
             raise TrialStateError(f"trial {self.number} is finished; it cannot change")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """A running trial belongs to the process that runs it (its unsaved parameters, its heartbeat): it
+        cannot be copied. TypeError naming what can be."""
+        raise TypeError(
+            f"trial {self.number} is running in this process and cannot be copied (pickle, deepcopy, sent to a "
+            "worker); send what the other side needs instead: trial.params, trial.number, or the finished record "
+            f"study.get_trial({self.number}) (a FrozenTrial)"
+        )
+
     def __repr__(self) -> str:
         return f"Trial(number={self.number}, params={self._params!r})"
 
