@@ -657,3 +657,69 @@ def test_copying_a_study_in_memory_or_a_running_trial_says_what_to_do() -> None:
     trial = study.ask()
     with pytest.raises(TypeError, match=r"trial\.params"):
         copy.deepcopy(trial)
+
+
+# -- coming from Optuna: what its users write ---------------------------------------------------
+@pytest.mark.parametrize("catch", [[ValueError], [ValueError, KeyError], ValueError])
+def test_catch_takes_a_list_or_one_class_as_optuna_does(catch: object) -> None:
+    def objective(trial: tunelab.Trial) -> float:
+        if trial.number == 0:
+            raise ValueError("caught")
+        return 1.0
+
+    study = tunelab.create_study()
+    study.optimize(objective, n_trials=2, catch=catch)  # type: ignore[arg-type]
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE]
+
+
+def test_optuna_names_missing_from_study_and_trials_say_what_to_use() -> None:
+    study = tunelab.create_study(seed=0)
+    study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0), n_trials=1)
+    with pytest.raises(AttributeError, match=r"study\.enqueue\(params"):
+        study.enqueue_trial({"x": 0.5})
+    with pytest.raises(AttributeError, match=r"study\.name"):
+        study.study_name
+    with pytest.raises(AttributeError, match=r"study\.get_curves\(trial\.number\)"):
+        study.trials[0].intermediate_values
+    trial = study.ask()
+    with pytest.raises(AttributeError, match=r"suggest_float\(name, low, high, log=True\)"):
+        trial.suggest_loguniform("lr", 1e-5, 1e-1)
+    # any other name is a plain AttributeError: hasattr, pickling and copies work as before
+    assert not hasattr(study, "nope") and not hasattr(trial, "nope")
+    assert not hasattr(study.trials[0], "nope")
+    import copy
+    import pickle
+
+    frozen = study.trials[0]
+    assert pickle.loads(pickle.dumps(frozen)) == frozen == copy.deepcopy(frozen)
+    study.tell(trial, 0.5)
+
+
+def test_tell_given_a_trial_number_says_to_pass_the_trial() -> None:
+    study = tunelab.create_study()
+    trial = study.ask()
+    with pytest.raises(ConfigError, match=r"a trial number is not enough.*study\.tell\(trial, value\)"):
+        study.tell(trial.number, 1.0)  # type: ignore[arg-type]
+    assert study.tell(trial, 1.0).state == TrialState.COMPLETE
+
+
+def test_public_types_let_typed_user_code_use_params_and_choices() -> None:
+    """What mypy sees: ``optimizer: str = trial.suggest_categorical("optimizer", ["adam", "sgd"])`` and
+    ``train(**study.best_params)`` type-check (as with Optuna), so the values are not a union."""
+    import typing
+    from collections.abc import Mapping, Sequence
+
+    from tunelab.records import FrozenTrial
+    from tunelab.study import Study, Trial
+
+    def returns(f: typing.Any) -> object:
+        return typing.get_type_hints(f)["return"]
+
+    assert returns(Study.best_params.fget) == dict[str, typing.Any]
+    assert returns(Trial.params.fget) == dict[str, typing.Any]
+    assert returns(Trial.suggest_space) == dict[str, typing.Any]
+    assert typing.get_type_hints(FrozenTrial)["params"] == Mapping[str, typing.Any]
+    overloads = typing.get_overloads(Trial.suggest_categorical)  # (Python 3.11+)
+    by_choice = {typing.get_type_hints(f)["choices"]: returns(f) for f in overloads}
+    assert by_choice[Sequence[str]] is str and by_choice[Sequence[int]] is int
+    assert by_choice[Sequence[float]] is float and by_choice[Sequence[bool]] is bool

@@ -12,9 +12,9 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tunelab.distributions import Distribution, ParamValue
+from tunelab.distributions import Distribution
 from tunelab.errors import ConfigError
 
 
@@ -47,6 +47,22 @@ def check_direction(direction: object) -> str:
             f"direction must be 'minimize' or 'maximize', got {direction!r}"
         )
     return str(direction)
+
+
+def missing_attribute(owner: object, name: str, hints: Mapping[str, str]) -> AttributeError:
+    """The AttributeError for ``owner.name``; for a name another tuner (Optuna) uses, it says what tunelab
+    calls it (``hints``: name -> what to use instead)."""
+    message = f"{type(owner).__name__!r} object has no attribute {name!r}"
+    hint = hints.get(name)
+    return AttributeError(f"{message}: {hint}" if hint else message, name=name, obj=owner)
+
+
+FROZEN_TRIAL_HINTS = {
+    "intermediate_values": "tunelab keeps learning curves by metric name, "
+    "study.get_curves(trial.number) -> {metric: (steps, values)}",
+    "last_step": "the steps a trial reported are in study.get_curves(trial.number)[metric][0]",
+}
+"""Optuna's names that a :class:`FrozenTrial` does not have, and what to use instead."""
 
 
 OBJECTIVES_KEY = "objectives"
@@ -169,7 +185,7 @@ class FrozenTrial:
     number: int
     state: TrialState
     value: float | None
-    params: Mapping[str, ParamValue]
+    params: Mapping[str, Any]  # Any, as Optuna's: ``train(**trial.params)`` type-checks in users' code
     distributions: Mapping[str, Distribution]
     user_attrs: Mapping[str, Any] = field(default_factory=dict)
     system_attrs: Mapping[str, Any] = field(default_factory=dict)
@@ -216,6 +232,11 @@ class FrozenTrial:
         if self.datetime_start is None or self.datetime_complete is None:
             return None
         return (self.datetime_complete - self.datetime_start).total_seconds()
+
+    if not TYPE_CHECKING:  # hidden from type checkers, which would then accept any attribute
+
+        def __getattr__(self, name: str) -> Any:
+            raise missing_attribute(self, name, FROZEN_TRIAL_HINTS)
 
 
 @dataclass(frozen=True)

@@ -108,10 +108,15 @@ class OptimizeSettings:
         catch = kw["catch"]
         if isinstance(catch, type):
             catch = (catch,)
+        elif isinstance(catch, (list, set, frozenset)):  # as Optuna takes them: catch=[ValueError]
+            catch = tuple(catch)
         if not isinstance(catch, tuple) or not all(
             isinstance(c, type) and issubclass(c, BaseException) for c in catch
         ):
-            raise ConfigError(f"catch must be a tuple of exception classes, got {catch!r}")
+            raise ConfigError(
+                f"catch must be an exception class or a tuple of them, such as catch=(ValueError, "
+                f"RuntimeError), got {catch!r}"
+            )
         callbacks = kw["callbacks"]
         if callable(callbacks) or isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, Iterable):
             raise ConfigError(

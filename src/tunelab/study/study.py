@@ -34,6 +34,7 @@ from tunelab.records import (
     FrozenTrial,
     StudyRecord,
     TrialState,
+    missing_attribute,
     sort_key,
     study_directions,
     study_objective_names,
@@ -132,6 +133,11 @@ class Study:
 
         sampler, pruner, space = self._suggestions.sampler, self._pruning.pruner, self._history.space
         return (_reopen, (self.name, _absolute_url(url), sampler, pruner, space, self._for_reading))
+
+    if not TYPE_CHECKING:  # hidden from type checkers, which would then accept any attribute
+
+        def __getattr__(self, name: str) -> Any:
+            raise missing_attribute(self, name, STUDY_HINTS)
 
     def __repr__(self) -> str:
         if self.is_multi_objective:
@@ -292,8 +298,10 @@ class Study:
         return value
 
     @property
-    def best_params(self) -> dict[str, ParamValue]:
-        """The parameters of the best trial (a study with several objectives: see :attr:`best_trials`)."""
+    def best_params(self) -> dict[str, Any]:
+        """The parameters of the best trial (a study with several objectives: see :attr:`best_trials`).
+
+        Typed ``Any`` per value, as Optuna's, so that ``train(**study.best_params)`` type-checks."""
         self._refuse_multi_objective("best_params")
         return dict(self.best_trial.params)
 
@@ -589,7 +597,12 @@ class Study:
             ['COMPLETE', 'PRUNED', 'FAIL']
         """
         if not isinstance(trial, Trial):
-            raise ConfigError(f"tell() needs the Trial returned by ask(), got {trial!r}")
+            number = isinstance(trial, int) and not isinstance(trial, bool)
+            raise ConfigError(
+                f"tell() needs the Trial returned by ask(), got {trial!r}"
+                + ("; a trial number is not enough (the Trial holds its parameters until told): keep "
+                   "trial = study.ask() and pass study.tell(trial, value)" if number else "")
+            )
         if trial.study is not self and (trial.study.study_id, trial.study.name) != (self.study_id, self.name):
             raise ConfigError(
                 f"tell(): trial {trial.number} belongs to study '{trial.study.name}', not '{self.name}'; "
@@ -628,7 +641,7 @@ class Study:
         n_workers: int = 1,
         *,
         space: Mapping[str, SpaceEntry] | None = None,
-        catch: tuple[type[BaseException], ...] = (Exception,),
+        catch: type[BaseException] | Sequence[type[BaseException]] = (Exception,),
         trial_timeout: float | None = None,
         callbacks: Sequence[Callback] = (),
         show_progress: bool | None = None,
@@ -652,7 +665,9 @@ class Study:
                 sent by value; an in-memory study is served to its workers by this process.
             space: a declared search space; its parameters are in ``trial.params``.
             catch: exceptions from the objective that mark the trial FAIL and let
-                the study go on. tunelab's ConfigError always stops the study.
+                the study go on: a class or a tuple (or list) of classes. Any other exception is
+                recorded FAIL, then raised (``catch=()``: every one, as Optuna's default).
+                tunelab's ConfigError always stops the study.
             trial_timeout: seconds after the objective starts (planning the parameters does not
                 count) after which a trial's process is killed and the trial marked FAIL (runs
                 trials in worker processes).
@@ -809,6 +824,21 @@ def _record_fail(storage: BaseStorage, frozen: FrozenTrial, reason: str) -> None
     except Exception:
         logger.warning("could not record why trial %d could not start", frozen.number, exc_info=True)
 
+
+_ADD_TRIAL = (
+    "tunelab has no add_trial; to record a result obtained elsewhere, study.enqueue(params), then "
+    "trial = study.ask(), suggest its parameters as the objective does, and study.tell(trial, value)"
+)
+STUDY_HINTS = {
+    "study_name": "tunelab calls it study.name",
+    "enqueue_trial": "tunelab calls it study.enqueue(params, user_attrs=...)",
+    "add_trial": _ADD_TRIAL,
+    "add_trials": _ADD_TRIAL,
+    "metric_names": "tunelab calls them study.objective_names",
+    "set_metric_names": "tunelab names the objectives when the study is created: "
+    "create_study(directions=[...], objective_names=[...])",
+}
+"""Optuna's names that a :class:`Study` does not have, and what to use instead."""
 
 _OWN_SYSTEM_ATTRS = frozenset({"sampler", "pruner", "space", "artifact_dir", "checkpoint_policy"})
 _NOT_COMPLETE = (TrialState.FAIL, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)

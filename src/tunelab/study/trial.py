@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from tunelab.checkpoints import Checkpoint
 from tunelab.distributions import Bool, Categorical, Distribution, Float, Int, ParamValue
@@ -40,7 +40,7 @@ from tunelab.live import (
 )
 from tunelab.priors import Prior
 from tunelab.pruners.base import Curve, last_step
-from tunelab.records import CONSTRAINTS_KEY, PREDICTION_KEY, FrozenTrial, TrialState
+from tunelab.records import CONSTRAINTS_KEY, PREDICTION_KEY, FrozenTrial, TrialState, missing_attribute
 from tunelab.samplers.base import SamplingContext
 from tunelab.space import Conditional, SpaceEntry, name_error, unwrap, validate_space
 from tunelab.study.attrs import JSON_RULE, json_data, shown
@@ -57,6 +57,15 @@ STOPPED_RULE = "stopped on request"
 #: The key of ``system_attrs`` where a trial keeps its pruner's latest decision to go on that carried
 #: evidence (:class:`tunelab.LearningCurvePruner`'s prediction of its curve).
 PREDICTION = PREDICTION_KEY
+
+
+TRIAL_HINTS = {
+    "suggest_uniform": "use trial.suggest_float(name, low, high)",
+    "suggest_loguniform": "use trial.suggest_float(name, low, high, log=True)",
+    "suggest_discrete_uniform": "use trial.suggest_float(name, low, high, step=q)",
+    "intermediate_values": "study.get_curves(trial.number) gives what the trial reported, by metric name",
+}
+"""Optuna's names that a :class:`Trial` does not have, and what to use instead."""
 
 
 class Trial:
@@ -105,6 +114,11 @@ class Trial:
         self._stop_told: Callable[[], None] | bool | None = None  # see _read_stop_request
         self._stop_told_quiet = False  # the storage says when a stop request is written: no read is due
 
+    if not TYPE_CHECKING:  # hidden from type checkers, which would then accept any attribute
+
+        def __getattr__(self, name: str) -> Any:
+            raise missing_attribute(self, name, TRIAL_HINTS)
+
     # -- suggestions -----------------------------------------------------------------------
     def suggest_float(
         self, name: str, low: float, high: float, *, log: bool = False, step: float | None = None,
@@ -139,6 +153,32 @@ class Trial:
         return self.suggest(name, self._build(name, Int, low, high, log=log, step=step,  # type: ignore[return-value]
                                               prior=prior))
 
+    # The type of the value follows the choices (as Optuna's): ``optimizer: str = trial.suggest_categorical(
+    # "optimizer", ["adam", "sgd"])`` type-checks; mixed choices give the union.
+    @overload
+    def suggest_categorical(
+        self, name: str, choices: Sequence[None], *, prior: Sequence[float] | None = None
+    ) -> None: ...
+    @overload
+    def suggest_categorical(
+        self, name: str, choices: Sequence[bool], *, prior: Sequence[float] | None = None
+    ) -> bool: ...
+    @overload
+    def suggest_categorical(
+        self, name: str, choices: Sequence[int], *, prior: Sequence[float] | None = None
+    ) -> int: ...
+    @overload
+    def suggest_categorical(
+        self, name: str, choices: Sequence[float], *, prior: Sequence[float] | None = None
+    ) -> float: ...
+    @overload
+    def suggest_categorical(
+        self, name: str, choices: Sequence[str], *, prior: Sequence[float] | None = None
+    ) -> str: ...
+    @overload
+    def suggest_categorical(
+        self, name: str, choices: Sequence[ParamValue], *, prior: Sequence[float] | None = None
+    ) -> ParamValue: ...
     def suggest_categorical(
         self, name: str, choices: Sequence[ParamValue], *, prior: Sequence[float] | None = None
     ) -> ParamValue:
@@ -220,13 +260,14 @@ class Trial:
         self._unsaved[name] = None
         return value
 
-    def suggest_space(self, space: Mapping[str, SpaceEntry]) -> dict[str, ParamValue]:
-        """Suggest every active parameter of a declared space; return their values.
+    def suggest_space(self, space: Mapping[str, SpaceEntry]) -> dict[str, Any]:
+        """Suggest every active parameter of a declared space; return their values (``Any`` each, as
+        :attr:`params`: ``train(**trial.suggest_space(space))`` type-checks).
 
         Conditional parameters are suggested only when their condition holds.
         """
         space = validate_space(space)
-        values: dict[str, ParamValue] = {}
+        values: dict[str, Any] = {}
         for name, entry in space.items():
             if isinstance(entry, Conditional) and not entry.is_active(values):
                 continue
@@ -240,8 +281,9 @@ class Trial:
         return self._trial_id
 
     @property
-    def params(self) -> dict[str, ParamValue]:
-        """The parameters suggested so far (a copy)."""
+    def params(self) -> dict[str, Any]:
+        """The parameters suggested so far (a copy). Typed ``Any`` per value, as Optuna's, so that
+        ``train(**trial.params)`` and ``lr: float = trial.params["lr"]`` type-check."""
         return dict(self._params)
 
     @property
