@@ -281,6 +281,7 @@ RUN = {
     ("3e. PyTorch", 0), ("3e. PyTorch", 1), ("3f. Babysitting one run", 0), ("5. Reading results", 0),
     ("The report, the diagnosis, the importance", 0), ("The live dashboard", 0),
     ("3g. Several objectives and constraints", 0), ("Priors: what you already believe", 0),
+    ("6. Coming from Optuna", 0),
 }
 
 
@@ -313,3 +314,34 @@ def test_guide_priors() -> None:
     lrs = sorted(t.params["lr"] for t in study.trials)
     assert 3e-5 < lrs[100] < 3e-3  # the draws follow the belief: the median lr near 3e-4
     assert sum(t.params["optimizer"] == "adam" for t in study.trials) > 130  # about 80% adam
+
+
+def test_guide_coming_from_optuna(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    """The ported Optuna example runs, and every tunelab name of the mapping table exists."""
+    (code,) = blocks(GUIDE, "6. Coming from Optuna")
+    monkeypatch.chdir(tmp_path)
+    ns = run_block(code, {}, "guide: 6")
+    frame = ns["frame"]
+    assert (frame.loc[0, "params_lr"], frame.loc[0, "params_optimizer"]) == (3e-3, "adam")  # the enqueued one first
+    assert len(frame) == 20 and set(frame["user_attrs_framework"]) == {"numpy"}  # at_most_20 stopped it
+    assert "val_loss" in ns["curves"]
+    assert ns["pruned"] and all(t.state == tunelab.TrialState.PRUNED for t in ns["pruned"])
+    assert "['port']" in capsys.readouterr().out
+    with pytest.raises(tunelab.StudyNotFoundError):
+        tunelab.load_study("port", ns["storage"])
+    # the table's right-hand names: tunelab.X and study.X / trial.X that it lists
+    section = GUIDE.read_text().split("## 6. Coming from Optuna", 1)[1]
+    table = "\n".join(line.split("|")[2] for line in section.splitlines() if line.startswith("| `"))
+    import importlib
+
+    importlib.import_module("tunelab.analysis.importance")  # submodules the table names
+    for dotted in set(re.findall(r"tunelab\.([\w.]+)", table)):
+        obj: Any = tunelab
+        for part in dotted.split("."):
+            obj = getattr(obj, part)
+    live = tunelab.create_study(objective_names=["loss"], directions=["minimize"])
+    trial = live.ask()
+    frozen = live.tell(trial, 1.0)
+    for owner, instance in (("study", live), ("trial", trial), ("frozen", frozen)):
+        for name in set(re.findall(rf"\b{owner}\.(\w+)", table)):
+            assert hasattr(instance, name), f"the Optuna mapping names {owner}.{name}, which tunelab does not have"
