@@ -723,3 +723,13 @@ def test_public_types_let_typed_user_code_use_params_and_choices() -> None:
     by_choice = {typing.get_type_hints(f)["choices"]: returns(f) for f in overloads}
     assert by_choice[Sequence[str]] is str and by_choice[Sequence[int]] is int
     assert by_choice[Sequence[float]] is float and by_choice[Sequence[bool]] is bool
+
+
+@pytest.mark.parametrize("sampler", ["TPESampler", "RandomSampler", "GPSampler", "AutoSampler", "NSGAIISampler"])
+def test_a_sampler_given_a_seed_says_the_seed_is_the_studys(sampler: str) -> None:
+    with pytest.raises(ConfigError, match=rf"create_study\(seed=42, sampler={sampler}\(\.\.\.\)\)"):
+        getattr(tunelab, sampler)(seed=42)  # Optuna's TPESampler(seed=42)
+    with pytest.raises(TypeError):  # other unknown arguments are refused as before
+        getattr(tunelab, sampler)(sead=42)
+    study = tunelab.create_study(seed=42, sampler=getattr(tunelab, sampler)())
+    assert study.seed == 42

@@ -254,7 +254,18 @@ class StudyRecord:
 
 @dataclass(frozen=True)
 class StudySummary:
-    """One line of a study listing."""
+    """One line of a study listing (``get_storage(url).list_studies()``, Optuna's ``get_all_study_summaries``).
+
+    Attributes:
+        name: the study's name.
+        direction: its direction (the first objective's, in a study with several).
+        n_trials: how many trials it has.
+        counts: how many in each state (``{"COMPLETE": 12, "FAIL": 1}``).
+        best_value: the storage's best value of the first objective over the COMPLETE trials, constraints
+            not considered; :func:`tunelab.study.study_headline` gives the best feasible trial (or, with
+            several objectives, the size of the Pareto front), as ``tunelab studies`` shows it.
+        datetime_created: when the study was created (UTC).
+    """
 
     name: str
     direction: str

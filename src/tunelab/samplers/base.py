@@ -10,15 +10,17 @@ from the history.
 
 from __future__ import annotations
 
+import inspect
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.random  # loaded now, not lazily mid-trial where an interrupt could be lost
 
 from tunelab.distributions import Distribution, ParamValue
+from tunelab.errors import ConfigError
 from tunelab.history import History
 
 
@@ -99,6 +101,19 @@ class Sampler(ABC):
     """Whether :meth:`plan` also runs for an enqueued trial (its values in ``trial.fixed``, which win
     over the plan): a grid claims the cell the enqueued values belong to, so that no other trial runs
     it again. Otherwise an enqueued trial's other parameters are only sampled one by one."""
+
+    if not TYPE_CHECKING:  # type checkers check the arguments against each sampler's __init__, as before
+
+        def __new__(cls, *args: Any, **kwargs: Any) -> Sampler:
+            init = cls.__init__
+            if "seed" in kwargs and "seed" not in inspect.signature(init).parameters:  # as Optuna's samplers take it
+                raise ConfigError(
+                    f"{cls.__name__}(seed=...): tunelab seeds a sampler from its study, so that a study replays "
+                    f"whatever sampler runs it: create_study(seed={kwargs['seed']!r}, sampler={cls.__name__}(...))"
+                )
+            if init is object.__init__ and (args or kwargs):  # object.__init__ no longer says so, __new__ being ours
+                raise TypeError(f"{cls.__name__}() takes no arguments")
+            return super().__new__(cls)
 
     def check_objectives(self, n_objectives: int) -> None:
         """ConfigError when the sampler cannot serve a study with ``n_objectives`` objectives (checked when
