@@ -375,7 +375,14 @@ class Study:
         return found.path
 
     def trials_dataframe(self) -> pd.DataFrame:
-        """The trials as a pandas DataFrame, one row per trial (needs pandas)."""
+        """The trials as a pandas DataFrame, one row per trial (needs pandas).
+
+        Columns: ``number``, ``state``, ``value`` (with several objectives one ``values_<name>`` each),
+        ``feasible`` and ``constraints_<name>`` when trials recorded constraints, ``datetime_start``,
+        ``datetime_complete``, ``duration`` (seconds), ``params_<name>``, ``user_attrs_<key>`` and
+        ``error`` (its one-line summary). Every column always (Optuna's ``attrs=`` has no counterpart):
+        select with pandas, ``study.trials_dataframe()[["number", "value", "params_lr"]]``.
+        """
         from tunelab.study.frames import trials_to_dataframe
 
         return trials_to_dataframe(self.trials, self.objective_names if self.is_multi_objective else None)
