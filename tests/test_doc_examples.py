@@ -215,7 +215,7 @@ def test_guide_trainer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_guide_babysitting_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (code,) = blocks(GUIDE, "3f. Babysitting one run")
+    code, _ = blocks(GUIDE, "3f. Babysitting one run")
     monkeypatch.chdir(tmp_path)
     s = torch_stand_ins()
     torch = s["torch"]
@@ -228,6 +228,28 @@ def test_guide_babysitting_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     study.tell(trial, s["evaluate"](model))
     assert [c.step for c in study.checkpoints(0)] == [200]
     assert set(study.get_curves(0)) == {"val_loss"}
+
+
+def test_guide_babysitting_under_a_schedule() -> None:
+    import torch
+
+    from tunelab.babysit import set_live
+
+    _, code = blocks(GUIDE, "3f. Babysitting one run")
+    study = tunelab.create_study(seed=0)
+    trial = study.ask()
+    trial.live_poll_seconds = 0
+    weight = torch.nn.Parameter(torch.zeros(3))
+    optimizer = torch.optim.SGD([weight], lr=0.01)
+    max_lr = trial.suggest_float("lr", 1e-3, 1e-1)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=20)
+    trial.declare_live(["lr"])
+    set_live(study, trial.number, {"lr": 0.002})
+    run_block(code, {"trial": trial, "optimizer": optimizer, "scheduler": scheduler, "first": 0, "n_steps": 20},
+              "guide: 3f schedule")
+    group = optimizer.param_groups[0]
+    assert group["max_lr"] == 0.002 and group["initial_lr"] == pytest.approx(0.002 / 25)
+    assert trial.live_params["lr"] == 0.002
 
 
 def _study_with_curves(name: str = "results") -> tunelab.Study:
@@ -278,7 +300,8 @@ def test_guide_dashboard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 
 RUN = {
     ("3. Running many trials", 0), ("3b. Stopping bad trials early", 0), ("3c. Checkpoints", 0),
-    ("3e. PyTorch", 0), ("3e. PyTorch", 1), ("3f. Babysitting one run", 0), ("5. Reading results", 0),
+    ("3e. PyTorch", 0), ("3e. PyTorch", 1), ("3f. Babysitting one run", 0), ("3f. Babysitting one run", 1),
+    ("5. Reading results", 0),
     ("The report, the diagnosis, the importance", 0), ("The live dashboard", 0),
     ("3g. Several objectives and constraints", 0), ("Priors: what you already believe", 0),
     ("6. Coming from Optuna", 0),

@@ -139,6 +139,89 @@ def test_a_cosine_schedule_goes_on_from_the_new_base(tmp_path: Path) -> None:
         assert group["lr"] == pytest.approx(base * 0.5 * (1 + math.cos(math.pi * i / total)), rel=1e-12), i
 
 
+def _schedule(kind: str, optimizer: torch.optim.Optimizer, total: int) -> Any:
+    sched = torch.optim.lr_scheduler
+    if kind == "onecycle":
+        return sched.OneCycleLR(optimizer, max_lr=0.01, total_steps=total)
+    if kind == "cosine_annealing":
+        return sched.CosineAnnealingLR(optimizer, T_max=total)
+    if kind == "lambda":
+        return sched.LambdaLR(optimizer, lambda t: 1.0 - t / total)
+    if kind == "step":
+        return sched.StepLR(optimizer, step_size=5, gamma=0.5)
+    if kind == "warmup_then_cosine":
+        return sched.SequentialLR(optimizer, [sched.LinearLR(optimizer, 0.1, total_iters=5),
+                                              sched.CosineAnnealingLR(optimizer, T_max=total - 5)], milestones=[5])
+    return sched.CyclicLR(optimizer, base_lr=0.01, max_lr=0.05, step_size_up=4)
+
+
+@pytest.mark.parametrize("kind", ["onecycle", "cosine_annealing", "lambda", "step", "warmup_then_cosine", "cyclic"])
+def test_a_live_lr_scales_any_per_step_schedule_for_the_rest_of_the_run(kind: str) -> None:
+    """``lr=0.004`` under a schedule started at 0.01 (a OneCycleLR's peak, a CyclicLR's bottom)
+    scales the schedule by 0.4 from the change to its end: the scheduler's next steps do not set
+    its own rate back (they did after one step, or apply_to_optimizer failed on a scheduler
+    other than LambdaLR)."""
+    from tunelab.torch.live import apply_to_optimizer
+
+    def lrs(change_at: int | None) -> list[float]:
+        weight = nn.Parameter(torch.zeros(2))
+        optimizer = torch.optim.SGD([weight], lr=0.01, momentum=0.9)
+        scheduler = _schedule(kind, optimizer, 20)
+        out = []
+        for step in range(20):
+            if step == change_at:
+                apply_to_optimizer(optimizer, scheduler, {"lr": 0.004})
+                assert scheduler.get_last_lr() == [optimizer.param_groups[0]["lr"]]
+            out.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        return out
+
+    plain, changed = lrs(None), lrs(7)
+    assert changed[:7] == plain[:7]
+    assert changed[7:] == pytest.approx([0.4 * lr for lr in plain[7:]], rel=1e-9)
+
+
+def test_a_live_momentum_under_onecycle_sets_the_top_of_its_cycle() -> None:
+    from tunelab.torch.live import apply_to_optimizer
+
+    def momenta(change: bool) -> list[float]:
+        weight = nn.Parameter(torch.zeros(2))
+        optimizer = torch.optim.SGD([weight], lr=0.01, momentum=0.9)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.01, total_steps=20)
+        out = []
+        for step in range(20):
+            if change and step == 5:
+                apply_to_optimizer(optimizer, scheduler, {"momentum": 0.5})
+            out.append(optimizer.param_groups[0]["momentum"])
+            optimizer.step()
+            scheduler.step()
+        return out
+
+    plain, changed = momenta(False), momenta(True)
+    assert changed[5:] == pytest.approx([m * 0.5 / 0.95 for m in plain[5:]], rel=1e-9)
+    assert max(changed[5:]) <= 0.5
+
+
+def test_a_trainer_with_a_onecycle_schedule_keeps_a_live_lr_to_the_end(tmp_path: Path) -> None:
+    study = new_study(tmp_path)
+    trial = study.ask()
+    other = outsider(study)
+    steps = Steps(actions={7: lambda: set_live(other, trial.number, {"lr": 0.004})})
+    live = trainer(optimizer=steps, schedule="constant")
+    live.make_scheduler = lambda optimizer, total: torch.optim.lr_scheduler.OneCycleLR(  # type: ignore[method-assign]
+        optimizer, max_lr=0.01, total_steps=total)
+    trial.live_poll_seconds = 0
+    live.fit({"lr": 0.01}, epochs=2, trial=trial, live=True)
+    reference = Steps()
+    plain = trainer(optimizer=reference, schedule="constant")
+    plain.make_scheduler = live.make_scheduler  # type: ignore[method-assign]
+    plain.fit({"lr": 0.01}, epochs=2)
+    got, want = [g["lr"] for g in steps.groups], [g["lr"] for g in reference.groups]
+    assert len(got) == 2 * STEPS_PER_EPOCH and got[:7] == want[:7]
+    assert got[7:] == pytest.approx([0.4 * lr for lr in want[7:]], rel=1e-9)
+
+
 def test_the_hook_applies_its_own_names_and_unknown_names_are_refused(tmp_path: Path) -> None:
     study = new_study(tmp_path)
     trial = study.ask()

@@ -462,9 +462,9 @@ def _fractional_epoch(trainer: pl.Trainer, batch_idx: int) -> float:
 
 
 def _apply(trainer: pl.Trainer, changes: Mapping[str, ParamValue]) -> None:
-    """Set live changes on every optimizer of the run (a LambdaLR schedule goes on from the new base lr)."""
+    """Set live changes on every optimizer of the run (its schedule, any torch scheduler, goes on
+    scaled to the new lr: :func:`~tunelab.torch.live.apply_to_optimizer`)."""
     schedulers = [config.scheduler for config in trainer.lr_scheduler_configs]
     for optimizer in trainer.optimizers:
-        scheduler = next((s for s in schedulers if isinstance(s, torch.optim.lr_scheduler.LambdaLR)
-                          and s.optimizer is optimizer), None)
+        scheduler = next((s for s in schedulers if getattr(s, "optimizer", None) is optimizer), None)
         apply_to_optimizer(optimizer, scheduler, changes)

@@ -278,15 +278,17 @@ def _curve_values(metrics: Mapping[str, Any] | None) -> dict[str, float]:
 
 
 def _apply_live(changes: Mapping[str, ParamValue], optimizer: Any, scheduler: Any, model: Any) -> None:
-    """Set live ``learning_rate``/``lr`` on every param group (a LambdaLR schedule, HF's default
-    linear one included, goes on from the new base) and ``weight_decay`` on the groups that decay."""
+    """Set live ``learning_rate``/``lr`` on every param group (the schedule, HF's default linear
+    one or any torch scheduler, goes on scaled to the new base) and ``weight_decay`` on the groups that decay."""
     if optimizer is None:
         return
     scheduler = getattr(scheduler, "scheduler", scheduler)  # accelerate's AcceleratedScheduler wraps one
-    lambda_lr = scheduler if isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR) else None
+    lr_scheduler = torch.optim.lr_scheduler
+    if not isinstance(scheduler, (lr_scheduler.LRScheduler, lr_scheduler.ReduceLROnPlateau)):
+        scheduler = None  # not a torch scheduler: set the rate as given
     lr = changes.get("learning_rate", changes.get("lr"))
     if lr is not None:
-        apply_to_optimizer(optimizer, lambda_lr, {"lr": lr})
+        apply_to_optimizer(optimizer, scheduler, {"lr": lr})
     if "weight_decay" in changes:
         decaying = _decay_groups(optimizer, model)
         apply_to_optimizer(_Groups(decaying), None, {"weight_decay": changes["weight_decay"]})  # type: ignore[arg-type]

@@ -145,7 +145,7 @@ class FitLoop:
         state: LoopState,
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
-        scheduler: torch.optim.lr_scheduler.LambdaLR | None,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None,
         data: tuple[Data, Data],
         batch_size: int,
         trial: Trial | None = None,

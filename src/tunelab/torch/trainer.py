@@ -297,8 +297,11 @@ class Trainer:
 
     def make_scheduler(
         self, optimizer: torch.optim.Optimizer, total_steps: int
-    ) -> torch.optim.lr_scheduler.LambdaLR | None:
-        """The learning-rate schedule over ``total_steps`` optimiser steps (None when constant)."""
+    ) -> torch.optim.lr_scheduler.LRScheduler | None:
+        """The learning-rate schedule over ``total_steps`` optimiser steps (None when constant).
+
+        Override it for another torch scheduler (stepped after every optimiser step): a live
+        ``lr`` change scales it (:func:`~tunelab.torch.live.apply_to_optimizer`)."""
         if self.schedule == "constant":
             return None
         total = max(1, total_steps)
@@ -384,14 +387,15 @@ class Trainer:
         self,
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
-        scheduler: torch.optim.lr_scheduler.LambdaLR | None,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None,
         changes: Mapping[str, ParamValue],
     ) -> dict[str, ParamValue]:
         """Apply changed hyperparameters to every param group (and the ``on_live_change`` hook);
         return those applied.
 
-        ``lr`` is the base learning rate: under a cosine schedule the schedule goes on from the new
-        base (``base_lrs`` and the group's current lr are set together). A value the optimizer
+        ``lr`` is the base learning rate: under a schedule (the cosine one, or any torch scheduler
+        :meth:`make_scheduler` returns: a OneCycleLR's peak) the whole schedule is scaled to the
+        new base and goes on from where it is. A value the optimizer
         cannot take (lr <= 0, momentum outside [0, 1), weight_decay < 0) is skipped with a warning:
         a person babysitting a run should not lose it to a typo.
         """
