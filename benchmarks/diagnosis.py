@@ -35,10 +35,14 @@ from tunelab.analysis.diagnosis import CONDITIONS, diagnose_curves
 
 NOISE_LEVELS = {"low": 0.01, "medium": 0.025, "high": 0.06}
 LABELS = ("healthy", *CONDITIONS)
+_SEED_ORDER = ("healthy", "divergence", "initial_loss", "bad_init", "plateau", "decay_too_early", "overfitting",
+               "underfitting", "still_improving", "noisy", "not_learning")
+"""The labels' order in each case's seed: a label added later goes last, so the others keep their curves."""
 _FORMATS = {
     "healthy": ("loss_pair", "acc_pair", "loss", "val_loss"),
     "divergence": ("loss_pair", "loss"),
     "initial_loss": ("loss_pair", "loss"),
+    "not_learning": ("loss_pair", "acc_pair", "loss", "val_loss"),
     "bad_init": ("loss_pair", "acc_pair", "loss", "val_loss"),
     "plateau": ("loss_pair", "acc_pair", "loss", "val_loss"),
     "decay_too_early": ("loss_pair", "acc_pair", "loss", "val_loss"),
@@ -95,6 +99,8 @@ def _shape(label: str, t: np.ndarray, rng: np.random.Generator, info: dict[str, 
         return _two_exp(t, rng)
     if label == "still_improving":
         return np.asarray(np.exp(-t / rng.uniform(0.7, 1.5)))
+    if label == "not_learning":  # flat from the start (a rate far too low, a bug, a dead net): at most a 1% drift
+        return np.asarray(1 - rng.uniform(0.0, 0.01) * t)
     if label == "plateau":
         return np.asarray(np.exp(-t / rng.uniform(0.03, 0.1)))
     if label == "bad_init":
@@ -124,7 +130,7 @@ def _shape(label: str, t: np.ndarray, rng: np.random.Generator, info: dict[str, 
 
 def make_case(label: str, noise: str, seed: int) -> Case:
     """One labelled case (deterministic in ``label``, ``noise`` and ``seed``)."""
-    rng = np.random.default_rng([LABELS.index(label), list(NOISE_LEVELS).index(noise), seed])
+    rng = np.random.default_rng([_SEED_ORDER.index(label), list(NOISE_LEVELS).index(noise), seed])
     fmt = str(rng.choice(_FORMATS[label]))
     n = int(rng.integers(30, 151))
     steps = _steps(n, rng)
@@ -154,6 +160,8 @@ def make_case(label: str, noise: str, seed: int) -> Case:
             g_val = np.exp(-t / rng.uniform(0.05, 0.12))  # validation peaks early, then falls
             val = peak + (a0 - peak) * g_val - rng.uniform(0.12, 0.2) * np.clip((t - tm) / (1 - tm), 0, 1) ** 1.2
         scale = float(np.ptp(train))
+        if label == "not_learning":  # nothing dropped: noise on the scale of a typical drop's
+            scale = 0.3 * (a_end - a0)
         tr = np.clip(train + rng.normal(0, sigma * scale, n), 0, 1)
         va = np.clip(val + rng.normal(0, sigma * scale, n), 0, 1)
         curves = {"train_acc": _pair(steps, tr), "val_acc": _pair(steps, va)}
@@ -167,6 +175,8 @@ def make_case(label: str, noise: str, seed: int) -> Case:
             floor = start * rng.uniform(0.12, 0.4)
         train = floor + (start - floor) * g
         d = float(np.ptp(train))  # noise relative to the curve's actual drop (before any spike or blow-up)
+        if label == "not_learning":  # nothing dropped: noise on the scale of a typical drop's
+            d = 0.3 * start
         if label == "initial_loss":  # an untrained head far off: a few times the expected loss at first
             train = train + expected * rng.uniform(0.6, 3.0) * np.exp(-t / rng.uniform(0.01, 0.03))
         val_floor = floor * rng.uniform(1.05, 1.6) if label != "underfitting" else floor * rng.uniform(1.0, 1.08)

@@ -121,6 +121,35 @@ def test_bad_init_plateau_and_still_improving() -> None:
     assert found({"loss": curve(healthy_loss())}) == set()
 
 
+def test_a_curve_flat_from_the_start_is_not_learning() -> None:
+    """A loss at ln C the whole run (an accuracy at chance): 'not_learning', with the gradient-flow
+    action; before, such curves gave no finding at all (or 'noisy' for a quantised accuracy)."""
+    rng = np.random.default_rng(0)
+    ln10 = math.log(10)
+    flat = ln10 + 0.02 * rng.standard_normal(T.size)
+    findings = diagnose_curves({"train_loss": curve(flat), "val_loss": curve(flat[::-1] + 0.01)},
+                               expected_initial_loss=ln10)
+    assert [f.condition for f in findings] == ["not_learning"]
+    assert findings[0].metric == "train_loss/val_loss" and "gradient flow" in findings[0].action
+    assert "learning rate far too low" in findings[0].action and "expected initial loss" in findings[0].message
+    assert findings[0].evidence["level"] == pytest.approx(ln10, abs=0.02)
+    chance = 0.1 + 0.01 * rng.standard_normal(T.size)
+    assert found({"train_acc": curve(chance), "val_acc": curve(chance[::-1])}) == {"not_learning"}
+    drifting = ln10 * (1 - 0.01 * T) + 0.02 * rng.standard_normal(T.size)  # a 1% drift is no learning
+    assert found({"loss": curve(drifting)}) == {"not_learning"}
+    # distinct from a bad initialisation (flat, then a sudden drop) and a plateau (a drop, then flat)
+    flat_then_drop = np.where(T < 0.25, ln10, 0.2 + 2.1 * (0.5 * np.exp(-(T - 0.25) / 0.02)
+                                                           + 0.5 * np.exp(-(T - 0.25) / 0.25)))
+    assert found({"loss": curve(flat_then_drop)}, expected_initial_loss=ln10) == {"bad_init"}
+    assert found({"loss": curve(0.6 + 1.7 * np.exp(-T / 0.06))}, expected_initial_loss=ln10) == {"plateau"}
+    # flat at a low loss (a run resumed after it learned) is not a model that does not learn
+    assert "not_learning" not in found({"loss": curve(0.3 + 0.005 * rng.standard_normal(T.size))},
+                                       expected_initial_loss=ln10)
+    # a slow but clear descent is not flat
+    assert "not_learning" not in found({"loss": curve(ln10 - 0.3 * T + 0.02 * rng.standard_normal(T.size))})
+    assert ACTIONS["not_learning"] and "not_learning" in CONDITIONS
+
+
 def test_decay_too_early_from_decay_steps_or_an_lr_curve() -> None:
     td = 0.2
     cum = np.where(T < td, T, td + 0.01 * (T - td))
@@ -204,10 +233,12 @@ def test_empty_short_and_constant_curves() -> None:
     assert diagnose_curves({"loss": curve([2.3, 2.0, 1.5, 1.2])}) == []
     assert found({"loss": curve([2.3, 2.0, float("nan")])}) == {"divergence"}
     assert found({"loss": curve([9.0, 2.0, 1.5])}, expected_initial_loss=2.3) == {"initial_loss"}
-    assert diagnose_curves({"loss": curve([1.0] * 40), "val_loss": curve([1.0] * 40)}) == []
-    assert diagnose_curves({"val_acc": curve([0.1] * 30)}) == []
+    # curves that never moved: a model that does not learn (a constant loss is also what a detached loss gives)
+    assert found({"loss": curve([1.0] * 40), "val_loss": curve([1.0] * 40)}) == {"not_learning"}
+    assert found({"val_acc": curve([0.1] * 30)}) == {"not_learning"}
     quantised = [0.1, 0.1, 0.102, 0.1, 0.098, 0.1, 0.1, 0.1, 0.102, 0.1] * 3  # accuracy of a dead net
-    assert diagnose_curves({"train_acc": curve(quantised), "val_acc": curve(quantised[::-1])}) == []
+    assert found({"train_acc": curve(quantised), "val_acc": curve(quantised[::-1])}) == {"not_learning"}
+    assert diagnose_curves({"val_acc": curve([0.97] * 30)}) == []  # flat at a good level: nothing to say
     assert diagnose_curves({"lr": curve([1e-3] * 30)}) == []  # a learning rate is not a learning curve
 
 
@@ -502,6 +533,35 @@ def test_real_tiny_training_set_overfits(digits: Any) -> None:
 def test_real_too_small_model_underfits(digits: Any) -> None:
     findings = _fit(*digits, width=2, params={"lr": 1e-2}, epochs=20, optimizer="adam")
     assert [f.condition for f in findings] == ["underfitting"]
+
+
+@pytest.mark.slow
+def test_real_dead_network_and_far_too_low_learning_rate_are_not_learning(digits: Any) -> None:
+    """Real runs: zero weights (no gradient reaches the hidden layer, the output only learns the class
+    frequencies, even on digits) and SGD at lr=1e-6: both stay at ln 10."""
+    from torch import nn
+
+    from tunelab.torch import Trainer
+
+    def dead(params: Any) -> nn.Module:
+        model = _mlp(32)(params)
+        for p in model.parameters():
+            nn.init.zeros_(p)
+        return model
+
+    def run(build: Any, lr: float) -> list[Finding]:
+        result = Trainer(build, train=digits[0], val=digits[1], optimizer="sgd", device="cpu").fit(
+            {"lr": lr, "momentum": 0.0}, epochs=1, eval_every=2, restore_best=False)
+        curves: dict[str, tuple[list[int], list[float]]] = {}
+        for row in result.history:
+            for name in ("train_loss", "val_loss"):
+                curves.setdefault(name, ([], []))
+                curves[name][0].append(int(row["step"]))
+                curves[name][1].append(row[name])
+        return diagnose_curves(curves, expected_initial_loss=math.log(10))
+
+    for build, lr in ((dead, 0.1), (_mlp(32), 1e-6)):
+        assert [f.condition for f in run(build, lr)] == ["not_learning"], lr
 
 
 def _decay_loop(digits: Any, decay_epoch: int | None, epochs: int = 8) -> dict[str, tuple[list[int], list[float]]]:

@@ -37,6 +37,14 @@ The rules, with ``t`` the position in the run (0 at the first step, 1 at the las
 - initial_loss: the first training-loss point is more than 25% above ``expected_initial_loss``,
   or more than 25% below it when measured at step 0 (a point reported after some training is
   expected to be lower).
+- not_learning: the curve (both curves of a pair) never improved: over at least 8 points, no later
+  fifth of the run averages better than its first fifth by more than 3% of its starting level (of
+  1 for an accuracy-like metric in [0, 1]) or 3 standard errors of the difference (from the
+  noise; a noise above 20% of that scale hides what it does), and it is not flat at a good level:
+  a loss at 75% of the expected initial loss or above (any level when none is given), an
+  accuracy-like metric below 0.6 (chance for a classifier). The trend conditions below are then
+  not judged (a curve that never moved says nothing about plateaus, noise or capacity). Unlike
+  bad_init (flat, then a sudden drop) and plateau (a drop, then flat), nothing happened at all.
 - bad_init: the curve stays within 15% of its drop ``D`` from its start for at least 8% of the
   run (3 points or more), then loses the next 30% of ``D`` in less than half that time.
 - plateau: the curve fell by ``D`` (from the expected initial loss when it started above it), was
@@ -89,13 +97,17 @@ from tunelab.study import STOPPED_RULE
 if TYPE_CHECKING:
     from tunelab.study import Study
 
-CONDITIONS = ("divergence", "initial_loss", "bad_init", "plateau", "decay_too_early", "overfitting", "underfitting",
-              "still_improving", "noisy")
+CONDITIONS = ("divergence", "initial_loss", "not_learning", "bad_init", "plateau", "decay_too_early", "overfitting",
+              "underfitting", "still_improving", "noisy")
 """Every condition :func:`diagnose_curves` can report, in the order findings are returned."""
 
 ACTIONS = {
     "divergence": "lower the learning rate (or clip the gradients)",
     "initial_loss": "check the output head (its initialisation and final bias), the labels and the loss function",
+    "not_learning": "check that it learns at all: a learning rate far too low (run the range test), a bug (the "
+                    "loss detached from the model, no optimizer.step() or zero_grad(), inputs and labels shuffled "
+                    "apart, frozen parameters) or a dead initialisation: check the gradient flow (the gradient "
+                    "norm of each layer after one backward pass)",
     "bad_init": "a better initialisation or normalisation (e.g. He/Xavier init, batch or layer norm)",
     "plateau": "decay the learning rate (a step or cosine schedule), or use a higher rate early on",
     "decay_too_early": "decay the learning rate later (or less): it was still improving when the rate dropped",
@@ -393,6 +405,8 @@ def diagnose_curves(
     # the trend conditions are read from one family: the first loss pair, else the first family
     fam = families[0]
     if "divergence" not in found:
+        add(_not_learning(fam, expected_initial_loss if "loss" in fam.base else None))
+    if "divergence" not in found and "not_learning" not in found:
         p = fam.primary
         has_pair = fam.train is not None and fam.val is not None
         noisy = [f for f in (_noisy(cv) for cv in (fam.train, fam.val) if cv is not None) if f is not None]
@@ -483,7 +497,7 @@ def _known_directions(study: Study) -> dict[str, str]:
 
 
 # -- a pruned trial ------------------------------------------------------------------------------
-_CUT_SHORT = ("plateau", "decay_too_early", "overfitting", "bad_init", "noisy")
+_CUT_SHORT = ("not_learning", "plateau", "decay_too_early", "overfitting", "bad_init", "noisy")
 """Findings that still hold on a curve cut short by pruning, but only for the part that was trained."""
 
 
@@ -625,6 +639,49 @@ def _initial_loss(families: list[_Family], expected: float) -> Finding | None:
 
 def _significant_drop(c: _Curve) -> bool:
     return c.n >= 8 and c.drop > 10 * c.sigma and c.drop > 1e-12 and c.drop > 0.02 * abs(c.start)
+
+
+def _flat_gain(c: _Curve) -> float | None:
+    """What a curve that never improved gained (its best later fifth's mean against its first
+    fifth's, in badness), or None when it improved: when a later fifth averages better than the first
+    by more than 3% of its starting level (of 1 for an accuracy-like metric) or 3 standard errors of
+    a difference of two such means (from the curve's noise), or when its noise, above 20% of that
+    scale, hides what it does (the noisy condition speaks then)."""
+    k = max(2, c.n // 5)
+    first = float(np.mean(c.b[:k]))
+    later = [float(np.mean(c.b[i:i + k])) for i in range(k, c.n - k + 1, k)]
+    scale = 1.0 if c.direction == "maximize" and c.unit_interval() else abs(first)
+    gain = first - min(later) if later else math.inf
+    if gain > max(3 * c.sigma * math.sqrt(2 / k), 0.03 * scale) or c.sigma > 0.2 * scale:
+        return None
+    return gain
+
+
+def _not_learning(fam: _Family, expected: float | None) -> Finding | None:
+    c = fam.primary
+    if c.n < 8:
+        return None
+    gains = [_flat_gain(cv) for cv in (fam.train, fam.val) if cv is not None and cv.n >= _MIN_POINTS]
+    if any(g is None for g in gains):
+        return None
+    level = float(np.median(c.raw))
+    if c.direction == "minimize":
+        if expected is not None and level < 0.75 * expected:
+            return None  # flat at a low loss: it had learned before these steps (a resumed run)
+        where = f", the expected initial loss being {_fmt(expected)}" if expected is not None else ""
+    elif c.unit_interval():
+        if level >= 0.6:
+            return None
+        where = " (an accuracy-like metric below 0.6)"
+    else:
+        where = ""
+    return Finding(
+        "not_learning", fam.label,
+        f"{c.name} stayed flat at about {_fmt(level)}{where} from step {c.step(0)} to step {c.step(c.n - 1)}: "
+        f"no fifth of the run averaged clearly better than its first ({c.n} points, noise {_fmt(c.sigma)})",
+        ACTIONS["not_learning"], {**_series(c), "level": level, "expected": expected,
+                                       "gain": max(0.0, gains[0] or 0.0)},
+    )
 
 
 def _bad_init(c: _Curve) -> Finding | None:
