@@ -584,6 +584,72 @@ def test_per_group_adapts_each_group_by_its_own_factor_and_false_by_one() -> Non
     assert shared.lrs == pytest.approx([1e-3 * scales[0], 1e-2 * scales[0]])
 
 
+def _groups_run(kind: str, hypergradient: bool, zero: str) -> tuple[list[list[float]], list[torch.Tensor]]:
+    """14 steps over four param groups of different sizes: one with a frozen weight (requires_grad
+    False), one all frozen, a head, and a side layer unused every third step (its gradients None);
+    clip_grad_norm_ between backward and step. With ``hypergradient`` False, the reference: the plain
+    optimizer stepped at each group's rate adapted by hand (the cosine of the group's new gradient,
+    a missing one 0, and its parameters' last change, in float64)."""
+    torch.manual_seed(0)
+    m = nn.ModuleDict({"a": nn.Linear(4, 16), "b": nn.Linear(16, 1), "c": nn.Linear(4, 1), "f": nn.Linear(4, 1),
+                       "g": nn.Linear(4, 1)})
+    m["a"].bias.requires_grad_(False)
+    m["f"].requires_grad_(False)
+    groups = [{"params": list(m["a"].parameters()), "lr": 0.02}, {"params": list(m["f"].parameters()), "lr": 0.3},
+              {"params": [*m["b"].parameters(), *m["g"].parameters()], "lr": 0.005},
+              {"params": list(m["c"].parameters()), "lr": 0.01}]
+    opt: torch.optim.Optimizer = NAIVE_KINDS[kind](groups)
+    if hypergradient:
+        opt = HypergradientOptimizer(opt, start_factor=1.0, drift=0.0)
+    x, y = regression()
+    scales, before, lrs = [1.0] * 4, None, []
+    for i in range(14):
+        if zero == "model":
+            m.zero_grad()
+        else:
+            opt.zero_grad(set_to_none=zero == "optimizer")
+        h = torch.relu(m["a"](x[i * 16:(i + 1) * 16]))
+        out = m["b"](h) + m["f"](x[i * 16:(i + 1) * 16]) + m["g"](x[i * 16:(i + 1) * 16])
+        if i % 3 != 1:
+            out = out + m["c"](x[i * 16:(i + 1) * 16])
+        ((out - y[i * 16:(i + 1) * 16]) ** 2).mean().backward()  # type: ignore[no-untyped-call]
+        nn.utils.clip_grad_norm_(m.parameters(), 0.05)
+        if not hypergradient:
+            for k, group in enumerate(opt.param_groups):
+                if before is not None:
+                    g = torch.cat([(torch.zeros_like(p) if p.grad is None else p.grad).double().reshape(-1)
+                                   for p in group["params"]])
+                    u = torch.cat([(before[p] - p.detach()).double().reshape(-1) for p in group["params"]])
+                    if float(g.norm() * u.norm()) > 0:
+                        scales[k] *= math.exp(0.1 * float(g @ u) / float(g.norm() * u.norm()))
+            before = {p: p.detach().clone() for group in opt.param_groups for p in group["params"]}
+            for group, scale in zip(opt.param_groups, scales, strict=True):
+                group["lr"] *= scale
+        opt.step()
+        if not hypergradient:
+            for group, scale in zip(opt.param_groups, scales, strict=True):
+                group["lr"] /= scale
+            lrs.append([group["lr"] * scale for group, scale in zip(opt.param_groups, scales, strict=True)])
+        else:
+            lrs.append(opt.lrs)  # type: ignore[attr-defined]
+    return lrs, [p.detach().clone() for p in m.parameters()]
+
+
+@pytest.mark.parametrize("zero", ["optimizer", "keep zeros", "model"])
+@pytest.mark.parametrize("kind", ["sgd-decay", "momentum", "adam", "adamw"])
+def test_several_groups_with_clipping_and_missing_gradients_step_as_the_reference(kind: str, zero: str) -> None:
+    """Each group adapts from its own parameters only and steps as the plain optimizer at that rate,
+    with the gradients in the flat buffer: a group whose gradients all went unused at a step got a
+    step of zeros before (clip_grad_norm_ raised their versions as accumulating would: Adam and
+    momentum moved it, and its rate moved on a direction it should not have had)."""
+    got_lrs, got = _groups_run(kind, True, zero)
+    want_lrs, want = _groups_run(kind, False, zero)
+    assert [lr for row in got_lrs for lr in row] == pytest.approx([lr for row in want_lrs for lr in row], rel=1e-4)
+    assert len({round(lr[3], 12) for lr in got_lrs}) >= 4  # the side group's rate moved: a real comparison
+    for a, b in zip(got, want, strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
 def test_it_is_a_torch_optimizer_sharing_the_wrapped_ones_groups_and_state() -> None:
     model = mlp()
     sgd = torch.optim.SGD(model[0].parameters(), lr=0.01)

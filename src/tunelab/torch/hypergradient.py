@@ -273,6 +273,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         self._sgd = type(optimizer) is torch.optim.SGD
         self._cache: list[list[_Bucket]] = []
         self._measured: list[_Bucket] = []  # the buckets whose direction is the parameters' change
+        self._several: list[_Bucket] = []  # every bucket, where there are several
         self._moving: list[_Bucket] = []  # the buckets with something to do after the step
         self._inner_key: Any = None  # the wrapped optimizer's class's step, as last seen
         self._inner_fns: tuple[Any, Any] = (None, None)  # what is under torch's layers of it
@@ -478,12 +479,20 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         self._cache_key, self._cache = key, cache
         self._measured = [b for bs in cache for b in bs if b.mode is _MEASURED]
         self._moving = [b for bs in cache for b in bs if b.mode is not _MOMENTUM]
+        every = [b for bs in cache for b in bs]
+        self._several = every if len(every) > 1 else []  # several buckets: gradients' versions compared across them
 
     def _adapt(self, groups: list[dict[str, Any]]) -> list[Any]:
         """Multiply each group's ``hd_scale`` by ``exp(hyper_lr * (cos(g_t, u_{t-1}) + drift))`` (in
         the warm-up by ``exp(hyper_lr)``, under the ceiling after it to the ceiling at most) and set
         its ``lr`` to the effective rate; returns the scheduled rates (to be set back)."""
         stats = []  # per group: g.u, |g|^2, |u|^2
+        if self._several:
+            # which gradients autograd left alone is read from their versions against the most any
+            # gradient rose (clip_grad_norm_ raises them all once): over every bucket, not each alone
+            high = max(map(_Bucket.rise, self._several))
+            for b in self._several:
+                b.high = high
         for group_buckets in self._cache:
             dot = g2 = d2 = 0.0
             for b in group_buckets:
@@ -607,7 +616,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         self._still = {params[int(i)] for i in saved.get("still", [])}
         self._flipped = {params[int(i)] for i in saved.get("flipped", [])}
         self._cache_key, self._quick_key, self._cache, self._modes = None, None, [], {}
-        self._measured, self._moving = [], []
+        self._measured, self._moving, self._several = [], [], []
 
     def __repr__(self) -> str:
         bounds = f", lr_bounds={self.lr_bounds}" if self.lr_bounds is not None else ""
@@ -656,6 +665,7 @@ class _Bucket:
         self.partial = False  # some expected gradient is None
         self.flat_ptrs: list[int] = []  # where the tensors' data starts: elsewhere once something set their .data
         self.flat_versions: list[int] = []
+        self.high = 0  # the most any gradient of the optimizer's flat buckets rose since zero_grad (several buckets)
         self.to_none = True  # the last zero_grad's set_to_none
         self.adopted: list[dict[str, Any]] | None = None  # with momentum: each parameter's state, all buffers adopted
         self.missing: list[int] = []  # the parameters without a gradient at the last step
@@ -782,7 +792,9 @@ class _Bucket:
         counted = [d for d in deltas if d is not None]
         if not counted:
             return False
-        low, high = min(counted), max(counted)
+        # against the other buckets too: in a bucket whose gradients all got none (a head unused at this
+        # step), clip_grad_norm_ raised every version once, as accumulating once would have
+        low, high = min(counted), max(*counted, self.high)
         if low == high and low > 0:
             return False  # the usual: every gradient accumulated into the same number of times
         rose = [d for d in counted if d > 0]
@@ -796,6 +808,15 @@ class _Bucket:
                 grads[i] = None
                 dropped = True
         return dropped
+
+    def rise(self) -> int:
+        """The most the version of a gradient still on the row rose since :meth:`zero_flat` (0: none)."""
+        flat = self.flat
+        if not flat or self.expect is None:
+            return 0
+        rises = [now - before for g, t, now, before in
+                 zip(map(_grad, self.params), flat, map(_version, flat), self.flat_versions, strict=True) if g is t]
+        return max(rises, default=0)
 
     def _load_buffers(self) -> bool:
         """Make the wrapped SGD's momentum buffers views of the direction's row (copied once, when
