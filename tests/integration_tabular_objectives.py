@@ -39,6 +39,18 @@ def data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return x[:400], y[:400], x[400:], y[400:]
 
 
+class Watching(tunelab.Pruner):
+    """Stops nothing; records the metric the study asks it to decide on, at each step (as ``(step, metric)``)."""
+
+    def __init__(self, metric: str | None = None, direction: str | None = None) -> None:
+        super().__init__(metric=metric, direction=direction)
+        self.decided: list[tuple[int, str]] = []
+
+    def decide(self, history: Any, number: int, metric: str, curve: Any) -> None:
+        self.decided.append((max(curve), metric))
+        return None
+
+
 def learning_rate(trial: tunelab.Trial) -> float:
     return trial.suggest_float("lr", 1e-6, 1.0, log=True)
 

@@ -16,6 +16,7 @@ import torch
 import tunelab
 from integration_tabular_objectives import (
     EPOCHS,
+    Watching,
     data,
     example_text,
     keras_objective,
@@ -119,6 +120,27 @@ def test_bad_input_names_the_fix() -> None:
         TunelabCallback(study)
     with pytest.raises(ConfigError, match="monitor"):
         TunelabCallback(trial, monitor=None)  # type: ignore[arg-type]
+
+
+def test_monitor_decides_what_the_pruner_prunes_on_and_a_pruner_metric_not_logged_is_refused() -> None:
+    """Of Keras's four logs, a pruner without metric= took the one its naming rule picks (val_loss in a study
+    that minimizes) instead of the callback's monitor, unlike the Lightning callback."""
+    x, y, xv, yv = data()
+    model = keras.Sequential([keras.Input((x.shape[1],)), keras.layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer="sgd", loss="binary_crossentropy", metrics=["accuracy"])
+    watching = Watching()
+    trial = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler(), pruner=watching).ask()
+    model.fit(x, y, validation_data=(xv, yv), epochs=2, batch_size=200, verbose=0,
+              callbacks=[TunelabCallback(trial, monitor="loss")])
+    assert watching.decided == [(0, "loss"), (1, "loss")]
+    assert set(trial.study.get_curves(trial.number)) == LOGGED
+    trial = tunelab.create_study(pruner=Watching(metric="val_auc", direction="maximize")).ask()
+    with pytest.raises(ConfigError, match=r"TunelabCallback\(monitor='val_loss'\): the study's Watching stops "
+                       r"trials on metric 'val_auc', which Keras does not log \(it logs \['accuracy', 'loss', "
+                       r"'val_accuracy', 'val_loss'\]\)"):
+        model.fit(x, y, validation_data=(xv, yv), epochs=2, batch_size=200, verbose=0,
+                  callbacks=[TunelabCallback(trial, monitor="val_loss")])
+    assert trial.study.get_curves(trial.number) == {}  # refused before anything was reported
 
 
 @pytest.mark.slow

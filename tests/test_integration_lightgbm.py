@@ -14,6 +14,7 @@ import pytest
 import tunelab
 from integration_tabular_objectives import (
     ROUNDS,
+    Watching,
     data,
     example_text,
     lightgbm_objective,
@@ -176,6 +177,25 @@ def test_bad_input_names_the_fix() -> None:
         TunelabCallback(trial, "auc", valid_name="")
     with pytest.raises(ConfigError, match=r"direction=\.\.\."):
         TunelabCallback(trial, direction="up")
+
+
+def test_the_monitored_metric_decides_what_the_pruner_prunes_on_and_a_pruner_metric_not_logged_is_refused() -> None:
+    """Several eval metrics and a pruner without metric=: the pruner's naming rule chose among them
+    (binary_error) instead of the monitored binary_logloss, unlike the Lightning callback's monitor."""
+    dtrain, dvalid = _datasets()
+    params = {**PARAMS, "metric": ["binary_error", "binary_logloss"]}
+    watching = Watching()
+    trial = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler(), pruner=watching).ask()
+    lgb.train(params, dtrain, num_boost_round=3, valid_sets=[dvalid],
+              callbacks=[TunelabCallback(trial, "binary_logloss")])
+    assert watching.decided == [(step, "valid_0-binary_logloss") for step in range(3)]
+    assert set(trial.study.get_curves(trial.number)) == {"valid_0-binary_error", "valid_0-binary_logloss"}
+    trial = tunelab.create_study(pruner=Watching(metric="valid_0-auc", direction="maximize")).ask()
+    with pytest.raises(ConfigError, match=r"TunelabCallback\(metric='binary_logloss', valid_name='valid_0'\): the "
+                       r"study's Watching stops trials on metric 'valid_0-auc', which LightGBM does not log"):
+        lgb.train(params, dtrain, num_boost_round=3, valid_sets=[dvalid],
+                  callbacks=[TunelabCallback(trial, "binary_logloss")])
+    assert trial.study.get_curves(trial.number) == {}  # refused before anything was reported
 
 
 @pytest.mark.slow

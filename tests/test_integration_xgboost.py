@@ -14,6 +14,7 @@ import xgboost as xgb
 import tunelab
 from integration_tabular_objectives import (
     ROUNDS,
+    Watching,
     data,
     example_text,
     page_python_blocks,
@@ -156,6 +157,28 @@ def test_bad_input_names_the_fix() -> None:
     several = tunelab.create_study(directions=["minimize", "minimize"], sampler=tunelab.RandomSampler())
     with pytest.raises(ConfigError, match="pass direction='minimize'"):
         TunelabCallback(several.ask())
+
+
+def test_the_observation_key_decides_what_the_pruner_prunes_on_and_a_pruner_metric_not_logged_is_refused() -> None:
+    """Several eval metrics and a pruner without metric=: the pruner's naming rule chose among them (here two
+    minimized metrics: no decision at all) instead of the monitored observation_key, unlike the Lightning
+    callback's monitor."""
+    x, y, xv, yv = data()
+    dtrain, dvalid = xgb.DMatrix(x, y), xgb.DMatrix(xv, yv)
+    params = {"objective": "binary:logistic", "eval_metric": ["error", "logloss"], "nthread": 1}
+    watching = Watching()
+    trial = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler(), pruner=watching).ask()
+    xgb.train(params, dtrain, num_boost_round=3, evals=[(dvalid, "validation")], verbose_eval=False,
+              callbacks=[TunelabCallback(trial, "validation-logloss")])
+    assert watching.decided == [(step, "validation-logloss") for step in range(3)]
+    assert set(trial.study.get_curves(trial.number)) == {"validation-error", "validation-logloss"}
+    trial = tunelab.create_study(pruner=Watching(metric="validation-auc", direction="maximize")).ask()
+    with pytest.raises(ConfigError, match=r"TunelabCallback\(observation_key='validation-logloss'\): the study's "
+                       r"Watching stops trials on metric 'validation-auc', which XGBoost does not log \(it logs "
+                       r"\['validation-error', 'validation-logloss'\]\); set the pruner's metric"):
+        xgb.train(params, dtrain, num_boost_round=3, evals=[(dvalid, "validation")], verbose_eval=False,
+                  callbacks=[TunelabCallback(trial, "validation-logloss")])
+    assert trial.study.get_curves(trial.number) == {}  # refused before anything was reported
 
 
 @pytest.mark.slow

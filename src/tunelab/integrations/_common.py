@@ -10,6 +10,7 @@ from types import ModuleType
 from typing import Any
 
 from tunelab.errors import ConfigError
+from tunelab.pruners.pareto import ParetoPruner
 from tunelab.study import Trial
 
 
@@ -81,3 +82,35 @@ def prune_now(trial: Trial) -> bool:
         trial.mark_pruned()
         return True
     return False
+
+
+def report_monitored(
+    trial: Trial, step: int, logged: Mapping[str, float], monitor: str, who: str, framework: str
+) -> None:
+    """Report every ``logged`` metric at ``step`` so that the study's pruner decides on ``monitor`` (as the
+    Lightning callback does): a pruner without ``metric=`` reads the last report, so the other metrics go
+    first and ``monitor`` alone last (its naming rule would otherwise pick among all of them, or fail on two
+    validation losses). A pruner set to its own metric (or a Pareto pruner, to its metrics) reads that from
+    one report; one set to a metric the framework does not log is a ConfigError naming both, raised before
+    anything is reported (the study's rule would otherwise say only ``trial.report`` it, or never decide).
+
+    ``who`` is the callback and its monitor argument, e.g. ``"TunelabCallback(monitor='val_loss')"``.
+    """
+    pruner = trial.study.pruner
+    if pruner is None or isinstance(pruner, ParetoPruner):
+        trial.report(step, **logged)
+        return
+    if pruner.metric is not None:
+        if pruner.metric not in logged:
+            raise ConfigError(
+                f"{who}: the study's {type(pruner).__name__} stops trials on metric {pruner.metric!r}, which "
+                f"{framework} does not log (it logs {sorted(logged)}); set the pruner's metric to one of those, "
+                f"e.g. {type(pruner).__name__}(metric={monitor!r}), or leave its metric unset so that the "
+                f"callback's monitored {monitor!r} decides"
+            )
+        trial.report(step, **logged)
+        return
+    others = {k: v for k, v in logged.items() if k != monitor}
+    if others:
+        trial.report(step, **others)
+    trial.report(step, **{monitor: logged[monitor]})  # the last report: what the pruner reads

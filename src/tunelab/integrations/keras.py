@@ -17,7 +17,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from tunelab.errors import ConfigError
-from tunelab.integrations._common import check_monitor, check_trial, numeric_metrics, prune_now, require
+from tunelab.integrations._common import (
+    check_monitor,
+    check_trial,
+    numeric_metrics,
+    prune_now,
+    report_monitored,
+    require,
+)
 
 
 def _default_backend() -> None:
@@ -44,9 +51,9 @@ class TunelabCallback(keras.callbacks.Callback):  # type: ignore[misc]
         trial: the :class:`tunelab.Trial` given to the objective.
         monitor: a metric Keras logs at each epoch's end; its absence is a ConfigError at the first
             epoch's end that names the logged metrics (``val_*`` ones need ``validation_data`` or
-            ``validation_split``, at every epoch: ``validation_freq=1``). The study's pruner judges
-            the metric it is set to (``metric=``), else the one its naming rule picks (``val_loss``
-            in a study that minimizes).
+            ``validation_split``, at every epoch: ``validation_freq=1``). The study's pruner decides on
+            it, as with the Lightning callback, unless the pruner is set to its own metric (``metric=``,
+            which Keras must log: a ConfigError otherwise).
     """
 
     def __init__(self, trial: Any, monitor: str = "val_loss") -> None:
@@ -59,7 +66,8 @@ class TunelabCallback(keras.callbacks.Callback):  # type: ignore[misc]
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         metrics = numeric_metrics(logs)
         self._check_logged(metrics)
-        self.trial.report(int(epoch), **metrics)
+        report_monitored(self.trial, int(epoch), metrics, self.monitor,
+                         f"TunelabCallback(monitor={self.monitor!r})", "Keras")
         if prune_now(self.trial):
             self.pruned_epoch = int(epoch)
             self.model.stop_training = True

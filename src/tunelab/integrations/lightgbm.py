@@ -15,7 +15,7 @@ from typing import Any
 
 from tunelab.errors import ConfigError
 from tunelab.integrations._best import BestScore, check_direction
-from tunelab.integrations._common import as_number, check_monitor, check_trial, prune_now, require
+from tunelab.integrations._common import as_number, check_monitor, check_trial, prune_now, report_monitored, require
 
 lgb: Any = require("lightgbm", "lightgbm", "tunelab.integrations.lightgbm")
 
@@ -45,8 +45,10 @@ class TunelabCallback:
     Args:
         trial: the :class:`tunelab.Trial` given to the objective.
         metric: the monitored metric as LightGBM names it (``binary_logloss``, ``auc``, ``l2``...).
-            It defines :attr:`best_score`; the study's pruner judges the metric it is set to
-            (``metric="valid_0-binary_logloss"``), else the one its naming rule picks.
+            It defines :attr:`best_score`, and the study's pruner decides on it
+            (``<valid_name>-<metric>``), as with the Lightning callback's ``monitor``, unless the pruner
+            is set to its own metric (``metric="valid_0-auc"``, which LightGBM must log: a ConfigError
+            otherwise).
         valid_name: the validation set's name: ``valid_names=[...]`` given to ``lgb.train``, else
             LightGBM's ``valid_<index in valid_sets>`` (``valid_1`` when the training set comes
             first). In ``lgb.cv`` the default means ``"valid"``, cv's held-out folds. A metric or
@@ -97,7 +99,8 @@ class TunelabCallback:
             self._check_logged(key, scores)
         step = int(env.iteration)
         trial = self.trial
-        trial.report(step, **scores)
+        report_monitored(trial, step, scores, key,
+                         f"TunelabCallback(metric={self.metric!r}, valid_name={self.valid_name!r})", "LightGBM")
         self._track_best(step, key, results, scores[key])
         if prune_now(trial):
             self.pruned_iteration = step

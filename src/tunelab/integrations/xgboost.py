@@ -15,7 +15,7 @@ from typing import Any
 
 from tunelab.errors import ConfigError
 from tunelab.integrations._best import BestScore, check_direction, study_direction
-from tunelab.integrations._common import as_number, check_monitor, check_trial, prune_now, require
+from tunelab.integrations._common import as_number, check_monitor, check_trial, prune_now, report_monitored, require
 
 xgb: Any = require("xgboost", "xgboost", "tunelab.integrations.xgboost")
 
@@ -50,8 +50,9 @@ class TunelabCallback(xgb.callback.TrainingCallback):  # type: ignore[misc]
         observation_key: the monitored metric, ``"<eval name>-<metric>"``: the name given in
             ``evals=[(dvalid, "validation")]`` and the ``eval_metric``, e.g. ``"validation-logloss"``
             (``"test-logloss"`` in ``xgb.cv``). A key XGBoost never logs is a ConfigError at the
-            first round naming the keys it logs. It defines :attr:`best_score`; the study's pruner
-            judges the metric it is set to (``metric=``), else the one its naming rule picks.
+            first round naming the keys it logs. It defines :attr:`best_score`, and the study's pruner
+            decides on it, as with the Lightning callback's ``monitor``, unless the pruner is set to its
+            own metric (``metric=``, which XGBoost must log: a ConfigError otherwise).
         direction: of the monitored metric, for :attr:`best_score`: 'minimize' or 'maximize'; None:
             the study's direction (the objective returns the best score).
     """
@@ -83,7 +84,8 @@ class TunelabCallback(xgb.callback.TrainingCallback):  # type: ignore[misc]
             self._check_logged(scores)
         step = int(epoch)
         trial = self.trial
-        trial.report(step, **scores)
+        report_monitored(trial, step, scores, self.observation_key,
+                         f"TunelabCallback(observation_key={self.observation_key!r})", "XGBoost")
         self._best.update(step, scores[self.observation_key])
         if prune_now(trial):
             self.pruned_iteration = step
