@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 import tunelab
+from tunelab.cli import app
 from tunelab.dashboard import create_app
 from tunelab.dashboard.app import STATIC_DIR
 from tunelab.errors import ConfigError
@@ -209,6 +210,30 @@ def test_trial_detail(client: TestClient) -> None:
     assert t["distributions"]["lr"]["log"] is True and t["user_attrs"]["train"] == {"stage": "coarse"}
     failed = ok(client.get(f"/api/studies/{STUDY}/trials/3"))
     assert "second line" in failed["error"]  # the full text here
+
+
+def chained_failure(trial: tunelab.Trial) -> float:
+    try:
+        raise KeyError("first")
+    except KeyError as e:
+        raise ValueError("the exception that ended it") from e
+
+
+def test_a_failed_trials_error_line_is_the_one_tunelab_show_gives(fresh: str) -> None:
+    """The dashboard listed a chained traceback's first exception (KeyError) and a plain text's first line,
+    while `tunelab show` gives the exception that ended the trial and a plain text's last line."""
+    study = tunelab.create_study(name="failing", storage=fresh, seed=0)
+    study.optimize(chained_failure, n_trials=1, show_progress=False)
+    plain = study.ask()
+    study.storage.finish_trial(plain.trial_id, tunelab.TrialState.FAIL, None,
+                               error="trial command exited with 1; its stderr ends:\nloading data\nCUDA out of memory")
+    with TestClient(create_app(fresh), base_url=LOCAL) as c:
+        listed = [t["error"] for t in ok(c.get("/api/studies/failing/trials"))["trials"]]
+    assert listed == ["ValueError: the exception that ended it", "CUDA out of memory"]
+    shown = CliRunner().invoke(app, ["show", "failing", "--storage", fresh], terminal_width=200)
+    assert shown.exit_code == 0, shown.output
+    assert all(line in shown.output for line in listed)
+    assert "KeyError" not in shown.output and "exited with 1" not in shown.output
 
 
 def test_curves_of_several_trials(client: TestClient) -> None:
@@ -516,7 +541,6 @@ def test_openapi_schema_lists_the_api(client: TestClient) -> None:
 def test_dashboard_command_warns_off_loopback(db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     import uvicorn
 
-    from tunelab.cli import app
 
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(uvicorn, "run", lambda web, **kw: calls.append(kw))

@@ -61,6 +61,7 @@ from tunelab.live import LIVE_NAMES, LIVE_REQUESTS, branch_of, current_params, p
 from tunelab.records import FrozenTrial, StudyRecord, TrialState, study_directions, study_objective_names
 from tunelab.storage import BaseStorage, Curves
 from tunelab.study import PREDICTION, Study, find_best_trial, read_study, study_headline
+from tunelab.study.failures import error_headline
 
 MAX_CURVES = 50
 FigureKind = Literal["history", "slice", "contour", "parallel", "curves", "importance", "stages", "lr_range", "pareto",
@@ -145,16 +146,6 @@ def _text(value: Any) -> str | None:
     return None if value is None or value == "" else str(value)
 
 
-def _first_line(error: str | None) -> str | None:
-    """The error's first line; of a Python traceback, its exception line (``ValueError: ...``)."""
-    lines = [line for line in (error or "").splitlines() if line.strip()]
-    if not lines:
-        return None
-    if lines[0].startswith("Traceback (most recent call last)"):
-        return next((line for line in lines[1:] if not line[0].isspace()), lines[-1])
-    return lines[0]
-
-
 def summary(t: FrozenTrial) -> TrialSummary:
     train = t.user_attrs.get("train")
     stage = train.get("stage") if isinstance(train, Mapping) else None
@@ -165,7 +156,7 @@ def summary(t: FrozenTrial) -> TrialSummary:
                                         violation=_finite(c.violation)) for n, c in t.constraints.items()},
         feasible=t.feasible,
         datetime_start=_iso(t.datetime_start), datetime_complete=_iso(t.datetime_complete),
-        duration=t.duration, stage=_text(stage), error=_first_line(t.error),
+        duration=t.duration, stage=_text(stage), error=error_headline(t.error) or None,
         note=_text(t.user_attrs.get("note")),
     )
 

@@ -59,7 +59,8 @@ class TrialSummary(BaseModel):
     duration: float | None = Field(description="seconds")
     stage: str | None = Field(description='user_attrs["train"]["stage"] (the recipe\'s stage)')
     error: str | None = Field(
-        description="the error's first line (a traceback's last line); the full text in the trial's detail")
+        description="the line that says what ended the trial, as `tunelab show` gives it (of a traceback, the "
+                    "exception that ended it; of a plain text, its last line); the full text in the trial's detail")
     note: str | None
 
 
