@@ -127,7 +127,7 @@ def test_mistakes_are_refused_before_anything_is_written(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match="metric=''"):
         import_study(old, storage=url, metric="")
     import_study(old, storage=url)
-    with pytest.raises(tunelab.errors.TunelabError, match="cnn"):
+    with pytest.raises(ConfigError, match=r"'cnn' is already in the target storage: give the copy another name"):
         import_study(old, storage=url)  # the name is taken
     assert len(tunelab.load_study("cnn", storage=url).trials) == 3
 

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tunelab.distributions import Categorical, Distribution, Float, Int
-from tunelab.errors import ConfigError
+from tunelab.errors import ConfigError, DuplicatedStudyError
 from tunelab.integrations._common import require
 from tunelab.records import CONSTRAINTS_KEY, TrialState
 from tunelab.storage.base import BaseStorage
@@ -84,11 +84,15 @@ def import_study(
     trials = [t for t in study.get_trials(deepcopy=False) if t.state.name in _STATES]
     converted = [{k: distribution(k, d) for k, d in t.distributions.items()} for t in trials]  # errors first
     several = len(directions) > 1
-    target = create_study(
-        name=name or study.study_name, storage=storage, user_attrs=_json_attrs(study.user_attrs),
-        direction=None if several else directions[0], directions=directions if several else None,
-        objective_names=names if several else None,
-    )
+    try:
+        target = create_study(
+            name=name or study.study_name, storage=storage, user_attrs=_json_attrs(study.user_attrs),
+            direction=None if several else directions[0], directions=directions if several else None,
+            objective_names=names if several else None,
+        )
+    except DuplicatedStudyError:
+        raise ConfigError(f"a study named {name or study.study_name!r} is already in the target storage: give the "
+                          "copy another name (import_study(..., name=...), or tunelab import-optuna --name)") from None
     store, study_id = target.storage, target.study_id
     for trial, dists in zip(trials, converted, strict=True):
         for key, dist in dists.items():
