@@ -733,3 +733,17 @@ def test_a_sampler_given_a_seed_says_the_seed_is_the_studys(sampler: str) -> Non
         getattr(tunelab, sampler)(sead=42)
     study = tunelab.create_study(seed=42, sampler=getattr(tunelab, sampler)())
     assert study.seed == 42
+
+
+def test_enqueue_skip_if_exists_queues_a_configuration_once(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path)
+    study = tunelab.create_study(name="s", storage=url, seed=0, sampler=tunelab.RandomSampler())
+    first = study.enqueue({"x": 0.5, "opt": "adam"}, skip_if_exists=True)
+    again = tunelab.load_study("s", url)  # another worker enqueues the same baseline
+    assert again.enqueue({"opt": "adam", "x": 0.5}, skip_if_exists=True) == first
+    assert again.enqueue({"x": 0.25, "opt": "adam"}, skip_if_exists=True) == first + 1  # another value: queued
+    study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0) + (t.suggest_categorical("opt", ["adam", "sgd"]) == "sgd"),
+                   n_trials=3)
+    assert study.enqueue({"x": 0.5, "opt": "adam"}, skip_if_exists=True) == first  # finished: still skipped
+    assert study.enqueue({"x": 0.5, "opt": "adam"}) == 3  # without it: queued again
+    assert [t.params for t in study.trials[:2]] == [{"x": 0.5, "opt": "adam"}, {"x": 0.25, "opt": "adam"}]

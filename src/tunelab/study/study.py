@@ -388,8 +388,19 @@ class Study:
         return trials_to_dataframe(self.trials, self.objective_names if self.is_multi_objective else None)
 
     # -- asking and telling ----------------------------------------------------------------
-    def enqueue(self, params: Mapping[str, ParamValue], user_attrs: Mapping[str, Any] | None = None) -> int:
+    def enqueue(
+        self,
+        params: Mapping[str, ParamValue],
+        user_attrs: Mapping[str, Any] | None = None,
+        *,
+        skip_if_exists: bool = False,
+    ) -> int:
         """Queue a configuration to be tried before the sampler's own; return its trial number.
+
+        With ``skip_if_exists`` (as Optuna's ``enqueue_trial``), a configuration some trial of the
+        study already has (waiting, running or finished: the same value for each parameter given)
+        is not queued again, and that trial's number is returned: every worker of a shared study
+        may enqueue the same baseline.
 
         Parameters not given are sampled as usual when the trial runs. Each value is checked
         before anything is stored, wherever it comes from (this process, a script, the
@@ -408,6 +419,10 @@ class Study:
             params, self._storage.get_distributions(self._study_id), self.space, self._suggestions.known,
             self._recent_distributions,
         )
+        if skip_if_exists:
+            for t in self._storage.get_trials(self._study_id):
+                if all(k in t.params and t.params[k] == v for k, v in clean.items()):
+                    return t.number
         trial = self._storage.create_trial(
             self._study_id, TrialState.WAITING, params=clean, distributions=dists,
             user_attrs=user_attrs, system_attrs={"enqueued": True},
@@ -838,7 +853,7 @@ _ADD_TRIAL = (
 )
 STUDY_HINTS = {
     "study_name": "tunelab calls it study.name",
-    "enqueue_trial": "tunelab calls it study.enqueue(params, user_attrs=...)",
+    "enqueue_trial": "tunelab calls it study.enqueue(params, user_attrs=..., skip_if_exists=...)",
     "add_trial": _ADD_TRIAL,
     "add_trials": _ADD_TRIAL,
     "metric_names": "tunelab calls them study.objective_names",
