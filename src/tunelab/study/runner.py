@@ -752,15 +752,32 @@ def _redeliver_interrupt(unraisable: Any) -> None:
     sys.__unraisablehook__(unraisable)
 
 
+def _quiet_stop(kind: type[BaseException], error: BaseException, tb: Any) -> None:
+    """``sys.excepthook`` of a worker: Cython's handler of an error it cannot pass on (a ``noexcept``
+    callback such as scipy's Sobol set-up) prints the error with ``sys.excepthook`` first and then hands
+    it to ``sys.unraisablehook``; the stop :func:`_raise_interrupt` raised is delivered again there
+    (:func:`_redeliver_interrupt`), so printing it here only showed a traceback in the middle of a clean stop."""
+    if isinstance(error, KeyboardInterrupt) and str(error).startswith((_RECEIVED, _DRIVER_DIED)):
+        return
+    sys.__excepthook__(kind, error, tb)
+
+
+def _handle_stops() -> None:
+    """A worker's signals: Ctrl-C is the driver's to handle, SIGTERM (the driver stops us, or died, see
+    ProcessPool) raises KeyboardInterrupt, which code that cannot pass it on neither loses nor prints."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    sys.unraisablehook = _redeliver_interrupt
+    sys.excepthook = _quiet_stop
+
+
 def _worker_main(conn: Connection, payload: object) -> None:
     """Entry point of a worker process: run the trial of each ("run", trial_id, number) ticket.
 
     The driver reserved the trial: the worker plans its parameters (``("started", ...)`` is sent
     when the objective starts, which starts the trial's timeout) and runs it through :func:`run_trial`.
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
-    signal.signal(signal.SIGTERM, _raise_interrupt)  # the driver stops us, or died (see ProcessPool)
-    sys.unraisablehook = _redeliver_interrupt
+    _handle_stops()
     _single_threaded_torch()
     try:
         job = pickle.loads(payload) if isinstance(payload, bytes) else payload
