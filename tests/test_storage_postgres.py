@@ -63,3 +63,19 @@ def test_a_pooled_connection_left_mid_command_is_replaced_not_used(pg_url: str) 
     raw.close()  # back to the pool in that state
     assert storage.get_study("mid-command").name == "mid-command"
     storage.close()
+
+
+def test_a_server_that_does_not_come_back_in_time_is_a_transient_failure(pg_url: str) -> None:
+    """The error after retry_timeout says the database was away, not that it refused the write: a trial's
+    final write tries its result again later instead of replacing it by FAIL at once (see record_end)."""
+    import sqlalchemy as sa
+
+    storage = SQLStorage(pg_url, retry_timeout=0.2)
+
+    def server_gone() -> None:
+        raise sa.exc.OperationalError("UPDATE trials ...", {}, Exception("server closed the connection unexpectedly"))
+
+    with pytest.raises(tunelab.errors.StorageError, match=r"did not come back within 0\.2s") as info:
+        storage._with_retries("finish_trial", server_gone)
+    assert info.value.transient
+    storage.close()

@@ -399,10 +399,12 @@ class SQLStorage(BaseStorage):
                 if not _is_transient(e):
                     raise
                 if time.monotonic() + delay > deadline:
-                    raise StorageError(
+                    gone = StorageError(
                         f"storage {self._shown!r}: {what} failed and the server did not come back within "
                         f"{timeout:g}s ({e.orig}); check the server and the URL, or raise retry_timeout"
-                    ) from e
+                    )
+                    gone.transient = True
+                    raise gone from e
                 logger.warning("storage: %s failed (%s); retrying in %.2fs", what, str(e.orig).strip(), delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
