@@ -180,3 +180,4 @@ def test_a_keyboard_interrupt_raised_by_the_objective_in_a_worker_is_reported_as
     assert first.state == TrialState.FAIL and first.error == "interrupted: KeyboardInterrupt: raised by the objective"
     assert [t.state for t in study.trials[1:]] == [TrialState.COMPLETE] * 2
     assert "worker process died" not in caplog.text, caplog.text
+    assert "trial 0 failed: interrupted: KeyboardInterrupt: raised by the objective" in caplog.text

@@ -521,6 +521,8 @@ class _Driver:
         if outcome is None:
             logger.warning("trial %d failed: %s", label, reason)
             outcome = TrialOutcome(task_id, label, TrialState.FAIL.value, None, reason)
+        elif outcome.state == TrialState.FAIL.value:  # e.g. a KeyboardInterrupt the objective raised
+            logger.warning("trial %d failed: %s", outcome.number, error_headline(outcome.error))
         self.display.finished(outcome.state, outcome.value, outcome.feasible)
         _call_back(self.study, self.settings, outcome)
 
