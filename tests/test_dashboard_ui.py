@@ -420,7 +420,7 @@ def test_read_only_hides_actions(tmp_path: Path, page: tuple[Page, Console]) -> 
 
 
 def test_note_stop_and_enqueue(tmp_path: Path, page: tuple[Page, Console]) -> None:
-    pg, _ = page
+    pg, console = page
     url, study = make_study(tmp_path, "act", n=3)
     started = threading.Event()
 
@@ -438,6 +438,12 @@ def test_note_stop_and_enqueue(tmp_path: Path, page: tuple[Page, Console]) -> No
         # a note, saved and shown after a reload
         pg.goto(f"{base}/#/study/act/trial/1")
         pg.wait_for_selector("#save-note")
+        # one too long: the API's 422 in words, not its JSON echoing the 10,001 characters back
+        pg.fill("#note-input", "x" * 10_001)
+        pg.click("#save-note")
+        pg.wait_for_function("document.querySelector('#action-result').textContent.includes('10000')")
+        assert pg.inner_text("#action-result") == "note: String should have at most 10000 characters"
+        console.errors[:] = [e for e in console.errors if not ("status of 422" in e and "/note" in e)]
         pg.fill("#note-input", "looks promising")
         pg.click("#save-note")
         pg.wait_for_function("document.querySelector('#action-result').textContent.includes('saved')")

@@ -69,10 +69,23 @@
     }
     if (!response.ok) {
       let detail = body && typeof body === "object" ? body.detail : body;
-      if (detail && typeof detail !== "string") detail = JSON.stringify(detail);
+      if (Array.isArray(detail)) detail = validationText(detail);
+      else if (detail && typeof detail !== "string") detail = JSON.stringify(detail);
       throw new ApiError(response.status, detail || response.statusText);
     }
     return body;
+  }
+
+  /** A 422's validation errors in words ("note: String should have at most 10000 characters"), without the
+   * input they echo (a 10,000-character note, a whole configuration). */
+  function validationText(errors) {
+    return errors.map(function (e) {
+      if (!e || typeof e !== "object") return String(e);
+      const loc = (Array.isArray(e.loc) ? e.loc : []).filter(function (part, i) {
+        return !(i === 0 && (part === "body" || part === "query" || part === "path"));
+      }).join(".");
+      return (loc ? loc + ": " : "") + (e.msg || JSON.stringify(e));
+    }).join("; ");
   }
 
   function esc(value) {
