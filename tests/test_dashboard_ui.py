@@ -204,7 +204,7 @@ def test_stored_text_stays_text_and_in_its_place(tmp_path: Path, page: tuple[Pag
     """A study, parameter, attribute and error made of markup, a right-to-left override and a long line: the
     page shows them as text, opens the study (its name holds a slash, which gave "Not Found"), and keeps
     its layout."""
-    pg, _ = page
+    pg, console = page
     mark = '"><img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
     name = "runs/" + mark
     rtl = "lr \u202e"  # a right-to-left override: it turned round the min and max boxes after the name
@@ -234,6 +234,12 @@ def test_stored_text_stays_text_and_in_its_place(tmp_path: Path, page: tuple[Pag
         assert pg.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
         shot(pg, "stored-text")
         assert pg.evaluate("window.__xss") is None and pg.locator("#app img, #app script").count() == 0
+        # and were markup ever let through, its inline handlers would not run (the page's CSP)
+        pg.evaluate("""document.getElementById('app').insertAdjacentHTML('beforeend',
+                       '<img id="leak" src="data:," onload="window.__xss = 3" onerror="window.__xss = 4">')""")
+        pg.wait_for_function("document.getElementById('leak').complete")
+        assert pg.evaluate("window.__xss") is None
+        console.errors[:] = [e for e in console.errors if "inline event handler" not in e]
 
 
 def test_table_fills_live_and_running_curves_show(tmp_path: Path, page: tuple[Page, Console]) -> None:

@@ -30,6 +30,12 @@ from tunelab.storage import BaseStorage, get_storage
 STATIC_DIR = Path(__file__).parent / "static"
 PLOTLY_JS = "plotly.min.js"
 _UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+"""The page runs only its own scripts: stored text that ever reached its markup unescaped could not run an
+inline handler (``onerror=...``) or script. plotly.js needs inline styles, and eval for its WebGL traces."""
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 """The Host names a dashboard accepts by default (with any port), besides the address it is bound to."""
 ANY_HOST = "*"
@@ -276,6 +282,7 @@ def create_app(
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"  # the page's URL may carry ?token=
         response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
         return response
 
     def not_found(_: Request, exc: Exception) -> JSONResponse:
