@@ -317,6 +317,14 @@ def test_index_and_static_files(client: TestClient) -> None:
             assert client.get(f"/static/{f.name}").content == f.read_bytes()
 
 
+def test_the_page_has_a_content_security_policy_and_the_api_docs_work(client: TestClient) -> None:
+    policy = client.get("/").headers["content-security-policy"]
+    assert "script-src 'self' 'unsafe-eval';" in policy and "object-src 'none'" in policy
+    assert client.get(f"/api/studies/{STUDY}").headers["content-security-policy"] == policy
+    docs = client.get("/docs")  # Swagger UI: scripts from a CDN and an inline one, which the policy would block
+    assert docs.status_code == 200 and "content-security-policy" not in docs.headers
+
+
 def test_plotly_js_comes_from_the_installed_package(client: TestClient) -> None:
     import plotly
 

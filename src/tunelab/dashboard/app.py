@@ -265,6 +265,7 @@ def create_app(
                     "(stop a running trial, enqueue a configuration, annotate a trial).",
     )
     app.state.tunelab = Settings(storage=store, read_only=read_only, token=token)
+    api_pages = {app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
     app.include_router(router)
 
     @app.middleware("http")
@@ -282,7 +283,8 @@ def create_app(
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"  # the page's URL may carry ?token=
         response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+        if path not in api_pages:  # /docs and /redoc load their scripts from a CDN, with an inline one
+            response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
         return response
 
     def not_found(_: Request, exc: Exception) -> JSONResponse:
