@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 from collections.abc import Callable
@@ -74,6 +75,17 @@ def test_a_sampler_object_used_for_another_study_before_gives_what_a_new_one_giv
     # (trial 4 on differed from a new sampler's, same seed).
     again, fresh = reused_and_new_sampler_trials(lambda: make(n_startup_trials=4))
     assert again == fresh
+
+
+def test_a_copy_of_a_new_sampler_used_alongside_it_gives_what_a_new_one_gives() -> None:
+    original = tunelab.TPESampler(n_startup_trials=4)
+    twin = copy.copy(original)  # shares the original's (still empty) caches
+    tunelab.create_study(sampler=original, seed=5, space=SPACE).optimize(bowl, n_trials=8)
+    with_twin = tunelab.create_study(sampler=twin, seed=3, space=SPACE)
+    with_twin.optimize(bowl, n_trials=8)
+    fresh = tunelab.create_study(sampler=tunelab.TPESampler(n_startup_trials=4), seed=3, space=SPACE)
+    fresh.optimize(bowl, n_trials=8)
+    assert [t.params for t in with_twin.trials] == [t.params for t in fresh.trials]
 
 
 def test_an_auto_sampler_used_for_another_study_before_gives_what_a_new_one_gives() -> None:
@@ -234,6 +246,7 @@ def test_a_plan_made_ahead_by_another_worker_is_the_plan_the_trial_makes(
     encoded = EncodedSpace(CUBE)
     worker_a, worker_b = make(n_startup_trials=8), make(n_startup_trials=8)
     finished = history.trials((tunelab.TrialState.COMPLETE,))
+    worker_a._bind(history)  # A serves this study
     worker_a._cache.arrays(encoded, finished[::-1])  # A saw them finish in the reverse order
     earlier = History(study.storage, study.storage.get_study(study.name), CUBE)
     worker_a.plan(earlier, SamplingContext(running.number, study.seed))  # and fitted once before

@@ -661,8 +661,9 @@ class ModelBasedSampler(Sampler):
 
     def _bind(self, history: History) -> None:
         """Forget what was learnt from another study's trials (its rows are cached by trial number, a GP's
-        warm start is its last fit): one sampler object may serve several studies, one after another."""
-        if self._study is not None and self._study != history.study_key:
+        warm start is its last fit): one sampler object may serve several studies, one after another (and a
+        copy made before any study shares its caches with the original until then)."""
+        if self._study != history.study_key:
             self._forget()
         self._study = history.study_key
 
