@@ -376,6 +376,32 @@ def test_a_third_of_a_gpu_is_accepted_as_optimize_accepts_it(tmp_path: Path, thi
     assert e.key == "gpus_per_trial" and "(3 trials per GPU)" in str(e) and "(4 trials per GPU)" in str(e)
 
 
+@pytest.mark.parametrize(("lines", "key", "says"), [
+    ("gpus_per_trial: -1", "gpus_per_trial", "-1 GPUs"),
+    ("gpus_per_trial: many", "gpus_per_trial", "'many' is not a number of GPUs"),
+    ("gpus_per_trial: true", "gpus_per_trial", "true is not a number of GPUs"),  # was read as 1
+    ("gpus_per_trial: 0.3", "gpus_per_trial", "0.3 does not divide one GPU"),
+    ("gpus_per_trial: 1.5", "gpus_per_trial", "1.5 GPUs: above one, a trial gets whole GPUs; write"),
+    ("gpus_per_trial: 1\ngpus: 3", "gpus", "3 is one number, not a list of devices; write gpus: [3]"),
+    ("gpus_per_trial: 1\ngpus: [0, x]", "gpus", "'x' in [0, 'x'] is not a device number"),
+    ("gpus_per_trial: 1\ngpus: [-1]", "gpus", "-1 in [-1] is not a device number"),
+    ("gpus_per_trial: 1\ngpus: [0, 0]", "gpus", "device 0 is listed twice in [0, 0]"),
+    ("gpus_per_trial: 1\ngpus: []", "gpus", "[] lists no device"),
+    ("gpus_per_trial: 1\ngpus: first", "gpus", "'first' is not a list of device numbers"),
+])
+def test_each_bad_gpu_key_names_the_key_its_line_and_the_fix_in_the_file_s_terms(
+        tmp_path: Path, lines: str, key: str, says: str) -> None:
+    """The messages were pydantic's ('Input should be a valid list (got 3)', 'Input should be a valid string', no
+    fix), the engine's ('gpus: gpus entries must be device ids >= 0'), or none at all (gpus_per_trial: true)."""
+    text = GOOD.replace("gpus_per_trial: 0.5\n", "") + lines + "\n"  # after GOOD's other 17 lines
+    e = error(text, tmp_path)
+    line = 17 if key == "gpus_per_trial" else 18
+    assert (e.key, e.line) == (key, line)
+    assert str(e).startswith(f"sweep.yaml:{line}: {key}: {says}"), str(e)
+    assert "gpus_per_trial: " in str(e).removeprefix(f"sweep.yaml:{line}: {key}: ") or "gpus: [" in str(e)  # the fix
+    assert "Input should" not in str(e) and "gpus=" not in str(e) and f"{key}: {key}" not in str(e)
+
+
 def test_devices_without_gpus_per_trial_are_an_error_as_in_optimize(tmp_path: Path) -> None:
     # gpus: [0, 1] with gpus_per_trial: 0 was silently ignored, where optimize() refuses the same
     e = error(GOOD.replace("gpus_per_trial: 0.5", "gpus_per_trial: 0") + "gpus: [0, 1]\n", tmp_path)

@@ -574,6 +574,26 @@ def test_gpus_that_are_not_there_name_the_file_s_key_before_the_study_is_made(tm
     assert info.value.key == "gpus" and info.value.line == 7 and "twice" in str(info.value)
 
 
+def test_devices_this_host_lacks_are_refused_with_the_key_and_the_fix_in_the_file_s_terms(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host checks repeated the engine's messages, in optimize()'s terms ('pass the devices with gpus=[0, 1,
+    ...]') and under gpus_per_trial whatever the key at fault (gpus: [1] for two GPUs per trial)."""
+    text = f"command: {PY} -c pass\nmetric: val_loss\nparameters:\n  lr: [1, 2]\nstorage: sqlite:///t.db\n"
+    monkeypatch.setenv("TUNELAB_FAKE_GPUS", "2")
+    with pytest.raises(SweepConfigError) as info:
+        run_sweep(config_from_text(text + "gpus_per_trial: 2\ngpus: [1]\n", tmp_path), show_progress=False)
+    assert (info.value.key, info.value.line) == ("gpus", 7)
+    assert str(info.value) == ("sweep.yaml:7: gpus: lists 1 device(s) (1) but gpus_per_trial: 2 gives each trial 2; "
+                               "list at least 2 devices, or write gpus_per_trial: 1 or less")
+    monkeypatch.setenv("TUNELAB_FAKE_GPUS", "0")
+    with pytest.raises(SweepConfigError) as info:
+        run_sweep(config_from_text(text + "gpus_per_trial: 1\n", tmp_path), show_progress=False)
+    assert (info.value.key, info.value.line) == ("gpus_per_trial", 6)
+    assert str(info.value).startswith("sweep.yaml:6: gpus_per_trial: 1 GPU(s) per trial, but this host shows no GPU")
+    assert "write gpus_per_trial: 0 to run without GPUs, list the devices with gpus: [0, 1]" in str(info.value)
+    assert "gpus=" not in str(info.value) and not (tmp_path / "t.db").exists()
+
+
 MEMORY = """\
 import json, os
 width = int(os.environ["TUNELAB_PARAM_WIDTH"])

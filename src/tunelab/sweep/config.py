@@ -24,7 +24,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from tunelab.distributions import Bool, Categorical, Distribution, Float, Int
 from tunelab.errors import ConfigError, StorageError, SweepConfigError
-from tunelab.execution.gpus import normalize_devices, parse_gpus_per_trial
+from tunelab.execution.gpus import parse_gpus_per_trial
 from tunelab.priors import LogNormal, Normal
 from tunelab.space import Conditional, SpaceEntry, validate_space
 from tunelab.sweep.command import placeholders
@@ -49,6 +49,50 @@ def _not_a_bool_integer(value: object) -> object:
 
 Number = Annotated[float, BeforeValidator(_not_a_bool)]
 Integer = Annotated[int, BeforeValidator(_not_a_bool_integer)]
+
+GPUS_PER_TRIAL_FIX = ("write gpus_per_trial: 0 (no GPUs), a whole number of GPUs per trial (1, 2) or a fraction "
+                      "that divides one GPU (0.5, 0.25: trials sharing it)")
+GPUS_FIX = "list the devices, e.g. gpus: [0, 1] (or '0,1'), or write gpus: all (every device found)"
+
+
+def _gpus_per_trial(value: object) -> object:
+    """``gpus_per_trial:`` a finite number >= 0 (not true/false, not text): the message names the fix."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        shown = str(value).lower() if isinstance(value, bool) else repr(value)  # as YAML writes it
+        raise ValueError(f"{shown} is not a number of GPUs; {GPUS_PER_TRIAL_FIX}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{value!r} GPUs: {GPUS_PER_TRIAL_FIX}")
+    return value
+
+
+def _gpus(value: object) -> object:
+    """``gpus:`` all, a list of device numbers >= 0 (each once) or the same as text ('0,1')."""
+    if value is None or value == "all":
+        return value
+    if isinstance(value, str):
+        if not re.fullmatch(r"\s*\d+(\s*,\s*\d+)*\s*", value):
+            raise ValueError(f"{value!r} is not a list of device numbers; {GPUS_FIX}")
+        value = [int(x) for x in value.split(",")]
+        return ",".join(str(x) for x in _device_list(value, value))
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError(f"{value!r} is one number, not a list of devices; write gpus: [{value}] for device {value} "
+                         "alone (gpus_per_trial says how many GPUs each trial gets)")
+    if not isinstance(value, list):
+        raise ValueError(f"{value!r} is not a list of device numbers; {GPUS_FIX}")
+    return _device_list(value, value)
+
+
+def _device_list(items: list[Any], shown: object) -> list[int]:
+    if not items:
+        raise ValueError(f"{shown!r} lists no device; {GPUS_FIX}")
+    seen: list[int] = []
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, int) or item < 0:
+            raise ValueError(f"{item!r} in {shown!r} is not a device number (0, 1, ...); {GPUS_FIX}")
+        if item in seen:
+            raise ValueError(f"device {item} is listed twice in {shown!r}; list each device once, e.g. gpus: [0, 1]")
+        seen.append(item)
+    return seen
 DEFAULT_STORAGE = "sqlite:///tunelab.db"
 SAMPLERS = ("auto", "gp", "tpe", "random", "grid", "coarse-to-fine")
 PRUNERS = ("none", "median", "asha", "hyperband", "curve")
@@ -138,8 +182,8 @@ class SweepFile(_Strict):
     n_trials: Annotated[Integer, Field(ge=1)] | None = None
     timeout: Annotated[Number, Field(gt=0)] | None = None
     workers: Annotated[Integer, Field(ge=1)] = 1
-    gpus_per_trial: Annotated[Number, Field(ge=0)] = 0
-    gpus: list[int] | str | None = None
+    gpus_per_trial: Annotated[float, BeforeValidator(_gpus_per_trial)] = 0
+    gpus: Annotated[list[int] | str | None, BeforeValidator(_gpus)] = None
     trial_timeout: Annotated[Number, Field(gt=0)] | None = None
     prune_grace: Annotated[Number, Field(ge=0)] = 30.0
     max_start_failures: Annotated[Integer, Field(ge=0)] = 3
@@ -617,6 +661,8 @@ def _parents_first(names: list[str], conditions: Mapping[str, Mapping[str, Any]]
 
 
 def _check_gpus(f: SweepFile, lines: Lines) -> None:
+    """What the keys' own validators cannot see: how ``gpus_per_trial`` shares GPUs, and ``gpus`` without
+    GPUs per trial. Every message: the key, what is wrong, the fix in the file's terms."""
     g = float(f.gpus_per_trial)
     if g == 0:
         if f.gpus is not None and f.gpus != "all":  # optimize() refuses the same: the devices would go unused
@@ -629,18 +675,12 @@ def _check_gpus(f: SweepFile, lines: Lines) -> None:
         except ConfigError:
             share = 1 / g
             ks = sorted({max(math.floor(share), 1), math.ceil(share)})
-            ways = " or ".join(f"{1 / k:.4g} ({k} trials per GPU)" for k in ks)
-            raise _err(lines, ("gpus_per_trial",), f"{g:g} does not divide one GPU; use 1/k for k trials per GPU, "
+            ways = " or ".join(f"gpus_per_trial: {1 / k:.4g} ({k} trials per GPU)" for k in ks)
+            raise _err(lines, ("gpus_per_trial",), f"{g:g} does not divide one GPU; write 1/k for k trials per GPU, "
                        f"e.g. {ways}") from None
     elif not float(g).is_integer():
-        raise _err(lines, ("gpus_per_trial",), f"{g:g} GPUs: above one, give a whole number of GPUs per trial")
-    if isinstance(f.gpus, str) and f.gpus != "all" and not re.fullmatch(r"\s*\d+(\s*,\s*\d+)*\s*", f.gpus):
-        raise _err(lines, ("gpus",), f"{f.gpus!r}: give device numbers, e.g. gpus: [0, 1] or '0,1', or all")
-    if f.gpus is not None and f.gpus != "all":
-        try:
-            normalize_devices(parse_gpus(f.gpus if isinstance(f.gpus, str) else tuple(f.gpus)))  # negative, repeated
-        except ConfigError as e:
-            raise _err(lines, ("gpus",), f"{e}; e.g. gpus: [0, 1]") from None
+        raise _err(lines, ("gpus_per_trial",), f"{g:g} GPUs: above one, a trial gets whole GPUs; write "
+                   f"gpus_per_trial: {math.floor(g)} or gpus_per_trial: {math.ceil(g)}")
 
 
 def parse_gpus(value: tuple[int, ...] | str | None) -> list[int] | None:

@@ -13,6 +13,8 @@ workers, which stop the commands' process groups.
 
 from __future__ import annotations
 
+import math
+import os
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.errors import ConfigError, StudyNotFoundError, SweepConfigError
-from tunelab.execution.gpus import check_gpus
+from tunelab.execution.gpus import FAKE_GPUS_VAR, VISIBLE_DEVICES_VAR, check_gpus, find_devices
 from tunelab.records import FrozenTrial, TrialState
 from tunelab.samplers import RandomSampler
 from tunelab.space import space_to_json, unwrap
@@ -111,12 +113,38 @@ def check_sweep(config: SweepConfig, allow_changes: bool = False) -> None:
 def _check_devices(config: SweepConfig) -> dict[str, Any]:
     """The GPU options of ``optimize`` (empty without GPUs), checked against this host's devices."""
     gpu = _gpu_options(config)
-    if gpu:  # the devices of this host, before the study is created: the error names the file's key
-        try:
-            check_gpus(gpu["gpus_per_trial"], gpu["gpus"])
-        except ConfigError as e:
-            key = "gpus" if str(e).startswith("gpus ") else "gpus_per_trial"
-            raise SweepConfigError(f"{config.where(key)}: {e}", key=key, line=config.lines.get(key)) from None
+    if not gpu:
+        return gpu
+    # The devices of this host, before the study is created; the error names the file's key and the fix in the
+    # file's terms (the engine's own messages speak of optimize()'s gpus=[...] arguments).
+    def refuse(key: str, text: str) -> SweepConfigError:
+        return SweepConfigError(f"{config.where(key)}: {text}", key=key, line=config.lines.get(key))
+
+    g = gpu["gpus_per_trial"]
+    try:
+        found = find_devices(gpu["gpus"])
+    except ConfigError as e:  # TUNELAB_FAKE_GPUS that is no number
+        raise refuse("gpus", f"no devices listed, and {e}; fix {FAKE_GPUS_VAR} (or unset it), or list the "
+                     "devices, e.g. gpus: [0, 1]") from None
+    if not found.ids:
+        where = {FAKE_GPUS_VAR: f"{FAKE_GPUS_VAR}=0",
+                 VISIBLE_DEVICES_VAR: f"{VISIBLE_DEVICES_VAR}={os.environ.get(VISIBLE_DEVICES_VAR, '')!r} shows none"
+                 }.get(found.source, f"{VISIBLE_DEVICES_VAR} is not set and nvidia-smi lists none (or is missing)")
+        raise refuse("gpus_per_trial", f"{g} GPU(s) per trial, but this host shows no GPU ({where}); write "
+                     f"gpus_per_trial: 0 to run without GPUs, list the devices with gpus: [0, 1], or set "
+                     f"{FAKE_GPUS_VAR}=N for N fake devices (a dry run)")
+    need = math.ceil(g)
+    if need > len(found.ids):
+        have, ids = len(found.ids), ", ".join(found.ids)
+        if found.source == "gpus=":
+            raise refuse("gpus", f"lists {have} device(s) ({ids}) but gpus_per_trial: {g} gives each trial {need}; "
+                         f"list at least {need} devices, or write gpus_per_trial: {have} or less")
+        raise refuse("gpus_per_trial", f"{g} GPUs per trial, but {have} found on this host ({ids}, from "
+                     f"{found.source}); write gpus_per_trial: {have} or less, or make more devices visible")
+    try:
+        check_gpus(g, gpu["gpus"])  # the engine's own checks: whatever the above missed
+    except ConfigError as e:
+        raise refuse("gpus_per_trial", str(e)) from None
     return gpu
 
 
