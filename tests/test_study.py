@@ -757,3 +757,14 @@ def test_enqueue_skip_if_exists_queues_a_configuration_once(tmp_path: Path) -> N
     assert study.enqueue({"x": 0.5, "opt": "adam"}, skip_if_exists=True) == first  # finished: still skipped
     assert study.enqueue({"x": 0.5, "opt": "adam"}) == 3  # without it: queued again
     assert [t.params for t in study.trials[:2]] == [{"x": 0.5, "opt": "adam"}, {"x": 0.25, "opt": "adam"}]
+
+
+def test_tell_returns_the_trial_as_stored_with_an_enqueued_value_the_objective_never_asked_for(tmp_path: Path) -> None:
+    # the returned record said params == {} while the storage held {"x": 1.0}
+    study = tunelab.create_study(storage=f"sqlite:///{tmp_path / 'e.db'}", seed=0, sampler=tunelab.RandomSampler())
+    study.enqueue({"x": 1.0, "y": 2})
+    trial = study.ask()
+    trial.suggest_int("y", 0, 5)
+    told = study.tell(trial, 0.3)
+    assert told.params == study.trials[0].params == {"x": 1.0, "y": 2}
+    assert set(told.distributions) == set(study.trials[0].distributions) == {"y"}

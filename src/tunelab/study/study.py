@@ -648,7 +648,7 @@ class Study:
         several = final_value if isinstance(final_value, tuple) else None
         return FrozenTrial(
             number=trial.number, state=final_state, value=None if several else final_value,  # type: ignore[arg-type]
-            params=trial.params,
+            params={**trial._fixed, **trial.params},  # as stored: an enqueued value the objective never asked for too
             distributions=trial.distributions, user_attrs=trial.user_attrs,
             system_attrs=trial.system_attrs, datetime_start=trial._datetime_start,
             datetime_complete=datetime.now(timezone.utc),
