@@ -819,3 +819,47 @@ def test_a_sweep_prunes_with_the_learning_curve_pruner(tmp_path: Path) -> None:
     assert len(states) == 10 and TrialState.FAIL not in states and TrialState.PRUNED in states, states
     best = min((t for t in study.trials if t.state == TrialState.COMPLETE), key=lambda t: t.params["lr"])
     assert best.params["lr"] == min(t.params["lr"] for t in study.trials)  # the lowest rate is never stopped
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_stops_a_sweep_as_ctrl_c_does_and_the_same_command_resumes_it(tmp_path: Path, workers: int) -> None:
+    # kill / docker stop / a scheduler's preemption: the sweep died with 143, no "run again" line, and its trials
+    # read "the driver process died"
+    write(tmp_path, "sleepy.py", """\
+        import json, os, pathlib, sys, time
+        pathlib.Path("started-" + os.environ["TUNELAB_TRIAL_NUMBER"]).touch()
+        if os.environ.get("SLEEP_FOR_EVER"):
+            time.sleep(600)
+        print(json.dumps({"step": 1, "val_loss": float(sys.argv[1])}))
+    """)
+    write(tmp_path, "sweep.yaml", f"""\
+        study: termed
+        storage: sqlite:///t.db
+        command: PY sleepy.py {{lr}}
+        parameters: {{lr: {{type: float, low: 0.0, high: 1.0}}}}
+        metric: val_loss
+        sampler: random
+        n_trials: 3
+        workers: {workers}
+    """)
+    proc = subprocess.Popen([sys.executable, "-m", "tunelab.cli", "sweep", "sweep.yaml"], cwd=tmp_path,
+                            env={**ENV, "SLEEP_FOR_EVER": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while len(list(tmp_path.glob("started-*"))) < workers:
+            assert time.monotonic() < deadline and proc.poll() is None, "no trial started"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)  # the sweep's process only, as kill does
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted: run `tunelab sweep sweep.yaml` again to resume the study" in err
+    trials = study_of(tmp_path, "termed").trials
+    assert trials and all(t.state == TrialState.FAIL and (t.error or "").startswith("interrupted") for t in trials), [
+        (t.state, t.error) for t in trials]
+    done = cli(tmp_path, "sweep", "sweep.yaml")
+    assert done.returncode == 0, done.stderr
+    assert sum(t.state == TrialState.COMPLETE for t in study_of(tmp_path, "termed").trials) == 3

@@ -14,10 +14,13 @@ import io
 import json
 import math
 import os
+import signal
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -111,6 +114,24 @@ def _cli_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         _err().print("interrupted", style="red", markup=False, highlight=False)
         raise typer.Exit(130) from None
+
+
+def _terminated(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt("terminated (SIGTERM)")
+
+
+@contextmanager
+def sigterm_as_ctrl_c() -> Iterator[None]:
+    """Inside, SIGTERM (``kill``, ``docker stop``, a batch scheduler's preemption) stops the run as Ctrl-C does:
+    its running trials are recorded "interrupted" and the same command resumes it. Only the main thread can
+    set a handler; elsewhere SIGTERM keeps its default."""
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if in_main_thread else None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _shown(url: str) -> str:

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from tunelab.cli.main import _err, _out, app
+from tunelab.cli.main import _err, _out, app, sigterm_as_ctrl_c
 from tunelab.errors import ConfigError, TunelabError
 
 
@@ -84,7 +84,8 @@ def sweep(
         return
 
     try:
-        summary = run_sweep(config, allow_changes=allow_changes)
+        with sigterm_as_ctrl_c():  # kill, docker stop, a scheduler's preemption: resumable, as Ctrl-C
+            summary = run_sweep(config, allow_changes=allow_changes)
     except ConfigError as e:
         raise _fail(str(e), 2) from None
     except TunelabError as e:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import collections
-import signal
-import threading
-from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -22,6 +19,7 @@ from tunelab.cli.main import (
     _open,
     _out,
     app,
+    sigterm_as_ctrl_c,
 )
 from tunelab.errors import TrialNotFoundError
 from tunelab.records import FrozenTrial, TrialState
@@ -62,10 +60,6 @@ def _worker_summary(study: Study, tally: _Tally, interrupted: bool) -> str:
     if interrupted:
         return f"interrupted: {ran}, its running trials are recorded as FAIL; {best_text}"
     return f"done: {ran}; {best_text}"
-
-
-def _terminated(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt("terminated (SIGTERM)")
 
 
 @app.command()
@@ -138,18 +132,14 @@ def worker(
         )
         tally = _Tally()
         heartbeat: dict[str, Any] = {} if heartbeat_interval is None else {"heartbeat_interval": heartbeat_interval}
-        in_main_thread = threading.current_thread() is threading.main_thread()  # signal() works only there
-        previous = signal.signal(signal.SIGTERM, _terminated) if in_main_thread else None  # kill, docker stop
         try:
-            study.optimize(
-                fn, n_trials=n_trials, timeout=timeout, n_workers=n_workers, trial_timeout=trial_timeout,
-                callbacks=[tally], show_progress=progress, grace_period=grace_period,
-                requeue_lost_trials=requeue_lost_trials, **heartbeat,
-            )
+            with sigterm_as_ctrl_c():  # kill, docker stop
+                study.optimize(
+                    fn, n_trials=n_trials, timeout=timeout, n_workers=n_workers, trial_timeout=trial_timeout,
+                    callbacks=[tally], show_progress=progress, grace_period=grace_period,
+                    requeue_lost_trials=requeue_lost_trials, **heartbeat,
+                )
         except KeyboardInterrupt:
             console.print(_worker_summary(study, tally, interrupted=True), markup=False, highlight=False)
             raise
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
         console.print(_worker_summary(study, tally, interrupted=False), markup=False, highlight=False)
