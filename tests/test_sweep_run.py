@@ -23,7 +23,7 @@ from tunelab.errors import SweepConfigError, SweepStartError
 from tunelab.records import TrialState
 from tunelab.sweep import config_from_text, load_config, run_sweep
 from tunelab.sweep.logs import trial_logs
-from tunelab.sweep.run import counted
+from tunelab.sweep.run import check_sweep, counted
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 ENV = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
@@ -592,6 +592,20 @@ def test_devices_this_host_lacks_are_refused_with_the_key_and_the_fix_in_the_fil
     assert str(info.value).startswith("sweep.yaml:6: gpus_per_trial: 1 GPU(s) per trial, but this host shows no GPU")
     assert "write gpus_per_trial: 0 to run without GPUs, list the devices with gpus: [0, 1]" in str(info.value)
     assert "gpus=" not in str(info.value) and not (tmp_path / "t.db").exists()
+
+
+def test_a_listed_device_the_host_lacks_is_refused_before_any_trial_runs_on_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # gpus: [0, 7] on a two-GPU host was taken: every trial given device 7 failed at its first CUDA call
+    text = f"command: {PY} -c pass\nmetric: val_loss\nparameters:\n  lr: [1, 2]\nstorage: sqlite:///t.db\n"
+    monkeypatch.setenv("TUNELAB_FAKE_GPUS", "2")
+    with pytest.raises(SweepConfigError) as info:
+        run_sweep(config_from_text(text + "gpus_per_trial: 1\ngpus: [0, 7]\n", tmp_path), show_progress=False)
+    assert (info.value.key, info.value.line) == ("gpus", 7)
+    assert str(info.value) == ("sweep.yaml:7: gpus: lists device(s) 7, which this host does not have (it has 0, 1, "
+                               "from TUNELAB_FAKE_GPUS); list devices among those, or write gpus: all")
+    assert not (tmp_path / "t.db").exists()
+    check_sweep(config_from_text(text + "gpus_per_trial: 1\ngpus: [1]\n", tmp_path))  # one it has passes
 
 
 MEMORY = """\

@@ -133,6 +133,14 @@ def _check_devices(config: SweepConfig) -> dict[str, Any]:
         raise refuse("gpus_per_trial", f"{g} GPU(s) per trial, but this host shows no GPU ({where}); write "
                      f"gpus_per_trial: 0 to run without GPUs, list the devices with gpus: [0, 1], or set "
                      f"{FAKE_GPUS_VAR}=N for N fake devices (a dry run)")
+    if found.source == "gpus=":  # listed: each must be one of this host's (when the host says which it has)
+        host = find_devices(None)
+        if host.ids and host.source in (FAKE_GPUS_VAR, "nvidia-smi"):
+            missing = [d for d in found.ids if d not in host.ids]
+            if missing:
+                raise refuse("gpus", f"lists device(s) {', '.join(missing)}, which this host does not have (it has "
+                             f"{', '.join(host.ids)}, from {host.source}); list devices among those, or write "
+                             "gpus: all")
     need = math.ceil(g)
     if need > len(found.ids):
         have, ids = len(found.ids), ", ".join(found.ids)
