@@ -839,3 +839,20 @@ def test_a_log_file_that_cannot_be_read_is_said_not_a_500(tmp_path: Path) -> Non
         logs = ok(c.get("/api/studies/sweep/trials/0/logs"))
     assert logs["stderr"] == "warn 1\nwarn 2"
     assert logs["stdout"].startswith("(cannot read ") and "stdout.log" in logs["stdout"]
+
+
+def test_pandas_is_imported_before_the_app_serves(tmp_path: Path) -> None:
+    # The importance route imports pandas (through scikit-learn) in its worker thread; a figure built at the
+    # same time in another took the half-imported module from sys.modules (plotly does) and was a 500:
+    # "partially initialized module 'pandas' has no attribute 'Series'". A fresh process, as a server's.
+    import subprocess
+    import sys
+
+    tunelab.create_study(name="p", storage=f"sqlite:///{tmp_path / 'p.db'}")
+    code = ("import sys; from fastapi.testclient import TestClient; from tunelab.dashboard import create_app\n"
+            f"app = create_app('sqlite:///{tmp_path / 'p.db'}')\n"
+            "assert 'pandas' not in sys.modules, 'imported too early'\n"
+            "with TestClient(app, base_url='http://127.0.0.1:8000'):\n"
+            "    assert 'pandas' in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

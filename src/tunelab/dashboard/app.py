@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import hmac
+import importlib
 import ipaddress
 import logging
 import math
@@ -52,6 +53,21 @@ def plotly_js_path() -> Path | None:
         return None
     path = Path(plotly.__file__).parent / "package_data" / PLOTLY_JS
     return path if path.is_file() else None
+
+
+SHARED_OPTIONALS = ("pandas",)
+"""Modules a request may import half-way while another request's plotly figure looks them up: plotly takes
+``sys.modules["pandas"]`` as it is (``get_module(should_load=False)``), and a pandas still being imported by
+the importance route (scikit-learn imports it) has no ``Series`` yet: that figure was a 500."""
+
+
+def import_shared_optionals() -> None:
+    """Import :data:`SHARED_OPTIONALS` that are installed, once, before the app serves requests."""
+    for name in SHARED_OPTIONALS:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
 
 
 def _static_files() -> dict[str, Path]:
@@ -255,6 +271,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        import_shared_optionals()
         yield
         if owned:
             store.close()
