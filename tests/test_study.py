@@ -537,6 +537,8 @@ def test_load_if_exists_with_a_new_sampler_stores_it(tmp_path: Path) -> None:
     ({"timeout": -1}, "timeout"),
     ({"catch": "ValueError"}, "catch"),
     ({"heartbeat_interval": 5, "grace_period": 1}, "grace_period"),
+    ({"n_trials": 1, "show_progress": "no"}, "show_progress must be True, False or None"),  # was a bar
+    ({"n_trials": 1, "requeue_lost_trials": "no"}, "requeue_lost_trials must be True or False"),  # requeued
 ])
 def test_bad_optimize_options_are_rejected_before_any_trial(kwargs: dict[str, object], word: str) -> None:
     study = tunelab.create_study()

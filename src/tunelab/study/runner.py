@@ -105,6 +105,13 @@ class OptimizeSettings:
                 raise ConfigError(f"{key} must be a positive number of seconds (or None), got {v!r}")
             if v is not None and not isinstance(v, (int, float)):
                 kw[key] = float(v)
+        progress = kw["show_progress"]
+        if progress is not None and not isinstance(progress, bool):  # "no" showed a bar
+            raise ConfigError(
+                f"show_progress must be True, False or None (a bar when stdout is a terminal), got {progress!r}"
+            )
+        if not isinstance(kw["requeue_lost_trials"], bool):
+            raise ConfigError(f"requeue_lost_trials must be True or False, got {kw['requeue_lost_trials']!r}")
         catch = kw["catch"]
         if isinstance(catch, type):
             catch = (catch,)
