@@ -547,6 +547,13 @@ def test_bad_optimize_options_are_rejected_before_any_trial(kwargs: dict[str, ob
     assert study.trials == []
 
 
+@pytest.mark.parametrize("sampler", ["RandomSampler", "TPESampler", "GPSampler", "AutoSampler", "NSGAIISampler"])
+def test_a_sampler_given_a_seed_says_where_the_seed_goes(sampler: str) -> None:
+    # TPESampler(seed=0), as in Optuna, was Python's "got an unexpected keyword argument 'seed'"
+    with pytest.raises(ConfigError, match=rf"{sampler}\(\) takes no seed: .*create_study\(seed=\.\.\.\)"):
+        getattr(tunelab, sampler)(seed=0)
+
+
 def test_parallel_workers_are_served_the_in_memory_storage() -> None:
     study = tunelab.create_study()  # in memory: this process serves it to its workers
     study.optimize(lambda t: 1.0, n_trials=2, n_workers=2)  # a lambda goes by value

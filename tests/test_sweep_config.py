@@ -434,6 +434,13 @@ def test_true_or_false_where_a_top_level_number_belongs_is_an_error(tmp_path: Pa
     assert e.key == key and "is not a number here" in str(e) and example in str(e), str(e)
 
 
+def test_a_seed_under_sampler_points_to_the_top_level_seed(tmp_path: Path) -> None:
+    # was "TPESampler got an unexpected keyword argument 'seed'; its options are: ..." (no seed among them)
+    e = error("command: python t.py {x}\nmetric: val_loss\nparameters:\n  x: [1, 2]\nsampler: {type: tpe, seed: 1}\n",
+              tmp_path)
+    assert e.key == "sampler" and "top-level seed:" in str(e), str(e)
+
+
 def test_two_parameters_with_one_environment_variable_are_an_error(tmp_path: Path) -> None:
     # a.b and a_b were both TUNELAB_PARAM_A_B: the script saw one of the two values under that name
     text = "command: python t.py {a.b} {a_b}\nmetric: val_loss\nparameters:\n  a.b: [1, 2]\n  a_b: [3, 4]\n"

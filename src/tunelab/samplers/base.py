@@ -115,6 +115,13 @@ class Sampler(ABC):
                 raise TypeError(f"{cls.__name__}() takes no arguments")
             return super().__new__(cls)
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Sampler:
+        if "seed" in kwargs:  # Optuna's samplers take one: here Python's TypeError said only "unexpected keyword"
+            raise ConfigError(
+                f"{cls.__name__}() takes no seed: the study seeds every draw; pass create_study(seed=...)"
+            )
+        return super().__new__(cls)
+
     def check_objectives(self, n_objectives: int) -> None:
         """ConfigError when the sampler cannot serve a study with ``n_objectives`` objectives (checked when
         the study is created or loaded, before any trial); nothing by default."""

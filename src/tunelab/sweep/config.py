@@ -718,6 +718,9 @@ def build_sampler(spec: Mapping[str, Any], where: str, line: int | None = None) 
                "random": samplers.RandomSampler, "grid": samplers.GridSampler,
                "coarse-to-fine": samplers.CoarseToFineSampler}
     options = {k: v for k, v in spec.items() if k != "type"}
+    if "seed" in options:
+        raise SweepConfigError(f"{where}: the sampler takes no seed; the file's top-level seed: key seeds every "
+                               "draw (e.g. seed: 0)", key=where.rsplit(": ", 1)[-1], line=line)
     return _build(classes[spec["type"]], options, where, line)
 
 
