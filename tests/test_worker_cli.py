@@ -34,8 +34,8 @@ def start(
     """``tunelab worker ARGS`` in its own process group (like a terminal job)."""
     full_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TUNELAB_STORAGE")}
     full_env.update(OMP_NUM_THREADS="1", NO_COLOR="1", **(env or {}))
-    if pythonpath:
-        full_env["PYTHONPATH"] = str(TESTS_DIR)
+    if pythonpath:  # the tunelab under test too (a worktree's, not the one installed in editable mode)
+        full_env["PYTHONPATH"] = os.pathsep.join([str(TESTS_DIR), str(Path(tunelab.__file__).parents[1])])
     return subprocess.Popen(
         [str(TUNELAB), "worker", *args, "--no-progress"], cwd=cwd, env=full_env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
@@ -237,6 +237,22 @@ def test_each_bad_objective_spec_is_one_error_line_before_any_trial(tmp_path: Pa
         assert line.startswith(f"error: --objective {spec!r}") and "\n" not in line, (spec, err)
         assert needle in line, (spec, line)
         assert out == ""
+    assert tunelab.load_study("s", sqlite_url).trials == []
+
+
+def test_a_bad_number_of_seconds_names_its_option_before_the_header(tmp_path: Path, sqlite_url: str) -> None:
+    # was the header "stopping after ... or -5s", then "error: timeout must be ..." (optimize's Python name)
+    tunelab.create_study(name="s", storage=sqlite_url, seed=0)
+    procs = {
+        option: start("--study", "s", "--storage", sqlite_url, "--objective", "objectives:quadratic", option, value,
+                      cwd=tmp_path)
+        for option, value in (("--timeout", "-5"), ("--trial-timeout", "0"))
+    }
+    for option, proc in procs.items():
+        code, out, err = finish(proc)
+        assert code == 2, (option, out, err)
+        assert f"Invalid value for '{option}': must be a positive number" in err, err
+        assert out == ""  # no header: refused before the study was read
     assert tunelab.load_study("s", sqlite_url).trials == []
 
 

@@ -117,6 +117,11 @@ def worker(
     Uses the sampler stored with the study. Start one worker per host against a shared
     storage (e.g. PostgreSQL); see docs/distributed.md.
     """
+    seconds = {"--timeout": timeout, "--trial-timeout": trial_timeout, "--heartbeat-interval": heartbeat_interval,
+               "--grace-period": grace_period}
+    for option, value in seconds.items():  # named as the option, before the header and optimize's Python names
+        if value is not None and not value > 0:
+            raise typer.BadParameter(f"must be a positive number of seconds, got {value}", param_hint=f"'{option}'")
     with _cli_errors():
         fn = import_objective(objective, path or ())
     with _open(storage) as store:
