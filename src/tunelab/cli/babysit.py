@@ -277,6 +277,8 @@ def watch(
         raise typer.BadParameter(f"must be between 0 and 1 (exclusive), got {factor}", param_hint="'--factor'")
     if not poll_seconds > 0.0:
         raise typer.BadParameter(f"must be more than 0 seconds, got {poll_seconds}", param_hint="'--poll-seconds'")
+    if max_seconds is not None and not max_seconds >= 0.0:  # was the header, then watch(max_seconds=...)'s error
+        raise typer.BadParameter(f"must be 0 or more seconds, got {max_seconds}", param_hint="'--max-seconds'")
     with _cli_errors():
         rule = advice.ReduceOnPlateau(metric=metric, patience=patience, factor=factor, min_lr=min_lr,
                                       cooldown=cooldown, param=param)
