@@ -684,3 +684,26 @@ def test_the_trainer_objective_runs_in_two_worker_processes(tmp_path: Path) -> N
         steps, accs = study.get_curves(t.number)["val_acc"]
         assert steps == [1, 2, 3]
         assert t.value == max(accs) and fit["best_step"] == steps[accs.index(max(accs))]
+
+
+def test_a_float64_model_trains_and_passes_the_checks_on_float32_data() -> None:
+    """A model built in float64 on float32 tensors or a float32 DataLoader: fit and the recipe's checks
+    failed with torch's "mat1 and mat2 must have the same dtype". The inputs now come in the model's
+    dtype: the same history as with float64 data, bit for bit."""
+    from tunelab.recipe import check_initial_loss, overfit_small_sample
+
+    (x, y), (xv, yv) = BLOBS_TRAIN, BLOBS_VAL
+
+    def double(params: Mapping[str, Any]) -> nn.Module:
+        return torch_mlp(dict(params)).double()  # type: ignore[no-any-return, attr-defined]
+
+    histories, initial = [], []
+    for data in ({"train": (x, y), "val": (xv, yv)}, {"train": (x.double(), y), "val": (xv.double(), yv)},
+                 {"data": lambda: (DataLoader(TensorDataset(x, y), batch_size=32), DataLoader(TensorDataset(xv, yv)))}):
+        trainer = Trainer(double, device="cpu", batch_size=32, **data)  # type: ignore[arg-type]
+        histories.append(trainer.fit({"lr": 1e-2}, epochs=2).history)
+        initial.append(check_initial_loss(trainer).evidence["loss"])
+        assert overfit_small_sample(trainer, n_batches=2, lrs=[1e-2], max_steps=60).verdict == "pass"
+    assert histories[0] == histories[1]  # float32 tensors cast, float64 tensors: the same run
+    assert initial[0] == initial[1] == initial[2] and math.isfinite(initial[0])
+    assert histories[0][-1]["val_acc"] > 0.8 and histories[2][-1]["val_acc"] > 0.8  # the loader's (unshuffled) too

@@ -214,6 +214,9 @@ class Trainer:
         self.monitor = monitor or ("val_acc" if self.classifier else "val_loss")
         self.device = device
         self.grad_clip = grad_clip
+        self.input_dtype: torch.dtype | None = None
+        """The floating dtype of the last model built (:meth:`build_model`): :meth:`batches` gives
+        floating-point inputs in it (a float64 model trains on float32 tensors or loaders)."""
 
     def _check_values(self, arg: str, values: Mapping[str, ParamValue]) -> dict[str, ParamValue]:
         out: dict[str, ParamValue] = {}
@@ -251,7 +254,9 @@ class Trainer:
         if missing is not None:
             raise ConfigError(f"Trainer(device={self.device!r}): {missing}; use device='auto' (CUDA when present, "
                               "else the CPU) or 'cpu'")
-        return model.to(device)
+        model = model.to(device)
+        self.input_dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+        return model
 
     def make_optimizer(self, model: nn.Module, params: Mapping[str, ParamValue]) -> torch.optim.Optimizer:
         """The optimizer over the model's trainable parameters, from ``lr``, ``weight_decay``, ``momentum``
@@ -344,9 +349,15 @@ class Trainer:
         """One epoch of ``(inputs, targets)`` batches on the device, shuffled by ``generator``
         (None: in order), from batch number ``start`` on (the epoch's order is drawn whole first,
         so a resumed epoch goes on in the same order). A DataLoader yields its own batches (a resumed
-        epoch's iterator is made under ``epoch_rng``, torch's global RNG state when the epoch began)."""
-        return _data.batches(data, batch_size, resolve_device(self.device), generator, start=start,
-                             epoch_rng=epoch_rng)
+        epoch's iterator is made under ``epoch_rng``, torch's global RNG state when the epoch began).
+        Floating-point inputs come in the dtype of the model built last (:attr:`input_dtype`); the
+        targets as they are (the losses promote them)."""
+        batches = _data.batches(data, batch_size, resolve_device(self.device), generator, start=start,
+                                epoch_rng=epoch_rng)
+        dtype = self.input_dtype
+        if dtype is None:
+            return batches
+        return ((xb.to(dtype) if xb.is_floating_point() and xb.dtype != dtype else xb, yb) for xb, yb in batches)
 
     def steps_per_epoch(self, data: Data, batch_size: int) -> int:
         """Optimiser steps in one pass over ``data``."""
