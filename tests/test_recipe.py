@@ -204,6 +204,28 @@ def test_overfit_measures_the_accuracy_of_class_probability_targets() -> None:
     assert result.verdict == "pass", result.message
 
 
+@pytest.mark.parametrize("loss", [nn.BCEWithLogitsLoss(), nn.functional.binary_cross_entropy_with_logits])
+def test_binary_cross_entropy_on_logits_is_checked_against_ln_2_and_overfits_by_accuracy(loss: Any) -> None:
+    """A binary classifier trained with BCEWithLogits: its initial loss was skipped (no expected value)
+    and the overfit check asked its loss to fall to 1% of where it was after the first pass (0.68 ->
+    0.006), so a model at 99% training accuracy 'could not learn'. Now ln 2 (logits near 0 give it,
+    whatever the class balance) and the accuracy of logit > 0."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 5, generator=g)
+    y = (x[:, :1] + 0.5 * x[:, 1:2] > 0).float()
+    binary = Trainer(lambda p: nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 1)), train=(x[:320], y[:320]),
+                     val=(x[320:], y[320:]), loss=loss, device="cpu")
+    initial = check_initial_loss(binary)
+    assert initial.verdict == "pass", initial.message
+    assert initial.evidence["expected"] == pytest.approx(math.log(2)) and "ln 2" in initial.evidence["source"]
+    fitted = overfit_small_sample(binary, n_batches=4, lrs=[1e-2], max_steps=200)
+    assert fitted.verdict == "pass", fitted.message
+    assert "training accuracy" in fitted.message and fitted.evidence["runs"][0]["acc"] >= 0.99
+    weighted_loss = nn.BCEWithLogitsLoss(pos_weight=torch.tensor([3.0]))
+    weighted = Trainer(binary.build, train=(x, y), val=(x, y), loss=weighted_loss, device="cpu")
+    assert check_initial_loss(weighted).verdict == "skip"  # a weighted loss has no ln 2 to compare with
+
+
 def test_overfit_trains_the_optimizer_the_params_name_at_fixed_rates_of_its_kind() -> None:
     # An 'sgd-hd' trainer was tried at Adam's rates (1e-3, 1e-2, 1e-4: SGD fails to fit where 0.1
     # fits), and params naming 'sgd' on an 'adam-hd' trainer were trained with Adam.

@@ -122,6 +122,9 @@ def check_initial_loss(
         expected = trainer.expected_initial_loss
     if expected is None and trainer.classifier and n_outputs >= 2:
         expected, source = math.log(n_outputs), f"ln {n_outputs} ({n_outputs} classes)"
+    if expected is None and _binary_logits(trainer) and getattr(trainer.loss, "pos_weight", None) is None \
+            and getattr(trainer.loss, "weight", None) is None:
+        expected, source = math.log(2), "ln 2 (binary cross-entropy on logits: near-zero logits at the start)"
     evidence: dict[str, Any] = {"loss": loss, "expected": expected, "source": source, "tolerance": tolerance,
                                 "batches": len(losses), "params": _jsonable(params)}
     seconds = time.perf_counter() - start
@@ -162,7 +165,8 @@ def overfit_small_sample(
     """Train on ``n_batches`` minibatches without regularisation until the model fits them.
 
     Success: training accuracy (on the sample, in eval mode) of at least ``target`` for a
-    classifier, or a loss below ``1 - target`` of its initial value otherwise, at one of ``lrs``
+    classifier (binary cross-entropy on logits included: a logit above 0 predicts 1), or a loss
+    below ``1 - target`` of the untrained model's on the sample otherwise, at one of ``lrs``
     (default: 1e-3, 1e-2, 1e-4 for adaptive optimizers, 1e-2, 1e-1, 1e-3 for SGD, in that order) within
     ``max_steps`` optimiser steps. The evidence names the parameters that are frozen or that
     training never changed.
@@ -177,6 +181,7 @@ def overfit_small_sample(
     lrs = _check_lrs("overfit_small_sample", lrs)
     train, _ = trainer.load_data()
     batch_size = trainer.batch_size_of(params) if isinstance(train, tuple) else trainer.batch_size
+    untrained = trainer.build_model(params, seed)  # first: the batches' inputs come in its dtype
     batches = _first_batches(trainer, train, batch_size, n_batches)
     examples = sum(int(y.shape[0]) for _, y in batches)
     runs: list[dict[str, Any]] = []
@@ -193,7 +198,7 @@ def overfit_small_sample(
                               {"examples": examples, "frozen": frozen}, time.perf_counter() - start)
         initial = {n: p.detach().clone() for n, p in model.named_parameters()}
         curve: list[list[float | None]] = []
-        first_loss: float | None = None
+        first_loss, _ = _fit_on(trainer, model, batches)  # the untrained model's loss on the sample
         run: dict[str, Any] = {"lr": lr, "reached": False}
         for step in range(1, max_steps + 1):
             xb, yb = batches[(step - 1) % len(batches)]
@@ -204,7 +209,6 @@ def overfit_small_sample(
             optimizer.step()
             if step % len(batches) == 0 or step == max_steps:
                 sample_loss, sample_acc = _fit_on(trainer, model, batches)
-                first_loss = sample_loss if first_loss is None else first_loss
                 curve.append([step, sample_loss, sample_acc])
                 if not math.isfinite(sample_loss):
                     break
@@ -217,22 +221,23 @@ def overfit_small_sample(
         if run["reached"]:
             reached = run
             break
-    n_params = sum(p.numel() for p in trainer.build_model(params, seed).parameters())
-    n_frozen = sum(p.numel() for n, p in trainer.build_model(params, seed).named_parameters() if n in frozen)
+    n_params = sum(p.numel() for p in untrained.parameters())
+    n_frozen = sum(p.numel() for n, p in untrained.named_parameters() if n in frozen)
     evidence: dict[str, Any] = {
         "examples": examples, "batches": len(batches), "target": target, "runs": runs,
         "frozen": frozen, "unchanged": unchanged, "frozen_fraction": n_frozen / max(n_params, 1),
         "params": _jsonable(params),
     }
     seconds = time.perf_counter() - start
-    measure = "training accuracy" if trainer.classifier else "training loss"
+    accuracy = trainer.classifier or _binary_logits(trainer)
+    measure = "training accuracy" if accuracy else "training loss"
     if reached is not None:
-        shown = f"{reached['acc']:.1%}" if trainer.classifier else f"{reached['loss']:.3g}"
+        shown = f"{reached['acc']:.1%}" if accuracy else f"{reached['loss']:.3g}"
         return StepResult("overfit", PASS,
                           f"{measure} {shown} on {examples} examples after {reached['steps']} steps at lr "
                           f"{reached['lr']:.3g}: the model can learn", evidence, seconds)
-    best = max(runs, key=lambda r: r["acc"]) if trainer.classifier else min(runs, key=lambda r: r["loss"])
-    shown = f"{best['acc']:.1%}" if trainer.classifier else f"{best['loss']:.3g}"
+    best = max(runs, key=lambda r: r["acc"]) if accuracy else min(runs, key=lambda r: r["loss"])
+    shown = f"{best['acc']:.1%}" if accuracy else f"{best['loss']:.3g}"
     why = []
     if frozen:
         why.append(f"{evidence['frozen_fraction']:.0%} of its weights are frozen (requires_grad=False: "
@@ -261,16 +266,28 @@ def _first_batches(trainer: Trainer, train: Data, batch_size: int, n: int) -> li
 @torch.no_grad()
 def _fit_on(trainer: Trainer, model: torch.nn.Module, batches: list[Tensors]) -> tuple[float, float | None]:
     model.eval()
-    loss_sum, correct, count = 0.0, 0, 0
+    binary = _binary_logits(trainer)
+    loss_sum, correct, count, labels = 0.0, 0, 0, 0
     for xb, yb in batches:
         out = model(xb)
         n = int(yb.shape[0])
         loss_sum += float(trainer.loss_fn(out, yb)) * n
         if trainer.classifier:
             correct += int((out.argmax(dim=1) == trainer.class_labels(out, yb)).sum())
+            labels += n
+        elif binary:  # each output a logit: above 0 predicts 1 (several per example: multi-label)
+            correct += int(((out > 0) == (yb.reshape(out.shape) > 0.5)).sum())
+            labels += int(out.numel())
         count += n
     model.train()
-    return loss_sum / count, (correct / count if trainer.classifier else None)
+    return loss_sum / count, (correct / labels if labels else None)
+
+
+def _binary_logits(trainer: Trainer) -> bool:
+    """Whether the trainer's loss is binary cross-entropy on logits (``nn.BCEWithLogitsLoss``, or
+    ``F.binary_cross_entropy_with_logits`` itself): a classifier whose accuracy needs no argmax."""
+    loss = trainer.loss
+    return isinstance(loss, torch.nn.BCEWithLogitsLoss) or loss is torch.nn.functional.binary_cross_entropy_with_logits
 
 
 def _fitted(trainer: Trainer, loss: float, acc: float | None, first_loss: float, target: float) -> bool:
