@@ -169,3 +169,21 @@ def test_the_first_write_creates_the_file_for_every_storage_on_it(tmp_path: Path
     finally:
         writer.close()
         reader.close()
+
+
+def test_a_read_only_sqlite_file_says_how_to_fix_it_and_is_not_retried(tmp_path: Path) -> None:
+    # "attempt to write a readonly database", with no fix, and marked transient: the end of a trial was retried
+    path = tmp_path / "ro.db"
+    storage = SQLStorage(f"sqlite:///{path}")
+    tunelab.create_study(name="a", storage=storage)
+    reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True)  # SQLite's own error for a file it may not write
+    with pytest.raises(sqlite3.OperationalError) as raised:
+        reader.execute("CREATE TABLE x (a)")
+    reader.close()
+    failure = storage._failure("finish_trial", sa.exc.OperationalError("INSERT ...", {}, raised.value))
+    assert str(failure).endswith("attempt to write a readonly database; make the file and its folder writable by "
+                                 "this user, or give a storage URL it can write")
+    assert failure.transient is False
+    locked = storage._failure("finish_trial", sa.exc.OperationalError("INSERT ...", {},
+                                                                      sqlite3.OperationalError("database is locked")))
+    assert locked.transient is True and "writable" not in str(locked)

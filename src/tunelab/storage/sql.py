@@ -300,8 +300,13 @@ class SQLStorage(BaseStorage):
         self._engine.dispose()
 
     def _failure(self, what: str, error: SQLAlchemyError) -> StorageError:
-        failure = StorageError(f"{what} on {self._shown} failed: {_describe(error)}")
-        failure.transient = isinstance(error, DBAPIError) and _is_transient(error)  # e.g. SQLite's "database is locked"
+        text = f"{what} on {self._shown} failed: {_describe(error)}"
+        read_only = self._sqlite and "readonly database" in text
+        if read_only:  # a file (or its folder, where SQLite writes its journal) this process may not write
+            text += "; make the file and its folder writable by this user, or give a storage URL it can write"
+        failure = StorageError(text)
+        # e.g. SQLite's "database is locked"; a read-only file stays read-only: no point in trying again
+        failure.transient = isinstance(error, DBAPIError) and _is_transient(error) and not read_only
         return failure
 
     # -- schema ----------------------------------------------------------------------------
