@@ -20,6 +20,7 @@ from tunelab.dashboard.app import STATIC_DIR
 from tunelab.errors import ConfigError
 from tunelab.pruners import MedianPruner
 from tunelab.samplers import RandomSampler
+from tunelab.storage.memory import InMemoryStorage
 
 STUDY = "dash"
 STATES = {"WAITING", "RUNNING", "COMPLETE", "PRUNED", "FAIL"}
@@ -244,6 +245,28 @@ def test_curves_of_several_trials(client: TestClient) -> None:
     many = ",".join(str(i) for i in range(80))
     assert len(ok(client.get(f"/api/studies/{STUDY}/curves", params={"numbers": many}))["curves"]) == 12
     assert client.get(f"/api/studies/{STUDY}/curves", params={"numbers": "1;drop"}).status_code == 422
+
+
+def test_scattered_curve_numbers_read_those_trials_not_every_one_between() -> None:
+    # numbers=0,999999999 read every trial in between to return two
+    class Counting(InMemoryStorage):
+        rows = 0
+
+        def get_trials(self, *args: Any, **kwargs: Any) -> list[tunelab.FrozenTrial]:
+            found = super().get_trials(*args, **kwargs)
+            Counting.rows += len(found)
+            return found
+
+    storage = Counting()
+    study = tunelab.create_study(name="many", storage=storage, seed=0, sampler=RandomSampler())
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=200, show_progress=False)
+    with TestClient(create_app(storage), base_url=LOCAL) as c:
+        Counting.rows = 0
+        got = ok(c.get("/api/studies/many/curves", params={"numbers": "0,199,999999999"}))["curves"]
+        assert set(got) == {"0", "199"} and Counting.rows == 2
+        Counting.rows = 0
+        assert set(ok(c.get("/api/studies/many/curves", params={"numbers": "4,6,5"}))["curves"]) == {"4", "5", "6"}
+        assert Counting.rows == 3  # close together: one read of the range
 
 
 @pytest.mark.parametrize("kind", ["history", "slice", "contour", "parallel", "curves", "importance"])

@@ -344,7 +344,12 @@ def get_curves(
 ) -> CurvesPage:
     record = _record(settings, name)
     wanted = list(dict.fromkeys(int(n) for n in numbers.split(",")))[:MAX_CURVES]
-    trials = settings.storage.get_trials(record.study_id, min_number=min(wanted), max_number=max(wanted))
+    lo, hi = min(wanted), max(wanted)
+    if hi - lo < 4 * len(wanted):  # close together: one read of the range
+        trials = settings.storage.get_trials(record.study_id, min_number=lo, max_number=hi)
+    else:  # scattered (0 and 999999999): one read each, not every trial in between
+        trials = [t for n in sorted(wanted) for t in settings.storage.get_trials(record.study_id, min_number=n,
+                                                                                 max_number=n)]
     chosen = set(wanted)
     return CurvesPage(curves={
         str(t.number): _curves(settings.storage.get_curves(t.trial_id), metric) for t in trials if t.number in chosen
