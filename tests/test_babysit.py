@@ -376,6 +376,12 @@ def test_set_command_and_its_errors(url: str, runner: CliRunner) -> None:
     assert_error(invoke(runner, "set", "run", "lr=0.1", "--storage", url), "no branch of run 'run' is running")
 
 
+def test_train_with_a_bad_problem_gives_the_train_command_as_the_example(url: str, runner: CliRunner) -> None:
+    # was "write e.g. `tunelab recipe model:trainer`", the other command's
+    assert_error(invoke(runner, "train", "fresh", "digitz", "--storage", url),
+                 "is neither 'digits' nor MODULE:ATTR", "`tunelab train RUN model:trainer`")
+
+
 def test_train_refuses_a_new_run_without_a_learning_rate_before_creating_it(url: str, runner: CliRunner) -> None:
     # the digits trainer's space has no lr: without --set lr=... the run's start could not train, and a run
     # left behind would be stuck (--set starts a new run only, and it has no checkpoint to roll back to)

@@ -337,7 +337,7 @@ def train(
 
     with _cli_errors():
         values = _values(assignments)
-        trainer = load_trainer(problem, path or [])
+        trainer = load_trainer(problem, path or [], "train RUN")
     with _cli_errors():
         store = get_storage(storage)  # a new run may create the database
         try:

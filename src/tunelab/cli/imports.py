@@ -122,7 +122,8 @@ def import_failed(option: str, spec: str, module_name: str, exc: BaseException) 
 
 
 
-def load_trainer(problem: str, paths: Sequence[Path]) -> Any:
+def load_trainer(problem: str, paths: Sequence[Path], command: str = "recipe") -> Any:
+    """The Trainer PROBLEM names for ``tunelab COMMAND`` (the example in an error is that command's)."""
     from tunelab.torch import Trainer
 
     if problem == "digits":
@@ -132,7 +133,7 @@ def load_trainer(problem: str, paths: Sequence[Path]) -> Any:
     module_name, colon, attr = (part.strip() for part in problem.partition(":"))
     if not colon or not module_name or not attr:
         raise ConfigError(
-            f"PROBLEM {problem!r} is neither 'digits' nor MODULE:ATTR; write e.g. `tunelab recipe model:trainer` "
+            f"PROBLEM {problem!r} is neither 'digits' nor MODULE:ATTR; write e.g. `tunelab {command} model:trainer` "
             "for a tunelab.torch.Trainer named trainer in model.py"
         )
     obj = import_attr(problem, paths, "PROBLEM", "define trainer = tunelab.torch.Trainer(...) there")
