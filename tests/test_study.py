@@ -554,6 +554,21 @@ def test_a_sampler_given_a_seed_says_where_the_seed_goes(sampler: str) -> None:
         getattr(tunelab, sampler)(seed=0)
 
 
+def test_get_trials_reads_states_by_name_and_refuses_an_unknown_one() -> None:
+    # states="COMPLETE" was read letter by letter and states=["DONE"] matched nothing: both returned [] unsaid
+    study = tunelab.create_study(sampler=tunelab.RandomSampler(), seed=0)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    complete = study.get_trials([TrialState.COMPLETE])
+    assert len(complete) == 2
+    assert study.get_trials("COMPLETE") == study.get_trials(["complete"]) == complete  # type: ignore[arg-type]
+    assert study.get_trials(TrialState.COMPLETE) == complete  # type: ignore[arg-type]
+    assert study.get_trials([TrialState.FAIL]) == []
+    with pytest.raises(ConfigError, match=r"'DONE' is no trial state; use WAITING, RUNNING, COMPLETE, PRUNED, FAIL"):
+        study.get_trials(["DONE"])  # type: ignore[list-item]
+    with pytest.raises(ConfigError, match=r"states=\.\.\.\) must be a list of trial states"):
+        study.get_trials(3)  # type: ignore[arg-type]
+
+
 def test_parallel_workers_are_served_the_in_memory_storage() -> None:
     study = tunelab.create_study()  # in memory: this process serves it to its workers
     study.optimize(lambda t: 1.0, n_trials=2, n_workers=2)  # a lambda goes by value

@@ -202,8 +202,9 @@ class Study:
         return self._storage.get_trials(self._study_id)
 
     def get_trials(self, states: Sequence[TrialState] | None = None) -> list[FrozenTrial]:
-        """Trials ordered by number, optionally only those in ``states``."""
-        return self._storage.get_trials(self._study_id, states)
+        """Trials ordered by number, optionally only those in ``states`` (TrialStates or their names; one
+        state alone is taken as a list of it)."""
+        return self._storage.get_trials(self._study_id, None if states is None else _checked_states(states))
 
     @property
     def best_trial(self) -> FrozenTrial:
@@ -909,3 +910,24 @@ def check_objectives_support(directions: Sequence[str], sampler: Sampler | None,
             "TPESampler() (multi-objective TPE), NSGAIISampler(), RandomSampler(), GridSampler() or "
             "CoarseToFineSampler()"
         )
+
+
+def _checked_states(states: object) -> list[TrialState]:
+    """``get_trials(states=...)`` as TrialStates: a state's name ('COMPLETE', 'complete') or a lone state is
+    taken, anything else is a ConfigError (states='COMPLETE' was read letter by letter, states=['DONE'] matched
+    nothing: both returned [] unsaid)."""
+    if isinstance(states, str):  # a TrialState too (a str enum)
+        states = [states]
+    if not isinstance(states, (list, tuple, set, frozenset)):
+        raise ConfigError(f"get_trials(states=...) must be a list of trial states such as [TrialState.COMPLETE], "
+                          f"got {states!r}")
+    checked = []
+    for state in states:
+        try:
+            checked.append(TrialState(state.upper() if isinstance(state, str) else state))
+        except ValueError:
+            raise ConfigError(
+                f"get_trials(states=...): {state!r} is no trial state; use "
+                f"{', '.join(s.value for s in TrialState)} (or TrialState.COMPLETE, ...)"
+            ) from None
+    return checked
