@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     )
     from tunelab.space import Conditional
     from tunelab.storage import InMemoryStorage, SQLStorage, get_storage
-    from tunelab.study import Study, Trial, create_study, delete_study, load_study, read_study
+    from tunelab.study import Study, Trial, copy_study, create_study, delete_study, load_study, read_study
     from tunelab.torch.checkpoint import load_torch, save_torch
 
 __version__ = "0.1.0"
@@ -76,7 +76,9 @@ _LAZY = {
     ),
     "Conditional": "tunelab.space",
     **dict.fromkeys(("InMemoryStorage", "SQLStorage", "get_storage"), "tunelab.storage"),
-    **dict.fromkeys(("Study", "Trial", "create_study", "delete_study", "load_study", "read_study"), "tunelab.study"),
+    **dict.fromkeys(
+        ("Study", "Trial", "copy_study", "create_study", "delete_study", "load_study", "read_study"), "tunelab.study"
+    ),
     **dict.fromkeys(("load_torch", "save_torch"), "tunelab.torch.checkpoint"),
 }
 """Public name -> the module it comes from, imported by :func:`__getattr__` on first use."""
@@ -139,6 +141,7 @@ __all__ = [
     "TrialState",
     "TrialStateError",
     "TunelabError",
+    "copy_study",
     "create_study",
     "delete_study",
     "get_storage",

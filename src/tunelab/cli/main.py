@@ -585,6 +585,24 @@ def delete(
     _out().print(f"deleted study {study_name!r} ({n_trials} trials)", markup=False, highlight=False)
 
 
+@app.command("copy")
+def copy_command(
+    study_name: StudyArgument,
+    to: Annotated[str, typer.Option(
+        "--to", metavar="URL", show_default=False, callback=_checked_storage,
+        help="The storage to copy it into, e.g. postgresql+psycopg://user@host/db (created if it is a new file).")],
+    storage: StorageOption = DEFAULT_STORAGE,
+    name: Annotated[str | None, typer.Option(
+        "--name", help="The copy's name (default: the study's).", show_default=False)] = None,
+) -> None:
+    """Copy a study with every trial, curve and attribute into another storage (or under another name)."""
+    with _cli_errors():
+        copied = tunelab.copy_study(study_name, storage, to, name)
+        n = len(copied.trials)
+    _out().print(f"copied study {study_name!r} ({n} trials) from {_shown(storage)} to {copied.name!r} in "
+                 f"{_shown(to)}", markup=False, highlight=False)
+
+
 # -- reading results ---------------------------------------------------------------------------
 class ImportanceMethod(str, enum.Enum):
     fanova = "fanova"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from tunelab.distributions import Distribution, ParamValue
@@ -225,6 +226,12 @@ class BaseStorage(ABC):
         a JSON list in ``trials.objective_values``); ``value`` is then its first (taken from
         ``values`` when None). Raises TrialStateError if the trial is already finished (or WAITING).
         """
+
+    def restore_times(self, trial_id: int, start: datetime | None, complete: datetime | None) -> bool:
+        """Set a finished trial's start and end times to those it had elsewhere (:func:`tunelab.copy_study`
+        copies a study so). Returns whether the storage kept them; one that cannot answers False and the copy
+        keeps the times of its own writing. TrialStateError for a trial that is not finished."""
+        return False
 
     @abstractmethod
     def report(self, trial_id: int, step: int, metrics: Mapping[str, float]) -> None:

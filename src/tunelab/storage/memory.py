@@ -375,6 +375,18 @@ class InMemoryStorage(BaseStorage):
             self._heartbeats.pop(trial_id, None)
             self._watchers.pop(trial_id, None)  # a finished trial's attributes never change again
 
+    def restore_times(self, trial_id: int, start: datetime | None, complete: datetime | None) -> bool:
+        with self._lock:
+            t = self._trials.get(trial_id)
+            if t is None:
+                raise TrialNotFoundError(f"no trial with id {trial_id}")
+            if not t.state.is_finished:
+                raise TrialStateError(
+                    f"trial {t.number} is {t.state.value}: only a finished trial's times are restored"
+                )
+            self._trials[trial_id] = replace(t, datetime_start=start, datetime_complete=complete)
+        return True
+
     def report(self, trial_id: int, step: int, metrics: Mapping[str, float]) -> None:
         step = int(step)
         with self._lock:

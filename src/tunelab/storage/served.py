@@ -18,6 +18,7 @@ import tempfile
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from multiprocessing.connection import Client, Connection, Listener
 from pathlib import Path
 from typing import Any
@@ -34,8 +35,8 @@ SERVED_METHODS = frozenset({
     "create_study", "get_study", "list_studies", "delete_study", "set_study_attrs", "register_distribution",
     "get_distributions",
     "create_trial", "claim_waiting_trial", "start_trial", "update_trial", "annotate_trial", "append_trial_event",
-    "finish_trial", "discard_trial", "report", "report_steps", "get_curves", "get_metric_at", "heartbeat",
-    "fail_stale_trials",
+    "finish_trial", "discard_trial", "restore_times", "report", "report_steps", "get_curves", "get_metric_at",
+    "heartbeat", "fail_stale_trials",
     "get_trial", "get_trial_system_attr", "get_trial_system_attrs", "get_trials", "get_trial_values", "count_trials",
     "get_best_trial",
 })
@@ -248,6 +249,9 @@ class RemoteStorage(BaseStorage):
 
     def discard_trial(self, trial_id: int) -> bool:
         return bool(self._call("discard_trial", trial_id))
+
+    def restore_times(self, trial_id: int, start: datetime | None, complete: datetime | None) -> bool:
+        return bool(self._call("restore_times", trial_id, start, complete))
 
     def report(self, trial_id: int, step: int, metrics: Mapping[str, float]) -> None:
         self._call("report", trial_id, step, dict(metrics))

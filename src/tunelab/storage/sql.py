@@ -766,6 +766,19 @@ class SQLStorage(BaseStorage):
             return index
 
     @_operation
+    def restore_times(self, trial_id: int, start: datetime | None, complete: datetime | None) -> bool:
+        with self._write() as conn:
+            row = conn.execute(self._q.state_of, {"tid": trial_id}).first()
+            if row is None:
+                raise TrialNotFoundError(f"no trial with id {trial_id}")
+            if row.state in (RUNNING, TrialState.WAITING.value):
+                raise TrialStateError(f"trial {row.number} is {row.state}: only a finished trial's times are restored")
+            conn.execute(sa.update(_T).where(_T.c.trial_id == trial_id).values(
+                started_at=None if start is None else start.timestamp(),
+                completed_at=None if complete is None else complete.timestamp()))
+        return True
+
+    @_operation
     def finish_trial(
         self,
         trial_id: int,

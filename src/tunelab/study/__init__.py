@@ -5,7 +5,8 @@ Trials, the runner loads Studies in worker processes); nothing outside imports t
 internals, only the names re-exported here:
 
 - :mod:`~tunelab.study.study`: :class:`Study`; :mod:`~tunelab.study.factory`: :func:`create_study`,
-  :func:`load_study`, :func:`read_study`, :func:`delete_study`; :mod:`~tunelab.study.verdict`: judging returned values
+  :func:`load_study`, :func:`read_study`, :func:`delete_study`; :mod:`~tunelab.study.copy`: :func:`copy_study`;
+  :mod:`~tunelab.study.verdict`: judging returned values
 - :mod:`~tunelab.study.trial`: :class:`Trial`, the object an objective receives
 - :mod:`~tunelab.study.services`: what a Trial may ask of its study (suggestions, pruning, a writer)
 - :mod:`~tunelab.study.runner`: one trial's life (:func:`~tunelab.study.runner.run_trial`) and the optimize loops
@@ -14,6 +15,7 @@ internals, only the names re-exported here:
 - :mod:`~tunelab.study.headline`: what a list of studies shows of each (best trial, or front size)
 """
 
+from tunelab.study.copy import copy_study
 from tunelab.study.factory import create_study, delete_study, load_study, read_study
 from tunelab.study.headline import StudyHeadline, study_headline
 from tunelab.study.runner import pack_for_workers
@@ -28,6 +30,7 @@ __all__ = [
     "Objective",
     "Study",
     "Trial",
+    "copy_study",
     "create_study",
     "delete_study",
     "find_best_trial",

@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
@@ -709,6 +709,20 @@ class StorageSuite:
         assert got.constraints["mem"].upper == 8.0 and not got.feasible and got.violation == 1.0
         assert [t.values for t in storage.get_trials(study_id)] == [(0.1, -2.5, 1e300), (0.25,)]
         assert storage.get_trial(one.trial_id).feasible
+
+    def test_restore_times_sets_a_finished_trial_s_start_and_end(self, storage: BaseStorage, study_id: int) -> None:
+        trial = storage.create_trial(study_id)
+        storage.finish_trial(trial.trial_id, TrialState.COMPLETE, value=1.0)
+        start = datetime(2026, 1, 2, 3, 4, 5, 250000, tzinfo=timezone.utc)
+        end = datetime(2026, 1, 2, 5, 6, 7, 500000, tzinfo=timezone.utc)
+        if not storage.restore_times(trial.trial_id, start, end):
+            return  # a storage that cannot keep them says so: the copy keeps its own times
+        got = storage.get_trial(trial.trial_id)
+        assert (got.datetime_start, got.datetime_complete) == (start, end) and got.value == 1.0
+        running = storage.create_trial(study_id)
+        with pytest.raises(TrialStateError):
+            storage.restore_times(running.trial_id, start, end)
+        assert storage.get_trial(running.trial_id).datetime_complete is None
 
     def test_finish_trial_refuses_non_finite_objective_values(self, storage: BaseStorage, study_id: int) -> None:
         trial = storage.create_trial(study_id)
