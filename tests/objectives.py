@@ -368,9 +368,24 @@ def never_feasible(trial: tunelab.Trial) -> float:
     return x
 
 
-def interrupted_inside_on_first(trial: tunelab.Trial) -> float:
-    """Trial 0's own code raises KeyboardInterrupt (a library's stop, not a Ctrl-C); the others return."""
+def raises_base_exception_on_first(trial: tunelab.Trial) -> float:
+    """Trial 0 raises what TUNELAB_TEST_RAISE names (SystemExit: ``sys.exit(2)``; KeyboardInterrupt,
+    GeneratorExit, BaseException); the others wait until they are stopped (at most a minute). With
+    TUNELAB_TEST_MEET (a folder), trial 0 raises only once trial 1 runs (at most a minute)."""
     x = trial.suggest_float("x", 0.0, 1.0)
+    meet = os.environ.get("TUNELAB_TEST_MEET")
+    if meet and trial.number == 1:
+        Path(meet, "1").touch()
     if trial.number == 0:
-        raise KeyboardInterrupt("raised by the objective")
+        deadline = time.monotonic() + 60
+        while meet and not Path(meet, "1").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        kind = os.environ["TUNELAB_TEST_RAISE"]
+        if kind == "SystemExit":
+            raise SystemExit(2)
+        kinds = {"KeyboardInterrupt": KeyboardInterrupt, "GeneratorExit": GeneratorExit, "BaseException": BaseException}
+        raise kinds[kind]("raised by the objective")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # the driver stops this worker once trial 0's error reaches it
+        time.sleep(0.01)
     return x

@@ -166,18 +166,39 @@ def test_a_worker_that_recorded_its_trial_before_it_went_is_not_reported_as_fail
     assert settings.failures.finished == collections.Counter({"COMPLETE": 1})
 
 
-def test_a_keyboard_interrupt_raised_by_the_objective_in_a_worker_is_reported_as_recorded(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("kind", ["SystemExit", "KeyboardInterrupt", "BaseException"])  # GeneratorExit: as the last
+def test_a_base_exception_raised_by_the_objective_in_a_worker_is_raised_again_as_in_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, kind: str
 ) -> None:
-    """The worker records "interrupted: KeyboardInterrupt: ..." and ends; the driver replaces it and
-    says what was recorded, not that the worker died (exit code 0)."""
-    from objectives import interrupted_inside_on_first
+    """It came back as RuntimeError(the worker's traceback) (SystemExit, GeneratorExit, BaseException), or
+    the worker was replaced and the study went on (KeyboardInterrupt). Now the driver raises the same
+    class (SystemExit with its code), the worker's traceback as its cause, and stops the study: the
+    other worker's trial is recorded "interrupted", as with Ctrl-C."""
+    import builtins
 
-    study = tunelab.create_study(storage=f"sqlite:///{tmp_path / 'ki.db'}", name="ki", seed=0)
-    with caplog.at_level("WARNING", logger="tunelab"):
-        study.optimize(interrupted_inside_on_first, n_trials=3, n_workers=2)
-    first = study.trials[0]
-    assert first.state == TrialState.FAIL and first.error == "interrupted: KeyboardInterrupt: raised by the objective"
-    assert [t.state for t in study.trials[1:]] == [TrialState.COMPLETE] * 2
-    assert "worker process died" not in caplog.text, caplog.text
-    assert "trial 0 failed: interrupted: KeyboardInterrupt: raised by the objective" in caplog.text
+    from objectives import raises_base_exception_on_first
+    from tunelab.study.runner import WorkerTraceback
+
+    monkeypatch.setenv("TUNELAB_TEST_RAISE", kind)  # spawned workers inherit it
+    cls = getattr(builtins, kind)
+    errors = {}
+    for n_workers in (1, 2):
+        if n_workers == 2:  # trial 0 raises once trial 1 runs in the other worker
+            monkeypatch.setenv("TUNELAB_TEST_MEET", str(tmp_path))
+        study = tunelab.create_study(storage=f"sqlite:///{tmp_path / 'b.db'}", name=f"b{n_workers}", seed=0)
+        with pytest.raises(cls) as raised, caplog.at_level("WARNING", logger="tunelab"):
+            study.optimize(raises_base_exception_on_first, n_trials=3, n_workers=n_workers)
+        assert type(raised.value) is cls
+        assert raised.value.args == ((2,) if kind == "SystemExit" else ("raised by the objective",))
+        first, *others = study.trials
+        assert first.state == TrialState.FAIL and kind in (first.error or "")
+        errors[n_workers] = first.error if kind in ("SystemExit", "KeyboardInterrupt") else None
+        assert [(t.state, t.error) for t in others] == [
+            (TrialState.FAIL, "interrupted: KeyboardInterrupt: worker received signal SIGTERM")
+        ] * (n_workers - 1)
+    cause = raised.value.__cause__
+    assert isinstance(cause, WorkerTraceback) and "raises_base_exception_on_first" in str(cause), cause
+    assert errors[1] == errors[2]  # recorded the same way (with a traceback for the others: its lines differ)
+    assert "trial 0 failed" not in caplog.text, caplog.text  # raised, not logged as well (as with one worker)
+
+

@@ -271,3 +271,25 @@ def test_a_missing_study_or_database_is_one_error_line(tmp_path: Path, sqlite_ur
         assert line.startswith("error: ") and "\n" not in line and needle in line, err
     assert not missing_db.exists()
     assert tunelab.load_study("here", sqlite_url).trials == []
+
+
+def test_sys_exit_in_the_objective_exits_with_its_code_with_two_workers_as_with_one(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """With --n-workers 2 it printed the worker's traceback as a RuntimeError and exited 1."""
+    results = []
+    for n_workers in (1, 2):
+        meet = {"TUNELAB_TEST_MEET": str(tmp_path)} if n_workers == 2 else {}  # trial 1 runs when trial 0 exits
+        tunelab.create_study(name=f"exit{n_workers}", storage=sqlite_url, seed=0)
+        proc = start(
+            "--study", f"exit{n_workers}", "--storage", sqlite_url, "--objective",
+            "objectives:raises_base_exception_on_first", "--n-trials", "4", "--n-workers", str(n_workers),
+            cwd=tmp_path, env={"TUNELAB_TEST_RAISE": "SystemExit", **meet},
+        )
+        code, _, err = finish(proc)
+        results.append((code, err))
+        trials = tunelab.load_study(f"exit{n_workers}", sqlite_url).trials
+        assert trials[0].state == TrialState.FAIL and trials[0].error == "interrupted: SystemExit: 2"
+        assert all(t.state == TrialState.FAIL for t in trials), [(t.number, t.state, t.error) for t in trials]
+    # No traceback: with two, only the other worker's trial, stopped, is said to have failed.
+    assert results == [(2, ""), (2, "trial 1 failed: interrupted: KeyboardInterrupt: worker received signal SIGTERM\n")]

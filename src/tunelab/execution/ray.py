@@ -9,7 +9,8 @@ holds and can record it whatever happens to the task. A task returns a plain tup
 - ``("finished", result)``: done normally;
 - ``("exhausted",)``: no work after all (the task recorded why); it does not count,
   and nothing more is submitted until another task finishes;
-- ``("fatal", error_class_name, message)``: an error that must stop the run.
+- ``("fatal", error_class_name, message, args)``: an error that must stop the run
+  (``args``: its plain arguments, e.g. the code of a ``SystemExit``).
 
 A task that fails on Ray's side (its worker died, its node was lost, it could not be
 deserialized: any ``RayError``) is reported as lost, with the error's text. Ray never
@@ -57,8 +58,11 @@ class TaskEvents(Protocol):
     def lost(self, task_id: int, label: int, reason: str) -> None:
         """A task failed on Ray's side, or was cancelled (interrupt): record its work."""
 
-    def stopped(self, task_id: int, label: int, error_class: str, message: str) -> None:
-        """A task hit an error that must stop the run: record its work, then raise the error."""
+    def stopped(
+        self, task_id: int, label: int, error_class: str, message: str, args: tuple[Any, ...] | None = None
+    ) -> None:
+        """A task hit an error that must stop the run: record its work, then raise the error (``args``: its
+        arguments)."""
 
     def alive(self, task_ids: list[int]) -> None:
         """These tasks are still in flight (called about once a second)."""
@@ -235,7 +239,7 @@ class _Run:
             self.exhausted = True
             self.events.exhausted(task_id, label)
         else:
-            self.events.stopped(task_id, label, result[1], result[2])
+            self.events.stopped(task_id, label, *result[1:])
 
     def _lost(self, task_id: int, label: int, error: BaseException) -> None:
         self.exhausted = False

@@ -496,6 +496,7 @@ class _Driver:
         self.display = display
         self._stale = settings.stale_trials(study)
         self._last_beat = time.monotonic()
+        self._raised: set[str] = set()
 
     def reserve(self) -> tuple[int, int] | None:
         if self.study._stopping:  # Study.stop(): no new trial (the running ones finish)
@@ -528,17 +529,24 @@ class _Driver:
         if outcome is None:
             logger.warning("trial %d failed: %s", label, reason)
             outcome = TrialOutcome(task_id, label, TrialState.FAIL.value, None, reason)
-        elif outcome.state == TrialState.FAIL.value:  # e.g. a KeyboardInterrupt the objective raised
+        elif outcome.state == TrialState.FAIL.value and error_headline(outcome.error) not in self._raised:  # e.g. a
+            # worker stopped, or a KeyboardInterrupt the objective raised (unless it is the error raised)
             logger.warning("trial %d failed: %s", outcome.number, error_headline(outcome.error))
         self.display.finished(outcome.state, outcome.value, outcome.feasible)
         _call_back(self.study, self.settings, outcome)
 
-    def fatal(self, error_class: str, message: str) -> None:
-        raise _error_of(error_class, message)
+    def fatal(self, error_class: str, message: str, args: tuple[Any, ...] | None = None) -> None:
+        error = _error_of(error_class, message, args)
+        # What the worker recorded for the trial that raised it: not logged again as "trial N failed"
+        # when the pool stops (the error itself is raised, as with n_workers=1).
+        self._raised = {error_headline(message), f"interrupted: {error_class}: {error}"}
+        raise error
 
-    def stopped(self, task_id: int, label: int, error_class: str, message: str) -> None:
+    def stopped(
+        self, task_id: int, label: int, error_class: str, message: str, args: tuple[Any, ...] | None = None
+    ) -> None:
         _fail_if_running(self.study.storage, task_id, label, message)
-        self.fatal(error_class, message)
+        self.fatal(error_class, message, args)
 
     def alive(self, task_ids: list[int]) -> None:
         """The driver's housekeeping at each poll: fail the study's lost trials as soon as their grace
@@ -559,17 +567,59 @@ class _Driver:
                 logger.debug("heartbeat failed", exc_info=True)
 
 
-def _error_of(error_class: str, message: str) -> BaseException:
-    """The exception a worker or task reported by class name: tunelab's own or a built-in one."""
+class WorkerTraceback(Exception):  # noqa: N818 - never raised alone: the cause carrying a traceback
+    """The traceback of an exception raised in a worker process or task: the ``__cause__`` of the same
+    exception raised again in the driver, so that the driver's report shows where it came from."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return "raised in a worker process:\n" + self.text.rstrip("\n")
+
+
+def _error_of(error_class: str, message: str, args: tuple[Any, ...] | None = None) -> BaseException:
+    """The exception a worker or task reported by class name: tunelab's own or a built-in one.
+
+    A built-in that is no :class:`Exception` (``SystemExit``, ``KeyboardInterrupt``, ``GeneratorExit``,
+    ``BaseException``) is raised again as it was raised in the worker: with its ``args`` (the exit
+    code of ``SystemExit``), the worker's traceback (``message``) as its ``__cause__``, so that the
+    study stops as it does when the objective runs in this process (``sys.exit(2)`` exits 2, a
+    ``KeyboardInterrupt`` stops the study as Ctrl-C does).
+    """
     cls = getattr(errors, error_class, None)
     if not (isinstance(cls, type) and issubclass(cls, BaseException)):
         cls = getattr(builtins, error_class, None)
+    if isinstance(cls, type) and issubclass(cls, BaseException) and not issubclass(cls, Exception):
+        if args is not None:
+            try:
+                error = cls(*args)
+            except Exception:  # noqa: BLE001 - arguments it does not take: its class still stops the study
+                error = cls()
+            error.__cause__ = WorkerTraceback(message)
+            return error
     if not (isinstance(cls, type) and issubclass(cls, Exception)):
         return RuntimeError(message)
     try:
         return cls(message)
     except Exception:  # noqa: BLE001 - a built-in that wants other arguments
         return RuntimeError(message)
+
+
+def _plain_args(error: BaseException) -> tuple[Any, ...]:
+    """``error.args`` when they are plain data the driver can rebuild the error from (the code of a
+    ``SystemExit``), else its text."""
+    plain = (type(None), bool, int, float, str)
+    if all(isinstance(a, plain) for a in error.args):
+        return tuple(error.args)
+    return (str(error),)
+
+
+def _fatal_message(error: BaseException) -> tuple[Any, ...]:
+    """What a worker or task reports of an error that must stop the run (see :func:`_error_of`)."""
+    text = str(error) if isinstance(error, TunelabError) else _error_text(error)
+    return ("fatal", type(error).__name__, text, _plain_args(error))
 
 
 def _optimize_in_processes(
@@ -723,7 +773,7 @@ def _storage_for_task(url: str) -> BaseStorage:
 def _run_reserved_trial(job: Any, trial_id: int) -> tuple[Any, ...]:
     """The body of one Ray task: run the trial the driver reserved; say how it went.
 
-    Returns ``("finished", TrialOutcome)``, ``("exhausted",)`` or ``("fatal", class_name, message)``
+    Returns ``("finished", TrialOutcome)``, ``("exhausted",)`` or ``("fatal", class_name, message, args)``
     (see :mod:`tunelab.execution.ray`).
     """
     try:
@@ -734,14 +784,19 @@ def _run_reserved_trial(job: Any, trial_id: int) -> tuple[Any, ...]:
     except SearchExhausted:
         return ("exhausted",)
     except BaseException as e:  # noqa: BLE001 - report anything fatal to the driver
-        return ("fatal", type(e).__name__, str(e) if isinstance(e, TunelabError) else _error_text(e))
+        return _fatal_message(e)
 
 
 _DRIVER_DIED = "the driver process died; its worker stopped"
 _RECEIVED = "worker received signal "
 
 
+_stop_received = False  # in a worker: SIGTERM came (the driver stops it, or died)
+
+
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    global _stop_received
+    _stop_received = True
     if driver_gone():
         raise KeyboardInterrupt(_DRIVER_DIED)
     raise KeyboardInterrupt(f"{_RECEIVED}{signal.Signals(signum).name}")
@@ -808,18 +863,27 @@ def _worker_main(conn: Connection, payload: object) -> None:
                 conn.send(("exhausted",))
                 continue
             conn.send(("finished", outcome))
-    except KeyboardInterrupt:
-        return
+    except KeyboardInterrupt as e:
+        if _stop_received:  # the driver stops us (SIGTERM), or it died: nothing to report
+            return
+        _report_fatal(conn, e)  # raised by the objective: it stops the study, as in the driver's process
     except (EOFError, BrokenPipeError):
         return
     except BaseException as e:  # noqa: BLE001 - report anything fatal to the driver
-        # This worker ends now: the driver's stop (SIGTERM, sent once it reads this) has nothing left to
-        # interrupt, and would only print a second traceback from the middle of the send or the exit.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        try:
-            conn.send(("fatal", type(e).__name__, str(e) if isinstance(e, TunelabError) else _error_text(e)))
-        except OSError:
-            pass
+        _report_fatal(conn, e)
+
+
+def _report_fatal(conn: Connection, error: BaseException) -> None:
+    """Send the driver an error that must stop the run (it raises the same class again, see :func:`_error_of`).
+
+    This worker ends now: the driver's stop (SIGTERM, sent once it reads this) has nothing left to
+    interrupt, and would only print a second traceback from the middle of the send or the exit.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        conn.send(_fatal_message(error))
+    except OSError:
+        pass
 
 
 def _single_threaded_torch() -> None:
