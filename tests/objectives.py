@@ -368,9 +368,13 @@ def never_feasible(trial: tunelab.Trial) -> float:
     return x
 
 
+class StopEverything(BaseException):
+    """A user's own BaseException (as a framework's stop signal)."""
+
+
 def raises_base_exception_on_first(trial: tunelab.Trial) -> float:
     """Trial 0 raises what TUNELAB_TEST_RAISE names (SystemExit: ``sys.exit(2)``; KeyboardInterrupt,
-    GeneratorExit, BaseException); the others wait until they are stopped (at most a minute). With
+    GeneratorExit, BaseException, StopEverything); the others wait until they are stopped (at most a minute). With
     TUNELAB_TEST_MEET (a folder), trial 0 raises only once trial 1 runs (at most a minute)."""
     x = trial.suggest_float("x", 0.0, 1.0)
     meet = os.environ.get("TUNELAB_TEST_MEET")
@@ -383,7 +387,8 @@ def raises_base_exception_on_first(trial: tunelab.Trial) -> float:
         kind = os.environ["TUNELAB_TEST_RAISE"]
         if kind == "SystemExit":
             raise SystemExit(2)
-        kinds = {"KeyboardInterrupt": KeyboardInterrupt, "GeneratorExit": GeneratorExit, "BaseException": BaseException}
+        kinds = {"KeyboardInterrupt": KeyboardInterrupt, "GeneratorExit": GeneratorExit, "BaseException": BaseException,
+                 "StopEverything": StopEverything}
         raise kinds[kind]("raised by the objective")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # the driver stops this worker once trial 0's error reaches it

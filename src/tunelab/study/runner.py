@@ -583,7 +583,9 @@ def _error_of(error_class: str, message: str, args: tuple[Any, ...] | None = Non
     """The exception a worker or task reported by class name: tunelab's own or a built-in one.
 
     A built-in that is no :class:`Exception` (``SystemExit``, ``KeyboardInterrupt``, ``GeneratorExit``,
-    ``BaseException``) is raised again as it was raised in the worker: with its ``args`` (the exit
+    ``BaseException``), or the user's own such class named ``module:qualname`` (when this process has
+    imported that module; a class sent by value from ``__main__`` is the driver's own ``__main__``'s),
+    is raised again as it was raised in the worker: with its ``args`` (the exit
     code of ``SystemExit``), the worker's traceback (``message``) as its ``__cause__``, so that the
     study stops as it does when the objective runs in this process (``sys.exit(2)`` exits 2, a
     ``KeyboardInterrupt`` stops the study as Ctrl-C does).
@@ -591,12 +593,17 @@ def _error_of(error_class: str, message: str, args: tuple[Any, ...] | None = Non
     cls = getattr(errors, error_class, None)
     if not (isinstance(cls, type) and issubclass(cls, BaseException)):
         cls = getattr(builtins, error_class, None)
+    if ":" in error_class:  # the user's own BaseException, "module:qualname": if this process has it
+        module, _, qualname = error_class.partition(":")
+        cls = sys.modules.get(module)
+        for part in qualname.split("."):
+            cls = getattr(cls, part, None)
     if isinstance(cls, type) and issubclass(cls, BaseException) and not issubclass(cls, Exception):
-        if args is not None:
+        for given in (args, ()) if args is not None else ():
             try:
-                error = cls(*args)
-            except Exception:  # noqa: BLE001 - arguments it does not take: its class still stops the study
-                error = cls()
+                error = cls(*given)
+            except Exception:  # noqa: BLE001 - arguments it does not take: without them, else RuntimeError
+                continue
             error.__cause__ = WorkerTraceback(message)
             return error
     if not (isinstance(cls, type) and issubclass(cls, Exception)):
@@ -619,7 +626,11 @@ def _plain_args(error: BaseException) -> tuple[Any, ...]:
 def _fatal_message(error: BaseException) -> tuple[Any, ...]:
     """What a worker or task reports of an error that must stop the run (see :func:`_error_of`)."""
     text = str(error) if isinstance(error, TunelabError) else _error_text(error)
-    return ("fatal", type(error).__name__, text, _plain_args(error))
+    cls = type(error)
+    name = cls.__name__
+    if not issubclass(cls, Exception) and cls.__module__ != "builtins":  # the user's own: found by its module
+        name = f"{cls.__module__}:{cls.__qualname__}"
+    return ("fatal", name, text, _plain_args(error))
 
 
 def _optimize_in_processes(
