@@ -392,6 +392,18 @@ def test_train_refuses_a_new_run_without_a_learning_rate_before_creating_it(url:
         tunelab.load_study("fresh", url)
 
 
+def test_train_checks_its_options_before_the_runs_start(url: str, runner: CliRunner) -> None:
+    # a bad --direction was shown only after `--set lr=...` fixed the missing learning rate; a bad
+    # problem was reported first too
+    for extra in ([], ["--set", "lr=0.01"], ["digitz"]):
+        refused = invoke(runner, "train", "fresh", *extra, "--direction", "max", "--epochs", "1", "--storage", url)
+        assert refused.exit_code == 2, refused.output
+        assert "Invalid value for '--direction'" in refused.output and "'minimize' or 'maximize'" in refused.output
+        assert "learning rate" not in refused.output and "digitz" not in refused.output
+    with pytest.raises(tunelab.errors.StudyNotFoundError):
+        tunelab.load_study("fresh", url)
+
+
 def test_rollback_tree_suggest_and_watch_commands(url: str, runner: CliRunner) -> None:
     study = new_run(url)
     trial, state = started(study)

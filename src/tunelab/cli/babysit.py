@@ -26,7 +26,7 @@ from tunelab.cli.main import (
 from tunelab.distributions import ParamValue
 from tunelab.errors import ConfigError
 from tunelab.live import branch_of
-from tunelab.records import TrialState
+from tunelab.records import DIRECTIONS, TrialState
 from tunelab.storage import get_storage
 from tunelab.study import Study
 
@@ -335,6 +335,10 @@ def train(
     from tunelab.errors import StudyNotFoundError
     from tunelab.torch import monitor_direction
 
+    # every option first: a bad --direction was reported only once --set lr=... was right (a usage error
+    # shown after an error of the run's start)
+    if direction is not None and direction not in DIRECTIONS:
+        raise typer.BadParameter(f"must be 'minimize' or 'maximize', got {direction!r}", param_hint="'--direction'")
     with _cli_errors():
         values = _values(assignments)
         trainer = load_trainer(problem, path or [], "train RUN")
