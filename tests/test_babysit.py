@@ -438,7 +438,8 @@ def test_rollback_tree_suggest_and_watch_commands(url: str, runner: CliRunner) -
     plateau = new_run(url, name="watched")
     reported(plateau, {"val_loss": PLATEAU})
     for option, bad in [("--patience", "0"), ("--factor", "1.5"), ("--factor", "0"), ("--poll-seconds", "0"),
-                        ("--cooldown", "-1"), ("--min-lr", "-1"), ("--max-seconds", "-1")]:
+                        ("--cooldown", "-1"), ("--min-lr", "-1"), ("--max-seconds", "-1"),
+                        ("--metric", ""), ("--param", "")]:  # the two names: was ReduceOnPlateau(metric=...)'s error
         refused = invoke(runner, "watch", "watched", "--auto", "reduce_on_plateau", option, bad, "--storage", url)
         assert refused.exit_code == 2 and f"Invalid value for '{option}'" in refused.output, refused.output
         assert "watching" not in refused.output  # refused before the watch begins, named as the option

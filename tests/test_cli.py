@@ -342,6 +342,18 @@ def test_importance_of_a_study_with_several_objectives_asks_for_the_option(runne
     assert_error(invoke(runner, "importance", "mo", "--storage", url), "has 2 objectives", "pass --objective val_acc")
 
 
+def test_importance_with_an_unknown_objective_names_the_option(runner: CliRunner, url: str) -> None:
+    # was "importance(objective='nope') is not an objective": the Python call, not --objective
+    tunelab.create_study(name="mo", storage=url, directions=["maximize", "minimize"],
+                         objective_names=["val_acc", "latency_ms"])
+    tunelab.create_study(name="so", storage=url)
+    for name, needle in [("mo", "its objectives are val_acc, latency_ms; pass e.g. --objective val_acc"),
+                         ("so", "it has a single objective; leave --objective out")]:
+        result = invoke(runner, "importance", name, "--objective", "nope", "--storage", url)
+        assert_error(result, f"--objective 'nope' is not an objective of study {name!r}", needle)
+        assert "importance(" not in result.stderr
+
+
 def test_a_worker_on_a_study_with_several_objectives_ends_with_its_front(runner: CliRunner, url: str) -> None:
     # The worker ran its trials, then ended with "error: ... has no single best_trial" and exit code 1.
     tunelab.create_study(name="mo", storage=url, directions=["minimize", "minimize"], seed=0,

@@ -185,6 +185,16 @@ def test_cli_unknown_objective_is_one_error_line(runner: CliRunner, tmp_path: Pa
     assert "a. initial loss" not in result.stdout and not (tmp_path / "t.db").exists()
 
 
+def test_cli_empty_or_repeated_objectives_name_the_option(runner: CliRunner, tmp_path: Path) -> None:
+    # was "objectives=... must be a list of names ..." / "objectives=... names an objective twice": the Python argument
+    url = f"sqlite:///{tmp_path / 't.db'}"
+    for bad in (",", "val_acc,val_acc"):
+        result = runner.invoke(app, ["recipe", "--objectives", bad, "--storage", url, "--no-progress"])
+        assert result.exit_code == 2, result.output
+        assert "Invalid value for '--objectives'" in result.output and "objectives=" not in result.output
+    assert not (tmp_path / "t.db").exists()
+
+
 def test_cli_help_explains_objectives(runner: CliRunner) -> None:
     result = runner.invoke(app, ["recipe", "--help"])
     assert result.exit_code == 0, result.output

@@ -273,6 +273,10 @@ def watch(
     """Apply an automatic rule to the run's running branch as it trains, printing each change."""
     from tunelab.babysit import advice
 
+    for option, name in (("--metric", metric), ("--param", param)):  # was ReduceOnPlateau(metric=...)'s error
+        if not name.strip():
+            raise typer.BadParameter(f"must be a name such as {'val_loss' if option == '--metric' else 'lr'!r}, "
+                                     f"got {name!r}", param_hint=f"'{option}'")
     if not 0.0 < factor < 1.0:  # named as the option, before the rule names its Python argument
         raise typer.BadParameter(f"must be between 0 and 1 (exclusive), got {factor}", param_hint="'--factor'")
     if not poll_seconds > 0.0:

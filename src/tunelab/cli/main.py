@@ -757,11 +757,17 @@ def importance(
         from tunelab.analysis.importance import advice
         from tunelab.analysis.importance import importance as shares_of
 
-        if objective is None and study.is_multi_objective:  # the library's message names the Python argument
-            names = study.objective_names
+        names = study.objective_names  # checked here: the library's messages name the Python argument
+        if objective is None and study.is_multi_objective:
             raise ConfigError(
                 f"study {study.name!r} has {len(names)} objectives ({', '.join(names)}) and each has its own "
                 f"importances: pass --objective {names[0]} (or another objective's name)"
+            )
+        if objective is not None and objective not in names:
+            raise ConfigError(
+                f"--objective {objective!r} is not an objective of study {study.name!r}: "
+                + (f"its objectives are {', '.join(names)}; pass e.g. --objective {names[0]}"
+                   if study.is_multi_objective else "it has a single objective; leave --objective out")
             )
 
         shares = shares_of(study, method=method.value, objective=objective)

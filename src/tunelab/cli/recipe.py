@@ -75,6 +75,10 @@ def recipe(
 
     Exits with code 1 when a step fails (its message says why); the study keeps every verdict.
     """
+    names = None if objectives is None else [n.strip() for n in objectives.split(",") if n.strip()]
+    if names is not None and (not names or len(set(names)) != len(names)):  # the library's message: objectives=...
+        raise typer.BadParameter(f"must be distinct objective names, comma-separated, e.g. val_acc,params; "
+                                 f"got {objectives!r}", param_hint="'--objectives'")
     with _cli_errors():
         from tunelab import recipe as recipe_module
 
@@ -83,7 +87,7 @@ def recipe(
             trainer, storage=storage, name=name, quick=quick, n_workers=n_workers, seed=seed,
             stop_after=stop_after.value if stop_after else None, artifact_dir=artifact_dir,
             console=_out(), show_progress=progress, adapt_lr=adapt_lr,
-            objectives=None if objectives is None else [n.strip() for n in objectives.split(",") if n.strip()],
+            objectives=names,
         )
     if not result.ok:
         raise typer.Exit(1)
