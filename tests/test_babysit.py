@@ -235,6 +235,28 @@ def test_overfitting_suggests_more_weight_decay_from_the_best_step(url: str) -> 
     assert s.values == {"weight_decay": 0.03} and s.evidence["best_step"] == 20
 
 
+FLAT = [2.302585 + wiggle(s) for s in STEPS]  # a 10-class loss at ln 10 the whole run: it never learned
+
+
+def test_a_curve_that_never_learned_suggests_a_10x_rate_or_checking_the_training(url: str) -> None:
+    # suggest() had no handler for not_learning: `tunelab suggest` proposed nothing for a dead run
+    study = new_run(url, lr=1e-4)
+    reported(study, {"val_loss": FLAT})
+    [s] = suggest(study, 0)
+    assert (s.kind, s.condition, s.rollback_to) == ("raise_lr_10x", "not_learning", None)
+    assert s.values == {"lr": 1e-3} and s.evidence["factor"] == 10
+    assert "val_loss never learned (flat at about 2.3" in s.message and "raise it 10x to 0.001?" in s.message
+    assert "gradient flow" in s.message and "data pipeline" in s.message
+    assert accept(study, 0, s) == 0 and pending_requests(frozen(study, 0))[0]["params"] == {"lr": 1e-3}
+    high = new_run(url, name="high")  # lr 0.1: not a rate too low; no change to propose, a bug to look for
+    reported(high, {"val_loss": FLAT})
+    [s] = suggest(high, 0)
+    assert (s.kind, s.condition, s.values) == ("check_training", "not_learning", {})
+    assert "the learning rate 0.1 is not far too low" in s.message and "gradient flow" in s.message
+    with pytest.raises(ConfigError, match="changes nothing"):
+        accept(high, 0, s)
+
+
 def test_still_improving_means_keep_going(url: str) -> None:
     study = new_run(url)
     reported(study, {"val_loss": IMPROVING})

@@ -39,6 +39,9 @@ from tunelab.study import Study
 if TYPE_CHECKING:
     from tunelab.analysis.diagnosis import Finding
 
+_FAR_TOO_LOW_LR = 1e-3
+"""Below this a learning rate is far below SGD's working range (1e-2 to 1e-1) and below Adam's default
+(1e-3): a curve that never learned with it is first raised 10x (at or above it: a bug is likelier)."""
 _VAL_PREFIXES = ("val_", "valid_", "validation_", "eval_", "dev_")
 _TRAIN_PREFIXES = ("train_", "training_")
 
@@ -49,9 +52,10 @@ class Suggestion:
     """One change to a run that its curves call for, ready to :func:`accept`.
 
     Attributes:
-        kind: what it does: 'halve_lr', 'lower_lr', 'raise_lr', 'rollback_lower_lr',
+        kind: what it does: 'halve_lr', 'lower_lr', 'raise_lr', 'raise_lr_10x', 'rollback_lower_lr',
             'rollback_more_weight_decay', 'rollback_more_dropout', 'less_weight_decay',
-            'less_dropout', or 'keep_going' (nothing to change).
+            'less_dropout', 'check_training' (a curve that never learned with a learning rate
+            that is not far too low: look for a bug; nothing to change) or 'keep_going' (nothing to change).
         condition: the diagnosis it answers (one of :data:`tunelab.analysis.diagnosis.CONDITIONS`).
         message: the nudge, as a question a person answers, with the numbers behind it.
         values: the hyperparameters to set (empty for 'keep_going').
@@ -172,7 +176,7 @@ class _Advisor:
                 found.pop(condition, None)
                 if condition in recent:
                     found[condition] = recent[condition]
-        order = ["divergence", "overfitting", "plateau", "decay_too_early", "noisy", "underfitting",
+        order = ["divergence", "not_learning", "overfitting", "plateau", "decay_too_early", "noisy", "underfitting",
                  "still_improving"]
         return [found[c] for c in order if c in found]
 
@@ -216,6 +220,23 @@ class _Advisor:
         small = {k: v for k, v in f.evidence.items() if not isinstance(v, (list, dict))}
         return Suggestion(kind, f.condition, message, dict(values), rollback_to, self.trial.number, f.metric,
                           {**small, **evidence, "finding": f.message})
+
+    def _on_not_learning(self, f: Finding) -> list[Suggestion | None]:
+        level = f.evidence.get("level")
+        flat = f"{f.metric} never learned" + (f" (flat at about {_fmt(level)})" if isinstance(level, float) else "")
+        check = ("check the gradient flow (each layer's gradient norm after one backward pass) and the data "
+                 "pipeline (inputs and labels matched, the loss computed from the model's output)")
+        lr = float(self.params[self.lr]) if self.lr is not None else None  # type: ignore[arg-type]
+        if self.lr is not None and lr is not None and 0 < lr < _FAR_TOO_LOW_LR:
+            raised = self._make("raise_lr_10x", f, f"{flat}: the learning rate {_fmt(lr)} is far below the range "
+                                f"where most networks learn: raise it 10x to {_fmt(lr * 10)}? If it still does not "
+                                f"learn, {check}", {self.lr: lr * 10}, factor=10)
+            if raised is not None:
+                return [raised]
+        why = f"the learning rate {_fmt(lr)} is not far too low" if lr is not None and lr >= _FAR_TOO_LOW_LR \
+            else "a learning rate far too low (run the range test) or a bug"
+        return [Suggestion("check_training", f.condition, f"{flat}: {why}; {check}", {}, None, self.trial.number,
+                           f.metric, {k: v for k, v in f.evidence.items() if not isinstance(v, (list, dict))})]
 
     def _on_plateau(self, f: Finding) -> list[Suggestion | None]:
         if self.lr is None:
