@@ -147,3 +147,25 @@ def test_the_command_passes_its_host_and_allowed_hosts(url: str, monkeypatch: py
                   "dash.lan:8000") == 200
     assert status(["--host", "0.0.0.0", "--allowed-host", "192.168.1.5"], "localhost:8000") == 200
     assert status(["--host", "0.0.0.0", "--allowed-host", "*"], EVIL) == 200
+
+
+def test_the_command_refuses_a_host_it_cannot_bind_before_serving(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # printed "tunelab dashboard on http://not a host:0/", then uvicorn's "[Errno -2] Name or service not
+    # known", exit 3; 192.0.2.1 (TEST-NET-1, documentation only) is an address of no machine of ours
+    import uvicorn
+
+    from tunelab.cli import app
+
+    served: list[Any] = []
+    monkeypatch.setattr(uvicorn, "run", lambda web, **kw: served.append(kw))
+    runner = CliRunner()
+    for host, why in [("not a host", "is not a name or address this machine can resolve"),
+                      ("192.0.2.1", "cannot be bound here")]:
+        r = runner.invoke(app, ["dashboard", "--storage", url, "--host", host, "--port", "0"])
+        assert r.exit_code == 1, r.output
+        line = r.stderr.strip()
+        assert line.startswith(f"error: --host {host!r} {why}") and "\n" not in line, r.stderr
+        assert "e.g. --host 127.0.0.1 (this machine only) or --host 0.0.0.0" in line
+    assert served == []
+    r = runner.invoke(app, ["dashboard", "--storage", url, "--host", "localhost", "--port", "0"])
+    assert r.exit_code == 0 and served == [{"host": "localhost", "port": 0, "log_level": "warning"}], r.output

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import signal
+import socket
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -631,6 +632,25 @@ _DASHBOARD_EXTRA = ("fastapi", "uvicorn", "starlette", "pydantic", "plotly", "sk
 """Modules of the dashboard extra (and what they pull in): missing, `tunelab dashboard` says how to install it."""
 
 
+def _check_bindable(host: str) -> None:
+    """ConfigError naming --host unless this machine can bind ``host`` (checked before the server starts:
+    uvicorn printed the address, then "[Errno -2] Name or service not known" and exited 3)."""
+    bind = host.strip("[]")
+    family = socket.AF_INET6 if ":" in bind else socket.AF_INET  # as uvicorn binds it
+    fix = ("give an address of this machine, e.g. --host 127.0.0.1 (this machine only) or --host 0.0.0.0 "
+           "(every interface)")
+    try:
+        address = socket.getaddrinfo(bind, 0, family, socket.SOCK_STREAM)[0][4]
+    except (socket.gaierror, UnicodeError) as e:
+        raise ConfigError(f"--host {host!r} is not a name or address this machine can resolve "
+                          f"({getattr(e, 'strerror', None) or e}): {fix}") from None
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind(address)
+    except OSError as e:
+        raise ConfigError(f"--host {host!r} cannot be bound here ({e.strerror or e}): {fix}") from None
+
+
 @app.command()
 def dashboard(
     storage: StorageOption = DEFAULT_STORAGE,
@@ -666,6 +686,8 @@ def dashboard(
             raise ConfigError(f"the dashboard needs its extra: pip install 'tunelab[dashboard]' "
                               f"({missing} is not installed)") from None
 
+    with _cli_errors():
+        _check_bindable(host)
     loopback = host in _LOOPBACK or host.startswith("127.")
     unguarded = [flag for flag, given in (("--token", token), ("--read-only", read_only)) if not given]
     if not loopback and unguarded:  # (both given: nothing to advise)
