@@ -243,7 +243,7 @@ def test_a_curve_that_never_learned_suggests_a_10x_rate_or_checking_the_training
     study = new_run(url, lr=1e-4)
     reported(study, {"val_loss": FLAT})
     [s] = suggest(study, 0)
-    assert (s.kind, s.condition, s.rollback_to) == ("raise_lr_10x", "not_learning", None)
+    assert (s.kind, s.condition, s.rollback_to) == ("raise_lr_tenfold", "not_learning", None)
     assert s.values == {"lr": 1e-3} and s.evidence["factor"] == 10
     assert "val_loss never learned (flat at about 2.3" in s.message and "raise it 10x to 0.001?" in s.message
     assert "gradient flow" in s.message and "data pipeline" in s.message

@@ -205,6 +205,13 @@ def test_suggestions_and_accepting_one(url: str) -> None:
         assert keep["kind"] == "keep_going" and keep["values"] == {}
         refused(c.post("/api/studies/improving/trials/0/suggestions/keep_going/accept"), 422, "changes nothing")
 
+        dead = new_run(url, name="dead", lr=1e-4)  # a curve that never learned (flat at ln 10)
+        reported(dead, [2.302585 + 0.002 * math.sin(1.7 * s) for s in range(1, 41)])
+        [s] = ok(c.get("/api/studies/dead/trials/0/suggestions"))
+        assert (s["kind"], s["condition"], s["values"]) == ("raise_lr_tenfold", "not_learning", {"lr": 1e-3})
+        accepted = ok(c.post("/api/studies/dead/trials/0/suggestions/raise_lr_tenfold/accept"))
+        assert accepted["kind"] == "raise_lr_tenfold"  # a kind the accept route's pattern takes ([a-z_])
+
         finished = new_run(url, name="finished")
         t = reported(finished, PLATEAU, checkpoints=(30, 40))
         finished.tell(t, PLATEAU[-1])

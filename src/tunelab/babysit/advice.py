@@ -52,7 +52,7 @@ class Suggestion:
     """One change to a run that its curves call for, ready to :func:`accept`.
 
     Attributes:
-        kind: what it does: 'halve_lr', 'lower_lr', 'raise_lr', 'raise_lr_10x', 'rollback_lower_lr',
+        kind: what it does: 'halve_lr', 'lower_lr', 'raise_lr', 'raise_lr_tenfold', 'rollback_lower_lr',
             'rollback_more_weight_decay', 'rollback_more_dropout', 'less_weight_decay',
             'less_dropout', 'check_training' (a curve that never learned with a learning rate
             that is not far too low: look for a bug; nothing to change) or 'keep_going' (nothing to change).
@@ -228,7 +228,7 @@ class _Advisor:
                  "pipeline (inputs and labels matched, the loss computed from the model's output)")
         lr = float(self.params[self.lr]) if self.lr is not None else None  # type: ignore[arg-type]
         if self.lr is not None and lr is not None and 0 < lr < _FAR_TOO_LOW_LR:
-            raised = self._make("raise_lr_10x", f, f"{flat}: the learning rate {_fmt(lr)} is far below the range "
+            raised = self._make("raise_lr_tenfold", f, f"{flat}: the learning rate {_fmt(lr)} is far below the range "
                                 f"where most networks learn: raise it 10x to {_fmt(lr * 10)}? If it still does not "
                                 f"learn, {check}", {self.lr: lr * 10}, factor=10)
             if raised is not None:
