@@ -466,6 +466,29 @@ def test_class_probability_targets_get_the_accuracy_of_their_class_indices() -> 
     assert probabilities.value == labels.value > 0.9
 
 
+@pytest.mark.parametrize("loss", [nn.BCEWithLogitsLoss(), nn.functional.binary_cross_entropy_with_logits])
+def test_a_binary_classifier_on_logits_reports_the_accuracy_of_logit_above_0(loss: Any) -> None:
+    # with BCEWithLogitsLoss no train_acc or val_acc was reported (only cross_entropy/nll made a classifier)
+    def binary(data: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return data[0], (data[1] == 0).float().unsqueeze(1)  # class 0 against the rest, one logit per row
+
+    width = BLOBS_TRAIN[0].shape[1]
+    trainer = blobs_trainer(build=lambda p: nn.Sequential(nn.Linear(width, 16), nn.ReLU(), nn.Linear(16, 1)),
+                            train=binary(BLOBS_TRAIN), val=binary(BLOBS_VAL), loss=loss)
+    result = trainer.fit({"lr": 0.05}, epochs=3)
+    for row in result.history:
+        assert "train_acc" in row and "val_acc" in row, row
+        assert 0.0 <= row["train_acc"] <= 1.0 and 0.0 <= row["val_acc"] <= 1.0
+    assert trainer.binary and not trainer.classifier and "val_acc" in trainer.objective_names()
+    assert result.history[-1]["val_acc"] > 0.9
+    model = trainer.build_model({"lr": 0.05})
+    with torch.no_grad():
+        model[2].weight.zero_()
+        model[2].bias.fill_(1.0)  # every logit 1 > 0: predicts 1 everywhere, right on the class-0 rows only
+    share = float(binary(BLOBS_VAL)[1].mean())
+    assert trainer.evaluate(model, binary(BLOBS_VAL))["val_acc"] == pytest.approx(share)
+
+
 class _Stream(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
     """Rows one by one, with no __len__ (a stream)."""
 

@@ -286,8 +286,7 @@ def _fit_on(trainer: Trainer, model: torch.nn.Module, batches: list[Tensors]) ->
 def _binary_logits(trainer: Trainer) -> bool:
     """Whether the trainer's loss is binary cross-entropy on logits (``nn.BCEWithLogitsLoss``, or
     ``F.binary_cross_entropy_with_logits`` itself): a classifier whose accuracy needs no argmax."""
-    loss = trainer.loss
-    return isinstance(loss, torch.nn.BCEWithLogitsLoss) or loss is torch.nn.functional.binary_cross_entropy_with_logits
+    return trainer.binary
 
 
 def _fitted(trainer: Trainer, loss: float, acc: float | None, first_loss: float, target: float) -> bool:

@@ -213,7 +213,7 @@ class FitLoop:
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
-        self.state.reporter.update(loss, outputs, self.trainer.class_labels(outputs, yb))
+        self.state.reporter.update(loss, outputs, self.trainer.class_labels(outputs, yb), binary=self.trainer.binary)
         self.state.step += 1
         self.state.batch += 1
 

@@ -76,23 +76,30 @@ class Reporter:
         self._labelled = 0
 
     def update(
-        self, loss: torch.Tensor, outputs: torch.Tensor | None = None, targets: torch.Tensor | None = None
+        self, loss: torch.Tensor, outputs: torch.Tensor | None = None, targets: torch.Tensor | None = None,
+        *, binary: bool = False,
     ) -> None:
         """Add one batch's loss (a mean over the batch) and, given class logits and class-index
-        targets, its correct predictions. Costs a few tensor operations, no device sync."""
+        targets, its correct predictions; with ``binary``, ``outputs`` are logits of binary
+        cross-entropy: each one's ``logit > 0`` against ``target > 0.5``. Costs a few tensor
+        operations, no device sync."""
         n = int(targets.shape[0]) if targets is not None and targets.ndim > 0 else 1
         # In-place sums of detached tensors: no graph, no new accumulator per step, no sync.
         if self._loss_sum is None:
             self._loss_sum = loss.detach().to(torch.float64) * n
         else:
             self._loss_sum.add_(loss.detach(), alpha=n)
-        if outputs is not None and targets is not None and class_indices(outputs, targets):
-            hits = torch.eq(outputs.detach().argmax(dim=1), targets).sum()
+        labelled = 0
+        if outputs is not None and targets is not None and binary:
+            hits, labelled = binary_hits(outputs.detach(), targets), int(outputs.numel())
+        elif outputs is not None and targets is not None and class_indices(outputs, targets):
+            hits, labelled = torch.eq(outputs.detach().argmax(dim=1), targets).sum(), n
+        if labelled:
             if self._correct is None:
                 self._correct = hits
             else:
                 self._correct.add_(hits)
-            self._labelled += n
+            self._labelled += labelled
         self._count += n
 
     def report(self, step: int, **metrics: float) -> dict[str, float]:
@@ -162,6 +169,11 @@ class Reporter:
     def should_stop(self) -> bool:
         """True once ``patience`` evaluations in a row did not improve ``monitor``."""
         return self.patience is not None and self._since_best >= self.patience
+
+
+def binary_hits(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """How many logits of binary cross-entropy predict their target (``logit > 0`` for ``target > 0.5``)."""
+    return torch.eq(logits > 0, targets.reshape(logits.shape) > 0.5).sum()
 
 
 def class_indices(outputs: torch.Tensor, targets: torch.Tensor) -> bool:

@@ -27,7 +27,7 @@ from tunelab.torch.hypergradient import DEFAULT_HYPER_LR, HypergradientOptimizer
 from tunelab.torch.live import OPTIMIZER_LIVE, apply_to_optimizer, optimizer_live_names
 from tunelab.torch.loop import FitLoop, LoopState
 from tunelab.torch.objective import PARAMS, TrainObjective, count_parameters
-from tunelab.torch.reporter import Reporter, class_indices
+from tunelab.torch.reporter import Reporter, binary_hits, class_indices
 
 if TYPE_CHECKING:
     from tunelab.study import Trial
@@ -81,7 +81,8 @@ class Trainer:
         data: instead of ``train`` and ``val``, a function returning ``(train, val)``, called once
             per process (data loads in each worker instead of being sent to it).
         loss: 'cross_entropy' (class-index targets; accuracy is reported too), 'nll', 'mse', 'l1',
-            or a function ``loss(outputs, targets) -> scalar tensor``.
+            or a function ``loss(outputs, targets) -> scalar tensor``; with ``nn.BCEWithLogitsLoss()``
+            (or ``F.binary_cross_entropy_with_logits``) the accuracy of ``logit > 0`` is reported too.
         optimizer: 'sgd', 'adam', 'adamw', 'rmsprop', or ``factory(parameters, params)``; 'sgd-hd',
             'adam-hd', 'adamw-hd': the same whose learning rate adapts along its hypergradient from
             ``lr`` (:class:`~tunelab.torch.hypergradient.HypergradientOptimizer`; the parameters may
@@ -211,6 +212,9 @@ class Trainer:
         self.unregularized = self._check_values("unregularized", unregularized or {})
         self.expected_initial_loss = None if expected_initial_loss is None else float(expected_initial_loss)
         self.classifier = not callable(loss) and loss in _CLASSIFICATION
+        self.binary = isinstance(loss, nn.BCEWithLogitsLoss) or loss is nn.functional.binary_cross_entropy_with_logits
+        """A binary (or multi-label) classifier, its loss binary cross-entropy on logits: its accuracy is
+        that of ``logit > 0`` against ``target > 0.5``, each output counted (no argmax)."""
         self.monitor = monitor or ("val_acc" if self.classifier else "val_loss")
         self.device = device
         self.grad_clip = grad_clip
@@ -368,14 +372,18 @@ class Trainer:
         """Mean loss (and accuracy for classification) of ``model`` over ``data``, in eval mode."""
         was_training = model.training
         model.eval()
-        loss_sum, correct, count = 0.0, 0, 0
+        loss_sum, correct, count, labelled = 0.0, 0, 0, 0
         for xb, yb in self.batches(data, 1024):
             out = model(xb)
             n = int(yb.shape[0])
             loss_sum += float(self.loss_fn(out, yb)) * n
             labels = self.class_labels(out, yb)
-            if class_indices(out, labels):
+            if self.binary:
+                correct += int(binary_hits(out, yb))
+                labelled += int(out.numel())
+            elif class_indices(out, labels):
                 correct += int((out.argmax(dim=1) == labels).sum())
+                labelled += n
             count += n
         model.train(was_training)
         if count == 0:
@@ -383,6 +391,8 @@ class Trainer:
         metrics = {f"{prefix}loss": loss_sum / count}
         if self.classifier:
             metrics[f"{prefix}acc"] = correct / count
+        elif self.binary and labelled:
+            metrics[f"{prefix}acc"] = correct / labelled
         return metrics
 
     # -- live hyperparameters ----------------------------------------------------------------------
@@ -557,7 +567,7 @@ class Trainer:
     def objective_names(self) -> tuple[str, ...]:
         """The names :meth:`objective` can return: the ``monitor`` first, the validation metrics of
         an evaluation (``val_loss``, and ``val_acc`` for classification), and ``"params"``."""
-        metrics = [self.monitor, "val_loss", *(["val_acc"] if self.classifier else [])]
+        metrics = [self.monitor, "val_loss", *(["val_acc"] if self.classifier or self.binary else [])]
         return tuple(dict.fromkeys([*metrics, PARAMS]))
 
     def check_objectives(self, objectives: Sequence[str]) -> tuple[str, ...]:
