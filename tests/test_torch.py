@@ -489,6 +489,14 @@ def test_a_binary_classifier_on_logits_reports_the_accuracy_of_logit_above_0(los
     assert trainer.evaluate(model, binary(BLOBS_VAL))["val_acc"] == pytest.approx(share)
 
 
+def test_a_cross_entropy_module_reports_val_acc_as_it_reports_train_acc() -> None:
+    # loss=nn.CrossEntropyLoss() (a callable) reported train_acc but no val_acc
+    named = blobs_trainer(monitor="val_loss").fit({"lr": 0.05}, epochs=2)
+    module = blobs_trainer(loss=nn.CrossEntropyLoss()).fit({"lr": 0.05}, epochs=2)
+    for name in ("train_acc", "val_acc"):
+        assert [r.get(name) for r in module.history] == [r[name] for r in named.history]
+
+
 class _Stream(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
     """Rows one by one, with no __len__ (a stream)."""
 

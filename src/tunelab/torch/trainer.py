@@ -391,7 +391,7 @@ class Trainer:
         metrics = {f"{prefix}loss": loss_sum / count}
         if self.classifier:
             metrics[f"{prefix}acc"] = correct / count
-        elif self.binary and labelled:
+        elif labelled:  # a loss function of class scores and class indices (nn.CrossEntropyLoss()), or binary
             metrics[f"{prefix}acc"] = correct / labelled
         return metrics
 
