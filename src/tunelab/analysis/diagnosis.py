@@ -70,9 +70,11 @@ The rules, with ``t`` the position in the run (0 at the first step, 1 at the las
   for a maximised curve in [0, 1]).
 - noisy: the noise is more than 15% of the smoothed curve's range (and more than 3% of its
   level, so that a flat, quiet curve is not called noisy); or, for a curve of positive values, the
-  noise of its logarithm is more than 0.12 in both halves of the run (points off by more than about
-  12% of their value at every level: multiplicative noise, which hides in the range of a curve that
-  falls by 10x; additive noise near a floor of 0 is large relative to the low values only).
+  scatter of its logarithm around the smoothed curve is more than 0.12 both in its upper and in its
+  lower levels (split at the geometric middle; the curve spans 2x or more, 8 points at each level) and
+  at most twice as large in the lower (points off by more than about 12% of their value at every level:
+  multiplicative noise, which hides in the range of a curve that falls by 10x; additive noise near a
+  floor of 0 is large relative to the low values only, also when the curve reaches them early).
 
 A plateau's message also gives the most the curve model predicts it to gain if trained as long again
 (the optimistic end of the 90% interval).
@@ -939,14 +941,33 @@ RELATIVE_NOISE = 0.12
 
 
 def _relative_noise(c: _Curve) -> float | None:
-    """The noise of log(values) (about the relative scatter of the points) in the curve's first and second
-    halves, the smaller of the two, for a curve of positive values. Additive noise on a curve that falls
-    towards 0 is large relative to the low values only; noise in proportion to the value is large in both."""
+    """The scatter of log(values) around the smoothed curve (about the relative scatter of the points) in
+    the curve's upper and lower levels (split at the geometric middle of the smoothed curve), the smaller of
+    the two, for a curve of positive values that spans at least a factor of 2 with 8 points or more at each
+    level, and whose log scatter at the lower level is at most twice that at the upper level (None
+    otherwise). Noise in proportion to the value is large at both levels; additive noise on a
+    curve that falls towards 0 is large relative to the low values only. Split by level, not by time: a
+    curve that reaches its floor early (a plateau, a fast first phase) has its low values in both halves of
+    the run, where additive noise of a few percent of its drop looked multiplicative."""
     if not c.positive() or c.n < 8:
         return None
-    logs = np.log(c.raw)
-    half = c.n // 2
-    return min(_noise(logs[:half]), _noise(logs[half:]))
+    smooth = np.log(np.maximum(c.sign * c.s, np.min(c.raw)))
+    lo, hi = float(np.min(smooth)), float(np.max(smooth))
+    if hi - lo < math.log(2.0):
+        return None
+    upper = smooth >= (lo + hi) / 2
+    if int(np.sum(upper)) < 8 or int(np.sum(~upper)) < 8:
+        return None
+    resid = np.log(c.raw) - smooth
+    noise_upper, noise_lower = _mad(resid[upper]), _mad(resid[~upper])
+    if noise_lower > 2.0 * noise_upper:  # the log scatter grows as the value falls: additive noise
+        return None
+    return min(noise_upper, noise_lower)
+
+
+def _mad(r: FloatArray) -> float:
+    """Robust standard deviation: 1.4826 x the median absolute deviation."""
+    return 1.4826 * float(np.median(np.abs(r - np.median(r))))
 
 
 # -- predictions by the curve model (tunelab.pruners.curves) -----------------------------------------
