@@ -145,6 +145,8 @@ def test_the_command_copies_a_study_and_names_what_is_wrong(tmp_path: Path) -> N
     assert tunelab.load_study("cnn", storage=url).get_curves(0).keys() == {"val_loss"}
     missing = _cli("import-optuna", "mlp", "--from", source, "--storage", url)
     assert missing.exit_code == 1 and "no Optuna study 'mlp'" in missing.output and "it holds: 'cnn'" in missing.output
+    empty = _cli("import-optuna", "cnn", "--from", source, "--storage", url, "--metric", "")
+    assert empty.exit_code == 2 and "--metric" in empty.output and "metric=" not in empty.output
     nowhere = _cli("import-optuna", "cnn", "--from", f"sqlite:///{tmp_path / 'nope.db'}", "--storage", url)
     assert nowhere.exit_code == 1 and "no such file" in nowhere.output
     assert not (tmp_path / "nope.db").exists()

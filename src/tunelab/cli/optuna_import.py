@@ -27,6 +27,9 @@ def import_optuna(
 ) -> None:
     """Copy an Optuna study's finished trials (params, values, intermediate values, attributes) into a new
     tunelab study; learn from it with warm_start=[name]."""
+    if metric is not None and not metric.strip():
+        raise typer.BadParameter("give the curve's name, e.g. --metric val_loss (or leave --metric out)",
+                                 param_hint="--metric")
     with _cli_errors():
         try:
             import optuna
