@@ -112,6 +112,18 @@ class TrialCommandError(TunelabError, RuntimeError):
     no value of the sweep's metric. The trial is marked FAIL with this message; the sweep goes on."""
 
 
+class WorkerTraceback(TunelabError):  # noqa: N818 - never raised alone: the cause carrying a traceback
+    """The traceback of an exception raised in a worker process or task: the ``__cause__`` of the same
+    exception raised again in the driver, so that the driver's report shows where it came from."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return "raised in a worker process:\n" + self.text.rstrip("\n")
+
+
 __all__ = [
     "AttributeValueError",
     "ConfigError",
@@ -131,5 +143,6 @@ __all__ = [
     "TrialPruned",
     "TrialStateError",
     "TunelabError",
+    "WorkerTraceback",
     "WorkersDyingError",
 ]

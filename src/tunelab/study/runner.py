@@ -37,6 +37,7 @@ from tunelab.errors import (
     TrialPruned,
     TrialStateError,
     TunelabError,
+    WorkerTraceback,
 )
 from tunelab.execution.gpus import assigned_gpus, parse_gpus_per_trial, plan_gpus, slot_environment
 from tunelab.execution.local import ProcessPool, driver_gone
@@ -565,18 +566,6 @@ class _Driver:
                 self.study.storage.heartbeat(task_id)
             except Exception:
                 logger.debug("heartbeat failed", exc_info=True)
-
-
-class WorkerTraceback(Exception):  # noqa: N818 - never raised alone: the cause carrying a traceback
-    """The traceback of an exception raised in a worker process or task: the ``__cause__`` of the same
-    exception raised again in the driver, so that the driver's report shows where it came from."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self.text = text
-
-    def __str__(self) -> str:
-        return "raised in a worker process:\n" + self.text.rstrip("\n")
 
 
 def _error_of(error_class: str, message: str, args: tuple[Any, ...] | None = None) -> BaseException:
