@@ -108,19 +108,13 @@ class Sampler(ABC):
             init = cls.__init__
             if "seed" in kwargs and "seed" not in inspect.signature(init).parameters:  # as Optuna's samplers take it
                 raise ConfigError(
-                    f"{cls.__name__}(seed=...): tunelab seeds a sampler from its study, so that a study replays "
-                    f"whatever sampler runs it: create_study(seed={kwargs['seed']!r}, sampler={cls.__name__}(...))"
+                    f"{cls.__name__}() takes no seed: the study seeds every draw (so that it replays whatever "
+                    f"sampler runs it); pass create_study(seed=...), here create_study(seed={kwargs['seed']!r}, "
+                    f"sampler={cls.__name__}(...))"
                 )
             if init is object.__init__ and (args or kwargs):  # object.__init__ no longer says so, __new__ being ours
                 raise TypeError(f"{cls.__name__}() takes no arguments")
             return super().__new__(cls)
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> Sampler:
-        if "seed" in kwargs:  # Optuna's samplers take one: here Python's TypeError said only "unexpected keyword"
-            raise ConfigError(
-                f"{cls.__name__}() takes no seed: the study seeds every draw; pass create_study(seed=...)"
-            )
-        return super().__new__(cls)
 
     def check_objectives(self, n_objectives: int) -> None:
         """ConfigError when the sampler cannot serve a study with ``n_objectives`` objectives (checked when
