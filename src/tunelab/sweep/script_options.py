@@ -14,6 +14,9 @@ options are read, each by walking the script's syntax tree (nothing is imported 
   become ``optimizer.lr={optimizer.lr}`` overrides, each config group of its defaults list
   (``- model: cnn``, with ``conf/model/*.yaml``) a categorical ``model={model}``, and the leaves of the group's
   default option parameters that apply only while that option is chosen (``model.width={model.width?}``).
+  ``optional`` and ``override`` entries, nested groups (``server/cache: redis`` -> ``server/cache={server.cache}``),
+  groups chosen into a package (``db@backup: mysql`` -> ``db@backup={backup}``, leaves ``backup.pool``) and an
+  option's own ``# @package`` line are followed; Hydra's own groups (``hydra/launcher``) are left out.
 
 A float with a positive default ranges over a factor of 10 each way on a log scale, an int over a factor of 4, a
 list of choices is categorical. A flag without a value (argparse's ``store_true``, click's ``is_flag``, a Typer
@@ -54,13 +57,15 @@ class Option:
     """A Hydra override (``name={name}``), not an option followed by its value."""
     when: tuple[str, str] | None = None
     """A Hydra group's option (``("model", "cnn")``) this parameter applies to alone."""
+    key: str = ""
+    """A Hydra override's left side when it is not ``name`` (``db@backup={backup}``: a group chosen into a package)."""
     subcommand: bool = False
     """A word the command starts with (LightningCLI's ``fit``), in ``flag``."""
 
     def word(self) -> str:
         """The command's words for this parameter (``--lr {lr}``, ``model.width={model.width?}``)."""
         if self.hydra:
-            return f"{self.name}={{{self.name}{'?' if self.when else ''}}}"
+            return f"{self.key or self.name}={{{self.name}{'?' if self.when else ''}}}"
         return f"{self.flag} {{{self.name}}}"
 
     def definition(self) -> str:
@@ -402,6 +407,79 @@ def _load(path: Path) -> Any:
         return None
 
 
+_DEFAULTS_WORDS = ("optional", "override")
+_GROUP_ENTRY = re.compile(r"(/?)([A-Za-z_][A-Za-z0-9_]*(?:/[A-Za-z_][A-Za-z0-9_]*)*)(?:@([A-Za-z_][A-Za-z0-9_.]*))?")
+_PACKAGE_LINE = re.compile(r"#\s*@package\s+(\S+)")
+
+
+@dataclass(frozen=True)
+class _Group:
+    """A config group chosen in a defaults list: ``model: cnn``, ``optional db@backup: mysql``, ``server/db: pg``."""
+
+    path: str
+    """The group's folder under the config folder (``server/db``)."""
+    override: str
+    """The left side of the command line's override that chooses its option (``db@backup``)."""
+    package: str
+    """Where its option's keys go in the config (``backup``; ``server.db`` by default; "" for ``_global_``)."""
+
+
+def _group_entry(key: str) -> _Group | None:
+    """The group a defaults-list key names, or None for Hydra's own groups (``hydra/launcher``) and anything
+    that is not a group (``_self_``)."""
+    words = key.split()
+    while len(words) > 1 and words[0] in _DEFAULTS_WORDS:
+        words = words[1:]
+    if len(words) != 1:
+        return None
+    m = _GROUP_ENTRY.fullmatch(words[0])
+    if m is None:
+        return None
+    _, path, package = m.groups()
+    if path == "hydra" or path.startswith("hydra/"):
+        return None
+    override = path + (f"@{package}" if package else "")
+    return _Group(path, override, _package(package, path))
+
+
+def _package(package: str | None, path: str) -> str:
+    """A Hydra package as a dotted key path ("" for the config's root)."""
+    default = path.replace("/", ".")
+    if package is None or package == "_group_":
+        return default
+    if package in ("_global_", "_here_"):
+        return ""
+    return package.replace("_group_", default).removeprefix("_global_.")
+
+
+def _option_package(path: Path, group: _Group) -> str:
+    """The package an option file sets with a ``# @package`` line at its top, else the group's."""
+    try:
+        with path.open(encoding="utf-8") as f:
+            head = [f.readline() for _ in range(5)]
+    except (OSError, UnicodeDecodeError):
+        return group.package
+    for line in head:
+        m = _PACKAGE_LINE.match(line.strip())
+        if m:
+            return _package(m.group(1), group.path)
+    return group.package
+
+
+def _chosen_groups(primary: dict[str, Any]) -> dict[_Group, str]:
+    """The groups of the primary config's defaults list with the option each chooses (an ``override`` entry
+    replaces an earlier choice of its group)."""
+    chosen: dict[_Group, str] = {}
+    for entry in primary.get("defaults") or []:
+        if not isinstance(entry, dict) or len(entry) != 1:
+            continue  # `_self_`, a config name
+        (key, option), = entry.items()
+        group = _group_entry(key) if isinstance(key, str) else None
+        if group is not None and isinstance(option, str):  # `model: null` chooses nothing
+            chosen[group] = option
+    return chosen
+
+
 def _hydra_options(script: Path, config_path: Any, config_name: Any) -> ScriptOptions:
     if not isinstance(config_path, str) or not isinstance(config_name, str):
         return ScriptOptions("hydra", (), "its Hydra config is not a file named in @hydra.main (a structured "
@@ -412,21 +490,16 @@ def _hydra_options(script: Path, config_path: Any, config_name: Any) -> ScriptOp
     if not isinstance(primary, dict):
         return ScriptOptions("hydra", (), f"its Hydra config {folder / name} could not be read")
     found: list[Option] = []
-    for entry in primary.get("defaults") or []:
-        if not isinstance(entry, dict) or len(entry) != 1:
-            continue
-        (group, chosen), = entry.items()
-        if not isinstance(group, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", group):
-            continue  # `override hydra/...`, `optional x`, `/group@package`: not a plain group
-        if not isinstance(chosen, str):
-            continue
-        options = sorted(p.stem for p in (folder / group).glob("*.yaml"))
+    for group, chosen in _chosen_groups(primary).items():
+        options = sorted(p.stem for p in (folder / group.path).glob("*.yaml"))
+        param = group.package or group.path.replace("/", ".")
         when = None
         if len(options) > 1 and chosen in options:
-            found.append(Option("", group, "{type: categorical, choices: [" + ", ".join(map(scalar, options)) + "]}",
-                                hydra=True))
-            when = (group, chosen)
-        for path, value in _leaves(_load(folder / group / f"{chosen}.yaml"), group):
+            found.append(Option("", param, "{type: categorical, choices: [" + ", ".join(map(scalar, options)) + "]}",
+                                hydra=True, key=group.override))
+            when = (param, chosen)
+        option_file = folder / group.path / f"{chosen}.yaml"
+        for path, value in _leaves(_load(option_file), _option_package(option_file, group)):
             option = _hydra_parameter(path, value, when)
             if option is not None:
                 found.append(option)
