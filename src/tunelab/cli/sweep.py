@@ -29,9 +29,13 @@ def sweep(
         "--init", metavar="SCRIPT", help="Write a commented sweep file for this training script (to --output), "
         "from its argparse, click, Typer or LightningCLI options or its Hydra config.",
         show_default=False)] = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where --init writes the sweep file.")] = Path(
-        "sweep.yaml"),
-    force: Annotated[bool, typer.Option("--force", help="Let --init overwrite an existing file.")] = False,
+    from_wandb: Annotated[Path | None, typer.Option(
+        "--from-wandb", metavar="WANDB.yaml", help="Write a sweep file (to --output) from a W&B Sweeps configuration; "
+        "the script's wandb.init and wandb.log then work as under a W&B agent.", show_default=False)] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where --init or --from-wandb writes the sweep file.")
+                      ] = Path("sweep.yaml"),
+    force: Annotated[bool, typer.Option("--force", help="Let --init or --from-wandb overwrite an existing file.")
+                     ] = False,
     n_trials: Annotated[int | None, typer.Option("--n-trials", min=1, show_default=False,
                                                  help="Override n_trials (the study's total).")] = None,
     workers: Annotated[int | None, typer.Option("--workers", min=1, show_default=False,
@@ -54,6 +58,18 @@ def sweep(
     from tunelab.sweep.config import load_config
     from tunelab.sweep.template import write_template
 
+    if init is not None and from_wandb is not None:
+        raise _fail("give --init SCRIPT or --from-wandb WANDB.yaml, not both", 2)
+    if from_wandb is not None:
+        from tunelab.sweep.wandb_config import write_from_wandb
+
+        try:
+            written = write_from_wandb(from_wandb, output, force=force)
+        except ConfigError as e:
+            raise _fail(str(e), 2) from None
+        _out().print(f"wrote {written} from the W&B sweep {from_wandb}; check it, then run: tunelab sweep {written}",
+                     markup=False, highlight=False)
+        return
     if init is not None:
         try:
             written = write_template(init, output, force=force)

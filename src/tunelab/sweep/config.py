@@ -190,6 +190,7 @@ class SweepFile(_Strict):
     start_failure_seconds: Annotated[Number, Field(gt=0)] = 10.0
     log_limit_mb: Annotated[Number, Field(gt=0)] = 10.0
     metrics_regex: str | list[str] | None = None
+    wandb: bool = False
     seed: Annotated[Integer, Field(ge=0)] | None = None
     constraints: dict[str, ConstraintSpec] = Field(default_factory=dict)
 
@@ -238,6 +239,8 @@ class SweepConfig:
     """Every objective's direction; ``direction`` is the first."""
     constraints: Mapping[str, tuple[float | None, float | None]] = field(default_factory=dict)
     """Metric -> (lower, upper) bounds: a trial is feasible when its values of these metrics hold them."""
+    wandb: bool = False
+    """The script logs with wandb: its ``wandb.log`` calls are its reports, ``wandb.init`` gets the parameters."""
 
     @property
     def objectives(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -512,7 +515,7 @@ def _check(f: SweepFile, lines: Lines, folder: Path, storage_from_flag: bool) ->
         gpus=tuple(f.gpus) if isinstance(f.gpus, list) else f.gpus, trial_timeout=f.trial_timeout,
         prune_grace=f.prune_grace, max_start_failures=f.max_start_failures,
         start_failure_seconds=f.start_failure_seconds, log_limit_bytes=int(f.log_limit_mb * 1024 * 1024),
-        metrics_regex=tuple(regexes), seed=f.seed, warnings=tuple(warnings),
+        metrics_regex=tuple(regexes), seed=f.seed, wandb=f.wandb, warnings=tuple(warnings),
         lines={str(k[0]): v for k, v in lines.lines.items() if len(k) == 1},
         metrics=metrics if len(metrics) > 1 else (), directions=directions if len(metrics) > 1 else (),
         constraints=constraints,

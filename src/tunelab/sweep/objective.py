@@ -63,6 +63,10 @@ class SweepObjective:
             os.environ, c.env, params, {name: env_name(name) for name in params},
             study=c.study, number=trial.number, params_file=params_file, trial_dir=str(folder), channel={},
         )
+        if c.wandb:
+            from tunelab.sweep.wandb_config import shim_env
+
+            env = shim_env(env)
 
         judged = _judged_metrics(c)
 

@@ -1,0 +1,172 @@
+"""Run by Python at start-up in a ``tunelab sweep`` trial of a sweep file with ``wandb: true`` (this folder is put
+first on the trial's ``PYTHONPATH``). When the script imports wandb:
+
+- ``wandb.init`` runs as usual, then the trial's parameters (``TUNELAB_PARAMS``) and the W&B sweep's constants
+  (``TUNELAB_WANDB_CONSTANTS``) go into ``run.config``, as a W&B sweep agent puts them;
+- each ``wandb.log({...})`` also prints its numbers as one JSON line (``{"step": 3, "val_loss": 0.41}``) on the
+  process's stdout, which the sweep reads as the trial's report: at the ``step=`` given, else at the number of
+  ``wandb.log`` calls so far (1, 2, ...; ``commit=False`` adds to the same step). Nested dicts become dotted names,
+  keys starting with ``_`` and values that are not one number (images, histograms, bools) are left out.
+
+Another ``sitecustomize`` later on ``sys.path`` still runs. Only the standard library is used: the script may run
+in any Python environment, without tunelab.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import json
+import os
+import sys
+import threading
+from typing import Any
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_local = threading.local()
+_next = [1]  # the step of the next wandb.log without step=
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    item = getattr(value, "item", None)
+    if callable(item):
+        size = getattr(value, "numel", None)
+        count = size() if callable(size) else getattr(value, "size", 1)
+        if count == 1:
+            try:
+                out = item()
+            except Exception:  # noqa: BLE001 - not a number after all
+                return None
+            if isinstance(out, (int, float)) and not isinstance(out, bool):
+                return float(out)
+    return None
+
+
+def _flatten(data: dict[Any, Any], prefix: str, out: dict[str, float]) -> None:
+    for key, value in data.items():
+        if not isinstance(key, str) or not key or key.startswith("_"):
+            continue
+        name = prefix + key
+        if isinstance(value, dict):
+            _flatten(value, name + ".", out)
+            continue
+        number = _number(value)
+        if number is not None:
+            out[name] = number
+
+
+def _emit(data: Any, step: Any = None, commit: Any = None) -> None:
+    if step is not None:
+        at = int(step)
+        _next[0] = at + 1
+    else:
+        at = _next[0]
+        if commit is not False:
+            _next[0] = at + 1
+    if not isinstance(data, dict):
+        return
+    numbers: dict[str, float] = {}
+    _flatten(data, "", numbers)
+    if not numbers:
+        return
+    line = json.dumps({"step": at, **numbers})  # NaN and infinities as JSON's NaN, Infinity: the sweep reads them
+    stream = sys.__stdout__ or sys.stdout
+    stream.write(line + "\n")
+    stream.flush()
+
+
+def _wrap_log(cls: Any) -> None:
+    original = cls.__dict__.get("log")
+    if original is None:
+        return
+
+    def log(self: Any, data: Any = None, step: Any = None, commit: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if not getattr(_local, "inside", False):
+            _local.inside = True
+            try:
+                _emit(data, step, commit)
+            finally:
+                _local.inside = False
+        return original(self, data, step, commit, *args, **kwargs)
+
+    log.__wrapped__ = original  # type: ignore[attr-defined]
+    log.__doc__ = original.__doc__
+    cls.log = log
+
+
+def _wrap_init(module: Any) -> None:
+    original = module.init
+
+    def init(*args: Any, **kwargs: Any) -> Any:
+        run = original(*args, **kwargs)
+        given: dict[str, Any] = {}
+        for variable in ("TUNELAB_WANDB_CONSTANTS", "TUNELAB_PARAMS"):
+            try:
+                given.update(json.loads(os.environ.get(variable) or "{}"))
+            except ValueError:
+                pass
+        if given and run is not None and getattr(run, "config", None) is not None:
+            run.config.update(given, allow_val_change=True)
+        return run
+
+    init.__wrapped__ = original  # type: ignore[attr-defined]
+    init.__doc__ = original.__doc__
+    module.init = init
+
+
+def _patch(module: Any) -> None:
+    _wrap_init(module)
+    try:
+        from wandb.sdk import wandb_run
+        _wrap_log(wandb_run.Run)
+    except Exception:  # noqa: BLE001 - another wandb layout: its module-level log only
+        pass
+    try:
+        from wandb.sdk.lib import noop_run
+        _wrap_log(noop_run.NoopRun)
+    except Exception:  # noqa: BLE001 - a wandb without a no-op run
+        pass
+
+
+class _WandbFinder:
+    """Finds ``wandb`` as Python would, and patches it once it has run."""
+
+    @staticmethod
+    def find_spec(name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "wandb":
+            return None
+        sys.meta_path[:] = [f for f in sys.meta_path if f is not _WandbFinder]
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        run_module = spec.loader.exec_module
+
+        def exec_module(module: Any) -> None:
+            run_module(module)
+            _patch(module)
+
+        spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+def _chain() -> None:
+    """Run the next ``sitecustomize`` on sys.path, which this one hides."""
+    for entry in sys.path:
+        folder = os.path.abspath(entry or ".")
+        if folder == _HERE:
+            continue
+        candidate = os.path.join(folder, "sitecustomize.py")
+        if os.path.isfile(candidate):
+            spec = importlib.util.spec_from_file_location("_tunelab_next_sitecustomize", candidate)
+            if spec is not None and spec.loader is not None:
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+            return
+
+
+sys.meta_path.insert(0, _WandbFinder)  # type: ignore[arg-type]
+_chain()

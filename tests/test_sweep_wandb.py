@@ -1,0 +1,177 @@
+"""W&B Sweeps users: ``tunelab sweep --from-wandb`` converts their sweep configuration, and a ``wandb: true``
+sweep runs their W&B script unchanged (real wandb, runs kept off W&B's servers, real processes and SQLite)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+import tunelab
+from tunelab.distributions import Categorical, Float, Int
+from tunelab.errors import SweepConfigError
+from tunelab.records import TrialState
+from tunelab.sweep import load_config
+from tunelab.sweep.wandb_config import CONSTANTS_ENV, convert_wandb_sweep
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+ENV = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+
+
+def converted(doc: dict[str, object], tmp_path: Path) -> tuple[str, object]:
+    text = convert_wandb_sweep(doc, study="s").text("wandb.yaml")
+    path = tmp_path / "sweep.yaml"
+    path.write_text(text)
+    return text, load_config(path)
+
+
+def test_every_w_and_b_distribution_becomes_the_tunelab_one(tmp_path: Path) -> None:
+    doc = {
+        "program": "train.py", "method": "bayes", "metric": {"name": "val_acc", "goal": "maximize"},
+        "parameters": {
+            "lr": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-1},
+            "wd": {"distribution": "log_uniform", "min": -9.21, "max": -2.3},
+            "dropout": {"min": 0.0, "max": 0.5},
+            "width": {"min": 16, "max": 256},
+            "layers": {"distribution": "int_uniform", "min": 1, "max": 4},
+            "clip": {"distribution": "q_uniform", "min": 0.0, "max": 2.0, "q": 0.5},
+            "optimizer": {"values": ["adam", "sgd"], "probabilities": [0.8, 0.2]},
+            "epochs": {"value": 5},
+            "momentum": {"distribution": "normal", "mu": 0.9, "sigma": 0.02},
+        },
+        "run_cap": 30,
+    }
+    text, config = converted(doc, tmp_path)
+    space = config.space  # type: ignore[attr-defined]
+    assert space["lr"] == Float(1e-5, 1e-1, log=True)
+    assert space["wd"].low == pytest.approx(math.exp(-9.21), rel=1e-5) and space["wd"].log
+    assert space["dropout"] == Float(0.0, 0.5) and space["width"] == Int(16, 256) and space["layers"] == Int(1, 4)
+    assert space["clip"] == Float(0.0, 2.0, step=0.5)
+    assert space["optimizer"].choices == ("adam", "sgd") and isinstance(space["optimizer"], Categorical)
+    assert space["momentum"].low == pytest.approx(0.84) and space["momentum"].high == pytest.approx(0.96)
+    assert "epochs" not in space  # a constant: in the command and in wandb.config, not searched
+    assert config.metric == "val_acc" and config.direction == "maximize"  # type: ignore[attr-defined]
+    assert config.n_trials == 30 and config.sampler["type"] == "auto" and config.wandb  # type: ignore[attr-defined]
+    assert str(config.command).startswith("python train.py --lr={lr} --wd={wd}")  # type: ignore[attr-defined]
+    assert "--epochs=5" in str(config.command)  # type: ignore[attr-defined]
+    assert json.loads(config.env[CONSTANTS_ENV]) == {"epochs": 5}  # type: ignore[attr-defined]
+    assert "# not converted: parameters.momentum: normal(mu=0.9, sigma=0.02) is bounded" in text
+
+
+def test_methods_early_termination_and_commands_map_and_what_does_not_is_listed(tmp_path: Path) -> None:
+    doc = {"program": "train.py", "method": "grid", "metric": {"name": "loss", "target": 0.1},
+           "command": ["${env}", "${interpreter}", "${program}", "${args_no_hyphens}", "${args_json}"],
+           "parameters": {"lr": {"values": [0.1, 0.01]}, "deep": {"parameters": {"a": {"value": 1}}}},
+           "early_terminate": {"type": "hyperband", "min_iter": 3, "max_iter": 27, "eta": 3},
+           "project": "p"}
+    text, config = converted(doc, tmp_path)
+    assert config.sampler["type"] == "grid" and config.n_trials is None  # type: ignore[attr-defined]
+    assert config.pruner == {"type": "hyperband", "min_resource": 3, "max_resource": 27,  # type: ignore[attr-defined]
+                             "reduction_factor": 3}
+    assert config.command == "python train.py lr={lr}"  # type: ignore[attr-defined]
+    for note in ("metric.target 0.1", "parameters.deep is nested", "command word ${args_json}", "project 'p'"):
+        assert f"# not converted: {note}" in text, note
+    doc = {"program": "t.py", "parameters": {"x": {"min": 0.0, "max": 1.0}}, "metric": {"name": "loss"},
+           "early_terminate": {"type": "hyperband", "min_iter": 2, "eta": 2}}
+    _, config = converted(doc, tmp_path)
+    assert config.pruner == {"type": "asha", "min_resource": 2, "reduction_factor": 2}  # type: ignore[attr-defined]
+    assert config.sampler["type"] == "random" and config.n_trials == 50  # type: ignore[attr-defined]
+
+
+_BASE = {"program": "t.py", "metric": {"name": "l"}}
+
+
+@pytest.mark.parametrize(("doc", "message"), [
+    ({"program": "t.py"}, "parameters: a W&B sweep needs its parameters"),
+    ({"program": "t.py", "parameters": {"x": {"values": [1, 2]}}}, "metric: a tunelab sweep needs the metric"),
+    ({**_BASE, "parameters": {"e": {"value": 3}}}, "no parameter to search (only constants)"),
+    ({**_BASE, "method": "hyperopt", "parameters": {"x": {"values": [1, 2]}}}, "method: 'hyperopt'"),
+    ({"program": "t.py", "metric": {"name": "l", "goal": "lower"}, "parameters": {"x": {"values": [1, 2]}}},
+     "metric.goal: 'lower'"),
+    ({**_BASE, "parameters": {"x": {"distribution": "normal", "mu": 0, "sigma": 0}}}, "x.sigma"),
+    ({**_BASE, "parameters": {"x": {"distribution": "uniform", "min": "a", "max": 1}}}, "x.min"),
+    ({"metric": {"name": "l"}, "parameters": {"x": {"values": [1, 2]}}}, "program: the command runs ${program}"),
+])
+def test_a_w_and_b_file_that_cannot_be_converted_names_the_key(doc: dict[str, object], message: str) -> None:
+    with pytest.raises(SweepConfigError) as e:
+        convert_wandb_sweep(doc, study="s")
+    assert message in str(e.value)
+
+
+W_AND_B_SCRIPT = """\
+import math
+import wandb
+
+run = wandb.init(project="demo", config={"lr": 0.5, "epochs": 1})   # the agent's values replace these
+lr, epochs = wandb.config.lr, wandb.config.epochs
+for epoch in range(epochs):
+    loss = abs(math.log10(lr) + 2.0) + 1.0 / (epoch + 1)
+    wandb.log({"val_loss": loss, "train": {"loss": loss * 0.9}, "note": "text", "_private": 1.0})
+run.finish()
+"""
+
+
+def test_a_w_and_b_script_runs_unchanged_its_config_filled_and_its_logs_reported(tmp_path: Path) -> None:
+    (tmp_path / "train.py").write_text(W_AND_B_SCRIPT)
+    (tmp_path / "wandb.yaml").write_text(yaml.safe_dump({
+        "program": "train.py", "method": "random", "metric": {"name": "val_loss", "goal": "minimize"},
+        "command": [sys.executable, "${program}"],  # the script reads wandb.config only, as many W&B scripts do
+        "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1.0},
+                       "epochs": {"value": 4}},
+        "run_cap": 3,
+    }))
+    done = subprocess.run([sys.executable, "-m", "tunelab.cli", "sweep", "--from-wandb", "wandb.yaml", "-o",
+                           "sweep.yaml"], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(sweep.read_text() + "storage: sqlite:///t.db\n")
+    env = {k: v for k, v in ENV.items() if not k.startswith("WANDB_")}  # never sent: disabled by the sweep
+    done = subprocess.run([sys.executable, "-m", "tunelab.cli", "sweep", "sweep.yaml"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    study = tunelab.load_study("wandb", f"sqlite:///{tmp_path / 't.db'}")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+    for t in study.trials:
+        lr = t.params["lr"]
+        expected = [abs(math.log10(lr) + 2.0) + 1.0 / (e + 1) for e in range(4)]  # epochs=4 from the constants
+        curves = study.get_curves(t.number)
+        assert curves["val_loss"][0] == [1, 2, 3, 4]  # the number of wandb.log calls so far
+        assert curves["val_loss"][1] == pytest.approx(expected)
+        assert curves["train.loss"][1] == pytest.approx([0.9 * v for v in expected])
+        assert set(curves) == {"val_loss", "train.loss"}  # text and _private keys are left out
+        assert t.value == pytest.approx(expected[-1])
+    assert not (tmp_path / "wandb").exists() or not any((tmp_path / "wandb").glob("run-*"))  # nothing synced
+
+
+def test_the_start_up_hook_runs_a_sitecustomize_it_hides_and_reports_explicit_steps(tmp_path: Path) -> None:
+    from tunelab.sweep.wandb_config import shim_env
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "sitecustomize.py").write_text("import os\nos.environ['OTHER_SITECUSTOMIZE'] = 'ran'\n")
+    script = tmp_path / "s.py"
+    script.write_text(textwrap.dedent("""\
+        import os, wandb
+        print("other:", os.environ.get("OTHER_SITECUSTOMIZE"))
+        run = wandb.init(config={"a": 1})
+        print("config:", dict(run.config))
+        wandb.log({"x": 1.0}, step=10)
+        wandb.log({"y": 2.0}, commit=False)
+        wandb.log({"z": float("nan")})
+        """))
+    env = shim_env({**ENV, "PYTHONPATH": f"{other}{os.pathsep}{SRC}", "TUNELAB_PARAMS": json.dumps({"a": 3})})
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "other: ran" in lines and "config: {'a': 3}" in lines
+    reports = [json.loads(line) for line in lines if line.startswith("{")]
+    assert reports[:2] == [{"step": 10, "x": 1.0}, {"step": 11, "y": 2.0}]
+    assert reports[2]["step"] == 11 and math.isnan(reports[2]["z"])  # commit=False: the same step
