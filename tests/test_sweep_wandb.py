@@ -175,3 +175,12 @@ def test_the_start_up_hook_runs_a_sitecustomize_it_hides_and_reports_explicit_st
     reports = [json.loads(line) for line in lines if line.startswith("{")]
     assert reports[:2] == [{"step": 10, "x": 1.0}, {"step": 11, "y": 2.0}]
     assert reports[2]["step"] == 11 and math.isnan(reports[2]["z"])  # commit=False: the same step
+
+
+def test_a_w_and_b_file_given_to_tunelab_sweep_says_how_to_convert_it(tmp_path: Path) -> None:
+    path = tmp_path / "wandb-sweep.yaml"
+    path.write_text(yaml.safe_dump({"program": "train.py", "method": "bayes", "metric": {"name": "val_loss"},
+                                    "parameters": {"lr": {"min": 0.001, "max": 0.1}}}))
+    with pytest.raises(SweepConfigError) as e:
+        load_config(path)
+    assert "looks like a W&B Sweeps configuration; convert it with tunelab sweep --from-wandb" in str(e.value)

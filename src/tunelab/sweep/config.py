@@ -327,6 +327,10 @@ def _explain(e: ValidationError, data: Mapping[str, Any], lines: Lines, given: M
         hint = _closest(str(loc[-1]), known)
         fix = f"did you mean {hint!r}?" if hint else f"the keys here are: {', '.join(known)}"
         text = f"unknown key {loc[-1]!r}; {fix}"
+        if len(loc) == 1 and "command" not in data and {"program", "method"} & set(data):
+            text = (f"unknown key {loc[-1]!r}: this looks like a W&B Sweeps configuration; convert it with "
+                    f"tunelab sweep --from-wandb {lines.file} -o sweep.yaml, "
+                    "then run tunelab sweep sweep.yaml")
     elif kind == "missing":
         text = f"missing; {_missing_fix(loc)}"
     elif kind == "union_tag_invalid":
