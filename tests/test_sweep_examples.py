@@ -1,5 +1,6 @@
 """The sweep examples run as a user would run them: `tunelab sweep examples/sweep/sweep.yaml` (a plain PyTorch
-script printing JSON lines) and `tunelab sweep examples/sweep/sweep-shell.yaml` (a shell script, no tunelab)."""
+script printing JSON lines), `tunelab sweep examples/sweep/sweep-shell.yaml` (a shell script, no tunelab), and a W&B
+script with its W&B sweep file, converted by `tunelab sweep --from-wandb`."""
 
 from __future__ import annotations
 
@@ -53,3 +54,18 @@ def test_the_pytorch_example_runs(tmp_path: Path) -> None:
     assert len(study.trials) == 3
     best = study.best_trial
     assert set(study.get_curves(best.number)) == {"val_loss", "val_acc"}
+
+
+def test_the_w_and_b_example_converts_and_runs_unchanged(tmp_path: Path) -> None:
+    import wandb  # noqa: F401 - the example logs with it: a missing one fails here, never skips
+    done = _run(tmp_path, "--from-wandb", "wandb-sweep.yaml", "-o", "wandb.yaml")
+    assert done.returncode == 0, done.stderr
+    assert load_config(tmp_path / "wandb.yaml").warnings == ()
+    done = _run(tmp_path, "wandb.yaml", "--n-trials", "3", "--storage", "sqlite:///sweep.db")
+    assert done.returncode == 0, done.stderr
+    study = tunelab.load_study("digits-mlp-wandb", f"sqlite:///{tmp_path / 'sweep.db'}")
+    assert len(study.trials) == 3
+    best = study.best_trial
+    steps, values = study.get_curves(best.number)["val_loss"]
+    assert set(study.get_curves(best.number)) == {"val_loss", "val_acc"} and steps[0] == 1
+    assert best.value == values[-1] < 1.0
