@@ -394,3 +394,32 @@ def raises_base_exception_on_first(trial: tunelab.Trial) -> float:
     while time.monotonic() < deadline:  # the driver stops this worker once trial 0's error reaches it
         time.sleep(0.01)
     return x
+
+
+class OwnMistake(Exception):  # noqa: N818 - a user's name
+    """A user's own plain exception, with arguments and an attribute of its own."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message, code)
+        self.code = code
+
+
+class Unsendable(Exception):  # noqa: N818 - a user's name
+    """A user's exception that pickle refuses (it holds a lock)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        import threading
+
+        self.lock = threading.Lock()
+
+
+def raises_own_error_on_first(trial: tunelab.Trial) -> float:
+    """Trial 0 raises :class:`OwnMistake` (:class:`Unsendable` when TUNELAB_TEST_RAISE says so); the others
+    return x."""
+    x = trial.suggest_float("x", 0.0, 1.0)
+    if trial.number == 0:
+        if os.environ.get("TUNELAB_TEST_RAISE") == "Unsendable":
+            raise Unsendable("holds a lock")
+        raise OwnMistake("raised by the objective", 7)
+    return x

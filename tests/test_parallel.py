@@ -204,3 +204,81 @@ def test_a_base_exception_raised_by_the_objective_in_a_worker_is_raised_again_as
     assert "trial 0 failed" not in caplog.text, caplog.text  # raised, not logged as well (as with one worker)
 
 
+def test_a_users_own_exception_from_a_worker_fails_its_trial_and_the_study_goes_on(tmp_path: Path) -> None:
+    from objectives import raises_own_error_on_first
+
+    study = tunelab.create_study(storage=f"sqlite:///{tmp_path / 'own.db'}", name="own", seed=0)
+    study.optimize(raises_own_error_on_first, n_trials=4, n_workers=2)  # catch=(Exception,): goes on
+    first, *others = study.trials
+    assert first.state == TrialState.FAIL and "OwnMistake: ('raised by the objective', 7)" in (first.error or "")
+    assert "raises_own_error_on_first" in (first.error or "")  # the traceback
+    assert [t.state for t in others] == [TrialState.COMPLETE] * 3
+
+
+@pytest.mark.parametrize("start_method", ["spawn", "fork"])
+def test_a_users_own_exception_outside_catch_is_raised_again_as_itself_with_the_workers_traceback(
+    tmp_path: Path, start_method: str
+) -> None:
+    """It came back as RuntimeError(the worker's traceback) (a built-in one such as ValueError as
+    ValueError(the traceback)): ``except OwnMistake`` in the caller missed it. Now the driver raises the
+    same class with the same arguments and attributes, as with n_workers=1, the traceback as its cause."""
+    from objectives import OwnMistake, raises_own_error_on_first
+
+    raised = {}
+    for n_workers in (1, 2):
+        study = tunelab.create_study(storage=f"sqlite:///{tmp_path / 'own.db'}", name=f"own{n_workers}", seed=0)
+        with pytest.raises(OwnMistake) as caught:
+            study.optimize(raises_own_error_on_first, n_trials=3, n_workers=n_workers, catch=(),
+                           start_method=start_method)
+        raised[n_workers] = caught.value
+        assert study.trials[0].state == TrialState.FAIL and "OwnMistake" in (study.trials[0].error or "")
+    error = raised[2]
+    assert type(error) is OwnMistake
+    assert (error.args, error.code, str(error)) == (raised[1].args, 7, str(raised[1]))
+    cause = error.__cause__
+    assert type(cause) is tunelab.errors.WorkerTraceback
+    assert "raises_own_error_on_first" in str(cause) and "OwnMistake: ('raised by the objective', 7)" in str(cause)
+
+
+def test_an_exception_that_cannot_be_pickled_comes_back_as_runtime_error_with_its_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from objectives import raises_own_error_on_first
+
+    monkeypatch.setenv("TUNELAB_TEST_RAISE", "Unsendable")  # spawned workers inherit it
+    study = tunelab.create_study(storage=f"sqlite:///{tmp_path / 'lock.db'}", name="lock", seed=0)
+    with pytest.raises(RuntimeError, match=r"(?s)raises_own_error_on_first.*Unsendable: holds a lock"):
+        study.optimize(raises_own_error_on_first, n_trials=3, n_workers=2, catch=())
+    assert study.trials[0].state == TrialState.FAIL
+
+
+def test_an_exception_class_of_the_main_script_is_raised_again_as_itself(tmp_path: Path) -> None:
+    """The class is sent to spawned workers by value (cloudpickle); the error comes back as the script's
+    own class, so ``except Oops`` in the script catches it."""
+    script = tmp_path / "main_error.py"
+    script.write_text(textwrap.dedent(f"""
+        import tunelab
+
+        class Oops(Exception):
+            pass
+
+        def objective(trial):
+            x = trial.suggest_float("x", 0.0, 1.0)
+            if trial.number == 0:
+                raise Oops("from the script", 3)
+            return x
+
+        if __name__ == "__main__":
+            study = tunelab.create_study(name="s", storage="sqlite:///{tmp_path / 'main.db'}", seed=1)
+            try:
+                study.optimize(objective, n_trials=3, n_workers=2, catch=())
+            except Oops as e:
+                print("caught", e.args, type(e.__cause__).__name__, "line 10" in str(e.__cause__), flush=True)
+    """))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240,
+                          cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "caught ('from the script', 3) WorkerTraceback True", done.stdout + done.stderr
+
+

@@ -10,8 +10,9 @@ plain tuples over pipes:
 - worker -> driver: ``("ready",)``, ``("started", task_id, label)`` (the task's
   work proper begins: its timeout runs from now), ``("finished", result)``,
   ``("exhausted",)`` (no work after all: the ticket comes back),
-  ``("fatal", error_class_name, message, args)`` (``args``: the error's plain arguments, e.g. the
-  code of a ``SystemExit``, so the driver can raise the same error again)
+  ``("fatal", error_class_name, message, args, pickled)`` (``args``: the error's plain arguments, e.g.
+  the code of a ``SystemExit``; ``pickled``: the error itself as bytes, or None: so the driver can raise
+  the same error again)
 
 A worker that dies, runs past ``task_timeout`` after starting its task, or past
 ``prepare_timeout`` before starting it, is replaced; the handler is told which
@@ -63,8 +64,11 @@ class PoolEvents(Protocol):
     def lost(self, task_id: int, label: int, reason: str) -> None:
         """A task's worker died or was killed (timeout, interrupt)."""
 
-    def fatal(self, error_class: str, message: str, args: tuple[Any, ...] | None = None) -> None:
-        """A worker hit an error that must stop the run; the handler raises it (``args``: its arguments)."""
+    def fatal(
+        self, error_class: str, message: str, args: tuple[Any, ...] | None = None, pickled: bytes | None = None
+    ) -> None:
+        """A worker hit an error that must stop the run; the handler raises it (``args``: its arguments,
+        ``pickled``: the error itself, pickled, when it could be)."""
 
     def alive(self, task_ids: list[int]) -> None:
         """Called at every poll (at least twice a second); ``task_ids``: tasks reserved but not yet

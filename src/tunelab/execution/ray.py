@@ -9,8 +9,9 @@ holds and can record it whatever happens to the task. A task returns a plain tup
 - ``("finished", result)``: done normally;
 - ``("exhausted",)``: no work after all (the task recorded why); it does not count,
   and nothing more is submitted until another task finishes;
-- ``("fatal", error_class_name, message, args)``: an error that must stop the run
-  (``args``: its plain arguments, e.g. the code of a ``SystemExit``).
+- ``("fatal", error_class_name, message, args, pickled)``: an error that must stop the run
+  (``args``: its plain arguments, e.g. the code of a ``SystemExit``; ``pickled``: the error
+  itself as bytes, or None).
 
 A task that fails on Ray's side (its worker died, its node was lost, it could not be
 deserialized: any ``RayError``) is reported as lost, with the error's text. Ray never
@@ -59,10 +60,11 @@ class TaskEvents(Protocol):
         """A task failed on Ray's side, or was cancelled (interrupt): record its work."""
 
     def stopped(
-        self, task_id: int, label: int, error_class: str, message: str, args: tuple[Any, ...] | None = None
+        self, task_id: int, label: int, error_class: str, message: str, args: tuple[Any, ...] | None = None,
+        pickled: bytes | None = None,
     ) -> None:
         """A task hit an error that must stop the run: record its work, then raise the error (``args``: its
-        arguments)."""
+        arguments, ``pickled``: the error itself, pickled, when it could be)."""
 
     def alive(self, task_ids: list[int]) -> None:
         """These tasks are still in flight (called about once a second)."""

@@ -536,18 +536,21 @@ class _Driver:
         self.display.finished(outcome.state, outcome.value, outcome.feasible)
         _call_back(self.study, self.settings, outcome)
 
-    def fatal(self, error_class: str, message: str, args: tuple[Any, ...] | None = None) -> None:
-        error = _error_of(error_class, message, args)
+    def fatal(
+        self, error_class: str, message: str, args: tuple[Any, ...] | None = None, pickled: bytes | None = None
+    ) -> None:
+        error = _error_of(error_class, message, args, pickled)
         # What the worker recorded for the trial that raised it: not logged again as "trial N failed"
         # when the pool stops (the error itself is raised, as with n_workers=1).
         self._raised = {error_headline(message), f"interrupted: {error_class}: {error}"}
         raise error
 
     def stopped(
-        self, task_id: int, label: int, error_class: str, message: str, args: tuple[Any, ...] | None = None
+        self, task_id: int, label: int, error_class: str, message: str, args: tuple[Any, ...] | None = None,
+        pickled: bytes | None = None,
     ) -> None:
         _fail_if_running(self.study.storage, task_id, label, message)
-        self.fatal(error_class, message, args)
+        self.fatal(error_class, message, args, pickled)
 
     def alive(self, task_ids: list[int]) -> None:
         """The driver's housekeeping at each poll: fail the study's lost trials as soon as their grace
@@ -568,8 +571,16 @@ class _Driver:
                 logger.debug("heartbeat failed", exc_info=True)
 
 
-def _error_of(error_class: str, message: str, args: tuple[Any, ...] | None = None) -> BaseException:
-    """The exception a worker or task reported by class name: tunelab's own or a built-in one.
+def _error_of(
+    error_class: str, message: str, args: tuple[Any, ...] | None = None, pickled: bytes | None = None
+) -> BaseException:
+    """The exception a worker or task reported, raised again in the driver.
+
+    ``pickled`` (the error itself, see :func:`_pickled_error`) is loaded first: the user's own
+    ``Exception`` keeps its class, arguments and attributes, so ``except MyError`` around
+    ``optimize()`` catches it with any ``n_workers``; unless it is tunelab's own (whose message says
+    it all), the worker's traceback (``message``) is its ``__cause__``. Failing that, by class name:
+    tunelab's own or a built-in one.
 
     A built-in that is no :class:`Exception` (``SystemExit``, ``KeyboardInterrupt``, ``GeneratorExit``,
     ``BaseException``), or the user's own such class named ``module:qualname`` (when this process has
@@ -579,6 +590,16 @@ def _error_of(error_class: str, message: str, args: tuple[Any, ...] | None = Non
     study stops as it does when the objective runs in this process (``sys.exit(2)`` exits 2, a
     ``KeyboardInterrupt`` stops the study as Ctrl-C does).
     """
+    if pickled is not None:
+        try:
+            loaded = pickle.loads(pickled)
+        except Exception:  # a class this process cannot import, an __init__ pickle cannot call
+            logger.debug("the error %s of a worker could not be loaded here", error_class, exc_info=True)
+        else:
+            if isinstance(loaded, BaseException):
+                if not isinstance(loaded, TunelabError):
+                    loaded.__cause__ = WorkerTraceback(message)
+                return loaded
     cls = getattr(errors, error_class, None)
     if not (isinstance(cls, type) and issubclass(cls, BaseException)):
         cls = getattr(builtins, error_class, None)
@@ -619,7 +640,25 @@ def _fatal_message(error: BaseException) -> tuple[Any, ...]:
     name = cls.__name__
     if not issubclass(cls, Exception) and cls.__module__ != "builtins":  # the user's own: found by its module
         name = f"{cls.__module__}:{cls.__qualname__}"
-    return ("fatal", name, text, _plain_args(error))
+    return ("fatal", name, text, _plain_args(error), _pickled_error(error))
+
+
+def _pickled_error(error: BaseException) -> bytes | None:
+    """``error`` as bytes the driver can load as the same class, or None when it cannot be pickled.
+
+    pickle first: a class of an importable module, or of ``__main__`` in a forked worker, goes by
+    reference and is the driver's own. Then cloudpickle: a class of the driver's ``__main__`` that reached a
+    spawned worker by value comes back as that same class (cloudpickle tracks the classes it sends).
+    Its traceback, cause and context are not pickled (the driver attaches the traceback's text).
+    """
+    try:
+        return pickle.dumps(error)
+    except Exception:  # noqa: BLE001 - pickling can fail in many ways
+        pass
+    try:
+        return _dumps_keeping_file_names(error)
+    except Exception:  # noqa: BLE001 - then the driver rebuilds it by name
+        return None
 
 
 def _optimize_in_processes(
@@ -773,7 +812,7 @@ def _storage_for_task(url: str) -> BaseStorage:
 def _run_reserved_trial(job: Any, trial_id: int) -> tuple[Any, ...]:
     """The body of one Ray task: run the trial the driver reserved; say how it went.
 
-    Returns ``("finished", TrialOutcome)``, ``("exhausted",)`` or ``("fatal", class_name, message, args)``
+    Returns ``("finished", TrialOutcome)``, ``("exhausted",)`` or ``("fatal", class_name, message, args, pickled)``
     (see :mod:`tunelab.execution.ray`).
     """
     try:
