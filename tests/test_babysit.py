@@ -426,6 +426,19 @@ def test_train_checks_its_options_before_the_runs_start(url: str, runner: CliRun
         tunelab.load_study("fresh", url)
 
 
+def test_train_refuses_a_direction_that_contradicts_the_existing_runs(url: str, runner: CliRunner) -> None:
+    # was ignored: the run went on maximizing while the user asked for minimize
+    tunelab.babysit.create_run("run", {"lr": 0.003}, storage=url, direction="maximize", metric="val_acc")
+    refused = invoke(runner, "train", "run", "--direction", "minimize", "--epochs", "1", "--storage", url)
+    assert refused.exit_code == 2, refused.output
+    assert "Invalid value for '--direction'" in refused.output, refused.output
+    for needle in ("run 'run' maximizes its value", "leave --direction out", "a new run"):
+        assert needle in " ".join(refused.output.split()), refused.output
+    study = tunelab.load_study("run", url)
+    assert study.direction == "maximize"
+    assert [t.state for t in study.trials] == [tunelab.TrialState.WAITING]  # nothing trained
+
+
 def test_rollback_tree_suggest_and_watch_commands(url: str, runner: CliRunner) -> None:
     study = new_run(url)
     trial, state = started(study)

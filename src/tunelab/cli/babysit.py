@@ -316,7 +316,8 @@ def train(
     direction: Annotated[
         str | None,
         typer.Option("--direction", show_default=False,
-                     help="Of the run's value; default: that of the trainer's monitor (val_acc: maximize)."),
+                     help="Of a new run's value; default: that of the trainer's monitor (val_acc: maximize). "
+                          "An existing run keeps its own."),
     ] = None,
     eval_every: Annotated[
         int | None,
@@ -353,6 +354,13 @@ def train(
             if values:
                 raise ConfigError(f"run {run!r} exists: --set starts a new run only; change a running one "
                                   f"with `tunelab set {run} NAME=VALUE`")
+            if direction is not None and direction != study.direction:  # was ignored: the stored one won
+                record = study.system_attrs.get("run")
+                metric = record.get("metric") if isinstance(record, dict) else None
+                raise typer.BadParameter(
+                    f"run {run!r} {study.direction[:-1]}es its value{f' ({metric})' if metric else ''}; a run "
+                    f"keeps the direction it was created with: leave --direction out, or train a new run "
+                    f"(another name) to {direction}", param_hint="'--direction'")
         except StudyNotFoundError:
             start = trainer.default_params(**values)
             lr = start.get("lr")
