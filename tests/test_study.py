@@ -335,11 +335,38 @@ def test_report_refuses_a_step_past_a_64_bit_integer_on_every_storage(tmp_path: 
 
 def test_report_refuses_a_metric_that_is_not_a_number_and_an_empty_report() -> None:
     trial = tunelab.create_study().ask()
-    with pytest.raises(ConfigError, match="metric 'acc' must be a number"):
+    with pytest.raises(ConfigError, match="metric 'acc' must be a real number, got 'high'"):
         trial.report(0, loss=1.0, acc="high")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="at least one metric"):
         trial.report(0)
     assert trial.study.get_curves(trial.number) == {}
+
+
+@pytest.mark.parametrize("value", ["0.5", "nan", True, np.bool_(False), b"1", 10**400, [0.5]],
+                         ids=["str", "str-nan", "bool", "numpy-bool", "bytes", "10**400", "list"])
+def test_report_refuses_a_metric_value_that_is_not_a_real_number_naming_the_metric_and_value(
+    tmp_path: Path, value: object
+) -> None:
+    # "0.5", "nan" and True were stored (float() reads them); 10**400 raised a bare OverflowError
+    for storage in (None, sqlite_url(tmp_path)):
+        trial = tunelab.create_study(storage=storage).ask()
+        with pytest.raises(ConfigError) as refused:
+            trial.report(0, loss=1.0, acc=value)  # type: ignore[arg-type]
+        message = str(refused.value)
+        assert message.startswith(f"metric 'acc' must be a real number, got {repr(value)[:60]}"), message
+        assert trial.study.get_curves(trial.number) == {}
+
+
+def test_report_keeps_real_numbers_of_any_kind_nan_and_infinities(tmp_path: Path) -> None:
+    import torch
+    for storage in (None, sqlite_url(tmp_path)):
+        trial = tunelab.create_study(storage=storage).ask()
+        trial.report(0, a=1, b=np.float32(0.5), c=np.int64(3), d=np.array(0.25), e=torch.tensor(0.75),
+                     nan=float("nan"), up=math.inf, down=np.float64(-math.inf))
+        curves = trial.study.get_curves(trial.number)
+        assert {k: v[1][0] for k, v in curves.items() if k != "nan"} == {
+            "a": 1.0, "b": 0.5, "c": 3.0, "d": 0.25, "e": 0.75, "up": math.inf, "down": -math.inf}
+        assert math.isnan(curves["nan"][1][0])
 
 
 def test_a_value_given_by_position_names_the_call_by_name() -> None:

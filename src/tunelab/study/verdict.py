@@ -58,7 +58,7 @@ def judge(
     if names is not None:
         return _judge_vector(value, names)
     value = _single(value, name)
-    number = _as_real(value)
+    number = as_real(value)
     if number is None:
         hint = ""
         if isinstance(value, (tuple, list, Mapping)) or getattr(value, "ndim", 0) == 1:
@@ -130,7 +130,7 @@ def _judge_vector(value: Any, names: Sequence[str]) -> Verdict:
         )
     out: list[float] = []
     for i, (name, item) in enumerate(zip(names, items, strict=True)):
-        number = _as_real(item)
+        number = as_real(item)
         where = f"objective {name!r} (value {i})"
         if number is None:
             return TrialState.FAIL, None, (
@@ -161,7 +161,7 @@ def _labelled(value: Any) -> bool:
     return labels != list(range(len(labels)))
 
 
-def _as_real(value: Any) -> numbers.Real | None:
+def as_real(value: Any) -> numbers.Real | None:
     """``value`` as a real number, or None: bools, strings and containers are not numbers."""
     if type(value).__name__ in ("bool", "bool_"):  # numpy.bool_ is not a Real, bool is
         return None
