@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -574,18 +575,27 @@ def test_dashboard_command_warns_off_loopback(db: str, monkeypatch: pytest.Monke
 
 
     calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda web, **kw: calls.append(kw))
+
+    def run(server: uvicorn.Server, sockets: list[Any]) -> None:  # the sockets are bound: the port is taken
+        calls.append({"host": server.config.host, "log_level": server.config.log_level,
+                      "bound": [s.getsockname()[:2] for s in sockets]})
+        server.started = True
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    port = {p.name: p.default for p in typer.main.get_command(app).commands["dashboard"].params}["port"]  # type: ignore[attr-defined]
+    assert port == 8000  # the default (not bound here: this machine may serve something there)
     runner = CliRunner()
-    r = runner.invoke(app, ["dashboard", "--storage", db])
+    r = runner.invoke(app, ["dashboard", "--storage", db, "--port", "0"])
     assert r.exit_code == 0, r.output
-    assert calls[-1] == {"host": "127.0.0.1", "port": 8000, "log_level": "warning"}
+    assert calls[-1]["host"] == "127.0.0.1" and calls[-1]["log_level"] == "warning"
+    assert calls[-1]["bound"][0][0] == "127.0.0.1" and f":{calls[-1]['bound'][0][1]}/" in r.output
     assert "reachable from the network" not in r.output
-    r = runner.invoke(app, ["dashboard", "--storage", db, "--host", "0.0.0.0", "--port", "9000", "--read-only",
+    r = runner.invoke(app, ["dashboard", "--storage", db, "--host", "0.0.0.0", "--port", "0", "--read-only",
                             "--token", "t"])
     assert r.exit_code == 0, r.output
-    assert calls[-1]["host"] == "0.0.0.0" and calls[-1]["port"] == 9000
+    assert calls[-1]["host"] == "0.0.0.0" and calls[-1]["bound"][0][0] == "0.0.0.0"
     assert "reachable from the network" not in r.output  # both given: nothing left to advise
-    r = runner.invoke(app, ["dashboard", "--storage", db, "--host", "0.0.0.0", "--read-only"])
+    r = runner.invoke(app, ["dashboard", "--storage", db, "--host", "0.0.0.0", "--port", "0", "--read-only"])
     assert r.exit_code == 0, r.output
     assert "reachable from the network; use --token unless" in r.output and "--read-only unless" not in r.output
     r = runner.invoke(app, ["dashboard", "--storage", f"sqlite:///{Path(db[10:]).parent / 'missing.db'}"])

@@ -130,11 +130,16 @@ def test_the_command_passes_its_host_and_allowed_hosts(url: str, monkeypatch: py
     from tunelab.cli import app
 
     served: list[Any] = []
-    monkeypatch.setattr(uvicorn, "run", lambda web, **kw: served.append(web))
+
+    def run(server: uvicorn.Server, sockets: list[socket.socket]) -> None:
+        served.append(server.config.app)
+        server.started = True
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
     runner = CliRunner()
 
     def status(args: list[str], host: str) -> int:
-        r = runner.invoke(app, ["dashboard", "--storage", url, *args])
+        r = runner.invoke(app, ["dashboard", "--storage", url, "--port", "0", *args])
         assert r.exit_code == 0, r.output
         with TestClient(served[-1], base_url="http://127.0.0.1:8000") as c:
             return c.get("/api/studies", headers={"Host": host}).status_code
@@ -157,7 +162,12 @@ def test_the_command_refuses_a_host_it_cannot_bind_before_serving(url: str, monk
     from tunelab.cli import app
 
     served: list[Any] = []
-    monkeypatch.setattr(uvicorn, "run", lambda web, **kw: served.append(kw))
+
+    def run(server: uvicorn.Server, sockets: list[socket.socket]) -> None:
+        served.append({"host": server.config.host, "port": server.config.port, "log_level": server.config.log_level})
+        server.started = True
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
     runner = CliRunner()
     for host, why in [("not a host", "is not a name or address this machine can resolve"),
                       ("192.0.2.1", "cannot be bound here")]:
@@ -169,3 +179,37 @@ def test_the_command_refuses_a_host_it_cannot_bind_before_serving(url: str, monk
     assert served == []
     r = runner.invoke(app, ["dashboard", "--storage", url, "--host", "localhost", "--port", "0"])
     assert r.exit_code == 0 and served == [{"host": "localhost", "port": 0, "log_level": "warning"}], r.output
+
+
+def test_the_command_on_a_port_in_use_says_so_in_one_line_and_exits_as_a_usage_error(url: str) -> None:
+    # printed "tunelab dashboard on http://127.0.0.1:P/", then uvicorn's "ERROR: [Errno 98] error while
+    # attempting to bind on address ...: address already in use", and exited 3
+    from tunelab.cli import app
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = CliRunner().invoke(app, ["dashboard", "--storage", url, "--port", str(port)])
+    assert r.exit_code == 2, r.output
+    line = r.stderr.strip()
+    assert line.startswith(f"error: port {port} of 127.0.0.1 is in use") and "\n" not in line, r.stderr
+    assert f"give another with --port, e.g. --port {port + 1}, or --port 0 for a free one" in line, line
+    assert "tunelab dashboard on" not in r.output and "Traceback" not in r.output
+
+
+def test_the_command_serves_on_a_free_port_and_names_it(url: str, tmp_path: Path) -> None:
+    # --port 0 printed "tunelab dashboard on http://127.0.0.1:0/": the port was uvicorn's to pick
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-c", "from tunelab.cli import app; app()", "dashboard", "--storage", url, "--port", "0"]
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=tmp_path) as served:
+        try:
+            assert served.stderr is not None
+            line = served.stderr.readline().strip()
+            assert line.startswith("tunelab dashboard on http://127.0.0.1:") and not line.endswith(":0/"), line
+            status, body = get(line.removeprefix("tunelab dashboard on ").rstrip("/"), "/api/studies")
+            assert status == 200 and [s["name"] for s in body] == ["s"]
+        finally:
+            served.terminate()

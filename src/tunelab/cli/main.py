@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import enum
+import errno
 import io
 import json
 import math
@@ -699,10 +700,37 @@ def dashboard(
     with _cli_errors():
         web = create_app(storage, read_only=read_only, token=token, host=host,
                          allowed_hosts=[*default_allowed_hosts(host), *allowed_host] if allowed_host else None)
-    shown = f"[{host}]" if ":" in host else host
-    _err().print(f"tunelab dashboard on http://{shown}:{port}/{'?token=...' if token else ''}",
-                 markup=False, highlight=False)
-    uvicorn.run(web, host=host, port=port, log_level="warning")
+    with _listening(host, port) as sock:
+        shown = f"[{host}]" if ":" in host else host
+        _err().print(f"tunelab dashboard on http://{shown}:{sock.getsockname()[1]}/{'?token=...' if token else ''}",
+                     markup=False, highlight=False)
+        server = uvicorn.Server(uvicorn.Config(web, host=host, port=port, log_level="warning"))
+        server.run(sockets=[sock])
+    if not server.started:  # as uvicorn.run exits when its server could not start
+        raise typer.Exit(3)
+
+
+def _listening(host: str, port: int) -> socket.socket:
+    """A socket listening on ``host``:``port``, bound as uvicorn binds it (``SO_REUSEADDR``), or one line
+    naming --port and exit 2: uvicorn printed "ERROR: [Errno 98] error while attempting to bind on address
+    ...: address already in use" after the dashboard's address, and exited 3. Port 0 picks a free one."""
+    bind = host.strip("[]")
+    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    address = socket.getaddrinfo(bind, port, family, socket.SOCK_STREAM)[0][4]  # resolved by _check_bindable
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen()  # connections wait from now on, while the server starts
+    except OSError as e:
+        sock.close()
+        why = ("is in use (another dashboard or server listens there)" if e.errno == errno.EADDRINUSE
+               else f"cannot be bound ({e.strerror or e})")
+        _err().print(f"error: port {port} of {host} {why}; give another with --port, e.g. "
+                     f"--port {port + 1 if port < 65535 else 8000}, or --port 0 for a free one",
+                     style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    return sock
 
 
 @app.command()
