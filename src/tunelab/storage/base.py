@@ -52,6 +52,21 @@ class TrialValue(NamedTuple):
     """The final value (COMPLETE trials), else None."""
 
 
+FLOAT_MAX = 1.7976931348623157e308  # sys.float_info.max: an SQL storage's +-infinity (MySQL stores none)
+BELOW_FLOAT_MAX = math.nextafter(FLOAT_MAX, 0.0)
+
+
+def stored_metric(x: float) -> float:
+    """A reported metric value as every storage keeps it: as given, but -0.0 as 0.0 (SQLite's REAL keeps no
+    sign of zero) and a finite +-DBL_MAX one step towards zero, finite still (the SQL storages store an infinity
+    as +-DBL_MAX, since MySQL has none, and read +-DBL_MAX back as one). NaN and +-inf as given."""
+    if x == 0.0:
+        return 0.0
+    if x == FLOAT_MAX or x == -FLOAT_MAX:
+        return math.copysign(BELOW_FLOAT_MAX, x)
+    return x
+
+
 def check_values(value: float | None, values: Sequence[float] | None) -> tuple[float | None, list[float] | None]:
     """A finished trial's value and values as stored: finite floats, ``value`` the first of ``values``."""
     if values is not None:
@@ -235,7 +250,8 @@ class BaseStorage(ABC):
 
     @abstractmethod
     def report(self, trial_id: int, step: int, metrics: Mapping[str, float]) -> None:
-        """Store intermediate metric values of a RUNNING trial at ``step`` (last write wins)."""
+        """Store intermediate metric values of a RUNNING trial at ``step`` (last write wins), each as
+        :func:`stored_metric` says (-0.0 as 0.0, a finite +-DBL_MAX one step below)."""
 
     def report_steps(self, trial_id: int, points: Sequence[tuple[int, Mapping[str, float]]]) -> None:
         """Store several ``(step, metrics)`` reports of a RUNNING trial, in order, as :meth:`report`

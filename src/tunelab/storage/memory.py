@@ -23,7 +23,15 @@ from tunelab.errors import (
 )
 from tunelab.records import FrozenTrial, StudyRecord, StudySummary, TrialState, sort_key
 from tunelab.storage._json import dumps
-from tunelab.storage.base import BaseStorage, Curves, MetricPoint, TrialValue, append_event, check_values
+from tunelab.storage.base import (
+    BaseStorage,
+    Curves,
+    MetricPoint,
+    TrialValue,
+    append_event,
+    check_values,
+    stored_metric,
+)
 
 logger = logging.getLogger("tunelab")
 
@@ -416,7 +424,7 @@ class InMemoryStorage(BaseStorage):
             points = curves.get(name)
             if points is None:
                 points = curves[name] = {}
-            points[step] = float(value)
+            points[step] = stored_metric(float(value))
 
     def get_curves(self, trial_id: int) -> Curves:
         with self._lock:

@@ -13,12 +13,12 @@ from __future__ import annotations
 import importlib
 import math
 import sqlite3
-import sys
 from typing import Any
 
 import sqlalchemy as sa
 
 from tunelab.records import TrialState
+from tunelab.storage.base import FLOAT_MAX, stored_metric
 
 #: The schema this tunelab writes: revision ``f"{SCHEMA_VERSION:04d}"`` of ``storage/migrations``.
 #: 1: the first release. 2: ``trials.objective_values``. 3: names compared exactly on MySQL/MariaDB,
@@ -265,16 +265,14 @@ def upsert_values(dialect: str) -> sa.Insert | None:
     return None
 
 
-FLOAT_MAX = sys.float_info.max
-
-
 def encode_metric(x: float) -> float | None:
-    """A metric value every database can store: NaN as NULL, +-inf as +-DBL_MAX (MySQL has neither)."""
+    """A metric value every database can store: NaN as NULL, +-inf as +-DBL_MAX (MySQL has neither); a
+    finite value as :func:`~tunelab.storage.base.stored_metric` keeps it (never +-DBL_MAX, never -0.0)."""
     if math.isnan(x):
         return None
     if math.isinf(x):
         return FLOAT_MAX if x > 0 else -FLOAT_MAX
-    return x
+    return stored_metric(x)
 
 
 def decode_metric(x: float | None) -> float:

@@ -990,6 +990,24 @@ class StorageSuite:
         assert values[0] == math.inf and math.isnan(values[1])
         assert storage.get_curves(trial.trial_id)["low"] == ([0], [-math.inf])
 
+    def test_report_stores_negative_zero_and_the_largest_floats_alike_on_every_storage(
+        self, storage: BaseStorage, study_id: int
+    ) -> None:
+        # SQLite read -0.0 back as 0.0 (its REAL keeps no sign of zero) and +-DBL_MAX as +-inf (the SQL
+        # storages store an infinity as +-DBL_MAX: MySQL has none); the memory storage kept both as given
+        biggest = 1.7976931348623157e308
+        below = math.nextafter(biggest, 0.0)
+        trial = storage.create_trial(study_id)
+        reported = {"zero": -0.0, "max": biggest, "min": -biggest, "below": below, "tiny": -5e-324, "inf": math.inf}
+        storage.report(trial.trial_id, 0, reported)
+        storage.report_steps(trial.trial_id, [(1, reported)])
+        expected = {"zero": 0.0, "max": below, "min": -below, "below": below, "tiny": -5e-324, "inf": math.inf}
+        curves = storage.get_curves(trial.trial_id)
+        for step in (0, 1):  # repr: 0.0 and -0.0 are equal, but not the same value
+            assert {k: repr(v[1][step]) for k, v in curves.items()} == {k: repr(v) for k, v in expected.items()}
+        for name, value in expected.items():  # a finite value stays finite, one step below DBL_MAX
+            assert [repr(p.value) for p in storage.get_metric_at(study_id, name)] == [repr(value)] * 2, name
+
     # -- one metric across a study (what pruners read) ------------------------------------
     def test_get_metric_at_returns_every_trials_value_at_the_steps(self, storage: BaseStorage, study_id: int) -> None:
         report_pruning_curves(storage, study_id)
@@ -1082,7 +1100,7 @@ class StorageSuite:
     def test_get_metric_at_decodes_values_as_get_curves_does(self, storage: BaseStorage, study_id: int) -> None:
         trial = storage.create_trial(study_id)
         reported = [math.inf, -math.inf, math.nan, 0.0, -0.0, 5e-324, 1.7976931348623157e308, -1.7976931348623157e308]
-        for step, value in enumerate(reported):  # DBL_MAX itself is where a storage may choose (MySQL has no inf)
+        for step, value in enumerate(reported):  # DBL_MAX itself is kept one step below (see stored_metric)
             storage.report(trial.trial_id, step, {"loss": value})
         steps, curve = storage.get_curves(trial.trial_id)["loss"]
         points = storage.get_metric_at(study_id, "loss")
