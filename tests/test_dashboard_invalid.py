@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -89,3 +90,36 @@ def test_other_validation_errors_keep_fastapi_s_shape() -> None:
 def test_a_finite_body_still_works(client: TestClient) -> None:
     response = post(client, "/api/studies/s/trials/0/note", '{"note": "fine"}')
     assert response.status_code == 200, response.text
+
+
+LENIENT = ["1.0", "1e0", "+1", " 1", "1 ", "1_0", "-0", "\u0661", "0x1", "\uff11"]
+"""Trial numbers FastAPI's int (or Python's int()) read as a number: a decimal point, an exponent, a sign,
+spaces, an underscore, digits of other scripts (Arabic-Indic one, fullwidth one)."""
+
+
+@pytest.mark.parametrize("value", LENIENT)
+@pytest.mark.parametrize(
+    "template",
+    ["/api/studies/s/trials/{}", "/api/studies/s/trials/{}/logs", "/api/studies/s/diagnosis/{}",
+     "/api/studies/s/trials/{}/hyperparameters", "/api/studies/s/trials/{}/suggestions",
+     "/api/studies/s/trials?since={}", "/api/studies/s/values?since={}", "/api/studies/s/curves?numbers={}",
+     "/api/studies/s/curves?numbers=0,{}"],
+)
+def test_a_trial_number_in_a_url_that_is_not_plain_decimal_digits_is_422_naming_it(
+    client: TestClient, template: str, value: str
+) -> None:
+    # "1.0", "+1", " 1" and "-0" read as trial 1 (or 0), "1_0" as trial 10, and curves?numbers=\u0661 as trial 1
+    response = client.get(template.format(quote(value, safe="")))  # "+" in a query is a space: sent as %2B
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    assert error["input"] in (value, f"0,{value}") and "plain decimal" in error["msg"], error
+    assert client.get(template.format("1")).status_code in (200, 404)  # digits are still a number
+
+
+def test_a_trial_number_in_an_action_url_that_is_not_plain_decimal_digits_is_422(client: TestClient) -> None:
+    for path, body in [("/api/studies/s/trials/{}/stop", "{}"), ("/api/studies/s/trials/{}/note", '{"note": "x"}'),
+                       ("/api/studies/s/trials/{}/live", '{"values": {"lr": 0.1}}')]:
+        response = post(client, path.format("2.0"), body)
+        assert response.status_code == 422 and "'2.0'" in response.text, response.text
+    trial = client.get("/api/studies/s/trials/2").json()
+    assert trial["state"] == "RUNNING" and trial["user_attrs"] == {}  # neither stopped nor noted

@@ -403,6 +403,25 @@ def test_trial_page_curve_params_diagnosis(tmp_path: Path, page: tuple[Page, Con
         shot(pg, "trial")
 
 
+def test_a_trial_number_in_the_address_that_is_not_plain_digits_is_refused(
+    tmp_path: Path, page: tuple[Page, Console]
+) -> None:
+    # parseInt read "1e3" and "1.0" as 1: the page of trial 1 showed under an address naming another
+    pg, _ = page
+    url, _study = make_study(tmp_path, "digits", n=3)
+    with serve(url, pg) as base:
+        asked: list[str] = []
+        pg.on("request", lambda r: asked.append(r.url) if "/trials/" in r.url else None)
+        for typed in ("1e3", "1.0", "+1", "%201"):
+            pg.goto(f"{base}/#/study/digits/trial/{typed}")
+            error = pg.wait_for_selector("#app p.error")
+            text = error.inner_text()
+            assert "is not a plain decimal integer" in text and typed.replace("%20", " ") in text, text
+        assert asked == []  # no trial was read
+        pg.goto(f"{base}/#/study/digits/trial/1")
+        pg.wait_for_selector("#trial-curves .main-svg")
+
+
 def test_read_only_hides_actions(tmp_path: Path, page: tuple[Page, Console]) -> None:
     pg, _ = page
     url, _study = make_study(tmp_path, "ro", n=3)

@@ -7,6 +7,7 @@ it needs in the storage's own short transactions, and nothing survives the reque
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +16,7 @@ from typing import Annotated, Any, Literal, Protocol, TypeVar
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from pydantic import AfterValidator, BeforeValidator
 from starlette.routing import Match
 from starlette.types import Message, Scope
 
@@ -110,8 +112,22 @@ class _Route(APIRoute):
         return match, child
 
 
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def _plain_decimal(value: object) -> object:
+    """A number in a URL as typed: ASCII digits only. FastAPI's int read "1.0", "+1", " 1" and "-0" as 1 or
+    0, and "1_0" as 10 (Python's int() reads digits of other scripts too), so a mistyped address showed
+    another trial."""
+    if isinstance(value, str) and not _DIGITS.fullmatch(value):
+        raise ValueError(f"{value!r} is not a plain decimal integer: write digits 0-9 only, e.g. 12 (no sign, "
+                         "point, exponent, spaces or underscores)")
+    return value
+
+
 StudyName = Annotated[str, Path(description="the study's name (a slash in it sent as %2F)")]
-TrialNumber = Annotated[int, Path(ge=0, le=MAX_INT64, description="the trial's number in the study")]
+TrialNumber = Annotated[int, Path(ge=0, le=MAX_INT64, description="the trial's number in the study"),
+                        BeforeValidator(_plain_decimal)]
 
 _E: dict[str, Any] = {"model": Error}
 router = APIRouter(prefix="/api", route_class=_Route,
@@ -201,7 +217,17 @@ class _Numbered(Protocol):
 _Row = TypeVar("_Row", bound=_Numbered)
 ObjectiveQuery = Annotated[str | None, Query(
     max_length=500, description="importance: the objective to rank the parameters for (default: the first)")]
-Since = Annotated[int, Query(ge=0, le=MAX_INT64, description="the first trial number to return")]
+def _plain_decimals(value: str) -> str:
+    """Trial numbers separated by commas, each :func:`_plain_decimal` and at most 9 digits."""
+    for part in value.split(","):
+        _plain_decimal(part)
+        if len(part) > 9:
+            raise ValueError(f"{part!r} has more than 9 digits: no study has that many trials")
+    return value
+
+
+Since = Annotated[int, Query(ge=0, le=MAX_INT64, description="the first trial number to return"),
+                  BeforeValidator(_plain_decimal)]
 
 
 def _since_window(
@@ -302,7 +328,8 @@ def get_trial(name: StudyName, number: TrialNumber, settings: SettingsDep) -> Tr
             summary="The end of a trial's logs (a trial of tunelab sweep: its command's stdout and stderr)")
 def get_logs(
     name: StudyName, number: TrialNumber, settings: SettingsDep,
-    lines: Annotated[int, Query(ge=1, le=2000, description="the most lines of each log")] = 200,
+    lines: Annotated[int, Query(ge=1, le=2000, description="the most lines of each log"),
+                     BeforeValidator(_plain_decimal)] = 200,
 ) -> TrialLogs:
     from tunelab.sweep.logs import trial_logs
 
@@ -338,8 +365,9 @@ def _prediction(t: FrozenTrial) -> PredictedCurve | None:
             summary=f"Curves of up to {MAX_CURVES} trials (live curves of running trials)")
 def get_curves(
     name: StudyName, settings: SettingsDep,
-    numbers: Annotated[str, Query(pattern=r"^\d{1,9}(,\d{1,9})*$", description="trial numbers, e.g. 1,2,3 "
-                                  f"(the first {MAX_CURVES} are read)")],
+    numbers: Annotated[str, Query(
+        max_length=10 * MAX_CURVES, json_schema_extra={"pattern": r"^[0-9]{1,9}(,[0-9]{1,9})*$"},
+        description=f"trial numbers, e.g. 1,2,3 (the first {MAX_CURVES} are read)"), AfterValidator(_plain_decimals)],
     metric: Annotated[str | None, Query(description="one metric (default: all)")] = None,
 ) -> CurvesPage:
     record = _record(settings, name)

@@ -483,8 +483,14 @@
         current = studiesView(app);
       } else if (parts[0] === "study" && parts.length === 2) {
         current = studyView(app, decodeURIComponent(parts[1]));
+      } else if (parts[0] === "study" && parts.length === 4 && parts[2] === "trial" && !/^[0-9]+$/.test(parts[3])) {
+        // parseInt read "1e3" and "1.0" as trial 1: another trial than the address names
+        const study = "#/study/" + parts[1];
+        app.innerHTML = '<p class="error">The trial number <code>' + esc(decodeURIComponent(parts[3])) +
+          '</code> in the address is not a plain decimal integer (digits 0-9 only, e.g. 12). <a href="' +
+          esc(study) + '">Back to the study</a></p>';
       } else if (parts[0] === "study" && parts.length === 4 && parts[2] === "trial") {
-        current = trialView(app, decodeURIComponent(parts[1]), parseInt(parts[3], 10));
+        current = trialView(app, decodeURIComponent(parts[1]), Number(parts[3]));
       } else {
         app.innerHTML = '<p class="error">Unknown page <code>' + esc(hash) + '</code>. <a href="#/">Studies</a></p>';
       }
