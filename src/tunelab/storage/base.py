@@ -68,16 +68,18 @@ def stored_metric(x: float) -> float:
 
 
 def check_values(value: float | None, values: Sequence[float] | None) -> tuple[float | None, list[float] | None]:
-    """A finished trial's value and values as stored: finite floats, ``value`` the first of ``values``."""
+    """A finished trial's value and values as stored: finite floats, ``value`` the first of ``values``, -0.0 as
+    0.0 (SQLite's REAL keeps no sign of zero, the JSON of ``values`` does: every storage keeps 0.0)."""
     if values is not None:
         values = [float(v) for v in values]
         if not values or not all(math.isfinite(v) for v in values):
             raise StorageError(f"trial values must be finite numbers, got {values!r}")
+        values = [0.0 if v == 0.0 else v for v in values]
         if value is None:
             value = values[0]
     if value is not None and not math.isfinite(value):
         raise StorageError(f"trial value must be finite, got {value!r}")
-    return value, values
+    return (0.0 if value == 0.0 else value), values
 
 
 def append_event(attrs: dict[str, Any], key: str, event: Mapping[str, Any], number: int) -> tuple[int, bool]:

@@ -710,6 +710,19 @@ class StorageSuite:
         assert [t.values for t in storage.get_trials(study_id)] == [(0.1, -2.5, 1e300), (0.25,)]
         assert storage.get_trial(one.trial_id).feasible
 
+    def test_finish_trial_stores_negative_zero_as_zero_on_every_storage(
+        self, storage: BaseStorage, study_id: int
+    ) -> None:
+        # SQLite read a value of -0.0 back as 0.0 (its REAL keeps no sign of zero) but kept -0.0 in the values
+        # (JSON): a trial of two objectives read value 0.0 and values (-0.0, ...); the memory storage kept -0.0
+        one, several = storage.create_trial(study_id), storage.create_trial(study_id)
+        storage.finish_trial(one.trial_id, TrialState.COMPLETE, value=-0.0)
+        storage.finish_trial(several.trial_id, TrialState.COMPLETE, values=[-0.0, 1.0])
+        got = [storage.get_trial(one.trial_id), storage.get_trial(several.trial_id)]
+        assert [(repr(t.value), [repr(v) for v in t.values or ()]) for t in got] == [
+            ("0.0", ["0.0"]), ("0.0", ["0.0", "1.0"])]
+        assert [repr(v.value) for v in storage.get_trial_values(study_id)] == ["0.0", "0.0"]
+
     def test_restore_times_sets_a_finished_trial_s_start_and_end(self, storage: BaseStorage, study_id: int) -> None:
         trial = storage.create_trial(study_id)
         storage.finish_trial(trial.trial_id, TrialState.COMPLETE, value=1.0)
