@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from sklearn.datasets import load_digits
@@ -264,6 +265,17 @@ def test_reporter_averages_train_loss_and_accuracy_over_samples_since_the_last_r
                    "val_loss": 0.5}
     assert reporter.report(2, val_loss=0.4) == {"val_loss": 0.4}  # nothing since the last report
     assert [r["step"] for r in reporter.history] == [1, 2]
+
+
+def test_reporter_refuses_a_metric_that_is_not_a_real_number_naming_it() -> None:
+    # float() read "0.5" and True as numbers
+    reporter = Reporter(None)
+    for value in ("0.5", True):
+        with pytest.raises(ConfigError, match=f"metric 'val_acc' must be a real number, got {value!r}"):
+            reporter.report(1, val_acc=value)  # type: ignore[arg-type]
+    assert reporter.history == []
+    row = reporter.report(1, val_acc=torch.tensor(0.5), val_loss=np.float32(0.25))
+    assert row == {"val_acc": 0.5, "val_loss": 0.25}
 
 
 def test_reporter_keeps_no_train_accuracy_for_regression_targets() -> None:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from tunelab.checkpoints import Checkpoint
 from tunelab.distributions import Bool, Categorical, Distribution, Float, Int, ParamValue
@@ -46,7 +46,7 @@ from tunelab.space import Conditional, SpaceEntry, name_error, unwrap, validate_
 from tunelab.study.attrs import JSON_RULE, json_data, shown
 from tunelab.study.background import call_later
 from tunelab.study.services import Pacer
-from tunelab.study.verdict import as_real
+from tunelab.study.verdict import real_metric
 
 if TYPE_CHECKING:
     from tunelab.study.services import TrialServices, TrialWriter
@@ -815,34 +815,9 @@ def _live_step(step: Any) -> int | float:
 
 
 def _floats(metrics: Mapping[str, Any]) -> dict[str, float]:
-    """Reported metrics as floats, or a ConfigError naming the first that is not a real number.
-
-    A real number is what the objective may return (:func:`~tunelab.study.verdict.as_real`: an int or
-    float, numpy's included, or a 0-dim array or tensor holding one), NaN and the infinities included
-    (a curve that diverged); a string such as ``"0.5"``, a bool or a number too large for a float is not
-    (``float()`` read the first two).
-    """
-    out: dict[str, float] = {}
-    for k, v in metrics.items():
-        if type(v) is float:
-            out[k] = v
-            continue
-        number = as_real(v)
-        try:
-            out[k] = float(number) if number is not None else _not_real(k, v)
-        except OverflowError:
-            _not_real(k, v, " (too large for a float)")
-    return out
-
-
-def _not_real(name: str, value: Any, why: str = "") -> NoReturn:
-    shown = repr(value)
-    shown = shown if len(shown) <= 80 else shown[:77] + "..."
-    hint = f"; report {name}=float(...) of the number it holds" if isinstance(value, (str, bytes)) else ""
-    raise ConfigError(
-        f"metric {name!r} must be a real number, got {shown} ({type(value).__name__}){why}: an int or a float "
-        f"(numpy's, or a 0-dim array or tensor, included; NaN and infinities are kept){hint}"
-    )
+    """Reported metrics as floats, or a ConfigError naming the first that is not a real number
+    (:func:`~tunelab.study.verdict.real_metric`)."""
+    return {k: v if type(v) is float else real_metric(k, v) for k, v in metrics.items()}
 
 
 #: Pauses (seconds) before each round of attempts at a trial's final write: a storage that fails for

@@ -178,6 +178,27 @@ def as_real(value: Any) -> numbers.Real | None:
     return None
 
 
+def real_metric(name: str, value: Any) -> float:
+    """A reported metric's value as a float, or a ConfigError naming the metric and the value.
+
+    A real number is what an objective may return (:func:`as_real`: an int or float, numpy's included, or a
+    0-dim array or tensor holding one), NaN and the infinities included (a curve that diverged); a string
+    such as ``"0.5"``, a bool or a number too large for a float is not (``float()`` read the first two).
+    """
+    number = as_real(value)
+    why = ""
+    if number is not None:
+        try:
+            return float(number)
+        except OverflowError:
+            why = " (too large for a float)"
+    hint = f"; report {name}=float(...) of the number it holds" if isinstance(value, (str, bytes)) else ""
+    raise ConfigError(
+        f"metric {name!r} must be a real number, got {_short_repr(value)} ({type(value).__name__}){why}: an int "
+        f"or a float (numpy's, or a 0-dim array or tensor, included; NaN and infinities are kept){hint}"
+    )
+
+
 def _short_repr(value: Any, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -11,6 +11,7 @@ import torch
 
 from tunelab.errors import ConfigError, TrainingDivergedError, TrialPruned
 from tunelab.pruners.base import metric_kind
+from tunelab.study.verdict import real_metric
 
 if TYPE_CHECKING:
     from tunelab.study import Trial
@@ -116,10 +117,7 @@ class Reporter:
                 row["train_acc"] = float(self._correct) / self._labelled
         self._loss_sum, self._correct, self._count, self._labelled = None, None, 0, 0
         for name, value in metrics.items():
-            try:
-                row[name] = float(value)
-            except (TypeError, ValueError):
-                raise ConfigError(f"metric '{name}' must be a number, got {value!r}") from None
+            row[name] = real_metric(name, value)  # float() read "0.5" and True
         finite = {k: v for k, v in row.items() if math.isfinite(v)}
         self.history.append({"step": float(step), **row})
         if self.trial is not None and finite:
