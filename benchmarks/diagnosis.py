@@ -7,6 +7,10 @@ come as a loss pair (``train_loss`` / ``val_loss``), an accuracy pair (``train_a
 uneven steps, sometimes an ``lr`` curve. Noise is Gaussian with a standard deviation that is a
 fraction of the curve's drop: low 1%, medium 2.5%, high 6% (the "noisy" condition plants 25-45%).
 
+A separate table: loss curves with multiplicative noise (every value off by ~30% of itself) that fall as
+exp(-t/tau), tau 0.25, 0.1, 0.05 of the run: how many the 'noisy' condition finds (a curve at its floor early
+may also be a plateau).
+
 A finding counts for its condition: a true positive on a curve labelled with it, a false
 positive on any other curve (healthy ones included), unless the case lists the condition as
 also acceptable (``Case.allowed``; e.g. an underfitting pair may still be improving). Printed as
@@ -225,6 +229,45 @@ def make_case(label: str, noise: str, seed: int) -> Case:
     return Case(label, noise, seed, fmt, curves, kwargs, frozenset(allowed))
 
 
+MULTIPLICATIVE_TAUS = (0.25, 0.1, 0.05)
+"""How fast the multiplicative-noise curves fall: exp(-t / tau), t in [0, 1] (0.05: at its floor by 15% of the run)."""
+
+
+def multiplicative_case(tau: float, seed: int, relative: float = 0.3) -> dict[str, tuple[list[int], list[float]]]:
+    """A loss (one curve or a train/val pair) whose every value is off by about ``relative`` of itself (log-normal
+    noise): the 'noisy' condition in proportion to the value, which hides in the range of a curve that falls 3-30x."""
+    rng = np.random.default_rng([len(_SEED_ORDER), MULTIPLICATIVE_TAUS.index(tau), seed])
+    fmt = str(rng.choice(("loss_pair", "loss", "val_loss")))
+    n = int(rng.integers(30, 151))
+    steps = _steps(n, rng)
+    t = (steps - steps[0]) / (steps[-1] - steps[0])
+    g = np.exp(-t / tau)
+    start = math.log(int(rng.choice([2, 5, 10, 100])))
+    floor = start * rng.uniform(0.03, 0.3)
+    train = floor + (start - floor) * g
+    val_floor = floor * rng.uniform(1.05, 1.6)
+    val = val_floor + (start - val_floor) * g
+    tr, va = train * np.exp(rng.normal(0, relative, n)), val * np.exp(rng.normal(0, relative, n))
+    if fmt == "loss_pair":
+        return {"train_loss": _pair(steps, tr), "val_loss": _pair(steps, va)}
+    return {fmt: _pair(steps, tr if fmt == "loss" else va)}
+
+
+def multiplicative_recall(per: int, seeds: int) -> dict[str, dict[str, Any]]:
+    """Per tau: how many multiplicative-noise curves get 'noisy' (a curve at its floor early may also be called a
+    plateau: allowed), and the other findings."""
+    out: dict[str, dict[str, Any]] = {}
+    for tau in MULTIPLICATIVE_TAUS:
+        found = [{f.condition for f in diagnose_curves(multiplicative_case(tau, seed * 100_003 + i))}
+                 for seed in range(seeds) for i in range(per)]
+        others: dict[str, int] = {}
+        for f in found:
+            for cond in f - {"noisy", "plateau"}:
+                others[cond] = others.get(cond, 0) + 1
+        out[str(tau)] = {"cases": len(found), "noisy": sum("noisy" in f for f in found), "other_findings": others}
+    return out
+
+
 def _pair(steps: np.ndarray, values: np.ndarray) -> tuple[list[int], list[float]]:
     return [int(s) for s in steps], [float(v) for v in values]
 
@@ -291,6 +334,11 @@ def main() -> None:
     met = all(per_level[lvl][c]["precision"] >= 0.9 and per_level[lvl][c]["recall"] >= 0.9
               for lvl in ("low", "medium") for c in CONDITIONS)
     met_each = all(worst[lvl][c] >= 0.9 for lvl in ("low", "medium") for c in CONDITIONS)
+    multiplicative = multiplicative_recall(args.per, args.seeds)
+    print("multiplicative noise (every value off by ~30% of itself) on a loss falling as exp(-t/tau): noisy found in "
+          + ", ".join(f"{r['noisy']}/{r['cases']} (tau {tau})" for tau, r in multiplicative.items())
+          + "; other findings (plateau allowed): "
+          + (", ".join(f"{c} {n}" for r in multiplicative.values() for c, n in r["other_findings"].items()) or "none"))
     seconds = time.perf_counter() - start
     print(f"target (precision and recall >= 0.9 on every condition at low and medium noise): "
           f"{'met' if met else 'NOT met'} over all seeds, {'met' if met_each else 'not met'} on every seed alone; "
@@ -298,7 +346,7 @@ def main() -> None:
     out = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "per": args.per, "seeds": args.seeds,
            "noise_levels": NOISE_LEVELS, "target_met": met, "target_met_every_seed": met_each,
            "seconds": round(seconds, 2), "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
-           "results": results}
+           "results": results, "multiplicative_noise": multiplicative}
     path = Path(__file__).parent / "results" / "diagnosis.json"
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(out, indent=2) + "\n")

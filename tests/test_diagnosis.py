@@ -623,6 +623,20 @@ def test_a_curve_with_30_percent_multiplicative_noise_is_noisy() -> None:
         assert "of their value" in findings[0].message and findings[0].evidence["relative_noise"] > 0.12
 
 
+def test_multiplicative_noise_on_a_curve_that_falls_fast_is_noisy() -> None:
+    """30% multiplicative noise on a loss at its floor by a fifth of the run: its upper level has 5-7 points, and
+    the split by level needed 8 at each (7 of these 20 were called noisy; the benchmark's table: 19/30 at tau
+    0.05). Now 5 suffice: 16 of 20."""
+    x = np.arange(1, 61)
+    found = []
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        loss = (0.2 + 2.0 * np.exp(-x / 4)) * np.exp(0.3 * rng.standard_normal(x.size))
+        found.append({f.condition for f in diagnose_curves({"val_loss": (x.tolist(), loss.tolist())})})
+    assert sum("noisy" in f for f in found) >= 14
+    assert all(f <= {"noisy", "plateau"} for f in found)  # at its floor early: a plateau is also a fair reading
+
+
 def test_still_improving_and_plateau_give_the_curve_models_prediction() -> None:
     steps = list(range(1, 61))
     x = np.asarray(steps, dtype=float)

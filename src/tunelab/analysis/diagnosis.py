@@ -943,12 +943,13 @@ RELATIVE_NOISE = 0.12
 def _relative_noise(c: _Curve) -> float | None:
     """The scatter of log(values) around the smoothed curve (about the relative scatter of the points) in
     the curve's upper and lower levels (split at the geometric middle of the smoothed curve), the smaller of
-    the two, for a curve of positive values that spans at least a factor of 2 with 8 points or more at each
-    level, and whose log scatter at the lower level is at most twice that at the upper level (None
-    otherwise). Noise in proportion to the value is large at both levels; additive noise on a
-    curve that falls towards 0 is large relative to the low values only. Split by level, not by time: a
-    curve that reaches its floor early (a plateau, a fast first phase) has its low values in both halves of
-    the run, where additive noise of a few percent of its drop looked multiplicative."""
+    the two, for a curve of positive values that spans at least a factor of 2 with 5 points or more at each
+    level (a curve that falls fast has few at its upper level), and whose log scatter at the lower level is at
+    most three times that at the upper level (None otherwise). Noise in proportion to the value is large at
+    both levels; additive noise on a curve that falls towards 0 is large relative to the low values only.
+    Split by level, not by time: a curve that reaches its floor early (a plateau, a fast first phase) has its
+    low values in both halves of the run, where additive noise of a few percent of its drop looked
+    multiplicative."""
     if not c.positive() or c.n < 8:
         return None
     smooth = np.log(np.maximum(c.sign * c.s, np.min(c.raw)))
@@ -956,11 +957,11 @@ def _relative_noise(c: _Curve) -> float | None:
     if hi - lo < math.log(2.0):
         return None
     upper = smooth >= (lo + hi) / 2
-    if int(np.sum(upper)) < 8 or int(np.sum(~upper)) < 8:
+    if int(np.sum(upper)) < 5 or int(np.sum(~upper)) < 5:
         return None
     resid = np.log(c.raw) - smooth
     noise_upper, noise_lower = _mad(resid[upper]), _mad(resid[~upper])
-    if noise_lower > 2.0 * noise_upper:  # the log scatter grows as the value falls: additive noise
+    if noise_lower > 3.0 * noise_upper:  # the log scatter grows as the value falls: additive noise
         return None
     return min(noise_upper, noise_lower)
 
