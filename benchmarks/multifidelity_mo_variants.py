@@ -23,7 +23,14 @@ Variants (``crowding`` is the default rule, ``finite-ends`` its ``end_crowding="
   previous rung (a constant objective does not move);
 - ``local-9``: no fronts: the trial's error must rank in the best third of the 9 trials nearest to it
   in parameter count (the constant objective as a stratum);
-- ``error-only``: single-objective ASHA on the error (ignores the parameter count).
+- ``error-only``: single-objective ASHA on the error (ignores the parameter count);
+- ``static-end``: a front's ends rank by their gap (as ``finite-ends``), except the trial with the best
+  value of an objective that training changes (the error), which ranks first: the parameter count, known
+  before training, earns no infinite crowding for its smallest value (2026-12-07);
+- ``first-front``: a trial on the rung's first front always goes on, whatever the quota;
+  ``first-front-late``: the same at rungs after the first only;
+- ``strict-ties``: keep exactly ``max(1, n // eta)`` trials, ties (a front's two ``inf`` ends) broken by
+  trial number, older first; ``ceil-strict``: the same with ``ceil(n / eta)`` (a rung of 4-5 trials keeps 2).
 
 Rung schedules (``--schedules``; the promotion rule is the default one, only the rungs change):
 
@@ -109,6 +116,10 @@ class VariantPruner(ParetoSuccessiveHalvingPruner):
             members = idx[front]
             if self.variant == "finite-ends":
                 score = _finite_crowding(pts[members], lo, hi)
+            elif self.variant == "static-end":
+                score = _finite_crowding(pts[members], lo, hi)
+                if len(members) > 1:  # objective 1, the parameter count, is the constant one
+                    score[int(np.argmin(pts[members, 0]))] = math.inf
             elif self.variant == "hv-contribution":
                 score = _exclusive_hv(pts[members], ref)
             else:
@@ -157,6 +168,14 @@ class VariantPruner(ParetoSuccessiveHalvingPruner):
                 if other != number and np.all(o <= mine) and np.any(o < mine):
                     return stop
         keys = self._keys(pts)
+        if self.variant in ("first-front", "first-front-late") and keys[me][0] == 0.0 and (
+                self.variant == "first-front" or step > rungs[0]):
+            return None
+        if self.variant in ("strict-ties", "ceil-strict"):
+            kept = (-(-n // self.reduction_factor) if self.variant == "ceil-strict"
+                    else max(1, n // self.reduction_factor))
+            ranked = sorted(range(n), key=lambda i: (keys[i], numbers[i]))
+            return None if me in ranked[:kept] else stop
         n_keep = n // self.reduction_factor
         if self.variant in ("quota", "quota-strict"):
             n0 = len({p.number for p in history.metric_at(metrics[0], [rungs[0]])} | {number})
@@ -219,7 +238,8 @@ def schedule_method(name: str) -> mm.RunFn:
 
 
 VARIANTS = ("crowding", "strict-start", "finite-ends", "hv-contribution", "rank-crowding", "quota", "quota-strict",
-            "finished-dominance", "projected", "local-9", "error-only")
+            "finished-dominance", "projected", "local-9", "error-only", "static-end", "first-front",
+            "first-front-late", "strict-ties", "ceil-strict")
 
 
 def _method(variant: str) -> mm.RunFn:
