@@ -25,7 +25,7 @@ from tunelab.checkpoints import Checkpoint, CheckpointPolicy
 from tunelab.errors import ConfigError
 from tunelab.recipe import Budget, run
 from tunelab.torch import HypergradientOptimizer, Trainer
-from tunelab.torch.hypergradient import CEILING_KEY, DEFAULT_HYPER_LR, DEFAULT_START_FACTOR, WARMUP_KEY
+from tunelab.torch.hypergradient import CEILING_KEY, DEFAULT_HYPER_LR, DEFAULT_START_FACTOR, TRUST_KEY, WARMUP_KEY
 from tunelab.torch.live import apply_to_optimizer
 
 torch.set_num_threads(1)
@@ -252,6 +252,62 @@ def test_an_overshoot_ends_the_warm_up_where_it_is_and_that_rate_is_the_ceiling(
     assert lrs[CEILING + 1] == pytest.approx(lrs[4] * math.exp(DEFAULT_HYPER_LR * (1 + opt.drift)))
 
 
+NOISE = [1.0, 1.0, -1.0, 0.0]  # cosines 1, -1, 0, 0 in turn: a flat hypergradient, mean 0 (+ drift), sd 0.7
+
+
+def test_after_a_clean_warm_up_a_flat_noisy_hypergradient_leaves_the_rate_at_lr() -> None:
+    """Back at lr without an overshoot, the start is trusted: cosines that are noise around 0 (plus the
+    drift: a mean of 0.025 within 3 standard errors of 0) do not move the rate, where the rule alone
+    would have raised it by exp(hyper_lr * drift) a step (x 1.9 over these 250 steps after the ceiling)."""
+    lrs, opt, _ = signed_steps([1.0] * WARM_UP + NOISE * 75)
+    assert lrs[WARM_UP:] == [0.01] * (len(lrs) - WARM_UP)
+    group = opt.param_groups[0]
+    assert group[WARMUP_KEY] is None and group[CEILING_KEY] is None and group[TRUST_KEY] is not None
+    # evidence=0: every step moves the rate, as the rule alone does
+    w = nn.Parameter(torch.zeros(2))
+    free, _, _ = signed_steps([1.0] * WARM_UP + NOISE * 75, w=w,
+                              opt=HypergradientOptimizer(torch.optim.SGD([w], lr=0.01), evidence=0.0))
+    assert free[-1] > 0.017
+
+
+def test_consistent_evidence_moves_a_trusted_rate_and_out_of_the_band_every_step_moves_it() -> None:
+    """Steps that agree after the ceiling are evidence: the rate climbs from lr (after the one step
+    that has no spread yet) and, once it has left the band (a factor ``trust`` from lr), the trust
+    ends and the rule alone moves it, noise included."""
+    lrs, opt, _ = signed_steps([1.0] * (CEILING + 5))
+    step = math.exp(DEFAULT_HYPER_LR * (1 + opt.drift))
+    assert lrs[CEILING + 1:] == pytest.approx([0.01 * step ** k for k in range(1, 5)])
+    assert opt.param_groups[0][TRUST_KEY] is not None  # still within a factor 2 of lr
+    lrs, opt, w = signed_steps([1.0] * (CEILING + 30))
+    assert lrs[-1] > 0.02 and opt.param_groups[0][TRUST_KEY] is None  # left the band: trust ended
+    noisy, _, _ = signed_steps(NOISE * 10, opt=opt, w=w)
+    assert len(set(noisy)) > 1  # the noise moves it now
+
+
+def test_a_warm_up_ended_by_an_overshoot_leaves_the_start_untrusted() -> None:
+    """An overshoot in the warm-up shows the rate set to be too high: every step moves the rate after
+    it, so the slow slide on weak evidence can bring it down."""
+    lrs, opt, _ = signed_steps([1.0, 1.0, 1.0, -1.0, 1.0] + NOISE * 20)
+    assert opt.param_groups[0][TRUST_KEY] is None and len(set(lrs[5:])) > 5
+
+
+def test_a_resume_while_the_start_is_trusted_goes_on_bit_for_bit() -> None:
+    signs = [1.0] * WARM_UP + NOISE * 20 + [1.0] * 20
+    reference, _, _ = signed_steps(signs)
+    at = WARM_UP + 70
+    _, opt, w = signed_steps(signs[:at])
+    buffer = io.BytesIO()
+    torch.save({"w": w.detach().clone(), "opt": opt.state_dict()}, buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+    assert saved["opt"]["param_groups"][0][TRUST_KEY][2] > 0  # the trust's moments travel in the state dict
+    w2 = nn.Parameter(saved["w"])
+    resumed = HypergradientOptimizer(torch.optim.SGD([w2], lr=0.5), start_factor=0.5)
+    resumed.load_state_dict(saved["opt"])
+    assert signed_steps(signs[at:], opt=resumed, w=w2)[0] == reference[at:]
+    assert reference[-1] > reference[at]  # and the evidence at the end did move it
+
+
 @pytest.mark.parametrize("at", [7, 30])  # in the warm-up; under the ceiling after it
 def test_a_resume_in_the_warm_up_or_under_the_ceiling_goes_on_bit_for_bit(at: int) -> None:
     signs = [1.0, 1.0, 0.0] * 20
@@ -269,18 +325,21 @@ def test_a_resume_in_the_warm_up_or_under_the_ceiling_goes_on_bit_for_bit(at: in
     assert signed_steps(signs[at:], opt=resumed, w=w2)[0] == reference[at:]
 
 
-@pytest.mark.parametrize("at", [5, 30])  # in the warm-up; under the ceiling after it
+@pytest.mark.parametrize("at", [5, 30, 60])  # in the warm-up; under the ceiling after it; trusted after that
 @pytest.mark.parametrize("how", ["set_lr", "apply_to_optimizer"])  # the latter: tunelab set, the Trainer, Lightning
 def test_a_live_lr_ends_the_warm_up_and_the_ceiling(how: str, at: int) -> None:
-    _, opt, w = signed_steps([1.0, 0.0, 1.0] * 10 if at == 30 else [1.0] * at)  # the last step along e1
+    _, opt, w = signed_steps([1.0, 0.0, 1.0] * (at // 3) if at >= 30 else [1.0] * at)  # the last step along e1
     group = opt.param_groups[0]
-    assert (group[WARMUP_KEY] is not None) == (at < WARM_UP) and (group[CEILING_KEY] is not None) == (at >= WARM_UP)
+    assert (group[WARMUP_KEY] is not None) == (at < WARM_UP)
+    assert (group[CEILING_KEY] is not None) == (WARM_UP <= at < CEILING)
+    assert (group[TRUST_KEY] is not None) == (at >= WARM_UP)
     if how == "set_lr":  # a live change: the adaptation starts again from it, with no warm-up, no ceiling
         opt.set_lr(0.02)
     else:
         apply_to_optimizer(opt, None, {"lr": 0.02})
     lrs, _, _ = signed_steps([1.0], opt=opt, w=w)
     assert opt.param_groups[0][WARMUP_KEY] is None and opt.param_groups[0][CEILING_KEY] is None
+    assert opt.param_groups[0][TRUST_KEY] is None  # no trust either: the first cosine moves the rate
     assert lrs == [pytest.approx(0.02 * math.exp(0.1 * (1 + opt.drift)))]
 
 
@@ -789,6 +848,8 @@ ERRORS: dict[str, tuple[Callable[[], Any], str]] = {
     "bounds-one": (lambda: HypergradientOptimizer(sgd(), lr_bounds=(0.1,)), "lr_bounds"),  # type: ignore[arg-type]
     "per_group": (lambda: HypergradientOptimizer(sgd(), per_group="yes"), "per_group"),  # type: ignore[arg-type]
     "flat_grads": (lambda: HypergradientOptimizer(sgd(), flat_grads=1), "flat_grads"),  # type: ignore[arg-type]
+    "evidence": (lambda: HypergradientOptimizer(sgd(), evidence=-1.0), r"evidence=\.\.\.\) must be a number >= 0"),
+    "trust": (lambda: HypergradientOptimizer(sgd(), trust=1.0), r"trust=\.\.\.\) must be a number above 1"),
     "not-an-optimizer": (lambda: HypergradientOptimizer(nn.Linear(2, 1)),  # type: ignore[arg-type]
                          r"optimizer=\.\.\.\) must be a torch\.optim\.Optimizer such as .*got Linear"),
     "parameters": (lambda: HypergradientOptimizer(list(nn.Linear(2, 1).parameters())),  # type: ignore[arg-type]

@@ -68,6 +68,8 @@ def apply_to_optimizer(
                 if "hd_scale" in group:  # a HypergradientOptimizer: adapt again from the new rate, as set_lr does
                     group["hd_scale"] = 1.0
                     group["hd_warmup"] = group["hd_ceiling"] = None  # no warm-up, no ceiling after it
+                    if "hd_trust" in group:
+                        group["hd_trust"] = None  # nor the trust a clean warm-up gives its start
                 _scale_lr(group, i, schedulers, number)
             elif name == "momentum":
                 _set_momentum(group, i, schedulers, number)
