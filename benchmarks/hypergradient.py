@@ -23,7 +23,8 @@ Printed as tables, saved to ``benchmarks/results/hypergradient.json``; ``--figur
 start's learning-rate path (seed 0) into an image (``docs/img/hypergradient-lr-paths.svg``).
 
 Run ``make bench-hypergradient`` or ``OMP_NUM_THREADS=1 .venv-bench/bin/python
-benchmarks/hypergradient.py [--quick] [--seeds 5] [--epochs 20] [--hyper-lr 0.05] [--figure PATH]``.
+benchmarks/hypergradient.py [--quick] [--seeds 5] [--epochs 20] [--hyper-lr 0.05] [--evidence 0] [--figure PATH]``
+(``--evidence 0``: the rule without the trust in a start that the warm-up found sound).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ import torch
 from torch import nn
 
 from tunelab.recipe import digits
-from tunelab.torch.hypergradient import DEFAULT_HYPER_LR, HypergradientOptimizer
+from tunelab.torch.hypergradient import DEFAULT_EVIDENCE, DEFAULT_HYPER_LR, HypergradientOptimizer
 
 RESULTS = Path(__file__).resolve().parent / "results" / "hypergradient.json"
 STARTS = [10 ** (-5 + 4 * i / 6) for i in range(7)]
@@ -76,13 +77,13 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def train(model_name: str, opt_name: str, lr: float, seed: int, epochs: int, hyper_lr: float | None,
-          data: tuple[Any, Any], rate_factor: float = 1.0) -> dict[str, Any]:
+          data: tuple[Any, Any], rate_factor: float = 1.0, evidence: float = DEFAULT_EVIDENCE) -> dict[str, Any]:
     """One run; ``hyper_lr`` None: the fixed rate. Returns final val acc and the lr path (per step)."""
     (x, y), (xv, yv) = data
     torch.manual_seed(seed)
     model = build(model_name)
     opt = make_optimizer(opt_name, model, lr * rate_factor)
-    hd = HypergradientOptimizer(opt, hyper_lr=hyper_lr) if hyper_lr is not None else None
+    hd = HypergradientOptimizer(opt, hyper_lr=hyper_lr, evidence=evidence) if hyper_lr is not None else None
     stepper = hd or opt
     g = torch.Generator().manual_seed(seed)
     path: list[float] = []
@@ -171,6 +172,8 @@ def main() -> None:
                          "noise floor")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--hyper-lr", type=float, default=DEFAULT_HYPER_LR)
+    ap.add_argument("--evidence", type=float, default=DEFAULT_EVIDENCE,
+                    help="HypergradientOptimizer(evidence=...): 0 is the rule without the trust in a sound start")
     ap.add_argument("--models", default="cnn,mlp")
     ap.add_argument("--cost-only", action="store_true", help="time the steps only, train nothing")
     ap.add_argument("--cost-block", type=int, default=10,
@@ -203,14 +206,15 @@ def main() -> None:
     started = time.perf_counter()
     report: dict[str, Any] = {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seeds": seeds, "epochs": epochs,
-        "hyper_lr": args.hyper_lr, "starts": starts, "seed_list": seed_list, "cases": {},
+        "hyper_lr": args.hyper_lr, "evidence": args.evidence, "starts": starts, "seed_list": seed_list, "cases": {},
     }
     for model_name in args.models.split(","):
         for opt_name in args.optimizers.split(","):
             case = f"{model_name}/{opt_name}"
             fixed = {lr: [train(model_name, opt_name, lr, s, epochs, None, data) for s in seed_list]
                      for lr in starts}
-            hyper = {lr: [train(model_name, opt_name, lr, s, epochs, args.hyper_lr, data) for s in seed_list]
+            hyper = {lr: [train(model_name, opt_name, lr, s, epochs, args.hyper_lr, data, evidence=args.evidence)
+                          for s in seed_list]
                      for lr in starts}
             null = {lr: [train(model_name, opt_name, lr, s, epochs, None, data, NULL_FACTOR) for s in seed_list]
                     for lr in starts} if args.null else None
