@@ -285,7 +285,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         if isinstance(evidence, bool) or not isinstance(evidence, (int, float)) or not 0 <= evidence < math.inf:
             raise ConfigError(
                 f"HypergradientOptimizer(evidence=...) must be a number >= 0 such as {DEFAULT_EVIDENCE} "
-                f"(0: every step moves the rate, the paper's rule), got {evidence!r}"
+                f"(0: every step moves the rate, no trust in the start), got {evidence!r}"
             )
         if not _positive(trust) or trust <= 1:
             raise ConfigError(
