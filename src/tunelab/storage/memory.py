@@ -24,6 +24,7 @@ from tunelab.errors import (
 from tunelab.records import FrozenTrial, StudyRecord, StudySummary, TrialState, sort_key
 from tunelab.storage._json import dumps
 from tunelab.storage.base import (
+    FLOAT_MAX,
     BaseStorage,
     Curves,
     MetricPoint,
@@ -424,7 +425,10 @@ class InMemoryStorage(BaseStorage):
             points = curves.get(name)
             if points is None:
                 points = curves[name] = {}
-            points[step] = stored_metric(float(value))
+            v = float(value)
+            if v == 0.0 or v == FLOAT_MAX or v == -FLOAT_MAX:  # what stored_metric changes: no call per point
+                v = stored_metric(v)
+            points[step] = v
 
     def get_curves(self, trial_id: int) -> Curves:
         with self._lock:
