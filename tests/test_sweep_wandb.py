@@ -97,6 +97,8 @@ _BASE = {"program": "t.py", "metric": {"name": "l"}}
      "metric.goal: 'lower'"),
     ({**_BASE, "parameters": {"x": {"distribution": "normal", "mu": 0, "sigma": 0}}}, "x.sigma"),
     ({**_BASE, "parameters": {"x": {"distribution": "uniform", "min": "a", "max": 1}}}, "x.min"),
+    ({"program": "t.py", "metric": {"name": "value"}, "parameters": {"x": {"values": [1, 2]}}},
+     "metric.name: 'value' is a key of tunelab's report lines"),
     ({"metric": {"name": "l"}, "parameters": {"x": {"values": [1, 2]}}}, "program: the command runs ${program}"),
 ])
 def test_a_w_and_b_file_that_cannot_be_converted_names_the_key(doc: dict[str, object], message: str) -> None:
@@ -184,3 +186,38 @@ def test_a_w_and_b_file_given_to_tunelab_sweep_says_how_to_convert_it(tmp_path: 
     with pytest.raises(SweepConfigError) as e:
         load_config(path)
     assert "looks like a W&B Sweeps configuration; convert it with tunelab sweep --from-wandb" in str(e.value)
+
+
+def _sweep(tmp_path: Path, script: str, **extra: object) -> tunelab.Study:
+    """Convert a one-parameter W&B sweep for ``script`` and run it (one trial)."""
+    (tmp_path / "train.py").write_text(textwrap.dedent(script))
+    (tmp_path / "wandb.yaml").write_text(yaml.safe_dump({
+        "program": "train.py", "method": "random", "metric": {"name": "val_loss", "goal": "minimize"},
+        "command": [sys.executable, "${program}"], "parameters": {"lr": {"min": 0.1, "max": 0.2}}, "run_cap": 1,
+        **extra}))
+    done = subprocess.run([sys.executable, "-m", "tunelab.cli", "sweep", "--from-wandb", "wandb.yaml", "-o",
+                           "sweep.yaml"], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(sweep.read_text() + "storage: sqlite:///t.db\n")
+    done = subprocess.run([sys.executable, "-m", "tunelab.cli", "sweep", "sweep.yaml"], cwd=tmp_path, env=ENV,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return tunelab.load_study("wandb", f"sqlite:///{tmp_path / 't.db'}")
+
+
+def test_metrics_a_w_and_b_script_names_step_or_value_are_not_the_reports_step_or_the_trials_value(
+        tmp_path: Path) -> None:
+    study = _sweep(tmp_path, """\
+        import wandb
+        run = wandb.init()
+        for epoch in range(3):
+            # W&B keeps its own step: "step" and "value" are metrics like any other
+            wandb.log({"val_loss": 1.0 / (epoch + 1), "value": 100.0 + epoch, "step": 10 * epoch})
+        run.finish()
+        """)
+    (trial,) = study.trials
+    assert trial.state == TrialState.COMPLETE
+    assert trial.value == pytest.approx(1.0 / 3)  # the sweep's metric, not the logged "value"
+    assert study.get_curves(trial.number)["val_loss"][0] == [1, 2, 3]  # wandb.log's count, not the "step" metric
+

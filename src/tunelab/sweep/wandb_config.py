@@ -97,6 +97,9 @@ def convert_wandb_sweep(doc: Mapping[str, Any], *, study: str) -> Converted:
     goal = metric.get("goal", "minimize")
     if goal not in ("minimize", "maximize"):
         raise SweepConfigError(f"metric.goal: {goal!r} is neither minimize nor maximize")
+    if metric["name"] in ("step", "value", "final"):
+        raise SweepConfigError(f"metric.name: {metric['name']!r} is a key of tunelab's report lines, so a wandb.log "
+                               "of it is not reported: log the metric under another name (val_loss) and give that")
     out.keys["metric"] = metric["name"]
     out.keys["direction"] = goal
     if "target" in metric:

@@ -6,7 +6,8 @@ first on the trial's ``PYTHONPATH``). When the script imports wandb:
 - each ``wandb.log({...})`` also prints its numbers as one JSON line (``{"step": 3, "val_loss": 0.41}``) on the
   process's stdout, which the sweep reads as the trial's report: at the ``step=`` given, else at the number of
   ``wandb.log`` calls so far (1, 2, ...; ``commit=False`` adds to the same step). Nested dicts become dotted names,
-  keys starting with ``_`` and values that are not one number (images, histograms, bools) are left out.
+  keys starting with ``_``, values that are not one number (images, histograms, bools) and top-level numbers named
+  ``step``, ``value`` or ``final`` (a report line's own keys) are left out.
 
 Another ``sitecustomize`` later on ``sys.path`` still runs. Only the standard library is used: the script may run
 in any Python environment, without tunelab.
@@ -46,11 +47,18 @@ def _number(value: Any) -> float | None:
     return None
 
 
+_RESERVED = ("step", "value", "final")
+"""A report line's own keys: a metric logged under one of these names at the top level is left out (else it would
+be read as the report's step, the trial's value, or its final metrics)."""
+
+
 def _flatten(data: dict[Any, Any], prefix: str, out: dict[str, float]) -> None:
     for key, value in data.items():
         if not isinstance(key, str) or not key or key.startswith("_"):
             continue
         name = prefix + key
+        if not prefix and key in _RESERVED and not isinstance(value, dict):
+            continue
         if isinstance(value, dict):
             _flatten(value, name + ".", out)
             continue
