@@ -175,8 +175,9 @@ def test_the_start_up_hook_runs_a_sitecustomize_it_hides_and_reports_explicit_st
     lines = done.stdout.splitlines()
     assert "other: ran" in lines and "config: {'a': 3}" in lines
     reports = [json.loads(line) for line in lines if line.startswith("{")]
-    assert reports[:2] == [{"step": 10, "x": 1.0}, {"step": 11, "y": 2.0}]
-    assert reports[2]["step"] == 11 and math.isnan(reports[2]["z"])  # commit=False: the same step
+    # W&B commits a step= log with the next one: y (commit=False) and z join step 10, as in the W&B run
+    assert reports[:2] == [{"step": 10, "x": 1.0}, {"step": 10, "y": 2.0}]
+    assert reports[2]["step"] == 10 and math.isnan(reports[2]["z"])
 
 
 def test_a_w_and_b_file_given_to_tunelab_sweep_says_how_to_convert_it(tmp_path: Path) -> None:
@@ -221,3 +222,21 @@ def test_metrics_a_w_and_b_script_names_step_or_value_are_not_the_reports_step_o
     assert trial.value == pytest.approx(1.0 / 3)  # the sweep's metric, not the logged "value"
     assert study.get_curves(trial.number)["val_loss"][0] == [1, 2, 3]  # wandb.log's count, not the "step" metric
 
+
+
+def test_a_log_at_a_step_below_the_last_is_dropped_and_one_without_step_joins_the_uncommitted_step(
+        tmp_path: Path) -> None:
+    study = _sweep(tmp_path, """\
+        import wandb
+        run = wandb.init()
+        run.log({"train_loss": 0.5}, step=5)  # step= given: not committed until the next log (W&B's rule)
+        run.log({"val_loss": 0.4})            # joins step 5
+        run.log({"val_loss": 0.3}, step=8)
+        run.log({"val_loss": -1.0}, step=2)   # below the last step: W&B warns and ignores it
+        run.finish()
+        """)
+    (trial,) = study.trials
+    assert trial.value == pytest.approx(0.3)
+    curves = study.get_curves(trial.number)
+    assert curves["val_loss"] == ([5, 8], [pytest.approx(0.4), pytest.approx(0.3)])
+    assert curves["train_loss"][0] == [5]

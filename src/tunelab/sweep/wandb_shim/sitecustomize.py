@@ -5,7 +5,8 @@ first on the trial's ``PYTHONPATH``). When the script imports wandb:
   (``TUNELAB_WANDB_CONSTANTS``) go into ``run.config``, as a W&B sweep agent puts them;
 - each ``wandb.log({...})`` also prints its numbers as one JSON line (``{"step": 3, "val_loss": 0.41}``) on the
   process's stdout, which the sweep reads as the trial's report: at the ``step=`` given, else at the number of
-  ``wandb.log`` calls so far (1, 2, ...; ``commit=False`` adds to the same step). Nested dicts become dotted names,
+  ``wandb.log`` calls so far (1, 2, ...; ``commit=False`` adds to the same step, as does a log after one with
+  ``step=``). A ``step=`` below the run's last step is ignored, as W&B ignores it. Nested dicts become dotted names,
   keys starting with ``_``, values that are not one number (images, histograms, bools) and top-level numbers named
   ``step``, ``value`` or ``final`` (a report line's own keys) are left out.
 
@@ -26,6 +27,7 @@ from typing import Any
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _local = threading.local()
 _next = [1]  # the step of the next wandb.log without step=
+_last: list[int | None] = [None]  # the step of the run's last log: a step= below it is ignored, as W&B does
 
 
 def _number(value: Any) -> float | None:
@@ -70,11 +72,15 @@ def _flatten(data: dict[Any, Any], prefix: str, out: dict[str, float]) -> None:
 def _emit(data: Any, step: Any = None, commit: Any = None) -> None:
     if step is not None:
         at = int(step)
-        _next[0] = at + 1
+        if _last[0] is not None and at < _last[0]:
+            return  # W&B warns that steps must increase and drops the data
+        # a log at step= is not committed unless commit=True: the next log without step= joins it
+        _next[0] = at + 1 if commit is True else at
     else:
         at = _next[0]
         if commit is not False:
             _next[0] = at + 1
+    _last[0] = at
     if not isinstance(data, dict):
         return
     numbers: dict[str, float] = {}
@@ -111,6 +117,7 @@ def _wrap_init(module: Any) -> None:
 
     def init(*args: Any, **kwargs: Any) -> Any:
         run = original(*args, **kwargs)
+        _last[0] = None  # a new run's step= starts over
         given: dict[str, Any] = {}
         for variable in ("TUNELAB_WANDB_CONSTANTS", "TUNELAB_PARAMS"):
             try:
