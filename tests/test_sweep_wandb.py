@@ -240,3 +240,41 @@ def test_a_log_at_a_step_below_the_last_is_dropped_and_one_without_step_joins_th
     curves = study.get_curves(trial.number)
     assert curves["val_loss"] == ([5, 8], [pytest.approx(0.4), pytest.approx(0.3)])
     assert curves["train_loss"][0] == [5]
+
+
+def test_q_distributions_with_a_whole_q_give_whole_numbers_and_inverse_log_ones_convert(tmp_path: Path) -> None:
+    # W&B rounds a q_ distribution to multiples of q, whole numbers when q is (its default, 1, is): W&B's own
+    # examples tune batch sizes so ("integers between 32 and 256 with evenly-distributed logarithms")
+    params = {
+        "batch_size": {"distribution": "q_log_uniform_values", "min": 32, "max": 256, "q": 8},
+        "hidden": {"distribution": "q_uniform", "min": 16, "max": 1024, "q": 16},
+        "layers": {"distribution": "q_uniform", "min": 1.0, "max": 4.0},
+        "width": {"distribution": "q_log_uniform", "min": math.log(32), "max": math.log(256), "q": 1},
+        "lr": {"distribution": "inv_log_uniform_values", "min": 1e-5, "max": 1e-1},
+        "wd": {"distribution": "inv_log_uniform", "min": 2.3, "max": 9.2},
+    }
+    text, config = converted({"program": "t.py", "metric": {"name": "l"}, "parameters": params}, tmp_path)
+    space = config.space  # type: ignore[attr-defined]
+    assert space["batch_size"] == Int(32, 256, log=True)
+    assert space["hidden"] == Int(16, 1024, step=16) and space["layers"] == Int(1, 4)
+    assert space["width"] == Int(32, 256, log=True)
+    assert space["lr"] == Float(1e-5, 1e-1, log=True)
+    assert space["wd"].low == pytest.approx(math.exp(-9.2), rel=1e-5) and space["wd"].log
+    assert space["wd"].high == pytest.approx(math.exp(-2.3), rel=1e-5)
+    assert "# not converted: parameters.batch_size: q_log_uniform_values's q=8" in text
+    (tmp_path / "run").mkdir()
+    study = _sweep(tmp_path / "run", """\
+        import argparse, wandb
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--batch_size", type=int)
+        parser.add_argument("--hidden", type=int)
+        args = parser.parse_args()
+        run = wandb.init()
+        assert isinstance(wandb.config.batch_size, int) and wandb.config.batch_size == args.batch_size
+        wandb.log({"val_loss": args.hidden / args.batch_size})
+        run.finish()
+        """, parameters={"batch_size": params["batch_size"], "hidden": params["hidden"]},
+        command=["${env}", sys.executable, "${program}", "${args}"])
+    (trial,) = study.trials
+    assert trial.state == TrialState.COMPLETE
+    assert trial.params["hidden"] % 16 == 0 and 32 <= trial.params["batch_size"] <= 256

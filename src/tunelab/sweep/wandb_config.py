@@ -8,8 +8,10 @@ What a W&B sweep says maps onto a sweep file key by key:
 - ``method`` -> ``sampler``: ``grid`` -> grid, ``random`` -> random, ``bayes`` -> auto (tunelab's GP, then TPE);
 - ``metric: {name, goal}`` -> ``metric`` and ``direction``;
 - ``parameters`` -> ``parameters``: ``values`` (with ``probabilities``: a prior) -> categorical,
-  ``uniform`` / ``int_uniform`` / ``q_uniform`` -> float / int / float with a step, ``log_uniform_values`` ->
-  a log float, ``log_uniform`` (exponents of e) -> a log float from ``exp(min)`` to ``exp(max)``, ``normal`` /
+  ``uniform`` / ``int_uniform`` / ``q_uniform`` -> float / int / float with a step (an int when ``q`` is whole,
+  as W&B's values then are), ``log_uniform_values`` and ``inv_log_uniform_values`` -> a log float (a log int for
+  ``q_log_uniform_values`` with a whole ``q``), ``log_uniform`` (exponents of e) -> a log float from ``exp(min)``
+  to ``exp(max)`` (``inv_log_uniform``: ``exp(-max)`` to ``exp(-min)``), ``normal`` /
   ``log_normal`` -> the range mu +- 3 sigma with that belief as a prior; a ``value`` is a constant;
 - ``early_terminate: {type: hyperband, min_iter, max_iter, eta}`` -> ``pruner``: Hyperband with ``max_iter``,
   else ASHA (rungs at ``min_iter * eta ** k``);
@@ -186,22 +188,35 @@ def _parameter(name: str, p: Mapping[str, Any], notes: list[str]) -> dict[str, A
     if dist is None:  # W&B infers it from min and max
         ints = all(isinstance(p.get(k), int) and not isinstance(p.get(k), bool) for k in ("min", "max"))
         dist = "int_uniform" if ints else "uniform"
-    if dist in ("uniform", "int_uniform", "q_uniform", "log_uniform_values", "q_log_uniform_values", "log_uniform"):
+    if dist in ("uniform", "int_uniform", "q_uniform", "log_uniform_values", "q_log_uniform_values", "log_uniform",
+                "q_log_uniform", "inv_log_uniform_values", "inv_log_uniform"):
         low, high = _number(name, p, "min"), _number(name, p, "max")
         if dist == "int_uniform":
             return {"type": "int", "low": int(low), "high": int(high)}
-        if dist == "log_uniform":
-            return {"type": "float", "low": _tidy(math.exp(low)), "high": _tidy(math.exp(high)), "log": True}
-        out = {"type": "float", "low": low, "high": high}
+        if dist in ("log_uniform", "q_log_uniform"):  # exponents of e
+            low, high = _tidy(math.exp(low)), _tidy(math.exp(high))
+        elif dist == "inv_log_uniform":  # 1 / exp(x): from exp(-max) to exp(-min)
+            low, high = _tidy(math.exp(-high)), _tidy(math.exp(-low))
+        log = "log" in dist
         if dist.startswith("q_"):
-            q = float(p.get("q", 1.0))
-            if dist == "q_uniform":
-                out["step"] = q
-            else:
-                notes.append(f"parameters.{name}: q_log_uniform_values's q={q:g} (a log range takes no step)")
-        if "log" in dist:
-            out["log"] = True
-        return out
+            q = p.get("q", 1)  # W&B rounds to multiples of q: whole numbers when q is one (its default, 1)
+            if isinstance(q, bool) or not isinstance(q, (int, float)) or q <= 0:
+                raise SweepConfigError(f"parameters.{name}.q: a positive number is needed, got {q!r}")
+            if isinstance(q, int):
+                lo, hi = round(low / q) * q, round(high / q) * q
+                if not log:
+                    return {"type": "int", "low": lo, "high": hi, **({"step": q} if q != 1 else {})}
+                if q != 1:
+                    notes.append(f"parameters.{name}: {dist}'s q={q} (a log range takes no step: whole numbers, "
+                                 f"not multiples of {q})")
+                return {"type": "int", "low": max(lo, 1), "high": max(hi, 1), "log": True}
+            if not log:
+                return {"type": "float", "low": low, "high": high, "step": float(q)}
+            notes.append(f"parameters.{name}: {dist}'s q={q:g} (a log range takes no step)")
+        result: dict[str, Any] = {"type": "float", "low": low, "high": high}
+        if log:
+            result["log"] = True
+        return result
     if dist in ("normal", "q_normal", "log_normal", "q_log_normal"):
         mu, sigma = float(p.get("mu", 0.0)), float(p.get("sigma", 1.0))
         if sigma <= 0:
