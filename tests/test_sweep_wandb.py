@@ -278,3 +278,20 @@ def test_q_distributions_with_a_whole_q_give_whole_numbers_and_inverse_log_ones_
     (trial,) = study.trials
     assert trial.state == TrialState.COMPLETE
     assert trial.params["hidden"] % 16 == 0 and 32 <= trial.params["batch_size"] <= 256
+
+
+def test_every_args_macro_of_the_w_and_b_agent_becomes_placeholders(tmp_path: Path) -> None:
+    base = {"program": "train.py", "metric": {"name": "l"},
+            "parameters": {"lr": {"min": 0.1, "max": 0.2}, "opt": {"values": ["a", "b"]}, "e": {"value": 3}}}
+    expected = {  # as the W&B agent writes them (wandb_agent / sweeps utils create_sweep_command_args)
+        "${args_no_equals}": "--lr {lr} --opt {opt} --e 3",
+        "${args_append_hydra}": "+lr={lr} +opt={opt} +e=3",
+        "${args_override_hydra}": "++lr={lr} ++opt={opt} ++e=3",
+    }
+    for macro, words in expected.items():
+        text, config = converted({**base, "command": ["${interpreter}", "${program}", macro]}, tmp_path)
+        assert config.command == f"python train.py {words}", macro  # type: ignore[attr-defined]
+        assert "command word" not in text, macro
+    text, _ = converted({**base, "command": ["${interpreter}", "${program}", "--data=${envvar:DATA_DIR}",
+                                             "${args}"]}, tmp_path)
+    assert "# not converted: command word --data=${envvar:DATA_DIR}" in text

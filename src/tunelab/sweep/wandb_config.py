@@ -4,7 +4,8 @@ What a W&B sweep says maps onto a sweep file key by key:
 
 - ``program`` and ``command`` -> ``command``: ``${interpreter}`` is ``python``, ``${program}`` the program,
   ``${args}`` one ``--name={name}`` per parameter (constants as they are), ``${args_no_hyphens}``
-  ``name={name}`` (Hydra); ``${env}`` is dropped;
+  ``name={name}`` (Hydra; ``${args_append_hydra}`` ``+name={name}``, ``${args_override_hydra}``
+  ``++name={name}``), ``${args_no_equals}`` ``--name {name}``; ``${env}`` is dropped;
 - ``method`` -> ``sampler``: ``grid`` -> grid, ``random`` -> random, ``bayes`` -> auto (tunelab's GP, then TPE);
 - ``metric: {name, goal}`` -> ``metric`` and ``direction``;
 - ``parameters`` -> ``parameters``: ``values`` (with ``probabilities``: a prior) -> categorical,
@@ -260,8 +261,16 @@ def _command(doc: Mapping[str, Any], params: Mapping[str, Any], constants: Mappi
             out += [f"--{n}={{{n}}}" for n in params] + [f"--{n}={shlex.quote(_text(v))}" for n, v in constants.items()]
             if word == "${args_no_boolean_flags}":
                 notes.append("${args_no_boolean_flags}: booleans are passed as --name=True/False")
-        elif word == "${args_no_hyphens}":
-            out += [f"{n}={{{n}}}" for n in params] + [f"{n}={shlex.quote(_text(v))}" for n, v in constants.items()]
+        elif word in ("${args_no_hyphens}", "${args_append_hydra}", "${args_override_hydra}"):
+            sign = {"${args_append_hydra}": "+", "${args_override_hydra}": "++"}.get(word, "")
+            out += [f"{sign}{n}={{{n}}}" for n in params]
+            out += [f"{sign}{n}={shlex.quote(_text(v))}" for n, v in constants.items()]
+        elif word == "${args_no_equals}":
+            out += [f"--{n} {{{n}}}" for n in params] + [f"--{n} {shlex.quote(_text(v))}" for n, v in constants.items()]
+        elif "${envvar:" in word:
+            notes.append(f"command word {word} (W&B puts the environment variable's value there: write the value in "
+                         "the command)")
+            out.append(shlex.quote(word))
         elif word.startswith("${") and word.endswith("}"):
             notes.append(f"command word {word} (the script gets its parameters as JSON in TUNELAB_PARAMS, and "
                          "their file's path in TUNELAB_PARAMS_FILE)")
