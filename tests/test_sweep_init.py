@@ -287,3 +287,39 @@ def test_lightning_cli_classes_init_arguments_become_fit_options_that_lightning_
     hparams = {k: v for k, v in cli.model.hparams.items() if not k.startswith("_")}
     assert hparams == {"lr": 0.003, "width": 20, "dropout": 0.5, "use_bn": False, "name": "cnn"}
     assert cli.datamodule.batch_size == 100
+
+
+@pytest.mark.parametrize(("header", "expected"), [
+    # Hydra: a primary config in a folder belongs to that group: its keys go under exp., its defaults are exp/ groups
+    ("", {"exp/model={exp.model}": "exp.model", "exp.model.width={exp.model.width?}": "exp.model.width",
+          "exp.lr={exp.lr}": "exp.lr"}),
+    # ... unless it says `# @package _global_`: its keys and its groups' go to the root (`exp/model@model`)
+    ("# @package _global_\n", {"exp/model@model={model}": "model", "model.width={model.width?}": "model.width",
+                               "lr={lr}": "lr"}),
+])
+def test_a_hydra_primary_config_in_a_subfolder_reads_its_own_groups_with_overrides_hydra_takes(
+        tmp_path: Path, header: str, expected: dict[str, str]) -> None:
+    conf = tmp_path / "conf"
+    for folder in ("exp/model", "model"):
+        (conf / folder).mkdir(parents=True)
+    (conf / "exp" / "base.yaml").write_text(header + "defaults:\n  - model: cnn\n  - _self_\nlr: 0.02\n")
+    (conf / "exp" / "model" / "cnn.yaml").write_text("width: 7\n")
+    (conf / "exp" / "model" / "mlp.yaml").write_text("hidden: 5\n")
+    (conf / "model" / "resnet.yaml").write_text("depth: 50\n")  # the root's model group: not the one exp/ uses
+    script = tmp_path / "train.py"
+    script.write_text(_HYDRA_SCRIPT.replace('config_name="config"', 'config_name="exp/base"'))
+    c = load_config(write_template(str(script), tmp_path / "sweep.yaml"))
+    words = str(c.command).split()[2:]
+    assert words == list(expected)
+    model, width, lr = expected.values()
+    assert c.space[model] == Categorical(["cnn", "mlp"]) and set(c.space) == {model, width, lr}
+    env = {**os.environ, "HYDRA_FULL_ERROR": "1"}
+    for params in ({model: "cnn", width: 9, lr: 0.05}, {model: "mlp", lr: 0.01}):
+        argv = render_argv(str(c.command), params)
+        done = subprocess.run([sys.executable, *argv[1:]], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        cfg = json.loads(done.stdout.strip().splitlines()[-1])
+        root = cfg if header else cfg["exp"]
+        assert root["lr"] == params[lr]
+        assert root["model"] == ({"width": 9} if params[model] == "cnn" else {"hidden": 5})

@@ -16,7 +16,10 @@ options are read, each by walking the script's syntax tree (nothing is imported 
   default option parameters that apply only while that option is chosen (``model.width={model.width?}``).
   ``optional`` and ``override`` entries, nested groups (``server/cache: redis`` -> ``server/cache={server.cache}``),
   groups chosen into a package (``db@backup: mysql`` -> ``db@backup={backup}``, leaves ``backup.pool``) and an
-  option's own ``# @package`` line are followed; Hydra's own groups (``hydra/launcher``) are left out.
+  option's own ``# @package`` line are followed; Hydra's own groups (``hydra/launcher``) are left out. A primary
+  config in a subfolder (``config_name="exp/base"``) is in that group, as Hydra reads it: its keys are
+  ``exp.lr={exp.lr}`` and its ``- model: cnn`` is ``exp/model={exp.model}`` (``exp/model@model`` under
+  ``# @package _global_``).
 
 A float with a positive default ranges over a factor of 10 each way on a log scale, an int over a factor of 4, a
 list of choices is categorical. A flag without a value (argparse's ``store_true``, click's ``is_flag``, a Typer
@@ -29,7 +32,7 @@ import ast
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -424,9 +427,11 @@ class _Group:
     """Where its option's keys go in the config (``backup``; ``server.db`` by default; "" for ``_global_``)."""
 
 
-def _group_entry(key: str) -> _Group | None:
+def _group_entry(key: str, parent: str = "", parent_package: str = "") -> _Group | None:
     """The group a defaults-list key names, or None for Hydra's own groups (``hydra/launcher``) and anything
-    that is not a group (``_self_``)."""
+    that is not a group (``_self_``). ``parent``: the group of the config whose defaults list it is (a primary
+    config in a subfolder, ``exp/base``, is in ``exp``: its ``model`` is ``exp/model``), ``parent_package`` that
+    config's package (its groups' keys go under it)."""
     words = key.split()
     while len(words) > 1 and words[0] in _DEFAULTS_WORDS:
         words = words[1:]
@@ -435,38 +440,52 @@ def _group_entry(key: str) -> _Group | None:
     m = _GROUP_ENTRY.fullmatch(words[0])
     if m is None:
         return None
-    _, path, package = m.groups()
+    absolute, path, package = m.groups()
     if path == "hydra" or path.startswith("hydra/"):
         return None
-    override = path + (f"@{package}" if package else "")
-    return _Group(path, override, _package(package, path))
+    full = path if absolute or not parent else f"{parent}/{path}"
+    where = _package(package, path, parent_package)
+    own = full.replace("/", ".")
+    override = full if where == own else f"{full}@{where or '_global_'}"
+    return _Group(full, override, where)
 
 
-def _package(package: str | None, path: str) -> str:
-    """A Hydra package as a dotted key path ("" for the config's root)."""
+def _package(package: str | None, path: str, parent: str = "") -> str:
+    """A Hydra package as a dotted key path ("" for the config's root), relative to ``parent`` (the package of
+    the config that chooses it)."""
     default = path.replace("/", ".")
     if package is None or package == "_group_":
-        return default
-    if package in ("_global_", "_here_"):
-        return ""
-    return package.replace("_group_", default).removeprefix("_global_.")
+        relative = default
+    elif package == "_here_":
+        relative = ""
+    elif package == "_global_" or package.startswith("_global_."):
+        return package.removeprefix("_global_").removeprefix(".")
+    else:
+        relative = package.replace("_group_", default)
+    return ".".join(p for p in (parent, relative) if p)
 
 
-def _option_package(path: Path, group: _Group) -> str:
-    """The package an option file sets with a ``# @package`` line at its top, else the group's."""
+def _header_package(path: Path) -> str | None:
+    """The package a config file's ``# @package`` line at its top names, or None."""
     try:
         with path.open(encoding="utf-8") as f:
             head = [f.readline() for _ in range(5)]
     except (OSError, UnicodeDecodeError):
-        return group.package
+        return None
     for line in head:
         m = _PACKAGE_LINE.match(line.strip())
         if m:
-            return _package(m.group(1), group.path)
-    return group.package
+            return m.group(1)
+    return None
 
 
-def _chosen_groups(primary: dict[str, Any]) -> dict[_Group, str]:
+def _option_package(path: Path, group: _Group) -> str:
+    """The package an option file sets with a ``# @package`` line at its top, else the group's."""
+    package = _header_package(path)
+    return group.package if package is None else _package(package, group.path)
+
+
+def _chosen_groups(primary: dict[str, Any], parent: str = "", parent_package: str = "") -> dict[_Group, str]:
     """The groups of the primary config's defaults list with the option each chooses (an ``override`` entry
     replaces an earlier choice of its group)."""
     chosen: dict[_Group, str] = {}
@@ -474,7 +493,7 @@ def _chosen_groups(primary: dict[str, Any]) -> dict[_Group, str]:
         if not isinstance(entry, dict) or len(entry) != 1:
             continue  # `_self_`, a config name
         (key, option), = entry.items()
-        group = _group_entry(key) if isinstance(key, str) else None
+        group = _group_entry(key, parent, parent_package) if isinstance(key, str) else None
         if group is not None and isinstance(option, str):  # `model: null` chooses nothing
             chosen[group] = option
     return chosen
@@ -489,8 +508,14 @@ def _hydra_options(script: Path, config_path: Any, config_name: Any) -> ScriptOp
     primary = _load(folder / name)
     if not isinstance(primary, dict):
         return ScriptOptions("hydra", (), f"its Hydra config {folder / name} could not be read")
+    # a primary config in a subfolder (config_name="exp/base") is in the group exp: its package is exp (unless its
+    # `# @package` line says otherwise) and its defaults list's groups are exp/ ones
+    parent = PurePosixPath(name).parent.as_posix().removeprefix("./")
+    parent = "" if parent == "." else parent
+    header = _header_package(folder / name)
+    primary_package = parent.replace("/", ".") if header is None else _package(header, parent)
     found: list[Option] = []
-    for group, chosen in _chosen_groups(primary).items():
+    for group, chosen in _chosen_groups(primary, parent, primary_package).items():
         options = sorted(p.stem for p in (folder / group.path).glob("*.yaml"))
         param = group.package or group.path.replace("/", ".")
         when = None
@@ -504,7 +529,7 @@ def _hydra_options(script: Path, config_path: Any, config_name: Any) -> ScriptOp
             if option is not None:
                 found.append(option)
     taken = {o.name for o in found}
-    for path, value in _leaves(primary, ""):
+    for path, value in _leaves(primary, primary_package):
         option = _hydra_parameter(path, value)
         if option is not None and option.name not in taken:
             found.append(option)
