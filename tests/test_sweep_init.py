@@ -323,3 +323,26 @@ def test_a_hydra_primary_config_in_a_subfolder_reads_its_own_groups_with_overrid
         root = cfg if header else cfg["exp"]
         assert root["lr"] == params[lr]
         assert root["model"] == ({"width": 9} if params[model] == "cnn" else {"hidden": 5})
+
+
+def test_a_hydra_group_whose_default_option_is_in_a_subfolder_lists_every_option_file(tmp_path: Path) -> None:
+    conf = tmp_path / "conf"
+    (conf / "model" / "cnn").mkdir(parents=True)
+    (conf / "config.yaml").write_text("defaults:\n  - model: cnn/small\n  - _self_\nlr: 0.1\n")
+    (conf / "model" / "cnn" / "small.yaml").write_text("width: 8\n")
+    (conf / "model" / "cnn" / "big.yaml").write_text("width: 64\n")
+    (conf / "model" / "mlp.yaml").write_text("hidden: 3\n")
+    script = tmp_path / "train.py"
+    script.write_text(_HYDRA_SCRIPT)
+    c = load_config(write_template(str(script), tmp_path / "sweep.yaml"))
+    assert c.space["model"] == Categorical(["cnn/big", "cnn/small", "mlp"])  # Hydra takes model=cnn/big
+    assert isinstance(c.space["model.width"], Conditional) and c.space["model.width"].when == {"model": "cnn/small"}
+    env = {**os.environ, "HYDRA_FULL_ERROR": "1"}
+    for params, model in (({"model": "cnn/big", "lr": 0.2}, {"width": 64}),
+                          ({"model": "cnn/small", "model.width": 9, "lr": 0.2}, {"width": 9}),
+                          ({"model": "mlp", "lr": 0.2}, {"hidden": 3})):
+        argv = render_argv(str(c.command), params)
+        done = subprocess.run([sys.executable, *argv[1:]], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout.strip().splitlines()[-1]) == {"model": model, "lr": 0.2}

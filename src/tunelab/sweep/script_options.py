@@ -516,7 +516,8 @@ def _hydra_options(script: Path, config_path: Any, config_name: Any) -> ScriptOp
     primary_package = parent.replace("/", ".") if header is None else _package(header, parent)
     found: list[Option] = []
     for group, chosen in _chosen_groups(primary, parent, primary_package).items():
-        options = sorted(p.stem for p in (folder / group.path).glob("*.yaml"))
+        files = (folder / group.path).glob("**/*.yaml" if "/" in chosen else "*.yaml")  # model: cnn/small
+        options = sorted(p.relative_to(folder / group.path).with_suffix("").as_posix() for p in files)
         param = group.package or group.path.replace("/", ".")
         when = None
         if len(options) > 1 and chosen in options:
