@@ -91,7 +91,9 @@ _BASE = {"program": "t.py", "metric": {"name": "l"}}
 @pytest.mark.parametrize(("doc", "message"), [
     ({"program": "t.py"}, "parameters: a W&B sweep needs its parameters"),
     ({"program": "t.py", "parameters": {"x": {"values": [1, 2]}}}, "metric: a tunelab sweep needs the metric"),
-    ({**_BASE, "parameters": {"e": {"value": 3}}}, "no parameter to search (only constants)"),
+    ({**_BASE, "parameters": {"e": {"value": 3}}}, "no parameter to search: only constants"),
+    ({**_BASE, "parameters": {"e": {"value": 3}, "x": {"distribution": "beta", "a": 2, "b": 3}}},
+     "no parameter to search: parameters.x: distribution 'beta' has no tunelab counterpart"),
     ({**_BASE, "method": "hyperopt", "parameters": {"x": {"values": [1, 2]}}}, "method: 'hyperopt'"),
     ({"program": "t.py", "metric": {"name": "l", "goal": "lower"}, "parameters": {"x": {"values": [1, 2]}}},
      "metric.goal: 'lower'"),

@@ -160,7 +160,9 @@ def _parameters(spec: Any, notes: list[str]) -> tuple[dict[str, dict[str, Any]],
         else:
             params[name] = converted
     if not params:
-        raise SweepConfigError("parameters: the W&B sweep has no parameter to search (only constants)")
+        dropped = [note for note in notes if note.startswith("parameters.")]
+        raise SweepConfigError("parameters: the W&B sweep has no parameter to search: "
+                               + ("; ".join(dropped) if dropped else "only constants"))
     return params, constants
 
 
