@@ -297,3 +297,22 @@ def test_every_args_macro_of_the_w_and_b_agent_becomes_placeholders(tmp_path: Pa
     text, _ = converted({**base, "command": ["${interpreter}", "${program}", "--data=${envvar:DATA_DIR}",
                                              "${args}"]}, tmp_path)
     assert "# not converted: command word --data=${envvar:DATA_DIR}" in text
+
+
+def test_the_trials_parameters_are_locked_in_wandb_config_as_a_w_and_b_agent_locks_them(tmp_path: Path) -> None:
+    # a common W&B script: argparse defaults copied into wandb.config after init; under a W&B agent the sweep's
+    # keys are locked (the update of them is ignored with a warning), so the trial's values stay
+    study = _sweep(tmp_path, """\
+        import argparse, wandb
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--lr", type=float, default=0.5)
+        parser.add_argument("--epochs", type=int, default=2)
+        run = wandb.init()
+        wandb.config.update(parser.parse_args())
+        wandb.config.update({"lr": 0.9}, allow_val_change=True)
+        wandb.log({"val_loss": wandb.config.lr * wandb.config.epochs})
+        run.finish()
+        """)
+    (trial,) = study.trials
+    assert trial.state == TrialState.COMPLETE, trial.user_attrs
+    assert trial.value == pytest.approx(trial.params["lr"] * 2)

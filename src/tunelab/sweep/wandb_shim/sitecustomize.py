@@ -2,7 +2,8 @@
 first on the trial's ``PYTHONPATH``). When the script imports wandb:
 
 - ``wandb.init`` runs as usual, then the trial's parameters (``TUNELAB_PARAMS``) and the W&B sweep's constants
-  (``TUNELAB_WANDB_CONSTANTS``) go into ``run.config``, as a W&B sweep agent puts them;
+  (``TUNELAB_WANDB_CONSTANTS``) go into ``run.config``, locked as a W&B sweep agent locks them (a later
+  ``wandb.config.update(args)`` of those keys is ignored, with W&B's warning);
 - each ``wandb.log({...})`` also prints its numbers as one JSON line (``{"step": 3, "val_loss": 0.41}``) on the
   process's stdout, which the sweep reads as the trial's report: at the ``step=`` given, else at the number of
   ``wandb.log`` calls so far (1, 2, ...; ``commit=False`` adds to the same step, as does a log after one with
@@ -124,8 +125,13 @@ def _wrap_init(module: Any) -> None:
                 given.update(json.loads(os.environ.get(variable) or "{}"))
             except ValueError:
                 pass
-        if given and run is not None and getattr(run, "config", None) is not None:
-            run.config.update(given, allow_val_change=True)
+        config = getattr(run, "config", None) if run is not None else None
+        if given and config is not None:
+            lock = getattr(config, "merge_locked", None)
+            if callable(lock):  # as a W&B agent: the script's own updates of these keys are ignored, with a warning
+                lock(given, user="sweep", _allow_val_change=True)
+            else:
+                config.update(given, allow_val_change=True)
         return run
 
     init.__wrapped__ = original  # type: ignore[attr-defined]
