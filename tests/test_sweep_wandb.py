@@ -316,3 +316,28 @@ def test_the_trials_parameters_are_locked_in_wandb_config_as_a_w_and_b_agent_loc
     (trial,) = study.trials
     assert trial.state == TrialState.COMPLETE, trial.user_attrs
     assert trial.value == pytest.approx(trial.params["lr"] * 2)
+
+
+def test_a_sweep_file_written_elsewhere_runs_the_program_where_the_w_and_b_agent_would(tmp_path: Path) -> None:
+    # the W&B agent runs `program` (and the paths the script opens) from the folder it is started in
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "data.txt").write_text("0.25\n")
+    (tmp_path / "train.py").write_text(textwrap.dedent("""\
+        import wandb
+        run = wandb.init()
+        wandb.log({"val_loss": float(open("data.txt").read()) + wandb.config.lr})
+        run.finish()
+        """))
+    (tmp_path / "configs" / "wandb.yaml").write_text(yaml.safe_dump({
+        "program": "train.py", "metric": {"name": "val_loss"}, "command": [sys.executable, "${program}"],
+        "parameters": {"lr": {"min": 0.1, "max": 0.2}}, "run_cap": 1}))
+    done = subprocess.run([sys.executable, "-m", "tunelab.cli", "sweep", "--from-wandb", "configs/wandb.yaml", "-o",
+                           "configs/sweep.yaml"], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    sweep = tmp_path / "configs" / "sweep.yaml"
+    sweep.write_text(sweep.read_text() + "storage: sqlite:///t.db\n")
+    done = subprocess.run([sys.executable, "-m", "tunelab.cli", "sweep", "sweep.yaml"], cwd=tmp_path / "configs",
+                          env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (trial,) = tunelab.load_study("wandb", f"sqlite:///{tmp_path / 'configs' / 't.db'}").trials
+    assert trial.state == TrialState.COMPLETE and trial.value == pytest.approx(0.25 + trial.params["lr"])

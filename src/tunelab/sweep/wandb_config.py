@@ -307,7 +307,8 @@ def _pruner(spec: Any, notes: list[str]) -> dict[str, Any] | None:
 
 
 def write_from_wandb(source: Path, output: Path, *, force: bool = False) -> Path:
-    """Convert the W&B sweep file ``source`` into the tunelab sweep file ``output``."""
+    """Convert the W&B sweep file ``source`` into the tunelab sweep file ``output``; its command runs in the
+    current folder, where ``wandb agent`` would run it (``workdir:`` when ``output`` is in another)."""
     if output.exists() and not force:
         raise SweepConfigError(f"{output} exists; choose another file with --output, or add --force")
     try:
@@ -318,6 +319,11 @@ def write_from_wandb(source: Path, output: Path, *, force: bool = False) -> Path
     except yaml.YAMLError as e:
         raise SweepConfigError(f"{source}: not YAML ({e})") from None
     converted = convert_wandb_sweep(doc, study=_study_name(source.stem) or "wandb-sweep")
+    here, folder = Path.cwd().resolve(), output.parent.resolve()
+    if here != folder:  # the W&B agent runs the program from the folder it starts in: this one
+        keys = list(converted.keys.items())
+        at = [k for k, _ in keys].index("command") + 1
+        converted.keys = dict([*keys[:at], ("workdir", os.path.relpath(here, folder)), *keys[at:]])
     output.write_text(converted.text(str(source), output.name), encoding="utf-8")
     return output
 
