@@ -65,6 +65,15 @@ def test_every_w_and_b_distribution_becomes_the_tunelab_one(tmp_path: Path) -> N
     assert "# not converted: parameters.momentum: normal(mu=0.9, sigma=0.02) is bounded" in text
 
 
+def test_a_number_yaml_reads_as_text_is_a_number_as_in_tunelab_s_own_sweep_files(tmp_path: Path) -> None:
+    path = tmp_path / "wandb.yaml"  # YAML 1.1 reads 1e-5 (no dot) as the text '1e-5'
+    path.write_text("program: t.py\nmetric: {name: l}\nparameters:\n"
+                    "  lr: {distribution: log_uniform_values, min: 1e-5, max: 1e-1}\n")
+    from tunelab.sweep.wandb_config import write_from_wandb
+    config = load_config(write_from_wandb(path, tmp_path / "sweep.yaml"))
+    assert config.space["lr"] == Float(1e-5, 1e-1, log=True)
+
+
 def test_methods_early_termination_and_commands_map_and_what_does_not_is_listed(tmp_path: Path) -> None:
     doc = {"program": "train.py", "method": "grid", "metric": {"name": "loss", "target": 0.1},
            "command": ["${env}", "${interpreter}", "${program}", "${args_no_hyphens}", "${args_json}"],

@@ -168,6 +168,11 @@ def _parameters(spec: Any, notes: list[str]) -> tuple[dict[str, dict[str, Any]],
 
 def _number(name: str, p: Mapping[str, Any], key: str) -> float:
     value = p.get(key)
+    if isinstance(value, str):  # YAML 1.1 reads 1e-5 as text; tunelab's sweep files read it as a number
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SweepConfigError(f"parameters.{name}.{key}: a number is needed, got {value!r}")
     return float(value)
