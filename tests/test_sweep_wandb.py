@@ -108,6 +108,8 @@ _BASE = {"program": "t.py", "metric": {"name": "l"}}
      "metric.goal: 'lower'"),
     ({**_BASE, "parameters": {"x": {"distribution": "normal", "mu": 0, "sigma": 0}}}, "x.sigma"),
     ({**_BASE, "parameters": {"x": {"distribution": "uniform", "min": "a", "max": 1}}}, "x.min"),
+    ({**_BASE, "parameters": {"n": {"distribution": "int_uniform", "min": 1.5, "max": 4.0}}},
+     "parameters.n: int_uniform takes whole numbers, got min 1.5"),
     ({"program": "t.py", "metric": {"name": "value"}, "parameters": {"x": {"values": [1, 2]}}},
      "metric.name: 'value' is a key of tunelab's report lines"),
     ({"metric": {"name": "l"}, "parameters": {"x": {"values": [1, 2]}}}, "program: the command runs ${program}"),

@@ -200,6 +200,9 @@ def _parameter(name: str, p: Mapping[str, Any], notes: list[str]) -> dict[str, A
                 "q_log_uniform", "inv_log_uniform_values", "inv_log_uniform"):
         low, high = _number(name, p, "min"), _number(name, p, "max")
         if dist == "int_uniform":
+            if not (low.is_integer() and high.is_integer()):
+                raise SweepConfigError(f"parameters.{name}: int_uniform takes whole numbers, got min {low:g} and max "
+                                       f"{high:g}; use distribution: uniform for a real range")
             return {"type": "int", "low": int(low), "high": int(high)}
         if dist in ("log_uniform", "q_log_uniform"):  # exponents of e
             low, high = _tidy(math.exp(low)), _tidy(math.exp(high))
