@@ -346,3 +346,30 @@ def test_a_hydra_group_whose_default_option_is_in_a_subfolder_lists_every_option
                               timeout=120)
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout.strip().splitlines()[-1]) == {"model": model, "lr": 0.2}
+
+
+@pytest.mark.parametrize("self_first", [False, True])
+def test_a_hydra_primary_config_s_value_for_a_group_key_wins_when_self_comes_after_the_group(
+        tmp_path: Path, self_first: bool) -> None:
+    conf = tmp_path / "conf"
+    (conf / "model").mkdir(parents=True)
+    order = "  - _self_\n  - model: cnn\n" if self_first else "  - model: cnn\n  - _self_\n"
+    (conf / "config.yaml").write_text(f"defaults:\n{order}model:\n  width: 1000\n")
+    (conf / "model" / "cnn.yaml").write_text("width: 32\n")
+    (conf / "model" / "mlp.yaml").write_text("hidden: 3\n")
+    script = tmp_path / "train.py"
+    script.write_text(_HYDRA_SCRIPT)
+    c = load_config(write_template(str(script), tmp_path / "sweep.yaml"))
+    width = c.space["model.width"]
+    env = {**os.environ, "HYDRA_FULL_ERROR": "1"}
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    default = json.loads(done.stdout.strip().splitlines()[-1])["model"]["width"]
+    if self_first:  # the option file's 32 wins, and only cnn has a width
+        assert default == 32 and isinstance(width, Conditional) and width.when == {"model": "cnn"}
+    else:  # config.yaml's 1000 wins, with either option
+        assert default == 1000 and isinstance(width, Int) and width.low < 1000 < width.high
+        argv = render_argv(str(c.command), {"model": "mlp", "model.width": 700})
+        done = subprocess.run([sys.executable, *argv[1:]], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=120)
+        assert json.loads(done.stdout.strip().splitlines()[-1])["model"] == {"hidden": 3, "width": 700}

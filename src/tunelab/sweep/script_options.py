@@ -19,7 +19,8 @@ options are read, each by walking the script's syntax tree (nothing is imported 
   option's own ``# @package`` line are followed; Hydra's own groups (``hydra/launcher``) are left out. A primary
   config in a subfolder (``config_name="exp/base"``) is in that group, as Hydra reads it: its keys are
   ``exp.lr={exp.lr}`` and its ``- model: cnn`` is ``exp/model={exp.model}`` (``exp/model@model`` under
-  ``# @package _global_``).
+  ``# @package _global_``). A key the primary config also sets takes its value, for every option, when its
+  ``_self_`` comes after the group (or is left out: Hydra puts it last).
 
 A float with a positive default ranges over a factor of 10 each way on a log scale, an int over a factor of 4, a
 list of choices is categorical. A flag without a value (argparse's ``store_true``, click's ``is_flag``, a Typer
@@ -499,6 +500,21 @@ def _chosen_groups(primary: dict[str, Any], parent: str = "", parent_package: st
     return chosen
 
 
+def _before_self(primary: dict[str, Any], parent: str, parent_package: str) -> set[_Group]:
+    """The groups the primary config's defaults list names before ``_self_`` (all of them without one: Hydra
+    puts it last): the primary's own values of their keys win over their options'."""
+    seen: set[_Group] = set()
+    for entry in primary.get("defaults") or []:
+        if entry == "_self_":
+            return seen
+        if isinstance(entry, dict) and len(entry) == 1:
+            (key, _), = entry.items()
+            group = _group_entry(key, parent, parent_package) if isinstance(key, str) else None
+            if group is not None:
+                seen.add(group)
+    return seen
+
+
 def _hydra_options(script: Path, config_path: Any, config_name: Any) -> ScriptOptions:
     if not isinstance(config_path, str) or not isinstance(config_name, str):
         return ScriptOptions("hydra", (), "its Hydra config is not a file named in @hydra.main (a structured "
@@ -515,6 +531,8 @@ def _hydra_options(script: Path, config_path: Any, config_name: Any) -> ScriptOp
     header = _header_package(folder / name)
     primary_package = parent.replace("/", ".") if header is None else _package(header, parent)
     found: list[Option] = []
+    own = {path for path, _ in _leaves(primary, primary_package)}
+    before_self = _before_self(primary, parent, primary_package)
     for group, chosen in _chosen_groups(primary, parent, primary_package).items():
         files = (folder / group.path).glob("**/*.yaml" if "/" in chosen else "*.yaml")  # model: cnn/small
         options = sorted(p.relative_to(folder / group.path).with_suffix("").as_posix() for p in files)
@@ -526,6 +544,8 @@ def _hydra_options(script: Path, config_path: Any, config_name: Any) -> ScriptOp
             when = (param, chosen)
         option_file = folder / group.path / f"{chosen}.yaml"
         for path, value in _leaves(_load(option_file), _option_package(option_file, group)):
+            if path in own and group in before_self:
+                continue  # the primary config sets it after the option: its value, with any option
             option = _hydra_parameter(path, value, when)
             if option is not None:
                 found.append(option)
