@@ -582,6 +582,10 @@ def test_dashboard_command_warns_off_loopback(db: str, monkeypatch: pytest.Monke
         server.started = True
 
     monkeypatch.setattr(uvicorn.Server, "run", run)
+    # uvicorn.Config sets up logging for the whole process, its handlers on the sys.stderr of the moment: the
+    # CliRunner's stream here, closed when the command returns (a later test's served dashboard then logs to a
+    # closed file, and pytest lost its stderr)
+    monkeypatch.setattr(uvicorn.Config, "configure_logging", lambda self: None)
     port = {p.name: p.default for p in typer.main.get_command(app).commands["dashboard"].params}["port"]  # type: ignore[attr-defined]
     assert port == 8000  # the default (not bound here: this machine may serve something there)
     runner = CliRunner()

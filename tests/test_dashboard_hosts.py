@@ -136,6 +136,10 @@ def test_the_command_passes_its_host_and_allowed_hosts(url: str, monkeypatch: py
         server.started = True
 
     monkeypatch.setattr(uvicorn.Server, "run", run)
+    # uvicorn.Config sets up logging for the whole process, its handlers on the sys.stderr of the moment: the
+    # CliRunner's stream here, closed when the command returns (a later test's served dashboard then logs to a
+    # closed file, and pytest lost its stderr)
+    monkeypatch.setattr(uvicorn.Config, "configure_logging", lambda self: None)
     runner = CliRunner()
 
     def status(args: list[str], host: str) -> int:
@@ -168,6 +172,10 @@ def test_the_command_refuses_a_host_it_cannot_bind_before_serving(url: str, monk
         server.started = True
 
     monkeypatch.setattr(uvicorn.Server, "run", run)
+    # uvicorn.Config sets up logging for the whole process, its handlers on the sys.stderr of the moment: the
+    # CliRunner's stream here, closed when the command returns (a later test's served dashboard then logs to a
+    # closed file, and pytest lost its stderr)
+    monkeypatch.setattr(uvicorn.Config, "configure_logging", lambda self: None)
     runner = CliRunner()
     for host, why in [("not a host", "is not a name or address this machine can resolve"),
                       ("192.0.2.1", "cannot be bound here")]:
