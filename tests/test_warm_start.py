@@ -88,6 +88,15 @@ def test_weights_rescale_a_related_source_and_silence_an_unrelated_one() -> None
     assert tpe_source_weight(-0.5, 10, 100) == 0.0 < tpe_source_weight(0.9, 10, 100) < tpe_source_weight(0.9, 0, 100)
 
 
+def test_a_source_that_ranks_the_trials_keeps_its_weight_whatever_its_offset() -> None:
+    """The link is affine: the target's values, standardised on its own trials, sit where the source is
+    good, so its predictions there are all low; a fit through the origin gave such a source ~0.15."""
+    y = np.random.default_rng(1).normal(size=8)
+    y = (y - y.mean()) / y.std()
+    assert source_weights((0.7 * y - 2.0)[None, :], y)[0] == pytest.approx(1.0 / 0.7)
+    assert source_weights((0.7 * y + 2.0)[None, :], y)[0] == pytest.approx(1.0 / 0.7)
+
+
 def test_sources_are_stored_rebuilt_and_may_live_in_another_storage(url: str, tmp_path: Path) -> None:
     other = f"sqlite:///{tmp_path / 'other.db'}"
     study = tunelab.create_study(name="new", storage=other, sampler=tunelab.TPESampler(), seed=0, space=SPACE,

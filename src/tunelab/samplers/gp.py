@@ -300,7 +300,8 @@ class GPSampler(ModelBasedSampler):
                                   deterministic_objective=self.deterministic_objective)
                 params = residual.params
         if residual is None and n:
-            residual = GaussianProcess(X, y - prior_at_X, space.cat_sizes, params)
+            c1 = float(np.mean(y - prior_at_X))  # the link's intercept (fit_gp centres a fitted residual)
+            residual = GaussianProcess(X, y - prior_at_X - c1, space.cat_sizes, params)
         z_observed = c0 * prior_at_X + c1 + residual.y if residual is not None else np.zeros(0)
         hint_X = np.vstack([X, *(g.X[np.argsort(g.y)[:5]] for g, w in zip(sources, weights, strict=True) if w > 0)])
         gp = PriorMeanGP(residual, sources, weights, c0, c1, space.cat_sizes, params, 0.0, hint_X, np.zeros(0))

@@ -10,11 +10,12 @@ new study. This module turns them into rows of the new study's space and into mo
 - the Gaussian process (:class:`WarmGP`): one GP per source, fitted once, gives a *prior mean*
   for the target's GP: ``m(x) = sum_s a_s mu_s(x)``, in the target's warped and standardised
   units. The weights ``a_s`` start at an even share (nothing is known of the target yet) and are
-  fitted to the target's own trials as they come (non-negative least squares of the target's
-  values on the sources' predictions), so a source whose optimum is shifted or whose scale differs
-  is rescaled, and one that turns out unrelated (no positive rank agreement) drops to weight 0:
-  the model is then the ordinary GP. The target's GP models what the sources do not explain
-  (the residual), with the sources' kernel while it has fewer than five trials of its own.
+  fitted to the target's own trials as they come (an affine link: non-negative least squares of the
+  centred values on the centred predictions, the intercept left to the residual), so a source whose
+  optimum is shifted or whose scale or offset differs is rescaled, and one that turns out unrelated
+  (no positive rank agreement) drops to weight 0: the model is then the ordinary GP. The target's
+  GP models what the sources do not explain (the residual), with the sources' kernel while it has
+  fewer than five trials of its own.
   Each source may also be *shifted* (:func:`fit_shift`): ``mu_s(x - delta_s)``, ``delta_s`` fitted
   to the target's trials from :data:`SHIFT_FIT_AT` of them on and kept only when it explains them
   clearly better than no shift, so a target whose optimum moved (more data, a perturbed problem)
@@ -269,13 +270,20 @@ def source_weights(predictions: np.ndarray, y: np.ndarray, own: np.ndarray | Non
     """Weights of the sources' prior means, ``predictions`` (s, n) at the target's ``n`` trials with
     values ``y`` (n,), both in standardised units.
 
-    With fewer than 3 target trials every source gets an even share; from 3 on, a non-negative
-    least-squares fit (so a source that predicts the target's ranking but at another scale is
-    rescaled); from :data:`RESIDUAL_FIT_AT` on, a source whose rank agreement with the target is
-    below :data:`AGREEMENT_FLOOR` gets 0. ``own``: the target's own model's leave-one-out
-    predictions; from :data:`OWN_MODEL_AT` trials on, a source that ranks the target's trials worse
-    than that model does fades out (to 0 when :data:`OWN_MARGIN` worse): a related source whose
-    optimum moved helps the first trials, then stops holding the search where it was.
+    With fewer than 3 target trials every source gets an even share. From 3 on, the link is affine,
+    ``y ~ b + sum_s w_s mu_s`` with ``w >= 0``: non-negative least squares of the centred values on
+    the centred predictions (the intercept ``b`` is the residual's mean, see
+    :meth:`~tunelab.samplers.gp.GPSampler._propose_warm`). A link through the origin would read the
+    target's values, standardised on its own trials (mean 0), against the source's predictions
+    there, all low because those trials sit where the source is good: a source that ranked them
+    perfectly got a weight near 0 and the search lost it from the third trial on (Hartmann-6 with a
+    moved optimum: 0.02-0.17 at rank agreement 0.8-1.0).
+
+    From :data:`RESIDUAL_FIT_AT` trials on, a source whose rank agreement with the target is below
+    :data:`AGREEMENT_FLOOR` gets 0. ``own``: the target's own model's leave-one-out predictions;
+    from :data:`OWN_MODEL_AT` trials on, a source that ranks the target's trials worse than that
+    model does fades out (to 0 when :data:`OWN_MARGIN` worse): a related source whose optimum moved
+    helps the first trials, then stops holding the search where it was.
     """
     s, n = predictions.shape
     if s == 0:
@@ -284,7 +292,7 @@ def source_weights(predictions: np.ndarray, y: np.ndarray, own: np.ndarray | Non
         return np.full(s, 1.0 / s)
     from scipy.optimize import nnls
 
-    weights, _ = nnls(predictions.T, y)
+    weights, _ = nnls((predictions - predictions.mean(axis=1, keepdims=True)).T, y - y.mean())
     if n >= RESIDUAL_FIT_AT:
         own_agreement = rank_agreement(own, y) if own is not None and n >= OWN_MODEL_AT else None
         for i in range(s):
