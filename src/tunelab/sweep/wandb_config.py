@@ -31,7 +31,7 @@ import math
 import os
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -267,16 +267,12 @@ def _command(doc: Mapping[str, Any], params: Mapping[str, Any], constants: Mappi
             if not isinstance(program, str) or not program:
                 raise SweepConfigError("program: the command runs ${program}; name the training script")
             out.append(shlex.quote(program))
-        elif word in ("${args}", "${args_no_boolean_flags}"):
-            out += [f"--{n}={{{n}}}" for n in params] + [f"--{n}={shlex.quote(_text(v))}" for n, v in constants.items()]
+        elif word in _ARGS:
+            form = _ARGS[word]
+            out += [form(n, f"{{{n}}}") for n in params]
+            out += [form(n, shlex.quote(_text(v))) for n, v in constants.items()]
             if word == "${args_no_boolean_flags}":
                 notes.append("${args_no_boolean_flags}: booleans are passed as --name=True/False")
-        elif word in ("${args_no_hyphens}", "${args_append_hydra}", "${args_override_hydra}"):
-            sign = {"${args_append_hydra}": "+", "${args_override_hydra}": "++"}.get(word, "")
-            out += [f"{sign}{n}={{{n}}}" for n in params]
-            out += [f"{sign}{n}={shlex.quote(_text(v))}" for n, v in constants.items()]
-        elif word == "${args_no_equals}":
-            out += [f"--{n} {{{n}}}" for n in params] + [f"--{n} {shlex.quote(_text(v))}" for n, v in constants.items()]
         elif "${envvar:" in word:
             notes.append(f"command word {word} (W&B puts the environment variable's value there: write the value in "
                          "the command)")
@@ -289,6 +285,17 @@ def _command(doc: Mapping[str, Any], params: Mapping[str, Any], constants: Mappi
     if not out:
         raise SweepConfigError("command: nothing is left to run; name the program")
     return " ".join(out)
+
+
+_ARGS: dict[str, Callable[[str, str], str]] = {
+    "${args}": "--{}={}".format,
+    "${args_no_boolean_flags}": "--{}={}".format,
+    "${args_no_hyphens}": "{}={}".format,
+    "${args_append_hydra}": "+{}={}".format,
+    "${args_override_hydra}": "++{}={}".format,
+    "${args_no_equals}": "--{} {}".format,
+}
+"""The W&B agent's argument words: each parameter's name and value (a placeholder, or a constant) as it writes them."""
 
 
 def _text(value: Any) -> str:
@@ -334,8 +341,6 @@ def write_from_wandb(source: Path, output: Path, *, force: bool = False) -> Path
         converted.keys = dict([*keys[:at], ("workdir", os.path.relpath(here, folder)), *keys[at:]])
     output.write_text(converted.text(str(source), output.name), encoding="utf-8")
     return output
-
-
 
 
 def shim_env(env: dict[str, str]) -> dict[str, str]:

@@ -117,7 +117,7 @@ class Reporter:
                 row["train_acc"] = float(self._correct) / self._labelled
         self._loss_sum, self._correct, self._count, self._labelled = None, None, 0, 0
         for name, value in metrics.items():
-            row[name] = real_metric(name, value)  # float() read "0.5" and True
+            row[name] = value if type(value) is float else real_metric(name, value)  # float() read "0.5" and True
         finite = {k: v for k, v in row.items() if math.isfinite(v)}
         self.history.append({"step": float(step), **row})
         if self.trial is not None and finite:
