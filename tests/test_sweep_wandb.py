@@ -193,6 +193,51 @@ def test_the_start_up_hook_runs_a_sitecustomize_it_hides_and_reports_explicit_st
     assert reports[2]["step"] == 10 and math.isnan(reports[2]["z"])
 
 
+SUMMARY_SCRIPT = """\
+import wandb
+
+run = wandb.init(config={"lr": 0.5})
+best = 0.0
+for epoch, acc in enumerate([0.5, 0.9, 0.7]):  # the last epoch is not the best: the summary keeps the best
+    wandb.log({"val_acc": acc * run.config.lr})
+    if acc * run.config.lr > best:
+        best = acc * run.config.lr
+        run.summary["best_acc"] = best
+wandb.summary.update({"test": {"acc": 0.25}, "name": "text"})
+run.summary.epochs = 3
+wandb.log({"epochs": 4})  # logged again after the script set it: W&B's summary holds the logged value
+run.finish()
+"""
+
+
+def test_a_number_the_script_sets_in_its_summary_is_the_trials_final_metric_as_a_w_and_b_sweep_reads_it(
+        tmp_path: Path) -> None:
+    from tunelab.sweep.wandb_config import shim_env
+
+    (tmp_path / "train.py").write_text(SUMMARY_SCRIPT)
+    env = shim_env({**ENV, "TUNELAB_PARAMS": json.dumps({"lr": 1.0})})
+    done = subprocess.run([sys.executable, "train.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    finals = [json.loads(line)["final"] for line in done.stdout.splitlines() if line.startswith('{"final"')]
+    assert finals[-1] == {"best_acc": 0.9, "test.acc": 0.25, "epochs": 4.0}
+    assert {"best_acc": 0.5} in finals  # printed as it is set: a killed run keeps what it had
+    # swept on the summary's key, as W&B's agent would: the trial's value is the best epoch's, not the last's
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({
+        "study": "summary", "command": [sys.executable, "train.py"], "wandb": True, "metric": "best_acc",
+        "direction": "maximize", "n_trials": 2, "storage": "sqlite:///t.db",
+        "parameters": {"lr": {"type": "float", "low": 0.5, "high": 1.0}},
+    }))
+    done = subprocess.run([sys.executable, "-m", "tunelab.cli", "sweep", "sweep.yaml"], cwd=tmp_path, env=ENV,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    study = tunelab.load_study("summary", f"sqlite:///{tmp_path / 't.db'}")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    for t in study.trials:
+        assert t.value == pytest.approx(0.9 * t.params["lr"])
+        assert study.get_curves(t.number)["val_acc"][1][-1] == pytest.approx(0.7 * t.params["lr"])
+
+
 def test_a_w_and_b_file_given_to_tunelab_sweep_says_how_to_convert_it(tmp_path: Path) -> None:
     path = tmp_path / "wandb-sweep.yaml"
     path.write_text(yaml.safe_dump({"program": "train.py", "method": "bayes", "metric": {"name": "val_loss"},

@@ -9,7 +9,13 @@ first on the trial's ``PYTHONPATH``). When the script imports wandb:
   ``wandb.log`` calls so far (1, 2, ...; ``commit=False`` adds to the same step, as does a log after one with
   ``step=``). A ``step=`` below the run's last step is ignored, as W&B ignores it. Nested dicts become dotted names,
   keys starting with ``_``, values that are not one number (images, histograms, bools) and top-level numbers named
-  ``step``, ``value`` or ``final`` (a report line's own keys) are left out.
+  ``step``, ``value`` or ``final`` (a report line's own keys) are left out;
+- a number the script puts in the run's summary itself (``run.summary["best_acc"] = x``, ``wandb.summary.update``,
+  nested dicts as dotted names) is printed as ``{"final": {...}}`` with every such number so far, which the sweep
+  takes as the trial's final metrics: a W&B sweep's metric is the run's summary value, so a sweep on ``best_acc``
+  optimises what it would under a W&B agent. A later ``wandb.log`` of the same name replaces it, as in W&B's
+  summary. (The aggregates of ``define_metric(summary=...)`` are not computed: the metric's last logged value
+  stands, as the sweep's default.)
 
 Another ``sitecustomize`` later on ``sys.path`` still runs. Only the standard library is used: the script may run
 in any Python environment, without tunelab.
@@ -29,6 +35,8 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 _local = threading.local()
 _next = [1]  # the step of the next wandb.log without step=
 _last: list[int | None] = [None]  # the step of the run's last log: a step= below it is ignored, as W&B does
+_summary: dict[str, float] = {}  # the numbers the script set in its run's summary itself, by name
+_root: list[Any] = [None]  # the run's summary object: writes to it are the script's own
 
 
 def _number(value: Any) -> float | None:
@@ -88,10 +96,58 @@ def _emit(data: Any, step: Any = None, commit: Any = None) -> None:
     _flatten(data, "", numbers)
     if not numbers:
         return
-    line = json.dumps({"step": at, **numbers})  # NaN and infinities as JSON's NaN, Infinity: the sweep reads them
+    _print({"step": at, **numbers})
+    replaced = {name: value for name, value in numbers.items() if name in _summary}
+    if replaced:  # W&B's summary holds a name's last logged value once it is logged again
+        _summary.update(replaced)
+        _print({"final": dict(_summary)})
+
+
+def _print(record: dict[str, Any]) -> None:
+    line = json.dumps(record)  # NaN and infinities as JSON's NaN, Infinity: the sweep reads them
     stream = sys.__stdout__ or sys.stdout
     stream.write(line + "\n")
     stream.flush()
+
+
+def _summary_set(summary: Any, data: Any) -> None:
+    """The script set ``data`` in ``summary``: when it is the run's summary, print every number set so far."""
+    if summary is not _root[0] or getattr(_local, "inside", False) or not isinstance(data, dict):
+        return  # a nested part of the summary, or wandb.log's own update of it (NoopRun's)
+    numbers: dict[str, float] = {}
+    _flatten(data, "", numbers)
+    if numbers:
+        _summary.update(numbers)
+        _print({"final": dict(_summary)})
+
+
+def _reporting_update(original: Any) -> Any:
+    def update(self: Any, *args: Any, **kwargs: Any) -> Any:
+        out = original(self, *args, **kwargs)
+        _summary_set(self, dict(*args, **kwargs))
+        return out
+
+    return update
+
+
+def _reporting_setter(original: Any) -> Any:
+    def setter(self: Any, key: Any, value: Any) -> Any:
+        out = original(self, key, value)
+        _summary_set(self, {key: value})
+        return out
+
+    return setter
+
+
+def _wrap_summary(cls: Any, names: tuple[str, ...]) -> None:
+    """Every way ``cls`` sets a key (``update``, ``summary[key] =``, ``summary.key =``) also reports it."""
+    for name in names:
+        original = getattr(cls, name, None)
+        if original is None or getattr(original, "_tunelab", False):
+            continue
+        wrapper = _reporting_update(original) if name == "update" else _reporting_setter(original)
+        wrapper._tunelab = True
+        setattr(cls, name, wrapper)
 
 
 def _wrap_log(cls: Any) -> None:
@@ -100,13 +156,14 @@ def _wrap_log(cls: Any) -> None:
         return
 
     def log(self: Any, data: Any = None, step: Any = None, commit: Any = None, *args: Any, **kwargs: Any) -> Any:
-        if not getattr(_local, "inside", False):
-            _local.inside = True
-            try:
-                _emit(data, step, commit)
-            finally:
-                _local.inside = False
-        return original(self, data, step, commit, *args, **kwargs)
+        if getattr(_local, "inside", False):
+            return original(self, data, step, commit, *args, **kwargs)
+        _local.inside = True  # also while W&B logs: its own summary updates are not the script's
+        try:
+            _emit(data, step, commit)
+            return original(self, data, step, commit, *args, **kwargs)
+        finally:
+            _local.inside = False
 
     log.__wrapped__ = original  # type: ignore[attr-defined]
     log.__doc__ = original.__doc__
@@ -119,6 +176,8 @@ def _wrap_init(module: Any) -> None:
     def init(*args: Any, **kwargs: Any) -> Any:
         run = original(*args, **kwargs)
         _last[0] = None  # a new run's step= starts over
+        _summary.clear()
+        _root[0] = getattr(run, "summary", None) if run is not None else None
         given: dict[str, Any] = {}
         for variable in ("TUNELAB_WANDB_CONSTANTS", "TUNELAB_PARAMS"):
             try:
@@ -150,6 +209,16 @@ def _patch(module: Any) -> None:
         from wandb.sdk.lib import noop_run
         _wrap_log(noop_run.NoopRun)
     except Exception:  # noqa: BLE001 - a wandb without a no-op run
+        pass
+    try:  # a run's summary (its key and attribute setters call update) and a disabled run's (a dict)
+        from wandb.sdk import wandb_summary
+        _wrap_summary(wandb_summary.SummaryDict, ("update",))
+    except Exception:  # noqa: BLE001 - another wandb layout: summaries are not read
+        pass
+    try:
+        from wandb.sdk.lib import disabled
+        _wrap_summary(disabled.SummaryDisabled, ("update", "__setitem__", "__setattr__"))
+    except Exception:  # noqa: BLE001 - a wandb without a disabled summary
         pass
 
 
