@@ -150,3 +150,27 @@ def test_the_command_copies_a_study_and_names_what_is_wrong(tmp_path: Path) -> N
     nowhere = _cli("import-optuna", "cnn", "--from", f"sqlite:///{tmp_path / 'nope.db'}", "--storage", url)
     assert nowhere.exit_code == 1 and "no such file" in nowhere.output
     assert not (tmp_path / "nope.db").exists()
+
+
+@pytest.mark.parametrize(("call", "named"), [
+    (lambda db: tunelab.create_study(study_name="s", storage=db), "name="),
+    (lambda db: tunelab.load_study(study_name="s", storage=db), "name="),
+    (lambda db: tunelab.delete_study(study_name="s", storage=db), "name="),
+    (lambda db: tunelab.create_study(name="s", storage=db).optimize(lambda t: 0.0, n_trials=1, n_jobs=2),
+     "n_workers="),
+    (lambda db: tunelab.create_study(name="s", storage=db).optimize(lambda t: 0.0, n_trials=1,
+                                                                   show_progress_bar=False), "show_progress="),
+    (lambda db: tunelab.create_study(name="s", storage=db).optimize(lambda t: 0.0, n_trials=1,
+                                                                   gc_after_trial=True), "remove it"),
+])
+def test_a_call_written_for_optuna_names_tunelab_s_keyword_before_anything_runs(
+        call: Any, named: str, tmp_path: Path) -> None:
+    from tunelab.errors import OptunaKeywordError
+
+    db = f"sqlite:///{tmp_path / 'o.db'}"
+    with pytest.raises(OptunaKeywordError, match="Optuna's keyword") as e:
+        call(db)
+    assert named in str(e.value)
+    assert isinstance(e.value, TypeError) and isinstance(e.value, ValueError)  # Python's kind, and a ConfigError
+    if "optimize" in str(e.value):
+        assert tunelab.load_study("s", db).trials == []  # refused before a trial ran

@@ -21,6 +21,12 @@ class ConfigError(TunelabError, ValueError):
     """
 
 
+class OptunaKeywordError(ConfigError, TypeError):
+    """A keyword of Optuna's that tunelab names differently (``create_study(study_name=...)``); the message
+    names tunelab's. A TypeError too, as Python's own error for an unknown keyword, so handlers written for
+    that keep working."""
+
+
 class InvalidDistributionError(ConfigError):
     """A distribution's arguments are inconsistent (e.g. ``log=True`` with ``low <= 0``)."""
 

@@ -35,6 +35,7 @@ from tunelab.samplers.transfer import check_warm_start
 from tunelab.space import SpaceEntry, space_from_json, space_to_json, unwrap, validate_space
 from tunelab.storage import BaseStorage, get_storage
 from tunelab.study.enqueue import check_user_attrs
+from tunelab.study.optuna_names import optuna_keywords
 from tunelab.study.replay import (
     DETERMINISTIC_KEY,
     check_deterministic,
@@ -50,6 +51,7 @@ MAX_SEED = 2**63
 """Seeds are below this: storages keep them as 64-bit signed integers."""
 
 
+@optuna_keywords
 def create_study(
     name: str | None = None,
     storage: str | BaseStorage | None = None,
@@ -309,6 +311,7 @@ def default_sampler(objectives: Mapping[str, Sequence[str]] | None) -> Sampler:
     return AutoSampler()
 
 
+@optuna_keywords
 def load_study(
     name: str, storage: str | BaseStorage | None, sampler: Sampler | None = None, pruner: Pruner | None = None
 ) -> Study:
@@ -371,6 +374,7 @@ def _stored_space(record: StudyRecord) -> dict[str, SpaceEntry] | None:
     return space_from_json(space_json) if space_json else None
 
 
+@optuna_keywords
 def delete_study(name: str, storage: str | BaseStorage) -> None:
     """Delete a study, all its trials and its folder of checkpoints."""
     store = get_storage(storage)

@@ -45,6 +45,7 @@ from tunelab.space import SpaceEntry, validate_space
 from tunelab.storage import BaseStorage, Curves, MetricPoint
 from tunelab.study.enqueue import check_enqueued, check_user_attrs
 from tunelab.study.failures import shell_word, summarize_error
+from tunelab.study.optuna_names import optuna_keywords
 from tunelab.study.replay import (
     check_replayable,
     stored_width,
@@ -656,6 +657,7 @@ class Study:
             error=final_error, trial_id=trial.trial_id, values=several,
         )
 
+    @optuna_keywords
     def optimize(
         self,
         objective: Objective,
