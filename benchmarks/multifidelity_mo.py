@@ -366,12 +366,16 @@ def run_all(tasks: list[Task], jobs: int, console: Console, curves: CurveCache |
 # -- statistics -------------------------------------------------------------------------------
 def completions(run: Mapping[str, Any], every_epoch: bool = False) -> list[tuple[int, float, float]]:
     """(epochs the run had spent when the trial completed, val_error, log10 params) of each COMPLETE trial;
-    with ``every_epoch``, of every epoch any trial trained (the epoch count when it ended)."""
+    with ``every_epoch``, of every epoch any trial trained (the epoch count when it ended). A trial trained
+    in pieces, side by side with others, has ``at``: the run's epoch count after each of its epochs."""
+    def at(t: Mapping[str, Any], j: int) -> int:  # the run's epoch count after the trial's j-th epoch
+        return int(t["at"][j - 1]) if t.get("at") else int(t["start"]) + j
+
     if every_epoch:
-        out = [(t["start"] + j, 1.0 - acc, math.log10(t["n_params"]))
+        out = [(at(t, j), 1.0 - acc, math.log10(t["n_params"]))
                for t in run["trials"] for j, acc in enumerate(t["val_acc"], 1)]
     else:
-        out = [(t["start"] + len(t["val_acc"]), 1.0 - t["val_acc"][-1], math.log10(t["n_params"]))
+        out = [(at(t, len(t["val_acc"])), 1.0 - t["val_acc"][-1], math.log10(t["n_params"]))
                for t in run["trials"] if t["state"] == "complete"]
     return sorted(out)
 

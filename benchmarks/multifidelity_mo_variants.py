@@ -31,6 +31,27 @@ Variants (``crowding`` is the default rule, ``finite-ends`` its ``end_crowding="
   ``first-front-late``: the same at rungs after the first only;
 - ``strict-ties``: keep exactly ``max(1, n // eta)`` trials, ties (a front's two ``inf`` ends) broken by
   trial number, older first; ``ceil-strict``: the same with ``ceil(n / eta)`` (a rung of 4-5 trials keeps 2).
+- ``min-complete-N``: the default rule, but a trial at the last rung stops while fewer than N trials have
+  reached the first rung (no completion before N configurations have started; 2026-12-07, later).
+
+Early-phase variants (2026-12-07, later; ``--variants``; a ``default:`` prefix runs any variant with the
+study's default sampler). The worker may leave a trial *waiting* at a rung and start another one (the
+study's trials then run side by side with ``ask``/``tell``; each trial's record keeps ``at``, the run's
+epoch count after each of its epochs, for the hypervolume's clock). A waiting trial keeps its model (a
+checkpoint); with a ``-restart`` suffix it keeps none, and its promotion trains its epochs again from
+scratch, counted:
+
+- ``sync-N`` (N = 9, 27): a synchronous first bracket: the first N configurations are each trained to
+  the first rung; then the pruner judges them all there (the rung then holds all N, so it keeps its
+  ``max(1, N // 3)``, ties kept), the kept ones are trained to the next rung and judged together again,
+  and so on to the end; then the usual asynchronous stop-or-continue Pareto ASHA for the rest of the budget;
+- ``promote``: ASHA's own promotion scheme (Li et al. 2020) with the Pareto rule, for the whole run: the
+  worker promotes one rung on the best not-yet-promoted trial the default rule keeps at the highest rung
+  (fronts, crowding, the best ``n // 3``: none while the rung holds fewer than 3), else starts a new
+  configuration and trains it to the first rung; a trial waits at a rung until promoted, and the ones still
+  waiting at the end of the budget never complete;
+- ``promote-N``: ``promote`` until N configurations have started, then each waiting trial is judged by the
+  pruner at its rung (now fuller) and the kept ones trained on under it, then asynchronous as usual.
 
 Rung schedules (``--schedules``; the promotion rule is the default one, only the rungs change):
 
@@ -56,6 +77,7 @@ import json
 import math
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +193,9 @@ class VariantPruner(ParetoSuccessiveHalvingPruner):
         if self.variant in ("first-front", "first-front-late") and keys[me][0] == 0.0 and (
                 self.variant == "first-front" or step > rungs[0]):
             return None
+        if self.variant.startswith("min-complete-") and step == rungs[-1] and len(
+                {p.number for p in history.metric_at(metrics[0], [rungs[0]])} | {number}) < int(self.variant[13:]):
+            return stop
         if self.variant in ("strict-ties", "ceil-strict"):
             kept = (-(-n // self.reduction_factor) if self.variant == "ceil-strict"
                     else max(1, n // self.reduction_factor))
@@ -217,6 +242,198 @@ class ParetoHyperband(ParetoSuccessiveHalvingPruner):
         return PruneDecision(rule=f"pareto hyperband bracket {bracket} rung at step {step}", detail="outside the best")
 
 
+@dataclass
+class Live:
+    """A trial of a scheduled run: its live Trial, epoch record and trainer (None while a trial without a
+    checkpoint waits: it is then trained again from scratch when promoted)."""
+
+    trial: tunelab.Trial
+    record: dict[str, Any]
+    trainer: Any
+    size: float
+    done: int = 0
+
+
+class EarlyRun:
+    """One worker that may leave a trial waiting at a rung and start another (ASHA's promotion scheme):
+    the study's Trials stay RUNNING side by side (``ask``/``tell``), each record keeps ``at`` (the run's
+    epoch count after each of its epochs) for the hypervolume's clock. ``restart``: a waiting trial
+    keeps no checkpoint, so its promotion trains its epochs again from scratch (counted)."""
+
+    def __init__(self, log: mm.MORunLog, study: tunelab.Study, restart: bool) -> None:
+        self.log, self.study, self.restart, self.started = log, study, restart, 0
+        self.open: dict[int, Live] = {}
+
+    def new(self) -> Live:
+        trial = self.study.ask()
+        record = self.log.start_trial(trial.number, trial.params, side_by_side=True)
+        record["retrained"], record["state"] = 0, "running"
+        self.started += 1
+        live = Live(trial, record, self.log.new_trainer(record, trial.params), float(mm.n_params(trial.params)))
+        self.open[trial.number] = live
+        return live
+
+    def train_to(self, live: Live, step: int) -> bool:
+        """Train ``live`` on to ``step`` epochs, reporting each; False (and the trial cut) when the budget ends."""
+        if live.trainer is None:
+            live.trainer = self.log.new_trainer(live.record, live.trial.params)
+            for _ in range(live.done):  # no checkpoint: the epochs it had are trained again
+                if self.log.left <= 0:
+                    return self._cut(live)
+                live.trainer.train_epoch()
+                self.log.used += 1
+                live.record["retrained"] += 1
+        while live.done < step:
+            if self.log.left <= 0:
+                return self._cut(live)
+            r = self.log.train_epoch(live.record, live.trainer)
+            live.done += 1
+            live.trial.report(live.done, val_error=1.0 - r.val_acc, params=live.size)
+        return True
+
+    def wait(self, live: Live) -> None:
+        if self.restart:
+            live.trainer = None
+
+    def _cut(self, live: Live) -> bool:
+        self.stop(live, "cut")
+        return False
+
+    def stop(self, live: Live, state: str = "pruned") -> None:
+        live.record["state"] = state
+        self.study.tell(live.trial, state="PRUNED")
+        del self.open[live.trial.number]
+
+    def finish(self, live: Live) -> None:
+        live.record["state"] = "complete"
+        self.study.tell(live.trial, values=[1.0 - live.record["val_acc"][-1], live.size])
+        del self.open[live.trial.number]
+
+    def close(self) -> None:
+        """At the end of the budget: the trials still waiting at a rung never complete."""
+        for live in list(self.open.values()):
+            self.stop(live, "waiting")
+
+    def go_on(self, live: Live) -> None:
+        """Train ``live`` to the end under the study's pruner (asked after every epoch, as ``train_trial``)."""
+        while live.done < mm.MAX_EPOCHS:
+            if live.done and live.trial.should_prune():
+                return self.stop(live)
+            if not self.train_to(live, live.done + 1):
+                return
+        self.finish(live)
+
+    def asynchronous(self) -> None:
+        """The rest of the budget: new trials one after another, stop-or-continue (``tunelab_runner``)."""
+        while self.log.left > 0:
+            self.go_on(self.new())
+
+
+def promotable(values: Mapping[int, tuple[float, float]], eta: int) -> list[int]:
+    """The trials ASHA may promote from a rung holding ``values`` (trial -> (val_error, params), both
+    minimised): those the default rule keeps, ranked within the best ``n // eta`` (ties with the last kept
+    trial kept, as the pruner keeps them), best first. None while the rung holds fewer than eta trials."""
+    numbers = sorted(values)
+    n_keep = len(numbers) // eta
+    if not n_keep:
+        return []
+    front, crowd = pareto_order(losses([list(values[n]) for n in numbers], ["minimize", "minimize"]))
+    keys = [_key(int(f), float(c)) for f, c in zip(front, crowd, strict=True)]
+    cut = sorted(keys)[n_keep - 1]
+    return [numbers[i] for i in sorted(range(len(numbers)), key=lambda i: (keys[i], numbers[i])) if keys[i] <= cut]
+
+
+def run_sync_bracket(run: EarlyRun, rungs: Sequence[int], n_first: int) -> None:
+    """Successive halving on the first ``n_first`` configurations: each is trained to a rung, then the
+    study's pruner judges them all (the rung then holds them all), the kept ones go on to the next rung."""
+    alive = []
+    for _ in range(n_first):
+        live = run.new()
+        if not run.train_to(live, rungs[0]):
+            return
+        run.wait(live)
+        alive.append(live)
+    for k, rung in enumerate(rungs):
+        if k:
+            for live in alive:
+                if not run.train_to(live, rung):
+                    return
+                run.wait(live)
+        kept = []
+        for live in alive:
+            if live.trial.should_prune():
+                run.stop(live)
+            else:
+                kept.append(live)
+        alive = kept
+    for live in alive:
+        if not run.train_to(live, mm.MAX_EPOCHS):
+            return
+        run.finish(live)
+
+
+def run_promotions(run: EarlyRun, rungs: Sequence[int], eta: int, until: int | None) -> None:
+    """ASHA's promotion scheme with the Pareto rule: the worker promotes the best promotable trial of the
+    highest rung (:func:`promotable`, not yet promoted) one rung on, else starts a new configuration and
+    trains it to the first rung; a trial waits at a rung until promoted. With ``until``: only until that
+    many configurations have started; then each waiting trial is judged by the study's pruner at its rung
+    (the rungs fuller now), the kept ones trained on under it, and the rest of the run is asynchronous."""
+    at: list[dict[int, tuple[float, float]]] = [{} for _ in rungs]
+    waiting: dict[int, tuple[Live, int]] = {}
+    while run.log.left > 0 and (until is None or run.started < until):
+        job = next(((waiting[n][0], k) for k in reversed(range(len(rungs)))
+                    for n in promotable(at[k], eta) if n in waiting and waiting[n][1] == k), None)
+        if job is None:
+            live, k = run.new(), -1
+        else:
+            live, k = job
+            del waiting[live.trial.number]
+        target = rungs[k + 1] if k + 1 < len(rungs) else mm.MAX_EPOCHS
+        if not run.train_to(live, target):
+            return
+        if target == mm.MAX_EPOCHS:
+            run.finish(live)
+            continue
+        at[k + 1][live.trial.number] = (1.0 - live.record["val_acc"][-1], live.size)
+        run.wait(live)
+        waiting[live.trial.number] = (live, k + 1)
+    if until is None:
+        return
+    for live, _ in sorted(waiting.values(), key=lambda w: w[0].trial.number):
+        if run.log.left > 0:
+            run.go_on(live)  # asks the pruner at the rung it waits at first
+    run.asynchronous()
+
+
+EARLY = ("sync-9", "sync-27", "sync-9-restart", "sync-27-restart", "promote", "promote-restart", "promote-27",
+         "promote-27-restart")
+
+
+def early_method(name: str, default_sampler: bool = False) -> mm.RunFn:
+    """The run of an early-phase variant (see the module's docstring)."""
+    kind, _, rest = name.partition("-")
+    restart = rest.endswith("restart")
+    number = rest.removesuffix("restart").strip("-")
+
+    def run(log: mm.MORunLog, seed: int) -> None:
+        study = tunelab.create_study(
+            directions=["minimize", "minimize"], objective_names=list(mm.OBJECTIVES),
+            sampler=None if default_sampler else tunelab.RandomSampler(), seed=seed, space=mm.SPACE,
+            pruner=ParetoSuccessiveHalvingPruner(min_resource=1, reduction_factor=mm.ETA, max_resource=mm.MAX_EPOCHS))
+        early = EarlyRun(log, study, restart)
+        pruner = study.pruner
+        assert isinstance(pruner, ParetoSuccessiveHalvingPruner)
+        rungs = pruner.rungs(up_to=mm.MAX_EPOCHS)
+        if kind == "sync":
+            run_sync_bracket(early, rungs, int(number))
+            early.asynchronous()
+        else:
+            run_promotions(early, rungs, mm.ETA, int(number) if number else None)
+        early.close()
+
+    return run
+
+
 def schedule_method(name: str) -> mm.RunFn:
     """The run of a rung schedule named ``[default:]m{r}-e{eta}`` or ``[default:]hb-m{r}-e{eta}``."""
     sampler_name, _, rest = name.rpartition(":")
@@ -239,11 +456,12 @@ def schedule_method(name: str) -> mm.RunFn:
 
 VARIANTS = ("crowding", "strict-start", "finite-ends", "hv-contribution", "rank-crowding", "quota", "quota-strict",
             "finished-dominance", "projected", "local-9", "error-only", "static-end", "first-front",
-            "first-front-late", "strict-ties", "ceil-strict")
+            "first-front-late", "strict-ties", "ceil-strict", "min-complete-9", "min-complete-27")
 
 
-def _method(variant: str) -> mm.RunFn:
-    return mm.tunelab_runner(tunelab.RandomSampler, lambda R: VariantPruner(variant, R))
+def _method(variant: str, default_sampler: bool = False) -> mm.RunFn:
+    return mm.tunelab_runner((lambda: None) if default_sampler else tunelab.RandomSampler,
+                             lambda R: VariantPruner(variant, R))
 
 
 def rung_counts(run: Mapping[str, Any]) -> list[int]:
@@ -302,11 +520,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     chosen = args.variants if args.variants is not None else ("" if args.schedules else ",".join(VARIANTS))
     variants = [v for v in chosen.split(",") if v]
-    unknown = [v for v in variants if v not in VARIANTS]
+    unknown = [v for v in variants if v.removeprefix("default:") not in VARIANTS + EARLY]
     if unknown:
-        raise SystemExit(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
+        raise SystemExit(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS + EARLY)}")
     for v in variants:
-        mm.METHODS[v] = _method(v)
+        early = v.removeprefix("default:")
+        mm.METHODS[v] = early_method(early, early != v) if early in EARLY else _method(early, early != v)
     for name in [x for x in args.schedules.split(",") if x]:
         mm.METHODS[name] = schedule_method(name)
         variants.append(name)
