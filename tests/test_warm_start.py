@@ -230,6 +230,27 @@ def test_fit_shift_keeps_an_unmoved_source_in_place_and_needs_a_few_trials() -> 
     assert not fit_shift(g, g.X, g.y, few, _branin_like(few - 0.1)).shift.any()  # type: ignore[arg-type]
 
 
+def test_fit_shift_waits_for_as_many_trials_as_coordinates() -> None:
+    """In 10-d, 5 trials fit any shift (the old code kept one that explained them exactly, with
+    wrong signs where the true move is +0.05 everywhere); with enough trials the shift is fitted."""
+    from tunelab.samplers._gp import fit_gp
+    from tunelab.samplers.transfer import fit_shift
+
+    d = 10
+
+    def bowl10(X: np.ndarray) -> np.ndarray:
+        return np.asarray(((X - 0.5) ** 2 * np.linspace(1, 3, d)).sum(axis=1) + 0.3 * np.sin(5 * X[:, 0]))
+
+    rng = np.random.default_rng(0)
+    Xs = rng.random((60, d))
+    g = fit_gp(Xs, bowl10(Xs), np.zeros(d, dtype=np.int64), rng=rng, warp=False)
+    for n, fitted in ((5, False), (d - 1, False), (2 * d, True)):
+        X = np.random.default_rng(3).random((n, d))
+        y = bowl10(X - 0.05)
+        fit = fit_shift(g, g.X, g.y, X, (y - y.mean()) / y.std())
+        assert fit.shift.any() == fitted, n
+
+
 def test_a_shifted_source_is_its_gp_read_at_the_moved_point() -> None:
     from tunelab.samplers._gp import ShiftedGP
 
