@@ -17,8 +17,8 @@ new study. This module turns them into rows of the new study's space and into mo
   GP models what the sources do not explain (the residual), with the sources' kernel while it has
   fewer than five trials of its own.
   Each source may also be *shifted* (:func:`fit_shift`): ``mu_s(x - delta_s)``, ``delta_s`` fitted
-  to the target's trials from :data:`SHIFT_FIT_AT` of them on (and no fewer than the coordinates it
-  moves) and kept only when it explains them clearly better than no shift, so a target whose
+  to the target's trials from :data:`SHIFT_FIT_AT` of them on (and more than half as many as the
+  coordinates it moves) and kept only when it explains them clearly better than no shift, so a target whose
   optimum moved (more data, a perturbed problem) is searched where the source's optimum now lies,
   not where it was. From :data:`OWN_MODEL_AT`
   trials on, where the sources rank the trials of the basin the search is in (those nearest the
@@ -159,9 +159,9 @@ def fit_shift(source: MeanModel, source_X: np.ndarray, source_y: np.ndarray, X: 
     """The input shift ``delta`` (zero on categorical coordinates) for which the source's mean at
     ``x - delta``, up to an affine map ``a mu + b`` (``a >= 0``), best explains the target's values
     ``y`` at ``X``; zeros when no shift explains them clearly better than none (see
-    :data:`SHIFT_MIN_GAIN`) or when there are too few trials to tell: fewer than :data:`SHIFT_FIT_AT`
-    or than the numeric coordinates (with fewer, some shift fits any values: on 10-d Rosenbrock
-    4-9 trials were matched to 1e-3 by a shift that jumped from trial to trial). Also how
+    :data:`SHIFT_MIN_GAIN`) or when there are too few trials to tell: fewer than :data:`SHIFT_FIT_AT`,
+    or no more than half the numeric coordinates (with so few, some shift fits any values: on 10-d
+    Rosenbrock 4-5 trials were matched to 1e-3 by a shift that jumped from trial to trial). Also how
     much of the variance of the better half of ``y`` (where the search goes; on a heavy-tailed
     objective a few bad trials would otherwise make any fit look good) that fit leaves unexplained.
 
@@ -219,7 +219,7 @@ def fit_shift(source: MeanModel, source_X: np.ndarray, source_y: np.ndarray, X: 
         yg = y[good] - y[good].mean()
         return float((r - r.mean()) @ (r - r.mean())) / max(float(yg @ yg), 1e-12)
 
-    if k == 0 or n < max(SHIFT_FIT_AT, k):
+    if k == 0 or n < SHIFT_FIT_AT or 2 * n <= k:
         return ShiftFit(none, unexplained(np.zeros(k)))
     base = objective(np.zeros(k))[0]
     starts = [np.zeros(k)]
