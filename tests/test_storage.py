@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import sqlite3
 from pathlib import Path
@@ -56,6 +57,33 @@ class TestInMemoryStorage(StorageSuite):
         assert stored["pair"] == [1, 2] and stored["by_int"] == {"1": "one"}  # as JSON would give them back
         assert {k: stored[k] for k in ("flag", "n", "x", "none", "nested")} == {
             "flag": True, "n": 3, "x": 0.5, "none": None, "nested": {"a": [1]}}
+
+    def test_trials_read_back_are_deep_copies_made_without_deepcopy(
+        self, storage: BaseStorage, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Stored attributes are JSON data: a read copies its dicts and lists itself (a pruner's first read of a
+        # study's running trials, at every trial, paid copy.deepcopy's memo and dispatch).
+        study_id = storage.create_study("c", "minimize", seed=0).study_id
+        trial = storage.start_trial(study_id)
+        storage.update_trial(trial.trial_id, user_attrs={"nested": {"a": [1, {"b": 2}]}},
+                             system_attrs={"names": ["lr"], "deep": {"x": [1.5, None, True, "s"]}})
+
+        def no_deepcopy(*args: object, **kwargs: object) -> None:
+            raise AssertionError("copy.deepcopy called")
+
+        monkeypatch.setattr(copy, "deepcopy", no_deepcopy)
+        read = storage.get_trial(trial.trial_id)
+        [listed] = storage.get_trials(study_id)
+        attr = storage.get_trial_system_attr(trial.trial_id, "deep")
+        [several] = storage.get_trial_system_attrs(trial.trial_id, ["names"]).values()
+        read.user_attrs["nested"]["a"][1]["b"] = 99
+        listed.system_attrs["deep"]["x"].append("changed")
+        attr["x"].clear()
+        several.append("changed")
+        monkeypatch.undo()
+        again = storage.get_trial(trial.trial_id)
+        assert again.user_attrs == {"nested": {"a": [1, {"b": 2}]}}
+        assert again.system_attrs == {"names": ["lr"], "deep": {"x": [1.5, None, True, "s"]}}
 
     def test_a_failing_watcher_does_not_fail_the_write(self, storage: BaseStorage) -> None:
         study_id = storage.create_study("w", "minimize", seed=0).study_id
