@@ -187,6 +187,24 @@ def test_declared_live_names_limit_what_can_change(tmp_path: Path) -> None:
         trial.declare_live("lr")
 
 
+def test_declaring_live_names_writes_that_attribute_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A framework callback declares the names at every fit's start: one field written, not four (three empty).
+    study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler())
+    trial = study.ask()
+    trial.suggest_float("lr", 1e-4, 1.0, log=True)
+    trial.flush()
+    writes: list[dict[str, object]] = []
+    update = study.storage.update_trial
+    monkeypatch.setattr(study.storage, "update_trial", lambda trial_id, **fields: (writes.append(fields),
+                                                                                   update(trial_id, **fields)))
+    trial.declare_live(["lr", "momentum"])
+    assert writes == [{"system_attrs": {"live_names": ["lr", "momentum"]}}]
+    trial.suggest_float("wd", 1e-6, 1e-2, log=True)
+    trial.declare_live(["lr"])  # with a new parameter: everything pending, as before
+    assert set(writes[1]) == {"params", "distributions", "user_attrs", "system_attrs"}
+    assert study.storage.get_trial(trial.trial_id).system_attrs["live_names"] == ["lr"]
+
+
 def test_only_a_running_trial_takes_changes(tmp_path: Path) -> None:
     study = _study(tmp_path)
     trial = _running(study)

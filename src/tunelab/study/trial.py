@@ -701,7 +701,9 @@ class Trial:
         self._writer.write_reports()
 
     def _write_pending(self) -> None:
-        if not (self._unsaved or self._unsaved_attrs or self._ctx.has_new_records):
+        if not (self._unsaved or self._unsaved_attrs):
+            if self._ctx.has_new_records:  # records alone (a declaration, a pruner's prediction): that field alone
+                self._writer.update(system_attrs=self._ctx.take_new_records())
             return  # the common case in a training loop: nothing new since the last report
         pending = self._pending()
         if any(pending.values()):
