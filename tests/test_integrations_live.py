@@ -99,6 +99,28 @@ def test_the_watcher_hooks_the_optimizer_only_once_a_change_is_stored(study: tun
     assert not loop.optimizer._optimizer_step_pre_hooks
 
 
+def test_a_fresh_hook_starts_without_undoing_a_start_and_a_restart_closes_the_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A framework callback builds a hook at every fit's start: nothing to close first. A second start (another
+    # fit on the same hook) closes the first one's watch before it watches again.
+    trial = tunelab.create_study(seed=0).ask()
+    said: list[bool] = []
+    watch = trial.watch_stop_requests
+    monkeypatch.setattr(trial, "watch_stop_requests", lambda watched: (said.append(watched), watch(watched)))
+    loop = Loop(trial)
+    hook = StepHook(trial, loop.action, every_step=False)
+    hook.start([loop.optimizer])
+    assert said == [True]
+    hook.start([loop.optimizer])
+    assert said == [True, False, True]
+    set_live(trial.study, trial.number, {"lr": 0.01}, source="api")
+    loop.step()
+    assert loop.lrs == [0.01] and loop.actions == 1  # one watch, one action
+    hook.close()
+    assert said == [True, False, True, False] and not loop.optimizer._optimizer_step_pre_hooks
+
+
 def test_a_stop_request_reaches_the_loop_through_the_watcher(study: tunelab.Study) -> None:
     trial = study.ask()
     trial.live_poll_seconds = 0.05

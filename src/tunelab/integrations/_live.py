@@ -49,7 +49,8 @@ class StepHook:
 
     def start(self, optimizers: Sequence[Any]) -> None:
         """Hook ``optimizers`` (torch optimizers, or wrappers with an ``.optimizer``) and start watching."""
-        self.close()
+        if not self._closed:  # started before (a hook closed, or never started, has nothing to undo)
+            self.close()
         self._optimizers = [_torch_optimizer(o) for o in optimizers]
         if not self._optimizers:
             return
