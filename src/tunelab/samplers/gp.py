@@ -51,6 +51,7 @@ from tunelab.samplers.transfer import (
     TrustRegionPenalty,
     fit_shift,
     local_trials,
+    quadratic_step,
     source_fails_locally,
     source_weights,
     trust_region,
@@ -275,6 +276,11 @@ class GPSampler(ModelBasedSampler):
             own = fit_gp(X, y, space.cat_sizes, rng=np.random.default_rng(n), warp=False,
                          deterministic_objective=self.deterministic_objective).loo_means()
         weights = source_weights(predictions, y, own)
+        if weights.any() and not len(obs.pending):
+            # The sources led the search into a smooth basin: step to the minimum of a quadratic fitted there
+            polished = quadratic_step(X, obs.y, space.cat_sizes == 0)
+            if polished is not None:
+                return np.asarray(space.snap(polished[None, :])[0])
         if own is not None and weights.any():
             # The target's own warped model (as without a warm start) against the sources in the basin the
             # search is in: where it ranks the trials there better, it refines the basin.

@@ -25,6 +25,9 @@ new study. This module turns them into rows of the new study's space and into mo
   incumbent) worse than the target's own warped GP does (:func:`source_fails_locally`), that GP
   proposes inside the basin's box (:func:`trust_region`): the sources found the basin, but a
   source's model is too coarse to place the optimum inside it, and it keeps its weight elsewhere;
+  once the trials nearest the incumbent lie in a small box and a quadratic explains them (a smooth,
+  noise-free basin), its minimum is the next trial (:func:`quadratic_step`): no GP of all the trials
+  resolves a minimum below its noise floor;
 - TPE: source trials join the good and bad estimators with a weight that shrinks as the target's
   own trials accumulate and vanishes for a source without positive rank agreement
   (:func:`source_weights`).
@@ -353,6 +356,62 @@ def trust_region(X: np.ndarray, local: np.ndarray, numeric: np.ndarray) -> tuple
     half = np.zeros(X.shape[1])
     half[num] = np.clip(np.abs(X[local[:REGION_TRIALS]][:, num] - centre[num]).max(axis=0), MIN_REGION, MAX_REGION)
     return centre, half
+
+
+QUADRATIC_REGION = 0.1
+"""The largest distance (unit cube, per coordinate) from the incumbent of the trials :func:`quadratic_step`
+fits: a basin, not the whole space."""
+QUADRATIC_FIT = 0.999
+"""The share of the variance of the basin's values a quadratic must explain for :func:`quadratic_step` to
+step to its minimum: a smooth, noise-free objective, not a noisy one."""
+
+
+def quadratic_step(X: np.ndarray, y: np.ndarray, numeric: np.ndarray) -> np.ndarray | None:
+    """The minimum of a quadratic fitted to the trials nearest the incumbent, or None.
+
+    Once the sources have led the search into a basin, a GP of all the trials cannot place the minimum
+    more finely than its noise floor (values standardised over the whole range). Near a smooth minimum
+    the objective is a quadratic: fitted by least squares to the ``(d + 1)(d + 2) / 2 + d`` trials nearest
+    the incumbent (``d`` numeric coordinates, no categorical ones; all within :data:`QUADRATIC_REGION` of
+    it), in those trials' own units, and
+    explaining at least :data:`QUADRATIC_FIT` of their variance with a positive definite curvature, its
+    minimum is the next trial, moved no further than those trials lie from the incumbent. None when a
+    coordinate is categorical, there are too few trials, the fit is worse (a noisy or non-smooth
+    objective) or the step would repeat a trial.
+    """
+    num = np.asarray(numeric, dtype=bool)
+    n, d = X.shape
+    if d == 0 or not num.all():
+        return None
+    m = (d + 1) * (d + 2) // 2 + d
+    if n < m:
+        return None
+    best = X[int(np.argmin(y))]
+    near = np.argsort(((X - best) ** 2).sum(axis=1), kind="stable")[:m]
+    span = np.abs(X[near] - best).max(axis=0)
+    if not (span > 0).all() or span.max() > QUADRATIC_REGION:
+        return None
+    Z = (X[near] - best) / span
+    v = y[near] - y[near].min()
+    pairs = [(i, j) for i in range(d) for j in range(i, d)]
+    features = np.column_stack([np.ones(m), Z, *(Z[:, i] * Z[:, j] for i, j in pairs)])
+    coef, *_ = np.linalg.lstsq(features, v, rcond=None)
+    total = float(((v - v.mean()) ** 2).sum())
+    if total <= 0 or float(((features @ coef - v) ** 2).sum()) > (1 - QUADRATIC_FIT) * total:
+        return None
+    g = coef[1:d + 1]
+    H = np.zeros((d, d))
+    for c, (i, j) in zip(coef[d + 1:], pairs, strict=True):
+        H[i, j] += c
+        H[j, i] += c
+    if np.linalg.eigvalsh(H).min() <= 0:
+        return None
+    step = -np.linalg.solve(H, g)
+    step /= max(1.0, float(np.abs(step).max()))  # no further than the fitted trials lie
+    x = np.clip(best + step * span, 0.0, 1.0)
+    if np.abs(X - x).max(axis=1).min() < 1e-9:
+        return None
+    return np.asarray(x, dtype=float)
 
 
 class LogTerm(Protocol):
