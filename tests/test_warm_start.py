@@ -511,3 +511,4 @@ def test_a_warm_gp_refines_the_moved_branin_basin_to_the_optimum_within_15_trial
                                      space=dict(pair.space), warm_start=["source"])
         study.optimize(lambda t: pair.target(t.params), n_trials=15)
         assert study.best_value - optimum < 1e-5, (seed, study.best_value)
+

@@ -280,7 +280,9 @@ class GPSampler(ModelBasedSampler):
             # The sources led the search into a smooth basin: step to the minimum of a quadratic fitted there
             polished = quadratic_step(X, obs.y, space.cat_sizes == 0)
             if polished is not None:
-                return np.asarray(space.snap(polished[None, :])[0])
+                snapped = np.asarray(space.snap(polished[None, :])[0])
+                if np.abs(X - snapped).max(axis=1).min() > 1e-9:  # an integer's rounding may land on a trial
+                    return snapped
         if own is not None and weights.any():
             # The target's own warped model (as without a warm start) against the sources in the basin the
             # search is in: where it ranks the trials there better, it refines the basin.
