@@ -201,6 +201,51 @@ def test_integers_and_steps_get_values_they_can_take(make: Callable[..., ModelBa
     assert study.best_params["n"] == 3
 
 
+def _configurations(study: tunelab.Study) -> list[tuple[tuple[str, object], ...]]:
+    return [tuple(sorted(t.params.items())) for t in study.trials]
+
+
+def test_the_gp_does_not_run_a_configuration_twice_on_integers() -> None:
+    # Integers snap every candidate near the incumbent onto it: the GP used to propose the best trial again
+    # (13-14 of 30 trials repeated one on this bowl). Each repeat is a trial spent learning nothing.
+    space = {"a": Int(-10, 10), "b": Int(1, 512, log=True)}
+    study = tunelab.create_study(sampler=tunelab.GPSampler(), seed=0, space=space)
+    study.optimize(lambda t: (t.params["a"] - 3) ** 2 + (math.log2(t.params["b"]) - 5) ** 2, n_trials=30)
+    configurations = _configurations(study)
+    assert len(set(configurations)) == len(configurations)
+    assert study.best_params == {"a": 3, "b": 32}
+
+
+def test_the_gp_repeats_a_configuration_only_once_the_space_is_exhausted() -> None:
+    space = {"a": Int(0, 2), "flag": Categorical([True, False])}  # 6 configurations
+    study = tunelab.create_study(sampler=tunelab.GPSampler(n_startup_trials=1), seed=0, space=space)
+    study.optimize(lambda t: t.params["a"] + 0.5 * t.params["flag"], n_trials=9)
+    configurations = _configurations(study)
+    assert len(set(configurations[:6])) == 6  # every configuration before any repeat
+    assert len(configurations) == 9 and all(t.state == tunelab.TrialState.COMPLETE for t in study.trials)
+
+
+def test_tried_points_tell_the_same_configuration_whatever_an_inactive_coordinate_holds() -> None:
+    from tunelab.samplers.model_based import TriedPoints
+
+    space = EncodedSpace({
+        "opt": Categorical(["adam", "sgd"]),
+        "momentum": Conditional(Float(0.0, 0.99), when={"opt": "sgd"}),
+        "width": Int(8, 64),
+    })
+    tried = TriedPoints(space, np.array([space.encode({"opt": "adam", "width": 16}),
+                                         space.encode({"opt": "sgd", "momentum": 0.9, "width": 16})]))
+    adam_16, sgd_16 = space.encode({"opt": "adam", "width": 16}), space.encode({"opt": "sgd", "momentum": 0.9,
+                                                                              "width": 16})
+    candidates = np.array([
+        np.where(np.isnan(adam_16), 0.37, adam_16),  # adam, momentum's coordinate filled: still adam at 16
+        sgd_16 + np.array([0.0, 0.0, 0.001]),  # width's cell unchanged by a small move: the same trial
+        np.where(np.isnan(adam_16), 0.37, space.encode({"opt": "adam", "width": 17})),
+        sgd_16 + np.array([0.0, 0.05, 0.0]),  # another momentum
+    ])
+    assert tried.novel(candidates).tolist() == [False, False, True, True]
+
+
 def test_pending_trials_make_parallel_asks_differ(make: Callable[..., ModelBasedSampler]) -> None:
     study = tunelab.create_study(sampler=make(n_startup_trials=5), seed=0, space=SPACE)
     study.optimize(bowl, n_trials=10)

@@ -657,6 +657,7 @@ def maximize_log_ei(
     snap: Callable[[Array], Array] | None = None,
     include: Array | None = None,
     log_prior: LogPrior | None = None,
+    novel: Callable[[Array], Array] | None = None,
 ) -> Array:
     """The point, shape (d,), with the highest logEI found (after ``snap``, if given).
 
@@ -664,6 +665,10 @@ def maximize_log_ei(
     applied to every finalist before the final comparison; ``include`` rows are scored as
     extra candidates (e.g. points the caller wants considered); ``log_prior`` is added to logEI
     everywhere (candidates, local searches, finalists): piBO's weighting by the users' priors.
+    ``novel`` marks the rows that are not a configuration already tried
+    (:class:`~tunelab.samplers.model_based.TriedPoints`): the best novel finalist is returned, else
+    the best novel candidate of the whole (snapped) pool, and a repeat only when every candidate is one
+    (a small discrete space, all of it tried).
     """
     cat_sizes = np.asarray(cat_sizes, dtype=np.int64)
     candidates = [_random_candidates(n_candidates, cat_sizes, rng), _perturb(gp, max(n_candidates // 4, 1), rng)]
@@ -686,6 +691,15 @@ def maximize_log_ei(
     if snap is not None:
         final = np.asarray(snap(final), dtype=np.float64)
     final_scores = _acquisition(gp, final, log_prior)
+    if novel is not None:
+        fresh = novel(final)
+        if not fresh.any():  # every finalist snaps onto a trial: the best new configuration of the pool
+            snapped_pool = np.asarray(snap(pool), dtype=np.float64) if snap is not None else pool
+            fresh_pool = snapped_pool[novel(snapped_pool)]
+            if len(fresh_pool):
+                final, final_scores = fresh_pool, _acquisition(gp, fresh_pool, log_prior)
+        else:
+            final, final_scores = final[fresh], final_scores[fresh]
     best = final[int(np.nanargmax(final_scores))] if np.isfinite(final_scores).any() else final[0]
     return np.array(best, dtype=np.float64)
 

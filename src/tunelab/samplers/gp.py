@@ -41,7 +41,7 @@ from tunelab.samplers._prior import (
     prior_agreement,
     prior_term,
 )
-from tunelab.samplers.model_based import EncodedSpace, ModelBasedSampler, Observations
+from tunelab.samplers.model_based import EncodedSpace, ModelBasedSampler, Observations, TriedPoints
 from tunelab.samplers.transfer import (
     OWN_MODEL_AT,
     PLAIN_UNITS_MARGIN,
@@ -142,7 +142,8 @@ class GPSampler(ModelBasedSampler):
             gp = gp.with_pending(_fill_inactive(observations.pending, space))
         log_prior = self._prior_term(space, observations)
         return maximize_log_ei(gp, space.cat_sizes, rng=rng, n_candidates=self.n_candidates,
-                               n_local=self.n_local, snap=space.snap, log_prior=log_prior)
+                               n_local=self.n_local, snap=space.snap, log_prior=log_prior,
+                               novel=_tried(space, observations).novel)
 
     def _prior_term(self, space: EncodedSpace, obs: Observations) -> Any:
         """piBO's term (``None`` without priors), its weight raised by how well the priors rank the measured
@@ -216,7 +217,8 @@ class GPSampler(ModelBasedSampler):
                               improve=bool(feasible.any()) or not constraints)
         log_prior = self._prior_term(space, obs)
         return maximize_log_ei(acquisition, space.cat_sizes, rng=rng, n_candidates=self.n_candidates,
-                               n_local=self.n_local, snap=space.snap, log_prior=log_prior)
+                               n_local=self.n_local, snap=space.snap, log_prior=log_prior,
+                               novel=_tried(space, obs).novel)
 
     def _source_gp(self, space: EncodedSpace, data: SourceData, warp: bool = True) -> GaussianProcess:
         """The GP of one source study, fitted once per space (a fixed generator: every worker fits
@@ -320,7 +322,8 @@ class GPSampler(ModelBasedSampler):
             gp = gp.with_pending(_fill_inactive(obs.pending, space))
         log_prior = self._prior_term(space, obs)
         return maximize_log_ei(gp, space.cat_sizes, rng=rng, n_candidates=self.n_candidates,
-                               n_local=self.n_local, snap=space.snap, log_prior=log_prior)
+                               n_local=self.n_local, snap=space.snap, log_prior=log_prior,
+                               novel=_tried(space, obs).novel)
 
     def _propose_local(self, space: EncodedSpace, obs: Observations, gp: GaussianProcess, X: np.ndarray,
                        local: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -335,13 +338,19 @@ class GPSampler(ModelBasedSampler):
         centre, half = trust_region(X, local, space.cat_sizes == 0)
         region = TrustRegionPenalty(centre, half, space.cat_sizes == 0, self._prior_term(space, obs))
         return maximize_log_ei(gp, space.cat_sizes, rng=rng, n_candidates=self.n_candidates,
-                               n_local=self.n_local, snap=space.snap, log_prior=region)
+                               n_local=self.n_local, snap=space.snap, log_prior=region,
+                               novel=_tried(space, obs).novel)
 
     def describe(self) -> dict[str, Any]:
         return {
             **super().describe(), "n_candidates": self.n_candidates, "n_local": self.n_local,
             "deterministic_objective": self.deterministic_objective, "prior_weight": self.prior_weight,
         }
+
+
+def _tried(space: EncodedSpace, obs: Observations) -> TriedPoints:
+    """The study's trials, finished and running: a proposal repeats none of them while it can help it."""
+    return TriedPoints(space, np.vstack([obs.X.reshape(-1, len(space)), obs.pending.reshape(-1, len(space))]))
 
 
 def _fill_inactive(X: np.ndarray, space: EncodedSpace) -> np.ndarray:

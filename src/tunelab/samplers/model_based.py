@@ -118,6 +118,17 @@ class EncodedSpace:
             X[..., i] = _snap_column(dist, X[..., i])
         return X
 
+    def canonical(self, X: np.ndarray) -> np.ndarray:
+        """Rows as the configurations they stand for: snapped (:meth:`snap`), NaN where a parameter is
+        absent or its condition does not hold. Two rows are the same configuration exactly when their
+        canonical rows are equal (NaN equal to NaN)."""
+        C = self.snap(np.atleast_2d(np.asarray(X, dtype=np.float64)))
+        if any(c is not None for c in self.conditions):
+            for row in C:
+                present = self.decode(row)
+                row[[name not in present for name in self.names]] = np.nan
+        return C
+
     def startup_point(self, number: int, seed: int) -> np.ndarray:
         """Point ``number`` of a scrambled Sobol sequence over the space (seeded by ``seed``).
 
@@ -142,6 +153,37 @@ class EncodedSpace:
         cat = self.cat_sizes > 0
         row[cat] = np.minimum(np.floor(u[cat] * self.cat_sizes[cat]), self.cat_sizes[cat] - 1)
         return self.snap(row)
+
+
+class TriedPoints:
+    """The configurations already tried or running, to tell which candidate rows would repeat one.
+
+    A model-based sampler proposes the best point of its acquisition after snapping it to values the
+    parameters can take; on integer and categorical coordinates that is often a trial already run
+    (its acquisition is low there, but every nearby candidate snaps to it as well). :meth:`novel`
+    marks the rows that are not, so the acquisition's best new configuration can be taken instead.
+    """
+
+    def __init__(self, space: EncodedSpace, rows: np.ndarray) -> None:
+        self.space = space
+        rows = np.asarray(rows, dtype=np.float64).reshape(-1, len(space))
+        self._keys = set(_row_keys(space.canonical(rows))) if len(rows) else set()
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def novel(self, X: np.ndarray) -> np.ndarray:
+        """Boolean mask over the rows of ``X``: True where the row's configuration is not among the tried."""
+        X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+        if not self._keys:
+            return np.ones(len(X), dtype=bool)
+        return np.array([k not in self._keys for k in _row_keys(self.space.canonical(X))], dtype=bool)
+
+
+def _row_keys(C: np.ndarray) -> list[bytes]:
+    """A hashable key per canonical row (values to 9 decimals; NaN, -0.0 made comparable)."""
+    R = np.where(np.isnan(C), -7.0, np.round(C, 9) + 0.0)
+    return [r.tobytes() for r in np.ascontiguousarray(R)]
 
 
 def _n_choices(dist: Distribution) -> int:
