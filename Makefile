@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test chromium bench bench-transfer bench-deterministic bench-storage bench-suite bench-model bench-multifidelity bench-multifidelity-mo bench-reporting bench-recipe bench-sweep bench-priors bench-hypergradient bench-integrations bench-multiobjective bench-heldout install clean
+.PHONY: demo test chromium bench bench-transfer bench-deterministic bench-discrete bench-storage bench-suite bench-model bench-multifidelity bench-multifidelity-mo bench-reporting bench-recipe bench-sweep bench-priors bench-hypergradient bench-integrations bench-multiobjective bench-heldout install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -81,6 +81,9 @@ bench-model: $(BENCH_VENV)/.suite
 # the earlier study's top 5 enqueued. And the wall-clock cost of a deterministic study.
 bench-transfer: $(BENCH_VENV)/.suite
 	OMP_NUM_THREADS=1 $(BENCH_VENV)/bin/python benchmarks/transfer.py $(BENCH_ARGS)
+
+bench-discrete: $(BENCH_VENV)/.installed
+	OMP_NUM_THREADS=1 $(BENCH_VENV)/bin/python benchmarks/discrete.py $(BENCH_ARGS)
 
 bench-deterministic: $(BENCH_VENV)/.installed
 	OMP_NUM_THREADS=1 $(BENCH_VENV)/bin/python benchmarks/deterministic.py $(BENCH_ARGS)

@@ -216,9 +216,12 @@ def test_the_gp_does_not_run_a_configuration_twice_on_integers() -> None:
     assert study.best_params == {"a": 3, "b": 32}
 
 
-def test_the_gp_repeats_a_configuration_only_once_the_space_is_exhausted() -> None:
+@pytest.mark.parametrize("sampler", [tunelab.GPSampler, tunelab.TPESampler])
+def test_a_configuration_is_repeated_only_once_the_space_is_exhausted(
+    sampler: Callable[..., ModelBasedSampler],
+) -> None:
     space = {"a": Int(0, 2), "flag": Categorical([True, False])}  # 6 configurations
-    study = tunelab.create_study(sampler=tunelab.GPSampler(n_startup_trials=1), seed=0, space=space)
+    study = tunelab.create_study(sampler=sampler(n_startup_trials=1), seed=0, space=space)
     study.optimize(lambda t: t.params["a"] + 0.5 * t.params["flag"], n_trials=9)
     configurations = _configurations(study)
     assert len(set(configurations[:6])) == 6  # every configuration before any repeat
@@ -230,7 +233,7 @@ def test_tried_points_tell_the_same_configuration_whatever_an_inactive_coordinat
 
     space = EncodedSpace({
         "opt": Categorical(["adam", "sgd"]),
-        "momentum": Conditional(Float(0.0, 0.99), when={"opt": "sgd"}),
+        "momentum": Conditional(Float(0.0, 0.99, step=0.01), when={"opt": "sgd"}),
         "width": Int(8, 64),
     })
     tried = TriedPoints(space, np.array([space.encode({"opt": "adam", "width": 16}),
@@ -244,6 +247,10 @@ def test_tried_points_tell_the_same_configuration_whatever_an_inactive_coordinat
         sgd_16 + np.array([0.0, 0.05, 0.0]),  # another momentum
     ])
     assert tried.novel(candidates).tolist() == [False, False, True, True]
+    # With a continuous parameter a repeat is a point chosen exactly (on a bound): nothing is refused.
+    continuous = EncodedSpace({"x": Float(0.0, 1.0), "n": Int(1, 3)})
+    row = continuous.encode({"x": 0.0, "n": 2})
+    assert TriedPoints(continuous, row[None, :]).novel(row[None, :]).tolist() == [True]
 
 
 def test_pending_trials_make_parallel_asks_differ(make: Callable[..., ModelBasedSampler]) -> None:

@@ -162,12 +162,18 @@ class TriedPoints:
     parameters can take; on integer and categorical coordinates that is often a trial already run
     (its acquisition is low there, but every nearby candidate snaps to it as well). :meth:`novel`
     marks the rows that are not, so the acquisition's best new configuration can be taken instead.
+
+    Only spaces whose every parameter is discrete (integers, stepped floats, categoricals, booleans) are
+    checked: with a continuous parameter a repeat is a point the search chose exactly, on a bound of the
+    range, where the next candidate would be the same configuration moved by a rounding error.
     """
 
     def __init__(self, space: EncodedSpace, rows: np.ndarray) -> None:
         self.space = space
         rows = np.asarray(rows, dtype=np.float64).reshape(-1, len(space))
-        self._keys = set(_row_keys(space.canonical(rows))) if len(rows) else set()
+        discrete = all(isinstance(d, (Categorical, Bool, Int)) or (isinstance(d, Float) and d.step is not None)
+                       for d in space.distributions)
+        self._keys = set(_row_keys(space.canonical(rows))) if len(rows) and discrete else set()
 
     def __len__(self) -> int:
         return len(self._keys)

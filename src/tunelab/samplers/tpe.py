@@ -56,6 +56,7 @@ from tunelab.samplers.model_based import (
     ModelBasedSampler,
     ObservationCache,
     Observations,
+    TriedPoints,
     collect_observations,
 )
 from tunelab.samplers.transfer import (
@@ -162,6 +163,11 @@ class ParzenEstimator:
         return np.asarray(np.log(np.exp(log_k - top).sum(axis=1)) + top[:, 0])
 
 
+WIDER_DRAW = 16
+"""When every candidate drawn from ``l`` repeats a configuration already tried, this many times as many
+are drawn before a repeat is accepted."""
+
+
 class TPESampler(ModelBasedSampler):
     """Tree-structured Parzen Estimator: fast, robust, good with many trials and mixed spaces.
 
@@ -234,7 +240,8 @@ class TPESampler(ModelBasedSampler):
     def propose(self, space: EncodedSpace, observations: Observations, rng: np.random.Generator) -> np.ndarray:
         if not self.multivariate:
             return self._propose_each(space, observations, rng)
-        return self._propose_joint(space, observations, rng)
+        tried = TriedPoints(space, np.vstack([observations.X, observations.pending.reshape(-1, len(space))]))
+        return self._propose_joint(space, observations, rng, tried=tried)
 
     def _propose_each(self, space: EncodedSpace, obs: Observations, rng: np.random.Generator) -> np.ndarray:
         """Univariate mode: each coordinate on its own, from the trials that have it.
@@ -264,7 +271,11 @@ class TPESampler(ModelBasedSampler):
                 row[j] = self._propose_joint(column, one, rng)[0]
         return row
 
-    def _propose_joint(self, space: EncodedSpace, observations: Observations, rng: np.random.Generator) -> np.ndarray:
+    def _propose_joint(self, space: EncodedSpace, observations: Observations, rng: np.random.Generator,
+                       tried: TriedPoints | None = None) -> np.ndarray:
+        """The candidate drawn from ``l`` with the best ``log l - log g`` (plus piBO's term); with ``tried``,
+        the best one that is not a configuration already tried or running, drawing
+        :data:`WIDER_DRAW` times as many candidates when every draw is one (a repeat only if they all are)."""
         obs = observations
         n_good = min(max(1, math.ceil(self.gamma * len(obs.y))), self.max_good, len(obs.y))
         order = np.lexsort((obs.numbers, obs.y))  # best first, ties by trial number
@@ -295,12 +306,24 @@ class TPESampler(ModelBasedSampler):
         g_est = ParzenEstimator(np.vstack(bad_X), space.cat_sizes, min_sigma, bad_weights, belief=belief,
                                 belief_weight=belief_weight * (bad_weights.sum() + PRIOR_WEIGHT)
                                 / (good_weights.sum() + PRIOR_WEIGHT))
-        candidates = space.snap(l_est.sample(rng, self.n_candidates))
-        score = l_est.log_pdf(candidates) - g_est.log_pdf(candidates)
         log_prior = prior_term(space.distributions, space.cat_sizes, self.prior_weight, obs.n_measured,
                                fade_after=TPE_FADE_AFTER, agreement=agreement, agreement_share=TPE_AGREEMENT_SHARE)
-        if log_prior is not None:  # piBO: the users' priors, fading as trials accumulate (fast after 10)
-            score = score + log_prior(candidates)
+
+        def scores(candidates: np.ndarray) -> np.ndarray:
+            score = l_est.log_pdf(candidates) - g_est.log_pdf(candidates)
+            if log_prior is not None:  # piBO: the users' priors, fading as trials accumulate (fast after 10)
+                score = score + log_prior(candidates)
+            return np.asarray(score)
+
+        candidates = space.snap(l_est.sample(rng, self.n_candidates))
+        score = scores(candidates)
+        if tried is not None and len(tried):
+            fresh = tried.novel(candidates)
+            if not fresh.any():  # l is concentrated on trials already run: a wider draw
+                candidates = space.snap(l_est.sample(rng, WIDER_DRAW * self.n_candidates))
+                score, fresh = scores(candidates), tried.novel(candidates)
+            if fresh.any():
+                score = np.where(fresh, score, -np.inf)
         return np.asarray(candidates[int(np.argmax(score))])
 
     def sample(
