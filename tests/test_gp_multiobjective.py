@@ -278,3 +278,14 @@ def test_an_unexplored_constraint_margin_costs_only_its_log_probability() -> Non
         assert acquisition.values(point)[0] == pytest.approx(expected, rel=1e-9, abs=1e-9)
         value, _ = acquisition.values_and_grad(point)
         assert value[0] == pytest.approx(expected, rel=1e-9, abs=1e-9)
+
+
+def test_on_integers_the_front_is_searched_without_running_a_configuration_twice() -> None:
+    # Two objectives on a 10 x 10 lattice: log EHVI's best point snapped onto a trial already run 12 times in 30.
+    space = {"a": tunelab.Int(0, 9), "b": tunelab.Int(0, 9)}
+    study = tunelab.create_study(sampler=tunelab.GPSampler(), seed=0, space=space, directions=["minimize", "minimize"])
+    study.optimize(lambda t: (t.params["a"] + 0.3 * t.params["b"], (9 - t.params["a"]) ** 2 + 0.3 * t.params["b"]),
+                   n_trials=30)
+    configurations = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(configurations)) == len(configurations)
+    assert {t.params["b"] for t in study.best_trials} == {0}  # the front: b = 0, every a
