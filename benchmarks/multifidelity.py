@@ -481,6 +481,23 @@ def _tl_curve_asha_slope_top8(R: int) -> Any:
                                        top_k=8)
 
 
+def _tl_asha_acc(R: int) -> Any:
+    return tunelab.SuccessiveHalvingPruner(min_resource=1, reduction_factor=ETA, max_resource=R, metric="val_acc",
+                                           direction="maximize")
+
+
+def _tl_curve_asha_slope_acc(R: int) -> Any:
+    return tunelab.LearningCurvePruner(max_resource=R, metric="val_acc", direction="maximize",
+                                       min_points=CURVE_MIN_POINTS, confidence=CURVE_CONFIDENCE,
+                                       rung_pruner=_tl_asha_acc(R), short_curves="log_slope")
+
+
+def _tl_curve_asha_slope_top8_acc(R: int) -> Any:
+    return tunelab.LearningCurvePruner(max_resource=R, metric="val_acc", direction="maximize",
+                                       min_points=CURVE_MIN_POINTS, confidence=CURVE_CONFIDENCE,
+                                       rung_pruner=_tl_asha_acc(R), short_curves="log_slope", top_k=8)
+
+
 def _tl_hyperband(R: int) -> Any:
     return tunelab.HyperbandPruner(min_resource=1, max_resource=R, reduction_factor=ETA, metric="val_loss")
 
@@ -541,6 +558,21 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "to end among the 8 best by val loss (the val-acc best was within the 8 best val losses in 18 of 20 seeds "
            "of ASHA)",
            tunelab_runner(tunelab.RandomSampler, _tl_curve_asha_slope_top8)),
+    Method("tunelab-asha-acc", "tunelab",
+           f"tunelab.RandomSampler() + SuccessiveHalvingPruner(min_resource=1, reduction_factor={ETA}, "
+           "max_resource={R}, metric='val_acc', direction='maximize'): ASHA's rungs rank val acc, the score, "
+           "instead of val loss",
+           tunelab_runner(tunelab.RandomSampler, _tl_asha_acc)),
+    Method("tunelab-curve-asha-slope-acc", "tunelab",
+           "tunelab-curve-asha-slope on val acc: LearningCurvePruner(max_resource={R}, metric='val_acc', "
+           f"direction='maximize', min_points={CURVE_MIN_POINTS}, confidence={CURVE_CONFIDENCE}, "
+           "rung_pruner=tunelab-asha-acc's pruner, short_curves='log_slope'): the curve rule and the rungs rank "
+           "val acc",
+           tunelab_runner(tunelab.RandomSampler, _tl_curve_asha_slope_acc)),
+    Method("tunelab-curve-asha-slope-top8-acc", "tunelab",
+           "tunelab-curve-asha-slope-acc with top_k=8: between rungs the curve rule stops a trial only when it is "
+           "unlikely to end among the 8 best by val acc",
+           tunelab_runner(tunelab.RandomSampler, _tl_curve_asha_slope_top8_acc)),
     Method("tunelab-curve-tpe", "tunelab",
            "tunelab.TPESampler() + LearningCurvePruner(max_resource={R}, metric='val_loss', "
            f"min_points={CURVE_MIN_POINTS}, confidence={CURVE_CONFIDENCE}): TPE fits stopped trials at the final "
@@ -887,7 +919,8 @@ def check_curve(stats: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     out = []
     for m in ("tunelab-curve", "tunelab-curve-top3", "tunelab-curve-min4", "tunelab-curve-asha",
               "tunelab-curve-asha-reached", "tunelab-curve-asha-top3", "tunelab-curve-asha-slope",
-              "tunelab-curve-asha-slope-top8",
+              "tunelab-curve-asha-slope-top8", "tunelab-asha-acc", "tunelab-curve-asha-slope-acc",
+              "tunelab-curve-asha-slope-top8-acc",
               "tunelab-curve-tpe"):
         st = stats.get(m)
         if st is None:
@@ -1194,8 +1227,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "problem": PROBLEM, "space": {name: d.to_json() for name, d in SPACE.items()},
         "methods": {m: METHODS[m].describe(R) for m in args.methods},
         "protocol": "one process per run, in-memory studies; a run starts trials while epochs are left and stops a "
-                    "trial when the budget runs out ('cut'); every epoch reports val_loss (the pruning metric and "
-                    "the value of a complete trial) and val_acc at step = epoch (1-based); the pruner is not asked "
+                    "trial when the budget runs out ('cut'); every epoch reports val_loss (the pruning metric, except "
+                    "for the '-acc' methods, which prune on val_acc; and the value of a complete trial) and val_acc "
+                    "at step = epoch (1-based); the pruner is not asked "
                     "after the last epoch",
         "timing": "wall_s/cpu_s: the whole run; train_*: building the networks and training/validating them; "
                   "library_*: the rest (sampler, pruner, study bookkeeping)",
