@@ -222,7 +222,9 @@ def test_a_configuration_is_repeated_only_once_the_space_is_exhausted(
 ) -> None:
     space = {"a": Int(0, 2), "flag": Categorical([True, False])}  # 6 configurations
     study = tunelab.create_study(sampler=sampler(n_startup_trials=1), seed=0, space=space)
-    study.optimize(lambda t: t.params["a"] + 0.5 * t.params["flag"], n_trials=9)
+    with pytest.warns(UserWarning, match="every configuration it scored has been tried") as caught:
+        study.optimize(lambda t: t.params["a"] + 0.5 * t.params["flag"], n_trials=9)
+    assert sum("every configuration" in str(w.message) for w in caught) == 1  # once, not at every trial
     configurations = _configurations(study)
     assert len(set(configurations[:6])) == 6  # every configuration before any repeat
     assert len(configurations) == 9 and all(t.state == tunelab.TrialState.COMPLETE for t in study.trials)

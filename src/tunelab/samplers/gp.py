@@ -141,9 +141,10 @@ class GPSampler(ModelBasedSampler):
         if len(observations.pending):
             gp = gp.with_pending(_fill_inactive(observations.pending, space))
         log_prior = self._prior_term(space, observations)
-        return maximize_log_ei(gp, space.cat_sizes, rng=rng, n_candidates=self.n_candidates,
-                               n_local=self.n_local, snap=space.snap, log_prior=log_prior,
-                               novel=_tried(space, observations).novel)
+        tried = _tried(space, observations)
+        return self._new(maximize_log_ei(gp, space.cat_sizes, rng=rng, n_candidates=self.n_candidates,
+                                         n_local=self.n_local, snap=space.snap, log_prior=log_prior,
+                                         novel=tried.novel), tried)
 
     def _prior_term(self, space: EncodedSpace, obs: Observations) -> Any:
         """piBO's term (``None`` without priors), its weight raised by how well the priors rank the measured
@@ -216,9 +217,10 @@ class GPSampler(ModelBasedSampler):
         acquisition = LogEHVI(objectives, front, reference, constraints, X, obs.y,
                               improve=bool(feasible.any()) or not constraints)
         log_prior = self._prior_term(space, obs)
-        return maximize_log_ei(acquisition, space.cat_sizes, rng=rng, n_candidates=self.n_candidates,
-                               n_local=self.n_local, snap=space.snap, log_prior=log_prior,
-                               novel=_tried(space, obs).novel)
+        tried = _tried(space, obs)
+        return self._new(maximize_log_ei(acquisition, space.cat_sizes, rng=rng, n_candidates=self.n_candidates,
+                                         n_local=self.n_local, snap=space.snap, log_prior=log_prior,
+                                         novel=tried.novel), tried)
 
     def _source_gp(self, space: EncodedSpace, data: SourceData, warp: bool = True) -> GaussianProcess:
         """The GP of one source study, fitted once per space (a fixed generator: every worker fits
@@ -321,9 +323,10 @@ class GPSampler(ModelBasedSampler):
         if len(obs.pending):
             gp = gp.with_pending(_fill_inactive(obs.pending, space))
         log_prior = self._prior_term(space, obs)
-        return maximize_log_ei(gp, space.cat_sizes, rng=rng, n_candidates=self.n_candidates,
-                               n_local=self.n_local, snap=space.snap, log_prior=log_prior,
-                               novel=_tried(space, obs).novel)
+        tried = _tried(space, obs)
+        return self._new(maximize_log_ei(gp, space.cat_sizes, rng=rng, n_candidates=self.n_candidates,
+                                         n_local=self.n_local, snap=space.snap, log_prior=log_prior,
+                                         novel=tried.novel), tried)
 
     def _propose_local(self, space: EncodedSpace, obs: Observations, gp: GaussianProcess, X: np.ndarray,
                        local: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -337,9 +340,15 @@ class GPSampler(ModelBasedSampler):
             gp = gp.with_pending(_fill_inactive(obs.pending, space))
         centre, half = trust_region(X, local, space.cat_sizes == 0)
         region = TrustRegionPenalty(centre, half, space.cat_sizes == 0, self._prior_term(space, obs))
-        return maximize_log_ei(gp, space.cat_sizes, rng=rng, n_candidates=self.n_candidates,
-                               n_local=self.n_local, snap=space.snap, log_prior=region,
-                               novel=_tried(space, obs).novel)
+        tried = _tried(space, obs)
+        return self._new(maximize_log_ei(gp, space.cat_sizes, rng=rng, n_candidates=self.n_candidates,
+                                         n_local=self.n_local, snap=space.snap, log_prior=region,
+                                         novel=tried.novel), tried)
+
+    def _new(self, row: np.ndarray, tried: TriedPoints) -> np.ndarray:
+        """``row``, with a warning (once) when it repeats a trial because nothing new was found."""
+        tried.warn_if_repeated(row, self)
+        return row
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -27,6 +27,7 @@ nothing else.
 from __future__ import annotations
 
 import math
+import warnings
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -177,6 +178,19 @@ class TriedPoints:
 
     def __len__(self) -> int:
         return len(self._keys)
+
+    def warn_if_repeated(self, row: np.ndarray, sampler: object) -> None:
+        """A warning, once per ``sampler`` and process, when the proposal ``row`` repeats a trial: every
+        candidate the search scored was one, so the space is run through (or nearly)."""
+        if not self._keys or self.novel(row)[0] or getattr(sampler, "_warned_repeat", False):
+            return
+        sampler._warned_repeat = True  # type: ignore[attr-defined]
+        warnings.warn(
+            f"{type(sampler).__name__}: every configuration it scored has been tried already ({len(self._keys)} "
+            "distinct ones so far in a space of integers, steps and categories), so it proposes one again; "
+            "lower n_trials, widen the space, or use GridSampler to run each configuration once",
+            stacklevel=2,
+        )
 
     def novel(self, X: np.ndarray) -> np.ndarray:
         """Boolean mask over the rows of ``X``: True where the row's configuration is not among the tried."""

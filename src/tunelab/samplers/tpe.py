@@ -241,7 +241,9 @@ class TPESampler(ModelBasedSampler):
         if not self.multivariate:
             return self._propose_each(space, observations, rng)
         tried = TriedPoints(space, np.vstack([observations.X, observations.pending.reshape(-1, len(space))]))
-        return self._propose_joint(space, observations, rng, tried=tried)
+        row = self._propose_joint(space, observations, rng, tried=tried)
+        tried.warn_if_repeated(row, self)
+        return row
 
     def _propose_each(self, space: EncodedSpace, obs: Observations, rng: np.random.Generator) -> np.ndarray:
         """Univariate mode: each coordinate on its own, from the trials that have it.
