@@ -130,7 +130,7 @@ class GPSampler(ModelBasedSampler):
             return self._propose_pareto(space, observations, rng)
         if observations.sources:
             return self._propose_warm(space, observations, rng)
-        from tunelab.samplers._gp import fit_gp, maximize_log_ei  # scipy.optimize and .stats: slow to import
+        from tunelab.samplers._gp import fit_gp  # scipy.optimize and .stats: slow to import
 
         X = _fill_inactive(observations.X, space)
         warm = self._previous is not None and self._previous[0] == space.names and not observations.replayable
@@ -141,10 +141,7 @@ class GPSampler(ModelBasedSampler):
         if len(observations.pending):
             gp = gp.with_pending(_fill_inactive(observations.pending, space))
         log_prior = self._prior_term(space, observations)
-        tried = _tried(space, observations)
-        return self._new(maximize_log_ei(gp, space.cat_sizes, rng=rng, n_candidates=self.n_candidates,
-                                         n_local=self.n_local, snap=space.snap, log_prior=log_prior,
-                                         novel=tried.novel), tried)
+        return self._maximize(gp, space, observations, rng, log_prior)
 
     def _prior_term(self, space: EncodedSpace, obs: Observations) -> Any:
         """piBO's term (``None`` without priors), its weight raised by how well the priors rank the measured
@@ -172,7 +169,6 @@ class GPSampler(ModelBasedSampler):
     def _propose_pareto(self, space: EncodedSpace, obs: Observations, rng: np.random.Generator) -> np.ndarray:
         """Several objectives: log EHVI over the feasible front, plus log P(feasible) with constraints."""
         from tunelab.samplers._ehvi import LogEHVI, reference_point
-        from tunelab.samplers._gp import maximize_log_ei
 
         ranking = obs.ranking
         assert ranking is not None
@@ -217,10 +213,7 @@ class GPSampler(ModelBasedSampler):
         acquisition = LogEHVI(objectives, front, reference, constraints, X, obs.y,
                               improve=bool(feasible.any()) or not constraints)
         log_prior = self._prior_term(space, obs)
-        tried = _tried(space, obs)
-        return self._new(maximize_log_ei(acquisition, space.cat_sizes, rng=rng, n_candidates=self.n_candidates,
-                                         n_local=self.n_local, snap=space.snap, log_prior=log_prior,
-                                         novel=tried.novel), tried)
+        return self._maximize(acquisition, space, obs, rng, log_prior)
 
     def _source_gp(self, space: EncodedSpace, data: SourceData, warp: bool = True) -> GaussianProcess:
         """The GP of one source study, fitted once per space (a fixed generator: every worker fits
@@ -256,7 +249,6 @@ class GPSampler(ModelBasedSampler):
             GaussianProcess,
             PriorMeanGP,
             fit_gp,
-            maximize_log_ei,
             standardise,
             warp_targets,
         )
@@ -323,10 +315,7 @@ class GPSampler(ModelBasedSampler):
         if len(obs.pending):
             gp = gp.with_pending(_fill_inactive(obs.pending, space))
         log_prior = self._prior_term(space, obs)
-        tried = _tried(space, obs)
-        return self._new(maximize_log_ei(gp, space.cat_sizes, rng=rng, n_candidates=self.n_candidates,
-                                         n_local=self.n_local, snap=space.snap, log_prior=log_prior,
-                                         novel=tried.novel), tried)
+        return self._maximize(gp, space, obs, rng, log_prior)
 
     def _propose_local(self, space: EncodedSpace, obs: Observations, gp: GaussianProcess, X: np.ndarray,
                        local: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -334,20 +323,23 @@ class GPSampler(ModelBasedSampler):
         search is in, where the sources rank the trials worse than it does
         (:func:`~tunelab.samplers.transfer.source_fails_locally`): the sources found the basin, the own
         model refines it."""
-        from tunelab.samplers._gp import maximize_log_ei
 
         if len(obs.pending):
             gp = gp.with_pending(_fill_inactive(obs.pending, space))
         centre, half = trust_region(X, local, space.cat_sizes == 0)
         region = TrustRegionPenalty(centre, half, space.cat_sizes == 0, self._prior_term(space, obs))
-        tried = _tried(space, obs)
-        return self._new(maximize_log_ei(gp, space.cat_sizes, rng=rng, n_candidates=self.n_candidates,
-                                         n_local=self.n_local, snap=space.snap, log_prior=region,
-                                         novel=tried.novel), tried)
+        return self._maximize(gp, space, obs, rng, region)
 
-    def _new(self, row: np.ndarray, tried: TriedPoints) -> np.ndarray:
-        """``row``, with a warning (once) when it repeats a trial because nothing new was found."""
-        tried.warn_if_repeated(row, self)
+    def _maximize(self, acquisition: Any, space: EncodedSpace, obs: Observations, rng: np.random.Generator,
+                  log_prior: Any) -> np.ndarray:
+        """The point of ``space`` that maximises ``acquisition`` (plus ``log_prior``) and repeats no trial of
+        ``obs`` while a new configuration can be found (:class:`TriedPoints`)."""
+        from tunelab.samplers._gp import maximize_log_ei
+
+        tried = TriedPoints.of(space, obs)
+        row = maximize_log_ei(acquisition, space.cat_sizes, rng=rng, n_candidates=self.n_candidates,
+                              n_local=self.n_local, snap=space.snap, log_prior=log_prior, novel=tried.novel)
+        self._warn_if_repeated(row, tried)
         return row
 
     def describe(self) -> dict[str, Any]:
@@ -355,11 +347,6 @@ class GPSampler(ModelBasedSampler):
             **super().describe(), "n_candidates": self.n_candidates, "n_local": self.n_local,
             "deterministic_objective": self.deterministic_objective, "prior_weight": self.prior_weight,
         }
-
-
-def _tried(space: EncodedSpace, obs: Observations) -> TriedPoints:
-    """The study's trials, finished and running: a proposal repeats none of them while it can help it."""
-    return TriedPoints(space, np.vstack([obs.X.reshape(-1, len(space)), obs.pending.reshape(-1, len(space))]))
 
 
 def _fill_inactive(X: np.ndarray, space: EncodedSpace) -> np.ndarray:

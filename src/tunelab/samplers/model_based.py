@@ -179,18 +179,10 @@ class TriedPoints:
     def __len__(self) -> int:
         return len(self._keys)
 
-    def warn_if_repeated(self, row: np.ndarray, sampler: object) -> None:
-        """A warning, once per ``sampler`` and process, when the proposal ``row`` repeats a trial: every
-        candidate the search scored was one, so the space is run through (or nearly)."""
-        if not self._keys or self.novel(row)[0] or getattr(sampler, "_warned_repeat", False):
-            return
-        sampler._warned_repeat = True  # type: ignore[attr-defined]
-        warnings.warn(
-            f"{type(sampler).__name__}: every configuration it scored has been tried already ({len(self._keys)} "
-            "distinct ones so far in a space of integers, steps and categories), so it proposes one again; "
-            "lower n_trials, widen the space, or use GridSampler to run each configuration once",
-            stacklevel=2,
-        )
+    @classmethod
+    def of(cls, space: EncodedSpace, obs: Observations) -> TriedPoints:
+        """The study's trials as a model sees them: finished (``obs.X``) and running (``obs.pending``)."""
+        return cls(space, np.vstack([obs.X.reshape(-1, len(space)), obs.pending.reshape(-1, len(space))]))
 
     def novel(self, X: np.ndarray) -> np.ndarray:
         """Boolean mask over the rows of ``X``: True where the row's configuration is not among the tried."""
@@ -732,6 +724,21 @@ class ModelBasedSampler(Sampler):
     def _forget(self) -> None:
         """Drop the caches of the study served so far (subclasses drop theirs too)."""
         self._cache = ObservationCache()
+
+    _warned_repeat = False
+
+    def _warn_if_repeated(self, row: np.ndarray, tried: TriedPoints) -> None:
+        """A warning, once per sampler and process, when the proposal ``row`` repeats a trial: every
+        candidate the search scored was one, so the space is run through (or nearly)."""
+        if self._warned_repeat or not len(tried) or tried.novel(row)[0]:
+            return
+        self._warned_repeat = True
+        warnings.warn(
+            f"{type(self).__name__}: every configuration it scored has been tried already ({len(tried)} distinct "
+            "ones so far in a space of integers, steps and categories), so it proposes one again; lower n_trials, "
+            "widen the space, or use GridSampler to run each configuration once",
+            stacklevel=3,
+        )
 
     def plan(self, history: History, trial: SamplingContext) -> dict[str, ParamValue]:
         self._bind(history)

@@ -240,9 +240,9 @@ class TPESampler(ModelBasedSampler):
     def propose(self, space: EncodedSpace, observations: Observations, rng: np.random.Generator) -> np.ndarray:
         if not self.multivariate:
             return self._propose_each(space, observations, rng)
-        tried = TriedPoints(space, np.vstack([observations.X, observations.pending.reshape(-1, len(space))]))
+        tried = TriedPoints.of(space, observations)
         row = self._propose_joint(space, observations, rng, tried=tried)
-        tried.warn_if_repeated(row, self)
+        self._warn_if_repeated(row, tried)
         return row
 
     def _propose_each(self, space: EncodedSpace, obs: Observations, rng: np.random.Generator) -> np.ndarray:

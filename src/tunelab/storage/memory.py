@@ -73,12 +73,6 @@ def _with_fields(t: FrozenTrial, changed: Mapping[str, Any]) -> FrozenTrial:
     return new
 
 
-def _copied(value: Any) -> Any:
-    """A stored JSON value for a caller that may change it: a deep copy of a list or dict (an
-    absent attribute, what a running trial's polls read almost always, costs nothing)."""
-    return value if value is None or type(value) in (str, int, float, bool) else _tree_copy(value)
-
-
 def _json_copy(attrs: Mapping[str, Any] | None) -> dict[str, Any]:
     """A deep copy of attributes as the SQL storages give them back (through JSON: tuples become
     lists), refusing what they could not store either."""
@@ -493,12 +487,12 @@ class InMemoryStorage(BaseStorage):
     def get_trial_system_attr(self, trial_id: int, key: str) -> Any:
         with self._lock:
             value = self._get(trial_id).system_attrs.get(key)
-            return value if value is None else _copied(value)  # absent: the common case, read per report
+            return _tree_copy(value)  # absent: the common case, read per report
 
     def get_trial_system_attrs(self, trial_id: int, keys: Sequence[str]) -> dict[str, Any]:
         with self._lock:
             attrs = self._get(trial_id).system_attrs
-            return {key: _copied(attrs.get(key)) for key in keys}
+            return {key: _tree_copy(attrs.get(key)) for key in keys}
 
     def get_trials(
         self,
