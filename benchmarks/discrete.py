@@ -75,10 +75,10 @@ HARTMANN_GRID = 0.1
 
 def hartmann_grid_optimum() -> float:
     values = [round(HARTMANN_GRID * i, 10) for i in range(11)]
+    tail = np.array(list(itertools.product(values, repeat=3)))
     best = math.inf
     for head in itertools.product(values, repeat=3):  # 1.77 million points, in 1,331 vectorised blocks
-        grid = np.array(list(itertools.product(values, repeat=3)))
-        best = min(best, float(_hartmann6_rows(np.hstack([np.tile(head, (len(grid), 1)), grid])).min()))
+        best = min(best, float(_hartmann6_rows(np.hstack([np.tile(head, (len(tail), 1)), tail])).min()))
     return best
 
 
@@ -123,6 +123,7 @@ def run_tunelab(method: str, problem: Problem, seed: int, trials: int) -> list[t
 
 def run_optuna(method: str, problem: Problem, seed: int, trials: int) -> list[tuple[Params, float]]:
     import optuna
+    from suite import suggest
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -131,16 +132,7 @@ def run_optuna(method: str, problem: Problem, seed: int, trials: int) -> list[tu
     study = optuna.create_study(sampler=sampler)
 
     def objective(trial: Any) -> float:
-        params: dict[str, Any] = {}
-        for name, dist in problem.space.items():
-            if isinstance(dist, Categorical):
-                params[name] = trial.suggest_categorical(name, list(dist.choices))
-            elif isinstance(dist, Int):
-                params[name] = trial.suggest_int(name, dist.low, dist.high, log=dist.log)
-            else:
-                assert isinstance(dist, Float)
-                params[name] = trial.suggest_float(name, dist.low, dist.high, step=dist.step)
-        return problem.evaluate(params)
+        return problem.evaluate({name: suggest(trial, name, dist) for name, dist in problem.space.items()})
 
     study.optimize(objective, n_trials=trials)
     return [(dict(t.params), float(t.value)) for t in study.trials if t.value is not None]
