@@ -211,3 +211,23 @@ def test_the_example_runs_and_prunes(tmp_path: Path) -> None:
 
 def test_the_docs_page_shows_the_example_verbatim() -> None:
     assert example_text("lightgbm") in page_python_blocks("lightgbm")
+
+
+def test_rounds_held_back_when_lightgbms_early_stopping_ends_training_are_stored() -> None:
+    # The callback reports rounds in batches; LightGBM's early stopping (a callback after it) ends training between
+    # two batches, and calls no callback at the end: the trial's end reports the rounds held back
+    dtrain, dvalid = _datasets()
+    study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler(),
+                                 pruner=tunelab.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3))
+    trial = study.ask()
+    logged: dict[str, dict[str, list[float]]] = {}
+    callback = TunelabCallback(trial, "binary_logloss")
+    lgb.train({**PARAMS, "learning_rate": 1.0}, dtrain, num_boost_round=200, valid_sets=[dvalid],
+              callbacks=[lgb.record_evaluation(logged), callback, lgb.early_stopping(3, verbose=False)])
+    recorded = logged["valid_0"]["binary_logloss"]
+    assert len(recorded) < 200 and len(recorded) - 1 not in (0, 1, 3, 9, 27, 81)  # stopped early, off a rung
+    study.tell(trial, callback.best_score)
+    steps, values = study.get_curves(trial.number)["valid_0-binary_logloss"]
+    assert steps == list(range(len(recorded)))
+    assert values == pytest.approx(recorded, rel=1e-12)
+    assert callback.best_score == min(recorded)

@@ -194,3 +194,47 @@ def test_the_example_runs_and_prunes(tmp_path: Path) -> None:
 
 def test_the_docs_page_shows_the_example_verbatim() -> None:
     assert example_text("xgboost") in page_python_blocks("xgboost")
+
+
+class _WatchingRungs(Watching):
+    """Stops nothing, records where it is asked; its rungs are rounds 1 and 3."""
+
+    def next_decision(self, history, number, previous):  # type: ignore[no-untyped-def]
+        return next((r for r in (1, 3) if r > previous), tunelab.pruners.NO_DECISION)
+
+
+def test_rounds_between_rungs_are_reported_together_and_the_pruner_is_asked_at_its_rungs() -> None:
+    # A round every few milliseconds: each costs a list append, and the trial hears of the rounds at the pruner's
+    # rungs (and at least every half second), each round at its own step
+    x, y, xv, yv = data()
+    dtrain, dvalid = xgb.DMatrix(x, y), xgb.DMatrix(xv, yv)
+    pruner = _WatchingRungs(metric="validation-logloss")
+    study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler(), pruner=pruner)
+    trial = study.ask()
+    logged: dict[str, dict[str, list[float]]] = {}
+    callback = TunelabCallback(trial, "validation-logloss")
+    xgb.train({"objective": "binary:logistic", "eval_metric": "logloss", "max_depth": 3, "nthread": 1, "seed": 0},
+              dtrain, num_boost_round=60, evals=[(dtrain, "train"), (dvalid, "validation")], evals_result=logged,
+              verbose_eval=False, callbacks=[callback])
+    asked = [step for step, _ in pruner.decided]
+    assert asked[:2] == [1, 3]  # the rungs
+    assert len(asked) < 20  # not every round: later ones only when half a second has passed
+    trial.set_user_attr("logged", logged)
+    study.tell(trial, callback.best_score)
+    _curves_equal_logged(study, trial.number)
+    assert callback.best_score == min(logged["validation"]["logloss"])
+
+
+def test_every_round_is_in_the_storage_once_training_ends(tmp_path: Path) -> None:
+    # Rounds are held back and gathered for the storage; when xgb.train returns, the stored curve is complete
+    x, y, xv, yv = data()
+    dtrain, dvalid = xgb.DMatrix(x, y), xgb.DMatrix(xv, yv)
+    study = tunelab.create_study(name="held", storage=f"sqlite:///{tmp_path / 'held.db'}", seed=0,
+                                 sampler=tunelab.RandomSampler(), pruner=_asha())
+    trial = study.ask()
+    xgb.train({"objective": "binary:logistic", "eval_metric": "logloss", "max_depth": 3, "nthread": 1, "seed": 0},
+              dtrain, num_boost_round=40, evals=[(dvalid, "validation")], verbose_eval=False,
+              callbacks=[TunelabCallback(trial, "validation-logloss")])
+    steps, _ = tunelab.load_study("held", storage=f"sqlite:///{tmp_path / 'held.db'}").get_curves(trial.number)[
+        "validation-logloss"]
+    assert steps == list(range(40))

@@ -74,3 +74,45 @@ def test_bad_input_names_the_fix() -> None:
         check_trial(object(), "TunelabCallback")
     with pytest.raises(ConfigError, match=r"pip install 'tunelab\[nope\]'"):
         require("no_such_framework_xyz", "nope", "the nope integration")
+
+
+def test_held_rounds_are_reported_before_the_trials_end_and_a_failing_hook_does_not_lose_it(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from tunelab.integrations._rounds import HeldRounds
+
+    class AboveOneFromStep10(AboveOne):
+        def next_decision(self, history, number, previous):  # type: ignore[no-untyped-def]
+            return max(previous + 1, 10)
+
+    study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler(), pruner=AboveOneFromStep10(metric="loss"))
+    trial = study.ask()
+    rounds: HeldRounds[float] = HeldRounds(trial, "loss", "test", "test", lambda v: {"loss": v}, max_delay=60.0)
+    for step in range(5):
+        assert not rounds.add(step, 0.9 if step == 0 else 2.0)  # held back: the pruner cannot stop before step 10
+    assert study.get_curves(trial.number) == {}
+    study.tell(trial, 0.5)  # the trial's end reports them
+    assert study.get_curves(trial.number)["loss"] == ([0, 1, 2, 3, 4], [0.9, 2.0, 2.0, 2.0, 2.0])
+
+    every_step = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler(), pruner=AboveOne(metric="loss"))
+    trial = every_step.ask()
+    rounds = HeldRounds(trial, "loss", "test", "test", lambda v: {"loss": v}, max_delay=60.0)
+    assert rounds.add(0, 2.0)  # a pruner that decides at every step: the first round is judged at once
+    assert every_step.get_curves(trial.number)["loss"] == ([0], [2.0])
+    trial = study.ask()
+    rounds = HeldRounds(trial, "loss", "test", "test", lambda v: {"loss": v}, max_delay=60.0)
+    stops = [rounds.add(step, 0.5 if step < 10 else 2.0) for step in range(11)]
+    assert stops == [False] * 10 + [True]  # judged again at step 10, with steps 1-9 reported before it
+    assert study.get_curves(trial.number)["loss"][0] == list(range(11))
+
+    trial = study.ask()
+
+    def broken() -> None:
+        raise RuntimeError("a callback's held reports failed")
+
+    trial.before_end(broken)
+    with caplog.at_level("ERROR"):
+        finished = study.tell(trial, 0.25)
+    assert finished.state == tunelab.TrialState.COMPLETE and finished.value == 0.25
+    assert "held back failed" in caplog.text
+    with pytest.raises(ConfigError, match="function"):
+        trial.before_end("not callable")  # type: ignore[arg-type]

@@ -11,7 +11,7 @@ import tunelab
 from objectives import staircase, staircase_two_metrics, train_loss_and_val_acc
 from tunelab import HyperbandPruner, MedianPruner, SuccessiveHalvingPruner, TrialState
 from tunelab.errors import ConfigError
-from tunelab.pruners import Pruner, pruner_from_description
+from tunelab.pruners import NO_DECISION, ParetoPruner, Pruner, pruner_from_description
 from tunelab.pruners.asha import rung_judged, rung_steps
 from tunelab.pruners.base import Curve
 
@@ -477,3 +477,85 @@ def test_reports_that_step_past_the_rungs_are_judged_at_the_first_report_past_ea
         done = [c for c in study.get_trials([TrialState.COMPLETE]) if c.number < t.number]
         assert t.params["x"] > min((c.params["x"] for c in done), default=-1.0)  # never the best so far
     assert study.best_trial.params["x"] == min(t.params["x"] for t in study.trials)
+
+
+STEPS = 30
+
+
+def _judged_steps(pruner: Pruner, directions: list[str], number_of_good: int) -> tuple[set[int], set[int]]:
+    """(steps where a hopeless trial reporting every step is stopped, steps ``next_pruning_step`` names):
+    ``number_of_good`` trials complete with good values at every step first; then, for each step s, a fresh
+    trial reports steps 0..s with a value worse than all and asks the pruner at s only."""
+    study = tunelab.create_study(sampler=tunelab.RandomSampler(), seed=0, pruner=pruner, directions=directions)
+    names = [f"objective_{i}" for i in range(len(directions))] if len(directions) > 1 else ["val_loss"]
+    for _ in range(number_of_good):
+        trial = study.ask()
+        for step in range(STEPS):
+            trial.report(step, **{n: 0.1 for n in names})
+        study.tell(trial, values=[0.1] * len(directions))
+    stopped, named = set(), set()
+    for s in range(STEPS):
+        trial = study.ask()
+        for step in range(s + 1):
+            trial.report(step, **{n: 5.0 for n in names})
+        if trial.next_pruning_step(s - 1) == s:
+            named.add(s)
+        if trial.should_prune():
+            stopped.add(s)
+        study.tell(trial, state=TrialState.PRUNED)
+    return stopped, named
+
+
+@pytest.mark.parametrize("make", [
+    lambda: SuccessiveHalvingPruner(min_resource=1, reduction_factor=3, max_resource=27),
+    lambda: SuccessiveHalvingPruner(min_resource=2, reduction_factor=2, min_early_stopping_rate=1),
+    lambda: HyperbandPruner(min_resource=1, max_resource=27, reduction_factor=3),
+    lambda: MedianPruner(n_startup_trials=2, n_warmup_steps=4, interval_steps=3),
+    lambda: tunelab.ParetoSuccessiveHalvingPruner(min_resource=1, reduction_factor=3, max_resource=27),
+    lambda: tunelab.ParetoMedianPruner(n_startup_trials=2, n_warmup_steps=4, interval_steps=3),
+], ids=["asha", "asha-no-cap", "hyperband", "median", "pareto-asha", "pareto-median"])
+def test_next_pruning_step_names_exactly_the_steps_the_pruner_can_stop_at(make) -> None:  # type: ignore[no-untyped-def]
+    pruner = make()
+    directions = ["minimize", "minimize"] if isinstance(pruner, ParetoPruner) else ["minimize"]
+    stopped, named = _judged_steps(pruner, directions, number_of_good=3)
+    assert stopped == named
+    assert len(stopped) >= 2  # the test has teeth: rungs, or the median rule's steps past its warm-up
+    assert len(stopped) < STEPS or isinstance(pruner, MedianPruner)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: MedianPruner(n_startup_trials=5),
+    lambda: tunelab.ParetoMedianPruner(n_startup_trials=5),
+], ids=["median", "pareto-median"])
+def test_no_pruning_step_before_enough_trials_complete(make) -> None:  # type: ignore[no-untyped-def]
+    pruner = make()
+    directions = ["minimize", "minimize"] if isinstance(pruner, ParetoPruner) else ["minimize"]
+    stopped, named = _judged_steps(pruner, directions, number_of_good=2)
+    assert stopped == named == set()
+    study = tunelab.create_study(sampler=tunelab.RandomSampler(), seed=0, pruner=make(), directions=directions)
+    assert study.ask().next_pruning_step(3) == NO_DECISION
+
+
+def test_without_a_pruner_no_step_is_a_pruning_step_and_a_custom_pruner_decides_at_every_step() -> None:
+    assert tunelab.create_study(seed=0).ask().next_pruning_step(7) == NO_DECISION
+
+    class Always(Pruner):
+        def decide(self, history, number, metric, curve):  # type: ignore[no-untyped-def]
+            return None
+
+    assert tunelab.create_study(seed=0, pruner=Always()).ask().next_pruning_step(7) == 8
+
+
+def test_the_median_rules_percentile_is_numpys_to_the_last_bit() -> None:
+    import random
+
+    import numpy as np
+
+    from tunelab.pruners.median import percentile
+
+    rng = random.Random(0)
+    for _ in range(20_000):
+        values = [rng.choice([rng.random(), rng.gauss(0.0, 1e3), float(rng.randint(0, 4))])
+                  for _ in range(rng.randint(1, 25))]
+        q = rng.choice([50.0, 0.0, 100.0, 25.0, 75.0, rng.uniform(0.0, 100.0)])
+        assert percentile(values, q) == float(np.percentile(values, q)), (values, q)

@@ -253,3 +253,28 @@ def test_the_background_thread_runs_chores_in_time_order_skips_cancelled_ones_an
     assert done.wait(10)
     assert ran == ["middle", "late"]
     assert "a background chore failed" in caplog.text
+
+
+def test_steps_reported_together_are_one_transaction_and_the_same_curves(storage: CountingSQLite) -> None:
+    study = tunelab.create_study(name="together", storage=storage)
+    trial = study.ask()
+    trial.gather_reports = True
+    points = [(step, {"loss": 1.0 / (step + 1), "acc": step / 100}) for step in range(100)]
+    trial.report_steps(points)  # due at once (nothing written yet): one transaction for the hundred steps
+    assert storage.report_calls == 1
+    trial.report_steps([(100, {"loss": 0.001}), (100, {"acc": 1})])  # two reports of one step: both kept
+    study.tell(trial, 0.5)
+    curves = study.get_curves(trial.number)
+    assert curves["loss"] == (list(range(101)), [1.0 / (s + 1) for s in range(100)] + [0.001])
+    assert curves["acc"] == (list(range(101)), [s / 100 for s in range(100)] + [1.0])
+
+    memory = tunelab.create_study(seed=0)
+    trial = memory.ask()
+    trial.report_steps(points[:3])
+    assert memory.get_curves(trial.number)["loss"] == ([0, 1, 2], [1.0, 0.5, 1 / 3])
+    trial.report_steps([])  # nothing to report: nothing happens
+    for bad, match in [([(-1, {"loss": 1.0})], "step"), ([(3, {})], "metrics by name"),
+                       ([(3, {"loss": "0.5"})], "loss")]:
+        with pytest.raises(tunelab.errors.ConfigError, match=match):
+            trial.report_steps(bad)  # type: ignore[arg-type]
+    assert memory.get_curves(trial.number)["loss"][0] == [0, 1, 2]  # refused before anything is stored

@@ -87,8 +87,17 @@ def prune_now(trial: Trial) -> bool:
 def report_monitored(
     trial: Trial, step: int, logged: Mapping[str, float], monitor: str, who: str, framework: str
 ) -> None:
-    """Report every ``logged`` metric at ``step`` so that the study's pruner decides on ``monitor`` (as the
-    Lightning callback does): a pruner without ``metric=`` reads the last report, so the other metrics go
+    """Report every ``logged`` metric at ``step`` so that the study's pruner decides on ``monitor``
+    (:func:`monitored_reports`)."""
+    for at, metrics in monitored_reports(trial, step, logged, monitor, who, framework):
+        trial.report(at, **metrics)
+
+
+def monitored_reports(
+    trial: Trial, step: int, logged: Mapping[str, float], monitor: str, who: str, framework: str
+) -> list[tuple[int, Mapping[str, float]]]:
+    """The reports that give every ``logged`` metric at ``step`` so that the study's pruner decides on ``monitor``
+    (as the Lightning callback does): a pruner without ``metric=`` reads the last report, so the other metrics go
     first and ``monitor`` alone last (its naming rule would otherwise pick among all of them, or fail on two
     validation losses). A pruner set to its own metric (or a Pareto pruner, to its metrics) reads that from
     one report; one set to a metric the framework does not log is a ConfigError naming both, raised before
@@ -98,8 +107,7 @@ def report_monitored(
     """
     pruner = trial.study.pruner
     if pruner is None or isinstance(pruner, ParetoPruner):
-        trial.report(step, **logged)
-        return
+        return [(step, logged)]
     if pruner.metric is not None:
         if pruner.metric not in logged:
             raise ConfigError(
@@ -108,9 +116,7 @@ def report_monitored(
                 f"e.g. {type(pruner).__name__}(metric={monitor!r}), or leave its metric unset so that the "
                 f"callback's monitored {monitor!r} decides"
             )
-        trial.report(step, **logged)
-        return
+        return [(step, logged)]
     others = {k: v for k, v in logged.items() if k != monitor}
-    if others:
-        trial.report(step, **others)
-    trial.report(step, **{monitor: logged[monitor]})  # the last report: what the pruner reads
+    last = (step, {monitor: logged[monitor]})  # the last report: what the pruner reads
+    return [(step, others), last] if others else [last]

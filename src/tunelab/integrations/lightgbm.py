@@ -10,12 +10,14 @@ Add it to ``lgb.train(callbacks=[...])`` (or ``lgb.cv``, or an ``LGBMModel.fit``
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 from tunelab.errors import ConfigError
 from tunelab.integrations._best import BestScore, check_direction
-from tunelab.integrations._common import as_number, check_monitor, check_trial, prune_now, report_monitored, require
+from tunelab.integrations._common import as_number, check_monitor, check_trial, require
+from tunelab.integrations._rounds import HeldRounds
 
 lgb: Any = require("lightgbm", "lightgbm", "tunelab.integrations.lightgbm")
 
@@ -23,24 +25,36 @@ lgb: Any = require("lightgbm", "lightgbm", "tunelab.integrations.lightgbm")
 CV_VALID_NAME = "valid"
 
 
+def _number(value: Any) -> float:
+    """A logged value as a float, NaN when it is no number."""
+    number = as_number(value)
+    return math.nan if number is None else number
+
+
 def evaluation_scores(results: Sequence[Sequence[Any]]) -> dict[str, float]:
     """``env.evaluation_result_list`` as ``{"<data>-<metric>": value}``; in ``lgb.cv`` the value is
     the mean over folds (its standard deviation is not reported)."""
     out: dict[str, float] = {}
     for item in results:
-        number = as_number(item[2])
+        value = item[2]
+        number = float(value) if isinstance(value, float) else as_number(value)  # a float, or numpy's float64
         if number is not None:
             out[f"{item[0]}-{item[1]}"] = number
     return out
 
 
 class TunelabCallback:
-    """Reports every eval metric after each boosting round (step = the iteration, counted from 0;
-    names ``<data>-<metric>`` such as ``valid_0-binary_logloss``), then asks the study's pruner;
-    when it says stop, raises LightGBM's ``EarlyStopException`` at the best round so far (so
-    ``lgb.train`` returns cleanly, its ``best_iteration`` and ``best_score`` set) and marks the
-    trial: it ends PRUNED with its curves whether the objective then raises
-    :class:`tunelab.TrialPruned` or returns.
+    """Reports every eval metric of each boosting round (step = the iteration, counted from 0; names
+    ``<data>-<metric>`` such as ``valid_0-binary_logloss``) and asks the study's pruner; when it says
+    stop, raises LightGBM's ``EarlyStopException`` at the best round so far (so ``lgb.train`` returns
+    cleanly, its ``best_iteration`` and ``best_score`` set) and marks the trial: it ends PRUNED with its
+    curves whether the objective then raises :class:`tunelab.TrialPruned` or returns.
+
+    A round costs a list append: the rounds are reported together, each at its own step, at those
+    the pruner could stop the trial at (:meth:`tunelab.Trial.next_pruning_step`: its rungs, past its
+    warm-up), at least every half second, and when training ends (LightGBM's own early stopping
+    included: the trial's end reports them); the pruner is asked at the same rounds, so it stops the
+    trial where it would with a report per round.
 
     Args:
         trial: the :class:`tunelab.Trial` given to the objective.
@@ -69,8 +83,13 @@ class TunelabCallback:
         self._best_results: list[Any] = []
         self.pruned_iteration: int | None = None
         self._key = ""
+        self._data = ""
+        self._index = 0
         self._keyed_model: Any = None
         self.trial.gather_reports = True  # a round every few milliseconds: the storage keeps pace
+        self._rounds: HeldRounds[list[Any]] = HeldRounds(
+            self.trial, "", f"TunelabCallback(metric={self.metric!r}, valid_name={self.valid_name!r})", "LightGBM",
+            evaluation_scores)
 
     @property
     def best_score(self) -> float | None:
@@ -91,29 +110,41 @@ class TunelabCallback:
 
     def __call__(self, env: Any) -> None:
         results = list(env.evaluation_result_list or [])
-        scores = evaluation_scores(results)
         if env.model is not self._keyed_model:  # the key once per training, not per round
             self._key, self._keyed_model = self.key(env), env.model
-        key = self._key
-        if key not in scores:
-            self._check_logged(key, scores)
+            self._data = self._key[: -len(self.metric) - 1]  # the validation set's name
+            self._index = self._index_of(self._key, results)
+            self._rounds.monitor = self._key
+        index = self._index
+        item = results[index] if index < len(results) else None
+        if item is None or item[0] != self._data or item[1] != self.metric:
+            index = self._index = self._index_of(self._key, results)  # LightGBM evaluated other sets this round
+            item = results[index]
+        value = item[2]
         step = int(env.iteration)
-        trial = self.trial
-        report_monitored(trial, step, scores, key,
-                         f"TunelabCallback(metric={self.metric!r}, valid_name={self.valid_name!r})", "LightGBM")
-        self._track_best(step, key, results, scores[key])
-        if prune_now(trial):
+        if type(value) is not float:  # numpy's float64 (a float subclass, slower to compare), or another number
+            value = float(value) if isinstance(value, float) else _number(value)
+        self._track_best(step, results, value)
+        if self._rounds.add(step, results):
             self.pruned_iteration = step
-            trial.flush()
+            self.trial.flush()
             if self.best_iteration is None:  # the metric was NaN at every round: stop at this one
                 raise lgb.callback.EarlyStopException(step, results)
             raise lgb.callback.EarlyStopException(self.best_iteration, self._best_results)
         if step == int(env.end_iteration) - 1:  # LightGBM calls no callback at the end of training
-            trial.flush()  # the reports gathered for the storage: written once training ends
+            self.trial.flush()  # the rounds held back and the reports gathered: in the storage once training ends
 
-    def _track_best(self, step: int, key: str, results: list[Any], value: float) -> None:
+    def _index_of(self, key: str, results: list[Any]) -> int:
+        """Where ``key`` is in a round's evaluation results; a ConfigError naming what LightGBM logs when nowhere."""
+        for i, item in enumerate(results):
+            if f"{item[0]}-{item[1]}" == key:
+                return i
+        self._check_logged(key, evaluation_scores(results))
+        raise AssertionError("unreachable: _check_logged raises")
+
+    def _track_best(self, step: int, results: list[Any], value: float) -> None:
         if self._best is None:
-            higher_is_better = next(bool(r[3]) for r in results if f"{r[0]}-{r[1]}" == key)
+            higher_is_better = bool(results[self._index][3])
             self._best = BestScore(self.direction or ("maximize" if higher_is_better else "minimize"))
         if self._best.update(step, value):
             self._best_results = results

@@ -10,14 +10,23 @@ Add it to ``xgb.train(callbacks=[...])`` (or ``xgb.cv``, or an ``XGBModel``'s ``
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 from tunelab.errors import ConfigError
 from tunelab.integrations._best import BestScore, check_direction, study_direction
-from tunelab.integrations._common import as_number, check_monitor, check_trial, prune_now, report_monitored, require
+from tunelab.integrations._common import as_number, check_monitor, check_trial, require
+from tunelab.integrations._rounds import HeldRounds
 
 xgb: Any = require("xgboost", "xgboost", "tunelab.integrations.xgboost")
+
+
+def _as_float(value: Any) -> float | None:
+    """A logged value as a float (``xgb.cv``'s ``(mean, std)`` pair: its mean), None when it is no number."""
+    if type(value) is float:  # xgb.train's logs: no conversion to ask for
+        return value
+    return as_number(value[0] if isinstance(value, tuple) else value)
 
 
 def latest_scores(evals_log: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
@@ -26,24 +35,35 @@ def latest_scores(evals_log: Mapping[str, Mapping[str, Any]]) -> dict[str, float
     out: dict[str, float] = {}
     for data, metrics in evals_log.items():
         for metric, values in metrics.items():
-            if not values:
-                continue
-            last = values[-1]
-            if type(last) is float:  # xgb.train's logs: no conversion to ask for
-                out[f"{data}-{metric}"] = last
-                continue
-            number = as_number(last[0] if isinstance(last, tuple) else last)
+            number = _as_float(values[-1]) if values else None
+            if number is not None:
+                out[f"{data}-{metric}"] = number
+    return out
+
+
+def _scores_of_round(held: tuple[Mapping[str, Mapping[str, Any]], int]) -> dict[str, float]:
+    """Every eval metric's value at a round held back, ``(evals_log, n)``: the ``n``-th value of each of the
+    log's lists (XGBoost appends one to each per round)."""
+    evals_log, n = held
+    out: dict[str, float] = {}
+    for data, metrics in evals_log.items():
+        for metric, values in metrics.items():
+            number = _as_float(values[n - 1]) if len(values) >= n else None
             if number is not None:
                 out[f"{data}-{metric}"] = number
     return out
 
 
 class TunelabCallback(xgb.callback.TrainingCallback):  # type: ignore[misc]
-    """Reports the latest value of every eval metric after each boosting round (step = the round,
-    counted from 0; names ``<data>-<metric>`` such as ``validation-logloss``), then asks the study's
-    pruner; when it says stop, ends training (``after_iteration`` returns True) and marks the trial:
-    it ends PRUNED with its curves whether the objective then raises :class:`tunelab.TrialPruned`
-    or returns.
+    """Reports every eval metric of each boosting round (step = the round, counted from 0; names
+    ``<data>-<metric>`` such as ``validation-logloss``) and asks the study's pruner; when it says stop,
+    ends training (``after_iteration`` returns True) and marks the trial: it ends PRUNED with its curves
+    whether the objective then raises :class:`tunelab.TrialPruned` or returns.
+
+    A round costs a list append: the rounds are reported together, each at its own step, at those
+    the pruner could stop the trial at (:meth:`tunelab.Trial.next_pruning_step`: its rungs, past its
+    warm-up), at least every half second, and when training ends; the pruner is asked at the same
+    rounds, so it stops the trial where it would with a report per round.
 
     Args:
         trial: the :class:`tunelab.Trial` given to the objective.
@@ -66,6 +86,10 @@ class TunelabCallback(xgb.callback.TrainingCallback):  # type: ignore[misc]
         self._best = BestScore(self.direction)
         self.pruned_iteration: int | None = None
         self.trial.gather_reports = True  # a round every few milliseconds: the storage keeps pace
+        self._monitored: list[Any] | None = None
+        self._rounds: HeldRounds[tuple[Mapping[str, Mapping[str, Any]], int]] = HeldRounds(
+            self.trial, self.observation_key, f"TunelabCallback(observation_key={self.observation_key!r})",
+            "XGBoost", _scores_of_round)
 
     @property
     def best_score(self) -> float | None:
@@ -78,16 +102,21 @@ class TunelabCallback(xgb.callback.TrainingCallback):  # type: ignore[misc]
         """The round (from 0) of :attr:`best_score`, the first of equal ones."""
         return self._best.iteration
 
+    def before_training(self, model: Any) -> Any:
+        self._monitored = None  # looked up again in this training's log
+        return model
+
     def after_iteration(self, model: Any, epoch: int, evals_log: Mapping[str, Mapping[str, Any]]) -> bool:
-        scores = latest_scores(evals_log)
-        if self.observation_key not in scores:
-            self._check_logged(scores)
         step = int(epoch)
-        trial = self.trial
-        report_monitored(trial, step, scores, self.observation_key,
-                         f"TunelabCallback(observation_key={self.observation_key!r})", "XGBoost")
-        self._best.update(step, scores[self.observation_key])
-        if prune_now(trial):
+        values = self._monitored
+        if values is None:  # the first round of a training: the monitored metric's list in XGBoost's log
+            values = self._monitored = self._find_monitored(evals_log)
+        last = values[-1]
+        if type(last) is not float:
+            number = _as_float(last)
+            last = math.nan if number is None else number
+        self._best.update(step, last)
+        if self._rounds.add(step, (evals_log, len(values))):
             self.pruned_iteration = step
             if not isinstance(model, xgb.Booster) and model.attr("best_iteration") is None:
                 # xgb.cv cuts its results at the model's best_iteration when a callback stops it, and
@@ -97,8 +126,17 @@ class TunelabCallback(xgb.callback.TrainingCallback):  # type: ignore[misc]
         return False
 
     def after_training(self, model: Any) -> Any:
-        self.trial.flush()  # the reports gathered for the storage: written once training ends
+        self.trial.flush()  # the rounds held back and the reports gathered: in the storage once training ends
         return model
+
+    def _find_monitored(self, evals_log: Mapping[str, Mapping[str, Any]]) -> list[Any]:
+        """The list XGBoost appends the monitored metric's value to each round; a ConfigError when it logs none."""
+        for data, metrics in evals_log.items():
+            for metric, values in metrics.items():
+                if f"{data}-{metric}" == self.observation_key and values:
+                    return values  # type: ignore[no-any-return]
+        self._check_logged(latest_scores(evals_log))
+        raise AssertionError("unreachable: _check_logged raises")
 
     def _check_logged(self, scores: Mapping[str, float]) -> None:
         """A ConfigError naming what XGBoost logs: the monitored key is not among ``scores``."""

@@ -10,12 +10,13 @@ from typing import Any
 
 from tunelab.errors import ConfigError
 from tunelab.pruners.asha import HyperbandPruner, SuccessiveHalvingPruner
-from tunelab.pruners.base import PruneDecision, Pruner
+from tunelab.pruners.base import NO_DECISION, PruneDecision, Pruner
 from tunelab.pruners.extrapolation import LearningCurvePruner
 from tunelab.pruners.median import MedianPruner
 from tunelab.pruners.pareto import ParetoMedianPruner, ParetoPruner, ParetoSuccessiveHalvingPruner
 
 __all__ = [
+    "NO_DECISION",
     "HyperbandPruner",
     "LearningCurvePruner",
     "MedianPruner",

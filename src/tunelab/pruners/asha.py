@@ -26,7 +26,15 @@ from typing import Any
 
 from tunelab.errors import ConfigError
 from tunelab.history import History
-from tunelab.pruners.base import PruneDecision, Pruner, better_or_equal, check_int, last_step, previous_step
+from tunelab.pruners.base import (
+    NO_DECISION,
+    PruneDecision,
+    Pruner,
+    better_or_equal,
+    check_int,
+    last_step,
+    previous_step,
+)
 
 
 def _check_eta(owner: str, eta: object) -> int:
@@ -46,6 +54,20 @@ def rung_steps(min_resource: int, reduction_factor: int, max_resource: int | Non
         if r > up_to or (max_resource is not None and r >= max_resource):
             return out
         out.append(r)
+        k += 1
+
+
+def rung_after(min_resource: int, reduction_factor: int, max_resource: int | None, first_rung: int,
+               previous: int) -> int:
+    """The first rung step ``min_resource * eta ** (first_rung + k)`` after ``previous``, or
+    :data:`~tunelab.pruners.base.NO_DECISION` when none is left below ``max_resource``."""
+    k = first_rung
+    while True:
+        r = int(min_resource * reduction_factor**k)
+        if max_resource is not None and r >= max_resource:
+            return NO_DECISION
+        if r > previous:
+            return r
         k += 1
 
 
@@ -133,6 +155,15 @@ class SuccessiveHalvingPruner(Pruner):
     def decide(self, history: History, number: int, metric: str, curve: Mapping[int, float]) -> PruneDecision | None:
         return self._decide_in(history, number, metric, curve, label="asha")
 
+    def next_decision(self, history: History, number: int, previous: int) -> int:
+        """The first rung after ``previous`` (a report at or past it is judged: :func:`rung_judged`)."""
+        return self.rung_after(previous)
+
+    def rung_after(self, previous: int) -> int:
+        """The first rung step after ``previous``; :data:`NO_DECISION` when none is left below ``max_resource``."""
+        return rung_after(self.min_resource, self.reduction_factor, self.max_resource,
+                          self.min_early_stopping_rate, previous)
+
     def _decide_in(
         self, history: History, number: int, metric: str, curve: Mapping[int, float],
         label: str, peer: Callable[[int], bool] | None = None,
@@ -195,6 +226,9 @@ class _Bracket(SuccessiveHalvingPruner):
 
     def rungs(self, up_to: int) -> list[int]:
         return [r for r in self._rungs if r <= up_to]
+
+    def rung_after(self, previous: int) -> int:
+        return next((r for r in self._rungs if r > previous), NO_DECISION)
 
 
 class HyperbandPruner(Pruner):
@@ -282,6 +316,10 @@ class HyperbandPruner(Pruner):
             return None
         return bracket._decide_in(history, number, metric, curve, label=f"hyperband bracket {s}",
                                   peer=lambda n: self.bracket_of(n) == s)
+
+    def next_decision(self, history: History, number: int, previous: int) -> int:
+        """The first rung of the trial's bracket after ``previous``."""
+        return self.brackets[self.bracket_of(number)].rung_after(previous)
 
     def describe(self) -> dict[str, Any]:
         return {

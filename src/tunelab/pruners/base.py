@@ -150,6 +150,10 @@ def choose_metric(reported: Sequence[str], direction: str) -> tuple[str | None, 
     return None, f"none of the {what} {candidates} says by its name whether to {direction} it"
 
 
+NO_DECISION = 2**63 - 1
+"""What :meth:`Pruner.next_decision` answers when no later report can be stopped (the largest step stored)."""
+
+
 class Pruner(ABC):
     """Base class of pruners.
 
@@ -230,6 +234,15 @@ class Pruner(ABC):
 
         ``curve`` is the trial's own ``metric`` by step so far; its last step is the one just reported.
         """
+
+    def next_decision(self, history: History, number: int, previous: int) -> int:
+        """The first step after ``previous`` (trial ``number``'s last report; -1: none) at which a report could
+        be stopped: :meth:`decide` answers None to a report below it that follows ``previous`` (between rungs,
+        in a warm-up; :data:`NO_DECISION` when nothing can be stopped yet, as before ``n_startup_trials``
+        complete). An answer that depends on the other trials holds until the caller asks again: callbacks that
+        report many steps a second (a boosting round every few milliseconds) ask the pruner only from that step
+        on, and ask this again at least every half second. The base answers ``previous + 1``."""
+        return previous + 1
 
     def describe(self) -> dict[str, Any]:
         """A JSON description stored with the study (class name and settings)."""

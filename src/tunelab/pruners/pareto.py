@@ -25,8 +25,9 @@ import numpy as np
 from tunelab.errors import ConfigError
 from tunelab.history import History
 from tunelab.multiobjective import crowding_distance, losses, non_dominated_sort, unit_scales
-from tunelab.pruners.asha import _check_eta, rung_judged, rung_steps
-from tunelab.pruners.base import PruneDecision, Pruner, check_int, last_step, previous_step
+from tunelab.pruners.asha import _check_eta, rung_after, rung_judged, rung_steps
+from tunelab.pruners.base import NO_DECISION, PruneDecision, Pruner, check_int, last_step, previous_step
+from tunelab.pruners.median import due_after, interval_due
 from tunelab.records import TrialState, check_direction
 
 
@@ -254,6 +255,11 @@ class ParetoSuccessiveHalvingPruner(ParetoPruner):
         return rung_steps(self.min_resource, self.reduction_factor, self.max_resource,
                           self.min_early_stopping_rate, up_to)
 
+    def next_decision(self, history: History, number: int, previous: int) -> int:
+        """The first rung after ``previous``."""
+        return rung_after(self.min_resource, self.reduction_factor, self.max_resource,
+                          self.min_early_stopping_rate, previous)
+
     def decide_many(
         self, history: History, number: int, metrics: Sequence[str], directions: Sequence[str],
         curves: Mapping[str, Mapping[int, float]],
@@ -343,17 +349,20 @@ class ParetoMedianPruner(ParetoPruner):
         self.interval_steps = check_int(owner, "interval_steps", interval_steps, 1)
         self.min_trials = check_int(owner, "min_trials", min_trials, 1)
 
+    def next_decision(self, history: History, number: int, previous: int) -> int:
+        """The next pruning step after ``previous``; none before ``n_startup_trials`` complete."""
+        if history.count((TrialState.COMPLETE,)) < self.n_startup_trials:
+            return NO_DECISION
+        return due_after(previous, self.n_warmup_steps, self.interval_steps)
+
     def decide_many(
         self, history: History, number: int, metrics: Sequence[str], directions: Sequence[str],
         curves: Mapping[str, Mapping[int, float]],
     ) -> PruneDecision | None:
         curve = curves[metrics[0]]
         step = last_step(curve)
-        if step < self.n_warmup_steps:
-            return None
         # the first report at or past each pruning step, as MedianPruner (reports at odd steps, interval_steps=2)
-        due = self.n_warmup_steps + (step - self.n_warmup_steps) // self.interval_steps * self.interval_steps
-        if previous_step(curve) >= due:
+        if not interval_due(step, previous_step(curve), self.n_warmup_steps, self.interval_steps):
             return None
         if history.count((TrialState.COMPLETE,)) < self.n_startup_trials:
             return None

@@ -21,7 +21,7 @@ from tunelab.distributions import Distribution, ParamValue
 from tunelab.errors import ConfigError, DistributionConflictError
 from tunelab.history import History
 from tunelab.pruners import ParetoPruner, PruneDecision, Pruner
-from tunelab.pruners.base import is_validation_metric, report_example
+from tunelab.pruners.base import NO_DECISION, is_validation_metric, report_example
 from tunelab.records import StudyRecord, TrialState
 from tunelab.samplers import Sampler
 from tunelab.samplers.base import SamplingContext
@@ -130,6 +130,13 @@ class Pruning:
         decision = pruner.decide(self._history, number, metric, curves[metric])
         return None if decision is None else (metric, decision)
 
+    def next_decision(self, number: int, previous: int) -> int:
+        """The first step after ``previous`` at which the pruner could stop trial ``number``
+        (:meth:`Pruner.next_decision`); :data:`NO_DECISION` without a pruner."""
+        if self._pruner is None:
+            return NO_DECISION
+        return self._pruner.next_decision(self._history, number, previous)
+
     def _decide_many(
         self, pruner: ParetoPruner, number: int, last_report: Mapping[str, float],
         curves: Mapping[str, Mapping[int, float]],
@@ -225,6 +232,16 @@ class TrialWriter:
                 call_later(wait, self._write_in_background)
                 return
         self.write_reports()
+
+    def report_steps(self, points: Sequence[tuple[int, Mapping[str, float]]]) -> None:
+        """Store several steps' values, in order: gathered as one report (one write, one pacing decision)."""
+        if not (self.gathering and self._storage_gathers) and not self._gathered and self._failure is None:
+            self._storage.report_steps(self._trial_id, points)  # straight through, together
+            return
+        *before, (step, values) = points
+        with self._lock:
+            self._gathered.extend(before)
+        self.report(step, values)
 
     def write_reports(self) -> None:
         """Write the gathered reports now (in one transaction); raise what a background write raised."""

@@ -8,6 +8,7 @@ per parameter.
 
 from __future__ import annotations
 
+import logging
 import math
 import numbers
 import time
@@ -47,6 +48,8 @@ from tunelab.study.attrs import JSON_RULE, json_data, shown
 from tunelab.study.background import call_later
 from tunelab.study.services import Pacer
 from tunelab.study.verdict import real_metric
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from tunelab.study.services import TrialServices, TrialWriter
@@ -108,6 +111,7 @@ class Trial:
         self._live: LiveParams | None = None
         self._poll_seconds = DEFAULT_POLL_SECONDS  # see live_poll_seconds
         self._marked_pruned = False
+        self._before_end: list[Callable[[], None]] = []
         self._stop_reads = Pacer()  # should_prune reads the stop request within the storage's time share
         self._stop_request: Any = None
         self._stop_read_due = False  # a background read of the stop request is scheduled
@@ -614,13 +618,39 @@ class Trial:
                 break
         self._write_pending()
         self._writer.report(step, metrics)
+        self._add_to_curves(step, metrics)
+        self._last_report = metrics
+
+    def report_steps(self, points: Sequence[tuple[int, Mapping[str, float]]]) -> None:
+        """Record several steps at once, in order: ``[(step, {metric: value, ...}), ...]``, as many
+        :meth:`report` calls would (the same checks and curves), handed to the storage together: a loop
+        that holds its reports back (a boosting callback, between the pruner's rungs) writes them in one
+        transaction where the storage gathers reports (:attr:`gather_reports`)."""
+        if self._finished:
+            self._check_running()
+        checked: list[tuple[int, dict[str, float]]] = []
+        for step, metrics in points:
+            if type(step) is not int or not 0 <= step <= _MAX_STEP:
+                step = _checked_step(step)
+            if not metrics or "" in metrics:
+                raise ConfigError(f"report_steps() needs each step's metrics by name, e.g. [(3, {{'val_loss': 0.3}})], "
+                                  f"got {metrics!r} at step {step}")
+            checked.append((step, _floats(metrics)))
+        if not checked:
+            return
+        self._write_pending()
+        self._writer.report_steps(checked)
+        for step, metrics in checked:
+            self._add_to_curves(step, metrics)
+        self._last_report = checked[-1][1]
+
+    def _add_to_curves(self, step: int, metrics: Mapping[str, float]) -> None:
         curves = self._curves
         for k, v in metrics.items():
             curve = curves.get(k)
             if curve is None:
                 curve = curves[k] = Curve()
             curve[step] = v
-        self._last_report = metrics
 
     def should_prune(self) -> bool:
         """Whether the study's pruner stops this trial after its last report; then raise
@@ -677,6 +707,15 @@ class Trial:
         self._ctx.record("pruned", record)
         return True
 
+    def next_pruning_step(self, after: int) -> int:
+        """The first step after ``after`` (the trial's last report) at which the study's pruner could stop this
+        trial: its next rung, the median rule's next step past its warm-up, ``2**63 - 1`` when none can (no
+        pruner, no rung left, too few trials complete yet: an answer that depends on the other trials holds
+        until asked again). A loop that reports many steps a second may report the steps before it together
+        and call :meth:`should_prune` from that step on; a stop request (``tunelab stop``) is seen only by
+        :meth:`should_prune`, so call it at least every half second as well."""
+        return self._pruning.next_decision(self.number, after)
+
     def mark_pruned(self) -> None:
         """Say that this trial was stopped by its pruner while the objective goes on to return.
 
@@ -696,9 +735,21 @@ class Trial:
 
     def flush(self) -> None:
         """Write unsaved parameters, attributes and gathered reports now (the end of the trial does;
-        ``report`` writes parameters and attributes, and its points as the storage keeps up)."""
+        ``report`` writes parameters and attributes, and its points as the storage keeps up); the reports
+        a framework callback holds back (:meth:`before_end`) are made first."""
+        for report_held in self._before_end:
+            report_held()
         self._write_pending()
         self._writer.write_reports()
+
+    def before_end(self, report_held: Callable[[], None]) -> None:
+        """Have ``report_held()`` called before the trial's end is recorded, and by :meth:`flush`: a framework
+        callback that holds back reports (a boosting round every few milliseconds, reported in batches) makes
+        them there, whoever ends training (another callback, an exception). An error it raises at the end is
+        logged and the end recorded anyway."""
+        if not callable(report_held):
+            raise ConfigError(f"before_end(...) needs a function to call, got {report_held!r}")
+        self._before_end.append(report_held)
 
     def _write_pending(self) -> None:
         if not (self._unsaved or self._unsaved_attrs):
@@ -762,6 +813,12 @@ class Trial:
         """Record the trial's end (see :func:`record_end`); return the state, value and error recorded."""
         if self._finished:
             raise TrialStateError(f"trial {self.number} has already been told its result")
+        hooks, self._before_end = self._before_end, []
+        for report_held in hooks:
+            try:
+                report_held()
+            except Exception:  # the end is recorded whatever a callback's held reports do
+                logger.exception("trial %d: reporting what a callback held back failed", self.number)
         self._finished = True  # whatever happens below, this object writes no more
         return record_end(self._writer, self.number, state, value, error, self._pending())
 
