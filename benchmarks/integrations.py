@@ -95,6 +95,15 @@ def clock() -> float:
 
 NEVER_PRUNE = 1_000_000
 """MedianPruner's n_startup_trials in both libraries: no study here gets that many COMPLETE trials."""
+PRUNERS = {
+    "median-idle": ("MedianPruner(n_startup_trials=1_000_000): asked at every report, too few trials complete to "
+                    "stop any (the default)"),
+    "median": ("MedianPruner(n_startup_trials=1): judges every report against the earlier runs' curves (the same "
+               "curves: nothing is stopped)"),
+    "asha": "SuccessiveHalvingPruner(min_resource=1, reduction_factor=3): judges at steps 1, 3, 9, 27... (ties go on)",
+}
+"""The pruner both libraries use (``--pruner``); each stops nothing here, so every run has the same length."""
+PRUNER = "median-idle"
 FRAMEWORKS = ("lightning", "transformers", "keras", "xgboost", "lightgbm")
 LIBS = ("tunelab", "optuna")
 STORAGES = ("memory", "sqlite")
@@ -384,14 +393,18 @@ def make_callback(framework: str, lib: str, trial: Any) -> Any:
 
 
 def create_study(lib: str, framework: str, url: str | None) -> Any:
-    """A study with the library's MedianPruner (never pruning here) and random sampler."""
+    """A study with the library's pruner of :data:`PRUNERS` (never pruning here) and random sampler."""
+    startup = NEVER_PRUNE if PRUNER == "median-idle" else 1
     if lib == "tunelab":
-        pruner = tunelab.MedianPruner(n_startup_trials=NEVER_PRUNE, metric=MONITORS[framework])
+        metric = MONITORS[framework]
+        pruner: Any = (tunelab.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3, metric=metric)
+                       if PRUNER == "asha" else tunelab.MedianPruner(n_startup_trials=startup, metric=metric))
         return tunelab.create_study(name=f"cb-{framework}", storage=url, direction="minimize", seed=SEED,
                                     sampler=tunelab.RandomSampler(), pruner=pruner)
+    pruner = (optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+              if PRUNER == "asha" else optuna.pruners.MedianPruner(n_startup_trials=startup))
     return optuna.create_study(study_name=f"cb-{framework}", storage=url, direction="minimize",
-                               sampler=optuna.samplers.RandomSampler(seed=SEED),
-                               pruner=optuna.pruners.MedianPruner(n_startup_trials=NEVER_PRUNE))
+                               sampler=optuna.samplers.RandomSampler(seed=SEED), pruner=pruner)
 
 
 def stored_reports(lib: str, study: Any, trial: Any, framework: str) -> int:
@@ -765,6 +778,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--skip-callbacks", action="store_true", help="measure the scikit-learn searches only")
     p.add_argument("--skip-sklearn", action="store_true", help="measure the callbacks only")
     p.add_argument("--output", type=Path, help="JSON results (default benchmarks/results/integrations.json)")
+    p.add_argument("--pruner", choices=sorted(PRUNERS), default="median-idle",
+                   help="the pruner of both libraries' studies: " + "; ".join(f"{k}: {v}" for k, v in PRUNERS.items()))
     p.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                    help="time hooks and loops by wall clock (default) or by the CPU time of their thread")
     args = p.parse_args(argv)
@@ -780,9 +795,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    global CLOCK
+    global CLOCK, PRUNER
     args = parse_args(argv)
-    CLOCK = args.clock
+    CLOCK, PRUNER = args.clock, args.pruner
     quiet()
     console = Console(width=None if sys.stdout.isatty() else 160, log_path=False)
     info = {**machine_info(), "frameworks": framework_versions()}
@@ -838,8 +853,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "settings": {
             "quick": args.quick, "frameworks": args.frameworks, "reports": args.reports, "rounds": args.rounds,
             "repeats": args.repeats, "tasks": args.tasks, "trials": args.trials, "seeds": args.seeds,
-            "pruners": {"tunelab": f"MedianPruner(n_startup_trials={NEVER_PRUNE}, metric=<monitored>)",
-                        "optuna": f"MedianPruner(n_startup_trials={NEVER_PRUNE})"},
+            "pruner": args.pruner, "pruners": PRUNERS[args.pruner] + " (tunelab's with metric=<monitored>)",
             "optuna_equivalents": OPTUNA_EQUIVALENT, "samplers": SAMPLERS,
             "clock": args.clock,
             "timed": "callbacks: every hook the callback implements (the clock around each call), and the "
