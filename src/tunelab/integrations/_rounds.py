@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Generic, TypeVar
 
+from tunelab.errors import ConfigError
 from tunelab.integrations._common import monitored_reports, prune_now
 from tunelab.study import Trial
 
@@ -61,7 +62,11 @@ class HeldRounds(Generic[Round]):
         """Take the round at ``step``; True when the pruner stopped the trial at it (then it is marked)."""
         self._held.append((step, item))
         if self._due == 0.0:  # the first round: a pruner setting the framework cannot meet fails now
-            monitored_reports(self._trial, step, self._scores(item), self.monitor, self._who, self._framework)
+            try:
+                monitored_reports(self._trial, step, self._scores(item), self.monitor, self._who, self._framework)
+            except ConfigError:
+                self._held.clear()  # nothing for the trial's end to report again (and fail on again)
+                raise
             self._next = self._trial.next_pruning_step(step - 1)
             self._due = time.monotonic() + self._max_delay
         if step < self._next and time.monotonic() < self._due:
