@@ -238,3 +238,17 @@ def test_every_round_is_in_the_storage_once_training_ends(tmp_path: Path) -> Non
     steps, _ = tunelab.load_study("held", storage=f"sqlite:///{tmp_path / 'held.db'}").get_curves(trial.number)[
         "validation-logloss"]
     assert steps == list(range(40))
+
+
+def test_a_callback_used_for_a_second_training_asks_the_pruner_at_its_rungs_again() -> None:
+    x, y, xv, yv = data()
+    dtrain, dvalid = xgb.DMatrix(x, y), xgb.DMatrix(xv, yv)
+    pruner = _WatchingRungs(metric="validation-logloss")
+    study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler(), pruner=pruner)
+    callback = TunelabCallback(study.ask(), "validation-logloss")
+    params = {"objective": "binary:logistic", "eval_metric": "logloss", "max_depth": 3, "nthread": 1, "seed": 0}
+    for _ in range(2):  # e.g. an XGBClassifier fitted twice with the same callbacks
+        xgb.train(params, dtrain, num_boost_round=10, evals=[(dvalid, "validation")], verbose_eval=False,
+                  callbacks=[callback])
+    asked = [step for step, _ in pruner.decided]  # Watching records the curve's highest step: 9 in the second
+    assert asked == [1, 3, 9, 9]  # asked at rounds 1 and 3 of each training (before: the second held to its end)

@@ -77,6 +77,12 @@ class HeldRounds(Generic[Round]):
         self._due = time.monotonic() + self._max_delay
         return stops
 
+    def restart(self) -> None:
+        """A new training with the same callback (its rounds counted from 0 again): what is held is reported,
+        and the next round is the first one again (the pruner's next step is asked afresh)."""
+        self.report_held()
+        self._due = 0.0
+
     def report_held(self) -> None:
         """Report every held round, in order; the last one as :func:`report_monitored` does."""
         held, self._held = self._held, []

@@ -115,6 +115,7 @@ class TunelabCallback:
             self._data = self._key[: -len(self.metric) - 1]  # the validation set's name
             self._index = self._index_of(self._key, results)
             self._rounds.monitor = self._key
+            self._rounds.restart()
         index = self._index
         item = results[index] if index < len(results) else None
         if item is None or item[0] != self._data or item[1] != self.metric:

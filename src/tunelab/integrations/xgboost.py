@@ -104,6 +104,7 @@ class TunelabCallback(xgb.callback.TrainingCallback):  # type: ignore[misc]
 
     def before_training(self, model: Any) -> Any:
         self._monitored = None  # looked up again in this training's log
+        self._rounds.restart()
         return model
 
     def after_iteration(self, model: Any, epoch: int, evals_log: Mapping[str, Mapping[str, Any]]) -> bool:
