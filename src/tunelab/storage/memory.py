@@ -448,29 +448,17 @@ class InMemoryStorage(BaseStorage):
             return out
 
     def get_metric_at(self, study_id: int, metric: str, steps: Sequence[int] | None = None) -> list[MetricPoint]:
-        if steps is not None and len(steps) == 1:
-            return self._metric_at_step(study_id, metric, int(steps[0]))
-        wanted = None if steps is None else {int(s) for s in steps}
+        wanted = None if steps is None else sorted({int(s) for s in steps})  # once, not per trial
         with self._lock:
             out: list[MetricPoint] = []
             for tid in self._study(study_id).trial_ids:  # in number order
                 points = self._curves.get(tid, {}).get(metric)
                 if not points:
                     continue
-                t = self._trials[tid]
-                at = sorted(points) if wanted is None else sorted(wanted.intersection(points))
-                out.extend(MetricPoint(t.number, t.state, step, points[step]) for step in at)
-            return out
-
-    def _metric_at_step(self, study_id: int, metric: str, step: int) -> list[MetricPoint]:
-        """:meth:`get_metric_at` at one step (what a pruner asks at every report): no set, no sort."""
-        with self._lock:
-            out: list[MetricPoint] = []
-            for tid in self._study(study_id).trial_ids:  # in number order
-                points = self._curves.get(tid, {}).get(metric)
-                if points and step in points:
+                at = sorted(points) if wanted is None else [s for s in wanted if s in points]
+                if at:
                     t = self._trials[tid]
-                    out.append(MetricPoint(t.number, t.state, step, points[step]))
+                    out.extend(MetricPoint(t.number, t.state, step, points[step]) for step in at)
             return out
 
     def heartbeat(self, trial_id: int) -> None:
