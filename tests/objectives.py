@@ -423,3 +423,20 @@ def raises_own_error_on_first(trial: tunelab.Trial) -> float:
             raise Unsendable("holds a lock")
         raise OwnMistake("raised by the objective", 7)
     return x
+
+
+class WatchingRungs(Pruner):
+    """Stops nothing; records the steps it is asked at (``asked``). Its rungs are ``rungs``: what
+    :meth:`Pruner.next_decision` answers, so a framework callback judges only there."""
+
+    def __init__(self, metric: str, rungs: tuple[int, ...]) -> None:
+        super().__init__(metric=metric)
+        self.rungs = rungs
+        self.asked: list[int] = []
+
+    def decide(self, history: Any, number: int, metric: str, curve: Any) -> None:
+        self.asked.append(max(curve))
+
+    def next_decision(self, history: Any, number: int, previous: int) -> int:
+        return next((r for r in self.rungs if r > previous), tunelab.pruners.NO_DECISION)
+

@@ -20,6 +20,7 @@ import torch
 
 import tunelab
 from integration_lightning_objectives import BATCHES_PER_EPOCH, Net, StopAt, loaders, objective, trainer
+from objectives import WatchingRungs
 from tunelab.babysit import rollback, set_live
 from tunelab.checkpoints import CheckpointPolicy
 from tunelab.errors import ConfigError
@@ -143,6 +144,27 @@ def test_a_hopeless_trial_is_pruned_at_the_first_asha_rung_whether_the_objective
         assert study.trials[number].system_attrs["pruned"]["rule"] == "asha rung at step 1"
         assert len(models[number].lrs) == BATCHES_PER_EPOCH  # the Trainer stopped after epoch 1
     assert study.trials[1].value is None
+
+
+def test_validations_between_rungs_are_reported_together_and_the_pruner_is_asked_at_its_rungs(
+        tmp_path: Path) -> None:
+    # Epochs of a few milliseconds: each validation is held (a list append) and the trial hears of them at the
+    # pruner's rungs, at least every half second and when the fit ends; every epoch at its own step
+    pruner = WatchingRungs("val_loss", (1, 3))  # rungs: epochs 1 and 3
+    study = sqlite_study(tmp_path, pruner=pruner)
+    trial = study.ask()
+    model = Net(0.01)
+    fit(trial, model, 12, TunelabCallback(trial, monitor="val_loss"))
+    assert pruner.asked[:2] == [1, 3]  # the rungs
+    assert len(pruner.asked) < 12  # not every epoch: later ones only when half a second has passed
+    # the fit has returned: the whole curve is in the storage, read back by another connection
+    stored = tunelab.load_study("lightning", storage=f"sqlite:///{tmp_path / 'study.db'}",
+                                pruner=WatchingRungs("val_loss", (1, 3))).get_curves(trial.number)
+    assert stored["val_loss"] == (list(range(1, 13)), model.val_losses)
+    steps, train = stored["train_loss"]  # each epoch's training aggregate, read after Lightning computed it
+    losses, n = model.train_losses, BATCHES_PER_EPOCH
+    per_epoch = [losses[i:i + n] for i in range(0, len(losses), n)]
+    assert steps == list(range(1, 13)) and train == pytest.approx([sum(e) / len(e) for e in per_epoch], rel=1e-6)
 
 
 def test_a_pareto_pruner_reads_every_objective_of_one_report_and_prunes_a_dominated_trial() -> None:

@@ -20,6 +20,7 @@ from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState
 
 import tunelab
 from integration_transformers_objectives import TRAIN, make_trainer, tiny_model, tiny_trainer, training_args
+from objectives import WatchingRungs
 from tunelab.babysit import set_live
 from tunelab.errors import ConfigError
 from tunelab.integrations.transformers import LIVE_NAMES, BestRun, TunelabCallback, search
@@ -65,6 +66,22 @@ def test_the_reported_curves_are_what_the_trainer_logged(
         assert steps == expected_steps
         assert values == pytest.approx([row[name] for row in rows], rel=1e-12)
     assert callback.last_step == 16 and callback.last_metrics["eval_loss"] == rows[-1]["eval_loss"]
+
+
+def test_evaluations_between_rungs_are_reported_together_and_every_one_is_stored_when_train_returns(
+        tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'held.db'}"
+    pruner = WatchingRungs("eval_loss", (4, 12))  # rungs: global steps 4 and 12
+    study = tunelab.create_study(name="held", storage=url, seed=0, sampler=tunelab.RandomSampler(), pruner=pruner)
+    trial = study.ask()
+    trainer = tiny_trainer(str(tmp_path), callbacks=[TunelabCallback(trial)], eval_steps=2, learning_rate=1e-3)
+    trainer.train()
+    assert pruner.asked[:2] == [4, 12]  # the rungs (the first evaluation, step 2, reported but not judged)
+    assert len(pruner.asked) < 8  # not every evaluation: later ones only when half a second has passed
+    stored = tunelab.load_study("held", storage=url, pruner=WatchingRungs("eval_loss", (4, 12))).get_curves(
+        trial.number)
+    rows = eval_rows(trainer)
+    assert stored["eval_loss"] == (list(range(2, 17, 2)), [row["eval_loss"] for row in rows])
 
 
 def test_an_evaluation_after_training_is_reported_but_never_prunes(tmp_path: Path) -> None:

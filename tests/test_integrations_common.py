@@ -78,7 +78,7 @@ def test_bad_input_names_the_fix() -> None:
 
 def test_held_rounds_are_reported_before_the_trials_end_and_a_failing_hook_does_not_lose_it(
         caplog: pytest.LogCaptureFixture) -> None:
-    from tunelab.integrations._rounds import HeldRounds
+    from tunelab.integrations._held import HeldReports
 
     class AboveOneFromStep10(AboveOne):
         def next_decision(self, history, number, previous):  # type: ignore[no-untyped-def]
@@ -86,20 +86,20 @@ def test_held_rounds_are_reported_before_the_trials_end_and_a_failing_hook_does_
 
     study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler(), pruner=AboveOneFromStep10(metric="loss"))
     trial = study.ask()
-    rounds: HeldRounds[float] = HeldRounds(trial, "loss", "test", "test", lambda v: {"loss": v}, max_delay=60.0)
+    rounds: HeldReports[float] = HeldReports(trial, "loss", "test", "test", lambda v: {"loss": v}, max_delay=60.0)
     for step in range(5):
         assert not rounds.add(step, 0.9 if step == 0 else 2.0)  # held back: the pruner cannot stop before step 10
-    assert study.get_curves(trial.number) == {}
+    assert study.get_curves(trial.number) == {"loss": ([0], [0.9])}  # but the first is reported at once
     study.tell(trial, 0.5)  # the trial's end reports them
     assert study.get_curves(trial.number)["loss"] == ([0, 1, 2, 3, 4], [0.9, 2.0, 2.0, 2.0, 2.0])
 
     every_step = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler(), pruner=AboveOne(metric="loss"))
     trial = every_step.ask()
-    rounds = HeldRounds(trial, "loss", "test", "test", lambda v: {"loss": v}, max_delay=60.0)
+    rounds = HeldReports(trial, "loss", "test", "test", lambda v: {"loss": v}, max_delay=60.0)
     assert rounds.add(0, 2.0)  # a pruner that decides at every step: the first round is judged at once
     assert every_step.get_curves(trial.number)["loss"] == ([0], [2.0])
     trial = study.ask()
-    rounds = HeldRounds(trial, "loss", "test", "test", lambda v: {"loss": v}, max_delay=60.0)
+    rounds = HeldReports(trial, "loss", "test", "test", lambda v: {"loss": v}, max_delay=60.0)
     stops = [rounds.add(step, 0.5 if step < 10 else 2.0) for step in range(11)]
     assert stops == [False] * 10 + [True]  # judged again at step 10, with steps 1-9 reported before it
     assert study.get_curves(trial.number)["loss"][0] == list(range(11))
@@ -116,3 +116,24 @@ def test_held_rounds_are_reported_before_the_trials_end_and_a_failing_hook_does_
     assert "held back failed" in caplog.text
     with pytest.raises(ConfigError, match="function"):
         trial.before_end("not callable")  # type: ignore[arg-type]
+
+
+def test_held_reports_of_a_slow_loop_are_reported_and_judged_as_they_come() -> None:
+    # Evaluations further apart than the hold (a real epoch): each is reported and the pruner asked at once
+    import time
+
+    from tunelab.integrations._held import HeldReports, as_logged
+
+    class NoRungBefore10(AboveOne):
+        def next_decision(self, history, number, previous):  # type: ignore[no-untyped-def]
+            return max(previous + 1, 10)
+
+    study = tunelab.create_study(seed=0, sampler=tunelab.RandomSampler(), pruner=NoRungBefore10(metric="loss"))
+    trial = study.ask()
+    held = HeldReports(trial, "loss", "test", "test", as_logged, max_delay=0.01)
+    assert not held.add(1, {"loss": 0.5, "acc": 0.1})
+    assert study.get_curves(trial.number) == {"loss": ([1], [0.5]), "acc": ([1], [0.1])}
+    time.sleep(0.02)
+    assert held.add(2, {"loss": 2.0, "acc": 0.2})  # judged though no rung is due: the stop comes at once
+    assert study.get_curves(trial.number)["loss"] == ([1, 2], [0.5, 2.0])
+

@@ -84,15 +84,6 @@ def prune_now(trial: Trial) -> bool:
     return False
 
 
-def report_monitored(
-    trial: Trial, step: int, logged: Mapping[str, float], monitor: str, who: str, framework: str
-) -> None:
-    """Report every ``logged`` metric at ``step`` so that the study's pruner decides on ``monitor``
-    (:func:`monitored_reports`)."""
-    for at, metrics in monitored_reports(trial, step, logged, monitor, who, framework):
-        trial.report(at, **metrics)
-
-
 def monitored_reports(
     trial: Trial, step: int, logged: Mapping[str, float], monitor: str, who: str, framework: str
 ) -> list[tuple[int, Mapping[str, float]]]:

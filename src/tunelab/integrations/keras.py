@@ -17,14 +17,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from tunelab.errors import ConfigError
-from tunelab.integrations._common import (
-    check_monitor,
-    check_trial,
-    numeric_metrics,
-    prune_now,
-    report_monitored,
-    require,
-)
+from tunelab.integrations._common import check_monitor, check_trial, numeric_metrics, require
+from tunelab.integrations._held import HeldReports, as_logged
 
 
 def _default_backend() -> None:
@@ -62,18 +56,22 @@ class TunelabCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self.monitor = check_monitor(monitor)
         self.pruned_epoch: int | None = None
         self.trial.gather_reports = True  # gathered only while the storage lags
+        # epochs less than half a second apart are reported together, from the pruner's next decision on
+        self._held: HeldReports[Mapping[str, float]] = HeldReports(
+            self.trial, self.monitor, f"TunelabCallback(monitor={self.monitor!r})", "Keras", as_logged)
+
+    def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
+        self._held.restart()  # a model fitted again: its first epoch is reported at once
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         metrics = numeric_metrics(logs)
         self._check_logged(metrics)
-        report_monitored(self.trial, int(epoch), metrics, self.monitor,
-                         f"TunelabCallback(monitor={self.monitor!r})", "Keras")
-        if prune_now(self.trial):
+        if self._held.add(int(epoch), metrics):
             self.pruned_epoch = int(epoch)
             self.model.stop_training = True
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
-        self.trial.flush()  # the reports gathered for the storage: written once training ends
+        self.trial.flush()  # the epochs held and the reports gathered for the storage: written once training ends
 
     def _check_logged(self, metrics: Mapping[str, float]) -> None:
         if self.monitor in metrics:

@@ -17,7 +17,7 @@ from typing import Any
 from tunelab.errors import ConfigError
 from tunelab.integrations._best import BestScore, check_direction
 from tunelab.integrations._common import as_number, check_monitor, check_trial, require
-from tunelab.integrations._rounds import HeldRounds
+from tunelab.integrations._held import HeldReports
 
 lgb: Any = require("lightgbm", "lightgbm", "tunelab.integrations.lightgbm")
 
@@ -87,7 +87,7 @@ class TunelabCallback:
         self._index = 0
         self._keyed_model: Any = None
         self.trial.gather_reports = True  # a round every few milliseconds: the storage keeps pace
-        self._rounds: HeldRounds[list[Any]] = HeldRounds(
+        self._rounds: HeldReports[list[Any]] = HeldReports(
             self.trial, "", f"TunelabCallback(metric={self.metric!r}, valid_name={self.valid_name!r})", "LightGBM",
             evaluation_scores)
 

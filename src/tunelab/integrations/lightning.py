@@ -8,8 +8,10 @@ One line added to an existing Lightning run::
     return trainer.callback_metrics["val_loss"].item()   # a pruned trial ends PRUNED anyway
 
 Every numeric metric of ``trainer.callback_metrics`` becomes a point of the trial's curves after
-each validation (not the sanity check); the study's pruner is asked and, when it says stop, the
-Trainer stops cleanly (``trainer.should_stop``) and the trial is marked pruned. Under DDP only
+each validation (not the sanity check); the study's pruner is asked at the validations it can stop
+the trial at (validations less than half a second apart are reported together, at those and at
+least every half second) and, when it says stop, the Trainer stops cleanly (``trainer.should_stop``)
+and the trial is marked pruned. Under DDP only
 global rank 0 talks to the storage, and its answers (stop, live changes, a checkpoint's folder)
 are broadcast to every rank (``trainer.strategy.broadcast``), so all ranks stop at the same step.
 
@@ -37,8 +39,8 @@ from lightning.pytorch.trainer.states import RunningStage, TrainerFn
 from tunelab.distributions import ParamValue
 from tunelab.errors import ConfigError
 from tunelab.integrations._common import as_number, check_monitor, check_trial, prune_now
+from tunelab.integrations._held import HeldReports, as_logged
 from tunelab.integrations._live import StepHook
-from tunelab.pruners.pareto import ParetoPruner
 from tunelab.study import Trial
 from tunelab.torch.live import OPTIMIZER_LIVE, apply_to_optimizer, optimizer_live_names
 
@@ -57,6 +59,8 @@ class _Port:
         self.trial.gather_reports = True  # gathered only while the storage lags
         self.monitor = monitor
         self.pruned = False
+        self.held: HeldReports[Mapping[str, float]] = HeldReports(
+            trial, monitor, f"TunelabCallback(monitor={monitor!r})", "Lightning", as_logged)
         self._writing: AbstractContextManager[Path] | None = None
 
     def declare(self, names: list[str]) -> None:
@@ -64,26 +68,29 @@ class _Port:
 
     def report(self, step: int, logged: dict[str, float]) -> bool:
         """Report the logged metrics at ``step``, the monitored one last (the pruner decides on it, unless it
-        names its own ``metric``); True when the pruner stops the trial."""
+        names its own ``metric``); True when the pruner stops the trial. Validations that come less than half
+        a second apart are reported together, from the pruner's next decision step on (:class:`HeldReports`)."""
+        self._check_logged(logged)
+        if self.held.add(step, logged):
+            self.pruned = True
+        return self.pruned
+
+    def hold(self, step: int, logged: dict[str, float]) -> None:
+        """Hold the logged metrics of a step :meth:`HeldReports.judged_at` said was not to be judged."""
+        self._check_logged(logged)
+        self.held.hold(step, logged)
+
+    def _check_logged(self, logged: Mapping[str, float]) -> None:
         if self.monitor not in logged:
             raise ConfigError(
                 f"TunelabCallback(monitor={self.monitor!r}) is not among the metrics logged at validation end, "
                 f"{sorted(logged)}: log it with self.log({self.monitor!r}, ...) in validation_step or pass one "
                 "of those"
             )
-        trial = self.trial
-        pruner = trial.study.pruner
-        if pruner is None or pruner.metric is not None or isinstance(pruner, ParetoPruner):
-            # the pruner reads its own metric(s) (a Pareto pruner several, of one report), if any: one report
-            trial.report(step, **logged)
-        else:
-            others = {k: v for k, v in logged.items() if k != self.monitor}
-            if others:
-                trial.report(step, **others)
-            trial.report(step, **{self.monitor: logged[self.monitor]})  # the last report: what the pruner reads
-        if prune_now(trial):
-            self.pruned = True
-        return self.pruned
+
+    def restart(self) -> None:
+        """A new fit: what is held is reported, and its first validation is reported at once."""
+        self.held.restart()
 
     def sync(self, step: float, optimizer_step: int, force: bool = False) -> tuple[dict[str, ParamValue], bool]:
         """The live changes to apply now, and whether a stop was requested (then the trial is pruned)."""
@@ -101,6 +108,7 @@ class _Port:
         self.trial.flush()  # the reports gathered for the storage: written once training ends
 
     def checkpoint_begin(self, step: int) -> str:
+        self.held.report_held()  # the checkpoint's step is on the stored curve before the checkpoint is
         self._writing = self.trial.checkpoint(step)
         return str(self._writing.__enter__())
 
@@ -228,6 +236,7 @@ class TunelabCallback(pl.Callback):  # type: ignore[misc]
         self._pruned = False
         self._last_step = -1
         self._pending = False
+        self._unread: int | None = None  # an epoch whose metrics are read at the next epoch's start
         self.metrics: dict[str, float] = {}
         """The metrics of the last report, as this process saw them (each rank has its own copy)."""
 
@@ -289,8 +298,11 @@ class TunelabCallback(pl.Callback):  # type: ignore[misc]
         self._pruned = False
         self._last_step = -1
         self._pending = False
+        self._unread = None
         if self._port is not None:
             self._port.pruned = False
+        if self._rank_zero and (self._port is not None or self._relay_address is not None):
+            self._call("restart")  # what an earlier fit held is reported; this fit's first validation at once
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self.live:
@@ -341,9 +353,33 @@ class TunelabCallback(pl.Callback):  # type: ignore[misc]
         self._pending = False  # the sanity check's validation is not reported
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._pending:
-            self._pending = False
-            self._report(trainer, trainer.current_epoch + 1)
+        if not self._pending:
+            return
+        self._pending = False
+        step = trainer.current_epoch + 1
+        port = self._port
+        if self._single and port is not None and not self.checkpoint and step > self._last_step \
+                and not port.held.judged_at(step):
+            # Nothing to judge at this epoch: its metrics are read after Lightning has computed the epoch's
+            # training aggregates itself (at the next epoch's start, or the fit's end), where reading them costs
+            # a dict's copy; read here, the first read would compute them.
+            self._last_step = self._unread = step
+            return
+        self._report(trainer, step)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._read_unread(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._read_unread(trainer)
+
+    def _read_unread(self, trainer: pl.Trainer) -> None:
+        """Hold the metrics of the epoch whose reading was put off (:meth:`on_train_epoch_end`)."""
+        if self._unread is None or self._port is None:
+            return
+        step, self._unread = self._unread, None
+        self.metrics = _numbers(trainer.callback_metrics)
+        self._port.hold(step, self.metrics)
 
     def _report(self, trainer: pl.Trainer, step: int) -> None:
         """Report the logged metrics at ``step``, stop the run when the pruner says so, checkpoint."""
@@ -362,6 +398,12 @@ class TunelabCallback(pl.Callback):  # type: ignore[misc]
             self._save(trainer, step)
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        try:
+            self._read_unread(trainer)  # a fit that ended by an exception between an epoch's end and the next
+        finally:
+            self._teardown()
+
+    def _teardown(self) -> None:
         if self._hook is not None:
             self._hook.close()
             self._hook = None

@@ -26,6 +26,7 @@ import torch
 from tunelab.distributions import ParamValue
 from tunelab.errors import ConfigError, TrialPruned
 from tunelab.integrations._common import as_number, check_monitor, check_trial, prune_now, require
+from tunelab.integrations._held import HeldReports, as_logged
 from tunelab.integrations._live import StepHook
 from tunelab.pruners import Pruner
 from tunelab.pruners.pareto import ParetoPruner
@@ -75,8 +76,12 @@ class TunelabCallback(TrainerCallback):  # type: ignore[misc]
         self.monitor = check_monitor(monitor)
         if step not in _STEPS:
             raise ConfigError(f"TunelabCallback(step=...) must be 'global_step' or 'epoch', got {step!r}")
+        self._held: HeldReports[Mapping[str, float]] | None = None
         if self._trial is not None:
             self._trial.gather_reports = True  # gathered only while the storage lags
+            # evaluations less than half a second apart are reported together, from the pruner's next decision on
+            self._held = HeldReports(self._trial, self.monitor, f"TunelabCallback(monitor={self.monitor!r})",
+                                     "transformers", as_logged)
         self.step = step
         self.last_metrics: dict[str, float] = {}
         """The numeric metrics of the last evaluation (main process)."""
@@ -107,6 +112,8 @@ class TunelabCallback(TrainerCallback):  # type: ignore[misc]
         trial = self._main_trial() if state.is_world_process_zero else None
         if trial is not None:
             trial.declare_live(LIVE_NAMES)
+            if self._held is not None:
+                self._held.restart()  # a Trainer trained again: its first evaluation is reported at once
         optimizer = kwargs.get("optimizer")
         if optimizer is None:
             return
@@ -176,12 +183,16 @@ class TunelabCallback(TrainerCallback):  # type: ignore[misc]
         if self.monitor not in values and not other:
             self._missing(values)
         trial = self._main_trial()
-        trial.report(self._step_of(state), **values)
         if step == self.last_step:
             self.last_metrics = {**self.last_metrics, **values}
         else:
             self.last_metrics, self.last_step = values, step
         pruner = trial.study.pruner
+        if self._alone and not other and not isinstance(pruner, ParetoPruner) and self._held is not None:
+            return self._held.add(self._step_of(state), values)  # training in one process, the monitored dataset
+        if self._held is not None:
+            self._held.report_held()  # in order
+        trial.report(self._step_of(state), **values)
         if self._training and isinstance(pruner, ParetoPruner):
             # It compares the metrics of its objectives, which may come from several datasets: it is asked
             # once they are all in, with them in one report (the last, the one it reads).

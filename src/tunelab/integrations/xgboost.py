@@ -17,7 +17,7 @@ from typing import Any
 from tunelab.errors import ConfigError
 from tunelab.integrations._best import BestScore, check_direction, study_direction
 from tunelab.integrations._common import as_number, check_monitor, check_trial, require
-from tunelab.integrations._rounds import HeldRounds
+from tunelab.integrations._held import HeldReports
 
 xgb: Any = require("xgboost", "xgboost", "tunelab.integrations.xgboost")
 
@@ -87,7 +87,7 @@ class TunelabCallback(xgb.callback.TrainingCallback):  # type: ignore[misc]
         self.pruned_iteration: int | None = None
         self.trial.gather_reports = True  # a round every few milliseconds: the storage keeps pace
         self._monitored: list[Any] | None = None
-        self._rounds: HeldRounds[tuple[Mapping[str, Mapping[str, Any]], int]] = HeldRounds(
+        self._rounds: HeldReports[tuple[Mapping[str, Mapping[str, Any]], int]] = HeldReports(
             self.trial, self.observation_key, f"TunelabCallback(observation_key={self.observation_key!r})",
             "XGBoost", _scores_of_round)
 
