@@ -146,20 +146,22 @@ def test_a_hopeless_trial_is_pruned_at_the_first_asha_rung_whether_the_objective
     assert study.trials[1].value is None
 
 
+@pytest.mark.parametrize("rungs", [(1, 3), (2, 5)])
 def test_validations_between_rungs_are_reported_together_and_the_pruner_is_asked_at_its_rungs(
-        tmp_path: Path) -> None:
+        tmp_path: Path, rungs: tuple[int, int]) -> None:
     # Epochs of a few milliseconds: each validation is held (a list append) and the trial hears of them at the
-    # pruner's rungs, at least every half second and when the fit ends; every epoch at its own step
-    pruner = WatchingRungs("val_loss", (1, 3))  # rungs: epochs 1 and 3
+    # pruner's rungs, at least every half second and when the fit ends; every epoch at its own step. An epoch
+    # nothing is judged at (the first one too, with rungs 2 and 5) is read at the next epoch's start.
+    pruner = WatchingRungs("val_loss", rungs)
     study = sqlite_study(tmp_path, pruner=pruner)
     trial = study.ask()
     model = Net(0.01)
     fit(trial, model, 12, TunelabCallback(trial, monitor="val_loss"))
-    assert pruner.asked[:2] == [1, 3]  # the rungs
+    assert pruner.asked[:2] == list(rungs)
     assert len(pruner.asked) < 12  # not every epoch: later ones only when half a second has passed
     # the fit has returned: the whole curve is in the storage, read back by another connection
     stored = tunelab.load_study("lightning", storage=f"sqlite:///{tmp_path / 'study.db'}",
-                                pruner=WatchingRungs("val_loss", (1, 3))).get_curves(trial.number)
+                                pruner=WatchingRungs("val_loss", rungs)).get_curves(trial.number)
     assert stored["val_loss"] == (list(range(1, 13)), model.val_losses)
     steps, train = stored["train_loss"]  # each epoch's training aggregate, read after Lightning computed it
     losses, n = model.train_losses, BATCHES_PER_EPOCH

@@ -70,17 +70,8 @@ class HeldReports(Generic[Item]):
         """Take the evaluation at ``step``; True when the pruner stopped the trial at it (then it is marked)."""
         self._held.append((step, item))
         now = time.monotonic()
-        if self._due == 0.0:  # the first evaluation: a pruner setting the framework cannot meet fails now
-            try:
-                monitored_reports(self._trial, step, self._scores(item), self.monitor, self._who, self._framework)
-            except ConfigError:
-                self._held.clear()  # nothing for the trial's end to report again (and fail on again)
-                raise
-            self._next = self._trial.next_pruning_step(step - 1)
-            self._due = now + self._max_delay
-            if step < self._next:  # reported at once (how often evaluations come is not known yet: a slow
-                self.report_held()  # loop's first epoch must not wait for its second), not judged
-                return False
+        if self._due == 0.0 and not self._first(step, item, now):
+            return False
         if step < self._next and now < self._due:
             return False
         self.report_held()
@@ -89,13 +80,31 @@ class HeldReports(Generic[Item]):
         self._due = time.monotonic() + self._max_delay
         return stops
 
+    def _first(self, step: int, item: Item, now: float) -> bool:
+        """The first evaluation (held already): a pruner setting the framework cannot meet fails now; reported at
+        once (how often evaluations come is not known yet: a slow loop's first epoch must not wait for its
+        second). True when the pruner can decide at ``step`` (then it is to be judged)."""
+        try:
+            monitored_reports(self._trial, step, self._scores(item), self.monitor, self._who, self._framework)
+        except ConfigError:
+            self._held.clear()  # nothing for the trial's end to report again (and fail on again)
+            raise
+        self._next = self._trial.next_pruning_step(step - 1)
+        self._due = now + self._max_delay
+        if step < self._next:
+            self.report_held()
+            return False
+        return True
+
     def judged_at(self, step: int) -> bool:
         """Whether the evaluation at ``step`` is to be judged at once (given to :meth:`add`), for a callback whose
-        metrics cost something to read now and little a bit later (Lightning's epoch aggregates): the first
-        evaluation, one at or past the pruner's next decision step, one with a stop requested. Otherwise it is
-        :meth:`hold`-ed, read later; when ``max_delay`` has passed, what is held is reported here and the pruner's
-        next decision step asked again (trials that completed meanwhile may let it decide at ``step``)."""
-        if self._due == 0.0 or step >= self._next:
+        metrics cost something to read now and little a bit later (Lightning's epoch aggregates): one at or past
+        the pruner's next decision step, one with a stop requested. Otherwise it is :meth:`hold`-ed, read later;
+        when ``max_delay`` has passed, what is held is reported here and the pruner's next decision step asked
+        again (trials that completed meanwhile may let it decide at ``step``)."""
+        if self._due == 0.0:  # the first evaluation: judged where the pruner can decide (else reported by hold)
+            return self._trial.next_pruning_step(step - 1) <= step
+        if step >= self._next:
             return True
         now = time.monotonic()
         if now < self._due:
@@ -109,11 +118,11 @@ class HeldReports(Generic[Item]):
         return False
 
     def hold(self, step: int, item: Item) -> None:
-        """Take the evaluation at ``step`` without reporting or judging it: one :meth:`judged_at` said was not to
-        be judged (it is reported with the next that is, after ``max_delay``, or when training ends)."""
-        if self._due == 0.0:
-            raise RuntimeError("HeldReports.hold(...) before the first add(...): the first evaluation is judged")
+        """Take the evaluation at ``step`` without judging it: one :meth:`judged_at` said was not to be judged (it
+        is reported with the next that is, after ``max_delay``, or when training ends; the first one at once)."""
         self._held.append((step, item))
+        if self._due == 0.0:
+            self._first(step, item, time.monotonic())  # not judged whatever it answers: judged_at said so just now
 
     def restart(self) -> None:
         """A new training with the same callback (its steps counted from the start again): what is held is

@@ -207,11 +207,13 @@ class TunelabCallback(TrainerCallback):  # type: ignore[misc]
     def check_monitored(self) -> None:
         """Raise the ConfigError naming the logged metrics when the last evaluation (all its datasets)
         did not log ``monitor``."""
-        if self.last_step is not None and self.monitor not in self.last_metrics:
+        if self.last_step is None or self._trial is None:
+            return
+        if self.monitor not in self.last_metrics:
             self._missing(self.last_metrics)
-        pruner = None if self._trial is None else self._trial.study.pruner
-        if self.last_step is not None and isinstance(pruner, ParetoPruner):
-            study = self._trial.study  # type: ignore[union-attr]
+        study = self._trial.study
+        pruner = study.pruner
+        if isinstance(pruner, ParetoPruner):
             needed, _ = pruner.resolve(study.objective_names, study.directions)
             missing = [m for m in needed if m not in self.last_metrics]
             if missing:
