@@ -101,7 +101,7 @@ class HeldReports(Generic[Item]):
         metrics cost something to read now and little a bit later (Lightning's epoch aggregates): one at or past
         the pruner's next decision step, one with a stop requested. Otherwise it is :meth:`hold`-ed, read later;
         when ``max_delay`` has passed, what is held is reported here and the pruner's next decision step asked
-        again (trials that completed meanwhile may let it decide at ``step``)."""
+        again (an answer that depends on the other trials, the median rule's warm-up, may have changed)."""
         if self._due == 0.0:  # the first evaluation: judged where the pruner can decide (else reported by hold)
             return self._trial.next_pruning_step(step - 1) <= step
         if step >= self._next:

@@ -361,8 +361,8 @@ class TunelabCallback(pl.Callback):  # type: ignore[misc]
         if self._single and port is not None and not self.checkpoint and step > self._last_step \
                 and not port.held.judged_at(step):
             # Nothing to judge at this epoch: its metrics are read after Lightning has computed the epoch's
-            # training aggregates itself (at the next epoch's start, or the fit's end), where reading them costs
-            # a dict's copy; read here, the first read would compute them.
+            # training aggregates itself (at the next epoch's start, or the fit's end); read here, the first
+            # read would compute them inside this hook.
             self._last_step = self._unread = step
             return
         self._report(trainer, step)
