@@ -30,8 +30,8 @@ class HeldReports(Generic[Item]):
 
     - from the step the study's pruner could stop a trial at (:meth:`tunelab.pruners.Pruner.next_decision`:
       its next rung, the median rule's next step past its warm-up), asking the pruner (:func:`prune_now`);
-    - at the first evaluation, judged when the pruner could stop the trial there (a metric the pruner needs
-      and the framework does not log is a ConfigError at the first evaluation in any case);
+    - the first evaluation at once, judged only when the pruner could stop the trial there (a metric the
+      pruner needs and the framework does not log is a ConfigError at the first evaluation in any case);
     - at least every ``max_delay`` seconds, also asking the pruner: the stop request of ``tunelab stop``
       and the dashboard's live curves wait no longer than the storage's own pacing, and an evaluation that
       takes longer than that (a real epoch) is reported, and judged, as it comes;
